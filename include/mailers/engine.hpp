@@ -1,0 +1,228 @@
+// The engine: decides who sends what, to whom, when and through which
+// provider, and keeps the receipts.
+//
+// Like a connection pool: constructed with the host's executor and an
+// `engine_params`; its state sits behind a shared_ptr so operations in
+// flight outlive the handle. Blocking store work runs on one internal
+// writer thread (group commit), never on the host's executor.
+//
+// Thread safety: every member function may be called concurrently from
+// several threads.
+#pragma once
+
+#include <mailers/address.hpp>
+#include <mailers/clock.hpp>
+#include <mailers/config.hpp>
+#include <mailers/error.hpp>
+#include <mailers/event.hpp>
+#include <mailers/logger.hpp>
+#include <mailers/mailbox.hpp>
+#include <mailers/message.hpp>
+#include <mailers/pool.hpp>
+#include <mailers/principal.hpp>
+#include <mailers/provider_transport.hpp>
+#include <mailers/quota.hpp>
+#include <mailers/store.hpp>
+#include <mailers/suppression.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mailers {
+
+struct engine_params {
+    std::string workspace = "default";
+    std::shared_ptr<mailers::store> storage;      ///< required: where the workspace lives
+    std::shared_ptr<mailers::clock> clock;        ///< default: system clock
+    logger log;
+    authorizer authorize;                         ///< default: allow everything
+    suppression_options suppression;              ///< address folding rules
+    std::uint64_t random_seed = 0;                ///< jitter; 0 = from std::random_device
+    std::size_t max_batch = 8192;                 ///< ops per group commit, at most
+    std::size_t max_message_size = 25 * 1024 * 1024;  ///< rendered octets
+    std::string message_id_domain;                ///< default: the sending mailbox's domain
+};
+
+/// One message to one recipient, from a pool or from a named mailbox.
+struct send_request {
+    std::string pool;     ///< draw the sender from this pool ...
+    std::string mailbox;  ///< ... or send from exactly this mailbox
+    address to;
+    std::string subject;
+    std::string text;
+    std::string html;
+    std::vector<header_field> headers;
+    std::vector<attachment> attachments;
+    std::optional<list_unsubscribe> unsubscribe;
+    std::string in_reply_to;
+    std::vector<std::string> references;
+    /// Same key twice → one send: the second call completes with the first
+    /// one's result and `duplicate = true`, and nothing is handed off.
+    std::string idempotency_key;
+    principal actor = principal::system();
+};
+
+struct send_result {
+    std::string send_id;               ///< ledger id ("" when nothing was reserved)
+    std::optional<send_state> state;   ///< ledger state, when a row exists
+    std::string mailbox;
+    std::string provider;
+    std::string message_id;            ///< the Message-ID that was sent
+    std::string provider_message_id;
+    std::uint32_t attempts = 0;        ///< transport attempts made
+    bool duplicate = false;            ///< an earlier send had this idempotency key
+    std::optional<time_point> retry_at;  ///< no_capacity: earliest time a mailbox can send
+    diagnostics diag;
+};
+
+/// What pause() applies to.
+enum class pause_scope { workspace, pool, mailbox, provider, sender_domain };
+
+struct pause_target {
+    pause_scope scope = pause_scope::workspace;
+    std::string id;  ///< empty for the workspace
+    friend bool operator==(const pause_target&, const pause_target&) = default;
+};
+
+/// Counters since the engine started.
+struct engine_stats {
+    std::uint64_t accepted = 0, failed = 0, unknown = 0, suppressed = 0, no_capacity = 0,
+                  paused = 0, rejected = 0, duplicates = 0, failovers = 0;
+    std::uint64_t commits = 0, committed_ops = 0;
+};
+
+class MAILERS_API engine {
+public:
+    /// Loads the workspace from the store (blocking) and starts the writer
+    /// thread. Throws mailers::exception when the store cannot be loaded.
+    engine(boost::asio::any_io_executor ex, engine_params params);
+    /// Stops the writer after flushing what is queued; operations still in
+    /// flight complete with errc::operation_aborted.
+    ~engine();
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+
+    boost::asio::any_io_executor get_executor() const noexcept;
+
+    // --- sending -----------------------------------------------------------
+
+    /// Sends `req`: validate → suppression check → pick mailbox → reserve
+    /// caps (durably) → re-check suppression and pauses → hand off →
+    /// record the outcome → emit events. Transient failures fail over to the
+    /// next eligible mailbox of the pool, up to the pool's max_attempts; an
+    /// unknown outcome is recorded and never retried.
+    ///
+    /// Handler signature: `void(mailers::error_code, mailers::send_result)`.
+    /// `ec` is clear when the provider accepted the message; otherwise it is
+    /// errc::suppressed, errc::no_capacity (see result.retry_at),
+    /// errc::paused, an input error (errc::invalid_address,
+    /// errc::header_injection, errc::unknown_pool, ...), or a transport error
+    /// that compares equal to a `mailers::failure` condition.
+    /// Executor: the handler's associated executor, else the engine's.
+    /// Never completes inside the initiating call.
+    /// Cancellation: not supported per operation; `cancel()` aborts all.
+    /// Lifetime: `req` is copied; the engine handle may be destroyed while
+    /// the operation is in flight (it then completes with operation_aborted).
+    ///
+    /// The default token is `deferred`: `eng.async_send(r);` alone does
+    /// nothing — pass a callback, `use_future`, `use_awaitable`, or
+    /// `co_await` it.
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, send_result)) Token = boost::asio::deferred_t>
+    auto async_send(send_request req, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code, send_result)>(
+            [this](auto handler, send_request r) {
+                async_send_impl(std::move(r),
+                                boost::asio::any_completion_handler<void(error_code, send_result)>(
+                                    std::move(handler)));
+            },
+            token, std::move(req));
+    }
+
+    // --- configuration (blocking until durably committed; audited) -------
+    // Each throws mailers::exception on bad input (errc::invalid_argument,
+    // errc::invalid_address, errc::unknown_time_zone, errc::not_found, ...)
+    // or errc::permission_denied, and then changes nothing.
+
+    /// Makes `transport` the connection behind provider `id`. Providers are
+    /// runtime objects: register them at every start.
+    void add_provider(const principal& who, const std::string& id,
+                      std::shared_ptr<provider_transport> transport);
+    void upsert_mailbox(const principal& who, const mailbox_config& cfg);
+    /// Retired mailboxes never send again; the record stays for the audit.
+    void retire_mailbox(const principal& who, const std::string& id);
+    void upsert_pool(const principal& who, const pool_config& cfg);
+    void remove_pool(const principal& who, const std::string& id);
+    void set_quota(const principal& who, const quota& q);
+    void remove_quota(const principal& who, quota_scope scope, const std::string& key);
+
+    std::optional<mailbox_config> find_mailbox(const std::string& id) const;
+    std::vector<mailbox_config> mailboxes() const;
+    std::optional<pool_config> find_pool(const std::string& id) const;
+    mailbox_status status(const std::string& mailbox_id) const;
+
+    // --- suppression -------------------------------------------------------
+
+    /// Suppresses an address ("a@b.com") or, with kind domain, a domain.
+    /// Once it returns, no send to a matching recipient is handed off.
+    void suppress(const principal& who, suppression_kind kind, std::string_view value,
+                  suppression_reason reason, std::string_view source = "api");
+    /// Removes an entry; returns false when there was none.
+    bool unsuppress(const principal& who, suppression_kind kind, std::string_view value);
+    /// True when the address (or its domain, or a parent domain) is suppressed.
+    /// Throws errc::invalid_address for a malformed address.
+    bool is_suppressed(std::string_view address) const;
+    std::optional<suppression_entry> find_suppression(std::string_view address) const;
+    std::size_t suppression_count() const;
+    /// Imports a CSV (value,kind,reason,source,created_at; header optional).
+    /// All lines or none: a malformed line throws errc::invalid_csv naming
+    /// the line, and nothing is imported. Returns the number of entries.
+    std::size_t import_suppressions(const principal& who, std::istream& csv,
+                                    std::string_view source = "csv-import");
+    /// Writes every entry as CSV with a header row. Returns the count.
+    std::size_t export_suppressions(std::ostream& csv) const;
+
+    // --- pause -------------------------------------------------------------
+
+    /// Once pause() returns, nothing new is handed off through the target.
+    void pause(const principal& who, const pause_target& target, std::string_view reason = {});
+    void resume(const principal& who, const pause_target& target);
+    bool is_paused(const pause_target& target) const;
+
+    // --- events, audit, stats ----------------------------------------------
+
+    /// Registers a callback for every event; it runs on the engine's
+    /// executor, in order per send. Returns an id for `remove_event_handler`.
+    std::uint64_t on_event(std::function<void(const event&)> fn);
+    void remove_event_handler(std::uint64_t id);
+
+    /// Reads the audit log and checks its hash chain.
+    std::vector<audit_record> audit_log(std::uint64_t from_seq = 1) const;
+    error_code verify_audit(std::uint64_t* bad_seq = nullptr) const;
+
+    engine_stats stats() const;
+
+    /// Completes every queued store write, then returns.
+    void flush();
+
+    /// Aborts operations in flight (operation_aborted) and stops the writer.
+    void cancel();
+
+    struct impl;
+
+private:
+    void async_send_impl(send_request req,
+                         boost::asio::any_completion_handler<void(error_code, send_result)> handler);
+    std::shared_ptr<impl> impl_;
+};
+
+}  // namespace mailers

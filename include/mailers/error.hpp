@@ -1,0 +1,153 @@
+// Error codes, failure conditions and diagnostics.
+//
+// Library errors are `mailers::errc` values in `mailers::error_category()`.
+// Transport replies (SMTP codes, HTTP statuses, provider error codes) are
+// reported as `mailers::transport_errc` values which compare equal to one of
+// the `mailers::failure` conditions, so a caller writes
+//
+//     if (ec == mailers::failure::throttled) ...
+//
+// Human-readable detail (the provider's reply text, enhanced status code,
+// retry-after, request id) travels separately in a `diagnostics` object.
+#pragma once
+
+#include <mailers/config.hpp>
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <type_traits>
+
+namespace mailers {
+
+using error_code = boost::system::error_code;
+
+/// Errors raised by the library itself.
+enum class errc {
+    ok = 0,
+    invalid_address = 1,      ///< an address fails RFC 5321/5322 syntax or length limits
+    header_injection,         ///< CR or LF (or NUL) inside a header value or name
+    invalid_header,           ///< a header name that is not RFC 5322 ftext, or a reserved one
+    invalid_argument,         ///< a parameter out of range (caps, weights, hours, ...)
+    message_too_large,        ///< the rendered message exceeds the configured limit
+    unknown_pool,             ///< no pool with that id in the workspace
+    unknown_mailbox,          ///< no mailbox with that id in the workspace
+    unknown_provider,         ///< no provider with that id registered
+    unknown_time_zone,        ///< not an IANA time zone name
+    suppressed,               ///< the recipient is on the suppression list
+    paused,                   ///< what the send needs is paused
+    no_capacity,              ///< no eligible mailbox can send now (see send_result::retry_at)
+    duplicate,                ///< an object with that id already exists
+    not_found,                ///< the object to change does not exist
+    permission_denied,        ///< the authorizer refused the principal
+    store_error,              ///< the store failed (I/O, corruption, constraint)
+    schema_too_new,           ///< the store was written by a newer version of mailers
+    operation_aborted,        ///< the engine was cancelled or destroyed
+    invalid_csv,              ///< a CSV import line is malformed
+    audit_chain_broken,       ///< the audit log fails verification
+};
+
+MAILERS_API const boost::system::error_category& error_category() noexcept;
+
+inline error_code make_error_code(errc e) noexcept {
+    return {static_cast<int>(e), error_category()};
+}
+
+/// What a transport failure means for the pipeline. Each class has one action:
+///
+/// | failure               | action taken by the engine                                  |
+/// |-----------------------|-------------------------------------------------------------|
+/// | transient             | release the reservation, fail over to the next mailbox      |
+/// | throttled             | back off that route until retry-after, fail over            |
+/// | quota_exhausted       | mark the mailbox exhausted until its window rolls, fail over|
+/// | reputation            | pause the sender domain, raise an alert event               |
+/// | auth                  | mark the mailbox unhealthy, raise an alert event            |
+/// | recipient_permanent   | hard bounce: suppress the recipient, never retry            |
+/// | message_rejected      | the content was refused: fail the send, do not fail over    |
+/// | unknown_outcome       | record `unknown`, count against caps, never retry           |
+enum class failure {
+    transient = 1,
+    throttled,
+    quota_exhausted,
+    reputation,
+    auth,
+    recipient_permanent,
+    message_rejected,
+    unknown_outcome,
+};
+
+MAILERS_API const boost::system::error_category& failure_category() noexcept;
+
+inline boost::system::error_condition make_error_condition(failure f) noexcept {
+    return {static_cast<int>(f), failure_category()};
+}
+
+/// Error codes a transport completes with. Each maps onto exactly one
+/// `failure` condition; transports choose the most specific one.
+enum class transport_errc {
+    connection_failed = 1,     ///< could not connect / TLS handshake failed  -> transient
+    timeout_before_send,       ///< timed out before the message was handed over -> transient
+    temporary_reply,           ///< 4xx-style temporary refusal             -> transient
+    rate_limited,              ///< 429, 421 4.7.0, ThrottlingException      -> throttled
+    sender_quota_exhausted,    ///< 550 5.4.5, daily quota exceeded          -> quota_exhausted
+    sender_reputation,         ///< 421 4.7.28, 550 5.7.1 policy             -> reputation
+    authentication_failed,     ///< 535, 5.7.26, 401/403                     -> auth
+    configuration,             ///< bad credentials format, unverified sender -> auth
+    recipient_rejected,        ///< 550 5.1.1, inactive recipient            -> recipient_permanent
+    content_rejected,          ///< 552, 554 5.6.x, invalid request body     -> message_rejected
+    outcome_unknown,           ///< lost after the message was handed over   -> unknown_outcome
+    tls_verification_failed,   ///< bad certificate or host name             -> auth
+};
+
+MAILERS_API const boost::system::error_category& transport_category() noexcept;
+
+inline error_code make_error_code(transport_errc e) noexcept {
+    return {static_cast<int>(e), transport_category()};
+}
+
+/// Maps any error code onto its failure class; codes that are not transport
+/// failures map to `failure::transient` only when they are network errors,
+/// otherwise to `failure::message_rejected`.
+MAILERS_API failure classify(const error_code& ec) noexcept;
+
+/// Detail that accompanies an error code. Never contains secrets.
+struct diagnostics {
+    std::string message;                   ///< what went wrong, for people
+    std::string provider_reply;            ///< the provider's reply text, verbatim
+    std::string enhanced_status;           ///< RFC 3463 code, e.g. "5.7.26"
+    int status = 0;                        ///< SMTP reply code or HTTP status, 0 if none
+    std::string provider_code;             ///< provider's own error code/name
+    std::string request_id;                ///< provider request id, when given
+    std::optional<std::chrono::seconds> retry_after;  ///< honoured by the engine
+
+    void clear() { *this = diagnostics{}; }
+};
+
+/// Exception thrown by throwing overloads; carries the diagnostics.
+class MAILERS_API exception : public boost::system::system_error {
+public:
+    exception(error_code ec, diagnostics diag);
+    explicit exception(error_code ec, const std::string& what = {});
+    const diagnostics& diag() const noexcept { return diag_; }
+
+private:
+    diagnostics diag_;
+};
+
+/// Throws `mailers::exception` when `ec` is set.
+MAILERS_API void throw_on_error(const error_code& ec, const diagnostics& diag = {});
+
+}  // namespace mailers
+
+namespace boost::system {
+template <>
+struct is_error_code_enum<mailers::errc> : std::true_type {};
+template <>
+struct is_error_code_enum<mailers::transport_errc> : std::true_type {};
+template <>
+struct is_error_condition_enum<mailers::failure> : std::true_type {};
+}  // namespace boost::system

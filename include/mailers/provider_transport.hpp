@@ -1,0 +1,87 @@
+// The one interface every transport implements: hand it a message, get back
+// "accepted, with the provider's message id" or a classified failure.
+#pragma once
+
+#include <mailers/config.hpp>
+#include <mailers/error.hpp>
+#include <mailers/message.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace mailers {
+
+/// What a transport is handed. Shared and immutable: a transport may keep it
+/// alive past the call (queues, retries inside one attempt), and failover
+/// hands the next transport a fresh `outbound` built from the caller's
+/// original message, so nothing from one attempt leaks into the next.
+struct outbound {
+    message msg;
+    envelope env;
+    std::string mailbox_id;  ///< the sending mailbox ("" for provider-level sends)
+    std::string send_id;     ///< ledger id, for logs and provider tags
+};
+
+/// Result of a completed hand-off.
+struct send_outcome {
+    std::string provider_message_id;  ///< the id the provider assigned, if any
+    diagnostics diag;                 ///< on failure: reply text, codes, retry-after
+};
+
+using send_handler_signature = void(error_code, send_outcome);
+using any_send_handler = boost::asio::any_completion_handler<send_handler_signature>;
+
+/// Base class for transports: a public non-virtual front over one protected
+/// primitive. The front guarantees the handler never runs inside the
+/// initiating call: completion is posted to the handler's associated
+/// executor (or the transport's executor when it has none).
+///
+/// Thread safety: `async_send` may be called concurrently from several
+/// threads; implementations must allow that.
+class MAILERS_API provider_transport {
+public:
+    explicit provider_transport(boost::asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    virtual ~provider_transport() = default;
+    provider_transport(const provider_transport&) = delete;
+    provider_transport& operator=(const provider_transport&) = delete;
+
+    /// Hands `out` to the provider.
+    ///
+    /// Handler signature: `void(mailers::error_code, mailers::send_outcome)`.
+    /// On success `ec` is clear and `outcome.provider_message_id` is set when
+    /// the provider returns one. On failure `ec` compares equal to one of the
+    /// `mailers::failure` conditions; `failure::unknown_outcome` means the
+    /// message may have been accepted and must not be sent again.
+    /// Executor: the handler's associated executor, else `get_executor()`.
+    /// The transport must outlive the operation.
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(send_handler_signature) Token = boost::asio::deferred_t>
+    auto async_send(std::shared_ptr<const outbound> out, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, send_handler_signature>(
+            [this](auto handler, std::shared_ptr<const outbound> o) {
+                send_impl(std::move(o), any_send_handler(std::move(handler)));
+            },
+            token, std::move(out));
+    }
+
+    /// A short stable name for logs and events ("smtp", "ses", "capture", ...).
+    virtual std::string_view name() const noexcept = 0;
+
+    boost::asio::any_io_executor get_executor() const noexcept { return ex_; }
+
+protected:
+    /// The primitive. Implementations complete `handler` exactly once, from
+    /// any thread; the base has already arranged for it to be posted.
+    virtual void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) = 0;
+
+private:
+    void send_impl(std::shared_ptr<const outbound> out, any_send_handler handler);
+    boost::asio::any_io_executor ex_;
+};
+
+}  // namespace mailers

@@ -1,0 +1,70 @@
+// The workspace-wide do-not-contact list: entry types and the documented
+// address normalisation every check goes through.
+//
+// Normalisation (always on):
+//   * surrounding white space and a display name are removed;
+//   * the domain is converted to its lower-case ASCII form (IDNA 2008
+//     A-labels, so "Bücher.example" and "xn--bcher-kva.example" are one);
+//   * the local part is compared case-insensitively (ASCII and UTF-8 simple
+//     case folding). RFC 5321 allows case-sensitive local parts, but no
+//     mainstream mailbox provider uses them, and for a do-not-contact list a
+//     false match is the safe error.
+// Optional folding (off by default; `suppression_options`):
+//   * `fold_plus_tags`: "user+tag@d" is "user@d" (for every domain);
+//   * `fold_gmail_dots`: dots in the local part are ignored for gmail.com
+//     and googlemail.com, and googlemail.com is gmail.com.
+//
+// A domain entry "example.com" suppresses every address at example.com and at
+// any subdomain of it (a.example.com), never at "notexample.com".
+#pragma once
+
+#include <mailers/clock.hpp>
+#include <mailers/config.hpp>
+#include <mailers/error.hpp>
+
+#include <boost/system/result.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace mailers {
+
+enum class suppression_reason {
+    unsubscribe,
+    hard_bounce,
+    complaint,
+    manual,
+    legal,
+};
+
+MAILERS_API std::string_view to_string(suppression_reason r) noexcept;
+/// Parses "unsubscribe", "hard_bounce", "complaint", "manual", "legal".
+MAILERS_API boost::system::result<suppression_reason> parse_suppression_reason(std::string_view s);
+
+enum class suppression_kind { address, domain };
+
+struct suppression_entry {
+    suppression_kind kind = suppression_kind::address;
+    std::string value;   ///< normalised address or domain (see normalise_*)
+    suppression_reason reason = suppression_reason::manual;
+    std::string source;  ///< free text: "ses-webhook", "csv-import", "api", ...
+    time_point created_at{};
+    friend bool operator==(const suppression_entry&, const suppression_entry&) = default;
+};
+
+struct suppression_options {
+    bool fold_plus_tags = false;
+    bool fold_gmail_dots = false;
+    friend bool operator==(const suppression_options&, const suppression_options&) = default;
+};
+
+/// The normalised key of an address (see the rules above), or
+/// errc::invalid_address.
+MAILERS_API boost::system::result<std::string> normalise_address(std::string_view addr,
+                                                                 const suppression_options& opts = {});
+
+/// The normalised key of a domain entry: lower-case A-label form, no
+/// trailing dot, or errc::invalid_address.
+MAILERS_API boost::system::result<std::string> normalise_domain(std::string_view domain);
+
+}  // namespace mailers

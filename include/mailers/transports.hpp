@@ -1,0 +1,8 @@
+// The transports that ship for tests and demos: capture, null, file and the
+// fault injector.
+#pragma once
+
+#include <mailers/transports/capture_transport.hpp>
+#include <mailers/transports/fault_injector.hpp>
+#include <mailers/transports/file_transport.hpp>
+#include <mailers/transports/null_transport.hpp>

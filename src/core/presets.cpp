@@ -1,0 +1,26 @@
+#include <mailers/mailbox.hpp>
+#include <mailers/quota.hpp>
+
+#include <algorithm>
+
+namespace mailers {
+
+namespace presets {
+quota_preset google_workspace() { return {{rate_limit::per_day(2000)}, 100}; }
+quota_preset microsoft_365() {
+    // 10,000 recipients per rolling day; one recipient per send here, so a
+    // message cap of the same size.
+    return {{rate_limit::per_day(10000), rate_limit::per_minute(30)}, 0};
+}
+}  // namespace presets
+
+mailbox_config& mailbox_config::apply(const quota_preset& preset) {
+    for (const auto& l : preset.limits) {
+        std::erase_if(limits, [&](const rate_limit& own) { return own.length == l.length; });
+        limits.push_back(l);
+    }
+    if (preset.max_recipients_per_message != 0) max_recipients_per_message = preset.max_recipients_per_message;
+    return *this;
+}
+
+}  // namespace mailers

@@ -1,0 +1,120 @@
+#include "core/schedule.hpp"
+
+#include <date/tz.h>
+
+#include <algorithm>
+
+namespace mailers::detail {
+namespace {
+
+using namespace std::chrono;
+
+date::local_time<microseconds> to_local(zone_ptr zone, time_point t) {
+    return zone->to_local(date::sys_time<microseconds>(t.time_since_epoch()));
+}
+
+time_point to_sys(zone_ptr zone, date::local_time<microseconds> lt) {
+    // A local time inside a DST gap maps to the instant the gap ends; an
+    // ambiguous one (the repeated hour) to its first occurrence.
+    auto info = zone->get_info(lt);
+    if (info.result == date::local_info::nonexistent)
+        return time_point(duration_cast<microseconds>(info.first.end.time_since_epoch()));
+    auto st = zone->to_sys(lt, date::choose::earliest);
+    return time_point(st.time_since_epoch());
+}
+
+}  // namespace
+
+zone_ptr find_zone(std::string_view name) noexcept {
+    try {
+        if (name.empty()) return date::locate_zone("UTC");
+        return date::locate_zone(name);
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+bool valid_window(const send_window& w) noexcept {
+    return w.start_hour < 24 && w.end_hour <= 24 && (w.weekdays & 0x7f) == w.weekdays;
+}
+
+bool window_open(const send_window& w, zone_ptr zone, time_point now) {
+    if (w.weekdays == 0) return false;
+    if (w.start_hour == 0 && w.end_hour == 24 && w.weekdays == 0x7f) return true;
+    auto lt = to_local(zone, now);
+    auto ld = date::floor<date::days>(lt);
+    auto hour = static_cast<int>(duration_cast<hours>(lt - ld).count());
+    unsigned wd = date::weekday(ld).c_encoding();
+    unsigned prev_wd = (wd + 6) % 7;
+    auto has = [&](unsigned d) { return (w.weekdays >> d) & 1u; };
+    if (w.start_hour < w.end_hour) return has(wd) && hour >= w.start_hour && hour < w.end_hour;
+    // Spans midnight: open from start_hour on an allowed day until end_hour
+    // the next morning.
+    return (has(wd) && hour >= w.start_hour) || (has(prev_wd) && hour < w.end_hour);
+}
+
+std::optional<time_point> next_window_open(const send_window& w, zone_ptr zone, time_point now) {
+    if (window_open(w, zone, now)) return now;
+    if (w.weekdays == 0 || w.start_hour == w.end_hour) return std::nullopt;
+    auto ld = date::floor<date::days>(to_local(zone, now));
+    // Candidate openings: start_hour on each of the next 8 local days. The
+    // first one after now is the answer (a gap shifts it to the gap's end).
+    for (int i = 0; i <= 8; ++i) {
+        auto day = ld + date::days(i);
+        if (!((w.weekdays >> date::weekday(day).c_encoding()) & 1u)) continue;
+        auto open = to_sys(zone, date::local_time<microseconds>(day.time_since_epoch() + hours(w.start_hour)));
+        if (open > now) return open;
+    }
+    return std::nullopt;
+}
+
+time_point period_start(std::chrono::seconds length, zone_ptr zone, time_point now) {
+    auto lt = to_local(zone, now);
+    date::local_time<microseconds> start;
+    if (length >= hours(24)) {
+        start = date::floor<date::days>(lt);
+    } else if (length >= hours(1)) {
+        start = date::floor<hours>(lt);
+    } else {
+        start = date::floor<minutes>(lt);
+    }
+    auto s = to_sys(zone, start);
+    // A period that starts in a repeated hour: never report a start after now.
+    return std::min(s, now);
+}
+
+time_point next_period_start(std::chrono::seconds length, zone_ptr zone, time_point now) {
+    auto lt = to_local(zone, now);
+    date::local_time<microseconds> next;
+    if (length >= hours(24)) {
+        next = date::floor<date::days>(lt) + date::days(1);
+    } else if (length >= hours(1)) {
+        next = date::floor<hours>(lt) + hours(1);
+    } else {
+        next = date::floor<minutes>(lt) + minutes(1);
+    }
+    auto s = to_sys(zone, next);
+    if (s <= now) {
+        // The repeated hour at a DST fall-back: the next local hour maps to an
+        // instant we already passed; move forward in absolute time instead.
+        s = now + duration_cast<microseconds>(length);
+    }
+    return s;
+}
+
+long local_days_between(zone_ptr zone, time_point from, time_point now) {
+    auto a = date::floor<date::days>(to_local(zone, from));
+    auto b = date::floor<date::days>(to_local(zone, now));
+    return static_cast<long>((b - a).count());
+}
+
+std::optional<std::uint64_t> warmup_cap(const warmup_ramp& r, zone_ptr zone, time_point now) {
+    if (r.start == 0) return std::nullopt;
+    long days = local_days_between(zone, r.start_date, now);
+    if (days < 0) days = 0;  // before the start date the day-0 cap applies
+    std::uint64_t cap = r.start + static_cast<std::uint64_t>(days) * r.step;
+    if (r.target != 0) cap = std::min<std::uint64_t>(cap, r.target);
+    return cap;
+}
+
+}  // namespace mailers::detail

@@ -1,0 +1,253 @@
+// Eligibility, reservation and rotation: the decision path. Pure in-memory
+// work under engine::impl::mu; no I/O.
+#include "engine/engine_impl.hpp"
+#include "engine/serialize.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace mailers {
+
+using namespace detail;
+
+namespace {
+std::optional<time_point> earliest(std::optional<time_point> a, std::optional<time_point> b) {
+    if (!a) return b;
+    if (!b) return a;
+    return std::min(*a, *b);
+}
+}  // namespace
+
+bool engine::impl::is_paused_locked(pause_scope s, const std::string& id) const {
+    return pauses.count(detail::pause_object_id(pause_target{s, id})) != 0;
+}
+
+bool engine::impl::paused_for(const mailbox_rt& mb, const std::string& pool_id) const {
+    if (pauses.empty()) return false;
+    return is_paused_locked(pause_scope::workspace, "") ||
+           (!pool_id.empty() && is_paused_locked(pause_scope::pool, pool_id)) ||
+           is_paused_locked(pause_scope::mailbox, mb.cfg.id) ||
+           is_paused_locked(pause_scope::provider, mb.cfg.provider) ||
+           is_paused_locked(pause_scope::sender_domain, mb.sender_domain);
+}
+
+eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id, std::string_view recipient_domain,
+                                time_point now) {
+    if (mb.cfg.state == mailbox_state::retired) return {ineligible_reason::retired, std::nullopt};
+    if (mb.cfg.state == mailbox_state::paused) return {ineligible_reason::paused, std::nullopt};
+    if (!pauses.empty()) {
+        if (is_paused_locked(pause_scope::mailbox, mb.cfg.id)) return {ineligible_reason::paused, std::nullopt};
+        if (is_paused_locked(pause_scope::provider, mb.cfg.provider))
+            return {ineligible_reason::provider_paused, std::nullopt};
+        if (is_paused_locked(pause_scope::sender_domain, mb.sender_domain))
+            return {ineligible_reason::domain_paused, std::nullopt};
+        if (is_paused_locked(pause_scope::workspace, "") ||
+            (!pool_id.empty() && is_paused_locked(pause_scope::pool, pool_id)))
+            return {ineligible_reason::paused, std::nullopt};
+    }
+    if (mb.auth_failed) return {ineligible_reason::unhealthy, std::nullopt};
+    if (mb.health == health_state::open) {
+        if (now < mb.open_until) return {ineligible_reason::unhealthy, mb.open_until};
+        mb.health = health_state::half_open;
+        mb.probe_in_flight = false;
+    }
+    if (mb.health == health_state::half_open && mb.probe_in_flight)
+        return {ineligible_reason::probe_in_flight, std::nullopt};
+    if (now < mb.throttled_until) return {ineligible_reason::throttled, mb.throttled_until};
+    if (now < mb.exhausted_until) return {ineligible_reason::exhausted, mb.exhausted_until};
+    if (!window_open(mb.cfg.window, mb.zone, now))
+        return {ineligible_reason::outside_window, next_window_open(mb.cfg.window, mb.zone, now)};
+    if (now < mb.gap_until) return {ineligible_reason::min_gap, mb.gap_until};
+
+    if (auto until = mb.counter.blocked_until(mb.limits, mb.zone, now))
+        return {ineligible_reason::cap_reached, until};
+    if (auto ramp = warmup_cap(mb.cfg.warmup, mb.zone, now)) {
+        // The ramp is a per-day cap counted like the mailbox's own day limit.
+        effective_limit l{*ramp, std::chrono::seconds(86400), window_kind::calendar};
+        for (const auto& own : mb.limits)
+            if (own.length == std::chrono::seconds(86400)) l.kind = own.kind;
+        if (auto until = mb.counter.blocked_until(std::span(&l, 1), mb.zone, now))
+            return {ineligible_reason::warmup_cap_reached, until};
+    }
+    // Shared quotas on the provider, the sender domain and the recipient domain.
+    auto check_quota = [&](quota_scope scope, const std::string& key, std::string_view rdomain) -> std::optional<eligibility> {
+        auto it = quotas.find({scope, key});
+        if (it == quotas.end()) return std::nullopt;
+        auto& q = it->second;
+        const rate_counter* c = &q.counter;
+        if (key == "*") {
+            auto d = q.per_domain.find(std::string(rdomain));
+            if (d == q.per_domain.end()) return std::nullopt;
+            c = &d->second;
+        }
+        if (auto until = c->blocked_until(q.limits, q.zone, now))
+            return eligibility{ineligible_reason::quota_reached, until};
+        return std::nullopt;
+    };
+    if (!quotas.empty()) {
+        if (auto e = check_quota(quota_scope::provider, mb.cfg.provider, {})) return *e;
+        if (auto e = check_quota(quota_scope::sender_domain, mb.sender_domain, {})) return *e;
+        if (!recipient_domain.empty()) {
+            if (auto e = check_quota(quota_scope::recipient_domain, std::string(recipient_domain), {})) return *e;
+            if (auto e = check_quota(quota_scope::recipient_domain, "*", recipient_domain)) return *e;
+        }
+    }
+    return {};
+}
+
+std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_view recipient_domain,
+                                                  time_point now) {
+    reservation r;
+    r.mailbox = mb.cfg.id;
+    r.at = now;
+    mb.counter.trim(now, mb.horizon);
+    mb.counter.add(now);
+    auto add_quota = [&](quota_scope scope, const std::string& key, std::string_view rdomain) {
+        auto it = quotas.find({scope, key});
+        if (it == quotas.end()) return;
+        auto& q = it->second;
+        rate_counter* c = &q.counter;
+        if (key == "*") c = &q.per_domain[std::string(rdomain)];
+        c->trim(now, q.horizon);
+        c->add(now);
+        r.quota_counters.emplace_back(&q, c);
+    };
+    if (!quotas.empty()) {
+        add_quota(quota_scope::provider, mb.cfg.provider, {});
+        add_quota(quota_scope::sender_domain, mb.sender_domain, {});
+        if (!recipient_domain.empty()) {
+            add_quota(quota_scope::recipient_domain, std::string(recipient_domain), {});
+            add_quota(quota_scope::recipient_domain, "*", recipient_domain);
+        }
+    }
+    auto gap = std::chrono::duration_cast<duration>(mb.cfg.min_gap);
+    if (mb.cfg.jitter.count() > 0) {
+        std::uniform_int_distribution<std::int64_t> dist(0, std::chrono::duration_cast<duration>(mb.cfg.jitter).count());
+        gap += duration(dist(rng));
+    }
+    if (gap.count() > 0) mb.gap_until = now + gap;
+    if (mb.health == health_state::half_open) {
+        mb.probe_in_flight = true;
+        r.probe = true;
+    }
+    return r;
+}
+
+void engine::impl::release(const reservation& r) {
+    auto it = mailboxes.find(r.mailbox);
+    if (it != mailboxes.end()) {
+        it->second.counter.remove(r.at);
+        if (r.probe) it->second.probe_in_flight = false;
+    }
+    for (auto& [q, c] : r.quota_counters) c->remove(r.at);
+}
+
+void engine::impl::record_success(mailbox_rt& mb, const reservation& r) {
+    mb.consecutive_failures = 0;
+    if (r.probe || mb.health != health_state::closed) {
+        mb.health = health_state::closed;
+        mb.probe_in_flight = false;
+        mb.cool_down = std::chrono::seconds(0);
+    }
+}
+
+void engine::impl::record_transient_failure(mailbox_rt& mb, const reservation& r, time_point now) {
+    ++mb.consecutive_failures;
+    bool trip = r.probe || mb.consecutive_failures >= std::max<std::uint32_t>(1, mb.cfg.breaker.failure_threshold);
+    if (!trip) return;
+    // A failed probe doubles the cool-down, up to the maximum.
+    mb.cool_down = (r.probe && mb.cool_down.count() > 0)
+                       ? std::min(mb.cool_down * 2, std::max(mb.cfg.breaker.max_cool_down, mb.cfg.breaker.cool_down))
+                       : mb.cfg.breaker.cool_down;
+    mb.health = health_state::open;
+    mb.probe_in_flight = false;
+    mb.open_until = now + std::chrono::duration_cast<duration>(mb.cool_down);
+}
+
+engine::impl::pick_result engine::impl::pick(const send_request& req, const std::string& recipient,
+                                             std::string_view recipient_domain,
+                                             const std::unordered_set<std::string>& tried, time_point now) {
+    pick_result out;
+    auto consider = [&](mailbox_rt& mb, const std::string& pool_id) -> bool {
+        auto e = check(mb, pool_id, recipient_domain, now);
+        if (e.reason == ineligible_reason::none) return true;
+        if (out.reason == ineligible_reason::none) out.reason = e.reason;
+        out.retry_at = earliest(out.retry_at, e.next);
+        return false;
+    };
+    auto take = [&](mailbox_rt& mb) {
+        out.mailbox = &mb;
+        out.res = reserve(mb, recipient_domain, now);
+        out.retry_at.reset();
+        out.reason = ineligible_reason::none;
+    };
+
+    if (req.pool.empty()) {
+        auto it = mailboxes.find(req.mailbox);
+        if (it == mailboxes.end() || tried.count(req.mailbox)) return out;
+        if (consider(it->second, {})) take(it->second);
+        return out;
+    }
+    auto pit = pools.find(req.pool);
+    if (pit == pools.end()) return out;
+    auto& pool = pit->second;
+    const auto& ids = pool.cfg.mailboxes;
+    if (ids.empty()) return out;
+
+    // Eligible candidates, in pool order starting at the round-robin cursor.
+    std::vector<std::pair<std::size_t, mailbox_rt*>> eligible;
+    eligible.reserve(ids.size());
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+        std::size_t idx = (pool.cursor + k) % ids.size();
+        if (tried.count(ids[idx])) continue;
+        auto it = mailboxes.find(ids[idx]);
+        if (it == mailboxes.end()) continue;
+        if (consider(it->second, pool.cfg.id)) eligible.emplace_back(idx, &it->second);
+    }
+    if (eligible.empty()) return out;
+
+    if (pool.cfg.policy.sticky_sender) {
+        auto s = pool.sticky.find(recipient);
+        if (s != pool.sticky.end()) {
+            for (auto& [idx, mb] : eligible) {
+                if (mb->cfg.id == s->second) {
+                    take(*mb);
+                    return out;
+                }
+            }
+        }
+    }
+
+    std::pair<std::size_t, mailbox_rt*> chosen = eligible.front();
+    switch (pool.cfg.policy.kind) {
+        case rotation_kind::round_robin:
+            break;
+        case rotation_kind::priority: {
+            // Lowest priority value wins; among equals, the first from the cursor.
+            for (auto& c : eligible)
+                if (c.second->cfg.priority < chosen.second->cfg.priority) chosen = c;
+            break;
+        }
+        case rotation_kind::weighted: {
+            // Smooth weighted round-robin: deterministic, and every window of
+            // sum(weights) picks matches the weights exactly when nothing changes.
+            std::int64_t total = 0;
+            std::pair<std::size_t, mailbox_rt*>* best = nullptr;
+            for (auto& c : eligible) {
+                auto w = static_cast<std::int64_t>(std::max<std::uint32_t>(1, c.second->cfg.weight));
+                total += w;
+                auto& cur = pool.wrr_current[c.second->cfg.id];
+                cur += w;
+                if (!best || cur > pool.wrr_current[best->second->cfg.id]) best = &c;
+            }
+            pool.wrr_current[best->second->cfg.id] -= total;
+            chosen = *best;
+            break;
+        }
+    }
+    pool.cursor = (chosen.first + 1) % ids.size();
+    take(*chosen.second);
+    return out;
+}
+
+}  // namespace mailers

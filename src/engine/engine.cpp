@@ -1,0 +1,748 @@
+// engine: start-up, configuration, suppression, pause, audit and events.
+// The send pipeline is in send_pipeline.cpp, decisions in decisions.cpp.
+#include "engine/engine_impl.hpp"
+
+#include "engine/serialize.hpp"
+#include "json/writer.hpp"
+#include "suppression/csv.hpp"
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include <future>
+#include <istream>
+#include <ostream>
+
+namespace mailers {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::chrono::seconds max_window_length{7 * 86400};
+
+[[noreturn]] void fail(errc e, std::string message) {
+    throw exception(make_error_code(e), std::move(message));
+}
+
+bool has_crlf(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
+
+std::string sha256_hex(std::string_view data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out += hex[md[i] >> 4];
+        out += hex[md[i] & 15];
+    }
+    return out;
+}
+
+std::vector<effective_limit> to_effective(const std::vector<rate_limit>& limits) {
+    std::vector<effective_limit> out;
+    out.reserve(limits.size());
+    for (const auto& l : limits) out.push_back({l.max, l.length, l.kind});
+    return out;
+}
+
+std::chrono::seconds horizon_of(const std::vector<rate_limit>& limits) {
+    std::chrono::seconds h{86400};
+    for (const auto& l : limits) h = std::max(h, l.length);
+    // A calendar day can be 25 hours long across a DST change.
+    return h + std::chrono::seconds(7200);
+}
+
+error_code validate_limits(const std::vector<rate_limit>& limits, std::string& why) {
+    for (const auto& l : limits) {
+        if (l.length.count() <= 0 || l.length > max_window_length) {
+            why = fmt::format("window length {} s is outside 1 s .. 7 days", l.length.count());
+            return make_error_code(errc::invalid_argument);
+        }
+        if (l.kind == window_kind::calendar && l.length != std::chrono::seconds(60) &&
+            l.length != std::chrono::seconds(3600) && l.length != std::chrono::seconds(86400)) {
+            why = "a calendar window must be one minute, one hour or one day";
+            return make_error_code(errc::invalid_argument);
+        }
+    }
+    return {};
+}
+
+std::string pause_json(const pause_target& t, std::string_view reason) {
+    std::string out;
+    json::writer w(out);
+    w.begin_object().member("scope", to_string(t.scope)).member("id", t.id).member("reason", reason).end_object();
+    return out;
+}
+
+}  // namespace
+
+// --- impl --------------------------------------------------------------------
+
+engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
+    : ex(e), events_strand(boost::asio::make_strand(e)), params(std::move(p)) {
+    if (!params.storage) fail(errc::invalid_argument, "engine_params.storage is required");
+    clk = params.clock ? params.clock : default_clock();
+    std::uint64_t seed = params.random_seed;
+    if (seed == 0) seed = (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    rng.seed(seed);
+    index = suppression_index(seed ^ 0x9e3779b97f4a7c15ull);
+    writer = std::make_unique<commit_writer>(params.storage, params.workspace, params.max_batch, params.log);
+}
+
+engine::impl::~impl() { writer->stop(); }
+
+void engine::impl::load() {
+    auto now = clk->now();
+    store_snapshot snap;
+    std::promise<void> done;
+    std::exception_ptr err;
+    writer->run([&](store& st) {
+        try {
+            snap = st.load(params.workspace, now - std::chrono::duration_cast<duration>(max_window_length + std::chrono::hours(2)));
+        } catch (...) {
+            err = std::current_exception();
+        }
+        done.set_value();
+    });
+    done.get_future().wait();
+    if (err) std::rethrow_exception(err);
+
+    std::lock_guard lock(mu);
+    for (const auto& o : snap.objects) {
+        if (o.kind == "mailbox") {
+            auto m = mailbox_from_json(o.json);
+            if (m) apply_mailbox(*m, false);
+        } else if (o.kind == "pool") {
+            auto p = pool_from_json(o.json);
+            if (p) pools[p->id].cfg = *p;
+        } else if (o.kind == "quota") {
+            auto q = quota_from_json(o.json);
+            if (q) apply_quota(*q);
+        } else if (o.kind == "pause") {
+            pauses[o.id] = o.json;
+        }
+    }
+    {
+        std::unique_lock sl(supp_mu);
+        std::size_t domains = 0;
+        for (const auto& e : snap.suppressions) domains += e.kind == suppression_kind::domain;
+        index.reserve(snap.suppressions.size() - domains, domains);
+        for (const auto& e : snap.suppressions) index.insert(e.kind, e.value);
+    }
+    idem_keys.reserve(snap.idempotency_keys.size());
+    for (auto& [k, id] : snap.idempotency_keys) idem_keys.emplace(std::move(k), id);
+    next_send_id = snap.max_send_id + 1;
+
+    std::vector<store_op> fixes;
+    for (auto& row : snap.recent_sends) {
+        if (row.state == send_state::failed) continue;
+        if (row.state == send_state::reserved) {
+            // Reserved but never recorded as handed off or refused: it may
+            // have gone out before the crash. Never retry it.
+            row.state = send_state::unknown;
+            row.updated_at = now;
+            row.detail = "engine stopped while the send was in flight";
+            fixes.push_back(store_ops::update_send{row});
+        }
+        auto it = mailboxes.find(row.mailbox);
+        if (it == mailboxes.end()) continue;
+        auto& mb = it->second;
+        mb.counter.add(row.reserved_at);
+        auto gap_end = row.reserved_at + std::chrono::duration_cast<duration>(mb.cfg.min_gap);
+        if (gap_end > mb.gap_until) mb.gap_until = gap_end;
+        auto at = row.recipient.rfind('@');
+        std::string rdomain = at == std::string::npos ? std::string() : row.recipient.substr(at + 1);
+        auto add = [&](quota_scope s, const std::string& key, const std::string& rd) {
+            auto q = quotas.find({s, key});
+            if (q == quotas.end()) return;
+            (key == "*" ? q->second.per_domain[rd] : q->second.counter).add(row.reserved_at);
+        };
+        add(quota_scope::provider, mb.cfg.provider, {});
+        add(quota_scope::sender_domain, mb.sender_domain, {});
+        if (!rdomain.empty()) {
+            add(quota_scope::recipient_domain, rdomain, {});
+            add(quota_scope::recipient_domain, "*", rdomain);
+        }
+        if (row.state == send_state::accepted && !row.pool.empty()) {
+            auto p = pools.find(row.pool);
+            if (p != pools.end() && p->second.cfg.policy.sticky_sender) p->second.sticky[row.recipient] = row.mailbox;
+        }
+    }
+    if (snap.last_audit) {
+        audit_seq = snap.last_audit->seq;
+        audit_last_hash = snap.last_audit->hash;
+    }
+    if (!fixes.empty()) {
+        auto n = fixes.size();
+        writer->enqueue(std::move(fixes), [log = params.log, n](error_code ec, const diagnostics& d) {
+            if (ec) log.log(log_level::error, fmt::format("could not mark {} interrupted sends unknown: {}", n, d.message));
+        });
+        params.log.log(log_level::warning, fmt::format("{} sends interrupted by a previous stop recorded as unknown", n));
+    }
+}
+
+error_code engine::impl::apply_mailbox(const mailbox_config& cfg, bool keep_runtime) {
+    auto zone = find_zone(cfg.time_zone);
+    if (!zone) return make_error_code(errc::unknown_time_zone);
+    auto domain = domain_to_ascii(cfg.from.domain);
+    auto& mb = mailboxes[cfg.id];
+    if (!keep_runtime) mb = mailbox_rt{};
+    mb.cfg = cfg;
+    mb.zone = zone;
+    mb.sender_domain = domain ? *domain : cfg.from.domain;
+    mb.limits = to_effective(cfg.limits);
+    mb.horizon = horizon_of(cfg.limits);
+    // A new configuration is a deliberate act: clear an auth failure.
+    mb.auth_failed = false;
+    return {};
+}
+
+error_code engine::impl::apply_quota(const quota& q) {
+    auto zone = find_zone(q.time_zone);
+    if (!zone) return make_error_code(errc::unknown_time_zone);
+    auto& rt = quotas[{q.scope, q.key}];
+    rt.q = q;
+    rt.zone = zone;
+    rt.limits = to_effective(q.limits);
+    rt.horizon = horizon_of(q.limits);
+    return {};
+}
+
+bool engine::impl::suppressed(const std::string& normalised) const {
+    std::shared_lock lock(supp_mu);
+    return index.contains_address(normalised);
+}
+
+void engine::impl::authorize(const principal& who, std::string_view action, std::string_view type,
+                             std::string_view id) const {
+    if (params.authorize && !params.authorize(who, access_request{action, type, id}))
+        fail(errc::permission_denied, fmt::format("{} may not {} {} '{}'", who.id, action, type, id));
+}
+
+audit_record engine::impl::next_audit(const principal& who, std::string_view action, std::string_view type,
+                                      std::string_view id, std::string before, std::string after) {
+    audit_record r;
+    r.seq = audit_seq + 1;
+    r.at = clk->now();
+    r.actor = who.id;
+    r.action = action;
+    r.resource_type = type;
+    r.resource_id = id;
+    r.before = std::move(before);
+    r.after = std::move(after);
+    r.prev_hash = audit_last_hash;
+    r.hash = audit_hash(r);
+    return r;
+}
+
+void engine::impl::mutate(const principal& who, std::string_view action, std::string_view type,
+                          std::string_view id, std::string before, std::string after, std::vector<store_op> ops) {
+    std::lock_guard admin(admin_mu);
+    auto rec = next_audit(who, action, type, id, std::move(before), std::move(after));
+    ops.push_back(store_ops::append_audit{rec});
+    std::promise<std::pair<error_code, diagnostics>> p;
+    writer->enqueue(std::move(ops), [&p](error_code ec, const diagnostics& d) { p.set_value({ec, d}); });
+    auto [ec, diag] = p.get_future().get();
+    if (ec) throw exception(ec, diag);
+    audit_seq = rec.seq;
+    audit_last_hash = rec.hash;
+}
+
+void engine::impl::mutate_async(std::string_view action, std::string_view type, std::string_view id,
+                                std::string before, std::string after, std::vector<store_op> ops) {
+    std::lock_guard admin(admin_mu);
+    auto rec = next_audit(principal::system(), action, type, id, std::move(before), std::move(after));
+    ops.push_back(store_ops::append_audit{rec});
+    // Queue order is commit order, so the chain stays linked; a failure is
+    // logged (the in-memory effect, e.g. a suppression, stays in force).
+    audit_seq = rec.seq;
+    audit_last_hash = rec.hash;
+    writer->enqueue(std::move(ops), [log = params.log, a = std::string(action)](error_code ec, const diagnostics& d) {
+        if (ec) log.log(log_level::error, fmt::format("automatic {} could not be stored: {}", a, d.message));
+    });
+}
+
+void engine::impl::emit(event ev) {
+    if (!have_handlers.load(std::memory_order_acquire)) return;
+    boost::asio::post(events_strand, [self = shared_from_this(), ev = std::move(ev)] {
+        std::vector<std::function<void(const event&)>> hs;
+        {
+            std::lock_guard lock(self->ev_mu);
+            for (auto& [id, fn] : self->handlers) hs.push_back(fn);
+        }
+        for (auto& fn : hs) {
+            try {
+                fn(ev);
+            } catch (const std::exception& e) {
+                self->params.log.log(log_level::error, fmt::format("event handler threw: {}", e.what()));
+            }
+        }
+    });
+}
+
+// --- engine ------------------------------------------------------------------
+
+engine::engine(boost::asio::any_io_executor ex, engine_params params)
+    : impl_(std::make_shared<impl>(std::move(ex), std::move(params))) {
+    impl_->load();
+}
+
+engine::~engine() {
+    if (impl_) {
+        impl_->writer->flush();
+        impl_->cancelled = true;
+    }
+}
+
+boost::asio::any_io_executor engine::get_executor() const noexcept { return impl_->ex; }
+
+void engine::async_send_impl(send_request req,
+                             boost::asio::any_completion_handler<void(error_code, send_result)> handler) {
+    impl_->start_send(std::move(req), std::move(handler));
+}
+
+void engine::add_provider(const principal& who, const std::string& id, std::shared_ptr<provider_transport> t) {
+    if (id.empty() || has_crlf(id)) fail(errc::invalid_argument, "provider id must be non-empty text");
+    if (!t) fail(errc::invalid_argument, "provider transport is null");
+    impl_->authorize(who, "provider.add", "provider", id);
+    std::string after;
+    json::writer(after).begin_object().member("id", id).member("transport", t->name()).end_object();
+    impl_->mutate(who, "provider.add", "provider", id, {}, after, {});
+    std::lock_guard lock(impl_->mu);
+    impl_->providers[id] = std::move(t);
+}
+
+void engine::upsert_mailbox(const principal& who, const mailbox_config& cfg) {
+    if (cfg.id.empty() || has_crlf(cfg.id)) fail(errc::invalid_argument, "mailbox id must be non-empty text");
+    if (!is_valid_addr_spec(cfg.from.addr_spec()))
+        fail(errc::invalid_address, fmt::format("mailbox '{}': '{}' is not a valid address", cfg.id, cfg.from.addr_spec()));
+    if (has_crlf(cfg.from.display_name)) fail(errc::header_injection, "mailbox display name contains CR or LF");
+    if (cfg.provider.empty()) fail(errc::invalid_argument, fmt::format("mailbox '{}' has no provider", cfg.id));
+    if (!find_zone(cfg.time_zone))
+        fail(errc::unknown_time_zone, fmt::format("mailbox '{}': unknown time zone '{}'", cfg.id, cfg.time_zone));
+    if (!valid_window(cfg.window)) fail(errc::invalid_argument, "send window hours must be 0..24 and weekdays 7 bits");
+    if (cfg.weight == 0) fail(errc::invalid_argument, "mailbox weight must be at least 1");
+    if (cfg.min_gap.count() < 0 || cfg.jitter.count() < 0) fail(errc::invalid_argument, "min_gap and jitter must not be negative");
+    if (cfg.breaker.failure_threshold == 0 || cfg.breaker.cool_down.count() <= 0)
+        fail(errc::invalid_argument, "breaker threshold and cool-down must be positive");
+    std::string why;
+    if (auto ec = validate_limits(cfg.limits, why)) fail(errc::invalid_argument, fmt::format("mailbox '{}': {}", cfg.id, why));
+
+    std::string before;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = impl_->mailboxes.find(cfg.id);
+        if (it != impl_->mailboxes.end()) before = to_json(it->second.cfg);
+    }
+    const char* action = cfg.state == mailbox_state::retired ? "mailbox.retire" : "mailbox.upsert";
+    impl_->authorize(who, action, "mailbox", cfg.id);
+    auto after = to_json(cfg);
+    impl_->mutate(who, action, "mailbox", cfg.id, before, after,
+                  {store_ops::put_object{stored_object{"mailbox", cfg.id, after}}});
+    std::lock_guard lock(impl_->mu);
+    impl_->apply_mailbox(cfg, true);
+}
+
+void engine::retire_mailbox(const principal& who, const std::string& id) {
+    auto cfg = find_mailbox(id);
+    if (!cfg) fail(errc::unknown_mailbox, fmt::format("no mailbox '{}'", id));
+    cfg->state = mailbox_state::retired;
+    upsert_mailbox(who, *cfg);
+}
+
+void engine::upsert_pool(const principal& who, const pool_config& cfg) {
+    if (cfg.id.empty() || has_crlf(cfg.id)) fail(errc::invalid_argument, "pool id must be non-empty text");
+    if (cfg.policy.max_attempts == 0) fail(errc::invalid_argument, "pool max_attempts must be at least 1");
+    std::string before;
+    {
+        std::lock_guard lock(impl_->mu);
+        for (const auto& m : cfg.mailboxes)
+            if (!impl_->mailboxes.count(m))
+                fail(errc::unknown_mailbox, fmt::format("pool '{}': no mailbox '{}'", cfg.id, m));
+        auto it = impl_->pools.find(cfg.id);
+        if (it != impl_->pools.end()) before = to_json(it->second.cfg);
+    }
+    impl_->authorize(who, "pool.upsert", "pool", cfg.id);
+    auto after = to_json(cfg);
+    impl_->mutate(who, "pool.upsert", "pool", cfg.id, before, after,
+                  {store_ops::put_object{stored_object{"pool", cfg.id, after}}});
+    std::lock_guard lock(impl_->mu);
+    auto& p = impl_->pools[cfg.id];
+    p.cfg = cfg;
+    if (p.cursor >= cfg.mailboxes.size()) p.cursor = 0;
+}
+
+void engine::remove_pool(const principal& who, const std::string& id) {
+    std::string before;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = impl_->pools.find(id);
+        if (it == impl_->pools.end()) fail(errc::unknown_pool, fmt::format("no pool '{}'", id));
+        before = to_json(it->second.cfg);
+    }
+    impl_->authorize(who, "pool.remove", "pool", id);
+    impl_->mutate(who, "pool.remove", "pool", id, before, {}, {store_ops::delete_object{"pool", id}});
+    std::lock_guard lock(impl_->mu);
+    impl_->pools.erase(id);
+}
+
+void engine::set_quota(const principal& who, const quota& q) {
+    if (q.key.empty() || has_crlf(q.key)) fail(errc::invalid_argument, "quota key must be non-empty text");
+    if (q.key == "*" && q.scope != quota_scope::recipient_domain)
+        fail(errc::invalid_argument, "the key '*' applies only to recipient_domain quotas");
+    if (!find_zone(q.time_zone)) fail(errc::unknown_time_zone, fmt::format("unknown time zone '{}'", q.time_zone));
+    std::string why;
+    if (auto ec = validate_limits(q.limits, why)) fail(errc::invalid_argument, why);
+    quota norm = q;
+    if (q.scope != quota_scope::provider && q.key != "*") {
+        auto d = normalise_domain(q.key);
+        if (!d) fail(errc::invalid_address, fmt::format("quota key '{}' is not a domain", q.key));
+        norm.key = *d;
+    }
+    auto oid = quota_object_id(norm.scope, norm.key);
+    std::string before;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = impl_->quotas.find({norm.scope, norm.key});
+        if (it != impl_->quotas.end()) before = to_json(it->second.q);
+    }
+    impl_->authorize(who, "quota.set", "quota", oid);
+    auto after = to_json(norm);
+    impl_->mutate(who, "quota.set", "quota", oid, before, after, {store_ops::put_object{stored_object{"quota", oid, after}}});
+    std::lock_guard lock(impl_->mu);
+    impl_->apply_quota(norm);
+}
+
+void engine::remove_quota(const principal& who, quota_scope scope, const std::string& key) {
+    std::string k = key;
+    if (scope != quota_scope::provider && key != "*") {
+        auto d = normalise_domain(key);
+        if (!d) fail(errc::invalid_address, fmt::format("quota key '{}' is not a domain", key));
+        k = *d;
+    }
+    auto oid = quota_object_id(scope, k);
+    std::string before;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = impl_->quotas.find({scope, k});
+        if (it == impl_->quotas.end()) fail(errc::not_found, fmt::format("no quota '{}'", oid));
+        before = to_json(it->second.q);
+    }
+    impl_->authorize(who, "quota.remove", "quota", oid);
+    impl_->mutate(who, "quota.remove", "quota", oid, before, {}, {store_ops::delete_object{"quota", oid}});
+    std::lock_guard lock(impl_->mu);
+    impl_->quotas.erase({scope, k});
+}
+
+std::optional<mailbox_config> engine::find_mailbox(const std::string& id) const {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->mailboxes.find(id);
+    if (it == impl_->mailboxes.end()) return std::nullopt;
+    return it->second.cfg;
+}
+
+std::vector<mailbox_config> engine::mailboxes() const {
+    std::lock_guard lock(impl_->mu);
+    std::vector<mailbox_config> out;
+    for (const auto& [id, mb] : impl_->mailboxes) out.push_back(mb.cfg);
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return out;
+}
+
+std::optional<pool_config> engine::find_pool(const std::string& id) const {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->pools.find(id);
+    if (it == impl_->pools.end()) return std::nullopt;
+    return it->second.cfg;
+}
+
+mailbox_status engine::status(const std::string& id) const {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->mailboxes.find(id);
+    if (it == impl_->mailboxes.end()) fail(errc::unknown_mailbox, fmt::format("no mailbox '{}'", id));
+    auto& mb = it->second;
+    auto now = impl_->clk->now();
+    mailbox_status s;
+    s.id = id;
+    s.state = mb.cfg.state;
+    auto e = impl_->check(mb, {}, {}, now);
+    s.health = mb.auth_failed ? health_state::open : mb.health;
+    s.blocked = e.reason;
+    s.next_eligible = e.reason == ineligible_reason::none ? std::optional<time_point>(now) : e.next;
+    effective_limit day{0, std::chrono::seconds(86400), window_kind::calendar};
+    std::uint64_t cap = 0;
+    for (const auto& l : mb.limits) {
+        if (l.length == std::chrono::seconds(86400)) {
+            day.kind = l.kind;
+            cap = cap == 0 ? l.max : std::min(cap, l.max);
+        }
+    }
+    if (auto ramp = warmup_cap(mb.cfg.warmup, mb.zone, now)) cap = cap == 0 ? *ramp : std::min(cap, *ramp);
+    s.effective_daily_cap = cap;
+    s.sent_today = mb.counter.count(day, mb.zone, now);
+    effective_limit hour{0, std::chrono::seconds(3600), window_kind::rolling};
+    for (const auto& l : mb.limits)
+        if (l.length == std::chrono::seconds(3600)) hour.kind = l.kind;
+    s.sent_this_hour = mb.counter.count(hour, mb.zone, now);
+    return s;
+}
+
+// --- suppression -------------------------------------------------------------
+
+namespace {
+std::string normalise_entry(suppression_kind kind, std::string_view value, const suppression_options& opts) {
+    auto r = kind == suppression_kind::address ? normalise_address(value, opts) : normalise_domain(value);
+    if (!r)
+        fail(errc::invalid_address, kind == suppression_kind::address ? "not a valid email address"
+                                                                      : "not a valid domain");
+    return *r;
+}
+}  // namespace
+
+void engine::suppress(const principal& who, suppression_kind kind, std::string_view value,
+                      suppression_reason reason, std::string_view source) {
+    auto key = normalise_entry(kind, value, impl_->params.suppression);
+    if (has_crlf(source)) fail(errc::invalid_argument, "suppression source contains CR or LF");
+    impl_->authorize(who, "suppression.add", "suppression", key);
+    suppression_entry e{kind, key, reason, std::string(source), impl_->clk->now()};
+    std::string before;
+    impl_->mutate(who, "suppression.add", "suppression", key, before, to_json(e), {store_ops::put_suppression{e}});
+    std::unique_lock lock(impl_->supp_mu);
+    impl_->index.insert(kind, key);
+}
+
+bool engine::unsuppress(const principal& who, suppression_kind kind, std::string_view value) {
+    auto key = normalise_entry(kind, value, impl_->params.suppression);
+    {
+        std::shared_lock lock(impl_->supp_mu);
+        if (!impl_->index.contains(kind, key)) return false;
+    }
+    impl_->authorize(who, "suppression.remove", "suppression", key);
+    std::optional<suppression_entry> prior;
+    std::promise<void> done;
+    impl_->writer->run([&](store& st) {
+        try {
+            prior = st.find_suppression(impl_->params.workspace, kind, key);
+        } catch (...) {
+        }
+        done.set_value();
+    });
+    done.get_future().wait();
+    impl_->mutate(who, "suppression.remove", "suppression", key, prior ? to_json(*prior) : std::string(), {},
+                  {store_ops::delete_suppression{kind, key}});
+    std::unique_lock lock(impl_->supp_mu);
+    impl_->index.erase(kind, key);
+    return true;
+}
+
+bool engine::is_suppressed(std::string_view addr) const {
+    auto key = normalise_entry(suppression_kind::address, addr, impl_->params.suppression);
+    return impl_->suppressed(key);
+}
+
+std::optional<suppression_entry> engine::find_suppression(std::string_view addr) const {
+    auto key = normalise_entry(suppression_kind::address, addr, impl_->params.suppression);
+    std::optional<suppression_match> m;
+    {
+        std::shared_lock lock(impl_->supp_mu);
+        m = impl_->index.find(key);
+    }
+    if (!m) return std::nullopt;
+    std::optional<suppression_entry> out;
+    std::promise<void> done;
+    impl_->writer->run([&](store& st) {
+        try {
+            out = st.find_suppression(impl_->params.workspace, m->kind, m->value);
+        } catch (...) {
+        }
+        done.set_value();
+    });
+    done.get_future().wait();
+    return out;
+}
+
+std::size_t engine::suppression_count() const {
+    std::shared_lock lock(impl_->supp_mu);
+    return impl_->index.size();
+}
+
+std::size_t engine::import_suppressions(const principal& who, std::istream& csv, std::string_view source) {
+    if (has_crlf(source)) fail(errc::invalid_argument, "suppression source contains CR or LF");
+    impl_->authorize(who, "suppression.import", "suppression", "*");
+    std::vector<store_op> ops;
+    std::vector<std::pair<suppression_kind, std::string>> keys;
+    auto now = impl_->clk->now();
+    std::string digest_input;
+    csv_parse_report report;
+    auto ec = parse_suppression_csv(
+        csv, impl_->params.suppression,
+        [&](suppression_entry&& e) {
+            if (e.source.empty()) e.source = std::string(source);
+            if (e.created_at == time_point{}) e.created_at = now;
+            digest_input += e.value;
+            digest_input += '\n';
+            keys.emplace_back(e.kind, e.value);
+            ops.push_back(store_ops::put_suppression{std::move(e)});
+        },
+        report);
+    if (ec) throw exception(ec, report.diag);
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("count", static_cast<std::uint64_t>(keys.size()))
+        .member("source", source)
+        .member("sha256", sha256_hex(digest_input))
+        .end_object();
+    impl_->mutate(who, "suppression.import", "suppression", "*", {}, after, std::move(ops));
+    std::unique_lock lock(impl_->supp_mu);
+    std::size_t domains = 0;
+    for (auto& k : keys) domains += k.first == suppression_kind::domain;
+    impl_->index.reserve(impl_->index.address_count() + keys.size() - domains, impl_->index.domain_count() + domains);
+    for (auto& [kind, value] : keys) impl_->index.insert(kind, value);
+    return keys.size();
+}
+
+std::size_t engine::export_suppressions(std::ostream& out) const {
+    std::size_t n = 0;
+    std::exception_ptr err;
+    std::promise<void> done;
+    impl_->writer->run([&](store& st) {
+        try {
+            write_suppression_csv_header(out);
+            std::string buf;
+            st.for_each_suppression(impl_->params.workspace, [&](const suppression_entry& e) {
+                append_suppression_csv(buf, e);
+                ++n;
+                if (buf.size() > (1 << 20)) {
+                    out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+                    buf.clear();
+                }
+            });
+            out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+        } catch (...) {
+            err = std::current_exception();
+        }
+        done.set_value();
+    });
+    done.get_future().wait();
+    if (err) std::rethrow_exception(err);
+    return n;
+}
+
+// --- pause -------------------------------------------------------------------
+
+void engine::pause(const principal& who, const pause_target& t, std::string_view reason) {
+    {
+        std::lock_guard lock(impl_->mu);
+        if (t.scope == pause_scope::workspace && !t.id.empty())
+            fail(errc::invalid_argument, "a workspace pause takes no id");
+        if (t.scope != pause_scope::workspace && t.id.empty()) fail(errc::invalid_argument, "pause target needs an id");
+        if (t.scope == pause_scope::pool && !impl_->pools.count(t.id))
+            fail(errc::unknown_pool, fmt::format("no pool '{}'", t.id));
+        if (t.scope == pause_scope::mailbox && !impl_->mailboxes.count(t.id))
+            fail(errc::unknown_mailbox, fmt::format("no mailbox '{}'", t.id));
+    }
+    if (has_crlf(reason)) fail(errc::invalid_argument, "pause reason contains CR or LF");
+    pause_target norm = t;
+    if (t.scope == pause_scope::sender_domain) {
+        auto d = normalise_domain(t.id);
+        if (!d) fail(errc::invalid_address, fmt::format("'{}' is not a domain", t.id));
+        norm.id = *d;
+    }
+    auto oid = pause_object_id(norm);
+    impl_->authorize(who, "pause", to_string(norm.scope), norm.id);
+    auto after = pause_json(norm, reason);
+    impl_->mutate(who, "pause", to_string(norm.scope), norm.id, {}, after,
+                  {store_ops::put_object{stored_object{"pause", oid, after}}});
+    std::lock_guard lock(impl_->mu);
+    impl_->pauses[oid] = after;
+}
+
+void engine::resume(const principal& who, const pause_target& t) {
+    pause_target norm = t;
+    if (t.scope == pause_scope::sender_domain) {
+        auto d = normalise_domain(t.id);
+        if (!d) fail(errc::invalid_address, fmt::format("'{}' is not a domain", t.id));
+        norm.id = *d;
+    }
+    auto oid = pause_object_id(norm);
+    std::string before;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = impl_->pauses.find(oid);
+        if (it == impl_->pauses.end()) fail(errc::not_found, fmt::format("'{}' is not paused", oid));
+        before = it->second;
+    }
+    impl_->authorize(who, "resume", to_string(norm.scope), norm.id);
+    impl_->mutate(who, "resume", to_string(norm.scope), norm.id, before, {}, {store_ops::delete_object{"pause", oid}});
+    std::lock_guard lock(impl_->mu);
+    impl_->pauses.erase(oid);
+}
+
+bool engine::is_paused(const pause_target& t) const {
+    pause_target norm = t;
+    if (t.scope == pause_scope::sender_domain) {
+        auto d = normalise_domain(t.id);
+        if (d) norm.id = *d;
+    }
+    std::lock_guard lock(impl_->mu);
+    return impl_->pauses.count(pause_object_id(norm)) != 0;
+}
+
+// --- events, audit, stats ----------------------------------------------------
+
+std::uint64_t engine::on_event(std::function<void(const event&)> fn) {
+    std::lock_guard lock(impl_->ev_mu);
+    auto id = impl_->next_handler++;
+    impl_->handlers.emplace_back(id, std::move(fn));
+    impl_->have_handlers = true;
+    return id;
+}
+
+void engine::remove_event_handler(std::uint64_t id) {
+    std::lock_guard lock(impl_->ev_mu);
+    std::erase_if(impl_->handlers, [id](const auto& h) { return h.first == id; });
+    impl_->have_handlers = !impl_->handlers.empty();
+}
+
+std::vector<audit_record> engine::audit_log(std::uint64_t from_seq) const {
+    std::vector<audit_record> out;
+    std::exception_ptr err;
+    std::promise<void> done;
+    impl_->writer->run([&](store& st) {
+        try {
+            st.for_each_audit(impl_->params.workspace, from_seq, [&](const audit_record& r) { out.push_back(r); });
+        } catch (...) {
+            err = std::current_exception();
+        }
+        done.set_value();
+    });
+    done.get_future().wait();
+    if (err) std::rethrow_exception(err);
+    return out;
+}
+
+error_code engine::verify_audit(std::uint64_t* bad_seq) const {
+    auto log = audit_log(1);
+    return verify_audit_chain(log, bad_seq);
+}
+
+engine_stats engine::stats() const {
+    std::lock_guard lock(impl_->mu);
+    auto s = impl_->counters;
+    s.commits = impl_->writer->commits();
+    s.committed_ops = impl_->writer->committed_ops();
+    return s;
+}
+
+void engine::flush() { impl_->writer->flush(); }
+
+void engine::cancel() {
+    impl_->cancelled = true;
+    impl_->writer->flush();
+}
+
+}  // namespace mailers

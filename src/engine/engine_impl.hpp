@@ -1,0 +1,170 @@
+// The engine's state and the decisions it makes on it. The public class in
+// engine.hpp forwards here.
+//
+// Locking: `admin_mu` (audited mutations, one at a time) before `mu` (all
+// decision state) before `supp_mu` (the suppression index). The hot path
+// takes `mu` and then `supp_mu` shared; nothing blocks on I/O while holding
+// either.
+#pragma once
+
+#include <mailers/engine.hpp>
+
+#include "core/rate_counter.hpp"
+#include "core/schedule.hpp"
+#include "engine/commit_writer.hpp"
+#include "suppression/index.hpp"
+
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace mailers {
+
+namespace detail {
+
+struct mailbox_rt {
+    mailbox_config cfg;
+    zone_ptr zone = nullptr;
+    std::string sender_domain;           // normalised From domain
+    std::vector<effective_limit> limits; // cfg.limits, without warm-up
+    std::chrono::seconds horizon{86400};
+    rate_counter counter;
+    time_point gap_until{};
+    time_point throttled_until{};
+    time_point exhausted_until{};
+    bool auth_failed = false;
+    // circuit breaker
+    health_state health = health_state::closed;
+    std::uint32_t consecutive_failures = 0;
+    time_point open_until{};
+    std::chrono::seconds cool_down{0};
+    bool probe_in_flight = false;
+};
+
+struct quota_rt {
+    quota q;
+    zone_ptr zone = nullptr;
+    std::vector<effective_limit> limits;
+    std::chrono::seconds horizon{86400};
+    rate_counter counter;  // for specific keys
+    // key "*" on recipient_domain: one counter per receiving domain
+    std::unordered_map<std::string, rate_counter> per_domain;
+};
+
+struct pool_rt {
+    pool_config cfg;
+    std::size_t cursor = 0;
+    std::unordered_map<std::string, std::int64_t> wrr_current;
+    std::unordered_map<std::string, std::string> sticky;  // recipient -> mailbox
+};
+
+/// What a reservation touched, so it can be released exactly.
+struct reservation {
+    std::string mailbox;
+    time_point at{};
+    std::vector<std::pair<quota_rt*, rate_counter*>> quota_counters;
+    bool probe = false;
+};
+
+struct eligibility {
+    ineligible_reason reason = ineligible_reason::none;
+    std::optional<time_point> next;  // when it may become eligible, if known
+};
+
+}  // namespace detail
+
+struct engine::impl : std::enable_shared_from_this<engine::impl> {
+    impl(boost::asio::any_io_executor ex, engine_params p);
+    ~impl();
+
+    boost::asio::any_io_executor ex;
+    boost::asio::strand<boost::asio::any_io_executor> events_strand;
+    engine_params params;
+    std::shared_ptr<mailers::clock> clk;
+    std::unique_ptr<detail::commit_writer> writer;
+    std::atomic<bool> cancelled{false};
+
+    mutable std::mutex mu;
+    std::unordered_map<std::string, detail::mailbox_rt> mailboxes;
+    std::unordered_map<std::string, detail::pool_rt> pools;
+    std::map<std::pair<quota_scope, std::string>, detail::quota_rt> quotas;
+    std::unordered_map<std::string, std::string> pauses;  // pause object id -> reason
+    std::unordered_map<std::string, std::shared_ptr<provider_transport>> providers;
+    std::unordered_map<std::string, std::uint64_t> idem_keys;
+    std::unordered_map<std::uint64_t, ledger_row> in_flight;
+    std::uint64_t next_send_id = 1;
+    std::mt19937_64 rng;
+    engine_stats counters;
+
+    mutable std::shared_mutex supp_mu;
+    detail::suppression_index index;
+
+    std::mutex admin_mu;
+    std::uint64_t audit_seq = 0;
+    std::string audit_last_hash;
+
+    std::mutex ev_mu;
+    std::vector<std::pair<std::uint64_t, std::function<void(const event&)>>> handlers;
+    std::uint64_t next_handler = 1;
+    std::atomic<bool> have_handlers{false};
+
+    // --- start-up
+    void load();
+
+    // --- decisions (callers hold mu)
+    detail::eligibility check(detail::mailbox_rt& mb, const std::string& pool_id,
+                              std::string_view recipient_domain, time_point now);
+    std::optional<detail::reservation> reserve(detail::mailbox_rt& mb, std::string_view recipient_domain,
+                                               time_point now);
+    void release(const detail::reservation& r);
+    /// Picks and reserves; nullptr mailbox + retry time when none can send.
+    struct pick_result {
+        detail::mailbox_rt* mailbox = nullptr;
+        std::optional<detail::reservation> res;
+        std::optional<time_point> retry_at;
+        ineligible_reason reason = ineligible_reason::none;
+    };
+    pick_result pick(const send_request& req, const std::string& recipient,
+                     std::string_view recipient_domain, const std::unordered_set<std::string>& tried,
+                     time_point now);
+    bool paused_for(const detail::mailbox_rt& mb, const std::string& pool_id) const;
+    bool is_paused_locked(pause_scope s, const std::string& id) const;
+    void record_success(detail::mailbox_rt& mb, const detail::reservation& r);
+    void record_transient_failure(detail::mailbox_rt& mb, const detail::reservation& r, time_point now);
+
+    // --- suppression (takes supp_mu)
+    bool suppressed(const std::string& normalised) const;
+
+    // --- audited mutations
+    /// Authorises, appends an audit record and commits `ops` + the record
+    /// in one transaction; blocks until durable. Throws on failure.
+    void mutate(const principal& who, std::string_view action, std::string_view resource_type,
+                std::string_view resource_id, std::string before, std::string after,
+                std::vector<store_op> ops);
+    void authorize(const principal& who, std::string_view action, std::string_view type,
+                   std::string_view id) const;
+    /// Same, without blocking, for automatic actions on the hot path.
+    void mutate_async(std::string_view action, std::string_view resource_type, std::string_view resource_id,
+                      std::string before, std::string after, std::vector<store_op> ops);
+    audit_record next_audit(const principal& who, std::string_view action, std::string_view type,
+                            std::string_view id, std::string before, std::string after);
+
+    // --- config application (callers hold mu)
+    error_code apply_mailbox(const mailbox_config& cfg, bool keep_runtime);
+    error_code apply_quota(const quota& q);
+
+    // --- events
+    void emit(event ev);
+
+    // --- sending
+    void start_send(send_request req,
+                    boost::asio::any_completion_handler<void(error_code, send_result)> handler);
+};
+
+}  // namespace mailers

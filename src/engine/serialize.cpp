@@ -1,0 +1,271 @@
+#include "engine/serialize.hpp"
+
+#include "json/writer.hpp"
+
+#include <simdjson.h>
+
+namespace mailers::detail {
+namespace {
+
+std::int64_t micros(time_point t) { return t.time_since_epoch().count(); }
+
+void write_limits(json::writer& w, const std::vector<rate_limit>& limits) {
+    w.key("limits").begin_array();
+    for (const auto& l : limits) {
+        w.begin_object()
+            .member("max", l.max)
+            .member("seconds", static_cast<std::int64_t>(l.length.count()))
+            .member("kind", l.kind == window_kind::rolling ? "rolling" : "calendar")
+            .end_object();
+    }
+    w.end_array();
+}
+
+using simdjson::dom::element;
+using simdjson::dom::object;
+
+error_code bad() { return make_error_code(errc::store_error); }
+
+std::string get_string(object o, const char* k) {
+    std::string_view s;
+    if (o[k].get(s) == simdjson::SUCCESS) return std::string(s);
+    return {};
+}
+std::int64_t get_int(object o, const char* k, std::int64_t def = 0) {
+    std::int64_t v;
+    if (o[k].get(v) == simdjson::SUCCESS) return v;
+    std::uint64_t u;
+    if (o[k].get(u) == simdjson::SUCCESS) return static_cast<std::int64_t>(u);
+    return def;
+}
+std::uint64_t get_uint(object o, const char* k, std::uint64_t def = 0) {
+    std::uint64_t v;
+    if (o[k].get(v) == simdjson::SUCCESS) return v;
+    return def;
+}
+
+std::vector<rate_limit> read_limits(object o) {
+    std::vector<rate_limit> out;
+    simdjson::dom::array arr;
+    if (o["limits"].get(arr) != simdjson::SUCCESS) return out;
+    for (element e : arr) {
+        object lo;
+        if (e.get(lo) != simdjson::SUCCESS) continue;
+        rate_limit l;
+        l.max = get_uint(lo, "max");
+        l.length = std::chrono::seconds(get_int(lo, "seconds", 86400));
+        l.kind = get_string(lo, "kind") == "calendar" ? window_kind::calendar : window_kind::rolling;
+        out.push_back(l);
+    }
+    return out;
+}
+
+template <class F>
+auto parse_object(std::string_view json, F&& f) -> decltype(f(std::declval<object>())) {
+    thread_local simdjson::dom::parser parser;
+    simdjson::padded_string padded(json);
+    object o;
+    if (parser.parse(padded).get(o) != simdjson::SUCCESS) return bad();
+    return f(o);
+}
+
+}  // namespace
+
+std::string_view to_string(quota_scope s) noexcept {
+    switch (s) {
+        case quota_scope::provider: return "provider";
+        case quota_scope::sender_domain: return "sender_domain";
+        case quota_scope::recipient_domain: return "recipient_domain";
+    }
+    return "provider";
+}
+
+std::string_view to_string(pause_scope s) noexcept {
+    switch (s) {
+        case pause_scope::workspace: return "workspace";
+        case pause_scope::pool: return "pool";
+        case pause_scope::mailbox: return "mailbox";
+        case pause_scope::provider: return "provider";
+        case pause_scope::sender_domain: return "sender_domain";
+    }
+    return "workspace";
+}
+
+std::string_view to_string(rotation_kind k) noexcept {
+    switch (k) {
+        case rotation_kind::round_robin: return "round_robin";
+        case rotation_kind::weighted: return "weighted";
+        case rotation_kind::priority: return "priority";
+    }
+    return "round_robin";
+}
+
+std::string quota_object_id(quota_scope scope, std::string_view key) {
+    return std::string(to_string(scope)) + ":" + std::string(key);
+}
+
+std::string pause_object_id(const pause_target& t) { return std::string(to_string(t.scope)) + ":" + t.id; }
+
+std::string to_json(const mailbox_config& m) {
+    std::string out;
+    json::writer w(out);
+    w.begin_object()
+        .member("id", m.id)
+        .member("address", m.from.addr_spec())
+        .member("display_name", m.from.display_name)
+        .member("provider", m.provider);
+    write_limits(w, m.limits);
+    w.member("max_recipients_per_message", m.max_recipients_per_message)
+        .key("warmup")
+        .begin_object()
+        .member("start", m.warmup.start)
+        .member("step", m.warmup.step)
+        .member("target", m.warmup.target)
+        .member("start_date_us", micros(m.warmup.start_date))
+        .end_object()
+        .member("time_zone", m.time_zone)
+        .key("window")
+        .begin_object()
+        .member("start_hour", static_cast<unsigned>(m.window.start_hour))
+        .member("end_hour", static_cast<unsigned>(m.window.end_hour))
+        .member("weekdays", static_cast<unsigned>(m.window.weekdays))
+        .end_object()
+        .member("min_gap_s", static_cast<std::int64_t>(m.min_gap.count()))
+        .member("jitter_s", static_cast<std::int64_t>(m.jitter.count()))
+        .member("priority", m.priority)
+        .member("weight", m.weight)
+        .member("state", m.state == mailbox_state::active   ? "active"
+                         : m.state == mailbox_state::paused ? "paused"
+                                                            : "retired")
+        .key("breaker")
+        .begin_object()
+        .member("failure_threshold", m.breaker.failure_threshold)
+        .member("cool_down_s", static_cast<std::int64_t>(m.breaker.cool_down.count()))
+        .member("max_cool_down_s", static_cast<std::int64_t>(m.breaker.max_cool_down.count()))
+        .end_object()
+        .end_object();
+    return out;
+}
+
+boost::system::result<mailbox_config> mailbox_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<mailbox_config> {
+        mailbox_config m;
+        m.id = get_string(o, "id");
+        auto addr = get_string(o, "address");
+        auto at = addr.rfind('@');
+        if (m.id.empty() || at == std::string::npos) return bad();
+        m.from.local = addr.substr(0, at);
+        m.from.domain = addr.substr(at + 1);
+        m.from.display_name = get_string(o, "display_name");
+        m.provider = get_string(o, "provider");
+        m.limits = read_limits(o);
+        m.max_recipients_per_message = static_cast<std::uint32_t>(get_uint(o, "max_recipients_per_message"));
+        object wu;
+        if (o["warmup"].get(wu) == simdjson::SUCCESS) {
+            m.warmup.start = static_cast<std::uint32_t>(get_uint(wu, "start"));
+            m.warmup.step = static_cast<std::uint32_t>(get_uint(wu, "step"));
+            m.warmup.target = static_cast<std::uint32_t>(get_uint(wu, "target"));
+            m.warmup.start_date = time_point(duration(get_int(wu, "start_date_us")));
+        }
+        m.time_zone = get_string(o, "time_zone");
+        object win;
+        if (o["window"].get(win) == simdjson::SUCCESS) {
+            m.window.start_hour = static_cast<std::uint8_t>(get_uint(win, "start_hour"));
+            m.window.end_hour = static_cast<std::uint8_t>(get_uint(win, "end_hour", 24));
+            m.window.weekdays = static_cast<std::uint8_t>(get_uint(win, "weekdays", 0x7f));
+        }
+        m.min_gap = std::chrono::seconds(get_int(o, "min_gap_s"));
+        m.jitter = std::chrono::seconds(get_int(o, "jitter_s"));
+        m.priority = static_cast<std::int32_t>(get_int(o, "priority"));
+        m.weight = static_cast<std::uint32_t>(get_uint(o, "weight", 1));
+        auto st = get_string(o, "state");
+        m.state = st == "paused" ? mailbox_state::paused : st == "retired" ? mailbox_state::retired : mailbox_state::active;
+        object br;
+        if (o["breaker"].get(br) == simdjson::SUCCESS) {
+            m.breaker.failure_threshold = static_cast<std::uint32_t>(get_uint(br, "failure_threshold", 5));
+            m.breaker.cool_down = std::chrono::seconds(get_int(br, "cool_down_s", 300));
+            m.breaker.max_cool_down = std::chrono::seconds(get_int(br, "max_cool_down_s", 3600));
+        }
+        return m;
+    });
+}
+
+std::string to_json(const pool_config& p) {
+    std::string out;
+    json::writer w(out);
+    w.begin_object().member("id", p.id).key("mailboxes").begin_array();
+    for (const auto& m : p.mailboxes) w.value(m);
+    w.end_array()
+        .key("policy")
+        .begin_object()
+        .member("kind", to_string(p.policy.kind))
+        .member("max_attempts", p.policy.max_attempts)
+        .member("sticky_sender", p.policy.sticky_sender)
+        .end_object()
+        .end_object();
+    return out;
+}
+
+boost::system::result<pool_config> pool_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<pool_config> {
+        pool_config p;
+        p.id = get_string(o, "id");
+        if (p.id.empty()) return bad();
+        simdjson::dom::array arr;
+        if (o["mailboxes"].get(arr) == simdjson::SUCCESS) {
+            for (element e : arr) {
+                std::string_view s;
+                if (e.get(s) == simdjson::SUCCESS) p.mailboxes.emplace_back(s);
+            }
+        }
+        object pol;
+        if (o["policy"].get(pol) == simdjson::SUCCESS) {
+            auto k = get_string(pol, "kind");
+            p.policy.kind = k == "weighted" ? rotation_kind::weighted
+                            : k == "priority" ? rotation_kind::priority
+                                              : rotation_kind::round_robin;
+            p.policy.max_attempts = static_cast<std::uint32_t>(get_uint(pol, "max_attempts", 3));
+            bool sticky = false;
+            if (pol["sticky_sender"].get(sticky) == simdjson::SUCCESS) p.policy.sticky_sender = sticky;
+        }
+        return p;
+    });
+}
+
+std::string to_json(const quota& q) {
+    std::string out;
+    json::writer w(out);
+    w.begin_object().member("scope", to_string(q.scope)).member("key", q.key);
+    write_limits(w, q.limits);
+    w.member("time_zone", q.time_zone).end_object();
+    return out;
+}
+
+boost::system::result<quota> quota_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<quota> {
+        quota q;
+        auto s = get_string(o, "scope");
+        q.scope = s == "sender_domain"      ? quota_scope::sender_domain
+                  : s == "recipient_domain" ? quota_scope::recipient_domain
+                                            : quota_scope::provider;
+        q.key = get_string(o, "key");
+        q.limits = read_limits(o);
+        q.time_zone = get_string(o, "time_zone");
+        return q;
+    });
+}
+
+std::string to_json(const suppression_entry& e) {
+    std::string out;
+    json::writer w(out);
+    w.begin_object()
+        .member("kind", e.kind == suppression_kind::address ? "address" : "domain")
+        .member("value", e.value)
+        .member("reason", to_string(e.reason))
+        .member("source", e.source)
+        .member("created_at_us", micros(e.created_at))
+        .end_object();
+    return out;
+}
+
+}  // namespace mailers::detail

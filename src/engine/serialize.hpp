@@ -1,0 +1,29 @@
+// JSON forms of configuration objects: what the store keeps and what the
+// audit log records as before/after. Secrets never appear here.
+#pragma once
+
+#include <mailers/engine.hpp>
+
+#include <boost/system/result.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace mailers::detail {
+
+std::string to_json(const mailbox_config& m);
+std::string to_json(const pool_config& p);
+std::string to_json(const quota& q);
+std::string to_json(const suppression_entry& e);
+
+boost::system::result<mailbox_config> mailbox_from_json(std::string_view json);
+boost::system::result<pool_config> pool_from_json(std::string_view json);
+boost::system::result<quota> quota_from_json(std::string_view json);
+
+std::string_view to_string(quota_scope s) noexcept;
+std::string_view to_string(pause_scope s) noexcept;
+std::string_view to_string(rotation_kind k) noexcept;
+std::string quota_object_id(quota_scope scope, std::string_view key);
+std::string pause_object_id(const pause_target& t);
+
+}  // namespace mailers::detail

@@ -1,0 +1,119 @@
+// Character-class and UTF-8 helpers shared by the address parser and the
+// MIME writer. Everything here is inline and allocation-free because it runs
+// on every byte of every header the writer emits.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace mailers::mime {
+
+constexpr bool is_alpha(unsigned char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+constexpr bool is_digit(unsigned char c) noexcept {
+    return c >= '0' && c <= '9';
+}
+constexpr bool is_alnum(unsigned char c) noexcept {
+    return is_alpha(c) || is_digit(c);
+}
+constexpr bool is_wsp(unsigned char c) noexcept {
+    return c == ' ' || c == '\t';
+}
+constexpr char to_lower(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+/// RFC 5322 atext (ASCII only; callers add UTF8-non-ascii where RFC 6531/6532 allow it).
+constexpr bool is_atext(unsigned char c) noexcept {
+    if (is_alnum(c)) return true;
+    switch (c) {
+        case '!':
+        case '#':
+        case '$':
+        case '%':
+        case '&':
+        case '\'':
+        case '*':
+        case '+':
+        case '-':
+        case '/':
+        case '=':
+        case '?':
+        case '^':
+        case '_':
+        case '`':
+        case '{':
+        case '|':
+        case '}':
+        case '~':
+            return true;
+        default:
+            return false;
+    }
+}
+
+/// The bytes that let a value break out of its header line.
+constexpr bool has_line_break_or_nul(std::string_view s) noexcept {
+    for (unsigned char c : s)
+        if (c == '\r' || c == '\n' || c == '\0') return true;
+    return false;
+}
+
+constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (to_lower(a[i]) != to_lower(b[i])) return false;
+    return true;
+}
+
+constexpr bool istarts_with(std::string_view s, std::string_view prefix) noexcept {
+    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+/// Length (1-4) of the well-formed UTF-8 sequence (RFC 3629) starting at
+/// s[i], or 0 when it is ill-formed: overlongs, surrogates, code points above
+/// U+10FFFF, stray continuation bytes and truncated sequences are all refused.
+constexpr std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    const std::size_t avail = s.size() - i;
+    const unsigned char c = b(0);
+    if (c < 0x80) return 1;
+    const auto cont = [&](std::size_t k) { return (b(k) & 0xC0) == 0x80; };
+    if (c >= 0xC2 && c <= 0xDF) return (avail >= 2 && cont(1)) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (avail < 3 || !cont(1) || !cont(2)) return 0;
+        if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
+        if (c == 0xED && b(1) > 0x9F) return 0;  // UTF-16 surrogate
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (avail < 4 || !cont(1) || !cont(2) || !cont(3)) return 0;
+        if (c == 0xF0 && b(1) < 0x90) return 0;  // overlong
+        if (c == 0xF4 && b(1) > 0x8F) return 0;  // above U+10FFFF
+        return 4;
+    }
+    return 0;
+}
+
+constexpr bool is_valid_utf8(std::string_view s) noexcept {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        if (static_cast<unsigned char>(s[i]) < 0x80) {
+            ++i;
+            continue;
+        }
+        const std::size_t n = utf8_sequence_length(s, i);
+        if (n == 0) return false;
+        i += n;
+    }
+    return true;
+}
+
+constexpr bool is_ascii(std::string_view s) noexcept {
+    for (unsigned char c : s)
+        if (c >= 0x80) return false;
+    return true;
+}
+
+}  // namespace mailers::mime

@@ -1,0 +1,279 @@
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <mailers/audit.hpp>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+using namespace mailers;
+
+namespace {
+
+time_point at_micros(std::int64_t us) {
+    return time_point{std::chrono::microseconds{us}};
+}
+
+audit_record first_record() {
+    audit_record r;
+    r.seq = 1;
+    r.at = at_micros(1'700'000'000'000'000);
+    r.actor = "alice";
+    r.action = "mailbox.upsert";
+    r.resource_type = "mailbox";
+    r.resource_id = "rep1";
+    r.after = R"({"daily_cap":30})";
+    return r;
+}
+
+// A valid chain of n records, seq first_seq.., linked to `prev_hash`.
+std::vector<audit_record> chain(std::size_t n, std::uint64_t first_seq = 1,
+                                std::string prev_hash = {}) {
+    std::vector<audit_record> out;
+    for (std::size_t i = 0; i < n; ++i) {
+        audit_record r;
+        r.seq = first_seq + i;
+        r.at = at_micros(1'700'000'000'000'000 + static_cast<std::int64_t>(i) * 1000);
+        r.actor = i % 3 ? "alice" : "bob";
+        r.action = "pool.update";
+        r.resource_type = "pool";
+        r.resource_id = "pool-" + std::to_string(i % 4);
+        r.before = R"({"members":)" + std::to_string(i) + "}";
+        r.after = R"({"members":)" + std::to_string(i + 1) + "}";
+        r.prev_hash = prev_hash;
+        r.hash = audit_hash(r);
+        prev_hash = r.hash;
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+void rehash(audit_record& r) {
+    r.hash = audit_hash(r);
+}
+
+// Verifies and returns the reported bad seq (0 when the chain verifies).
+std::uint64_t bad_seq_of(const std::vector<audit_record>& records) {
+    std::uint64_t bad = 0;
+    const error_code ec = verify_audit_chain(records, &bad);
+    if (!ec) return 0;
+    CHECK(ec == make_error_code(errc::audit_chain_broken));
+    return bad;
+}
+
+}  // namespace
+
+TEST_CASE("audit_hash: pinned format") {
+    // Digests computed independently (Python hashlib) from the documented
+    // input: each field as "<decimal byte length>:<bytes>" in the order seq,
+    // at (microseconds), actor, action, resource_type, resource_id, before,
+    // after, prev_hash. A change here breaks every stored chain.
+    audit_record r = first_record();
+    CHECK(audit_hash(r) == "3779602fe83a87a7dff3a493a59b7208815c267d7f747bc0c9313bc02c39ded2");
+
+    audit_record second;
+    second.seq = 2;
+    second.at = at_micros(-5);
+    second.actor = "bob";
+    second.action = "pool.delete";
+    second.resource_type = "pool";
+    second.resource_id = "p1";
+    second.before = R"({"m":["a"]})";
+    second.prev_hash = audit_hash(r);
+    CHECK(audit_hash(second) == "0ce596560f08f83d563c80ccb03fe8e840c17db8777aa28fb09ba05fb1210802");
+}
+
+TEST_CASE("audit_hash: ignores the hash field, covers every other field") {
+    const audit_record base = first_record();
+    const std::string h = audit_hash(base);
+    CHECK(h.size() == 64);
+    CHECK(h.find_first_not_of("0123456789abcdef") == std::string::npos);
+
+    audit_record with_hash = base;
+    with_hash.hash = "anything";
+    CHECK(audit_hash(with_hash) == h);
+
+    std::vector<audit_record> variants(9, base);
+    variants[0].seq = 2;
+    variants[1].at += std::chrono::microseconds(1);
+    variants[2].actor = "alicE";
+    variants[3].action = "mailbox.delete";
+    variants[4].resource_type = "pool";
+    variants[5].resource_id = "rep2";
+    variants[6].before = "{}";
+    variants[7].after = "";
+    variants[8].prev_hash = "00";
+    for (std::size_t i = 0; i < variants.size(); ++i) {
+        INFO("field " << i);
+        CHECK(audit_hash(variants[i]) != h);
+    }
+}
+
+TEST_CASE("audit_hash: moving bytes between fields changes the hash") {
+    audit_record a = first_record();
+    audit_record b = a;
+    a.actor = "ab";
+    a.action = "c";
+    b.actor = "a";
+    b.action = "bc";
+    CHECK(audit_hash(a) != audit_hash(b));
+
+    // A field that looks like a length prefix cannot fake a boundary.
+    audit_record c = first_record();
+    audit_record d = c;
+    c.before = "";
+    c.after = "1:x";
+    d.before = "1:x";
+    d.after = "";
+    CHECK(audit_hash(c) != audit_hash(d));
+}
+
+TEST_CASE("verify_audit_chain: valid chains") {
+    CHECK_FALSE(verify_audit_chain({}));
+    CHECK_FALSE(verify_audit_chain(chain(1)));
+    CHECK_FALSE(verify_audit_chain(chain(50)));
+
+    // A tail export starting mid-chain verifies from its first record.
+    const auto full = chain(20);
+    const std::vector<audit_record> tail(full.begin() + 7, full.end());
+    CHECK_FALSE(verify_audit_chain(tail));
+
+    // bad_seq is left alone on success.
+    std::uint64_t bad = 12345;
+    CHECK_FALSE(verify_audit_chain(full, &bad));
+    CHECK(bad == 12345);
+}
+
+TEST_CASE("verify_audit_chain: tampering is detected at the right record") {
+    const auto good = chain(10);
+    REQUIRE(bad_seq_of(good) == 0);
+
+    SUBCASE("a field edited") {
+        auto c = good;
+        c[4].after = R"({"members":999})";
+        CHECK(bad_seq_of(c) == 5);
+    }
+    SUBCASE("a field edited in the first record") {
+        auto c = good;
+        c[0].actor = "mallory";
+        CHECK(bad_seq_of(c) == 1);
+    }
+    SUBCASE("the time edited") {
+        auto c = good;
+        c[9].at -= std::chrono::hours(1);
+        CHECK(bad_seq_of(c) == 10);
+    }
+    SUBCASE("a field edited and its hash recomputed: the next link breaks") {
+        auto c = good;
+        c[4].actor = "mallory";
+        rehash(c[4]);
+        CHECK(bad_seq_of(c) == 6);
+    }
+    SUBCASE("a record removed") {
+        auto c = good;
+        c.erase(c.begin() + 3);
+        CHECK(bad_seq_of(c) == 5);
+    }
+    SUBCASE("a record removed and the rest renumbered and rehashed from there") {
+        auto c = good;
+        c.erase(c.begin() + 3);
+        for (std::size_t i = 3; i < c.size(); ++i) {
+            c[i].seq = i + 1;
+            rehash(c[i]);
+        }
+        // The renumbered record 4 still names record 4's hash as its predecessor.
+        CHECK(bad_seq_of(c) == 4);
+    }
+    SUBCASE("two records swapped") {
+        auto c = good;
+        std::swap(c[5], c[6]);
+        CHECK(bad_seq_of(c) == 7);  // the record found where seq 6 belongs
+    }
+    SUBCASE("prev_hash changed") {
+        auto c = good;
+        c[7].prev_hash = good[6].hash;
+        c[7].prev_hash[0] = c[7].prev_hash[0] == '0' ? '1' : '0';
+        CHECK(bad_seq_of(c) == 8);
+    }
+    SUBCASE("prev_hash changed and the record rehashed") {
+        auto c = good;
+        c[7].prev_hash = good[5].hash;
+        rehash(c[7]);
+        CHECK(bad_seq_of(c) == 8);
+    }
+    SUBCASE("hash field replaced") {
+        auto c = good;
+        c[2].hash = std::string(64, 'a');
+        CHECK(bad_seq_of(c) == 3);
+    }
+    SUBCASE("a duplicated record") {
+        auto c = good;
+        c.insert(c.begin() + 4, c[4]);
+        CHECK(bad_seq_of(c) == 5);
+    }
+    SUBCASE("the first record claims a predecessor") {
+        auto c = good;
+        c[0].prev_hash = std::string(64, '0');
+        rehash(c[0]);
+        CHECK(bad_seq_of(c) == 1);
+    }
+    SUBCASE("a record with seq 0") {
+        // Numbering starts at 1, so a chain starting at 0 is refused even
+        // though its links and hashes are consistent.
+        const auto c = chain(3, 0);
+        std::uint64_t bad = 99;
+        CHECK(verify_audit_chain(c, &bad) == make_error_code(errc::audit_chain_broken));
+        CHECK(bad == 0);
+    }
+    SUBCASE("a gap in seq with a consistent hash link") {
+        auto c = good;
+        c[6].seq = 8;
+        rehash(c[6]);
+        CHECK(bad_seq_of(c) == 8);
+    }
+}
+
+TEST_CASE("verify_audit_chain: random single edits are always caught") {
+    const auto seed = std::random_device{}();
+    INFO("seed = " << seed);
+    std::mt19937 rng(seed);
+    const auto good = chain(30);
+    for (int round = 0; round < 500; ++round) {
+        auto c = good;
+        const auto i = std::uniform_int_distribution<std::size_t>(0, c.size() - 1)(rng);
+        auto& r = c[i];
+        switch (std::uniform_int_distribution<int>(0, 8)(rng)) {
+            case 0:
+                r.actor += "x";
+                break;
+            case 1:
+                r.action.clear();
+                break;
+            case 2:
+                r.resource_type = "other";
+                break;
+            case 3:
+                r.resource_id += "1";
+                break;
+            case 4:
+                r.before = "{}";
+                break;
+            case 5:
+                r.after += " ";
+                break;
+            case 6:
+                r.at += std::chrono::microseconds(1);
+                break;
+            case 7:
+                r.prev_hash = std::string(64, 'f');
+                break;
+            default:
+                r.hash[10] = r.hash[10] == 'a' ? 'b' : 'a';
+                break;
+        }
+        INFO("round " << round << " record " << i);
+        CHECK(bad_seq_of(c) == r.seq);
+    }
+}
