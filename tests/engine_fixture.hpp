@@ -2,19 +2,23 @@
 // clock, an SQLite store, and capture transports behind named providers.
 #pragma once
 
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <filesystem>
+#include <functional>
 #include <mailers/engine.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/transports/capture_transport.hpp>
 #include <mailers/transports/fault_injector.hpp>
-
-#include <boost/asio/io_context.hpp>
-#include <doctest/doctest.h>
-
-#include <chrono>
-#include <filesystem>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace mailers_test {
 
@@ -32,18 +36,95 @@ inline std::filesystem::path temp_db(const std::string& stem) {
     return p;
 }
 
+/// A UTC instant from calendar fields (proleptic Gregorian).
+inline mailers::time_point utc(int y, unsigned mo, unsigned d, int h = 0, int mi = 0, int s = 0) {
+    auto day =
+        std::chrono::sys_days(std::chrono::year{y} / std::chrono::month{mo} / std::chrono::day{d});
+    return mailers::time_point(std::chrono::duration_cast<mailers::duration>(
+        day.time_since_epoch() + std::chrono::hours(h) + std::chrono::minutes(mi) +
+        std::chrono::seconds(s)));
+}
+
+/// A transport that can keep sends in flight for as long as a test wants:
+/// while `hold` is set, each send is parked with its handler until the test
+/// completes it (or drops it, as a crash would); otherwise it is accepted at
+/// once. Every send that is accepted or parked is recorded in `handed`.
+class held_transport final : public mailers::provider_transport {
+public:
+    explicit held_transport(boost::asio::any_io_executor ex) : provider_transport(std::move(ex)) {}
+
+    std::string_view name() const noexcept override { return "held"; }
+
+    void set_hold(bool on) {
+        std::lock_guard lock(mu_);
+        hold_ = on;
+    }
+    std::size_t pending() const {
+        std::lock_guard lock(mu_);
+        return pending_.size();
+    }
+    std::vector<mailers::outbound> handed() const {
+        std::lock_guard lock(mu_);
+        return handed_;
+    }
+    /// Completes the oldest parked send with `ec` (empty: accepted).
+    void complete_oldest(mailers::error_code ec = {}, mailers::diagnostics diag = {}) {
+        mailers::any_send_handler h;
+        {
+            std::lock_guard lock(mu_);
+            REQUIRE_FALSE(pending_.empty());
+            h = std::move(pending_.front());
+            pending_.erase(pending_.begin());
+        }
+        mailers::send_outcome o;
+        if (!ec) o.provider_message_id = "held-ok";
+        o.diag = std::move(diag);
+        std::move(h)(ec, std::move(o));
+    }
+    /// Forgets parked sends without completing them: what a crash does.
+    void drop_pending() {
+        std::vector<mailers::any_send_handler> gone;
+        {
+            std::lock_guard lock(mu_);
+            gone.swap(pending_);
+        }
+    }
+
+protected:
+    void do_send(std::shared_ptr<const mailers::outbound> out,
+                 mailers::any_send_handler h) override {
+        {
+            std::lock_guard lock(mu_);
+            handed_.push_back(*out);
+            if (hold_) {
+                pending_.push_back(std::move(h));
+                return;
+            }
+        }
+        std::move(h)(mailers::error_code{}, mailers::send_outcome{"held-" + out->send_id, {}});
+    }
+
+private:
+    mutable std::mutex mu_;
+    bool hold_ = false;
+    std::vector<mailers::any_send_handler> pending_;
+    std::vector<mailers::outbound> handed_;
+};
+
 struct db_file {
     std::filesystem::path path;
     explicit db_file(const std::string& stem) : path(temp_db(stem)) {}
     ~db_file() {
         std::error_code ec;
-        for (auto suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix, ec);
+        for (auto suffix : {"", "-wal", "-shm"})
+            std::filesystem::remove(path.string() + suffix, ec);
     }
 };
 
 struct fixture {
     boost::asio::io_context ioc;
-    std::shared_ptr<mailers::manual_clock> clock = std::make_shared<mailers::manual_clock>(test_epoch());
+    std::shared_ptr<mailers::manual_clock> clock =
+        std::make_shared<mailers::manual_clock>(test_epoch());
     std::shared_ptr<mailers::store> store;
     std::unique_ptr<mailers::engine> eng;
     std::shared_ptr<mailers::capture_transport> capture =
@@ -95,6 +176,85 @@ struct fixture {
         r.idempotency_key = key;
         return r;
     }
+
+    /// Registers provider `id` as a fault injector over `inner` (the shared
+    /// capture when null), so faults can be aimed at one provider's mailboxes.
+    std::shared_ptr<mailers::fault_injector> add_faulty_provider(
+        const std::string& id, std::shared_ptr<mailers::provider_transport> inner = nullptr) {
+        auto fi = std::make_shared<mailers::fault_injector>(inner ? inner : capture);
+        eng->add_provider(admin, id, fi);
+        return fi;
+    }
+
+    void upsert_pool(const std::string& id, std::vector<std::string> ids,
+                     mailers::rotation_policy policy) {
+        mailers::pool_config p;
+        p.id = id;
+        p.mailboxes = std::move(ids);
+        p.policy = policy;
+        eng->upsert_pool(admin, p);
+    }
+
+    /// A send from one named mailbox rather than a pool.
+    static mailers::send_request direct(const std::string& mailbox, const std::string& to,
+                                        const std::string& key = {}) {
+        auto r = request({}, to, key);
+        r.mailbox = mailbox;
+        return r;
+    }
+
+    using outcome = std::pair<mailers::error_code, mailers::send_result>;
+
+    /// Starts a send without waiting; the slot fills when it completes.
+    std::shared_ptr<std::optional<outcome>> start(mailers::send_request r) {
+        auto slot = std::make_shared<std::optional<outcome>>();
+        eng->async_send(std::move(r), [slot](mailers::error_code ec, mailers::send_result res) {
+            slot->emplace(ec, std::move(res));
+        });
+        return slot;
+    }
+
+    /// Runs handlers until `done()` holds. The engine keeps outstanding work
+    /// on the context while a send is in flight, so this never returns early;
+    /// the bounded wait only lets `done()` see progress made on other threads.
+    void run_until(const std::function<bool()>& done) {
+        ioc.restart();
+        while (!done()) {
+            if (ioc.run_one_for(std::chrono::milliseconds(20)) == 0 && ioc.stopped()) ioc.restart();
+        }
+    }
+
+    /// Runs whatever is ready (event handlers, posted completions).
+    void drain() {
+        eng->flush();
+        ioc.restart();
+        ioc.poll();
+    }
+
+    /// Records every event the engine emits into `events`.
+    void record_events() {
+        eng->on_event([this](const mailers::event& e) {
+            std::lock_guard lock(events_mu);
+            events.push_back(e);
+        });
+    }
+    std::vector<mailers::event> events_of(mailers::event_type t) {
+        drain();
+        std::lock_guard lock(events_mu);
+        std::vector<mailers::event> out;
+        for (const auto& e : events)
+            if (e.type == t) out.push_back(e);
+        return out;
+    }
+
+    /// The ledger row of a send, read after every queued write is applied.
+    std::optional<mailers::ledger_row> ledger(const std::string& send_id) {
+        eng->flush();
+        return store->find_send("default", std::stoull(send_id));
+    }
+
+    std::mutex events_mu;
+    std::vector<mailers::event> events;
 
     /// Sends and runs the io_context until the send completes.
     std::pair<mailers::error_code, mailers::send_result> send(mailers::send_request r) {

@@ -32,6 +32,13 @@ struct address {
 /// name may be a quoted-string). Returns errc::invalid_address with no side
 /// effects when the input is not a single valid address; CR, LF and NUL are
 /// always refused.
+///
+/// The display name is an RFC 5322 phrase with UTF-8 allowed (RFC 6532) and
+/// "." accepted in atoms ("John Q. Public"); quoted-strings are unquoted and
+/// words are joined by one space. Specials outside quotes ("Doe, John"
+/// unquoted), comments, control characters and ill-formed UTF-8 are refused.
+/// RFC 2047 encoded-words are kept as written, not decoded. Whitespace around
+/// the input and inside the angle brackets is ignored.
 MAILERS_API boost::system::result<address> parse_address(std::string_view text);
 
 /// True when `text` is a valid bare addr-spec (no display name).

@@ -69,7 +69,12 @@ struct envelope {
     std::vector<std::string> rcpt_to;     ///< bare addr-specs
     friend bool operator==(const envelope&, const envelope&) = default;
 
-    /// mail_from = message.from, rcpt_to = to + cc + bcc.
+    /// mail_from = message.from, rcpt_to = to + cc + bcc, in that order, each
+    /// mailbox once (local parts compared exactly, domains without case).
+    /// Domains are converted to A-labels unless the local part is UTF-8 (which
+    /// needs SMTPUTF8 anyway). Does not validate: render or validate the
+    /// message first. A `from` with empty local part and domain gives the null
+    /// sender.
     MAILERS_API static envelope from_message(const message& m);
 };
 

@@ -28,7 +28,13 @@ struct sqlite_store_params {
 };
 
 /// Opens (creating and migrating if needed) an SQLite store. Throws
-/// mailers::exception (errc::store_error, errc::schema_too_new).
+/// mailers::exception (errc::store_error, errc::schema_too_new); a file from
+/// a newer schema is refused before anything in it is changed.
+///
+/// The store may be shared by several threads: calls are serialised, and a
+/// for_each_* callback may call back into the store from its own thread.
+/// Several stores (and processes) may open one file; writers take turns,
+/// waiting up to `busy_timeout`. Send ids are limited to 2^40 - 1.
 MAILERS_API std::shared_ptr<store> open_sqlite_store(const sqlite_store_params& params);
 
 /// The schema version this library writes.

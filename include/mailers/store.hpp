@@ -64,13 +64,19 @@ struct stored_object {
     friend bool operator==(const stored_object&, const stored_object&) = default;
 };
 
+/// The writes a `commit` applies. Deleting what does not exist is not an
+/// error; the refusals listed below fail the whole batch.
 namespace store_ops {
-struct put_object { stored_object object; };
+struct put_object { stored_object object; };              ///< insert or replace
 struct delete_object { std::string kind; std::string id; };
 struct put_suppression { suppression_entry entry; };      ///< insert or replace
 struct delete_suppression { suppression_kind kind; std::string value; };
+/// Refused when row.id exists or a non-empty idempotency_key is taken.
 struct insert_send { ledger_row row; };
-struct update_send { ledger_row row; };                   ///< replaces the row with row.id
+/// Replaces the row with row.id, its idempotency key included; refused when
+/// there is no such row or the new non-empty key belongs to another row.
+struct update_send { ledger_row row; };
+/// Refused when record.seq exists. The store does not check the chain.
 struct append_audit { audit_record record; };
 }  // namespace store_ops
 
@@ -79,7 +85,8 @@ using store_op = std::variant<store_ops::put_object, store_ops::delete_object,
                               store_ops::insert_send, store_ops::update_send,
                               store_ops::append_audit>;
 
-/// Everything the engine needs at start-up.
+/// Everything the engine needs at start-up. The lists come in no particular
+/// order.
 struct store_snapshot {
     std::vector<stored_object> objects;
     std::vector<suppression_entry> suppressions;
@@ -98,12 +105,16 @@ public:
     /// Loads one workspace's state.
     virtual store_snapshot load(std::string_view workspace, time_point since) = 0;
 
-    /// Applies `ops` in order, atomically: all or none.
+    /// Applies `ops` in order, atomically: all or none. An empty span is a
+    /// no-op.
     virtual void commit(std::string_view workspace, std::span<const store_op> ops) = 0;
 
     virtual std::optional<ledger_row> find_send(std::string_view workspace, std::uint64_t id) = 0;
 
-    /// Calls `fn` for each suppression entry, in (kind, value) order.
+    /// Calls `fn` for each suppression entry, in (kind, value) order: address
+    /// entries first, values in byte order. An exception thrown by `fn`
+    /// ends the iteration and reaches the caller unchanged; so for the other
+    /// for_each_* functions.
     virtual void for_each_suppression(std::string_view workspace,
                                       const std::function<void(const suppression_entry&)>& fn) = 0;
 

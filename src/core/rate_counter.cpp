@@ -4,54 +4,63 @@
 
 namespace mailers::detail {
 
-namespace {
-// Reservations counted by a window at `now`: rolling windows count
-// (now - length, now]; calendar windows count [period start, now].
-time_point window_floor(const effective_limit& l, zone_ptr zone, time_point now, bool& inclusive) {
-    if (l.kind == window_kind::calendar) {
-        inclusive = true;
-        return period_start(l.length, zone, now);
+std::pair<std::uint64_t, std::uint64_t> rate_counter::window(const effective_limit& l, zone_ptr zone,
+                                                             time_point now) const {
+    // Rolling windows count (now - length, now]; calendar windows count
+    // [period start, now].
+    const bool calendar = l.kind == window_kind::calendar;
+    const time_point floor =
+        calendar ? period_start(l.length, zone, now) : now - std::chrono::duration_cast<duration>(l.length);
+    auto in_window = [&](time_point t) { return calendar ? t >= floor : t > floor; };
+
+    cursor* c = nullptr;
+    for (auto& k : cursors_)
+        if (k.length == l.length && k.kind == l.kind) c = &k;
+    if (!c) {
+        cursors_.push_back(cursor{l.length, l.kind, base_, time_point::min()});
+        c = &cursors_.back();
     }
-    inclusive = false;
-    return now - std::chrono::duration_cast<duration>(l.length);
+    const std::uint64_t end_abs = base_ + stamps_.size();
+    if (c->first < base_ || floor < c->floor) {
+        // Trimmed past the cursor, or time went backwards: search again.
+        auto it = calendar ? std::lower_bound(stamps_.begin(), stamps_.end(), floor)
+                           : std::upper_bound(stamps_.begin(), stamps_.end(), floor);
+        c->first = base_ + static_cast<std::uint64_t>(it - stamps_.begin());
+    } else {
+        if (c->first > end_abs) c->first = end_abs;
+        // A released reservation may have shifted later ones down by one.
+        while (c->first > base_ && in_window(at(c->first - 1))) --c->first;
+        while (c->first < end_abs && !in_window(at(c->first))) ++c->first;
+    }
+    c->floor = floor;
+    // Reservations after `now` (a clock set back) are not counted.
+    std::uint64_t last = end_abs;
+    while (last > c->first && at(last - 1) > now) --last;
+    return {c->first, last};
 }
-}  // namespace
 
 std::uint64_t rate_counter::count(const effective_limit& l, zone_ptr zone, time_point now) const {
-    bool inclusive = false;
-    auto floor = window_floor(l, zone, now, inclusive);
-    auto it = inclusive ? std::lower_bound(stamps_.begin(), stamps_.end(), floor)
-                        : std::upper_bound(stamps_.begin(), stamps_.end(), floor);
-    auto end = std::upper_bound(it, stamps_.end(), now);
-    return static_cast<std::uint64_t>(end - it);
+    auto [first, last] = window(l, zone, now);
+    return last - first;
 }
 
-std::optional<time_point> rate_counter::blocked_until(std::span<const effective_limit> limits,
-                                                      zone_ptr zone, time_point now) const {
+std::optional<time_point> rate_counter::blocked_until(std::span<const effective_limit> limits, zone_ptr zone,
+                                                      time_point now) const {
     std::optional<time_point> until;
     for (const auto& l : limits) {
-        bool inclusive = false;
-        auto floor = window_floor(l, zone, now, inclusive);
-        auto first = inclusive ? std::lower_bound(stamps_.begin(), stamps_.end(), floor)
-                               : std::upper_bound(stamps_.begin(), stamps_.end(), floor);
-        auto end = std::upper_bound(first, stamps_.end(), now);
-        auto n = static_cast<std::uint64_t>(end - first);
+        auto [first, last] = window(l, zone, now);
+        auto n = last - first;
         if (n < l.max) continue;
         time_point free_at;
-        if (l.max == 0) {
-            // A zero cap never frees up within the rolling window; for a
-            // calendar window the next period has the same cap, so neither
-            // has a meaningful "until": report the next period boundary.
-            free_at = l.kind == window_kind::calendar
-                          ? next_period_start(l.length, zone, now)
-                          : now + std::chrono::duration_cast<duration>(l.length);
-        } else if (l.kind == window_kind::calendar) {
-            free_at = next_period_start(l.length, zone, now);
+        if (l.kind == window_kind::calendar || l.max == 0) {
+            // The count resets when the next period starts (a zero cap never
+            // frees up; the next boundary is when to look again).
+            free_at = l.kind == window_kind::calendar ? next_period_start(l.length, zone, now)
+                                                      : now + std::chrono::duration_cast<duration>(l.length);
         } else {
-            // The window must drop (n - max + 1) reservations: the one that
-            // leaves last is at index n - max from the window's start.
-            auto pivot = *(first + static_cast<std::ptrdiff_t>(n - l.max));
-            free_at = pivot + std::chrono::duration_cast<duration>(l.length);
+            // (n - max + 1) reservations must leave the window; the last of
+            // them is at position n - max from the window's start.
+            free_at = at(first + (n - l.max)) + std::chrono::duration_cast<duration>(l.length);
         }
         if (!until || free_at > *until) until = free_at;
     }
@@ -71,9 +80,12 @@ void rate_counter::remove(time_point t) {
     if (it != stamps_.end() && *it == t) stamps_.erase(it);
 }
 
-void rate_counter::trim(time_point now, std::chrono::seconds horizon) {
+void rate_counter::trim(time_point now, std::chrono::seconds horizon, std::uint64_t keep) {
     auto floor = now - std::chrono::duration_cast<duration>(horizon);
-    while (!stamps_.empty() && stamps_.front() < floor) stamps_.pop_front();
+    while (!stamps_.empty() && (stamps_.front() < floor || stamps_.size() > keep)) {
+        stamps_.pop_front();
+        ++base_;
+    }
 }
 
 }  // namespace mailers::detail

@@ -11,6 +11,15 @@ namespace mailers {
 using namespace detail;
 
 namespace {
+// How many reservation times a counter must keep to decide its limits
+// exactly. Uncapped counters keep a few thousand, for status() figures.
+std::uint64_t keep_for(const std::vector<effective_limit>& limits, std::optional<std::uint64_t> ramp) {
+    std::uint64_t keep = 4096;
+    for (const auto& l : limits) keep = std::max(keep, l.max);
+    if (ramp) keep = std::max(keep, *ramp);
+    return keep;
+}
+
 std::optional<time_point> earliest(std::optional<time_point> a, std::optional<time_point> b) {
     if (!a) return b;
     if (!b) return a;
@@ -100,7 +109,7 @@ std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_vie
     reservation r;
     r.mailbox = mb.cfg.id;
     r.at = now;
-    mb.counter.trim(now, mb.horizon);
+    mb.counter.trim(now, mb.horizon, keep_for(mb.limits, warmup_cap(mb.cfg.warmup, mb.zone, now)));
     mb.counter.add(now);
     auto add_quota = [&](quota_scope scope, const std::string& key, std::string_view rdomain) {
         auto it = quotas.find({scope, key});
@@ -108,7 +117,7 @@ std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_vie
         auto& q = it->second;
         rate_counter* c = &q.counter;
         if (key == "*") c = &q.per_domain[std::string(rdomain)];
-        c->trim(now, q.horizon);
+        c->trim(now, q.horizon, keep_for(q.limits, std::nullopt));
         c->add(now);
         r.quota_counters.emplace_back(&q, c);
     };
@@ -164,6 +173,44 @@ void engine::impl::record_transient_failure(mailbox_rt& mb, const reservation& r
     mb.open_until = now + std::chrono::duration_cast<duration>(mb.cool_down);
 }
 
+void detail::rebuild(pool_rt& p, std::unordered_map<std::string, mailbox_rt>& mailboxes) {
+    p.members.clear();
+    for (const auto& id : p.cfg.mailboxes) {
+        auto it = mailboxes.find(id);
+        if (it != mailboxes.end()) p.members.push_back(&it->second);
+    }
+    const auto n = p.members.size();
+    p.by_priority.resize(n);
+    for (std::uint32_t i = 0; i < n; ++i) p.by_priority[i] = i;
+    std::stable_sort(p.by_priority.begin(), p.by_priority.end(), [&](auto a, auto b) {
+        return p.members[a]->cfg.priority < p.members[b]->cfg.priority;
+    });
+    // Smooth weighted round-robin, unrolled into one cycle of sum(weights)
+    // picks; very large sums are scaled down to at most 65,536 slots.
+    std::uint64_t total = 0;
+    for (auto* m : p.members) total += std::max<std::uint32_t>(1, m->cfg.weight);
+    const double scale = total > 65536 ? 65536.0 / static_cast<double>(total) : 1.0;
+    std::vector<std::int64_t> weight(n), current(n, 0);
+    std::int64_t sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        weight[i] = std::max<std::int64_t>(
+            1, static_cast<std::int64_t>(static_cast<double>(std::max<std::uint32_t>(1, p.members[i]->cfg.weight)) * scale));
+        sum += weight[i];
+    }
+    p.schedule.clear();
+    p.schedule.reserve(static_cast<std::size_t>(sum));
+    for (std::int64_t k = 0; k < sum; ++k) {
+        std::size_t best = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            current[i] += weight[i];
+            if (current[i] > current[best]) best = i;
+        }
+        current[best] -= sum;
+        p.schedule.push_back(static_cast<std::uint32_t>(best));
+    }
+    if (p.cursor >= std::max<std::size_t>(1, std::max(n, p.schedule.size()))) p.cursor = 0;
+}
+
 engine::impl::pick_result engine::impl::pick(const send_request& req, const std::string& recipient,
                                              std::string_view recipient_domain,
                                              const std::unordered_set<std::string>& tried, time_point now) {
@@ -191,62 +238,79 @@ engine::impl::pick_result engine::impl::pick(const send_request& req, const std:
     auto pit = pools.find(req.pool);
     if (pit == pools.end()) return out;
     auto& pool = pit->second;
-    const auto& ids = pool.cfg.mailboxes;
-    if (ids.empty()) return out;
+    const auto n = pool.members.size();
+    if (n == 0) return out;
+    const auto& pool_id = pool.cfg.id;
 
-    // Eligible candidates, in pool order starting at the round-robin cursor.
-    std::vector<std::pair<std::size_t, mailbox_rt*>> eligible;
-    eligible.reserve(ids.size());
-    for (std::size_t k = 0; k < ids.size(); ++k) {
-        std::size_t idx = (pool.cursor + k) % ids.size();
-        if (tried.count(ids[idx])) continue;
-        auto it = mailboxes.find(ids[idx]);
-        if (it == mailboxes.end()) continue;
-        if (consider(it->second, pool.cfg.id)) eligible.emplace_back(idx, &it->second);
-    }
-    if (eligible.empty()) return out;
+    // Each member is checked at most once per pick.
+    std::vector<char> seen(n, 0);
+    auto try_member = [&](std::uint32_t idx) -> bool {
+        if (seen[idx]) return false;
+        seen[idx] = 1;
+        auto* mb = pool.members[idx];
+        if (!tried.empty() && tried.count(mb->cfg.id)) return false;
+        return consider(*mb, pool_id);
+    };
 
     if (pool.cfg.policy.sticky_sender) {
         auto s = pool.sticky.find(recipient);
         if (s != pool.sticky.end()) {
-            for (auto& [idx, mb] : eligible) {
-                if (mb->cfg.id == s->second) {
-                    take(*mb);
-                    return out;
+            for (std::uint32_t i = 0; i < n; ++i) {
+                if (pool.members[i]->cfg.id == s->second) {
+                    if (try_member(i)) {
+                        take(*pool.members[i]);
+                        return out;
+                    }
+                    break;
                 }
             }
         }
     }
 
-    std::pair<std::size_t, mailbox_rt*> chosen = eligible.front();
     switch (pool.cfg.policy.kind) {
         case rotation_kind::round_robin:
+            for (std::size_t k = 0; k < n; ++k) {
+                auto idx = static_cast<std::uint32_t>((pool.cursor + k) % n);
+                if (try_member(idx)) {
+                    pool.cursor = (idx + 1) % n;
+                    take(*pool.members[idx]);
+                    return out;
+                }
+            }
             break;
-        case rotation_kind::priority: {
-            // Lowest priority value wins; among equals, the first from the cursor.
-            for (auto& c : eligible)
-                if (c.second->cfg.priority < chosen.second->cfg.priority) chosen = c;
+        case rotation_kind::weighted: {
+            const auto len = pool.schedule.size();
+            for (std::size_t k = 0; k < len; ++k) {
+                auto pos = (pool.cursor + k) % len;
+                if (try_member(pool.schedule[pos])) {
+                    pool.cursor = (pos + 1) % len;
+                    take(*pool.members[pool.schedule[pos]]);
+                    return out;
+                }
+            }
             break;
         }
-        case rotation_kind::weighted: {
-            // Smooth weighted round-robin: deterministic, and every window of
-            // sum(weights) picks matches the weights exactly when nothing changes.
-            std::int64_t total = 0;
-            std::pair<std::size_t, mailbox_rt*>* best = nullptr;
-            for (auto& c : eligible) {
-                auto w = static_cast<std::int64_t>(std::max<std::uint32_t>(1, c.second->cfg.weight));
-                total += w;
-                auto& cur = pool.wrr_current[c.second->cfg.id];
-                cur += w;
-                if (!best || cur > pool.wrr_current[best->second->cfg.id]) best = &c;
+        case rotation_kind::priority: {
+            // Lowest priority value first; equals take turns.
+            std::size_t g = 0;
+            while (g < n) {
+                auto prio = pool.members[pool.by_priority[g]]->cfg.priority;
+                std::size_t e = g;
+                while (e < n && pool.members[pool.by_priority[e]]->cfg.priority == prio) ++e;
+                const auto size = e - g;
+                for (std::size_t k = 0; k < size; ++k) {
+                    auto idx = pool.by_priority[g + (pool.cursor + k) % size];
+                    if (try_member(idx)) {
+                        ++pool.cursor;
+                        take(*pool.members[idx]);
+                        return out;
+                    }
+                }
+                g = e;
             }
-            pool.wrr_current[best->second->cfg.id] -= total;
-            chosen = *best;
             break;
         }
     }
-    pool.cursor = (chosen.first + 1) % ids.size();
-    take(*chosen.second);
     return out;
 }
 

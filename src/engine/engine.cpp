@@ -117,7 +117,7 @@ void engine::impl::load() {
             if (m) apply_mailbox(*m, false);
         } else if (o.kind == "pool") {
             auto p = pool_from_json(o.json);
-            if (p) pools[p->id].cfg = *p;
+            if (p) pools[p->id].cfg = *p;  // resolved below, once every mailbox is loaded
         } else if (o.kind == "quota") {
             auto q = quota_from_json(o.json);
             if (q) apply_quota(*q);
@@ -125,6 +125,7 @@ void engine::impl::load() {
             pauses[o.id] = o.json;
         }
     }
+    for (auto& [id, p] : pools) rebuild(p, mailboxes);
     {
         std::unique_lock sl(supp_mu);
         std::size_t domains = 0;
@@ -344,6 +345,8 @@ void engine::upsert_mailbox(const principal& who, const mailbox_config& cfg) {
                   {store_ops::put_object{stored_object{"mailbox", cfg.id, after}}});
     std::lock_guard lock(impl_->mu);
     impl_->apply_mailbox(cfg, true);
+    // Weight and priority feed the pools' precomputed rotation orders.
+    for (auto& [id, p] : impl_->pools) rebuild(p, impl_->mailboxes);
 }
 
 void engine::retire_mailbox(const principal& who, const std::string& id) {
@@ -372,7 +375,7 @@ void engine::upsert_pool(const principal& who, const pool_config& cfg) {
     std::lock_guard lock(impl_->mu);
     auto& p = impl_->pools[cfg.id];
     p.cfg = cfg;
-    if (p.cursor >= cfg.mailboxes.size()) p.cursor = 0;
+    rebuild(p, impl_->mailboxes);
 }
 
 void engine::remove_pool(const principal& who, const std::string& id) {

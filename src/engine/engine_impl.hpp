@@ -57,12 +57,21 @@ struct quota_rt {
     std::unordered_map<std::string, rate_counter> per_domain;
 };
 
+/// A pool with its members resolved and its rotation order precomputed, so
+/// a pick checks mailboxes one by one in rotation order and usually stops
+/// at the first: the cost of a send does not grow with the pool's size.
 struct pool_rt {
     pool_config cfg;
+    std::vector<mailbox_rt*> members;     // cfg.mailboxes, resolved
+    std::vector<std::uint32_t> schedule;  // weighted: smooth weighted round-robin order
+    std::vector<std::uint32_t> by_priority;  // priority: members by priority, stable
     std::size_t cursor = 0;
-    std::unordered_map<std::string, std::int64_t> wrr_current;
     std::unordered_map<std::string, std::string> sticky;  // recipient -> mailbox
 };
+
+/// Re-resolves members and recomputes the rotation order (after a pool or
+/// a member mailbox changes).
+void rebuild(pool_rt& p, std::unordered_map<std::string, mailbox_rt>& mailboxes);
 
 /// What a reservation touched, so it can be released exactly.
 struct reservation {

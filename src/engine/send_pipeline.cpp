@@ -67,7 +67,9 @@ std::string reputation_pause_json(const std::string& domain) {
 
 bool has_ctl(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
 
-error_code validate(const send_request& req, std::size_t max_size, std::string& why) {
+// Checks the request and moves its content into the message every attempt
+// copies from. `req` keeps its routing fields (pool, mailbox, to, key, actor).
+error_code take_message(send_request& req, std::size_t max_size, message& m, std::string& why) {
     if (req.pool.empty() == req.mailbox.empty()) {
         why = "a send names exactly one of pool or mailbox";
         return make_error_code(errc::invalid_argument);
@@ -86,17 +88,17 @@ error_code validate(const send_request& req, std::size_t max_size, std::string& 
         why = fmt::format("message of about {} octets exceeds the limit of {}", size, max_size);
         return make_error_code(errc::message_too_large);
     }
-    message m;
+    // Validated with a stand-in sender; each attempt sets the real one.
     m.from = address{"validate", "example.com", {}};
     m.to.push_back(req.to);
-    m.subject = req.subject;
-    m.text = req.text;
-    m.html = req.html;
-    m.headers = req.headers;
-    m.attachments = req.attachments;
-    m.unsubscribe = req.unsubscribe;
-    m.in_reply_to = req.in_reply_to;
-    m.references = req.references;
+    m.subject = std::move(req.subject);
+    m.text = std::move(req.text);
+    m.html = std::move(req.html);
+    m.headers = std::move(req.headers);
+    m.attachments = std::move(req.attachments);
+    m.unsubscribe = std::move(req.unsubscribe);
+    m.in_reply_to = std::move(req.in_reply_to);
+    m.references = std::move(req.references);
     if (auto ec = validate_message(m)) {
         why = ec.message();
         return ec;
@@ -104,24 +106,17 @@ error_code validate(const send_request& req, std::size_t max_size, std::string& 
     return {};
 }
 
-std::shared_ptr<outbound> build_outbound(const send_request& req, const mailbox_rt& mb, const ledger_row& row,
+// A fresh copy of the caller's message for one attempt: nothing from an
+// earlier attempt can leak into it.
+std::shared_ptr<outbound> build_outbound(const message& base, const mailbox_rt& mb, const ledger_row& row,
                                          time_point now) {
     auto out = std::make_shared<outbound>();
-    auto& m = out->msg;
-    m.from = mb.cfg.from;
-    m.to.push_back(req.to);
-    m.subject = req.subject;
-    m.text = req.text;
-    m.html = req.html;
-    m.headers = req.headers;
-    m.attachments = req.attachments;
-    m.unsubscribe = req.unsubscribe;
-    m.in_reply_to = req.in_reply_to;
-    m.references = req.references;
-    m.message_id = row.message_id;
-    m.date = now;
+    out->msg = base;
+    out->msg.from = mb.cfg.from;
+    out->msg.message_id = row.message_id;
+    out->msg.date = now;
     out->env.mail_from = mb.cfg.from.addr_spec();
-    out->env.rcpt_to.push_back(req.to.addr_spec());
+    out->env.rcpt_to.push_back(base.to.front().addr_spec());
     out->mailbox_id = mb.cfg.id;
     out->send_id = std::to_string(row.id);
     return out;
@@ -151,7 +146,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
 
     // 1. Validate: bad input changes nothing.
     std::string why;
-    if (auto ec = validate(req, s.params.max_message_size, why)) {
+    message base;
+    if (auto ec = take_message(req, s.params.max_message_size, base, why)) {
         result.diag.message = why;
         {
             std::lock_guard lock(s.mu);
@@ -348,7 +344,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     complete_later(s.ex, std::move(handler), refuse, std::move(o));
                     return;
                 }
-                auto out = build_outbound(req, mit->second, row, s.clk->now());
+                auto out = build_outbound(base, mit->second, row, s.clk->now());
                 transport->async_send(std::move(out), std::move(handler));
             },
             asio::as_tuple(use_awaitable));

@@ -25,12 +25,14 @@ constexpr std::size_t max_fields = column_names.size();
 // buffer also has room for one record carried over from the previous block.
 constexpr std::size_t block_bytes = std::size_t{1} << 20;
 
-char ascii_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+char ascii_lower(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(),
-                      [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return ascii_lower(x) == ascii_lower(y);
+           });
 }
 
 std::string_view trim(std::string_view s) noexcept {
@@ -40,7 +42,8 @@ std::string_view trim(std::string_view s) noexcept {
 }
 
 bool all_digits(std::string_view s) noexcept {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // Parses exactly `s.size()` decimal digits.
@@ -89,8 +92,8 @@ boost::system::result<time_point> parse_unix_seconds(std::string_view s) {
 // date and time, as SQL exports write them.
 boost::system::result<time_point> parse_iso8601(std::string_view s) {
     const auto bad = make_error_code(errc::invalid_argument);
-    if (s.size() < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-        s[13] != ':' || s[16] != ':')
+    if (s.size() < 20 || s[4] != '-' || s[7] != '-' ||
+        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || s[13] != ':' || s[16] != ':')
         return bad;
     int y = 0;
     unsigned mo = 0, d = 0, h = 0, mi = 0, se = 0;
@@ -104,8 +107,8 @@ boost::system::result<time_point> parse_iso8601(std::string_view s) {
     std::string_view rest = s.substr(19);
     std::int64_t frac = 0;
     if (!rest.empty() && rest.front() == '.') {
-        const auto end = std::find_if(rest.begin() + 1, rest.end(),
-                                      [](char c) { return c < '0' || c > '9'; });
+        const auto end =
+            std::find_if(rest.begin() + 1, rest.end(), [](char c) { return c < '0' || c > '9'; });
         const std::string_view digits{rest.begin() + 1, end};
         if (digits.empty()) return bad;
         frac = fraction_micros(digits);
@@ -115,8 +118,8 @@ boost::system::result<time_point> parse_iso8601(std::string_view s) {
     if (rest == "Z" || rest == "z") {
     } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
         unsigned oh = 0, om = 0;
-        if (!parse_digits(rest.substr(1, 2), oh) || !parse_digits(rest.substr(4, 2), om) || oh > 23 ||
-            om > 59)
+        if (!parse_digits(rest.substr(1, 2), oh) || !parse_digits(rest.substr(4, 2), om) ||
+            oh > 23 || om > 59)
             return bad;
         offset = chr::hours{oh} + chr::minutes{om};
         if (rest[0] == '-') offset = -offset;
@@ -190,7 +193,8 @@ public:
             std::size_t lines = 0;
             const auto st = parse_record(p, end, final, next, lines);
             if (st == status::need_more) {
-                if (static_cast<std::size_t>(end - p) > max_csv_record_bytes) return record_too_long();
+                if (static_cast<std::size_t>(end - p) > max_csv_record_bytes)
+                    return record_too_long();
                 break;
             }
             if (st == status::error) return ec_;
@@ -208,7 +212,8 @@ private:
 
     error_code fail(std::string what) {
         report_.error_line = report_.lines + 1;
-        report_.diag.message = "line " + std::to_string(report_.error_line) + ": " + std::move(what);
+        report_.diag.message =
+            "line " + std::to_string(report_.error_line) + ": " + std::move(what);
         ec_ = make_error_code(errc::invalid_csv);
         return ec_;
     }
@@ -337,7 +342,8 @@ private:
                 return fail("unknown column \"" + std::string(name) +
                             "\" in the header (expected value, kind, reason, source, created_at)");
             const auto c = static_cast<std::size_t>(it - column_names.begin());
-            if (seen[c]) return fail("column \"" + std::string(*it) + "\" named twice in the header");
+            if (seen[c])
+                return fail("column \"" + std::string(*it) + "\" named twice in the header");
             seen[c] = true;
             columns_[i] = static_cast<column>(c);
         }
@@ -349,8 +355,8 @@ private:
 
     error_code read_entry() {
         if (nfields_ > ncolumns_)
-            return fail(std::to_string(nfields_) + " fields, but only " + std::to_string(ncolumns_) +
-                        " columns");
+            return fail(std::to_string(nfields_) + " fields, but only " +
+                        std::to_string(ncolumns_) + " columns");
         std::string_view value, kind, reason, source, created_at;
         for (std::size_t i = 0; i < nfields_; ++i) {
             switch (columns_[i]) {
@@ -376,7 +382,7 @@ private:
         suppression_entry e;
         if (kind.empty()) {
             e.kind = value.find('@') != std::string_view::npos ? suppression_kind::address
-                                                                : suppression_kind::domain;
+                                                               : suppression_kind::domain;
         } else if (iequals(kind, "address")) {
             e.kind = suppression_kind::address;
         } else if (iequals(kind, "domain")) {
@@ -414,7 +420,8 @@ private:
         e.source.assign(source);
 
         auto t = parse_suppression_time(created_at);
-        if (!t) return fail("created_at is neither ISO 8601 (2026-11-27T23:20:25Z) nor unix seconds");
+        if (!t)
+            return fail("created_at is neither ISO 8601 (2026-11-27T23:20:25Z) nor unix seconds");
         e.created_at = *t;
 
         sink_(std::move(e));
@@ -500,8 +507,11 @@ std::string format_suppression_time(time_point t) {
     const std::int64_t us = t.time_since_epoch().count();
     if (us == 0) return {};
     const auto day = chr::floor<chr::days>(chr::sys_time<duration>{t.time_since_epoch()});
-    const chr::year_month_day ymd{day};
-    const int y = static_cast<int>(ymd.year());
+    // Checked on the day count: chrono::year wraps beyond +-32767.
+    constexpr chr::sys_days first_day{chr::year{0} / 1 / 1};
+    constexpr chr::sys_days last_day{chr::year{9999} / 12 / 31};
+    const bool iso = day >= first_day && day <= last_day;
+    const chr::year_month_day ymd{iso ? chr::sys_days{day} : first_day};
     std::string out;
     // Exports format one of these per entry; to_chars keeps it far cheaper
     // than a printf family call.
@@ -511,7 +521,7 @@ std::string format_suppression_time(time_point t) {
         for (auto n = r.ptr - buf; n < width; ++n) out += '0';
         out.append(buf, r.ptr);
     };
-    if (y < 0 || y > 9999) {
+    if (!iso) {
         // Out of ISO 8601's four-digit years: signed unix seconds.
         const std::uint64_t mag =
             us < 0 ? 0 - static_cast<std::uint64_t>(us) : static_cast<std::uint64_t>(us);
@@ -521,10 +531,11 @@ std::string format_suppression_time(time_point t) {
         append_number(mag % 1000000, 6);
         return out;
     }
-    const auto micros = static_cast<std::uint64_t>((t.time_since_epoch() - day.time_since_epoch()).count());
+    const auto micros =
+        static_cast<std::uint64_t>((t.time_since_epoch() - day.time_since_epoch()).count());
     const std::uint64_t secs = micros / 1000000;
     out.reserve(27);
-    append_number(static_cast<std::uint64_t>(y), 4);
+    append_number(static_cast<std::uint64_t>(static_cast<int>(ymd.year())), 4);
     out += '-';
     append_number(static_cast<unsigned>(ymd.month()), 2);
     out += '-';

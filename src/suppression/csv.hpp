@@ -31,16 +31,14 @@
 // spreadsheet with formula evaluation off, or import them as text.
 #pragma once
 
+#include <boost/system/result.hpp>
+#include <cstddef>
+#include <functional>
+#include <iosfwd>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/error.hpp>
 #include <mailers/suppression.hpp>
-
-#include <boost/system/result.hpp>
-
-#include <cstddef>
-#include <functional>
-#include <iosfwd>
 #include <string>
 #include <string_view>
 
@@ -74,8 +72,7 @@ MAILERS_API error_code parse_suppression_csv(std::istream& in, const suppression
                                              csv_parse_report& report);
 
 /// The same, over text already in memory.
-MAILERS_API error_code parse_suppression_csv(std::string_view text,
-                                             const suppression_options& opts,
+MAILERS_API error_code parse_suppression_csv(std::string_view text, const suppression_options& opts,
                                              const suppression_csv_sink& sink,
                                              csv_parse_report& report);
 

@@ -72,7 +72,9 @@ void release_slots(std::uint64_t* slots, std::size_t bytes, bool mapped) noexcep
 // Growth keeps the load at or below 0.8: linear probing stays at about three
 // slots per successful lookup there, and the table at 8 / 0.8 = 10 to 20
 // bytes per entry.
-constexpr std::size_t max_load(std::size_t capacity) noexcept { return capacity / 5 * 4; }
+constexpr std::size_t max_load(std::size_t capacity) noexcept {
+    return capacity / 5 * 4;
+}
 
 std::uint64_t splitmix64(std::uint64_t& state) noexcept {
     std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
@@ -108,7 +110,9 @@ fingerprint_set& fingerprint_set::operator=(fingerprint_set&& other) noexcept {
     return *this;
 }
 
-fingerprint_set::~fingerprint_set() { clear(); }
+fingerprint_set::~fingerprint_set() {
+    clear();
+}
 
 void fingerprint_set::clear() noexcept {
     release_slots(slots_, bytes_, mapped_);
@@ -169,9 +173,13 @@ void fingerprint_set::rehash(std::size_t new_capacity, std::size_t new_overflow)
     }
 }
 
-bool fingerprint_set::insert(std::uint64_t fp) { return add(fp, false); }
+bool fingerprint_set::insert(std::uint64_t fp) {
+    return add(fp, false);
+}
 
-void fingerprint_set::insert_copy(std::uint64_t fp) { add(fp, true); }
+void fingerprint_set::insert_copy(std::uint64_t fp) {
+    add(fp, true);
+}
 
 bool fingerprint_set::add(std::uint64_t fp, bool copy) {
     assert(fp != 0);
@@ -232,7 +240,9 @@ block_filter& block_filter::operator=(block_filter&& other) noexcept {
     return *this;
 }
 
-block_filter::~block_filter() { reset(0); }
+block_filter::~block_filter() {
+    reset(0);
+}
 
 void block_filter::reset(std::size_t bytes) {
     release_slots(words_, bytes_, mapped_);
@@ -295,7 +305,8 @@ std::uint64_t suppression_index::filter_hash(std::string_view d) const noexcept 
         std::memcpy(&w, d.data() + i, 8);
         h = mix(h ^ w) * 0xa0761d6478bd642fULL;
     }
-    if (i < d.size()) h = mix(h ^ load_partial_le(d.data() + i, d.size() - i)) * 0xe7037ed1a0b428dbULL;
+    if (i < d.size())
+        h = mix(h ^ load_partial_le(d.data() + i, d.size() - i)) * 0xe7037ed1a0b428dbULL;
     h = mix(h);
     return h == 0 ? 1 : h;
 }
@@ -349,8 +360,7 @@ std::optional<std::string_view> suppression_index::find_domain(
     return std::nullopt;
 }
 
-std::optional<suppression_match> suppression_index::find(
-    std::string_view addr) const noexcept {
+std::optional<suppression_match> suppression_index::find(std::string_view addr) const noexcept {
     const std::uint64_t afp = fingerprint(addr);
     // The address table is the large one and almost always a cache miss:
     // start that load now and walk the (small, cached) domain side meanwhile.
@@ -415,8 +425,8 @@ bool suppression_index::erase(suppression_kind kind, std::string_view value) noe
 void suppression_index::rebuild_address_filter() noexcept {
     // Allocation failure leaves no filter, which answers "maybe" to all.
     try {
-        // Half a byte per slot: see block_filter for the trade.
-        address_filter_.reset(addresses_.capacity() / 2);
+        // A byte per slot: see block_filter for the trade.
+        address_filter_.reset(addresses_.capacity());
     } catch (const std::bad_alloc&) {
         address_filter_.reset(0);
     }

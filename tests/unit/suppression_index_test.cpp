@@ -55,6 +55,74 @@ TEST_CASE("siphash matches the reference vectors of the SipHash paper") {
           mailers::detail::siphash<1, 3>(mailers::detail::sip_key{1, 2}, msg));
 }
 
+TEST_CASE("load_partial_le reads exactly the bytes asked for") {
+    const char bytes[16] = {'\x01', '\x82', '\x03', '\xf4', '\x05', '\x06', '\x87', '\x08',
+                            '\x09', '\x0a', '\x0b', '\x0c', '\x0d', '\x0e', '\x0f', '\x10'};
+    for (std::size_t off = 0; off < 8; ++off) {
+        for (std::size_t n = 0; n < 8; ++n) {
+            std::uint64_t expected = 0;
+            for (std::size_t i = 0; i < n; ++i)
+                expected |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[off + i]))
+                            << (8 * i);
+            CAPTURE(off);
+            CAPTURE(n);
+            CHECK(mailers::detail::load_partial_le(bytes + off, n) == expected);
+        }
+    }
+}
+
+TEST_CASE("block_filter never forgets what was added") {
+    mailers::detail::block_filter f;
+    CHECK(f.may_contain(123));  // no memory: "maybe" to everything
+    f.reset(64 * 1024);
+    CHECK(f.memory_bytes() >= 64 * 1024);
+    // Fingerprints are uniform 64-bit values, all bits of them.
+    std::mt19937_64 rng(7);
+    const auto uniform = [&rng] {
+        std::uint64_t fp;
+        while ((fp = rng()) == 0) {
+        }
+        return fp;
+    };
+    std::vector<std::uint64_t> in(50000);
+    for (auto& fp : in) {
+        fp = uniform();
+        f.add(fp);
+    }
+    for (auto fp : in) REQUIRE(f.may_contain(fp));
+    // About 10 bits per entry: 1-2% of strangers get a "maybe".
+    int maybes = 0;
+    for (int i = 0; i < 100000; ++i) maybes += f.may_contain(uniform());
+    CHECK(maybes < 3000);
+    f.clear_bits();
+    CHECK_FALSE(f.may_contain(in[0]));
+    mailers::detail::block_filter moved = std::move(f);
+    CHECK(moved.memory_bytes() >= 64 * 1024);
+    CHECK(f.memory_bytes() == 0);
+    CHECK(f.may_contain(in[0]));
+    moved.reset(0);
+    CHECK(moved.memory_bytes() == 0);
+}
+
+TEST_CASE("fingerprint_set as a multiset keeps every copy") {
+    fingerprint_set s;
+    s.insert_copy(5);
+    s.insert_copy(5);
+    s.insert_copy(9);
+    CHECK(s.size() == 3);
+    CHECK_FALSE(s.insert(5));
+    CHECK(s.erase(5));
+    CHECK(s.contains(5));
+    CHECK(s.erase(5));
+    CHECK_FALSE(s.contains(5));
+    CHECK(s.contains(9));
+    for (std::uint64_t i = 0; i < 1000; ++i) s.insert_copy(42);
+    CHECK(s.size() == 1001);
+    for (std::uint64_t i = 0; i < 1000; ++i) REQUIRE(s.erase(42));
+    CHECK_FALSE(s.contains(42));
+    CHECK(s.contains(9));
+}
+
 TEST_CASE("fingerprint_set basics") {
     fingerprint_set s;
     CHECK(s.empty());
@@ -241,11 +309,25 @@ TEST_CASE("indexes with different keys agree on membership") {
     CHECK(moved.size() == 1000);
 }
 
+TEST_CASE("un-suppressing most entries keeps the rest and rebuilds the filter") {
+    suppression_index idx(5);
+    constexpr int n = 20000;
+    const auto addr = [](int i) { return "u" + std::to_string(i) + "@churn.example"; };
+    for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < n; ++i) idx.insert(suppression_kind::address, addr(i));
+        for (int i = 0; i < n; ++i)
+            if (i % 10 != 0) REQUIRE(idx.erase(suppression_kind::address, addr(i)));
+        for (int i = 0; i < n; ++i) REQUIRE(idx.contains_address(addr(i)) == (i % 10 == 0));
+    }
+    CHECK(idx.address_count() == n / 10);
+}
+
 TEST_CASE("memory per entry stays within the budget as the index grows") {
     suppression_index idx(4);
     std::size_t n = 0;
     for (std::size_t target : {10000u, 100000u, 500000u, 1000000u}) {
-        for (; n < target; ++n) idx.insert(suppression_kind::address, "u" + std::to_string(n) + "@x.org");
+        for (; n < target; ++n)
+            idx.insert(suppression_kind::address, "u" + std::to_string(n) + "@x.org");
         CAPTURE(target);
         const double per_entry = static_cast<double>(idx.memory_bytes()) / static_cast<double>(n);
         CHECK(per_entry <= 40.0);
@@ -286,8 +368,8 @@ TEST_CASE("randomised operations agree with a std::unordered_set model") {
     for (int op = 0; op < ops && mismatches == 0; ++op) {
         const auto dice = rng() % 100;
         const bool domain = rng() % 50 == 0;  // 2% of updates touch a domain
-        const std::string& v = domain ? domains[rng() % domains.size()]
-                                      : addresses[rng() % addresses.size()];
+        const std::string& v =
+            domain ? domains[rng() % domains.size()] : addresses[rng() % addresses.size()];
         const auto kind = domain ? suppression_kind::domain : suppression_kind::address;
         auto& model = domain ? model_dom : model_addr;
         if (dice < 35) {

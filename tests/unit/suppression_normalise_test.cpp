@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
-#include <mailers/suppression.hpp>
 
+#include <mailers/suppression.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,9 +32,9 @@ const suppression_options both{.fold_plus_tags = true, .fold_gmail_dots = true};
 
 TEST_CASE("suppression reasons have stable names that parse back") {
     using mailers::suppression_reason;
-    for (auto r : {suppression_reason::unsubscribe, suppression_reason::hard_bounce,
-                   suppression_reason::complaint, suppression_reason::manual,
-                   suppression_reason::legal}) {
+    for (auto r :
+         {suppression_reason::unsubscribe, suppression_reason::hard_bounce,
+          suppression_reason::complaint, suppression_reason::manual, suppression_reason::legal}) {
         auto parsed = mailers::parse_suppression_reason(mailers::to_string(r));
         REQUIRE(parsed.has_value());
         CHECK(*parsed == r);
@@ -57,7 +57,7 @@ TEST_CASE("addresses are compared case-insensitively") {
     CHECK(key("ΣΟΦΙΑ@example.gr") == "σοφια@example.gr");
     CHECK(key("ДМИТРИЙ@example.ru") == "дмитрий@example.ru");
     CHECK(key("\u212Aelvin@example.com") == "kelvin@example.com");  // KELVIN SIGN
-    CHECK(key("\u1E9E@example.de") == "\u00DF@example.de");          // capital sharp s
+    CHECK(key("\u1E9E@example.de") == "\u00DF@example.de");         // capital sharp s
     // Full folding (ß to ss) is not applied: it changes which mailbox it is.
     CHECK(key("stra\u00DFe@example.de") != key("STRASSE@example.de"));
     // Only two code points grow when folded (two to three bytes).
@@ -162,10 +162,10 @@ TEST_CASE("domain entries are lower-case A-labels without a trailing dot") {
     CHECK(domain_key("example.com.") == "example.com");
     CHECK(domain_key("  mail.example.com\t") == "mail.example.com");
     CHECK(domain_key("COM") == "com");  // a top-level domain entry is allowed
-    for (std::string_view bad : {"", " ", ".", "..", "a..b", ".example.com", "example.com..",
-                                 "*.example.com", "@example.com", "a@example.com", "[192.0.2.1]",
-                                 "exa mple.com", "-example.com", "example-.com", "1.2.3.4",
-                                 "example.com\n.evil"}) {
+    for (std::string_view bad :
+         {"", " ", ".", "..", "a..b", ".example.com", "example.com..", "*.example.com",
+          "@example.com", "a@example.com", "[192.0.2.1]", "exa mple.com", "-example.com",
+          "example-.com", "1.2.3.4", "example.com\n.evil"}) {
         CAPTURE(bad);
         auto r = normalise_domain(bad);
         REQUIRE_FALSE(r.has_value());
@@ -177,10 +177,10 @@ TEST_CASE("domain entries are lower-case A-labels without a trailing dot") {
 
 TEST_CASE("normalisation is idempotent") {
     const std::vector<std::string> inputs = {
-        "John.Doe@Example.COM",     "Jane <J.Ane+X@GoogleMail.com>", "\"John Doe\"@example.com",
-        "\"a\\\"b\"@example.com",   "\"John.Doe\"@example.com",      "user@Bücher.example",
-        "ÉLODIE+x@example.fr",      "A@[IPV6:2001:DB8::1]",          "a.+b@example.com",
-        "+alerts@example.com",      "\"a b+c\"@gmail.com",           "x.y.z@mail.gmail.com",
+        "John.Doe@Example.COM",   "Jane <J.Ane+X@GoogleMail.com>", "\"John Doe\"@example.com",
+        "\"a\\\"b\"@example.com", "\"John.Doe\"@example.com",      "user@Bücher.example",
+        "ÉLODIE+x@example.fr",    "A@[IPV6:2001:DB8::1]",          "a.+b@example.com",
+        "+alerts@example.com",    "\"a b+c\"@gmail.com",           "x.y.z@mail.gmail.com",
     };
     for (const auto* opts : {&none, &plus, &dots, &both}) {
         for (const auto& in : inputs) {

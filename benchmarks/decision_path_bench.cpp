@@ -1,0 +1,225 @@
+// The decision path end to end: validation, suppression check, rotation,
+// cap reservation, durable ledger row (SQLite file, group commit), hand-off
+// to a null transport and the final ledger update.
+//
+//   decision_path_bench [--sends N] [--inflight K] [--suppressed S] [--rate R] [--db PATH]
+//
+// Reports closed-loop throughput (K sends in flight), open-loop latency at a
+// fixed rate R (p50 / p99 / p999 from initiation to completion), and the
+// process's peak RSS. The ceiling printed beside it is the same loop with the
+// engine replaced by a bare post to the null transport, measured in the same
+// run, so the ratio survives a noisy machine.
+#include <mailers.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <sys/resource.h>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+    std::size_t sends = 200000;
+    std::size_t inflight = 256;
+    std::size_t suppressed = 1000000;
+    std::size_t mailboxes = 50;
+    double rate = 10000;
+    std::size_t rate_sends = 50000;
+    std::string db;
+};
+
+long peak_rss_kib() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+double cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+mailers::send_request make_request(std::size_t i) {
+    mailers::send_request r;
+    r.pool = "bench";
+    r.to = mailers::address{"prospect" + std::to_string(i), "example" + std::to_string(i % 997) + ".com", {}};
+    r.subject = "Quick question";
+    r.text = std::string(1024, 'x');
+    r.idempotency_key = "bench:" + std::to_string(i);
+    return r;
+}
+
+double percentile(std::vector<double>& v, double p) {
+    if (v.empty()) return 0;
+    auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string a = argv[i];
+        if (a == "--sends") o.sends = std::stoull(argv[i + 1]);
+        else if (a == "--inflight") o.inflight = std::stoull(argv[i + 1]);
+        else if (a == "--suppressed") o.suppressed = std::stoull(argv[i + 1]);
+        else if (a == "--mailboxes") o.mailboxes = std::stoull(argv[i + 1]);
+        else if (a == "--rate") o.rate = std::stod(argv[i + 1]);
+        else if (a == "--rate-sends") o.rate_sends = std::stoull(argv[i + 1]);
+        else if (a == "--db") o.db = argv[i + 1];
+    }
+    auto dir = std::filesystem::temp_directory_path() / ("mailers-bench-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    if (o.db.empty()) o.db = (dir / "bench.db").string();
+
+    asio::io_context ioc(1);
+    mailers::engine_params params;
+    params.storage = mailers::open_sqlite_store({o.db});
+    params.random_seed = 1;
+    mailers::engine eng(ioc.get_executor(), std::move(params));
+    mailers::principal ops{"bench", "bench"};
+    auto null = std::make_shared<mailers::null_transport>(ioc.get_executor());
+    eng.add_provider(ops, "null", null);
+
+    std::vector<std::string> ids;
+    for (std::size_t i = 0; i < o.mailboxes; ++i) {
+        mailers::mailbox_config m;
+        m.id = "mb" + std::to_string(i);
+        m.from = {"rep" + std::to_string(i), "brand" + std::to_string(i % 5) + ".com", "Rep"};
+        m.provider = "null";
+        m.limits = {mailers::rate_limit::per_day(100000), mailers::rate_limit::per_hour(20000)};
+        m.weight = 1 + static_cast<unsigned>(i % 3);
+        eng.upsert_mailbox(ops, m);
+        ids.push_back(m.id);
+    }
+    mailers::pool_config pool{"bench", ids, {}};
+    pool.policy.kind = mailers::rotation_kind::weighted;
+    eng.upsert_pool(ops, pool);
+
+    // 1M suppressed addresses, none of which the benchmark sends to.
+    {
+        std::string csv;
+        csv.reserve(o.suppressed * 40);
+        for (std::size_t i = 0; i < o.suppressed; ++i) {
+            csv += "unsub";
+            csv += std::to_string(i);
+            csv += "@example";
+            csv += std::to_string(i % 997);
+            csv += ".com,address,unsubscribe\n";
+        }
+        std::istringstream in(csv);
+        auto t0 = steady::now();
+        eng.import_suppressions(ops, in, "bench");
+        auto dt = std::chrono::duration<double>(steady::now() - t0).count();
+        std::printf("import: %zu suppressions in %.2f s (CSV parse + store + index)\n", o.suppressed, dt);
+    }
+
+    // --- closed loop: K in flight -------------------------------------------
+    auto run_closed = [&](std::size_t base, std::size_t n, bool engine_path) {
+        std::size_t started = 0, done = 0;
+        std::function<void()> start_one;
+        start_one = [&] {
+            if (started >= n) return;
+            auto i = base + started++;
+            if (engine_path) {
+                eng.async_send(make_request(i), [&](mailers::error_code ec, mailers::send_result) {
+                    if (ec) {
+                        std::fprintf(stderr, "send failed: %s\n", ec.message().c_str());
+                        std::exit(1);
+                    }
+                    ++done;
+                    start_one();
+                });
+            } else {
+                // Ceiling: build the same request and hand a message to the
+                // null transport directly, with no decision, store or ledger.
+                auto req = make_request(i);
+                auto out = std::make_shared<mailers::outbound>();
+                out->msg.to.push_back(req.to);
+                out->msg.text = req.text;
+                null->async_send(out, [&](mailers::error_code, mailers::send_outcome) {
+                    ++done;
+                    start_one();
+                });
+            }
+        };
+        auto c0 = cpu_seconds();
+        auto t0 = steady::now();
+        for (std::size_t k = 0; k < o.inflight; ++k) start_one();
+        ioc.restart();
+        ioc.run();
+        auto dt = std::chrono::duration<double>(steady::now() - t0).count();
+        auto cpu = cpu_seconds() - c0;
+        return std::pair{static_cast<double>(done) / dt, cpu / static_cast<double>(done) * 1e6};
+    };
+
+    run_closed(0, 20000, true);  // warm-up: fills caches and the WAL
+    auto [ceiling, ceiling_cpu] = run_closed(0, o.sends, false);
+    auto [engine_rate, engine_cpu] = run_closed(100000000, o.sends, true);
+    eng.flush();
+
+    // --- open loop: fixed rate, latency per send ---------------------------
+    std::vector<double> lat_us;
+    lat_us.reserve(o.rate_sends);
+    {
+        asio::steady_timer timer(ioc);
+        auto interval = std::chrono::nanoseconds(static_cast<long long>(1e9 / o.rate));
+        auto start = steady::now();
+        std::size_t issued = 0;
+        std::function<void()> tick;
+        tick = [&] {
+            // Issue every send whose scheduled time has come (catch up if late).
+            auto now = steady::now();
+            while (issued < o.rate_sends && start + interval * static_cast<long long>(issued) <= now) {
+                auto scheduled = start + interval * static_cast<long long>(issued);
+                eng.async_send(make_request(200000000 + issued), [&, scheduled](mailers::error_code, mailers::send_result) {
+                    lat_us.push_back(std::chrono::duration<double, std::micro>(steady::now() - scheduled).count());
+                });
+                ++issued;
+            }
+            if (issued < o.rate_sends) {
+                timer.expires_at(start + interval * static_cast<long long>(issued));
+                timer.async_wait([&](auto) { tick(); });
+            }
+        };
+        tick();
+        ioc.restart();
+        ioc.run();
+    }
+    auto p50 = percentile(lat_us, 0.50), p99 = percentile(lat_us, 0.99), p999 = percentile(lat_us, 0.999);
+    auto st = eng.stats();
+
+    std::printf("\ndecision path: %zu mailboxes, %zu suppressed, SQLite file %s, null transport\n", o.mailboxes,
+                o.suppressed, o.db.c_str());
+    std::printf("closed loop (%zu in flight, %zu sends): %.0f sends/s, %.1f us CPU/send\n", o.inflight, o.sends,
+                engine_rate, engine_cpu);
+    std::printf("ceiling (same loop, transport only):   %.0f sends/s, %.1f us CPU/send  -> engine at %.1f%% of ceiling\n",
+                ceiling, ceiling_cpu, 100.0 * engine_rate / ceiling);
+    std::printf("open loop at %.0f sends/s (%zu sends): p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n", o.rate, lat_us.size(),
+                p50, p99, p999);
+    std::printf("group commits: %llu for %llu ops (%.1f ops/commit)\n", static_cast<unsigned long long>(st.commits),
+                static_cast<unsigned long long>(st.committed_ops),
+                st.commits ? static_cast<double>(st.committed_ops) / static_cast<double>(st.commits) : 0.0);
+    std::printf("peak RSS: %.1f MiB\n", static_cast<double>(peak_rss_kib()) / 1024.0);
+    std::filesystem::remove_all(dir);
+    return 0;
+}

@@ -1,0 +1,141 @@
+// One SMTP connection: a socket (and TLS stream), its buffers and its
+// per-phase deadline, driving a `session` state machine. Every member runs
+// on the connection's strand.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstddef>
+#include <mailers/provider_transport.hpp>
+#include <mailers/transports/smtp_transport.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "transports/smtp/reply.hpp"
+#include "transports/smtp/session.hpp"
+
+namespace mailers::detail::smtp {
+
+/// What every connection of one transport shares; immutable after
+/// construction, so connections read it from any thread.
+struct client_config {
+    explicit client_config(smtp_params p);
+
+    smtp_params params;
+    /// Only read after construction (SSL_new takes its own reference),
+    /// which OpenSSL allows from several threads at once.
+    mutable boost::asio::ssl::context tls;
+    tls_mode tls_kind = tls_mode::required;
+    auth_mode auth_kind = auth_mode::automatic;
+    bool host_is_ip = false;
+    std::uint16_t port = 0;
+    std::string label;  ///< "smtp host:port", the prefix of every diagnostic message
+
+    mutable std::atomic<std::uint64_t> connections_opened{0};
+    mutable std::atomic<std::uint64_t> connection_failures{0};
+};
+
+/// How one send ended, plus what the pool needs to know.
+struct send_result {
+    error_code ec;
+    send_outcome outcome;
+    /// The failure happened on a reused connection before the transaction
+    /// got any reply: nothing can have been delivered, and a fresh
+    /// connection will likely succeed.
+    bool retry_on_fresh = false;
+};
+
+class connection : public std::enable_shared_from_this<connection> {
+public:
+    using clock = std::chrono::steady_clock;
+
+    connection(boost::asio::any_io_executor strand, const client_config& cfg);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    /// One send, opening (or replacing) the session as needed.
+    boost::asio::awaitable<send_result> send(const outbound& out);
+
+    /// Ends the session politely (QUIT) when it is usable, then closes.
+    boost::asio::awaitable<void> quit();
+
+    /// Closes the socket at once.
+    void close() noexcept;
+
+    bool is_open() const noexcept { return open_; }
+    /// True while the content of a message is on its way or written and its
+    /// reply not yet read: an outcome unknown if the connection is lost.
+    bool content_sent() const noexcept { return session_ && session_->content_sent(); }
+
+private:
+    enum class io_status { ok, failed, timed_out, malformed };
+
+    boost::asio::awaitable<std::optional<send_result>> open();
+    boost::asio::awaitable<send_result> transact(const outbound& out);
+    boost::asio::awaitable<bool> still_usable();
+    /// Runs the machine until it is ready (nothing) or the connection had to
+    /// close (why, with the connection closed).
+    boost::asio::awaitable<std::optional<send_result>> drive(step s);
+    boost::asio::awaitable<send_result> tls_handshake();
+    boost::asio::awaitable<io_status> write_commands();
+    boost::asio::awaitable<io_status> write_content();
+    boost::asio::awaitable<io_status> write_all(const boost::asio::const_buffer* bufs,
+                                                std::size_t count);
+    boost::asio::awaitable<io_status> read_reply();
+    boost::asio::awaitable<std::tuple<error_code, secret>> fetch_token();
+
+    send_result io_failure(io_status st, std::string_view what) const;
+    send_result fail(error_code ec, std::string message) const;
+    send_result from_session() const;
+    std::chrono::milliseconds timeout_for(smtp_phase p) const noexcept;
+    void set_deadline(std::chrono::milliseconds d);
+    void clear_deadline() noexcept;
+    void on_watchdog(const error_code& ec);
+    boost::asio::ip::tcp::socket& socket() noexcept;
+    void log_reply() const;
+
+    boost::asio::any_io_executor ex_;
+    const client_config& cfg_;
+    boost::asio::ip::tcp::socket sock_;
+    std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> tls_;
+    std::optional<boost::asio::ip::tcp::resolver> resolver_;
+    std::optional<session> session_;
+
+    boost::asio::steady_timer watchdog_;
+    clock::time_point deadline_ = clock::time_point::max();
+    bool watchdog_armed_ = false;
+    bool timed_out_ = false;
+
+    bool open_ = false;
+    std::size_t messages_ = 0;
+    clock::time_point idle_since_{};
+    error_code last_io_error_;
+
+    std::string helo_;
+    std::string token_;
+
+    std::vector<char> rbuf_;
+    std::size_t rstart_ = 0;
+    std::size_t rend_ = 0;
+    reply reply_;
+
+    // Reused across sends so a connection settles into not allocating for
+    // its buffers.
+    std::string from_;
+    std::vector<std::string> rcpts_;
+    std::string stuffed_;
+    std::string_view content_;
+    std::string_view content_end_;
+};
+
+}  // namespace mailers::detail::smtp

@@ -1,0 +1,176 @@
+#include "transports/smtp/pool.hpp"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace mailers::detail::smtp {
+namespace asio = boost::asio;
+
+namespace {
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+
+void abort_job(job& j, const std::string& label) {
+    send_outcome o;
+    o.diag.message = label + ": the transport was destroyed before the message was sent";
+    std::move(j.handler)(make_error_code(errc::operation_aborted), std::move(o));
+}
+}  // namespace
+
+connection_pool::worker::worker(asio::any_io_executor s, const client_config& cfg)
+    : strand(std::move(s)), conn(std::make_shared<connection>(strand, cfg)), wake(strand) {}
+
+connection_pool::connection_pool(asio::any_io_executor ex, smtp_params params)
+    : ex_(std::move(ex)), cfg_(std::move(params)) {}
+
+void connection_pool::submit(job j) {
+    std::shared_ptr<worker> idle;
+    {
+        std::unique_lock lk(mu_);
+        if (shut_) {
+            lk.unlock();
+            abort_job(j, cfg_.label);
+            return;
+        }
+        if (!idle_.empty()) {
+            // The most recently parked connection: the one least likely to
+            // have been closed by the server meanwhile.
+            idle = std::move(idle_.back());
+            idle_.pop_back();
+            idle->assigned.emplace(std::move(j));
+        } else if (live_ < cfg_.params.max_connections) {
+            ++live_;
+        } else {
+            queue_.push_back(std::move(j));
+            return;
+        }
+    }
+    if (idle)
+        asio::post(idle->strand, [idle] { idle->wake.cancel(); });
+    else
+        spawn(std::move(j));
+}
+
+void connection_pool::spawn(job j) {
+    auto w = std::make_shared<worker>(asio::make_strand(ex_), cfg_);
+    asio::co_spawn(w->strand, run(shared_from_this(), w, std::move(j)), asio::detached);
+}
+
+void connection_pool::remove_idle(const std::shared_ptr<worker>& w) {
+    const auto it = std::find(idle_.begin(), idle_.end(), w);
+    if (it != idle_.end()) idle_.erase(it);
+}
+
+asio::awaitable<void> connection_pool::process(worker& w, job& j) {
+    send_result r;
+    try {
+        r = co_await w.conn->send(*j.out);
+    } catch (const std::exception& e) {
+        // Only resource exhaustion throws here; the handler still gets
+        // exactly one completion, with the honest outcome.
+        r = {};
+        r.ec = make_error_code(w.conn->content_sent() ? transport_errc::outcome_unknown
+                                                      : transport_errc::connection_failed);
+        r.outcome.diag.message = cfg_.label + ": internal error: " + e.what();
+        w.conn->close();
+    }
+    (r.ec ? failed_ : accepted_).fetch_add(1, std::memory_order_relaxed);
+    std::move(j.handler)(r.ec, std::move(r.outcome));
+}
+
+asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self,
+                                           std::shared_ptr<worker> w, job j) {
+    const auto idle_timeout = self->cfg_.params.idle_timeout;
+    for (;;) {
+        co_await self->process(*w, j);
+
+        enum class next { job, park, leave, gone } what;
+        {
+            std::lock_guard lk(self->mu_);
+            if (self->shut_) {
+                what = next::leave;
+            } else if (!self->queue_.empty()) {
+                j = std::move(self->queue_.front());
+                self->queue_.pop_front();
+                what = next::job;
+            } else if (!w->conn->is_open()) {
+                --self->live_;
+                what = next::gone;
+            } else {
+                self->idle_.push_back(w);
+                what = next::park;
+            }
+        }
+        if (what == next::job) continue;
+        if (what == next::gone) co_return;
+
+        if (what == next::park) {
+            const auto until = std::chrono::steady_clock::now() + idle_timeout;
+            bool got_job = false;
+            for (;;) {
+                w->wake.expires_at(until);
+                co_await w->wake.async_wait(tok);
+                std::lock_guard lk(self->mu_);
+                if (w->assigned) {
+                    j = std::move(*w->assigned);
+                    w->assigned.reset();
+                    got_job = true;
+                    break;
+                }
+                // A wake-up that is neither a send nor the end of the idle
+                // period is a stale cancel from an earlier hand-off.
+                if (self->shut_ || std::chrono::steady_clock::now() >= until) {
+                    self->remove_idle(w);
+                    break;
+                }
+            }
+            if (got_job) continue;
+        }
+
+        // Leaving: the slot stays counted until the connection is closed, so
+        // max_connections holds even while QUIT is in flight.
+        co_await w->conn->quit();
+        {
+            std::lock_guard lk(self->mu_);
+            if (!self->shut_ && !self->queue_.empty()) {
+                j = std::move(self->queue_.front());
+                self->queue_.pop_front();
+                what = next::job;
+            } else {
+                --self->live_;
+            }
+        }
+        if (what != next::job) co_return;
+    }
+}
+
+void connection_pool::shutdown() {
+    std::deque<job> queued;
+    std::vector<std::shared_ptr<worker>> idle;
+    {
+        std::lock_guard lk(mu_);
+        shut_ = true;
+        queued.swap(queue_);
+        idle.swap(idle_);
+    }
+    for (auto& j : queued) abort_job(j, cfg_.label);
+    for (auto& w : idle) asio::post(w->strand, [w] { w->wake.cancel(); });
+}
+
+smtp_stats connection_pool::stats() const {
+    smtp_stats s;
+    s.connections_opened = cfg_.connections_opened.load(std::memory_order_relaxed);
+    s.connection_failures = cfg_.connection_failures.load(std::memory_order_relaxed);
+    s.messages_accepted = accepted_.load(std::memory_order_relaxed);
+    s.messages_failed = failed_.load(std::memory_order_relaxed);
+    std::lock_guard lk(mu_);
+    s.connections_idle = idle_.size();
+    s.connections_open = live_;
+    return s;
+}
+
+}  // namespace mailers::detail::smtp

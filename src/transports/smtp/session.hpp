@@ -1,0 +1,176 @@
+// The SMTP client as a state machine with no I/O inside (the "sans-io"
+// shape of Boost.MySQL's protocol layer). The connection feeds it replies
+// and performs the step it asks for: read a reply, write a command group,
+// run the TLS handshake, write the message content. The same machine is
+// driven by the unit tests with scripted replies.
+#pragma once
+
+#include <cstdint>
+#include <mailers/config.hpp>
+#include <mailers/error.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transports/reply_classification.hpp"
+#include "transports/smtp/protocol.hpp"
+#include "transports/smtp/reply.hpp"
+
+namespace mailers::detail::smtp {
+
+enum class tls_mode : std::uint8_t {
+    required,       ///< STARTTLS, and refuse a server that does not offer it
+    opportunistic,  ///< STARTTLS when offered, else clear text (never with credentials)
+    none,           ///< never TLS
+    implicit,       ///< TLS from the first octet (smtps, port 465)
+};
+
+enum class auth_mode : std::uint8_t { automatic, none, plain, login, xoauth2 };
+
+/// Settings of one session. Views: the owner keeps the strings alive for
+/// the session's lifetime.
+struct session_config {
+    tls_mode tls = tls_mode::required;
+    auth_mode auth = auth_mode::automatic;
+    std::string_view helo;
+    std::string_view user;
+    std::string_view password;
+    std::string_view token;  ///< XOAUTH2 access token for this session
+    bool pipelining = true;  ///< use PIPELINING when the server offers it
+};
+
+/// What the connection must do next.
+enum class step : std::uint8_t {
+    read,           ///< read one reply, then on_reply()
+    write_read,     ///< write out(), read one reply, then on_reply()
+    tls_handshake,  ///< run the TLS client handshake, then on_tls_established()
+    write_data,     ///< write the message content and end-of-data, then on_data_written()
+    ready,          ///< idle: start_transaction(), start_noop() or start_quit()
+    close,          ///< close the connection; result() says why
+};
+
+/// A mail transaction's input. Addresses are bare addr-specs already checked
+/// for syntax; the caller keeps them alive until the transaction ends.
+struct transaction {
+    std::string_view mail_from;
+    std::span<const std::string> rcpt_to;
+    mail_parameters params;
+};
+
+/// How session set-up or the last transaction ended.
+struct session_result {
+    error_code ec;
+    diagnostics diag;  ///< message without the server's name; the connection prefixes it
+    std::string provider_message_id;
+    std::size_t accepted_recipients = 0;
+};
+
+class MAILERS_API session {
+public:
+    explicit session(const session_config& cfg, bool tls_active = false);
+
+    /// Starts reading the greeting.
+    step start();
+    step on_reply(const reply& r);
+    step on_tls_established();
+    step on_data_written();
+
+    /// Only in the `ready` state.
+    step start_transaction(const transaction& t);
+    step start_noop();
+    step start_quit();
+
+    /// Bytes to write for a `write_read` step.
+    const std::string& out() const noexcept { return out_; }
+
+    /// What the pending step belongs to, for its timeout and for the meaning
+    /// of an I/O failure during it.
+    smtp_phase phase() const noexcept { return phase_; }
+
+    /// True once the whole message and its end-of-data line were written:
+    /// from here on a lost connection leaves the outcome unknown.
+    bool content_sent() const noexcept { return content_sent_; }
+
+    /// True once at least one reply of the current transaction was read.
+    bool transaction_replied() const noexcept { return transaction_replied_; }
+
+    bool tls_active() const noexcept { return tls_active_; }
+    const capabilities& caps() const noexcept { return caps_; }
+    bool established() const noexcept { return established_; }
+    const session_result& result() const noexcept { return result_; }
+
+    /// The AUTH mechanism used ("PLAIN", "LOGIN", "XOAUTH2") or "".
+    std::string_view auth_mechanism() const noexcept { return auth_name_; }
+
+private:
+    enum class state : std::uint8_t {
+        greeting,
+        ehlo,
+        helo,
+        starttls,
+        tls_handshake,
+        auth_plain,
+        auth_login_user,
+        auth_login_password,
+        auth_login_done,
+        auth_xoauth2,
+        auth_xoauth2_error,
+        ready,
+        mail,
+        rcpt,
+        data,
+        pipelined,
+        content,
+        data_end,
+        empty_data_end,
+        rset,
+        noop,
+        quit,
+        closed,
+    };
+
+    step send_ehlo();
+    step after_ehlo();
+    step start_auth();
+    step session_ready();
+    step fail_setup(transport_errc e, std::string message, const reply* r = nullptr);
+    step fail_reply(const reply& r, smtp_phase phase, std::string context);
+    step on_transaction_reply(const reply& r);
+    step on_pipelined_reply(const reply& r);
+    step finish_transaction_failure(const reply& r);
+    step after_data_reply(const reply& r);
+    step send_rset();
+    void record_failure(const reply& r, smtp_phase phase, std::string context);
+    void record_rejected_recipient(const reply& r, std::string_view rcpt);
+    void begin_out();
+
+    session_config cfg_;
+    state state_ = state::greeting;
+    smtp_phase phase_ = smtp_phase::greeting;
+    bool tls_active_ = false;
+    bool established_ = false;
+    bool out_secret_ = false;
+    bool content_sent_ = false;
+    bool transaction_replied_ = false;
+    bool transaction_failed_ = false;
+    bool mail_failed_ = false;
+    bool starttls_refused_ = false;
+    capabilities caps_;
+    std::string out_;
+    std::string auth_name_;
+    session_result result_;
+
+    transaction tx_;
+    std::size_t next_rcpt_ = 0;      // non-pipelined: the RCPT awaiting its reply
+    std::size_t pipelined_seen_ = 0;  // pipelined: replies read so far in the group
+    std::string refused_;            // recipients refused while others were accepted
+    std::string xoauth2_error_;      // the decoded challenge of a refused XOAUTH2 token
+};
+
+/// The provider's id for an accepted message, read from the reply to the
+/// final dot: Postfix's "queued as X", Amazon SES's "Ok X", Gmail's
+/// "OK <time> X - gsmtp"; "" when the reply names none.
+MAILERS_API std::string queue_id_from_reply(const reply& r);
+
+}  // namespace mailers::detail::smtp

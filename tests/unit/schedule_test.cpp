@@ -1,0 +1,152 @@
+// Send windows, calendar periods and warm-up in real IANA zones, across DST.
+#include "core/rate_counter.hpp"
+#include "core/schedule.hpp"
+
+#include <doctest/doctest.h>
+
+#include <random>
+
+using namespace mailers;
+using namespace mailers::detail;
+using std::chrono::hours;
+using std::chrono::microseconds;
+using std::chrono::minutes;
+using std::chrono::seconds;
+using std::chrono::duration_cast;
+using mailers::time_point;
+
+namespace {
+time_point utc(int y, unsigned m, unsigned d, int h, int min = 0, int s = 0) {
+    auto day = std::chrono::sys_days(std::chrono::year(y) / std::chrono::month(m) / std::chrono::day(d));
+    return time_point(duration_cast<mailers::duration>(day.time_since_epoch() + hours(h) + minutes(min) + seconds(s)));
+}
+}  // namespace
+
+TEST_CASE("a 9-17 weekday window in New York follows daylight saving time") {
+    auto ny = find_zone("America/New_York");
+    REQUIRE(ny);
+    send_window w{9, 17, send_window::weekdays_mon_fri};
+    // Winter (EST, UTC-5): Friday 6 March 2026 opens at 14:00 UTC.
+    CHECK_FALSE(window_open(w, ny, utc(2026, 3, 6, 13, 59, 59)));
+    CHECK(window_open(w, ny, utc(2026, 3, 6, 14)));
+    CHECK(window_open(w, ny, utc(2026, 3, 6, 21, 59)));
+    CHECK_FALSE(window_open(w, ny, utc(2026, 3, 6, 22)));
+    // The weekend in between is closed; the clocks spring forward on Sunday 8 March.
+    CHECK_FALSE(window_open(w, ny, utc(2026, 3, 7, 15)));
+    CHECK_FALSE(window_open(w, ny, utc(2026, 3, 8, 15)));
+    // Summer (EDT, UTC-4): Monday 9 March opens at 13:00 UTC.
+    CHECK_FALSE(window_open(w, ny, utc(2026, 3, 9, 12, 59)));
+    CHECK(window_open(w, ny, utc(2026, 3, 9, 13)));
+    auto next = next_window_open(w, ny, utc(2026, 3, 6, 22));
+    REQUIRE(next);
+    CHECK(*next == utc(2026, 3, 9, 13));
+    // Back to EST on Sunday 1 November: Monday 2 November opens at 14:00 UTC.
+    next = next_window_open(w, ny, utc(2026, 10, 30, 22));
+    REQUIRE(next);
+    CHECK(*next == utc(2026, 11, 2, 14));
+}
+
+TEST_CASE("windows across midnight, closed days and an always-open default") {
+    auto berlin = find_zone("Europe/Berlin");
+    REQUIRE(berlin);
+    send_window night{22, 6, 0x7f};
+    CHECK(window_open(night, berlin, utc(2026, 1, 10, 22)));  // 23:00 local
+    CHECK(window_open(night, berlin, utc(2026, 1, 10, 4)));   // 05:00 local
+    CHECK_FALSE(window_open(night, berlin, utc(2026, 1, 10, 5)));  // 06:00 local
+    send_window never{9, 17, 0};
+    CHECK_FALSE(window_open(never, berlin, utc(2026, 1, 10, 10)));
+    CHECK_FALSE(next_window_open(never, berlin, utc(2026, 1, 10, 10)));
+    CHECK(window_open(send_window{}, berlin, utc(2026, 1, 10, 3)));
+    CHECK_FALSE(valid_window(send_window{25, 3, 0x7f}));
+    CHECK_FALSE(valid_window(send_window{1, 3, 0xff}));
+    CHECK(find_zone("Not/AZone") == nullptr);
+    CHECK(find_zone("") != nullptr);
+}
+
+TEST_CASE("a window opening inside the spring-forward gap opens when the gap ends") {
+    auto ny = find_zone("America/New_York");
+    send_window w{2, 5, 0x7f};  // 02:00 local does not exist on 8 March 2026
+    auto next = next_window_open(w, ny, utc(2026, 3, 8, 5));  // 00:00 EST
+    REQUIRE(next);
+    CHECK(*next == utc(2026, 3, 8, 7));  // 03:00 EDT, the end of the gap
+}
+
+TEST_CASE("calendar days are local days, 23 or 25 hours long across DST") {
+    auto ny = find_zone("America/New_York");
+    auto now = utc(2026, 3, 8, 12);  // 08:00 EDT on the short day
+    CHECK(period_start(seconds(86400), ny, now) == utc(2026, 3, 8, 5));
+    CHECK(next_period_start(seconds(86400), ny, now) == utc(2026, 3, 9, 4));
+    now = utc(2026, 11, 1, 12);  // the long day
+    CHECK(next_period_start(seconds(86400), ny, now) - period_start(seconds(86400), ny, now) == hours(25));
+    CHECK(period_start(seconds(3600), ny, utc(2026, 1, 1, 10, 30)) == utc(2026, 1, 1, 10));
+    CHECK(next_period_start(seconds(60), ny, utc(2026, 1, 1, 10, 30, 5)) == utc(2026, 1, 1, 10, 31));
+}
+
+TEST_CASE("warm-up ramp by local day") {
+    auto tokyo = find_zone("Asia/Tokyo");
+    warmup_ramp r{2, 3, 10, utc(2026, 5, 1, 1)};  // 10:00 on 1 May in Tokyo
+    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 1, 14)) == 2u);   // 23:00 same local day
+    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 1, 15)) == 5u);   // 00:00 next local day
+    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 2, 15)) == 8u);
+    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 3, 15)) == 10u);
+    CHECK(warmup_cap(r, tokyo, utc(2026, 9, 3, 15)) == 10u);
+    CHECK(warmup_cap(r, tokyo, utc(2026, 4, 1, 15)) == 2u);  // before the start: day 0
+    CHECK_FALSE(warmup_cap(warmup_ramp{}, tokyo, utc(2026, 5, 1, 1)));
+}
+
+TEST_CASE("rolling windows are exact at their edges") {
+    auto zone = find_zone("UTC");
+    rate_counter c;
+    effective_limit one{1, seconds(86400), window_kind::rolling};
+    auto t0 = utc(2026, 6, 1, 9);
+    CHECK_FALSE(c.blocked_until(std::span(&one, 1), zone, t0));
+    c.add(t0);
+    auto until = c.blocked_until(std::span(&one, 1), zone, t0 + hours(23));
+    REQUIRE(until);
+    CHECK(*until == t0 + hours(24));
+    CHECK(c.blocked_until(std::span(&one, 1), zone, t0 + hours(24) - microseconds(1)));
+    CHECK_FALSE(c.blocked_until(std::span(&one, 1), zone, t0 + hours(24)));
+    // Releasing the reservation frees the slot at once.
+    c.remove(t0);
+    CHECK_FALSE(c.blocked_until(std::span(&one, 1), zone, t0 + hours(1)));
+}
+
+TEST_CASE("rate counter agrees with brute force counting") {
+    std::uint64_t seed = std::random_device{}();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    auto zone = find_zone("Europe/London");
+    const effective_limit limits[] = {{5, seconds(3600), window_kind::rolling},
+                                      {12, seconds(86400), window_kind::calendar},
+                                      {3, seconds(60), window_kind::rolling}};
+    rate_counter c;
+    std::vector<time_point> model;
+    auto now = utc(2026, 3, 28, 20);  // across the London spring change
+    for (int i = 0; i < 20000; ++i) {
+        now += microseconds(static_cast<long>(rng() % 600'000'000));
+        auto blocked = c.blocked_until(limits, zone, now);
+        // Brute force: would one more fit every limit?
+        bool fits = true;
+        for (const auto& l : limits) {
+            auto floor = l.kind == window_kind::calendar ? period_start(l.length, zone, now)
+                                                         : now - duration_cast<mailers::duration>(l.length);
+            std::uint64_t n = 0;
+            for (auto t : model)
+                if ((l.kind == window_kind::calendar ? t >= floor : t > floor) && t <= now) ++n;
+            if (n >= l.max) fits = false;
+        }
+        REQUIRE(fits == !blocked.has_value());
+        if (blocked) REQUIRE(*blocked > now);
+        if (!blocked && rng() % 4 != 0) {
+            c.add(now);
+            model.push_back(now);
+        }
+        if (!model.empty() && rng() % 50 == 0) {
+            auto victim = model[rng() % model.size()];
+            c.remove(victim);
+            model.erase(std::find(model.begin(), model.end(), victim));
+        }
+        c.trim(now, seconds(86400 + 7200), 12);
+        std::erase_if(model, [&](time_point t) { return t < now - hours(26); });
+    }
+}
