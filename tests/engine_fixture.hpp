@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <mailers/engine.hpp>
@@ -69,13 +70,13 @@ public:
     }
     /// Completes the oldest parked send with `ec` (empty: accepted).
     void complete_oldest(mailers::error_code ec = {}, mailers::diagnostics diag = {}) {
-        mailers::any_send_handler h;
-        {
-            std::lock_guard lock(mu_);
-            REQUIRE_FALSE(pending_.empty());
-            h = std::move(pending_.front());
-            pending_.erase(pending_.begin());
-        }
+        std::unique_lock lock(mu_);
+        REQUIRE_FALSE(pending_.empty());
+        // Move-constructed, never move-assigned: Boost 1.81's
+        // any_completion_handler::operator=(&&) recurses without end.
+        mailers::any_send_handler h(std::move(pending_.front()));
+        pending_.pop_front();
+        lock.unlock();
         mailers::send_outcome o;
         if (!ec) o.provider_message_id = "held-ok";
         o.diag = std::move(diag);
@@ -83,7 +84,7 @@ public:
     }
     /// Forgets parked sends without completing them: what a crash does.
     void drop_pending() {
-        std::vector<mailers::any_send_handler> gone;
+        std::deque<mailers::any_send_handler> gone;
         {
             std::lock_guard lock(mu_);
             gone.swap(pending_);
@@ -107,7 +108,7 @@ protected:
 private:
     mutable std::mutex mu_;
     bool hold_ = false;
-    std::vector<mailers::any_send_handler> pending_;
+    std::deque<mailers::any_send_handler> pending_;
     std::vector<mailers::outbound> handed_;
 };
 
