@@ -156,8 +156,8 @@ int main(int argc, char** argv) {
     }
 
     std::printf("\nA simulated Monday for 30 mailboxes on 5 domains (file transport, manual clock)\n\n");
-    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "mailbox", "time zone", "cap", "sent", "rotin", "skipped", "next send");
-    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "", "", "today", "", "", "suppr.", "(UTC)");
+    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "mailbox", "time zone", "cap", "sent", "via", "skipped", "next send");
+    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "", "", "today", "", "pool", "suppr.", "(UTC)");
     int total_sent = 0, total_supp = 0;
     for (const auto& m : eng.mailboxes()) {
         auto st = eng.status(m.id);

@@ -5,14 +5,24 @@
 //   * surrounding white space and a display name are removed;
 //   * the domain is converted to its lower-case ASCII form (IDNA 2008
 //     A-labels, so "Bücher.example" and "xn--bcher-kva.example" are one);
+//     address literals keep their "IPv6:" tag and lower-case their digits;
 //   * the local part is compared case-insensitively (ASCII and UTF-8 simple
-//     case folding). RFC 5321 allows case-sensitive local parts, but no
-//     mainstream mailbox provider uses them, and for a do-not-contact list a
-//     false match is the safe error.
-// Optional folding (off by default; `suppression_options`):
-//   * `fold_plus_tags`: "user+tag@d" is "user@d" (for every domain);
+//     case folding, Unicode CaseFolding.txt statuses C and S: "ẞ" is "ß",
+//     but "ß" is not "ss"). RFC 5321 allows case-sensitive local parts, but
+//     no mainstream mailbox provider uses them, and for a do-not-contact
+//     list a false match is the safe error;
+//   * a quoted local part whose content is a dot-atom is unquoted
+//     ("\"john\"@d" is "john@d", RFC 5321 section 4.1.2); any other keeps
+//     one quoting, with only '"' and '\' escaped.
+// Optional folding (off by default; `suppression_options`), for local parts
+// that are (or unquote to) dot-atoms:
+//   * `fold_plus_tags`: "user+tag@d" is "user@d" (for every domain); the tag
+//     stays when dropping it would leave no valid name ("+tag@d", "a.+tag@d");
 //   * `fold_gmail_dots`: dots in the local part are ignored for gmail.com
 //     and googlemail.com, and googlemail.com is gmail.com.
+// Normalising a key again gives the same key (one exception: U+023A and
+// U+023E grow by a byte when folded, so a local part full of them can pass
+// the 64-octet limit and no longer parse).
 //
 // A domain entry "example.com" suppresses every address at example.com and at
 // any subdomain of it (a.example.com), never at "notexample.com".
@@ -38,7 +48,8 @@ enum class suppression_reason {
 };
 
 MAILERS_API std::string_view to_string(suppression_reason r) noexcept;
-/// Parses "unsubscribe", "hard_bounce", "complaint", "manual", "legal".
+/// Parses "unsubscribe", "hard_bounce", "complaint", "manual", "legal" in
+/// any letter case; anything else is errc::invalid_argument.
 MAILERS_API boost::system::result<suppression_reason> parse_suppression_reason(std::string_view s);
 
 enum class suppression_kind { address, domain };
@@ -64,7 +75,8 @@ MAILERS_API boost::system::result<std::string> normalise_address(std::string_vie
                                                                  const suppression_options& opts = {});
 
 /// The normalised key of a domain entry: lower-case A-label form, no
-/// trailing dot, or errc::invalid_address.
+/// trailing dot, or errc::invalid_address (also for address literals,
+/// wildcards and anything holding '@').
 MAILERS_API boost::system::result<std::string> normalise_domain(std::string_view domain);
 
 }  // namespace mailers

@@ -85,9 +85,11 @@ eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id, std:
         auto& q = it->second;
         const rate_counter* c = &q.counter;
         if (key == "*") {
+            // A domain not yet counted still has to pass the limits: a zero
+            // cap refuses even its first send.
+            static const rate_counter none;
             auto d = q.per_domain.find(std::string(rdomain));
-            if (d == q.per_domain.end()) return std::nullopt;
-            c = &d->second;
+            c = d == q.per_domain.end() ? &none : &d->second;
         }
         if (auto until = c->blocked_until(q.limits, q.zone, now))
             return eligibility{ineligible_reason::quota_reached, until};

@@ -49,10 +49,10 @@ slot_memory allocate_slots(std::size_t count) {
     }
 #endif
     // 64-byte aligned, so that a filter block is one cache line.
-    const std::size_t rounded = (m.bytes + 63) & ~std::size_t{63};
-    m.slots = static_cast<std::uint64_t*>(std::aligned_alloc(64, rounded));
+    m.bytes = (m.bytes + 63) & ~std::size_t{63};
+    m.slots = static_cast<std::uint64_t*>(std::aligned_alloc(64, m.bytes));
     if (m.slots == nullptr) throw std::bad_alloc();
-    std::memset(m.slots, 0, rounded);
+    std::memset(m.slots, 0, m.bytes);
     return m;
 }
 
@@ -280,6 +280,35 @@ suppression_index::suppression_index(std::uint64_t seed) noexcept {
     key_.k0 = splitmix64(seed);
     key_.k1 = splitmix64(seed);
     filter_key_ = splitmix64(seed);
+}
+
+suppression_index::suppression_index(suppression_index&& other) noexcept
+    : key_(other.key_),
+      filter_key_(other.filter_key_),
+      addresses_(std::move(other.addresses_)),
+      address_filter_(std::move(other.address_filter_)),
+      address_filter_capacity_(other.address_filter_capacity_),
+      address_filter_stale_(other.address_filter_stale_),
+      domains_(std::move(other.domains_)),
+      domain_filter_(std::move(other.domain_filter_)),
+      domains_by_labels_(other.domains_by_labels_) {
+    other.clear();
+}
+
+suppression_index& suppression_index::operator=(suppression_index&& other) noexcept {
+    if (this != &other) {
+        key_ = other.key_;
+        filter_key_ = other.filter_key_;
+        addresses_ = std::move(other.addresses_);
+        address_filter_ = std::move(other.address_filter_);
+        address_filter_capacity_ = other.address_filter_capacity_;
+        address_filter_stale_ = other.address_filter_stale_;
+        domains_ = std::move(other.domains_);
+        domain_filter_ = std::move(other.domain_filter_);
+        domains_by_labels_ = other.domains_by_labels_;
+        other.clear();
+    }
+    return *this;
 }
 
 std::uint64_t suppression_index::fingerprint(std::string_view value) const noexcept {

@@ -3,8 +3,10 @@
 // The store is the authority on suppression entries; this index is a
 // membership filter rebuilt from the store at start-up and kept coherent by
 // the engine on every suppress / unsuppress. It holds no strings: each entry
-// is a 64-bit keyed fingerprint (SipHash-1-3 under a random per-index key),
-// which is how 10M entries fit in about 13-27 bytes each.
+// is a 64-bit keyed fingerprint (SipHash-1-3 under a per-index key) in an
+// open-addressing table, with a byte of Bloom filter per table slot in front
+// of it: 9 bytes per slot, 11 to 23 bytes per entry over the table's load
+// range (about 15 at 10M entries).
 //
 // What a fingerprint can get wrong, and why that is acceptable:
 //   * A lookup of a value that is not in the index answers true with
@@ -12,8 +14,10 @@
 //     is a message not sent, never a message sent to a suppressed recipient.
 //   * Two distinct entries that share a fingerprint (about n^2 / 2^65 for the
 //     whole index: 3e-6 at 10M entries) are one entry: both are suppressed,
-//     and erasing either un-suppresses both. Nobody can aim for this: the key
-//     is secret, random, and different in every process.
+//     and erasing either un-suppresses both. Nobody can aim for this while
+//     the key is secret: the default constructor draws it from
+//     std::random_device; the seeded constructor is for reproducible tests
+//     and benchmarks, and makes the key as guessable as the seed.
 //
 // Thread safety: none of its own. The const members never write (not even
 // statistics), so any number of readers may run concurrently while no writer
@@ -269,12 +273,14 @@ struct suppression_match {
 /// "maybe".
 class MAILERS_API suppression_index {
 public:
-    /// Draws the hash key from std::random_device.
+    /// Draws the hash keys from std::random_device.
     suppression_index();
-    /// A reproducible key, for tests and benchmarks.
+    /// Keys derived from `seed`: reproducible, for tests and benchmarks. An
+    /// index fed from outside input should use the default constructor.
     explicit suppression_index(std::uint64_t seed) noexcept;
-    suppression_index(suppression_index&&) noexcept = default;
-    suppression_index& operator=(suppression_index&&) noexcept = default;
+    /// A moved-from index is empty and usable.
+    suppression_index(suppression_index&& other) noexcept;
+    suppression_index& operator=(suppression_index&& other) noexcept;
 
     /// True when the address, its domain, or any parent domain of it is
     /// suppressed: for "u@a.b.example.com" the domains a.b.example.com,

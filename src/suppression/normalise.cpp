@@ -219,11 +219,11 @@ error_code invalid_address() noexcept {
     return make_error_code(errc::invalid_address);
 }
 
-// The canonical spelling of a local part: a quoted string whose content is a
-// dot-atom means the same mailbox unquoted (RFC 5321 section 4.1.2), so it
-// is unquoted; any other quoted string is re-quoted with the minimum of
-// escapes. Appends it to `out`; sets `dot_atom` when the result is unquoted, the only form the
-// optional foldings apply to.
+// Appends the canonical spelling of a local part to `out`: a quoted string
+// whose content is a dot-atom means the same mailbox unquoted (RFC 5321
+// section 4.1.2), so it is unquoted; any other quoted string is re-quoted
+// with the fewest escapes. Sets `dot_atom` when the result is unquoted, the
+// only form the optional foldings apply to.
 bool canonical_local(std::string_view local, std::string& out, bool& dot_atom) {
     dot_atom = true;
     if (local.size() < 2 || local.front() != '"' || local.back() != '"') {

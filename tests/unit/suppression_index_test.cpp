@@ -304,9 +304,20 @@ TEST_CASE("indexes with different keys agree on membership") {
         CHECK(a.contains_address(v) == (i < 1000));
         CHECK(b.contains_address(v) == (i < 1000));
     }
+    a.insert(suppression_kind::domain, "example.org");
     suppression_index moved = std::move(a);
     CHECK(moved.contains_address("user1@example.com"));
-    CHECK(moved.size() == 1000);
+    CHECK(moved.contains_address("x@example.org"));
+    CHECK(moved.size() == 1001);
+    // The moved-from index is empty and usable.
+    CHECK(a.size() == 0);
+    CHECK_FALSE(a.contains_address("user1@example.com"));
+    CHECK_FALSE(a.contains_address("x@example.org"));
+    a.insert(suppression_kind::domain, "example.net");
+    CHECK(a.contains_address("x@mail.example.net"));
+    b = std::move(moved);
+    CHECK(b.contains_address("x@example.org"));
+    CHECK(moved.size() == 0);
 }
 
 TEST_CASE("un-suppressing most entries keeps the rest and rebuilds the filter") {
