@@ -20,9 +20,9 @@
 //     stays when dropping it would leave no valid name ("+tag@d", "a.+tag@d");
 //   * `fold_gmail_dots`: dots in the local part are ignored for gmail.com
 //     and googlemail.com, and googlemail.com is gmail.com.
-// Normalising a key again gives the same key (one exception: U+023A and
-// U+023E grow by a byte when folded, so a local part full of them can pass
-// the 64-octet limit and no longer parse).
+// Normalising a key again gives the same key, and a key is never longer
+// than the address it came from (so U+2C65 and U+2C66 fold to U+023A and
+// U+023E, against CaseFolding.txt's direction).
 //
 // A domain entry "example.com" suppresses every address at example.com and at
 // any subdomain of it (a.example.com), never at "notexample.com".

@@ -88,7 +88,6 @@ engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
     std::uint64_t seed = params.random_seed;
     if (seed == 0) seed = (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
     rng.seed(seed);
-    index = suppression_index(seed ^ 0x9e3779b97f4a7c15ull);
     writer = std::make_unique<commit_writer>(params.storage, params.workspace, params.max_batch, params.log);
 }
 

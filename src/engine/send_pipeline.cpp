@@ -6,6 +6,7 @@
 
 #include <mailers/mime.hpp>
 
+#include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -179,6 +180,10 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     std::optional<std::uint64_t> duplicate_of;
     {
         std::lock_guard lock(s.mu);
+        // Read under the lock, so reservations are made in time order: a
+        // time read before another send reserved would miss that reservation
+        // (it lies "in the future") and let a rolling window go over its cap.
+        now = s.clk->now();
         if (!req.pool.empty()) {
             auto p = s.pools.find(req.pool);
             if (p == s.pools.end()) {
@@ -349,10 +354,11 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             },
             asio::as_tuple(use_awaitable));
         result.attempts = attempt;
-        now = s.clk->now();
 
-        // 5. Record the outcome and act on its failure class.
+        // 5. Record the outcome and act on its failure class. The time is
+        // read under the lock, as in step 2, before a failover reserves.
         std::lock_guard lock(s.mu);
+        now = s.clk->now();
         auto mit = s.mailboxes.find(row.mailbox);
         row.updated_at = now;
         if (!tec) {
@@ -512,7 +518,11 @@ void engine::impl::start_send(send_request req, asio::any_completion_handler<voi
                                r.second.diag.message = e.what();
                            }
                        }
-                       complete_later(self->ex, std::move(h), r.first, std::move(r.second));
+                       // co_spawn never completes inside async_send (the coroutine
+                       // starts from a post), so dispatching to the handler's
+                       // executor is enough here.
+                       auto hex = asio::get_associated_executor(h, self->ex);
+                       asio::dispatch(hex, asio::append(std::move(h), r.first, std::move(r.second)));
                    });
 }
 

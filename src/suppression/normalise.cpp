@@ -103,6 +103,11 @@ static_assert(fold_runs_sorted(), "fold_runs must be sorted and disjoint for the
 
 char32_t simple_fold(char32_t c) noexcept {
     if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+    // U+023A and U+023E are the only code points whose folding is longer in
+    // UTF-8 (two bytes to three). Their pairs fold the other way instead, so
+    // a key is never longer than the address and always parses again.
+    if (c == 0x2C65 || c == 0x023A) return 0x023A;
+    if (c == 0x2C66 || c == 0x023E) return 0x023E;
     const auto* it = std::upper_bound(std::begin(fold_runs), std::end(fold_runs), c,
                                       [](char32_t v, const fold_run& r) { return v < r.first; });
     if (it == std::begin(fold_runs)) return c;
@@ -170,9 +175,8 @@ void append_utf8(std::string& out, char32_t c) {
     }
 }
 
-// Case-folds `s` in place; false when it is not valid UTF-8. U+023A and
-// U+023E fold to three-byte code points, the only ones that lengthen a
-// string, so a key can in principle exceed the 64-octet local-part limit.
+// Case-folds `s` in place; false when it is not valid UTF-8. Never makes it
+// longer (see simple_fold).
 bool fold_case(std::string& s) {
     std::size_t i = 0;
     for (; i < s.size() && static_cast<unsigned char>(s[i]) < 0x80; ++i) s[i] = ascii_lower(s[i]);
@@ -338,26 +342,28 @@ boost::system::result<std::string> normalise_address(std::string_view addr,
     key.reserve(parsed->local.size() + 1 + parsed->domain.size());
     bool dot_atom = false;
     if (!canonical_local(parsed->local, key, dot_atom) || !fold_case(key)) return invalid_address();
-
-    if (dot_atom && opts.fold_plus_tags) {
-        // Only a tag after a usable name is dropped: "+x" and "a.+x" keep
-        // theirs, because "" and "a." are not local parts.
-        const auto plus = key.find('+');
-        if (plus != std::string::npos && plus != 0 && key[plus - 1] != '.') key.resize(plus);
-    }
     const std::size_t at = key.size();
     key += '@';
     if (!append_canonical_domain(parsed->domain, true, key)) return invalid_address();
+    if (!dot_atom || (!opts.fold_plus_tags && !opts.fold_gmail_dots)) return key;
 
-    if (dot_atom && opts.fold_gmail_dots) {
-        const std::string_view domain = std::string_view(key).substr(at + 1);
-        if (domain == "gmail.com" || domain == "googlemail.com") {
-            key.resize(at);
-            std::erase(key, '.');
-            key += "@gmail.com";
-        }
+    // Dots go first: for Gmail "a.+x" is "a+x", whose tag then folds too,
+    // and folding a key again must not find anything left to fold.
+    std::string local = key.substr(0, at);
+    std::string_view domain = std::string_view(key).substr(at + 1);
+    if (opts.fold_gmail_dots && (domain == "gmail.com" || domain == "googlemail.com")) {
+        std::erase(local, '.');
+        domain = "gmail.com";
     }
-    return key;
+    if (opts.fold_plus_tags) {
+        // Only a tag after a usable name is dropped: "+x" and "a.+x" keep
+        // theirs, because "" and "a." are not local parts.
+        const auto plus = local.find('+');
+        if (plus != std::string::npos && plus != 0 && local[plus - 1] != '.') local.resize(plus);
+    }
+    local += '@';
+    local += domain;
+    return local;
 }
 
 boost::system::result<std::string> normalise_domain(std::string_view domain) {
