@@ -6,3 +6,4 @@
 #include <mailers/transports/fault_injector.hpp>
 #include <mailers/transports/file_transport.hpp>
 #include <mailers/transports/null_transport.hpp>
+#include <mailers/transports/smtp_transport.hpp>

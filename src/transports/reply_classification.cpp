@@ -165,18 +165,30 @@ transport_errc classify_smtp_reply(int code, std::string_view enhanced, std::str
 
 std::string_view phase_name(smtp_phase p) noexcept {
     switch (p) {
-        case smtp_phase::connect: return "connect";
-        case smtp_phase::greeting: return "greeting";
-        case smtp_phase::ehlo: return "EHLO";
-        case smtp_phase::starttls: return "STARTTLS";
-        case smtp_phase::auth: return "AUTH";
-        case smtp_phase::mail: return "MAIL FROM";
-        case smtp_phase::rcpt: return "RCPT TO";
-        case smtp_phase::data: return "DATA";
-        case smtp_phase::data_end: return "end of data";
-        case smtp_phase::rset: return "RSET";
-        case smtp_phase::noop: return "NOOP";
-        case smtp_phase::quit: return "QUIT";
+        case smtp_phase::connect:
+            return "connect";
+        case smtp_phase::greeting:
+            return "greeting";
+        case smtp_phase::ehlo:
+            return "EHLO";
+        case smtp_phase::starttls:
+            return "STARTTLS";
+        case smtp_phase::auth:
+            return "AUTH";
+        case smtp_phase::mail:
+            return "MAIL FROM";
+        case smtp_phase::rcpt:
+            return "RCPT TO";
+        case smtp_phase::data:
+            return "DATA";
+        case smtp_phase::data_end:
+            return "end of data";
+        case smtp_phase::rset:
+            return "RSET";
+        case smtp_phase::noop:
+            return "NOOP";
+        case smtp_phase::quit:
+            return "QUIT";
     }
     return "?";
 }

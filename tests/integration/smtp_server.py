@@ -143,7 +143,7 @@ class Handler:
         try:
             blob = base64.b64decode(args[1], validate=True) if len(args) > 1 else b""
         except Exception:
-            return AuthResult(success=False, message="501 5.5.2 Cannot decode")
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode")
         expected = (f"user={st.args.user}\x01auth=Bearer {st.args.xoauth2_token}"
                     "\x01\x01").encode()
         if st.args.xoauth2_token and blob == expected:
@@ -153,7 +153,7 @@ class Handler:
         err = json.dumps({"status": "401", "schemes": "bearer",
                           "scope": "https://mail.google.com/"})
         await server.challenge_auth(err)
-        return AuthResult(success=False,
+        return AuthResult(success=False, handled=False,
                           message="535 5.7.8 Username and Password not accepted.")
 
 
@@ -188,6 +188,61 @@ class TestSMTP(SMTP):
         await super().smtp_EHLO(hostname)
 
 
+class Sink(asyncio.Protocol):
+    """--sink: a minimal pipelining SMTP sink that accepts everything and
+    answers all the commands of one read in one write, like postfix's
+    smtp-sink, so a throughput figure measures the client, not aiosmtpd."""
+
+    def __init__(self, state):
+        self.state = state
+        self.buf = b""
+        self.in_data = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.state.active += 1
+        self.state.next_conn += 1
+        self.state.write(f"CONNECT {self.state.next_conn} active={self.state.active}")
+        transport.write(b"220 sink ESMTP\r\n")
+
+    def connection_lost(self, exc):
+        self.state.active -= 1
+        self.state.write("CLOSE")
+
+    def data_received(self, data):
+        self.buf += data
+        out = []
+        while True:
+            if self.in_data:
+                end = self.buf.find(b"\r\n.\r\n")
+                if end < 0:
+                    break
+                self.buf = self.buf[end + 5:]
+                self.in_data = False
+                self.state.next_msg += 1
+                out.append(b"250 2.0.0 Ok: queued as SINK%d" % self.state.next_msg)
+                continue
+            nl = self.buf.find(b"\r\n")
+            if nl < 0:
+                break
+            line, self.buf = self.buf[:nl], self.buf[nl + 2:]
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                out.append(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0")
+            elif verb == b"DATA":
+                out.append(b"354 go ahead")
+                self.in_data = True
+                # The content follows the 354; "\r\n.\r\n" needs the CRLF
+                # before the dot, which a message that ends in CRLF supplies.
+                self.buf = b"\r\n" + self.buf
+            elif verb == b"QUIT":
+                out.append(b"221 bye")
+            else:
+                out.append(b"250 2.0.0 OK")
+        if out:
+            self.transport.write(b"\r\n".join(out) + b"\r\n")
+
+
 def authenticator(state):
     def check(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)
@@ -195,7 +250,7 @@ def authenticator(state):
               and auth_data.password.decode() == state.args.password)
         state.write(f"{'AUTH' if ok else 'AUTHFAIL'} {server.conn_id} {mechanism} "
                     f"{auth_data.login.decode() if isinstance(auth_data, LoginPassword) else ''}")
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
     return check
 
 
@@ -216,6 +271,7 @@ async def main():
     p.add_argument("--helo-only", action="store_true")
     p.add_argument("--slow", type=float, default=3.0)
     p.add_argument("--idle-timeout", type=float, default=300)
+    p.add_argument("--sink", action="store_true")
     p.add_argument("--out")
     p.add_argument("--log")
     args = p.parse_args()
@@ -244,7 +300,7 @@ async def main():
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        factory, host="127.0.0.1", port=args.port,
+        (lambda: Sink(state)) if args.sink else factory, host="127.0.0.1", port=args.port,
         ssl=tls_context if args.implicit_tls else None)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)

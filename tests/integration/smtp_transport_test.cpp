@@ -51,23 +51,24 @@ namespace {
 constexpr const char* python = "/usr/bin/python3";
 
 bool have_aiosmtpd() {
-    static const bool ok = ::access(python, X_OK) == 0 &&
-                           std::system("/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1") == 0;
+    static const bool ok =
+        ::access(python, X_OK) == 0 &&
+        std::system("/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1") == 0;
     return ok;
 }
 
-#define REQUIRE_SMTP_SERVER()                                                              \
-    do {                                                                                   \
-        if (!have_aiosmtpd()) {                                                            \
+#define REQUIRE_SMTP_SERVER()                                                                 \
+    do {                                                                                      \
+        if (!have_aiosmtpd()) {                                                               \
             MESSAGE("skipped: /usr/bin/python3 with aiosmtpd (python3-aiosmtpd) is missing"); \
-            return;                                                                        \
-        }                                                                                  \
+            return;                                                                           \
+        }                                                                                     \
     } while (0)
 
 fs::path make_temp_dir(const std::string& what) {
     static std::atomic<int> n{0};
-    auto dir = fs::temp_directory_path() /
-               ("mailers-smtp-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(++n));
+    auto dir = fs::temp_directory_path() / ("mailers-smtp-" + what + "-" +
+                                            std::to_string(::getpid()) + "-" + std::to_string(++n));
     fs::remove_all(dir);
     fs::create_directories(dir);
     return dir;
@@ -107,23 +108,34 @@ const tls_files& certificates() {
                "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n";
         const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
         const std::string cmd =
-            "cd '" + d + "' && " +
-            "openssl req -x509" + ec +
+            "(cd '" + d + "' && " + "openssl req -x509" + ec +
             "-keyout ca.key -out ca.pem -days 2 -subj '/CN=mailers test CA' "
             "-addext 'basicConstraints=critical,CA:TRUE' "
             "-addext 'keyUsage=critical,keyCertSign,cRLSign' && "
-            "openssl req" + ec + "-keyout server.key -out server.csr -subj '/CN=localhost' && "
+            "openssl req" +
+            ec +
+            "-keyout server.key -out server.csr -subj '/CN=localhost' && "
             "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
             "-out server.pem -days 2 -extfile server.ext && "
-            "openssl req" + ec + "-keyout mismatch.key -out mismatch.csr -subj '/CN=wrong.example' && "
+            "openssl req" +
+            ec +
+            "-keyout mismatch.key -out mismatch.csr -subj '/CN=wrong.example' && "
             "openssl x509 -req -in mismatch.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
             "-out mismatch.pem -days 2 -extfile mismatch.ext && "
-            "openssl req -x509" + ec + "-keyout wrong.key -out wrong.pem -days 2 "
-            "-subj '/CN=localhost' -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' "
-            ">/dev/null 2>&1";
+            "openssl req -x509" +
+            ec +
+            "-keyout wrong.key -out wrong.pem -days 2 "
+            "-subj '/CN=localhost' -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1')";
         t.ok = std::system((cmd + " >/dev/null 2>&1").c_str()) == 0 && fs::exists(t.wrong_cert);
         return t;
     }();
+    static const struct remover {
+        fs::path dir;
+        ~remover() {
+            std::error_code ec;
+            fs::remove_all(dir, ec);
+        }
+    } cleanup{files.dir};
     return files;
 }
 
@@ -132,9 +144,10 @@ class smtp_server {
 public:
     explicit smtp_server(std::vector<std::string> args) : dir_(make_temp_dir("server")) {
         fs::create_directories(dir_ / "out");
-        std::vector<std::string> argv{python, MAILERS_SOURCE_DIR "/tests/integration/smtp_server.py",
-                                      "--out", (dir_ / "out").string(), "--log",
-                                      (dir_ / "log").string()};
+        std::vector<std::string> argv{
+            python,  MAILERS_SOURCE_DIR "/tests/integration/smtp_server.py",
+            "--out", (dir_ / "out").string(),
+            "--log", (dir_ / "log").string()};
         argv.insert(argv.end(), args.begin(), args.end());
         std::vector<char*> cargv;
         for (auto& a : argv) cargv.push_back(a.data());
@@ -159,7 +172,8 @@ public:
         std::string line;
         pollfd p{out[0], POLLIN, 0};
         const auto deadline = std::chrono::steady_clock::now() + 20s;
-        while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+        while (line.find('\n') == std::string::npos &&
+               std::chrono::steady_clock::now() < deadline) {
             if (::poll(&p, 1, 200) > 0) {
                 char buf[256];
                 const auto n = ::read(out[0], buf, sizeof buf);
@@ -191,6 +205,18 @@ public:
         std::istringstream in(read_file(dir_ / "log"));
         for (std::string l; std::getline(in, l);) lines.push_back(l);
         return lines;
+    }
+
+    // The server logs asynchronously: a CLOSE may land just after the client
+    // has moved on.
+    bool wait_count(const std::string& prefix, std::size_t n,
+                    std::chrono::seconds limit = 5s) const {
+        const auto deadline = std::chrono::steady_clock::now() + limit;
+        while (count(prefix) != n) {
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            std::this_thread::sleep_for(10ms);
+        }
+        return true;
     }
 
     std::size_t count(const std::string& prefix) const {
@@ -261,7 +287,7 @@ mailers::message make_message(const std::string& to, std::string text = "Hello f
     mailers::message m;
     m.from = {"sender", "example.com", "Sender"};
     auto rcpt = mailers::parse_address(to);
-    REQUIRE(rcpt);
+    REQUIRE(rcpt.has_value());
     m.to.push_back(*rcpt);
     m.subject = "Test message";
     m.text = std::move(text);
@@ -296,13 +322,14 @@ result send_to(asio::io_context& ioc, mailers::provider_transport& t, const std:
     return send_one(ioc, t, make_outbound(make_message(to)));
 }
 
-std::unique_ptr<mailers::smtp_transport> transport(asio::io_context& ioc, const std::string& dsn,
-                                                   std::function<void(mailers::smtp_params&)> tweak = {}) {
+std::unique_ptr<mailers::smtp_transport> transport(
+    asio::io_context& ioc, const std::string& dsn,
+    std::function<void(mailers::smtp_params&)> tweak = {}) {
     mailers::diagnostics diag;
     auto d = mailers::parse_single_dsn(dsn, &diag);
-    REQUIRE_MESSAGE(d, diag.message);
+    REQUIRE_MESSAGE(d.has_value(), diag.message);
     auto p = mailers::smtp_params_from_dsn(*d, &diag);
-    REQUIRE_MESSAGE(p, diag.message);
+    REQUIRE_MESSAGE(p.has_value(), diag.message);
     p->timeouts.greeting = 10s;
     p->timeouts.command = 10s;
     if (tweak) tweak(*p);
@@ -320,7 +347,7 @@ std::string rendered(const mailers::message& m, bool allow_8bit) {
     mailers::render_options o;
     o.allow_8bit = allow_8bit;
     auto r = mailers::render_message(m, o);
-    REQUIRE(r);
+    REQUIRE(r.has_value());
     return *r;
 }
 
@@ -335,721 +362,764 @@ std::vector<std::string> tls_server_args(const fs::path& cert, const fs::path& k
 }  // namespace
 
 TEST_SUITE("smtp transport") {
-
-TEST_CASE("plain text session (tls=none): the server receives the rendered octets") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    auto m = make_message("ada@example.org");
-    const auto expected = rendered(m, true);
-    const auto r = send_one(ioc, *t, make_outbound(m));
-    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-    CHECK(r.out.provider_message_id == "TEST1");
-    CHECK(r.out.diag.status == 250);
-    CHECK(r.out.diag.provider_reply == "250 2.0.0 Ok: queued as TEST1");
-    const auto msgs = server.messages();
-    REQUIRE(msgs.size() == 1);
-    CHECK(msgs[0] == expected);
-    CHECK(server.envelope(1).find("\"rcpt_tos\": [\"ada@example.org\"]") != std::string::npos);
-    CHECK(server.envelope(1).find("\"mail_from\": \"sender@example.com\"") != std::string::npos);
-    finish(ioc, t);
-    CHECK(server.count("CLOSE") == 1);
-}
-
-TEST_CASE("dot-stuffing round trip, with and without pipelining") {
-    REQUIRE_SMTP_SERVER();
-    for (const bool pipelining : {true, false}) {
-        CAPTURE(pipelining);
+    TEST_CASE("plain text session (tls=none): the server receives the rendered octets") {
+        REQUIRE_SMTP_SERVER();
         smtp_server server({"--pipelining"});
         asio::io_context ioc;
-        auto t = transport(ioc, server.url() + "?tls=none&pipelining=" +
-                                    (pipelining ? "true" : "false"));
-        const std::string text =
-            ".starts with a dot\r\n.\r\n..\r\nmiddle\r\n. space\r\n...three\r\nend.\r\n.";
-        auto m = make_message("ada@example.org", text);
+        auto t = transport(ioc, server.url() + "?tls=none");
+        auto m = make_message("ada@example.org");
         const auto expected = rendered(m, true);
         const auto r = send_one(ioc, *t, make_outbound(m));
         REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(r.out.provider_message_id == "TEST1");
+        CHECK(r.out.diag.status == 250);
+        CHECK(r.out.diag.provider_reply == "250 2.0.0 Ok: queued as TEST1");
         const auto msgs = server.messages();
         REQUIRE(msgs.size() == 1);
         CHECK(msgs[0] == expected);
-        CHECK(msgs[0].find("\r\n.\r\n..\r\n") != std::string::npos);
-        finish(ioc, t);
-    }
-}
-
-TEST_CASE("pipelining: MAIL, RCPT and DATA go out in one write only when offered and allowed") {
-    REQUIRE_SMTP_SERVER();
-    struct variant {
-        bool server_offers;
-        bool allowed;
-        bool expect_group;
-    };
-    for (const auto v : {variant{true, true, true}, variant{true, false, false},
-                         variant{false, true, false}}) {
-        CAPTURE(v.server_offers);
-        CAPTURE(v.allowed);
-        smtp_server server(v.server_offers ? std::vector<std::string>{"--pipelining"}
-                                           : std::vector<std::string>{});
-        asio::io_context ioc;
-        auto lines = std::make_shared<std::vector<std::string>>();
-        auto mu = std::make_shared<std::mutex>();
-        auto t = transport(ioc, server.url() + "?tls=none", [&](mailers::smtp_params& p) {
-            p.pipelining = v.allowed;
-            p.log.level = mailers::log_level::trace;
-            p.log.sink = [lines, mu](mailers::log_level, std::string_view s) {
-                std::lock_guard lk(*mu);
-                lines->emplace_back(s);
-            };
-        });
-        auto o = make_outbound(make_message("ada@example.org"), {"bob@example.org"});
-        const auto r = send_one(ioc, *t, o);
-        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-        bool grouped = false;
-        for (const auto& l : *lines)
-            if (l.find("C: MAIL FROM:<sender@example.com>") != std::string::npos)
-                grouped = l.find("RCPT TO:<ada@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA") !=
-                          std::string::npos;
-        CHECK(grouped == v.expect_group);
-        CHECK(server.envelope(1).find("[\"ada@example.org\", \"bob@example.org\"]") !=
+        CHECK(server.envelope(1).find("\"rcpt_tos\": [\"ada@example.org\"]") != std::string::npos);
+        CHECK(server.envelope(1).find("\"mail_from\": \"sender@example.com\"") !=
               std::string::npos);
         finish(ioc, t);
+        CHECK(server.wait_count("CLOSE", 1));
     }
-}
 
-TEST_CASE("connection reuse: sequential sends share one session") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    for (int i = 0; i < 20; ++i) {
-        const auto r = send_to(ioc, *t, "rcpt" + std::to_string(i) + "@example.org");
-        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    TEST_CASE("dot-stuffing round trip, with and without pipelining") {
+        REQUIRE_SMTP_SERVER();
+        for (const bool pipelining : {true, false}) {
+            CAPTURE(pipelining);
+            smtp_server server({"--pipelining"});
+            asio::io_context ioc;
+            auto t = transport(
+                ioc, server.url() + "?tls=none&pipelining=" + (pipelining ? "true" : "false"));
+            // The MIME writer already protects leading dots in bodies (=2E), so
+            // the lines that need stuffing here come from header names, which
+            // RFC 5322 allows to start with '.'.
+            const std::string text =
+                ".starts with a dot\r\n.\r\n..\r\nmiddle\r\n. space\r\n...three\r\nend.\r\n.";
+            auto m = make_message("ada@example.org", text);
+            m.headers.push_back({".Dotted-Header", "one"});
+            m.headers.push_back({"..Two-Dots", "two"});
+            const auto expected = rendered(m, true);
+            REQUIRE(expected.find("\r\n.Dotted-Header: one\r\n..Two-Dots: two\r\n") !=
+                    std::string::npos);
+            const auto r = send_one(ioc, *t, make_outbound(m));
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+            const auto msgs = server.messages();
+            REQUIRE(msgs.size() == 1);
+            CHECK(msgs[0] == expected);
+            finish(ioc, t);
+        }
     }
-    CHECK(server.count("CONNECT") == 1);
-    CHECK(server.count("DATA") == 20);
-    CHECK(t->stats().connections_opened == 1);
-    CHECK(t->stats().messages_accepted == 20);
-    finish(ioc, t);
-    CHECK(server.count("CLOSE") == 1);
-}
 
-TEST_CASE("connection reuse: a connection is replaced after max_messages") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none&max_messages=2");
-    for (int i = 0; i < 5; ++i) REQUIRE(!send_to(ioc, *t, "a@example.org").ec);
-    CHECK(server.count("CONNECT") == 3);
-    finish(ioc, t);
-}
-
-TEST_CASE("connection reuse: an idle connection the server closed is replaced silently") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining", "--idle-timeout", "0.4"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    REQUIRE(!send_to(ioc, *t, "a@example.org").ec);
-    ioc.restart();
-    ioc.run_for(1s);
-    const auto r = send_to(ioc, *t, "b@example.org");
-    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-    CHECK(server.count("CONNECT") == 2);
-    CHECK(server.messages().size() == 2);
-    finish(ioc, t);
-}
-
-TEST_CASE("connection reuse: a connection idle past check_idle_after is checked with NOOP") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none",
-                       [](mailers::smtp_params& p) { p.check_idle_after = 0ms; });
-    for (int i = 0; i < 3; ++i) REQUIRE(!send_to(ioc, *t, "a@example.org").ec);
-    CHECK(server.count("CONNECT") == 1);
-    finish(ioc, t);
-}
-
-TEST_CASE("max_connections holds under concurrency, from several threads") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto guard = asio::make_work_guard(ioc);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < 2; ++i) threads.emplace_back([&] { ioc.run(); });
-    auto t = transport(ioc, server.url() + "?tls=none&max_connections=3");
-    constexpr int n = 60;
-    std::atomic<int> done{0}, ok{0};
-    std::vector<std::thread> senders;
-    for (int s = 0; s < 3; ++s)
-        senders.emplace_back([&, s] {
-            for (int i = 0; i < n / 3; ++i)
-                t->async_send(make_outbound(make_message("r" + std::to_string(s * 100 + i) +
-                                                         "@example.org")),
-                              [&](error_code ec, send_outcome) {
-                                  if (!ec) ++ok;
-                                  ++done;
-                              });
-        });
-    for (auto& s : senders) s.join();
-    const auto deadline = std::chrono::steady_clock::now() + 60s;
-    while (done < n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
-    CHECK(done == n);
-    CHECK(ok == n);
-    CHECK(server.max_active() <= 3);
-    CHECK(server.count("CONNECT") <= 3);
-    CHECK(t->stats().connections_opened <= 3);
-    CHECK(server.messages().size() == n);
-    t.reset();
-    guard.reset();
-    for (auto& th : threads) th.join();
-}
-
-TEST_CASE("8BITMIME: 8-bit bodies go as 8bit when offered, quoted-printable otherwise") {
-    REQUIRE_SMTP_SERVER();
-    for (const bool offered : {true, false}) {
-        CAPTURE(offered);
-        smtp_server server(offered ? std::vector<std::string>{"--pipelining"}
-                                   : std::vector<std::string>{"--pipelining", "--no-8bitmime"});
-        asio::io_context ioc;
-        auto t = transport(ioc, server.url() + "?tls=none");
-        auto m = make_message("ada@example.org", "Grüße aus Köln, ça va? 日本語\r\n");
-        const auto expected = rendered(m, offered);
-        const auto r = send_one(ioc, *t, make_outbound(m));
-        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-        const auto msgs = server.messages();
-        REQUIRE(msgs.size() == 1);
-        CHECK(msgs[0] == expected);
-        CHECK((msgs[0].find("Grüße") != std::string::npos) == offered);
-        const auto log = server.log();
-        bool body8 = false;
-        for (const auto& l : log)
-            if (l.rfind("MAIL", 0) == 0 && l.find("BODY=8BITMIME") != std::string::npos) body8 = true;
-        CHECK(body8 == offered);
-        finish(ioc, t);
+    TEST_CASE("pipelining: MAIL, RCPT and DATA go out in one write only when offered and allowed") {
+        REQUIRE_SMTP_SERVER();
+        struct variant {
+            bool server_offers;
+            bool allowed;
+            bool expect_group;
+        };
+        for (const auto v : {variant{true, true, true}, variant{true, false, false},
+                             variant{false, true, false}}) {
+            CAPTURE(v.server_offers);
+            CAPTURE(v.allowed);
+            smtp_server server(v.server_offers ? std::vector<std::string>{"--pipelining"}
+                                               : std::vector<std::string>{});
+            asio::io_context ioc;
+            auto lines = std::make_shared<std::vector<std::string>>();
+            auto mu = std::make_shared<std::mutex>();
+            auto t = transport(ioc, server.url() + "?tls=none", [&](mailers::smtp_params& p) {
+                p.pipelining = v.allowed;
+                p.log.level = mailers::log_level::trace;
+                p.log.sink = [lines, mu](mailers::log_level, std::string_view s) {
+                    std::lock_guard lk(*mu);
+                    lines->emplace_back(s);
+                };
+            });
+            auto o = make_outbound(make_message("ada@example.org"), {"bob@example.org"});
+            const auto r = send_one(ioc, *t, o);
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+            bool grouped = false;
+            for (const auto& l : *lines)
+                if (l.find("C: MAIL FROM:<sender@example.com>") != std::string::npos)
+                    grouped =
+                        l.find("RCPT TO:<ada@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA") !=
+                        std::string::npos;
+            CHECK(grouped == v.expect_group);
+            CHECK(server.envelope(1).find("[\"ada@example.org\", \"bob@example.org\"]") !=
+                  std::string::npos);
+            finish(ioc, t);
+        }
     }
-}
 
-TEST_CASE("SMTPUTF8: a UTF-8 local part is sent when offered and refused clearly otherwise") {
-    REQUIRE_SMTP_SERVER();
-    {
-        smtp_server server({"--pipelining", "--smtputf8"});
-        asio::io_context ioc;
-        auto t = transport(ioc, server.url() + "?tls=none");
-        const auto r = send_to(ioc, *t, "josé@example.org");
-        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-        bool utf8 = false;
-        for (const auto& l : server.log())
-            if (l.rfind("MAIL", 0) == 0 && l.find("SMTPUTF8") != std::string::npos) utf8 = true;
-        CHECK(utf8);
-        CHECK(server.envelope(1).find("jos\\u00e9@example.org") != std::string::npos);
-        finish(ioc, t);
-    }
-    {
+    TEST_CASE("connection reuse: sequential sends share one session") {
+        REQUIRE_SMTP_SERVER();
         smtp_server server({"--pipelining"});
         asio::io_context ioc;
         auto t = transport(ioc, server.url() + "?tls=none");
-        const auto r = send_to(ioc, *t, "josé@example.org");
-        CHECK(r.ec == transport_errc::content_rejected);
-        CHECK(r.ec == failure::message_rejected);
-        CHECK(r.out.diag.message.find("SMTPUTF8") != std::string::npos);
-        CHECK(server.count("MAIL") == 0);
-        // The connection is still good for the next message.
-        CHECK(!send_to(ioc, *t, "ada@example.org").ec);
+        for (int i = 0; i < 20; ++i) {
+            const auto r = send_to(ioc, *t, "rcpt" + std::to_string(i) + "@example.org");
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        }
+        CHECK(server.count("CONNECT") == 1);
+        CHECK(server.count("DATA") == 20);
+        CHECK(t->stats().connections_opened == 1);
+        CHECK(t->stats().messages_accepted == 20);
+        finish(ioc, t);
+        CHECK(server.wait_count("CLOSE", 1));
+    }
+
+    TEST_CASE("connection reuse: a connection is replaced after max_messages") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none&max_messages=2");
+        for (int i = 0; i < 5; ++i) REQUIRE(!send_to(ioc, *t, "a@example.org").ec);
+        CHECK(server.count("CONNECT") == 3);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("connection reuse: an idle connection the server closed is replaced silently") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining", "--idle-timeout", "0.4"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        REQUIRE(!send_to(ioc, *t, "a@example.org").ec);
+        ioc.restart();
+        ioc.run_for(1s);
+        const auto r = send_to(ioc, *t, "b@example.org");
+        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(server.count("CONNECT") == 2);
+        CHECK(server.messages().size() == 2);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("connection reuse: a connection idle past check_idle_after is checked with NOOP") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none",
+                           [](mailers::smtp_params& p) { p.check_idle_after = 0ms; });
+        for (int i = 0; i < 3; ++i) REQUIRE(!send_to(ioc, *t, "a@example.org").ec);
         CHECK(server.count("CONNECT") == 1);
         finish(ioc, t);
     }
-}
 
-TEST_CASE("an internationalised domain goes out as its A-label without SMTPUTF8") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    const auto r = send_to(ioc, *t, "ada@bücher.example");
-    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-    CHECK(server.envelope(1).find("ada@xn--bcher-kva.example") != std::string::npos);
-    finish(ioc, t);
-}
+    TEST_CASE("max_connections holds under concurrency, from several threads") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto guard = asio::make_work_guard(ioc);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < 2; ++i) threads.emplace_back([&] { ioc.run(); });
+        auto t = transport(ioc, server.url() + "?tls=none&max_connections=3");
+        constexpr int n = 60;
+        std::atomic<int> done{0}, ok{0};
+        std::vector<std::thread> senders;
+        for (int s = 0; s < 3; ++s)
+            senders.emplace_back([&, s] {
+                for (int i = 0; i < n / 3; ++i)
+                    t->async_send(make_outbound(make_message("r" + std::to_string(s * 100 + i) +
+                                                             "@example.org")),
+                                  [&](error_code ec, send_outcome) {
+                                      if (!ec) ++ok;
+                                      ++done;
+                                  });
+            });
+        for (auto& s : senders) s.join();
+        const auto deadline = std::chrono::steady_clock::now() + 60s;
+        while (done < n && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(10ms);
+        CHECK(done == n);
+        CHECK(ok == n);
+        CHECK(server.max_active() <= 3);
+        CHECK(server.count("CONNECT") <= 3);
+        CHECK(t->stats().connections_opened <= 3);
+        CHECK(server.messages().size() == n);
+        t.reset();
+        guard.reset();
+        for (auto& th : threads) th.join();
+    }
 
-TEST_CASE("SIZE: a message above the server's limit is refused before MAIL") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining", "--size", "2000"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    const auto r = send_one(ioc, *t, make_outbound(make_message("a@example.org", std::string(5000, 'x') + "\r\n")));
-    CHECK(r.ec == transport_errc::content_rejected);
-    CHECK(r.out.diag.message.find("SIZE") != std::string::npos);
-    CHECK(server.count("MAIL") == 0);
-    const auto small = send_to(ioc, *t, "a@example.org");
-    REQUIRE_MESSAGE(!small.ec, small.out.diag.message);
-    bool declared = false;
-    for (const auto& l : server.log())
-        if (l.rfind("MAIL", 0) == 0 && l.find(" SIZE=") != std::string::npos) declared = true;
-    CHECK(declared);
-    finish(ioc, t);
-}
+    TEST_CASE("8BITMIME: 8-bit bodies go as 8bit when offered, quoted-printable otherwise") {
+        REQUIRE_SMTP_SERVER();
+        for (const bool offered : {true, false}) {
+            CAPTURE(offered);
+            smtp_server server(offered ? std::vector<std::string>{"--pipelining"}
+                                       : std::vector<std::string>{"--pipelining", "--no-8bitmime"});
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url() + "?tls=none");
+            auto m = make_message("ada@example.org", "Grüße aus Köln, ça va? 日本語\r\n");
+            const auto expected = rendered(m, offered);
+            const auto r = send_one(ioc, *t, make_outbound(m));
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+            const auto msgs = server.messages();
+            REQUIRE(msgs.size() == 1);
+            CHECK(msgs[0] == expected);
+            CHECK((msgs[0].find("Grüße") != std::string::npos) == offered);
+            const auto log = server.log();
+            bool body8 = false;
+            for (const auto& l : log)
+                if (l.rfind("MAIL", 0) == 0 && l.find("BODY=8BITMIME") != std::string::npos)
+                    body8 = true;
+            CHECK(body8 == offered);
+            finish(ioc, t);
+        }
+    }
 
-TEST_CASE("HELO fallback when the server does not know EHLO") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--helo-only"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none&helo=client.example");
-    const auto r = send_to(ioc, *t, "ada@example.org");
-    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-    CHECK(server.count("HELO 1 client.example") == 1);
-    finish(ioc, t);
-}
+    TEST_CASE("SMTPUTF8: a UTF-8 local part is sent when offered and refused clearly otherwise") {
+        REQUIRE_SMTP_SERVER();
+        {
+            smtp_server server({"--pipelining", "--smtputf8"});
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url() + "?tls=none");
+            const auto r = send_to(ioc, *t, "josé@example.org");
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+            bool utf8 = false;
+            for (const auto& l : server.log())
+                if (l.rfind("MAIL", 0) == 0 && l.find("SMTPUTF8") != std::string::npos) utf8 = true;
+            CHECK(utf8);
+            CHECK(server.envelope(1).find("jos\\u00e9@example.org") != std::string::npos);
+            finish(ioc, t);
+        }
+        {
+            smtp_server server({"--pipelining"});
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url() + "?tls=none");
+            const auto r = send_to(ioc, *t, "josé@example.org");
+            CHECK(r.ec == transport_errc::content_rejected);
+            CHECK(r.ec == failure::message_rejected);
+            CHECK(r.out.diag.message.find("SMTPUTF8") != std::string::npos);
+            CHECK(server.count("MAIL") == 0);
+            // The connection is still good for the next message.
+            CHECK(!send_to(ioc, *t, "ada@example.org").ec);
+            CHECK(server.count("CONNECT") == 1);
+            finish(ioc, t);
+        }
+    }
 
-TEST_CASE("STARTTLS with AUTH PLAIN and AUTH LOGIN, verified against the test CA") {
-    REQUIRE_SMTP_SERVER();
-    const auto& pki = certificates();
-    REQUIRE(pki.ok);
-    for (const std::string mech : {"plain", "login"}) {
-        CAPTURE(mech);
+    TEST_CASE("an internationalised domain goes out as its A-label without SMTPUTF8") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        const auto r = send_to(ioc, *t, "ada@bücher.example");
+        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(server.envelope(1).find("ada@xn--bcher-kva.example") != std::string::npos);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("SIZE: a message above the server's limit is refused before MAIL") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining", "--size", "2000"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        const auto r = send_one(
+            ioc, *t, make_outbound(make_message("a@example.org", std::string(5000, 'x') + "\r\n")));
+        CHECK(r.ec == transport_errc::content_rejected);
+        CHECK(r.out.diag.message.find("SIZE") != std::string::npos);
+        CHECK(server.count("MAIL") == 0);
+        const auto small = send_to(ioc, *t, "a@example.org");
+        REQUIRE_MESSAGE(!small.ec, small.out.diag.message);
+        bool declared = false;
+        for (const auto& l : server.log())
+            if (l.rfind("MAIL", 0) == 0 && l.find(" SIZE=") != std::string::npos) declared = true;
+        CHECK(declared);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("HELO fallback when the server does not know EHLO") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--helo-only"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none&helo=client.example");
+        const auto r = send_to(ioc, *t, "ada@example.org");
+        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(server.count("HELO 1 client.example") == 1);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("STARTTLS with AUTH PLAIN and AUTH LOGIN, verified against the test CA") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        REQUIRE(pki.ok);
+        for (const std::string mech : {"plain", "login"}) {
+            CAPTURE(mech);
+            auto args = tls_server_args(pki.server_cert, pki.server_key);
+            args.insert(args.end(),
+                        {"--pipelining", "--user", "alice", "--password", "s3cret pass"});
+            smtp_server server(args);
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url("smtp", "alice:s3cret%20pass@") + "?auth=" + mech +
+                                        "&" + ca_option());
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+            CHECK(server.count("STARTTLS 1") == 1);
+            CHECK(server.count("AUTH 1 " + std::string(mech == "plain" ? "PLAIN" : "LOGIN") +
+                               " alice") == 1);
+            CHECK(server.envelope(1).find("\"tls\": true") != std::string::npos);
+            CHECK(server.envelope(1).find("\"auth\": \"alice\"") != std::string::npos);
+            // A second message reuses the authenticated session.
+            REQUIRE(!send_to(ioc, *t, "bob@example.org").ec);
+            CHECK(server.count("CONNECT") == 1);
+            finish(ioc, t);
+        }
+    }
+
+    TEST_CASE("STARTTLS to a host name: SNI and DNS-name verification") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        REQUIRE(pki.ok);
         auto args = tls_server_args(pki.server_cert, pki.server_key);
-        args.insert(args.end(), {"--pipelining", "--user", "alice", "--password", "s3cret pass"});
+        args.push_back("--pipelining");
         smtp_server server(args);
         asio::io_context ioc;
-        auto t = transport(ioc, server.url("smtp", "alice:s3cret%20pass@") + "?auth=" + mech +
-                                    "&" + ca_option());
+        // localhost may resolve to ::1 first, where nothing listens: the next
+        // address is tried.
+        auto t =
+            transport(ioc, "smtp://localhost:" + std::to_string(server.port()) + "?" + ca_option());
         const auto r = send_to(ioc, *t, "ada@example.org");
         REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-        CHECK(server.count("STARTTLS 1") == 1);
-        CHECK(server.count("AUTH 1 " + std::string(mech == "plain" ? "PLAIN" : "LOGIN") + " alice") == 1);
         CHECK(server.envelope(1).find("\"tls\": true") != std::string::npos);
-        CHECK(server.envelope(1).find("\"auth\": \"alice\"") != std::string::npos);
-        // A second message reuses the authenticated session.
-        REQUIRE(!send_to(ioc, *t, "bob@example.org").ec);
-        CHECK(server.count("CONNECT") == 1);
         finish(ioc, t);
     }
-}
 
-TEST_CASE("STARTTLS to a host name: SNI and DNS-name verification") {
-    REQUIRE_SMTP_SERVER();
-    const auto& pki = certificates();
-    REQUIRE(pki.ok);
-    auto args = tls_server_args(pki.server_cert, pki.server_key);
-    args.push_back("--pipelining");
-    smtp_server server(args);
-    asio::io_context ioc;
-    // localhost may resolve to ::1 first, where nothing listens: the next
-    // address is tried.
-    auto t = transport(ioc, "smtp://localhost:" + std::to_string(server.port()) + "?" + ca_option());
-    const auto r = send_to(ioc, *t, "ada@example.org");
-    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-    CHECK(server.envelope(1).find("\"tls\": true") != std::string::npos);
-    finish(ioc, t);
-}
-
-TEST_CASE("wrong password: an authentication failure, and the password is in no message") {
-    REQUIRE_SMTP_SERVER();
-    const auto& pki = certificates();
-    auto args = tls_server_args(pki.server_cert, pki.server_key);
-    args.insert(args.end(), {"--user", "alice", "--password", "right"});
-    smtp_server server(args);
-    asio::io_context ioc;
-    std::string logged;
-    auto t = transport(ioc, server.url("smtp", "alice:Wr0ngPassw0rd@") + "?" + ca_option(),
-                       [&](mailers::smtp_params& p) {
-                           p.log.level = mailers::log_level::trace;
-                           p.log.sink = [&](mailers::log_level, std::string_view s) { logged += s; };
-                       });
-    const auto r = send_to(ioc, *t, "ada@example.org");
-    CHECK(r.ec == transport_errc::authentication_failed);
-    CHECK(r.ec == failure::auth);
-    CHECK(r.out.diag.status == 535);
-    CHECK(r.out.diag.enhanced_status == "5.7.8");
-    CHECK(r.out.diag.message.find("Wr0ngPassw0rd") == std::string::npos);
-    CHECK(logged.find("Wr0ngPassw0rd") == std::string::npos);
-    CHECK(logged.find("AUTH PLAIN") == std::string::npos);  // not even base64
-    CHECK(server.count("MAIL") == 0);
-    finish(ioc, t);
-}
-
-TEST_CASE("XOAUTH2: static token, token callback, and a refused token") {
-    REQUIRE_SMTP_SERVER();
-    const auto& pki = certificates();
-    auto args = tls_server_args(pki.server_cert, pki.server_key);
-    args.insert(args.end(), {"--pipelining", "--user", "rep1@brand.com", "--xoauth2-token",
-                             "ya29.token-123"});
-    smtp_server server(args);
-    {
+    TEST_CASE("wrong password: an authentication failure, and the password is in no message") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        auto args = tls_server_args(pki.server_cert, pki.server_key);
+        args.insert(args.end(), {"--user", "alice", "--password", "right"});
+        smtp_server server(args);
         asio::io_context ioc;
-        auto t = transport(ioc, server.url("smtp", "rep1%40brand.com:ya29.token-123@") +
-                                    "?auth=xoauth2&" + ca_option());
+        std::string logged;
+        auto t =
+            transport(ioc, server.url("smtp", "alice:Wr0ngPassw0rd@") + "?" + ca_option(),
+                      [&](mailers::smtp_params& p) {
+                          p.log.level = mailers::log_level::trace;
+                          p.log.sink = [&](mailers::log_level, std::string_view s) { logged += s; };
+                      });
         const auto r = send_to(ioc, *t, "ada@example.org");
-        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-        CHECK(server.count("AUTH 1 XOAUTH2 rep1@brand.com") == 1);
-        finish(ioc, t);
-    }
-    {
-        asio::io_context ioc;
-        int calls = 0;
-        auto t = transport(ioc, server.url("smtp", "rep1%40brand.com@") + "?" + ca_option(),
-                           [&](mailers::smtp_params& p) {
-                               p.token_callback = [&](auto done) {
-                                   ++calls;
-                                   std::thread([done] {
-                                       done({}, mailers::secret("ya29.token-123"));
-                                   }).detach();
-                               };
-                           });
-        const auto r = send_to(ioc, *t, "ada@example.org");
-        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-        CHECK(calls == 1);
-        finish(ioc, t);
-    }
-    {
-        asio::io_context ioc;
-        auto t = transport(ioc, server.url("smtp", "rep1%40brand.com@") +
-                                    "?auth=xoauth2&token=expired-token&" + ca_option());
-        const auto r = send_to(ioc, *t, "ada@example.org");
+        CAPTURE(r.out.diag.message);
         CHECK(r.ec == transport_errc::authentication_failed);
+        CHECK(r.ec == failure::auth);
         CHECK(r.out.diag.status == 535);
-        CHECK(r.out.diag.message.find("\"status\": \"401\"") != std::string::npos);
-        CHECK(r.out.diag.message.find("expired-token") == std::string::npos);
+        CHECK(r.out.diag.enhanced_status == "5.7.8");
+        CHECK(r.out.diag.message.find("Wr0ngPassw0rd") == std::string::npos);
+        CHECK(logged.find("Wr0ngPassw0rd") == std::string::npos);
+        CHECK(logged.find("AUTH PLAIN") == std::string::npos);  // not even base64
+        CHECK(server.count("MAIL") == 0);
         finish(ioc, t);
     }
-}
 
-TEST_CASE("implicit TLS (smtps) with AUTH") {
-    REQUIRE_SMTP_SERVER();
-    const auto& pki = certificates();
-    auto args = tls_server_args(pki.server_cert, pki.server_key);
-    args.insert(args.end(), {"--implicit-tls", "--pipelining", "--user", "alice", "--password", "pw"});
-    smtp_server server(args);
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url("smtps", "alice:pw@") + "?" + ca_option());
-    CHECK(t->params().tls == mailers::smtp_tls::implicit);
-    const auto r = send_to(ioc, *t, "ada@example.org");
-    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-    CHECK(server.count("STARTTLS") == 0);
-    CHECK(server.envelope(1).find("\"tls\": true") != std::string::npos);
-    CHECK(server.envelope(1).find("\"auth\": \"alice\"") != std::string::npos);
-    finish(ioc, t);
-}
-
-TEST_CASE("STARTTLS required but not offered: refused, nothing sent") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url());
-    const auto r = send_to(ioc, *t, "ada@example.org");
-    CHECK(r.ec == transport_errc::configuration);
-    CHECK(r.ec == failure::auth);
-    CHECK(r.out.diag.message.find("STARTTLS") != std::string::npos);
-    CHECK(server.count("MAIL") == 0);
-    CHECK(server.messages().empty());
-    finish(ioc, t);
-}
-
-TEST_CASE("tls=opportunistic: clear text when STARTTLS is missing, but never credentials") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    {
-        asio::io_context ioc;
-        auto t = transport(ioc, server.url() + "?tls=opportunistic");
-        const auto r = send_to(ioc, *t, "ada@example.org");
-        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-        finish(ioc, t);
-    }
-    {
-        asio::io_context ioc;
-        auto t = transport(ioc, server.url("smtp", "alice:pw@") + "?tls=opportunistic");
-        const auto r = send_to(ioc, *t, "ada@example.org");
-        CHECK(r.ec == transport_errc::configuration);
-        CHECK(r.out.diag.message.find("clear text") != std::string::npos);
-        finish(ioc, t);
-    }
-    CHECK(server.messages().size() == 1);
-}
-
-TEST_CASE("a certificate that does not verify fails unless verification is off") {
-    REQUIRE_SMTP_SERVER();
-    const auto& pki = certificates();
-    REQUIRE(pki.ok);
-    struct variant {
-        fs::path cert, key;
-        std::string why;
-    };
-    for (const auto& v : {variant{pki.wrong_cert, pki.wrong_key, "self-signed"},
-                          variant{pki.mismatch_cert, pki.mismatch_key, "mismatch"}}) {
-        CAPTURE(v.why);
-        auto args = tls_server_args(v.cert, v.key);
-        args.push_back("--pipelining");
+    TEST_CASE("XOAUTH2: static token, token callback, and a refused token") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        auto args = tls_server_args(pki.server_cert, pki.server_key);
+        args.insert(args.end(), {"--pipelining", "--user", "rep1@brand.com", "--xoauth2-token",
+                                 "ya29.token-123"});
         smtp_server server(args);
         {
             asio::io_context ioc;
-            auto t = transport(ioc, server.url() + "?" + ca_option());
+            auto t = transport(ioc, server.url("smtp", "rep1%40brand.com:ya29.token-123@") +
+                                        "?auth=xoauth2&" + ca_option());
             const auto r = send_to(ioc, *t, "ada@example.org");
-            CHECK(r.ec == transport_errc::tls_verification_failed);
-            CHECK(r.ec == failure::auth);
-            CHECK(r.out.diag.message.find(v.why) != std::string::npos);
-            CHECK(server.count("MAIL") == 0);
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+            CHECK(server.count("AUTH 1 XOAUTH2 rep1@brand.com") == 1);
             finish(ioc, t);
         }
         {
             asio::io_context ioc;
-            auto t = transport(ioc, server.url() + "?verify=false");
+            int calls = 0;
+            auto t = transport(ioc, server.url() + "?" + ca_option(), [&](mailers::smtp_params& p) {
+                p.username = "rep1@brand.com";
+                p.token_callback = [&](auto done) {
+                    ++calls;
+                    std::thread([done] { done({}, mailers::secret("ya29.token-123")); }).detach();
+                };
+            });
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+            CHECK(calls == 1);
+            finish(ioc, t);
+        }
+        {
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url("smtp", "rep1%40brand.com@") +
+                                        "?auth=xoauth2&token=expired-token&" + ca_option());
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            CHECK(r.ec == transport_errc::authentication_failed);
+            CHECK(r.out.diag.status == 535);
+            CHECK(r.out.diag.message.find("\"status\": \"401\"") != std::string::npos);
+            CHECK(r.out.diag.message.find("expired-token") == std::string::npos);
+            finish(ioc, t);
+        }
+    }
+
+    TEST_CASE("implicit TLS (smtps) with AUTH") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        auto args = tls_server_args(pki.server_cert, pki.server_key);
+        args.insert(args.end(),
+                    {"--implicit-tls", "--pipelining", "--user", "alice", "--password", "pw"});
+        smtp_server server(args);
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url("smtps", "alice:pw@") + "?" + ca_option());
+        CHECK(t->params().tls == mailers::smtp_tls::implicit);
+        const auto r = send_to(ioc, *t, "ada@example.org");
+        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(server.count("STARTTLS") == 0);
+        CHECK(server.envelope(1).find("\"tls\": true") != std::string::npos);
+        CHECK(server.envelope(1).find("\"auth\": \"alice\"") != std::string::npos);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("STARTTLS required but not offered: refused, nothing sent") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url());
+        const auto r = send_to(ioc, *t, "ada@example.org");
+        CHECK(r.ec == transport_errc::configuration);
+        CHECK(r.ec == failure::auth);
+        CHECK(r.out.diag.message.find("STARTTLS") != std::string::npos);
+        CHECK(server.count("MAIL") == 0);
+        CHECK(server.messages().empty());
+        finish(ioc, t);
+    }
+
+    TEST_CASE("tls=opportunistic: clear text when STARTTLS is missing, but never credentials") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        {
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url() + "?tls=opportunistic");
             const auto r = send_to(ioc, *t, "ada@example.org");
             REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
             finish(ioc, t);
         }
+        {
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url("smtp", "alice:pw@") + "?tls=opportunistic");
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            CHECK(r.ec == transport_errc::configuration);
+            CHECK(r.out.diag.message.find("clear text") != std::string::npos);
+            finish(ioc, t);
+        }
+        CHECK(server.messages().size() == 1);
     }
-}
 
-TEST_CASE("the system CA store is the default trust: the test CA is not in it") {
-    REQUIRE_SMTP_SERVER();
-    const auto& pki = certificates();
-    auto args = tls_server_args(pki.server_cert, pki.server_key);
-    smtp_server server(args);
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url());
-    const auto r = send_to(ioc, *t, "ada@example.org");
-    CHECK(r.ec == transport_errc::tls_verification_failed);
-    finish(ioc, t);
-}
+    TEST_CASE("a certificate that does not verify fails unless verification is off") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        REQUIRE(pki.ok);
+        struct variant {
+            fs::path cert, key;
+            std::string why;
+        };
+        for (const auto& v : {variant{pki.wrong_cert, pki.wrong_key, "self-signed"},
+                              variant{pki.mismatch_cert, pki.mismatch_key, "mismatch"}}) {
+            CAPTURE(v.why);
+            auto args = tls_server_args(v.cert, v.key);
+            args.push_back("--pipelining");
+            smtp_server server(args);
+            {
+                asio::io_context ioc;
+                auto t = transport(ioc, server.url() + "?" + ca_option());
+                const auto r = send_to(ioc, *t, "ada@example.org");
+                CHECK(r.ec == transport_errc::tls_verification_failed);
+                CHECK(r.ec == failure::auth);
+                CHECK(r.out.diag.message.find(v.why) != std::string::npos);
+                CHECK(server.count("MAIL") == 0);
+                finish(ioc, t);
+            }
+            {
+                asio::io_context ioc;
+                auto t = transport(ioc, server.url() + "?verify=false");
+                const auto r = send_to(ioc, *t, "ada@example.org");
+                REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+                finish(ioc, t);
+            }
+        }
+    }
 
-TEST_CASE("rejections are classified, carry diagnostics, and keep the connection") {
-    REQUIRE_SMTP_SERVER();
-    struct expectation {
-        std::string to;
-        failure cls;
-        transport_errc code;
-        int status;
-        std::string enhanced;
-    };
-    const std::vector<expectation> table{
-        {"reject550@example.org", failure::recipient_permanent, transport_errc::recipient_rejected, 550, "5.1.1"},
-        {"quota@example.org", failure::quota_exhausted, transport_errc::sender_quota_exhausted, 550, "5.4.5"},
-        {"unauth@example.org", failure::auth, transport_errc::authentication_failed, 550, "5.7.26"},
-        {"blocked@example.org", failure::reputation, transport_errc::sender_reputation, 554, "5.7.1"},
-        {"tenant@example.org", failure::quota_exhausted, transport_errc::sender_quota_exhausted, 550, "5.7.233"},
-        {"code-451-4.7.500@example.org", failure::throttled, transport_errc::rate_limited, 451, "4.7.500"},
-        {"code-450-4.2.1@example.org", failure::throttled, transport_errc::rate_limited, 450, "4.2.1"},
-        {"code-550-5.7.515@example.org", failure::auth, transport_errc::authentication_failed, 550, "5.7.515"},
-        {"code-452-4.2.2@example.org", failure::transient, transport_errc::temporary_reply, 452, "4.2.2"},
-        {"code-550-5.2.1@example.org", failure::recipient_permanent, transport_errc::recipient_rejected, 550, "5.2.1"},
-        {"toobig@example.org", failure::message_rejected, transport_errc::content_rejected, 552, "5.3.4"},
-    };
-    for (const bool pipelining : {true, false}) {
-        CAPTURE(pipelining);
+    TEST_CASE("the system CA store is the default trust: the test CA is not in it") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        auto args = tls_server_args(pki.server_cert, pki.server_key);
+        smtp_server server(args);
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url());
+        const auto r = send_to(ioc, *t, "ada@example.org");
+        CHECK(r.ec == transport_errc::tls_verification_failed);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("rejections are classified, carry diagnostics, and keep the connection") {
+        REQUIRE_SMTP_SERVER();
+        struct expectation {
+            std::string to;
+            failure cls;
+            transport_errc code;
+            int status;
+            std::string enhanced;
+        };
+        const std::vector<expectation> table{
+            {"reject550@example.org", failure::recipient_permanent,
+             transport_errc::recipient_rejected, 550, "5.1.1"},
+            {"quota@example.org", failure::quota_exhausted, transport_errc::sender_quota_exhausted,
+             550, "5.4.5"},
+            {"unauth@example.org", failure::auth, transport_errc::authentication_failed, 550,
+             "5.7.26"},
+            {"blocked@example.org", failure::reputation, transport_errc::sender_reputation, 554,
+             "5.7.1"},
+            {"tenant@example.org", failure::quota_exhausted, transport_errc::sender_quota_exhausted,
+             550, "5.7.233"},
+            {"code-451-4.7.500@example.org", failure::throttled, transport_errc::rate_limited, 451,
+             "4.7.500"},
+            {"code-450-4.2.1@example.org", failure::throttled, transport_errc::rate_limited, 450,
+             "4.2.1"},
+            {"code-550-5.7.515@example.org", failure::auth, transport_errc::authentication_failed,
+             550, "5.7.515"},
+            {"code-452-4.2.2@example.org", failure::transient, transport_errc::temporary_reply, 452,
+             "4.2.2"},
+            {"code-550-5.2.1@example.org", failure::recipient_permanent,
+             transport_errc::recipient_rejected, 550, "5.2.1"},
+            {"toobig@example.org", failure::message_rejected, transport_errc::content_rejected, 552,
+             "5.3.4"},
+        };
+        for (const bool pipelining : {true, false}) {
+            CAPTURE(pipelining);
+            smtp_server server({"--pipelining"});
+            asio::io_context ioc;
+            auto t = transport(
+                ioc, server.url() + "?tls=none&pipelining=" + (pipelining ? "true" : "false"));
+            for (const auto& e : table) {
+                CAPTURE(e.to);
+                const auto r = send_to(ioc, *t, e.to);
+                CHECK(r.ec == e.cls);
+                CHECK(r.ec == e.code);
+                CHECK(r.out.diag.status == e.status);
+                CHECK(r.out.diag.enhanced_status == e.enhanced);
+                CHECK(r.out.diag.provider_reply.rfind(std::to_string(e.status) + " " + e.enhanced,
+                                                      0) == 0);
+                if (e.to.rfind("toobig", 0) != 0)
+                    CHECK(r.out.diag.message.find(e.to) != std::string::npos);
+            }
+            // RSET after each refusal kept the one session usable.
+            const auto ok = send_to(ioc, *t, "ada@example.org");
+            REQUIRE_MESSAGE(!ok.ec, ok.out.diag.message);
+            CHECK(server.count("CONNECT") == 1);
+            CHECK(server.messages().size() == 1);
+            finish(ioc, t);
+        }
+    }
+
+    TEST_CASE("421 throttling closes the session; the next send opens a new one") {
+        REQUIRE_SMTP_SERVER();
         smtp_server server({"--pipelining"});
         asio::io_context ioc;
-        auto t = transport(ioc, server.url() + "?tls=none&pipelining=" + (pipelining ? "true" : "false"));
-        for (const auto& e : table) {
-            CAPTURE(e.to);
-            const auto r = send_to(ioc, *t, e.to);
-            CHECK(r.ec == e.cls);
-            CHECK(r.ec == e.code);
-            CHECK(r.out.diag.status == e.status);
-            CHECK(r.out.diag.enhanced_status == e.enhanced);
-            CHECK(r.out.diag.provider_reply.rfind(std::to_string(e.status) + " " + e.enhanced, 0) == 0);
-            CHECK(r.out.diag.message.find(e.to) != std::string::npos || e.to.rfind("toobig", 0) == 0);
-        }
-        // RSET after each refusal kept the one session usable.
+        auto t = transport(ioc, server.url() + "?tls=none");
+        const auto r = send_to(ioc, *t, "throttle@example.org");
+        CHECK(r.ec == failure::throttled);
+        CHECK(r.out.diag.status == 421);
+        CHECK(r.out.diag.enhanced_status == "4.7.0");
         const auto ok = send_to(ioc, *t, "ada@example.org");
         REQUIRE_MESSAGE(!ok.ec, ok.out.diag.message);
-        CHECK(server.count("CONNECT") == 1);
-        CHECK(server.messages().size() == 1);
+        CHECK(server.count("CONNECT") == 2);
         finish(ioc, t);
     }
-}
 
-TEST_CASE("421 throttling closes the session; the next send opens a new one") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    const auto r = send_to(ioc, *t, "throttle@example.org");
-    CHECK(r.ec == failure::throttled);
-    CHECK(r.out.diag.status == 421);
-    CHECK(r.out.diag.enhanced_status == "4.7.0");
-    const auto ok = send_to(ioc, *t, "ada@example.org");
-    REQUIRE_MESSAGE(!ok.ec, ok.out.diag.message);
-    CHECK(server.count("CONNECT") == 2);
-    finish(ioc, t);
-}
-
-TEST_CASE("sender refusals at MAIL FROM") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    auto m = make_message("ada@example.org");
-    m.from = {"quota", "example.com", ""};
-    auto r = send_one(ioc, *t, make_outbound(m));
-    CHECK(r.ec == failure::quota_exhausted);
-    CHECK(r.out.diag.enhanced_status == "5.4.5");
-    m.from = {"badsender", "example.com", ""};
-    r = send_one(ioc, *t, make_outbound(m));
-    CHECK(r.ec == transport_errc::configuration);
-    CHECK(r.out.diag.status == 553);
-    CHECK(server.messages().empty());
-    finish(ioc, t);
-}
-
-TEST_CASE("some recipients refused: delivered to the others, the refusals reported") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    auto o = make_outbound(make_message("ada@example.org"), {"reject550@example.org"});
-    const auto r = send_one(ioc, *t, o);
-    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
-    CHECK(r.out.diag.message.find("1 of 2") != std::string::npos);
-    CHECK(r.out.diag.message.find("reject550@example.org") != std::string::npos);
-    CHECK(server.envelope(1).find("[\"ada@example.org\"]") != std::string::npos);
-    finish(ioc, t);
-}
-
-TEST_CASE("connection dropped after the content was sent: outcome unknown, never transient") {
-    REQUIRE_SMTP_SERVER();
-    for (const bool pipelining : {true, false}) {
-        CAPTURE(pipelining);
+    TEST_CASE("sender refusals at MAIL FROM") {
+        REQUIRE_SMTP_SERVER();
         smtp_server server({"--pipelining"});
         asio::io_context ioc;
-        auto t = transport(ioc, server.url() + "?tls=none&pipelining=" + (pipelining ? "true" : "false"));
-        const auto r = send_to(ioc, *t, "dropdata@example.org");
+        auto t = transport(ioc, server.url() + "?tls=none");
+        auto m = make_message("ada@example.org");
+        m.from = {"quota", "example.com", ""};
+        auto r = send_one(ioc, *t, make_outbound(m));
+        CHECK(r.ec == failure::quota_exhausted);
+        CHECK(r.out.diag.enhanced_status == "5.4.5");
+        m.from = {"badsender", "example.com", ""};
+        r = send_one(ioc, *t, make_outbound(m));
+        CHECK(r.ec == transport_errc::configuration);
+        CHECK(r.out.diag.status == 553);
+        CHECK(server.messages().empty());
+        finish(ioc, t);
+    }
+
+    TEST_CASE("some recipients refused: delivered to the others, the refusals reported") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        auto o = make_outbound(make_message("ada@example.org"), {"reject550@example.org"});
+        const auto r = send_one(ioc, *t, o);
+        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(r.out.diag.message.find("1 of 2") != std::string::npos);
+        CHECK(r.out.diag.message.find("reject550@example.org") != std::string::npos);
+        CHECK(server.envelope(1).find("[\"ada@example.org\"]") != std::string::npos);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("connection dropped after the content was sent: outcome unknown, never transient") {
+        REQUIRE_SMTP_SERVER();
+        for (const bool pipelining : {true, false}) {
+            CAPTURE(pipelining);
+            smtp_server server({"--pipelining"});
+            asio::io_context ioc;
+            auto t = transport(
+                ioc, server.url() + "?tls=none&pipelining=" + (pipelining ? "true" : "false"));
+            const auto r = send_to(ioc, *t, "dropdata@example.org");
+            CHECK(r.ec == transport_errc::outcome_unknown);
+            CHECK(r.ec == failure::unknown_outcome);
+            CHECK(r.ec != failure::transient);
+            CHECK(r.out.diag.message.find("must not be sent again") != std::string::npos);
+            // Which is exactly why: the server has the message.
+            CHECK(server.messages().size() == 1);
+            CHECK(server.count("CONNECT") == 1);  // and it was not retried elsewhere
+            finish(ioc, t);
+        }
+    }
+
+    TEST_CASE("no reply to the final dot within data_end: outcome unknown") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining", "--slow", "3"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none",
+                           [](mailers::smtp_params& p) { p.timeouts.data_end = 500ms; });
+        const auto r = send_to(ioc, *t, "slowdata@example.org");
         CHECK(r.ec == transport_errc::outcome_unknown);
-        CHECK(r.ec == failure::unknown_outcome);
-        CHECK(r.ec != failure::transient);
-        CHECK(r.out.diag.message.find("must not be sent again") != std::string::npos);
-        // Which is exactly why: the server has the message.
-        CHECK(server.messages().size() == 1);
-        CHECK(server.count("CONNECT") == 1);  // and it was not retried elsewhere
+        CHECK(r.out.diag.message.find("timed out") != std::string::npos);
         finish(ioc, t);
     }
-}
 
-TEST_CASE("no reply to the final dot within data_end: outcome unknown") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining", "--slow", "3"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none",
-                       [](mailers::smtp_params& p) { p.timeouts.data_end = 500ms; });
-    const auto r = send_to(ioc, *t, "slowdata@example.org");
-    CHECK(r.ec == transport_errc::outcome_unknown);
-    CHECK(r.out.diag.message.find("timed out") != std::string::npos);
-    finish(ioc, t);
-}
-
-TEST_CASE("connection dropped before DATA: transient, nothing delivered") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none");
-    const auto r = send_to(ioc, *t, "dropbeforedata@example.org");
-    CHECK(r.ec == transport_errc::connection_failed);
-    CHECK(r.ec == failure::transient);
-    CHECK(server.messages().empty());
-    finish(ioc, t);
-}
-
-TEST_CASE("greeting timeout and refused connections are transient") {
-    // A listening socket that never accepts: the TCP handshake completes in
-    // the kernel, the greeting never comes.
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(fd, 4) == 0);
-    socklen_t len = sizeof addr;
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    const auto port = std::to_string(ntohs(addr.sin_port));
-    {
+    TEST_CASE("connection dropped before DATA: transient, nothing delivered") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
         asio::io_context ioc;
-        auto t = transport(ioc, "smtp://127.0.0.1:" + port + "?tls=none",
-                           [](mailers::smtp_params& p) { p.timeouts.greeting = 300ms; });
-        const auto start = std::chrono::steady_clock::now();
-        const auto r = send_to(ioc, *t, "ada@example.org");
-        CHECK(r.ec == transport_errc::timeout_before_send);
-        CHECK(r.ec == failure::transient);
-        CHECK(r.out.diag.message.find("greeting") != std::string::npos);
-        CHECK(std::chrono::steady_clock::now() - start < 5s);
-        finish(ioc, t);
-    }
-    ::close(fd);
-    {
-        // The same port, now closed: connection refused.
-        asio::io_context ioc;
-        auto t = transport(ioc, "smtp://127.0.0.1:" + port + "?tls=none");
-        const auto r = send_to(ioc, *t, "ada@example.org");
+        auto t = transport(ioc, server.url() + "?tls=none");
+        const auto r = send_to(ioc, *t, "dropbeforedata@example.org");
         CHECK(r.ec == transport_errc::connection_failed);
         CHECK(r.ec == failure::transient);
+        CHECK(server.messages().empty());
         finish(ioc, t);
     }
-}
 
-TEST_CASE("destroying the transport fails sends still waiting for a connection") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining", "--slow", "1"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none&max_connections=1");
-    std::vector<result> results(3);
-    t->async_send(make_outbound(make_message("slowdata@example.org")), [&](error_code ec, send_outcome o) {
-        results[0] = {ec, std::move(o), true};
-    });
-    for (int i = 1; i < 3; ++i)
-        t->async_send(make_outbound(make_message("a@example.org")), [&, i](error_code ec, send_outcome o) {
-            results[static_cast<std::size_t>(i)] = {ec, std::move(o), true};
-        });
-    ioc.restart();
-    ioc.run_for(300ms);
-    t.reset();
-    run_until(ioc, [&] { return results[0].done && results[1].done && results[2].done; });
-    CHECK(!results[0].ec);
-    CHECK(results[1].ec == mailers::errc::operation_aborted);
-    CHECK(results[2].ec == mailers::errc::operation_aborted);
-    ioc.restart();
-    ioc.run_for(2s);
-}
+    TEST_CASE("greeting timeout and refused connections are transient") {
+        // A listening socket that never accepts: the TCP handshake completes in
+        // the kernel, the greeting never comes.
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd >= 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        REQUIRE(::listen(fd, 4) == 0);
+        socklen_t len = sizeof addr;
+        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+        const auto port = std::to_string(ntohs(addr.sin_port));
+        {
+            asio::io_context ioc;
+            auto t = transport(ioc, "smtp://127.0.0.1:" + port + "?tls=none",
+                               [](mailers::smtp_params& p) { p.timeouts.greeting = 300ms; });
+            const auto start = std::chrono::steady_clock::now();
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            CHECK(r.ec == transport_errc::timeout_before_send);
+            CHECK(r.ec == failure::transient);
+            CHECK(r.out.diag.message.find("greeting") != std::string::npos);
+            CHECK(std::chrono::steady_clock::now() - start < 5s);
+            finish(ioc, t);
+        }
+        ::close(fd);
+        {
+            // The same port, now closed: connection refused.
+            asio::io_context ioc;
+            auto t = transport(ioc, "smtp://127.0.0.1:" + port + "?tls=none");
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            CHECK(r.ec == transport_errc::connection_failed);
+            CHECK(r.ec == failure::transient);
+            finish(ioc, t);
+        }
+    }
 
-TEST_CASE("throughput sanity: pipelined sends over reused connections") {
-    REQUIRE_SMTP_SERVER();
-    smtp_server server({"--pipelining"});
-    asio::io_context ioc;
-    auto t = transport(ioc, server.url() + "?tls=none&max_connections=4&max_messages=0");
-    constexpr int n = 2000;
-    std::vector<std::shared_ptr<const outbound>> msgs;
-    for (int i = 0; i < n; ++i)
-        msgs.push_back(make_outbound(make_message("r" + std::to_string(i) + "@example.org",
-                                                  std::string(1000, 'a') + "\r\n")));
-    // Warm up: open the connections.
-    std::atomic<int> done{0}, ok{0};
-    for (int i = 0; i < 8; ++i)
-        t->async_send(msgs[static_cast<std::size_t>(i)], [&](error_code ec, send_outcome) {
-            ok += !ec;
-            ++done;
-        });
-    run_until(ioc, [&] { return done == 8; });
-    done = 0;
-    ok = 0;
-    rusage before{}, after{};
-    ::getrusage(RUSAGE_SELF, &before);
-    const auto start = std::chrono::steady_clock::now();
-    for (const auto& m : msgs)
-        t->async_send(m, [&](error_code ec, send_outcome) {
-            ok += !ec;
-            ++done;
-        });
-    run_until(ioc, [&] { return done == n; }, 120s);
-    const auto wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    ::getrusage(RUSAGE_SELF, &after);
-    const auto cpu_us = [](const rusage& r) {
-        return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + r.ru_utime.tv_usec + r.ru_stime.tv_usec;
-    };
-    CHECK(ok == n);
-    MESSAGE("SMTP into aiosmtpd (4 connections, PIPELINING, 1 KiB text): "
-            << static_cast<int>(n / wall) << " msg/s, client CPU "
-            << static_cast<int>((cpu_us(after) - cpu_us(before)) / n) << " us/message");
-    CHECK(server.count("CONNECT") <= 4);
-    finish(ioc, t);
-}
+    TEST_CASE("destroying the transport fails sends still waiting for a connection") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining", "--slow", "1"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none&max_connections=1");
+        std::vector<result> results(3);
+        t->async_send(make_outbound(make_message("slowdata@example.org")),
+                      [&](error_code ec, send_outcome o) {
+                          results[0] = {ec, std::move(o), true};
+                      });
+        for (int i = 1; i < 3; ++i)
+            t->async_send(make_outbound(make_message("a@example.org")),
+                          [&, i](error_code ec, send_outcome o) {
+                              results[static_cast<std::size_t>(i)] = {ec, std::move(o), true};
+                          });
+        ioc.restart();
+        ioc.run_for(300ms);
+        t.reset();
+        run_until(ioc, [&] { return results[0].done && results[1].done && results[2].done; });
+        CHECK(!results[0].ec);
+        CHECK(results[1].ec == mailers::errc::operation_aborted);
+        CHECK(results[2].ec == mailers::errc::operation_aborted);
+        ioc.restart();
+        ioc.run_for(2s);
+    }
+
+    TEST_CASE("throughput sanity: pipelined sends over reused connections") {
+        REQUIRE_SMTP_SERVER();
+        struct variant {
+            std::string name;
+            std::vector<std::string> args;
+        };
+        // aiosmtpd answers each command with its own write and is the bottleneck;
+        // the sink answers a whole pipelined group at once, like postfix's
+        // smtp-sink, so its figure is closer to the client's own cost.
+        for (const auto& v : {variant{"aiosmtpd", {"--pipelining"}}, variant{"sink", {"--sink"}}}) {
+            smtp_server server(v.args);
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url() + "?tls=none&max_connections=4&max_messages=0");
+            const int n = v.name == "sink" ? 3000 : 1000;
+            std::vector<std::shared_ptr<const outbound>> msgs;
+            for (int i = 0; i < n; ++i)
+                msgs.push_back(make_outbound(make_message("r" + std::to_string(i) + "@example.org",
+                                                          std::string(1000, 'a') + "\r\n")));
+            std::atomic<int> done{0}, ok{0};
+            for (int i = 0; i < 8; ++i)  // warm up: open the connections
+                t->async_send(msgs[static_cast<std::size_t>(i)], [&](error_code ec, send_outcome) {
+                    ok += !ec;
+                    ++done;
+                });
+            run_until(ioc, [&] { return done == 8; });
+            done = 0;
+            ok = 0;
+            rusage before{}, after{};
+            ::getrusage(RUSAGE_SELF, &before);
+            const auto start = std::chrono::steady_clock::now();
+            for (const auto& m : msgs)
+                t->async_send(m, [&](error_code ec, send_outcome) {
+                    ok += !ec;
+                    ++done;
+                });
+            run_until(
+                ioc, [&] { return done == n; }, 120s);
+            const auto wall =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            ::getrusage(RUSAGE_SELF, &after);
+            const auto cpu_us = [](const rusage& r) {
+                return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1e6 + r.ru_utime.tv_usec +
+                       r.ru_stime.tv_usec;
+            };
+            CHECK(ok == n);
+            MESSAGE("SMTP into " << v.name << " (4 connections, PIPELINING, 1 KiB text): "
+                                 << static_cast<int>(n / wall) << " msg/s, client CPU "
+                                 << static_cast<int>((cpu_us(after) - cpu_us(before)) / n)
+                                 << " us/message");
+            CHECK(server.count("CONNECT") <= 4);
+            finish(ioc, t);
+        }
+    }
 
 }  // TEST_SUITE

@@ -55,17 +55,17 @@ struct smtp_timeouts {
     std::chrono::milliseconds command = std::chrono::minutes(5);
     std::chrono::milliseconds mail = std::chrono::minutes(5);
     std::chrono::milliseconds rcpt = std::chrono::minutes(5);
-    std::chrono::milliseconds data_init = std::chrono::minutes(2);   ///< reply to DATA
-    std::chrono::milliseconds data_block = std::chrono::minutes(3);  ///< each block of content written
-    std::chrono::milliseconds data_end = std::chrono::minutes(10);   ///< reply to the final "."
+    std::chrono::milliseconds data_init = std::chrono::minutes(2);  ///< reply to DATA
+    std::chrono::milliseconds data_block =
+        std::chrono::minutes(3);  ///< each block of content written
+    std::chrono::milliseconds data_end = std::chrono::minutes(10);  ///< reply to the final "."
 };
 
 /// Supplies an OAuth 2.0 access token for XOAUTH2. Called once per new
 /// connection, from the transport's executor; it must call `done` exactly
 /// once, from any thread, with the token or an error (which fails the send
 /// with that error; use a `transport_errc` to choose its failure class).
-using smtp_token_callback =
-    std::function<void(std::function<void(error_code, secret)> done)>;
+using smtp_token_callback = std::function<void(std::function<void(error_code, secret)> done)>;
 
 struct smtp_params {
     std::string host;        ///< name or IP address (IPv6 without brackets)
@@ -119,7 +119,8 @@ struct smtp_params {
 
 /// Counters since construction, for tests and metrics.
 struct smtp_stats {
-    std::uint64_t connections_opened = 0;  ///< sessions established (greeting, EHLO, TLS, AUTH done)
+    std::uint64_t connections_opened =
+        0;  ///< sessions established (greeting, EHLO, TLS, AUTH done)
     std::uint64_t connection_failures = 0;
     std::uint64_t messages_accepted = 0;
     std::uint64_t messages_failed = 0;

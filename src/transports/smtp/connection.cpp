@@ -34,21 +34,30 @@ constexpr std::chrono::milliseconds quit_limit = std::chrono::seconds(5);
 
 tls_mode to_tls_mode(smtp_tls t) noexcept {
     switch (t) {
-        case smtp_tls::required: return tls_mode::required;
-        case smtp_tls::opportunistic: return tls_mode::opportunistic;
-        case smtp_tls::none: return tls_mode::none;
-        case smtp_tls::implicit: return tls_mode::implicit;
+        case smtp_tls::required:
+            return tls_mode::required;
+        case smtp_tls::opportunistic:
+            return tls_mode::opportunistic;
+        case smtp_tls::none:
+            return tls_mode::none;
+        case smtp_tls::implicit:
+            return tls_mode::implicit;
     }
     return tls_mode::required;
 }
 
 auth_mode to_auth_mode(smtp_auth a) noexcept {
     switch (a) {
-        case smtp_auth::automatic: return auth_mode::automatic;
-        case smtp_auth::none: return auth_mode::none;
-        case smtp_auth::plain: return auth_mode::plain;
-        case smtp_auth::login: return auth_mode::login;
-        case smtp_auth::xoauth2: return auth_mode::xoauth2;
+        case smtp_auth::automatic:
+            return auth_mode::automatic;
+        case smtp_auth::none:
+            return auth_mode::none;
+        case smtp_auth::plain:
+            return auth_mode::plain;
+        case smtp_auth::login:
+            return auth_mode::login;
+        case smtp_auth::xoauth2:
+            return auth_mode::xoauth2;
     }
     return auth_mode::automatic;
 }
@@ -86,11 +95,12 @@ client_config::client_config(smtp_params p)
         else
             tls.set_default_verify_paths(ec);
         if (ec)
-            throw exception(make_error_code(errc::invalid_argument),
-                            "smtp: cannot load the CA certificates" +
-                                (params.ca_file.empty() ? std::string(" of the system")
-                                                        : " from ca_file '" + params.ca_file + "'") +
-                                ": " + ec.message());
+            throw exception(
+                make_error_code(errc::invalid_argument),
+                "smtp: cannot load the CA certificates" +
+                    (params.ca_file.empty() ? std::string(" of the system")
+                                            : " from ca_file '" + params.ca_file + "'") +
+                    ": " + ec.message());
         tls.set_verify_mode(asio::ssl::verify_peer);
     } else {
         tls.set_verify_mode(asio::ssl::verify_none);
@@ -126,14 +136,22 @@ void connection::close() noexcept {
 std::chrono::milliseconds connection::timeout_for(smtp_phase p) const noexcept {
     const auto& t = cfg_.params.timeouts;
     switch (p) {
-        case smtp_phase::connect: return t.connect;
-        case smtp_phase::greeting: return t.greeting;
-        case smtp_phase::mail: return t.mail;
-        case smtp_phase::rcpt: return t.rcpt;
-        case smtp_phase::data: return t.data_init;
-        case smtp_phase::data_end: return t.data_end;
-        case smtp_phase::quit: return std::min(t.command, quit_limit);
-        default: return t.command;
+        case smtp_phase::connect:
+            return t.connect;
+        case smtp_phase::greeting:
+            return t.greeting;
+        case smtp_phase::mail:
+            return t.mail;
+        case smtp_phase::rcpt:
+            return t.rcpt;
+        case smtp_phase::data:
+            return t.data_init;
+        case smtp_phase::data_end:
+            return t.data_end;
+        case smtp_phase::quit:
+            return std::min(t.command, quit_limit);
+        default:
+            return t.command;
     }
 }
 
@@ -200,9 +218,11 @@ send_result connection::io_failure(io_status st, std::string_view what) const {
         r.ec = make_error_code(transport_errc::outcome_unknown);
         msg = st == io_status::timed_out
                   ? "timed out after " + millis(timeout_for(phase)) + " waiting for"
-                  : st == io_status::malformed ? "malformed reply to" : "connection lost waiting for";
-        msg += " the reply to the end of data; the message may have been delivered and must not "
-               "be sent again";
+              : st == io_status::malformed ? "malformed reply to"
+                                           : "connection lost waiting for";
+        msg +=
+            " the reply to the end of data; the message may have been delivered and must not "
+            "be sent again";
     } else if (st == io_status::timed_out) {
         r.ec = make_error_code(transport_errc::timeout_before_send);
         msg = "timed out after " + millis(timeout_for(phase)) + " " + std::string(what) +
@@ -214,8 +234,7 @@ send_result connection::io_failure(io_status st, std::string_view what) const {
         r.ec = make_error_code(transport_errc::connection_failed);
         msg = "connection lost " + std::string(what) + ": " + last_io_error_.message() +
               " (nothing was delivered)";
-        r.retry_on_fresh = session_ && session_->established() &&
-                           !session_->transaction_replied();
+        r.retry_on_fresh = session_ && session_->established() && !session_->transaction_replied();
     }
     r.outcome.diag.message = cfg_.label + ": " + msg;
     return r;
@@ -265,7 +284,8 @@ asio::awaitable<connection::io_status> connection::read_reply() {
 
 asio::awaitable<connection::io_status> connection::write_all(const asio::const_buffer* bufs,
                                                              std::size_t count) {
-    const std::array<asio::const_buffer, 2> seq{bufs[0], count > 1 ? bufs[1] : asio::const_buffer{}};
+    const std::array<asio::const_buffer, 2> seq{bufs[0],
+                                                count > 1 ? bufs[1] : asio::const_buffer{}};
     error_code ec;
     if (tls_)
         std::tie(ec, std::ignore) = co_await asio::async_write(*tls_, seq, tok);
@@ -294,7 +314,8 @@ asio::awaitable<connection::io_status> connection::write_content() {
     const std::size_t total = content_.size() + content_end_.size();
     if (total <= content_block) {
         set_deadline(cfg_.params.timeouts.data_block);
-        const std::array<asio::const_buffer, 2> b{asio::buffer(content_), asio::buffer(content_end_)};
+        const std::array<asio::const_buffer, 2> b{asio::buffer(content_),
+                                                  asio::buffer(content_end_)};
         co_return co_await write_all(b.data(), 2);
     }
     for (std::size_t pos = 0; pos < content_.size(); pos += content_block) {
@@ -404,7 +425,8 @@ asio::awaitable<std::tuple<error_code, secret>> connection::fetch_token() {
             auto once = std::make_shared<std::atomic<bool>>(false);
             auto done = [h, once, ex = ex_](error_code ec, secret s) {
                 if (once->exchange(true)) return;
-                asio::post(ex, [h, ec, s = std::move(s)]() mutable { std::move(*h)(ec, std::move(s)); });
+                asio::post(
+                    ex, [h, ec, s = std::move(s)]() mutable { std::move (*h)(ec, std::move(s)); });
             };
             try {
                 cfg_.params.token_callback(done);
@@ -420,9 +442,9 @@ asio::awaitable<std::optional<send_result>> connection::open() {
     sock_ = tcp::socket(ex_);
     const auto& p = cfg_.params;
 
-    const bool wants_token = cfg_.auth_kind == auth_mode::xoauth2 ||
-                             (cfg_.auth_kind == auth_mode::automatic &&
-                              (p.token_callback || !p.oauth2_token.empty()));
+    const bool wants_token =
+        cfg_.auth_kind == auth_mode::xoauth2 ||
+        (cfg_.auth_kind == auth_mode::automatic && (p.token_callback || !p.oauth2_token.empty()));
     if (wants_token) {
         if (p.token_callback) {
             auto [ec, token] = co_await fetch_token();
@@ -443,7 +465,8 @@ asio::awaitable<std::optional<send_result>> connection::open() {
         endpoints.emplace_back(asio::ip::make_address(p.host), cfg_.port);
     } else {
         resolver_.emplace(ex_);
-        auto [ec, results] = co_await resolver_->async_resolve(p.host, std::to_string(cfg_.port), tok);
+        auto [ec, results] =
+            co_await resolver_->async_resolve(p.host, std::to_string(cfg_.port), tok);
         resolver_.reset();
         if (ec) {
             if (timed_out_) co_return io_failure(io_status::timed_out, "resolving the host name");
@@ -600,7 +623,8 @@ asio::awaitable<send_result> connection::transact(const outbound& out) {
     opts.allow_8bit = caps.eight_bit_mime;
     auto rendered = render_message(out.msg, opts);
     if (!rendered) {
-        auto r = fail(rendered.error(), "the message does not render: " + rendered.error().message());
+        auto r =
+            fail(rendered.error(), "the message does not render: " + rendered.error().message());
         co_return r;
     }
     const message_scan scan = scan_message(*rendered);

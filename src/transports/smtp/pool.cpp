@@ -83,10 +83,18 @@ asio::awaitable<void> connection_pool::process(worker& w, job& j) {
 }
 
 asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self,
-                                           std::shared_ptr<worker> w, job j) {
+                                           std::shared_ptr<worker> w, job first) {
     const auto idle_timeout = self->cfg_.params.idle_timeout;
+    // Jobs are re-constructed in place, never assigned: Boost 1.81's
+    // any_completion_handler move assignment wraps the handler in itself.
+    std::optional<job> j;
+    j.emplace(std::move(first));
+    const auto take = [&](job& from) {
+        j.reset();
+        j.emplace(std::move(from));
+    };
     for (;;) {
-        co_await self->process(*w, j);
+        co_await self->process(*w, *j);
 
         enum class next { job, park, leave, gone } what;
         {
@@ -94,7 +102,7 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
             if (self->shut_) {
                 what = next::leave;
             } else if (!self->queue_.empty()) {
-                j = std::move(self->queue_.front());
+                take(self->queue_.front());
                 self->queue_.pop_front();
                 what = next::job;
             } else if (!w->conn->is_open()) {
@@ -116,7 +124,7 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
                 co_await w->wake.async_wait(tok);
                 std::lock_guard lk(self->mu_);
                 if (w->assigned) {
-                    j = std::move(*w->assigned);
+                    take(*w->assigned);
                     w->assigned.reset();
                     got_job = true;
                     break;
@@ -137,7 +145,7 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
         {
             std::lock_guard lk(self->mu_);
             if (!self->shut_ && !self->queue_.empty()) {
-                j = std::move(self->queue_.front());
+                take(self->queue_.front());
                 self->queue_.pop_front();
                 what = next::job;
             } else {

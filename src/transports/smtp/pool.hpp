@@ -41,13 +41,13 @@ private:
         worker(boost::asio::any_io_executor strand, const client_config& cfg);
         boost::asio::any_io_executor strand;
         std::shared_ptr<connection> conn;
-        boost::asio::steady_timer wake;      // parks the worker while idle
-        std::optional<job> assigned;         // guarded by the pool's mutex
+        boost::asio::steady_timer wake;  // parks the worker while idle
+        std::optional<job> assigned;     // guarded by the pool's mutex
     };
 
     void spawn(job j);
     static boost::asio::awaitable<void> run(std::shared_ptr<connection_pool> self,
-                                            std::shared_ptr<worker> w, job j);
+                                            std::shared_ptr<worker> w, job first);
     boost::asio::awaitable<void> process(worker& w, job& j);
     void remove_idle(const std::shared_ptr<worker>& w);
 

@@ -147,8 +147,9 @@ void append_auth_xoauth2(std::string& out, std::string_view user, std::string_vi
     s.reserve(user.size() + token.size() + 24);
     s.append("user=");
     s.append(user);
-    s.append("\x01"
-             "auth=Bearer ");
+    s.append(
+        "\x01"
+        "auth=Bearer ");
     s.append(token);
     s.append("\x01\x01");
     out.append("AUTH XOAUTH2 ");
@@ -210,8 +211,10 @@ void append_dot_stuffed(std::string& out, std::string_view data) {
     std::size_t pos = 0;
     while (pos < data.size()) {
         if (data[pos] == '.') out.push_back('.');
-        const auto nl = static_cast<const char*>(std::memchr(data.data() + pos, '\n', data.size() - pos));
-        const std::size_t end = nl == nullptr ? data.size() : static_cast<std::size_t>(nl - data.data()) + 1;
+        const auto nl =
+            static_cast<const char*>(std::memchr(data.data() + pos, '\n', data.size() - pos));
+        const std::size_t end =
+            nl == nullptr ? data.size() : static_cast<std::size_t>(nl - data.data()) + 1;
         out.append(data.substr(pos, end - pos));
         pos = end;
     }

@@ -39,7 +39,8 @@ parse_status parse_reply(std::string_view in, reply& out, std::size_t& consumed)
     std::size_t pos = 0;
     bool first = true;
     for (;;) {
-        const auto nl = static_cast<const char*>(std::memchr(in.data() + pos, '\n', in.size() - pos));
+        const auto nl =
+            static_cast<const char*>(std::memchr(in.data() + pos, '\n', in.size() - pos));
         if (nl == nullptr) {
             return in.size() > max_reply_size ? parse_status::malformed : parse_status::incomplete;
         }

@@ -12,7 +12,7 @@ namespace mailers::detail::smtp {
 ///
 /// Reused across replies: parse_reply() overwrites it and keeps the string
 /// capacity, so a connection parses replies without allocating.
-struct reply {
+struct MAILERS_API reply {
     int code = 0;
     /// RFC 3463 code from the first line ("5.7.26"), "" when absent or when
     /// its class does not match the basic code's.

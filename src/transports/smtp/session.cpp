@@ -208,7 +208,8 @@ step session::on_reply(const reply& r) {
             return step::write_read;
 
         case state::auth_login_password:
-            if (r.code != 334) return fail_reply(r, smtp_phase::auth, "AUTH LOGIN refused the user name");
+            if (r.code != 334)
+                return fail_reply(r, smtp_phase::auth, "AUTH LOGIN refused the user name");
             begin_out();
             append_base64_line(out_, cfg_.password);
             out_secret_ = true;
@@ -233,9 +234,9 @@ step session::on_reply(const reply& r) {
                 result_.diag.enhanced_status = r.enhanced;
                 result_.diag.status = r.code;
                 if (!refused_.empty()) {
-                    result_.diag.message = "accepted for " + std::to_string(result_.accepted_recipients) +
-                                           " of " + std::to_string(tx_.rcpt_to.size()) +
-                                           " recipients; " + refused_;
+                    result_.diag.message =
+                        "accepted for " + std::to_string(result_.accepted_recipients) + " of " +
+                        std::to_string(tx_.rcpt_to.size()) + " recipients; " + refused_;
                 }
                 state_ = state::ready;
                 return step::ready;
@@ -342,9 +343,9 @@ step session::start_auth() {
     if (!offered) {
         std::string offers = caps_.auth_mechanisms.empty() ? std::string("no AUTH at all")
                                                            : "AUTH " + caps_.auth_mechanisms;
-        return fail_setup(transport_errc::configuration,
-                          "the server does not offer AUTH " + auth_name_ + " (it offers " +
-                              offers + ")");
+        return fail_setup(
+            transport_errc::configuration,
+            "the server does not offer AUTH " + auth_name_ + " (it offers " + offers + ")");
     }
 
     begin_out();
@@ -443,7 +444,8 @@ step session::on_transaction_reply(const reply& r) {
     const bool ok = r.code >= 200 && r.code < 300;
     if (state_ == state::mail) {
         if (!ok) {
-            record_failure(r, smtp_phase::mail, "MAIL FROM:<" + std::string(tx_.mail_from) + "> refused");
+            record_failure(r, smtp_phase::mail,
+                           "MAIL FROM:<" + std::string(tx_.mail_from) + "> refused");
             return finish_transaction_failure(r);
         }
     } else if (state_ == state::rcpt) {
@@ -492,7 +494,8 @@ step session::on_pipelined_reply(const reply& r) {
     const smtp_phase reply_phase = phase_;
     if (index == 0) {
         if (!ok) {
-            record_failure(r, smtp_phase::mail, "MAIL FROM:<" + std::string(tx_.mail_from) + "> refused");
+            record_failure(r, smtp_phase::mail,
+                           "MAIL FROM:<" + std::string(tx_.mail_from) + "> refused");
             mail_failed_ = true;
         }
         phase_ = smtp_phase::rcpt;

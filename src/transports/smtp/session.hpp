@@ -162,10 +162,10 @@ private:
     session_result result_;
 
     transaction tx_;
-    std::size_t next_rcpt_ = 0;      // non-pipelined: the RCPT awaiting its reply
+    std::size_t next_rcpt_ = 0;       // non-pipelined: the RCPT awaiting its reply
     std::size_t pipelined_seen_ = 0;  // pipelined: replies read so far in the group
-    std::string refused_;            // recipients refused while others were accepted
-    std::string xoauth2_error_;      // the decoded challenge of a refused XOAUTH2 token
+    std::string refused_;             // recipients refused while others were accepted
+    std::string xoauth2_error_;       // the decoded challenge of a refused XOAUTH2 token
 };
 
 /// The provider's id for an accepted message, read from the reply to the

@@ -46,8 +46,7 @@ std::string check_params(const smtp_params& p) {
     if (!p.helo_name.empty() && !valid_helo(p.helo_name))
         return "smtp: helo must be a domain name or an address literal in brackets";
     if (p.max_connections == 0) return "smtp: max_connections must be at least 1";
-    if (has_control(p.username))
-        return "smtp: the user name contains a control character";
+    if (has_control(p.username)) return "smtp: the user name contains a control character";
     if (p.password.reveal().find('\0') != std::string::npos)
         return "smtp: the password contains a NUL character";
     switch (p.auth) {
@@ -115,9 +114,9 @@ constexpr std::string_view supported_options =
 
 boost::system::result<smtp_params> smtp_params_from_dsn(const dsn& in, diagnostics* diag) {
     const bool plain_smtp = in.scheme == "smtp" || in.scheme == "smtps";
-    const bool preset = in.variant == "smtp" &&
-                        (in.transport == "ses" || in.transport == "sendgrid" ||
-                         in.transport == "postmark" || in.transport == "mailgun");
+    const bool preset =
+        in.variant == "smtp" && (in.transport == "ses" || in.transport == "sendgrid" ||
+                                 in.transport == "postmark" || in.transport == "mailgun");
     if (!plain_smtp && !preset)
         return fail(diag, "DSN scheme '" + in.scheme + "' is not an SMTP scheme (supported: " +
                               std::string(supported_schemes) + ")");
@@ -184,12 +183,12 @@ boost::system::result<smtp_params> smtp_params_from_dsn(const dsn& in, diagnosti
                 return fail(diag, "DSN option 'region' must be a region name such as eu-west-1");
             region = value;
         } else {
-            return fail(diag, "DSN option '" + name + "' is not known to " + d.scheme +
-                                  " (supported: " + std::string(supported_options) +
-                                  (preset && (d.transport == "ses" || d.transport == "mailgun")
-                                       ? ", region"
-                                       : "") +
-                                  ")");
+            return fail(
+                diag, "DSN option '" + name + "' is not known to " + d.scheme +
+                          " (supported: " + std::string(supported_options) +
+                          (preset && (d.transport == "ses" || d.transport == "mailgun") ? ", region"
+                                                                                        : "") +
+                          ")");
         }
     }
 
@@ -250,8 +249,8 @@ boost::system::result<smtp_params> smtp_params_from_dsn(const dsn& in, diagnosti
 
     if (auto why = check_params(p); !why.empty()) {
         // check_params speaks of parameters; name the DSN parts instead.
-        if (why.find("user name") != std::string::npos || why.find("password") != std::string::npos ||
-            why.find("token") != std::string::npos)
+        if (why.find("user name") != std::string::npos ||
+            why.find("password") != std::string::npos || why.find("token") != std::string::npos)
             return fail(diag, "DSN credentials are incomplete: " + why.substr(6));
         return fail(diag, "DSN is not usable: " + why.substr(6));
     }
