@@ -9,22 +9,21 @@
 // process's peak RSS. The ceiling printed beside it is the same loop with the
 // engine replaced by a bare post to the null transport, measured in the same
 // run, so the ratio survives a noisy machine.
-#include <mailers.hpp>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mailers.hpp>
 #include <sstream>
 #include <string>
-#include <sys/resource.h>
 #include <thread>
 #include <vector>
 
@@ -59,7 +58,8 @@ double cpu_seconds() {
 mailers::send_request make_request(std::size_t i) {
     mailers::send_request r;
     r.pool = "bench";
-    r.to = mailers::address{"prospect" + std::to_string(i), "example" + std::to_string(i % 997) + ".com", {}};
+    r.to = mailers::address{
+        "prospect" + std::to_string(i), "example" + std::to_string(i % 997) + ".com", {}};
     r.subject = "Quick question";
     r.text = std::string(1024, 'x');
     r.idempotency_key = "bench:" + std::to_string(i);
@@ -79,15 +79,23 @@ int main(int argc, char** argv) {
     options o;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string a = argv[i];
-        if (a == "--sends") o.sends = std::stoull(argv[i + 1]);
-        else if (a == "--inflight") o.inflight = std::stoull(argv[i + 1]);
-        else if (a == "--suppressed") o.suppressed = std::stoull(argv[i + 1]);
-        else if (a == "--mailboxes") o.mailboxes = std::stoull(argv[i + 1]);
-        else if (a == "--rate") o.rate = std::stod(argv[i + 1]);
-        else if (a == "--rate-sends") o.rate_sends = std::stoull(argv[i + 1]);
-        else if (a == "--db") o.db = argv[i + 1];
+        if (a == "--sends")
+            o.sends = std::stoull(argv[i + 1]);
+        else if (a == "--inflight")
+            o.inflight = std::stoull(argv[i + 1]);
+        else if (a == "--suppressed")
+            o.suppressed = std::stoull(argv[i + 1]);
+        else if (a == "--mailboxes")
+            o.mailboxes = std::stoull(argv[i + 1]);
+        else if (a == "--rate")
+            o.rate = std::stod(argv[i + 1]);
+        else if (a == "--rate-sends")
+            o.rate_sends = std::stoull(argv[i + 1]);
+        else if (a == "--db")
+            o.db = argv[i + 1];
     }
-    auto dir = std::filesystem::temp_directory_path() / ("mailers-bench-" + std::to_string(::getpid()));
+    auto dir =
+        std::filesystem::temp_directory_path() / ("mailers-bench-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     if (o.db.empty()) o.db = (dir / "bench.db").string();
 
@@ -130,7 +138,8 @@ int main(int argc, char** argv) {
         auto t0 = steady::now();
         eng.import_suppressions(ops, in, "bench");
         auto dt = std::chrono::duration<double>(steady::now() - t0).count();
-        std::printf("import: %zu suppressions in %.2f s (CSV parse + store + index)\n", o.suppressed, dt);
+        std::printf("import: %zu suppressions in %.2f s (CSV parse + store + index)\n",
+                    o.suppressed, dt);
     }
 
     // --- closed loop: K in flight -------------------------------------------
@@ -189,11 +198,15 @@ int main(int argc, char** argv) {
         tick = [&] {
             // Issue every send whose scheduled time has come (catch up if late).
             auto now = steady::now();
-            while (issued < o.rate_sends && start + interval * static_cast<long long>(issued) <= now) {
+            while (issued < o.rate_sends &&
+                   start + interval * static_cast<long long>(issued) <= now) {
                 auto scheduled = start + interval * static_cast<long long>(issued);
-                eng.async_send(make_request(200000000 + issued), [&, scheduled](mailers::error_code, mailers::send_result) {
-                    lat_us.push_back(std::chrono::duration<double, std::micro>(steady::now() - scheduled).count());
-                });
+                eng.async_send(make_request(200000000 + issued),
+                               [&, scheduled](mailers::error_code, mailers::send_result) {
+                                   lat_us.push_back(std::chrono::duration<double, std::micro>(
+                                                        steady::now() - scheduled)
+                                                        .count());
+                               });
                 ++issued;
             }
             if (issued < o.rate_sends) {
@@ -205,20 +218,25 @@ int main(int argc, char** argv) {
         ioc.restart();
         ioc.run();
     }
-    auto p50 = percentile(lat_us, 0.50), p99 = percentile(lat_us, 0.99), p999 = percentile(lat_us, 0.999);
+    auto p50 = percentile(lat_us, 0.50), p99 = percentile(lat_us, 0.99),
+         p999 = percentile(lat_us, 0.999);
     auto st = eng.stats();
 
-    std::printf("\ndecision path: %zu mailboxes, %zu suppressed, SQLite file %s, null transport\n", o.mailboxes,
-                o.suppressed, o.db.c_str());
-    std::printf("closed loop (%zu in flight, %zu sends): %.0f sends/s, %.1f us CPU/send\n", o.inflight, o.sends,
-                engine_rate, engine_cpu);
-    std::printf("ceiling (same loop, transport only):   %.0f sends/s, %.1f us CPU/send  -> engine at %.1f%% of ceiling\n",
-                ceiling, ceiling_cpu, 100.0 * engine_rate / ceiling);
-    std::printf("open loop at %.0f sends/s (%zu sends): p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n", o.rate, lat_us.size(),
-                p50, p99, p999);
-    std::printf("group commits: %llu for %llu ops (%.1f ops/commit)\n", static_cast<unsigned long long>(st.commits),
-                static_cast<unsigned long long>(st.committed_ops),
-                st.commits ? static_cast<double>(st.committed_ops) / static_cast<double>(st.commits) : 0.0);
+    std::printf("\ndecision path: %zu mailboxes, %zu suppressed, SQLite file %s, null transport\n",
+                o.mailboxes, o.suppressed, o.db.c_str());
+    std::printf("closed loop (%zu in flight, %zu sends): %.0f sends/s, %.1f us CPU/send\n",
+                o.inflight, o.sends, engine_rate, engine_cpu);
+    std::printf(
+        "ceiling (same loop, transport only):   %.0f sends/s, %.1f us CPU/send  -> engine at "
+        "%.1f%% of ceiling\n",
+        ceiling, ceiling_cpu, 100.0 * engine_rate / ceiling);
+    std::printf("open loop at %.0f sends/s (%zu sends): p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n",
+                o.rate, lat_us.size(), p50, p99, p999);
+    std::printf(
+        "group commits: %llu for %llu ops (%.1f ops/commit)\n",
+        static_cast<unsigned long long>(st.commits),
+        static_cast<unsigned long long>(st.committed_ops),
+        st.commits ? static_cast<double>(st.committed_ops) / static_cast<double>(st.commits) : 0.0);
     std::printf("peak RSS: %.1f MiB\n", static_cast<double>(peak_rss_kib()) / 1024.0);
     std::filesystem::remove_all(dir);
     return 0;

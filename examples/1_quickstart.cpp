@@ -5,16 +5,14 @@
 //
 // Messages are written as .eml files by the file transport, so nothing
 // leaves the machine; swap in a real transport to send for real.
-#include <mailers.hpp>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
 #include <filesystem>
 #include <iostream>
+#include <mailers.hpp>
 
 namespace asio = boost::asio;
 
@@ -35,7 +33,8 @@ int main() {
     mailers::principal me{"ops@brand.com", "Ops"};
 
     // 4. A provider (here: .eml files), a mailbox with a cap, and a pool.
-    eng.add_provider(me, "files", std::make_shared<mailers::file_transport>(ioc.get_executor(), dir / "out"));
+    eng.add_provider(me, "files",
+                     std::make_shared<mailers::file_transport>(ioc.get_executor(), dir / "out"));
     mailers::mailbox_config rep;
     rep.id = "rep1";
     rep.from = {"rep1", "brand.com", "Riley from Brand"};
@@ -65,7 +64,8 @@ int main() {
                 req.idempotency_key = std::string("quickstart:") + to;
                 auto [ec, res] = co_await eng.async_send(req, asio::as_tuple(asio::use_awaitable));
                 if (!ec)
-                    std::cout << to << ": sent by " << res.mailbox << ", id " << res.provider_message_id << "\n";
+                    std::cout << to << ": sent by " << res.mailbox << ", id "
+                              << res.provider_message_id << "\n";
                 else if (ec == mailers::errc::duplicate)
                     std::cout << to << ": already sent earlier (idempotency key)\n";
                 else

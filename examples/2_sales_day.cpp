@@ -8,12 +8,10 @@
 // day runs on a manual clock and every message lands as a .eml file.
 //
 //   ./build/examples/example_2_sales_day [output-folder]
-#include <mailers.hpp>
-
 #include <boost/asio/io_context.hpp>
-
 #include <cstdio>
 #include <filesystem>
+#include <mailers.hpp>
 #include <map>
 #include <optional>
 #include <random>
@@ -30,10 +28,13 @@ struct tally {
 };
 
 // Runs one send to completion on the (single-threaded) demo loop.
-std::pair<mailers::error_code, mailers::send_result> send_now(asio::io_context& ioc, mailers::engine& eng,
+std::pair<mailers::error_code, mailers::send_result> send_now(asio::io_context& ioc,
+                                                              mailers::engine& eng,
                                                               mailers::send_request req) {
     std::optional<std::pair<mailers::error_code, mailers::send_result>> out;
-    eng.async_send(std::move(req), [&](mailers::error_code ec, mailers::send_result r) { out.emplace(ec, std::move(r)); });
+    eng.async_send(std::move(req), [&](mailers::error_code ec, mailers::send_result r) {
+        out.emplace(ec, std::move(r));
+    });
     ioc.restart();
     while (!out) ioc.run_one();
     return std::move(*out);
@@ -42,13 +43,15 @@ std::pair<mailers::error_code, mailers::send_result> send_now(asio::io_context& 
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::filesystem::path out_dir = argc > 1 ? argv[1] : std::filesystem::temp_directory_path() / "mailers-demo";
+    std::filesystem::path out_dir =
+        argc > 1 ? argv[1] : std::filesystem::temp_directory_path() / "mailers-demo";
     std::filesystem::remove_all(out_dir);
     std::filesystem::create_directories(out_dir);
 
     asio::io_context ioc;
     // Monday 30 November 2026, 06:00 UTC: before anyone's window opens.
-    auto start = mailers::time_point(std::chrono::sys_days(std::chrono::year(2026) / 11 / 30).time_since_epoch() + 6h);
+    auto start = mailers::time_point(
+        std::chrono::sys_days(std::chrono::year(2026) / 11 / 30).time_since_epoch() + 6h);
     auto clock = std::make_shared<mailers::manual_clock>(start);
 
     mailers::engine_params params;
@@ -58,8 +61,9 @@ int main(int argc, char** argv) {
     mailers::engine eng(ioc.get_executor(), std::move(params));
     mailers::principal ops{"ops@brand.com", "Sales Ops"};
 
-    eng.add_provider(ops, "workspace-files",
-                     std::make_shared<mailers::file_transport>(ioc.get_executor(), out_dir / "eml"));
+    eng.add_provider(
+        ops, "workspace-files",
+        std::make_shared<mailers::file_transport>(ioc.get_executor(), out_dir / "eml"));
 
     // 5 domains x 6 reps. Older domains are warmed up; newer ones ramp.
     struct domain_info {
@@ -103,18 +107,19 @@ int main(int argc, char** argv) {
     };
     std::vector<prospect> prospects;
     for (int i = 0; i < 3000; ++i)
-        prospects.push_back({"lead" + std::to_string(i) + "@company" + std::to_string(i % 400) + ".example",
-                             ids[static_cast<std::size_t>(i) % ids.size()]});
+        prospects.push_back(
+            {"lead" + std::to_string(i) + "@company" + std::to_string(i % 400) + ".example",
+             ids[static_cast<std::size_t>(i) % ids.size()]});
     std::size_t suppressed_entries = 0;
     for (const auto& p : prospects) {
         if (rng() % 100 < 6) {
-            eng.suppress(ops, mailers::suppression_kind::address, p.email, mailers::suppression_reason::unsubscribe,
-                         "crm-sync");
+            eng.suppress(ops, mailers::suppression_kind::address, p.email,
+                         mailers::suppression_reason::unsubscribe, "crm-sync");
             ++suppressed_entries;
         }
     }
-    eng.suppress(ops, mailers::suppression_kind::domain, "company13.example", mailers::suppression_reason::legal,
-                 "legal-request");
+    eng.suppress(ops, mailers::suppression_kind::domain, "company13.example",
+                 mailers::suppression_reason::legal, "legal-request");
 
     std::map<std::string, tally> per_mailbox;
     std::size_t next = 0, deferred = 0;
@@ -125,10 +130,12 @@ int main(int argc, char** argv) {
         req.mailbox = p.owner;
         req.to = *mailers::parse_address(p.email);
         req.subject = "Idea for " + p.email.substr(p.email.find('@') + 1);
-        req.text = "Hi,\n\nI noticed your team is hiring. Worth a short call?\n\n-- " + p.owner + "\n";
+        req.text =
+            "Hi,\n\nI noticed your team is hiring. Worth a short call?\n\n-- " + p.owner + "\n";
         req.idempotency_key = "demo:" + p.email;
         req.actor = ops;
-        req.unsubscribe = mailers::list_unsubscribe{"https://brand.com/u/" + std::to_string(next), {}};
+        req.unsubscribe =
+            mailers::list_unsubscribe{"https://brand.com/u/" + std::to_string(next), {}};
         auto [ec, r] = send_now(ioc, eng, req);
         if (ec == mailers::errc::no_capacity) {
             // The owner is out of capacity now: rotate through the pool.
@@ -155,9 +162,12 @@ int main(int argc, char** argv) {
         }
     }
 
-    std::printf("\nA simulated Monday for 30 mailboxes on 5 domains (file transport, manual clock)\n\n");
-    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "mailbox", "time zone", "cap", "sent", "via", "skipped", "next send");
-    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "", "", "today", "", "pool", "suppr.", "(UTC)");
+    std::printf(
+        "\nA simulated Monday for 30 mailboxes on 5 domains (file transport, manual clock)\n\n");
+    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "mailbox", "time zone", "cap", "sent", "via",
+                "skipped", "next send");
+    std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "", "", "today", "", "pool", "suppr.",
+                "(UTC)");
     int total_sent = 0, total_supp = 0;
     for (const auto& m : eng.mailboxes()) {
         auto st = eng.status(m.id);
@@ -166,16 +176,21 @@ int main(int argc, char** argv) {
         total_supp += t.suppressed;
         char when[32] = "-";
         if (st.next_eligible) {
-            auto tt = std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(*st.next_eligible));
+            auto tt = std::chrono::system_clock::to_time_t(
+                std::chrono::time_point_cast<std::chrono::seconds>(*st.next_eligible));
             std::strftime(when, sizeof when, "%a %H:%M", std::gmtime(&tt));
         }
         std::printf("%-22s %-20s %5llu %5d %6d %8d %10s\n", m.id.c_str(), m.time_zone.c_str(),
-                    static_cast<unsigned long long>(st.effective_daily_cap), t.sent, t.rotated_in, t.suppressed, when);
+                    static_cast<unsigned long long>(st.effective_daily_cap), t.sent, t.rotated_in,
+                    t.suppressed, when);
     }
-    std::printf("\n%d sent, %d skipped because suppressed (%zu address entries + 1 domain), %zu waits for capacity,\n"
-                "%zu prospects left for tomorrow. Caps held: no mailbox above its warm-up or daily cap.\n",
-                total_sent, total_supp, suppressed_entries, deferred, prospects.size() - next);
-    std::printf("Messages: %s\nWorkspace (SQLite): %s\n", (out_dir / "eml").c_str(), (out_dir / "workspace.db").c_str());
+    std::printf(
+        "\n%d sent, %d skipped because suppressed (%zu address entries + 1 domain), %zu waits for "
+        "capacity,\n"
+        "%zu prospects left for tomorrow. Caps held: no mailbox above its warm-up or daily cap.\n",
+        total_sent, total_supp, suppressed_entries, deferred, prospects.size() - next);
+    std::printf("Messages: %s\nWorkspace (SQLite): %s\n", (out_dir / "eml").c_str(),
+                (out_dir / "workspace.db").c_str());
     std::printf("Audit chain: %s\n", eng.verify_audit() ? "BROKEN" : "verifies");
     return 0;
 }

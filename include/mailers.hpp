@@ -5,6 +5,7 @@
 #include <mailers/audit.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
+#include <mailers/dsn.hpp>
 #include <mailers/engine.hpp>
 #include <mailers/error.hpp>
 #include <mailers/event.hpp>
@@ -20,4 +21,5 @@
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
+#include <mailers/transport_factory.hpp>
 #include <mailers/transports.hpp>

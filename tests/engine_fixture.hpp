@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -64,6 +65,12 @@ public:
         std::lock_guard lock(mu_);
         return pending_.size();
     }
+    /// Blocks until `n` sends are parked (for tests that run the io_context
+    /// on other threads).
+    void wait_pending(std::size_t n) const {
+        std::unique_lock lock(mu_);
+        parked_cv_.wait(lock, [&] { return pending_.size() >= n; });
+    }
     std::vector<mailers::outbound> handed() const {
         std::lock_guard lock(mu_);
         return handed_;
@@ -99,6 +106,7 @@ protected:
             handed_.push_back(*out);
             if (hold_) {
                 pending_.push_back(std::move(h));
+                parked_cv_.notify_all();
                 return;
             }
         }
@@ -107,6 +115,7 @@ protected:
 
 private:
     mutable std::mutex mu_;
+    mutable std::condition_variable parked_cv_;
     bool hold_ = false;
     std::deque<mailers::any_send_handler> pending_;
     std::vector<mailers::outbound> handed_;

@@ -7,11 +7,9 @@
 // routes and IP-literal domains other than [IPv4]/[IPv6:...] are refused.
 #pragma once
 
+#include <boost/system/result.hpp>
 #include <mailers/config.hpp>
 #include <mailers/error.hpp>
-
-#include <boost/system/result.hpp>
-
 #include <string>
 #include <string_view>
 

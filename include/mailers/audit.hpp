@@ -2,27 +2,26 @@
 // reordered or edited record is detected by `verify_audit_chain`.
 #pragma once
 
+#include <cstdint>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/error.hpp>
-
-#include <cstdint>
 #include <span>
 #include <string>
 
 namespace mailers {
 
 struct audit_record {
-    std::uint64_t seq = 0;      ///< 1, 2, 3 ... per workspace, no gaps
+    std::uint64_t seq = 0;  ///< 1, 2, 3 ... per workspace, no gaps
     time_point at{};
-    std::string actor;          ///< principal id
-    std::string action;         ///< e.g. "mailbox.upsert"
+    std::string actor;   ///< principal id
+    std::string action;  ///< e.g. "mailbox.upsert"
     std::string resource_type;
     std::string resource_id;
-    std::string before;         ///< JSON of the resource before, "" when created
-    std::string after;          ///< JSON of the resource after, "" when removed
-    std::string prev_hash;      ///< hex SHA-256 of the previous record ("" for seq 1)
-    std::string hash;           ///< hex SHA-256 over this record's fields and prev_hash
+    std::string before;     ///< JSON of the resource before, "" when created
+    std::string after;      ///< JSON of the resource after, "" when removed
+    std::string prev_hash;  ///< hex SHA-256 of the previous record ("" for seq 1)
+    std::string hash;       ///< hex SHA-256 over this record's fields and prev_hash
     friend bool operator==(const audit_record&, const audit_record&) = default;
 };
 

@@ -2,10 +2,9 @@
 // demos can fast-forward a simulated day with `manual_clock`.
 #pragma once
 
-#include <mailers/config.hpp>
-
 #include <atomic>
 #include <chrono>
+#include <mailers/config.hpp>
 #include <memory>
 
 namespace mailers {
@@ -33,7 +32,9 @@ public:
     time_point now() const noexcept override {
         return time_point{duration{now_.load(std::memory_order_acquire)}};
     }
-    void set(time_point t) noexcept { now_.store(t.time_since_epoch().count(), std::memory_order_release); }
+    void set(time_point t) noexcept {
+        now_.store(t.time_since_epoch().count(), std::memory_order_release);
+    }
     void advance(duration d) noexcept { now_.fetch_add(d.count(), std::memory_order_acq_rel); }
 
 private:

@@ -10,6 +10,13 @@
 // several threads.
 #pragma once
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
 #include <mailers/address.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
@@ -24,15 +31,6 @@
 #include <mailers/quota.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
-
-#include <boost/asio/any_completion_handler.hpp>
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/deferred.hpp>
-
-#include <cstdint>
-#include <functional>
-#include <iosfwd>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,15 +40,15 @@ namespace mailers {
 
 struct engine_params {
     std::string workspace = "default";
-    std::shared_ptr<mailers::store> storage;      ///< required: where the workspace lives
-    std::shared_ptr<mailers::clock> clock;        ///< default: system clock
+    std::shared_ptr<mailers::store> storage;  ///< required: where the workspace lives
+    std::shared_ptr<mailers::clock> clock;    ///< default: system clock
     logger log;
-    authorizer authorize;                         ///< default: allow everything
-    suppression_options suppression;              ///< address folding rules
-    std::uint64_t random_seed = 0;                ///< jitter; 0 = from std::random_device
-    std::size_t max_batch = 8192;                 ///< ops per group commit, at most
+    authorizer authorize;                             ///< default: allow everything
+    suppression_options suppression;                  ///< address folding rules
+    std::uint64_t random_seed = 0;                    ///< jitter; 0 = from std::random_device
+    std::size_t max_batch = 8192;                     ///< ops per group commit, at most
     std::size_t max_message_size = 25 * 1024 * 1024;  ///< rendered octets
-    std::string message_id_domain;                ///< default: the sending mailbox's domain
+    std::string message_id_domain;                    ///< default: the sending mailbox's domain
 };
 
 /// One message to one recipient, from a pool or from a named mailbox.
@@ -73,14 +71,14 @@ struct send_request {
 };
 
 struct send_result {
-    std::string send_id;               ///< ledger id ("" when nothing was reserved)
-    std::optional<send_state> state;   ///< ledger state, when a row exists
+    std::string send_id;              ///< ledger id ("" when nothing was reserved)
+    std::optional<send_state> state;  ///< ledger state, when a row exists
     std::string mailbox;
     std::string provider;
-    std::string message_id;            ///< the Message-ID that was sent
+    std::string message_id;  ///< the Message-ID that was sent
     std::string provider_message_id;
-    std::uint32_t attempts = 0;        ///< transport attempts made
-    bool duplicate = false;            ///< an earlier send had this idempotency key
+    std::uint32_t attempts = 0;          ///< transport attempts made
+    bool duplicate = false;              ///< an earlier send had this idempotency key
     std::optional<time_point> retry_at;  ///< no_capacity: earliest time a mailbox can send
     diagnostics diag;
 };
@@ -137,7 +135,8 @@ public:
     /// The default token is `deferred`: `eng.async_send(r);` alone does
     /// nothing — pass a callback, `use_future`, `use_awaitable`, or
     /// `co_await` it.
-    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, send_result)) Token = boost::asio::deferred_t>
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, send_result))
+                  Token = boost::asio::deferred_t>
     auto async_send(send_request req, Token&& token = {}) {
         return boost::asio::async_initiate<Token, void(error_code, send_result)>(
             [this](auto handler, send_request r) {
@@ -157,6 +156,10 @@ public:
     /// runtime objects: register them at every start.
     void add_provider(const principal& who, const std::string& id,
                       std::shared_ptr<provider_transport> transport);
+    /// Builds the transport from a DSN (see transport_factory.hpp) on the
+    /// engine's executor and registers it. The audit record keeps the DSN
+    /// with its secrets redacted.
+    void add_provider(const principal& who, const std::string& id, std::string_view dsn);
     void upsert_mailbox(const principal& who, const mailbox_config& cfg);
     /// Retired mailboxes never send again; the record stays for the audit.
     void retire_mailbox(const principal& who, const std::string& id);
@@ -220,8 +223,9 @@ public:
     struct impl;
 
 private:
-    void async_send_impl(send_request req,
-                         boost::asio::any_completion_handler<void(error_code, send_result)> handler);
+    void async_send_impl(
+        send_request req,
+        boost::asio::any_completion_handler<void(error_code, send_result)> handler);
     std::shared_ptr<impl> impl_;
 };
 

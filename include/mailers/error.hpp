@@ -11,12 +11,10 @@
 // retry-after, request id) travels separately in a `diagnostics` object.
 #pragma once
 
-#include <mailers/config.hpp>
-
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
-
 #include <chrono>
+#include <mailers/config.hpp>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -29,26 +27,26 @@ using error_code = boost::system::error_code;
 /// Errors raised by the library itself.
 enum class errc {
     ok = 0,
-    invalid_address = 1,      ///< an address fails RFC 5321/5322 syntax or length limits
-    header_injection,         ///< CR or LF (or NUL) inside a header value or name
-    invalid_header,           ///< a header name that is not RFC 5322 ftext, or a reserved one
-    invalid_argument,         ///< a parameter out of range (caps, weights, hours, ...)
-    message_too_large,        ///< the rendered message exceeds the configured limit
-    unknown_pool,             ///< no pool with that id in the workspace
-    unknown_mailbox,          ///< no mailbox with that id in the workspace
-    unknown_provider,         ///< no provider with that id registered
-    unknown_time_zone,        ///< not an IANA time zone name
-    suppressed,               ///< the recipient is on the suppression list
-    paused,                   ///< what the send needs is paused
-    no_capacity,              ///< no eligible mailbox can send now (see send_result::retry_at)
-    duplicate,                ///< an object with that id already exists
-    not_found,                ///< the object to change does not exist
-    permission_denied,        ///< the authorizer refused the principal
-    store_error,              ///< the store failed (I/O, corruption, constraint)
-    schema_too_new,           ///< the store was written by a newer version of mailers
-    operation_aborted,        ///< the engine was cancelled or destroyed
-    invalid_csv,              ///< a CSV import line is malformed
-    audit_chain_broken,       ///< the audit log fails verification
+    invalid_address = 1,  ///< an address fails RFC 5321/5322 syntax or length limits
+    header_injection,     ///< CR or LF (or NUL) inside a header value or name
+    invalid_header,       ///< a header name that is not RFC 5322 ftext, or a reserved one
+    invalid_argument,     ///< a parameter out of range (caps, weights, hours, ...)
+    message_too_large,    ///< the rendered message exceeds the configured limit
+    unknown_pool,         ///< no pool with that id in the workspace
+    unknown_mailbox,      ///< no mailbox with that id in the workspace
+    unknown_provider,     ///< no provider with that id registered
+    unknown_time_zone,    ///< not an IANA time zone name
+    suppressed,           ///< the recipient is on the suppression list
+    paused,               ///< what the send needs is paused
+    no_capacity,          ///< no eligible mailbox can send now (see send_result::retry_at)
+    duplicate,            ///< an object with that id already exists
+    not_found,            ///< the object to change does not exist
+    permission_denied,    ///< the authorizer refused the principal
+    store_error,          ///< the store failed (I/O, corruption, constraint)
+    schema_too_new,       ///< the store was written by a newer version of mailers
+    operation_aborted,    ///< the engine was cancelled or destroyed
+    invalid_csv,          ///< a CSV import line is malformed
+    audit_chain_broken,   ///< the audit log fails verification
 };
 
 MAILERS_API const boost::system::error_category& error_category() noexcept;
@@ -89,18 +87,18 @@ inline boost::system::error_condition make_error_condition(failure f) noexcept {
 /// Error codes a transport completes with. Each maps onto exactly one
 /// `failure` condition; transports choose the most specific one.
 enum class transport_errc {
-    connection_failed = 1,     ///< could not connect / TLS handshake failed  -> transient
-    timeout_before_send,       ///< timed out before the message was handed over -> transient
-    temporary_reply,           ///< 4xx-style temporary refusal             -> transient
-    rate_limited,              ///< 429, 421 4.7.0, ThrottlingException      -> throttled
-    sender_quota_exhausted,    ///< 550 5.4.5, daily quota exceeded          -> quota_exhausted
-    sender_reputation,         ///< 421 4.7.28, 550 5.7.1 policy             -> reputation
-    authentication_failed,     ///< 535, 5.7.26, 401/403                     -> auth
-    configuration,             ///< bad credentials format, unverified sender -> auth
-    recipient_rejected,        ///< 550 5.1.1, inactive recipient            -> recipient_permanent
-    content_rejected,          ///< 552, 554 5.6.x, invalid request body     -> message_rejected
-    outcome_unknown,           ///< lost after the message was handed over   -> unknown_outcome
-    tls_verification_failed,   ///< bad certificate or host name             -> auth
+    connection_failed = 1,    ///< could not connect / TLS handshake failed  -> transient
+    timeout_before_send,      ///< timed out before the message was handed over -> transient
+    temporary_reply,          ///< 4xx-style temporary refusal             -> transient
+    rate_limited,             ///< 429, 421 4.7.0, ThrottlingException      -> throttled
+    sender_quota_exhausted,   ///< 550 5.4.5, daily quota exceeded          -> quota_exhausted
+    sender_reputation,        ///< 421 4.7.28, 550 5.7.1 policy             -> reputation
+    authentication_failed,    ///< 535, 5.7.26, 401/403                     -> auth
+    configuration,            ///< bad credentials format, unverified sender -> auth
+    recipient_rejected,       ///< 550 5.1.1, inactive recipient            -> recipient_permanent
+    content_rejected,         ///< 552, 554 5.6.x, invalid request body     -> message_rejected
+    outcome_unknown,          ///< lost after the message was handed over   -> unknown_outcome
+    tls_verification_failed,  ///< bad certificate or host name             -> auth
 };
 
 MAILERS_API const boost::system::error_category& transport_category() noexcept;
@@ -116,12 +114,12 @@ MAILERS_API failure classify(const error_code& ec) noexcept;
 
 /// Detail that accompanies an error code. Never contains secrets.
 struct diagnostics {
-    std::string message;                   ///< what went wrong, for people
-    std::string provider_reply;            ///< the provider's reply text, verbatim
-    std::string enhanced_status;           ///< RFC 3463 code, e.g. "5.7.26"
-    int status = 0;                        ///< SMTP reply code or HTTP status, 0 if none
-    std::string provider_code;             ///< provider's own error code/name
-    std::string request_id;                ///< provider request id, when given
+    std::string message;                              ///< what went wrong, for people
+    std::string provider_reply;                       ///< the provider's reply text, verbatim
+    std::string enhanced_status;                      ///< RFC 3463 code, e.g. "5.7.26"
+    int status = 0;                                   ///< SMTP reply code or HTTP status, 0 if none
+    std::string provider_code;                        ///< provider's own error code/name
+    std::string request_id;                           ///< provider request id, when given
     std::optional<std::chrono::seconds> retry_after;  ///< honoured by the engine
 
     void clear() { *this = diagnostics{}; }

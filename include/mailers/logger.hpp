@@ -1,9 +1,8 @@
 // Logging as a small value: a level and a callback. No logging library.
 #pragma once
 
-#include <mailers/config.hpp>
-
 #include <functional>
+#include <mailers/config.hpp>
 #include <string_view>
 
 namespace mailers {
@@ -17,7 +16,9 @@ struct logger {
     log_level level = log_level::warning;
     std::function<void(log_level, std::string_view)> sink;
 
-    bool enabled(log_level l) const noexcept { return sink && l >= level && level != log_level::off; }
+    bool enabled(log_level l) const noexcept {
+        return sink && l >= level && level != log_level::off;
+    }
     void log(log_level l, std::string_view msg) const {
         if (enabled(l)) sink(l, msg);
     }

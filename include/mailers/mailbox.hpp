@@ -2,13 +2,12 @@
 // send window, spacing, rotation weight and health.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <mailers/address.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/quota.hpp>
-
-#include <chrono>
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,18 +55,18 @@ struct breaker_params {
 
 /// Everything configurable about a mailbox.
 struct mailbox_config {
-    std::string id;                ///< stable id, unique in the workspace
-    address from;                  ///< address + UTF-8 display name
-    std::string provider;          ///< id of the provider it sends through
-    std::vector<rate_limit> limits;  ///< e.g. per_day(50), per_hour(10)
+    std::string id;                                ///< stable id, unique in the workspace
+    address from;                                  ///< address + UTF-8 display name
+    std::string provider;                          ///< id of the provider it sends through
+    std::vector<rate_limit> limits;                ///< e.g. per_day(50), per_hour(10)
     std::uint32_t max_recipients_per_message = 0;  ///< 0 = no limit
     warmup_ramp warmup;
-    std::string time_zone = "UTC"; ///< IANA name, e.g. "America/New_York"
+    std::string time_zone = "UTC";  ///< IANA name, e.g. "America/New_York"
     send_window window;
     std::chrono::seconds min_gap{0};  ///< at least this long between two sends
     std::chrono::seconds jitter{0};   ///< plus a uniform random 0..jitter
-    std::int32_t priority = 0;     ///< lower sends first under the priority policy
-    std::uint32_t weight = 1;      ///< share under the weighted policy (>= 1)
+    std::int32_t priority = 0;        ///< lower sends first under the priority policy
+    std::uint32_t weight = 1;         ///< share under the weighted policy (>= 1)
     mailbox_state state = mailbox_state::active;
     breaker_params breaker;
     friend bool operator==(const mailbox_config&, const mailbox_config&) = default;
@@ -90,11 +89,11 @@ enum class ineligible_reason {
     min_gap,
     cap_reached,
     warmup_cap_reached,
-    quota_reached,        ///< a provider / domain quota is full
-    exhausted,            ///< the provider said the sender's quota is exhausted
-    throttled,            ///< backing off after a throttling reply
-    unhealthy,            ///< circuit breaker open, or auth failure
-    probe_in_flight,      ///< half-open breaker already probing
+    quota_reached,    ///< a provider / domain quota is full
+    exhausted,        ///< the provider said the sender's quota is exhausted
+    throttled,        ///< backing off after a throttling reply
+    unhealthy,        ///< circuit breaker open, or auth failure
+    probe_in_flight,  ///< half-open breaker already probing
 };
 
 /// A snapshot of a mailbox's live state.
@@ -102,7 +101,7 @@ struct mailbox_status {
     std::string id;
     mailbox_state state = mailbox_state::active;
     health_state health = health_state::closed;
-    std::uint64_t sent_today = 0;           ///< in the daily window that applies now
+    std::uint64_t sent_today = 0;  ///< in the daily window that applies now
     std::uint64_t sent_this_hour = 0;
     std::uint64_t effective_daily_cap = 0;  ///< 0 = no daily cap
     ineligible_reason blocked = ineligible_reason::none;

@@ -6,7 +6,6 @@
 #include <mailers/address.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
-
 #include <optional>
 #include <string>
 #include <vector>
@@ -46,16 +45,16 @@ struct message {
     address from;
     std::vector<address> to;
     std::vector<address> cc;
-    std::vector<address> bcc;       ///< never rendered into the headers
+    std::vector<address> bcc;  ///< never rendered into the headers
     std::optional<address> reply_to;
-    std::string subject;            ///< UTF-8
-    std::string text;               ///< text/plain body, UTF-8
-    std::string html;               ///< text/html body, UTF-8
+    std::string subject;  ///< UTF-8
+    std::string text;     ///< text/plain body, UTF-8
+    std::string html;     ///< text/html body, UTF-8
     std::vector<attachment> attachments;
-    std::vector<header_field> headers;  ///< extra headers, in order
-    std::string message_id;         ///< without <>; generated when empty
-    std::optional<time_point> date; ///< now when empty
-    std::string in_reply_to;        ///< message id (without <>) this replies to
+    std::vector<header_field> headers;    ///< extra headers, in order
+    std::string message_id;               ///< without <>; generated when empty
+    std::optional<time_point> date;       ///< now when empty
+    std::string in_reply_to;              ///< message id (without <>) this replies to
     std::vector<std::string> references;  ///< message ids, oldest first
     std::optional<list_unsubscribe> unsubscribe;
 
@@ -65,8 +64,8 @@ struct message {
 /// Who the transport delivers to, independent of the headers (bcc lives
 /// here only). Built from the message when not given explicitly.
 struct envelope {
-    std::string mail_from;                ///< bare addr-spec, may be empty (null sender)
-    std::vector<std::string> rcpt_to;     ///< bare addr-specs
+    std::string mail_from;             ///< bare addr-spec, may be empty (null sender)
+    std::vector<std::string> rcpt_to;  ///< bare addr-specs
     friend bool operator==(const envelope&, const envelope&) = default;
 
     /// mail_from = message.from, rcpt_to = to + cc + bcc, in that order, each

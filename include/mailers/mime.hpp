@@ -1,12 +1,10 @@
 // RFC 5322 / MIME (RFC 2045-2047, 2231) rendering of a `message`.
 #pragma once
 
+#include <boost/system/result.hpp>
 #include <mailers/config.hpp>
 #include <mailers/error.hpp>
 #include <mailers/message.hpp>
-
-#include <boost/system/result.hpp>
-
 #include <string>
 #include <string_view>
 

@@ -1,9 +1,8 @@
 // Who acts, and the hook that decides whether they may.
 #pragma once
 
-#include <mailers/config.hpp>
-
 #include <functional>
+#include <mailers/config.hpp>
 #include <string>
 #include <string_view>
 

@@ -2,15 +2,13 @@
 // "accepted, with the provider's message id" or a classified failure.
 #pragma once
 
-#include <mailers/config.hpp>
-#include <mailers/error.hpp>
-#include <mailers/message.hpp>
-
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
-
+#include <mailers/config.hpp>
+#include <mailers/error.hpp>
+#include <mailers/message.hpp>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -60,7 +58,8 @@ public:
     /// message may have been accepted and must not be sent again.
     /// Executor: the handler's associated executor, else `get_executor()`.
     /// The transport must outlive the operation.
-    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(send_handler_signature) Token = boost::asio::deferred_t>
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(send_handler_signature)
+                  Token = boost::asio::deferred_t>
     auto async_send(std::shared_ptr<const outbound> out, Token&& token = {}) {
         return boost::asio::async_initiate<Token, send_handler_signature>(
             [this](auto handler, std::shared_ptr<const outbound> o) {

@@ -6,11 +6,10 @@
 // A send reserves one unit against every level it touches, or none.
 #pragma once
 
-#include <mailers/clock.hpp>
-#include <mailers/config.hpp>
-
 #include <chrono>
 #include <cstdint>
+#include <mailers/clock.hpp>
+#include <mailers/config.hpp>
 #include <string>
 #include <vector>
 

@@ -2,10 +2,9 @@
 // versioned in the database (PRAGMA user_version), batched transactions.
 #pragma once
 
+#include <chrono>
 #include <mailers/config.hpp>
 #include <mailers/store.hpp>
-
-#include <chrono>
 #include <memory>
 #include <string>
 

@@ -10,13 +10,12 @@
 // errc::schema_too_new) and leave the store unchanged for a failed `commit`.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <mailers/audit.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/suppression.hpp>
-
-#include <cstdint>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -40,18 +39,18 @@ MAILERS_API std::string_view to_string(send_state s) noexcept;
 /// before the next hand-off, so there is one row per idempotency key.
 struct ledger_row {
     std::uint64_t id = 0;
-    std::string idempotency_key;   ///< "" when the caller gave none
+    std::string idempotency_key;  ///< "" when the caller gave none
     std::string mailbox;
     std::string provider;
     std::string pool;
-    std::string recipient;         ///< normalised address
-    std::string message_id;        ///< RFC 5322 Message-ID (without <>)
+    std::string recipient;   ///< normalised address
+    std::string message_id;  ///< RFC 5322 Message-ID (without <>)
     send_state state = send_state::reserved;
     std::uint32_t attempt = 1;
-    time_point reserved_at{};      ///< when the current attempt reserved its caps
+    time_point reserved_at{};  ///< when the current attempt reserved its caps
     time_point updated_at{};
     std::string provider_message_id;
-    std::string detail;            ///< last error, never secrets
+    std::string detail;  ///< last error, never secrets
     friend bool operator==(const ledger_row&, const ledger_row&) = default;
 };
 
@@ -67,23 +66,39 @@ struct stored_object {
 /// The writes a `commit` applies. Deleting what does not exist is not an
 /// error; the refusals listed below fail the whole batch.
 namespace store_ops {
-struct put_object { stored_object object; };              ///< insert or replace
-struct delete_object { std::string kind; std::string id; };
-struct put_suppression { suppression_entry entry; };      ///< insert or replace
-struct delete_suppression { suppression_kind kind; std::string value; };
+struct put_object {
+    stored_object object;
+};  ///< insert or replace
+struct delete_object {
+    std::string kind;
+    std::string id;
+};
+struct put_suppression {
+    suppression_entry entry;
+};  ///< insert or replace
+struct delete_suppression {
+    suppression_kind kind;
+    std::string value;
+};
 /// Refused when row.id exists or a non-empty idempotency_key is taken.
-struct insert_send { ledger_row row; };
+struct insert_send {
+    ledger_row row;
+};
 /// Replaces the row with row.id, its idempotency key included; refused when
 /// there is no such row or the new non-empty key belongs to another row.
-struct update_send { ledger_row row; };
+struct update_send {
+    ledger_row row;
+};
 /// Refused when record.seq exists. The store does not check the chain.
-struct append_audit { audit_record record; };
+struct append_audit {
+    audit_record record;
+};
 }  // namespace store_ops
 
-using store_op = std::variant<store_ops::put_object, store_ops::delete_object,
-                              store_ops::put_suppression, store_ops::delete_suppression,
-                              store_ops::insert_send, store_ops::update_send,
-                              store_ops::append_audit>;
+using store_op =
+    std::variant<store_ops::put_object, store_ops::delete_object, store_ops::put_suppression,
+                 store_ops::delete_suppression, store_ops::insert_send, store_ops::update_send,
+                 store_ops::append_audit>;
 
 /// Everything the engine needs at start-up. The lists come in no particular
 /// order.

@@ -28,12 +28,10 @@
 // any subdomain of it (a.example.com), never at "notexample.com".
 #pragma once
 
+#include <boost/system/result.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/error.hpp>
-
-#include <boost/system/result.hpp>
-
 #include <string>
 #include <string_view>
 
@@ -56,7 +54,7 @@ enum class suppression_kind { address, domain };
 
 struct suppression_entry {
     suppression_kind kind = suppression_kind::address;
-    std::string value;   ///< normalised address or domain (see normalise_*)
+    std::string value;  ///< normalised address or domain (see normalise_*)
     suppression_reason reason = suppression_reason::manual;
     std::string source;  ///< free text: "ses-webhook", "csv-import", "api", ...
     time_point created_at{};
@@ -71,8 +69,8 @@ struct suppression_options {
 
 /// The normalised key of an address (see the rules above), or
 /// errc::invalid_address.
-MAILERS_API boost::system::result<std::string> normalise_address(std::string_view addr,
-                                                                 const suppression_options& opts = {});
+MAILERS_API boost::system::result<std::string> normalise_address(
+    std::string_view addr, const suppression_options& opts = {});
 
 /// The normalised key of a domain entry: lower-case A-label form, no
 /// trailing dot, or errc::invalid_address (also for address literals,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <mailers/transports/capture_transport.hpp>
+#include <mailers/transports/composite_transport.hpp>
 #include <mailers/transports/fault_injector.hpp>
 #include <mailers/transports/file_transport.hpp>
 #include <mailers/transports/null_transport.hpp>

@@ -1,6 +1,5 @@
-#include <mailers/error.hpp>
-
 #include <boost/asio/error.hpp>
+#include <mailers/error.hpp>
 
 namespace mailers {
 namespace {
@@ -10,27 +9,48 @@ public:
     const char* name() const noexcept override { return "mailers"; }
     std::string message(int ev) const override {
         switch (static_cast<errc>(ev)) {
-            case errc::ok: return "success";
-            case errc::invalid_address: return "invalid email address";
-            case errc::header_injection: return "CR, LF or NUL in a header";
-            case errc::invalid_header: return "invalid or reserved header";
-            case errc::invalid_argument: return "invalid argument";
-            case errc::message_too_large: return "message too large";
-            case errc::unknown_pool: return "unknown pool";
-            case errc::unknown_mailbox: return "unknown mailbox";
-            case errc::unknown_provider: return "unknown provider";
-            case errc::unknown_time_zone: return "unknown time zone";
-            case errc::suppressed: return "recipient is suppressed";
-            case errc::paused: return "sending is paused";
-            case errc::no_capacity: return "no mailbox can send now";
-            case errc::duplicate: return "already exists";
-            case errc::not_found: return "not found";
-            case errc::permission_denied: return "permission denied";
-            case errc::store_error: return "store error";
-            case errc::schema_too_new: return "store schema is newer than this library";
-            case errc::operation_aborted: return "operation aborted";
-            case errc::invalid_csv: return "malformed CSV";
-            case errc::audit_chain_broken: return "audit chain does not verify";
+            case errc::ok:
+                return "success";
+            case errc::invalid_address:
+                return "invalid email address";
+            case errc::header_injection:
+                return "CR, LF or NUL in a header";
+            case errc::invalid_header:
+                return "invalid or reserved header";
+            case errc::invalid_argument:
+                return "invalid argument";
+            case errc::message_too_large:
+                return "message too large";
+            case errc::unknown_pool:
+                return "unknown pool";
+            case errc::unknown_mailbox:
+                return "unknown mailbox";
+            case errc::unknown_provider:
+                return "unknown provider";
+            case errc::unknown_time_zone:
+                return "unknown time zone";
+            case errc::suppressed:
+                return "recipient is suppressed";
+            case errc::paused:
+                return "sending is paused";
+            case errc::no_capacity:
+                return "no mailbox can send now";
+            case errc::duplicate:
+                return "already exists";
+            case errc::not_found:
+                return "not found";
+            case errc::permission_denied:
+                return "permission denied";
+            case errc::store_error:
+                return "store error";
+            case errc::schema_too_new:
+                return "store schema is newer than this library";
+            case errc::operation_aborted:
+                return "operation aborted";
+            case errc::invalid_csv:
+                return "malformed CSV";
+            case errc::audit_chain_broken:
+                return "audit chain does not verify";
         }
         return "unknown mailers error";
     }
@@ -41,14 +61,22 @@ public:
     const char* name() const noexcept override { return "mailers.failure"; }
     std::string message(int ev) const override {
         switch (static_cast<failure>(ev)) {
-            case failure::transient: return "transient failure";
-            case failure::throttled: return "throttled";
-            case failure::quota_exhausted: return "sender quota exhausted";
-            case failure::reputation: return "reputation or policy block";
-            case failure::auth: return "authentication or configuration failure";
-            case failure::recipient_permanent: return "recipient permanently rejected";
-            case failure::message_rejected: return "message rejected";
-            case failure::unknown_outcome: return "outcome unknown";
+            case failure::transient:
+                return "transient failure";
+            case failure::throttled:
+                return "throttled";
+            case failure::quota_exhausted:
+                return "sender quota exhausted";
+            case failure::reputation:
+                return "reputation or policy block";
+            case failure::auth:
+                return "authentication or configuration failure";
+            case failure::recipient_permanent:
+                return "recipient permanently rejected";
+            case failure::message_rejected:
+                return "message rejected";
+            case failure::unknown_outcome:
+                return "outcome unknown";
         }
         return "unknown failure";
     }
@@ -63,18 +91,30 @@ public:
     const char* name() const noexcept override { return "mailers.transport"; }
     std::string message(int ev) const override {
         switch (static_cast<transport_errc>(ev)) {
-            case transport_errc::connection_failed: return "connection failed";
-            case transport_errc::timeout_before_send: return "timed out before the message was sent";
-            case transport_errc::temporary_reply: return "temporary refusal";
-            case transport_errc::rate_limited: return "rate limited";
-            case transport_errc::sender_quota_exhausted: return "sender quota exhausted";
-            case transport_errc::sender_reputation: return "refused for sender reputation or policy";
-            case transport_errc::authentication_failed: return "authentication failed";
-            case transport_errc::configuration: return "provider configuration error";
-            case transport_errc::recipient_rejected: return "recipient rejected";
-            case transport_errc::content_rejected: return "content rejected";
-            case transport_errc::outcome_unknown: return "outcome unknown: the message may have been sent";
-            case transport_errc::tls_verification_failed: return "TLS certificate verification failed";
+            case transport_errc::connection_failed:
+                return "connection failed";
+            case transport_errc::timeout_before_send:
+                return "timed out before the message was sent";
+            case transport_errc::temporary_reply:
+                return "temporary refusal";
+            case transport_errc::rate_limited:
+                return "rate limited";
+            case transport_errc::sender_quota_exhausted:
+                return "sender quota exhausted";
+            case transport_errc::sender_reputation:
+                return "refused for sender reputation or policy";
+            case transport_errc::authentication_failed:
+                return "authentication failed";
+            case transport_errc::configuration:
+                return "provider configuration error";
+            case transport_errc::recipient_rejected:
+                return "recipient rejected";
+            case transport_errc::content_rejected:
+                return "content rejected";
+            case transport_errc::outcome_unknown:
+                return "outcome unknown: the message may have been sent";
+            case transport_errc::tls_verification_failed:
+                return "TLS certificate verification failed";
         }
         return "unknown transport error";
     }
@@ -103,24 +143,34 @@ failure classify(const error_code& ec) noexcept {
         switch (static_cast<transport_errc>(ec.value())) {
             case transport_errc::connection_failed:
             case transport_errc::timeout_before_send:
-            case transport_errc::temporary_reply: return failure::transient;
-            case transport_errc::rate_limited: return failure::throttled;
-            case transport_errc::sender_quota_exhausted: return failure::quota_exhausted;
-            case transport_errc::sender_reputation: return failure::reputation;
+            case transport_errc::temporary_reply:
+                return failure::transient;
+            case transport_errc::rate_limited:
+                return failure::throttled;
+            case transport_errc::sender_quota_exhausted:
+                return failure::quota_exhausted;
+            case transport_errc::sender_reputation:
+                return failure::reputation;
             case transport_errc::authentication_failed:
             case transport_errc::configuration:
-            case transport_errc::tls_verification_failed: return failure::auth;
-            case transport_errc::recipient_rejected: return failure::recipient_permanent;
-            case transport_errc::content_rejected: return failure::message_rejected;
-            case transport_errc::outcome_unknown: return failure::unknown_outcome;
+            case transport_errc::tls_verification_failed:
+                return failure::auth;
+            case transport_errc::recipient_rejected:
+                return failure::recipient_permanent;
+            case transport_errc::content_rejected:
+                return failure::message_rejected;
+            case transport_errc::outcome_unknown:
+                return failure::unknown_outcome;
         }
     }
     if (ec.category() == failure_category()) return static_cast<failure>(ec.value());
     // Plain network errors before hand-off are transient; anything else we do
     // not understand is not retried blindly.
-    if (ec == boost::asio::error::connection_refused || ec == boost::asio::error::host_unreachable ||
+    if (ec == boost::asio::error::connection_refused ||
+        ec == boost::asio::error::host_unreachable ||
         ec == boost::asio::error::network_unreachable || ec == boost::asio::error::timed_out ||
-        ec == boost::asio::error::host_not_found || ec == boost::asio::error::host_not_found_try_again)
+        ec == boost::asio::error::host_not_found ||
+        ec == boost::asio::error::host_not_found_try_again)
         return failure::transient;
     return failure::message_rejected;
 }

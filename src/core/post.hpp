@@ -10,14 +10,14 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
 #include <boost/asio/post.hpp>
-
 #include <utility>
 
 namespace mailers::detail {
 
 template <class Handler, class... Args>
 void complete_later(const boost::asio::any_io_executor& io, Handler&& handler, Args&&... args) {
-    boost::asio::post(io, boost::asio::append(std::forward<Handler>(handler), std::forward<Args>(args)...));
+    boost::asio::post(
+        io, boost::asio::append(std::forward<Handler>(handler), std::forward<Args>(args)...));
 }
 
 }  // namespace mailers::detail

@@ -1,12 +1,13 @@
+#include <algorithm>
 #include <mailers/mailbox.hpp>
 #include <mailers/quota.hpp>
-
-#include <algorithm>
 
 namespace mailers {
 
 namespace presets {
-quota_preset google_workspace() { return {{rate_limit::per_day(2000)}, 100}; }
+quota_preset google_workspace() {
+    return {{rate_limit::per_day(2000)}, 100};
+}
 quota_preset microsoft_365() {
     // 10,000 recipients per rolling day; one recipient per send here, so a
     // message cap of the same size.
@@ -19,7 +20,8 @@ mailbox_config& mailbox_config::apply(const quota_preset& preset) {
         std::erase_if(limits, [&](const rate_limit& own) { return own.length == l.length; });
         limits.push_back(l);
     }
-    if (preset.max_recipients_per_message != 0) max_recipients_per_message = preset.max_recipients_per_message;
+    if (preset.max_recipients_per_message != 0)
+        max_recipients_per_message = preset.max_recipients_per_message;
     return *this;
 }
 

@@ -4,13 +4,13 @@
 
 namespace mailers::detail {
 
-std::pair<std::uint64_t, std::uint64_t> rate_counter::window(const effective_limit& l, zone_ptr zone,
-                                                             time_point now) const {
+std::pair<std::uint64_t, std::uint64_t> rate_counter::window(const effective_limit& l,
+                                                             zone_ptr zone, time_point now) const {
     // Rolling windows count (now - length, now]; calendar windows count
     // [period start, now].
     const bool calendar = l.kind == window_kind::calendar;
-    const time_point floor =
-        calendar ? period_start(l.length, zone, now) : now - std::chrono::duration_cast<duration>(l.length);
+    const time_point floor = calendar ? period_start(l.length, zone, now)
+                                      : now - std::chrono::duration_cast<duration>(l.length);
     auto in_window = [&](time_point t) { return calendar ? t >= floor : t > floor; };
 
     cursor* c = nullptr;
@@ -44,8 +44,8 @@ std::uint64_t rate_counter::count(const effective_limit& l, zone_ptr zone, time_
     return last - first;
 }
 
-std::optional<time_point> rate_counter::blocked_until(std::span<const effective_limit> limits, zone_ptr zone,
-                                                      time_point now) const {
+std::optional<time_point> rate_counter::blocked_until(std::span<const effective_limit> limits,
+                                                      zone_ptr zone, time_point now) const {
     std::optional<time_point> until;
     for (const auto& l : limits) {
         auto [first, last] = window(l, zone, now);
@@ -55,8 +55,9 @@ std::optional<time_point> rate_counter::blocked_until(std::span<const effective_
         if (l.kind == window_kind::calendar || l.max == 0) {
             // The count resets when the next period starts (a zero cap never
             // frees up; the next boundary is when to look again).
-            free_at = l.kind == window_kind::calendar ? next_period_start(l.length, zone, now)
-                                                      : now + std::chrono::duration_cast<duration>(l.length);
+            free_at = l.kind == window_kind::calendar
+                          ? next_period_start(l.length, zone, now)
+                          : now + std::chrono::duration_cast<duration>(l.length);
         } else {
             // (n - max + 1) reservations must leave the window; the last of
             // them is at position n - max from the window's start.

@@ -8,15 +8,14 @@
 // counted reservation that only moves forward while time does.
 #pragma once
 
+#include <deque>
 #include <mailers/clock.hpp>
 #include <mailers/quota.hpp>
-
-#include "core/schedule.hpp"
-
-#include <deque>
 #include <optional>
 #include <span>
 #include <vector>
+
+#include "core/schedule.hpp"
 
 namespace mailers::detail {
 
@@ -54,8 +53,11 @@ private:
         time_point floor{};       // the window floor the cursor was computed for
     };
     // [first counted, end of reservations <= now) as absolute indexes.
-    std::pair<std::uint64_t, std::uint64_t> window(const effective_limit& l, zone_ptr zone, time_point now) const;
-    time_point at(std::uint64_t abs) const { return stamps_[static_cast<std::size_t>(abs - base_)]; }
+    std::pair<std::uint64_t, std::uint64_t> window(const effective_limit& l, zone_ptr zone,
+                                                   time_point now) const;
+    time_point at(std::uint64_t abs) const {
+        return stamps_[static_cast<std::size_t>(abs - base_)];
+    }
 
     std::deque<time_point> stamps_;  // sorted ascending
     std::uint64_t base_ = 0;         // absolute index of stamps_.front()

@@ -62,7 +62,8 @@ std::optional<time_point> next_window_open(const send_window& w, zone_ptr zone, 
     for (int i = 0; i <= 8; ++i) {
         auto day = ld + date::days(i);
         if (!((w.weekdays >> date::weekday(day).c_encoding()) & 1u)) continue;
-        auto open = to_sys(zone, date::local_time<microseconds>(day.time_since_epoch() + hours(w.start_hour)));
+        auto open = to_sys(
+            zone, date::local_time<microseconds>(day.time_since_epoch() + hours(w.start_hour)));
         if (open > now) return open;
     }
     return std::nullopt;

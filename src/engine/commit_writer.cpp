@@ -4,14 +4,18 @@
 
 namespace mailers::detail {
 
-commit_writer::commit_writer(std::shared_ptr<store> st, std::string workspace, std::size_t max_batch,
-                             logger log)
-    : store_(std::move(st)), workspace_(std::move(workspace)), max_batch_(std::max<std::size_t>(1, max_batch)),
+commit_writer::commit_writer(std::shared_ptr<store> st, std::string workspace,
+                             std::size_t max_batch, logger log)
+    : store_(std::move(st)),
+      workspace_(std::move(workspace)),
+      max_batch_(std::max<std::size_t>(1, max_batch)),
       log_(std::move(log)) {
     thread_ = std::thread([this] { loop(); });
 }
 
-commit_writer::~commit_writer() { stop(); }
+commit_writer::~commit_writer() {
+    stop();
+}
 
 void commit_writer::enqueue(std::vector<store_op> ops, done_fn done) {
     std::lock_guard lock(mu_);
@@ -89,7 +93,9 @@ void commit_writer::apply(std::vector<store_op>& ops, std::vector<entry>& entrie
             continue;
         }
         std::size_t j = i;
-        while (j < entries.size() && !entries[j].task && (j == i || entries[j].end - begin <= max_batch_)) ++j;
+        while (j < entries.size() && !entries[j].task &&
+               (j == i || entries[j].end - begin <= max_batch_))
+            ++j;
         std::span<const store_op> batch(ops.data() + begin, entries[j - 1].end - begin);
         error_code ec;
         diagnostics diag;
@@ -127,7 +133,8 @@ void commit_writer::apply(std::vector<store_op>& ops, std::vector<entry>& entrie
                     ec1 = make_error_code(errc::store_error);
                     d1.message = e.what();
                 }
-                if (ec1) log_.log(log_level::error, fmt::format("store commit failed: {}", d1.message));
+                if (ec1)
+                    log_.log(log_level::error, fmt::format("store commit failed: {}", d1.message));
                 entries[k].done(ec1, d1);
                 b = entries[k].end;
             }

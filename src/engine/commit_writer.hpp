@@ -4,14 +4,13 @@
 // which the engine turns into posts where a handler must resume.
 #pragma once
 
-#include <mailers/error.hpp>
-#include <mailers/logger.hpp>
-#include <mailers/store.hpp>
-
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mailers/error.hpp>
+#include <mailers/logger.hpp>
+#include <mailers/store.hpp>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -23,7 +22,8 @@ class commit_writer {
 public:
     using done_fn = std::function<void(error_code, const diagnostics&)>;
 
-    commit_writer(std::shared_ptr<store> st, std::string workspace, std::size_t max_batch, logger log);
+    commit_writer(std::shared_ptr<store> st, std::string workspace, std::size_t max_batch,
+                  logger log);
     ~commit_writer();
 
     /// Queues `ops` for the next group commit; `done` runs on the writer
@@ -39,11 +39,13 @@ public:
     void stop();
 
     std::uint64_t commits() const noexcept { return commits_.load(std::memory_order_relaxed); }
-    std::uint64_t committed_ops() const noexcept { return ops_done_.load(std::memory_order_relaxed); }
+    std::uint64_t committed_ops() const noexcept {
+        return ops_done_.load(std::memory_order_relaxed);
+    }
 
 private:
     struct entry {
-        std::size_t end = 0;        // ops_[begin, end) belong to this entry
+        std::size_t end = 0;  // ops_[begin, end) belong to this entry
         done_fn done;
         std::function<void(store&)> task;  // set for read tasks (no ops)
     };

@@ -1,10 +1,10 @@
 // Eligibility, reservation and rotation: the decision path. Pure in-memory
 // work under engine::impl::mu; no I/O.
-#include "engine/engine_impl.hpp"
-#include "engine/serialize.hpp"
-
 #include <algorithm>
 #include <limits>
+
+#include "engine/engine_impl.hpp"
+#include "engine/serialize.hpp"
 
 namespace mailers {
 
@@ -13,7 +13,8 @@ using namespace detail;
 namespace {
 // How many reservation times a counter must keep to decide its limits
 // exactly. Uncapped counters keep a few thousand, for status() figures.
-std::uint64_t keep_for(const std::vector<effective_limit>& limits, std::optional<std::uint64_t> ramp) {
+std::uint64_t keep_for(const std::vector<effective_limit>& limits,
+                       std::optional<std::uint64_t> ramp) {
     std::uint64_t keep = 4096;
     for (const auto& l : limits) keep = std::max(keep, l.max);
     if (ramp) keep = std::max(keep, *ramp);
@@ -40,12 +41,13 @@ bool engine::impl::paused_for(const mailbox_rt& mb, const std::string& pool_id) 
            is_paused_locked(pause_scope::sender_domain, mb.sender_domain);
 }
 
-eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id, std::string_view recipient_domain,
-                                time_point now) {
+eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id,
+                                std::string_view recipient_domain, time_point now) {
     if (mb.cfg.state == mailbox_state::retired) return {ineligible_reason::retired, std::nullopt};
     if (mb.cfg.state == mailbox_state::paused) return {ineligible_reason::paused, std::nullopt};
     if (!pauses.empty()) {
-        if (is_paused_locked(pause_scope::mailbox, mb.cfg.id)) return {ineligible_reason::paused, std::nullopt};
+        if (is_paused_locked(pause_scope::mailbox, mb.cfg.id))
+            return {ineligible_reason::paused, std::nullopt};
         if (is_paused_locked(pause_scope::provider, mb.cfg.provider))
             return {ineligible_reason::provider_paused, std::nullopt};
         if (is_paused_locked(pause_scope::sender_domain, mb.sender_domain))
@@ -79,7 +81,8 @@ eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id, std:
             return {ineligible_reason::warmup_cap_reached, until};
     }
     // Shared quotas on the provider, the sender domain and the recipient domain.
-    auto check_quota = [&](quota_scope scope, const std::string& key, std::string_view rdomain) -> std::optional<eligibility> {
+    auto check_quota = [&](quota_scope scope, const std::string& key,
+                           std::string_view rdomain) -> std::optional<eligibility> {
         auto it = quotas.find({scope, key});
         if (it == quotas.end()) return std::nullopt;
         auto& q = it->second;
@@ -99,15 +102,18 @@ eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id, std:
         if (auto e = check_quota(quota_scope::provider, mb.cfg.provider, {})) return *e;
         if (auto e = check_quota(quota_scope::sender_domain, mb.sender_domain, {})) return *e;
         if (!recipient_domain.empty()) {
-            if (auto e = check_quota(quota_scope::recipient_domain, std::string(recipient_domain), {})) return *e;
-            if (auto e = check_quota(quota_scope::recipient_domain, "*", recipient_domain)) return *e;
+            if (auto e =
+                    check_quota(quota_scope::recipient_domain, std::string(recipient_domain), {}))
+                return *e;
+            if (auto e = check_quota(quota_scope::recipient_domain, "*", recipient_domain))
+                return *e;
         }
     }
     return {};
 }
 
 std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_view recipient_domain,
-                                                  time_point now) {
+                                                 time_point now) {
     reservation r;
     r.mailbox = mb.cfg.id;
     r.at = now;
@@ -133,7 +139,8 @@ std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_vie
     }
     auto gap = std::chrono::duration_cast<duration>(mb.cfg.min_gap);
     if (mb.cfg.jitter.count() > 0) {
-        std::uniform_int_distribution<std::int64_t> dist(0, std::chrono::duration_cast<duration>(mb.cfg.jitter).count());
+        std::uniform_int_distribution<std::int64_t> dist(
+            0, std::chrono::duration_cast<duration>(mb.cfg.jitter).count());
         gap += duration(dist(rng));
     }
     if (gap.count() > 0) mb.gap_until = now + gap;
@@ -164,11 +171,13 @@ void engine::impl::record_success(mailbox_rt& mb, const reservation& r) {
 
 void engine::impl::record_transient_failure(mailbox_rt& mb, const reservation& r, time_point now) {
     ++mb.consecutive_failures;
-    bool trip = r.probe || mb.consecutive_failures >= std::max<std::uint32_t>(1, mb.cfg.breaker.failure_threshold);
+    bool trip = r.probe || mb.consecutive_failures >=
+                               std::max<std::uint32_t>(1, mb.cfg.breaker.failure_threshold);
     if (!trip) return;
     // A failed probe doubles the cool-down, up to the maximum.
     mb.cool_down = (r.probe && mb.cool_down.count() > 0)
-                       ? std::min(mb.cool_down * 2, std::max(mb.cfg.breaker.max_cool_down, mb.cfg.breaker.cool_down))
+                       ? std::min(mb.cool_down * 2,
+                                  std::max(mb.cfg.breaker.max_cool_down, mb.cfg.breaker.cool_down))
                        : mb.cfg.breaker.cool_down;
     mb.health = health_state::open;
     mb.probe_in_flight = false;
@@ -196,7 +205,9 @@ void detail::rebuild(pool_rt& p, std::unordered_map<std::string, mailbox_rt>& ma
     std::int64_t sum = 0;
     for (std::size_t i = 0; i < n; ++i) {
         weight[i] = std::max<std::int64_t>(
-            1, static_cast<std::int64_t>(static_cast<double>(std::max<std::uint32_t>(1, p.members[i]->cfg.weight)) * scale));
+            1,
+            static_cast<std::int64_t>(
+                static_cast<double>(std::max<std::uint32_t>(1, p.members[i]->cfg.weight)) * scale));
         sum += weight[i];
     }
     p.schedule.clear();
@@ -215,7 +226,8 @@ void detail::rebuild(pool_rt& p, std::unordered_map<std::string, mailbox_rt>& ma
 
 engine::impl::pick_result engine::impl::pick(const send_request& req, const std::string& recipient,
                                              std::string_view recipient_domain,
-                                             const std::unordered_set<std::string>& tried, time_point now) {
+                                             const std::unordered_set<std::string>& tried,
+                                             time_point now) {
     pick_result out;
     auto consider = [&](mailbox_rt& mb, const std::string& pool_id) -> bool {
         auto e = check(mb, pool_id, recipient_domain, now);

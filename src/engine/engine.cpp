@@ -1,18 +1,19 @@
 // engine: start-up, configuration, suppression, pause, audit and events.
 // The send pipeline is in send_pipeline.cpp, decisions in decisions.cpp.
-#include "engine/engine_impl.hpp"
-
-#include "engine/serialize.hpp"
-#include "json/writer.hpp"
-#include "suppression/csv.hpp"
-
-#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include <boost/asio/post.hpp>
 #include <future>
 #include <istream>
+#include <mailers/dsn.hpp>
+#include <mailers/transport_factory.hpp>
 #include <ostream>
+
+#include "engine/engine_impl.hpp"
+#include "engine/serialize.hpp"
+#include "json/writer.hpp"
+#include "suppression/csv.hpp"
 
 namespace mailers {
 
@@ -26,7 +27,9 @@ constexpr std::chrono::seconds max_window_length{7 * 86400};
     throw exception(make_error_code(e), std::move(message));
 }
 
-bool has_crlf(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
+bool has_crlf(std::string_view s) {
+    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
 
 std::string sha256_hex(std::string_view data) {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -73,7 +76,11 @@ error_code validate_limits(const std::vector<rate_limit>& limits, std::string& w
 std::string pause_json(const pause_target& t, std::string_view reason) {
     std::string out;
     json::writer w(out);
-    w.begin_object().member("scope", to_string(t.scope)).member("id", t.id).member("reason", reason).end_object();
+    w.begin_object()
+        .member("scope", to_string(t.scope))
+        .member("id", t.id)
+        .member("reason", reason)
+        .end_object();
     return out;
 }
 
@@ -86,12 +93,16 @@ engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
     if (!params.storage) fail(errc::invalid_argument, "engine_params.storage is required");
     clk = params.clock ? params.clock : default_clock();
     std::uint64_t seed = params.random_seed;
-    if (seed == 0) seed = (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+    if (seed == 0)
+        seed = (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
     rng.seed(seed);
-    writer = std::make_unique<commit_writer>(params.storage, params.workspace, params.max_batch, params.log);
+    writer = std::make_unique<commit_writer>(params.storage, params.workspace, params.max_batch,
+                                             params.log);
 }
 
-engine::impl::~impl() { writer->stop(); }
+engine::impl::~impl() {
+    writer->stop();
+}
 
 void engine::impl::load() {
     auto now = clk->now();
@@ -100,7 +111,8 @@ void engine::impl::load() {
     std::exception_ptr err;
     writer->run([&](store& st) {
         try {
-            snap = st.load(params.workspace, now - std::chrono::duration_cast<duration>(max_window_length + std::chrono::hours(2)));
+            snap = st.load(params.workspace, now - std::chrono::duration_cast<duration>(
+                                                       max_window_length + std::chrono::hours(2)));
         } catch (...) {
             err = std::current_exception();
         }
@@ -154,7 +166,8 @@ void engine::impl::load() {
         auto gap_end = row.reserved_at + std::chrono::duration_cast<duration>(mb.cfg.min_gap);
         if (gap_end > mb.gap_until) mb.gap_until = gap_end;
         auto at = row.recipient.rfind('@');
-        std::string rdomain = at == std::string::npos ? std::string() : row.recipient.substr(at + 1);
+        std::string rdomain =
+            at == std::string::npos ? std::string() : row.recipient.substr(at + 1);
         auto add = [&](quota_scope s, const std::string& key, const std::string& rd) {
             auto q = quotas.find({s, key});
             if (q == quotas.end()) return;
@@ -168,7 +181,8 @@ void engine::impl::load() {
         }
         if (row.state == send_state::accepted && !row.pool.empty()) {
             auto p = pools.find(row.pool);
-            if (p != pools.end() && p->second.cfg.policy.sticky_sender) p->second.sticky[row.recipient] = row.mailbox;
+            if (p != pools.end() && p->second.cfg.policy.sticky_sender)
+                p->second.sticky[row.recipient] = row.mailbox;
         }
     }
     if (snap.last_audit) {
@@ -177,10 +191,16 @@ void engine::impl::load() {
     }
     if (!fixes.empty()) {
         auto n = fixes.size();
-        writer->enqueue(std::move(fixes), [log = params.log, n](error_code ec, const diagnostics& d) {
-            if (ec) log.log(log_level::error, fmt::format("could not mark {} interrupted sends unknown: {}", n, d.message));
-        });
-        params.log.log(log_level::warning, fmt::format("{} sends interrupted by a previous stop recorded as unknown", n));
+        writer->enqueue(
+            std::move(fixes), [log = params.log, n](error_code ec, const diagnostics& d) {
+                if (ec)
+                    log.log(log_level::error,
+                            fmt::format("could not mark {} interrupted sends unknown: {}", n,
+                                        d.message));
+            });
+        params.log.log(
+            log_level::warning,
+            fmt::format("{} sends interrupted by a previous stop recorded as unknown", n));
     }
 }
 
@@ -219,11 +239,13 @@ bool engine::impl::suppressed(const std::string& normalised) const {
 void engine::impl::authorize(const principal& who, std::string_view action, std::string_view type,
                              std::string_view id) const {
     if (params.authorize && !params.authorize(who, access_request{action, type, id}))
-        fail(errc::permission_denied, fmt::format("{} may not {} {} '{}'", who.id, action, type, id));
+        fail(errc::permission_denied,
+             fmt::format("{} may not {} {} '{}'", who.id, action, type, id));
 }
 
-audit_record engine::impl::next_audit(const principal& who, std::string_view action, std::string_view type,
-                                      std::string_view id, std::string before, std::string after) {
+audit_record engine::impl::next_audit(const principal& who, std::string_view action,
+                                      std::string_view type, std::string_view id,
+                                      std::string before, std::string after) {
     audit_record r;
     r.seq = audit_seq + 1;
     r.at = clk->now();
@@ -239,29 +261,57 @@ audit_record engine::impl::next_audit(const principal& who, std::string_view act
 }
 
 void engine::impl::mutate(const principal& who, std::string_view action, std::string_view type,
-                          std::string_view id, std::string before, std::string after, std::vector<store_op> ops) {
-    std::lock_guard admin(admin_mu);
-    auto rec = next_audit(who, action, type, id, std::move(before), std::move(after));
-    ops.push_back(store_ops::append_audit{rec});
+                          std::string_view id, std::string before, std::string after,
+                          std::vector<store_op> ops, const std::function<void()>& apply) {
     std::promise<std::pair<error_code, diagnostics>> p;
-    writer->enqueue(std::move(ops), [&p](error_code ec, const diagnostics& d) { p.set_value({ec, d}); });
+    {
+        std::lock_guard admin(admin_mu);
+        auto rec = next_audit(who, action, type, id, std::move(before), std::move(after));
+        ops.push_back(store_ops::append_audit{rec});
+        audit_seq = rec.seq;
+        audit_last_hash = rec.hash;
+        // Queue order is commit order, so the chain stays linked.
+        writer->enqueue(std::move(ops), [this, &p, &apply, seq = rec.seq, prev = rec.prev_hash](
+                                            error_code ec, const diagnostics& d) {
+            if (!ec && apply) {
+                try {
+                    apply();
+                } catch (const std::exception& e) {
+                    params.log.log(log_level::error,
+                                   fmt::format("applying a committed change failed: {}", e.what()));
+                }
+            }
+            if (ec) {
+                // The record was not stored: take the chain back unless a
+                // later record already links to it.
+                std::lock_guard admin(admin_mu);
+                if (audit_seq == seq) {
+                    audit_seq = seq - 1;
+                    audit_last_hash = prev;
+                }
+            }
+            p.set_value({ec, d});
+        });
+    }
     auto [ec, diag] = p.get_future().get();
     if (ec) throw exception(ec, diag);
-    audit_seq = rec.seq;
-    audit_last_hash = rec.hash;
 }
 
 void engine::impl::mutate_async(std::string_view action, std::string_view type, std::string_view id,
                                 std::string before, std::string after, std::vector<store_op> ops) {
     std::lock_guard admin(admin_mu);
-    auto rec = next_audit(principal::system(), action, type, id, std::move(before), std::move(after));
+    auto rec =
+        next_audit(principal::system(), action, type, id, std::move(before), std::move(after));
     ops.push_back(store_ops::append_audit{rec});
     // Queue order is commit order, so the chain stays linked; a failure is
     // logged (the in-memory effect, e.g. a suppression, stays in force).
     audit_seq = rec.seq;
     audit_last_hash = rec.hash;
-    writer->enqueue(std::move(ops), [log = params.log, a = std::string(action)](error_code ec, const diagnostics& d) {
-        if (ec) log.log(log_level::error, fmt::format("automatic {} could not be stored: {}", a, d.message));
+    writer->enqueue(std::move(ops), [log = params.log, a = std::string(action)](
+                                        error_code ec, const diagnostics& d) {
+        if (ec)
+            log.log(log_level::error,
+                    fmt::format("automatic {} could not be stored: {}", a, d.message));
     });
 }
 
@@ -277,7 +327,8 @@ void engine::impl::emit(event ev) {
             try {
                 fn(ev);
             } catch (const std::exception& e) {
-                self->params.log.log(log_level::error, fmt::format("event handler threw: {}", e.what()));
+                self->params.log.log(log_level::error,
+                                     fmt::format("event handler threw: {}", e.what()));
             }
         }
     });
@@ -297,39 +348,74 @@ engine::~engine() {
     }
 }
 
-boost::asio::any_io_executor engine::get_executor() const noexcept { return impl_->ex; }
+boost::asio::any_io_executor engine::get_executor() const noexcept {
+    return impl_->ex;
+}
 
-void engine::async_send_impl(send_request req,
-                             boost::asio::any_completion_handler<void(error_code, send_result)> handler) {
+void engine::async_send_impl(
+    send_request req, boost::asio::any_completion_handler<void(error_code, send_result)> handler) {
     impl_->start_send(std::move(req), std::move(handler));
 }
 
-void engine::add_provider(const principal& who, const std::string& id, std::shared_ptr<provider_transport> t) {
-    if (id.empty() || has_crlf(id)) fail(errc::invalid_argument, "provider id must be non-empty text");
+void engine::add_provider(const principal& who, const std::string& id,
+                          std::shared_ptr<provider_transport> t) {
+    if (id.empty() || has_crlf(id))
+        fail(errc::invalid_argument, "provider id must be non-empty text");
     if (!t) fail(errc::invalid_argument, "provider transport is null");
     impl_->authorize(who, "provider.add", "provider", id);
     std::string after;
     json::writer(after).begin_object().member("id", id).member("transport", t->name()).end_object();
-    impl_->mutate(who, "provider.add", "provider", id, {}, after, {});
-    std::lock_guard lock(impl_->mu);
-    impl_->providers[id] = std::move(t);
+    impl_->mutate(who, "provider.add", "provider", id, {}, after, {}, [&] {
+        std::lock_guard lock(impl_->mu);
+        impl_->providers[id] = std::move(t);
+    });
+}
+
+void engine::add_provider(const principal& who, const std::string& id, std::string_view dsn_text) {
+    if (id.empty() || has_crlf(id))
+        fail(errc::invalid_argument, "provider id must be non-empty text");
+    impl_->authorize(who, "provider.add", "provider", id);
+    diagnostics diag;
+    auto parsed = parse_dsn(dsn_text, &diag);
+    if (!parsed) throw exception(parsed.error(), diag);
+    auto t = make_transport(impl_->ex, dsn_text, &diag);
+    if (!t) throw exception(t.error(), diag);
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("id", id)
+        .member("transport", (*t)->name())
+        .member("dsn", parsed->to_string())
+        .end_object();
+    impl_->mutate(who, "provider.add", "provider", id, {}, after, {}, [&] {
+        std::lock_guard lock(impl_->mu);
+        impl_->providers[id] = std::move(*t);
+    });
 }
 
 void engine::upsert_mailbox(const principal& who, const mailbox_config& cfg) {
-    if (cfg.id.empty() || has_crlf(cfg.id)) fail(errc::invalid_argument, "mailbox id must be non-empty text");
+    if (cfg.id.empty() || has_crlf(cfg.id))
+        fail(errc::invalid_argument, "mailbox id must be non-empty text");
     if (!is_valid_addr_spec(cfg.from.addr_spec()))
-        fail(errc::invalid_address, fmt::format("mailbox '{}': '{}' is not a valid address", cfg.id, cfg.from.addr_spec()));
-    if (has_crlf(cfg.from.display_name)) fail(errc::header_injection, "mailbox display name contains CR or LF");
-    if (cfg.provider.empty()) fail(errc::invalid_argument, fmt::format("mailbox '{}' has no provider", cfg.id));
+        fail(errc::invalid_address, fmt::format("mailbox '{}': '{}' is not a valid address", cfg.id,
+                                                cfg.from.addr_spec()));
+    if (has_crlf(cfg.from.display_name))
+        fail(errc::header_injection, "mailbox display name contains CR or LF");
+    if (cfg.provider.empty())
+        fail(errc::invalid_argument, fmt::format("mailbox '{}' has no provider", cfg.id));
     if (!find_zone(cfg.time_zone))
-        fail(errc::unknown_time_zone, fmt::format("mailbox '{}': unknown time zone '{}'", cfg.id, cfg.time_zone));
-    if (!valid_window(cfg.window)) fail(errc::invalid_argument, "send window hours must be 0..24 and weekdays 7 bits");
+        fail(errc::unknown_time_zone,
+             fmt::format("mailbox '{}': unknown time zone '{}'", cfg.id, cfg.time_zone));
+    if (!valid_window(cfg.window))
+        fail(errc::invalid_argument, "send window hours must be 0..24 and weekdays 7 bits");
     if (cfg.weight == 0) fail(errc::invalid_argument, "mailbox weight must be at least 1");
-    if (cfg.min_gap.count() < 0 || cfg.jitter.count() < 0) fail(errc::invalid_argument, "min_gap and jitter must not be negative");
+    if (cfg.min_gap.count() < 0 || cfg.jitter.count() < 0)
+        fail(errc::invalid_argument, "min_gap and jitter must not be negative");
     if (cfg.breaker.failure_threshold == 0 || cfg.breaker.cool_down.count() <= 0)
         fail(errc::invalid_argument, "breaker threshold and cool-down must be positive");
     std::string why;
-    if (auto ec = validate_limits(cfg.limits, why)) fail(errc::invalid_argument, fmt::format("mailbox '{}': {}", cfg.id, why));
+    if (auto ec = validate_limits(cfg.limits, why))
+        fail(errc::invalid_argument, fmt::format("mailbox '{}': {}", cfg.id, why));
 
     std::string before;
     {
@@ -341,11 +427,12 @@ void engine::upsert_mailbox(const principal& who, const mailbox_config& cfg) {
     impl_->authorize(who, action, "mailbox", cfg.id);
     auto after = to_json(cfg);
     impl_->mutate(who, action, "mailbox", cfg.id, before, after,
-                  {store_ops::put_object{stored_object{"mailbox", cfg.id, after}}});
-    std::lock_guard lock(impl_->mu);
-    impl_->apply_mailbox(cfg, true);
-    // Weight and priority feed the pools' precomputed rotation orders.
-    for (auto& [id, p] : impl_->pools) rebuild(p, impl_->mailboxes);
+                  {store_ops::put_object{stored_object{"mailbox", cfg.id, after}}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->apply_mailbox(cfg, true);
+                      // Weight and priority feed the pools' precomputed rotation orders.
+                      for (auto& [id, p] : impl_->pools) rebuild(p, impl_->mailboxes);
+                  });
 }
 
 void engine::retire_mailbox(const principal& who, const std::string& id) {
@@ -356,8 +443,10 @@ void engine::retire_mailbox(const principal& who, const std::string& id) {
 }
 
 void engine::upsert_pool(const principal& who, const pool_config& cfg) {
-    if (cfg.id.empty() || has_crlf(cfg.id)) fail(errc::invalid_argument, "pool id must be non-empty text");
-    if (cfg.policy.max_attempts == 0) fail(errc::invalid_argument, "pool max_attempts must be at least 1");
+    if (cfg.id.empty() || has_crlf(cfg.id))
+        fail(errc::invalid_argument, "pool id must be non-empty text");
+    if (cfg.policy.max_attempts == 0)
+        fail(errc::invalid_argument, "pool max_attempts must be at least 1");
     std::string before;
     {
         std::lock_guard lock(impl_->mu);
@@ -370,11 +459,12 @@ void engine::upsert_pool(const principal& who, const pool_config& cfg) {
     impl_->authorize(who, "pool.upsert", "pool", cfg.id);
     auto after = to_json(cfg);
     impl_->mutate(who, "pool.upsert", "pool", cfg.id, before, after,
-                  {store_ops::put_object{stored_object{"pool", cfg.id, after}}});
-    std::lock_guard lock(impl_->mu);
-    auto& p = impl_->pools[cfg.id];
-    p.cfg = cfg;
-    rebuild(p, impl_->mailboxes);
+                  {store_ops::put_object{stored_object{"pool", cfg.id, after}}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      auto& p = impl_->pools[cfg.id];
+                      p.cfg = cfg;
+                      rebuild(p, impl_->mailboxes);
+                  });
 }
 
 void engine::remove_pool(const principal& who, const std::string& id) {
@@ -386,16 +476,20 @@ void engine::remove_pool(const principal& who, const std::string& id) {
         before = to_json(it->second.cfg);
     }
     impl_->authorize(who, "pool.remove", "pool", id);
-    impl_->mutate(who, "pool.remove", "pool", id, before, {}, {store_ops::delete_object{"pool", id}});
-    std::lock_guard lock(impl_->mu);
-    impl_->pools.erase(id);
+    impl_->mutate(who, "pool.remove", "pool", id, before, {},
+                  {store_ops::delete_object{"pool", id}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->pools.erase(id);
+                  });
 }
 
 void engine::set_quota(const principal& who, const quota& q) {
-    if (q.key.empty() || has_crlf(q.key)) fail(errc::invalid_argument, "quota key must be non-empty text");
+    if (q.key.empty() || has_crlf(q.key))
+        fail(errc::invalid_argument, "quota key must be non-empty text");
     if (q.key == "*" && q.scope != quota_scope::recipient_domain)
         fail(errc::invalid_argument, "the key '*' applies only to recipient_domain quotas");
-    if (!find_zone(q.time_zone)) fail(errc::unknown_time_zone, fmt::format("unknown time zone '{}'", q.time_zone));
+    if (!find_zone(q.time_zone))
+        fail(errc::unknown_time_zone, fmt::format("unknown time zone '{}'", q.time_zone));
     std::string why;
     if (auto ec = validate_limits(q.limits, why)) fail(errc::invalid_argument, why);
     quota norm = q;
@@ -413,9 +507,11 @@ void engine::set_quota(const principal& who, const quota& q) {
     }
     impl_->authorize(who, "quota.set", "quota", oid);
     auto after = to_json(norm);
-    impl_->mutate(who, "quota.set", "quota", oid, before, after, {store_ops::put_object{stored_object{"quota", oid, after}}});
-    std::lock_guard lock(impl_->mu);
-    impl_->apply_quota(norm);
+    impl_->mutate(who, "quota.set", "quota", oid, before, after,
+                  {store_ops::put_object{stored_object{"quota", oid, after}}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->apply_quota(norm);
+                  });
 }
 
 void engine::remove_quota(const principal& who, quota_scope scope, const std::string& key) {
@@ -434,9 +530,11 @@ void engine::remove_quota(const principal& who, quota_scope scope, const std::st
         before = to_json(it->second.q);
     }
     impl_->authorize(who, "quota.remove", "quota", oid);
-    impl_->mutate(who, "quota.remove", "quota", oid, before, {}, {store_ops::delete_object{"quota", oid}});
-    std::lock_guard lock(impl_->mu);
-    impl_->quotas.erase({scope, k});
+    impl_->mutate(who, "quota.remove", "quota", oid, before, {},
+                  {store_ops::delete_object{"quota", oid}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->quotas.erase({scope, k});
+                  });
 }
 
 std::optional<mailbox_config> engine::find_mailbox(const std::string& id) const {
@@ -464,7 +562,8 @@ std::optional<pool_config> engine::find_pool(const std::string& id) const {
 mailbox_status engine::status(const std::string& id) const {
     std::lock_guard lock(impl_->mu);
     auto it = impl_->mailboxes.find(id);
-    if (it == impl_->mailboxes.end()) fail(errc::unknown_mailbox, fmt::format("no mailbox '{}'", id));
+    if (it == impl_->mailboxes.end())
+        fail(errc::unknown_mailbox, fmt::format("no mailbox '{}'", id));
     auto& mb = it->second;
     auto now = impl_->clk->now();
     mailbox_status s;
@@ -482,7 +581,8 @@ mailbox_status engine::status(const std::string& id) const {
             cap = cap == 0 ? l.max : std::min(cap, l.max);
         }
     }
-    if (auto ramp = warmup_cap(mb.cfg.warmup, mb.zone, now)) cap = cap == 0 ? *ramp : std::min(cap, *ramp);
+    if (auto ramp = warmup_cap(mb.cfg.warmup, mb.zone, now))
+        cap = cap == 0 ? *ramp : std::min(cap, *ramp);
     s.effective_daily_cap = cap;
     s.sent_today = mb.counter.count(day, mb.zone, now);
     effective_limit hour{0, std::chrono::seconds(3600), window_kind::rolling};
@@ -495,8 +595,10 @@ mailbox_status engine::status(const std::string& id) const {
 // --- suppression -------------------------------------------------------------
 
 namespace {
-std::string normalise_entry(suppression_kind kind, std::string_view value, const suppression_options& opts) {
-    auto r = kind == suppression_kind::address ? normalise_address(value, opts) : normalise_domain(value);
+std::string normalise_entry(suppression_kind kind, std::string_view value,
+                            const suppression_options& opts) {
+    auto r = kind == suppression_kind::address ? normalise_address(value, opts)
+                                               : normalise_domain(value);
     if (!r)
         fail(errc::invalid_address, kind == suppression_kind::address ? "not a valid email address"
                                                                       : "not a valid domain");
@@ -511,9 +613,11 @@ void engine::suppress(const principal& who, suppression_kind kind, std::string_v
     impl_->authorize(who, "suppression.add", "suppression", key);
     suppression_entry e{kind, key, reason, std::string(source), impl_->clk->now()};
     std::string before;
-    impl_->mutate(who, "suppression.add", "suppression", key, before, to_json(e), {store_ops::put_suppression{e}});
-    std::unique_lock lock(impl_->supp_mu);
-    impl_->index.insert(kind, key);
+    impl_->mutate(who, "suppression.add", "suppression", key, before, to_json(e),
+                  {store_ops::put_suppression{e}}, [&] {
+                      std::unique_lock lock(impl_->supp_mu);
+                      impl_->index.insert(kind, key);
+                  });
 }
 
 bool engine::unsuppress(const principal& who, suppression_kind kind, std::string_view value) {
@@ -533,10 +637,12 @@ bool engine::unsuppress(const principal& who, suppression_kind kind, std::string
         done.set_value();
     });
     done.get_future().wait();
-    impl_->mutate(who, "suppression.remove", "suppression", key, prior ? to_json(*prior) : std::string(), {},
-                  {store_ops::delete_suppression{kind, key}});
-    std::unique_lock lock(impl_->supp_mu);
-    impl_->index.erase(kind, key);
+    impl_->mutate(who, "suppression.remove", "suppression", key,
+                  prior ? to_json(*prior) : std::string(), {},
+                  {store_ops::delete_suppression{kind, key}}, [&] {
+                      std::unique_lock lock(impl_->supp_mu);
+                      impl_->index.erase(kind, key);
+                  });
     return true;
 }
 
@@ -571,7 +677,8 @@ std::size_t engine::suppression_count() const {
     return impl_->index.size();
 }
 
-std::size_t engine::import_suppressions(const principal& who, std::istream& csv, std::string_view source) {
+std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
+                                        std::string_view source) {
     if (has_crlf(source)) fail(errc::invalid_argument, "suppression source contains CR or LF");
     impl_->authorize(who, "suppression.import", "suppression", "*");
     std::vector<store_op> ops;
@@ -598,12 +705,14 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
         .member("source", source)
         .member("sha256", sha256_hex(digest_input))
         .end_object();
-    impl_->mutate(who, "suppression.import", "suppression", "*", {}, after, std::move(ops));
-    std::unique_lock lock(impl_->supp_mu);
-    std::size_t domains = 0;
-    for (auto& k : keys) domains += k.first == suppression_kind::domain;
-    impl_->index.reserve(impl_->index.address_count() + keys.size() - domains, impl_->index.domain_count() + domains);
-    for (auto& [kind, value] : keys) impl_->index.insert(kind, value);
+    impl_->mutate(who, "suppression.import", "suppression", "*", {}, after, std::move(ops), [&] {
+        std::unique_lock lock(impl_->supp_mu);
+        std::size_t domains = 0;
+        for (auto& k : keys) domains += k.first == suppression_kind::domain;
+        impl_->index.reserve(impl_->index.address_count() + keys.size() - domains,
+                             impl_->index.domain_count() + domains);
+        for (auto& [kind, value] : keys) impl_->index.insert(kind, value);
+    });
     return keys.size();
 }
 
@@ -641,7 +750,8 @@ void engine::pause(const principal& who, const pause_target& t, std::string_view
         std::lock_guard lock(impl_->mu);
         if (t.scope == pause_scope::workspace && !t.id.empty())
             fail(errc::invalid_argument, "a workspace pause takes no id");
-        if (t.scope != pause_scope::workspace && t.id.empty()) fail(errc::invalid_argument, "pause target needs an id");
+        if (t.scope != pause_scope::workspace && t.id.empty())
+            fail(errc::invalid_argument, "pause target needs an id");
         if (t.scope == pause_scope::pool && !impl_->pools.count(t.id))
             fail(errc::unknown_pool, fmt::format("no pool '{}'", t.id));
         if (t.scope == pause_scope::mailbox && !impl_->mailboxes.count(t.id))
@@ -658,9 +768,10 @@ void engine::pause(const principal& who, const pause_target& t, std::string_view
     impl_->authorize(who, "pause", to_string(norm.scope), norm.id);
     auto after = pause_json(norm, reason);
     impl_->mutate(who, "pause", to_string(norm.scope), norm.id, {}, after,
-                  {store_ops::put_object{stored_object{"pause", oid, after}}});
-    std::lock_guard lock(impl_->mu);
-    impl_->pauses[oid] = after;
+                  {store_ops::put_object{stored_object{"pause", oid, after}}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->pauses[oid] = after;
+                  });
 }
 
 void engine::resume(const principal& who, const pause_target& t) {
@@ -675,13 +786,16 @@ void engine::resume(const principal& who, const pause_target& t) {
     {
         std::lock_guard lock(impl_->mu);
         auto it = impl_->pauses.find(oid);
-        if (it == impl_->pauses.end()) fail(errc::not_found, fmt::format("'{}' is not paused", oid));
+        if (it == impl_->pauses.end())
+            fail(errc::not_found, fmt::format("'{}' is not paused", oid));
         before = it->second;
     }
     impl_->authorize(who, "resume", to_string(norm.scope), norm.id);
-    impl_->mutate(who, "resume", to_string(norm.scope), norm.id, before, {}, {store_ops::delete_object{"pause", oid}});
-    std::lock_guard lock(impl_->mu);
-    impl_->pauses.erase(oid);
+    impl_->mutate(who, "resume", to_string(norm.scope), norm.id, before, {},
+                  {store_ops::delete_object{"pause", oid}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->pauses.erase(oid);
+                  });
 }
 
 bool engine::is_paused(const pause_target& t) const {
@@ -716,7 +830,8 @@ std::vector<audit_record> engine::audit_log(std::uint64_t from_seq) const {
     std::promise<void> done;
     impl_->writer->run([&](store& st) {
         try {
-            st.for_each_audit(impl_->params.workspace, from_seq, [&](const audit_record& r) { out.push_back(r); });
+            st.for_each_audit(impl_->params.workspace, from_seq,
+                              [&](const audit_record& r) { out.push_back(r); });
         } catch (...) {
             err = std::current_exception();
         }
@@ -740,7 +855,9 @@ engine_stats engine::stats() const {
     return s;
 }
 
-void engine::flush() { impl_->writer->flush(); }
+void engine::flush() {
+    impl_->writer->flush();
+}
 
 void engine::cancel() {
     impl_->cancelled = true;

@@ -1,28 +1,26 @@
 // The engine's state and the decisions it makes on it. The public class in
 // engine.hpp forwards here.
 //
-// Locking: `admin_mu` (audited mutations, one at a time) before `mu` (all
-// decision state) before `supp_mu` (the suppression index). The hot path
-// takes `mu` and then `supp_mu` shared; nothing blocks on I/O while holding
-// either.
+// Locking: `mu` (all decision state) before `admin_mu` (assigning the next
+// audit record and queueing it) and before `supp_mu` (the suppression index).
+// No lock is held while waiting for the store; in-memory effects of audited
+// changes are applied on the writer thread in commit order.
 #pragma once
 
-#include <mailers/engine.hpp>
-
-#include "core/rate_counter.hpp"
-#include "core/schedule.hpp"
-#include "engine/commit_writer.hpp"
-#include "suppression/index.hpp"
-
-#include <boost/asio/strand.hpp>
-
 #include <atomic>
+#include <boost/asio/strand.hpp>
+#include <mailers/engine.hpp>
 #include <map>
 #include <mutex>
 #include <random>
 #include <shared_mutex>
 #include <unordered_map>
 #include <unordered_set>
+
+#include "core/rate_counter.hpp"
+#include "core/schedule.hpp"
+#include "engine/commit_writer.hpp"
+#include "suppression/index.hpp"
 
 namespace mailers {
 
@@ -31,8 +29,8 @@ namespace detail {
 struct mailbox_rt {
     mailbox_config cfg;
     zone_ptr zone = nullptr;
-    std::string sender_domain;           // normalised From domain
-    std::vector<effective_limit> limits; // cfg.limits, without warm-up
+    std::string sender_domain;            // normalised From domain
+    std::vector<effective_limit> limits;  // cfg.limits, without warm-up
     std::chrono::seconds horizon{86400};
     rate_counter counter;
     time_point gap_until{};
@@ -62,8 +60,8 @@ struct quota_rt {
 /// at the first: the cost of a send does not grow with the pool's size.
 struct pool_rt {
     pool_config cfg;
-    std::vector<mailbox_rt*> members;     // cfg.mailboxes, resolved
-    std::vector<std::uint32_t> schedule;  // weighted: smooth weighted round-robin order
+    std::vector<mailbox_rt*> members;        // cfg.mailboxes, resolved
+    std::vector<std::uint32_t> schedule;     // weighted: smooth weighted round-robin order
     std::vector<std::uint32_t> by_priority;  // priority: members by priority, stable
     std::size_t cursor = 0;
     std::unordered_map<std::string, std::string> sticky;  // recipient -> mailbox
@@ -129,8 +127,8 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
     // --- decisions (callers hold mu)
     detail::eligibility check(detail::mailbox_rt& mb, const std::string& pool_id,
                               std::string_view recipient_domain, time_point now);
-    std::optional<detail::reservation> reserve(detail::mailbox_rt& mb, std::string_view recipient_domain,
-                                               time_point now);
+    std::optional<detail::reservation> reserve(detail::mailbox_rt& mb,
+                                               std::string_view recipient_domain, time_point now);
     void release(const detail::reservation& r);
     /// Picks and reserves; nullptr mailbox + retry time when none can send.
     struct pick_result {
@@ -140,12 +138,13 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
         ineligible_reason reason = ineligible_reason::none;
     };
     pick_result pick(const send_request& req, const std::string& recipient,
-                     std::string_view recipient_domain, const std::unordered_set<std::string>& tried,
-                     time_point now);
+                     std::string_view recipient_domain,
+                     const std::unordered_set<std::string>& tried, time_point now);
     bool paused_for(const detail::mailbox_rt& mb, const std::string& pool_id) const;
     bool is_paused_locked(pause_scope s, const std::string& id) const;
     void record_success(detail::mailbox_rt& mb, const detail::reservation& r);
-    void record_transient_failure(detail::mailbox_rt& mb, const detail::reservation& r, time_point now);
+    void record_transient_failure(detail::mailbox_rt& mb, const detail::reservation& r,
+                                  time_point now);
 
     // --- suppression (takes supp_mu)
     bool suppressed(const std::string& normalised) const;
@@ -153,14 +152,18 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
     // --- audited mutations
     /// Authorises, appends an audit record and commits `ops` + the record
     /// in one transaction; blocks until durable. Throws on failure.
+    /// `apply` updates the in-memory state; it runs on the writer thread
+    /// right after the commit succeeds, in commit order, so memory and store
+    /// agree even when two changes to the same thing race.
     void mutate(const principal& who, std::string_view action, std::string_view resource_type,
                 std::string_view resource_id, std::string before, std::string after,
-                std::vector<store_op> ops);
+                std::vector<store_op> ops, const std::function<void()>& apply = {});
     void authorize(const principal& who, std::string_view action, std::string_view type,
                    std::string_view id) const;
     /// Same, without blocking, for automatic actions on the hot path.
-    void mutate_async(std::string_view action, std::string_view resource_type, std::string_view resource_id,
-                      std::string before, std::string after, std::vector<store_op> ops);
+    void mutate_async(std::string_view action, std::string_view resource_type,
+                      std::string_view resource_id, std::string before, std::string after,
+                      std::vector<store_op> ops);
     audit_record next_audit(const principal& who, std::string_view action, std::string_view type,
                             std::string_view id, std::string before, std::string after);
 

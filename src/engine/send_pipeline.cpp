@@ -1,10 +1,6 @@
 // The send pipeline: validate → suppression check → pick → reserve (durable)
 // → re-check at hand-off → transport → record → events.
-#include "engine/engine_impl.hpp"
-#include "core/post.hpp"
-#include "engine/serialize.hpp"
-
-#include <mailers/mime.hpp>
+#include <fmt/format.h>
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -14,7 +10,11 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <fmt/format.h>
+#include <mailers/mime.hpp>
+
+#include "core/post.hpp"
+#include "engine/engine_impl.hpp"
+#include "engine/serialize.hpp"
 
 namespace mailers {
 
@@ -27,19 +27,23 @@ namespace {
 
 using send_pair = std::pair<error_code, send_result>;
 
-awaitable<std::pair<error_code, diagnostics>> async_commit(engine::impl& self, std::vector<store_op> ops) {
-    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::pair<error_code, diagnostics>)>(
+awaitable<std::pair<error_code, diagnostics>> async_commit(engine::impl& self,
+                                                           std::vector<store_op> ops) {
+    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
+                                            void(std::pair<error_code, diagnostics>)>(
         [&self](auto handler, std::vector<store_op> ops) {
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            self.writer->enqueue(std::move(ops), [h, ex = self.ex](error_code ec, const diagnostics& d) {
-                complete_later(ex, std::move(*h), std::make_pair(ec, d));
-            });
+            self.writer->enqueue(std::move(ops),
+                                 [h, ex = self.ex](error_code ec, const diagnostics& d) {
+                                     complete_later(ex, std::move(*h), std::make_pair(ec, d));
+                                 });
         },
         use_awaitable, std::move(ops));
 }
 
 awaitable<std::optional<ledger_row>> async_find_send(engine::impl& self, std::uint64_t id) {
-    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::optional<ledger_row>)>(
+    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
+                                            void(std::optional<ledger_row>)>(
         [&self, id](auto handler) {
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
             self.writer->run([h, ex = self.ex, id, ws = self.params.workspace](store& st) {
@@ -66,7 +70,9 @@ std::string reputation_pause_json(const std::string& domain) {
     return fmt::format(R"({{"scope":"sender_domain","id":"{}","reason":"reputation"}})", domain);
 }
 
-bool has_ctl(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
+bool has_ctl(std::string_view s) {
+    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
 
 // Checks the request and moves its content into the message every attempt
 // copies from. `req` keeps its routing fields (pool, mailbox, to, key, actor).
@@ -109,8 +115,8 @@ error_code take_message(send_request& req, std::size_t max_size, message& m, std
 
 // A fresh copy of the caller's message for one attempt: nothing from an
 // earlier attempt can leak into it.
-std::shared_ptr<outbound> build_outbound(const message& base, const mailbox_rt& mb, const ledger_row& row,
-                                         time_point now) {
+std::shared_ptr<outbound> build_outbound(const message& base, const mailbox_rt& mb,
+                                         const ledger_row& row, time_point now) {
     auto out = std::make_shared<outbound>();
     out->msg = base;
     out->msg.from = mb.cfg.from;
@@ -162,11 +168,20 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     req.pool.empty() ? req.mailbox : req.pool);
     } catch (const exception& e) {
         result.diag = e.diag();
+        {
+            // Refused like bad input: every send lands in exactly one counter.
+            std::lock_guard lock(s.mu);
+            ++s.counters.rejected;
+        }
         co_return send_pair{e.code(), std::move(result)};
     }
     auto recipient_r = normalise_address(req.to.addr_spec(), s.params.suppression);
     if (!recipient_r) {
         result.diag.message = "recipient is not a valid address";
+        {
+            std::lock_guard lock(s.mu);
+            ++s.counters.rejected;
+        }
         co_return send_pair{make_error_code(errc::invalid_address), std::move(result)};
     }
     const std::string recipient = std::move(*recipient_r);
@@ -243,21 +258,24 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     row.provider = mb.cfg.provider;
                     row.pool = req.pool;
                     row.recipient = recipient;
-                    row.message_id = make_message_id(
-                        s.params.message_id_domain.empty() ? mb.sender_domain : s.params.message_id_domain);
+                    row.message_id = make_message_id(s.params.message_id_domain.empty()
+                                                         ? mb.sender_domain
+                                                         : s.params.message_id_domain);
                     row.state = send_state::reserved;
                     row.reserved_at = row.updated_at = now;
                     s.in_flight.emplace(row.id, row);
-                    if (!req.idempotency_key.empty()) s.idem_keys.emplace(req.idempotency_key, row.id);
+                    if (!req.idempotency_key.empty())
+                        s.idem_keys.emplace(req.idempotency_key, row.id);
                 }
             }
             if (row.id == 0) {
                 event_type t = result.retry_at || result.diag.message.starts_with("no eligible")
                                    ? event_type::no_capacity
-                               : result.diag.message.starts_with("the recipient") ? event_type::suppressed
-                                                                                  : event_type::paused;
+                               : result.diag.message.starts_with("the recipient")
+                                   ? event_type::suppressed
+                                   : event_type::paused;
                 s.emit(make_event(t, now, req, result, recipient, result.diag.message));
-                auto ec = t == event_type::no_capacity ? errc::no_capacity
+                auto ec = t == event_type::no_capacity  ? errc::no_capacity
                           : t == event_type::suppressed ? errc::suppressed
                                                         : errc::paused;
                 co_return send_pair{make_error_code(ec), std::move(result)};
@@ -294,7 +312,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 std::lock_guard lock(s.mu);
                 s.release(res);
                 s.in_flight.erase(row.id);
-                if (!inserted && !req.idempotency_key.empty()) s.idem_keys.erase(req.idempotency_key);
+                if (!inserted && !req.idempotency_key.empty())
+                    s.idem_keys.erase(req.idempotency_key);
                 ++s.counters.failed;
                 result.state.reset();
                 result.diag = cdiag;
@@ -318,41 +337,42 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         result.mailbox = row.mailbox;
         result.provider = row.provider;
         result.message_id = row.message_id;
-        auto [tec, outcome] = co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
-                                                            void(error_code, send_outcome)>(
-            [&](auto handler) {
-                std::unique_lock lock(s.mu);
-                std::shared_lock slock(s.supp_mu);
-                auto mit = s.mailboxes.find(row.mailbox);
-                error_code refuse;
-                std::string detail;
-                std::shared_ptr<provider_transport> transport;
-                if (s.index.contains_address(recipient)) {
-                    refuse = make_error_code(errc::suppressed);
-                    detail = "the recipient was suppressed before hand-off";
-                } else if (mit == s.mailboxes.end() || s.paused_for(mit->second, req.pool) ||
-                           mit->second.cfg.state != mailbox_state::active) {
-                    refuse = make_error_code(errc::paused);
-                    detail = "paused before hand-off";
-                } else {
-                    auto pit = s.providers.find(row.provider);
-                    if (pit == s.providers.end()) {
-                        refuse = make_error_code(errc::unknown_provider);
-                        detail = fmt::format("no provider '{}' is registered", row.provider);
+        auto [tec, outcome] =
+            co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
+                                          void(error_code, send_outcome)>(
+                [&](auto handler) {
+                    std::unique_lock lock(s.mu);
+                    std::shared_lock slock(s.supp_mu);
+                    auto mit = s.mailboxes.find(row.mailbox);
+                    error_code refuse;
+                    std::string detail;
+                    std::shared_ptr<provider_transport> transport;
+                    if (s.index.contains_address(recipient)) {
+                        refuse = make_error_code(errc::suppressed);
+                        detail = "the recipient was suppressed before hand-off";
+                    } else if (mit == s.mailboxes.end() || s.paused_for(mit->second, req.pool) ||
+                               mit->second.cfg.state != mailbox_state::active) {
+                        refuse = make_error_code(errc::paused);
+                        detail = "paused before hand-off";
                     } else {
-                        transport = pit->second;
+                        auto pit = s.providers.find(row.provider);
+                        if (pit == s.providers.end()) {
+                            refuse = make_error_code(errc::unknown_provider);
+                            detail = fmt::format("no provider '{}' is registered", row.provider);
+                        } else {
+                            transport = pit->second;
+                        }
                     }
-                }
-                if (refuse) {
-                    send_outcome o;
-                    o.diag.message = detail;
-                    complete_later(s.ex, std::move(handler), refuse, std::move(o));
-                    return;
-                }
-                auto out = build_outbound(base, mit->second, row, s.clk->now());
-                transport->async_send(std::move(out), std::move(handler));
-            },
-            asio::as_tuple(use_awaitable));
+                    if (refuse) {
+                        send_outcome o;
+                        o.diag.message = detail;
+                        complete_later(s.ex, std::move(handler), refuse, std::move(o));
+                        return;
+                    }
+                    auto out = build_outbound(base, mit->second, row, s.clk->now());
+                    transport->async_send(std::move(out), std::move(handler));
+                },
+                asio::as_tuple(use_awaitable));
         result.attempts = attempt;
 
         // 5. Record the outcome and act on its failure class. The time is
@@ -369,7 +389,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             result.provider_message_id = outcome.provider_message_id;
             if (!req.pool.empty()) {
                 auto p = s.pools.find(req.pool);
-                if (p != s.pools.end() && p->second.cfg.policy.sticky_sender) p->second.sticky[recipient] = row.mailbox;
+                if (p != s.pools.end() && p->second.cfg.policy.sticky_sender)
+                    p->second.sticky[recipient] = row.mailbox;
             }
             ++s.counters.accepted;
             final_ec = {};
@@ -382,9 +403,12 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             s.release(res);
             row.state = send_state::failed;
             final_ec = tec;
-            if (tec == errc::suppressed) ++s.counters.suppressed;
-            else if (tec == errc::paused) ++s.counters.paused;
-            else ++s.counters.failed;
+            if (tec == errc::suppressed)
+                ++s.counters.suppressed;
+            else if (tec == errc::paused)
+                ++s.counters.paused;
+            else
+                ++s.counters.failed;
             break;
         }
         auto f = classify(tec);
@@ -403,13 +427,15 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             final_ec = tec;
             if (mit != s.mailboxes.end()) s.record_success(mit->second, res);  // the route works
             if (f == failure::recipient_permanent) {
-                suppression_entry e{suppression_kind::address, recipient, suppression_reason::hard_bounce,
-                                    "transport:" + row.provider, now};
+                suppression_entry e{suppression_kind::address, recipient,
+                                    suppression_reason::hard_bounce, "transport:" + row.provider,
+                                    now};
                 {
                     std::unique_lock slock(s.supp_mu);
                     s.index.insert(e.kind, e.value);
                 }
-                s.mutate_async("suppression.add", "suppression", recipient, {}, {}, one_op(store_ops::put_suppression{e}));
+                s.mutate_async("suppression.add", "suppression", recipient, {}, {},
+                               one_op(store_ops::put_suppression{e}));
                 s.emit(make_event(event_type::bounced, now, req, result, recipient, row.detail));
             }
             break;
@@ -425,15 +451,19 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 case failure::quota_exhausted: {
                     bool calendar = false;
                     for (const auto& l : mb.limits)
-                        if (l.length == std::chrono::seconds(86400) && l.kind == window_kind::calendar) calendar = true;
-                    mb.exhausted_until = calendar ? next_period_start(std::chrono::seconds(86400), mb.zone, now)
-                                                  : now + std::chrono::hours(24);
+                        if (l.length == std::chrono::seconds(86400) &&
+                            l.kind == window_kind::calendar)
+                            calendar = true;
+                    mb.exhausted_until =
+                        calendar ? next_period_start(std::chrono::seconds(86400), mb.zone, now)
+                                 : now + std::chrono::hours(24);
                     break;
                 }
                 case failure::auth:
                     mb.auth_failed = true;
                     s.emit(make_event(event_type::alert, now, req, result, recipient,
-                                      fmt::format("mailbox '{}' failed to authenticate: {}", mb.cfg.id, row.detail)));
+                                      fmt::format("mailbox '{}' failed to authenticate: {}",
+                                                  mb.cfg.id, row.detail)));
                     break;
                 case failure::reputation: {
                     pause_target t{pause_scope::sender_domain, mb.sender_domain};
@@ -441,11 +471,13 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     if (!s.pauses.count(oid)) {
                         std::string json = reputation_pause_json(mb.sender_domain);
                         s.pauses[oid] = json;
-                        s.mutate_async("pause", "sender_domain", mb.sender_domain, {}, json,
-                                       one_op(store_ops::put_object{stored_object{"pause", oid, json}}));
+                        s.mutate_async(
+                            "pause", "sender_domain", mb.sender_domain, {}, json,
+                            one_op(store_ops::put_object{stored_object{"pause", oid, json}}));
                     }
                     s.emit(make_event(event_type::alert, now, req, result, recipient,
-                                      fmt::format("sender domain '{}' paused: {}", mb.sender_domain, row.detail)));
+                                      fmt::format("sender domain '{}' paused: {}", mb.sender_domain,
+                                                  row.detail)));
                     break;
                 }
                 default:
@@ -474,7 +506,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         row.state = send_state::reserved;
         row.attempt = attempt + 1;
         row.reserved_at = now;
-        row.message_id = make_message_id(s.params.message_id_domain.empty() ? mb.sender_domain : s.params.message_id_domain);
+        row.message_id = make_message_id(
+            s.params.message_id_domain.empty() ? mb.sender_domain : s.params.message_id_domain);
         s.in_flight[row.id] = row;
     }
 
@@ -491,7 +524,9 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     // full-expression twice.
     auto final_ops = one_op(store_ops::update_send{row});
     auto [cec, cdiag] = co_await async_commit(s, std::move(final_ops));
-    if (cec) s.params.log.log(log_level::error, fmt::format("send {}: final state not stored: {}", row.id, cdiag.message));
+    if (cec)
+        s.params.log.log(log_level::error,
+                         fmt::format("send {}: final state not stored: {}", row.id, cdiag.message));
     event_type t = row.state == send_state::accepted  ? event_type::sent
                    : row.state == send_state::unknown ? event_type::unknown
                    : final_ec == errc::suppressed     ? event_type::suppressed
@@ -503,7 +538,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
 
 }  // namespace
 
-void engine::impl::start_send(send_request req, asio::any_completion_handler<void(error_code, send_result)> handler) {
+void engine::impl::start_send(send_request req,
+                              asio::any_completion_handler<void(error_code, send_result)> handler) {
     auto self = shared_from_this();
     asio::co_spawn(ex, run_send(self, std::move(req)),
                    [self, h = std::move(handler)](std::exception_ptr ep, send_pair r) mutable {
@@ -522,7 +558,8 @@ void engine::impl::start_send(send_request req, asio::any_completion_handler<voi
                        // starts from a post), so dispatching to the handler's
                        // executor is enough here.
                        auto hex = asio::get_associated_executor(h, self->ex);
-                       asio::dispatch(hex, asio::append(std::move(h), r.first, std::move(r.second)));
+                       asio::dispatch(hex,
+                                      asio::append(std::move(h), r.first, std::move(r.second)));
                    });
 }
 

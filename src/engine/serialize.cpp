@@ -1,13 +1,15 @@
 #include "engine/serialize.hpp"
 
-#include "json/writer.hpp"
-
 #include <simdjson.h>
+
+#include "json/writer.hpp"
 
 namespace mailers::detail {
 namespace {
 
-std::int64_t micros(time_point t) { return t.time_since_epoch().count(); }
+std::int64_t micros(time_point t) {
+    return t.time_since_epoch().count();
+}
 
 void write_limits(json::writer& w, const std::vector<rate_limit>& limits) {
     w.key("limits").begin_array();
@@ -24,7 +26,9 @@ void write_limits(json::writer& w, const std::vector<rate_limit>& limits) {
 using simdjson::dom::element;
 using simdjson::dom::object;
 
-error_code bad() { return make_error_code(errc::store_error); }
+error_code bad() {
+    return make_error_code(errc::store_error);
+}
 
 std::string get_string(object o, const char* k) {
     std::string_view s;
@@ -54,7 +58,8 @@ std::vector<rate_limit> read_limits(object o) {
         rate_limit l;
         l.max = get_uint(lo, "max");
         l.length = std::chrono::seconds(get_int(lo, "seconds", 86400));
-        l.kind = get_string(lo, "kind") == "calendar" ? window_kind::calendar : window_kind::rolling;
+        l.kind =
+            get_string(lo, "kind") == "calendar" ? window_kind::calendar : window_kind::rolling;
         out.push_back(l);
     }
     return out;
@@ -73,29 +78,40 @@ auto parse_object(std::string_view json, F&& f) -> decltype(f(std::declval<objec
 
 std::string_view to_string(quota_scope s) noexcept {
     switch (s) {
-        case quota_scope::provider: return "provider";
-        case quota_scope::sender_domain: return "sender_domain";
-        case quota_scope::recipient_domain: return "recipient_domain";
+        case quota_scope::provider:
+            return "provider";
+        case quota_scope::sender_domain:
+            return "sender_domain";
+        case quota_scope::recipient_domain:
+            return "recipient_domain";
     }
     return "provider";
 }
 
 std::string_view to_string(pause_scope s) noexcept {
     switch (s) {
-        case pause_scope::workspace: return "workspace";
-        case pause_scope::pool: return "pool";
-        case pause_scope::mailbox: return "mailbox";
-        case pause_scope::provider: return "provider";
-        case pause_scope::sender_domain: return "sender_domain";
+        case pause_scope::workspace:
+            return "workspace";
+        case pause_scope::pool:
+            return "pool";
+        case pause_scope::mailbox:
+            return "mailbox";
+        case pause_scope::provider:
+            return "provider";
+        case pause_scope::sender_domain:
+            return "sender_domain";
     }
     return "workspace";
 }
 
 std::string_view to_string(rotation_kind k) noexcept {
     switch (k) {
-        case rotation_kind::round_robin: return "round_robin";
-        case rotation_kind::weighted: return "weighted";
-        case rotation_kind::priority: return "priority";
+        case rotation_kind::round_robin:
+            return "round_robin";
+        case rotation_kind::weighted:
+            return "weighted";
+        case rotation_kind::priority:
+            return "priority";
     }
     return "round_robin";
 }
@@ -104,7 +120,9 @@ std::string quota_object_id(quota_scope scope, std::string_view key) {
     return std::string(to_string(scope)) + ":" + std::string(key);
 }
 
-std::string pause_object_id(const pause_target& t) { return std::string(to_string(t.scope)) + ":" + t.id; }
+std::string pause_object_id(const pause_target& t) {
+    return std::string(to_string(t.scope)) + ":" + t.id;
+}
 
 std::string to_json(const mailbox_config& m) {
     std::string out;
@@ -159,7 +177,8 @@ boost::system::result<mailbox_config> mailbox_from_json(std::string_view json) {
         m.from.display_name = get_string(o, "display_name");
         m.provider = get_string(o, "provider");
         m.limits = read_limits(o);
-        m.max_recipients_per_message = static_cast<std::uint32_t>(get_uint(o, "max_recipients_per_message"));
+        m.max_recipients_per_message =
+            static_cast<std::uint32_t>(get_uint(o, "max_recipients_per_message"));
         object wu;
         if (o["warmup"].get(wu) == simdjson::SUCCESS) {
             m.warmup.start = static_cast<std::uint32_t>(get_uint(wu, "start"));
@@ -179,10 +198,13 @@ boost::system::result<mailbox_config> mailbox_from_json(std::string_view json) {
         m.priority = static_cast<std::int32_t>(get_int(o, "priority"));
         m.weight = static_cast<std::uint32_t>(get_uint(o, "weight", 1));
         auto st = get_string(o, "state");
-        m.state = st == "paused" ? mailbox_state::paused : st == "retired" ? mailbox_state::retired : mailbox_state::active;
+        m.state = st == "paused"    ? mailbox_state::paused
+                  : st == "retired" ? mailbox_state::retired
+                                    : mailbox_state::active;
         object br;
         if (o["breaker"].get(br) == simdjson::SUCCESS) {
-            m.breaker.failure_threshold = static_cast<std::uint32_t>(get_uint(br, "failure_threshold", 5));
+            m.breaker.failure_threshold =
+                static_cast<std::uint32_t>(get_uint(br, "failure_threshold", 5));
             m.breaker.cool_down = std::chrono::seconds(get_int(br, "cool_down_s", 300));
             m.breaker.max_cool_down = std::chrono::seconds(get_int(br, "max_cool_down_s", 3600));
         }
@@ -221,12 +243,13 @@ boost::system::result<pool_config> pool_from_json(std::string_view json) {
         object pol;
         if (o["policy"].get(pol) == simdjson::SUCCESS) {
             auto k = get_string(pol, "kind");
-            p.policy.kind = k == "weighted" ? rotation_kind::weighted
+            p.policy.kind = k == "weighted"   ? rotation_kind::weighted
                             : k == "priority" ? rotation_kind::priority
                                               : rotation_kind::round_robin;
             p.policy.max_attempts = static_cast<std::uint32_t>(get_uint(pol, "max_attempts", 3));
             bool sticky = false;
-            if (pol["sticky_sender"].get(sticky) == simdjson::SUCCESS) p.policy.sticky_sender = sticky;
+            if (pol["sticky_sender"].get(sticky) == simdjson::SUCCESS)
+                p.policy.sticky_sender = sticky;
         }
         return p;
     });

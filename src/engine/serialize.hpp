@@ -2,10 +2,8 @@
 // audit log records as before/after. Secrets never appear here.
 #pragma once
 
-#include <mailers/engine.hpp>
-
 #include <boost/system/result.hpp>
-
+#include <mailers/engine.hpp>
 #include <string>
 #include <string_view>
 

@@ -1,24 +1,27 @@
 // Send windows, calendar periods and warm-up in real IANA zones, across DST.
-#include "core/rate_counter.hpp"
 #include "core/schedule.hpp"
 
 #include <doctest/doctest.h>
 
 #include <random>
 
+#include "core/rate_counter.hpp"
+
 using namespace mailers;
 using namespace mailers::detail;
+using mailers::time_point;
+using std::chrono::duration_cast;
 using std::chrono::hours;
 using std::chrono::microseconds;
 using std::chrono::minutes;
 using std::chrono::seconds;
-using std::chrono::duration_cast;
-using mailers::time_point;
 
 namespace {
 time_point utc(int y, unsigned m, unsigned d, int h, int min = 0, int s = 0) {
-    auto day = std::chrono::sys_days(std::chrono::year(y) / std::chrono::month(m) / std::chrono::day(d));
-    return time_point(duration_cast<mailers::duration>(day.time_since_epoch() + hours(h) + minutes(min) + seconds(s)));
+    auto day =
+        std::chrono::sys_days(std::chrono::year(y) / std::chrono::month(m) / std::chrono::day(d));
+    return time_point(duration_cast<mailers::duration>(day.time_since_epoch() + hours(h) +
+                                                       minutes(min) + seconds(s)));
 }
 }  // namespace
 
@@ -50,8 +53,8 @@ TEST_CASE("windows across midnight, closed days and an always-open default") {
     auto berlin = find_zone("Europe/Berlin");
     REQUIRE(berlin);
     send_window night{22, 6, 0x7f};
-    CHECK(window_open(night, berlin, utc(2026, 1, 10, 22)));  // 23:00 local
-    CHECK(window_open(night, berlin, utc(2026, 1, 10, 4)));   // 05:00 local
+    CHECK(window_open(night, berlin, utc(2026, 1, 10, 22)));       // 23:00 local
+    CHECK(window_open(night, berlin, utc(2026, 1, 10, 4)));        // 05:00 local
     CHECK_FALSE(window_open(night, berlin, utc(2026, 1, 10, 5)));  // 06:00 local
     send_window never{9, 17, 0};
     CHECK_FALSE(window_open(never, berlin, utc(2026, 1, 10, 10)));
@@ -77,16 +80,18 @@ TEST_CASE("calendar days are local days, 23 or 25 hours long across DST") {
     CHECK(period_start(seconds(86400), ny, now) == utc(2026, 3, 8, 5));
     CHECK(next_period_start(seconds(86400), ny, now) == utc(2026, 3, 9, 4));
     now = utc(2026, 11, 1, 12);  // the long day
-    CHECK(next_period_start(seconds(86400), ny, now) - period_start(seconds(86400), ny, now) == hours(25));
+    CHECK(next_period_start(seconds(86400), ny, now) - period_start(seconds(86400), ny, now) ==
+          hours(25));
     CHECK(period_start(seconds(3600), ny, utc(2026, 1, 1, 10, 30)) == utc(2026, 1, 1, 10));
-    CHECK(next_period_start(seconds(60), ny, utc(2026, 1, 1, 10, 30, 5)) == utc(2026, 1, 1, 10, 31));
+    CHECK(next_period_start(seconds(60), ny, utc(2026, 1, 1, 10, 30, 5)) ==
+          utc(2026, 1, 1, 10, 31));
 }
 
 TEST_CASE("warm-up ramp by local day") {
     auto tokyo = find_zone("Asia/Tokyo");
-    warmup_ramp r{2, 3, 10, utc(2026, 5, 1, 1)};  // 10:00 on 1 May in Tokyo
-    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 1, 14)) == 2u);   // 23:00 same local day
-    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 1, 15)) == 5u);   // 00:00 next local day
+    warmup_ramp r{2, 3, 10, utc(2026, 5, 1, 1)};             // 10:00 on 1 May in Tokyo
+    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 1, 14)) == 2u);  // 23:00 same local day
+    CHECK(warmup_cap(r, tokyo, utc(2026, 5, 1, 15)) == 5u);  // 00:00 next local day
     CHECK(warmup_cap(r, tokyo, utc(2026, 5, 2, 15)) == 8u);
     CHECK(warmup_cap(r, tokyo, utc(2026, 5, 3, 15)) == 10u);
     CHECK(warmup_cap(r, tokyo, utc(2026, 9, 3, 15)) == 10u);
@@ -128,8 +133,9 @@ TEST_CASE("rate counter agrees with brute force counting") {
         // Brute force: would one more fit every limit?
         bool fits = true;
         for (const auto& l : limits) {
-            auto floor = l.kind == window_kind::calendar ? period_start(l.length, zone, now)
-                                                         : now - duration_cast<mailers::duration>(l.length);
+            auto floor = l.kind == window_kind::calendar
+                             ? period_start(l.length, zone, now)
+                             : now - duration_cast<mailers::duration>(l.length);
             std::uint64_t n = 0;
             for (auto t : model)
                 if ((l.kind == window_kind::calendar ? t >= floor : t > floor) && t <= now) ++n;

@@ -1,8 +1,6 @@
-#include <mailers.hpp>
-
 #include <boost/asio/io_context.hpp>
-
 #include <cstdio>
+#include <mailers.hpp>
 
 int main() {
     boost::asio::io_context ioc;

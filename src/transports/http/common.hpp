@@ -1,0 +1,96 @@
+// Pieces every HTTP provider shares: who receives the message, how
+// addresses, forms and identifiers are written, and small JSON reads.
+#pragma once
+
+#include <boost/system/result.hpp>
+#include <mailers/address.hpp>
+#include <mailers/error.hpp>
+#include <mailers/mime.hpp>
+#include <mailers/provider_transport.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/client.hpp"
+
+namespace mailers::detail {
+
+/// "local@domain" with the domain as a lower-case A-label.
+MAILERS_API boost::system::result<std::string> ascii_addr_spec(const address& a);
+
+/// The envelope recipients, or the message's when the envelope names none,
+/// each a valid addr-spec with a lower-case A-label domain. Fails with
+/// errc::invalid_address (an address that cannot be sent) or
+/// errc::invalid_argument (no recipient).
+MAILERS_API error_code envelope_recipients(const outbound& out, std::string_view provider,
+                                           std::vector<std::string>& rcpts, diagnostics& diag);
+
+/// Recipients for a provider that delivers to every To and Cc address it is
+/// given (fields or MIME headers): To and Cc from the message, each of which
+/// must be in the envelope, and the rest of the envelope as Bcc.
+struct recipient_lists {
+    std::vector<const address*> to;
+    std::vector<std::string> to_specs;  ///< ascii_addr_spec of each `to`
+    std::vector<const address*> cc;
+    std::vector<std::string> cc_specs;
+    std::vector<std::string> bcc;  ///< addr-specs
+};
+
+MAILERS_API error_code split_recipients(const outbound& out, std::string_view provider,
+                                        recipient_lists& r, diagnostics& diag);
+
+/// Appends `"Display Name" <spec>` (quoted only when the name needs it), or
+/// the bare spec when there is no display name. The name stays UTF-8: the
+/// JSON providers encode it themselves.
+MAILERS_API void append_mailbox(std::string& out, std::string_view display_name,
+                                std::string_view spec);
+
+/// Base64 with the URL alphabet and no padding (RFC 4648 section 5).
+MAILERS_API void append_base64url(std::string& out, std::string_view data);
+
+/// RFC 3986 percent-encoding; unreserved characters are kept.
+MAILERS_API void append_percent_encoded(std::string& out, std::string_view s);
+
+/// Appends "name=value" to an application/x-www-form-urlencoded body.
+MAILERS_API void append_form_field(std::string& body, std::string_view name,
+                                   std::string_view value);
+
+/// `bytes` random bytes as lower-case hex.
+MAILERS_API std::string random_hex(std::size_t bytes);
+
+/// Renders the message; on failure `diag.message` says why.
+MAILERS_API error_code render_mime(const outbound& out, const render_options& opts,
+                                   std::string_view provider, std::string& mime, diagnostics& diag);
+
+/// The Message-ID of rendered MIME, without angle brackets ("" when absent).
+MAILERS_API std::string rendered_message_id(std::string_view mime);
+
+/// Puts a Bcc field at the top of rendered MIME, for the providers that
+/// deliver to the header recipients and strip Bcc (Gmail, Graph). The
+/// addresses must be valid addr-specs.
+MAILERS_API void add_bcc_header(std::string& mime, std::span<const std::string> bcc);
+
+/// For the providers that build the MIME themselves (SendGrid, Postmark):
+/// the fields that keep threading and one-click unsubscribe working
+/// (Message-ID, In-Reply-To, References, List-Unsubscribe,
+/// List-Unsubscribe-Post), then the message's own extra headers. A message
+/// without an id gets a new one, returned in `message_id`.
+MAILERS_API void message_headers(const message& m, std::vector<http::field>& out,
+                                 std::string& message_id);
+
+/// One member of a JSON object to read: strings unescaped, numbers and
+/// booleans as written; left empty when absent or of another type.
+struct json_member {
+    std::string_view key;
+    std::string* value;
+};
+
+/// Reads top-level members of a JSON object. False when the body is not one.
+MAILERS_API bool read_json_members(std::string_view body, std::span<const json_member> members);
+
+/// A tag or metadata key providers accept everywhere: 1-256 of A-Z a-z 0-9 _ -.
+MAILERS_API bool is_tag_text(std::string_view s) noexcept;
+
+}  // namespace mailers::detail

@@ -1,0 +1,151 @@
+// Postmark's single-message API:
+//
+//     POST /email                            (X-Postmark-Server-Token)
+//     {"From": ..., "To": ..., "Cc": ..., "Bcc": ..., "Subject": ...,
+//      "TextBody": ..., "HtmlBody": ..., "ReplyTo": ..., "Headers": [...],
+//      "Attachments": [...], "Metadata": {...}, "Tag": ..., "MessageStream": ...}
+//
+// 200 with {"ErrorCode": 0, "MessageID": ...}; refusals are 422 with an
+// ErrorCode. Postmark writes the MIME itself.
+#include "json/writer.hpp"
+#include "mime/base64.hpp"
+#include "transports/http/common.hpp"
+#include "transports/http/provider.hpp"
+
+namespace mailers::detail {
+namespace {
+
+class postmark_provider final : public http_provider {
+public:
+    explicit postmark_provider(const postmark_params& p) : p_(p) {
+        if (p_.server_token.empty()) throw_invalid("postmark: the server token is required");
+        if (p_.message_stream.empty() || !is_tag_text(p_.message_stream))
+            throw_invalid("postmark: the message stream id must use only A-Z a-z 0-9 _ -");
+        if (p_.tag.size() > 1000 || p_.tag.find_first_of("\r\n") != std::string::npos)
+            throw_invalid("postmark: the tag is longer than 1000 characters or holds a line break");
+        ep_ = resolve_endpoint("postmark", p_.endpoint, "api.postmarkapp.com");
+    }
+
+    std::string_view name() const noexcept override { return "postmark"; }
+    const http::endpoint& api() const noexcept override { return ep_; }
+
+    error_code build(const outbound& out, const build_context&, prepared& prep,
+                     diagnostics& diag) override {
+        const auto& m = out.msg;
+        if (auto ec = validate_message(m)) {
+            diag.message = "postmark: the message is not valid: " + ec.message();
+            return ec;
+        }
+        recipient_lists rl;
+        if (auto ec = split_recipients(out, "postmark", rl, diag)) return ec;
+        auto from = ascii_addr_spec(m.from);
+        if (!from) {
+            diag.message = "postmark: the From address cannot be sent";
+            return from.error();
+        }
+        std::vector<http::field> headers;
+        message_headers(m, headers, prep.message_id);
+
+        auto& req = prep.req;
+        auto& body = req.body;
+        body.clear();
+        std::size_t size = m.text.size() + m.html.size() + m.subject.size() + 1024;
+        for (const auto& a : m.attachments) size += mime::base64_size(a.data.size()) + 128;
+        body.reserve(size);
+
+        std::string list;
+        const auto join = [&](const std::vector<const address*>& addrs,
+                              const std::vector<std::string>& specs) -> const std::string& {
+            list.clear();
+            for (std::size_t i = 0; i < addrs.size(); ++i) {
+                if (i) list += ", ";
+                append_mailbox(list, addrs[i]->display_name, specs[i]);
+            }
+            return list;
+        };
+        json::writer w{body};
+        w.begin_object();
+        list.clear();
+        append_mailbox(list, m.from.display_name, *from);
+        w.member("From", list);
+        if (!rl.to.empty()) w.member("To", join(rl.to, rl.to_specs));
+        if (!rl.cc.empty()) w.member("Cc", join(rl.cc, rl.cc_specs));
+        if (!rl.bcc.empty()) {
+            list.clear();
+            for (std::size_t i = 0; i < rl.bcc.size(); ++i) {
+                if (i) list += ", ";
+                list += rl.bcc[i];
+            }
+            w.member("Bcc", list);
+        }
+        if (m.reply_to) {
+            auto rt = ascii_addr_spec(*m.reply_to);
+            if (!rt) {
+                diag.message = "postmark: the Reply-To address cannot be sent";
+                return rt.error();
+            }
+            list.clear();
+            append_mailbox(list, m.reply_to->display_name, *rt);
+            w.member("ReplyTo", list);
+        }
+        w.member("Subject", m.subject);
+        if (!m.text.empty()) w.member("TextBody", m.text);
+        if (!m.html.empty()) w.member("HtmlBody", m.html);
+        w.key("Headers").begin_array();
+        for (const auto& h : headers)
+            w.begin_object().member("Name", h.name).member("Value", h.value).end_object();
+        w.end_array();
+        if (!m.attachments.empty()) {
+            w.key("Attachments").begin_array();
+            thread_local std::string b64;
+            for (const auto& a : m.attachments) {
+                b64.assign(1, '"');
+                mime::append_base64(b64, a.data);
+                b64 += '"';
+                w.begin_object().member("Name", a.filename.empty() ? std::string_view("attachment")
+                                                                   : std::string_view(a.filename));
+                w.key("Content").raw(b64);
+                w.member("ContentType", a.content_type.empty()
+                                            ? std::string_view("application/octet-stream")
+                                            : std::string_view(a.content_type));
+                if (!a.content_id.empty()) w.member("ContentID", "cid:" + a.content_id);
+                w.end_object();
+            }
+            if (b64.capacity() > (1u << 20)) std::string{}.swap(b64);
+            w.end_array();
+        }
+        if (is_tag_text(out.send_id))
+            w.key("Metadata").begin_object().member("mailers_send_id", out.send_id).end_object();
+        if (!p_.tag.empty()) w.member("Tag", p_.tag);
+        w.member("MessageStream", p_.message_stream);
+        w.end_object();
+
+        req.method = "POST";
+        req.target = "/email";
+        req.headers.clear();
+        req.headers.push_back({"X-Postmark-Server-Token", p_.server_token.reveal()});
+        req.headers.push_back({"Accept", "application/json"});
+        req.headers.push_back({"Content-Type", "application/json"});
+        return {};
+    }
+
+    void accepted(const outbound&, const prepared&, const http::response& r,
+                  send_outcome& outcome) override {
+        std::string id;
+        const json_member m[] = {{"MessageID", &id}};
+        read_json_members(r.body, m);
+        outcome.provider_message_id = std::move(id);
+    }
+
+private:
+    postmark_params p_;
+    http::endpoint ep_;
+};
+
+}  // namespace
+
+std::unique_ptr<http_provider> make_postmark(const postmark_params& p) {
+    return std::make_unique<postmark_provider>(p);
+}
+
+}  // namespace mailers::detail

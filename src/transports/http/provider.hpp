@@ -1,0 +1,83 @@
+// A provider as a pure translation, with no I/O: an `outbound` into an HTTP
+// request, and a 2xx reply into a provider message id. Refusals are
+// classified by error_mapping; the transport does the I/O and the OAuth.
+#pragma once
+
+#include <chrono>
+#include <mailers/error.hpp>
+#include <mailers/provider_transport.hpp>
+#include <mailers/transports/http_transports.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "http/client.hpp"
+
+namespace mailers::detail {
+
+class token_source;
+
+struct build_context {
+    std::string_view access_token;  ///< OAuth providers; "" for the others
+    std::chrono::system_clock::time_point now;
+};
+
+/// One send's request, and what the reply is read against.
+struct prepared {
+    http::request req;
+    std::string message_id;  ///< the Message-ID sent, when the provider sends MIME
+};
+
+class http_provider {
+public:
+    virtual ~http_provider() = default;
+
+    /// "ses", "mailgun", ...: the transport's name and the error table's.
+    virtual std::string_view name() const noexcept = 0;
+    virtual const http::endpoint& api() const noexcept = 0;
+
+    /// The OAuth subject whose token the send needs, or nullopt for
+    /// providers with a fixed credential. Fails like build() when the
+    /// subject cannot be determined.
+    virtual boost::system::result<std::optional<std::string>> token_subject(const outbound&,
+                                                                            diagnostics&) const {
+        return std::optional<std::string>{};
+    }
+
+    /// The mailbox whose concurrent requests are limited, and the limit;
+    /// {"", 0} for none.
+    virtual std::pair<std::string, std::size_t> concurrency(const outbound&) const {
+        return {std::string{}, 0};
+    }
+
+    /// Fills `req` (target, headers, body). Errors: the message cannot be
+    /// rendered or does not fit the provider; nothing is sent.
+    virtual error_code build(const outbound& out, const build_context& ctx, prepared& p,
+                             diagnostics& diag) = 0;
+
+    /// Reads a 2xx reply. A body it cannot read still means accepted.
+    virtual void accepted(const outbound& out, const prepared& p, const http::response& r,
+                          send_outcome& outcome) = 0;
+
+    /// The token source, for OAuth providers.
+    virtual std::shared_ptr<token_source> tokens() const { return nullptr; }
+};
+
+/// Throw mailers::exception (errc::invalid_argument) for bad parameters.
+std::unique_ptr<http_provider> make_ses(const ses_params& p);
+std::unique_ptr<http_provider> make_mailgun(const mailgun_params& p);
+std::unique_ptr<http_provider> make_sendgrid(const sendgrid_params& p);
+std::unique_ptr<http_provider> make_postmark(const postmark_params& p);
+std::unique_ptr<http_provider> make_gmail(const gmail_params& p, http::client& client,
+                                          const boost::asio::any_io_executor& ex);
+std::unique_ptr<http_provider> make_graph(const graph_params& p, http::client& client,
+                                          const boost::asio::any_io_executor& ex);
+
+/// The endpoint to use: `override_url` when set, else `https://default_host`.
+http::endpoint resolve_endpoint(std::string_view provider, const std::string& override_url,
+                                std::string_view default_host);
+
+[[noreturn]] void throw_invalid(std::string message);
+
+}  // namespace mailers::detail

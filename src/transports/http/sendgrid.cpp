@@ -1,0 +1,163 @@
+// SendGrid v3 mail/send:
+//
+//     POST /v3/mail/send                     (Authorization: Bearer <key>)
+//     {"personalizations": [{"to": [...], "cc": [...], "bcc": [...]}],
+//      "from": {...}, "reply_to": {...}, "subject": ..., "content": [...],
+//      "attachments": [...], "headers": {...}, "custom_args": {...},
+//      "categories": [...]}
+//
+// 202 Accepted with the message id in X-Message-Id. SendGrid writes the MIME
+// itself, so threading and unsubscribe headers go in "headers".
+#include "json/writer.hpp"
+#include "mime/base64.hpp"
+#include "transports/http/common.hpp"
+#include "transports/http/provider.hpp"
+
+namespace mailers::detail {
+namespace {
+
+void write_email(json::writer& w, std::string_view spec, std::string_view name) {
+    w.begin_object().member("email", spec);
+    if (!name.empty()) w.member("name", name);
+    w.end_object();
+}
+
+class sendgrid_provider final : public http_provider {
+public:
+    explicit sendgrid_provider(const sendgrid_params& p) : p_(p) {
+        if (p_.api_key.empty()) throw_invalid("sendgrid: the API key is required");
+        if (p_.categories.size() > 10) throw_invalid("sendgrid: at most 10 categories per message");
+        ep_ = resolve_endpoint("sendgrid", p_.endpoint, "api.sendgrid.com");
+        authorization_ = "Bearer " + p_.api_key.reveal();
+    }
+
+    std::string_view name() const noexcept override { return "sendgrid"; }
+    const http::endpoint& api() const noexcept override { return ep_; }
+
+    error_code build(const outbound& out, const build_context&, prepared& prep,
+                     diagnostics& diag) override {
+        const auto& m = out.msg;
+        if (auto ec = validate_message(m)) {
+            diag.message = "sendgrid: the message is not valid: " + ec.message();
+            return ec;
+        }
+        recipient_lists rl;
+        if (auto ec = split_recipients(out, "sendgrid", rl, diag)) return ec;
+        if (rl.to.empty()) {
+            diag.message = "sendgrid: a message needs at least one To address in the envelope";
+            return make_error_code(errc::invalid_argument);
+        }
+        auto from = ascii_addr_spec(m.from);
+        if (!from) {
+            diag.message = "sendgrid: the From address cannot be sent";
+            return from.error();
+        }
+        std::vector<http::field> headers;
+        message_headers(m, headers, prep.message_id);
+
+        auto& req = prep.req;
+        auto& body = req.body;
+        body.clear();
+        std::size_t size = m.text.size() + m.html.size() + m.subject.size() + 1024;
+        for (const auto& a : m.attachments) size += mime::base64_size(a.data.size()) + 128;
+        body.reserve(size);
+        json::writer w{body};
+        w.begin_object().key("personalizations").begin_array().begin_object();
+        w.key("to").begin_array();
+        for (std::size_t i = 0; i < rl.to.size(); ++i)
+            write_email(w, rl.to_specs[i], rl.to[i]->display_name);
+        w.end_array();
+        if (!rl.cc.empty()) {
+            w.key("cc").begin_array();
+            for (std::size_t i = 0; i < rl.cc.size(); ++i)
+                write_email(w, rl.cc_specs[i], rl.cc[i]->display_name);
+            w.end_array();
+        }
+        if (!rl.bcc.empty()) {
+            w.key("bcc").begin_array();
+            for (const auto& b : rl.bcc) write_email(w, b, {});
+            w.end_array();
+        }
+        w.end_object().end_array();
+        w.key("from");
+        write_email(w, *from, m.from.display_name);
+        if (m.reply_to) {
+            auto rt = ascii_addr_spec(*m.reply_to);
+            if (!rt) {
+                diag.message = "sendgrid: the Reply-To address cannot be sent";
+                return rt.error();
+            }
+            w.key("reply_to");
+            write_email(w, *rt, m.reply_to->display_name);
+        }
+        w.member("subject", m.subject);
+        w.key("content").begin_array();
+        // SendGrid requires text/plain first, and at least one part.
+        if (!m.text.empty() || m.html.empty())
+            w.begin_object()
+                .member("type", "text/plain")
+                .member("value", m.text.empty() ? " " : m.text)
+                .end_object();
+        if (!m.html.empty())
+            w.begin_object().member("type", "text/html").member("value", m.html).end_object();
+        w.end_array();
+        if (!m.attachments.empty()) {
+            w.key("attachments").begin_array();
+            thread_local std::string b64;
+            for (const auto& a : m.attachments) {
+                b64.assign(1, '"');
+                mime::append_base64(b64, a.data);
+                b64 += '"';
+                w.begin_object().key("content").raw(b64);
+                w.member("type", a.content_type.empty()
+                                     ? std::string_view("application/octet-stream")
+                                     : std::string_view(a.content_type));
+                w.member("filename", a.filename.empty() ? std::string_view("attachment")
+                                                        : std::string_view(a.filename));
+                if (!a.content_id.empty())
+                    w.member("disposition", "inline").member("content_id", a.content_id);
+                else
+                    w.member("disposition", "attachment");
+                w.end_object();
+            }
+            if (b64.capacity() > (1u << 20)) std::string{}.swap(b64);
+            w.end_array();
+        }
+        w.key("headers").begin_object();
+        for (const auto& h : headers) w.member(h.name, h.value);
+        w.end_object();
+        if (is_tag_text(out.send_id))
+            w.key("custom_args").begin_object().member("mailers_send_id", out.send_id).end_object();
+        if (!p_.categories.empty()) {
+            w.key("categories").begin_array();
+            for (const auto& c : p_.categories) w.value(c);
+            w.end_array();
+        }
+        w.end_object();
+
+        req.method = "POST";
+        req.target = "/v3/mail/send";
+        req.headers.clear();
+        req.headers.push_back({"Authorization", authorization_});
+        req.headers.push_back({"Content-Type", "application/json"});
+        return {};
+    }
+
+    void accepted(const outbound&, const prepared&, const http::response& r,
+                  send_outcome& outcome) override {
+        outcome.provider_message_id.assign(r.header("X-Message-Id"));
+    }
+
+private:
+    sendgrid_params p_;
+    http::endpoint ep_;
+    std::string authorization_;
+};
+
+}  // namespace
+
+std::unique_ptr<http_provider> make_sendgrid(const sendgrid_params& p) {
+    return std::make_unique<sendgrid_provider>(p);
+}
+
+}  // namespace mailers::detail

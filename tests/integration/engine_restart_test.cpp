@@ -1,0 +1,230 @@
+// A new engine on the same SQLite file must carry on exactly where the old
+// one stopped: the caps it used, the suppressions, the idempotency keys,
+// the pauses, the audit chain; and a send that was in flight when it
+// stopped is recorded `unknown` and never sent again.
+#include <algorithm>
+
+#include "engine_fixture.hpp"
+
+using namespace mailers;
+using namespace mailers_test;
+
+namespace {
+
+// Stops the engine the way a crash leaves the file: the engine handle goes,
+// then a fresh connection opens the same file and a new engine loads it.
+void restart(fixture& f, const std::string& path) {
+    f.eng.reset();
+    f.store = open_sqlite_store({path});
+    f.open();
+}
+
+std::uint64_t max_send_id(fixture& f) {
+    f.eng->flush();
+    std::uint64_t id = 0;
+    f.store->for_each_send("default", time_point::min(), time_point::max(),
+                           [&](const ledger_row& r) { id = std::max(id, r.id); });
+    return id;
+}
+
+void check_audit_chain(fixture& f, std::size_t at_least) {
+    CHECK(f.eng->verify_audit() == error_code{});
+    auto log = f.eng->audit_log();
+    REQUIRE(log.size() >= at_least);
+    for (std::size_t i = 0; i < log.size(); ++i) CHECK(log[i].seq == i + 1);
+}
+
+}  // namespace
+
+TEST_CASE("a restarted engine keeps caps, suppressions, keys, pauses and the audit chain") {
+    db_file db("restart");
+    fixture f(db.path.string());
+    f.eng->upsert_mailbox(f.admin, f.mailbox("a", "a@brand.com", {rate_limit::per_day(5)}));
+    auto c = f.mailbox("c", "c@brand.com", {rate_limit::per_day(3, window_kind::calendar)});
+    c.time_zone = "America/New_York";
+    f.eng->upsert_mailbox(f.admin, c);
+    auto g = f.mailbox("g", "g@brand.com");
+    g.min_gap = std::chrono::seconds(600);
+    f.eng->upsert_mailbox(f.admin, g);
+    f.eng->upsert_mailbox(f.admin, f.mailbox("s1", "s1@brand.com"));
+    f.eng->upsert_mailbox(f.admin, f.mailbox("s2", "s2@brand.com"));
+    f.add_pool("p", {"a"});
+    rotation_policy sticky;
+    sticky.sticky_sender = true;
+    f.upsert_pool("sticky", {"s1", "s2"}, sticky);
+    f.eng->set_quota(f.admin,
+                     quota{quota_scope::recipient_domain, "*", {rate_limit::per_day(2)}, {}});
+    f.eng->suppress(f.admin, suppression_kind::address, "Bob@Example.com",
+                    suppression_reason::unsubscribe);
+    f.eng->suppress(f.admin, suppression_kind::domain, "blocked.org", suppression_reason::legal);
+    f.eng->pause(f.admin, {pause_scope::pool, "sticky"}, "audit in progress");
+
+    std::vector<send_result> before;
+    for (int i = 0; i < 3; ++i) {
+        auto [ec, r] = f.send(
+            fixture::request("p", "u" + std::to_string(i) + "@d" + std::to_string(i) + ".org",
+                             "key-" + std::to_string(i)));
+        REQUIRE_FALSE(ec);
+        before.push_back(r);
+    }
+    for (int i = 0; i < 2; ++i)  // uses up the "*" quota for fill.org
+        REQUIRE_FALSE(f.send(fixture::direct("c", "u" + std::to_string(i) + "@fill.org")).first);
+    REQUIRE_FALSE(f.send(fixture::direct("g", "x@gap.org")).first);
+    f.eng->resume(f.admin, {pause_scope::pool, "sticky"});
+    auto first_sticky = f.send(fixture::request("sticky", "z@sticky.org"));
+    REQUIRE_FALSE(first_sticky.first);
+    f.eng->pause(f.admin, {pause_scope::pool, "sticky"}, "audit in progress");
+    const auto ids_before = max_send_id(f);
+    const auto audit_before = f.eng->audit_log().size();
+    const auto handed_before = f.capture->count();
+
+    f.clock->advance(std::chrono::seconds(1));
+    restart(f, db.path.string());
+
+    // Caps: what was used stays used. c has one of its three left today.
+    CHECK(f.eng->status("a").sent_today == 3);
+    CHECK(f.eng->status("c").sent_today == 2);
+    CHECK_FALSE(f.send(fixture::direct("c", "v@other.org")).first);
+    CHECK(f.send(fixture::direct("c", "v2@other.org")).first == errc::no_capacity);
+    // The minimum gap runs from the last send before the restart.
+    auto gap = f.send(fixture::direct("g", "y@gap.org"));
+    CHECK(gap.first == errc::no_capacity);
+    CHECK(gap.second.retry_at == test_epoch() + std::chrono::seconds(600));
+    // Shared quotas are rebuilt too: fill.org has had its two today.
+    CHECK(f.send(fixture::direct("a", "w@fill.org")).first == errc::no_capacity);
+
+    // Suppression.
+    CHECK(f.eng->is_suppressed("bob@example.com"));
+    CHECK(f.eng->is_suppressed("anyone@mail.blocked.org"));
+    CHECK(f.send(fixture::request("p", "BOB@example.com")).first == errc::suppressed);
+    CHECK(f.send(fixture::request("p", "x@blocked.org")).first == errc::suppressed);
+
+    // Idempotency keys: a duplicate after the restart is refused.
+    for (int i = 0; i < 3; ++i) {
+        auto [ec, r] =
+            f.send(fixture::request("p", "someone@else.org", "key-" + std::to_string(i)));
+        CHECK(ec == errc::duplicate);
+        CHECK(r.duplicate);
+        CHECK(r.send_id == before[static_cast<std::size_t>(i)].send_id);
+        CHECK(r.state == send_state::accepted);
+        CHECK(r.message_id == before[static_cast<std::size_t>(i)].message_id);
+    }
+
+    // Pauses.
+    CHECK(f.eng->is_paused({pause_scope::pool, "sticky"}));
+    CHECK(f.send(fixture::request("sticky", "z@sticky.org")).first == errc::paused);
+    f.eng->resume(f.admin, {pause_scope::pool, "sticky"});
+    // Sticky sender survives too.
+    auto again_sticky = f.send(fixture::request("sticky", "z@sticky.org"));
+    REQUIRE_FALSE(again_sticky.first);
+    CHECK(again_sticky.second.mailbox == first_sticky.second.mailbox);
+
+    CHECK(f.capture->count() == handed_before + 2);
+    // The rest of a's cap, and no more.
+    CHECK_FALSE(f.send(fixture::request("p", "n1@new1.org")).first);
+    CHECK_FALSE(f.send(fixture::request("p", "n2@new2.org")).first);
+    CHECK(f.send(fixture::request("p", "n3@new3.org")).first == errc::no_capacity);
+    CHECK(f.eng->status("a").sent_today == 5);
+
+    // New sends never reuse an id; the audit chain runs on across the restart.
+    auto fresh = f.send(fixture::direct("s1", "q@new.org"));
+    REQUIRE_FALSE(fresh.first);
+    CHECK(std::stoull(fresh.second.send_id) > ids_before);
+    check_audit_chain(f, audit_before + 1);
+
+    // And once more, to make sure the second session's writes load too.
+    restart(f, db.path.string());
+    CHECK(f.eng->status("a").sent_today == 5);
+    CHECK_FALSE(f.eng->is_paused({pause_scope::pool, "sticky"}));
+    check_audit_chain(f, audit_before + 3);
+}
+
+TEST_CASE("a send in flight when the engine stops is recorded unknown and never sent again") {
+    db_file db("in-flight");
+    fixture f(db.path.string());
+    auto gate = std::make_shared<held_transport>(f.ioc.get_executor());
+    gate->set_hold(true);
+    f.eng->add_provider(f.admin, "gate", gate);
+    auto m = f.mailbox("a", "a@brand.com", {rate_limit::per_day(3)});
+    m.provider = "gate";
+    f.eng->upsert_mailbox(f.admin, m);
+    f.add_pool("p", {"a"});
+
+    // Handed to the transport, which never answers: then the engine goes.
+    auto slot = f.start(fixture::request("p", "x@example.com", "in-flight-1"));
+    f.run_until([&] { return gate->pending() == 1; });
+    const auto send_id = gate->handed().at(0).send_id;
+    auto row = f.ledger(send_id);
+    REQUIRE(row);
+    CHECK(row->state == send_state::reserved);
+
+    f.eng.reset();
+    f.store = open_sqlite_store({db.path.string()});
+    f.open();
+    auto gate2 = std::make_shared<held_transport>(f.ioc.get_executor());
+    f.eng->add_provider(f.admin, "gate", gate2);
+
+    row = f.ledger(send_id);
+    REQUIRE(row);
+    CHECK(row->state == send_state::unknown);
+    CHECK_FALSE(row->detail.empty());
+    CHECK(f.eng->status("a").sent_today == 1);  // it may have gone: it counts
+
+    auto [ec, r] = f.send(fixture::request("p", "x@example.com", "in-flight-1"));
+    CHECK(ec == errc::duplicate);
+    CHECK(r.send_id == send_id);
+    CHECK(r.state == send_state::unknown);
+    CHECK(gate2->handed().empty());
+
+    CHECK_FALSE(f.send(fixture::request("p", "y@example.com")).first);
+    CHECK_FALSE(f.send(fixture::request("p", "z@example.com")).first);
+    CHECK(f.send(fixture::request("p", "w@example.com")).first == errc::no_capacity);
+    CHECK(gate2->handed().size() == 2);
+
+    // What a crash does to the old process's pending work: it is gone. The
+    // old send never completes and the row stays unknown.
+    gate->drop_pending();
+    CHECK_FALSE(slot->has_value());
+    restart(f, db.path.string());
+    CHECK(f.ledger(send_id)->state == send_state::unknown);
+    CHECK(f.eng->status("a").sent_today == 3);
+    CHECK(f.eng->verify_audit() == error_code{});
+}
+
+TEST_CASE("a reserved row left by a crash before hand-off is recorded unknown, never sent") {
+    // The crash fell between the durable reservation and the hand-off: the
+    // engine cannot know which side of it the crash was on.
+    db_file db("orphan");
+    fixture f(db.path.string());
+    f.eng->upsert_mailbox(f.admin, f.mailbox("a", "a@brand.com", {rate_limit::per_hour(2)}));
+    f.add_pool("p", {"a"});
+    f.eng.reset();
+
+    ledger_row orphan;
+    orphan.id = 77;
+    orphan.idempotency_key = "orphan-1";
+    orphan.mailbox = "a";
+    orphan.provider = "capture";
+    orphan.pool = "p";
+    orphan.recipient = "x@example.com";
+    orphan.message_id = "orphan-1@brand.com";
+    orphan.state = send_state::reserved;
+    orphan.reserved_at = orphan.updated_at = test_epoch() - std::chrono::minutes(10);
+    std::vector<store_op> ops{store_ops::insert_send{orphan}};
+    f.store->commit("default", ops);
+
+    f.store = open_sqlite_store({db.path.string()});
+    f.open();
+    auto row = f.ledger("77");
+    REQUIRE(row);
+    CHECK(row->state == send_state::unknown);
+    CHECK(f.eng->status("a").sent_this_hour == 1);
+    CHECK(f.send(fixture::request("p", "x@example.com", "orphan-1")).first == errc::duplicate);
+    CHECK_FALSE(f.send(fixture::request("p", "y@example.com")).first);
+    auto [ec, r] = f.send(fixture::request("p", "z@example.com"));
+    CHECK(ec == errc::no_capacity);
+    CHECK(r.retry_at == orphan.reserved_at + std::chrono::hours(1));
+    CHECK(f.capture->count() == 1);
+    // New ids continue after the orphan's.
+    CHECK(std::stoull(f.capture->last()->send_id) > 77);
+}

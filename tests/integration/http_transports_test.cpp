@@ -1,0 +1,1550 @@
+// The HTTP API transports against a fake provider written here with Beast,
+// on 127.0.0.1, that checks what each provider checks (method, path, auth
+// header, SigV4 signature recomputed from the received request, JWT
+// signature, required JSON and form fields) and replays each provider's
+// documented success and error replies. Also: keep-alive and connection
+// limits, every failure phase (refused, stalled write, lost or late reply,
+// garbage), TLS with a throwaway CA and wrong certificates, OAuth token
+// caching and refresh, Graph's per-mailbox concurrency, and a throughput
+// figure.
+#include <doctest/doctest.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <simdjson.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mailers/transports/http_transports.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http/sigv4.hpp"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+namespace fs = std::filesystem;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+using mailers::error_code;
+using mailers::failure;
+using mailers::outbound;
+using mailers::send_outcome;
+using mailers::transport_errc;
+
+namespace {
+
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+std::string b64decode(std::string_view in) {
+    auto val = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+' || c == '-') return 62;
+        if (c == '/' || c == '_') return 63;
+        return -1;
+    };
+    std::string out;
+    unsigned acc = 0;
+    int bits = 0;
+    for (char c : in) {
+        if (c == '=' || c == '\r' || c == '\n') continue;
+        const int v = val(c);
+        if (v < 0) return "<invalid base64>";
+        acc = (acc << 6) | static_cast<unsigned>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xff);
+        }
+    }
+    return out;
+}
+
+std::string b64encode(std::string_view in) {
+    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(in.data()),
+                                  static_cast<int>(in.size()));
+    out.resize(static_cast<std::size_t>(n));
+    return out;
+}
+
+std::string form_value(std::string_view body, std::string_view name) {
+    std::size_t pos = 0;
+    while (pos <= body.size()) {
+        const auto amp = body.find('&', pos);
+        const auto pair = body.substr(pos, amp == std::string_view::npos ? amp : amp - pos);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name) {
+            std::string out;
+            const auto v = pair.substr(eq + 1);
+            for (std::size_t i = 0; i < v.size(); ++i) {
+                if (v[i] == '%' && i + 2 < v.size()) {
+                    out +=
+                        static_cast<char>(std::stoi(std::string(v.substr(i + 1, 2)), nullptr, 16));
+                    i += 2;
+                } else {
+                    out += v[i] == '+' ? ' ' : v[i];
+                }
+            }
+            return out;
+        }
+        if (amp == std::string_view::npos) break;
+        pos = amp + 1;
+    }
+    return {};
+}
+
+struct json_doc {
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    bool ok = false;
+    explicit json_doc(const std::string& text) {
+        ok = parser.parse(text).get(root) == simdjson::SUCCESS;
+    }
+    std::string str(std::string_view pointer) {
+        std::string_view s;
+        if (root.at_pointer(pointer).get(s) != simdjson::SUCCESS) return "<missing>";
+        return std::string(s);
+    }
+    bool has(std::string_view pointer) {
+        simdjson::dom::element e;
+        return root.at_pointer(pointer).get(e) == simdjson::SUCCESS;
+    }
+};
+
+// ---------------------------------------------------------------------------
+// The fake provider
+
+struct received {
+    std::string method;
+    std::string target;
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+    std::string header(const std::string& n) const {
+        auto it = headers.find(n);
+        return it == headers.end() ? std::string{} : it->second;
+    }
+};
+
+struct reply {
+    unsigned status = 200;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    std::chrono::milliseconds delay{0};
+    enum class act {
+        respond,
+        close_without_reply,
+        garbage,
+        respond_then_close
+    } action = act::respond;
+    std::string hold_key;  // counted as in flight for this key while delayed
+};
+
+class fake_server {
+public:
+    using handler = std::function<reply(const received&)>;
+
+    explicit fake_server(handler h, asio::ssl::context* tls = nullptr)
+        : handler_(std::move(h)),
+          tls_(tls),
+          acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        port_ = acceptor_.local_endpoint().port();
+        asio::co_spawn(ioc_, accept_loop(), asio::detached);
+        thread_ = std::thread([this] { ioc_.run(); });
+    }
+    ~fake_server() {
+        asio::post(ioc_, [this] {
+            beast::error_code ec;
+            acceptor_.close(ec);
+            ioc_.stop();
+        });
+        thread_.join();
+    }
+
+    std::string url() const {
+        return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_);
+    }
+    std::uint16_t port() const { return port_; }
+
+    std::vector<received> requests() {
+        std::lock_guard lock(mu_);
+        return requests_;
+    }
+    std::size_t request_count() {
+        std::lock_guard lock(mu_);
+        return requests_.size();
+    }
+    int connections() const { return connections_.load(); }
+    std::string last_sni() {
+        std::lock_guard lock(mu_);
+        return last_sni_;
+    }
+    int max_open_connections() const { return max_open_.load(); }
+    int max_in_flight(const std::string& key) {
+        std::lock_guard lock(mu_);
+        return max_in_flight_[key];
+    }
+    // Accept connections but never read from them (the client's write stalls).
+    std::atomic<bool> stall_reading{false};
+
+private:
+    asio::awaitable<void> accept_loop() {
+        for (;;) {
+            auto [ec, sock] = co_await acceptor_.async_accept(use_tuple);
+            if (ec) co_return;
+            ++connections_;
+            asio::co_spawn(ioc_, session(std::move(sock)), asio::detached);
+        }
+    }
+
+    asio::awaitable<void> session(tcp::socket sock) {
+        const int open = ++open_;
+        for (int m = max_open_.load(); open > m && !max_open_.compare_exchange_weak(m, open);) {
+        }
+        if (tls_) {
+            beast::ssl_stream<beast::tcp_stream> s(beast::tcp_stream(std::move(sock)), *tls_);
+            auto [ec] = co_await s.async_handshake(asio::ssl::stream_base::server, use_tuple);
+            if (const char* sni =
+                    SSL_get_servername(s.native_handle(), TLSEXT_NAMETYPE_host_name)) {
+                std::lock_guard lock(mu_);
+                last_sni_ = sni;
+            }
+            if (!ec) co_await serve(s);
+        } else {
+            beast::tcp_stream s(std::move(sock));
+            co_await serve(s);
+        }
+        --open_;
+    }
+
+    template <class Stream>
+    asio::awaitable<void> serve(Stream& s) {
+        beast::flat_buffer buf;
+        if (stall_reading) {
+            asio::steady_timer t(ioc_, 30s);
+            co_await t.async_wait(use_tuple);
+            co_return;
+        }
+        for (;;) {
+            bhttp::request_parser<bhttp::string_body> parser;
+            parser.body_limit(64 * 1024 * 1024);
+            auto [ec, n] = co_await bhttp::async_read(s, buf, parser, use_tuple);
+            if (ec) co_return;
+            auto msg = parser.release();
+            received r;
+            r.method = std::string(msg.method_string());
+            r.target = std::string(msg.target());
+            for (const auto& f : msg) {
+                std::string name(f.name_string());
+                for (auto& c : name)
+                    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                r.headers[name] = std::string(f.value());
+            }
+            r.body = std::move(msg.body());
+            reply rep = handler_(r);
+            {
+                std::lock_guard lock(mu_);
+                requests_.push_back(std::move(r));
+                if (!rep.hold_key.empty()) {
+                    const int now = ++in_flight_[rep.hold_key];
+                    max_in_flight_[rep.hold_key] = std::max(max_in_flight_[rep.hold_key], now);
+                }
+            }
+            if (rep.delay.count() > 0) {
+                asio::steady_timer t(ioc_, rep.delay);
+                co_await t.async_wait(use_tuple);
+            }
+            if (!rep.hold_key.empty()) {
+                std::lock_guard lock(mu_);
+                --in_flight_[rep.hold_key];
+            }
+            if (rep.action == reply::act::close_without_reply) co_return;
+            if (rep.action == reply::act::garbage) {
+                static const std::string junk = "SMTP/1.0 here is not HTTP\r\n\r\n";
+                co_await asio::async_write(s, asio::buffer(junk), use_tuple);
+                co_return;
+            }
+            bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(rep.status), 11};
+            for (const auto& [k, v] : rep.headers) res.set(k, v);
+            if (!rep.body.empty() && res.find(bhttp::field::content_type) == res.end())
+                res.set(bhttp::field::content_type,
+                        rep.body.front() == '{' ? "application/json" : "text/plain");
+            res.body() = rep.body;
+            res.keep_alive(true);
+            res.prepare_payload();
+            auto [wec, wn] = co_await bhttp::async_write(s, res, use_tuple);
+            if (wec || rep.action == reply::act::respond_then_close) co_return;
+        }
+    }
+
+    handler handler_;
+    asio::ssl::context* tls_;
+    asio::io_context ioc_;
+    tcp::acceptor acceptor_;
+    std::uint16_t port_ = 0;
+    std::thread thread_;
+    std::mutex mu_;
+    std::vector<received> requests_;
+    std::string last_sni_;
+    std::map<std::string, int> in_flight_;
+    std::map<std::string, int> max_in_flight_;
+    std::atomic<int> connections_{0};
+    std::atomic<int> open_{0};
+    std::atomic<int> max_open_{0};
+};
+
+reply json_reply(unsigned status, std::string body,
+                 std::vector<std::pair<std::string, std::string>> headers = {}) {
+    reply r;
+    r.status = status;
+    r.body = std::move(body);
+    r.headers = std::move(headers);
+    return r;
+}
+
+reply refuse(std::string why) {
+    MESSAGE("fake provider refused: " << why);
+    return json_reply(400, R"({"fake_server_refused":")" + why + "\"}");
+}
+
+// ---------------------------------------------------------------------------
+// The client side
+
+struct sent {
+    error_code ec;
+    send_outcome out;
+};
+
+std::shared_ptr<outbound> make_out(std::string to_local = "ann") {
+    auto o = std::make_shared<outbound>();
+    o->msg.from = {"rep", "brand.example", "Rep One"};
+    o->msg.to = {{to_local, "example.com", "Ann Example"}};
+    o->msg.subject = "Quarterly numbers";
+    o->msg.text = "Hello Ann,\nthe numbers are in.\n";
+    o->msg.html = "<p>Hello Ann, the numbers are in.</p>";
+    o->env = mailers::envelope::from_message(o->msg);
+    o->send_id = "42";
+    return o;
+}
+
+sent send_one(asio::io_context& ioc, mailers::provider_transport& t,
+              std::shared_ptr<const outbound> o) {
+    std::optional<sent> r;
+    t.async_send(std::move(o), [&](error_code ec, send_outcome so) {
+        r = sent{ec, std::move(so)};
+    });
+    ioc.restart();
+    while (!r && ioc.run_one_for(30s)) {
+    }
+    REQUIRE(r);
+    return std::move(*r);
+}
+
+std::vector<sent> send_many(asio::io_context& ioc, mailers::provider_transport& t,
+                            const std::vector<std::shared_ptr<outbound>>& outs) {
+    std::vector<std::optional<sent>> results(outs.size());
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < outs.size(); ++i)
+        t.async_send(outs[i], [&, i](error_code ec, send_outcome so) {
+            results[i] = sent{ec, std::move(so)};
+            ++done;
+        });
+    ioc.restart();
+    while (done < outs.size() && ioc.run_one_for(60s)) {
+    }
+    REQUIRE(done == outs.size());
+    std::vector<sent> v;
+    for (auto& r : results) v.push_back(std::move(*r));
+    return v;
+}
+
+mailers::http_client_params test_http() {
+    mailers::http_client_params h;
+    h.timeouts.connect = 5s;
+    h.timeouts.handshake = 5s;
+    h.timeouts.write = 10s;
+    h.timeouts.response = 10s;
+    return h;
+}
+
+// ---------------------------------------------------------------------------
+// Provider checks, as the real services make them
+
+constexpr const char* aws_key_id = "AKIDEXAMPLE";
+constexpr const char* aws_secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+// Recomputes the SigV4 signature from the request as received.
+std::string check_sigv4(const received& r, const std::string& region) {
+    const auto auth = r.header("authorization");
+    const std::string prefix = "AWS4-HMAC-SHA256 Credential=";
+    if (!auth.starts_with(prefix)) return "no SigV4 Authorization header";
+    const auto cred_end = auth.find(',');
+    const auto credential = auth.substr(prefix.size(), cred_end - prefix.size());
+    const auto sh = auth.find("SignedHeaders=");
+    const auto sig = auth.find("Signature=");
+    if (sh == std::string::npos || sig == std::string::npos) return "malformed Authorization";
+    const auto signed_names = auth.substr(sh + 14, auth.find(',', sh) - sh - 14);
+    const auto signature = auth.substr(sig + 10);
+    const auto amz_date = r.header("x-amz-date");
+    if (credential !=
+        std::string(aws_key_id) + "/" + amz_date.substr(0, 8) + "/" + region + "/ses/aws4_request")
+        return "credential scope " + credential;
+    std::vector<std::string> names;
+    for (std::size_t p = 0; p <= signed_names.size();) {
+        auto e = signed_names.find(';', p);
+        names.push_back(signed_names.substr(p, e == std::string::npos ? e : e - p));
+        if (e == std::string::npos) break;
+        p = e + 1;
+    }
+    for (const char* must : {"host", "x-amz-date"})
+        if (std::find(names.begin(), names.end(), must) == names.end())
+            return std::string(must) + " not signed";
+    std::vector<mailers::sigv4::header> hs;
+    for (const auto& n : names) hs.push_back({n, r.headers.at(n)});
+    const auto hash = mailers::sigv4::sha256_hex(r.body);
+    mailers::sigv4::request req;
+    req.method = r.method;
+    req.path = r.target;
+    req.headers = hs;
+    req.payload_hash = hash;
+    mailers::sigv4::params p;
+    p.access_key_id = aws_key_id;
+    p.secret_access_key = aws_secret;
+    p.region = region;
+    p.service = "ses";
+    p.amz_date = amz_date;
+    auto s = mailers::sigv4::sign(req, p);
+    if (!s) return "cannot recompute";
+    if (s->signature != signature) return "signature does not match";
+    return {};
+}
+
+// SES v2 SendEmail: the checks, then the documented reply.
+reply ses_check(const received& r, const std::string& region) {
+    if (r.method != "POST" || r.target != "/v2/email/outbound-emails") return refuse("ses path");
+    if (auto why = check_sigv4(r, region); !why.empty())
+        return json_reply(
+            403,
+            R"({"message":"The request signature we calculated does not match the signature you provided."})",
+            {{"x-amzn-ErrorType", "InvalidSignatureException"}});
+    if (r.header("content-type") != "application/json") return refuse("ses content type");
+    json_doc j(r.body);
+    if (!j.ok || j.str("/FromEmailAddress") == "<missing>" ||
+        j.str("/Destination/ToAddresses/0") == "<missing>")
+        return json_reply(400, R"({"message":"Missing required field"})",
+                          {{"x-amzn-ErrorType", "BadRequestException"}});
+    const auto mime = b64decode(j.str("/Content/Raw/Data"));
+    if (mime.find("\r\nSubject: ") == std::string::npos)
+        return refuse("ses raw content is not MIME");
+    return json_reply(200, R"({"MessageId":"0100018c-ses-message-id-000000"})",
+                      {{"x-amzn-RequestId", "req-ses-1"}});
+}
+
+std::map<std::string, std::vector<std::string>> multipart_fields(const received& r) {
+    std::map<std::string, std::vector<std::string>> out;
+    const auto ct = r.header("content-type");
+    const auto bpos = ct.find("boundary=");
+    if (!ct.starts_with("multipart/form-data") || bpos == std::string::npos) return out;
+    const std::string delim = "--" + ct.substr(bpos + 9);
+    std::size_t pos = r.body.find(delim);
+    while (pos != std::string::npos) {
+        pos += delim.size();
+        if (r.body.compare(pos, 2, "--") == 0) break;
+        pos += 2;  // CRLF
+        const auto head_end = r.body.find("\r\n\r\n", pos);
+        const auto head = r.body.substr(pos, head_end - pos);
+        const auto next = r.body.find("\r\n" + delim, head_end);
+        const auto content = r.body.substr(head_end + 4, next - head_end - 4);
+        const auto np = head.find("name=\"");
+        const auto name = head.substr(np + 6, head.find('"', np + 6) - np - 6);
+        out[name].push_back(content);
+        pos = next == std::string::npos ? next : next + 2;
+    }
+    return out;
+}
+
+reply mailgun_check(const received& r, const std::string& key, const std::string& domain) {
+    if (r.method != "POST" || r.target != "/v3/" + domain + "/messages.mime")
+        return json_reply(404, R"({"message":"Domain not found: )" + domain + "\"}");
+    if (r.header("authorization") != "Basic " + b64encode("api:" + key))
+        return json_reply(401, "Forbidden");
+    auto f = multipart_fields(r);
+    if (f["to"].empty()) return json_reply(400, R"({"message":"'to' parameter is missing"})");
+    if (f["message"].size() != 1 || f["message"][0].find("\r\nSubject: ") == std::string::npos)
+        return json_reply(400, R"({"message":"'message' parameter is missing"})");
+    return json_reply(
+        200,
+        R"({"id":"<20300101120000.1.ABCDEF@mg.brand.example>","message":"Queued. Thank you."})");
+}
+
+reply sendgrid_check(const received& r, const std::string& key) {
+    if (r.method != "POST" || r.target != "/v3/mail/send") return json_reply(404, "");
+    if (r.header("authorization") != "Bearer " + key)
+        return json_reply(
+            401,
+            R"({"errors":[{"message":"The provided authorization grant is invalid, expired, or revoked","field":null,"help":null}]})");
+    json_doc j(r.body);
+    if (!j.ok || j.str("/personalizations/0/to/0/email") == "<missing>" ||
+        j.str("/from/email") == "<missing>" || j.str("/subject") == "<missing>" ||
+        j.str("/content/0/type") != "text/plain")
+        return json_reply(400,
+                          R"({"errors":[{"message":"Bad Request","field":null,"help":null}]})");
+    reply ok;
+    ok.status = 202;
+    ok.headers = {{"X-Message-Id", "sg-message-id-1"}};
+    return ok;
+}
+
+reply postmark_check(const received& r, const std::string& token) {
+    if (r.method != "POST" || r.target != "/email") return json_reply(404, "");
+    if (r.header("x-postmark-server-token") != token)
+        return json_reply(
+            401,
+            R"({"ErrorCode":10,"Message":"The Server Token you provided in the X-Postmark-Server-Token request header was invalid."})");
+    if (r.header("accept") != "application/json" || r.header("content-type") != "application/json")
+        return json_reply(415, R"({"ErrorCode":409,"Message":"JSON required."})");
+    json_doc j(r.body);
+    if (!j.ok || j.str("/From") == "<missing>" || j.str("/To") == "<missing>" ||
+        j.str("/MessageStream") == "<missing>" || (!j.has("/TextBody") && !j.has("/HtmlBody")))
+        return json_reply(422, R"({"ErrorCode":300,"Message":"Invalid email request"})");
+    return json_reply(
+        200,
+        R"({"To":"ann@example.com","SubmittedAt":"2030-01-01T12:00:00.0000000-05:00","MessageID":"b7bc2f4a-e38e-4336-af7d-e6c392c2f817","ErrorCode":0,"Message":"OK"})");
+}
+
+// ---------------------------------------------------------------------------
+// TLS material, made once per run with the openssl tool
+
+struct pki {
+    fs::path dir;
+    bool ok = false;
+    std::string path(const char* f) const { return (dir / f).string(); }
+};
+
+const pki& certificates() {
+    static const pki p = [] {
+        pki t;
+        t.dir = fs::temp_directory_path() / ("mailers-http-pki-" + std::to_string(::getpid()));
+        fs::remove_all(t.dir);
+        fs::create_directories(t.dir);
+        std::ofstream(t.dir / "good.ext")
+            << "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n";
+        std::ofstream(t.dir / "wrongname.ext")
+            << "subjectAltName=DNS:other.example\nbasicConstraints=CA:FALSE\n";
+        const std::string key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+        const std::string cmd =
+            "cd '" + t.dir.string() +
+            "' && "
+            "openssl req -x509" +
+            key +
+            "-keyout ca.key -out ca.pem -days 1 -subj '/CN=mailers http test CA' "
+            "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign "
+            ">/dev/null 2>&1 && "
+            "openssl req" +
+            key +
+            "-keyout good.key -out good.csr -subj '/CN=127.0.0.1' >/dev/null 2>&1 && "
+            "openssl x509 -req -in good.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+            "-extfile good.ext -out good.pem >/dev/null 2>&1 && "
+            "openssl req" +
+            key +
+            "-keyout wrongname.key -out wrongname.csr -subj '/CN=other.example' >/dev/null 2>&1 && "
+            "openssl x509 -req -in wrongname.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+            "-extfile wrongname.ext -out wrongname.pem >/dev/null 2>&1 && "
+            "openssl req -x509" +
+            key +
+            "-keyout self.key -out self.pem -days 1 -subj '/CN=127.0.0.1' "
+            "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1";
+        t.ok = std::system(cmd.c_str()) == 0;
+        return t;
+    }();
+    return p;
+}
+
+std::unique_ptr<asio::ssl::context> server_tls(const pki& p, const char* name) {
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->use_certificate_chain_file(p.path((std::string(name) + ".pem").c_str()));
+    ctx->use_private_key_file(p.path((std::string(name) + ".key").c_str()),
+                              asio::ssl::context::pem);
+    return ctx;
+}
+
+// ---------------------------------------------------------------------------
+// OAuth: an RSA service-account key, and the token endpoint's checks
+
+struct rsa_key {
+    std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key{EVP_RSA_gen(2048), EVP_PKEY_free};
+    std::string pem() const {
+        std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
+        PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr);
+        char* data = nullptr;
+        const long len = BIO_get_mem_data(bio.get(), &data);
+        return std::string(data, static_cast<std::size_t>(len));
+    }
+    bool verify(std::string_view input, std::string_view sig) const {
+        std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                    EVP_MD_CTX_free);
+        return EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) == 1 &&
+               EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig.data()),
+                                sig.size(), reinterpret_cast<const unsigned char*>(input.data()),
+                                input.size()) == 1;
+    }
+};
+
+const rsa_key& service_account_key() {
+    static const rsa_key k;
+    return k;
+}
+
+// A token endpoint and API that issue and check bearer tokens.
+struct token_authority {
+    std::mutex mu;
+    std::map<std::string, std::string> issued;  // token -> subject
+    int issued_count = 0;
+    int expires_in = 3599;
+    std::string refuse_grant;  // when set, the token endpoint answers this OAuth error
+    std::string token_url;
+
+    std::string issue(const std::string& subject) {
+        std::lock_guard lock(mu);
+        const auto t = "ya29.token-" + std::to_string(++issued_count);
+        issued[t] = subject;
+        return t;
+    }
+    std::optional<std::string> subject_of(const received& r) {
+        const auto auth = r.header("authorization");
+        if (!auth.starts_with("Bearer ")) return std::nullopt;
+        std::lock_guard lock(mu);
+        auto it = issued.find(auth.substr(7));
+        if (it == issued.end()) return std::nullopt;
+        return it->second;
+    }
+    void revoke_all() {
+        std::lock_guard lock(mu);
+        issued.clear();
+    }
+    reply token_reply(const std::string& subject) {
+        const auto tok = issue(subject);
+        return json_reply(200, R"({"access_token":")" + tok + R"(","expires_in":)" +
+                                   std::to_string(expires_in) + R"(,"token_type":"Bearer"})");
+    }
+
+    // Google's JWT-bearer grant: the assertion must verify with the service
+    // account's public key and carry its claims.
+    reply google_token(const received& r) {
+        if (!refuse_grant.empty())
+            return json_reply(400, R"({"error":")" + refuse_grant +
+                                       R"(","error_description":"Invalid JWT Signature."})");
+        if (r.header("content-type") != "application/x-www-form-urlencoded")
+            return refuse("token content type");
+        if (form_value(r.body, "grant_type") == "refresh_token") {
+            if (form_value(r.body, "client_id") != "cid.apps.googleusercontent.com" ||
+                form_value(r.body, "client_secret") != "csecret" ||
+                form_value(r.body, "refresh_token") != "1//refresh")
+                return json_reply(400,
+                                  R"({"error":"invalid_grant","error_description":"Bad Request"})");
+            return token_reply("me");
+        }
+        if (form_value(r.body, "grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer")
+            return refuse("grant_type");
+        const auto jwt = form_value(r.body, "assertion");
+        const auto d1 = jwt.find('.');
+        const auto d2 = jwt.find('.', d1 + 1);
+        if (d2 == std::string::npos) return refuse("assertion is not a JWT");
+        if (b64decode(jwt.substr(0, d1)) != R"({"alg":"RS256","typ":"JWT"})")
+            return refuse("JWT header");
+        if (!service_account_key().verify(jwt.substr(0, d2), b64decode(jwt.substr(d2 + 1))))
+            return json_reply(
+                400, R"({"error":"invalid_grant","error_description":"Invalid JWT Signature."})");
+        json_doc claims(b64decode(jwt.substr(d1 + 1, d2 - d1 - 1)));
+        std::int64_t iat = 0, exp = 0;
+        if (claims.root["iat"].get(iat) != simdjson::SUCCESS ||
+            claims.root["exp"].get(exp) != simdjson::SUCCESS)
+            return refuse("JWT without iat or exp");
+        if (claims.str("/iss") != "mailer@project.iam.gserviceaccount.com" ||
+            claims.str("/scope") != "https://www.googleapis.com/auth/gmail.send" ||
+            claims.str("/aud") != token_url || exp - iat != 3600)
+            return json_reply(
+                400, R"({"error":"invalid_grant","error_description":"Invalid JWT claims."})");
+        return token_reply(claims.str("/sub"));
+    }
+
+    reply microsoft_token(const received& r) {
+        if (r.target != "/tenant-1/oauth2/v2.0/token")
+            return json_reply(400, R"({"error":"invalid_request"})");
+        if (form_value(r.body, "grant_type") != "client_credentials" ||
+            form_value(r.body, "client_id") != "app-id" ||
+            form_value(r.body, "scope") != "https://graph.microsoft.com/.default")
+            return json_reply(400, R"({"error":"invalid_request"})");
+        if (form_value(r.body, "client_secret") != "app-secret")
+            return json_reply(
+                401,
+                R"({"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."})");
+        return token_reply("app");
+    }
+};
+
+}  // namespace
+
+// ===========================================================================
+
+TEST_CASE("SES v2: SigV4-signed raw SendEmail, tags and configuration set, documented errors") {
+    std::string mode = "ok";
+    std::string last_body;
+    fake_server srv([&](const received& r) {
+        last_body = r.body;
+        reply ok = ses_check(r, "eu-west-1");
+        if (ok.status != 200 || mode == "ok") return ok;
+        if (mode == "quota")
+            return json_reply(
+                400, R"({"message":"Daily message quota exceeded."})",
+                {{"x-amzn-ErrorType",
+                  "LimitExceededException:http://internal.amazon.com/coral/com.amazonaws.sesv2/"}});
+        if (mode == "throttle")
+            return json_reply(
+                429, R"({"message":"Maximum sending rate exceeded."})",
+                {{"x-amzn-ErrorType", "TooManyRequestsException"}, {"Retry-After", "2"}});
+        if (mode == "unverified")
+            return json_reply(
+                400,
+                R"({"message":"Email address is not verified. The following identities failed the check in region EU-WEST-1: rep@brand.example"})",
+                {{"x-amzn-ErrorType", "MessageRejected"}});
+        return json_reply(400, R"({"message":"Your account has been suspended."})",
+                          {{"x-amzn-ErrorType", "AccountSuspendedException"}});
+    });
+    asio::io_context ioc;
+    mailers::diagnostics diag;
+    auto t = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("ses+api://AKIDEXAMPLE:wJalrXUtnFEMI/"
+                         "K7MDENG+bPxRfiCYEXAMPLEKEY@default?region=eu-west-1"
+                         "&configuration_set=bulk&tag=team:growth&endpoint=" +
+                         srv.url()),
+        &diag);
+    REQUIRE_MESSAGE(t, diag.message);
+    auto& tr = **t;
+    CHECK(tr.name() == "ses");
+
+    auto o = make_out();
+    o->msg.cc = {{"bob", "example.com", ""}};
+    o->env.rcpt_to = {"ann@example.com", "bob@example.com", "hidden@example.org"};
+    auto r = send_one(ioc, tr, o);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(r.out.provider_message_id == "0100018c-ses-message-id-000000");
+    CHECK(r.out.diag.request_id == "req-ses-1");
+    json_doc j(last_body);
+    REQUIRE(j.ok);
+    CHECK(j.str("/FromEmailAddress") == "rep@brand.example");
+    CHECK(j.str("/Destination/ToAddresses/2") == "hidden@example.org");
+    CHECK(j.str("/ConfigurationSetName") == "bulk");
+    CHECK(j.str("/EmailTags/0/Name") == "team");
+    CHECK(j.str("/EmailTags/1/Name") == "mailers_send_id");
+    CHECK(j.str("/EmailTags/1/Value") == "42");
+    const auto mime = b64decode(j.str("/Content/Raw/Data"));
+    CHECK(mime.find("Subject: Quarterly numbers") != std::string::npos);
+    CHECK(mime.find("hidden@example.org") == std::string::npos);  // Bcc never in the headers
+
+    mode = "quota";
+    r = send_one(ioc, tr, make_out());
+    CHECK(r.ec == transport_errc::sender_quota_exhausted);
+    CHECK(r.ec == failure::quota_exhausted);
+    CHECK(r.out.diag.provider_code == "LimitExceededException");
+    CHECK(r.out.diag.status == 400);
+    mode = "throttle";
+    r = send_one(ioc, tr, make_out());
+    CHECK(r.ec == failure::throttled);
+    CHECK(r.out.diag.retry_after == 2s);
+    mode = "unverified";
+    r = send_one(ioc, tr, make_out());
+    CHECK(r.ec == transport_errc::configuration);
+    mode = "suspended";
+    r = send_one(ioc, tr, make_out());
+    CHECK(r.ec == failure::reputation);
+
+    // A wrong secret fails the server's signature check.
+    auto bad = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("ses+api://AKIDEXAMPLE:not-the-secret@default?region=eu-west-1&endpoint=" +
+                         srv.url()));
+    REQUIRE(bad);
+    mode = "ok";
+    r = send_one(ioc, **bad, make_out());
+    CHECK(r.ec == transport_errc::authentication_failed);
+    CHECK(r.out.diag.provider_code == "InvalidSignatureException");
+    CHECK(tr.stats().connections_opened == 1);  // five sends, one keep-alive connection
+}
+
+TEST_CASE("Mailgun: MIME upload with Basic api:KEY, EU region by DSN, errors") {
+    std::string mode = "ok";
+    received last;
+    fake_server srv([&](const received& r) {
+        last = r;
+        if (mode == "throttle")
+            return json_reply(429, R"({"message":"Too many requests"})", {{"Retry-After", "7"}});
+        if (mode == "sandbox")
+            return json_reply(
+                403,
+                R"({"message":"Domain sandbox1234.mailgun.org is not allowed to send: Free accounts are for test purposes only."})");
+        return mailgun_check(r, "key-secret", "mg.brand.example");
+    });
+    asio::io_context ioc;
+    auto t = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view(
+            "mailgun+api://key-secret:mg.brand.example@default?region=eu&tag=welcome&endpoint=" +
+            srv.url()));
+    REQUIRE(t);
+    auto o = make_out();
+    o->env.rcpt_to.push_back("hidden@example.org");
+    auto r = send_one(ioc, **t, o);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(r.out.provider_message_id == "20300101120000.1.ABCDEF@mg.brand.example");
+    auto f = multipart_fields(last);
+    CHECK(f["to"] == std::vector<std::string>{"ann@example.com", "hidden@example.org"});
+    CHECK(f["o:tag"] == std::vector<std::string>{"welcome"});
+    CHECK(f["v:mailers_send_id"] == std::vector<std::string>{"42"});
+    CHECK(f["message"][0].find("From: Rep One <rep@brand.example>") != std::string::npos);
+
+    auto wrong = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("mailgun+api://key-wrong:mg.brand.example@default?endpoint=" + srv.url()));
+    r = send_one(ioc, **wrong, make_out());
+    CHECK(r.ec == failure::auth);
+    mode = "throttle";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == failure::throttled);
+    CHECK(r.out.diag.retry_after == 7s);
+    mode = "sandbox";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == transport_errc::configuration);
+
+    // The region picks the public host when no endpoint overrides it.
+    auto eu = mailers::http_params_from_dsn(
+        *mailers::parse_single_dsn("mailgun+api://k:d.example@default?region=eu"));
+    REQUIRE(eu.has_value());
+    CHECK(std::get<mailers::mailgun_params>(*eu).region == mailers::mailgun_region::eu);
+}
+
+TEST_CASE(
+    "SendGrid: JSON mail/send with Bearer key, 202 + X-Message-Id, 429 with X-RateLimit-Reset") {
+    std::string mode = "ok";
+    std::string body;
+    fake_server srv([&](const received& r) {
+        body = r.body;
+        if (mode == "throttle") {
+            const auto reset = std::chrono::duration_cast<std::chrono::seconds>(
+                                   std::chrono::system_clock::now().time_since_epoch() + 20s)
+                                   .count();
+            return json_reply(429, R"({"errors":[{"field":null,"message":"too many requests"}]})",
+                              {{"X-RateLimit-Limit", "600"},
+                               {"X-RateLimit-Remaining", "0"},
+                               {"X-RateLimit-Reset", std::to_string(reset)}});
+        }
+        if (mode == "identity")
+            return json_reply(
+                403,
+                R"({"errors":[{"message":"The from address does not match a verified Sender Identity. Mail cannot be sent until this error is resolved.","field":"from","help":null}]})");
+        return sendgrid_check(r, "SG.test-key");
+    });
+    asio::io_context ioc;
+    auto t = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("sendgrid+api://SG.test-key@default?category=onboarding&endpoint=" +
+                         srv.url()));
+    REQUIRE(t);
+    auto o = make_out();
+    o->msg.in_reply_to = "first@brand.example";
+    o->msg.references = {"first@brand.example"};
+    o->msg.unsubscribe = mailers::list_unsubscribe{"https://brand.example/u/1", ""};
+    o->msg.attachments = {
+        {"report.pdf", "application/pdf", std::string("%PDF-1.4\0binary", 15), ""}};
+    o->msg.message_id = "m1@brand.example";
+    o->env.rcpt_to.push_back("hidden@example.org");
+    auto r = send_one(ioc, **t, o);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(r.out.provider_message_id == "sg-message-id-1");
+    CHECK(r.out.diag.status == 202);
+    json_doc j(body);
+    REQUIRE(j.ok);
+    CHECK(j.str("/personalizations/0/to/0/email") == "ann@example.com");
+    CHECK(j.str("/personalizations/0/to/0/name") == "Ann Example");
+    CHECK(j.str("/personalizations/0/bcc/0/email") == "hidden@example.org");
+    CHECK(j.str("/from/name") == "Rep One");
+    CHECK(j.str("/content/1/type") == "text/html");
+    CHECK(j.str("/headers/Message-ID") == "<m1@brand.example>");
+    CHECK(j.str("/headers/In-Reply-To") == "<first@brand.example>");
+    CHECK(j.str("/headers/List-Unsubscribe-Post") == "List-Unsubscribe=One-Click");
+    CHECK(b64decode(j.str("/attachments/0/content")) == std::string("%PDF-1.4\0binary", 15));
+    CHECK(j.str("/attachments/0/disposition") == "attachment");
+    CHECK(j.str("/custom_args/mailers_send_id") == "42");
+    CHECK(j.str("/categories/0") == "onboarding");
+
+    // A To address the envelope leaves out is never handed to SendGrid.
+    auto leaky = make_out();
+    leaky->msg.to.push_back({"suppressed", "example.com", ""});
+    const auto before = srv.request_count();
+    r = send_one(ioc, **t, leaky);
+    CHECK(r.ec == mailers::errc::invalid_argument);
+    CHECK(srv.request_count() == before);
+
+    mode = "throttle";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == failure::throttled);
+    REQUIRE(r.out.diag.retry_after);
+    CHECK(*r.out.diag.retry_after >= 18s);
+    CHECK(*r.out.diag.retry_after <= 21s);
+    mode = "identity";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == transport_errc::configuration);
+    mode = "ok";
+    auto wrong = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("sendgrid+api://SG.other@default?endpoint=" + srv.url()));
+    r = send_one(ioc, **wrong, make_out());
+    CHECK(r.ec == transport_errc::authentication_failed);
+}
+
+TEST_CASE("Postmark: server token, message stream, 406 inactive recipient is permanent") {
+    std::string mode = "ok";
+    std::string body;
+    fake_server srv([&](const received& r) {
+        body = r.body;
+        reply ok = postmark_check(r, "pm-server-token");
+        if (ok.status != 200 || mode == "ok") return ok;
+        if (mode == "inactive")
+            return json_reply(
+                422,
+                R"({"ErrorCode":406,"Message":"You tried to send to recipient(s) that have been marked as inactive. Found inactive addresses: ann@example.com. Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual suppression."})");
+        if (mode == "invalid")
+            return json_reply(
+                422, R"({"ErrorCode":300,"Message":"Invalid 'To' address: 'ann@example'."})");
+        return json_reply(429, R"({"ErrorCode":429,"Message":"Rate limit exceeded"})",
+                          {{"Retry-After", "3"}});
+    });
+    asio::io_context ioc;
+    auto t = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view(
+            "postmark+api://pm-server-token@default?stream=outbound&tag=welcome&endpoint=" +
+            srv.url()));
+    REQUIRE(t);
+    auto o = make_out();
+    o->msg.to[0].display_name = "Example, Ann";
+    o->msg.attachments = {{"logo.png", "image/png", "PNGDATA", "logo1"}};
+    auto r = send_one(ioc, **t, o);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(r.out.provider_message_id == "b7bc2f4a-e38e-4336-af7d-e6c392c2f817");
+    json_doc j(body);
+    CHECK(j.str("/From") == "Rep One <rep@brand.example>");
+    CHECK(j.str("/To") == "\"Example, Ann\" <ann@example.com>");
+    CHECK(j.str("/MessageStream") == "outbound");
+    CHECK(j.str("/Tag") == "welcome");
+    CHECK(j.str("/Metadata/mailers_send_id") == "42");
+    CHECK(j.str("/Attachments/0/ContentID") == "cid:logo1");
+    CHECK(j.str("/Headers/0/Name") == "Message-ID");
+
+    mode = "inactive";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == transport_errc::recipient_rejected);
+    CHECK(r.ec == failure::recipient_permanent);
+    CHECK(r.out.diag.provider_code == "406");
+    mode = "invalid";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == failure::message_rejected);
+    mode = "throttle";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == failure::throttled);
+    CHECK(r.out.diag.retry_after == 3s);
+    auto wrong = mailers::make_http_transport(
+        ioc.get_executor(), std::string_view("postmark+api://bad@default?endpoint=" + srv.url()));
+    r = send_one(ioc, **wrong, make_out());
+    CHECK(r.ec == transport_errc::authentication_failed);
+    CHECK(r.out.diag.provider_code == "10");
+}
+
+TEST_CASE(
+    "keep-alive pool: one connection for sequential sends, at most max_connections in parallel") {
+    fake_server srv([&](const received& r) {
+        reply rep = postmark_check(r, "tok");
+        rep.delay = 20ms;
+        return rep;
+    });
+    asio::io_context ioc;
+    mailers::postmark_params p;
+    p.server_token = mailers::secret("tok");
+    p.endpoint = srv.url();
+    p.http = test_http();
+    p.http.max_connections = 4;
+    mailers::http_transport t(ioc.get_executor(), p);
+    for (int i = 0; i < 20; ++i) REQUIRE(!send_one(ioc, t, make_out()).ec);
+    CHECK(srv.connections() == 1);
+    std::vector<std::shared_ptr<outbound>> outs;
+    for (int i = 0; i < 40; ++i) outs.push_back(make_out());
+    for (const auto& s : send_many(ioc, t, outs)) CHECK(!s.ec);
+    CHECK(srv.max_open_connections() <= 4);
+    CHECK(srv.connections() <= 4);
+    CHECK(t.stats().accepted == 60);
+    CHECK(t.stats().requests == 60);
+}
+
+TEST_CASE("failure phases: what may be retried and what is an unknown outcome") {
+    asio::io_context ioc;
+    SUBCASE("nobody listening: connection_failed, transient") {
+        tcp::acceptor probe(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        const auto port = probe.local_endpoint().port();
+        probe.close();
+        mailers::sendgrid_params p;
+        p.api_key = mailers::secret("k");
+        p.endpoint = "http://127.0.0.1:" + std::to_string(port);
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::connection_failed);
+        CHECK(r.ec == failure::transient);
+        CHECK(r.out.diag.message.find("127.0.0.1") != std::string::npos);
+        CHECK(t.stats().failed == 1);
+    }
+    SUBCASE("connection closed after the request arrived: outcome_unknown") {
+        fake_server srv([](const received&) {
+            reply r;
+            r.action = reply::act::close_without_reply;
+            return r;
+        });
+        mailers::sendgrid_params p;
+        p.api_key = mailers::secret("k");
+        p.endpoint = srv.url();
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::outcome_unknown);
+        CHECK(r.ec == failure::unknown_outcome);
+        CHECK(srv.request_count() == 1);  // delivered once, never retried
+    }
+    SUBCASE("no reply within the response timeout: outcome_unknown") {
+        fake_server srv([](const received& r) {
+            reply rep = sendgrid_check(r, "k");
+            rep.delay = 3s;
+            return rep;
+        });
+        mailers::sendgrid_params p;
+        p.api_key = mailers::secret("k");
+        p.endpoint = srv.url();
+        p.http = test_http();
+        p.http.timeouts.response = 300ms;
+        mailers::http_transport t(ioc.get_executor(), p);
+        const auto start = std::chrono::steady_clock::now();
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::outcome_unknown);
+        CHECK(std::chrono::steady_clock::now() - start < 2500ms);
+        CHECK(r.out.diag.message.find("300 ms") != std::string::npos);
+    }
+    SUBCASE("a server that never reads: the write times out before the request is sent") {
+        fake_server srv([](const received&) { return reply{}; });
+        srv.stall_reading = true;
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = srv.url();
+        p.http = test_http();
+        p.http.timeouts.write = 500ms;
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto o = make_out();
+        o->msg.attachments = {
+            {"big.bin", "application/octet-stream", std::string(24 << 20, 'x'), ""}};
+        auto r = send_one(ioc, t, o);
+        CHECK(r.ec == transport_errc::timeout_before_send);
+        CHECK(r.ec == failure::transient);
+    }
+    SUBCASE("garbage instead of HTTP after the request: outcome_unknown") {
+        fake_server srv([](const received&) {
+            reply r;
+            r.action = reply::act::garbage;
+            return r;
+        });
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = srv.url();
+        mailers::http_transport t(ioc.get_executor(), p);
+        CHECK(send_one(ioc, t, make_out()).ec == transport_errc::outcome_unknown);
+    }
+    SUBCASE("a keep-alive connection the server closed is replaced, not reported") {
+        fake_server srv([](const received& r) {
+            reply rep = postmark_check(r, "k");
+            rep.action = reply::act::respond_then_close;  // closes without saying so
+            return rep;
+        });
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = srv.url();
+        mailers::http_transport t(ioc.get_executor(), p);
+        for (int i = 0; i < 5; ++i) {
+            auto r = send_one(ioc, t, make_out());
+            CHECK_MESSAGE(!r.ec, r.out.diag.message);
+            std::this_thread::sleep_for(20ms);  // let the close arrive
+        }
+        CHECK(srv.connections() == 5);
+        CHECK(srv.request_count() == 5);
+    }
+    SUBCASE("destroying the transport fails the sends still waiting for a connection") {
+        fake_server srv([](const received& r) {
+            reply rep = postmark_check(r, "k");
+            rep.delay = 300ms;
+            return rep;
+        });
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = srv.url();
+        p.http.max_connections = 1;
+        auto t = std::make_shared<mailers::http_transport>(ioc.get_executor(), p);
+        std::vector<error_code> ecs;
+        for (int i = 0; i < 3; ++i)
+            t->async_send(make_out(), [&](error_code ec, send_outcome) { ecs.push_back(ec); });
+        ioc.restart();
+        ioc.run_for(50ms);
+        t.reset();
+        while (ecs.size() < 3 && ioc.run_one_for(10s)) {
+        }
+        REQUIRE(ecs.size() == 3);
+        CHECK(std::count(ecs.begin(), ecs.end(),
+                         mailers::make_error_code(mailers::errc::operation_aborted)) == 2);
+        CHECK(std::count(ecs.begin(), ecs.end(), error_code{}) == 1);
+    }
+    SUBCASE("CR or LF in a credential never reaches the wire") {
+        fake_server srv([](const received& r) { return postmark_check(r, "k"); });
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k\r\nX-Injected: 1");
+        p.endpoint = srv.url();
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::configuration);
+        CHECK(r.out.diag.message.find("X-Injected") == std::string::npos);
+        CHECK(srv.request_count() == 0);
+    }
+}
+
+TEST_CASE("TLS: verified against a CA file, refused with the system store or a wrong certificate") {
+    const auto& p = certificates();
+    if (!p.ok) {
+        MESSAGE("skipped: the openssl tool could not make the test certificates");
+        return;
+    }
+    asio::io_context ioc;
+    auto good = server_tls(p, "good");
+    fake_server srv([](const received& r) { return postmark_check(r, "tok"); }, good.get());
+    const auto dsn = "postmark+api://tok@default?endpoint=" + srv.url();
+
+    auto ok = mailers::make_http_transport(ioc.get_executor(),
+                                           std::string_view(dsn + "&ca_file=" + p.path("ca.pem")));
+    REQUIRE(ok);
+    auto r = send_one(ioc, **ok, make_out());
+    CHECK_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(!send_one(ioc, **ok, make_out()).ec);
+    CHECK((*ok)->stats().connections_opened == 1);
+
+    // The system store does not know the throwaway CA.
+    auto system = mailers::make_http_transport(ioc.get_executor(), std::string_view(dsn));
+    r = send_one(ioc, **system, make_out());
+    CHECK(r.ec == transport_errc::tls_verification_failed);
+    CHECK(r.ec == failure::auth);
+    CHECK(r.out.diag.message.find("does not verify") != std::string::npos);
+
+    // Signed by the right CA but for another name.
+    auto wrong_name = server_tls(p, "wrongname");
+    fake_server other([](const received& r) { return postmark_check(r, "tok"); }, wrong_name.get());
+    auto w = mailers::make_http_transport(
+        ioc.get_executor(), std::string_view("postmark+api://tok@default?endpoint=" + other.url() +
+                                             "&ca_file=" + p.path("ca.pem")));
+    r = send_one(ioc, **w, make_out());
+    CHECK(r.ec == transport_errc::tls_verification_failed);
+    CHECK(other.request_count() == 0);
+
+    // By name: SNI carries it, and the certificate must name it.
+    const auto ca = "&ca_file=" + p.path("ca.pem");
+    auto by_name = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("postmark+api://tok@default?endpoint=https://localhost:" +
+                         std::to_string(srv.port()) + ca));
+    r = send_one(ioc, **by_name, make_out());
+    CHECK_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(srv.last_sni() == "localhost");
+    auto by_wrong_name = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("postmark+api://tok@default?endpoint=https://localhost:" +
+                         std::to_string(other.port()) + ca));
+    CHECK(send_one(ioc, **by_wrong_name, make_out()).ec == transport_errc::tls_verification_failed);
+    CHECK(other.last_sni() == "localhost");
+
+    // Self-signed: refused, unless verification is turned off explicitly.
+    auto self = server_tls(p, "self");
+    fake_server selfsrv([](const received& r) { return postmark_check(r, "tok"); }, self.get());
+    auto s = mailers::make_http_transport(
+        ioc.get_executor(), std::string_view("postmark+api://tok@default?endpoint=" +
+                                             selfsrv.url() + "&ca_file=" + p.path("ca.pem")));
+    CHECK(send_one(ioc, **s, make_out()).ec == transport_errc::tls_verification_failed);
+    auto off = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("postmark+api://tok@default?endpoint=" + selfsrv.url() + "&verify=false"));
+    r = send_one(ioc, **off, make_out());
+    CHECK_MESSAGE(!r.ec, r.out.diag.message);
+
+    // Plain HTTP to a TLS server: the reply is not HTTP, so nothing is known.
+    auto plain = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("postmark+api://tok@default?endpoint=http://127.0.0.1:" +
+                         std::to_string(srv.port())));
+    r = send_one(ioc, **plain, make_out());
+    CHECK(r.ec);
+
+    // An unreadable CA file is a configuration error at construction.
+    mailers::diagnostics diag;
+    auto missing = mailers::make_http_transport(
+        ioc.get_executor(), std::string_view(dsn + "&ca_file=/nonexistent/ca.pem"), &diag);
+    CHECK(!missing);
+    CHECK(diag.message.find("/nonexistent/ca.pem") != std::string::npos);
+}
+
+TEST_CASE("Gmail API: service-account JWT per user, token cache and refresh, threadId, errors") {
+    token_authority auth;
+    std::string mode = "ok";
+    std::vector<received> api;
+    std::mutex mu;
+    fake_server srv([&](const received& r) {
+        if (r.target == "/token") return auth.google_token(r);
+        std::size_t seq = 0;
+        {
+            std::lock_guard lock(mu);
+            api.push_back(r);
+            seq = api.size();
+        }
+        const auto who = auth.subject_of(r);
+        if (!who)
+            return json_reply(
+                401,
+                R"({"error":{"errors":[{"domain":"global","reason":"authError","message":"Invalid Credentials"}],"code":401,"message":"Invalid Credentials"}})");
+        const std::string expected =
+            "/gmail/v1/users/" + (*who == "me" ? std::string("me") : *who) + "/messages/send";
+        std::string target = r.target;
+        for (auto pos = target.find("%40"); pos != std::string::npos; pos = target.find("%40"))
+            target.replace(pos, 3, "@");
+        if (r.method != "POST" || target != expected)
+            return json_reply(
+                403,
+                R"({"error":{"code":403,"message":"Delegation denied","errors":[{"reason":"forbidden"}]}})");
+        if (mode == "daily")
+            return json_reply(
+                429,
+                R"j({"error":{"code":429,"message":"User-rate limit exceeded.  Retry after 2099-01-01T00:00:00.000Z (Mail sending)","errors":[{"message":"User-rate limit exceeded.","domain":"usageLimits","reason":"rateLimitExceeded"}],"status":"RESOURCE_EXHAUSTED"}})j");
+        if (mode == "user-rate")
+            return json_reply(
+                403,
+                R"({"error":{"errors":[{"domain":"usageLimits","reason":"userRateLimitExceeded","message":"User Rate Limit Exceeded"}],"code":403,"message":"User Rate Limit Exceeded"}})");
+        json_doc j(r.body);
+        const auto raw = b64decode(j.str("/raw"));
+        if (raw.find("\r\nSubject: ") == std::string::npos ||
+            j.str("/raw").find_first_of("+/=") != std::string::npos)
+            return json_reply(
+                400,
+                R"({"error":{"code":400,"message":"Invalid value for ByteString","errors":[{"reason":"invalidArgument"}]}})");
+        return json_reply(
+            200, R"({"id":"msg-)" + std::to_string(seq) + R"(","threadId":"thread-)" +
+                     (j.has("/threadId") ? j.str("/threadId").substr(7) : std::to_string(seq)) +
+                     R"(","labelIds":["SENT"]})");
+    });
+    auth.token_url = srv.url() + "/token";
+    asio::io_context ioc;
+
+    mailers::gmail_params p;
+    p.service_account_email = "mailer@project.iam.gserviceaccount.com";
+    p.private_key = mailers::secret(service_account_key().pem());
+    p.endpoint = srv.url();
+    p.token_endpoint = auth.token_url;
+    p.http = test_http();
+    mailers::http_transport t(ioc.get_executor(), p);
+    CHECK(t.name() == "gmail");
+
+    // Two sends as rep@brand.example, one as other@brand.example: one token each.
+    auto first = make_out();
+    first->msg.message_id = "first@brand.example";
+    first->env.rcpt_to.push_back("hidden@example.org");
+    auto r = send_one(ioc, t, first);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(r.out.provider_message_id == "msg-1");
+    {
+        std::lock_guard lock(mu);
+        json_doc j(api.back().body);
+        const auto raw = b64decode(j.str("/raw"));
+        CHECK(raw.starts_with("Bcc: hidden@example.org\r\n"));
+        CHECK(!j.has("/threadId"));
+    }
+    auto reply_msg = make_out();
+    reply_msg->msg.in_reply_to = "first@brand.example";
+    reply_msg->msg.references = {"first@brand.example"};
+    reply_msg->msg.subject = "Re: Quarterly numbers";
+    r = send_one(ioc, t, reply_msg);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    {
+        std::lock_guard lock(mu);
+        json_doc j(api.back().body);
+        CHECK(j.str("/threadId") == "thread-1");  // the reply joins the first message's thread
+    }
+    auto other = make_out();
+    other->msg.from = {"other", "brand.example", ""};
+    r = send_one(ioc, t, other);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(t.stats().token_requests == 2);
+    CHECK(auth.issued_count == 2);
+
+    // A token the API stops accepting is dropped and replaced on the next send.
+    auth.revoke_all();
+    r = send_one(ioc, t, make_out());
+    CHECK(r.ec == transport_errc::authentication_failed);
+    r = send_one(ioc, t, make_out());
+    CHECK_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(t.stats().token_requests == 3);
+
+    mode = "daily";
+    r = send_one(ioc, t, make_out());
+    CHECK(r.ec == failure::quota_exhausted);
+    REQUIRE(r.out.diag.retry_after);
+    CHECK(*r.out.diag.retry_after > 24h);
+    mode = "user-rate";
+    r = send_one(ioc, t, make_out());
+    CHECK(r.ec == failure::throttled);
+    mode = "ok";
+
+    // A refused grant fails the send as auth, and nothing reaches the API.
+    auth.refuse_grant = "invalid_grant";
+    const auto api_count = [&] {
+        std::lock_guard lock(mu);
+        return api.size();
+    };
+    const auto before = api_count();
+    auto stranger = make_out();
+    stranger->msg.from = {"new", "brand.example", ""};
+    r = send_one(ioc, t, stranger);
+    CHECK(r.ec == transport_errc::authentication_failed);
+    CHECK(r.out.diag.message.find("invalid_grant") != std::string::npos);
+    CHECK(api_count() == before);
+    auth.refuse_grant.clear();
+}
+
+TEST_CASE(
+    "Gmail API: refresh-token flow, short-lived tokens refreshed before expiry, DSN with a key "
+    "file") {
+    token_authority auth;
+    auth.expires_in = 2;  // refreshed after one second
+    fake_server srv([&](const received& r) {
+        if (r.target == "/token") return auth.google_token(r);
+        if (!auth.subject_of(r))
+            return json_reply(
+                401,
+                R"({"error":{"code":401,"message":"Invalid Credentials","errors":[{"reason":"authError"}]}})");
+        return json_reply(200, R"({"id":"m","threadId":"t","labelIds":["SENT"]})");
+    });
+    auth.token_url = srv.url() + "/token";
+    asio::io_context ioc;
+    auto t = mailers::make_http_transport(
+        ioc.get_executor(), std::string_view("gmail+api://"
+                                             "cid.apps.googleusercontent.com:csecret@default?"
+                                             "refresh_token=1%2F%2Frefresh&endpoint=" +
+                                             srv.url() + "&token_endpoint=" + auth.token_url));
+    REQUIRE(t);
+    CHECK(!send_one(ioc, **t, make_out()).ec);
+    CHECK(!send_one(ioc, **t, make_out()).ec);
+    CHECK((*t)->stats().token_requests == 1);
+    std::this_thread::sleep_for(1100ms);
+    CHECK(!send_one(ioc, **t, make_out()).ec);
+    CHECK((*t)->stats().token_requests == 2);
+
+    // The service account's JSON key file, as Google hands it out.
+    const auto dir = fs::temp_directory_path() / ("mailers-http-sa-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::string key_json =
+        R"({"type":"service_account","client_email":"mailer@project.iam.gserviceaccount.com","private_key":)";
+    std::string pem_escaped;
+    for (char c : service_account_key().pem())
+        pem_escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
+    key_json += "\"" + pem_escaped + "\",\"token_uri\":\"" + auth.token_url + "\"}";
+    std::ofstream(dir / "sa.json") << key_json;
+    auth.expires_in = 3599;
+    mailers::diagnostics diag;
+    auto sa = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("gmail+api://default?service_account=" + (dir / "sa.json").string() +
+                         "&endpoint=" + srv.url()),
+        &diag);
+    REQUIRE_MESSAGE(sa, diag.message);
+    auto r = send_one(ioc, **sa, make_out());
+    CHECK_MESSAGE(!r.ec, r.out.diag.message);
+    fs::remove_all(dir);
+}
+
+TEST_CASE(
+    "Microsoft Graph: client credentials, MIME sendMail, at most 4 requests per mailbox, 429") {
+    token_authority auth;
+    std::string mode = "ok";
+    fake_server srv([&](const received& r) {
+        if (r.target.ends_with("/oauth2/v2.0/token")) return auth.microsoft_token(r);
+        if (!auth.subject_of(r))
+            return json_reply(
+                401,
+                R"({"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired or is not yet valid."}})");
+        const std::string prefix = "/v1.0/users/";
+        if (r.method != "POST" || !r.target.starts_with(prefix) || !r.target.ends_with("/sendMail"))
+            return json_reply(
+                404, R"({"error":{"code":"ResourceNotFound","message":"Resource not found"}})");
+        if (r.header("content-type") != "text/plain")
+            return json_reply(
+                400,
+                R"({"error":{"code":"ErrorMimeContentInvalidBase64String","message":"Invalid base64 string for MIME content."}})");
+        const auto mime = b64decode(r.body);
+        if (mime.find("\r\nSubject: ") == std::string::npos)
+            return json_reply(
+                400,
+                R"({"error":{"code":"ErrorMimeContentInvalidBase64String","message":"Invalid base64 string for MIME content."}})");
+        if (mode == "throttle")
+            return json_reply(
+                429,
+                R"({"error":{"code":"ApplicationThrottled","message":"Application is over its MailboxConcurrency limit."}})",
+                {{"Retry-After", "1"}});
+        if (mode == "sendas")
+            return json_reply(
+                403,
+                R"({"error":{"code":"ErrorSendAsDenied","message":"The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account."}})");
+        reply ok;
+        ok.status = 202;
+        ok.headers = {{"request-id", "graph-req-1"}};
+        ok.delay = 40ms;
+        ok.hold_key = r.target.substr(prefix.size(), r.target.size() - prefix.size() - 9);
+        return ok;
+    });
+    asio::io_context ioc;
+    mailers::diagnostics diag;
+    auto t = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view(
+            "graph+api://app-id:app-secret@default?tenant=tenant-1&endpoint=" + srv.url() +
+            "&token_endpoint=" + srv.url() + "/tenant-1/oauth2/v2.0/token"),
+        &diag);
+    REQUIRE_MESSAGE(t, diag.message);
+    auto o = make_out();
+    o->msg.message_id = "graph1@brand.example";
+    auto r = send_one(ioc, **t, o);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(r.out.provider_message_id == "graph1@brand.example");
+    CHECK(r.out.diag.request_id == "graph-req-1");
+    CHECK(r.out.diag.status == 202);
+
+    // Twelve sends for one mailbox and four for another, all at once.
+    std::vector<std::shared_ptr<outbound>> outs;
+    for (int i = 0; i < 12; ++i) outs.push_back(make_out());
+    for (int i = 0; i < 4; ++i) {
+        auto x = make_out();
+        x->msg.from = {"second", "brand.example", ""};
+        outs.push_back(x);
+    }
+    for (const auto& s : send_many(ioc, **t, outs)) CHECK_MESSAGE(!s.ec, s.out.diag.message);
+    CHECK(srv.max_in_flight("rep%40brand.example") <= 4);
+    CHECK(srv.max_in_flight("rep%40brand.example") >= 2);
+    CHECK(srv.max_in_flight("second%40brand.example") >= 2);
+    CHECK((*t)->stats().token_requests == 1);
+
+    mode = "throttle";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == failure::throttled);
+    CHECK(r.out.diag.retry_after == 1s);
+    mode = "sendas";
+    r = send_one(ioc, **t, make_out());
+    CHECK(r.ec == transport_errc::configuration);
+
+    auto bad = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("graph+api://app-id:wrong@default?tenant=tenant-1&endpoint=" + srv.url() +
+                         "&token_endpoint=" + srv.url() + "/tenant-1/oauth2/v2.0/token"));
+    r = send_one(ioc, **bad, make_out());
+    CHECK(r.ec == transport_errc::authentication_failed);
+    CHECK(r.out.diag.provider_code == "invalid_client");
+}
+
+TEST_CASE("throughput against the local fake provider (figures, not a gate)") {
+    for (const char* which : {"postmark", "ses"}) {
+        fake_server srv([&](const received& r) {
+            return std::string(which) == "ses" ? ses_check(r, "us-east-1")
+                                               : postmark_check(r, "tok");
+        });
+        asio::io_context ioc;
+        const std::string dsn = std::string(which) == "ses"
+                                    ? "ses+api://AKIDEXAMPLE:wJalrXUtnFEMI/"
+                                      "K7MDENG+bPxRfiCYEXAMPLEKEY@default?endpoint=" +
+                                          srv.url()
+                                    : "postmark+api://tok@default?endpoint=" + srv.url();
+        auto t = mailers::make_http_transport(ioc.get_executor(),
+                                              std::string_view(dsn + "&max_connections=16"));
+        REQUIRE(t);
+        // One KiB of text, like the mission's benchmark message.
+        auto base = make_out();
+        base->msg.text = std::string(1024, 'a');
+        base->msg.html.clear();
+        const int n = 3000;
+        int done = 0, failed = 0, in_flight = 0, started = 0;
+        std::function<void()> launch = [&] {
+            while (in_flight < 16 && started < n) {
+                ++in_flight;
+                ++started;
+                (*t)->async_send(base, [&](error_code ec, send_outcome) {
+                    --in_flight;
+                    ++done;
+                    if (ec) ++failed;
+                    launch();
+                });
+            }
+        };
+        rusage before{}, after{};
+        getrusage(RUSAGE_THREAD, &before);
+        const auto start = std::chrono::steady_clock::now();
+        launch();
+        ioc.restart();
+        while (done < n && ioc.run_one_for(30s)) {
+        }
+        const auto secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        getrusage(RUSAGE_THREAD, &after);
+        const auto cpu_us = [](const rusage& u) {
+            return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e6 + u.ru_utime.tv_usec +
+                   u.ru_stime.tv_usec;
+        };
+        CHECK(done == n);
+        CHECK(failed == 0);
+        MESSAGE(std::string(which)
+                << ": " << n << " messages at concurrency 16 in " << secs
+                << " s = " << static_cast<int>(n / secs) << " msg/s; client thread CPU "
+                << (cpu_us(after) - cpu_us(before)) / n << " us/message; "
+                << (*t)->stats().connections_opened << " connections");
+    }
+}
