@@ -6,5 +6,6 @@
 #include <mailers/transports/composite_transport.hpp>
 #include <mailers/transports/fault_injector.hpp>
 #include <mailers/transports/file_transport.hpp>
+#include <mailers/transports/http_transports.hpp>
 #include <mailers/transports/null_transport.hpp>
 #include <mailers/transports/smtp_transport.hpp>
