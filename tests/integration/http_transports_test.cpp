@@ -1197,8 +1197,9 @@ TEST_CASE("TLS: verified against a CA file, refused with the system store or a w
         ioc.get_executor(),
         std::string_view("postmark+api://tok@default?endpoint=https://localhost:" +
                          std::to_string(other.port()) + ca));
+    // (The server's view of this refused handshake is not checked: the client
+    // may finish refusing before the server thread has recorded it.)
     CHECK(send_one(ioc, **by_wrong_name, make_out()).ec == transport_errc::tls_verification_failed);
-    CHECK(other.last_sni() == "localhost");
 
     // Self-signed: refused, unless verification is turned off explicitly.
     auto self = server_tls(p, "self");
