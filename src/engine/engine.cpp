@@ -107,19 +107,10 @@ engine::impl::~impl() {
 void engine::impl::load() {
     auto now = clk->now();
     store_snapshot snap;
-    std::promise<void> done;
-    std::exception_ptr err;
-    writer->run([&](store& st) {
-        try {
-            snap = st.load(params.workspace, now - std::chrono::duration_cast<duration>(
-                                                       max_window_length + std::chrono::hours(2)));
-        } catch (...) {
-            err = std::current_exception();
-        }
-        done.set_value();
+    with_store([&](store& st) {
+        snap = st.load(params.workspace, now - std::chrono::duration_cast<duration>(
+                                                   max_window_length + std::chrono::hours(2)));
     });
-    done.get_future().wait();
-    if (err) std::rethrow_exception(err);
 
     std::lock_guard lock(mu);
     for (const auto& o : snap.objects) {
@@ -202,6 +193,21 @@ void engine::impl::load() {
             log_level::warning,
             fmt::format("{} sends interrupted by a previous stop recorded as unknown", n));
     }
+}
+
+void engine::impl::with_store(const std::function<void(store&)>& fn) const {
+    std::exception_ptr err;
+    std::promise<void> done;
+    writer->run([&](store& st) {
+        try {
+            fn(st);
+        } catch (...) {
+            err = std::current_exception();
+        }
+        done.set_value();
+    });
+    done.get_future().wait();
+    if (err) std::rethrow_exception(err);
 }
 
 error_code engine::impl::apply_mailbox(const mailbox_config& cfg, bool keep_runtime) {
@@ -628,15 +634,8 @@ bool engine::unsuppress(const principal& who, suppression_kind kind, std::string
     }
     impl_->authorize(who, "suppression.remove", "suppression", key);
     std::optional<suppression_entry> prior;
-    std::promise<void> done;
-    impl_->writer->run([&](store& st) {
-        try {
-            prior = st.find_suppression(impl_->params.workspace, kind, key);
-        } catch (...) {
-        }
-        done.set_value();
-    });
-    done.get_future().wait();
+    impl_->with_store(
+        [&](store& st) { prior = st.find_suppression(impl_->params.workspace, kind, key); });
     impl_->mutate(who, "suppression.remove", "suppression", key,
                   prior ? to_json(*prior) : std::string(), {},
                   {store_ops::delete_suppression{kind, key}}, [&] {
@@ -660,15 +659,8 @@ std::optional<suppression_entry> engine::find_suppression(std::string_view addr)
     }
     if (!m) return std::nullopt;
     std::optional<suppression_entry> out;
-    std::promise<void> done;
-    impl_->writer->run([&](store& st) {
-        try {
-            out = st.find_suppression(impl_->params.workspace, m->kind, m->value);
-        } catch (...) {
-        }
-        done.set_value();
-    });
-    done.get_future().wait();
+    impl_->with_store(
+        [&](store& st) { out = st.find_suppression(impl_->params.workspace, m->kind, m->value); });
     return out;
 }
 
@@ -718,28 +710,19 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
 
 std::size_t engine::export_suppressions(std::ostream& out) const {
     std::size_t n = 0;
-    std::exception_ptr err;
-    std::promise<void> done;
-    impl_->writer->run([&](store& st) {
-        try {
-            write_suppression_csv_header(out);
-            std::string buf;
-            st.for_each_suppression(impl_->params.workspace, [&](const suppression_entry& e) {
-                append_suppression_csv(buf, e);
-                ++n;
-                if (buf.size() > (1 << 20)) {
-                    out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-                    buf.clear();
-                }
-            });
-            out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
-        } catch (...) {
-            err = std::current_exception();
-        }
-        done.set_value();
+    impl_->with_store([&](store& st) {
+        write_suppression_csv_header(out);
+        std::string buf;
+        st.for_each_suppression(impl_->params.workspace, [&](const suppression_entry& e) {
+            append_suppression_csv(buf, e);
+            ++n;
+            if (buf.size() > (1 << 20)) {
+                out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+                buf.clear();
+            }
+        });
+        out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
     });
-    done.get_future().wait();
-    if (err) std::rethrow_exception(err);
     return n;
 }
 
@@ -826,19 +809,10 @@ void engine::remove_event_handler(std::uint64_t id) {
 
 std::vector<audit_record> engine::audit_log(std::uint64_t from_seq) const {
     std::vector<audit_record> out;
-    std::exception_ptr err;
-    std::promise<void> done;
-    impl_->writer->run([&](store& st) {
-        try {
-            st.for_each_audit(impl_->params.workspace, from_seq,
-                              [&](const audit_record& r) { out.push_back(r); });
-        } catch (...) {
-            err = std::current_exception();
-        }
-        done.set_value();
+    impl_->with_store([&](store& st) {
+        st.for_each_audit(impl_->params.workspace, from_seq,
+                          [&](const audit_record& r) { out.push_back(r); });
     });
-    done.get_future().wait();
-    if (err) std::rethrow_exception(err);
     return out;
 }
 

@@ -123,6 +123,9 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
 
     // --- start-up
     void load();
+    /// Runs `fn` on the writer thread, after every write queued before it,
+    /// and waits; rethrows what `fn` throws. Blocks the calling thread.
+    void with_store(const std::function<void(store&)>& fn) const;
 
     // --- decisions (callers hold mu)
     detail::eligibility check(detail::mailbox_rt& mb, const std::string& pool_id,
