@@ -169,9 +169,13 @@ int main(int argc, char** argv) {
     std::printf("%-22s %-20s %5s %5s %6s %8s %10s\n", "", "", "today", "", "pool", "suppr.",
                 "(UTC)");
     int total_sent = 0, total_supp = 0;
+    bool caps_held = true;
     for (const auto& m : eng.mailboxes()) {
         auto st = eng.status(m.id);
         auto& t = per_mailbox[m.id];
+        if (st.effective_daily_cap != 0 &&
+            static_cast<std::uint64_t>(t.sent) > st.effective_daily_cap)
+            caps_held = false;
         total_sent += t.sent;
         total_supp += t.suppressed;
         char when[32] = "-";
@@ -187,8 +191,10 @@ int main(int argc, char** argv) {
     std::printf(
         "\n%d sent, %d skipped because suppressed (%zu address entries + 1 domain), %zu waits for "
         "capacity,\n"
-        "%zu prospects left for tomorrow. Caps held: no mailbox above its warm-up or daily cap.\n",
-        total_sent, total_supp, suppressed_entries, deferred, prospects.size() - next);
+        "%zu prospects left for tomorrow. %s\n",
+        total_sent, total_supp, suppressed_entries, deferred, prospects.size() - next,
+        caps_held ? "Caps held: no mailbox sent more than its warm-up or daily cap."
+                  : "A MAILBOX SENT MORE THAN ITS CAP.");
     std::printf("Messages: %s\nWorkspace (SQLite): %s\n", (out_dir / "eml").c_str(),
                 (out_dir / "workspace.db").c_str());
     std::printf("Audit chain: %s\n", eng.verify_audit() ? "BROKEN" : "verifies");
