@@ -728,6 +728,17 @@ std::size_t engine::export_suppressions(std::ostream& out) const {
 
 // --- pause -------------------------------------------------------------------
 
+namespace {
+// Sender-domain pauses are keyed by the normalised domain, like the
+// mailboxes' sender domains they are compared with.
+pause_target normalised_target(const pause_target& t) {
+    if (t.scope != pause_scope::sender_domain) return t;
+    auto d = normalise_domain(t.id);
+    if (!d) fail(errc::invalid_address, fmt::format("'{}' is not a domain", t.id));
+    return {t.scope, *d};
+}
+}  // namespace
+
 void engine::pause(const principal& who, const pause_target& t, std::string_view reason) {
     {
         std::lock_guard lock(impl_->mu);
@@ -741,12 +752,7 @@ void engine::pause(const principal& who, const pause_target& t, std::string_view
             fail(errc::unknown_mailbox, fmt::format("no mailbox '{}'", t.id));
     }
     if (has_crlf(reason)) fail(errc::invalid_argument, "pause reason contains CR or LF");
-    pause_target norm = t;
-    if (t.scope == pause_scope::sender_domain) {
-        auto d = normalise_domain(t.id);
-        if (!d) fail(errc::invalid_address, fmt::format("'{}' is not a domain", t.id));
-        norm.id = *d;
-    }
+    auto norm = normalised_target(t);
     auto oid = pause_object_id(norm);
     impl_->authorize(who, "pause", to_string(norm.scope), norm.id);
     auto after = pause_json(norm, reason);
@@ -758,12 +764,7 @@ void engine::pause(const principal& who, const pause_target& t, std::string_view
 }
 
 void engine::resume(const principal& who, const pause_target& t) {
-    pause_target norm = t;
-    if (t.scope == pause_scope::sender_domain) {
-        auto d = normalise_domain(t.id);
-        if (!d) fail(errc::invalid_address, fmt::format("'{}' is not a domain", t.id));
-        norm.id = *d;
-    }
+    auto norm = normalised_target(t);
     auto oid = pause_object_id(norm);
     std::string before;
     {
@@ -782,10 +783,12 @@ void engine::resume(const principal& who, const pause_target& t) {
 }
 
 bool engine::is_paused(const pause_target& t) const {
-    pause_target norm = t;
-    if (t.scope == pause_scope::sender_domain) {
-        auto d = normalise_domain(t.id);
-        if (d) norm.id = *d;
+    // A target that cannot be normalised was never paused.
+    pause_target norm;
+    try {
+        norm = normalised_target(t);
+    } catch (const exception&) {
+        return false;
     }
     std::lock_guard lock(impl_->mu);
     return impl_->pauses.count(pause_object_id(norm)) != 0;

@@ -236,18 +236,23 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         if (!duplicate_of) {
             bool paused = s.is_paused_locked(pause_scope::workspace, "") ||
                           (!req.pool.empty() && s.is_paused_locked(pause_scope::pool, req.pool));
+            // Why nothing was reserved, when nothing was.
+            std::optional<std::pair<errc, event_type>> refused;
             if (paused) {
                 ++s.counters.paused;
                 result.diag.message = "the workspace or pool is paused";
+                refused.emplace(errc::paused, event_type::paused);
             } else if (s.suppressed(recipient)) {
                 ++s.counters.suppressed;
                 result.diag.message = "the recipient is suppressed";
+                refused.emplace(errc::suppressed, event_type::suppressed);
             } else {
                 auto picked = s.pick(req, recipient, recipient_domain, tried, now);
                 if (!picked.mailbox) {
                     ++s.counters.no_capacity;
                     result.retry_at = picked.retry_at;
                     result.diag.message = "no eligible mailbox can send now";
+                    refused.emplace(errc::no_capacity, event_type::no_capacity);
                 } else {
                     auto& mb = *picked.mailbox;
                     res = std::move(*picked.res);
@@ -268,17 +273,10 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                         s.idem_keys.emplace(req.idempotency_key, row.id);
                 }
             }
-            if (row.id == 0) {
-                event_type t = result.retry_at || result.diag.message.starts_with("no eligible")
-                                   ? event_type::no_capacity
-                               : result.diag.message.starts_with("the recipient")
-                                   ? event_type::suppressed
-                                   : event_type::paused;
-                s.emit(make_event(t, now, req, result, recipient, result.diag.message));
-                auto ec = t == event_type::no_capacity  ? errc::no_capacity
-                          : t == event_type::suppressed ? errc::suppressed
-                                                        : errc::paused;
-                co_return send_pair{make_error_code(ec), std::move(result)};
+            if (refused) {
+                s.emit(
+                    make_event(refused->second, now, req, result, recipient, result.diag.message));
+                co_return send_pair{make_error_code(refused->first), std::move(result)};
             }
         }
     }

@@ -257,6 +257,12 @@ std::string_view bare_id(std::string_view id) noexcept {
 
 }  // namespace
 
+std::size_t json_body_capacity(const message& m) {
+    std::size_t size = m.text.size() + m.html.size() + m.subject.size() + 1024;
+    for (const auto& a : m.attachments) size += mime::base64_size(a.data.size()) + 128;
+    return size;
+}
+
 void message_headers(const message& m, std::vector<http::field>& out, std::string& message_id) {
     if (!m.message_id.empty()) {
         message_id.assign(bare_id(m.message_id));

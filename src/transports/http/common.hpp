@@ -80,6 +80,11 @@ MAILERS_API void add_bcc_header(std::string& mime, std::span<const std::string> 
 MAILERS_API void message_headers(const message& m, std::vector<http::field>& out,
                                  std::string& message_id);
 
+/// A capacity for a JSON request body carrying `m` (bodies, subject and
+/// base64 attachments plus room for the envelope fields), so the body is
+/// built without reallocating.
+MAILERS_API std::size_t json_body_capacity(const message& m);
+
 /// One member of a JSON object to read: strings unescaped, numbers and
 /// booleans as written; left empty when absent or of another type.
 struct json_member {

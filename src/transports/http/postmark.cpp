@@ -49,9 +49,7 @@ public:
         auto& req = prep.req;
         auto& body = req.body;
         body.clear();
-        std::size_t size = m.text.size() + m.html.size() + m.subject.size() + 1024;
-        for (const auto& a : m.attachments) size += mime::base64_size(a.data.size()) + 128;
-        body.reserve(size);
+        body.reserve(json_body_capacity(m));
 
         std::string list;
         const auto join = [&](const std::vector<const address*>& addrs,

@@ -58,9 +58,7 @@ public:
         auto& req = prep.req;
         auto& body = req.body;
         body.clear();
-        std::size_t size = m.text.size() + m.html.size() + m.subject.size() + 1024;
-        for (const auto& a : m.attachments) size += mime::base64_size(a.data.size()) + 128;
-        body.reserve(size);
+        body.reserve(json_body_capacity(m));
         json::writer w{body};
         w.begin_object().key("personalizations").begin_array().begin_object();
         w.key("to").begin_array();
