@@ -119,24 +119,11 @@ std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_vie
     r.at = now;
     mb.counter.trim(now, mb.horizon, keep_for(mb.limits, warmup_cap(mb.cfg.warmup, mb.zone, now)));
     mb.counter.add(now);
-    auto add_quota = [&](quota_scope scope, const std::string& key, std::string_view rdomain) {
-        auto it = quotas.find({scope, key});
-        if (it == quotas.end()) return;
-        auto& q = it->second;
-        rate_counter* c = &q.counter;
-        if (key == "*") c = &q.per_domain[std::string(rdomain)];
-        c->trim(now, q.horizon, keep_for(q.limits, std::nullopt));
-        c->add(now);
-        r.quota_counters.emplace_back(&q, c);
-    };
-    if (!quotas.empty()) {
-        add_quota(quota_scope::provider, mb.cfg.provider, {});
-        add_quota(quota_scope::sender_domain, mb.sender_domain, {});
-        if (!recipient_domain.empty()) {
-            add_quota(quota_scope::recipient_domain, std::string(recipient_domain), {});
-            add_quota(quota_scope::recipient_domain, "*", recipient_domain);
-        }
-    }
+    for_each_quota_counter(mb, recipient_domain, [&](quota_rt& q, rate_counter& c) {
+        c.trim(now, q.horizon, keep_for(q.limits, std::nullopt));
+        c.add(now);
+        r.quota_counters.emplace_back(&q, &c);
+    });
     auto gap = std::chrono::duration_cast<duration>(mb.cfg.min_gap);
     if (mb.cfg.jitter.count() > 0) {
         std::uniform_int_distribution<std::int64_t> dist(

@@ -159,17 +159,8 @@ void engine::impl::load() {
         auto at = row.recipient.rfind('@');
         std::string rdomain =
             at == std::string::npos ? std::string() : row.recipient.substr(at + 1);
-        auto add = [&](quota_scope s, const std::string& key, const std::string& rd) {
-            auto q = quotas.find({s, key});
-            if (q == quotas.end()) return;
-            (key == "*" ? q->second.per_domain[rd] : q->second.counter).add(row.reserved_at);
-        };
-        add(quota_scope::provider, mb.cfg.provider, {});
-        add(quota_scope::sender_domain, mb.sender_domain, {});
-        if (!rdomain.empty()) {
-            add(quota_scope::recipient_domain, rdomain, {});
-            add(quota_scope::recipient_domain, "*", rdomain);
-        }
+        for_each_quota_counter(mb, rdomain,
+                               [&](quota_rt&, rate_counter& c) { c.add(row.reserved_at); });
         if (row.state == send_state::accepted && !row.pool.empty()) {
             auto p = pools.find(row.pool);
             if (p != pools.end() && p->second.cfg.policy.sticky_sender)

@@ -133,6 +133,26 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
     std::optional<detail::reservation> reserve(detail::mailbox_rt& mb,
                                                std::string_view recipient_domain, time_point now);
     void release(const detail::reservation& r);
+    /// Calls fn(quota, counter) for every quota counter a send from `mb` to
+    /// `recipient_domain` counts against, creating the per-domain counter of
+    /// a "*" recipient-domain quota on first use.
+    template <class Fn>
+    void for_each_quota_counter(const detail::mailbox_rt& mb, std::string_view recipient_domain,
+                                Fn&& fn) {
+        if (quotas.empty()) return;
+        auto one = [&](quota_scope scope, const std::string& key) {
+            auto it = quotas.find({scope, key});
+            if (it == quotas.end()) return;
+            auto& q = it->second;
+            fn(q, key == "*" ? q.per_domain[std::string(recipient_domain)] : q.counter);
+        };
+        one(quota_scope::provider, mb.cfg.provider);
+        one(quota_scope::sender_domain, mb.sender_domain);
+        if (!recipient_domain.empty()) {
+            one(quota_scope::recipient_domain, std::string(recipient_domain));
+            one(quota_scope::recipient_domain, "*");
+        }
+    }
     /// Picks and reserves; nullptr mailbox + retry time when none can send.
     struct pick_result {
         detail::mailbox_rt* mailbox = nullptr;
