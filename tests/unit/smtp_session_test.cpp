@@ -366,6 +366,94 @@ TEST_SUITE("smtp session") {
         }
     }
 
+    TEST_CASE("pipelining across messages: the next transaction rides behind the final dot") {
+        session s(config());
+        establish(s);
+        const std::vector<std::string> first{"a@example.org"};
+        const std::vector<std::string> second{"b@example.org", "c@example.org"};
+        CHECK(!s.can_queue_next());  // only while the content is about to go
+        CHECK(s.start_transaction({"me@example.com", first, {}}) == step::write_read);
+        CHECK(!s.can_queue_next());
+        feed(s, "250 OK");
+        feed(s, "250 OK");
+        CHECK(feed(s, "354 go") == step::write_data);
+        REQUIRE(s.can_queue_next());
+        s.queue_next({"me@example.com", second, {}});
+        CHECK(s.next_out() ==
+              "MAIL FROM:<me@example.com>\r\nRCPT TO:<b@example.org>\r\nRCPT "
+              "TO:<c@example.org>\r\nDATA\r\n");
+        CHECK(!s.can_queue_next());  // one at a time
+        CHECK(s.on_data_written() == step::read);
+        CHECK(s.content_sent());
+        // The first message's outcome, then the second's replies.
+        CHECK(feed(s, "250 2.0.0 Ok: queued as FIRST") == step::ready);
+        CHECK(s.next_pending());
+        CHECK(!s.result().ec);
+        CHECK(s.result().provider_message_id == "FIRST");
+        CHECK(s.continue_next() == step::read);
+        CHECK(!s.next_pending());
+        CHECK(!s.content_sent());  // a loss now delivered nothing
+        CHECK(!s.transaction_replied());
+        CHECK(s.phase() == smtp_phase::mail);
+        CHECK(s.next_out().empty());
+        CHECK(feed(s, "250 OK") == step::read);
+        CHECK(feed(s, "550 5.1.1 no such user") == step::read);
+        CHECK(feed(s, "250 OK") == step::read);
+        CHECK(feed(s, "354 go") == step::write_data);
+        CHECK(s.on_data_written() == step::read);
+        CHECK(feed(s, "250 2.0.0 Ok: queued as SECOND") == step::ready);
+        CHECK(!s.next_pending());
+        CHECK(!s.result().ec);
+        CHECK(s.result().provider_message_id == "SECOND");
+        CHECK(s.result().accepted_recipients == 1);
+    }
+
+    TEST_CASE("pipelining across messages: a refusal of the first, 421, or no PIPELINING") {
+        const std::vector<std::string> one{"a@example.org"};
+        const auto to_content = [&](session& s) {
+            s.start_transaction({"me@example.com", one, {}});
+            feed(s, "250 OK");
+            feed(s, "250 OK");
+            REQUIRE(feed(s, "354 go") == step::write_data);
+        };
+        {
+            session s(config());
+            establish(s);
+            to_content(s);
+            s.queue_next({"me@example.com", one, {}});
+            s.on_data_written();
+            // Refused after the dot: no RSET needed, the next one goes on.
+            CHECK(feed(s, "552 5.3.4 too big") == step::ready);
+            CHECK(s.result().ec == failure::message_rejected);
+            CHECK(s.next_pending());
+            CHECK(s.continue_next() == step::read);
+        }
+        {
+            session s(config());
+            establish(s);
+            to_content(s);
+            s.queue_next({"me@example.com", one, {}});
+            s.on_data_written();
+            // The server is closing: the queued commands will never be answered.
+            CHECK(feed(s, "421 4.7.0 closing") == step::close);
+            CHECK(!s.next_pending());
+        }
+        {
+            session s(config());
+            establish(s, "250-mx.example\n250 8BITMIME");  // no PIPELINING
+            to_content(s);
+            CHECK(!s.can_queue_next());
+        }
+        {
+            session_config c = config();
+            c.pipelining = false;
+            session s(c);
+            establish(s);
+            to_content(s);
+            CHECK(!s.can_queue_next());
+        }
+    }
+
     TEST_CASE("NOOP, QUIT and replies nobody asked for") {
         session s(config());
         establish(s);

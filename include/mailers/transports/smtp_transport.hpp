@@ -138,6 +138,14 @@ struct smtp_stats {
 /// PIPELINING, the content dot-stuffed. An envelope with no recipients is
 /// built from the message (`envelope::from_message`).
 ///
+/// With PIPELINING, sends waiting for a connection are also pipelined across
+/// messages (RFC 2920 section 3.1): the oldest waiting send's MAIL, RCPT and
+/// DATA go out in the same write as the current message's final ".", so a
+/// busy connection spends one round trip per message instead of two. The
+/// outcome of each message is still its own: when the session ends after a
+/// "." (a drop, a 421), the message behind it got no reply, nothing of it
+/// was delivered, and it is sent on a fresh connection.
+///
 /// Completion:
 /// - success: `provider_message_id` is the server's queue id when its reply
 ///   names one ("queued as X", Amazon SES "Ok X", Gmail), else empty;
@@ -175,7 +183,8 @@ struct smtp_stats {
 ///
 /// Cancellation: none per operation. Destroying the transport closes idle
 /// connections and fails sends still waiting for a connection with
-/// `errc::operation_aborted`; sends already on a connection finish.
+/// `errc::operation_aborted`; sends already on a connection (including one
+/// pipelined behind the current message) finish.
 ///
 /// Thread safety: `async_send` and `stats` may be called concurrently from
 /// any thread.

@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
+#include <utility>
 #include <mailers/address.hpp>
 #include <mailers/mime.hpp>
 
@@ -284,8 +285,9 @@ asio::awaitable<connection::io_status> connection::read_reply() {
 
 asio::awaitable<connection::io_status> connection::write_all(const asio::const_buffer* bufs,
                                                              std::size_t count) {
-    const std::array<asio::const_buffer, 2> seq{bufs[0],
-                                                count > 1 ? bufs[1] : asio::const_buffer{}};
+    const std::array<asio::const_buffer, 3> seq{bufs[0],
+                                                count > 1 ? bufs[1] : asio::const_buffer{},
+                                                count > 2 ? bufs[2] : asio::const_buffer{}};
     error_code ec;
     if (tls_)
         std::tie(ec, std::ignore) = co_await asio::async_write(*tls_, seq, tok);
@@ -311,22 +313,31 @@ asio::awaitable<connection::io_status> connection::write_commands() {
 }
 
 asio::awaitable<connection::io_status> connection::write_content() {
+    // The next transaction's commands, when one is pipelined, go in the same
+    // write as the end of this message.
+    const std::string& next = session_->next_out();
+    if (!next.empty() && cfg_.params.log.enabled(log_level::trace)) {
+        std::string_view text = next;
+        text.remove_suffix(2);
+        cfg_.params.log.log(log_level::trace, cfg_.label + " C: (after the content) " +
+                                                  std::string(text));
+    }
     const std::size_t total = content_.size() + content_end_.size();
     if (total <= content_block) {
         set_deadline(cfg_.params.timeouts.data_block);
-        const std::array<asio::const_buffer, 2> b{asio::buffer(content_),
-                                                  asio::buffer(content_end_)};
-        co_return co_await write_all(b.data(), 2);
+        const std::array<asio::const_buffer, 3> b{
+            asio::buffer(content_), asio::buffer(content_end_), asio::buffer(next)};
+        co_return co_await write_all(b.data(), 3);
     }
     for (std::size_t pos = 0; pos < content_.size(); pos += content_block) {
         set_deadline(cfg_.params.timeouts.data_block);
         const asio::const_buffer b = asio::buffer(content_.substr(pos, content_block));
         if (const auto st = co_await write_all(&b, 1); st != io_status::ok) co_return st;
     }
-    if (content_end_.empty()) co_return io_status::ok;
+    if (content_end_.empty() && next.empty()) co_return io_status::ok;
     set_deadline(cfg_.params.timeouts.data_block);
-    const asio::const_buffer b = asio::buffer(content_end_);
-    co_return co_await write_all(&b, 1);
+    const std::array<asio::const_buffer, 2> b{asio::buffer(content_end_), asio::buffer(next)};
+    co_return co_await write_all(b.data(), 2);
 }
 
 asio::awaitable<send_result> connection::tls_handshake() {
@@ -405,6 +416,7 @@ asio::awaitable<std::optional<send_result>> connection::drive(step s) {
                 break;
             }
             case step::write_data: {
+                queue_next();
                 if (const auto st = co_await write_content(); st != io_status::ok) {
                     auto r = io_failure(st, "sending the message content");
                     close();
@@ -567,7 +579,7 @@ asio::awaitable<void> connection::quit() {
     close();
 }
 
-asio::awaitable<send_result> connection::transact(const outbound& out) {
+std::optional<send_result> connection::prepare(const outbound& out, prepared& m) {
     const envelope* env = &out.env;
     envelope derived;
     if (out.env.rcpt_to.empty()) {
@@ -579,7 +591,7 @@ asio::awaitable<send_result> connection::transact(const outbound& out) {
     // addr-spec (a CR or LF above all) is refused before it reaches the wire.
     bool needs_utf8 = false;
     std::string bad;
-    const auto prepare = [&](std::string_view addr, std::string& dst) {
+    const auto convert = [&](std::string_view addr, std::string& dst) {
         if (!is_valid_addr_spec(addr)) {
             bad = addr;
             return false;
@@ -611,52 +623,74 @@ asio::awaitable<send_result> connection::transact(const outbound& out) {
                     "the envelope address '" + shown + "' is not a valid address");
     };
     if (env->mail_from.empty())
-        from_.clear();
-    else if (!prepare(env->mail_from, from_))
-        co_return invalid();
-    if (rcpts_.size() < env->rcpt_to.size()) rcpts_.resize(env->rcpt_to.size());
+        m.from.clear();
+    else if (!convert(env->mail_from, m.from))
+        return invalid();
+    if (m.rcpts.size() < env->rcpt_to.size()) m.rcpts.resize(env->rcpt_to.size());
     for (std::size_t i = 0; i < env->rcpt_to.size(); ++i)
-        if (!prepare(env->rcpt_to[i], rcpts_[i])) co_return invalid();
+        if (!convert(env->rcpt_to[i], m.rcpts[i])) return invalid();
+    if (env->rcpt_to.empty())
+        return fail(make_error_code(errc::invalid_argument), "the envelope has no recipient");
 
     const auto& caps = session_->caps();
     render_options opts = cfg_.params.render;
     opts.allow_8bit = caps.eight_bit_mime;
     auto rendered = render_message(out.msg, opts);
-    if (!rendered) {
-        auto r =
-            fail(rendered.error(), "the message does not render: " + rendered.error().message());
-        co_return r;
-    }
-    const message_scan scan = scan_message(*rendered);
+    if (!rendered)
+        return fail(rendered.error(), "the message does not render: " + rendered.error().message());
+    m.rendered = std::move(*rendered);
+    const message_scan scan = scan_message(m.rendered);
     needs_utf8 = needs_utf8 || scan.header_8bit;
     if (needs_utf8 && !caps.smtputf8)
-        co_return fail(make_error_code(transport_errc::content_rejected),
-                       "the message has a UTF-8 address, which needs SMTPUTF8 (RFC 6531), and "
-                       "the server does not offer it");
-    if (caps.size && caps.size_limit != 0 && rendered->size() > caps.size_limit)
-        co_return fail(make_error_code(transport_errc::content_rejected),
-                       "the message is " + std::to_string(rendered->size()) +
-                           " octets and the server accepts at most " +
-                           std::to_string(caps.size_limit) + " (SIZE); nothing was sent");
+        return fail(make_error_code(transport_errc::content_rejected),
+                    "the message has a UTF-8 address, which needs SMTPUTF8 (RFC 6531), and "
+                    "the server does not offer it");
+    if (caps.size && caps.size_limit != 0 && m.rendered.size() > caps.size_limit)
+        return fail(make_error_code(transport_errc::content_rejected),
+                    "the message is " + std::to_string(m.rendered.size()) +
+                        " octets and the server accepts at most " +
+                        std::to_string(caps.size_limit) + " (SIZE); nothing was sent");
 
     if (scan.needs_stuffing) {
-        stuffed_.clear();
-        append_dot_stuffed(stuffed_, *rendered);
-        content_ = stuffed_;
-        content_end_ = {};
+        m.stuffed.clear();
+        append_dot_stuffed(m.stuffed, m.rendered);
+        m.content = m.stuffed;
+        m.content_end = {};
     } else {
-        content_ = *rendered;
-        content_end_ = end_of_data(scan.ends_with_crlf);
+        m.content = m.rendered;
+        m.content_end = end_of_data(scan.ends_with_crlf);
     }
 
-    transaction tx;
-    tx.mail_from = from_;
-    tx.rcpt_to = std::span<const std::string>(rcpts_.data(), env->rcpt_to.size());
-    tx.params.size = caps.size ? rendered->size() : 0;
-    tx.params.body_8bit = scan.body_8bit && caps.eight_bit_mime;
-    tx.params.smtputf8 = needs_utf8;
+    m.tx = {};
+    m.tx.mail_from = m.from;
+    m.tx.rcpt_to = std::span<const std::string>(m.rcpts.data(), env->rcpt_to.size());
+    m.tx.params.size = caps.size ? m.rendered.size() : 0;
+    m.tx.params.body_8bit = scan.body_8bit && caps.eight_bit_mime;
+    m.tx.params.smtputf8 = needs_utf8;
+    return std::nullopt;
+}
 
-    auto failed = co_await drive(session_->start_transaction(tx));
+void connection::queue_next() {
+    next_message_source* source = std::exchange(next_source_, nullptr);
+    if (source == nullptr || !session_->can_queue_next()) return;
+    // The queued message must still fit in this session.
+    const auto limit = cfg_.params.max_messages_per_connection;
+    if (limit != 0 && messages_ + 2 > limit) return;
+    queued_ = source->take_next();
+    if (queued_ == nullptr) return;
+    prepared& m = slots_[1 - current_];
+    if (auto failed = prepare(*queued_, m)) {
+        queued_failure_.emplace(std::move(*failed));
+        return;
+    }
+    session_->queue_next(m.tx);
+}
+
+asio::awaitable<send_result> connection::run_transaction(step first) {
+    const prepared& m = slots_[current_];
+    content_ = m.content;
+    content_end_ = m.content_end;
+    auto failed = co_await drive(first);
     content_ = {};
     content_end_ = {};
     ++messages_;
@@ -665,8 +699,41 @@ asio::awaitable<send_result> connection::transact(const outbound& out) {
     co_return from_session();
 }
 
-asio::awaitable<send_result> connection::send(const outbound& out) {
+asio::awaitable<send_result> connection::transact(const outbound& out) {
+    if (auto failed = prepare(out, slots_[current_])) co_return std::move(*failed);
+    co_return co_await run_transaction(session_->start_transaction(slots_[current_].tx));
+}
+
+asio::awaitable<send_result> connection::send(const outbound& out, next_message_source* next) {
     bool replaced = false;
+    if (queued_ != nullptr) {
+        const bool expected = queued_ == &out;
+        queued_ = nullptr;
+        if (expected && queued_failure_) {
+            auto r = std::move(*queued_failure_);
+            queued_failure_.reset();
+            co_return r;
+        }
+        queued_failure_.reset();
+        if (expected && open_ && session_ && session_->next_pending()) {
+            current_ = 1 - current_;
+            next_source_ = next;
+            auto r = co_await run_transaction(session_->continue_next());
+            next_source_ = nullptr;
+            // A session that ended before answering any of the pipelined
+            // commands delivered nothing: try once more on a fresh one.
+            if (!r.retry_on_fresh) co_return r;
+            replaced = true;
+            close();
+        } else if (open_ && session_ && session_->next_pending()) {
+            // Commands for another message are on the wire: this session
+            // cannot be trusted with a different one.
+            close();
+        }
+        // Otherwise the previous transaction closed the session before the
+        // queued commands got any reply: nothing of this message was
+        // delivered, and it goes out the ordinary way.
+    }
     for (;;) {
         bool reused = false;
         if (open_) {
@@ -681,7 +748,9 @@ asio::awaitable<send_result> connection::send(const outbound& out) {
         if (!open_) {
             if (auto r = co_await open()) co_return std::move(*r);
         }
+        next_source_ = next;
         auto r = co_await transact(out);
+        next_source_ = nullptr;
         if (r.retry_on_fresh && reused && !replaced) {
             replaced = true;
             continue;

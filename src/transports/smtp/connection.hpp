@@ -54,6 +54,20 @@ struct send_result {
     bool retry_on_fresh = false;
 };
 
+/// Where a connection finds a message to pipeline behind the one it is
+/// sending (RFC 2920 section 3.1).
+class next_message_source {
+public:
+    /// Called at most once per send, on the connection's strand, just before
+    /// the content is written, when the server offers PIPELINING. Returns a
+    /// message the caller promises to pass to the connection's very next
+    /// send(), or null.
+    virtual const outbound* take_next() = 0;
+
+protected:
+    ~next_message_source() = default;
+};
+
 class connection : public std::enable_shared_from_this<connection> {
 public:
     using clock = std::chrono::steady_clock;
@@ -63,8 +77,14 @@ public:
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
-    /// One send, opening (or replacing) the session as needed.
-    boost::asio::awaitable<send_result> send(const outbound& out);
+    /// One send, opening (or replacing) the session as needed. With `next`,
+    /// the connection may take the following message from it and write its
+    /// MAIL, RCPT and DATA right behind this message's content, saving a
+    /// round trip; that message must be the next one sent here. When this
+    /// message's transaction closes the session, the taken one has had no
+    /// reply and nothing of it was delivered: its send opens a fresh session.
+    boost::asio::awaitable<send_result> send(const outbound& out,
+                                             next_message_source* next = nullptr);
 
     /// Ends the session politely (QUIT) when it is usable, then closes.
     boost::asio::awaitable<void> quit();
@@ -80,8 +100,26 @@ public:
 private:
     enum class io_status { ok, failed, timed_out, malformed };
 
+    /// A message made ready for the wire: envelope checked and converted,
+    /// content rendered and dot-stuffed. Slots never move, so the views in
+    /// `tx` and `content` stay valid.
+    struct prepared {
+        std::string from;
+        std::vector<std::string> rcpts;
+        std::string rendered;
+        std::string stuffed;
+        std::string_view content;
+        std::string_view content_end;
+        transaction tx;
+    };
+
     boost::asio::awaitable<std::optional<send_result>> open();
+    /// Fails (nothing written) when the message cannot go out on this session.
+    std::optional<send_result> prepare(const outbound& out, prepared& m);
     boost::asio::awaitable<send_result> transact(const outbound& out);
+    /// Runs the current slot's transaction from `first` to its end.
+    boost::asio::awaitable<send_result> run_transaction(step first);
+    void queue_next();
     boost::asio::awaitable<bool> still_usable();
     /// Runs the machine until it is ready (nothing) or the connection had to
     /// close (why, with the connection closed).
@@ -129,13 +167,16 @@ private:
     std::size_t rend_ = 0;
     reply reply_;
 
-    // Reused across sends so a connection settles into not allocating for
-    // its buffers.
-    std::string from_;
-    std::vector<std::string> rcpts_;
-    std::string stuffed_;
+    // The current message and the one pipelined behind it; reused across
+    // sends so a connection settles into not allocating for its buffers.
+    prepared slots_[2];
+    int current_ = 0;
     std::string_view content_;
     std::string_view content_end_;
+
+    next_message_source* next_source_ = nullptr;  // for the send under way
+    const outbound* queued_ = nullptr;            // taken from it, commands maybe written
+    std::optional<send_result> queued_failure_;   // it could not be prepared
 };
 
 }  // namespace mailers::detail::smtp

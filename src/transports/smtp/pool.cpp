@@ -65,10 +65,31 @@ void connection_pool::remove_idle(const std::shared_ptr<worker>& w) {
     if (it != idle_.end()) idle_.erase(it);
 }
 
+// Hands a connection the oldest queued send, to pipeline behind the one it
+// is sending. Only queued sends are taken: a queue forms only when every
+// connection is busy, so this never keeps a send from an idle connection.
+class connection_pool::pipeline_source final : public next_message_source {
+public:
+    pipeline_source(connection_pool& pool, worker& w) : pool_(pool), w_(w) {}
+
+    const outbound* take_next() override {
+        std::lock_guard lk(pool_.mu_);
+        if (pool_.shut_ || pool_.queue_.empty()) return nullptr;
+        w_.next.emplace(std::move(pool_.queue_.front()));
+        pool_.queue_.pop_front();
+        return w_.next->out.get();
+    }
+
+private:
+    connection_pool& pool_;
+    worker& w_;
+};
+
 asio::awaitable<void> connection_pool::process(worker& w, job& j) {
     send_result r;
+    pipeline_source source(*this, w);
     try {
-        r = co_await w.conn->send(*j.out);
+        r = co_await w.conn->send(*j.out, &source);
     } catch (const std::exception& e) {
         // Only resource exhaustion throws here; the handler still gets
         // exactly one completion, with the honest outcome.
@@ -95,6 +116,12 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
     };
     for (;;) {
         co_await self->process(*w, *j);
+        if (w->next) {
+            // Taken for pipelining: its commands may already be on the wire.
+            take(*w->next);
+            w->next.reset();
+            continue;
+        }
 
         enum class next { job, park, leave, gone } what;
         {

@@ -43,7 +43,9 @@ private:
         std::shared_ptr<connection> conn;
         boost::asio::steady_timer wake;  // parks the worker while idle
         std::optional<job> assigned;     // guarded by the pool's mutex
+        std::optional<job> next;         // pipelined behind the current send; strand only
     };
+    class pipeline_source;
 
     void spawn(job j);
     static boost::asio::awaitable<void> run(std::shared_ptr<connection_pool> self,

@@ -238,8 +238,7 @@ step session::on_reply(const reply& r) {
                         "accepted for " + std::to_string(result_.accepted_recipients) + " of " +
                         std::to_string(tx_.rcpt_to.size()) + " recipients; " + refused_;
                 }
-                state_ = state::ready;
-                return step::ready;
+                return end_transaction();
             }
             result_.diag = {};
             record_failure(r, smtp_phase::data_end, "message refused after the end of data");
@@ -247,8 +246,7 @@ step session::on_reply(const reply& r) {
                 state_ = state::closed;
                 return step::close;
             }
-            state_ = state::ready;
-            return step::ready;
+            return end_transaction();
 
         case state::empty_data_end:
             if (r.code == 421) {
@@ -272,6 +270,7 @@ step session::on_reply(const reply& r) {
 
         case state::tls_handshake:
         case state::ready:
+        case state::next_queued:
         case state::content:
         case state::closed:
             break;
@@ -377,7 +376,7 @@ step session::session_ready() {
     return step::ready;
 }
 
-step session::start_transaction(const transaction& t) {
+void session::reset_transaction(const transaction& t) {
     tx_ = t;
     next_rcpt_ = 0;
     pipelined_seen_ = 0;
@@ -387,6 +386,36 @@ step session::start_transaction(const transaction& t) {
     transaction_failed_ = false;
     mail_failed_ = false;
     result_ = {};
+}
+
+step session::end_transaction() {
+    state_ = next_written_ ? state::next_queued : state::ready;
+    return step::ready;
+}
+
+bool session::can_queue_next() const noexcept {
+    return state_ == state::content && cfg_.pipelining && caps_.pipelining && next_out_.empty();
+}
+
+void session::queue_next(const transaction& t) {
+    next_tx_ = t;
+    next_out_.clear();
+    append_mail_from(next_out_, t.mail_from, t.params);
+    for (const auto& r : t.rcpt_to) append_rcpt_to(next_out_, r);
+    next_out_.append("DATA\r\n");
+}
+
+step session::continue_next() {
+    reset_transaction(next_tx_);
+    next_out_.clear();
+    next_written_ = false;
+    state_ = state::pipelined;
+    phase_ = smtp_phase::mail;
+    return step::read;
+}
+
+step session::start_transaction(const transaction& t) {
+    reset_transaction(t);
     if (t.rcpt_to.empty()) {
         result_.ec = make_error_code(errc::invalid_argument);
         result_.diag.message = "the envelope has no recipient";
@@ -536,6 +565,7 @@ step session::on_pipelined_reply(const reply& r) {
 
 step session::on_data_written() {
     content_sent_ = true;
+    next_written_ = !next_out_.empty();
     state_ = state::data_end;
     phase_ = smtp_phase::data_end;
     return step::read;

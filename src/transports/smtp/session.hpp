@@ -84,6 +84,24 @@ public:
     /// Bytes to write for a `write_read` step.
     const std::string& out() const noexcept { return out_; }
 
+    /// Pipelining across messages (RFC 2920 section 3.1: the content of a
+    /// message may be followed in the same write by the next transaction's
+    /// MAIL, RCPT and DATA). True in the `write_data` step of a transaction
+    /// whose server offers PIPELINING, when nothing is queued yet.
+    bool can_queue_next() const noexcept;
+    /// Queues `t` behind the current message: the connection writes
+    /// `next_out()` right after the end-of-data line. `t` must have at least
+    /// one recipient and its views must outlive the transaction.
+    void queue_next(const transaction& t);
+    /// The queued transaction's commands; empty when nothing is queued.
+    const std::string& next_out() const noexcept { return next_out_; }
+    /// True when the transaction just ended (result() says how) and the
+    /// queued one's commands are on the wire: continue_next() comes next,
+    /// never start_transaction(), start_noop() or start_quit().
+    bool next_pending() const noexcept { return state_ == state::next_queued; }
+    /// Makes the queued transaction current; its replies are next to read.
+    step continue_next();
+
     /// What the pending step belongs to, for its timeout and for the meaning
     /// of an I/O failure during it.
     smtp_phase phase() const noexcept { return phase_; }
@@ -117,6 +135,7 @@ private:
         auth_xoauth2,
         auth_xoauth2_error,
         ready,
+        next_queued,
         mail,
         rcpt,
         data,
@@ -141,6 +160,8 @@ private:
     step finish_transaction_failure(const reply& r);
     step after_data_reply(const reply& r);
     step send_rset();
+    step end_transaction();
+    void reset_transaction(const transaction& t);
     void record_failure(const reply& r, smtp_phase phase, std::string context);
     void record_rejected_recipient(const reply& r, std::string_view rcpt);
     void begin_out();
@@ -158,6 +179,9 @@ private:
     bool starttls_refused_ = false;
     capabilities caps_;
     std::string out_;
+    std::string next_out_;
+    transaction next_tx_;
+    bool next_written_ = false;
     std::string auth_name_;
     session_result result_;
 
