@@ -1,0 +1,106 @@
+// HTTP API transports' throughput and client CPU per message, against a
+// local endpoint that answers like the provider (benchmarks/run-http-peers
+// starts nginx for it and compares against the providers' npm SDKs and wrk).
+//
+//   http_bench --provider ses|sendgrid|postmark|mailgun --base http://127.0.0.1:P
+//              --concurrency C [--messages M]
+//
+// The transport is built from the provider's DSN with `endpoint=` pointing at
+// the base URL and `max_connections=C`; C sends stay in flight (a closed
+// loop), each a fresh message: the transport renders it, builds the
+// provider's request (SES signs it with SigV4), sends it over a kept-alive
+// connection and parses the response.
+//
+// Prints one JSON line: client, provider, concurrency, messages, ok, failed,
+// seconds, cpu_seconds (user + system of this process, from getrusage, over
+// the measured part), msgs_per_s, cpu_us_per_msg. A warm-up of
+// min(200, M/10) messages runs first and is not measured.
+#include <sys/resource.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <mailers.hpp>
+#include <mailers/transport_factory.hpp>
+#include <memory>
+#include <string>
+
+#include "transport_loop.hpp"
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+    std::string provider;
+    std::string base;
+    std::size_t concurrency = 1;
+    std::size_t messages = 20000;
+};
+
+std::string dsn_for(const options& o) {
+    const std::string common =
+        "endpoint=" + o.base + "&max_connections=" + std::to_string(o.concurrency);
+    if (o.provider == "ses")
+        return "ses+api://AKIDEXAMPLE:wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY@default?region=us-"
+               "east-1&" +
+               common;
+    if (o.provider == "sendgrid") return "sendgrid+api://SG.bench-key@default?" + common;
+    if (o.provider == "postmark")
+        return "postmark+api://server-token@default?stream=outbound&" + common;
+    if (o.provider == "mailgun") return "mailgun+api://key-bench:mg.example.com@default?" + common;
+    return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string k = argv[i];
+        std::string v = argv[i + 1];
+        if (k == "--provider")
+            o.provider = v;
+        else if (k == "--base")
+            o.base = v;
+        else if (k == "--concurrency")
+            o.concurrency = std::stoul(v);
+        else if (k == "--messages")
+            o.messages = std::stoul(v);
+        else {
+            std::fprintf(stderr, "unknown option %s\n", k.c_str());
+            return 2;
+        }
+    }
+    const std::string dsn = dsn_for(o);
+    if (dsn.empty() || o.base.empty() || o.concurrency == 0) {
+        std::fprintf(stderr,
+                     "usage: http_bench --provider ses|sendgrid|postmark|mailgun "
+                     "--base http://127.0.0.1:P --concurrency C [--messages M]\n");
+        return 2;
+    }
+    asio::io_context ioc;
+    mailers::diagnostics diag;
+    auto transport = mailers::make_transport(ioc.get_executor(), dsn, &diag);
+    if (!transport) {
+        std::fprintf(stderr, "bad DSN: %s\n", diag.message.c_str());
+        return 2;
+    }
+    bench::closed_loop(**transport, ioc, std::min<std::size_t>(200, o.messages / 10),
+                       o.concurrency);
+    const double c0 = bench::cpu_seconds();
+    const auto t0 = steady::now();
+    const bench::tally t = bench::closed_loop(**transport, ioc, o.messages, o.concurrency);
+    const double seconds = std::chrono::duration<double>(steady::now() - t0).count();
+    const double cpu = bench::cpu_seconds() - c0;
+    if (t.failed) std::fprintf(stderr, "%zu failed; first: %s\n", t.failed, t.first_error.c_str());
+    std::printf(
+        "{\"client\":\"mailers\",\"provider\":\"%s\",\"concurrency\":%zu,\"messages\":%zu,"
+        "\"ok\":%zu,\"failed\":%zu,\"seconds\":%.4f,\"cpu_seconds\":%.4f,\"msgs_per_s\":%.1f,"
+        "\"cpu_us_per_msg\":%.2f}\n",
+        o.provider.c_str(), o.concurrency, o.messages, t.ok, t.failed, seconds, cpu,
+        static_cast<double>(t.ok) / seconds, cpu * 1e6 / static_cast<double>(o.messages));
+    return t.failed ? 1 : 0;
+}

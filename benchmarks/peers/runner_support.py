@@ -1,0 +1,239 @@
+"""Helpers shared by benchmarks/run-smtp-peers and benchmarks/run-http-peers (stdlib only).
+
+Starting and stopping the local peers, running one benchmark client and reading its JSON line,
+medians, and the header every results table carries.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import resource
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PEERS = Path(__file__).resolve().parent
+ROOT = PEERS.parent.parent
+
+BUILD_HINT = (
+    "cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo && "
+    "cmake --build build -j2 --target smtp_bench http_bench"
+)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def die(message: str) -> None:
+    log(f"error: {message}")
+    sys.exit(1)
+
+
+def exit_on_signals() -> None:
+    """Makes SIGTERM and SIGINT (even if inherited as ignored) unwind through `finally` blocks,
+    which stop the peers."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or any(v < 1 for v in values):
+        raise ValueError(f"expected comma-separated positive integers, got '{text}'")
+    return values
+
+
+def name_list(text: str, allowed: list[str], what: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        die(f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}")
+    return names
+
+
+def run_install() -> None:
+    script = PEERS / "install"
+    log(f"running {script.relative_to(ROOT)} (skip with --no-install)")
+    if subprocess.run([str(script)]).returncode != 0:
+        die(f"{script.relative_to(ROOT)} failed")
+
+
+def require_node_modules() -> None:
+    if not (PEERS / "node_modules").is_dir():
+        die(f"{PEERS.relative_to(ROOT)}/node_modules is missing; run benchmarks/peers/install")
+
+
+def require_binary(build_dir: str, name: str) -> Path:
+    path = (ROOT / build_dir / "benchmarks" / name).resolve()
+    if not os.access(path, os.X_OK):
+        die(f"{path} not found; build it first (from {ROOT}):\n  {BUILD_HINT}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Peer:
+    """A local server started in its own session, stopped (and reaped) by stop()."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log_path: Path):
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                die(f"{self.name} exited with status {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        die(f"{self.name} did not accept connections on 127.0.0.1:{self.port}:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+class RawLog:
+    """Appends every JSON line to the --raw file, if one was given."""
+
+    def __init__(self, path: str | None):
+        self.file = open(path, "a", encoding="utf-8") if path else None
+
+    def write(self, record: dict) -> None:
+        if self.file:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+def run_client(argv: list[str], timeout: float, env: dict | None = None) -> tuple[dict | None, str]:
+    """Runs one benchmark client; returns (its JSON line or None on failure, error text)."""
+    try:
+        done = subprocess.run(
+            argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:.0f} s: {shlex.join(argv)}"
+    record = None
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                pass
+            break
+    if done.returncode != 0 or record is None:
+        why = f"exit status {done.returncode}" if done.returncode else "no JSON line on stdout"
+        err = "\n".join(done.stderr.strip().splitlines()[-10:])
+        return record, f"{why}: {shlex.join(argv)}\n{err}".rstrip()
+    return record, ""
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def rate(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def micros(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.1f}"
+
+
+def times(a: float | None, b: float | None) -> str:
+    return "–" if a is None or not b else f"{a / b:.2f}×"
+
+
+def percent(a: float | None, b: float | None) -> str:
+    return "–" if a is None or not b else f"{100 * a / b:.1f}%"
+
+
+def loadavg() -> str:
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def nproc() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def command_line() -> str:
+    argv0 = Path(sys.argv[0]).resolve()
+    try:
+        argv0 = argv0.relative_to(ROOT)
+    except ValueError:
+        pass
+    return shlex.join([str(argv0), *sys.argv[1:]])
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def npm_version(package: str) -> str:
+    try:
+        with open(PEERS / "node_modules" / package / "package.json", encoding="utf-8") as f:
+            return json.load(f)["version"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return "?"
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def dpkg_version(package: str) -> str:
+    return tool_version(["dpkg-query", "-W", "-f=${Version}", package])

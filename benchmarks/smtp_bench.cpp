@@ -1,0 +1,225 @@
+// SMTP submission throughput and client CPU per message, into a local sink
+// (postfix smtp-sink; benchmarks/run-smtp-peers starts one and compares
+// against nodemailer).
+//
+//   smtp_bench --client mailers|ceiling --host H --port P --connections N
+//              [--messages M] [--inflight K]
+//
+// mailers: `smtp_transport` with N pooled connections (PIPELINING as the
+//   server offers it, 100 messages per connection, the defaults), K sends in
+//   flight (default 4 N), each send a fresh message rendered by the library.
+// ceiling: the least a client can do over the same N connections: one
+//   pre-rendered message, MAIL + RCPT + DATA pipelined, and the content, the
+//   final dot and the next message's MAIL + RCPT + DATA in one write, so a
+//   message costs one round trip and no rendering.
+//
+// Prints one JSON line: client, connections, messages, ok, failed, seconds,
+// cpu_seconds (user + system of this process, from getrusage, over the
+// measured part), msgs_per_s, cpu_us_per_msg. A warm-up of min(200, M/10)
+// messages runs first and is not measured.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mailers.hpp>
+#include <mailers/transports/smtp_transport.hpp>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "transport_loop.hpp"
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+    std::string client = "mailers";
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0;
+    std::size_t connections = 1;
+    std::size_t messages = 20000;
+    std::size_t inflight = 0;
+};
+
+// ---- ceiling -------------------------------------------------------------
+
+struct ceiling_state {
+    std::string helo;
+    std::string transaction;  // MAIL + RCPT + DATA
+    std::string content;      // dot-stuffed message and the final ".\r\n"
+    std::size_t remaining = 0;
+    bench::tally t;
+};
+
+// Reads until `replies` complete replies have arrived; returns false when one
+// of them is not the expected class (2xx, or 354 for DATA).
+asio::awaitable<bool> read_replies(tcp::socket& s, std::string& buf, std::size_t replies,
+                                   bool last_is_data) {
+    std::size_t seen = 0;
+    bool good = true;
+    std::size_t pos = 0;
+    while (seen < replies) {
+        auto eol = buf.find("\r\n", pos);
+        if (eol == std::string::npos) {
+            buf.erase(0, pos);
+            pos = 0;
+            std::size_t old = buf.size();
+            buf.resize(old + 4096);
+            std::size_t n = co_await s.async_read_some(asio::buffer(buf.data() + old, 4096),
+                                                       asio::use_awaitable);
+            buf.resize(old + n);
+            continue;
+        }
+        if (eol - pos >= 4 && buf[pos + 3] == ' ') {
+            ++seen;
+            char c = buf[pos];
+            bool want_354 = last_is_data && seen == replies;
+            if (want_354 ? buf.compare(pos, 3, "354") != 0 : c != '2') good = false;
+        }
+        pos = eol + 2;
+    }
+    buf.erase(0, pos);
+    co_return good;
+}
+
+asio::awaitable<void> ceiling_connection(tcp::endpoint ep, ceiling_state& st) {
+    tcp::socket s(co_await asio::this_coro::executor);
+    try {
+        co_await s.async_connect(ep, asio::use_awaitable);
+        s.set_option(tcp::no_delay(true));
+        std::string buf;
+        if (!co_await read_replies(s, buf, 1, false)) throw std::runtime_error("greeting");
+        co_await asio::async_write(s, asio::buffer(st.helo), asio::use_awaitable);
+        if (!co_await read_replies(s, buf, 1, false)) throw std::runtime_error("EHLO");
+        if (st.remaining == 0) co_return;
+        --st.remaining;
+        co_await asio::async_write(s, asio::buffer(st.transaction), asio::use_awaitable);
+        if (!co_await read_replies(s, buf, 3, true)) throw std::runtime_error("MAIL/RCPT/DATA");
+        for (;;) {
+            bool more = st.remaining > 0;
+            if (more) --st.remaining;
+            std::array<asio::const_buffer, 2> bufs{asio::buffer(st.content),
+                                                   asio::buffer(st.transaction)};
+            co_await asio::async_write(s, more ? bufs : std::array{bufs[0], asio::const_buffer{}},
+                                       asio::use_awaitable);
+            bool accepted = co_await read_replies(s, buf, 1, false);
+            accepted ? ++st.t.ok : ++st.t.failed;
+            if (!more) break;
+            if (!co_await read_replies(s, buf, 3, true)) throw std::runtime_error("MAIL/RCPT/DATA");
+        }
+        static const std::string quit = "QUIT\r\n";
+        co_await asio::async_write(s, asio::buffer(quit), asio::use_awaitable);
+    } catch (const std::exception& e) {
+        if (st.t.first_error.empty()) st.t.first_error = e.what();
+        ++st.t.failed;
+    }
+}
+
+bench::tally run_ceiling(const options& o, std::size_t count, asio::io_context& ioc) {
+    tcp::resolver r(ioc);
+    auto ep = *r.resolve(o.host, std::to_string(o.port)).begin();
+    ceiling_state st;
+    st.helo = "EHLO bench.example\r\n";
+    st.transaction = "MAIL FROM:<rep@sender.example>\r\nRCPT TO:<prospect@example.net>\r\nDATA\r\n";
+    std::string text = bench::body_text();
+    std::string crlf;
+    for (char c : text) c == '\n' ? crlf += "\r\n" : crlf += c;
+    st.content =
+        "From: Sales Rep <rep@sender.example>\r\nTo: prospect@example.net\r\n"
+        "Subject: Quick question\r\nDate: Sat, 28 Nov 2026 00:00:00 +0000\r\n"
+        "Message-ID: <bench@sender.example>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n" +
+        crlf + ".\r\n";
+    st.remaining = count;
+    for (std::size_t i = 0; i < o.connections; ++i)
+        asio::co_spawn(ioc, ceiling_connection(ep.endpoint(), st), asio::detached);
+    ioc.restart();
+    ioc.run();
+    return st.t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string k = argv[i];
+        std::string v = argv[i + 1];
+        if (k == "--client")
+            o.client = v;
+        else if (k == "--host")
+            o.host = v;
+        else if (k == "--port")
+            o.port = static_cast<std::uint16_t>(std::stoul(v));
+        else if (k == "--connections")
+            o.connections = std::stoul(v);
+        else if (k == "--messages")
+            o.messages = std::stoul(v);
+        else if (k == "--inflight")
+            o.inflight = std::stoul(v);
+        else {
+            std::fprintf(stderr, "unknown option %s\n", k.c_str());
+            return 2;
+        }
+    }
+    if (o.port == 0 || o.connections == 0 || (o.client != "mailers" && o.client != "ceiling")) {
+        std::fprintf(stderr,
+                     "usage: smtp_bench --client mailers|ceiling --host H --port P "
+                     "--connections N [--messages M] [--inflight K]\n");
+        return 2;
+    }
+    const std::size_t warmup = std::min<std::size_t>(200, o.messages / 10);
+
+    asio::io_context ioc;
+    bench::tally t;
+    double seconds = 0;
+    double cpu = 0;
+    if (o.client == "mailers") {
+        mailers::smtp_params p;
+        p.host = o.host;
+        p.port = o.port;
+        p.tls = mailers::smtp_tls::none;
+        p.helo_name = "bench.example";
+        p.max_connections = o.connections;
+        p.render.message_id_domain = "sender.example";
+        mailers::smtp_transport transport(ioc.get_executor(), p);
+        const std::size_t window = o.inflight ? o.inflight : 4 * o.connections;
+        bench::closed_loop(transport, ioc, warmup, window);
+        double c0 = bench::cpu_seconds();
+        auto t0 = steady::now();
+        t = bench::closed_loop(transport, ioc, o.messages, window);
+        seconds = std::chrono::duration<double>(steady::now() - t0).count();
+        cpu = bench::cpu_seconds() - c0;
+    } else {
+        run_ceiling(o, warmup, ioc);
+        double c0 = bench::cpu_seconds();
+        auto t0 = steady::now();
+        t = run_ceiling(o, o.messages, ioc);
+        seconds = std::chrono::duration<double>(steady::now() - t0).count();
+        cpu = bench::cpu_seconds() - c0;
+    }
+    if (t.failed) std::fprintf(stderr, "%zu failed; first: %s\n", t.failed, t.first_error.c_str());
+    std::printf(
+        "{\"client\":\"%s\",\"connections\":%zu,\"messages\":%zu,\"ok\":%zu,\"failed\":%zu,"
+        "\"seconds\":%.4f,\"cpu_seconds\":%.4f,\"msgs_per_s\":%.1f,\"cpu_us_per_msg\":%.2f}\n",
+        o.client.c_str(), o.connections, o.messages, t.ok, t.failed, seconds, cpu,
+        static_cast<double>(t.ok) / seconds, cpu * 1e6 / static_cast<double>(o.messages));
+    return t.failed ? 1 : 0;
+}
