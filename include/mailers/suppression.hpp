@@ -4,7 +4,9 @@
 // Normalisation (always on):
 //   * surrounding white space and a display name are removed;
 //   * the domain is converted to its lower-case ASCII form (IDNA 2008
-//     A-labels, so "Bücher.example" and "xn--bcher-kva.example" are one);
+//     A-labels, so "Bücher.example" and "xn--bcher-kva.example" are one),
+//     and the whole address must still fit in 254 octets in that form (the
+//     engine refuses to send to one that does not, so it needs no entry);
 //     address literals keep their "IPv6:" tag and lower-case their digits;
 //   * the local part is compared case-insensitively (ASCII and UTF-8 simple
 //     case folding, Unicode CaseFolding.txt statuses C and S: "ẞ" is "ß",

@@ -7,6 +7,8 @@
 #include <mailers/address.hpp>
 #include <mailers/suppression.hpp>
 
+#include "mime/address_syntax.hpp"
+
 namespace mailers {
 
 namespace {
@@ -345,6 +347,9 @@ boost::system::result<std::string> normalise_address(std::string_view addr,
     const std::size_t at = key.size();
     key += '@';
     if (!append_canonical_domain(parsed->domain, true, key)) return invalid_address();
+    // The limit holds for the form that goes on the wire: A-labels can make
+    // an address that fits as written too long to send, and to import back.
+    if (key.size() > mime::max_addr_spec) return invalid_address();
     if (!dot_atom || (!opts.fold_plus_tags && !opts.fold_gmail_dots)) return key;
 
     // Dots go first: for Gmail "a.+x" is "a+x", whose tag then folds too,

@@ -169,6 +169,21 @@ TEST_CASE("invalid addresses are refused with errc::invalid_address") {
     }
 }
 
+TEST_CASE("an address whose A-label form is over 254 octets is refused") {
+    // 239 octets as written, 257 once the domain is in A-labels: no server
+    // takes it (RFC 5321 4.5.3.1.3), an export of it would not import again,
+    // and the engine refuses to send to it for the same reason.
+    const std::string label = std::string(54, 'j') + "\xc3\xbc";  // ...jü
+    const std::string domain = label + "." + label + "." + label + ".com";
+    auto too_long = normalise_address(std::string(64, 'a') + "@" + domain);
+    REQUIRE_FALSE(too_long.has_value());
+    CHECK(too_long.error() == mailers::make_error_code(mailers::errc::invalid_address));
+    auto fits = normalise_address(std::string(50, 'a') + "@" + domain);
+    REQUIRE(fits.has_value());
+    CHECK(fits->size() == 243);
+    CHECK(normalise_address(*fits).value() == *fits);
+}
+
 TEST_CASE("domain entries are lower-case A-labels without a trailing dot") {
     CHECK(domain_key("Example.COM") == "example.com");
     CHECK(domain_key("example.com.") == "example.com");
