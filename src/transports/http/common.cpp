@@ -311,8 +311,8 @@ bool read_json_members(std::string_view body, std::span<const json_member> membe
             *m.value = std::to_string(i);
         else if (e.get(u) == simdjson::SUCCESS)
             *m.value = std::to_string(u);
-        else if (e.get(d) == simdjson::SUCCESS)
-            *m.value = std::to_string(static_cast<std::int64_t>(d));
+        else if (e.get(d) == simdjson::SUCCESS && d >= -0x1p63 && d < 0x1p63)
+            *m.value = std::to_string(static_cast<std::int64_t>(d));  // in range: defined
         else if (e.get(b) == simdjson::SUCCESS)
             *m.value = b ? "true" : "false";
     }

@@ -86,7 +86,8 @@ MAILERS_API void message_headers(const message& m, std::vector<http::field>& out
 MAILERS_API std::size_t json_body_capacity(const message& m);
 
 /// One member of a JSON object to read: strings unescaped, numbers and
-/// booleans as written; left empty when absent or of another type.
+/// booleans as written (a fraction as its integer part); left empty when
+/// absent, of another type, or a number beyond 64 bits.
 struct json_member {
     std::string_view key;
     std::string* value;

@@ -6,6 +6,8 @@
 #include <array>
 #include <charconv>
 
+#include "transports/http/common.hpp"
+
 namespace mailers::detail {
 namespace {
 
@@ -182,11 +184,22 @@ bool read_digits(std::string_view s, std::size_t pos, std::size_t n, unsigned& o
     return true;
 }
 
+// Unix time as a time_point, or nullopt when the clock cannot hold it (with
+// nanosecond ticks it spans only the years 1677 to 2262). The week of margin
+// leaves room for a UTC offset to be applied afterwards.
+std::optional<sys_clock::time_point> from_unix_seconds(std::int64_t secs) noexcept {
+    constexpr auto limit =
+        std::chrono::duration_cast<std::chrono::seconds>(sys_clock::duration::max()).count() -
+        7 * 86400;
+    if (secs < -limit || secs > limit) return std::nullopt;
+    return sys_clock::time_point{std::chrono::seconds(secs)};
+}
+
 std::optional<sys_clock::time_point> make_time(unsigned y, unsigned mo, unsigned d, unsigned h,
                                                unsigned mi, unsigned s) noexcept {
     if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
     const auto days = days_from_civil(y, mo, d);
-    return sys_clock::time_point{std::chrono::seconds(days * 86400 + h * 3600 + mi * 60 + s)};
+    return from_unix_seconds(days * 86400 + h * 3600 + mi * 60 + s);
 }
 
 // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
@@ -383,7 +396,7 @@ http_error_fields extract_http_error(std::string_view provider, const http::resp
             std::int64_t epoch = 0;
             auto [p, ec] = std::from_chars(reset.data(), reset.data() + reset.size(), epoch);
             if (ec == std::errc{} && p == reset.data() + reset.size())
-                f.retry_after = until(sys_clock::time_point{std::chrono::seconds(epoch)}, now);
+                if (auto t = from_unix_seconds(epoch)) f.retry_after = until(*t, now);
         }
     }
     if (!f.retry_after && provider == "gmail") {
@@ -410,6 +423,31 @@ error_code map_http_error(std::string_view provider, const http::response& r,
     if (!f.code.empty()) diag.message += " " + f.code;
     if (!f.message.empty()) diag.message += ": " + f.message;
     return make_error_code(result);
+}
+
+error_code read_token_reply(const http::response& r, sys_clock::time_point now, token_reply& out,
+                            diagnostics& diag) {
+    out = token_reply{};
+    if (r.status / 100 != 2) {
+        auto ec = map_http_error("oauth", r, now, diag);
+        if (ec == make_error_code(outcome_unknown)) ec = make_error_code(temporary_reply);
+        return ec;
+    }
+    std::string expires;
+    const json_member m[] = {{"access_token", &out.access_token}, {"expires_in", &expires}};
+    if (!read_json_members(r.body, m) || out.access_token.empty()) {
+        out.access_token.clear();
+        diag.status = static_cast<int>(r.status);
+        diag.message = "the reply has no access_token";
+        return make_error_code(temporary_reply);
+    }
+    std::int64_t expires_in = 0;
+    std::from_chars(expires.data(), expires.data() + expires.size(), expires_in);
+    if (expires_in <= 0) expires_in = 3600;
+    // The token cache adds the lifetime to its clock; real tokens live an
+    // hour or so, and a day bounds what a reply can make it believe.
+    out.lifetime = std::min(std::chrono::seconds(expires_in), std::chrono::seconds(86400));
+    return {};
 }
 
 }  // namespace mailers::detail

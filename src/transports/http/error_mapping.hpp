@@ -75,12 +75,29 @@ MAILERS_API http_error_fields extract_http_error(std::string_view provider, cons
 MAILERS_API error_code map_http_error(std::string_view provider, const http::response& r,
                                       std::chrono::system_clock::time_point now, diagnostics& diag);
 
+/// What a token endpoint's 2xx reply carries (RFC 6749 section 5.1).
+struct token_reply {
+    std::string access_token;
+    /// From expires_in, at most a day; 3600 s when absent or not positive.
+    std::chrono::seconds lifetime{0};
+};
+
+/// Reads a token endpoint's reply. A 2xx gives the access token and its
+/// lifetime; one without an access_token is transport_errc::temporary_reply.
+/// Any other status is classified as by map_http_error with provider
+/// "oauth", except that an unknown outcome counts as temporary_reply: a token
+/// request carries no mail. On failure `diag.message` says why.
+MAILERS_API error_code read_token_reply(const http::response& r,
+                                        std::chrono::system_clock::time_point now, token_reply& out,
+                                        diagnostics& diag);
+
 /// Retry-After: delay-seconds or an IMF-fixdate (RFC 9110 10.2.3). A date in
 /// the past gives zero; anything else unreadable gives nullopt.
 MAILERS_API std::optional<std::chrono::seconds> parse_retry_after(
     std::string_view value, std::chrono::system_clock::time_point now) noexcept;
 
-/// "2024-05-01T12:00:00.000Z" and other RFC 3339 UTC times ('Z' or an offset).
+/// "2024-05-01T12:00:00.000Z" and other RFC 3339 UTC times ('Z' or an offset);
+/// nullopt for a time system_clock cannot hold.
 MAILERS_API std::optional<std::chrono::system_clock::time_point> parse_rfc3339(
     std::string_view text) noexcept;
 

@@ -4,8 +4,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include <charconv>
-
 #include "json/writer.hpp"
 #include "transports/http/common.hpp"
 #include "transports/http/error_mapping.hpp"
@@ -237,8 +235,7 @@ void token_source::fetch(const std::string& subject) {
 void token_source::finish(const std::string& subject, http::exchange_result r) {
     error_code ec;
     diagnostics diag;
-    std::string token;
-    std::int64_t expires_in = 0;
+    token_reply reply;
     if (r.ec) {
         // The token request carries no mail: losing it is a connection
         // failure whatever the phase, and safe to retry elsewhere.
@@ -246,25 +243,10 @@ void token_source::finish(const std::string& subject, http::exchange_result r) {
                  ? make_error_code(transport_errc::connection_failed)
                  : r.ec;
         diag.message = "oauth2 token request to " + ep_.host_header + ": " + r.what;
-    } else if (r.resp.status / 100 != 2) {
-        ec = map_http_error("oauth", r.resp, sys_clock::now(), diag);
-        if (ec == make_error_code(transport_errc::outcome_unknown))
-            ec = make_error_code(transport_errc::temporary_reply);
+    } else if ((ec = read_token_reply(r.resp, sys_clock::now(), reply, diag))) {
         diag.message = "oauth2 token endpoint " + ep_.host_header + ": " + diag.message;
-    } else {
-        std::string expires;
-        const json_member m[] = {{"access_token", &token}, {"expires_in", &expires}};
-        if (!read_json_members(r.resp.body, m) || token.empty()) {
-            ec = make_error_code(transport_errc::temporary_reply);
-            diag.message =
-                "oauth2 token endpoint " + ep_.host_header + " answered without an access_token";
-            diag.status = static_cast<int>(r.resp.status);
-            token.clear();
-        } else {
-            std::from_chars(expires.data(), expires.data() + expires.size(), expires_in);
-            if (expires_in <= 0) expires_in = 3600;
-        }
     }
+    std::string token = std::move(reply.access_token);
 
     std::vector<token_handler> waiters;
     {
@@ -274,7 +256,7 @@ void token_source::finish(const std::string& subject, http::exchange_result r) {
         waiters.swap(e.waiters);
         const auto now = steady::now();
         if (!ec) {
-            const auto life = std::chrono::seconds(expires_in);
+            const auto life = reply.lifetime;
             // Refresh well before expiry, but never sooner than half-way
             // through a short-lived token.
             const auto margin = std::min<std::chrono::seconds>(refresh_before_, life / 2);
