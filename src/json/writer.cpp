@@ -3,6 +3,8 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 namespace mailers::json {
 namespace {
@@ -85,6 +87,18 @@ int classify_sequence(std::string_view s, std::size_t i) {
     return len;
 }
 
+// True when any of the eight bytes of `w` is below 0x20, '"', '\\' or at
+// least 0x80: the bytes byte_class does not map to 0. Exact for "any",
+// which is all the fast path asks.
+constexpr bool needs_attention(std::uint64_t w) noexcept {
+    constexpr std::uint64_t ones = 0x0101010101010101ull;
+    constexpr std::uint64_t highs = 0x8080808080808080ull;
+    const auto has_zero_byte = [](std::uint64_t v) { return (v - ones) & ~v & highs; };
+    const std::uint64_t below_space = (w - ones * 0x20) & ~w & highs;
+    return (below_space | has_zero_byte(w ^ (ones * '"')) | has_zero_byte(w ^ (ones * '\\')) |
+            (w & highs)) != 0;
+}
+
 template <class T>
 void append_number(std::string& out, T v) {
     char buf[32];
@@ -100,6 +114,14 @@ void append_escaped(std::string& out, std::string_view s) {
     std::size_t run = 0;  // start of the bytes not yet copied
     std::size_t i = 0;
     while (i < s.size()) {
+        // Most text needs no escape: skip it eight bytes at a time.
+        while (i + 8 <= s.size()) {
+            std::uint64_t w;
+            std::memcpy(&w, s.data() + i, sizeof w);
+            if (needs_attention(w)) break;
+            i += 8;
+        }
+        if (i == s.size()) break;
         const auto c = static_cast<unsigned char>(s[i]);
         const auto cls = byte_class[c];
         if (cls == 0) {

@@ -164,6 +164,43 @@ TEST_CASE("random byte strings always give valid JSON; valid UTF-8 reads back un
     CHECK(valid_inputs > 100);
 }
 
+TEST_CASE("a byte that needs escaping is found at every position of a long plain run") {
+    // Plain text is skipped eight bytes at a time; each special byte must
+    // still be caught wherever it falls in (or across) those words.
+    const std::string_view specials[] = {std::string_view("\0", 1),
+                                         "\x1f",
+                                         "\n",
+                                         "\"",
+                                         "\\",
+                                         "\x7f",
+                                         "\xc3\xa9",
+                                         "\xe2\x80\xa8",
+                                         "\xff"};
+    for (const auto special : specials) {
+        for (std::size_t len = 0; len <= 40; ++len) {
+            for (std::size_t pos = 0; pos <= len; ++pos) {
+                std::string in(len, 'a');
+                in.insert(pos, special);
+                // The reference: the same bytes escaped one at a time.
+                std::string expected = "\"";
+                for (std::size_t i = 0; i < in.size();) {
+                    std::size_t n = 1;
+                    while (i + n < in.size() &&
+                           (static_cast<unsigned char>(in[i + n]) & 0xc0) == 0x80)
+                        ++n;
+                    expected += escaped(in.substr(i, n)).substr(1);
+                    expected.pop_back();
+                    i += n;
+                }
+                expected += '"';
+                CAPTURE(len);
+                CAPTURE(pos);
+                REQUIRE(escaped(in) == expected);
+            }
+        }
+    }
+}
+
 TEST_CASE("commas and nesting") {
     std::string out;
     writer w{out};
