@@ -460,19 +460,22 @@ TEST_SUITE("smtp transport") {
         std::vector<std::string> trace;
         mailers::smtp_stats stats;
     };
-    pipelined_run send_all(smtp_server& server, const std::vector<std::string>& tos,
-                           const std::string& options = "") {
+    pipelined_run send_all(smtp_server & server, const std::vector<std::string>& tos,
+                           const std::string& options = "", const std::string& url = "",
+                           const std::string& security = "tls=none") {
         asio::io_context ioc;
         auto lines = std::make_shared<std::vector<std::string>>();
         auto mu = std::make_shared<std::mutex>();
-        auto t = transport(ioc, server.url() + "?tls=none&max_connections=1" + options,
-                           [&](mailers::smtp_params& p) {
-                               p.log.level = mailers::log_level::trace;
-                               p.log.sink = [lines, mu](mailers::log_level, std::string_view s) {
-                                   std::lock_guard lk(*mu);
-                                   lines->emplace_back(s);
-                               };
-                           });
+        auto t = transport(
+            ioc,
+            (url.empty() ? server.url() : url) + "?" + security + "&max_connections=1" + options,
+            [&](mailers::smtp_params& p) {
+                p.log.level = mailers::log_level::trace;
+                p.log.sink = [lines, mu](mailers::log_level, std::string_view s) {
+                    std::lock_guard lk(*mu);
+                    lines->emplace_back(s);
+                };
+            });
         pipelined_run run;
         run.results.resize(tos.size());
         for (std::size_t i = 0; i < tos.size(); ++i)
@@ -492,9 +495,9 @@ TEST_SUITE("smtp transport") {
     }
 
     std::size_t count_containing(const std::vector<std::string>& lines, std::string_view s) {
-        return static_cast<std::size_t>(std::count_if(
-            lines.begin(), lines.end(),
-            [&](const std::string& l) { return l.find(s) != std::string::npos; }));
+        return static_cast<std::size_t>(
+            std::count_if(lines.begin(), lines.end(),
+                          [&](const std::string& l) { return l.find(s) != std::string::npos; }));
     }
 
     TEST_CASE("pipelining across messages: the next MAIL, RCPT and DATA follow the final dot") {
@@ -507,8 +510,8 @@ TEST_SUITE("smtp transport") {
         // One connection, and every message after the first was announced in
         // the same write as the previous message's end of data.
         CHECK(run.stats.connections_opened == 1);
-        CHECK(count_containing(run.trace, "C: (after the content) MAIL FROM:<sender@example.com>") ==
-              29);
+        CHECK(count_containing(run.trace,
+                               "C: (after the content) MAIL FROM:<sender@example.com>") == 29);
         // Each message arrived whole, in order, to its own recipient.
         const auto got = server.messages();
         REQUIRE(got.size() == 30);
@@ -517,7 +520,7 @@ TEST_SUITE("smtp transport") {
             CHECK(server.envelope(i + 1).find("[\"r" + std::to_string(i) + "@example.org\"]") !=
                   std::string::npos);
             CHECK(got[static_cast<std::size_t>(i)].find("To: r" + std::to_string(i) +
-                                                          "@example.org") != std::string::npos);
+                                                        "@example.org") != std::string::npos);
             CHECK(got[static_cast<std::size_t>(i)].ends_with("Hello from mailers.\r\n"));
         }
     }
@@ -562,9 +565,8 @@ TEST_SUITE("smtp transport") {
     TEST_CASE("pipelining across messages: a drop after the dot leaves only that one unknown") {
         REQUIRE_SMTP_SERVER();
         smtp_server server({"--pipelining"});
-        const auto run = send_all(server, {"a@example.org", "dropdata@example.org",
-                                           "b@example.org", "throttle@example.org",
-                                           "c@example.org"});
+        const auto run = send_all(server, {"a@example.org", "dropdata@example.org", "b@example.org",
+                                           "throttle@example.org", "c@example.org"});
         CHECK(!run.results[0].ec);
         // The server took the content and dropped the connection before its
         // reply: unknown, never sent again.
@@ -792,6 +794,29 @@ TEST_SUITE("smtp transport") {
             REQUIRE(!send_to(ioc, *t, "bob@example.org").ec);
             CHECK(server.count("CONNECT") == 1);
             finish(ioc, t);
+        }
+    }
+
+    TEST_CASE("pipelining across messages over STARTTLS with AUTH") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        REQUIRE(pki.ok);
+        auto args = tls_server_args(pki.server_cert, pki.server_key);
+        args.insert(args.end(), {"--pipelining", "--user", "alice", "--password", "pw"});
+        smtp_server server(args);
+        std::vector<std::string> tos;
+        for (int i = 0; i < 12; ++i) tos.push_back("t" + std::to_string(i) + "@example.org");
+        const auto run = send_all(server, tos, "", server.url("smtp", "alice:pw@"), ca_option());
+        for (const auto& r : run.results) REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(run.stats.connections_opened == 1);
+        CHECK(count_containing(run.trace, "(after the content)") == 11);
+        const auto got = server.messages();
+        REQUIRE(got.size() == 12);
+        for (int i = 0; i < 12; ++i) {
+            CAPTURE(i);
+            CHECK(server.envelope(i + 1).find("\"tls\": true") != std::string::npos);
+            CHECK(got[static_cast<std::size_t>(i)].find("To: t" + std::to_string(i) +
+                                                        "@example.org") != std::string::npos);
         }
     }
 
