@@ -6,6 +6,8 @@
 #include <mailers/dsn.hpp>
 #include <ostream>
 
+#include "mime/text.hpp"
+
 namespace mailers {
 namespace {
 
@@ -57,17 +59,6 @@ std::string lower(std::string_view s) {
     std::string out(s);
     for (auto& c : out) c = to_lower(c);
     return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (to_lower(a[i]) != to_lower(b[i])) return false;
-    return true;
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
 int hex_value(char c) {
@@ -362,10 +353,10 @@ std::optional<composite_dsn> parse_item(std::string_view text, std::size_t& pos,
     const auto tail = text.substr(pos);
     composite_dsn item;
     std::size_t open = 0;
-    if (istarts_with(tail, "failover(")) {
+    if (mime::istarts_with(tail, "failover(")) {
         item.k = composite_dsn::kind::failover;
         open = 9;
-    } else if (istarts_with(tail, "roundrobin(")) {
+    } else if (mime::istarts_with(tail, "roundrobin(")) {
         item.k = composite_dsn::kind::roundrobin;
         open = 11;
     }
@@ -659,7 +650,7 @@ boost::system::result<void> resolve_secrets(composite_dsn& d, diagnostics* diag)
 
 bool is_secret_option(std::string_view name) noexcept {
     for (auto s : secret_option_names)
-        if (iequals(name, s)) return true;
+        if (mime::iequals(name, s)) return true;
     return false;
 }
 

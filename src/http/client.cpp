@@ -30,6 +30,8 @@
 #include <optional>
 #include <unordered_map>
 
+#include "mime/text.hpp"
+
 namespace mailers::http {
 namespace {
 
@@ -40,17 +42,6 @@ using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-bool iequal(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
 
 bool is_tchar(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -84,9 +75,9 @@ boost::system::result<endpoint> parse_endpoint(std::string_view url, diagnostics
     if (sep == std::string_view::npos)
         return bad("expected http:// or https:// followed by a host");
     const auto scheme = url.substr(0, sep);
-    if (iequal(scheme, "https"))
+    if (mime::iequals(scheme, "https"))
         ep.tls = true;
-    else if (iequal(scheme, "http"))
+    else if (mime::iequals(scheme, "http"))
         ep.tls = false;
     else
         return bad("scheme '" + std::string(scheme) + "' is not http or https");
@@ -159,12 +150,6 @@ boost::system::result<std::pair<endpoint, std::string>> parse_url(std::string_vi
     auto ep = parse_endpoint(base, diag);
     if (!ep) return ep.error();
     return std::pair{std::move(*ep), std::move(target)};
-}
-
-std::string_view find_field(std::span<const field> fields, std::string_view name) noexcept {
-    for (const auto& f : fields)
-        if (iequal(f.name, name)) return f.value;
-    return {};
 }
 
 // ---------------------------------------------------------------------------

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mime/text.hpp"
+
 namespace mailers::http {
 
 /// Where requests go: scheme, host and port, plus a path prefix that is put
@@ -49,8 +51,11 @@ struct field {
 };
 
 /// Case-insensitive lookup; "" when absent.
-MAILERS_API std::string_view find_field(std::span<const field> fields,
-                                        std::string_view name) noexcept;
+inline std::string_view find_field(std::span<const field> fields, std::string_view name) noexcept {
+    for (const auto& f : fields)
+        if (mime::iequals(f.name, name)) return f.value;
+    return {};
+}
 
 struct request {
     std::string_view method = "POST";  ///< must outlive the exchange: use literals

@@ -8,6 +8,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "mime/text.hpp"
+
 namespace mailers::sigv4 {
 namespace {
 
@@ -106,10 +108,6 @@ std::string to_lower(std::string_view s) {
     for (auto& c : out)
         if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && to_lower(a) == to_lower(b);
 }
 
 // Appends `value` trimmed, with each run of whitespace inside it reduced to
@@ -327,14 +325,14 @@ boost::system::result<signed_request> sign(const request& req, const params& p,
     std::vector<header> headers(req.headers.begin(), req.headers.end());
     bool has_host = false, has_date = false, has_token = false;
     for (const auto& h : req.headers) {
-        if (iequals(h.name, "host")) has_host = true;
-        if (iequals(h.name, "x-amz-date")) {
+        if (mime::iequals(h.name, "host")) has_host = true;
+        if (mime::iequals(h.name, "x-amz-date")) {
             // The date signed in the string to sign must be the one sent.
             if (h.value != p.amz_date)
                 return invalid(diag, "SigV4 X-Amz-Date header differs from the signing date");
             has_date = true;
         }
-        if (iequals(h.name, "x-amz-security-token")) has_token = true;
+        if (mime::iequals(h.name, "x-amz-security-token")) has_token = true;
     }
     if (!has_host) return invalid(diag, "SigV4 request has no Host header");
     if (!has_date) {

@@ -1,6 +1,7 @@
-// Character-class and UTF-8 helpers shared by the address parser and the
-// MIME writer. Everything here is inline and allocation-free because it runs
-// on every byte of every header the writer emits.
+// Character-class, ASCII case and UTF-8 helpers shared by the address parser,
+// the MIME writer and the protocol and configuration parsers. Everything here
+// is inline and allocation-free because it runs on every byte of every header
+// the writer emits.
 #pragma once
 
 #include <cstddef>

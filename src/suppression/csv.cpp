@@ -10,6 +10,8 @@
 #include <ostream>
 #include <vector>
 
+#include "mime/text.hpp"
+
 namespace mailers::detail {
 
 namespace {
@@ -24,16 +26,6 @@ constexpr std::size_t max_fields = column_names.size();
 // Large reads keep the per-call cost of the stream out of the profile; the
 // buffer also has room for one record carried over from the previous block.
 constexpr std::size_t block_bytes = std::size_t{1} << 20;
-
-char ascii_lower(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
-}
 
 std::string_view trim(std::string_view s) noexcept {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -322,13 +314,13 @@ private:
 
     static bool is_column_name(std::string_view s) noexcept {
         return std::any_of(column_names.begin(), column_names.end(),
-                           [&](std::string_view c) { return iequals(c, trim(s)); });
+                           [&](std::string_view c) { return mime::iequals(c, trim(s)); });
     }
 
     // A header starts with "value" (then a field that is not a column name
     // is an error in it) or holds nothing but column names.
     bool looks_like_header() const noexcept {
-        return iequals(trim(fields_[0]), "value") ||
+        return mime::iequals(trim(fields_[0]), "value") ||
                std::all_of(fields_.begin(), fields_.begin() + nfields_, is_column_name);
     }
 
@@ -336,8 +328,9 @@ private:
         std::array<bool, max_fields> seen{};
         for (std::size_t i = 0; i < nfields_; ++i) {
             const std::string_view name = trim(fields_[i]);
-            const auto it = std::find_if(column_names.begin(), column_names.end(),
-                                         [&](std::string_view c) { return iequals(c, name); });
+            const auto it =
+                std::find_if(column_names.begin(), column_names.end(),
+                             [&](std::string_view c) { return mime::iequals(c, name); });
             if (it == column_names.end())
                 return fail("unknown column \"" + std::string(name) +
                             "\" in the header (expected value, kind, reason, source, created_at)");
@@ -383,9 +376,9 @@ private:
         if (kind.empty()) {
             e.kind = value.find('@') != std::string_view::npos ? suppression_kind::address
                                                                : suppression_kind::domain;
-        } else if (iequals(kind, "address")) {
+        } else if (mime::iequals(kind, "address")) {
             e.kind = suppression_kind::address;
-        } else if (iequals(kind, "domain")) {
+        } else if (mime::iequals(kind, "domain")) {
             e.kind = suppression_kind::domain;
         } else {
             return fail("kind must be \"address\" or \"domain\"");

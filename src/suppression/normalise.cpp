@@ -8,6 +8,7 @@
 #include <mailers/suppression.hpp>
 
 #include "mime/address_syntax.hpp"
+#include "mime/text.hpp"
 
 namespace mailers {
 
@@ -120,12 +121,6 @@ char32_t simple_fold(char32_t c) noexcept {
 
 char ascii_lower(char c) noexcept {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return ascii_lower(x) == ascii_lower(y);
-           });
 }
 
 // Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
@@ -331,7 +326,7 @@ boost::system::result<suppression_reason> parse_suppression_reason(std::string_v
                                 suppression_reason::complaint, suppression_reason::manual,
                                 suppression_reason::legal};
     for (auto r : all)
-        if (iequals(s, to_string(r))) return r;
+        if (mime::iequals(s, to_string(r))) return r;
     return make_error_code(errc::invalid_argument);
 }
 

@@ -29,24 +29,6 @@
 #include "transports/http/common.hpp"
 #include "transports/http/error_mapping.hpp"
 
-namespace mailers::http {
-
-// The fuzz build leaves out src/http/client.cpp, which brings Beast, TLS and
-// I/O; this is its case-insensitive header lookup, which response::header()
-// calls.
-std::string_view find_field(std::span<const field> fields, std::string_view name) noexcept {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-    for (const auto& f : fields) {
-        if (f.name.size() != name.size()) continue;
-        std::size_t i = 0;
-        while (i < name.size() && lower(f.name[i]) == lower(name[i])) ++i;
-        if (i == name.size()) return f.value;
-    }
-    return {};
-}
-
-}  // namespace mailers::http
-
 namespace {
 
 namespace detail = mailers::detail;

@@ -6,6 +6,7 @@
 #include <array>
 #include <charconv>
 
+#include "mime/text.hpp"
 #include "transports/http/common.hpp"
 
 namespace mailers::detail {
@@ -131,13 +132,6 @@ constexpr std::array rules{
 
 char lower(char c) noexcept {
     return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequal(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (lower(a[i]) != lower(b[i])) return false;
-    return true;
 }
 
 bool icontains(std::string_view hay, std::string_view needle) noexcept {
@@ -325,7 +319,7 @@ int match_http_error_rule(std::string_view provider, unsigned status, std::strin
         const auto& r = rules[i];
         if (r.provider != "*" && r.provider != provider) continue;
         if (!status_matches(r.status, status)) continue;
-        if (!r.code.empty() && !iequal(r.code, code)) continue;
+        if (!r.code.empty() && !mime::iequals(r.code, code)) continue;
         if (!icontains(text, r.text)) continue;
         return static_cast<int>(i);
     }

@@ -4,20 +4,10 @@
 #include <cstring>
 
 #include "mime/base64.hpp"
+#include "mime/text.hpp"
 
 namespace mailers::detail::smtp {
 namespace {
-
-char upper(char c) noexcept {
-    return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        if (upper(a[i]) != upper(b[i])) return false;
-    return true;
-}
 
 // Splits "KEYWORD params" at the first space (or '=' for the old AUTH=).
 std::string_view keyword_of(std::string_view line, std::string_view& params) noexcept {
@@ -33,9 +23,9 @@ void read_auth_mechanisms(capabilities& caps, std::string_view params) {
     while (!params.empty()) {
         const auto sp = params.find(' ');
         const auto mech = params.substr(0, sp);
-        if (iequals(mech, "PLAIN")) caps.auth_plain = true;
-        if (iequals(mech, "LOGIN")) caps.auth_login = true;
-        if (iequals(mech, "XOAUTH2")) caps.auth_xoauth2 = true;
+        if (mime::iequals(mech, "PLAIN")) caps.auth_plain = true;
+        if (mime::iequals(mech, "LOGIN")) caps.auth_login = true;
+        if (mime::iequals(mech, "XOAUTH2")) caps.auth_xoauth2 = true;
         if (sp == std::string_view::npos) break;
         params.remove_prefix(sp + 1);
     }
@@ -76,22 +66,22 @@ capabilities parse_ehlo(const reply& r) {
         }
         std::string_view params;
         const auto kw = keyword_of(line, params);
-        if (iequals(kw, "STARTTLS")) {
+        if (mime::iequals(kw, "STARTTLS")) {
             caps.starttls = true;
-        } else if (iequals(kw, "PIPELINING")) {
+        } else if (mime::iequals(kw, "PIPELINING")) {
             caps.pipelining = true;
-        } else if (iequals(kw, "8BITMIME")) {
+        } else if (mime::iequals(kw, "8BITMIME")) {
             caps.eight_bit_mime = true;
-        } else if (iequals(kw, "SMTPUTF8")) {
+        } else if (mime::iequals(kw, "SMTPUTF8")) {
             caps.smtputf8 = true;
-        } else if (iequals(kw, "ENHANCEDSTATUSCODES")) {
+        } else if (mime::iequals(kw, "ENHANCEDSTATUSCODES")) {
             caps.enhanced_status_codes = true;
-        } else if (iequals(kw, "SIZE")) {
+        } else if (mime::iequals(kw, "SIZE")) {
             caps.size = true;
             std::uint64_t n = 0;
             const auto [p, ec] = std::from_chars(params.data(), params.data() + params.size(), n);
             if (ec == std::errc{} && p != params.data()) caps.size_limit = n;
-        } else if (iequals(kw, "AUTH")) {
+        } else if (mime::iequals(kw, "AUTH")) {
             read_auth_mechanisms(caps, params);
         }
     }
