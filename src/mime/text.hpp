@@ -72,6 +72,18 @@ constexpr bool istarts_with(std::string_view s, std::string_view prefix) noexcep
     return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
+/// Where `needle` first occurs in `hay`, ignoring ASCII case; npos when it
+/// does not (an empty needle is found at 0).
+constexpr std::size_t ifind(std::string_view hay, std::string_view needle) noexcept {
+    for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i)
+        if (iequals(hay.substr(i, needle.size()), needle)) return i;
+    return std::string_view::npos;
+}
+
+constexpr bool icontains(std::string_view hay, std::string_view needle) noexcept {
+    return ifind(hay, needle) != std::string_view::npos;
+}
+
 /// Length (1-4) of the well-formed UTF-8 sequence (RFC 3629) starting at
 /// s[i], or 0 when it is ill-formed: overlongs, surrogates, code points above
 /// U+10FFFF, stray continuation bytes and truncated sequences are all refused.

@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "mime/text.hpp"
+
 namespace mailers::detail {
 namespace {
 
@@ -88,21 +90,6 @@ constexpr std::array rules{
 };
 // clang-format on
 
-char lower(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool icontains(std::string_view hay, std::string_view needle) noexcept {
-    if (needle.empty()) return true;
-    if (needle.size() > hay.size()) return false;
-    for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-        std::size_t k = 0;
-        while (k < needle.size() && lower(hay[i + k]) == lower(needle[k])) ++k;
-        if (k == needle.size()) return true;
-    }
-    return false;
-}
-
 bool code_matches(std::string_view pattern, int code) noexcept {
     if (code < 100 || code > 999 || pattern.size() != 3) return false;
     const char digits[3] = {static_cast<char>('0' + code / 100),
@@ -150,7 +137,7 @@ int match_smtp_reply_rule(int code, std::string_view enhanced, std::string_view 
         if ((r.phases & phase_bit(phase)) == 0) continue;
         if (!code_matches(r.code, code)) continue;
         if (!enhanced_matches(r.enhanced, enhanced)) continue;
-        if (!icontains(text, r.text)) continue;
+        if (!mime::icontains(text, r.text)) continue;
         return static_cast<int>(i);
     }
     return -1;

@@ -130,21 +130,6 @@ constexpr std::array rules{
 };
 // clang-format on
 
-char lower(char c) noexcept {
-    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool icontains(std::string_view hay, std::string_view needle) noexcept {
-    if (needle.empty()) return true;
-    if (needle.size() > hay.size()) return false;
-    for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-        std::size_t j = 0;
-        while (j < needle.size() && lower(hay[i + j]) == lower(needle[j])) ++j;
-        if (j == needle.size()) return true;
-    }
-    return false;
-}
-
 bool status_matches(std::string_view pattern, unsigned status) noexcept {
     if (pattern.size() != 3 || status > 999) return false;
     const char digits[3] = {static_cast<char>('0' + status / 100),
@@ -320,7 +305,7 @@ int match_http_error_rule(std::string_view provider, unsigned status, std::strin
         if (r.provider != "*" && r.provider != provider) continue;
         if (!status_matches(r.status, status)) continue;
         if (!r.code.empty() && !mime::iequals(r.code, code)) continue;
-        if (!icontains(text, r.text)) continue;
+        if (!mime::icontains(text, r.text)) continue;
         return static_cast<int>(i);
     }
     return -1;

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "mime/text.hpp"
+
 namespace mailers::detail::smtp {
 namespace {
 
@@ -24,19 +26,6 @@ std::string describe(const reply& r) {
     return out;
 }
 
-char lower(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::size_t ifind(std::string_view hay, std::string_view needle) noexcept {
-    for (std::size_t i = 0; i + needle.size() <= hay.size(); ++i) {
-        std::size_t k = 0;
-        while (k < needle.size() && lower(hay[i + k]) == lower(needle[k])) ++k;
-        if (k == needle.size()) return i;
-    }
-    return std::string_view::npos;
-}
-
 std::vector<std::string_view> split_words(std::string_view s) {
     std::vector<std::string_view> words;
     std::size_t i = 0;
@@ -53,7 +42,7 @@ std::vector<std::string_view> split_words(std::string_view s) {
 
 std::string queue_id_from_reply(const reply& r) {
     const std::string_view t = r.first_line_text();
-    if (const auto q = ifind(t, "queued as "); q != std::string_view::npos) {
+    if (const auto q = mime::ifind(t, "queued as "); q != std::string_view::npos) {
         std::string_view rest = t.substr(q + 10);
         std::size_t end = 0;
         while (end < rest.size() && rest[end] != ' ' && rest[end] != ';' && rest[end] != ',' &&
