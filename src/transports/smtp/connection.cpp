@@ -14,9 +14,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
-#include <utility>
 #include <mailers/address.hpp>
 #include <mailers/mime.hpp>
+#include <utility>
 
 namespace mailers::detail::smtp {
 namespace asio = boost::asio;
@@ -285,8 +285,7 @@ asio::awaitable<connection::io_status> connection::read_reply() {
 
 asio::awaitable<connection::io_status> connection::write_all(const asio::const_buffer* bufs,
                                                              std::size_t count) {
-    const std::array<asio::const_buffer, 3> seq{bufs[0],
-                                                count > 1 ? bufs[1] : asio::const_buffer{},
+    const std::array<asio::const_buffer, 3> seq{bufs[0], count > 1 ? bufs[1] : asio::const_buffer{},
                                                 count > 2 ? bufs[2] : asio::const_buffer{}};
     error_code ec;
     if (tls_)
@@ -319,24 +318,26 @@ asio::awaitable<connection::io_status> connection::write_content() {
     if (!next.empty() && cfg_.params.log.enabled(log_level::trace)) {
         std::string_view text = next;
         text.remove_suffix(2);
-        cfg_.params.log.log(log_level::trace, cfg_.label + " C: (after the content) " +
-                                                  std::string(text));
+        cfg_.params.log.log(log_level::trace,
+                            cfg_.label + " C: (after the content) " + std::string(text));
     }
-    const std::size_t total = content_.size() + content_end_.size();
+    const std::string_view content = slots_[current_].content;
+    const std::string_view content_end = slots_[current_].content_end;
+    const std::size_t total = content.size() + content_end.size();
     if (total <= content_block) {
         set_deadline(cfg_.params.timeouts.data_block);
-        const std::array<asio::const_buffer, 3> b{
-            asio::buffer(content_), asio::buffer(content_end_), asio::buffer(next)};
+        const std::array<asio::const_buffer, 3> b{asio::buffer(content), asio::buffer(content_end),
+                                                  asio::buffer(next)};
         co_return co_await write_all(b.data(), 3);
     }
-    for (std::size_t pos = 0; pos < content_.size(); pos += content_block) {
+    for (std::size_t pos = 0; pos < content.size(); pos += content_block) {
         set_deadline(cfg_.params.timeouts.data_block);
-        const asio::const_buffer b = asio::buffer(content_.substr(pos, content_block));
+        const asio::const_buffer b = asio::buffer(content.substr(pos, content_block));
         if (const auto st = co_await write_all(&b, 1); st != io_status::ok) co_return st;
     }
-    if (content_end_.empty() && next.empty()) co_return io_status::ok;
+    if (content_end.empty() && next.empty()) co_return io_status::ok;
     set_deadline(cfg_.params.timeouts.data_block);
-    const std::array<asio::const_buffer, 2> b{asio::buffer(content_end_), asio::buffer(next)};
+    const std::array<asio::const_buffer, 2> b{asio::buffer(content_end), asio::buffer(next)};
     co_return co_await write_all(b.data(), 2);
 }
 
@@ -687,12 +688,7 @@ void connection::queue_next() {
 }
 
 asio::awaitable<send_result> connection::run_transaction(step first) {
-    const prepared& m = slots_[current_];
-    content_ = m.content;
-    content_end_ = m.content_end;
     auto failed = co_await drive(first);
-    content_ = {};
-    content_end_ = {};
     ++messages_;
     if (failed) co_return std::move(*failed);
     idle_since_ = clock::now();

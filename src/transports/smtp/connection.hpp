@@ -171,8 +171,6 @@ private:
     // sends so a connection settles into not allocating for its buffers.
     prepared slots_[2];
     int current_ = 0;
-    std::string_view content_;
-    std::string_view content_end_;
 
     next_message_source* next_source_ = nullptr;  // for the send under way
     const outbound* queued_ = nullptr;            // taken from it, commands maybe written

@@ -378,7 +378,8 @@ void session::reset_transaction(const transaction& t) {
 }
 
 step session::end_transaction() {
-    state_ = next_written_ ? state::next_queued : state::ready;
+    // Only the end of data leads here, so queued commands went out with it.
+    state_ = next_out_.empty() ? state::ready : state::next_queued;
     return step::ready;
 }
 
@@ -397,7 +398,6 @@ void session::queue_next(const transaction& t) {
 step session::continue_next() {
     reset_transaction(next_tx_);
     next_out_.clear();
-    next_written_ = false;
     state_ = state::pipelined;
     phase_ = smtp_phase::mail;
     return step::read;
@@ -554,7 +554,6 @@ step session::on_pipelined_reply(const reply& r) {
 
 step session::on_data_written() {
     content_sent_ = true;
-    next_written_ = !next_out_.empty();
     state_ = state::data_end;
     phase_ = smtp_phase::data_end;
     return step::read;

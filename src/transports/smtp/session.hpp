@@ -181,7 +181,6 @@ private:
     std::string out_;
     std::string next_out_;
     transaction next_tx_;
-    bool next_written_ = false;
     std::string auth_name_;
     session_result result_;
 
