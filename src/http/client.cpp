@@ -261,7 +261,7 @@ struct client::state : std::enable_shared_from_this<state> {
     std::atomic<std::uint64_t> reused{0};
 
     void submit(const endpoint& ep, request req, exchange_handler handler);
-    void start(std::shared_ptr<connection> c, pending p);
+    void start(std::shared_ptr<connection> c, std::string key, pending p);
     void release(const std::string& key, std::shared_ptr<connection> c);
     void shutdown();
 
@@ -493,9 +493,8 @@ asio::awaitable<exchange_result> client::state::exchange(std::shared_ptr<connect
     co_return r;
 }
 
-void client::state::start(std::shared_ptr<connection> c, pending p) {
+void client::state::start(std::shared_ptr<connection> c, std::string key, pending p) {
     auto self = shared_from_this();
-    auto key = pool_key(p.ep);
     // The coroutine borrows the endpoint and request from `job`, which the
     // completion handler owns until the coroutine has finished.
     auto job = std::make_shared<pending>(std::move(p));
@@ -523,6 +522,7 @@ void client::state::start(std::shared_ptr<connection> c, pending p) {
 }
 
 void client::state::submit(const endpoint& ep, request req, exchange_handler handler) {
+    std::string key = pool_key(ep);
     std::shared_ptr<connection> conn;
     std::vector<std::shared_ptr<connection>> stale;
     {
@@ -532,7 +532,7 @@ void client::state::submit(const endpoint& ep, request req, exchange_handler han
                        "the HTTP client is shut down");
             return;
         }
-        auto& p = pools[pool_key(ep)];
+        auto& p = pools[key];
         const auto now = steady::now();
         while (!p.idle.empty()) {
             auto c = std::move(p.idle.back());
@@ -554,7 +554,7 @@ void client::state::submit(const endpoint& ep, request req, exchange_handler han
             return;
         }
     }
-    start(std::move(conn), pending{ep, std::move(req), std::move(handler)});
+    start(std::move(conn), std::move(key), pending{ep, std::move(req), std::move(handler)});
 }
 
 void client::state::release(const std::string& key, std::shared_ptr<connection> c) {
@@ -582,7 +582,7 @@ void client::state::release(const std::string& key, std::shared_ptr<connection> 
             return;
         }
     }
-    start(std::move(c), std::move(*next));
+    start(std::move(c), key, std::move(*next));
 }
 
 void client::state::shutdown() {
