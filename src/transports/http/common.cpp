@@ -127,6 +127,15 @@ error_code split_recipients(const outbound& out, std::string_view provider, reci
     return {};
 }
 
+error_code check_and_split(const outbound& out, std::string_view provider, recipient_lists& r,
+                           diagnostics& diag) {
+    if (auto ec = validate_message(out.msg)) {
+        diag.message = std::string(provider) + ": the message is not valid: " + ec.message();
+        return ec;
+    }
+    return split_recipients(out, provider, r, diag);
+}
+
 void append_mailbox(std::string& out, std::string_view name, std::string_view spec) {
     if (name.empty()) {
         out += spec;
@@ -317,6 +326,13 @@ bool read_json_members(std::string_view body, std::span<const json_member> membe
             *m.value = b ? "true" : "false";
     }
     return true;
+}
+
+std::string read_json_member(std::string_view body, std::string_view key) {
+    std::string value;
+    const json_member m[] = {{key, &value}};
+    read_json_members(body, m);
+    return value;
 }
 
 bool is_tag_text(std::string_view s) noexcept {

@@ -41,6 +41,12 @@ struct recipient_lists {
 MAILERS_API error_code split_recipients(const outbound& out, std::string_view provider,
                                         recipient_lists& r, diagnostics& diag);
 
+/// For the providers that take a message as fields rather than MIME
+/// (SendGrid, Postmark): the message checked as rendering would check it
+/// (`validate_message`), then its recipients split.
+MAILERS_API error_code check_and_split(const outbound& out, std::string_view provider,
+                                       recipient_lists& r, diagnostics& diag);
+
 /// Appends `"Display Name" <spec>` (quoted only when the name needs it), or
 /// the bare spec when there is no display name. The name stays UTF-8: the
 /// JSON providers encode it themselves.
@@ -95,6 +101,10 @@ struct json_member {
 
 /// Reads top-level members of a JSON object. False when the body is not one.
 MAILERS_API bool read_json_members(std::string_view body, std::span<const json_member> members);
+
+/// One member of a JSON object as read_json_members reads it; "" when absent
+/// or when the body is not an object.
+MAILERS_API std::string read_json_member(std::string_view body, std::string_view key);
 
 /// A tag or metadata key providers accept everywhere: 1-256 of A-Z a-z 0-9 _ -.
 MAILERS_API bool is_tag_text(std::string_view s) noexcept;

@@ -95,9 +95,7 @@ public:
 
     void accepted(const outbound&, const prepared&, const http::response& r,
                   send_outcome& outcome) override {
-        std::string id;
-        const json_member m[] = {{"id", &id}};
-        read_json_members(r.body, m);
+        std::string id = read_json_member(r.body, "id");
         // Mailgun's events and webhooks name the message without brackets.
         if (id.size() >= 2 && id.front() == '<' && id.back() == '>')
             id = id.substr(1, id.size() - 2);

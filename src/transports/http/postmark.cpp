@@ -32,12 +32,8 @@ public:
     error_code build(const outbound& out, const build_context&, prepared& prep,
                      diagnostics& diag) override {
         const auto& m = out.msg;
-        if (auto ec = validate_message(m)) {
-            diag.message = "postmark: the message is not valid: " + ec.message();
-            return ec;
-        }
         recipient_lists rl;
-        if (auto ec = split_recipients(out, "postmark", rl, diag)) return ec;
+        if (auto ec = check_and_split(out, "postmark", rl, diag)) return ec;
         auto from = ascii_addr_spec(m.from);
         if (!from) {
             diag.message = "postmark: the From address cannot be sent";
@@ -129,10 +125,7 @@ public:
 
     void accepted(const outbound&, const prepared&, const http::response& r,
                   send_outcome& outcome) override {
-        std::string id;
-        const json_member m[] = {{"MessageID", &id}};
-        read_json_members(r.body, m);
-        outcome.provider_message_id = std::move(id);
+        outcome.provider_message_id = read_json_member(r.body, "MessageID");
     }
 
 private:

@@ -37,12 +37,8 @@ public:
     error_code build(const outbound& out, const build_context&, prepared& prep,
                      diagnostics& diag) override {
         const auto& m = out.msg;
-        if (auto ec = validate_message(m)) {
-            diag.message = "sendgrid: the message is not valid: " + ec.message();
-            return ec;
-        }
         recipient_lists rl;
-        if (auto ec = split_recipients(out, "sendgrid", rl, diag)) return ec;
+        if (auto ec = check_and_split(out, "sendgrid", rl, diag)) return ec;
         if (rl.to.empty()) {
             diag.message = "sendgrid: a message needs at least one To address in the envelope";
             return make_error_code(errc::invalid_argument);

@@ -135,10 +135,7 @@ public:
 
     void accepted(const outbound&, const prepared&, const http::response& r,
                   send_outcome& outcome) override {
-        std::string id;
-        const json_member m[] = {{"MessageId", &id}};
-        read_json_members(r.body, m);
-        outcome.provider_message_id = std::move(id);
+        outcome.provider_message_id = read_json_member(r.body, "MessageId");
         outcome.diag.request_id.assign(r.header("x-amzn-RequestId"));
     }
 
