@@ -15,12 +15,8 @@
 // seconds, cpu_seconds (user + system of this process, from getrusage, over
 // the measured part), msgs_per_s, cpu_us_per_msg. A warm-up of
 // min(200, M/10) messages runs first and is not measured.
-#include <sys/resource.h>
-
 #include <boost/asio/io_context.hpp>
-#include <chrono>
 #include <cstdio>
-#include <functional>
 #include <mailers.hpp>
 #include <mailers/transport_factory.hpp>
 #include <memory>
@@ -29,7 +25,6 @@
 #include "transport_loop.hpp"
 
 namespace asio = boost::asio;
-using steady = std::chrono::steady_clock;
 
 namespace {
 
@@ -58,22 +53,20 @@ std::string dsn_for(const options& o) {
 
 int main(int argc, char** argv) {
     options o;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        std::string k = argv[i];
-        std::string v = argv[i + 1];
+    const bool known = bench::read_options(argc, argv, [&](std::string_view k, std::string v) {
         if (k == "--provider")
-            o.provider = v;
+            o.provider = std::move(v);
         else if (k == "--base")
-            o.base = v;
+            o.base = std::move(v);
         else if (k == "--concurrency")
             o.concurrency = std::stoul(v);
         else if (k == "--messages")
             o.messages = std::stoul(v);
-        else {
-            std::fprintf(stderr, "unknown option %s\n", k.c_str());
-            return 2;
-        }
-    }
+        else
+            return false;
+        return true;
+    });
+    if (!known) return 2;
     const std::string dsn = dsn_for(o);
     if (dsn.empty() || o.base.empty() || o.concurrency == 0) {
         std::fprintf(stderr,
@@ -88,19 +81,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bad DSN: %s\n", diag.message.c_str());
         return 2;
     }
-    bench::closed_loop(**transport, ioc, std::min<std::size_t>(200, o.messages / 10),
-                       o.concurrency);
-    const double c0 = bench::cpu_seconds();
-    const auto t0 = steady::now();
-    const bench::tally t = bench::closed_loop(**transport, ioc, o.messages, o.concurrency);
-    const double seconds = std::chrono::duration<double>(steady::now() - t0).count();
-    const double cpu = bench::cpu_seconds() - c0;
-    if (t.failed) std::fprintf(stderr, "%zu failed; first: %s\n", t.failed, t.first_error.c_str());
-    std::printf(
-        "{\"client\":\"mailers\",\"provider\":\"%s\",\"concurrency\":%zu,\"messages\":%zu,"
-        "\"ok\":%zu,\"failed\":%zu,\"seconds\":%.4f,\"cpu_seconds\":%.4f,\"msgs_per_s\":%.1f,"
-        "\"cpu_us_per_msg\":%.2f}\n",
-        o.provider.c_str(), o.concurrency, o.messages, t.ok, t.failed, seconds, cpu,
-        static_cast<double>(t.ok) / seconds, cpu * 1e6 / static_cast<double>(o.messages));
-    return t.failed ? 1 : 0;
+    const auto m = bench::measure(o.messages, [&](std::size_t n) {
+        return bench::closed_loop(**transport, ioc, n, o.concurrency);
+    });
+    return bench::report("\"client\":\"mailers\",\"provider\":\"" + o.provider +
+                             "\",\"concurrency\":" + std::to_string(o.concurrency),
+                         m);
 }

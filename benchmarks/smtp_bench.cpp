@@ -17,8 +17,6 @@
 // cpu_seconds (user + system of this process, from getrusage, over the
 // measured part), msgs_per_s, cpu_us_per_msg. A warm-up of min(200, M/10)
 // messages runs first and is not measured.
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <array>
 #include <boost/asio/buffer.hpp>
@@ -30,7 +28,6 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -45,7 +42,6 @@
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
-using steady = std::chrono::steady_clock;
 
 namespace {
 
@@ -159,13 +155,11 @@ bench::tally run_ceiling(const options& o, std::size_t count, asio::io_context& 
 
 int main(int argc, char** argv) {
     options o;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        std::string k = argv[i];
-        std::string v = argv[i + 1];
+    const bool known = bench::read_options(argc, argv, [&](std::string_view k, std::string v) {
         if (k == "--client")
-            o.client = v;
+            o.client = std::move(v);
         else if (k == "--host")
-            o.host = v;
+            o.host = std::move(v);
         else if (k == "--port")
             o.port = static_cast<std::uint16_t>(std::stoul(v));
         else if (k == "--connections")
@@ -174,23 +168,19 @@ int main(int argc, char** argv) {
             o.messages = std::stoul(v);
         else if (k == "--inflight")
             o.inflight = std::stoul(v);
-        else {
-            std::fprintf(stderr, "unknown option %s\n", k.c_str());
-            return 2;
-        }
-    }
+        else
+            return false;
+        return true;
+    });
+    if (!known) return 2;
     if (o.port == 0 || o.connections == 0 || (o.client != "mailers" && o.client != "ceiling")) {
         std::fprintf(stderr,
                      "usage: smtp_bench --client mailers|ceiling --host H --port P "
                      "--connections N [--messages M] [--inflight K]\n");
         return 2;
     }
-    const std::size_t warmup = std::min<std::size_t>(200, o.messages / 10);
-
     asio::io_context ioc;
-    bench::tally t;
-    double seconds = 0;
-    double cpu = 0;
+    bench::measurement m;
     if (o.client == "mailers") {
         mailers::smtp_params p;
         p.host = o.host;
@@ -201,25 +191,12 @@ int main(int argc, char** argv) {
         p.render.message_id_domain = "sender.example";
         mailers::smtp_transport transport(ioc.get_executor(), p);
         const std::size_t window = o.inflight ? o.inflight : 4 * o.connections;
-        bench::closed_loop(transport, ioc, warmup, window);
-        double c0 = bench::cpu_seconds();
-        auto t0 = steady::now();
-        t = bench::closed_loop(transport, ioc, o.messages, window);
-        seconds = std::chrono::duration<double>(steady::now() - t0).count();
-        cpu = bench::cpu_seconds() - c0;
+        m = bench::measure(o.messages, [&](std::size_t n) {
+            return bench::closed_loop(transport, ioc, n, window);
+        });
     } else {
-        run_ceiling(o, warmup, ioc);
-        double c0 = bench::cpu_seconds();
-        auto t0 = steady::now();
-        t = run_ceiling(o, o.messages, ioc);
-        seconds = std::chrono::duration<double>(steady::now() - t0).count();
-        cpu = bench::cpu_seconds() - c0;
+        m = bench::measure(o.messages, [&](std::size_t n) { return run_ceiling(o, n, ioc); });
     }
-    if (t.failed) std::fprintf(stderr, "%zu failed; first: %s\n", t.failed, t.first_error.c_str());
-    std::printf(
-        "{\"client\":\"%s\",\"connections\":%zu,\"messages\":%zu,\"ok\":%zu,\"failed\":%zu,"
-        "\"seconds\":%.4f,\"cpu_seconds\":%.4f,\"msgs_per_s\":%.1f,\"cpu_us_per_msg\":%.2f}\n",
-        o.client.c_str(), o.connections, o.messages, t.ok, t.failed, seconds, cpu,
-        static_cast<double>(t.ok) / seconds, cpu * 1e6 / static_cast<double>(o.messages));
-    return t.failed ? 1 : 0;
+    return bench::report(
+        "\"client\":\"" + o.client + "\",\"connections\":" + std::to_string(o.connections), m);
 }

@@ -4,12 +4,16 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <cstddef>
+#include <cstdio>
 #include <functional>
 #include <mailers.hpp>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace bench {
 
@@ -72,6 +76,59 @@ inline tally closed_loop(mailers::provider_transport& transport, boost::asio::io
         ioc.run_one();
     }
     return t;
+}
+
+/// Walks "--name value" pairs, handing each to `take(name, value)`, which
+/// returns false for a name it does not know. False (after saying so on
+/// stderr) at the first unknown name.
+template <class Take>
+bool read_options(int argc, char** argv, Take&& take) {
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!take(std::string_view(argv[i]), std::string(argv[i + 1]))) {
+            std::fprintf(stderr, "unknown option %s\n", argv[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/// A measured run: what `run(count)` reported, its wall time and this
+/// process's CPU time over it.
+struct measurement {
+    tally t;
+    std::size_t messages = 0;
+    double seconds = 0;
+    double cpu_seconds = 0;
+};
+
+/// Runs `run(n)` for a warm-up of min(200, messages / 10), unmeasured, then
+/// `run(messages)` measured.
+template <class Run>
+measurement measure(std::size_t messages, Run&& run) {
+    run(std::min<std::size_t>(200, messages / 10));
+    measurement m;
+    m.messages = messages;
+    const double c0 = cpu_seconds();
+    const auto t0 = std::chrono::steady_clock::now();
+    m.t = run(messages);
+    m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    m.cpu_seconds = cpu_seconds() - c0;
+    return m;
+}
+
+/// Prints the JSON line the peer runners read: `fields` (the benchmark's own
+/// leading members, without braces) and then the figures. Failures are told
+/// on stderr. Returns the exit status: 1 when any send failed.
+inline int report(const std::string& fields, const measurement& m) {
+    if (m.t.failed)
+        std::fprintf(stderr, "%zu failed; first: %s\n", m.t.failed, m.t.first_error.c_str());
+    std::printf(
+        "{%s,\"messages\":%zu,\"ok\":%zu,\"failed\":%zu,\"seconds\":%.4f,"
+        "\"cpu_seconds\":%.4f,\"msgs_per_s\":%.1f,\"cpu_us_per_msg\":%.2f}\n",
+        fields.c_str(), m.messages, m.t.ok, m.t.failed, m.seconds, m.cpu_seconds,
+        static_cast<double>(m.t.ok) / m.seconds,
+        m.cpu_seconds * 1e6 / static_cast<double>(m.messages));
+    return m.t.failed ? 1 : 0;
 }
 
 }  // namespace bench
