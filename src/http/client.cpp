@@ -14,15 +14,14 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <cerrno>
 #include <charconv>
 #include <deque>
@@ -41,7 +40,16 @@ namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+// Every operation of a connection runs on its strand. Naming the strand's
+// type, instead of erasing it into any_io_executor, keeps each handler's
+// executor copy off the heap: an erased strand does not fit the small
+// buffer of any_io_executor.
+using strand_type = asio::strand<asio::any_io_executor>;
+using socket_type = asio::basic_stream_socket<tcp, strand_type>;
+using timer_type = asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type>;
+template <class T>
+using awaitable = asio::awaitable<T, strand_type>;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable_t<strand_type>{});
 
 bool is_tchar(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -160,29 +168,64 @@ namespace {
 // One connection. Only the exchange that holds it touches it, always on its
 // strand; while it sits idle in the pool nothing runs on it, so the pool may
 // inspect or close it under its mutex.
-struct connection {
-    explicit connection(const asio::any_io_executor& ex) : strand(asio::make_strand(ex)) {}
+struct connection : std::enable_shared_from_this<connection> {
+    connection(const asio::any_io_executor& ex, std::chrono::milliseconds shortest)
+        : strand(asio::make_strand(ex)), shortest_phase(shortest), timer(strand) {}
 
-    asio::strand<asio::any_io_executor> strand;
-    std::optional<beast::tcp_stream> plain;
-    std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+    strand_type strand;
+    std::optional<socket_type> plain;
+    std::optional<asio::ssl::stream<socket_type>> secure;
     beast::flat_buffer buffer;  // kept across exchanges so its storage is reused
     std::string head;           // serialized request head, reused likewise
     steady::time_point idle_since;
     bool keep = false;     // the last exchange left it reusable
     bool written = false;  // the current request was written completely
 
+    // One timer serves every phase (connect, handshake, write, response).
+    // Starting a phase only moves `deadline`; the timer, armed once, checks
+    // it when it fires and waits again if the deadline has moved on. That
+    // saves a timer syscall and a cancelled wait per phase.
+    //
+    // The timer never waits longer than the shortest phase timeout, so it
+    // never expires after a deadline set later: a phase starting at t ends
+    // no earlier than t + shortest_phase.
+    std::chrono::milliseconds shortest_phase;
+    timer_type timer;
+    steady::time_point deadline = steady::time_point::max();  // max: no phase running
+    bool timer_waiting = false;
+    bool timed_out = false;  // the deadline passed and the socket was closed
+
     bool is_open() const noexcept {
-        return (secure && beast::get_lowest_layer(*secure).socket().is_open()) ||
-               (plain && plain->socket().is_open());
+        return (secure && secure->next_layer().is_open()) || (plain && plain->is_open());
     }
-    beast::tcp_stream& lowest() noexcept {
-        return secure ? beast::get_lowest_layer(*secure) : *plain;
+    socket_type& lowest() noexcept { return secure ? secure->next_layer() : *plain; }
+
+    // Gives the phase now starting until now + d. A phase that overruns has
+    // its socket closed, which completes the pending operation with
+    // operation_aborted and sets `timed_out`.
+    void limit(std::chrono::milliseconds d) {
+        deadline = steady::now() + d;
+        timed_out = false;
+        if (!timer_waiting) wait_for_deadline();
     }
+
+    // No phase running; a timer still waiting returns without effect. The
+    // next exchange on this connection re-arms it only if it has fired.
+    void end_phase() noexcept { deadline = steady::time_point::max(); }
+
+    // Before the connection is parked or dropped: a waiting timer is
+    // cancelled too, so that an idle connection leaves no work on the host's
+    // io_context and its run() can return.
+    void unlimit() noexcept {
+        end_phase();
+        if (timer_waiting) timer.cancel();
+    }
+
+    // Closes the socket and forgets its state; not the timer (see unlimit).
     void close() noexcept {
-        beast::error_code ignored;
-        if (secure) beast::get_lowest_layer(*secure).socket().close(ignored);
-        if (plain) plain->socket().close(ignored);
+        boost::system::error_code ignored;
+        if (secure) secure->next_layer().close(ignored);
+        if (plain) plain->close(ignored);
         secure.reset();
         plain.reset();
         buffer.clear();
@@ -196,8 +239,26 @@ struct connection {
     bool still_usable() noexcept {
         if (!is_open() || buffer.size() != 0) return false;
         char b;
-        const auto n = ::recv(lowest().socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        const auto n = ::recv(lowest().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
         return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+
+private:
+    void wait_for_deadline() {
+        timer_waiting = true;
+        timer.expires_at(std::min(deadline, steady::now() + shortest_phase));
+        timer.async_wait([self = shared_from_this()](const boost::system::error_code&) {
+            self->timer_waiting = false;
+            // Cancelled or not, only the deadline in force counts.
+            if (self->deadline == steady::time_point::max()) return;
+            if (steady::now() < self->deadline) {
+                self->wait_for_deadline();
+                return;
+            }
+            self->timed_out = true;
+            boost::system::error_code ignored;
+            self->lowest().close(ignored);
+        });
     }
 };
 
@@ -265,11 +326,17 @@ struct client::state : std::enable_shared_from_this<state> {
     void release(const std::string& key, std::shared_ptr<connection> c);
     void shutdown();
 
-    asio::awaitable<exchange_result> exchange(std::shared_ptr<connection> c, const endpoint& ep,
-                                              const request& req);
-    asio::awaitable<exchange_result> open(connection& c, const endpoint& ep);
+    awaitable<exchange_result> exchange(std::shared_ptr<connection> c, const endpoint& ep,
+                                        const request& req);
+    awaitable<exchange_result> open(connection& c, const endpoint& ep);
 
     void log(log_level l, const std::string& msg) const { params.log.log(l, msg); }
+
+    std::chrono::milliseconds shortest_phase() const {
+        const auto& t = params.timeouts;
+        return std::max(std::chrono::milliseconds(1),
+                        std::min({t.connect, t.handshake, t.write, t.response}));
+    }
 };
 
 namespace {
@@ -283,6 +350,48 @@ void fail_later(const asio::any_io_executor& ex, exchange_handler h, error_code 
         std::move(h)(std::move(r));
     });
 }
+
+// Reads one response straight into a `response`. Beast's parser does the
+// HTTP/1.1 framing (status line, fields, Content-Length, chunked coding,
+// limits); the fields and body go where the caller reads them, without the
+// fields container of a beast::http::message to build and then copy.
+class response_reader final : public bhttp::basic_parser<false> {
+public:
+    explicit response_reader(response& out) : out_(out) {
+        out_.status = 0;
+        out_.headers.clear();
+        out_.body.clear();
+    }
+
+private:
+    using sv = beast::string_view;
+
+    void on_request_impl(bhttp::verb, sv, sv, int, beast::error_code&) override {}
+    void on_response_impl(int code, sv, int, beast::error_code&) override {
+        out_.status = static_cast<unsigned>(code);
+    }
+    void on_field_impl(bhttp::field, sv name, sv value, beast::error_code&) override {
+        out_.headers.push_back(field{std::string(name), std::string(value)});
+    }
+    void on_header_impl(beast::error_code&) override {}
+    void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                           beast::error_code&) override {
+        // The parser has already refused a length over its body limit.
+        if (length) out_.body.reserve(static_cast<std::size_t>(*length));
+    }
+    std::size_t on_body_impl(sv data, beast::error_code&) override {
+        out_.body.append(data.data(), data.size());
+        return data.size();
+    }
+    void on_chunk_header_impl(std::uint64_t, sv, beast::error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, sv data, beast::error_code&) override {
+        out_.body.append(data.data(), data.size());
+        return data.size();
+    }
+    void on_finish_impl(beast::error_code&) override {}
+
+    response& out_;
+};
 
 // Writes the request line and headers into `out`, reusing its storage.
 // Returns a description of the first field that cannot be sent, or "".
@@ -314,24 +423,9 @@ std::string write_head(std::string& out, const endpoint& ep, const request& req)
     return {};
 }
 
-template <class Stream>
-asio::awaitable<boost::system::error_code> write_request(Stream& s, const std::string& head,
-                                                         const std::string& body) {
-    const std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(body)};
-    auto [ec, n] = co_await asio::async_write(s, bufs, use_tuple);
-    co_return ec;
-}
-
-template <class Stream>
-asio::awaitable<boost::system::error_code> read_response(
-    Stream& s, beast::flat_buffer& buf, bhttp::response_parser<bhttp::string_body>& parser) {
-    auto [ec, n] = co_await bhttp::async_read(s, buf, parser, use_tuple);
-    co_return ec;
-}
-
 }  // namespace
 
-asio::awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep) {
+awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep) {
     exchange_result r;
     const auto& t = params.timeouts;
     std::vector<tcp::endpoint> targets;
@@ -339,9 +433,9 @@ asio::awaitable<exchange_result> client::state::open(connection& c, const endpoi
         targets.emplace_back(asio::ip::make_address(ep.host), ep.port);
     } else {
         // Resolvers have no timeout of their own; a timer cancels the lookup.
-        auto resolver = std::make_shared<tcp::resolver>(c.strand);
+        auto resolver = std::make_shared<asio::ip::basic_resolver<tcp, strand_type>>(c.strand);
         auto expired = std::make_shared<bool>(false);
-        asio::steady_timer timer(c.strand);
+        asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type> timer(c.strand);
         timer.expires_after(t.connect);
         timer.async_wait([resolver, expired](boost::system::error_code ec) {
             if (!ec) {
@@ -367,10 +461,16 @@ asio::awaitable<exchange_result> client::state::open(connection& c, const endpoi
     else
         c.plain.emplace(c.strand);
     auto& low = c.lowest();
-    low.expires_after(t.connect);
-    auto [cec, peer] = co_await low.async_connect(targets, use_tuple);
+    // The connect timeout covers every address the name resolved to.
+    c.limit(t.connect);
+    boost::system::error_code cec;
+    for (const auto& target : targets) {
+        if (low.is_open()) low.close(cec);
+        std::tie(cec) = co_await low.async_connect(target, use_tuple);
+        if (!cec || c.timed_out) break;
+    }
     if (cec) {
-        const bool timeout = cec == beast::error::timeout;
+        const bool timeout = c.timed_out;
         c.close();
         r.ec = fail_with(timeout ? transport_errc::timeout_before_send
                                  : transport_errc::connection_failed);
@@ -379,7 +479,7 @@ asio::awaitable<exchange_result> client::state::open(connection& c, const endpoi
         co_return r;
     }
     boost::system::error_code ignored;
-    low.socket().set_option(tcp::no_delay(true), ignored);
+    low.set_option(tcp::no_delay(true), ignored);
 
     if (ep.tls) {
         SSL* ssl = c.secure->native_handle();
@@ -395,11 +495,11 @@ asio::awaitable<exchange_result> client::state::open(connection& c, const endpoi
                 co_return r;
             }
         }
-        low.expires_after(t.handshake);
+        c.limit(t.handshake);
         auto [hec] = co_await c.secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
         if (hec) {
             const long verify = SSL_get_verify_result(ssl);
-            const bool timeout = hec == beast::error::timeout;
+            const bool timeout = c.timed_out;
             c.close();
             if (params.verify_peer && verify != X509_V_OK) {
                 r.ec = fail_with(transport_errc::tls_verification_failed);
@@ -419,8 +519,8 @@ asio::awaitable<exchange_result> client::state::open(connection& c, const endpoi
     co_return r;
 }
 
-asio::awaitable<exchange_result> client::state::exchange(std::shared_ptr<connection> c,
-                                                         const endpoint& ep, const request& req) {
+awaitable<exchange_result> client::state::exchange(std::shared_ptr<connection> c,
+                                                   const endpoint& ep, const request& req) {
     exchange_result r;
     const auto& t = params.timeouts;
     c->written = false;
@@ -439,11 +539,12 @@ asio::awaitable<exchange_result> client::state::exchange(std::shared_ptr<connect
         } else {
             reused.fetch_add(1, std::memory_order_relaxed);
         }
-        c->lowest().expires_after(t.write);
-        const auto wec = c->secure ? co_await write_request(*c->secure, c->head, req.body)
-                                   : co_await write_request(*c->plain, c->head, req.body);
+        c->limit(t.write);
+        const std::array<asio::const_buffer, 2> out{asio::buffer(c->head), asio::buffer(req.body)};
+        auto [wec, wn] = c->secure ? co_await asio::async_write(*c->secure, out, use_tuple)
+                                   : co_await asio::async_write(*c->plain, out, use_tuple);
         if (!wec) break;
-        const bool timeout = wec == beast::error::timeout;
+        const bool timeout = c->timed_out;
         c->close();
         // A write that fails leaves the server with an incomplete request,
         // which it discards, so a fresh connection may carry it once.
@@ -459,16 +560,18 @@ asio::awaitable<exchange_result> client::state::exchange(std::shared_ptr<connect
 
     // From here on the server may have acted on the request: every failure
     // is an unknown outcome.
-    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
-    c->lowest().expires_after(t.response);
+    std::optional<response_reader> parser;
+    r.resp.headers.reserve(8);
+    c->limit(t.response);
     for (;;) {
-        parser.emplace();
+        parser.emplace(r.resp);
         parser->body_limit(params.max_response_size);
         parser->header_limit(64 * 1024);
-        const auto rec = c->secure ? co_await read_response(*c->secure, c->buffer, *parser)
-                                   : co_await read_response(*c->plain, c->buffer, *parser);
+        auto [rec, rn] = c->secure
+                             ? co_await bhttp::async_read(*c->secure, c->buffer, *parser, use_tuple)
+                             : co_await bhttp::async_read(*c->plain, c->buffer, *parser, use_tuple);
         if (rec) {
-            const bool timeout = rec == beast::error::timeout;
+            const bool timeout = c->timed_out;
             c->close();
             r.ec = fail_with(transport_errc::outcome_unknown);
             r.what = timeout ? "no complete response from " + ep.host_header + " within " +
@@ -479,16 +582,10 @@ asio::awaitable<exchange_result> client::state::exchange(std::shared_ptr<connect
         }
         // An interim 1xx response (100 Continue, 103 Early Hints) precedes
         // the real one; 101 would switch protocols, which we never ask for.
-        const auto status = parser->get().result_int();
+        const auto status = r.resp.status;
         if (status < 100 || status >= 200 || status == 101) break;
     }
-    auto msg = parser->release();
-    r.resp.status = msg.result_int();
-    r.resp.headers.reserve(16);
-    for (const auto& f : msg)
-        r.resp.headers.push_back(field{std::string(f.name_string()), std::string(f.value())});
-    r.resp.body = std::move(msg.body());
-    c->keep = msg.keep_alive() && r.resp.status != 101;
+    c->keep = parser->keep_alive() && r.resp.status != 101;
     if (!c->keep) c->close();
     co_return r;
 }
@@ -515,6 +612,7 @@ void client::state::start(std::shared_ptr<connection> c, std::string key, pendin
                     r.what = "internal error";
                 }
             }
+            c->end_phase();
             auto handler = std::move(job->handler);
             self->release(key, std::move(c));
             std::move(handler)(std::move(r));
@@ -547,7 +645,7 @@ void client::state::submit(const endpoint& ep, request req, exchange_handler han
         }
         if (!conn && p.open < params.max_connections) {
             ++p.open;
-            conn = std::make_shared<connection>(ex);
+            conn = std::make_shared<connection>(ex, shortest_phase());
         }
         if (!conn) {
             p.waiters.push_back(pending{ep, std::move(req), std::move(handler)});
@@ -563,6 +661,7 @@ void client::state::release(const std::string& key, std::shared_ptr<connection> 
         std::lock_guard lock(mu);
         auto& p = pools[key];
         if (closed) {
+            c->unlimit();
             c->close();
             --p.open;
             return;
@@ -574,10 +673,12 @@ void client::state::release(const std::string& key, std::shared_ptr<connection> 
             next.emplace(std::move(p.waiters.front()));
             p.waiters.pop_front();
         } else if (c->is_open()) {
+            c->unlimit();
             c->idle_since = steady::now();
             p.idle.push_back(std::move(c));
             return;
         } else {
+            c->unlimit();
             --p.open;
             return;
         }

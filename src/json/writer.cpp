@@ -6,6 +6,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace mailers::json {
 namespace {
 
@@ -99,6 +103,36 @@ constexpr bool needs_attention(std::uint64_t w) noexcept {
             (w & highs)) != 0;
 }
 
+// Index of the first byte at or after `i` that byte_class does not map to
+// 0, or s.size(). Plain text is skipped sixteen bytes at a time where SSE2
+// is available (every x86-64), else eight.
+std::size_t skip_plain(std::string_view s, std::size_t i) noexcept {
+    const char* p = s.data();
+    const std::size_t n = s.size();
+#if defined(__SSE2__)
+    const __m128i space = _mm_set1_epi8(0x20);
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    for (; i + 16 <= n; i += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        // A signed compare: bytes from 0x80 up are negative, so "below
+        // 0x20" catches them together with the control characters.
+        const __m128i hit =
+            _mm_or_si128(_mm_cmplt_epi8(v, space),
+                         _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+        if (const int mask = _mm_movemask_epi8(hit); mask != 0)
+            return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    }
+#endif
+    for (; i + 8 <= n; i += 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p + i, sizeof w);
+        if (needs_attention(w)) break;
+    }
+    while (i < n && byte_class[static_cast<unsigned char>(p[i])] == 0) ++i;
+    return i;
+}
+
 template <class T>
 void append_number(std::string& out, T v) {
     char buf[32];
@@ -114,21 +148,11 @@ void append_escaped(std::string& out, std::string_view s) {
     std::size_t run = 0;  // start of the bytes not yet copied
     std::size_t i = 0;
     while (i < s.size()) {
-        // Most text needs no escape: skip it eight bytes at a time.
-        while (i + 8 <= s.size()) {
-            std::uint64_t w;
-            std::memcpy(&w, s.data() + i, sizeof w);
-            if (needs_attention(w)) break;
-            i += 8;
-        }
+        // Most text needs no escape.
+        i = skip_plain(s, i);
         if (i == s.size()) break;
         const auto c = static_cast<unsigned char>(s[i]);
-        const auto cls = byte_class[c];
-        if (cls == 0) {
-            ++i;
-            continue;
-        }
-        if (cls == 1) {
+        if (byte_class[c] == 1) {
             out.append(s.data() + run, i - run);
             append_control_escape(out, c);
             run = ++i;

@@ -1081,6 +1081,50 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
         CHECK(r.ec == transport_errc::timeout_before_send);
         CHECK(r.ec == failure::transient);
     }
+    SUBCASE("a kept-alive connection still times out after many exchanges") {
+        // One timer serves every phase of a connection and is re-armed only
+        // when it fires; a short response limit after long write limits on
+        // the same connection must still be kept.
+        std::atomic<int> seen{0};
+        fake_server srv([&](const received& r) {
+            reply rep = postmark_check(r, "k");
+            if (++seen == 6) rep.delay = 3s;
+            return rep;
+        });
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = srv.url();
+        p.http = test_http();
+        p.http.timeouts.response = 400ms;
+        mailers::http_transport t(ioc.get_executor(), p);
+        for (int i = 0; i < 5; ++i) CHECK(!send_one(ioc, t, make_out()).ec);
+        const auto start = std::chrono::steady_clock::now();
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::outcome_unknown);
+        CHECK(std::chrono::steady_clock::now() - start < 2500ms);
+        CHECK(r.out.diag.message.find("400 ms") != std::string::npos);
+        CHECK(srv.connections() == 1);
+    }
+    SUBCASE("an idle kept-alive connection leaves no work: io_context::run() returns") {
+        // The host's run() returns once its sends are done, although the
+        // connection stays open and every timeout is the default (10 s or
+        // more): no phase timer may stay armed on an idle connection.
+        fake_server srv([](const received& r) { return postmark_check(r, "k"); });
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = srv.url();
+        mailers::http_transport t(ioc.get_executor(), p);
+        int done = 0;
+        for (int i = 0; i < 8; ++i)
+            t.async_send(make_out(), [&](error_code ec, send_outcome) { done += !ec ? 1 : 0; });
+        ioc.restart();
+        const auto start = std::chrono::steady_clock::now();
+        ioc.run();
+        CHECK(done == 8);
+        CHECK(std::chrono::steady_clock::now() - start < 5s);
+        CHECK(t.stats().accepted == 8);
+        CHECK(srv.request_count() == 8);
+    }
     SUBCASE("garbage instead of HTTP after the request: outcome_unknown") {
         fake_server srv([](const received&) {
             reply r;
