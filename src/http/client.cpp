@@ -51,13 +51,25 @@ template <class T>
 using awaitable = asio::awaitable<T, strand_type>;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable_t<strand_type>{});
 
+// RFC 9110 token characters.
+constexpr std::array<bool, 256> make_tchar_table() {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}
+constexpr auto tchar_table = make_tchar_table();
+
 bool is_tchar(char c) noexcept {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    return tchar_table[static_cast<unsigned char>(c)];
 }
 
+// CR, LF or NUL: what would split or cut a request line or header field.
 bool has_ctl(std::string_view s) noexcept {
-    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
 }
 
 std::string ms_text(std::chrono::milliseconds d) {

@@ -373,12 +373,32 @@ std::string format_amz_date(std::chrono::system_clock::time_point t) {
     const auto day = floor<days>(t);
     const year_month_day ymd{day};
     const hh_mm_ss hms{floor<seconds>(t - day)};
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%04d%02u%02uT%02d%02d%02dZ", static_cast<int>(ymd.year()),
-                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                  static_cast<int>(hms.seconds().count()));
-    return buf;
+    const int year = static_cast<int>(ymd.year());
+    if (year < 0 || year > 9999) {
+        // Outside what four digits hold; no signing clock gets here.
+        char buf[48];
+        std::snprintf(
+            buf, sizeof buf, "%04d%02u%02uT%02d%02d%02dZ", year, static_cast<unsigned>(ymd.month()),
+            static_cast<unsigned>(ymd.day()), static_cast<int>(hms.hours().count()),
+            static_cast<int>(hms.minutes().count()), static_cast<int>(hms.seconds().count()));
+        return buf;
+    }
+    // Written by hand: it runs once per signed request, and snprintf's
+    // format parsing cost more than the rest of the date handling.
+    std::string out(16, 'T');
+    const auto two = [&](std::size_t at, unsigned v) {
+        out[at] = static_cast<char>('0' + v / 10);
+        out[at + 1] = static_cast<char>('0' + v % 10);
+    };
+    two(0, static_cast<unsigned>(year) / 100);
+    two(2, static_cast<unsigned>(year) % 100);
+    two(4, static_cast<unsigned>(ymd.month()));
+    two(6, static_cast<unsigned>(ymd.day()));
+    two(9, static_cast<unsigned>(hms.hours().count()));
+    two(11, static_cast<unsigned>(hms.minutes().count()));
+    two(13, static_cast<unsigned>(hms.seconds().count()));
+    out[15] = 'Z';
+    return out;
 }
 
 }  // namespace mailers::sigv4

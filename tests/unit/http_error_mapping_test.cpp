@@ -10,6 +10,7 @@
 #include <chrono>
 #include <mailers/transports/http_transports.hpp>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <variant>
@@ -509,6 +510,59 @@ TEST_CASE("recipients for providers that deliver to every header address") {
         out.env.rcpt_to = {"ann@example.com\r\nBcc: x@evil.example"};
         CHECK(detail::split_recipients(out, "gmail", rl, diag) ==
               mailers::make_error_code(mailers::errc::invalid_address));
+    }
+}
+
+TEST_CASE("splitting recipients: short and long lists give the same answer") {
+    // Short lists are searched in place and long ones through hash sets;
+    // random lists on both sides of the switch, with repeats, are checked
+    // against a plain reference.
+    std::mt19937 rng(20261128);
+    for (int round = 0; round < 300; ++round) {
+        const int pool = 1 + static_cast<int>(rng() % 70);
+        const auto pick = [&] { return "r" + std::to_string(rng() % pool) + "@example.com"; };
+        mailers::outbound out;
+        out.msg.from = {"me", "example.com", ""};
+        out.msg.text = "hi";
+        const auto n_to = 1 + rng() % 25, n_cc = rng() % 25, n_env = rng() % 40;
+        std::vector<std::string> env;
+        for (std::size_t i = 0; i < n_to + n_cc + n_env; ++i) {
+            const auto spec = pick();
+            const auto at = spec.find('@');
+            const mailers::address a{spec.substr(0, at), spec.substr(at + 1), ""};
+            if (i < n_to)
+                out.msg.to.push_back(a);
+            else if (i < n_to + n_cc)
+                out.msg.cc.push_back(a);
+            if (std::find(env.begin(), env.end(), spec) == env.end()) env.push_back(spec);
+        }
+        out.env.rcpt_to = env;
+        // The reference: first occurrences in To, then in Cc, then the rest of the envelope.
+        std::vector<std::string> to, cc, bcc;
+        std::set<std::string> listed;
+        for (const auto& a : out.msg.to)
+            if (listed.insert(a.local + "@" + a.domain).second)
+                to.push_back(a.local + "@" + a.domain);
+        for (const auto& a : out.msg.cc)
+            if (listed.insert(a.local + "@" + a.domain).second)
+                cc.push_back(a.local + "@" + a.domain);
+        for (const auto& e : env)
+            if (!listed.count(e)) bcc.push_back(e);
+
+        mailers::diagnostics diag;
+        detail::recipient_lists rl;
+        REQUIRE_MESSAGE(!detail::split_recipients(out, "sendgrid", rl, diag), diag.message);
+        CHECK(rl.to_specs == to);
+        CHECK(rl.cc_specs == cc);
+        CHECK(rl.bcc == bcc);
+        REQUIRE(rl.to.size() == to.size());
+        for (std::size_t i = 0; i < to.size(); ++i)
+            CHECK(rl.to[i]->local + "@" + rl.to[i]->domain == to[i]);
+
+        // A To address outside the envelope is refused on either path.
+        out.msg.to.push_back({"stranger", "example.org", ""});
+        CHECK(detail::split_recipients(out, "sendgrid", rl, diag) ==
+              mailers::make_error_code(mailers::errc::invalid_argument));
     }
 }
 

@@ -273,6 +273,11 @@ TEST_CASE("format_amz_date") {
     const sys_days new_year = year{2024} / January / 1;
     CHECK(sigv4::format_amz_date(new_year - 1s) == "20231231T235959Z");
     CHECK(sigv4::format_amz_date(new_year) == "20240101T000000Z");
+    CHECK(sigv4::format_amz_date(sys_days{year{2026} / February / 3} + 4h + 5min + 6s) ==
+          "20260203T040506Z");
+    CHECK(sigv4::format_amz_date(sys_days{year{1970} / January / 1}) == "19700101T000000Z");
+    CHECK(sigv4::format_amz_date(sys_days{year{2100} / July / 9} + 19h + 8min + 1s) ==
+          "21000709T190801Z");
 }
 
 // ---------------------------------------------------------------------------

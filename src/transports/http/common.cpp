@@ -96,7 +96,24 @@ error_code split_recipients(const outbound& out, std::string_view provider, reci
                             diagnostics& diag) {
     std::vector<std::string> env;
     if (auto ec = envelope_recipients(out, provider, env, diag)) return ec;
+    r = recipient_lists{};
+    // Most sends have a handful of recipients: those are searched in place.
+    // Hash sets take over for long lists (SendGrid allows 1,000), where
+    // linear searches would be quadratic.
+    const bool long_lists = env.size() + out.msg.to.size() + out.msg.cc.size() > 32;
+    std::unordered_set<std::string_view> in_envelope;
     std::unordered_set<std::string> in_headers;
+    if (long_lists) in_envelope.insert(env.begin(), env.end());
+    const auto contains = [](const std::vector<std::string>& v, const std::string& s) {
+        return std::find(v.begin(), v.end(), s) != v.end();
+    };
+    const auto enveloped = [&](const std::string& spec) {
+        return long_lists ? in_envelope.count(spec) > 0 : contains(env, spec);
+    };
+    const auto already_listed = [&](const std::string& spec) {
+        return long_lists ? in_headers.count(spec) > 0
+                          : contains(r.to_specs, spec) || contains(r.cc_specs, spec);
+    };
     const auto take = [&](const std::vector<address>& from, std::vector<const address*>& list,
                           std::vector<std::string>& specs) -> error_code {
         for (const auto& a : from) {
@@ -105,7 +122,7 @@ error_code split_recipients(const outbound& out, std::string_view provider, reci
                 diag.message = std::string(provider) + ": a To or Cc address is not valid";
                 return make_error_code(errc::invalid_address);
             }
-            if (std::find(env.begin(), env.end(), *spec) == env.end()) {
+            if (!enveloped(*spec)) {
                 // This provider would deliver to it anyway; the envelope,
                 // which the suppression check produced, is what decides.
                 diag.message = std::string(provider) +
@@ -113,17 +130,18 @@ error_code split_recipients(const outbound& out, std::string_view provider, reci
                                "in the envelope";
                 return make_error_code(errc::invalid_argument);
             }
-            if (!in_headers.insert(*spec).second) continue;
+            if (already_listed(*spec)) continue;
+            if (long_lists) in_headers.insert(*spec);
             list.push_back(&a);
             specs.push_back(std::move(*spec));
         }
         return {};
     };
-    r = recipient_lists{};
     if (auto ec = take(out.msg.to, r.to, r.to_specs)) return ec;
     if (auto ec = take(out.msg.cc, r.cc, r.cc_specs)) return ec;
+    in_envelope.clear();  // its views are into `env`, which is moved from next
     for (auto& e : env)
-        if (!in_headers.count(e)) r.bcc.push_back(std::move(e));
+        if (!already_listed(e)) r.bcc.push_back(std::move(e));
     return {};
 }
 
