@@ -39,7 +39,8 @@ namespace mailers {
 
 /// Time limits for each phase of one HTTP exchange. A phase that runs out
 /// closes the connection. Whether the send may be retried depends on the
-/// phase: see `http_transport`.
+/// phase: see `http_transport`. No timer is left armed on an idle kept-alive
+/// connection, so the host's `io_context::run()` returns once sends are done.
 struct http_timeouts {
     std::chrono::milliseconds connect = std::chrono::seconds(10);    ///< name resolution + TCP
     std::chrono::milliseconds handshake = std::chrono::seconds(10);  ///< TLS handshake
