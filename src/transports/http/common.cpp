@@ -282,14 +282,19 @@ std::string_view bare_id(std::string_view id) noexcept {
     return id;
 }
 
-}  // namespace
-
+// A capacity for a JSON request body carrying `m` (bodies, subject and
+// base64 attachments plus room for the envelope fields), so the body is
+// built without reallocating.
 std::size_t json_body_capacity(const message& m) {
     std::size_t size = m.text.size() + m.html.size() + m.subject.size() + 1024;
     for (const auto& a : m.attachments) size += mime::base64_size(a.data.size()) + 128;
     return size;
 }
 
+// The fields that keep threading and one-click unsubscribe working when the
+// provider writes the MIME (Message-ID, In-Reply-To, References,
+// List-Unsubscribe, List-Unsubscribe-Post), then the message's own extra
+// headers. A message without an id gets a new one, returned in `message_id`.
 void message_headers(const message& m, std::vector<http::field>& out, std::string& message_id) {
     if (!m.message_id.empty()) {
         message_id.assign(bare_id(m.message_id));
@@ -317,6 +322,24 @@ void message_headers(const message& m, std::vector<http::field>& out, std::strin
         out.push_back({"List-Unsubscribe-Post", "List-Unsubscribe=One-Click"});
     }
     for (const auto& h : m.headers) out.push_back({h.name, h.value});
+}
+
+}  // namespace
+
+error_code begin_json_message(const message& m, std::string_view provider,
+                              json_message_parts& parts, std::string& message_id, std::string& body,
+                              diagnostics& diag) {
+    auto from = ascii_addr_spec(m.from);
+    if (!from) {
+        diag.message = std::string(provider) + ": the From address cannot be sent";
+        return from.error();
+    }
+    parts.from = std::move(*from);
+    parts.headers.clear();
+    message_headers(m, parts.headers, message_id);
+    body.clear();
+    body.reserve(json_body_capacity(m));
+    return {};
 }
 
 bool read_json_members(std::string_view body, std::span<const json_member> members) {

@@ -78,18 +78,22 @@ MAILERS_API std::string rendered_message_id(std::string_view mime);
 /// addresses must be valid addr-specs.
 MAILERS_API void add_bcc_header(std::string& mime, std::span<const std::string> bcc);
 
-/// For the providers that build the MIME themselves (SendGrid, Postmark):
-/// the fields that keep threading and one-click unsubscribe working
-/// (Message-ID, In-Reply-To, References, List-Unsubscribe,
-/// List-Unsubscribe-Post), then the message's own extra headers. A message
-/// without an id gets a new one, returned in `message_id`.
-MAILERS_API void message_headers(const message& m, std::vector<http::field>& out,
-                                 std::string& message_id);
+/// What SendGrid and Postmark write their JSON from, once check_and_split
+/// has passed: the From address as an ASCII addr-spec, and the fields that
+/// keep threading and one-click unsubscribe working when the provider writes
+/// the MIME (Message-ID, In-Reply-To, References, List-Unsubscribe,
+/// List-Unsubscribe-Post) followed by the message's own extra headers.
+struct json_message_parts {
+    std::string from;
+    std::vector<http::field> headers;
+};
 
-/// A capacity for a JSON request body carrying `m` (bodies, subject and
-/// base64 attachments plus room for the envelope fields), so the body is
-/// built without reallocating.
-MAILERS_API std::size_t json_body_capacity(const message& m);
+/// Fills `parts` and `message_id` (the message's own id, or a new one) and
+/// empties `body`, reserving room for the whole JSON. Fails when the From
+/// address cannot be sent.
+MAILERS_API error_code begin_json_message(const message& m, std::string_view provider,
+                                          json_message_parts& parts, std::string& message_id,
+                                          std::string& body, diagnostics& diag);
 
 /// One member of a JSON object to read: strings unescaped, numbers and
 /// booleans as written (a fraction as its integer part); left empty when

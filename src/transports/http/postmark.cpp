@@ -34,18 +34,10 @@ public:
         const auto& m = out.msg;
         recipient_lists rl;
         if (auto ec = check_and_split(out, "postmark", rl, diag)) return ec;
-        auto from = ascii_addr_spec(m.from);
-        if (!from) {
-            diag.message = "postmark: the From address cannot be sent";
-            return from.error();
-        }
-        std::vector<http::field> headers;
-        message_headers(m, headers, prep.message_id);
-
         auto& req = prep.req;
-        auto& body = req.body;
-        body.clear();
-        body.reserve(json_body_capacity(m));
+        json_message_parts parts;
+        if (auto ec = begin_json_message(m, "postmark", parts, prep.message_id, req.body, diag))
+            return ec;
 
         std::string list;
         const auto join = [&](const std::vector<const address*>& addrs,
@@ -57,10 +49,10 @@ public:
             }
             return list;
         };
-        json::writer w{body};
+        json::writer w{req.body};
         w.begin_object();
         list.clear();
-        append_mailbox(list, m.from.display_name, *from);
+        append_mailbox(list, m.from.display_name, parts.from);
         w.member("From", list);
         if (!rl.to.empty()) w.member("To", join(rl.to, rl.to_specs));
         if (!rl.cc.empty()) w.member("Cc", join(rl.cc, rl.cc_specs));
@@ -86,7 +78,7 @@ public:
         if (!m.text.empty()) w.member("TextBody", m.text);
         if (!m.html.empty()) w.member("HtmlBody", m.html);
         w.key("Headers").begin_array();
-        for (const auto& h : headers)
+        for (const auto& h : parts.headers)
             w.begin_object().member("Name", h.name).member("Value", h.value).end_object();
         w.end_array();
         if (!m.attachments.empty()) {

@@ -43,19 +43,11 @@ public:
             diag.message = "sendgrid: a message needs at least one To address in the envelope";
             return make_error_code(errc::invalid_argument);
         }
-        auto from = ascii_addr_spec(m.from);
-        if (!from) {
-            diag.message = "sendgrid: the From address cannot be sent";
-            return from.error();
-        }
-        std::vector<http::field> headers;
-        message_headers(m, headers, prep.message_id);
-
         auto& req = prep.req;
-        auto& body = req.body;
-        body.clear();
-        body.reserve(json_body_capacity(m));
-        json::writer w{body};
+        json_message_parts parts;
+        if (auto ec = begin_json_message(m, "sendgrid", parts, prep.message_id, req.body, diag))
+            return ec;
+        json::writer w{req.body};
         w.begin_object().key("personalizations").begin_array().begin_object();
         w.key("to").begin_array();
         for (std::size_t i = 0; i < rl.to.size(); ++i)
@@ -74,7 +66,7 @@ public:
         }
         w.end_object().end_array();
         w.key("from");
-        write_email(w, *from, m.from.display_name);
+        write_email(w, parts.from, m.from.display_name);
         if (m.reply_to) {
             auto rt = ascii_addr_spec(*m.reply_to);
             if (!rt) {
@@ -118,7 +110,7 @@ public:
             w.end_array();
         }
         w.key("headers").begin_object();
-        for (const auto& h : headers) w.member(h.name, h.value);
+        for (const auto& h : parts.headers) w.member(h.name, h.value);
         w.end_object();
         if (is_tag_text(out.send_id))
             w.key("custom_args").begin_object().member("mailers_send_id", out.send_id).end_object();
