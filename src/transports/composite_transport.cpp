@@ -24,7 +24,6 @@ struct composite_transport::attempt {
     any_send_handler handler;
     std::size_t start = 0;
     std::size_t tried = 0;
-    bool skip_down = true;
 };
 
 composite_transport::composite_transport(boost::asio::any_io_executor ex, mode m,

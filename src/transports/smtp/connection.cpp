@@ -299,14 +299,17 @@ asio::awaitable<connection::io_status> connection::write_all(const asio::const_b
     co_return io_status::ok;
 }
 
+void connection::trace_client(std::string_view prefix, std::string_view commands) const {
+    if (!cfg_.params.log.enabled(log_level::trace)) return;
+    if (commands.ends_with("\r\n")) commands.remove_suffix(2);
+    cfg_.params.log.log(log_level::trace,
+                        cfg_.label + " C: " + std::string(prefix) + std::string(commands));
+}
+
 asio::awaitable<connection::io_status> connection::write_commands() {
     set_deadline(timeout_for(session_->phase()));
     const std::string& out = session_->out();
-    if (cfg_.params.log.enabled(log_level::trace) && session_->phase() != smtp_phase::auth) {
-        std::string_view text = out;
-        if (text.ends_with("\r\n")) text.remove_suffix(2);
-        cfg_.params.log.log(log_level::trace, cfg_.label + " C: " + std::string(text));
-    }
+    if (session_->phase() != smtp_phase::auth) trace_client("", out);
     const asio::const_buffer b = asio::buffer(out);
     co_return co_await write_all(&b, 1);
 }
@@ -315,12 +318,7 @@ asio::awaitable<connection::io_status> connection::write_content() {
     // The next transaction's commands, when one is pipelined, go in the same
     // write as the end of this message.
     const std::string& next = session_->next_out();
-    if (!next.empty() && cfg_.params.log.enabled(log_level::trace)) {
-        std::string_view text = next;
-        text.remove_suffix(2);
-        cfg_.params.log.log(log_level::trace,
-                            cfg_.label + " C: (after the content) " + std::string(text));
-    }
+    if (!next.empty()) trace_client("(after the content) ", next);
     const std::string_view content = slots_[current_].content;
     const std::string_view content_end = slots_[current_].content_end;
     const std::size_t total = content.size() + content_end.size();

@@ -125,6 +125,8 @@ private:
     /// close (why, with the connection closed).
     boost::asio::awaitable<std::optional<send_result>> drive(step s);
     boost::asio::awaitable<send_result> tls_handshake();
+    // Logs client commands at trace level, without their final CRLF.
+    void trace_client(std::string_view prefix, std::string_view commands) const;
     boost::asio::awaitable<io_status> write_commands();
     boost::asio::awaitable<io_status> write_content();
     boost::asio::awaitable<io_status> write_all(const boost::asio::const_buffer* bufs,

@@ -38,6 +38,14 @@ std::vector<std::string_view> split_words(std::string_view s) {
     return words;
 }
 
+// RFC 2920: MAIL, every RCPT and DATA go in one group; the content waits
+// for the 354.
+void append_pipelined_group(std::string& out, const transaction& t) {
+    append_mail_from(out, t.mail_from, t.params);
+    for (const auto& r : t.rcpt_to) append_rcpt_to(out, r);
+    out.append("DATA\r\n");
+}
+
 }  // namespace
 
 std::string queue_id_from_reply(const reply& r) {
@@ -390,9 +398,7 @@ bool session::can_queue_next() const noexcept {
 void session::queue_next(const transaction& t) {
     next_tx_ = t;
     next_out_.clear();
-    append_mail_from(next_out_, t.mail_from, t.params);
-    for (const auto& r : t.rcpt_to) append_rcpt_to(next_out_, r);
-    next_out_.append("DATA\r\n");
+    append_pipelined_group(next_out_, t);
 }
 
 step session::continue_next() {
@@ -411,15 +417,12 @@ step session::start_transaction(const transaction& t) {
         return step::ready;
     }
     begin_out();
-    append_mail_from(out_, t.mail_from, t.params);
     phase_ = smtp_phase::mail;
     if (cfg_.pipelining && caps_.pipelining) {
-        // RFC 2920: MAIL, every RCPT and DATA go in one group; the content
-        // waits for the 354.
-        for (const auto& r : t.rcpt_to) append_rcpt_to(out_, r);
-        out_.append("DATA\r\n");
+        append_pipelined_group(out_, t);
         state_ = state::pipelined;
     } else {
+        append_mail_from(out_, t.mail_from, t.params);
         state_ = state::mail;
     }
     return step::write_read;
