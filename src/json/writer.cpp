@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "mime/base64.hpp"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -269,6 +271,15 @@ writer& writer::value(bool v) {
 writer& writer::null() {
     separate();
     out_.append("null");
+    need_comma_ = true;
+    return *this;
+}
+
+writer& writer::base64_value(std::string_view bytes) {
+    separate();
+    out_.push_back('"');
+    mime::append_base64(out_, bytes);
+    out_.push_back('"');
     need_comma_ = true;
     return *this;
 }

@@ -87,6 +87,10 @@ public:
         return value(v);
     }
 
+    /// A string holding the base64 (RFC 4648, padded) of `bytes`, written
+    /// straight into the output: base64 needs no escaping.
+    writer& base64_value(std::string_view bytes);
+
     /// Inserts text that is already valid JSON (a cached fragment, a body
     /// returned by another encoder) as one value; it is not checked.
     writer& raw(std::string_view already_encoded_json);

@@ -352,3 +352,20 @@ TEST_CASE("doubles use the shortest round-trip form") {
         CHECK(back == d);
     }
 }
+
+TEST_CASE("base64 values: padded RFC 4648 strings, separated like any value") {
+    std::string out;
+    writer w{out};
+    w.begin_object()
+        .key("a")
+        .base64_value("")
+        .key("b")
+        .begin_array()
+        .base64_value("f")
+        .base64_value("fo")
+        .base64_value("foobar")
+        .base64_value(std::string_view("\xfb\xff\0", 3))
+        .end_array()
+        .end_object();
+    CHECK(out == R"({"a":"","b":["Zg==","Zm8=","Zm9vYmFy","+/8A"]})");
+}

@@ -8,7 +8,6 @@
 // 200 with {"ErrorCode": 0, "MessageID": ...}; refusals are 422 with an
 // ErrorCode. Postmark writes the MIME itself.
 #include "json/writer.hpp"
-#include "mime/base64.hpp"
 #include "transports/http/common.hpp"
 #include "transports/http/provider.hpp"
 
@@ -83,21 +82,16 @@ public:
         w.end_array();
         if (!m.attachments.empty()) {
             w.key("Attachments").begin_array();
-            thread_local std::string b64;
             for (const auto& a : m.attachments) {
-                b64.assign(1, '"');
-                mime::append_base64(b64, a.data);
-                b64 += '"';
                 w.begin_object().member("Name", a.filename.empty() ? std::string_view("attachment")
                                                                    : std::string_view(a.filename));
-                w.key("Content").raw(b64);
+                w.key("Content").base64_value(a.data);
                 w.member("ContentType", a.content_type.empty()
                                             ? std::string_view("application/octet-stream")
                                             : std::string_view(a.content_type));
                 if (!a.content_id.empty()) w.member("ContentID", "cid:" + a.content_id);
                 w.end_object();
             }
-            if (b64.capacity() > (1u << 20)) std::string{}.swap(b64);
             w.end_array();
         }
         if (is_tag_text(out.send_id))

@@ -9,7 +9,6 @@
 // 202 Accepted with the message id in X-Message-Id. SendGrid writes the MIME
 // itself, so threading and unsubscribe headers go in "headers".
 #include "json/writer.hpp"
-#include "mime/base64.hpp"
 #include "transports/http/common.hpp"
 #include "transports/http/provider.hpp"
 
@@ -89,12 +88,8 @@ public:
         w.end_array();
         if (!m.attachments.empty()) {
             w.key("attachments").begin_array();
-            thread_local std::string b64;
             for (const auto& a : m.attachments) {
-                b64.assign(1, '"');
-                mime::append_base64(b64, a.data);
-                b64 += '"';
-                w.begin_object().key("content").raw(b64);
+                w.begin_object().key("content").base64_value(a.data);
                 w.member("type", a.content_type.empty()
                                      ? std::string_view("application/octet-stream")
                                      : std::string_view(a.content_type));
@@ -106,7 +101,6 @@ public:
                     w.member("disposition", "attachment");
                 w.end_object();
             }
-            if (b64.capacity() > (1u << 20)) std::string{}.swap(b64);
             w.end_array();
         }
         w.key("headers").begin_object();

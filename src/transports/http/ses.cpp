@@ -73,13 +73,7 @@ public:
         w.key("Destination").begin_object().key("ToAddresses").begin_array();
         for (const auto& r : rcpts) w.value(r);
         w.end_array().end_object();
-        // The base64 text needs no JSON escaping, so it goes straight into a
-        // per-thread buffer instead of a fresh string per message.
-        thread_local std::string data;
-        data.assign(1, '"');
-        mime::append_base64(data, mime);
-        data += '"';
-        w.key("Content").begin_object().key("Raw").begin_object().key("Data").raw(data);
+        w.key("Content").begin_object().key("Raw").begin_object().key("Data").base64_value(mime);
         w.end_object().end_object();
         if (!p_.configuration_set.empty()) w.member("ConfigurationSetName", p_.configuration_set);
         const bool tag_send = is_tag_text(out.send_id);
@@ -95,7 +89,6 @@ public:
             w.end_array();
         }
         w.end_object();
-        if (data.capacity() > (1u << 20)) std::string{}.swap(data);
 
         const auto amz_date = sigv4::format_amz_date(ctx.now);
         const auto payload_hash = sigv4::sha256_hex(body);
