@@ -17,6 +17,7 @@ namespace {
 
 using mime::has_line_break_or_nul;
 using mime::header_writer;
+using mime::strip_angles;
 using mime::transfer_encoding;
 
 // The longest header name, message id, URL or content type accepted. Values
@@ -47,11 +48,6 @@ error_code check_address(const address& a) noexcept {
     if (auto ec = check_header_text(a.display_name, errc::invalid_address)) return ec;
     if (!mime::valid_mailbox(a.local, a.domain)) return fail(errc::invalid_address);
     return {};
-}
-
-std::string_view strip_angles(std::string_view s) noexcept {
-    if (s.size() >= 2 && s.front() == '<' && s.back() == '>') return s.substr(1, s.size() - 2);
-    return s;
 }
 
 // What may stand between '<' and '>' unquoted: printable ASCII, no space.

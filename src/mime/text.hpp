@@ -123,6 +123,13 @@ constexpr bool is_valid_utf8(std::string_view s) noexcept {
     return true;
 }
 
+/// A message id or address without its enclosing angle brackets, when it
+/// has both.
+constexpr std::string_view strip_angles(std::string_view s) noexcept {
+    if (s.size() >= 2 && s.front() == '<' && s.back() == '>') return s.substr(1, s.size() - 2);
+    return s;
+}
+
 constexpr bool is_ascii(std::string_view s) noexcept {
     for (unsigned char c : s)
         if (c >= 0x80) return false;

@@ -5,26 +5,18 @@
 #include <algorithm>
 #include <unordered_set>
 
+#include "http/sigv4.hpp"
 #include "mime/base64.hpp"
 #include "mime/random.hpp"
+#include "mime/text.hpp"
 
 namespace mailers::detail {
 namespace {
 
-bool is_ascii(std::string_view s) noexcept {
-    return std::all_of(s.begin(), s.end(),
-                       [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
-void lower_ascii(std::string& s) noexcept {
-    for (auto& c : s)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-}
-
 boost::system::result<std::string> ascii_domain(std::string_view domain) {
-    if (is_ascii(domain)) {
+    if (mime::is_ascii(domain)) {
         std::string d(domain);
-        lower_ascii(d);
+        for (auto& c : d) c = mime::to_lower(c);
         return d;
     }
     return domain_to_ascii(domain);
@@ -43,13 +35,9 @@ std::string normalise_spec(std::string_view spec) {
 
 bool is_atext_phrase(std::string_view s) noexcept {
     if (s.empty() || s.front() == ' ' || s.back() == ' ') return false;
-    for (char c : s) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == ' ' ||
-                        std::string_view("!#$%&'*+-/=?^_`{|}~").find(c) != std::string_view::npos;
-        if (!ok) return false;
-    }
-    return true;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return c == ' ' || mime::is_atext(static_cast<unsigned char>(c));
+    });
 }
 
 }  // namespace
@@ -187,18 +175,7 @@ void append_base64url(std::string& out, std::string_view data) {
 }
 
 void append_percent_encoded(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~') {
-            out += ch;
-        } else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
-        }
-    }
+    sigv4::uri_encode(out, s, /*keep_slash=*/false);
 }
 
 void append_form_field(std::string& body, std::string_view name, std::string_view value) {
@@ -277,11 +254,6 @@ void add_bcc_header(std::string& mime, std::span<const std::string> bcc) {
 
 namespace {
 
-std::string_view bare_id(std::string_view id) noexcept {
-    if (id.size() >= 2 && id.front() == '<' && id.back() == '>') return id.substr(1, id.size() - 2);
-    return id;
-}
-
 // A capacity for a JSON request body carrying `m` (bodies, subject and
 // base64 attachments plus room for the envelope fields), so the body is
 // built without reallocating.
@@ -297,20 +269,20 @@ std::size_t json_body_capacity(const message& m) {
 // headers. A message without an id gets a new one, returned in `message_id`.
 void message_headers(const message& m, std::vector<http::field>& out, std::string& message_id) {
     if (!m.message_id.empty()) {
-        message_id.assign(bare_id(m.message_id));
+        message_id.assign(mime::strip_angles(m.message_id));
     } else {
         auto d = ascii_domain(m.from.domain);
         message_id = make_message_id(d ? *d : std::string{});
     }
     out.push_back({"Message-ID", "<" + message_id + ">"});
     if (!m.in_reply_to.empty())
-        out.push_back({"In-Reply-To", "<" + std::string(bare_id(m.in_reply_to)) + ">"});
+        out.push_back({"In-Reply-To", "<" + std::string(mime::strip_angles(m.in_reply_to)) + ">"});
     if (!m.references.empty()) {
         std::string refs;
         for (const auto& r : m.references) {
             if (!refs.empty()) refs += ' ';
             refs += '<';
-            refs += bare_id(r);
+            refs += mime::strip_angles(r);
             refs += '>';
         }
         out.push_back({"References", std::move(refs)});
@@ -376,11 +348,16 @@ std::string read_json_member(std::string_view body, std::string_view key) {
     return value;
 }
 
+bool is_host_name_text(std::string_view s) noexcept {
+    return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char c) {
+        return mime::is_alnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+    });
+}
+
 bool is_tag_text(std::string_view s) noexcept {
     if (s.empty() || s.size() > 256) return false;
     return std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '_' || c == '-';
+        return mime::is_alnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
     });
 }
 

@@ -110,6 +110,10 @@ MAILERS_API bool read_json_members(std::string_view body, std::span<const json_m
 /// or when the body is not an object.
 MAILERS_API std::string read_json_member(std::string_view body, std::string_view key);
 
+/// 1-253 of A-Z a-z 0-9 - . : the shape of a DNS name, for values that go
+/// into a URL path or host (a Mailgun domain, a Microsoft tenant).
+MAILERS_API bool is_host_name_text(std::string_view s) noexcept;
+
 /// A tag or metadata key providers accept everywhere: 1-256 of A-Z a-z 0-9 _ -.
 MAILERS_API bool is_tag_text(std::string_view s) noexcept;
 

@@ -142,17 +142,6 @@ bool status_matches(std::string_view pattern, unsigned status) noexcept {
 
 using sys_clock = std::chrono::system_clock;
 
-// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-// days_from_civil).
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
-    y -= m <= 2;
-    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const auto yoe = static_cast<unsigned>(y - era * 400);
-    const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
 bool read_digits(std::string_view s, std::size_t pos, std::size_t n, unsigned& out) noexcept {
     if (pos + n > s.size()) return false;
     out = 0;
@@ -177,7 +166,11 @@ std::optional<sys_clock::time_point> from_unix_seconds(std::int64_t secs) noexce
 std::optional<sys_clock::time_point> make_time(unsigned y, unsigned mo, unsigned d, unsigned h,
                                                unsigned mi, unsigned s) noexcept {
     if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
-    const auto days = days_from_civil(y, mo, d);
+    // A day past the month's end rolls over into the next month, as the
+    // calendar arithmetic of sys_days does for any valid year and month.
+    using namespace std::chrono;
+    const auto date = year{static_cast<int>(y)} / month{mo} / day{d};
+    const std::int64_t days = sys_days{date}.time_since_epoch().count();
     return from_unix_seconds(days * 86400 + h * 3600 + mi * 60 + s);
 }
 

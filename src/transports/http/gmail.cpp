@@ -12,6 +12,7 @@
 
 #include "json/writer.hpp"
 #include "mime/base64.hpp"
+#include "mime/text.hpp"
 #include "transports/http/common.hpp"
 #include "transports/http/oauth2.hpp"
 #include "transports/http/provider.hpp"
@@ -119,12 +120,6 @@ private:
         return std::move(*from);
     }
 
-    static std::string_view bare(std::string_view id) {
-        if (id.size() >= 2 && id.front() == '<' && id.back() == '>')
-            return id.substr(1, id.size() - 2);
-        return id;
-    }
-
     std::string thread_for(const outbound& out) {
         if (p_.thread_id) {
             auto t = p_.thread_id(out);
@@ -133,11 +128,11 @@ private:
         std::lock_guard lock(mu_);
         if (threads_.empty()) return {};
         if (!out.msg.in_reply_to.empty()) {
-            auto it = threads_.find(std::string(bare(out.msg.in_reply_to)));
+            auto it = threads_.find(std::string(mime::strip_angles(out.msg.in_reply_to)));
             if (it != threads_.end()) return it->second;
         }
         for (auto r = out.msg.references.rbegin(); r != out.msg.references.rend(); ++r) {
-            auto it = threads_.find(std::string(bare(*r)));
+            auto it = threads_.find(std::string(mime::strip_angles(*r)));
             if (it != threads_.end()) return it->second;
         }
         return {};

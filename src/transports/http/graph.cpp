@@ -10,21 +10,13 @@
 #include <cctype>
 
 #include "mime/base64.hpp"
+#include "mime/text.hpp"
 #include "transports/http/common.hpp"
 #include "transports/http/oauth2.hpp"
 #include "transports/http/provider.hpp"
 
 namespace mailers::detail {
 namespace {
-
-bool is_tenant_text(std::string_view t) noexcept {
-    if (t.empty() || t.size() > 253) return false;
-    for (char c : t)
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.'))
-            return false;
-    return true;
-}
 
 class graph_provider final : public http_provider {
 public:
@@ -33,7 +25,7 @@ public:
             throw_invalid("graph: the client id and the client secret are required");
         if (p_.max_concurrent_per_mailbox == 0)
             throw_invalid("graph: max_concurrent_per_mailbox must be at least 1");
-        if (p_.token_endpoint.empty() && !is_tenant_text(p_.tenant))
+        if (p_.token_endpoint.empty() && !is_host_name_text(p_.tenant))
             throw_invalid("graph: the tenant (directory id or domain) is required");
         ep_ = resolve_endpoint("graph", p_.endpoint, "graph.microsoft.com");
         const std::string token_url =
@@ -59,7 +51,7 @@ public:
         auto u = user_for(out, ignored);
         if (!u) return {std::string{}, 0};
         std::string key = std::move(*u);
-        for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (auto& c : key) c = mime::to_lower(c);
         return {std::move(key), p_.max_concurrent_per_mailbox};
     }
 

@@ -7,20 +7,12 @@
 // Mailgun delivers to the `to` fields, so the envelope decides the
 // recipients and the MIME goes as rendered.
 #include "mime/base64.hpp"
+#include "mime/text.hpp"
 #include "transports/http/common.hpp"
 #include "transports/http/provider.hpp"
 
 namespace mailers::detail {
 namespace {
-
-bool is_domain_text(std::string_view d) noexcept {
-    if (d.empty() || d.size() > 253) return false;
-    for (char c : d)
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '.'))
-            return false;
-    return true;
-}
 
 void add_part(std::string& body, std::string_view boundary, std::string_view name,
               std::string_view value) {
@@ -37,7 +29,7 @@ class mailgun_provider final : public http_provider {
 public:
     explicit mailgun_provider(const mailgun_params& p) : p_(p) {
         if (p_.api_key.empty()) throw_invalid("mailgun: the API key is required");
-        if (!is_domain_text(p_.domain))
+        if (!is_host_name_text(p_.domain))
             throw_invalid("mailgun: the sending domain is missing or is not a domain name");
         if (p_.tags.size() > 3) throw_invalid("mailgun: at most 3 tags per message");
         for (const auto& t : p_.tags)
@@ -95,11 +87,8 @@ public:
 
     void accepted(const outbound&, const prepared&, const http::response& r,
                   send_outcome& outcome) override {
-        std::string id = read_json_member(r.body, "id");
         // Mailgun's events and webhooks name the message without brackets.
-        if (id.size() >= 2 && id.front() == '<' && id.back() == '>')
-            id = id.substr(1, id.size() - 2);
-        outcome.provider_message_id = std::move(id);
+        outcome.provider_message_id = mime::strip_angles(read_json_member(r.body, "id"));
     }
 
 private:
