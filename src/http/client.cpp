@@ -1,5 +1,6 @@
 #include "http/client.hpp"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
@@ -187,6 +188,7 @@ struct connection : std::enable_shared_from_this<connection> {
     strand_type strand;
     std::optional<socket_type> plain;
     std::optional<asio::ssl::stream<socket_type>> secure;
+    std::optional<asio::ip::basic_resolver<tcp, strand_type>> resolver;  // while resolving
     beast::flat_buffer buffer;  // kept across exchanges so its storage is reused
     std::string head;           // serialized request head, reused likewise
     steady::time_point idle_since;
@@ -213,8 +215,8 @@ struct connection : std::enable_shared_from_this<connection> {
     socket_type& lowest() noexcept { return secure ? secure->next_layer() : *plain; }
 
     // Gives the phase now starting until now + d. A phase that overruns has
-    // its socket closed, which completes the pending operation with
-    // operation_aborted and sets `timed_out`.
+    // its lookup cancelled or its socket closed, which completes the pending
+    // operation with operation_aborted, and sets `timed_out`.
     void limit(std::chrono::milliseconds d) {
         deadline = steady::now() + d;
         timed_out = false;
@@ -268,8 +270,9 @@ private:
                 return;
             }
             self->timed_out = true;
+            if (self->resolver) self->resolver->cancel();
             boost::system::error_code ignored;
-            self->lowest().close(ignored);
+            if (self->secure || self->plain) self->lowest().close(ignored);
         });
     }
 };
@@ -308,7 +311,7 @@ struct client::state : std::enable_shared_from_this<state> {
             if (!params.ca_file.empty())
                 tls.load_verify_file(params.ca_file, ec);
             else
-                tls.set_default_verify_paths(ec);
+                use_system_store(ec);
             if (ec)
                 throw exception(make_error_code(errc::invalid_argument),
                                 "http: cannot load the CA certificates" +
@@ -324,6 +327,27 @@ struct client::state : std::enable_shared_from_this<state> {
     asio::any_io_executor ex;
     http_client_params params;
     asio::ssl::context tls;
+
+    // The system's CA certificates are parsed once per process and shared
+    // by every client: parsing Debian's bundle costs about 60 ms and 1 MB,
+    // and a host may build a transport per mailbox.
+    void use_system_store(boost::system::error_code& ec) {
+        static const std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store = [] {
+            std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> s{X509_STORE_new(),
+                                                                      &X509_STORE_free};
+            if (s && X509_STORE_set_default_paths(s.get()) != 1) s.reset();
+            return s;
+        }();
+        if (!store) {
+            // Only the first client sees OpenSSL's reason; later ones get a generic error.
+            const auto reason = ERR_get_error();
+            ec = reason ? boost::system::error_code(static_cast<int>(reason),
+                                                    asio::error::get_ssl_category())
+                        : make_error_code(boost::system::errc::io_error);
+            return;
+        }
+        SSL_CTX_set1_cert_store(tls.native_handle(), store.get());
+    }
 
     std::mutex mu;
     std::unordered_map<std::string, host_pool> pools;
@@ -444,25 +468,19 @@ awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep
     if (ep.host_is_ip) {
         targets.emplace_back(asio::ip::make_address(ep.host), ep.port);
     } else {
-        // Resolvers have no timeout of their own; a timer cancels the lookup.
-        auto resolver = std::make_shared<asio::ip::basic_resolver<tcp, strand_type>>(c.strand);
-        auto expired = std::make_shared<bool>(false);
-        asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type> timer(c.strand);
-        timer.expires_after(t.connect);
-        timer.async_wait([resolver, expired](boost::system::error_code ec) {
-            if (!ec) {
-                *expired = true;
-                resolver->cancel();
-            }
-        });
+        // Resolvers have no timeout of their own; the connection's deadline
+        // cancels the lookup.
+        c.limit(t.connect);
+        c.resolver.emplace(c.strand);
         auto [ec, results] =
-            co_await resolver->async_resolve(ep.host, std::to_string(ep.port), use_tuple);
-        timer.cancel();
+            co_await c.resolver->async_resolve(ep.host, std::to_string(ep.port), use_tuple);
+        c.resolver.reset();
         if (ec || results.empty()) {
-            r.ec = fail_with(*expired ? transport_errc::timeout_before_send
-                                      : transport_errc::connection_failed);
-            r.what = *expired ? "resolving " + ep.host + " took longer than " + ms_text(t.connect)
-                              : "cannot resolve " + ep.host + ": " + ec.message();
+            const bool expired = c.timed_out;
+            r.ec = fail_with(expired ? transport_errc::timeout_before_send
+                                     : transport_errc::connection_failed);
+            r.what = expired ? "resolving " + ep.host + " took longer than " + ms_text(t.connect)
+                             : "cannot resolve " + ep.host + ": " + ec.message();
             co_return r;
         }
         for (const auto& e : results) targets.push_back(e.endpoint());
