@@ -95,6 +95,10 @@ struct dsn {
     /// Percent-decoded options in the order written. Values of secret options
     /// (is_secret_option()) may be references until resolved.
     std::vector<std::pair<std::string, std::string>> options;
+    /// Set by resolve_secrets. From then on user, password and secret options
+    /// hold values, even one that happens to start with "env:" or "file:":
+    /// resolving again changes nothing and to_string() hides them all.
+    bool secrets_resolved = false;
 
     /// Value of the first option called `name`.
     MAILERS_API std::optional<std::string> option(std::string_view name) const;
@@ -102,8 +106,8 @@ struct dsn {
     MAILERS_API std::vector<std::string> options_named(std::string_view name) const;
 
     /// The DSN with user, password and secret option values shown as "****"
-    /// (unresolved references are shown as written: they name, not hold, a
-    /// secret). Not meant to be parsed back.
+    /// (references not yet resolved are shown as written: they name, not
+    /// hold, a secret). Not meant to be parsed back.
     MAILERS_API std::string to_string() const;
 
     friend bool operator==(const dsn&, const dsn&) = default;

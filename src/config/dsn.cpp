@@ -506,12 +506,14 @@ bool resolve_secret(secret& s, std::string_view what, std::string& error) {
 }
 
 bool resolve_all(dsn& d, std::string& error) {
+    if (d.secrets_resolved) return true;
     if (!resolve_secret(d.user, "DSN user", error)) return false;
     if (!resolve_secret(d.password, "DSN password", error)) return false;
     for (auto& [name, value] : d.options) {
         if (!is_secret_option(name)) continue;
         if (!resolve_value(value, "DSN option '" + name + "'", error)) return false;
     }
+    d.secrets_resolved = true;
     return true;
 }
 
@@ -522,10 +524,11 @@ bool resolve_all(composite_dsn& d, std::string& error) {
     return true;
 }
 
-// References name a secret without holding it, so they are shown.
-std::string_view shown(const std::string& value, bool is_secret) {
+// References name a secret without holding it, so they are shown until
+// they are resolved.
+std::string_view shown(const std::string& value, bool is_secret, bool resolved) {
     if (!is_secret) return value;
-    if (value.starts_with("env:") || value.starts_with("file:")) return value;
+    if (!resolved && (value.starts_with("env:") || value.starts_with("file:"))) return value;
     return "****";
 }
 
@@ -552,10 +555,10 @@ std::string dsn::to_string() const {
     std::string out = scheme;
     out += "://";
     if (!user.empty() || !password.empty()) {
-        out += shown(user.reveal(), !user.empty());
+        out += shown(user.reveal(), !user.empty(), secrets_resolved);
         if (!password.empty()) {
             out += ':';
-            out += shown(password.reveal(), true);
+            out += shown(password.reveal(), true, secrets_resolved);
         }
         out += '@';
     }
@@ -577,7 +580,7 @@ std::string dsn::to_string() const {
         sep = '&';
         percent_encode(out, name, "[]");
         out += '=';
-        const auto v = shown(value, is_secret_option(name));
+        const auto v = shown(value, is_secret_option(name), secrets_resolved);
         if (v == "****")
             out += v;
         else

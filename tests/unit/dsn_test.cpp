@@ -555,6 +555,20 @@ TEST_CASE("resolve_secrets reads environment variables and files") {
         CHECK(d.user.reveal() == "me");
         CHECK(d.password.reveal() == "line1\nS3CR3T-FROM-FILE");
     }
+    SUBCASE("a resolved value that looks like a reference stays a value") {
+        // The transport factory resolves a whole composite and the transport
+        // builders resolve their own DSN again; a secret whose value starts
+        // with "file:" must not be read as a path the second time, nor shown.
+        ::setenv("MAILERS_DSN_TEST_LOOKALIKE", "file:/etc/hostname", 1);
+        auto d = parse_ok(
+            "smtp://u:env:MAILERS_DSN_TEST_LOOKALIKE@h?token=env:MAILERS_DSN_TEST_LOOKALIKE");
+        CHECK(d.to_string().find("env:MAILERS_DSN_TEST_LOOKALIKE") != std::string::npos);
+        REQUIRE(resolve_secrets(d).has_value());
+        REQUIRE(resolve_secrets(d).has_value());
+        CHECK(d.password.reveal() == "file:/etc/hostname");
+        CHECK(d.option("token") == "file:/etc/hostname");
+        CHECK(d.to_string().find("file:") == std::string::npos);
+    }
     SUBCASE("composites resolve every item") {
         auto c = parse_dsn(
             "failover(smtp://env:MAILERS_DSN_TEST_USER@a "
