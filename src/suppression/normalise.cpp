@@ -19,6 +19,11 @@ namespace {
 // themselves plus `delta`. Full foldings (status F, e.g. U+00DF to "ss") are
 // left out on purpose: they change the length of a local part, and RFC 6531
 // mail systems that fold at all use the simple mapping.
+//
+// One deliberate departure: CaseFolding.txt folds U+023A and U+023E to
+// U+2C65 and U+2C66, the only foldings that grow in UTF-8 (two bytes to
+// three). Here those pairs fold the other way (U+2C65 to U+023A, U+2C66 to
+// U+023E), so a key is never longer than the address and always parses again.
 struct fold_run {
     char32_t first;
     char32_t last;
@@ -45,39 +50,39 @@ constexpr fold_run fold_runs[] = {
     {0x01CA, 0x01CA, 2, 1},      {0x01CB, 0x01DB, 1, 2},      {0x01DE, 0x01EE, 1, 2},
     {0x01F1, 0x01F1, 2, 1},      {0x01F2, 0x01F4, 1, 2},      {0x01F6, 0x01F6, -97, 1},
     {0x01F7, 0x01F7, -56, 1},    {0x01F8, 0x021E, 1, 2},      {0x0220, 0x0220, -130, 1},
-    {0x0222, 0x0232, 1, 2},      {0x023A, 0x023A, 10795, 1},  {0x023B, 0x023B, 1, 1},
-    {0x023D, 0x023D, -163, 1},   {0x023E, 0x023E, 10792, 1},  {0x0241, 0x0241, 1, 1},
-    {0x0243, 0x0243, -195, 1},   {0x0244, 0x0244, 69, 1},     {0x0245, 0x0245, 71, 1},
-    {0x0246, 0x024E, 1, 2},      {0x0345, 0x0345, 116, 1},    {0x0370, 0x0372, 1, 2},
-    {0x0376, 0x0376, 1, 1},      {0x037F, 0x037F, 116, 1},    {0x0386, 0x0386, 38, 1},
-    {0x0388, 0x038A, 37, 1},     {0x038C, 0x038C, 64, 1},     {0x038E, 0x038F, 63, 1},
-    {0x0391, 0x03A1, 32, 1},     {0x03A3, 0x03AB, 32, 1},     {0x03C2, 0x03C2, 1, 1},
-    {0x03CF, 0x03CF, 8, 1},      {0x03D0, 0x03D0, -30, 1},    {0x03D1, 0x03D1, -25, 1},
-    {0x03D5, 0x03D5, -15, 1},    {0x03D6, 0x03D6, -22, 1},    {0x03D8, 0x03EE, 1, 2},
-    {0x03F0, 0x03F0, -54, 1},    {0x03F1, 0x03F1, -48, 1},    {0x03F4, 0x03F4, -60, 1},
-    {0x03F5, 0x03F5, -64, 1},    {0x03F7, 0x03F7, 1, 1},      {0x03F9, 0x03F9, -7, 1},
-    {0x03FA, 0x03FA, 1, 1},      {0x03FD, 0x03FF, -130, 1},   {0x0400, 0x040F, 80, 1},
-    {0x0410, 0x042F, 32, 1},     {0x0460, 0x0480, 1, 2},      {0x048A, 0x04BE, 1, 2},
-    {0x04C0, 0x04C0, 15, 1},     {0x04C1, 0x04CD, 1, 2},      {0x04D0, 0x052E, 1, 2},
-    {0x0531, 0x0556, 48, 1},     {0x10A0, 0x10C5, 7264, 1},   {0x10C7, 0x10C7, 7264, 1},
-    {0x10CD, 0x10CD, 7264, 1},   {0x13F8, 0x13FD, -8, 1},     {0x1C80, 0x1C80, -6222, 1},
-    {0x1C81, 0x1C81, -6221, 1},  {0x1C82, 0x1C82, -6212, 1},  {0x1C83, 0x1C84, -6210, 1},
-    {0x1C85, 0x1C85, -6211, 1},  {0x1C86, 0x1C86, -6204, 1},  {0x1C87, 0x1C87, -6180, 1},
-    {0x1C88, 0x1C88, 35267, 1},  {0x1C90, 0x1CBA, -3008, 1},  {0x1CBD, 0x1CBF, -3008, 1},
-    {0x1E00, 0x1E94, 1, 2},      {0x1E9B, 0x1E9B, -58, 1},    {0x1E9E, 0x1E9E, -7615, 1},
-    {0x1EA0, 0x1EFE, 1, 2},      {0x1F08, 0x1F0F, -8, 1},     {0x1F18, 0x1F1D, -8, 1},
-    {0x1F28, 0x1F2F, -8, 1},     {0x1F38, 0x1F3F, -8, 1},     {0x1F48, 0x1F4D, -8, 1},
-    {0x1F59, 0x1F5F, -8, 2},     {0x1F68, 0x1F6F, -8, 1},     {0x1F88, 0x1F8F, -8, 1},
-    {0x1F98, 0x1F9F, -8, 1},     {0x1FA8, 0x1FAF, -8, 1},     {0x1FB8, 0x1FB9, -8, 1},
-    {0x1FBA, 0x1FBB, -74, 1},    {0x1FBC, 0x1FBC, -9, 1},     {0x1FBE, 0x1FBE, -7173, 1},
-    {0x1FC8, 0x1FCB, -86, 1},    {0x1FCC, 0x1FCC, -9, 1},     {0x1FD8, 0x1FD9, -8, 1},
-    {0x1FDA, 0x1FDB, -100, 1},   {0x1FE8, 0x1FE9, -8, 1},     {0x1FEA, 0x1FEB, -112, 1},
-    {0x1FEC, 0x1FEC, -7, 1},     {0x1FF8, 0x1FF9, -128, 1},   {0x1FFA, 0x1FFB, -126, 1},
-    {0x1FFC, 0x1FFC, -9, 1},     {0x2126, 0x2126, -7517, 1},  {0x212A, 0x212A, -8383, 1},
-    {0x212B, 0x212B, -8262, 1},  {0x2132, 0x2132, 28, 1},     {0x2160, 0x216F, 16, 1},
-    {0x2183, 0x2183, 1, 1},      {0x24B6, 0x24CF, 26, 1},     {0x2C00, 0x2C2F, 48, 1},
-    {0x2C60, 0x2C60, 1, 1},      {0x2C62, 0x2C62, -10743, 1}, {0x2C63, 0x2C63, -3814, 1},
-    {0x2C64, 0x2C64, -10727, 1}, {0x2C67, 0x2C6B, 1, 2},      {0x2C6D, 0x2C6D, -10780, 1},
+    {0x0222, 0x0232, 1, 2},      {0x023B, 0x023B, 1, 1},      {0x023D, 0x023D, -163, 1},
+    {0x0241, 0x0241, 1, 1},      {0x0243, 0x0243, -195, 1},   {0x0244, 0x0244, 69, 1},
+    {0x0245, 0x0245, 71, 1},     {0x0246, 0x024E, 1, 2},      {0x0345, 0x0345, 116, 1},
+    {0x0370, 0x0372, 1, 2},      {0x0376, 0x0376, 1, 1},      {0x037F, 0x037F, 116, 1},
+    {0x0386, 0x0386, 38, 1},     {0x0388, 0x038A, 37, 1},     {0x038C, 0x038C, 64, 1},
+    {0x038E, 0x038F, 63, 1},     {0x0391, 0x03A1, 32, 1},     {0x03A3, 0x03AB, 32, 1},
+    {0x03C2, 0x03C2, 1, 1},      {0x03CF, 0x03CF, 8, 1},      {0x03D0, 0x03D0, -30, 1},
+    {0x03D1, 0x03D1, -25, 1},    {0x03D5, 0x03D5, -15, 1},    {0x03D6, 0x03D6, -22, 1},
+    {0x03D8, 0x03EE, 1, 2},      {0x03F0, 0x03F0, -54, 1},    {0x03F1, 0x03F1, -48, 1},
+    {0x03F4, 0x03F4, -60, 1},    {0x03F5, 0x03F5, -64, 1},    {0x03F7, 0x03F7, 1, 1},
+    {0x03F9, 0x03F9, -7, 1},     {0x03FA, 0x03FA, 1, 1},      {0x03FD, 0x03FF, -130, 1},
+    {0x0400, 0x040F, 80, 1},     {0x0410, 0x042F, 32, 1},     {0x0460, 0x0480, 1, 2},
+    {0x048A, 0x04BE, 1, 2},      {0x04C0, 0x04C0, 15, 1},     {0x04C1, 0x04CD, 1, 2},
+    {0x04D0, 0x052E, 1, 2},      {0x0531, 0x0556, 48, 1},     {0x10A0, 0x10C5, 7264, 1},
+    {0x10C7, 0x10C7, 7264, 1},   {0x10CD, 0x10CD, 7264, 1},   {0x13F8, 0x13FD, -8, 1},
+    {0x1C80, 0x1C80, -6222, 1},  {0x1C81, 0x1C81, -6221, 1},  {0x1C82, 0x1C82, -6212, 1},
+    {0x1C83, 0x1C84, -6210, 1},  {0x1C85, 0x1C85, -6211, 1},  {0x1C86, 0x1C86, -6204, 1},
+    {0x1C87, 0x1C87, -6180, 1},  {0x1C88, 0x1C88, 35267, 1},  {0x1C90, 0x1CBA, -3008, 1},
+    {0x1CBD, 0x1CBF, -3008, 1},  {0x1E00, 0x1E94, 1, 2},      {0x1E9B, 0x1E9B, -58, 1},
+    {0x1E9E, 0x1E9E, -7615, 1},  {0x1EA0, 0x1EFE, 1, 2},      {0x1F08, 0x1F0F, -8, 1},
+    {0x1F18, 0x1F1D, -8, 1},     {0x1F28, 0x1F2F, -8, 1},     {0x1F38, 0x1F3F, -8, 1},
+    {0x1F48, 0x1F4D, -8, 1},     {0x1F59, 0x1F5F, -8, 2},     {0x1F68, 0x1F6F, -8, 1},
+    {0x1F88, 0x1F8F, -8, 1},     {0x1F98, 0x1F9F, -8, 1},     {0x1FA8, 0x1FAF, -8, 1},
+    {0x1FB8, 0x1FB9, -8, 1},     {0x1FBA, 0x1FBB, -74, 1},    {0x1FBC, 0x1FBC, -9, 1},
+    {0x1FBE, 0x1FBE, -7173, 1},  {0x1FC8, 0x1FCB, -86, 1},    {0x1FCC, 0x1FCC, -9, 1},
+    {0x1FD8, 0x1FD9, -8, 1},     {0x1FDA, 0x1FDB, -100, 1},   {0x1FE8, 0x1FE9, -8, 1},
+    {0x1FEA, 0x1FEB, -112, 1},   {0x1FEC, 0x1FEC, -7, 1},     {0x1FF8, 0x1FF9, -128, 1},
+    {0x1FFA, 0x1FFB, -126, 1},   {0x1FFC, 0x1FFC, -9, 1},     {0x2126, 0x2126, -7517, 1},
+    {0x212A, 0x212A, -8383, 1},  {0x212B, 0x212B, -8262, 1},  {0x2132, 0x2132, 28, 1},
+    {0x2160, 0x216F, 16, 1},     {0x2183, 0x2183, 1, 1},      {0x24B6, 0x24CF, 26, 1},
+    {0x2C00, 0x2C2F, 48, 1},     {0x2C60, 0x2C60, 1, 1},      {0x2C62, 0x2C62, -10743, 1},
+    {0x2C63, 0x2C63, -3814, 1},  {0x2C64, 0x2C64, -10727, 1}, {0x2C65, 0x2C65, -10795, 1},
+    {0x2C66, 0x2C66, -10792, 1}, {0x2C67, 0x2C6B, 1, 2},      {0x2C6D, 0x2C6D, -10780, 1},
     {0x2C6E, 0x2C6E, -10749, 1}, {0x2C6F, 0x2C6F, -10783, 1}, {0x2C70, 0x2C70, -10782, 1},
     {0x2C72, 0x2C72, 1, 1},      {0x2C75, 0x2C75, 1, 1},      {0x2C7E, 0x2C7F, -10815, 1},
     {0x2C80, 0x2CE2, 1, 2},      {0x2CEB, 0x2CED, 1, 2},      {0x2CF2, 0x2CF2, 1, 1},
@@ -106,11 +111,6 @@ static_assert(fold_runs_sorted(), "fold_runs must be sorted and disjoint for the
 
 char32_t simple_fold(char32_t c) noexcept {
     if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-    // U+023A and U+023E are the only code points whose folding is longer in
-    // UTF-8 (two bytes to three). Their pairs fold the other way instead, so
-    // a key is never longer than the address and always parses again.
-    if (c == 0x2C65 || c == 0x023A) return 0x023A;
-    if (c == 0x2C66 || c == 0x023E) return 0x023E;
     const auto* it = std::upper_bound(std::begin(fold_runs), std::end(fold_runs), c,
                                       [](char32_t v, const fold_run& r) { return v < r.first; });
     if (it == std::begin(fold_runs)) return c;
@@ -339,7 +339,7 @@ boost::system::result<std::string> normalise_address(std::string_view addr,
     key.reserve(parsed->local.size() + 1 + parsed->domain.size());
     bool dot_atom = false;
     if (!canonical_local(parsed->local, key, dot_atom) || !fold_case(key)) return invalid_address();
-    const std::size_t at = key.size();
+    std::size_t at = key.size();
     key += '@';
     if (!append_canonical_domain(parsed->domain, true, key)) return invalid_address();
     // The limit holds for the form that goes on the wire: A-labels can make
@@ -349,21 +349,21 @@ boost::system::result<std::string> normalise_address(std::string_view addr,
 
     // Dots go first: for Gmail "a.+x" is "a+x", whose tag then folds too,
     // and folding a key again must not find anything left to fold.
-    std::string local = key.substr(0, at);
-    std::string_view domain = std::string_view(key).substr(at + 1);
-    if (opts.fold_gmail_dots && (domain == "gmail.com" || domain == "googlemail.com")) {
-        std::erase(local, '.');
-        domain = "gmail.com";
+    if (const auto domain = std::string_view(key).substr(at + 1);
+        opts.fold_gmail_dots && (domain == "gmail.com" || domain == "googlemail.com")) {
+        key.resize(at);
+        std::erase(key, '.');
+        at = key.size();
+        key += "@gmail.com";
     }
     if (opts.fold_plus_tags) {
         // Only a tag after a usable name is dropped: "+x" and "a.+x" keep
         // theirs, because "" and "a." are not local parts.
-        const auto plus = local.find('+');
-        if (plus != std::string::npos && plus != 0 && local[plus - 1] != '.') local.resize(plus);
+        const auto plus = std::string_view(key).substr(0, at).find('+');
+        if (plus != std::string_view::npos && plus != 0 && key[plus - 1] != '.')
+            key.erase(plus, at - plus);
     }
-    local += '@';
-    local += domain;
-    return local;
+    return key;
 }
 
 boost::system::result<std::string> normalise_domain(std::string_view domain) {
