@@ -81,34 +81,20 @@ eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id,
             return {ineligible_reason::warmup_cap_reached, until};
     }
     // Shared quotas on the provider, the sender domain and the recipient domain.
-    auto check_quota = [&](quota_scope scope, const std::string& key,
-                           std::string_view rdomain) -> std::optional<eligibility> {
-        auto it = quotas.find({scope, key});
-        if (it == quotas.end()) return std::nullopt;
-        auto& q = it->second;
+    std::optional<time_point> quota_until;
+    for_each_quota(mb, recipient_domain, [&](const quota_rt& q, bool per_domain) {
         const rate_counter* c = &q.counter;
-        if (key == "*") {
+        if (per_domain) {
             // A domain not yet counted still has to pass the limits: a zero
             // cap refuses even its first send.
             static const rate_counter none;
-            auto d = q.per_domain.find(std::string(rdomain));
+            auto d = q.per_domain.find(std::string(recipient_domain));
             c = d == q.per_domain.end() ? &none : &d->second;
         }
-        if (auto until = c->blocked_until(q.limits, q.zone, now))
-            return eligibility{ineligible_reason::quota_reached, until};
-        return std::nullopt;
-    };
-    if (!quotas.empty()) {
-        if (auto e = check_quota(quota_scope::provider, mb.cfg.provider, {})) return *e;
-        if (auto e = check_quota(quota_scope::sender_domain, mb.sender_domain, {})) return *e;
-        if (!recipient_domain.empty()) {
-            if (auto e =
-                    check_quota(quota_scope::recipient_domain, std::string(recipient_domain), {}))
-                return *e;
-            if (auto e = check_quota(quota_scope::recipient_domain, "*", recipient_domain))
-                return *e;
-        }
-    }
+        quota_until = c->blocked_until(q.limits, q.zone, now);
+        return quota_until.has_value();
+    });
+    if (quota_until) return {ineligible_reason::quota_reached, quota_until};
     return {};
 }
 

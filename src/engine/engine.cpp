@@ -257,59 +257,72 @@ audit_record engine::impl::next_audit(const principal& who, std::string_view act
     return r;
 }
 
+namespace {
+
+// Assigns the next audit record, appends it to `ops` and queues them, all
+// under admin_mu: queue order is commit order, so the chain stays linked.
+// `make_done(record)` builds the completion the writer runs.
+template <class MakeDone>
+void queue_audited(engine::impl& s, const principal& who, std::string_view action,
+                   std::string_view type, std::string_view id, std::string before,
+                   std::string after, std::vector<store_op> ops, MakeDone make_done) {
+    std::lock_guard admin(s.admin_mu);
+    auto rec = s.next_audit(who, action, type, id, std::move(before), std::move(after));
+    ops.push_back(store_ops::append_audit{rec});
+    s.audit_seq = rec.seq;
+    s.audit_last_hash = rec.hash;
+    s.writer->enqueue(std::move(ops), make_done(rec));
+}
+
+}  // namespace
+
 void engine::impl::mutate(const principal& who, std::string_view action, std::string_view type,
                           std::string_view id, std::string before, std::string after,
                           std::vector<store_op> ops, const std::function<void()>& apply) {
     std::promise<std::pair<error_code, diagnostics>> p;
-    {
-        std::lock_guard admin(admin_mu);
-        auto rec = next_audit(who, action, type, id, std::move(before), std::move(after));
-        ops.push_back(store_ops::append_audit{rec});
-        audit_seq = rec.seq;
-        audit_last_hash = rec.hash;
-        // Queue order is commit order, so the chain stays linked.
-        writer->enqueue(std::move(ops), [this, &p, &apply, seq = rec.seq, prev = rec.prev_hash](
-                                            error_code ec, const diagnostics& d) {
-            if (!ec && apply) {
-                try {
-                    apply();
-                } catch (const std::exception& e) {
-                    params.log.log(log_level::error,
-                                   fmt::format("applying a committed change failed: {}", e.what()));
+    queue_audited(
+        *this, who, action, type, id, std::move(before), std::move(after), std::move(ops),
+        [&](const audit_record& rec) {
+            return [this, &p, &apply, seq = rec.seq, prev = rec.prev_hash](error_code ec,
+                                                                           const diagnostics& d) {
+                if (!ec) {
+                    try {
+                        apply();
+                    } catch (const std::exception& e) {
+                        params.log.log(
+                            log_level::error,
+                            fmt::format("applying a committed change failed: {}", e.what()));
+                    }
                 }
-            }
-            if (ec) {
-                // The record was not stored: take the chain back unless a
-                // later record already links to it.
-                std::lock_guard admin(admin_mu);
-                if (audit_seq == seq) {
-                    audit_seq = seq - 1;
-                    audit_last_hash = prev;
+                if (ec) {
+                    // The record was not stored: take the chain back unless a
+                    // later record already links to it.
+                    std::lock_guard admin(admin_mu);
+                    if (audit_seq == seq) {
+                        audit_seq = seq - 1;
+                        audit_last_hash = prev;
+                    }
                 }
-            }
-            p.set_value({ec, d});
+                p.set_value({ec, d});
+            };
         });
-    }
     auto [ec, diag] = p.get_future().get();
     if (ec) throw exception(ec, diag);
 }
 
 void engine::impl::mutate_async(std::string_view action, std::string_view type, std::string_view id,
                                 std::string before, std::string after, std::vector<store_op> ops) {
-    std::lock_guard admin(admin_mu);
-    auto rec =
-        next_audit(principal::system(), action, type, id, std::move(before), std::move(after));
-    ops.push_back(store_ops::append_audit{rec});
-    // Queue order is commit order, so the chain stays linked; a failure is
-    // logged (the in-memory effect, e.g. a suppression, stays in force).
-    audit_seq = rec.seq;
-    audit_last_hash = rec.hash;
-    writer->enqueue(std::move(ops), [log = params.log, a = std::string(action)](
-                                        error_code ec, const diagnostics& d) {
-        if (ec)
-            log.log(log_level::error,
-                    fmt::format("automatic {} could not be stored: {}", a, d.message));
-    });
+    // A failure is logged; the in-memory effect (e.g. a suppression) stays in force.
+    queue_audited(
+        *this, principal::system(), action, type, id, std::move(before), std::move(after),
+        std::move(ops), [&](const audit_record&) {
+            return
+                [log = params.log, a = std::string(action)](error_code ec, const diagnostics& d) {
+                    if (ec)
+                        log.log(log_level::error,
+                                fmt::format("automatic {} could not be stored: {}", a, d.message));
+                };
+        });
 }
 
 void engine::impl::emit(event ev) {

@@ -133,25 +133,33 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
     std::optional<detail::reservation> reserve(detail::mailbox_rt& mb,
                                                std::string_view recipient_domain, time_point now);
     void release(const detail::reservation& r);
+    /// Calls fn(quota, per_domain) for every quota a send from `mb` to
+    /// `recipient_domain` counts against, in a fixed order, until fn returns
+    /// true; `per_domain` is set for a "*" recipient-domain quota, which
+    /// counts each receiving domain apart. Returns whether fn stopped it.
+    template <class Fn>
+    bool for_each_quota(const detail::mailbox_rt& mb, std::string_view recipient_domain, Fn&& fn) {
+        if (quotas.empty()) return false;
+        auto one = [&](quota_scope scope, const std::string& key) {
+            auto it = quotas.find({scope, key});
+            return it != quotas.end() && fn(it->second, key == "*");
+        };
+        return one(quota_scope::provider, mb.cfg.provider) ||
+               one(quota_scope::sender_domain, mb.sender_domain) ||
+               (!recipient_domain.empty() &&
+                (one(quota_scope::recipient_domain, std::string(recipient_domain)) ||
+                 one(quota_scope::recipient_domain, "*")));
+    }
     /// Calls fn(quota, counter) for every quota counter a send from `mb` to
     /// `recipient_domain` counts against, creating the per-domain counter of
     /// a "*" recipient-domain quota on first use.
     template <class Fn>
     void for_each_quota_counter(const detail::mailbox_rt& mb, std::string_view recipient_domain,
                                 Fn&& fn) {
-        if (quotas.empty()) return;
-        auto one = [&](quota_scope scope, const std::string& key) {
-            auto it = quotas.find({scope, key});
-            if (it == quotas.end()) return;
-            auto& q = it->second;
-            fn(q, key == "*" ? q.per_domain[std::string(recipient_domain)] : q.counter);
-        };
-        one(quota_scope::provider, mb.cfg.provider);
-        one(quota_scope::sender_domain, mb.sender_domain);
-        if (!recipient_domain.empty()) {
-            one(quota_scope::recipient_domain, std::string(recipient_domain));
-            one(quota_scope::recipient_domain, "*");
-        }
+        for_each_quota(mb, recipient_domain, [&](detail::quota_rt& q, bool per_domain) {
+            fn(q, per_domain ? q.per_domain[std::string(recipient_domain)] : q.counter);
+            return false;
+        });
     }
     /// Picks and reserves; nullptr mailbox + retry time when none can send.
     struct pick_result {
@@ -180,7 +188,7 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
     /// agree even when two changes to the same thing race.
     void mutate(const principal& who, std::string_view action, std::string_view resource_type,
                 std::string_view resource_id, std::string before, std::string after,
-                std::vector<store_op> ops, const std::function<void()>& apply = {});
+                std::vector<store_op> ops, const std::function<void()>& apply);
     void authorize(const principal& who, std::string_view action, std::string_view type,
                    std::string_view id) const;
     /// Same, without blocking, for automatic actions on the hot path.

@@ -151,15 +151,17 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     send_result result;
     auto now = s.clk->now();
 
-    // 1. Validate: bad input changes nothing.
+    // 1. Validate: bad input changes nothing. A refused authorisation counts
+    // like bad input: every send lands in exactly one counter.
+    const auto count_rejected = [&s] {
+        std::lock_guard lock(s.mu);
+        ++s.counters.rejected;
+    };
     std::string why;
     message base;
     if (auto ec = take_message(req, s.params.max_message_size, base, why)) {
         result.diag.message = why;
-        {
-            std::lock_guard lock(s.mu);
-            ++s.counters.rejected;
-        }
+        count_rejected();
         s.emit(make_event(event_type::rejected, now, req, result, {}, why));
         co_return send_pair{ec, std::move(result)};
     }
@@ -168,20 +170,13 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     req.pool.empty() ? req.mailbox : req.pool);
     } catch (const exception& e) {
         result.diag = e.diag();
-        {
-            // Refused like bad input: every send lands in exactly one counter.
-            std::lock_guard lock(s.mu);
-            ++s.counters.rejected;
-        }
+        count_rejected();
         co_return send_pair{e.code(), std::move(result)};
     }
     auto recipient_r = normalise_address(req.to.addr_spec(), s.params.suppression);
     if (!recipient_r) {
         result.diag.message = "recipient is not a valid address";
-        {
-            std::lock_guard lock(s.mu);
-            ++s.counters.rejected;
-        }
+        count_rejected();
         co_return send_pair{make_error_code(errc::invalid_address), std::move(result)};
     }
     const std::string recipient = std::move(*recipient_r);
