@@ -23,8 +23,8 @@
 #include <filesystem>
 #include <iostream>
 #include <mailers.hpp>
+#include <mailers/transport_factory.hpp>
 #include <mailers/transports/http_transports.hpp>
-#include <mailers/transports/smtp_transport.hpp>
 #include <string>
 
 namespace asio = boost::asio;
@@ -71,8 +71,12 @@ int main() {
     };
     for (const char* text : families) {
         mailers::diagnostics diag;
-        auto t = mailers::make_http_transport(ioc.get_executor(), std::string_view(text), &diag);
-        auto d = mailers::parse_single_dsn(text);
+        auto d = mailers::parse_single_dsn(text, &diag);
+        if (!d) {
+            std::cout << "error\t" << diag.message << "\n";
+            continue;
+        }
+        auto t = mailers::make_http_transport(ioc.get_executor(), *d, &diag);
         std::cout << (t ? (*t)->name() : "error") << "\t"
                   << d->to_string()  // secrets print as ****
                   << (t ? "" : "  -> " + diag.message) << "\n";
@@ -87,21 +91,16 @@ int main() {
     mailers::engine eng(ioc.get_executor(), std::move(params));
     const mailers::principal ops{"ops@brand.example", "Ops"};
 
+    // make_transport picks the transport by scheme (SMTP, HTTP API or a
+    // composite such as failover(...)), so a route moves by changing its DSN.
     const auto add = [&](const std::string& id, const std::string& dsn) {
         mailers::diagnostics diag;
-        std::shared_ptr<mailers::provider_transport> t;
-        if (dsn.starts_with("smtp")) {
-            auto s = mailers::make_smtp_transport(ioc.get_executor(), dsn, &diag);
-            if (s) t = *s;
-        } else {
-            auto h = mailers::make_http_transport(ioc.get_executor(), std::string_view(dsn), &diag);
-            if (h) t = *h;
-        }
+        auto t = mailers::make_transport(ioc.get_executor(), dsn, &diag);
         if (!t) {
             std::cerr << id << ": " << diag.message << "\n";
             std::exit(1);
         }
-        eng.add_provider(ops, id, t);
+        eng.add_provider(ops, id, *t);
     };
     add("postmark", dsn_from_env("MAILERS_POSTMARK_DSN",
                                  "postmark+api://token@default?endpoint=http://127.0.0.1:1"));
