@@ -11,7 +11,6 @@
 // run, so the ratio survives a noisy machine.
 #include <sys/resource.h>
 
-#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -24,8 +23,11 @@
 #include <mailers.hpp>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
+
+#include "bench_support.hpp"
 
 namespace asio = boost::asio;
 using steady = std::chrono::steady_clock;
@@ -48,13 +50,6 @@ long peak_rss_kib() {
     return ru.ru_maxrss;
 }
 
-double cpu_seconds() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
 mailers::send_request make_request(std::size_t i) {
     mailers::send_request r;
     r.pool = "bench";
@@ -66,34 +61,29 @@ mailers::send_request make_request(std::size_t i) {
     return r;
 }
 
-double percentile(std::vector<double>& v, double p) {
-    if (v.empty()) return 0;
-    auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-    return v[k];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     options o;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        std::string a = argv[i];
-        if (a == "--sends")
-            o.sends = std::stoull(argv[i + 1]);
-        else if (a == "--inflight")
-            o.inflight = std::stoull(argv[i + 1]);
-        else if (a == "--suppressed")
-            o.suppressed = std::stoull(argv[i + 1]);
-        else if (a == "--mailboxes")
-            o.mailboxes = std::stoull(argv[i + 1]);
-        else if (a == "--rate")
-            o.rate = std::stod(argv[i + 1]);
-        else if (a == "--rate-sends")
-            o.rate_sends = std::stoull(argv[i + 1]);
-        else if (a == "--db")
-            o.db = argv[i + 1];
-    }
+    // Unknown names are skipped, not refused as in the other benchmarks:
+    // invocations written for this one may rely on that.
+    bench::read_options(argc, argv, [&](std::string_view k, std::string v) {
+        if (k == "--sends")
+            o.sends = std::stoull(v);
+        else if (k == "--inflight")
+            o.inflight = std::stoull(v);
+        else if (k == "--suppressed")
+            o.suppressed = std::stoull(v);
+        else if (k == "--mailboxes")
+            o.mailboxes = std::stoull(v);
+        else if (k == "--rate")
+            o.rate = std::stod(v);
+        else if (k == "--rate-sends")
+            o.rate_sends = std::stoull(v);
+        else if (k == "--db")
+            o.db = std::move(v);
+        return true;
+    });
     auto dir =
         std::filesystem::temp_directory_path() / ("mailers-bench-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
@@ -171,13 +161,13 @@ int main(int argc, char** argv) {
                 });
             }
         };
-        auto c0 = cpu_seconds();
+        auto c0 = bench::cpu_seconds();
         auto t0 = steady::now();
         for (std::size_t k = 0; k < o.inflight; ++k) start_one();
         ioc.restart();
         ioc.run();
         auto dt = std::chrono::duration<double>(steady::now() - t0).count();
-        auto cpu = cpu_seconds() - c0;
+        auto cpu = bench::cpu_seconds() - c0;
         return std::pair{static_cast<double>(done) / dt, cpu / static_cast<double>(done) * 1e6};
     };
 
@@ -218,8 +208,8 @@ int main(int argc, char** argv) {
         ioc.restart();
         ioc.run();
     }
-    auto p50 = percentile(lat_us, 0.50), p99 = percentile(lat_us, 0.99),
-         p999 = percentile(lat_us, 0.999);
+    auto p50 = bench::percentile(lat_us, 0.50), p99 = bench::percentile(lat_us, 0.99),
+         p999 = bench::percentile(lat_us, 0.999);
     auto st = eng.stats();
 
     std::printf("\ndecision path: %zu mailboxes, %zu suppressed, SQLite file %s, null transport\n",

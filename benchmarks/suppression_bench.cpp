@@ -42,6 +42,7 @@
 #include <x86intrin.h>
 #endif
 
+#include "bench_support.hpp"
 #include "suppression/csv.hpp"
 #include "suppression/index.hpp"
 
@@ -95,6 +96,29 @@ double ns_per_tick() {
     const auto t1 = ticks();
     const double ns = std::chrono::duration<double, std::nano>(clock_type::now() - w0).count();
     return ns / static_cast<double>(t1 - t0);
+}
+
+struct tick_calibration {
+    double ns_per_tick = 0;
+    double read_ns = 0;  // what two back-to-back tick reads add to an interval
+};
+
+// Measured on first use and kept, so that every single-check figure has the
+// same cost subtracted.
+const tick_calibration& calibration() {
+    static const tick_calibration c = [] {
+        tick_calibration out;
+        out.ns_per_tick = ns_per_tick();
+        std::vector<double> empty;
+        for (int i = 0; i < 100000; ++i) {
+            const auto t0 = ticks();
+            const auto t1 = ticks();
+            empty.push_back(static_cast<double>(t1 - t0) * out.ns_per_tick);
+        }
+        out.read_ns = bench::percentile(empty, 0.5);
+        return out;
+    }();
+    return c;
 }
 
 // Keeps results alive so the optimiser cannot drop the checks.
@@ -281,12 +305,6 @@ struct latency {
     double single_p99_ns = 0;
 };
 
-double percentile(std::vector<double>& v, double p) {
-    const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-    return v[k];
-}
-
 template <class Set>
 latency measure(const Set& set, const std::vector<std::string_view>& probes) {
     constexpr std::size_t batch = 1000;
@@ -303,19 +321,13 @@ latency measure(const Set& set, const std::vector<std::string_view>& probes) {
         const auto ns = std::chrono::duration<double, std::nano>(clock_type::now() - t0).count();
         means.push_back(ns / batch);
     }
-    out.median_ns = percentile(means, 0.5);
-    out.p99_ns = percentile(means, 0.99);
+    out.median_ns = bench::percentile(means, 0.5);
+    out.p99_ns = bench::percentile(means, 0.99);
 
     // Single checks, each between two tick reads; the reads' own cost (the
     // median of empty intervals) is subtracted.
-    static const double tick_ns = ns_per_tick();
-    std::vector<double> empty;
-    for (int i = 0; i < 100000; ++i) {
-        const auto t0 = ticks();
-        const auto t1 = ticks();
-        empty.push_back(static_cast<double>(t1 - t0) * tick_ns);
-    }
-    const double clock_ns = percentile(empty, 0.5);
+    const double tick_ns = calibration().ns_per_tick;
+    const double clock_ns = calibration().read_ns;
     std::vector<double> single;
     const std::size_t n = std::min<std::size_t>(probes.size(), 200000);
     single.reserve(n);
@@ -325,8 +337,8 @@ latency measure(const Set& set, const std::vector<std::string_view>& probes) {
         const auto t1 = ticks();
         single.push_back(static_cast<double>(t1 - t0) * tick_ns - clock_ns);
     }
-    out.single_p50_ns = percentile(single, 0.5);
-    out.single_p99_ns = percentile(single, 0.99);
+    out.single_p50_ns = bench::percentile(single, 0.5);
+    out.single_p99_ns = bench::percentile(single, 0.99);
     sink_counter = sink_counter + hits;
     return out;
 }
@@ -434,10 +446,9 @@ void run_size(std::size_t n, std::size_t probe_count, std::uint64_t seed) {
         const latency li = measure(index, ps.probes);
         const latency lp = measure(peer, ps.probes);
         if (m.hit_percent == 50) headline = li.median_ns;
-        char label[64];
-        std::snprintf(label, sizeof label, "%s", m.name);
-        std::printf("%-16s %-22s %10.1f %10.1f %12.1f %12.1f\n", label, "suppression_index",
+        std::printf("%-16s %-22s %10.1f %10.1f %12.1f %12.1f\n", m.name, "suppression_index",
                     li.median_ns, li.p99_ns, li.single_p50_ns, li.single_p99_ns);
+        char label[64];
         std::snprintf(label, sizeof label, "(%.1f%% hits)",
                       100.0 * static_cast<double>(hits) / static_cast<double>(ps.probes.size()));
         std::printf("%-16s %-22s %10.1f %10.1f %12.1f %12.1f %9.2fx%s\n", label,
@@ -547,7 +558,7 @@ void run_csv(std::size_t lines, std::uint64_t seed) {
     }
 }
 
-std::vector<std::size_t> parse_sizes(const char* s) {
+std::vector<std::size_t> parse_sizes(const std::string& s) {
     std::vector<std::size_t> out;
     std::stringstream ss(s);
     std::string item;
@@ -562,21 +573,20 @@ int main(int argc, char** argv) {
     std::size_t csv_lines = 1000000;
     std::size_t probes = 1000000;
     std::uint64_t seed = 1;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const std::string_view flag = argv[i];
-        if (flag == "--sizes") {
-            sizes = parse_sizes(argv[i + 1]);
-        } else if (flag == "--csv-lines") {
-            csv_lines = std::stoull(argv[i + 1]);
-        } else if (flag == "--probes") {
-            probes = std::stoull(argv[i + 1]);
-        } else if (flag == "--seed") {
-            seed = std::stoull(argv[i + 1]);
-        } else {
-            std::fprintf(stderr, "unknown option %s\n", argv[i]);
-            return 2;
-        }
-    }
+    const bool known = bench::read_options(argc, argv, [&](std::string_view k, std::string v) {
+        if (k == "--sizes")
+            sizes = parse_sizes(v);
+        else if (k == "--csv-lines")
+            csv_lines = std::stoull(v);
+        else if (k == "--probes")
+            probes = std::stoull(v);
+        else if (k == "--seed")
+            seed = std::stoull(v);
+        else
+            return false;
+        return true;
+    });
+    if (!known) return 2;
     std::printf("suppression_bench: seed %llu, %zu probes per size\n",
                 static_cast<unsigned long long>(seed), probes);
     for (auto n : sizes) run_size(n, probes, seed);

@@ -1,8 +1,6 @@
 // What the transport benchmarks share: the message they send, the closed
-// loop that keeps K sends in flight, and client CPU time from getrusage.
+// loop that keeps K sends in flight, the measured run and its JSON line.
 #pragma once
-
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
@@ -13,17 +11,10 @@
 #include <mailers.hpp>
 #include <memory>
 #include <string>
-#include <string_view>
+
+#include "bench_support.hpp"
 
 namespace bench {
-
-/// User + system CPU seconds of this process so far.
-inline double cpu_seconds() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 /// The 1 KiB of text the npm peers send too (benchmarks/peers/common.mjs).
 inline std::string body_text() {
@@ -76,20 +67,6 @@ inline tally closed_loop(mailers::provider_transport& transport, boost::asio::io
         ioc.run_one();
     }
     return t;
-}
-
-/// Walks "--name value" pairs, handing each to `take(name, value)`, which
-/// returns false for a name it does not know. False (after saying so on
-/// stderr) at the first unknown name.
-template <class Take>
-bool read_options(int argc, char** argv, Take&& take) {
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!take(std::string_view(argv[i]), std::string(argv[i + 1]))) {
-            std::fprintf(stderr, "unknown option %s\n", argv[i]);
-            return false;
-        }
-    }
-    return true;
 }
 
 /// A measured run: what `run(count)` reported, its wall time and this

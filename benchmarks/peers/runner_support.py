@@ -1,11 +1,13 @@
 """Helpers shared by benchmarks/run-smtp-peers and benchmarks/run-http-peers (stdlib only).
 
-Starting and stopping the local peers, running one benchmark client and reading its JSON line,
-medians, and the header every results table carries.
+The options both runners take, starting and stopping the local peers, running one benchmark
+client and reading its JSON line, collecting the runs and their medians, and the context lines,
+tables and footer every report carries.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -17,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PEERS = Path(__file__).resolve().parent
@@ -60,6 +63,34 @@ def name_list(text: str, allowed: list[str], what: str) -> list[str]:
     if unknown or not names:
         die(f"unknown {what} {', '.join(unknown) or '(none)'}; choose from {', '.join(allowed)}")
     return names
+
+
+def parse_args(
+    doc: str,
+    clients: list[str],
+    raw_help: str,
+    own_options: Callable[[argparse.ArgumentParser], None],
+) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """Parses the command line of a runner whose docstring is `doc` and whose clients are
+    `clients`: first paragraph as description, the rest as epilog, the runner's own options
+    (`own_options` adds them, so that --help lists them first), then the options every runner
+    takes. Unknown clients are fatal; args.clients comes back as a list. Returns the parser too,
+    for the runner's own checks."""
+    p = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(doc.split("\n\n")[1:]),
+    )
+    own_options(p)
+    p.add_argument("--clients", default=",".join(clients),
+                   help=f"comma-separated, from {','.join(clients)} (default all)")
+    p.add_argument("--build-dir", default="build", help="CMake build directory (default build)")
+    p.add_argument("--raw", metavar="FILE", help=raw_help)
+    p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per client run")
+    p.add_argument("--no-install", action="store_true", help="skip benchmarks/peers/install")
+    args = p.parse_args()
+    args.clients = name_list(args.clients, clients, "client")
+    return p, args
 
 
 def run_install() -> None:
@@ -148,14 +179,24 @@ class RawLog:
             self.file.close()
 
 
-def run_client(argv: list[str], timeout: float, env: dict | None = None) -> tuple[dict | None, str]:
-    """Runs one benchmark client; returns (its JSON line or None on failure, error text)."""
+def run_captured(
+    argv: list[str], timeout: float, env: dict | None = None
+) -> subprocess.CompletedProcess | None:
+    """Runs `argv` from the repository root with no input, its output captured as text; None when
+    it ran past `timeout` seconds (it is killed then)."""
     try:
-        done = subprocess.run(
+        return subprocess.run(
             argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
+        return None
+
+
+def run_client(argv: list[str], timeout: float) -> tuple[dict | None, str]:
+    """Runs one benchmark client; returns (its JSON line or None on failure, error text)."""
+    done = run_captured(argv, timeout)
+    if done is None:
         return None, f"timed out after {timeout:.0f} s: {shlex.join(argv)}"
     record = None
     for line in reversed(done.stdout.splitlines()):
@@ -170,6 +211,33 @@ def run_client(argv: list[str], timeout: float, env: dict | None = None) -> tupl
         err = "\n".join(done.stderr.strip().splitlines()[-10:])
         return record, f"{why}: {shlex.join(argv)}\n{err}".rstrip()
     return record, ""
+
+
+class Results:
+    """The runs of one report: every JSON line goes to the --raw file (if given), failed runs are
+    kept apart (their errors for the footer), the others grouped by key for the medians."""
+
+    def __init__(self, raw_path: str | None):
+        self.raw = RawLog(raw_path)
+        self.runs: dict[tuple, list[dict]] = {}
+        self.failures: list[str] = []
+
+    def add(self, key: tuple, tag: str, record: dict | None, err: str) -> bool:
+        """Files one run's outcome; says so on stderr when it failed. True when it counts."""
+        if record:
+            self.raw.write(record)
+        if err:
+            self.failures.append(err)
+            log(f"{tag} FAILED: {err}")
+            return False
+        self.runs.setdefault(key, []).append(record)
+        return True
+
+    def median(self, key: tuple, field: str) -> float | None:
+        return median([rec[field] for rec in self.runs.get(key, []) if field in rec])
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 def children_cpu_seconds() -> float:
@@ -212,6 +280,29 @@ def command_line() -> str:
     except ValueError:
         pass
     return shlex.join([str(argv0), *sys.argv[1:]])
+
+
+def print_context(load_before: str) -> None:
+    """The lines every report carries after its title: machine load, CPUs and how it was run."""
+    print(f"- load average before the run (1 / 5 / 15 min): {load_before}; after: {loadavg()}")
+    print(f"- nproc: {nproc()}")
+    print(f"- command: `{command_line()}`")
+
+
+def print_table(head: list[str], rows: list[list[str]]) -> None:
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def finish(failures: list[str]) -> int:
+    """Ends the report; the exit status is 1 when any run failed."""
+    if failures:
+        print()
+        print(f"{len(failures)} run(s) failed and are left out of the medians; see stderr.")
+        return 1
+    return 0
 
 
 def utc_now() -> str:
