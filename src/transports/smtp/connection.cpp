@@ -13,6 +13,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cassert>
 #include <cstring>
 #include <mailers/address.hpp>
 #include <mailers/mime.hpp>
@@ -374,7 +375,7 @@ asio::awaitable<send_result> connection::tls_handshake() {
                    "TLS handshake failed: " + ec.message());
 }
 
-asio::awaitable<std::optional<send_result>> connection::drive(step s) {
+asio::awaitable<std::optional<send_result>> connection::drive(step s, next_message_source* next) {
     for (;;) {
         switch (s) {
             case step::ready:
@@ -415,7 +416,7 @@ asio::awaitable<std::optional<send_result>> connection::drive(step s) {
                 break;
             }
             case step::write_data: {
-                queue_next();
+                queue_next(std::exchange(next, nullptr));
                 if (const auto st = co_await write_content(); st != io_status::ok) {
                     auto r = io_failure(st, "sending the message content");
                     close();
@@ -669,8 +670,7 @@ std::optional<send_result> connection::prepare(const outbound& out, prepared& m)
     return std::nullopt;
 }
 
-void connection::queue_next() {
-    next_message_source* source = std::exchange(next_source_, nullptr);
+void connection::queue_next(next_message_source* source) {
     if (source == nullptr || !session_->can_queue_next()) return;
     // The queued message must still fit in this session.
     const auto limit = cfg_.params.max_messages_per_connection;
@@ -685,43 +685,37 @@ void connection::queue_next() {
     session_->queue_next(m.tx);
 }
 
-asio::awaitable<send_result> connection::run_transaction(step first) {
-    auto failed = co_await drive(first);
+asio::awaitable<send_result> connection::run_transaction(step first, next_message_source* next) {
+    auto failed = co_await drive(first, next);
     ++messages_;
     if (failed) co_return std::move(*failed);
     idle_since_ = clock::now();
     co_return from_session();
 }
 
-asio::awaitable<send_result> connection::transact(const outbound& out) {
+asio::awaitable<send_result> connection::transact(const outbound& out, next_message_source* next) {
     if (auto failed = prepare(out, slots_[current_])) co_return std::move(*failed);
-    co_return co_await run_transaction(session_->start_transaction(slots_[current_].tx));
+    co_return co_await run_transaction(session_->start_transaction(slots_[current_].tx), next);
 }
 
 asio::awaitable<send_result> connection::send(const outbound& out, next_message_source* next) {
     bool replaced = false;
-    if (queued_ != nullptr) {
-        const bool expected = queued_ == &out;
-        queued_ = nullptr;
-        if (expected && queued_failure_) {
+    if (const outbound* queued = std::exchange(queued_, nullptr)) {
+        // The caller's promise to take_next(): the message taken is the next
+        // one sent, since its commands may already be on the wire.
+        assert(queued == &out);
+        if (queued_failure_) {
             auto r = std::move(*queued_failure_);
             queued_failure_.reset();
             co_return r;
         }
-        queued_failure_.reset();
-        if (expected && open_ && session_ && session_->next_pending()) {
+        if (open_ && session_ && session_->next_pending()) {
             current_ = 1 - current_;
-            next_source_ = next;
-            auto r = co_await run_transaction(session_->continue_next());
-            next_source_ = nullptr;
+            auto r = co_await run_transaction(session_->continue_next(), next);
             // A session that ended before answering any of the pipelined
             // commands delivered nothing: try once more on a fresh one.
             if (!r.retry_on_fresh) co_return r;
             replaced = true;
-            close();
-        } else if (open_ && session_ && session_->next_pending()) {
-            // Commands for another message are on the wire: this session
-            // cannot be trusted with a different one.
             close();
         }
         // Otherwise the previous transaction closed the session before the
@@ -742,9 +736,7 @@ asio::awaitable<send_result> connection::send(const outbound& out, next_message_
         if (!open_) {
             if (auto r = co_await open()) co_return std::move(*r);
         }
-        next_source_ = next;
-        auto r = co_await transact(out);
-        next_source_ = nullptr;
+        auto r = co_await transact(out, next);
         if (r.retry_on_fresh && reused && !replaced) {
             replaced = true;
             continue;

@@ -116,14 +116,17 @@ private:
     boost::asio::awaitable<std::optional<send_result>> open();
     /// Fails (nothing written) when the message cannot go out on this session.
     std::optional<send_result> prepare(const outbound& out, prepared& m);
-    boost::asio::awaitable<send_result> transact(const outbound& out);
-    /// Runs the current slot's transaction from `first` to its end.
-    boost::asio::awaitable<send_result> run_transaction(step first);
-    void queue_next();
+    boost::asio::awaitable<send_result> transact(const outbound& out, next_message_source* next);
+    /// Runs the current slot's transaction from `first` to its end, offering
+    /// `next` the chance to pipeline a message behind it.
+    boost::asio::awaitable<send_result> run_transaction(step first, next_message_source* next);
+    void queue_next(next_message_source* source);
     boost::asio::awaitable<bool> still_usable();
     /// Runs the machine until it is ready (nothing) or the connection had to
-    /// close (why, with the connection closed).
-    boost::asio::awaitable<std::optional<send_result>> drive(step s);
+    /// close (why, with the connection closed). `next` is asked at most once,
+    /// when the content is about to be written.
+    boost::asio::awaitable<std::optional<send_result>> drive(step s,
+                                                             next_message_source* next = nullptr);
     boost::asio::awaitable<send_result> tls_handshake();
     // Logs client commands at trace level, without their final CRLF.
     void trace_client(std::string_view prefix, std::string_view commands) const;
@@ -174,9 +177,8 @@ private:
     prepared slots_[2];
     int current_ = 0;
 
-    next_message_source* next_source_ = nullptr;  // for the send under way
-    const outbound* queued_ = nullptr;            // taken from it, commands maybe written
-    std::optional<send_result> queued_failure_;   // it could not be prepared
+    const outbound* queued_ = nullptr;           // taken for pipelining, commands maybe written
+    std::optional<send_result> queued_failure_;  // it could not be prepared
 };
 
 }  // namespace mailers::detail::smtp

@@ -104,21 +104,15 @@ asio::awaitable<void> connection_pool::process(worker& w, job& j) {
 }
 
 asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self,
-                                           std::shared_ptr<worker> w, job first) {
+                                           std::shared_ptr<worker> w, job j) {
     const auto idle_timeout = self->cfg_.params.idle_timeout;
-    // Jobs are re-constructed in place, never assigned: Boost 1.81's
-    // any_completion_handler move assignment wraps the handler in itself.
-    std::optional<job> j;
-    j.emplace(std::move(first));
-    const auto take = [&](job& from) {
-        j.reset();
-        j.emplace(std::move(from));
-    };
     for (;;) {
-        co_await self->process(*w, *j);
+        co_await self->process(*w, j);
+        // Whatever process() ended with, a job taken for pipelining is the
+        // connection's next send (next_message_source's contract): its
+        // commands may already be on the wire.
         if (w->next) {
-            // Taken for pipelining: its commands may already be on the wire.
-            take(*w->next);
+            j = std::move(*w->next);
             w->next.reset();
             continue;
         }
@@ -129,7 +123,7 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
             if (self->shut_) {
                 what = next::leave;
             } else if (!self->queue_.empty()) {
-                take(self->queue_.front());
+                j = std::move(self->queue_.front());
                 self->queue_.pop_front();
                 what = next::job;
             } else if (!w->conn->is_open()) {
@@ -151,7 +145,7 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
                 co_await w->wake.async_wait(tok);
                 std::lock_guard lk(self->mu_);
                 if (w->assigned) {
-                    take(*w->assigned);
+                    j = std::move(*w->assigned);
                     w->assigned.reset();
                     got_job = true;
                     break;
@@ -172,7 +166,7 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
         {
             std::lock_guard lk(self->mu_);
             if (!self->shut_ && !self->queue_.empty()) {
-                take(self->queue_.front());
+                j = std::move(self->queue_.front());
                 self->queue_.pop_front();
                 what = next::job;
             } else {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "transports/smtp/connection.hpp"
@@ -18,6 +19,20 @@
 namespace mailers::detail::smtp {
 
 struct job {
+    job(std::shared_ptr<const outbound> o, any_send_handler h) noexcept
+        : out(std::move(o)), handler(std::move(h)) {}
+    job(job&&) noexcept = default;
+    // Not defaulted: Boost 1.81's any_completion_handler move assignment
+    // builds its temporary from `other` as an lvalue, which picks the
+    // converting constructor, whose wrapper is built from an lvalue the same
+    // way: it recurses until the stack runs out. Moving into a temporary
+    // and swapping it in, as later Boost does, never assigns a handler.
+    job& operator=(job&& other) noexcept {
+        out = std::move(other.out);
+        any_send_handler(std::move(other.handler)).swap(handler);
+        return *this;
+    }
+
     std::shared_ptr<const outbound> out;
     any_send_handler handler;
 };
