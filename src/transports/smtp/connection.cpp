@@ -700,7 +700,8 @@ asio::awaitable<send_result> connection::transact(const outbound& out, next_mess
 
 asio::awaitable<send_result> connection::send(const outbound& out, next_message_source* next) {
     bool replaced = false;
-    if (const outbound* queued = std::exchange(queued_, nullptr)) {
+    const outbound* queued = std::exchange(queued_, nullptr);
+    if (queued != nullptr) {
         // The caller's promise to take_next(): the message taken is the next
         // one sent, since its commands may already be on the wire.
         assert(queued == &out);
