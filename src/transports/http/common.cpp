@@ -252,6 +252,37 @@ void add_bcc_header(std::string& mime, std::span<const std::string> bcc) {
     mime.insert(0, field);
 }
 
+boost::system::result<std::string> from_address_user(const outbound& out, std::string_view provider,
+                                                     diagnostics& diag) {
+    auto from = ascii_addr_spec(out.msg.from);
+    if (!from) {
+        diag.message = std::string(provider) + ": the From address does not name a user to send as";
+        return from.error();
+    }
+    return std::move(*from);
+}
+
+error_code begin_user_mime_request(const outbound& out, const render_options& opts,
+                                   std::string_view provider, std::string_view api_root,
+                                   std::string_view action, const build_context& ctx, prepared& p,
+                                   std::string& mime, diagnostics& diag) {
+    recipient_lists rl;
+    if (auto ec = split_recipients(out, provider, rl, diag)) return ec;
+    if (auto ec = render_mime(out, opts, provider, mime, diag)) return ec;
+    p.message_id = rendered_message_id(mime);
+    add_bcc_header(mime, rl.bcc);
+
+    auto& req = p.req;
+    req.method = "POST";
+    req.target = api_root;
+    req.target += "/users/";
+    append_percent_encoded(req.target, ctx.user);
+    req.target += action;
+    req.headers.clear();
+    req.headers.push_back({"Authorization", "Bearer " + std::string(ctx.access_token)});
+    return {};
+}
+
 namespace {
 
 // A capacity for a JSON request body carrying `m` (bodies, subject and

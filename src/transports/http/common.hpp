@@ -1,5 +1,6 @@
 // Pieces every HTTP provider shares: who receives the message, how
-// addresses, forms and identifiers are written, and small JSON reads.
+// addresses, forms and identifiers are written, small JSON reads, and the
+// request the mailbox APIs (Gmail, Graph) have in common.
 #pragma once
 
 #include <boost/system/result.hpp>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "http/client.hpp"
+#include "transports/http/provider.hpp"
 
 namespace mailers::detail {
 
@@ -77,6 +79,25 @@ MAILERS_API std::string rendered_message_id(std::string_view mime);
 /// deliver to the header recipients and strip Bcc (Gmail, Graph). The
 /// addresses must be valid addr-specs.
 MAILERS_API void add_bcc_header(std::string& mime, std::span<const std::string> bcc);
+
+/// The From address as the user to send as, for the mailbox APIs (Gmail,
+/// Graph) when none is configured. Fails when it cannot be sent, with
+/// `diag.message` saying so.
+MAILERS_API boost::system::result<std::string> from_address_user(const outbound& out,
+                                                                 std::string_view provider,
+                                                                 diagnostics& diag);
+
+/// What the mailbox APIs (Gmail, Graph) share: the message rendered into
+/// `mime`, with the envelope recipients missing from To and Cc in a Bcc
+/// header (both deliver to the header recipients and strip Bcc), and a
+/// POST to `<api_root>/users/<ctx.user><action>` authorised by the bearer
+/// token. Fills `p.message_id` and `p.req` but for the body and its
+/// Content-Type, which are the caller's. Fails as split_recipients and
+/// render_mime do.
+MAILERS_API error_code begin_user_mime_request(const outbound& out, const render_options& opts,
+                                               std::string_view provider, std::string_view api_root,
+                                               std::string_view action, const build_context& ctx,
+                                               prepared& p, std::string& mime, diagnostics& diag);
 
 /// What SendGrid and Postmark write their JSON from, once check_and_split
 /// has passed: the From address as an ASCII addr-spec, and the fields that

@@ -56,32 +56,27 @@ public:
     const http::endpoint& api() const noexcept override { return ep_; }
     std::shared_ptr<token_source> tokens() const override { return tokens_; }
 
-    boost::system::result<std::optional<std::string>> token_subject(
-        const outbound& out, diagnostics& diag) const override {
-        // A refresh token stands for one user: one cached token.
-        if (!service_account_) return std::optional<std::string>{std::string{}};
-        auto u = user_for(out, diag);
-        if (!u) return u.error();
-        return std::optional<std::string>{std::move(*u)};
+    boost::system::result<std::string> sending_user(const outbound& out,
+                                                    diagnostics& diag) const override {
+        if (!p_.user.empty()) return p_.user;
+        // "me": the user who granted the refresh token.
+        if (!service_account_) return std::string("me");
+        return from_address_user(out, "gmail", diag);
     }
+
+    // A service account gets a token per user it impersonates; a refresh
+    // token stands for one user, so one token serves every send.
+    bool token_per_user() const noexcept override { return service_account_; }
 
     error_code build(const outbound& out, const build_context& ctx, prepared& prep,
                      diagnostics& diag) override {
-        auto user = user_for(out, diag);
-        if (!user) return user.error();
-        recipient_lists rl;
-        if (auto ec = split_recipients(out, "gmail", rl, diag)) return ec;
         std::string mime;
-        if (auto ec = render_mime(out, p_.render, "gmail", mime, diag)) return ec;
-        prep.message_id = rendered_message_id(mime);
-        add_bcc_header(mime, rl.bcc);
+        if (auto ec = begin_user_mime_request(out, p_.render, "gmail", "/gmail/v1",
+                                              "/messages/send", ctx, prep, mime, diag))
+            return ec;
         const auto thread = thread_for(out);
 
         auto& req = prep.req;
-        req.method = "POST";
-        req.target = "/gmail/v1/users/";
-        append_percent_encoded(req.target, *user);
-        req.target += "/messages/send";
         auto& body = req.body;
         body.clear();
         body.reserve(mime::base64_size(mime.size()) + 128);
@@ -93,8 +88,6 @@ public:
             json::append_escaped(body, thread);
         }
         body += '}';
-        req.headers.clear();
-        req.headers.push_back({"Authorization", "Bearer " + std::string(ctx.access_token)});
         req.headers.push_back({"Content-Type", "application/json"});
         return {};
     }
@@ -109,17 +102,6 @@ public:
     }
 
 private:
-    boost::system::result<std::string> user_for(const outbound& out, diagnostics& diag) const {
-        if (!p_.user.empty()) return p_.user;
-        if (!service_account_) return std::string("me");
-        auto from = ascii_addr_spec(out.msg.from);
-        if (!from) {
-            diag.message = "gmail: the From address does not name a user to send as";
-            return from.error();
-        }
-        return std::move(*from);
-    }
-
     std::string thread_for(const outbound& out) {
         if (p_.thread_id) {
             auto t = p_.thread_id(out);

@@ -6,9 +6,8 @@
 //
 // 202 Accepted with no body. Graph takes recipients from the MIME headers,
 // so envelope-only recipients travel in a Bcc header. The token comes from
-// the client-credentials flow (application permission Mail.Send).
-#include <cctype>
-
+// the client-credentials flow (application permission Mail.Send): one
+// token is good for every mailbox of the tenant.
 #include "mime/base64.hpp"
 #include "mime/text.hpp"
 #include "transports/http/common.hpp"
@@ -40,42 +39,28 @@ public:
     const http::endpoint& api() const noexcept override { return ep_; }
     std::shared_ptr<token_source> tokens() const override { return tokens_; }
 
-    boost::system::result<std::optional<std::string>> token_subject(const outbound&,
-                                                                    diagnostics&) const override {
-        // An application token is good for every mailbox of the tenant.
-        return std::optional<std::string>{std::string{}};
+    boost::system::result<std::string> sending_user(const outbound& out,
+                                                    diagnostics& diag) const override {
+        if (!p_.user.empty()) return p_.user;
+        return from_address_user(out, "graph", diag);
     }
 
-    std::pair<std::string, std::size_t> concurrency(const outbound& out) const override {
-        diagnostics ignored;
-        auto u = user_for(out, ignored);
-        if (!u) return {std::string{}, 0};
-        std::string key = std::move(*u);
+    std::pair<std::string, std::size_t> concurrency(std::string_view user) const override {
+        std::string key(user);
         for (auto& c : key) c = mime::to_lower(c);
         return {std::move(key), p_.max_concurrent_per_mailbox};
     }
 
     error_code build(const outbound& out, const build_context& ctx, prepared& prep,
                      diagnostics& diag) override {
-        auto user = user_for(out, diag);
-        if (!user) return user.error();
-        recipient_lists rl;
-        if (auto ec = split_recipients(out, "graph", rl, diag)) return ec;
         std::string mime;
-        if (auto ec = render_mime(out, p_.render, "graph", mime, diag)) return ec;
-        prep.message_id = rendered_message_id(mime);
-        add_bcc_header(mime, rl.bcc);
-
+        if (auto ec = begin_user_mime_request(out, p_.render, "graph", "/v1.0", "/sendMail", ctx,
+                                              prep, mime, diag))
+            return ec;
         auto& req = prep.req;
-        req.method = "POST";
-        req.target = "/v1.0/users/";
-        append_percent_encoded(req.target, *user);
-        req.target += "/sendMail";
         req.body.clear();
         req.body.reserve(mime::base64_size(mime.size()));
         mime::append_base64(req.body, mime);
-        req.headers.clear();
-        req.headers.push_back({"Authorization", "Bearer " + std::string(ctx.access_token)});
         req.headers.push_back({"Content-Type", "text/plain"});
         return {};
     }
@@ -89,16 +74,6 @@ public:
     }
 
 private:
-    boost::system::result<std::string> user_for(const outbound& out, diagnostics& diag) const {
-        if (!p_.user.empty()) return p_.user;
-        auto from = ascii_addr_spec(out.msg.from);
-        if (!from) {
-            diag.message = "graph: the From address does not name a user to send as";
-            return from.error();
-        }
-        return std::move(*from);
-    }
-
     graph_params p_;
     http::endpoint ep_;
     std::shared_ptr<token_source> tokens_;

@@ -48,6 +48,10 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
         std::shared_ptr<const outbound> out;
         any_send_handler handler;
         std::string limit_key;
+        // sending_user(), asked once (it may run IDNA); `user_diag` is
+        // what the send fails with when it failed.
+        boost::system::result<std::string> user{std::string{}};
+        diagnostics user_diag;
     };
     struct slot {
         std::size_t active = 0;
@@ -91,7 +95,10 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
 
     void send(std::shared_ptr<const outbound> out, any_send_handler handler) {
         auto j = std::make_shared<job>(std::move(out), std::move(handler));
-        auto [key, limit] = provider->concurrency(*j->out);
+        j->user = provider->sending_user(*j->out, j->user_diag);
+        // A send without a user is not limited: it fails before its request.
+        auto [key, limit] =
+            j->user ? provider->concurrency(*j->user) : std::pair<std::string, std::size_t>{};
         if (!key.empty()) {
             std::lock_guard lock(limit_mu);
             auto& s = slots[key];
@@ -105,15 +112,25 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
         proceed(std::move(j));
     }
 
+    // The key of a send's token in the cache: its user for a per-user
+    // token, the one shared key otherwise.
+    const std::string& token_subject(const job& j) const {
+        static const std::string shared;
+        return provider->token_per_user() ? *j.user : shared;
+    }
+
+    void fail_without_user(std::shared_ptr<job> j) {
+        const auto ec = j->user.error();
+        auto diag = std::move(j->user_diag);
+        finish(std::move(j), ec, send_outcome{{}, std::move(diag)});
+    }
+
     void proceed(std::shared_ptr<job> j) {
-        diagnostics diag;
-        auto subject = provider->token_subject(*j->out, diag);
-        if (!subject)
-            return finish(std::move(j), subject.error(), send_outcome{{}, std::move(diag)});
-        if (!*subject) return exchange(std::move(j), {});
+        if (!tokens) return exchange(std::move(j), {});
+        if (!j->user && provider->token_per_user()) return fail_without_user(std::move(j));
         tokens->async_token(
-            **subject, [self = shared_from_this(), j](error_code ec, std::string token,
-                                                      diagnostics d) mutable {
+            token_subject(*j), [self = shared_from_this(), j](error_code ec, std::string token,
+                                                              diagnostics d) mutable {
                 if (ec) {
                     d.message = std::string(self->provider->name()) + ": " + d.message;
                     return self->finish(std::move(j), ec, send_outcome{{}, std::move(d)});
@@ -123,9 +140,10 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
     }
 
     void exchange(std::shared_ptr<job> j, std::string token) {
+        if (!j->user) return fail_without_user(std::move(j));
         auto prep = std::make_shared<detail::prepared>();
         diagnostics diag;
-        const detail::build_context ctx{token, std::chrono::system_clock::now()};
+        const detail::build_context ctx{token, *j->user, std::chrono::system_clock::now()};
         if (auto ec = provider->build(*j->out, ctx, *prep, diag))
             return finish(std::move(j), ec, send_outcome{{}, std::move(diag)});
         auto req = std::move(prep->req);
@@ -157,11 +175,7 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
             detail::map_http_error(name, r.resp, std::chrono::system_clock::now(), outcome.diag);
         // A token the API refuses is dropped so that the next send fetches a
         // new one instead of failing until the cached one expires.
-        if (tokens && r.resp.status == 401) {
-            diagnostics ignored;
-            if (auto s = provider->token_subject(*j->out, ignored); s && *s)
-                tokens->invalidate(**s, token);
-        }
+        if (tokens && r.resp.status == 401) tokens->invalidate(token_subject(*j), token);
         log.log(log_level::info, outcome.diag.message);
         finish(std::move(j), ec, std::move(outcome));
     }

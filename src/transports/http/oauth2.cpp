@@ -4,6 +4,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <optional>
+
 #include "json/writer.hpp"
 #include "transports/http/common.hpp"
 #include "transports/http/error_mapping.hpp"
@@ -100,11 +102,14 @@ private:
     pkey_ptr key_;
 };
 
-class refresh_token_source final : public token_source {
+// The grants in which the application signs in with its client id and
+// secret: for a user, with the refresh token that user granted
+// (refresh_token), or for itself (client_credentials).
+class client_secret_source final : public token_source {
 public:
-    refresh_token_source(http::client& c, const std::string& url, std::string client_id,
-                         secret client_secret, secret refresh_token, std::string scope,
-                         std::chrono::seconds refresh_before)
+    client_secret_source(http::client& c, const std::string& url, std::string client_id,
+                         secret client_secret, std::optional<secret> refresh_token,
+                         std::string scope, std::chrono::seconds refresh_before)
         : token_source(c, url, refresh_before),
           client_id_(std::move(client_id)),
           client_secret_(std::move(client_secret)),
@@ -115,45 +120,22 @@ protected:
     error_code token_form(const std::string&, sys_clock::time_point, std::string& form,
                           diagnostics&) override {
         form.clear();
-        append_form_field(form, "grant_type", "refresh_token");
+        append_form_field(form, "grant_type",
+                          refresh_token_ ? "refresh_token" : "client_credentials");
         append_form_field(form, "client_id", client_id_);
         append_form_field(form, "client_secret", client_secret_.reveal());
-        append_form_field(form, "refresh_token", refresh_token_.reveal());
-        if (!scope_.empty()) append_form_field(form, "scope", scope_);
+        if (refresh_token_) append_form_field(form, "refresh_token", refresh_token_->reveal());
+        // A refresh token keeps the scopes granted with it, so an empty one
+        // is left out; the client-credentials grant always names its scope
+        // (the Microsoft identity platform requires it).
+        if (!refresh_token_ || !scope_.empty()) append_form_field(form, "scope", scope_);
         return {};
     }
 
 private:
     std::string client_id_;
     secret client_secret_;
-    secret refresh_token_;
-    std::string scope_;
-};
-
-class client_credentials_source final : public token_source {
-public:
-    client_credentials_source(http::client& c, const std::string& url, std::string client_id,
-                              secret client_secret, std::string scope,
-                              std::chrono::seconds refresh_before)
-        : token_source(c, url, refresh_before),
-          client_id_(std::move(client_id)),
-          client_secret_(std::move(client_secret)),
-          scope_(std::move(scope)) {}
-
-protected:
-    error_code token_form(const std::string&, sys_clock::time_point, std::string& form,
-                          diagnostics&) override {
-        form.clear();
-        append_form_field(form, "grant_type", "client_credentials");
-        append_form_field(form, "client_id", client_id_);
-        append_form_field(form, "client_secret", client_secret_.reveal());
-        append_form_field(form, "scope", scope_);
-        return {};
-    }
-
-private:
-    std::string client_id_;
-    secret client_secret_;
+    std::optional<secret> refresh_token_;  ///< nullopt: the client-credentials grant
     std::string scope_;
 };
 
@@ -284,7 +266,7 @@ std::shared_ptr<token_source> make_refresh_token_source(http::client& client,
                                                         std::string client_id, secret client_secret,
                                                         secret refresh_token, std::string scope,
                                                         std::chrono::seconds refresh_before) {
-    return std::make_shared<refresh_token_source>(
+    return std::make_shared<client_secret_source>(
         client, token_url, std::move(client_id), std::move(client_secret), std::move(refresh_token),
         std::move(scope), refresh_before);
 }
@@ -292,9 +274,9 @@ std::shared_ptr<token_source> make_refresh_token_source(http::client& client,
 std::shared_ptr<token_source> make_client_credentials_source(
     http::client& client, const std::string& token_url, std::string client_id, secret client_secret,
     std::string scope, std::chrono::seconds refresh_before) {
-    return std::make_shared<client_credentials_source>(client, token_url, std::move(client_id),
-                                                       std::move(client_secret), std::move(scope),
-                                                       refresh_before);
+    return std::make_shared<client_secret_source>(client, token_url, std::move(client_id),
+                                                  std::move(client_secret), std::nullopt,
+                                                  std::move(scope), refresh_before);
 }
 
 std::string sign_jwt_rs256(std::string_view claims_json, const secret& private_key_pem) {

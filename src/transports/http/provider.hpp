@@ -8,7 +8,6 @@
 #include <mailers/provider_transport.hpp>
 #include <mailers/transports/http_transports.hpp>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,6 +19,7 @@ class token_source;
 
 struct build_context {
     std::string_view access_token;  ///< OAuth providers; "" for the others
+    std::string_view user;          ///< what sending_user() gave; "" for the others
     std::chrono::system_clock::time_point now;
 };
 
@@ -37,17 +37,24 @@ public:
     virtual std::string_view name() const noexcept = 0;
     virtual const http::endpoint& api() const noexcept = 0;
 
-    /// The OAuth subject whose token the send needs, or nullopt for
-    /// providers with a fixed credential. Fails like build() when the
-    /// subject cannot be determined.
-    virtual boost::system::result<std::optional<std::string>> token_subject(const outbound&,
-                                                                            diagnostics&) const {
-        return std::optional<std::string>{};
+    /// The user a send acts for, whose mailbox the request names (Gmail,
+    /// Graph); "" for the providers without one. The transport asks once per
+    /// send, when the send starts, and hands the answer to the other calls.
+    /// Fails, with `diag.message` saying why, when the message names no user
+    /// to send as; the send then fails before its token when its token is
+    /// the user's (token_per_user), else before build().
+    virtual boost::system::result<std::string> sending_user(const outbound&, diagnostics&) const {
+        return std::string{};
     }
 
-    /// The mailbox whose concurrent requests are limited, and the limit;
-    /// {"", 0} for none.
-    virtual std::pair<std::string, std::size_t> concurrency(const outbound&) const {
+    /// True when each user gets a token of their own (a service account
+    /// impersonating users), cached under the user's name; false when one
+    /// token serves every send. Only asked of providers with tokens().
+    virtual bool token_per_user() const noexcept { return false; }
+
+    /// The key under which a user's concurrent requests are limited, and the
+    /// limit; {"", 0} for none.
+    virtual std::pair<std::string, std::size_t> concurrency(std::string_view /*user*/) const {
         return {std::string{}, 0};
     }
 
