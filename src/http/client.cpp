@@ -17,7 +17,6 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -41,16 +40,7 @@ namespace bhttp = beast::http;
 using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 
-// Every operation of a connection runs on its strand. Naming the strand's
-// type, instead of erasing it into any_io_executor, keeps each handler's
-// executor copy off the heap: an erased strand does not fit the small
-// buffer of any_io_executor.
-using strand_type = asio::strand<asio::any_io_executor>;
-using socket_type = asio::basic_stream_socket<tcp, strand_type>;
-using timer_type = asio::basic_waitable_timer<steady, asio::wait_traits<steady>, strand_type>;
-template <class T>
-using awaitable = asio::awaitable<T, strand_type>;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable_t<strand_type>{});
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // RFC 9110 token characters.
 constexpr std::array<bool, 256> make_tchar_table() {
@@ -178,65 +168,205 @@ boost::system::result<std::pair<endpoint, std::string>> parse_url(std::string_vi
 
 namespace {
 
-// One connection. Only the exchange that holds it touches it, always on its
-// strand; while it sits idle in the pool nothing runs on it, so the pool may
-// inspect or close it under its mutex.
-struct connection : std::enable_shared_from_this<connection> {
-    connection(const asio::any_io_executor& ex, std::chrono::milliseconds shortest)
-        : strand(asio::make_strand(ex)), shortest_phase(shortest), timer(strand) {}
+struct pending {
+    endpoint ep;
+    request req;
+    exchange_handler handler;
+};
 
-    strand_type strand;
-    std::optional<socket_type> plain;
-    std::optional<asio::ssl::stream<socket_type>> secure;
-    std::optional<asio::ip::basic_resolver<tcp, strand_type>> resolver;  // while resolving
+struct connection;
+
+struct host_pool {
+    std::size_t open = 0;  // connections counted against the limit, open or opening
+    std::vector<std::shared_ptr<connection>> idle;  // most recently used last
+    std::deque<pending> waiters;
+};
+
+std::string pool_key(const endpoint& ep) {
+    std::string k = ep.tls ? "https://" : "http://";
+    k += ep.host;
+    k += ':';
+    k += std::to_string(ep.port);
+    return k;
+}
+
+// Reads one response straight into a `response`. Beast's parser does the
+// HTTP/1.1 framing (status line, fields, Content-Length, chunked coding,
+// limits); the fields and body go where the caller reads them, without the
+// fields container of a beast::http::message to build and then copy.
+//
+// Running out of memory while storing the response fails the read instead
+// of throwing through the host's io_context.
+class response_reader final : public bhttp::basic_parser<false> {
+public:
+    explicit response_reader(response& out) : out_(out) {
+        out_.status = 0;
+        out_.headers.clear();
+        out_.body.clear();
+    }
+
+private:
+    using sv = beast::string_view;
+
+    static void out_of_memory(beast::error_code& ec) {
+        ec = make_error_code(boost::system::errc::not_enough_memory);
+    }
+
+    void on_request_impl(bhttp::verb, sv, sv, int, beast::error_code&) override {}
+    void on_response_impl(int code, sv, int, beast::error_code&) override {
+        out_.status = static_cast<unsigned>(code);
+    }
+    void on_field_impl(bhttp::field, sv name, sv value, beast::error_code& ec) override {
+        try {
+            out_.headers.push_back(field{std::string(name), std::string(value)});
+        } catch (const std::bad_alloc&) {
+            out_of_memory(ec);
+        }
+    }
+    void on_header_impl(beast::error_code&) override {}
+    void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                           beast::error_code& ec) override {
+        // The parser has already refused a length over its body limit.
+        try {
+            if (length) out_.body.reserve(static_cast<std::size_t>(*length));
+        } catch (const std::bad_alloc&) {
+            out_of_memory(ec);
+        }
+    }
+    std::size_t on_body_impl(sv data, beast::error_code& ec) override {
+        return append(data, ec);
+    }
+    void on_chunk_header_impl(std::uint64_t, sv, beast::error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, sv data, beast::error_code& ec) override {
+        return append(data, ec);
+    }
+    void on_finish_impl(beast::error_code&) override {}
+
+    std::size_t append(sv data, beast::error_code& ec) {
+        try {
+            out_.body.append(data.data(), data.size());
+            return data.size();
+        } catch (const std::bad_alloc&) {
+            out_of_memory(ec);
+            return 0;
+        }
+    }
+
+    response& out_;
+};
+
+// One connection, and the exchange that holds it.
+//
+// There is no strand. Only the exchange holding a connection starts
+// operations on it, one at a time, so its completion handlers never overlap
+// even on an io_context run by several threads. The one other actor is the
+// deadline timer: its handler may run on another thread while an operation
+// is pending, so it never touches the socket object. It shuts the socket
+// down with shutdown(2) instead, which makes the pending operation fail
+// while the descriptor stays the exchange's to close. `mu` orders the
+// timer's view of the socket and the deadline with the exchange's.
+//
+// While a connection sits idle in its pool nothing runs on it, so the pool
+// may inspect or close it under the pool's mutex.
+struct connection : std::enable_shared_from_this<connection> {
+    connection(const asio::any_io_executor& ex, host_pool& p, std::chrono::milliseconds shortest)
+        : pool(p), shortest_phase(shortest), timer(ex) {}
+
+    host_pool& pool;  // the pool it counts against, for its whole life
+    std::optional<tcp::socket> plain;
+    std::optional<asio::ssl::stream<tcp::socket>> secure;
+    std::optional<tcp::resolver> resolver;  // while resolving
     beast::flat_buffer buffer;  // kept across exchanges so its storage is reused
     std::string head;           // serialized request head, reused likewise
     steady::time_point idle_since;
     bool keep = false;     // the last exchange left it reusable
     bool written = false;  // the current request was written completely
 
-    // One timer serves every phase (connect, handshake, write, response).
-    // Starting a phase only moves `deadline`; the timer, armed once, checks
-    // it when it fires and waits again if the deadline has moved on. That
-    // saves a timer syscall and a cancelled wait per phase.
-    //
-    // The timer never waits longer than the shortest phase timeout, so it
-    // never expires after a deadline set later: a phase starting at t ends
-    // no earlier than t + shortest_phase.
-    std::chrono::milliseconds shortest_phase;
-    timer_type timer;
-    steady::time_point deadline = steady::time_point::max();  // max: no phase running
-    bool timer_waiting = false;
-    bool timed_out = false;  // the deadline passed and the socket was closed
+    // The exchange holding the connection: what it was asked and what it
+    // has so far. They live here, not in a per-request allocation.
+    std::optional<pending> job;
+    exchange_result result;
+    std::optional<response_reader> reader;
+    bool was_open = false;  // this attempt found the connection open
+    bool retried = false;   // the request was sent again on a fresh connection
 
     bool is_open() const noexcept {
         return (secure && secure->next_layer().is_open()) || (plain && plain->is_open());
     }
-    socket_type& lowest() noexcept { return secure ? secure->next_layer() : *plain; }
+    tcp::socket& lowest() noexcept { return secure ? secure->next_layer() : *plain; }
 
     // Gives the phase now starting until now + d. A phase that overruns has
-    // its lookup cancelled or its socket closed, which completes the pending
-    // operation with operation_aborted, and sets `timed_out`.
+    // its lookup cancelled or its socket shut down, which completes the
+    // pending operation with an error, and `expired()` turns true.
     void limit(std::chrono::milliseconds d) {
-        deadline = steady::now() + d;
+        const auto until = steady::now() + d;
+        std::lock_guard lock(mu);
+        deadline = until;
         timed_out = false;
         if (!timer_waiting) wait_for_deadline();
     }
 
+    // The phase that ran last overran its deadline.
+    bool expired() {
+        std::lock_guard lock(mu);
+        return timed_out;
+    }
+
     // No phase running; a timer still waiting returns without effect. The
     // next exchange on this connection re-arms it only if it has fired.
-    void end_phase() noexcept { deadline = steady::time_point::max(); }
+    void end_phase() {
+        std::lock_guard lock(mu);
+        deadline = steady::time_point::max();
+    }
 
-    // Before the connection is parked or dropped: a waiting timer is
-    // cancelled too, so that an idle connection leaves no work on the host's
-    // io_context and its run() can return.
-    void unlimit() noexcept {
-        end_phase();
+    // Before the connection is dropped, or once it is parked: a waiting
+    // timer is cancelled too, so that an idle connection leaves no work on
+    // the host's io_context and its run() can return.
+    void unlimit() {
+        std::lock_guard lock(mu);
+        deadline = steady::time_point::max();
         if (timer_waiting) timer.cancel();
     }
 
+    // unlimit(), unless an exchange has taken the connection meanwhile. A
+    // cancel that races with a new exchange costs only a re-arm: the
+    // cancelled wait finds a deadline in force and waits again.
+    void unlimit_if_idle() {
+        std::lock_guard lock(mu);
+        if (deadline == steady::time_point::max() && timer_waiting) timer.cancel();
+    }
+
+    tcp::resolver& start_lookup(const asio::any_io_executor& ex) {
+        std::lock_guard lock(mu);
+        return resolver.emplace(ex);
+    }
+    void end_lookup() {
+        std::lock_guard lock(mu);
+        resolver.reset();
+    }
+
+    tcp::socket& make_socket(const asio::any_io_executor& ex, asio::ssl::context* tls) {
+        std::lock_guard lock(mu);
+        if (tls)
+            secure.emplace(ex, *tls);
+        else
+            plain.emplace(ex);
+        return lowest();
+    }
+
+    // A fresh descriptor for the next connect attempt. Opening it here,
+    // under `mu`, rather than inside async_connect keeps the descriptor
+    // from changing while the timer may read it.
+    void reopen(const tcp& protocol, boost::system::error_code& ec) {
+        std::lock_guard lock(mu);
+        auto& s = lowest();
+        if (s.is_open()) s.close(ec);
+        s.open(protocol, ec);
+    }
+
     // Closes the socket and forgets its state; not the timer (see unlimit).
-    void close() noexcept {
+    void close() {
+        std::lock_guard lock(mu);
         boost::system::error_code ignored;
         if (secure) secure->next_layer().close(ignored);
         if (plain) plain->close(ignored);
@@ -258,44 +388,44 @@ struct connection : std::enable_shared_from_this<connection> {
     }
 
 private:
+    // One timer serves every phase (connect, handshake, write, response).
+    // Starting a phase only moves `deadline`; the timer, armed once, checks
+    // it when it fires and waits again if the deadline has moved on. That
+    // saves a timer syscall and a cancelled wait per phase.
+    //
+    // The timer never waits longer than the shortest phase timeout, so it
+    // never expires after a deadline set later: a phase starting at t ends
+    // no earlier than t + shortest_phase.
+    std::chrono::milliseconds shortest_phase;
+    asio::steady_timer timer;
+    std::mutex mu;  // guards what follows, and the socket's and resolver's existence
+    steady::time_point deadline = steady::time_point::max();  // max: no phase running
+    bool timer_waiting = false;
+    bool timed_out = false;
+
+    // `mu` held.
     void wait_for_deadline() {
         timer_waiting = true;
         timer.expires_at(std::min(deadline, steady::now() + shortest_phase));
         timer.async_wait([self = shared_from_this()](const boost::system::error_code&) {
-            self->timer_waiting = false;
-            // Cancelled or not, only the deadline in force counts.
-            if (self->deadline == steady::time_point::max()) return;
-            if (steady::now() < self->deadline) {
-                self->wait_for_deadline();
-                return;
-            }
-            self->timed_out = true;
-            if (self->resolver) self->resolver->cancel();
-            boost::system::error_code ignored;
-            if (self->secure || self->plain) self->lowest().close(ignored);
+            self->on_timer();
         });
     }
-};
 
-struct pending {
-    endpoint ep;
-    request req;
-    exchange_handler handler;
+    void on_timer() {
+        std::lock_guard lock(mu);
+        timer_waiting = false;
+        // Cancelled or not, only the deadline in force counts.
+        if (deadline == steady::time_point::max()) return;
+        if (steady::now() < deadline) {
+            wait_for_deadline();
+            return;
+        }
+        timed_out = true;
+        if (resolver) resolver->cancel();
+        if (is_open()) ::shutdown(lowest().native_handle(), SHUT_RDWR);
+    }
 };
-
-struct host_pool {
-    std::size_t open = 0;  // connections counted against the limit, open or opening
-    std::vector<std::shared_ptr<connection>> idle;  // most recently used last
-    std::deque<pending> waiters;
-};
-
-std::string pool_key(const endpoint& ep) {
-    std::string k = ep.tls ? "https://" : "http://";
-    k += ep.host;
-    k += ':';
-    k += std::to_string(ep.port);
-    return k;
-}
 
 }  // namespace
 
@@ -350,21 +480,21 @@ struct client::state : std::enable_shared_from_this<state> {
     }
 
     std::mutex mu;
-    std::unordered_map<std::string, host_pool> pools;
+    std::unordered_map<std::string, host_pool> pools;  // nodes never move or go
     bool closed = false;
 
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> opened{0};
     std::atomic<std::uint64_t> reused{0};
 
+    struct exchange_op;
+
     void submit(const endpoint& ep, request req, exchange_handler handler);
-    void start(std::shared_ptr<connection> c, std::string key, pending p);
-    void release(const std::string& key, std::shared_ptr<connection> c);
+    void start(std::shared_ptr<connection> c, pending p);
+    void release(std::shared_ptr<connection> c);
     void shutdown();
 
-    awaitable<exchange_result> exchange(std::shared_ptr<connection> c, const endpoint& ep,
-                                        const request& req);
-    awaitable<exchange_result> open(connection& c, const endpoint& ep);
+    asio::awaitable<exchange_result> open(connection& c, const endpoint& ep);
 
     void log(log_level l, const std::string& msg) const { params.log.log(l, msg); }
 
@@ -386,48 +516,6 @@ void fail_later(const asio::any_io_executor& ex, exchange_handler h, error_code 
         std::move(h)(std::move(r));
     });
 }
-
-// Reads one response straight into a `response`. Beast's parser does the
-// HTTP/1.1 framing (status line, fields, Content-Length, chunked coding,
-// limits); the fields and body go where the caller reads them, without the
-// fields container of a beast::http::message to build and then copy.
-class response_reader final : public bhttp::basic_parser<false> {
-public:
-    explicit response_reader(response& out) : out_(out) {
-        out_.status = 0;
-        out_.headers.clear();
-        out_.body.clear();
-    }
-
-private:
-    using sv = beast::string_view;
-
-    void on_request_impl(bhttp::verb, sv, sv, int, beast::error_code&) override {}
-    void on_response_impl(int code, sv, int, beast::error_code&) override {
-        out_.status = static_cast<unsigned>(code);
-    }
-    void on_field_impl(bhttp::field, sv name, sv value, beast::error_code&) override {
-        out_.headers.push_back(field{std::string(name), std::string(value)});
-    }
-    void on_header_impl(beast::error_code&) override {}
-    void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                           beast::error_code&) override {
-        // The parser has already refused a length over its body limit.
-        if (length) out_.body.reserve(static_cast<std::size_t>(*length));
-    }
-    std::size_t on_body_impl(sv data, beast::error_code&) override {
-        out_.body.append(data.data(), data.size());
-        return data.size();
-    }
-    void on_chunk_header_impl(std::uint64_t, sv, beast::error_code&) override {}
-    std::size_t on_chunk_body_impl(std::uint64_t, sv data, beast::error_code&) override {
-        out_.body.append(data.data(), data.size());
-        return data.size();
-    }
-    void on_finish_impl(beast::error_code&) override {}
-
-    response& out_;
-};
 
 // Writes the request line and headers into `out`, reusing its storage.
 // Returns a description of the first field that cannot be sent, or "".
@@ -461,7 +549,10 @@ std::string write_head(std::string& out, const endpoint& ep, const request& req)
 
 }  // namespace
 
-awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep) {
+// Opening a connection (lookup, connect, TLS handshake) happens once per
+// connection, so it stays a coroutine; the steps every request takes are
+// exchange_op's.
+asio::awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep) {
     exchange_result r;
     const auto& t = params.timeouts;
     std::vector<tcp::endpoint> targets;
@@ -471,12 +562,12 @@ awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep
         // Resolvers have no timeout of their own; the connection's deadline
         // cancels the lookup.
         c.limit(t.connect);
-        c.resolver.emplace(c.strand);
+        auto& resolver = c.start_lookup(ex);
         auto [ec, results] =
-            co_await c.resolver->async_resolve(ep.host, std::to_string(ep.port), use_tuple);
-        c.resolver.reset();
-        if (ec || results.empty()) {
-            const bool expired = c.timed_out;
+            co_await resolver.async_resolve(ep.host, std::to_string(ep.port), use_tuple);
+        c.end_lookup();
+        const bool expired = c.expired();
+        if (ec || expired || results.empty()) {
             r.ec = fail_with(expired ? transport_errc::timeout_before_send
                                      : transport_errc::connection_failed);
             r.what = expired ? "resolving " + ep.host + " took longer than " + ms_text(t.connect)
@@ -486,26 +577,23 @@ awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep
         for (const auto& e : results) targets.push_back(e.endpoint());
     }
 
-    if (ep.tls)
-        c.secure.emplace(c.strand, tls);
-    else
-        c.plain.emplace(c.strand);
-    auto& low = c.lowest();
+    auto& low = c.make_socket(ex, ep.tls ? &tls : nullptr);
     // The connect timeout covers every address the name resolved to.
     c.limit(t.connect);
     boost::system::error_code cec;
+    bool expired = false;
     for (const auto& target : targets) {
-        if (low.is_open()) low.close(cec);
-        std::tie(cec) = co_await low.async_connect(target, use_tuple);
-        if (!cec || c.timed_out) break;
+        c.reopen(target.protocol(), cec);
+        if (!cec) std::tie(cec) = co_await low.async_connect(target, use_tuple);
+        expired = c.expired();
+        if (!cec || expired) break;
     }
-    if (cec) {
-        const bool timeout = c.timed_out;
+    if (cec || expired) {
         c.close();
-        r.ec = fail_with(timeout ? transport_errc::timeout_before_send
+        r.ec = fail_with(expired ? transport_errc::timeout_before_send
                                  : transport_errc::connection_failed);
         r.what = "connecting to " + ep.host_header +
-                 (timeout ? " took longer than " + ms_text(t.connect) : ": " + cec.message());
+                 (expired ? " took longer than " + ms_text(t.connect) : ": " + cec.message());
         co_return r;
     }
     boost::system::error_code ignored;
@@ -527,9 +615,9 @@ awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep
         }
         c.limit(t.handshake);
         auto [hec] = co_await c.secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
-        if (hec) {
+        const bool timeout = c.expired();
+        if (hec || timeout) {
             const long verify = SSL_get_verify_result(ssl);
-            const bool timeout = c.timed_out;
             c.close();
             if (params.verify_peer && verify != X509_V_OK) {
                 r.ec = fail_with(transport_errc::tls_verification_failed);
@@ -549,108 +637,182 @@ awaitable<exchange_result> client::state::open(connection& c, const endpoint& ep
     co_return r;
 }
 
-awaitable<exchange_result> client::state::exchange(std::shared_ptr<connection> c,
-                                                   const endpoint& ep, const request& req) {
-    exchange_result r;
-    const auto& t = params.timeouts;
-    c->written = false;
-    c->keep = false;
-    if (auto why = write_head(c->head, ep, req); !why.empty()) {
-        r.ec = fail_with(transport_errc::configuration);
-        r.what = "request to " + ep.host_header + " not sent: " + why;
-        co_return r;
-    }
+// The steps of one exchange on the connection it holds: open it if needed,
+// write the request, read the response, hand the connection back and call
+// the handler. The op is two shared pointers, carried from one completion
+// handler to the next, and keeps what it builds in the connection; a
+// request allocates nothing for its control flow, and every handler fits
+// Asio's recycled handler memory.
+//
+// Each step's last act is to move the op into the handler of the operation
+// it starts, so no step touches `s` or `c` after starting one.
+struct client::state::exchange_op {
+    std::shared_ptr<state> s;
+    std::shared_ptr<connection> c;
 
-    for (int attempt = 0;; ++attempt) {
-        const bool was_open = c->is_open();
-        if (!was_open) {
-            auto opened_r = co_await open(*c, ep);
-            if (opened_r.ec) co_return opened_r;
-        } else {
-            reused.fetch_add(1, std::memory_order_relaxed);
+    void start() {
+        auto& x = *c;
+        x.written = false;
+        x.keep = false;
+        x.retried = false;
+        x.result = exchange_result{};
+        if (auto why = write_head(x.head, x.job->ep, x.job->req); !why.empty()) {
+            x.result.ec = fail_with(transport_errc::configuration);
+            x.result.what = "request to " + x.job->ep.host_header + " not sent: " + why;
+            // Never inside async_exchange.
+            auto ex = s->ex;
+            asio::post(ex, [op = std::move(*this)]() mutable { op.finish(); });
+            return;
         }
-        c->limit(t.write);
-        const std::array<asio::const_buffer, 2> out{asio::buffer(c->head), asio::buffer(req.body)};
-        auto [wec, wn] = c->secure ? co_await asio::async_write(*c->secure, out, use_tuple)
-                                   : co_await asio::async_write(*c->plain, out, use_tuple);
-        if (!wec) break;
-        const bool timeout = c->timed_out;
-        c->close();
-        // A write that fails leaves the server with an incomplete request,
-        // which it discards, so a fresh connection may carry it once.
-        if (was_open && attempt == 0 && !timeout) continue;
-        r.ec = fail_with(timeout ? transport_errc::timeout_before_send
-                                 : transport_errc::connection_failed);
-        r.what = "sending the request to " + ep.host_header +
-                 (timeout ? " took longer than " + ms_text(t.write) : " failed: " + wec.message());
-        co_return r;
+        send();
     }
-    c->written = true;
-    requests.fetch_add(1, std::memory_order_relaxed);
 
-    // From here on the server may have acted on the request: every failure
-    // is an unknown outcome.
-    std::optional<response_reader> parser;
-    r.resp.headers.reserve(8);
-    c->limit(t.response);
-    for (;;) {
-        parser.emplace(r.resp);
-        parser->body_limit(params.max_response_size);
-        parser->header_limit(64 * 1024);
-        auto [rec, rn] = c->secure
-                             ? co_await bhttp::async_read(*c->secure, c->buffer, *parser, use_tuple)
-                             : co_await bhttp::async_read(*c->plain, c->buffer, *parser, use_tuple);
-        if (rec) {
-            const bool timeout = c->timed_out;
-            c->close();
-            r.ec = fail_with(transport_errc::outcome_unknown);
-            r.what = timeout ? "no complete response from " + ep.host_header + " within " +
-                                   ms_text(t.response) + " after the request was sent"
-                             : "reading the response from " + ep.host_header +
-                                   " after the request was sent failed: " + rec.message();
-            co_return r;
+    void send() {
+        auto& x = *c;
+        x.was_open = x.is_open();
+        if (x.was_open) {
+            s->reused.fetch_add(1, std::memory_order_relaxed);
+            return write();
+        }
+        auto opening = s->open(x, x.job->ep);
+        auto ex = s->ex;
+        asio::co_spawn(ex, std::move(opening),
+                       [op = std::move(*this)](std::exception_ptr e, exchange_result r) mutable {
+                           if (e) return op.fail_internal(e);
+                           if (r.ec) {
+                               op.c->result = std::move(r);
+                               return op.finish();
+                           }
+                           op.write();
+                       });
+    }
+
+    void write() {
+        auto& x = *c;
+        x.limit(s->params.timeouts.write);
+        const std::array<asio::const_buffer, 2> out{asio::buffer(x.head),
+                                                    asio::buffer(x.job->req.body)};
+        auto next = [op = std::move(*this)](error_code ec, std::size_t) mutable {
+            op.on_written(ec);
+        };
+        if (x.secure)
+            asio::async_write(*x.secure, out, std::move(next));
+        else
+            asio::async_write(*x.plain, out, std::move(next));
+    }
+
+    void on_written(error_code ec) {
+        auto& x = *c;
+        if (ec) {
+            const bool timeout = x.expired();
+            x.close();
+            // A write that fails leaves the server with an incomplete
+            // request, which it discards, so a fresh connection may carry it
+            // once.
+            if (x.was_open && !x.retried && !timeout) {
+                x.retried = true;
+                return send();
+            }
+            const auto& ep = x.job->ep;
+            return fail(timeout ? transport_errc::timeout_before_send
+                                : transport_errc::connection_failed,
+                        "sending the request to " + ep.host_header +
+                            (timeout ? " took longer than " + ms_text(s->params.timeouts.write)
+                                     : " failed: " + ec.message()));
+        }
+        x.written = true;
+        s->requests.fetch_add(1, std::memory_order_relaxed);
+        // From here on the server may have acted on the request: every
+        // failure is an unknown outcome.
+        x.result.resp.headers.reserve(8);
+        x.limit(s->params.timeouts.response);
+        read();
+    }
+
+    void read() {
+        auto& x = *c;
+        x.reader.emplace(x.result.resp);
+        x.reader->body_limit(s->params.max_response_size);
+        x.reader->header_limit(64 * 1024);
+        auto next = [op = std::move(*this)](error_code ec, std::size_t) mutable {
+            op.on_read(ec);
+        };
+        if (x.secure)
+            bhttp::async_read(*x.secure, x.buffer, *x.reader, std::move(next));
+        else
+            bhttp::async_read(*x.plain, x.buffer, *x.reader, std::move(next));
+    }
+
+    void on_read(error_code ec) {
+        auto& x = *c;
+        if (ec) {
+            const bool timeout = x.expired();
+            x.close();
+            const auto& ep = x.job->ep;
+            return fail(transport_errc::outcome_unknown,
+                        timeout ? "no complete response from " + ep.host_header + " within " +
+                                      ms_text(s->params.timeouts.response) +
+                                      " after the request was sent"
+                                : "reading the response from " + ep.host_header +
+                                      " after the request was sent failed: " + ec.message());
         }
         // An interim 1xx response (100 Continue, 103 Early Hints) precedes
         // the real one; 101 would switch protocols, which we never ask for.
-        const auto status = r.resp.status;
-        if (status < 100 || status >= 200 || status == 101) break;
+        const auto status = x.result.resp.status;
+        if (status >= 100 && status < 200 && status != 101) return read();
+        x.keep = x.reader->keep_alive() && status != 101;
+        if (!x.keep) x.close();
+        finish();
     }
-    c->keep = parser->keep_alive() && r.resp.status != 101;
-    if (!c->keep) c->close();
-    co_return r;
-}
 
-void client::state::start(std::shared_ptr<connection> c, std::string key, pending p) {
-    auto self = shared_from_this();
-    // The coroutine borrows the endpoint and request from `job`, which the
-    // completion handler owns until the coroutine has finished.
-    auto job = std::make_shared<pending>(std::move(p));
-    auto& conn = *c;
-    asio::co_spawn(
-        conn.strand, exchange(c, job->ep, job->req),
-        [self, c, job, key = std::move(key)](std::exception_ptr e, exchange_result r) mutable {
-            if (e) {
-                c->close();
-                r = exchange_result{};
-                r.ec = fail_with(c->written ? transport_errc::outcome_unknown
-                                            : transport_errc::connection_failed);
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& x) {
-                    r.what = std::string("internal error: ") + x.what();
-                } catch (...) {
-                    r.what = "internal error";
-                }
-            }
-            c->end_phase();
-            auto handler = std::move(job->handler);
-            self->release(key, std::move(c));
-            std::move(handler)(std::move(r));
-        });
+    void fail(transport_errc e, std::string what) {
+        c->result.ec = fail_with(e);
+        c->result.what = std::move(what);
+        finish();
+    }
+
+    void fail_internal(std::exception_ptr e) {
+        c->close();
+        auto& r = c->result;
+        r = exchange_result{};
+        r.ec = fail_with(c->written ? transport_errc::outcome_unknown
+                                    : transport_errc::connection_failed);
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            r.what = std::string("internal error: ") + x.what();
+        } catch (...) {
+            r.what = "internal error";
+        }
+        finish();
+    }
+
+    // Hands the connection back, which may start the next exchange on it,
+    // and then calls this exchange's handler.
+    void finish() {
+        auto& x = *c;
+        x.end_phase();
+        x.reader.reset();
+        auto r = std::move(x.result);
+        auto handler = std::move(x.job->handler);
+        x.job.reset();
+        auto conn = c;
+        s->release(std::move(c));
+        std::move(handler)(std::move(r));
+        // A parked connection's timer is cancelled only now: a handler that
+        // sends again usually takes the connection straight back, and its
+        // timer then stays armed instead of being cancelled and re-armed.
+        conn->unlimit_if_idle();
+    }
+};
+
+void client::state::start(std::shared_ptr<connection> c, pending p) {
+    c->job.emplace(std::move(p));
+    exchange_op{shared_from_this(), std::move(c)}.start();
 }
 
 void client::state::submit(const endpoint& ep, request req, exchange_handler handler) {
-    std::string key = pool_key(ep);
+    const std::string key = pool_key(ep);
     std::shared_ptr<connection> conn;
     std::vector<std::shared_ptr<connection>> stale;
     {
@@ -675,21 +837,21 @@ void client::state::submit(const endpoint& ep, request req, exchange_handler han
         }
         if (!conn && p.open < params.max_connections) {
             ++p.open;
-            conn = std::make_shared<connection>(ex, shortest_phase());
+            conn = std::make_shared<connection>(ex, p, shortest_phase());
         }
         if (!conn) {
             p.waiters.push_back(pending{ep, std::move(req), std::move(handler)});
             return;
         }
     }
-    start(std::move(conn), std::move(key), pending{ep, std::move(req), std::move(handler)});
+    start(std::move(conn), pending{ep, std::move(req), std::move(handler)});
 }
 
-void client::state::release(const std::string& key, std::shared_ptr<connection> c) {
+void client::state::release(std::shared_ptr<connection> c) {
     std::optional<pending> next;
     {
         std::lock_guard lock(mu);
-        auto& p = pools[key];
+        auto& p = c->pool;
         if (closed) {
             c->unlimit();
             c->close();
@@ -703,7 +865,7 @@ void client::state::release(const std::string& key, std::shared_ptr<connection> 
             next.emplace(std::move(p.waiters.front()));
             p.waiters.pop_front();
         } else if (c->is_open()) {
-            c->unlimit();
+            // Its timer is cancelled by the exchange's finish().
             c->idle_since = steady::now();
             p.idle.push_back(std::move(c));
             return;
@@ -713,7 +875,7 @@ void client::state::release(const std::string& key, std::shared_ptr<connection> 
             return;
         }
     }
-    start(std::move(c), key, std::move(*next));
+    start(std::move(c), std::move(*next));
 }
 
 void client::state::shutdown() {

@@ -109,7 +109,7 @@ public:
     client& operator=(const client&) = delete;
 
     /// Sends `req` to `ep` and reads the response. The handler is called
-    /// exactly once, from a strand of the client's executor (never inside
+    /// exactly once, from the client's executor (never inside
     /// this call).
     void async_exchange(const endpoint& ep, request req, exchange_handler handler);
 

@@ -12,7 +12,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <simdjson.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -1190,6 +1192,131 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
         CHECK(r.out.diag.message.find("X-Injected") == std::string::npos);
         CHECK(srv.request_count() == 0);
     }
+}
+
+TEST_CASE("the connect and TLS handshake phases time out on their own limits") {
+    asio::io_context ioc;
+    // The phase named by `phase` overruns its 300 ms limit: a retryable
+    // failure that says which phase, with nothing written.
+    const auto expect_timeout = [&](std::string endpoint, std::string_view phase,
+                                    auto set_limit) {
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = std::move(endpoint);
+        p.http = test_http();
+        p.http.verify_peer = false;
+        set_limit(p.http.timeouts);
+        mailers::http_transport t(ioc.get_executor(), p);
+        const auto start = std::chrono::steady_clock::now();
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::timeout_before_send);
+        CHECK(r.ec == failure::transient);
+        CHECK(std::chrono::steady_clock::now() - start < 2500ms);
+        CHECK_MESSAGE(r.out.diag.message.find(phase) != std::string::npos, r.out.diag.message);
+        CHECK(r.out.diag.message.find("300 ms") != std::string::npos);
+        CHECK(t.stats().requests == 0);
+    };
+    SUBCASE("a listener whose accept queue is full: the connect times out") {
+        // Linux drops a SYN to a listener whose accept queue is full, so the
+        // connect neither succeeds nor fails until the timeout ends it.
+        tcp::acceptor full(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        full.listen(0);
+        const auto port = full.local_endpoint().port();
+        // Raw non-blocking connects: they fill the queue without waiting.
+        std::vector<int> fillers;
+        struct closer {
+            std::vector<int>& fds;
+            ~closer() {
+                for (int fd : fds) ::close(fd);
+            }
+        } close_fillers{fillers};
+        for (int i = 0; i < 4; ++i) {
+            const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            REQUIRE(fd >= 0);
+            fillers.push_back(fd);
+            sockaddr_in sa{};
+            sa.sin_family = AF_INET;
+            sa.sin_port = htons(port);
+            sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            (void)::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa);
+        }
+        std::this_thread::sleep_for(50ms);
+        expect_timeout("http://127.0.0.1:" + std::to_string(port), "connecting to 127.0.0.1",
+                       [](mailers::http_timeouts& t) { t.connect = 300ms; });
+    }
+    SUBCASE("a server that accepts and never answers the TLS handshake") {
+        // Connections complete in the kernel's accept queue; nobody reads.
+        tcp::acceptor silent(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        silent.listen();
+        expect_timeout("https://127.0.0.1:" + std::to_string(silent.local_endpoint().port()),
+                       "TLS handshake", [](mailers::http_timeouts& t) { t.handshake = 300ms; });
+    }
+}
+
+TEST_CASE("an io_context run by four threads: every send answered once while timeouts race") {
+    // Connections have no strand: one exchange's steps never overlap, and
+    // only the deadline timer runs beside them. Here four threads run the
+    // io_context, sends come from four more, four connections carry them,
+    // and every seventh reply comes after the response limit.
+    constexpr int senders = 4;
+    constexpr int per_sender = 100;
+    constexpr int total = senders * per_sender;
+    std::atomic<int> seen{0};
+    fake_server srv([&](const received& r) {
+        reply rep = postmark_check(r, "k");
+        if (++seen % 7 == 0) rep.delay = 400ms;
+        return rep;
+    });
+    asio::io_context ioc;
+    auto work = asio::make_work_guard(ioc);
+    std::vector<std::thread> runners;
+    for (int i = 0; i < 4; ++i) runners.emplace_back([&] { ioc.run(); });
+
+    mailers::postmark_params p;
+    p.server_token = mailers::secret("k");
+    p.endpoint = srv.url();
+    p.http = test_http();
+    p.http.max_connections = 4;
+    p.http.timeouts.response = 150ms;
+    auto t = std::make_shared<mailers::http_transport>(ioc.get_executor(), p);
+
+    std::vector<std::atomic<int>> calls(total);
+    std::atomic<int> ok{0}, unknown{0}, other{0}, done{0};
+    std::vector<std::thread> threads;
+    for (int s = 0; s < senders; ++s)
+        threads.emplace_back([&, s] {
+            for (int i = 0; i < per_sender; ++i) {
+                const int id = s * per_sender + i;
+                t->async_send(make_out(), [&, id](error_code ec, send_outcome) {
+                    ++calls[id];
+                    if (!ec)
+                        ++ok;
+                    else if (ec == transport_errc::outcome_unknown)
+                        ++unknown;
+                    else
+                        ++other;
+                    ++done;
+                });
+            }
+        });
+    for (auto& th : threads) th.join();
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (done < total && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    // Late duplicates would arrive after the last first answer.
+    std::this_thread::sleep_for(100ms);
+    work.reset();
+    t.reset();
+    for (auto& th : runners) th.join();
+
+    REQUIRE(done == total);
+    for (int i = 0; i < total; ++i) CHECK_MESSAGE(calls[i] == 1, "send " << i);
+    CHECK(other == 0);
+    CHECK(ok + unknown == total);
+    CHECK(unknown >= total / 7);
+    CHECK(ok > 0);
+    // Each request was written once: a lost reply is never sent again.
+    CHECK(srv.request_count() == static_cast<std::size_t>(total));
 }
 
 TEST_CASE("TLS: verified against a CA file, refused with the system store or a wrong certificate") {

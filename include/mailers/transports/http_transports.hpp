@@ -239,9 +239,10 @@ struct http_stats {
 /// `diag.message` names the provider, the host and what happened; it never
 /// holds a credential or an access token.
 ///
-/// Executor: I/O runs on strands of the executor given to the constructor;
-/// the handler runs on its associated executor, else that executor, never
-/// inside `async_send`.
+/// Executor: I/O runs on the executor given to the constructor, which may be
+/// an io_context run by several threads: a connection's operations never
+/// overlap, so they need no strand. The handler runs on its associated
+/// executor, else that executor, never inside `async_send`.
 ///
 /// Cancellation: none per operation. Destroying the transport closes idle
 /// connections and fails sends still waiting for a connection with
