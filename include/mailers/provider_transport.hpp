@@ -37,8 +37,11 @@ using any_send_handler = boost::asio::any_completion_handler<send_handler_signat
 
 /// Base class for transports: a public non-virtual front over one protected
 /// primitive. The front guarantees the handler never runs inside the
-/// initiating call: completion is posted to the handler's associated
-/// executor (or the transport's executor when it has none).
+/// initiating call: a completion the backend makes inside that call is
+/// posted to the handler's associated executor (or the transport's executor
+/// when it has none). A later completion, from the backend's I/O, is
+/// dispatched there instead, so the handler may run at once on the thread
+/// that finished the I/O when that executor allows it.
 ///
 /// Thread safety: `async_send` may be called concurrently from several
 /// threads; implementations must allow that.

@@ -1,15 +1,42 @@
 #include <mailers/provider_transport.hpp>
 
+#include <boost/asio/append.hpp>
+#include <boost/asio/dispatch.hpp>
+
 #include "core/post.hpp"
 
 namespace mailers {
+namespace {
+
+// How many async_send calls are running on this thread, at any depth and on
+// any transport. While none is, a completion cannot be inside its own
+// initiating call, so it need not wait for the scheduler.
+thread_local int initiating = 0;
+
+struct initiation_scope {
+    initiation_scope() noexcept { ++initiating; }
+    ~initiation_scope() { --initiating; }
+    initiation_scope(const initiation_scope&) = delete;
+    initiation_scope& operator=(const initiation_scope&) = delete;
+};
+
+}  // namespace
 
 void provider_transport::send_impl(std::shared_ptr<const outbound> out, any_send_handler handler) {
-    // Completion always goes through post() so a handler never runs inside
-    // the initiating call, whatever the backend does.
+    // A backend may complete inside do_send (a message that does not
+    // render, a transport with nothing to wait for): that completion is
+    // posted, so the handler never runs inside the initiating call. One that
+    // comes later, from an I/O completion, is dispatched: the handler runs
+    // on its associated executor at once when this thread may run it,
+    // sparing a trip through the scheduler on every send.
+    initiation_scope scope;
     do_send(std::move(out), any_send_handler([h = std::move(handler), ex = ex_](
                                                  error_code ec, send_outcome outcome) mutable {
-                detail::complete_later(ex, std::move(h), ec, std::move(outcome));
+                if (initiating > 0)
+                    detail::complete_later(ex, std::move(h), ec, std::move(outcome));
+                else
+                    boost::asio::dispatch(
+                        ex, boost::asio::append(std::move(h), ec, std::move(outcome)));
             }));
 }
 

@@ -186,7 +186,10 @@ void connection_pool::shutdown() {
         queued.swap(queue_);
         idle.swap(idle_);
     }
-    for (auto& j : queued) abort_job(j, cfg_.label);
+    // Posted: a handler must not run inside the transport's destructor,
+    // where the caller may hold a lock the handler takes.
+    for (auto& j : queued)
+        asio::post(ex_, [j = std::move(j), label = cfg_.label]() mutable { abort_job(j, label); });
     for (auto& w : idle) asio::post(w->strand, [w] { w->wake.cancel(); });
 }
 
