@@ -1213,7 +1213,17 @@ TEST_SUITE("smtp transport") {
                           });
         ioc.restart();
         ioc.run_for(300ms);
-        t.reset();
+        // Destroyed from a handler on the io_context's thread, where a
+        // completion could run at once: the aborted send's handler must still
+        // not run inside the destructor, whose caller may hold a lock the
+        // handler takes.
+        bool aborted_inside = true;
+        asio::post(ioc, [&] {
+            t.reset();
+            aborted_inside = results[2].done;
+        });
+        run_until(ioc, [&] { return !t; });
+        CHECK_FALSE(aborted_inside);
         run_until(ioc, [&] { return results[0].done && results[1].done && results[2].done; });
         CHECK(!results[0].ec);
         // The second send was pipelined behind the first (its MAIL, RCPT and
