@@ -78,7 +78,11 @@ public:
 
 protected:
     /// The primitive. Implementations complete `handler` exactly once, from
-    /// any thread; the base has already arranged for it to be posted.
+    /// any thread. The base posts a completion made inside `do_send` and
+    /// dispatches a later one to the handler's executor, so it may run at
+    /// once on the completing thread: an implementation must not hold a lock
+    /// while completing, and one that completes sends from its destructor
+    /// must post those completions itself.
     virtual void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) = 0;
 
 private:
