@@ -282,7 +282,8 @@ void run_until(asio::io_context& ioc, const std::function<bool()>& pred,
     }
 }
 
-int message_counter = 0;
+// Messages are made from several threads in the concurrency tests.
+std::atomic<int> message_counter{0};
 
 mailers::message make_message(const std::string& to, std::string text = "Hello from mailers.\r\n") {
     mailers::message m;
@@ -303,7 +304,7 @@ std::shared_ptr<const outbound> make_outbound(mailers::message m,
     o->env = mailers::envelope::from_message(m);
     for (auto& r : more_rcpts) o->env.rcpt_to.push_back(std::move(r));
     o->msg = std::move(m);
-    o->send_id = "s" + std::to_string(message_counter);
+    o->send_id = "s" + std::to_string(message_counter.load());
     return o;
 }
 
