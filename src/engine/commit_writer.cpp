@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <mailers/audit.hpp>
+#include <variant>
+
 namespace mailers::detail {
 
 commit_writer::commit_writer(std::shared_ptr<store> st, std::string workspace,
@@ -29,6 +32,43 @@ void commit_writer::enqueue(std::vector<store_op> ops, done_fn done) {
     entries_.push_back(entry{ops_.size(), std::move(done), {}});
     ++enqueued_;
     cv_.notify_one();
+}
+
+void commit_writer::set_audit_head(std::uint64_t seq, std::string hash) {
+    std::lock_guard lock(mu_);
+    audit_ = audit_head{seq, std::move(hash)};
+}
+
+commit_writer::audit_head commit_writer::link_audit(std::span<store_op> ops, audit_head head) {
+    for (auto& op : ops) {
+        auto* a = std::get_if<store_ops::append_audit>(&op);
+        if (!a) continue;
+        a->record.seq = head.seq + 1;
+        a->record.prev_hash = std::move(head.hash);
+        a->record.hash = audit_hash(a->record);
+        head = audit_head{a->record.seq, a->record.hash};
+    }
+    return head;
+}
+
+// Commits `ops` with their audit records linked onto the chain; the chain
+// moves on only when the commit succeeds.
+bool commit_writer::commit(std::span<store_op> ops, error_code& ec, diagnostics& diag) {
+    auto next = link_audit(ops, audit_);
+    try {
+        store_->commit(workspace_, ops);
+        commits_.fetch_add(1, std::memory_order_relaxed);
+        ops_done_.fetch_add(ops.size(), std::memory_order_relaxed);
+        audit_ = std::move(next);
+        return true;
+    } catch (const exception& e) {
+        ec = e.code();
+        diag = e.diag();
+    } catch (const std::exception& e) {
+        ec = make_error_code(errc::store_error);
+        diag.message = e.what();
+    }
+    return false;
 }
 
 void commit_writer::run(std::function<void(store&)> task) {
@@ -96,21 +136,10 @@ void commit_writer::apply(std::vector<store_op>& ops, std::vector<entry>& entrie
         while (j < entries.size() && !entries[j].task &&
                (j == i || entries[j].end - begin <= max_batch_))
             ++j;
-        std::span<const store_op> batch(ops.data() + begin, entries[j - 1].end - begin);
+        std::span<store_op> batch(ops.data() + begin, entries[j - 1].end - begin);
         error_code ec;
         diagnostics diag;
-        try {
-            store_->commit(workspace_, batch);
-            commits_.fetch_add(1, std::memory_order_relaxed);
-            ops_done_.fetch_add(batch.size(), std::memory_order_relaxed);
-        } catch (const exception& e) {
-            ec = e.code();
-            diag = e.diag();
-        } catch (const std::exception& e) {
-            ec = make_error_code(errc::store_error);
-            diag.message = e.what();
-        }
-        if (!ec) {
+        if (commit(batch, ec, diag)) {
             for (std::size_t k = i; k < j; ++k) entries[k].done({}, {});
         } else if (j - i == 1) {
             log_.log(log_level::error, fmt::format("store commit failed: {}", diag.message));
@@ -119,21 +148,10 @@ void commit_writer::apply(std::vector<store_op>& ops, std::vector<entry>& entrie
             // Retry entry by entry so one bad write fails alone.
             std::size_t b = begin;
             for (std::size_t k = i; k < j; ++k) {
-                std::span<const store_op> one(ops.data() + b, entries[k].end - b);
+                std::span<store_op> one(ops.data() + b, entries[k].end - b);
                 error_code ec1;
                 diagnostics d1;
-                try {
-                    store_->commit(workspace_, one);
-                    commits_.fetch_add(1, std::memory_order_relaxed);
-                    ops_done_.fetch_add(one.size(), std::memory_order_relaxed);
-                } catch (const exception& e) {
-                    ec1 = e.code();
-                    d1 = e.diag();
-                } catch (const std::exception& e) {
-                    ec1 = make_error_code(errc::store_error);
-                    d1.message = e.what();
-                }
-                if (ec1)
+                if (!commit(one, ec1, d1))
                     log_.log(log_level::error, fmt::format("store commit failed: {}", d1.message));
                 entries[k].done(ec1, d1);
                 b = entries[k].end;

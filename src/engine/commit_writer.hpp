@@ -12,6 +12,7 @@
 #include <mailers/logger.hpp>
 #include <mailers/store.hpp>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,6 +32,13 @@ public:
     /// queue order; a failing entry fails alone (the rest of its batch is
     /// retried entry by entry).
     void enqueue(std::vector<store_op> ops, done_fn done);
+    /// Where the audit chain stands in the store: the seq and hash of the
+    /// last record stored (0 and "" for none). Call before queueing a
+    /// record. Records in queued ops (store_ops::append_audit) get their
+    /// seq, prev_hash and hash here, in commit order, when they are
+    /// committed: a record whose write fails takes no place in the chain,
+    /// so those after it still link to the log as stored.
+    void set_audit_head(std::uint64_t seq, std::string hash);
     /// Runs `task` on the writer thread after everything queued before it.
     void run(std::function<void(store&)> task);
     /// Blocks until everything queued so far has been applied.
@@ -52,7 +60,15 @@ private:
     void loop();
     void apply(std::vector<store_op>& ops, std::vector<entry>& entries);
 
+    struct audit_head {
+        std::uint64_t seq = 0;
+        std::string hash;
+    };
+    static audit_head link_audit(std::span<store_op> ops, audit_head head);
+    bool commit(std::span<store_op> ops, error_code& ec, diagnostics& diag);
+
     std::shared_ptr<store> store_;
+    audit_head audit_;  // the writer thread's, once set
     std::string workspace_;
     std::size_t max_batch_;
     logger log_;

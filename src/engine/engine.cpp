@@ -167,10 +167,7 @@ void engine::impl::load() {
                 p->second.sticky[row.recipient] = row.mailbox;
         }
     }
-    if (snap.last_audit) {
-        audit_seq = snap.last_audit->seq;
-        audit_last_hash = snap.last_audit->hash;
-    }
+    if (snap.last_audit) writer->set_audit_head(snap.last_audit->seq, snap.last_audit->hash);
     if (!fixes.empty()) {
         auto n = fixes.size();
         writer->enqueue(
@@ -243,8 +240,8 @@ void engine::impl::authorize(const principal& who, std::string_view action, std:
 audit_record engine::impl::next_audit(const principal& who, std::string_view action,
                                       std::string_view type, std::string_view id,
                                       std::string before, std::string after) {
+    // seq, prev_hash and hash are the writer's to give, in commit order.
     audit_record r;
-    r.seq = audit_seq + 1;
     r.at = clk->now();
     r.actor = who.id;
     r.action = action;
@@ -252,26 +249,19 @@ audit_record engine::impl::next_audit(const principal& who, std::string_view act
     r.resource_id = id;
     r.before = std::move(before);
     r.after = std::move(after);
-    r.prev_hash = audit_last_hash;
-    r.hash = audit_hash(r);
     return r;
 }
 
 namespace {
 
-// Assigns the next audit record, appends it to `ops` and queues them, all
-// under admin_mu: queue order is commit order, so the chain stays linked.
-// `make_done(record)` builds the completion the writer runs.
-template <class MakeDone>
+// Appends the change's audit record to `ops` and queues them; the writer
+// links the record into the chain when it commits it.
 void queue_audited(engine::impl& s, const principal& who, std::string_view action,
                    std::string_view type, std::string_view id, std::string before,
-                   std::string after, std::vector<store_op> ops, MakeDone make_done) {
-    std::lock_guard admin(s.admin_mu);
-    auto rec = s.next_audit(who, action, type, id, std::move(before), std::move(after));
-    ops.push_back(store_ops::append_audit{rec});
-    s.audit_seq = rec.seq;
-    s.audit_last_hash = rec.hash;
-    s.writer->enqueue(std::move(ops), make_done(rec));
+                   std::string after, std::vector<store_op> ops, commit_writer::done_fn done) {
+    ops.push_back(store_ops::append_audit{
+        s.next_audit(who, action, type, id, std::move(before), std::move(after))});
+    s.writer->enqueue(std::move(ops), std::move(done));
 }
 
 }  // namespace
@@ -280,32 +270,19 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
                           std::string_view id, std::string before, std::string after,
                           std::vector<store_op> ops, const std::function<void()>& apply) {
     std::promise<std::pair<error_code, diagnostics>> p;
-    queue_audited(
-        *this, who, action, type, id, std::move(before), std::move(after), std::move(ops),
-        [&](const audit_record& rec) {
-            return [this, &p, &apply, seq = rec.seq, prev = rec.prev_hash](error_code ec,
-                                                                           const diagnostics& d) {
-                if (!ec) {
-                    try {
-                        apply();
-                    } catch (const std::exception& e) {
-                        params.log.log(
-                            log_level::error,
-                            fmt::format("applying a committed change failed: {}", e.what()));
-                    }
-                }
-                if (ec) {
-                    // The record was not stored: take the chain back unless a
-                    // later record already links to it.
-                    std::lock_guard admin(admin_mu);
-                    if (audit_seq == seq) {
-                        audit_seq = seq - 1;
-                        audit_last_hash = prev;
-                    }
-                }
-                p.set_value({ec, d});
-            };
-        });
+    queue_audited(*this, who, action, type, id, std::move(before), std::move(after),
+                  std::move(ops), [this, &p, &apply](error_code ec, const diagnostics& d) {
+                      if (!ec) {
+                          try {
+                              apply();
+                          } catch (const std::exception& e) {
+                              params.log.log(log_level::error,
+                                             fmt::format("applying a committed change failed: {}",
+                                                         e.what()));
+                          }
+                      }
+                      p.set_value({ec, d});
+                  });
     auto [ec, diag] = p.get_future().get();
     if (ec) throw exception(ec, diag);
 }
@@ -313,16 +290,13 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
 void engine::impl::mutate_async(std::string_view action, std::string_view type, std::string_view id,
                                 std::string before, std::string after, std::vector<store_op> ops) {
     // A failure is logged; the in-memory effect (e.g. a suppression) stays in force.
-    queue_audited(
-        *this, principal::system(), action, type, id, std::move(before), std::move(after),
-        std::move(ops), [&](const audit_record&) {
-            return
-                [log = params.log, a = std::string(action)](error_code ec, const diagnostics& d) {
-                    if (ec)
-                        log.log(log_level::error,
-                                fmt::format("automatic {} could not be stored: {}", a, d.message));
-                };
-        });
+    queue_audited(*this, principal::system(), action, type, id, std::move(before),
+                  std::move(after), std::move(ops),
+                  [log = params.log, a = std::string(action)](error_code ec, const diagnostics& d) {
+                      if (ec)
+                          log.log(log_level::error,
+                                  fmt::format("automatic {} could not be stored: {}", a, d.message));
+                  });
 }
 
 void engine::impl::emit(event ev) {

@@ -1,8 +1,9 @@
 // The engine's state and the decisions it makes on it. The public class in
 // engine.hpp forwards here.
 //
-// Locking: `mu` (all decision state) before `admin_mu` (assigning the next
-// audit record and queueing it) and before `supp_mu` (the suppression index).
+// Locking: `mu` (all decision state) before `supp_mu` (the suppression
+// index). Audit records are linked into their chain by the writer, in commit
+// order.
 // No lock is held while waiting for the store; in-memory effects of audited
 // changes are applied on the writer thread in commit order.
 #pragma once
@@ -111,10 +112,6 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
 
     mutable std::shared_mutex supp_mu;
     detail::suppression_index index;
-
-    std::mutex admin_mu;
-    std::uint64_t audit_seq = 0;
-    std::string audit_last_hash;
 
     std::mutex ev_mu;
     std::vector<std::pair<std::uint64_t, std::function<void(const event&)>>> handlers;

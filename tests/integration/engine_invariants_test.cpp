@@ -1028,3 +1028,121 @@ TEST_CASE("every send is counted once in stats, whatever refuses it") {
               st.duplicates + st.rejected ==
           reqs.size());
 }
+
+namespace {
+
+// A store that refuses every commit carrying an audit record for a resource
+// whose id holds "refuse", as a full disk or a lost database would.
+class refusing_store final : public store {
+public:
+    explicit refusing_store(std::shared_ptr<store> inner) : inner_(std::move(inner)) {}
+
+    store_snapshot load(std::string_view ws, time_point since) override {
+        return inner_->load(ws, since);
+    }
+    void commit(std::string_view ws, std::span<const store_op> ops) override {
+        for (const auto& op : ops)
+            if (const auto* a = std::get_if<store_ops::append_audit>(&op);
+                a && a->record.resource_id.find("refuse") != std::string::npos) {
+                ++refused;
+                throw exception(make_error_code(errc::store_error), "injected: disk full");
+            }
+        inner_->commit(ws, ops);
+    }
+    std::optional<ledger_row> find_send(std::string_view ws, std::uint64_t id) override {
+        return inner_->find_send(ws, id);
+    }
+    void for_each_suppression(std::string_view ws,
+                              const std::function<void(const suppression_entry&)>& fn) override {
+        inner_->for_each_suppression(ws, fn);
+    }
+    std::optional<suppression_entry> find_suppression(std::string_view ws, suppression_kind kind,
+                                                      std::string_view value) override {
+        return inner_->find_suppression(ws, kind, value);
+    }
+    void for_each_audit(std::string_view ws, std::uint64_t from,
+                        const std::function<void(const audit_record&)>& fn) override {
+        inner_->for_each_audit(ws, from, fn);
+    }
+    void for_each_send(std::string_view ws, time_point from, time_point to,
+                       const std::function<void(const ledger_row&)>& fn) override {
+        inner_->for_each_send(ws, from, to, fn);
+    }
+
+    std::atomic<int> refused{0};
+
+private:
+    std::shared_ptr<store> inner_;
+};
+
+}  // namespace
+
+TEST_CASE("invariant 5 under store faults: a failed write leaves the audit log verifiable") {
+    // The chain is linked when records are committed, not when they are
+    // queued: a record whose write fails must leave no gap and no dangling
+    // link, also when others were queued behind it in the same group commit.
+    const std::uint64_t seed = pick_seed();
+    CAPTURE(seed);
+    db_file db("audit-faults");
+    fixture f(db.path.string(), seed);
+    f.eng.reset();
+    auto faulty = std::make_shared<refusing_store>(f.store);
+    f.store = faulty;
+    f.open(seed);
+
+    const auto before = f.eng->audit_log().size();  // the fixture's own changes
+    const auto suppress = [&](const std::string& value) {
+        f.eng->suppress(f.admin, suppression_kind::address, value, suppression_reason::manual);
+    };
+    suppress("first@example.com");
+    CHECK_THROWS_AS(suppress("refuse-0@example.com"), exception);
+    suppress("second@example.com");
+    CHECK(f.eng->verify_audit() == error_code{});
+    CHECK_FALSE(f.eng->is_suppressed("refuse-0@example.com"));
+
+    // Four threads at once, so that refused records share group commits
+    // with accepted ones.
+    std::atomic<int> accepted{2}, failed{1};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            std::mt19937_64 rng(seed + static_cast<std::uint64_t>(t));
+            for (int i = 0; i < 150; ++i) {
+                const bool refuse = rng() % 4 == 0;
+                const auto value = std::string(refuse ? "refuse-" : "ok-") + std::to_string(t) +
+                                   "-" + std::to_string(i) + "@example.com";
+                try {
+                    suppress(value);
+                    ++accepted;
+                } catch (const exception& e) {
+                    CHECK(e.code() == errc::store_error);
+                    ++failed;
+                }
+            }
+        });
+    for (auto& th : threads) th.join();
+    f.eng->flush();
+    // A refused record fails its group commit and then its retry alone.
+    CHECK(faulty->refused.load() >= failed.load());
+    CHECK(failed.load() > 1);
+
+    std::uint64_t bad_seq = 0;
+    CHECK(f.eng->verify_audit(&bad_seq) == error_code{});
+    CAPTURE(bad_seq);
+    const auto log = f.eng->audit_log();
+    REQUIRE(log.size() == before + static_cast<std::size_t>(accepted.load()));
+    for (std::size_t i = 0; i < log.size(); ++i) {
+        CHECK(log[i].seq == i + 1);
+        CHECK(log[i].resource_id.find("refuse") == std::string::npos);
+    }
+
+    // A restart continues the chain from what was stored.
+    f.eng.reset();
+    f.open(seed);
+    suppress("after-restart@example.com");
+    CHECK(f.eng->verify_audit() == error_code{});
+    const auto after = f.eng->audit_log(log.size() + 1);
+    REQUIRE_FALSE(after.empty());
+    CHECK(after.front().prev_hash == log.back().hash);
+    CHECK(after.back().resource_id.find("after-restart") != std::string::npos);
+}
