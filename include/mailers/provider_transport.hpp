@@ -41,7 +41,9 @@ using any_send_handler = boost::asio::any_completion_handler<send_handler_signat
 /// posted to the handler's associated executor (or the transport's executor
 /// when it has none). A later completion, from the backend's I/O, is
 /// dispatched there instead, so the handler may run at once on the thread
-/// that finished the I/O when that executor allows it.
+/// that finished the I/O when that executor allows it. An exception thrown
+/// by the handler leaves through the executor's `run()`, as it would from a
+/// posted handler, and leaves the transport working.
 ///
 /// Thread safety: `async_send` may be called concurrently from several
 /// threads; implementations must allow that.

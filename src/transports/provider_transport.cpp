@@ -32,11 +32,24 @@ void provider_transport::send_impl(std::shared_ptr<const outbound> out, any_send
     initiation_scope scope;
     do_send(std::move(out), any_send_handler([h = std::move(handler), ex = ex_](
                                                  error_code ec, send_outcome outcome) mutable {
-                if (initiating > 0)
+                if (initiating > 0) {
                     detail::complete_later(ex, std::move(h), ec, std::move(outcome));
-                else
+                    return;
+                }
+                try {
                     boost::asio::dispatch(
                         ex, boost::asio::append(std::move(h), ec, std::move(outcome)));
+                } catch (...) {
+                    // The handler threw while running at once, inside the
+                    // backend's completion, which must still finish (hand a
+                    // connection back, answer the send pipelined behind).
+                    // Asio's io_context and thread_pool executors already
+                    // keep such an exception for run(); this does the same
+                    // for any other executor.
+                    boost::asio::post(ex, [e = std::current_exception()] {
+                        std::rethrow_exception(e);
+                    });
+                }
             }));
 }
 

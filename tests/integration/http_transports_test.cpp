@@ -1189,6 +1189,40 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
                          mailers::make_error_code(mailers::errc::operation_aborted)) == 2);
         CHECK(std::count(ecs.begin(), ecs.end(), error_code{}) == 1);
     }
+    SUBCASE("a handler that throws: the exception leaves run(), every other send completes") {
+        // Completions from I/O run at once inside the client's exchange,
+        // which must still hand its connection back.
+        fake_server srv([](const received& r) { return postmark_check(r, "k"); });
+        mailers::postmark_params p;
+        p.server_token = mailers::secret("k");
+        p.endpoint = srv.url();
+        p.http.max_connections = 1;
+        mailers::http_transport t(ioc.get_executor(), p);
+        constexpr int n = 6;
+        std::vector<int> calls(n, 0);
+        for (int i = 0; i < n; ++i)
+            t.async_send(make_out(), [&, i](error_code ec, send_outcome) {
+                ++calls[static_cast<std::size_t>(i)];
+                CHECK(!ec);
+                if (i % 2 == 0) throw std::runtime_error("handler failed");
+            });
+        int thrown = 0;
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            try {
+                ioc.restart();
+                if (ioc.run_for(100ms) == 0 &&
+                    std::count(calls.begin(), calls.end(), 1) == n)
+                    break;
+            } catch (const std::runtime_error&) {
+                ++thrown;
+            }
+        }
+        CHECK(calls == std::vector<int>(n, 1));
+        CHECK(thrown == n / 2);
+        CHECK(!send_one(ioc, t, make_out()).ec);
+        CHECK(srv.connections() == 1);
+    }
     SUBCASE("CR or LF in a credential never reaches the wire") {
         fake_server srv([](const received& r) { return postmark_check(r, "k"); });
         mailers::postmark_params p;

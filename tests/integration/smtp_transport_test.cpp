@@ -1236,6 +1236,45 @@ TEST_SUITE("smtp transport") {
         ioc.run_for(2s);
     }
 
+    TEST_CASE("a handler that throws: the exception leaves run(), every other send completes") {
+        // Completions from I/O run at once inside the pool's worker; a
+        // throwing handler must not end the worker or lose the send
+        // pipelined behind its own.
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none&max_connections=1");
+        constexpr int n = 6;
+        std::vector<int> calls(n, 0);
+        std::vector<error_code> ecs(n);
+        for (int i = 0; i < n; ++i)
+            t->async_send(make_outbound(make_message("r" + std::to_string(i) + "@example.org")),
+                          [&, i](error_code ec, send_outcome) {
+                              ++calls[static_cast<std::size_t>(i)];
+                              ecs[static_cast<std::size_t>(i)] = ec;
+                              if (i % 2 == 0) throw std::runtime_error("handler failed");
+                          });
+        int thrown = 0;
+        const auto run_a_while = [&](std::chrono::milliseconds d) {
+            try {
+                ioc.restart();
+                ioc.run_for(d);
+            } catch (const std::runtime_error&) {
+                ++thrown;
+            }
+        };
+        const auto deadline = std::chrono::steady_clock::now() + 60s;
+        while (std::count(calls.begin(), calls.end(), 1) < n &&
+               std::chrono::steady_clock::now() < deadline)
+            run_a_while(50ms);
+        for (int i = 0; i < 4; ++i) run_a_while(50ms);
+        CHECK(calls == std::vector<int>(n, 1));
+        for (const auto& ec : ecs) CHECK_MESSAGE(!ec, ec.message());
+        CHECK(thrown == n / 2);
+        // The pool's one connection slot was handed back each time.
+        CHECK(!send_to(ioc, *t, "after@example.org").ec);
+    }
+
     TEST_CASE("throughput sanity: pipelined sends over reused connections") {
         REQUIRE_SMTP_SERVER();
         struct variant {
