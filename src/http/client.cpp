@@ -319,18 +319,12 @@ struct connection : std::enable_shared_from_this<connection> {
         deadline = steady::time_point::max();
     }
 
-    // Before the connection is dropped, or once it is parked: a waiting
-    // timer is cancelled too, so that an idle connection leaves no work on
-    // the host's io_context and its run() can return.
-    void unlimit() {
-        std::lock_guard lock(mu);
-        deadline = steady::time_point::max();
-        if (timer_waiting) timer.cancel();
-    }
-
-    // unlimit(), unless an exchange has taken the connection meanwhile. A
-    // cancel that races with a new exchange costs only a re-arm: the
-    // cancelled wait finds a deadline in force and waits again.
+    // Once the connection is parked or dropped: a waiting timer is
+    // cancelled, so that an idle connection leaves no work on the host's
+    // io_context and its run() can return. Nothing is cancelled when an
+    // exchange has taken the connection meanwhile; a cancel that races with
+    // a new exchange costs only a re-arm, since the cancelled wait finds a
+    // deadline in force and waits again.
     void unlimit_if_idle() {
         std::lock_guard lock(mu);
         if (deadline == steady::time_point::max() && timer_waiting) timer.cancel();
@@ -364,7 +358,8 @@ struct connection : std::enable_shared_from_this<connection> {
         s.open(protocol, ec);
     }
 
-    // Closes the socket and forgets its state; not the timer (see unlimit).
+    // Closes the socket and forgets its state; not the timer (see
+    // unlimit_if_idle).
     void close() {
         std::lock_guard lock(mu);
         boost::system::error_code ignored;
@@ -495,8 +490,6 @@ struct client::state : std::enable_shared_from_this<state> {
     void shutdown();
 
     asio::awaitable<exchange_result> open(connection& c, const endpoint& ep);
-
-    void log(log_level l, const std::string& msg) const { params.log.log(l, msg); }
 
     std::chrono::milliseconds shortest_phase() const {
         const auto& t = params.timeouts;
@@ -799,9 +792,10 @@ struct client::state::exchange_op {
         auto conn = c;
         s->release(std::move(c));
         std::move(handler)(std::move(r));
-        // A parked connection's timer is cancelled only now: a handler that
-        // sends again usually takes the connection straight back, and its
-        // timer then stays armed instead of being cancelled and re-armed.
+        // A parked or dropped connection's timer is cancelled only now: a
+        // handler that sends again usually takes the connection straight
+        // back, and its timer then stays armed instead of being cancelled
+        // and re-armed.
         conn->unlimit_if_idle();
     }
 };
@@ -852,8 +846,9 @@ void client::state::release(std::shared_ptr<connection> c) {
     {
         std::lock_guard lock(mu);
         auto& p = c->pool;
+        // A parked or dropped connection's timer is cancelled by the
+        // exchange's finish(), after its handler.
         if (closed) {
-            c->unlimit();
             c->close();
             --p.open;
             return;
@@ -865,12 +860,10 @@ void client::state::release(std::shared_ptr<connection> c) {
             next.emplace(std::move(p.waiters.front()));
             p.waiters.pop_front();
         } else if (c->is_open()) {
-            // Its timer is cancelled by the exchange's finish().
             c->idle_since = steady::now();
             p.idle.push_back(std::move(c));
             return;
         } else {
-            c->unlimit();
             --p.open;
             return;
         }
