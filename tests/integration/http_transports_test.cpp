@@ -399,6 +399,15 @@ mailers::http_client_params test_http() {
     return h;
 }
 
+// Postmark with the server token "k" that postmark_check(r, "k") expects.
+mailers::postmark_params postmark_at(std::string endpoint, mailers::http_client_params http = {}) {
+    mailers::postmark_params p;
+    p.server_token = mailers::secret("k");
+    p.endpoint = std::move(endpoint);
+    p.http = std::move(http);
+    return p;
+}
+
 // ---------------------------------------------------------------------------
 // Provider checks, as the real services make them
 
@@ -1070,10 +1079,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
     SUBCASE("a server that never reads: the write times out before the request is sent") {
         fake_server srv([](const received&) { return reply{}; });
         srv.stall_reading = true;
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = srv.url();
-        p.http = test_http();
+        auto p = postmark_at(srv.url(), test_http());
         p.http.timeouts.write = 500ms;
         mailers::http_transport t(ioc.get_executor(), p);
         auto o = make_out();
@@ -1093,10 +1099,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
             if (++seen == 6) rep.delay = 3s;
             return rep;
         });
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = srv.url();
-        p.http = test_http();
+        auto p = postmark_at(srv.url(), test_http());
         p.http.timeouts.response = 400ms;
         mailers::http_transport t(ioc.get_executor(), p);
         for (int i = 0; i < 5; ++i) CHECK(!send_one(ioc, t, make_out()).ec);
@@ -1112,9 +1115,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
         // connection stays open and every timeout is the default (10 s or
         // more): no phase timer may stay armed on an idle connection.
         fake_server srv([](const received& r) { return postmark_check(r, "k"); });
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = srv.url();
+        auto p = postmark_at(srv.url());
         mailers::http_transport t(ioc.get_executor(), p);
         int done = 0;
         for (int i = 0; i < 8; ++i)
@@ -1133,9 +1134,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
             r.action = reply::act::garbage;
             return r;
         });
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = srv.url();
+        auto p = postmark_at(srv.url());
         mailers::http_transport t(ioc.get_executor(), p);
         CHECK(send_one(ioc, t, make_out()).ec == transport_errc::outcome_unknown);
     }
@@ -1145,9 +1144,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
             rep.action = reply::act::respond_then_close;  // closes without saying so
             return rep;
         });
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = srv.url();
+        auto p = postmark_at(srv.url());
         mailers::http_transport t(ioc.get_executor(), p);
         for (int i = 0; i < 5; ++i) {
             auto r = send_one(ioc, t, make_out());
@@ -1163,9 +1160,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
             rep.delay = 300ms;
             return rep;
         });
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = srv.url();
+        auto p = postmark_at(srv.url());
         p.http.max_connections = 1;
         auto t = std::make_shared<mailers::http_transport>(ioc.get_executor(), p);
         std::vector<error_code> ecs;
@@ -1193,9 +1188,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
         // Completions from I/O run at once inside the client's exchange,
         // which must still hand its connection back.
         fake_server srv([](const received& r) { return postmark_check(r, "k"); });
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = srv.url();
+        auto p = postmark_at(srv.url());
         p.http.max_connections = 1;
         mailers::http_transport t(ioc.get_executor(), p);
         constexpr int n = 6;
@@ -1242,10 +1235,7 @@ TEST_CASE("the connect and TLS handshake phases time out on their own limits") {
     // failure that says which phase, with nothing written.
     const auto expect_timeout = [&](std::string endpoint, std::string_view phase,
                                     auto set_limit) {
-        mailers::postmark_params p;
-        p.server_token = mailers::secret("k");
-        p.endpoint = std::move(endpoint);
-        p.http = test_http();
+        auto p = postmark_at(std::move(endpoint), test_http());
         p.http.verify_peer = false;
         set_limit(p.http.timeouts);
         mailers::http_transport t(ioc.get_executor(), p);
@@ -1314,10 +1304,7 @@ TEST_CASE("an io_context run by four threads: every send answered once while tim
     std::vector<std::thread> runners;
     for (int i = 0; i < 4; ++i) runners.emplace_back([&] { ioc.run(); });
 
-    mailers::postmark_params p;
-    p.server_token = mailers::secret("k");
-    p.endpoint = srv.url();
-    p.http = test_http();
+    auto p = postmark_at(srv.url(), test_http());
     p.http.max_connections = 4;
     p.http.timeouts.response = 150ms;
     auto t = std::make_shared<mailers::http_transport>(ioc.get_executor(), p);
