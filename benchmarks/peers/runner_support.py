@@ -31,6 +31,55 @@ BUILD_HINT = (
 )
 
 
+class Placement:
+    """Which CPUs the server and the benchmark clients run on.
+
+    On a small virtual machine, a request that has to wake a process sleeping on another CPU
+    costs that machine's inter-processor wake-up, which is several times the client's own work
+    at one request in flight, and the scheduler decides per run whether that happens. Pinning
+    makes every client, ours and the peers alike, run under the same rule in every run:
+      split   the server on the first allowed CPU, every client on the others (default)
+      shared  the server and every client on the first allowed CPU
+      none    left to the scheduler
+    """
+
+    MODES = ("split", "shared", "none")
+
+    def __init__(self, mode: str):
+        cpus = sorted(os.sched_getaffinity(0))
+        self.mode = mode
+        self.server: set[int] | None = None
+        self.client: set[int] | None = None
+        if mode == "split":
+            if len(cpus) < 2:
+                die("--placement split needs two CPUs; use --placement shared or none")
+            self.server, self.client = {cpus[0]}, set(cpus[1:])
+        elif mode == "shared":
+            self.server = self.client = {cpus[0]}
+
+    def describe(self) -> str:
+        def names(cpus: set[int]) -> str:
+            return ("CPU " if len(cpus) == 1 else "CPUs ") + ",".join(map(str, sorted(cpus)))
+
+        if self.server is None or self.client is None:
+            return "none (the scheduler places server and clients)"
+        if self.mode == "shared":
+            return f"shared (server and clients on {names(self.server)})"
+        return f"split (server on {names(self.server)}, each client on {names(self.client)})"
+
+    def pin_server(self) -> Callable[[], None] | None:
+        cpus = self.server
+        return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+    def pin_client(self) -> Callable[[], None] | None:
+        cpus = self.client
+        return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
+# Set by parse_args from --placement; Peer.start and run_captured apply it.
+placement = Placement("none")
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -88,8 +137,13 @@ def parse_args(
     p.add_argument("--raw", metavar="FILE", help=raw_help)
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per client run")
     p.add_argument("--no-install", action="store_true", help="skip benchmarks/peers/install")
+    p.add_argument("--placement", choices=Placement.MODES, default="split",
+                   help="CPUs for server and clients: split (default: server on one CPU, clients "
+                        "on the others), shared (all on one CPU) or none (the scheduler's choice)")
     args = p.parse_args()
     args.clients = name_list(args.clients, clients, "client")
+    global placement
+    placement = Placement(args.placement)
     return p, args
 
 
@@ -131,7 +185,8 @@ class Peer:
     def start(self, timeout: float = 10.0) -> None:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                preexec_fn=placement.pin_server(),
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -182,12 +237,12 @@ class RawLog:
 def run_captured(
     argv: list[str], timeout: float, env: dict | None = None
 ) -> subprocess.CompletedProcess | None:
-    """Runs `argv` from the repository root with no input, its output captured as text; None when
-    it ran past `timeout` seconds (it is killed then)."""
+    """Runs `argv` from the repository root with no input, on the clients' CPUs, its output
+    captured as text; None when it ran past `timeout` seconds (it is killed then)."""
     try:
         return subprocess.run(
             argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=timeout,
+            timeout=timeout, preexec_fn=placement.pin_client(),
         )
     except subprocess.TimeoutExpired:
         return None
@@ -285,7 +340,7 @@ def command_line() -> str:
 def print_context(load_before: str) -> None:
     """The lines every report carries after its title: machine load, CPUs and how it was run."""
     print(f"- load average before the run (1 / 5 / 15 min): {load_before}; after: {loadavg()}")
-    print(f"- nproc: {nproc()}")
+    print(f"- nproc: {nproc()}; placement: {placement.describe()}")
     print(f"- command: `{command_line()}`")
 
 
