@@ -50,9 +50,10 @@ class Placement:
         self.mode = mode
         self.server: set[int] | None = None
         self.client: set[int] | None = None
+        if mode == "split" and len(cpus) < 2:
+            log("only one CPU is allowed here: running with --placement shared instead of split")
+            self.mode = mode = "shared"
         if mode == "split":
-            if len(cpus) < 2:
-                die("--placement split needs two CPUs; use --placement shared or none")
             self.server, self.client = {cpus[0]}, set(cpus[1:])
         elif mode == "shared":
             self.server = self.client = {cpus[0]}
@@ -67,13 +68,16 @@ class Placement:
             return f"shared (server and clients on {names(self.server)})"
         return f"split (server on {names(self.server)}, each client on {names(self.client)})"
 
-    def pin_server(self) -> Callable[[], None] | None:
-        cpus = self.server
+    @staticmethod
+    def _pin(cpus: set[int] | None) -> Callable[[], None] | None:
+        """A preexec_fn that moves the child onto `cpus`, or None to leave it be."""
         return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
+    def pin_server(self) -> Callable[[], None] | None:
+        return self._pin(self.server)
+
     def pin_client(self) -> Callable[[], None] | None:
-        cpus = self.client
-        return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+        return self._pin(self.client)
 
 
 # Set by parse_args from --placement; Peer.start and run_captured apply it.
