@@ -47,22 +47,19 @@ class Placement:
 
     def __init__(self, mode: str):
         cpus = sorted(os.sched_getaffinity(0))
-        self.mode = mode
-        self.server: set[int] | None = None
-        self.client: set[int] | None = None
         if mode == "split" and len(cpus) < 2:
             log("only one CPU is allowed here: running with --placement shared instead of split")
-            self.mode = mode = "shared"
-        if mode == "split":
-            self.server, self.client = {cpus[0]}, set(cpus[1:])
-        elif mode == "shared":
-            self.server = self.client = {cpus[0]}
+            mode = "shared"
+        self.mode = mode
+        first, rest = {cpus[0]}, set(cpus[1:])
+        self.server: set[int] | None = None if mode == "none" else first
+        self.client: set[int] | None = {"split": rest, "shared": first}.get(mode)
 
     def describe(self) -> str:
         def names(cpus: set[int]) -> str:
             return ("CPU " if len(cpus) == 1 else "CPUs ") + ",".join(map(str, sorted(cpus)))
 
-        if self.server is None or self.client is None:
+        if self.mode == "none":
             return "none (the scheduler places server and clients)"
         if self.mode == "shared":
             return f"shared (server and clients on {names(self.server)})"
