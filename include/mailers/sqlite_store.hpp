@@ -1,5 +1,9 @@
 // The SQLite store: one file, zero set-up. WAL journal, schema migrations
-// versioned in the database (PRAGMA user_version), batched transactions.
+// versioned in the database (PRAGMA user_version). Several processes on one
+// host may share the file: every commit is one `BEGIN IMMEDIATE`
+// transaction, so SQLite's write lock serialises every decision the store
+// makes (cap counts, ids, idempotency keys, the audit chain, the change
+// feed). The file must not be on a network file system.
 #pragma once
 
 #include <chrono>
@@ -22,18 +26,25 @@ enum class sqlite_durability {
 struct sqlite_store_params {
     std::string path;  ///< file path; ":memory:" for a private in-memory database
     sqlite_durability durability = sqlite_durability::process_crash_safe;
-    /// How long a writer waits for another process's lock before failing.
+    /// How long a writer waits for another connection's write lock before
+    /// its commit (or membership call) fails with errc::store_error.
     std::chrono::milliseconds busy_timeout{5000};
 };
 
 /// Opens (creating and migrating if needed) an SQLite store. Throws
 /// mailers::exception (errc::store_error, errc::schema_too_new); a file from
-/// a newer schema is refused before anything in it is changed.
+/// a newer schema is refused before anything in it is changed. A file
+/// written by an older version is migrated in place: its sends belong to no
+/// member (`recover` turns those still reserved into `unknown`), and its
+/// non-failed sends of the last 8 days count against their "mailbox:" and
+/// "provider:" caps.
 ///
-/// The store may be shared by several threads: calls are serialised, and a
-/// for_each_* callback may call back into the store from its own thread.
-/// Several stores (and processes) may open one file; writers take turns,
-/// waiting up to `busy_timeout`. Send ids are limited to 2^40 - 1.
+/// The store may be shared by several threads: calls on one store are
+/// serialised, and a for_each_* callback may call back into the store from
+/// its own thread. Several stores (and processes) may open one file; writers
+/// take turns, waiting up to `busy_timeout`. Member leases run on the
+/// system clock, which all processes on the host share. Send ids are
+/// limited to 2^40 - 1 per workspace.
 MAILERS_API std::shared_ptr<store> open_sqlite_store(const sqlite_store_params& params);
 
 /// The schema version this library writes.

@@ -1,15 +1,36 @@
-// The storage interface. The engine keeps its working state in memory and
-// writes every change through a `store` in batched transactions (group
-// commit); at start-up it reloads from `load`. SQLite ships in the library
-// (sqlite_store.hpp); another backend implements this class and runs the
-// conformance tests in tests/integration/store_conformance.hpp.
+// The storage interface, and the place where the processes that share a
+// workspace coordinate.
 //
-// Thread safety: the engine calls a store from one internal thread at a
-// time; implementations need not be thread-safe unless shared by engines.
+// Everything two processes must agree on is decided by the store inside one
+// transaction, never in one process's memory:
+//   * cap reservations: a `reserve_send` counts the uses of every cap it
+//     claims (mailbox, provider, sender and recipient domain, warm-up) and
+//     records one more on all of them, or on none;
+//   * send ids, idempotency keys (a taken key answers `duplicate` with the
+//     row that holds it), the minimum gap of a mailbox;
+//   * the audit chain: the store gives each record its seq, links it to the
+//     head and hashes it (`audit_hash`), so one chain per workspace however
+//     many processes append;
+//   * the change feed: every commit that changes configuration objects or
+//     suppressions publishes the next change seq; `changes_since` returns
+//     what changed, so engines apply what others committed;
+//   * membership: an engine attaches as a member with a lease and
+//     acknowledges the change seq it has applied; `recover` turns the
+//     still-reserved sends of members whose lease ran out into `unknown`,
+//     never a send another member finished.
+//
+// SQLite (sqlite_store.hpp) and PostgreSQL (postgres_store.hpp) ship in the
+// library. Another backend implements this class and runs the conformance
+// kit installed with the headers (mailers/testing/store_conformance.hpp).
+//
+// Thread safety: implementations must be safe to call from several threads
+// and from several processes on one database.
 // Errors: methods throw `mailers::exception` with errc::store_error (or
-// errc::schema_too_new) and leave the store unchanged for a failed `commit`.
+// errc::schema_too_new); a `commit` that throws has changed nothing.
+// Refusals of a reservation are results, not errors.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mailers/audit.hpp>
@@ -20,6 +41,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -35,10 +57,11 @@ enum class send_state {
 
 MAILERS_API std::string_view to_string(send_state s) noexcept;
 
-/// One logical send. Failover updates the row (new mailbox, attempt + 1)
-/// before the next hand-off, so there is one row per idempotency key.
+/// One logical send. Failover reserves again on the same row (new mailbox,
+/// attempt + 1) before the next hand-off, so there is one row per
+/// idempotency key.
 struct ledger_row {
-    std::uint64_t id = 0;
+    std::uint64_t id = 0;         ///< given by the store at the first reservation
     std::string idempotency_key;  ///< "" when the caller gave none
     std::string mailbox;
     std::string provider;
@@ -50,7 +73,8 @@ struct ledger_row {
     time_point reserved_at{};  ///< when the current attempt reserved its caps
     time_point updated_at{};
     std::string provider_message_id;
-    std::string detail;  ///< last error, never secrets
+    std::string detail;       ///< last error, never secrets
+    std::uint64_t owner = 0;  ///< the member that reserved it (see `attach`)
     friend bool operator==(const ledger_row&, const ledger_row&) = default;
 };
 
@@ -63,33 +87,81 @@ struct stored_object {
     friend bool operator==(const stored_object&, const stored_object&) = default;
 };
 
-/// The writes a `commit` applies. Deleting what does not exist is not an
-/// error; the refusals listed below fail the whole batch.
+/// One window of a cap: the uses recorded at or after `floor` must stay
+/// below `max` for one more to fit. A rolling window's floor is
+/// `at - length`; a calendar window's is the start of its period. Uses
+/// recorded after `at` (by a process whose clock runs ahead) count too, so
+/// a clock that steps back never frees a cap.
+struct cap_window {
+    time_point floor{};
+    std::uint64_t max = 0;
+    friend bool operator==(const cap_window&, const cap_window&) = default;
+};
+
+/// A claim on one cap key ("mailbox:rep1", "provider:ses-eu",
+/// "sender_domain:brand.com", "recipient_domain:gmail.com", ...; the engine
+/// names them, the store only compares them).
+struct cap_claim {
+    std::string key;
+    std::vector<cap_window> windows;
+    /// When above zero, the claim is refused while the key's gap runs
+    /// (until the `at` of its previous claim plus that claim's gap), and
+    /// starts a new gap of this length. A gap belongs to the key: it runs
+    /// on when the send that started it fails or its uses are purged.
+    duration gap{0};
+    /// The configuration object these limits come from (kind "mailbox" or
+    /// "quota"). The claim is refused as stale when that object was put or
+    /// deleted by a change newer than the reservation's `config_seq`, so a
+    /// process deciding on an old configuration never exceeds a new cap.
+    std::string object_kind;
+    std::string object_id;
+    friend bool operator==(const cap_claim&, const cap_claim&) = default;
+};
+
+/// The writes a `commit` applies, in order. Deleting what does not exist is
+/// not an error. The refusals listed as errors fail the whole batch.
 namespace store_ops {
+/// Insert or replace; publishes a change.
 struct put_object {
     stored_object object;
-};  ///< insert or replace
+};
+/// Publishes a change.
 struct delete_object {
     std::string kind;
     std::string id;
 };
+/// Insert or replace; publishes a change.
 struct put_suppression {
     suppression_entry entry;
-};  ///< insert or replace
+};
+/// Publishes a change.
 struct delete_suppression {
     suppression_kind kind;
     std::string value;
 };
-/// Refused when row.id exists or a non-empty idempotency_key is taken.
-struct insert_send {
+/// Reserves every claim and records the send, or refuses (reserve_status).
+/// With row.id == 0 it is a new send: the store gives the id, and a taken
+/// non-empty idempotency key answers `duplicate`. With row.id set it is a
+/// further attempt of that send by its owner (failover): the uses of the
+/// previous attempt are released and the row takes the new mailbox,
+/// provider, message id, attempt and reservation time, all or nothing.
+/// row.state must be `reserved`; row.reserved_at is the claims' `at`.
+struct reserve_send {
     ledger_row row;
+    std::vector<cap_claim> claims;
+    /// The newest change the caller's configuration reflects.
+    std::uint64_t config_seq = 0;
 };
-/// Replaces the row with row.id, its idempotency key included; refused when
-/// there is no such row or the new non-empty key belongs to another row.
+/// Records an attempt's outcome: applied only while row.owner owns the row
+/// and its state is `reserved` or `unknown` (a recovered row may still get
+/// its true outcome from its owner); otherwise nothing changes and the
+/// result says so. Moving to `failed` releases the attempt's cap uses; the
+/// key, mailbox, provider and reservation time stay as stored.
 struct update_send {
     ledger_row row;
 };
-/// Refused when record.seq exists. The store does not check the chain.
+/// Appends to the workspace's audit chain: the store sets seq, prev_hash
+/// and hash (those given are ignored).
 struct append_audit {
     audit_record record;
 };
@@ -97,32 +169,132 @@ struct append_audit {
 
 using store_op =
     std::variant<store_ops::put_object, store_ops::delete_object, store_ops::put_suppression,
-                 store_ops::delete_suppression, store_ops::insert_send, store_ops::update_send,
+                 store_ops::delete_suppression, store_ops::reserve_send, store_ops::update_send,
                  store_ops::append_audit>;
 
-/// Everything the engine needs at start-up. The lists come in no particular
-/// order.
+enum class reserve_status {
+    reserved,      ///< recorded; `send_id` is the send's id
+    duplicate,     ///< the idempotency key is taken; `existing` is its row
+    cap_reached,   ///< claims[claim].windows[window] is full
+    gap,           ///< claims[claim]'s gap runs until `until`
+    stale_config,  ///< claims[claim]'s object changed after config_seq
+    not_owner,     ///< a further attempt of a send the caller does not own
+};
+
+MAILERS_API std::string_view to_string(reserve_status s) noexcept;
+
+struct reserve_outcome {
+    reserve_status status = reserve_status::reserved;
+    std::uint64_t send_id = 0;
+    std::optional<ledger_row> existing;  ///< duplicate
+    std::size_t claim = 0;               ///< cap_reached, gap, stale_config
+    std::size_t window = 0;              ///< cap_reached
+    /// cap_reached: the time of the oldest use that must leave the window
+    /// before one more fits (for a rolling window, retry at until + length);
+    /// gap: when the gap ends.
+    time_point until{};
+};
+
+/// What one op did, in op order.
+struct op_result {
+    reserve_outcome reservation;  ///< reserve_send
+    bool applied = true;          ///< update_send: false when refused (see above)
+    std::uint64_t audit_seq = 0;  ///< append_audit: the seq the record got
+};
+
+struct commit_result {
+    std::vector<op_result> ops;
+    /// The change seq this commit published; 0 when it changed no object
+    /// or suppression.
+    std::uint64_t change_seq = 0;
+};
+
+/// Everything an engine needs at start-up, read in one transaction.
 struct store_snapshot {
     std::vector<stored_object> objects;
     std::vector<suppression_entry> suppressions;
-    /// Sends reserved at or after `since`, plus every send still `reserved`.
+    /// Sends reserved at or after `since`, plus every send still `reserved`,
+    /// in no particular order.
     std::vector<ledger_row> recent_sends;
-    /// Every idempotency key with its send id (the engine indexes them).
-    std::vector<std::pair<std::string, std::uint64_t>> idempotency_keys;
-    std::uint64_t max_send_id = 0;
-    std::optional<audit_record> last_audit;
+    /// The newest change the snapshot reflects: the `after` of the first
+    /// `changes_since`.
+    std::uint64_t change_seq = 0;
+};
+
+/// Changes committed after a given seq, newest state only.
+struct change_set {
+    /// The workspace's newest change (`after` itself when nothing is
+    /// newer); pass it as `after` next time.
+    std::uint64_t seq = 0;
+    std::vector<stored_object> objects;
+    std::vector<std::pair<std::string, std::string>> deleted_objects;  ///< (kind, id)
+    std::vector<suppression_entry> suppressions;
+    std::vector<std::pair<suppression_kind, std::string>> deleted_suppressions;
+    bool empty() const noexcept {
+        return objects.empty() && deleted_objects.empty() && suppressions.empty() &&
+               deleted_suppressions.empty();
+    }
+};
+
+/// Who a member is, for operators reading `members` and for recovery of
+/// dead processes on one host.
+struct member_info {
+    std::string host;
+    std::int64_t pid = 0;
+    std::string name;  ///< free text: the host application's name for itself
+};
+
+struct member_record {
+    std::uint64_t id = 0;
+    member_info info;
+    std::uint64_t acked_seq = 0;  ///< the newest change it has applied
+    bool live = false;            ///< its lease has not run out, by the store's clock
 };
 
 class MAILERS_API store {
 public:
     virtual ~store() = default;
 
-    /// Loads one workspace's state.
+    /// Loads one workspace's state. A workspace that was never written
+    /// loads empty.
     virtual store_snapshot load(std::string_view workspace, time_point since) = 0;
 
-    /// Applies `ops` in order, atomically: all or none. An empty span is a
-    /// no-op.
-    virtual void commit(std::string_view workspace, std::span<const store_op> ops) = 0;
+    /// Applies `ops` in order, atomically: all or none. Refused
+    /// reservations and updates are reported in the result and change
+    /// nothing; every other refusal throws. An empty span is a no-op.
+    virtual commit_result commit(std::string_view workspace, std::span<const store_op> ops) = 0;
+
+    /// Objects and suppressions changed by commits after `after`.
+    virtual change_set changes_since(std::string_view workspace, std::uint64_t after) = 0;
+
+    // --- membership -----------------------------------------------------
+    // Lease times run on the store's own clock (the database server's for
+    // PostgreSQL), never on an engine's `clock`, so simulated time in tests
+    // cannot expire a live member.
+
+    /// Makes a new member with a lease of `lease`; returns its id (never 0,
+    /// never reused in the workspace).
+    virtual std::uint64_t attach(std::string_view workspace, const member_info& info,
+                                 std::chrono::milliseconds lease) = 0;
+    /// Extends the lease to `lease` from now and records `acked_seq`.
+    /// Returns false, changing nothing, when the lease had already run out
+    /// or the member was recovered: others may have stopped waiting for it,
+    /// so it must stop handing off, attach again and catch up first.
+    virtual bool renew(std::string_view workspace, std::uint64_t member,
+                       std::chrono::milliseconds lease, std::uint64_t acked_seq) = 0;
+    /// Ends the member's lease now and recovers it (see `recover`).
+    virtual void detach(std::string_view workspace, std::uint64_t member) = 0;
+    /// Members of the workspace, live or not yet recovered.
+    virtual std::vector<member_record> members(std::string_view workspace) = 0;
+    /// Removes members whose lease has run out, and the members in `dead`
+    /// (which the caller knows to be gone: a process that no longer exists
+    /// on its own host); their sends still `reserved` become `unknown` with
+    /// `detail`. Sends in any other state are never touched. Returns the
+    /// number of sends marked.
+    virtual std::size_t recover(std::string_view workspace, std::span<const std::uint64_t> dead,
+                                time_point now, std::string_view detail) = 0;
+
+    // --- reads ----------------------------------------------------------
 
     virtual std::optional<ledger_row> find_send(std::string_view workspace, std::uint64_t id) = 0;
 
@@ -144,6 +316,10 @@ public:
     /// Calls `fn` for each send reserved in [from, to), in id order.
     virtual void for_each_send(std::string_view workspace, time_point from, time_point to,
                                const std::function<void(const ledger_row&)>& fn) = 0;
+
+    /// Forgets cap uses recorded before `before` (no window reaches back
+    /// that far). Housekeeping; the engine calls it now and then.
+    virtual void purge_cap_uses(std::string_view workspace, time_point before) = 0;
 };
 
 }  // namespace mailers

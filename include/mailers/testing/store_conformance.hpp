@@ -1,0 +1,2551 @@
+// The conformance kit every mailers::store backend must pass. A backend's
+// test calls `run_store_conformance` from a doctest TEST_CASE with a factory
+// that opens its database:
+//
+//     TEST_CASE("my store conforms") {
+//         mailers::conformance::run_store_conformance(
+//             [&] { return open_my_store(url); }, "conformance");
+//     }
+//
+// Each check runs in its own doctest SUBCASE and works in its own
+// workspaces, named from `workspace_prefix`, so one database serves the
+// whole kit and other tests may use the same database (or server) at the
+// same time; running the kit twice against one database only needs a fresh
+// prefix. The checks compare results and stored state with the semantics in
+// store.hpp, never timings; the membership checks sleep a few hundred
+// milliseconds past short leases, and the race checks open several handles
+// and use them from several threads at once.
+//
+// Set MAILERS_TEST_SEED to replay the randomised check with a given seed.
+//
+// The kit is a header only, built with doctest (which it includes); link the
+// test with the mailers library and doctest's main.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <mailers/audit.hpp>
+#include <mailers/clock.hpp>
+#include <mailers/error.hpp>
+#include <mailers/store.hpp>
+#include <mailers/suppression.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <span>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace doctest {
+template <>
+struct StringMaker<mailers::ledger_row> {
+    static String convert(const mailers::ledger_row& r) {
+        std::ostringstream os;
+        os << "send{id=" << r.id << " key='" << r.idempotency_key << "' mailbox=" << r.mailbox
+           << " provider=" << r.provider << " pool=" << r.pool << " to=" << r.recipient
+           << " mid=" << r.message_id << " state=" << mailers::to_string(r.state)
+           << " attempt=" << r.attempt << " reserved=" << r.reserved_at.time_since_epoch().count()
+           << " updated=" << r.updated_at.time_since_epoch().count()
+           << " pmid=" << r.provider_message_id << " detail='" << r.detail << "' owner=" << r.owner
+           << "}";
+        return os.str().c_str();
+    }
+};
+template <>
+struct StringMaker<mailers::suppression_entry> {
+    static String convert(const mailers::suppression_entry& e) {
+        std::ostringstream os;
+        os << "suppression{"
+           << (e.kind == mailers::suppression_kind::domain ? "domain " : "address ") << e.value
+           << " reason=" << mailers::to_string(e.reason) << " source=" << e.source
+           << " at=" << e.created_at.time_since_epoch().count() << "}";
+        return os.str().c_str();
+    }
+};
+template <>
+struct StringMaker<mailers::stored_object> {
+    static String convert(const mailers::stored_object& o) {
+        return ("object{" + o.kind + "/" + o.id + " " + o.json + "}").c_str();
+    }
+};
+template <>
+struct StringMaker<mailers::audit_record> {
+    static String convert(const mailers::audit_record& r) {
+        std::ostringstream os;
+        os << "audit{seq=" << r.seq << " at=" << r.at.time_since_epoch().count()
+           << " actor=" << r.actor << " action=" << r.action << " " << r.resource_type << "/"
+           << r.resource_id << " prev=" << r.prev_hash.substr(0, 12)
+           << " hash=" << r.hash.substr(0, 12) << "}";
+        return os.str().c_str();
+    }
+};
+template <class T>
+struct mailers_optional_maker {
+    static String convert(const std::optional<T>& v) {
+        return v ? StringMaker<T>::convert(*v) : String("nullopt");
+    }
+};
+template <>
+struct StringMaker<std::optional<mailers::ledger_row>>
+    : mailers_optional_maker<mailers::ledger_row> {};
+template <>
+struct StringMaker<std::optional<mailers::suppression_entry>>
+    : mailers_optional_maker<mailers::suppression_entry> {};
+template <>
+struct StringMaker<mailers::time_point> {
+    static String convert(const mailers::time_point& t) {
+        return ("t" + std::to_string(t.time_since_epoch().count()) + "us").c_str();
+    }
+};
+template <>
+struct StringMaker<mailers::member_record> {
+    static String convert(const mailers::member_record& m) {
+        std::ostringstream os;
+        os << "member{id=" << m.id << " host=" << m.info.host << " pid=" << m.info.pid
+           << " name=" << m.info.name << " acked=" << m.acked_seq << " live=" << m.live << "}";
+        return os.str().c_str();
+    }
+};
+}  // namespace doctest
+
+namespace mailers {
+// doctest prints enums as numbers unless an overload is found by ADL.
+inline doctest::String toString(send_state s) {
+    return std::string(to_string(s)).c_str();
+}
+inline doctest::String toString(reserve_status s) {
+    return std::string(to_string(s)).c_str();
+}
+}  // namespace mailers
+
+namespace mailers::conformance {
+
+/// Opens a store over one database; every call opens that same database
+/// again. The reopen checks drop every handle and call it again, and the
+/// race checks hold several handles at once.
+using store_factory = std::function<std::shared_ptr<store>()>;
+
+// ---------------------------------------------------------------------------
+// Building blocks, usable by a backend's own tests too.
+
+inline time_point at_seconds(std::int64_t s) {
+    return time_point{std::chrono::seconds{1'700'000'000 + s}};
+}
+
+/// A new send (id 0) whose fields derive from `n`, reserved at `reserved`.
+inline ledger_row sample_send(std::uint64_t n, std::string key = {},
+                              time_point reserved = at_seconds(0), std::uint64_t owner = 0) {
+    ledger_row r;
+    r.idempotency_key = std::move(key);
+    r.mailbox = "rep" + std::to_string(n % 7) + "@brand.example";
+    r.provider = "ses-eu";
+    r.pool = "outbound";
+    r.recipient = "user" + std::to_string(n) + "@example.com";
+    r.message_id = "m" + std::to_string(n) + "@mailers.brand.example";
+    r.state = send_state::reserved;
+    r.attempt = 1;
+    r.reserved_at = reserved;
+    r.updated_at = reserved;
+    r.owner = owner;
+    return r;
+}
+
+inline suppression_entry sample_suppression(
+    suppression_kind kind, std::string value,
+    suppression_reason reason = suppression_reason::manual) {
+    suppression_entry e;
+    e.kind = kind;
+    e.value = std::move(value);
+    e.reason = reason;
+    e.source = "api";
+    e.created_at = at_seconds(5);
+    return e;
+}
+
+/// `n` audit records to append. Their seq, prev_hash and hash hold values
+/// the store must ignore.
+inline std::vector<audit_record> sample_audit(std::size_t n, std::size_t first = 1) {
+    std::vector<audit_record> out;
+    for (std::size_t i = first; i < first + n; ++i) {
+        audit_record r;
+        r.seq = 900 + i;
+        r.at = at_seconds(static_cast<std::int64_t>(i));
+        r.actor = "alice";
+        r.action = "mailbox.upsert";
+        r.resource_type = "mailbox";
+        r.resource_id = "rep" + std::to_string(i);
+        r.before = i % 2 ? "" : R"({"daily_cap":30})";
+        r.after = R"({"daily_cap":)" + std::to_string(i) + "}";
+        r.prev_hash = "not-the-previous-hash";
+        r.hash = "not-a-hash";
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+/// What the store must make of `appended` after `previous`.
+inline audit_record chained(audit_record appended, const audit_record* previous) {
+    appended.seq = previous ? previous->seq + 1 : 1;
+    appended.prev_hash = previous ? previous->hash : std::string{};
+    appended.hash = audit_hash(appended);
+    return appended;
+}
+
+inline cap_window window(time_point floor, std::uint64_t max) {
+    return cap_window{floor, max};
+}
+
+/// A claim with one window reaching back to the beginning of the kit's time.
+inline cap_claim cap(std::string key, std::uint64_t max, time_point floor = at_seconds(-100'000)) {
+    cap_claim c;
+    c.key = std::move(key);
+    c.windows = {window(floor, max)};
+    return c;
+}
+
+inline cap_claim gap_claim(std::string key, duration gap) {
+    cap_claim c;
+    c.key = std::move(key);
+    c.gap = gap;
+    return c;
+}
+
+inline cap_claim object_claim(std::string key, std::string kind, std::string id,
+                              std::uint64_t max = 1000) {
+    cap_claim c = cap(std::move(key), max);
+    c.object_kind = std::move(kind);
+    c.object_id = std::move(id);
+    return c;
+}
+
+inline store_op reserve(ledger_row row, std::vector<cap_claim> claims = {},
+                        std::uint64_t config_seq = 0) {
+    return store_ops::reserve_send{std::move(row), std::move(claims), config_seq};
+}
+
+inline commit_result commit(store& st, std::string_view ws, std::vector<store_op> ops) {
+    commit_result res = st.commit(ws, ops);
+    REQUIRE(res.ops.size() == ops.size());
+    return res;
+}
+
+/// Commits `ops`, requires the commit to throw mailers::exception with
+/// errc::store_error, and returns the message.
+inline std::string commit_must_fail(store& st, std::string_view ws, std::vector<store_op> ops) {
+    try {
+        st.commit(ws, ops);
+    } catch (const mailers::exception& e) {
+        CHECK(e.code() == make_error_code(errc::store_error));
+        return e.diag().message.empty() ? std::string(e.what()) : e.diag().message;
+    }
+    FAIL("the commit succeeded but had to fail");
+    return {};
+}
+
+inline reserve_outcome reserve_one(store& st, std::string_view ws, ledger_row row,
+                                   std::vector<cap_claim> claims = {},
+                                   std::uint64_t config_seq = 0) {
+    return commit(st, ws, {reserve(std::move(row), std::move(claims), config_seq)})
+        .ops[0]
+        .reservation;
+}
+
+/// Reserves a new send that must fit; returns its id.
+inline std::uint64_t reserve_new(store& st, std::string_view ws, ledger_row row,
+                                 std::vector<cap_claim> claims = {}, std::uint64_t config_seq = 0) {
+    const auto out = reserve_one(st, ws, std::move(row), std::move(claims), config_seq);
+    REQUIRE(out.status == reserve_status::reserved);
+    REQUIRE(out.send_id != 0);
+    return out.send_id;
+}
+
+inline bool update_one(store& st, std::string_view ws, ledger_row row) {
+    return commit(st, ws, {store_ops::update_send{std::move(row)}}).ops[0].applied;
+}
+
+inline std::vector<suppression_entry> all_suppressions(store& st, std::string_view ws) {
+    std::vector<suppression_entry> out;
+    st.for_each_suppression(ws, [&](const suppression_entry& e) { out.push_back(e); });
+    return out;
+}
+
+inline std::vector<audit_record> all_audit(store& st, std::string_view ws, std::uint64_t from = 1) {
+    std::vector<audit_record> out;
+    st.for_each_audit(ws, from, [&](const audit_record& r) { out.push_back(r); });
+    return out;
+}
+
+inline std::vector<ledger_row> sends_between(store& st, std::string_view ws, time_point from,
+                                             time_point to) {
+    std::vector<ledger_row> out;
+    st.for_each_send(ws, from, to, [&](const ledger_row& r) { out.push_back(r); });
+    return out;
+}
+
+inline ledger_row stored_send(store& st, std::string_view ws, std::uint64_t id) {
+    auto r = st.find_send(ws, id);
+    REQUIRE_MESSAGE(r.has_value(), "send " << id << " is missing");
+    return *r;
+}
+
+/// The snapshot and change set with every list in a canonical order, so
+/// backends are free to return them in any order.
+inline store_snapshot canonical(store_snapshot s) {
+    std::sort(s.objects.begin(), s.objects.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.kind, a.id) < std::tie(b.kind, b.id);
+    });
+    std::sort(s.suppressions.begin(), s.suppressions.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.kind, a.value) < std::tie(b.kind, b.value);
+    });
+    std::sort(s.recent_sends.begin(), s.recent_sends.end(),
+              [](const auto& a, const auto& b) { return a.id < b.id; });
+    return s;
+}
+
+inline change_set canonical(change_set c) {
+    std::sort(c.objects.begin(), c.objects.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.kind, a.id) < std::tie(b.kind, b.id);
+    });
+    std::sort(c.deleted_objects.begin(), c.deleted_objects.end());
+    std::sort(c.suppressions.begin(), c.suppressions.end(), [](const auto& a, const auto& b) {
+        return std::tie(a.kind, a.value) < std::tie(b.kind, b.value);
+    });
+    std::sort(c.deleted_suppressions.begin(), c.deleted_suppressions.end());
+    return c;
+}
+
+template <class T>
+void check_same_list(const std::vector<T>& actual, const std::vector<T>& expected,
+                     const char* what) {
+    INFO(what);
+    REQUIRE(actual.size() == expected.size());
+    for (std::size_t i = 0; i < actual.size(); ++i) {
+        INFO("index " << i);
+        REQUIRE(actual[i] == expected[i]);
+    }
+}
+
+inline void check_same_snapshot(const store_snapshot& actual_raw,
+                                const store_snapshot& expected_raw) {
+    const store_snapshot actual = canonical(actual_raw);
+    const store_snapshot expected = canonical(expected_raw);
+    check_same_list(actual.objects, expected.objects, "objects");
+    check_same_list(actual.suppressions, expected.suppressions, "suppressions");
+    check_same_list(actual.recent_sends, expected.recent_sends, "recent_sends");
+    CHECK(actual.change_seq == expected.change_seq);
+}
+
+/// Compares a change set with the expected one. Only a non-empty set names
+/// a seq that must match.
+inline void check_same_changes(const change_set& actual_raw, const change_set& expected_raw) {
+    const change_set actual = canonical(actual_raw);
+    const change_set expected = canonical(expected_raw);
+    check_same_list(actual.objects, expected.objects, "changed objects");
+    check_same_list(actual.deleted_objects, expected.deleted_objects, "deleted objects");
+    check_same_list(actual.suppressions, expected.suppressions, "changed suppressions");
+    check_same_list(actual.deleted_suppressions, expected.deleted_suppressions,
+                    "deleted suppressions");
+    if (!expected.empty()) CHECK(actual.seq == expected.seq);
+}
+
+/// Requires changes_since(seq) to be empty: `seq` is where a reader resumes.
+inline void check_caught_up(store& st, std::string_view ws, std::uint64_t seq) {
+    const change_set rest = st.changes_since(ws, seq);
+    CHECK_MESSAGE(rest.empty(), "changes_since(" << seq << ") is not empty");
+}
+
+inline member_info sample_member(std::string name) {
+    return member_info{"host-a.example", 4242, std::move(name)};
+}
+
+inline std::optional<member_record> find_member(store& st, std::string_view ws, std::uint64_t id) {
+    for (auto& m : st.members(ws))
+        if (m.id == id) return m;
+    return std::nullopt;
+}
+
+/// Runs fn(0) .. fn(n - 1) on n threads released together; rethrows the
+/// first exception a thread threw. Workers must not use doctest assertions.
+inline void run_threads(std::size_t n, const std::function<void(std::size_t)>& fn) {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool go = false;
+    std::exception_ptr failure;
+    std::vector<std::thread> threads;
+    threads.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        threads.emplace_back([&, i] {
+            {
+                std::unique_lock lock(mu);
+                cv.wait(lock, [&] { return go; });
+            }
+            try {
+                fn(i);
+            } catch (...) {
+                std::lock_guard lock(mu);
+                if (!failure) failure = std::current_exception();
+            }
+        });
+    }
+    {
+        std::lock_guard lock(mu);
+        go = true;
+    }
+    cv.notify_all();
+    for (auto& t : threads) t.join();
+    if (failure) std::rethrow_exception(failure);
+}
+
+// Leases for checks that must not see a member expire, and for checks that
+// wait for one to: a run under load never outlasts the first, and the
+// sleep after the second leaves it far behind.
+inline constexpr std::chrono::milliseconds long_lease{10 * 60 * 1000};
+inline constexpr std::chrono::milliseconds short_lease{100};
+inline void sleep_past_short_lease() {
+    std::this_thread::sleep_for(std::chrono::milliseconds{400});
+}
+
+// ---------------------------------------------------------------------------
+// Checks. Each takes a workspace name (or prefix) of its own.
+
+inline void check_objects(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK(st->load(ws, at_seconds(0)).objects.empty());
+
+    commit(*st, ws,
+           {store_ops::put_object{{"mailbox", "rep1", R"({"cap":30})"}},
+            store_ops::put_object{{"pool", "rep1", R"({"members":["rep1"]})"}},
+            store_ops::put_object{{"mailbox", "rep2", R"({"cap":50,"name":"Zoë"})"}}});
+    check_same_list(canonical(st->load(ws, at_seconds(0))).objects,
+                    {{"mailbox", "rep1", R"({"cap":30})"},
+                     {"mailbox", "rep2", R"({"cap":50,"name":"Zoë"})"},
+                     {"pool", "rep1", R"({"members":["rep1"]})"}},
+                    "after insert (same id under two kinds)");
+
+    // put replaces; deleting a missing object is not an error.
+    commit(*st, ws,
+           {store_ops::put_object{{"mailbox", "rep1", R"({"cap":40})"}},
+            store_ops::delete_object{"pool", "rep1"}, store_ops::delete_object{"pool", "absent"}});
+    check_same_list(
+        canonical(st->load(ws, at_seconds(0))).objects,
+        {{"mailbox", "rep1", R"({"cap":40})"}, {"mailbox", "rep2", R"({"cap":50,"name":"Zoë"})"}},
+        "after replace and delete");
+
+    // Ops apply in order within a batch.
+    commit(
+        *st, ws,
+        {store_ops::put_object{{"quota", "q", "1"}}, store_ops::delete_object{"quota", "q"},
+         store_ops::put_object{{"quota", "q", "2"}}, store_ops::put_object{{"quota", "q", "3"}}});
+    const auto objects = canonical(st->load(ws, at_seconds(0))).objects;
+    REQUIRE(objects.size() == 3);
+    CHECK(objects[2] == stored_object{"quota", "q", "3"});
+}
+
+inline void check_suppressions(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto a = sample_suppression(suppression_kind::address, "bob@example.com",
+                                      suppression_reason::hard_bounce);
+    auto d = sample_suppression(suppression_kind::domain, "competitor.example",
+                                suppression_reason::legal);
+    d.source = "csv-import";
+    d.created_at = at_seconds(-1'800'000'000);  // before 1970: signed times survive
+    const auto u = sample_suppression(suppression_kind::address, "zoë@bücher.example",
+                                      suppression_reason::unsubscribe);
+    // The same value as an address and as a domain entry are two entries.
+    const auto same_value = sample_suppression(suppression_kind::domain, "bob@example.com");
+
+    CHECK_FALSE(st->find_suppression(ws, suppression_kind::address, "bob@example.com"));
+    commit(*st, ws,
+           {store_ops::put_suppression{u}, store_ops::put_suppression{d},
+            store_ops::put_suppression{a}, store_ops::put_suppression{same_value}});
+
+    CHECK(st->find_suppression(ws, suppression_kind::address, "bob@example.com") == a);
+    CHECK(st->find_suppression(ws, suppression_kind::domain, "competitor.example") == d);
+    CHECK(st->find_suppression(ws, suppression_kind::address, "zoë@bücher.example") == u);
+    CHECK(st->find_suppression(ws, suppression_kind::domain, "bob@example.com") == same_value);
+    CHECK_FALSE(st->find_suppression(ws, suppression_kind::address, "competitor.example"));
+    CHECK_FALSE(st->find_suppression(ws, suppression_kind::address, "BOB@example.com"));
+
+    // for_each is in (kind, value) order: addresses first, byte order within.
+    check_same_list(all_suppressions(*st, ws), {a, u, same_value, d}, "for_each order");
+    check_same_list(canonical(st->load(ws, at_seconds(0))).suppressions, {a, u, same_value, d},
+                    "load");
+
+    // put replaces reason, source and time; delete removes only that kind.
+    auto a2 = a;
+    a2.reason = suppression_reason::complaint;
+    a2.source = "ses-webhook";
+    a2.created_at = at_seconds(99);
+    commit(*st, ws,
+           {store_ops::put_suppression{a2},
+            store_ops::delete_suppression{suppression_kind::domain, "bob@example.com"},
+            store_ops::delete_suppression{suppression_kind::address, "absent@example.com"}});
+    CHECK(st->find_suppression(ws, suppression_kind::address, "bob@example.com") == a2);
+    CHECK_FALSE(st->find_suppression(ws, suppression_kind::domain, "bob@example.com"));
+    check_same_list(all_suppressions(*st, ws), {a2, u, d}, "after replace and delete");
+
+    // A long batch (an import) with several ops on the same keys: the last op
+    // on each key wins, whatever order a backend applies the others in.
+    {
+        std::vector<store_op> bulk;
+        std::map<std::string, std::optional<suppression_entry>> last;
+        for (int i = 0; i < 400; ++i) {
+            const std::string value = "bulk" + std::to_string((i * 37) % 150) + "@example.com";
+            if (i % 7 == 3) {
+                bulk.push_back(store_ops::delete_suppression{suppression_kind::address, value});
+                last[value] = std::nullopt;
+            } else {
+                auto e = sample_suppression(suppression_kind::address, value);
+                e.created_at = at_seconds(i);
+                bulk.push_back(store_ops::put_suppression{e});
+                last[value] = e;
+            }
+        }
+        commit(*st, ws, bulk);
+        for (const auto& [value, e] : last) {
+            INFO(value);
+            CHECK(st->find_suppression(ws, suppression_kind::address, value) == e);
+        }
+    }
+
+    // Every reason round-trips.
+    std::vector<store_op> ops;
+    std::vector<suppression_entry> expected;
+    const suppression_reason reasons[] = {
+        suppression_reason::unsubscribe, suppression_reason::hard_bounce,
+        suppression_reason::complaint, suppression_reason::manual, suppression_reason::legal};
+    for (const auto r : reasons) {
+        auto e = sample_suppression(suppression_kind::domain,
+                                    "r" + std::string(to_string(r)) + ".example", r);
+        ops.push_back(store_ops::put_suppression{e});
+        expected.push_back(e);
+    }
+    commit(*st, ws, ops);
+    for (const auto& e : expected) CHECK(st->find_suppression(ws, e.kind, e.value) == e);
+}
+
+inline void check_new_sends(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK_FALSE(st->find_send(ws, 1));
+    CHECK_FALSE(st->find_send(ws, 0));
+    const std::uint64_t owner = st->attach(ws, sample_member("sends"), long_lease);
+
+    // Every field round-trips; the store gives the id and keeps the rest.
+    auto s1 = sample_send(1, "order-1", at_seconds(10), owner);
+    s1.attempt = 4'000'000'000u;
+    s1.detail = std::string(5000, 'x');
+    s1.provider_message_id = "pm-early";
+    s1.updated_at = at_seconds(11);
+    const auto s2 = sample_send(2, "", at_seconds(-1'800'000'000));  // no key, owner 0
+    const auto s3 = sample_send(3, "", at_seconds(12));  // no key either: empty keys never collide
+    const auto res = commit(*st, ws, {reserve(s1), reserve(s2), reserve(s3)});
+    std::set<std::uint64_t> ids;
+    for (const auto& r : res.ops) {
+        CHECK(r.reservation.status == reserve_status::reserved);
+        CHECK(r.reservation.send_id != 0);
+        ids.insert(r.reservation.send_id);
+    }
+    REQUIRE(ids.size() == 3);
+    CHECK(res.change_seq == 0);
+    auto expect1 = s1, expect2 = s2, expect3 = s3;
+    expect1.id = res.ops[0].reservation.send_id;
+    expect2.id = res.ops[1].reservation.send_id;
+    expect3.id = res.ops[2].reservation.send_id;
+    CHECK(st->find_send(ws, expect1.id) == expect1);
+    CHECK(st->find_send(ws, expect2.id) == expect2);
+    CHECK(st->find_send(ws, expect3.id) == expect3);
+
+    // A taken key answers `duplicate` with the row as it is now, and
+    // changes nothing: not the row, not the key, not the caps.
+    auto accepted = expect1;
+    accepted.state = send_state::accepted;
+    accepted.updated_at = at_seconds(20);
+    accepted.provider_message_id = "pm-1";
+    REQUIRE(update_one(*st, ws, accepted));
+    auto again = sample_send(9, "order-1", at_seconds(30), owner);
+    const auto dup = reserve_one(*st, ws, again, {cap("dup-cap", 1)});
+    CHECK(dup.status == reserve_status::duplicate);
+    REQUIRE(dup.existing.has_value());
+    CHECK(*dup.existing == accepted);
+    CHECK(st->find_send(ws, expect1.id) == accepted);
+    ids.insert(reserve_new(*st, ws, sample_send(10, "", at_seconds(30)), {cap("dup-cap", 1)}));
+
+    // Within a batch, a later reservation sees an earlier one's key.
+    const auto batch = commit(
+        *st, ws,
+        {reserve(sample_send(11, "batch-key", at_seconds(40))),
+         reserve(sample_send(12, "batch-key", at_seconds(41))), reserve(sample_send(13, ""))});
+    REQUIRE(batch.ops[0].reservation.status == reserve_status::reserved);
+    CHECK(batch.ops[1].reservation.status == reserve_status::duplicate);
+    REQUIRE(batch.ops[1].reservation.existing.has_value());
+    CHECK(batch.ops[1].reservation.existing->id == batch.ops[0].reservation.send_id);
+    CHECK(batch.ops[1].reservation.existing->recipient == "user11@example.com");
+    REQUIRE(batch.ops[2].reservation.status == reserve_status::reserved);
+    for (const std::size_t i : {std::size_t{0}, std::size_t{2}}) {
+        const auto id = batch.ops[i].reservation.send_id;
+        CHECK(id != 0);
+        CHECK_MESSAGE(ids.insert(id).second, "id " << id << " given twice");
+    }
+
+    // A key stays taken whatever happens to its send.
+    auto failed = stored_send(*st, ws, batch.ops[0].reservation.send_id);
+    failed.state = send_state::failed;
+    REQUIRE(update_one(*st, ws, failed));
+    const auto after_failed = reserve_one(*st, ws, sample_send(14, "batch-key", at_seconds(50)));
+    CHECK(after_failed.status == reserve_status::duplicate);
+    REQUIRE(after_failed.existing.has_value());
+    CHECK(*after_failed.existing == stored_send(*st, ws, failed.id));
+
+    // Ids are never reused, also after a reopen.
+    st.reset();
+    st = open();
+    for (int i = 0; i < 5; ++i) {
+        const auto id = reserve_new(*st, ws, sample_send(20 + i));
+        CHECK(id != 0);
+        CHECK_MESSAGE(ids.insert(id).second, "id " << id << " given twice");
+    }
+}
+
+inline void check_cap_windows(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    // Three uses of "mailbox:a" at 10, 20 and 30; the one at 30 is "in the
+    // future" for the reservations at 25 below and counts all the same.
+    for (const int t : {30, 10, 20})
+        reserve_new(*st, ws, sample_send(static_cast<std::uint64_t>(t), "", at_seconds(t)),
+                    {cap("mailbox:a", 10)});
+
+    // count >= max refuses; until is the (count - max)-th use in time order.
+    auto out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)), {cap("mailbox:a", 3)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.claim == 0);
+    CHECK(out.window == 0);
+    CHECK(out.until == at_seconds(10));
+    out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)), {cap("mailbox:a", 2)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(20));
+    out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)), {cap("mailbox:a", 1)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(30));
+    out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)), {cap("mailbox:a", 0)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == time_point{});
+    // A max of 0 refuses even an unused key.
+    out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)), {cap("mailbox:unused", 0)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == time_point{});
+
+    // The floor is inclusive: a use at the floor counts, one before it not.
+    out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)),
+                      {cap("mailbox:a", 2, at_seconds(20))});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(20));
+    // Uses in the future count: the use at 30 fills a window floored at 26.
+    out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)),
+                      {cap("mailbox:a", 1, at_seconds(26))});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(30));
+
+    // The first full window of the first full claim is named; nothing of a
+    // refused reservation is recorded, not even on the claims that fitted.
+    cap_claim two_windows;
+    two_windows.key = "mailbox:a";
+    two_windows.windows = {window(at_seconds(21), 5), window(at_seconds(15), 2)};
+    out = reserve_one(*st, ws, sample_send(1, "", at_seconds(25)),
+                      {cap("provider:p", 1), two_windows, cap("domain:full", 0)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.claim == 1);
+    CHECK(out.window == 1);
+    CHECK(out.until == at_seconds(20));
+    CHECK(reserve_one(*st, ws, sample_send(1, "", at_seconds(25)), {cap("provider:p", 1)}).status ==
+          reserve_status::reserved);
+    CHECK(reserve_one(*st, ws, sample_send(1, "", at_seconds(25)), {cap("provider:p", 1)}).status ==
+          reserve_status::cap_reached);
+
+    // A reservation with room on every claim records one use on each.
+    const auto id =
+        reserve_new(*st, ws, sample_send(2, "", at_seconds(40)), {cap("k1", 1), cap("k2", 2)});
+    CHECK(id != 0);
+    out = reserve_one(*st, ws, sample_send(3, "", at_seconds(41)), {cap("k1", 1)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(40));
+    CHECK(reserve_one(*st, ws, sample_send(3, "", at_seconds(41)), {cap("k2", 2)}).status ==
+          reserve_status::reserved);
+    CHECK(reserve_one(*st, ws, sample_send(3, "", at_seconds(41)), {cap("k2", 2)}).status ==
+          reserve_status::cap_reached);
+
+    // Within a batch, a later reservation counts an earlier one's uses; a
+    // refused one in the middle does not stop the ones after it.
+    const auto res = commit(*st, ws,
+                            {reserve(sample_send(4, "", at_seconds(50)), {cap("batch", 2)}),
+                             reserve(sample_send(5, "", at_seconds(51)), {cap("batch", 2)}),
+                             reserve(sample_send(6, "", at_seconds(52)), {cap("batch", 2)}),
+                             reserve(sample_send(7, "", at_seconds(53)), {cap("other", 1)})});
+    CHECK(res.ops[0].reservation.status == reserve_status::reserved);
+    CHECK(res.ops[1].reservation.status == reserve_status::reserved);
+    CHECK(res.ops[2].reservation.status == reserve_status::cap_reached);
+    CHECK(res.ops[2].reservation.until == at_seconds(50));
+    CHECK(res.ops[3].reservation.status == reserve_status::reserved);
+
+    // Keys are compared exactly.
+    CHECK(reserve_one(*st, ws, sample_send(8, "", at_seconds(60)), {cap("Batch", 1)}).status ==
+          reserve_status::reserved);
+}
+
+inline void check_gap(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const duration minute = std::chrono::seconds{60};
+    reserve_new(*st, ws, sample_send(1, "", at_seconds(0)), {gap_claim("mailbox:g", minute)});
+
+    auto out = reserve_one(*st, ws, sample_send(2, "", at_seconds(30)),
+                           {cap("other", 5), gap_claim("mailbox:g", std::chrono::seconds{1})});
+    CHECK(out.status == reserve_status::gap);
+    CHECK(out.claim == 1);
+    CHECK(out.until == at_seconds(60));
+    // A claim with no gap neither checks nor starts one.
+    reserve_new(*st, ws, sample_send(3, "", at_seconds(30)), {cap("mailbox:g", 10)});
+    // The refused claim recorded nothing on "other".
+    CHECK(reserve_one(*st, ws, sample_send(4, "", at_seconds(30)), {cap("other", 1)}).status ==
+          reserve_status::reserved);
+
+    // The gap ends at its until (exclusive), and the next one starts there.
+    reserve_new(*st, ws, sample_send(5, "", at_seconds(60)),
+                {gap_claim("mailbox:g", std::chrono::seconds{10})});
+    out =
+        reserve_one(*st, ws, sample_send(6, "", at_seconds(65)), {gap_claim("mailbox:g", minute)});
+    CHECK(out.status == reserve_status::gap);
+    CHECK(out.until == at_seconds(70));
+    reserve_new(*st, ws, sample_send(7, "", at_seconds(70)), {gap_claim("mailbox:g", minute)});
+
+    // A gap belongs to the key: it keeps running when the send that started
+    // it fails and its uses are released, or when old uses are purged.
+    const auto gone = reserve_new(*st, ws, sample_send(10, "", at_seconds(100)),
+                                  {gap_claim("mailbox:f", minute)});
+    ledger_row failed = stored_send(*st, ws, gone);
+    failed.state = send_state::failed;
+    REQUIRE(update_one(*st, ws, failed));
+    st->purge_cap_uses(ws, at_seconds(150));
+    out = reserve_one(*st, ws, sample_send(11, "", at_seconds(150)),
+                      {gap_claim("mailbox:f", minute)});
+    CHECK(out.status == reserve_status::gap);
+    CHECK(out.until == at_seconds(160));
+
+    // Within a batch the second sees the first's gap.
+    const auto res =
+        commit(*st, ws,
+               {reserve(sample_send(8, "", at_seconds(200)), {gap_claim("mailbox:h", minute)}),
+                reserve(sample_send(9, "", at_seconds(210)), {gap_claim("mailbox:h", minute)})});
+    CHECK(res.ops[0].reservation.status == reserve_status::reserved);
+    CHECK(res.ops[1].reservation.status == reserve_status::gap);
+    CHECK(res.ops[1].reservation.until == at_seconds(260));
+}
+
+inline void check_stale_config(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto c1 = commit(*st, ws,
+                           {store_ops::put_object{{"mailbox", "rep1", R"({"cap":30})"}},
+                            store_ops::put_object{{"quota", "q1", R"({"max":5})"}}})
+                        .change_seq;
+    REQUIRE(c1 != 0);
+    // Limits taken from a configuration as new as the object's last change fit.
+    reserve_new(
+        *st, ws, sample_send(1, "", at_seconds(0)),
+        {object_claim("mailbox:rep1", "mailbox", "rep1"), object_claim("quota:q1", "quota", "q1")},
+        c1);
+    // An object that never changed is never stale; nor is a claim without one.
+    reserve_new(*st, ws, sample_send(2, "", at_seconds(0)),
+                {object_claim("mailbox:rep9", "mailbox", "rep9"), cap("plain", 5)}, 0);
+
+    const auto c2 =
+        commit(*st, ws, {store_ops::put_object{{"mailbox", "rep1", R"({"cap":10})"}}}).change_seq;
+    REQUIRE(c2 > c1);
+    auto out = reserve_one(
+        *st, ws, sample_send(3, "", at_seconds(0)),
+        {object_claim("quota:q1", "quota", "q1"), object_claim("mailbox:rep1", "mailbox", "rep1")},
+        c1);
+    CHECK(out.status == reserve_status::stale_config);
+    CHECK(out.claim == 1);
+    // The refused reservation recorded nothing.
+    CHECK(reserve_one(*st, ws, sample_send(4, "", at_seconds(0)), {cap("quota:q1", 2)}).status ==
+          reserve_status::reserved);
+    // Stale is decided per claim, in claim order, before caps.
+    out = reserve_one(*st, ws, sample_send(5, "", at_seconds(0)),
+                      {object_claim("mailbox:rep1", "mailbox", "rep1", 0)}, c1);
+    CHECK(out.status == reserve_status::stale_config);
+    out = reserve_one(*st, ws, sample_send(5, "", at_seconds(0)),
+                      {object_claim("mailbox:rep1", "mailbox", "rep1", 0)}, c2);
+    CHECK(out.status == reserve_status::cap_reached);
+
+    // A delete is a change too; the kind is part of the object's name.
+    const auto c3 = commit(*st, ws, {store_ops::delete_object{"quota", "q1"}}).change_seq;
+    REQUIRE(c3 > c2);
+    out = reserve_one(*st, ws, sample_send(6, "", at_seconds(0)),
+                      {object_claim("quota:q1", "quota", "q1")}, c2);
+    CHECK(out.status == reserve_status::stale_config);
+    CHECK(out.claim == 0);
+    reserve_new(*st, ws, sample_send(7, "", at_seconds(0)),
+                {object_claim("quota:q1", "quota", "q1")}, c3);
+    reserve_new(*st, ws, sample_send(8, "", at_seconds(0)),
+                {object_claim("mailbox:q1", "mailbox", "q1")}, 0);
+
+    // An object changed earlier in the same batch is newer than any seq the
+    // caller can know.
+    const auto res = commit(*st, ws,
+                            {store_ops::put_object{{"mailbox", "rep2", "{}"}},
+                             reserve(sample_send(9, "", at_seconds(0)),
+                                     {object_claim("mailbox:rep2", "mailbox", "rep2")}, c3)});
+    CHECK(res.ops[1].reservation.status == reserve_status::stale_config);
+    CHECK(res.change_seq > c3);
+}
+
+inline void check_failover(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const std::uint64_t owner = st->attach(ws, sample_member("failover"), long_lease);
+    const std::uint64_t other = st->attach(ws, sample_member("other"), long_lease);
+
+    auto first = sample_send(1, "order-7", at_seconds(10), owner);
+    first.provider_message_id = "";
+    const auto id = reserve_new(*st, ws, first, {cap("mailbox:a", 1), cap("provider:p", 1)});
+    const ledger_row before = stored_send(*st, ws, id);
+
+    // The next attempt on the same row: its own uses do not count against
+    // it (provider:p is full with them), and its old ones are released.
+    ledger_row next = before;
+    next.mailbox = "rep-b@brand.example";
+    next.provider = "smtp-backup";
+    next.pool = "backup";
+    next.message_id = "m1-2@mailers.brand.example";
+    next.attempt = 2;
+    next.reserved_at = at_seconds(20);
+    next.updated_at = at_seconds(21);
+    next.detail = "421 4.7.0 try again later";
+    // Neither the key, nor the recipient, nor the provider id change on
+    // failover, whatever the caller passes.
+    next.idempotency_key = "ignored";
+    next.recipient = "ignored@example.com";
+    next.provider_message_id = "ignored";
+    auto out = reserve_one(*st, ws, next, {cap("mailbox:b", 1), cap("provider:p", 1)});
+    REQUIRE(out.status == reserve_status::reserved);
+    CHECK(out.send_id == id);
+    ledger_row expected = before;
+    expected.mailbox = next.mailbox;
+    expected.provider = next.provider;
+    expected.pool = next.pool;
+    expected.message_id = next.message_id;
+    expected.attempt = 2;
+    expected.reserved_at = next.reserved_at;
+    expected.updated_at = next.updated_at;
+    expected.detail = next.detail;
+    CHECK(st->find_send(ws, id) == expected);
+
+    // mailbox:a is free again; provider:p and mailbox:b hold the new attempt.
+    CHECK(reserve_one(*st, ws, sample_send(2), {cap("mailbox:a", 1)}).status ==
+          reserve_status::reserved);
+    out = reserve_one(*st, ws, sample_send(3), {cap("provider:p", 1)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(20));
+
+    // A retry on the same mailbox fits too: again its own use does not count.
+    ledger_row retry = expected;
+    retry.attempt = 3;
+    retry.reserved_at = at_seconds(30);
+    retry.updated_at = at_seconds(30);
+    out = reserve_one(*st, ws, retry, {cap("mailbox:b", 1), cap("provider:p", 1)});
+    REQUIRE(out.status == reserve_status::reserved);
+    expected.attempt = 3;
+    expected.reserved_at = retry.reserved_at;
+    expected.updated_at = retry.updated_at;
+    CHECK(st->find_send(ws, id) == expected);
+
+    // A refused attempt changes nothing: the row and its uses stay.
+    reserve_new(*st, ws, sample_send(4), {cap("mailbox:c", 1)});
+    ledger_row refused = expected;
+    refused.mailbox = "rep-c@brand.example";
+    refused.attempt = 4;
+    refused.reserved_at = at_seconds(40);
+    out = reserve_one(*st, ws, refused, {cap("provider:p", 1), cap("mailbox:c", 1)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.claim == 1);
+    CHECK(st->find_send(ws, id) == expected);
+    CHECK(reserve_one(*st, ws, sample_send(5), {cap("mailbox:b", 1)}).status ==
+          reserve_status::cap_reached);
+    CHECK(reserve_one(*st, ws, sample_send(5), {cap("provider:p", 1)}).status ==
+          reserve_status::cap_reached);
+    // Stale and gap refusals apply to further attempts too.
+    const auto seq =
+        commit(*st, ws, {store_ops::put_object{{"mailbox", "rep-d", "{}"}}}).change_seq;
+    refused.mailbox = "rep-d@brand.example";
+    out = reserve_one(*st, ws, refused, {object_claim("mailbox:d", "mailbox", "rep-d")}, seq - 1);
+    CHECK(out.status == reserve_status::stale_config);
+    reserve_new(*st, ws, sample_send(6, "", at_seconds(35)),
+                {gap_claim("mailbox:e", std::chrono::seconds{60})});
+    out = reserve_one(*st, ws, refused, {gap_claim("mailbox:e", std::chrono::seconds{60})});
+    CHECK(out.status == reserve_status::gap);
+    CHECK(out.until == at_seconds(95));
+    CHECK(st->find_send(ws, id) == expected);
+
+    // Only the owner may reserve again, and only a send still reserved.
+    ledger_row wrong = refused;
+    wrong.owner = other;
+    CHECK(reserve_one(*st, ws, wrong, {}).status == reserve_status::not_owner);
+    wrong.owner = 0;
+    CHECK(reserve_one(*st, ws, wrong, {}).status == reserve_status::not_owner);
+    ledger_row missing = refused;
+    missing.id = id + 1'000'000;
+    CHECK(reserve_one(*st, ws, missing, {}).status == reserve_status::not_owner);
+    CHECK_FALSE(st->find_send(ws, missing.id));
+    CHECK(st->find_send(ws, id) == expected);
+    ledger_row done = expected;
+    done.state = send_state::accepted;
+    REQUIRE(update_one(*st, ws, done));
+    CHECK(reserve_one(*st, ws, refused, {}).status == reserve_status::not_owner);
+    CHECK(st->find_send(ws, id) == done);
+}
+
+inline void check_update_send(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const std::uint64_t owner = st->attach(ws, sample_member("updates"), long_lease);
+    const auto id =
+        reserve_new(*st, ws, sample_send(1, "k1", at_seconds(10), owner), {cap("mailbox:a", 1)});
+    const ledger_row before = stored_send(*st, ws, id);
+
+    // Only state, updated_at, provider_message_id and detail change.
+    ledger_row update = before;
+    update.state = send_state::accepted;
+    update.updated_at = at_seconds(12);
+    update.provider_message_id = "0102018c-provider-id";
+    update.detail = "250 ok";
+    update.idempotency_key = "other-key";
+    update.mailbox = "other@brand.example";
+    update.provider = "other";
+    update.pool = "other";
+    update.recipient = "other@example.com";
+    update.message_id = "other@x";
+    update.attempt = 9;
+    update.reserved_at = at_seconds(99);
+    const auto res = commit(*st, ws, {store_ops::update_send{update}});
+    CHECK(res.ops[0].applied);
+    CHECK(res.change_seq == 0);
+    ledger_row expected = before;
+    expected.state = update.state;
+    expected.updated_at = update.updated_at;
+    expected.provider_message_id = update.provider_message_id;
+    expected.detail = update.detail;
+    CHECK(st->find_send(ws, id) == expected);
+    // The key stayed with the row.
+    const auto dup = reserve_one(*st, ws, sample_send(2, "k1"));
+    CHECK(dup.status == reserve_status::duplicate);
+    CHECK(reserve_one(*st, ws, sample_send(2, "other-key")).status == reserve_status::reserved);
+    // Accepted keeps the cap use.
+    CHECK(reserve_one(*st, ws, sample_send(3), {cap("mailbox:a", 1)}).status ==
+          reserve_status::cap_reached);
+
+    // Refused, changing nothing: a finished send, a wrong owner, a missing id.
+    ledger_row late = expected;
+    late.state = send_state::failed;
+    late.detail = "late";
+    CHECK_FALSE(update_one(*st, ws, late));
+    CHECK(st->find_send(ws, id) == expected);
+    const auto id2 =
+        reserve_new(*st, ws, sample_send(4, "", at_seconds(20), owner), {cap("mailbox:b", 1)});
+    ledger_row wrong = stored_send(*st, ws, id2);
+    const ledger_row before2 = wrong;
+    wrong.owner = owner + 1;
+    wrong.state = send_state::failed;
+    CHECK_FALSE(update_one(*st, ws, wrong));
+    wrong.owner = 0;
+    CHECK_FALSE(update_one(*st, ws, wrong));
+    CHECK(st->find_send(ws, id2) == before2);
+    CHECK(reserve_one(*st, ws, sample_send(5), {cap("mailbox:b", 1)}).status ==
+          reserve_status::cap_reached);
+    ledger_row missing = before2;
+    missing.id = id2 + 1'000'000;
+    missing.state = send_state::accepted;
+    CHECK_FALSE(update_one(*st, ws, missing));
+    CHECK_FALSE(st->find_send(ws, missing.id));
+
+    // Failed releases the cap uses: the next reservation on the key fits.
+    ledger_row failed = before2;
+    failed.state = send_state::failed;
+    failed.updated_at = at_seconds(21);
+    failed.detail = "550 5.1.1 no such user";
+    CHECK(update_one(*st, ws, failed));
+    CHECK(st->find_send(ws, id2) == failed);
+    CHECK(reserve_one(*st, ws, sample_send(6), {cap("mailbox:b", 1)}).status ==
+          reserve_status::reserved);
+
+    // Unknown keeps the uses (it may have been sent), and may still get its
+    // true outcome; failed then releases them.
+    const auto id3 =
+        reserve_new(*st, ws, sample_send(7, "", at_seconds(30), owner), {cap("mailbox:c", 1)});
+    ledger_row unknown = stored_send(*st, ws, id3);
+    unknown.state = send_state::unknown;
+    unknown.detail = "connection lost after DATA";
+    CHECK(update_one(*st, ws, unknown));
+    CHECK(reserve_one(*st, ws, sample_send(8), {cap("mailbox:c", 1)}).status ==
+          reserve_status::cap_reached);
+    unknown.state = send_state::failed;
+    unknown.detail = "bounced";
+    CHECK(update_one(*st, ws, unknown));
+    CHECK(st->find_send(ws, id3) == unknown);
+    CHECK(reserve_one(*st, ws, sample_send(9), {cap("mailbox:c", 1)}).status ==
+          reserve_status::reserved);
+
+    // An update back to `reserved` fails the whole commit.
+    const auto id4 = reserve_new(*st, ws, sample_send(10, "", at_seconds(40), owner));
+    const ledger_row row4 = stored_send(*st, ws, id4);
+    const auto seq_before = st->load(ws, at_seconds(0)).change_seq;
+    ledger_row back = row4;
+    back.detail = "still reserved";
+    commit_must_fail(
+        *st, ws,
+        {store_ops::put_object{{"mailbox", "x", "{}"}},
+         reserve(sample_send(11, "k-fail"), {cap("mailbox:d", 1)}), store_ops::update_send{back}});
+    CHECK(st->find_send(ws, id4) == row4);
+    CHECK(st->load(ws, at_seconds(0)).change_seq == seq_before);
+    CHECK(st->load(ws, at_seconds(0)).objects.empty());
+    CHECK(reserve_one(*st, ws, sample_send(11, "k-fail"), {cap("mailbox:d", 1)}).status ==
+          reserve_status::reserved);
+}
+
+inline void check_recent_sends(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    auto with_state = [&](ledger_row r, send_state s) {
+        const auto id = reserve_new(*st, ws, r);
+        r.id = id;
+        if (s != send_state::reserved) {
+            r.state = s;
+            REQUIRE(update_one(*st, ws, r));
+        }
+        return r;
+    };
+    const auto old_done = with_state(sample_send(1, "a", at_seconds(10)), send_state::accepted);
+    // Still reserved: always loaded.
+    const auto old_reserved = with_state(sample_send(2, "b", at_seconds(11)), send_state::reserved);
+    // reserved_at == since: loaded.
+    const auto boundary = with_state(sample_send(3, "c", at_seconds(100)), send_state::failed);
+    const auto recent = with_state(sample_send(4, "", at_seconds(150)), send_state::unknown);
+    const auto old_unknown = with_state(sample_send(5, "", at_seconds(99)), send_state::unknown);
+    auto by_id = [](std::vector<ledger_row> v) {
+        std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+        return v;
+    };
+
+    check_same_list(canonical(st->load(ws, at_seconds(100))).recent_sends,
+                    by_id({old_reserved, boundary, recent}), "since 100");
+    check_same_list(canonical(st->load(ws, at_seconds(1000))).recent_sends, {old_reserved},
+                    "since 1000");
+    const auto all = by_id({old_done, old_reserved, boundary, recent, old_unknown});
+    check_same_list(canonical(st->load(ws, at_seconds(-1000))).recent_sends, all,
+                    "since the beginning");
+
+    // for_each_send: [from, to) on reserved_at, in id order, whatever the state.
+    check_same_list(sends_between(*st, ws, at_seconds(11), at_seconds(150)),
+                    by_id({old_reserved, boundary, old_unknown}), "[11, 150)");
+    check_same_list(sends_between(*st, ws, at_seconds(0), at_seconds(1000)), all, "[0, 1000)");
+    CHECK(sends_between(*st, ws, at_seconds(100), at_seconds(100)).empty());
+    CHECK(sends_between(*st, ws, at_seconds(200), at_seconds(100)).empty());
+}
+
+inline void check_audit(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK(all_audit(*st, ws).empty());
+
+    std::vector<audit_record> expected;
+    const auto first = sample_audit(3, 1);
+    std::vector<store_op> ops;
+    for (const auto& r : first) ops.push_back(store_ops::append_audit{r});
+    auto res = commit(*st, ws, ops);
+    CHECK(res.change_seq == 0);
+    for (std::size_t i = 0; i < first.size(); ++i) {
+        expected.push_back(chained(first[i], expected.empty() ? nullptr : &expected.back()));
+        CHECK(res.ops[i].audit_seq == expected.back().seq);
+    }
+    // Appends mixed with other ops, in a second commit.
+    const auto more = sample_audit(4, 4);
+    res = commit(*st, ws,
+                 {store_ops::append_audit{more[0]}, reserve(sample_send(1)),
+                  store_ops::append_audit{more[1]}, store_ops::put_object{{"pool", "p", "{}"}},
+                  store_ops::append_audit{more[2]}, store_ops::append_audit{more[3]}});
+    std::size_t op = 0;
+    for (const auto& r : more) {
+        expected.push_back(chained(r, &expected.back()));
+        if (op == 1 || op == 3) ++op;
+        CHECK(res.ops[op].audit_seq == expected.back().seq);
+        ++op;
+    }
+
+    const auto stored = all_audit(*st, ws);
+    check_same_list(stored, expected, "for_each_audit from 1");
+    CHECK_FALSE(verify_audit_chain(stored));
+    check_same_list(all_audit(*st, ws, 5),
+                    std::vector<audit_record>(expected.begin() + 4, expected.end()), "from 5");
+    CHECK(all_audit(*st, ws, 8).empty());
+    CHECK(all_audit(*st, ws, 0) == expected);
+
+    // The chain survives a reopen and continues from its head.
+    st.reset();
+    st = open();
+    const auto last = sample_audit(1, 8)[0];
+    res = commit(*st, ws, {store_ops::append_audit{last}});
+    expected.push_back(chained(last, &expected.back()));
+    CHECK(res.ops[0].audit_seq == 8);
+    check_same_list(all_audit(*st, ws), expected, "after reopen");
+    CHECK_FALSE(verify_audit_chain(all_audit(*st, ws)));
+}
+
+inline void check_change_feed(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK(st->load(ws, at_seconds(0)).change_seq == 0);
+    check_same_changes(st->changes_since(ws, 0), change_set{});
+    check_caught_up(*st, ws, 0);
+
+    const auto a = sample_suppression(suppression_kind::address, "a@example.com");
+    const auto d = sample_suppression(suppression_kind::domain, "d.example");
+    const auto c1 = commit(*st, ws,
+                           {store_ops::put_object{{"mailbox", "m1", "1"}},
+                            store_ops::put_object{{"mailbox", "m2", "2"}},
+                            store_ops::put_suppression{a}, store_ops::put_suppression{d}})
+                        .change_seq;
+    REQUIRE(c1 > 0);
+    CHECK(st->load(ws, at_seconds(0)).change_seq == c1);
+
+    change_set expected;
+    expected.seq = c1;
+    expected.objects = {{"mailbox", "m1", "1"}, {"mailbox", "m2", "2"}};
+    expected.suppressions = {a, d};
+    check_same_changes(st->changes_since(ws, 0), expected);
+    check_caught_up(*st, ws, c1);
+
+    // Commits without objects or suppressions publish nothing.
+    auto res =
+        commit(*st, ws, {reserve(sample_send(1)), store_ops::append_audit{sample_audit(1)[0]}});
+    CHECK(res.change_seq == 0);
+    CHECK(st->load(ws, at_seconds(0)).change_seq == c1);
+    check_caught_up(*st, ws, c1);
+
+    // Newest state only: put-then-deleted is a delete, deleted-then-put a
+    // put, the last put wins.
+    auto a2 = a;
+    a2.reason = suppression_reason::complaint;
+    const auto c2 = commit(*st, ws,
+                           {store_ops::put_object{{"quota", "q", "1"}},
+                            store_ops::delete_object{"mailbox", "m1"},
+                            store_ops::put_object{{"mailbox", "m1", "again"}},
+                            store_ops::delete_suppression{suppression_kind::domain, "d.example"}})
+                        .change_seq;
+    REQUIRE(c2 > c1);
+    const auto c3 =
+        commit(*st, ws,
+               {store_ops::delete_object{"quota", "q"},
+                store_ops::put_object{{"mailbox", "m1", "third"}}, store_ops::put_suppression{a2}})
+            .change_seq;
+    REQUIRE(c3 > c2);
+    CHECK(st->load(ws, at_seconds(0)).change_seq == c3);
+
+    expected = change_set{};
+    expected.seq = c3;
+    expected.objects = {{"mailbox", "m1", "third"}};
+    expected.deleted_objects = {{"quota", "q"}};
+    expected.suppressions = {a2};
+    expected.deleted_suppressions = {{suppression_kind::domain, "d.example"}};
+    check_same_changes(st->changes_since(ws, c1), expected);
+    expected.objects = {{"mailbox", "m1", "third"}};
+    expected.deleted_objects = {{"quota", "q"}};
+    expected.suppressions = {a2};
+    expected.deleted_suppressions = {};
+    check_same_changes(st->changes_since(ws, c2), expected);
+    expected = change_set{};
+    expected.seq = c3;
+    expected.objects = {{"mailbox", "m1", "third"}, {"mailbox", "m2", "2"}};
+    expected.deleted_objects = {{"quota", "q"}};
+    expected.suppressions = {a2};
+    expected.deleted_suppressions = {{suppression_kind::domain, "d.example"}};
+    check_same_changes(st->changes_since(ws, 0), expected);
+    check_caught_up(*st, ws, c3);
+
+    // A commit with only deletes of what does not exist still publishes.
+    const auto c4 = commit(*st, ws, {store_ops::delete_object{"pool", "never"}}).change_seq;
+    CHECK(c4 > c3);
+    CHECK(st->load(ws, at_seconds(0)).change_seq == c4);
+    const auto tail = st->changes_since(ws, c3);
+    CHECK(tail.objects.empty());
+    CHECK(tail.suppressions.empty());
+    CHECK(tail.deleted_suppressions.empty());
+    check_caught_up(*st, ws, tail.empty() ? c4 : tail.seq);
+
+    // Many changes in one commit: one seq.
+    std::vector<store_op> ops;
+    for (int i = 0; i < 50; ++i)
+        ops.push_back(store_ops::put_suppression{sample_suppression(
+            suppression_kind::address, "bulk" + std::to_string(i) + "@example.com")});
+    const auto c5 = commit(*st, ws, ops).change_seq;
+    CHECK(c5 > c4);
+    const auto bulk = st->changes_since(ws, c4);
+    CHECK(bulk.seq == c5);
+    CHECK(bulk.suppressions.size() == 50);
+    check_caught_up(*st, ws, c5);
+
+    // And the feed survives a reopen.
+    st.reset();
+    st = open();
+    CHECK(st->load(ws, at_seconds(0)).change_seq == c5);
+    check_same_changes(st->changes_since(ws, c4), bulk);
+}
+
+inline void check_members(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK(st->members(ws).empty());
+    CHECK_FALSE(st->renew(ws, 12345, long_lease, 0));
+
+    const member_info info_a{"host-a.example", 101, "billing-worker"};
+    const member_info info_b{"host-b.example", 202, ""};
+    const auto a = st->attach(ws, info_a, long_lease);
+    const auto b = st->attach(ws, info_b, short_lease);
+    CHECK(a != 0);
+    CHECK(b != 0);
+    CHECK(a != b);
+
+    auto ma = find_member(*st, ws, a);
+    REQUIRE(ma.has_value());
+    CHECK(ma->info.host == info_a.host);
+    CHECK(ma->info.pid == info_a.pid);
+    CHECK(ma->info.name == info_a.name);
+    CHECK(ma->acked_seq == 0);
+    CHECK(ma->live);
+
+    CHECK(st->renew(ws, a, long_lease, 42));
+    ma = find_member(*st, ws, a);
+    REQUIRE(ma.has_value());
+    CHECK(ma->acked_seq == 42);
+    CHECK(ma->live);
+
+    // b's lease runs out on the store's clock; a late renew changes nothing.
+    sleep_past_short_lease();
+    auto mb = find_member(*st, ws, b);
+    REQUIRE_MESSAGE(mb.has_value(), "a member whose lease ran out stays until recovered");
+    CHECK_FALSE(mb->live);
+    CHECK_FALSE(st->renew(ws, b, long_lease, 7));
+    mb = find_member(*st, ws, b);
+    REQUIRE(mb.has_value());
+    CHECK_FALSE(mb->live);
+    CHECK(mb->acked_seq == 0);
+    CHECK(st->renew(ws, a, long_lease, 43));
+
+    // Recovered and detached members are gone, and their renew fails.
+    CHECK(st->recover(ws, {}, at_seconds(0), "lease ran out") == 0);
+    CHECK_FALSE(find_member(*st, ws, b));
+    CHECK_FALSE(st->renew(ws, b, long_lease, 8));
+    st->detach(ws, a);
+    CHECK_FALSE(find_member(*st, ws, a));
+    CHECK_FALSE(st->renew(ws, a, long_lease, 44));
+    CHECK(st->members(ws).empty());
+
+    // Ids are never reused, also after a reopen.
+    std::set<std::uint64_t> ids{a, b};
+    for (int i = 0; i < 3; ++i) {
+        const auto id = st->attach(ws, info_b, long_lease);
+        CHECK(id != 0);
+        CHECK_MESSAGE(ids.insert(id).second, "member id " << id << " given twice");
+    }
+    st.reset();
+    st = open();
+    CHECK(st->members(ws).size() == 3);
+    const auto id = st->attach(ws, info_a, long_lease);
+    CHECK(id != 0);
+    CHECK_MESSAGE(ids.insert(id).second, "member id " << id << " given twice");
+    CHECK(st->members(ws).size() == 4);
+}
+
+inline void check_recover(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto live = st->attach(ws, sample_member("live"), long_lease);
+    const auto expiring = st->attach(ws, sample_member("expiring"), short_lease);
+    const auto dead = st->attach(ws, sample_member("dead"), long_lease);
+
+    std::uint64_t n = 0;
+    auto send = [&](std::uint64_t owner, send_state s, std::vector<cap_claim> claims = {}) {
+        ++n;
+        ledger_row r = sample_send(n, "", at_seconds(static_cast<std::int64_t>(n)), owner);
+        r.id = reserve_new(*st, ws, r, std::move(claims));
+        if (s != send_state::reserved) {
+            r.state = s;
+            r.detail = "by owner";
+            REQUIRE(update_one(*st, ws, r));
+        }
+        return r;
+    };
+    const auto live_reserved = send(live, send_state::reserved);
+    const auto exp_reserved = send(expiring, send_state::reserved, {cap("mailbox:r", 1)});
+    const auto exp_accepted = send(expiring, send_state::accepted);
+    const auto exp_failed = send(expiring, send_state::failed);
+    const auto exp_unknown = send(expiring, send_state::unknown);
+    const auto dead_reserved = send(dead, send_state::reserved);
+    const auto dead_accepted = send(dead, send_state::accepted);
+    const auto orphan = send(0, send_state::reserved);
+    sleep_past_short_lease();
+
+    const std::uint64_t dead_list[] = {dead};
+    CHECK(st->recover(ws, dead_list, at_seconds(500), "owner gone") == 3);
+    auto marked = [&](ledger_row r) {
+        r.state = send_state::unknown;
+        r.detail = "owner gone";
+        r.updated_at = at_seconds(500);
+        return r;
+    };
+    CHECK(st->find_send(ws, exp_reserved.id) == marked(exp_reserved));
+    CHECK(st->find_send(ws, dead_reserved.id) == marked(dead_reserved));
+    CHECK(st->find_send(ws, orphan.id) == marked(orphan));
+    for (const auto& r : {live_reserved, exp_accepted, exp_failed, exp_unknown, dead_accepted}) {
+        CHECK(st->find_send(ws, r.id) == r);
+    }
+    const auto members = st->members(ws);
+    REQUIRE(members.size() == 1);
+    CHECK(members[0].id == live);
+    CHECK_FALSE(st->renew(ws, expiring, long_lease, 1));
+    CHECK_FALSE(st->renew(ws, dead, long_lease, 1));
+    CHECK(st->renew(ws, live, long_lease, 1));
+
+    // An unknown send keeps its cap uses, and its owner may still record
+    // the true outcome; the owner can no longer reserve again on it.
+    CHECK(reserve_one(*st, ws, sample_send(100), {cap("mailbox:r", 1)}).status ==
+          reserve_status::cap_reached);
+    ledger_row again = marked(exp_reserved);
+    again.state = send_state::reserved;
+    again.attempt = 2;
+    CHECK(reserve_one(*st, ws, again, {}).status == reserve_status::not_owner);
+    ledger_row outcome = marked(exp_reserved);
+    outcome.state = send_state::accepted;
+    outcome.updated_at = at_seconds(501);
+    outcome.provider_message_id = "pm-late";
+    outcome.detail = "";
+    CHECK(update_one(*st, ws, outcome));
+    CHECK(st->find_send(ws, exp_reserved.id) == outcome);
+    CHECK(st->recover(ws, {}, at_seconds(502), "again") == 0);
+
+    // detach recovers at once.
+    st->detach(ws, live);
+    const auto after_detach = stored_send(*st, ws, live_reserved.id);
+    CHECK(after_detach.state == send_state::unknown);
+    CHECK(st->members(ws).empty());
+    CHECK_FALSE(st->renew(ws, live, long_lease, 2));
+    CHECK(st->recover(ws, {}, at_seconds(503), "again") == 0);
+}
+
+inline void check_purge(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    reserve_new(*st, ws, sample_send(1, "", at_seconds(10)), {cap("k", 2)});
+    reserve_new(*st, ws, sample_send(2, "", at_seconds(20)), {cap("k", 2)});
+    auto out = reserve_one(*st, ws, sample_send(3, "", at_seconds(30)), {cap("k", 2)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(10));
+
+    st->purge_cap_uses(ws, at_seconds(15));
+    reserve_new(*st, ws, sample_send(3, "", at_seconds(30)), {cap("k", 2)});
+    // The use at 20 is not before 20: it still counts.
+    st->purge_cap_uses(ws, at_seconds(20));
+    out = reserve_one(*st, ws, sample_send(4, "", at_seconds(40)), {cap("k", 2)});
+    CHECK(out.status == reserve_status::cap_reached);
+    CHECK(out.until == at_seconds(20));
+    // Purging touches neither sends nor other workspaces.
+    CHECK(sends_between(*st, ws, at_seconds(0), at_seconds(100)).size() == 3);
+    reserve_new(*st, ws + "-other", sample_send(5, "", at_seconds(10)), {cap("k", 1)});
+    st->purge_cap_uses(ws, at_seconds(1000));
+    CHECK(
+        reserve_one(*st, ws + "-other", sample_send(6, "", at_seconds(11)), {cap("k", 1)}).status ==
+        reserve_status::cap_reached);
+    CHECK(reserve_one(*st, ws, sample_send(7, "", at_seconds(41)), {cap("k", 1)}).status ==
+          reserve_status::reserved);
+}
+
+inline void check_failed_commit_changes_nothing(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto owner = st->attach(ws, sample_member("atomic"), long_lease);
+    const auto keep_supp = sample_suppression(suppression_kind::address, "keep@example.com");
+    const auto setup = commit(
+        *st, ws,
+        {store_ops::put_object{{"mailbox", "rep1", "{}"}}, store_ops::put_suppression{keep_supp},
+         reserve(sample_send(1, "dup", at_seconds(0), owner), {cap("mailbox:a", 2)}),
+         reserve(sample_send(2, "", at_seconds(0), owner)),
+         store_ops::append_audit{sample_audit(1)[0]}});
+    const auto id1 = setup.ops[2].reservation.send_id;
+    const auto id2 = setup.ops[3].reservation.send_id;
+    const auto before = st->load(ws, at_seconds(0));
+    const ledger_row row1 = stored_send(*st, ws, id1);
+    const ledger_row row2 = stored_send(*st, ws, id2);
+
+    ledger_row changed = row1;
+    changed.state = send_state::failed;
+    ledger_row bad = row2;  // an update back to reserved fails the batch
+    bad.detail = "x";
+    ledger_row next = row2;
+    next.attempt = 2;
+    next.mailbox = "moved@brand.example";
+    const std::vector<store_op> batch = {
+        store_ops::put_object{{"mailbox", "rep2", "{}"}},
+        store_ops::delete_object{"mailbox", "rep1"},
+        store_ops::put_suppression{sample_suppression(suppression_kind::domain, "new.example")},
+        store_ops::delete_suppression{suppression_kind::address, "keep@example.com"},
+        store_ops::update_send{changed},
+        reserve(sample_send(3, "fresh"), {cap("mailbox:a", 2)}),
+        reserve(next, {cap("mailbox:z", 1)}),
+        store_ops::append_audit{sample_audit(1, 2)[0]},
+        store_ops::update_send{bad},
+        store_ops::put_object{{"mailbox", "rep3", "{}"}},
+    };
+    const std::string message = commit_must_fail(*st, ws, batch);
+    CHECK_MESSAGE(!message.empty(), "a failed commit explains itself");
+    auto check_unchanged = [&] {
+        check_same_snapshot(st->load(ws, at_seconds(0)), before);
+        CHECK(st->find_send(ws, id1) == row1);
+        CHECK(st->find_send(ws, id2) == row2);
+        CHECK(st->find_suppression(ws, suppression_kind::address, "keep@example.com") == keep_supp);
+        CHECK(all_audit(*st, ws).size() == 1);
+        check_caught_up(*st, ws, before.change_seq);
+    };
+    check_unchanged();
+
+    // The failed batch left nothing waiting to reappear on a later commit
+    // or after reopening.
+    commit(*st, ws, {store_ops::put_object{{"pool", "later", "{}"}}});
+    st.reset();
+    st = open();
+    CHECK(canonical(st->load(ws, at_seconds(0))).objects.size() == 2);
+    CHECK(all_audit(*st, ws).size() == 1);
+    CHECK(st->find_send(ws, id1) == row1);
+    CHECK(st->find_send(ws, id2) == row2);
+    const auto dup = reserve_one(*st, ws, sample_send(3, "fresh"));
+    CHECK(dup.status == reserve_status::reserved);
+    // mailbox:a holds only send 1's use (and the one just taken is not on it).
+    CHECK(reserve_one(*st, ws, sample_send(4), {cap("mailbox:a", 2)}).status ==
+          reserve_status::reserved);
+    CHECK(reserve_one(*st, ws, sample_send(5), {cap("mailbox:a", 2)}).status ==
+          reserve_status::cap_reached);
+
+    // The store is still usable, with every kind of op.
+    std::vector<store_op> fixed(batch.begin(), batch.end() - 2);
+    const auto res = commit(*st, ws, fixed);
+    CHECK(res.change_seq > 0);
+    CHECK(st->find_send(ws, id1) == changed);
+    CHECK(stored_send(*st, ws, id2).mailbox == "moved@brand.example");
+    CHECK(all_audit(*st, ws).size() == 2);
+    CHECK_FALSE(verify_audit_chain(all_audit(*st, ws)));
+
+    // An empty batch is a no-op, not an error.
+    const auto empty = st->commit(ws, {});
+    CHECK(empty.ops.empty());
+    CHECK(empty.change_seq == 0);
+}
+
+inline void check_reopen_persists(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto member = st->attach(ws, sample_member("reopen"), long_lease);
+    REQUIRE(st->renew(ws, member, long_lease, 5));
+    std::vector<store_op> ops = {
+        store_ops::put_object{{"mailbox", "rep1", R"({"cap":30})"}},
+        store_ops::put_suppression{
+            sample_suppression(suppression_kind::address, "gone@example.com")},
+        reserve(sample_send(7, "k7", at_seconds(50), member), {cap("mailbox:a", 1)}),
+        reserve(sample_send(8, "", at_seconds(1), member),
+                {gap_claim("mailbox:g", std::chrono::seconds{100})}),
+    };
+    for (const auto& r : sample_audit(3)) ops.push_back(store_ops::append_audit{r});
+    const auto res = commit(*st, ws, ops);
+    const auto id8 = res.ops[3].reservation.send_id;
+    auto accepted = stored_send(*st, ws, id8);
+    accepted.state = send_state::accepted;
+    REQUIRE(update_one(*st, ws, accepted));
+    const auto before = st->load(ws, at_seconds(10));
+    const auto audit_before = all_audit(*st, ws);
+    st.reset();
+
+    st = open();
+    const auto after = st->load(ws, at_seconds(10));
+    check_same_snapshot(after, before);
+    CHECK(after.change_seq == res.change_seq);
+    CHECK(after.recent_sends.size() == 1);
+    CHECK(st->find_send(ws, id8) == accepted);
+    CHECK(all_audit(*st, ws) == audit_before);
+    CHECK_FALSE(verify_audit_chain(all_audit(*st, ws)));
+    // Members, keys, cap uses and gaps persist.
+    const auto m = find_member(*st, ws, member);
+    REQUIRE(m.has_value());
+    CHECK(m->acked_seq == 5);
+    CHECK(st->renew(ws, member, long_lease, 6));
+    CHECK(reserve_one(*st, ws, sample_send(9, "k7")).status == reserve_status::duplicate);
+    CHECK(reserve_one(*st, ws, sample_send(9), {cap("mailbox:a", 1)}).status ==
+          reserve_status::cap_reached);
+    const auto gap = reserve_one(*st, ws, sample_send(9, "", at_seconds(50)),
+                                 {gap_claim("mailbox:g", std::chrono::seconds{1})});
+    CHECK(gap.status == reserve_status::gap);
+    CHECK(gap.until == at_seconds(101));
+
+    // Two handles at once see one database.
+    auto other = open();
+    const auto id = reserve_new(*other, ws, sample_send(10, "k10"));
+    CHECK(st->find_send(ws, id).has_value());
+    CHECK(reserve_one(*st, ws, sample_send(11, "k10")).status == reserve_status::duplicate);
+}
+
+inline void check_workspaces_isolated(const store_factory& open, const std::string& prefix) {
+    auto st = open();
+    const std::string a = prefix + "-a", b = prefix + "-b";
+    // Same object ids, suppression values, keys, cap keys and audit records
+    // in both workspaces: none of them may collide.
+    const auto ma = st->attach(a, sample_member("a"), long_lease);
+    const auto ra = commit(
+        *st, a,
+        {store_ops::put_object{{"mailbox", "rep1", "A"}},
+         store_ops::put_suppression{sample_suppression(suppression_kind::address, "x@example.com")},
+         reserve(sample_send(1, "same-key", at_seconds(0), ma),
+                 {cap("mailbox:rep1", 1), gap_claim("mailbox:g", std::chrono::seconds{60})}),
+         store_ops::append_audit{sample_audit(1)[0]}, store_ops::append_audit{sample_audit(1)[0]}});
+    const auto rb =
+        commit(*st, b,
+               {store_ops::put_object{{"mailbox", "rep1", "B"}},
+                store_ops::put_suppression{sample_suppression(
+                    suppression_kind::address, "x@example.com", suppression_reason::legal)},
+                reserve(sample_send(2, "same-key", at_seconds(0)),
+                        {cap("mailbox:rep1", 1), gap_claim("mailbox:g", std::chrono::seconds{60})}),
+                store_ops::append_audit{sample_audit(1)[0]}});
+    REQUIRE(ra.ops[2].reservation.status == reserve_status::reserved);
+    REQUIRE(rb.ops[2].reservation.status == reserve_status::reserved);
+    CHECK(rb.ops[3].audit_seq == 1);
+    const auto ida = ra.ops[2].reservation.send_id, idb = rb.ops[2].reservation.send_id;
+
+    CHECK(stored_send(*st, a, ida).recipient == "user1@example.com");
+    CHECK(stored_send(*st, b, idb).recipient == "user2@example.com");
+    if (ida != idb) {
+        CHECK_FALSE(st->find_send(b, ida));
+        CHECK_FALSE(st->find_send(a, idb));
+    }
+    CHECK(st->find_suppression(b, suppression_kind::address, "x@example.com")->reason ==
+          suppression_reason::legal);
+    CHECK(st->find_suppression(a, suppression_kind::address, "x@example.com")->reason ==
+          suppression_reason::manual);
+    CHECK(st->load(a, at_seconds(0)).objects.at(0).json == "A");
+    CHECK(st->load(b, at_seconds(0)).objects.at(0).json == "B");
+    CHECK(all_audit(*st, a).size() == 2);
+    CHECK(all_audit(*st, b).size() == 1);
+    CHECK(st->changes_since(b, 0).objects.at(0).json == "B");
+    CHECK(st->members(b).empty());
+    CHECK_FALSE(st->renew(b, ma, long_lease, 0));
+
+    // Changes and recovery in one workspace leave the other alone.
+    commit(*st, a,
+           {store_ops::delete_object{"mailbox", "rep1"},
+            store_ops::delete_suppression{suppression_kind::address, "x@example.com"}});
+    CHECK(st->recover(b, {}, at_seconds(1), "b") == 1);  // b's send has owner 0
+    CHECK(stored_send(*st, a, ida).state == send_state::reserved);
+    CHECK(st->find_suppression(b, suppression_kind::address, "x@example.com"));
+    CHECK(st->load(b, at_seconds(0)).objects.size() == 1);
+    CHECK(st->load(a, at_seconds(0)).objects.empty());
+    CHECK(find_member(*st, a, ma).has_value());
+
+    // A workspace nobody wrote to is empty.
+    const std::string c = prefix + "-c";
+    const auto empty = st->load(c, at_seconds(-1'000'000'000));
+    CHECK(empty.objects.empty());
+    CHECK(empty.suppressions.empty());
+    CHECK(empty.recent_sends.empty());
+    CHECK(empty.change_seq == 0);
+    CHECK(st->changes_since(c, 0).empty());
+    CHECK(all_audit(*st, c).empty());
+    CHECK(st->members(c).empty());
+    // Workspace names are compared exactly.
+    CHECK_FALSE(st->find_send(prefix + "-A", ida));
+    CHECK(st->load(prefix + "-a ", at_seconds(-1'000'000'000)).recent_sends.empty());
+}
+
+inline void check_callbacks(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    std::vector<store_op> ops;
+    for (int i = 0; i < 10; ++i) {
+        ops.push_back(store_ops::put_suppression{sample_suppression(
+            suppression_kind::address, "u" + std::to_string(i) + "@example.com")});
+        ops.push_back(reserve(sample_send(static_cast<std::uint64_t>(i + 1))));
+    }
+    for (const auto& r : sample_audit(10)) ops.push_back(store_ops::append_audit{r});
+    commit(*st, ws, ops);
+
+    // An exception thrown by a callback reaches the caller as it was thrown,
+    // and the store stays usable.
+    struct stop {};
+    int seen = 0;
+    CHECK_THROWS_AS(st->for_each_suppression(ws,
+                                             [&](const suppression_entry&) {
+                                                 if (++seen == 3) throw stop{};
+                                             }),
+                    stop);
+    CHECK_THROWS_AS(st->for_each_send(ws, at_seconds(-1), at_seconds(1),
+                                      [](const ledger_row&) { throw std::runtime_error("x"); }),
+                    std::runtime_error);
+    CHECK_THROWS_AS(st->for_each_audit(ws, 1, [](const audit_record&) { throw stop{}; }), stop);
+    CHECK(all_suppressions(*st, ws).size() == 10);
+    CHECK(sends_between(*st, ws, at_seconds(-1), at_seconds(1)).size() == 10);
+    CHECK(all_audit(*st, ws).size() == 10);
+    const auto id = reserve_new(*st, ws, sample_send(11));
+    CHECK(st->find_send(ws, id));
+}
+
+// ---------------------------------------------------------------------------
+// Randomised check against an in-memory model of the store's contract.
+
+class store_model {
+public:
+    using object_key = std::pair<std::string, std::string>;
+    using suppression_key = std::pair<suppression_kind, std::string>;
+    /// The change seq of the commit being applied, not known until it returns.
+    static constexpr std::uint64_t pending = std::numeric_limits<std::uint64_t>::max();
+
+    struct use {
+        time_point at;
+        std::uint64_t send = 0;
+    };
+
+    /// The outcome the store must give; for a new send, send_id stays 0.
+    reserve_outcome expect(const store_ops::reserve_send& op) const {
+        reserve_outcome out;
+        const ledger_row& row = op.row;
+        std::uint64_t self = 0;
+        if (row.id == 0) {
+            if (!row.idempotency_key.empty()) {
+                for (const auto& [id, r] : sends_) {
+                    if (r.idempotency_key == row.idempotency_key) {
+                        out.status = reserve_status::duplicate;
+                        out.existing = r;
+                        return out;
+                    }
+                }
+            }
+        } else {
+            const auto it = sends_.find(row.id);
+            if (it == sends_.end() || it->second.owner != row.owner ||
+                it->second.state != send_state::reserved) {
+                out.status = reserve_status::not_owner;
+                return out;
+            }
+            self = row.id;
+        }
+        for (std::size_t c = 0; c < op.claims.size(); ++c) {
+            const cap_claim& cl = op.claims[c];
+            out.claim = c;
+            if (!cl.object_kind.empty()) {
+                const auto it = object_changed_.find({cl.object_kind, cl.object_id});
+                if (it != object_changed_.end() && it->second > op.config_seq) {
+                    out.status = reserve_status::stale_config;
+                    return out;
+                }
+            }
+            if (cl.gap > duration{0}) {
+                const auto it = gap_until_.find(cl.key);
+                if (it != gap_until_.end() && it->second > row.reserved_at) {
+                    out.status = reserve_status::gap;
+                    out.until = it->second;
+                    return out;
+                }
+            }
+            const auto uses = uses_.find(cl.key);
+            for (std::size_t w = 0; w < cl.windows.size(); ++w) {
+                std::vector<time_point> ats;
+                if (uses != uses_.end())
+                    for (const auto& u : uses->second)
+                        if (u.send != self && u.at >= cl.windows[w].floor) ats.push_back(u.at);
+                const auto max = cl.windows[w].max;
+                if (ats.size() >= max) {
+                    std::sort(ats.begin(), ats.end());
+                    out.status = reserve_status::cap_reached;
+                    out.window = w;
+                    out.until = max == 0 ? time_point{} : ats[ats.size() - max];
+                    return out;
+                }
+            }
+        }
+        out.claim = 0;
+        out.status = reserve_status::reserved;
+        out.send_id = self;
+        return out;
+    }
+
+    /// Records a reservation that fitted, under the id the store gave.
+    void reserved(const store_ops::reserve_send& op, std::uint64_t id) {
+        if (op.row.id == 0) {
+            ledger_row r = op.row;
+            r.id = id;
+            sends_[id] = r;
+        } else {
+            release(id);
+            ledger_row& r = sends_.at(id);
+            r.mailbox = op.row.mailbox;
+            r.provider = op.row.provider;
+            r.pool = op.row.pool;
+            r.message_id = op.row.message_id;
+            r.attempt = op.row.attempt;
+            r.reserved_at = op.row.reserved_at;
+            r.updated_at = op.row.updated_at;
+            r.state = op.row.state;
+            r.detail = op.row.detail;
+        }
+        for (const auto& cl : op.claims) {
+            uses_[cl.key].push_back({op.row.reserved_at, id});
+            // A claim that passed its gap check starts at or after the
+            // current gap_until, so this never moves it back.
+            if (cl.gap > duration{0}) gap_until_[cl.key] = op.row.reserved_at + cl.gap;
+        }
+    }
+
+    bool update_applies(const ledger_row& row) const {
+        const auto it = sends_.find(row.id);
+        return it != sends_.end() && it->second.owner == row.owner &&
+               (it->second.state == send_state::reserved ||
+                it->second.state == send_state::unknown);
+    }
+
+    void update(const ledger_row& row) {
+        ledger_row& r = sends_.at(row.id);
+        r.state = row.state;
+        r.updated_at = row.updated_at;
+        r.provider_message_id = row.provider_message_id;
+        r.detail = row.detail;
+        if (row.state == send_state::failed) release(row.id);
+    }
+
+    audit_record append(const audit_record& record) {
+        audit_.push_back(chained(record, audit_.empty() ? nullptr : &audit_.back()));
+        return audit_.back();
+    }
+
+    void put(const stored_object& o) {
+        objects_[{o.kind, o.id}] = o.json;
+        object_changed_[{o.kind, o.id}] = pending;
+    }
+    void erase(const std::string& kind, const std::string& id) {
+        objects_.erase({kind, id});
+        object_changed_[{kind, id}] = pending;
+    }
+    void put(const suppression_entry& e) {
+        suppressions_[{e.kind, e.value}] = e;
+        suppression_changed_[{e.kind, e.value}] = pending;
+    }
+    void erase(suppression_kind kind, const std::string& value) {
+        suppressions_.erase({kind, value});
+        suppression_changed_[{kind, value}] = pending;
+    }
+
+    /// Gives the changes of the commit just applied their seq.
+    void published(std::uint64_t seq) {
+        for (auto& [k, s] : object_changed_)
+            if (s == pending) s = seq;
+        for (auto& [k, s] : suppression_changed_)
+            if (s == pending) s = seq;
+        change_seq_ = seq;
+        published_.push_back(seq);
+    }
+
+    std::size_t recover(const std::set<std::uint64_t>& gone, time_point now,
+                        const std::string& detail) {
+        std::size_t n = 0;
+        for (auto& [id, r] : sends_) {
+            if (r.state == send_state::reserved && (r.owner == 0 || gone.count(r.owner))) {
+                r.state = send_state::unknown;
+                r.detail = detail;
+                r.updated_at = now;
+                ++n;
+            }
+        }
+        return n;
+    }
+
+    /// Gaps stay: a gap is the key's, not its uses'.
+    void purge(time_point before) {
+        for (auto& [key, uses] : uses_)
+            std::erase_if(uses, [&](const use& u) { return u.at < before; });
+    }
+
+    store_snapshot snapshot(time_point since) const {
+        store_snapshot s;
+        for (const auto& [k, json] : objects_) s.objects.push_back({k.first, k.second, json});
+        for (const auto& [k, e] : suppressions_) s.suppressions.push_back(e);
+        for (const auto& [id, r] : sends_)
+            if (r.reserved_at >= since || r.state == send_state::reserved)
+                s.recent_sends.push_back(r);
+        s.change_seq = change_seq_;
+        return s;
+    }
+
+    change_set changes_since(std::uint64_t after) const {
+        change_set c;
+        for (const auto& [k, seq] : object_changed_) {
+            if (seq <= after) continue;
+            c.seq = std::max(c.seq, seq);
+            const auto it = objects_.find(k);
+            if (it != objects_.end())
+                c.objects.push_back({k.first, k.second, it->second});
+            else
+                c.deleted_objects.push_back(k);
+        }
+        for (const auto& [k, seq] : suppression_changed_) {
+            if (seq <= after) continue;
+            c.seq = std::max(c.seq, seq);
+            const auto it = suppressions_.find(k);
+            if (it != suppressions_.end())
+                c.suppressions.push_back(it->second);
+            else
+                c.deleted_suppressions.push_back(k);
+        }
+        return c;
+    }
+
+    const std::map<std::uint64_t, ledger_row>& sends() const { return sends_; }
+    const std::vector<audit_record>& audit() const { return audit_; }
+    const std::map<suppression_key, suppression_entry>& suppressions() const {
+        return suppressions_;
+    }
+    const std::map<object_key, std::string>& objects() const { return objects_; }
+    const std::vector<std::uint64_t>& published_seqs() const { return published_; }
+    std::uint64_t change_seq() const { return change_seq_; }
+
+private:
+    /// Releases the send's uses; the gaps they started keep running.
+    void release(std::uint64_t id) {
+        for (auto& [key, uses] : uses_)
+            std::erase_if(uses, [&](const use& u) { return u.send == id; });
+    }
+
+    std::map<object_key, std::string> objects_;
+    std::map<object_key, std::uint64_t> object_changed_;
+    std::map<suppression_key, suppression_entry> suppressions_;
+    std::map<suppression_key, std::uint64_t> suppression_changed_;
+    std::map<std::uint64_t, ledger_row> sends_;
+    std::map<std::string, std::vector<use>> uses_;
+    std::map<std::string, time_point> gap_until_;
+    std::vector<audit_record> audit_;
+    std::uint64_t change_seq_ = 0;
+    std::vector<std::uint64_t> published_;
+};
+
+/// The seed from MAILERS_TEST_SEED, or a random one.
+inline std::uint64_t test_seed() {
+    if (const char* s = std::getenv("MAILERS_TEST_SEED")) return std::strtoull(s, nullptr, 10);
+    return (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+}
+
+/// Compares one workspace's whole state with the model.
+inline void check_against_model(store& st, const std::string& ws, const store_model& model,
+                                const std::map<std::uint64_t, member_record>& members,
+                                std::mt19937_64& rng) {
+    INFO("workspace " << ws);
+    auto pick = [&](std::uint64_t n) {
+        return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng);
+    };
+    for (const std::int64_t since : {std::int64_t{-100'000}, std::int64_t(pick(1200)) - 100})
+        check_same_snapshot(st.load(ws, at_seconds(since)), model.snapshot(at_seconds(since)));
+
+    std::vector<suppression_entry> expected_supp;
+    for (const auto& [k, e] : model.suppressions()) expected_supp.push_back(e);
+    check_same_list(all_suppressions(st, ws), expected_supp, "for_each_suppression");
+
+    const auto audit = all_audit(st, ws);
+    check_same_list(audit, model.audit(), "for_each_audit");
+    CHECK_FALSE(verify_audit_chain(audit));
+
+    for (const auto& [id, r] : model.sends()) {
+        INFO("send " << id);
+        CHECK(st.find_send(ws, id) == r);
+    }
+    const auto from = at_seconds(static_cast<std::int64_t>(pick(1200)) - 100);
+    const auto to = from + std::chrono::seconds{static_cast<std::int64_t>(pick(600))};
+    std::vector<ledger_row> expected_range;
+    for (const auto& [id, r] : model.sends())
+        if (r.reserved_at >= from && r.reserved_at < to) expected_range.push_back(r);
+    check_same_list(sends_between(st, ws, from, to), expected_range, "for_each_send");
+
+    const auto& seqs = model.published_seqs();
+    std::vector<std::uint64_t> afters = {0};
+    if (!seqs.empty()) afters.push_back(seqs[pick(seqs.size())]);
+    for (const auto after : afters) {
+        INFO("changes_since " << after);
+        const auto changes = st.changes_since(ws, after);
+        check_same_changes(changes, model.changes_since(after));
+        check_caught_up(st, ws, changes.empty() ? model.change_seq() : changes.seq);
+    }
+
+    auto actual_members = st.members(ws);
+    std::sort(actual_members.begin(), actual_members.end(),
+              [](const auto& a, const auto& b) { return a.id < b.id; });
+    REQUIRE(actual_members.size() == members.size());
+    std::size_t i = 0;
+    for (const auto& [id, m] : members) {
+        const auto& a = actual_members[i++];
+        CHECK(a.id == id);
+        CHECK(a.info.host == m.info.host);
+        CHECK(a.info.pid == m.info.pid);
+        CHECK(a.info.name == m.info.name);
+        CHECK(a.acked_seq == m.acked_seq);
+        CHECK(a.live);
+    }
+}
+
+inline void check_random_against_model(const store_factory& open, const std::string& prefix,
+                                       std::uint64_t seed, int batches = 300) {
+    INFO("seed = " << seed << " (rerun with MAILERS_TEST_SEED=" << seed << ")");
+    std::mt19937_64 rng(seed);
+    auto pick = [&](std::uint64_t n) {
+        return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng);
+    };
+    auto chance = [&](int percent) { return pick(100) < static_cast<std::uint64_t>(percent); };
+
+    struct workspace_state {
+        std::string name;
+        store_model model;
+        std::map<std::uint64_t, member_record> members;
+        std::set<std::uint64_t> send_ids;    // every id the store gave
+        std::set<std::uint64_t> member_ids;  // every member id the store gave
+        std::set<std::uint64_t> gone;        // recovered members
+    };
+    workspace_state wss[2];
+    wss[0].name = prefix + "-1";
+    wss[1].name = prefix + "-2";
+    auto st = open();
+
+    auto attach = [&](workspace_state& w) {
+        const member_info info{"host-" + std::to_string(pick(3)) + ".example",
+                               static_cast<std::int64_t>(1000 + pick(9000)),
+                               "worker-" + std::to_string(pick(100))};
+        const auto id = st->attach(w.name, info, long_lease);
+        REQUIRE(id != 0);
+        REQUIRE_MESSAGE(w.member_ids.insert(id).second, "member id " << id << " given twice");
+        w.members[id] = member_record{id, info, 0, true};
+    };
+    for (auto& w : wss) {
+        attach(w);
+        attach(w);
+    }
+
+    std::map<reserve_status, int> seen;
+    int not_applied = 0, failed_commits = 0;
+    std::uint64_t next_key = 0;
+
+    for (int b = 0; b < batches; ++b) {
+        INFO("batch " << b);
+        workspace_state& w = wss[pick(2)];
+        store_model& model = w.model;
+        const std::int64_t now = b * 3;
+
+        // Between batches: housekeeping and membership.
+        if (chance(4)) {
+            const auto before = at_seconds(now - 60 - static_cast<std::int64_t>(pick(120)));
+            st->purge_cap_uses(w.name, before);
+            model.purge(before);
+        }
+        if (chance(4) && !w.members.empty()) {
+            auto it = w.members.begin();
+            std::advance(it, static_cast<long>(pick(w.members.size())));
+            const std::uint64_t dead[] = {it->first};
+            const std::string detail = "recovered in batch " + std::to_string(b);
+            const std::size_t expected = model.recover({it->first}, at_seconds(now), detail);
+            CHECK(st->recover(w.name, dead, at_seconds(now), detail) == expected);
+            w.gone.insert(it->first);
+            w.members.erase(it);
+            attach(w);
+        }
+        if (chance(5)) {
+            auto it = w.members.begin();
+            std::advance(it, static_cast<long>(pick(w.members.size())));
+            const auto acked = pick(1000);
+            CHECK(st->renew(w.name, it->first, long_lease, acked));
+            it->second.acked_seq = acked;
+        }
+        if (chance(2) && !w.gone.empty())
+            CHECK_FALSE(st->renew(w.name, *w.gone.begin(), long_lease, 1));
+
+        auto random_time = [&] {
+            return at_seconds(now + static_cast<std::int64_t>(pick(40)) - 20);
+        };
+        auto owners = [&] {
+            std::vector<std::uint64_t> v = {0};
+            for (const auto& [id, m] : w.members) v.push_back(id);
+            return v;
+        }();
+        auto random_owner = [&] { return owners[pick(owners.size())]; };
+        std::set<store_model::object_key> objects;
+        for (const auto& [k, json] : model.objects()) objects.insert(k);
+        std::set<store_model::suppression_key> suppressions;
+        for (const auto& [k, e] : model.suppressions()) suppressions.insert(k);
+        std::set<std::uint64_t> touched;
+
+        auto random_claims = [&](time_point at) {
+            static const char* keys[] = {"mailbox:m0",  "mailbox:m1",  "mailbox:m2",
+                                         "provider:p0", "provider:p1", "recipient_domain:d0"};
+            std::vector<cap_claim> claims;
+            std::vector<std::size_t> order = {0, 1, 2, 3, 4, 5};
+            std::shuffle(order.begin(), order.end(), rng);
+            const auto n = pick(4);
+            for (std::uint64_t i = 0; i < n; ++i) {
+                cap_claim c;
+                c.key = keys[order[i]];
+                const auto windows = pick(3);
+                for (std::uint64_t k = 0; k < windows; ++k) {
+                    time_point floor;
+                    switch (pick(3)) {
+                        case 0:
+                            floor = at - std::chrono::seconds{30};
+                            break;
+                        case 1:
+                            floor = at - std::chrono::seconds{90};
+                            break;
+                        default: {
+                            // a calendar window: periods of 60 s
+                            const auto s = std::chrono::floor<std::chrono::seconds>(at)
+                                               .time_since_epoch()
+                                               .count();
+                            floor = time_point{std::chrono::seconds{s - ((s % 60) + 60) % 60}};
+                        }
+                    }
+                    c.windows.push_back(window(floor, chance(3) ? 0 : 1 + pick(5)));
+                }
+                if (chance(20))
+                    c.gap = std::chrono::seconds{2 + static_cast<std::int64_t>(pick(30))};
+                if (chance(25)) {
+                    c.object_kind = chance(50) ? "mailbox" : "quota";
+                    c.object_id = "o" + std::to_string(pick(5));
+                }
+                claims.push_back(std::move(c));
+            }
+            return claims;
+        };
+        auto config_seq = [&] {
+            const auto& seqs = model.published_seqs();
+            if (seqs.empty() || chance(85)) return model.change_seq();
+            return chance(20) ? 0 : seqs[pick(seqs.size())];
+        };
+        auto random_send = [&]() -> const ledger_row* {
+            if (model.sends().empty()) return nullptr;
+            auto it = model.sends().begin();
+            std::advance(it, static_cast<long>(pick(model.sends().size())));
+            return &it->second;
+        };
+
+        std::vector<store_op> ops;
+        const bool bulk = chance(4);
+        const auto n = bulk ? 50 + pick(100) : 1 + pick(chance(10) ? 30 : 8);
+        for (std::uint64_t i = 0; i < n; ++i) {
+            // A bulk batch is an import: suppression puts and deletes only.
+            const auto kind = bulk ? (chance(75) ? 12 + pick(8) : 20 + pick(4)) : pick(100);
+            if (kind < 8) {
+                const store_model::object_key k{chance(40)   ? "mailbox"
+                                                : chance(50) ? "quota"
+                                                             : "pool",
+                                                "o" + std::to_string(pick(5))};
+                ops.push_back(store_ops::put_object{
+                    {k.first, k.second, R"({"v":)" + std::to_string(pick(1000)) + "}"}});
+                objects.insert(k);
+            } else if (kind < 12) {
+                // Deletes only what exists: whether deleting nothing is a
+                // change is left open.
+                if (objects.empty()) continue;
+                auto it = objects.begin();
+                std::advance(it, static_cast<long>(pick(objects.size())));
+                ops.push_back(store_ops::delete_object{it->first, it->second});
+                objects.erase(it);
+            } else if (kind < 20) {
+                suppression_entry e;
+                e.kind = chance(70) ? suppression_kind::address : suppression_kind::domain;
+                e.value = e.kind == suppression_kind::address
+                              ? "u" + std::to_string(pick(40)) + "@d" + std::to_string(pick(3)) +
+                                    ".example"
+                              : "d" + std::to_string(pick(40)) + ".example";
+                e.reason = static_cast<suppression_reason>(pick(5));
+                e.source = chance(50) ? "api" : "webhook-" + std::to_string(pick(3));
+                e.created_at = random_time();
+                suppressions.insert({e.kind, e.value});
+                ops.push_back(store_ops::put_suppression{e});
+            } else if (kind < 24) {
+                if (suppressions.empty()) continue;
+                auto it = suppressions.begin();
+                std::advance(it, static_cast<long>(pick(suppressions.size())));
+                ops.push_back(store_ops::delete_suppression{it->first, it->second});
+                suppressions.erase(it);
+            } else if (kind < 56) {
+                const auto at = random_time();
+                std::string key;
+                if (chance(60)) key = "key-" + std::to_string(next_key++);
+                if (const auto* r = random_send(); r && chance(12)) key = r->idempotency_key;
+                ledger_row row = sample_send(pick(1000), key, at, random_owner());
+                row.updated_at =
+                    at + std::chrono::milliseconds{static_cast<std::int64_t>(pick(5000))};
+                if (chance(20)) row.detail = "note " + std::to_string(pick(100));
+                ops.push_back(reserve(row, random_claims(at), config_seq()));
+            } else if (kind < 68) {
+                // A further attempt: mostly of a send its owner still holds.
+                const ledger_row* base = random_send();
+                if (!base) continue;
+                ledger_row row = *base;
+                if (chance(60)) {
+                    for (const auto& [id, r] : model.sends()) {
+                        if (r.state == send_state::reserved && r.owner != 0 &&
+                            w.members.count(r.owner) && chance(30)) {
+                            row = r;
+                            break;
+                        }
+                    }
+                }
+                if (chance(8)) row.owner = random_owner();
+                if (chance(3)) row.id += 1'000'000;
+                row.state = send_state::reserved;
+                row.attempt += 1;
+                row.mailbox = "rep" + std::to_string(pick(9)) + "@brand.example";
+                row.provider = chance(50) ? "ses-eu" : "smtp-backup";
+                row.pool = chance(50) ? "outbound" : "backup";
+                row.message_id = "m" + std::to_string(pick(1u << 30)) + "@mailers.brand.example";
+                row.reserved_at = random_time();
+                row.updated_at = row.reserved_at;
+                row.detail = chance(50) ? "" : "failover " + std::to_string(pick(100));
+                if (chance(30)) row.provider_message_id = "ignored";
+                if (chance(30)) row.recipient = "ignored@example.com";
+                if (chance(30)) row.idempotency_key = "ignored-" + std::to_string(pick(10));
+                ops.push_back(reserve(row, random_claims(row.reserved_at), config_seq()));
+                touched.insert(row.id);
+            } else if (kind < 88) {
+                const ledger_row* base = random_send();
+                if (!base) continue;
+                ledger_row row = *base;
+                if (chance(7)) row.owner = random_owner();
+                if (chance(3)) row.id += 1'000'000;
+                const send_state states[] = {send_state::accepted, send_state::failed,
+                                             send_state::unknown};
+                row.state = states[pick(3)];
+                row.updated_at = random_time();
+                row.provider_message_id = chance(50) ? "" : "pm-" + std::to_string(pick(1u << 30));
+                row.detail = chance(50) ? "" : "detail " + std::to_string(pick(100));
+                if (chance(20)) row.mailbox = "ignored@brand.example";
+                if (chance(20)) row.reserved_at = random_time();
+                if (chance(20)) row.idempotency_key = "ignored";
+                if (chance(20)) row.attempt += 5;
+                ops.push_back(store_ops::update_send{row});
+                touched.insert(row.id);
+            } else {
+                audit_record r = sample_audit(1, pick(1000))[0];
+                r.actor = "actor-" + std::to_string(pick(5));
+                r.at = random_time();
+                ops.push_back(store_ops::append_audit{r});
+            }
+        }
+
+        // Now and then, a batch that must fail: an update back to
+        // `reserved` of a row no other op of the batch touches.
+        bool must_fail = false;
+        if (chance(4)) {
+            for (const auto& [id, r] : model.sends()) {
+                if (!touched.count(id) && model.update_applies(r) && chance(50)) {
+                    ledger_row back = r;
+                    back.detail = "back to reserved";
+                    back.state = send_state::reserved;
+                    ops.insert(ops.begin() + static_cast<long>(pick(ops.size() + 1)),
+                               store_ops::update_send{back});
+                    must_fail = true;
+                    break;
+                }
+            }
+        }
+        if (ops.empty()) continue;
+
+        if (must_fail) {
+            ++failed_commits;
+            const auto before = st->load(w.name, at_seconds(-100'000));
+            commit_must_fail(*st, w.name, ops);
+            check_same_snapshot(st->load(w.name, at_seconds(-100'000)), before);
+            check_caught_up(*st, w.name, model.change_seq());
+        } else {
+            const commit_result res = commit(*st, w.name, ops);
+            bool changes = false;
+            for (std::size_t i = 0; i < ops.size(); ++i) {
+                INFO("op " << i);
+                const op_result& got = res.ops[i];
+                if (const auto* o = std::get_if<store_ops::reserve_send>(&ops[i])) {
+                    const reserve_outcome want = model.expect(*o);
+                    const reserve_outcome& have = got.reservation;
+                    ++seen[have.status];
+                    REQUIRE(have.status == want.status);
+                    switch (want.status) {
+                        case reserve_status::reserved:
+                            if (o->row.id == 0) {
+                                REQUIRE(have.send_id != 0);
+                                REQUIRE_MESSAGE(w.send_ids.insert(have.send_id).second,
+                                                "send id " << have.send_id << " given twice");
+                            } else {
+                                REQUIRE(have.send_id == o->row.id);
+                            }
+                            model.reserved(*o, have.send_id);
+                            break;
+                        case reserve_status::duplicate:
+                            REQUIRE(have.existing.has_value());
+                            CHECK(*have.existing == *want.existing);
+                            break;
+                        case reserve_status::cap_reached:
+                            CHECK(have.claim == want.claim);
+                            CHECK(have.window == want.window);
+                            CHECK(have.until == want.until);
+                            break;
+                        case reserve_status::gap:
+                            CHECK(have.claim == want.claim);
+                            CHECK(have.until == want.until);
+                            break;
+                        case reserve_status::stale_config:
+                            CHECK(have.claim == want.claim);
+                            break;
+                        case reserve_status::not_owner:
+                            break;
+                    }
+                } else if (const auto* u = std::get_if<store_ops::update_send>(&ops[i])) {
+                    const bool applies = model.update_applies(u->row);
+                    CHECK(got.applied == applies);
+                    if (applies)
+                        model.update(u->row);
+                    else
+                        ++not_applied;
+                } else if (const auto* a = std::get_if<store_ops::append_audit>(&ops[i])) {
+                    CHECK(got.audit_seq == model.append(a->record).seq);
+                } else {
+                    changes = true;
+                    std::visit(
+                        [&](const auto& op) {
+                            using T = std::decay_t<decltype(op)>;
+                            if constexpr (std::is_same_v<T, store_ops::put_object>)
+                                model.put(op.object);
+                            else if constexpr (std::is_same_v<T, store_ops::delete_object>)
+                                model.erase(op.kind, op.id);
+                            else if constexpr (std::is_same_v<T, store_ops::put_suppression>)
+                                model.put(op.entry);
+                            else if constexpr (std::is_same_v<T, store_ops::delete_suppression>)
+                                model.erase(op.kind, op.value);
+                        },
+                        ops[i]);
+                }
+            }
+            if (changes) {
+                REQUIRE(res.change_seq > model.change_seq());
+                model.published(res.change_seq);
+            } else {
+                CHECK(res.change_seq == 0);
+            }
+        }
+
+        const time_point since = at_seconds(now - static_cast<std::int64_t>(pick(60)));
+        check_same_snapshot(st->load(w.name, since), model.snapshot(since));
+
+        if (chance(5)) {
+            st.reset();
+            st = open();
+            for (auto& ws : wss) check_against_model(*st, ws.name, ws.model, ws.members, rng);
+        } else if (b % 10 == 9 || b == batches - 1) {
+            for (auto& ws : wss) check_against_model(*st, ws.name, ws.model, ws.members, rng);
+        }
+    }
+
+    // The generator must reach every outcome to mean anything.
+    for (const auto s :
+         {reserve_status::reserved, reserve_status::duplicate, reserve_status::cap_reached,
+          reserve_status::gap, reserve_status::stale_config, reserve_status::not_owner}) {
+        INFO("outcome " << to_string(s));
+        CHECK(seen[s] > 0);
+    }
+    CHECK(not_applied > 0);
+    CHECK(failed_commits > 0);
+}
+
+// ---------------------------------------------------------------------------
+// Races: several handles over one database, used from several threads.
+
+inline constexpr std::size_t race_handles = 2;
+inline constexpr std::size_t race_threads = 6;
+
+inline std::vector<std::shared_ptr<store>> open_handles(const store_factory& open) {
+    std::vector<std::shared_ptr<store>> handles;
+    for (std::size_t i = 0; i < race_handles; ++i) handles.push_back(open());
+    return handles;
+}
+
+inline void check_race_cap(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    constexpr std::size_t per_thread = 8;
+    constexpr std::uint64_t max = 11;
+    std::atomic<std::size_t> reserved{0}, refused{0}, other{0};
+    std::mutex mu;
+    std::vector<std::uint64_t> ids;
+    run_threads(race_threads, [&](std::size_t t) {
+        store& st = *handles[t % handles.size()];
+        for (std::size_t i = 0; i < per_thread; ++i) {
+            const auto n = t * per_thread + i;
+            const std::vector<store_op> ops = {
+                reserve(sample_send(n, "", at_seconds(static_cast<std::int64_t>(n))),
+                        {cap("provider:shared", max), cap("mailbox:" + std::to_string(t), 100)})};
+            const auto out = st.commit(ws, ops).ops.at(0).reservation;
+            if (out.status == reserve_status::reserved) {
+                ++reserved;
+                std::lock_guard lock(mu);
+                ids.push_back(out.send_id);
+            } else if (out.status == reserve_status::cap_reached) {
+                ++refused;
+            } else {
+                ++other;
+            }
+        }
+    });
+    CHECK(reserved.load() == max);
+    CHECK(refused.load() == race_threads * per_thread - max);
+    CHECK(other.load() == 0);
+    CHECK(std::set<std::uint64_t>(ids.begin(), ids.end()).size() == ids.size());
+    auto st = open();
+    CHECK(st->load(ws, at_seconds(-100'000)).recent_sends.size() == max);
+}
+
+inline void check_race_idempotency(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    for (int round = 0; round < 5; ++round) {
+        INFO("round " << round);
+        const std::string key = "race-key-" + std::to_string(round);
+        std::vector<reserve_outcome> outcomes(race_threads);
+        run_threads(race_threads, [&](std::size_t t) {
+            const std::vector<store_op> ops = {reserve(sample_send(t, key))};
+            outcomes[t] = handles[t % handles.size()]->commit(ws, ops).ops.at(0).reservation;
+        });
+        std::uint64_t winner = 0;
+        std::size_t winners = 0;
+        for (const auto& o : outcomes) {
+            if (o.status == reserve_status::reserved) {
+                ++winners;
+                winner = o.send_id;
+            }
+        }
+        REQUIRE(winners == 1);
+        for (const auto& o : outcomes) {
+            if (o.status == reserve_status::reserved) continue;
+            CHECK(o.status == reserve_status::duplicate);
+            REQUIRE(o.existing.has_value());
+            CHECK(o.existing->id == winner);
+        }
+    }
+}
+
+inline void check_race_audit(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    constexpr std::size_t per_thread = 10;
+    std::mutex mu;
+    std::vector<std::uint64_t> seqs;
+    run_threads(race_threads, [&](std::size_t t) {
+        store& st = *handles[t % handles.size()];
+        for (std::size_t i = 0; i < per_thread; i += (i % 3 == 0 ? 2 : 1)) {
+            std::vector<store_op> ops;
+            const std::size_t n = i % 3 == 0 ? 2 : 1;
+            for (const auto& r : sample_audit(n, t * 100 + i))
+                ops.push_back(store_ops::append_audit{r});
+            const auto res = st.commit(ws, ops);
+            std::lock_guard lock(mu);
+            for (const auto& o : res.ops) seqs.push_back(o.audit_seq);
+        }
+    });
+    std::sort(seqs.begin(), seqs.end());
+    REQUIRE(!seqs.empty());
+    for (std::size_t i = 0; i < seqs.size(); ++i) CHECK(seqs[i] == i + 1);
+    auto st = open();
+    const auto chain = all_audit(*st, ws);
+    CHECK(chain.size() == seqs.size());
+    std::uint64_t bad = 0;
+    CHECK_FALSE(verify_audit_chain(chain, &bad));
+    INFO("first bad seq " << bad);
+}
+
+inline void check_race_change_feed(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    store& writer = *handles[0];
+    store& reader = *handles[1];
+    constexpr std::size_t per_thread = 15;
+    std::mutex mu;
+    std::vector<std::uint64_t> published;
+    std::set<std::string> seen;
+    std::vector<std::uint64_t> read_seqs;
+    std::atomic<bool> done{false};
+    std::exception_ptr reader_failure;
+    std::uint64_t after = 0;
+    auto poll = [&] {
+        const auto c = reader.changes_since(ws, after);
+        if (c.empty()) return;
+        read_seqs.push_back(c.seq);
+        after = c.seq;
+        for (const auto& e : c.suppressions) seen.insert(e.value);
+    };
+    std::thread poller([&] {
+        try {
+            while (!done.load()) {
+                poll();
+                std::this_thread::sleep_for(std::chrono::milliseconds{1});
+            }
+        } catch (...) {
+            reader_failure = std::current_exception();
+        }
+    });
+    try {
+        run_threads(race_threads, [&](std::size_t t) {
+            for (std::size_t i = 0; i < per_thread; ++i) {
+                const std::vector<store_op> ops = {store_ops::put_suppression{sample_suppression(
+                    suppression_kind::address,
+                    "t" + std::to_string(t) + "-" + std::to_string(i) + "@example.com")}};
+                const auto seq = writer.commit(ws, ops).change_seq;
+                std::lock_guard lock(mu);
+                published.push_back(seq);
+            }
+        });
+    } catch (...) {
+        done = true;
+        poller.join();
+        throw;
+    }
+    done = true;
+    poller.join();
+    if (reader_failure) std::rethrow_exception(reader_failure);
+    poll();
+
+    CHECK(std::set<std::uint64_t>(published.begin(), published.end()).size() == published.size());
+    CHECK(std::find(published.begin(), published.end(), 0) == published.end());
+    for (std::size_t i = 1; i < read_seqs.size(); ++i) CHECK(read_seqs[i] > read_seqs[i - 1]);
+    // Reading on from each seq the reader saw, it missed no commit.
+    CHECK(seen.size() == race_threads * per_thread);
+    CHECK(after == *std::max_element(published.begin(), published.end()));
+}
+
+inline void check_race_ids(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    constexpr std::size_t per_thread = 12;
+    std::mutex mu;
+    std::map<std::uint64_t, std::string> ids;  // id -> recipient
+    std::size_t collisions = 0;
+    std::vector<std::uint64_t> members;
+    run_threads(race_threads, [&](std::size_t t) {
+        store& st = *handles[t % handles.size()];
+        const auto member = st.attach(ws, sample_member("race-" + std::to_string(t)), long_lease);
+        {
+            std::lock_guard lock(mu);
+            members.push_back(member);
+        }
+        for (std::size_t i = 0; i < per_thread; i += 2) {
+            const auto n = 1000 * (t + 1) + i;
+            const std::vector<store_op> ops = {
+                reserve(sample_send(n, "", at_seconds(0), member)),
+                reserve(sample_send(n + 1, "", at_seconds(0), member))};
+            const auto res = st.commit(ws, ops);
+            std::lock_guard lock(mu);
+            for (std::size_t k = 0; k < 2; ++k) {
+                const auto id = res.ops.at(k).reservation.send_id;
+                if (!ids.emplace(id, sample_send(n + k).recipient).second) ++collisions;
+            }
+        }
+    });
+    CHECK(collisions == 0);
+    CHECK(ids.count(0) == 0);
+    CHECK(std::set<std::uint64_t>(members.begin(), members.end()).size() == race_threads);
+    CHECK(std::find(members.begin(), members.end(), 0) == members.end());
+    auto st = open();
+    for (const auto& [id, recipient] : ids) CHECK(stored_send(*st, ws, id).recipient == recipient);
+}
+
+// ---------------------------------------------------------------------------
+
+/// Runs every check, each in its own doctest SUBCASE. Call it from a
+/// TEST_CASE.
+inline void run_store_conformance(store_factory open, std::string workspace_prefix) {
+    const std::string& p = workspace_prefix;
+    SUBCASE("objects: put, replace, delete, order within a batch") {
+        check_objects(open, p + "-objects");
+    }
+    SUBCASE("suppressions: put, replace, delete, find, for_each order") {
+        check_suppressions(open, p + "-suppressions");
+    }
+    SUBCASE("new sends: ids, idempotency keys, duplicates") {
+        check_new_sends(open, p + "-sends");
+    }
+    SUBCASE("caps: windows, floors, future uses, until") {
+        check_cap_windows(open, p + "-caps");
+    }
+    SUBCASE("caps: minimum gap") {
+        check_gap(open, p + "-gap");
+    }
+    SUBCASE("caps: stale configuration") {
+        check_stale_config(open, p + "-stale");
+    }
+    SUBCASE("failover: a further attempt on the same row") {
+        check_failover(open, p + "-failover");
+    }
+    SUBCASE("update_send: owner, states, released caps") {
+        check_update_send(open, p + "-update");
+    }
+    SUBCASE("load window and for_each_send range") {
+        check_recent_sends(open, p + "-recent");
+    }
+    SUBCASE("audit: seq, prev_hash and hash given by the store") {
+        check_audit(open, p + "-audit");
+    }
+    SUBCASE("change feed: change seqs, changes_since, load") {
+        check_change_feed(open, p + "-feed");
+    }
+    SUBCASE("members: attach, renew, lease, detach") {
+        check_members(open, p + "-members");
+    }
+    SUBCASE("recover: reserved sends of gone members become unknown") {
+        check_recover(open, p + "-recover");
+    }
+    SUBCASE("purge_cap_uses") {
+        check_purge(open, p + "-purge");
+    }
+    SUBCASE("a failed commit changes nothing") {
+        check_failed_commit_changes_nothing(open, p + "-atomic");
+    }
+    SUBCASE("commits persist across reopen") {
+        check_reopen_persists(open, p + "-reopen");
+    }
+    SUBCASE("workspaces are isolated") {
+        check_workspaces_isolated(open, p + "-iso");
+    }
+    SUBCASE("callbacks may throw") {
+        check_callbacks(open, p + "-callbacks");
+    }
+    SUBCASE("random batches match a model") {
+        check_random_against_model(open, p + "-random", test_seed());
+    }
+    SUBCASE("race: one cap, many handles and threads") {
+        check_race_cap(open, p + "-race-cap");
+    }
+    SUBCASE("race: one idempotency key") {
+        check_race_idempotency(open, p + "-race-key");
+    }
+    SUBCASE("race: one audit chain") {
+        check_race_audit(open, p + "-race-audit");
+    }
+    SUBCASE("race: the change feed misses no commit") {
+        check_race_change_feed(open, p + "-race-feed");
+    }
+    SUBCASE("race: ids never collide") {
+        check_race_ids(open, p + "-race-ids");
+    }
+}
+
+}  // namespace mailers::conformance

@@ -1,0 +1,101 @@
+// The integer codes both stores write for enums. They are spelled out
+// rather than taken from the enums' declaration order, so that reordering
+// or extending an enum never reinterprets stored rows. Decoding gives
+// nullopt for a code no version of the library wrote; each store reports
+// that as corruption in its own words.
+#pragma once
+
+#include <cstdint>
+#include <mailers/store.hpp>
+#include <mailers/suppression.hpp>
+#include <optional>
+
+namespace mailers::detail::codes {
+
+inline constexpr std::int64_t state_reserved = 0;
+inline constexpr std::int64_t state_accepted = 1;
+inline constexpr std::int64_t state_failed = 2;
+inline constexpr std::int64_t state_unknown = 3;
+
+/// -1 for a value outside the enum.
+constexpr std::int64_t of(send_state s) noexcept {
+    switch (s) {
+        case send_state::reserved:
+            return state_reserved;
+        case send_state::accepted:
+            return state_accepted;
+        case send_state::failed:
+            return state_failed;
+        case send_state::unknown:
+            return state_unknown;
+    }
+    return -1;
+}
+
+constexpr std::optional<send_state> send_state_of(std::int64_t c) noexcept {
+    switch (c) {
+        case state_reserved:
+            return send_state::reserved;
+        case state_accepted:
+            return send_state::accepted;
+        case state_failed:
+            return send_state::failed;
+        case state_unknown:
+            return send_state::unknown;
+    }
+    return std::nullopt;
+}
+
+constexpr std::int64_t of(suppression_kind k) noexcept {
+    switch (k) {
+        case suppression_kind::address:
+            return 0;
+        case suppression_kind::domain:
+            return 1;
+    }
+    return -1;
+}
+
+constexpr std::optional<suppression_kind> suppression_kind_of(std::int64_t c) noexcept {
+    switch (c) {
+        case 0:
+            return suppression_kind::address;
+        case 1:
+            return suppression_kind::domain;
+    }
+    return std::nullopt;
+}
+
+constexpr std::int64_t of(suppression_reason r) noexcept {
+    switch (r) {
+        case suppression_reason::unsubscribe:
+            return 0;
+        case suppression_reason::hard_bounce:
+            return 1;
+        case suppression_reason::complaint:
+            return 2;
+        case suppression_reason::manual:
+            return 3;
+        case suppression_reason::legal:
+            return 4;
+    }
+    return -1;
+}
+
+constexpr std::optional<suppression_reason> suppression_reason_of(std::int64_t c) noexcept {
+    switch (c) {
+        case 0:
+            return suppression_reason::unsubscribe;
+        case 1:
+            return suppression_reason::hard_bounce;
+        case 2:
+            return suppression_reason::complaint;
+        case 3:
+            return suppression_reason::manual;
+        case 4:
+            return suppression_reason::legal;
+    }
+    return std::nullopt;
+}
+
+}  // namespace mailers::detail::codes

@@ -1,0 +1,1354 @@
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <mailers/audit.hpp>
+#include <mailers/error.hpp>
+#include <mailers/postgres_store.hpp>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "store/codes.hpp"
+#include "store/postgres/pg.hpp"
+#include "store/postgres/pool.hpp"
+#include "store/postgres/schema.hpp"
+
+namespace mailers {
+
+int postgres_schema_version() noexcept {
+    return pg::schema_version;
+}
+
+namespace {
+
+namespace codes = detail::codes;
+
+[[noreturn]] void fail(errc code, std::string message) {
+    diagnostics diag;
+    diag.message = std::move(message);
+    throw exception(make_error_code(code), std::move(diag));
+}
+
+std::int64_t micros(time_point t) {
+    return t.time_since_epoch().count();
+}
+time_point from_micros(std::int64_t v) {
+    return time_point{duration{v}};
+}
+
+int state_code(send_state s) {
+    const auto c = codes::of(s);
+    if (c < 0) fail(errc::store_error, "postgres store: invalid send_state value");
+    return static_cast<int>(c);
+}
+
+send_state state_from(std::int64_t c) {
+    if (auto s = codes::send_state_of(c)) return *s;
+    fail(errc::store_error, fmt::format("postgres store: unknown send state code {}", c));
+}
+
+int kind_code(suppression_kind k) {
+    const auto c = codes::of(k);
+    if (c < 0) fail(errc::store_error, "postgres store: invalid suppression_kind value");
+    return static_cast<int>(c);
+}
+
+suppression_kind kind_from(std::int64_t c) {
+    if (auto k = codes::suppression_kind_of(c)) return *k;
+    fail(errc::store_error, fmt::format("postgres store: unknown suppression kind code {}", c));
+}
+
+int reason_code(suppression_reason r) {
+    const auto c = codes::of(r);
+    if (c < 0) fail(errc::store_error, "postgres store: invalid suppression_reason value");
+    return static_cast<int>(c);
+}
+
+suppression_reason reason_from(std::int64_t c) {
+    if (auto r = codes::suppression_reason_of(c)) return *r;
+    fail(errc::store_error, fmt::format("postgres store: unknown suppression reason code {}", c));
+}
+
+// --- conninfo references --------------------------------------------------
+
+// The conninfo usually holds a password, so it may be given as a reference,
+// resolved like a DSN secret; errors name the reference, never the value.
+std::string resolve_conninfo(const std::string& conninfo) {
+    if (conninfo.starts_with("env:")) {
+        std::string name = conninfo.substr(4);
+        const char* v = name.empty() ? nullptr : std::getenv(name.c_str());
+        if (!v || !*v)
+            fail(errc::store_error,
+                 fmt::format("postgres store: conninfo refers to environment variable '{}', "
+                             "which is unset or empty",
+                             name));
+        return v;
+    }
+    if (conninfo.starts_with("file:")) {
+        std::string path = conninfo.substr(5);
+        std::ifstream in(path, std::ios::binary);
+        if (!in)
+            fail(errc::store_error,
+                 fmt::format("postgres store: conninfo refers to file '{}', which cannot be read",
+                             path));
+        std::string content{std::istreambuf_iterator<char>(in), {}};
+        while (!content.empty() && (content.back() == '\n' || content.back() == '\r'))
+            content.pop_back();
+        if (content.empty())
+            fail(errc::store_error,
+                 fmt::format("postgres store: conninfo refers to file '{}', which is empty", path));
+        return content;
+    }
+    return conninfo;
+}
+
+// What must never appear in a message: the password, whether or not libpq
+// could parse the string, and the whole string when it could not.
+std::vector<std::string> secrets_of(const std::string& conninfo) {
+    std::vector<std::string> out;
+    char* err = nullptr;
+    if (PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err)) {
+        for (auto* o = opts; o->keyword; ++o)
+            if (o->val && *o->val && std::strcmp(o->keyword, "password") == 0)
+                out.push_back(o->val);
+        PQconninfoFree(opts);
+    } else {
+        // A string libpq rejects may still hold a password in any spelling.
+        auto pw = conninfo.find("password=");
+        if (pw != std::string::npos) {
+            auto start = pw + 9;
+            auto end = conninfo.find_first_of(" &", start);
+            out.push_back(conninfo.substr(start, end == std::string::npos ? end : end - start));
+        }
+        auto scheme = conninfo.find("://");
+        auto at = conninfo.rfind('@');
+        if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
+            auto userinfo = conninfo.substr(scheme + 3, at - scheme - 3);
+            auto colon = userinfo.find(':');
+            if (colon != std::string::npos) out.push_back(userinfo.substr(colon + 1));
+        }
+    }
+    if (err) PQfreemem(err);
+    std::erase_if(out, [](const std::string& s) { return s.empty(); });
+    return out;
+}
+
+// --- statements -----------------------------------------------------------
+
+constexpr const char* send_cols =
+    "id, idempotency_key, mailbox, provider, pool, recipient, message_id, state, attempt, "
+    "reserved_at, updated_at, provider_message_id, detail, owner";
+
+ledger_row read_send(const pg::result& r, int i, int c = 0) {
+    ledger_row row;
+    row.id = r.u64(i, c + 0);
+    row.idempotency_key = r.str(i, c + 1);
+    row.mailbox = r.str(i, c + 2);
+    row.provider = r.str(i, c + 3);
+    row.pool = r.str(i, c + 4);
+    row.recipient = r.str(i, c + 5);
+    row.message_id = r.str(i, c + 6);
+    row.state = state_from(r.i64(i, c + 7));
+    row.attempt = static_cast<std::uint32_t>(r.i64(i, c + 8));
+    row.reserved_at = from_micros(r.i64(i, c + 9));
+    row.updated_at = from_micros(r.i64(i, c + 10));
+    row.provider_message_id = r.str(i, c + 11);
+    row.detail = r.str(i, c + 12);
+    row.owner = r.u64(i, c + 13);
+    return row;
+}
+
+suppression_entry read_suppression(const pg::result& r, int i) {
+    suppression_entry e;
+    e.kind = kind_from(r.i64(i, 0));
+    e.value = r.str(i, 1);
+    e.reason = reason_from(r.i64(i, 2));
+    e.source = r.str(i, 3);
+    e.created_at = from_micros(r.i64(i, 4));
+    return e;
+}
+
+audit_record read_audit(const pg::result& r, int i) {
+    audit_record a;
+    a.seq = r.u64(i, 0);
+    a.at = from_micros(r.i64(i, 1));
+    a.actor = r.str(i, 2);
+    a.action = r.str(i, 3);
+    a.resource_type = r.str(i, 4);
+    a.resource_id = r.str(i, 5);
+    a.before = r.str(i, 6);
+    a.after = r.str(i, 7);
+    a.prev_hash = r.str(i, 8);
+    a.hash = r.str(i, 9);
+    return a;
+}
+
+struct statements {
+    explicit statements(const std::string& schema) {
+        const std::string s = pg::quote_ident(schema);
+        auto make = [&](const char* name, std::string_view sql) {
+            return pg::statement{name, fmt::format(fmt::runtime(sql), fmt::arg("s", s),
+                                                   fmt::arg("cols", send_cols))};
+        };
+        // commit, first round trip: locks in the documented order, then
+        // every read the decisions need.
+        upsert_keys = make("m_upsert_keys",
+                           "INSERT INTO {s}.cap_keys (workspace, key) "
+                           "SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k COLLATE \"C\" "
+                           "ON CONFLICT DO NOTHING");
+        lock_keys = make("m_lock_keys",
+                         "SELECT key, gap_until FROM {s}.cap_keys "
+                         "WHERE workspace = $1 AND key = ANY($2::text[]) ORDER BY key FOR UPDATE");
+        ensure_ws =
+            make("m_ensure_ws",
+                 "INSERT INTO {s}.workspaces (workspace) VALUES ($1) ON CONFLICT DO NOTHING");
+        lock_ws =
+            make("m_lock_ws",
+                 "UPDATE {s}.workspaces SET change_seq = change_seq + $2 WHERE workspace = $1 "
+                 "RETURNING change_seq, audit_seq, audit_hash");
+        share_objects = make("m_share_objects",
+                             "SELECT o.kind, o.id, o.seq FROM {s}.objects o "
+                             "JOIN unnest($2::text[], $3::text[]) AS r(kind, id) "
+                             "ON o.kind = r.kind AND o.id = r.id "
+                             "WHERE o.workspace = $1 ORDER BY o.kind, o.id FOR SHARE OF o");
+        lock_sends = make("m_lock_sends",
+                          "SELECT {cols} FROM {s}.sends WHERE workspace = $1 "
+                          "AND id = ANY($2::int8[]) ORDER BY id FOR UPDATE");
+        uses_of_sends = make("m_uses_of_sends",
+                             "SELECT send_id, key, at FROM {s}.cap_uses "
+                             "WHERE workspace = $1 AND send_id = ANY($2::int8[])");
+        sends_by_key = make("m_sends_by_key",
+                            "SELECT {cols} FROM {s}.sends WHERE workspace = $1 "
+                            "AND idempotency_key = ANY($2::text[]) AND idempotency_key <> ''");
+        new_ids =
+            make("m_new_ids", "SELECT nextval('{s}.send_ids') FROM generate_series(1, $1::int)");
+        // For a group of nearby floors [lo, hi] on one key: the uses at or
+        // after hi, counted in the index, and those in [lo, hi) listed.
+        count_uses = make(
+            "m_count_uses",
+            "SELECT (SELECT count(*) FROM {s}.cap_uses u "
+            "        WHERE u.workspace = $1 AND u.key = g.k AND u.at >= g.hi), "
+            "       (SELECT coalesce(array_agg(u.at ORDER BY u.at), '{{}}') FROM {s}.cap_uses u "
+            "        WHERE u.workspace = $1 AND u.key = g.k AND u.at >= g.lo AND u.at < g.hi) "
+            "FROM unnest($2::text[], $3::int8[], $4::int8[]) WITH ORDINALITY AS g(k, lo, hi, n) "
+            "ORDER BY g.n");
+        // commit, second round trip.
+        oldest_uses = make(
+            "m_oldest_uses",
+            "SELECT (SELECT coalesce(array_agg(x.at ORDER BY x.at), '{{}}') FROM "
+            "          (SELECT u.at FROM {s}.cap_uses u WHERE u.workspace = $1 AND u.key = g.k "
+            "           AND u.at >= g.f ORDER BY u.at LIMIT g.lim) x) "
+            "FROM unnest($2::text[], $3::int8[], $4::int8[]) WITH ORDINALITY AS g(k, f, lim, n) "
+            "ORDER BY g.n");
+        release_uses =
+            make("m_release_uses",
+                 "DELETE FROM {s}.cap_uses WHERE workspace = $1 AND send_id = ANY($2::int8[])");
+        insert_sends = make(
+            "m_insert_sends",
+            "INSERT INTO {s}.sends (workspace, {cols}) SELECT $1, * FROM unnest($2::int8[], "
+            "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int2[], "
+            "$10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $15::int8[])");
+        update_sends = make(
+            "m_update_sends",
+            "UPDATE {s}.sends s SET mailbox = v.mailbox, provider = v.provider, pool = v.pool, "
+            "message_id = v.message_id, state = v.state, attempt = v.attempt, "
+            "reserved_at = v.reserved_at, updated_at = v.updated_at, "
+            "provider_message_id = v.provider_message_id, detail = v.detail "
+            "FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int2[], "
+            "$8::int8[], $9::int8[], $10::int8[], $11::text[], $12::text[]) AS v(id, mailbox, "
+            "provider, pool, message_id, state, attempt, reserved_at, updated_at, "
+            "provider_message_id, detail) WHERE s.workspace = $1 AND s.id = v.id");
+        insert_uses = make("m_insert_uses",
+                           "INSERT INTO {s}.cap_uses (workspace, key, at, send_id) "
+                           "SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::int8[])");
+        set_gaps = make("m_set_gaps",
+                        "UPDATE {s}.cap_keys c SET gap_until = v.g "
+                        "FROM unnest($2::text[], $3::int8[]) AS v(k, g) "
+                        "WHERE c.workspace = $1 AND c.key = v.k");
+        write_objects = make(
+            "m_write_objects",
+            "INSERT INTO {s}.objects (workspace, kind, id, json, seq) "
+            "SELECT $1, k, i, j, $5 FROM unnest($2::text[], $3::text[], $4::text[]) AS v(k, i, j) "
+            "ON CONFLICT (workspace, kind, id) DO UPDATE SET json = excluded.json, seq = "
+            "excluded.seq");
+        write_suppressions =
+            make("m_write_suppressions",
+                 "INSERT INTO {s}.suppressions (workspace, kind, value, reason, source, "
+                 "created_at, seq) "
+                 "SELECT $1, k, v, r, src, c, $7 FROM unnest($2::int2[], $3::text[], $4::int2[], "
+                 "$5::text[], $6::int8[]) AS x(k, v, r, src, c) "
+                 "ON CONFLICT (workspace, kind, value) DO UPDATE SET reason = excluded.reason, "
+                 "source = excluded.source, created_at = excluded.created_at, seq = excluded.seq");
+        insert_audit = make(
+            "m_insert_audit",
+            "INSERT INTO {s}.audit (workspace, seq, at, actor, action, resource_type, resource_id, "
+            "before, after, prev_hash, hash) SELECT $1, * FROM unnest($2::int8[], $3::int8[], "
+            "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], "
+            "$11::text[])");
+        set_audit_head = make("m_set_audit_head",
+                              "UPDATE {s}.workspaces SET audit_seq = $2, audit_hash = $3 "
+                              "WHERE workspace = $1");
+
+        // reads
+        load_objects = make("m_load_objects",
+                            "SELECT kind, id, json FROM {s}.objects "
+                            "WHERE workspace = $1 AND json IS NOT NULL ORDER BY kind, id");
+        load_suppressions =
+            make("m_load_suppressions",
+                 "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
+                 "WHERE workspace = $1 AND reason IS NOT NULL ORDER BY kind, value");
+        load_sends = make("m_load_sends",
+                          "SELECT {cols} FROM {s}.sends WHERE workspace = $1 AND reserved_at >= $2 "
+                          "UNION SELECT {cols} FROM {s}.sends WHERE workspace = $1 AND state = 0");
+        change_seq = make(
+            "m_change_seq",
+            "SELECT coalesce((SELECT change_seq FROM {s}.workspaces WHERE workspace = $1), 0)");
+        changed_objects = make("m_changed_objects",
+                               "SELECT kind, id, json FROM {s}.objects "
+                               "WHERE workspace = $1 AND seq > $2 ORDER BY seq, kind, id");
+        changed_suppressions =
+            make("m_changed_suppressions",
+                 "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
+                 "WHERE workspace = $1 AND seq > $2 ORDER BY seq, kind, value");
+        find_send =
+            make("m_find_send", "SELECT {cols} FROM {s}.sends WHERE workspace = $1 AND id = $2");
+        find_suppression =
+            make("m_find_suppression",
+                 "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
+                 "WHERE workspace = $1 AND kind = $2 AND value = $3 "
+                 "AND reason IS NOT NULL");
+        audit_from =
+            make("m_audit_from",
+                 "SELECT seq, at, actor, action, resource_type, resource_id, before, after, "
+                 "prev_hash, hash FROM {s}.audit WHERE workspace = $1 AND seq >= $2 "
+                 "ORDER BY seq LIMIT $3");
+        sends_between =
+            make("m_sends_between",
+                 "SELECT {cols} FROM {s}.sends WHERE workspace = $1 AND reserved_at >= $2 "
+                 "AND reserved_at < $3 AND id > $4 ORDER BY id LIMIT $5");
+        suppressions_after = make(
+            "m_suppressions_after",
+            "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
+            "WHERE workspace = $1 AND reason IS NOT NULL AND (kind, value) > ($2::int2, $3::text) "
+            "ORDER BY kind, value LIMIT $4");
+        purge = make("m_purge",
+                     "DELETE FROM {s}.cap_uses u USING {s}.cap_keys k WHERE k.workspace = $1 "
+                     "AND u.workspace = $1 AND u.key = k.key AND u.at < $2");
+
+        // membership; lease times on the server's clock
+        attach =
+            make("m_attach",
+                 "INSERT INTO {s}.members (workspace, id, host, pid, name, acked_seq, lease_until) "
+                 "VALUES ($1, nextval('{s}.member_ids'), $2, $3, $4, 0, "
+                 "clock_timestamp() + $5 * interval '1 millisecond') RETURNING id");
+        renew = make(
+            "m_renew",
+            "UPDATE {s}.members SET lease_until = clock_timestamp() + $3 * interval '1 "
+            "millisecond', "
+            "acked_seq = $4 WHERE workspace = $1 AND id = $2 AND lease_until > clock_timestamp()");
+        end_lease = make("m_end_lease",
+                         "UPDATE {s}.members SET lease_until = clock_timestamp() "
+                         "WHERE workspace = $1 AND id = $2");
+        members = make("m_members",
+                       "SELECT id, host, pid, name, acked_seq, lease_until > clock_timestamp() "
+                       "FROM {s}.members WHERE workspace = $1 ORDER BY id");
+        // One statement, so a member renewing at the same moment either
+        // renews first (and survives) or finds itself gone.
+        recover =
+            make("m_recover",
+                 "WITH gone AS (DELETE FROM {s}.members WHERE workspace = $1 "
+                 "  AND (lease_until <= clock_timestamp() OR id = ANY($2::int8[])) RETURNING id) "
+                 "UPDATE {s}.sends SET state = 3, updated_at = $3, detail = $4 "
+                 "WHERE workspace = $1 AND state = 0 "
+                 "AND (owner = 0 OR owner IN (SELECT id FROM gone) OR owner = ANY($2::int8[]))");
+        server_now =
+            make("m_server_now", "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8");
+    }
+
+    pg::statement upsert_keys, lock_keys, ensure_ws, lock_ws, share_objects, lock_sends,
+        uses_of_sends, sends_by_key, new_ids, count_uses, oldest_uses, release_uses, insert_sends,
+        update_sends, insert_uses, set_gaps, write_objects, write_suppressions, insert_audit,
+        set_audit_head, load_objects, load_suppressions, load_sends, change_seq, changed_objects,
+        changed_suppressions, find_send, find_suppression, audit_from, sends_between,
+        suppressions_after, purge, attach, renew, end_lease, members, recover, server_now;
+};
+
+// --- the commit's in-memory model ------------------------------------------
+
+// Floors of one key closer than this share one counting query: the uses
+// between them are listed, the rest counted in the index.
+constexpr std::int64_t floor_group_gap = 1'000'000;
+constexpr std::int64_t floor_group_span = 5'000'000;
+
+struct floor_group {
+    std::int64_t lo = 0, hi = 0;
+    std::uint64_t at_or_after_hi = 0;
+    std::vector<std::int64_t> between;  // sorted, in [lo, hi)
+};
+
+struct key_state {
+    std::int64_t gap_until = 0;
+    bool gap_changed = false;
+    std::vector<std::int64_t> floors;  // requested by the batch, before grouping
+    std::vector<floor_group> groups;
+    // Uses recorded before the commit that the batch released, and uses the
+    // batch recorded (minus those it released again).
+    std::vector<std::int64_t> removed;
+    std::vector<std::int64_t> added;
+
+    const floor_group& group_of(std::int64_t f) const {
+        for (auto& g : groups)
+            if (f >= g.lo && f <= g.hi) return g;
+        fail(errc::store_error, "postgres store: internal error: floor outside every group");
+    }
+
+    // Uses at or after `f` as the batch sees them.
+    std::uint64_t count(std::int64_t f) const {
+        auto& g = group_of(f);
+        std::uint64_t n =
+            g.at_or_after_hi +
+            static_cast<std::uint64_t>(g.between.end() -
+                                       std::lower_bound(g.between.begin(), g.between.end(), f));
+        for (auto a : removed)
+            if (a >= f) --n;
+        for (auto a : added)
+            if (a >= f) ++n;
+        return n;
+    }
+};
+
+struct use {
+    std::string key;
+    std::int64_t at;
+    bool stored;  // recorded before this commit
+};
+
+struct send_state_mem {
+    ledger_row row;
+    bool is_new = false;
+    bool dirty = false;
+    bool uses_released = false;  // its stored uses must be deleted
+    std::vector<use> uses;
+};
+
+// A refused claim whose `until` needs the oldest uses from the server.
+struct until_request {
+    std::size_t op;
+    std::string key;
+    std::int64_t floor;
+    std::uint64_t k;
+    std::vector<std::int64_t> removed;  // stored uses >= floor the batch does not count
+    std::vector<std::int64_t> added;    // batch uses >= floor
+};
+
+// Where a failure struck relative to the COMMIT decides whether the store may
+// run the transaction again.
+struct attempt {
+    bool commit_sent = false;
+};
+
+class postgres_store final : public store {
+public:
+    postgres_store(const postgres_store_params& p, std::string conninfo,
+                   std::vector<std::string> redact)
+        : params_(p),
+          sql_(p.schema),
+          pool_(pg::pool_params{std::move(conninfo), std::move(redact), p.pool_size,
+                                p.connect_timeout}) {}
+
+    void open() {
+        std::unique_ptr<pg::connection> c;
+        try {
+            c = pool_.connect();
+            pg::migrate(*c, params_.schema);
+        } catch (const pg::error& e) {
+            fail(errc::store_error, fmt::format("postgres store: cannot open: {}", e.what()));
+        }
+    }
+
+    store_snapshot load(std::string_view ws, time_point since) override {
+        return run("load", true, [&](pg::connection& c, attempt&) {
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            auto io = p.add(sql_.load_objects, pg::params{}.add(ws));
+            auto is = p.add(sql_.load_suppressions, pg::params{}.add(ws));
+            auto isd = p.add(sql_.load_sends, pg::params{}.add(ws).add(micros(since)));
+            auto iseq = p.add(sql_.change_seq, pg::params{}.add(ws));
+            p.add_simple("COMMIT");
+            auto r = p.finish();
+            store_snapshot snap;
+            for (int i = 0; i < r[io].rows(); ++i)
+                snap.objects.push_back({r[io].str(i, 0), r[io].str(i, 1), r[io].str(i, 2)});
+            for (int i = 0; i < r[is].rows(); ++i)
+                snap.suppressions.push_back(read_suppression(r[is], i));
+            for (int i = 0; i < r[isd].rows(); ++i)
+                snap.recent_sends.push_back(read_send(r[isd], i));
+            snap.change_seq = r[iseq].u64(0, 0);
+            return snap;
+        });
+    }
+
+    change_set changes_since(std::string_view ws, std::uint64_t after) override {
+        return run("changes_since", true, [&](pg::connection& c, attempt&) {
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            auto io = p.add(sql_.changed_objects, pg::params{}.add(ws).add(after));
+            auto is = p.add(sql_.changed_suppressions, pg::params{}.add(ws).add(after));
+            auto iseq = p.add(sql_.change_seq, pg::params{}.add(ws));
+            p.add_simple("COMMIT");
+            auto r = p.finish();
+            change_set cs;
+            for (int i = 0; i < r[io].rows(); ++i) {
+                if (r[io].is_null(i, 2))
+                    cs.deleted_objects.emplace_back(r[io].str(i, 0), r[io].str(i, 1));
+                else
+                    cs.objects.push_back({r[io].str(i, 0), r[io].str(i, 1), r[io].str(i, 2)});
+            }
+            for (int i = 0; i < r[is].rows(); ++i) {
+                if (r[is].is_null(i, 2))
+                    cs.deleted_suppressions.emplace_back(kind_from(r[is].i64(i, 0)),
+                                                         r[is].str(i, 1));
+                else
+                    cs.suppressions.push_back(read_suppression(r[is], i));
+            }
+            cs.seq = r[iseq].u64(0, 0);
+            return cs;
+        });
+    }
+
+    commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
+        if (ops.empty()) return {};
+        for (auto& op : ops) {
+            if (auto* u = std::get_if<store_ops::update_send>(&op);
+                u && u->row.state == send_state::reserved)
+                fail(errc::store_error,
+                     "postgres store: update_send cannot move a send to 'reserved'; "
+                     "a further attempt is a reserve_send");
+        }
+        return run("commit", false,
+                   [&](pg::connection& c, attempt& a) { return commit_once(c, a, ws, ops); });
+    }
+
+    std::uint64_t attach(std::string_view ws, const member_info& info,
+                         std::chrono::milliseconds lease) override {
+        return run("attach", false, [&](pg::connection& c, attempt& a) {
+            // BEGIN and the insert first, so a connection that died while idle
+            // is found before anything could commit.
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN");
+            auto i = p.add(sql_.attach,
+                           pg::params{}.add(ws).add(info.host).add(info.pid).add(info.name).add(
+                               static_cast<std::int64_t>(lease.count())));
+            auto r = p.finish();
+            a.commit_sent = true;
+            c.exec("COMMIT");
+            return r[i].u64(0, 0);
+        });
+    }
+
+    bool renew(std::string_view ws, std::uint64_t member, std::chrono::milliseconds lease,
+               std::uint64_t acked_seq) override {
+        // Idempotent: running it twice extends the same lease.
+        return run("renew", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.renew, pg::params{}
+                                           .add(ws)
+                                           .add(member)
+                                           .add(static_cast<std::int64_t>(lease.count()))
+                                           .add(acked_seq));
+            return r.affected() == 1;
+        });
+    }
+
+    void detach(std::string_view ws, std::uint64_t member) override {
+        run("detach", true, [&](pg::connection& c, attempt&) {
+            // The engine's clock is not at hand; the server's stamps the sends.
+            auto now = c.run(sql_.server_now, pg::params{}).i64(0, 0);
+            pg::int_array dead;
+            dead.push(static_cast<std::int64_t>(member));
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN");
+            p.add(sql_.end_lease, pg::params{}.add(ws).add(member));
+            p.add(sql_.recover,
+                  pg::params{}.add(ws).add(dead.str()).add(now).add("member detached"));
+            p.add_simple("COMMIT");
+            p.finish();
+            return 0;
+        });
+    }
+
+    std::vector<member_record> members(std::string_view ws) override {
+        return run("members", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.members, pg::params{}.add(ws));
+            std::vector<member_record> out;
+            for (int i = 0; i < r.rows(); ++i) {
+                member_record m;
+                m.id = r.u64(i, 0);
+                m.info.host = r.str(i, 1);
+                m.info.pid = r.i64(i, 2);
+                m.info.name = r.str(i, 3);
+                m.acked_seq = r.u64(i, 4);
+                m.live = r.boolean(i, 5);
+                out.push_back(std::move(m));
+            }
+            return out;
+        });
+    }
+
+    std::size_t recover(std::string_view ws, std::span<const std::uint64_t> dead, time_point now,
+                        std::string_view detail) override {
+        // Idempotent: a second run finds the sends already `unknown`. The
+        // count is that of the run that got through.
+        return run("recover", true, [&](pg::connection& c, attempt&) {
+            pg::int_array ids;
+            for (auto d : dead) ids.push(static_cast<std::int64_t>(d));
+            auto r = c.run(sql_.recover,
+                           pg::params{}.add(ws).add(ids.str()).add(micros(now)).add(detail));
+            return static_cast<std::size_t>(r.affected());
+        });
+    }
+
+    std::optional<ledger_row> find_send(std::string_view ws, std::uint64_t id) override {
+        return run("find_send", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<ledger_row> {
+                       auto r = c.run(sql_.find_send, pg::params{}.add(ws).add(id));
+                       if (r.rows() == 0) return std::nullopt;
+                       return read_send(r, 0);
+                   });
+    }
+
+    std::optional<suppression_entry> find_suppression(std::string_view ws, suppression_kind kind,
+                                                      std::string_view value) override {
+        return run("find_suppression", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<suppression_entry> {
+                       auto r = c.run(sql_.find_suppression,
+                                      pg::params{}.add(ws).add(kind_code(kind)).add(value));
+                       if (r.rows() == 0) return std::nullopt;
+                       return read_suppression(r, 0);
+                   });
+    }
+
+    // The for_each_* functions read in pages, keyset-paginated, and call `fn`
+    // with no connection held, so a slow callback never starves the pool and
+    // an exception from it needs no clean-up.
+    static constexpr int page = 1000;
+
+    void for_each_suppression(std::string_view ws,
+                              const std::function<void(const suppression_entry&)>& fn) override {
+        int kind = -1;
+        std::string value;
+        for (;;) {
+            auto batch = run("for_each_suppression", true, [&](pg::connection& c, attempt&) {
+                auto r = c.run(sql_.suppressions_after,
+                               pg::params{}.add(ws).add(kind).add(value).add(page));
+                std::vector<suppression_entry> out;
+                for (int i = 0; i < r.rows(); ++i) out.push_back(read_suppression(r, i));
+                return out;
+            });
+            for (auto& e : batch) fn(e);
+            if (batch.size() < static_cast<std::size_t>(page)) return;
+            kind = kind_code(batch.back().kind);
+            value = batch.back().value;
+        }
+    }
+
+    void for_each_audit(std::string_view ws, std::uint64_t from_seq,
+                        const std::function<void(const audit_record&)>& fn) override {
+        for (;;) {
+            auto batch = run("for_each_audit", true, [&](pg::connection& c, attempt&) {
+                auto r = c.run(sql_.audit_from, pg::params{}.add(ws).add(from_seq).add(page));
+                std::vector<audit_record> out;
+                for (int i = 0; i < r.rows(); ++i) out.push_back(read_audit(r, i));
+                return out;
+            });
+            for (auto& a : batch) fn(a);
+            if (batch.size() < static_cast<std::size_t>(page)) return;
+            from_seq = batch.back().seq + 1;
+        }
+    }
+
+    void for_each_send(std::string_view ws, time_point from, time_point to,
+                       const std::function<void(const ledger_row&)>& fn) override {
+        std::uint64_t after = 0;
+        for (;;) {
+            auto batch = run("for_each_send", true, [&](pg::connection& c, attempt&) {
+                auto r = c.run(
+                    sql_.sends_between,
+                    pg::params{}.add(ws).add(micros(from)).add(micros(to)).add(after).add(page));
+                std::vector<ledger_row> out;
+                for (int i = 0; i < r.rows(); ++i) out.push_back(read_send(r, i));
+                return out;
+            });
+            for (auto& s : batch) fn(s);
+            if (batch.size() < static_cast<std::size_t>(page)) return;
+            after = batch.back().id;
+        }
+    }
+
+    void purge_cap_uses(std::string_view ws, time_point before) override {
+        run("purge_cap_uses", true, [&](pg::connection& c, attempt&) {
+            c.run(sql_.purge, pg::params{}.add(ws).add(micros(before)));
+            return 0;
+        });
+    }
+
+private:
+    // Runs `f` on a pooled connection. A lost connection is replaced,
+    // waiting for the server up to reconnect_timeout, and `f` runs again
+    // when it is `idempotent` or had not sent its COMMIT yet; serialization
+    // failures and deadlocks run it again a bounded number of times.
+    template <class F>
+    auto run(std::string_view what, bool idempotent, F&& f)
+        -> decltype(f(std::declval<pg::connection&>(), std::declval<attempt&>())) {
+        using clock = std::chrono::steady_clock;
+        const auto deadline = clock::now() + params_.reconnect_timeout;
+        int conflicts = 0;
+        auto backoff = std::chrono::milliseconds(50);
+        for (;;) {
+            std::optional<pg::pool::lease> lease;
+            try {
+                lease.emplace(pool_.acquire());
+            } catch (const pg::error& e) {
+                if (e.kind() == pg::failure_kind::connection_lost && clock::now() < deadline) {
+                    std::this_thread::sleep_for(backoff);
+                    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+                    continue;
+                }
+                fail(errc::store_error,
+                     fmt::format("postgres store: {}: cannot connect: {}", what, e.what()));
+            }
+            attempt a;
+            try {
+                return f(**lease, a);
+            } catch (const pg::error& e) {
+                if (e.kind() == pg::failure_kind::connection_lost) {
+                    lease->discard();
+                    if (a.commit_sent && !idempotent)
+                        fail(errc::commit_outcome_unknown,
+                             fmt::format("postgres store: {}: the connection was lost while "
+                                         "committing; the outcome is unknown ({})",
+                                         what, e.what()));
+                    if (clock::now() < deadline) continue;
+                    fail(errc::store_error,
+                         fmt::format("postgres store: {}: the connection was lost and the server "
+                                     "did not come back within {} ms: {}",
+                                     what, params_.reconnect_timeout.count(), e.what()));
+                }
+                rollback(**lease);
+                bool again = (e.kind() == pg::failure_kind::retry_transaction ||
+                              e.kind() == pg::failure_kind::unique_violation) &&
+                             ++conflicts <= max_conflict_retries;
+                // An idempotency key taken by another process while this
+                // transaction waited: the next run reads it and answers
+                // `duplicate`. Other unique violations are real errors.
+                if (e.kind() == pg::failure_kind::unique_violation &&
+                    std::string_view{e.what()}.find("sends_idempotency") == std::string_view::npos)
+                    again = false;
+                if (again) {
+                    if (conflicts > 2)
+                        std::this_thread::sleep_for(std::chrono::milliseconds(conflicts * 2));
+                    continue;
+                }
+                fail(errc::store_error, fmt::format("postgres store: {}: {}", what, e.what()));
+            } catch (...) {
+                rollback(**lease);
+                throw;
+            }
+        }
+    }
+
+    static void rollback(pg::connection& c) noexcept {
+        try {
+            if (!c.broken() && PQtransactionStatus(c.raw()) != PQTRANS_IDLE) c.exec("ROLLBACK");
+        } catch (...) {
+        }
+    }
+
+    static constexpr int max_conflict_retries = 20;
+
+    commit_result commit_once(pg::connection& c, attempt& a, std::string_view ws,
+                              std::span<const store_op> ops);
+
+    postgres_store_params params_;
+    statements sql_;
+    pg::pool pool_;
+};
+
+commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::string_view ws,
+                                          std::span<const store_op> ops) {
+    // --- what the batch needs, before touching the server ---
+    bool needs_ws = false, has_change = false;
+    std::map<std::string, key_state> keys;  // sorted: the lock order
+    std::set<std::pair<std::string, std::string>> object_refs;
+    std::set<std::uint64_t> send_ids;
+    std::set<std::string> idem_keys;
+    int new_sends = 0;
+    for (auto& op : ops) {
+        std::visit(
+            [&](auto& o) {
+                using T = std::decay_t<decltype(o)>;
+                if constexpr (std::is_same_v<T, store_ops::reserve_send>) {
+                    if (o.row.id == 0) {
+                        ++new_sends;
+                        if (!o.row.idempotency_key.empty()) idem_keys.insert(o.row.idempotency_key);
+                    } else {
+                        send_ids.insert(o.row.id);
+                    }
+                    for (auto& cl : o.claims) {
+                        auto& k = keys[cl.key];
+                        for (auto& w : cl.windows) k.floors.push_back(micros(w.floor));
+                        if (!cl.object_kind.empty())
+                            object_refs.emplace(cl.object_kind, cl.object_id);
+                    }
+                } else if constexpr (std::is_same_v<T, store_ops::update_send>) {
+                    send_ids.insert(o.row.id);
+                } else if constexpr (std::is_same_v<T, store_ops::append_audit>) {
+                    needs_ws = true;
+                } else {
+                    needs_ws = true;
+                    has_change = true;
+                }
+            },
+            op);
+    }
+    pg::text_array key_list, group_keys;
+    pg::int_array group_lo, group_hi;
+    for (auto& [name, k] : keys) {
+        key_list.push(name);
+        std::sort(k.floors.begin(), k.floors.end());
+        k.floors.erase(std::unique(k.floors.begin(), k.floors.end()), k.floors.end());
+        for (auto f : k.floors) {
+            if (k.groups.empty() || f - k.groups.back().hi > floor_group_gap ||
+                f - k.groups.back().lo > floor_group_span)
+                k.groups.push_back({f, f, 0, {}});
+            else
+                k.groups.back().hi = f;
+        }
+        for (auto& g : k.groups) {
+            group_keys.push(name);
+            group_lo.push(g.lo);
+            group_hi.push(g.hi);
+        }
+    }
+
+    // --- first round trip: locks, then reads ---
+    pg::connection::pipeline p1(c);
+    p1.add_simple("BEGIN ISOLATION LEVEL READ COMMITTED");
+    std::size_t i_keys = 0, i_ws = 0, i_obj = 0, i_sends = 0, i_uses = 0, i_idem = 0, i_ids = 0,
+                i_counts = 0;
+    const std::string ws_s{ws};
+    if (!keys.empty()) {
+        p1.add(sql_.upsert_keys, pg::params{}.add(ws_s).add(key_list.str()));
+        i_keys = p1.add(sql_.lock_keys, pg::params{}.add(ws_s).add(key_list.str()));
+    }
+    if (needs_ws) {
+        p1.add(sql_.ensure_ws, pg::params{}.add(ws_s));
+        i_ws = p1.add(sql_.lock_ws, pg::params{}.add(ws_s).add(has_change ? 1 : 0));
+    }
+    if (!object_refs.empty()) {
+        pg::text_array kinds, ids;
+        for (auto& [k, i] : object_refs) {
+            kinds.push(k);
+            ids.push(i);
+        }
+        i_obj = p1.add(sql_.share_objects, pg::params{}.add(ws_s).add(kinds.str()).add(ids.str()));
+    }
+    if (!send_ids.empty()) {
+        pg::int_array ids;
+        for (auto id : send_ids) ids.push(static_cast<std::int64_t>(id));
+        i_sends = p1.add(sql_.lock_sends, pg::params{}.add(ws_s).add(ids.str()));
+        i_uses = p1.add(sql_.uses_of_sends, pg::params{}.add(ws_s).add(ids.str()));
+    }
+    if (!idem_keys.empty()) {
+        pg::text_array ks;
+        for (auto& k : idem_keys) ks.push(k);
+        i_idem = p1.add(sql_.sends_by_key, pg::params{}.add(ws_s).add(ks.str()));
+    }
+    if (new_sends > 0) i_ids = p1.add(sql_.new_ids, pg::params{}.add(new_sends));
+    if (!keys.empty())
+        i_counts = p1.add(
+            sql_.count_uses,
+            pg::params{}.add(ws_s).add(group_keys.str()).add(group_lo.str()).add(group_hi.str()));
+    auto r1 = p1.finish();
+
+    // --- the batch, applied in memory ---
+    std::uint64_t change_seq = 0, audit_seq = 0;
+    std::string audit_head;
+    if (needs_ws) {
+        change_seq = r1[i_ws].u64(0, 0);
+        audit_seq = r1[i_ws].u64(0, 1);
+        audit_head = r1[i_ws].str(0, 2);
+    }
+    if (!keys.empty()) {
+        auto& r = r1[i_keys];
+        for (int i = 0; i < r.rows(); ++i) keys[r.str(i, 0)].gap_until = r.i64(i, 1);
+        auto& rc = r1[i_counts];
+        int row = 0;
+        for (auto& [name, k] : keys)
+            for (auto& g : k.groups) {
+                g.at_or_after_hi = rc.u64(row, 0);
+                g.between = pg::parse_int_array(rc.text(row, 1));
+                ++row;
+            }
+    }
+    std::map<std::pair<std::string, std::string>, std::uint64_t> object_seq;
+    if (!object_refs.empty()) {
+        auto& r = r1[i_obj];
+        for (int i = 0; i < r.rows(); ++i) object_seq[{r.str(i, 0), r.str(i, 1)}] = r.u64(i, 2);
+    }
+    std::unordered_map<std::uint64_t, send_state_mem> sends;
+    std::unordered_map<std::string, std::uint64_t> by_key;
+    if (!send_ids.empty()) {
+        auto& r = r1[i_sends];
+        for (int i = 0; i < r.rows(); ++i) {
+            auto row = read_send(r, i);
+            sends[row.id].row = row;
+        }
+        auto& ru = r1[i_uses];
+        for (int i = 0; i < ru.rows(); ++i) {
+            auto it = sends.find(ru.u64(i, 0));
+            if (it != sends.end()) it->second.uses.push_back({ru.str(i, 1), ru.i64(i, 2), true});
+        }
+    }
+    if (!idem_keys.empty()) {
+        auto& r = r1[i_idem];
+        for (int i = 0; i < r.rows(); ++i) {
+            auto row = read_send(r, i);
+            by_key[row.idempotency_key] = row.id;
+            auto& s = sends[row.id];
+            if (s.row.id == 0) s.row = std::move(row);
+        }
+    }
+    std::vector<std::uint64_t> fresh_ids;
+    if (new_sends > 0) {
+        auto& r = r1[i_ids];
+        for (int i = 0; i < r.rows(); ++i) fresh_ids.push_back(r.u64(i, 0));
+    }
+    std::size_t next_id = 0;
+
+    // Releases a send's current uses, remembering stored ones for deletion.
+    auto release = [&](send_state_mem& s) {
+        for (auto& u : s.uses) {
+            auto& k = keys[u.key];
+            if (u.stored) {
+                k.removed.push_back(u.at);
+            } else {
+                auto it = std::find(k.added.begin(), k.added.end(), u.at);
+                if (it != k.added.end()) k.added.erase(it);
+            }
+        }
+        if (std::any_of(s.uses.begin(), s.uses.end(), [](const use& u) { return u.stored; }))
+            s.uses_released = true;
+        s.uses.clear();
+    };
+
+    std::map<std::pair<std::string, std::string>, std::optional<std::string>> objects_out;
+    std::map<std::pair<int, std::string>, std::optional<suppression_entry>> suppressions_out;
+    std::vector<audit_record> audits_out;
+    std::vector<until_request> untils;
+    commit_result result;
+    result.ops.resize(ops.size());
+
+    for (std::size_t oi = 0; oi < ops.size(); ++oi) {
+        auto& out = result.ops[oi];
+        std::visit(
+            [&](auto& o) {
+                using T = std::decay_t<decltype(o)>;
+                if constexpr (std::is_same_v<T, store_ops::put_object>) {
+                    objects_out[{o.object.kind, o.object.id}] = o.object.json;
+                    object_seq[{o.object.kind, o.object.id}] = change_seq;
+                } else if constexpr (std::is_same_v<T, store_ops::delete_object>) {
+                    objects_out[{o.kind, o.id}] = std::nullopt;
+                    object_seq[{o.kind, o.id}] = change_seq;
+                } else if constexpr (std::is_same_v<T, store_ops::put_suppression>) {
+                    suppressions_out[{kind_code(o.entry.kind), o.entry.value}] = o.entry;
+                } else if constexpr (std::is_same_v<T, store_ops::delete_suppression>) {
+                    suppressions_out[{kind_code(o.kind), o.value}] = std::nullopt;
+                } else if constexpr (std::is_same_v<T, store_ops::append_audit>) {
+                    audit_record rec = o.record;
+                    rec.seq = ++audit_seq;
+                    rec.prev_hash = audit_head;
+                    rec.hash = audit_hash(rec);
+                    audit_head = rec.hash;
+                    out.audit_seq = rec.seq;
+                    audits_out.push_back(std::move(rec));
+                } else if constexpr (std::is_same_v<T, store_ops::update_send>) {
+                    auto it = sends.find(o.row.id);
+                    if (it == sends.end() || it->second.row.id == 0 ||
+                        it->second.row.owner != o.row.owner ||
+                        (it->second.row.state != send_state::reserved &&
+                         it->second.row.state != send_state::unknown)) {
+                        out.applied = false;
+                        return;
+                    }
+                    auto& s = it->second;
+                    s.row.state = o.row.state;
+                    s.row.updated_at = o.row.updated_at;
+                    s.row.provider_message_id = o.row.provider_message_id;
+                    s.row.detail = o.row.detail;
+                    s.dirty = true;
+                    if (o.row.state == send_state::failed) release(s);
+                } else if constexpr (std::is_same_v<T, store_ops::reserve_send>) {
+                    auto& res = out.reservation;
+                    send_state_mem* self = nullptr;
+                    if (o.row.id == 0) {
+                        if (!o.row.idempotency_key.empty()) {
+                            if (auto k = by_key.find(o.row.idempotency_key); k != by_key.end()) {
+                                res.status = reserve_status::duplicate;
+                                res.existing = sends[k->second].row;
+                                return;
+                            }
+                        }
+                    } else {
+                        auto it = sends.find(o.row.id);
+                        if (it == sends.end() || it->second.row.id == 0 ||
+                            it->second.row.owner != o.row.owner ||
+                            it->second.row.state != send_state::reserved) {
+                            res.status = reserve_status::not_owner;
+                            return;
+                        }
+                        self = &it->second;
+                    }
+                    const auto at = micros(o.row.reserved_at);
+                    for (std::size_t ci = 0; ci < o.claims.size(); ++ci) {
+                        auto& cl = o.claims[ci];
+                        if (!cl.object_kind.empty()) {
+                            auto s = object_seq.find({cl.object_kind, cl.object_id});
+                            if (s != object_seq.end() && s->second > o.config_seq) {
+                                res.status = reserve_status::stale_config;
+                                res.claim = ci;
+                                return;
+                            }
+                        }
+                        auto& k = keys[cl.key];
+                        if (cl.gap.count() > 0 && k.gap_until > at) {
+                            res.status = reserve_status::gap;
+                            res.claim = ci;
+                            res.until = from_micros(k.gap_until);
+                            return;
+                        }
+                        for (std::size_t wi = 0; wi < cl.windows.size(); ++wi) {
+                            const auto& w = cl.windows[wi];
+                            const auto f = micros(w.floor);
+                            std::uint64_t n = k.count(f);
+                            std::vector<std::int64_t> own_stored, own_added;
+                            if (self) {
+                                for (auto& u : self->uses)
+                                    if (u.key == cl.key && u.at >= f) {
+                                        --n;
+                                        (u.stored ? own_stored : own_added).push_back(u.at);
+                                    }
+                            }
+                            if (n < w.max) continue;
+                            res.status = reserve_status::cap_reached;
+                            res.claim = ci;
+                            res.window = wi;
+                            if (w.max > 0) {
+                                until_request u{oi, cl.key, f, n - w.max, {}, {}};
+                                for (auto x : k.removed)
+                                    if (x >= f) u.removed.push_back(x);
+                                u.removed.insert(u.removed.end(), own_stored.begin(),
+                                                 own_stored.end());
+                                for (auto x : k.added)
+                                    if (x >= f) u.added.push_back(x);
+                                for (auto x : own_added)
+                                    if (auto it = std::find(u.added.begin(), u.added.end(), x);
+                                        it != u.added.end())
+                                        u.added.erase(it);
+                                untils.push_back(std::move(u));
+                            }
+                            return;
+                        }
+                    }
+                    // Every claim fits: record.
+                    if (!self) {
+                        if (next_id >= fresh_ids.size())
+                            fail(errc::store_error,
+                                 "postgres store: internal error: out of send ids");
+                        auto id = fresh_ids[next_id++];
+                        auto& s = sends[id];
+                        s.row = o.row;
+                        s.row.id = id;
+                        s.row.state = send_state::reserved;
+                        s.is_new = true;
+                        if (!o.row.idempotency_key.empty()) by_key[o.row.idempotency_key] = id;
+                        self = &s;
+                    } else {
+                        release(*self);
+                        auto& r = self->row;
+                        r.mailbox = o.row.mailbox;
+                        r.provider = o.row.provider;
+                        r.pool = o.row.pool;
+                        r.message_id = o.row.message_id;
+                        r.attempt = o.row.attempt;
+                        r.reserved_at = o.row.reserved_at;
+                        r.updated_at = o.row.updated_at;
+                        r.state = send_state::reserved;
+                        r.detail = o.row.detail;
+                        self->dirty = true;
+                    }
+                    for (auto& cl : o.claims) {
+                        auto& k = keys[cl.key];
+                        k.added.push_back(at);
+                        self->uses.push_back({cl.key, at, false});
+                        if (cl.gap.count() > 0) {
+                            k.gap_until = at + cl.gap.count();
+                            k.gap_changed = true;
+                        }
+                    }
+                    res.status = reserve_status::reserved;
+                    res.send_id = self->row.id;
+                }
+            },
+            ops[oi]);
+    }
+    if (has_change) result.change_seq = change_seq;
+
+    // --- second round trip: the oldest uses refusals need, every write, COMMIT ---
+    pg::connection::pipeline p2(c);
+    std::size_t i_until = 0;
+    if (!untils.empty()) {
+        pg::text_array ks;
+        pg::int_array fs, lims;
+        for (auto& u : untils) {
+            ks.push(u.key);
+            fs.push(u.floor);
+            lims.push(static_cast<std::int64_t>(u.k + u.removed.size() + 1));
+        }
+        i_until = p2.add(sql_.oldest_uses,
+                         pg::params{}.add(ws_s).add(ks.str()).add(fs.str()).add(lims.str()));
+    }
+    {
+        pg::int_array released;
+        bool any_released = false;
+        pg::int_array n_id, n_state, n_attempt, n_res, n_upd, n_owner;
+        pg::text_array n_key, n_mailbox, n_provider, n_pool, n_recipient, n_msgid, n_pmid, n_detail;
+        int n_new = 0;
+        pg::int_array u_id, u_state, u_attempt, u_res, u_upd;
+        pg::text_array u_mailbox, u_provider, u_pool, u_msgid, u_pmid, u_detail;
+        int n_upd_rows = 0;
+        pg::text_array use_key;
+        pg::int_array use_at, use_send;
+        int n_uses = 0;
+        for (auto& [id, s] : sends) {
+            if (s.uses_released) {
+                released.push(static_cast<std::int64_t>(id));
+                any_released = true;
+            }
+            for (auto& u : s.uses) {
+                if (u.stored) continue;
+                use_key.push(u.key);
+                use_at.push(u.at);
+                use_send.push(static_cast<std::int64_t>(id));
+                ++n_uses;
+            }
+            auto& r = s.row;
+            if (s.is_new) {
+                ++n_new;
+                n_id.push(static_cast<std::int64_t>(r.id));
+                n_key.push(r.idempotency_key);
+                n_mailbox.push(r.mailbox);
+                n_provider.push(r.provider);
+                n_pool.push(r.pool);
+                n_recipient.push(r.recipient);
+                n_msgid.push(r.message_id);
+                n_state.push(state_code(r.state));
+                n_attempt.push(r.attempt);
+                n_res.push(micros(r.reserved_at));
+                n_upd.push(micros(r.updated_at));
+                n_pmid.push(r.provider_message_id);
+                n_detail.push(r.detail);
+                n_owner.push(static_cast<std::int64_t>(r.owner));
+            } else if (s.dirty) {
+                ++n_upd_rows;
+                u_id.push(static_cast<std::int64_t>(r.id));
+                u_mailbox.push(r.mailbox);
+                u_provider.push(r.provider);
+                u_pool.push(r.pool);
+                u_msgid.push(r.message_id);
+                u_state.push(state_code(r.state));
+                u_attempt.push(r.attempt);
+                u_res.push(micros(r.reserved_at));
+                u_upd.push(micros(r.updated_at));
+                u_pmid.push(r.provider_message_id);
+                u_detail.push(r.detail);
+            }
+        }
+        if (any_released) p2.add(sql_.release_uses, pg::params{}.add(ws_s).add(released.str()));
+        if (n_new > 0)
+            p2.add(sql_.insert_sends, pg::params{}
+                                          .add(ws_s)
+                                          .add(n_id.str())
+                                          .add(n_key.str())
+                                          .add(n_mailbox.str())
+                                          .add(n_provider.str())
+                                          .add(n_pool.str())
+                                          .add(n_recipient.str())
+                                          .add(n_msgid.str())
+                                          .add(n_state.str())
+                                          .add(n_attempt.str())
+                                          .add(n_res.str())
+                                          .add(n_upd.str())
+                                          .add(n_pmid.str())
+                                          .add(n_detail.str())
+                                          .add(n_owner.str()));
+        if (n_upd_rows > 0)
+            p2.add(sql_.update_sends, pg::params{}
+                                          .add(ws_s)
+                                          .add(u_id.str())
+                                          .add(u_mailbox.str())
+                                          .add(u_provider.str())
+                                          .add(u_pool.str())
+                                          .add(u_msgid.str())
+                                          .add(u_state.str())
+                                          .add(u_attempt.str())
+                                          .add(u_res.str())
+                                          .add(u_upd.str())
+                                          .add(u_pmid.str())
+                                          .add(u_detail.str()));
+        if (n_uses > 0)
+            p2.add(sql_.insert_uses,
+                   pg::params{}.add(ws_s).add(use_key.str()).add(use_at.str()).add(use_send.str()));
+        pg::text_array g_key;
+        pg::int_array g_until;
+        bool any_gap = false;
+        for (auto& [name, k] : keys)
+            if (k.gap_changed) {
+                g_key.push(name);
+                g_until.push(k.gap_until);
+                any_gap = true;
+            }
+        if (any_gap)
+            p2.add(sql_.set_gaps, pg::params{}.add(ws_s).add(g_key.str()).add(g_until.str()));
+        if (!objects_out.empty()) {
+            pg::text_array ok, oid, oj;
+            for (auto& [key, json] : objects_out) {
+                ok.push(key.first);
+                oid.push(key.second);
+                if (json)
+                    oj.push(*json);
+                else
+                    oj.push_null();
+            }
+            p2.add(
+                sql_.write_objects,
+                pg::params{}.add(ws_s).add(ok.str()).add(oid.str()).add(oj.str()).add(change_seq));
+        }
+        if (!suppressions_out.empty()) {
+            pg::int_array sk, sc;
+            pg::text_array sv, sr, ss;
+            for (auto& [key, e] : suppressions_out) {
+                sk.push(key.first);
+                sv.push(key.second);
+                if (e) {
+                    sr.push(std::to_string(reason_code(e->reason)));
+                    ss.push(e->source);
+                    sc.push(micros(e->created_at));
+                } else {
+                    sr.push_null();
+                    ss.push("");
+                    sc.push(0);
+                }
+            }
+            p2.add(sql_.write_suppressions, pg::params{}
+                                                .add(ws_s)
+                                                .add(sk.str())
+                                                .add(sv.str())
+                                                .add(sr.str())
+                                                .add(ss.str())
+                                                .add(sc.str())
+                                                .add(change_seq));
+        }
+        if (!audits_out.empty()) {
+            pg::int_array seq, at;
+            pg::text_array actor, action, rtype, rid, before, after, prev, hash;
+            for (auto& rec : audits_out) {
+                seq.push(static_cast<std::int64_t>(rec.seq));
+                at.push(micros(rec.at));
+                actor.push(rec.actor);
+                action.push(rec.action);
+                rtype.push(rec.resource_type);
+                rid.push(rec.resource_id);
+                before.push(rec.before);
+                after.push(rec.after);
+                prev.push(rec.prev_hash);
+                hash.push(rec.hash);
+            }
+            p2.add(sql_.insert_audit, pg::params{}
+                                          .add(ws_s)
+                                          .add(seq.str())
+                                          .add(at.str())
+                                          .add(actor.str())
+                                          .add(action.str())
+                                          .add(rtype.str())
+                                          .add(rid.str())
+                                          .add(before.str())
+                                          .add(after.str())
+                                          .add(prev.str())
+                                          .add(hash.str()));
+            p2.add(sql_.set_audit_head, pg::params{}.add(ws_s).add(audit_seq).add(audit_head));
+        }
+    }
+    const auto i_commit = p2.add_simple("COMMIT");
+    std::vector<pg::result> r2;
+    try {
+        r2 = p2.finish();
+    } catch (pg::error& e) {
+        // The server reporting a statement before COMMIT as the reason it
+        // ended the session means COMMIT never ran; otherwise nobody knows.
+        a.commit_sent = !(e.kind() == pg::failure_kind::connection_lost && !e.sqlstate().empty() &&
+                          e.statement() >= 0 && static_cast<std::size_t>(e.statement()) < i_commit);
+        if (e.kind() != pg::failure_kind::connection_lost) a.commit_sent = false;
+        throw;
+    }
+    // A COMMIT in an aborted transaction answers ROLLBACK without an error.
+    if (std::string_view{PQcmdStatus(r2[i_commit].get())} != "COMMIT")
+        fail(errc::store_error, "postgres store: commit: the server rolled the transaction back");
+
+    if (!untils.empty()) {
+        auto& r = r2[i_until];
+        for (std::size_t n = 0; n < untils.size(); ++n) {
+            auto& u = untils[n];
+            auto stored = pg::parse_int_array(r.text(static_cast<int>(n), 0));
+            for (auto x : u.removed)
+                if (auto it = std::find(stored.begin(), stored.end(), x); it != stored.end())
+                    stored.erase(it);
+            std::vector<std::int64_t> merged;
+            std::sort(u.added.begin(), u.added.end());
+            std::merge(stored.begin(), stored.end(), u.added.begin(), u.added.end(),
+                       std::back_inserter(merged));
+            if (u.k < merged.size()) result.ops[u.op].reservation.until = from_micros(merged[u.k]);
+        }
+    }
+    return result;
+}
+
+}  // namespace
+
+std::shared_ptr<store> open_postgres_store(const postgres_store_params& params) {
+    // The name is spliced into statements (quoted), so it is kept to
+    // characters that need no escaping anywhere.
+    if (params.schema.empty() || params.schema.size() > 63 ||
+        !std::all_of(params.schema.begin(), params.schema.end(), [](char ch) {
+            return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch >= '0' && ch <= '9') || ch == '_';
+        }))
+        fail(errc::store_error,
+             fmt::format("postgres store: schema name '{}' must be 1 to 63 letters, digits or "
+                         "underscores",
+                         params.schema));
+    std::string conninfo = resolve_conninfo(params.conninfo);
+    auto redact = secrets_of(conninfo);
+    auto s = std::make_shared<postgres_store>(params, std::move(conninfo), std::move(redact));
+    s->open();
+    return s;
+}
+
+}  // namespace mailers

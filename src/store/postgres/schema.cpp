@@ -1,0 +1,161 @@
+#include "store/postgres/schema.hpp"
+
+#include <fmt/format.h>
+
+#include <mailers/error.hpp>
+#include <string_view>
+
+namespace mailers::pg {
+
+namespace {
+
+// Every text column that is compared or ordered uses the "C" collation:
+// keys are opaque byte strings, and byte order is the documented order.
+// Times are microseconds since the epoch, as the library's time_point.
+constexpr std::string_view step_1 = R"sql(
+CREATE TABLE {s}.workspaces (
+  workspace   text COLLATE "C" PRIMARY KEY,
+  change_seq  bigint NOT NULL DEFAULT 0,
+  audit_seq   bigint NOT NULL DEFAULT 0,
+  audit_hash  text NOT NULL DEFAULT ''
+);
+CREATE SEQUENCE {s}.send_ids;
+CREATE SEQUENCE {s}.member_ids;
+CREATE TABLE {s}.sends (
+  workspace           text COLLATE "C" NOT NULL,
+  id                  bigint NOT NULL,
+  idempotency_key     text COLLATE "C" NOT NULL,
+  mailbox             text NOT NULL,
+  provider            text NOT NULL,
+  pool                text NOT NULL,
+  recipient           text NOT NULL,
+  message_id          text NOT NULL,
+  state               smallint NOT NULL,
+  attempt             bigint NOT NULL,
+  reserved_at         bigint NOT NULL,
+  updated_at          bigint NOT NULL,
+  provider_message_id text NOT NULL,
+  detail              text NOT NULL,
+  owner               bigint NOT NULL,
+  PRIMARY KEY (workspace, id)
+);
+CREATE UNIQUE INDEX sends_idempotency ON {s}.sends (workspace, idempotency_key)
+  WHERE idempotency_key <> '';
+CREATE INDEX sends_reserved_at ON {s}.sends (workspace, reserved_at);
+CREATE INDEX sends_open ON {s}.sends (workspace, owner) WHERE state = 0;
+CREATE TABLE {s}.cap_keys (
+  workspace text COLLATE "C" NOT NULL,
+  key       text COLLATE "C" NOT NULL,
+  gap_until bigint NOT NULL DEFAULT 0,
+  PRIMARY KEY (workspace, key)
+);
+CREATE TABLE {s}.cap_uses (
+  workspace text COLLATE "C" NOT NULL,
+  key       text COLLATE "C" NOT NULL,
+  at        bigint NOT NULL,
+  send_id   bigint NOT NULL
+);
+CREATE INDEX cap_uses_window ON {s}.cap_uses (workspace, key, at);
+CREATE INDEX cap_uses_send ON {s}.cap_uses (workspace, send_id);
+CREATE TABLE {s}.objects (
+  workspace text COLLATE "C" NOT NULL,
+  kind      text COLLATE "C" NOT NULL,
+  id        text COLLATE "C" NOT NULL,
+  json      text,
+  seq       bigint NOT NULL,
+  PRIMARY KEY (workspace, kind, id)
+);
+CREATE INDEX objects_seq ON {s}.objects (workspace, seq);
+CREATE TABLE {s}.suppressions (
+  workspace  text COLLATE "C" NOT NULL,
+  kind       smallint NOT NULL,
+  value      text COLLATE "C" NOT NULL,
+  reason     smallint,
+  source     text NOT NULL,
+  created_at bigint NOT NULL,
+  seq        bigint NOT NULL,
+  PRIMARY KEY (workspace, kind, value)
+);
+CREATE INDEX suppressions_seq ON {s}.suppressions (workspace, seq);
+CREATE TABLE {s}.audit (
+  workspace     text COLLATE "C" NOT NULL,
+  seq           bigint NOT NULL,
+  at            bigint NOT NULL,
+  actor         text NOT NULL,
+  action        text NOT NULL,
+  resource_type text NOT NULL,
+  resource_id   text NOT NULL,
+  before        text NOT NULL,
+  after         text NOT NULL,
+  prev_hash     text NOT NULL,
+  hash          text NOT NULL,
+  PRIMARY KEY (workspace, seq)
+);
+CREATE TABLE {s}.members (
+  workspace   text COLLATE "C" NOT NULL,
+  id          bigint NOT NULL,
+  host        text NOT NULL,
+  pid         bigint NOT NULL,
+  name        text NOT NULL,
+  acked_seq   bigint NOT NULL,
+  lease_until timestamptz NOT NULL,
+  PRIMARY KEY (workspace, id)
+);
+)sql";
+
+constexpr std::string_view steps[] = {step_1};
+static_assert(std::size(steps) == schema_version);
+
+std::string literal(std::string_view s) {
+    std::string out = "'";
+    for (char c : s) {
+        if (c == '\'') out += '\'';
+        out += c;
+    }
+    return out + "'";
+}
+
+}  // namespace
+
+void migrate(connection& c, const std::string& schema) {
+    const std::string s = quote_ident(schema);
+    // Session-level, so each step can commit on its own while the lock is
+    // held; the key is derived from the schema so stores in different
+    // schemas do not wait for each other.
+    const std::string lock_args = "1835101285, hashtext(" + literal(schema) + ")";
+    c.exec("SELECT pg_advisory_lock(" + lock_args + ")");
+    struct unlock {
+        connection& c;
+        std::string args;
+        ~unlock() {
+            try {
+                if (!c.broken()) c.exec("SELECT pg_advisory_unlock(" + args + ")");
+            } catch (...) {
+            }
+        }
+    } guard{c, lock_args};
+
+    // CREATE SCHEMA IF NOT EXISTS still needs the CREATE privilege on the
+    // database, which a host that created the schema for us may not grant.
+    auto exists = c.run({"mailers_schema_exists", "SELECT 1 FROM pg_namespace WHERE nspname = $1"},
+                        params{}.add(schema));
+    if (exists.rows() == 0) c.exec("CREATE SCHEMA " + s);
+    c.exec("CREATE TABLE IF NOT EXISTS " + s +
+           ".schema_version (version integer PRIMARY KEY, "
+           "applied_at timestamptz NOT NULL DEFAULT now())");
+    auto v = c.query("SELECT coalesce(max(version), 0) FROM " + s + ".schema_version");
+    const auto current = v.i64(0, 0);
+    if (current > schema_version) {
+        throw exception(make_error_code(errc::schema_too_new),
+                        fmt::format("postgres store: schema {} holds version {} of the mailers "
+                                    "tables; this library writes version {}",
+                                    s, current, schema_version));
+    }
+    for (auto version = current + 1; version <= schema_version; ++version) {
+        std::string sql = fmt::format(fmt::runtime(steps[version - 1]), fmt::arg("s", s));
+        c.exec("BEGIN;\n" + sql + "\nINSERT INTO " + s + ".schema_version (version) VALUES (" +
+               std::to_string(version) + ");\nCOMMIT;");
+    }
+}
+
+}  // namespace mailers::pg

@@ -1,0 +1,299 @@
+#include "store/sqlite/schema.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iterator>
+#include <limits>
+#include <string>
+
+#include "store/sqlite/common.hpp"
+
+namespace mailers::detail::sqlite {
+namespace {
+
+// Schema history. A step is never edited once released: a change is a new
+// step appended with the next version. Each step runs in its own
+// transaction together with the user_version bump, so a crash mid-migration
+// leaves the previous version intact.
+struct migration {
+    int version;
+    const char* sql;
+};
+
+constexpr migration migrations[] = {
+    {1, R"sql(
+CREATE TABLE objects (
+    workspace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (workspace, kind, id)
+) WITHOUT ROWID;
+
+CREATE TABLE suppressions (
+    workspace TEXT NOT NULL,
+    kind INTEGER NOT NULL,        -- 0 address, 1 domain
+    value TEXT NOT NULL,          -- normalised address or domain
+    reason INTEGER NOT NULL,      -- 0 unsubscribe, 1 hard_bounce, 2 complaint, 3 manual, 4 legal
+    source TEXT NOT NULL,
+    created_at INTEGER NOT NULL,  -- microseconds since the Unix epoch
+    PRIMARY KEY (workspace, kind, value)
+) WITHOUT ROWID;
+
+-- Numbers for workspace names, used only in sends.row_key; never reused.
+CREATE TABLE workspaces (
+    number INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+
+CREATE TABLE sends (
+    row_key INTEGER PRIMARY KEY,  -- (workspaces.number << 40) | id: the (workspace, id) key
+    workspace TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    idempotency_key TEXT,         -- NULL when the caller gave none
+    mailbox TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    state INTEGER NOT NULL,       -- 0 reserved, 1 accepted, 2 failed, 3 unknown
+    attempt INTEGER NOT NULL,
+    reserved_at INTEGER NOT NULL, -- microseconds since the Unix epoch
+    updated_at INTEGER NOT NULL,  -- microseconds since the Unix epoch
+    provider_message_id TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE UNIQUE INDEX sends_idempotency_key ON sends (workspace, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX sends_reserved_at ON sends (workspace, reserved_at);
+-- Only reserved sends are ever looked up by state (recovery at start-up).
+-- Partial, the index stays as small as the number of sends in flight, and an
+-- outcome update removes one entry instead of moving it.
+CREATE INDEX sends_state ON sends (workspace, state) WHERE state = 0;
+
+CREATE TABLE audit (
+    workspace TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,          -- microseconds since the Unix epoch
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    "before" TEXT NOT NULL,
+    "after" TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (workspace, seq)
+);
+)sql"},
+    {2, R"sql(
+-- The member that reserved a send (members.id); 0 for sends written before
+-- members existed, which recovery treats as a dead member's.
+ALTER TABLE sends ADD COLUMN owner INTEGER NOT NULL DEFAULT 0;
+-- The cap_keys ids under which the current attempt's uses are recorded,
+-- comma-separated. With them, releasing a send's uses is a primary-key
+-- delete, and cap_uses needs no second index that every reservation would
+-- have to update.
+ALTER TABLE sends ADD COLUMN cap_keys TEXT NOT NULL DEFAULT '';
+-- Reserved sends are looked up by owner at recovery and by workspace at
+-- load; one partial index serves both, and an outcome update removes one
+-- entry instead of moving it.
+DROP INDEX sends_state;
+CREATE INDEX sends_reserved ON sends (workspace, owner) WHERE state = 0;
+
+-- The per-workspace counters every commit reads and writes under the write
+-- lock: the change feed, the audit chain's head and the last send id given.
+ALTER TABLE workspaces ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workspaces ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workspaces ADD COLUMN audit_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE workspaces ADD COLUMN last_send_id INTEGER NOT NULL DEFAULT 0;
+INSERT INTO workspaces (name)
+    SELECT workspace FROM audit UNION SELECT workspace FROM objects
+    UNION SELECT workspace FROM suppressions EXCEPT SELECT name FROM workspaces;
+UPDATE workspaces SET
+    audit_seq = coalesce((SELECT max(seq) FROM audit WHERE audit.workspace = workspaces.name), 0),
+    audit_hash = coalesce((SELECT hash FROM audit WHERE audit.workspace = workspaces.name
+                           ORDER BY seq DESC LIMIT 1), ''),
+    last_send_id = coalesce((SELECT max(row_key) FROM sends
+                             WHERE row_key BETWEEN number << 40 AND (number << 40) + 1099511627775),
+                            number << 40) - (number << 40);
+
+-- The change that last wrote a row; rows from before the feed carry 0.
+ALTER TABLE objects ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX objects_seq ON objects (workspace, seq);
+ALTER TABLE suppressions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX suppressions_seq ON suppressions (workspace, seq);
+-- Deletions, for the change feed and for stale-configuration checks. A put
+-- removes its key's tombstone, so a key is in the table or its tombstone,
+-- never both.
+CREATE TABLE object_tombstones (
+    workspace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (workspace, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX object_tombstones_seq ON object_tombstones (workspace, seq);
+CREATE TABLE suppression_tombstones (
+    workspace TEXT NOT NULL,
+    kind INTEGER NOT NULL,        -- as suppressions.kind
+    value TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (workspace, kind, value)
+) WITHOUT ROWID;
+CREATE INDEX suppression_tombstones_seq ON suppression_tombstones (workspace, seq);
+
+-- AUTOINCREMENT: a member id is never given twice, so a recovered member's
+-- late writes can never pass for a new member's.
+CREATE TABLE members (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    lease_until INTEGER NOT NULL, -- microseconds since the Unix epoch, system clock
+    acked_seq INTEGER NOT NULL
+);
+CREATE INDEX members_workspace ON members (workspace);
+
+-- Cap keys get numbers so that cap_uses entries stay a few bytes long.
+CREATE TABLE cap_keys (
+    id INTEGER PRIMARY KEY,
+    workspace INTEGER NOT NULL,   -- workspaces.number
+    key TEXT NOT NULL,
+    gap_until INTEGER NOT NULL DEFAULT 0, -- microseconds since the Unix epoch
+    UNIQUE (workspace, key)
+);
+-- One row per claim of a reservation; `claim` is the claim's position, so a
+-- reservation may claim one key twice. A send's uses of a key are one range
+-- of the primary key, found from sends.cap_keys and sends.reserved_at.
+CREATE TABLE cap_uses (
+    key_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,          -- microseconds since the Unix epoch
+    send_id INTEGER NOT NULL,     -- sends.id
+    claim INTEGER NOT NULL,
+    PRIMARY KEY (key_id, at, send_id, claim)
+) WITHOUT ROWID;
+-- The uses of a key counted per time bucket at three sizes: level 1 buckets
+-- are 2^20 us (about a second), level 2 2^26 us (about a minute), level 3
+-- 2^32 us (about 72 minutes); `bucket` is `at` shifted right by that many
+-- bits. A window is counted from cap_uses for at most its first second and
+-- from at most 64 + 64 buckets plus one per 72 minutes after that, so a
+-- count costs the same for a key with a million uses as for one with ten.
+CREATE TABLE cap_counts (
+    key_id INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (key_id, level, bucket)
+) WITHOUT ROWID;
+
+-- Sends recorded before caps were counted here still occupy their mailbox
+-- and provider caps for the longest window the engine uses (8 days).
+CREATE TEMP TABLE m2_recent (
+    row_key INTEGER PRIMARY KEY,
+    ws INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    mailbox_key TEXT NOT NULL,
+    provider_key TEXT NOT NULL
+);
+INSERT INTO m2_recent
+    SELECT s.row_key, w.number, s.id, s.reserved_at, 'mailbox:' || s.mailbox,
+           'provider:' || s.provider
+    FROM sends s JOIN workspaces w ON w.name = s.workspace
+    WHERE s.state <> 2
+      AND s.reserved_at >= (CAST(strftime('%s', 'now') AS INTEGER) - 8 * 86400) * 1000000;
+INSERT OR IGNORE INTO cap_keys (workspace, key)
+    SELECT ws, mailbox_key FROM m2_recent UNION SELECT ws, provider_key FROM m2_recent;
+INSERT INTO cap_uses (key_id, at, send_id, claim)
+    SELECT k.id, r.at, r.id, 0 FROM m2_recent r
+        JOIN cap_keys k ON k.workspace = r.ws AND k.key = r.mailbox_key
+    UNION ALL
+    SELECT k.id, r.at, r.id, 1 FROM m2_recent r
+        JOIN cap_keys k ON k.workspace = r.ws AND k.key = r.provider_key;
+UPDATE sends SET cap_keys = (
+    SELECT m.id || ',' || p.id FROM m2_recent r
+        JOIN cap_keys m ON m.workspace = r.ws AND m.key = r.mailbox_key
+        JOIN cap_keys p ON p.workspace = r.ws AND p.key = r.provider_key
+    WHERE r.row_key = sends.row_key)
+WHERE row_key IN (SELECT row_key FROM m2_recent);
+INSERT INTO cap_counts (key_id, level, bucket, n)
+    SELECT key_id, 1, at >> 20, count(*) FROM cap_uses GROUP BY key_id, at >> 20
+    UNION ALL
+    SELECT key_id, 2, at >> 26, count(*) FROM cap_uses GROUP BY key_id, at >> 26
+    UNION ALL
+    SELECT key_id, 3, at >> 32, count(*) FROM cap_uses GROUP BY key_id, at >> 32;
+DROP TABLE temp.m2_recent;
+)sql"},
+};
+
+constexpr int latest_version = std::end(migrations)[-1].version;
+
+int user_version(SQLite::Database& db) {
+    return db.execAndGet("PRAGMA user_version").getInt();
+}
+
+void refuse_if_too_new(int version, const std::string& path) {
+    if (version > latest_version)
+        fail(errc::schema_too_new,
+             fmt::format(
+                 "sqlite store: {} has schema version {}; this library knows versions up to {}",
+                 path, version, latest_version));
+}
+
+void migrate(SQLite::Database& db, const std::string& path) {
+    int current = user_version(db);
+    refuse_if_too_new(current, path);
+    for (const migration& m : migrations) {
+        if (m.version <= current) continue;
+        SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
+        // Another process may have migrated while this one waited for the
+        // write lock; the version read under the lock is the one that counts.
+        current = user_version(db);
+        refuse_if_too_new(current, path);
+        if (m.version <= current) continue;
+        db.exec(m.sql);
+        db.exec(fmt::format("PRAGMA user_version = {}", m.version));
+        tx.commit();
+        current = m.version;
+    }
+}
+
+}  // namespace
+
+int latest_schema_version() noexcept {
+    return latest_version;
+}
+
+SQLite::Database open_database(const sqlite_store_params& params) {
+    const auto busy_ms = static_cast<int>(std::clamp<std::chrono::milliseconds::rep>(
+        params.busy_timeout.count(), 0, std::numeric_limits<int>::max()));
+    // NOMUTEX: the store serialises every call on its own mutex, so SQLite's
+    // per-call connection mutex would only add cost on the hot path.
+    SQLite::Database db(
+        params.path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX, busy_ms);
+    // Checked before any PRAGMA that writes, so a file from a newer version
+    // is refused without being touched.
+    refuse_if_too_new(user_version(db), params.path);
+    // Only takes effect while the file is still empty. Ledger rows are a few
+    // hundred bytes; 8 KiB pages halve the per-page work of a group commit
+    // (B-tree splits, WAL frames) compared with SQLite's 4 KiB default.
+    db.exec("PRAGMA page_size = 8192");
+    // The result is "memory" for ":memory:"; a file system without shared
+    // memory support keeps its rollback journal, which is slower but correct.
+    db.execAndGet("PRAGMA journal_mode = WAL");
+    db.exec(params.durability == sqlite_durability::power_loss_safe
+                ? "PRAGMA synchronous = FULL"
+                : "PRAGMA synchronous = NORMAL");
+    // An upper bound, allocated as pages are touched: room for the hot parts
+    // of the ledger indexes so that keys arriving in random order (UUID
+    // idempotency keys) do not go to the file system on every insert.
+    db.exec("PRAGMA cache_size = -32768");
+    migrate(db, params.path);
+    return db;
+}
+
+}  // namespace mailers::detail::sqlite

@@ -1,0 +1,1216 @@
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <mailers/audit.hpp>
+#include <mailers/error.hpp>
+#include <mailers/sqlite_store.hpp>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "store/sqlite/common.hpp"
+#include "store/sqlite/schema.hpp"
+
+namespace mailers {
+namespace detail::sqlite {
+namespace {
+
+// The store's own clock for member leases: every member of an SQLite file
+// runs on the same host, so the system clock is one clock for all of them.
+time_point store_now() noexcept {
+    return std::chrono::time_point_cast<duration>(std::chrono::system_clock::now());
+}
+
+std::int64_t lease_end(time_point now, std::chrono::milliseconds lease) noexcept {
+    return micros(now) + std::chrono::duration_cast<duration>(lease).count();
+}
+
+constexpr const char* send_columns =
+    "id, idempotency_key, mailbox, provider, pool, recipient, message_id, state, attempt, "
+    "reserved_at, updated_at, provider_message_id, detail, owner";
+
+ledger_row read_send(const SQLite::Statement& s) {
+    ledger_row r;
+    r.id = static_cast<std::uint64_t>(integer(s, 0));
+    r.idempotency_key = text(s, 1);
+    r.mailbox = text(s, 2);
+    r.provider = text(s, 3);
+    r.pool = text(s, 4);
+    r.recipient = text(s, 5);
+    r.message_id = text(s, 6);
+    r.state = state_from_code(integer(s, 7));
+    r.attempt = static_cast<std::uint32_t>(integer(s, 8));
+    r.reserved_at = from_micros(integer(s, 9));
+    r.updated_at = from_micros(integer(s, 10));
+    r.provider_message_id = text(s, 11);
+    r.detail = text(s, 12);
+    r.owner = static_cast<std::uint64_t>(integer(s, 13));
+    return r;
+}
+
+constexpr const char* suppression_columns = "kind, value, reason, source, created_at";
+
+suppression_entry read_suppression(const SQLite::Statement& s) {
+    suppression_entry e;
+    e.kind = kind_from_code(integer(s, 0));
+    e.value = text(s, 1);
+    e.reason = reason_from_code(integer(s, 2));
+    e.source = text(s, 3);
+    e.created_at = from_micros(integer(s, 4));
+    return e;
+}
+
+constexpr const char* audit_columns =
+    R"(seq, at, actor, action, resource_type, resource_id, "before", "after", prev_hash, hash)";
+
+audit_record read_audit(const SQLite::Statement& s) {
+    audit_record r;
+    r.seq = static_cast<std::uint64_t>(integer(s, 0));
+    r.at = from_micros(integer(s, 1));
+    r.actor = text(s, 2);
+    r.action = text(s, 3);
+    r.resource_type = text(s, 4);
+    r.resource_id = text(s, 5);
+    r.before = text(s, 6);
+    r.after = text(s, 7);
+    r.prev_hash = text(s, 8);
+    r.hash = text(s, 9);
+    return r;
+}
+
+std::string describe(const store_op& op) {
+    // Names the op without its payload: suppression values, recipients and
+    // recipient-domain cap keys are personal data and must not end up in
+    // logs through error messages.
+    struct visitor {
+        std::string operator()(const store_ops::put_object& o) const {
+            return fmt::format("put_object {}/{}", o.object.kind, o.object.id);
+        }
+        std::string operator()(const store_ops::delete_object& o) const {
+            return fmt::format("delete_object {}/{}", o.kind, o.id);
+        }
+        std::string operator()(const store_ops::put_suppression&) const {
+            return "put_suppression";
+        }
+        std::string operator()(const store_ops::delete_suppression&) const {
+            return "delete_suppression";
+        }
+        std::string operator()(const store_ops::reserve_send& o) const {
+            return fmt::format("reserve_send id {}", o.row.id);
+        }
+        std::string operator()(const store_ops::update_send& o) const {
+            return fmt::format("update_send id {}", o.row.id);
+        }
+        std::string operator()(const store_ops::append_audit&) const { return "append_audit"; }
+    };
+    return std::visit(visitor{}, op);
+}
+
+// Heterogeneous lookup, so that finding a cap key costs no allocation.
+struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+        return std::hash<std::string_view>{}(s);
+    }
+};
+using key_ids = std::unordered_map<std::string, std::int64_t, string_hash, std::equal_to<>>;
+
+class sqlite_store final : public store {
+public:
+    explicit sqlite_store(const sqlite_store_params& params)
+        : db_(open_database(params)),
+          find_workspace_(db_, "SELECT number FROM workspaces WHERE name = ?1"),
+          read_workspace_(db_,
+                          "SELECT number, change_seq, audit_seq, audit_hash, last_send_id "
+                          "FROM workspaces WHERE name = ?1"),
+          insert_workspace_(db_, "INSERT INTO workspaces (name) VALUES (?1)"),
+          write_workspace_(db_,
+                           "UPDATE workspaces SET change_seq = ?2, audit_seq = ?3, "
+                           "audit_hash = ?4, last_send_id = ?5 WHERE number = ?1"),
+          put_object_(db_,
+                      "INSERT INTO objects (workspace, kind, id, json, seq) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (workspace, kind, id) "
+                      "DO UPDATE SET json = excluded.json, seq = excluded.seq"),
+          delete_object_(db_, "DELETE FROM objects WHERE workspace = ?1 AND kind = ?2 AND id = ?3"),
+          put_object_tombstone_(db_,
+                                "INSERT INTO object_tombstones (workspace, kind, id, seq) "
+                                "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (workspace, kind, id) "
+                                "DO UPDATE SET seq = excluded.seq"),
+          delete_object_tombstone_(
+              db_, "DELETE FROM object_tombstones WHERE workspace = ?1 AND kind = ?2 AND id = ?3"),
+          object_seq_(db_,
+                      "SELECT seq FROM objects WHERE workspace = ?1 AND kind = ?2 AND id = ?3 "
+                      "UNION ALL SELECT seq FROM object_tombstones "
+                      "WHERE workspace = ?1 AND kind = ?2 AND id = ?3"),
+          put_suppression_(db_,
+                           "INSERT INTO suppressions (workspace, kind, value, reason, source, "
+                           "created_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                           "ON CONFLICT (workspace, kind, value) DO UPDATE SET "
+                           "reason = excluded.reason, source = excluded.source, "
+                           "created_at = excluded.created_at, seq = excluded.seq"),
+          delete_suppression_(
+              db_, "DELETE FROM suppressions WHERE workspace = ?1 AND kind = ?2 AND value = ?3"),
+          put_suppression_tombstone_(db_,
+                                     "INSERT INTO suppression_tombstones (workspace, kind, value, "
+                                     "seq) VALUES (?1, ?2, ?3, ?4) "
+                                     "ON CONFLICT (workspace, kind, value) "
+                                     "DO UPDATE SET seq = excluded.seq"),
+          delete_suppression_tombstone_(db_,
+                                        "DELETE FROM suppression_tombstones WHERE workspace = ?1 "
+                                        "AND kind = ?2 AND value = ?3"),
+          find_idempotency_key_(db_, fmt::format("SELECT {} FROM sends WHERE workspace = ?1 AND "
+                                                 "idempotency_key = ?2",
+                                                 send_columns)),
+          insert_send_(db_,
+                       "INSERT INTO sends (row_key, workspace, id, idempotency_key, mailbox, "
+                       "provider, pool, recipient, message_id, state, attempt, reserved_at, "
+                       "updated_at, provider_message_id, detail, owner, cap_keys) VALUES (?1, "
+                       "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+          find_attempt_(db_,
+                        "SELECT owner, state, reserved_at, cap_keys FROM sends WHERE row_key = ?1"),
+          update_attempt_(db_,
+                          "UPDATE sends SET mailbox = ?2, provider = ?3, pool = ?4, "
+                          "message_id = ?5, attempt = ?6, reserved_at = ?7, updated_at = ?8, "
+                          "state = 0, detail = ?9, cap_keys = ?10 WHERE row_key = ?1"),
+          // An outcome leaves the key, the reservation time and the owner as
+          // they were, so only the partial index of reserved sends changes.
+          update_outcome_(db_,
+                          "UPDATE sends SET state = ?3, updated_at = ?4, provider_message_id = ?5, "
+                          "detail = ?6 WHERE row_key = ?1 AND owner = ?2 AND state IN (0, 3)"),
+          update_outcome_returning_(
+              db_,
+              "UPDATE sends SET state = ?3, updated_at = ?4, provider_message_id = ?5, "
+              "detail = ?6 WHERE row_key = ?1 AND owner = ?2 AND state IN (0, 3) "
+              "RETURNING reserved_at, cap_keys"),
+          find_key_(db_, "SELECT id FROM cap_keys WHERE workspace = ?1 AND key = ?2"),
+          insert_key_(db_, "INSERT INTO cap_keys (workspace, key) VALUES (?1, ?2)"),
+          read_gap_(db_, "SELECT gap_until FROM cap_keys WHERE id = ?1"),
+          write_gap_(db_, "UPDATE cap_keys SET gap_until = ?2 WHERE id = ?1"),
+          // The window's first partial second from cap_uses, the rest from
+          // the buckets of cap_counts (see the schema).
+          count_uses_(db_,
+                      "SELECT (SELECT count(*) FROM cap_uses WHERE key_id = ?1 AND at >= ?2 "
+                      "AND at < ?3) + (SELECT coalesce(sum(n), 0) FROM cap_counts WHERE "
+                      "key_id = ?1 AND level = 1 AND bucket >= ?4 AND bucket < ?5) + "
+                      "(SELECT coalesce(sum(n), 0) FROM cap_counts WHERE key_id = ?1 AND "
+                      "level = 2 AND bucket >= ?6 AND bucket < ?7) + "
+                      "(SELECT coalesce(sum(n), 0) FROM cap_counts WHERE key_id = ?1 AND "
+                      "level = 3 AND bucket >= ?8)"),
+          nth_use_(db_,
+                   "SELECT at FROM cap_uses WHERE key_id = ?1 AND at >= ?2 "
+                   "ORDER BY at LIMIT 1 OFFSET ?3"),
+          insert_use_(db_,
+                      "INSERT INTO cap_uses (key_id, at, send_id, claim) VALUES (?1, ?2, ?3, ?4)"),
+          delete_uses_(db_, "DELETE FROM cap_uses WHERE key_id = ?1 AND at = ?2 AND send_id = ?3"),
+          add_count_(db_,
+                     "INSERT INTO cap_counts (key_id, level, bucket, n) VALUES (?1, ?2, ?3, ?4) "
+                     "ON CONFLICT (key_id, level, bucket) DO UPDATE SET n = n + excluded.n"),
+          append_audit_(db_,
+                        fmt::format("INSERT INTO audit (workspace, {}) VALUES (?1, ?2, ?3, ?4, "
+                                    "?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                    audit_columns)),
+          find_send_(db_, fmt::format("SELECT {} FROM sends WHERE row_key = ?1", send_columns)),
+          find_suppression_(db_, fmt::format("SELECT {} FROM suppressions "
+                                             "WHERE workspace = ?1 AND kind = ?2 AND value = ?3",
+                                             suppression_columns)),
+          mark_unknown_(db_,
+                        "UPDATE sends SET state = 3, updated_at = ?3, detail = ?4 "
+                        "WHERE workspace = ?1 AND owner = ?2 AND state = 0"),
+          delete_member_(db_, "DELETE FROM members WHERE workspace = ?1 AND id = ?2") {}
+
+    store_snapshot load(std::string_view workspace, time_point since) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("load", [&] {
+            store_snapshot snap;
+            // One read transaction: every part of the snapshot comes from the
+            // same committed state even while another process writes.
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+            snap.change_seq = change_seq(ws);
+            {
+                SQLite::Statement q(db_,
+                                    "SELECT kind, id, json FROM objects WHERE workspace = ?1 "
+                                    "ORDER BY kind, id");
+                q.bindNoCopy(1, ws);
+                while (q.executeStep())
+                    snap.objects.push_back({text(q, 0), text(q, 1), text(q, 2)});
+            }
+            {
+                SQLite::Statement q(db_,
+                                    fmt::format("SELECT {} FROM suppressions WHERE workspace = "
+                                                "?1 ORDER BY kind, value",
+                                                suppression_columns));
+                q.bindNoCopy(1, ws);
+                while (q.executeStep()) snap.suppressions.push_back(read_suppression(q));
+            }
+            {
+                // Written as a union of two index searches: with an OR, the
+                // planner scans the workspace's whole ledger. "state = 0" is
+                // spelled out so that the partial index applies.
+                SQLite::Statement q(
+                    db_, fmt::format("SELECT {} FROM sends WHERE row_key IN ("
+                                     "SELECT row_key FROM sends WHERE workspace = ?1 AND "
+                                     "reserved_at >= ?2 UNION "
+                                     "SELECT row_key FROM sends WHERE workspace = ?1 AND state = 0"
+                                     ") ORDER BY row_key",
+                                     send_columns));
+                q.bindNoCopy(1, ws);
+                q.bind(2, micros(since));
+                while (q.executeStep()) snap.recent_sends.push_back(read_send(q));
+            }
+            tx.commit();
+            return snap;
+        });
+    }
+
+    commit_result commit(std::string_view workspace, std::span<const store_op> ops) override {
+        if (ops.empty()) return {};
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        commit_result result;
+        result.ops.resize(ops.size());
+        batch b{ws};
+        try {
+            guarded("commit", [&] {
+                // IMMEDIATE takes the write lock up front: every decision
+                // below (counts, ids, the audit head) is made on state no
+                // other connection can change before COMMIT. The transaction
+                // rolls back in its destructor unless committed.
+                SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+                read_workspace(b);
+                auto apply_op = [&](std::size_t i) {
+                    try {
+                        std::visit([&](const auto& op) { apply(b, op, result.ops[i]); }, ops[i]);
+                    } catch (const SQLite::Exception& e) {
+                        fail_op(i, ops, e.what());
+                    } catch (const invalid_op& e) {
+                        fail_op(i, ops, e.what());
+                    }
+                };
+                for (std::size_t i = 0; i < ops.size();) {
+                    std::size_t end = i;
+                    while (end < ops.size() && suppression_key(ops[end])) ++end;
+                    if (end - i < sorted_run_threshold) {
+                        for (const std::size_t stop = std::max(end, i + 1); i < stop; ++i)
+                            apply_op(i);
+                        continue;
+                    }
+                    // A long run of suppression ops (an import) is applied in
+                    // key order: B-tree inserts in key order are several
+                    // times cheaper than in random order. Ops on different
+                    // keys commute and the stable sort keeps those on one
+                    // key in their order, so the result is the same as
+                    // applying the run as given.
+                    order_.resize(end - i);
+                    std::iota(order_.begin(), order_.end(), i);
+                    std::stable_sort(order_.begin(), order_.end(),
+                                     [&](std::size_t x, std::size_t y) {
+                                         return *suppression_key(ops[x]) < *suppression_key(ops[y]);
+                                     });
+                    for (const std::size_t k : order_) apply_op(k);
+                    i = end;
+                }
+                if (b.dirty) {
+                    statement_use q(write_workspace_);
+                    q->bind(1, b.number);
+                    q->bind(2, static_cast<std::int64_t>(b.change_seq));
+                    q->bind(3, static_cast<std::int64_t>(b.audit_seq));
+                    q->bindNoCopy(4, b.audit_hash);
+                    q->bind(5, static_cast<std::int64_t>(b.last_send_id));
+                    q->exec();
+                }
+                tx.commit();
+            });
+        } catch (...) {
+            // Numbers given inside a rolled-back transaction may be given to
+            // something else by the next writer.
+            if (b.created_number) numbers_.erase(ws);
+            if (b.created_key) keys_.erase(b.number);
+            throw;
+        }
+        result.change_seq = b.published ? b.change_seq : 0;
+        return result;
+    }
+
+    change_set changes_since(std::string_view workspace, std::uint64_t after) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("changes_since", [&] {
+            change_set out;
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+            out.seq = change_seq(ws);
+            if (out.seq <= after) return out;
+            const std::int64_t from = integer_key(after, "change seq");
+            {
+                SQLite::Statement q(db_,
+                                    "SELECT kind, id, json FROM objects WHERE workspace = ?1 "
+                                    "AND seq > ?2");
+                q.bindNoCopy(1, ws);
+                q.bind(2, from);
+                while (q.executeStep()) out.objects.push_back({text(q, 0), text(q, 1), text(q, 2)});
+            }
+            {
+                SQLite::Statement q(db_,
+                                    "SELECT kind, id FROM object_tombstones WHERE workspace = ?1 "
+                                    "AND seq > ?2");
+                q.bindNoCopy(1, ws);
+                q.bind(2, from);
+                while (q.executeStep()) out.deleted_objects.emplace_back(text(q, 0), text(q, 1));
+            }
+            {
+                SQLite::Statement q(db_, fmt::format("SELECT {} FROM suppressions WHERE "
+                                                     "workspace = ?1 AND seq > ?2",
+                                                     suppression_columns));
+                q.bindNoCopy(1, ws);
+                q.bind(2, from);
+                while (q.executeStep()) out.suppressions.push_back(read_suppression(q));
+            }
+            {
+                SQLite::Statement q(db_,
+                                    "SELECT kind, value FROM suppression_tombstones WHERE "
+                                    "workspace = ?1 AND seq > ?2");
+                q.bindNoCopy(1, ws);
+                q.bind(2, from);
+                while (q.executeStep())
+                    out.deleted_suppressions.emplace_back(kind_from_code(integer(q, 0)),
+                                                          text(q, 1));
+            }
+            tx.commit();
+            return out;
+        });
+    }
+
+    std::uint64_t attach(std::string_view workspace, const member_info& info,
+                         std::chrono::milliseconds lease) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("attach", [&] {
+            SQLite::Statement q(db_,
+                                "INSERT INTO members (workspace, host, pid, name, lease_until, "
+                                "acked_seq) VALUES (?1, ?2, ?3, ?4, ?5, 0)");
+            q.bindNoCopy(1, ws);
+            q.bindNoCopy(2, info.host);
+            q.bind(3, info.pid);
+            q.bindNoCopy(4, info.name);
+            q.bind(5, lease_end(store_now(), lease));
+            q.exec();
+            return static_cast<std::uint64_t>(db_.getLastInsertRowid());
+        });
+    }
+
+    bool renew(std::string_view workspace, std::uint64_t member, std::chrono::milliseconds lease,
+               std::uint64_t acked_seq) override {
+        if (member > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return false;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("renew", [&] {
+            SQLite::Statement q(db_,
+                                "UPDATE members SET lease_until = ?3, acked_seq = ?4 "
+                                "WHERE workspace = ?1 AND id = ?2 AND lease_until > ?5");
+            const time_point now = store_now();
+            q.bindNoCopy(1, ws);
+            q.bind(2, static_cast<std::int64_t>(member));
+            q.bind(3, lease_end(now, lease));
+            q.bind(4, integer_key_or_max(acked_seq));
+            q.bind(5, micros(now));
+            return q.exec() == 1;
+        });
+    }
+
+    void detach(std::string_view workspace, std::uint64_t member) override {
+        const std::uint64_t dead[] = {member};
+        recover_members(workspace, dead, store_now(), "its member detached while it was reserved",
+                        false);
+    }
+
+    std::vector<member_record> members(std::string_view workspace) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("members", [&] {
+            std::vector<member_record> out;
+            SQLite::Statement q(db_,
+                                "SELECT id, host, pid, name, acked_seq, lease_until > ?2 "
+                                "FROM members WHERE workspace = ?1 ORDER BY id");
+            q.bindNoCopy(1, ws);
+            q.bind(2, micros(store_now()));
+            while (q.executeStep()) {
+                member_record m;
+                m.id = static_cast<std::uint64_t>(integer(q, 0));
+                m.info.host = text(q, 1);
+                m.info.pid = integer(q, 2);
+                m.info.name = text(q, 3);
+                m.acked_seq = static_cast<std::uint64_t>(integer(q, 4));
+                m.live = integer(q, 5) != 0;
+                out.push_back(std::move(m));
+            }
+            return out;
+        });
+    }
+
+    std::size_t recover(std::string_view workspace, std::span<const std::uint64_t> dead,
+                        time_point now, std::string_view detail) override {
+        return recover_members(workspace, dead, now, detail, true);
+    }
+
+    std::optional<ledger_row> find_send(std::string_view workspace, std::uint64_t id) override {
+        if (id > largest_send_id) return std::nullopt;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("find_send", [&]() -> std::optional<ledger_row> {
+            const auto number = workspace_number(ws);
+            if (!number) return std::nullopt;
+            statement_use q(find_send_);
+            q->bind(1, send_key(*number, id));
+            if (!q->executeStep()) return std::nullopt;
+            return read_send(*q);
+        });
+    }
+
+    void for_each_suppression(std::string_view workspace,
+                              const std::function<void(const suppression_entry&)>& fn) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        // A fresh statement rather than a cached one: `fn` may call back
+        // into the store, which must not disturb this cursor.
+        SQLite::Statement q = guarded("for_each_suppression", [&] {
+            SQLite::Statement s(db_, fmt::format("SELECT {} FROM suppressions WHERE workspace = ?1 "
+                                                 "ORDER BY kind, value",
+                                                 suppression_columns));
+            s.bindNoCopy(1, ws);
+            return s;
+        });
+        while (guarded("for_each_suppression", [&] { return q.executeStep(); }))
+            fn(read_suppression(q));
+    }
+
+    std::optional<suppression_entry> find_suppression(std::string_view workspace,
+                                                      suppression_kind kind,
+                                                      std::string_view value) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        const std::string v(value);
+        return guarded("find_suppression", [&]() -> std::optional<suppression_entry> {
+            statement_use q(find_suppression_);
+            q->bindNoCopy(1, ws);
+            q->bind(2, kind_code(kind));
+            q->bindNoCopy(3, v);
+            if (!q->executeStep()) return std::nullopt;
+            return read_suppression(*q);
+        });
+    }
+
+    void for_each_audit(std::string_view workspace, std::uint64_t from_seq,
+                        const std::function<void(const audit_record&)>& fn) override {
+        if (from_seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        SQLite::Statement q = guarded("for_each_audit", [&] {
+            SQLite::Statement s(db_, fmt::format("SELECT {} FROM audit WHERE workspace = ?1 AND "
+                                                 "seq >= ?2 ORDER BY seq",
+                                                 audit_columns));
+            s.bindNoCopy(1, ws);
+            s.bind(2, static_cast<std::int64_t>(from_seq));
+            return s;
+        });
+        while (guarded("for_each_audit", [&] { return q.executeStep(); })) fn(read_audit(q));
+    }
+
+    void for_each_send(std::string_view workspace, time_point from, time_point to,
+                       const std::function<void(const ledger_row&)>& fn) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        SQLite::Statement q = guarded("for_each_send", [&] {
+            SQLite::Statement s(db_, fmt::format("SELECT {} FROM sends WHERE workspace = ?1 AND "
+                                                 "reserved_at >= ?2 AND reserved_at < ?3 "
+                                                 "ORDER BY row_key",
+                                                 send_columns));
+            s.bindNoCopy(1, ws);
+            s.bind(2, micros(from));
+            s.bind(3, micros(to));
+            return s;
+        });
+        while (guarded("for_each_send", [&] { return q.executeStep(); })) fn(read_send(q));
+    }
+
+    void purge_cap_uses(std::string_view workspace, time_point before) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        guarded("purge_cap_uses", [&] {
+            const auto number = workspace_number(ws);
+            if (!number) return;
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            // The buckets give back exactly the uses purged, so that counts
+            // stay exact for any floor; buckets that end at or before
+            // `before` are then empty and go.
+            SQLite::Statement release(
+                db_,
+                "INSERT INTO cap_counts (key_id, level, bucket, n) "
+                "SELECT key_id, ?3, at >> ?4, -count(*) FROM cap_uses WHERE key_id IN "
+                "(SELECT id FROM cap_keys WHERE workspace = ?1) AND at < ?2 "
+                "GROUP BY key_id, at >> ?4 "
+                "ON CONFLICT (key_id, level, bucket) DO UPDATE SET n = n + excluded.n");
+            SQLite::Statement empty(db_,
+                                    "DELETE FROM cap_counts WHERE key_id IN (SELECT id FROM "
+                                    "cap_keys WHERE workspace = ?1) AND level = ?2 AND "
+                                    "bucket < ?3");
+            for (int level = 1; level <= 3; ++level) {
+                const int bits = bucket_bits[level - 1];
+                release.bind(1, *number);
+                release.bind(2, micros(before));
+                release.bind(3, level);
+                release.bind(4, bits);
+                release.exec();
+                release.reset();
+                empty.bind(1, *number);
+                empty.bind(2, level);
+                empty.bind(3, micros(before) >> bits);
+                empty.exec();
+                empty.reset();
+            }
+            SQLite::Statement uses(db_,
+                                   "DELETE FROM cap_uses WHERE key_id IN (SELECT id FROM cap_keys "
+                                   "WHERE workspace = ?1) AND at < ?2");
+            uses.bind(1, *number);
+            uses.bind(2, micros(before));
+            uses.exec();
+            tx.commit();
+        });
+    }
+
+private:
+    // State of one commit call: the workspace row, read under the write lock
+    // and written back once at the end.
+    struct batch {
+        explicit batch(const std::string& w) noexcept : ws(w) {}
+        const std::string& ws;
+        std::int64_t number = 0;  // 0 while the workspace has no row
+        std::uint64_t change_seq = 0;
+        std::uint64_t audit_seq = 0;
+        std::string audit_hash;
+        std::uint64_t last_send_id = 0;
+        bool published = false;  // change_seq is this commit's
+        bool dirty = false;
+        bool created_number = false;
+        bool created_key = false;
+    };
+
+    // Where one claim of the reservation being decided stands.
+    struct claim_state {
+        std::int64_t key_id = 0;  // 0: the key has no row yet
+    };
+
+    static constexpr std::size_t sorted_run_threshold = 64;
+    // The sizes of cap_counts' buckets, as shifts of `at` (see the schema).
+    static constexpr int bucket_bits[3] = {20, 26, 32};
+
+    // The (kind, value) a suppression op writes, or nothing for other ops.
+    static std::optional<std::pair<int, std::string_view>> suppression_key(const store_op& op) {
+        if (const auto* put = std::get_if<store_ops::put_suppression>(&op))
+            return std::pair<int, std::string_view>{static_cast<int>(put->entry.kind),
+                                                    put->entry.value};
+        if (const auto* del = std::get_if<store_ops::delete_suppression>(&op))
+            return std::pair<int, std::string_view>{static_cast<int>(del->kind), del->value};
+        return std::nullopt;
+    }
+
+    [[noreturn]] static void fail_op(std::size_t i, std::span<const store_op> ops,
+                                     const char* why) {
+        fail(errc::store_error, fmt::format("sqlite store: commit failed at op {} of {} ({}): {}; "
+                                            "no op of the batch was applied",
+                                            i + 1, ops.size(), describe(ops[i]), why));
+    }
+
+    static std::int64_t integer_key_or_max(std::uint64_t v) noexcept {
+        return static_cast<std::int64_t>(
+            std::min<std::uint64_t>(v, std::numeric_limits<std::int64_t>::max()));
+    }
+
+    // The workspace's number if it has one. Numbers never change once
+    // committed, so they are cached for the life of the store.
+    std::optional<std::int64_t> workspace_number(const std::string& ws) {
+        if (const auto it = numbers_.find(ws); it != numbers_.end()) return it->second;
+        statement_use q(find_workspace_);
+        q->bindNoCopy(1, ws);
+        if (!q->executeStep()) return std::nullopt;
+        const std::int64_t number = integer(*q, 0);
+        numbers_.emplace(ws, number);
+        return number;
+    }
+
+    std::uint64_t change_seq(const std::string& ws) {
+        SQLite::Statement q(db_, "SELECT change_seq FROM workspaces WHERE name = ?1");
+        q.bindNoCopy(1, ws);
+        return q.executeStep() ? static_cast<std::uint64_t>(integer(q, 0)) : 0;
+    }
+
+    void read_workspace(batch& b) {
+        statement_use q(read_workspace_);
+        q->bindNoCopy(1, b.ws);
+        if (!q->executeStep()) return;
+        b.number = integer(*q, 0);
+        b.change_seq = static_cast<std::uint64_t>(integer(*q, 1));
+        b.audit_seq = static_cast<std::uint64_t>(integer(*q, 2));
+        b.audit_hash = text(*q, 3);
+        b.last_send_id = static_cast<std::uint64_t>(integer(*q, 4));
+        numbers_.try_emplace(b.ws, b.number);
+    }
+
+    void ensure_workspace(batch& b) {
+        if (b.number != 0) return;
+        {
+            statement_use q(insert_workspace_);
+            q->bindNoCopy(1, b.ws);
+            q->exec();
+        }
+        const std::int64_t number = db_.getLastInsertRowid();
+        if (number > largest_workspace_number)
+            throw invalid_op(
+                fmt::format("more than {} workspaces in one file", largest_workspace_number));
+        b.number = number;
+        b.created_number = true;
+        numbers_[b.ws] = number;
+    }
+
+    // The seq that stamps this commit's object and suppression writes.
+    std::int64_t publish(batch& b) {
+        ensure_workspace(b);
+        if (!b.published) {
+            ++b.change_seq;
+            b.published = true;
+            b.dirty = true;
+        }
+        return static_cast<std::int64_t>(b.change_seq);
+    }
+
+    // The strings bound below without copying live in `b.ws` or in the ops,
+    // both of which outlive the statement's execution.
+    void apply(batch& b, const store_ops::put_object& op, op_result&) {
+        const std::int64_t seq = publish(b);
+        {
+            statement_use q(put_object_);
+            q->bindNoCopy(1, b.ws);
+            q->bindNoCopy(2, op.object.kind);
+            q->bindNoCopy(3, op.object.id);
+            q->bindNoCopy(4, op.object.json);
+            q->bind(5, seq);
+            q->exec();
+        }
+        statement_use q(delete_object_tombstone_);
+        q->bindNoCopy(1, b.ws);
+        q->bindNoCopy(2, op.object.kind);
+        q->bindNoCopy(3, op.object.id);
+        q->exec();
+    }
+
+    void apply(batch& b, const store_ops::delete_object& op, op_result&) {
+        const std::int64_t seq = publish(b);
+        {
+            statement_use q(delete_object_);
+            q->bindNoCopy(1, b.ws);
+            q->bindNoCopy(2, op.kind);
+            q->bindNoCopy(3, op.id);
+            q->exec();
+        }
+        statement_use q(put_object_tombstone_);
+        q->bindNoCopy(1, b.ws);
+        q->bindNoCopy(2, op.kind);
+        q->bindNoCopy(3, op.id);
+        q->bind(4, seq);
+        q->exec();
+    }
+
+    void apply(batch& b, const store_ops::put_suppression& op, op_result&) {
+        const suppression_entry& e = op.entry;
+        const std::int64_t kind = kind_code(e.kind);
+        const std::int64_t seq = publish(b);
+        {
+            statement_use q(put_suppression_);
+            q->bindNoCopy(1, b.ws);
+            q->bind(2, kind);
+            q->bindNoCopy(3, e.value);
+            q->bind(4, reason_code(e.reason));
+            q->bindNoCopy(5, e.source);
+            q->bind(6, micros(e.created_at));
+            q->bind(7, seq);
+            q->exec();
+        }
+        statement_use q(delete_suppression_tombstone_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, kind);
+        q->bindNoCopy(3, e.value);
+        q->exec();
+    }
+
+    void apply(batch& b, const store_ops::delete_suppression& op, op_result&) {
+        const std::int64_t kind = kind_code(op.kind);
+        const std::int64_t seq = publish(b);
+        {
+            statement_use q(delete_suppression_);
+            q->bindNoCopy(1, b.ws);
+            q->bind(2, kind);
+            q->bindNoCopy(3, op.value);
+            q->exec();
+        }
+        statement_use q(put_suppression_tombstone_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, kind);
+        q->bindNoCopy(3, op.value);
+        q->bind(4, seq);
+        q->exec();
+    }
+
+    // --- reservations ---------------------------------------------------
+
+    // The cap key's id when it has a row. Ids never change once committed,
+    // so found ids are cached for the life of the store.
+    std::int64_t find_key(const batch& b, const std::string& key) {
+        if (b.number == 0) return 0;
+        key_ids& ids = keys_[b.number];
+        if (const auto it = ids.find(std::string_view(key)); it != ids.end()) return it->second;
+        statement_use q(find_key_);
+        q->bind(1, b.number);
+        q->bindNoCopy(2, key);
+        if (!q->executeStep()) return 0;
+        const std::int64_t id = integer(*q, 0);
+        ids.emplace(key, id);
+        return id;
+    }
+
+    std::int64_t ensure_key(batch& b, const std::string& key) {
+        ensure_workspace(b);
+        // Looked up again: an earlier claim of this reservation may have
+        // created the key.
+        if (const std::int64_t id = find_key(b, key)) return id;
+        {
+            statement_use q(insert_key_);
+            q->bind(1, b.number);
+            q->bindNoCopy(2, key);
+            q->exec();
+        }
+        const std::int64_t id = db_.getLastInsertRowid();
+        keys_[b.number].emplace(key, id);
+        b.created_key = true;
+        return id;
+    }
+
+    // The uses of `key_id` at or after `floor`.
+    std::int64_t count_uses(std::int64_t key_id, time_point floor) {
+        // Far enough from the integer limits for the shifts below; no
+        // window reaches that far (it is 36,000 years from the epoch).
+        constexpr std::int64_t far = std::int64_t{1} << 60;
+        const std::int64_t f = std::clamp(micros(floor), -far, far);
+        const auto ceil_bucket = [f](int level) {
+            const int bits = bucket_bits[level - 1];
+            return (f >> bits) + ((f & ((std::int64_t{1} << bits) - 1)) != 0 ? 1 : 0);
+        };
+        const std::int64_t b1 = ceil_bucket(1), b2 = ceil_bucket(2), b3 = ceil_bucket(3);
+        statement_use q(count_uses_);
+        q->bind(1, key_id);
+        q->bind(2, f);
+        q->bind(3, b1 << bucket_bits[0]);
+        q->bind(4, b1);
+        q->bind(5, b2 << (bucket_bits[1] - bucket_bits[0]));
+        q->bind(6, b2);
+        q->bind(7, b3 << (bucket_bits[2] - bucket_bits[1]));
+        q->bind(8, b3);
+        q->executeStep();
+        return integer(*q, 0);
+    }
+
+    void add_counts(std::int64_t key_id, std::int64_t at, std::int64_t n) {
+        for (int level = 1; level <= 3; ++level) {
+            statement_use q(add_count_);
+            q->bind(1, key_id);
+            q->bind(2, level);
+            q->bind(3, at >> bucket_bits[level - 1]);
+            q->bind(4, n);
+            q->exec();
+        }
+    }
+
+    // Checks every claim before anything is written; fills claims_ for the
+    // writes.
+    bool check_claims(batch& b, const store_ops::reserve_send& op, reserve_outcome& out) {
+        const time_point at = op.row.reserved_at;
+        claims_.assign(op.claims.size(), claim_state{});
+        for (std::size_t c = 0; c < op.claims.size(); ++c) {
+            const cap_claim& claim = op.claims[c];
+            // Every object's seq is at most the workspace's change seq, so
+            // a caller that is up to date needs no per-object look-up.
+            if (!claim.object_kind.empty() && b.change_seq > op.config_seq &&
+                object_seq(b, claim.object_kind, claim.object_id) > op.config_seq) {
+                out.status = reserve_status::stale_config;
+                out.claim = c;
+                return false;
+            }
+            const std::int64_t key_id = find_key(b, claim.key);
+            claims_[c].key_id = key_id;
+            if (claim.gap > duration::zero() && key_id != 0) {
+                statement_use q(read_gap_);
+                q->bind(1, key_id);
+                const time_point gap_until =
+                    q->executeStep() ? from_micros(integer(*q, 0)) : time_point{};
+                if (gap_until > at) {
+                    out.status = reserve_status::gap;
+                    out.claim = c;
+                    out.until = gap_until;
+                    return false;
+                }
+            }
+            for (std::size_t w = 0; w < claim.windows.size(); ++w) {
+                const cap_window& window = claim.windows[w];
+                if (window.max != 0 && key_id == 0) continue;
+                const std::int64_t max = integer_key_or_max(window.max);
+                const std::int64_t count = max == 0 ? 0 : count_uses(key_id, window.floor);
+                if (max != 0 && count < max) continue;
+                out.status = reserve_status::cap_reached;
+                out.claim = c;
+                out.window = w;
+                out.until = time_point{};
+                if (max != 0) {
+                    statement_use q(nth_use_);
+                    q->bind(1, key_id);
+                    q->bind(2, micros(window.floor));
+                    q->bind(3, count - max);
+                    if (q->executeStep()) out.until = from_micros(integer(*q, 0));
+                }
+                return false;
+            }
+        }
+        return true;
+    }
+
+    std::uint64_t object_seq(const batch& b, const std::string& kind, const std::string& id) {
+        statement_use q(object_seq_);
+        q->bindNoCopy(1, b.ws);
+        q->bindNoCopy(2, kind);
+        q->bindNoCopy(3, id);
+        std::uint64_t seq = 0;
+        while (q->executeStep()) seq = std::max(seq, static_cast<std::uint64_t>(integer(*q, 0)));
+        return seq;
+    }
+
+    // Records one use per claim for `send_id` at `at`, starts the gaps, and
+    // leaves the ids of the keys used in key_list_ for sends.cap_keys.
+    void record_uses(batch& b, const store_ops::reserve_send& op, std::uint64_t send_id) {
+        key_list_.clear();
+        const std::int64_t at = micros(op.row.reserved_at);
+        for (std::size_t c = 0; c < op.claims.size(); ++c) {
+            const cap_claim& claim = op.claims[c];
+            std::int64_t key_id = claims_[c].key_id;
+            if (key_id == 0) key_id = ensure_key(b, claim.key);
+            {
+                statement_use q(insert_use_);
+                q->bind(1, key_id);
+                q->bind(2, at);
+                q->bind(3, static_cast<std::int64_t>(send_id));
+                q->bind(4, static_cast<std::int64_t>(c));
+                q->exec();
+            }
+            add_counts(key_id, at, 1);
+            if (claim.gap > duration::zero()) {
+                statement_use q(write_gap_);
+                q->bind(1, key_id);
+                q->bind(2, at + claim.gap.count());
+                q->exec();
+            }
+            if (!key_list_.empty()) key_list_.push_back(',');
+            fmt::format_to(std::back_inserter(key_list_), "{}", key_id);
+        }
+    }
+
+    // Releases the uses an attempt recorded under the keys in `list`.
+    void release_uses(std::string_view list, std::int64_t at, std::uint64_t send_id) {
+        while (!list.empty()) {
+            const std::size_t comma = list.find(',');
+            const std::string_view item = list.substr(0, comma);
+            list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+            std::int64_t key_id = 0;
+            const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), key_id);
+            if (ec != std::errc{} || end != item.data() + item.size())
+                fail(errc::store_error, "sqlite store: corrupt sends.cap_keys value");
+            std::int64_t released = 0;
+            {
+                statement_use q(delete_uses_);
+                q->bind(1, key_id);
+                q->bind(2, at);
+                q->bind(3, static_cast<std::int64_t>(send_id));
+                released = q->exec();
+            }
+            // Zero when the list names a key twice: the first pass took both.
+            if (released != 0) add_counts(key_id, at, -released);
+        }
+    }
+
+    void apply(batch& b, const store_ops::reserve_send& op, op_result& result) {
+        const ledger_row& r = op.row;
+        if (r.state != send_state::reserved)
+            throw invalid_op(
+                fmt::format("a reservation's state must be reserved, not {}", to_string(r.state)));
+        reserve_outcome& out = result.reservation;
+        if (r.id != 0) return reserve_again(b, op, out);
+
+        if (!r.idempotency_key.empty() && b.number != 0) {
+            statement_use q(find_idempotency_key_);
+            q->bindNoCopy(1, b.ws);
+            q->bindNoCopy(2, r.idempotency_key);
+            if (q->executeStep()) {
+                out.status = reserve_status::duplicate;
+                out.existing = read_send(*q);
+                return;
+            }
+        }
+        if (!check_claims(b, op, out)) return;
+
+        ensure_workspace(b);
+        const std::uint64_t id = b.last_send_id + 1;
+        const std::int64_t key = send_key(b.number, id);
+        record_uses(b, op, id);
+        statement_use q(insert_send_);
+        q->bind(1, key);
+        q->bindNoCopy(2, b.ws);
+        q->bind(3, static_cast<std::int64_t>(id));
+        if (r.idempotency_key.empty())
+            q->bind(4);  // NULL: the unique index ignores sends without a key
+        else
+            q->bindNoCopy(4, r.idempotency_key);
+        q->bindNoCopy(5, r.mailbox);
+        q->bindNoCopy(6, r.provider);
+        q->bindNoCopy(7, r.pool);
+        q->bindNoCopy(8, r.recipient);
+        q->bindNoCopy(9, r.message_id);
+        q->bind(10, static_cast<std::int64_t>(r.attempt));
+        q->bind(11, micros(r.reserved_at));
+        q->bind(12, micros(r.updated_at));
+        q->bindNoCopy(13, r.provider_message_id);
+        q->bindNoCopy(14, r.detail);
+        q->bind(15, integer_key(r.owner, "member id"));
+        q->bindNoCopy(16, key_list_);
+        q->exec();
+        b.last_send_id = id;
+        b.dirty = true;
+        out.status = reserve_status::reserved;
+        out.send_id = id;
+    }
+
+    // A further attempt of a send by its owner (failover).
+    void reserve_again(batch& b, const store_ops::reserve_send& op, reserve_outcome& out) {
+        const ledger_row& r = op.row;
+        out.status = reserve_status::not_owner;
+        if (b.number == 0 || r.id > largest_send_id) return;
+        const std::int64_t key = send_key(b.number, r.id);
+        std::int64_t old_at = 0;
+        {
+            statement_use q(find_attempt_);
+            q->bind(1, key);
+            if (!q->executeStep()) return;
+            if (static_cast<std::uint64_t>(integer(*q, 0)) != r.owner ||
+                integer(*q, 1) != state_reserved)
+                return;
+            old_at = integer(*q, 2);
+            old_keys_ = text(*q, 3);
+        }
+        // The send's own uses do not count against its next attempt: they
+        // are released first, and restored by rolling back to the savepoint
+        // when the attempt is refused.
+        db_.exec("SAVEPOINT failover");
+        release_uses(old_keys_, old_at, r.id);
+        out.status = reserve_status::reserved;
+        if (!check_claims(b, op, out)) {
+            db_.exec("ROLLBACK TO failover");
+            db_.exec("RELEASE failover");
+            return;
+        }
+        db_.exec("RELEASE failover");
+        record_uses(b, op, r.id);
+        statement_use q(update_attempt_);
+        q->bind(1, key);
+        q->bindNoCopy(2, r.mailbox);
+        q->bindNoCopy(3, r.provider);
+        q->bindNoCopy(4, r.pool);
+        q->bindNoCopy(5, r.message_id);
+        q->bind(6, static_cast<std::int64_t>(r.attempt));
+        q->bind(7, micros(r.reserved_at));
+        q->bind(8, micros(r.updated_at));
+        q->bindNoCopy(9, r.detail);
+        q->bindNoCopy(10, key_list_);
+        q->exec();
+        out.send_id = r.id;
+    }
+
+    void apply(batch& b, const store_ops::update_send& op, op_result& result) {
+        const ledger_row& r = op.row;
+        const std::int64_t state = state_code(r.state);
+        if (state == state_reserved)
+            throw invalid_op("an outcome update cannot return a send to reserved");
+        result.applied = false;
+        if (b.number == 0 || r.id > largest_send_id ||
+            r.owner > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return;
+        const bool release = state == state_failed;
+        statement_use q(release ? update_outcome_returning_ : update_outcome_);
+        q->bind(1, send_key(b.number, r.id));
+        q->bind(2, static_cast<std::int64_t>(r.owner));
+        q->bind(3, state);
+        q->bind(4, micros(r.updated_at));
+        q->bindNoCopy(5, r.provider_message_id);
+        q->bindNoCopy(6, r.detail);
+        if (!release) {
+            result.applied = q->exec() == 1;
+            return;
+        }
+        // RETURNING: every change is made by the first step.
+        if (!q->executeStep()) return;
+        result.applied = true;
+        const std::int64_t at = integer(*q, 0);
+        old_keys_ = text(*q, 1);
+        release_uses(old_keys_, at, r.id);
+    }
+
+    void apply(batch& b, const store_ops::append_audit& op, op_result& result) {
+        ensure_workspace(b);
+        audit_record r = op.record;
+        r.seq = b.audit_seq + 1;
+        r.prev_hash = b.audit_hash;
+        r.hash = audit_hash(r);
+        statement_use q(append_audit_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, integer_key(r.seq, "audit seq"));
+        q->bind(3, micros(r.at));
+        q->bindNoCopy(4, r.actor);
+        q->bindNoCopy(5, r.action);
+        q->bindNoCopy(6, r.resource_type);
+        q->bindNoCopy(7, r.resource_id);
+        q->bindNoCopy(8, r.before);
+        q->bindNoCopy(9, r.after);
+        q->bindNoCopy(10, r.prev_hash);
+        q->bindNoCopy(11, r.hash);
+        q->exec();
+        b.audit_seq = r.seq;
+        b.audit_hash = std::move(r.hash);
+        b.dirty = true;
+        result.audit_seq = b.audit_seq;
+    }
+
+    // --- membership -----------------------------------------------------
+
+    // Marks the reserved sends of the members in `dead` (and, when
+    // `expired`, of members whose lease ran out and of sends from before
+    // members existed) unknown, and removes those members.
+    std::size_t recover_members(std::string_view workspace, std::span<const std::uint64_t> dead,
+                                time_point now, std::string_view detail, bool expired) {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        const std::string why(detail);
+        return guarded("recover", [&] {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            std::vector<std::int64_t> owners;
+            for (const std::uint64_t id : dead)
+                if (id <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                    owners.push_back(static_cast<std::int64_t>(id));
+            if (expired) {
+                owners.push_back(0);
+                SQLite::Statement q(db_,
+                                    "SELECT id FROM members WHERE workspace = ?1 AND "
+                                    "lease_until <= ?2");
+                q.bindNoCopy(1, ws);
+                q.bind(2, micros(store_now()));
+                while (q.executeStep()) owners.push_back(integer(q, 0));
+            }
+            std::sort(owners.begin(), owners.end());
+            owners.erase(std::unique(owners.begin(), owners.end()), owners.end());
+            std::size_t marked = 0;
+            for (const std::int64_t owner : owners) {
+                {
+                    statement_use q(mark_unknown_);
+                    q->bindNoCopy(1, ws);
+                    q->bind(2, owner);
+                    q->bind(3, micros(now));
+                    q->bindNoCopy(4, why);
+                    marked += static_cast<std::size_t>(q->exec());
+                }
+                statement_use q(delete_member_);
+                q->bindNoCopy(1, ws);
+                q->bind(2, owner);
+                q->exec();
+            }
+            tx.commit();
+            return marked;
+        });
+    }
+
+    // Recursive so that a for_each_* callback may call back into the store
+    // from the same thread; other threads wait until the iteration ends.
+    std::recursive_mutex mutex_;
+    // Declared before the statements, which must be finalised before the
+    // connection closes.
+    SQLite::Database db_;
+    SQLite::Statement find_workspace_;
+    SQLite::Statement read_workspace_;
+    SQLite::Statement insert_workspace_;
+    SQLite::Statement write_workspace_;
+    SQLite::Statement put_object_;
+    SQLite::Statement delete_object_;
+    SQLite::Statement put_object_tombstone_;
+    SQLite::Statement delete_object_tombstone_;
+    SQLite::Statement object_seq_;
+    SQLite::Statement put_suppression_;
+    SQLite::Statement delete_suppression_;
+    SQLite::Statement put_suppression_tombstone_;
+    SQLite::Statement delete_suppression_tombstone_;
+    SQLite::Statement find_idempotency_key_;
+    SQLite::Statement insert_send_;
+    SQLite::Statement find_attempt_;
+    SQLite::Statement update_attempt_;
+    SQLite::Statement update_outcome_;
+    SQLite::Statement update_outcome_returning_;
+    SQLite::Statement find_key_;
+    SQLite::Statement insert_key_;
+    SQLite::Statement read_gap_;
+    SQLite::Statement write_gap_;
+    SQLite::Statement count_uses_;
+    SQLite::Statement nth_use_;
+    SQLite::Statement insert_use_;
+    SQLite::Statement delete_uses_;
+    SQLite::Statement add_count_;
+    SQLite::Statement append_audit_;
+    SQLite::Statement find_send_;
+    SQLite::Statement find_suppression_;
+    SQLite::Statement mark_unknown_;
+    SQLite::Statement delete_member_;
+    std::unordered_map<std::string, std::int64_t> numbers_;
+    std::unordered_map<std::int64_t, key_ids> keys_;  // by workspace number
+    // Reused by every commit, so the hot path allocates nothing of its own.
+    std::vector<std::size_t> order_;
+    std::vector<claim_state> claims_;
+    std::string key_list_;
+    std::string old_keys_;
+};
+
+}  // namespace
+}  // namespace detail::sqlite
+
+std::shared_ptr<store> open_sqlite_store(const sqlite_store_params& params) {
+    return detail::sqlite::guarded(fmt::format("open {}", params.path), [&] {
+        return std::make_shared<detail::sqlite::sqlite_store>(params);
+    });
+}
+
+int sqlite_schema_version() noexcept {
+    return detail::sqlite::latest_schema_version();
+}
+
+}  // namespace mailers

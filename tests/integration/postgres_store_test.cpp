@@ -1,0 +1,499 @@
+// The PostgreSQL store against a real server: MAILERS_TEST_PG holds its
+// conninfo (scripts/test starts a throwaway cluster and sets it). Without
+// it these tests skip, unless MAILERS_REQUIRE_PG=1 says they must run.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mailers/audit.hpp>
+#include <mailers/error.hpp>
+#include <mailers/postgres_store.hpp>
+#include <mailers/store.hpp>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if __has_include(<mailers/testing/store_conformance.hpp>)
+#include <mailers/testing/store_conformance.hpp>
+#define MAILERS_PG_HAVE_CONFORMANCE 1
+#endif
+
+using namespace mailers;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The conninfo of the test server, or nullopt after saying why the test
+// does not run.
+std::optional<std::string> test_server() {
+    const char* c = std::getenv("MAILERS_TEST_PG");
+    if (c && *c) return std::string{c};
+    const char* req = std::getenv("MAILERS_REQUIRE_PG");
+    if (req && std::string_view{req} == "1") {
+        FAIL(
+            "MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is unset: no PostgreSQL server to test "
+            "against (scripts/test starts one)");
+    }
+    MESSAGE(
+        "skipped: set MAILERS_TEST_PG to a conninfo (scripts/pg-test-cluster start DIR "
+        "prints one) to test the PostgreSQL store");
+    return std::nullopt;
+}
+
+// Tests of several processes share one server, so names are unique per run.
+std::string unique(std::string_view what) {
+    static std::atomic<int> n{0};
+    static const auto salt = std::random_device{}();
+    return std::string{what} + "_" + std::to_string(::getpid()) + "_" +
+           std::to_string(salt % 100000) + "_" + std::to_string(n++);
+}
+
+postgres_store_params params_for(const std::string& conninfo, std::string schema = "mailers") {
+    postgres_store_params p;
+    p.conninfo = conninfo;
+    p.schema = std::move(schema);
+    p.pool_size = 3;
+    p.reconnect_timeout = 20s;
+    return p;
+}
+
+time_point at_s(std::int64_t s) {
+    return time_point{std::chrono::seconds{s}};
+}
+
+store_ops::reserve_send reservation(std::string key, std::string cap_key, std::uint64_t max,
+                                    time_point at, time_point floor = {}) {
+    store_ops::reserve_send r;
+    r.row.idempotency_key = std::move(key);
+    r.row.mailbox = "rep1";
+    r.row.provider = "ses";
+    r.row.pool = "p";
+    r.row.recipient = "a@example.com";
+    r.row.message_id = "m@x";
+    r.row.reserved_at = at;
+    r.row.updated_at = at;
+    r.row.owner = 7;
+    cap_claim c;
+    c.key = std::move(cap_key);
+    c.windows.push_back({floor, max});
+    r.claims.push_back(std::move(c));
+    return r;
+}
+
+reserve_outcome reserve1(store& st, const std::string& ws, store_ops::reserve_send r) {
+    std::vector<store_op> ops{std::move(r)};
+    return st.commit(ws, ops).ops.at(0).reservation;
+}
+
+audit_record audit_entry() {
+    audit_record a;
+    a.action = "send.reserve";
+    a.actor = "race";
+    return a;
+}
+
+std::string error_text(const std::exception& e) {
+    if (auto* m = dynamic_cast<const exception*>(&e)) return m->diag().message + " | " + e.what();
+    return e.what();
+}
+
+}  // namespace
+
+#ifdef MAILERS_PG_HAVE_CONFORMANCE
+TEST_CASE("postgres store passes the store conformance kit") {
+    auto server = test_server();
+    if (!server) return;
+    const auto p = params_for(*server);
+    conformance::run_store_conformance([p] { return open_postgres_store(p); }, unique("conf"));
+}
+#endif
+
+TEST_CASE("postgres store: reservations, caps, gaps and failover") {
+    auto server = test_server();
+    if (!server) return;
+    auto st = open_postgres_store(params_for(*server));
+    const auto ws = unique("ws");
+
+    auto r1 = reserve1(*st, ws, reservation("k1", "mailbox:rep1", 2, at_s(100)));
+    REQUIRE(r1.status == reserve_status::reserved);
+    CHECK(r1.send_id != 0);
+    auto dup = reserve1(*st, ws, reservation("k1", "mailbox:rep1", 2, at_s(101)));
+    REQUIRE(dup.status == reserve_status::duplicate);
+    REQUIRE(dup.existing);
+    CHECK(dup.existing->id == r1.send_id);
+    CHECK(dup.existing->owner == 7);
+
+    // In one batch: the second fills the cap, the third is refused with the
+    // oldest use that must leave (at 100), a later op sees earlier ones.
+    std::vector<store_op> batch{reservation("k2", "mailbox:rep1", 3, at_s(102)),
+                                reservation("k3", "mailbox:rep1", 3, at_s(103)),
+                                reservation("k4", "mailbox:rep1", 3, at_s(104))};
+    auto res = st->commit(ws, batch);
+    CHECK(res.ops[0].reservation.status == reserve_status::reserved);
+    CHECK(res.ops[1].reservation.status == reserve_status::reserved);
+    REQUIRE(res.ops[2].reservation.status == reserve_status::cap_reached);
+    CHECK(res.ops[2].reservation.until == at_s(100));
+    CHECK(res.change_seq == 0);
+    // A lowered cap: count 3, max 1 -> the 2nd oldest (0-based) use.
+    auto low = reserve1(*st, ws, reservation("k5", "mailbox:rep1", 1, at_s(105)));
+    CHECK(low.status == reserve_status::cap_reached);
+    CHECK(low.until == at_s(103));
+    auto zero = reserve1(*st, ws, reservation("k5", "mailbox:rep1", 0, at_s(105)));
+    CHECK(zero.status == reserve_status::cap_reached);
+    CHECK(zero.until == time_point{});
+    // Uses before the floor do not count; future ones do.
+    auto later = reserve1(*st, ws, reservation("k6", "mailbox:rep1", 1, at_s(50), at_s(104)));
+    CHECK(later.status == reserve_status::reserved);
+
+    // Gap
+    auto g = reservation("g1", "mailbox:gap", 10, at_s(200));
+    g.claims[0].gap = std::chrono::seconds{30};
+    CHECK(reserve1(*st, ws, g).status == reserve_status::reserved);
+    auto g2 = g;
+    g2.row.idempotency_key = "g2";
+    g2.row.reserved_at = at_s(220);
+    auto gr = reserve1(*st, ws, g2);
+    CHECK(gr.status == reserve_status::gap);
+    CHECK(gr.until == at_s(230));
+    g2.row.reserved_at = at_s(230);
+    CHECK(reserve1(*st, ws, g2).status == reserve_status::reserved);
+
+    // Failover: own uses do not count, old ones released.
+    auto f = reservation("f1", "mailbox:a", 1, at_s(300));
+    auto fr = reserve1(*st, ws, f);
+    REQUIRE(fr.status == reserve_status::reserved);
+    auto again = reservation("", "mailbox:a", 1, at_s(301));
+    again.row.id = fr.send_id;
+    again.row.mailbox = "rep2";
+    again.row.attempt = 2;
+    CHECK(reserve1(*st, ws, again).status == reserve_status::reserved);
+    auto stored = st->find_send(ws, fr.send_id);
+    REQUIRE(stored);
+    CHECK(stored->mailbox == "rep2");
+    CHECK(stored->attempt == 2);
+    CHECK(stored->reserved_at == at_s(301));
+    CHECK(stored->idempotency_key == "f1");
+    again.row.owner = 8;
+    CHECK(reserve1(*st, ws, again).status == reserve_status::not_owner);
+
+    // update_send: failed releases the uses.
+    store_ops::update_send u{*stored};
+    u.row.state = send_state::failed;
+    u.row.detail = "refused";
+    u.row.mailbox = "ignored";
+    std::vector<store_op> ups{u};
+    CHECK(st->commit(ws, ups).ops[0].applied);
+    auto after = st->find_send(ws, fr.send_id);
+    CHECK(after->state == send_state::failed);
+    CHECK(after->mailbox == "rep2");
+    CHECK(after->detail == "refused");
+    CHECK(!st->commit(ws, ups).ops[0].applied);
+    CHECK(reserve1(*st, ws, reservation("f2", "mailbox:a", 1, at_s(302))).status ==
+          reserve_status::reserved);
+
+    // An update to `reserved` is invalid input and changes nothing.
+    u.row.state = send_state::reserved;
+    std::vector<store_op> bad{reservation("x1", "mailbox:z", 5, at_s(1)), u};
+    CHECK_THROWS_AS(st->commit(ws, bad), exception);
+
+    // Purge
+    st->purge_cap_uses(ws, at_s(1000));
+    CHECK(reserve1(*st, ws, reservation("p1", "mailbox:a", 1, at_s(303))).status ==
+          reserve_status::reserved);
+}
+
+TEST_CASE("postgres store: objects, suppressions, change feed, audit, load") {
+    auto server = test_server();
+    if (!server) return;
+    auto st = open_postgres_store(params_for(*server));
+    const auto ws = unique("ws");
+    CHECK(st->load(ws, {}).objects.empty());
+    CHECK(st->changes_since(ws, 0).seq == 0);
+
+    suppression_entry e{suppression_kind::domain, "b.com", suppression_reason::manual, "api",
+                        at_s(5)};
+    suppression_entry e2{suppression_kind::address, "z@a.com", suppression_reason::hard_bounce, "x",
+                         at_s(6)};
+    audit_record a;
+    a.action = "mailbox.upsert";
+    a.actor = "me";
+    std::vector<store_op> ops{store_ops::put_object{{"mailbox", "rep1", "{\"cap\":1}"}},
+                              store_ops::put_suppression{e}, store_ops::put_suppression{e2},
+                              store_ops::append_audit{a}, store_ops::append_audit{a}};
+    auto r = st->commit(ws, ops);
+    CHECK(r.change_seq == 1);
+    CHECK(r.ops[3].audit_seq == 1);
+    CHECK(r.ops[4].audit_seq == 2);
+
+    // A claim on the changed object with an older config_seq is stale.
+    auto stale = reservation("s1", "mailbox:rep1", 5, at_s(10));
+    stale.claims[0].object_kind = "mailbox";
+    stale.claims[0].object_id = "rep1";
+    stale.config_seq = 0;
+    CHECK(reserve1(*st, ws, stale).status == reserve_status::stale_config);
+    stale.config_seq = 1;
+    CHECK(reserve1(*st, ws, stale).status == reserve_status::reserved);
+
+    std::vector<store_op> del{store_ops::delete_object{"mailbox", "rep1"},
+                              store_ops::delete_suppression{suppression_kind::domain, "b.com"}};
+    CHECK(st->commit(ws, del).change_seq == 2);
+    auto cs = st->changes_since(ws, 1);
+    CHECK(cs.seq == 2);
+    CHECK(cs.objects.empty());
+    REQUIRE(cs.deleted_objects.size() == 1);
+    CHECK(cs.deleted_suppressions.size() == 1);
+    auto all = st->changes_since(ws, 0);
+    CHECK(all.suppressions.size() == 1);
+
+    std::vector<suppression_entry> seen;
+    st->for_each_suppression(ws, [&](const suppression_entry& s) { seen.push_back(s); });
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0] == e2);
+    CHECK(st->find_suppression(ws, suppression_kind::address, "z@a.com") == e2);
+    CHECK(!st->find_suppression(ws, suppression_kind::domain, "b.com"));
+
+    std::vector<audit_record> chain;
+    st->for_each_audit(ws, 0, [&](const audit_record& x) { chain.push_back(x); });
+    REQUIRE(chain.size() == 2);
+    CHECK(chain[0].prev_hash.empty());
+    CHECK(!verify_audit_chain(chain));
+
+    auto snap = st->load(ws, at_s(0));
+    CHECK(snap.change_seq == 2);
+    CHECK(snap.objects.empty());
+    CHECK(snap.recent_sends.size() == 1);
+}
+
+TEST_CASE("postgres store: members and recovery") {
+    auto server = test_server();
+    if (!server) return;
+    auto st = open_postgres_store(params_for(*server));
+    const auto ws = unique("ws");
+    auto m1 = st->attach(ws, {"h", 1, "a"}, 60s);
+    auto m2 = st->attach(ws, {"h", 2, "b"}, 1ms);
+    CHECK(m1 != 0);
+    CHECK(m2 > m1);
+    auto r = reservation("r1", "mailbox:a", 5, at_s(1));
+    r.row.owner = m2;
+    auto out = reserve1(*st, ws, r);
+    auto r2 = reservation("r2", "mailbox:a", 5, at_s(1));
+    r2.row.owner = m1;
+    auto out2 = reserve1(*st, ws, r2);
+    std::this_thread::sleep_for(20ms);
+    CHECK(st->renew(ws, m1, 60s, 3));
+    CHECK(!st->renew(ws, m2, 60s, 3));
+    auto ms = st->members(ws);
+    REQUIRE(ms.size() == 2);
+    CHECK(ms[0].live);
+    CHECK(ms[0].acked_seq == 3);
+    CHECK(!ms[1].live);
+    CHECK(st->recover(ws, {}, at_s(9), "lost") == 1);
+    CHECK(st->find_send(ws, out.send_id)->state == send_state::unknown);
+    CHECK(st->find_send(ws, out2.send_id)->state == send_state::reserved);
+    CHECK(st->members(ws).size() == 1);
+    st->detach(ws, m1);
+    CHECK(st->find_send(ws, out2.send_id)->state == send_state::unknown);
+    CHECK(st->members(ws).empty());
+    CHECK(!st->renew(ws, m1, 60s, 3));
+}
+
+TEST_CASE("postgres store: a bad conninfo is a clear error without the password") {
+    auto server = test_server();
+    if (!server) return;
+    auto expect_error = [](const std::string& conninfo, std::string_view mentions) {
+        auto p = params_for(conninfo);
+        p.connect_timeout = 1s;
+        try {
+            open_postgres_store(p);
+            FAIL("opened " << conninfo);
+        } catch (const exception& e) {
+            CHECK(e.code() == errc::store_error);
+            auto text = error_text(e);
+            CHECK_MESSAGE(text.find("Sekr3t") == std::string::npos, text);
+            CHECK_MESSAGE(text.find(mentions) != std::string::npos, text);
+        }
+    };
+    expect_error("host=127.0.0.1 port=1 user=u password=Sekr3t dbname=x", "127.0.0.1");
+    expect_error("postgresql://u:Sekr3t@127.0.0.1:notaport/db", "postgres store");
+    expect_error("host=127.0.0.1 password='Sekr3t bogus=1", "postgres store");
+    expect_error(*server + " user=nobody_here password=Sekr3t", "nobody_here");
+    expect_error("env:MAILERS_PG_TEST_UNSET_VARIABLE", "MAILERS_PG_TEST_UNSET_VARIABLE");
+    expect_error("file:/nonexistent/conninfo", "/nonexistent/conninfo");
+}
+
+TEST_CASE("postgres store: conninfo by env: and file: reference") {
+    auto server = test_server();
+    if (!server) return;
+    const auto var = unique("MAILERS_PG_CONNINFO");
+    ::setenv(var.c_str(), server->c_str(), 1);
+    auto a = open_postgres_store(params_for("env:" + var));
+    const auto ws = unique("ws");
+    CHECK(reserve1(*a, ws, reservation("e1", "k", 5, at_s(1))).status == reserve_status::reserved);
+
+    auto path = std::filesystem::temp_directory_path() / unique("conninfo");
+    std::ofstream(path) << *server << "\n";
+    auto b = open_postgres_store(params_for("file:" + path.string()));
+    CHECK(reserve1(*b, ws, reservation("e1", "k", 5, at_s(1))).status == reserve_status::duplicate);
+    std::filesystem::remove(path);
+    ::unsetenv(var.c_str());
+}
+
+TEST_CASE("postgres store: a schema from a newer version is refused") {
+    auto server = test_server();
+    if (!server) return;
+    const auto schema = unique("newer");
+    open_postgres_store(params_for(*server, schema));
+    std::string sql = "psql -q -X \"" + *server + "\" -c 'INSERT INTO " + schema +
+                      ".schema_version (version) VALUES (99)' >/dev/null 2>&1";
+    if (std::system(sql.c_str()) != 0) {
+        MESSAGE("skipped the schema_too_new check: psql is not available");
+        return;
+    }
+    try {
+        open_postgres_store(params_for(*server, schema));
+        FAIL("a newer schema was opened");
+    } catch (const exception& e) {
+        CHECK(e.code() == errc::schema_too_new);
+        CHECK(error_text(e).find("99") != std::string::npos);
+    }
+    std::system(
+        ("psql -q -X \"" + *server + "\" -c 'DROP SCHEMA " + schema + " CASCADE' >/dev/null 2>&1")
+            .c_str());
+}
+
+TEST_CASE("postgres store: handles racing on one cap key, one idempotency key, one audit chain") {
+    auto server = test_server();
+    if (!server) return;
+    const auto ws = unique("ws");
+    constexpr int handles = 4, per_handle = 30, cap = 50;
+    std::vector<std::shared_ptr<store>> stores;
+    // Opening at once also races the migrations.
+    {
+        std::vector<std::thread> ts;
+        std::mutex m;
+        const auto schema = unique("race");
+        for (int h = 0; h < handles; ++h)
+            ts.emplace_back([&] {
+                auto s = open_postgres_store(params_for(*server, schema));
+                std::lock_guard l(m);
+                stores.push_back(s);
+            });
+        for (auto& t : ts) t.join();
+    }
+    REQUIRE(stores.size() == handles);
+
+    std::atomic<int> reserved{0}, refused{0}, dups{0}, errors{0};
+    std::mutex m;
+    std::set<std::uint64_t> ids;
+    std::vector<std::thread> ts;
+    for (int h = 0; h < handles; ++h)
+        ts.emplace_back([&, h] {
+            try {
+                for (int i = 0; i < per_handle; ++i) {
+                    std::vector<store_op> ops{
+                        reservation("c" + std::to_string(h) + "_" + std::to_string(i),
+                                    "mailbox:hot", cap, at_s(1000 + i)),
+                        reservation("same-key", "mailbox:other", 1000, at_s(1000 + i)),
+                        store_ops::append_audit{audit_entry()}};
+                    auto r = stores[h]->commit(ws, ops);
+                    auto s = r.ops[0].reservation.status;
+                    (s == reserve_status::reserved ? reserved : refused)++;
+                    if (r.ops[1].reservation.status == reserve_status::duplicate) {
+                        dups++;
+                    } else {
+                        std::lock_guard l(m);
+                        ids.insert(r.ops[1].reservation.send_id);
+                    }
+                }
+            } catch (const std::exception& e) {
+                MESSAGE(error_text(e));
+                errors++;
+            }
+        });
+    for (auto& t : ts) t.join();
+    CHECK(errors == 0);
+    CHECK(reserved == cap);
+    CHECK(refused == handles * per_handle - cap);
+    CHECK(ids.size() == 1);
+    CHECK(dups == handles * per_handle - 1);
+    std::vector<audit_record> chain;
+    stores[0]->for_each_audit(ws, 0, [&](const audit_record& a) { chain.push_back(a); });
+    CHECK(chain.size() == handles * per_handle);
+    CHECK(!verify_audit_chain(chain));
+}
+
+TEST_CASE("postgres store: a server restart mid-use") {
+    auto server = test_server();
+    if (!server) return;
+    // A private cluster, so restarting it disturbs no other test.
+    const std::string script = std::string{MAILERS_SOURCE_DIR} + "/scripts/pg-test-cluster";
+    const auto dir = std::filesystem::temp_directory_path() / unique("pg-restart");
+    auto run = [&](const std::string& verb) {
+        return std::system((script + " " + verb + " " + dir.string() + " >/dev/null 2>&1").c_str());
+    };
+    if (run("start") != 0) {
+        MESSAGE("skipped: could not start a private cluster with " << script);
+        run("stop");
+        return;
+    }
+    struct cleanup {
+        std::function<void()> f;
+        ~cleanup() { f(); }
+    } stop{[&] { run("stop"); }};
+    std::string conninfo;
+    std::getline(std::ifstream(dir / "conninfo"), conninfo);
+    auto p = params_for(conninfo);
+    p.reconnect_timeout = 30s;
+    auto st = open_postgres_store(p);
+    const auto ws = unique("ws");
+    CHECK(reserve1(*st, ws, reservation("a", "k", 100, at_s(1))).status ==
+          reserve_status::reserved);
+
+    // Restarted between operations: the next one reconnects and succeeds.
+    REQUIRE(run("restart") == 0);
+    CHECK(reserve1(*st, ws, reservation("b", "k", 100, at_s(2))).status ==
+          reserve_status::reserved);
+
+    // Down while an operation starts: it waits for the server to come back.
+    std::atomic<bool> done{false};
+    REQUIRE(run("halt") == 0);
+    std::thread restarter([&] {
+        std::this_thread::sleep_for(1500ms);
+        run("resume");
+        done = true;
+    });
+    try {
+        auto r = reserve1(*st, ws, reservation("c", "k", 100, at_s(3)));
+        CHECK(r.status == reserve_status::reserved);
+    } catch (const exception& e) {
+        // Acceptable only as a clear statement of what happened.
+        CHECK_MESSAGE(error_text(e).find("postgres store") != std::string::npos, error_text(e));
+    }
+    restarter.join();
+    CHECK(done);
+    auto snap = st->load(ws, {});
+    CHECK(snap.recent_sends.size() >= 2);
+
+    // Down for longer than reconnect_timeout: a clear error, then it works again.
+    auto q = params_for(conninfo);
+    q.reconnect_timeout = 500ms;
+    auto quick = open_postgres_store(q);
+    REQUIRE(run("halt") == 0);
+    try {
+        quick->find_send(ws, 1);
+        FAIL("the server is down");
+    } catch (const exception& e) {
+        CHECK(e.code() == errc::store_error);
+        CHECK(error_text(e).find("postgres store") != std::string::npos);
+    }
+    REQUIRE(run("resume") == 0);
+    CHECK(reserve1(*quick, ws, reservation("d", "k", 100, at_s(4))).status ==
+          reserve_status::reserved);
+}
