@@ -14,6 +14,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/deferred.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
@@ -49,6 +50,20 @@ struct engine_params {
     std::size_t max_batch = 8192;                     ///< ops per group commit, at most
     std::size_t max_message_size = 25 * 1024 * 1024;  ///< rendered octets
     std::string message_id_domain;                    ///< default: the sending mailbox's domain
+    /// Shown to operators beside this engine's host and process id in the
+    /// workspace's member list.
+    std::string member_name;
+    /// How often the engine reads the changes other processes committed
+    /// (configuration, pauses, suppressions) and acknowledges them. A
+    /// change made elsewhere reaches this engine within about this long;
+    /// an audited change waits for every live engine to acknowledge it.
+    std::chrono::milliseconds sync_interval{50};
+    /// How long this engine's membership lasts without renewal. An engine
+    /// that cannot renew stops handing off before it runs out; one that
+    /// died holds up others' audited changes at most this long, and its
+    /// sends in flight become `unknown` when it runs out (at once when the
+    /// process is gone from this host).
+    std::chrono::milliseconds lease{10000};
 };
 
 /// One message to one recipient, from a pool or from a named mailbox.
@@ -101,11 +116,13 @@ struct engine_stats {
 
 class MAILERS_API engine {
 public:
-    /// Loads the workspace from the store (blocking) and starts the writer
-    /// thread. Throws mailers::exception when the store cannot be loaded.
+    /// Joins the workspace as a member (store.hpp), recovers the sends of
+    /// members that are gone, loads the workspace (blocking) and starts the
+    /// writer and sync threads. Throws mailers::exception when the store cannot be loaded.
     engine(boost::asio::any_io_executor ex, engine_params params);
-    /// Stops the writer after flushing what is queued; operations still in
-    /// flight complete with errc::operation_aborted.
+    /// Cancels (see cancel()), then leaves the workspace: the writer stops
+    /// after flushing what is queued, and this engine's membership ends.
+    /// Sends already handed off still record their outcome.
     ~engine();
     engine(const engine&) = delete;
     engine& operator=(const engine&) = delete;
@@ -138,9 +155,12 @@ public:
     template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, send_result))
                   Token = boost::asio::deferred_t>
     auto async_send(send_request req, Token&& token = {}) {
+        // The initiation holds the engine's shared state, not `this`: a
+        // deferred operation launched after the handle is gone completes
+        // with operation_aborted instead of touching freed memory.
         return boost::asio::async_initiate<Token, void(error_code, send_result)>(
-            [this](auto handler, send_request r) {
-                async_send_impl(std::move(r),
+            [state = impl_](auto handler, send_request r) {
+                async_send_impl(state, std::move(r),
                                 boost::asio::any_completion_handler<void(error_code, send_result)>(
                                     std::move(handler)));
             },
@@ -217,14 +237,17 @@ public:
     /// Completes every queued store write, then returns.
     void flush();
 
-    /// Aborts operations in flight (operation_aborted) and stops the writer.
+    /// Stops sending: sends started from now on, and sends not yet handed
+    /// off, complete with errc::operation_aborted; queued store writes are
+    /// flushed. Sends already handed off complete with their outcome.
+    /// Configuration calls keep working. Irreversible.
     void cancel();
 
     struct impl;
 
 private:
-    void async_send_impl(
-        send_request req,
+    static void async_send_impl(
+        const std::shared_ptr<impl>& state, send_request req,
         boost::asio::any_completion_handler<void(error_code, send_result)> handler);
     std::shared_ptr<impl> impl_;
 };

@@ -25,7 +25,7 @@ struct effective_limit {
     window_kind kind = window_kind::rolling;
 };
 
-class MAILERS_API rate_counter {
+class rate_counter {
 public:
     /// Sends counted by `l` at `now`.
     std::uint64_t count(const effective_limit& l, zone_ptr zone, time_point now) const;

@@ -19,30 +19,27 @@ namespace mailers::detail {
 using zone_ptr = const date::time_zone*;
 
 /// The zone for an IANA name, or nullptr when unknown. "UTC" and "" are UTC.
-MAILERS_API zone_ptr find_zone(std::string_view name) noexcept;
+zone_ptr find_zone(std::string_view name) noexcept;
 
 /// Is the window open at `now`?
-MAILERS_API bool window_open(const send_window& w, zone_ptr zone, time_point now);
+bool window_open(const send_window& w, zone_ptr zone, time_point now);
 
 /// The first instant >= now at which the window is open; nullopt when it
 /// never opens (no weekdays, or start_hour == end_hour with no hours).
-MAILERS_API std::optional<time_point> next_window_open(const send_window& w, zone_ptr zone,
-                                                       time_point now);
+std::optional<time_point> next_window_open(const send_window& w, zone_ptr zone, time_point now);
 
 /// Start of the calendar period of `length` (60 s, 3600 s or 86400 s)
 /// containing `now`, in `zone`; and the start of the next one.
-MAILERS_API time_point period_start(std::chrono::seconds length, zone_ptr zone, time_point now);
-MAILERS_API time_point next_period_start(std::chrono::seconds length, zone_ptr zone,
-                                         time_point now);
+time_point period_start(std::chrono::seconds length, zone_ptr zone, time_point now);
+time_point next_period_start(std::chrono::seconds length, zone_ptr zone, time_point now);
 
 /// Local calendar days from `from` to `now` (0 on the same local day).
-MAILERS_API long local_days_between(zone_ptr zone, time_point from, time_point now);
+long local_days_between(zone_ptr zone, time_point from, time_point now);
 
 /// The warm-up ramp's cap for the local day of `now`; nullopt when disabled.
-MAILERS_API std::optional<std::uint64_t> warmup_cap(const warmup_ramp& r, zone_ptr zone,
-                                                    time_point now);
+std::optional<std::uint64_t> warmup_cap(const warmup_ramp& r, zone_ptr zone, time_point now);
 
 /// True when `w` is a valid window (hours 0..24, start < 24).
-MAILERS_API bool valid_window(const send_window& w) noexcept;
+bool valid_window(const send_window& w) noexcept;
 
 }  // namespace mailers::detail

@@ -2,10 +2,23 @@
 
 #include <fmt/format.h>
 
-#include <mailers/audit.hpp>
+#include <iterator>
 #include <variant>
 
 namespace mailers::detail {
+
+namespace {
+// Whether ops change what the change feed carries (objects, suppressions).
+bool publishes_change(std::span<const store_op> ops) {
+    for (const auto& op : ops)
+        if (std::holds_alternative<store_ops::put_object>(op) ||
+            std::holds_alternative<store_ops::delete_object>(op) ||
+            std::holds_alternative<store_ops::put_suppression>(op) ||
+            std::holds_alternative<store_ops::delete_suppression>(op))
+            return true;
+    return false;
+}
+}  // namespace
 
 commit_writer::commit_writer(std::shared_ptr<store> st, std::string workspace,
                              std::size_t max_batch, logger log)
@@ -21,11 +34,13 @@ commit_writer::~commit_writer() {
 }
 
 void commit_writer::enqueue(std::vector<store_op> ops, done_fn done) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     if (stopping_) {
-        diagnostics d;
-        d.message = "the engine is stopping";
-        done(make_error_code(errc::operation_aborted), d);
+        lock.unlock();
+        commit_reply r;
+        r.ec = make_error_code(errc::operation_aborted);
+        r.diag.message = "the engine is stopping";
+        done(std::move(r));
         return;
     }
     for (auto& op : ops) ops_.push_back(std::move(op));
@@ -34,32 +49,12 @@ void commit_writer::enqueue(std::vector<store_op> ops, done_fn done) {
     cv_.notify_one();
 }
 
-void commit_writer::set_audit_head(std::uint64_t seq, std::string hash) {
-    std::lock_guard lock(mu_);
-    audit_ = audit_head{seq, std::move(hash)};
-}
-
-commit_writer::audit_head commit_writer::link_audit(std::span<store_op> ops, audit_head head) {
-    for (auto& op : ops) {
-        auto* a = std::get_if<store_ops::append_audit>(&op);
-        if (!a) continue;
-        a->record.seq = head.seq + 1;
-        a->record.prev_hash = std::move(head.hash);
-        a->record.hash = audit_hash(a->record);
-        head = audit_head{a->record.seq, a->record.hash};
-    }
-    return head;
-}
-
-// Commits `ops` with their audit records linked onto the chain; the chain
-// moves on only when the commit succeeds.
-bool commit_writer::commit(std::span<store_op> ops, error_code& ec, diagnostics& diag) {
-    auto next = link_audit(ops, audit_);
+bool commit_writer::commit(std::span<store_op> ops, commit_result& out, error_code& ec,
+                           diagnostics& diag) {
     try {
-        store_->commit(workspace_, ops);
+        out = store_->commit(workspace_, ops);
         commits_.fetch_add(1, std::memory_order_relaxed);
         ops_done_.fetch_add(ops.size(), std::memory_order_relaxed);
-        audit_ = std::move(next);
         return true;
     } catch (const exception& e) {
         ec = e.code();
@@ -139,11 +134,40 @@ void commit_writer::apply(std::vector<store_op>& ops, std::vector<entry>& entrie
         std::span<store_op> batch(ops.data() + begin, entries[j - 1].end - begin);
         error_code ec;
         diagnostics diag;
-        if (commit(batch, ec, diag)) {
-            for (std::size_t k = i; k < j; ++k) entries[k].done({}, {});
-        } else if (j - i == 1) {
+        commit_result result;
+        std::size_t changers = 0;
+        {
+            std::size_t b = begin;
+            for (std::size_t k = i; k < j; ++k) {
+                changers += publishes_change(std::span(ops.data() + b, entries[k].end - b));
+                b = entries[k].end;
+            }
+        }
+        // Each entry gets the results of its own ops.
+        auto reply_ok = [&](std::size_t k, std::size_t from, std::size_t first_op) {
+            commit_reply r;
+            r.change_seq = result.change_seq;
+            const bool mine = publishes_change(std::span(ops.data() + from, entries[k].end - from));
+            r.sole_change = mine && (changers == 1 || entries[k].end - from == result.ops.size());
+            const auto n = entries[k].end - from;
+            if (result.ops.size() >= first_op + n)
+                r.ops.assign(std::make_move_iterator(result.ops.begin() +
+                                                     static_cast<std::ptrdiff_t>(first_op)),
+                             std::make_move_iterator(result.ops.begin() +
+                                                     static_cast<std::ptrdiff_t>(first_op + n)));
+            entries[k].done(std::move(r));
+        };
+        if (commit(batch, result, ec, diag)) {
+            std::size_t b = begin;
+            for (std::size_t k = i; k < j; ++k) {
+                reply_ok(k, b, b - begin);
+                b = entries[k].end;
+            }
+        } else if (j - i == 1 || ec == errc::commit_outcome_unknown) {
+            // Applying a batch that may already be applied again would
+            // double its writes: each entry hears the truth instead.
             log_.log(log_level::error, fmt::format("store commit failed: {}", diag.message));
-            entries[i].done(ec, diag);
+            for (std::size_t k = i; k < j; ++k) entries[k].done(commit_reply{ec, diag, {}, 0});
         } else {
             // Retry entry by entry so one bad write fails alone.
             std::size_t b = begin;
@@ -151,9 +175,13 @@ void commit_writer::apply(std::vector<store_op>& ops, std::vector<entry>& entrie
                 std::span<store_op> one(ops.data() + b, entries[k].end - b);
                 error_code ec1;
                 diagnostics d1;
-                if (!commit(one, ec1, d1))
+                result = {};
+                if (commit(one, result, ec1, d1)) {
+                    reply_ok(k, b, 0);
+                } else {
                     log_.log(log_level::error, fmt::format("store commit failed: {}", d1.message));
-                entries[k].done(ec1, d1);
+                    entries[k].done(commit_reply{ec1, d1, {}, 0});
+                }
                 b = entries[k].end;
             }
         }

@@ -19,9 +19,21 @@
 
 namespace mailers::detail {
 
+/// What a queued write came to: an error, or the store's results for its
+/// ops (in order) and the change seq its commit published.
+struct __attribute__((visibility("hidden"))) commit_reply {
+    error_code ec;
+    diagnostics diag;
+    std::vector<op_result> ops;
+    std::uint64_t change_seq = 0;
+    /// True when this write was the only one of its group commit to change
+    /// objects or suppressions: the change seq is then its alone.
+    bool sole_change = false;
+};
+
 class commit_writer {
 public:
-    using done_fn = std::function<void(error_code, const diagnostics&)>;
+    using done_fn = std::function<void(commit_reply&&)>;
 
     commit_writer(std::shared_ptr<store> st, std::string workspace, std::size_t max_batch,
                   logger log);
@@ -30,20 +42,16 @@ public:
     /// Queues `ops` for the next group commit; `done` runs on the writer
     /// thread once they are durable (or failed). Entries are applied in
     /// queue order; a failing entry fails alone (the rest of its batch is
-    /// retried entry by entry).
+    /// retried entry by entry), except after errc::commit_outcome_unknown,
+    /// which every entry of the batch gets. Audit records are linked by the
+    /// store.
     void enqueue(std::vector<store_op> ops, done_fn done);
-    /// Where the audit chain stands in the store: the seq and hash of the
-    /// last record stored (0 and "" for none). Call before queueing a
-    /// record. Records in queued ops (store_ops::append_audit) get their
-    /// seq, prev_hash and hash here, in commit order, when they are
-    /// committed: a record whose write fails takes no place in the chain,
-    /// so those after it still link to the log as stored.
-    void set_audit_head(std::uint64_t seq, std::string hash);
     /// Runs `task` on the writer thread after everything queued before it.
     void run(std::function<void(store&)> task);
     /// Blocks until everything queued so far has been applied.
     void flush();
-    /// Stops after draining the queue. Idempotent.
+    /// Stops after draining the queue; later writes fail with
+    /// operation_aborted. Idempotent.
     void stop();
 
     std::uint64_t commits() const noexcept { return commits_.load(std::memory_order_relaxed); }
@@ -59,16 +67,9 @@ private:
     };
     void loop();
     void apply(std::vector<store_op>& ops, std::vector<entry>& entries);
-
-    struct audit_head {
-        std::uint64_t seq = 0;
-        std::string hash;
-    };
-    static audit_head link_audit(std::span<store_op> ops, audit_head head);
-    bool commit(std::span<store_op> ops, error_code& ec, diagnostics& diag);
+    bool commit(std::span<store_op> ops, commit_result& out, error_code& ec, diagnostics& diag);
 
     std::shared_ptr<store> store_;
-    audit_head audit_;  // the writer thread's, once set
     std::string workspace_;
     std::size_t max_batch_;
     logger log_;

@@ -1,8 +1,10 @@
-// Eligibility, reservation and rotation: the decision path. Pure in-memory
-// work under engine::impl::mu; no I/O.
+// Eligibility, reservation and rotation: the decision path. The rules are
+// in src/decide/; this side gathers their facts from memory under
+// engine::impl::mu and keeps what they return. No I/O.
 #include <algorithm>
-#include <limits>
+#include <array>
 
+#include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
 
@@ -21,12 +23,17 @@ std::uint64_t keep_for(const std::vector<effective_limit>& limits,
     return keep;
 }
 
-std::optional<time_point> earliest(std::optional<time_point> a, std::optional<time_point> b) {
-    if (!a) return b;
-    if (!b) return a;
-    return std::min(*a, *b);
+const cap_hint* find_hint(const std::unordered_map<std::string, cap_hint>& hints,
+                          const std::string& key) {
+    auto it = hints.find(key);
+    return it == hints.end() ? nullptr : &it->second;
 }
 }  // namespace
+
+const cap_hint* engine::impl::hint(const std::string& key, time_point now) const {
+    if (cap_hints.empty()) return nullptr;
+    return decide::holding(find_hint(cap_hints, key), now);
+}
 
 bool engine::impl::is_paused_locked(pause_scope s, const std::string& id) const {
     return pauses.count(detail::pause_object_id(pause_target{s, id})) != 0;
@@ -43,59 +50,51 @@ bool engine::impl::paused_for(const mailbox_rt& mb, const std::string& pool_id) 
 
 eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id,
                                 std::string_view recipient_domain, time_point now) {
-    if (mb.cfg.state == mailbox_state::retired) return {ineligible_reason::retired, std::nullopt};
-    if (mb.cfg.state == mailbox_state::paused) return {ineligible_reason::paused, std::nullopt};
+    decide::mailbox_facts f;
+    f.state = mb.cfg.state;
     if (!pauses.empty()) {
-        if (is_paused_locked(pause_scope::mailbox, mb.cfg.id))
-            return {ineligible_reason::paused, std::nullopt};
-        if (is_paused_locked(pause_scope::provider, mb.cfg.provider))
-            return {ineligible_reason::provider_paused, std::nullopt};
-        if (is_paused_locked(pause_scope::sender_domain, mb.sender_domain))
-            return {ineligible_reason::domain_paused, std::nullopt};
-        if (is_paused_locked(pause_scope::workspace, "") ||
-            (!pool_id.empty() && is_paused_locked(pause_scope::pool, pool_id)))
-            return {ineligible_reason::paused, std::nullopt};
+        f.paused.mailbox = is_paused_locked(pause_scope::mailbox, mb.cfg.id);
+        f.paused.provider = is_paused_locked(pause_scope::provider, mb.cfg.provider);
+        f.paused.sender_domain = is_paused_locked(pause_scope::sender_domain, mb.sender_domain);
+        f.paused.workspace_or_pool =
+            is_paused_locked(pause_scope::workspace, "") ||
+            (!pool_id.empty() && is_paused_locked(pause_scope::pool, pool_id));
     }
-    if (mb.auth_failed) return {ineligible_reason::unhealthy, std::nullopt};
-    if (mb.health == health_state::open) {
-        if (now < mb.open_until) return {ineligible_reason::unhealthy, mb.open_until};
-        mb.health = health_state::half_open;
-        mb.probe_in_flight = false;
-    }
-    if (mb.health == health_state::half_open && mb.probe_in_flight)
-        return {ineligible_reason::probe_in_flight, std::nullopt};
-    if (now < mb.throttled_until) return {ineligible_reason::throttled, mb.throttled_until};
-    if (now < mb.exhausted_until) return {ineligible_reason::exhausted, mb.exhausted_until};
-    if (!window_open(mb.cfg.window, mb.zone, now))
-        return {ineligible_reason::outside_window, next_window_open(mb.cfg.window, mb.zone, now)};
-    if (now < mb.gap_until) return {ineligible_reason::min_gap, mb.gap_until};
+    f.auth_failed = mb.auth_failed;
+    f.breaker = mb.breaker();
+    f.throttled_until = mb.throttled_until;
+    f.exhausted_until = mb.exhausted_until;
+    f.gap_until = mb.gap_until;
+    f.window = mb.cfg.window;
+    f.zone = mb.zone;
+    if (!cap_hints.empty()) f.hint = find_hint(cap_hints, mb.cap_key);
+    f.counter = &mb.counter;
+    f.limits = mb.limits;
+    f.warmup = mb.cfg.warmup;
+    auto own = decide::check_mailbox(f, now);
+    mb.breaker() = own.breaker;
+    if (!own.verdict.ok()) return own.verdict;
 
-    if (auto until = mb.counter.blocked_until(mb.limits, mb.zone, now))
-        return {ineligible_reason::cap_reached, until};
-    if (auto ramp = warmup_cap(mb.cfg.warmup, mb.zone, now)) {
-        // The ramp is a per-day cap counted like the mailbox's own day limit.
-        effective_limit l{*ramp, std::chrono::seconds(86400), window_kind::calendar};
-        for (const auto& own : mb.limits)
-            if (own.length == std::chrono::seconds(86400)) l.kind = own.kind;
-        if (auto until = mb.counter.blocked_until(std::span(&l, 1), mb.zone, now))
-            return {ineligible_reason::warmup_cap_reached, until};
-    }
     // Shared quotas on the provider, the sender domain and the recipient domain.
-    std::optional<time_point> quota_until;
+    std::array<decide::quota_facts, 4> qs;
+    std::size_t nq = 0;
     for_each_quota(mb, recipient_domain, [&](const quota_rt& q, bool per_domain) {
-        const rate_counter* c = &q.counter;
+        auto& qf = qs[nq++];
+        qf.limits = q.limits;
+        qf.zone = q.zone;
         if (per_domain) {
-            // A domain not yet counted still has to pass the limits: a zero
-            // cap refuses even its first send.
-            static const rate_counter none;
             auto d = q.per_domain.find(std::string(recipient_domain));
-            c = d == q.per_domain.end() ? &none : &d->second;
+            qf.counter = d == q.per_domain.end() ? nullptr : &d->second;
+        } else {
+            qf.counter = &q.counter;
         }
-        quota_until = c->blocked_until(q.limits, q.zone, now);
-        return quota_until.has_value();
+        if (!cap_hints.empty())
+            qf.hint =
+                find_hint(cap_hints, per_domain ? decide::any_recipient_domain_key(recipient_domain)
+                                                : q.cap_key);
+        return nq == qs.size();
     });
-    if (quota_until) return {ineligible_reason::quota_reached, quota_until};
-    return {};
+    return decide::check_quotas(std::span(qs.data(), nq), now);
 }
 
 std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_view recipient_domain,
@@ -117,10 +116,9 @@ std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_vie
         gap += duration(dist(rng));
     }
     if (gap.count() > 0) mb.gap_until = now + gap;
-    if (mb.health == health_state::half_open) {
-        mb.probe_in_flight = true;
-        r.probe = true;
-    }
+    r.gap = gap;
+    r.probe = decide::sends_probe(mb.breaker());
+    mb.breaker() = decide::on_reserve(mb.breaker());
     return r;
 }
 
@@ -128,73 +126,57 @@ void engine::impl::release(const reservation& r) {
     auto it = mailboxes.find(r.mailbox);
     if (it != mailboxes.end()) {
         it->second.counter.remove(r.at);
-        if (r.probe) it->second.probe_in_flight = false;
+        it->second.breaker() = decide::on_release(it->second.breaker(), r.probe);
     }
     for (auto& [q, c] : r.quota_counters) c->remove(r.at);
 }
 
 void engine::impl::record_success(mailbox_rt& mb, const reservation& r) {
-    mb.consecutive_failures = 0;
-    if (r.probe || mb.health != health_state::closed) {
-        mb.health = health_state::closed;
-        mb.probe_in_flight = false;
-        mb.cool_down = std::chrono::seconds(0);
-    }
+    mb.breaker() = decide::on_success(mb.breaker(), r.probe);
 }
 
 void engine::impl::record_transient_failure(mailbox_rt& mb, const reservation& r, time_point now) {
-    ++mb.consecutive_failures;
-    bool trip = r.probe || mb.consecutive_failures >=
-                               std::max<std::uint32_t>(1, mb.cfg.breaker.failure_threshold);
-    if (!trip) return;
-    // A failed probe doubles the cool-down, up to the maximum.
-    mb.cool_down = (r.probe && mb.cool_down.count() > 0)
-                       ? std::min(mb.cool_down * 2,
-                                  std::max(mb.cfg.breaker.max_cool_down, mb.cfg.breaker.cool_down))
-                       : mb.cfg.breaker.cool_down;
-    mb.health = health_state::open;
-    mb.probe_in_flight = false;
-    mb.open_until = now + std::chrono::duration_cast<duration>(mb.cool_down);
+    mb.breaker() = decide::on_transient_failure(mb.breaker(), mb.cfg.breaker, r.probe, now);
+}
+
+void engine::impl::apply_outcome(mailbox_rt* mb, const reservation& r,
+                                 const decide::outcome_decision& d, time_point now) {
+    if (d.release)
+        release(r);
+    else if (d.end_probe && mb)
+        mb->breaker() = decide::on_release(mb->breaker(), r.probe);
+    if (!mb) return;
+    if (d.route_ok) record_success(*mb, r);
+    switch (d.effect) {
+        case decide::sender_effect::none:
+        case decide::sender_effect::pause_sender_domain:
+            break;
+        case decide::sender_effect::throttle:
+            mb->throttled_until = d.until;
+            break;
+        case decide::sender_effect::exhausted:
+            mb->exhausted_until = d.until;
+            break;
+        case decide::sender_effect::auth_failed:
+            mb->auth_failed = true;
+            break;
+        case decide::sender_effect::breaker_failure:
+            record_transient_failure(*mb, r, now);
+            break;
+    }
 }
 
 void detail::rebuild(pool_rt& p, std::unordered_map<std::string, mailbox_rt>& mailboxes) {
     p.members.clear();
+    std::vector<decide::member_rank> ranks;
+    ranks.reserve(p.cfg.mailboxes.size());
     for (const auto& id : p.cfg.mailboxes) {
         auto it = mailboxes.find(id);
-        if (it != mailboxes.end()) p.members.push_back(&it->second);
+        if (it == mailboxes.end()) continue;
+        p.members.push_back(&it->second);
+        ranks.push_back({it->second.cfg.weight, it->second.cfg.priority});
     }
-    const auto n = p.members.size();
-    p.by_priority.resize(n);
-    for (std::uint32_t i = 0; i < n; ++i) p.by_priority[i] = i;
-    std::stable_sort(p.by_priority.begin(), p.by_priority.end(), [&](auto a, auto b) {
-        return p.members[a]->cfg.priority < p.members[b]->cfg.priority;
-    });
-    // Smooth weighted round-robin, unrolled into one cycle of sum(weights)
-    // picks; very large sums are scaled down to at most 65,536 slots.
-    std::uint64_t total = 0;
-    for (auto* m : p.members) total += std::max<std::uint32_t>(1, m->cfg.weight);
-    const double scale = total > 65536 ? 65536.0 / static_cast<double>(total) : 1.0;
-    std::vector<std::int64_t> weight(n), current(n, 0);
-    std::int64_t sum = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        weight[i] = std::max<std::int64_t>(
-            1,
-            static_cast<std::int64_t>(
-                static_cast<double>(std::max<std::uint32_t>(1, p.members[i]->cfg.weight)) * scale));
-        sum += weight[i];
-    }
-    p.schedule.clear();
-    p.schedule.reserve(static_cast<std::size_t>(sum));
-    for (std::int64_t k = 0; k < sum; ++k) {
-        std::size_t best = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            current[i] += weight[i];
-            if (current[i] > current[best]) best = i;
-        }
-        current[best] -= sum;
-        p.schedule.push_back(static_cast<std::uint32_t>(best));
-    }
-    if (p.cursor >= std::max<std::size_t>(1, std::max(n, p.schedule.size()))) p.cursor = 0;
+    p.order = decide::plan_rotation(ranks, p.order.cursor);
 }
 
 engine::impl::pick_result engine::impl::pick(const send_request& req, const std::string& recipient,
@@ -202,102 +184,48 @@ engine::impl::pick_result engine::impl::pick(const send_request& req, const std:
                                              const std::unordered_set<std::string>& tried,
                                              time_point now) {
     pick_result out;
-    auto consider = [&](mailbox_rt& mb, const std::string& pool_id) -> bool {
-        auto e = check(mb, pool_id, recipient_domain, now);
-        if (e.reason == ineligible_reason::none) return true;
-        if (out.reason == ineligible_reason::none) out.reason = e.reason;
-        out.retry_at = earliest(out.retry_at, e.next);
-        return false;
-    };
     auto take = [&](mailbox_rt& mb) {
         out.mailbox = &mb;
         out.res = reserve(mb, recipient_domain, now);
-        out.retry_at.reset();
-        out.reason = ineligible_reason::none;
     };
 
     if (req.pool.empty()) {
         auto it = mailboxes.find(req.mailbox);
         if (it == mailboxes.end() || tried.count(req.mailbox)) return out;
-        if (consider(it->second, {})) take(it->second);
+        auto e = check(it->second, {}, recipient_domain, now);
+        if (e.ok()) {
+            take(it->second);
+        } else {
+            out.reason = e.reason;
+            out.retry_at = e.next;
+        }
         return out;
     }
     auto pit = pools.find(req.pool);
     if (pit == pools.end()) return out;
     auto& pool = pit->second;
-    const auto n = pool.members.size();
-    if (n == 0) return out;
     const auto& pool_id = pool.cfg.id;
 
-    // Each member is checked at most once per pick.
-    std::vector<char> seen(n, 0);
-    auto try_member = [&](std::uint32_t idx) -> bool {
-        if (seen[idx]) return false;
-        seen[idx] = 1;
-        auto* mb = pool.members[idx];
-        if (!tried.empty() && tried.count(mb->cfg.id)) return false;
-        return consider(*mb, pool_id);
-    };
-
+    std::optional<std::uint32_t> sticky;
     if (pool.cfg.policy.sticky_sender) {
         auto s = pool.sticky.find(recipient);
         if (s != pool.sticky.end()) {
-            for (std::uint32_t i = 0; i < n; ++i) {
+            for (std::uint32_t i = 0; i < pool.members.size(); ++i) {
                 if (pool.members[i]->cfg.id == s->second) {
-                    if (try_member(i)) {
-                        take(*pool.members[i]);
-                        return out;
-                    }
+                    sticky = i;
                     break;
                 }
             }
         }
     }
-
-    switch (pool.cfg.policy.kind) {
-        case rotation_kind::round_robin:
-            for (std::size_t k = 0; k < n; ++k) {
-                auto idx = static_cast<std::uint32_t>((pool.cursor + k) % n);
-                if (try_member(idx)) {
-                    pool.cursor = (idx + 1) % n;
-                    take(*pool.members[idx]);
-                    return out;
-                }
-            }
-            break;
-        case rotation_kind::weighted: {
-            const auto len = pool.schedule.size();
-            for (std::size_t k = 0; k < len; ++k) {
-                auto pos = (pool.cursor + k) % len;
-                if (try_member(pool.schedule[pos])) {
-                    pool.cursor = (pos + 1) % len;
-                    take(*pool.members[pool.schedule[pos]]);
-                    return out;
-                }
-            }
-            break;
-        }
-        case rotation_kind::priority: {
-            // Lowest priority value first; equals take turns.
-            std::size_t g = 0;
-            while (g < n) {
-                auto prio = pool.members[pool.by_priority[g]]->cfg.priority;
-                std::size_t e = g;
-                while (e < n && pool.members[pool.by_priority[e]]->cfg.priority == prio) ++e;
-                const auto size = e - g;
-                for (std::size_t k = 0; k < size; ++k) {
-                    auto idx = pool.by_priority[g + (pool.cursor + k) % size];
-                    if (try_member(idx)) {
-                        ++pool.cursor;
-                        take(*pool.members[idx]);
-                        return out;
-                    }
-                }
-                g = e;
-            }
-            break;
-        }
-    }
+    auto picked = decide::pick(
+        pool.order, pool.cfg.policy.kind, sticky,
+        [&](std::uint32_t i) { return !tried.empty() && tried.count(pool.members[i]->cfg.id); },
+        [&](std::uint32_t i) { return check(*pool.members[i], pool_id, recipient_domain, now); });
+    pool.order.cursor = picked.cursor;
+    out.reason = picked.reason;
+    out.retry_at = picked.retry_at;
+    if (picked.member) take(*pool.members[*picked.member]);
     return out;
 }
 

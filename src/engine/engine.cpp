@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <future>
 #include <istream>
@@ -10,6 +11,7 @@
 #include <mailers/transport_factory.hpp>
 #include <ostream>
 
+#include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
 #include "json/writer.hpp"
@@ -101,17 +103,20 @@ engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
 }
 
 engine::impl::~impl() {
+    stop_membership();
     writer->stop();
 }
 
 void engine::impl::load() {
+    // Join before reading: a change committed after we joined waits for our
+    // acknowledgement, and one committed before is in what we read.
+    start_membership();
     auto now = clk->now();
-    store_snapshot snap;
-    with_store([&](store& st) {
-        snap = st.load(params.workspace, now - std::chrono::duration_cast<duration>(
-                                                   max_window_length + std::chrono::hours(2)));
-    });
+    store_snapshot snap = params.storage->load(
+        params.workspace,
+        now - std::chrono::duration_cast<duration>(max_window_length + std::chrono::hours(2)));
 
+    std::lock_guard feed(feed_mu);
     std::lock_guard lock(mu);
     for (const auto& o : snap.objects) {
         if (o.kind == "mailbox") {
@@ -135,21 +140,10 @@ void engine::impl::load() {
         index.reserve(snap.suppressions.size() - domains, domains);
         for (const auto& e : snap.suppressions) index.insert(e.kind, e.value);
     }
-    idem_keys.reserve(snap.idempotency_keys.size());
-    for (auto& [k, id] : snap.idempotency_keys) idem_keys.emplace(std::move(k), id);
-    next_send_id = snap.max_send_id + 1;
-
-    std::vector<store_op> fixes;
+    // The counters start from every process's recent reservations; from
+    // here on they see only this engine's, and the store's refusals.
     for (auto& row : snap.recent_sends) {
         if (row.state == send_state::failed) continue;
-        if (row.state == send_state::reserved) {
-            // Reserved but never recorded as handed off or refused: it may
-            // have gone out before the crash. Never retry it.
-            row.state = send_state::unknown;
-            row.updated_at = now;
-            row.detail = "engine stopped while the send was in flight";
-            fixes.push_back(store_ops::update_send{row});
-        }
         auto it = mailboxes.find(row.mailbox);
         if (it == mailboxes.end()) continue;
         auto& mb = it->second;
@@ -167,20 +161,13 @@ void engine::impl::load() {
                 p->second.sticky[row.recipient] = row.mailbox;
         }
     }
-    if (snap.last_audit) writer->set_audit_head(snap.last_audit->seq, snap.last_audit->hash);
-    if (!fixes.empty()) {
-        auto n = fixes.size();
-        writer->enqueue(
-            std::move(fixes), [log = params.log, n](error_code ec, const diagnostics& d) {
-                if (ec)
-                    log.log(log_level::error,
-                            fmt::format("could not mark {} interrupted sends unknown: {}", n,
-                                        d.message));
-            });
-        params.log.log(
-            log_level::warning,
-            fmt::format("{} sends interrupted by a previous stop recorded as unknown", n));
-    }
+    applied_seq = snap.change_seq;
+}
+
+void engine::impl::start_sync() {
+    // Acknowledge what we loaded, then keep up.
+    renew_or_reattach();
+    sync_thread = std::thread([this] { sync_loop(); });
 }
 
 void engine::impl::with_store(const std::function<void(store&)>& fn) const {
@@ -205,6 +192,7 @@ error_code engine::impl::apply_mailbox(const mailbox_config& cfg, bool keep_runt
     auto& mb = mailboxes[cfg.id];
     if (!keep_runtime) mb = mailbox_rt{};
     mb.cfg = cfg;
+    mb.cap_key = decide::mailbox_key(cfg.id);
     mb.zone = zone;
     mb.sender_domain = domain ? *domain : cfg.from.domain;
     mb.limits = to_effective(cfg.limits);
@@ -219,6 +207,8 @@ error_code engine::impl::apply_quota(const quota& q) {
     if (!zone) return make_error_code(errc::unknown_time_zone);
     auto& rt = quotas[{q.scope, q.key}];
     rt.q = q;
+    rt.cap_key = decide::quota_key(q.scope, q.key);
+    rt.object_id = quota_object_id(q.scope, q.key);
     rt.zone = zone;
     rt.limits = to_effective(q.limits);
     rt.horizon = horizon_of(q.limits);
@@ -269,34 +259,50 @@ void queue_audited(engine::impl& s, const principal& who, std::string_view actio
 void engine::impl::mutate(const principal& who, std::string_view action, std::string_view type,
                           std::string_view id, std::string before, std::string after,
                           std::vector<store_op> ops, const std::function<void()>& apply) {
-    std::promise<std::pair<error_code, diagnostics>> p;
-    queue_audited(*this, who, action, type, id, std::move(before), std::move(after),
-                  std::move(ops), [this, &p, &apply](error_code ec, const diagnostics& d) {
-                      if (!ec) {
-                          try {
-                              apply();
-                          } catch (const std::exception& e) {
-                              params.log.log(log_level::error,
-                                             fmt::format("applying a committed change failed: {}",
-                                                         e.what()));
-                          }
-                      }
-                      p.set_value({ec, d});
+    const bool changes = std::any_of(ops.begin(), ops.end(), [](const store_op& op) {
+        return !std::holds_alternative<store_ops::append_audit>(op);
+    });
+    // A promise of void, not of the reply: std::future's types for a
+    // library-private type would be exported from the shared library.
+    commit_reply reply;
+    std::promise<void> p;
+    queue_audited(*this, who, action, type, id, std::move(before), std::move(after), std::move(ops),
+                  [&](commit_reply&& r) {
+                      reply = std::move(r);
+                      p.set_value();
                   });
-    auto [ec, diag] = p.get_future().get();
-    if (ec) throw exception(ec, diag);
+    p.get_future().wait();
+    if (reply.ec) throw exception(reply.ec, reply.diag);
+    if (!changes) {
+        // A runtime object (a provider): nothing for the feed to carry.
+        if (apply) apply();
+        return;
+    }
+    try {
+        // Our own change may be applied as committed only when the change
+        // seq is ours alone; otherwise it is read back with the others'.
+        catch_up(reply.change_seq, reply.sole_change ? apply : std::function<void()>{});
+    } catch (const exception&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw exception(
+            make_error_code(errc::store_error),
+            fmt::format("the change was stored, but reading it back failed: {}", e.what()));
+    }
+    // Once this returns, every engine of the workspace has it in memory.
+    wait_acked(reply.change_seq);
 }
 
 void engine::impl::mutate_async(std::string_view action, std::string_view type, std::string_view id,
                                 std::string before, std::string after, std::vector<store_op> ops) {
     // A failure is logged; the in-memory effect (e.g. a suppression) stays in force.
-    queue_audited(*this, principal::system(), action, type, id, std::move(before),
-                  std::move(after), std::move(ops),
-                  [log = params.log, a = std::string(action)](error_code ec, const diagnostics& d) {
-                      if (ec)
-                          log.log(log_level::error,
-                                  fmt::format("automatic {} could not be stored: {}", a, d.message));
-                  });
+    queue_audited(
+        *this, principal::system(), action, type, id, std::move(before), std::move(after),
+        std::move(ops), [log = params.log, a = std::string(action)](commit_reply&& r) {
+            if (r.ec)
+                log.log(log_level::error,
+                        fmt::format("automatic {} could not be stored: {}", a, r.diag.message));
+        });
 }
 
 void engine::impl::emit(event ev) {
@@ -323,12 +329,14 @@ void engine::impl::emit(event ev) {
 engine::engine(boost::asio::any_io_executor ex, engine_params params)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(params))) {
     impl_->load();
+    impl_->start_sync();
 }
 
 engine::~engine() {
     if (impl_) {
-        impl_->writer->flush();
         impl_->cancelled = true;
+        impl_->writer->flush();
+        impl_->stop_membership();
     }
 }
 
@@ -337,8 +345,9 @@ boost::asio::any_io_executor engine::get_executor() const noexcept {
 }
 
 void engine::async_send_impl(
-    send_request req, boost::asio::any_completion_handler<void(error_code, send_result)> handler) {
-    impl_->start_send(std::move(req), std::move(handler));
+    const std::shared_ptr<impl>& state, send_request req,
+    boost::asio::any_completion_handler<void(error_code, send_result)> handler) {
+    state->start_send(std::move(req), std::move(handler));
 }
 
 void engine::add_provider(const principal& who, const std::string& id,

@@ -1,25 +1,34 @@
 // The engine's state and the decisions it makes on it. The public class in
 // engine.hpp forwards here.
 //
-// Locking: `mu` (all decision state) before `supp_mu` (the suppression
-// index). Audit records are linked into their chain by the writer, in commit
-// order.
-// No lock is held while waiting for the store; in-memory effects of audited
-// changes are applied on the writer thread in commit order.
+// Locking: `feed_mu` (applying the change feed) before `mu` (all decision
+// state) before `supp_mu` (the suppression index). No lock is held while
+// waiting for the store, except `feed_mu` while reading the change feed.
+//
+// Memory is a cache of what the store decides. Configuration, pauses and
+// suppressions reach it through the store's change feed, applied in change
+// order (membership.cpp); caps are decided by the store at reservation, the
+// in-memory counters only choose a mailbox likely to pass.
 #pragma once
 
 #include <atomic>
 #include <boost/asio/strand.hpp>
+#include <condition_variable>
 #include <mailers/engine.hpp>
 #include <map>
 #include <mutex>
 #include <random>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "core/rate_counter.hpp"
 #include "core/schedule.hpp"
+#include "decide/breaker.hpp"
+#include "decide/eligibility.hpp"
+#include "decide/failure_policy.hpp"
+#include "decide/rotation.hpp"
 #include "engine/commit_writer.hpp"
 #include "suppression/index.hpp"
 
@@ -27,8 +36,12 @@ namespace mailers {
 
 namespace detail {
 
-struct mailbox_rt {
+// The breaker is a base so its fields read as the mailbox's own
+// (mb.health, mb.probe_in_flight); breaker() is the whole state, for the
+// decide:: transitions.
+struct mailbox_rt : decide::breaker_state {
     mailbox_config cfg;
+    std::string cap_key;  // decide::mailbox_key(cfg.id)
     zone_ptr zone = nullptr;
     std::string sender_domain;            // normalised From domain
     std::vector<effective_limit> limits;  // cfg.limits, without warm-up
@@ -38,16 +51,15 @@ struct mailbox_rt {
     time_point throttled_until{};
     time_point exhausted_until{};
     bool auth_failed = false;
-    // circuit breaker
-    health_state health = health_state::closed;
-    std::uint32_t consecutive_failures = 0;
-    time_point open_until{};
-    std::chrono::seconds cool_down{0};
-    bool probe_in_flight = false;
+
+    decide::breaker_state& breaker() noexcept { return *this; }
+    const decide::breaker_state& breaker() const noexcept { return *this; }
 };
 
 struct quota_rt {
     quota q;
+    std::string cap_key;    // decide::quota_key(scope, key)
+    std::string object_id;  // quota_object_id(scope, key)
     zone_ptr zone = nullptr;
     std::vector<effective_limit> limits;
     std::chrono::seconds horizon{86400};
@@ -61,10 +73,8 @@ struct quota_rt {
 /// at the first: the cost of a send does not grow with the pool's size.
 struct pool_rt {
     pool_config cfg;
-    std::vector<mailbox_rt*> members;        // cfg.mailboxes, resolved
-    std::vector<std::uint32_t> schedule;     // weighted: smooth weighted round-robin order
-    std::vector<std::uint32_t> by_priority;  // priority: members by priority, stable
-    std::size_t cursor = 0;
+    std::vector<mailbox_rt*> members;                     // cfg.mailboxes, resolved
+    decide::rotation order;                               // indexes into members
     std::unordered_map<std::string, std::string> sticky;  // recipient -> mailbox
 };
 
@@ -78,16 +88,18 @@ struct reservation {
     time_point at{};
     std::vector<std::pair<quota_rt*, rate_counter*>> quota_counters;
     bool probe = false;
+    duration gap{0};  // the gap (with jitter) this reservation starts
 };
 
-struct eligibility {
-    ineligible_reason reason = ineligible_reason::none;
-    std::optional<time_point> next;  // when it may become eligible, if known
-};
+using decide::cap_hint;
+using decide::eligibility;
 
 }  // namespace detail
 
-struct engine::impl : std::enable_shared_from_this<engine::impl> {
+// Hidden: a nested class of an exported class is exported by default, and
+// nothing here is public API.
+struct __attribute__((visibility("hidden"))) engine::impl
+    : std::enable_shared_from_this<engine::impl> {
     impl(boost::asio::any_io_executor ex, engine_params p);
     ~impl();
 
@@ -104,9 +116,7 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
     std::map<std::pair<quota_scope, std::string>, detail::quota_rt> quotas;
     std::unordered_map<std::string, std::string> pauses;  // pause object id -> reason
     std::unordered_map<std::string, std::shared_ptr<provider_transport>> providers;
-    std::unordered_map<std::string, std::uint64_t> idem_keys;
-    std::unordered_map<std::uint64_t, ledger_row> in_flight;
-    std::uint64_t next_send_id = 1;
+    std::unordered_map<std::string, detail::cap_hint> cap_hints;  // cap key -> store's refusal
     std::mt19937_64 rng;
     engine_stats counters;
 
@@ -118,8 +128,45 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
     std::uint64_t next_handler = 1;
     std::atomic<bool> have_handlers{false};
 
+    // --- membership and the change feed (membership.cpp)
+    std::atomic<std::uint64_t> member{0};
+    /// The newest change applied to memory; written under feed_mu and mu.
+    std::atomic<std::uint64_t> applied_seq{0};
+    /// Hand-offs are allowed only before this steady-clock instant (ns):
+    /// the lease this member last renewed, less a safety margin. Another
+    /// process's suppress() stops waiting for us once our lease runs out,
+    /// so we must have stopped handing off by then.
+    std::atomic<std::int64_t> fence_until{0};
+    std::mutex feed_mu;
+    std::mutex sync_mu;
+    std::condition_variable sync_cv;
+    bool sync_stop = false;
+    std::thread sync_thread;
+
+    void start_membership();
+    void stop_membership();
+    void sync_loop();
+    /// Attaches anew (after a lost lease) or renews; acks applied_seq.
+    void renew_or_reattach();
+    /// Recovers members that are gone: leases run out, and processes of
+    /// this host that no longer exist.
+    void recover_dead();
+    /// Reads the change feed past applied_seq and applies it.
+    void pull_changes();
+    /// Applies the change feed up to at least `seq`. `apply_own`, when
+    /// given, applies the caller's own change, the only one at `seq`: used
+    /// instead of reading it back when `seq` is the very next change.
+    void catch_up(std::uint64_t seq, const std::function<void()>& apply_own);
+    /// Waits until every other live member has applied `seq`.
+    void wait_acked(std::uint64_t seq);
+    void apply_changes(const change_set& cs);  // callers hold feed_mu
+    bool fenced() const noexcept;
+
     // --- start-up
+    /// Joins the workspace and loads it into memory.
     void load();
+    /// Acknowledges what load() read and starts the sync thread.
+    void start_sync();
     /// Runs `fn` on the writer thread, after every write queued before it,
     /// and waits; rethrows what `fn` throws. Blocks the calling thread.
     void with_store(const std::function<void(store&)>& fn) const;
@@ -131,21 +178,19 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
                                                std::string_view recipient_domain, time_point now);
     void release(const detail::reservation& r);
     /// Calls fn(quota, per_domain) for every quota a send from `mb` to
-    /// `recipient_domain` counts against, in a fixed order, until fn returns
-    /// true; `per_domain` is set for a "*" recipient-domain quota, which
-    /// counts each receiving domain apart. Returns whether fn stopped it.
+    /// `recipient_domain` counts against, in decide::quotas_for's order,
+    /// until fn returns true; `per_domain` is set for a "*" recipient-domain
+    /// quota, which counts each receiving domain apart. Returns whether fn
+    /// stopped it.
     template <class Fn>
     bool for_each_quota(const detail::mailbox_rt& mb, std::string_view recipient_domain, Fn&& fn) {
         if (quotas.empty()) return false;
-        auto one = [&](quota_scope scope, const std::string& key) {
-            auto it = quotas.find({scope, key});
-            return it != quotas.end() && fn(it->second, key == "*");
-        };
-        return one(quota_scope::provider, mb.cfg.provider) ||
-               one(quota_scope::sender_domain, mb.sender_domain) ||
-               (!recipient_domain.empty() &&
-                (one(quota_scope::recipient_domain, std::string(recipient_domain)) ||
-                 one(quota_scope::recipient_domain, "*")));
+        for (const auto& r :
+             decide::quotas_for(mb.cfg.provider, mb.sender_domain, recipient_domain)) {
+            auto it = quotas.find({r.scope, std::string(r.key)});
+            if (it != quotas.end() && fn(it->second, r.per_domain)) return true;
+        }
+        return false;
     }
     /// Calls fn(quota, counter) for every quota counter a send from `mb` to
     /// `recipient_domain` counts against, creating the per-domain counter of
@@ -169,20 +214,29 @@ struct engine::impl : std::enable_shared_from_this<engine::impl> {
                      std::string_view recipient_domain,
                      const std::unordered_set<std::string>& tried, time_point now);
     bool paused_for(const detail::mailbox_rt& mb, const std::string& pool_id) const;
+    /// The store's last refusal for `key`, when it still holds at `now`.
+    const detail::cap_hint* hint(const std::string& key, time_point now) const;
     bool is_paused_locked(pause_scope s, const std::string& id) const;
     void record_success(detail::mailbox_rt& mb, const detail::reservation& r);
     void record_transient_failure(detail::mailbox_rt& mb, const detail::reservation& r,
                                   time_point now);
+    /// Applies what decide::on_outcome decided at `now` to memory: the
+    /// reservation, the breaker and the mailbox's marks (`mb` is null when
+    /// the mailbox is gone). Suppression, pauses, events and counters are
+    /// the caller's.
+    void apply_outcome(detail::mailbox_rt* mb, const detail::reservation& r,
+                       const decide::outcome_decision& d, time_point now);
 
     // --- suppression (takes supp_mu)
     bool suppressed(const std::string& normalised) const;
 
     // --- audited mutations
-    /// Authorises, appends an audit record and commits `ops` + the record
-    /// in one transaction; blocks until durable. Throws on failure.
-    /// `apply` updates the in-memory state; it runs on the writer thread
-    /// right after the commit succeeds, in commit order, so memory and store
-    /// agree even when two changes to the same thing race.
+    /// Appends an audit record and commits `ops` + the record in one
+    /// transaction; blocks until durable, then until this engine has applied
+    /// the change and every other live member has too. Throws on failure.
+    /// `apply` updates memory when the change is the next one in the feed
+    /// (otherwise the feed is read back); with no store change (a runtime
+    /// object such as a provider) it always runs.
     void mutate(const principal& who, std::string_view action, std::string_view resource_type,
                 std::string_view resource_id, std::string before, std::string after,
                 std::vector<store_op> ops, const std::function<void()>& apply);

@@ -9,10 +9,12 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <mailers/mime.hpp>
 
 #include "core/post.hpp"
+#include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
 
@@ -27,32 +29,32 @@ namespace {
 
 using send_pair = std::pair<error_code, send_result>;
 
-awaitable<std::pair<error_code, diagnostics>> async_commit(engine::impl& self,
-                                                           std::vector<store_op> ops) {
-    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
-                                            void(std::pair<error_code, diagnostics>)>(
+awaitable<commit_reply> async_commit(engine::impl& self, std::vector<store_op> ops) {
+    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(commit_reply)>(
         [&self](auto handler, std::vector<store_op> ops) {
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            self.writer->enqueue(std::move(ops),
-                                 [h, ex = self.ex](error_code ec, const diagnostics& d) {
-                                     complete_later(ex, std::move(*h), std::make_pair(ec, d));
-                                 });
+            self.writer->enqueue(std::move(ops), [h, ex = self.ex](commit_reply&& r) {
+                complete_later(ex, std::move(*h), std::move(r));
+            });
         },
         use_awaitable, std::move(ops));
 }
 
-awaitable<std::optional<ledger_row>> async_find_send(engine::impl& self, std::uint64_t id) {
-    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
-                                            void(std::optional<ledger_row>)>(
-        [&self, id](auto handler) {
+// Reads the change feed on the writer thread (a blocking store read never
+// runs on the host's executor).
+awaitable<void> async_pull_changes(engine::impl& self) {
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [&self](auto handler) {
             auto h = std::make_shared<decltype(handler)>(std::move(handler));
-            self.writer->run([h, ex = self.ex, id, ws = self.params.workspace](store& st) {
-                std::optional<ledger_row> row;
+            self.writer->run([h, ex = self.ex, &self](store&) {
                 try {
-                    row = st.find_send(ws, id);
-                } catch (...) {
+                    self.pull_changes();
+                } catch (const std::exception& e) {
+                    self.params.log.log(
+                        log_level::error,
+                        fmt::format("reading the change feed failed: {}", e.what()));
                 }
-                complete_later(ex, std::move(*h), std::move(row));
+                complete_later(ex, std::move(*h));
             });
         },
         use_awaitable);
@@ -146,11 +148,131 @@ event make_event(event_type t, time_point at, const send_request& req, const sen
     return e;
 }
 
+// The claims a send from `mb` to `recipient_domain` makes on the store: the
+// mailbox's own caps (with warm-up and gap) and every shared quota it
+// counts against. Callers hold mu.
+std::vector<decide::planned_claim> plan_claims(engine::impl& s, mailbox_rt& mb,
+                                               std::string_view recipient_domain,
+                                               const reservation& res) {
+    std::vector<decide::planned_claim> claims;
+    auto& own = claims.emplace_back();
+    own.claim.key = mb.cap_key;
+    own.claim.object_kind = "mailbox";
+    own.claim.object_id = mb.cfg.id;
+    own.claim.gap = res.gap;
+    decide::add_windows(own, mb.limits, mb.zone, res.at);
+    if (auto ramp = decide::warmup_limit(mb.cfg.warmup, mb.limits, mb.zone, res.at))
+        decide::add_windows(own, std::span(&*ramp, 1), mb.zone, res.at);
+    s.for_each_quota(mb, recipient_domain, [&](quota_rt& q, bool per_domain) {
+        auto& c = claims.emplace_back();
+        c.claim.key = per_domain ? decide::any_recipient_domain_key(recipient_domain) : q.cap_key;
+        c.claim.object_kind = "quota";
+        c.claim.object_id = q.object_id;
+        decide::add_windows(c, q.limits, q.zone, res.at);
+        return false;
+    });
+    return claims;
+}
+
+std::vector<cap_claim> store_claims(const std::vector<decide::planned_claim>& planned) {
+    std::vector<cap_claim> out;
+    out.reserve(planned.size());
+    for (const auto& p : planned) out.push_back(p.claim);
+    return out;
+}
+
+// Remembers the store's refusal so that picks skip the key until it may
+// fit; returns when that is.
+std::optional<time_point> note_refusal(engine::impl& s,
+                                       const std::vector<decide::planned_claim>& claims,
+                                       const reserve_outcome& o, time_point now) {
+    if (o.claim >= claims.size()) return std::nullopt;
+    const auto& c = claims[o.claim];
+    cap_hint h;
+    std::optional<time_point> retry;
+    if (o.status == reserve_status::gap) {
+        h.reason = ineligible_reason::min_gap;
+        retry = o.until;
+    } else if (o.status == reserve_status::cap_reached && o.window < c.rules.size()) {
+        h.reason = c.claim.object_kind == "mailbox" ? ineligible_reason::cap_reached
+                                                    : ineligible_reason::quota_reached;
+        retry = decide::retry_time(c.rules[o.window], c.claim.windows[o.window], o.until, now);
+    } else {
+        return std::nullopt;
+    }
+    h.until = retry.value_or(time_point::max());
+    std::lock_guard lock(s.mu);
+    s.cap_hints[c.claim.key] = h;
+    return retry;
+}
+
+// One reservation attempt, prepared under mu: the mailbox picked, its
+// in-memory reservation and the claims for the store.
+struct prepared {
+    std::optional<reservation> res;
+    std::vector<decide::planned_claim> claims;
+    std::uint64_t config_seq = 0;
+    std::optional<time_point> retry_at;
+    ineligible_reason reason = ineligible_reason::none;
+};
+
+prepared prepare(engine::impl& s, const send_request& req, const std::string& recipient,
+                 std::string_view recipient_domain, const std::unordered_set<std::string>& tried,
+                 ledger_row& row) {
+    prepared p;
+    std::lock_guard lock(s.mu);
+    // Read under the lock, so this process's reservations are made in time
+    // order (a time read before another send reserved would miss it).
+    auto now = s.clk->now();
+    auto picked = s.pick(req, recipient, recipient_domain, tried, now);
+    p.retry_at = picked.retry_at;
+    p.reason = picked.reason;
+    if (!picked.mailbox) return p;
+    auto& mb = *picked.mailbox;
+    p.claims = plan_claims(s, mb, recipient_domain, *picked.res);
+    p.config_seq = s.applied_seq.load();
+    row.mailbox = mb.cfg.id;
+    row.provider = mb.cfg.provider;
+    row.message_id = make_message_id(
+        s.params.message_id_domain.empty() ? mb.sender_domain : s.params.message_id_domain);
+    row.state = send_state::reserved;
+    row.reserved_at = row.updated_at = now;
+    row.owner = s.member.load();
+    p.res = std::move(picked.res);
+    return p;
+}
+
+void fill_duplicate(send_result& result, const reserve_outcome& o) {
+    result.duplicate = true;
+    result.send_id = std::to_string(o.send_id);
+    if (o.existing) {
+        result.send_id = std::to_string(o.existing->id);
+        result.state = o.existing->state;
+        result.mailbox = o.existing->mailbox;
+        result.provider = o.existing->provider;
+        result.message_id = o.existing->message_id;
+        result.provider_message_id = o.existing->provider_message_id;
+    }
+}
+
+// How many times a send asks the store before it gives up on capacity: a
+// refusal teaches this engine about other processes' sends, so the next
+// pick usually passes.
+std::size_t reserve_rounds(const engine::impl& s, const send_request& req) {
+    if (req.pool.empty()) return 3;
+    auto p = s.pools.find(req.pool);
+    return 3 + (p == s.pools.end() ? 0 : p->second.members.size());
+}
+
 awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request req) {
     auto& s = *self;
     send_result result;
     auto now = s.clk->now();
 
+    if (s.cancelled) {
+        result.diag.message = "the engine was cancelled";
+        co_return send_pair{make_error_code(errc::operation_aborted), std::move(result)};
+    }
     // 1. Validate: bad input changes nothing. A refused authorisation counts
     // like bad input: every send lands in exactly one counter.
     const auto count_rejected = [&s] {
@@ -182,17 +304,11 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     const std::string recipient = std::move(*recipient_r);
     const std::string recipient_domain = recipient.substr(recipient.rfind('@') + 1);
 
-    // 2. Decide, all under one lock: idempotency, pause, suppression, pick + reserve.
-    ledger_row row;
-    reservation res;
-    std::unordered_set<std::string> tried;
+    // 2. Refusals memory can give at once: unknown names, pauses, suppression.
     std::uint32_t max_attempts = 1;
-    std::optional<std::uint64_t> duplicate_of;
+    std::size_t rounds = 3;
     {
         std::lock_guard lock(s.mu);
-        // Read under the lock, so reservations are made in time order: a
-        // time read before another send reserved would miss that reservation
-        // (it lies "in the future") and let a rolling window go over its cap.
         now = s.clk->now();
         if (!req.pool.empty()) {
             auto p = s.pools.find(req.pool);
@@ -207,113 +323,124 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             result.diag.message = fmt::format("no mailbox '{}'", req.mailbox);
             co_return send_pair{make_error_code(errc::unknown_mailbox), std::move(result)};
         }
-        if (!req.idempotency_key.empty()) {
-            auto k = s.idem_keys.find(req.idempotency_key);
-            if (k != s.idem_keys.end()) {
-                ++s.counters.duplicates;
-                auto f = s.in_flight.find(k->second);
-                if (f != s.in_flight.end()) {
-                    row = f->second;
-                } else {
-                    duplicate_of = k->second;
-                }
-                if (!duplicate_of) {
-                    result.duplicate = true;
-                    result.send_id = std::to_string(row.id);
-                    result.state = row.state;
-                    result.mailbox = row.mailbox;
-                    result.provider = row.provider;
-                    result.message_id = row.message_id;
-                    co_return send_pair{make_error_code(errc::duplicate), std::move(result)};
-                }
-            }
+        rounds = reserve_rounds(s, req);
+        std::optional<std::pair<errc, event_type>> refused;
+        if (s.is_paused_locked(pause_scope::workspace, "") ||
+            (!req.pool.empty() && s.is_paused_locked(pause_scope::pool, req.pool))) {
+            ++s.counters.paused;
+            result.diag.message = "the workspace or pool is paused";
+            refused.emplace(errc::paused, event_type::paused);
+        } else if (s.suppressed(recipient)) {
+            ++s.counters.suppressed;
+            result.diag.message = "the recipient is suppressed";
+            refused.emplace(errc::suppressed, event_type::suppressed);
         }
-        if (!duplicate_of) {
-            bool paused = s.is_paused_locked(pause_scope::workspace, "") ||
-                          (!req.pool.empty() && s.is_paused_locked(pause_scope::pool, req.pool));
-            // Why nothing was reserved, when nothing was.
-            std::optional<std::pair<errc, event_type>> refused;
-            if (paused) {
-                ++s.counters.paused;
-                result.diag.message = "the workspace or pool is paused";
-                refused.emplace(errc::paused, event_type::paused);
-            } else if (s.suppressed(recipient)) {
-                ++s.counters.suppressed;
-                result.diag.message = "the recipient is suppressed";
-                refused.emplace(errc::suppressed, event_type::suppressed);
-            } else {
-                auto picked = s.pick(req, recipient, recipient_domain, tried, now);
-                if (!picked.mailbox) {
-                    ++s.counters.no_capacity;
-                    result.retry_at = picked.retry_at;
-                    result.diag.message = "no eligible mailbox can send now";
-                    refused.emplace(errc::no_capacity, event_type::no_capacity);
-                } else {
-                    auto& mb = *picked.mailbox;
-                    res = std::move(*picked.res);
-                    tried.insert(mb.cfg.id);
-                    row.id = s.next_send_id++;
-                    row.idempotency_key = req.idempotency_key;
-                    row.mailbox = mb.cfg.id;
-                    row.provider = mb.cfg.provider;
-                    row.pool = req.pool;
-                    row.recipient = recipient;
-                    row.message_id = make_message_id(s.params.message_id_domain.empty()
-                                                         ? mb.sender_domain
-                                                         : s.params.message_id_domain);
-                    row.state = send_state::reserved;
-                    row.reserved_at = row.updated_at = now;
-                    s.in_flight.emplace(row.id, row);
-                    if (!req.idempotency_key.empty())
-                        s.idem_keys.emplace(req.idempotency_key, row.id);
-                }
-            }
-            if (refused) {
-                s.emit(
-                    make_event(refused->second, now, req, result, recipient, result.diag.message));
-                co_return send_pair{make_error_code(refused->first), std::move(result)};
-            }
+        if (refused) {
+            s.emit(make_event(refused->second, now, req, result, recipient, result.diag.message));
+            co_return send_pair{make_error_code(refused->first), std::move(result)};
         }
     }
-    if (duplicate_of) {
-        auto found = co_await async_find_send(s, *duplicate_of);
-        result.duplicate = true;
-        result.send_id = std::to_string(*duplicate_of);
-        if (found) {
-            result.state = found->state;
-            result.mailbox = found->mailbox;
-            result.provider = found->provider;
-            result.message_id = found->message_id;
-            result.provider_message_id = found->provider_message_id;
+
+    // 3. Reserve in the store: it decides caps, gap, idempotency and the id
+    // for every process at once. Memory picks a mailbox likely to pass.
+    ledger_row row;
+    row.idempotency_key = req.idempotency_key;
+    row.pool = req.pool;
+    row.recipient = recipient;
+    reservation res;
+    std::unordered_set<std::string> tried;
+    std::vector<decide::planned_claim> claims;
+    // Asks the store for a reservation on the next eligible mailbox; on a
+    // refusal memory learns why and the next pick avoids it.
+    enum class reserved_as { ok, duplicate, no_capacity, failed };
+    std::optional<time_point> retry_at;
+    ineligible_reason last_reason = ineligible_reason::none;
+    auto reserve_once = [&]() -> awaitable<reserved_as> {
+        for (std::size_t round = 0; round < rounds; ++round) {
+            auto p = prepare(s, req, recipient, recipient_domain, tried, row);
+            if (!p.res) {
+                retry_at = p.retry_at;
+                last_reason = p.reason;
+                co_return reserved_as::no_capacity;
+            }
+            claims = std::move(p.claims);
+            store_ops::reserve_send op{row, store_claims(claims), p.config_seq};
+            auto reply = co_await async_commit(s, one_op(std::move(op)));
+            if (reply.ec || reply.ops.empty()) {
+                {
+                    std::lock_guard lock(s.mu);
+                    s.release(*p.res);
+                }
+                result.diag = reply.diag;
+                if (!reply.ec) result.diag.message = "the store gave no result for a reservation";
+                co_return reserved_as::failed;
+            }
+            const auto& o = reply.ops.front().reservation;
+            if (o.status == reserve_status::reserved) {
+                res = std::move(*p.res);
+                row.id = o.send_id;
+                tried.insert(row.mailbox);
+                co_return reserved_as::ok;
+            }
+            {
+                std::lock_guard lock(s.mu);
+                s.release(*p.res);
+            }
+            switch (o.status) {
+                case reserve_status::duplicate:
+                    fill_duplicate(result, o);
+                    co_return reserved_as::duplicate;
+                case reserve_status::cap_reached:
+                case reserve_status::gap:
+                    note_refusal(s, claims, o, row.reserved_at);
+                    break;
+                case reserve_status::stale_config:
+                    co_await async_pull_changes(s);
+                    break;
+                default:
+                    // not_owner: this send's row is no longer ours to retry.
+                    result.diag.message = "the send is no longer this engine's to retry";
+                    co_return reserved_as::failed;
+            }
         }
-        co_return send_pair{make_error_code(errc::duplicate), std::move(result)};
+        // Still refused after learning from every refusal: what memory now
+        // knows is the best answer for when to come back.
+        {
+            std::lock_guard lock(s.mu);
+            auto p = s.pick(req, recipient, recipient_domain, tried, s.clk->now());
+            if (p.mailbox) {
+                s.release(*p.res);
+            } else {
+                retry_at = p.retry_at;
+                last_reason = p.reason;
+            }
+        }
+        co_return reserved_as::no_capacity;
+    };
+
+    auto first = co_await reserve_once();
+    if (first != reserved_as::ok) {
+        std::lock_guard lock(s.mu);
+        switch (first) {
+            case reserved_as::duplicate:
+                ++s.counters.duplicates;
+                co_return send_pair{make_error_code(errc::duplicate), std::move(result)};
+            case reserved_as::no_capacity:
+                ++s.counters.no_capacity;
+                result.retry_at = retry_at;
+                result.diag.message = "no eligible mailbox can send now";
+                s.emit(make_event(event_type::no_capacity, now, req, result, recipient,
+                                  result.diag.message));
+                co_return send_pair{make_error_code(errc::no_capacity), std::move(result)};
+            default:
+                ++s.counters.failed;
+                co_return send_pair{make_error_code(errc::store_error), std::move(result)};
+        }
     }
 
     result.send_id = std::to_string(row.id);
-    bool inserted = false;
     error_code final_ec;
     for (;;) {
-        // 3. The reservation is durable before anything leaves.
-        {
-            std::vector<store_op> ops;
-            if (!inserted)
-                ops.push_back(store_ops::insert_send{row});
-            else
-                ops.push_back(store_ops::update_send{row});
-            auto [cec, cdiag] = co_await async_commit(s, std::move(ops));
-            if (cec) {
-                std::lock_guard lock(s.mu);
-                s.release(res);
-                s.in_flight.erase(row.id);
-                if (!inserted && !req.idempotency_key.empty())
-                    s.idem_keys.erase(req.idempotency_key);
-                ++s.counters.failed;
-                result.state.reset();
-                result.diag = cdiag;
-                co_return send_pair{cec, std::move(result)};
-            }
-            inserted = true;
-        }
         if (s.cancelled) {
             final_ec = make_error_code(errc::operation_aborted);
             std::lock_guard lock(s.mu);
@@ -323,13 +450,20 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             break;
         }
 
-        // 4. Hand-off: re-check suppression and pauses under the same locks
-        // that suppress() and pause() take, and start the transport while
-        // holding them, so "once it returns, nothing new leaves" holds.
+        // 4. Hand-off: re-check suppression and pauses under the same lock
+        // the change feed is applied under, and start the transport while
+        // holding it; together with the acknowledgements suppress() and
+        // pause() wait for, "once it returns, nothing new leaves" holds in
+        // every process. A member whose lease may have run out hands off
+        // nothing: others may have stopped waiting for it.
         std::uint32_t attempt = row.attempt;
         result.mailbox = row.mailbox;
         result.provider = row.provider;
         result.message_id = row.message_id;
+        for (int waited = 0; s.fenced() && waited < 200 && !s.cancelled; ++waited) {
+            asio::steady_timer t(s.ex, std::chrono::milliseconds(10));
+            co_await t.async_wait(use_awaitable);
+        }
         auto [tec, outcome] =
             co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
                                           void(error_code, send_outcome)>(
@@ -340,7 +474,10 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     error_code refuse;
                     std::string detail;
                     std::shared_ptr<provider_transport> transport;
-                    if (s.index.contains_address(recipient)) {
+                    if (s.fenced()) {
+                        refuse = make_error_code(errc::store_error);
+                        detail = "this engine lost its workspace lease before hand-off";
+                    } else if (s.index.contains_address(recipient)) {
                         refuse = make_error_code(errc::suppressed);
                         detail = "the recipient was suppressed before hand-off";
                     } else if (mit == s.mailboxes.end() || s.paused_for(mit->second, req.pool) ||
@@ -368,15 +505,26 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 asio::as_tuple(use_awaitable));
         result.attempts = attempt;
 
-        // 5. Record the outcome and act on its failure class. The time is
-        // read under the lock, as in step 2, before a failover reserves.
-        std::lock_guard lock(s.mu);
+        // 5. Record the outcome and act on its failure class.
+        std::unique_lock lock(s.mu);
         now = s.clk->now();
         auto mit = s.mailboxes.find(row.mailbox);
+        mailbox_rt* mb = mit == s.mailboxes.end() ? nullptr : &mit->second;
         row.updated_at = now;
-        if (!tec) {
-            if (mit != s.mailboxes.end()) s.record_success(mit->second, res);
-            row.state = send_state::accepted;
+        decide::outcome_facts facts;
+        facts.now = now;
+        facts.retry_after = outcome.diag.retry_after;
+        if (mb) {
+            facts.limits = mb->limits;
+            facts.zone = mb->zone;
+        }
+        facts.attempt = attempt;
+        facts.max_attempts = max_attempts;
+        facts.pooled = !req.pool.empty();
+        const auto d = decide::on_outcome(tec, facts);
+        s.apply_outcome(mb, res, d, now);
+        row.state = d.state;
+        if (d.state == send_state::accepted) {
             row.provider_message_id = outcome.provider_message_id;
             row.detail.clear();
             result.provider_message_id = outcome.provider_message_id;
@@ -391,11 +539,40 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         }
         result.diag = outcome.diag;
         row.detail = outcome.diag.message.empty() ? tec.message() : outcome.diag.message;
-        if (tec == errc::suppressed || tec == errc::paused || tec == errc::unknown_provider) {
-            // Refused at hand-off: certainly not sent.
-            s.release(res);
-            row.state = send_state::failed;
-            final_ec = tec;
+        final_ec = tec;
+        if (d.suppress_recipient) {
+            suppression_entry e{suppression_kind::address, recipient,
+                                suppression_reason::hard_bounce, "transport:" + row.provider, now};
+            {
+                std::unique_lock slock(s.supp_mu);
+                s.index.insert(e.kind, e.value);
+            }
+            s.mutate_async("suppression.add", "suppression", recipient, {}, {},
+                           one_op(store_ops::put_suppression{e}));
+            s.emit(make_event(event_type::bounced, now, req, result, recipient, row.detail));
+        }
+        if (mb && d.effect == decide::sender_effect::auth_failed) {
+            s.emit(make_event(
+                event_type::alert, now, req, result, recipient,
+                fmt::format("mailbox '{}' failed to authenticate: {}", mb->cfg.id, row.detail)));
+        } else if (mb && d.effect == decide::sender_effect::pause_sender_domain) {
+            pause_target t{pause_scope::sender_domain, mb->sender_domain};
+            auto oid = pause_object_id(t);
+            if (!s.pauses.count(oid)) {
+                std::string json = reputation_pause_json(mb->sender_domain);
+                s.pauses[oid] = json;
+                s.mutate_async("pause", "sender_domain", mb->sender_domain, {}, json,
+                               one_op(store_ops::put_object{stored_object{"pause", oid, json}}));
+            }
+            s.emit(make_event(
+                event_type::alert, now, req, result, recipient,
+                fmt::format("sender domain '{}' paused: {}", mb->sender_domain, row.detail)));
+        }
+        if (d.state == send_state::unknown) {
+            ++s.counters.unknown;
+            break;
+        }
+        if (!d.fail_over) {
             if (tec == errc::suppressed)
                 ++s.counters.suppressed;
             else if (tec == errc::paused)
@@ -404,111 +581,23 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 ++s.counters.failed;
             break;
         }
-        auto f = classify(tec);
-        if (f == failure::unknown_outcome) {
-            // It may have gone: keep the reservation, never retry.
-            if (mit != s.mailboxes.end() && res.probe) mit->second.probe_in_flight = false;
-            row.state = send_state::unknown;
-            ++s.counters.unknown;
-            final_ec = tec;
-            break;
-        }
-        s.release(res);
-        if (f == failure::recipient_permanent || f == failure::message_rejected) {
-            row.state = send_state::failed;
-            ++s.counters.failed;
-            final_ec = tec;
-            if (mit != s.mailboxes.end()) s.record_success(mit->second, res);  // the route works
-            if (f == failure::recipient_permanent) {
-                suppression_entry e{suppression_kind::address, recipient,
-                                    suppression_reason::hard_bounce, "transport:" + row.provider,
-                                    now};
-                {
-                    std::unique_lock slock(s.supp_mu);
-                    s.index.insert(e.kind, e.value);
-                }
-                s.mutate_async("suppression.add", "suppression", recipient, {}, {},
-                               one_op(store_ops::put_suppression{e}));
-                s.emit(make_event(event_type::bounced, now, req, result, recipient, row.detail));
-            }
-            break;
-        }
-        // Sender-side failure: the message certainly did not go.
-        if (mit != s.mailboxes.end()) {
-            auto& mb = mit->second;
-            auto retry = outcome.diag.retry_after.value_or(std::chrono::seconds(60));
-            switch (f) {
-                case failure::throttled:
-                    mb.throttled_until = now + std::chrono::duration_cast<duration>(retry);
-                    break;
-                case failure::quota_exhausted: {
-                    bool calendar = false;
-                    for (const auto& l : mb.limits)
-                        if (l.length == std::chrono::seconds(86400) &&
-                            l.kind == window_kind::calendar)
-                            calendar = true;
-                    mb.exhausted_until =
-                        calendar ? next_period_start(std::chrono::seconds(86400), mb.zone, now)
-                                 : now + std::chrono::hours(24);
-                    break;
-                }
-                case failure::auth:
-                    mb.auth_failed = true;
-                    s.emit(make_event(event_type::alert, now, req, result, recipient,
-                                      fmt::format("mailbox '{}' failed to authenticate: {}",
-                                                  mb.cfg.id, row.detail)));
-                    break;
-                case failure::reputation: {
-                    pause_target t{pause_scope::sender_domain, mb.sender_domain};
-                    auto oid = pause_object_id(t);
-                    if (!s.pauses.count(oid)) {
-                        std::string json = reputation_pause_json(mb.sender_domain);
-                        s.pauses[oid] = json;
-                        s.mutate_async(
-                            "pause", "sender_domain", mb.sender_domain, {}, json,
-                            one_op(store_ops::put_object{stored_object{"pause", oid, json}}));
-                    }
-                    s.emit(make_event(event_type::alert, now, req, result, recipient,
-                                      fmt::format("sender domain '{}' paused: {}", mb.sender_domain,
-                                                  row.detail)));
-                    break;
-                }
-                default:
-                    s.record_transient_failure(mb, res, now);
-                    break;
-            }
-        }
-        final_ec = tec;
-        row.state = send_state::failed;
-        if (attempt >= max_attempts || req.pool.empty()) {
-            ++s.counters.failed;
-            break;
-        }
-        auto picked = s.pick(req, recipient, recipient_domain, tried, now);
-        if (!picked.mailbox) {
-            ++s.counters.failed;
-            break;
-        }
-        // Fail over: a fresh attempt on the next mailbox, recorded first.
-        ++s.counters.failovers;
-        auto& mb = *picked.mailbox;
-        res = std::move(*picked.res);
-        tried.insert(mb.cfg.id);
-        row.mailbox = mb.cfg.id;
-        row.provider = mb.cfg.provider;
-        row.state = send_state::reserved;
+        lock.unlock();
+        // Fail over: a further attempt of the same send on the next
+        // mailbox, reserved in the store before it is handed off.
+        const auto failed_row = row;
         row.attempt = attempt + 1;
-        row.reserved_at = now;
-        row.message_id = make_message_id(
-            s.params.message_id_domain.empty() ? mb.sender_domain : s.params.message_id_domain);
-        s.in_flight[row.id] = row;
+        row.detail.clear();
+        auto next = co_await reserve_once();
+        lock.lock();
+        if (next != reserved_as::ok) {
+            row = failed_row;
+            ++s.counters.failed;
+            break;
+        }
+        ++s.counters.failovers;
     }
 
     // 6. Final state is recorded; then the caller and the event handlers hear of it.
-    {
-        std::lock_guard lock(s.mu);
-        s.in_flight.erase(row.id);
-    }
     result.state = row.state;
     result.mailbox = row.mailbox;
     result.provider = row.provider;
@@ -516,10 +605,17 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     // Named, not a temporary: GCC 12 may destroy temporaries of a co_await
     // full-expression twice.
     auto final_ops = one_op(store_ops::update_send{row});
-    auto [cec, cdiag] = co_await async_commit(s, std::move(final_ops));
-    if (cec)
-        s.params.log.log(log_level::error,
-                         fmt::format("send {}: final state not stored: {}", row.id, cdiag.message));
+    auto reply = co_await async_commit(s, std::move(final_ops));
+    if (reply.ec)
+        s.params.log.log(log_level::error, fmt::format("send {}: final state not stored: {}",
+                                                       row.id, reply.diag.message));
+    else if (!reply.ops.empty() && !reply.ops.front().applied)
+        // Also when a retried commit had in fact been applied before the
+        // connection to the store broke: the row is then already final.
+        s.params.log.log(log_level::warning,
+                         fmt::format("send {}: final state not applied: the row was already "
+                                     "final or is another member's",
+                                     row.id));
     event_type t = row.state == send_state::accepted  ? event_type::sent
                    : row.state == send_state::unknown ? event_type::unknown
                    : final_ec == errc::suppressed     ? event_type::suppressed

@@ -1040,14 +1040,34 @@ public:
     store_snapshot load(std::string_view ws, time_point since) override {
         return inner_->load(ws, since);
     }
-    void commit(std::string_view ws, std::span<const store_op> ops) override {
+    commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
         for (const auto& op : ops)
             if (const auto* a = std::get_if<store_ops::append_audit>(&op);
                 a && a->record.resource_id.find("refuse") != std::string::npos) {
                 ++refused;
                 throw exception(make_error_code(errc::store_error), "injected: disk full");
             }
-        inner_->commit(ws, ops);
+        return inner_->commit(ws, ops);
+    }
+    change_set changes_since(std::string_view ws, std::uint64_t after) override {
+        return inner_->changes_since(ws, after);
+    }
+    std::uint64_t attach(std::string_view ws, const member_info& info,
+                         std::chrono::milliseconds lease) override {
+        return inner_->attach(ws, info, lease);
+    }
+    bool renew(std::string_view ws, std::uint64_t member, std::chrono::milliseconds lease,
+               std::uint64_t acked) override {
+        return inner_->renew(ws, member, lease, acked);
+    }
+    void detach(std::string_view ws, std::uint64_t member) override { inner_->detach(ws, member); }
+    std::vector<member_record> members(std::string_view ws) override { return inner_->members(ws); }
+    std::size_t recover(std::string_view ws, std::span<const std::uint64_t> dead, time_point now,
+                        std::string_view detail) override {
+        return inner_->recover(ws, dead, now, detail);
+    }
+    void purge_cap_uses(std::string_view ws, time_point before) override {
+        inner_->purge_cap_uses(ws, before);
     }
     std::optional<ledger_row> find_send(std::string_view ws, std::uint64_t id) override {
         return inner_->find_send(ws, id);

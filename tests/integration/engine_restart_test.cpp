@@ -200,8 +200,8 @@ TEST_CASE("a reserved row left by a crash before hand-off is recorded unknown, n
     f.add_pool("p", {"a"});
     f.eng.reset();
 
+    // Reserved by a member that no longer exists (owner 0 is nobody's).
     ledger_row orphan;
-    orphan.id = 77;
     orphan.idempotency_key = "orphan-1";
     orphan.mailbox = "a";
     orphan.provider = "capture";
@@ -210,12 +210,17 @@ TEST_CASE("a reserved row left by a crash before hand-off is recorded unknown, n
     orphan.message_id = "orphan-1@brand.com";
     orphan.state = send_state::reserved;
     orphan.reserved_at = orphan.updated_at = test_epoch() - std::chrono::minutes(10);
-    std::vector<store_op> ops{store_ops::insert_send{orphan}};
-    f.store->commit("default", ops);
+    cap_claim use;
+    use.key = "mailbox:a";
+    std::vector<store_op> ops{store_ops::reserve_send{orphan, {use}, 0}};
+    const auto reserved = f.store->commit("default", ops);
+    REQUIRE(reserved.ops.size() == 1);
+    REQUIRE(reserved.ops[0].reservation.status == reserve_status::reserved);
+    const auto orphan_id = reserved.ops[0].reservation.send_id;
 
     f.store = open_sqlite_store({db.path.string()});
     f.open();
-    auto row = f.ledger("77");
+    auto row = f.ledger(std::to_string(orphan_id));
     REQUIRE(row);
     CHECK(row->state == send_state::unknown);
     CHECK(f.eng->status("a").sent_this_hour == 1);
@@ -226,5 +231,5 @@ TEST_CASE("a reserved row left by a crash before hand-off is recorded unknown, n
     CHECK(r.retry_at == orphan.reserved_at + std::chrono::hours(1));
     CHECK(f.capture->count() == 1);
     // New ids continue after the orphan's.
-    CHECK(std::stoull(f.capture->last()->send_id) > 77);
+    CHECK(std::stoull(f.capture->last()->send_id) > orphan_id);
 }

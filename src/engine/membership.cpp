@@ -1,0 +1,270 @@
+// Membership and the change feed: how engines in several processes keep one
+// workspace's memory in step.
+//
+// Each engine is a member of its workspace with a lease in the store. A
+// background thread reads the change feed (objects and suppressions that
+// any process committed), applies it in change order and acknowledges the
+// newest change applied when it renews the lease. An audited change returns
+// only once every other live member has acknowledged it, so "once
+// suppress() / pause() returns, no process hands off a matching send" holds
+// across processes at no cost per send: a hand-off checks memory, under the
+// lock the feed is applied under, and only while this member's lease is
+// known to be valid (`fence_until`). A member that cannot renew stops
+// handing off before its lease runs out in the store, which is when the
+// others stop waiting for it.
+#include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <thread>
+
+#include "engine/engine_impl.hpp"
+#include "engine/serialize.hpp"
+
+namespace mailers {
+
+using namespace detail;
+
+namespace {
+
+std::int64_t steady_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string host_name() {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+    return buf;
+}
+
+member_info this_member(const std::string& name) {
+    member_info info;
+    info.host = host_name();
+    info.pid = static_cast<std::int64_t>(::getpid());
+    info.name = name;
+    return info;
+}
+
+// How much of a lease a member uses before it stops handing off: the rest
+// covers the time a renewal takes to reach the store and clock-rate drift.
+constexpr double lease_use = 0.75;
+
+// Until when a lease renewed (or granted) by a request sent at `sent` lets
+// this member hand off.
+std::int64_t fence_after(std::int64_t sent, std::chrono::milliseconds lease) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(lease).count();
+    return sent + static_cast<std::int64_t>(static_cast<double>(ns) * lease_use);
+}
+
+}  // namespace
+
+bool engine::impl::fenced() const noexcept {
+    return steady_ns() >= fence_until.load(std::memory_order_acquire);
+}
+
+void engine::impl::start_membership() {
+    const auto t0 = steady_ns();
+    member =
+        params.storage->attach(params.workspace, this_member(params.member_name), params.lease);
+    fence_until = fence_after(t0, params.lease);
+    recover_dead();
+}
+
+void engine::impl::stop_membership() {
+    {
+        std::lock_guard lock(sync_mu);
+        if (sync_stop && !sync_thread.joinable()) return;
+        sync_stop = true;
+    }
+    sync_cv.notify_all();
+    if (sync_thread.joinable() && sync_thread.get_id() != std::this_thread::get_id())
+        sync_thread.join();
+    // Hand-offs end with the lease.
+    fence_until = 0;
+    if (auto m = member.exchange(0)) {
+        try {
+            params.storage->detach(params.workspace, m);
+        } catch (const std::exception& e) {
+            params.log.log(log_level::warning,
+                           fmt::format("could not leave the workspace cleanly: {}", e.what()));
+        }
+    }
+}
+
+void engine::impl::renew_or_reattach() {
+    const auto t0 = steady_ns();
+    auto m = member.load();
+    if (m != 0 && params.storage->renew(params.workspace, m, params.lease, applied_seq.load())) {
+        fence_until = fence_after(t0, params.lease);
+        return;
+    }
+    // The lease ran out (a long pause, the store unreachable): others have
+    // stopped waiting for us, so memory may be behind. Stop handing off,
+    // attach anew, catch up, and only then take hand-offs up again.
+    fence_until = 0;
+    params.log.log(log_level::warning, "workspace lease lost; rejoining");
+    const auto t1 = steady_ns();
+    m = params.storage->attach(params.workspace, this_member(params.member_name), params.lease);
+    member = m;
+    pull_changes();
+    if (params.storage->renew(params.workspace, m, params.lease, applied_seq.load()))
+        fence_until = fence_after(t1, params.lease);
+}
+
+void engine::impl::recover_dead() {
+    const auto self = member.load();
+    const auto me = host_name();
+    const auto pid = static_cast<std::int64_t>(::getpid());
+    std::vector<std::uint64_t> dead;
+    for (const auto& m : params.storage->members(params.workspace)) {
+        if (m.id == self || m.info.host != me || m.info.pid == pid || m.info.pid <= 0) continue;
+        // A process of this host that no longer exists cannot hand anything
+        // off: its sends need not wait for its lease to run out.
+        if (::kill(static_cast<pid_t>(m.info.pid), 0) != 0 && errno == ESRCH) dead.push_back(m.id);
+    }
+    auto n = params.storage->recover(params.workspace, dead, clk->now(),
+                                     "engine stopped while the send was in flight");
+    if (n > 0)
+        params.log.log(
+            log_level::warning,
+            fmt::format("{} sends interrupted by a stopped process recorded as unknown", n));
+}
+
+void engine::impl::apply_changes(const change_set& cs) {
+    {
+        std::lock_guard lock(mu);
+        bool pools_dirty = false;
+        for (const auto& o : cs.objects) {
+            if (o.kind == "mailbox") {
+                auto m = mailbox_from_json(o.json);
+                if (!m || apply_mailbox(*m, true)) {
+                    params.log.log(log_level::error,
+                                   fmt::format("mailbox '{}' in the store cannot be read", o.id));
+                    continue;
+                }
+                pools_dirty = true;
+            } else if (o.kind == "pool") {
+                auto p = pool_from_json(o.json);
+                if (!p) {
+                    params.log.log(log_level::error,
+                                   fmt::format("pool '{}' in the store cannot be read", o.id));
+                    continue;
+                }
+                pools[p->id].cfg = *p;
+                pools_dirty = true;
+            } else if (o.kind == "quota") {
+                auto q = quota_from_json(o.json);
+                if (!q || apply_quota(*q)) {
+                    params.log.log(log_level::error,
+                                   fmt::format("quota '{}' in the store cannot be read", o.id));
+                    continue;
+                }
+            } else if (o.kind == "pause") {
+                pauses[o.id] = o.json;
+            }
+        }
+        for (const auto& [kind, id] : cs.deleted_objects) {
+            if (kind == "mailbox") {
+                mailboxes.erase(id);
+                pools_dirty = true;
+            } else if (kind == "pool") {
+                pools.erase(id);
+            } else if (kind == "quota") {
+                std::erase_if(quotas, [&](const auto& q) { return q.second.object_id == id; });
+            } else if (kind == "pause") {
+                pauses.erase(id);
+            }
+        }
+        if (pools_dirty)
+            for (auto& [id, p] : pools) rebuild(p, mailboxes);
+        if (!cs.objects.empty() || !cs.deleted_objects.empty()) cap_hints.clear();
+        if (!cs.suppressions.empty() || !cs.deleted_suppressions.empty()) {
+            std::unique_lock slock(supp_mu);
+            for (const auto& e : cs.suppressions) index.insert(e.kind, e.value);
+            for (const auto& [kind, value] : cs.deleted_suppressions) index.erase(kind, value);
+        }
+        if (cs.seq > applied_seq.load()) applied_seq = cs.seq;
+    }
+}
+
+void engine::impl::pull_changes() {
+    std::lock_guard feed(feed_mu);
+    auto cs = params.storage->changes_since(params.workspace, applied_seq.load());
+    if (cs.seq > applied_seq.load() || !cs.empty()) apply_changes(cs);
+}
+
+void engine::impl::catch_up(std::uint64_t seq, const std::function<void()>& apply_own) {
+    if (seq == 0) return;
+    std::unique_lock feed(feed_mu);
+    const auto have = applied_seq.load();
+    if (have >= seq) return;
+    if (have + 1 == seq && apply_own) {
+        // Nothing else changed in between: apply our own change as
+        // committed instead of reading it back (an import may be millions
+        // of entries).
+        apply_own();
+        std::lock_guard lock(mu);
+        applied_seq = seq;
+        return;
+    }
+    auto cs = params.storage->changes_since(params.workspace, have);
+    apply_changes(cs);
+}
+
+void engine::impl::wait_acked(std::uint64_t seq) {
+    if (seq == 0) return;
+    const auto self = member.load();
+    const auto poll = std::max(std::chrono::milliseconds(1), params.sync_interval / 4);
+    for (;;) {
+        bool behind = false;
+        for (const auto& m : params.storage->members(params.workspace))
+            if (m.id != self && m.live && m.acked_seq < seq) behind = true;
+        if (!behind) return;
+        // Others ack when they renew; a nudge would only help our own.
+        std::this_thread::sleep_for(poll);
+    }
+}
+
+void engine::impl::sync_loop() {
+    using namespace std::chrono;
+    auto last_renew = steady_clock::now();
+    auto last_recover = steady_clock::now();
+    auto last_purge = steady_clock::time_point{};
+    std::uint64_t acked = applied_seq.load();
+    std::unique_lock lock(sync_mu);
+    while (!sync_stop) {
+        sync_cv.wait_for(lock, params.sync_interval, [&] { return sync_stop; });
+        if (sync_stop) break;
+        lock.unlock();
+        try {
+            pull_changes();
+            const auto now = steady_clock::now();
+            // Renew well before the lease runs out, and at once when there
+            // is something new to acknowledge: a suppress() elsewhere waits
+            // for it.
+            if (applied_seq.load() != acked || now - last_renew >= params.lease / 4 || fenced()) {
+                renew_or_reattach();
+                acked = applied_seq.load();
+                last_renew = now;
+            }
+            if (now - last_recover >= params.lease / 2) {
+                recover_dead();
+                last_recover = now;
+            }
+            if (now - last_purge >= hours(1)) {
+                params.storage->purge_cap_uses(params.workspace,
+                                               clk->now() - duration_cast<duration>(hours(24 * 8)));
+                last_purge = now;
+            }
+        } catch (const std::exception& e) {
+            params.log.log(log_level::error, fmt::format("workspace sync failed: {}", e.what()));
+        }
+        lock.lock();
+    }
+}
+
+}  // namespace mailers
