@@ -47,6 +47,9 @@ enum class errc {
     operation_aborted,    ///< the engine was cancelled or destroyed
     invalid_csv,          ///< a CSV import line is malformed
     audit_chain_broken,   ///< the audit log fails verification
+    /// The connection to the store broke while a commit was in flight: it
+    /// may or may not have been applied. Never retried automatically.
+    commit_outcome_unknown,
 };
 
 MAILERS_API const boost::system::error_category& error_category() noexcept;
@@ -62,11 +65,13 @@ inline error_code make_error_code(errc e) noexcept {
 /// | transient             | release the reservation, fail over to the next mailbox      |
 /// | throttled             | back off that route until retry-after, fail over            |
 /// | quota_exhausted       | mark the mailbox exhausted until its window rolls, fail over|
-/// | reputation            | pause the sender domain, raise an alert event               |
-/// | auth                  | mark the mailbox unhealthy, raise an alert event            |
+/// | reputation            | pause the sender domain, raise an alert event, fail over    |
+/// | auth                  | mark the mailbox unhealthy, raise an alert event, fail over |
 /// | recipient_permanent   | hard bounce: suppress the recipient, never retry            |
 /// | message_rejected      | the content was refused: fail the send, do not fail over    |
 /// | unknown_outcome       | record `unknown`, count against caps, never retry           |
+///
+/// Which of them may be tried again elsewhere is `may_retry()`'s rule.
 enum class failure {
     transient = 1,
     throttled,
@@ -107,10 +112,46 @@ inline error_code make_error_code(transport_errc e) noexcept {
     return {static_cast<int>(e), transport_category()};
 }
 
-/// Maps any error code onto its failure class; codes that are not transport
-/// failures map to `failure::transient` only when they are network errors,
-/// otherwise to `failure::message_rejected`.
+/// Maps an error code onto its failure class. Anything this function cannot
+/// prove harmless is `failure::unknown_outcome`, the one class that is never
+/// retried and keeps its reservation:
+///
+/// - `transport_errc` values map as listed above; a value this version does
+///   not know is `unknown_outcome`.
+/// - Library errors a transport reports while preparing a message, before
+///   anything is written (`errc::invalid_address`, `header_injection`,
+///   `invalid_header`, `invalid_argument`, `message_too_large`), are
+///   `message_rejected`: another attempt would be refused the same way.
+///   Every other library error (`operation_aborted` among them) is
+///   `unknown_outcome`.
+/// - Every other code — a raw Boost.Asio or OpenSSL error, a `std::errc`, a
+///   category this library does not know, an empty code — is
+///   `unknown_outcome`: the code does not say whether the message left, and
+///   a connection reset or a timeout may come after it did.
+///
+/// `ec == failure::X` agrees with this function for every code except the
+/// library's own errors (`mailers::errc`), which compare equal to no failure
+/// class: they are the library's verdicts (suppressed, paused, no capacity,
+/// ...), which callers test for by name.
 MAILERS_API failure classify(const error_code& ec) noexcept;
+
+/// The retry rule, shared by the engine's fail-over and the `failover` and
+/// `roundrobin` composite transports: true only when the message certainly
+/// did not leave and another attempt — another mailbox, another provider —
+/// may succeed. That is the sender-side failures:
+///
+/// - `transient`: no connection, a timeout before the message was handed
+///   over, a temporary refusal (SMTP 4xx, HTTP 5xx other than gateway
+///   timeouts);
+/// - `throttled` and `quota_exhausted`: this route's limits, not another's;
+/// - `auth` and `reputation`: a refusal of this mailbox's credentials,
+///   sender domain or IP, given instead of accepting the message.
+///
+/// False for `recipient_permanent` and `message_rejected` (any route gets the
+/// same answer), for `unknown_outcome` (the message may have gone: another
+/// attempt may deliver it twice), and so for every code `classify()` does not
+/// recognise, and for an empty code.
+MAILERS_API bool may_retry(const error_code& ec) noexcept;
 
 /// Detail that accompanies an error code. Never contains secrets.
 struct diagnostics {

@@ -1,4 +1,3 @@
-#include <boost/asio/error.hpp>
 #include <mailers/error.hpp>
 
 namespace mailers {
@@ -51,6 +50,8 @@ public:
                 return "malformed CSV";
             case errc::audit_chain_broken:
                 return "audit chain does not verify";
+            case errc::commit_outcome_unknown:
+                return "the store may or may not have applied the commit";
         }
         return "unknown mailers error";
     }
@@ -162,17 +163,49 @@ failure classify(const error_code& ec) noexcept {
             case transport_errc::outcome_unknown:
                 return failure::unknown_outcome;
         }
+        return failure::unknown_outcome;
     }
-    if (ec.category() == failure_category()) return static_cast<failure>(ec.value());
-    // Plain network errors before hand-off are transient; anything else we do
-    // not understand is not retried blindly.
-    if (ec == boost::asio::error::connection_refused ||
-        ec == boost::asio::error::host_unreachable ||
-        ec == boost::asio::error::network_unreachable || ec == boost::asio::error::timed_out ||
-        ec == boost::asio::error::host_not_found ||
-        ec == boost::asio::error::host_not_found_try_again)
-        return failure::transient;
-    return failure::message_rejected;
+    if (ec.category() == failure_category()) {
+        if (ec.value() >= static_cast<int>(failure::transient) &&
+            ec.value() <= static_cast<int>(failure::unknown_outcome))
+            return static_cast<failure>(ec.value());
+        return failure::unknown_outcome;
+    }
+    if (ec.category() == error_category()) {
+        switch (static_cast<errc>(ec.value())) {
+            // Raised while checking or rendering the message, before a
+            // transport writes anything.
+            case errc::invalid_address:
+            case errc::header_injection:
+            case errc::invalid_header:
+            case errc::invalid_argument:
+            case errc::message_too_large:
+                return failure::message_rejected;
+            default:
+                break;
+        }
+    }
+    // A code that does not say when it happened may come from after the
+    // message was handed over (a reset or a timeout while waiting for the
+    // reply): retrying it is how a message goes out twice.
+    return failure::unknown_outcome;
+}
+
+bool may_retry(const error_code& ec) noexcept {
+    if (!ec) return false;
+    switch (classify(ec)) {
+        case failure::transient:
+        case failure::throttled:
+        case failure::quota_exhausted:
+        case failure::reputation:
+        case failure::auth:
+            return true;
+        case failure::recipient_permanent:
+        case failure::message_rejected:
+        case failure::unknown_outcome:
+            return false;
+    }
+    return false;
 }
 
 exception::exception(error_code ec, diagnostics diag)

@@ -37,13 +37,12 @@ struct endpoint {
 
 /// Parses "https://host[:port][/prefix]" or "http://...". No user info, query
 /// or fragment. `diag->message` names what is wrong.
-MAILERS_API boost::system::result<endpoint> parse_endpoint(std::string_view url,
-                                                           diagnostics* diag = nullptr);
+boost::system::result<endpoint> parse_endpoint(std::string_view url, diagnostics* diag = nullptr);
 
 /// Splits a full URL into its endpoint and the request target (path and
 /// query, "/" when empty); used for token endpoints.
-MAILERS_API boost::system::result<std::pair<endpoint, std::string>> parse_url(
-    std::string_view url, diagnostics* diag = nullptr);
+boost::system::result<std::pair<endpoint, std::string>> parse_url(std::string_view url,
+                                                                  diagnostics* diag = nullptr);
 
 struct field {
     std::string name;
@@ -99,7 +98,7 @@ using exchange_handler = boost::asio::any_completion_handler<void(exchange_resul
 /// from any thread. Lifetime: operations in flight keep the client's state
 /// alive; destroying the client closes idle connections and fails requests
 /// waiting for a connection with errc::operation_aborted.
-class MAILERS_API client {
+class client {
 public:
     /// Throws mailers::exception (errc::invalid_argument) when the CA file
     /// cannot be loaded or the parameters are out of range.

@@ -88,42 +88,41 @@ struct signed_request {
 using signing_key_bytes = std::array<unsigned char, 32>;
 
 /// Lower-case hex SHA-256.
-MAILERS_API std::string sha256_hex(std::string_view data);
+std::string sha256_hex(std::string_view data);
 
 /// RFC 3986 encoding as SigV4 wants it: unreserved characters (A-Z a-z 0-9
 /// - . _ ~) are kept, every other byte becomes %XX with upper-case hex.
-MAILERS_API void uri_encode(std::string& out, std::string_view s, bool keep_slash);
+void uri_encode(std::string& out, std::string_view s, bool keep_slash);
 
 /// The canonical URI of a path; see the rules at the top of this file.
-MAILERS_API std::string canonical_uri(std::string_view path, bool escape_path = true);
+std::string canonical_uri(std::string_view path, bool escape_path = true);
 
 /// Encoded "k=v&k=v" sorted by encoded key, then encoded value.
-MAILERS_API std::string canonical_query(std::span<const query_param> query);
+std::string canonical_query(std::span<const query_param> query);
 
 /// Appends the canonical header block (one "name:value\n" per name) to
 /// `canonical` and the ';'-joined lower-case names to `signed_names`.
-MAILERS_API void canonical_headers(std::span<const header> headers, std::string& canonical,
-                                   std::string& signed_names);
+void canonical_headers(std::span<const header> headers, std::string& canonical,
+                       std::string& signed_names);
 
 /// The six-line canonical request (method, URI, query, headers, signed
 /// headers, payload hash).
-MAILERS_API std::string canonical_request(const request& req, bool escape_path = true);
+std::string canonical_request(const request& req, bool escape_path = true);
 
 /// "20150830/us-east-1/iam/aws4_request"
-MAILERS_API std::string credential_scope(std::string_view date, std::string_view region,
-                                         std::string_view service);
+std::string credential_scope(std::string_view date, std::string_view region,
+                             std::string_view service);
 
-MAILERS_API std::string string_to_sign(std::string_view amz_date, std::string_view scope,
-                                       std::string_view canonical_request);
+std::string string_to_sign(std::string_view amz_date, std::string_view scope,
+                           std::string_view canonical_request);
 
 /// HMAC chain "AWS4" + secret -> date (YYYYMMDD) -> region -> service ->
 /// "aws4_request". Valid for one day; callers may cache it.
-MAILERS_API signing_key_bytes derive_signing_key(std::string_view secret_access_key,
-                                                 std::string_view date, std::string_view region,
-                                                 std::string_view service);
+signing_key_bytes derive_signing_key(std::string_view secret_access_key, std::string_view date,
+                                     std::string_view region, std::string_view service);
 
 /// Lower-case hex HMAC-SHA256 of the string to sign.
-MAILERS_API std::string signature(const signing_key_bytes& key, std::string_view string_to_sign);
+std::string signature(const signing_key_bytes& key, std::string_view string_to_sign);
 
 /// Signs `req`. Adds X-Amz-Date (from params.amz_date) and, when signed, the
 /// session token to the signed headers if the request does not carry them.
@@ -132,11 +131,11 @@ MAILERS_API std::string signature(const signing_key_bytes& key, std::string_view
 /// when there is no host header, or when a credential, the region, the
 /// service or the payload hash is empty. `key`, when given, must be
 /// derive_signing_key() for the same secret, day, region and service.
-MAILERS_API boost::system::result<signed_request> sign(const request& req, const params& p,
-                                                       const signing_key_bytes* key = nullptr,
-                                                       diagnostics* diag = nullptr);
+boost::system::result<signed_request> sign(const request& req, const params& p,
+                                           const signing_key_bytes* key = nullptr,
+                                           diagnostics* diag = nullptr);
 
 /// YYYYMMDD'T'HHMMSS'Z' in UTC.
-MAILERS_API std::string format_amz_date(std::chrono::system_clock::time_point t);
+std::string format_amz_date(std::chrono::system_clock::time_point t);
 
 }  // namespace mailers::sigv4

@@ -2,23 +2,6 @@
 
 namespace mailers {
 
-namespace {
-// True when the failure certainly means the message was not sent and the
-// sender side (not the recipient or the content) was the problem.
-bool try_another(const error_code& ec) {
-    switch (classify(ec)) {
-        case failure::transient:
-        case failure::throttled:
-        case failure::quota_exhausted:
-        case failure::auth:
-        case failure::reputation:
-            return true;
-        default:
-            return false;
-    }
-}
-}  // namespace
-
 struct composite_transport::attempt {
     std::shared_ptr<const outbound> out;
     any_send_handler handler;
@@ -74,7 +57,7 @@ void composite_transport::try_next(std::shared_ptr<attempt> a) {
     a->tried = pick + 1;
     auto i = (a->start + pick) % n;
     children_[i]->async_send(a->out, [this, a, i](error_code ec, send_outcome outcome) mutable {
-        if (ec && try_another(ec)) {
+        if (may_retry(ec)) {
             auto rest = outcome.diag.retry_after.value_or(std::chrono::seconds(60));
             {
                 std::lock_guard lock(mu_);

@@ -16,10 +16,15 @@ constexpr smtp_phases greeting = phase_bit(smtp_phase::connect) | phase_bit(smtp
 constexpr smtp_phases mail = phase_bit(smtp_phase::mail);
 constexpr smtp_phases rcpt = phase_bit(smtp_phase::rcpt);
 constexpr smtp_phases content = phase_bit(smtp_phase::data) | phase_bit(smtp_phase::data_end);
+constexpr smtp_phases end_of_data = phase_bit(smtp_phase::data_end);
 constexpr smtp_phases any = any_phase;
 
 // clang-format off
 constexpr std::array rules{
+    // After the final dot only 2xx accepts and 4xx/5xx refuse; anything else
+    // says neither, and the server may have taken the message.
+    smtp_reply_rule{"3xx", "*", end_of_data, "", outcome_unknown, "354 (or any 3xx) in reply to the final dot: neither accepted nor refused"},
+
     // Provider-specific meanings first: providers reuse RFC 3463 codes for
     // their own limits, and those rows must win over the generic ones below.
     smtp_reply_rule{"4xx", "4.7.28", any, "", sender_reputation, "421-4.7.28 Gmail: unusual rate of unsolicited mail from your IP"},
@@ -147,6 +152,7 @@ transport_errc classify_smtp_reply(int code, std::string_view enhanced, std::str
                                    smtp_phase phase) noexcept {
     const int i = match_smtp_reply_rule(code, enhanced, text, phase);
     if (i >= 0) return rules[static_cast<std::size_t>(i)].result;
+    if (phase == smtp_phase::data_end && (code < 400 || code > 599)) return outcome_unknown;
     return code >= 400 && code < 500 ? temporary_reply : content_rejected;
 }
 

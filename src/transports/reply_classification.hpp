@@ -57,21 +57,22 @@ struct smtp_reply_rule {
 };
 
 /// The table, first match wins.
-MAILERS_API std::span<const smtp_reply_rule> smtp_reply_rules() noexcept;
+std::span<const smtp_reply_rule> smtp_reply_rules() noexcept;
 
 /// Classifies a reply that is not a success. `enhanced` is "" when the reply
 /// has no enhanced status code; `text` is the reply text (all lines). A
-/// reply no row matches is a temporary refusal for 4xx, content rejection
-/// otherwise.
-MAILERS_API transport_errc classify_smtp_reply(int code, std::string_view enhanced,
-                                               std::string_view text, smtp_phase phase) noexcept;
+/// reply no row matches is a temporary refusal for 4xx, an unknown outcome
+/// when it answers the end of data with neither 2xx nor 4xx/5xx, content
+/// rejection otherwise.
+transport_errc classify_smtp_reply(int code, std::string_view enhanced, std::string_view text,
+                                   smtp_phase phase) noexcept;
 
 /// The index of the row that classifies the reply, or -1; for tests and for
 /// explaining a decision in a log line.
-MAILERS_API int match_smtp_reply_rule(int code, std::string_view enhanced, std::string_view text,
-                                      smtp_phase phase) noexcept;
+int match_smtp_reply_rule(int code, std::string_view enhanced, std::string_view text,
+                          smtp_phase phase) noexcept;
 
 /// Lower-case phase name for messages ("RCPT", "end of data", ...).
-MAILERS_API std::string_view phase_name(smtp_phase p) noexcept;
+std::string_view phase_name(smtp_phase p) noexcept;
 
 }  // namespace mailers::detail

@@ -8,11 +8,11 @@
 // caching and refresh, Graph's per-mailbox concurrency, and a throughput
 // figure.
 #include <doctest/doctest.h>
+#include <netinet/in.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <simdjson.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -167,7 +167,8 @@ struct reply {
         respond,
         close_without_reply,
         garbage,
-        respond_then_close
+        respond_then_close,
+        truncated_body  // the status line and headers, then half the body, then a close
     } action = act::respond;
     std::string hold_key;  // counted as in flight for this key while delayed
 };
@@ -294,6 +295,15 @@ private:
             if (rep.action == reply::act::garbage) {
                 static const std::string junk = "SMTP/1.0 here is not HTTP\r\n\r\n";
                 co_await asio::async_write(s, asio::buffer(junk), use_tuple);
+                co_return;
+            }
+            if (rep.action == reply::act::truncated_body) {
+                const std::string head = "HTTP/1.1 " + std::to_string(rep.status) +
+                                         " OK\r\nContent-Type: application/json\r\n"
+                                         "Content-Length: " +
+                                         std::to_string(rep.body.size()) + "\r\n\r\n";
+                const std::string part = head + rep.body.substr(0, rep.body.size() / 2);
+                co_await asio::async_write(s, asio::buffer(part), use_tuple);
                 co_return;
             }
             bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(rep.status), 11};
@@ -1138,6 +1148,57 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
         mailers::http_transport t(ioc.get_executor(), p);
         CHECK(send_one(ioc, t, make_out()).ec == transport_errc::outcome_unknown);
     }
+    SUBCASE("a gateway that timed out after passing the request on: outcome_unknown") {
+        for (const unsigned status : {504u, 524u, 598u}) {
+            CAPTURE(status);
+            fake_server srv([&](const received&) {
+                return json_reply(status, "<html>upstream timed out</html>");
+            });
+            auto p = postmark_at(srv.url());
+            mailers::http_transport t(ioc.get_executor(), p);
+            auto r = send_one(ioc, t, make_out());
+            CHECK(r.ec == transport_errc::outcome_unknown);
+            CHECK_FALSE(mailers::may_retry(r.ec));
+            CHECK(r.out.diag.status == static_cast<int>(status));
+            CHECK(srv.request_count() == 1);
+        }
+    }
+    SUBCASE("other 5xx: the service refused before acting, transient") {
+        for (const unsigned status : {500u, 502u, 503u}) {
+            CAPTURE(status);
+            fake_server srv([&](const received&) { return json_reply(status, "{}"); });
+            auto p = postmark_at(srv.url());
+            mailers::http_transport t(ioc.get_executor(), p);
+            auto r = send_one(ioc, t, make_out());
+            CHECK(r.ec == failure::transient);
+            CHECK(mailers::may_retry(r.ec));
+        }
+    }
+    SUBCASE("a 2xx whose body is cut short: outcome_unknown, though the provider took it") {
+        fake_server srv([](const received&) {
+            reply r =
+                json_reply(200, R"({"To":"a@example.org","MessageID":"b7bc2f4a","ErrorCode":0})");
+            r.action = reply::act::truncated_body;
+            return r;
+        });
+        auto p = postmark_at(srv.url());
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::outcome_unknown);
+        CHECK(srv.request_count() == 1);
+    }
+    SUBCASE("a reply over max_response_size, even a refusal: outcome_unknown") {
+        fake_server srv([](const received&) {
+            return json_reply(422,
+                              R"({"ErrorCode":300,"Message":")" + std::string(4096, 'x') + R"("})");
+        });
+        auto p = postmark_at(srv.url());
+        p.http.max_response_size = 1024;
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::outcome_unknown);
+        CHECK(srv.request_count() == 1);
+    }
     SUBCASE("a keep-alive connection the server closed is replaced, not reported") {
         fake_server srv([](const received& r) {
             reply rep = postmark_check(r, "k");
@@ -1204,8 +1265,7 @@ TEST_CASE("failure phases: what may be retried and what is an unknown outcome") 
         while (std::chrono::steady_clock::now() < deadline) {
             try {
                 ioc.restart();
-                if (ioc.run_for(100ms) == 0 &&
-                    std::count(calls.begin(), calls.end(), 1) == n)
+                if (ioc.run_for(100ms) == 0 && std::count(calls.begin(), calls.end(), 1) == n)
                     break;
             } catch (const std::runtime_error&) {
                 ++thrown;
@@ -1233,8 +1293,7 @@ TEST_CASE("the connect and TLS handshake phases time out on their own limits") {
     asio::io_context ioc;
     // The phase named by `phase` overruns its 300 ms limit: a retryable
     // failure that says which phase, with nothing written.
-    const auto expect_timeout = [&](std::string endpoint, std::string_view phase,
-                                    auto set_limit) {
+    const auto expect_timeout = [&](std::string endpoint, std::string_view phase, auto set_limit) {
         auto p = postmark_at(std::move(endpoint), test_http());
         p.http.verify_peer = false;
         set_limit(p.http.timeouts);

@@ -134,6 +134,9 @@ class Handler:
             return "250 2.0.0 never seen"
         if "slowdata" in locals_:
             await asyncio.sleep(self.state.args.slow)
+        if "noverdict" in locals_:
+            # Neither acceptance nor refusal, with the message already written out.
+            return "354 2.0.0 go ahead"
         return f"250 2.0.0 Ok: queued as TEST{n}"
 
     async def auth_XOAUTH2(self, server, args):

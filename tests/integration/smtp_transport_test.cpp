@@ -1148,6 +1148,58 @@ TEST_SUITE("smtp transport") {
         finish(ioc, t);
     }
 
+    TEST_CASE("a reply to the final dot that neither accepts nor refuses: outcome unknown") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        const auto r = send_to(ioc, *t, "noverdict@example.org");
+        CHECK(r.ec == transport_errc::outcome_unknown);
+        CHECK(r.ec == failure::unknown_outcome);
+        CHECK_FALSE(mailers::may_retry(r.ec));
+        CHECK(r.out.diag.status == 354);
+        CHECK(server.messages().size() == 1);
+        // The session is not trusted again: the next send opens a fresh one.
+        const auto next = send_to(ioc, *t, "ada@example.org");
+        REQUIRE_MESSAGE(!next.ec, next.out.diag.message);
+        CHECK(server.count("CONNECT") == 2);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("a failing XOAUTH2 token callback: nothing sent, and the send may go elsewhere") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        struct row {
+            error_code from_callback;
+            error_code expected;
+        };
+        const row rows[] = {
+            // Whatever the callback's own code, no connection was even opened.
+            {boost::system::errc::make_error_code(boost::system::errc::io_error),
+             make_error_code(transport_errc::connection_failed)},
+            {asio::error::connection_reset, make_error_code(transport_errc::connection_failed)},
+            {make_error_code(transport_errc::outcome_unknown),
+             make_error_code(transport_errc::connection_failed)},
+            // A code that already says what went wrong keeps its meaning.
+            {make_error_code(transport_errc::authentication_failed),
+             make_error_code(transport_errc::authentication_failed)},
+        };
+        for (const auto& c : rows) {
+            CAPTURE(c.from_callback.message());
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url() + "?tls=none", [&](mailers::smtp_params& p) {
+                p.username = "rep1@brand.com";
+                p.token_callback = [ec = c.from_callback](auto done) { done(ec, {}); };
+            });
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            CHECK(r.ec == c.expected);
+            CHECK(mailers::may_retry(r.ec));
+            CHECK(r.out.diag.message.find("token callback") != std::string::npos);
+            finish(ioc, t);
+        }
+        CHECK(server.count("CONNECT") == 0);
+    }
+
     TEST_CASE("connection dropped before DATA: transient, nothing delivered") {
         REQUIRE_SMTP_SERVER();
         smtp_server server({"--pipelining"});

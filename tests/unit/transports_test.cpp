@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/error.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -17,6 +18,7 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -513,4 +515,161 @@ TEST_CASE("fault_injector refuses meaningless configuration") {
     CHECK_THROWS_AS(fi.unknown_with_probability(2.0), mailers::exception);
     CHECK_THROWS_AS(fi.add_latency(-1ms), mailers::exception);
     CHECK_THROWS_AS(fi.script({fault_action::fail(error_code{})}), mailers::exception);
+}
+
+// ---------------------------------------------------------------- failure rules
+
+namespace {
+
+// A category the library has never heard of, as a third-party transport or
+// a dependency might report.
+class foreign_category final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "foreign"; }
+    std::string message(int) const override { return "foreign error"; }
+};
+
+const foreign_category& foreign() {
+    static const foreign_category c;
+    return c;
+}
+
+// Codes no failure class recognises: each may come from after the message
+// was handed over.
+std::vector<error_code> unclassified_codes() {
+    return {
+        asio::error::connection_reset,
+        asio::error::connection_refused,
+        asio::error::timed_out,
+        asio::error::eof,
+        asio::error::operation_aborted,
+        asio::error::host_not_found,
+        error_code(std::make_error_code(std::errc::broken_pipe)),
+        boost::system::errc::make_error_code(boost::system::errc::io_error),
+        error_code(42, foreign()),
+        error_code(999, mailers::transport_category()),
+        error_code(0x7fff, mailers::failure_category()),
+        mailers::make_error_code(mailers::errc::operation_aborted),
+    };
+}
+
+}  // namespace
+
+TEST_CASE("may_retry: only when the message certainly did not leave") {
+    struct row {
+        transport_errc code;
+        failure cls;
+        bool retry;
+    };
+    const row rows[] = {
+        {transport_errc::connection_failed, failure::transient, true},
+        {transport_errc::timeout_before_send, failure::transient, true},
+        {transport_errc::temporary_reply, failure::transient, true},
+        {transport_errc::rate_limited, failure::throttled, true},
+        {transport_errc::sender_quota_exhausted, failure::quota_exhausted, true},
+        {transport_errc::sender_reputation, failure::reputation, true},
+        {transport_errc::authentication_failed, failure::auth, true},
+        {transport_errc::configuration, failure::auth, true},
+        {transport_errc::tls_verification_failed, failure::auth, true},
+        {transport_errc::recipient_rejected, failure::recipient_permanent, false},
+        {transport_errc::content_rejected, failure::message_rejected, false},
+        {transport_errc::outcome_unknown, failure::unknown_outcome, false},
+    };
+    for (const auto& r : rows) {
+        const auto ec = make_error_code(r.code);
+        CAPTURE(ec.message());
+        CHECK(mailers::classify(ec) == r.cls);
+        CHECK(ec == r.cls);
+        CHECK(mailers::may_retry(ec) == r.retry);
+    }
+
+    // The failure classes themselves, carried as codes.
+    for (int f = static_cast<int>(failure::transient);
+         f <= static_cast<int>(failure::unknown_outcome); ++f) {
+        const error_code ec(f, mailers::failure_category());
+        CAPTURE(ec.message());
+        const auto cls = static_cast<failure>(f);
+        CHECK(mailers::classify(ec) == cls);
+        CHECK(mailers::may_retry(ec) ==
+              (cls != failure::recipient_permanent && cls != failure::message_rejected &&
+               cls != failure::unknown_outcome));
+    }
+
+    // Library errors raised while preparing a message: nothing was written,
+    // and another route would refuse it the same way.
+    for (auto e : {mailers::errc::invalid_address, mailers::errc::header_injection,
+                   mailers::errc::invalid_header, mailers::errc::invalid_argument,
+                   mailers::errc::message_too_large}) {
+        const auto ec = mailers::make_error_code(e);
+        CAPTURE(ec.message());
+        CHECK(mailers::classify(ec) == failure::message_rejected);
+        CHECK_FALSE(mailers::may_retry(ec));
+        // They stay the library's verdicts, equal to no transport failure class.
+        CHECK(ec != failure::message_rejected);
+    }
+
+    for (const auto& ec : unclassified_codes()) {
+        CAPTURE(ec.category().name());
+        CAPTURE(ec.message());
+        CHECK(mailers::classify(ec) == failure::unknown_outcome);
+        CHECK_FALSE(mailers::may_retry(ec));
+        if (ec.category() != mailers::error_category()) {
+            CHECK(ec == failure::unknown_outcome);
+            CHECK(ec != failure::transient);
+            CHECK(ec != failure::message_rejected);
+        }
+    }
+
+    CHECK_FALSE(mailers::may_retry(error_code{}));
+}
+
+TEST_CASE("composites fail over on every retryable class, and on nothing else") {
+    asio::io_context ioc;
+    for (const auto m : {mailers::composite_transport::mode::failover,
+                         mailers::composite_transport::mode::roundrobin}) {
+        CAPTURE(m == mailers::composite_transport::mode::failover ? "failover" : "roundrobin");
+        std::vector<error_code> codes;
+        for (int e = static_cast<int>(transport_errc::connection_failed);
+             e <= static_cast<int>(transport_errc::tls_verification_failed); ++e)
+            codes.push_back(make_error_code(static_cast<transport_errc>(e)));
+        for (const auto& ec : unclassified_codes()) codes.push_back(ec);
+        codes.push_back(mailers::make_error_code(mailers::errc::invalid_address));
+
+        for (const auto& ec : codes) {
+            CAPTURE(ec.category().name());
+            CAPTURE(ec.message());
+            auto first_inner = std::make_shared<mailers::capture_transport>(ioc.get_executor());
+            auto first = std::make_shared<mailers::fault_injector>(first_inner);
+            auto second = std::make_shared<mailers::capture_transport>(ioc.get_executor());
+            // A fresh composite per code: roundrobin's first send goes to the
+            // first child, and no child is resting from an earlier failure.
+            mailers::composite_transport c(ioc.get_executor(), m, {first, second});
+            first->fail_nth(1, ec);
+            const auto r = send_one(ioc, c, make_outbound(1));
+            if (mailers::may_retry(ec)) {
+                CHECK_FALSE(r.ec);
+                CHECK(second->count() == 1);
+            } else {
+                CHECK(r.ec == ec);
+                CHECK(second->count() == 0);
+            }
+            CHECK(first_inner->count() == 0);
+        }
+    }
+}
+
+TEST_CASE("composites never fail over after an unknown outcome, which may have delivered") {
+    asio::io_context ioc;
+    for (const auto m : {mailers::composite_transport::mode::failover,
+                         mailers::composite_transport::mode::roundrobin}) {
+        auto first_inner = std::make_shared<mailers::capture_transport>(ioc.get_executor());
+        auto first = std::make_shared<mailers::fault_injector>(first_inner);
+        auto second = std::make_shared<mailers::capture_transport>(ioc.get_executor());
+        mailers::composite_transport c(ioc.get_executor(), m, {first, second});
+        first->unknown_nth(1);
+        const auto r = send_one(ioc, c, make_outbound(1));
+        CHECK(r.ec == failure::unknown_outcome);
+        CHECK(first_inner->count() == 1);  // the provider has it
+        CHECK(second->count() == 0);       // and nobody else got it
+    }
 }

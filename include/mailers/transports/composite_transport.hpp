@@ -4,11 +4,12 @@
 //   failover(a b)   — always a first; b only when a certainly did not send
 //   roundrobin(a b) — a, b, a, b ...; on a certain failure, the next one
 //
-// The rule is the engine's: a child is tried again only when the previous
-// one certainly did not send the message (transient, throttled, sender
-// quota, auth or reputation failures). An unknown outcome, a permanent
-// recipient failure or a rejected message ends the attempt at once — that is
-// how a message goes out twice, or is retried where it can never succeed.
+// The rule is the engine's, `mailers::may_retry()`: the next child is tried
+// only when the previous one certainly did not send the message (transient,
+// throttled, sender quota, auth or reputation failures). An unknown outcome,
+// an error no failure class recognises, a permanent recipient failure or a
+// rejected message ends the attempt at once — that is how a message goes out
+// twice, or is retried where it can never succeed.
 //
 // A child that failed that way is skipped for `retry_after` (or 60 s) while
 // another is available.

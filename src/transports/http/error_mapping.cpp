@@ -120,9 +120,11 @@ constexpr std::array rules{
     http_error_rule{"*", "408", "", "", temporary_reply, "408 Request Timeout"},
     http_error_rule{"*", "413", "", "", content_rejected, "413 Payload Too Large"},
     http_error_rule{"*", "3xx", "", "", configuration, "3xx redirect: the endpoint moved; POSTs are not followed"},
-    // A gateway that timed out waiting for the service cannot say whether the
-    // service accepted the message.
+    // A gateway that timed out waiting for the service had passed the request
+    // on: it cannot say whether the service accepted the message.
     http_error_rule{"*", "504", "", "", outcome_unknown, "504 Gateway Timeout"},
+    http_error_rule{"*", "524", "", "", outcome_unknown, "524 A Timeout Occurred (Cloudflare: the origin took the request and did not answer)"},
+    http_error_rule{"*", "598", "", "", outcome_unknown, "598 Network Read Timeout (a proxy gave up reading the upstream's reply)"},
     http_error_rule{"*", "5xx", "", "", temporary_reply, "500 / 502 / 503 server error"},
     http_error_rule{"*", "4xx", "", "", content_rejected, "other 4xx: the request was refused as written"},
     // A final status outside HTTP's classes: nothing tells what happened to the request.

@@ -42,16 +42,15 @@ struct http_error_rule {
 };
 
 /// The table, first match wins.
-MAILERS_API std::span<const http_error_rule> http_error_rules() noexcept;
+std::span<const http_error_rule> http_error_rules() noexcept;
 
 /// Index of the row that classifies the reply, or -1.
-MAILERS_API int match_http_error_rule(std::string_view provider, unsigned status,
-                                      std::string_view code, std::string_view text) noexcept;
+int match_http_error_rule(std::string_view provider, unsigned status, std::string_view code,
+                          std::string_view text) noexcept;
 
 /// Classifies a reply that is not a 2xx. Every status matches some generic row.
-MAILERS_API transport_errc classify_http_error(std::string_view provider, unsigned status,
-                                               std::string_view code,
-                                               std::string_view text) noexcept;
+transport_errc classify_http_error(std::string_view provider, unsigned status,
+                                   std::string_view code, std::string_view text) noexcept;
 
 /// What decides a reply's class, read from the provider's error format.
 struct http_error_fields {
@@ -66,14 +65,14 @@ struct http_error_fields {
 /// to X-RateLimit-Reset (Unix time, SendGrid) and Gmail's "Retry after
 /// <RFC 3339 time>" in the message. Never fails: unknown formats give an
 /// empty code and the body as message.
-MAILERS_API http_error_fields extract_http_error(std::string_view provider, const http::response& r,
-                                                 std::chrono::system_clock::time_point now);
+http_error_fields extract_http_error(std::string_view provider, const http::response& r,
+                                     std::chrono::system_clock::time_point now);
 
 /// Classifies a non-2xx reply and fills `diag` (status, provider_code,
 /// provider_reply, request_id, retry_after, and a message naming the
 /// provider).
-MAILERS_API error_code map_http_error(std::string_view provider, const http::response& r,
-                                      std::chrono::system_clock::time_point now, diagnostics& diag);
+error_code map_http_error(std::string_view provider, const http::response& r,
+                          std::chrono::system_clock::time_point now, diagnostics& diag);
 
 /// What a token endpoint's 2xx reply carries (RFC 6749 section 5.1).
 struct token_reply {
@@ -87,18 +86,16 @@ struct token_reply {
 /// Any other status is classified as by map_http_error with provider
 /// "oauth", except that an unknown outcome counts as temporary_reply: a token
 /// request carries no mail. On failure `diag.message` says why.
-MAILERS_API error_code read_token_reply(const http::response& r,
-                                        std::chrono::system_clock::time_point now, token_reply& out,
-                                        diagnostics& diag);
+error_code read_token_reply(const http::response& r, std::chrono::system_clock::time_point now,
+                            token_reply& out, diagnostics& diag);
 
 /// Retry-After: delay-seconds or an IMF-fixdate (RFC 9110 10.2.3). A date in
 /// the past gives zero; anything else unreadable gives nullopt.
-MAILERS_API std::optional<std::chrono::seconds> parse_retry_after(
+std::optional<std::chrono::seconds> parse_retry_after(
     std::string_view value, std::chrono::system_clock::time_point now) noexcept;
 
 /// "2024-05-01T12:00:00.000Z" and other RFC 3339 UTC times ('Z' or an offset);
 /// nullopt for a time system_clock cannot hold.
-MAILERS_API std::optional<std::chrono::system_clock::time_point> parse_rfc3339(
-    std::string_view text) noexcept;
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) noexcept;
 
 }  // namespace mailers::detail

@@ -26,7 +26,7 @@ namespace mailers::detail {
 using token_handler =
     boost::asio::any_completion_handler<void(error_code, std::string, diagnostics)>;
 
-class MAILERS_API token_source : public std::enable_shared_from_this<token_source> {
+class token_source : public std::enable_shared_from_this<token_source> {
 public:
     /// `token_url` is the full token endpoint URL. Throws mailers::exception
     /// (errc::invalid_argument) when it is not an http(s) URL.
@@ -80,23 +80,25 @@ private:
 
 /// A Google service account: `sub` is the subject, so each Workspace user
 /// gets a token of their own.
-MAILERS_API std::shared_ptr<token_source> make_jwt_bearer_source(
+std::shared_ptr<token_source> make_jwt_bearer_source(
     http::client& client, const std::string& token_url, std::string client_email,
     const secret& private_key_pem, std::string scope, std::chrono::seconds refresh_before);
 
 /// One user's refresh token (Google and Microsoft alike).
-MAILERS_API std::shared_ptr<token_source> make_refresh_token_source(
-    http::client& client, const std::string& token_url, std::string client_id, secret client_secret,
-    secret refresh_token, std::string scope, std::chrono::seconds refresh_before);
+std::shared_ptr<token_source> make_refresh_token_source(http::client& client,
+                                                        const std::string& token_url,
+                                                        std::string client_id, secret client_secret,
+                                                        secret refresh_token, std::string scope,
+                                                        std::chrono::seconds refresh_before);
 
 /// An application's own token (Microsoft identity platform).
-MAILERS_API std::shared_ptr<token_source> make_client_credentials_source(
+std::shared_ptr<token_source> make_client_credentials_source(
     http::client& client, const std::string& token_url, std::string client_id, secret client_secret,
     std::string scope, std::chrono::seconds refresh_before);
 
 /// Builds a signed RS256 JWT from the JSON of its claims; exposed for tests.
 /// Throws mailers::exception (errc::invalid_argument) for a key that is not
 /// an RSA private key in PEM.
-MAILERS_API std::string sign_jwt_rs256(std::string_view claims_json, const secret& private_key_pem);
+std::string sign_jwt_rs256(std::string_view claims_json, const secret& private_key_pem);
 
 }  // namespace mailers::detail

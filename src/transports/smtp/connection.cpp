@@ -70,6 +70,18 @@ void wipe(std::string& s) noexcept {
     s.clear();
 }
 
+// What a send fails with when the XOAUTH2 token callback does: the callback
+// runs before connecting, so whatever its error says, nothing of the message
+// was written. A transport_errc keeps its meaning (a refused grant is an
+// authentication failure), except that an unknown outcome of the token
+// request is not the message's; any other code is a connection failure.
+error_code token_failure(const error_code& ec) noexcept {
+    if (!ec) return make_error_code(transport_errc::configuration);
+    if (ec.category() == transport_category() && classify(ec) != failure::unknown_outcome)
+        return ec;
+    return make_error_code(transport_errc::connection_failed);
+}
+
 std::string millis(std::chrono::milliseconds d) {
     if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + " s";
     return std::to_string(d.count()) + " ms";
@@ -218,13 +230,19 @@ send_result connection::io_failure(io_status st, std::string_view what) const {
     const smtp_phase phase = session_ ? session_->phase() : smtp_phase::connect;
     if (session_ && session_->content_sent()) {
         r.ec = make_error_code(transport_errc::outcome_unknown);
-        msg = st == io_status::timed_out
-                  ? "timed out after " + millis(timeout_for(phase)) + " waiting for"
-              : st == io_status::malformed ? "malformed reply to"
-                                           : "connection lost waiting for";
+        // Still in the DATA phase: the write that carried the end of data failed.
+        const bool writing = phase != smtp_phase::data_end;
+        if (st == io_status::timed_out)
+            msg = "timed out after " +
+                  millis(writing ? cfg_.params.timeouts.data_block : timeout_for(phase)) + " " +
+                  std::string(what);
+        else if (st == io_status::malformed)
+            msg = "the server sent a malformed reply " + std::string(what);
+        else
+            msg = "connection lost " + std::string(what) + ": " + last_io_error_.message();
         msg +=
-            " the reply to the end of data; the message may have been delivered and must not "
-            "be sent again";
+            "; the end of data may have reached the server, so the message may have been "
+            "delivered and must not be sent again";
     } else if (st == io_status::timed_out) {
         r.ec = make_error_code(transport_errc::timeout_before_send);
         msg = "timed out after " + millis(timeout_for(phase)) + " " + std::string(what) +
@@ -285,14 +303,17 @@ asio::awaitable<connection::io_status> connection::read_reply() {
 }
 
 asio::awaitable<connection::io_status> connection::write_all(const asio::const_buffer* bufs,
-                                                             std::size_t count) {
+                                                             std::size_t count,
+                                                             std::size_t* written) {
     const std::array<asio::const_buffer, 3> seq{bufs[0], count > 1 ? bufs[1] : asio::const_buffer{},
                                                 count > 2 ? bufs[2] : asio::const_buffer{}};
     error_code ec;
+    std::size_t n = 0;
     if (tls_)
-        std::tie(ec, std::ignore) = co_await asio::async_write(*tls_, seq, tok);
+        std::tie(ec, n) = co_await asio::async_write(*tls_, seq, tok);
     else
-        std::tie(ec, std::ignore) = co_await asio::async_write(sock_, seq, tok);
+        std::tie(ec, n) = co_await asio::async_write(sock_, seq, tok);
+    if (written != nullptr) *written = n;
     if (ec) {
         last_io_error_ = ec;
         co_return timed_out_ ? io_status::timed_out : io_status::failed;
@@ -327,17 +348,35 @@ asio::awaitable<connection::io_status> connection::write_content() {
         set_deadline(cfg_.params.timeouts.data_block);
         const std::array<asio::const_buffer, 3> b{asio::buffer(content), asio::buffer(content_end),
                                                   asio::buffer(next)};
-        co_return co_await write_all(b.data(), 3);
+        co_return co_await write_end(b.data(), 3, total);
     }
     for (std::size_t pos = 0; pos < content.size(); pos += content_block) {
         set_deadline(cfg_.params.timeouts.data_block);
-        const asio::const_buffer b = asio::buffer(content.substr(pos, content_block));
-        if (const auto st = co_await write_all(&b, 1); st != io_status::ok) co_return st;
+        const auto chunk = content.substr(pos, content_block);
+        const asio::const_buffer b = asio::buffer(chunk);
+        // Dot-stuffed content carries its own end of data, in its last chunk.
+        const bool last = content_end.empty() && pos + chunk.size() == content.size();
+        const auto st = last ? co_await write_end(&b, 1, chunk.size()) : co_await write_all(&b, 1);
+        if (st != io_status::ok) co_return st;
     }
     if (content_end.empty() && next.empty()) co_return io_status::ok;
     set_deadline(cfg_.params.timeouts.data_block);
     const std::array<asio::const_buffer, 2> b{asio::buffer(content_end), asio::buffer(next)};
-    co_return co_await write_all(b.data(), 2);
+    if (content_end.empty()) co_return co_await write_all(b.data(), 2);
+    co_return co_await write_end(b.data(), 2, content_end.size());
+}
+
+asio::awaitable<connection::io_status> connection::write_end(const asio::const_buffer* bufs,
+                                                             std::size_t count, std::size_t end) {
+    std::size_t written = 0;
+    const auto st = co_await write_all(bufs, count, &written);
+    // A write that fails after the end of data reached the socket (while the
+    // pipelined commands behind it were going out, say) may still deliver
+    // the message. A plain socket's count says whether it got that far; a
+    // failed TLS write counts nothing, although records holding the end may
+    // have left before the failure, so it is taken as having got there.
+    if (st != io_status::ok && (tls_ || written >= end)) session_->end_of_data_may_have_left();
+    co_return st;
 }
 
 asio::awaitable<send_result> connection::tls_handshake() {
@@ -461,8 +500,9 @@ asio::awaitable<std::optional<send_result>> connection::open() {
         if (p.token_callback) {
             auto [ec, token] = co_await fetch_token();
             if (ec || token.empty()) {
-                co_return fail(ec ? ec : make_error_code(transport_errc::configuration),
-                               ec ? "the XOAUTH2 token callback failed: " + ec.message()
+                co_return fail(token_failure(ec),
+                               ec ? "the XOAUTH2 token callback failed: " + ec.message() +
+                                        " (nothing was sent)"
                                   : std::string("the XOAUTH2 token callback returned no token"));
             }
             token_ = token.reveal();

@@ -93,8 +93,9 @@ public:
     void close() noexcept;
 
     bool is_open() const noexcept { return open_; }
-    /// True while the content of a message is on its way or written and its
-    /// reply not yet read: an outcome unknown if the connection is lost.
+    /// True once the end of a message's data may have reached the server
+    /// and its reply is not yet read: an outcome unknown if the connection
+    /// is lost.
     bool content_sent() const noexcept { return session_ && session_->content_sent(); }
 
 private:
@@ -133,7 +134,10 @@ private:
     boost::asio::awaitable<io_status> write_commands();
     boost::asio::awaitable<io_status> write_content();
     boost::asio::awaitable<io_status> write_all(const boost::asio::const_buffer* bufs,
-                                                std::size_t count);
+                                                std::size_t count, std::size_t* written = nullptr);
+    /// A write that carries the end of data, which ends `end` octets into it.
+    boost::asio::awaitable<io_status> write_end(const boost::asio::const_buffer* bufs,
+                                                std::size_t count, std::size_t end);
     boost::asio::awaitable<io_status> read_reply();
     boost::asio::awaitable<std::tuple<error_code, secret>> fetch_token();
 

@@ -31,7 +31,7 @@ struct capabilities {
 /// greeting, the others keywords). Unknown keywords are ignored; keywords
 /// and mechanisms are case-insensitive. "AUTH=LOGIN" (pre-RFC 4954 syntax)
 /// is read as AUTH.
-MAILERS_API capabilities parse_ehlo(const reply& r);
+capabilities parse_ehlo(const reply& r);
 
 /// Appends "<addr>" where `addr` is a bare addr-spec (may be empty: the
 /// null reverse-path).
@@ -44,24 +44,21 @@ struct mail_parameters {
     bool smtputf8 = false;   ///< SMTPUTF8
 };
 
-MAILERS_API void append_mail_from(std::string& out, std::string_view from,
-                                  const mail_parameters& p);
-MAILERS_API void append_rcpt_to(std::string& out, std::string_view to);
+void append_mail_from(std::string& out, std::string_view from, const mail_parameters& p);
+void append_rcpt_to(std::string& out, std::string_view to);
 
 /// "AUTH PLAIN <base64(\0user\0password)>\r\n" (RFC 4616, initial response
 /// per RFC 4954).
-MAILERS_API void append_auth_plain(std::string& out, std::string_view user,
-                                   std::string_view password);
+void append_auth_plain(std::string& out, std::string_view user, std::string_view password);
 /// The base64 of one AUTH LOGIN answer (user name or password) and CRLF.
-MAILERS_API void append_base64_line(std::string& out, std::string_view value);
+void append_base64_line(std::string& out, std::string_view value);
 /// "AUTH XOAUTH2 <base64(user=U\1auth=Bearer T\1\1)>\r\n", Google's and
 /// Microsoft's SASL mechanism for OAuth 2.0 access tokens.
-MAILERS_API void append_auth_xoauth2(std::string& out, std::string_view user,
-                                     std::string_view token);
+void append_auth_xoauth2(std::string& out, std::string_view user, std::string_view token);
 
 /// Decodes base64 (for the server's SASL challenges, shown in diagnostics);
 /// returns false on invalid input.
-MAILERS_API bool decode_base64(std::string_view in, std::string& out);
+bool decode_base64(std::string_view in, std::string& out);
 
 /// Facts about a rendered message that decide how it is sent.
 struct message_scan {
@@ -71,12 +68,12 @@ struct message_scan {
     bool ends_with_crlf = false;
 };
 
-MAILERS_API message_scan scan_message(std::string_view data) noexcept;
+message_scan scan_message(std::string_view data) noexcept;
 
 /// Appends `data` dot-stuffed (RFC 5321 section 4.5.2: a line that starts
 /// with '.' gets another '.') followed by the end-of-data line, adding a CRLF
 /// first when `data` does not end with one.
-MAILERS_API void append_dot_stuffed(std::string& out, std::string_view data);
+void append_dot_stuffed(std::string& out, std::string_view data);
 
 /// The end-of-data sequence for a message whose last octets are (or are
 /// not) CRLF.

@@ -12,7 +12,7 @@ namespace mailers::detail::smtp {
 ///
 /// Reused across replies: parse_reply() overwrites it and keeps the string
 /// capacity, so a connection parses replies without allocating.
-struct MAILERS_API reply {
+struct reply {
     int code = 0;
     /// RFC 3463 code from the first line ("5.7.26"), "" when absent or when
     /// its class does not match the basic code's.
@@ -48,10 +48,10 @@ inline constexpr std::size_t max_reply_size = 64 * 1024;
 /// is tolerated because some servers send it. Every line must start with the
 /// same three-digit code followed by '-' (more lines follow), ' ' or the end
 /// of the line (last line).
-MAILERS_API parse_status parse_reply(std::string_view in, reply& out, std::size_t& consumed);
+parse_status parse_reply(std::string_view in, reply& out, std::size_t& consumed);
 
 /// Reads "d.ddd.ddd" at the start of `text`, requiring class `cls` ('2',
 /// '4', '5') and a following space or end; returns its length or 0.
-MAILERS_API std::size_t enhanced_code_length(std::string_view text, char cls) noexcept;
+std::size_t enhanced_code_length(std::string_view text, char cls) noexcept;
 
 }  // namespace mailers::detail::smtp

@@ -238,8 +238,12 @@ step session::on_reply(const reply& r) {
                 return end_transaction();
             }
             result_.diag = {};
-            record_failure(r, smtp_phase::data_end, "message refused after the end of data");
-            if (r.code == 421) {
+            record_failure(r, smtp_phase::data_end,
+                           r.code < 400 ? "no verdict on the message after the end of data"
+                                        : "message refused after the end of data");
+            // 421 closes the session; a reply that is neither acceptance nor
+            // refusal leaves it in a state nothing can rely on.
+            if (r.code == 421 || r.code < 400) {
                 state_ = state::closed;
                 return step::close;
             }

@@ -66,7 +66,7 @@ struct session_result {
     std::size_t accepted_recipients = 0;
 };
 
-class MAILERS_API session {
+class session {
 public:
     explicit session(const session_config& cfg, bool tls_active = false);
 
@@ -106,9 +106,13 @@ public:
     /// of an I/O failure during it.
     smtp_phase phase() const noexcept { return phase_; }
 
-    /// True once the whole message and its end-of-data line were written:
-    /// from here on a lost connection leaves the outcome unknown.
+    /// True once the end-of-data line may have reached the server (it was
+    /// written, or a write holding it failed part-way): from here on a lost
+    /// connection leaves the outcome unknown.
     bool content_sent() const noexcept { return content_sent_; }
+    /// The write that holds the end-of-data line failed, but the line may
+    /// have gone out before it did.
+    void end_of_data_may_have_left() noexcept { content_sent_ = true; }
 
     /// True once at least one reply of the current transaction was read.
     bool transaction_replied() const noexcept { return transaction_replied_; }
@@ -194,6 +198,6 @@ private:
 /// The provider's id for an accepted message, read from the reply to the
 /// final dot: Postfix's "queued as X", Amazon SES's "Ok X", Gmail's
 /// "OK <time> X - gsmtp"; "" when the reply names none.
-MAILERS_API std::string queue_id_from_reply(const reply& r);
+std::string queue_id_from_reply(const reply& r);
 
 }  // namespace mailers::detail::smtp
