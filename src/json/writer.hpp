@@ -24,7 +24,7 @@ namespace mailers::json {
 /// maximal ill-formed subsequence (Unicode 15, section 3.9) becomes one
 /// `\ufffd`: overlong forms, surrogates, code points above U+10FFFF, stray
 /// continuation bytes and truncated sequences never reach the output.
-MAILERS_API void append_escaped(std::string& out, std::string_view s);
+void append_escaped(std::string& out, std::string_view s);
 
 /// Appends RFC 8259 JSON to a caller-owned string; commas are inserted
 /// automatically. Every function returns `*this` so calls chain:
@@ -36,7 +36,7 @@ MAILERS_API void append_escaped(std::string& out, std::string_view s);
 ///
 /// Calls must be balanced and a `key` must come before each value inside an
 /// object; the writer does not diagnose misuse.
-class MAILERS_API writer {
+class writer {
 public:
     explicit writer(std::string& out) noexcept : out_(out) {}
 

@@ -20,11 +20,11 @@ constexpr std::size_t base64_lines_size(std::size_t n) noexcept {
 }
 
 /// Appends the padded base64 of `data` on one line.
-MAILERS_API void append_base64(std::string& out, std::string_view data);
+void append_base64(std::string& out, std::string_view data);
 
 /// Appends the base64 of `data` as RFC 2045 body lines of 76 characters
 /// joined by CRLF, without a CRLF after the last line: inside a multipart the
 /// CRLF before the next delimiter belongs to the delimiter.
-MAILERS_API void append_base64_lines(std::string& out, std::string_view data);
+void append_base64_lines(std::string& out, std::string_view data);
 
 }  // namespace mailers::mime

@@ -20,24 +20,24 @@ struct body_scan {
     std::size_t line_breaks = 0;  ///< CRLF, LF or CR sequences
 };
 
-MAILERS_API body_scan scan_body(std::string_view text) noexcept;
+body_scan scan_body(std::string_view text) noexcept;
 
 /// 7bit when the text allows it, else 8bit when `allow_8bit` and only
 /// non-ASCII octets stand in the way, else quoted-printable.
-MAILERS_API transfer_encoding choose_encoding(const body_scan& scan, bool allow_8bit) noexcept;
+transfer_encoding choose_encoding(const body_scan& scan, bool allow_8bit) noexcept;
 
 /// Close estimate of the octets the chosen encoder writes for this body,
 /// used to reserve the output once.
-MAILERS_API std::size_t encoded_size_bound(std::string_view text, const body_scan& scan,
-                                           transfer_encoding enc) noexcept;
+std::size_t encoded_size_bound(std::string_view text, const body_scan& scan,
+                               transfer_encoding enc) noexcept;
 
 /// Appends `text` with every line ending turned into CRLF.
-MAILERS_API void append_crlf_normalised(std::string& out, std::string_view text);
+void append_crlf_normalised(std::string& out, std::string_view text);
 
 /// Appends `text` as RFC 2045 quoted-printable: lines of at most 76
 /// characters, trailing whitespace encoded, and a "." or "From " at the start
 /// of any output line encoded so that neither SMTP dot-stuffing nor mbox
 /// "From " munging can alter the body.
-MAILERS_API void append_quoted_printable(std::string& out, std::string_view text);
+void append_quoted_printable(std::string& out, std::string_view text);
 
 }  // namespace mailers::mime

@@ -17,7 +17,7 @@ inline constexpr std::size_t fold_column = 78;
 /// folds (inserts CRLF before the whitespace) when a token would carry the
 /// line past 78 characters. Tokens without leading whitespace never fold, so
 /// callers glue punctuation to the token before it.
-class MAILERS_API header_writer {
+class header_writer {
 public:
     explicit header_writer(std::string& out) noexcept : out_(out) {}
 
@@ -57,38 +57,36 @@ private:
 /// than B. Q uses only the characters RFC 2047 5(3) allows in a phrase, so the
 /// words are valid in Subject, in display names and in quoted parameters.
 /// `prefix` is glued to the first word and `suffix` to the last.
-MAILERS_API void write_encoded_words(header_writer& w, std::string_view text,
-                                     std::string_view prefix = {}, std::string_view suffix = {});
+void write_encoded_words(header_writer& w, std::string_view text, std::string_view prefix = {},
+                         std::string_view suffix = {});
 
 /// True when an unstructured value must be written as encoded-words rather
 /// than folded as is: non-ASCII, text that could be mistaken for an
 /// encoded-word ("=?"), or a run that no fold could fit into `max_token`.
-MAILERS_API bool needs_encoded_words(std::string_view value, std::size_t max_token) noexcept;
+bool needs_encoded_words(std::string_view value, std::size_t max_token) noexcept;
 
 /// Writes the unstructured field `name: value` (Subject, extra headers):
 /// folded at its own whitespace when plain ASCII, otherwise encoded-words.
-MAILERS_API void write_unstructured(header_writer& w, std::string_view name,
-                                    std::string_view value);
+void write_unstructured(header_writer& w, std::string_view name, std::string_view value);
 
 /// Writes a display name that needs encoded-words (see header_writer.cpp for
 /// how it copes with decoders that disagree on whitespace between them).
-MAILERS_API void write_encoded_phrase(header_writer& w, std::string_view name);
+void write_encoded_phrase(header_writer& w, std::string_view name);
 
 /// Writes a display name (valid UTF-8) as the phrase before an angle-addr:
 /// atoms as they are, a quoted-string when it holds specials, encoded-words
 /// when it is not ASCII.
-MAILERS_API void write_display_name(header_writer& w, std::string_view name);
+void write_display_name(header_writer& w, std::string_view name);
 
 /// Writes `; attr=value` for a MIME parameter (the ';' is glued to the token
 /// before): a quoted-string when `value` is short printable ASCII, else the
 /// RFC 2231 `attr*=UTF-8''...` form split into `attr*0*`, `attr*1*`, ...
 /// continuations that each fit a line.
-MAILERS_API void write_parameter(header_writer& w, std::string_view attr, std::string_view value);
+void write_parameter(header_writer& w, std::string_view attr, std::string_view value);
 
 /// Writes ` name="..."`: the plain quoted-string when write_parameter would use
 /// one, else RFC 2047 encoded-words inside the quotes, the fallback that mail
 /// readers without RFC 2231 support understand.
-MAILERS_API void write_name_fallback(header_writer& w, std::string_view attr,
-                                     std::string_view value);
+void write_name_fallback(header_writer& w, std::string_view attr, std::string_view value);
 
 }  // namespace mailers::mime

@@ -67,31 +67,29 @@ inline constexpr std::size_t max_csv_record_bytes = 64 * 1024;
 /// a caller that wants all-or-nothing collects them and commits only on
 /// success, as the engine does. A read error is errc::invalid_csv too.
 /// Exceptions thrown by `sink` propagate.
-MAILERS_API error_code parse_suppression_csv(std::istream& in, const suppression_options& opts,
-                                             const suppression_csv_sink& sink,
-                                             csv_parse_report& report);
+error_code parse_suppression_csv(std::istream& in, const suppression_options& opts,
+                                 const suppression_csv_sink& sink, csv_parse_report& report);
 
 /// The same, over text already in memory.
-MAILERS_API error_code parse_suppression_csv(std::string_view text, const suppression_options& opts,
-                                             const suppression_csv_sink& sink,
-                                             csv_parse_report& report);
+error_code parse_suppression_csv(std::string_view text, const suppression_options& opts,
+                                 const suppression_csv_sink& sink, csv_parse_report& report);
 
 /// Writes "value,kind,reason,source,created_at\r\n".
-MAILERS_API void write_suppression_csv_header(std::ostream& out);
+void write_suppression_csv_header(std::ostream& out);
 
 /// Writes one record for `e`, CRLF-terminated.
-MAILERS_API void write_suppression_csv(std::ostream& out, const suppression_entry& e);
+void write_suppression_csv(std::ostream& out, const suppression_entry& e);
 
 /// Appends one record for `e` to `out`; bulk exports build large blocks with
 /// it and write them at once.
-MAILERS_API void append_suppression_csv(std::string& out, const suppression_entry& e);
+void append_suppression_csv(std::string& out, const suppression_entry& e);
 
 /// Parses a created_at field (see the format above). An empty field is the
 /// epoch. Fractions finer than a microsecond are truncated.
-MAILERS_API boost::system::result<time_point> parse_suppression_time(std::string_view s);
+boost::system::result<time_point> parse_suppression_time(std::string_view s);
 
 /// Formats a time for created_at: empty for the epoch, ISO 8601 UTC with
 /// microseconds only when there are any, unix seconds outside years 0-9999.
-MAILERS_API std::string format_suppression_time(time_point t);
+std::string format_suppression_time(time_point t);
 
 }  // namespace mailers::detail

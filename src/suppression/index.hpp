@@ -121,7 +121,7 @@ std::uint64_t siphash(const sip_key& key, std::string_view data) noexcept {
 /// A lookup therefore stops at the first slot holding a value >= the one
 /// sought. Deletion shifts the rest of the run back (no tombstones), and
 /// growth is a single in-order pass.
-class MAILERS_API fingerprint_set {
+class fingerprint_set {
 public:
     /// Initial slots past the power-of-two capacity. At the 0.8 maximum
     /// load the chance that a run of random fingerprints reaches past 64 is
@@ -205,7 +205,7 @@ private:
 /// load) to 99.9% of the addresses that are not suppressed, which is nearly
 /// every address an engine checks. Bits are never cleared one by one; the
 /// owner rebuilds the filter from the table's fingerprints instead.
-class MAILERS_API block_filter {
+class block_filter {
 public:
     block_filter() noexcept = default;
     block_filter(const block_filter&) = delete;
@@ -271,7 +271,7 @@ struct suppression_match {
 /// domain only when that filter matches; it holds one copy per domain entry
 /// and never hides one. The table is read only when the block filter says
 /// "maybe".
-class MAILERS_API suppression_index {
+class suppression_index {
 public:
     /// Draws the hash keys from std::random_device.
     suppression_index();
