@@ -61,7 +61,7 @@ std::shared_ptr<mailers::store> open_store(const options& o) {
     return mailers::open_sqlite_store({o.sqlite});
 }
 
-mailers::send_request make_request(std::size_t proc, std::size_t i) {
+mailers::send_request make_request(std::size_t round, std::size_t proc, std::size_t i) {
     mailers::send_request r;
     r.pool = "bench";
     r.to = mailers::address{"p" + std::to_string(proc) + "x" + std::to_string(i),
@@ -69,7 +69,8 @@ mailers::send_request make_request(std::size_t proc, std::size_t i) {
                             {}};
     r.subject = "Quick question";
     r.text = std::string(1024, 'x');
-    r.idempotency_key = "b" + std::to_string(proc) + ":" + std::to_string(i);
+    r.idempotency_key =
+        "b" + std::to_string(round) + "." + std::to_string(proc) + ":" + std::to_string(i);
     return r;
 }
 
@@ -80,9 +81,10 @@ struct child_result {
     double suppress_ms = 0;
 };
 
-// One process's share: `seconds` of closed loop, then an open loop at
-// `rate` sends/s for the latency figures.
-child_result run_child(const options& o, std::size_t proc, double rate, int start_fd) {
+// One process's share: with no `rate`, `seconds` of closed loop; with one,
+// an open loop at that rate for the latency figures.
+child_result run_child(const options& o, std::size_t round, std::size_t proc, double rate,
+                       int start_fd) {
     asio::io_context ioc(1);
     mailers::engine_params params;
     params.storage = open_store(o);
@@ -101,7 +103,7 @@ child_result run_child(const options& o, std::size_t proc, double rate, int star
                                               std::chrono::duration<double>(o.seconds));
     std::function<void()> start_one = [&] {
         if (steady::now() >= deadline) return;
-        eng.async_send(make_request(proc, started++),
+        eng.async_send(make_request(round, proc, started++),
                        [&](mailers::error_code ec, mailers::send_result) {
                            if (ec && ec != mailers::errc::no_capacity) {
                                std::fprintf(stderr, "send failed: %s\n", ec.message().c_str());
@@ -111,13 +113,15 @@ child_result run_child(const options& o, std::size_t proc, double rate, int star
                            start_one();
                        });
     };
-    auto c0 = bench::cpu_seconds();
-    auto t0 = steady::now();
-    for (std::size_t k = 0; k < o.inflight; ++k) start_one();
-    ioc.run();
-    auto dt = std::chrono::duration<double>(steady::now() - t0).count();
-    out.sends = static_cast<double>(done) / dt;
-    out.cpu = (bench::cpu_seconds() - c0) / static_cast<double>(done) * 1e6;
+    if (rate <= 0) {
+        auto c0 = bench::cpu_seconds();
+        auto t0 = steady::now();
+        for (std::size_t k = 0; k < o.inflight; ++k) start_one();
+        ioc.run();
+        auto dt = std::chrono::duration<double>(steady::now() - t0).count();
+        out.sends = static_cast<double>(done) / dt;
+        out.cpu = (bench::cpu_seconds() - c0) / static_cast<double>(done) * 1e6;
+    }
 
     // Open loop for latency.
     if (rate > 0) {
@@ -132,7 +136,7 @@ child_result run_child(const options& o, std::size_t proc, double rate, int star
             auto now = steady::now();
             while (issued < n && start + interval * static_cast<long long>(issued) <= now) {
                 auto scheduled = start + interval * static_cast<long long>(issued);
-                eng.async_send(make_request(proc, 100000000 + issued),
+                eng.async_send(make_request(round, proc, 100000000 + issued),
                                [&, scheduled](mailers::error_code, mailers::send_result) {
                                    lat.push_back(std::chrono::duration<double, std::micro>(
                                                      steady::now() - scheduled)
@@ -216,7 +220,9 @@ int main(int argc, char** argv) {
         eng.upsert_pool(ops, pool);
     }
 
+    std::size_t rounds = 0;
     auto run = [&](double rate) {
+        const auto round = rounds++;
         std::vector<pid_t> pids;
         std::vector<int> result_fds;
         int start_pipe[2];
@@ -228,7 +234,7 @@ int main(int argc, char** argv) {
             if (pid == 0) {
                 ::close(start_pipe[1]);
                 ::close(res[0]);
-                auto r = run_child(o, p, rate / static_cast<double>(o.procs), start_pipe[0]);
+                auto r = run_child(o, round, p, rate / static_cast<double>(o.procs), start_pipe[0]);
                 if (::write(res[1], &r, sizeof r) != static_cast<ssize_t>(sizeof r)) _exit(3);
                 _exit(0);
             }

@@ -37,6 +37,7 @@
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/suppression.hpp>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -186,9 +187,12 @@ MAILERS_API std::string_view to_string(reserve_status s) noexcept;
 struct reserve_outcome {
     reserve_status status = reserve_status::reserved;
     std::uint64_t send_id = 0;
-    std::optional<ledger_row> existing;  ///< duplicate
-    std::size_t claim = 0;               ///< cap_reached, gap, stale_config
-    std::size_t window = 0;              ///< cap_reached
+    /// duplicate: the row holding the key. Behind a pointer so that a
+    /// result stays small: a commit returns one per op, and an import is
+    /// millions of ops.
+    std::shared_ptr<const ledger_row> existing;
+    std::size_t claim = 0;   ///< cap_reached, gap, stale_config
+    std::size_t window = 0;  ///< cap_reached
     /// cap_reached: the time of the oldest use that must leave the window
     /// before one more fits (for a rolling window, retry at until + length);
     /// gap: when the gap ends.

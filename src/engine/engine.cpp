@@ -264,6 +264,11 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
     });
     // A promise of void, not of the reply: std::future's types for a
     // library-private type would be exported from the shared library.
+    ++own_changes;
+    struct done_guard {
+        std::atomic<int>& n;
+        ~done_guard() { --n; }
+    } guard{own_changes};
     commit_reply reply;
     std::promise<void> p;
     queue_audited(*this, who, action, type, id, std::move(before), std::move(after), std::move(ops),

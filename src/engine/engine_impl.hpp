@@ -137,6 +137,11 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// process's suppress() stops waiting for us once our lease runs out,
     /// so we must have stopped handing off by then.
     std::atomic<std::int64_t> fence_until{0};
+    /// Audited changes of this engine being committed. The sync thread
+    /// leaves the feed to them meanwhile: each applies its own change as
+    /// committed, where reading it back (an import of millions of entries)
+    /// would cost as much again.
+    std::atomic<int> own_changes{0};
     std::mutex feed_mu;
     std::mutex sync_mu;
     std::condition_variable sync_cv;

@@ -241,7 +241,7 @@ void engine::impl::sync_loop() {
         if (sync_stop) break;
         lock.unlock();
         try {
-            pull_changes();
+            if (own_changes.load() == 0) pull_changes();
             const auto now = steady_clock::now();
             // Renew well before the lease runs out, and at once when there
             // is something new to acknowledge: a suppress() elsewhere waits

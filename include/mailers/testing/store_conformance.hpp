@@ -585,7 +585,7 @@ inline void check_new_sends(const store_factory& open, const std::string& ws) {
     auto again = sample_send(9, "order-1", at_seconds(30), owner);
     const auto dup = reserve_one(*st, ws, again, {cap("dup-cap", 1)});
     CHECK(dup.status == reserve_status::duplicate);
-    REQUIRE(dup.existing.has_value());
+    REQUIRE(dup.existing != nullptr);
     CHECK(*dup.existing == accepted);
     CHECK(st->find_send(ws, expect1.id) == accepted);
     ids.insert(reserve_new(*st, ws, sample_send(10, "", at_seconds(30)), {cap("dup-cap", 1)}));
@@ -597,7 +597,7 @@ inline void check_new_sends(const store_factory& open, const std::string& ws) {
          reserve(sample_send(12, "batch-key", at_seconds(41))), reserve(sample_send(13, ""))});
     REQUIRE(batch.ops[0].reservation.status == reserve_status::reserved);
     CHECK(batch.ops[1].reservation.status == reserve_status::duplicate);
-    REQUIRE(batch.ops[1].reservation.existing.has_value());
+    REQUIRE(batch.ops[1].reservation.existing != nullptr);
     CHECK(batch.ops[1].reservation.existing->id == batch.ops[0].reservation.send_id);
     CHECK(batch.ops[1].reservation.existing->recipient == "user11@example.com");
     REQUIRE(batch.ops[2].reservation.status == reserve_status::reserved);
@@ -613,7 +613,7 @@ inline void check_new_sends(const store_factory& open, const std::string& ws) {
     REQUIRE(update_one(*st, ws, failed));
     const auto after_failed = reserve_one(*st, ws, sample_send(14, "batch-key", at_seconds(50)));
     CHECK(after_failed.status == reserve_status::duplicate);
-    REQUIRE(after_failed.existing.has_value());
+    REQUIRE(after_failed.existing != nullptr);
     CHECK(*after_failed.existing == stored_send(*st, ws, failed.id));
 
     // Ids are never reused, also after a reopen.
@@ -1632,7 +1632,7 @@ public:
                 for (const auto& [id, r] : sends_) {
                     if (r.idempotency_key == row.idempotency_key) {
                         out.status = reserve_status::duplicate;
-                        out.existing = r;
+                        out.existing = std::make_shared<const ledger_row>(r);
                         return out;
                     }
                 }
@@ -2198,7 +2198,7 @@ inline void check_random_against_model(const store_factory& open, const std::str
                             model.reserved(*o, have.send_id);
                             break;
                         case reserve_status::duplicate:
-                            REQUIRE(have.existing.has_value());
+                            REQUIRE(have.existing != nullptr);
                             CHECK(*have.existing == *want.existing);
                             break;
                         case reserve_status::cap_reached:
@@ -2341,7 +2341,7 @@ inline void check_race_idempotency(const store_factory& open, const std::string&
         for (const auto& o : outcomes) {
             if (o.status == reserve_status::reserved) continue;
             CHECK(o.status == reserve_status::duplicate);
-            REQUIRE(o.existing.has_value());
+            REQUIRE(o.existing != nullptr);
             CHECK(o.existing->id == winner);
         }
     }

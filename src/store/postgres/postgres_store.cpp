@@ -1002,7 +1002,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                         if (!o.row.idempotency_key.empty()) {
                             if (auto k = by_key.find(o.row.idempotency_key); k != by_key.end()) {
                                 res.status = reserve_status::duplicate;
-                                res.existing = sends[k->second].row;
+                                res.existing = std::make_shared<const ledger_row>(sends[k->second].row);
                                 return;
                             }
                         }

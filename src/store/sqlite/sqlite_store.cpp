@@ -605,6 +605,10 @@ private:
         bool dirty = false;
         bool created_number = false;
         bool created_key = false;
+        // Whether the workspace may hold suppression tombstones; read once
+        // per commit, so an import into a list that never lost an entry
+        // spends no statement per entry on them.
+        std::optional<bool> supp_tombstones;
     };
 
     // Where one claim of the reservation being decided stands.
@@ -747,6 +751,14 @@ private:
             q->bind(7, seq);
             q->exec();
         }
+        if (!b.supp_tombstones) {
+            SQLite::Statement any(db_,
+                                  "SELECT EXISTS (SELECT 1 FROM suppression_tombstones WHERE "
+                                  "workspace = ?1)");
+            any.bindNoCopy(1, b.ws);
+            b.supp_tombstones = any.executeStep() && integer(any, 0) != 0;
+        }
+        if (!*b.supp_tombstones) return;
         statement_use q(delete_suppression_tombstone_);
         q->bindNoCopy(1, b.ws);
         q->bind(2, kind);
@@ -770,6 +782,7 @@ private:
         q->bindNoCopy(3, op.value);
         q->bind(4, seq);
         q->exec();
+        b.supp_tombstones = true;
     }
 
     // --- reservations ---------------------------------------------------
@@ -969,7 +982,7 @@ private:
             q->bindNoCopy(2, r.idempotency_key);
             if (q->executeStep()) {
                 out.status = reserve_status::duplicate;
-                out.existing = read_send(*q);
+                out.existing = std::make_shared<const ledger_row>(read_send(*q));
                 return;
             }
         }
