@@ -158,3 +158,33 @@ TEST_CASE("bad input gets a clear error and changes nothing") {
     CHECK(f.eng->suppression_count() == 0);
     CHECK(f.eng->audit_log().size() == audit_before);
 }
+
+TEST_CASE("a deferred send launched after the engine is gone completes with operation_aborted") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    // The deferred operation holds the engine's state, not the handle.
+    auto op = f.eng->async_send(fixture::request("p", "late@example.com"));
+    f.eng.reset();
+    std::optional<error_code> got;
+    std::move(op)([&](error_code ec, send_result) { got = ec; });
+    f.ioc.restart();
+    f.ioc.run();
+    REQUIRE(got);
+    CHECK(*got == errc::operation_aborted);
+    CHECK(f.capture->count() == 0);
+}
+
+TEST_CASE("after cancel(), new sends complete at once with operation_aborted") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    REQUIRE_FALSE(f.send(fixture::request("p", "first@example.com")).first);
+    f.eng->cancel();
+    CHECK(f.send(fixture::request("p", "second@example.com")).first == errc::operation_aborted);
+    CHECK(f.capture->count() == 1);
+    // Configuration keeps working.
+    f.eng->suppress(f.admin, suppression_kind::address, "x@example.com",
+                    suppression_reason::manual);
+    CHECK(f.eng->is_suppressed("x@example.com"));
+}
