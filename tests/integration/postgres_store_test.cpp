@@ -368,6 +368,67 @@ TEST_CASE("postgres store: a schema from a newer version is refused") {
             .c_str());
 }
 
+TEST_CASE("postgres store: a version 1 schema gains exact cap counts") {
+    auto server = test_server();
+    if (!server) return;
+    const auto schema = unique("v1");
+    const auto ws = unique("ws");
+    // Uses spread over a few hours and across bucket boundaries of every size.
+    const auto base = time_point{std::chrono::seconds{1'700'000'000}};
+    std::vector<time_point> uses;
+    for (int i = 0; i < 300; ++i)
+        uses.push_back(base + std::chrono::seconds{i * 37} +
+                       std::chrono::microseconds{(i * 7919) % 1'000'000});
+    {
+        auto st = open_postgres_store(params_for(*server, schema));
+        std::vector<store_op> ops;
+        for (std::size_t i = 0; i < uses.size(); ++i)
+            ops.push_back(reservation("u" + std::to_string(i), "mailbox:a", 1'000'000, uses[i]));
+        for (auto& r : st->commit(ws, ops).ops)
+            REQUIRE(r.reservation.status == reserve_status::reserved);
+    }
+    const std::string back_to_v1 = "psql -q -X \"" + *server + "\" -c 'DROP TABLE " + schema +
+                                   ".cap_counts; DELETE FROM " + schema +
+                                   ".schema_version WHERE version > 1' >/dev/null 2>&1";
+    if (std::system(back_to_v1.c_str()) != 0) {
+        MESSAGE("skipped the migration check: psql is not available");
+        return;
+    }
+    auto st = open_postgres_store(params_for(*server, schema));
+    const auto now = uses.back() + 1s;
+    // A window holding exactly its uses is full, and its `until` is its
+    // oldest use: both wrong if a bucket were miscounted.
+    int probe = 0;
+    auto check_floors = [&](std::size_t from) {
+        for (std::size_t i = from; i < uses.size(); i += 7) {
+            for (auto f : {uses[i], uses[i] - 1us}) {
+                const auto n = uses.size() - i;
+                auto r = reserve1(
+                    *st, ws, reservation("x" + std::to_string(probe++), "mailbox:a", n, now, f));
+                CHECK(r.status == reserve_status::cap_reached);
+                CHECK(r.until == uses[i]);
+                r = reserve1(
+                    *st, ws,
+                    reservation("x" + std::to_string(probe++), "mailbox:a", n, now, uses[i] + 1us));
+                CHECK(r.status == reserve_status::reserved);
+                // Back out the use just recorded, as a failed send does.
+                auto row = st->find_send(ws, r.send_id);
+                REQUIRE(row);
+                store_ops::update_send u{*row};
+                u.row.state = send_state::failed;
+                std::vector<store_op> fail_it{u};
+                REQUIRE(st->commit(ws, fail_it).ops[0].applied);
+            }
+        }
+    };
+    check_floors(0);
+    st->purge_cap_uses(ws, uses[100]);
+    check_floors(100);
+    std::system(
+        ("psql -q -X \"" + *server + "\" -c 'DROP SCHEMA " + schema + " CASCADE' >/dev/null 2>&1")
+            .c_str());
+}
+
 TEST_CASE("postgres store: handles racing on one cap key, one idempotency key, one audit chain") {
     auto server = test_server();
     if (!server) return;

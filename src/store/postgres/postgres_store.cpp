@@ -40,6 +40,13 @@ namespace codes = detail::codes;
 std::int64_t micros(time_point t) {
     return t.time_since_epoch().count();
 }
+// A window's floor, kept far enough from the integer limits for the bucket
+// arithmetic of the count query; no use is that far from the epoch (2^60 us
+// is 36,000 years), so the count is the same.
+std::int64_t floor_micros(time_point floor) {
+    constexpr std::int64_t far = std::int64_t{1} << 60;
+    return std::clamp(micros(floor), -far, far);
+}
 time_point from_micros(std::int64_t v) {
     return time_point{duration{v}};
 }
@@ -231,15 +238,29 @@ struct statements {
         new_ids =
             make("m_new_ids", "SELECT nextval('{s}.send_ids') FROM generate_series(1, $1::int)");
         // For a group of nearby floors [lo, hi] on one key: the uses at or
-        // after hi, counted in the index, and those in [lo, hi) listed.
+        // after hi, and those in [lo, hi) listed. The first are counted
+        // from cap_uses only up to hi's next 2^20 us boundary, then from
+        // the buckets of cap_counts (see the schema): 2^20 us buckets up
+        // to the next 2^26 boundary, 2^26 us ones up to the next 2^32
+        // boundary, then the 2^32 us ones, so a busy key costs no more.
         count_uses = make(
             "m_count_uses",
-            "SELECT (SELECT count(*) FROM {s}.cap_uses u "
-            "        WHERE u.workspace = $1 AND u.key = g.k AND u.at >= g.hi), "
+            "SELECT (SELECT count(*) FROM {s}.cap_uses u WHERE u.workspace = $1 AND u.key = g.k "
+            "        AND u.at >= g.hi AND u.at < (b.b1 << 20)) "
+            "     + (SELECT coalesce(sum(x.n), 0) FROM {s}.cap_counts x WHERE x.workspace = $1 "
+            "        AND x.key = g.k AND x.bits = 20 AND x.bucket >= b.b1 "
+            "        AND x.bucket < (b.b2 << 6)) "
+            "     + (SELECT coalesce(sum(x.n), 0) FROM {s}.cap_counts x WHERE x.workspace = $1 "
+            "        AND x.key = g.k AND x.bits = 26 AND x.bucket >= b.b2 "
+            "        AND x.bucket < (b.b3 << 6)) "
+            "     + (SELECT coalesce(sum(x.n), 0) FROM {s}.cap_counts x WHERE x.workspace = $1 "
+            "        AND x.key = g.k AND x.bits = 32 AND x.bucket >= b.b3), "
             "       (SELECT coalesce(array_agg(u.at ORDER BY u.at), '{{}}') FROM {s}.cap_uses u "
             "        WHERE u.workspace = $1 AND u.key = g.k AND u.at >= g.lo AND u.at < g.hi) "
-            "FROM unnest($2::text[], $3::int8[], $4::int8[]) WITH ORDINALITY AS g(k, lo, hi, n) "
-            "ORDER BY g.n");
+            "FROM unnest($2::text[], $3::int8[], $4::int8[]) WITH ORDINALITY AS g(k, lo, hi, ord) "
+            "CROSS JOIN LATERAL (SELECT (g.hi + 1048575) >> 20 AS b1, "
+            "  (g.hi + 67108863) >> 26 AS b2, (g.hi + 4294967295) >> 32 AS b3) b "
+            "ORDER BY g.ord");
         // commit, second round trip.
         oldest_uses = make(
             "m_oldest_uses",
@@ -248,9 +269,25 @@ struct statements {
             "           AND u.at >= g.f ORDER BY u.at LIMIT g.lim) x) "
             "FROM unnest($2::text[], $3::int8[], $4::int8[]) WITH ORDINALITY AS g(k, f, lim, n) "
             "ORDER BY g.n");
-        release_uses =
-            make("m_release_uses",
-                 "DELETE FROM {s}.cap_uses WHERE workspace = $1 AND send_id = ANY($2::int8[])");
+        // Releases the stored uses of the sends in $2 and records new ones,
+        // moving their buckets by exactly the rows deleted and inserted: a
+        // purge may have deleted some of the released uses meanwhile. One
+        // statement, its bucket rows locked in key order, so that commits
+        // and purges touching the same buckets do not deadlock.
+        write_uses =
+            make("m_write_uses",
+                 "WITH del AS (DELETE FROM {s}.cap_uses WHERE workspace = $1 "
+                 "  AND send_id = ANY($2::int8[]) RETURNING key, at, -1 AS d), "
+                 "ins AS (INSERT INTO {s}.cap_uses (workspace, key, at, send_id) "
+                 "  SELECT $1, * FROM unnest($3::text[], $4::int8[], $5::int8[]) "
+                 "  RETURNING key, at, 1 AS d) "
+                 "INSERT INTO {s}.cap_counts AS c (workspace, key, bits, bucket, n) "
+                 "SELECT $1, v.key, b.bits, v.at >> b.bits, sum(v.d) "
+                 "FROM (SELECT * FROM del UNION ALL SELECT * FROM ins) v "
+                 "CROSS JOIN (VALUES (20::int2), (26::int2), (32::int2)) AS b(bits) "
+                 "GROUP BY v.key, b.bits, v.at >> b.bits HAVING sum(v.d) <> 0 "
+                 "ORDER BY v.key, b.bits, v.at >> b.bits "
+                 "ON CONFLICT (workspace, key, bits, bucket) DO UPDATE SET n = c.n + excluded.n");
         insert_sends = make(
             "m_insert_sends",
             "INSERT INTO {s}.sends (workspace, {cols}) SELECT $1, * FROM unnest($2::int8[], "
@@ -266,9 +303,6 @@ struct statements {
             "$8::int8[], $9::int8[], $10::int8[], $11::text[], $12::text[]) AS v(id, mailbox, "
             "provider, pool, message_id, state, attempt, reserved_at, updated_at, "
             "provider_message_id, detail) WHERE s.workspace = $1 AND s.id = v.id");
-        insert_uses = make("m_insert_uses",
-                           "INSERT INTO {s}.cap_uses (workspace, key, at, send_id) "
-                           "SELECT $1, * FROM unnest($2::text[], $3::int8[], $4::int8[])");
         set_gaps = make("m_set_gaps",
                         "UPDATE {s}.cap_keys c SET gap_until = v.g "
                         "FROM unnest($2::text[], $3::int8[]) AS v(k, g) "
@@ -339,9 +373,22 @@ struct statements {
             "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
             "WHERE workspace = $1 AND reason IS NOT NULL AND (kind, value) > ($2::int2, $3::text) "
             "ORDER BY kind, value LIMIT $4");
-        purge = make("m_purge",
-                     "DELETE FROM {s}.cap_uses u USING {s}.cap_keys k WHERE k.workspace = $1 "
-                     "AND u.workspace = $1 AND u.key = k.key AND u.at < $2");
+        // The buckets give back exactly the uses deleted, so that counts
+        // stay exact for any floor; buckets that end at or before $2 are
+        // then empty, and go unless a use arrived meanwhile.
+        purge = make(
+            "m_purge",
+            "WITH del AS (DELETE FROM {s}.cap_uses u USING {s}.cap_keys k WHERE k.workspace = $1 "
+            "  AND u.workspace = $1 AND u.key = k.key AND u.at < $2 RETURNING u.key, u.at) "
+            "INSERT INTO {s}.cap_counts AS c (workspace, key, bits, bucket, n) "
+            "SELECT $1, del.key, b.bits, del.at >> b.bits, -count(*) FROM del "
+            "CROSS JOIN (VALUES (20::int2), (26::int2), (32::int2)) AS b(bits) "
+            "GROUP BY del.key, b.bits, del.at >> b.bits "
+            "ORDER BY del.key, b.bits, del.at >> b.bits "
+            "ON CONFLICT (workspace, key, bits, bucket) DO UPDATE SET n = c.n + excluded.n");
+        purge_counts = make("m_purge_counts",
+                            "DELETE FROM {s}.cap_counts WHERE workspace = $1 AND n = 0 "
+                            "AND bucket < ($2::int8 >> bits)");
 
         // membership; lease times on the server's clock
         attach =
@@ -374,11 +421,12 @@ struct statements {
     }
 
     pg::statement upsert_keys, lock_keys, ensure_ws, lock_ws, share_objects, lock_sends,
-        uses_of_sends, sends_by_key, new_ids, count_uses, oldest_uses, release_uses, insert_sends,
-        update_sends, insert_uses, set_gaps, write_objects, write_suppressions, insert_audit,
-        set_audit_head, load_objects, load_suppressions, load_sends, change_seq, changed_objects,
+        uses_of_sends, sends_by_key, new_ids, count_uses, oldest_uses, write_uses, insert_sends,
+        update_sends, set_gaps, write_objects, write_suppressions, insert_audit, set_audit_head,
+        load_objects, load_suppressions, load_sends, change_seq, changed_objects,
         changed_suppressions, find_send, find_suppression, audit_from, sends_between,
-        suppressions_after, purge, attach, renew, end_lease, members, recover, server_now;
+        suppressions_after, purge, purge_counts, attach, renew, end_lease, members, recover,
+        server_now;
 };
 
 // --- the commit's in-memory model ------------------------------------------
@@ -694,7 +742,12 @@ public:
 
     void purge_cap_uses(std::string_view ws, time_point before) override {
         run("purge_cap_uses", true, [&](pg::connection& c, attempt&) {
-            c.run(sql_.purge, pg::params{}.add(ws).add(micros(before)));
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL READ COMMITTED");
+            p.add(sql_.purge, pg::params{}.add(ws).add(micros(before)));
+            p.add(sql_.purge_counts, pg::params{}.add(ws).add(micros(before)));
+            p.add_simple("COMMIT");
+            p.finish();
             return 0;
         });
     }
@@ -803,7 +856,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     }
                     for (auto& cl : o.claims) {
                         auto& k = keys[cl.key];
-                        for (auto& w : cl.windows) k.floors.push_back(micros(w.floor));
+                        for (auto& w : cl.windows) k.floors.push_back(floor_micros(w.floor));
                         if (!cl.object_kind.empty())
                             object_refs.emplace(cl.object_kind, cl.object_id);
                     }
@@ -1002,7 +1055,8 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                         if (!o.row.idempotency_key.empty()) {
                             if (auto k = by_key.find(o.row.idempotency_key); k != by_key.end()) {
                                 res.status = reserve_status::duplicate;
-                                res.existing = std::make_shared<const ledger_row>(sends[k->second].row);
+                                res.existing =
+                                    std::make_shared<const ledger_row>(sends[k->second].row);
                                 return;
                             }
                         }
@@ -1036,7 +1090,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                         }
                         for (std::size_t wi = 0; wi < cl.windows.size(); ++wi) {
                             const auto& w = cl.windows[wi];
-                            const auto f = micros(w.floor);
+                            const auto f = floor_micros(w.floor);
                             std::uint64_t n = k.count(f);
                             std::vector<std::int64_t> own_stored, own_added;
                             if (self) {
@@ -1181,7 +1235,13 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                 u_detail.push(r.detail);
             }
         }
-        if (any_released) p2.add(sql_.release_uses, pg::params{}.add(ws_s).add(released.str()));
+        if (any_released || n_uses > 0)
+            p2.add(sql_.write_uses, pg::params{}
+                                        .add(ws_s)
+                                        .add(released.str())
+                                        .add(use_key.str())
+                                        .add(use_at.str())
+                                        .add(use_send.str()));
         if (n_new > 0)
             p2.add(sql_.insert_sends, pg::params{}
                                           .add(ws_s)
@@ -1213,9 +1273,6 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                           .add(u_upd.str())
                                           .add(u_pmid.str())
                                           .add(u_detail.str()));
-        if (n_uses > 0)
-            p2.add(sql_.insert_uses,
-                   pg::params{}.add(ws_s).add(use_key.str()).add(use_at.str()).add(use_send.str()));
         pg::text_array g_key;
         pg::int_array g_until;
         bool any_gap = false;

@@ -103,7 +103,30 @@ CREATE TABLE {s}.members (
 );
 )sql";
 
-constexpr std::string_view steps[] = {step_1};
+// The uses of a key counted per time bucket at three sizes: `bucket` is `at`
+// shifted right by `bits` (20: about a second, 26: about a minute, 32: about
+// 72 minutes). A window is counted from cap_uses for at most its first
+// partial second and from at most 64 + 64 buckets plus one per 72 minutes
+// after that, so a count costs the same for a key with a million uses in its
+// window as for one with ten. Rows are kept exact by every statement that
+// inserts or deletes uses; rows at 0 may linger until a purge passes them.
+constexpr std::string_view step_2 = R"sql(
+CREATE TABLE {s}.cap_counts (
+  workspace text COLLATE "C" NOT NULL,
+  key       text COLLATE "C" NOT NULL,
+  bits      smallint NOT NULL,
+  bucket    bigint NOT NULL,
+  n         bigint NOT NULL,
+  PRIMARY KEY (workspace, key, bits, bucket)
+);
+LOCK TABLE {s}.cap_uses IN SHARE MODE;
+INSERT INTO {s}.cap_counts (workspace, key, bits, bucket, n)
+  SELECT u.workspace, u.key, b.bits, u.at >> b.bits, count(*)
+  FROM {s}.cap_uses u CROSS JOIN (VALUES (20::smallint), (26::smallint), (32::smallint)) AS b(bits)
+  GROUP BY 1, 2, 3, 4;
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {
