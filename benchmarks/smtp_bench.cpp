@@ -17,6 +17,8 @@
 // cpu_seconds (user + system of this process, from getrusage, over the
 // measured part), msgs_per_s, cpu_us_per_msg. A warm-up of min(200, M/10)
 // messages runs first and is not measured.
+#include <unistd.h>
+
 #include <array>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -28,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <mailers/transports/smtp_transport.hpp>
 #include <stdexcept>
 #include <string>
@@ -182,15 +185,16 @@ int main(int argc, char** argv) {
         return true;
     });
     if (!known) return 2;
-    if (o.port == 0 || o.connections == 0 || (o.client != "mailers" && o.client != "ceiling")) {
+    if (o.port == 0 || o.connections == 0 ||
+        (o.client != "mailers" && o.client != "ceiling" && o.client != "engine")) {
         std::fprintf(stderr,
-                     "usage: smtp_bench --client mailers|ceiling --host H --port P "
+                     "usage: smtp_bench --client mailers|engine|ceiling --host H --port P "
                      "--connections N [--messages M] [--inflight K]\n");
         return 2;
     }
     asio::io_context ioc;
     bench::measurement m;
-    if (o.client == "mailers") {
+    if (o.client == "mailers" || o.client == "engine") {
         mailers::smtp_params p;
         p.host = o.host;
         p.port = o.port;
@@ -198,11 +202,26 @@ int main(int argc, char** argv) {
         p.helo_name = "bench.example";
         p.max_connections = o.connections;
         p.render.message_id_domain = "sender.example";
-        mailers::smtp_transport transport(ioc.get_executor(), p);
+        auto transport = std::make_shared<mailers::smtp_transport>(ioc.get_executor(), p);
         const std::size_t window = o.inflight ? o.inflight : 4 * o.connections;
-        m = bench::measure(o.messages, [&](std::size_t n) {
-            return bench::closed_loop(transport, ioc, n, window);
-        });
+        if (o.client == "mailers") {
+            m = bench::measure(o.messages, [&](std::size_t n) {
+                return bench::closed_loop(*transport, ioc, n, window);
+            });
+        } else {
+            // Orchestration included: the engine with its SQLite ledger.
+            const auto dir = std::filesystem::temp_directory_path() /
+                             ("mailers-smtp-bench-" + std::to_string(::getpid()));
+            std::filesystem::create_directories(dir);
+            {
+                auto eng = bench::bench_engine(ioc, dir.string(), transport);
+                m = bench::measure(o.messages, [&](std::size_t n) {
+                    return bench::closed_loop(*eng, ioc, n, window, "k");
+                });
+                eng->flush();
+            }
+            std::filesystem::remove_all(dir);
+        }
     } else {
         const ceiling_script sc = make_ceiling_script(o, ioc);
         m = bench::measure(o.messages,

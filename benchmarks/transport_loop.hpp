@@ -69,6 +69,64 @@ inline tally closed_loop(mailers::provider_transport& transport, boost::asio::io
     return t;
 }
 
+/// The same closed loop through an engine: `pool` draws the sender, the
+/// engine checks suppression, reserves caps in its store, writes the ledger
+/// and then hands off to the transport behind the pool's mailboxes. Every
+/// send has a fresh idempotency key (`key_prefix` + a counter).
+inline tally closed_loop(mailers::engine& eng, boost::asio::io_context& ioc, std::size_t count,
+                         std::size_t window, const std::string& key_prefix) {
+    tally t;
+    const std::string text = body_text();
+    static std::size_t serial = 0;
+    std::size_t started = 0;
+    std::size_t done = 0;
+    std::function<void()> start_one = [&] {
+        if (started == count) return;
+        ++started;
+        mailers::send_request r;
+        r.pool = "bench";
+        r.to = mailers::address{"prospect" + std::to_string(serial), "example.net", {}};
+        r.subject = "Quick question";
+        r.text = text;
+        r.idempotency_key = key_prefix + std::to_string(serial++);
+        eng.async_send(std::move(r), [&](mailers::error_code ec, mailers::send_result res) {
+            ++done;
+            if (ec) {
+                if (t.failed++ == 0) t.first_error = ec.message() + ": " + res.diag.message;
+            } else {
+                ++t.ok;
+            }
+            start_one();
+        });
+    };
+    for (std::size_t i = 0; i < window; ++i) start_one();
+    while (done < count) {
+        if (ioc.stopped()) ioc.restart();
+        ioc.run_one();
+    }
+    return t;
+}
+
+/// An engine on a fresh SQLite file in `dir` with one mailbox (caps far
+/// above any run) in pool "bench", sending through `transport`.
+inline std::unique_ptr<mailers::engine> bench_engine(
+    boost::asio::io_context& ioc, const std::string& dir,
+    std::shared_ptr<mailers::provider_transport> transport) {
+    mailers::engine_params params;
+    params.storage = mailers::open_sqlite_store({dir + "/engine-bench.db"});
+    auto eng = std::make_unique<mailers::engine>(ioc.get_executor(), std::move(params));
+    mailers::principal ops{"bench", "bench"};
+    eng->add_provider(ops, "bench", std::move(transport));
+    mailers::mailbox_config m;
+    m.id = "rep";
+    m.from = {"rep", "sender.example", "Sales Rep"};
+    m.provider = "bench";
+    m.limits = {mailers::rate_limit::per_day(100000000), mailers::rate_limit::per_hour(10000000)};
+    eng->upsert_mailbox(ops, m);
+    eng->upsert_pool(ops, {"bench", {"rep"}, {}});
+    return eng;
+}
+
 /// A measured run: what `run(count)` reported, its wall time and this
 /// process's CPU time over it.
 struct measurement {
