@@ -3,7 +3,11 @@
 // starts nginx for it and compares against the providers' npm SDKs and wrk).
 //
 //   http_bench --provider ses|sendgrid|postmark|mailgun --base http://127.0.0.1:P
-//              --concurrency C [--messages M]
+//              --concurrency C [--messages M] [--engine 1]
+//
+// With --engine 1 the sends go through an engine on an SQLite ledger
+// (suppression check, cap reservation, durable ledger rows) with the
+// transport behind its one mailbox: orchestration included.
 //
 // The transport is built from the provider's DSN with `endpoint=` pointing at
 // the base URL and `max_connections=C`; C sends stay in flight (a closed
@@ -15,8 +19,11 @@
 // seconds, cpu_seconds (user + system of this process, from getrusage, over
 // the measured part), msgs_per_s, cpu_us_per_msg. A warm-up of
 // min(200, M/10) messages runs first and is not measured.
+#include <unistd.h>
+
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <mailers.hpp>
 #include <mailers/transport_factory.hpp>
 #include <memory>
@@ -33,6 +40,7 @@ struct options {
     std::string base;
     std::size_t concurrency = 1;
     std::size_t messages = 20000;
+    bool engine = false;
 };
 
 std::string dsn_for(const options& o) {
@@ -62,6 +70,8 @@ int main(int argc, char** argv) {
             o.concurrency = std::stoul(v);
         else if (k == "--messages")
             o.messages = std::stoul(v);
+        else if (k == "--engine")
+            o.engine = v == "1";
         else
             return false;
         return true;
@@ -81,10 +91,26 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "bad DSN: %s\n", diag.message.c_str());
         return 2;
     }
-    const auto m = bench::measure(o.messages, [&](std::size_t n) {
-        return bench::closed_loop(**transport, ioc, n, o.concurrency);
-    });
-    return bench::report("\"client\":\"mailers\",\"provider\":\"" + o.provider +
+    bench::measurement m;
+    if (!o.engine) {
+        m = bench::measure(o.messages, [&](std::size_t n) {
+            return bench::closed_loop(**transport, ioc, n, o.concurrency);
+        });
+    } else {
+        const auto dir = std::filesystem::temp_directory_path() /
+                         ("mailers-http-bench-" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir);
+        {
+            auto eng = bench::bench_engine(ioc, dir.string(), *transport);
+            m = bench::measure(o.messages, [&](std::size_t n) {
+                return bench::closed_loop(*eng, ioc, n, o.concurrency, "k");
+            });
+            eng->flush();
+        }
+        std::filesystem::remove_all(dir);
+    }
+    return bench::report(std::string("\"client\":\"") + (o.engine ? "engine" : "mailers") +
+                             "\",\"provider\":\"" + o.provider +
                              "\",\"concurrency\":" + std::to_string(o.concurrency),
                          m);
 }
