@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
     eng.flush();
 
     // --- open loop: fixed rate, latency per send ---------------------------
+    const auto stages_before = eng.latencies();
     std::vector<double> lat_us;
     lat_us.reserve(o.rate_sends);
     {
@@ -211,6 +212,17 @@ int main(int argc, char** argv) {
     auto p50 = bench::percentile(lat_us, 0.50), p99 = bench::percentile(lat_us, 0.99),
          p999 = bench::percentile(lat_us, 0.999);
     auto st = eng.stats();
+    // The open loop's share of each pipeline stage's histogram.
+    auto stages = eng.latencies();
+    {
+        mailers::latency_histogram* now_h[] = {&stages.decide, &stages.reserve, &stages.handoff,
+                                               &stages.record, &stages.total};
+        const mailers::latency_histogram* before_h[] = {
+            &stages_before.decide, &stages_before.reserve, &stages_before.handoff,
+            &stages_before.record, &stages_before.total};
+        for (std::size_t s = 0; s < 5; ++s)
+            for (std::size_t i = 0; i < 32; ++i) now_h[s]->counts[i] -= before_h[s]->counts[i];
+    }
 
     std::printf("\ndecision path: %zu mailboxes, %zu suppressed, SQLite file %s, null transport\n",
                 o.mailboxes, o.suppressed, o.db.c_str());
@@ -222,6 +234,18 @@ int main(int argc, char** argv) {
         ceiling, ceiling_cpu, 100.0 * engine_rate / ceiling);
     std::printf("open loop at %.0f sends/s (%zu sends): p50 %.0f us, p99 %.0f us, p99.9 %.0f us\n",
                 o.rate, lat_us.size(), p50, p99, p999);
+    auto stage_line = [](const char* name, const mailers::latency_histogram& h) {
+        std::printf("  %-8s p50 <= %llu us, p99 <= %llu us, p99.9 <= %llu us\n", name,
+                    static_cast<unsigned long long>(h.quantile_us(0.50)),
+                    static_cast<unsigned long long>(h.quantile_us(0.99)),
+                    static_cast<unsigned long long>(h.quantile_us(0.999)));
+    };
+    std::printf("open loop by pipeline stage (power-of-two buckets):\n");
+    stage_line("decide", stages.decide);
+    stage_line("reserve", stages.reserve);
+    stage_line("handoff", stages.handoff);
+    stage_line("record", stages.record);
+    stage_line("total", stages.total);
     std::printf(
         "group commits: %llu for %llu ops (%.1f ops/commit)\n",
         static_cast<unsigned long long>(st.commits),

@@ -10,6 +10,7 @@
 // several threads.
 #pragma once
 
+#include <array>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -112,6 +113,27 @@ struct engine_stats {
     std::uint64_t accepted = 0, failed = 0, unknown = 0, suppressed = 0, no_capacity = 0,
                   paused = 0, rejected = 0, duplicates = 0, failovers = 0;
     std::uint64_t commits = 0, committed_ops = 0;
+};
+
+/// How long one stage of the send pipeline took, over every send since
+/// the engine started, in power-of-two buckets: `counts[i]` sends took
+/// [2^i, 2^(i+1)) microseconds (`counts[0]`: under 2 µs).
+struct latency_histogram {
+    std::array<std::uint64_t, 32> counts{};
+    MAILERS_API std::uint64_t total() const noexcept;
+    /// The upper bound, in microseconds, of the bucket that holds quantile
+    /// `q` (0..1); 0 when nothing was measured.
+    MAILERS_API std::uint64_t quantile_us(double q) const noexcept;
+};
+
+/// The send pipeline's stages, for sends that reached the store (a refusal
+/// from memory, such as a suppressed recipient, is in none of them).
+struct pipeline_latencies {
+    latency_histogram decide;   ///< from the call to the reservation leaving for the store
+    latency_histogram reserve;  ///< the reservation's group commits (every round)
+    latency_histogram handoff;  ///< from the hand-off to the transport's answer (every attempt)
+    latency_histogram record;   ///< the outcome's group commit
+    latency_histogram total;    ///< from the call to completion
 };
 
 class MAILERS_API engine {
@@ -233,6 +255,8 @@ public:
     error_code verify_audit(std::uint64_t* bad_seq = nullptr) const;
 
     engine_stats stats() const;
+    /// Where the time of a send goes, stage by stage.
+    pipeline_latencies latencies() const;
 
     /// Completes every queued store write, then returns.
     void flush();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <cmath>
 #include <future>
 #include <istream>
 #include <mailers/dsn.hpp>
@@ -814,6 +815,42 @@ std::vector<audit_record> engine::audit_log(std::uint64_t from_seq) const {
 error_code engine::verify_audit(std::uint64_t* bad_seq) const {
     auto log = audit_log(1);
     return verify_audit_chain(log, bad_seq);
+}
+
+std::uint64_t latency_histogram::total() const noexcept {
+    std::uint64_t n = 0;
+    for (auto c : counts) n += c;
+    return n;
+}
+
+std::uint64_t latency_histogram::quantile_us(double q) const noexcept {
+    const auto n = total();
+    if (n == 0) return 0;
+    const auto want = std::max<std::uint64_t>(
+        1, static_cast<std::uint64_t>(std::ceil(std::clamp(q, 0.0, 1.0) * static_cast<double>(n))));
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        seen += counts[i];
+        if (seen >= want) return std::uint64_t{2} << i;
+    }
+    return std::uint64_t{2} << (counts.size() - 1);
+}
+
+void engine::impl::record_latency(stage s, std::chrono::steady_clock::duration d) noexcept {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+    std::size_t bucket = 0;
+    for (auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(us, 0)) >> 1; v != 0; v >>= 1)
+        ++bucket;
+    latency[s][std::min<std::size_t>(bucket, 31)].fetch_add(1, std::memory_order_relaxed);
+}
+
+pipeline_latencies engine::latencies() const {
+    pipeline_latencies out;
+    latency_histogram* h[] = {&out.decide, &out.reserve, &out.handoff, &out.record, &out.total};
+    for (std::size_t s = 0; s < impl::stages; ++s)
+        for (std::size_t i = 0; i < 32; ++i)
+            h[s]->counts[i] = impl_->latency[s][i].load(std::memory_order_relaxed);
+    return out;
 }
 
 engine_stats engine::stats() const {

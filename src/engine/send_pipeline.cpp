@@ -268,6 +268,9 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     auto& s = *self;
     send_result result;
     auto now = s.clk->now();
+    using steady = std::chrono::steady_clock;
+    const auto started = steady::now();
+    bool decided = false;
 
     if (s.cancelled) {
         result.diag.message = "the engine was cancelled";
@@ -365,7 +368,13 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             }
             claims = std::move(p.claims);
             store_ops::reserve_send op{row, store_claims(claims), p.config_seq};
+            const auto asked = steady::now();
+            if (!decided) {
+                s.record_latency(engine::impl::stage_decide, asked - started);
+                decided = true;
+            }
             auto reply = co_await async_commit(s, one_op(std::move(op)));
+            s.record_latency(engine::impl::stage_reserve, steady::now() - asked);
             if (reply.ec || reply.ops.empty()) {
                 {
                     std::lock_guard lock(s.mu);
@@ -464,6 +473,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             asio::steady_timer t(s.ex, std::chrono::milliseconds(10));
             co_await t.async_wait(use_awaitable);
         }
+        const auto handed = steady::now();
         auto [tec, outcome] =
             co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
                                           void(error_code, send_outcome)>(
@@ -504,6 +514,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 },
                 asio::as_tuple(use_awaitable));
         result.attempts = attempt;
+        s.record_latency(engine::impl::stage_handoff, steady::now() - handed);
 
         // 5. Record the outcome and act on its failure class.
         std::unique_lock lock(s.mu);
@@ -605,7 +616,11 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     // Named, not a temporary: GCC 12 may destroy temporaries of a co_await
     // full-expression twice.
     auto final_ops = one_op(store_ops::update_send{row});
+    const auto recording = steady::now();
     auto reply = co_await async_commit(s, std::move(final_ops));
+    const auto recorded = steady::now();
+    s.record_latency(engine::impl::stage_record, recorded - recording);
+    s.record_latency(engine::impl::stage_total, recorded - started);
     if (reply.ec)
         s.params.log.log(log_level::error, fmt::format("send {}: final state not stored: {}",
                                                        row.id, reply.diag.message));

@@ -188,3 +188,31 @@ TEST_CASE("after cancel(), new sends complete at once with operation_aborted") {
                     suppression_reason::manual);
     CHECK(f.eng->is_suppressed("x@example.com"));
 }
+
+TEST_CASE("pipeline latencies count each send that reached the store once per stage") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    REQUIRE_FALSE(f.send(fixture::request("p", "a@example.com")).first);
+    REQUIRE_FALSE(f.send(fixture::request("p", "b@example.com")).first);
+    f.eng->suppress(f.admin, suppression_kind::address, "c@example.com",
+                    suppression_reason::manual);
+    CHECK(f.send(fixture::request("p", "c@example.com")).first == errc::suppressed);
+    const auto l = f.eng->latencies();
+    CHECK(l.decide.total() == 2);
+    CHECK(l.reserve.total() == 2);
+    CHECK(l.handoff.total() == 2);
+    CHECK(l.record.total() == 2);
+    CHECK(l.total.total() == 2);
+    CHECK(l.total.quantile_us(1.0) >= l.decide.quantile_us(1.0));
+
+    latency_histogram h;
+    CHECK(h.quantile_us(0.5) == 0);
+    h.counts[0] = 98;  // under 2 µs
+    h.counts[3] = 1;   // 8..16 µs
+    h.counts[10] = 1;  // 1024..2048 µs
+    CHECK(h.total() == 100);
+    CHECK(h.quantile_us(0.5) == 2);
+    CHECK(h.quantile_us(0.99) == 16);
+    CHECK(h.quantile_us(1.0) == 2048);
+}
