@@ -265,11 +265,19 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
     });
     // A promise of void, not of the reply: std::future's types for a
     // library-private type would be exported from the shared library.
+    // Only while the change is committed and applied here: while it waits
+    // for the others below, the sync thread goes on applying and
+    // acknowledging what they change meanwhile, which they may be waiting
+    // for in turn.
     ++own_changes;
     struct done_guard {
-        std::atomic<int>& n;
-        ~done_guard() { --n; }
-    } guard{own_changes};
+        std::atomic<int>* n;
+        void release() noexcept {
+            if (n) --*n;
+            n = nullptr;
+        }
+        ~done_guard() { release(); }
+    } guard{&own_changes};
     commit_reply reply;
     std::promise<void> p;
     queue_audited(*this, who, action, type, id, std::move(before), std::move(after), std::move(ops),
@@ -295,6 +303,7 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
             make_error_code(errc::store_error),
             fmt::format("the change was stored, but reading it back failed: {}", e.what()));
     }
+    guard.release();
     // Once this returns, every engine of the workspace has it in memory.
     wait_acked(reply.change_seq);
 }

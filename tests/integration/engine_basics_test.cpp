@@ -1,4 +1,5 @@
 #include <mailers/mime.hpp>
+#include <thread>
 
 #include "engine_fixture.hpp"
 
@@ -215,4 +216,36 @@ TEST_CASE("pipeline latencies count each send that reached the store once per st
     CHECK(h.quantile_us(0.5) == 2);
     CHECK(h.quantile_us(0.99) == 16);
     CHECK(h.quantile_us(1.0) == 2048);
+}
+
+TEST_CASE("two engines changing one workspace at once both return, and each sees the other's") {
+    // Each audited change waits for the other engine to apply it, while the
+    // other is waiting for its own.
+    db_file db("two-engines");
+    fixture a(db.path.string());
+    auto store_b = open_sqlite_store({db.path.string()});
+    engine_params pb;
+    pb.storage = store_b;
+    pb.clock = a.clock;
+    pb.sync_interval = std::chrono::milliseconds(5);
+    engine b(a.ioc.get_executor(), std::move(pb));
+
+    constexpr int n = 40;
+    std::thread ta([&] {
+        for (int i = 0; i < n; ++i)
+            a.eng->suppress(a.admin, suppression_kind::address,
+                            "a" + std::to_string(i) + "@example.com", suppression_reason::manual);
+    });
+    std::thread tb([&] {
+        for (int i = 0; i < n; ++i)
+            b.suppress(a.admin, suppression_kind::address, "b" + std::to_string(i) + "@example.com",
+                       suppression_reason::manual);
+    });
+    ta.join();
+    tb.join();
+    for (int i = 0; i < n; ++i) {
+        CHECK(a.eng->is_suppressed("b" + std::to_string(i) + "@example.com"));
+        CHECK(b.is_suppressed("a" + std::to_string(i) + "@example.com"));
+    }
+    CHECK(a.eng->verify_audit() == error_code{});
 }
