@@ -14,16 +14,12 @@
 #include <mailers/error.hpp>
 #include <mailers/postgres_store.hpp>
 #include <mailers/store.hpp>
+#include <mailers/testing/store_conformance.hpp>
 #include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#if __has_include(<mailers/testing/store_conformance.hpp>)
-#include <mailers/testing/store_conformance.hpp>
-#define MAILERS_PG_HAVE_CONFORMANCE 1
-#endif
 
 using namespace mailers;
 using namespace std::chrono_literals;
@@ -106,14 +102,12 @@ std::string error_text(const std::exception& e) {
 
 }  // namespace
 
-#ifdef MAILERS_PG_HAVE_CONFORMANCE
 TEST_CASE("postgres store passes the store conformance kit") {
     auto server = test_server();
     if (!server) return;
     const auto p = params_for(*server);
     conformance::run_store_conformance([p] { return open_postgres_store(p); }, unique("conf"));
 }
-#endif
 
 TEST_CASE("postgres store: reservations, caps, gaps and failover") {
     auto server = test_server();

@@ -16,16 +16,12 @@
 #include <mailers/error.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
+#include <mailers/testing/store_conformance.hpp>
 #include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#if __has_include(<mailers/testing/store_conformance.hpp>)
-#include <mailers/testing/store_conformance.hpp>
-#define MAILERS_HAVE_STORE_CONFORMANCE 1
-#endif
 
 namespace fs = std::filesystem;
 using namespace mailers;
@@ -196,7 +192,6 @@ std::vector<audit_record> audit_of(store& st, std::string_view ws) {
 
 }  // namespace
 
-#ifdef MAILERS_HAVE_STORE_CONFORMANCE
 TEST_CASE("sqlite store passes the store conformance kit (file)") {
     temp_dir dir;
     const std::string path = dir.file("conformance.db");
@@ -211,7 +206,6 @@ TEST_CASE("sqlite store passes the store conformance kit (power_loss_safe)") {
         [path] { return open_sqlite_store(params_for(path, sqlite_durability::power_loss_safe)); },
         "durable");
 }
-#endif
 
 TEST_CASE("sqlite store: :memory: is a private database per open") {
     auto a = open_sqlite_store(params_for(":memory:"));
