@@ -30,34 +30,27 @@ struct tally {
     std::string first_error;
 };
 
-/// Sends `count` fresh messages through `transport`, `window` at a time,
-/// running `ioc` on this thread until the last one completes.
-inline tally closed_loop(mailers::provider_transport& transport, boost::asio::io_context& ioc,
-                         std::size_t count, std::size_t window) {
+/// Keeps `window` sends in flight until `count` have completed, running
+/// `ioc` on this thread. `launch(done)` starts one send and makes it call
+/// `done(ec, detail)` when it completes.
+template <class Launch>
+tally run_closed_loop(boost::asio::io_context& ioc, std::size_t count, std::size_t window,
+                      Launch&& launch) {
     tally t;
-    const std::string text = body_text();
     std::size_t started = 0;
     std::size_t done = 0;
     std::function<void()> start_one = [&] {
         if (started == count) return;
         ++started;
-        auto out = std::make_shared<mailers::outbound>();
-        out->msg.from = mailers::address{"rep", "sender.example", "Sales Rep"};
-        out->msg.to.push_back(mailers::address{"prospect", "example.net", {}});
-        out->msg.subject = "Quick question";
-        out->msg.text = text;
-        out->env = mailers::envelope::from_message(out->msg);
-        transport.async_send(std::move(out),
-                             [&](mailers::error_code ec, mailers::send_outcome outcome) {
-                                 ++done;
-                                 if (ec) {
-                                     if (t.failed++ == 0)
-                                         t.first_error = ec.message() + ": " + outcome.diag.message;
-                                 } else {
-                                     ++t.ok;
-                                 }
-                                 start_one();
-                             });
+        launch([&](mailers::error_code ec, const std::string& detail) {
+            ++done;
+            if (ec) {
+                if (t.failed++ == 0) t.first_error = ec.message() + ": " + detail;
+            } else {
+                ++t.ok;
+            }
+            start_one();
+        });
     };
     for (std::size_t i = 0; i < window; ++i) start_one();
     while (done < count) {
@@ -69,42 +62,44 @@ inline tally closed_loop(mailers::provider_transport& transport, boost::asio::io
     return t;
 }
 
-/// The same closed loop through an engine: `pool` draws the sender, the
-/// engine checks suppression, reserves caps in its store, writes the ledger
-/// and then hands off to the transport behind the pool's mailboxes. Every
-/// send has a fresh idempotency key (`key_prefix` + a counter).
+/// Sends `count` fresh messages through `transport`, `window` at a time,
+/// running `ioc` on this thread until the last one completes.
+inline tally closed_loop(mailers::provider_transport& transport, boost::asio::io_context& ioc,
+                         std::size_t count, std::size_t window) {
+    const std::string text = body_text();
+    return run_closed_loop(ioc, count, window, [&](auto done) {
+        auto out = std::make_shared<mailers::outbound>();
+        out->msg.from = mailers::address{"rep", "sender.example", "Sales Rep"};
+        out->msg.to.push_back(mailers::address{"prospect", "example.net", {}});
+        out->msg.subject = "Quick question";
+        out->msg.text = text;
+        out->env = mailers::envelope::from_message(out->msg);
+        transport.async_send(std::move(out),
+                             [done](mailers::error_code ec, mailers::send_outcome outcome) {
+                                 done(ec, outcome.diag.message);
+                             });
+    });
+}
+
+/// The same closed loop through an engine: pool "bench" draws the sender,
+/// the engine checks suppression, reserves caps in its store, writes the
+/// ledger and then hands off to the transport behind the pool's mailboxes.
+/// Every send has a fresh idempotency key (`key_prefix` + a counter).
 inline tally closed_loop(mailers::engine& eng, boost::asio::io_context& ioc, std::size_t count,
                          std::size_t window, const std::string& key_prefix) {
-    tally t;
     const std::string text = body_text();
     static std::size_t serial = 0;
-    std::size_t started = 0;
-    std::size_t done = 0;
-    std::function<void()> start_one = [&] {
-        if (started == count) return;
-        ++started;
+    return run_closed_loop(ioc, count, window, [&](auto done) {
         mailers::send_request r;
         r.pool = "bench";
         r.to = mailers::address{"prospect" + std::to_string(serial), "example.net", {}};
         r.subject = "Quick question";
         r.text = text;
         r.idempotency_key = key_prefix + std::to_string(serial++);
-        eng.async_send(std::move(r), [&](mailers::error_code ec, mailers::send_result res) {
-            ++done;
-            if (ec) {
-                if (t.failed++ == 0) t.first_error = ec.message() + ": " + res.diag.message;
-            } else {
-                ++t.ok;
-            }
-            start_one();
+        eng.async_send(std::move(r), [done](mailers::error_code ec, mailers::send_result res) {
+            done(ec, res.diag.message);
         });
-    };
-    for (std::size_t i = 0; i < window; ++i) start_one();
-    while (done < count) {
-        if (ioc.stopped()) ioc.restart();
-        ioc.run_one();
-    }
-    return t;
+    });
 }
 
 /// An engine on a fresh SQLite file in `dir` with one mailbox (caps far
