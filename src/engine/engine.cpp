@@ -263,8 +263,6 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
     const bool changes = std::any_of(ops.begin(), ops.end(), [](const store_op& op) {
         return !std::holds_alternative<store_ops::append_audit>(op);
     });
-    // A promise of void, not of the reply: std::future's types for a
-    // library-private type would be exported from the shared library.
     // Only while the change is committed and applied here: while it waits
     // for the others below, the sync thread goes on applying and
     // acknowledging what they change meanwhile, which they may be waiting
@@ -278,6 +276,8 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
         }
         ~done_guard() { release(); }
     } guard{&own_changes};
+    // A promise of void, not of the reply: std::future's types for a
+    // library-private type would be exported from the shared library.
     commit_reply reply;
     std::promise<void> p;
     queue_audited(*this, who, action, type, id, std::move(before), std::move(after), std::move(ops),

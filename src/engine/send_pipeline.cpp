@@ -182,11 +182,10 @@ std::vector<cap_claim> store_claims(const std::vector<decide::planned_claim>& pl
 }
 
 // Remembers the store's refusal so that picks skip the key until it may
-// fit; returns when that is.
-std::optional<time_point> note_refusal(engine::impl& s,
-                                       const std::vector<decide::planned_claim>& claims,
-                                       const reserve_outcome& o, time_point now) {
-    if (o.claim >= claims.size()) return std::nullopt;
+// fit.
+void note_refusal(engine::impl& s, const std::vector<decide::planned_claim>& claims,
+                  const reserve_outcome& o, time_point now) {
+    if (o.claim >= claims.size()) return;
     const auto& c = claims[o.claim];
     cap_hint h;
     std::optional<time_point> retry;
@@ -198,12 +197,11 @@ std::optional<time_point> note_refusal(engine::impl& s,
                                                     : ineligible_reason::quota_reached;
         retry = decide::retry_time(c.rules[o.window], c.claim.windows[o.window], o.until, now);
     } else {
-        return std::nullopt;
+        return;
     }
     h.until = retry.value_or(time_point::max());
     std::lock_guard lock(s.mu);
     s.cap_hints[c.claim.key] = h;
-    return retry;
 }
 
 // One reservation attempt, prepared under mu: the mailbox picked, its
@@ -213,7 +211,6 @@ struct prepared {
     std::vector<decide::planned_claim> claims;
     std::uint64_t config_seq = 0;
     std::optional<time_point> retry_at;
-    ineligible_reason reason = ineligible_reason::none;
 };
 
 prepared prepare(engine::impl& s, const send_request& req, const std::string& recipient,
@@ -226,7 +223,6 @@ prepared prepare(engine::impl& s, const send_request& req, const std::string& re
     auto now = s.clk->now();
     auto picked = s.pick(req, recipient, recipient_domain, tried, now);
     p.retry_at = picked.retry_at;
-    p.reason = picked.reason;
     if (!picked.mailbox) return p;
     auto& mb = *picked.mailbox;
     p.claims = plan_claims(s, mb, recipient_domain, *picked.res);
@@ -352,21 +348,18 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     row.recipient = recipient;
     reservation res;
     std::unordered_set<std::string> tried;
-    std::vector<decide::planned_claim> claims;
     // Asks the store for a reservation on the next eligible mailbox; on a
     // refusal memory learns why and the next pick avoids it.
     enum class reserved_as { ok, duplicate, no_capacity, failed };
     std::optional<time_point> retry_at;
-    ineligible_reason last_reason = ineligible_reason::none;
     auto reserve_once = [&]() -> awaitable<reserved_as> {
         for (std::size_t round = 0; round < rounds; ++round) {
             auto p = prepare(s, req, recipient, recipient_domain, tried, row);
             if (!p.res) {
                 retry_at = p.retry_at;
-                last_reason = p.reason;
                 co_return reserved_as::no_capacity;
             }
-            claims = std::move(p.claims);
+            const auto claims = std::move(p.claims);
             store_ops::reserve_send op{row, store_claims(claims), p.config_seq};
             const auto asked = steady::now();
             if (!decided) {
@@ -421,7 +414,6 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 s.release(*p.res);
             } else {
                 retry_at = p.retry_at;
-                last_reason = p.reason;
             }
         }
         co_return reserved_as::no_capacity;
