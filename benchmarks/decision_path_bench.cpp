@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "bench_workspace.hpp"
 
 namespace asio = boost::asio;
 using steady = std::chrono::steady_clock;
@@ -98,20 +99,9 @@ int main(int argc, char** argv) {
     auto null = std::make_shared<mailers::null_transport>(ioc.get_executor());
     eng.add_provider(ops, "null", null);
 
-    std::vector<std::string> ids;
-    for (std::size_t i = 0; i < o.mailboxes; ++i) {
-        mailers::mailbox_config m;
-        m.id = "mb" + std::to_string(i);
-        m.from = {"rep" + std::to_string(i), "brand" + std::to_string(i % 5) + ".com", "Rep"};
-        m.provider = "null";
-        m.limits = {mailers::rate_limit::per_day(100000), mailers::rate_limit::per_hour(20000)};
-        m.weight = 1 + static_cast<unsigned>(i % 3);
-        eng.upsert_mailbox(ops, m);
-        ids.push_back(m.id);
-    }
-    mailers::pool_config pool{"bench", ids, {}};
-    pool.policy.kind = mailers::rotation_kind::weighted;
-    eng.upsert_pool(ops, pool);
+    bench::add_bench_pool(
+        eng, ops, o.mailboxes, "null",
+        {mailers::rate_limit::per_day(100000), mailers::rate_limit::per_hour(20000)});
 
     // 1M suppressed addresses, none of which the benchmark sends to.
     {

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "bench_support.hpp"
+#include "bench_workspace.hpp"
 
 namespace asio = boost::asio;
 using steady = std::chrono::steady_clock;
@@ -203,21 +204,9 @@ int main(int argc, char** argv) {
         params.storage = open_store(o);
         mailers::engine eng(ioc.get_executor(), std::move(params));
         mailers::principal ops{"bench", "bench"};
-        std::vector<std::string> ids;
-        for (std::size_t i = 0; i < o.mailboxes; ++i) {
-            mailers::mailbox_config m;
-            m.id = "mb" + std::to_string(i);
-            m.from = {"rep" + std::to_string(i), "brand" + std::to_string(i % 5) + ".com", "Rep"};
-            m.provider = "null";
-            m.limits = {mailers::rate_limit::per_day(10000000),
-                        mailers::rate_limit::per_hour(1000000)};
-            m.weight = 1 + static_cast<unsigned>(i % 3);
-            eng.upsert_mailbox(ops, m);
-            ids.push_back(m.id);
-        }
-        mailers::pool_config pool{"bench", ids, {}};
-        pool.policy.kind = mailers::rotation_kind::weighted;
-        eng.upsert_pool(ops, pool);
+        bench::add_bench_pool(
+            eng, ops, o.mailboxes, "null",
+            {mailers::rate_limit::per_day(10000000), mailers::rate_limit::per_hour(1000000)});
     }
 
     std::size_t rounds = 0;
