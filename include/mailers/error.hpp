@@ -152,6 +152,8 @@ MAILERS_API failure classify(const error_code& ec) noexcept;
 /// attempt may deliver it twice), and so for every code `classify()` does not
 /// recognise, and for an empty code.
 MAILERS_API bool may_retry(const error_code& ec) noexcept;
+/// The same rule for a failure class already known.
+MAILERS_API bool may_retry(failure f) noexcept;
 
 /// Detail that accompanies an error code. Never contains secrets.
 struct diagnostics {

@@ -192,8 +192,11 @@ failure classify(const error_code& ec) noexcept {
 }
 
 bool may_retry(const error_code& ec) noexcept {
-    if (!ec) return false;
-    switch (classify(ec)) {
+    return ec && may_retry(classify(ec));
+}
+
+bool may_retry(failure f) noexcept {
+    switch (f) {
         case failure::transient:
         case failure::throttled:
         case failure::quota_exhausted:

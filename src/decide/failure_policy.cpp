@@ -36,7 +36,7 @@ outcome_decision on_outcome(const error_code& ec, const outcome_facts& f) {
     }
     d.release = true;
     d.end_probe = true;
-    d.fail_over = may_retry(ec) && f.pooled && f.attempt < f.max_attempts;
+    d.fail_over = may_retry(cls) && f.pooled && f.attempt < f.max_attempts;
     switch (cls) {
         case failure::recipient_permanent:
             d.suppress_recipient = true;

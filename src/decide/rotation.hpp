@@ -11,6 +11,7 @@
 // predicate.
 #pragma once
 
+#include <boost/container/small_vector.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <mailers/rotation_policy.hpp>
@@ -68,10 +69,12 @@ pick_outcome pick(const rotation& r, rotation_kind kind, std::optional<std::uint
     out.cursor = r.cursor;
     const std::size_t n = r.priority.size();
     if (n == 0) return out;
-    std::vector<char> seen(n, 0);
+    boost::container::small_vector<char, 64> seen(n, 0);
+    std::size_t seen_count = 0;
     auto try_member = [&](std::uint32_t idx) -> bool {
         if (seen[idx]) return false;
         seen[idx] = 1;
+        ++seen_count;
         if (tried(idx)) return false;
         eligibility e = check(idx);
         if (e.ok()) return true;
@@ -99,7 +102,9 @@ pick_outcome pick(const rotation& r, rotation_kind kind, std::optional<std::uint
             break;
         case rotation_kind::weighted: {
             const auto len = r.schedule.size();
-            for (std::size_t k = 0; k < len; ++k) {
+            // The schedule repeats members; once each was checked, the rest
+            // of it can only repeat the answers.
+            for (std::size_t k = 0; k < len && seen_count < n; ++k) {
                 auto pos = (r.cursor + k) % len;
                 if (try_member(r.schedule[pos])) return take(r.schedule[pos], (pos + 1) % len);
             }
