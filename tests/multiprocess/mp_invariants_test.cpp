@@ -73,19 +73,14 @@
 #include <unordered_map>
 
 #include "mp_common.hpp"
-
-extern char** environ;
+#include "process_util.hpp"
 
 namespace {
 
 using namespace mailers;
 namespace fs = std::filesystem;
 
-std::uint64_t env_u64(const char* name, std::uint64_t fallback) {
-    const char* v = std::getenv(name);
-    if (!v || !*v) return fallback;
-    return std::strtoull(v, nullptr, 10);
-}
+using mailers_test::env_u64;
 
 std::string env_str(const char* name) {
     const char* v = std::getenv(name);
@@ -393,22 +388,6 @@ void check_limit(const std::string& what, std::vector<counted> ds, std::size_t l
 
 // --- processes --------------------------------------------------------------------
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& out) {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                     0644);
-    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE(rc == 0);
-    return pid;
-}
-
 /// One SQL statement on the test database, for what the store API does not
 /// do: finding the server's data directory, dropping a run's schema.
 std::string pg_exec(const std::string& conninfo, const std::string& sql, std::string* error) {
@@ -522,10 +501,11 @@ bool run(const run_config& cfg) {
     auto start_child = [&] {
         const auto i = next_name++;
         const auto name = "c" + std::to_string(i);
-        pid_t pid = spawn({MAILERS_MP_CHILD, cfg.kind, db, cfg.schema, dir.string(), name,
-                           std::to_string(cfg.seed * 1000 + i), std::to_string(deadline),
-                           std::to_string(cfg.keys)},
-                          children_out);
+        pid_t pid =
+            mailers_test::spawn_child({MAILERS_MP_CHILD, cfg.kind, db, cfg.schema, dir.string(),
+                                       name, std::to_string(cfg.seed * 1000 + i),
+                                       std::to_string(deadline), std::to_string(cfg.keys)},
+                                      children_out);
         live[pid] = name;
     };
     for (std::uint64_t i = 0; i < cfg.procs; ++i) start_child();
