@@ -5,7 +5,9 @@
 // that as corruption in its own words.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <mailers/clock.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
 #include <optional>
@@ -96,6 +98,22 @@ constexpr std::optional<suppression_reason> suppression_reason_of(std::int64_t c
             return suppression_reason::legal;
     }
     return std::nullopt;
+}
+
+// Both stores keep times as integer microseconds since the epoch.
+constexpr std::int64_t micros(time_point t) noexcept {
+    return t.time_since_epoch().count();
+}
+constexpr time_point from_micros(std::int64_t v) noexcept {
+    return time_point{duration{v}};
+}
+
+// A window's floor, kept far enough from the integer limits for the bucket
+// arithmetic of the count queries; no use is that far from the epoch (2^60 us
+// is 36,000 years), so the count is the same.
+constexpr std::int64_t floor_micros(time_point floor) noexcept {
+    constexpr std::int64_t far = std::int64_t{1} << 60;
+    return std::clamp(micros(floor), -far, far);
 }
 
 }  // namespace mailers::detail::codes

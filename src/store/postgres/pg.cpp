@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 namespace mailers::pg {
@@ -42,7 +43,7 @@ std::uint64_t result::affected() const {
 std::vector<const char*> params::pointers() const {
     std::vector<const char*> out;
     out.reserve(values_.size());
-    for (auto& v : values_) out.push_back(v ? v->c_str() : nullptr);
+    for (auto& v : values_) out.push_back(v.c_str());
     return out;
 }
 
@@ -130,9 +131,11 @@ connection::connection(const std::string& conninfo, std::chrono::milliseconds co
 
 void connection::fail(PGresult* r, std::string_view what) {
     std::string state;
+    std::string constraint;
     std::string msg;
     if (r) {
         if (const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE)) state = s;
+        if (const char* c = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME)) constraint = c;
         msg = trimmed(PQresultErrorMessage(r));
     }
     if (msg.empty()) msg = trimmed(PQerrorMessage(c_.get()));
@@ -143,7 +146,8 @@ void connection::fail(PGresult* r, std::string_view what) {
         throw error(failure_kind::connection_lost, msg, state);
     if (state == "40001" || state == "40P01")
         throw error(failure_kind::retry_transaction, msg, state);
-    if (state == "23505") throw error(failure_kind::unique_violation, msg, state);
+    if (state == "23505")
+        throw error(failure_kind::unique_violation, msg, state, std::move(constraint));
     throw error(failure_kind::other, msg, state);
 }
 

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -33,11 +32,18 @@ enum class failure_kind {
 
 class error : public std::runtime_error {
 public:
-    error(failure_kind kind, std::string message, std::string sqlstate = {})
-        : std::runtime_error(std::move(message)), kind_(kind), sqlstate_(std::move(sqlstate)) {}
+    error(failure_kind kind, std::string message, std::string sqlstate = {},
+          std::string constraint = {})
+        : std::runtime_error(std::move(message)),
+          kind_(kind),
+          sqlstate_(std::move(sqlstate)),
+          constraint_(std::move(constraint)) {}
     failure_kind kind() const noexcept { return kind_; }
     /// Empty when libpq, not the server, noticed the failure.
     const std::string& sqlstate() const noexcept { return sqlstate_; }
+    /// The constraint (or unique index) the server names as refusing a row,
+    /// so callers need not parse its message, whose wording is localised.
+    const std::string& constraint() const noexcept { return constraint_; }
     /// In a pipeline: the index of the statement that failed (-1 when the
     /// failure was not tied to one).
     int statement() const noexcept { return statement_; }
@@ -46,6 +52,7 @@ public:
 private:
     failure_kind kind_;
     std::string sqlstate_;
+    std::string constraint_;
     int statement_ = -1;
 };
 
@@ -75,7 +82,7 @@ private:
     std::unique_ptr<PGresult, result_deleter> r_;
 };
 
-/// Text-format parameters. std::nullopt is SQL NULL.
+/// Text-format parameters.
 class params {
 public:
     params& add(std::string v) {
@@ -87,16 +94,12 @@ public:
     params& add(std::int64_t v) { return add(std::to_string(v)); }
     params& add(std::uint64_t v) { return add(std::to_string(static_cast<std::int64_t>(v))); }
     params& add(int v) { return add(std::to_string(v)); }
-    params& null() {
-        values_.emplace_back(std::nullopt);
-        return *this;
-    }
     int size() const noexcept { return static_cast<int>(values_.size()); }
     /// Pointers into this object, valid while it lives unchanged.
     std::vector<const char*> pointers() const;
 
 private:
-    std::vector<std::optional<std::string>> values_;
+    std::vector<std::string> values_;
 };
 
 /// Builders for PostgreSQL array literals, sent as text parameters.

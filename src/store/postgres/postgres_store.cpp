@@ -1,21 +1,18 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <mailers/audit.hpp>
 #include <mailers/error.hpp>
 #include <mailers/postgres_store.hpp>
 #include <map>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <unordered_map>
 #include <utility>
 
+#include "config/secret_ref.hpp"
 #include "store/codes.hpp"
 #include "store/postgres/pg.hpp"
 #include "store/postgres/pool.hpp"
@@ -37,19 +34,9 @@ namespace codes = detail::codes;
     throw exception(make_error_code(code), std::move(diag));
 }
 
-std::int64_t micros(time_point t) {
-    return t.time_since_epoch().count();
-}
-// A window's floor, kept far enough from the integer limits for the bucket
-// arithmetic of the count query; no use is that far from the epoch (2^60 us
-// is 36,000 years), so the count is the same.
-std::int64_t floor_micros(time_point floor) {
-    constexpr std::int64_t far = std::int64_t{1} << 60;
-    return std::clamp(micros(floor), -far, far);
-}
-time_point from_micros(std::int64_t v) {
-    return time_point{duration{v}};
-}
+using codes::floor_micros;
+using codes::from_micros;
+using codes::micros;
 
 int state_code(send_state s) {
     const auto c = codes::of(s);
@@ -87,34 +74,13 @@ suppression_reason reason_from(std::int64_t c) {
 // --- conninfo references --------------------------------------------------
 
 // The conninfo usually holds a password, so it may be given as a reference,
-// resolved like a DSN secret; errors name the reference, never the value.
+// resolved like a DSN secret.
 std::string resolve_conninfo(const std::string& conninfo) {
-    if (conninfo.starts_with("env:")) {
-        std::string name = conninfo.substr(4);
-        const char* v = name.empty() ? nullptr : std::getenv(name.c_str());
-        if (!v || !*v)
-            fail(errc::store_error,
-                 fmt::format("postgres store: conninfo refers to environment variable '{}', "
-                             "which is unset or empty",
-                             name));
-        return v;
-    }
-    if (conninfo.starts_with("file:")) {
-        std::string path = conninfo.substr(5);
-        std::ifstream in(path, std::ios::binary);
-        if (!in)
-            fail(errc::store_error,
-                 fmt::format("postgres store: conninfo refers to file '{}', which cannot be read",
-                             path));
-        std::string content{std::istreambuf_iterator<char>(in), {}};
-        while (!content.empty() && (content.back() == '\n' || content.back() == '\r'))
-            content.pop_back();
-        if (content.empty())
-            fail(errc::store_error,
-                 fmt::format("postgres store: conninfo refers to file '{}', which is empty", path));
-        return content;
-    }
-    return conninfo;
+    std::string value = conninfo;
+    std::string error;
+    if (!detail::resolve_value(value, "postgres store: conninfo", error))
+        fail(errc::store_error, std::move(error));
+    return value;
 }
 
 // What must never appear in a message: the password, whether or not libpq
@@ -802,7 +768,7 @@ private:
                 // transaction waited: the next run reads it and answers
                 // `duplicate`. Other unique violations are real errors.
                 if (e.kind() == pg::failure_kind::unique_violation &&
-                    std::string_view{e.what()}.find("sends_idempotency") == std::string_view::npos)
+                    e.constraint() != "sends_idempotency")
                     again = false;
                 if (again) {
                     if (conflicts > 2)

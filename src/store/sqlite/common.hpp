@@ -80,12 +80,9 @@ inline suppression_reason reason_from_code(std::int64_t c) {
     fail(errc::store_error, fmt::format("sqlite store: corrupt suppressions.reason value {}", c));
 }
 
-inline std::int64_t micros(time_point t) noexcept {
-    return t.time_since_epoch().count();
-}
-inline time_point from_micros(std::int64_t v) noexcept {
-    return time_point{duration{v}};
-}
+using codes::floor_micros;
+using codes::from_micros;
+using codes::micros;
 
 // SQLite integers are signed 64-bit; a larger value would come back negative
 // and sort before every other row.

@@ -170,6 +170,8 @@ public:
           delete_suppression_tombstone_(db_,
                                         "DELETE FROM suppression_tombstones WHERE workspace = ?1 "
                                         "AND kind = ?2 AND value = ?3"),
+          any_suppression_tombstone_(
+              db_, "SELECT EXISTS (SELECT 1 FROM suppression_tombstones WHERE workspace = ?1)"),
           find_idempotency_key_(db_, fmt::format("SELECT {} FROM sends WHERE workspace = ?1 AND "
                                                  "idempotency_key = ?2",
                                                  send_columns)),
@@ -228,7 +230,10 @@ public:
           mark_unknown_(db_,
                         "UPDATE sends SET state = 3, updated_at = ?3, detail = ?4 "
                         "WHERE workspace = ?1 AND owner = ?2 AND state = 0"),
-          delete_member_(db_, "DELETE FROM members WHERE workspace = ?1 AND id = ?2") {}
+          delete_member_(db_, "DELETE FROM members WHERE workspace = ?1 AND id = ?2"),
+          savepoint_failover_(db_, "SAVEPOINT failover"),
+          rollback_failover_(db_, "ROLLBACK TO failover"),
+          release_failover_(db_, "RELEASE failover") {}
 
     store_snapshot load(std::string_view workspace, time_point since) override {
         const std::lock_guard lock(mutex_);
@@ -655,9 +660,9 @@ private:
     }
 
     std::uint64_t change_seq(const std::string& ws) {
-        SQLite::Statement q(db_, "SELECT change_seq FROM workspaces WHERE name = ?1");
-        q.bindNoCopy(1, ws);
-        return q.executeStep() ? static_cast<std::uint64_t>(integer(q, 0)) : 0;
+        statement_use q(read_workspace_);
+        q->bindNoCopy(1, ws);
+        return q->executeStep() ? static_cast<std::uint64_t>(integer(*q, 1)) : 0;
     }
 
     void read_workspace(batch& b) {
@@ -752,11 +757,9 @@ private:
             q->exec();
         }
         if (!b.supp_tombstones) {
-            SQLite::Statement any(db_,
-                                  "SELECT EXISTS (SELECT 1 FROM suppression_tombstones WHERE "
-                                  "workspace = ?1)");
-            any.bindNoCopy(1, b.ws);
-            b.supp_tombstones = any.executeStep() && integer(any, 0) != 0;
+            statement_use any(any_suppression_tombstone_);
+            any->bindNoCopy(1, b.ws);
+            b.supp_tombstones = any->executeStep() && integer(*any, 0) != 0;
         }
         if (!*b.supp_tombstones) return;
         statement_use q(delete_suppression_tombstone_);
@@ -821,10 +824,7 @@ private:
 
     // The uses of `key_id` at or after `floor`.
     std::int64_t count_uses(std::int64_t key_id, time_point floor) {
-        // Far enough from the integer limits for the shifts below; no
-        // window reaches that far (it is 36,000 years from the epoch).
-        constexpr std::int64_t far = std::int64_t{1} << 60;
-        const std::int64_t f = std::clamp(micros(floor), -far, far);
+        const std::int64_t f = floor_micros(floor);
         const auto ceil_bucket = [f](int level) {
             const int bits = bucket_bits[level - 1];
             return (f >> bits) + ((f & ((std::int64_t{1} << bits) - 1)) != 0 ? 1 : 0);
@@ -1019,6 +1019,11 @@ private:
         out.send_id = id;
     }
 
+    static void run(SQLite::Statement& s) {
+        statement_use q(s);
+        q->exec();
+    }
+
     // A further attempt of a send by its owner (failover).
     void reserve_again(batch& b, const store_ops::reserve_send& op, reserve_outcome& out) {
         const ledger_row& r = op.row;
@@ -1039,15 +1044,15 @@ private:
         // The send's own uses do not count against its next attempt: they
         // are released first, and restored by rolling back to the savepoint
         // when the attempt is refused.
-        db_.exec("SAVEPOINT failover");
+        run(savepoint_failover_);
         release_uses(old_keys_, old_at, r.id);
         out.status = reserve_status::reserved;
         if (!check_claims(b, op, out)) {
-            db_.exec("ROLLBACK TO failover");
-            db_.exec("RELEASE failover");
+            run(rollback_failover_);
+            run(release_failover_);
             return;
         }
-        db_.exec("RELEASE failover");
+        run(release_failover_);
         record_uses(b, op, r.id);
         statement_use q(update_attempt_);
         q->bind(1, key);
@@ -1184,6 +1189,7 @@ private:
     SQLite::Statement delete_suppression_;
     SQLite::Statement put_suppression_tombstone_;
     SQLite::Statement delete_suppression_tombstone_;
+    SQLite::Statement any_suppression_tombstone_;
     SQLite::Statement find_idempotency_key_;
     SQLite::Statement insert_send_;
     SQLite::Statement find_attempt_;
@@ -1204,6 +1210,9 @@ private:
     SQLite::Statement find_suppression_;
     SQLite::Statement mark_unknown_;
     SQLite::Statement delete_member_;
+    SQLite::Statement savepoint_failover_;
+    SQLite::Statement rollback_failover_;
+    SQLite::Statement release_failover_;
     std::unordered_map<std::string, std::int64_t> numbers_;
     std::unordered_map<std::int64_t, key_ids> keys_;  // by workspace number
     // Reused by every commit, so the hot path allocates nothing of its own.
