@@ -38,6 +38,8 @@ struct postgres_store_params {
     std::size_t pool_size = 4;
     /// How long an operation waits for a connection that was lost to come
     /// back (the server restarting) before it fails with errc::store_error.
+    /// Opening waits the same way for a server it cannot reach, so a wrong
+    /// host or port is reported after this long.
     std::chrono::milliseconds reconnect_timeout{30000};
     /// libpq's connect_timeout for each connection attempt.
     std::chrono::milliseconds connect_timeout{5000};

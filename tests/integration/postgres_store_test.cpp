@@ -304,6 +304,7 @@ TEST_CASE("postgres store: a bad conninfo is a clear error without the password"
     auto expect_error = [](const std::string& conninfo, std::string_view mentions) {
         auto p = params_for(conninfo);
         p.connect_timeout = 1s;
+        p.reconnect_timeout = 200ms;  // nothing listens on port 1: not worth waiting for
         try {
             open_postgres_store(p);
             FAIL("opened " << conninfo);
@@ -550,5 +551,19 @@ TEST_CASE("postgres store: a server restart mid-use") {
     }
     REQUIRE(run("resume") == 0);
     CHECK(reserve1(*quick, ws, reservation("d", "k", 100, at_s(4))).status ==
+          reserve_status::reserved);
+
+    // Opened while the server is down: the open waits for it, as a process
+    // started during a restart must.
+    REQUIRE(run("halt") == 0);
+    std::thread resumer([&] {
+        std::this_thread::sleep_for(800ms);
+        run("resume");
+    });
+    std::shared_ptr<store> late;
+    CHECK_NOTHROW(late = open_postgres_store(p));
+    resumer.join();
+    REQUIRE(late);
+    CHECK(reserve1(*late, ws, reservation("e", "k", 100, at_s(5))).status ==
           reserve_status::reserved);
 }

@@ -478,13 +478,24 @@ public:
           pool_(pg::pool_params{std::move(conninfo), std::move(redact), p.pool_size,
                                 p.connect_timeout}) {}
 
+    // A process started while the server restarts opens once it is back,
+    // as any operation waits for a lost connection.
     void open() {
-        std::unique_ptr<pg::connection> c;
-        try {
-            c = pool_.connect();
-            pg::migrate(*c, params_.schema);
-        } catch (const pg::error& e) {
-            fail(errc::store_error, fmt::format("postgres store: cannot open: {}", e.what()));
+        using clock = std::chrono::steady_clock;
+        const auto deadline = clock::now() + params_.reconnect_timeout;
+        auto backoff = std::chrono::milliseconds(50);
+        for (;;) {
+            try {
+                auto c = pool_.connect();
+                pg::migrate(*c, params_.schema);
+                return;
+            } catch (const pg::error& e) {
+                if (e.kind() != pg::failure_kind::connection_lost || clock::now() >= deadline)
+                    fail(errc::store_error,
+                         fmt::format("postgres store: cannot open: {}", e.what()));
+            }
+            std::this_thread::sleep_for(backoff);
+            backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
         }
     }
 
