@@ -5,6 +5,9 @@
 // domain of at most 255 octets with labels of at most 63, a whole address of
 // at most 254 octets. Quoted local parts are accepted; comments, source
 // routes and IP-literal domains other than [IPv4]/[IPv6:...] are refused.
+// Address literals follow RFC 5321 section 4.1.3: an IPv4 part is 1 to 3
+// decimal digits (a leading zero is allowed, "010" is ten), and in IPv6 "::"
+// stands for at least two zero groups, so "[IPv6:1::2:3:4:5:6:7]" is refused.
 #pragma once
 
 #include <boost/system/result.hpp>

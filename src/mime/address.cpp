@@ -1,6 +1,7 @@
-#include <arpa/inet.h>
 #include <idn2.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mailers/address.hpp>
@@ -65,38 +66,111 @@ bool valid_quoted_local(std::string_view s) noexcept {
     return true;
 }
 
-bool valid_ipv4(std::string_view s) noexcept {
-    int parts = 0;
+// RFC 5321 IPv4-address-literal: four Snum of 1 to 3 decimal digits each,
+// at most 255. A leading zero is allowed, as the grammar allows it, and the
+// digits are decimal ("010" is ten, not the octal eight inet_aton reads).
+bool parse_ipv4(std::string_view s, std::uint8_t* out) noexcept {
     std::size_t i = 0;
-    while (true) {
-        unsigned value = 0;
-        std::size_t digits = 0;
-        while (i < s.size() && is_digit(static_cast<unsigned char>(s[i]))) {
-            value = value * 10 + static_cast<unsigned>(s[i] - '0');
-            if (++digits > 3) return false;
+    for (int part = 0; part < 4; ++part) {
+        if (part > 0) {
+            if (i == s.size() || s[i] != '.') return false;
             ++i;
         }
+        unsigned value = 0;
+        std::size_t digits = 0;
+        for (; i < s.size() && is_digit(static_cast<unsigned char>(s[i])); ++i) {
+            if (++digits > 3) return false;
+            value = value * 10 + static_cast<unsigned>(s[i] - '0');
+        }
         if (digits == 0 || value > 255) return false;
-        ++parts;
-        if (i == s.size()) return parts == 4;
-        if (s[i] != '.' || parts == 4) return false;
-        ++i;
+        out[part] = static_cast<std::uint8_t>(value);
+    }
+    return i == s.size();
+}
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Parses one side of an IPv6 address (of "::" when it has one) into 16-bit
+// groups; only the last element may be an IPv4 address, which fills two.
+// False for an empty group, a group of more than 4 digits, or more than
+// `max_groups` groups.
+bool parse_ipv6_groups(std::string_view s, std::uint16_t* groups, std::size_t max_groups,
+                       std::size_t& count) noexcept {
+    count = 0;
+    if (s.empty()) return true;
+    while (true) {
+        const std::size_t end = std::min(s.find(':'), s.size());
+        const std::string_view part = s.substr(0, end);
+        if (end == s.size() && part.find('.') != std::string_view::npos) {
+            std::uint8_t v4[4];
+            if (count + 2 > max_groups || !parse_ipv4(part, v4)) return false;
+            groups[count++] = static_cast<std::uint16_t>(v4[0] << 8 | v4[1]);
+            groups[count++] = static_cast<std::uint16_t>(v4[2] << 8 | v4[3]);
+            return true;
+        }
+        if (part.empty() || part.size() > 4 || count == max_groups) return false;
+        unsigned value = 0;
+        for (char c : part) {
+            const int h = hex_value(c);
+            if (h < 0) return false;
+            value = value << 4 | static_cast<unsigned>(h);
+        }
+        groups[count++] = static_cast<std::uint16_t>(value);
+        if (end == s.size()) return true;
+        s.remove_prefix(end + 1);
     }
 }
 
-bool valid_address_literal(std::string_view s) noexcept {
+// RFC 5321 IPv6-addr (after the "IPv6:" tag): eight groups, or "::" standing
+// for at least two zero groups with at most six others around it; the last
+// 32 bits may be written as an IPv4 address. Stricter than inet_pton, which
+// also lets "::" stand for a single group.
+bool parse_ipv6(std::string_view s, std::uint16_t* groups) noexcept {
+    const std::size_t gap = s.find("::");
+    std::size_t head = 0;
+    std::size_t tail = 0;
+    if (gap == std::string_view::npos) return parse_ipv6_groups(s, groups, 8, head) && head == 8;
+    // The IPv4 form may only end the address, never come before "::".
+    const std::string_view before = s.substr(0, gap);
+    if (before.find('.') != std::string_view::npos) return false;
+    std::uint16_t after[8];
+    if (!parse_ipv6_groups(before, groups, 6, head) ||
+        !parse_ipv6_groups(s.substr(gap + 2), after, 6, tail) || head + tail > 6)
+        return false;
+    std::fill(groups + head, groups + 8 - tail, std::uint16_t{0});
+    std::copy(after, after + tail, groups + 8 - tail);
+    return true;
+}
+
+// The host an address literal names, as eight 16-bit groups; an IPv4 host
+// fills the last two.
+struct ip_literal {
+    bool v6 = false;
+    std::uint16_t groups[8] = {};
+};
+
+bool parse_address_literal(std::string_view s, ip_literal& ip) noexcept {
     if (s.size() < 3 || s.front() != '[' || s.back() != ']') return false;
     const std::string_view inner = s.substr(1, s.size() - 2);
     if (istarts_with(inner, "IPv6:")) {
-        const std::string_view v6 = inner.substr(5);
-        char buf[64];
-        if (v6.empty() || v6.size() >= sizeof buf) return false;
-        std::memcpy(buf, v6.data(), v6.size());
-        buf[v6.size()] = '\0';
-        unsigned char addr[16];
-        return inet_pton(AF_INET6, buf, addr) == 1;
+        ip.v6 = true;
+        return parse_ipv6(inner.substr(5), ip.groups);
     }
-    return valid_ipv4(inner);
+    std::uint8_t v4[4];
+    if (!parse_ipv4(inner, v4)) return false;
+    ip.groups[6] = static_cast<std::uint16_t>(v4[0] << 8 | v4[1]);
+    ip.groups[7] = static_cast<std::uint16_t>(v4[2] << 8 | v4[3]);
+    return true;
+}
+
+bool valid_address_literal(std::string_view s) noexcept {
+    ip_literal ip;
+    return parse_address_literal(s, ip);
 }
 
 // An ASCII host name: LDH labels of 1-63 octets that neither start nor end
@@ -207,6 +281,54 @@ bool append_ascii_domain(std::string& out, std::string_view domain, bool lower) 
     const std::size_t start = out.size();
     out += a.get();
     for (std::size_t i = start; i < out.size(); ++i) out[i] = to_lower(out[i]);
+    return true;
+}
+
+bool append_canonical_address_literal(std::string& out, std::string_view literal) {
+    ip_literal ip;
+    if (!parse_address_literal(literal, ip)) return false;
+    const auto& g = ip.groups;
+    const bool v4_mapped =
+        ip.v6 && std::all_of(g, g + 5, [](std::uint16_t x) { return x == 0; }) && g[5] == 0xffff;
+    out += '[';
+    if (!ip.v6 || v4_mapped) {
+        for (int i = 0; i < 4; ++i) {
+            if (i > 0) out += '.';
+            const unsigned group = g[6 + i / 2];
+            out += std::to_string(i % 2 == 0 ? group >> 8 : group & 0xffu);
+        }
+        out += ']';
+        return true;
+    }
+    // RFC 5952: lower-case hexadecimal without leading zeros, and "::" for
+    // the longest run of two or more zero groups (the first of equal runs).
+    int run_start = -1;
+    int run_len = 1;
+    for (int i = 0; i < 8;) {
+        int j = i;
+        while (j < 8 && g[j] == 0) ++j;
+        if (j - i > run_len) run_start = i, run_len = j - i;
+        i = j == i ? i + 1 : j;
+    }
+    out += "IPv6:";
+    constexpr char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 8; ++i) {
+        if (i == run_start) {
+            out += "::";
+            i += run_len - 1;
+            continue;
+        }
+        if (i > 0 && i != run_start + run_len) out += ':';
+        bool started = false;
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            const unsigned nibble = (g[i] >> shift) & 0xfu;
+            if (nibble != 0 || started || shift == 0) {
+                out += digits[nibble];
+                started = true;
+            }
+        }
+    }
+    out += ']';
     return true;
 }
 

@@ -28,4 +28,15 @@ bool valid_mailbox(std::string_view local, std::string_view domain) noexcept;
 /// unchanged. Returns false, leaving `out` unchanged, when IDNA refuses it.
 bool append_ascii_domain(std::string& out, std::string_view domain, bool lower);
 
+/// Appends the one spelling of an address literal's host, so that every
+/// way of writing the same address gives the same text: "[a.b.c.d]" in
+/// decimal without leading zeros, and "[IPv6:...]" in the RFC 5952 form
+/// (lower-case hexadecimal, no leading zeros, "::" for the longest run of
+/// two or more zero groups). An IPv4-mapped address (::ffff:a.b.c.d) is the
+/// IPv4 host it maps, which is where a connection to it goes, so it is
+/// written "[a.b.c.d]". The result is never longer than `literal`. Returns
+/// false, leaving `out` unchanged, when `literal` is not a valid RFC 5321
+/// address literal.
+bool append_canonical_address_literal(std::string& out, std::string_view literal);
+
 }  // namespace mailers::mime

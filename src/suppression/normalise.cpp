@@ -1,8 +1,11 @@
 // Address and domain normalisation for suppression keys (the rules are
 // documented in include/mailers/suppression.hpp).
+#include <uninorm.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <iterator>
 #include <mailers/address.hpp>
 #include <mailers/suppression.hpp>
@@ -191,6 +194,62 @@ bool fold_case(std::string& s) {
     return true;
 }
 
+// Replaces `s` by its normalisation form `form` (libunistring); false when
+// it is not valid UTF-8 or memory runs out.
+bool unicode_normalise(uninorm_t form, std::string& s) {
+    if (!mime::is_valid_utf8(s)) return false;
+    // A local part is at most 64 octets, so this buffer nearly always fits
+    // the result and libunistring allocates only for pathological input.
+    std::array<std::uint8_t, 512> buf;
+    std::size_t len = buf.size();
+    std::uint8_t* p = u8_normalize(form, reinterpret_cast<const std::uint8_t*>(s.data()), s.size(),
+                                   buf.data(), &len);
+    if (p == nullptr) return false;
+    s.assign(reinterpret_cast<const char*>(p), len);
+    if (p != buf.data()) std::free(p);
+    return true;
+}
+
+// True when `s` is valid UTF-8 made only of code points for which NFD,
+// folding and NFC in turn give what folding alone gives: those below the
+// combining diacritics (U+0300: Latin, IPA, spacing modifiers), Cyrillic
+// letters, CJK unified ideographs and Hangul syllables. None of them is a
+// combining mark, a Hangul jamo or a character NFC rewrites, so nothing in
+// such a string composes with its neighbour, and their precomposed letters
+// fold to precomposed letters, but for U+0130, whose decomposition folds to
+// "i" + U+0307, which has no precomposed form. It spares most local parts
+// the two passes through libunistring, which cost several times the rest of
+// normalising an address.
+bool composition_inert(std::string_view s) noexcept {
+    for (std::size_t i = 0; i < s.size();) {
+        char32_t c;
+        const std::size_t n = decode_utf8(s, i, c);
+        if (n == 0) return false;
+        const bool inert = (c < 0x300 && c != 0x130) || (c >= 0x400 && c <= 0x482) ||
+                           (c >= 0x48a && c <= 0x52f) || (c >= 0x4e00 && c <= 0x9fff) ||
+                           (c >= 0xac00 && c <= 0xd7a3);
+        if (!inert) return false;
+        i += n;
+    }
+    return true;
+}
+
+// Canonical caseless form of a local part's content: NFC of the simple case
+// folding of its NFD. Folding the decomposed form, as Unicode's canonical
+// caseless match does (section 3.13), makes every canonically equivalent
+// spelling fold alike ("\u1FB3" and "\u03B1\u0345" both end as
+// "\u03B1\u03B9"), and composing afterwards gives NFC, which RFC 6532
+// asks of addresses, for letters whose lower case has a precomposed form the
+// upper case lacks ("H\u0331" becomes "\u1E96").
+bool fold_local(std::string& s) {
+    if (mime::is_ascii(s)) {
+        for (char& c : s) c = ascii_lower(c);
+        return true;
+    }
+    if (composition_inert(s)) return fold_case(s);
+    return unicode_normalise(UNINORM_NFD, s) && fold_case(s) && unicode_normalise(UNINORM_NFC, s);
+}
+
 // RFC 5322 atext, widened by RFC 6531 to every non-ASCII octet.
 bool is_atext(char ch) noexcept {
     const auto c = static_cast<unsigned char>(ch);
@@ -220,64 +279,75 @@ error_code invalid_address() noexcept {
     return make_error_code(errc::invalid_address);
 }
 
-// Appends the canonical spelling of a local part to `out`: a quoted string
-// whose content is a dot-atom means the same mailbox unquoted (RFC 5321
-// section 4.1.2), so it is unquoted; any other quoted string is re-quoted
-// with the fewest escapes. Sets `dot_atom` when the result is unquoted, the
-// only form the optional foldings apply to.
+// Appends the canonical spelling of a local part to `out`: its content
+// (a quoted string without quotes and escapes) in caseless NFC form, unquoted
+// when that is a dot-atom, for "\"john\"" is the same mailbox as "john"
+// (RFC 5321 section 4.1.2), and otherwise quoted with the fewest escapes.
+// The quoting is decided after normalising because NFC can change it: U+037E
+// (Greek question mark) is ';'. Sets `dot_atom` when the result is unquoted,
+// the only form the optional foldings apply to. False when the content is
+// not valid UTF-8 or the result is over RFC 5321's 64 octets (NFC lengthens
+// a few characters, U+0958 to U+0915 U+093C for one).
 bool canonical_local(std::string_view local, std::string& out, bool& dot_atom) {
-    dot_atom = true;
-    if (local.size() < 2 || local.front() != '"' || local.back() != '"') {
+    const bool quoted = local.size() >= 2 && local.front() == '"' && local.back() == '"';
+    if (!quoted && mime::is_ascii(local)) {
+        // An ASCII dot-atom, the common case, only needs lower-casing.
+        dot_atom = true;
+        const std::size_t start = out.size();
         out += local;
+        for (std::size_t i = start; i < out.size(); ++i) out[i] = ascii_lower(out[i]);
         return true;
     }
     std::string content;
     content.reserve(local.size());
-    for (std::size_t i = 1; i + 1 < local.size(); ++i) {
-        if (local[i] == '\\') {
-            if (++i + 1 >= local.size()) return false;
+    if (quoted) {
+        for (std::size_t i = 1; i + 1 < local.size(); ++i) {
+            if (local[i] == '\\') {
+                if (++i + 1 >= local.size()) return false;
+            }
+            content += local[i];
         }
-        content += local[i];
+    } else {
+        content = local;
     }
-    if (is_dot_atom(content)) {
+    if (!fold_local(content)) return false;
+    const std::size_t start = out.size();
+    dot_atom = is_dot_atom(content);
+    if (dot_atom) {
         out += content;
-        return true;
+    } else {
+        out += '"';
+        for (char c : content) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        out += '"';
     }
-    dot_atom = false;
-    out += '"';
-    for (char c : content) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    out += '"';
-    return true;
+    return out.size() - start <= mime::max_local_part;
 }
 
-// Appends the lower-case domain or address literal to `out`. Literals keep
-// the "IPv6:" tag in the case RFC 5321 spells it and lower-case the
-// hexadecimal digits. `checked` says parse_address has already validated the
-// domain: then an ASCII domain without A-labels ("xn--", whose punycode IDNA
+// Appends the lower-case domain, or the canonical address literal, to
+// `out`. `checked` says parse_address has already validated the domain:
+// then an ASCII domain without A-labels ("xn--", whose punycode IDNA
 // checks) only needs lower-casing, and skipping a second pass through
 // domain_to_ascii saves a third of the cost of a CSV import line.
 bool append_canonical_domain(std::string_view domain, bool checked, std::string& out) {
+    if (!domain.empty() && domain.front() == '[')
+        return mime::append_canonical_address_literal(out, domain);
     const std::size_t start = out.size();
     out += domain;
-    const bool literal = !domain.empty() && domain.front() == '[';
-    bool plain = checked || literal;
+    bool plain = checked;
     bool label_start = true;
     for (std::size_t i = start; plain && i < out.size(); ++i) {
         const char c = out[i];
         if (static_cast<unsigned char>(c) >= 0x80) plain = false;
-        if (label_start && !literal && (c == 'x' || c == 'X') && out.size() - i >= 4 &&
+        if (label_start && (c == 'x' || c == 'X') && out.size() - i >= 4 &&
             (out[i + 1] == 'n' || out[i + 1] == 'N') && out[i + 2] == '-' && out[i + 3] == '-')
             plain = false;
         label_start = c == '.';
         out[i] = ascii_lower(c);
     }
-    if (plain) {
-        if (literal && out.compare(start, 6, "[ipv6:") == 0) out.replace(start + 1, 4, "IPv6");
-        return true;
-    }
+    if (plain) return true;
     out.resize(start);
     auto ascii = domain_to_ascii(domain);
     if (!ascii) return false;
@@ -338,7 +408,7 @@ boost::system::result<std::string> normalise_address(std::string_view addr,
     std::string key;
     key.reserve(parsed->local.size() + 1 + parsed->domain.size());
     bool dot_atom = false;
-    if (!canonical_local(parsed->local, key, dot_atom) || !fold_case(key)) return invalid_address();
+    if (!canonical_local(parsed->local, key, dot_atom)) return invalid_address();
     std::size_t at = key.size();
     key += '@';
     if (!append_canonical_domain(parsed->domain, true, key)) return invalid_address();

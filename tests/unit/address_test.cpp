@@ -239,6 +239,61 @@ TEST_CASE("parse round-trips through addr_spec") {
     }
 }
 
+TEST_CASE("address literals follow the RFC 5321 grammar") {
+    // Every form of section 4.1.3: IPv4, IPv6-full, IPv6-comp, IPv6v4-full
+    // and IPv6v4-comp, in any letter case.
+    for (std::string_view ok : {
+             "u@[0.0.0.0]",
+             "u@[255.255.255.255]",
+             "u@[192.000.002.001]",  // Snum is 1*3DIGIT: leading zeros are allowed
+             "u@[IPv6:2001:0db8:0000:0000:0000:0000:0000:0001]",
+             "u@[IPv6:2001:DB8:0:0:0:0:0:1]",
+             "u@[IPv6:2001:db8::1]",
+             "u@[IPv6:::]",
+             "u@[IPv6:::1]",
+             "u@[IPv6:1::]",
+             "u@[IPv6:1:2:3::6:7:8]",
+             "u@[IPv6:1:2:3:4:5:6:192.0.2.1]",
+             "u@[IPv6:1:2:3:4::192.0.2.1]",
+             "u@[IPv6:::ffff:192.000.002.001]",
+             "u@[iPv6:::FFFF:C000:201]",
+         }) {
+        CAPTURE(ok);
+        CHECK(is_valid_addr_spec(ok));
+        CHECK(parse_address(ok).has_value());
+    }
+    for (std::string_view bad : {
+             "u@[256.0.0.1]",
+             "u@[1.2.3.0004]",
+             "u@[1.2.3.]",
+             "u@[.1.2.3.4]",
+             "u@[1.2.3.-4]",
+             "u@[+1.2.3.4]",
+             "u@[1.2.3.4 ]",
+             "u@[0x1.2.3.4]",
+             "u@[IPv6:1:2:3:4:5:6:7]",            // seven groups
+             "u@[IPv6:1:2:3:4:5:6:7:8:9]",        // nine groups
+             "u@[IPv6:1::2:3:4:5:6:7]",           // "::" standing for one group
+             "u@[IPv6:1:2:3:4:5:6:7::]",          // likewise
+             "u@[IPv6:1:2:3:4:5::192.0.2.1]",     // "::" for one group before IPv4
+             "u@[IPv6:1:2:3:4:5:6:7:192.0.2.1]",  // IPv4 after seven groups
+             "u@[IPv6:1::2::3]",
+             "u@[IPv6::::1]",
+             "u@[IPv6::1:2:3:4:5:6:7]",
+             "u@[IPv6:1:2:3:4:5:6:7:]",
+             "u@[IPv6:12345::1]",
+             "u@[IPv6:192.0.2.1::]",  // IPv4 only at the end
+             "u@[IPv6:::192.0.2.1:1]",
+             "u@[IPv6:::ffff:256.0.0.1]",
+             "u@[IPv6:]",
+             "u@[IPv6:g::1]",
+         }) {
+        CAPTURE(bad);
+        CHECK_FALSE(is_valid_addr_spec(bad));
+        CHECK_FALSE(parse_address(bad).has_value());
+    }
+}
+
 TEST_CASE("domain_to_ascii") {
     CHECK(domain_to_ascii("Example.COM").value() == "example.com");
     CHECK(domain_to_ascii("bücher.de").value() == "xn--bcher-kva.de");
@@ -250,6 +305,13 @@ TEST_CASE("domain_to_ascii") {
     CHECK(domain_to_ascii("XN--BCHER-KVA.de").value() == "xn--bcher-kva.de");
     CHECK(domain_to_ascii("[192.0.2.1]").value() == "[192.0.2.1]");
     CHECK(domain_to_ascii("[IPv6:2001:db8::1]").value() == "[IPv6:2001:db8::1]");
+    // Decomposed and full-width spellings map to the same A-labels (UTS #46).
+    CHECK(domain_to_ascii("bu\u0308cher.de").value() == "xn--bcher-kva.de");
+    CHECK(domain_to_ascii("BU\u0308CHER.de").value() == "xn--bcher-kva.de");
+    CHECK(domain_to_ascii("\uFF42\uFF55\u0308\uFF43\uFF48\uFF45\uFF52\uFF0E\uFF44\uFF45").value() ==
+          "xn--bcher-kva.de");
+    CHECK(domain_to_ascii("\uFF25\uFF38\uFF21\uFF2D\uFF30\uFF2C\uFF25\u3002com").value() ==
+          "example.com");
 
     for (std::string_view bad : {"", "☃.com", "a..b", "exa\nmple.com", "-a.com", "a.com.",
                                  "xn--zz.com", "1.2.3.4", "[1.2.3]", "exa mple.com"}) {
