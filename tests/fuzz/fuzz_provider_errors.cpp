@@ -9,8 +9,9 @@
 // Beyond "does not crash": a refusal maps to a transport error that some row
 // of the table gives, with the diagnostics filled as documented; a
 // retry-after is never negative and fits the clock it is added to; a
-// Retry-After in delay-seconds is read exactly (capped at a day); a token's
-// lifetime is between a second and a day; a 2xx of the provider's success
+// Retry-After in delay-seconds is read exactly (capped at a day); a token
+// endpoint's 429 is throttling whatever it says; a token's lifetime is
+// between a second and a day; a 2xx of the provider's success
 // shape gives back the id or token it holds; reading the same reply twice
 // gives the same answer.
 #include <algorithm>
@@ -183,6 +184,7 @@ void token(const mailers::http::response& r, bool success_shape, std::string_vie
         check(ec != mailers::make_error_code(transport_errc::outcome_unknown));
         if (r.status / 100 == 2)
             check(ec == mailers::make_error_code(transport_errc::temporary_reply));
+        if (r.status == 429) check(ec == mailers::make_error_code(transport_errc::rate_limited));
         check(!success_shape);
         return;
     }

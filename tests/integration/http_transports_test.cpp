@@ -31,6 +31,7 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -41,6 +42,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "http/sigv4.hpp"
@@ -1750,6 +1752,227 @@ TEST_CASE(
     r = send_one(ioc, **bad, make_out());
     CHECK(r.ec == transport_errc::authentication_failed);
     CHECK(r.out.diag.provider_code == "invalid_client");
+}
+
+TEST_CASE(
+    "SendGrid: names holding ',' or ';', which SendGrid would drop the mail for, go without") {
+    std::string body;
+    fake_server srv([&](const received& r) {
+        body = r.body;
+        return sendgrid_check(r, "k");
+    });
+    asio::io_context ioc;
+    mailers::sendgrid_params p;
+    p.api_key = mailers::secret("k");
+    p.endpoint = srv.url();
+    mailers::http_transport t(ioc.get_executor(), p);
+    auto o = make_out();
+    o->msg.from.display_name = "Brand, Inc.";
+    o->msg.to[0].display_name = "Example, Ann";
+    o->msg.to.push_back({"carl", "example.com", ", ;"});
+    o->msg.cc = {{"bob", "example.com", "Lee;Bob"}};
+    o->msg.reply_to = mailers::address{"help", "brand.example", "Support; Team,"};
+    o->env = mailers::envelope::from_message(o->msg);
+    auto r = send_one(ioc, t, o);
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    json_doc j(body);
+    REQUIRE(j.ok);
+    CHECK(j.str("/personalizations/0/to/0/name") == "Example Ann");
+    CHECK(j.str("/personalizations/0/to/1/email") == "carl@example.com");
+    CHECK_FALSE(j.has("/personalizations/0/to/1/name"));
+    CHECK(j.str("/personalizations/0/cc/0/name") == "Lee Bob");
+    CHECK(j.str("/from/name") == "Brand Inc.");
+    CHECK(j.str("/reply_to/name") == "Support Team");
+}
+
+TEST_CASE("per-message recipient limits: over the limit refused before any request, at it sent") {
+    fake_server srv([](const received& r) {
+        if (r.target.ends_with("/token"))
+            return json_reply(200, R"({"access_token":"tok","expires_in":3600})");
+        return json_reply(200, R"({"MessageId":"m","id":"m","MessageID":"m"})");
+    });
+    asio::io_context ioc;
+    const auto token_url = srv.url() + "/token";
+    mailers::ses_params ses;
+    ses.access_key_id = aws_key_id;
+    ses.secret_access_key = mailers::secret(aws_secret);
+    mailers::mailgun_params mailgun;
+    mailgun.api_key = mailers::secret("k");
+    mailgun.domain = "mg.brand.example";
+    mailers::sendgrid_params sendgrid;
+    sendgrid.api_key = mailers::secret("k");
+    mailers::postmark_params postmark;
+    postmark.server_token = mailers::secret("k");
+    mailers::gmail_params gmail;
+    gmail.client_id = "cid";
+    gmail.client_secret = mailers::secret("cs");
+    gmail.refresh_token = mailers::secret("rt");
+    gmail.token_endpoint = token_url;
+    mailers::graph_params graph;
+    graph.client_id = "app";
+    graph.client_secret = mailers::secret("s");
+    graph.tenant = "tenant-1";
+    graph.token_endpoint = token_url;
+    const std::vector<std::pair<mailers::http_provider_params, std::size_t>> cases{
+        {ses, 50}, {mailgun, 1000}, {sendgrid, 1000}, {postmark, 50}, {gmail, 100}, {graph, 1000}};
+    for (auto [params, limit] : cases) {
+        std::visit([&](auto& p) { p.endpoint = srv.url(); }, params);
+        mailers::http_transport t(ioc.get_executor(), params);
+        CAPTURE(t.name());
+        // The message's To, then as many envelope-only recipients as it takes.
+        const auto with_recipients = [](std::size_t n) {
+            auto o = make_out();
+            for (std::size_t i = 1; i < n; ++i)
+                o->env.rcpt_to.push_back("r" + std::to_string(i) + "@example.org");
+            return o;
+        };
+        const auto before = srv.request_count();
+        auto r = send_one(ioc, t, with_recipients(limit + 1));
+        CHECK(r.ec == mailers::errc::invalid_argument);
+        CHECK(mailers::classify(r.ec) == failure::message_rejected);
+        CHECK_FALSE(mailers::may_retry(r.ec));
+        CHECK(r.out.diag.message.find(std::to_string(limit + 1) + " recipients") !=
+              std::string::npos);
+        CHECK(r.out.diag.message.find("at most " + std::to_string(limit)) != std::string::npos);
+        CHECK(srv.request_count() == before);  // not even a token request
+        // Repeats of one address count once.
+        auto repeated = with_recipients(limit);
+        repeated->env.rcpt_to.push_back("r1@EXAMPLE.org");
+        r = send_one(ioc, t, repeated);
+        CHECK_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(srv.request_count() > before);
+    }
+}
+
+TEST_CASE("a 429 from an OAuth token endpoint is throttling, not a refused credential") {
+    std::string token_reply_body;
+    fake_server srv([&](const received& r) {
+        if (r.target.ends_with("/token"))
+            return json_reply(429, token_reply_body, {{"Retry-After", "5"}});
+        return json_reply(202, "");
+    });
+    asio::io_context ioc;
+    mailers::graph_params graph;
+    graph.client_id = "app";
+    graph.client_secret = mailers::secret("s");
+    graph.tenant = "tenant-1";
+    graph.endpoint = srv.url();
+    graph.token_endpoint = srv.url() + "/tenant-1/oauth2/v2.0/token";
+    mailers::gmail_params gmail;
+    gmail.client_id = "cid";
+    gmail.client_secret = mailers::secret("cs");
+    gmail.refresh_token = mailers::secret("rt");
+    gmail.endpoint = srv.url();
+    gmail.token_endpoint = srv.url() + "/token";
+    for (const auto& params : std::vector<mailers::http_provider_params>{graph, gmail}) {
+        mailers::http_transport t(ioc.get_executor(), params);
+        CAPTURE(t.name());
+        for (
+            const char* body :
+            {R"({"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop."})",
+             R"({"error":"invalid_request","error_description":"Too many requests"})"}) {
+            CAPTURE(body);
+            token_reply_body = body;
+            const auto before = srv.request_count();
+            auto r = send_one(ioc, t, make_out());
+            CHECK(r.ec == transport_errc::rate_limited);
+            CHECK(r.ec == failure::throttled);
+            CHECK(r.out.diag.retry_after == 5s);
+            CHECK(r.out.diag.status == 429);
+            CHECK(srv.request_count() == before + 1);  // the token request, no mail
+        }
+    }
+}
+
+namespace {
+
+std::string http_date(std::chrono::system_clock::time_point t) {
+    const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return buf;
+}
+
+std::optional<std::chrono::system_clock::time_point> from_amz_date(const std::string& d) {
+    std::tm tm{};
+    if (d.size() != 16 || !strptime(d.c_str(), "%Y%m%dT%H%M%SZ", &tm)) return std::nullopt;
+    return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+}  // namespace
+
+TEST_CASE("SES: a request refused for a clock that is off is signed again with the server's") {
+    // The server's clock runs an hour ahead of this machine's. Like SES, it
+    // refuses a signing time more than five minutes from its own, and puts
+    // its time in Date.
+    std::string mode = "server";
+    std::vector<std::string> amz_dates;
+    fake_server srv([&](const received& r) {
+        amz_dates.push_back(r.header("x-amz-date"));
+        const auto server_now = std::chrono::system_clock::now() + 1h;
+        std::vector<std::pair<std::string, std::string>> date;
+        if (mode != "no-date") date.push_back({"Date", http_date(server_now)});
+        const auto signed_at = from_amz_date(r.header("x-amz-date"));
+        if (!signed_at) return refuse("X-Amz-Date");
+        const auto skew =
+            *signed_at > server_now ? *signed_at - server_now : server_now - *signed_at;
+        if (skew > 5min || mode == "always") {
+            date.push_back({"x-amzn-ErrorType", "InvalidSignatureException"});
+            return json_reply(
+                403,
+                R"({"message":"Signature expired: )" + r.header("x-amz-date") +
+                    R"j( is now earlier than 20300101T115500Z (20300101T120000Z - 5 min.)"})j",
+                date);
+        }
+        reply ok = ses_check(r, "us-east-1");
+        ok.headers.insert(ok.headers.end(), date.begin(), date.end());
+        return ok;
+    });
+    asio::io_context ioc;
+    mailers::ses_params p;
+    p.access_key_id = aws_key_id;
+    p.secret_access_key = mailers::secret(aws_secret);
+    p.endpoint = srv.url();
+
+    SUBCASE("refused once, then accepted with the corrected time; later sends use it at once") {
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(r.out.provider_message_id == "0100018c-ses-message-id-000000");
+        REQUIRE(amz_dates.size() == 2);
+        CHECK(*from_amz_date(amz_dates[1]) - *from_amz_date(amz_dates[0]) > 55min);
+        r = send_one(ioc, t, make_out());
+        CHECK_MESSAGE(!r.ec, r.out.diag.message);
+        CHECK(amz_dates.size() == 3);
+        CHECK(t.stats().accepted == 2);
+    }
+    SUBCASE("without a Date to correct the clock by, the refusal stands") {
+        mode = "no-date";
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::authentication_failed);
+        CHECK(r.out.diag.provider_code == "InvalidSignatureException");
+        CHECK(amz_dates.size() == 1);
+    }
+    SUBCASE("signed again once only: a second refusal is the answer") {
+        mode = "always";
+        mailers::http_transport t(ioc.get_executor(), p);
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::authentication_failed);
+        CHECK(r.out.diag.message.find("Signature expired") != std::string::npos);
+        CHECK(amz_dates.size() == 2);
+    }
+    SUBCASE("a refusal whose Date agrees with the signing time is not about the clock") {
+        mode = "always";
+        mailers::http_transport t(ioc.get_executor(), p);
+        REQUIRE(send_one(ioc, t, make_out()).ec);  // learns the server's clock
+        amz_dates.clear();
+        auto r = send_one(ioc, t, make_out());
+        CHECK(r.ec == transport_errc::authentication_failed);
+        CHECK(amz_dates.size() == 1);
+    }
 }
 
 TEST_CASE("throughput against the local fake provider (figures, not a gate)") {

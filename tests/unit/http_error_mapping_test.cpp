@@ -171,6 +171,11 @@ const std::vector<reply_case> replies{
     {"oauth", 400, {}, R"({"error":"invalid_scope","error_description":"Invalid OAuth scope or ID token audience provided."})",
      transport_errc::configuration, "invalid_scope", std::nullopt},
     {"oauth", 429, {{"Retry-After", "2"}}, R"({"error":"slow_down"})", transport_errc::rate_limited, "slow_down", 2s},
+    // A throttled token endpoint, whatever error it names, is not a refused credential.
+    {"oauth", 429, {{"Retry-After", "5"}}, R"({"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop."})",
+     transport_errc::rate_limited, "temporarily_unavailable", 5s},
+    {"oauth", 429, {}, R"({"error":"invalid_request","error_description":"Too many requests"})", transport_errc::rate_limited, "invalid_request", std::nullopt},
+    {"oauth", 429, {}, R"({"error":"invalid_client"})", transport_errc::rate_limited, "invalid_client", std::nullopt},
 
     // Statuses no provider row names.
     {"mailgun", 301, {{"Location", "https://elsewhere.example/"}}, "", transport_errc::configuration, "", std::nullopt},
@@ -309,6 +314,51 @@ TEST_CASE("Retry-After, X-RateLimit-Reset and RFC 3339 times") {
     r.status = 500;
     r.headers = {{"X-RateLimit-Reset", "1893499230"}};
     CHECK(!detail::extract_http_error("sendgrid", r, fixed_now).retry_after);
+}
+
+TEST_CASE("a token endpoint's 429 is throttling and its 503 transient") {
+    mailers::http::response r;
+    r.status = 429;
+    r.headers = {{"Retry-After", "7"}};
+    r.body = R"({"error":"temporarily_unavailable","error_description":"try later"})";
+    detail::token_reply tr;
+    mailers::diagnostics diag;
+    const auto ec = detail::read_token_reply(r, fixed_now, tr, diag);
+    CHECK(ec == transport_errc::rate_limited);
+    CHECK(ec == failure::throttled);
+    CHECK(diag.retry_after == 7s);
+    CHECK(tr.access_token.empty());
+    r.status = 503;
+    CHECK(detail::read_token_reply(r, fixed_now, tr, diag) == transport_errc::temporary_reply);
+}
+
+TEST_CASE("AWS refusals of a request's signing time, and HTTP dates") {
+    using detail::is_aws_request_time_refusal;
+    CHECK(is_aws_request_time_refusal(
+        "InvalidSignatureException",
+        "Signature expired: 20300101T114000Z is now earlier than 20300101T115500Z "
+        "(20300101T120000Z - 5 min.)"));
+    CHECK(is_aws_request_time_refusal(
+        "InvalidSignatureException",
+        "Signature not yet current: 20300101T130000Z is still later than 20300101T120500Z "
+        "(20300101T120000Z + 5 min.)"));
+    CHECK(is_aws_request_time_refusal("RequestTimeTooSkewed",
+                                      "The difference between the request time and the current "
+                                      "time is too large."));
+    CHECK(is_aws_request_time_refusal("RequestExpired", ""));
+    CHECK(is_aws_request_time_refusal("requestinthefuture", ""));
+    CHECK_FALSE(is_aws_request_time_refusal(
+        "InvalidSignatureException",
+        "The request signature we calculated does not match the signature you provided."));
+    CHECK_FALSE(is_aws_request_time_refusal("ExpiredTokenException",
+                                            "The security token included in the request is "
+                                            "expired"));
+
+    using detail::parse_http_date;
+    CHECK(parse_http_date("Tue, 01 Jan 2030 12:00:00 GMT") == fixed_now);
+    CHECK(!parse_http_date("Tuesday, 01-Jan-30 12:00:00 GMT"));
+    CHECK(!parse_http_date("2030-01-01T12:00:00Z"));
+    CHECK(!parse_http_date(""));
 }
 
 TEST_CASE("DSNs for every HTTP provider") {

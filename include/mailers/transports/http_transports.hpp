@@ -65,8 +65,10 @@ struct http_client_params {
     /// client, not the server, decides when a connection ends.
     std::chrono::milliseconds idle_timeout = std::chrono::seconds(20);
     http_timeouts timeouts;
-    /// A response larger than this fails the exchange (after the request was
-    /// sent, so with `transport_errc::outcome_unknown`).
+    /// A response larger than this, an error reply included, fails the send
+    /// with `transport_errc::outcome_unknown`, since the request was sent; an
+    /// OAuth token request, which carries no mail, fails with
+    /// `connection_failed`.
     std::size_t max_response_size = 1024 * 1024;
     mailers::logger log;
 };
@@ -207,6 +209,18 @@ struct http_stats {
 /// send (`errc::invalid_argument`, nothing written); envelope addresses not in
 /// To or Cc are sent as Bcc.
 ///
+/// Recipient limits: a send with more recipients (To, Cc and Bcc together,
+/// each address once) than its provider documents for one message is
+/// refused with `errc::invalid_argument` before any request, a token request
+/// included: SES 50, Postmark 50, the Gmail API 100 (Google Workspace's
+/// limit), Mailgun 1000, SendGrid 1000, Graph 1000 (Exchange Online's
+/// ceiling; a lower limit set by the tenant is not checked).
+///
+/// Display names: SendGrid accepts a name holding ',' or ';' and then drops
+/// the mail, so the SendGrid transport replaces each of them by one space
+/// (none where a space is already next to it) and trims the ends; a name
+/// with nothing else left is not sent.
+///
 /// Correlation: when `out.send_id` is set it travels with the message as the
 /// provider's custom data (`mailers_send_id`: SES tag, Mailgun `v:` variable,
 /// SendGrid custom_args, Postmark Metadata), so webhook events can be matched.
@@ -215,11 +229,15 @@ struct http_stats {
 /// - accepted (2xx): `provider_message_id` is the provider's id (SES
 ///   MessageId, Mailgun id without brackets, SendGrid X-Message-Id, Postmark
 ///   MessageID, Gmail id; for Graph, which returns none, the Message-ID of the
-///   MIME sent). A 2xx reply is a success even when its body cannot be read.
+///   MIME sent). A complete 2xx reply is a success even when its body is not
+///   what the provider documents (the id is then empty); a 2xx cut short is
+///   an unknown outcome (below).
 /// - refused: the reply classified by the table in
 ///   src/transports/http/error_mapping.cpp (e.g. SES "Daily message quota
 ///   exceeded" is `transport_errc::sender_quota_exhausted`, Postmark 406
-///   `recipient_rejected`, any 429 `rate_limited`, 5xx `temporary_reply`),
+///   `recipient_rejected`, any 429 `rate_limited`, 5xx `temporary_reply`
+///   except the gateway timeouts 504, 524 and 598, which are
+///   `outcome_unknown`: the gateway passed the request on and got no answer),
 ///   with `diag.status`, `diag.provider_code`, `diag.provider_reply` (the
 ///   body), `diag.request_id` and `diag.retry_after` (Retry-After, SendGrid's
 ///   X-RateLimit-Reset, Gmail's "Retry after <time>") set when known.
@@ -228,13 +246,24 @@ struct http_stats {
 ///   `timeout_before_send`; nothing reached the provider. A reused connection
 ///   that turns out to be closed is replaced once, silently.
 /// - the connection lost, timed out or answered with garbage after the whole
-///   request was written: `transport_errc::outcome_unknown`. The provider may
-///   have accepted the message; never send it again.
+///   request was written, a response cut short (a 2xx included) or larger
+///   than `max_response_size` (an error reply included):
+///   `transport_errc::outcome_unknown`. The provider may have accepted the
+///   message; never send it again.
+/// - SES refusing the request for its signing time ("Signature expired",
+///   RequestTimeTooSkewed ...) when the reply's Date is a minute or more
+///   from that time: the transport takes the server's clock from Date, signs
+///   the request again with it, and sends it once more (the refusal means
+///   SES took nothing); later requests are signed with that clock. Without a
+///   usable Date, or refused again, the refusal is the result.
 /// - a certificate that does not verify or does not name the host:
 ///   `transport_errc::tls_verification_failed`.
 /// - an OAuth token request that fails: its reply classified the same way
-///   (invalid_grant and invalid_client are `authentication_failed`); a token
-///   request lost in flight is `connection_failed`, since no mail was sent.
+///   (invalid_grant and invalid_client are `authentication_failed`, any 429
+///   `rate_limited`), except that a reply that would be an unknown outcome
+///   (504 ...) is `temporary_reply`; a token request lost in flight, cut
+///   short or over `max_response_size` is `connection_failed`, since no mail
+///   was sent.
 /// - a message that does not render: its `errc` (e.g. `errc::invalid_address`).
 /// `diag.message` names the provider, the host and what happened; it never
 /// holds a credential or an access token.

@@ -133,6 +133,17 @@ error_code split_recipients(const outbound& out, std::string_view provider, reci
     return {};
 }
 
+error_code check_recipient_limit(const outbound& out, std::string_view provider, std::size_t limit,
+                                 diagnostics& diag) {
+    std::vector<std::string> rcpts;
+    diagnostics ignored;
+    if (envelope_recipients(out, provider, rcpts, ignored) || rcpts.size() <= limit) return {};
+    diag.message = std::string(provider) + ": the message has " + std::to_string(rcpts.size()) +
+                   " recipients (To, Cc and Bcc together) and " + std::string(provider) +
+                   " takes at most " + std::to_string(limit) + " per message";
+    return make_error_code(errc::invalid_argument);
+}
+
 error_code check_and_split(const outbound& out, std::string_view provider, recipient_lists& r,
                            diagnostics& diag) {
     if (auto ec = validate_message(out.msg)) {

@@ -43,6 +43,14 @@ struct recipient_lists {
 error_code split_recipients(const outbound& out, std::string_view provider, recipient_lists& r,
                             diagnostics& diag);
 
+/// Refuses a message whose envelope recipients (as envelope_recipients
+/// counts them) are more than `limit`, with `errc::invalid_argument` and
+/// `diag.message` giving both numbers. That count is also what To, Cc and
+/// Bcc add up to once split_recipients has passed. Other faults of the
+/// envelope are left to the provider's build().
+error_code check_recipient_limit(const outbound& out, std::string_view provider, std::size_t limit,
+                                 diagnostics& diag);
+
 /// For the providers that take a message as fields rather than MIME
 /// (SendGrid, Postmark): the message checked as rendering would check it
 /// (`validate_message`), then its recipients split.

@@ -101,6 +101,10 @@ constexpr std::array rules{
     http_error_rule{"graph", "xxx", "ErrorMimeContentConversionFailed", "", content_rejected, "Graph 400 ErrorMimeContentConversionFailed"},
 
     // OAuth 2.0 token endpoints (RFC 6749 5.2: {"error":..,"error_description":..}).
+    // A 429 is throttling whatever error it names: Microsoft Entra ID says
+    // temporarily_unavailable, and codes such as invalid_request would
+    // otherwise read as the account's setup.
+    http_error_rule{"oauth", "429", "", "", rate_limited, "Entra ID / Google 429 temporarily_unavailable: the token endpoint is throttling the client"},
     http_error_rule{"oauth", "xxx", "invalid_grant", "", authentication_failed, "Google/Microsoft 400 invalid_grant: Token has been expired or revoked / Invalid JWT Signature"},
     http_error_rule{"oauth", "xxx", "invalid_client", "", authentication_failed, "401 invalid_client: The OAuth client was not found / AADSTS7000215 Invalid client secret"},
     http_error_rule{"oauth", "xxx", "unauthorized_client", "", configuration, "Google 401 unauthorized_client: Client is unauthorized to retrieve access tokens (delegation not granted)"},
@@ -326,6 +330,17 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view v,
     }
     if (auto t = parse_imf_fixdate(v)) return until(*t, now);
     return std::nullopt;
+}
+
+std::optional<sys_clock::time_point> parse_http_date(std::string_view v) noexcept {
+    return parse_imf_fixdate(v);
+}
+
+bool is_aws_request_time_refusal(std::string_view code, std::string_view message) noexcept {
+    for (std::string_view c : {"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture"})
+        if (mime::iequals(code, c)) return true;
+    return mime::icontains(message, "Signature expired") ||
+           mime::icontains(message, "Signature not yet current");
 }
 
 std::optional<sys_clock::time_point> parse_rfc3339(std::string_view v) noexcept {

@@ -94,6 +94,18 @@ error_code read_token_reply(const http::response& r, std::chrono::system_clock::
 std::optional<std::chrono::seconds> parse_retry_after(
     std::string_view value, std::chrono::system_clock::time_point now) noexcept;
 
+/// An HTTP date in the IMF-fixdate form servers send ("Sun, 06 Nov 1994
+/// 08:49:37 GMT", RFC 9110 section 5.6.7); nullopt for anything else.
+std::optional<std::chrono::system_clock::time_point> parse_http_date(
+    std::string_view value) noexcept;
+
+/// True for an AWS refusal of a request's signing time rather than of its
+/// signature or credentials: RequestTimeTooSkewed, RequestExpired,
+/// RequestInTheFuture, or a message "Signature expired" / "Signature not yet
+/// current" (SES: 403 InvalidSignatureException). `code` and `message` as
+/// extract_http_error reads them.
+bool is_aws_request_time_refusal(std::string_view code, std::string_view message) noexcept;
+
 /// "2024-05-01T12:00:00.000Z" and other RFC 3339 UTC times ('Z' or an offset);
 /// nullopt for a time system_clock cannot hold.
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) noexcept;

@@ -22,6 +22,10 @@ namespace {
 
 constexpr std::size_t remembered_threads = 10000;
 
+// Google Workspace's limit for a message sent through the Gmail API (To, Cc
+// and Bcc together), lower than the 2,000 it allows from the web client.
+constexpr std::size_t recipient_limit = 100;
+
 class gmail_provider final : public http_provider {
 public:
     gmail_provider(const gmail_params& p, http::client& client) : p_(p) {
@@ -53,6 +57,7 @@ public:
     }
 
     std::string_view name() const noexcept override { return "gmail"; }
+    std::size_t max_recipients() const noexcept override { return recipient_limit; }
     const http::endpoint& api() const noexcept override { return ep_; }
     std::shared_ptr<token_source> tokens() const override { return tokens_; }
 

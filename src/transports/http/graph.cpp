@@ -17,6 +17,11 @@
 namespace mailers::detail {
 namespace {
 
+// Exchange Online's ceiling on recipients per message (To, Cc and Bcc
+// together). A lower limit a tenant sets for its mailboxes (500 unless
+// changed) is not known here.
+constexpr std::size_t recipient_limit = 1000;
+
 class graph_provider final : public http_provider {
 public:
     graph_provider(const graph_params& p, http::client& client) : p_(p) {
@@ -36,6 +41,7 @@ public:
     }
 
     std::string_view name() const noexcept override { return "graph"; }
+    std::size_t max_recipients() const noexcept override { return recipient_limit; }
     const http::endpoint& api() const noexcept override { return ep_; }
     std::shared_ptr<token_source> tokens() const override { return tokens_; }
 

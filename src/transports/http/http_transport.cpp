@@ -52,6 +52,7 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
         // what the send fails with when it failed.
         boost::system::result<std::string> user{std::string{}};
         diagnostics user_diag;
+        bool sent_again = false;  // the provider's retry_refused() was taken up
     };
     struct slot {
         std::size_t active = 0;
@@ -95,6 +96,10 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
 
     void send(std::shared_ptr<const outbound> out, any_send_handler handler) {
         auto j = std::make_shared<job>(std::move(out), std::move(handler));
+        diagnostics diag;
+        if (auto ec = detail::check_recipient_limit(*j->out, provider->name(),
+                                                    provider->max_recipients(), diag))
+            return finish(std::move(j), ec, send_outcome{{}, std::move(diag)});
         j->user = provider->sending_user(*j->out, j->user_diag);
         // A send without a user is not limited: it fails before its request.
         auto [key, limit] =
@@ -171,11 +176,16 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
             return finish(std::move(j), {}, std::move(outcome));
         }
         refused.fetch_add(1, std::memory_order_relaxed);
-        auto ec =
-            detail::map_http_error(name, r.resp, std::chrono::system_clock::now(), outcome.diag);
+        const auto now = std::chrono::system_clock::now();
+        auto ec = detail::map_http_error(name, r.resp, now, outcome.diag);
         // A token the API refuses is dropped so that the next send fetches a
         // new one instead of failing until the cached one expires.
         if (tokens && r.resp.status == 401) tokens->invalidate(token_subject(*j), token);
+        if (!j->sent_again && provider->retry_refused(prep, r.resp, now)) {
+            j->sent_again = true;
+            log.log(log_level::info, outcome.diag.message + "; building the request again");
+            return proceed(std::move(j));
+        }
         log.log(log_level::info, outcome.diag.message);
         finish(std::move(j), ec, std::move(outcome));
     }

@@ -14,6 +14,9 @@
 namespace mailers::detail {
 namespace {
 
+// Mailgun's documented maximum of recipients per message.
+constexpr std::size_t recipient_limit = 1000;
+
 void add_part(std::string& body, std::string_view boundary, std::string_view name,
               std::string_view value) {
     body += "--";
@@ -47,6 +50,7 @@ public:
     }
 
     std::string_view name() const noexcept override { return "mailgun"; }
+    std::size_t max_recipients() const noexcept override { return recipient_limit; }
     const http::endpoint& api() const noexcept override { return ep_; }
 
     error_code build(const outbound& out, const build_context&, prepared& prep,

@@ -14,6 +14,9 @@
 namespace mailers::detail {
 namespace {
 
+// Postmark's documented maximum of recipients per message (To, Cc and Bcc).
+constexpr std::size_t recipient_limit = 50;
+
 class postmark_provider final : public http_provider {
 public:
     explicit postmark_provider(const postmark_params& p) : p_(p) {
@@ -26,6 +29,7 @@ public:
     }
 
     std::string_view name() const noexcept override { return "postmark"; }
+    std::size_t max_recipients() const noexcept override { return recipient_limit; }
     const http::endpoint& api() const noexcept override { return ep_; }
 
     error_code build(const outbound& out, const build_context&, prepared& prep,

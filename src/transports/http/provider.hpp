@@ -27,6 +27,8 @@ struct build_context {
 struct prepared {
     http::request req;
     std::string message_id;  ///< the Message-ID sent, when the provider sends MIME
+    /// The time the request says it was made, for a provider that signs it (SES).
+    std::chrono::system_clock::time_point request_time{};
 };
 
 class http_provider {
@@ -36,6 +38,11 @@ public:
     /// "ses", "mailgun", ...: the transport's name and the error table's.
     virtual std::string_view name() const noexcept = 0;
     virtual const http::endpoint& api() const noexcept = 0;
+
+    /// The most recipients (To, Cc and Bcc together) the provider documents
+    /// for one message. The transport refuses a send over it before any
+    /// request, token requests included.
+    virtual std::size_t max_recipients() const noexcept = 0;
 
     /// The user a send acts for, whose mailbox the request names (Gmail,
     /// Graph); "" for the providers without one. The transport asks once per
@@ -62,6 +69,16 @@ public:
     /// rendered or does not fit the provider; nothing is sent.
     virtual error_code build(const outbound& out, const build_context& ctx, prepared& p,
                              diagnostics& diag) = 0;
+
+    /// Asked at most once per send, of a reply that is not a 2xx: true when
+    /// the request was refused for something the provider has now corrected
+    /// (SES: a signing time the server's clock disagrees with), so that the
+    /// transport builds the request again and sends it once more. Such a
+    /// refusal means the provider did not take the message.
+    virtual bool retry_refused(const prepared& /*p*/, const http::response& /*r*/,
+                               std::chrono::system_clock::time_point /*now*/) {
+        return false;
+    }
 
     /// Reads a 2xx reply. A body it cannot read still means accepted.
     virtual void accepted(const outbound& out, const prepared& p, const http::response& r,

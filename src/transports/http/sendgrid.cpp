@@ -15,9 +15,39 @@
 namespace mailers::detail {
 namespace {
 
+// SendGrid's documented maximum of recipients per request (To, Cc and Bcc).
+constexpr std::size_t recipient_limit = 1000;
+
+// SendGrid answers 202 to a name holding ',' or ';' (a documented limit of
+// its API), then splits the address at that character and drops the mail
+// as invalid. Each becomes a space, or goes where a space or the end is
+// next to it.
+std::string sendgrid_name(std::string_view name) {
+    if (name.find_first_of(",;") == std::string_view::npos) return std::string(name);
+    std::string out;
+    out.reserve(name.size());
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        const char c = name[i];
+        if (c != ',' && c != ';') {
+            out += c;
+            continue;
+        }
+        const bool gap_next =
+            i + 1 == name.size() || name[i + 1] == ' ' || name[i + 1] == ',' || name[i + 1] == ';';
+        if (!out.empty() && out.back() != ' ' && !gap_next) out += ' ';
+    }
+    const auto first = out.find_first_not_of(' ');
+    if (first == std::string::npos) return {};
+    out.erase(out.find_last_not_of(' ') + 1);
+    out.erase(0, first);
+    return out;
+}
+
 void write_email(json::writer& w, std::string_view spec, std::string_view name) {
     w.begin_object().member("email", spec);
-    if (!name.empty()) w.member("name", name);
+    if (!name.empty()) {
+        if (const auto n = sendgrid_name(name); !n.empty()) w.member("name", n);
+    }
     w.end_object();
 }
 
@@ -31,6 +61,7 @@ public:
     }
 
     std::string_view name() const noexcept override { return "sendgrid"; }
+    std::size_t max_recipients() const noexcept override { return recipient_limit; }
     const http::endpoint& api() const noexcept override { return ep_; }
 
     error_code build(const outbound& out, const build_context&, prepared& prep,

@@ -8,16 +8,21 @@
 // signed with SigV4 (service "ses"). Raw content is delivered to the
 // Destination addresses, so the envelope decides the recipients and Bcc
 // needs no header.
+#include <atomic>
 #include <mutex>
 
 #include "http/sigv4.hpp"
 #include "json/writer.hpp"
 #include "mime/base64.hpp"
 #include "transports/http/common.hpp"
+#include "transports/http/error_mapping.hpp"
 #include "transports/http/provider.hpp"
 
 namespace mailers::detail {
 namespace {
+
+// SES's documented maximum of recipients per message (To, Cc and Bcc).
+constexpr std::size_t recipient_limit = 50;
 
 bool is_region(std::string_view r) noexcept {
     if (r.empty() || r.size() > 32) return false;
@@ -44,6 +49,7 @@ public:
     }
 
     std::string_view name() const noexcept override { return "ses"; }
+    std::size_t max_recipients() const noexcept override { return recipient_limit; }
     const http::endpoint& api() const noexcept override { return ep_; }
 
     error_code build(const outbound& out, const build_context& ctx, prepared& prep,
@@ -90,7 +96,8 @@ public:
         }
         w.end_object();
 
-        const auto amz_date = sigv4::format_amz_date(ctx.now);
+        prep.request_time = ctx.now + std::chrono::milliseconds(clock_offset_ms_.load());
+        const auto amz_date = sigv4::format_amz_date(prep.request_time);
         const auto payload_hash = sigv4::sha256_hex(body);
         std::vector<sigv4::header> signed_headers{{"host", ep_.host_header},
                                                   {"content-type", "application/json"},
@@ -126,6 +133,24 @@ public:
         return {};
     }
 
+    // What AWS's SDKs do with a request refused for its time: take the
+    // server's clock from the reply's Date and sign again with it.
+    bool retry_refused(const prepared& p, const http::response& r,
+                       std::chrono::system_clock::time_point now) override {
+        if (r.status / 100 != 4) return false;
+        const auto f = extract_http_error("ses", r, now);
+        if (!is_aws_request_time_refusal(f.code, f.message)) return false;
+        const auto server = parse_http_date(r.header("Date"));
+        if (!server) return false;
+        // A request signed within a minute of the server's time was refused
+        // for something a new signing time would not change.
+        const auto skew = *server - p.request_time;
+        if (skew < std::chrono::minutes(1) && skew > -std::chrono::minutes(1)) return false;
+        clock_offset_ms_.store(
+            std::chrono::duration_cast<std::chrono::milliseconds>(*server - now).count());
+        return true;
+    }
+
     void accepted(const outbound&, const prepared&, const http::response& r,
                   send_outcome& outcome) override {
         outcome.provider_message_id = read_json_member(r.body, "MessageId");
@@ -149,6 +174,8 @@ private:
     ses_params p_;
     http::endpoint ep_;
     std::string path_;
+    /// The server's clock minus ours, learnt from a refused request's Date.
+    std::atomic<std::int64_t> clock_offset_ms_{0};
     std::mutex key_mu_;
     std::string key_day_;
     sigv4::signing_key_bytes key_{};
