@@ -45,6 +45,7 @@
 #pragma once
 
 #include <boost/system/result.hpp>
+#include <chrono>
 #include <cstdint>
 #include <iosfwd>
 #include <mailers/config.hpp>
@@ -152,6 +153,17 @@ MAILERS_API boost::system::result<void> resolve_secrets(composite_dsn& d,
 /// True for option names whose value is a credential: key, secret, token,
 /// password, client_secret, private_key, api_key, access_token, refresh_token.
 MAILERS_API bool is_secret_option(std::string_view name) noexcept;
+
+/// The longest duration parse_dsn_duration() accepts.
+inline constexpr std::chrono::milliseconds max_dsn_duration = std::chrono::hours(24);
+
+/// Reads a duration option value (a timeout): a whole number followed by a
+/// unit, `ms`, `s` or `m` ("1500ms", "30s", "5m"), or a bare whole number,
+/// which counts seconds ("30"). Empty when the value is anything else: no
+/// number, a sign, a fraction, another unit, zero, or more than
+/// max_dsn_duration.
+MAILERS_API std::optional<std::chrono::milliseconds> parse_dsn_duration(
+    std::string_view value) noexcept;
 
 /// Schemes the bundled transport factories understand, for error messages
 /// and documentation: smtp, smtps, ses+api, ses+smtp, ses+https, mailgun+api,

@@ -1,4 +1,5 @@
 #include <array>
+#include <cstdint>
 #include <cstdlib>
 #include <mailers/dsn.hpp>
 #include <ostream>
@@ -573,6 +574,28 @@ bool is_secret_option(std::string_view name) noexcept {
 
 std::span<const std::string_view> known_dsn_schemes() noexcept {
     return known_schemes;
+}
+
+std::optional<std::chrono::milliseconds> parse_dsn_duration(std::string_view value) noexcept {
+    std::size_t digits = 0;
+    while (digits < value.size() && is_digit(value[digits])) ++digits;
+    // Beyond nine digits a value is out of range in every unit (leading
+    // zeros aside), and the bound keeps the arithmetic below from overflow.
+    if (digits == 0 || digits > 9) return std::nullopt;
+    std::int64_t n = 0;
+    for (std::size_t i = 0; i < digits; ++i) n = n * 10 + (value[i] - '0');
+    const std::string_view unit = value.substr(digits);
+    std::int64_t ms = 0;
+    if (unit.empty() || unit == "s")
+        ms = n * 1000;
+    else if (unit == "ms")
+        ms = n;
+    else if (unit == "m")
+        ms = n * 60 * 1000;
+    else
+        return std::nullopt;
+    if (ms <= 0 || ms > max_dsn_duration.count()) return std::nullopt;
+    return std::chrono::milliseconds(ms);
 }
 
 }  // namespace mailers

@@ -57,8 +57,11 @@ outcome_decision on_outcome(const error_code& ec, const outcome_facts& f) {
         case failure::auth:
             d.effect = sender_effect::auth_failed;
             break;
+        // One refusal is no verdict on a sender domain, and a domain pause
+        // has no expiry: a blocklisted route counts against the mailbox's
+        // breaker, which opens on failures in a row and probes again later.
         case failure::reputation:
-            d.effect = sender_effect::pause_sender_domain;
+            d.effect = sender_effect::reputation_block;
             break;
         case failure::transient:
         case failure::unknown_outcome:

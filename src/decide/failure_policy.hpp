@@ -22,11 +22,15 @@ namespace mailers::decide {
 /// What befalls the mailbox that sent.
 enum class sender_effect {
     none,
-    throttle,             ///< no sends until `until` (the provider's retry-after)
-    exhausted,            ///< the provider's quota is spent until `until`
-    auth_failed,          ///< unhealthy until its configuration changes; alert
-    pause_sender_domain,  ///< reputation: pause the From domain; alert
-    breaker_failure,      ///< a transient failure counts towards opening the breaker
+    throttle,     ///< no sends until `until` (the provider's retry-after)
+    exhausted,    ///< the provider's quota is spent until `until`
+    auth_failed,  ///< unhealthy until its configuration changes; alert
+    /// A transient failure counts towards opening the breaker.
+    breaker_failure,
+    /// A refusal of the route's reputation (a blocklist): a failure towards
+    /// opening the breaker, and an alert. Never a pause of the sender
+    /// domain: one refusal says too little about a whole domain.
+    reputation_block,
 };
 
 /// What the decision needs besides the error code.

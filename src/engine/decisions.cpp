@@ -149,7 +149,6 @@ void engine::impl::apply_outcome(mailbox_rt* mb, const reservation& r,
     if (d.route_ok) record_success(*mb, r);
     switch (d.effect) {
         case decide::sender_effect::none:
-        case decide::sender_effect::pause_sender_domain:
             break;
         case decide::sender_effect::throttle:
             mb->throttled_until = d.until;
@@ -161,6 +160,7 @@ void engine::impl::apply_outcome(mailbox_rt* mb, const reservation& r,
             mb->auth_failed = true;
             break;
         case decide::sender_effect::breaker_failure:
+        case decide::sender_effect::reputation_block:
             record_transient_failure(*mb, r, now);
             break;
     }

@@ -68,10 +68,6 @@ std::vector<store_op> one_op(store_op op) {
     return v;
 }
 
-std::string reputation_pause_json(const std::string& domain) {
-    return fmt::format(R"({{"scope":"sender_domain","id":"{}","reason":"reputation"}})", domain);
-}
-
 bool has_ctl(std::string_view s) {
     return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
 }
@@ -558,18 +554,11 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             s.emit(make_event(
                 event_type::alert, now, req, result, recipient,
                 fmt::format("mailbox '{}' failed to authenticate: {}", mb->cfg.id, row.detail)));
-        } else if (mb && d.effect == decide::sender_effect::pause_sender_domain) {
-            pause_target t{pause_scope::sender_domain, mb->sender_domain};
-            auto oid = pause_object_id(t);
-            if (!s.pauses.count(oid)) {
-                std::string json = reputation_pause_json(mb->sender_domain);
-                s.pauses[oid] = json;
-                s.mutate_async("pause", "sender_domain", mb->sender_domain, {}, json,
-                               one_op(store_ops::put_object{stored_object{"pause", oid, json}}));
-            }
-            s.emit(make_event(
-                event_type::alert, now, req, result, recipient,
-                fmt::format("sender domain '{}' paused: {}", mb->sender_domain, row.detail)));
+        } else if (mb && d.effect == decide::sender_effect::reputation_block) {
+            s.emit(make_event(event_type::alert, now, req, result, recipient,
+                              fmt::format("mailbox '{}' (sender domain '{}') refused for its "
+                                          "reputation: {}",
+                                          mb->cfg.id, mb->sender_domain, row.detail)));
         }
         if (d.state == send_state::unknown) {
             ++s.counters.unknown;

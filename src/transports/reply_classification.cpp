@@ -16,6 +16,7 @@ constexpr smtp_phases greeting = phase_bit(smtp_phase::connect) | phase_bit(smtp
 constexpr smtp_phases mail = phase_bit(smtp_phase::mail);
 constexpr smtp_phases rcpt = phase_bit(smtp_phase::rcpt);
 constexpr smtp_phases content = phase_bit(smtp_phase::data) | phase_bit(smtp_phase::data_end);
+constexpr smtp_phases transaction = rcpt | content;
 constexpr smtp_phases end_of_data = phase_bit(smtp_phase::data_end);
 constexpr smtp_phases any = any_phase;
 
@@ -27,16 +28,21 @@ constexpr std::array rules{
 
     // Provider-specific meanings first: providers reuse RFC 3463 codes for
     // their own limits, and those rows must win over the generic ones below.
-    smtp_reply_rule{"4xx", "4.7.28", any, "", sender_reputation, "421-4.7.28 Gmail: unusual rate of unsolicited mail from your IP"},
+    smtp_reply_rule{"4xx", "4.7.28", any, "", rate_limited, "421-4.7.28 Gmail: unusual rate of unsolicited mail from your IP, temporarily rate limited"},
     smtp_reply_rule{"xxx", "*.7.26", any, "", authentication_failed, "550-5.7.26 Gmail: this mail is unauthenticated (SPF/DKIM/DMARC)"},
     smtp_reply_rule{"xxx", "*.7.27", any, "", authentication_failed, "550-5.7.27 Gmail: SPF did not pass"},
     smtp_reply_rule{"xxx", "*.7.30", any, "", authentication_failed, "550-5.7.30 Gmail: DKIM did not pass"},
     smtp_reply_rule{"xxx", "*.7.32", any, "", authentication_failed, "550-5.7.32 Gmail: From header not aligned with SPF or DKIM"},
     smtp_reply_rule{"421", "4.7.0", any, "", rate_limited, "421 4.7.0 Gmail: Try again later, closing connection"},
-    smtp_reply_rule{"45x", "4.2.1", any, "", rate_limited, "450 4.2.1 Gmail: the user is receiving mail too quickly"},
+    // The recipient's rate, not the route's: only this message waits.
+    smtp_reply_rule{"45x", "4.2.1", any, "", temporary_reply, "450 4.2.1 Gmail: the user is receiving mail too quickly"},
     smtp_reply_rule{"4xx", "4.7.5xx", any, "", rate_limited, "451 4.7.500 Microsoft: Server busy, try again later"},
     smtp_reply_rule{"4xx", "4.7.6xx", any, "", rate_limited, "451 4.7.650 Microsoft: IP reputation throttling"},
     smtp_reply_rule{"4xx", "*", any, "concurrent", rate_limited, "421 4.3.2 Exchange: maximum number of concurrent connections exceeded"},
+    smtp_reply_rule{"4xx", "*", any, "too many messages", rate_limited, "451 4.7.0 Too many messages from this sender, slow down"},
+    smtp_reply_rule{"4xx", "*", any, "too many connections", rate_limited, "421 4.7.0 Too many connections from your host"},
+    smtp_reply_rule{"4xx", "*", any, "rate limit", rate_limited, "451 4.7.1 Rate limited, try again later"},
+    smtp_reply_rule{"4xx", "*", any, "throttl", rate_limited, "451 4.7.0 Throttling failure"},
     smtp_reply_rule{"5xx", "5.4.5", any, "", sender_quota_exhausted, "550 5.4.5 Gmail: Daily user sending quota exceeded"},
     smtp_reply_rule{"5xx", "5.7.233", any, "", sender_quota_exhausted, "550 5.7.233 Exchange Online: tenant exceeded its limit"},
     smtp_reply_rule{"5xx", "*", any, "SubmissionQuotaExceeded", sender_quota_exhausted, "554 5.2.0 Exchange: SubmissionQuotaExceededException"},
@@ -50,6 +56,15 @@ constexpr std::array rules{
     smtp_reply_rule{"5xx", "*", rcpt | mail, "relaying denied", configuration, "550 5.7.1 Relaying denied"},
     smtp_reply_rule{"5xx", "*", mail, "sender address rejected", configuration, "553 5.7.1 Postfix: Sender address rejected: not owned by user"},
     smtp_reply_rule{"5xx", "5.4.310", any, "", recipient_rejected, "550 5.4.310 Microsoft: DNS domain does not exist"},
+    // Refusals that name the sending host or IP on a blocklist: a verdict
+    // on the route, not on this message.
+    smtp_reply_rule{"5xx", "5.7.6xx", any, "", sender_reputation, "550 5.7.606 Microsoft: Access denied, banned sending IP"},
+    smtp_reply_rule{"5xx", "5.7.7xx", any, "", sender_reputation, "550 5.7.708 Microsoft: Access denied, traffic not accepted from this IP"},
+    smtp_reply_rule{"5xx", "*", any, "blocked using", sender_reputation, "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"},
+    smtp_reply_rule{"5xx", "*", any, "client host", sender_reputation, "554 5.7.1 Service unavailable; client host [192.0.2.1] blocked"},
+    smtp_reply_rule{"5xx", "*", any, "blocklist", sender_reputation, "550 5.7.1 Your IP is on a blocklist"},
+    smtp_reply_rule{"5xx", "*", any, "block list", sender_reputation, "550 5.7.1 Microsoft: part of their network is on our block list (S3150)"},
+    smtp_reply_rule{"5xx", "*", any, "blacklist", sender_reputation, "550 5.7.1 Sending host is blacklisted"},
 
     // Authentication (RFC 4954 codes).
     smtp_reply_rule{"535", "*", any, "", authentication_failed, "535 5.7.8 Username and Password not accepted"},
@@ -60,10 +75,12 @@ constexpr std::array rules{
     smtp_reply_rule{"454", "*", tls_or_auth, "", temporary_reply, "454 4.7.0 TLS not available / temporary authentication failure"},
     smtp_reply_rule{"5xx", "5.7.8", any, "", authentication_failed, "5.7.8 authentication credentials invalid"},
 
-    // RFC 3463 classes. Policy (x.7.x) refusals are throttling when
-    // temporary and reputation or policy blocks when permanent.
-    smtp_reply_rule{"4xx", "4.7.*", any, "", rate_limited, "450 4.7.1 policy deferral, greylisting"},
-    smtp_reply_rule{"5xx", "5.7.*", any, "", sender_reputation, "554 5.7.1 Service unavailable; client host blocked"},
+    // RFC 3463 classes. A policy (x.7.x) deferral is about this message
+    // (greylisting above all): it waits, the mailbox does not. A permanent
+    // policy refusal during the transaction refuses this message; the rate
+    // limits and blocklists that concern the whole route are matched above.
+    smtp_reply_rule{"4xx", "4.7.*", any, "", temporary_reply, "451 4.7.1 Greylisted, please try again later"},
+    smtp_reply_rule{"5xx", "5.7.*", transaction, "", content_rejected, "554 5.7.1 Message rejected due to content restrictions"},
     smtp_reply_rule{"5xx", "5.1.7", any, "", configuration, "5.1.7 bad sender's mailbox address syntax"},
     smtp_reply_rule{"5xx", "5.1.8", any, "", configuration, "553 5.1.8 domain of sender address does not exist"},
     smtp_reply_rule{"5xx", "5.1.*", mail, "", configuration, "553 5.1.0 sender address rejected"},

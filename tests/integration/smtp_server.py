@@ -21,7 +21,7 @@ Sender local parts: "quota" (550 5.4.5 at MAIL), "badsender" (553 5.7.1).
 Every accepted (or dropped-after-DATA) message is saved as msg-<n>.eml (the
 octets received, after dot-unstuffing) with msg-<n>.json (envelope). The log
 file gets one line per event: CONNECT <id> active=<n>, EHLO, HELO, STARTTLS,
-AUTH <mech> <user>, MAIL, RCPT, DATA, DROP, CLOSE <id>.
+AUTH <mech> <user>, MAIL, RCPT, DATA, DROP, QUIT <id>, CLOSE <id>.
 """
 
 import argparse
@@ -183,6 +183,10 @@ class TestSMTP(SMTP):
             self.state.active -= 1
             self.state.write(f"CLOSE {self.conn_id}")
         super().connection_lost(error)
+
+    async def smtp_QUIT(self, arg):
+        self.state.write(f"QUIT {self.conn_id}")
+        await super().smtp_QUIT(arg)
 
     async def smtp_EHLO(self, hostname):
         if self.state.args.helo_only:

@@ -16,9 +16,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -361,6 +365,92 @@ std::vector<std::string> tls_server_args(const fs::path& cert, const fs::path& k
     return {"--cert", cert.string(), "--key", key.string()};
 }
 
+// Quoted-printable (RFC 2045 section 6.7) back to octets: soft line breaks
+// removed, =XX escapes decoded.
+std::string decode_quoted_printable(std::string_view in) {
+    const auto hex = [](char c) { return c <= '9' ? c - '0' : (c & ~0x20) - 'A' + 10; };
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] != '=') {
+            out.push_back(in[i]);
+        } else if (in.compare(i + 1, 2, "\r\n") == 0) {
+            i += 2;
+        } else {
+            REQUIRE(i + 2 < in.size());
+            out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
+            i += 2;
+        }
+    }
+    return out;
+}
+
+// A socket listening on 127.0.0.1, and its port. Until someone accepts, a
+// client's TCP handshake completes in the kernel and nothing more happens.
+int listen_on_loopback(std::uint16_t& port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 4) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port = ntohs(addr.sin_port);
+    return fd;
+}
+
+// A peer on 127.0.0.1 that is not an SMTP server: it accepts one connection,
+// writes `first`; when `after_line` is set, reads one line (the client's
+// EHLO) and writes it; then waits for the client to close.
+class scripted_peer {
+public:
+    scripted_peer(std::string first, std::string after_line = {}) : fd_(listen_on_loopback(port_)) {
+        thread_ =
+            std::thread([this, first = std::move(first), after = std::move(after_line)]() mutable {
+                pollfd p{fd_, POLLIN, 0};
+                if (::poll(&p, 1, 20000) <= 0) return;
+                const int c = ::accept(fd_, nullptr, nullptr);
+                if (c < 0) return;
+                const auto put = [c](const std::string& b) {
+                    if (!b.empty()) (void)!::write(c, b.data(), b.size());
+                };
+                put(first);
+                char buf[512];
+                std::string got;
+                pollfd q{c, POLLIN, 0};
+                while (::poll(&q, 1, 20000) > 0) {
+                    const auto n = ::read(c, buf, sizeof buf);
+                    if (n <= 0) break;
+                    got.append(buf, static_cast<std::size_t>(n));
+                    if (!after.empty() && got.find('\n') != std::string::npos) {
+                        put(after);
+                        after.clear();
+                    }
+                }
+                received_ = got;
+                ::close(c);
+            });
+    }
+    ~scripted_peer() {
+        if (thread_.joinable()) thread_.join();
+        ::close(fd_);
+    }
+
+    std::string url() const { return "smtp://127.0.0.1:" + std::to_string(port_); }
+    // What the client wrote; read after the transport is gone.
+    std::string received() {
+        if (thread_.joinable()) thread_.join();
+        return received_;
+    }
+
+private:
+    std::uint16_t port_ = 0;  // before fd_, which sets it
+    int fd_ = -1;
+    std::thread thread_;
+    std::string received_;
+};
+
 }  // namespace
 
 TEST_SUITE("smtp transport") {
@@ -410,6 +500,12 @@ TEST_SUITE("smtp transport") {
             const auto msgs = server.messages();
             REQUIRE(msgs.size() == 1);
             CHECK(msgs[0] == expected);
+            // The body's lines starting with ".", "..", and the lone "." reach
+            // the server as the text sent.
+            const auto body_at = msgs[0].find("\r\n\r\n");
+            REQUIRE(body_at != std::string::npos);
+            const auto body = decode_quoted_printable(msgs[0].substr(body_at + 4));
+            CHECK((body == text || body == text + "\r\n"));
             finish(ioc, t);
         }
     }
@@ -599,6 +695,55 @@ TEST_SUITE("smtp transport") {
         CHECK(t->stats().messages_accepted == 20);
         finish(ioc, t);
         CHECK(server.wait_count("CLOSE", 1));
+    }
+
+    TEST_CASE("connection reuse: sends awaited one after another share one connection") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        std::vector<error_code> codes;
+        bool done = false;
+        asio::co_spawn(
+            ioc,
+            [&]() -> asio::awaitable<void> {
+                for (int i = 0; i < 5; ++i) {
+                    // Each send starts as soon as the previous one completes,
+                    // from the completion itself.
+                    auto [ec, out] = co_await t->async_send(
+                        make_outbound(make_message("rcpt" + std::to_string(i) + "@example.org")),
+                        asio::as_tuple(asio::use_awaitable));
+                    codes.push_back(ec);
+                }
+                done = true;
+            },
+            asio::detached);
+        run_until(ioc, [&] { return done; });
+        CHECK(codes == std::vector<error_code>(5));
+        CHECK(server.count("CONNECT") == 1);
+        CHECK(t->stats().connections_opened == 1);
+        CHECK(server.messages().size() == 5);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("connection reuse: a send started from the previous one's handler reuses it") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        int completed = 0;
+        std::function<void()> next = [&] {
+            t->async_send(make_outbound(make_message("a@example.org")),
+                          [&](error_code ec, send_outcome o) {
+                              REQUIRE_MESSAGE(!ec, o.diag.message);
+                              if (++completed < 5) next();
+                          });
+        };
+        next();
+        run_until(ioc, [&] { return completed == 5; });
+        CHECK(server.count("CONNECT") == 1);
+        CHECK(t->stats().connections_opened == 1);
+        finish(ioc, t);
     }
 
     TEST_CASE("connection reuse: a connection is replaced after max_messages") {
@@ -863,6 +1008,10 @@ TEST_SUITE("smtp transport") {
         CHECK(logged.find("Wr0ngPassw0rd") == std::string::npos);
         CHECK(logged.find("AUTH PLAIN") == std::string::npos);  // not even base64
         CHECK(server.count("MAIL") == 0);
+        // The session ended politely: QUIT before the close.
+        CHECK(server.wait_count("QUIT", 1));
+        CHECK(server.wait_count("CLOSE", 1));
+        CHECK(t->stats().connections_open == 0);
         finish(ioc, t);
     }
 
@@ -939,6 +1088,8 @@ TEST_SUITE("smtp transport") {
         CHECK(r.out.diag.message.find("STARTTLS") != std::string::npos);
         CHECK(server.count("MAIL") == 0);
         CHECK(server.messages().empty());
+        CHECK(server.wait_count("QUIT", 1));
+        CHECK(server.wait_count("CLOSE", 1));
         finish(ioc, t);
     }
 
@@ -1031,8 +1182,16 @@ TEST_SUITE("smtp transport") {
              550, "5.7.233"},
             {"code-451-4.7.500@example.org", failure::throttled, transport_errc::rate_limited, 451,
              "4.7.500"},
-            {"code-450-4.2.1@example.org", failure::throttled, transport_errc::rate_limited, 450,
+            {"code-450-4.2.1@example.org", failure::transient, transport_errc::temporary_reply, 450,
              "4.2.1"},
+            // Greylisting: a temporary failure of this message, not a rate limit.
+            {"code-451-4.7.1@example.org", failure::transient, transport_errc::temporary_reply, 451,
+             "4.7.1"},
+            {"code-450-4.7.1@example.org", failure::transient, transport_errc::temporary_reply, 450,
+             "4.7.1"},
+            // A policy refusal of this message: its permanent failure only.
+            {"code-554-5.7.1@example.org", failure::message_rejected,
+             transport_errc::content_rejected, 554, "5.7.1"},
             {"code-550-5.7.515@example.org", failure::auth, transport_errc::authentication_failed,
              550, "5.7.515"},
             {"code-452-4.2.2@example.org", failure::transient, transport_errc::temporary_reply, 452,
@@ -1212,19 +1371,71 @@ TEST_SUITE("smtp transport") {
         finish(ioc, t);
     }
 
+    TEST_CASE("a peer that does not speak SMTP: a protocol error, nothing delivered") {
+        struct variant {
+            const char* name;
+            std::string first;
+            std::string after_ehlo;
+            std::string shown;
+        };
+        const std::vector<variant> variants{
+            {"an HTTP server answering at once",
+             "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "",
+             "HTTP/1.1 400 Bad Request"},
+            // No line end, and the peer keeps the connection open: what came
+            // is enough to know.
+            {"an HTTP status line without its end", "HTTP/1.1 400 Bad Request", "",
+             "HTTP/1.1 400 Bad Request"},
+            {"garbage after a valid greeting", "220 almost smtp\r\n",
+             std::string("\x16\x03\x01\x00garbage\r\n", 13), "????garbage"},
+        };
+        for (const auto& v : variants) {
+            CAPTURE(v.name);
+            scripted_peer peer(v.first, v.after_ehlo);
+            asio::io_context ioc;
+            auto t = transport(ioc, peer.url() + "?tls=none");
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            CAPTURE(r.out.diag.message);
+            CHECK(r.ec == transport_errc::protocol_error);
+            CHECK(r.ec != transport_errc::connection_failed);
+            CHECK(r.ec == failure::transient);  // the message did not leave
+            CHECK(mailers::may_retry(r.ec));
+            CHECK(r.out.diag.message.find("does not speak SMTP") != std::string::npos);
+            CHECK(r.out.diag.message.find(v.shown) != std::string::npos);
+            CHECK(t->stats().messages_failed == 1);
+            finish(ioc, t);
+            CHECK(peer.received().find("MAIL FROM") == std::string::npos);
+        }
+    }
+
+    TEST_CASE("timeouts set in the DSN apply: a greeting that never comes") {
+        // Nobody accepts: the greeting never comes.
+        std::uint16_t port = 0;
+        const int fd = listen_on_loopback(port);
+        const auto base = "smtp://127.0.0.1:" + std::to_string(port) + "?tls=none";
+        for (const auto& [query, shown] : std::vector<std::pair<std::string, std::string>>{
+                 {"&greeting_timeout=300ms", "300 ms"}, {"&timeout=1s", "1 s"}}) {
+            CAPTURE(query);
+            asio::io_context ioc;
+            mailers::diagnostics diag;
+            auto made = mailers::make_smtp_transport(ioc.get_executor(), base + query, &diag);
+            REQUIRE_MESSAGE(made.has_value(), diag.message);
+            auto t = std::move(*made);
+            const auto r = send_to(ioc, *t, "ada@example.org");
+            CHECK(r.ec == transport_errc::timeout_before_send);
+            CHECK(r.out.diag.message.find("timed out after " + shown) != std::string::npos);
+            t.reset();
+            ioc.restart();
+            ioc.run_for(1s);
+        }
+        ::close(fd);
+    }
+
     TEST_CASE("greeting timeout and refused connections are transient") {
-        // A listening socket that never accepts: the TCP handshake completes in
-        // the kernel, the greeting never comes.
-        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        REQUIRE(fd >= 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        REQUIRE(::listen(fd, 4) == 0);
-        socklen_t len = sizeof addr;
-        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-        const auto port = std::to_string(ntohs(addr.sin_port));
+        // Nobody accepts: the greeting never comes.
+        std::uint16_t port_number = 0;
+        const int fd = listen_on_loopback(port_number);
+        const auto port = std::to_string(port_number);
         {
             asio::io_context ioc;
             auto t = transport(ioc, "smtp://127.0.0.1:" + port + "?tls=none",

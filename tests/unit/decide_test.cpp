@@ -715,6 +715,10 @@ TEST_CASE("the failure policy for every failure class") {
                                 sender_effect::breaker_failure,
                                 {},
                                 true});
+    // A protocol error (a peer that does not speak SMTP) before the message
+    // was handed over: like a failed connection, released, counted by the
+    // breaker, tried elsewhere.
+    CHECK(on_outcome(make_error_code(transport_errc::protocol_error), f) == d);
 
     d = on_outcome(make_error_code(transport_errc::rate_limited), f);
     CHECK(d.effect == sender_effect::throttle);
@@ -738,9 +742,11 @@ TEST_CASE("the failure policy for every failure class") {
         CHECK((d.release && d.fail_over && !d.route_ok));
     }
 
+    // A blocklist refusal lands on the mailbox's breaker; no single outcome
+    // pauses the sender domain.
     d = on_outcome(make_error_code(transport_errc::sender_reputation), f);
-    CHECK(d.effect == sender_effect::pause_sender_domain);
-    CHECK((d.release && d.fail_over));
+    CHECK(d.effect == sender_effect::reputation_block);
+    CHECK((d.release && d.fail_over && !d.route_ok));
 
     d = on_outcome(make_error_code(transport_errc::recipient_rejected), f);
     CHECK(d == outcome_decision{
@@ -766,7 +772,7 @@ TEST_CASE("the failure policy for every failure class") {
 
 TEST_CASE("fail-over needs may_retry, a pool and an attempt left") {
     const auto now = utc(2026, 5, 4, 12);
-    for (int v = 1; v <= 12; ++v) {
+    for (int v = 1; v <= static_cast<int>(transport_errc::protocol_error); ++v) {
         auto ec = make_error_code(static_cast<transport_errc>(v));
         outcome_facts f{now, std::nullopt, {}, find_zone("UTC"), 1, 3, true};
         CHECK(on_outcome(ec, f).fail_over == may_retry(ec));
@@ -777,6 +783,27 @@ TEST_CASE("fail-over needs may_retry, a pool and an attempt left") {
         CHECK_FALSE(on_outcome(ec, f).fail_over);
         // Whatever else, a message that may have left keeps its reservation.
         CHECK(on_outcome(ec, f).release == (classify(ec) != failure::unknown_outcome));
+    }
+}
+
+TEST_CASE("no single outcome takes the route out for good") {
+    const auto now = utc(2026, 5, 4, 12);
+    std::vector<error_code> codes;
+    for (int v = 1; v <= static_cast<int>(transport_errc::protocol_error); ++v)
+        codes.push_back(make_error_code(static_cast<transport_errc>(v)));
+    for (int v = static_cast<int>(failure::transient);
+         v <= static_cast<int>(failure::unknown_outcome); ++v)
+        codes.emplace_back(v, failure_category());
+    for (const auto& ec : codes) {
+        CAPTURE(ec.message());
+        outcome_facts f{now, std::nullopt, {}, find_zone("UTC"), 1, 3, true};
+        // Only a refused credential waits for a new configuration; every
+        // other effect ends by itself (a time, or the breaker's cool-down).
+        const auto d = on_outcome(ec, f);
+        if (d.effect == sender_effect::auth_failed)
+            CHECK((classify(ec) == failure::auth));
+        if (d.effect == sender_effect::throttle || d.effect == sender_effect::exhausted)
+            CHECK(d.until > now);
     }
 }
 

@@ -624,6 +624,33 @@ TEST_CASE("secret option names") {
         CHECK_FALSE(is_secret_option(n));
 }
 
+TEST_CASE("durations: a unit of ms, s or m, or a bare number of seconds") {
+    using namespace std::chrono_literals;
+    CHECK(parse_dsn_duration("1500ms") == 1500ms);
+    CHECK(parse_dsn_duration("2s") == 2s);
+    CHECK(parse_dsn_duration("30") == 30s);
+    CHECK(parse_dsn_duration("5m") == 5min);
+    CHECK(parse_dsn_duration("1ms") == 1ms);
+    CHECK(parse_dsn_duration("007") == 7s);
+    CHECK(parse_dsn_duration("86400") == max_dsn_duration);
+    CHECK(parse_dsn_duration("1440m") == max_dsn_duration);
+    CHECK(parse_dsn_duration("86400000ms") == max_dsn_duration);
+    for (std::string_view bad : {"",           "0",
+                                 "0ms",        "0s",
+                                 "-1",         "+1",
+                                 "1.5",        "1.5s",
+                                 "1 s",        " 1",
+                                 "1S",         "1MS",
+                                 "1h",         "1d",
+                                 "1sec",       "ms",
+                                 "s",          "86401",
+                                 "86400001ms", "1441m",
+                                 "1234567890", "99999999999999999999"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_dsn_duration(bad).has_value());
+    }
+}
+
 TEST_CASE("known schemes") {
     const auto schemes = known_dsn_schemes();
     CHECK(schemes.size() == 16);

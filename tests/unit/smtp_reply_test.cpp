@@ -120,6 +120,36 @@ TEST_SUITE("smtp reply parser") {
         CHECK(status_of(huge) == parse_status::malformed);
     }
 
+    TEST_CASE("a peer that does not speak SMTP is malformed before any line ends") {
+        // An HTTP server, a TLS record, noise: no need to wait for a line end
+        // that may never come.
+        CHECK(status_of("HTTP/1.1 400 Bad Request") == parse_status::malformed);
+        CHECK(status_of("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") ==
+              parse_status::malformed);
+        CHECK(status_of(std::string("\x16\x03\x01\x00", 4)) == parse_status::malformed);
+        CHECK(status_of(std::string("\0", 1)) == parse_status::malformed);
+        CHECK(status_of("H") == parse_status::malformed);
+        CHECK(status_of("1") == parse_status::malformed);
+        CHECK(status_of("6") == parse_status::malformed);
+        CHECK(status_of("2x") == parse_status::malformed);
+        CHECK(status_of("220x") == parse_status::malformed);
+        CHECK(status_of("250-a\r\nHT") == parse_status::malformed);
+        // What can still become a reply waits for more.
+        for (std::string_view partial : {"", "2", "22", "220", "220 ", "220-", "220\r",
+                                         "220 mx.example ESMTP", "250-a\r\n25"}) {
+            CAPTURE(partial);
+            CHECK(status_of(partial) == parse_status::incomplete);
+        }
+    }
+
+    TEST_CASE("printable excerpts of what is not a reply") {
+        CHECK(printable_excerpt("HTTP/1.1 400 Bad Request\r\nServer: x\r\n") ==
+              "HTTP/1.1 400 Bad Request");
+        CHECK(printable_excerpt(std::string{'\x16', '\x03', '\x01', 'a', 'b', '\x80'}) == "???ab?");
+        CHECK(printable_excerpt(std::string(100, 'x'), 8) == "xxxxxxxx...");
+        CHECK(printable_excerpt("").empty());
+    }
+
     TEST_CASE("enhanced status codes") {
         CHECK(parse_ok("550 5.7.26 unauthenticated\r\n").enhanced == "5.7.26");
         CHECK(parse_ok("451 4.7.500 Server busy\r\n").enhanced == "4.7.500");
@@ -150,16 +180,34 @@ TEST_SUITE("smtp reply classification") {
         {"421-4.7.28 [203.0.113.5] Our system has detected an unusual rate of\r\n421-4.7.28 "
          "unsolicited mail originating from your IP address. To protect our\r\n421 4.7.28 users "
          "from spam, mail sent from your IP address has been temporarily rate limited.",
-         smtp_phase::rcpt, transport_errc::sender_reputation},
+         smtp_phase::rcpt, transport_errc::rate_limited},
+        // The recipient receives too quickly: this message waits, the mailbox does not.
         {"450-4.2.1 The user you are trying to contact is receiving mail too quickly. Please "
          "resend\r\n450 4.2.1 your message at a later time.",
-         smtp_phase::rcpt, transport_errc::rate_limited},
+         smtp_phase::rcpt, transport_errc::temporary_reply},
         {"451 4.7.500 Server busy. Please try again later from [203.0.113.5]. (S77714)",
          smtp_phase::rcpt, transport_errc::rate_limited},
         {"451 4.7.650 The mail server [203.0.113.5] has been temporarily rate limited due to IP "
          "reputation.",
          smtp_phase::rcpt, transport_errc::rate_limited},
+        // Greylisting and other policy deferrals concern this message only.
         {"451 4.7.1 Greylisting in action, please come back later", smtp_phase::rcpt,
+         transport_errc::temporary_reply},
+        {"451 4.7.1 Greylisted, see http://postgrey.schweikert.ch/help/example.net.html",
+         smtp_phase::rcpt, transport_errc::temporary_reply},
+        {"450 4.7.1 <x@example.net>: Recipient address rejected: Policy deferral", smtp_phase::rcpt,
+         transport_errc::temporary_reply},
+        {"451 4.7.1 Please try again later", smtp_phase::data_end, transport_errc::temporary_reply},
+        // Rate limits of the route keep throttling it.
+        {"451 4.7.0 Too many messages from this sender, slow down", smtp_phase::mail,
+         transport_errc::rate_limited},
+        {"421 4.7.0 Too many connections from your host", smtp_phase::greeting,
+         transport_errc::rate_limited},
+        {"451 4.7.0 Too many connections from your host", smtp_phase::greeting,
+         transport_errc::rate_limited},
+        {"450 4.7.1 Rate limited, please slow down", smtp_phase::rcpt,
+         transport_errc::rate_limited},
+        {"451 4.7.0 Throttling failure: Maximum sending rate exceeded.", smtp_phase::data_end,
          transport_errc::rate_limited},
         {"421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, "
          "closing transmission channel",
@@ -226,8 +274,23 @@ TEST_SUITE("smtp reply classification") {
          smtp_phase::rcpt, transport_errc::sender_reputation},
         {"550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.",
          smtp_phase::mail, transport_errc::sender_reputation},
-        {"554 5.7.9 Message not accepted for policy reasons.", smtp_phase::data_end,
+        {"550 5.7.606 Access denied, banned sending IP [203.0.113.5].", smtp_phase::rcpt,
          transport_errc::sender_reputation},
+        {"554 5.7.1 Service unavailable; client host [127.0.0.1] blocked", smtp_phase::rcpt,
+         transport_errc::sender_reputation},
+        {"550 5.7.1 Unfortunately, messages from [203.0.113.5] weren't sent. Part of their "
+         "network is on our block list (S3150).",
+         smtp_phase::rcpt, transport_errc::sender_reputation},
+        // A policy refusal of this message is the message's permanent failure,
+        // not a verdict on the sender.
+        {"554 5.7.9 Message not accepted for policy reasons.", smtp_phase::data_end,
+         transport_errc::content_rejected},
+        {"554 5.7.1 Message rejected due to content restrictions", smtp_phase::data_end,
+         transport_errc::content_rejected},
+        {"550 5.7.1 Message rejected as spam by Content Filtering.", smtp_phase::data_end,
+         transport_errc::content_rejected},
+        {"554 5.7.1 <x@example.net>: Recipient address rejected: Access denied", smtp_phase::rcpt,
+         transport_errc::content_rejected},
         {"554 No SMTP service here", smtp_phase::greeting, transport_errc::sender_reputation},
         {"552 5.3.4 Message size exceeds fixed limit", smtp_phase::data_end,
          transport_errc::content_rejected},
@@ -282,14 +345,17 @@ TEST_SUITE("smtp reply classification") {
                 make_error_code(mailers::detail::classify_smtp_reply(code, enhanced, "", p)));
         };
         CHECK(cls(421, "4.7.0", smtp_phase::mail) == failure::throttled);
-        CHECK(cls(421, "4.7.28", smtp_phase::mail) == failure::reputation);
-        CHECK(cls(450, "4.2.1", smtp_phase::rcpt) == failure::throttled);
+        CHECK(cls(421, "4.7.28", smtp_phase::mail) == failure::throttled);
+        CHECK(cls(450, "4.2.1", smtp_phase::rcpt) == failure::transient);
+        CHECK(cls(451, "4.7.1", smtp_phase::rcpt) == failure::transient);
+        CHECK(cls(450, "4.7.1", smtp_phase::mail) == failure::transient);
         CHECK(cls(451, "4.7.500", smtp_phase::rcpt) == failure::throttled);
         CHECK(cls(550, "5.1.1", smtp_phase::rcpt) == failure::recipient_permanent);
         CHECK(cls(550, "5.4.5", smtp_phase::mail) == failure::quota_exhausted);
         CHECK(cls(550, "5.7.26", smtp_phase::data_end) == failure::auth);
         CHECK(cls(550, "5.7.515", smtp_phase::rcpt) == failure::auth);
-        CHECK(cls(554, "5.7.1", smtp_phase::rcpt) == failure::reputation);
+        CHECK(cls(554, "5.7.1", smtp_phase::rcpt) == failure::message_rejected);
+        CHECK(cls(554, "5.7.1", smtp_phase::data_end) == failure::message_rejected);
         CHECK(cls(550, "5.7.233", smtp_phase::data_end) == failure::quota_exhausted);
         CHECK(cls(535, "5.7.8", smtp_phase::auth) == failure::auth);
         CHECK(cls(552, "5.3.4", smtp_phase::data_end) == failure::message_rejected);
@@ -315,7 +381,7 @@ TEST_SUITE("smtp reply classification") {
         CHECK(mailers::detail::classify_smtp_reply(451, "4.7.599", "", smtp_phase::rcpt) ==
               transport_errc::rate_limited);
         CHECK(mailers::detail::classify_smtp_reply(451, "4.7.50", "", smtp_phase::rcpt) ==
-              transport_errc::rate_limited);  // 4.7.* row
+              transport_errc::temporary_reply);  // 4.7.* row
         CHECK(mailers::detail::classify_smtp_reply(550, "5.1.99", "", smtp_phase::rcpt) ==
               transport_errc::recipient_rejected);
         CHECK(mailers::detail::classify_smtp_reply(550, "5.1.1", "", smtp_phase::mail) ==

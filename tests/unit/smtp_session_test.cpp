@@ -4,8 +4,10 @@
 #include <stdlib.h>
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <mailers/dsn.hpp>
 #include <mailers/transports/smtp_transport.hpp>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,7 +115,12 @@ TEST_SUITE("smtp session") {
         session s(config(tls_mode::required));
         s.start();
         feed(s, "220 hi");
-        CHECK(feed(s, ehlo_plain) == step::close);
+        // The server still listens: the session ends with QUIT, and the
+        // refusal stays the result whatever QUIT gets.
+        CHECK(feed(s, ehlo_plain) == step::write_read);
+        CHECK(s.out() == "QUIT\r\n");
+        CHECK(s.phase() == smtp_phase::quit);
+        CHECK(feed(s, "221 2.0.0 Bye") == step::close);
         CHECK(s.result().ec == transport_errc::configuration);
         CHECK(s.result().diag.message.find("STARTTLS") != std::string::npos);
     }
@@ -139,7 +146,9 @@ TEST_SUITE("smtp session") {
             session s(c);
             s.start();
             feed(s, "220 hi");
-            CHECK(feed(s, "250-mx\n250 AUTH PLAIN") == step::close);
+            CHECK(feed(s, "250-mx\n250 AUTH PLAIN") == step::write_read);
+            CHECK(s.out() == "QUIT\r\n");
+            CHECK(feed(s, "221 bye") == step::close);
             CHECK(s.result().ec == transport_errc::configuration);
             CHECK(s.result().diag.message.find("clear text") != std::string::npos);
         }
@@ -148,7 +157,9 @@ TEST_SUITE("smtp session") {
             s.start();
             feed(s, "220 hi");
             feed(s, "250-mx\n250 STARTTLS");
-            CHECK(feed(s, "454 4.7.0 TLS not available") == step::close);
+            CHECK(feed(s, "454 4.7.0 TLS not available") == step::write_read);
+            CHECK(s.out() == "QUIT\r\n");
+            CHECK(feed(s, "221 bye") == step::close);
             CHECK(s.result().ec == failure::transient);
         }
     }
@@ -168,7 +179,10 @@ TEST_SUITE("smtp session") {
         {
             session s(config());
             s.start();
-            CHECK(feed(s, "554 5.7.1 Service unavailable; client host blocked") == step::close);
+            CHECK(feed(s, "554 5.7.1 Service unavailable; client host blocked") ==
+                  step::write_read);
+            CHECK(s.out() == "QUIT\r\n");
+            CHECK(feed(s, "221 bye") == step::close);
             CHECK(s.result().ec == failure::reputation);
             CHECK(s.result().diag.status == 554);
         }
@@ -185,6 +199,41 @@ TEST_SUITE("smtp session") {
             CHECK(feed(s, "421 4.3.2 Service shutting down") == step::close);
             CHECK(s.result().ec == failure::transient);
         }
+    }
+
+    TEST_CASE("a refused AUTH ends with QUIT, its secret gone from the buffer") {
+        const session_config c = [] {
+            session_config c = config();
+            c.user = "user";
+            c.password = "pass";
+            return c;
+        }();
+        // A session that has just written AUTH PLAIN.
+        const auto authenticating = [&c] {
+            auto s = std::make_unique<session>(c);
+            s->start();
+            feed(*s, "220 hi");
+            CHECK(feed(*s, "250-mx\n250 AUTH PLAIN") == step::write_read);
+            CHECK(s->out().rfind("AUTH PLAIN ", 0) == 0);
+            return s;
+        };
+        for (const char* refusal : {"535 5.7.8 Authentication credentials invalid",
+                                    "454 4.7.0 Temporary authentication failure",
+                                    "504 5.5.4 Unrecognized authentication type"}) {
+            CAPTURE(refusal);
+            auto s = authenticating();
+            CHECK(feed(*s, refusal) == step::write_read);
+            CHECK(s->out() == "QUIT\r\n");
+            CHECK(s->phase() == smtp_phase::quit);
+            CHECK(!s->established());
+            const auto ec = s->result().ec;
+            CHECK(ec);
+            CHECK(feed(*s, "221 2.0.0 Bye") == step::close);
+            CHECK(s->result().ec == ec);
+            CHECK(s->result().diag.provider_reply == refusal);
+        }
+        // After 421 the server is closing: no QUIT.
+        CHECK(feed(*authenticating(), "421 4.7.0 closing") == step::close);
     }
 
     TEST_CASE("AUTH LOGIN exchange") {
@@ -216,7 +265,9 @@ TEST_SUITE("smtp session") {
         CHECK(feed(s, "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=") == step::write_read);
         CHECK(s.out() == "\r\n");
         CHECK(feed(s, "535-5.7.8 Username and Password not accepted.\n535 5.7.8 Learn more") ==
-              step::close);
+              step::write_read);
+        CHECK(s.out() == "QUIT\r\n");
+        CHECK(feed(s, "221 bye") == step::close);
         CHECK(s.result().ec == transport_errc::authentication_failed);
         CHECK(s.result().diag.message.find("\"status\":\"401\"") != std::string::npos);
         CHECK(s.result().diag.message.find("tok") == std::string::npos);
@@ -472,7 +523,7 @@ TEST_SUITE("smtp session") {
         session u(config());
         establish(u);
         CHECK(feed(u, "421 4.4.2 timeout") == step::close);
-        CHECK(u.result().ec == transport_errc::connection_failed);
+        CHECK(u.result().ec == transport_errc::protocol_error);
     }
 
     TEST_CASE("a transaction with no recipient is refused without a command") {
@@ -543,6 +594,56 @@ TEST_SUITE("smtp dsn") {
         CHECK(p.auth == mailers::smtp_auth::login);
         CHECK(params_of("smtp://h?tls=opportunistic&helo=[192.0.2.1]").tls ==
               mailers::smtp_tls::opportunistic);
+    }
+
+    TEST_CASE("timeouts: every phase from one option, each phase from its own") {
+        using std::chrono::milliseconds;
+        using namespace std::chrono_literals;
+        const mailers::smtp_timeouts defaults;
+        auto p = params_of("smtp://h?tls=none");
+        CHECK(p.timeouts.connect == defaults.connect);
+        CHECK(p.timeouts.data_end == defaults.data_end);
+
+        p = params_of("smtp://h?timeout=1500ms");
+        for (const auto t :
+             {p.timeouts.connect, p.timeouts.greeting, p.timeouts.command, p.timeouts.mail,
+              p.timeouts.rcpt, p.timeouts.data_init, p.timeouts.data_block, p.timeouts.data_end})
+            CHECK(t == 1500ms);
+        CHECK(p.idle_timeout == mailers::smtp_params{}.idle_timeout);
+
+        // A phase's own option wins over `timeout`, before or after it.
+        p = params_of(
+            "smtp://h?connect_timeout=2s&timeout=20&greeting_timeout=250ms&command_timeout=3m"
+            "&mail_timeout=4s&rcpt_timeout=5s&data_init_timeout=6s&data_block_timeout=7s"
+            "&data_end_timeout=8&idle_timeout=90s");
+        CHECK(p.timeouts.connect == 2s);
+        CHECK(p.timeouts.greeting == 250ms);
+        CHECK(p.timeouts.command == 3min);
+        CHECK(p.timeouts.mail == 4s);
+        CHECK(p.timeouts.rcpt == 5s);
+        CHECK(p.timeouts.data_init == 6s);
+        CHECK(p.timeouts.data_block == 7s);
+        CHECK(p.timeouts.data_end == 8s);  // a bare number counts seconds
+        CHECK(p.idle_timeout == 90s);
+        CHECK(params_of("smtp://h?data_end_timeout=1ms&timeout=9s").timeouts.data_end == 1ms);
+    }
+
+    TEST_CASE("timeouts: a bad value names its option") {
+        for (const char* option :
+             {"timeout", "connect_timeout", "greeting_timeout", "command_timeout", "mail_timeout",
+              "rcpt_timeout", "data_init_timeout", "data_block_timeout", "data_end_timeout",
+              "idle_timeout"}) {
+            for (const std::string value : {"0", "0ms", "-5", "1.5s", "10x", "ms", "2h", "25m0",
+                                            "86400001ms", "9999999999"}) {
+                CAPTURE(std::string(option));
+                CAPTURE(value);
+                const auto why =
+                    error_of(std::string("smtp://u:TopSecret@h?") + option + "=" + value);
+                CHECK(why.find("'" + std::string(option) + "'") != std::string::npos);
+                CHECK(why.find("1500ms") != std::string::npos);
+                CHECK(why.find("TopSecret") == std::string::npos);
+            }
+        }
     }
 
     TEST_CASE("XOAUTH2: the password or the token option is the access token") {

@@ -46,9 +46,11 @@ enum class smtp_auth {
     xoauth2,
 };
 
-/// Per-phase time limits. The defaults are RFC 5321 section 4.5.3.2's
+/// Per-phase time limits, each settable from a DSN (see
+/// smtp_params_from_dsn). The defaults are RFC 5321 section 4.5.3.2's
 /// minimum client timeouts; `connect` and `command` (EHLO, STARTTLS and the
-/// TLS handshake, AUTH, RSET, NOOP, QUIT) have no RFC value.
+/// TLS handshake, AUTH, RSET, NOOP, QUIT) have no RFC value. QUIT waits at
+/// most 5 seconds, or `command` when shorter.
 struct smtp_timeouts {
     std::chrono::milliseconds connect = std::chrono::seconds(30);  ///< name resolution + TCP
     std::chrono::milliseconds greeting = std::chrono::minutes(5);
@@ -163,9 +165,13 @@ struct smtp_stats {
 ///   (transient; nothing was delivered). A reused connection that turns out
 ///   to be closed before the transaction got any reply is replaced once,
 ///   silently.
-/// - lost or timed out after the final "." was written and before its reply:
-///   `transport_errc::outcome_unknown`. The server may have accepted the
-///   message; never send it again.
+/// - the server answers with something that is not an SMTP reply (an HTTP
+///   server on the port, binary noise) before the end of the content was
+///   written: `transport_errc::protocol_error` (transient; nothing was
+///   delivered), with the start of what it sent in `diag.message`.
+/// - lost, timed out or answered with something that is not an SMTP reply
+///   after the final "." was written: `transport_errc::outcome_unknown`. The
+///   server may have accepted the message; never send it again.
 /// - a certificate that does not verify or does not name the host:
 ///   `transport_errc::tls_verification_failed`.
 /// - STARTTLS required but not offered, credentials with no TLS, an AUTH
@@ -175,7 +181,15 @@ struct smtp_stats {
 ///   `transport_errc::content_rejected`, before MAIL is sent.
 /// - a message that does not render: its `errc` (e.g. `errc::invalid_address`).
 /// `diag.message` names the server, the phase and what happened; it never
-/// holds credentials.
+/// holds credentials. When the server refuses a set-up step (the greeting,
+/// EHLO, STARTTLS, AUTH) or the session cannot go on (STARTTLS required but
+/// not offered, credentials without TLS, no usable AUTH mechanism), the
+/// connection ends with QUIT, unless the server said 421, before the send
+/// completes; the refusal is the send's outcome whatever QUIT gets.
+///
+/// Connection reuse: a connection goes back to the pool before the send's
+/// handler runs, so a send started from the handler (or by a coroutine that
+/// awaited the previous send) goes out on the same connection.
 ///
 /// Executor: connections run on strands of the executor given to the
 /// constructor. The handler runs on its associated executor, else on that
@@ -218,7 +232,18 @@ private:
 ///     smtp://user:pass@host:587?tls=required|opportunistic|none&verify=true|false
 ///         &ca_file=/path&auth=plain|login|xoauth2|none&helo=name
 ///         &max_connections=N&max_messages=N&pipelining=true|false&token=...
+///         &timeout=D&connect_timeout=D&greeting_timeout=D&command_timeout=D
+///         &mail_timeout=D&rcpt_timeout=D&data_init_timeout=D
+///         &data_block_timeout=D&data_end_timeout=D&idle_timeout=D
 ///     smtps://user:pass@host:465   (implicit TLS; tls= may only say implicit)
+///
+/// Durations D are read by parse_dsn_duration(): "1500ms", "30s", "5m", or a
+/// bare number of seconds ("30"); zero, fractions, other units and more than
+/// 24 hours are refused. `timeout` sets every `smtp_timeouts` field; an
+/// option named after one field (`connect_timeout` sets `connect`,
+/// `data_init_timeout` sets `data_init`, ...) overrides it, wherever it is
+/// written. `idle_timeout` sets `smtp_params::idle_timeout`, which `timeout`
+/// leaves alone.
 ///
 /// Defaults: port 587 (465 for smtps), tls=required, verify=true. With
 /// auth=xoauth2 the password (or the `token` option) is the access token.

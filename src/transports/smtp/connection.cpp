@@ -225,9 +225,12 @@ send_result connection::from_session() const {
 }
 
 send_result connection::io_failure(io_status st, std::string_view what) const {
+    const smtp_phase phase = session_ ? session_->phase() : smtp_phase::connect;
+    // The QUIT that follows a refused set-up step is a courtesy: the
+    // refusal is what the send learnt, whatever becomes of the QUIT.
+    if (phase == smtp_phase::quit && session_->result().ec) return from_session();
     send_result r;
     std::string msg;
-    const smtp_phase phase = session_ ? session_->phase() : smtp_phase::connect;
     if (session_ && session_->content_sent()) {
         r.ec = make_error_code(transport_errc::outcome_unknown);
         // Still in the DATA phase: the write that carried the end of data failed.
@@ -237,7 +240,8 @@ send_result connection::io_failure(io_status st, std::string_view what) const {
                   millis(writing ? cfg_.params.timeouts.data_block : timeout_for(phase)) + " " +
                   std::string(what);
         else if (st == io_status::malformed)
-            msg = "the server sent a malformed reply " + std::string(what);
+            msg = "the server sent something that is not an SMTP reply " + std::string(what) +
+                  " (\"" + malformed_ + "\")";
         else
             msg = "connection lost " + std::string(what) + ": " + last_io_error_.message();
         msg +=
@@ -248,8 +252,12 @@ send_result connection::io_failure(io_status st, std::string_view what) const {
         msg = "timed out after " + millis(timeout_for(phase)) + " " + std::string(what) +
               " (nothing was delivered)";
     } else if (st == io_status::malformed) {
-        r.ec = make_error_code(transport_errc::connection_failed);
-        msg = "the server sent a malformed reply " + std::string(what);
+        // Not a lost connection: the peer answers, in another protocol (an
+        // HTTP server on the port) or in noise. The end of data was not
+        // sent, so nothing of the message can have been accepted.
+        r.ec = make_error_code(transport_errc::protocol_error);
+        msg = "the server does not speak SMTP: it sent \"" + malformed_ + "\" " +
+              std::string(what) + " (nothing was delivered)";
     } else {
         r.ec = make_error_code(transport_errc::connection_failed);
         msg = "connection lost " + std::string(what) + ": " + last_io_error_.message() +
@@ -277,7 +285,10 @@ asio::awaitable<connection::io_status> connection::read_reply() {
                 log_reply();
                 co_return io_status::ok;
             }
-            if (st == parse_status::malformed) co_return io_status::malformed;
+            if (st == parse_status::malformed) {
+                malformed_ = printable_excerpt({rbuf_.data() + rstart_, rend_ - rstart_});
+                co_return io_status::malformed;
+            }
         }
         if (rstart_ > 0) {
             std::memmove(rbuf_.data(), rbuf_.data() + rstart_, rend_ - rstart_);

@@ -167,6 +167,7 @@ private:
     std::size_t messages_ = 0;
     clock::time_point idle_since_{};
     error_code last_io_error_;
+    std::string malformed_;  // the start of a reply that is not SMTP, for the message
 
     std::string helo_;
     std::string token_;

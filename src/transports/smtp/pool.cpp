@@ -85,7 +85,7 @@ private:
     worker& w_;
 };
 
-asio::awaitable<void> connection_pool::process(worker& w, job& j) {
+asio::awaitable<send_result> connection_pool::process(worker& w, job& j) {
     send_result r;
     pipeline_source source(*this, w);
     try {
@@ -100,24 +100,34 @@ asio::awaitable<void> connection_pool::process(worker& w, job& j) {
         w.conn->close();
     }
     (r.ec ? failed_ : accepted_).fetch_add(1, std::memory_order_relaxed);
-    std::move(j.handler)(r.ec, std::move(r.outcome));
+    co_return r;
 }
 
 asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self,
                                            std::shared_ptr<worker> w, job j) {
     const auto idle_timeout = self->cfg_.params.idle_timeout;
     for (;;) {
-        co_await self->process(*w, j);
+        auto r = co_await self->process(*w, j);
+        // The connection is handed back before the handler runs: a caller
+        // that starts its next send from the handler finds it idle instead
+        // of opening another. The handler may run here, inline; any send it
+        // starts only posts to this strand, which wakes the worker once it
+        // waits below.
+        const auto complete = [&r](job& done) {
+            std::move(done.handler)(r.ec, std::move(r.outcome));
+        };
         // Whatever process() ended with, a job taken for pipelining is the
         // connection's next send (next_message_source's contract): its
         // commands may already be on the wire.
         if (w->next) {
+            complete(j);
             j = std::move(*w->next);
             w->next.reset();
             continue;
         }
 
         enum class next { job, park, leave, gone } what;
+        job done = std::move(j);
         {
             std::lock_guard lk(self->mu_);
             if (self->shut_) {
@@ -134,6 +144,7 @@ asio::awaitable<void> connection_pool::run(std::shared_ptr<connection_pool> self
                 what = next::park;
             }
         }
+        complete(done);
         if (what == next::job) continue;
         if (what == next::gone) co_return;
 

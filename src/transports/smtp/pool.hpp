@@ -65,7 +65,8 @@ private:
     void spawn(job j);
     static boost::asio::awaitable<void> run(std::shared_ptr<connection_pool> self,
                                             std::shared_ptr<worker> w, job first);
-    boost::asio::awaitable<void> process(worker& w, job& j);
+    /// Sends `j` on the worker's connection; the caller completes its handler.
+    boost::asio::awaitable<send_result> process(worker& w, job& j);
     void remove_idle(const std::shared_ptr<worker>& w);
 
     boost::asio::any_io_executor ex_;

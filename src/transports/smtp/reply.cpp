@@ -17,7 +17,24 @@ std::size_t digits(std::string_view s, std::size_t pos, std::size_t max) noexcep
     return n >= 1 && n <= max ? n : 0;
 }
 
+// Whether `line` (possibly still without its end) can begin a reply line:
+// three digits, the first 2 to 5, then ' ', '-' or the line's end.
+bool valid_line_start(std::string_view line) noexcept {
+    for (std::size_t i = 0; i < 3 && i < line.size(); ++i)
+        if (!is_digit(line[i])) return false;
+    if (!line.empty() && (line[0] < '2' || line[0] > '5')) return false;
+    return line.size() < 4 || line[3] == ' ' || line[3] == '-' || line[3] == '\r';
+}
+
 }  // namespace
+
+std::string printable_excerpt(std::string_view in, std::size_t limit) {
+    in = in.substr(0, in.find_first_of("\r\n"));
+    std::string out;
+    for (const char c : in.substr(0, limit)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+    if (in.size() > limit) out += "...";
+    return out;
+}
 
 std::size_t enhanced_code_length(std::string_view text, char cls) noexcept {
     if (text.size() < 5 || text[0] != cls || text[1] != '.') return 0;
@@ -42,7 +59,9 @@ parse_status parse_reply(std::string_view in, reply& out, std::size_t& consumed)
         const auto nl =
             static_cast<const char*>(std::memchr(in.data() + pos, '\n', in.size() - pos));
         if (nl == nullptr) {
-            return in.size() > max_reply_size ? parse_status::malformed : parse_status::incomplete;
+            if (in.size() > max_reply_size || !valid_line_start(in.substr(pos)))
+                return parse_status::malformed;
+            return parse_status::incomplete;
         }
         const std::size_t eol = static_cast<std::size_t>(nl - in.data());
         if (eol + 1 > max_reply_size) return parse_status::malformed;

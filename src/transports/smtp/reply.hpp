@@ -47,8 +47,14 @@ inline constexpr std::size_t max_reply_size = 64 * 1024;
 /// Parses the first reply at the start of `in`. Lines end in CRLF; a bare LF
 /// is tolerated because some servers send it. Every line must start with the
 /// same three-digit code followed by '-' (more lines follow), ' ' or the end
-/// of the line (last line).
+/// of the line (last line). A line is malformed as soon as its first octets
+/// cannot start a reply ("HTTP/1.1 400", binary noise), without waiting for
+/// its end: a peer that does not speak SMTP may never send one.
 parse_status parse_reply(std::string_view in, reply& out, std::size_t& consumed);
+
+/// The start of `in` as printable ASCII, for a message about a reply that is
+/// not SMTP: at most `limit` octets of its first line, anything else as '?'.
+std::string printable_excerpt(std::string_view in, std::size_t limit = 64);
 
 /// Reads "d.ddd.ddd" at the start of `text`, requiring class `cls` ('2',
 /// '4', '5') and a following space or end; returns its length or 0.

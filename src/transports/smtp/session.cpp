@@ -106,8 +106,18 @@ step session::fail_setup(transport_errc e, std::string message, const reply* r) 
         result_.diag.enhanced_status = r->enhanced;
         result_.diag.status = r->code;
     }
-    state_ = state::closed;
-    return step::close;
+    return quit_after_setup_failure(r);
+}
+
+step session::quit_after_setup_failure(const reply* r) {
+    // A server that refused a set-up step still awaits commands, and RFC
+    // 5321 (sections 3.1, 3.8) asks the client to end with QUIT rather than
+    // drop the connection; one that said 421 is closing it already.
+    if (r != nullptr && r->code == 421) {
+        state_ = state::closed;
+        return step::close;
+    }
+    return start_quit();
 }
 
 void session::record_failure(const reply& r, smtp_phase phase, std::string context) {
@@ -123,8 +133,7 @@ void session::record_failure(const reply& r, smtp_phase phase, std::string conte
 step session::fail_reply(const reply& r, smtp_phase phase, std::string context) {
     result_ = {};
     record_failure(r, phase, std::move(context));
-    state_ = state::closed;
-    return step::close;
+    return quit_after_setup_failure(&r);
 }
 
 step session::on_reply(const reply& r) {
@@ -277,7 +286,7 @@ step session::on_reply(const reply& r) {
             break;
     }
     result_ = {};
-    result_.ec = make_error_code(transport_errc::connection_failed);
+    result_.ec = make_error_code(transport_errc::protocol_error);
     result_.diag.message = "the server sent a reply nobody asked for: " + describe(r);
     result_.diag.provider_reply = r.verbatim();
     result_.diag.status = r.code;

@@ -157,8 +157,11 @@ private:
     step after_ehlo();
     step start_auth();
     step session_ready();
+    // Both end the session: with QUIT (a write_read step whose reply closes,
+    // keeping the failure as result()) unless the server said 421.
     step fail_setup(transport_errc e, std::string message, const reply* r = nullptr);
     step fail_reply(const reply& r, smtp_phase phase, std::string context);
+    step quit_after_setup_failure(const reply* r);
     step on_transaction_reply(const reply& r);
     step on_pipelined_reply(const reply& r);
     step finish_transaction_failure(const reply& r);

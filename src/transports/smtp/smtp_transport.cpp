@@ -1,6 +1,7 @@
 #include <charconv>
 #include <mailers/transports/smtp_transport.hpp>
 #include <utility>
+#include <vector>
 
 #include "transports/smtp/pool.hpp"
 
@@ -108,7 +109,28 @@ bool valid_region(std::string_view r) {
 constexpr std::string_view supported_schemes =
     "smtp, smtps, ses+smtp, sendgrid+smtp, postmark+smtp, mailgun+smtp";
 constexpr std::string_view supported_options =
-    "tls, verify, ca_file, auth, helo, max_connections, max_messages, pipelining, token";
+    "tls, verify, ca_file, auth, helo, max_connections, max_messages, pipelining, token, "
+    "timeout, connect_timeout, greeting_timeout, command_timeout, mail_timeout, rcpt_timeout, "
+    "data_init_timeout, data_block_timeout, data_end_timeout, idle_timeout";
+
+// The per-phase timeout a `<field>_timeout` option sets, or null.
+std::chrono::milliseconds* phase_timeout(smtp_timeouts& t, std::string_view option) noexcept {
+    if (option == "connect_timeout") return &t.connect;
+    if (option == "greeting_timeout") return &t.greeting;
+    if (option == "command_timeout") return &t.command;
+    if (option == "mail_timeout") return &t.mail;
+    if (option == "rcpt_timeout") return &t.rcpt;
+    if (option == "data_init_timeout") return &t.data_init;
+    if (option == "data_block_timeout") return &t.data_block;
+    if (option == "data_end_timeout") return &t.data_end;
+    return nullptr;
+}
+
+std::string bad_duration(std::string_view option) {
+    return "DSN option '" + std::string(option) +
+           "' must be a duration greater than 0 and at most 24 hours: a whole number with a "
+           "unit (1500ms, 30s, 5m) or a bare number of seconds";
+}
 
 }  // namespace
 
@@ -129,6 +151,9 @@ boost::system::result<smtp_params> smtp_params_from_dsn(const dsn& in, diagnosti
     p.password = d.password;
     std::optional<std::string> region;
     std::optional<std::string> tls_option;
+    // `timeout` sets every phase; a phase's own option wins, in any order.
+    std::optional<std::chrono::milliseconds> all_phases;
+    std::vector<std::pair<std::string_view, std::chrono::milliseconds>> one_phase;
 
     for (const auto& [name, value] : d.options) {
         if (name == "tls") {
@@ -177,6 +202,17 @@ boost::system::result<smtp_params> smtp_params_from_dsn(const dsn& in, diagnosti
             p.pipelining = *b;
         } else if (name == "token") {
             p.oauth2_token = secret(value);
+        } else if (name == "timeout") {
+            all_phases = parse_dsn_duration(value);
+            if (!all_phases) return fail(diag, bad_duration(name));
+        } else if (phase_timeout(p.timeouts, name) != nullptr) {
+            const auto v = parse_dsn_duration(value);
+            if (!v) return fail(diag, bad_duration(name));
+            one_phase.emplace_back(name, *v);
+        } else if (name == "idle_timeout") {
+            const auto v = parse_dsn_duration(value);
+            if (!v) return fail(diag, bad_duration(name));
+            p.idle_timeout = *v;
         } else if (name == "region" && preset &&
                    (d.transport == "ses" || d.transport == "mailgun")) {
             if (!valid_region(value))
@@ -191,6 +227,13 @@ boost::system::result<smtp_params> smtp_params_from_dsn(const dsn& in, diagnosti
                           ")");
         }
     }
+
+    if (all_phases) {
+        auto& t = p.timeouts;
+        t.connect = t.greeting = t.command = t.mail = t.rcpt = t.data_init = t.data_block =
+            t.data_end = *all_phases;
+    }
+    for (const auto& [name, v] : one_phase) *phase_timeout(p.timeouts, name) = v;
 
     // Host: given, or the provider's for the presets ("default").
     const bool default_host = d.host.empty() || d.host == "default";
