@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
 
     asio::io_context ioc(1);
     mailers::engine_params params;
-    params.storage = mailers::open_sqlite_store({o.db});
+    params.storage = mailers::open_sqlite_store({o.db, mailers::open_mode::open_or_create});
     params.random_seed = 1;
     mailers::engine eng(ioc.get_executor(), std::move(params));
     mailers::principal ops{"bench", "bench"};

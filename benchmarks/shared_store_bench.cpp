@@ -56,10 +56,11 @@ std::shared_ptr<mailers::store> open_store(const options& o) {
     if (!o.pg.empty()) {
         mailers::postgres_store_params p;
         p.conninfo = o.pg;
+        p.mode = mailers::open_mode::open_or_create;
         if (!o.schema.empty()) p.schema = o.schema;
         return mailers::open_postgres_store(p);
     }
-    return mailers::open_sqlite_store({o.sqlite});
+    return mailers::open_sqlite_store({o.sqlite, mailers::open_mode::open_or_create});
 }
 
 mailers::send_request make_request(std::size_t round, std::size_t proc, std::size_t i) {

@@ -108,7 +108,8 @@ inline std::unique_ptr<mailers::engine> bench_engine(
     boost::asio::io_context& ioc, const std::string& dir,
     std::shared_ptr<mailers::provider_transport> transport) {
     mailers::engine_params params;
-    params.storage = mailers::open_sqlite_store({dir + "/engine-bench.db"});
+    params.storage =
+        mailers::open_sqlite_store({dir + "/engine-bench.db", mailers::open_mode::open_or_create});
     auto eng = std::make_unique<mailers::engine>(ioc.get_executor(), std::move(params));
     mailers::principal ops{"bench", "bench"};
     eng->add_provider(ops, "bench", std::move(transport));

@@ -22,7 +22,8 @@ int main() {
     // 1. A store: one SQLite file holds the whole workspace.
     auto dir = std::filesystem::temp_directory_path() / "mailers-quickstart";
     std::filesystem::create_directories(dir);
-    auto store = mailers::open_sqlite_store({(dir / "workspace.db").string()});
+    auto store = mailers::open_sqlite_store(
+        {(dir / "workspace.db").string(), mailers::open_mode::open_or_create});
 
     // 2. The engine, on the host's executor.
     mailers::engine_params params;

@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     auto clock = std::make_shared<mailers::manual_clock>(start);
 
     mailers::engine_params params;
-    params.storage = mailers::open_sqlite_store({(out_dir / "workspace.db").string()});
+    params.storage = mailers::open_sqlite_store(
+        {(out_dir / "workspace.db").string(), mailers::open_mode::open_or_create});
     params.clock = clock;
     params.random_seed = 2026;
     mailers::engine eng(ioc.get_executor(), std::move(params));
@@ -173,8 +174,8 @@ int main(int argc, char** argv) {
     for (const auto& m : eng.mailboxes()) {
         auto st = eng.status(m.id);
         auto& t = per_mailbox[m.id];
-        if (st.effective_daily_cap != 0 &&
-            static_cast<std::uint64_t>(t.sent) > st.effective_daily_cap)
+        if (st.effective_daily_cap &&
+            static_cast<std::uint64_t>(t.sent) > *st.effective_daily_cap)
             caps_held = false;
         total_sent += t.sent;
         total_supp += t.suppressed;
@@ -185,7 +186,8 @@ int main(int argc, char** argv) {
             std::strftime(when, sizeof when, "%a %H:%M", std::gmtime(&tt));
         }
         std::printf("%-22s %-20s %5llu %5d %6d %8d %10s\n", m.id.c_str(), m.time_zone.c_str(),
-                    static_cast<unsigned long long>(st.effective_daily_cap), t.sent, t.rotated_in,
+                    static_cast<unsigned long long>(st.effective_daily_cap.value_or(0)), t.sent,
+                    t.rotated_in,
                     t.suppressed, when);
     }
     std::printf(

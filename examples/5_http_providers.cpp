@@ -87,7 +87,8 @@ int main() {
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     mailers::engine_params params;
-    params.storage = mailers::open_sqlite_store({(dir / "workspace.db").string()});
+    params.storage = mailers::open_sqlite_store(
+        {(dir / "workspace.db").string(), mailers::open_mode::open_or_create});
     mailers::engine eng(ioc.get_executor(), std::move(params));
     const mailers::principal ops{"ops@brand.example", "Ops"};
 

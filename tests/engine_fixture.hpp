@@ -142,7 +142,7 @@ struct fixture {
     mailers::principal admin{"admin", "Test Admin"};
 
     explicit fixture(std::string path = ":memory:", std::uint64_t seed = 42) {
-        store = mailers::open_sqlite_store({path});
+        store = mailers::open_sqlite_store({path, mailers::open_mode::open_or_create});
         open(seed);
     }
 

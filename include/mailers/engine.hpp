@@ -202,6 +202,12 @@ public:
     /// engine's executor and registers it. The audit record keeps the DSN
     /// with its secrets redacted.
     void add_provider(const principal& who, const std::string& id, std::string_view dsn);
+    /// Validated before anything is saved: an id, a valid From address, a
+    /// display name of UTF-8 text without control characters, a provider
+    /// id, an IANA time zone (not empty), a send window, weight, gap,
+    /// breaker and limits in range. A provider this engine has not
+    /// registered is a logged warning, not an error: another process may
+    /// send for the mailbox.
     void upsert_mailbox(const principal& who, const mailbox_config& cfg);
     /// Retired mailboxes never send again; the record stays for the audit.
     void retire_mailbox(const principal& who, const std::string& id);

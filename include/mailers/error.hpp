@@ -50,6 +50,14 @@ enum class errc {
     /// The connection to the store broke while a commit was in flight: it
     /// may or may not have been applied. Never retried automatically.
     commit_outcome_unknown,
+    /// Opening found no store where one must be: a missing or empty file,
+    /// an absent schema.
+    store_missing,
+    /// Creating found a store already there.
+    store_exists,
+    /// The store holds data this library cannot read: a truncated or
+    /// foreign file, or a stored object that does not parse.
+    store_corrupt,
 };
 
 MAILERS_API const boost::system::error_category& error_category() noexcept;
@@ -62,14 +70,22 @@ inline error_code make_error_code(errc e) noexcept {
 ///
 /// | failure               | action taken by the engine                                  |
 /// |-----------------------|-------------------------------------------------------------|
-/// | transient             | release the reservation, fail over to the next mailbox      |
+/// | transient             | release the reservation, count a failure towards the        |
+/// |                       | mailbox's circuit breaker, fail over to the next mailbox    |
 /// | throttled             | back off that route until retry-after, fail over            |
 /// | quota_exhausted       | mark the mailbox exhausted until its window rolls, fail over|
-/// | reputation            | pause the sender domain, raise an alert event, fail over    |
+/// | reputation            | release the reservation, count a failure towards the        |
+/// |                       | mailbox's circuit breaker, raise an alert event, fail over  |
 /// | auth                  | mark the mailbox unhealthy, raise an alert event, fail over |
 /// | recipient_permanent   | hard bounce: suppress the recipient, never retry            |
 /// | message_rejected      | the content was refused: fail the send, do not fail over    |
 /// | unknown_outcome       | record `unknown`, count against caps, never retry           |
+///
+/// No single outcome pauses a sender domain: one refusal says little about a
+/// domain's standing, and a pause has no expiry. A `reputation` failure
+/// lands on the mailbox that got it, through its breaker, which opens after
+/// `breaker_params::failure_threshold` failures in a row and lets a probe
+/// through after a cool-down.
 ///
 /// Which of them may be tried again elsewhere is `may_retry()`'s rule.
 enum class failure {
@@ -94,16 +110,22 @@ inline boost::system::error_condition make_error_condition(failure f) noexcept {
 enum class transport_errc {
     connection_failed = 1,    ///< could not connect / TLS handshake failed  -> transient
     timeout_before_send,      ///< timed out before the message was handed over -> transient
-    temporary_reply,          ///< 4xx-style temporary refusal             -> transient
-    rate_limited,             ///< 429, 421 4.7.0, ThrottlingException      -> throttled
+    temporary_reply,          ///< 4xx-style temporary refusal, greylisting  -> transient
+    rate_limited,             ///< 429, 421 4.7.0, 4.7.28, ThrottlingException -> throttled
     sender_quota_exhausted,   ///< 550 5.4.5, daily quota exceeded          -> quota_exhausted
-    sender_reputation,        ///< 421 4.7.28, 550 5.7.1 policy             -> reputation
+    sender_reputation,        ///< 554 5.7.1 client host blocked (a blocklist) -> reputation
     authentication_failed,    ///< 535, 5.7.26, 401/403                     -> auth
     configuration,            ///< bad credentials format, unverified sender -> auth
     recipient_rejected,       ///< 550 5.1.1, inactive recipient            -> recipient_permanent
-    content_rejected,         ///< 552, 554 5.6.x, invalid request body     -> message_rejected
+    content_rejected,         ///< 552, 554 5.6.x, 5.7.x policy, invalid request body
+                              ///< -> message_rejected
     outcome_unknown,          ///< lost after the message was handed over   -> unknown_outcome
     tls_verification_failed,  ///< bad certificate or host name             -> auth
+    /// The peer's reply is not the protocol's (an HTTP server or garbage
+    /// bytes on an SMTP port) before the message was handed over -> transient:
+    /// nothing was delivered. After the message was handed over the same
+    /// reply is `outcome_unknown`.
+    protocol_error,
 };
 
 MAILERS_API const boost::system::error_category& transport_category() noexcept;
@@ -142,10 +164,11 @@ MAILERS_API failure classify(const error_code& ec) noexcept;
 ///
 /// - `transient`: no connection, a timeout before the message was handed
 ///   over, a temporary refusal (SMTP 4xx, HTTP 5xx other than gateway
-///   timeouts);
+///   timeouts), a peer that does not speak the protocol;
 /// - `throttled` and `quota_exhausted`: this route's limits, not another's;
 /// - `auth` and `reputation`: a refusal of this mailbox's credentials,
-///   sender domain or IP, given instead of accepting the message.
+///   sender domain or IP (a blocklist), given instead of accepting the
+///   message.
 ///
 /// False for `recipient_permanent` and `message_rejected` (any route gets the
 /// same answer), for `unknown_outcome` (the message may have gone: another

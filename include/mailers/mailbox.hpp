@@ -103,7 +103,9 @@ struct mailbox_status {
     health_state health = health_state::closed;
     std::uint64_t sent_today = 0;  ///< in the daily window that applies now
     std::uint64_t sent_this_hour = 0;
-    std::uint64_t effective_daily_cap = 0;  ///< 0 = no daily cap
+    /// The lowest of the daily caps and today's warm-up step; none when the
+    /// mailbox has neither. A cap of 0 is reported as 0: it sends nothing.
+    std::optional<std::uint64_t> effective_daily_cap;
     ineligible_reason blocked = ineligible_reason::none;
     std::optional<time_point> next_eligible;  ///< when it could send next, if known
 };

@@ -10,8 +10,8 @@
 //     (libpq pipeline mode) whatever the size of its batch;
 //   * synchronous commits: an acknowledged reservation survives a crash of
 //     the database server;
-//   * its own tables, created and migrated at open in the schema named by
-//     `schema` (a version table records the migration steps applied).
+//   * its own tables, in the schema named by `schema`, created at open when
+//     `mode` allows and migrated (a version table records the steps applied).
 #pragma once
 
 #include <chrono>
@@ -29,9 +29,11 @@ struct postgres_store_params {
     /// given by reference, `env:NAME` or `file:/path`, as DSN secrets are:
     /// it usually holds a password.
     std::string conninfo;
-    /// Schema holding the tables (letters, digits, underscores); created
-    /// when missing.
+    /// Schema holding the tables (letters, digits, underscores).
     std::string schema = "mailers";
+    /// Whether the tables may be created: in a schema that is missing or
+    /// holds no mailers tables yet.
+    open_mode mode = open_mode::existing;
     /// Connections this handle keeps open, opened when first needed. Each
     /// operation holds one for its duration, so up to `pool_size` run at
     /// once; more wait for a free one.
@@ -45,10 +47,11 @@ struct postgres_store_params {
     std::chrono::milliseconds connect_timeout{5000};
 };
 
-/// Opens (creating and migrating the schema if needed) a PostgreSQL store.
-/// Throws mailers::exception: errc::store_error naming what failed (the
-/// server's message, with the password never shown), errc::schema_too_new
-/// for a schema written by a newer version of mailers.
+/// Opens (creating the tables if `mode` allows, and migrating) a PostgreSQL
+/// store. Throws mailers::exception: errc::store_error naming what failed
+/// (the server's message, with the password never shown),
+/// errc::store_missing or errc::store_exists as `mode` says,
+/// errc::schema_too_new for a schema written by a newer version of mailers.
 ///
 /// Several handles, processes and hosts may open one database; every
 /// decision they must agree on is taken by the database (store.hpp).

@@ -25,15 +25,22 @@ enum class sqlite_durability {
 
 struct sqlite_store_params {
     std::string path;  ///< file path; ":memory:" for a private in-memory database
+    /// Whether a store may be created: in a missing or zero-byte file, or in
+    /// an SQLite database that holds no mailers tables yet (the host's own
+    /// tables may share the file). ":memory:" is always new. A file that is
+    /// not an SQLite database, or is shorter than its header says, is
+    /// errc::store_corrupt in every mode and is not changed.
+    open_mode mode = open_mode::existing;
     sqlite_durability durability = sqlite_durability::process_crash_safe;
     /// How long a writer waits for another connection's write lock before
     /// its commit (or membership call) fails with errc::store_error.
     std::chrono::milliseconds busy_timeout{5000};
 };
 
-/// Opens (creating and migrating if needed) an SQLite store. Throws
-/// mailers::exception (errc::store_error, errc::schema_too_new); a file from
-/// a newer schema is refused before anything in it is changed. A file
+/// Opens (creating it if `mode` allows, and migrating) an SQLite store.
+/// Throws mailers::exception (errc::store_missing, errc::store_exists,
+/// errc::store_corrupt, errc::store_error, errc::schema_too_new); a file
+/// that is refused is not changed. A file
 /// written by an older version is migrated in place: its sends belong to no
 /// member (`recover` turns those still reserved into `unknown`), and its
 /// non-failed sends of the last 8 days count against their "mailbox:" and

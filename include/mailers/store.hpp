@@ -58,6 +58,21 @@ enum class send_state {
 
 MAILERS_API std::string_view to_string(send_state s) noexcept;
 
+/// Whether opening a store may create one. A store that was lost (a file
+/// deleted, emptied or cut short, a schema dropped) must never come back as
+/// an empty workspace with every suppression gone, so creating is a choice
+/// the host makes, not a side effect of a wrong path.
+enum class open_mode {
+    /// The store must exist: nothing there (no file, an empty file, no
+    /// schema) is errc::store_missing.
+    existing,
+    /// Creates the store: one already there is errc::store_exists.
+    create,
+    /// Opens the store, or creates it when nothing is there. For hosts that
+    /// create on first run and know nothing else can point them elsewhere.
+    open_or_create,
+};
+
 /// One logical send. Failover reserves again on the same row (new mailbox,
 /// attempt + 1) before the next hand-off, so there is one row per
 /// idempotency key.

@@ -52,6 +52,12 @@ public:
                 return "audit chain does not verify";
             case errc::commit_outcome_unknown:
                 return "the store may or may not have applied the commit";
+            case errc::store_missing:
+                return "no store where one was expected";
+            case errc::store_exists:
+                return "a store already exists there";
+            case errc::store_corrupt:
+                return "the store holds data that cannot be read";
         }
         return "unknown mailers error";
     }
@@ -103,7 +109,7 @@ public:
             case transport_errc::sender_quota_exhausted:
                 return "sender quota exhausted";
             case transport_errc::sender_reputation:
-                return "refused for sender reputation or policy";
+                return "refused for sender reputation (a blocklist)";
             case transport_errc::authentication_failed:
                 return "authentication failed";
             case transport_errc::configuration:
@@ -116,6 +122,8 @@ public:
                 return "outcome unknown: the message may have been sent";
             case transport_errc::tls_verification_failed:
                 return "TLS certificate verification failed";
+            case transport_errc::protocol_error:
+                return "the server's reply is not in the protocol (nothing was delivered)";
         }
         return "unknown transport error";
     }
@@ -145,6 +153,7 @@ failure classify(const error_code& ec) noexcept {
             case transport_errc::connection_failed:
             case transport_errc::timeout_before_send:
             case transport_errc::temporary_reply:
+            case transport_errc::protocol_error:
                 return failure::transient;
             case transport_errc::rate_limited:
                 return failure::throttled;

@@ -16,6 +16,7 @@
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
 #include "json/writer.hpp"
+#include "mime/text.hpp"
 #include "suppression/csv.hpp"
 
 namespace mailers {
@@ -32,6 +33,16 @@ constexpr std::chrono::seconds max_window_length{7 * 86400};
 
 bool has_crlf(std::string_view s) {
     return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
+
+// Text that goes into a header as it is: UTF-8 without control characters
+// (tab, which folding turns into a space, aside).
+bool header_text_ok(std::string_view s) {
+    return mime::is_valid_utf8(s) &&
+           std::none_of(s.begin(), s.end(), [](char c) {
+               const auto u = static_cast<unsigned char>(c);
+               return (u < 0x20 && u != '\t') || u == 0x7f;
+           });
 }
 
 std::string sha256_hex(std::string_view data) {
@@ -119,16 +130,26 @@ void engine::impl::load() {
 
     std::lock_guard feed(feed_mu);
     std::lock_guard lock(mu);
+    // An object that cannot be read stops the start: dropping it would send
+    // without a cap or a pool rule the workspace has.
+    auto unreadable = [&](const stored_object& o, error_code ec) {
+        fail(errc::store_corrupt,
+             fmt::format("workspace '{}': the stored {} '{}' cannot be read: {}", params.workspace,
+                         o.kind, o.id, ec.message()));
+    };
     for (const auto& o : snap.objects) {
         if (o.kind == "mailbox") {
             auto m = mailbox_from_json(o.json);
-            if (m) apply_mailbox(*m, false);
+            if (!m) unreadable(o, m.error());
+            if (auto ec = apply_mailbox(*m, false)) unreadable(o, ec);
         } else if (o.kind == "pool") {
             auto p = pool_from_json(o.json);
-            if (p) pools[p->id].cfg = *p;  // resolved below, once every mailbox is loaded
+            if (!p) unreadable(o, p.error());
+            pools[p->id].cfg = *p;  // resolved below, once every mailbox is loaded
         } else if (o.kind == "quota") {
             auto q = quota_from_json(o.json);
-            if (q) apply_quota(*q);
+            if (!q) unreadable(o, q.error());
+            if (auto ec = apply_quota(*q)) unreadable(o, ec);
         } else if (o.kind == "pause") {
             pauses[o.id] = o.json;
         }
@@ -409,9 +430,15 @@ void engine::upsert_mailbox(const principal& who, const mailbox_config& cfg) {
                                                 cfg.from.addr_spec()));
     if (has_crlf(cfg.from.display_name))
         fail(errc::header_injection, "mailbox display name contains CR or LF");
+    if (!header_text_ok(cfg.from.display_name))
+        fail(errc::invalid_argument,
+             fmt::format("mailbox '{}': the display name is not UTF-8 text without control "
+                         "characters",
+                         cfg.id));
     if (cfg.provider.empty())
         fail(errc::invalid_argument, fmt::format("mailbox '{}' has no provider", cfg.id));
-    if (!find_zone(cfg.time_zone))
+    // An empty zone would silently mean UTC; the field's default says so.
+    if (cfg.time_zone.empty() || !find_zone(cfg.time_zone))
         fail(errc::unknown_time_zone,
              fmt::format("mailbox '{}': unknown time zone '{}'", cfg.id, cfg.time_zone));
     if (!valid_window(cfg.window))
@@ -426,11 +453,21 @@ void engine::upsert_mailbox(const principal& who, const mailbox_config& cfg) {
         fail(errc::invalid_argument, fmt::format("mailbox '{}': {}", cfg.id, why));
 
     std::string before;
+    bool provider_known = false;
     {
         std::lock_guard lock(impl_->mu);
         auto it = impl_->mailboxes.find(cfg.id);
         if (it != impl_->mailboxes.end()) before = to_json(it->second.cfg);
+        provider_known = impl_->providers.count(cfg.provider) > 0;
     }
+    // Providers are registered per process, so another process may send
+    // for this mailbox: a warning here; a send from it in this process fails
+    // with errc::unknown_provider.
+    if (!provider_known)
+        impl_->params.log.log(log_level::warning,
+                              fmt::format("mailbox '{}' names provider '{}', which this engine "
+                                          "has not registered",
+                                          cfg.id, cfg.provider));
     const char* action = cfg.state == mailbox_state::retired ? "mailbox.retire" : "mailbox.upsert";
     impl_->authorize(who, action, "mailbox", cfg.id);
     auto after = to_json(cfg);
@@ -582,16 +619,16 @@ mailbox_status engine::status(const std::string& id) const {
     s.blocked = e.reason;
     s.next_eligible = e.reason == ineligible_reason::none ? std::optional<time_point>(now) : e.next;
     effective_limit day{0, std::chrono::seconds(86400), window_kind::calendar};
-    std::uint64_t cap = 0;
+    auto lower = [&](std::uint64_t c) {
+        s.effective_daily_cap = std::min(s.effective_daily_cap.value_or(c), c);
+    };
     for (const auto& l : mb.limits) {
         if (l.length == std::chrono::seconds(86400)) {
             day.kind = l.kind;
-            cap = cap == 0 ? l.max : std::min(cap, l.max);
+            lower(l.max);
         }
     }
-    if (auto ramp = warmup_cap(mb.cfg.warmup, mb.zone, now))
-        cap = cap == 0 ? *ramp : std::min(cap, *ramp);
-    s.effective_daily_cap = cap;
+    if (auto ramp = warmup_cap(mb.cfg.warmup, mb.zone, now)) lower(*ramp);
     s.sent_today = mb.counter.count(day, mb.zone, now);
     effective_limit hour{0, std::chrono::seconds(3600), window_kind::rolling};
     for (const auto& l : mb.limits)

@@ -140,13 +140,19 @@ void engine::impl::apply_changes(const change_set& cs) {
         bool pools_dirty = false;
         for (const auto& o : cs.objects) {
             if (o.kind == "mailbox") {
+                // A mailbox whose new configuration cannot be read stops
+                // sending here: its old caps may be above the new ones.
                 auto m = mailbox_from_json(o.json);
+                pools_dirty = true;
                 if (!m || apply_mailbox(*m, true)) {
-                    params.log.log(log_level::error,
-                                   fmt::format("mailbox '{}' in the store cannot be read", o.id));
+                    mailboxes.erase(o.id);
+                    params.log.log(
+                        log_level::error,
+                        fmt::format("mailbox '{}' in the store cannot be read; it sends nothing "
+                                    "from this process until it is put again",
+                                    o.id));
                     continue;
                 }
-                pools_dirty = true;
             } else if (o.kind == "pool") {
                 auto p = pool_from_json(o.json);
                 if (!p) {

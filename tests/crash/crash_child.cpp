@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
     asio::io_context ioc;
     asio::thread_pool journal_io(2);
     engine_params params;
-    params.storage = open_sqlite_store({db});
+    params.storage = open_sqlite_store({db, mailers::open_mode::open_or_create});
     params.random_seed = seed;
     auto eng = std::make_unique<engine>(ioc.get_executor(), params);
     const principal admin{"crash-child", "Crash test"};

@@ -142,7 +142,7 @@ TEST_CASE(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     // --- the ledger against the journal ---------------------------------------
-    auto store = mailers::open_sqlite_store({db});
+    auto store = mailers::open_sqlite_store({db, mailers::open_mode::open_or_create});
     std::map<std::string, std::vector<mailers::ledger_row>> rows;
     store->for_each_send(
         "default", mailers::time_point::min(), mailers::time_point::max(),

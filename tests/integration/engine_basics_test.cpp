@@ -223,7 +223,7 @@ TEST_CASE("two engines changing one workspace at once both return, and each sees
     // other is waiting for its own.
     db_file db("two-engines");
     fixture a(db.path.string());
-    auto store_b = open_sqlite_store({db.path.string()});
+    auto store_b = open_sqlite_store({db.path.string(), mailers::open_mode::open_or_create});
     engine_params pb;
     pb.storage = store_b;
     pb.clock = a.clock;

@@ -448,7 +448,7 @@ TEST_CASE(
     MESSAGE("seed " << seed << " (replay with MAILERS_PROPERTY_SEED), ops " << ops);
 
     db_file db("invariants");
-    auto store = open_sqlite_store({db.path.string()});
+    auto store = open_sqlite_store({db.path.string(), mailers::open_mode::open_or_create});
     boost::asio::io_context ioc;
     auto clock = std::make_shared<manual_clock>(test_epoch());
     truth known;

@@ -15,7 +15,7 @@ namespace {
 // then a fresh connection opens the same file and a new engine loads it.
 void restart(fixture& f, const std::string& path) {
     f.eng.reset();
-    f.store = open_sqlite_store({path});
+    f.store = open_sqlite_store({path, mailers::open_mode::open_or_create});
     f.open();
 }
 
@@ -159,7 +159,7 @@ TEST_CASE("a send in flight when the engine stops is recorded unknown and never 
     CHECK(row->state == send_state::reserved);
 
     f.eng.reset();
-    f.store = open_sqlite_store({db.path.string()});
+    f.store = open_sqlite_store({db.path.string(), mailers::open_mode::open_or_create});
     f.open();
     auto gate2 = std::make_shared<held_transport>(f.ioc.get_executor());
     f.eng->add_provider(f.admin, "gate", gate2);
@@ -218,7 +218,7 @@ TEST_CASE("a reserved row left by a crash before hand-off is recorded unknown, n
     REQUIRE(reserved.ops[0].reservation.status == reserve_status::reserved);
     const auto orphan_id = reserved.ops[0].reservation.send_id;
 
-    f.store = open_sqlite_store({db.path.string()});
+    f.store = open_sqlite_store({db.path.string(), mailers::open_mode::open_or_create});
     f.open();
     auto row = f.ledger(std::to_string(orphan_id));
     REQUIRE(row);
@@ -232,4 +232,45 @@ TEST_CASE("a reserved row left by a crash before hand-off is recorded unknown, n
     CHECK(f.capture->count() == 1);
     // New ids continue after the orphan's.
     CHECK(std::stoull(f.capture->last()->send_id) > orphan_id);
+}
+
+TEST_CASE("a stored object the engine cannot read stops the start, naming it") {
+    db_file db("unreadable");
+    fixture f(db.path.string());
+    f.eng->upsert_mailbox(f.admin, f.mailbox("a", "a@brand.com", {rate_limit::per_day(5)}));
+    f.eng->flush();
+    std::string good;
+    for (const auto& o : f.store->load("default", {}).objects)
+        if (o.kind == "mailbox" && o.id == "a") good = o.json;
+    REQUIRE(good.find("\"UTC\"") != std::string::npos);
+    auto check_refused = [&](const std::string& kind, const std::string& id,
+                             const std::string& json) {
+        CAPTURE(kind);
+        CAPTURE(json);
+        f.eng.reset();
+        f.store = open_sqlite_store({db.path.string(), open_mode::existing});
+        f.store->commit("default", std::vector<store_op>{store_ops::put_object{{kind, id, json}}});
+        try {
+            f.open();
+            FAIL("the engine started without the " << kind);
+        } catch (const mailers::exception& e) {
+            CHECK(e.code() == errc::store_corrupt);
+            CHECK(std::string(e.what()).find(kind + " '" + id + "'") != std::string::npos);
+        }
+        f.store->commit("default", std::vector<store_op>{store_ops::delete_object{kind, id}});
+    };
+    check_refused("mailbox", "broken", "{not json");
+    check_refused("pool", "p", "[]");
+    check_refused("quota", "q", "{\"limits\":");
+    // Written behind the engine's back: upsert_mailbox refuses this zone.
+    auto bad_zone = good;
+    bad_zone.replace(bad_zone.find("\"UTC\""), 5, "\"Mars/Olympus_Mons\"");
+    check_refused("mailbox", "a", bad_zone);
+    f.store->commit("default",
+                    std::vector<store_op>{store_ops::put_object{{"mailbox", "a", good}}});
+    // With the broken objects gone, the workspace opens as it was.
+    f.eng.reset();
+    f.store = open_sqlite_store({db.path.string(), open_mode::existing});
+    f.open();
+    CHECK(f.eng->status("a").id == "a");
 }

@@ -55,6 +55,7 @@ postgres_store_params params_for(const std::string& conninfo, std::string schema
     postgres_store_params p;
     p.conninfo = conninfo;
     p.schema = std::move(schema);
+    p.mode = open_mode::open_or_create;
     p.pool_size = 3;
     p.reconnect_timeout = 20s;
     return p;

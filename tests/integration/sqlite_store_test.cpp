@@ -56,6 +56,7 @@ sqlite_store_params params_for(
     const std::string& path, sqlite_durability durability = sqlite_durability::process_crash_safe) {
     sqlite_store_params p;
     p.path = path;
+    p.mode = open_mode::open_or_create;
     p.durability = durability;
     return p;
 }
@@ -312,13 +313,63 @@ TEST_CASE("sqlite store: unusable paths are store errors") {
     SUBCASE("not a database") {
         const std::string path = dir.file("garbage.db");
         std::ofstream(path) << std::string(8192, 'g');
-        CHECK(open_error(params_for(path)) == errc::store_error);
+        CHECK(open_error(params_for(path)) == errc::store_corrupt);
     }
     SUBCASE("a table the schema needs already exists with another shape") {
         const std::string path = dir.file("clash.db");
         raw_db(path).exec("CREATE TABLE sends (x INTEGER)");
         CHECK(open_error(params_for(path)) == errc::store_error);
         CHECK(raw_db(path).scalar("PRAGMA user_version") == "0");  // the migration rolled back
+    }
+}
+
+TEST_CASE("sqlite store: a lost file is an error, never a new empty workspace") {
+    temp_dir dir;
+    auto with_mode = [](const std::string& path, open_mode m) {
+        auto p = params_for(path);
+        p.mode = m;
+        return p;
+    };
+    const std::string path = dir.file("ws.db");
+    SUBCASE("missing") {
+        CHECK(open_error(with_mode(path, open_mode::existing)) == errc::store_missing);
+        CHECK(!fs::exists(path));
+        CHECK(open_error(with_mode(path, open_mode::create)) == errc::ok);
+        CHECK(open_error(with_mode(path, open_mode::create)) == errc::store_exists);
+        CHECK(open_error(with_mode(path, open_mode::existing)) == errc::ok);
+        CHECK(open_error(with_mode(dir.file("other.db"), open_mode::open_or_create)) == errc::ok);
+        CHECK(open_error(with_mode(":memory:", open_mode::existing)) == errc::ok);
+    }
+    SUBCASE("zero bytes") {
+        std::ofstream(path).close();
+        CHECK(open_error(with_mode(path, open_mode::existing)) == errc::store_missing);
+        CHECK(fs::file_size(path) == 0);
+        CHECK(open_error(with_mode(path, open_mode::create)) == errc::ok);
+    }
+    SUBCASE("a database with only the host's tables holds no store") {
+        raw_db(path).exec("CREATE TABLE host_table (x INTEGER)");
+        CHECK(open_error(with_mode(path, open_mode::existing)) == errc::store_missing);
+        CHECK(raw_db(path).scalar("PRAGMA user_version") == "0");
+    }
+    SUBCASE("cut short") {
+        {
+            auto st = open_sqlite_store(with_mode(path, open_mode::create));
+            std::vector<store_op> ops;
+            for (int i = 0; i < 2000; ++i)
+                ops.push_back(store_ops::put_suppression{
+                    {suppression_kind::address, "u" + std::to_string(i) + "@example.com",
+                     suppression_reason::unsubscribe, "test", at_seconds(1)}});
+            st->commit("ws", ops);
+        }
+        REQUIRE(!fs::exists(path + "-wal"));
+        const auto full = fs::file_size(path);
+        for (auto cut : {full / 8192 / 2 * 8192, full - 8192, std::uintmax_t{50}}) {
+            CAPTURE(cut);
+            fs::resize_file(path, cut);
+            for (auto m : {open_mode::existing, open_mode::open_or_create, open_mode::create})
+                CHECK(open_error(with_mode(path, m)) == errc::store_corrupt);
+            CHECK(fs::file_size(path) == cut);
+        }
     }
 }
 

@@ -359,12 +359,14 @@ inline std::shared_ptr<mailers::store> open_store(const std::string& kind, const
     if (kind == "sqlite") {
         mailers::sqlite_store_params p;
         p.path = spec;
+        p.mode = mailers::open_mode::open_or_create;
         p.busy_timeout = 30s;
         return mailers::open_sqlite_store(p);
     }
     mailers::postgres_store_params p;
     p.conninfo = spec;
     p.schema = schema;
+    p.mode = mailers::open_mode::open_or_create;
     p.pool_size = 3;
     p.reconnect_timeout = 30s;
     p.connect_timeout = 5s;

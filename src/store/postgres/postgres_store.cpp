@@ -487,7 +487,7 @@ public:
         for (;;) {
             try {
                 auto c = pool_.connect();
-                pg::migrate(*c, params_.schema);
+                pg::migrate(*c, params_.schema, params_.mode);
                 return;
             } catch (const pg::error& e) {
                 if (e.kind() != pg::failure_kind::connection_lost || clock::now() >= deadline)

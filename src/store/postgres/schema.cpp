@@ -140,7 +140,7 @@ std::string literal(std::string_view s) {
 
 }  // namespace
 
-void migrate(connection& c, const std::string& schema) {
+void migrate(connection& c, const std::string& schema, open_mode mode) {
     const std::string s = quote_ident(schema);
     // Session-level, so each step can commit on its own while the lock is
     // held; the key is derived from the schema so stores in different
@@ -162,6 +162,24 @@ void migrate(connection& c, const std::string& schema) {
     // database, which a host that created the schema for us may not grant.
     auto exists = c.run({"mailers_schema_exists", "SELECT 1 FROM pg_namespace WHERE nspname = $1"},
                         params{}.add(schema));
+    auto tables = c.run({"mailers_version_table_exists",
+                         "SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = "
+                         "'schema_version'"},
+                        params{}.add(schema));
+    std::int64_t found = 0;
+    if (tables.rows() > 0)
+        found = c.query("SELECT coalesce(max(version), 0) FROM " + s + ".schema_version")
+                    .i64(0, 0);
+    if (found == 0 && mode == open_mode::existing)
+        throw exception(make_error_code(errc::store_missing),
+                        fmt::format("postgres store: schema {} holds no mailers tables; "
+                                    "open_mode::create makes them",
+                                    s));
+    if (found > 0 && mode == open_mode::create)
+        throw exception(make_error_code(errc::store_exists),
+                        fmt::format("postgres store: schema {} already holds mailers tables "
+                                    "(version {})",
+                                    s, found));
     if (exists.rows() == 0) c.exec("CREATE SCHEMA " + s);
     c.exec("CREATE TABLE IF NOT EXISTS " + s +
            ".schema_version (version integer PRIMARY KEY, "

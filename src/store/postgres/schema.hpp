@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include <mailers/store.hpp>
+
 #include "store/postgres/pg.hpp"
 
 namespace mailers::pg {
@@ -14,6 +16,7 @@ inline constexpr int schema_version = 2;
 /// processes opening the store at once take turns. Throws
 /// mailers::exception(errc::schema_too_new) for a schema from a newer
 /// version; pg::error for anything the server refused.
-void migrate(connection& c, const std::string& schema);
+/// Creates (as `mode` allows) and migrates the tables in `schema`.
+void migrate(connection& c, const std::string& schema, open_mode mode);
 
 }  // namespace mailers::pg

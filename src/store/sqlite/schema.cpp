@@ -3,7 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <iterator>
 #include <limits>
 #include <string>
@@ -262,6 +266,49 @@ void migrate(SQLite::Database& db, const std::string& path) {
     }
 }
 
+// Refuses, before SQLite opens it, a file that is no store to open: a
+// missing or empty one unless the mode may create, one that is not an SQLite
+// database, and one shorter than its header says (a copy or a disk cut it
+// short; SQLite would read the missing pages as absent rows). Returns whether
+// nothing is there yet.
+bool check_file(const sqlite_store_params& p) {
+    namespace fs = std::filesystem;
+    if (p.path.empty() || p.path == ":memory:") return true;
+    std::error_code ec;
+    const auto size = fs::file_size(p.path, ec);
+    if (ec || size == 0) {
+        if (ec && fs::exists(p.path))
+            fail(errc::store_error,
+                 fmt::format("sqlite store: cannot read {}: {}", p.path, ec.message()));
+        if (p.mode == open_mode::existing)
+            fail(errc::store_missing,
+                 fmt::format("sqlite store: {} {}; open_mode::create makes a new store", p.path,
+                             ec ? "does not exist" : "is empty (0 bytes)"));
+        return true;
+    }
+    std::array<unsigned char, 100> h{};
+    std::ifstream in(p.path, std::ios::binary);
+    in.read(reinterpret_cast<char*>(h.data()), h.size());
+    constexpr std::string_view magic{"SQLite format 3\0", 16};
+    if (in.gcount() < static_cast<std::streamsize>(h.size()) ||
+        !std::equal(magic.begin(), magic.end(), h.begin()))
+        fail(errc::store_corrupt,
+             fmt::format("sqlite store: {} is not an SQLite database ({} bytes)", p.path, size));
+    auto be32 = [&](std::size_t at) {
+        return std::uint32_t{h[at]} << 24 | std::uint32_t{h[at + 1]} << 16 |
+               std::uint32_t{h[at + 2]} << 8 | std::uint32_t{h[at + 3]};
+    };
+    const std::uint32_t page_size = h[16] == 0 && h[17] == 1 ? 65536u : (h[16] << 8 | h[17]);
+    // The page count in the header is valid only when written by a version
+    // that keeps it (file format section 1.3.7).
+    const std::uint64_t pages = be32(28);
+    if (pages != 0 && be32(24) == be32(92) && size < pages * page_size)
+        fail(errc::store_corrupt,
+             fmt::format("sqlite store: {} is cut short: {} bytes, its header says {}", p.path,
+                         size, pages * page_size));
+    return false;
+}
+
 }  // namespace
 
 int latest_schema_version() noexcept {
@@ -273,11 +320,27 @@ SQLite::Database open_database(const sqlite_store_params& params) {
         params.busy_timeout.count(), 0, std::numeric_limits<int>::max()));
     // NOMUTEX: the store serialises every call on its own mutex, so SQLite's
     // per-call connection mutex would only add cost on the hot path.
-    SQLite::Database db(
-        params.path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX, busy_ms);
-    // Checked before any PRAGMA that writes, so a file from a newer version
-    // is refused without being touched.
-    refuse_if_too_new(user_version(db), params.path);
+    const bool nothing_there = check_file(params);
+    SQLite::Database db(params.path,
+                        SQLite::OPEN_READWRITE | SQLite::OPEN_NOMUTEX |
+                            (nothing_there ? SQLite::OPEN_CREATE : 0),
+                        busy_ms);
+    // Checked before any PRAGMA that writes, so a file that is refused is
+    // not touched.
+    const int version = user_version(db);
+    refuse_if_too_new(version, params.path);
+    if (version == 0) {
+        // A host's own tables may share the file; they are not a store.
+        if (params.mode == open_mode::existing && !params.path.empty() &&
+            params.path != ":memory:")
+            fail(errc::store_missing,
+                 fmt::format("sqlite store: {} holds no mailers store; open_mode::create makes one",
+                             params.path));
+    } else if (params.mode == open_mode::create) {
+        fail(errc::store_exists,
+             fmt::format("sqlite store: {} already holds a mailers store (schema version {})",
+                         params.path, version));
+    }
     // Only takes effect while the file is still empty. Ledger rows are a few
     // hundred bytes; 8 KiB pages halve the per-page work of a group commit
     // (B-tree splits, WAL frames) compared with SQLite's 4 KiB default.

@@ -12,6 +12,9 @@
 TEST_CASE("the SQLite store passes the installed conformance kit") {
     const std::string path = (std::filesystem::current_path() / "conformance.db").string();
     std::filesystem::remove(path);
-    mailers::conformance::run_store_conformance([&] { return mailers::open_sqlite_store({path}); },
-                                                "conformance");
+    mailers::conformance::run_store_conformance(
+        [&] {
+            return mailers::open_sqlite_store({path, mailers::open_mode::open_or_create});
+        },
+        "conformance");
 }
