@@ -1,13 +1,16 @@
 // The audit trail: one record per mutation, hash-chained so that a removed,
-// reordered or edited record is detected by `verify_audit_chain`.
+// reordered or edited record is detected by `verify_audit_chain`. What a
+// chain proves, and what it cannot, is in docs/audit.md.
 #pragma once
 
 #include <cstdint>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/error.hpp>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace mailers {
 
@@ -18,11 +21,28 @@ struct audit_record {
     std::string action;  ///< e.g. "mailbox.upsert"
     std::string resource_type;
     std::string resource_id;
-    std::string before;     ///< JSON of the resource before, "" when created
-    std::string after;      ///< JSON of the resource after, "" when removed
-    std::string prev_hash;  ///< hex SHA-256 of the previous record ("" for seq 1)
-    std::string hash;       ///< hex SHA-256 over this record's fields and prev_hash
+    std::string before;  ///< JSON of the resource before, "" when created
+    std::string after;   ///< JSON of the resource after, "" when removed
+    /// The previous record's `hash`; "" for seq 1, which is linked to
+    /// nothing (the genesis).
+    std::string prev_hash;
+    /// Hex SHA-256 over this record's fields and prev_hash; from an
+    /// `audit_key_action` record on, hex HMAC-SHA256 under the audit key.
+    std::string hash;
     friend bool operator==(const audit_record&, const audit_record&) = default;
+};
+
+/// The action of the record an engine given an audit key appends when it
+/// starts. That record and every later one are hashed with the key.
+inline constexpr std::string_view audit_key_action = "audit.key";
+
+/// The head of a chain: its last record's seq and hash ({0, ""} for an
+/// empty chain). Kept outside the store, it lets a verifier notice records
+/// cut from the end of the chain (see docs/audit.md).
+struct audit_head {
+    std::uint64_t seq = 0;
+    std::string hash;
+    friend bool operator==(const audit_head&, const audit_head&) = default;
 };
 
 /// The hash of a record's content chained to `prev_hash` (the `hash` field
@@ -30,10 +50,39 @@ struct audit_record {
 /// moving bytes between fields.
 MAILERS_API std::string audit_hash(const audit_record& r);
 
+/// The same field encoding under HMAC-SHA256 with `key`; with an empty key,
+/// `audit_hash(r)`. Only a holder of the key can compute it.
+MAILERS_API std::string audit_hash(const audit_record& r, std::string_view key);
+
 /// Checks sequence numbers (consecutive from the first record's seq),
-/// prev_hash links and every hash. Returns errc::audit_chain_broken and sets
-/// `*bad_seq` to the first failing record's seq when the chain is broken.
+/// prev_hash links and every hash as unkeyed SHA-256. Returns
+/// errc::audit_chain_broken and sets `*bad_seq` to the first failing
+/// record's seq when the chain is broken. A part of a chain (an export from
+/// seq n) verifies on its own: nothing here notices records missing before
+/// or after `records`. The overload below checks a whole chain.
 MAILERS_API error_code verify_audit_chain(std::span<const audit_record> records,
+                                          std::uint64_t* bad_seq = nullptr);
+
+struct audit_verify_options {
+    /// When set, the chain must reach `checkpoint.seq`, and the record
+    /// there must have `checkpoint.hash`.
+    std::optional<audit_head> checkpoint;
+    /// The audit key. With one, the chain must hold an `audit_key_action`
+    /// record, and that record and every later one must be hashed with the
+    /// key. Without one, a chain holding such a record fails at it: its
+    /// records cannot be checked.
+    std::string key;
+};
+
+/// Checks a whole chain: `records` must start at seq 1 linked to the
+/// genesis (an empty prev_hash), so records cut from the front are
+/// noticed; then as above, with the records before the first
+/// `audit_key_action` record hashed unkeyed. `*bad_seq` is set to the seq
+/// of the first record that fails or is missing: one past the last record
+/// when the checkpoint lies beyond it, or when a key was given and no
+/// record was hashed with it.
+MAILERS_API error_code verify_audit_chain(std::span<const audit_record> records,
+                                          const audit_verify_options& options,
                                           std::uint64_t* bad_seq = nullptr);
 
 }  // namespace mailers

@@ -2,7 +2,11 @@
 // one stopped: the caps it used, the suppressions, the idempotency keys,
 // the pauses, the audit chain; and a send that was in flight when it
 // stopped is recorded `unknown` and never sent again.
+#include <fmt/format.h>
+#include <sqlite3.h>
+
 #include <algorithm>
+#include <cstdlib>
 
 #include "engine_fixture.hpp"
 
@@ -273,4 +277,150 @@ TEST_CASE("a stored object the engine cannot read stops the start, naming it") {
     f.store = open_sqlite_store({db.path.string(), open_mode::existing});
     f.open();
     CHECK(f.eng->status("a").id == "a");
+}
+
+namespace {
+
+// SQL on the file behind the engine's back, as anyone with write access to
+// it could run.
+void tamper(const std::string& path, const std::string& sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    INFO(sql << ": " << (err ? err : ""));
+    sqlite3_free(err);
+    sqlite3_close(db);
+    REQUIRE(rc == SQLITE_OK);
+}
+
+std::unique_ptr<engine> engine_with_key(fixture& f, std::string key) {
+    engine_params p;
+    p.storage = f.store;
+    p.clock = f.clock;
+    p.random_seed = 42;
+    p.audit_key = std::move(key);
+    return std::make_unique<engine>(f.ioc.get_executor(), std::move(p));
+}
+
+std::uint64_t bad_seq_of(const engine& eng, const audit_head* checkpoint = nullptr) {
+    std::uint64_t bad = 0;
+    const error_code ec = checkpoint ? eng.verify_audit(*checkpoint, &bad) : eng.verify_audit(&bad);
+    if (!ec) return 0;
+    CHECK(ec == errc::audit_chain_broken);
+    return bad;
+}
+
+}  // namespace
+
+TEST_CASE("the audit log: a cut at the front is found, a cut at the end only by a checkpoint") {
+    db_file db("audit-checkpoint");
+    const std::string path = db.path.string();
+    fixture f(path);
+    for (const char* id : {"a", "b", "c"})
+        f.eng->upsert_mailbox(f.admin, f.mailbox(id, std::string(id) + "@brand.com"));
+    const auto log = f.eng->audit_log();
+    const audit_head checkpoint = f.eng->audit_checkpoint();
+    CHECK(checkpoint == audit_head{log.size(), log.back().hash});
+    CHECK(log.front().seq == 1);
+    CHECK(log.front().prev_hash.empty());
+    f.eng->upsert_mailbox(f.admin, f.mailbox("d", "d@brand.com"));
+    CHECK(bad_seq_of(*f.eng, &checkpoint) == 0);
+
+    SUBCASE("the first record deleted") {
+        tamper(path, "DELETE FROM audit WHERE seq = 1");
+        CHECK(bad_seq_of(*f.eng) == 2);
+        CHECK_THROWS_AS(f.eng->audit_checkpoint(), mailers::exception);
+    }
+    SUBCASE("the last records deleted, the head rewound, the engine restarted") {
+        f.eng.reset();
+        tamper(path,
+               fmt::format("DELETE FROM audit WHERE seq >= {0}; UPDATE workspaces SET "
+                           "audit_seq = {1}, audit_hash = '{2}'",
+                           checkpoint.seq - 1, checkpoint.seq - 2, log[checkpoint.seq - 3].hash));
+        restart(f, path);  // its add_provider record links to the cut chain
+        CHECK(f.eng->audit_log().at(checkpoint.seq - 2).prev_hash == log[checkpoint.seq - 3].hash);
+        CHECK(bad_seq_of(*f.eng) == 0);
+        CHECK(bad_seq_of(*f.eng, &checkpoint) == checkpoint.seq);
+    }
+    SUBCASE("a record edited in the middle") {
+        tamper(path, "UPDATE audit SET actor = 'mallory' WHERE seq = 2");
+        CHECK(bad_seq_of(*f.eng) == 2);
+    }
+}
+
+TEST_CASE("the audit log: with a key, a rewrite needs the key") {
+    db_file db("audit-key");
+    const std::string path = db.path.string();
+    const std::string key = "a secret kept outside the database";
+    ::setenv("MAILERS_TEST_AUDIT_KEY", key.c_str(), 1);
+    fixture f(path);  // unkeyed: its add_provider record is hashed with SHA-256
+    f.eng->upsert_mailbox(f.admin, f.mailbox("a", "a@brand.com"));
+    const auto plain = f.eng->audit_log();
+    f.eng.reset();
+
+    auto keyed = engine_with_key(f, "env:MAILERS_TEST_AUDIT_KEY");
+    keyed->upsert_mailbox(f.admin, f.mailbox("b", "b@brand.com"));
+    auto log = keyed->audit_log();
+    const auto marker_at = std::find_if(
+        log.begin(), log.end(), [](const audit_record& r) { return r.action == audit_key_action; });
+    REQUIRE(marker_at != log.end());
+    const audit_record& marker = *marker_at;
+    CHECK(marker.seq == plain.size() + 1);
+    CHECK(marker.hash == audit_hash(marker, key));
+    CHECK(marker.hash != audit_hash(marker));
+    CHECK(log.back().hash == audit_hash(log.back(), key));
+    CHECK(bad_seq_of(*keyed) == 0);
+    const audit_head checkpoint = keyed->audit_checkpoint();
+    CHECK(checkpoint.seq == log.size());
+
+    SUBCASE("an engine without the key cannot check the keyed records") {
+        keyed.reset();
+        auto unkeyed = engine_with_key(f, "");
+        CHECK(bad_seq_of(*unkeyed) == marker.seq);
+    }
+    SUBCASE("an engine with another key") {
+        keyed.reset();
+        auto other = engine_with_key(f, "another key");
+        CHECK(bad_seq_of(*other) == marker.seq);
+    }
+    SUBCASE("everything re-hashed without the key") {
+        // The key record renamed and every record re-linked and re-hashed
+        // with the public audit_hash: a chain that verifies unkeyed.
+        auto forged = log;
+        forged[1].actor = "mallory";
+        forged[marker.seq - 1].action = "mailbox.upsert";
+        std::string sql;
+        for (std::size_t i = 0; i < forged.size(); ++i) {
+            forged[i].prev_hash = i == 0 ? std::string{} : forged[i - 1].hash;
+            forged[i].hash = audit_hash(forged[i]);
+            sql += fmt::format(
+                "UPDATE audit SET actor = '{}', action = '{}', prev_hash = '{}', hash = '{}' "
+                "WHERE seq = {};",
+                forged[i].actor, forged[i].action, forged[i].prev_hash, forged[i].hash, i + 1);
+        }
+        tamper(path, sql);
+        CHECK_FALSE(verify_audit_chain(keyed->audit_log(), audit_verify_options{}));
+        CHECK(bad_seq_of(*keyed) == log.size() + 1);
+        // The checkpoint's record is where the rewrite shows.
+        CHECK(bad_seq_of(*keyed, &checkpoint) == checkpoint.seq);
+    }
+    SUBCASE("a keyed record edited") {
+        tamper(path, fmt::format("UPDATE audit SET \"after\" = '{{}}' WHERE seq = {}", log.size()));
+        CHECK(bad_seq_of(*keyed) == log.size());
+    }
+    SUBCASE("a key reference that does not resolve stops the start") {
+        keyed.reset();
+        ::unsetenv("MAILERS_TEST_AUDIT_KEY");
+        try {
+            engine_with_key(f, "env:MAILERS_TEST_AUDIT_KEY");
+            FAIL("an engine started without its audit key");
+        } catch (const mailers::exception& e) {
+            CHECK(e.code() == errc::invalid_argument);
+            CHECK(std::string(e.what()).find("audit_key") != std::string::npos);
+            CHECK(std::string(e.what()).find(key) == std::string::npos);
+        }
+    }
+    ::unsetenv("MAILERS_TEST_AUDIT_KEY");
 }

@@ -568,3 +568,91 @@ TEST_CASE("postgres store: a server restart mid-use") {
     CHECK(reserve1(*late, ws, reservation("e", "k", 100, at_s(5))).status ==
           reserve_status::reserved);
 }
+
+TEST_CASE("postgres store: a tampered audit log is detected behind the store's back") {
+    auto server = test_server();
+    if (!server) return;
+    const auto schema = unique("audit_tamper");
+    const auto ws = unique("ws");
+    const std::string key = "audit key held elsewhere";
+    auto st = open_postgres_store(params_for(*server, schema));
+    // Plain SQL on the server, as anyone with write access could run it.
+    const std::string sql_file =
+        (std::filesystem::temp_directory_path() / (unique("tamper") + ".sql")).string();
+    auto tamper = [&](const std::string& sql) {
+        std::ofstream(sql_file) << sql;
+        const std::string cmd =
+            "psql -q -X -v ON_ERROR_STOP=1 \"" + *server + "\" -f " + sql_file + " >/dev/null 2>&1";
+        return std::system(cmd.c_str()) == 0;
+    };
+    const std::string where = " WHERE workspace = '" + ws + "'";
+    auto entry = [](std::string action) {
+        audit_record a = audit_entry();
+        a.action = std::move(action);
+        return a;
+    };
+    std::vector<store_op> ops{store_ops::append_audit{entry("a1")},
+                              store_ops::append_audit{entry("a2")},
+                              store_ops::append_audit{entry("a3")},
+                              store_ops::append_audit{entry(std::string(audit_key_action)), key},
+                              store_ops::append_audit{entry("k1"), key},
+                              store_ops::append_audit{entry("k2"), key},
+                              store_ops::append_audit{entry("k3"), key}};
+    st->commit(ws, ops);
+    auto read = [&] {
+        std::vector<audit_record> out;
+        st->for_each_audit(ws, 1, [&](const audit_record& r) { out.push_back(r); });
+        return out;
+    };
+    const auto good = read();
+    REQUIRE(good.size() == 7);
+    const audit_verify_options with_key{{}, key};
+    const audit_verify_options with_checkpoint{audit_head{7, good.back().hash}, key};
+    auto bad_seq = [&](const audit_verify_options& o) {
+        std::uint64_t bad = 0;
+        const error_code ec = verify_audit_chain(read(), o, &bad);
+        if (ec) CHECK(ec == make_error_code(errc::audit_chain_broken));
+        return ec ? bad : 0;
+    };
+    REQUIRE(bad_seq(with_checkpoint) == 0);
+    if (!tamper("SELECT 1")) {
+        MESSAGE("skipped the tampering checks: psql is not available");
+        return;
+    }
+
+    SUBCASE("the last records deleted and the head rewound") {
+        REQUIRE(tamper("DELETE FROM " + schema + ".audit" + where + " AND seq > 5; UPDATE " +
+                       schema + ".workspaces SET audit_seq = 5, audit_hash = '" + good[4].hash +
+                       "'" + where));
+        std::vector<store_op> next{store_ops::append_audit{entry("after the cut"), key}};
+        st->commit(ws, next);
+        CHECK(bad_seq(with_key) == 0);
+        CHECK(bad_seq(with_checkpoint) == 7);
+    }
+    SUBCASE("the first record deleted") {
+        REQUIRE(tamper("DELETE FROM " + schema + ".audit" + where + " AND seq = 1"));
+        CHECK(bad_seq(with_key) == 2);
+    }
+    SUBCASE("a record edited") {
+        REQUIRE(tamper("UPDATE " + schema + ".audit SET after = '{}'" + where + " AND seq = 6"));
+        CHECK(bad_seq(with_key) == 6);
+    }
+    SUBCASE("everything re-hashed without the key, the key record renamed") {
+        auto forged = good;
+        forged[1].actor = "mallory";
+        forged[3].action = "a4";
+        std::string sql;
+        for (std::size_t i = 0; i < forged.size(); ++i) {
+            forged[i].prev_hash = i == 0 ? std::string{} : forged[i - 1].hash;
+            forged[i].hash = audit_hash(forged[i]);
+            sql += "UPDATE " + schema + ".audit SET actor = '" + forged[i].actor + "', action = '" +
+                   forged[i].action + "', prev_hash = '" + forged[i].prev_hash + "', hash = '" +
+                   forged[i].hash + "'" + where + " AND seq = " + std::to_string(i + 1) + ";\n";
+        }
+        REQUIRE(tamper(sql));
+        CHECK_FALSE(verify_audit_chain(read(), audit_verify_options{}));
+        CHECK(bad_seq(with_key) == 8);
+    }
+    tamper("DROP SCHEMA " + schema + " CASCADE");
+    std::filesystem::remove(sql_file);
+}

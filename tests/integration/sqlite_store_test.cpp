@@ -1072,3 +1072,92 @@ TEST_CASE("sqlite store: two processes reserving on one file get exact totals") 
     CHECK(raw.scalar("SELECT count(DISTINCT owner) FROM sends WHERE idempotency_key LIKE 'c%'") ==
           "2");
 }
+
+TEST_CASE("sqlite store: a tampered audit log is detected behind the store's back") {
+    temp_dir dir;
+    const std::string path = dir.file("audit-tamper.db");
+    const std::string ws = "w";
+    const std::string key = "audit key held elsewhere";
+    auto st = open_sqlite_store(params_for(path));
+    // Three unkeyed records, then the key record and three more under the key.
+    commit(*st, ws,
+           {store_ops::append_audit{audit_entry("a1")}, store_ops::append_audit{audit_entry("a2")},
+            store_ops::append_audit{audit_entry("a3")}});
+    commit(*st, ws,
+           {store_ops::append_audit{audit_entry(std::string(audit_key_action)), key},
+            store_ops::append_audit{audit_entry("k1"), key},
+            store_ops::append_audit{audit_entry("k2"), key},
+            store_ops::append_audit{audit_entry("k3"), key}});
+    const auto good = audit_of(*st, ws);
+    REQUIRE(good.size() == 7);
+    const audit_head checkpoint{7, good.back().hash};
+    const audit_verify_options with_key{{}, key};
+    const audit_verify_options with_checkpoint{checkpoint, key};
+    auto bad_seq = [&](const audit_verify_options& o) {
+        std::uint64_t bad = 0;
+        const error_code ec = verify_audit_chain(audit_of(*st, ws), o, &bad);
+        if (ec) CHECK(ec == make_error_code(errc::audit_chain_broken));
+        return ec ? bad : 0;
+    };
+    REQUIRE(bad_seq(with_checkpoint) == 0);
+    raw_db raw(path);
+
+    SUBCASE("the last records deleted: only a checkpoint notices") {
+        raw.exec("DELETE FROM audit WHERE seq > 5");
+        CHECK(bad_seq(with_key) == 0);
+        CHECK(bad_seq(with_checkpoint) == 6);
+    }
+    SUBCASE("the last records deleted and the head rewound: the next record links to the cut") {
+        raw.exec("DELETE FROM audit WHERE seq > 5");
+        raw.exec("UPDATE workspaces SET audit_seq = 5, audit_hash = '" + good[4].hash +
+                 "' WHERE name = 'w'");
+        commit(*st, ws, {store_ops::append_audit{audit_entry("after the cut"), key}});
+        CHECK(audit_of(*st, ws).size() == 6);
+        CHECK(bad_seq(with_key) == 0);
+        CHECK(bad_seq(with_checkpoint) == 7);
+    }
+    SUBCASE("the first record deleted") {
+        raw.exec("DELETE FROM audit WHERE seq = 1");
+        CHECK(bad_seq(with_key) == 2);
+        // Every link left holds, so as a part of a chain it verifies (its
+        // unkeyed records, before the key record).
+        const auto left = audit_of(*st, ws);
+        CHECK_FALSE(verify_audit_chain(std::span(left.data(), 2)));
+    }
+    SUBCASE("a record edited") {
+        raw.exec("UPDATE audit SET actor = 'mallory' WHERE seq = 2");
+        CHECK(bad_seq(with_key) == 2);
+        raw.exec("UPDATE audit SET actor = 'admin' WHERE seq = 2");
+        raw.exec("UPDATE audit SET \"after\" = '{\"x\":1}' WHERE seq = 6");
+        CHECK(bad_seq(with_key) == 6);
+    }
+    SUBCASE("everything re-hashed without the key") {
+        // What an attacker can do with the public audit_hash: every record
+        // linked and hashed again unkeyed, one of them edited.
+        auto forged = good;
+        forged[1].actor = "mallory";
+        for (std::size_t i = 0; i < forged.size(); ++i) {
+            forged[i].prev_hash = i == 0 ? std::string{} : forged[i - 1].hash;
+            forged[i].hash = audit_hash(forged[i]);
+        }
+        auto write = [&] {
+            for (const auto& r : forged)
+                raw.exec("UPDATE audit SET actor = '" + r.actor + "', action = '" + r.action +
+                         "', prev_hash = '" + r.prev_hash + "', hash = '" + r.hash +
+                         "' WHERE workspace = 'w' AND seq = " + std::to_string(r.seq));
+        };
+        write();
+        // The key record, re-hashed unkeyed, fails under the key.
+        CHECK(bad_seq(with_key) == 4);
+        // Renamed so that nothing claims the key: no record hashed with it.
+        forged[3].action = "a4";
+        for (std::size_t i = 3; i < forged.size(); ++i) {
+            forged[i].prev_hash = forged[i - 1].hash;
+            forged[i].hash = audit_hash(forged[i]);
+        }
+        write();
+        CHECK_FALSE(verify_audit_chain(audit_of(*st, ws), audit_verify_options{}));
+        CHECK(bad_seq(with_key) == 8);
+        CHECK(bad_seq(audit_verify_options{checkpoint, ""}) == 7);
+    }
+}

@@ -277,3 +277,174 @@ TEST_CASE("verify_audit_chain: random single edits are always caught") {
         CHECK(bad_seq_of(c) == r.seq);
     }
 }
+
+namespace {
+
+// `plain` unkeyed records, then an audit.key record and `keyed - 1` more,
+// hashed with `key`: what engines write once a key is given.
+std::vector<audit_record> keyed_chain(std::size_t plain, std::size_t keyed,
+                                      const std::string& key) {
+    auto out = chain(plain + keyed);
+    for (std::size_t i = plain; i < out.size(); ++i) {
+        if (i == plain) out[i].action = std::string(audit_key_action);
+        out[i].prev_hash = i == 0 ? std::string{} : out[i - 1].hash;
+        out[i].hash = audit_hash(out[i], key);
+    }
+    return out;
+}
+
+std::uint64_t bad_seq_with(const std::vector<audit_record>& records,
+                           const audit_verify_options& options) {
+    std::uint64_t bad = 0;
+    const error_code ec = verify_audit_chain(records, options, &bad);
+    if (!ec) return 0;
+    CHECK(ec == make_error_code(errc::audit_chain_broken));
+    return bad;
+}
+
+// Links and hashes every record from index `from` on again, unkeyed, as
+// anyone can with the public audit_hash.
+void relink_from(std::vector<audit_record>& c, std::size_t from) {
+    for (std::size_t i = from; i < c.size(); ++i) {
+        c[i].prev_hash = i == 0 ? std::string{} : c[i - 1].hash;
+        rehash(c[i]);
+    }
+}
+
+audit_head head_at(const std::vector<audit_record>& records, std::uint64_t seq) {
+    return {seq, records.at(seq - 1).hash};
+}
+
+}  // namespace
+
+TEST_CASE("audit_hash: keyed is HMAC-SHA256 over the same fields") {
+    // Python: hmac.new(b"k3y", <the pinned input of first_record()>, hashlib.sha256).
+    const audit_record r = first_record();
+    CHECK(audit_hash(r, "k3y") ==
+          "3a2769d9ba14cd7e38fb84c268e07518d4bcf28112f8f33c72a454579450fc82");
+    CHECK(audit_hash(r, "") == audit_hash(r));
+    CHECK(audit_hash(r, "k3y") != audit_hash(r, "k3z"));
+    audit_record edited = r;
+    edited.after = "{}";
+    CHECK(audit_hash(edited, "k3y") != audit_hash(r, "k3y"));
+}
+
+TEST_CASE("verify_audit_chain with options: the whole chain from the genesis") {
+    const audit_verify_options none;
+    CHECK(bad_seq_with({}, none) == 0);
+    const auto good = chain(10);
+    CHECK(bad_seq_with(good, none) == 0);
+
+    SUBCASE("records cut from the front") {
+        // The part on its own is a valid segment; as a whole chain it is not.
+        const std::vector<audit_record> tail(good.begin() + 3, good.end());
+        CHECK_FALSE(verify_audit_chain(tail));
+        CHECK(bad_seq_with(tail, none) == 4);
+    }
+    SUBCASE(
+        "cut from the front, renumbered from 1 and re-hashed: the first link names a predecessor") {
+        auto c = chain(7, 1, good[2].hash);
+        CHECK(bad_seq_with(c, none) == 1);
+    }
+    SUBCASE("records cut from the end are not detected without a checkpoint") {
+        const std::vector<audit_record> cut(good.begin(), good.begin() + 6);
+        CHECK(bad_seq_with(cut, none) == 0);
+    }
+    SUBCASE("a record edited in the middle") {
+        auto c = good;
+        c[4].actor = "mallory";
+        CHECK(bad_seq_with(c, none) == 5);
+    }
+    SUBCASE("an audit.key record cannot be checked without the key") {
+        const auto k = keyed_chain(3, 4, "secret");
+        CHECK(bad_seq_with(k, none) == 4);
+    }
+}
+
+TEST_CASE("verify_audit_chain with a checkpoint: cuts at the end below it") {
+    const auto good = chain(10);
+    audit_verify_options o;
+    o.checkpoint = head_at(good, 7);
+    CHECK(bad_seq_with(good, o) == 0);
+
+    SUBCASE("cut to exactly the checkpoint") {
+        CHECK(bad_seq_with(std::vector<audit_record>(good.begin(), good.begin() + 7), o) == 0);
+    }
+    SUBCASE("cut below the checkpoint") {
+        CHECK(bad_seq_with(std::vector<audit_record>(good.begin(), good.begin() + 5), o) == 6);
+        CHECK(bad_seq_with({}, o) == 1);
+    }
+    SUBCASE("a record below the checkpoint edited and everything re-hashed") {
+        auto c = good;
+        c[2].after = R"({"members":0})";
+        relink_from(c, 2);
+        CHECK(bad_seq_with(c, audit_verify_options{}) == 0);
+        CHECK(bad_seq_with(c, o) == 7);
+    }
+    SUBCASE("records above the checkpoint cut or rewritten are not detected") {
+        CHECK(bad_seq_with(std::vector<audit_record>(good.begin(), good.begin() + 8), o) == 0);
+        auto c = good;
+        c[8].actor = "mallory";
+        relink_from(c, 8);
+        CHECK(bad_seq_with(c, o) == 0);
+    }
+    SUBCASE("the empty chain's head") {
+        audit_verify_options empty;
+        empty.checkpoint = audit_head{};
+        CHECK(bad_seq_with({}, empty) == 0);
+        CHECK(bad_seq_with(good, empty) == 0);
+    }
+}
+
+TEST_CASE("verify_audit_chain with a key: a rewrite needs the key") {
+    const std::string key = "the audit key";
+    const auto good = keyed_chain(3, 7, key);
+    audit_verify_options o;
+    o.key = key;
+    CHECK(bad_seq_with(good, o) == 0);
+    // The unkeyed records before the key record verify unkeyed.
+    CHECK(bad_seq_with(std::vector<audit_record>(good.begin(), good.begin() + 3),
+                       audit_verify_options{}) == 0);
+
+    SUBCASE("another key") {
+        o.key = "another key";
+        CHECK(bad_seq_with(good, o) == 4);
+    }
+    SUBCASE("a keyed record edited and re-hashed without the key") {
+        auto c = good;
+        c[6].after = "{}";
+        rehash(c[6]);
+        CHECK(bad_seq_with(c, o) == 7);
+    }
+    SUBCASE("an unkeyed record before the key record edited, re-hashed from there on") {
+        auto c = good;
+        c[1].actor = "mallory";
+        relink_from(c, 1);
+        CHECK(bad_seq_with(c, o) == 4);
+    }
+    SUBCASE("the whole chain rewritten unkeyed without the key record") {
+        auto c = chain(10);
+        CHECK(bad_seq_with(c, audit_verify_options{}) == 0);
+        CHECK(bad_seq_with(c, o) == 11);
+        CHECK(bad_seq_with({}, o) == 1);
+    }
+    SUBCASE("an unkeyed record appended after the keyed ones") {
+        auto c = good;
+        audit_record r = c.back();
+        r.seq += 1;
+        r.prev_hash = c.back().hash;
+        rehash(r);
+        c.push_back(r);
+        CHECK(bad_seq_with(c, o) == 11);
+    }
+    SUBCASE("records cut from the end while a key record stays are not detected") {
+        CHECK(bad_seq_with(std::vector<audit_record>(good.begin(), good.begin() + 5), o) == 0);
+        // Cut below the key record: nothing keyed is left.
+        CHECK(bad_seq_with(std::vector<audit_record>(good.begin(), good.begin() + 3), o) == 4);
+    }
+    SUBCASE("with a checkpoint, such a cut is detected") {
+        o.checkpoint = head_at(good, 9);
+        CHECK(bad_seq_with(good, o) == 0);
+        CHECK(bad_seq_with(std::vector<audit_record>(good.begin(), good.begin() + 5), o) == 6);
+    }
+}

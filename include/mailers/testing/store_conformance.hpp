@@ -203,11 +203,13 @@ inline std::vector<audit_record> sample_audit(std::size_t n, std::size_t first =
     return out;
 }
 
-/// What the store must make of `appended` after `previous`.
-inline audit_record chained(audit_record appended, const audit_record* previous) {
+/// What the store must make of `appended` after `previous`, hashed with
+/// `key` ("" for unkeyed).
+inline audit_record chained(audit_record appended, const audit_record* previous,
+                            std::string_view key = {}) {
     appended.seq = previous ? previous->seq + 1 : 1;
     appended.prev_hash = previous ? previous->hash : std::string{};
-    appended.hash = audit_hash(appended);
+    appended.hash = audit_hash(appended, key);
     return appended;
 }
 
@@ -1111,6 +1113,41 @@ inline void check_audit(const store_factory& open, const std::string& ws) {
     CHECK(res.ops[0].audit_seq == 8);
     check_same_list(all_audit(*st, ws), expected, "after reopen");
     CHECK_FALSE(verify_audit_chain(all_audit(*st, ws)));
+    CHECK_FALSE(verify_audit_chain(all_audit(*st, ws), audit_verify_options{}));
+}
+
+// An append carrying a key is hashed with it, from the key record on; the
+// unkeyed records before it stay as they were.
+inline void check_audit_keyed(const store_factory& open, const std::string& ws) {
+    const std::string key = "conformance audit key";
+    auto st = open();
+    std::vector<audit_record> expected;
+    const auto plain = sample_audit(2, 1);
+    auto res =
+        commit(*st, ws, {store_ops::append_audit{plain[0]}, store_ops::append_audit{plain[1]}});
+    for (const auto& r : plain)
+        expected.push_back(chained(r, expected.empty() ? nullptr : &expected.back()));
+
+    auto marker = sample_audit(1, 3)[0];
+    marker.action = std::string(audit_key_action);
+    const auto keyed = sample_audit(2, 4);
+    res = commit(*st, ws,
+                 {store_ops::append_audit{marker, key}, store_ops::append_audit{keyed[0], key},
+                  store_ops::append_audit{keyed[1], key}});
+    expected.push_back(chained(marker, &expected.back(), key));
+    for (const auto& r : keyed) expected.push_back(chained(r, &expected.back(), key));
+    CHECK(res.ops[2].audit_seq == 5);
+    CHECK(expected[2].hash != audit_hash(expected[2]));
+
+    st.reset();
+    st = open();
+    const auto stored = all_audit(*st, ws);
+    check_same_list(stored, expected, "keyed chain");
+    CHECK_FALSE(verify_audit_chain(stored, audit_verify_options{{}, key}));
+    std::uint64_t bad_seq = 0;
+    CHECK(verify_audit_chain(stored, audit_verify_options{{}, "another key"}, &bad_seq) ==
+          make_error_code(errc::audit_chain_broken));
+    CHECK(bad_seq == 3);
 }
 
 inline void check_change_feed(const store_factory& open, const std::string& ws) {
@@ -2503,6 +2540,9 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("audit: seq, prev_hash and hash given by the store") {
         check_audit(open, p + "-audit");
+    }
+    SUBCASE("audit: appends hashed with the key they carry") {
+        check_audit_keyed(open, p + "-audit-keyed");
     }
     SUBCASE("change feed: change seqs, changes_since, load") {
         check_change_feed(open, p + "-feed");

@@ -1005,7 +1005,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     audit_record rec = o.record;
                     rec.seq = ++audit_seq;
                     rec.prev_hash = audit_head;
-                    rec.hash = audit_hash(rec);
+                    rec.hash = audit_hash(rec, o.key);
                     audit_head = rec.hash;
                     out.audit_seq = rec.seq;
                     audits_out.push_back(std::move(rec));

@@ -1103,7 +1103,7 @@ private:
         audit_record r = op.record;
         r.seq = b.audit_seq + 1;
         r.prev_hash = b.audit_hash;
-        r.hash = audit_hash(r);
+        r.hash = audit_hash(r, op.key);
         statement_use q(append_audit_);
         q->bindNoCopy(1, b.ws);
         q->bind(2, integer_key(r.seq, "audit seq"));
