@@ -22,6 +22,12 @@ namespace mailers {
 struct outbound {
     message msg;
     envelope env;
+    /// When not empty: the message as RFC 5322 bytes in CRLF lines, sent as
+    /// given instead of rendering `msg` (which then needs only `from`, its
+    /// recipients and `message_id`). Transports refuse a CR or LF outside a
+    /// CRLF pair; those that take messages as fields rather than MIME
+    /// refuse it altogether.
+    std::string raw;
     std::string mailbox_id;  ///< the sending mailbox ("" for provider-level sends)
     std::string send_id;     ///< ledger id, for logs and provider tags
 };

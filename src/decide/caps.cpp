@@ -35,6 +35,16 @@ std::optional<detail::effective_limit> warmup_limit(
     return l;
 }
 
+void append_uses(std::vector<planned_claim>& out, planned_claim c, std::uint64_t uses) {
+    out.push_back(c);
+    c.claim.gap = duration::zero();
+    for (std::uint64_t k = 1; k < uses; ++k) {
+        auto& copy = out.emplace_back(c);
+        copy.lowered = k;
+        for (auto& w : copy.claim.windows) w.max = w.max > k ? w.max - k : 0;
+    }
+}
+
 std::optional<time_point> retry_time(const window_rule& rule, const cap_window& w, time_point until,
                                      time_point at) {
     if (w.max == 0) return std::nullopt;

@@ -28,6 +28,10 @@ struct window_rule {
 struct planned_claim {
     cap_claim claim;
     std::vector<window_rule> rules;
+    /// How far append_uses lowered this copy's caps: a refusal of a
+    /// lowered copy says the send's uses do not fit, not that the key is
+    /// full.
+    std::uint64_t lowered = 0;
 };
 
 /// The window of `l` that a send at `at` falls in: its floor and cap.
@@ -43,6 +47,13 @@ void add_windows(planned_claim& c, std::span<const detail::effective_limit> limi
 std::optional<detail::effective_limit> warmup_limit(
     const warmup_ramp& ramp, std::span<const detail::effective_limit> own_limits,
     detail::zone_ptr zone, time_point at);
+
+/// Appends the claims that count `uses` uses of `c`'s key (one when
+/// `uses` is 0). The store checks each claim of a reservation against the
+/// uses already recorded, not against its sibling claims, so the k-th copy
+/// has every cap lowered by k (to 0, which never fits, when the cap is at
+/// most k) and no gap: all copies fit exactly when `uses` more uses fit.
+void append_uses(std::vector<planned_claim>& out, planned_claim c, std::uint64_t uses);
 
 /// When a claim refused at `at` may fit again. `until` is the store's
 /// answer (reserve_outcome::until). nullopt when it never will (a cap of 0).

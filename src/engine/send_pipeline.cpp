@@ -2,6 +2,7 @@
 // → re-check at hand-off → transport → record → events.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -17,6 +18,8 @@
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
+#include "mime/raw.hpp"
+#include "mime/text.hpp"
 
 namespace mailers {
 
@@ -72,9 +75,66 @@ bool has_ctl(std::string_view s) {
     return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
 }
 
+error_code check_recipients(const std::vector<address>& list, std::string_view field,
+                            std::string& why) {
+    for (const auto& a : list) {
+        if (is_valid_addr_spec(a.addr_spec())) continue;
+        why = fmt::format("{} recipient '{}' is not a valid address", field, a.addr_spec());
+        return make_error_code(errc::invalid_address);
+    }
+    return {};
+}
+
+// A pre-rendered message and the address its From field names.
+struct raw_message {
+    std::string bytes;
+    std::string from;
+};
+
+bool same_addr_spec(std::string_view a, std::string_view b) {
+    const auto at_a = a.rfind('@'), at_b = b.rfind('@');
+    if (a.size() != b.size() || at_a != at_b || a.substr(0, at_a) != b.substr(0, at_b))
+        return false;
+    return std::equal(a.begin() + at_a, a.end(), b.begin() + at_b,
+                      [](char x, char y) { return mime::to_lower(x) == mime::to_lower(y); });
+}
+
+error_code take_raw(send_request& req, std::size_t max_size, message& m, raw_message& raw,
+                    std::string& why) {
+    if (req.mailbox.empty()) {
+        why =
+            "a raw message is sent from a named mailbox: a pool could pick a sender its From "
+            "field does not name";
+        return make_error_code(errc::invalid_argument);
+    }
+    if (!req.subject.empty() || !req.text.empty() || !req.html.empty() || !req.headers.empty() ||
+        !req.attachments.empty() || req.unsubscribe || !req.in_reply_to.empty() ||
+        !req.references.empty() || req.reply_to) {
+        why =
+            "a raw message carries its own header and body: subject, text, html, headers, "
+            "attachments, unsubscribe, in_reply_to, references and reply_to must be empty";
+        return make_error_code(errc::invalid_argument);
+    }
+    if (max_size != 0 && req.raw.size() > max_size) {
+        why = fmt::format("message of {} octets exceeds the limit of {}", req.raw.size(), max_size);
+        return make_error_code(errc::message_too_large);
+    }
+    mime::raw_header_facts facts;
+    if (auto ec = mime::inspect_raw_message(req.raw, facts, why)) return ec;
+    m.message_id = std::move(facts.message_id);
+    m.to.push_back(req.to);
+    m.cc = std::move(req.cc);
+    m.bcc = std::move(req.bcc);
+    raw.from = std::move(facts.from);
+    raw.bytes = std::move(req.raw);
+    return {};
+}
+
 // Checks the request and moves its content into the message every attempt
-// copies from. `req` keeps its routing fields (pool, mailbox, to, key, actor).
-error_code take_message(send_request& req, std::size_t max_size, message& m, std::string& why) {
+// copies from, and pre-rendered bytes into `raw`. `req` keeps its routing
+// fields (pool, mailbox, to, key, actor).
+error_code take_message(send_request& req, std::size_t max_size, message& m, raw_message& raw,
+                        std::string& why) {
     if (req.pool.empty() == req.mailbox.empty()) {
         why = "a send names exactly one of pool or mailbox";
         return make_error_code(errc::invalid_argument);
@@ -87,6 +147,13 @@ error_code take_message(send_request& req, std::size_t max_size, message& m, std
         why = "recipient is not a valid address";
         return make_error_code(errc::invalid_address);
     }
+    if (auto ec = check_recipients(req.cc, "cc", why)) return ec;
+    if (auto ec = check_recipients(req.bcc, "bcc", why)) return ec;
+    if (req.reply_to && !is_valid_addr_spec(req.reply_to->addr_spec())) {
+        why = "reply-to is not a valid address";
+        return make_error_code(errc::invalid_address);
+    }
+    if (!req.raw.empty()) return take_raw(req, max_size, m, raw, why);
     std::size_t size = req.text.size() + req.html.size() + req.subject.size();
     for (const auto& a : req.attachments) size += a.data.size() * 4 / 3;
     if (max_size != 0 && size > max_size) {
@@ -96,6 +163,9 @@ error_code take_message(send_request& req, std::size_t max_size, message& m, std
     // Validated with a stand-in sender; each attempt sets the real one.
     m.from = address{"validate", "example.com", {}};
     m.to.push_back(req.to);
+    m.cc = std::move(req.cc);
+    m.bcc = std::move(req.bcc);
+    m.reply_to = std::move(req.reply_to);
     m.subject = std::move(req.subject);
     m.text = std::move(req.text);
     m.html = std::move(req.html);
@@ -113,15 +183,17 @@ error_code take_message(send_request& req, std::size_t max_size, message& m, std
 
 // A fresh copy of the caller's message for one attempt: nothing from an
 // earlier attempt can leak into it.
-std::shared_ptr<outbound> build_outbound(const message& base, const mailbox_rt& mb,
-                                         const ledger_row& row, time_point now) {
+std::shared_ptr<outbound> build_outbound(const message& base, const std::string& raw,
+                                         const mailbox_rt& mb, const ledger_row& row,
+                                         time_point now) {
     auto out = std::make_shared<outbound>();
     out->msg = base;
+    out->raw = raw;
     out->msg.from = mb.cfg.from;
     out->msg.message_id = row.message_id;
     out->msg.date = now;
+    out->env = envelope::from_message(out->msg);
     out->env.mail_from = mb.cfg.from.addr_spec();
-    out->env.rcpt_to.push_back(base.to.front().addr_spec());
     out->mailbox_id = mb.cfg.id;
     out->send_id = std::to_string(row.id);
     return out;
@@ -144,11 +216,44 @@ event make_event(event_type t, time_point at, const send_request& req, const sen
     return e;
 }
 
-// The claims a send from `mb` to `recipient_domain` makes on the store: the
-// mailbox's own caps (with warm-up and gap) and every shared quota it
-// counts against. Callers hold mu.
+// Distinct receiving domains with how many of a send's recipients each has.
+using domain_counts = std::vector<std::pair<std::string, std::uint64_t>>;
+
+// Every distinct recipient of `m`, `to` first, as the suppression index
+// folds them, and how many of them each receiving domain has. False, with
+// `why`, when one does not fold.
+bool collect_recipients(const message& m, const suppression_options& opts,
+                        std::vector<std::string>& recipients, domain_counts& domains,
+                        std::string& why) {
+    const auto add = [&](const address& a) {
+        auto n = normalise_address(a.addr_spec(), opts);
+        if (!n) {
+            why = fmt::format("recipient '{}' is not a valid address", a.addr_spec());
+            return false;
+        }
+        if (std::find(recipients.begin(), recipients.end(), *n) != recipients.end()) return true;
+        auto domain = n->substr(n->rfind('@') + 1);
+        auto d = std::find_if(domains.begin(), domains.end(),
+                              [&](const auto& e) { return e.first == domain; });
+        if (d == domains.end())
+            domains.emplace_back(std::move(domain), 1);
+        else
+            ++d->second;
+        recipients.push_back(std::move(*n));
+        return true;
+    };
+    for (const auto* list : {&m.to, &m.cc, &m.bcc})
+        for (const auto& a : *list)
+            if (!add(a)) return false;
+    return true;
+}
+
+// The claims a send from `mb` to recipients at `domains` makes on the
+// store: the mailbox's own caps (with warm-up and gap) and every shared
+// quota it counts against. Recipient-domain quotas count recipients, the
+// rest count the message. Callers hold mu.
 std::vector<decide::planned_claim> plan_claims(engine::impl& s, mailbox_rt& mb,
-                                               std::string_view recipient_domain,
+                                               const domain_counts& domains,
                                                const reservation& res) {
     std::vector<decide::planned_claim> claims;
     auto& own = claims.emplace_back();
@@ -159,14 +264,29 @@ std::vector<decide::planned_claim> plan_claims(engine::impl& s, mailbox_rt& mb,
     decide::add_windows(own, mb.limits, mb.zone, res.at);
     if (auto ramp = decide::warmup_limit(mb.cfg.warmup, mb.limits, mb.zone, res.at))
         decide::add_windows(own, std::span(&*ramp, 1), mb.zone, res.at);
-    s.for_each_quota(mb, recipient_domain, [&](quota_rt& q, bool per_domain) {
-        auto& c = claims.emplace_back();
-        c.claim.key = per_domain ? decide::any_recipient_domain_key(recipient_domain) : q.cap_key;
+    const auto quota_claim = [&](const quota_rt& q, std::string key) {
+        decide::planned_claim c;
+        c.claim.key = std::move(key);
         c.claim.object_kind = "quota";
         c.claim.object_id = q.object_id;
         decide::add_windows(c, q.limits, q.zone, res.at);
+        return c;
+    };
+    // Without a recipient domain: the provider and sender-domain quotas.
+    s.for_each_quota(mb, {}, [&](quota_rt& q, bool) {
+        claims.push_back(quota_claim(q, q.cap_key));
         return false;
     });
+    for (const auto& [domain, n] : domains) {
+        s.for_each_quota(mb, domain, [&](quota_rt& q, bool per_domain) {
+            if (q.q.scope != quota_scope::recipient_domain) return false;
+            decide::append_uses(
+                claims,
+                quota_claim(q, per_domain ? decide::any_recipient_domain_key(domain) : q.cap_key),
+                n);
+            return false;
+        });
+    }
     return claims;
 }
 
@@ -183,6 +303,8 @@ void note_refusal(engine::impl& s, const std::vector<decide::planned_claim>& cla
                   const reserve_outcome& o, time_point now) {
     if (o.claim >= claims.size()) return;
     const auto& c = claims[o.claim];
+    // Smaller sends may still fit the key.
+    if (c.lowered != 0) return;
     cap_hint h;
     std::optional<time_point> retry;
     if (o.status == reserve_status::gap) {
@@ -210,8 +332,8 @@ struct prepared {
 };
 
 prepared prepare(engine::impl& s, const send_request& req, const std::string& recipient,
-                 std::string_view recipient_domain, const std::unordered_set<std::string>& tried,
-                 ledger_row& row) {
+                 std::string_view recipient_domain, const domain_counts& domains,
+                 const std::unordered_set<std::string>& tried, ledger_row& row) {
     prepared p;
     std::lock_guard lock(s.mu);
     // Read under the lock, so this process's reservations are made in time
@@ -221,7 +343,7 @@ prepared prepare(engine::impl& s, const send_request& req, const std::string& re
     p.retry_at = picked.retry_at;
     if (!picked.mailbox) return p;
     auto& mb = *picked.mailbox;
-    p.claims = plan_claims(s, mb, recipient_domain, *picked.res);
+    p.claims = plan_claims(s, mb, domains, *picked.res);
     p.config_seq = s.applied_seq.load();
     row.mailbox = mb.cfg.id;
     row.provider = mb.cfg.provider;
@@ -276,7 +398,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     };
     std::string why;
     message base;
-    if (auto ec = take_message(req, s.params.max_message_size, base, why)) {
+    raw_message raw;
+    if (auto ec = take_message(req, s.params.max_message_size, base, raw, why)) {
         result.diag.message = why;
         count_rejected();
         s.emit(make_event(event_type::rejected, now, req, result, {}, why));
@@ -290,14 +413,26 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         count_rejected();
         co_return send_pair{e.code(), std::move(result)};
     }
-    auto recipient_r = normalise_address(req.to.addr_spec(), s.params.suppression);
-    if (!recipient_r) {
-        result.diag.message = "recipient is not a valid address";
+    std::vector<std::string> recipients;
+    domain_counts domains;
+    if (!collect_recipients(base, s.suppression_opts(), recipients, domains, why)) {
+        result.diag.message = why;
         count_rejected();
         co_return send_pair{make_error_code(errc::invalid_address), std::move(result)};
     }
-    const std::string recipient = std::move(*recipient_r);
-    const std::string recipient_domain = recipient.substr(recipient.rfind('@') + 1);
+    // `to` alone keys the ledger row, sticky sender and the in-memory pick.
+    const std::string recipient = recipients.front();
+    const std::string recipient_domain = domains.front().first;
+    const auto first_suppressed = [&](auto&& is_suppressed) -> const std::string* {
+        for (const auto& r : recipients)
+            if (is_suppressed(r)) return &r;
+        return nullptr;
+    };
+    const auto too_many = [&](const mailbox_rt& mb) {
+        const auto limit = mb.cfg.max_recipients_per_message;
+        return limit != 0 && recipients.size() > limit;
+    };
+    std::unordered_set<std::string> tried;
 
     // 2. Refusals memory can give at once: unknown names, pauses, suppression.
     std::uint32_t max_attempts = 1;
@@ -313,10 +448,32 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 co_return send_pair{make_error_code(errc::unknown_pool), std::move(result)};
             }
             max_attempts = std::max<std::uint32_t>(1, p->second.cfg.policy.max_attempts);
-        } else if (!s.mailboxes.count(req.mailbox)) {
+            for (const auto* m : p->second.members)
+                if (too_many(*m)) tried.insert(m->cfg.id);
+            if (!p->second.members.empty() && tried.size() == p->second.members.size()) {
+                ++s.counters.rejected;
+                result.diag.message = fmt::format(
+                    "{} recipients exceed the per-message limit of every mailbox in pool '{}'",
+                    recipients.size(), req.pool);
+                co_return send_pair{make_error_code(errc::invalid_argument), std::move(result)};
+            }
+        } else if (auto m = s.mailboxes.find(req.mailbox); m == s.mailboxes.end()) {
             ++s.counters.rejected;
             result.diag.message = fmt::format("no mailbox '{}'", req.mailbox);
             co_return send_pair{make_error_code(errc::unknown_mailbox), std::move(result)};
+        } else if (too_many(m->second)) {
+            ++s.counters.rejected;
+            result.diag.message = fmt::format(
+                "{} recipients exceed mailbox '{}''s limit of {} per message", recipients.size(),
+                req.mailbox, m->second.cfg.max_recipients_per_message);
+            co_return send_pair{make_error_code(errc::invalid_argument), std::move(result)};
+        } else if (!raw.bytes.empty() &&
+                   !same_addr_spec(raw.from, m->second.cfg.from.addr_spec())) {
+            ++s.counters.rejected;
+            result.diag.message =
+                fmt::format("the raw message is from {}, not from mailbox '{}' ({})", raw.from,
+                            req.mailbox, m->second.cfg.from.addr_spec());
+            co_return send_pair{make_error_code(errc::invalid_argument), std::move(result)};
         }
         rounds = reserve_rounds(s, req);
         std::optional<std::pair<errc, event_type>> refused;
@@ -325,9 +482,12 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             ++s.counters.paused;
             result.diag.message = "the workspace or pool is paused";
             refused.emplace(errc::paused, event_type::paused);
-        } else if (s.suppressed(recipient)) {
+        } else if (const auto* blocked =
+                       first_suppressed([&](const std::string& r) { return s.suppressed(r); })) {
             ++s.counters.suppressed;
-            result.diag.message = "the recipient is suppressed";
+            result.diag.message = recipients.size() == 1
+                                      ? "the recipient is suppressed"
+                                      : fmt::format("the recipient {} is suppressed", *blocked);
             refused.emplace(errc::suppressed, event_type::suppressed);
         }
         if (refused) {
@@ -343,19 +503,20 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     row.pool = req.pool;
     row.recipient = recipient;
     reservation res;
-    std::unordered_set<std::string> tried;
     // Asks the store for a reservation on the next eligible mailbox; on a
     // refusal memory learns why and the next pick avoids it.
     enum class reserved_as { ok, duplicate, no_capacity, failed };
     std::optional<time_point> retry_at;
     auto reserve_once = [&]() -> awaitable<reserved_as> {
         for (std::size_t round = 0; round < rounds; ++round) {
-            auto p = prepare(s, req, recipient, recipient_domain, tried, row);
+            auto p = prepare(s, req, recipient, recipient_domain, domains, tried, row);
             if (!p.res) {
                 retry_at = p.retry_at;
                 co_return reserved_as::no_capacity;
             }
             const auto claims = std::move(p.claims);
+            // The bytes already carry their Message-ID.
+            if (!raw.bytes.empty()) row.message_id = base.message_id;
             store_ops::reserve_send op{row, store_claims(claims), p.config_seq};
             const auto asked = steady::now();
             if (!decided) {
@@ -475,9 +636,14 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     if (s.fenced()) {
                         refuse = make_error_code(errc::store_error);
                         detail = "this engine lost its workspace lease before hand-off";
-                    } else if (s.index.contains_address(recipient)) {
+                    } else if (const auto* r = first_suppressed([&](const std::string& a) {
+                                   return s.index.contains_address(a);
+                               })) {
                         refuse = make_error_code(errc::suppressed);
-                        detail = "the recipient was suppressed before hand-off";
+                        detail = recipients.size() == 1
+                                     ? "the recipient was suppressed before hand-off"
+                                     : fmt::format(
+                                           "the recipient {} was suppressed before hand-off", *r);
                     } else if (mit == s.mailboxes.end() || s.paused_for(mit->second, req.pool) ||
                                mit->second.cfg.state != mailbox_state::active) {
                         refuse = make_error_code(errc::paused);
@@ -497,7 +663,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                         complete_later(s.ex, std::move(handler), refuse, std::move(o));
                         return;
                     }
-                    auto out = build_outbound(base, mit->second, row, s.clk->now());
+                    auto out = build_outbound(base, raw.bytes, mit->second, row, s.clk->now());
                     transport->async_send(std::move(out), std::move(handler));
                 },
                 asio::as_tuple(use_awaitable));
@@ -539,7 +705,9 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         result.diag = outcome.diag;
         row.detail = outcome.diag.message.empty() ? tec.message() : outcome.diag.message;
         final_ec = tec;
-        if (d.suppress_recipient) {
+        // The outcome does not say which of several recipients was refused;
+        // suppressing all of them would punish the good ones.
+        if (d.suppress_recipient && recipients.size() == 1) {
             suppression_entry e{suppression_kind::address, recipient,
                                 suppression_reason::hard_bounce, "transport:" + row.provider, now};
             {

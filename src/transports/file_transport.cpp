@@ -125,7 +125,9 @@ file_transport::file_transport(boost::asio::any_io_executor ex, std::filesystem:
     : provider_transport(std::move(ex)), folder_(std::move(folder)), opts_(std::move(opts)) {}
 
 void file_transport::do_send(std::shared_ptr<const outbound> out, any_send_handler handler) {
-    auto rendered = render_message(out->msg, opts_);
+    // Pre-rendered bytes are written as the host made them.
+    auto rendered = out->raw.empty() ? render_message(out->msg, opts_)
+                                     : boost::system::result<std::string>(out->raw);
     if (!rendered) {
         send_outcome o;
         o.diag.message =

@@ -2031,3 +2031,121 @@ TEST_CASE("throughput against the local fake provider (figures, not a gate)") {
                 << (*t)->stats().connections_opened << " connections");
     }
 }
+
+TEST_CASE(
+    "pre-rendered MIME: SES, Mailgun, Gmail and Graph send the bytes; SendGrid, Postmark "
+    "refuse") {
+    token_authority auth;
+    std::vector<received> seen;
+    std::mutex mu;
+    fake_server srv([&](const received& r) {
+        if (r.target == "/token") return auth.google_token(r);
+        if (r.target.ends_with("/oauth2/v2.0/token")) return auth.microsoft_token(r);
+        {
+            std::lock_guard lock(mu);
+            seen.push_back(r);
+        }
+        if (r.target.starts_with("/v2/email/")) return ses_check(r, "eu-west-1");
+        if (r.target.starts_with("/v3/")) return mailgun_check(r, "key-secret", "mg.brand.example");
+        if (r.target.starts_with("/gmail/"))
+            return json_reply(200, R"({"id":"gm-1","threadId":"t","labelIds":["SENT"]})");
+        reply ok;
+        ok.status = 202;
+        return ok;
+    });
+    auth.token_url = srv.url() + "/token";
+    asio::io_context ioc;
+    const std::string raw =
+        "From: Rep One <rep@brand.example>\r\nTo: ann@example.com\r\n"
+        "Message-ID: <raw-1@brand.example>\r\nSubject: Signed elsewhere\r\n"
+        "DKIM-Signature: v=1; a=rsa-sha256; d=brand.example; s=s1; b=abc\r\n\r\n"
+        "Body as the host rendered it.\r\n";
+    auto raw_out = [&] {
+        auto o = make_out();
+        o->msg.subject.clear();
+        o->msg.text.clear();
+        o->msg.html.clear();
+        o->msg.message_id = "raw-1@brand.example";
+        o->env.rcpt_to.push_back("hidden@example.org");
+        o->raw = raw;
+        return o;
+    };
+    const auto last = [&] {
+        std::lock_guard lock(mu);
+        REQUIRE_FALSE(seen.empty());
+        return seen.back();
+    };
+
+    auto ses = mailers::make_http_transport(
+        ioc.get_executor(), std::string_view("ses+api://AKIDEXAMPLE:wJalrXUtnFEMI/"
+                                             "K7MDENG+bPxRfiCYEXAMPLEKEY@default?region=eu-west-1"
+                                             "&endpoint=" +
+                                             srv.url()));
+    REQUIRE(ses);
+    auto r = send_one(ioc, **ses, raw_out());
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    json_doc j(last().body);
+    REQUIRE(j.ok);
+    CHECK(b64decode(j.str("/Content/Raw/Data")) == raw);
+    CHECK(j.str("/Destination/ToAddresses/1") == "hidden@example.org");
+
+    auto mg = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view("mailgun+api://key-secret:mg.brand.example@default?endpoint=" +
+                         srv.url()));
+    REQUIRE(mg);
+    r = send_one(ioc, **mg, raw_out());
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    auto f = multipart_fields(last());
+    CHECK(f["message"] == std::vector<std::string>{raw});
+    CHECK(f["to"] == std::vector<std::string>{"ann@example.com", "hidden@example.org"});
+
+    // The mailbox APIs deliver to the header recipients: envelope-only ones
+    // go in a Bcc field put in front of the bytes, which are otherwise kept.
+    auto gmail = mailers::make_http_transport(
+        ioc.get_executor(), std::string_view("gmail+api://"
+                                             "cid.apps.googleusercontent.com:csecret@default?"
+                                             "refresh_token=1%2F%2Frefresh&endpoint=" +
+                                             srv.url() + "&token_endpoint=" + auth.token_url));
+    REQUIRE(gmail);
+    r = send_one(ioc, **gmail, raw_out());
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    json_doc g(last().body);
+    REQUIRE(g.ok);
+    const auto gmail_mime = b64decode(g.str("/raw"));
+    CHECK(gmail_mime.ends_with(raw));
+    CHECK(gmail_mime.starts_with("Bcc: hidden@example.org\r\n"));
+
+    auto graph = mailers::make_http_transport(
+        ioc.get_executor(),
+        std::string_view(
+            "graph+api://app-id:app-secret@default?tenant=tenant-1&endpoint=" + srv.url() +
+            "&token_endpoint=" + srv.url() + "/tenant-1/oauth2/v2.0/token"));
+    REQUIRE(graph);
+    r = send_one(ioc, **graph, raw_out());
+    REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+    CHECK(r.out.provider_message_id == "raw-1@brand.example");
+    CHECK(last().target.ends_with("/sendMail"));
+    CHECK(last().header("content-type") == "text/plain");
+    CHECK(b64decode(last().body).ends_with(raw));
+
+    // Bare line ends would be sent as given: refused before any request.
+    const auto before = srv.request_count();
+    auto bare = raw_out();
+    bare->raw = "From: rep@brand.example\nMessage-ID: <x@brand.example>\n\nbody\n";
+    r = send_one(ioc, **ses, bare);
+    CHECK(r.ec == mailers::errc::invalid_argument);
+    CHECK(r.out.diag.message.find("LF without CR") != std::string::npos);
+
+    for (const std::string dsn : {"sendgrid+api://SG.test-key@default?endpoint=",
+                                  "postmark+api://pm-server-token@default?endpoint="}) {
+        CAPTURE(dsn);
+        auto t =
+            mailers::make_http_transport(ioc.get_executor(), std::string_view(dsn + srv.url()));
+        REQUIRE(t);
+        r = send_one(ioc, **t, raw_out());
+        CHECK(r.ec == mailers::errc::invalid_argument);
+        CHECK(r.out.diag.message.find("pre-rendered") != std::string::npos);
+    }
+    CHECK(srv.request_count() == before);
+}

@@ -1592,4 +1592,53 @@ TEST_SUITE("smtp transport") {
         }
     }
 
+    TEST_CASE(
+        "pre-rendered bytes go out as given, dot-stuffed; bare CR or LF refused before MAIL") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        const std::string raw =
+            "From: Sender <sender@example.com>\r\nTo: ada@example.org\r\n"
+            "Message-ID: <raw-1@example.com>\r\nSubject: rendered elsewhere\r\n\r\n"
+            ".leading dot\r\n..two dots\r\n.\r\nlast line";
+        auto o = std::make_shared<outbound>(*make_outbound(make_message("ada@example.org")));
+        o->env.rcpt_to.push_back("bob@example.org");
+        o->raw = raw;
+        const auto r = send_one(ioc, *t, o);
+        REQUIRE_MESSAGE(!r.ec, r.out.diag.message);
+        const auto msgs = server.messages();
+        REQUIRE(msgs.size() == 1);
+        CHECK((msgs[0] == raw || msgs[0] == raw + "\r\n"));
+        CHECK(server.envelope(1).find("[\"ada@example.org\", \"bob@example.org\"]") !=
+              std::string::npos);
+
+        for (const std::string bad : {"From: sender@example.com\nSubject: x\n\nbody\n",
+                                      "From: sender@example.com\r\n\r\nbo\rdy\r\n"}) {
+            auto b = std::make_shared<outbound>(*o);
+            b->raw = bad;
+            const auto refused = send_one(ioc, *t, b);
+            CHECK(refused.ec == mailers::errc::invalid_argument);
+            CHECK(refused.out.diag.message.find("CRLF") != std::string::npos);
+        }
+        CHECK(server.count("MAIL") == 1);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("pre-rendered bytes with an 8-bit body need 8BITMIME") {
+        REQUIRE_SMTP_SERVER();
+        smtp_server server({"--pipelining", "--no-8bitmime"});
+        asio::io_context ioc;
+        auto t = transport(ioc, server.url() + "?tls=none");
+        auto o = std::make_shared<outbound>(*make_outbound(make_message("ada@example.org")));
+        o->raw =
+            "From: sender@example.com\r\nMessage-ID: <r@example.com>\r\n\r\nGr\xc3\xbc\xc3\x9f"
+            "e\r\n";
+        const auto r = send_one(ioc, *t, o);
+        CHECK(r.ec == transport_errc::content_rejected);
+        CHECK(r.out.diag.message.find("8BITMIME") != std::string::npos);
+        CHECK(server.count("MAIL") == 0);
+        finish(ioc, t);
+    }
+
 }  // TEST_SUITE

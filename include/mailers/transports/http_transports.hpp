@@ -107,7 +107,8 @@ struct mailgun_params {
     http_client_params http;
 };
 
-/// SendGrid v3 `mail/send` (JSON). SendGrid builds the MIME itself.
+/// SendGrid v3 `mail/send` (JSON). SendGrid builds the MIME itself, so a
+/// pre-rendered message (`outbound::raw`) is refused.
 struct sendgrid_params {
     secret api_key;
     std::vector<std::string> categories;  ///< at most 10
@@ -115,7 +116,8 @@ struct sendgrid_params {
     http_client_params http;
 };
 
-/// Postmark `/email` (JSON). Postmark builds the MIME itself.
+/// Postmark `/email` (JSON). Postmark builds the MIME itself, so a
+/// pre-rendered message (`outbound::raw`) is refused.
 struct postmark_params {
     secret server_token;
     std::string message_stream = "outbound";  ///< "outbound" (transactional) or a broadcast stream
@@ -200,6 +202,12 @@ struct http_stats {
 /// takes a keep-alive connection from the pool for that host (opening one
 /// when fewer than `max_connections` are open, else waiting), writes the
 /// request and reads the reply.
+///
+/// Pre-rendered messages (`outbound::raw`): SES, Mailgun, Gmail and Graph
+/// send the bytes in place of rendering `msg` (Gmail and Graph with the Bcc
+/// field described below put in front); a CR or LF outside a CRLF pair is
+/// refused. SendGrid and Postmark have no API for MIME and refuse the send
+/// with `errc::invalid_argument`. Both refusals come before any request.
 ///
 /// Recipients: the envelope decides who receives the message (built from the
 /// message when `out.env.rcpt_to` is empty). SES and Mailgun deliver to the

@@ -206,6 +206,11 @@ struct smtp_stats {
 /// Lifetime: the transport must outlive the operations started on it.
 /// Connections share its state, so an operation in flight when it is
 /// destroyed still completes, safely.
+///
+/// Pre-rendered messages (`outbound::raw`) are sent as given, dot-stuffed.
+/// A CR or LF outside a CRLF pair, or a NUL, refuses the send with
+/// `errc::invalid_argument`, and an 8-bit body to a server without
+/// 8BITMIME with `transport_errc::content_rejected`, both before MAIL.
 class MAILERS_API smtp_transport final : public provider_transport {
 public:
     /// Throws `mailers::exception` (`errc::invalid_argument`) when the

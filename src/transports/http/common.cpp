@@ -8,6 +8,7 @@
 #include "http/sigv4.hpp"
 #include "mime/base64.hpp"
 #include "mime/random.hpp"
+#include "mime/raw.hpp"
 #include "mime/text.hpp"
 
 namespace mailers::detail {
@@ -146,6 +147,12 @@ error_code check_recipient_limit(const outbound& out, std::string_view provider,
 
 error_code check_and_split(const outbound& out, std::string_view provider, recipient_lists& r,
                            diagnostics& diag) {
+    if (!out.raw.empty()) {
+        diag.message = std::string(provider) +
+                       " takes a message as fields and has no API for a pre-rendered one; send "
+                       "it unrendered or through a provider that accepts MIME";
+        return make_error_code(errc::invalid_argument);
+    }
     if (auto ec = validate_message(out.msg)) {
         diag.message = std::string(provider) + ": the message is not valid: " + ec.message();
         return ec;
@@ -211,6 +218,15 @@ std::string random_hex(std::size_t bytes) {
 
 error_code render_mime(const outbound& out, const render_options& opts, std::string_view provider,
                        std::string& mime, diagnostics& diag) {
+    if (!out.raw.empty()) {
+        std::string why;
+        if (auto ec = mime::check_raw_lines(out.raw, why)) {
+            diag.message = std::string(provider) + ": " + why;
+            return ec;
+        }
+        mime = out.raw;
+        return {};
+    }
     auto r = render_message(out.msg, opts);
     if (!r) {
         diag.message =

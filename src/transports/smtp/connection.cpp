@@ -19,6 +19,8 @@
 #include <mailers/mime.hpp>
 #include <utility>
 
+#include "mime/raw.hpp"
+
 namespace mailers::detail::smtp {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -686,11 +688,22 @@ std::optional<send_result> connection::prepare(const outbound& out, prepared& m)
     const auto& caps = session_->caps();
     render_options opts = cfg_.params.render;
     opts.allow_8bit = caps.eight_bit_mime;
-    auto rendered = render_message(out.msg, opts);
-    if (!rendered)
-        return fail(rendered.error(), "the message does not render: " + rendered.error().message());
-    m.rendered = std::move(*rendered);
+    if (out.raw.empty()) {
+        auto rendered = render_message(out.msg, opts);
+        if (!rendered)
+            return fail(rendered.error(),
+                        "the message does not render: " + rendered.error().message());
+        m.rendered = std::move(*rendered);
+    } else {
+        std::string why;
+        if (auto ec = mime::check_raw_lines(out.raw, why)) return fail(ec, why);
+        m.rendered = out.raw;
+    }
     const message_scan scan = scan_message(m.rendered);
+    if (!out.raw.empty() && scan.body_8bit && !caps.eight_bit_mime)
+        return fail(make_error_code(transport_errc::content_rejected),
+                    "the raw message has 8-bit octets in its body and the server does not offer "
+                    "8BITMIME; nothing was sent");
     needs_utf8 = needs_utf8 || scan.header_8bit;
     if (needs_utf8 && !caps.smtputf8)
         return fail(make_error_code(transport_errc::content_rejected),
