@@ -52,7 +52,10 @@ int main() {
 
     // 6. Send. async_send takes any Asio completion token. Note: with the
     //    default token (deferred), `eng.async_send(r);` alone does nothing;
-    //    co_await it or pass a callback.
+    //    co_await it or pass a callback. as_tuple hands back the error code
+    //    beside the result: plain use_awaitable would throw on a refusal
+    //    and lose the result (mailers::with_result(use_awaitable) throws a
+    //    mailers::send_error that keeps it).
     asio::co_spawn(
         ioc,
         [&]() -> asio::awaitable<void> {

@@ -23,3 +23,4 @@
 #include <mailers/suppression.hpp>
 #include <mailers/transport_factory.hpp>
 #include <mailers/transports.hpp>
+#include <mailers/with_result.hpp>

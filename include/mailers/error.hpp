@@ -17,6 +17,7 @@
 #include <mailers/config.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 
@@ -98,6 +99,10 @@ enum class failure {
     message_rejected,
     unknown_outcome,
 };
+
+/// The enumerator's name ("throttled"); `failure_category()` messages are
+/// sentences for people.
+MAILERS_API std::string_view to_string(failure f) noexcept;
 
 MAILERS_API const boost::system::error_category& failure_category() noexcept;
 

@@ -9,6 +9,8 @@ namespace mailers {
 
 enum class log_level { trace, debug, info, warning, error, off };
 
+MAILERS_API std::string_view to_string(log_level l) noexcept;
+
 /// Receives library log lines. Messages never contain secrets (credentials
 /// are redacted before they reach a log line). The callback may be invoked
 /// from any thread the library runs on and must be thread-safe.

@@ -10,11 +10,14 @@
 #include <mailers/quota.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mailers {
 
 enum class mailbox_state { active, paused, retired };
+
+MAILERS_API std::string_view to_string(mailbox_state s) noexcept;
 
 /// Warm-up ramp: on day 0 (the local calendar day of `start_date` in the
 /// mailbox's time zone) the mailbox may send `start` messages, then `step`
@@ -71,12 +74,18 @@ struct mailbox_config {
     breaker_params breaker;
     friend bool operator==(const mailbox_config&, const mailbox_config&) = default;
 
-    /// Applies a provider preset's limits (replacing limits of the same
-    /// length) and recipient limit. Fields can be overridden afterwards.
+    /// Applies a provider preset as a ceiling: a limit of the same window
+    /// (length and kind) is lowered to the preset's when it is higher and
+    /// never raised; a preset limit the mailbox has no window for is added.
+    /// `max_recipients_per_message` is lowered the same way (0, no limit,
+    /// takes the preset's). So `per_day(40)` stays 40 after
+    /// `apply(presets::google_workspace())`. Fields can be changed afterwards.
     MAILERS_API mailbox_config& apply(const quota_preset& preset);
 };
 
 enum class health_state { closed, open, half_open };
+
+MAILERS_API std::string_view to_string(health_state s) noexcept;
 
 /// Why a mailbox cannot send right now (see engine::mailbox_status).
 enum class ineligible_reason {
@@ -95,6 +104,8 @@ enum class ineligible_reason {
     unhealthy,        ///< circuit breaker open, or auth failure
     probe_in_flight,  ///< half-open breaker already probing
 };
+
+MAILERS_API std::string_view to_string(ineligible_reason r) noexcept;
 
 /// A snapshot of a mailbox's live state.
 struct mailbox_status {

@@ -11,6 +11,7 @@
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mailers {
@@ -23,6 +24,8 @@ namespace mailers {
 ///    owner's time zone; the count resets at local midnight for a day. Only
 ///    lengths of one minute, one hour and one day are calendar periods.
 enum class window_kind { rolling, calendar };
+
+MAILERS_API std::string_view to_string(window_kind k) noexcept;
 
 /// "At most `max` sends per `length`, counted as `kind`."
 struct rate_limit {
@@ -49,6 +52,8 @@ enum class quota_scope {
     recipient_domain,  ///< key: a receiving domain; key "*" applies to every receiving domain
 };
 
+MAILERS_API std::string_view to_string(quota_scope s) noexcept;
+
 /// A set of limits on one scope key. `time_zone` is the IANA zone used for
 /// calendar windows ("UTC" when empty).
 struct quota {
@@ -59,9 +64,12 @@ struct quota {
     friend bool operator==(const quota&, const quota&) = default;
 };
 
-/// Documented limits of well-known providers, to apply to a mailbox (and
-/// override field by field). Numbers from the providers' published sending
-/// limits; they change, so check them against your contract.
+/// Documented limits of well-known providers, applied to a mailbox as
+/// ceilings (see `mailbox_config::apply`). They are what the provider
+/// enforces before it blocks the account, not a volume that is safe to send:
+/// cold outbound from one mailbox is usually kept to a few dozen a day. The
+/// numbers come from the providers' published sending limits; they change,
+/// so check them against your contract.
 struct quota_preset {
     std::vector<rate_limit> limits;
     std::uint32_t max_recipients_per_message = 0;  ///< 0 = no limit
@@ -69,10 +77,13 @@ struct quota_preset {
 
 namespace presets {
 /// Google Workspace: 2,000 messages per rolling 24 hours per user, at most
-/// 100 recipients per message over SMTP or the Gmail API.
+/// 100 recipients per message over SMTP or the Gmail API. 2,000 is Google's
+/// hard limit for a Workspace user (past it the user may be blocked from
+/// sending for up to a day), not a safe cold-outbound volume.
 MAILERS_API quota_preset google_workspace();
 /// Microsoft 365 / Exchange Online: 10,000 recipients per rolling 24 hours,
-/// 30 messages per minute per mailbox.
+/// 30 messages per minute per mailbox. 10,000 is Exchange Online's hard
+/// limit, not a safe cold-outbound volume.
 MAILERS_API quota_preset microsoft_365();
 }  // namespace presets
 

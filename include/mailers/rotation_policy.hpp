@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <mailers/config.hpp>
+#include <string_view>
 
 namespace mailers {
 
@@ -12,6 +14,8 @@ enum class rotation_kind {
     weighted,     ///< smooth weighted round-robin by mailbox weight (deterministic spread)
     priority,     ///< the eligible mailbox with the lowest priority value; ties round-robin
 };
+
+MAILERS_API std::string_view to_string(rotation_kind k) noexcept;
 
 struct rotation_policy {
     rotation_kind kind = rotation_kind::round_robin;

@@ -71,6 +71,8 @@ MAILERS_API boost::system::result<suppression_reason> parse_suppression_reason(s
 
 enum class suppression_kind { address, domain };
 
+MAILERS_API std::string_view to_string(suppression_kind k) noexcept;
+
 struct suppression_entry {
     suppression_kind kind = suppression_kind::address;
     std::string value;  ///< normalised address or domain (see normalise_*)

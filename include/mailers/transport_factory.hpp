@@ -17,6 +17,7 @@
 #include <boost/system/result.hpp>
 #include <mailers/config.hpp>
 #include <mailers/error.hpp>
+#include <mailers/logger.hpp>
 #include <mailers/provider_transport.hpp>
 #include <memory>
 #include <string_view>
@@ -27,5 +28,12 @@ namespace mailers {
 /// errc::invalid_argument with `diag->message` saying what is wrong.
 MAILERS_API boost::system::result<std::shared_ptr<provider_transport>> make_transport(
     boost::asio::any_io_executor ex, std::string_view dsn_text, diagnostics* diag = nullptr);
+
+/// The same, with the SMTP and HTTP transports it builds (the children of
+/// a composite included) logging through `log`. `engine::add_provider`
+/// passes `engine_params::log` here.
+MAILERS_API boost::system::result<std::shared_ptr<provider_transport>> make_transport(
+    boost::asio::any_io_executor ex, std::string_view dsn_text, const logger& log,
+    diagnostics* diag = nullptr);
 
 }  // namespace mailers

@@ -111,6 +111,20 @@ bool is_host_char(char c) {
     return is_unreserved(c) || static_cast<unsigned char>(c) >= 0x80;  // U-labels of IDNs
 }
 
+// RFC 1035's limit on a whole domain name; an IP literal is shorter anyway.
+constexpr std::size_t max_host_length = 255;
+
+// U+0080..U+009F (C1 controls) and U+00A0 (no-break space) in UTF-8: the
+// ASCII controls and spaces are refused for the whole DSN before this.
+bool has_unicode_control_or_space(std::string_view host) {
+    for (std::size_t i = 0; i + 1 < host.size(); ++i) {
+        const auto lead = static_cast<unsigned char>(host[i]);
+        const auto next = static_cast<unsigned char>(host[i + 1]);
+        if (lead == 0xc2 && next >= 0x80 && next <= 0xa0) return true;
+    }
+    return false;
+}
+
 bool is_ipv6_literal(std::string_view s) {
     if (s.find(':') == std::string_view::npos) return false;
     for (char c : s)
@@ -262,6 +276,14 @@ std::optional<dsn> parse_one(std::string_view text, std::string& error) {
                 return std::nullopt;
             }
         }
+    }
+    if (host.size() > max_host_length) {
+        error = "DSN host is longer than " + std::to_string(max_host_length) + " octets (RFC 1035)";
+        return std::nullopt;
+    }
+    if (has_unicode_control_or_space(host)) {
+        error = "DSN host contains a control character or a space";
+        return std::nullopt;
     }
     if (host.empty() && d.scheme != "file") {
         error = "DSN host is missing";

@@ -1,4 +1,16 @@
+// The names of the public enums, as printed by to_string() and the fmt
+// formatters in <mailers/format.hpp>: each is the enumerator's spelling.
+// The scopes, rotation kinds, window kinds and mailbox states are also what
+// the store and the audit log keep, so renaming one changes stored data.
+#include <mailers/engine.hpp>
+#include <mailers/error.hpp>
 #include <mailers/event.hpp>
+#include <mailers/logger.hpp>
+#include <mailers/mailbox.hpp>
+#include <mailers/quota.hpp>
+#include <mailers/rotation_policy.hpp>
+#include <mailers/store.hpp>
+#include <mailers/suppression.hpp>
 
 namespace mailers {
 
@@ -40,6 +52,176 @@ std::string_view to_string(event_type t) noexcept {
             return "alert";
     }
     return "unknown";
+}
+
+std::string_view to_string(mailbox_state s) noexcept {
+    switch (s) {
+        case mailbox_state::active:
+            return "active";
+        case mailbox_state::paused:
+            return "paused";
+        case mailbox_state::retired:
+            return "retired";
+    }
+    return "invalid mailbox_state";
+}
+
+std::string_view to_string(health_state s) noexcept {
+    switch (s) {
+        case health_state::closed:
+            return "closed";
+        case health_state::open:
+            return "open";
+        case health_state::half_open:
+            return "half_open";
+    }
+    return "invalid health_state";
+}
+
+std::string_view to_string(ineligible_reason r) noexcept {
+    switch (r) {
+        case ineligible_reason::none:
+            return "none";
+        case ineligible_reason::paused:
+            return "paused";
+        case ineligible_reason::retired:
+            return "retired";
+        case ineligible_reason::provider_paused:
+            return "provider_paused";
+        case ineligible_reason::domain_paused:
+            return "domain_paused";
+        case ineligible_reason::outside_window:
+            return "outside_window";
+        case ineligible_reason::min_gap:
+            return "min_gap";
+        case ineligible_reason::cap_reached:
+            return "cap_reached";
+        case ineligible_reason::warmup_cap_reached:
+            return "warmup_cap_reached";
+        case ineligible_reason::quota_reached:
+            return "quota_reached";
+        case ineligible_reason::exhausted:
+            return "exhausted";
+        case ineligible_reason::throttled:
+            return "throttled";
+        case ineligible_reason::unhealthy:
+            return "unhealthy";
+        case ineligible_reason::probe_in_flight:
+            return "probe_in_flight";
+    }
+    return "invalid ineligible_reason";
+}
+
+std::string_view to_string(window_kind k) noexcept {
+    switch (k) {
+        case window_kind::rolling:
+            return "rolling";
+        case window_kind::calendar:
+            return "calendar";
+    }
+    return "invalid window_kind";
+}
+
+std::string_view to_string(quota_scope s) noexcept {
+    switch (s) {
+        case quota_scope::provider:
+            return "provider";
+        case quota_scope::sender_domain:
+            return "sender_domain";
+        case quota_scope::recipient_domain:
+            return "recipient_domain";
+    }
+    return "invalid quota_scope";
+}
+
+std::string_view to_string(pause_scope s) noexcept {
+    switch (s) {
+        case pause_scope::workspace:
+            return "workspace";
+        case pause_scope::pool:
+            return "pool";
+        case pause_scope::mailbox:
+            return "mailbox";
+        case pause_scope::provider:
+            return "provider";
+        case pause_scope::sender_domain:
+            return "sender_domain";
+    }
+    return "invalid pause_scope";
+}
+
+std::string_view to_string(rotation_kind k) noexcept {
+    switch (k) {
+        case rotation_kind::round_robin:
+            return "round_robin";
+        case rotation_kind::weighted:
+            return "weighted";
+        case rotation_kind::priority:
+            return "priority";
+    }
+    return "invalid rotation_kind";
+}
+
+std::string_view to_string(open_mode m) noexcept {
+    switch (m) {
+        case open_mode::existing:
+            return "existing";
+        case open_mode::create:
+            return "create";
+        case open_mode::open_or_create:
+            return "open_or_create";
+    }
+    return "invalid open_mode";
+}
+
+std::string_view to_string(suppression_kind k) noexcept {
+    switch (k) {
+        case suppression_kind::address:
+            return "address";
+        case suppression_kind::domain:
+            return "domain";
+    }
+    return "invalid suppression_kind";
+}
+
+std::string_view to_string(log_level l) noexcept {
+    switch (l) {
+        case log_level::trace:
+            return "trace";
+        case log_level::debug:
+            return "debug";
+        case log_level::info:
+            return "info";
+        case log_level::warning:
+            return "warning";
+        case log_level::error:
+            return "error";
+        case log_level::off:
+            return "off";
+    }
+    return "invalid log_level";
+}
+
+std::string_view to_string(failure f) noexcept {
+    switch (f) {
+        case failure::transient:
+            return "transient";
+        case failure::throttled:
+            return "throttled";
+        case failure::quota_exhausted:
+            return "quota_exhausted";
+        case failure::reputation:
+            return "reputation";
+        case failure::auth:
+            return "auth";
+        case failure::recipient_permanent:
+            return "recipient_permanent";
+        case failure::message_rejected:
+            return "message_rejected";
+        case failure::unknown_outcome:
+            return "unknown_outcome";
+    }
+    return "invalid failure";
 }
 
 }  // namespace mailers

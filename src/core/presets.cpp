@@ -16,11 +16,18 @@ quota_preset microsoft_365() {
 }  // namespace presets
 
 mailbox_config& mailbox_config::apply(const quota_preset& preset) {
-    for (const auto& l : preset.limits) {
-        std::erase_if(limits, [&](const rate_limit& own) { return own.length == l.length; });
-        limits.push_back(l);
+    for (const auto& ceiling : preset.limits) {
+        bool covered = false;
+        for (auto& own : limits) {
+            if (own.length != ceiling.length || own.kind != ceiling.kind) continue;
+            own.max = std::min(own.max, ceiling.max);
+            covered = true;
+        }
+        if (!covered) limits.push_back(ceiling);
     }
-    if (preset.max_recipients_per_message != 0)
+    if (preset.max_recipients_per_message != 0 &&
+        (max_recipients_per_message == 0 ||
+         max_recipients_per_message > preset.max_recipients_per_message))
         max_recipients_per_message = preset.max_recipients_per_message;
     return *this;
 }

@@ -9,6 +9,7 @@
 #include <mailers/transports/http_transports.hpp>
 #include <mailers/transports/null_transport.hpp>
 #include <mailers/transports/smtp_transport.hpp>
+#include <variant>
 
 namespace mailers {
 
@@ -35,11 +36,11 @@ std::string supported_schemes() {
 }
 
 transport_result build(const boost::asio::any_io_executor& ex, const composite_dsn& c,
-                       diagnostics* diag) {
+                       const logger& log, diagnostics* diag) {
     if (c.k != composite_dsn::kind::single) {
         std::vector<std::shared_ptr<provider_transport>> children;
         for (const auto& child : c.children) {
-            auto t = build(ex, child, diag);
+            auto t = build(ex, child, log, diag);
             if (!t) return t.error();
             children.push_back(std::move(*t));
         }
@@ -53,14 +54,17 @@ transport_result build(const boost::asio::any_io_executor& ex, const composite_d
         if (is_smtp_scheme(d.scheme)) {
             auto p = smtp_params_from_dsn(d, diag);
             if (!p) return p.error();
+            p->log = log;
             return std::shared_ptr<provider_transport>(
                 std::make_shared<smtp_transport>(ex, std::move(*p)));
         }
         auto http = http_transport_schemes();
         if (std::find(http.begin(), http.end(), d.scheme) != http.end()) {
-            auto t = make_http_transport(ex, d, diag);
-            if (!t) return t.error();
-            return std::shared_ptr<provider_transport>(std::move(*t));
+            auto p = http_params_from_dsn(d, diag);
+            if (!p) return p.error();
+            std::visit([&](auto& provider) { provider.http.log = log; }, *p);
+            return std::shared_ptr<provider_transport>(
+                std::make_shared<http_transport>(ex, std::move(*p)));
         }
         if (d.scheme == "null")
             return std::shared_ptr<provider_transport>(std::make_shared<null_transport>(ex));
@@ -84,10 +88,15 @@ transport_result build(const boost::asio::any_io_executor& ex, const composite_d
 
 transport_result make_transport(boost::asio::any_io_executor ex, std::string_view dsn_text,
                                 diagnostics* diag) {
+    return make_transport(std::move(ex), dsn_text, logger{}, diag);
+}
+
+transport_result make_transport(boost::asio::any_io_executor ex, std::string_view dsn_text,
+                                const logger& log, diagnostics* diag) {
     auto parsed = parse_dsn(dsn_text, diag);
     if (!parsed) return parsed.error();
     if (auto r = resolve_secrets(*parsed, diag); !r) return r.error();
-    return build(ex, *parsed, diag);
+    return build(ex, *parsed, log, diag);
 }
 
 }  // namespace mailers

@@ -845,7 +845,7 @@ TEST_CASE("nested quotas: a send reserves every level or none") {
 TEST_CASE("provider presets applied to a mailbox") {
     fixture f;
     SUBCASE("Google Workspace: 2,000 per rolling day") {
-        auto m = f.mailbox("g", "g@brand.com", {rate_limit::per_day(50)});
+        auto m = f.mailbox("g", "g@brand.com");
         m.apply(presets::google_workspace());
         CHECK(m.limits == std::vector<rate_limit>{rate_limit::per_day(2000)});
         CHECK(m.max_recipients_per_message == 100);
@@ -874,6 +874,44 @@ TEST_CASE("provider presets applied to a mailbox") {
         CHECK(r.retry_at == test_epoch() + 60s);
         f.clock->advance(60s);
         CHECK_FALSE(f.send(fixture::direct("o", "late@example.com")).first);
+    }
+}
+
+TEST_CASE("a provider preset is a ceiling: it lowers a mailbox's caps, never raises them") {
+    fixture f;
+    SUBCASE("the mailbox's own per_day(40) stays 40 under Google Workspace") {
+        auto m = f.mailbox("g", "g@brand.com", {rate_limit::per_day(40)});
+        m.max_recipients_per_message = 10;
+        m.apply(presets::google_workspace());
+        CHECK(m.limits == std::vector<rate_limit>{rate_limit::per_day(40)});
+        CHECK(m.max_recipients_per_message == 10);
+        f.eng->upsert_mailbox(f.admin, m);
+        CHECK(f.eng->status("g").effective_daily_cap == 40);
+        for (int i = 0; i < 40; ++i)
+            REQUIRE_FALSE(f.send(fixture::direct("g", nth_recipient(i))).first);
+        CHECK(f.send(fixture::direct("g", "late@example.com")).first == errc::no_capacity);
+    }
+    SUBCASE("a cap above the preset's is lowered to it") {
+        auto m = f.mailbox("g", "g@brand.com", {rate_limit::per_day(5000)});
+        m.max_recipients_per_message = 500;
+        m.apply(presets::google_workspace());
+        CHECK(m.limits == std::vector<rate_limit>{rate_limit::per_day(2000)});
+        CHECK(m.max_recipients_per_message == 100);
+    }
+    SUBCASE("a window the mailbox lacks is added, its own windows are kept") {
+        auto m =
+            f.mailbox("o", "o@brand.com", {rate_limit::per_hour(20), rate_limit::per_day(100)});
+        m.apply(presets::microsoft_365());
+        CHECK(m.limits == std::vector<rate_limit>{rate_limit::per_hour(20),
+                                                  rate_limit::per_day(100),
+                                                  rate_limit::per_minute(30)});
+        CHECK(m.max_recipients_per_message == 0);
+    }
+    SUBCASE("a calendar day is another window: both caps are kept") {
+        auto m = f.mailbox("g", "g@brand.com", {rate_limit::per_day(3000, window_kind::calendar)});
+        m.apply(presets::google_workspace());
+        CHECK(m.limits == std::vector<rate_limit>{rate_limit::per_day(3000, window_kind::calendar),
+                                                  rate_limit::per_day(2000)});
     }
 }
 

@@ -2,7 +2,9 @@
 // unknown outcome.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <mailers/engine.hpp>
@@ -137,4 +139,84 @@ TEST_CASE("an engine provider can be configured by DSN and the audit keeps no se
     CHECK(log.back().after.find("hunter2") == std::string::npos);
     CHECK(log.back().after.find("failover") != std::string::npos);
     CHECK_THROWS_AS(eng.add_provider(admin, "bad", "nope://x"), exception);
+}
+
+namespace {
+
+// A local port nothing listens on: bound, then closed, so connecting is refused.
+std::uint16_t closed_port(boost::asio::io_context& ioc) {
+    boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();
+}
+
+struct captured_log {
+    std::shared_ptr<std::vector<std::string>> lines = std::make_shared<std::vector<std::string>>();
+    logger make() const {
+        return {log_level::trace,
+                [lines = lines](log_level, std::string_view m) { lines->emplace_back(m); }};
+    }
+    bool mentions(std::string_view s) const {
+        return std::any_of(lines->begin(), lines->end(),
+                           [&](const std::string& l) { return l.find(s) != std::string::npos; });
+    }
+};
+
+}  // namespace
+
+TEST_CASE("transports built from a DSN log through the logger they are given") {
+    boost::asio::io_context ioc;
+    const auto dsn =
+        "postmark+api://tok@default?endpoint=http://127.0.0.1:" + std::to_string(closed_port(ioc));
+    SUBCASE("a single DSN") {
+        captured_log seen;
+        auto t = make_transport(ioc.get_executor(), dsn, seen.make());
+        REQUIRE(t);
+        CHECK(run(ioc, **t, message_for("x@example.com")).first == failure::transient);
+        CHECK(seen.mentions("postmark"));
+    }
+    SUBCASE("a composite's children") {
+        captured_log seen;
+        auto t = make_transport(ioc.get_executor(), "failover(" + dsn + ")", seen.make());
+        REQUIRE(t);
+        CHECK(run(ioc, **t, message_for("x@example.com")).first == failure::transient);
+        CHECK(seen.mentions("postmark"));
+    }
+    SUBCASE("the overload without a logger builds the same transport") {
+        auto t = make_transport(ioc.get_executor(), dsn);
+        REQUIRE(t);
+        CHECK(run(ioc, **t, message_for("x@example.com")).first == failure::transient);
+    }
+}
+
+TEST_CASE("a provider added by DSN logs through engine_params::log") {
+    boost::asio::io_context ioc;
+    captured_log seen;
+    engine_params p;
+    p.storage = open_sqlite_store({":memory:"});
+    p.log = seen.make();
+    engine eng(ioc.get_executor(), std::move(p));
+    principal admin{"admin", "Admin"};
+    eng.add_provider(
+        admin, "api",
+        "postmark+api://tok@default?endpoint=http://127.0.0.1:" + std::to_string(closed_port(ioc)));
+    mailbox_config m;
+    m.id = "rep1";
+    m.from = address{"rep1", "brand.com", "Rep"};
+    m.provider = "api";
+    eng.upsert_mailbox(admin, m);
+    pool_config pool;
+    pool.id = "p";
+    pool.mailboxes = {"rep1"};
+    eng.upsert_pool(admin, pool);
+
+    send_request req;
+    req.pool = "p";
+    req.to = *parse_address("x@example.com");
+    req.subject = "hi";
+    req.text = "hello";
+    std::optional<error_code> got;
+    eng.async_send(req, [&](error_code ec, send_result) { got = ec; });
+    while (!got) ioc.run_one();
+    CHECK(got->failed());
+    CHECK(seen.mentions("postmark"));
 }

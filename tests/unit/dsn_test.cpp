@@ -662,3 +662,38 @@ TEST_CASE("known schemes") {
         CHECK(parse_single_dsn(std::string{s} + "://default").has_value());
     }
 }
+
+TEST_CASE("a DSN host is at most 255 octets and holds no control character or space") {
+    const std::string longest(255, 'a');
+    const auto at_limit = parse_ok("smtp://u:p@" + longest + ":587");
+    CHECK(at_limit.host == longest);
+    CHECK(at_limit.port == 587);
+
+    for (const std::size_t size : {std::size_t{256}, std::size_t{100 * 1024}}) {
+        CAPTURE(size);
+        const auto message = parse_error("smtp://u:p@" + std::string(size, 'a') + ":587");
+        CHECK(message.find("DSN host is longer than 255 octets") != std::string::npos);
+    }
+    // A bracketed literal of any length is refused the same way.
+    CHECK(parse_error("smtp://[" + std::string(300, ':') + "]").find("longer than 255") !=
+          std::string::npos);
+    CHECK(parse_error("failover(smtp://a smtp://" + std::string(256, 'b') + ")")
+              .find("DSN host is longer than 255 octets") != std::string::npos);
+
+    // ASCII spaces separate DSNs, and controls are refused in the whole DSN,
+    // so neither reaches a host.
+    CHECK(parse_error("smtp://ho st").find("group several DSNs") != std::string::npos);
+    CHECK(parse_error("smtp://ho\x7fst").find("DSN contains a space or control character") !=
+          std::string::npos);
+    for (const std::string_view bad : {"\xc2\x85", "\xc2\x9f", "\xc2\xa0"}) {
+        CAPTURE(bad);
+        const auto message = parse_error("smtp://mail" + std::string(bad) + "host.example");
+        CHECK(message.find("DSN host contains a control character or a space") !=
+              std::string::npos);
+    }
+    // Other U-labels are still accepted.
+    const std::string idn =
+        "b\xc3\xbc"
+        "cher.example";
+    CHECK(parse_ok("smtp://" + idn).host == idn);
+}

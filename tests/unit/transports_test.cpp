@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mailers/format.hpp>
 #include <mailers/mime.hpp>
 #include <mailers/transports.hpp>
 #include <memory>
@@ -262,6 +263,24 @@ TEST_CASE("file_transport writes the rendered message under a unique name") {
     REQUIRE(files.size() == 1);
     CHECK(files[0].filename() == name);
     CHECK(read_all(files[0]) == *expected);
+}
+
+TEST_CASE("file_transport writes pre-rendered bytes as they are") {
+    temp_dir dir;
+    asio::io_context ioc;
+    mailers::file_transport t(ioc.get_executor(), dir.path);
+    auto out = std::make_shared<outbound>();
+    out->msg = make_message(2);
+    out->env = mailers::envelope::from_message(out->msg);
+    out->raw =
+        "From: a@example.com\r\nTo: b@example.com\r\nMessage-ID: <raw.1@example.com>\r\n"
+        "Subject: signed elsewhere\r\n\r\nbody\r\n";
+    const auto r = send_one(ioc, t, out);
+    REQUIRE_FALSE(r.ec);
+    const auto files = files_in(dir.path);
+    REQUIRE(files.size() == 1);
+    CHECK(read_all(files[0]) == out->raw);
+    CHECK(files[0].filename().string().find("raw.1@example.com") != std::string::npos);
 }
 
 TEST_CASE("file_transport passes a render error through and writes nothing") {
@@ -672,4 +691,120 @@ TEST_CASE("composites never fail over after an unknown outcome, which may have d
         CHECK(first_inner->count() == 1);  // the provider has it
         CHECK(second->count() == 0);       // and nobody else got it
     }
+}
+
+namespace {
+
+// Each enumerator prints as its own name, the same through to_string() and
+// fmt, and no two share one.
+template <class Enum>
+void check_names(std::initializer_list<std::pair<Enum, std::string_view>> expected) {
+    std::set<std::string_view> seen;
+    for (const auto& [value, name] : expected) {
+        CAPTURE(name);
+        CHECK_FALSE(name.empty());
+        CHECK(mailers::to_string(value) == name);
+        CHECK(fmt::format("{}", value) == name);
+        CHECK(fmt::format("[{:>24}]", value) == fmt::format("[{:>24}]", name));
+        CHECK(seen.insert(mailers::to_string(value)).second);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("every public enum has a name through to_string and fmt") {
+    using namespace mailers;
+    check_names<ineligible_reason>({{ineligible_reason::none, "none"},
+                                    {ineligible_reason::paused, "paused"},
+                                    {ineligible_reason::retired, "retired"},
+                                    {ineligible_reason::provider_paused, "provider_paused"},
+                                    {ineligible_reason::domain_paused, "domain_paused"},
+                                    {ineligible_reason::outside_window, "outside_window"},
+                                    {ineligible_reason::min_gap, "min_gap"},
+                                    {ineligible_reason::cap_reached, "cap_reached"},
+                                    {ineligible_reason::warmup_cap_reached, "warmup_cap_reached"},
+                                    {ineligible_reason::quota_reached, "quota_reached"},
+                                    {ineligible_reason::exhausted, "exhausted"},
+                                    {ineligible_reason::throttled, "throttled"},
+                                    {ineligible_reason::unhealthy, "unhealthy"},
+                                    {ineligible_reason::probe_in_flight, "probe_in_flight"}});
+    check_names<health_state>({{health_state::closed, "closed"},
+                               {health_state::open, "open"},
+                               {health_state::half_open, "half_open"}});
+    check_names<mailbox_state>({{mailbox_state::active, "active"},
+                                {mailbox_state::paused, "paused"},
+                                {mailbox_state::retired, "retired"}});
+    check_names<send_state>({{send_state::reserved, "reserved"},
+                             {send_state::accepted, "accepted"},
+                             {send_state::failed, "failed"},
+                             {send_state::unknown, "unknown"}});
+    check_names<reserve_status>({{reserve_status::reserved, "reserved"},
+                                 {reserve_status::duplicate, "duplicate"},
+                                 {reserve_status::cap_reached, "cap_reached"},
+                                 {reserve_status::gap, "gap"},
+                                 {reserve_status::stale_config, "stale_config"},
+                                 {reserve_status::not_owner, "not_owner"}});
+    check_names<open_mode>({{open_mode::existing, "existing"},
+                            {open_mode::create, "create"},
+                            {open_mode::open_or_create, "open_or_create"}});
+    check_names<event_type>({{event_type::queued, "queued"},
+                             {event_type::sent, "sent"},
+                             {event_type::delivered, "delivered"},
+                             {event_type::deferred, "deferred"},
+                             {event_type::bounced, "bounced"},
+                             {event_type::complained, "complained"},
+                             {event_type::unsubscribed, "unsubscribed"},
+                             {event_type::opened, "opened"},
+                             {event_type::clicked, "clicked"},
+                             {event_type::rejected, "rejected"},
+                             {event_type::failed, "failed"},
+                             {event_type::replied, "replied"},
+                             {event_type::suppressed, "suppressed"},
+                             {event_type::no_capacity, "no_capacity"},
+                             {event_type::unknown, "unknown"},
+                             {event_type::paused, "paused"},
+                             {event_type::alert, "alert"}});
+    check_names<suppression_reason>({{suppression_reason::unsubscribe, "unsubscribe"},
+                                     {suppression_reason::hard_bounce, "hard_bounce"},
+                                     {suppression_reason::complaint, "complaint"},
+                                     {suppression_reason::manual, "manual"},
+                                     {suppression_reason::legal, "legal"}});
+    for (auto r :
+         {suppression_reason::unsubscribe, suppression_reason::hard_bounce,
+          suppression_reason::complaint, suppression_reason::manual, suppression_reason::legal})
+        CHECK(parse_suppression_reason(to_string(r)).value() == r);
+    check_names<suppression_kind>(
+        {{suppression_kind::address, "address"}, {suppression_kind::domain, "domain"}});
+    check_names<quota_scope>({{quota_scope::provider, "provider"},
+                              {quota_scope::sender_domain, "sender_domain"},
+                              {quota_scope::recipient_domain, "recipient_domain"}});
+    check_names<pause_scope>({{pause_scope::workspace, "workspace"},
+                              {pause_scope::pool, "pool"},
+                              {pause_scope::mailbox, "mailbox"},
+                              {pause_scope::provider, "provider"},
+                              {pause_scope::sender_domain, "sender_domain"}});
+    check_names<rotation_kind>({{rotation_kind::round_robin, "round_robin"},
+                                {rotation_kind::weighted, "weighted"},
+                                {rotation_kind::priority, "priority"}});
+    check_names<window_kind>(
+        {{window_kind::rolling, "rolling"}, {window_kind::calendar, "calendar"}});
+    check_names<log_level>({{log_level::trace, "trace"},
+                            {log_level::debug, "debug"},
+                            {log_level::info, "info"},
+                            {log_level::warning, "warning"},
+                            {log_level::error, "error"},
+                            {log_level::off, "off"}});
+    check_names<failure>({{failure::transient, "transient"},
+                          {failure::throttled, "throttled"},
+                          {failure::quota_exhausted, "quota_exhausted"},
+                          {failure::reputation, "reputation"},
+                          {failure::auth, "auth"},
+                          {failure::recipient_permanent, "recipient_permanent"},
+                          {failure::message_rejected, "message_rejected"},
+                          {failure::unknown_outcome, "unknown_outcome"}});
+}
+
+TEST_CASE("an enum prints inside a sentence") {
+    CHECK(fmt::format("{} is {} ({})", "rep1", mailers::ineligible_reason::cap_reached,
+                      mailers::health_state::half_open) == "rep1 is cap_reached (half_open)");
 }
