@@ -46,7 +46,15 @@ struct engine_params {
     std::shared_ptr<mailers::clock> clock;    ///< default: system clock
     logger log;
     authorizer authorize;                             ///< default: allow everything
-    suppression_options suppression;                  ///< address folding rules
+    /// The workspace's address folding rules, which are stored with it.
+    /// Unset: the stored ones (the defaults for a new workspace). Set and
+    /// different: the engine changes them as it starts, re-keying every
+    /// stored entry in one audited step (`suppression.settings`), which
+    /// needs every other engine of the workspace stopped; turning a fold
+    /// off while address entries exist is refused (errc::invalid_argument),
+    /// since the spellings it folded away are gone. A start also re-keys
+    /// entries stored by an older version whose keys differ.
+    std::optional<suppression_options> suppression;
     std::uint64_t random_seed = 0;                    ///< jitter; 0 = from std::random_device
     std::size_t max_batch = 8192;                     ///< ops per group commit, at most
     std::size_t max_message_size = 25 * 1024 * 1024;  ///< rendered octets
@@ -65,13 +73,52 @@ struct engine_params {
     /// sends in flight become `unknown` when it runs out (at once when the
     /// process is gone from this host).
     std::chrono::milliseconds lease{10000};
+    /// A secret (or an "env:NAME" / "file:PATH" reference to one) kept
+    /// outside the store. Given one, the engine appends an
+    /// `audit_key_action` record when it starts and hashes that record and
+    /// every later one with HMAC-SHA256 under the key, so that only a holder
+    /// of the key can rewrite the chain. Once one engine of a workspace has
+    /// it, every engine of the workspace needs the same key: a record
+    /// appended without it, or with another key, fails verification. Empty:
+    /// unkeyed SHA-256. See docs/audit.md.
+    std::string audit_key;
 };
 
-/// One message to one recipient, from a pool or from a named mailbox.
+/// One message, from a pool or from a named mailbox, to `to` and any `cc`
+/// and `bcc` recipients.
+///
+/// Recipients: every recipient (to, cc and bcc, each address once) is
+/// checked against the suppression list when the send is decided and again
+/// at hand-off. One suppressed recipient refuses the whole send with
+/// errc::suppressed, `diag.message` naming it when there are several: a
+/// send is never handed off to part of its list. The mailbox's `max_recipients_per_message` (0 = no
+/// limit) bounds how many there are (errc::invalid_argument for a named
+/// mailbox; a pool skips members with a lower limit, errc::invalid_argument
+/// when every member has one). A recipient-domain quota counts one use per
+/// recipient at that domain, as providers count recipients; mailbox,
+/// provider and sender-domain caps count the message once. The ledger's
+/// `recipient`, events' `recipient` and sticky-sender assignment use `to`.
+/// A permanent recipient failure suppresses `to` only when it is the only
+/// recipient: the transport does not say which of several was refused.
 struct send_request {
     std::string pool;     ///< draw the sender from this pool ...
     std::string mailbox;  ///< ... or send from exactly this mailbox
-    address to;
+    address to;           ///< required
+    std::vector<address> cc;
+    std::vector<address> bcc;  ///< in the envelope only, never in the headers
+    std::optional<address> reply_to;
+    /// A message the host rendered (and perhaps DKIM-signed) itself: the
+    /// whole RFC 5322 message in CRLF lines (no other CR or LF), handed to
+    /// the transport as given. It needs a named `mailbox` (a pool could pick a sender the
+    /// bytes do not name) whose address is the one in the bytes' From
+    /// field, and exactly one Message-ID field, which becomes the send's.
+    /// Subject, bodies, headers, attachments, unsubscribe, in_reply_to,
+    /// references and reply_to must then be empty. `to`, `cc` and `bcc`
+    /// are the envelope: checked, limited and counted as for any send, and
+    /// not compared with the bytes' To and Cc. Violations complete with
+    /// errc::invalid_argument before anything is reserved. SendGrid and
+    /// Postmark take no pre-rendered messages and refuse them.
+    std::string raw;
     std::string subject;
     std::string text;
     std::string html;
@@ -101,6 +148,8 @@ struct send_result {
 
 /// What pause() applies to.
 enum class pause_scope { workspace, pool, mailbox, provider, sender_domain };
+
+MAILERS_API std::string_view to_string(pause_scope s) noexcept;
 
 struct pause_target {
     pause_scope scope = pause_scope::workspace;
@@ -174,6 +223,12 @@ public:
     /// The default token is `deferred`: `eng.async_send(r);` alone does
     /// nothing — pass a callback, `use_future`, `use_awaitable`, or
     /// `co_await` it.
+    ///
+    /// A token that turns the error into an exception (`use_awaitable`,
+    /// `use_future`) throws a bare `system_error` and drops the result
+    /// (`retry_at`, diagnostics, mailbox). Pass `as_tuple(use_awaitable)` to
+    /// get both without exceptions, or `with_result(use_awaitable)`
+    /// (with_result.hpp) to throw a `send_error` that carries the result.
     template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, send_result))
                   Token = boost::asio::deferred_t>
     auto async_send(send_request req, Token&& token = {}) {
@@ -256,9 +311,22 @@ public:
     std::uint64_t on_event(std::function<void(const event&)> fn);
     void remove_event_handler(std::uint64_t id);
 
-    /// Reads the audit log and checks its hash chain.
+    /// Reads the audit log from `from_seq` on.
     std::vector<audit_record> audit_log(std::uint64_t from_seq = 1) const;
+    /// Reads the whole audit log and checks it with `verify_audit_chain`
+    /// and this engine's audit key: the chain must start at seq 1 from the
+    /// genesis. Returns errc::audit_chain_broken and sets `*bad_seq` (see
+    /// there) when it fails. Records cut from the end leave a chain that
+    /// verifies: keep checkpoints elsewhere and pass one.
     error_code verify_audit(std::uint64_t* bad_seq = nullptr) const;
+    /// As above, and the chain must reach `checkpoint`: fewer records than
+    /// its seq, or another hash at that seq, fails.
+    error_code verify_audit(const audit_head& checkpoint, std::uint64_t* bad_seq = nullptr) const;
+    /// The head of the audit log, for the host to keep outside the store
+    /// and pass to `verify_audit` later. Reads and verifies the whole log
+    /// first, so a checkpoint never vouches for a chain that fails: throws
+    /// `mailers::exception` with errc::audit_chain_broken then.
+    audit_head audit_checkpoint() const;
 
     engine_stats stats() const;
     /// Where the time of a send goes, stage by stage.

@@ -9,8 +9,8 @@
 //   * send ids, idempotency keys (a taken key answers `duplicate` with the
 //     row that holds it), the minimum gap of a mailbox;
 //   * the audit chain: the store gives each record its seq, links it to the
-//     head and hashes it (`audit_hash`), so one chain per workspace however
-//     many processes append;
+//     head and hashes it (`audit_hash`, under the key the op carries), so
+//     one chain per workspace however many processes append;
 //   * the change feed: every commit that changes configuration objects or
 //     suppressions publishes the next change seq; `changes_since` returns
 //     what changed, so engines apply what others committed;
@@ -72,6 +72,8 @@ enum class open_mode {
     /// create on first run and know nothing else can point them elsewhere.
     open_or_create,
 };
+
+MAILERS_API std::string_view to_string(open_mode m) noexcept;
 
 /// One logical send. Failover reserves again on the same row (new mailbox,
 /// attempt + 1) before the next hand-off, so there is one row per
@@ -176,10 +178,13 @@ struct reserve_send {
 struct update_send {
     ledger_row row;
 };
-/// Appends to the workspace's audit chain: the store sets seq, prev_hash
-/// and hash (those given are ignored).
+/// Appends to the workspace's audit chain: the store sets seq (head + 1),
+/// prev_hash (the head's hash, "" for seq 1) and hash =
+/// `audit_hash(record, key)` (those given are ignored).
 struct append_audit {
     audit_record record;
+    /// The audit key, or "" for an unkeyed SHA-256. Never stored.
+    std::string key;
 };
 }  // namespace store_ops
 

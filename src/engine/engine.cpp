@@ -12,6 +12,7 @@
 #include <mailers/transport_factory.hpp>
 #include <ostream>
 
+#include "config/secret_ref.hpp"
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
@@ -157,6 +158,7 @@ void engine::impl::load() {
     for (auto& [id, p] : pools) rebuild(p, mailboxes);
     {
         std::unique_lock sl(supp_mu);
+        plan_suppression_settings(snap);
         std::size_t domains = 0;
         for (const auto& e : snap.suppressions) domains += e.kind == suppression_kind::domain;
         index.reserve(snap.suppressions.size() - domains, domains);
@@ -272,8 +274,24 @@ void queue_audited(engine::impl& s, const principal& who, std::string_view actio
                    std::string_view type, std::string_view id, std::string before,
                    std::string after, std::vector<store_op> ops, commit_writer::done_fn done) {
     ops.push_back(store_ops::append_audit{
-        s.next_audit(who, action, type, id, std::move(before), std::move(after))});
+        s.next_audit(who, action, type, id, std::move(before), std::move(after)),
+        s.params.audit_key});
     s.writer->enqueue(std::move(ops), std::move(done));
+}
+
+// Replaces a reference by the key itself, before anything is hashed with it.
+void resolve_audit_key(engine::impl& s) {
+    std::string error;
+    if (!detail::resolve_value(s.params.audit_key, "engine_params.audit_key", error))
+        fail(errc::invalid_argument, std::move(error));
+}
+
+// Marks where this engine's keyed records start: verifying with the key
+// needs such a record, which only a holder of the key can hash.
+void record_audit_key(engine::impl& s) {
+    if (s.params.audit_key.empty()) return;
+    s.mutate(principal::system(), audit_key_action, "audit", s.params.workspace, "",
+             R"({"hash":"hmac-sha256"})", {}, {});
 }
 
 }  // namespace
@@ -364,8 +382,11 @@ void engine::impl::emit(event ev) {
 
 engine::engine(boost::asio::any_io_executor ex, engine_params params)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(params))) {
+    resolve_audit_key(*impl_);
     impl_->load();
+    record_audit_key(*impl_);
     impl_->start_sync();
+    impl_->commit_suppression_settings();
 }
 
 engine::~engine() {
@@ -407,7 +428,7 @@ void engine::add_provider(const principal& who, const std::string& id, std::stri
     diagnostics diag;
     auto parsed = parse_dsn(dsn_text, &diag);
     if (!parsed) throw exception(parsed.error(), diag);
-    auto t = make_transport(impl_->ex, dsn_text, &diag);
+    auto t = make_transport(impl_->ex, dsn_text, impl_->params.log, &diag);
     if (!t) throw exception(t.error(), diag);
     std::string after;
     json::writer(after)
@@ -653,7 +674,7 @@ std::string normalise_entry(suppression_kind kind, std::string_view value,
 
 void engine::suppress(const principal& who, suppression_kind kind, std::string_view value,
                       suppression_reason reason, std::string_view source) {
-    auto key = normalise_entry(kind, value, impl_->params.suppression);
+    auto key = normalise_entry(kind, value, impl_->suppression_opts());
     if (has_crlf(source)) fail(errc::invalid_argument, "suppression source contains CR or LF");
     impl_->authorize(who, "suppression.add", "suppression", key);
     suppression_entry e{kind, key, reason, std::string(source), impl_->clk->now()};
@@ -666,7 +687,7 @@ void engine::suppress(const principal& who, suppression_kind kind, std::string_v
 }
 
 bool engine::unsuppress(const principal& who, suppression_kind kind, std::string_view value) {
-    auto key = normalise_entry(kind, value, impl_->params.suppression);
+    auto key = normalise_entry(kind, value, impl_->suppression_opts());
     {
         std::shared_lock lock(impl_->supp_mu);
         if (!impl_->index.contains(kind, key)) return false;
@@ -685,12 +706,12 @@ bool engine::unsuppress(const principal& who, suppression_kind kind, std::string
 }
 
 bool engine::is_suppressed(std::string_view addr) const {
-    auto key = normalise_entry(suppression_kind::address, addr, impl_->params.suppression);
+    auto key = normalise_entry(suppression_kind::address, addr, impl_->suppression_opts());
     return impl_->suppressed(key);
 }
 
 std::optional<suppression_entry> engine::find_suppression(std::string_view addr) const {
-    auto key = normalise_entry(suppression_kind::address, addr, impl_->params.suppression);
+    auto key = normalise_entry(suppression_kind::address, addr, impl_->suppression_opts());
     std::optional<suppression_match> m;
     {
         std::shared_lock lock(impl_->supp_mu);
@@ -718,7 +739,7 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
     std::string digest_input;
     csv_parse_report report;
     auto ec = parse_suppression_csv(
-        csv, impl_->params.suppression,
+        csv, impl_->suppression_opts(),
         [&](suppression_entry&& e) {
             if (e.source.empty()) e.source = std::string(source);
             if (e.created_at == time_point{}) e.created_at = now;
@@ -859,8 +880,25 @@ std::vector<audit_record> engine::audit_log(std::uint64_t from_seq) const {
 }
 
 error_code engine::verify_audit(std::uint64_t* bad_seq) const {
-    auto log = audit_log(1);
-    return verify_audit_chain(log, bad_seq);
+    return verify_audit_chain(audit_log(1), audit_verify_options{{}, impl_->params.audit_key},
+                              bad_seq);
+}
+
+error_code engine::verify_audit(const audit_head& checkpoint, std::uint64_t* bad_seq) const {
+    return verify_audit_chain(audit_log(1),
+                              audit_verify_options{checkpoint, impl_->params.audit_key}, bad_seq);
+}
+
+audit_head engine::audit_checkpoint() const {
+    const auto log = audit_log(1);
+    std::uint64_t bad_seq = 0;
+    if (auto ec =
+            verify_audit_chain(log, audit_verify_options{{}, impl_->params.audit_key}, &bad_seq))
+        throw exception(ec, fmt::format("workspace '{}': the audit log fails verification at "
+                                        "seq {}; no checkpoint taken",
+                                        impl_->params.workspace, bad_seq));
+    if (log.empty()) return {};
+    return {log.back().seq, log.back().hash};
 }
 
 std::uint64_t latency_histogram::total() const noexcept {

@@ -127,6 +127,29 @@ struct __attribute__((visibility("hidden"))) engine::impl
 
     mutable std::shared_mutex supp_mu;
     detail::suppression_index index;
+    /// The workspace's folding rules, which made the keys in `index`
+    /// (suppression_settings.cpp); under supp_mu.
+    suppression_options supp_opts;
+    suppression_options suppression_opts() const {
+        std::shared_lock lock(supp_mu);
+        return supp_opts;
+    }
+    /// What load() found to change in the workspace's suppression settings,
+    /// committed by commit_suppression_settings() once the engine is a
+    /// member that follows the feed.
+    struct settings_change {
+        std::string before, after;
+        suppression_options options;
+        std::vector<store_op> ops;
+        std::vector<std::pair<suppression_kind, std::string>> erased, inserted;
+        bool rekeys() const { return !erased.empty(); }
+    };
+    std::optional<settings_change> pending_settings;
+    /// Reads the stored settings from `snap` (under mu and supp_mu).
+    void plan_suppression_settings(const store_snapshot& snap);
+    void commit_suppression_settings();
+    /// Applies settings another engine committed (under mu).
+    void apply_suppression_settings(const stored_object& o);
 
     std::mutex ev_mu;
     std::vector<std::pair<std::uint64_t, std::function<void(const event&)>>> handlers;

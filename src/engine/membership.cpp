@@ -171,6 +171,8 @@ void engine::impl::apply_changes(const change_set& cs) {
                 }
             } else if (o.kind == "pause") {
                 pauses[o.id] = o.json;
+            } else if (o.kind == "settings" && o.id == "suppression") {
+                apply_suppression_settings(o);
             }
         }
         for (const auto& [kind, id] : cs.deleted_objects) {

@@ -17,7 +17,7 @@ void write_limits(json::writer& w, const std::vector<rate_limit>& limits) {
         w.begin_object()
             .member("max", l.max)
             .member("seconds", static_cast<std::int64_t>(l.length.count()))
-            .member("kind", l.kind == window_kind::rolling ? "rolling" : "calendar")
+            .member("kind", to_string(l.kind))
             .end_object();
     }
     w.end_array();
@@ -76,46 +76,6 @@ auto parse_object(std::string_view json, F&& f) -> decltype(f(std::declval<objec
 
 }  // namespace
 
-std::string_view to_string(quota_scope s) noexcept {
-    switch (s) {
-        case quota_scope::provider:
-            return "provider";
-        case quota_scope::sender_domain:
-            return "sender_domain";
-        case quota_scope::recipient_domain:
-            return "recipient_domain";
-    }
-    return "provider";
-}
-
-std::string_view to_string(pause_scope s) noexcept {
-    switch (s) {
-        case pause_scope::workspace:
-            return "workspace";
-        case pause_scope::pool:
-            return "pool";
-        case pause_scope::mailbox:
-            return "mailbox";
-        case pause_scope::provider:
-            return "provider";
-        case pause_scope::sender_domain:
-            return "sender_domain";
-    }
-    return "workspace";
-}
-
-std::string_view to_string(rotation_kind k) noexcept {
-    switch (k) {
-        case rotation_kind::round_robin:
-            return "round_robin";
-        case rotation_kind::weighted:
-            return "weighted";
-        case rotation_kind::priority:
-            return "priority";
-    }
-    return "round_robin";
-}
-
 std::string quota_object_id(quota_scope scope, std::string_view key) {
     return std::string(to_string(scope)) + ":" + std::string(key);
 }
@@ -152,9 +112,7 @@ std::string to_json(const mailbox_config& m) {
         .member("jitter_s", static_cast<std::int64_t>(m.jitter.count()))
         .member("priority", m.priority)
         .member("weight", m.weight)
-        .member("state", m.state == mailbox_state::active   ? "active"
-                         : m.state == mailbox_state::paused ? "paused"
-                                                            : "retired")
+        .member("state", to_string(m.state))
         .key("breaker")
         .begin_object()
         .member("failure_threshold", m.breaker.failure_threshold)
@@ -289,6 +247,30 @@ std::string to_json(const suppression_entry& e) {
         .member("created_at_us", micros(e.created_at))
         .end_object();
     return out;
+}
+
+std::string to_json(const suppression_settings& s) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("normaliser", static_cast<std::int64_t>(s.normaliser))
+        .member("fold_plus_tags", s.options.fold_plus_tags)
+        .member("fold_gmail_dots", s.options.fold_gmail_dots)
+        .end_object();
+    return out;
+}
+
+boost::system::result<suppression_settings> suppression_settings_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<suppression_settings> {
+        suppression_settings s;
+        s.normaliser = static_cast<int>(get_int(o, "normaliser"));
+        bool plus = false, dots = false;
+        if (o["fold_plus_tags"].get(plus) != simdjson::SUCCESS ||
+            o["fold_gmail_dots"].get(dots) != simdjson::SUCCESS || s.normaliser <= 0)
+            return bad();
+        s.options = {plus, dots};
+        return s;
+    });
 }
 
 }  // namespace mailers::detail

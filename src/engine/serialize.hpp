@@ -18,10 +18,18 @@ boost::system::result<mailbox_config> mailbox_from_json(std::string_view json);
 boost::system::result<pool_config> pool_from_json(std::string_view json);
 boost::system::result<quota> quota_from_json(std::string_view json);
 
-std::string_view to_string(quota_scope s) noexcept;
-std::string_view to_string(pause_scope s) noexcept;
-std::string_view to_string(rotation_kind k) noexcept;
 std::string quota_object_id(quota_scope scope, std::string_view key);
 std::string pause_object_id(const pause_target& t);
+
+/// The workspace's suppression settings (object "settings"/"suppression"):
+/// the folding rules its entries were normalised with, and the version of
+/// the normaliser that made the keys.
+struct suppression_settings {
+    int normaliser = 0;
+    suppression_options options;
+    friend bool operator==(const suppression_settings&, const suppression_settings&) = default;
+};
+std::string to_json(const suppression_settings& s);
+boost::system::result<suppression_settings> suppression_settings_from_json(std::string_view json);
 
 }  // namespace mailers::detail

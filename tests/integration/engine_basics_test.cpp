@@ -1,4 +1,10 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <future>
 #include <mailers/mime.hpp>
+#include <mailers/with_result.hpp>
 #include <thread>
 
 #include "engine_fixture.hpp"
@@ -248,4 +254,353 @@ TEST_CASE("two engines changing one workspace at once both return, and each sees
         CHECK(b.is_suppressed("a" + std::to_string(i) + "@example.com"));
     }
     CHECK(a.eng->verify_audit() == error_code{});
+}
+
+namespace {
+
+address addr(const std::string& s) {
+    auto at = s.find('@');
+    return address{s.substr(0, at), s.substr(at + 1), {}};
+}
+
+// A fixture with mailbox rep1 in pool "p" and a recipient-domain quota of
+// `per_day` on `key`.
+void limit_recipient_domain(fixture& f, const std::string& key, std::uint64_t per_day) {
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    quota q;
+    q.scope = quota_scope::recipient_domain;
+    q.key = key;
+    q.limits = {rate_limit::per_day(per_day)};
+    f.eng->set_quota(f.admin, q);
+}
+
+}  // namespace
+
+TEST_CASE("cc and bcc recipients reach the transport; bcc stays out of the headers") {
+    fixture f;
+    f.record_events();
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    auto req = fixture::direct("rep1", "alice@example.com");
+    req.cc = {addr("carol@example.org"), addr("alice@EXAMPLE.com")};
+    req.bcc = {addr("hidden@example.net")};
+    req.reply_to = addr("replies@brand.com");
+
+    auto [ec, r] = f.send(std::move(req));
+    REQUIRE_FALSE(ec);
+    REQUIRE(f.capture->count() == 1);
+    auto sent = *f.capture->last();
+    CHECK(sent.env.rcpt_to ==
+          std::vector<std::string>{"alice@example.com", "carol@example.org", "hidden@example.net"});
+    REQUIRE(sent.msg.bcc.size() == 1);
+    auto bytes = render_message(sent.msg);
+    REQUIRE(bytes.has_value());
+    CHECK(bytes->find("carol@example.org") != std::string::npos);
+    CHECK(bytes->find("Reply-To: replies@brand.com") != std::string::npos);
+    CHECK(bytes->find("hidden@example.net") == std::string::npos);
+    CHECK(f.ledger(r.send_id)->recipient == "alice@example.com");
+    auto sent_events = f.events_of(event_type::sent);
+    REQUIRE(sent_events.size() == 1);
+    CHECK(sent_events.front().recipient == "alice@example.com");
+}
+
+TEST_CASE("one suppressed cc or bcc recipient refuses the whole send and is named") {
+    fixture f;
+    f.record_events();
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    f.eng->suppress(f.admin, suppression_kind::address, "carol@example.org",
+                    suppression_reason::unsubscribe);
+    f.eng->suppress(f.admin, suppression_kind::domain, "blocked.net", suppression_reason::legal);
+
+    auto with_cc = fixture::request("p", "alice@example.com");
+    with_cc.cc = {addr("Carol@Example.org")};
+    auto [ec, r] = f.send(with_cc);
+    CHECK(ec == errc::suppressed);
+    CHECK(r.diag.message.find("carol@example.org") != std::string::npos);
+    CHECK(r.send_id.empty());
+
+    auto with_bcc = fixture::request("p", "alice@example.com");
+    with_bcc.bcc = {addr("someone@mail.blocked.net")};
+    auto [ec2, r2] = f.send(with_bcc);
+    CHECK(ec2 == errc::suppressed);
+    CHECK(r2.diag.message.find("someone@mail.blocked.net") != std::string::npos);
+
+    CHECK(f.capture->count() == 0);
+    auto refused = f.events_of(event_type::suppressed);
+    REQUIRE(refused.size() == 2);
+    CHECK(refused[0].recipient == "alice@example.com");
+    CHECK(refused[0].detail.find("carol@example.org") != std::string::npos);
+    CHECK(f.eng->stats().suppressed == 2);
+}
+
+TEST_CASE("a recipient-domain quota counts every recipient at the domain, cc and bcc included") {
+    fixture f;
+    limit_recipient_domain(f, "example.com", 3);
+
+    auto two = fixture::request("p", "a@example.com");
+    two.cc = {addr("b@example.com"), addr("x@other.org")};
+    CHECK_FALSE(f.send(two).first);  // 2 of 3
+
+    auto over = fixture::request("p", "c@example.com");
+    over.bcc = {addr("d@example.com")};
+    CHECK(f.send(over).first == errc::no_capacity);  // 2 + 2 > 3
+
+    CHECK_FALSE(f.send(fixture::request("p", "c@example.com")).first);  // exactly 3
+    CHECK(f.send(fixture::request("p", "e@example.com")).first == errc::no_capacity);
+    CHECK(f.capture->count() == 2);
+}
+
+TEST_CASE("a \"*\" recipient-domain quota counts each domain's recipients apart") {
+    fixture f;
+    limit_recipient_domain(f, "*", 2);
+
+    auto three = fixture::request("p", "a@example.com");
+    three.cc = {addr("b@example.com"), addr("c@example.com")};
+    CHECK(f.send(three).first == errc::no_capacity);  // never fits under 2
+
+    auto mixed = fixture::request("p", "a@example.com");
+    mixed.cc = {addr("x@other.org")};
+    mixed.bcc = {addr("b@example.com")};
+    CHECK_FALSE(f.send(mixed).first);  // example.com 2 of 2, other.org 1 of 2
+    CHECK(f.send(fixture::request("p", "c@example.com")).first == errc::no_capacity);
+    auto pair = fixture::request("p", "y@other.org");
+    pair.cc = {addr("z@other.org")};
+    CHECK(f.send(pair).first == errc::no_capacity);
+    CHECK_FALSE(f.send(fixture::request("p", "y@other.org")).first);
+    CHECK(f.capture->count() == 2);
+}
+
+TEST_CASE("more recipients than the mailbox's per-message limit are refused before reserving") {
+    fixture f;
+    auto small = f.mailbox("small", "small@brand.com");
+    small.max_recipients_per_message = 2;
+    f.eng->upsert_mailbox(f.admin, small);
+    f.add_pool("only-small", {"small"});
+    auto req = fixture::direct("small", "a@example.com");
+    req.cc = {addr("b@example.com")};
+    req.bcc = {addr("c@example.com")};
+
+    auto [ec, r] = f.send(req);
+    CHECK(ec == errc::invalid_argument);
+    CHECK(r.diag.message.find("limit of 2") != std::string::npos);
+    CHECK(r.send_id.empty());
+    req.mailbox.clear();
+    req.pool = "only-small";
+    CHECK(f.send(req).first == errc::invalid_argument);
+
+    // A pool skips the member that cannot carry the list.
+    f.eng->upsert_mailbox(f.admin, f.mailbox("big", "big@brand.com"));
+    f.add_pool("mixed", {"small", "big"});
+    req.pool = "mixed";
+    auto [ec2, r2] = f.send(req);
+    CHECK_FALSE(ec2);
+    CHECK(r2.mailbox == "big");
+    CHECK(f.capture->count() == 1);
+    CHECK(f.eng->stats().rejected == 2);
+}
+
+TEST_CASE("a permanent failure of a send to several recipients suppresses none of them") {
+    fixture f;
+    auto fi = f.add_faulty_provider("pa");
+    auto m = f.mailbox("rep1", "rep1@brand.com");
+    m.provider = "pa";
+    f.eng->upsert_mailbox(f.admin, m);
+    fi->fail_nth(1, make_error_code(transport_errc::recipient_rejected));
+    fi->fail_nth(2, make_error_code(transport_errc::recipient_rejected));
+
+    auto req = fixture::direct("rep1", "a@example.com");
+    req.cc = {addr("b@example.com")};
+    CHECK(f.send(req).first == failure::recipient_permanent);
+    CHECK_FALSE(f.eng->is_suppressed("a@example.com"));
+    CHECK_FALSE(f.eng->is_suppressed("b@example.com"));
+
+    CHECK(f.send(fixture::direct("rep1", "solo@example.com")).first ==
+          failure::recipient_permanent);
+    CHECK(f.eng->is_suppressed("solo@example.com"));
+}
+
+TEST_CASE("a cc suppressed while its send is reserving is not handed off") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    auto req = fixture::direct("rep1", "alice@example.com");
+    req.cc = {addr("late@example.org")};
+    auto slot = f.start(std::move(req));
+    // Run until the send has passed its decision-time checks and its
+    // reservation has left for the store; the reservation's answer waits
+    // for the io_context, which does not run while suppress() does.
+    f.ioc.restart();
+    while (f.eng->latencies().decide.total() == 0) f.ioc.run_one();
+    REQUIRE_FALSE(slot->has_value());
+    f.eng->suppress(f.admin, suppression_kind::address, "late@example.org",
+                    suppression_reason::unsubscribe);
+
+    f.run_until([&] { return slot->has_value(); });
+    auto& [ec, r] = **slot;
+    CHECK(ec == errc::suppressed);
+    CHECK(r.diag.message.find("late@example.org") != std::string::npos);
+    CHECK(r.diag.message.find("before hand-off") != std::string::npos);
+    CHECK(f.capture->count() == 0);
+    CHECK(f.ledger(r.send_id)->state == send_state::failed);
+}
+
+TEST_CASE("with_result(use_awaitable): a failed send throws send_error carrying its result") {
+    fixture f;
+    auto faulty = f.add_faulty_provider("faulty");
+    auto m = f.mailbox("rep1", "rep1@brand.com", {rate_limit::per_day(1)});
+    m.provider = "faulty";
+    f.eng->upsert_mailbox(f.admin, m);
+    f.add_pool("p", {"rep1"});
+    diagnostics refusal;
+    refusal.provider_reply = "550 5.1.1 no such user";
+    refusal.enhanced_status = "5.1.1";
+    faulty->fail_nth(1, make_error_code(transport_errc::recipient_rejected), refusal);
+
+    std::optional<send_result> accepted;
+    std::optional<send_error> rejected, no_capacity;
+    bool done = false;
+    boost::asio::co_spawn(
+        f.ioc,
+        [&]() -> boost::asio::awaitable<void> {
+            auto token = with_result(boost::asio::use_awaitable);
+            try {
+                co_await f.eng->async_send(fixture::request("p", "gone@example.com"), token);
+            } catch (const send_error& e) {
+                rejected = e;
+            }
+            accepted = co_await f.eng->async_send(fixture::request("p", "a@example.com"), token);
+            try {
+                co_await f.eng->async_send(fixture::request("p", "late@example.com"), token);
+            } catch (const send_error& e) {
+                no_capacity = e;
+            }
+            done = true;
+        },
+        boost::asio::detached);
+    while (!done) f.ioc.run_one();
+
+    REQUIRE(accepted);
+    CHECK(accepted->mailbox == "rep1");
+    CHECK(accepted->state == send_state::accepted);
+
+    REQUIRE(rejected);
+    CHECK(rejected->code() == failure::recipient_permanent);
+    CHECK(rejected->result().mailbox == "rep1");
+    CHECK_FALSE(rejected->result().send_id.empty());
+    CHECK(rejected->result().state == send_state::failed);
+    CHECK(rejected->result().diag.enhanced_status == "5.1.1");
+    CHECK(rejected->diag().provider_reply == "550 5.1.1 no such user");
+
+    // The refused send gave its unit back; the accepted one used the cap of
+    // one, so the result says when to try again.
+    REQUIRE(no_capacity);
+    CHECK(no_capacity->code() == errc::no_capacity);
+    CHECK(no_capacity->result().retry_at == test_epoch() + std::chrono::hours(24));
+}
+
+TEST_CASE("with_result with a callback: a null exception_ptr and the result on success") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    f.eng->suppress(f.admin, suppression_kind::address, "no@example.com",
+                    suppression_reason::manual);
+    std::vector<std::pair<std::exception_ptr, send_result>> got;
+    auto keep = [&](std::exception_ptr ex, send_result r) { got.emplace_back(ex, std::move(r)); };
+    f.eng->async_send(fixture::request("p", "yes@example.com"), with_result(keep));
+    f.eng->async_send(fixture::request("p", "no@example.com"), with_result(keep));
+    while (got.size() < 2) f.ioc.run_one();
+
+    const auto& ok = got[0].first ? got[1] : got[0];
+    const auto& refused = got[0].first ? got[0] : got[1];
+    CHECK_FALSE(ok.first);
+    CHECK(ok.second.mailbox == "rep1");
+    REQUIRE(refused.first);
+    try {
+        std::rethrow_exception(refused.first);
+    } catch (const send_error& e) {
+        CHECK(e.code() == errc::suppressed);
+        CHECK(e.result().send_id == refused.second.send_id);
+    } catch (...) {
+        FAIL("the exception is not a send_error");
+    }
+}
+
+TEST_CASE("with_result(use_future): get() throws send_error carrying the result") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com", {rate_limit::per_day(1)}));
+    f.add_pool("p", {"rep1"});
+    // use_future completes on whichever thread finishes the send, so the
+    // loop polls the engine's executor instead of blocking in it.
+    auto wait = [&](std::future<send_result>& fut) {
+        while (fut.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
+            f.ioc.restart();
+            f.ioc.poll();
+        }
+    };
+    auto first = f.eng->async_send(fixture::request("p", "a@example.com"),
+                                   with_result(boost::asio::use_future));
+    wait(first);
+    CHECK(first.get().mailbox == "rep1");
+
+    auto second = f.eng->async_send(fixture::request("p", "b@example.com"),
+                                    with_result(boost::asio::use_future));
+    wait(second);
+    try {
+        second.get();
+        FAIL("a send past the cap succeeded");
+    } catch (const send_error& e) {
+        CHECK(e.code() == errc::no_capacity);
+        CHECK(e.result().retry_at == test_epoch() + std::chrono::hours(24));
+    }
+}
+
+TEST_CASE("a raw message goes as given from its named mailbox; its envelope is checked") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    const std::string raw =
+        "From: Rep <rep1@Brand.com>\r\nTo: a@example.com\r\nMessage-ID: <host-1@brand.com>\r\n"
+        "Subject: signed by the host\r\n\r\nbody\r\n";
+    const auto raw_request = [&](std::string bytes) {
+        auto r = fixture::direct("rep1", "a@example.com");
+        r.subject.clear();
+        r.text.clear();
+        r.raw = std::move(bytes);
+        return r;
+    };
+
+    auto req = raw_request(raw);
+    req.bcc = {addr("hidden@example.org")};
+    auto [ec, r] = f.send(req);
+    REQUIRE_MESSAGE(!ec, r.diag.message);
+    CHECK(r.message_id == "host-1@brand.com");
+    REQUIRE(f.capture->count() == 1);
+    auto sent = *f.capture->last();
+    CHECK(sent.raw == raw);
+    CHECK(sent.env.rcpt_to == std::vector<std::string>{"a@example.com", "hidden@example.org"});
+    CHECK(f.ledger(r.send_id)->message_id == "host-1@brand.com");
+
+    f.eng->suppress(f.admin, suppression_kind::address, "hidden@example.org",
+                    suppression_reason::unsubscribe);
+    auto [sec, sr] = f.send(req);
+    CHECK(sec == errc::suppressed);
+    CHECK(sr.diag.message.find("hidden@example.org") != std::string::npos);
+
+    const auto refused = [&](send_request bad, const std::string& why) {
+        auto [bec, br] = f.send(std::move(bad));
+        CHECK(bec == errc::invalid_argument);
+        CHECK_MESSAGE(br.diag.message.find(why) != std::string::npos, br.diag.message);
+    };
+    auto pooled = raw_request(raw);
+    pooled.mailbox.clear();
+    pooled.pool = "p";
+    refused(pooled, "named mailbox");
+    auto with_subject = raw_request(raw);
+    with_subject.subject = "Hello";
+    refused(with_subject, "must be empty");
+    refused(raw_request("From: other@brand.com\r\nMessage-ID: <x@brand.com>\r\n\r\nbody\r\n"),
+            "not from mailbox 'rep1'");
+    refused(raw_request("From: rep1@brand.com\r\n\r\nbody\r\n"), "Message-ID");
+    refused(raw_request("From: rep1@brand.com\nMessage-ID: <x@brand.com>\n\nbody\n"), "CRLF");
+    CHECK(f.capture->count() == 1);
 }

@@ -2,11 +2,14 @@
 #include <doctest/doctest.h>
 #include <uninorm.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <ios>
 #include <mailers/suppression.hpp>
+#include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -573,4 +576,109 @@ TEST_CASE("a suppressed address is suppressed in every spelling") {
     }
     CHECK(f.eng->suppression_count() == groups.size());
     CHECK(f.capture->count() == 0);
+}
+
+namespace {
+
+// An engine on the fixture's store with these folding rules (none: the
+// workspace's stored ones).
+std::unique_ptr<mailers::engine> engine_with(mailers_test::fixture& f,
+                                             std::optional<mailers::suppression_options> o) {
+    mailers::engine_params p;
+    p.storage = f.store;
+    p.clock = f.clock;
+    p.suppression = o;
+    return std::make_unique<mailers::engine>(f.ioc.get_executor(), std::move(p));
+}
+
+std::vector<std::string> stored_keys(mailers::store& st) {
+    std::vector<std::string> keys;
+    for (const auto& e : st.load("default", {}).suppressions) keys.push_back(e.value);
+    std::sort(keys.begin(), keys.end());
+    return keys;
+}
+
+std::size_t settings_changes(mailers::engine& e) {
+    std::size_t n = 0;
+    for (const auto& r : e.audit_log())
+        n += r.action == "suppression.settings";
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("folding rules belong to the workspace: stored, re-keyed when turned on, kept on") {
+    using mailers::errc;
+    using mailers::suppression_kind;
+    using mailers::suppression_reason;
+    mailers_test::db_file db("settings");
+    mailers_test::fixture f(db.path.string());
+    f.eng->suppress(f.admin, suppression_kind::address, "ann+news@example.com",
+                    suppression_reason::unsubscribe);
+    f.eng->suppress(f.admin, suppression_kind::address, "bob@example.com",
+                    suppression_reason::unsubscribe);
+    CHECK_FALSE(f.eng->is_suppressed("ann@example.com"));
+    f.eng.reset();
+
+    // Turned on: the stored entries are re-keyed in one audited step.
+    auto on = engine_with(f, mailers::suppression_options{true, false});
+    CHECK(on->is_suppressed("ann@example.com"));
+    CHECK(on->is_suppressed("ann+other@example.com"));
+    CHECK(stored_keys(*f.store) == std::vector<std::string>{"ann@example.com", "bob@example.com"});
+    CHECK(settings_changes(*on) == 2);  // the first start stored the defaults
+    CHECK(on->verify_audit() == mailers::error_code{});
+    on.reset();
+
+    // Unset: the workspace's rules, whatever the engine's defaults.
+    auto plain = engine_with(f, std::nullopt);
+    CHECK(plain->is_suppressed("ann+again@example.com"));
+    plain->suppress(f.admin, suppression_kind::address, "cy+x@example.com",
+                    suppression_reason::manual);
+    CHECK(plain->is_suppressed("cy@example.com"));
+    CHECK(settings_changes(*plain) == 2);
+    plain.reset();
+
+    // Turned off: refused, nothing changed.
+    try {
+        engine_with(f, mailers::suppression_options{false, false});
+        FAIL("turned a fold off");
+    } catch (const mailers::exception& e) {
+        CHECK(e.code() == errc::invalid_argument);
+        CHECK(std::string(e.what()).find("fold") != std::string::npos);
+    }
+    auto again = engine_with(f, std::nullopt);
+    CHECK(again->is_suppressed("ann+news@example.com"));
+    CHECK(settings_changes(*again) == 2);
+}
+
+TEST_CASE("keys an older normaliser made are re-keyed at start; a change waits to be alone") {
+    using mailers::suppression_kind;
+    mailers_test::db_file db("legacy");
+    mailers_test::fixture f(db.path.string());
+    f.eng.reset();
+    // As an older version stored them: literal and NFD spellings, no settings.
+    f.store->commit("default",
+                    std::vector<mailers::store_op>{
+                        mailers::store_ops::delete_object{"settings", "suppression"},
+                        mailers::store_ops::put_suppression{
+                            {suppression_kind::address, "ops@[192.000.002.001]",
+                             mailers::suppression_reason::legal, "old", {}}},
+                        mailers::store_ops::put_suppression{
+                            {suppression_kind::address, "e\u0301lodie@example.com",
+                             mailers::suppression_reason::legal, "old", {}}}});
+    auto e = engine_with(f, std::nullopt);
+    CHECK(e->is_suppressed("ops@[192.0.2.1]"));
+    CHECK(e->is_suppressed("\u00E9lodie@example.com"));
+    CHECK(stored_keys(*f.store) ==
+          std::vector<std::string>{"ops@[192.0.2.1]", "\u00E9lodie@example.com"});
+
+    // Another engine is attached: a change of rules is refused.
+    try {
+        engine_with(f, mailers::suppression_options{false, true});
+        FAIL("changed the rules under a running engine");
+    } catch (const mailers::exception& ex) {
+        CHECK(ex.code() == mailers::errc::invalid_argument);
+        CHECK(std::string(ex.what()).find("stop the other engines") != std::string::npos);
+    }
+    CHECK(e->is_suppressed("ops@[192.0.2.1]"));
 }
