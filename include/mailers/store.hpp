@@ -93,6 +93,16 @@ struct ledger_row {
     std::string provider_message_id;
     std::string detail;       ///< last error, never secrets
     std::uint64_t owner = 0;  ///< the member that reserved it (see `attach`)
+    /// The change seq (see `changes_since`) the engine had applied when it
+    /// made the current attempt's last suppression check, at the hand-off;
+    /// 0 when no check was recorded (not yet handed off, or refused before
+    /// the check). The check saw every suppression change with a seq at or
+    /// below it, so finding none of the send's recipients suppressed (by
+    /// address or domain) at that seq shows the hand-off respected every
+    /// suppression up to it; one committed later had not reached that
+    /// engine yet, and `engine::suppress` returns only once it has reached
+    /// every engine. Written by `reserve_send` and `update_send` as given.
+    std::uint64_t suppression_seq = 0;
     friend bool operator==(const ledger_row&, const ledger_row&) = default;
 };
 

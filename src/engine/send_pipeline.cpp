@@ -623,6 +623,10 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             co_await t.async_wait(use_awaitable);
         }
         const auto handed = steady::now();
+        // Read under mu: applied_seq moves only under it, and only once the
+        // index holds the changes up to it, so the check below saw them all.
+        // The row keeps it as the proof of which suppressions were checked.
+        std::uint64_t checked_seq = 0;
         auto [tec, outcome] =
             co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
                                           void(error_code, send_outcome)>(
@@ -633,7 +637,9 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     error_code refuse;
                     std::string detail;
                     std::shared_ptr<provider_transport> transport;
-                    if (s.fenced()) {
+                    const bool fenced = s.fenced();
+                    if (!fenced) checked_seq = s.applied_seq.load();
+                    if (fenced) {
                         refuse = make_error_code(errc::store_error);
                         detail = "this engine lost its workspace lease before hand-off";
                     } else if (const auto* r = first_suppressed([&](const std::string& a) {
@@ -668,6 +674,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 },
                 asio::as_tuple(use_awaitable));
         result.attempts = attempt;
+        row.suppression_seq = checked_seq;
         s.record_latency(engine::impl::stage_handoff, steady::now() - handed);
 
         // 5. Record the outcome and act on its failure class.
@@ -747,6 +754,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         const auto failed_row = row;
         row.attempt = attempt + 1;
         row.detail.clear();
+        row.suppression_seq = 0;  // the next attempt is checked at its own hand-off
         auto next = co_await reserve_once();
         lock.lock();
         if (next != reserved_as::ok) {

@@ -604,3 +604,58 @@ TEST_CASE("a raw message goes as given from its named mailbox; its envelope is c
     refused(raw_request("From: rep1@brand.com\nMessage-ID: <x@brand.com>\n\nbody\n"), "CRLF");
     CHECK(f.capture->count() == 1);
 }
+
+TEST_CASE("a ledger row records the suppression state its hand-off was checked against") {
+    fixture f;
+    auto fi = f.add_faulty_provider("pa");
+    auto m = f.mailbox("rep1", "rep1@brand.com");
+    m.provider = "pa";
+    f.eng->upsert_mailbox(f.admin, m);
+    fi->fail_nth(3, make_error_code(transport_errc::recipient_rejected));
+    fi->unknown_nth(4);
+    // The seq the store gave a suppression: the newest change once it returns.
+    const auto suppress = [&](const std::string& a) {
+        f.eng->suppress(f.admin, suppression_kind::address, a, suppression_reason::unsubscribe);
+        const auto seq = f.store->changes_since("default", 0).seq;
+        const auto cs = f.store->changes_since("default", seq - 1);
+        REQUIRE(cs.suppressions.size() == 1);
+        CHECK(cs.suppressions.front().value == a);
+        return seq;
+    };
+    const auto send_row = [&](const std::string& to, send_state expected) {
+        auto [ec, r] = f.send(fixture::direct("rep1", to));
+        auto row = f.ledger(r.send_id);
+        REQUIRE(row);
+        CHECK(row->state == expected);
+        return *row;
+    };
+
+    const auto first = suppress("gone@example.com");
+    const auto before = send_row("a@example.com", send_state::accepted);
+    CHECK(before.suppression_seq >= first);
+    const auto second = suppress("later@example.com");
+    CHECK(before.suppression_seq < second);  // checked before the later one existed
+
+    const auto after = send_row("b@example.com", send_state::accepted);
+    CHECK(after.suppression_seq >= second);
+    CHECK(after.suppression_seq > before.suppression_seq);
+    CHECK(send_row("c@example.com", send_state::failed).suppression_seq >= second);
+    CHECK(send_row("d@example.com", send_state::unknown).suppression_seq >= second);
+
+    // A hand-off refused for a suppression made after the decision records
+    // the seq that refusal saw.
+    auto req = fixture::direct("rep1", "e@example.com");
+    req.cc = {addr("late@example.org")};
+    const auto decided = f.eng->latencies().decide.total();
+    auto slot = f.start(std::move(req));
+    f.ioc.restart();
+    while (f.eng->latencies().decide.total() == decided) f.ioc.run_one();
+    REQUIRE_FALSE(slot->has_value());
+    const auto third = suppress("late@example.org");
+    f.run_until([&] { return slot->has_value(); });
+    CHECK((*slot)->first == errc::suppressed);
+    const auto refused = f.ledger((*slot)->second.send_id);
+    REQUIRE(refused);
+    CHECK(refused->state == send_state::failed);
+    CHECK(refused->suppression_seq >= third);
+}

@@ -384,7 +384,8 @@ TEST_CASE("postgres store: a version 1 schema gains exact cap counts") {
             REQUIRE(r.reservation.status == reserve_status::reserved);
     }
     const std::string back_to_v1 = "psql -q -X \"" + *server + "\" -c 'DROP TABLE " + schema +
-                                   ".cap_counts; DELETE FROM " + schema +
+                                   ".cap_counts; ALTER TABLE " + schema +
+                                   ".sends DROP COLUMN suppression_seq; DELETE FROM " + schema +
                                    ".schema_version WHERE version > 1' >/dev/null 2>&1";
     if (std::system(back_to_v1.c_str()) != 0) {
         MESSAGE("skipped the migration check: psql is not available");
@@ -420,6 +421,39 @@ TEST_CASE("postgres store: a version 1 schema gains exact cap counts") {
     check_floors(0);
     st->purge_cap_uses(ws, uses[100]);
     check_floors(100);
+    std::system(
+        ("psql -q -X \"" + *server + "\" -c 'DROP SCHEMA " + schema + " CASCADE' >/dev/null 2>&1")
+            .c_str());
+}
+
+TEST_CASE("postgres store: a version 2 schema gains suppression_seq, 0 for the sends it holds") {
+    auto server = test_server();
+    if (!server) return;
+    const auto schema = unique("v2");
+    const auto ws = unique("ws");
+    std::uint64_t old_id = 0;
+    {
+        auto st = open_postgres_store(params_for(*server, schema));
+        auto r = reserve1(*st, ws, reservation("old", "mailbox:a", 10, at_s(1)));
+        REQUIRE(r.status == reserve_status::reserved);
+        old_id = r.send_id;
+    }
+    const std::string back_to_v2 = "psql -q -X \"" + *server + "\" -c 'ALTER TABLE " + schema +
+                                   ".sends DROP COLUMN suppression_seq; DELETE FROM " + schema +
+                                   ".schema_version WHERE version > 2' >/dev/null 2>&1";
+    if (std::system(back_to_v2.c_str()) != 0) {
+        MESSAGE("skipped the migration check: psql is not available");
+        return;
+    }
+    auto st = open_postgres_store(params_for(*server, schema));
+    auto old_row = st->find_send(ws, old_id);
+    REQUIRE(old_row);
+    CHECK(old_row->suppression_seq == 0);
+    old_row->state = send_state::accepted;
+    old_row->suppression_seq = 12;
+    std::vector<store_op> accept{store_ops::update_send{*old_row}};
+    REQUIRE(st->commit(ws, accept).ops[0].applied);
+    CHECK(st->find_send(ws, old_id)->suppression_seq == 12);
     std::system(
         ("psql -q -X \"" + *server + "\" -c 'DROP SCHEMA " + schema + " CASCADE' >/dev/null 2>&1")
             .c_str());

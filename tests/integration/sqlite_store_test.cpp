@@ -223,7 +223,7 @@ TEST_CASE("sqlite store: a new file gets the current schema in WAL mode") {
     open_sqlite_store(params_for(path)).reset();
 
     raw_db raw(path);
-    CHECK(sqlite_schema_version() == 2);
+    CHECK(sqlite_schema_version() == 3);
     CHECK(raw.scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
     CHECK(raw.scalar("PRAGMA journal_mode") == "wal");
     CHECK(raw.scalar("PRAGMA page_size") == "8192");
@@ -258,7 +258,7 @@ TEST_CASE("sqlite store: a new file gets the current schema in WAL mode") {
         raw.scalar("SELECT group_concat(sql, ';') FROM sqlite_master");
     open_sqlite_store(params_for(path)).reset();
     CHECK(raw.scalar("SELECT group_concat(sql, ';') FROM sqlite_master") == schema_before);
-    CHECK(raw.scalar("PRAGMA user_version") == "2");
+    CHECK(raw.scalar("PRAGMA user_version") == "3");
 }
 
 TEST_CASE("sqlite store: a file from a newer schema is refused untouched") {
@@ -302,7 +302,7 @@ TEST_CASE("sqlite store: migrating a version 0 file keeps what else it holds") {
     commit(*st, "ws", {store_ops::put_object{{"mailbox", "m", "{}"}}});
     raw_db raw(path);
     CHECK(raw.scalar("SELECT x FROM host_table") == "42");
-    CHECK(raw.scalar("PRAGMA user_version") == "2");
+    CHECK(raw.scalar("PRAGMA user_version") == "3");
 }
 
 TEST_CASE("sqlite store: unusable paths are store errors") {
@@ -405,7 +405,7 @@ PRAGMA user_version = 1;
 
 }  // namespace
 
-TEST_CASE("sqlite store: a version 1 file migrates to version 2") {
+TEST_CASE("sqlite store: a version 1 file migrates to the current version") {
     temp_dir dir;
     const std::string path = dir.file("v1.db");
     const std::int64_t now = now_micros().time_since_epoch().count();
@@ -453,14 +453,15 @@ TEST_CASE("sqlite store: a version 1 file migrates to version 2") {
 
     auto st = open_sqlite_store(params_for(path));
     raw_db raw(path);
-    CHECK(raw.scalar("PRAGMA user_version") == "2");
+    CHECK(raw.scalar("PRAGMA user_version") == "3");
     CHECK(raw.scalar("SELECT count(*) FROM sqlite_master WHERE name LIKE 'm2_%'") == "0");
 
-    // Rows keep their content; owner 0 for all of them.
+    // Rows keep their content; owner and suppression_seq 0 for all of them.
     const auto first = st->find_send("ws", 1);
     REQUIRE(first);
     CHECK(first->idempotency_key == "a");
     CHECK(first->owner == 0);
+    CHECK(first->suppression_seq == 0);
     CHECK(first->state == send_state::accepted);
 
     // Objects and suppressions load as before; the feed starts at 0 and does
@@ -521,6 +522,30 @@ TEST_CASE("sqlite store: a version 1 file migrates to version 2") {
     // Sends older engines left reserved belong to a dead member.
     CHECK(st->recover("ws", {}, at, "recovered") == 1);
     CHECK(st->find_send("ws", 6)->state == send_state::unknown);
+}
+
+TEST_CASE("sqlite store: a version 2 file gains suppression_seq, 0 for the sends it holds") {
+    temp_dir dir;
+    const std::string path = dir.file("v2.db");
+    std::uint64_t id = 0;
+    {
+        auto st = open_sqlite_store(params_for(path));
+        const auto out = reserve_one(*st, "ws", reserve(new_send("k", "m1", at_seconds(0), 1), {}));
+        REQUIRE(out.status == reserve_status::reserved);
+        id = out.send_id;
+    }
+    // Back to the shape version 2 left.
+    raw_db(path).exec("ALTER TABLE sends DROP COLUMN suppression_seq; PRAGMA user_version = 2");
+
+    auto st = open_sqlite_store(params_for(path));
+    CHECK(raw_db(path).scalar("PRAGMA user_version") == "3");
+    auto row = st->find_send("ws", id);
+    REQUIRE(row);
+    CHECK(row->suppression_seq == 0);
+    row->state = send_state::accepted;
+    row->suppression_seq = 12;
+    REQUIRE(commit(*st, "ws", {store_ops::update_send{*row}}).ops[0].applied);
+    CHECK(st->find_send("ws", id) == row);
 }
 
 TEST_CASE("sqlite store: reservations count, refuse and release cap uses") {

@@ -67,7 +67,7 @@ struct StringMaker<mailers::ledger_row> {
            << " attempt=" << r.attempt << " reserved=" << r.reserved_at.time_since_epoch().count()
            << " updated=" << r.updated_at.time_since_epoch().count()
            << " pmid=" << r.provider_message_id << " detail='" << r.detail << "' owner=" << r.owner
-           << "}";
+           << " suppression_seq=" << r.suppression_seq << "}";
         return os.str().c_str();
     }
 };
@@ -558,6 +558,7 @@ inline void check_new_sends(const store_factory& open, const std::string& ws) {
     s1.detail = std::string(5000, 'x');
     s1.provider_message_id = "pm-early";
     s1.updated_at = at_seconds(11);
+    s1.suppression_seq = 17;
     const auto s2 = sample_send(2, "", at_seconds(-1'800'000'000));  // no key, owner 0
     const auto s3 = sample_send(3, "", at_seconds(12));  // no key either: empty keys never collide
     const auto res = commit(*st, ws, {reserve(s1), reserve(s2), reserve(s3)});
@@ -583,7 +584,14 @@ inline void check_new_sends(const store_factory& open, const std::string& ws) {
     accepted.state = send_state::accepted;
     accepted.updated_at = at_seconds(20);
     accepted.provider_message_id = "pm-1";
+    // Above 2^32, below 2^63: the whole range a store keeps.
+    accepted.suppression_seq = (std::uint64_t{1} << 62) + 5;
     REQUIRE(update_one(*st, ws, accepted));
+    {
+        const auto listed = sends_between(*st, ws, at_seconds(10), at_seconds(11));
+        REQUIRE(listed.size() == 1);
+        CHECK(listed.front() == accepted);
+    }
     auto again = sample_send(9, "order-1", at_seconds(30), owner);
     const auto dup = reserve_one(*st, ws, again, {cap("dup-cap", 1)});
     CHECK(dup.status == reserve_status::duplicate);
@@ -840,6 +848,7 @@ inline void check_failover(const store_factory& open, const std::string& ws) {
     next.reserved_at = at_seconds(20);
     next.updated_at = at_seconds(21);
     next.detail = "421 4.7.0 try again later";
+    next.suppression_seq = 23;
     // Neither the key, nor the recipient, nor the provider id change on
     // failover, whatever the caller passes.
     next.idempotency_key = "ignored";
@@ -857,6 +866,7 @@ inline void check_failover(const store_factory& open, const std::string& ws) {
     expected.reserved_at = next.reserved_at;
     expected.updated_at = next.updated_at;
     expected.detail = next.detail;
+    expected.suppression_seq = next.suppression_seq;
     CHECK(st->find_send(ws, id) == expected);
 
     // mailbox:a is free again; provider:p and mailbox:b hold the new attempt.
@@ -930,12 +940,14 @@ inline void check_update_send(const store_factory& open, const std::string& ws) 
         reserve_new(*st, ws, sample_send(1, "k1", at_seconds(10), owner), {cap("mailbox:a", 1)});
     const ledger_row before = stored_send(*st, ws, id);
 
-    // Only state, updated_at, provider_message_id and detail change.
+    // Only state, updated_at, provider_message_id, detail and
+    // suppression_seq change.
     ledger_row update = before;
     update.state = send_state::accepted;
     update.updated_at = at_seconds(12);
     update.provider_message_id = "0102018c-provider-id";
     update.detail = "250 ok";
+    update.suppression_seq = 31;
     update.idempotency_key = "other-key";
     update.mailbox = "other@brand.example";
     update.provider = "other";
@@ -952,6 +964,7 @@ inline void check_update_send(const store_factory& open, const std::string& ws) 
     expected.updated_at = update.updated_at;
     expected.provider_message_id = update.provider_message_id;
     expected.detail = update.detail;
+    expected.suppression_seq = update.suppression_seq;
     CHECK(st->find_send(ws, id) == expected);
     // The key stayed with the row.
     const auto dup = reserve_one(*st, ws, sample_send(2, "k1"));
@@ -965,6 +978,7 @@ inline void check_update_send(const store_factory& open, const std::string& ws) 
     ledger_row late = expected;
     late.state = send_state::failed;
     late.detail = "late";
+    late.suppression_seq = 99;
     CHECK_FALSE(update_one(*st, ws, late));
     CHECK(st->find_send(ws, id) == expected);
     const auto id2 =
@@ -990,6 +1004,7 @@ inline void check_update_send(const store_factory& open, const std::string& ws) 
     failed.state = send_state::failed;
     failed.updated_at = at_seconds(21);
     failed.detail = "550 5.1.1 no such user";
+    failed.suppression_seq = 41;
     CHECK(update_one(*st, ws, failed));
     CHECK(st->find_send(ws, id2) == failed);
     CHECK(reserve_one(*st, ws, sample_send(6), {cap("mailbox:b", 1)}).status ==
@@ -1002,11 +1017,14 @@ inline void check_update_send(const store_factory& open, const std::string& ws) 
     ledger_row unknown = stored_send(*st, ws, id3);
     unknown.state = send_state::unknown;
     unknown.detail = "connection lost after DATA";
+    unknown.suppression_seq = 51;
     CHECK(update_one(*st, ws, unknown));
+    CHECK(st->find_send(ws, id3) == unknown);
     CHECK(reserve_one(*st, ws, sample_send(8), {cap("mailbox:c", 1)}).status ==
           reserve_status::cap_reached);
     unknown.state = send_state::failed;
     unknown.detail = "bounced";
+    unknown.suppression_seq = 52;
     CHECK(update_one(*st, ws, unknown));
     CHECK(st->find_send(ws, id3) == unknown);
     CHECK(reserve_one(*st, ws, sample_send(9), {cap("mailbox:c", 1)}).status ==

@@ -118,7 +118,7 @@ std::vector<std::string> secrets_of(const std::string& conninfo) {
 
 constexpr const char* send_cols =
     "id, idempotency_key, mailbox, provider, pool, recipient, message_id, state, attempt, "
-    "reserved_at, updated_at, provider_message_id, detail, owner";
+    "reserved_at, updated_at, provider_message_id, detail, owner, suppression_seq";
 
 ledger_row read_send(const pg::result& r, int i, int c = 0) {
     ledger_row row;
@@ -136,6 +136,7 @@ ledger_row read_send(const pg::result& r, int i, int c = 0) {
     row.provider_message_id = r.str(i, c + 11);
     row.detail = r.str(i, c + 12);
     row.owner = r.u64(i, c + 13);
+    row.suppression_seq = r.u64(i, c + 14);
     return row;
 }
 
@@ -258,17 +259,19 @@ struct statements {
             "m_insert_sends",
             "INSERT INTO {s}.sends (workspace, {cols}) SELECT $1, * FROM unnest($2::int8[], "
             "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int2[], "
-            "$10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $15::int8[])");
+            "$10::int8[], $11::int8[], $12::int8[], $13::text[], $14::text[], $15::int8[], "
+            "$16::int8[])");
         update_sends = make(
             "m_update_sends",
             "UPDATE {s}.sends s SET mailbox = v.mailbox, provider = v.provider, pool = v.pool, "
             "message_id = v.message_id, state = v.state, attempt = v.attempt, "
             "reserved_at = v.reserved_at, updated_at = v.updated_at, "
-            "provider_message_id = v.provider_message_id, detail = v.detail "
+            "provider_message_id = v.provider_message_id, detail = v.detail, "
+            "suppression_seq = v.suppression_seq "
             "FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int2[], "
-            "$8::int8[], $9::int8[], $10::int8[], $11::text[], $12::text[]) AS v(id, mailbox, "
-            "provider, pool, message_id, state, attempt, reserved_at, updated_at, "
-            "provider_message_id, detail) WHERE s.workspace = $1 AND s.id = v.id");
+            "$8::int8[], $9::int8[], $10::int8[], $11::text[], $12::text[], $13::int8[]) AS "
+            "v(id, mailbox, provider, pool, message_id, state, attempt, reserved_at, updated_at, "
+            "provider_message_id, detail, suppression_seq) WHERE s.workspace = $1 AND s.id = v.id");
         set_gaps = make("m_set_gaps",
                         "UPDATE {s}.cap_keys c SET gap_until = v.g "
                         "FROM unnest($2::text[], $3::int8[]) AS v(k, g) "
@@ -1023,6 +1026,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     s.row.updated_at = o.row.updated_at;
                     s.row.provider_message_id = o.row.provider_message_id;
                     s.row.detail = o.row.detail;
+                    s.row.suppression_seq = o.row.suppression_seq;
                     s.dirty = true;
                     if (o.row.state == send_state::failed) release(s);
                 } else if constexpr (std::is_same_v<T, store_ops::reserve_send>) {
@@ -1123,6 +1127,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                         r.updated_at = o.row.updated_at;
                         r.state = send_state::reserved;
                         r.detail = o.row.detail;
+                        r.suppression_seq = o.row.suppression_seq;
                         self->dirty = true;
                     }
                     for (auto& cl : o.claims) {
@@ -1159,10 +1164,10 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     {
         pg::int_array released;
         bool any_released = false;
-        pg::int_array n_id, n_state, n_attempt, n_res, n_upd, n_owner;
+        pg::int_array n_id, n_state, n_attempt, n_res, n_upd, n_owner, n_sseq;
         pg::text_array n_key, n_mailbox, n_provider, n_pool, n_recipient, n_msgid, n_pmid, n_detail;
         int n_new = 0;
-        pg::int_array u_id, u_state, u_attempt, u_res, u_upd;
+        pg::int_array u_id, u_state, u_attempt, u_res, u_upd, u_sseq;
         pg::text_array u_mailbox, u_provider, u_pool, u_msgid, u_pmid, u_detail;
         int n_upd_rows = 0;
         pg::text_array use_key;
@@ -1197,6 +1202,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                 n_pmid.push(r.provider_message_id);
                 n_detail.push(r.detail);
                 n_owner.push(static_cast<std::int64_t>(r.owner));
+                n_sseq.push(static_cast<std::int64_t>(r.suppression_seq));
             } else if (s.dirty) {
                 ++n_upd_rows;
                 u_id.push(static_cast<std::int64_t>(r.id));
@@ -1210,6 +1216,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                 u_upd.push(micros(r.updated_at));
                 u_pmid.push(r.provider_message_id);
                 u_detail.push(r.detail);
+                u_sseq.push(static_cast<std::int64_t>(r.suppression_seq));
             }
         }
         if (any_released || n_uses > 0)
@@ -1235,7 +1242,8 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                           .add(n_upd.str())
                                           .add(n_pmid.str())
                                           .add(n_detail.str())
-                                          .add(n_owner.str()));
+                                          .add(n_owner.str())
+                                          .add(n_sseq.str()));
         if (n_upd_rows > 0)
             p2.add(sql_.update_sends, pg::params{}
                                           .add(ws_s)
@@ -1249,7 +1257,8 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                           .add(u_res.str())
                                           .add(u_upd.str())
                                           .add(u_pmid.str())
-                                          .add(u_detail.str()));
+                                          .add(u_detail.str())
+                                          .add(u_sseq.str()));
         pg::text_array g_key;
         pg::int_array g_until;
         bool any_gap = false;

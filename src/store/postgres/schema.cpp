@@ -126,7 +126,13 @@ INSERT INTO {s}.cap_counts (workspace, key, bits, bucket, n)
   GROUP BY 1, 2, 3, 4;
 )sql";
 
-constexpr std::string_view steps[] = {step_1, step_2};
+// The change seq the engine had applied when it made the hand-off's last
+// suppression check; 0 for sends recorded before it was kept.
+constexpr std::string_view step_3 = R"sql(
+ALTER TABLE {s}.sends ADD COLUMN suppression_seq bigint NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2, step_3};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

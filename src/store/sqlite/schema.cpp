@@ -232,6 +232,11 @@ INSERT INTO cap_counts (key_id, level, bucket, n)
     SELECT key_id, 3, at >> 32, count(*) FROM cap_uses GROUP BY key_id, at >> 32;
 DROP TABLE temp.m2_recent;
 )sql"},
+    {3, R"sql(
+-- The change seq the engine had applied when it made the hand-off's last
+-- suppression check; 0 for sends recorded before it was kept.
+ALTER TABLE sends ADD COLUMN suppression_seq INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

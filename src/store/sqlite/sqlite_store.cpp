@@ -39,7 +39,8 @@ std::int64_t lease_end(time_point now, std::chrono::milliseconds lease) noexcept
 
 constexpr const char* send_columns =
     "id, idempotency_key, mailbox, provider, pool, recipient, message_id, state, attempt, "
-    "reserved_at, updated_at, provider_message_id, detail, owner";
+    "reserved_at, updated_at, provider_message_id, detail, owner, "
+    "suppression_seq";
 
 ledger_row read_send(const SQLite::Statement& s) {
     ledger_row r;
@@ -57,6 +58,7 @@ ledger_row read_send(const SQLite::Statement& s) {
     r.provider_message_id = text(s, 11);
     r.detail = text(s, 12);
     r.owner = static_cast<std::uint64_t>(integer(s, 13));
+    r.suppression_seq = static_cast<std::uint64_t>(integer(s, 14));
     return r;
 }
 
@@ -178,24 +180,27 @@ public:
           insert_send_(db_,
                        "INSERT INTO sends (row_key, workspace, id, idempotency_key, mailbox, "
                        "provider, pool, recipient, message_id, state, attempt, reserved_at, "
-                       "updated_at, provider_message_id, detail, owner, cap_keys) VALUES (?1, "
-                       "?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                       "updated_at, provider_message_id, detail, owner, cap_keys, suppression_seq) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11, ?12, ?13, ?14, "
+                       "?15, ?16, ?17)"),
           find_attempt_(db_,
                         "SELECT owner, state, reserved_at, cap_keys FROM sends WHERE row_key = ?1"),
           update_attempt_(db_,
                           "UPDATE sends SET mailbox = ?2, provider = ?3, pool = ?4, "
                           "message_id = ?5, attempt = ?6, reserved_at = ?7, updated_at = ?8, "
-                          "state = 0, detail = ?9, cap_keys = ?10 WHERE row_key = ?1"),
+                          "state = 0, detail = ?9, cap_keys = ?10, suppression_seq = ?11 "
+                          "WHERE row_key = ?1"),
           // An outcome leaves the key, the reservation time and the owner as
           // they were, so only the partial index of reserved sends changes.
           update_outcome_(db_,
                           "UPDATE sends SET state = ?3, updated_at = ?4, provider_message_id = ?5, "
-                          "detail = ?6 WHERE row_key = ?1 AND owner = ?2 AND state IN (0, 3)"),
+                          "detail = ?6, suppression_seq = ?7 WHERE row_key = ?1 AND owner = ?2 "
+                          "AND state IN (0, 3)"),
           update_outcome_returning_(
               db_,
               "UPDATE sends SET state = ?3, updated_at = ?4, provider_message_id = ?5, "
-              "detail = ?6 WHERE row_key = ?1 AND owner = ?2 AND state IN (0, 3) "
-              "RETURNING reserved_at, cap_keys"),
+              "detail = ?6, suppression_seq = ?7 WHERE row_key = ?1 AND owner = ?2 AND "
+              "state IN (0, 3) RETURNING reserved_at, cap_keys"),
           find_key_(db_, "SELECT id FROM cap_keys WHERE workspace = ?1 AND key = ?2"),
           insert_key_(db_, "INSERT INTO cap_keys (workspace, key) VALUES (?1, ?2)"),
           read_gap_(db_, "SELECT gap_until FROM cap_keys WHERE id = ?1"),
@@ -1012,6 +1017,7 @@ private:
         q->bindNoCopy(14, r.detail);
         q->bind(15, integer_key(r.owner, "member id"));
         q->bindNoCopy(16, key_list_);
+        q->bind(17, integer_key(r.suppression_seq, "suppression seq"));
         q->exec();
         b.last_send_id = id;
         b.dirty = true;
@@ -1065,6 +1071,7 @@ private:
         q->bind(8, micros(r.updated_at));
         q->bindNoCopy(9, r.detail);
         q->bindNoCopy(10, key_list_);
+        q->bind(11, integer_key(r.suppression_seq, "suppression seq"));
         q->exec();
         out.send_id = r.id;
     }
@@ -1086,6 +1093,7 @@ private:
         q->bind(4, micros(r.updated_at));
         q->bindNoCopy(5, r.provider_message_id);
         q->bindNoCopy(6, r.detail);
+        q->bind(7, integer_key(r.suppression_seq, "suppression seq"));
         if (!release) {
             result.applied = q->exec() == 1;
             return;
