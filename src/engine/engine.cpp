@@ -28,14 +28,6 @@ namespace {
 
 constexpr std::chrono::seconds max_window_length{7 * 86400};
 
-[[noreturn]] void fail(errc e, std::string message) {
-    throw exception(make_error_code(e), std::move(message));
-}
-
-bool has_crlf(std::string_view s) {
-    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
-}
-
 // Text that goes into a header as it is: UTF-8 without control characters
 // (tab, which folding turns into a space, aside).
 bool header_text_ok(std::string_view s) {

@@ -36,6 +36,15 @@ namespace mailers {
 
 namespace detail {
 
+[[noreturn]] inline void fail(errc e, std::string message) {
+    throw exception(make_error_code(e), std::move(message));
+}
+
+/// CR, LF or NUL: what no single-line value may hold.
+inline bool has_crlf(std::string_view s) {
+    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
+
 // The breaker is a base so its fields read as the mailbox's own
 // (mb.health, mb.probe_in_flight); breaker() is the whole state, for the
 // decide:: transitions.

@@ -71,10 +71,6 @@ std::vector<store_op> one_op(store_op op) {
     return v;
 }
 
-bool has_ctl(std::string_view s) {
-    return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
-}
-
 error_code check_recipients(const std::vector<address>& list, std::string_view field,
                             std::string& why) {
     for (const auto& a : list) {
@@ -139,7 +135,7 @@ error_code take_message(send_request& req, std::size_t max_size, message& m, raw
         why = "a send names exactly one of pool or mailbox";
         return make_error_code(errc::invalid_argument);
     }
-    if (req.idempotency_key.size() > 512 || has_ctl(req.idempotency_key)) {
+    if (req.idempotency_key.size() > 512 || has_crlf(req.idempotency_key)) {
         why = "idempotency key must be at most 512 octets without CR, LF or NUL";
         return make_error_code(errc::invalid_argument);
     }

@@ -12,6 +12,7 @@
 
 namespace mailers {
 
+using detail::fail;
 using detail::suppression_settings;
 
 namespace {
@@ -20,10 +21,6 @@ namespace {
 // key for some input than before (2: address literals in canonical form,
 // local parts in NFC).
 constexpr int current_normaliser = 2;
-
-[[noreturn]] void fail(errc e, std::string message) {
-    throw exception(make_error_code(e), std::move(message));
-}
 
 bool turns_off(const suppression_options& from, const suppression_options& to) {
     return (from.fold_plus_tags && !to.fold_plus_tags) ||
@@ -43,9 +40,9 @@ void engine::impl::plan_suppression_settings(const store_snapshot& snap) {
                              params.workspace));
         stored = *s;
     }
-    suppression_settings want{current_normaliser,
-                              params.suppression.value_or(stored ? stored->options
-                                                                 : suppression_options{})};
+    suppression_settings want{
+        current_normaliser,
+        params.suppression.value_or(stored ? stored->options : suppression_options{})};
     // The keys in memory were made with the stored rules until a change lands.
     supp_opts = stored ? stored->options : want.options;
     if (stored && *stored == want) return;
@@ -77,8 +74,7 @@ void engine::impl::plan_suppression_settings(const store_snapshot& snap) {
         c.erased.emplace_back(e.kind, e.value);
         c.inserted.emplace_back(e.kind, *key);
     }
-    c.ops.push_back(
-        store_ops::put_object{stored_object{"settings", "suppression", c.after}});
+    c.ops.push_back(store_ops::put_object{stored_object{"settings", "suppression", c.after}});
     pending_settings = std::move(c);
 }
 
@@ -92,13 +88,14 @@ void engine::impl::commit_suppression_settings() {
         std::vector<std::string> others;
         for (const auto& m : params.storage->members(params.workspace))
             if (m.live && m.id != member.load())
-                others.push_back(fmt::format("{} (pid {} on {})", m.info.name, m.info.pid,
-                                             m.info.host));
+                others.push_back(
+                    fmt::format("{} (pid {} on {})", m.info.name, m.info.pid, m.info.host));
         if (!others.empty())
             fail(errc::invalid_argument,
-                 fmt::format("changing the suppression settings of workspace '{}' to {} re-keys stored "
-                             "entries; stop the other engines first: {}",
-                             params.workspace, c.after, fmt::join(others, ", ")));
+                 fmt::format(
+                     "changing the suppression settings of workspace '{}' to {} re-keys stored "
+                     "entries; stop the other engines first: {}",
+                     params.workspace, c.after, fmt::join(others, ", ")));
     }
     std::string after = fmt::format(R"({{"settings":{},"rekeyed":{}}})", c.after, c.erased.size());
     mutate(principal::system(), "suppression.settings", "settings", "suppression", c.before,

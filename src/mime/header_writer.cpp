@@ -84,19 +84,12 @@ void append_pct(std::string& out, std::string_view text) {
     }
 }
 
-// Quoted-string content length and escaping (only '"' and '\' need a backslash).
+// The length of `s` as quoted-string content (see append_quoted).
 std::size_t quoted_len(std::string_view s) noexcept {
     std::size_t n = s.size();
     for (char c : s)
         if (c == '"' || c == '\\') ++n;
     return n;
-}
-
-void append_quoted(std::string& out, std::string_view s) {
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
 }
 
 bool is_plain_phrase(std::string_view s) noexcept {

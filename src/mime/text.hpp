@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace mailers::mime {
@@ -134,6 +135,15 @@ constexpr bool is_ascii(std::string_view s) noexcept {
     for (unsigned char c : s)
         if (c >= 0x80) return false;
     return true;
+}
+
+/// Appends `s` as the content of an RFC 5322 quoted-string: only '"' and
+/// '\' need a backslash.
+inline void append_quoted(std::string& out, std::string_view s) {
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
 }
 
 }  // namespace mailers::mime

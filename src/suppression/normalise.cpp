@@ -317,10 +317,7 @@ bool canonical_local(std::string_view local, std::string& out, bool& dot_atom) {
         out += content;
     } else {
         out += '"';
-        for (char c : content) {
-            if (c == '"' || c == '\\') out += '\\';
-            out += c;
-        }
+        mime::append_quoted(out, content);
         out += '"';
     }
     return out.size() - start <= mime::max_local_part;

@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "engine_fixture.hpp"
+#include "invariant_helpers.hpp"
 
 using namespace mailers;
 using namespace mailers_test;
@@ -49,18 +50,6 @@ std::uint64_t pick_seed() {
     return s != 0 ? s
                   : (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^
                         std::random_device{}();
-}
-
-std::string lower(std::string s) {
-    for (auto& c : s)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return s;
-}
-
-std::string header(const outbound& o, std::string_view name) {
-    for (const auto& h : o.msg.headers)
-        if (h.name == name) return h.value;
-    return {};
 }
 
 /// Violations found anywhere; kept for the report, checked at the end on
@@ -303,10 +292,6 @@ struct counted {
     std::uint64_t allowed = 0;  // the cap it may have been admitted under
 };
 
-date::local_time<std::chrono::microseconds> local(const date::time_zone* z, time_point t) {
-    return z->to_local(date::sys_time<std::chrono::microseconds>(t.time_since_epoch()));
-}
-
 /// Checks one limit over one group's deliveries: no window ever holds more
 /// than the cap. For sends reserved at the same instant the window ends
 /// after all of them and the loosest of their caps applies (the last to
@@ -324,15 +309,9 @@ void check_limit(const std::string& what, std::vector<counted> ds, const rate_li
         if (l.kind == window_kind::rolling) {
             while (ds[start].at <= t - std::chrono::duration_cast<duration>(l.length)) ++start;
         } else {
-            auto period = [&](time_point x) -> std::int64_t {
-                auto lt = local(zone, x);
-                if (l.length >= std::chrono::hours(24))
-                    return date::floor<date::days>(lt).time_since_epoch().count();
-                if (l.length >= std::chrono::hours(1))
-                    return date::floor<std::chrono::hours>(lt).time_since_epoch().count();
-                return date::floor<std::chrono::minutes>(lt).time_since_epoch().count();
-            };
-            while (period(ds[start].at) != period(t)) ++start;
+            while (calendar_period(zone, l.length, ds[start].at) !=
+                   calendar_period(zone, l.length, t))
+                ++start;
         }
         const std::uint64_t n = g - start + 1;
         ++windows_checked;

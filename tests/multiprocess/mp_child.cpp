@@ -33,24 +33,15 @@
 #include <semaphore>
 #include <thread>
 
+#include "invariant_helpers.hpp"
 #include "mp_common.hpp"
 
 namespace {
 
 using namespace mailers;
+using mailers_test::header;
+using mailers_test::lower;
 namespace asio = boost::asio;
-
-std::string lower(std::string s) {
-    for (auto& c : s)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return s;
-}
-
-std::string header(const outbound& o, std::string_view name) {
-    for (const auto& h : o.msg.headers)
-        if (h.name == name) return h.value;
-    return {};
-}
 
 /// Logs each hand-off, under the engine's hand-off lock (the engine starts
 /// the transport while holding it), then answers: mostly accepted, now and

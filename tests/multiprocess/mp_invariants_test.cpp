@@ -73,6 +73,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "invariant_helpers.hpp"
 #include "mp_common.hpp"
 #include "process_util.hpp"
 
@@ -81,6 +82,7 @@ namespace {
 using namespace mailers;
 namespace fs = std::filesystem;
 
+using mailers_test::local;
 using mailers_test::env_u64;
 
 std::string env_str(const char* name) {
@@ -323,10 +325,6 @@ struct counted {
     std::string send_id;
 };
 
-date::local_time<std::chrono::microseconds> local(const date::time_zone* z, time_point t) {
-    return z->to_local(date::sys_time<std::chrono::microseconds>(t.time_since_epoch()));
-}
-
 /// No window of limit `li` holds more sends than the largest maximum any
 /// version in force while they were decided allowed. Sound with any clock
 /// order across processes: of the sends in a window, the one whose claim
@@ -338,14 +336,7 @@ void check_limit(const std::string& what, std::vector<counted> ds, std::size_t l
                  const std::vector<cap_version>& versions, violations& bad,
                  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& windows) {
     std::sort(ds.begin(), ds.end(), [](const counted& a, const counted& b) { return a.at < b.at; });
-    auto period = [&](time_point x) -> std::int64_t {
-        auto lt = local(zone, x);
-        if (l.length >= std::chrono::hours(24))
-            return date::floor<date::days>(lt).time_since_epoch().count();
-        if (l.length >= std::chrono::hours(1))
-            return date::floor<std::chrono::hours>(lt).time_since_epoch().count();
-        return date::floor<std::chrono::minutes>(lt).time_since_epoch().count();
-    };
+    auto period = [&](time_point x) { return mailers_test::calendar_period(zone, l.length, x); };
     std::size_t start = 0;
     for (std::size_t i = 0; i < ds.size();) {
         std::size_t g = i;

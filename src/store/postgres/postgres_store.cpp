@@ -472,6 +472,23 @@ struct attempt {
     bool commit_sent = false;
 };
 
+// Waiting for a server that went away (a restart): pauses from 50 ms,
+// doubling up to 1 s, until `timeout` has passed.
+class reconnect_wait {
+public:
+    explicit reconnect_wait(std::chrono::milliseconds timeout)
+        : deadline_(std::chrono::steady_clock::now() + timeout) {}
+    bool expired() const { return std::chrono::steady_clock::now() >= deadline_; }
+    void pause() {
+        std::this_thread::sleep_for(backoff_);
+        backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(1000));
+    }
+
+private:
+    std::chrono::steady_clock::time_point deadline_;
+    std::chrono::milliseconds backoff_{50};
+};
+
 class postgres_store final : public store {
 public:
     postgres_store(const postgres_store_params& p, std::string conninfo,
@@ -484,21 +501,18 @@ public:
     // A process started while the server restarts opens once it is back,
     // as any operation waits for a lost connection.
     void open() {
-        using clock = std::chrono::steady_clock;
-        const auto deadline = clock::now() + params_.reconnect_timeout;
-        auto backoff = std::chrono::milliseconds(50);
+        reconnect_wait wait(params_.reconnect_timeout);
         for (;;) {
             try {
                 auto c = pool_.connect();
                 pg::migrate(*c, params_.schema, params_.mode);
                 return;
             } catch (const pg::error& e) {
-                if (e.kind() != pg::failure_kind::connection_lost || clock::now() >= deadline)
+                if (e.kind() != pg::failure_kind::connection_lost || wait.expired())
                     fail(errc::store_error,
                          fmt::format("postgres store: cannot open: {}", e.what()));
             }
-            std::this_thread::sleep_for(backoff);
-            backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+            wait.pause();
         }
     }
 
@@ -740,18 +754,15 @@ private:
     template <class F>
     auto run(std::string_view what, bool idempotent, F&& f)
         -> decltype(f(std::declval<pg::connection&>(), std::declval<attempt&>())) {
-        using clock = std::chrono::steady_clock;
-        const auto deadline = clock::now() + params_.reconnect_timeout;
+        reconnect_wait wait(params_.reconnect_timeout);
         int conflicts = 0;
-        auto backoff = std::chrono::milliseconds(50);
         for (;;) {
             std::optional<pg::pool::lease> lease;
             try {
                 lease.emplace(pool_.acquire());
             } catch (const pg::error& e) {
-                if (e.kind() == pg::failure_kind::connection_lost && clock::now() < deadline) {
-                    std::this_thread::sleep_for(backoff);
-                    backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+                if (e.kind() == pg::failure_kind::connection_lost && !wait.expired()) {
+                    wait.pause();
                     continue;
                 }
                 fail(errc::store_error,
@@ -768,7 +779,7 @@ private:
                              fmt::format("postgres store: {}: the connection was lost while "
                                          "committing; the outcome is unknown ({})",
                                          what, e.what()));
-                    if (clock::now() < deadline) continue;
+                    if (!wait.expired()) continue;
                     fail(errc::store_error,
                          fmt::format("postgres store: {}: the connection was lost and the server "
                                      "did not come back within {} ms: {}",

@@ -169,10 +169,7 @@ void append_mailbox(std::string& out, std::string_view name, std::string_view sp
         out += name;
     } else {
         out += '"';
-        for (char c : name) {
-            if (c == '"' || c == '\\') out += '\\';
-            out += c;
-        }
+        mime::append_quoted(out, name);
         out += '"';
     }
     out += " <";
