@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <iterator>
 #include <mailers/audit.hpp>
@@ -119,6 +120,10 @@ std::vector<std::string> secrets_of(const std::string& conninfo) {
 constexpr const char* send_cols =
     "id, idempotency_key, mailbox, provider, pool, recipient, message_id, state, attempt, "
     "reserved_at, updated_at, provider_message_id, detail, owner, suppression_seq";
+constexpr const char* send_cols_s =
+    "s.id, s.idempotency_key, s.mailbox, s.provider, s.pool, s.recipient, s.message_id, s.state, "
+    "s.attempt, s.reserved_at, s.updated_at, s.provider_message_id, s.detail, s.owner, "
+    "s.suppression_seq";
 
 ledger_row read_send(const pg::result& r, int i, int c = 0) {
     ledger_row row;
@@ -170,7 +175,8 @@ struct statements {
         const std::string s = pg::quote_ident(schema);
         auto make = [&](const char* name, std::string_view sql) {
             return pg::statement{name, fmt::format(fmt::runtime(sql), fmt::arg("s", s),
-                                                   fmt::arg("cols", send_cols))};
+                                                   fmt::arg("cols", send_cols),
+                                                   fmt::arg("scols", send_cols_s))};
         };
         // commit, first round trip: locks in the documented order, then
         // every read the decisions need.
@@ -178,9 +184,15 @@ struct statements {
                            "INSERT INTO {s}.cap_keys (workspace, key) "
                            "SELECT $1, k FROM unnest($2::text[]) AS k ORDER BY k COLLATE \"C\" "
                            "ON CONFLICT DO NOTHING");
+        // Rows are found by joining the lists given against the tables, not
+        // by `= ANY(list)`: on a table not yet analysed the planner takes
+        // `workspace = $1` for selective and filters every row of the
+        // workspace by the list, which grows with the ledger. A join against
+        // unnest() probes the index once per element whatever the statistics.
         lock_keys = make("m_lock_keys",
-                         "SELECT key, gap_until FROM {s}.cap_keys "
-                         "WHERE workspace = $1 AND key = ANY($2::text[]) ORDER BY key FOR UPDATE");
+                         "SELECT c.key, c.gap_until FROM unnest($2::text[]) AS r(key) "
+                         "JOIN {s}.cap_keys c ON c.workspace = $1 AND c.key = r.key "
+                         "ORDER BY c.key FOR UPDATE OF c");
         ensure_ws =
             make("m_ensure_ws",
                  "INSERT INTO {s}.workspaces (workspace) VALUES ($1) ON CONFLICT DO NOTHING");
@@ -194,14 +206,16 @@ struct statements {
                              "ON o.kind = r.kind AND o.id = r.id "
                              "WHERE o.workspace = $1 ORDER BY o.kind, o.id FOR SHARE OF o");
         lock_sends = make("m_lock_sends",
-                          "SELECT {cols} FROM {s}.sends WHERE workspace = $1 "
-                          "AND id = ANY($2::int8[]) ORDER BY id FOR UPDATE");
+                          "SELECT {scols} FROM unnest($2::int8[]) AS r(id) "
+                          "JOIN {s}.sends s ON s.workspace = $1 AND s.id = r.id "
+                          "ORDER BY s.id FOR UPDATE OF s");
         uses_of_sends = make("m_uses_of_sends",
-                             "SELECT send_id, key, at FROM {s}.cap_uses "
-                             "WHERE workspace = $1 AND send_id = ANY($2::int8[])");
+                             "SELECT u.send_id, u.key, u.at FROM unnest($2::int8[]) AS r(id) "
+                             "JOIN {s}.cap_uses u ON u.workspace = $1 AND u.send_id = r.id");
         sends_by_key = make("m_sends_by_key",
-                            "SELECT {cols} FROM {s}.sends WHERE workspace = $1 "
-                            "AND idempotency_key = ANY($2::text[]) AND idempotency_key <> ''");
+                            "SELECT {scols} FROM unnest($2::text[]) AS r(k) "
+                            "JOIN {s}.sends s ON s.workspace = $1 AND s.idempotency_key = r.k "
+                            "AND s.idempotency_key <> ''");
         new_ids =
             make("m_new_ids", "SELECT nextval('{s}.send_ids') FROM generate_series(1, $1::int)");
         // For a group of nearby floors [lo, hi] on one key: the uses at or
@@ -243,8 +257,8 @@ struct statements {
         // and purges touching the same buckets do not deadlock.
         write_uses =
             make("m_write_uses",
-                 "WITH del AS (DELETE FROM {s}.cap_uses WHERE workspace = $1 "
-                 "  AND send_id = ANY($2::int8[]) RETURNING key, at, -1 AS d), "
+                 "WITH del AS (DELETE FROM {s}.cap_uses u USING unnest($2::int8[]) AS r(id) "
+                 "  WHERE u.workspace = $1 AND u.send_id = r.id RETURNING u.key, u.at, -1 AS d), "
                  "ins AS (INSERT INTO {s}.cap_uses (workspace, key, at, send_id) "
                  "  SELECT $1, * FROM unnest($3::text[], $4::int8[], $5::int8[]) "
                  "  RETURNING key, at, 1 AS d) "
@@ -387,6 +401,11 @@ struct statements {
                  "AND (owner = 0 OR owner IN (SELECT id FROM gone) OR owner = ANY($2::int8[]))");
         server_now =
             make("m_server_now", "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8");
+        unanalysed = make("m_unanalysed",
+                          "SELECT relname, n_mod_since_analyze >= $2 FROM pg_stat_user_tables "
+                          "WHERE schemaname = $1 AND relname IN ('sends', 'cap_uses', "
+                          "'cap_counts', 'suppressions', 'audit') AND last_analyze IS NULL "
+                          "AND last_autoanalyze IS NULL ORDER BY relname");
     }
 
     pg::statement upsert_keys, lock_keys, ensure_ws, lock_ws, share_objects, lock_sends,
@@ -395,7 +414,7 @@ struct statements {
         load_objects, load_suppressions, load_sends, change_seq, changed_objects,
         changed_suppressions, find_send, find_suppression, audit_from, sends_between,
         suppressions_after, purge, purge_counts, attach, renew, end_lease, members, recover,
-        server_now;
+        server_now, unanalysed;
 };
 
 // --- the commit's in-memory model ------------------------------------------
@@ -599,7 +618,7 @@ public:
     bool renew(std::string_view ws, std::uint64_t member, std::chrono::milliseconds lease,
                std::uint64_t acked_seq) override {
         // Idempotent: running it twice extends the same lease.
-        return run("renew", true, [&](pg::connection& c, attempt&) {
+        const bool renewed = run("renew", true, [&](pg::connection& c, attempt&) {
             auto r = c.run(sql_.renew, pg::params{}
                                            .add(ws)
                                            .add(member)
@@ -607,6 +626,8 @@ public:
                                            .add(acked_seq));
             return r.affected() == 1;
         });
+        seed_statistics();
+        return renewed;
     }
 
     void detach(std::string_view ws, std::uint64_t member) override {
@@ -747,6 +768,39 @@ public:
     }
 
 private:
+    // Until a table has been analysed once, the planner takes `workspace =
+    // $1` for selective (0.5% of the rows) and picks plans that read every
+    // row of the workspace, which costs more per commit as the ledger
+    // grows; autovacuum's first ANALYZE can be a minute away. So while the
+    // store's tables have no statistics, a member analyses those that have
+    // taken some rows, at most every few seconds. Best effort: a role that
+    // may not analyse gets a warning from the server, not an error, and a
+    // failed check is tried again at the next renewal.
+    void seed_statistics() {
+        if (statistics_seeded_.load(std::memory_order_relaxed)) return;
+        const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+        auto next = next_statistics_check_.load(std::memory_order_relaxed);
+        if (now < next ||
+            !next_statistics_check_.compare_exchange_strong(
+                next, now + std::chrono::nanoseconds(std::chrono::seconds(2)).count()))
+            return;
+        try {
+            run("statistics", true, [&](pg::connection& c, attempt&) {
+                auto r = c.run(sql_.unanalysed, pg::params{}.add(params_.schema).add(500));
+                for (int i = 0; i < r.rows(); ++i)
+                    if (r.str(i, 1) == "t")
+                        c.exec(fmt::format("ANALYZE {}.{}", pg::quote_ident(params_.schema),
+                                           pg::quote_ident(r.str(i, 0))));
+                if (r.rows() == 0) statistics_seeded_.store(true, std::memory_order_relaxed);
+                return 0;
+            });
+        } catch (const std::exception&) {
+        }
+    }
+
+    std::atomic<bool> statistics_seeded_{false};
+    std::atomic<std::int64_t> next_statistics_check_{0};
+
     // Runs `f` on a pooled connection. A lost connection is replaced,
     // waiting for the server up to reconnect_timeout, and `f` runs again
     // when it is `idempotent` or had not sent its COMMIT yet; serialization
