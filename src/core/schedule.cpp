@@ -103,6 +103,45 @@ time_point next_period_start(std::chrono::seconds length, zone_ptr zone, time_po
     return s;
 }
 
+std::optional<time_point> step_due(const step_delay& d, zone_ptr zone, const business_calendar& cal,
+                                   time_point from) {
+    // Past year 9999 the zone database and time_point's range stop helping.
+    constexpr std::uint32_t max_days = 365u * 7000u;
+    if (d.in == step_delay::unit::hours) {
+        if (d.amount > max_days * 24u) return std::nullopt;
+        return from + hours(d.amount);
+    }
+    if (d.amount > max_days) return std::nullopt;
+    const auto lt = to_local(zone, from);
+    const auto day = date::floor<date::days>(lt);
+    const auto time_of_day = lt - day;
+    if (d.in == step_delay::unit::days)
+        return to_sys(zone, day + date::days(d.amount) + time_of_day);
+    if ((cal.weekdays & 0x7f) == 0) return std::nullopt;
+    auto business = [&](date::local_days x) {
+        if (!((cal.weekdays >> date::weekday(x).c_encoding()) & 1u)) return false;
+        return !std::binary_search(cal.holidays.begin(), cal.holidays.end(),
+                                   static_cast<std::int32_t>(x.time_since_epoch().count()));
+    };
+    auto x = day;
+    if (d.amount == 0) {
+        // The same day when it is a business day; otherwise the next one.
+        for (std::uint32_t guard = 0; !business(x); ++guard) {
+            if (guard > max_days) return std::nullopt;
+            x += date::days(1);
+        }
+        return x == day ? from : to_sys(zone, x + time_of_day);
+    }
+    // A calendar made only of holidays must not loop for ever.
+    std::uint32_t left = d.amount;
+    for (std::uint32_t guard = 0; left > 0; ++guard) {
+        if (guard > max_days) return std::nullopt;
+        x += date::days(1);
+        if (business(x)) --left;
+    }
+    return to_sys(zone, x + time_of_day);
+}
+
 long local_days_between(zone_ptr zone, time_point from, time_point now) {
     auto a = date::floor<date::days>(to_local(zone, from));
     auto b = date::floor<date::days>(to_local(zone, now));

@@ -9,6 +9,7 @@
 #include <mailers/mailbox.hpp>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace date {
 class time_zone;
@@ -38,6 +39,36 @@ long local_days_between(zone_ptr zone, time_point from, time_point now);
 
 /// The warm-up ramp's cap for the local day of `now`; nullopt when disabled.
 std::optional<std::uint64_t> warmup_cap(const warmup_ramp& r, zone_ptr zone, time_point now);
+
+/// A sequence step's delay after the previous step.
+struct step_delay {
+    enum class unit : std::uint8_t {
+        hours,         ///< elapsed time: `amount` hours later, whatever the clocks do
+        days,          ///< the same local time of day, `amount` local days later
+        business_days  ///< the same local time of day, on the `amount`-th business day after
+    };
+    unit in = unit::days;
+    std::uint32_t amount = 0;
+};
+
+/// The business week and holidays of a calendar, in its zone's local dates.
+struct business_calendar {
+    std::uint8_t weekdays = send_window::weekdays_mon_fri;  ///< bit 0 = Sunday, as send_window
+    std::vector<std::int32_t> holidays;  ///< local days since 1970-01-01, sorted, no repeats
+};
+
+/// When a step delayed by `d` after `from` falls due, in `zone`.
+///
+/// Days keep the local time of day across DST changes (a day is then 23 or
+/// 25 hours); a local time that does not exist that day (inside the
+/// spring-forward gap) becomes the instant the gap ends, and a repeated
+/// one its first occurrence. Business days count the calendar's business
+/// days after `from`'s local date: 1 business day after Friday is Monday,
+/// and after Saturday too; 0 is `from` itself when it falls on a business
+/// day, else the next business day's same local time. nullopt when the
+/// calendar has no business day at all, or `amount` would pass year 9999.
+std::optional<time_point> step_due(const step_delay& d, zone_ptr zone, const business_calendar& cal,
+                                   time_point from);
 
 /// True when `w` is a valid window (hours 0..24, start < 24).
 bool valid_window(const send_window& w) noexcept;

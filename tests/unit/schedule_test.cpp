@@ -156,3 +156,113 @@ TEST_CASE("rate counter agrees with brute force counting") {
         std::erase_if(model, [&](time_point t) { return t < now - hours(26); });
     }
 }
+
+namespace {
+std::int32_t local_day(int y, unsigned m, unsigned d) {
+    return static_cast<std::int32_t>(
+        std::chrono::sys_days(std::chrono::year(y) / std::chrono::month(m) / std::chrono::day(d))
+            .time_since_epoch()
+            .count());
+}
+step_delay after(step_delay::unit u, std::uint32_t n) {
+    return step_delay{u, n};
+}
+}  // namespace
+
+TEST_CASE("step delays: hours are elapsed time, days keep the local time across DST") {
+    auto ny = find_zone("America/New_York");
+    auto berlin = find_zone("Europe/Berlin");
+    REQUIRE(ny);
+    REQUIRE(berlin);
+    const business_calendar cal;
+    using u = step_delay::unit;
+    // Saturday 7 March 2026, 09:00 EST; the clocks spring forward on Sunday.
+    const auto sat9 = utc(2026, 3, 7, 14);
+    CHECK(step_due(after(u::hours, 24), ny, cal, sat9) == utc(2026, 3, 8, 14));  // 10:00 EDT
+    CHECK(step_due(after(u::days, 1), ny, cal, sat9) == utc(2026, 3, 8, 13));    // 09:00 EDT
+    CHECK(step_due(after(u::days, 0), ny, cal, sat9) == sat9);
+    // 02:30 does not exist on 8 March in New York: the gap's end, 03:00 EDT.
+    CHECK(step_due(after(u::days, 1), ny, cal, utc(2026, 3, 7, 7, 30)) == utc(2026, 3, 8, 7));
+    // Berlin falls back on Sunday 25 October: 10:00 CEST then 10:00 CET, 25 hours apart.
+    CHECK(step_due(after(u::days, 1), berlin, cal, utc(2026, 10, 24, 8)) == utc(2026, 10, 25, 9));
+    // 02:30 happens twice on 25 October in Berlin: its first occurrence (CEST).
+    CHECK(step_due(after(u::days, 1), berlin, cal, utc(2026, 10, 24, 0, 30)) ==
+          utc(2026, 10, 25, 0, 30));
+}
+
+TEST_CASE("step delays: business days skip weekends and holidays, in each sender's zone") {
+    auto ny = find_zone("America/New_York");
+    auto tokyo = find_zone("Asia/Tokyo");
+    REQUIRE(ny);
+    REQUIRE(tokyo);
+    using u = step_delay::unit;
+    business_calendar cal;
+    // Friday 6 March 2026, 10:00 EST; Monday 9 March is already EDT.
+    const auto fri10 = utc(2026, 3, 6, 15);
+    CHECK(step_due(after(u::business_days, 1), ny, cal, fri10) == utc(2026, 3, 9, 14));
+    CHECK(step_due(after(u::business_days, 5), ny, cal, fri10) == utc(2026, 3, 13, 14));
+    // From Saturday and from Sunday, 1 business day is Monday as well.
+    CHECK(step_due(after(u::business_days, 1), ny, cal, utc(2026, 3, 7, 15)) ==
+          utc(2026, 3, 9, 14));
+    CHECK(step_due(after(u::business_days, 1), ny, cal, utc(2026, 3, 8, 14)) ==
+          utc(2026, 3, 9, 14));
+    // 0 is now on a business day, else the next business day's same time.
+    CHECK(step_due(after(u::business_days, 0), ny, cal, fri10) == fri10);
+    CHECK(step_due(after(u::business_days, 0), ny, cal, utc(2026, 3, 7, 15)) ==
+          utc(2026, 3, 9, 14));
+    // A holiday on the Monday moves the step to Tuesday.
+    cal.holidays = {local_day(2026, 3, 9)};
+    CHECK(step_due(after(u::business_days, 1), ny, cal, fri10) == utc(2026, 3, 10, 14));
+    cal.holidays.clear();
+    // One instant, two senders: Friday 23:00 UTC is Saturday 08:00 in Tokyo
+    // and Friday 18:00 in New York, so Tokyo's next business day is Monday
+    // and New York's is Monday too, each at its own local time.
+    const auto instant = utc(2026, 3, 6, 23);
+    CHECK(step_due(after(u::business_days, 1), tokyo, cal, instant) == utc(2026, 3, 8, 23));
+    CHECK(step_due(after(u::business_days, 1), ny, cal, instant) == utc(2026, 3, 9, 22));
+    // A six-day week (Monday to Saturday).
+    business_calendar six{0x7e, {}};
+    CHECK(step_due(after(u::business_days, 1), ny, six, fri10) == utc(2026, 3, 7, 15));
+    // No business day at all, or an amount past year 9999: no due time.
+    business_calendar none{0, {}};
+    CHECK_FALSE(step_due(after(u::business_days, 1), ny, none, fri10));
+    CHECK(step_due(after(u::days, 1), ny, none, fri10));
+    CHECK_FALSE(step_due(after(u::days, 4'000'000'000u), ny, cal, fri10));
+    CHECK_FALSE(step_due(after(u::hours, 4'000'000'000u), ny, cal, fri10));
+}
+
+TEST_CASE("step delays: business days agree with counting day by day, in random zones") {
+    const char* zones[] = {"America/New_York",  "Europe/Berlin", "Asia/Tokyo", "Australia/Sydney",
+                           "America/Sao_Paulo", "Asia/Kolkata",  "UTC"};
+    std::mt19937_64 rng(20261207);
+    for (int i = 0; i < 3000; ++i) {
+        auto zone = find_zone(zones[rng() % std::size(zones)]);
+        REQUIRE(zone);
+        business_calendar cal;
+        cal.weekdays = static_cast<std::uint8_t>(1 + rng() % 127);
+        const auto from = utc(2025, 1, 1, 0) + duration_cast<mailers::duration>(seconds(
+                                                   static_cast<long>(rng() % (3u * 365 * 86400))));
+        for (int h = 0; h < 3; ++h)
+            cal.holidays.push_back(local_day(2025, 1, 1) + static_cast<std::int32_t>(rng() % 1100));
+        std::sort(cal.holidays.begin(), cal.holidays.end());
+        cal.holidays.erase(std::unique(cal.holidays.begin(), cal.holidays.end()),
+                           cal.holidays.end());
+        const std::uint32_t n = 1 + static_cast<std::uint32_t>(rng() % 30);
+        auto due = step_due(step_delay{step_delay::unit::business_days, n}, zone, cal, from);
+        REQUIRE(due);
+        CHECK(*due > from);
+        // Count the business days between the two local dates by hand.
+        auto is_business = [&](std::int32_t day) {
+            const auto wd = static_cast<unsigned>(((day % 7) + 7 + 4) % 7);  // 1970-01-01: Thursday
+            return ((cal.weekdays >> wd) & 1u) &&
+                   !std::binary_search(cal.holidays.begin(), cal.holidays.end(), day);
+        };
+        // Noon UTC on 1 January 1970 is that local date in every zone here.
+        const auto a = local_days_between(zone, utc(1970, 1, 1, 12), from);
+        const auto b = local_days_between(zone, utc(1970, 1, 1, 12), *due);
+        std::uint32_t counted = 0;
+        for (auto d = a + 1; d <= b; ++d) counted += is_business(static_cast<std::int32_t>(d));
+        CHECK(counted == n);
+        CHECK(is_business(static_cast<std::int32_t>(b)));
+    }
+}
