@@ -4,8 +4,11 @@
 #include <doctest/doctest.h>
 
 #include <random>
+#include <set>
+#include <vector>
 
 #include "core/rate_counter.hpp"
+#include "decide/pacing.hpp"
 
 using namespace mailers;
 using namespace mailers::detail;
@@ -264,5 +267,102 @@ TEST_CASE("step delays: business days agree with counting day by day, in random 
         for (auto d = a + 1; d <= b; ++d) counted += is_business(static_cast<std::int32_t>(d));
         CHECK(counted == n);
         CHECK(is_business(static_cast<std::int32_t>(b)));
+    }
+}
+
+namespace {
+mailers::duration mins(long m) {
+    return duration_cast<mailers::duration>(minutes(m));
+}
+}  // namespace
+
+TEST_CASE("pacing spreads a day's capacity over the window instead of a burst") {
+    using mailers::decide::next_paced_send;
+    using mailers::decide::pace_interval;
+    using mailers::decide::pacing_input;
+    using mailers::decide::send_budget;
+    const auto nine = utc(2026, 3, 9, 9);
+    const auto tick = mailers::duration(1);
+    // 30 sends left today, the window closes at 17:00: one every 16 minutes
+    // (just under, so that the 30th leaves before 17:00).
+    std::vector<send_budget> day{{30, utc(2026, 3, 9, 17)}};
+    CHECK(pace_interval(day, nine, {}) == mins(16) - tick);
+    // An hourly cap of 2 is tighter: one every 30 minutes.
+    auto both = day;
+    both.push_back({2, utc(2026, 3, 9, 10)});
+    CHECK(pace_interval(both, nine, {}) == mins(30) - tick);
+    // The mailbox's own gap wins when it is wider.
+    CHECK(pace_interval(day, nine, mins(20)) == mins(20));
+    // A budget already over limits nothing; one with nothing left stops pacing.
+    CHECK(pace_interval(std::vector<send_budget>{{0, nine}}, nine, {}) == mailers::duration{});
+    CHECK_FALSE(pace_interval(std::vector<send_budget>{{0, utc(2026, 3, 9, 17)}}, nine, {}));
+    // 3 sends in 10 ticks: at +3, +6 and +9.
+    CHECK(pace_interval(std::vector<send_budget>{{3, nine + 10 * tick}}, nine, {}) == 3 * tick);
+
+    pacing_input in;
+    in.now = nine;
+    CHECK(next_paced_send(day, in, 1) == nine);  // nothing sent yet: now
+    in.last_send = nine - mins(10);
+    CHECK(next_paced_send(day, in, 1) == nine + mins(6) - tick);
+    in.last_send = nine - mins(30);
+    CHECK(next_paced_send(day, in, 1) == nine);
+
+    // Jitter: the same seed, the same time; within bounds; never past the end.
+    in.last_send = nine;
+    in.jitter = mins(5);
+    std::set<mailers::time_point> seen;
+    for (std::uint64_t seed = 0; seed < 2000; ++seed) {
+        auto t = next_paced_send(day, in, seed);
+        REQUIRE(t);
+        CHECK(*t == *next_paced_send(day, in, seed));
+        CHECK(*t >= nine + mins(16) - tick);
+        CHECK(*t < nine + mins(21));
+        seen.insert(*t);
+    }
+    CHECK(seen.size() > 1900);
+    in.now = utc(2026, 3, 9, 16, 58);
+    in.last_send = in.now;
+    in.jitter = mins(30);
+    std::vector<send_budget> last{{1, utc(2026, 3, 9, 17)}};
+    for (std::uint64_t seed = 0; seed < 200; ++seed)
+        CHECK(*next_paced_send(last, in, seed) < utc(2026, 3, 9, 17));
+}
+
+TEST_CASE("pacing neither overspends nor leaves unspent a budget, whatever the numbers") {
+    using mailers::decide::next_paced_send;
+    using mailers::decide::pacing_input;
+    using mailers::decide::send_budget;
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 2000; ++i) {
+        const auto start = utc(2026, 1, 1, 0);
+        std::vector<send_budget> budgets;
+        const int k = 1 + static_cast<int>(rng() % 3);
+        for (int j = 0; j < k; ++j)
+            budgets.push_back({1 + rng() % 200, start + mins(1 + static_cast<long>(rng() % 1440))});
+        const auto given = budgets;
+        pacing_input in;
+        in.now = start;
+        in.jitter = mins(static_cast<long>(rng() % 10));
+        std::vector<std::uint64_t> used(budgets.size(), 0);
+        for (int n = 0; n < 1000; ++n) {
+            auto t = next_paced_send(budgets, in, rng());
+            if (!t) break;
+            REQUIRE(*t >= in.now);
+            // Every send falls before the end of each budget it spends.
+            for (std::size_t j = 0; j < budgets.size(); ++j) {
+                if (*t >= budgets[j].until) continue;
+                REQUIRE(budgets[j].remaining > 0);
+                --budgets[j].remaining;
+                ++used[j];
+            }
+            if (std::all_of(budgets.begin(), budgets.end(),
+                            [&](const send_budget& b) { return *t >= b.until; }))
+                break;
+            in.now = *t;
+            in.last_send = *t;
+        }
+        // A budget alone is spent in full before its end, jitter or not.
+        if (given.size() == 1) CHECK(used[0] == given[0].remaining);
+        for (std::size_t j = 0; j < given.size(); ++j) CHECK(used[j] <= given[j].remaining);
     }
 }
