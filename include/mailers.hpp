@@ -21,6 +21,8 @@
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
+#include <mailers/template.hpp>
 #include <mailers/transport_factory.hpp>
 #include <mailers/transports.hpp>
+#include <mailers/webhook.hpp>
 #include <mailers/with_result.hpp>
