@@ -1,0 +1,429 @@
+// The `mailers` tool as an operator uses it: every command runs as its own
+// process on a real workspace (a temporary SQLite file, and PostgreSQL when
+// MAILERS_TEST_PG names a server), and the test reads what it printed and
+// how it exited.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+// Set by tests/CMakeLists.txt when the tool is built (MAILERS_BUILD_TOOLS).
+#ifndef MAILERS_CLI_PATH
+#define MAILERS_CLI_PATH ""
+#endif
+#define SKIP_WITHOUT_TOOL()                                                      \
+    if (!*MAILERS_CLI_PATH) {                                                    \
+        MESSAGE("skipped: the mailers tool is not built (MAILERS_BUILD_TOOLS)"); \
+        return;                                                                  \
+    }
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct run_result {
+    int rc = -1;
+    std::string out;
+    std::string err;
+};
+
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::string unique(std::string_view what) {
+    static std::atomic<int> n{0};
+    static const auto salt = std::random_device{}();
+    return std::string{what} + "_" + std::to_string(::getpid()) + "_" +
+           std::to_string(salt % 100000) + "_" + std::to_string(n++);
+}
+
+// Runs the tool with `args`; `env` entries ("NAME=value") are added to the
+// test's environment, whose MAILERS_STORE is always removed so that only
+// what a case passes names the store.
+run_result run(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+    static const fs::path dir = fs::temp_directory_path() / unique("mailers_cli_io");
+    fs::create_directories(dir);
+    const auto out = dir / "out", err = dir / "err";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    std::vector<std::string> all{MAILERS_CLI_PATH};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> envs;
+    for (char** e = environ; *e; ++e)
+        if (!std::string_view(*e).starts_with("MAILERS_STORE=")) envs.emplace_back(*e);
+    envs.insert(envs.end(), env.begin(), env.end());
+    std::vector<char*> envp;
+    for (auto& e : envs) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    REQUIRE(rc == 0);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    run_result r;
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+}
+
+bool has(const std::string& s, std::string_view what) {
+    return s.find(what) != std::string::npos;
+}
+
+// The store arguments for one backend.
+struct backend {
+    std::vector<std::string> store;
+    std::vector<std::string> with(std::vector<std::string> args) const {
+        std::vector<std::string> a = store;
+        a.insert(a.end(), args.begin(), args.end());
+        return a;
+    }
+};
+
+struct temp_dir {
+    fs::path path = fs::temp_directory_path() / unique("mailers_cli");
+    temp_dir() { fs::create_directories(path); }
+    ~temp_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+// The commands every backend must pass, on a store `b` names that does not
+// exist yet.
+void exercise(const backend& b, const fs::path& dir) {
+    auto cli = [&](std::vector<std::string> args) {
+        return run(b.with(std::move(args)), {"USER=ops-test"});
+    };
+
+    auto first = cli({"init"});
+    REQUIRE(first.rc == 0);
+    CHECK(has(first.out, "created workspace 'default'"));
+
+    SUBCASE("init refuses an existing store") {
+        auto r = cli({"init"});
+        CHECK(r.rc == 4);
+        CHECK(has(r.err, "already exists"));
+        r = cli({"--json", "audit", "verify"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"ok\":true"));
+    }
+
+    SUBCASE("suppression add, check, remove") {
+        auto r = cli({"suppression", "check", "Jane@Example.com"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "not suppressed"));
+
+        r = cli({"suppression", "add", "Jane@EXAMPLE.com", "--reason", "complaint", "--source",
+                 "ticket-42"});
+        CHECK(r.rc == 0);
+        r = cli({"--json", "suppression", "check", "jane@example.COM"});
+        CHECK(r.rc == 3);
+        CHECK(has(r.out, "\"key\":\"jane@example.com\""));
+        CHECK(has(r.out, "\"suppressed\":true"));
+        CHECK(has(r.out, "\"reason\":\"complaint\""));
+        CHECK(has(r.out, "\"source\":\"ticket-42\""));
+        CHECK(has(r.out, "\"created_at\":\"20"));
+
+        r = cli({"suppression", "add", "blocked.example", "--reason", "legal"});
+        CHECK(r.rc == 0);
+        r = cli({"suppression", "check", "anyone@mx.blocked.example"});
+        CHECK(r.rc == 3);
+        CHECK(has(r.out, "domain blocked.example"));
+        CHECK(has(r.out, "legal"));
+
+        r = cli({"suppression", "remove", "jane@example.com"});
+        CHECK(r.rc == 0);
+        r = cli({"suppression", "check", "jane@example.com"});
+        CHECK(r.rc == 0);
+        r = cli({"suppression", "remove", "jane@example.com"});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "no address entry"));
+    }
+
+    SUBCASE("bad input is refused with a message and changes nothing") {
+        auto before = cli({"--json", "audit", "checkpoint"});
+        REQUIRE(before.rc == 0);
+
+        auto r = cli({"suppression", "check", "not an address"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "not a valid email address"));
+        CHECK(r.out.empty());
+        r = cli({"suppression", "add", "jane@@example.com"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "not a valid address"));
+        r = cli({"suppression", "add", "jane@example.com", "--reason", "bored"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "unknown reason 'bored'"));
+        r = cli({"mailbox", "show", "nobody"});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "no mailbox 'nobody'"));
+        r = cli({"mailbox", "pause", "nobody", "--reason", "x"});
+        CHECK(r.rc == 1);
+        r = cli({"pause", "pool", "nopool"});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "nopool"));
+        r = cli({"pause", "galaxy", "x"});
+        CHECK(r.rc == 2);
+        r = cli({"resume", "workspace"});
+        CHECK(r.rc == 1);
+        CHECK(has(r.err, "not paused"));
+        r = cli({"mailbox", "add", "m1", "--address", "not-an-address", "--provider", "ses"});
+        CHECK(r.rc == 2);
+        r = cli({"audit", "verify", "--checkpoint", "banana"});
+        CHECK(r.rc == 2);
+
+        const auto bad = dir / "bad.csv";
+        std::ofstream(bad) << "value,kind,reason,source,created_at\n"
+                              "ok@example.com,address,manual,x,\n"
+                              "broken line without enough fields\n";
+        r = cli({"suppression", "import", bad.string()});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "line"));
+
+        auto after = cli({"--json", "audit", "checkpoint"});
+        CHECK(after.out == before.out);
+        r = cli({"suppression", "check", "ok@example.com"});
+        CHECK(r.rc == 0);
+    }
+
+    SUBCASE("import and export round-trip") {
+        const auto in = dir / "in.csv";
+        std::ofstream(in) << "value,kind,reason,source,created_at\n"
+                             "a@example.com,address,hard_bounce,esp,\n"
+                             "b@example.com,address,unsubscribe,esp,\n"
+                             "spam.example,domain,manual,esp,\n";
+        auto r = cli({"--json", "suppression", "import", in.string()});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"imported\":3"));
+        const auto out = dir / "out.csv";
+        r = cli({"suppression", "export", out.string()});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "exported 3 entries"));
+        auto csv = slurp(out);
+        CHECK(has(csv, "a@example.com,address,hard_bounce,esp,"));
+        CHECK(has(csv, "spam.example,domain,manual,esp,"));
+        r = cli({"suppression", "export"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "b@example.com,address,unsubscribe"));
+    }
+
+    SUBCASE("mailboxes, pools, pauses and status") {
+        auto r = cli({"mailbox", "add", "rep1", "--address", "Rep One <rep1@brand.example>",
+                      "--provider", "ses", "--per-day", "50"});
+        CHECK(r.rc == 0);
+        r = cli(
+            {"mailbox", "add", "rep2", "--address", "rep2@other.example", "--provider", "smtp"});
+        CHECK(r.rc == 0);
+        r = cli(
+            {"mailbox", "add", "rep2", "--address", "rep2@other.example", "--provider", "smtp"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "already exists"));
+        r = cli({"pool", "add", "outreach", "--mailbox", "rep1", "--mailbox", "rep2"});
+        CHECK(r.rc == 0);
+
+        r = cli({"mailbox", "list"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "ID"));
+        CHECK(has(r.out, "rep1@brand.example"));
+        CHECK(has(r.out, "0/50"));
+        r = cli({"--json", "mailbox", "show", "rep1"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"display_name\":\"Rep One\""));
+        CHECK(has(r.out, "\"daily_cap\":50"));
+        r = cli({"--json", "pool", "list"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"id\":\"outreach\""));
+        CHECK(has(r.out, "[\"rep1\",\"rep2\"]"));
+
+        r = cli({"--actor", "alice", "pause", "domain", "Brand.Example", "--reason",
+                 "spamhaus listing"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "brand.example"));
+        r = cli({"--actor", "bob", "mailbox", "pause", "rep2", "--reason", "bounces"});
+        CHECK(r.rc == 0);
+        r = cli({"--json", "status"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out,
+                  "\"scope\":\"domain\",\"id\":\"brand.example\",\"by\":\"alice\","
+                  "\"reason\":\"spamhaus listing\""));
+        CHECK(has(r.out, "\"mailboxes_held\":[\"rep1\"]"));
+        CHECK(has(r.out, "\"by\":\"bob\""));
+        CHECK(has(r.out, "\"blocked\":\"domain_paused\""));
+        r = cli({"status"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "spamhaus listing"));
+
+        r = cli({"resume", "domain", "brand.example"});
+        CHECK(r.rc == 0);
+        r = cli({"mailbox", "resume", "rep2"});
+        CHECK(r.rc == 0);
+        r = cli({"status"});
+        CHECK(has(r.out, "nothing is paused"));
+
+        r = cli({"pause", "workspace", "--reason", "incident 7"});
+        CHECK(r.rc == 0);
+        r = cli({"--json", "status"});
+        CHECK(has(r.out, "\"mailboxes_held\":[\"rep1\",\"rep2\"]"));
+        CHECK(cli({"resume", "workspace"}).rc == 0);
+
+        r = cli({"mailbox", "retire", "rep2"});
+        CHECK(r.rc == 0);
+        r = cli({"--json", "mailbox", "show", "rep2"});
+        CHECK(has(r.out, "\"state\":\"retired\""));
+
+        r = cli({"audit", "list", "--from", "2", "--limit", "3"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "SEQ"));
+        CHECK(has(r.out, "mailbox.upsert"));
+        r = cli({"--json", "audit", "list"});
+        CHECK(has(r.out, "\"actor\":\"alice\",\"action\":\"pause\""));
+    }
+
+    SUBCASE("quota set and remove") {
+        auto r = cli({"--json", "quota", "set", "recipient", "gmail.com", "--per-hour", "500"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"limits\":\"500/hour\""));
+        r = cli({"quota", "set", "recipient", "not a domain", "--per-hour", "5"});
+        CHECK(r.rc == 2);
+        r = cli({"quota", "set", "provider", "ses"});
+        CHECK(r.rc == 2);
+        r = cli({"quota", "remove", "recipient", "gmail.com"});
+        CHECK(r.rc == 0);
+        r = cli({"quota", "remove", "recipient", "gmail.com"});
+        CHECK(r.rc == 1);
+    }
+
+    SUBCASE("audit checkpoint and verify") {
+        CHECK(cli({"suppression", "add", "x@example.com"}).rc == 0);
+        auto cp = cli({"audit", "checkpoint"});
+        REQUIRE(cp.rc == 0);
+        std::string head = cp.out.substr(0, cp.out.find('\n'));
+        auto r = cli({"audit", "verify", "--checkpoint", head});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "audit chain ok"));
+        auto colon = head.find(':');
+        std::string wrong = head.substr(0, colon + 1) + std::string(64, '0');
+        r = cli({"--json", "audit", "verify", "--checkpoint", wrong});
+        CHECK(r.rc == 5);
+        CHECK(has(r.out, "\"ok\":false"));
+        CHECK(has(r.err, "audit verification failed"));
+        r = cli({"audit", "verify", "--checkpoint", "9999:" + std::string(64, '0')});
+        CHECK(r.rc == 5);
+    }
+
+    SUBCASE("a keyed workspace verifies with its key only, and a wrong key changes nothing") {
+        const auto key = dir / "audit.key", wrong = dir / "wrong.key";
+        std::ofstream(key) << "correct horse battery staple\n";
+        std::ofstream(wrong) << "not the key\n";
+        auto r = cli({"--audit-key-file", key.string(), "suppression", "add", "k@example.com"});
+        CHECK(r.rc == 0);
+        r = cli({"--audit-key-file", key.string(), "audit", "verify"});
+        CHECK(r.rc == 0);
+        auto head = cli({"--audit-key-file", key.string(), "audit", "checkpoint"});
+        CHECK(head.rc == 0);
+        r = cli({"audit", "verify"});
+        CHECK(r.rc == 5);
+        r = cli({"--audit-key-file", wrong.string(), "audit", "verify"});
+        CHECK(r.rc == 5);
+        r = cli({"--audit-key-file", wrong.string(), "audit", "checkpoint"});
+        CHECK(r.rc == 5);
+        CHECK(cli({"--audit-key-file", key.string(), "audit", "checkpoint"}).out == head.out);
+        r = cli({"--audit-key-file", (dir / "absent.key").string(), "audit", "verify"});
+        CHECK(r.rc == 2);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("cli: usage and help") {
+    SKIP_WITHOUT_TOOL();
+    auto r = run({"--help"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "Exit codes"));
+    CHECK(has(r.out, "suppression"));
+    r = run({"suppression", "check", "--help"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "Example:"));
+    r = run({});
+    CHECK(r.rc == 2);
+    r = run({"suppression", "check"});
+    CHECK(r.rc == 2);
+    r = run({"--sqlite", "a.db", "--postgres", "host=x", "status"});
+    CHECK(r.rc == 2);
+    r = run({"status"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "no store given"));
+}
+
+TEST_CASE("cli: a missing store is reported and not created") {
+    SKIP_WITHOUT_TOOL();
+    temp_dir d;
+    const auto db = d.path / "missing.db";
+    auto r = run({"--sqlite", db.string(), "suppression", "check", "a@example.com"});
+    CHECK(r.rc == 4);
+    CHECK(has(r.err, "mailers init"));
+    CHECK_FALSE(fs::exists(db));
+    r = run({"status"}, {"MAILERS_STORE=sqlite:" + db.string()});
+    CHECK(r.rc == 4);
+    CHECK_FALSE(fs::exists(db));
+    r = run({"status"}, {"MAILERS_STORE=mysql:whatever"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "sqlite:PATH"));
+}
+
+TEST_CASE("cli: commands on an SQLite workspace") {
+    SKIP_WITHOUT_TOOL();
+    temp_dir d;
+    exercise(backend{{"--sqlite", (d.path / "ws.db").string()}}, d.path);
+}
+
+TEST_CASE("cli: MAILERS_STORE names the store") {
+    SKIP_WITHOUT_TOOL();
+    temp_dir d;
+    const std::string env = "MAILERS_STORE=sqlite:" + (d.path / "env.db").string();
+    CHECK(run({"init"}, {env}).rc == 0);
+    auto r = run({"--json", "suppression", "check", "a@example.com"}, {env});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "\"suppressed\":false"));
+}
+
+TEST_CASE("cli: commands on a PostgreSQL workspace") {
+    SKIP_WITHOUT_TOOL();
+    const char* c = std::getenv("MAILERS_TEST_PG");
+    if (!c || !*c) {
+        const char* req = std::getenv("MAILERS_REQUIRE_PG");
+        if (req && std::string_view{req} == "1")
+            FAIL("MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is unset");
+        MESSAGE("skipped: set MAILERS_TEST_PG to a conninfo to run the tool on PostgreSQL");
+        return;
+    }
+    temp_dir d;
+    // Each subcase starts from a store that does not exist: a new schema.
+    exercise(backend{{"--postgres", c, "--pg-schema", unique("cli")}}, d.path);
+}
