@@ -2,13 +2,20 @@
 // cap reservation, durable ledger row (SQLite file, group commit), hand-off
 // to a null transport and the final ledger update.
 //
-//   decision_path_bench [--sends N] [--inflight K] [--suppressed S] [--rate R] [--db PATH]
+//   decision_path_bench [--sends N] [--inflight K] [--suppressed S] [--rate R]
+//                       [--db PATH | --pg CONNINFO [--schema NAME]] [--import-only 1]
 //
-// Reports closed-loop throughput (K sends in flight), open-loop latency at a
-// fixed rate R (p50 / p99 / p999 from initiation to completion), and the
-// process's peak RSS. The ceiling printed beside it is the same loop with the
-// engine replaced by a bare post to the null transport, measured in the same
-// run, so the ratio survives a noisy machine.
+// First imports S suppressed addresses from a CSV file through the engine
+// and reports the import's time and the peak RSS it reached, then the time
+// a second engine takes to start on the workspace (a restart: the index
+// loaded from the store). With --pg the workspace lives in PostgreSQL (a
+// workspace of its own per run, in schema NAME, "mailers" by default);
+// --import-only stops there. Then it reports closed-loop throughput (K sends
+// in flight), open-loop latency at a fixed rate R (p50 / p99 / p999 from
+// initiation to completion), and the process's peak RSS. The ceiling printed
+// beside it is the same loop with the engine replaced by a bare post to the
+// null transport, measured in the same run, so the ratio survives a noisy
+// machine.
 #include <sys/resource.h>
 
 #include <boost/asio/io_context.hpp>
@@ -21,6 +28,8 @@
 #include <fstream>
 #include <functional>
 #include <mailers.hpp>
+#include <mailers/postgres_store.hpp>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -43,6 +52,9 @@ struct options {
     double rate = 10000;
     std::size_t rate_sends = 50000;
     std::string db;
+    std::string pg;
+    std::string schema;
+    bool import_only = false;
 };
 
 long peak_rss_kib() {
@@ -83,6 +95,12 @@ int main(int argc, char** argv) {
             o.rate_sends = std::stoull(v);
         else if (k == "--db")
             o.db = std::move(v);
+        else if (k == "--pg")
+            o.pg = std::move(v);
+        else if (k == "--schema")
+            o.schema = std::move(v);
+        else if (k == "--import-only")
+            o.import_only = v != "0";
         return true;
     });
     auto dir =
@@ -90,9 +108,22 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(dir);
     if (o.db.empty()) o.db = (dir / "bench.db").string();
 
+    auto open_store = [&]() -> std::shared_ptr<mailers::store> {
+        if (o.pg.empty())
+            return mailers::open_sqlite_store({o.db, mailers::open_mode::open_or_create});
+        mailers::postgres_store_params p;
+        p.conninfo = o.pg;
+        p.mode = mailers::open_mode::open_or_create;
+        if (!o.schema.empty()) p.schema = o.schema;
+        return mailers::open_postgres_store(p);
+    };
+    const std::string workspace =
+        o.pg.empty() ? std::string("default") : "decision-bench-" + std::to_string(::getpid());
+
     asio::io_context ioc(1);
     mailers::engine_params params;
-    params.storage = mailers::open_sqlite_store({o.db, mailers::open_mode::open_or_create});
+    params.storage = open_store();
+    params.workspace = workspace;
     params.random_seed = 1;
     mailers::engine eng(ioc.get_executor(), std::move(params));
     mailers::principal ops{"bench", "bench"};
@@ -103,23 +134,62 @@ int main(int argc, char** argv) {
         eng, ops, o.mailboxes, "null",
         {mailers::rate_limit::per_day(100000), mailers::rate_limit::per_hour(20000)});
 
-    // 1M suppressed addresses, none of which the benchmark sends to.
+    // S suppressed addresses, none of which the benchmark sends to, read
+    // from a file as a host importing a list would.
     {
-        std::string csv;
-        csv.reserve(o.suppressed * 40);
-        for (std::size_t i = 0; i < o.suppressed; ++i) {
-            csv += "unsub";
-            csv += std::to_string(i);
-            csv += "@example";
-            csv += std::to_string(i % 997);
-            csv += ".com,address,unsubscribe\n";
+        const auto csv_path = dir / "suppressed.csv";
+        {
+            std::ofstream out(csv_path, std::ios::binary);
+            std::string buf;
+            for (std::size_t i = 0; i < o.suppressed; ++i) {
+                buf += "unsub";
+                buf += std::to_string(i);
+                buf += "@example";
+                buf += std::to_string(i % 997);
+                buf += ".com,address,unsubscribe\n";
+                if (buf.size() > (1 << 20)) {
+                    out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
+                    buf.clear();
+                }
+            }
+            out.write(buf.data(), static_cast<std::streamsize>(buf.size()));
         }
-        std::istringstream in(csv);
+        const auto rss0 = peak_rss_kib();
+        std::ifstream in(csv_path, std::ios::binary);
+        auto c0 = bench::cpu_seconds();
         auto t0 = steady::now();
         eng.import_suppressions(ops, in, "bench");
         auto dt = std::chrono::duration<double>(steady::now() - t0).count();
-        std::printf("import: %zu suppressions in %.2f s (CSV parse + store + index)\n",
-                    o.suppressed, dt);
+        std::printf(
+            "import: %zu suppressions in %.2f s (%.2f s CPU in this process; CSV file "
+            "parse + store + index), peak RSS %.1f MiB (%.1f MiB before the import)\n",
+            o.suppressed, dt, bench::cpu_seconds() - c0,
+            static_cast<double>(peak_rss_kib()) / 1024.0, static_cast<double>(rss0) / 1024.0);
+        std::filesystem::remove(csv_path);
+    }
+
+    // A restart: a second engine starts on the workspace and loads it.
+    {
+        mailers::engine_params p2;
+        p2.storage = open_store();
+        p2.workspace = workspace;
+        p2.random_seed = 2;
+        auto c0 = bench::cpu_seconds();
+        auto t0 = steady::now();
+        auto second = std::make_unique<mailers::engine>(ioc.get_executor(), std::move(p2));
+        auto dt = std::chrono::duration<double>(steady::now() - t0).count();
+        std::printf(
+            "restart: an engine started on %zu suppressions in %.2f s (%.2f s CPU in "
+            "this process; %s)\n",
+            second->suppression_count(), dt, bench::cpu_seconds() - c0,
+            o.pg.empty() ? "SQLite" : "PostgreSQL");
+        second.reset();
+        std::printf("peak RSS after the restart: %.1f MiB\n",
+                    static_cast<double>(peak_rss_kib()) / 1024.0);
+    }
+    if (o.import_only) {
+        std::filesystem::remove_all(dir);
+        return 0;
     }
 
     // --- closed loop: K in flight -------------------------------------------
@@ -214,8 +284,9 @@ int main(int argc, char** argv) {
             for (std::size_t i = 0; i < 32; ++i) now_h[s]->counts[i] -= before_h[s]->counts[i];
     }
 
-    std::printf("\ndecision path: %zu mailboxes, %zu suppressed, SQLite file %s, null transport\n",
-                o.mailboxes, o.suppressed, o.db.c_str());
+    std::printf("\ndecision path: %zu mailboxes, %zu suppressed, %s %s, null transport\n",
+                o.mailboxes, o.suppressed, o.pg.empty() ? "SQLite file" : "PostgreSQL schema",
+                o.pg.empty() ? o.db.c_str() : (o.schema.empty() ? "mailers" : o.schema.c_str()));
     std::printf("closed loop (%zu in flight, %zu sends): %.0f sends/s, %.1f us CPU/send\n",
                 o.inflight, o.sends, engine_rate, engine_cpu);
     std::printf(

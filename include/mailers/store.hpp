@@ -270,6 +270,33 @@ struct change_set {
     }
 };
 
+/// Receives one chunk of a bulk import's entries (see
+/// `store::import_suppressions`).
+using suppression_chunk_fn = std::function<void(std::span<const suppression_entry>)>;
+
+/// A bulk suppression import, streamed into one transaction.
+struct suppression_import {
+    /// Called once, inside the import's transaction: hands every entry to
+    /// its argument, in chunks, in order (where two entries share a key the
+    /// later one is stored). The chunk may be reused once the call returns,
+    /// so an import of any size needs memory for one chunk. An exception it
+    /// throws rolls the import back and reaches the caller unchanged.
+    std::function<void(const suppression_chunk_fn&)> entries;
+    /// Called once after the last chunk, with the number of entries given:
+    /// the import's audit record, appended in the same transaction (as
+    /// `store_ops::append_audit`, which this is), so its body can describe
+    /// what was imported (a count, a digest of the values).
+    std::function<store_ops::append_audit(std::uint64_t entries)> audit;
+};
+
+struct suppression_import_result {
+    std::uint64_t entries = 0;    ///< entries given, duplicates counted
+    std::uint64_t audit_seq = 0;  ///< the seq the audit record got
+    /// The change seq the import published, the same for every entry; 0
+    /// when there were no entries (the audit record alone is no change).
+    std::uint64_t change_seq = 0;
+};
+
 /// Who a member is, for operators reading `members` and for recovery of
 /// dead processes on one host.
 struct member_info {
@@ -300,6 +327,36 @@ public:
 
     /// Objects and suppressions changed by commits after `after`.
     virtual change_set changes_since(std::string_view workspace, std::uint64_t after) = 0;
+
+    // --- bulk suppression paths ---------------------------------------------
+    // An import or a start-up of millions of entries must not hold them all
+    // as suppression_entry objects (or store_ops) at once. The defaults below
+    // are correct but do exactly that; the stores of the library override
+    // them with streaming versions, and so should any store that holds
+    // large lists.
+
+    /// Applies a whole import atomically, as one change: every entry is
+    /// put (insert or replace, removing the key's tombstone) with one change
+    /// seq, and the audit record is appended, all or nothing, as if by one
+    /// `commit` of put_suppression ops and one append_audit. A failure
+    /// throws like `commit`, having changed nothing.
+    virtual suppression_import_result import_suppressions(std::string_view workspace,
+                                                          const suppression_import& import);
+
+    /// Like `changes_since`, but leaves out the suppressions whose latest
+    /// write is the change `skip_seq`: an import the caller has applied to
+    /// its memory itself, which would otherwise come back whole.
+    virtual change_set changes_since_skipping(std::string_view workspace, std::uint64_t after,
+                                              std::uint64_t skip_seq);
+
+    /// Like `load`, but hands the key (kind, normalised value) of each
+    /// suppression to `key`, in no particular order, instead of collecting
+    /// entries: `suppressions` stays empty. The keys come from the same
+    /// committed state as the rest of the snapshot. An exception thrown by
+    /// `key` ends the load and reaches the caller unchanged.
+    virtual store_snapshot load_keys(
+        std::string_view workspace, time_point since,
+        const std::function<void(suppression_kind, std::string_view)>& key);
 
     // --- membership -----------------------------------------------------
     // Lease times run on the store's own clock (the database server's for

@@ -1,4 +1,5 @@
 #include <mailers/store.hpp>
+#include <utility>
 
 namespace mailers {
 
@@ -32,6 +33,36 @@ std::string_view to_string(reserve_status s) noexcept {
             return "not_owner";
     }
     return "invalid";
+}
+
+suppression_import_result store::import_suppressions(std::string_view workspace,
+                                                     const suppression_import& import) {
+    std::vector<store_op> ops;
+    import.entries([&](std::span<const suppression_entry> chunk) {
+        for (const auto& e : chunk) ops.push_back(store_ops::put_suppression{e});
+    });
+    suppression_import_result out;
+    out.entries = ops.size();
+    ops.push_back(import.audit(out.entries));
+    auto r = commit(workspace, ops);
+    out.audit_seq = r.ops.back().audit_seq;
+    out.change_seq = r.change_seq;
+    return out;
+}
+
+change_set store::changes_since_skipping(std::string_view workspace, std::uint64_t after,
+                                         std::uint64_t) {
+    return changes_since(workspace, after);
+}
+
+store_snapshot store::load_keys(
+    std::string_view workspace, time_point since,
+    const std::function<void(suppression_kind, std::string_view)>& key) {
+    auto snap = load(workspace, since);
+    for (const auto& e : snap.suppressions) key(e.kind, e.value);
+    snap.suppressions.clear();
+    snap.suppressions.shrink_to_fit();
+    return snap;
 }
 
 }  // namespace mailers

@@ -416,16 +416,18 @@ std::size_t suppression_index::label_count(std::string_view domain) noexcept {
     return 1 + static_cast<std::size_t>(std::count(domain.begin(), domain.end(), '.'));
 }
 
+bool suppression_index::insert_address_fingerprint(std::uint64_t fp) {
+    if (!addresses_.insert(fp)) return false;
+    if (addresses_.capacity() != address_filter_capacity_)
+        rebuild_address_filter();
+    else
+        address_filter_.add(fp);
+    return true;
+}
+
 bool suppression_index::insert(suppression_kind kind, std::string_view value) {
     const std::uint64_t fp = fingerprint(value);
-    if (kind == suppression_kind::address) {
-        if (!addresses_.insert(fp)) return false;
-        if (addresses_.capacity() != address_filter_capacity_)
-            rebuild_address_filter();
-        else
-            address_filter_.add(fp);
-        return true;
-    }
+    if (kind == suppression_kind::address) return insert_address_fingerprint(fp);
     if (!domains_.insert(fp)) return false;
     domain_filter_.insert_copy(filter_hash(value));
     ++domains_by_labels_[std::min(label_count(value), max_labels - 1)];

@@ -303,6 +303,15 @@ public:
     /// Returns false when the entry was absent.
     bool erase(suppression_kind kind, std::string_view value) noexcept;
 
+    /// The 8 bytes an address entry is kept as. A bulk import keeps these,
+    /// not the values, until its commit lets it insert them; they are only
+    /// valid for this index (its key).
+    std::uint64_t address_fingerprint(std::string_view normalised_addr) const noexcept {
+        return fingerprint(normalised_addr);
+    }
+    /// insert(address, value) for the value `fp` was made from.
+    bool insert_address_fingerprint(std::uint64_t fp);
+
     std::size_t size() const noexcept { return addresses_.size() + domains_.size(); }
     std::size_t address_count() const noexcept { return addresses_.size(); }
     std::size_t domain_count() const noexcept { return domains_.size(); }

@@ -546,6 +546,245 @@ inline void check_suppressions(const store_factory& open, const std::string& ws)
     for (const auto& e : expected) CHECK(st->find_suppression(ws, e.kind, e.value) == e);
 }
 
+/// A bulk import over `entries`, handed to the store in chunks of `chunk`,
+/// audited with `record`. `fail_after` > 0 throws import_stop once that many
+/// chunks have been handed over.
+struct import_stop {};
+
+inline suppression_import sample_import(const std::vector<suppression_entry>& entries,
+                                        audit_record record, std::size_t chunk = 333,
+                                        std::size_t fail_after = 0) {
+    suppression_import job;
+    job.entries = [&entries, chunk, fail_after](const suppression_chunk_fn& put) {
+        std::size_t chunks = 0;
+        // A reused buffer, as an importer reading a file would have.
+        std::vector<suppression_entry> buf;
+        for (std::size_t i = 0; i < entries.size(); i += chunk) {
+            if (fail_after > 0 && chunks == fail_after) throw import_stop{};
+            buf.assign(
+                entries.begin() + static_cast<std::ptrdiff_t>(i),
+                entries.begin() + static_cast<std::ptrdiff_t>(std::min(entries.size(), i + chunk)));
+            put(buf);
+            ++chunks;
+        }
+        if (fail_after > 0) throw import_stop{};
+    };
+    job.audit = [record = std::move(record)](std::uint64_t n) {
+        audit_record r = record;
+        r.after = R"({"count":)" + std::to_string(n) + "}";
+        return store_ops::append_audit{r};
+    };
+    return job;
+}
+
+inline std::vector<suppression_entry> import_entries(std::size_t n, const std::string& tag) {
+    std::vector<suppression_entry> out;
+    for (std::size_t i = 0; i < n; ++i) {
+        auto e = sample_suppression(
+            i % 50 == 7 ? suppression_kind::domain : suppression_kind::address,
+            i % 50 == 7 ? tag + std::to_string(i) + ".example"
+                        : tag + std::to_string(i) + "@example.com",
+            i % 3 ? suppression_reason::unsubscribe : suppression_reason::hard_bounce);
+        e.source = "import " + tag;
+        e.created_at = at_seconds(static_cast<std::int64_t>(i));
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+/// What the store holds: the last entry given for each key.
+inline std::vector<suppression_entry> last_per_key(const std::vector<suppression_entry>& in) {
+    std::map<std::pair<suppression_kind, std::string>, suppression_entry> m;
+    for (const auto& e : in) m.insert_or_assign({e.kind, e.value}, e);
+    std::vector<suppression_entry> out;
+    for (auto& [k, e] : m) out.push_back(e);
+    return out;
+}
+
+inline void check_import(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    // Before: one entry the import replaces, one it leaves, and a tombstone
+    // it overwrites.
+    const auto kept = sample_suppression(suppression_kind::address, "kept@example.com");
+    auto replaced = sample_suppression(suppression_kind::address, "a1@example.com");
+    replaced.reason = suppression_reason::legal;
+    commit(*st, ws,
+           {store_ops::put_suppression{kept}, store_ops::put_suppression{replaced},
+            store_ops::put_suppression{
+                sample_suppression(suppression_kind::address, "a2@example.com")},
+            store_ops::put_object{{"pool", "p", "{}"}}});
+    commit(*st, ws, {store_ops::delete_suppression{suppression_kind::address, "a2@example.com"}});
+    const std::uint64_t before_seq = st->changes_since(ws, 0).seq;
+    const auto audit_before = all_audit(*st, ws);
+
+    auto entries = import_entries(5000, "a");
+    // Two entries for one key: the later is stored.
+    auto dup = entries[10];
+    dup.reason = suppression_reason::complaint;
+    dup.source = "later";
+    entries.push_back(dup);
+    const auto record = sample_audit(1, 1)[0];
+    const auto res = st->import_suppressions(ws, sample_import(entries, record));
+    CHECK(res.entries == entries.size());
+    CHECK(res.change_seq == before_seq + 1);
+    CHECK(res.audit_seq == audit_before.size() + 1);
+
+    auto expected = last_per_key(entries);
+    expected.push_back(kept);
+    expected = canonical(store_snapshot{{}, expected, {}, 0}).suppressions;
+    check_same_list(all_suppressions(*st, ws), expected, "after the import");
+    CHECK(st->find_suppression(ws, suppression_kind::address, "a10@example.com") == dup);
+
+    // One change: the feed carries every imported key at the import's seq,
+    // the tombstone is gone, and skipping the import leaves nothing of it.
+    const auto cs = st->changes_since(ws, before_seq);
+    CHECK(cs.seq == res.change_seq);
+    CHECK(cs.suppressions.size() == last_per_key(entries).size());
+    CHECK(cs.deleted_suppressions.empty());
+    CHECK(st->changes_since_skipping(ws, before_seq, res.change_seq).empty());
+    CHECK(st->changes_since_skipping(ws, before_seq, res.change_seq).seq == res.change_seq);
+    check_caught_up(*st, ws, res.change_seq);
+    const auto cs_all = st->changes_since_skipping(ws, 0, res.change_seq);
+    CHECK(cs_all.objects.size() == 1);
+    check_same_list(cs_all.suppressions, {kept}, "all changes but the import's");
+
+    // One audited change, chained like any append.
+    const auto audit = all_audit(*st, ws);
+    REQUIRE(audit.size() == audit_before.size() + 1);
+    CHECK(audit.back().after == R"({"count":)" + std::to_string(entries.size()) + "}");
+    CHECK_FALSE(verify_audit_chain(audit));
+
+    // load_keys streams the same keys as load.
+    std::set<std::pair<suppression_kind, std::string>> keys;
+    const auto snap = st->load_keys(ws, at_seconds(0), [&](suppression_kind k, std::string_view v) {
+        CHECK(keys.emplace(k, std::string(v)).second);
+    });
+    CHECK(snap.suppressions.empty());
+    const auto full = st->load(ws, at_seconds(0));
+    CHECK(snap.change_seq == full.change_seq);
+    check_same_list(canonical(snap).objects, canonical(full).objects, "load_keys objects");
+    REQUIRE(keys.size() == full.suppressions.size());
+    for (const auto& e : full.suppressions) CHECK(keys.count({e.kind, e.value}) == 1);
+
+    // Importing the same list again changes no entry, but is a change and an
+    // audited act of its own.
+    const auto again = st->import_suppressions(ws, sample_import(entries, record, 1000));
+    CHECK(again.change_seq == res.change_seq + 1);
+    CHECK(again.audit_seq == res.audit_seq + 1);
+    check_same_list(all_suppressions(*st, ws), expected, "after importing again");
+
+    // No entries: the audit record alone, and no change.
+    const std::vector<suppression_entry> none;
+    const auto empty = st->import_suppressions(ws, sample_import(none, record));
+    CHECK(empty.entries == 0);
+    CHECK(empty.change_seq == 0);
+    CHECK(empty.audit_seq == again.audit_seq + 1);
+    CHECK(st->changes_since(ws, 0).seq == again.change_seq);
+
+    // The import survives a reopen.
+    st.reset();
+    st = open();
+    check_same_list(all_suppressions(*st, ws), expected, "after reopen");
+}
+
+inline void check_import_all_or_nothing(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    commit(*st, ws,
+           {store_ops::put_suppression{
+               sample_suppression(suppression_kind::address, "b1@example.com")}});
+    commit(*st, ws, {store_ops::delete_suppression{suppression_kind::address, "b2@example.com"}});
+    const auto entries = import_entries(3000, "b");
+    const auto record = sample_audit(1, 1)[0];
+    auto unchanged = [&](const char* what) {
+        INFO(what);
+        const auto suppressions = all_suppressions(*st, ws);
+        REQUIRE(suppressions.size() == 1);
+        CHECK(suppressions[0].value == "b1@example.com");
+        CHECK(st->changes_since(ws, 0).seq == 2);
+        CHECK(st->changes_since(ws, 0).deleted_suppressions.size() == 1);
+        CHECK(all_audit(*st, ws).empty());
+    };
+
+    // The source fails part-way (a bad line in a file): its exception
+    // reaches the caller unchanged, and nothing was imported.
+    CHECK_THROWS_AS(st->import_suppressions(ws, sample_import(entries, record, 500, 3)),
+                    import_stop);
+    unchanged("source failed after three chunks");
+    CHECK_THROWS_AS(st->import_suppressions(ws, sample_import(entries, record, 500, 6)),
+                    import_stop);
+    unchanged("source failed after the last chunk");
+
+    // An entry the store refuses fails the import as a store error.
+    auto bad = entries;
+    bad[2500].reason = static_cast<suppression_reason>(77);
+    CHECK_THROWS_AS(st->import_suppressions(ws, sample_import(bad, record)), exception);
+    unchanged("an invalid entry");
+
+    // The audit callback failing, after every entry, leaves nothing either.
+    auto job = sample_import(entries, record);
+    job.audit = [](std::uint64_t) -> store_ops::append_audit { throw import_stop{}; };
+    CHECK_THROWS_AS(st->import_suppressions(ws, job), import_stop);
+    unchanged("the audit callback failed");
+
+    // The store stays usable.
+    const auto res = st->import_suppressions(ws, sample_import(entries, record));
+    CHECK(res.change_seq == 3);
+    // b1@ was there already: the import replaced it.
+    CHECK(all_suppressions(*st, ws).size() == entries.size());
+}
+
+inline void check_race_import(const store_factory& open, const std::string& ws) {
+    constexpr std::size_t importers = 4;
+    std::vector<std::vector<suppression_entry>> lists;
+    for (std::size_t i = 0; i < importers; ++i) {
+        lists.push_back(import_entries(1500, "r" + std::to_string(i) + "-"));
+        // A key every importer writes: one of them is stored whole.
+        auto shared = sample_suppression(suppression_kind::address, "shared@example.com");
+        shared.source = "importer " + std::to_string(i);
+        lists.back().push_back(shared);
+    }
+    std::vector<suppression_import_result> results(importers);
+    const auto record = sample_audit(1, 1)[0];
+    run_threads(importers, [&](std::size_t i) {
+        auto st = open();
+        results[i] = st->import_suppressions(ws, sample_import(lists[i], record, 100));
+        // Ordinary commits keep going while imports run.
+        commit(*st, ws, {store_ops::put_object{{"pool", "p" + std::to_string(i), "{}"}}});
+    });
+    auto st = open();
+    std::set<std::uint64_t> seqs, audit_seqs;
+    for (const auto& r : results) {
+        CHECK(r.entries == 1501);
+        seqs.insert(r.change_seq);
+        audit_seqs.insert(r.audit_seq);
+    }
+    CHECK(seqs.size() == importers);
+    CHECK(audit_seqs.size() == importers);
+    CHECK(*seqs.begin() >= 1);
+    CHECK(st->changes_since(ws, 0).seq == 2 * importers);
+    const auto audit = all_audit(*st, ws);
+    CHECK(audit.size() == importers);
+    CHECK_FALSE(verify_audit_chain(audit));
+    const auto all = all_suppressions(*st, ws);
+    CHECK(all.size() == importers * 1500 + 1);
+    // The shared key holds the entry of the importer whose change came last.
+    const auto last =
+        std::max_element(results.begin(), results.end(),
+                         [](auto& a, auto& b) { return a.change_seq < b.change_seq; }) -
+        results.begin();
+    const auto shared = st->find_suppression(ws, suppression_kind::address, "shared@example.com");
+    REQUIRE(shared);
+    CHECK(shared->source == "importer " + std::to_string(last));
+    // Each import's keys carry its own change seq.
+    for (std::size_t i = 0; i < importers; ++i) {
+        const auto skipped = st->changes_since_skipping(ws, 0, results[i].change_seq);
+        std::size_t others = 0;
+        for (const auto& e : skipped.suppressions)
+            others += e.source == "import r" + std::to_string(i) + "-";
+        CHECK(others == 0);
+    }
+}
+
 inline void check_new_sends(const store_factory& open, const std::string& ws) {
     auto st = open();
     CHECK_FALSE(st->find_send(ws, 1));
@@ -2534,6 +2773,15 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("suppressions: put, replace, delete, find, for_each order") {
         check_suppressions(open, p + "-suppressions");
+    }
+    SUBCASE("import: one change, one audit record, the later entry of a key") {
+        check_import(open, p + "-import");
+    }
+    SUBCASE("import: all or nothing") {
+        check_import_all_or_nothing(open, p + "-import-atomic");
+    }
+    SUBCASE("race: concurrent imports") {
+        check_race_import(open, p + "-race-import");
     }
     SUBCASE("new sends: ids, idempotency keys, duplicates") {
         check_new_sends(open, p + "-sends");

@@ -334,7 +334,7 @@ struct statements {
         changed_suppressions =
             make("m_changed_suppressions",
                  "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
-                 "WHERE workspace = $1 AND seq > $2 ORDER BY seq, kind, value");
+                 "WHERE workspace = $1 AND seq > $2 AND seq <> $3 ORDER BY seq, kind, value");
         find_send =
             make("m_find_send", "SELECT {cols} FROM {s}.sends WHERE workspace = $1 AND id = $2");
         find_suppression =
@@ -436,9 +436,20 @@ struct key_state {
     std::vector<std::int64_t> floors;  // requested by the batch, before grouping
     std::vector<floor_group> groups;
     // Uses recorded before the commit that the batch released, and uses the
-    // batch recorded (minus those it released again).
+    // batch recorded (minus those it released again); both sorted, so that
+    // counting a window costs a binary search however many reservations of
+    // the batch share the key.
     std::vector<std::int64_t> removed;
     std::vector<std::int64_t> added;
+
+    void add(std::int64_t at) { added.insert(std::upper_bound(added.begin(), added.end(), at), at); }
+    void remove_stored(std::int64_t at) {
+        removed.insert(std::upper_bound(removed.begin(), removed.end(), at), at);
+    }
+    void remove_added(std::int64_t at) {
+        auto it = std::lower_bound(added.begin(), added.end(), at);
+        if (it != added.end() && *it == at) added.erase(it);
+    }
 
     const floor_group& group_of(std::int64_t f) const {
         for (auto& g : groups)
@@ -453,10 +464,10 @@ struct key_state {
             g.at_or_after_hi +
             static_cast<std::uint64_t>(g.between.end() -
                                        std::lower_bound(g.between.begin(), g.between.end(), f));
-        for (auto a : removed)
-            if (a >= f) --n;
-        for (auto a : added)
-            if (a >= f) ++n;
+        n -= static_cast<std::uint64_t>(removed.end() -
+                                        std::lower_bound(removed.begin(), removed.end(), f));
+        n += static_cast<std::uint64_t>(added.end() -
+                                        std::lower_bound(added.begin(), added.end(), f));
         return n;
     }
 };
@@ -558,31 +569,8 @@ public:
     }
 
     change_set changes_since(std::string_view ws, std::uint64_t after) override {
-        return run("changes_since", true, [&](pg::connection& c, attempt&) {
-            pg::connection::pipeline p(c);
-            p.add_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-            auto io = p.add(sql_.changed_objects, pg::params{}.add(ws).add(after));
-            auto is = p.add(sql_.changed_suppressions, pg::params{}.add(ws).add(after));
-            auto iseq = p.add(sql_.change_seq, pg::params{}.add(ws));
-            p.add_simple("COMMIT");
-            auto r = p.finish();
-            change_set cs;
-            for (int i = 0; i < r[io].rows(); ++i) {
-                if (r[io].is_null(i, 2))
-                    cs.deleted_objects.emplace_back(r[io].str(i, 0), r[io].str(i, 1));
-                else
-                    cs.objects.push_back({r[io].str(i, 0), r[io].str(i, 1), r[io].str(i, 2)});
-            }
-            for (int i = 0; i < r[is].rows(); ++i) {
-                if (r[is].is_null(i, 2))
-                    cs.deleted_suppressions.emplace_back(kind_from(r[is].i64(i, 0)),
-                                                         r[is].str(i, 1));
-                else
-                    cs.suppressions.push_back(read_suppression(r[is], i));
-            }
-            cs.seq = r[iseq].u64(0, 0);
-            return cs;
-        });
+        // Every change seq is above 0, so skipping 0 skips nothing.
+        return changes_since_skipping(ws, after, 0);
     }
 
     commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
@@ -677,6 +665,364 @@ public:
             return static_cast<std::size_t>(r.affected());
         });
     }
+
+    // --- bulk suppression paths ---------------------------------------------
+    // Entries travel by COPY, in both directions: a row costs a few bytes
+    // of framing instead of a parameter array element or a result cell, and
+    // neither side holds more than a buffer of them.
+
+    suppression_import_result import_suppressions(std::string_view ws,
+                                                  const suppression_import& import) override {
+        // Not run(): the entries can be read only once, so an import that
+        // failed part-way cannot be run again here; the caller decides.
+        reconnect_wait wait(params_.reconnect_timeout);
+        std::optional<pg::pool::lease> lease;
+        for (;;) {
+            try {
+                lease.emplace(pool_.acquire());
+                break;
+            } catch (const pg::error& e) {
+                if (e.kind() != pg::failure_kind::connection_lost || wait.expired())
+                    fail(errc::store_error,
+                         fmt::format("postgres store: import_suppressions: cannot connect: {}",
+                                     e.what()));
+                wait.pause();
+            }
+        }
+        attempt a;
+        try {
+            return import_once(**lease, a, ws, import);
+        } catch (const pg::error& e) {
+            if (e.kind() == pg::failure_kind::connection_lost || (*lease)->broken()) {
+                lease->discard();
+                if (a.commit_sent)
+                    fail(errc::commit_outcome_unknown,
+                         fmt::format("postgres store: import_suppressions: the connection was "
+                                     "lost while committing; the outcome is unknown ({})",
+                                     e.what()));
+            } else {
+                rollback(**lease);
+            }
+            fail(errc::store_error,
+                 fmt::format("postgres store: import_suppressions: {}; nothing was imported",
+                             e.what()));
+        } catch (...) {
+            if ((*lease)->broken())
+                lease->discard();
+            else
+                rollback(**lease);
+            throw;
+        }
+    }
+
+    change_set changes_since_skipping(std::string_view ws, std::uint64_t after,
+                                      std::uint64_t skip_seq) override {
+        return run("changes_since", true, [&](pg::connection& c, attempt&) {
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            auto io = p.add(sql_.changed_objects, pg::params{}.add(ws).add(after));
+            auto is =
+                p.add(sql_.changed_suppressions, pg::params{}.add(ws).add(after).add(skip_seq));
+            auto iseq = p.add(sql_.change_seq, pg::params{}.add(ws));
+            p.add_simple("COMMIT");
+            auto r = p.finish();
+            change_set cs;
+            for (int i = 0; i < r[io].rows(); ++i) {
+                if (r[io].is_null(i, 2))
+                    cs.deleted_objects.emplace_back(r[io].str(i, 0), r[io].str(i, 1));
+                else
+                    cs.objects.push_back({r[io].str(i, 0), r[io].str(i, 1), r[io].str(i, 2)});
+            }
+            for (int i = 0; i < r[is].rows(); ++i) {
+                if (r[is].is_null(i, 2))
+                    cs.deleted_suppressions.emplace_back(kind_from(r[is].i64(i, 0)),
+                                                         r[is].str(i, 1));
+                else
+                    cs.suppressions.push_back(read_suppression(r[is], i));
+            }
+            cs.seq = r[iseq].u64(0, 0);
+            return cs;
+        });
+    }
+
+    store_snapshot load_keys(
+        std::string_view ws, time_point since,
+        const std::function<void(suppression_kind, std::string_view)>& key) override {
+        return run("load", true, [&](pg::connection& c, attempt&) {
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            auto io = p.add(sql_.load_objects, pg::params{}.add(ws));
+            auto isd = p.add(sql_.load_sends, pg::params{}.add(ws).add(micros(since)));
+            auto iseq = p.add(sql_.change_seq, pg::params{}.add(ws));
+            auto r = p.finish();
+            store_snapshot snap;
+            for (int i = 0; i < r[io].rows(); ++i)
+                snap.objects.push_back({r[io].str(i, 0), r[io].str(i, 1), r[io].str(i, 2)});
+            for (int i = 0; i < r[isd].rows(); ++i)
+                snap.recent_sends.push_back(read_send(r[isd], i));
+            snap.change_seq = r[iseq].u64(0, 0);
+            // Same transaction, so the same snapshot as the reads above.
+            copy_keys_out(c, ws, key);
+            c.exec("COMMIT");
+            return snap;
+        });
+    }
+
+private:
+    [[noreturn]] static void copy_failed(pg::connection& c, std::string_view what) {
+        std::string msg = PQerrorMessage(c.raw());
+        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+        throw pg::error(c.broken() ? pg::failure_kind::connection_lost : pg::failure_kind::other,
+                        fmt::format("{}: {}", what, msg));
+    }
+
+    // Reads the result that ends a COPY; throws its error, if any.
+    static void finish_copy(pg::connection& c, std::string_view what) {
+        bool failed = false;
+        std::string msg;
+        while (PGresult* r = PQgetResult(c.raw())) {
+            if (PQresultStatus(r) != PGRES_COMMAND_OK && !failed) {
+                failed = true;
+                msg = PQresultErrorMessage(r);
+            }
+            PQclear(r);
+        }
+        if (!failed) return;
+        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+        throw pg::error(c.broken() ? pg::failure_kind::connection_lost : pg::failure_kind::other,
+                        fmt::format("{}: {}", what, msg));
+    }
+
+    // COPY's text format: backslash escapes for the characters it uses.
+    static void copy_escape(std::string& out, std::string_view v) {
+        for (char ch : v) {
+            switch (ch) {
+                case '\\':
+                    out += "\\\\";
+                    break;
+                case '\t':
+                    out += "\\t";
+                    break;
+                case '\n':
+                    out += "\\n";
+                    break;
+                case '\r':
+                    out += "\\r";
+                    break;
+                default:
+                    out += ch;
+            }
+        }
+    }
+
+    static void copy_unescape(std::string& out, std::string_view v) {
+        out.clear();
+        for (std::size_t i = 0; i < v.size(); ++i) {
+            if (v[i] != '\\' || i + 1 == v.size()) {
+                out += v[i];
+                continue;
+            }
+            const char e = v[++i];
+            auto digits = [&](int base, std::size_t max) {
+                int n = 0;
+                std::size_t k = 0;
+                for (; k < max && i + k < v.size(); ++k) {
+                    const char d = v[i + k];
+                    int x = -1;
+                    if (d >= '0' && d <= '7') x = d - '0';
+                    if (base == 16 && d >= '8' && d <= '9') x = d - '0';
+                    if (base == 16 && d >= 'a' && d <= 'f') x = d - 'a' + 10;
+                    if (base == 16 && d >= 'A' && d <= 'F') x = d - 'A' + 10;
+                    if (x < 0) break;
+                    n = n * base + x;
+                }
+                i += k - 1;
+                out += static_cast<char>(n);
+            };
+            static constexpr std::string_view letters = "bfnrtv", controls = "\b\f\n\r\t\v";
+            if (const auto k = letters.find(e); k != std::string_view::npos) {
+                out += controls[k];
+                continue;
+            }
+            switch (e) {
+                case 'x':
+                    ++i;
+                    digits(16, 2);
+                    break;
+                default:
+                    if (e >= '0' && e <= '7')
+                        digits(8, 3);
+                    else
+                        out += e;
+            }
+        }
+    }
+
+    void copy_keys_out(pg::connection& c, std::string_view ws,
+                       const std::function<void(suppression_kind, std::string_view)>& key) {
+        std::unique_ptr<char, decltype(&PQfreemem)> lit(
+            PQescapeLiteral(c.raw(), ws.data(), ws.size()), &PQfreemem);
+        if (!lit) copy_failed(c, "load: COPY");
+        const std::string sql = fmt::format(
+            "COPY (SELECT kind, value FROM {}.suppressions WHERE workspace = {} AND reason IS NOT "
+            "NULL) TO STDOUT",
+            pg::quote_ident(params_.schema), lit.get());
+        {
+            pg::result r{PQexec(c.raw(), sql.c_str())};
+            if (!r.get() || PQresultStatus(r.get()) != PGRES_COPY_OUT)
+                copy_failed(c, "load: COPY");
+        }
+        std::exception_ptr err;
+        std::string value;
+        for (;;) {
+            char* buf = nullptr;
+            const int n = PQgetCopyData(c.raw(), &buf, 0);
+            if (n == -1) break;
+            if (n < 0) copy_failed(c, "load: COPY");
+            std::unique_ptr<char, decltype(&PQfreemem)> row(buf, &PQfreemem);
+            if (err) continue;  // drained, so the connection stays usable
+            std::string_view line(buf, static_cast<std::size_t>(n));
+            if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+            const auto tab = line.find('\t');
+            try {
+                if (tab == std::string_view::npos)
+                    fail(errc::store_error, "postgres store: load: malformed COPY row");
+                std::int64_t k = 0;
+                for (char d : line.substr(0, tab)) k = k * 10 + (d - '0');
+                const auto rest = line.substr(tab + 1);
+                if (rest.find('\\') == std::string_view::npos) {
+                    key(kind_from(k), rest);
+                } else {
+                    copy_unescape(value, rest);
+                    key(kind_from(k), value);
+                }
+            } catch (...) {
+                err = std::current_exception();
+            }
+        }
+        finish_copy(c, "load: COPY");
+        if (err) std::rethrow_exception(err);
+    }
+
+    suppression_import_result import_once(pg::connection& c, attempt& a, std::string_view ws,
+                                          const suppression_import& import) {
+        const std::string s = pg::quote_ident(params_.schema);
+        const std::string ws_s{ws};
+        // The staging table lives for the transaction only. `ord` keeps the
+        // file's order, so that of two entries for one key the later wins.
+        // The merge sorts every entry once: enough work_mem keeps that sort
+        // off temporary files (server memory, for this transaction only).
+        c.exec(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL work_mem = '256MB'; "
+            "CREATE TEMP TABLE mailers_import (kind int2 NOT NULL, value text COLLATE \"C\" NOT "
+            "NULL, reason int2 NOT NULL, source text NOT NULL, created_at int8 NOT NULL, ord int8 "
+            "NOT NULL) ON COMMIT DROP");
+        {
+            pg::result r{PQexec(c.raw(),
+                                "COPY pg_temp.mailers_import (kind, value, reason, source, "
+                                "created_at, ord) FROM STDIN")};
+            if (!r.get() || PQresultStatus(r.get()) != PGRES_COPY_IN)
+                copy_failed(c, "COPY");
+        }
+        suppression_import_result result;
+        std::string buf;
+        auto send = [&] {
+            if (PQputCopyData(c.raw(), buf.data(), static_cast<int>(buf.size())) != 1)
+                copy_failed(c, "COPY");
+            buf.clear();
+        };
+        try {
+            import.entries([&](std::span<const suppression_entry> chunk) {
+                for (const auto& e : chunk) {
+                    fmt::format_to(std::back_inserter(buf), "{}\t", kind_code(e.kind));
+                    copy_escape(buf, e.value);
+                    fmt::format_to(std::back_inserter(buf), "\t{}\t", reason_code(e.reason));
+                    copy_escape(buf, e.source);
+                    fmt::format_to(std::back_inserter(buf), "\t{}\t{}\n", micros(e.created_at),
+                                   result.entries);
+                    ++result.entries;
+                    if (buf.size() >= (1 << 20)) send();
+                }
+            });
+            if (!buf.empty()) send();
+        } catch (...) {
+            // Ends the COPY with an error, so the transaction can roll back.
+            if (!c.broken() && PQputCopyEnd(c.raw(), "import abandoned") == 1) {
+                while (PGresult* r = PQgetResult(c.raw())) PQclear(r);
+            }
+            throw;
+        }
+        if (PQputCopyEnd(c.raw(), nullptr) != 1) copy_failed(c, "COPY");
+        finish_copy(c, "COPY");
+
+        // The workspace row last: its lock orders this change among the
+        // others, and is held only while the rows are merged.
+        pg::connection::pipeline p(c);
+        p.add(sql_.ensure_ws, pg::params{}.add(ws_s));
+        const auto i_ws =
+            p.add(sql_.lock_ws, pg::params{}.add(ws_s).add(result.entries > 0 ? 1 : 0));
+        auto r = p.finish();
+        const std::uint64_t change_seq = r[i_ws].u64(0, 0);
+        const std::uint64_t audit_seq = r[i_ws].u64(0, 1);
+        const std::string audit_head = r[i_ws].str(0, 2);
+        if (result.entries > 0) {
+            // Tombstones are rows without a reason, so the upsert replaces
+            // them too.
+            const pg::statement merge{
+                "m_import_merge",
+                fmt::format("INSERT INTO {}.suppressions (workspace, kind, value, reason, source, "
+                            "created_at, seq) SELECT DISTINCT ON (kind, value) $1, kind, value, "
+                            "reason, source, created_at, $2::int8 FROM pg_temp.mailers_import "
+                            "ORDER BY kind, value, ord DESC ON CONFLICT (workspace, kind, value) "
+                            "DO UPDATE SET reason = excluded.reason, source = excluded.source, "
+                            "created_at = excluded.created_at, seq = excluded.seq",
+                            s)};
+            c.run(merge, pg::params{}.add(ws_s).add(change_seq));
+            result.change_seq = change_seq;
+        }
+        const auto op = import.audit(result.entries);
+        audit_record rec = op.record;
+        rec.seq = audit_seq + 1;
+        rec.prev_hash = audit_head;
+        rec.hash = audit_hash(rec, op.key);
+        result.audit_seq = rec.seq;
+        pg::int_array seq, at;
+        pg::text_array actor, action, rtype, rid, before, after, prev, hash;
+        seq.push(static_cast<std::int64_t>(rec.seq));
+        at.push(micros(rec.at));
+        actor.push(rec.actor);
+        action.push(rec.action);
+        rtype.push(rec.resource_type);
+        rid.push(rec.resource_id);
+        before.push(rec.before);
+        after.push(rec.after);
+        prev.push(rec.prev_hash);
+        hash.push(rec.hash);
+        pg::connection::pipeline p2(c);
+        p2.add(sql_.insert_audit, pg::params{}
+                                      .add(ws_s)
+                                      .add(seq.str())
+                                      .add(at.str())
+                                      .add(actor.str())
+                                      .add(action.str())
+                                      .add(rtype.str())
+                                      .add(rid.str())
+                                      .add(before.str())
+                                      .add(after.str())
+                                      .add(prev.str())
+                                      .add(hash.str()));
+        p2.add(sql_.set_audit_head, pg::params{}.add(ws_s).add(rec.seq).add(rec.hash));
+        p2.finish();
+        a.commit_sent = true;
+        auto done = c.query("COMMIT");
+        // A COMMIT in an aborted transaction answers ROLLBACK without an error.
+        if (std::string_view{PQcmdStatus(done.get())} != "COMMIT")
+            fail(errc::store_error,
+                 "postgres store: import_suppressions: the server rolled the transaction back");
+        return result;
+    }
+
+public:
 
     std::optional<ledger_row> find_send(std::string_view ws, std::uint64_t id) override {
         return run("find_send", true,
@@ -1036,10 +1382,9 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
         for (auto& u : s.uses) {
             auto& k = keys[u.key];
             if (u.stored) {
-                k.removed.push_back(u.at);
+                k.remove_stored(u.at);
             } else {
-                auto it = std::find(k.added.begin(), k.added.end(), u.at);
-                if (it != k.added.end()) k.added.erase(it);
+                k.remove_added(u.at);
             }
         }
         if (std::any_of(s.uses.begin(), s.uses.end(), [](const use& u) { return u.stored; }))
@@ -1197,7 +1542,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     }
                     for (auto& cl : o.claims) {
                         auto& k = keys[cl.key];
-                        k.added.push_back(at);
+                        k.add(at);
                         self->uses.push_back({cl.key, at, false});
                         if (cl.gap.count() > 0) {
                             k.gap_until = at + cl.gap.count();

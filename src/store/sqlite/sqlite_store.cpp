@@ -8,6 +8,7 @@
 #include <functional>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <mailers/audit.hpp>
 #include <mailers/error.hpp>
 #include <mailers/sqlite_store.hpp>
@@ -20,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/sqlite/checkpointer.hpp"
 #include "store/sqlite/common.hpp"
 #include "store/sqlite/schema.hpp"
 
@@ -238,9 +240,27 @@ public:
           delete_member_(db_, "DELETE FROM members WHERE workspace = ?1 AND id = ?2"),
           savepoint_failover_(db_, "SAVEPOINT failover"),
           rollback_failover_(db_, "ROLLBACK TO failover"),
-          release_failover_(db_, "RELEASE failover") {}
+          release_failover_(db_, "RELEASE failover") {
+        if (db_.execAndGet("PRAGMA journal_mode").getString() == "wal")
+            checkpointer_ = std::make_unique<wal_checkpointer>(params.path, db_.getHandle());
+    }
 
     store_snapshot load(std::string_view workspace, time_point since) override {
+        return load_state(workspace, since, nullptr);
+    }
+
+    store_snapshot load_keys(
+        std::string_view workspace, time_point since,
+        const std::function<void(suppression_kind, std::string_view)>& key) override {
+        return load_state(workspace, since, &key);
+    }
+
+private:
+    // `key`, when given, receives each suppression's key in place of the
+    // snapshot's entries.
+    store_snapshot load_state(
+        std::string_view workspace, time_point since,
+        const std::function<void(suppression_kind, std::string_view)>* key) {
         const std::lock_guard lock(mutex_);
         const std::string ws(workspace);
         return guarded("load", [&] {
@@ -257,7 +277,18 @@ public:
                 while (q.executeStep())
                     snap.objects.push_back({text(q, 0), text(q, 1), text(q, 2)});
             }
-            {
+            if (key) {
+                // Only the key columns: the rest of a row is never decoded.
+                SQLite::Statement q(db_,
+                                    "SELECT kind, value FROM suppressions WHERE workspace = ?1");
+                q.bindNoCopy(1, ws);
+                while (q.executeStep()) {
+                    const auto value = q.getColumn(1);
+                    const auto* v = static_cast<const char*>(value.getBlob());
+                    (*key)(kind_from_code(integer(q, 0)),
+                           std::string_view(v, static_cast<std::size_t>(value.getBytes())));
+                }
+            } else {
                 SQLite::Statement q(db_,
                                     fmt::format("SELECT {} FROM suppressions WHERE workspace = "
                                                 "?1 ORDER BY kind, value",
@@ -285,6 +316,7 @@ public:
         });
     }
 
+public:
     commit_result commit(std::string_view workspace, std::span<const store_op> ops) override {
         if (ops.empty()) return {};
         const std::lock_guard lock(mutex_);
@@ -332,15 +364,7 @@ public:
                     for (const std::size_t k : order_) apply_op(k);
                     i = end;
                 }
-                if (b.dirty) {
-                    statement_use q(write_workspace_);
-                    q->bind(1, b.number);
-                    q->bind(2, static_cast<std::int64_t>(b.change_seq));
-                    q->bind(3, static_cast<std::int64_t>(b.audit_seq));
-                    q->bindNoCopy(4, b.audit_hash);
-                    q->bind(5, static_cast<std::int64_t>(b.last_send_id));
-                    q->exec();
-                }
+                if (b.dirty) write_workspace(b);
                 tx.commit();
             });
         } catch (...) {
@@ -355,6 +379,11 @@ public:
     }
 
     change_set changes_since(std::string_view workspace, std::uint64_t after) override {
+        return changes_since_skipping(workspace, after, 0);
+    }
+
+    change_set changes_since_skipping(std::string_view workspace, std::uint64_t after,
+                                      std::uint64_t skip_seq) override {
         const std::lock_guard lock(mutex_);
         const std::string ws(workspace);
         return guarded("changes_since", [&] {
@@ -381,10 +410,11 @@ public:
             }
             {
                 SQLite::Statement q(db_, fmt::format("SELECT {} FROM suppressions WHERE "
-                                                     "workspace = ?1 AND seq > ?2",
+                                                     "workspace = ?1 AND seq > ?2 AND seq <> ?3",
                                                      suppression_columns));
                 q.bindNoCopy(1, ws);
                 q.bind(2, from);
+                q.bind(3, integer_key_or_max(skip_seq));
                 while (q.executeStep()) out.suppressions.push_back(read_suppression(q));
             }
             {
@@ -400,6 +430,94 @@ public:
             tx.commit();
             return out;
         });
+    }
+
+    suppression_import_result import_suppressions(std::string_view workspace,
+                                                  const suppression_import& import) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        suppression_import_result result;
+        batch b{ws};
+        try {
+            guarded("import_suppressions", [&] {
+                // One write transaction for the whole import, as for a commit.
+                SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+                read_workspace(b);
+                // Entries go to a staging table in arrival order (appending
+                // to a rowid table is cheap), then into the suppressions in
+                // key order, which is several times cheaper for the B-tree
+                // than arrival order. The sort is SQLite's own, spilling to
+                // temporary files, so memory stays bounded by the page
+                // cache. Ordering by rowid within a key keeps the later
+                // entry, as a commit of the same puts in order would.
+                db_.exec(
+                    "CREATE TEMP TABLE IF NOT EXISTS import_staging (kind INTEGER NOT NULL, "
+                    "value TEXT NOT NULL, reason INTEGER NOT NULL, source TEXT NOT NULL, "
+                    "created_at INTEGER NOT NULL)");
+                db_.exec("DELETE FROM temp.import_staging");
+                {
+                    SQLite::Statement stage(db_,
+                                            "INSERT INTO temp.import_staging VALUES "
+                                            "(?1, ?2, ?3, ?4, ?5)");
+                    import.entries([&](std::span<const suppression_entry> chunk) {
+                        for (const auto& e : chunk) {
+                            try {
+                                stage.bind(1, kind_code(e.kind));
+                                stage.bind(3, reason_code(e.reason));
+                            } catch (const invalid_op& x) {
+                                fail(errc::store_error,
+                                     fmt::format("sqlite store: import_suppressions: entry {}: "
+                                                 "{}; nothing was imported",
+                                                 result.entries + 1, x.what()));
+                            }
+                            stage.bindNoCopy(2, e.value);
+                            stage.bindNoCopy(4, e.source);
+                            stage.bind(5, micros(e.created_at));
+                            stage.exec();
+                            stage.reset();
+                            ++result.entries;
+                        }
+                    });
+                }
+                if (result.entries > 0) {
+                    const std::int64_t seq = publish(b);
+                    SQLite::Statement put(
+                        db_,
+                        "INSERT INTO suppressions (workspace, kind, value, reason, source, "
+                        "created_at, seq) SELECT ?1, kind, value, reason, source, created_at, ?2 "
+                        "FROM temp.import_staging WHERE true ORDER BY kind, value, rowid "
+                        "ON CONFLICT (workspace, kind, value) DO UPDATE SET "
+                        "reason = excluded.reason, source = excluded.source, "
+                        "created_at = excluded.created_at, seq = excluded.seq");
+                    put.bindNoCopy(1, ws);
+                    put.bind(2, seq);
+                    put.exec();
+                    statement_use any(any_suppression_tombstone_);
+                    any->bindNoCopy(1, ws);
+                    if (any->executeStep() && integer(*any, 0) != 0) {
+                        SQLite::Statement untomb(
+                            db_,
+                            "DELETE FROM suppression_tombstones WHERE workspace = ?1 AND "
+                            "(kind, value) IN (SELECT kind, value FROM temp.import_staging)");
+                        untomb.bindNoCopy(1, ws);
+                        untomb.exec();
+                    }
+                    result.change_seq = b.change_seq;
+                }
+                op_result audited;
+                apply(b, import.audit(result.entries), audited);
+                result.audit_seq = audited.audit_seq;
+                write_workspace(b);
+                db_.exec("DELETE FROM temp.import_staging");
+                tx.commit();
+            });
+        } catch (...) {
+            if (b.created_number) numbers_.erase(ws);
+            // The staging rows went with the rollback; the table stays for
+            // the next import.
+            throw;
+        }
+        return result;
     }
 
     std::uint64_t attach(std::string_view workspace, const member_info& info,
@@ -711,6 +829,17 @@ private:
 
     // The strings bound below without copying live in `b.ws` or in the ops,
     // both of which outlive the statement's execution.
+    // The workspace's counters and audit head as the batch left them.
+    void write_workspace(const batch& b) {
+        statement_use q(write_workspace_);
+        q->bind(1, b.number);
+        q->bind(2, static_cast<std::int64_t>(b.change_seq));
+        q->bind(3, static_cast<std::int64_t>(b.audit_seq));
+        q->bindNoCopy(4, b.audit_hash);
+        q->bind(5, static_cast<std::int64_t>(b.last_send_id));
+        q->exec();
+    }
+
     void apply(batch& b, const store_ops::put_object& op, op_result&) {
         const std::int64_t seq = publish(b);
         {
@@ -1181,6 +1310,8 @@ private:
     // Recursive so that a for_each_* callback may call back into the store
     // from the same thread; other threads wait until the iteration ends.
     std::recursive_mutex mutex_;
+    // Declared before the connection, so that it outlives every commit.
+    std::unique_ptr<wal_checkpointer> checkpointer_;
     // Declared before the statements, which must be finalised before the
     // connection closes.
     SQLite::Database db_;
