@@ -32,8 +32,9 @@ struct audit_record {
     friend bool operator==(const audit_record&, const audit_record&) = default;
 };
 
-/// The action of the record an engine given an audit key appends when it
-/// starts. That record and every later one are hashed with the key.
+/// The action of the record an engine given an audit key appends the first
+/// time it starts with that key. That record and every later one are hashed
+/// with the key.
 inline constexpr std::string_view audit_key_action = "audit.key";
 
 /// The head of a chain: its last record's seq and hash ({0, ""} for an

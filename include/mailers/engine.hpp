@@ -75,9 +75,10 @@ struct engine_params {
     std::chrono::milliseconds lease{10000};
     /// A secret (or an "env:NAME" / "file:PATH" reference to one) kept
     /// outside the store. Given one, the engine appends an
-    /// `audit_key_action` record when it starts and hashes that record and
-    /// every later one with HMAC-SHA256 under the key, so that only a holder
-    /// of the key can rewrite the chain. Once one engine of a workspace has
+    /// `audit_key_action` record the first time it starts with that key (a
+    /// mark of the key kept in the store says it has one) and hashes that
+    /// record and every later one with HMAC-SHA256 under the key, so that
+    /// only a holder of the key can rewrite the chain. Once one engine of a workspace has
     /// it, every engine of the workspace needs the same key: a record
     /// appended without it, or with another key, fails verification. Empty:
     /// unkeyed SHA-256. See docs/audit.md.

@@ -52,7 +52,8 @@ enum class errc {
     /// may or may not have been applied. Never retried automatically.
     commit_outcome_unknown,
     /// Opening found no store where one must be: a missing or empty file,
-    /// an absent schema.
+    /// an absent schema; or an engine found a workspace whose own record
+    /// the store lost while its objects, suppressions or sends remain.
     store_missing,
     /// Creating found a store already there.
     store_exists,

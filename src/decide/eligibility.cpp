@@ -59,6 +59,7 @@ mailbox_check check_mailbox(const mailbox_facts& m, time_point now) {
 eligibility check_quotas(std::span<const quota_facts> quotas, time_point now) {
     static thread_local const detail::rate_counter none;
     for (const auto& q : quotas) {
+        if (q.unreadable) return {ineligible_reason::quota_reached, std::nullopt};
         const auto& counter = q.counter ? *q.counter : none;
         auto until = counter.blocked_until(q.limits, q.zone, now);
         if (!until)

@@ -96,10 +96,13 @@ struct quota_facts {
     std::span<const detail::effective_limit> limits;
     detail::zone_ptr zone = nullptr;
     const cap_hint* hint = nullptr;  ///< the store's last refusal of this quota's key
+    /// Its stored limits cannot be read: full, with no time it frees up.
+    bool unreadable = false;
 };
 
 /// The first full quota, in the order given: quota_reached until it may
-/// fit; the store's refusal counts when the counter has room.
+/// fit (an unreadable one with no time); the store's refusal counts when
+/// the counter has room.
 eligibility check_quotas(std::span<const quota_facts> quotas, time_point now);
 
 /// One shared quota a send may count against, to be looked up by

@@ -49,7 +49,7 @@ bool engine::impl::paused_for(const mailbox_rt& mb, const std::string& pool_id) 
 }
 
 eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id,
-                                std::string_view recipient_domain, time_point now) {
+                                const domain_counts& domains, time_point now) {
     decide::mailbox_facts f;
     f.state = mb.cfg.state;
     if (!pauses.empty()) {
@@ -75,40 +75,57 @@ eligibility engine::impl::check(mailbox_rt& mb, const std::string& pool_id,
     mb.breaker() = own.breaker;
     if (!own.verdict.ok()) return own.verdict;
 
-    // Shared quotas on the provider, the sender domain and the recipient domain.
+    // Shared quotas on the provider and the sender domain, then on every
+    // receiving domain: a cc or bcc counts as much as the `to`.
     std::array<decide::quota_facts, 4> qs;
-    std::size_t nq = 0;
-    for_each_quota(mb, recipient_domain, [&](const quota_rt& q, bool per_domain) {
-        auto& qf = qs[nq++];
-        qf.limits = q.limits;
-        qf.zone = q.zone;
-        if (per_domain) {
-            auto d = q.per_domain.find(std::string(recipient_domain));
-            qf.counter = d == q.per_domain.end() ? nullptr : &d->second;
-        } else {
-            qf.counter = &q.counter;
-        }
-        if (!cap_hints.empty())
-            qf.hint =
-                find_hint(cap_hints, per_domain ? decide::any_recipient_domain_key(recipient_domain)
-                                                : q.cap_key);
-        return nq == qs.size();
-    });
-    return decide::check_quotas(std::span(qs.data(), nq), now);
+    const auto check_quotas = [&](std::string_view domain) {
+        std::size_t nq = 0;
+        for_each_quota(mb, domain, [&](const quota_rt& q, bool per_domain) {
+            if (!domain.empty() && q.q.scope != quota_scope::recipient_domain) return false;
+            auto& qf = qs[nq++];
+            qf.limits = q.limits;
+            qf.zone = q.zone;
+            qf.unreadable = q.unreadable;
+            if (per_domain) {
+                auto d = q.per_domain.find(std::string(domain));
+                qf.counter = d == q.per_domain.end() ? nullptr : &d->second;
+            } else {
+                qf.counter = &q.counter;
+            }
+            if (!cap_hints.empty())
+                qf.hint = find_hint(
+                    cap_hints, per_domain ? decide::any_recipient_domain_key(domain) : q.cap_key);
+            return nq == qs.size();
+        });
+        return decide::check_quotas(std::span(qs.data(), nq), now);
+    };
+    auto verdict = check_quotas({});
+    for (std::size_t i = 0; verdict.ok() && i < domains.size(); ++i)
+        verdict = check_quotas(domains[i].first);
+    return verdict;
 }
 
-std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, std::string_view recipient_domain,
+std::optional<reservation> engine::impl::reserve(mailbox_rt& mb, const domain_counts& domains,
                                                  time_point now) {
     reservation r;
     r.mailbox = mb.cfg.id;
     r.at = now;
     mb.counter.trim(now, mb.horizon, keep_for(mb.limits, warmup_cap(mb.cfg.warmup, mb.zone, now)));
     mb.counter.add(now);
-    for_each_quota_counter(mb, recipient_domain, [&](quota_rt& q, rate_counter& c) {
+    const auto count = [&](quota_rt& q, rate_counter& c, std::uint64_t uses) {
         c.trim(now, q.horizon, keep_for(q.limits, std::nullopt));
-        c.add(now);
-        r.quota_counters.emplace_back(&q, &c);
-    });
+        for (std::uint64_t i = 0; i < uses; ++i) {
+            c.add(now);
+            r.quota_counters.emplace_back(&q, &c);
+        }
+    };
+    for_each_quota_counter(mb, {}, [&](quota_rt& q, rate_counter& c) { count(q, c, 1); });
+    for (const auto& [domain, n] : domains)
+        for_each_quota(mb, domain, [&](quota_rt& q, bool per_domain) {
+            if (q.q.scope == quota_scope::recipient_domain)
+                count(q, per_domain ? q.per_domain[domain] : q.counter, n);
+            return false;
+        });
     auto gap = std::chrono::duration_cast<duration>(mb.cfg.min_gap);
     if (mb.cfg.jitter.count() > 0) {
         std::uniform_int_distribution<std::int64_t> dist(
@@ -180,19 +197,19 @@ void detail::rebuild(pool_rt& p, std::unordered_map<std::string, mailbox_rt>& ma
 }
 
 engine::impl::pick_result engine::impl::pick(const send_request& req, const std::string& recipient,
-                                             std::string_view recipient_domain,
+                                             const domain_counts& domains,
                                              const std::unordered_set<std::string>& tried,
                                              time_point now) {
     pick_result out;
     auto take = [&](mailbox_rt& mb) {
         out.mailbox = &mb;
-        out.res = reserve(mb, recipient_domain, now);
+        out.res = reserve(mb, domains, now);
     };
 
     if (req.pool.empty()) {
         auto it = mailboxes.find(req.mailbox);
         if (it == mailboxes.end() || tried.count(req.mailbox)) return out;
-        auto e = check(it->second, {}, recipient_domain, now);
+        auto e = check(it->second, {}, domains, now);
         if (e.ok()) {
             take(it->second);
         } else {
@@ -202,7 +219,7 @@ engine::impl::pick_result engine::impl::pick(const send_request& req, const std:
         return out;
     }
     auto pit = pools.find(req.pool);
-    if (pit == pools.end()) return out;
+    if (pit == pools.end() || pit->second.unreadable) return out;
     auto& pool = pit->second;
     const auto& pool_id = pool.cfg.id;
 
@@ -221,7 +238,7 @@ engine::impl::pick_result engine::impl::pick(const send_request& req, const std:
     auto picked = decide::pick(
         pool.order, pool.cfg.policy.kind, sticky,
         [&](std::uint32_t i) { return !tried.empty() && tried.count(pool.members[i]->cfg.id); },
-        [&](std::uint32_t i) { return check(*pool.members[i], pool_id, recipient_domain, now); });
+        [&](std::uint32_t i) { return check(*pool.members[i], pool_id, domains, now); });
     pool.order.cursor = picked.cursor;
     out.reason = picked.reason;
     out.retry_at = picked.retry_at;

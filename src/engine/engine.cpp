@@ -10,6 +10,7 @@
 #include <istream>
 #include <mailers/dsn.hpp>
 #include <mailers/transport_factory.hpp>
+#include <memory>
 #include <ostream>
 
 #include "config/secret_ref.hpp"
@@ -38,18 +39,34 @@ bool header_text_ok(std::string_view s) {
            });
 }
 
-std::string sha256_hex(std::string_view data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out += hex[md[i] >> 4];
-        out += hex[md[i] & 15];
+// SHA-256 fed piece by piece, so a digest over millions of values needs
+// no copy of them.
+class sha256_stream {
+public:
+    sha256_stream() : ctx_(EVP_MD_CTX_new()) {
+        if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1)
+            fail(errc::store_error, "SHA-256 is unavailable from OpenSSL");
     }
-    return out;
-}
+    void update(std::string_view data) { EVP_DigestUpdate(ctx_.get(), data.data(), data.size()); }
+    std::string hex() {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        EVP_DigestFinal_ex(ctx_.get(), md, &len);
+        static constexpr char digits[] = "0123456789abcdef";
+        std::string out;
+        for (unsigned i = 0; i < len; ++i) {
+            out += digits[md[i] >> 4];
+            out += digits[md[i] & 15];
+        }
+        return out;
+    }
+
+private:
+    struct ctx_free {
+        void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+    };
+    std::unique_ptr<EVP_MD_CTX, ctx_free> ctx_;
+};
 
 std::vector<effective_limit> to_effective(const std::vector<rate_limit>& limits) {
     std::vector<effective_limit> out;
@@ -117,9 +134,28 @@ void engine::impl::load() {
     // acknowledgement, and one committed before is in what we read.
     start_membership();
     auto now = clk->now();
-    store_snapshot snap = params.storage->load(
-        params.workspace,
-        now - std::chrono::duration_cast<duration>(max_window_length + std::chrono::hours(2)));
+    const auto since =
+        now - std::chrono::duration_cast<duration>(max_window_length + std::chrono::hours(2));
+    // The keys go straight from the store into the index: a start with
+    // millions of entries holds no entry objects.
+    store_snapshot snap;
+    {
+        std::unique_lock sl(supp_mu);
+        snap = params.storage->load_keys(
+            params.workspace, since,
+            [&](suppression_kind kind, std::string_view value) { index.insert(kind, value); });
+    }
+    if (!suppression_settings_current(snap)) {
+        // New settings re-key the stored entries, which needs them whole: a
+        // first start, or a fold changed by the host.
+        snap = params.storage->load(params.workspace, since);
+        std::unique_lock sl(supp_mu);
+        index.clear();
+        std::size_t domains = 0;
+        for (const auto& e : snap.suppressions) domains += e.kind == suppression_kind::domain;
+        index.reserve(snap.suppressions.size() - domains, domains);
+        for (const auto& e : snap.suppressions) index.insert(e.kind, e.value);
+    }
 
     std::lock_guard feed(feed_mu);
     std::lock_guard lock(mu);
@@ -145,16 +181,28 @@ void engine::impl::load() {
             if (auto ec = apply_quota(*q)) unreadable(o, ec);
         } else if (o.kind == "pause") {
             pauses[o.id] = o.json;
+        } else if (o.kind == "audit" && o.id == "key") {
+            audit_key_mark = o.json;
         }
     }
     for (auto& [id, p] : pools) rebuild(p, mailboxes);
+    // Every commit that writes an object or a suppression publishes a
+    // change seq, so a workspace holding one at seq 0 has lost its own
+    // record in the store (its change seq, last send id and audit head):
+    // carrying on would number its changes and sends again from the start.
+    if (snap.change_seq == 0) {
+        std::shared_lock sl(supp_mu);
+        if (!snap.objects.empty() || !snap.recent_sends.empty() || index.size() != 0)
+            fail(errc::store_missing,
+                 fmt::format("workspace '{}': the store has lost the workspace's record (its "
+                             "change seq, send ids and audit head) but holds {} objects, {} "
+                             "suppressions and {} recent sends of it",
+                             params.workspace, snap.objects.size(), index.size(),
+                             snap.recent_sends.size()));
+    }
     {
         std::unique_lock sl(supp_mu);
         plan_suppression_settings(snap);
-        std::size_t domains = 0;
-        for (const auto& e : snap.suppressions) domains += e.kind == suppression_kind::domain;
-        index.reserve(snap.suppressions.size() - domains, domains);
-        for (const auto& e : snap.suppressions) index.insert(e.kind, e.value);
     }
     // The counters start from every process's recent reservations; from
     // here on they see only this engine's, and the store's refusals.
@@ -228,6 +276,7 @@ error_code engine::impl::apply_quota(const quota& q) {
     rt.zone = zone;
     rt.limits = to_effective(q.limits);
     rt.horizon = horizon_of(q.limits);
+    rt.unreadable = false;
     return {};
 }
 
@@ -278,12 +327,27 @@ void resolve_audit_key(engine::impl& s) {
         fail(errc::invalid_argument, std::move(error));
 }
 
-// Marks where this engine's keyed records start: verifying with the key
-// needs such a record, which only a holder of the key can hash.
+// Marks where the records hashed with this key start: verifying with the
+// key needs such a record, which only a holder of the key can hash. One per
+// key, not per start: the stored mark, an HMAC under the key that only a
+// holder of it can make, says the key already has its record.
 void record_audit_key(engine::impl& s) {
     if (s.params.audit_key.empty()) return;
+    audit_record fingerprint;
+    fingerprint.action = audit_key_action;
+    fingerprint.resource_type = "audit";
+    fingerprint.resource_id = s.params.workspace;
+    std::string mark;
+    json::writer(mark)
+        .begin_object()
+        .member("hmac", audit_hash(fingerprint, s.params.audit_key))
+        .end_object();
+    if (mark == s.audit_key_mark) return;
+    std::vector<store_op> ops;
+    ops.push_back(store_ops::put_object{stored_object{"audit", "key", mark}});
     s.mutate(principal::system(), audit_key_action, "audit", s.params.workspace, "",
-             R"({"hash":"hmac-sha256"})", {}, {});
+             R"({"hash":"hmac-sha256"})", std::move(ops), {});
+    s.audit_key_mark = std::move(mark);
 }
 
 }  // namespace
@@ -521,6 +585,7 @@ void engine::upsert_pool(const principal& who, const pool_config& cfg) {
                       std::lock_guard lock(impl_->mu);
                       auto& p = impl_->pools[cfg.id];
                       p.cfg = cfg;
+                      p.unreadable = false;
                       rebuild(p, impl_->mailboxes);
                   });
 }
@@ -724,40 +789,126 @@ std::size_t engine::suppression_count() const {
 std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
                                         std::string_view source) {
     if (has_crlf(source)) fail(errc::invalid_argument, "suppression source contains CR or LF");
-    impl_->authorize(who, "suppression.import", "suppression", "*");
-    std::vector<store_op> ops;
-    std::vector<std::pair<suppression_kind, std::string>> keys;
-    auto now = impl_->clk->now();
-    std::string digest_input;
-    csv_parse_report report;
-    auto ec = parse_suppression_csv(
-        csv, impl_->suppression_opts(),
-        [&](suppression_entry&& e) {
-            if (e.source.empty()) e.source = std::string(source);
-            if (e.created_at == time_point{}) e.created_at = now;
-            digest_input += e.value;
-            digest_input += '\n';
-            keys.emplace_back(e.kind, e.value);
-            ops.push_back(store_ops::put_suppression{std::move(e)});
-        },
-        report);
-    if (ec) throw exception(ec, report.diag);
-    std::string after;
-    json::writer(after)
-        .begin_object()
-        .member("count", static_cast<std::uint64_t>(keys.size()))
-        .member("source", source)
-        .member("sha256", sha256_hex(digest_input))
-        .end_object();
-    impl_->mutate(who, "suppression.import", "suppression", "*", {}, after, std::move(ops), [&] {
-        std::unique_lock lock(impl_->supp_mu);
-        std::size_t domains = 0;
-        for (auto& k : keys) domains += k.first == suppression_kind::domain;
-        impl_->index.reserve(impl_->index.address_count() + keys.size() - domains,
-                             impl_->index.domain_count() + domains);
-        for (auto& [kind, value] : keys) impl_->index.insert(kind, value);
-    });
-    return keys.size();
+    auto& s = *impl_;
+    s.authorize(who, "suppression.import", "suppression", "*");
+    const auto now = s.clk->now();
+    const auto opts = s.suppression_opts();
+    // Memory stays bounded by the index: entries flow from the parser into
+    // the store's transaction a chunk at a time, and until the commit lets
+    // them into the index an address is kept as its 8-byte fingerprint.
+    // Domain entries are few, and kept as values.
+    std::vector<std::uint64_t> addresses;
+    std::vector<std::string> domains;
+    sha256_stream digest;
+    suppression_import job;
+    job.entries = [&](const suppression_chunk_fn& put) {
+        constexpr std::size_t chunk_size = 4096;
+        std::vector<suppression_entry> chunk;
+        chunk.reserve(chunk_size);
+        csv_parse_report report;
+        auto ec = parse_suppression_csv(
+            csv, opts,
+            [&](suppression_entry&& e) {
+                if (e.source.empty()) e.source = std::string(source);
+                if (e.created_at == time_point{}) e.created_at = now;
+                // The audit's digest is SHA-256 over "value\n" per entry.
+                digest.update(e.value);
+                digest.update("\n");
+                // The key never changes, so no lock is needed to use it.
+                if (e.kind == suppression_kind::address)
+                    addresses.push_back(s.index.address_fingerprint(e.value));
+                else
+                    domains.push_back(e.value);
+                chunk.push_back(std::move(e));
+                if (chunk.size() == chunk_size) {
+                    put(chunk);
+                    chunk.clear();
+                }
+            },
+            report);
+        if (ec) throw exception(ec, report.diag);
+        if (!chunk.empty()) put(chunk);
+    };
+    job.audit = [&](std::uint64_t count) {
+        std::string after;
+        json::writer(after)
+            .begin_object()
+            .member("count", count)
+            .member("source", source)
+            .member("sha256", digest.hex())
+            .end_object();
+        return store_ops::append_audit{
+            s.next_audit(who, "suppression.import", "suppression", "*", {}, std::move(after)),
+            s.params.audit_key};
+    };
+
+    // As mutate() does for one change: the sync thread leaves the feed to
+    // us until our change is applied here.
+    ++s.own_changes;
+    struct done_guard {
+        std::atomic<int>* n;
+        void release() noexcept {
+            if (n) --*n;
+            n = nullptr;
+        }
+        ~done_guard() { release(); }
+    } guard{&s.own_changes};
+    // The feed stays ours until the import is in memory: a rejoin after a
+    // lease that ran out meanwhile (an SQLite import holds the connection
+    // that renews it) would otherwise read all of the import back. Nothing
+    // on the writer thread takes feed_mu.
+    std::unique_lock feed(s.feed_mu);
+    // On the writer thread, behind every write queued before it.
+    suppression_import_result r;
+    s.with_store([&](store& st) { r = st.import_suppressions(s.params.workspace, job); });
+    if (r.change_seq == 0) return 0;
+    try {
+        const auto have = s.applied_seq.load();
+        if (have < r.change_seq) {
+            // Hand-offs wait while memory holds more than applied_seq
+            // names (as in catch_up).
+            {
+                std::lock_guard lock(s.mu);
+                s.own_seq_applying = r.change_seq;
+            }
+            struct published {
+                engine::impl& s;
+                ~published() {
+                    std::lock_guard lock(s.mu);
+                    s.own_seq_applying = 0;
+                }
+            } publish{s};
+            {
+                std::unique_lock lock(s.supp_mu);
+                s.index.reserve(s.index.address_count() + addresses.size(),
+                                s.index.domain_count() + domains.size());
+                for (const auto fp : addresses) s.index.insert_address_fingerprint(fp);
+                for (const auto& d : domains) s.index.insert(suppression_kind::domain, d);
+            }
+            if (have + 1 == r.change_seq) {
+                std::lock_guard lock(s.mu);
+                s.applied_seq = r.change_seq;
+            } else {
+                // Others changed the workspace between what we had applied
+                // and the import. Their changes go in after ours: those the
+                // import overwrote carry its seq and are skipped, and those
+                // committed after it win, as they do in the store.
+                s.apply_changes(s.params.storage->changes_since_skipping(s.params.workspace, have,
+                                                                         r.change_seq));
+            }
+        }
+    } catch (const exception&) {
+        throw;
+    } catch (const std::exception& e) {
+        throw exception(
+            make_error_code(errc::store_error),
+            fmt::format("the import was stored, but reading it back failed: {}", e.what()));
+    }
+    feed.unlock();
+    guard.release();
+    // Once this returns, every engine of the workspace has it in memory.
+    s.wait_acked(r.change_seq);
+    return static_cast<std::size_t>(r.entries);
 }
 
 std::size_t engine::export_suppressions(std::ostream& out) const {

@@ -75,6 +75,9 @@ struct quota_rt {
     rate_counter counter;  // for specific keys
     // key "*" on recipient_domain: one counter per receiving domain
     std::unordered_map<std::string, rate_counter> per_domain;
+    /// Put by another process in a form this one cannot read: its limits
+    /// are unknown, so nothing it counts is sent until it is put again.
+    bool unreadable = false;
 };
 
 /// A pool with its members resolved and its rotation order precomputed, so
@@ -85,11 +88,18 @@ struct pool_rt {
     std::vector<mailbox_rt*> members;                     // cfg.mailboxes, resolved
     decide::rotation order;                               // indexes into members
     std::unordered_map<std::string, std::string> sticky;  // recipient -> mailbox
+    /// Put by another process in a form this one cannot read: nothing is
+    /// sent through it until it is put again.
+    bool unreadable = false;
 };
 
 /// Re-resolves members and recomputes the rotation order (after a pool or
 /// a member mailbox changes).
 void rebuild(pool_rt& p, std::unordered_map<std::string, mailbox_rt>& mailboxes);
+
+/// A send's distinct receiving domains, each with how many of its
+/// recipients it has, the `to` recipient's first.
+using domain_counts = std::vector<std::pair<std::string, std::uint64_t>>;
 
 /// What a reservation touched, so it can be released exactly.
 struct reservation {
@@ -102,6 +112,12 @@ struct reservation {
 
 using decide::cap_hint;
 using decide::eligibility;
+
+/// Test seam: when set, runs on the thread committing one of this
+/// process's audited changes, once the change is in memory and before the
+/// engine names it as applied (catch_up), so a test can run a hand-off in
+/// between. Empty outside tests.
+extern std::function<void()> own_change_applied_hook;
 
 }  // namespace detail
 
@@ -156,6 +172,9 @@ struct __attribute__((visibility("hidden"))) engine::impl
     std::optional<settings_change> pending_settings;
     /// Reads the stored settings from `snap` (under mu and supp_mu).
     void plan_suppression_settings(const store_snapshot& snap);
+    /// Whether the settings stored in `snap` are the ones this engine
+    /// wants, so that planning needs no suppression entries.
+    bool suppression_settings_current(const store_snapshot& snap) const;
     void commit_suppression_settings();
     /// Applies settings another engine committed (under mu).
     void apply_suppression_settings(const stored_object& o);
@@ -169,6 +188,11 @@ struct __attribute__((visibility("hidden"))) engine::impl
     std::atomic<std::uint64_t> member{0};
     /// The newest change applied to memory; written under feed_mu and mu.
     std::atomic<std::uint64_t> applied_seq{0};
+    /// This engine's own change while catch_up applies it as committed,
+    /// outside mu, before applied_seq names it; 0 otherwise. Under mu. A
+    /// hand-off waits it out: memory then holds a change applied_seq does
+    /// not name yet, and the seq it records must be the state it checked.
+    std::uint64_t own_seq_applying = 0;
     /// Hand-offs are allowed only before this steady-clock instant (ns):
     /// the lease this member last renewed, less a safety margin. Another
     /// process's suppress() stops waiting for us once our lease runs out,
@@ -205,6 +229,9 @@ struct __attribute__((visibility("hidden"))) engine::impl
     bool fenced() const noexcept;
 
     // --- start-up
+    /// The stored mark of the audit key whose `audit.key` record the chain
+    /// has (engine.cpp, record_audit_key); "" when none.
+    std::string audit_key_mark;
     /// Joins the workspace and loads it into memory.
     void load();
     /// Acknowledges what load() read and starts the sync thread.
@@ -214,10 +241,17 @@ struct __attribute__((visibility("hidden"))) engine::impl
     void with_store(const std::function<void(store&)>& fn) const;
 
     // --- decisions (callers hold mu)
+    /// Whether `mb` may send to recipients at `domains` now: its own state
+    /// and caps, then every shared quota the send counts against (none of
+    /// the recipient-domain ones when `domains` is empty).
     detail::eligibility check(detail::mailbox_rt& mb, const std::string& pool_id,
-                              std::string_view recipient_domain, time_point now);
+                              const detail::domain_counts& domains, time_point now);
+    /// Counts the send in memory as the store will: once on the mailbox and
+    /// its provider and sender-domain quotas, once per recipient on each
+    /// recipient-domain quota.
     std::optional<detail::reservation> reserve(detail::mailbox_rt& mb,
-                                               std::string_view recipient_domain, time_point now);
+                                               const detail::domain_counts& domains,
+                                               time_point now);
     void release(const detail::reservation& r);
     /// Calls fn(quota, per_domain) for every quota a send from `mb` to
     /// `recipient_domain` counts against, in decide::quotas_for's order,
@@ -253,7 +287,7 @@ struct __attribute__((visibility("hidden"))) engine::impl
         ineligible_reason reason = ineligible_reason::none;
     };
     pick_result pick(const send_request& req, const std::string& recipient,
-                     std::string_view recipient_domain,
+                     const detail::domain_counts& domains,
                      const std::unordered_set<std::string>& tried, time_point now);
     bool paused_for(const detail::mailbox_rt& mb, const std::string& pool_id) const;
     /// The store's last refusal for `key`, when it still holds at `now`.

@@ -20,12 +20,15 @@
 #include <chrono>
 #include <thread>
 
+#include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
 
 namespace mailers {
 
 using namespace detail;
+
+std::function<void()> detail::own_change_applied_hook;
 
 namespace {
 
@@ -52,6 +55,18 @@ member_info this_member(const std::string& name) {
 // How much of a lease a member uses before it stops handing off: the rest
 // covers the time a renewal takes to reach the store and clock-rate drift.
 constexpr double lease_use = 0.75;
+
+// The scope and key a quota's object id names (quota_object_id), for a
+// quota whose JSON cannot be read.
+std::optional<std::pair<quota_scope, std::string>> quota_of_id(std::string_view id) {
+    const auto colon = id.find(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    for (auto scope :
+         {quota_scope::provider, quota_scope::sender_domain, quota_scope::recipient_domain})
+        if (to_string(scope) == id.substr(0, colon))
+            return std::pair{scope, std::string(id.substr(colon + 1))};
+    return std::nullopt;
+}
 
 // Until when a lease renewed (or granted) by a request sent at `sent` lets
 // this member hand off.
@@ -154,21 +169,42 @@ void engine::impl::apply_changes(const change_set& cs) {
                     continue;
                 }
             } else if (o.kind == "pool") {
+                // Its old rules may not be the new ones: it sends nothing.
                 auto p = pool_from_json(o.json);
                 if (!p) {
-                    params.log.log(log_level::error,
-                                   fmt::format("pool '{}' in the store cannot be read", o.id));
+                    auto& rt = pools[o.id];
+                    rt.cfg.id = o.id;
+                    rt.unreadable = true;
+                    params.log.log(
+                        log_level::error,
+                        fmt::format("pool '{}' in the store cannot be read; nothing is sent "
+                                    "through it from this process until it is put again",
+                                    o.id));
                     continue;
                 }
-                pools[p->id].cfg = *p;
+                auto& rt = pools[p->id];
+                rt.cfg = *p;
+                rt.unreadable = false;
                 pools_dirty = true;
             } else if (o.kind == "quota") {
                 auto q = quota_from_json(o.json);
-                if (!q || apply_quota(*q)) {
-                    params.log.log(log_level::error,
-                                   fmt::format("quota '{}' in the store cannot be read", o.id));
-                    continue;
+                if (q && !apply_quota(*q)) continue;
+                // Its old limits may be above the new ones, which are
+                // unknown: nothing it counts is sent.
+                auto which = q ? std::optional(std::pair{q->scope, q->key}) : quota_of_id(o.id);
+                if (which) {
+                    auto& rt = quotas[*which];
+                    rt.q.scope = which->first;
+                    rt.q.key = which->second;
+                    rt.cap_key = decide::quota_key(which->first, which->second);
+                    rt.object_id = o.id;
+                    rt.unreadable = true;
                 }
+                params.log.log(
+                    log_level::error,
+                    fmt::format("quota '{}' in the store cannot be read; nothing it counts is sent "
+                                "from this process until it is put again",
+                                o.id));
             } else if (o.kind == "pause") {
                 pauses[o.id] = o.json;
             } else if (o.kind == "settings" && o.id == "suppression") {
@@ -213,10 +249,25 @@ void engine::impl::catch_up(std::uint64_t seq, const std::function<void()>& appl
     if (have + 1 == seq && apply_own) {
         // Nothing else changed in between: apply our own change as
         // committed instead of reading it back (an import may be millions
-        // of entries).
+        // of entries). apply_own takes the locks it needs, so memory holds
+        // the change before applied_seq can name it: hand-offs wait until
+        // both agree (own_seq_applying).
+        {
+            std::lock_guard lock(mu);
+            own_seq_applying = seq;
+        }
+        struct published {
+            engine::impl& s;
+            std::uint64_t seq = 0;  // 0: apply_own threw; the feed reads it back
+            ~published() {
+                std::lock_guard lock(s.mu);
+                if (seq != 0) s.applied_seq = seq;
+                s.own_seq_applying = 0;
+            }
+        } publish{*this};
         apply_own();
-        std::lock_guard lock(mu);
-        applied_seq = seq;
+        if (own_change_applied_hook) own_change_applied_hook();
+        publish.seq = seq;
         return;
     }
     auto cs = params.storage->changes_since(params.workspace, have);

@@ -188,8 +188,9 @@ std::shared_ptr<outbound> build_outbound(const message& base, const std::string&
     out->msg.from = mb.cfg.from;
     out->msg.message_id = row.message_id;
     out->msg.date = now;
+    // The mailbox's address as the message's From: its domain in A-labels,
+    // like the recipients'.
     out->env = envelope::from_message(out->msg);
-    out->env.mail_from = mb.cfg.from.addr_spec();
     out->mailbox_id = mb.cfg.id;
     out->send_id = std::to_string(row.id);
     return out;
@@ -211,9 +212,6 @@ event make_event(event_type t, time_point at, const send_request& req, const sen
     e.retry_at = r.retry_at;
     return e;
 }
-
-// Distinct receiving domains with how many of a send's recipients each has.
-using domain_counts = std::vector<std::pair<std::string, std::uint64_t>>;
 
 // Every distinct recipient of `m`, `to` first, as the suppression index
 // folds them, and how many of them each receiving domain has. False, with
@@ -328,14 +326,14 @@ struct prepared {
 };
 
 prepared prepare(engine::impl& s, const send_request& req, const std::string& recipient,
-                 std::string_view recipient_domain, const domain_counts& domains,
-                 const std::unordered_set<std::string>& tried, ledger_row& row) {
+                 const domain_counts& domains, const std::unordered_set<std::string>& tried,
+                 ledger_row& row) {
     prepared p;
     std::lock_guard lock(s.mu);
     // Read under the lock, so this process's reservations are made in time
     // order (a time read before another send reserved would miss it).
     auto now = s.clk->now();
-    auto picked = s.pick(req, recipient, recipient_domain, tried, now);
+    auto picked = s.pick(req, recipient, domains, tried, now);
     p.retry_at = picked.retry_at;
     if (!picked.mailbox) return p;
     auto& mb = *picked.mailbox;
@@ -411,14 +409,16 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     }
     std::vector<std::string> recipients;
     domain_counts domains;
-    if (!collect_recipients(base, s.suppression_opts(), recipients, domains, why)) {
+    // The rules the recipients are folded with: the hand-off folds them
+    // again if the workspace's rules change before it.
+    const auto folded_with = s.suppression_opts();
+    if (!collect_recipients(base, folded_with, recipients, domains, why)) {
         result.diag.message = why;
         count_rejected();
         co_return send_pair{make_error_code(errc::invalid_address), std::move(result)};
     }
-    // `to` alone keys the ledger row, sticky sender and the in-memory pick.
+    // `to` alone keys the ledger row and the sticky sender.
     const std::string recipient = recipients.front();
-    const std::string recipient_domain = domains.front().first;
     const auto first_suppressed = [&](auto&& is_suppressed) -> const std::string* {
         for (const auto& r : recipients)
             if (is_suppressed(r)) return &r;
@@ -442,6 +442,14 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 ++s.counters.rejected;
                 result.diag.message = fmt::format("no pool '{}'", req.pool);
                 co_return send_pair{make_error_code(errc::unknown_pool), std::move(result)};
+            }
+            if (p->second.unreadable) {
+                ++s.counters.failed;
+                result.diag.message = fmt::format(
+                    "pool '{}' in the store cannot be read; it sends nothing until it is put "
+                    "again",
+                    req.pool);
+                co_return send_pair{make_error_code(errc::store_corrupt), std::move(result)};
             }
             max_attempts = std::max<std::uint32_t>(1, p->second.cfg.policy.max_attempts);
             for (const auto* m : p->second.members)
@@ -505,7 +513,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     std::optional<time_point> retry_at;
     auto reserve_once = [&]() -> awaitable<reserved_as> {
         for (std::size_t round = 0; round < rounds; ++round) {
-            auto p = prepare(s, req, recipient, recipient_domain, domains, tried, row);
+            auto p = prepare(s, req, recipient, domains, tried, row);
             if (!p.res) {
                 retry_at = p.retry_at;
                 co_return reserved_as::no_capacity;
@@ -562,7 +570,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         // knows is the best answer for when to come back.
         {
             std::lock_guard lock(s.mu);
-            auto p = s.pick(req, recipient, recipient_domain, tried, s.clk->now());
+            auto p = s.pick(req, recipient, domains, tried, s.clk->now());
             if (p.mailbox) {
                 s.release(*p.res);
             } else {
@@ -620,14 +628,22 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         }
         const auto handed = steady::now();
         // Read under mu: applied_seq moves only under it, and only once the
-        // index holds the changes up to it, so the check below saw them all.
-        // The row keeps it as the proof of which suppressions were checked.
+        // index holds the changes up to it (a change of this engine's own
+        // being applied is waited out), so the check below saw them all and
+        // no more. The row keeps it as the proof of which suppressions were
+        // checked.
         std::uint64_t checked_seq = 0;
+        bool own_change_pending = false;
         auto [tec, outcome] =
             co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
                                           void(error_code, send_outcome)>(
                 [&](auto handler) {
                     std::unique_lock lock(s.mu);
+                    if (s.own_seq_applying != 0) {
+                        own_change_pending = true;
+                        complete_later(s.ex, std::move(handler), error_code{}, send_outcome{});
+                        return;
+                    }
                     std::shared_lock slock(s.supp_mu);
                     auto mit = s.mailboxes.find(row.mailbox);
                     error_code refuse;
@@ -635,12 +651,27 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     std::shared_ptr<provider_transport> transport;
                     const bool fenced = s.fenced();
                     if (!fenced) checked_seq = s.applied_seq.load();
+                    // The index is keyed by the rules in force now: another
+                    // process may have changed them, re-keying every entry,
+                    // since the recipients were folded. A recipient the new
+                    // rules cannot fold (they only fold more) keeps its key.
+                    std::vector<std::string> refolded;
+                    const auto* keys = &recipients;
+                    if (s.supp_opts != folded_with) {
+                        domain_counts unused;
+                        std::string unfoldable;
+                        if (collect_recipients(base, s.supp_opts, refolded, unused, unfoldable))
+                            keys = &refolded;
+                    }
+                    const auto suppressed_key = [&]() -> const std::string* {
+                        for (const auto& k : *keys)
+                            if (s.index.contains_address(k)) return &k;
+                        return nullptr;
+                    };
                     if (fenced) {
                         refuse = make_error_code(errc::store_error);
                         detail = "this engine lost its workspace lease before hand-off";
-                    } else if (const auto* r = first_suppressed([&](const std::string& a) {
-                                   return s.index.contains_address(a);
-                               })) {
+                    } else if (const auto* r = suppressed_key()) {
                         refuse = make_error_code(errc::suppressed);
                         detail = recipients.size() == 1
                                      ? "the recipient was suppressed before hand-off"
@@ -669,6 +700,12 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     transport->async_send(std::move(out), std::move(handler));
                 },
                 asio::as_tuple(use_awaitable));
+        if (own_change_pending) {
+            // Nothing was handed off; the change is in memory in a moment.
+            asio::steady_timer t(s.ex, std::chrono::milliseconds(1));
+            co_await t.async_wait(use_awaitable);
+            continue;
+        }
         result.attempts = attempt;
         row.suppression_seq = checked_seq;
         s.record_latency(engine::impl::stage_handoff, steady::now() - handed);

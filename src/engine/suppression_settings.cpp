@@ -29,6 +29,16 @@ bool turns_off(const suppression_options& from, const suppression_options& to) {
 
 }  // namespace
 
+bool engine::impl::suppression_settings_current(const store_snapshot& snap) const {
+    for (const auto& o : snap.objects) {
+        if (o.kind != "settings" || o.id != "suppression") continue;
+        auto s = detail::suppression_settings_from_json(o.json);
+        return s && *s == suppression_settings{current_normaliser,
+                                               params.suppression.value_or(s->options)};
+    }
+    return false;
+}
+
 void engine::impl::plan_suppression_settings(const store_snapshot& snap) {
     std::optional<suppression_settings> stored;
     for (const auto& o : snap.objects) {

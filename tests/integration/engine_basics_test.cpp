@@ -7,6 +7,8 @@
 #include <mailers/with_result.hpp>
 #include <thread>
 
+#include "engine/engine_impl.hpp"
+#include "engine/serialize.hpp"
 #include "engine_fixture.hpp"
 
 using namespace mailers;
@@ -658,4 +660,113 @@ TEST_CASE("a ledger row records the suppression state its hand-off was checked a
     REQUIRE(refused);
     CHECK(refused->state == send_state::failed);
     CHECK(refused->suppression_seq >= third);
+}
+
+TEST_CASE("a send decided before the suppression rules change is checked under the new rules") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.eng->suppress(f.admin, suppression_kind::address, "user@example.com",
+                    suppression_reason::unsubscribe);
+    REQUIRE_FALSE(f.eng->is_suppressed("user+news@example.com"));
+    auto slot = f.start(fixture::direct("rep1", "user+news@example.com"));
+    f.ioc.restart();
+    while (f.eng->latencies().decide.total() == 0) f.ioc.run_one();
+    REQUIRE_FALSE(slot->has_value());
+
+    // Another process turns plus-tag folding on between the decision and the
+    // hand-off ("user@example.com" is already folded, so nothing is re-keyed).
+    std::optional<detail::suppression_settings> settings;
+    for (const auto& o : f.store->load("default", time_point{}).objects)
+        if (o.kind == "settings" && o.id == "suppression")
+            settings = detail::suppression_settings_from_json(o.json).value();
+    REQUIRE(settings);
+    settings->options.fold_plus_tags = true;
+    std::vector<store_op> ops;
+    ops.push_back(store_ops::put_object{
+        stored_object{"settings", "suppression", detail::to_json(*settings)}});
+    f.store->commit("default", ops);
+    // A change of this engine's own reads the feed back past the other's.
+    f.eng->suppress(f.admin, suppression_kind::address, "other@example.org",
+                    suppression_reason::manual);
+    REQUIRE(f.eng->is_suppressed("user+news@example.com"));
+
+    f.run_until([&] { return slot->has_value(); });
+    auto& [ec, r] = **slot;
+    CHECK(ec == errc::suppressed);
+    CHECK(r.diag.message.find("before hand-off") != std::string::npos);
+    CHECK(f.capture->count() == 0);
+    CHECK(f.ledger(r.send_id)->state == send_state::failed);
+}
+
+TEST_CASE("a hand-off while this engine applies its own suppression records the state it saw") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    auto req = fixture::direct("rep1", "a@example.com");
+    req.cc = {addr("late@example.org")};
+    auto slot = f.start(std::move(req));
+    f.ioc.restart();
+    while (f.eng->latencies().decide.total() == 0) f.ioc.run_one();
+    REQUIRE_FALSE(slot->has_value());
+
+    // The hand-off gets its turn once suppress() has put the entry in
+    // memory and before the engine names its change as applied.
+    detail::own_change_applied_hook = [&] {
+        // Bounded: a hand-off that waits the change out keeps coming back.
+        f.ioc.restart();
+        for (int i = 0; i < 1000 && f.ioc.poll_one() != 0; ++i) {
+        }
+    };
+    struct unhook {
+        ~unhook() { detail::own_change_applied_hook = nullptr; }
+    } guard;
+    f.eng->suppress(f.admin, suppression_kind::address, "late@example.org",
+                    suppression_reason::unsubscribe);
+    detail::own_change_applied_hook = nullptr;
+    const auto seq = f.store->changes_since("default", 0).seq;
+
+    f.run_until([&] { return slot->has_value(); });
+    auto& [ec, r] = **slot;
+    CHECK(ec == errc::suppressed);
+    CHECK(f.capture->count() == 0);
+    const auto row = f.ledger(r.send_id);
+    REQUIRE(row);
+    CHECK(row->state == send_state::failed);
+    // Refused for the suppression at `seq`: its proof must say it saw it.
+    CHECK(row->suppression_seq == seq);
+}
+
+TEST_CASE("the pick sees a capped domain among the cc and bcc recipients, not only the to") {
+    fixture f;
+    limit_recipient_domain(f, "capped.org", 1);
+
+    auto first = fixture::request("p", "a@example.com");
+    first.cc = {addr("x@capped.org")};
+    REQUIRE_FALSE(f.send(first).first);
+
+    // Memory counted the cc's domain, so the store is not asked in vain and
+    // the answer says when the domain frees up.
+    const auto asked = f.eng->latencies().reserve.total();
+    auto second = fixture::request("p", "b@example.com");
+    second.bcc = {addr("y@capped.org")};
+    auto [ec, r] = f.send(second);
+    CHECK(ec == errc::no_capacity);
+    CHECK(r.retry_at == test_epoch() + std::chrono::hours(24));
+    CHECK(f.eng->latencies().reserve.total() == asked);
+    CHECK(f.capture->count() == 1);
+    CHECK_FALSE(f.send(fixture::request("p", "b@example.com")).first);
+}
+
+TEST_CASE("the envelope sender is the sending mailbox's address, its domain as an A-label") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@Brand.com"));
+    f.eng->upsert_mailbox(f.admin, f.mailbox("idn", "rep@bücher.example"));
+    f.add_pool("p", {"rep1"});
+    REQUIRE_FALSE(f.send(fixture::request("p", "a@example.com")).first);
+    CHECK(f.capture->last()->env.mail_from == "rep1@Brand.com");
+    CHECK(f.capture->last()->msg.from.addr_spec() == "rep1@Brand.com");
+    // The same form as the recipients': a transport needs no SMTPUTF8 for it.
+    auto idn = fixture::direct("idn", "b@bücher.example");
+    REQUIRE_FALSE(f.send(idn).first);
+    CHECK(f.capture->last()->env.mail_from == "rep@xn--bcher-kva.example");
+    CHECK(f.capture->last()->env.rcpt_to == std::vector<std::string>{"b@xn--bcher-kva.example"});
 }

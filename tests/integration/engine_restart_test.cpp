@@ -424,3 +424,102 @@ TEST_CASE("the audit log: with a key, a rewrite needs the key") {
     }
     ::unsetenv("MAILERS_TEST_AUDIT_KEY");
 }
+
+TEST_CASE("a quota or pool another process stores unreadably stops what it governs here") {
+    fixture f;
+    std::mutex log_mu;
+    std::vector<std::string> errors;
+    f.eng.reset();
+    engine_params p;
+    p.storage = f.store;
+    p.clock = f.clock;
+    p.random_seed = 42;
+    p.log.level = log_level::error;
+    p.log.sink = [&](log_level, std::string_view m) {
+        std::lock_guard lock(log_mu);
+        errors.emplace_back(m);
+    };
+    f.eng = std::make_unique<engine>(f.ioc.get_executor(), std::move(p));
+    f.eng->add_provider(f.admin, "capture", f.capture);
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    f.add_pool("p", {"rep1"});
+    quota q;
+    q.scope = quota_scope::provider;
+    q.key = "capture";
+    q.limits = {rate_limit::per_day(5)};
+    f.eng->set_quota(f.admin, q);
+    REQUIRE_FALSE(f.send(fixture::request("p", "a@example.com")).first);
+    const auto logged = [&](const std::string& what) {
+        std::lock_guard lock(log_mu);
+        return std::any_of(errors.begin(), errors.end(),
+                           [&](const std::string& e) { return e.find(what) != std::string::npos; });
+    };
+    // Another process's write, read back with this engine's next change.
+    const auto stored_elsewhere = [&](stored_object o) {
+        f.store->commit("default", std::vector<store_op>{store_ops::put_object{std::move(o)}});
+        f.eng->suppress(f.admin, suppression_kind::address, "nobody@example.org",
+                        suppression_reason::manual);
+    };
+
+    // Its old limits may be above the new ones: nothing it counts goes.
+    stored_elsewhere({"quota", "provider:capture", "{\"limits\":"});
+    CHECK(logged("quota 'provider:capture'"));
+    auto [qec, qr] = f.send(fixture::request("p", "b@example.com"));
+    CHECK(qec == errc::no_capacity);
+    CHECK(f.capture->count() == 1);
+    f.eng->set_quota(f.admin, q);
+    REQUIRE_FALSE(f.send(fixture::request("p", "c@example.com")).first);
+    CHECK(f.capture->count() == 2);
+
+    stored_elsewhere({"pool", "p", "[]"});
+    CHECK(logged("pool 'p'"));
+    auto [pec, pr] = f.send(fixture::request("p", "d@example.com"));
+    CHECK(pec == errc::store_corrupt);
+    CHECK(pr.diag.message.find("pool 'p'") != std::string::npos);
+    CHECK(f.capture->count() == 2);
+    f.add_pool("p", {"rep1"});
+    REQUIRE_FALSE(f.send(fixture::request("p", "e@example.com")).first);
+    CHECK(f.capture->count() == 3);
+}
+
+TEST_CASE("an audit.key record marks the first keyed start and each change of key only") {
+    db_file db("audit-key-once");
+    fixture f(db.path.string());
+    f.eng.reset();
+    const auto key_records = [](const engine& e) {
+        const auto log = e.audit_log();
+        return std::count_if(log.begin(), log.end(),
+                             [](const audit_record& r) { return r.action == audit_key_action; });
+    };
+    auto keyed = engine_with_key(f, "key one");
+    CHECK(key_records(*keyed) == 1);
+    keyed.reset();
+    keyed = engine_with_key(f, "key one");
+    CHECK(key_records(*keyed) == 1);
+    CHECK(bad_seq_of(*keyed) == 0);
+    keyed.reset();
+    keyed = engine_with_key(f, "key two");
+    CHECK(key_records(*keyed) == 2);
+    keyed.reset();
+    keyed = engine_with_key(f, "key two");
+    CHECK(key_records(*keyed) == 2);
+}
+
+TEST_CASE("a workspace whose own record the store lost stops the start, naming it") {
+    db_file db("lost-workspace");
+    const std::string path = db.path.string();
+    fixture f(path);
+    f.eng->upsert_mailbox(f.admin, f.mailbox("a", "a@brand.com"));
+    REQUIRE_FALSE(f.send(fixture::direct("a", "x@example.com")).first);
+    f.eng.reset();
+    // Its change seq, last send id and audit head go with it.
+    tamper(path, "DELETE FROM workspaces WHERE name = 'default'");
+    f.store = open_sqlite_store({path, open_mode::existing});
+    try {
+        f.open();
+        FAIL("the engine started on a workspace that lost its record");
+    } catch (const mailers::exception& e) {
+        CHECK(e.code() == errc::store_missing);
+        CHECK(std::string(e.what()).find("workspace 'default'") != std::string::npos);
+    }
+}

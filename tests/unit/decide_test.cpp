@@ -496,6 +496,11 @@ TEST_CASE("shared quotas: the first full one, the store's refusal, unseen domain
     CHECK(check_quotas(unseen, now) == refused(ineligible_reason::quota_reached, utc(2026, 5, 5)));
     unseen[0].limits = two_per_hour;
     CHECK(check_quotas(unseen, now).ok());
+
+    // Limits that cannot be read refuse with no time they lift, even with
+    // room in the counter.
+    std::vector<quota_facts> unreadable{{&room, two_per_hour, zone, nullptr, true}};
+    CHECK(check_quotas(unreadable, now) == refused(ineligible_reason::quota_reached, std::nullopt));
 }
 
 TEST_CASE("a \"*\" recipient-domain quota counts each receiving domain apart") {
