@@ -23,8 +23,6 @@
 #include <thread>
 #include <vector>
 
-#include "store/sqlite/checkpointer.hpp"
-
 namespace fs = std::filesystem;
 using namespace mailers;
 using namespace std::chrono_literals;
@@ -1187,50 +1185,4 @@ TEST_CASE("sqlite store: a tampered audit log is detected behind the store's bac
         CHECK(bad_seq(with_key) == 8);
         CHECK(bad_seq(audit_verify_options{checkpoint, ""}) == 7);
     }
-}
-
-// A commit that took the log past 1,000 pages used to copy it back and
-// sync the file itself, stalling every reservation behind it.
-TEST_CASE("sqlite store: WAL checkpoints run on the checkpointer's thread, not in commits") {
-    temp_dir dir;
-    const auto path = dir.file("ckpt.db");
-    sqlite3* writer = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &writer) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(writer,
-                         "PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; "
-                         "PRAGMA synchronous = NORMAL; CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-    auto insert = [&](int n) {
-        sqlite3_stmt* ins = nullptr;
-        REQUIRE(sqlite3_prepare_v2(writer, "INSERT INTO t (v) VALUES (zeroblob(16000))", -1, &ins,
-                                   nullptr) == SQLITE_OK);
-        for (int i = 0; i < n; ++i) {
-            REQUIRE(sqlite3_step(ins) == SQLITE_DONE);
-            sqlite3_reset(ins);
-        }
-        sqlite3_finalize(ins);
-    };
-    const auto wal = path + "-wal";
-    {
-        // A checkpointer that is never woken: 600 commits of 4 pages or more
-        // leave every frame in the log, where SQLite's own checkpoint would
-        // have copied it back and restarted the log at 1,000 frames.
-        detail::sqlite::wal_checkpointer idle(path, writer, 1 << 30, 3'600'000);
-        insert(600);
-        CHECK(idle.runs() == 0);
-        CHECK(fs::file_size(wal) >= 2400u * (24 + 4096));
-    }
-    {
-        detail::sqlite::wal_checkpointer ck(path, writer, 100, 50);
-        insert(100);
-        for (int i = 0; i < 500 && ck.runs() == 0; ++i) std::this_thread::sleep_for(10ms);
-        CHECK(ck.runs() > 0);
-    }
-    sqlite3_wal_autocheckpoint(writer, 1000);
-    sqlite3_stmt* n = nullptr;
-    REQUIRE(sqlite3_prepare_v2(writer, "SELECT count(*) FROM t", -1, &n, nullptr) == SQLITE_OK);
-    REQUIRE(sqlite3_step(n) == SQLITE_ROW);
-    CHECK(sqlite3_column_int(n, 0) == 700);
-    sqlite3_finalize(n);
-    sqlite3_close(writer);
 }

@@ -21,7 +21,6 @@
 #include <utility>
 #include <vector>
 
-#include "store/sqlite/checkpointer.hpp"
 #include "store/sqlite/common.hpp"
 #include "store/sqlite/schema.hpp"
 
@@ -240,10 +239,7 @@ public:
           delete_member_(db_, "DELETE FROM members WHERE workspace = ?1 AND id = ?2"),
           savepoint_failover_(db_, "SAVEPOINT failover"),
           rollback_failover_(db_, "ROLLBACK TO failover"),
-          release_failover_(db_, "RELEASE failover") {
-        if (db_.execAndGet("PRAGMA journal_mode").getString() == "wal")
-            checkpointer_ = std::make_unique<wal_checkpointer>(params.path, db_.getHandle());
-    }
+          release_failover_(db_, "RELEASE failover") {}
 
     store_snapshot load(std::string_view workspace, time_point since) override {
         return load_state(workspace, since, nullptr);
@@ -1310,8 +1306,6 @@ private:
     // Recursive so that a for_each_* callback may call back into the store
     // from the same thread; other threads wait until the iteration ends.
     std::recursive_mutex mutex_;
-    // Declared before the connection, so that it outlives every commit.
-    std::unique_ptr<wal_checkpointer> checkpointer_;
     // Declared before the statements, which must be finalised before the
     // connection closes.
     SQLite::Database db_;
