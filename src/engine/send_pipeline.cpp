@@ -754,7 +754,10 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                 std::unique_lock slock(s.supp_mu);
                 s.index.insert(e.kind, e.value);
             }
-            s.mutate_async("suppression.add", "suppression", recipient, {}, {},
+            // The record says what was stored, as suppress() does, so the
+            // audit trail alone tells who was suppressed, why and by which
+            // provider's reply.
+            s.mutate_async("suppression.add", "suppression", recipient, {}, to_json(e),
                            one_op(store_ops::put_suppression{e}));
             s.emit(make_event(event_type::bounced, now, req, result, recipient, row.detail));
         }

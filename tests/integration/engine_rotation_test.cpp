@@ -271,6 +271,16 @@ TEST_CASE("a permanent recipient failure suppresses the recipient and is not fai
     CHECK(entry->reason == suppression_reason::hard_bounce);
     CHECK(entry->source == "transport:pa");
     CHECK(audit_count(f, "system", "suppression.add", "gone@example.com") == 1);
+    // The record holds the entry, as one from suppress() does.
+    bool recorded = false;
+    for (const auto& rec : f.eng->audit_log())
+        if (rec.action == "suppression.add" && rec.resource_id == "gone@example.com") {
+            recorded = true;
+            CHECK(rec.after.find("\"gone@example.com\"") != std::string::npos);
+            CHECK(rec.after.find("hard_bounce") != std::string::npos);
+            CHECK(rec.after.find("transport:pa") != std::string::npos);
+        }
+    CHECK(recorded);
     CHECK(f.eng->verify_audit() == error_code{});
     CHECK(f.events_of(event_type::bounced).size() == 1);
 
