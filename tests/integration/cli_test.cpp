@@ -125,13 +125,28 @@ void exercise(const backend& b, const fs::path& dir) {
     REQUIRE(first.rc == 0);
     CHECK(has(first.out, "created workspace 'default'"));
 
-    SUBCASE("init refuses an existing store") {
+    SUBCASE("init refuses an existing workspace") {
         auto r = cli({"init"});
         CHECK(r.rc == 4);
         CHECK(has(r.err, "already exists"));
         r = cli({"--json", "audit", "verify"});
         CHECK(r.rc == 0);
         CHECK(has(r.out, "\"ok\":true"));
+    }
+
+    SUBCASE("a workspace the store does not hold is refused, not started") {
+        auto r = cli({"--workspace", "defualt", "suppression", "add", "x@example.com"});
+        CHECK(r.rc == 4);
+        CHECK(has(r.err, "no workspace 'defualt'"));
+        CHECK(has(r.err, "mailers init --workspace defualt"));
+        // Still not there: the refusal created nothing.
+        CHECK(cli({"--workspace", "defualt", "status"}).rc == 4);
+        // init makes a second workspace beside the first, which it leaves alone.
+        r = cli({"--workspace", "emea", "init"});
+        CHECK(r.rc == 0);
+        CHECK(cli({"--workspace", "emea", "suppression", "add", "y@example.com"}).rc == 0);
+        CHECK(cli({"--workspace", "emea", "suppression", "check", "y@example.com"}).rc == 3);
+        CHECK(cli({"suppression", "check", "y@example.com"}).rc == 0);
     }
 
     SUBCASE("suppression add, check, remove") {

@@ -246,9 +246,24 @@ std::string read_audit_key(const std::string& path) {
     return key;
 }
 
+// `create` makes the workspace, and the store when there is none, and
+// refuses a workspace that exists; `existing` refuses a workspace the store
+// does not hold, so that a mistyped --workspace never starts a new one. An
+// engine that has run on a workspace has stored its suppression settings,
+// so a workspace exists exactly when its change seq is above 0.
 void open_workspace(context& c, mailers::open_mode mode) {
     c.spec = resolve_store(c.g);
-    auto st = open_store(c.spec, c.g.pg_schema, mode);
+    const bool create = mode == mailers::open_mode::create;
+    auto st = open_store(c.spec, c.g.pg_schema,
+                         create ? mailers::open_mode::open_or_create : mode);
+    const bool exists = st->changes_since(c.g.workspace, 0).seq != 0;
+    if (create && exists)
+        fail(exit_store, fmt::format("workspace '{}' already exists in {}: init never changes one",
+                                     c.g.workspace, describe(c.spec)));
+    if (!create && !exists)
+        fail(exit_store,
+             fmt::format("{} holds no workspace '{}'; `mailers init --workspace {}` creates it",
+                         describe(c.spec), c.g.workspace, c.g.workspace));
     mailers::engine_params ep;
     ep.workspace = c.g.workspace;
     ep.storage = std::move(st);
@@ -527,17 +542,11 @@ int main(int argc, char** argv) {
     };
 
     // --- init -----------------------------------------------------------------
-    command(&app, "init", "Create the store and the workspace (refuses an existing store)",
+    command(&app, "init",
+            "Create the workspace, and the store when there is none (refuses an existing "
+            "workspace)",
             "mailers --sqlite /var/lib/mailers/ws.db init", [](context& c) {
-                try {
-                    open_workspace(c, mailers::open_mode::create);
-                } catch (const mailers::exception& e) {
-                    if (e.code() == mailers::make_error_code(mailers::errc::store_exists))
-                        fail(exit_store,
-                             fmt::format("a store already exists at {}: init never changes one",
-                                         describe(c.spec)));
-                    throw;
-                }
+                open_workspace(c, mailers::open_mode::create);
                 emit(c, json_object()
                             .str("store", c.spec.postgres ? "postgres" : "sqlite")
                             .str("workspace", c.g.workspace)
