@@ -986,32 +986,8 @@ private:
         rec.prev_hash = audit_head;
         rec.hash = audit_hash(rec, op.key);
         result.audit_seq = rec.seq;
-        pg::int_array seq, at;
-        pg::text_array actor, action, rtype, rid, before, after, prev, hash;
-        seq.push(static_cast<std::int64_t>(rec.seq));
-        at.push(micros(rec.at));
-        actor.push(rec.actor);
-        action.push(rec.action);
-        rtype.push(rec.resource_type);
-        rid.push(rec.resource_id);
-        before.push(rec.before);
-        after.push(rec.after);
-        prev.push(rec.prev_hash);
-        hash.push(rec.hash);
         pg::connection::pipeline p2(c);
-        p2.add(sql_.insert_audit, pg::params{}
-                                      .add(ws_s)
-                                      .add(seq.str())
-                                      .add(at.str())
-                                      .add(actor.str())
-                                      .add(action.str())
-                                      .add(rtype.str())
-                                      .add(rid.str())
-                                      .add(before.str())
-                                      .add(after.str())
-                                      .add(prev.str())
-                                      .add(hash.str()));
-        p2.add(sql_.set_audit_head, pg::params{}.add(ws_s).add(rec.seq).add(rec.hash));
+        add_audit_records(p2, ws_s, std::span<const audit_record>(&rec, 1));
         p2.finish();
         a.commit_sent = true;
         auto done = c.query("COMMIT");
@@ -1219,6 +1195,40 @@ private:
 
     commit_result commit_once(pg::connection& c, attempt& a, std::string_view ws,
                               std::span<const store_op> ops);
+
+    // Queues the insert of `recs` (chained, in seq order) and moves the
+    // workspace's audit head to the last of them.
+    void add_audit_records(pg::connection::pipeline& p, const std::string& ws,
+                           std::span<const audit_record> recs) {
+        pg::int_array seq, at;
+        pg::text_array actor, action, rtype, rid, before, after, prev, hash;
+        for (auto& rec : recs) {
+            seq.push(static_cast<std::int64_t>(rec.seq));
+            at.push(micros(rec.at));
+            actor.push(rec.actor);
+            action.push(rec.action);
+            rtype.push(rec.resource_type);
+            rid.push(rec.resource_id);
+            before.push(rec.before);
+            after.push(rec.after);
+            prev.push(rec.prev_hash);
+            hash.push(rec.hash);
+        }
+        p.add(sql_.insert_audit, pg::params{}
+                                     .add(ws)
+                                     .add(seq.str())
+                                     .add(at.str())
+                                     .add(actor.str())
+                                     .add(action.str())
+                                     .add(rtype.str())
+                                     .add(rid.str())
+                                     .add(before.str())
+                                     .add(after.str())
+                                     .add(prev.str())
+                                     .add(hash.str()));
+        p.add(sql_.set_audit_head,
+              pg::params{}.add(ws).add(recs.back().seq).add(recs.back().hash));
+    }
 
     postgres_store_params params_;
     statements sql_;
@@ -1719,35 +1729,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                                 .add(sc.str())
                                                 .add(change_seq));
         }
-        if (!audits_out.empty()) {
-            pg::int_array seq, at;
-            pg::text_array actor, action, rtype, rid, before, after, prev, hash;
-            for (auto& rec : audits_out) {
-                seq.push(static_cast<std::int64_t>(rec.seq));
-                at.push(micros(rec.at));
-                actor.push(rec.actor);
-                action.push(rec.action);
-                rtype.push(rec.resource_type);
-                rid.push(rec.resource_id);
-                before.push(rec.before);
-                after.push(rec.after);
-                prev.push(rec.prev_hash);
-                hash.push(rec.hash);
-            }
-            p2.add(sql_.insert_audit, pg::params{}
-                                          .add(ws_s)
-                                          .add(seq.str())
-                                          .add(at.str())
-                                          .add(actor.str())
-                                          .add(action.str())
-                                          .add(rtype.str())
-                                          .add(rid.str())
-                                          .add(before.str())
-                                          .add(after.str())
-                                          .add(prev.str())
-                                          .add(hash.str()));
-            p2.add(sql_.set_audit_head, pg::params{}.add(ws_s).add(audit_seq).add(audit_head));
-        }
+        if (!audits_out.empty()) add_audit_records(p2, ws_s, audits_out);
     }
     const auto i_commit = p2.add_simple("COMMIT");
     std::vector<pg::result> r2;
