@@ -54,6 +54,18 @@ std::string_view to_string(event_type t) noexcept {
     return "unknown";
 }
 
+std::string_view to_string(bounce_class b) noexcept {
+    switch (b) {
+        case bounce_class::none:
+            return "none";
+        case bounce_class::hard:
+            return "hard";
+        case bounce_class::soft:
+            return "soft";
+    }
+    return "invalid bounce_class";
+}
+
 std::string_view to_string(mailbox_state s) noexcept {
     switch (s) {
         case mailbox_state::active:

@@ -867,17 +867,7 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
         if (have < r.change_seq) {
             // Hand-offs wait while memory holds more than applied_seq
             // names (as in catch_up).
-            {
-                std::lock_guard lock(s.mu);
-                s.own_seq_applying = r.change_seq;
-            }
-            struct published {
-                engine::impl& s;
-                ~published() {
-                    std::lock_guard lock(s.mu);
-                    s.own_seq_applying = 0;
-                }
-            } publish{s};
+            engine::impl::own_change_applying publish(s, r.change_seq);
             {
                 std::unique_lock lock(s.supp_mu);
                 s.index.reserve(s.index.address_count() + addresses.size(),
@@ -886,8 +876,7 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
                 for (const auto& d : domains) s.index.insert(suppression_kind::domain, d);
             }
             if (have + 1 == r.change_seq) {
-                std::lock_guard lock(s.mu);
-                s.applied_seq = r.change_seq;
+                publish.applied = r.change_seq;
             } else {
                 // Others changed the workspace between what we had applied
                 // and the import. Their changes go in after ours: those the

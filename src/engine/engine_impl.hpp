@@ -193,6 +193,25 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// hand-off waits it out: memory then holds a change applied_seq does
     /// not name yet, and the seq it records must be the state it checked.
     std::uint64_t own_seq_applying = 0;
+    /// Marks `seq` as this engine's own change being applied to memory
+    /// (own_seq_applying) for its lifetime; at its end publishes `applied`
+    /// as applied_seq when set. Both under mu, so a hand-off never sees
+    /// memory ahead of applied_seq without the mark.
+    struct own_change_applying {
+        impl& s;
+        std::uint64_t applied = 0;
+        own_change_applying(impl& s, std::uint64_t seq) : s(s) {
+            std::lock_guard lock(s.mu);
+            s.own_seq_applying = seq;
+        }
+        ~own_change_applying() {
+            std::lock_guard lock(s.mu);
+            if (applied != 0) s.applied_seq = applied;
+            s.own_seq_applying = 0;
+        }
+        own_change_applying(const own_change_applying&) = delete;
+        own_change_applying& operator=(const own_change_applying&) = delete;
+    };
     /// Hand-offs are allowed only before this steady-clock instant (ns):
     /// the lease this member last renewed, less a safety margin. Another
     /// process's suppress() stops waiting for us once our lease runs out,

@@ -252,22 +252,11 @@ void engine::impl::catch_up(std::uint64_t seq, const std::function<void()>& appl
         // of entries). apply_own takes the locks it needs, so memory holds
         // the change before applied_seq can name it: hand-offs wait until
         // both agree (own_seq_applying).
-        {
-            std::lock_guard lock(mu);
-            own_seq_applying = seq;
-        }
-        struct published {
-            engine::impl& s;
-            std::uint64_t seq = 0;  // 0: apply_own threw; the feed reads it back
-            ~published() {
-                std::lock_guard lock(s.mu);
-                if (seq != 0) s.applied_seq = seq;
-                s.own_seq_applying = 0;
-            }
-        } publish{*this};
+        // If apply_own throws, applied_seq stays and the feed reads it back.
+        own_change_applying publish(*this, seq);
         apply_own();
         if (own_change_applied_hook) own_change_applied_hook();
-        publish.seq = seq;
+        publish.applied = seq;
         return;
     }
     auto cs = params.storage->changes_since(params.workspace, have);

@@ -8,18 +8,6 @@
 
 namespace mailers {
 
-std::string_view to_string(bounce_class b) noexcept {
-    switch (b) {
-        case bounce_class::none:
-            return "none";
-        case bounce_class::hard:
-            return "hard";
-        case bounce_class::soft:
-            return "soft";
-    }
-    return "invalid bounce_class";
-}
-
 std::string_view to_string(webhook_provider p) noexcept {
     switch (p) {
         case webhook_provider::ses:
