@@ -29,6 +29,12 @@ struct audit_record {
     /// Hex SHA-256 over this record's fields and prev_hash; from an
     /// `audit_key_action` record on, hex HMAC-SHA256 under the audit key.
     std::string hash;
+    /// The change seq (see `store::changes_since`) published by the commit
+    /// or import that appended this record; 0 when it published none, and
+    /// in records written before stores kept it. Set by the store, like
+    /// seq, prev_hash and hash. Hashed only when nonzero, so records from
+    /// before it was kept keep their hashes.
+    std::uint64_t change_seq = 0;
     friend bool operator==(const audit_record&, const audit_record&) = default;
 };
 
@@ -47,8 +53,8 @@ struct audit_head {
 };
 
 /// The hash of a record's content chained to `prev_hash` (the `hash` field
-/// is ignored). Fields are length-prefixed so no two records collide by
-/// moving bytes between fields.
+/// is ignored; `change_seq` is covered when nonzero). Fields are length-prefixed so no two records
+/// collide by moving bytes between fields.
 MAILERS_API std::string audit_hash(const audit_record& r);
 
 /// The same field encoding under HMAC-SHA256 with `key`; with an empty key,

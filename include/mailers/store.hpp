@@ -270,6 +270,23 @@ struct change_set {
     }
 };
 
+/// One version of a suppression row: the row as a change wrote it, and
+/// whether and by which change it was replaced or removed. A put over an
+/// existing key, an import over an existing key, an import or commit
+/// writing one key twice (the earlier entry, never visible, counts as
+/// replaced) and a delete all keep the version they end, in the same
+/// transaction, so the versions of a workspace are its suppression history
+/// since the store kept them.
+struct suppression_version {
+    suppression_entry entry;
+    /// The change seq that wrote this version; 0 for rows written before
+    /// the change feed existed.
+    std::uint64_t seq = 0;
+    /// The change seq that replaced or removed it; 0 while it is current.
+    std::uint64_t by_seq = 0;
+    friend bool operator==(const suppression_version&, const suppression_version&) = default;
+};
+
 /// Receives one chunk of a bulk import's entries (see
 /// `store::import_suppressions`).
 using suppression_chunk_fn = std::function<void(std::span<const suppression_entry>)>;
@@ -395,6 +412,17 @@ public:
     /// for_each_* functions.
     virtual void for_each_suppression(std::string_view workspace,
                                       const std::function<void(const suppression_entry&)>& fn) = 0;
+
+    /// Calls `fn` for each suppression version (see `suppression_version`),
+    /// current and replaced, read from one committed state, in (kind,
+    /// value) order as `for_each_suppression`; within a key, replaced
+    /// versions first in the order they were written (`seq`, then the
+    /// order within one change), then the current one. Memory stays
+    /// bounded however many versions there are. The default calls
+    /// `for_each_suppression` and reports every row as current with seq 0:
+    /// a store that keeps no history has nothing to check it against.
+    virtual void for_each_suppression_version(
+        std::string_view workspace, const std::function<void(const suppression_version&)>& fn);
 
     virtual std::optional<suppression_entry> find_suppression(std::string_view workspace,
                                                               suppression_kind kind,

@@ -126,6 +126,9 @@ std::string audit_hash(const audit_record& r, std::string_view key) {
     h.field(r.before);
     h.field(r.after);
     h.field(r.prev_hash);
+    // Appended, and only when set: a record from before change seqs were
+    // kept hashes exactly as it did then.
+    if (r.change_seq != 0) h.integer_field(r.change_seq);
     return h.hex_digest();
 }
 

@@ -71,6 +71,8 @@ void engine::impl::plan_suppression_settings(const store_snapshot& snap) {
     c.before = stored ? to_json(*stored) : std::string();
     c.after = to_json(want);
     c.options = want.options;
+    suppression_hasher hasher(params.audit_key);
+    c.digest_key = hasher.key_mark();
     for (const auto& e : snap.suppressions) {
         auto key = e.kind == suppression_kind::address ? normalise_address(e.value, want.options)
                                                        : normalise_domain(e.value);
@@ -79,6 +81,7 @@ void engine::impl::plan_suppression_settings(const store_snapshot& snap) {
         if (!key || *key == e.value) continue;
         suppression_entry moved = e;
         moved.value = *key;
+        c.written.add(hasher(moved));
         c.ops.push_back(store_ops::delete_suppression{e.kind, e.value});
         c.ops.push_back(store_ops::put_suppression{std::move(moved)});
         c.erased.emplace_back(e.kind, e.value);
@@ -107,7 +110,12 @@ void engine::impl::commit_suppression_settings() {
                      "entries; stop the other engines first: {}",
                      params.workspace, c.after, fmt::join(others, ", ")));
     }
-    std::string after = fmt::format(R"({{"settings":{},"rekeyed":{}}})", c.after, c.erased.size());
+    // The written rows' count and digest and the erased count let
+    // verify_suppressions account for every row the re-key touched.
+    std::string after = fmt::format(
+        R"({{"settings":{},"rekeyed":{},"written":{},"rows_digest":"{}","digest_key":"{}",)"
+        R"("erased":{}}})",
+        c.after, c.erased.size(), c.written.count, c.written.hex(), c.digest_key, c.erased.size());
     mutate(principal::system(), "suppression.settings", "settings", "suppression", c.before,
            std::move(after), std::move(c.ops), [&] {
                std::unique_lock lock(supp_mu);

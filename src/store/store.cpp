@@ -65,4 +65,13 @@ store_snapshot store::load_keys(
     return snap;
 }
 
+void store::for_each_suppression_version(
+    std::string_view workspace, const std::function<void(const suppression_version&)>& fn) {
+    for_each_suppression(workspace, [&](const suppression_entry& e) {
+        suppression_version v;
+        v.entry = e;
+        fn(v);
+    });
+}
+
 }  // namespace mailers

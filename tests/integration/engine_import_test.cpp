@@ -144,8 +144,22 @@ TEST_CASE("an import is one audited change, with a digest of its values") {
     CHECK(log.back().resource_id == "*");
     const std::string digest =
         sha256_hex("ann@example.com\nblocked.example\nbob@example.com\nann@example.com\n");
-    CHECK(log.back().after == R"({"count":4,"source":"list.csv","sha256":")" + digest + R"("})");
+    // The rows digest covers every entry given, the displaced one too.
+    suppression_hasher hasher;
+    suppression_set_digest rows;
+    const auto t = test_epoch();
+    rows.add(hasher({suppression_kind::address, "ann@example.com", suppression_reason::unsubscribe,
+                     "list.csv", t}));
+    rows.add(hasher(
+        {suppression_kind::domain, "blocked.example", suppression_reason::legal, "list.csv", t}));
+    rows.add(hasher({suppression_kind::address, "bob@example.com", suppression_reason::hard_bounce,
+                     "list.csv", t}));
+    rows.add(hasher(*ann));
+    CHECK(log.back().after == R"({"count":4,"source":"list.csv","sha256":")" + digest +
+                                  R"(","rows_digest":")" + rows.hex() +
+                                  R"(","digest_key":"sha256"})");
     CHECK(f.eng->verify_audit() == error_code{});
+    CHECK(f.eng->verify_suppressions().ok);
 }
 
 TEST_CASE("an import with a bad line imports nothing") {

@@ -385,7 +385,9 @@ TEST_CASE("postgres store: a version 1 schema gains exact cap counts") {
     }
     const std::string back_to_v1 = "psql -q -X \"" + *server + "\" -c 'DROP TABLE " + schema +
                                    ".cap_counts; ALTER TABLE " + schema +
-                                   ".sends DROP COLUMN suppression_seq; DELETE FROM " + schema +
+                                   ".sends DROP COLUMN suppression_seq; ALTER TABLE " + schema +
+                                   ".audit DROP COLUMN change_seq; DROP TABLE " + schema +
+                                   ".suppression_superseded; DELETE FROM " + schema +
                                    ".schema_version WHERE version > 1' >/dev/null 2>&1";
     if (std::system(back_to_v1.c_str()) != 0) {
         MESSAGE("skipped the migration check: psql is not available");
@@ -439,7 +441,9 @@ TEST_CASE("postgres store: a version 2 schema gains suppression_seq, 0 for the s
         old_id = r.send_id;
     }
     const std::string back_to_v2 = "psql -q -X \"" + *server + "\" -c 'ALTER TABLE " + schema +
-                                   ".sends DROP COLUMN suppression_seq; DELETE FROM " + schema +
+                                   ".sends DROP COLUMN suppression_seq; ALTER TABLE " + schema +
+                                   ".audit DROP COLUMN change_seq; DROP TABLE " + schema +
+                                   ".suppression_superseded; DELETE FROM " + schema +
                                    ".schema_version WHERE version > 2' >/dev/null 2>&1";
     if (std::system(back_to_v2.c_str()) != 0) {
         MESSAGE("skipped the migration check: psql is not available");

@@ -167,6 +167,7 @@ audit_record read_audit(const pg::result& r, int i) {
     a.after = r.str(i, 7);
     a.prev_hash = r.str(i, 8);
     a.hash = r.str(i, 9);
+    a.change_seq = r.u64(i, 10);
     return a;
 }
 
@@ -296,20 +297,35 @@ struct statements {
             "SELECT $1, k, i, j, $5 FROM unnest($2::text[], $3::text[], $4::text[]) AS v(k, i, j) "
             "ON CONFLICT (workspace, kind, id) DO UPDATE SET json = excluded.json, seq = "
             "excluded.seq");
+        // The rows it replaces or removes are kept first: the CTE reads them
+        // as they were before the statement.
         write_suppressions =
             make("m_write_suppressions",
+                 "WITH x AS (SELECT * FROM unnest($2::int2[], $3::text[], $4::int2[], "
+                 "$5::text[], $6::int8[]) AS x(k, v, r, src, c)), "
+                 "kept AS (INSERT INTO {s}.suppression_superseded (workspace, kind, value, reason, "
+                 "source, created_at, seq, by_seq) SELECT s.workspace, s.kind, s.value, s.reason, "
+                 "s.source, s.created_at, s.seq, $7 FROM x JOIN {s}.suppressions s ON "
+                 "s.workspace = $1 AND s.kind = x.k AND s.value = x.v "
+                 "WHERE s.reason IS NOT NULL ORDER BY s.kind, s.value) "
                  "INSERT INTO {s}.suppressions (workspace, kind, value, reason, source, "
                  "created_at, seq) "
-                 "SELECT $1, k, v, r, src, c, $7 FROM unnest($2::int2[], $3::text[], $4::int2[], "
-                 "$5::text[], $6::int8[]) AS x(k, v, r, src, c) "
+                 "SELECT $1, k, v, r, src, c, $7 FROM x "
                  "ON CONFLICT (workspace, kind, value) DO UPDATE SET reason = excluded.reason, "
                  "source = excluded.source, created_at = excluded.created_at, seq = excluded.seq");
+        // Entries a commit wrote and then replaced or removed itself.
+        write_superseded = make(
+            "m_write_superseded",
+            "INSERT INTO {s}.suppression_superseded (workspace, kind, value, reason, source, "
+            "created_at, seq, by_seq) SELECT $1, k, v, r, src, c, $7, $7 FROM unnest($2::int2[], "
+            "$3::text[], $4::int2[], $5::text[], $6::int8[]) WITH ORDINALITY AS x(k, v, r, src, "
+            "c, n) ORDER BY n");
         insert_audit = make(
             "m_insert_audit",
             "INSERT INTO {s}.audit (workspace, seq, at, actor, action, resource_type, resource_id, "
-            "before, after, prev_hash, hash) SELECT $1, * FROM unnest($2::int8[], $3::int8[], "
-            "$4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], "
-            "$11::text[])");
+            "before, after, prev_hash, hash, change_seq) SELECT $1, * FROM unnest($2::int8[], "
+            "$3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], "
+            "$10::text[], $11::text[], $12::int8[])");
         set_audit_head = make("m_set_audit_head",
                               "UPDATE {s}.workspaces SET audit_seq = $2, audit_hash = $3 "
                               "WHERE workspace = $1");
@@ -345,7 +361,7 @@ struct statements {
         audit_from =
             make("m_audit_from",
                  "SELECT seq, at, actor, action, resource_type, resource_id, before, after, "
-                 "prev_hash, hash FROM {s}.audit WHERE workspace = $1 AND seq >= $2 "
+                 "prev_hash, hash, change_seq FROM {s}.audit WHERE workspace = $1 AND seq >= $2 "
                  "ORDER BY seq LIMIT $3");
         sends_between =
             make("m_sends_between",
@@ -410,7 +426,7 @@ struct statements {
 
     pg::statement upsert_keys, lock_keys, ensure_ws, lock_ws, share_objects, lock_sends,
         uses_of_sends, sends_by_key, new_ids, count_uses, oldest_uses, write_uses, insert_sends,
-        update_sends, set_gaps, write_objects, write_suppressions, insert_audit, set_audit_head,
+        update_sends, set_gaps, write_objects, write_suppressions, write_superseded, insert_audit, set_audit_head,
         load_objects, load_suppressions, load_sends, change_seq, changed_objects,
         changed_suppressions, find_send, find_suppression, audit_from, sends_between,
         suppressions_after, purge, purge_counts, attach, renew, end_lease, members, recover,
@@ -904,6 +920,74 @@ private:
         if (err) std::rethrow_exception(err);
     }
 
+    // COPY streams the rows of one statement, so of one snapshot, in any
+    // number without holding them here; the server sorts them (spilling to
+    // temporary files past work_mem).
+    void copy_versions_out(pg::connection& c, std::string_view ws,
+                           const std::function<void(const suppression_version&)>& fn) {
+        std::unique_ptr<char, decltype(&PQfreemem)> lit(
+            PQescapeLiteral(c.raw(), ws.data(), ws.size()), &PQfreemem);
+        if (!lit) copy_failed(c, "for_each_suppression_version: COPY");
+        const std::string sql = fmt::format(
+            "COPY (SELECT kind, value, reason, source, created_at, seq, by_seq FROM ("
+            "SELECT kind, value, reason, source, created_at, seq, by_seq, 0 AS cur, id "
+            "FROM {0}.suppression_superseded WHERE workspace = {1} UNION ALL "
+            "SELECT kind, value, reason, source, created_at, seq, 0, 1, 0 "
+            "FROM {0}.suppressions WHERE workspace = {1} AND reason IS NOT NULL) v "
+            "ORDER BY kind, value, cur, id) TO STDOUT",
+            pg::quote_ident(params_.schema), lit.get());
+        {
+            pg::result r{PQexec(c.raw(), sql.c_str())};
+            if (!r.get() || PQresultStatus(r.get()) != PGRES_COPY_OUT)
+                copy_failed(c, "for_each_suppression_version: COPY");
+        }
+        std::exception_ptr err;
+        std::string field;
+        auto number = [](std::string_view d) {
+            std::int64_t n = 0;
+            bool neg = !d.empty() && d.front() == '-';
+            if (neg) d.remove_prefix(1);
+            for (char ch : d) n = n * 10 + (ch - '0');
+            return neg ? -n : n;
+        };
+        for (;;) {
+            char* buf = nullptr;
+            const int n = PQgetCopyData(c.raw(), &buf, 0);
+            if (n == -1) break;
+            if (n < 0) copy_failed(c, "for_each_suppression_version: COPY");
+            std::unique_ptr<char, decltype(&PQfreemem)> row(buf, &PQfreemem);
+            if (err) continue;  // drained, so the connection stays usable
+            std::string_view line(buf, static_cast<std::size_t>(n));
+            if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+            try {
+                std::string_view cols[7];
+                std::size_t k = 0;
+                for (; k < 7; ++k) {
+                    const auto tab = line.find('\t');
+                    cols[k] = line.substr(0, tab);
+                    if (tab == std::string_view::npos) break;
+                    line.remove_prefix(tab + 1);
+                }
+                if (k != 6)
+                    fail(errc::store_error,
+                         "postgres store: for_each_suppression_version: malformed COPY row");
+                suppression_version v;
+                v.entry.kind = kind_from(number(cols[0]));
+                copy_unescape(v.entry.value, cols[1]);
+                v.entry.reason = reason_from(number(cols[2]));
+                copy_unescape(v.entry.source, cols[3]);
+                v.entry.created_at = from_micros(number(cols[4]));
+                v.seq = static_cast<std::uint64_t>(number(cols[5]));
+                v.by_seq = static_cast<std::uint64_t>(number(cols[6]));
+                fn(v);
+            } catch (...) {
+                err = std::current_exception();
+            }
+        }
+        finish_copy(c, "for_each_suppression_version: COPY");
+        if (err) std::rethrow_exception(err);
+    }
+
     suppression_import_result import_once(pg::connection& c, attempt& a, std::string_view ws,
                                           const suppression_import& import) {
         const std::string s = pg::quote_ident(params_.schema);
@@ -966,6 +1050,29 @@ private:
         const std::uint64_t audit_seq = r[i_ws].u64(0, 1);
         const std::string audit_head = r[i_ws].str(0, 2);
         if (result.entries > 0) {
+            // What the import replaces is kept first: the rows it writes
+            // over, then every entry a later one for the same key displaces
+            // (given and audited, though never stored).
+            const pg::statement keep{
+                "m_import_keep",
+                fmt::format("INSERT INTO {0}.suppression_superseded (workspace, kind, value, "
+                            "reason, source, created_at, seq, by_seq) SELECT s.workspace, s.kind, "
+                            "s.value, s.reason, s.source, s.created_at, s.seq, $2::int8 FROM "
+                            "{0}.suppressions s WHERE s.workspace = $1 AND s.reason IS NOT NULL "
+                            "AND EXISTS (SELECT 1 FROM pg_temp.mailers_import i WHERE i.kind = "
+                            "s.kind AND i.value = s.value) ORDER BY s.kind, s.value",
+                            s)};
+            c.run(keep, pg::params{}.add(ws_s).add(change_seq));
+            const pg::statement keep_duplicates{
+                "m_import_keep_duplicates",
+                fmt::format("INSERT INTO {}.suppression_superseded (workspace, kind, value, "
+                            "reason, source, created_at, seq, by_seq) SELECT $1, kind, value, "
+                            "reason, source, created_at, $2::int8, $2::int8 FROM (SELECT *, "
+                            "row_number() OVER (PARTITION BY kind, value ORDER BY ord DESC) AS "
+                            "later FROM pg_temp.mailers_import) d WHERE later > 1 "
+                            "ORDER BY kind, value, ord",
+                            s)};
+            c.run(keep_duplicates, pg::params{}.add(ws_s).add(change_seq));
             // Tombstones are rows without a reason, so the upsert replaces
             // them too.
             const pg::statement merge{
@@ -982,6 +1089,7 @@ private:
         }
         const auto op = import.audit(result.entries);
         audit_record rec = op.record;
+        rec.change_seq = result.change_seq;
         rec.seq = audit_seq + 1;
         rec.prev_hash = audit_head;
         rec.hash = audit_hash(rec, op.key);
@@ -1007,6 +1115,24 @@ public:
                        if (r.rows() == 0) return std::nullopt;
                        return read_send(r, 0);
                    });
+    }
+
+    void for_each_suppression_version(
+        std::string_view ws, const std::function<void(const suppression_version&)>& fn) override {
+        // A connection lost before the first row is retried; after it, `fn`
+        // has seen part of the rows and must not see them twice.
+        bool delivered = false;
+        run("for_each_suppression_version", true, [&](pg::connection& c, attempt&) {
+            if (delivered)
+                fail(errc::store_error,
+                     "postgres store: for_each_suppression_version: the connection was lost "
+                     "after part of the rows were read");
+            copy_versions_out(c, ws, [&](const suppression_version& v) {
+                delivered = true;
+                fn(v);
+            });
+            return 0;
+        });
     }
 
     std::optional<suppression_entry> find_suppression(std::string_view ws, suppression_kind kind,
@@ -1200,10 +1326,11 @@ private:
     // workspace's audit head to the last of them.
     void add_audit_records(pg::connection::pipeline& p, const std::string& ws,
                            std::span<const audit_record> recs) {
-        pg::int_array seq, at;
+        pg::int_array seq, at, change;
         pg::text_array actor, action, rtype, rid, before, after, prev, hash;
         for (auto& rec : recs) {
             seq.push(static_cast<std::int64_t>(rec.seq));
+            change.push(static_cast<std::int64_t>(rec.change_seq));
             at.push(micros(rec.at));
             actor.push(rec.actor);
             action.push(rec.action);
@@ -1225,7 +1352,8 @@ private:
                                      .add(before.str())
                                      .add(after.str())
                                      .add(prev.str())
-                                     .add(hash.str()));
+                                     .add(hash.str())
+                                     .add(change.str()));
         p.add(sql_.set_audit_head,
               pg::params{}.add(ws).add(recs.back().seq).add(recs.back().hash));
     }
@@ -1404,6 +1532,9 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
 
     std::map<std::pair<std::string, std::string>, std::optional<std::string>> objects_out;
     std::map<std::pair<int, std::string>, std::optional<suppression_entry>> suppressions_out;
+    // Entries this commit wrote and then replaced or removed itself: never
+    // stored, but kept as versions ended by this commit's change.
+    std::vector<suppression_entry> superseded_out;
     std::vector<audit_record> audits_out;
     std::vector<until_request> untils;
     commit_result result;
@@ -1421,11 +1552,16 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     objects_out[{o.kind, o.id}] = std::nullopt;
                     object_seq[{o.kind, o.id}] = change_seq;
                 } else if constexpr (std::is_same_v<T, store_ops::put_suppression>) {
-                    suppressions_out[{kind_code(o.entry.kind), o.entry.value}] = o.entry;
+                    auto& slot = suppressions_out[{kind_code(o.entry.kind), o.entry.value}];
+                    if (slot) superseded_out.push_back(std::move(*slot));
+                    slot = o.entry;
                 } else if constexpr (std::is_same_v<T, store_ops::delete_suppression>) {
-                    suppressions_out[{kind_code(o.kind), o.value}] = std::nullopt;
+                    auto& slot = suppressions_out[{kind_code(o.kind), o.value}];
+                    if (slot) superseded_out.push_back(std::move(*slot));
+                    slot = std::nullopt;
                 } else if constexpr (std::is_same_v<T, store_ops::append_audit>) {
                     audit_record rec = o.record;
+                    rec.change_seq = has_change ? change_seq : 0;
                     rec.seq = ++audit_seq;
                     rec.prev_hash = audit_head;
                     rec.hash = audit_hash(rec, o.key);
@@ -1728,6 +1864,25 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                                 .add(ss.str())
                                                 .add(sc.str())
                                                 .add(change_seq));
+        }
+        if (!superseded_out.empty()) {
+            pg::int_array sk, sr, sc;
+            pg::text_array sv, ss;
+            for (auto& e : superseded_out) {
+                sk.push(kind_code(e.kind));
+                sv.push(e.value);
+                sr.push(reason_code(e.reason));
+                ss.push(e.source);
+                sc.push(micros(e.created_at));
+            }
+            p2.add(sql_.write_superseded, pg::params{}
+                                              .add(ws_s)
+                                              .add(sk.str())
+                                              .add(sv.str())
+                                              .add(sr.str())
+                                              .add(ss.str())
+                                              .add(sc.str())
+                                              .add(change_seq));
         }
         if (!audits_out.empty()) add_audit_records(p2, ws_s, audits_out);
     }

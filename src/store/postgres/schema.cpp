@@ -132,7 +132,28 @@ constexpr std::string_view step_3 = R"sql(
 ALTER TABLE {s}.sends ADD COLUMN suppression_seq bigint NOT NULL DEFAULT 0;
 )sql";
 
-constexpr std::string_view steps[] = {step_1, step_2, step_3};
+// The change seq the commit or import appending an audit record published
+// (0 when none, and for records from before it was kept); and suppression
+// rows as they were before a change replaced or removed them, kept so the
+// audited changes can be checked against what the table holds. `id` orders
+// the versions of a key as they were ended.
+constexpr std::string_view step_4 = R"sql(
+ALTER TABLE {s}.audit ADD COLUMN change_seq bigint NOT NULL DEFAULT 0;
+CREATE TABLE {s}.suppression_superseded (
+  id         bigserial PRIMARY KEY,
+  workspace  text COLLATE "C" NOT NULL,
+  kind       smallint NOT NULL,
+  value      text COLLATE "C" NOT NULL,
+  reason     smallint NOT NULL,
+  source     text NOT NULL,
+  created_at bigint NOT NULL,
+  seq        bigint NOT NULL,
+  by_seq     bigint NOT NULL
+);
+CREATE INDEX suppression_superseded_key ON {s}.suppression_superseded (workspace, kind, value, id);
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

@@ -237,6 +237,26 @@ DROP TABLE temp.m2_recent;
 -- suppression check; 0 for sends recorded before it was kept.
 ALTER TABLE sends ADD COLUMN suppression_seq INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    {4, R"sql(
+-- The change seq published by the commit or import that appended the
+-- record; 0 when it published none, and for records from before it was kept.
+ALTER TABLE audit ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+-- Suppression rows as they were before a change replaced or removed them,
+-- kept so the audited changes can be checked against what the table holds.
+-- A rowid table: one key is replaced many times, and rowid order is the
+-- order the versions were ended in.
+CREATE TABLE suppression_superseded (
+    workspace TEXT NOT NULL,
+    kind INTEGER NOT NULL,        -- as suppressions.kind
+    value TEXT NOT NULL,
+    reason INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    seq INTEGER NOT NULL,         -- the change that wrote the row
+    by_seq INTEGER NOT NULL       -- the change that replaced or removed it
+);
+CREATE INDEX suppression_superseded_key ON suppression_superseded (workspace, kind, value);
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

@@ -76,7 +76,8 @@ suppression_entry read_suppression(const SQLite::Statement& s) {
 }
 
 constexpr const char* audit_columns =
-    R"(seq, at, actor, action, resource_type, resource_id, "before", "after", prev_hash, hash)";
+    R"(seq, at, actor, action, resource_type, resource_id, "before", "after", prev_hash, hash, )"
+    R"(change_seq)";
 
 audit_record read_audit(const SQLite::Statement& s) {
     audit_record r;
@@ -90,6 +91,7 @@ audit_record read_audit(const SQLite::Statement& s) {
     r.after = text(s, 7);
     r.prev_hash = text(s, 8);
     r.hash = text(s, 9);
+    r.change_seq = static_cast<std::uint64_t>(integer(s, 10));
     return r;
 }
 
@@ -165,6 +167,12 @@ public:
                            "created_at = excluded.created_at, seq = excluded.seq"),
           delete_suppression_(
               db_, "DELETE FROM suppressions WHERE workspace = ?1 AND kind = ?2 AND value = ?3"),
+          supersede_suppression_(
+              db_,
+              "INSERT INTO suppression_superseded (workspace, kind, value, reason, source, "
+              "created_at, seq, by_seq) SELECT workspace, kind, value, reason, source, "
+              "created_at, seq, ?4 FROM suppressions WHERE workspace = ?1 AND kind = ?2 AND "
+              "value = ?3"),
           put_suppression_tombstone_(db_,
                                      "INSERT INTO suppression_tombstones (workspace, kind, value, "
                                      "seq) VALUES (?1, ?2, ?3, ?4) "
@@ -227,7 +235,7 @@ public:
                      "ON CONFLICT (key_id, level, bucket) DO UPDATE SET n = n + excluded.n"),
           append_audit_(db_,
                         fmt::format("INSERT INTO audit (workspace, {}) VALUES (?1, ?2, ?3, ?4, "
-                                    "?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                    "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                                     audit_columns)),
           find_send_(db_, fmt::format("SELECT {} FROM sends WHERE row_key = ?1", send_columns)),
           find_suppression_(db_, fmt::format("SELECT {} FROM suppressions "
@@ -328,6 +336,10 @@ public:
                 // rolls back in its destructor unless committed.
                 SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
                 read_workspace(b);
+                // The change seq is taken before any op runs, so an audit
+                // record appended ahead of the changes it describes carries
+                // it too.
+                if (std::any_of(ops.begin(), ops.end(), publishes_change)) publish(b);
                 auto apply_op = [&](std::size_t i) {
                     try {
                         std::visit([&](const auto& op) { apply(b, op, result.ops[i]); }, ops[i]);
@@ -477,6 +489,18 @@ public:
                 }
                 if (result.entries > 0) {
                     const std::int64_t seq = publish(b);
+                    // The rows the import replaces are kept before it
+                    // writes over them.
+                    SQLite::Statement keep(
+                        db_,
+                        "INSERT INTO suppression_superseded (workspace, kind, value, reason, "
+                        "source, created_at, seq, by_seq) SELECT workspace, kind, value, reason, "
+                        "source, created_at, seq, ?2 FROM suppressions WHERE workspace = ?1 AND "
+                        "(kind, value) IN (SELECT kind, value FROM temp.import_staging) "
+                        "ORDER BY kind, value");
+                    keep.bindNoCopy(1, ws);
+                    keep.bind(2, seq);
+                    keep.exec();
                     SQLite::Statement put(
                         db_,
                         "INSERT INTO suppressions (workspace, kind, value, reason, source, "
@@ -488,6 +512,7 @@ public:
                     put.bindNoCopy(1, ws);
                     put.bind(2, seq);
                     put.exec();
+                    keep_import_duplicates(ws, seq, result.entries);
                     statement_use any(any_suppression_tombstone_);
                     any->bindNoCopy(1, ws);
                     if (any->executeStep() && integer(*any, 0) != 0) {
@@ -620,6 +645,34 @@ public:
             fn(read_suppression(q));
     }
 
+    void for_each_suppression_version(
+        std::string_view workspace,
+        const std::function<void(const suppression_version&)>& fn) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        // One statement reads one snapshot of both tables, so a row moving
+        // from one to the other meanwhile is seen once. The sort is
+        // SQLite's, spilling to temporary files past the page cache.
+        SQLite::Statement q = guarded("for_each_suppression_version", [&] {
+            SQLite::Statement s(
+                db_,
+                "SELECT kind, value, reason, source, created_at, seq, by_seq FROM ("
+                "SELECT kind, value, reason, source, created_at, seq, by_seq, 0 AS cur, rowid AS r "
+                "FROM suppression_superseded WHERE workspace = ?1 UNION ALL "
+                "SELECT kind, value, reason, source, created_at, seq, 0, 1, 0 "
+                "FROM suppressions WHERE workspace = ?1) ORDER BY kind, value, cur, r");
+            s.bindNoCopy(1, ws);
+            return s;
+        });
+        while (guarded("for_each_suppression_version", [&] { return q.executeStep(); })) {
+            suppression_version v;
+            v.entry = read_suppression(q);
+            v.seq = static_cast<std::uint64_t>(integer(q, 5));
+            v.by_seq = static_cast<std::uint64_t>(integer(q, 6));
+            fn(v);
+        }
+    }
+
     std::optional<suppression_entry> find_suppression(std::string_view workspace,
                                                       suppression_kind kind,
                                                       std::string_view value) override {
@@ -743,6 +796,48 @@ private:
     static constexpr std::size_t sorted_run_threshold = 64;
     // The sizes of cap_counts' buckets, as shifts of `at` (see the schema).
     static constexpr int bucket_bits[3] = {20, 26, 32};
+
+    static bool publishes_change(const store_op& op) noexcept {
+        return std::holds_alternative<store_ops::put_object>(op) ||
+               std::holds_alternative<store_ops::delete_object>(op) ||
+               std::holds_alternative<store_ops::put_suppression>(op) ||
+               std::holds_alternative<store_ops::delete_suppression>(op);
+    }
+
+    // Keeps the key's current row, if any, as replaced by change `seq`.
+    void supersede(const batch& b, std::int64_t kind, const std::string& value,
+                   std::int64_t seq) {
+        statement_use q(supersede_suppression_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, kind);
+        q->bindNoCopy(3, value);
+        q->bind(4, seq);
+        q->exec();
+    }
+
+    // An entry of an import followed by a later one for the same key was
+    // never stored, yet it was given and audited: it is kept as replaced by
+    // the import itself. Counting the import's rows first (an index range)
+    // spares the sort when, as usual, no key came twice.
+    void keep_import_duplicates(const std::string& ws, std::int64_t seq, std::uint64_t entries) {
+        SQLite::Statement count(db_,
+                                "SELECT count(*) FROM suppressions WHERE workspace = ?1 AND "
+                                "seq = ?2");
+        count.bindNoCopy(1, ws);
+        count.bind(2, seq);
+        if (count.executeStep() && static_cast<std::uint64_t>(integer(count, 0)) == entries)
+            return;
+        SQLite::Statement keep(
+            db_,
+            "INSERT INTO suppression_superseded (workspace, kind, value, reason, source, "
+            "created_at, seq, by_seq) SELECT ?1, kind, value, reason, source, created_at, ?2, ?2 "
+            "FROM (SELECT rowid AS r, kind, value, reason, source, created_at, row_number() OVER "
+            "(PARTITION BY kind, value ORDER BY rowid DESC) AS later FROM temp.import_staging) "
+            "WHERE later > 1 ORDER BY kind, value, r");
+        keep.bindNoCopy(1, ws);
+        keep.bind(2, seq);
+        keep.exec();
+    }
 
     // The (kind, value) a suppression op writes, or nothing for other ops.
     static std::optional<std::pair<int, std::string_view>> suppression_key(const store_op& op) {
@@ -875,6 +970,7 @@ private:
         const suppression_entry& e = op.entry;
         const std::int64_t kind = kind_code(e.kind);
         const std::int64_t seq = publish(b);
+        supersede(b, kind, e.value, seq);
         {
             statement_use q(put_suppression_);
             q->bindNoCopy(1, b.ws);
@@ -902,6 +998,7 @@ private:
     void apply(batch& b, const store_ops::delete_suppression& op, op_result&) {
         const std::int64_t kind = kind_code(op.kind);
         const std::int64_t seq = publish(b);
+        supersede(b, kind, op.value, seq);
         {
             statement_use q(delete_suppression_);
             q->bindNoCopy(1, b.ws);
@@ -1236,6 +1333,7 @@ private:
         audit_record r = op.record;
         r.seq = b.audit_seq + 1;
         r.prev_hash = b.audit_hash;
+        r.change_seq = b.published ? b.change_seq : 0;
         r.hash = audit_hash(r, op.key);
         statement_use q(append_audit_);
         q->bindNoCopy(1, b.ws);
@@ -1249,6 +1347,7 @@ private:
         q->bindNoCopy(9, r.after);
         q->bindNoCopy(10, r.prev_hash);
         q->bindNoCopy(11, r.hash);
+        q->bind(12, static_cast<std::int64_t>(r.change_seq));
         q->exec();
         b.audit_seq = r.seq;
         b.audit_hash = std::move(r.hash);
@@ -1320,6 +1419,7 @@ private:
     SQLite::Statement object_seq_;
     SQLite::Statement put_suppression_;
     SQLite::Statement delete_suppression_;
+    SQLite::Statement supersede_suppression_;
     SQLite::Statement put_suppression_tombstone_;
     SQLite::Statement delete_suppression_tombstone_;
     SQLite::Statement any_suppression_tombstone_;
