@@ -1,10 +1,12 @@
 // Everything mailers offers, in one include.
 #pragma once
 
+#include <mailers/access.hpp>
 #include <mailers/address.hpp>
 #include <mailers/audit.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
+#include <mailers/delivery_report.hpp>
 #include <mailers/dsn.hpp>
 #include <mailers/engine.hpp>
 #include <mailers/error.hpp>
@@ -18,11 +20,14 @@
 #include <mailers/provider_transport.hpp>
 #include <mailers/quota.hpp>
 #include <mailers/rotation_policy.hpp>
+#include <mailers/sequence.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
+#include <mailers/suppression_audit.hpp>
 #include <mailers/template.hpp>
 #include <mailers/transport_factory.hpp>
 #include <mailers/transports.hpp>
+#include <mailers/unsubscribe.hpp>
 #include <mailers/webhook.hpp>
 #include <mailers/with_result.hpp>

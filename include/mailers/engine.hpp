@@ -19,9 +19,11 @@
 #include <cstdint>
 #include <functional>
 #include <iosfwd>
+#include <mailers/access.hpp>
 #include <mailers/address.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
+#include <mailers/delivery_report.hpp>
 #include <mailers/error.hpp>
 #include <mailers/event.hpp>
 #include <mailers/logger.hpp>
@@ -33,12 +35,18 @@
 #include <mailers/quota.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
+#include <mailers/suppression_audit.hpp>
+#include <mailers/unsubscribe.hpp>
+#include <mailers/webhook.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace mailers {
+
+class sequence;          // mailers/sequence.hpp
+struct sequence_config;  // mailers/sequence.hpp
 
 struct engine_params {
     std::string workspace = "default";
@@ -83,6 +91,13 @@ struct engine_params {
     /// appended without it, or with another key, fails verification. Empty:
     /// unkeyed SHA-256. See docs/audit.md.
     std::string audit_key;
+    /// One-click unsubscribe links (see mailers/unsubscribe.hpp): given a
+    /// `url` and a `secret`, each message the engine renders without a
+    /// List-Unsubscribe of its own gets one for its `to` recipient, with
+    /// List-Unsubscribe-Post (RFC 8058). Refused at construction
+    /// (errc::invalid_argument) when the url is not https or the secret is
+    /// shorter than 16 bytes.
+    unsubscribe_settings unsubscribe;
 };
 
 /// One message, from a pool or from a named mailbox, to `to` and any `cc`
@@ -156,6 +171,46 @@ struct pause_target {
     pause_scope scope = pause_scope::workspace;
     std::string id;  ///< empty for the workspace
     friend bool operator==(const pause_target&, const pause_target&) = default;
+};
+
+/// A pause in force, as `engine::pauses()` lists it.
+struct pause_info {
+    pause_target target;
+    std::string reason;
+    /// The principal that paused, and when, by the pausing engine's clock.
+    /// Pauses stored by an earlier version lack them: "" and the epoch.
+    std::string actor;
+    time_point since{};
+    friend bool operator==(const pause_info&, const pause_info&) = default;
+};
+
+/// What `engine::ingest_webhook` did with one provider request.
+struct ingest_result {
+    /// parse_webhook's answer: the HTTP status to give the provider, the
+    /// outcome and the events, each filled in from the ledger where it
+    /// names one of this workspace's sends.
+    webhook_result webhook;
+    /// Recipients this request suppressed.
+    std::size_t suppressed = 0;
+    /// Recipients it would have suppressed that already were (a provider's
+    /// redelivery, or another event about the same address).
+    std::size_t already_suppressed = 0;
+};
+
+/// What `engine::ingest_delivery_report` did with one bounce message.
+struct report_ingest_result {
+    delivery_report report;  ///< what the message said, events filled in
+    std::size_t suppressed = 0;
+    std::size_t already_suppressed = 0;
+};
+
+/// What `engine::unsubscribe` did with a one-click token.
+struct unsubscribe_result {
+    unsubscribe_token_status status = unsubscribe_token_status::malformed;
+    std::string recipient;    ///< the address the token names (valid and expired tokens)
+    std::string send_id;      ///< the send whose message carried it
+    bool suppressed = false;  ///< this call suppressed it
+    bool already = false;     ///< it was suppressed before
 };
 
 /// Counters since the engine started.
@@ -275,7 +330,51 @@ public:
     std::optional<mailbox_config> find_mailbox(const std::string& id) const;
     std::vector<mailbox_config> mailboxes() const;
     std::optional<pool_config> find_pool(const std::string& id) const;
+    /// Every pool, in id order, as this engine knows them (it applies what
+    /// other processes store within one change-feed poll).
+    std::vector<pool_config> pools() const;
+    /// Every quota, in (scope, key) order. A quota another process stored
+    /// in a form this one cannot read is left out; sends it governs are
+    /// refused until it is stored again (see `set_quota`).
+    std::vector<quota> quotas() const;
     mailbox_status status(const std::string& mailbox_id) const;
+
+    // --- access control (mailers/access.hpp) -----------------------------
+    // Each change is audited and needs `manage_access` over the workspace
+    // once access control is on (the host's authorizer alone decides
+    // before). Refused with errc::invalid_argument: an id or principal that
+    // is empty or holds '|' or a control character, an unknown role in a
+    // grant, `manage_access` in a grant narrower than the workspace, and any
+    // change that would leave access control on with nobody holding
+    // `manage_access` over the workspace.
+
+    /// Creates or replaces a role.
+    void put_role(const principal& who, const role& r);
+    /// Removes a role and every grant of it (errc::not_found when none).
+    void remove_role(const principal& who, const std::string& id);
+    void grant_access(const principal& who, const access_grant& g);
+    /// errc::not_found when there is no such grant.
+    void revoke_access(const principal& who, const access_grant& g);
+    /// Turns access control on or off. Turning it on needs `who` to hold
+    /// `manage_access` over the workspace already, so nobody is locked out.
+    void set_access_control(const principal& who, bool enabled);
+    /// The workspace's roles (id order), grants and switch.
+    access_policy access_control() const;
+
+    // --- sequences (definitions: include mailers/sequence.hpp) -------------
+
+    /// Creates or replaces a sequence definition, audited as
+    /// `sequence.upsert`. Refused with errc::invalid_argument when
+    /// `sequence::compile` refuses it (the message names the step, field
+    /// and template position), and with errc::unknown_pool /
+    /// errc::unknown_mailbox when a step names a pool or mailbox the
+    /// workspace does not have.
+    void upsert_sequence(const principal& who, const sequence_config& cfg);
+    /// Removes a definition (errc::not_found when there is none).
+    void remove_sequence(const principal& who, const std::string& id);
+    std::optional<sequence> find_sequence(const std::string& id) const;
+    /// Every readable definition, in id order.
+    std::vector<sequence_config> sequences() const;
 
     // --- suppression -------------------------------------------------------
 
@@ -297,6 +396,9 @@ public:
                                     std::string_view source = "csv-import");
     /// Writes every entry as CSV with a header row. Returns the count.
     std::size_t export_suppressions(std::ostream& csv) const;
+    /// The folding rules the workspace's suppression keys are made with now
+    /// (`engine_params::suppression` once applied, else the stored ones).
+    suppression_options suppression_rules() const;
 
     // --- pause -------------------------------------------------------------
 
@@ -304,8 +406,57 @@ public:
     void pause(const principal& who, const pause_target& target, std::string_view reason = {});
     void resume(const principal& who, const pause_target& target);
     bool is_paused(const pause_target& target) const;
+    /// The pauses in force, in (scope, id) order.
+    std::vector<pause_info> pauses() const;
 
     // --- events, audit, stats ----------------------------------------------
+
+    /// Takes a provider's webhook request as received (for a host that
+    /// mounts it in its own HTTP server, or from `webhook_server`):
+    /// verifies and reads it with `parse_webhook(provider, request,
+    /// params)`, then for each event
+    ///   * fills in mailbox, pool, provider and idempotency key from the
+    ///     ledger row its `send_id` names, when that is a send of this
+    ///     workspace;
+    ///   * suppresses the recipient for a hard bounce (`hard_bounce`), a
+    ///     complaint (`complaint`) or an unsubscribe (`unsubscribe`), as
+    ///     principal "webhook:<provider>" with source "<provider>-webhook",
+    ///     audited like `suppress()`; an address already suppressed is left
+    ///     as it is, so a redelivered request changes nothing;
+    ///   * reaches the `on_event` handlers.
+    /// Soft bounces, deliveries, opens and clicks are events only. When it
+    /// returns, every suppression it made holds in every engine of the
+    /// workspace, so answering the provider 2xx after it is safe. A
+    /// refused request (4xx) changes nothing. A store failure throws; answer
+    /// 5xx then, so the provider redelivers. Handlers may see a redelivered
+    /// event again: `event::dedup_key` identifies it.
+    ingest_result ingest_webhook(webhook_provider provider, const webhook_request& request,
+                                 const webhook_params& params);
+    /// The second half of `ingest_webhook`, for a request parse_webhook
+    /// has already read (as `webhook_server` does before its callback).
+    /// Nothing is applied unless `parsed.outcome` is `events`.
+    ingest_result apply_webhook(webhook_provider provider, webhook_result parsed);
+
+    /// Takes one bounce message fetched from a sending mailbox (Google
+    /// Workspace and Microsoft 365 have no bounce webhooks) and applies it
+    /// as `ingest_webhook` applies a provider's events: a hard bounce
+    /// suppresses its recipient (actor and source "bounce-message"), and
+    /// every event reaches the handlers. A message that is not a bounce
+    /// (`report.recognised` false) changes nothing. The events carry the
+    /// bounced message's Message-ID, not a send id.
+    report_ingest_result ingest_delivery_report(std::string_view message);
+
+    /// Applies a one-click unsubscribe: checks the token (made by this
+    /// workspace's engines under `engine_params::unsubscribe.secret`) and
+    /// suppresses its recipient (reason `unsubscribe`, source "one-click",
+    /// actor "one-click"), audited like `suppress()`, and emits an
+    /// `unsubscribed` event. A malformed, forged or expired token, or one
+    /// for another workspace, changes nothing and says so in `status`
+    /// (another workspace's reads as forged). An address already
+    /// suppressed is left as it is. Call it from the POST that RFC 8058
+    /// clients send; a GET should show a confirmation page instead, since
+    /// link scanners follow links.
+    unsubscribe_result unsubscribe(std::string_view token);
 
     /// Registers a callback for every event; it runs on the engine's
     /// executor, in order per send. Returns an id for `remove_event_handler`.
@@ -328,6 +479,31 @@ public:
     /// first, so a checkpoint never vouches for a chain that fails: throws
     /// `mailers::exception` with errc::audit_chain_broken then.
     audit_head audit_checkpoint() const;
+
+    /// Checks the workspace's suppression rows against the audit trail and
+    /// returns what it found (see docs/audit.md): the audit chain verifies
+    /// (checked as `verify_audit()`; when it fails nothing else is); every
+    /// current and replaced row was written by an audited suppression
+    /// change; a single add's entry is found exactly once, as audited; a
+    /// single remove ended exactly one row of its key; the rows each bulk
+    /// change (an import, a re-key of stored entries) wrote match the count
+    /// and digest in its audit body; every row's replacement or removal is
+    /// an audited change that wrote or removed that key.
+    ///
+    /// Other processes may change suppressions meanwhile: the audit log is
+    /// read first, then every row version in one read of one committed
+    /// state, then the records appended since. Changes up to the newest
+    /// change in the first read are checked in full; rows written or ended
+    /// by later ones need only be audited by the records read last. So a
+    /// concurrent change never reads as tampering.
+    ///
+    /// Blocking: reads the whole audit log and streams every row version
+    /// (memory stays bounded by the audit log, not by the rows); on SQLite,
+    /// writes through the same store handle wait while the rows stream.
+    /// Throws `mailers::exception` when the store fails. Safe to call from
+    /// any thread. `verify_suppressions(store&, ...)` in
+    /// suppression_audit.hpp does the same without an engine.
+    suppression_verify_report verify_suppressions() const;
 
     engine_stats stats() const;
     /// Where the time of a send goes, stage by stage.

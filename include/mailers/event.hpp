@@ -59,6 +59,10 @@ struct event {
     /// provider wrote it, display name removed. Empty when unknown.
     std::string recipient;
     std::string provider_message_id;           ///< the provider's id for the message
+    /// Our RFC 5322 Message-ID of the message (without <>), when known: on
+    /// the engine's own events, and on events read from a bounce message
+    /// (see <mailers/delivery_report.hpp>), which name no send id.
+    std::string message_id;
     bounce_class bounce = bounce_class::none;  ///< set on `bounced` events only
     std::string detail;                        ///< reason / provider reply; never secrets
     std::optional<time_point> retry_at;        ///< no_capacity: when a mailbox can next send

@@ -97,17 +97,6 @@ error_code validate_limits(const std::vector<rate_limit>& limits, std::string& w
     return {};
 }
 
-std::string pause_json(const pause_target& t, std::string_view reason) {
-    std::string out;
-    json::writer w(out);
-    w.begin_object()
-        .member("scope", to_string(t.scope))
-        .member("id", t.id)
-        .member("reason", reason)
-        .end_object();
-    return out;
-}
-
 }  // namespace
 
 // --- impl --------------------------------------------------------------------
@@ -181,6 +170,17 @@ void engine::impl::load() {
             if (auto ec = apply_quota(*q)) unreadable(o, ec);
         } else if (o.kind == "pause") {
             pauses[o.id] = o.json;
+        } else if (apply_access_object(o)) {
+        } else if (o.kind == "sequence") {
+            auto c = sequence_config_from_json(o.json);
+            if (!c) unreadable(o, c.error());
+            sequence_error err;
+            auto s = sequence::compile(std::move(*c), &err);
+            if (!s)
+                fail(errc::store_corrupt,
+                     fmt::format("workspace '{}': the stored sequence '{}' is not valid: {}",
+                                 params.workspace, o.id, err.to_string()));
+            sequences.insert_or_assign(o.id, std::move(*s));
         } else if (o.kind == "audit" && o.id == "key") {
             audit_key_mark = o.json;
         }
@@ -285,11 +285,33 @@ bool engine::impl::suppressed(const std::string& normalised) const {
     return index.contains_address(normalised);
 }
 
+namespace {
+void queue_audited(engine::impl& s, const principal& who, std::string_view action,
+                   std::string_view type, std::string_view id, std::string before,
+                   std::string after, std::vector<store_op> ops, commit_writer::done_fn done);
+}  // namespace
+
 void engine::impl::authorize(const principal& who, std::string_view action, std::string_view type,
-                             std::string_view id) const {
-    if (params.authorize && !params.authorize(who, access_request{action, type, id}))
-        fail(errc::permission_denied,
-             fmt::format("{} may not {} {} '{}'", who.id, action, type, id));
+                             std::string_view id) {
+    std::string why = access_refusal(who, action, type, id);
+    if (why.empty() && params.authorize && !params.authorize(who, access_request{action, type, id}))
+        why = fmt::format("{} may not {} {} '{}'", who.id, action, type, id);
+    if (why.empty()) return;
+    // The refusal is recorded without waiting: it changes nothing else,
+    // and a send refused on the host's executor must not block it.
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("action", action)
+        .member("reason", why)
+        .end_object();
+    queue_audited(*this, who, "access.denied", type, id, {}, std::move(after), {},
+                  [log = params.log](commit_reply&& r) {
+                      if (r.ec)
+                          log.log(log_level::error,
+                                  fmt::format("a refusal could not be audited: {}", r.diag.message));
+                  });
+    fail(errc::permission_denied, std::move(why));
 }
 
 audit_record engine::impl::next_audit(const principal& who, std::string_view action,
@@ -439,6 +461,7 @@ void engine::impl::emit(event ev) {
 engine::engine(boost::asio::any_io_executor ex, engine_params params)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(params))) {
     resolve_audit_key(*impl_);
+    impl_->prepare_unsubscribe();
     impl_->load();
     record_audit_key(*impl_);
     impl_->start_sync();
@@ -675,6 +698,23 @@ std::vector<mailbox_config> engine::mailboxes() const {
     return out;
 }
 
+std::vector<pool_config> engine::pools() const {
+    std::lock_guard lock(impl_->mu);
+    std::vector<pool_config> out;
+    for (const auto& [id, p] : impl_->pools)
+        if (!p.unreadable) out.push_back(p.cfg);
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return out;
+}
+
+std::vector<quota> engine::quotas() const {
+    std::lock_guard lock(impl_->mu);
+    std::vector<quota> out;
+    for (const auto& [key, q] : impl_->quotas)
+        if (!q.unreadable) out.push_back(q.q);
+    return out;
+}
+
 std::optional<pool_config> engine::find_pool(const std::string& id) const {
     std::lock_guard lock(impl_->mu);
     auto it = impl_->pools.find(id);
@@ -734,13 +774,18 @@ void engine::suppress(const principal& who, suppression_kind kind, std::string_v
     auto key = normalise_entry(kind, value, impl_->suppression_opts());
     if (has_crlf(source)) fail(errc::invalid_argument, "suppression source contains CR or LF");
     impl_->authorize(who, "suppression.add", "suppression", key);
-    suppression_entry e{kind, key, reason, std::string(source), impl_->clk->now()};
-    std::string before;
-    impl_->mutate(who, "suppression.add", "suppression", key, before, to_json(e),
-                  {store_ops::put_suppression{e}}, [&] {
-                      std::unique_lock lock(impl_->supp_mu);
-                      impl_->index.insert(kind, key);
-                  });
+    impl_->store_suppression(who, kind, key, reason, source);
+}
+
+void engine::impl::store_suppression(const principal& who, suppression_kind kind,
+                                     const std::string& key, suppression_reason reason,
+                                     std::string_view source) {
+    suppression_entry e{kind, key, reason, std::string(source), clk->now()};
+    mutate(who, "suppression.add", "suppression", key, {}, to_json(e),
+           {store_ops::put_suppression{e}}, [&] {
+               std::unique_lock lock(supp_mu);
+               index.insert(kind, key);
+           });
 }
 
 bool engine::unsuppress(const principal& who, suppression_kind kind, std::string_view value) {
@@ -781,6 +826,10 @@ std::optional<suppression_entry> engine::find_suppression(std::string_view addr)
     return out;
 }
 
+suppression_options engine::suppression_rules() const {
+    return impl_->suppression_opts();
+}
+
 std::size_t engine::suppression_count() const {
     std::shared_lock lock(impl_->supp_mu);
     return impl_->index.size();
@@ -800,6 +849,10 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
     std::vector<std::uint64_t> addresses;
     std::vector<std::string> domains;
     sha256_stream digest;
+    // Over every entry given, duplicates included, as stored: the rows the
+    // import wrote or displaced must add up to it (verify_suppressions).
+    suppression_hasher row_hasher(s.params.audit_key);
+    suppression_set_digest rows_digest;
     suppression_import job;
     job.entries = [&](const suppression_chunk_fn& put) {
         constexpr std::size_t chunk_size = 4096;
@@ -814,6 +867,7 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
                 // The audit's digest is SHA-256 over "value\n" per entry.
                 digest.update(e.value);
                 digest.update("\n");
+                rows_digest.add(row_hasher(e));
                 // The key never changes, so no lock is needed to use it.
                 if (e.kind == suppression_kind::address)
                     addresses.push_back(s.index.address_fingerprint(e.value));
@@ -836,6 +890,8 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
             .member("count", count)
             .member("source", source)
             .member("sha256", digest.hex())
+            .member("rows_digest", rows_digest.hex())
+            .member("digest_key", row_hasher.key_mark())
             .end_object();
         return store_ops::append_audit{
             s.next_audit(who, "suppression.import", "suppression", "*", {}, std::move(after)),
@@ -947,7 +1003,7 @@ void engine::pause(const principal& who, const pause_target& t, std::string_view
     auto norm = normalised_target(t);
     auto oid = pause_object_id(norm);
     impl_->authorize(who, "pause", to_string(norm.scope), norm.id);
-    auto after = pause_json(norm, reason);
+    auto after = to_json(pause_info{norm, std::string(reason), who.id, impl_->clk->now()});
     impl_->mutate(who, "pause", to_string(norm.scope), norm.id, {}, after,
                   {store_ops::put_object{stored_object{"pause", oid, after}}}, [&] {
                       std::lock_guard lock(impl_->mu);
@@ -984,6 +1040,32 @@ bool engine::is_paused(const pause_target& t) const {
     }
     std::lock_guard lock(impl_->mu);
     return impl_->pauses.count(pause_object_id(norm)) != 0;
+}
+
+std::vector<pause_info> engine::pauses() const {
+    std::vector<pause_info> out;
+    std::lock_guard lock(impl_->mu);
+    for (const auto& [oid, json] : impl_->pauses) {
+        // A pause is in force whether or not its record can be read: one
+        // that cannot is listed by what its object id says.
+        auto p = pause_from_json(json);
+        if (p) {
+            out.push_back(std::move(*p));
+            continue;
+        }
+        pause_info unreadable;
+        auto colon = oid.find(':');
+        unreadable.target.id = colon == std::string::npos ? "" : oid.substr(colon + 1);
+        for (auto s : {pause_scope::workspace, pause_scope::pool, pause_scope::mailbox,
+                       pause_scope::provider, pause_scope::sender_domain})
+            if (oid.compare(0, colon, to_string(s)) == 0) unreadable.target.scope = s;
+        unreadable.reason = "(the stored pause cannot be read)";
+        out.push_back(std::move(unreadable));
+    }
+    std::sort(out.begin(), out.end(), [](const pause_info& a, const pause_info& b) {
+        return std::tie(a.target.scope, a.target.id) < std::tie(b.target.scope, b.target.id);
+    });
+    return out;
 }
 
 // --- events, audit, stats ----------------------------------------------------

@@ -15,6 +15,7 @@
 #include <boost/asio/strand.hpp>
 #include <condition_variable>
 #include <mailers/engine.hpp>
+#include <mailers/sequence.hpp>
 #include <map>
 #include <mutex>
 #include <random>
@@ -140,6 +141,16 @@ struct __attribute__((visibility("hidden"))) engine::impl
     std::unordered_map<std::string, detail::pool_rt> pools;
     std::map<std::pair<quota_scope, std::string>, detail::quota_rt> quotas;
     std::unordered_map<std::string, std::string> pauses;  // pause object id -> reason
+    /// Roles, grants and the switch (objects "access.role", "access.grant"
+    /// and "settings"/"access").
+    access_policy access;
+    /// access.enabled, readable without `mu`: a send checks it first, so
+    /// a workspace without access control pays no lock for it.
+    std::atomic<bool> access_on{false};
+    /// Sequence definitions by id. One another process stored in a form
+    /// this one cannot read is kept as its id without a definition, so no
+    /// step is planned here from an older version of it.
+    std::map<std::string, std::optional<sequence>> sequences;
     std::unordered_map<std::string, std::shared_ptr<provider_transport>> providers;
     std::unordered_map<std::string, detail::cap_hint> cap_hints;  // cap key -> store's refusal
     std::mt19937_64 rng;
@@ -167,6 +178,9 @@ struct __attribute__((visibility("hidden"))) engine::impl
         suppression_options options;
         std::vector<store_op> ops;
         std::vector<std::pair<suppression_kind, std::string>> erased, inserted;
+        /// Over the entries the re-key writes, for its audit body.
+        suppression_set_digest written;
+        std::string digest_key;
         bool rekeys() const { return !erased.empty(); }
     };
     std::optional<settings_change> pending_settings;
@@ -259,6 +273,24 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// and waits; rethrows what `fn` throws. Blocks the calling thread.
     void with_store(const std::function<void(store&)>& fn) const;
 
+    /// What `suppress` does once the caller is authorized; also what a
+    /// recipient's own request (a bounce, a complaint, an unsubscribe)
+    /// does, which no access rule may refuse. `key` is normalised.
+    void store_suppression(const principal& who, suppression_kind kind, const std::string& key,
+                           suppression_reason reason, std::string_view source);
+    /// What ingest_webhook and ingest_delivery_report do with the events
+    /// they read (see engine.hpp).
+    void apply_reported_events(engine& e, std::vector<event>& events, const principal& who,
+                               const std::string& source, std::size_t& suppressed,
+                               std::size_t& already);
+
+    /// Checks `params.unsubscribe` and resolves its secret reference
+    /// (engine construction).
+    void prepare_unsubscribe();
+    /// The one-click List-Unsubscribe for a send's message, when the
+    /// engine makes them.
+    std::optional<list_unsubscribe> unsubscribe_for(const ledger_row& row, time_point now) const;
+
     // --- decisions (callers hold mu)
     /// Whether `mb` may send to recipients at `domains` now: its own state
     /// and caps, then every shared quota the send counts against (none of
@@ -335,8 +367,17 @@ struct __attribute__((visibility("hidden"))) engine::impl
     void mutate(const principal& who, std::string_view action, std::string_view resource_type,
                 std::string_view resource_id, std::string before, std::string after,
                 std::vector<store_op> ops, const std::function<void()>& apply);
+    /// Refuses (errc::permission_denied, audited as "access.denied") what
+    /// access control or the host's authorizer does not allow.
     void authorize(const principal& who, std::string_view action, std::string_view type,
-                   std::string_view id) const;
+                   std::string_view id);
+    /// The access-control half of authorize: an empty string when allowed,
+    /// else why not.
+    std::string access_refusal(const principal& who, std::string_view action,
+                               std::string_view type, std::string_view id);
+    /// Applies a stored access object; false when it is not one.
+    bool apply_access_object(const stored_object& o);
+    bool remove_access_object(const std::string& kind, const std::string& id);
     /// Same, without blocking, for automatic actions on the hot path.
     void mutate_async(std::string_view action, std::string_view resource_type,
                       std::string_view resource_id, std::string before, std::string after,

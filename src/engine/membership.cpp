@@ -207,6 +207,21 @@ void engine::impl::apply_changes(const change_set& cs) {
                                 o.id));
             } else if (o.kind == "pause") {
                 pauses[o.id] = o.json;
+            } else if (apply_access_object(o)) {
+            } else if (o.kind == "sequence") {
+                auto c = sequence_config_from_json(o.json);
+                std::optional<sequence> s;
+                sequence_error err;
+                if (c) {
+                    if (auto r = sequence::compile(std::move(*c), &err)) s = std::move(*r);
+                }
+                if (!s)
+                    params.log.log(log_level::error,
+                                   fmt::format("sequence '{}' in the store cannot be read; no step "
+                                               "of it is planned from this process until it is "
+                                               "put again",
+                                               o.id));
+                sequences.insert_or_assign(o.id, std::move(s));
             } else if (o.kind == "settings" && o.id == "suppression") {
                 apply_suppression_settings(o);
             }
@@ -221,6 +236,10 @@ void engine::impl::apply_changes(const change_set& cs) {
                 std::erase_if(quotas, [&](const auto& q) { return q.second.object_id == id; });
             } else if (kind == "pause") {
                 pauses.erase(id);
+            } else if (kind == "sequence") {
+                sequences.erase(id);
+            } else {
+                remove_access_object(kind, id);
             }
         }
         if (pools_dirty)

@@ -179,11 +179,12 @@ error_code take_message(send_request& req, std::size_t max_size, message& m, raw
 
 // A fresh copy of the caller's message for one attempt: nothing from an
 // earlier attempt can leak into it.
-std::shared_ptr<outbound> build_outbound(const message& base, const std::string& raw,
-                                         const mailbox_rt& mb, const ledger_row& row,
-                                         time_point now) {
+std::shared_ptr<outbound> build_outbound(const engine::impl& s, const message& base,
+                                         const std::string& raw, const mailbox_rt& mb,
+                                         const ledger_row& row, time_point now) {
     auto out = std::make_shared<outbound>();
     out->msg = base;
+    if (raw.empty() && !out->msg.unsubscribe) out->msg.unsubscribe = s.unsubscribe_for(row, now);
     out->raw = raw;
     out->msg.from = mb.cfg.from;
     out->msg.message_id = row.message_id;
@@ -696,7 +697,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                         complete_later(s.ex, std::move(handler), refuse, std::move(o));
                         return;
                     }
-                    auto out = build_outbound(base, raw.bytes, mit->second, row, s.clk->now());
+                    auto out = build_outbound(s, base, raw.bytes, mit->second, row, s.clk->now());
                     transport->async_send(std::move(out), std::move(handler));
                 },
                 asio::as_tuple(use_awaitable));

@@ -84,6 +84,138 @@ std::string pause_object_id(const pause_target& t) {
     return std::string(to_string(t.scope)) + ":" + t.id;
 }
 
+std::string to_json(const pause_info& p) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("scope", to_string(p.target.scope))
+        .member("id", p.target.id)
+        .member("reason", p.reason)
+        .member("actor", p.actor)
+        .member("since_us", micros(p.since))
+        .end_object();
+    return out;
+}
+
+std::string to_json(const sequence_config& s) {
+    std::string out;
+    json::writer w(out);
+    w.begin_object()
+        .member("id", s.id)
+        .member("name", s.name)
+        .member("time_zone", s.time_zone)
+        .member("business_weekdays", static_cast<std::uint64_t>(s.business_weekdays))
+        .key("holidays")
+        .begin_array();
+    for (const auto& h : s.holidays) w.value(h);
+    w.end_array()
+        .member("on_enrolled_twice",
+                s.on_enrolled_twice == enrollment_conflict::merge ? "merge" : "refuse")
+        .member("reply_stops", to_string(s.reply_stops))
+        .member("goal_stops", to_string(s.goal_stops))
+        .key("steps")
+        .begin_array();
+    for (const auto& st : s.steps) {
+        const char* unit = st.delay.in == sequence_delay::unit::hours  ? "hours"
+                           : st.delay.in == sequence_delay::unit::days ? "days"
+                                                                       : "business_days";
+        w.begin_object()
+            .member("delay_unit", unit)
+            .member("delay", static_cast<std::uint64_t>(st.delay.amount))
+            .member("subject", st.content.subject)
+            .member("text", st.content.text)
+            .member("html", st.content.html)
+            .member("sender", to_string(st.sender.kind))
+            .member("sender_id", st.sender.id)
+            .member("fallback_pool", st.sender.fallback_pool)
+            .member("threading", to_string(st.threading))
+            .end_object();
+    }
+    w.end_array().end_object();
+    return out;
+}
+
+boost::system::result<sequence_config> sequence_config_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<sequence_config> {
+        sequence_config s;
+        s.id = get_string(o, "id");
+        if (s.id.empty()) return bad();
+        s.name = get_string(o, "name");
+        s.time_zone = get_string(o, "time_zone");
+        s.business_weekdays = static_cast<std::uint8_t>(
+            get_uint(o, "business_weekdays", send_window::weekdays_mon_fri));
+        simdjson::dom::array arr;
+        if (o["holidays"].get(arr) == simdjson::SUCCESS)
+            for (element e : arr) {
+                std::string_view h;
+                if (e.get(h) != simdjson::SUCCESS) return bad();
+                s.holidays.emplace_back(h);
+            }
+        s.on_enrolled_twice = get_string(o, "on_enrolled_twice") == "merge"
+                                  ? enrollment_conflict::merge
+                                  : enrollment_conflict::refuse;
+        auto scope = [](const std::string& v) {
+            return v == "this_sequence" ? stop_scope::this_sequence : stop_scope::every_sequence;
+        };
+        s.reply_stops = scope(get_string(o, "reply_stops"));
+        s.goal_stops = scope(get_string(o, "goal_stops"));
+        if (o["steps"].get(arr) != simdjson::SUCCESS) return bad();
+        for (element e : arr) {
+            object so;
+            if (e.get(so) != simdjson::SUCCESS) return bad();
+            sequence_step st;
+            auto unit = get_string(so, "delay_unit");
+            if (unit == "hours")
+                st.delay.in = sequence_delay::unit::hours;
+            else if (unit == "days")
+                st.delay.in = sequence_delay::unit::days;
+            else if (unit == "business_days")
+                st.delay.in = sequence_delay::unit::business_days;
+            else
+                return bad();
+            st.delay.amount = static_cast<std::uint32_t>(get_uint(so, "delay"));
+            st.content.subject = get_string(so, "subject");
+            st.content.text = get_string(so, "text");
+            st.content.html = get_string(so, "html");
+            auto kind = get_string(so, "sender");
+            bool known = false;
+            for (auto k : {sender_rule_kind::pool, sender_rule_kind::mailbox,
+                           sender_rule_kind::previous_step, sender_rule_kind::owner})
+                if (kind == to_string(k)) {
+                    st.sender.kind = k;
+                    known = true;
+                }
+            if (!known) return bad();
+            st.sender.id = get_string(so, "sender_id");
+            st.sender.fallback_pool = get_string(so, "fallback_pool");
+            st.threading = get_string(so, "threading") == "reply" ? step_threading::reply
+                                                                   : step_threading::new_thread;
+            s.steps.push_back(std::move(st));
+        }
+        return s;
+    });
+}
+
+boost::system::result<pause_info> pause_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<pause_info> {
+        pause_info p;
+        auto scope = get_string(o, "scope");
+        bool known = false;
+        for (auto s : {pause_scope::workspace, pause_scope::pool, pause_scope::mailbox,
+                       pause_scope::provider, pause_scope::sender_domain})
+            if (scope == to_string(s)) {
+                p.target.scope = s;
+                known = true;
+            }
+        if (!known) return bad();
+        p.target.id = get_string(o, "id");
+        p.reason = get_string(o, "reason");
+        p.actor = get_string(o, "actor");
+        p.since = time_point(duration(get_int(o, "since_us")));
+        return p;
+    });
+}
+
 std::string to_json(const mailbox_config& m) {
     std::string out;
     json::writer w(out);

@@ -4,6 +4,7 @@
 
 #include <boost/system/result.hpp>
 #include <mailers/engine.hpp>
+#include <mailers/sequence.hpp>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,12 @@ boost::system::result<quota> quota_from_json(std::string_view json);
 
 std::string quota_object_id(quota_scope scope, std::string_view key);
 std::string pause_object_id(const pause_target& t);
+std::string to_json(const pause_info& p);
+/// The definition as stored; reading it back does not validate it
+/// (`sequence::compile` does).
+std::string to_json(const sequence_config& s);
+boost::system::result<sequence_config> sequence_config_from_json(std::string_view json);
+boost::system::result<pause_info> pause_from_json(std::string_view json);
 
 /// The workspace's suppression settings (object "settings"/"suppression"):
 /// the folding rules its entries were normalised with, and the version of

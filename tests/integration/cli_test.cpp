@@ -2,8 +2,10 @@
 // process on a real workspace (a temporary SQLite file, and PostgreSQL when
 // MAILERS_TEST_PG names a server), and the test reads what it printed and
 // how it exited.
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -320,10 +322,41 @@ void exercise(const backend& b, const fs::path& dir) {
         CHECK(has(r.out, "\"actor\":\"alice\",\"action\":\"pause\""));
     }
 
+    SUBCASE("access control: roles, scoped grants, refusals") {
+        REQUIRE(cli({"mailbox", "add", "rep1", "--address", "rep1@brand.example", "--provider", "smtp"}).rc == 0);
+        REQUIRE(cli({"pool", "add", "emea", "--mailbox", "rep1"}).rc == 0);
+        CHECK(cli({"access", "role", "admin", "--permission", "manage_access"}).rc == 0);
+        CHECK(cli({"access", "role", "pauser", "--permission", "pause", "--permission", "resume"}).rc == 0);
+        CHECK(cli({"access", "role", "bad", "--permission", "root"}).rc == 2);
+        CHECK(cli({"access", "grant", "ops-test", "admin"}).rc == 0);
+        CHECK(cli({"access", "grant", "bob", "pauser", "--pool", "emea"}).rc == 0);
+        CHECK(cli({"access", "grant", "bob", "pauser", "--pool", "emea", "--mailbox", "rep1"}).rc == 2);
+        // Nobody holding manage_access may turn it on.
+        CHECK(cli({"--actor", "bob", "access", "enable"}).rc != 0);
+        CHECK(cli({"access", "enable"}).rc == 0);
+        auto r = cli({"--json", "access", "list"});
+        CHECK(has(r.out, "\"enabled\":true"));
+        CHECK(has(r.out, "\"principal\":\"bob\",\"role\":\"pauser\",\"scope\":\"pool\",\"scope_id\":\"emea\""));
+        CHECK(cli({"--actor", "bob", "mailbox", "pause", "rep1", "--reason", "bounces"}).rc == 0);
+        r = cli({"--actor", "bob", "suppression", "add", "x@example.com"});
+        CHECK(r.rc == 6);
+        CHECK(has(r.err, "principal 'bob' lacks suppression_add"));
+        CHECK(cli({"--actor", "bob", "access", "grant", "bob", "admin"}).rc == 6);
+        r = cli({"--json", "audit", "list"});
+        CHECK(has(r.out, "\"action\":\"access.denied\""));
+        CHECK(cli({"access", "disable"}).rc == 0);
+        CHECK(cli({"--actor", "bob", "suppression", "add", "x@example.com"}).rc == 0);
+    }
+
     SUBCASE("quota set and remove") {
         auto r = cli({"--json", "quota", "set", "recipient", "gmail.com", "--per-hour", "500"});
         CHECK(r.rc == 0);
         CHECK(has(r.out, "\"limits\":\"500/hour\""));
+        r = cli({"--json", "quota", "list"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"scope\":\"recipient_domain\",\"key\":\"gmail.com\""));
+        r = cli({"quota", "list"});
+        CHECK(has(r.out, "500/hour"));
         r = cli({"quota", "set", "recipient", "not a domain", "--per-hour", "5"});
         CHECK(r.rc == 2);
         r = cli({"quota", "set", "provider", "ses"});
@@ -332,6 +365,8 @@ void exercise(const backend& b, const fs::path& dir) {
         CHECK(r.rc == 0);
         r = cli({"quota", "remove", "recipient", "gmail.com"});
         CHECK(r.rc == 1);
+        r = cli({"--json", "quota", "list"});
+        CHECK(has(r.out, "\"quotas\":[]"));
     }
 
     SUBCASE("audit checkpoint and verify") {
@@ -350,6 +385,34 @@ void exercise(const backend& b, const fs::path& dir) {
         CHECK(has(r.err, "audit verification failed"));
         r = cli({"audit", "verify", "--checkpoint", "9999:" + std::string(64, '0')});
         CHECK(r.rc == 5);
+    }
+
+    SUBCASE("suppression verify: ok, then a row deleted behind the tool's back") {
+        CHECK(cli({"suppression", "add", "v@example.com"}).rc == 0);
+        CHECK(cli({"suppression", "add", "w@example.com"}).rc == 0);
+        CHECK(cli({"suppression", "remove", "w@example.com"}).rc == 0);
+        auto r = cli({"suppression", "verify"});
+        CHECK(r.rc == 0);
+        // The three changes above and the settings `init` stored.
+        CHECK(has(r.out, "suppressions ok: 1 rows, 1 replaced rows, 4 audited changes"));
+        r = cli({"--json", "suppression", "verify"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"ok\":true"));
+        if (b.store[0] == "--sqlite") {
+            SQLite::Database raw(b.store[1], SQLite::OPEN_READWRITE);
+            raw.exec("DELETE FROM suppressions WHERE value = 'v@example.com'");
+        } else {
+            PGconn* c = PQconnectdb(b.store[1].c_str());
+            PQclear(PQexec(
+                c, ("DELETE FROM " + b.store[3] + ".suppressions WHERE value = 'v@example.com'")
+                       .c_str()));
+            PQfinish(c);
+        }
+        r = cli({"--json", "suppression", "verify"});
+        CHECK(r.rc == 5);
+        CHECK(has(r.out, "\"ok\":false"));
+        CHECK(has(r.out, "\"value\":\"v@example.com\""));
+        CHECK(has(r.err, "v@example.com"));
     }
 
     SUBCASE("a keyed workspace verifies with its key only, and a wrong key changes nothing") {

@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -769,4 +771,544 @@ TEST_CASE("the envelope sender is the sending mailbox's address, its domain as a
     REQUIRE_FALSE(f.send(idn).first);
     CHECK(f.capture->last()->env.mail_from == "rep@xn--bcher-kva.example");
     CHECK(f.capture->last()->env.rcpt_to == std::vector<std::string>{"b@xn--bcher-kva.example"});
+}
+
+namespace {
+
+// Another engine on the same SQLite file, as a second process of the
+// workspace would run it.
+std::unique_ptr<engine> second_engine(fixture& a, const db_file& db) {
+    engine_params p;
+    p.storage = open_sqlite_store({db.path.string(), mailers::open_mode::existing});
+    p.clock = a.clock;
+    p.sync_interval = std::chrono::milliseconds(5);
+    return std::make_unique<engine>(a.ioc.get_executor(), std::move(p));
+}
+
+}  // namespace
+
+TEST_CASE("pools, quotas, pauses and folding rules can be listed, in every engine of a workspace") {
+    db_file db("listing");
+    fixture a(db.path.string());
+    auto peer = second_engine(a, db);
+    engine& b = *peer;
+
+    CHECK(a.eng->pools().empty());
+    CHECK(b.quotas().empty());
+    CHECK(b.pauses().empty());
+
+    a.eng->upsert_mailbox(a.admin, a.mailbox("rep2", "rep2@brand.com"));
+    a.eng->upsert_mailbox(a.admin, a.mailbox("rep1", "rep1@brand.com"));
+    a.add_pool("zeta", {"rep1"});
+    a.add_pool("alpha", {"rep1", "rep2"});
+    quota q;
+    q.scope = quota_scope::recipient_domain;
+    q.key = "gmail.com";
+    q.limits = {rate_limit::per_day(50)};
+    a.eng->set_quota(a.admin, q);
+    quota p;
+    p.scope = quota_scope::provider;
+    p.key = "ses";
+    p.limits = {rate_limit::per_hour(10)};
+    a.eng->set_quota(a.admin, p);
+
+    principal ops{"ops-1", "Ops"};
+    a.eng->pause(ops, {pause_scope::mailbox, "rep2"}, "warming issue");
+    a.clock->advance(std::chrono::seconds(5));
+    a.eng->pause(a.admin, {pause_scope::sender_domain, "Brand.COM"}, "blocklisted");
+    a.eng->pause(a.admin, {pause_scope::workspace, ""});
+
+    for (engine* e : {a.eng.get(), &b}) {
+        auto pools = e->pools();
+        REQUIRE(pools.size() == 2);
+        CHECK(pools[0].id == "alpha");
+        CHECK(pools[0].mailboxes == std::vector<std::string>{"rep1", "rep2"});
+        CHECK(pools[1].id == "zeta");
+
+        auto quotas = e->quotas();
+        REQUIRE(quotas.size() == 2);
+        CHECK(quotas[0].scope == quota_scope::provider);
+        CHECK(quotas[0].key == "ses");
+        CHECK(quotas[1].key == "gmail.com");
+        CHECK(quotas[1].limits == q.limits);
+
+        auto pauses = e->pauses();
+        REQUIRE(pauses.size() == 3);
+        CHECK(pauses[0].target == pause_target{pause_scope::workspace, ""});
+        CHECK(pauses[1].target == pause_target{pause_scope::mailbox, "rep2"});
+        CHECK(pauses[1].reason == "warming issue");
+        CHECK(pauses[1].actor == "ops-1");
+        CHECK(pauses[1].since == test_epoch());
+        // Sender-domain pauses are listed by the normalised domain.
+        CHECK(pauses[2].target == pause_target{pause_scope::sender_domain, "brand.com"});
+        CHECK(pauses[2].since == test_epoch() + std::chrono::seconds(5));
+
+        CHECK(e->suppression_rules() == suppression_options{});
+    }
+
+    b.resume(a.admin, {pause_scope::workspace, ""});
+    a.eng->remove_pool(a.admin, "zeta");
+    a.eng->remove_quota(a.admin, quota_scope::provider, "ses");
+    for (engine* e : {a.eng.get(), &b}) {
+        CHECK(e->pauses().size() == 2);
+        CHECK(e->pools().size() == 1);
+        CHECK(e->quotas().size() == 1);
+    }
+}
+
+TEST_CASE("sequences are validated when saved, audited, and reach every engine of a workspace") {
+    db_file db("sequences");
+    fixture a(db.path.string());
+    auto peer = second_engine(a, db);
+    engine& b = *peer;
+
+    a.eng->upsert_mailbox(a.admin, a.mailbox("rep1", "rep1@brand.com"));
+    a.eng->upsert_mailbox(a.admin, a.mailbox("founder", "ceo@brand.com"));
+    a.add_pool("sdr", {"rep1"});
+
+    sequence_config c;
+    c.id = "q4";
+    c.name = "Q4";
+    c.holidays = {"2026-12-25"};
+    c.on_enrolled_twice = enrollment_conflict::merge;
+    c.reply_stops = stop_scope::this_sequence;
+    sequence_step s1;
+    s1.content = {"Hi {{first_name|there}}", "Hello {{first_name}}", "<p>Hello</p>"};
+    s1.sender = {sender_rule_kind::owner, "", "sdr"};
+    sequence_step s2;
+    s2.delay = {sequence_delay::unit::business_days, 2};
+    s2.content.text = "Bump";
+    s2.sender = {sender_rule_kind::previous_step, "", "sdr"};
+    s2.threading = step_threading::reply;
+    sequence_step s3;
+    s3.delay = {sequence_delay::unit::hours, 36};
+    s3.content = {"From the founder", "Hi", ""};
+    s3.sender = {sender_rule_kind::mailbox, "founder", ""};
+    c.steps = {s1, s2, s3};
+
+    SUBCASE("refusals change nothing") {
+        auto audit_before = a.eng->audit_log().size();
+        auto bad = c;
+        bad.steps[1].content.text = "{{#open}}never closed";
+        CHECK_THROWS_WITH_AS(a.eng->upsert_sequence(a.admin, bad),
+                             doctest::Contains("step 2 content: text, line 1"), exception);
+        bad = c;
+        bad.steps[2].sender.id = "nobody";
+        try {
+            a.eng->upsert_sequence(a.admin, bad);
+            FAIL("accepted a sequence naming an unknown mailbox");
+        } catch (const exception& e) {
+            CHECK(e.code() == make_error_code(errc::unknown_mailbox));
+        }
+        bad = c;
+        bad.steps[0].sender.fallback_pool = "nope";
+        try {
+            a.eng->upsert_sequence(a.admin, bad);
+            FAIL("accepted a sequence naming an unknown pool");
+        } catch (const exception& e) {
+            CHECK(e.code() == make_error_code(errc::unknown_pool));
+        }
+        CHECK(a.eng->audit_log().size() == audit_before);
+        CHECK(a.eng->sequences().empty());
+        CHECK(!b.find_sequence("q4"));
+    }
+
+    SUBCASE("saved, seen by the other engine and by a restart, then removed") {
+        a.eng->upsert_sequence(a.admin, c);
+        for (engine* e : {a.eng.get(), &b}) {
+            auto all = e->sequences();
+            REQUIRE(all.size() == 1);
+            CHECK(all[0] == c);
+            auto found = e->find_sequence("q4");
+            REQUIRE(found);
+            CHECK(found->size() == 3);
+        }
+        auto log = a.eng->audit_log();
+        CHECK(log.back().action == "sequence.upsert");
+        CHECK(log.back().resource_id == "q4");
+
+        {
+            auto store_c = open_sqlite_store({db.path.string(), mailers::open_mode::existing});
+            engine_params pc;
+            pc.storage = store_c;
+            pc.clock = a.clock;
+            engine restarted(a.ioc.get_executor(), std::move(pc));
+            REQUIRE(restarted.sequences().size() == 1);
+            CHECK(restarted.sequences()[0] == c);
+        }
+
+        b.remove_sequence(a.admin, "q4");
+        CHECK(a.eng->sequences().empty());
+        CHECK(!a.eng->find_sequence("q4"));
+        CHECK_THROWS_AS(a.eng->remove_sequence(a.admin, "q4"), exception);
+        CHECK(a.eng->verify_audit() == error_code{});
+    }
+}
+
+namespace {
+
+struct webhook_body {
+    std::string body;
+    std::vector<http_header> headers{{"Content-Type", "application/json"}};
+    webhook_request view() const { return {"POST", headers, body}; }
+};
+
+webhook_body postmark_record(const std::string& record_type, const std::string& type,
+                             const std::string& email, const std::string& send_id, int id) {
+    webhook_body b;
+    b.body = fmt::format(
+        R"({{"RecordType":"{}","ID":{},"Type":"{}","MessageID":"pm-{}","Email":"{}",)"
+        R"("Details":"smtp;550 5.1.1 no such user","BouncedAt":"2026-11-25T12:00:00Z",)"
+        R"("Metadata":{{"mailers_send_id":"{}"}}}})",
+        record_type, id, type, id, email, send_id);
+    return b;
+}
+
+}  // namespace
+
+TEST_CASE("provider webhooks suppress hard bounces, complaints and unsubscribes, once") {
+    db_file db("ingest");
+    fixture a(db.path.string());
+    auto peer = second_engine(a, db);
+    engine& b = *peer;
+
+    a.eng->upsert_mailbox(a.admin, a.mailbox("rep1", "rep1@brand.com"));
+    a.add_pool("outbound", {"rep1"});
+    auto [ec, sent] = a.send(fixture::request("outbound", "ana@prospect.example"));
+    REQUIRE_FALSE(ec);
+    std::vector<event> seen;
+    a.eng->on_event([&](const event& e) { seen.push_back(e); });
+
+    webhook_params unverified;
+    unverified.verify = false;
+
+    SUBCASE("a hard bounce suppresses its recipient, in every engine, and a redelivery changes "
+            "nothing") {
+        auto body = postmark_record("Bounce", "HardBounce", "Ana@Prospect.example", sent.send_id, 1);
+        auto r = a.eng->ingest_webhook(webhook_provider::postmark, body.view(), unverified);
+        CHECK(r.webhook.http_status == 200);
+        CHECK(r.suppressed == 1);
+        CHECK(r.already_suppressed == 0);
+        REQUIRE(r.webhook.events.size() == 1);
+        const auto& ev = r.webhook.events[0];
+        CHECK(ev.mailbox == "rep1");
+        CHECK(ev.pool == "outbound");
+        CHECK(ev.send_id == sent.send_id);
+        CHECK(a.eng->is_suppressed("ana@prospect.example"));
+        CHECK(b.is_suppressed("ana@prospect.example"));
+        auto entry = a.eng->find_suppression("ana@prospect.example");
+        REQUIRE(entry);
+        CHECK(entry->reason == suppression_reason::hard_bounce);
+        CHECK(entry->source == "postmark-webhook");
+        auto log = a.eng->audit_log();
+        CHECK(log.back().action == "suppression.add");
+        CHECK(log.back().actor == "webhook:postmark");
+
+        auto again = a.eng->ingest_webhook(webhook_provider::postmark, body.view(), unverified);
+        CHECK(again.webhook.http_status == 200);
+        CHECK(again.suppressed == 0);
+        CHECK(again.already_suppressed == 1);
+        CHECK(a.eng->audit_log().size() == log.size());
+        CHECK(a.eng->find_suppression("ana@prospect.example") == entry);
+
+        a.ioc.restart();
+        a.ioc.poll();
+        std::size_t bounced = 0;
+        for (const auto& e : seen) bounced += e.type == event_type::bounced;
+        CHECK(bounced == 2);
+        CHECK(a.eng->verify_audit() == error_code{});
+    }
+
+    SUBCASE("complaints and unsubscribes suppress with their own reason; soft bounces do not") {
+        auto soft = postmark_record("Bounce", "SoftBounce", "bo@prospect.example", "", 2);
+        auto r = a.eng->ingest_webhook(webhook_provider::postmark, soft.view(), unverified);
+        CHECK(r.suppressed == 0);
+        CHECK(!a.eng->is_suppressed("bo@prospect.example"));
+
+        auto complaint = postmark_record("SpamComplaint", "SpamComplaint", "cy@prospect.example", "", 3);
+        r = a.eng->ingest_webhook(webhook_provider::postmark, complaint.view(), unverified);
+        CHECK(r.suppressed == 1);
+        CHECK(a.eng->find_suppression("cy@prospect.example")->reason == suppression_reason::complaint);
+
+        webhook_body unsub;
+        unsub.body =
+            R"({"RecordType":"SubscriptionChange","ID":4,"MessageID":"pm-4","Recipient":"di@prospect.example",)"
+            R"("SuppressSending":true,"SuppressionReason":"ManualSuppression","ChangedAt":"2026-11-25T12:00:00Z"})";
+        r = a.eng->ingest_webhook(webhook_provider::postmark, unsub.view(), unverified);
+        CHECK(r.suppressed == 1);
+        CHECK(a.eng->find_suppression("di@prospect.example")->reason == suppression_reason::unsubscribe);
+    }
+
+    SUBCASE("a tag naming no send of this workspace is not trusted") {
+        auto body = postmark_record("Bounce", "HardBounce", "ed@prospect.example", "987654", 5);
+        auto r = a.eng->ingest_webhook(webhook_provider::postmark, body.view(), unverified);
+        REQUIRE(r.webhook.events.size() == 1);
+        CHECK(r.webhook.events[0].send_id.empty());
+        CHECK(r.webhook.events[0].mailbox.empty());
+        CHECK(r.suppressed == 1);
+    }
+
+    SUBCASE("a request that fails verification changes nothing") {
+        auto body = postmark_record("Bounce", "HardBounce", "fy@prospect.example", "", 6);
+        webhook_params strict;
+        strict.postmark.basic_user = "hook";
+        strict.postmark.basic_password = "s3cret";
+        auto before = a.eng->audit_log().size();
+        auto r = a.eng->ingest_webhook(webhook_provider::postmark, body.view(), strict);
+        CHECK(r.webhook.http_status == 401);
+        CHECK(r.webhook.events.empty());
+        CHECK(r.suppressed == 0);
+        CHECK(!a.eng->is_suppressed("fy@prospect.example"));
+        CHECK(a.eng->audit_log().size() == before);
+    }
+}
+
+namespace {
+
+// The value of the first header field `name` in a rendered message, with
+// folding undone.
+std::string header_of(const std::string& rendered, const std::string& name) {
+    auto at = rendered.find("\r\n" + name + ":");
+    if (at == std::string::npos) return {};
+    at += name.size() + 3;
+    std::string out;
+    for (;;) {
+        auto end = rendered.find("\r\n", at);
+        out += rendered.substr(at, end - at);
+        if (end + 2 >= rendered.size() || (rendered[end + 2] != ' ' && rendered[end + 2] != '\t'))
+            break;
+        at = end + 2;
+    }
+    auto first = out.find_first_not_of(' ');
+    return first == std::string::npos ? "" : out.substr(first);
+}
+
+}  // namespace
+
+TEST_CASE("one-click unsubscribe: every message carries a signed link that suppresses its recipient") {
+    fixture f;
+    engine_params p;
+    p.storage = f.store;
+    p.clock = f.clock;
+    p.unsubscribe.url = "https://mail.brand.example/unsubscribe";
+    p.unsubscribe.secret = "a-secret-of-at-least-16-bytes";
+    p.unsubscribe.mailto = "unsubscribe@brand.example";
+    engine e(f.ioc.get_executor(), p);
+    e.add_provider(f.admin, "capture", f.capture);
+    e.upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com"));
+    pool_config pool;
+    pool.id = "p";
+    pool.mailboxes = {"rep1"};
+    e.upsert_pool(f.admin, pool);
+
+    std::optional<std::pair<error_code, send_result>> got;
+    e.async_send(fixture::request("p", "Ana@Prospect.example"),
+                 [&](error_code ec, send_result r) { got.emplace(ec, std::move(r)); });
+    f.ioc.restart();
+    while (!got) f.ioc.run_one();
+    REQUIRE_FALSE(got->first);
+    auto sent = f.capture->last();
+    REQUIRE(sent);
+    auto rendered = render_message(sent->msg);
+    REQUIRE(rendered.has_value());
+
+    // RFC 8058 section 3.1: one HTTPS URI (a mailto besides is allowed) and
+    // exactly List-Unsubscribe=One-Click.
+    auto list = header_of(*rendered, "List-Unsubscribe");
+    CHECK(header_of(*rendered, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click");
+    CHECK(list.find("<mailto:unsubscribe@brand.example>") != std::string::npos);
+    auto https = list.find("<https://mail.brand.example/unsubscribe?t=");
+    REQUIRE(https != std::string::npos);
+    auto token = list.substr(https + 42, list.find('>', https) - https - 42);
+
+    SUBCASE("the token suppresses the recipient once, in this workspace") {
+        auto r = e.unsubscribe(token);
+        CHECK(r.status == unsubscribe_token_status::valid);
+        CHECK(r.recipient == "ana@prospect.example");
+        CHECK(r.send_id == got->second.send_id);
+        CHECK(r.suppressed);
+        CHECK(e.is_suppressed("ana@prospect.example"));
+        CHECK(e.find_suppression("ana@prospect.example")->reason == suppression_reason::unsubscribe);
+        CHECK(e.audit_log().back().actor == "one-click");
+        auto audit = e.audit_log().size();
+        auto again = e.unsubscribe(token);
+        CHECK(again.already);
+        CHECK(!again.suppressed);
+        CHECK(e.audit_log().size() == audit);
+    }
+    SUBCASE("an altered, expired or foreign token changes nothing") {
+        auto altered = token;
+        altered[5] = altered[5] == 'A' ? 'B' : 'A';
+        CHECK(e.unsubscribe(altered).status != unsubscribe_token_status::valid);
+        CHECK(e.unsubscribe("not a token").status == unsubscribe_token_status::malformed);
+        unsubscribe_claims other{"another-workspace", "ana@prospect.example", 1,
+                                 f.clock->now() + std::chrono::hours(1)};
+        CHECK(e.unsubscribe(make_unsubscribe_token(other, p.unsubscribe.secret)).status ==
+              unsubscribe_token_status::forged);
+        f.clock->advance(std::chrono::hours(24 * 366));
+        auto late = e.unsubscribe(token);
+        CHECK(late.status == unsubscribe_token_status::expired);
+        CHECK(!late.suppressed);
+        CHECK(!e.is_suppressed("ana@prospect.example"));
+    }
+    SUBCASE("settings that cannot work are refused when the engine is made") {
+        auto bad = p;
+        bad.unsubscribe.url = "http://mail.brand.example/unsubscribe";
+        CHECK_THROWS_AS(engine(f.ioc.get_executor(), bad), exception);
+        bad = p;
+        bad.unsubscribe.secret = "short";
+        CHECK_THROWS_AS(engine(f.ioc.get_executor(), bad), exception);
+    }
+}
+
+TEST_CASE("a bounce message fetched from a mailbox suppresses a hard-bounced recipient") {
+    fixture f;
+    const std::string dsn =
+        "From: MAILER-DAEMON@mx.brand.example\r\nMessage-ID: <r-1@mx.brand.example>\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nUndeliverable.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.brand.example\r\n\r\n"
+        "Final-Recipient: rfc822; gone@prospect.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
+        "Final-Recipient: rfc822; full@prospect.example\r\nAction: failed\r\nStatus: 4.2.2\r\n"
+        "Diagnostic-Code: smtp; 452 4.2.2 mailbox full\r\n\r\n"
+        "--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <m-9@brand.com>\r\n\r\n--b--\r\n";
+    auto r = f.eng->ingest_delivery_report(dsn);
+    REQUIRE(r.report.recognised);
+    CHECK(r.report.events.size() == 2);
+    CHECK(r.suppressed == 1);
+    CHECK(f.eng->is_suppressed("gone@prospect.example"));
+    CHECK(!f.eng->is_suppressed("full@prospect.example"));
+    CHECK(f.eng->find_suppression("gone@prospect.example")->source == "bounce-message");
+    CHECK(f.eng->audit_log().back().actor == "bounce-message");
+    auto again = f.eng->ingest_delivery_report(dsn);
+    CHECK(again.suppressed == 0);
+    CHECK(again.already_suppressed == 1);
+
+    auto audit = f.eng->audit_log().size();
+    auto not_a_bounce = f.eng->ingest_delivery_report("Subject: Out of office\r\n\r\nAway.\r\n");
+    CHECK(!not_a_bounce.report.recognised);
+    CHECK(f.eng->audit_log().size() == audit);
+}
+
+TEST_CASE("access control: scoped grants, audited refusals, no escalation, every engine alike") {
+    db_file db("access");
+    fixture a(db.path.string());
+    auto peer = second_engine(a, db);
+    engine& b = *peer;
+
+    a.eng->upsert_mailbox(a.admin, a.mailbox("rep-emea", "emea@brand.com"));
+    a.eng->upsert_mailbox(a.admin, a.mailbox("rep-us", "us@brand.com"));
+    a.add_pool("sdr-emea", {"rep-emea"});
+    a.add_pool("sdr-us", {"rep-us"});
+
+    const principal root{"root", "Admin"};
+    const principal bob{"bob", "Bob"};
+    const principal eve{"eve", "Eve"};
+    auto is_denied = [](auto&& fn) {
+        try {
+            fn();
+        } catch (const exception& e) {
+            return e.code() == make_error_code(errc::permission_denied);
+        }
+        return false;
+    };
+
+    // Turning it on without anyone able to change it is refused.
+    CHECK_THROWS_AS(a.eng->set_access_control(root, true), exception);
+    a.eng->put_role(root, {"admin", {permission::manage_access}});
+    a.eng->put_role(root, {"pauser", {permission::pause, permission::resume}});
+    // manage_access counts only over the whole workspace.
+    CHECK_THROWS_AS(a.eng->grant_access(root, {"bob", "admin", {access_scope::kind::pool, "sdr-emea"}}),
+                    exception);
+    a.eng->grant_access(root, {"root", "admin", {}});
+    a.eng->grant_access(root, {"bob", "pauser", {access_scope::kind::pool, "sdr-emea"}});
+    a.eng->set_access_control(root, true);
+    CHECK(b.access_control().enabled);
+
+    // Bob may pause and resume the mailboxes of sdr-emea, nothing else, in
+    // either engine.
+    for (engine* e : {a.eng.get(), &b}) {
+        e->pause(bob, {pause_scope::mailbox, "rep-emea"}, "bounces");
+        e->resume(bob, {pause_scope::mailbox, "rep-emea"});
+        e->pause(bob, {pause_scope::pool, "sdr-emea"}, "bounces");
+        e->resume(bob, {pause_scope::pool, "sdr-emea"});
+        CHECK(is_denied([&] { e->pause(bob, {pause_scope::mailbox, "rep-us"}, "x"); }));
+        CHECK(is_denied([&] { e->pause(bob, {pause_scope::workspace, ""}, "x"); }));
+        CHECK(is_denied([&] {
+            e->suppress(bob, suppression_kind::address, "a@b.example", suppression_reason::manual);
+        }));
+    }
+    // Refusals are audited without waiting; flush() waits for them.
+    a.eng->flush();
+    b.flush();
+    auto log = a.eng->audit_log();
+    auto denied = std::count_if(log.begin(), log.end(),
+                                [](const audit_record& r) { return r.action == "access.denied"; });
+    CHECK(denied >= 6);
+    CHECK(!a.eng->is_paused({pause_scope::mailbox, "rep-us"}));
+    CHECK(!a.eng->is_suppressed("a@b.example"));
+
+    // A send through a pool needs send over it.
+    auto req = fixture::request("sdr-emea", "x@prospect.example");
+    req.actor = bob;
+    auto [ec, r] = a.send(req);
+    CHECK(ec == make_error_code(errc::permission_denied));
+    CHECK(a.capture->count() == 0);
+
+    // Randomised escalation: principals without manage_access try to give
+    // themselves more, change their own role, or act outside their scope.
+    std::mt19937_64 rng(7);
+    const principal who[] = {bob, eve, principal::system()};
+    std::size_t successes = 0;
+    const auto before = a.eng->access_control();
+    for (int i = 0; i < 200; ++i) {
+        const auto& p = who[rng() % 3];
+        engine& e = rng() % 2 ? *a.eng : b;
+        const auto perm = static_cast<permission>(rng() % permission_count);
+        bool ok = false;
+        try {
+            switch (rng() % 6) {
+                case 0:
+                    e.put_role(p, {"pauser", {permission::pause, permission::resume, perm}});
+                    break;
+                case 1:
+                    e.put_role(p, {"mine", {perm}});
+                    break;
+                case 2:
+                    e.grant_access(p, {p.id, rng() % 2 ? "admin" : "pauser", {}});
+                    break;
+                case 3:
+                    e.revoke_access(p, {"root", "admin", {}});
+                    break;
+                case 4:
+                    e.set_access_control(p, false);
+                    break;
+                case 5:
+                    e.pause(p, {pause_scope::pool, "sdr-us"}, "x");
+                    break;
+            }
+            ok = true;
+        } catch (const exception&) {
+        }
+        successes += ok;
+    }
+    CHECK(successes == 0);
+    CHECK(a.eng->access_control().grants == before.grants);
+    CHECK(a.eng->access_control().roles == before.roles);
+    CHECK(b.access_control().enabled);
+
+    // A recipient's own request is not subject to grants.
+    webhook_params unverified;
+    unverified.verify = false;
+    auto bounce = postmark_record("Bounce", "HardBounce", "gone@prospect.example", "", 11);
+    CHECK(b.ingest_webhook(webhook_provider::postmark, bounce.view(), unverified).suppressed == 1);
+    CHECK(a.eng->is_suppressed("gone@prospect.example"));
+
+    // The last administrator cannot be revoked while access control is on.
+    CHECK_THROWS_AS(a.eng->revoke_access(root, {"root", "admin", {}}), exception);
+    a.eng->set_access_control(root, false);
+    CHECK(!b.access_control().enabled);
+    b.pause(eve, {pause_scope::pool, "sdr-us"}, "host authorizer allows all again");
+    CHECK(a.eng->verify_audit() == error_code{});
 }

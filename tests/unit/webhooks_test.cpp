@@ -5,6 +5,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mailers/delivery_report.hpp>
+#include <mailers/unsubscribe.hpp>
 #include <mailers/webhook.hpp>
 #include <map>
 #include <set>
@@ -1072,4 +1074,237 @@ TEST_CASE("helpers") {
     CHECK(constant_time_equal("abc", "abc"));
     CHECK_FALSE(constant_time_equal("abc", "abd"));
     CHECK_FALSE(constant_time_equal("abc", "ab"));
+}
+
+TEST_CASE("one-click unsubscribe tokens: made, checked, refused when altered or expired") {
+    const std::string key = "0123456789abcdef-unsubscribe";
+    const auto now = time_point(std::chrono::seconds(1795608000));
+    unsubscribe_claims c{"acme", "ana@prospect.example", 42, now + std::chrono::hours(24)};
+    const auto token = make_unsubscribe_token(c, key);
+    CHECK(token.size() < 120);
+    CHECK(token.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") ==
+          std::string::npos);
+
+    auto ok = check_unsubscribe_token(token, key, now);
+    CHECK(ok.status == unsubscribe_token_status::valid);
+    CHECK(ok.claims == c);
+    CHECK(make_unsubscribe_token(c, key) == token);  // deterministic
+
+    auto late = check_unsubscribe_token(token, key, now + std::chrono::hours(25));
+    CHECK(late.status == unsubscribe_token_status::expired);
+    CHECK(late.claims == c);
+    CHECK(check_unsubscribe_token(token, "another key of the same size", now).status ==
+          unsubscribe_token_status::forged);
+
+    // Every single-character change is refused, never read as another claim.
+    const std::string alphabet = "AQgw-_.x0";
+    for (std::size_t i = 0; i < token.size(); ++i)
+        for (char ch : alphabet) {
+            if (token[i] == ch) continue;
+            auto t = token;
+            t[i] = ch;
+            auto r = check_unsubscribe_token(t, key, now);
+            CAPTURE(t);
+            if (r.status == unsubscribe_token_status::valid) CHECK(r.claims == c);
+            else
+                CHECK((r.status == unsubscribe_token_status::malformed ||
+                       r.status == unsubscribe_token_status::forged));
+        }
+    // A token for one address never passes for another: the payload is signed.
+    unsubscribe_claims other = c;
+    other.recipient = "bo@prospect.example";
+    const auto theirs = make_unsubscribe_token(other, key);
+    const auto spliced = theirs.substr(0, theirs.rfind('.')) + token.substr(token.rfind('.'));
+    CHECK(check_unsubscribe_token(spliced, key, now).status == unsubscribe_token_status::forged);
+
+    for (std::string_view bad : {"", "u1.", "u1..", "u2.abc.def", "u1.abc", "u1.!!!.AAAA",
+                                 "u1.YWJj.AAAAAAAAAAAAAAAAAAAAAA"})
+        CHECK(check_unsubscribe_token(bad, key, now).status == unsubscribe_token_status::malformed);
+    CHECK(check_unsubscribe_token(std::string(5000, 'A'), key, now).status ==
+          unsubscribe_token_status::malformed);
+    CHECK_THROWS_AS(make_unsubscribe_token({"a\nb", "x@y.z", 1, now}, key), exception);
+
+    CHECK(unsubscribe_link("https://u.example/unsub", "T") == "https://u.example/unsub?t=T");
+    CHECK(unsubscribe_link("https://u.example/unsub?list=7", "T") ==
+          "https://u.example/unsub?list=7&t=T");
+}
+
+namespace {
+
+std::string crlf(std::string_view lf) {
+    std::string out;
+    for (char c : lf) {
+        if (c == '\n') out += '\r';
+        out += c;
+    }
+    return out;
+}
+
+// A Postfix-style RFC 3464 report for two recipients: one unknown user,
+// one mailbox full.
+const char* const postfix_dsn = R"(Return-Path: <>
+Received: by mx.brand.example (Postfix) id 4F2A1; Thu,  5 Mar 2026 15:00:04 +0000 (UTC)
+Date: Thu,  5 Mar 2026 15:00:04 +0000 (UTC)
+From: MAILER-DAEMON@mx.brand.example (Mail Delivery System)
+Subject: Undelivered Mail Returned to Sender
+To: rep1@brand.example
+Message-Id: <20260305150004.4F2A1@mx.brand.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status;
+	boundary="4F2A1.1772722804/mx.brand.example"
+
+This is a MIME-encapsulated message.
+
+--4F2A1.1772722804/mx.brand.example
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients.
+
+--4F2A1.1772722804/mx.brand.example
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.brand.example
+X-Postfix-Queue-ID: 4F2A1
+Arrival-Date: Thu,  5 Mar 2026 15:00:01 +0000 (UTC)
+
+Final-Recipient: rfc822; Ana@Prospect.example
+Original-Recipient: rfc822;Ana@Prospect.example
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.prospect.example
+Diagnostic-Code: smtp; 550 5.1.1 <Ana@Prospect.example>: Recipient address
+    rejected: User unknown in local recipient table
+
+Final-Recipient: rfc822; bo@prospect.example
+Action: failed
+Status: 5.2.2
+Diagnostic-Code: smtp; 552 5.2.2 Mailbox full
+Last-Attempt-Date: Thu, 5 Mar 2026 16:00:00 +0100
+
+--4F2A1.1772722804/mx.brand.example
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+From: Rep One <rep1@brand.example>
+To: Ana@Prospect.example, bo@prospect.example
+Subject: Quick question
+Message-ID: <m-20260305-1@brand.example>
+
+--4F2A1.1772722804/mx.brand.example--
+)";
+
+}  // namespace
+
+TEST_CASE("delivery status notifications become bounce events, correlated by Message-ID") {
+    const auto received = time_point(std::chrono::seconds(1795608000));
+    SUBCASE("RFC 3464, two recipients, CRLF and LF") {
+        for (const auto& text : {std::string(postfix_dsn), crlf(postfix_dsn)}) {
+            auto r = parse_delivery_report(text, received);
+            REQUIRE(r.recognised);
+            CHECK(r.format == "rfc3464");
+            CHECK(r.reporting_mta == "mx.brand.example");
+            CHECK(r.original_message_id == "m-20260305-1@brand.example");
+            REQUIRE(r.events.size() == 2);
+            const auto& a = r.events[0];
+            CHECK(a.type == event_type::bounced);
+            CHECK(a.bounce == bounce_class::hard);
+            CHECK(a.recipient == "ana@prospect.example");
+            CHECK(a.diagnostic_code == "5.1.1");
+            CHECK(a.detail.find("User unknown") != std::string::npos);
+            CHECK(a.message_id == "m-20260305-1@brand.example");
+            CHECK(a.provider == "dsn");
+            CHECK(a.provider_event == "failed/5.1.1");
+            // The per-message Arrival-Date: 2026-03-05 15:00:01 UTC.
+            CHECK(a.at == time_point(std::chrono::seconds(1772722801)));
+            CHECK(!a.dedup_key.empty());
+            const auto& b = r.events[1];
+            CHECK(b.bounce == bounce_class::soft);
+            CHECK(b.recipient == "bo@prospect.example");
+            CHECK(b.at == time_point(std::chrono::seconds(1772722800)));
+            CHECK(a.dedup_key != b.dedup_key);
+        }
+        // The same report read twice gives the same keys: a redelivery de-duplicates.
+        CHECK(parse_delivery_report(postfix_dsn, received).events[0].dedup_key ==
+              parse_delivery_report(postfix_dsn, received + std::chrono::hours(1)).events[0].dedup_key);
+    }
+
+    SUBCASE("delayed and delivered actions; a report wrapped in multipart/mixed; base64 status") {
+        std::string status = "Reporting-MTA: dns; outbound.protection.outlook.com\n\n"
+                             "Final-Recipient: rfc822; cy@prospect.example\nAction: delayed\n"
+                             "Status: 4.4.7\nDiagnostic-Code: smtp; 450 4.4.7 Message delayed\n\n"
+                             "Final-Recipient: rfc822; di@prospect.example\nAction: delivered\n"
+                             "Status: 2.0.0\n";
+        std::string msg =
+            "From: postmaster@outlook.example\nMessage-ID: <ndr-7@outlook.example>\n"
+            "Content-Type: multipart/mixed; boundary=outer\n\n--outer\n"
+            "Content-Type: multipart/report; report-type=\"delivery-status\"; boundary=\"in ner\"\n\n"
+            "--in ner\nContent-Type: text/plain\n\nDelayed.\n--in ner\n"
+            "Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n" +
+            webhooks::base64_encode(status) +
+            "\n--in ner\nContent-Type: message/rfc822\n\nMessage-ID: <m-2@brand.example>\nSubject: x\n\nbody\n"
+            "--in ner--\n--outer--\n";
+        auto r = parse_delivery_report(msg, received);
+        REQUIRE(r.recognised);
+        REQUIRE(r.events.size() == 2);
+        CHECK(r.events[0].type == event_type::deferred);
+        CHECK(r.events[0].bounce == bounce_class::none);
+        CHECK(r.events[0].at == received);
+        CHECK(r.events[1].type == event_type::delivered);
+        CHECK(r.original_message_id == "m-2@brand.example");
+    }
+
+    SUBCASE("qmail and older Exim plain-text bounces") {
+        auto q = parse_delivery_report(
+            "From: MAILER-DAEMON@mail.example\nSubject: failure notice\n\n"
+            "Hi. This is the qmail-send program at mail.example.\n"
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+            "This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+            "<ed@prospect.example>:\n192.0.2.7 does not like recipient.\n"
+            "Remote host said: 550 5.1.1 No such user\nGiving up on 192.0.2.7.\n\n"
+            "--- Below this line is a copy of the message.\n\n"
+            "Message-ID: <m-3@brand.example>\nSubject: hi\n\nbody\n",
+            received);
+        REQUIRE(q.recognised);
+        CHECK(q.format == "qmail");
+        REQUIRE(q.events.size() == 1);
+        CHECK(q.events[0].recipient == "ed@prospect.example");
+        CHECK(q.events[0].bounce == bounce_class::hard);
+        CHECK(q.original_message_id == "m-3@brand.example");
+
+        auto e = parse_delivery_report(
+            "From: Mail Delivery System <Mailer-Daemon@mx.example>\nSubject: Mail delivery failed\n\n"
+            "This message was created automatically by mail delivery software.\n\n"
+            "A message that you sent could not be delivered to one or more of its\n"
+            "recipients. This is a permanent error. The following address(es) failed:\n\n"
+            "  fy@prospect.example\n    SMTP error from remote mail server after RCPT TO:<fy@prospect.example>:\n"
+            "    host mx.prospect.example [192.0.2.9]: 550 5.7.1 Blocked by policy\n\n"
+            "------ This is a copy of the message, including all the headers. ------\n\n"
+            "Message-ID: <m-4@brand.example>\nSubject: hi\n\nbody\n",
+            received);
+        REQUIRE(e.recognised);
+        CHECK(e.format == "exim");
+        REQUIRE(e.events.size() == 1);
+        CHECK(e.events[0].recipient == "fy@prospect.example");
+        CHECK(e.events[0].bounce == bounce_class::soft);  // a policy block, not a dead address
+        CHECK(e.original_message_id == "m-4@brand.example");
+    }
+
+    SUBCASE("what is not a bounce is not read as one") {
+        for (std::string_view msg :
+             {std::string_view("Subject: Out of office\nAuto-Submitted: auto-replied\n\nI am away.\n"),
+              std::string_view("Content-Type: multipart/report; report-type=disposition-notification; "
+                               "boundary=b\n\n--b\nContent-Type: message/disposition-notification\n\n"
+                               "Final-Recipient: rfc822; a@b.example\nDisposition: manual-action/MDN-sent-manually; displayed\n--b--\n"),
+              std::string_view("Content-Type: multipart/report; report-type=delivery-status; boundary=b\n\n"
+                               "--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; x\n--b--\n"),
+              std::string_view(""), std::string_view("\n\n\n")}) {
+            auto r = parse_delivery_report(msg, received);
+            CHECK(!r.recognised);
+            CHECK(r.events.empty());
+            CHECK(!r.reason.empty());
+        }
+    }
 }

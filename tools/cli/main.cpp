@@ -20,11 +20,12 @@
 #include <mailers/postgres_store.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/suppression.hpp>
+#include <mailers/suppression_audit.hpp>
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <sstream>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -37,7 +38,7 @@ enum exit_code : int {
     exit_usage = 2,       // bad arguments or input values
     exit_suppressed = 3,  // `suppression check`: the address is suppressed
     exit_store = 4,       // the store cannot be opened, created or written
-    exit_verify = 5,      // the audit chain failed verification
+    exit_verify = 5,      // the audit chain or the suppressions failed verification
     exit_other = 6,       // refused (permission) or any other failure
 };
 
@@ -48,7 +49,7 @@ constexpr const char* exit_codes_help =
     "  2  usage error or invalid input (malformed address, bad value)\n"
     "  3  suppression check: the address is suppressed\n"
     "  4  store error: missing, already there, unreadable, or a failed write\n"
-    "  5  audit verification failed\n"
+    "  5  audit or suppression verification failed\n"
     "  6  any other failure (for example permission denied)\n"
     "\n"
     "Store: --sqlite PATH, --postgres CONNINFO, or MAILERS_STORE=sqlite:PATH | postgres:CONNINFO.\n"
@@ -300,48 +301,26 @@ std::string pause_reason_of(const std::string& after_json) {
     return std::string(reason);
 }
 
-struct pause_info {
-    mailers::pause_target target;
-    std::string actor;
-    std::string reason;
-    mailers::time_point since{};
-};
+using mailers::pause_info;
 
-// The engine answers is_paused() for a target it is asked about but keeps
-// no list an operator can read, so the pauses in force are found by
-// replaying the audit trail, which also says who paused what and when, and
-// each one is confirmed with is_paused().
+// Pauses stored by an earlier version carry no actor or time; the audit
+// trail's last "pause" record for such a target says who paused it, when
+// and why.
 std::vector<pause_info> current_pauses(mailers::engine& e) {
-    std::map<std::string, pause_info> open;
-    for (const auto& r : e.audit_log()) {
-        if (r.action != "pause" && r.action != "resume") continue;
-        std::string key = r.resource_type + ":" + r.resource_id;
-        if (r.action == "resume") {
-            open.erase(key);
-            continue;
-        }
-        mailers::pause_scope scope = mailers::pause_scope::workspace;
-        if (r.resource_type == "sender_domain")
-            scope = mailers::pause_scope::sender_domain;
-        else if (auto s = parse_scope(r.resource_type))
-            scope = *s;
-        open[key] = pause_info{{scope, r.resource_id}, r.actor, pause_reason_of(r.after), r.at};
+    auto out = e.pauses();
+    if (std::none_of(out.begin(), out.end(), [](const auto& p) { return p.actor.empty(); }))
+        return out;
+    std::map<std::pair<std::string, std::string>, mailers::audit_record> last;
+    for (auto& r : e.audit_log())
+        if (r.action == "pause") last[{r.resource_type, r.resource_id}] = std::move(r);
+    for (auto& p : out) {
+        if (!p.actor.empty()) continue;
+        auto it = last.find({std::string(to_string(p.target.scope)), p.target.id});
+        if (it == last.end()) continue;
+        p.actor = it->second.actor;
+        p.since = it->second.at;
+        if (p.reason.empty()) p.reason = pause_reason_of(it->second.after);
     }
-    std::vector<pause_info> out;
-    for (auto& [k, p] : open)
-        if (e.is_paused(p.target)) out.push_back(std::move(p));
-    return out;
-}
-
-// The engine has find_pool() but no listing; pool ids come from the audit
-// trail, and find_pool() says which still exist.
-std::vector<mailers::pool_config> all_pools(mailers::engine& e) {
-    std::set<std::string> ids;
-    for (const auto& r : e.audit_log())
-        if (r.resource_type == "pool") ids.insert(r.resource_id);
-    std::vector<mailers::pool_config> out;
-    for (const auto& id : ids)
-        if (auto p = e.find_pool(id)) out.push_back(std::move(*p));
     return out;
 }
 
@@ -693,6 +672,60 @@ int main(int argc, char** argv) {
             })
         ->add_option("FILE", export_file, "Output file (default: stdout, CSV)");
 
+    command(sup, "verify",
+            "Check every entry, current and replaced, against the audit trail (exit 5 when "
+            "anything disagrees)",
+            "mailers suppression verify --audit-key-file /etc/mailers/audit.key", [&](context& c) {
+                std::string key;
+                if (!c.g.audit_key_file.empty()) key = read_audit_key(c.g.audit_key_file);
+                c.key_for_engine = false;
+                open_workspace(c, mailers::open_mode::existing);
+                auto st = open_store(c.spec, c.g.pg_schema, mailers::open_mode::existing);
+                const auto r = mailers::verify_suppressions(*st, c.g.workspace, key);
+                std::vector<json_object> problems;
+                for (const auto& p : r.problems) {
+                    json_object o;
+                    if (p.kind)
+                        o.str("kind", to_string(*p.kind));
+                    else
+                        o.null("kind");
+                    o.str("value", p.value)
+                        .num("audit_seq", p.audit_seq)
+                        .num("change_seq", p.change_seq)
+                        .str("problem", p.what);
+                    problems.push_back(std::move(o));
+                }
+                emit(c, json_object()
+                            .boolean("ok", r.ok)
+                            .boolean("audit_chain_ok", r.audit_chain_ok)
+                            .num("rows", r.rows)
+                            .num("superseded_rows", r.superseded_rows)
+                            .num("changes", r.changes)
+                            .num("unchecked_rows", r.unchecked_rows)
+                            .num("unchecked_digests", r.unchecked_digests)
+                            .num("problem_count", r.problem_count)
+                            .arr("problems", problems));
+                if (!r.ok) {
+                    for (const auto& p : r.problems)
+                        std::fprintf(stderr, "mailers: %s%s%s (audit seq %llu, change %llu): %s\n",
+                                     p.kind ? std::string(to_string(*p.kind)).c_str() : "",
+                                     p.kind ? " " : "", p.value.c_str(),
+                                     static_cast<unsigned long long>(p.audit_seq),
+                                     static_cast<unsigned long long>(p.change_seq), p.what.c_str());
+                    std::fprintf(stderr, "mailers: suppression verification found %llu problems\n",
+                                 static_cast<unsigned long long>(r.problem_count));
+                    return exit_verify;
+                }
+                if (!c.g.json)
+                    fmt::print("suppressions ok: {} rows, {} replaced rows, {} audited changes{}\n",
+                               r.rows, r.superseded_rows, r.changes,
+                               r.unchecked_rows ? fmt::format(", {} rows from before changes were "
+                                                              "audited not checkable",
+                                                              r.unchecked_rows)
+                                                : "");
+                return exit_ok;
+            });
+
     // --- audit ------------------------------------------------------------------
     auto* aud = app.add_subcommand("audit", "The hash-chained audit trail");
     aud->require_subcommand(1);
@@ -947,7 +980,7 @@ int main(int argc, char** argv) {
     pl->require_subcommand(1);
     command(pl, "list", "List pools and their mailboxes", "mailers pool list", [&](context& c) {
         open_workspace(c, mailers::open_mode::existing);
-        auto pools = all_pools(c.engine());
+        auto pools = c.engine().pools();
         if (c.g.json) {
             std::vector<json_object> items;
             for (const auto& p : pools) {
@@ -1005,6 +1038,124 @@ int main(int argc, char** argv) {
         ->required();
     padd->add_option("--policy", pool_policy, "round_robin, weighted or priority")
         ->capture_default_str();
+
+    // --- access -----------------------------------------------------------------
+    auto* acc = app.add_subcommand(
+        "access", "Roles, grants and the workspace's access control (docs/access.md)");
+    acc->require_subcommand(1);
+    std::string acc_role, acc_principal, acc_pool, acc_mailbox, acc_provider, acc_sequence;
+    std::vector<std::string> acc_permissions;
+    auto acc_scope = [&]() {
+        using k = mailers::access_scope::kind;
+        std::vector<mailers::access_scope> given;
+        if (!acc_pool.empty()) given.push_back({k::pool, acc_pool});
+        if (!acc_mailbox.empty()) given.push_back({k::mailbox, acc_mailbox});
+        if (!acc_provider.empty()) given.push_back({k::provider, acc_provider});
+        if (!acc_sequence.empty()) given.push_back({k::sequence, acc_sequence});
+        if (given.size() > 1) fail(exit_usage, "give at most one of --pool, --mailbox, --provider, --sequence");
+        return given.empty() ? mailers::access_scope{} : given.front();
+    };
+    command(acc, "list", "Show whether access control is on, the roles and the grants",
+            "mailers access list --json", [&](context& c) {
+                open_workspace(c, mailers::open_mode::existing);
+                auto p = c.engine().access_control();
+                if (c.g.json) {
+                    std::vector<json_object> roles, grants;
+                    for (const auto& r : p.roles) {
+                        std::string perms = "[";
+                        for (std::size_t i = 0; i < r.permissions.size(); ++i)
+                            perms += (i ? "," : "") + json_string(std::string(to_string(r.permissions[i])));
+                        roles.push_back(json_object().str("id", r.id).raw("permissions", perms + "]"));
+                    }
+                    for (const auto& g : p.grants)
+                        grants.push_back(json_object()
+                                             .str("principal", g.principal)
+                                             .str("role", g.role)
+                                             .str("scope", to_string(g.scope.of))
+                                             .str("scope_id", g.scope.id));
+                    emit(c, json_object().boolean("enabled", p.enabled).arr("roles", roles).arr("grants", grants));
+                    return exit_ok;
+                }
+                fmt::print("access control: {}\n\n", p.enabled ? "on" : "off");
+                std::vector<std::vector<std::string>> rows;
+                for (const auto& r : p.roles) {
+                    std::string perms;
+                    for (auto x : r.permissions) perms += (perms.empty() ? "" : ",") + std::string(to_string(x));
+                    rows.push_back({r.id, perms.empty() ? "-" : perms});
+                }
+                print_table({"ROLE", "PERMISSIONS"}, rows);
+                fmt::print("\n");
+                rows.clear();
+                for (const auto& g : p.grants)
+                    rows.push_back({g.principal, g.role,
+                                    g.scope.of == mailers::access_scope::kind::workspace
+                                        ? std::string("workspace")
+                                        : fmt::format("{} {}", to_string(g.scope.of), g.scope.id)});
+                print_table({"PRINCIPAL", "ROLE", "OVER"}, rows);
+                return exit_ok;
+            });
+    auto* arole = command(acc, "role", "Create or replace a role",
+                          "mailers access role pauser --permission pause --permission resume",
+                          [&](context& c) {
+                              mailers::role r{acc_role, {}};
+                              for (const auto& name : acc_permissions) {
+                                  auto p = mailers::parse_permission(name);
+                                  if (!p) fail(exit_usage, fmt::format("unknown permission '{}'", name));
+                                  r.permissions.push_back(*p);
+                              }
+                              open_workspace(c, mailers::open_mode::existing);
+                              c.engine().put_role(c.who, r);
+                              emit(c, json_object().str("role", r.id).num("permissions", r.permissions.size()));
+                              if (!c.g.json) fmt::print("role {} with {} permissions\n", r.id, r.permissions.size());
+                              return exit_ok;
+                          });
+    arole->add_option("ROLE", acc_role)->required();
+    arole->add_option("--permission", acc_permissions, "A permission (repeat); see docs/access.md");
+    for (auto [name, help, grant] :
+         {std::tuple{"grant", "Give a principal a role over the workspace or one resource", true},
+          std::tuple{"revoke", "Take a grant back (exit 1 if there is none)", false}}) {
+        auto* g = command(acc, name, help,
+                          grant ? "mailers access grant bob pauser --pool sdr-emea"
+                                : "mailers access revoke bob pauser --pool sdr-emea",
+                          [&, grant](context& c) {
+                              mailers::access_grant ag{acc_principal, acc_role, acc_scope()};
+                              open_workspace(c, mailers::open_mode::existing);
+                              if (grant)
+                                  c.engine().grant_access(c.who, ag);
+                              else
+                                  c.engine().revoke_access(c.who, ag);
+                              emit(c, json_object()
+                                          .str("principal", ag.principal)
+                                          .str("role", ag.role)
+                                          .str("scope", to_string(ag.scope.of))
+                                          .str("scope_id", ag.scope.id)
+                                          .boolean("granted", grant));
+                              if (!c.g.json)
+                                  fmt::print("{} {} {} {}\n", grant ? "granted" : "revoked",
+                                             ag.principal, ag.role,
+                                             ag.scope.id.empty() ? "over the workspace"
+                                                                 : "over " + std::string(to_string(ag.scope.of)) + " " + ag.scope.id);
+                              return exit_ok;
+                          });
+        g->add_option("PRINCIPAL", acc_principal)->required();
+        g->add_option("ROLE", acc_role)->required();
+        g->add_option("--pool", acc_pool, "Only over this pool and its mailboxes");
+        g->add_option("--mailbox", acc_mailbox, "Only over this mailbox");
+        g->add_option("--provider", acc_provider, "Only over this provider and its mailboxes");
+        g->add_option("--sequence", acc_sequence, "Only over this sequence");
+    }
+    for (auto [name, on] : {std::pair{"enable", true}, std::pair{"disable", false}})
+        command(acc, name,
+                on ? "Turn access control on (you need manage_access over the workspace first)"
+                   : "Turn access control off: the host's authorizer alone decides again",
+                on ? "mailers --actor root access enable" : "mailers --actor root access disable",
+                [&, on](context& c) {
+                    open_workspace(c, mailers::open_mode::existing);
+                    c.engine().set_access_control(c.who, on);
+                    emit(c, json_object().boolean("enabled", on));
+                    if (!c.g.json) fmt::print("access control {}\n", on ? "on" : "off");
+                    return exit_ok;
+                });
 
     // --- quota ------------------------------------------------------------------
     auto* qt =
@@ -1069,6 +1220,29 @@ int main(int argc, char** argv) {
                          });
     qrem->add_option("SCOPE", q_scope, "provider, domain (sender) or recipient")->required();
     qrem->add_option("KEY", q_key, "Provider id or domain")->required();
+
+    command(qt, "list", "List every quota with its caps", "mailers quota list --json",
+            [&](context& c) {
+                open_workspace(c, mailers::open_mode::existing);
+                auto quotas = c.engine().quotas();
+                if (c.g.json) {
+                    std::vector<json_object> items;
+                    for (const auto& q : quotas)
+                        items.push_back(json_object()
+                                            .str("scope", to_string(q.scope))
+                                            .str("key", q.key)
+                                            .str("limits", limits_text(q.limits))
+                                            .str("time_zone", q.time_zone));
+                    emit(c, json_object().arr("quotas", items));
+                    return exit_ok;
+                }
+                std::vector<std::vector<std::string>> rows;
+                for (const auto& q : quotas)
+                    rows.push_back({std::string(to_string(q.scope)), q.key, limits_text(q.limits),
+                                    q.time_zone.empty() ? "-" : q.time_zone});
+                print_table({"SCOPE", "KEY", "CAPS", "TIME ZONE"}, rows);
+                return exit_ok;
+            });
 
     // --- pause / resume / status ------------------------------------------------
     std::string scope_arg, target_id;

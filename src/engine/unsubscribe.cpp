@@ -1,0 +1,87 @@
+// One-click unsubscribe: the links the engine puts in its messages and the
+// suppression a returned token makes.
+#include <fmt/format.h>
+
+#include <mailers/unsubscribe.hpp>
+
+#include "config/secret_ref.hpp"
+#include "engine/engine_impl.hpp"
+#include "mime/text.hpp"
+
+namespace mailers {
+
+using namespace detail;
+
+void engine::impl::prepare_unsubscribe() {
+    auto& u = params.unsubscribe;
+    if (u.url.empty()) return;
+    if (!mime::istarts_with(u.url, "https://") || u.url.size() <= 8 ||
+        mime::has_line_break_or_nul(u.url) || u.url.find_first_of(" <>\",") != std::string::npos)
+        fail(errc::invalid_argument,
+             "engine_params.unsubscribe.url must be an https URL (RFC 8058 requires one)");
+    std::string error;
+    if (!detail::resolve_value(u.secret, "engine_params.unsubscribe.secret", error))
+        fail(errc::invalid_argument, std::move(error));
+    if (u.secret.size() < 16)
+        fail(errc::invalid_argument,
+             "engine_params.unsubscribe.secret must be at least 16 bytes");
+    if (!u.mailto.empty() &&
+        (u.mailto.find('@') == std::string::npos || mime::has_line_break_or_nul(u.mailto)))
+        fail(errc::invalid_argument, "engine_params.unsubscribe.mailto must be an address");
+    if (u.lifetime <= std::chrono::seconds::zero())
+        fail(errc::invalid_argument, "engine_params.unsubscribe.lifetime must be positive");
+}
+
+std::optional<list_unsubscribe> engine::impl::unsubscribe_for(const ledger_row& row,
+                                                              time_point now) const {
+    const auto& u = params.unsubscribe;
+    if (u.url.empty()) return std::nullopt;
+    unsubscribe_claims c{params.workspace, row.recipient, row.id,
+                         now + std::chrono::duration_cast<duration>(u.lifetime)};
+    return list_unsubscribe{unsubscribe_link(u.url, make_unsubscribe_token(c, u.secret)),
+                            u.mailto};
+}
+
+unsubscribe_result engine::unsubscribe(std::string_view token) {
+    unsubscribe_result out;
+    const auto& u = impl_->params.unsubscribe;
+    if (u.secret.empty()) {
+        out.status = unsubscribe_token_status::forged;
+        return out;
+    }
+    auto check = check_unsubscribe_token(token, u.secret, impl_->clk->now());
+    out.status = check.status;
+    if (check.status == unsubscribe_token_status::valid &&
+        check.claims.workspace != impl_->params.workspace)
+        out.status = unsubscribe_token_status::forged;
+    if (out.status == unsubscribe_token_status::malformed ||
+        out.status == unsubscribe_token_status::forged)
+        return out;
+    out.recipient = check.claims.recipient;
+    out.send_id = std::to_string(check.claims.send_id);
+    if (out.status != unsubscribe_token_status::valid) return out;
+
+    auto key = normalise_address(out.recipient, impl_->suppression_opts());
+    if (!key) {
+        out.status = unsubscribe_token_status::malformed;
+        return out;
+    }
+    out.already = is_suppressed(*key);
+    if (!out.already) {
+        // The recipient's own request: no access rule may refuse it.
+        impl_->store_suppression(principal{"one-click", "One-click unsubscribe"},
+                                 suppression_kind::address, *key, suppression_reason::unsubscribe,
+                                 "one-click");
+        out.suppressed = true;
+    }
+    event ev;
+    ev.type = event_type::unsubscribed;
+    ev.at = impl_->clk->now();
+    ev.send_id = out.send_id;
+    ev.recipient = out.recipient;
+    ev.detail = "one-click unsubscribe";
+    impl_->emit(std::move(ev));
+    return out;
+}
+
+}  // namespace mailers
