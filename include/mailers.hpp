@@ -18,6 +18,7 @@
 #include <mailers/provider_transport.hpp>
 #include <mailers/quota.hpp>
 #include <mailers/rotation_policy.hpp>
+#include <mailers/sns_certificate_fetcher.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
@@ -25,4 +26,5 @@
 #include <mailers/transport_factory.hpp>
 #include <mailers/transports.hpp>
 #include <mailers/webhook.hpp>
+#include <mailers/webhook_server.hpp>
 #include <mailers/with_result.hpp>
