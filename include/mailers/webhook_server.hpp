@@ -83,8 +83,8 @@ struct webhook_server_params {
 /// once the events are safe (stored or queued durably), because a 2xx tells
 /// the provider not to deliver them again. Throw to refuse them for now: the
 /// exception is logged and answered 500, and every provider retries a 5xx
-/// (SNS per the topic's delivery policy, by default only 3 times within
-/// about 20 seconds; Mailgun for 8 hours; SendGrid for 24 hours; Postmark
+/// (SNS per the topic's delivery policy, by default only 3 times, 20
+/// seconds apart; Mailgun for 8 hours; SendGrid for 24 hours; Postmark
 /// about 10 times over 10 hours), so events must be de-duplicated
 /// (event::dedup_key) when they come again. 4xx answers are not retried.
 ///
@@ -104,7 +104,9 @@ struct webhook_server_stats {
 
 /// Thread safety: every member may be called from any thread. Lifetime:
 /// connections keep the server's state alive until they close; destroying
-/// the server stops it.
+/// the server stops it, answers requests still in flight 503 without
+/// calling the callback, and waits for callbacks running on other threads
+/// to return (so never destroy it from inside its callback).
 class MAILERS_API webhook_server {
 public:
     /// Opens the listening socket and starts accepting on `ex`. Throws

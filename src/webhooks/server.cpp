@@ -103,9 +103,10 @@ struct webhook_server::state::session : std::enable_shared_from_this<session> {
                                  std::string_view allow = {});
     asio::awaitable<void> linger_close();
 
+    // Sends FIN after what was written, then releases the descriptor.
     void close() {
         beast::error_code ignored;
-        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
         stream.close();
     }
 };
@@ -380,7 +381,9 @@ asio::awaitable<void> webhook_server::state::session::run() {
         const bool keep = p.keep_alive && req.keep_alive() && !stopping;
         co_await answer(status, std::move(body), version, keep);
         if (!keep) {
-            if (stream.socket().is_open()) co_await linger_close();
+            // The request was read whole: only bytes pipelined after it
+            // need draining.
+            if (stream.socket().is_open() && buffer.size() != 0) co_await linger_close();
             break;
         }
         if (!stream.socket().is_open()) break;
