@@ -178,14 +178,16 @@ asio::awaitable<void> webhook_server::state::accept_loop() {
         }
         accepted.fetch_add(1, std::memory_order_relaxed);
         auto s = std::make_shared<session>(self, std::move(sock));
+        bool registered = false;
         {
             std::lock_guard lock(mu);
-            if (stopped) {
-                s->close();
-                ended(s.get());
-                continue;
-            }
-            sessions.emplace(s.get(), s);
+            if (!stopped) registered = sessions.emplace(s.get(), s).second;
+        }
+        if (!registered) {
+            // Accepted as stop() began: it missed this one.
+            s->close();
+            ended(s.get());
+            continue;
         }
         asio::co_spawn(conn_strand, s->run(), [s](std::exception_ptr e) {
             if (e) {
