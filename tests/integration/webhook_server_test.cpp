@@ -857,6 +857,14 @@ TEST_CASE("SNS certificates are fetched through connect_to over verified TLS, an
         CHECK(c.post("/hooks/ses", forged, headers).result_int() == 403);
         CHECK(fetcher->stats().fetches == 1);
     }
+    SUBCASE("a certificate URL off the SNS hosts is refused before any fetch") {
+        const auto off = std::string("https://evil.example.com/SimpleNotificationService-x.pem");
+        CHECK(c.post("/hooks/ses", signed_sns_bounce(pki.signer, off, "eve@example.com", "m-5"),
+                     headers)
+                  .result_int() == 403);
+        CHECK(fetcher->stats().fetches == 1);
+        CHECK(sns.connections == 1);
+    }
     SUBCASE("an unreachable certificate gets 503, so that SNS delivers again") {
         const auto missing = std::string("https://sns.us-east-1.amazonaws.com/missing.pem");
         CHECK(c.post("/hooks/ses", signed_sns_bounce(pki.signer, missing, "cy@example.com", "m-4"),
