@@ -99,8 +99,10 @@ using webhook_callback = std::function<void(const webhook_route&, webhook_result
 struct webhook_server_stats {
     std::uint64_t connections_accepted = 0;
     std::size_t connections_open = 0;
-    std::size_t connections_peak = 0;   ///< most connections open at once
-    std::uint64_t requests = 0;         ///< requests answered
+    std::size_t connections_peak = 0;  ///< most connections open at once
+    std::uint64_t requests = 0;        ///< requests answered
+    /// Connections between a request's first byte and the end of its answer.
+    std::size_t requests_in_progress = 0;
     std::uint64_t callback_errors = 0;  ///< callbacks that threw
 };
 

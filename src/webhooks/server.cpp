@@ -78,6 +78,7 @@ struct webhook_server::state : std::enable_shared_from_this<state> {
     std::atomic<std::size_t> open{0};
     std::atomic<std::size_t> peak{0};
     std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::size_t> in_progress{0};
     std::atomic<std::uint64_t> callback_errors{0};
 
     void setup();
@@ -97,6 +98,15 @@ struct webhook_server::state::session : std::enable_shared_from_this<session> {
     // connection at once; during one it closes after the answer.
     bool busy = false;
     bool stopping = false;
+
+    void set_busy(bool b) {
+        if (b == busy) return;
+        busy = b;
+        if (b)
+            srv->in_progress.fetch_add(1);
+        else
+            srv->in_progress.fetch_sub(1);
+    }
 
     asio::awaitable<void> run();
     asio::awaitable<void> answer(unsigned status, std::string body, unsigned version, bool keep,
@@ -273,7 +283,7 @@ asio::awaitable<void> webhook_server::state::session::linger_close() {
 asio::awaitable<void> webhook_server::state::session::run() {
     const auto& p = srv->params;
     for (;;) {
-        busy = false;
+        set_busy(false);
         if (stopping) break;
         // Waiting for a request is the idle phase; its first byte starts
         // the read phase, whose deadline covers header and body together.
@@ -283,7 +293,7 @@ asio::awaitable<void> webhook_server::state::session::run() {
             if (ec) break;
             buffer.commit(n);
         }
-        busy = true;
+        set_busy(true);
         stream.expires_after(p.read_timeout);
         bhttp::request_parser<bhttp::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(
@@ -390,6 +400,7 @@ asio::awaitable<void> webhook_server::state::session::run() {
         }
         if (!stream.socket().is_open()) break;
     }
+    set_busy(false);
     close();
 }
 
@@ -429,6 +440,7 @@ webhook_server_stats webhook_server::stats() const {
     st.connections_open = state_->open.load();
     st.connections_peak = state_->peak.load();
     st.requests = state_->requests.load();
+    st.requests_in_progress = state_->in_progress.load();
     st.callback_errors = state_->callback_errors.load();
     return st;
 }
