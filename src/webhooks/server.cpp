@@ -367,6 +367,13 @@ asio::awaitable<void> webhook_server::state::session::run() {
 
         unsigned status = static_cast<unsigned>(result.http_status);
         std::string body = result.accepted() ? "ok" : result.reason;
+        // Refusals are what an operator looks for when a provider reports
+        // failing deliveries; they are also what a flood of forgeries
+        // produces, hence not above info. A 5xx means work for us.
+        if (!result.accepted())
+            p.log.log(status >= 500 ? log_level::warning : log_level::info,
+                      "webhook_server: " + r.path + " answered " + std::to_string(status) + ": " +
+                          result.reason);
         if (result.accepted() && srv->callback) {
             std::shared_lock lock(srv->callback_mu);
             if (!srv->callback_enabled) {
