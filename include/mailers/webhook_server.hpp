@@ -36,8 +36,10 @@ struct webhook_route {
     /// on top of, basic credentials.
     std::string path;
     webhook_provider provider = webhook_provider::ses;
-    /// Keys, secrets and checks for this route. For SES routes without a
-    /// certificate store, the server's sns_certificates is used.
+    /// Keys, secrets and checks for this route. An SES route without a
+    /// certificate store gets the server's sns_certificates, and only then
+    /// are missing certificates fetched; with a store of its own, a missing
+    /// certificate is answered 503.
     webhook_params params;
 };
 
@@ -70,7 +72,8 @@ struct webhook_server_params {
     /// route verifies without a certificate store, the server makes one with
     /// default settings (system CA store).
     std::shared_ptr<sns_certificate_fetcher> sns_certificates;
-    /// Where callback exceptions, fetch failures and I/O errors are logged.
+    /// Where refusals (info), 5xx answers (warning), callback exceptions
+    /// (error) and accept failures are logged; also the default fetcher's.
     logger log;
 };
 
