@@ -21,6 +21,7 @@
 #include <mailers/quota.hpp>
 #include <mailers/rotation_policy.hpp>
 #include <mailers/sequence.hpp>
+#include <mailers/sns_certificate_fetcher.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
@@ -30,4 +31,5 @@
 #include <mailers/transports.hpp>
 #include <mailers/unsubscribe.hpp>
 #include <mailers/webhook.hpp>
+#include <mailers/webhook_server.hpp>
 #include <mailers/with_result.hpp>

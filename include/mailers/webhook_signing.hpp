@@ -83,8 +83,10 @@ private:
 /// Where parse_webhook() finds the certificate a SigningCertURL names.
 /// Fetching certificates over TLS is the caller's part: on a miss,
 /// parse_webhook() reports the URL (webhook_outcome::certificate_needed)
-/// and the caller fetches it, adds it, and calls again. Implementations must
-/// be thread-safe.
+/// and the caller fetches it, adds it, and calls again.
+/// sns_certificate_fetcher (<mailers/sns_certificate_fetcher.hpp>) is a
+/// store that does the fetching; webhook_server uses it. Implementations
+/// must be thread-safe.
 class MAILERS_API sns_certificate_store {
 public:
     virtual ~sns_certificate_store() = default;

@@ -549,7 +549,20 @@ asio::awaitable<exchange_result> client::state::open(connection& c, const endpoi
     exchange_result r;
     const auto& t = params.timeouts;
     std::vector<tcp::endpoint> targets;
-    if (ep.host_is_ip) {
+    const auto over = std::find_if(params.connect_to.begin(), params.connect_to.end(),
+                                   [&](const http_connect_to& o) {
+                                       return o.port == ep.port && mime::iequals(o.host, ep.host);
+                                   });
+    if (over != params.connect_to.end()) {
+        boost::system::error_code aec;
+        const auto addr = asio::ip::make_address(over->address, aec);
+        if (aec) {
+            r.ec = fail_with(transport_errc::configuration);
+            r.what = "connect_to for " + ep.host + ": '" + over->address + "' is not an IP address";
+            co_return r;
+        }
+        targets.emplace_back(addr, over->to_port ? over->to_port : ep.port);
+    } else if (ep.host_is_ip) {
         targets.emplace_back(asio::ip::make_address(ep.host), ep.port);
     } else {
         // Resolvers have no timeout of their own; the connection's deadline

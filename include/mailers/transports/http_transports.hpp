@@ -49,6 +49,18 @@ struct http_timeouts {
     std::chrono::milliseconds response = std::chrono::seconds(60);
 };
 
+/// Sends connections for one host and port to another address, as curl's
+/// `--connect-to` does: the request, SNI and certificate verification still
+/// use `host`. Meant for tests (a local server standing in for a public
+/// API) and private networks that reach a service through a fixed address;
+/// name resolution is skipped for a matching request.
+struct http_connect_to {
+    std::string host;           ///< the name requested, compared without letter case
+    std::uint16_t port = 443;   ///< the port requested
+    std::string address;        ///< an IPv4 or IPv6 address to connect to instead
+    std::uint16_t to_port = 0;  ///< the port to connect to; 0 keeps `port`
+};
+
 /// Connection settings shared by every HTTP provider.
 struct http_client_params {
     /// Verify the server's certificate chain and that it names the host
@@ -70,6 +82,8 @@ struct http_client_params {
     /// OAuth token request, which carries no mail, fails with
     /// `connection_failed`.
     std::size_t max_response_size = 1024 * 1024;
+    /// Connection overrides, empty normally; see http_connect_to.
+    std::vector<http_connect_to> connect_to;
     mailers::logger log;
 };
 
