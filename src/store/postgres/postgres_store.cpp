@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <cstring>
 #include <iterator>
@@ -1050,6 +1051,14 @@ private:
         const std::uint64_t audit_seq = r[i_ws].u64(0, 1);
         const std::string audit_head = r[i_ws].str(0, 2);
         if (result.entries > 0) {
+            // One sort: the last entry given for each key, in key order,
+            // in a temporary table (no WAL) the statements below share.
+            auto last = c.query(
+                "CREATE TEMP TABLE mailers_import_last ON COMMIT DROP AS SELECT DISTINCT ON "
+                "(kind, value) kind, value, reason, source, created_at FROM pg_temp.mailers_import "
+                "ORDER BY kind, value, ord DESC");
+            const std::uint64_t distinct = std::strtoull(PQcmdTuples(last.get()), nullptr, 10);
+            c.exec("ANALYZE pg_temp.mailers_import_last");
             // What the import replaces is kept first: the rows it writes
             // over, then every entry a later one for the same key displaces
             // (given and audited, though never stored).
@@ -1058,33 +1067,45 @@ private:
                 fmt::format("INSERT INTO {0}.suppression_superseded (workspace, kind, value, "
                             "reason, source, created_at, seq, by_seq) SELECT s.workspace, s.kind, "
                             "s.value, s.reason, s.source, s.created_at, s.seq, $2::int8 FROM "
-                            "{0}.suppressions s WHERE s.workspace = $1 AND s.reason IS NOT NULL "
-                            "AND EXISTS (SELECT 1 FROM pg_temp.mailers_import i WHERE i.kind = "
-                            "s.kind AND i.value = s.value) ORDER BY s.kind, s.value",
+                            "{0}.suppressions s JOIN pg_temp.mailers_import_last i ON i.kind = "
+                            "s.kind AND i.value = s.value WHERE s.workspace = $1 AND s.reason IS "
+                            "NOT NULL ORDER BY s.kind, s.value",
                             s)};
             c.run(keep, pg::params{}.add(ws_s).add(change_seq));
-            const pg::statement keep_duplicates{
-                "m_import_keep_duplicates",
-                fmt::format("INSERT INTO {}.suppression_superseded (workspace, kind, value, "
-                            "reason, source, created_at, seq, by_seq) SELECT $1, kind, value, "
-                            "reason, source, created_at, $2::int8, $2::int8 FROM (SELECT *, "
-                            "row_number() OVER (PARTITION BY kind, value ORDER BY ord DESC) AS "
-                            "later FROM pg_temp.mailers_import) d WHERE later > 1 "
-                            "ORDER BY kind, value, ord",
+            if (distinct != result.entries) {
+                const pg::statement keep_duplicates{
+                    "m_import_keep_duplicates",
+                    fmt::format("INSERT INTO {}.suppression_superseded (workspace, kind, value, "
+                                "reason, source, created_at, seq, by_seq) SELECT $1, kind, value, "
+                                "reason, source, created_at, $2::int8, $2::int8 FROM (SELECT *, "
+                                "row_number() OVER (PARTITION BY kind, value ORDER BY ord DESC) "
+                                "AS later FROM pg_temp.mailers_import) d WHERE later > 1 "
+                                "ORDER BY kind, value, ord",
+                                s)};
+                c.run(keep_duplicates, pg::params{}.add(ws_s).add(change_seq));
+            }
+            // Keys the workspace holds (tombstones too: rows without a
+            // reason) are updated, the others inserted. No other writer can
+            // add a key of this workspace meanwhile (the workspace row is
+            // locked), so plain inserts are safe, and cheaper than an
+            // upsert's speculative insertion per row.
+            const pg::statement update_existing{
+                "m_import_update",
+                fmt::format("UPDATE {}.suppressions s SET reason = i.reason, source = i.source, "
+                            "created_at = i.created_at, seq = $2::int8 FROM "
+                            "pg_temp.mailers_import_last i WHERE s.workspace = $1 AND s.kind = "
+                            "i.kind AND s.value = i.value",
                             s)};
-            c.run(keep_duplicates, pg::params{}.add(ws_s).add(change_seq));
-            // Tombstones are rows without a reason, so the upsert replaces
-            // them too.
-            const pg::statement merge{
-                "m_import_merge",
-                fmt::format("INSERT INTO {}.suppressions (workspace, kind, value, reason, source, "
-                            "created_at, seq) SELECT DISTINCT ON (kind, value) $1, kind, value, "
-                            "reason, source, created_at, $2::int8 FROM pg_temp.mailers_import "
-                            "ORDER BY kind, value, ord DESC ON CONFLICT (workspace, kind, value) "
-                            "DO UPDATE SET reason = excluded.reason, source = excluded.source, "
-                            "created_at = excluded.created_at, seq = excluded.seq",
+            c.run(update_existing, pg::params{}.add(ws_s).add(change_seq));
+            const pg::statement insert_new{
+                "m_import_insert",
+                fmt::format("INSERT INTO {0}.suppressions (workspace, kind, value, reason, source, "
+                            "created_at, seq) SELECT $1, i.kind, i.value, i.reason, i.source, "
+                            "i.created_at, $2::int8 FROM pg_temp.mailers_import_last i WHERE NOT "
+                            "EXISTS (SELECT 1 FROM {0}.suppressions s WHERE s.workspace = $1 AND "
+                            "s.kind = i.kind AND s.value = i.value)",
                             s)};
-            c.run(merge, pg::params{}.add(ws_s).add(change_seq));
+            c.run(insert_new, pg::params{}.add(ws_s).add(change_seq));
             result.change_seq = change_seq;
         }
         const auto op = import.audit(result.entries);
