@@ -223,7 +223,6 @@ TEST_CASE("sqlite store: a new file gets the current schema in WAL mode") {
     open_sqlite_store(params_for(path)).reset();
 
     raw_db raw(path);
-    CHECK(sqlite_schema_version() == 3);
     CHECK(raw.scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
     CHECK(raw.scalar("PRAGMA journal_mode") == "wal");
     CHECK(raw.scalar("PRAGMA page_size") == "8192");
@@ -258,7 +257,7 @@ TEST_CASE("sqlite store: a new file gets the current schema in WAL mode") {
         raw.scalar("SELECT group_concat(sql, ';') FROM sqlite_master");
     open_sqlite_store(params_for(path)).reset();
     CHECK(raw.scalar("SELECT group_concat(sql, ';') FROM sqlite_master") == schema_before);
-    CHECK(raw.scalar("PRAGMA user_version") == "3");
+    CHECK(raw.scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
 }
 
 TEST_CASE("sqlite store: a file from a newer schema is refused untouched") {
@@ -302,7 +301,7 @@ TEST_CASE("sqlite store: migrating a version 0 file keeps what else it holds") {
     commit(*st, "ws", {store_ops::put_object{{"mailbox", "m", "{}"}}});
     raw_db raw(path);
     CHECK(raw.scalar("SELECT x FROM host_table") == "42");
-    CHECK(raw.scalar("PRAGMA user_version") == "3");
+    CHECK(raw.scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
 }
 
 TEST_CASE("sqlite store: unusable paths are store errors") {
@@ -453,7 +452,7 @@ TEST_CASE("sqlite store: a version 1 file migrates to the current version") {
 
     auto st = open_sqlite_store(params_for(path));
     raw_db raw(path);
-    CHECK(raw.scalar("PRAGMA user_version") == "3");
+    CHECK(raw.scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
     CHECK(raw.scalar("SELECT count(*) FROM sqlite_master WHERE name LIKE 'm2_%'") == "0");
 
     // Rows keep their content; owner and suppression_seq 0 for all of them.
@@ -524,6 +523,44 @@ TEST_CASE("sqlite store: a version 1 file migrates to the current version") {
     CHECK(st->find_send("ws", 6)->state == send_state::unknown);
 }
 
+// A queue item with every field the store keeps as given set.
+static queued_send queue_item(std::string key) {
+    queued_send q;
+    q.idempotency_key = std::move(key);
+    q.pool = "outbound";
+    q.recipient_domain = "example.com";
+    q.request = std::string("{}\0\xff", 4);
+    q.origin = "api";
+    q.enqueued_at = time_point{std::chrono::seconds{1'700'000'000}};
+    q.not_before = q.enqueued_at;
+    return q;
+}
+
+// What takes a file back before the send queue existed (version 3).
+constexpr const char* drop_queue =
+    "DROP TABLE queue; ALTER TABLE workspaces DROP COLUMN last_queue_id;";
+
+TEST_CASE("sqlite store: a version 3 file gains the send queue, its sends kept") {
+    temp_dir dir;
+    const std::string path = dir.file("v3.db");
+    std::uint64_t id = 0;
+    {
+        auto st = open_sqlite_store(params_for(path));
+        id = conformance::reserve_new(*st, "ws", new_send("k", "m1", at_seconds(0), 1));
+    }
+    raw_db(path).exec(std::string(drop_queue) + "PRAGMA user_version = 3");
+
+    auto st = open_sqlite_store(params_for(path));
+    CHECK(raw_db(path).scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
+    CHECK(st->find_send("ws", id));
+    std::vector<store_op> ops{store_ops::enqueue{queue_item("q")}};
+    const auto out = st->commit("ws", ops).ops.at(0).queue;
+    CHECK(out.status == enqueue_status::enqueued);
+    CHECK(out.id == 1);
+    CHECK(st->find_queued("ws", out.id)->request == queue_item("q").request);
+    CHECK(st->count_queued("ws").waiting == 1);
+}
+
 TEST_CASE("sqlite store: a version 2 file gains suppression_seq, 0 for the sends it holds") {
     temp_dir dir;
     const std::string path = dir.file("v2.db");
@@ -535,10 +572,11 @@ TEST_CASE("sqlite store: a version 2 file gains suppression_seq, 0 for the sends
         id = out.send_id;
     }
     // Back to the shape version 2 left.
-    raw_db(path).exec("ALTER TABLE sends DROP COLUMN suppression_seq; PRAGMA user_version = 2");
+    raw_db(path).exec(std::string(drop_queue) +
+                      "ALTER TABLE sends DROP COLUMN suppression_seq; PRAGMA user_version = 2");
 
     auto st = open_sqlite_store(params_for(path));
-    CHECK(raw_db(path).scalar("PRAGMA user_version") == "3");
+    CHECK(raw_db(path).scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
     auto row = st->find_send("ws", id);
     REQUIRE(row);
     CHECK(row->suppression_seq == 0);
