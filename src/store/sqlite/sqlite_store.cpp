@@ -641,7 +641,7 @@ public:
     void detach(std::string_view workspace, std::uint64_t member) override {
         const std::uint64_t dead[] = {member};
         recover_members(workspace, dead, store_now(), "its member detached while it was reserved",
-                        false);
+                        false, "returned to the queue: member detached");
     }
 
     std::vector<member_record> members(std::string_view workspace) override {
@@ -670,7 +670,8 @@ public:
 
     std::size_t recover(std::string_view workspace, std::span<const std::uint64_t> dead,
                         time_point now, std::string_view detail) override {
-        return recover_members(workspace, dead, now, detail, true);
+        return recover_members(workspace, dead, now, detail, true,
+                               fmt::format("returned to the queue: {}", detail));
     }
 
     std::optional<ledger_row> find_send(std::string_view workspace, std::uint64_t id) override {
@@ -1599,9 +1600,11 @@ private:
 
     // Marks the reserved sends of the members in `dead` (and, when
     // `expired`, of members whose lease ran out and of sends from before
-    // members existed) unknown, and removes those members.
+    // members existed) unknown, puts the queue items they held back to
+    // waiting with `requeued` as their detail, and removes those members.
     std::size_t recover_members(std::string_view workspace, std::span<const std::uint64_t> dead,
-                                time_point now, std::string_view detail, bool expired) {
+                                time_point now, std::string_view detail, bool expired,
+                                const std::string& requeued) {
         const std::lock_guard lock(mutex_);
         const std::string ws(workspace);
         const std::string why(detail);
@@ -1623,7 +1626,6 @@ private:
             std::sort(owners.begin(), owners.end());
             owners.erase(std::unique(owners.begin(), owners.end()), owners.end());
             std::size_t marked = 0;
-            const std::string requeued = fmt::format("returned to the queue: {}", why);
             for (const std::int64_t owner : owners) {
                 if (owner != 0) {
                     statement_use q(requeue_);
