@@ -250,7 +250,10 @@ struct enqueue {
 /// Puts an item claimed by `member` back to waiting, due at `due_at`, with
 /// `wait_reason` and `detail`. Applied only while `member` holds the item;
 /// otherwise nothing changes and op_result.applied is false (with
-/// op_result.queue.state saying where the item stood).
+/// op_result.queue.state saying where the item stood). A member whose
+/// lease ran out still holds its items until it is recovered, and may
+/// defer or finish them meanwhile, as an owner may still record a send's
+/// true outcome (update_send); once recovered, it holds none.
 struct defer_queued {
     std::uint64_t id = 0;
     std::uint64_t member = 0;
