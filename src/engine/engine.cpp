@@ -16,6 +16,7 @@
 #include "config/secret_ref.hpp"
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/queue.hpp"
 #include "engine/serialize.hpp"
 #include "json/writer.hpp"
 #include "mime/text.hpp"
@@ -32,8 +33,7 @@ constexpr std::chrono::seconds max_window_length{7 * 86400};
 // Text that goes into a header as it is: UTF-8 without control characters
 // (tab, which folding turns into a space, aside).
 bool header_text_ok(std::string_view s) {
-    return mime::is_valid_utf8(s) &&
-           std::none_of(s.begin(), s.end(), [](char c) {
+    return mime::is_valid_utf8(s) && std::none_of(s.begin(), s.end(), [](char c) {
                const auto u = static_cast<unsigned char>(c);
                return (u < 0x20 && u != '\t') || u == 0x7f;
            });
@@ -125,6 +125,7 @@ engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
 }
 
 engine::impl::~impl() {
+    queue.reset();
     stop_membership();
     writer->stop();
 }
@@ -443,10 +444,14 @@ engine::engine(boost::asio::any_io_executor ex, engine_params params)
     record_audit_key(*impl_);
     impl_->start_sync();
     impl_->commit_suppression_settings();
+    impl_->queue = std::make_unique<detail::send_queue>(*impl_);
+    impl_->queue->start();
 }
 
 engine::~engine() {
     if (impl_) {
+        // Before the cancel: a queued send started after it would fail.
+        if (impl_->queue) impl_->queue->stop();
         impl_->cancelled = true;
         impl_->writer->flush();
         impl_->stop_membership();
@@ -1082,6 +1087,7 @@ void engine::flush() {
 }
 
 void engine::cancel() {
+    if (impl_->queue) impl_->queue->stop();
     impl_->cancelled = true;
     impl_->writer->flush();
 }
