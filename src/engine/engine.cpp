@@ -125,7 +125,8 @@ engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
 }
 
 engine::impl::~impl() {
-    queue.reset();
+    // Stopped, not destroyed: the writer's last callbacks still report to it.
+    if (queue) queue->stop();
     stop_membership();
     writer->stop();
 }
