@@ -16,6 +16,7 @@
 #include <future>
 
 #include "core/post.hpp"
+#include "decide/pacing.hpp"
 #include "engine/engine_impl.hpp"
 #include "json/writer.hpp"
 
@@ -412,7 +413,9 @@ void send_queue::on_outcome(const queued_send& item, error_code ec, const send_r
         finish(send_id, with_diag(outcome_word(ec, r)));
     } else if (ec == errc::no_capacity) {
         auto [reason, next] = why_waiting(s_, req, now);
-        defer(std::move(reason), r.retry_at ? r.retry_at : next, with_diag("no capacity"));
+        auto due = r.retry_at ? r.retry_at : next;
+        if (due && (reason == "cap" || reason == "gap")) due = paced(req, *due, item.id);
+        defer(std::move(reason), due, with_diag("no capacity"));
     } else if (ec == errc::paused) {
         defer("paused", std::nullopt, with_diag("paused"));
     } else if (ec == errc::suppressed) {
@@ -425,6 +428,44 @@ void send_queue::on_outcome(const queued_send& item, error_code ec, const send_r
         // lowered): it will not get better by waiting.
         finish(0, with_diag("refused"));
     }
+}
+
+time_point send_queue::paced(const send_request& req, time_point from, std::uint64_t seed) {
+    // The target's budget per window length: what its mailboxes may send
+    // together in one period, spent evenly from `from` on.
+    std::map<std::chrono::seconds, std::uint64_t> per_length;
+    decide::pacing_input in;
+    in.now = from;
+    {
+        std::lock_guard lock(s_.mu);
+        std::vector<const mailbox_rt*> members;
+        if (!req.pool.empty()) {
+            if (auto p = s_.pools.find(req.pool); p != s_.pools.end())
+                members.assign(p->second.members.begin(), p->second.members.end());
+        } else if (auto m = s_.mailboxes.find(req.mailbox); m != s_.mailboxes.end()) {
+            members.push_back(&m->second);
+        }
+        for (const auto* mb : members) {
+            for (const auto& l : mb->limits) per_length[l.length] += l.max;
+            // A pool's sends spread over its members, each with its own gap.
+            if (members.size() == 1) in.min_gap = mb->cfg.min_gap;
+            in.jitter = std::max<duration>(in.jitter, mb->cfg.jitter);
+        }
+    }
+    std::vector<decide::send_budget> budgets;
+    for (const auto& [length, max] : per_length) budgets.push_back({max, from + length});
+    if (budgets.empty() && in.min_gap <= duration::zero()) return from;
+    const auto key = (req.pool.empty() ? "mailbox:" + req.mailbox : "pool:" + req.pool);
+    std::lock_guard lock(mu_);
+    auto& last = last_slot_[key];
+    in.last_send = last;
+    auto plain = in;
+    plain.jitter = duration::zero();
+    const auto base = decide::next_paced_send(budgets, plain, seed);
+    const auto at = decide::next_paced_send(budgets, in, seed);
+    if (!base || !at) return from;
+    last = *base;
+    return *at;
 }
 
 void send_queue::commit_end(const queued_send& item, store_op op) {

@@ -77,6 +77,10 @@ private:
     void on_outcome(const queued_send& item, error_code ec, const send_result& r,
                     const send_request& req);
     void commit_end(const queued_send& item, store_op op);
+    /// When an item that waits for capacity from `from` on should be
+    /// looked at again, so that the items waiting for one target leave
+    /// spread over its caps' periods rather than all at `from`.
+    time_point paced(const send_request& req, time_point from, std::uint64_t seed);
 
     engine::impl& s_;
     std::mutex mu_;
@@ -84,6 +88,11 @@ private:
     bool stop_ = false, wake_ = false, started_ = false;
     std::size_t in_flight_ = 0;
     std::multimap<std::uint64_t, waiter> waiters_;
+    /// Per target ("pool:<id>", "mailbox:<id>"): the last time paced() gave
+    /// out. Memory only: after a restart, or with several engines, times
+    /// may double up, which costs a wasted claim, never a cap (the store
+    /// decides those).
+    std::map<std::string, time_point> last_slot_;
     std::thread thread_;
 };
 
