@@ -268,7 +268,9 @@ send_queue::~send_queue() {
 
 void send_queue::start() {
     std::lock_guard lock(mu_);
-    if (started_ || !s_.params.drain_queue) return;
+    // Started without drain_queue too: it also sees the ends of the items
+    // this engine's async_enqueue callers wait for.
+    if (started_) return;
     started_ = true;
     thread_ = std::thread([this] { loop(); });
 }
@@ -344,7 +346,7 @@ void send_queue::drain_once() {
     const auto member = s_.member.load();
     // Without a valid lease nothing may be handed off: leave the items to
     // members that have one.
-    if (room == 0 || member == 0 || s_.fenced() || s_.cancelled) return;
+    if (!s_.params.drain_queue || room == 0 || member == 0 || s_.fenced() || s_.cancelled) return;
     auto items = s_.params.storage->claim_queued(s_.params.workspace, member, s_.clk->now(), room);
     {
         std::lock_guard lock(mu_);
