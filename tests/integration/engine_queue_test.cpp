@@ -510,3 +510,65 @@ TEST_CASE("a dead member's items are recovered and go out once") {
     CHECK(handed.size() == 4);
     for (const auto& [to, n] : handed) CHECK(n == 1);
 }
+
+TEST_CASE("async_enqueue on an engine that does not drain completes when another one finishes") {
+    db_file db("queue-front");
+    queue_env env;
+    const auto open = [&] {
+        return open_sqlite_store({db.path.string(), open_mode::open_or_create});
+    };
+    engine_params p;
+    p.storage = open();
+    p.clock = env.clock;
+    p.queue_poll_interval = 5ms;
+    p.drain_queue = false;
+    auto front = std::make_unique<engine>(env.ioc.get_executor(), std::move(p));
+    front->upsert_mailbox(env.admin, env.mailbox("rep1"));
+
+    std::optional<std::pair<error_code, queued_send>> out;
+    front->async_enqueue(to_mailbox("rep1", "a@example.com"), {},
+                         [&](error_code ec, queued_send q) { out.emplace(ec, std::move(q)); });
+    env.run_until([&] { return front->queue_counts().waiting == 1; });
+    CHECK_FALSE(out);
+    CHECK(env.capture->count() == 0);
+
+    auto back = env.make(open());
+    env.run_until([&] { return out.has_value(); });
+    CHECK_FALSE(out->first);
+    CHECK(out->second.state == queue_state::done);
+    CHECK(out->second.detail.rfind("accepted", 0) == 0);
+    CHECK(env.capture->count() == 1);
+
+    // One still waiting when its engine goes completes with operation_aborted.
+    enqueue_options later;
+    later.not_before = env.clock->now() + 1h;
+    std::optional<error_code> aborted;
+    front->async_enqueue(to_mailbox("rep1", "b@example.com"), later,
+                         [&](error_code ec, queued_send) { aborted = ec; });
+    front.reset();
+    env.run_until([&] { return aborted.has_value(); });
+    CHECK(*aborted == errc::operation_aborted);
+}
+
+TEST_CASE("an open breaker is the reason a queued send waits") {
+    queue_env env;
+    auto faulty = std::make_shared<fault_injector>(env.capture);
+    auto eng =
+        env.make(open_sqlite_store({":memory:", open_mode::open_or_create}), "default", faulty);
+    auto mb = env.mailbox("rep1");
+    mb.breaker.failure_threshold = 1;
+    eng->upsert_mailbox(env.admin, mb);
+    pool_config p;
+    p.id = "sales";
+    p.mailboxes = {"rep1"};
+    eng->upsert_pool(env.admin, p);
+    // One transient failure opens rep1's breaker.
+    faulty->fail_nth(1, make_error_code(transport_errc::connection_failed));
+    auto first = fixture::request("sales", "a@example.com");
+    const auto id = eng->enqueue(first);
+    env.run_until([&] { return eng->find_queued(id)->state == queue_state::done; });
+    const auto waiting = eng->enqueue(fixture::request("sales", "b@example.com"));
+    env.run_until([&] { return env.quiet(*eng) && eng->find_queued(waiting)->checks >= 1; });
+    CHECK(eng->find_queued(id)->detail.rfind("failed", 0) == 0);
+    CHECK(reason_count(eng->queue_counts(), "breaker") == 1);
+}
