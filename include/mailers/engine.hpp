@@ -97,6 +97,11 @@ struct engine_params {
     /// engine's clock, doubling per check up to `queue_max_backoff`.
     std::chrono::seconds queue_recheck{60};
     std::chrono::seconds queue_max_backoff{3600};
+    /// Done and cancelled queue items are forgotten this long after they
+    /// ended (by the engine's clock; 0 keeps them). Their idempotency keys
+    /// become free again, but a send reserved under one stays in the
+    /// ledger, so enqueueing that key again finds the send, not a new one.
+    std::chrono::seconds queue_retention{std::chrono::hours(24 * 30)};
 };
 
 /// One message, from a pool or from a named mailbox, to `to` and any `cc`

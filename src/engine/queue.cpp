@@ -329,12 +329,24 @@ void send_queue::loop() {
         try {
             drain_once();
             poll_waiters();
+            purge_ended();
         } catch (const std::exception& e) {
             s_.params.log.log(log_level::error,
                               fmt::format("draining the send queue failed: {}", e.what()));
         }
         lock.lock();
     }
+}
+
+void send_queue::purge_ended() {
+    const auto keep = std::chrono::duration_cast<duration>(s_.params.queue_retention);
+    const auto now = s_.clk->now();
+    if (keep <= duration::zero() || !s_.params.drain_queue ||
+        now - last_purge_ < std::chrono::hours(1))
+        return;
+    last_purge_ = now;
+    const auto n = s_.params.storage->purge_queued(s_.params.workspace, now - keep);
+    if (n > 0) s_.params.log.log(log_level::info, fmt::format("{} ended queue items forgotten", n));
 }
 
 void send_queue::drain_once() {

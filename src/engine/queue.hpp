@@ -73,6 +73,9 @@ private:
     void loop();
     void drain_once();
     void poll_waiters();
+    /// Forgets items that ended more than queue_retention ago, at most once
+    /// an hour of the engine's clock.
+    void purge_ended();
     void hand_off(queued_send item);
     void on_outcome(const queued_send& item, error_code ec, const send_result& r,
                     const send_request& req);
@@ -93,6 +96,7 @@ private:
     /// may double up, which costs a wasted claim, never a cap (the store
     /// decides those).
     std::map<std::string, time_point> last_slot_;
+    time_point last_purge_{};  // drain thread only
     std::thread thread_;
 };
 

@@ -32,7 +32,8 @@ struct queue_env {
 
     std::unique_ptr<engine> make(std::shared_ptr<store> st, std::string workspace = "default",
                                  std::shared_ptr<provider_transport> transport = nullptr,
-                                 std::chrono::milliseconds lease = 10s) {
+                                 std::chrono::milliseconds lease = 10s,
+                                 const std::function<void(engine_params&)>& tweak = {}) {
         engine_params p;
         p.storage = std::move(st);
         p.clock = clock;
@@ -40,6 +41,7 @@ struct queue_env {
         p.random_seed = 42;
         p.queue_poll_interval = 5ms;
         p.lease = lease;
+        if (tweak) tweak(p);
         auto e = std::make_unique<engine>(ioc.get_executor(), std::move(p));
         e->add_provider(admin, "capture", transport ? transport : capture);
         return e;
@@ -571,4 +573,29 @@ TEST_CASE("an open breaker is the reason a queued send waits") {
     env.run_until([&] { return env.quiet(*eng) && eng->find_queued(waiting)->checks >= 1; });
     CHECK(eng->find_queued(id)->detail.rfind("failed", 0) == 0);
     CHECK(reason_count(eng->queue_counts(), "breaker") == 1);
+}
+
+TEST_CASE("ended items are forgotten after the retention; their keys still find their sends") {
+    queue_env env;
+    auto eng = env.make(open_sqlite_store({":memory:", open_mode::open_or_create}), "default",
+                        nullptr, 10s, [](engine_params& p) { p.queue_retention = 1h; });
+    eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    const auto first = eng->enqueue(to_mailbox("rep1", "a@example.com", "welcome-a"));
+    env.run_until([&] { return settled(*eng, *env.clock, 1); });
+    const auto send_id = eng->find_queued(first)->send_id;
+    CHECK(send_id != 0);
+
+    env.clock->advance(2h);
+    env.run_until([&] { return eng->queue_counts().done == 0; });
+    CHECK_FALSE(eng->find_queued(first));
+
+    // The key is free in the queue again, not in the ledger: no second send.
+    const auto again = eng->enqueue(to_mailbox("rep1", "a@example.com", "welcome-a"));
+    CHECK(again != first);
+    env.run_until([&] { return settled(*eng, *env.clock, 1); });
+    auto item = eng->find_queued(again);
+    REQUIRE(item);
+    CHECK(item->send_id == send_id);
+    CHECK(item->detail.rfind("accepted", 0) == 0);
+    CHECK(env.capture->count() == 1);
 }
