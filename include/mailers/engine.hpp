@@ -45,7 +45,7 @@ struct engine_params {
     std::shared_ptr<mailers::store> storage;  ///< required: where the workspace lives
     std::shared_ptr<mailers::clock> clock;    ///< default: system clock
     logger log;
-    authorizer authorize;  ///< default: allow everything
+    authorizer authorize;                             ///< default: allow everything
     /// The workspace's address folding rules, which are stored with it.
     /// Unset: the stored ones (the defaults for a new workspace). Set and
     /// different: the engine changes them as it starts, re-keying every

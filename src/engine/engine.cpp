@@ -33,7 +33,8 @@ constexpr std::chrono::seconds max_window_length{7 * 86400};
 // Text that goes into a header as it is: UTF-8 without control characters
 // (tab, which folding turns into a space, aside).
 bool header_text_ok(std::string_view s) {
-    return mime::is_valid_utf8(s) && std::none_of(s.begin(), s.end(), [](char c) {
+    return mime::is_valid_utf8(s) &&
+           std::none_of(s.begin(), s.end(), [](char c) {
                const auto u = static_cast<unsigned char>(c);
                return (u < 0x20 && u != '\t') || u == 0x7f;
            });
