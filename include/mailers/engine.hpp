@@ -429,7 +429,9 @@ public:
     /// Stops sending: sends started from now on, and sends not yet handed
     /// off, complete with errc::operation_aborted; queued store writes are
     /// flushed. Sends already handed off complete with their outcome.
-    /// Configuration calls keep working. Irreversible.
+    /// Configuration calls keep working. This engine takes no more queued
+    /// sends, and async_enqueue waiters complete with operation_aborted.
+    /// Irreversible.
     void cancel();
 
     struct impl;
