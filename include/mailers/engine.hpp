@@ -88,8 +88,9 @@ struct engine_params {
     bool drain_queue = true;
     /// How often the engine looks for queued sends that have come due. A
     /// local `enqueue` wakes it at once; an item enqueued by another
-    /// process, or whose due time passes, waits up to this long more.
-    std::chrono::milliseconds queue_poll_interval{100};
+    /// process, or whose due time passes, waits up to this long more. Each
+    /// look is a write transaction on the store, idle or not.
+    std::chrono::milliseconds queue_poll_interval{1000};
     /// Queued sends this engine hands to the send path at once, at most.
     std::size_t queue_in_flight = 64;
     /// When a queued send waits for something with no known end (a pause,
