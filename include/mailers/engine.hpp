@@ -98,6 +98,26 @@ struct engine_params {
     /// (errc::invalid_argument) when the url is not https or the secret is
     /// shorter than 16 bytes.
     unsubscribe_settings unsubscribe;
+    /// Whether this engine hands off queued sends (`enqueue`). An engine
+    /// that only enqueues (a web front end, say) leaves them to the others.
+    bool drain_queue = true;
+    /// How often the engine looks for queued sends that have come due. A
+    /// local `enqueue` wakes it at once; an item enqueued by another
+    /// process, or whose due time passes, waits up to this long more. Each
+    /// look is a write transaction on the store, idle or not.
+    std::chrono::milliseconds queue_poll_interval{1000};
+    /// Queued sends this engine hands to the send path at once, at most.
+    std::size_t queue_in_flight = 64;
+    /// When a queued send waits for something with no known end (a pause,
+    /// a breaker, an error), it is looked at again after this long on the
+    /// engine's clock, doubling per check up to `queue_max_backoff`.
+    std::chrono::seconds queue_recheck{60};
+    std::chrono::seconds queue_max_backoff{3600};
+    /// Done and cancelled queue items are forgotten this long after they
+    /// ended (by the engine's clock; 0 keeps them). Their idempotency keys
+    /// become free again, but a send reserved under one stays in the
+    /// ledger, so enqueueing that key again finds the send, not a new one.
+    std::chrono::seconds queue_retention{std::chrono::hours(24 * 30)};
 };
 
 /// One message, from a pool or from a named mailbox, to `to` and any `cc`
@@ -161,6 +181,18 @@ struct send_result {
     std::optional<time_point> retry_at;  ///< no_capacity: earliest time a mailbox can send
     diagnostics diag;
 };
+
+/// How a send waits in the workspace's durable queue (`engine::enqueue`).
+struct enqueue_options {
+    /// Never handed off earlier; unset (the epoch): now, by the engine's clock.
+    time_point not_before{};
+    /// Free text kept with the item and matched by `queue_filter::origin_prefix`:
+    /// "api", "campaign:<id>", ...
+    std::string origin = "api";
+};
+
+/// What `engine::queue_counts` reports: the store's counts (see store.hpp).
+using queue_summary = queue_counts;
 
 /// What pause() applies to.
 enum class pause_scope { workspace, pool, mailbox, provider, sender_domain };
@@ -299,6 +331,65 @@ public:
             },
             token, std::move(req));
     }
+
+    // --- the paced send queue ---------------------------------------------
+    // A queued send waits in the store until a mailbox of its pool (or its
+    // named mailbox) can send it, then goes through the same path as
+    // async_send. It survives restarts, and any engine of the workspace may
+    // hand it off, exactly once: the hand-off reserves its ledger row under
+    // the item's idempotency key, or "queue:<id>" when it has none, so an
+    // item taken again after a crash finds the send it already became.
+    // See docs/queue.md.
+
+    /// Validates `req` as async_send would (names, addresses, sizes, raw
+    /// message rules, authorisation for "send") and stores it in the queue.
+    /// Returns the item's id. `req.idempotency_key`, when set, is the
+    /// item's key: an item already holding it is returned, not an error
+    /// (and nothing is added). A suppressed recipient is refused at once
+    /// (errc::suppressed); the hand-off checks again. Blocking; throws
+    /// mailers::exception with the error async_send would complete with.
+    std::uint64_t enqueue(send_request req, const enqueue_options& opts = {});
+
+    /// Like `enqueue`, and completes once this engine has finished the item
+    /// (or, when another engine finished it, once this one sees that while
+    /// polling): `void(error_code, queued_send)`, `ec` clear when it ended
+    /// (the item's state says done or cancelled; `send_id` and `detail`
+    /// say how), the enqueue's error when it was refused, and
+    /// operation_aborted when the engine stopped first. A duplicate key
+    /// completes with the existing item's end. Executor: the handler's
+    /// associated executor, else the engine's; never inside the initiating
+    /// call. Cancellation: not supported per operation. Lifetime and
+    /// thread safety as for async_send. The enqueue itself blocks the
+    /// calling thread until it is stored.
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, queued_send))
+                  Token = boost::asio::deferred_t>
+    auto async_enqueue(send_request req, enqueue_options opts, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code, queued_send)>(
+            [state = impl_](auto handler, send_request r, enqueue_options o) {
+                async_enqueue_impl(
+                    state, std::move(r), std::move(o),
+                    boost::asio::any_completion_handler<void(error_code, queued_send)>(
+                        std::move(handler)));
+            },
+            token, std::move(req), std::move(opts));
+    }
+
+    /// Withdraws a waiting item (audited as "queue.cancel"). Returns false
+    /// when it had already ended (done or cancelled). An item an engine has
+    /// claimed is being handed off this moment and cannot be cancelled:
+    /// errc::invalid_argument says so (try again once it is waiting or
+    /// done). Unknown id: errc::not_found.
+    bool cancel_queued(const principal& who, std::uint64_t id);
+    std::optional<queued_send> find_queued(std::uint64_t id) const;
+    /// Items in id order, as `filter` selects them (page with after_id).
+    std::vector<queued_send> queued(const queue_filter& filter = {}) const;
+    /// Counts by state, and waiting items by the reason they wait: "" (not
+    /// yet looked at), "cap", "window", "gap", "paused", "breaker",
+    /// "throttled", "error".
+    queue_summary queue_counts() const;
+    /// The request a queued item holds (throws errc::store_corrupt when it
+    /// cannot be read).
+    static send_request queued_request(const queued_send& item);
 
     // --- configuration (blocking until durably committed; audited) -------
     // Each throws mailers::exception on bad input (errc::invalid_argument,
@@ -515,7 +606,9 @@ public:
     /// Stops sending: sends started from now on, and sends not yet handed
     /// off, complete with errc::operation_aborted; queued store writes are
     /// flushed. Sends already handed off complete with their outcome.
-    /// Configuration calls keep working. Irreversible.
+    /// Configuration calls keep working. This engine takes no more queued
+    /// sends, and async_enqueue waiters complete with operation_aborted.
+    /// Irreversible.
     void cancel();
 
     struct impl;
@@ -524,6 +617,9 @@ private:
     static void async_send_impl(
         const std::shared_ptr<impl>& state, send_request req,
         boost::asio::any_completion_handler<void(error_code, send_result)> handler);
+    static void async_enqueue_impl(
+        const std::shared_ptr<impl>& state, send_request req, enqueue_options opts,
+        boost::asio::any_completion_handler<void(error_code, queued_send)> handler);
     std::shared_ptr<impl> impl_;
 };
 

@@ -17,7 +17,11 @@
 //   * membership: an engine attaches as a member with a lease and
 //     acknowledges the change seq it has applied; `recover` turns the
 //     still-reserved sends of members whose lease ran out into `unknown`,
-//     never a send another member finished.
+//     never a send another member finished;
+//   * the send queue: queued sends wait in the store until a member claims
+//     them (`claim_queued`); a claimed item belongs to one member until it
+//     defers or finishes it, or until that member is recovered, so several
+//     processes drain one queue without two taking the same item.
 //
 // SQLite (sqlite_store.hpp) and PostgreSQL (postgres_store.hpp) ship in the
 // library. Another backend implements this class and runs the conformance
@@ -146,6 +150,43 @@ struct cap_claim {
     friend bool operator==(const cap_claim&, const cap_claim&) = default;
 };
 
+/// Where a queued send stands.
+enum class queue_state {
+    waiting,    ///< waits for its due time; `claim_queued` may take it
+    claimed,    ///< held by one member (`claimed_by`) until deferred or finished
+    done,       ///< handed off to the ledger (`send_id`), or refused for good
+    cancelled,  ///< withdrawn before anyone handed it off
+};
+
+MAILERS_API std::string_view to_string(queue_state s) noexcept;
+
+/// A send waiting in the workspace's durable queue. The store keeps it and
+/// decides who holds it; what it waits for (caps, windows, gaps) is the
+/// engine's to judge, and the engine records its judgement in `due_at` and
+/// `wait_reason` when it defers the item.
+struct queued_send {
+    std::uint64_t id = 0;         ///< given by the store; never reused in the workspace
+    std::string idempotency_key;  ///< "" for none; unique among the workspace's queue items
+    std::string pool;             ///< the target: a pool, or
+    std::string mailbox;          ///< a named mailbox (the engine fills both as it needs)
+    std::string recipient_domain;
+    std::string request;  ///< the serialized send, stored and returned as given
+    std::string origin;   ///< free text: "api", "sequence:<id>/<step>", "campaign:<id>"
+    time_point enqueued_at{};
+    time_point not_before{};  ///< never handed off earlier
+    time_point due_at{};      ///< when it is next looked at; starts at not_before
+    queue_state state = queue_state::waiting;
+    /// Why it waits, as the engine names it ("", "cap", "window", "gap",
+    /// "paused", "breaker", ...); the store only stores and counts it.
+    std::string wait_reason;
+    std::uint32_t checks = 0;      ///< times claimed
+    std::uint64_t claimed_by = 0;  ///< the member holding it while claimed, else 0
+    std::uint64_t send_id = 0;     ///< the ledger row it became, once done; else 0
+    std::string detail;            ///< last note (a recovery, an error), never secrets
+    time_point updated_at{};
+    friend bool operator==(const queued_send&, const queued_send&) = default;
+};
+
 /// The writes a `commit` applies, in order. Deleting what does not exist is
 /// not an error. The refusals listed as errors fail the whole batch.
 namespace store_ops {
@@ -196,12 +237,59 @@ struct append_audit {
     /// The audit key, or "" for an unkeyed SHA-256. Never stored.
     std::string key;
 };
+/// Adds `item` to the queue as `waiting`, due at item.not_before. The
+/// store sets id, due_at (= not_before), state, checks, claimed_by (0),
+/// send_id (0) and updated_at (= enqueued_at); the rest is kept as given.
+/// A non-empty idempotency key already held by a queue item of the
+/// workspace (in any state, until purged) answers `duplicate` with that
+/// item and changes nothing: a result, not an error. An empty `request` or
+/// an unset `not_before` (the epoch) is refused (throws).
+struct enqueue {
+    queued_send item;
+};
+/// Puts an item claimed by `member` back to waiting, due at `due_at`, with
+/// `wait_reason` and `detail`. Applied only while `member` holds the item;
+/// otherwise nothing changes and op_result.applied is false (with
+/// op_result.queue.state saying where the item stood). A member whose
+/// lease ran out still holds its items until it is recovered, and may
+/// defer or finish them meanwhile, as an owner may still record a send's
+/// true outcome (update_send); once recovered, it holds none.
+struct defer_queued {
+    std::uint64_t id = 0;
+    std::uint64_t member = 0;
+    time_point due_at{};
+    std::string wait_reason;
+    std::string detail;
+    time_point at{};  ///< becomes updated_at
+};
+/// Ends an item claimed by `member`: `done` (with the ledger row it
+/// became, or 0 when it was refused for good) or `cancelled`. Applied only
+/// while `member` holds the item, as for defer_queued. `state` waiting or
+/// claimed is refused (throws).
+struct finish_queued {
+    std::uint64_t id = 0;
+    std::uint64_t member = 0;
+    queue_state state = queue_state::done;
+    std::uint64_t send_id = 0;
+    std::string detail;
+    time_point at{};  ///< becomes updated_at
+};
+/// Cancels a waiting item. A claimed item is not cancelled: its holder may
+/// be handing it off this moment, so the caller asks it (or waits). Not
+/// applied for a claimed, done or cancelled item, or one that does not
+/// exist; op_result.queue.state says which.
+struct cancel_queued {
+    std::uint64_t id = 0;
+    std::string detail;
+    time_point at{};  ///< becomes updated_at
+};
 }  // namespace store_ops
 
 using store_op =
     std::variant<store_ops::put_object, store_ops::delete_object, store_ops::put_suppression,
                  store_ops::delete_suppression, store_ops::reserve_send, store_ops::update_send,
-                 store_ops::append_audit>;
+                 store_ops::append_audit, store_ops::enqueue, store_ops::defer_queued,
+                 store_ops::finish_queued, store_ops::cancel_queued>;
 
 enum class reserve_status {
     reserved,      ///< recorded; `send_id` is the send's id
@@ -229,17 +317,41 @@ struct reserve_outcome {
     time_point until{};
 };
 
+enum class enqueue_status {
+    enqueued,   ///< added; `id` is the new item's
+    duplicate,  ///< the idempotency key is taken; `existing` is the item holding it
+};
+
+MAILERS_API std::string_view to_string(enqueue_status s) noexcept;
+
+/// What a queue op did.
+struct queue_outcome {
+    enqueue_status status = enqueue_status::enqueued;  ///< enqueue
+    /// enqueue: the new item's id, or the existing one's on `duplicate`;
+    /// other queue ops: the id they named.
+    std::uint64_t id = 0;
+    /// enqueue duplicate: the item holding the key (behind a pointer, as
+    /// reserve_outcome::existing).
+    std::shared_ptr<const queued_send> existing;
+    /// defer_queued, finish_queued, cancel_queued: the item's state before
+    /// the op; nullopt when no such item exists.
+    std::optional<queue_state> state;
+};
+
 /// What one op did, in op order.
 struct op_result {
     reserve_outcome reservation;  ///< reserve_send
-    bool applied = true;          ///< update_send: false when refused (see above)
+    /// update_send, defer_queued, finish_queued, cancel_queued: false when
+    /// refused (see each op).
+    bool applied = true;
     std::uint64_t audit_seq = 0;  ///< append_audit: the seq the record got
+    queue_outcome queue;          ///< enqueue, defer_queued, finish_queued, cancel_queued
 };
 
 struct commit_result {
     std::vector<op_result> ops;
     /// The change seq this commit published; 0 when it changed no object
-    /// or suppression.
+    /// or suppression (queue ops publish none).
     std::uint64_t change_seq = 0;
 };
 
@@ -329,6 +441,28 @@ struct member_record {
     bool live = false;            ///< its lease has not run out, by the store's clock
 };
 
+/// Which queue items `store::for_each_queued` visits.
+struct queue_filter {
+    std::optional<queue_state> state;  ///< only items in this state
+    std::string origin_prefix;         ///< only items whose origin starts with it ("" all)
+    std::uint64_t after_id = 0;        ///< only ids above it: the last id of the previous page
+    std::size_t limit = 0;             ///< at most this many; 0 for no limit
+};
+
+/// The queue of a workspace at a glance.
+struct queue_counts {
+    std::uint64_t waiting = 0;
+    std::uint64_t claimed = 0;
+    std::uint64_t done = 0;
+    std::uint64_t cancelled = 0;
+    /// Waiting items per wait_reason ("" for those never deferred), in
+    /// reason order; reasons with no waiting item are left out.
+    std::vector<std::pair<std::string, std::uint64_t>> waiting_by_reason;
+    /// The earliest due_at of a waiting item; nullopt when none waits.
+    std::optional<time_point> next_due;
+    friend bool operator==(const queue_counts&, const queue_counts&) = default;
+};
+
 class MAILERS_API store {
 public:
     virtual ~store() = default;
@@ -397,8 +531,12 @@ public:
     /// Removes members whose lease has run out, and the members in `dead`
     /// (which the caller knows to be gone: a process that no longer exists
     /// on its own host); their sends still `reserved` become `unknown` with
-    /// `detail`. Sends in any other state are never touched. Returns the
-    /// number of sends marked.
+    /// `detail`, and the queue items they held go back to `waiting` (due
+    /// when they were, claimed_by 0, detail noting the recovery), so
+    /// another member takes them. Sends in any other state, and queue items
+    /// not held by a removed member, are never touched. Returns the number
+    /// of sends marked. `detach` returns a member's queue items the same
+    /// way.
     virtual std::size_t recover(std::string_view workspace, std::span<const std::uint64_t> dead,
                                 time_point now, std::string_view detail) = 0;
 
@@ -439,6 +577,37 @@ public:
     /// Forgets cap uses recorded before `before` (no window reaches back
     /// that far). Housekeeping; the engine calls it now and then.
     virtual void purge_cap_uses(std::string_view workspace, time_point before) = 0;
+
+    // --- the send queue ---------------------------------------------------
+    // The queue ops themselves (enqueue, defer_queued, finish_queued,
+    // cancel_queued) are commit ops, so that the engine audits them in the
+    // same transaction. The defaults below throw errc::store_error: a store
+    // written before the queue existed keeps working for everything else,
+    // and fails the conformance kit until it implements them.
+
+    /// Takes up to `limit` waiting items with due_at <= now, oldest due_at
+    /// first (then lowest id), for `member`: atomically marks them claimed
+    /// by it, counts one more check each and sets updated_at to `now`; two
+    /// calls, from any processes, never take the same item. Returns the
+    /// items as claimed. A member whose lease has run out, or which was
+    /// recovered or detached, claims nothing: the call throws
+    /// errc::store_error naming the member, so the caller attaches again
+    /// before draining (see `renew`). A `limit` of 0 claims nothing.
+    virtual std::vector<queued_send> claim_queued(std::string_view workspace, std::uint64_t member,
+                                                  time_point now, std::size_t limit);
+
+    virtual std::optional<queued_send> find_queued(std::string_view workspace, std::uint64_t id);
+
+    /// Calls `fn` for each item that `filter` admits, in id order.
+    virtual void for_each_queued(std::string_view workspace, const queue_filter& filter,
+                                 const std::function<void(const queued_send&)>& fn);
+
+    /// Counts per state, waiting items per reason, and the next due time.
+    virtual queue_counts count_queued(std::string_view workspace);
+
+    /// Forgets done and cancelled items last updated before `before`
+    /// (their idempotency keys become free again). Returns how many went.
+    virtual std::size_t purge_queued(std::string_view workspace, time_point before);
 };
 
 }  // namespace mailers

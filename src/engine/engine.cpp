@@ -16,6 +16,7 @@
 #include "config/secret_ref.hpp"
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/queue.hpp"
 #include "engine/serialize.hpp"
 #include "json/writer.hpp"
 #include "mime/text.hpp"
@@ -114,6 +115,8 @@ engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
 }
 
 engine::impl::~impl() {
+    // Stopped, not destroyed: the writer's last callbacks still report to it.
+    if (queue) queue->stop();
     stop_membership();
     writer->stop();
 }
@@ -466,10 +469,14 @@ engine::engine(boost::asio::any_io_executor ex, engine_params params)
     record_audit_key(*impl_);
     impl_->start_sync();
     impl_->commit_suppression_settings();
+    impl_->queue = std::make_unique<detail::send_queue>(*impl_);
+    impl_->queue->start();
 }
 
 engine::~engine() {
     if (impl_) {
+        // Before the cancel: a queued send started after it would fail.
+        if (impl_->queue) impl_->queue->stop();
         impl_->cancelled = true;
         impl_->writer->flush();
         impl_->stop_membership();
@@ -1164,6 +1171,7 @@ void engine::flush() {
 }
 
 void engine::cancel() {
+    if (impl_->queue) impl_->queue->stop();
     impl_->cancelled = true;
     impl_->writer->flush();
 }

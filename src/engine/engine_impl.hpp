@@ -120,6 +120,8 @@ using decide::eligibility;
 /// between. Empty outside tests.
 extern std::function<void()> own_change_applied_hook;
 
+class send_queue;  // queue.hpp
+
 }  // namespace detail
 
 // Hidden: a nested class of an exported class is exported by default, and
@@ -395,6 +397,13 @@ struct __attribute__((visibility("hidden"))) engine::impl
     // --- sending
     void start_send(send_request req,
                     boost::asio::any_completion_handler<void(error_code, send_result)> handler);
+
+    // --- the send queue (queue.cpp)
+    std::unique_ptr<detail::send_queue> queue;
+    /// What async_send would refuse before reserving anything (input,
+    /// names, limits, authorisation, suppression), without sending; sets
+    /// `why` and the `to` recipient's domain. Pauses are not refusals here.
+    error_code check_send(send_request req, std::string& why, std::string& recipient_domain);
 };
 
 }  // namespace mailers

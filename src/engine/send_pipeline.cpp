@@ -862,3 +862,65 @@ void engine::impl::start_send(send_request req,
 }
 
 }  // namespace mailers
+
+namespace mailers {
+
+error_code engine::impl::check_send(send_request req, std::string& why,
+                                    std::string& recipient_domain) {
+    message base;
+    raw_message raw;
+    if (auto ec = take_message(req, params.max_message_size, base, raw, why)) return ec;
+    // Enqueueing is its own permission; the hand-off checks "send" again.
+    try {
+        authorize(req.actor, "enqueue", req.pool.empty() ? "mailbox" : "pool",
+                  req.pool.empty() ? req.mailbox : req.pool);
+    } catch (const exception& e) {
+        why = e.diag().message;
+        return e.code();
+    }
+    std::vector<std::string> recipients;
+    domain_counts domains;
+    if (!collect_recipients(base, suppression_opts(), recipients, domains, why))
+        return make_error_code(errc::invalid_address);
+    recipient_domain = domains.front().first;
+    std::lock_guard lock(mu);
+    const auto too_many = [&](const mailbox_rt& mb) {
+        const auto limit = mb.cfg.max_recipients_per_message;
+        return limit != 0 && recipients.size() > limit;
+    };
+    if (!req.pool.empty()) {
+        auto p = pools.find(req.pool);
+        if (p == pools.end()) {
+            why = fmt::format("no pool '{}'", req.pool);
+            return make_error_code(errc::unknown_pool);
+        }
+        if (!p->second.members.empty() &&
+            std::all_of(p->second.members.begin(), p->second.members.end(),
+                        [&](const mailbox_rt* m) { return too_many(*m); })) {
+            why = fmt::format(
+                "{} recipients exceed the per-message limit of every mailbox in pool '{}'",
+                recipients.size(), req.pool);
+            return make_error_code(errc::invalid_argument);
+        }
+    } else if (auto m = mailboxes.find(req.mailbox); m == mailboxes.end()) {
+        why = fmt::format("no mailbox '{}'", req.mailbox);
+        return make_error_code(errc::unknown_mailbox);
+    } else if (too_many(m->second)) {
+        why = fmt::format("{} recipients exceed mailbox '{}''s limit of {} per message",
+                          recipients.size(), req.mailbox, m->second.cfg.max_recipients_per_message);
+        return make_error_code(errc::invalid_argument);
+    } else if (!raw.bytes.empty() && !same_addr_spec(raw.from, m->second.cfg.from.addr_spec())) {
+        why = fmt::format("the raw message is from {}, not from mailbox '{}' ({})", raw.from,
+                          req.mailbox, m->second.cfg.from.addr_spec());
+        return make_error_code(errc::invalid_argument);
+    }
+    for (const auto& r : recipients) {
+        if (!suppressed(r)) continue;
+        why = recipients.size() == 1 ? "the recipient is suppressed"
+                                     : fmt::format("the recipient {} is suppressed", r);
+        return make_error_code(errc::suppressed);
+    }
+    return {};
+}
+
+}  // namespace mailers

@@ -48,6 +48,34 @@ constexpr std::optional<send_state> send_state_of(std::int64_t c) noexcept {
     return std::nullopt;
 }
 
+constexpr std::int64_t of(queue_state s) noexcept {
+    switch (s) {
+        case queue_state::waiting:
+            return 0;
+        case queue_state::claimed:
+            return 1;
+        case queue_state::done:
+            return 2;
+        case queue_state::cancelled:
+            return 3;
+    }
+    return -1;
+}
+
+constexpr std::optional<queue_state> queue_state_of(std::int64_t c) noexcept {
+    switch (c) {
+        case 0:
+            return queue_state::waiting;
+        case 1:
+            return queue_state::claimed;
+        case 2:
+            return queue_state::done;
+        case 3:
+            return queue_state::cancelled;
+    }
+    return std::nullopt;
+}
+
 constexpr std::int64_t of(suppression_kind k) noexcept {
     switch (k) {
         case suppression_kind::address:

@@ -1,3 +1,6 @@
+#include <fmt/format.h>
+
+#include <mailers/error.hpp>
 #include <mailers/store.hpp>
 #include <utility>
 
@@ -33,6 +36,60 @@ std::string_view to_string(reserve_status s) noexcept {
             return "not_owner";
     }
     return "invalid";
+}
+
+std::string_view to_string(queue_state s) noexcept {
+    switch (s) {
+        case queue_state::waiting:
+            return "waiting";
+        case queue_state::claimed:
+            return "claimed";
+        case queue_state::done:
+            return "done";
+        case queue_state::cancelled:
+            return "cancelled";
+    }
+    return "invalid";
+}
+
+std::string_view to_string(enqueue_status s) noexcept {
+    switch (s) {
+        case enqueue_status::enqueued:
+            return "enqueued";
+        case enqueue_status::duplicate:
+            return "duplicate";
+    }
+    return "invalid";
+}
+
+namespace {
+[[noreturn]] void no_queue(std::string_view what) {
+    diagnostics diag;
+    diag.message = fmt::format("{}: this store keeps no send queue", what);
+    throw exception(make_error_code(errc::store_error), std::move(diag));
+}
+}  // namespace
+
+std::vector<queued_send> store::claim_queued(std::string_view, std::uint64_t, time_point,
+                                             std::size_t) {
+    no_queue("claim_queued");
+}
+
+std::optional<queued_send> store::find_queued(std::string_view, std::uint64_t) {
+    no_queue("find_queued");
+}
+
+void store::for_each_queued(std::string_view, const queue_filter&,
+                            const std::function<void(const queued_send&)>&) {
+    no_queue("for_each_queued");
+}
+
+queue_counts store::count_queued(std::string_view) {
+    no_queue("count_queued");
+}
+
+std::size_t store::purge_queued(std::string_view, time_point) {
+    no_queue("purge_queued");
 }
 
 suppression_import_result store::import_suppressions(std::string_view workspace,

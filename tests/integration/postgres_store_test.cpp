@@ -364,6 +364,55 @@ TEST_CASE("postgres store: a schema from a newer version is refused") {
             .c_str());
 }
 
+// A queue item with every field the store keeps as given set.
+static queued_send queue_item(std::string key) {
+    queued_send q;
+    q.idempotency_key = std::move(key);
+    q.pool = "outbound";
+    q.recipient_domain = "example.com";
+    q.request = std::string("{}\0\xff", 4);
+    q.origin = "api";
+    q.enqueued_at = time_point{std::chrono::seconds{1'700'000'000}};
+    q.not_before = q.enqueued_at;
+    return q;
+}
+
+// What takes a schema back before the send queue existed (version 4).
+static std::string drop_queue(const std::string& schema) {
+    return "DROP TABLE " + schema + ".queue; DROP SEQUENCE " + schema + ".queue_ids; ";
+}
+
+TEST_CASE("postgres store: a version 4 schema gains the send queue, its sends kept") {
+    auto server = test_server();
+    if (!server) return;
+    const auto schema = unique("v4");
+    const auto ws = unique("ws");
+    std::uint64_t old_id = 0;
+    {
+        auto st = open_postgres_store(params_for(*server, schema));
+        auto r = reserve1(*st, ws, reservation("old", "mailbox:a", 10, at_s(1)));
+        REQUIRE(r.status == reserve_status::reserved);
+        old_id = r.send_id;
+    }
+    const std::string back_to_v4 = "psql -q -X \"" + *server + "\" -c '" + drop_queue(schema) +
+                                   "DELETE FROM " + schema +
+                                   ".schema_version WHERE version > 4' >/dev/null 2>&1";
+    if (std::system(back_to_v4.c_str()) != 0) {
+        MESSAGE("skipped the migration check: psql is not available");
+        return;
+    }
+    auto st = open_postgres_store(params_for(*server, schema));
+    CHECK(st->find_send(ws, old_id));
+    std::vector<store_op> ops{store_ops::enqueue{queue_item("q")}};
+    const auto out = st->commit(ws, ops).ops.at(0).queue;
+    CHECK(out.status == enqueue_status::enqueued);
+    CHECK(st->find_queued(ws, out.id)->request == queue_item("q").request);
+    CHECK(st->count_queued(ws).waiting == 1);
+    std::system(
+        ("psql -q -X \"" + *server + "\" -c 'DROP SCHEMA " + schema + " CASCADE' >/dev/null 2>&1")
+            .c_str());
+}
+
 TEST_CASE("postgres store: a version 1 schema gains exact cap counts") {
     auto server = test_server();
     if (!server) return;
@@ -383,8 +432,8 @@ TEST_CASE("postgres store: a version 1 schema gains exact cap counts") {
         for (auto& r : st->commit(ws, ops).ops)
             REQUIRE(r.reservation.status == reserve_status::reserved);
     }
-    const std::string back_to_v1 = "psql -q -X \"" + *server + "\" -c 'DROP TABLE " + schema +
-                                   ".cap_counts; ALTER TABLE " + schema +
+    const std::string back_to_v1 = "psql -q -X \"" + *server + "\" -c '" + drop_queue(schema) +
+                                   "DROP TABLE " + schema + ".cap_counts; ALTER TABLE " + schema +
                                    ".sends DROP COLUMN suppression_seq; ALTER TABLE " + schema +
                                    ".audit DROP COLUMN change_seq; DROP TABLE " + schema +
                                    ".suppression_superseded; DELETE FROM " + schema +
@@ -440,7 +489,8 @@ TEST_CASE("postgres store: a version 2 schema gains suppression_seq, 0 for the s
         REQUIRE(r.status == reserve_status::reserved);
         old_id = r.send_id;
     }
-    const std::string back_to_v2 = "psql -q -X \"" + *server + "\" -c 'ALTER TABLE " + schema +
+    const std::string back_to_v2 = "psql -q -X \"" + *server + "\" -c '" + drop_queue(schema) +
+                                   "ALTER TABLE " + schema +
                                    ".sends DROP COLUMN suppression_seq; ALTER TABLE " + schema +
                                    ".audit DROP COLUMN change_seq; DROP TABLE " + schema +
                                    ".suppression_superseded; DELETE FROM " + schema +

@@ -523,6 +523,44 @@ TEST_CASE("sqlite store: a version 1 file migrates to the current version") {
     CHECK(st->find_send("ws", 6)->state == send_state::unknown);
 }
 
+// A queue item with every field the store keeps as given set.
+static queued_send queue_item(std::string key) {
+    queued_send q;
+    q.idempotency_key = std::move(key);
+    q.pool = "outbound";
+    q.recipient_domain = "example.com";
+    q.request = std::string("{}\0\xff", 4);
+    q.origin = "api";
+    q.enqueued_at = time_point{std::chrono::seconds{1'700'000'000}};
+    q.not_before = q.enqueued_at;
+    return q;
+}
+
+// What takes a file back before the send queue existed (version 4).
+constexpr const char* drop_queue =
+    "DROP TABLE queue; ALTER TABLE workspaces DROP COLUMN last_queue_id;";
+
+TEST_CASE("sqlite store: a version 4 file gains the send queue, its sends kept") {
+    temp_dir dir;
+    const std::string path = dir.file("v4.db");
+    std::uint64_t id = 0;
+    {
+        auto st = open_sqlite_store(params_for(path));
+        id = conformance::reserve_new(*st, "ws", new_send("k", "m1", at_seconds(0), 1));
+    }
+    raw_db(path).exec(std::string(drop_queue) + "PRAGMA user_version = 4");
+
+    auto st = open_sqlite_store(params_for(path));
+    CHECK(raw_db(path).scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
+    CHECK(st->find_send("ws", id));
+    std::vector<store_op> ops{store_ops::enqueue{queue_item("q")}};
+    const auto out = st->commit("ws", ops).ops.at(0).queue;
+    CHECK(out.status == enqueue_status::enqueued);
+    CHECK(out.id == 1);
+    CHECK(st->find_queued("ws", out.id)->request == queue_item("q").request);
+    CHECK(st->count_queued("ws").waiting == 1);
+}
+
 TEST_CASE("sqlite store: a version 2 file gains suppression_seq, 0 for the sends it holds") {
     temp_dir dir;
     const std::string path = dir.file("v2.db");
@@ -534,9 +572,9 @@ TEST_CASE("sqlite store: a version 2 file gains suppression_seq, 0 for the sends
         id = out.send_id;
     }
     // Back to the shape version 2 left.
-    raw_db(path).exec(
-        "ALTER TABLE sends DROP COLUMN suppression_seq; ALTER TABLE audit DROP COLUMN change_seq; "
-        "DROP TABLE suppression_superseded; PRAGMA user_version = 2");
+    raw_db(path).exec(std::string(drop_queue) +
+                      "ALTER TABLE sends DROP COLUMN suppression_seq; ALTER TABLE audit DROP "
+                      "COLUMN change_seq; DROP TABLE suppression_superseded; PRAGMA user_version = 2");
 
     auto st = open_sqlite_store(params_for(path));
     CHECK(raw_db(path).scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));

@@ -112,6 +112,37 @@ template <>
 struct StringMaker<std::optional<mailers::suppression_entry>>
     : mailers_optional_maker<mailers::suppression_entry> {};
 template <>
+struct StringMaker<mailers::queued_send> {
+    static String convert(const mailers::queued_send& q) {
+        std::ostringstream os;
+        os << "queued{id=" << q.id << " key='" << q.idempotency_key << "' pool=" << q.pool
+           << " mailbox=" << q.mailbox << " domain=" << q.recipient_domain
+           << " request=" << q.request.size() << "B origin=" << q.origin
+           << " enqueued=" << q.enqueued_at.time_since_epoch().count()
+           << " not_before=" << q.not_before.time_since_epoch().count()
+           << " due=" << q.due_at.time_since_epoch().count()
+           << " state=" << mailers::to_string(q.state) << " reason='" << q.wait_reason
+           << "' checks=" << q.checks << " by=" << q.claimed_by << " send=" << q.send_id
+           << " detail='" << q.detail << "' updated=" << q.updated_at.time_since_epoch().count()
+           << "}";
+        return os.str().c_str();
+    }
+};
+template <>
+struct StringMaker<std::optional<mailers::queued_send>>
+    : mailers_optional_maker<mailers::queued_send> {};
+template <>
+struct StringMaker<mailers::queue_counts> {
+    static String convert(const mailers::queue_counts& c) {
+        std::ostringstream os;
+        os << "counts{waiting=" << c.waiting << " claimed=" << c.claimed << " done=" << c.done
+           << " cancelled=" << c.cancelled << " reasons=[";
+        for (const auto& [r, n] : c.waiting_by_reason) os << "'" << r << "':" << n << " ";
+        os << "] next=" << (c.next_due ? c.next_due->time_since_epoch().count() : -1) << "}";
+        return os.str().c_str();
+    }
+};
+template <>
 struct StringMaker<mailers::time_point> {
     static String convert(const mailers::time_point& t) {
         return ("t" + std::to_string(t.time_since_epoch().count()) + "us").c_str();
@@ -134,6 +165,12 @@ inline doctest::String toString(send_state s) {
     return std::string(to_string(s)).c_str();
 }
 inline doctest::String toString(reserve_status s) {
+    return std::string(to_string(s)).c_str();
+}
+inline doctest::String toString(queue_state s) {
+    return std::string(to_string(s)).c_str();
+}
+inline doctest::String toString(enqueue_status s) {
     return std::string(to_string(s)).c_str();
 }
 }  // namespace mailers
@@ -2776,6 +2813,878 @@ inline void check_race_ids(const store_factory& open, const std::string& ws) {
 }
 
 // ---------------------------------------------------------------------------
+// The send queue.
+
+/// A queued send whose fields derive from `n`, not before `not_before`.
+inline queued_send sample_queued(std::uint64_t n, std::string key = {},
+                                 time_point not_before = at_seconds(0),
+                                 std::string origin = "api") {
+    queued_send q;
+    q.idempotency_key = std::move(key);
+    q.pool = "outbound";
+    q.mailbox = n % 3 == 0 ? "rep" + std::to_string(n % 7) + "@brand.example" : "";
+    q.recipient_domain = "example" + std::to_string(n % 5) + ".com";
+    // Opaque bytes: a NUL and a byte above 0x7f must come back as given.
+    q.request = std::string("{\"to\":\"user") + std::to_string(n) + "@example.com\"}" +
+                std::string(1, '\0') + "\xff";
+    q.origin = std::move(origin);
+    q.enqueued_at = at_seconds(-10);
+    q.not_before = not_before;
+    q.detail = "queued";
+    return q;
+}
+
+/// What the store must make of `given` enqueued as `id`.
+inline queued_send as_enqueued(queued_send given, std::uint64_t id) {
+    given.id = id;
+    given.due_at = given.not_before;
+    given.state = queue_state::waiting;
+    given.checks = 0;
+    given.claimed_by = 0;
+    given.send_id = 0;
+    given.updated_at = given.enqueued_at;
+    return given;
+}
+
+inline queue_outcome enqueue_one(store& st, std::string_view ws, queued_send item) {
+    return commit(st, ws, {store_ops::enqueue{std::move(item)}}).ops[0].queue;
+}
+
+/// Enqueues an item that must be new; returns its id.
+inline std::uint64_t enqueue_new(store& st, std::string_view ws, queued_send item) {
+    const auto out = enqueue_one(st, ws, std::move(item));
+    REQUIRE(out.status == enqueue_status::enqueued);
+    REQUIRE(out.id != 0);
+    return out.id;
+}
+
+inline op_result queue_op(store& st, std::string_view ws, store_op op) {
+    return commit(st, ws, {std::move(op)}).ops[0];
+}
+
+inline std::vector<queued_send> all_queued(store& st, std::string_view ws,
+                                           const queue_filter& filter = {}) {
+    std::vector<queued_send> out;
+    st.for_each_queued(ws, filter, [&](const queued_send& q) { out.push_back(q); });
+    return out;
+}
+
+inline queued_send stored_queued(store& st, std::string_view ws, std::uint64_t id) {
+    auto q = st.find_queued(ws, id);
+    REQUIRE_MESSAGE(q.has_value(), "queue item " << id << " is missing");
+    return *q;
+}
+
+inline std::vector<std::uint64_t> ids_of(const std::vector<queued_send>& items) {
+    std::vector<std::uint64_t> out;
+    for (const auto& q : items) out.push_back(q.id);
+    return out;
+}
+
+/// Requires `claim_queued` to refuse `member`.
+inline void claim_must_fail(store& st, std::string_view ws, std::uint64_t member, time_point now) {
+    try {
+        st.claim_queued(ws, member, now, 10);
+    } catch (const mailers::exception& e) {
+        CHECK(e.code() == make_error_code(errc::store_error));
+        const std::string msg = e.diag().message.empty() ? e.what() : e.diag().message;
+        CHECK_MESSAGE(msg.find(std::to_string(member)) != std::string::npos,
+                      "the refusal names the member: " << msg);
+        return;
+    }
+    FAIL("claim_queued accepted a member without a live lease");
+}
+
+inline void check_queue_enqueue(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto a = sample_queued(1, "k-1", at_seconds(100));
+    const auto res = commit(*st, ws, {store_ops::enqueue{a}});
+    CHECK(res.change_seq == 0);
+    REQUIRE(res.ops[0].queue.status == enqueue_status::enqueued);
+    const auto id_a = res.ops[0].queue.id;
+    REQUIRE(id_a != 0);
+    CHECK(res.ops[0].queue.existing == nullptr);
+    CHECK(stored_queued(*st, ws, id_a) == as_enqueued(a, id_a));
+
+    // A taken key answers duplicate with the item holding it, whatever else
+    // differs, and changes nothing.
+    const auto dup = enqueue_one(*st, ws, sample_queued(2, "k-1", at_seconds(5)));
+    CHECK(dup.status == enqueue_status::duplicate);
+    CHECK(dup.id == id_a);
+    REQUIRE(dup.existing != nullptr);
+    CHECK(*dup.existing == as_enqueued(a, id_a));
+
+    // Items without a key never collide; ids grow.
+    const auto id_b = enqueue_new(*st, ws, sample_queued(3));
+    const auto id_c = enqueue_new(*st, ws, sample_queued(4));
+    CHECK(id_b > id_a);
+    CHECK(id_c > id_b);
+
+    // Within one batch: the second use of a key is a duplicate of the first.
+    const auto batch = commit(
+        *st, ws,
+        {store_ops::enqueue{sample_queued(5, "k-5")}, store_ops::enqueue{sample_queued(6, "k-5")},
+         store_ops::enqueue{sample_queued(7, "k-7")}});
+    CHECK(batch.ops[0].queue.status == enqueue_status::enqueued);
+    CHECK(batch.ops[1].queue.status == enqueue_status::duplicate);
+    CHECK(batch.ops[1].queue.id == batch.ops[0].queue.id);
+    REQUIRE(batch.ops[1].queue.existing != nullptr);
+    CHECK(batch.ops[1].queue.existing->request == sample_queued(5).request);
+    CHECK(batch.ops[2].queue.status == enqueue_status::enqueued);
+    CHECK(batch.ops[2].queue.id > batch.ops[0].queue.id);
+    CHECK(all_queued(*st, ws).size() == 5);
+
+    // Bad input is refused and changes nothing.
+    auto no_request = sample_queued(8, "k-8");
+    no_request.request.clear();
+    commit_must_fail(*st, ws, {store_ops::enqueue{no_request}});
+    auto no_time = sample_queued(9, "k-9");
+    no_time.not_before = time_point{};
+    commit_must_fail(*st, ws, {store_ops::enqueue{no_time}});
+    commit_must_fail(
+        *st, ws, {store_ops::finish_queued{id_a, 1, queue_state::waiting, 0, "", at_seconds(1)}});
+    commit_must_fail(
+        *st, ws, {store_ops::finish_queued{id_a, 1, queue_state::claimed, 0, "", at_seconds(1)}});
+    CHECK(all_queued(*st, ws).size() == 5);
+    CHECK(st->find_queued(ws, 999'999) == std::nullopt);
+
+    // Another workspace has its own keys.
+    CHECK(enqueue_one(*st, ws + "-other", sample_queued(1, "k-1")).status ==
+          enqueue_status::enqueued);
+    CHECK(all_queued(*st, ws + "-other").size() == 1);
+
+    // Reopened, the items are still there.
+    st.reset();
+    auto again = open();
+    CHECK(stored_queued(*again, ws, id_a) == as_enqueued(a, id_a));
+}
+
+inline void check_queue_claim(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto m = st->attach(ws, sample_member("claimer"), long_lease);
+    // Due at 30, 10, 20, 10, 50 (the two at 10 in id order), one not due.
+    std::vector<std::uint64_t> ids;
+    for (const std::int64_t t : {30, 10, 20, 10, 50, 500})
+        ids.push_back(enqueue_new(*st, ws, sample_queued(ids.size(), "", at_seconds(t))));
+
+    CHECK(st->claim_queued(ws, m, at_seconds(5), 10).empty());
+    CHECK(st->claim_queued(ws, m, at_seconds(100), 0).empty());
+
+    const auto now = at_seconds(100);
+    const auto first = st->claim_queued(ws, m, now, 3);
+    CHECK(ids_of(first) == std::vector<std::uint64_t>{ids[1], ids[3], ids[2]});
+    for (const auto& q : first) {
+        CHECK(q.state == queue_state::claimed);
+        CHECK(q.claimed_by == m);
+        CHECK(q.checks == 1);
+        CHECK(q.updated_at == now);
+        CHECK(stored_queued(*st, ws, q.id) == q);
+    }
+    // Claimed items are not taken again; the rest come in order.
+    const auto second = st->claim_queued(ws, m, now, 10);
+    CHECK(ids_of(second) == std::vector<std::uint64_t>{ids[0], ids[4]});
+    CHECK(st->claim_queued(ws, m, now, 10).empty());
+    CHECK(stored_queued(*st, ws, ids[5]).state == queue_state::waiting);
+
+    // A due time exactly now is due.
+    CHECK(ids_of(st->claim_queued(ws, m, at_seconds(500), 10)) ==
+          std::vector<std::uint64_t>{ids[5]});
+
+    // Deferred, an item comes back at its new due time, checked once more.
+    const auto d = queue_op(*st, ws,
+                            store_ops::defer_queued{ids[1], m, at_seconds(700), "cap",
+                                                    "mailbox at cap", at_seconds(600)});
+    CHECK(d.applied);
+    CHECK(st->claim_queued(ws, m, at_seconds(699), 10).empty());
+    const auto back = st->claim_queued(ws, m, at_seconds(700), 10);
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].id == ids[1]);
+    CHECK(back[0].checks == 2);
+    CHECK(back[0].wait_reason == "cap");
+
+    // Another workspace's member claims nothing here, and its items are its own.
+    const auto other = st->attach(ws + "-other", sample_member("other"), long_lease);
+    enqueue_new(*st, ws + "-other", sample_queued(1));
+    claim_must_fail(*st, ws, other, now);
+    CHECK(st->claim_queued(ws + "-other", other, now, 10).size() == 1);
+}
+
+inline void check_queue_holder_ops(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto m1 = st->attach(ws, sample_member("one"), long_lease);
+    const auto m2 = st->attach(ws, sample_member("two"), long_lease);
+    std::vector<std::uint64_t> ids;
+    for (std::uint64_t n = 0; n < 5; ++n) ids.push_back(enqueue_new(*st, ws, sample_queued(n)));
+    const auto now = at_seconds(100);
+    REQUIRE(st->claim_queued(ws, m1, now, 2).size() == 2);  // ids[0], ids[1]
+
+    // Only the claimer defers or finishes; a refusal says where it stood.
+    for (const store_op& op :
+         {store_op{store_ops::defer_queued{ids[0], m2, now, "cap", "x", now}},
+          store_op{store_ops::finish_queued{ids[0], m2, queue_state::done, 7, "x", now}},
+          store_op{store_ops::finish_queued{ids[0], 0, queue_state::done, 7, "x", now}},
+          store_op{store_ops::cancel_queued{ids[0], "x", now}}}) {
+        const auto r = queue_op(*st, ws, op);
+        CHECK_FALSE(r.applied);
+        CHECK(r.queue.id == ids[0]);
+        CHECK(r.queue.state == queue_state::claimed);
+    }
+    auto held = stored_queued(*st, ws, ids[0]);
+    CHECK(held.state == queue_state::claimed);
+    CHECK(held.claimed_by == m1);
+    // Waiting items are nobody's to defer or finish.
+    const auto r_wait = queue_op(*st, ws, store_ops::defer_queued{ids[2], m1, now, "", "", now});
+    CHECK_FALSE(r_wait.applied);
+    CHECK(r_wait.queue.state == queue_state::waiting);
+
+    // Finished by its claimer: done with its send, then final.
+    const auto fin = queue_op(
+        *st, ws,
+        store_ops::finish_queued{ids[0], m1, queue_state::done, 42, "accepted", at_seconds(101)});
+    CHECK(fin.applied);
+    CHECK(fin.queue.state == queue_state::claimed);
+    auto done = held;
+    done.state = queue_state::done;
+    done.claimed_by = 0;
+    done.send_id = 42;
+    done.detail = "accepted";
+    done.updated_at = at_seconds(101);
+    CHECK(stored_queued(*st, ws, ids[0]) == done);
+    for (const store_op& op :
+         {store_op{store_ops::defer_queued{ids[0], m1, now, "", "", now}},
+          store_op{store_ops::finish_queued{ids[0], m1, queue_state::cancelled, 0, "", now}},
+          store_op{store_ops::cancel_queued{ids[0], "x", now}}}) {
+        const auto r = queue_op(*st, ws, op);
+        CHECK_FALSE(r.applied);
+        CHECK(r.queue.state == queue_state::done);
+    }
+    CHECK(stored_queued(*st, ws, ids[0]) == done);
+
+    // Finished as cancelled by its claimer (a suppressed recipient, say).
+    CHECK(
+        queue_op(*st, ws,
+                 store_ops::finish_queued{ids[1], m1, queue_state::cancelled, 0, "suppressed", now})
+            .applied);
+    CHECK(stored_queued(*st, ws, ids[1]).state == queue_state::cancelled);
+    CHECK(stored_queued(*st, ws, ids[1]).send_id == 0);
+
+    // Deferred by its claimer: waiting again, with the engine's reason.
+    REQUIRE(st->claim_queued(ws, m2, now, 1).size() == 1);  // ids[2]
+    CHECK(queue_op(*st, ws,
+                   store_ops::defer_queued{ids[2], m2, at_seconds(900), "window", "outside hours",
+                                           at_seconds(102)})
+              .applied);
+    const auto deferred = stored_queued(*st, ws, ids[2]);
+    CHECK(deferred.state == queue_state::waiting);
+    CHECK(deferred.claimed_by == 0);
+    CHECK(deferred.due_at == at_seconds(900));
+    CHECK(deferred.not_before == at_seconds(0));
+    CHECK(deferred.wait_reason == "window");
+    CHECK(deferred.detail == "outside hours");
+    CHECK(deferred.updated_at == at_seconds(102));
+    CHECK(deferred.checks == 1);
+
+    // Cancel: only a waiting item.
+    const auto c =
+        queue_op(*st, ws, store_ops::cancel_queued{ids[2], "withdrawn", at_seconds(103)});
+    CHECK(c.applied);
+    CHECK(c.queue.state == queue_state::waiting);
+    CHECK(stored_queued(*st, ws, ids[2]).state == queue_state::cancelled);
+    CHECK(stored_queued(*st, ws, ids[2]).detail == "withdrawn");
+    const auto c2 = queue_op(*st, ws, store_ops::cancel_queued{ids[2], "again", now});
+    CHECK_FALSE(c2.applied);
+    CHECK(c2.queue.state == queue_state::cancelled);
+    const auto missing = queue_op(*st, ws, store_ops::cancel_queued{999'999, "", now});
+    CHECK_FALSE(missing.applied);
+    CHECK(missing.queue.state == std::nullopt);
+    CHECK_FALSE(
+        queue_op(*st, ws, store_ops::finish_queued{999'999, m1, queue_state::done, 0, "", now})
+            .applied);
+    // A cancelled item is never claimed.
+    const auto rest = st->claim_queued(ws, m1, at_seconds(1000), 10);
+    CHECK(ids_of(rest) == std::vector<std::uint64_t>{ids[3], ids[4]});
+
+    // Several queue ops in one batch, each judged on the state the earlier
+    // ones left.
+    const auto res = commit(*st, ws,
+                            {store_ops::defer_queued{ids[3], m1, at_seconds(0), "gap", "", now},
+                             store_ops::cancel_queued{ids[3], "", now},
+                             store_ops::finish_queued{ids[4], m1, queue_state::done, 5, "", now},
+                             store_ops::finish_queued{ids[4], m1, queue_state::done, 6, "", now}});
+    CHECK(res.change_seq == 0);
+    CHECK(res.ops[0].applied);
+    CHECK(res.ops[1].applied);
+    CHECK(res.ops[2].applied);
+    CHECK_FALSE(res.ops[3].applied);
+    CHECK(res.ops[3].queue.state == queue_state::done);
+    CHECK(stored_queued(*st, ws, ids[3]).state == queue_state::cancelled);
+    CHECK(stored_queued(*st, ws, ids[4]).send_id == 5);
+}
+
+inline void check_queue_dead_member(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    enqueue_new(*st, ws, sample_queued(1));
+    const auto now = at_seconds(100);
+    claim_must_fail(*st, ws, 999'999, now);  // never attached
+
+    const auto short_lived = st->attach(ws, sample_member("short"), short_lease);
+    const auto detached = st->attach(ws, sample_member("detached"), long_lease);
+    const auto recovered = st->attach(ws, sample_member("recovered"), long_lease);
+    st->detach(ws, detached);
+    const std::uint64_t dead[] = {recovered};
+    st->recover(ws, dead, now, "process gone");
+    sleep_past_short_lease();
+    claim_must_fail(*st, ws, short_lived, now);
+    claim_must_fail(*st, ws, detached, now);
+    claim_must_fail(*st, ws, recovered, now);
+    // Not renewable either: it must attach again, and then claims.
+    CHECK_FALSE(st->renew(ws, short_lived, long_lease, 0));
+    const auto fresh = st->attach(ws, sample_member("fresh"), long_lease);
+    CHECK(st->claim_queued(ws, fresh, now, 10).size() == 1);
+}
+
+inline void check_queue_recover(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto a = st->attach(ws, sample_member("a"), long_lease);
+    const auto b = st->attach(ws, sample_member("b"), long_lease);
+    std::vector<std::uint64_t> ids;
+    for (std::uint64_t n = 0; n < 6; ++n)
+        ids.push_back(
+            enqueue_new(*st, ws, sample_queued(n, "", at_seconds(static_cast<std::int64_t>(n)))));
+    const auto now = at_seconds(100);
+    REQUIRE(st->claim_queued(ws, a, now, 3).size() == 3);  // ids 0..2
+    REQUIRE(st->claim_queued(ws, b, now, 2).size() == 2);  // ids 3, 4
+    REQUIRE(
+        queue_op(*st, ws, store_ops::finish_queued{ids[0], a, queue_state::done, 9, "sent", now})
+            .applied);
+    const auto done_before = stored_queued(*st, ws, ids[0]);
+    const auto waiting_before = stored_queued(*st, ws, ids[5]);
+    const auto b_before = stored_queued(*st, ws, ids[3]);
+
+    const std::uint64_t dead[] = {a};
+    st->recover(ws, dead, at_seconds(200), "process gone");
+    for (const auto id : {ids[1], ids[2]}) {
+        const auto q = stored_queued(*st, ws, id);
+        CHECK(q.state == queue_state::waiting);
+        CHECK(q.claimed_by == 0);
+        CHECK(q.checks == 1);
+        CHECK(q.due_at == q.not_before);
+        CHECK_FALSE(q.detail.empty());
+        CHECK(q.detail != "queued");
+    }
+    CHECK(stored_queued(*st, ws, ids[0]) == done_before);
+    CHECK(stored_queued(*st, ws, ids[5]) == waiting_before);
+    CHECK(stored_queued(*st, ws, ids[3]) == b_before);
+    // The recovered member's late finish is refused.
+    const auto late =
+        queue_op(*st, ws, store_ops::finish_queued{ids[1], a, queue_state::done, 3, "", now});
+    CHECK_FALSE(late.applied);
+    CHECK(late.queue.state == queue_state::waiting);
+
+    // Detaching returns the member's items the same way.
+    st->detach(ws, b);
+    for (const auto id : {ids[3], ids[4]}) {
+        const auto q = stored_queued(*st, ws, id);
+        CHECK(q.state == queue_state::waiting);
+        CHECK(q.claimed_by == 0);
+    }
+    // Another member takes them all, oldest due first.
+    const auto c = st->attach(ws, sample_member("c"), long_lease);
+    CHECK(ids_of(st->claim_queued(ws, c, now, 10)) ==
+          std::vector<std::uint64_t>{ids[1], ids[2], ids[3], ids[4], ids[5]});
+}
+
+inline void check_queue_all_or_nothing(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto m = st->attach(ws, sample_member("m"), long_lease);
+    const auto kept = enqueue_new(*st, ws, sample_queued(1, "kept"));
+    REQUIRE(st->claim_queued(ws, m, at_seconds(100), 1).size() == 1);
+    const auto waiting = enqueue_new(*st, ws, sample_queued(2, "waiting"));
+    const auto before = all_queued(*st, ws);
+    const auto counts = st->count_queued(ws);
+
+    auto bad = sample_queued(9);
+    bad.request.clear();
+    commit_must_fail(
+        *st, ws,
+        {store_ops::enqueue{sample_queued(3, "fresh")},
+         store_ops::finish_queued{kept, m, queue_state::done, 1, "", at_seconds(1)},
+         store_ops::cancel_queued{waiting, "", at_seconds(1)}, store_ops::enqueue{bad}});
+    commit_must_fail(
+        *st, ws,
+        {store_ops::enqueue{sample_queued(4, "fresh")},
+         store_ops::defer_queued{kept, m, at_seconds(5), "cap", "", at_seconds(1)},
+         store_ops::finish_queued{kept, m, queue_state::waiting, 0, "", at_seconds(1)}});
+    // Also when a non-queue op of the batch is the one refused.
+    ledger_row wrong = sample_send(1);
+    wrong.id = 1;
+    wrong.state = send_state::reserved;
+    commit_must_fail(
+        *st, ws, {store_ops::enqueue{sample_queued(5, "fresh")}, store_ops::update_send{wrong}});
+
+    check_same_list(all_queued(*st, ws), before, "queue after failed commits");
+    CHECK(st->count_queued(ws) == counts);
+    // The key is free: the failed enqueues left no trace of it.
+    const auto fresh = enqueue_one(*st, ws, sample_queued(6, "fresh"));
+    CHECK(fresh.status == enqueue_status::enqueued);
+    CHECK(fresh.id > waiting);
+    for (std::uint64_t id = waiting + 1; id < fresh.id; ++id)
+        CHECK(st->find_queued(ws, id) == std::nullopt);
+}
+
+inline void check_queue_reads(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK(st->count_queued(ws) == queue_counts{});
+    CHECK(all_queued(*st, ws).empty());
+    const auto m = st->attach(ws, sample_member("m"), long_lease);
+    std::vector<std::uint64_t> ids;
+    for (std::uint64_t n = 0; n < 12; ++n)
+        ids.push_back(
+            enqueue_new(*st, ws,
+                        sample_queued(n, "", at_seconds(static_cast<std::int64_t>(10 * n)),
+                                      n % 3 == 0   ? "api"
+                                      : n % 3 == 1 ? "sequence:7/" + std::to_string(n)
+                                                   : "sequence:70/1")));
+    const auto now = at_seconds(1000);
+    const auto claimed = st->claim_queued(ws, m, now, 6);  // ids 0..5
+    REQUIRE(claimed.size() == 6);
+    commit(*st, ws,
+           {store_ops::finish_queued{ids[0], m, queue_state::done, 1, "", at_seconds(50)},
+            store_ops::finish_queued{ids[1], m, queue_state::done, 2, "", at_seconds(150)},
+            store_ops::finish_queued{ids[2], m, queue_state::cancelled, 0, "", at_seconds(60)},
+            store_ops::defer_queued{ids[3], m, at_seconds(2000), "cap", "", now},
+            store_ops::defer_queued{ids[4], m, at_seconds(5), "window", "", now},
+            store_ops::cancel_queued{ids[6], "", at_seconds(70)}});
+    // waiting: 3 (cap), 4 (window), 7..11 (""); claimed: 5; done: 0, 1; cancelled: 2, 6.
+    queue_counts expected;
+    expected.waiting = 7;
+    expected.claimed = 1;
+    expected.done = 2;
+    expected.cancelled = 2;
+    expected.waiting_by_reason = {{"", 5}, {"cap", 1}, {"window", 1}};
+    expected.next_due = at_seconds(5);
+    CHECK(st->count_queued(ws) == expected);
+
+    CHECK(ids_of(all_queued(*st, ws)) == ids);
+    queue_filter f;
+    f.state = queue_state::waiting;
+    CHECK(ids_of(all_queued(*st, ws, f)) ==
+          std::vector<std::uint64_t>{ids[3], ids[4], ids[7], ids[8], ids[9], ids[10], ids[11]});
+    f = {};
+    f.origin_prefix = "sequence:7/";
+    CHECK(ids_of(all_queued(*st, ws, f)) ==
+          std::vector<std::uint64_t>{ids[1], ids[4], ids[7], ids[10]});
+    f.origin_prefix = "sequence:7";
+    CHECK(all_queued(*st, ws, f).size() == 8);
+    f.state = queue_state::done;
+    CHECK(ids_of(all_queued(*st, ws, f)) == std::vector<std::uint64_t>{ids[1]});
+    // Paging: after the last id of a page, at most `limit`.
+    f = {};
+    f.limit = 5;
+    std::vector<std::uint64_t> paged;
+    for (;;) {
+        const auto page = all_queued(*st, ws, f);
+        CHECK(page.size() <= 5);
+        if (page.empty()) break;
+        for (const auto& q : page) paged.push_back(q.id);
+        f.after_id = page.back().id;
+    }
+    CHECK(paged == ids);
+
+    // Purge: finished items last updated before the time go, nothing else.
+    CHECK(st->purge_queued(ws, at_seconds(100)) == 3);  // ids 0, 2, 6
+    CHECK(ids_of(all_queued(*st, ws, queue_filter{queue_state::done, "", 0, 0})) ==
+          std::vector<std::uint64_t>{ids[1]});
+    CHECK(st->find_queued(ws, ids[0]) == std::nullopt);
+    CHECK(st->count_queued(ws).cancelled == 0);
+    CHECK(st->count_queued(ws).waiting == 7);
+    CHECK(st->purge_queued(ws, at_seconds(100)) == 0);
+    // A purged id is never given again.
+    CHECK(enqueue_new(*st, ws, sample_queued(20)) > ids.back());
+}
+
+// The queue of one workspace as the store must keep it.
+class queue_model {
+public:
+    queue_outcome enqueue(const queued_send& given, std::uint64_t id) {
+        queue_outcome out;
+        if (!given.idempotency_key.empty())
+            for (const auto& [i, q] : items_)
+                if (q.idempotency_key == given.idempotency_key) {
+                    out.status = enqueue_status::duplicate;
+                    out.id = i;
+                    out.existing = std::make_shared<const queued_send>(q);
+                    return out;
+                }
+        items_[id] = as_enqueued(given, id);
+        out.id = id;
+        return out;
+    }
+    bool holds(std::uint64_t id, std::uint64_t member) const {
+        auto it = items_.find(id);
+        return it != items_.end() && it->second.state == queue_state::claimed && member != 0 &&
+               it->second.claimed_by == member;
+    }
+    std::optional<queue_state> state_of(std::uint64_t id) const {
+        auto it = items_.find(id);
+        if (it == items_.end()) return std::nullopt;
+        return it->second.state;
+    }
+    bool apply(const store_ops::defer_queued& o) {
+        if (!holds(o.id, o.member)) return false;
+        auto& q = items_[o.id];
+        q.state = queue_state::waiting;
+        q.claimed_by = 0;
+        q.due_at = o.due_at;
+        q.wait_reason = o.wait_reason;
+        q.detail = o.detail;
+        q.updated_at = o.at;
+        return true;
+    }
+    bool apply(const store_ops::finish_queued& o) {
+        if (!holds(o.id, o.member)) return false;
+        auto& q = items_[o.id];
+        q.state = o.state;
+        q.claimed_by = 0;
+        q.send_id = o.send_id;
+        q.detail = o.detail;
+        q.updated_at = o.at;
+        return true;
+    }
+    bool apply(const store_ops::cancel_queued& o) {
+        if (state_of(o.id) != queue_state::waiting) return false;
+        auto& q = items_[o.id];
+        q.state = queue_state::cancelled;
+        q.detail = o.detail;
+        q.updated_at = o.at;
+        return true;
+    }
+    std::vector<queued_send> claim(std::uint64_t member, time_point now, std::size_t limit) {
+        std::vector<queued_send*> due;
+        for (auto& [id, q] : items_)
+            if (q.state == queue_state::waiting && q.due_at <= now) due.push_back(&q);
+        std::sort(due.begin(), due.end(), [](const queued_send* a, const queued_send* b) {
+            return a->due_at != b->due_at ? a->due_at < b->due_at : a->id < b->id;
+        });
+        std::vector<queued_send> out;
+        for (std::size_t i = 0; i < due.size() && i < limit; ++i) {
+            auto& q = *due[i];
+            q.state = queue_state::claimed;
+            q.claimed_by = member;
+            ++q.checks;
+            q.updated_at = now;
+            out.push_back(q);
+        }
+        return out;
+    }
+    /// Items of members no longer present go back to waiting; the detail is
+    /// the store's to word, so the caller copies it from the store.
+    std::vector<std::uint64_t> requeue(std::uint64_t member, time_point now) {
+        std::vector<std::uint64_t> out;
+        for (auto& [id, q] : items_)
+            if (q.state == queue_state::claimed && q.claimed_by == member) {
+                q.state = queue_state::waiting;
+                q.claimed_by = 0;
+                q.updated_at = now;
+                out.push_back(id);
+            }
+        return out;
+    }
+    std::size_t purge(time_point before) {
+        return std::erase_if(items_, [&](const auto& kv) {
+            const auto& q = kv.second;
+            return (q.state == queue_state::done || q.state == queue_state::cancelled) &&
+                   q.updated_at < before;
+        });
+    }
+    queue_counts counts() const {
+        queue_counts c;
+        std::map<std::string, std::uint64_t> reasons;
+        for (const auto& [id, q] : items_) {
+            switch (q.state) {
+                case queue_state::waiting:
+                    ++c.waiting;
+                    ++reasons[q.wait_reason];
+                    if (!c.next_due || q.due_at < *c.next_due) c.next_due = q.due_at;
+                    break;
+                case queue_state::claimed:
+                    ++c.claimed;
+                    break;
+                case queue_state::done:
+                    ++c.done;
+                    break;
+                case queue_state::cancelled:
+                    ++c.cancelled;
+                    break;
+            }
+        }
+        c.waiting_by_reason.assign(reasons.begin(), reasons.end());
+        return c;
+    }
+    std::map<std::uint64_t, queued_send>& items() { return items_; }
+
+private:
+    std::map<std::uint64_t, queued_send> items_;
+};
+
+inline void check_queue_random_against_model(const store_factory& open, const std::string& ws,
+                                             std::uint64_t seed, int steps = 250) {
+    INFO("seed = " << seed << " (rerun with MAILERS_TEST_SEED=" << seed << ")");
+    std::mt19937_64 rng(seed);
+    auto pick = [&](std::uint64_t n) {
+        return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng);
+    };
+    auto chance = [&](int percent) { return pick(100) < static_cast<std::uint64_t>(percent); };
+    auto st = open();
+    queue_model model;
+    std::vector<std::uint64_t> members;
+    for (int i = 0; i < 3; ++i)
+        members.push_back(st->attach(ws, sample_member("m" + std::to_string(i)), long_lease));
+    std::uint64_t last_id = 0;
+    std::size_t applied = 0, refused = 0, duplicates = 0, failed = 0, claimed = 0;
+    auto any_id = [&]() -> std::uint64_t {
+        if (model.items().empty() || chance(5)) return last_id + 1 + pick(3);
+        auto it = model.items().begin();
+        std::advance(it, static_cast<std::ptrdiff_t>(pick(model.items().size())));
+        return it->first;
+    };
+    auto any_member = [&] { return members[pick(members.size())]; };
+    auto reasons = std::vector<std::string>{"", "cap", "window", "gap", "paused"};
+
+    for (int step = 0; step < steps; ++step) {
+        INFO("step " << step);
+        const auto t = at_seconds(static_cast<std::int64_t>(step * 10));
+        const auto kind = pick(100);
+        if (kind < 50) {
+            // A batch of queue ops, sometimes ending in one that is refused.
+            std::vector<store_op> ops;
+            const auto n = 1 + pick(4);
+            for (std::uint64_t i = 0; i < n; ++i) {
+                const auto which = pick(4);
+                if (which == 0) {
+                    auto q = sample_queued(
+                        pick(1000), chance(50) ? "key-" + std::to_string(pick(40)) : "",
+                        at_seconds(static_cast<std::int64_t>(step * 10) +
+                                   static_cast<std::int64_t>(pick(200)) - 100),
+                        chance(50) ? "api" : "sequence:" + std::to_string(pick(3)));
+                    q.enqueued_at = t;
+                    ops.push_back(store_ops::enqueue{std::move(q)});
+                } else if (which == 1) {
+                    ops.push_back(store_ops::defer_queued{
+                        any_id(), chance(80) ? any_member() : 0,
+                        t + std::chrono::seconds{static_cast<std::int64_t>(pick(300))},
+                        reasons[pick(reasons.size())], "d" + std::to_string(step), t});
+                } else if (which == 2) {
+                    ops.push_back(store_ops::finish_queued{
+                        any_id(), any_member(),
+                        chance(70) ? queue_state::done : queue_state::cancelled, pick(50),
+                        "f" + std::to_string(step), t});
+                } else {
+                    ops.push_back(
+                        store_ops::cancel_queued{any_id(), "c" + std::to_string(step), t});
+                }
+            }
+            const bool fails = chance(10);
+            if (fails) {
+                auto bad = sample_queued(1);
+                bad.request.clear();
+                ops.insert(ops.begin() + static_cast<std::ptrdiff_t>(pick(ops.size() + 1)),
+                           store_ops::enqueue{bad});
+            }
+            if (fails) {
+                commit_must_fail(*st, ws, ops);
+                ++failed;
+            } else {
+                const auto res = commit(*st, ws, ops);
+                CHECK(res.change_seq == 0);
+                for (std::size_t i = 0; i < ops.size(); ++i) {
+                    INFO("op " << i);
+                    const auto& out = res.ops[i];
+                    if (const auto* e = std::get_if<store_ops::enqueue>(&ops[i])) {
+                        if (out.queue.status == enqueue_status::enqueued) {
+                            CHECK(out.queue.id > last_id);
+                            last_id = out.queue.id;
+                        }
+                        const auto expected = model.enqueue(e->item, out.queue.id);
+                        CHECK(out.queue.status == expected.status);
+                        CHECK(out.queue.id == expected.id);
+                        if (expected.existing) {
+                            ++duplicates;
+                            REQUIRE(out.queue.existing != nullptr);
+                            CHECK(*out.queue.existing == *expected.existing);
+                        }
+                    } else {
+                        std::uint64_t id = 0;
+                        std::optional<queue_state> before;
+                        bool expect = false;
+                        std::visit(
+                            [&](const auto& o) {
+                                using T = std::decay_t<decltype(o)>;
+                                if constexpr (std::is_same_v<T, store_ops::defer_queued> ||
+                                              std::is_same_v<T, store_ops::finish_queued> ||
+                                              std::is_same_v<T, store_ops::cancel_queued>) {
+                                    id = o.id;
+                                    before = model.state_of(o.id);
+                                    expect = model.apply(o);
+                                }
+                            },
+                            ops[i]);
+                        CHECK(out.applied == expect);
+                        CHECK(out.queue.id == id);
+                        CHECK(out.queue.state == before);
+                        (expect ? applied : refused)++;
+                    }
+                }
+            }
+        } else if (kind < 80) {
+            const auto m = any_member();
+            const auto limit = pick(6);
+            const auto got = st->claim_queued(ws, m, t, limit);
+            const auto expected = model.claim(m, t, limit);
+            check_same_list(got, expected, "claimed");
+            claimed += got.size();
+        } else if (kind < 88) {
+            // A member goes; its items return. A new one takes its place.
+            const auto i = pick(members.size());
+            const auto gone = members[i];
+            if (chance(50)) {
+                st->detach(ws, gone);
+            } else {
+                const std::uint64_t dead[] = {gone};
+                st->recover(ws, dead, t, "gone");
+            }
+            // Detach stamps with the store's own clock: copy what is the store's to word.
+            for (const auto id : model.requeue(gone, t)) {
+                const auto stored = stored_queued(*st, ws, id);
+                CHECK_FALSE(stored.detail.empty());
+                model.items()[id].detail = stored.detail;
+                model.items()[id].updated_at = stored.updated_at;
+            }
+            members[i] = st->attach(ws, sample_member("m" + std::to_string(step)), long_lease);
+        } else if (kind < 92) {
+            const auto before = t - std::chrono::seconds{static_cast<std::int64_t>(pick(500))};
+            CHECK(st->purge_queued(ws, before) == model.purge(before));
+        } else {
+            const auto id = any_id();
+            const auto it = model.items().find(id);
+            CHECK(st->find_queued(ws, id) ==
+                  (it == model.items().end() ? std::nullopt : std::optional(it->second)));
+        }
+        // The whole queue after every step.
+        std::vector<queued_send> expected;
+        for (const auto& [id, q] : model.items()) expected.push_back(q);
+        check_same_list(all_queued(*st, ws), expected, "queue");
+        CHECK(st->count_queued(ws) == model.counts());
+    }
+    // The run exercised every outcome.
+    CHECK(applied > 0);
+    CHECK(refused > 0);
+    CHECK(duplicates > 0);
+    CHECK(failed > 0);
+    CHECK(claimed > 0);
+}
+
+/// Several handles drain one queue from several threads: every item is
+/// finished exactly once, never held by two claimers at once, none lost.
+inline void check_race_queue(const store_factory& open, const std::string& ws,
+                             std::size_t items = 2000, std::size_t threads = 4) {
+    {
+        auto st = open();
+        std::vector<store_op> ops;
+        for (std::size_t n = 0; n < items; ++n) {
+            ops.push_back(store_ops::enqueue{
+                sample_queued(n, "", at_seconds(static_cast<std::int64_t>(n % 50)))});
+            if (ops.size() == 500 || n + 1 == items) {
+                commit(*st, ws, ops);
+                ops.clear();
+            }
+        }
+    }
+    std::vector<std::shared_ptr<store>> handles;
+    for (std::size_t i = 0; i < threads; ++i) handles.push_back(open());
+    std::mutex mu;
+    std::map<std::uint64_t, std::uint64_t> holder;  // id -> member holding it now
+    std::map<std::uint64_t, int> finished;          // id -> times finished
+    std::atomic<std::size_t> double_holds{0}, refused{0}, deferrals{0};
+    std::atomic<std::size_t> done{0};
+    const auto now = at_seconds(100);
+    run_threads(threads, [&](std::size_t t) {
+        store& st = *handles[t];
+        const auto me = st.attach(ws, sample_member("drain-" + std::to_string(t)), long_lease);
+        std::minstd_rand rng(static_cast<std::uint32_t>(t + 1));
+        int idle = 0;
+        while (done.load() < items) {
+            const auto got = st.claim_queued(ws, me, now, 1 + rng() % 16);
+            if (got.empty()) {
+                // Others hold what is left; they finish or defer it soon.
+                if (++idle > 20000) throw std::runtime_error("the queue stopped draining");
+                std::this_thread::yield();
+                continue;
+            }
+            idle = 0;
+            {
+                std::lock_guard lock(mu);
+                for (const auto& q : got)
+                    if (!holder.emplace(q.id, me).second) ++double_holds;
+            }
+            std::vector<store_op> ops;
+            std::vector<std::uint64_t> finishing;
+            for (const auto& q : got) {
+                // About one in six is deferred on its first check, due at once.
+                if (q.checks == 1 && rng() % 6 == 0) {
+                    ops.push_back(store_ops::defer_queued{q.id, me, now, "cap", "", now});
+                } else {
+                    ops.push_back(
+                        store_ops::finish_queued{q.id, me, queue_state::done, q.id, "", now});
+                    finishing.push_back(q.id);
+                }
+            }
+            // Released from the table before the commit that lets others
+            // take the items again.
+            {
+                std::lock_guard lock(mu);
+                for (const auto& q : got) holder.erase(q.id);
+            }
+            const auto res = st.commit(ws, ops);
+            std::lock_guard lock(mu);
+            for (std::size_t i = 0; i < ops.size(); ++i) {
+                if (!res.ops[i].applied) {
+                    ++refused;
+                    continue;
+                }
+                if (const auto* f = std::get_if<store_ops::finish_queued>(&ops[i])) {
+                    ++finished[f->id];
+                    ++done;
+                } else {
+                    ++deferrals;
+                }
+            }
+        }
+        st.detach(ws, me);
+    });
+    CHECK(double_holds.load() == 0);
+    CHECK(refused.load() == 0);
+    CHECK(deferrals.load() > 0);
+    CHECK(finished.size() == items);
+    std::size_t twice = 0;
+    for (const auto& [id, n] : finished)
+        if (n != 1) ++twice;
+    CHECK(twice == 0);
+    auto st = open();
+    const auto c = st->count_queued(ws);
+    CHECK(c.done == items);
+    CHECK(c.waiting == 0);
+    CHECK(c.claimed == 0);
+    std::size_t checked_again = 0;
+    for (const auto& q : all_queued(*st, ws)) {
+        CHECK(q.state == queue_state::done);
+        CHECK(q.send_id == q.id);
+        if (q.checks > 1) ++checked_again;
+    }
+    CHECK(checked_again == deferrals.load());
+}
+
+// ---------------------------------------------------------------------------
 
 /// Every suppression version of `ws`, as the store hands them over.
 inline std::vector<suppression_version> all_versions(store& st, std::string_view ws) {
@@ -3012,6 +3921,33 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("race: versions of one key written from many handles") {
         check_race_versions(open, p + "-race-versions");
+    }
+    SUBCASE("queue: enqueue, idempotency keys, duplicates, bad input") {
+        check_queue_enqueue(open, p + "-queue-enqueue");
+    }
+    SUBCASE("queue: claim order, limit and due times") {
+        check_queue_claim(open, p + "-queue-claim");
+    }
+    SUBCASE("queue: defer, finish and cancel only by the holder") {
+        check_queue_holder_ops(open, p + "-queue-holder");
+    }
+    SUBCASE("queue: a member without a live lease claims nothing") {
+        check_queue_dead_member(open, p + "-queue-dead");
+    }
+    SUBCASE("queue: recover and detach return the items held") {
+        check_queue_recover(open, p + "-queue-recover");
+    }
+    SUBCASE("queue: a failed commit leaves the queue as it was") {
+        check_queue_all_or_nothing(open, p + "-queue-atomic");
+    }
+    SUBCASE("queue: for_each_queued filters and pages, count_queued, purge_queued") {
+        check_queue_reads(open, p + "-queue-reads");
+    }
+    SUBCASE("queue: random ops match a model") {
+        check_queue_random_against_model(open, p + "-queue-random", test_seed());
+    }
+    SUBCASE("race: several handles drain one queue") {
+        check_race_queue(open, p + "-race-queue");
     }
 }
 

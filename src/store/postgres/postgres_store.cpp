@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <mailers/audit.hpp>
 #include <mailers/error.hpp>
 #include <mailers/postgres_store.hpp>
@@ -146,6 +147,75 @@ ledger_row read_send(const pg::result& r, int i, int c = 0) {
     return row;
 }
 
+int queue_state_code(queue_state s) {
+    const auto c = codes::of(s);
+    if (c < 0) fail(errc::store_error, "postgres store: invalid queue_state value");
+    return static_cast<int>(c);
+}
+
+queue_state queue_state_from(std::int64_t c) {
+    if (auto s = codes::queue_state_of(c)) return *s;
+    fail(errc::store_error, fmt::format("postgres store: unknown queue state code {}", c));
+}
+
+// The request travels as hex text: it is opaque bytes, NUL included, which
+// neither a text parameter nor a text array element may hold.
+std::string to_hex(std::string_view bytes) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (unsigned char ch : bytes) {
+        out += digits[ch >> 4];
+        out += digits[ch & 15];
+    }
+    return out;
+}
+
+std::string from_hex(std::string_view hex) {
+    auto nibble = [](char ch) -> int {
+        if (ch >= '0' && ch <= '9') return ch - '0';
+        if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+        fail(errc::store_error, "postgres store: corrupt queue.request value");
+    };
+    if (hex.size() % 2 != 0) fail(errc::store_error, "postgres store: corrupt queue.request value");
+    std::string out(hex.size() / 2, '\0');
+    for (std::size_t i = 0; i < out.size(); ++i)
+        out[i] = static_cast<char>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+    return out;
+}
+
+std::string queue_cols(std::string_view t) {
+    return fmt::format(
+        "{0}id, {0}idempotency_key, {0}pool, {0}mailbox, {0}recipient_domain, "
+        "encode({0}request, 'hex'), {0}origin, {0}enqueued_at, {0}not_before, {0}due_at, "
+        "{0}state, {0}wait_reason, {0}checks, {0}claimed_by, {0}send_id, {0}detail, "
+        "{0}updated_at",
+        t);
+}
+
+queued_send read_queued(const pg::result& r, int i) {
+    queued_send q;
+    q.id = r.u64(i, 0);
+    q.idempotency_key = r.str(i, 1);
+    q.pool = r.str(i, 2);
+    q.mailbox = r.str(i, 3);
+    q.recipient_domain = r.str(i, 4);
+    q.request = from_hex(r.text(i, 5));
+    q.origin = r.str(i, 6);
+    q.enqueued_at = from_micros(r.i64(i, 7));
+    q.not_before = from_micros(r.i64(i, 8));
+    q.due_at = from_micros(r.i64(i, 9));
+    q.state = queue_state_from(r.i64(i, 10));
+    q.wait_reason = r.str(i, 11);
+    q.checks = static_cast<std::uint32_t>(r.i64(i, 12));
+    q.claimed_by = r.u64(i, 13);
+    q.send_id = r.u64(i, 14);
+    q.detail = r.str(i, 15);
+    q.updated_at = from_micros(r.i64(i, 16));
+    return q;
+}
+
 suppression_entry read_suppression(const pg::result& r, int i) {
     suppression_entry e;
     e.kind = kind_from(r.i64(i, 0));
@@ -175,10 +245,12 @@ audit_record read_audit(const pg::result& r, int i) {
 struct statements {
     explicit statements(const std::string& schema) {
         const std::string s = pg::quote_ident(schema);
+        const std::string qcols = queue_cols(""), qcols_q = queue_cols("q.");
         auto make = [&](const char* name, std::string_view sql) {
-            return pg::statement{name, fmt::format(fmt::runtime(sql), fmt::arg("s", s),
-                                                   fmt::arg("cols", send_cols),
-                                                   fmt::arg("scols", send_cols_s))};
+            return pg::statement{
+                name, fmt::format(fmt::runtime(sql), fmt::arg("s", s), fmt::arg("cols", send_cols),
+                                  fmt::arg("scols", send_cols_s), fmt::arg("qcols", qcols),
+                                  fmt::arg("qcols_q", qcols_q))};
         };
         // commit, first round trip: locks in the documented order, then
         // every read the decisions need.
@@ -416,6 +488,77 @@ struct statements {
                  "UPDATE {s}.sends SET state = 3, updated_at = $3, detail = $4 "
                  "WHERE workspace = $1 AND state = 0 "
                  "AND (owner = 0 OR owner IN (SELECT id FROM gone) OR owner = ANY($2::int8[]))");
+        // The send queue. Items named by queue ops are locked in id order,
+        // after every other lock a commit takes.
+        lock_queued = make("m_lock_queued",
+                           "SELECT {qcols_q} FROM unnest($2::int8[]) AS r(id) "
+                           "JOIN {s}.queue q ON q.workspace = $1 AND q.id = r.id "
+                           "ORDER BY q.id FOR UPDATE OF q");
+        queued_by_key = make("m_queued_by_key",
+                             "SELECT {qcols_q} FROM unnest($2::text[]) AS r(k) "
+                             "JOIN {s}.queue q ON q.workspace = $1 AND q.idempotency_key = r.k "
+                             "AND q.idempotency_key <> ''");
+        new_queue_ids = make("m_new_queue_ids",
+                             "SELECT nextval('{s}.queue_ids') FROM generate_series(1, $1::int)");
+        insert_queued = make(
+            "m_insert_queued",
+            "INSERT INTO {s}.queue (workspace, id, idempotency_key, pool, mailbox, "
+            "recipient_domain, request, origin, enqueued_at, not_before, due_at, state, "
+            "wait_reason, checks, claimed_by, send_id, detail, updated_at) "
+            "SELECT $1, id, k, p, m, d, decode(r, 'hex'), o, e, nb, du, st, w, c, cb, si, dt, u "
+            "FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+            "$8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int2[], $13::text[], "
+            "$14::int8[], $15::int8[], $16::int8[], $17::text[], $18::int8[]) "
+            "AS v(id, k, p, m, d, r, o, e, nb, du, st, w, c, cb, si, dt, u)");
+        update_queued = make(
+            "m_update_queued",
+            "UPDATE {s}.queue q SET due_at = v.du, state = v.st, wait_reason = v.w, "
+            "claimed_by = v.cb, send_id = v.si, detail = v.dt, updated_at = v.u "
+            "FROM unnest($2::int8[], $3::int8[], $4::int2[], $5::text[], $6::int8[], $7::int8[], "
+            "$8::text[], $9::int8[]) AS v(id, du, st, w, cb, si, dt, u) "
+            "WHERE q.workspace = $1 AND q.id = v.id");
+        // KEY SHARE: a renewal of the lease goes on, while a recovery's
+        // delete of the member waits for the claim to commit, so the
+        // recovery then sees (and returns) what the claim took.
+        live_member = make("m_live_member",
+                           "SELECT 1 FROM {s}.members WHERE workspace = $1 AND id = $2 "
+                           "AND lease_until > clock_timestamp() FOR KEY SHARE");
+        // The pick is a materialised CTE: as an `IN (subquery)` the planner
+        // may run the subquery more than once, and each run skips the rows
+        // the previous one locked, so the update could take more than the
+        // limit.
+        claim_queued =
+            make("m_claim_queued",
+                 "WITH picked AS MATERIALIZED ("
+                 "  SELECT id FROM {s}.queue WHERE workspace = $1 AND state = 0 AND due_at <= $3 "
+                 "  AND EXISTS (SELECT 1 FROM {s}.members m WHERE m.workspace = $1 AND m.id = $2 "
+                 "              AND m.lease_until > clock_timestamp()) "
+                 "  ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+                 "UPDATE {s}.queue q SET state = 1, claimed_by = $2, checks = q.checks + 1, "
+                 "updated_at = $3 FROM picked WHERE q.workspace = $1 AND q.id = picked.id "
+                 "RETURNING {qcols_q}");
+        // Every claimed item whose holder is no longer a member: run after
+        // the members are deleted, as a statement of its own, so that it
+        // sees the items of a claim that committed while the delete waited.
+        requeue = make("m_requeue",
+                       "UPDATE {s}.queue q SET state = 0, claimed_by = 0, detail = $2, "
+                       "updated_at = $3 WHERE q.workspace = $1 AND q.state = 1 AND NOT EXISTS "
+                       "(SELECT 1 FROM {s}.members m WHERE m.workspace = $1 "
+                       "AND m.id = q.claimed_by)");
+        find_queued =
+            make("m_find_queued", "SELECT {qcols} FROM {s}.queue WHERE workspace = $1 AND id = $2");
+        queued_after = make("m_queued_after",
+                            "SELECT {qcols} FROM {s}.queue WHERE workspace = $1 AND id > $2 "
+                            "AND ($3::int2 < 0 OR state = $3::int2) "
+                            "AND ($4::text = '' OR starts_with(origin, $4::text)) "
+                            "ORDER BY id LIMIT $5");
+        count_queued = make("m_count_queued",
+                            "SELECT state, CASE WHEN state = 0 THEN wait_reason ELSE '' END, "
+                            "count(*), min(due_at) FROM {s}.queue WHERE workspace = $1 "
+                            "GROUP BY 1, 2 ORDER BY 1, 2");
+        purge_queued = make("m_purge_queued",
+                            "DELETE FROM {s}.queue WHERE workspace = $1 AND state >= 2 "
+                            "AND updated_at < $2");
         server_now =
             make("m_server_now", "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8");
         unanalysed = make("m_unanalysed",
@@ -431,7 +574,9 @@ struct statements {
         load_objects, load_suppressions, load_sends, change_seq, changed_objects,
         changed_suppressions, find_send, find_suppression, audit_from, sends_between,
         suppressions_after, purge, purge_counts, attach, renew, end_lease, members, recover,
-        server_now, unanalysed;
+        server_now, unanalysed, lock_queued, queued_by_key, new_queue_ids, insert_queued,
+        update_queued, live_member, claim_queued, requeue, find_queued, queued_after, count_queued,
+        purge_queued;
 };
 
 // --- the commit's in-memory model ------------------------------------------
@@ -646,6 +791,8 @@ public:
             p.add(sql_.end_lease, pg::params{}.add(ws).add(member));
             p.add(sql_.recover,
                   pg::params{}.add(ws).add(dead.str()).add(now).add("member detached"));
+            p.add(sql_.requeue,
+                  pg::params{}.add(ws).add("returned to the queue: member detached").add(now));
             p.add_simple("COMMIT");
             p.finish();
             return 0;
@@ -677,9 +824,17 @@ public:
         return run("recover", true, [&](pg::connection& c, attempt&) {
             pg::int_array ids;
             for (auto d : dead) ids.push(static_cast<std::int64_t>(d));
-            auto r = c.run(sql_.recover,
-                           pg::params{}.add(ws).add(ids.str()).add(micros(now)).add(detail));
-            return static_cast<std::size_t>(r.affected());
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL READ COMMITTED");
+            const auto i = p.add(sql_.recover,
+                                 pg::params{}.add(ws).add(ids.str()).add(micros(now)).add(detail));
+            p.add(sql_.requeue, pg::params{}
+                                    .add(ws)
+                                    .add(fmt::format("returned to the queue: {}", detail))
+                                    .add(micros(now)));
+            p.add_simple("COMMIT");
+            auto r = p.finish();
+            return static_cast<std::size_t>(r[i].affected());
         });
     }
 
@@ -1236,6 +1391,115 @@ public:
         });
     }
 
+    std::vector<queued_send> claim_queued(std::string_view ws, std::uint64_t member, time_point now,
+                                          std::size_t limit) override {
+        // Not idempotent: a claim whose COMMIT was lost may hold items, and
+        // running it again would take more (see store.hpp).
+        auto out = run("claim_queued", false, [&](pg::connection& c, attempt& a) {
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL READ COMMITTED");
+            const auto i_live = p.add(sql_.live_member, pg::params{}.add(ws).add(member));
+            std::size_t i_claim = 0;
+            if (limit > 0)
+                i_claim = p.add(sql_.claim_queued,
+                                pg::params{}
+                                    .add(ws)
+                                    .add(member)
+                                    .add(micros(now))
+                                    .add(static_cast<std::int64_t>(std::min<std::size_t>(
+                                        limit, std::numeric_limits<std::int32_t>::max()))));
+            const auto i_commit = p.add_simple("COMMIT");
+            a.commit_sent = true;
+            auto r = p.finish();
+            if (std::string_view{PQcmdStatus(r[i_commit].get())} != "COMMIT")
+                fail(errc::store_error,
+                     "postgres store: claim_queued: the server rolled the transaction back");
+            if (r[i_live].rows() == 0)
+                fail(errc::store_error,
+                     fmt::format("postgres store: claim_queued: member {} has no live lease (it "
+                                 "ran out, or the member was recovered or detached); attach "
+                                 "again before claiming",
+                                 member));
+            std::vector<queued_send> items;
+            if (limit > 0)
+                for (int i = 0; i < r[i_claim].rows(); ++i)
+                    items.push_back(read_queued(r[i_claim], i));
+            return items;
+        });
+        std::sort(out.begin(), out.end(), [](const queued_send& x, const queued_send& y) {
+            return x.due_at != y.due_at ? x.due_at < y.due_at : x.id < y.id;
+        });
+        return out;
+    }
+
+    std::optional<queued_send> find_queued(std::string_view ws, std::uint64_t id) override {
+        return run("find_queued", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<queued_send> {
+                       auto r = c.run(sql_.find_queued, pg::params{}.add(ws).add(id));
+                       if (r.rows() == 0) return std::nullopt;
+                       return read_queued(r, 0);
+                   });
+    }
+
+    void for_each_queued(std::string_view ws, const queue_filter& filter,
+                         const std::function<void(const queued_send&)>& fn) override {
+        std::uint64_t after = filter.after_id;
+        std::size_t left =
+            filter.limit == 0 ? std::numeric_limits<std::size_t>::max() : filter.limit;
+        const int state = filter.state ? queue_state_code(*filter.state) : -1;
+        while (left > 0) {
+            const int n = static_cast<int>(std::min<std::size_t>(left, page));
+            auto batch = run("for_each_queued", true, [&](pg::connection& c, attempt&) {
+                auto r = c.run(
+                    sql_.queued_after,
+                    pg::params{}.add(ws).add(after).add(state).add(filter.origin_prefix).add(n));
+                std::vector<queued_send> out;
+                for (int i = 0; i < r.rows(); ++i) out.push_back(read_queued(r, i));
+                return out;
+            });
+            for (auto& q : batch) fn(q);
+            if (batch.size() < static_cast<std::size_t>(n)) return;
+            left -= batch.size();
+            after = batch.back().id;
+        }
+    }
+
+    queue_counts count_queued(std::string_view ws) override {
+        return run("count_queued", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.count_queued, pg::params{}.add(ws));
+            queue_counts out;
+            for (int i = 0; i < r.rows(); ++i) {
+                const auto n = r.u64(i, 2);
+                switch (queue_state_from(r.i64(i, 0))) {
+                    case queue_state::waiting: {
+                        out.waiting += n;
+                        out.waiting_by_reason.emplace_back(r.str(i, 1), n);
+                        const auto due = from_micros(r.i64(i, 3));
+                        if (!out.next_due || due < *out.next_due) out.next_due = due;
+                        break;
+                    }
+                    case queue_state::claimed:
+                        out.claimed += n;
+                        break;
+                    case queue_state::done:
+                        out.done += n;
+                        break;
+                    case queue_state::cancelled:
+                        out.cancelled += n;
+                        break;
+                }
+            }
+            return out;
+        });
+    }
+
+    std::size_t purge_queued(std::string_view ws, time_point before) override {
+        return run("purge_queued", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.purge_queued, pg::params{}.add(ws).add(micros(before)));
+            return static_cast<std::size_t>(r.affected());
+        });
+    }
+
 private:
     // Until a table has been analysed once, the planner takes `workspace =
     // $1` for selective (0.5% of the rows) and picks plans that read every
@@ -1316,7 +1580,7 @@ private:
                 // transaction waited: the next run reads it and answers
                 // `duplicate`. Other unique violations are real errors.
                 if (e.kind() == pg::failure_kind::unique_violation &&
-                    e.constraint() != "sends_idempotency")
+                    e.constraint() != "sends_idempotency" && e.constraint() != "queue_idempotency")
                     again = false;
                 if (again) {
                     if (conflicts > 2)
@@ -1393,6 +1657,9 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     std::set<std::uint64_t> send_ids;
     std::set<std::string> idem_keys;
     int new_sends = 0;
+    std::set<std::uint64_t> queue_ids;
+    std::set<std::string> queue_keys;
+    int new_queued = 0;
     for (auto& op : ops) {
         std::visit(
             [&](auto& o) {
@@ -1414,6 +1681,28 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     send_ids.insert(o.row.id);
                 } else if constexpr (std::is_same_v<T, store_ops::append_audit>) {
                     needs_ws = true;
+                } else if constexpr (std::is_same_v<T, store_ops::enqueue>) {
+                    if (o.item.request.empty())
+                        fail(errc::store_error,
+                             "postgres store: commit: enqueue: a queued send needs a request; "
+                             "no op of the batch was applied");
+                    if (o.item.not_before == time_point{})
+                        fail(errc::store_error,
+                             "postgres store: commit: enqueue: a queued send needs its "
+                             "not_before; no op of the batch was applied");
+                    ++new_queued;
+                    if (!o.item.idempotency_key.empty()) queue_keys.insert(o.item.idempotency_key);
+                } else if constexpr (std::is_same_v<T, store_ops::finish_queued>) {
+                    if (o.state != queue_state::done && o.state != queue_state::cancelled)
+                        fail(errc::store_error,
+                             fmt::format("postgres store: commit: finish_queued id {}: a queued "
+                                         "send finishes done or cancelled, not {}; no op of the "
+                                         "batch was applied",
+                                         o.id, to_string(o.state)));
+                    queue_ids.insert(o.id);
+                } else if constexpr (std::is_same_v<T, store_ops::defer_queued> ||
+                                     std::is_same_v<T, store_ops::cancel_queued>) {
+                    queue_ids.insert(o.id);
                 } else {
                     needs_ws = true;
                     has_change = true;
@@ -1475,6 +1764,20 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
         i_idem = p1.add(sql_.sends_by_key, pg::params{}.add(ws_s).add(ks.str()));
     }
     if (new_sends > 0) i_ids = p1.add(sql_.new_ids, pg::params{}.add(new_sends));
+    std::size_t i_qlock = 0, i_qkeys = 0, i_qids = 0;
+    if (!queue_ids.empty()) {
+        pg::int_array ids;
+        for (auto id : queue_ids)
+            if (id <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+                ids.push(static_cast<std::int64_t>(id));
+        i_qlock = p1.add(sql_.lock_queued, pg::params{}.add(ws_s).add(ids.str()));
+    }
+    if (!queue_keys.empty()) {
+        pg::text_array ks;
+        for (auto& k : queue_keys) ks.push(k);
+        i_qkeys = p1.add(sql_.queued_by_key, pg::params{}.add(ws_s).add(ks.str()));
+    }
+    if (new_queued > 0) i_qids = p1.add(sql_.new_queue_ids, pg::params{}.add(new_queued));
     if (!keys.empty())
         i_counts = p1.add(
             sql_.count_uses,
@@ -1536,6 +1839,50 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     }
     std::size_t next_id = 0;
 
+    // Queue items the batch names, as the batch leaves them.
+    struct queued_mem {
+        queued_send item;
+        bool is_new = false;
+        bool dirty = false;
+    };
+    std::map<std::uint64_t, queued_mem> queued;
+    std::unordered_map<std::string, std::uint64_t> queued_by_key;
+    if (!queue_ids.empty()) {
+        auto& r = r1[i_qlock];
+        for (int i = 0; i < r.rows(); ++i) {
+            auto q = read_queued(r, i);
+            queued[q.id].item = std::move(q);
+        }
+    }
+    if (!queue_keys.empty()) {
+        auto& r = r1[i_qkeys];
+        for (int i = 0; i < r.rows(); ++i) {
+            auto q = read_queued(r, i);
+            queued_by_key[q.idempotency_key] = q.id;
+            auto& m = queued[q.id];
+            if (m.item.id == 0) m.item = std::move(q);
+        }
+    }
+    std::vector<std::uint64_t> fresh_queue_ids;
+    if (new_queued > 0) {
+        auto& r = r1[i_qids];
+        for (int i = 0; i < r.rows(); ++i) fresh_queue_ids.push_back(r.u64(i, 0));
+    }
+    std::size_t next_queue_id = 0;
+    // The item `id` names, if `member` holds it; records where it stood.
+    auto held = [&](std::uint64_t id, std::uint64_t member, op_result& out) -> queued_mem* {
+        out.applied = false;
+        out.queue.id = id;
+        auto it = queued.find(id);
+        if (it == queued.end() || it->second.item.id == 0) return nullptr;
+        out.queue.state = it->second.item.state;
+        if (it->second.item.state != queue_state::claimed || member == 0 ||
+            it->second.item.claimed_by != member)
+            return nullptr;
+        out.applied = true;
+        return &it->second;
+    };
+
     // Releases a send's current uses, remembering stored ones for deletion.
     auto release = [&](send_state_mem& s) {
         for (auto& u : s.uses) {
@@ -1589,6 +1936,65 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     audit_head = rec.hash;
                     out.audit_seq = rec.seq;
                     audits_out.push_back(std::move(rec));
+                } else if constexpr (std::is_same_v<T, store_ops::enqueue>) {
+                    if (!o.item.idempotency_key.empty()) {
+                        if (auto k = queued_by_key.find(o.item.idempotency_key);
+                            k != queued_by_key.end()) {
+                            out.queue.status = enqueue_status::duplicate;
+                            out.queue.id = k->second;
+                            out.queue.existing =
+                                std::make_shared<const queued_send>(queued[k->second].item);
+                            return;
+                        }
+                    }
+                    if (next_queue_id >= fresh_queue_ids.size())
+                        fail(errc::store_error, "postgres store: internal error: out of queue ids");
+                    const auto id = fresh_queue_ids[next_queue_id++];
+                    auto& m = queued[id];
+                    m.item = o.item;
+                    m.item.id = id;
+                    m.item.due_at = o.item.not_before;
+                    m.item.state = queue_state::waiting;
+                    m.item.checks = 0;
+                    m.item.claimed_by = 0;
+                    m.item.send_id = 0;
+                    m.item.updated_at = o.item.enqueued_at;
+                    m.is_new = true;
+                    if (!o.item.idempotency_key.empty()) queued_by_key[o.item.idempotency_key] = id;
+                    out.queue.status = enqueue_status::enqueued;
+                    out.queue.id = id;
+                } else if constexpr (std::is_same_v<T, store_ops::defer_queued>) {
+                    auto* m = held(o.id, o.member, out);
+                    if (!m) return;
+                    m->item.state = queue_state::waiting;
+                    m->item.claimed_by = 0;
+                    m->item.due_at = o.due_at;
+                    m->item.wait_reason = o.wait_reason;
+                    m->item.detail = o.detail;
+                    m->item.updated_at = o.at;
+                    m->dirty = true;
+                } else if constexpr (std::is_same_v<T, store_ops::finish_queued>) {
+                    auto* m = held(o.id, o.member, out);
+                    if (!m) return;
+                    m->item.state = o.state;
+                    m->item.claimed_by = 0;
+                    m->item.send_id = o.send_id;
+                    m->item.detail = o.detail;
+                    m->item.updated_at = o.at;
+                    m->dirty = true;
+                } else if constexpr (std::is_same_v<T, store_ops::cancel_queued>) {
+                    out.applied = false;
+                    out.queue.id = o.id;
+                    auto it = queued.find(o.id);
+                    if (it == queued.end() || it->second.item.id == 0) return;
+                    auto& m = it->second;
+                    out.queue.state = m.item.state;
+                    if (m.item.state != queue_state::waiting) return;
+                    m.item.state = queue_state::cancelled;
+                    m.item.detail = o.detail;
+                    m.item.updated_at = o.at;
+                    m.dirty = true;
+                    out.applied = true;
                 } else if constexpr (std::is_same_v<T, store_ops::update_send>) {
                     auto it = sends.find(o.row.id);
                     if (it == sends.end() || it->second.row.id == 0 ||
@@ -1906,6 +2312,75 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                               .add(change_seq));
         }
         if (!audits_out.empty()) add_audit_records(p2, ws_s, audits_out);
+        pg::int_array qn_id, qn_e, qn_nb, qn_du, qn_st, qn_c, qn_cb, qn_si, qn_u;
+        pg::text_array qn_k, qn_p, qn_m, qn_d, qn_r, qn_o, qn_w, qn_dt;
+        pg::int_array qu_id, qu_du, qu_st, qu_cb, qu_si, qu_u;
+        pg::text_array qu_w, qu_dt;
+        int qn = 0, qu = 0;
+        for (auto& [id, m] : queued) {
+            auto& q = m.item;
+            if (m.is_new) {
+                ++qn;
+                qn_id.push(static_cast<std::int64_t>(id));
+                qn_k.push(q.idempotency_key);
+                qn_p.push(q.pool);
+                qn_m.push(q.mailbox);
+                qn_d.push(q.recipient_domain);
+                qn_r.push(to_hex(q.request));
+                qn_o.push(q.origin);
+                qn_e.push(micros(q.enqueued_at));
+                qn_nb.push(micros(q.not_before));
+                qn_du.push(micros(q.due_at));
+                qn_st.push(queue_state_code(q.state));
+                qn_w.push(q.wait_reason);
+                qn_c.push(static_cast<std::int64_t>(q.checks));
+                qn_cb.push(static_cast<std::int64_t>(q.claimed_by));
+                qn_si.push(static_cast<std::int64_t>(q.send_id));
+                qn_dt.push(q.detail);
+                qn_u.push(micros(q.updated_at));
+            } else if (m.dirty) {
+                ++qu;
+                qu_id.push(static_cast<std::int64_t>(id));
+                qu_du.push(micros(q.due_at));
+                qu_st.push(queue_state_code(q.state));
+                qu_w.push(q.wait_reason);
+                qu_cb.push(static_cast<std::int64_t>(q.claimed_by));
+                qu_si.push(static_cast<std::int64_t>(q.send_id));
+                qu_dt.push(q.detail);
+                qu_u.push(micros(q.updated_at));
+            }
+        }
+        if (qn > 0)
+            p2.add(sql_.insert_queued, pg::params{}
+                                           .add(ws_s)
+                                           .add(qn_id.str())
+                                           .add(qn_k.str())
+                                           .add(qn_p.str())
+                                           .add(qn_m.str())
+                                           .add(qn_d.str())
+                                           .add(qn_r.str())
+                                           .add(qn_o.str())
+                                           .add(qn_e.str())
+                                           .add(qn_nb.str())
+                                           .add(qn_du.str())
+                                           .add(qn_st.str())
+                                           .add(qn_w.str())
+                                           .add(qn_c.str())
+                                           .add(qn_cb.str())
+                                           .add(qn_si.str())
+                                           .add(qn_dt.str())
+                                           .add(qn_u.str()));
+        if (qu > 0)
+            p2.add(sql_.update_queued, pg::params{}
+                                           .add(ws_s)
+                                           .add(qu_id.str())
+                                           .add(qu_du.str())
+                                           .add(qu_st.str())
+                                           .add(qu_w.str())
+                                           .add(qu_cb.str())
+                                           .add(qu_si.str())
+                                           .add(qu_dt.str())
+                                           .add(qu_u.str()));
     }
     const auto i_commit = p2.add_simple("COMMIT");
     std::vector<pg::result> r2;

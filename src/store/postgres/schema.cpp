@@ -153,7 +153,41 @@ CREATE TABLE {s}.suppression_superseded (
 CREATE INDEX suppression_superseded_key ON {s}.suppression_superseded (workspace, kind, value, id);
 )sql";
 
-constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4};
+// The send queue. Ids come from a sequence of their own, so a purged item's
+// id is never given again. The partial indexes stay as small as the items
+// in their state: claims read the waiting ones in due order, recovery finds
+// the claimed ones by holder, a purge the finished ones by age.
+constexpr std::string_view step_5 = R"sql(
+CREATE SEQUENCE {s}.queue_ids;
+CREATE TABLE {s}.queue (
+  workspace        text COLLATE "C" NOT NULL,
+  id               bigint NOT NULL,
+  idempotency_key  text COLLATE "C" NOT NULL,
+  pool             text NOT NULL,
+  mailbox          text NOT NULL,
+  recipient_domain text NOT NULL,
+  request          bytea NOT NULL,
+  origin           text COLLATE "C" NOT NULL,
+  enqueued_at      bigint NOT NULL,
+  not_before       bigint NOT NULL,
+  due_at           bigint NOT NULL,
+  state            smallint NOT NULL,
+  wait_reason      text COLLATE "C" NOT NULL,
+  checks           bigint NOT NULL,
+  claimed_by       bigint NOT NULL,
+  send_id          bigint NOT NULL,
+  detail           text NOT NULL,
+  updated_at       bigint NOT NULL,
+  PRIMARY KEY (workspace, id)
+);
+CREATE UNIQUE INDEX queue_idempotency ON {s}.queue (workspace, idempotency_key)
+  WHERE idempotency_key <> '';
+CREATE INDEX queue_due ON {s}.queue (workspace, due_at, id) WHERE state = 0;
+CREATE INDEX queue_claimed ON {s}.queue (workspace, claimed_by) WHERE state = 1;
+CREATE INDEX queue_finished ON {s}.queue (workspace, updated_at) WHERE state >= 2;
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4, step_5};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

@@ -58,6 +58,17 @@ inline send_state state_from_code(std::int64_t c) {
     fail(errc::store_error, fmt::format("sqlite store: corrupt sends.state value {}", c));
 }
 
+inline std::int64_t queue_state_code(queue_state s) {
+    const auto c = codes::of(s);
+    if (c < 0) throw invalid_op("invalid queue_state value");
+    return c;
+}
+
+inline queue_state queue_state_from_code(std::int64_t c) {
+    if (auto s = codes::queue_state_of(c)) return *s;
+    fail(errc::store_error, fmt::format("sqlite store: corrupt queue.state value {}", c));
+}
+
 inline std::int64_t kind_code(suppression_kind k) {
     const auto c = codes::of(k);
     if (c < 0) throw invalid_op("invalid suppression_kind value");

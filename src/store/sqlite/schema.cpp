@@ -257,6 +257,40 @@ CREATE TABLE suppression_superseded (
 );
 CREATE INDEX suppression_superseded_key ON suppression_superseded (workspace, kind, value);
 )sql"},
+    {5, R"sql(
+-- The send queue. Ids come from workspaces.last_queue_id, so a purged
+-- item's id is never given again.
+ALTER TABLE workspaces ADD COLUMN last_queue_id INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE queue (
+    workspace TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    idempotency_key TEXT,         -- NULL when the caller gave none
+    pool TEXT NOT NULL,
+    mailbox TEXT NOT NULL,
+    recipient_domain TEXT NOT NULL,
+    request BLOB NOT NULL,        -- opaque bytes, as the engine serialised them
+    origin TEXT NOT NULL,
+    enqueued_at INTEGER NOT NULL, -- microseconds since the Unix epoch, as every time below
+    not_before INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    state INTEGER NOT NULL,       -- 0 waiting, 1 claimed, 2 done, 3 cancelled
+    wait_reason TEXT NOT NULL,
+    checks INTEGER NOT NULL,
+    claimed_by INTEGER NOT NULL,  -- members.id while claimed, else 0
+    send_id INTEGER NOT NULL,     -- sends.id once done, else 0
+    detail TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, id)
+);
+CREATE UNIQUE INDEX queue_idempotency_key ON queue (workspace, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- Partial indexes, each as small as the items in its state: a claim reads
+-- the waiting ones in due order and counts their reasons, recovery finds
+-- the claimed ones by holder, a purge the finished ones by age.
+CREATE INDEX queue_due ON queue (workspace, due_at, id) WHERE state = 0;
+CREATE INDEX queue_claimed ON queue (workspace, claimed_by) WHERE state = 1;
+CREATE INDEX queue_finished ON queue (workspace, updated_at) WHERE state >= 2;
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

@@ -63,6 +63,43 @@ ledger_row read_send(const SQLite::Statement& s) {
     return r;
 }
 
+constexpr const char* queue_columns =
+    "id, idempotency_key, pool, mailbox, recipient_domain, request, origin, enqueued_at, "
+    "not_before, due_at, state, wait_reason, checks, claimed_by, send_id, detail, updated_at";
+
+queued_send read_queued(const SQLite::Statement& s) {
+    queued_send q;
+    q.id = static_cast<std::uint64_t>(integer(s, 0));
+    q.idempotency_key = text(s, 1);
+    q.pool = text(s, 2);
+    q.mailbox = text(s, 3);
+    q.recipient_domain = text(s, 4);
+    {
+        const SQLite::Column c = s.getColumn(5);
+        const auto* p = static_cast<const char*>(c.getBlob());
+        q.request.assign(p, static_cast<std::size_t>(c.getBytes()));
+    }
+    q.origin = text(s, 6);
+    q.enqueued_at = from_micros(integer(s, 7));
+    q.not_before = from_micros(integer(s, 8));
+    q.due_at = from_micros(integer(s, 9));
+    q.state = queue_state_from_code(integer(s, 10));
+    q.wait_reason = text(s, 11);
+    q.checks = static_cast<std::uint32_t>(integer(s, 12));
+    q.claimed_by = static_cast<std::uint64_t>(integer(s, 13));
+    q.send_id = static_cast<std::uint64_t>(integer(s, 14));
+    q.detail = text(s, 15);
+    q.updated_at = from_micros(integer(s, 16));
+    return q;
+}
+
+// Claims come back from RETURNING in no promised order.
+void sort_by_due(std::vector<queued_send>& items) {
+    std::sort(items.begin(), items.end(), [](const queued_send& a, const queued_send& b) {
+        return a.due_at != b.due_at ? a.due_at < b.due_at : a.id < b.id;
+    });
+}
+
 constexpr const char* suppression_columns = "kind, value, reason, source, created_at";
 
 suppression_entry read_suppression(const SQLite::Statement& s) {
@@ -119,6 +156,16 @@ std::string describe(const store_op& op) {
             return fmt::format("update_send id {}", o.row.id);
         }
         std::string operator()(const store_ops::append_audit&) const { return "append_audit"; }
+        std::string operator()(const store_ops::enqueue&) const { return "enqueue"; }
+        std::string operator()(const store_ops::defer_queued& o) const {
+            return fmt::format("defer_queued id {}", o.id);
+        }
+        std::string operator()(const store_ops::finish_queued& o) const {
+            return fmt::format("finish_queued id {}", o.id);
+        }
+        std::string operator()(const store_ops::cancel_queued& o) const {
+            return fmt::format("cancel_queued id {}", o.id);
+        }
     };
     return std::visit(visitor{}, op);
 }
@@ -138,12 +185,13 @@ public:
         : db_(open_database(params)),
           find_workspace_(db_, "SELECT number FROM workspaces WHERE name = ?1"),
           read_workspace_(db_,
-                          "SELECT number, change_seq, audit_seq, audit_hash, last_send_id "
-                          "FROM workspaces WHERE name = ?1"),
+                          "SELECT number, change_seq, audit_seq, audit_hash, last_send_id, "
+                          "last_queue_id FROM workspaces WHERE name = ?1"),
           insert_workspace_(db_, "INSERT INTO workspaces (name) VALUES (?1)"),
           write_workspace_(db_,
                            "UPDATE workspaces SET change_seq = ?2, audit_seq = ?3, "
-                           "audit_hash = ?4, last_send_id = ?5 WHERE number = ?1"),
+                           "audit_hash = ?4, last_send_id = ?5, last_queue_id = ?6 "
+                           "WHERE number = ?1"),
           put_object_(db_,
                       "INSERT INTO objects (workspace, kind, id, json, seq) "
                       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (workspace, kind, id) "
@@ -247,7 +295,43 @@ public:
           delete_member_(db_, "DELETE FROM members WHERE workspace = ?1 AND id = ?2"),
           savepoint_failover_(db_, "SAVEPOINT failover"),
           rollback_failover_(db_, "ROLLBACK TO failover"),
-          release_failover_(db_, "RELEASE failover") {}
+          release_failover_(db_, "RELEASE failover"),
+          find_queue_key_(db_, fmt::format("SELECT {} FROM queue WHERE workspace = ?1 AND "
+                                           "idempotency_key = ?2",
+                                           queue_columns)),
+          insert_queued_(db_,
+                         "INSERT INTO queue (workspace, id, idempotency_key, pool, mailbox, "
+                         "recipient_domain, request, origin, enqueued_at, not_before, due_at, "
+                         "state, wait_reason, checks, claimed_by, send_id, detail, updated_at) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 0, ?11, 0, 0, 0, "
+                         "?12, ?9)"),
+          queued_holder_(db_,
+                         "SELECT state, claimed_by FROM queue WHERE workspace = ?1 AND id = ?2"),
+          defer_queued_(db_,
+                        "UPDATE queue SET state = 0, claimed_by = 0, due_at = ?3, "
+                        "wait_reason = ?4, detail = ?5, updated_at = ?6 "
+                        "WHERE workspace = ?1 AND id = ?2"),
+          finish_queued_(db_,
+                         "UPDATE queue SET state = ?3, claimed_by = 0, send_id = ?4, detail = ?5, "
+                         "updated_at = ?6 WHERE workspace = ?1 AND id = ?2"),
+          cancel_queued_(db_,
+                         "UPDATE queue SET state = 3, detail = ?3, updated_at = ?4 "
+                         "WHERE workspace = ?1 AND id = ?2"),
+          live_member_(db_,
+                       "SELECT EXISTS (SELECT 1 FROM members WHERE workspace = ?1 AND id = ?2 "
+                       "AND lease_until > ?3)"),
+          claim_queued_(db_,
+                        fmt::format("UPDATE queue SET state = 1, claimed_by = ?2, "
+                                    "checks = checks + 1, updated_at = ?3 WHERE workspace = ?1 "
+                                    "AND id IN (SELECT id FROM queue WHERE workspace = ?1 AND "
+                                    "state = 0 AND due_at <= ?3 ORDER BY due_at, id LIMIT ?4) "
+                                    "RETURNING {}",
+                                    queue_columns)),
+          find_queued_(db_, fmt::format("SELECT {} FROM queue WHERE workspace = ?1 AND id = ?2",
+                                        queue_columns)),
+          requeue_(db_,
+                   "UPDATE queue SET state = 0, claimed_by = 0, detail = ?3, updated_at = ?4 "
+                   "WHERE workspace = ?1 AND state = 1 AND claimed_by = ?2") {}
 
     store_snapshot load(std::string_view workspace, time_point since) override {
         return load_state(workspace, since, nullptr);
@@ -582,7 +666,7 @@ public:
     void detach(std::string_view workspace, std::uint64_t member) override {
         const std::uint64_t dead[] = {member};
         recover_members(workspace, dead, store_now(), "its member detached while it was reserved",
-                        false);
+                        false, "returned to the queue: member detached");
     }
 
     std::vector<member_record> members(std::string_view workspace) override {
@@ -611,7 +695,8 @@ public:
 
     std::size_t recover(std::string_view workspace, std::span<const std::uint64_t> dead,
                         time_point now, std::string_view detail) override {
-        return recover_members(workspace, dead, now, detail, true);
+        return recover_members(workspace, dead, now, detail, true,
+                               fmt::format("returned to the queue: {}", detail));
     }
 
     std::optional<ledger_row> find_send(std::string_view workspace, std::uint64_t id) override {
@@ -767,6 +852,145 @@ public:
         });
     }
 
+    std::vector<queued_send> claim_queued(std::string_view workspace, std::uint64_t member,
+                                          time_point now, std::size_t limit) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("claim_queued", [&] {
+            std::vector<queued_send> out;
+            // Under the write lock, so that the member's lease and the items
+            // are read and taken on one state no other connection changes.
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            {
+                statement_use q(live_member_);
+                q->bindNoCopy(1, ws);
+                q->bind(2, integer_key_or_max(member));
+                q->bind(3, micros(store_now()));
+                if (!q->executeStep() || integer(*q, 0) == 0)
+                    fail(errc::store_error,
+                         fmt::format("sqlite store: claim_queued: member {} has no live lease "
+                                     "(it ran out, or the member was recovered or detached); "
+                                     "attach again before claiming",
+                                     member));
+            }
+            if (limit == 0) return out;
+            {
+                statement_use q(claim_queued_);
+                q->bindNoCopy(1, ws);
+                q->bind(2, static_cast<std::int64_t>(member));
+                q->bind(3, micros(now));
+                q->bind(4, integer_key_or_max(limit));
+                while (q->executeStep()) out.push_back(read_queued(*q));
+            }
+            tx.commit();
+            sort_by_due(out);
+            return out;
+        });
+    }
+
+    std::optional<queued_send> find_queued(std::string_view workspace, std::uint64_t id) override {
+        if (id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return std::nullopt;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("find_queued", [&]() -> std::optional<queued_send> {
+            statement_use q(find_queued_);
+            q->bindNoCopy(1, ws);
+            q->bind(2, static_cast<std::int64_t>(id));
+            if (!q->executeStep()) return std::nullopt;
+            return read_queued(*q);
+        });
+    }
+
+    void for_each_queued(std::string_view workspace, const queue_filter& filter,
+                         const std::function<void(const queued_send&)>& fn) override {
+        if (filter.after_id >= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        // The prefix is matched on bytes with substr: LIKE and GLOB would
+        // give meaning to characters of the origin.
+        SQLite::Statement q = guarded("for_each_queued", [&] {
+            SQLite::Statement s(
+                db_, fmt::format("SELECT {} FROM queue WHERE workspace = ?1 AND id > ?2 "
+                                 "AND (?3 < 0 OR state = ?3) "
+                                 "AND substr(CAST(origin AS BLOB), 1, length(CAST(?4 AS BLOB))) "
+                                 "= CAST(?4 AS BLOB) ORDER BY id LIMIT ?5",
+                                 queue_columns));
+            s.bindNoCopy(1, ws);
+            s.bind(2, static_cast<std::int64_t>(filter.after_id));
+            s.bind(3, filter.state ? queue_state_code(*filter.state) : std::int64_t{-1});
+            s.bindNoCopy(4, filter.origin_prefix);
+            s.bind(5, filter.limit == 0 ? std::int64_t{-1} : integer_key_or_max(filter.limit));
+            return s;
+        });
+        while (guarded("for_each_queued", [&] { return q.executeStep(); })) fn(read_queued(q));
+    }
+
+    queue_counts count_queued(std::string_view workspace) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("count_queued", [&] {
+            queue_counts out;
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::DEFERRED);
+            {
+                SQLite::Statement q(db_,
+                                    "SELECT state, count(*) FROM queue WHERE workspace = ?1 "
+                                    "GROUP BY state");
+                q.bindNoCopy(1, ws);
+                while (q.executeStep()) {
+                    const auto n = static_cast<std::uint64_t>(integer(q, 1));
+                    switch (queue_state_from_code(integer(q, 0))) {
+                        case queue_state::waiting:
+                            out.waiting = n;
+                            break;
+                        case queue_state::claimed:
+                            out.claimed = n;
+                            break;
+                        case queue_state::done:
+                            out.done = n;
+                            break;
+                        case queue_state::cancelled:
+                            out.cancelled = n;
+                            break;
+                    }
+                }
+            }
+            {
+                SQLite::Statement q(db_,
+                                    "SELECT wait_reason, count(*) FROM queue WHERE workspace = "
+                                    "?1 AND state = 0 GROUP BY wait_reason "
+                                    "ORDER BY CAST(wait_reason AS BLOB)");
+                q.bindNoCopy(1, ws);
+                while (q.executeStep())
+                    out.waiting_by_reason.emplace_back(text(q, 0),
+                                                       static_cast<std::uint64_t>(integer(q, 1)));
+            }
+            {
+                SQLite::Statement q(db_,
+                                    "SELECT due_at FROM queue WHERE workspace = ?1 AND state = 0 "
+                                    "ORDER BY due_at LIMIT 1");
+                q.bindNoCopy(1, ws);
+                if (q.executeStep()) out.next_due = from_micros(integer(q, 0));
+            }
+            tx.commit();
+            return out;
+        });
+    }
+
+    std::size_t purge_queued(std::string_view workspace, time_point before) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("purge_queued", [&] {
+            SQLite::Statement q(db_,
+                                "DELETE FROM queue WHERE workspace = ?1 AND state >= 2 AND "
+                                "updated_at < ?2");
+            q.bindNoCopy(1, ws);
+            q.bind(2, micros(before));
+            return static_cast<std::size_t>(q.exec());
+        });
+    }
+
 private:
     // State of one commit call: the workspace row, read under the write lock
     // and written back once at the end.
@@ -778,6 +1002,7 @@ private:
         std::uint64_t audit_seq = 0;
         std::string audit_hash;
         std::uint64_t last_send_id = 0;
+        std::uint64_t last_queue_id = 0;
         bool published = false;  // change_seq is this commit's
         bool dirty = false;
         bool created_number = false;
@@ -888,6 +1113,7 @@ private:
         b.audit_seq = static_cast<std::uint64_t>(integer(*q, 2));
         b.audit_hash = text(*q, 3);
         b.last_send_id = static_cast<std::uint64_t>(integer(*q, 4));
+        b.last_queue_id = static_cast<std::uint64_t>(integer(*q, 5));
         numbers_.try_emplace(b.ws, b.number);
     }
 
@@ -928,6 +1154,7 @@ private:
         q->bind(3, static_cast<std::int64_t>(b.audit_seq));
         q->bindNoCopy(4, b.audit_hash);
         q->bind(5, static_cast<std::int64_t>(b.last_send_id));
+        q->bind(6, static_cast<std::int64_t>(b.last_queue_id));
         q->exec();
     }
 
@@ -1355,13 +1582,128 @@ private:
         result.audit_seq = b.audit_seq;
     }
 
+    // --- the send queue ---------------------------------------------------
+
+    void apply(batch& b, const store_ops::enqueue& op, op_result& result) {
+        const queued_send& q = op.item;
+        if (q.request.empty()) throw invalid_op("a queued send needs a request");
+        if (q.not_before == time_point{}) throw invalid_op("a queued send needs its not_before");
+        queue_outcome& out = result.queue;
+        if (!q.idempotency_key.empty() && b.number != 0) {
+            statement_use f(find_queue_key_);
+            f->bindNoCopy(1, b.ws);
+            f->bindNoCopy(2, q.idempotency_key);
+            if (f->executeStep()) {
+                out.status = enqueue_status::duplicate;
+                out.existing = std::make_shared<const queued_send>(read_queued(*f));
+                out.id = out.existing->id;
+                return;
+            }
+        }
+        ensure_workspace(b);
+        const std::uint64_t id = b.last_queue_id + 1;
+        statement_use w(insert_queued_);
+        w->bindNoCopy(1, b.ws);
+        w->bind(2, static_cast<std::int64_t>(id));
+        if (q.idempotency_key.empty())
+            w->bind(3);  // NULL: the unique index ignores items without a key
+        else
+            w->bindNoCopy(3, q.idempotency_key);
+        w->bindNoCopy(4, q.pool);
+        w->bindNoCopy(5, q.mailbox);
+        w->bindNoCopy(6, q.recipient_domain);
+        w->bindNoCopy(7, static_cast<const void*>(q.request.data()),
+                      static_cast<int>(q.request.size()));
+        w->bindNoCopy(8, q.origin);
+        w->bind(9, micros(q.enqueued_at));
+        w->bind(10, micros(q.not_before));
+        w->bindNoCopy(11, q.wait_reason);
+        w->bindNoCopy(12, q.detail);
+        w->exec();
+        b.last_queue_id = id;
+        b.dirty = true;
+        out.status = enqueue_status::enqueued;
+        out.id = id;
+    }
+
+    // Where the item stands: its state and holder, or nullopt when missing.
+    std::optional<std::pair<queue_state, std::uint64_t>> queued_holder(const batch& b,
+                                                                       std::uint64_t id) {
+        if (b.number == 0 ||
+            id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return std::nullopt;
+        statement_use q(queued_holder_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, static_cast<std::int64_t>(id));
+        if (!q->executeStep()) return std::nullopt;
+        return std::pair{queue_state_from_code(integer(*q, 0)),
+                         static_cast<std::uint64_t>(integer(*q, 1))};
+    }
+
+    // Whether `member` holds the item; fills the op's result either way.
+    bool held_by(const batch& b, std::uint64_t id, std::uint64_t member, op_result& result) {
+        result.queue.id = id;
+        result.applied = false;
+        const auto at = queued_holder(b, id);
+        if (!at) return false;
+        result.queue.state = at->first;
+        return at->first == queue_state::claimed && at->second == member && member != 0;
+    }
+
+    void apply(batch& b, const store_ops::defer_queued& op, op_result& result) {
+        if (!held_by(b, op.id, op.member, result)) return;
+        statement_use q(defer_queued_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, static_cast<std::int64_t>(op.id));
+        q->bind(3, micros(op.due_at));
+        q->bindNoCopy(4, op.wait_reason);
+        q->bindNoCopy(5, op.detail);
+        q->bind(6, micros(op.at));
+        q->exec();
+        result.applied = true;
+    }
+
+    void apply(batch& b, const store_ops::finish_queued& op, op_result& result) {
+        if (op.state != queue_state::done && op.state != queue_state::cancelled)
+            throw invalid_op(fmt::format("a queued send finishes done or cancelled, not {}",
+                                         to_string(op.state)));
+        if (!held_by(b, op.id, op.member, result)) return;
+        statement_use q(finish_queued_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, static_cast<std::int64_t>(op.id));
+        q->bind(3, queue_state_code(op.state));
+        q->bind(4, integer_key(op.send_id, "send id"));
+        q->bindNoCopy(5, op.detail);
+        q->bind(6, micros(op.at));
+        q->exec();
+        result.applied = true;
+    }
+
+    void apply(batch& b, const store_ops::cancel_queued& op, op_result& result) {
+        result.queue.id = op.id;
+        result.applied = false;
+        const auto at = queued_holder(b, op.id);
+        if (!at) return;
+        result.queue.state = at->first;
+        if (at->first != queue_state::waiting) return;
+        statement_use q(cancel_queued_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, static_cast<std::int64_t>(op.id));
+        q->bindNoCopy(3, op.detail);
+        q->bind(4, micros(op.at));
+        q->exec();
+        result.applied = true;
+    }
+
     // --- membership -----------------------------------------------------
 
     // Marks the reserved sends of the members in `dead` (and, when
     // `expired`, of members whose lease ran out and of sends from before
-    // members existed) unknown, and removes those members.
+    // members existed) unknown, puts the queue items they held back to
+    // waiting with `requeued` as their detail, and removes those members.
     std::size_t recover_members(std::string_view workspace, std::span<const std::uint64_t> dead,
-                                time_point now, std::string_view detail, bool expired) {
+                                time_point now, std::string_view detail, bool expired,
+                                const std::string& requeued) {
         const std::lock_guard lock(mutex_);
         const std::string ws(workspace);
         const std::string why(detail);
@@ -1384,6 +1726,14 @@ private:
             owners.erase(std::unique(owners.begin(), owners.end()), owners.end());
             std::size_t marked = 0;
             for (const std::int64_t owner : owners) {
+                if (owner != 0) {
+                    statement_use q(requeue_);
+                    q->bindNoCopy(1, ws);
+                    q->bind(2, owner);
+                    q->bindNoCopy(3, requeued);
+                    q->bind(4, micros(now));
+                    q->exec();
+                }
                 {
                     statement_use q(mark_unknown_);
                     q->bindNoCopy(1, ws);
@@ -1446,6 +1796,16 @@ private:
     SQLite::Statement savepoint_failover_;
     SQLite::Statement rollback_failover_;
     SQLite::Statement release_failover_;
+    SQLite::Statement find_queue_key_;
+    SQLite::Statement insert_queued_;
+    SQLite::Statement queued_holder_;
+    SQLite::Statement defer_queued_;
+    SQLite::Statement finish_queued_;
+    SQLite::Statement cancel_queued_;
+    SQLite::Statement live_member_;
+    SQLite::Statement claim_queued_;
+    SQLite::Statement find_queued_;
+    SQLite::Statement requeue_;
     std::unordered_map<std::string, std::int64_t> numbers_;
     std::unordered_map<std::int64_t, key_ids> keys_;  // by workspace number
     // Reused by every commit, so the hot path allocates nothing of its own.

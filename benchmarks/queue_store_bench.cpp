@@ -1,0 +1,161 @@
+// The send queue at the store: how fast claimers drain it. Enqueues --items
+// items (in commits of 500), then drains them with 1 and with 4 claimers,
+// each on a store handle of its own (its own connections), each claiming up
+// to --batch items at a time and finishing them in one commit. Reports
+// enqueued items/s and claimed-and-finished items/s per claimer count and
+// batch size, for the store as the engine will use it, without the engine.
+//
+//   queue_store_bench --pg CONNINFO | --sqlite PATH
+//                     [--items 20000] [--claimers 1,4] [--batches 1,16]
+//                     [--schema NAME]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mailers/postgres_store.hpp>
+#include <mailers/sqlite_store.hpp>
+#include <mailers/store.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+struct options {
+    std::string pg;
+    std::string sqlite;
+    std::string schema;
+    std::size_t items = 20000;
+    std::vector<std::size_t> claimers{1, 4};
+    std::vector<std::size_t> batches{1, 16};
+};
+
+std::vector<std::size_t> list(const char* s) {
+    std::vector<std::size_t> out;
+    std::stringstream in(s);
+    std::string item;
+    while (std::getline(in, item, ',')) out.push_back(std::stoul(item));
+    return out;
+}
+
+std::shared_ptr<mailers::store> open_store(const options& o) {
+    if (!o.pg.empty()) {
+        mailers::postgres_store_params p;
+        p.conninfo = o.pg;
+        p.mode = mailers::open_mode::open_or_create;
+        if (!o.schema.empty()) p.schema = o.schema;
+        return mailers::open_postgres_store(p);
+    }
+    return mailers::open_sqlite_store({o.sqlite, mailers::open_mode::open_or_create});
+}
+
+mailers::time_point at(std::int64_t s) {
+    return mailers::time_point{std::chrono::seconds{1'700'000'000 + s}};
+}
+
+mailers::queued_send item(std::size_t n) {
+    mailers::queued_send q;
+    q.pool = "bench";
+    q.recipient_domain = "example" + std::to_string(n % 997) + ".com";
+    // About the size of a serialised send_request with a short text part.
+    q.request = std::string(1200, 'x');
+    q.origin = "sequence:1/" + std::to_string(n % 3);
+    q.enqueued_at = at(0);
+    q.not_before = at(static_cast<std::int64_t>(n % 600));
+    return q;
+}
+
+double seconds_since(steady::time_point t0) {
+    return std::chrono::duration<double>(steady::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string a = argv[i];
+        if (a == "--pg")
+            o.pg = argv[i + 1];
+        else if (a == "--sqlite")
+            o.sqlite = argv[i + 1];
+        else if (a == "--schema")
+            o.schema = argv[i + 1];
+        else if (a == "--items")
+            o.items = std::stoul(argv[i + 1]);
+        else if (a == "--claimers")
+            o.claimers = list(argv[i + 1]);
+        else if (a == "--batches")
+            o.batches = list(argv[i + 1]);
+        else {
+            std::fprintf(stderr, "unknown option %s\n", a.c_str());
+            return 2;
+        }
+    }
+    if (o.pg.empty() == o.sqlite.empty()) {
+        std::fprintf(stderr,
+                     "usage: queue_store_bench --pg CONNINFO | --sqlite PATH [--items N] "
+                     "[--claimers 1,4] [--batches 1,16] [--schema NAME]\n");
+        return 2;
+    }
+    const std::string run = std::to_string(std::chrono::system_clock::now().time_since_epoch() /
+                                           std::chrono::milliseconds{1});
+    std::printf("%-8s %8s %6s %8s %14s %14s\n", "store", "claimers", "batch", "items", "enqueue/s",
+                "claim+finish/s");
+    for (const std::size_t batch : o.batches) {
+        for (const std::size_t claimers : o.claimers) {
+            const std::string ws =
+                "qbench-" + run + "-" + std::to_string(claimers) + "-" + std::to_string(batch);
+            double enqueue_rate = 0;
+            {
+                auto st = open_store(o);
+                std::vector<mailers::store_op> ops;
+                const auto t0 = steady::now();
+                for (std::size_t n = 0; n < o.items; ++n) {
+                    ops.push_back(mailers::store_ops::enqueue{item(n)});
+                    if (ops.size() == 500 || n + 1 == o.items) {
+                        st->commit(ws, ops);
+                        ops.clear();
+                    }
+                }
+                enqueue_rate = static_cast<double>(o.items) / seconds_since(t0);
+            }
+            std::vector<std::shared_ptr<mailers::store>> handles;
+            for (std::size_t i = 0; i < claimers; ++i) handles.push_back(open_store(o));
+            std::atomic<std::size_t> finished{0};
+            std::vector<std::thread> threads;
+            const auto t0 = steady::now();
+            for (std::size_t t = 0; t < claimers; ++t) {
+                threads.emplace_back([&, t] {
+                    auto& st = *handles[t];
+                    const auto me =
+                        st.attach(ws, {"bench", 1, "claimer"}, std::chrono::minutes{10});
+                    std::vector<mailers::store_op> ops;
+                    for (;;) {
+                        const auto got = st.claim_queued(ws, me, at(1000), batch);
+                        if (got.empty()) break;
+                        ops.clear();
+                        for (const auto& q : got)
+                            ops.push_back(mailers::store_ops::finish_queued{
+                                q.id, me, mailers::queue_state::done, q.id, "", at(1000)});
+                        st.commit(ws, ops);
+                        finished += got.size();
+                    }
+                    st.detach(ws, me);
+                });
+            }
+            for (auto& th : threads) th.join();
+            const double rate = static_cast<double>(finished.load()) / seconds_since(t0);
+            std::printf("%-8s %8zu %6zu %8zu %14.0f %14.0f\n", o.pg.empty() ? "sqlite" : "postgres",
+                        claimers, batch, finished.load(), enqueue_rate, rate);
+            std::fflush(stdout);
+            handles.front()->purge_queued(ws, at(100'000));
+        }
+    }
+    return 0;
+}
