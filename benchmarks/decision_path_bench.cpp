@@ -3,14 +3,15 @@
 // to a null transport and the final ledger update.
 //
 //   decision_path_bench [--sends N] [--inflight K] [--suppressed S] [--rate R]
-//                       [--db PATH | --pg CONNINFO [--schema NAME]] [--import-only 1]
+//                       [--db PATH | --pg CONNINFO [--schema NAME]] [--import-only 1] [--access 1]
 //
 // First imports S suppressed addresses from a CSV file through the engine
 // and reports the import's time and the peak RSS it reached, then the time
 // a second engine takes to start on the workspace (a restart: the index
 // loaded from the store). With --pg the workspace lives in PostgreSQL (a
 // workspace of its own per run, in schema NAME, "mailers" by default);
-// --import-only stops there. Then it reports closed-loop throughput (K sends
+// --import-only stops there. --access 1 turns the workspace's access control
+// on first, so that every send is checked against a pool-scoped grant. Then it reports closed-loop throughput (K sends
 // in flight), open-loop latency at a fixed rate R (p50 / p99 / p999 from
 // initiation to completion), and the process's peak RSS. The ceiling printed
 // beside it is the same loop with the engine replaced by a bare post to the
@@ -55,6 +56,7 @@ struct options {
     std::string pg;
     std::string schema;
     bool import_only = false;
+    bool access = false;  ///< access control on: every send checked against the grants
 };
 
 long peak_rss_kib() {
@@ -101,6 +103,8 @@ int main(int argc, char** argv) {
             o.schema = std::move(v);
         else if (k == "--import-only")
             o.import_only = v != "0";
+        else if (k == "--access")
+            o.access = v != "0";
         return true;
     });
     auto dir =
@@ -133,6 +137,21 @@ int main(int argc, char** argv) {
     bench::add_bench_pool(
         eng, ops, o.mailboxes, "null",
         {mailers::rate_limit::per_day(100000), mailers::rate_limit::per_hour(20000)});
+
+    if (o.access) {
+        // The sends' actor may send through the bench pool, and nothing
+        // else; the set-up principal holds everything.
+        std::vector<mailers::permission> all;
+        for (std::size_t i = 0; i < mailers::permission_count; ++i)
+            all.push_back(static_cast<mailers::permission>(i));
+        eng.put_role(ops, {"everything", all});
+        eng.put_role(ops, {"sender", {mailers::permission::send}});
+        eng.grant_access(ops, {ops.id, "everything", {}});
+        eng.grant_access(ops, {mailers::principal::system().id, "sender",
+                               {mailers::access_scope::kind::pool, "bench"}});
+        eng.set_access_control(ops, true);
+        std::printf("access control: on (sends checked against a pool-scoped grant)\n");
+    }
 
     // S suppressed addresses, none of which the benchmark sends to, read
     // from a file as a host importing a list would.
