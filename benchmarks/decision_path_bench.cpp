@@ -57,6 +57,8 @@ struct options {
     std::string schema;
     bool import_only = false;
     bool access = false;  ///< access control on: every send checked against the grants
+    std::size_t sync_ms = 0;  ///< engine_params::sync_interval; 0 keeps the default
+    bool drain = true;        ///< engine_params::drain_queue
 };
 
 long peak_rss_kib() {
@@ -105,6 +107,10 @@ int main(int argc, char** argv) {
             o.import_only = v != "0";
         else if (k == "--access")
             o.access = v != "0";
+        else if (k == "--sync-ms")
+            o.sync_ms = std::stoull(v);
+        else if (k == "--drain")
+            o.drain = v != "0";
         return true;
     });
     auto dir =
@@ -129,6 +135,8 @@ int main(int argc, char** argv) {
     params.storage = open_store();
     params.workspace = workspace;
     params.random_seed = 1;
+    if (o.sync_ms) params.sync_interval = std::chrono::milliseconds(o.sync_ms);
+    params.drain_queue = o.drain;
     mailers::engine eng(ioc.get_executor(), std::move(params));
     mailers::principal ops{"bench", "bench"};
     auto null = std::make_shared<mailers::null_transport>(ioc.get_executor());
