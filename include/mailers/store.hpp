@@ -21,7 +21,10 @@
 //   * the send queue: queued sends wait in the store until a member claims
 //     them (`claim_queued`); a claimed item belongs to one member until it
 //     defers or finishes it, or until that member is recovered, so several
-//     processes drain one queue without two taking the same item.
+//     processes drain one queue without two taking the same item;
+//   * recorded keys (`store_ops::record_key`): what a provider delivers
+//     more than once (an event, a signature token) is recorded by one
+//     commit only, and the effects guarded by the record commit with it.
 //
 // SQLite (sqlite_store.hpp) and PostgreSQL (postgres_store.hpp) ship in the
 // library. Another backend implements this class and runs the conformance
