@@ -140,6 +140,8 @@ void redelivery_applied_once(const store_factory& open, const std::string& ws) {
     CHECK(b->is_suppressed("ana@prospect.example"));
     CHECK(suppression_records(*a, "ana@prospect.example") == 1);
     CHECK(a->verify_audit() == error_code{});
+    // The duplicates' commits wrote no suppression version and no record.
+    CHECK(a->verify_suppressions().ok);
 }
 
 // Two threads, one per engine, ingest the same batches at once.
@@ -179,6 +181,7 @@ void concurrent_batches_applied_once(const store_factory& open, const std::strin
             CHECK(a->is_suppressed(addr));
         }
     CHECK(a->verify_audit() == error_code{});
+    CHECK(a->verify_suppressions().ok);
 }
 
 std::optional<std::string> pg_server() {
