@@ -213,6 +213,26 @@ store_factory sqlite_factory(const db_file& db) {
     };
 }
 
+void replay_cache_shared(const store_factory& open, const std::string& ws) {
+    store_replay_cache first(open(), ws);
+    store_replay_cache second(open(), ws);
+    store_replay_cache elsewhere(open(), ws + "_other");
+    const auto now = test_epoch();
+    CHECK(first.first_use("mailgun:tok-1", now + 5min, now));
+    CHECK_FALSE(second.first_use("mailgun:tok-1", now + 5min, now + 1min));
+    CHECK_FALSE(first.first_use("mailgun:tok-1", now + 5min, now + 2min));
+    CHECK(elsewhere.first_use("mailgun:tok-1", now + 5min, now));
+    CHECK(second.first_use("mailgun:tok-2", now + 5min, now));
+    // Expired, the token is free again (a replay that old fails the
+    // signature's freshness check first).
+    CHECK(second.first_use("mailgun:tok-1", now + 15min, now + 5min));
+    // Tokens and event keys are recorded apart.
+    const std::vector<store_op> ops{
+        store_ops::record_key{"event", "mailgun:tok-3", now, now + 5min, 0}};
+    CHECK(open()->commit(ws, ops).ops.at(0).applied);
+    CHECK(first.first_use("mailgun:tok-3", now + 5min, now));
+}
+
 }  // namespace
 
 TEST_CASE("a redelivered event is applied once, by one engine or two on one SQLite file") {
@@ -281,26 +301,15 @@ TEST_CASE("an event redelivered after its key's retention is applied again") {
     CHECK(suppression_records(*e, "cy@prospect.example") == 1);
 }
 
-TEST_CASE("the store replay cache refuses a token reused through another store handle") {
+TEST_CASE("the store replay cache refuses a token reused through another SQLite handle") {
     db_file db("dedup-replay");
-    auto open = sqlite_factory(db);
-    store_replay_cache first(open(), "default");
-    store_replay_cache second(open(), "default");
-    store_replay_cache elsewhere(open(), "other");
-    const auto now = test_epoch();
-    CHECK(first.first_use("mailgun:tok-1", now + 5min, now));
-    CHECK_FALSE(second.first_use("mailgun:tok-1", now + 5min, now + 1min));
-    CHECK_FALSE(first.first_use("mailgun:tok-1", now + 5min, now + 2min));
-    CHECK(elsewhere.first_use("mailgun:tok-1", now + 5min, now));
-    CHECK(second.first_use("mailgun:tok-2", now + 5min, now));
-    // Expired, the token is free again (a replay that old fails the
-    // signature's freshness check first).
-    CHECK(second.first_use("mailgun:tok-1", now + 15min, now + 5min));
-    // Tokens and event keys are recorded apart.
-    const std::vector<store_op> ops{
-        store_ops::record_key{"event", "mailgun:tok-3", now, now + 5min, 0}};
-    CHECK(open()->commit("default", ops).ops.at(0).applied);
-    CHECK(first.first_use("mailgun:tok-3", now + 5min, now));
+    replay_cache_shared(sqlite_factory(db), "default");
+}
+
+TEST_CASE("the store replay cache refuses a token reused through another PostgreSQL handle") {
+    auto server = pg_server();
+    if (!server) return;
+    replay_cache_shared(postgres_factory(*server), fresh_workspace("dedup_replay"));
 }
 
 TEST_CASE("the store replay cache refuses a replayed Mailgun request through another engine") {
