@@ -24,6 +24,7 @@
 #include <mailers/sns_certificate_fetcher.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
+#include <mailers/store_replay_cache.hpp>
 #include <mailers/suppression.hpp>
 #include <mailers/suppression_audit.hpp>
 #include <mailers/template.hpp>

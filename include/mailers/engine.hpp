@@ -118,6 +118,15 @@ struct engine_params {
     /// become free again, but a send reserved under one stays in the
     /// ledger, so enqueueing that key again finds the send, not a new one.
     std::chrono::seconds queue_retention{std::chrono::hours(24 * 30)};
+    /// How long an ingested event's `dedup_key` is remembered in the store
+    /// (by the engine's clock). Within it, a redelivered event is counted
+    /// as a duplicate and applied nowhere, whichever engine of the
+    /// workspace receives it; after it, the event is applied again (a
+    /// suppression already in force stays as it is and is counted as
+    /// `already_suppressed`, but handlers see the event again). Providers
+    /// retry for a few days at most (SES and SendGrid up to 3, Mailgun
+    /// about 8 hours, Postmark about 10 hours).
+    std::chrono::seconds event_retention{std::chrono::hours(24 * 30)};
 };
 
 /// One message, from a pool or from a named mailbox, to `to` and any `cc`
@@ -224,9 +233,13 @@ struct ingest_result {
     webhook_result webhook;
     /// Recipients this request suppressed.
     std::size_t suppressed = 0;
-    /// Recipients it would have suppressed that already were (a provider's
-    /// redelivery, or another event about the same address).
+    /// Recipients it would have suppressed that already were (another
+    /// event about the same address).
     std::size_t already_suppressed = 0;
+    /// Events already applied (their `dedup_key` recorded, by this engine
+    /// or another of the workspace, within `engine_params::event_retention`):
+    /// a provider's redelivery. They change nothing and reach no handler.
+    std::size_t duplicates = 0;
 };
 
 /// What `engine::ingest_delivery_report` did with one bounce message.
@@ -234,6 +247,7 @@ struct report_ingest_result {
     delivery_report report;  ///< what the message said, events filled in
     std::size_t suppressed = 0;
     std::size_t already_suppressed = 0;
+    std::size_t duplicates = 0;  ///< as ingest_result::duplicates
 };
 
 /// What `engine::unsubscribe` did with a one-click token.
@@ -519,8 +533,16 @@ public:
     /// returns, every suppression it made holds in every engine of the
     /// workspace, so answering the provider 2xx after it is safe. A
     /// refused request (4xx) changes nothing. A store failure throws; answer
-    /// 5xx then, so the provider redelivers. Handlers may see a redelivered
-    /// event again: `event::dedup_key` identifies it.
+    /// 5xx then, so the provider redelivers.
+    ///
+    /// Exactly once: each event's `dedup_key` is recorded in the store, in
+    /// the same transaction as the suppression it causes and that
+    /// suppression's audit record, and the event is applied (suppression,
+    /// handlers) only when this record is the first, so a redelivery, or
+    /// the same retry reaching two engines of the workspace, is applied
+    /// once and counted in `duplicates` elsewhere. Handlers are called once
+    /// the record is durable; a process that stops between the two loses
+    /// that call (the suppression is never lost).
     ingest_result ingest_webhook(webhook_provider provider, const webhook_request& request,
                                  const webhook_params& params);
     /// The second half of `ingest_webhook`, for a request parse_webhook

@@ -21,7 +21,10 @@
 //   * the send queue: queued sends wait in the store until a member claims
 //     them (`claim_queued`); a claimed item belongs to one member until it
 //     defers or finishes it, or until that member is recovered, so several
-//     processes drain one queue without two taking the same item.
+//     processes drain one queue without two taking the same item;
+//   * recorded keys (`store_ops::record_key`): what a provider delivers
+//     more than once (an event, a signature token) is recorded by one
+//     commit only, and the effects guarded by the record commit with it.
 //
 // SQLite (sqlite_store.hpp) and PostgreSQL (postgres_store.hpp) ship in the
 // library. Another backend implements this class and runs the conformance
@@ -283,13 +286,39 @@ struct cancel_queued {
     std::string detail;
     time_point at{};  ///< becomes updated_at
 };
+/// Records that `key` was seen in `namespace_` ("event" for a provider
+/// event's dedup key, "mailgun-token" for a webhook signature token), so
+/// that something delivered more than once takes effect once, whichever
+/// process receives it. Applied (op_result.applied) when the key is new in
+/// the workspace and namespace, or its previous record expired (its
+/// expires_at is at or before `at`): the record then expires at
+/// `expires_at`. Otherwise it is a duplicate: applied is false and nothing
+/// changes, a result, not an error. A key recorded twice in one commit is
+/// a duplicate the second time. Two commits racing on one key, from any
+/// processes, apply it in one of them only.
+///
+/// `guards` makes the next ops of the commit conditional on the record:
+/// when it is a duplicate, those ops are skipped (each reports applied
+/// false, an append_audit among them gets no seq), so an effect and the
+/// record of its cause commit together or not at all. A commit holding
+/// guarded ops that would publish a change may still publish a change seq
+/// when they are skipped; that change changes nothing. A record_key
+/// guarded by another, or guards reaching past the last op, is refused
+/// (throws).
+struct record_key {
+    std::string namespace_;
+    std::string key;
+    time_point at{};
+    time_point expires_at{};
+    std::size_t guards = 0;
+};
 }  // namespace store_ops
 
 using store_op =
     std::variant<store_ops::put_object, store_ops::delete_object, store_ops::put_suppression,
                  store_ops::delete_suppression, store_ops::reserve_send, store_ops::update_send,
                  store_ops::append_audit, store_ops::enqueue, store_ops::defer_queued,
-                 store_ops::finish_queued, store_ops::cancel_queued>;
+                 store_ops::finish_queued, store_ops::cancel_queued, store_ops::record_key>;
 
 enum class reserve_status {
     reserved,      ///< recorded; `send_id` is the send's id
@@ -341,8 +370,9 @@ struct queue_outcome {
 /// What one op did, in op order.
 struct op_result {
     reserve_outcome reservation;  ///< reserve_send
-    /// update_send, defer_queued, finish_queued, cancel_queued: false when
-    /// refused (see each op).
+    /// update_send, defer_queued, finish_queued, cancel_queued, record_key:
+    /// false when refused or a duplicate (see each op); any op skipped by
+    /// a record_key's `guards`: false.
     bool applied = true;
     std::uint64_t audit_seq = 0;  ///< append_audit: the seq the record got
     queue_outcome queue;          ///< enqueue, defer_queued, finish_queued, cancel_queued
@@ -608,6 +638,15 @@ public:
     /// Forgets done and cancelled items last updated before `before`
     /// (their idempotency keys become free again). Returns how many went.
     virtual std::size_t purge_queued(std::string_view workspace, time_point before);
+
+    // --- recorded keys ------------------------------------------------------
+
+    /// Forgets keys (store_ops::record_key) that expired before `before`;
+    /// a later record of one is applied again. Returns how many went.
+    /// Housekeeping: an expired key is already free for a new record, so
+    /// this only bounds the table. The default throws errc::store_error,
+    /// as the queue defaults do.
+    virtual std::size_t purge_keys(std::string_view workspace, time_point before);
 };
 
 }  // namespace mailers

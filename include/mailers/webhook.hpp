@@ -71,8 +71,8 @@ struct webhook_request {
 
 /// Remembers one-time tokens (Mailgun's signature token) until they expire,
 /// so that a captured request cannot be replayed. Implementations must be
-/// thread-safe. A store-backed implementation shares tokens between
-/// processes.
+/// thread-safe. A store-backed implementation (store_replay_cache, in
+/// store_replay_cache.hpp) shares tokens between processes.
 class MAILERS_API replay_cache {
 public:
     virtual ~replay_cache() = default;

@@ -89,7 +89,8 @@ struct webhook_server_params {
 /// (SNS per the topic's delivery policy, by default only 3 times, 20
 /// seconds apart; Mailgun for 8 hours; SendGrid for 24 hours; Postmark
 /// about 10 times over 10 hours), so events must be de-duplicated
-/// (event::dedup_key) when they come again. Refusals (4xx) are final for
+/// (event::dedup_key) when they come again; `engine::apply_webhook` does
+/// that across the workspace's engines. Refusals (4xx) are final for
 /// SNS and for Postmark's 403, not for Mailgun, which retries everything but
 /// 406; a refused request that comes again is refused again.
 ///

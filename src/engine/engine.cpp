@@ -377,12 +377,15 @@ void record_audit_key(engine::impl& s) {
 
 }  // namespace
 
-void engine::impl::mutate(const principal& who, std::string_view action, std::string_view type,
-                          std::string_view id, std::string before, std::string after,
-                          std::vector<store_op> ops, const std::function<void()>& apply) {
+std::vector<op_result> engine::impl::mutate(const principal& who, std::string_view action,
+                                            std::string_view type, std::string_view id,
+                                            std::string before, std::string after,
+                                            std::vector<store_op> ops,
+                                            const std::function<void()>& apply) {
     const bool changes = std::any_of(ops.begin(), ops.end(), [](const store_op& op) {
         return !std::holds_alternative<store_ops::append_audit>(op);
     });
+    const bool guarded = !ops.empty() && std::holds_alternative<store_ops::record_key>(ops[0]);
     // Only while the change is committed and applied here: while it waits
     // for the others below, the sync thread goes on applying and
     // acknowledging what they change meanwhile, which they may be waiting
@@ -407,10 +410,13 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
                   });
     p.get_future().wait();
     if (reply.ec) throw exception(reply.ec, reply.diag);
+    // A duplicate: the engine that recorded the key first made the change,
+    // and waits for every engine to apply it.
+    if (guarded && (reply.ops.empty() || !reply.ops[0].applied)) return std::move(reply.ops);
     if (!changes) {
         // A runtime object (a provider): nothing for the feed to carry.
         if (apply) apply();
-        return;
+        return std::move(reply.ops);
     }
     try {
         // Our own change may be applied as committed only when the change
@@ -426,6 +432,7 @@ void engine::impl::mutate(const principal& who, std::string_view action, std::st
     guard.release();
     // Once this returns, every engine of the workspace has it in memory.
     wait_acked(reply.change_seq);
+    return std::move(reply.ops);
 }
 
 void engine::impl::mutate_async(std::string_view action, std::string_view type, std::string_view id,
@@ -784,15 +791,25 @@ void engine::suppress(const principal& who, suppression_kind kind, std::string_v
     impl_->store_suppression(who, kind, key, reason, source);
 }
 
-void engine::impl::store_suppression(const principal& who, suppression_kind kind,
+bool engine::impl::store_suppression(const principal& who, suppression_kind kind,
                                      const std::string& key, suppression_reason reason,
-                                     std::string_view source) {
+                                     std::string_view source, const store_ops::record_key* once) {
     suppression_entry e{kind, key, reason, std::string(source), clk->now()};
-    mutate(who, "suppression.add", "suppression", key, {}, to_json(e),
-           {store_ops::put_suppression{e}}, [&] {
-               std::unique_lock lock(supp_mu);
-               index.insert(kind, key);
-           });
+    std::vector<store_op> ops;
+    if (once) {
+        // The guard covers the suppression and the audit record mutate
+        // appends: a duplicate leaves no trace.
+        store_ops::record_key rk = *once;
+        rk.guards = 2;
+        ops.push_back(std::move(rk));
+    }
+    ops.push_back(store_ops::put_suppression{e});
+    const auto results =
+        mutate(who, "suppression.add", "suppression", key, {}, to_json(e), std::move(ops), [&] {
+            std::unique_lock lock(supp_mu);
+            index.insert(kind, key);
+        });
+    return !once || (!results.empty() && results[0].applied);
 }
 
 bool engine::unsuppress(const principal& who, suppression_kind kind, std::string_view value) {

@@ -278,13 +278,17 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// What `suppress` does once the caller is authorized; also what a
     /// recipient's own request (a bounce, a complaint, an unsubscribe)
     /// does, which no access rule may refuse. `key` is normalised.
-    void store_suppression(const principal& who, suppression_kind kind, const std::string& key,
-                           suppression_reason reason, std::string_view source);
+    /// With `once`, the suppression, its audit record and the record of
+    /// `once` commit together, and only when `once` is recorded now;
+    /// returns false (changing nothing) when it was a duplicate.
+    bool store_suppression(const principal& who, suppression_kind kind, const std::string& key,
+                           suppression_reason reason, std::string_view source,
+                           const store_ops::record_key* once = nullptr);
     /// What ingest_webhook and ingest_delivery_report do with the events
     /// they read (see engine.hpp).
     void apply_reported_events(engine& e, std::vector<event>& events, const principal& who,
                                const std::string& source, std::size_t& suppressed,
-                               std::size_t& already);
+                               std::size_t& already, std::size_t& duplicates);
 
     /// Checks `params.unsubscribe` and resolves its secret reference
     /// (engine construction).
@@ -365,10 +369,14 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// the change and every other live member has too. Throws on failure.
     /// `apply` updates memory when the change is the next one in the feed
     /// (otherwise the feed is read back); with no store change (a runtime
-    /// object such as a provider) it always runs.
-    void mutate(const principal& who, std::string_view action, std::string_view resource_type,
-                std::string_view resource_id, std::string before, std::string after,
-                std::vector<store_op> ops, const std::function<void()>& apply);
+    /// object such as a provider) it always runs. When `ops` starts with a
+    /// store_ops::record_key guarding the rest, a duplicate changes nothing:
+    /// `apply` does not run and nothing is waited for. Returns the ops'
+    /// results (the audit record's last).
+    std::vector<op_result> mutate(const principal& who, std::string_view action,
+                                  std::string_view resource_type, std::string_view resource_id,
+                                  std::string before, std::string after, std::vector<store_op> ops,
+                                  const std::function<void()>& apply);
     /// Refuses (errc::permission_denied, audited as "access.denied") what
     /// access control or the host's authorizer does not allow.
     void authorize(const principal& who, std::string_view action, std::string_view type,

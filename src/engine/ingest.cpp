@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,13 +37,55 @@ std::optional<std::uint64_t> ledger_id(std::string_view s) {
     return id;
 }
 
+// Records keys that guard nothing, in one commit; returns each op's result.
+std::vector<op_result> record_keys(engine::impl& s, std::vector<store_op> ops) {
+    commit_reply reply;
+    std::promise<void> p;
+    const std::size_t n = ops.size();
+    s.writer->enqueue(std::move(ops), [&](commit_reply&& r) {
+        reply = std::move(r);
+        p.set_value();
+    });
+    p.get_future().wait();
+    if (reply.ec) throw exception(reply.ec, reply.diag);
+    if (reply.ops.size() != n)
+        fail(errc::store_error, "the store answered for fewer keys than were recorded");
+    return std::move(reply.ops);
+}
+
 }  // namespace
 
-// Correlates each event with the ledger, suppresses for hard bounces,
-// complaints and unsubscribes, and hands the events to the handlers.
+// Correlates each event with the ledger, then applies it once: its
+// dedup_key is recorded in the store, with the suppression it causes when
+// there is one, and only the engine whose record is the first suppresses
+// and hands the event to the handlers. Events that suppress nothing have
+// their keys recorded together, one commit for each run of them between
+// suppressions, so the handlers still see the events in order.
 void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                                          const principal& who, const std::string& source,
-                                         std::size_t& suppressed, std::size_t& already) {
+                                         std::size_t& suppressed, std::size_t& already,
+                                         std::size_t& duplicates) {
+    struct waiting {
+        event* ev;
+        bool already;  // its address was suppressed before
+    };
+    std::vector<store_op> run_ops;
+    std::vector<waiting> run;
+    auto flush = [&] {
+        if (run.empty()) return;
+        const auto results = record_keys(*this, std::move(run_ops));
+        for (std::size_t i = 0; i < run.size(); ++i) {
+            if (!results[i].applied) {
+                ++duplicates;
+                continue;
+            }
+            if (run[i].already) ++already;
+            emit(*run[i].ev);
+        }
+        run_ops.clear();
+        run.clear();
+    };
+    const auto retention = std::chrono::duration_cast<duration>(params.event_retention);
     for (auto& ev : events) {
         if (auto id = ledger_id(ev.send_id)) {
             std::optional<ledger_row> row;
@@ -59,11 +102,15 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 ev.send_id.clear();
             }
         }
+        std::optional<std::string> key;  // set when the event suppresses it
+        suppression_reason why{};
+        bool was_suppressed = false;
         if (auto reason = suppression_for(ev); reason && !ev.recipient.empty()) {
+            why = *reason;
             // The recipient's own word (or their server's) is not subject
             // to access rules: it is stored however the workspace's
             // grants are set.
-            auto key = normalise_address(ev.recipient, suppression_opts());
+            if (auto k = normalise_address(ev.recipient, suppression_opts())) key = *k;
             if (!key) {
                 // A reported address that does not parse cannot be
                 // suppressed; the event still reaches the handlers.
@@ -71,14 +118,39 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                                fmt::format("{}: '{}' is not an address that can be suppressed",
                                            source, ev.recipient));
             } else if (e.is_suppressed(*key)) {
-                ++already;
-            } else {
-                store_suppression(who, suppression_kind::address, *key, *reason, source);
-                ++suppressed;
+                was_suppressed = true;
+                key.reset();
             }
         }
-        emit(ev);
+        if (ev.dedup_key.empty()) {
+            // Nothing to de-duplicate on (parse_webhook always sets one; a
+            // host's own event may not): applied as it comes.
+            flush();
+            if (key) {
+                store_suppression(who, suppression_kind::address, *key, why, source);
+                ++suppressed;
+            } else if (was_suppressed) {
+                ++already;
+            }
+            emit(ev);
+            continue;
+        }
+        const time_point now = clk->now();
+        store_ops::record_key once{"event", ev.dedup_key, now, now + retention, 0};
+        if (key) {
+            flush();
+            if (store_suppression(who, suppression_kind::address, *key, why, source, &once)) {
+                ++suppressed;
+                emit(ev);
+            } else {
+                ++duplicates;
+            }
+        } else {
+            run_ops.push_back(std::move(once));
+            run.push_back({&ev, was_suppressed});
+        }
     }
+    flush();
 }
 
 ingest_result engine::ingest_webhook(webhook_provider provider, const webhook_request& request,
@@ -93,7 +165,7 @@ ingest_result engine::apply_webhook(webhook_provider provider, webhook_result pa
     const std::string name(to_string(provider));
     impl_->apply_reported_events(*this, out.webhook.events,
                                  principal{"webhook:" + name, name + " webhook"}, name + "-webhook",
-                                 out.suppressed, out.already_suppressed);
+                                 out.suppressed, out.already_suppressed, out.duplicates);
     return out;
 }
 
@@ -103,7 +175,7 @@ report_ingest_result engine::ingest_delivery_report(std::string_view message) {
     if (!out.report.recognised) return out;
     impl_->apply_reported_events(*this, out.report.events,
                                  principal{"bounce-message", "Bounce message"}, "bounce-message",
-                                 out.suppressed, out.already_suppressed);
+                                 out.suppressed, out.already_suppressed, out.duplicates);
     return out;
 }
 

@@ -326,6 +326,9 @@ void engine::impl::sync_loop() {
                 params.storage->purge_cap_uses(params.workspace,
                                                clk->now() - duration_cast<duration>(hours(24 * 8)));
                 last_purge = now;
+                // Expired keys are already free to be recorded again; this
+                // only keeps the table as small as the retention.
+                params.storage->purge_keys(params.workspace, clk->now());
             }
         } catch (const std::exception& e) {
             params.log.log(log_level::error, fmt::format("workspace sync failed: {}", e.what()));

@@ -92,6 +92,12 @@ std::size_t store::purge_queued(std::string_view, time_point) {
     no_queue("purge_queued");
 }
 
+std::size_t store::purge_keys(std::string_view, time_point) {
+    diagnostics diag;
+    diag.message = "purge_keys: this store keeps no recorded keys";
+    throw exception(make_error_code(errc::store_error), std::move(diag));
+}
+
 suppression_import_result store::import_suppressions(std::string_view workspace,
                                                      const suppression_import& import) {
     std::vector<store_op> ops;

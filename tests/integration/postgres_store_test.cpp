@@ -377,9 +377,11 @@ static queued_send queue_item(std::string key) {
     return q;
 }
 
-// What takes a schema back before the send queue existed (version 4).
+// What takes a schema back before the send queue existed (version 4), and
+// before the recorded keys that came after it.
 static std::string drop_queue(const std::string& schema) {
-    return "DROP TABLE " + schema + ".queue; DROP SEQUENCE " + schema + ".queue_ids; ";
+    return "DROP TABLE " + schema + ".recorded_keys; DROP TABLE " + schema +
+           ".queue; DROP SEQUENCE " + schema + ".queue_ids; ";
 }
 
 TEST_CASE("postgres store: a version 4 schema gains the send queue, its sends kept") {

@@ -536,9 +536,11 @@ static queued_send queue_item(std::string key) {
     return q;
 }
 
-// What takes a file back before the send queue existed (version 4).
+// What takes a file back before the send queue existed (version 4), and
+// before the recorded keys that came after it.
 constexpr const char* drop_queue =
-    "DROP TABLE queue; ALTER TABLE workspaces DROP COLUMN last_queue_id;";
+    "DROP TABLE recorded_keys; DROP TABLE queue; ALTER TABLE workspaces DROP COLUMN "
+    "last_queue_id;";
 
 TEST_CASE("sqlite store: a version 4 file gains the send queue, its sends kept") {
     temp_dir dir;

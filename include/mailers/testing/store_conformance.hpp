@@ -3827,6 +3827,128 @@ inline void check_race_versions(const store_factory& open, const std::string& ws
 
 /// Runs every check, each in its own doctest SUBCASE. Call it from a
 /// TEST_CASE.
+// --- recorded keys ------------------------------------------------------------
+
+inline store_ops::record_key key_op(std::string key, std::int64_t at, std::int64_t expires,
+                                    std::size_t guards = 0, std::string ns = "event") {
+    return store_ops::record_key{std::move(ns), std::move(key), at_seconds(at), at_seconds(expires),
+                                 guards};
+}
+
+/// Whether a record of `key` at `at` would be applied. The probe's record
+/// expires at `at`, so a free key stays free from `at` on.
+inline bool key_is_free(store& st, std::string_view ws, const std::string& key, std::int64_t at,
+                        std::string ns = "event") {
+    const std::vector<store_op> ops{key_op(key, at, at, 0, std::move(ns))};
+    return st.commit(ws, ops).ops.at(0).applied;
+}
+
+inline void check_recorded_keys(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    // New keys apply; the same key twice in one commit is a duplicate the
+    // second time; namespaces and workspaces are apart.
+    auto r = commit(*st, ws,
+                    {key_op("a", 10, 100), key_op("b", 10, 100), key_op("a", 10, 100),
+                     key_op("a", 10, 100, 0, "mailgun-token")});
+    CHECK(r.ops[0].applied);
+    CHECK(r.ops[1].applied);
+    CHECK_FALSE(r.ops[2].applied);
+    CHECK(r.ops[3].applied);
+    CHECK(r.change_seq == 0);
+    // Across commits and handles.
+    auto other = open();
+    CHECK_FALSE(commit(*other, ws, {key_op("a", 20, 200)}).ops[0].applied);
+    CHECK(commit(*other, ws + "-elsewhere", {key_op("a", 20, 200)}).ops[0].applied);
+    // Until it expires: at its expiry a record applies again, and expires
+    // anew.
+    CHECK_FALSE(commit(*st, ws, {key_op("b", 99, 300)}).ops[0].applied);
+    CHECK(commit(*st, ws, {key_op("b", 100, 300)}).ops[0].applied);
+    CHECK_FALSE(commit(*st, ws, {key_op("b", 299, 400)}).ops[0].applied);
+
+    // Guards: applied with the record, skipped with a duplicate.
+    const auto audit_before = all_audit(*st, ws).size();
+    const auto e1 = sample_suppression(suppression_kind::address, "g1@example.com");
+    r = commit(*st, ws,
+               {key_op("c", 10, 100, 2), store_ops::put_suppression{e1},
+                store_ops::append_audit{sample_audit(1)[0]}, key_op("d", 10, 100)});
+    CHECK(r.ops[0].applied);
+    CHECK(r.ops[2].audit_seq == audit_before + 1);
+    CHECK(r.ops[3].applied);
+    CHECK(st->find_suppression(ws, suppression_kind::address, "g1@example.com"));
+}
+
+inline void check_recorded_key_guards(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    REQUIRE(commit(*st, ws, {key_op("k", 10, 100)}).ops[0].applied);
+    const auto audit_before = all_audit(*st, ws).size();
+    const auto e = sample_suppression(suppression_kind::address, "dup@example.com");
+    auto r = commit(*st, ws,
+                    {key_op("k", 20, 100, 2), store_ops::put_suppression{e},
+                     store_ops::append_audit{sample_audit(1)[0]}, key_op("fresh", 20, 100),
+                     store_ops::append_audit{sample_audit(1)[0]}});
+    CHECK_FALSE(r.ops[0].applied);
+    CHECK_FALSE(r.ops[1].applied);
+    CHECK_FALSE(r.ops[2].applied);
+    CHECK(r.ops[2].audit_seq == 0);
+    CHECK(r.ops[3].applied);
+    CHECK(r.ops[4].audit_seq == audit_before + 1);
+    CHECK_FALSE(st->find_suppression(ws, suppression_kind::address, "dup@example.com"));
+    CHECK(all_audit(*st, ws).size() == audit_before + 1);
+
+    // Refused: guards past the end, a guarded record_key. Nothing stays.
+    commit_must_fail(*st, ws, {key_op("x", 20, 100, 2), key_op("y", 20, 100)});
+    commit_must_fail(*st, ws, {key_op("x", 20, 100, 1), key_op("y", 20, 100)});
+    CHECK(key_is_free(*st, ws, "x", 20));
+    CHECK(key_is_free(*st, ws, "y", 20));
+
+    // All or nothing: a failing op undoes the record with the rest.
+    queued_send bad;
+    bad.not_before = at_seconds(1);
+    commit_must_fail(*st, ws, {key_op("z", 20, 100), store_ops::enqueue{bad}});
+    CHECK(commit(*st, ws, {key_op("z", 21, 100)}).ops[0].applied);
+
+    // purge_keys forgets keys that expired before its time, not later ones.
+    REQUIRE(commit(*st, ws, {key_op("old", 10, 50), key_op("new", 10, 500)}).ops[1].applied);
+    CHECK(st->purge_keys(ws, at_seconds(60)) >= 1);
+    CHECK(key_is_free(*st, ws, "old", 20));
+    CHECK_FALSE(key_is_free(*st, ws, "new", 20));
+}
+
+inline void check_race_recorded_keys(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    constexpr std::size_t keys = 12;
+    std::vector<std::atomic<int>> applied(keys);
+    std::atomic<int> suppressed{0};
+    run_threads(race_threads, [&](std::size_t t) {
+        store& st = *handles[t % handles.size()];
+        // Each thread records every key, in its own order, some with a
+        // guarded suppression and audit record, some several to a commit.
+        for (std::size_t i = 0; i < keys; ++i) {
+            const std::size_t k = (i + t * 5) % keys;
+            const std::string key = "race-" + std::to_string(k);
+            std::vector<store_op> ops;
+            if (k % 3 == 0) {
+                ops = {key_op(key, 10, 1000, 2),
+                       store_ops::put_suppression{
+                           sample_suppression(suppression_kind::address, key + "@example.com")},
+                       store_ops::append_audit{sample_audit(1)[0]}};
+            } else {
+                ops = {key_op(key, 10, 1000), key_op(key + "-pair", 10, 1000)};
+            }
+            const auto r = st.commit(ws, ops);
+            if (r.ops[0].applied) ++applied[k];
+            if (k % 3 == 0 && r.ops[1].applied) ++suppressed;
+        }
+    });
+    for (std::size_t k = 0; k < keys; ++k) {
+        INFO("key " << k);
+        CHECK(applied[k].load() == 1);
+    }
+    CHECK(suppressed.load() == keys / 3);
+    auto st = open();
+    CHECK(all_audit(*st, ws).size() == keys / 3);
+}
+
 inline void run_store_conformance(store_factory open, std::string workspace_prefix) {
     const std::string& p = workspace_prefix;
     SUBCASE("objects: put, replace, delete, order within a batch") {
@@ -3948,6 +4070,15 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("race: several handles drain one queue") {
         check_race_queue(open, p + "-race-queue");
+    }
+    SUBCASE("recorded keys: duplicates, namespaces, expiry") {
+        check_recorded_keys(open, p + "-keys");
+    }
+    SUBCASE("recorded keys: guarded ops, refusals, all or nothing, purge") {
+        check_recorded_key_guards(open, p + "-keys-guards");
+    }
+    SUBCASE("race: one key recorded from many handles applies once") {
+        check_race_recorded_keys(open, p + "-race-keys");
     }
 }
 

@@ -556,6 +556,20 @@ struct statements {
                             "SELECT state, CASE WHEN state = 0 THEN wait_reason ELSE '' END, "
                             "count(*), min(due_at) FROM {s}.queue WHERE workspace = $1 "
                             "GROUP BY 1, 2 ORDER BY 1, 2");
+        // In key order, so that commits recording overlapping keys lock
+        // them in one order. A row comes back for each key recorded now:
+        // new, or past its expiry; a key another transaction holds waits
+        // for it and then counts as a duplicate unless that one rolled back.
+        record_keys = make(
+            "m_record_keys",
+            "INSERT INTO {s}.recorded_keys AS r (workspace, namespace, key, recorded_at, "
+            "expires_at) SELECT $1, n, k, a, e FROM unnest($2::text[], $3::text[], $4::int8[], "
+            "$5::int8[]) AS x(n, k, a, e) ORDER BY n COLLATE \"C\", k COLLATE \"C\" "
+            "ON CONFLICT (workspace, namespace, key) DO UPDATE SET "
+            "recorded_at = excluded.recorded_at, expires_at = excluded.expires_at "
+            "WHERE r.expires_at <= excluded.recorded_at RETURNING r.namespace, r.key");
+        purge_keys = make("m_purge_keys",
+                          "DELETE FROM {s}.recorded_keys WHERE workspace = $1 AND expires_at < $2");
         purge_queued = make("m_purge_queued",
                             "DELETE FROM {s}.queue WHERE workspace = $1 AND state >= 2 "
                             "AND updated_at < $2");
@@ -570,13 +584,13 @@ struct statements {
 
     pg::statement upsert_keys, lock_keys, ensure_ws, lock_ws, share_objects, lock_sends,
         uses_of_sends, sends_by_key, new_ids, count_uses, oldest_uses, write_uses, insert_sends,
-        update_sends, set_gaps, write_objects, write_suppressions, write_superseded, insert_audit, set_audit_head,
-        load_objects, load_suppressions, load_sends, change_seq, changed_objects,
+        update_sends, set_gaps, write_objects, write_suppressions, write_superseded, insert_audit,
+        set_audit_head, load_objects, load_suppressions, load_sends, change_seq, changed_objects,
         changed_suppressions, find_send, find_suppression, audit_from, sends_between,
         suppressions_after, purge, purge_counts, attach, renew, end_lease, members, recover,
         server_now, unanalysed, lock_queued, queued_by_key, new_queue_ids, insert_queued,
         update_queued, live_member, claim_queued, requeue, find_queued, queued_after, count_queued,
-        purge_queued;
+        purge_queued, record_keys, purge_keys;
 };
 
 // --- the commit's in-memory model ------------------------------------------
@@ -1493,6 +1507,13 @@ public:
         });
     }
 
+    std::size_t purge_keys(std::string_view ws, time_point before) override {
+        return run("purge_keys", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.purge_keys, pg::params{}.add(ws).add(micros(before)));
+            return static_cast<std::size_t>(r.affected());
+        });
+    }
+
     std::size_t purge_queued(std::string_view ws, time_point before) override {
         return run("purge_queued", true, [&](pg::connection& c, attempt&) {
             auto r = c.run(sql_.purge_queued, pg::params{}.add(ws).add(micros(before)));
@@ -1660,11 +1681,33 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     std::set<std::uint64_t> queue_ids;
     std::set<std::string> queue_keys;
     int new_queued = 0;
-    for (auto& op : ops) {
+    // (namespace, key) -> (at, expires_at) of its first record_key.
+    std::map<std::pair<std::string, std::string>, std::pair<std::int64_t, std::int64_t>>
+        recorded_keys;
+    std::size_t guarded_until = 0;
+    for (std::size_t oi = 0; oi < ops.size(); ++oi) {
+        auto& op = ops[oi];
+        if (auto* r = std::get_if<store_ops::record_key>(&op)) {
+            if (oi < guarded_until)
+                fail(errc::store_error,
+                     fmt::format("postgres store: commit: op {} (record_key {}): a record_key "
+                                 "cannot be guarded by another; no op of the batch was applied",
+                                 oi, r->namespace_));
+            if (r->guards > ops.size() - oi - 1)
+                fail(errc::store_error,
+                     fmt::format("postgres store: commit: op {} (record_key {}): its guards "
+                                 "reach past the last op; no op of the batch was applied",
+                                 oi, r->namespace_));
+            guarded_until = oi + 1 + r->guards;
+            recorded_keys.try_emplace({r->namespace_, r->key}, micros(r->at),
+                                      micros(r->expires_at));
+            continue;
+        }
         std::visit(
             [&](auto& o) {
                 using T = std::decay_t<decltype(o)>;
-                if constexpr (std::is_same_v<T, store_ops::reserve_send>) {
+                if constexpr (std::is_same_v<T, store_ops::record_key>) {
+                } else if constexpr (std::is_same_v<T, store_ops::reserve_send>) {
                     if (o.row.id == 0) {
                         ++new_sends;
                         if (!o.row.idempotency_key.empty()) idem_keys.insert(o.row.idempotency_key);
@@ -1778,6 +1821,20 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
         i_qkeys = p1.add(sql_.queued_by_key, pg::params{}.add(ws_s).add(ks.str()));
     }
     if (new_queued > 0) i_qids = p1.add(sql_.new_queue_ids, pg::params{}.add(new_queued));
+    std::size_t i_recorded = 0;
+    if (!recorded_keys.empty()) {
+        pg::text_array ns, ks;
+        pg::int_array ats, expiries;
+        for (auto& [k, times] : recorded_keys) {
+            ns.push(k.first);
+            ks.push(k.second);
+            ats.push(times.first);
+            expiries.push(times.second);
+        }
+        i_recorded = p1.add(
+            sql_.record_keys,
+            pg::params{}.add(ws_s).add(ns.str()).add(ks.str()).add(ats.str()).add(expiries.str()));
+    }
     if (!keys.empty())
         i_counts = p1.add(
             sql_.count_uses,
@@ -1869,6 +1926,12 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
         for (int i = 0; i < r.rows(); ++i) fresh_queue_ids.push_back(r.u64(i, 0));
     }
     std::size_t next_queue_id = 0;
+    // Keys recorded now; each is taken by the first record_key naming it.
+    std::set<std::pair<std::string, std::string>> fresh_keys;
+    if (!recorded_keys.empty()) {
+        auto& r = r1[i_recorded];
+        for (int i = 0; i < r.rows(); ++i) fresh_keys.emplace(r.str(i, 0), r.str(i, 1));
+    }
     // The item `id` names, if `member` holds it; records where it stood.
     auto held = [&](std::uint64_t id, std::uint64_t member, op_result& out) -> queued_mem* {
         out.applied = false;
@@ -1908,12 +1971,20 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     commit_result result;
     result.ops.resize(ops.size());
 
+    std::size_t skip_until = 0;
     for (std::size_t oi = 0; oi < ops.size(); ++oi) {
         auto& out = result.ops[oi];
+        if (oi < skip_until) {
+            out.applied = false;
+            continue;
+        }
         std::visit(
             [&](auto& o) {
                 using T = std::decay_t<decltype(o)>;
-                if constexpr (std::is_same_v<T, store_ops::put_object>) {
+                if constexpr (std::is_same_v<T, store_ops::record_key>) {
+                    out.applied = fresh_keys.erase({o.namespace_, o.key}) == 1;
+                    if (!out.applied) skip_until = oi + 1 + o.guards;
+                } else if constexpr (std::is_same_v<T, store_ops::put_object>) {
                     objects_out[{o.object.kind, o.object.id}] = o.object.json;
                     object_seq[{o.object.kind, o.object.id}] = change_seq;
                 } else if constexpr (std::is_same_v<T, store_ops::delete_object>) {

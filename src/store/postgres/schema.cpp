@@ -187,7 +187,23 @@ CREATE INDEX queue_claimed ON {s}.queue (workspace, claimed_by) WHERE state = 1;
 CREATE INDEX queue_finished ON {s}.queue (workspace, updated_at) WHERE state >= 2;
 )sql";
 
-constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4, step_5};
+// Keys recorded so that what a provider delivers more than once (an event,
+// a signature token) takes effect once. An expired row is free to be
+// recorded again and is purged later. Times in microseconds since the Unix
+// epoch.
+constexpr std::string_view step_6 = R"sql(
+CREATE TABLE {s}.recorded_keys (
+  workspace    text COLLATE "C" NOT NULL,
+  namespace    text COLLATE "C" NOT NULL,
+  key          text COLLATE "C" NOT NULL,
+  recorded_at  bigint NOT NULL,
+  expires_at   bigint NOT NULL,
+  PRIMARY KEY (workspace, namespace, key)
+);
+CREATE INDEX recorded_keys_expiry ON {s}.recorded_keys (workspace, expires_at);
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4, step_5, step_6};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

@@ -291,6 +291,20 @@ CREATE INDEX queue_due ON queue (workspace, due_at, id) WHERE state = 0;
 CREATE INDEX queue_claimed ON queue (workspace, claimed_by) WHERE state = 1;
 CREATE INDEX queue_finished ON queue (workspace, updated_at) WHERE state >= 2;
 )sql"},
+    {6, R"sql(
+-- Keys recorded so that what a provider delivers more than once (an
+-- event, a signature token) takes effect once. An expired row is free to
+-- be recorded again and is purged later.
+CREATE TABLE recorded_keys (
+    workspace TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL, -- microseconds since the Unix epoch, as expires_at
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, namespace, key)
+) WITHOUT ROWID;
+CREATE INDEX recorded_keys_expiry ON recorded_keys (workspace, expires_at);
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

@@ -166,6 +166,9 @@ std::string describe(const store_op& op) {
         std::string operator()(const store_ops::cancel_queued& o) const {
             return fmt::format("cancel_queued id {}", o.id);
         }
+        std::string operator()(const store_ops::record_key& o) const {
+            return fmt::format("record_key {}", o.namespace_);
+        }
     };
     return std::visit(visitor{}, op);
 }
@@ -317,6 +320,12 @@ public:
           cancel_queued_(db_,
                          "UPDATE queue SET state = 3, detail = ?3, updated_at = ?4 "
                          "WHERE workspace = ?1 AND id = ?2"),
+          record_key_(db_,
+                      "INSERT INTO recorded_keys (workspace, namespace, key, recorded_at, "
+                      "expires_at) VALUES (?1, ?2, ?3, ?5, ?4) "
+                      "ON CONFLICT (workspace, namespace, key) DO UPDATE SET "
+                      "recorded_at = excluded.recorded_at, expires_at = excluded.expires_at "
+                      "WHERE recorded_keys.expires_at <= excluded.recorded_at"),
           live_member_(db_,
                        "SELECT EXISTS (SELECT 1 FROM members WHERE workspace = ?1 AND id = ?2 "
                        "AND lease_until > ?3)"),
@@ -424,13 +433,29 @@ public:
                 // record appended ahead of the changes it describes carries
                 // it too.
                 if (std::any_of(ops.begin(), ops.end(), publishes_change)) publish(b);
+                // Ops below skip_until are skipped: a duplicate record_key
+                // guards them. Those below guarded_until are guarded by one.
+                std::size_t skip_until = 0, guarded_until = 0;
                 auto apply_op = [&](std::size_t i) {
+                    const auto* record = std::get_if<store_ops::record_key>(&ops[i]);
+                    if (record && i < guarded_until)
+                        fail_op(i, ops, "a record_key cannot be guarded by another");
+                    if (i < skip_until) {
+                        result.ops[i].applied = false;
+                        return;
+                    }
                     try {
                         std::visit([&](const auto& op) { apply(b, op, result.ops[i]); }, ops[i]);
                     } catch (const SQLite::Exception& e) {
                         fail_op(i, ops, e.what());
                     } catch (const invalid_op& e) {
                         fail_op(i, ops, e.what());
+                    }
+                    if (record) {
+                        if (record->guards > ops.size() - i - 1)
+                            fail_op(i, ops, "its guards reach past the last op");
+                        guarded_until = i + 1 + record->guards;
+                        if (!result.ops[i].applied) skip_until = guarded_until;
                     }
                 };
                 for (std::size_t i = 0; i < ops.size();) {
@@ -975,6 +1000,19 @@ public:
             }
             tx.commit();
             return out;
+        });
+    }
+
+    std::size_t purge_keys(std::string_view workspace, time_point before) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("purge_keys", [&] {
+            SQLite::Statement q(db_,
+                                "DELETE FROM recorded_keys WHERE workspace = ?1 AND "
+                                "expires_at < ?2");
+            q.bindNoCopy(1, ws);
+            q.bind(2, micros(before));
+            return static_cast<std::size_t>(q.exec());
         });
     }
 
@@ -1695,6 +1733,16 @@ private:
         result.applied = true;
     }
 
+    void apply(batch& b, const store_ops::record_key& op, op_result& result) {
+        statement_use q(record_key_);
+        q->bindNoCopy(1, b.ws);
+        q->bindNoCopy(2, op.namespace_);
+        q->bindNoCopy(3, op.key);
+        q->bind(4, micros(op.expires_at));
+        q->bind(5, micros(op.at));
+        result.applied = q->exec() == 1;
+    }
+
     // --- membership -----------------------------------------------------
 
     // Marks the reserved sends of the members in `dead` (and, when
@@ -1802,6 +1850,7 @@ private:
     SQLite::Statement defer_queued_;
     SQLite::Statement finish_queued_;
     SQLite::Statement cancel_queued_;
+    SQLite::Statement record_key_;
     SQLite::Statement live_member_;
     SQLite::Statement claim_queued_;
     SQLite::Statement find_queued_;
