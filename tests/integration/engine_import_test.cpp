@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine_fixture.hpp"
+#include "forwarding_store.hpp"
 
 using namespace mailers;
 using namespace mailers_test;
@@ -31,22 +32,11 @@ std::string sha256_hex(std::string_view data) {
 // A store that commits other changes around an import, as other processes
 // would while a long import runs: `before` just before it, `after` just
 // after it.
-class busy_store final : public store {
+class busy_store final : public forwarding_store {
 public:
-    explicit busy_store(std::shared_ptr<store> inner) : inner_(std::move(inner)) {}
+    using forwarding_store::forwarding_store;
     std::vector<store_op> before, after;
 
-    store_snapshot load(std::string_view ws, time_point since) override {
-        return inner_->load(ws, since);
-    }
-    store_snapshot load_keys(
-        std::string_view ws, time_point since,
-        const std::function<void(suppression_kind, std::string_view)>& key) override {
-        return inner_->load_keys(ws, since, key);
-    }
-    commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
-        return inner_->commit(ws, ops);
-    }
     suppression_import_result import_suppressions(std::string_view ws,
                                                   const suppression_import& job) override {
         if (!before.empty()) inner_->commit(ws, std::exchange(before, {}));
@@ -59,52 +49,9 @@ public:
         largest_read = std::max(largest_read.load(), cs.suppressions.size());
         return cs;
     }
-    change_set changes_since_skipping(std::string_view ws, std::uint64_t after_seq,
-                                      std::uint64_t skip) override {
-        return inner_->changes_since_skipping(ws, after_seq, skip);
-    }
-    std::uint64_t attach(std::string_view ws, const member_info& info,
-                         std::chrono::milliseconds lease) override {
-        return inner_->attach(ws, info, lease);
-    }
-    bool renew(std::string_view ws, std::uint64_t m, std::chrono::milliseconds lease,
-               std::uint64_t acked) override {
-        return inner_->renew(ws, m, lease, acked);
-    }
-    void detach(std::string_view ws, std::uint64_t m) override { inner_->detach(ws, m); }
-    std::vector<member_record> members(std::string_view ws) override { return inner_->members(ws); }
-    std::size_t recover(std::string_view ws, std::span<const std::uint64_t> dead, time_point now,
-                        std::string_view detail) override {
-        return inner_->recover(ws, dead, now, detail);
-    }
-    std::optional<ledger_row> find_send(std::string_view ws, std::uint64_t id) override {
-        return inner_->find_send(ws, id);
-    }
-    void for_each_suppression(std::string_view ws,
-                              const std::function<void(const suppression_entry&)>& fn) override {
-        inner_->for_each_suppression(ws, fn);
-    }
-    std::optional<suppression_entry> find_suppression(std::string_view ws, suppression_kind kind,
-                                                      std::string_view value) override {
-        return inner_->find_suppression(ws, kind, value);
-    }
-    void for_each_audit(std::string_view ws, std::uint64_t from,
-                        const std::function<void(const audit_record&)>& fn) override {
-        inner_->for_each_audit(ws, from, fn);
-    }
-    void for_each_send(std::string_view ws, time_point from, time_point to,
-                       const std::function<void(const ledger_row&)>& fn) override {
-        inner_->for_each_send(ws, from, to, fn);
-    }
-    void purge_cap_uses(std::string_view ws, time_point before_t) override {
-        inner_->purge_cap_uses(ws, before_t);
-    }
 
     /// The most suppressions one changes_since returned.
     std::atomic<std::size_t> largest_read{0};
-
-private:
-    std::shared_ptr<store> inner_;
 };
 
 suppression_entry entry(suppression_kind kind, std::string value) {

@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "engine_fixture.hpp"
+#include "forwarding_store.hpp"
 #include "invariant_helpers.hpp"
 
 using namespace mailers;
@@ -1012,13 +1013,10 @@ namespace {
 
 // A store that refuses every commit carrying an audit record for a resource
 // whose id holds "refuse", as a full disk or a lost database would.
-class refusing_store final : public store {
+class refusing_store final : public forwarding_store {
 public:
-    explicit refusing_store(std::shared_ptr<store> inner) : inner_(std::move(inner)) {}
+    using forwarding_store::forwarding_store;
 
-    store_snapshot load(std::string_view ws, time_point since) override {
-        return inner_->load(ws, since);
-    }
     commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
         for (const auto& op : ops)
             if (const auto* a = std::get_if<store_ops::append_audit>(&op);
@@ -1028,50 +1026,8 @@ public:
             }
         return inner_->commit(ws, ops);
     }
-    change_set changes_since(std::string_view ws, std::uint64_t after) override {
-        return inner_->changes_since(ws, after);
-    }
-    std::uint64_t attach(std::string_view ws, const member_info& info,
-                         std::chrono::milliseconds lease) override {
-        return inner_->attach(ws, info, lease);
-    }
-    bool renew(std::string_view ws, std::uint64_t member, std::chrono::milliseconds lease,
-               std::uint64_t acked) override {
-        return inner_->renew(ws, member, lease, acked);
-    }
-    void detach(std::string_view ws, std::uint64_t member) override { inner_->detach(ws, member); }
-    std::vector<member_record> members(std::string_view ws) override { return inner_->members(ws); }
-    std::size_t recover(std::string_view ws, std::span<const std::uint64_t> dead, time_point now,
-                        std::string_view detail) override {
-        return inner_->recover(ws, dead, now, detail);
-    }
-    void purge_cap_uses(std::string_view ws, time_point before) override {
-        inner_->purge_cap_uses(ws, before);
-    }
-    std::optional<ledger_row> find_send(std::string_view ws, std::uint64_t id) override {
-        return inner_->find_send(ws, id);
-    }
-    void for_each_suppression(std::string_view ws,
-                              const std::function<void(const suppression_entry&)>& fn) override {
-        inner_->for_each_suppression(ws, fn);
-    }
-    std::optional<suppression_entry> find_suppression(std::string_view ws, suppression_kind kind,
-                                                      std::string_view value) override {
-        return inner_->find_suppression(ws, kind, value);
-    }
-    void for_each_audit(std::string_view ws, std::uint64_t from,
-                        const std::function<void(const audit_record&)>& fn) override {
-        inner_->for_each_audit(ws, from, fn);
-    }
-    void for_each_send(std::string_view ws, time_point from, time_point to,
-                       const std::function<void(const ledger_row&)>& fn) override {
-        inner_->for_each_send(ws, from, to, fn);
-    }
 
     std::atomic<int> refused{0};
-
-private:
-    std::shared_ptr<store> inner_;
 };
 
 }  // namespace
