@@ -1231,50 +1231,47 @@ private:
             // What the import replaces is kept first: the rows it writes
             // over, then every entry a later one for the same key displaces
             // (given and audited, though never stored).
-            const pg::statement keep{
-                "m_import_keep",
+            // Each step takes the workspace ($1) and the import's change seq ($2).
+            const auto run_step = [&](const char* name, std::string sql) {
+                c.run(pg::statement{name, std::move(sql)},
+                      pg::params{}.add(ws_s).add(change_seq));
+            };
+            run_step("m_import_keep",
                 fmt::format("INSERT INTO {0}.suppression_superseded (workspace, kind, value, "
                             "reason, source, created_at, seq, by_seq) SELECT s.workspace, s.kind, "
                             "s.value, s.reason, s.source, s.created_at, s.seq, $2::int8 FROM "
                             "{0}.suppressions s JOIN pg_temp.mailers_import_last i ON i.kind = "
                             "s.kind AND i.value = s.value WHERE s.workspace = $1 AND s.reason IS "
                             "NOT NULL ORDER BY s.kind, s.value",
-                            s)};
-            c.run(keep, pg::params{}.add(ws_s).add(change_seq));
+                            s));
             if (distinct != result.entries) {
-                const pg::statement keep_duplicates{
-                    "m_import_keep_duplicates",
+                run_step("m_import_keep_duplicates",
                     fmt::format("INSERT INTO {}.suppression_superseded (workspace, kind, value, "
                                 "reason, source, created_at, seq, by_seq) SELECT $1, kind, value, "
                                 "reason, source, created_at, $2::int8, $2::int8 FROM (SELECT *, "
                                 "row_number() OVER (PARTITION BY kind, value ORDER BY ord DESC) "
                                 "AS later FROM pg_temp.mailers_import) d WHERE later > 1 "
                                 "ORDER BY kind, value, ord",
-                                s)};
-                c.run(keep_duplicates, pg::params{}.add(ws_s).add(change_seq));
+                                s));
             }
             // Keys the workspace holds (tombstones too: rows without a
             // reason) are updated, the others inserted. No other writer can
             // add a key of this workspace meanwhile (the workspace row is
             // locked), so plain inserts are safe, and cheaper than an
             // upsert's speculative insertion per row.
-            const pg::statement update_existing{
-                "m_import_update",
+            run_step("m_import_update",
                 fmt::format("UPDATE {}.suppressions s SET reason = i.reason, source = i.source, "
                             "created_at = i.created_at, seq = $2::int8 FROM "
                             "pg_temp.mailers_import_last i WHERE s.workspace = $1 AND s.kind = "
                             "i.kind AND s.value = i.value",
-                            s)};
-            c.run(update_existing, pg::params{}.add(ws_s).add(change_seq));
-            const pg::statement insert_new{
-                "m_import_insert",
+                            s));
+            run_step("m_import_insert",
                 fmt::format("INSERT INTO {0}.suppressions (workspace, kind, value, reason, source, "
                             "created_at, seq) SELECT $1, i.kind, i.value, i.reason, i.source, "
                             "i.created_at, $2::int8 FROM pg_temp.mailers_import_last i WHERE NOT "
                             "EXISTS (SELECT 1 FROM {0}.suppressions s WHERE s.workspace = $1 AND "
                             "s.kind = i.kind AND s.value = i.value)",
-                            s)};
-            c.run(insert_new, pg::params{}.add(ws_s).add(change_seq));
+                            s));
             result.change_seq = change_seq;
         }
         const auto op = import.audit(result.entries);
