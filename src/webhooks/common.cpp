@@ -22,16 +22,6 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
-std::string_view trim(std::string_view s) noexcept {
-    while (!s.empty() &&
-           (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
-        s.remove_prefix(1);
-    while (!s.empty() &&
-           (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-        s.remove_suffix(1);
-    return s;
-}
-
 bool digits(std::string_view s, std::size_t pos, std::size_t n, int& out) noexcept {
     if (pos + n > s.size()) return false;
     out = 0;
@@ -54,6 +44,16 @@ int hex_value(char c) noexcept {
 }
 
 }  // namespace
+
+std::string_view trim(std::string_view s) noexcept {
+    while (!s.empty() &&
+           (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
+        s.remove_prefix(1);
+    while (!s.empty() &&
+           (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+        s.remove_suffix(1);
+    return s;
+}
 
 std::optional<std::string_view> find_header(std::span<const http_header> headers,
                                             std::string_view name) noexcept {

@@ -22,6 +22,9 @@ std::string media_type(std::string_view content_type);
 
 /// "2012-04-26T20:45:04.751Z" or with a "+hh:mm" offset; any number of
 /// fraction digits (Postmark writes seven).
+/// `s` without leading and trailing spaces, tabs, CRs and LFs.
+std::string_view trim(std::string_view s) noexcept;
+
 std::optional<time_point> parse_iso8601(std::string_view s) noexcept;
 
 time_point from_unix_seconds(double s) noexcept;

@@ -23,20 +23,14 @@ namespace {
 using mime::iequals;
 using webhooks::diagnostic_code_in;
 using webhooks::recipient_of;
+using webhooks::trim;
+// Lower-cases a Content-Type's media type; Action and
+// Content-Transfer-Encoding values are compared the same way.
+using webhooks::media_type;
 
 constexpr int max_depth = 4;
 constexpr std::size_t max_parts = 64;
 constexpr std::size_t max_recipients = 1000;
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' ||
-                          s.front() == '\n'))
-        s.remove_prefix(1);
-    while (!s.empty() &&
-           (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
-        s.remove_suffix(1);
-    return s;
-}
 
 // One line at a time, CRLF or LF.
 struct line_reader {
@@ -85,13 +79,7 @@ std::string_view get(const std::vector<field>& fs, std::string_view name) {
     return {};
 }
 
-// A Content-Type's media type, lower-case, and one of its parameters.
-std::string media_type_of(std::string_view ct) {
-    std::string t(trim(ct.substr(0, ct.find(';'))));
-    for (auto& c : t) c = mime::to_lower(c);
-    return t;
-}
-
+// One parameter of a Content-Type.
 std::string param_of(std::string_view ct, std::string_view name) {
     auto semi = ct.find(';');
     if (semi == std::string_view::npos) return {};
@@ -157,7 +145,7 @@ std::vector<part> split_multipart(std::string_view body, std::string_view bounda
 }
 
 std::string decode_body(const std::vector<field>& fs, std::string_view body) {
-    auto cte = media_type_of(get(fs, "Content-Transfer-Encoding"));
+    auto cte = media_type(get(fs, "Content-Transfer-Encoding"));
     if (cte == "base64") {
         std::string compact;
         for (char c : body)
@@ -346,7 +334,7 @@ bool read_status_part(report_context& ctx, std::string_view text) {
         const auto& b = blocks[i];
         auto final_rcpt = get(b, "Final-Recipient");
         if (final_rcpt.empty()) final_rcpt = get(b, "Original-Recipient");
-        auto action = media_type_of(get(b, "Action"));
+        auto action = media_type(get(b, "Action"));
         if (final_rcpt.empty() || action.empty()) continue;
         std::string status(trim(get(b, "Status")));
         if (status.find(' ') != std::string::npos) status = status.substr(0, status.find(' '));
@@ -379,7 +367,7 @@ bool read_status_part(report_context& ctx, std::string_view text) {
 bool find_report(report_context& ctx, const std::vector<field>& fs, std::string_view body,
                  int depth) {
     const auto ct = get(fs, "Content-Type");
-    const auto type = media_type_of(ct);
+    const auto type = media_type(ct);
     if (!type.starts_with("multipart/") || depth > max_depth) return false;
     auto parts = split_multipart(body, param_of(ct, "boundary"));
     const bool is_report =
@@ -387,7 +375,7 @@ bool find_report(report_context& ctx, const std::vector<field>& fs, std::string_
     if (is_report) {
         std::string status_text;
         for (const auto& p : parts) {
-            auto pt = media_type_of(get(p.fields, "Content-Type"));
+            auto pt = media_type(get(p.fields, "Content-Type"));
             if (pt == "message/delivery-status" || pt == "message/global-delivery-status")
                 status_text = decode_body(p.fields, p.body);
             else if (pt == "message/rfc822" || pt == "text/rfc822-headers" ||
@@ -504,7 +492,7 @@ delivery_report parse_delivery_report(std::string_view message, time_point recei
     }
     out.events.clear();
     out.original_message_id.clear();
-    const auto type = media_type_of(get(fs, "Content-Type"));
+    const auto type = media_type(get(fs, "Content-Type"));
     if (type.empty() || type == "text/plain") {
         std::string text = decode_body(fs, body);
         if (read_qmail(ctx, text) || read_exim(ctx, text)) {
