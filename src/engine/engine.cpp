@@ -1080,9 +1080,8 @@ std::vector<pause_info> engine::pauses() const {
         pause_info unreadable;
         auto colon = oid.find(':');
         unreadable.target.id = colon == std::string::npos ? "" : oid.substr(colon + 1);
-        for (auto s : {pause_scope::workspace, pause_scope::pool, pause_scope::mailbox,
-                       pause_scope::provider, pause_scope::sender_domain})
-            if (oid.compare(0, colon, to_string(s)) == 0) unreadable.target.scope = s;
+        unreadable.target.scope = pause_scope_named(std::string_view(oid).substr(0, colon))
+                                      .value_or(pause_scope::workspace);
         unreadable.reason = "(the stored pause cannot be read)";
         out.push_back(std::move(unreadable));
     }

@@ -84,6 +84,13 @@ std::string pause_object_id(const pause_target& t) {
     return std::string(to_string(t.scope)) + ":" + t.id;
 }
 
+std::optional<pause_scope> pause_scope_named(std::string_view name) {
+    for (auto s : {pause_scope::workspace, pause_scope::pool, pause_scope::mailbox,
+                   pause_scope::provider, pause_scope::sender_domain})
+        if (name == to_string(s)) return s;
+    return std::nullopt;
+}
+
 std::string to_json(const pause_info& p) {
     std::string out;
     json::writer(out)
@@ -199,15 +206,9 @@ boost::system::result<sequence_config> sequence_config_from_json(std::string_vie
 boost::system::result<pause_info> pause_from_json(std::string_view json) {
     return parse_object(json, [](object o) -> boost::system::result<pause_info> {
         pause_info p;
-        auto scope = get_string(o, "scope");
-        bool known = false;
-        for (auto s : {pause_scope::workspace, pause_scope::pool, pause_scope::mailbox,
-                       pause_scope::provider, pause_scope::sender_domain})
-            if (scope == to_string(s)) {
-                p.target.scope = s;
-                known = true;
-            }
-        if (!known) return bad();
+        auto scope = pause_scope_named(get_string(o, "scope"));
+        if (!scope) return bad();
+        p.target.scope = *scope;
         p.target.id = get_string(o, "id");
         p.reason = get_string(o, "reason");
         p.actor = get_string(o, "actor");

@@ -5,6 +5,7 @@
 #include <boost/system/result.hpp>
 #include <mailers/engine.hpp>
 #include <mailers/sequence.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,8 @@ boost::system::result<quota> quota_from_json(std::string_view json);
 
 std::string quota_object_id(quota_scope scope, std::string_view key);
 std::string pause_object_id(const pause_target& t);
+/// The scope to_string(pause_scope) names, or nullopt.
+std::optional<pause_scope> pause_scope_named(std::string_view name);
 std::string to_json(const pause_info& p);
 /// The definition as stored; reading it back does not validate it
 /// (`sequence::compile` does).
