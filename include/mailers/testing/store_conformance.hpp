@@ -3463,7 +3463,7 @@ inline void check_queue_random_against_model(const store_factory& open, const st
                 const auto which = pick(4);
                 if (which == 0) {
                     auto q = sample_queued(
-                        pick(1000), chance(50) ? "key-" + std::to_string(pick(40)) : "",
+                        pick(1000), chance(50) ? "key-" + std::to_string(pick(10)) : "",
                         at_seconds(static_cast<std::int64_t>(step * 10) +
                                    static_cast<std::int64_t>(pick(200)) - 100),
                         chance(50) ? "api" : "sequence:" + std::to_string(pick(3)));
@@ -3612,16 +3612,23 @@ inline void check_race_queue(const store_factory& open, const std::string& ws,
         store& st = *handles[t];
         const auto me = st.attach(ws, sample_member("drain-" + std::to_string(t)), long_lease);
         std::minstd_rand rng(static_cast<std::uint32_t>(t + 1));
-        int idle = 0;
+        // Others hold what is left and finish or defer it soon; no item
+        // finished anywhere for half a minute means the queue is stuck.
+        std::size_t seen_done = done.load();
+        auto progress_at = std::chrono::steady_clock::now();
         while (done.load() < items) {
             const auto got = st.claim_queued(ws, me, now, 1 + rng() % 16);
             if (got.empty()) {
-                // Others hold what is left; they finish or defer it soon.
-                if (++idle > 20000) throw std::runtime_error("the queue stopped draining");
+                if (const auto d = done.load(); d != seen_done) {
+                    seen_done = d;
+                    progress_at = std::chrono::steady_clock::now();
+                } else if (std::chrono::steady_clock::now() - progress_at >
+                           std::chrono::seconds(30)) {
+                    throw std::runtime_error("the queue stopped draining");
+                }
                 std::this_thread::yield();
                 continue;
             }
-            idle = 0;
             {
                 std::lock_guard lock(mu);
                 for (const auto& q : got)

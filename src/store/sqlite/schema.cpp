@@ -1,6 +1,7 @@
 #include "store/sqlite/schema.hpp"
 
 #include <fmt/format.h>
+#include <sqlite3.h>
 
 #include <algorithm>
 #include <array>
@@ -11,6 +12,7 @@
 #include <iterator>
 #include <limits>
 #include <string>
+#include <thread>
 
 #include "store/sqlite/common.hpp"
 
@@ -349,8 +351,11 @@ bool check_file(const sqlite_store_params& p) {
     if (p.path.empty() || p.path == ":memory:") return true;
     std::error_code ec;
     const auto size = fs::file_size(p.path, ec);
+    // A missing file is told by the error itself: asking again with exists()
+    // races a handle that creates the file in between.
+    const bool missing = ec == std::errc::no_such_file_or_directory;
     if (ec || size == 0) {
-        if (ec && fs::exists(p.path))
+        if (ec && !missing)
             fail(errc::store_error,
                  fmt::format("sqlite store: cannot read {}: {}", p.path, ec.message()));
         if (p.mode == open_mode::existing)
@@ -360,25 +365,38 @@ bool check_file(const sqlite_store_params& p) {
         return true;
     }
     std::array<unsigned char, 100> h{};
-    std::ifstream in(p.path, std::ios::binary);
-    in.read(reinterpret_cast<char*>(h.data()), h.size());
+    auto read_header = [&] {
+        std::ifstream in(p.path, std::ios::binary);
+        in.read(reinterpret_cast<char*>(h.data()), h.size());
+        return in.gcount() == static_cast<std::streamsize>(h.size());
+    };
     constexpr std::string_view magic{"SQLite format 3\0", 16};
-    if (in.gcount() < static_cast<std::streamsize>(h.size()) ||
-        !std::equal(magic.begin(), magic.end(), h.begin()))
+    if (!read_header() || !std::equal(magic.begin(), magic.end(), h.begin()))
         fail(errc::store_corrupt,
              fmt::format("sqlite store: {} is not an SQLite database ({} bytes)", p.path, size));
     auto be32 = [&](std::size_t at) {
         return std::uint32_t{h[at]} << 24 | std::uint32_t{h[at + 1]} << 16 |
                std::uint32_t{h[at + 2]} << 8 | std::uint32_t{h[at + 3]};
     };
-    const std::uint32_t page_size = h[16] == 0 && h[17] == 1 ? 65536u : (h[16] << 8 | h[17]);
     // The page count in the header is valid only when written by a version
     // that keeps it (file format section 1.3.7).
-    const std::uint64_t pages = be32(28);
-    if (pages != 0 && be32(24) == be32(92) && size < pages * page_size)
-        fail(errc::store_corrupt,
-             fmt::format("sqlite store: {} is cut short: {} bytes, its header says {}", p.path,
-                         size, pages * page_size));
+    auto expected_bytes = [&]() -> std::uint64_t {
+        const std::uint32_t page_size = h[16] == 0 && h[17] == 1 ? 65536u : (h[16] << 8 | h[17]);
+        return be32(24) == be32(92) ? std::uint64_t{be32(28)} * page_size : 0;
+    };
+    // A checkpoint in another process writes page 1, with the new page count,
+    // before the pages after it, so a live file can look short for a moment.
+    // A file cut short stays short: ask again for a while before saying so.
+    std::uintmax_t now_size = size;
+    for (int attempt = 0; now_size < expected_bytes(); ++attempt) {
+        if (attempt == 50)
+            fail(errc::store_corrupt,
+                 fmt::format("sqlite store: {} is cut short: {} bytes, its header says {}", p.path,
+                             now_size, expected_bytes()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        now_size = fs::file_size(p.path, ec);
+        if (ec || !read_header()) return false;  // SQLite's open tells what changed
+    }
     return false;
 }
 
@@ -420,7 +438,22 @@ SQLite::Database open_database(const sqlite_store_params& params) {
     db.exec("PRAGMA page_size = 8192");
     // The result is "memory" for ":memory:"; a file system without shared
     // memory support keeps its rollback journal, which is slower but correct.
-    db.execAndGet("PRAGMA journal_mode = WAL");
+    // Switching a new file to WAL needs it to itself, and SQLite answers
+    // SQLITE_BUSY at once, not through the busy handler, while other handles
+    // are opening the same new file: so wait here, up to the busy timeout.
+    const auto deadline = std::chrono::steady_clock::now() + params.busy_timeout;
+    for (;;) {
+        try {
+            if (db.execAndGet("PRAGMA journal_mode").getString() != "wal")
+                db.execAndGet("PRAGMA journal_mode = WAL");
+            break;
+        } catch (const SQLite::Exception& e) {
+            if ((e.getErrorCode() & 0xff) != SQLITE_BUSY ||
+                std::chrono::steady_clock::now() >= deadline)
+                throw;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
     db.exec(params.durability == sqlite_durability::power_loss_safe
                 ? "PRAGMA synchronous = FULL"
                 : "PRAGMA synchronous = NORMAL");
