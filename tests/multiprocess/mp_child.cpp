@@ -1,6 +1,9 @@
 // One of the processes the multi-process test runs side by side on one
 // store. It sends at random through an engine whose providers log every
-// hand-off, and meanwhile suppresses and unsuppresses, pauses and resumes,
+// hand-off, enqueues some sends in the workspace's queue (drained by a
+// second engine in this process, so the first one's stats count only its
+// own sends), feeds the same inbound complaint events as every other
+// process, and meanwhile suppresses and unsuppresses, pauses and resumes,
 // changes caps and moves the shared clock, logging when each change began
 // and when it returned. The driver checks the log; this program checks
 // nothing itself.
@@ -20,6 +23,11 @@
 //                     the child finished cleanly
 //   C mono pid delta_us
 //                     the child moved the shared clock
+//   Q mono pid key id status
+//                     a send was enqueued under its own key (status ok, or the refusal)
+//   W mono pid dedup_key outcome
+//                     an inbound event was applied: suppressed, applied (nothing to
+//                     suppress) or duplicate
 #include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -166,15 +174,25 @@ int main(int argc, char** argv) {
     params.log.sink = [&](log_level, std::string_view msg) {
         std::cerr << name << " [" << pid << "]: " << msg << std::endl;
     };
+    // However far the chaos moves the clock, an event's key is never
+    // forgotten during the run, so a second application is always wrong.
+    params.event_retention = std::chrono::hours(24 * 365 * 50);
+    auto drain_params = params;
+    params.drain_queue = false;
+    drain_params.member_name = name + "-drain";
+    drain_params.queue_poll_interval = std::chrono::milliseconds(50);
     auto eng = std::make_unique<engine>(ioc.get_executor(), params);
+    auto drainer = std::make_unique<engine>(ioc.get_executor(), drain_params);
     // Only the changes the checker counts in the audit log are the chaos
     // principal's.
     const principal chaos{"chaos", "Multi-process chaos"};
     const principal setup{"mp-child", "Multi-process child start-up"};
     for (auto p : {"pa", "pb", "pc"})
-        eng->add_provider(setup, p,
-                          std::make_shared<checking_transport>(ioc.get_executor(), p, log, clock,
-                                                               seed ^ std::hash<std::string>{}(p)));
+        for (auto* e : {eng.get(), drainer.get()})
+            e->add_provider(setup, p,
+                            std::make_shared<checking_transport>(
+                                ioc.get_executor(), p, log, clock,
+                                seed ^ std::hash<std::string>{}(p) ^ (e == eng.get() ? 0 : 1)));
 
     auto work = asio::make_work_guard(ioc);
     std::thread io1([&] { ioc.run(); }), io2([&] { ioc.run(); });
@@ -223,9 +241,24 @@ int main(int argc, char** argv) {
             if (roll >= 97) r.subject += "\r\nBcc: x@evil.example";  // refused, never handed off
             if (roll == 96) r.pool = "no-such-pool";
             if (rng() % 10 < 7) r.idempotency_key = "k-" + std::to_string(rng() % key_space);
+            // One in ten goes through the queue, under a key of its own.
+            const bool queued = roll < 96 && rng() % 10 == 0;
+            if (queued) r.idempotency_key = "q-" + name + "-" + std::to_string(i);
             r.headers.push_back({"X-MP-Key", r.idempotency_key});
             r.headers.push_back({"X-MP-Pool", pool});
             r.headers.push_back({"X-MP-Issued", std::to_string(mp::mono_ns())});
+            if (queued) {
+                const auto key = r.idempotency_key;
+                std::string status = "ok";
+                std::uint64_t id = 0;
+                try {
+                    id = eng->enqueue(std::move(r));
+                } catch (const mailers::exception& e) {
+                    status = category_names[categorise(e.code())];
+                }
+                log.line(mp::fields("Q", mp::mono_ns(), pid, key, id, status));
+                continue;
+            }
             in_flight.acquire();
             ++issued;
             auto key = r.idempotency_key;
@@ -285,6 +318,27 @@ int main(int argc, char** argv) {
                          : 21'600'000'000 + static_cast<std::int64_t>(rng() % 86'400'000'000);
             clock.advance(duration(us));
             log.line(mp::fields("C", mp::mono_ns(), pid, us));
+        } else if (roll < 40) {
+            // A complaint, as a provider's webhook reports it; every process
+            // feeds the same few events, each of which may apply only once.
+            const auto n = rng() % 40;
+            const auto& to = universe[(n * 7) % universe.size()];
+            webhook_result parsed;
+            parsed.outcome = webhook_outcome::events;
+            parsed.http_status = 200;
+            event ev;
+            ev.type = event_type::complained;
+            ev.provider = "postmark";
+            ev.recipient = to;
+            ev.dedup_key = "postmark:mp-" + std::to_string(n);
+            parsed.events.push_back(ev);
+            std::string outcome = "error";
+            change("addr:" + to, "suppress", "event", [&] {
+                const auto res = eng->apply_webhook(webhook_provider::postmark, parsed);
+                outcome = res.duplicates ? "duplicate" : res.suppressed ? "suppressed" : "applied";
+                return res.suppressed > 0;
+            });
+            log.line(mp::fields("W", mp::mono_ns(), pid, ev.dedup_key, outcome));
         } else if (roll < 60) {
             const bool dom = rng() % 8 == 0;
             const auto value =
@@ -355,6 +409,8 @@ int main(int argc, char** argv) {
     }
     sender.join();
     eng->flush();
+    drainer->flush();
+    drainer.reset();
     const auto st = eng->stats();
     std::string line = mp::fields("X", pid, issued.load());
     for (int c = 0; c < c_count; ++c) line += "\t" + std::to_string(seen[c].load());

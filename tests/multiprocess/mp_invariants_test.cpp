@@ -25,7 +25,15 @@
 //     send a child saw accepted is `accepted`; the sends a killed child had
 //     `reserved` end `unknown`, unless its last COMMIT landed after the
 //     kill with the true outcome of the hand-off (PostgreSQL only);
-//  7. the audit chain verifies and holds every change the children made.
+//  7. the audit chain verifies and holds every change the children made;
+//  8. the queue: every send a child enqueued is in the store under its key,
+//     none is left claimed by a member that ended cleanly, and each one
+//     done names the ledger row of its key (invariant 4 covers its
+//     hand-offs, since each queued send has a key of its own);
+//  9. an inbound event (the same few complaints fed by every process) is
+//     applied once: one process suppresses or records it, the others are
+//     told it is a duplicate, and the audit log holds one record for each
+//     suppression an event made.
 //
 // What "in force" means when a process dies in the middle of a change: the
 // kernel releases the per-target lock (mp_common.hpp) at once, but a
@@ -147,6 +155,9 @@ struct admin_op {
     /// The latest moment the change may take effect.
     std::int64_t lands_by = LLONG_MAX;
     bool lift() const { return op == "unsuppress" || op == "resume"; }
+    /// A suppression made by an inbound event, audited under the
+    /// webhook's principal rather than the chaos one.
+    bool by_event() const { return arg == "event"; }
     bool establish() const { return op == "suppress" || op == "pause"; }
 };
 
@@ -156,10 +167,23 @@ struct completion {
     bool duplicate = false;
 };
 
+struct enqueued {
+    int pid = 0;
+    std::string key, status;
+    std::uint64_t id = 0;
+};
+
+struct applied_event {
+    int pid = 0;
+    std::string key, outcome;
+};
+
 struct parsed_log {
     std::vector<handoff> handoffs;
     std::vector<admin_op> ops;
     std::vector<completion> completions;
+    std::vector<enqueued> queued;
+    std::vector<applied_event> events;
     std::vector<std::vector<std::string>> finished;  // X lines
     std::uint64_t clock_moves = 0, malformed = 0;
 };
@@ -210,6 +234,10 @@ parsed_log read_log(const fs::path& p, const std::map<int, std::int64_t>& killed
                 out.finished.push_back(std::move(f));
             } else if (f[0] == "C" && f.size() == 4) {
                 ++out.clock_moves;
+            } else if (f[0] == "Q" && f.size() == 6) {
+                out.queued.push_back({std::stoi(f[2]), f[3], f[5], std::stoull(f[4])});
+            } else if (f[0] == "W" && f.size() == 5) {
+                out.events.push_back({std::stoi(f[2]), f[3], f[4]});
             } else {
                 ++out.malformed;
             }
@@ -868,10 +896,11 @@ bool run(const run_config& cfg) {
     // children made (at least every one that returned, at most every one
     // that began).
     std::uint64_t audit_lo = 0, audit_hi = 0, audit_chaos = 0, bad_seq = 0;
+    std::uint64_t event_lo = 0, event_hi = 0, audit_events = 0;
     for (const auto& op : log.ops) {
-        if (op.status == "noop") continue;
-        ++audit_hi;
-        if (op.status == "ok") ++audit_lo;
+        if (op.status == "noop" || op.status == "error") continue;
+        ++(op.by_event() ? event_hi : audit_hi);
+        if (op.status == "ok") ++(op.by_event() ? event_lo : audit_lo);
     }
     {
         boost::asio::io_context ioc;
@@ -883,13 +912,62 @@ bool run(const run_config& cfg) {
         if (ec)
             bad.add("audit",
                     "verify_audit: " + ec.message() + " at seq " + std::to_string(bad_seq));
-        for (const auto& r : eng.audit_log())
+        for (const auto& r : eng.audit_log()) {
             if (r.actor == "chaos") ++audit_chaos;
+            if (r.actor == "webhook:postmark") ++audit_events;
+        }
     }
     if (audit_chaos < audit_lo || audit_chaos > audit_hi)
         bad.add("audit",
                 std::to_string(audit_chaos) + " changes by the children in the audit log; " +
                     std::to_string(audit_lo) + " returned, " + std::to_string(audit_hi) + " began");
+    if (audit_events < event_lo || audit_events > event_hi)
+        bad.add("audit", std::to_string(audit_events) +
+                             " suppressions by inbound events in the audit log; " +
+                             std::to_string(event_lo) + " returned, " + std::to_string(event_hi) +
+                             " began");
+
+    // 8: the queue.
+    std::map<std::uint64_t, queued_send> items;
+    store->for_each_queued("default", {}, [&](const queued_send& q) { items.emplace(q.id, q); });
+    std::uint64_t enqueued_ok = 0;
+    for (const auto& q : log.queued) {
+        if (q.status != "ok") continue;
+        ++enqueued_ok;
+        const auto it = items.find(q.id);
+        if (it == items.end())
+            bad.add("queue", "item " + std::to_string(q.id) + " (key " + q.key + ") enqueued by pid " +
+                                 std::to_string(q.pid) + " is not in the store");
+        else if (it->second.idempotency_key != q.key)
+            bad.add("queue", "item " + std::to_string(q.id) + " holds key " +
+                                 it->second.idempotency_key + ", enqueued as " + q.key);
+    }
+    std::map<queue_state, std::uint64_t> queue_states;
+    for (const auto& [id, q] : items) {
+        ++queue_states[q.state];
+        if (q.state == queue_state::claimed && !dead_members.count(q.claimed_by))
+            bad.add("queue", "item " + std::to_string(id) + " is still claimed by member " +
+                                 std::to_string(q.claimed_by) + ", which ended cleanly");
+        if (q.state == queue_state::done && q.send_id != 0) {
+            const auto* r = row_of(std::to_string(q.send_id));
+            if (!r || r->idempotency_key != q.idempotency_key)
+                bad.add("queue", "item " + std::to_string(id) + " (key " + q.idempotency_key +
+                                     ") is done as send " + std::to_string(q.send_id) +
+                                     (r ? ", whose key is " + r->idempotency_key
+                                        : ", which has no ledger row"));
+        }
+    }
+
+    // 9: inbound events applied once.
+    std::map<std::string, std::uint64_t> applications;
+    std::uint64_t event_duplicates = 0;
+    for (const auto& e : log.events) {
+        if (e.outcome == "duplicate") ++event_duplicates;
+        if (e.outcome != "suppressed" && e.outcome != "applied") continue;
+        if (++applications[e.key] == 2)
+            bad.add("events", "event " + e.key + " applied more than once (again by pid " +
+                                  std::to_string(e.pid) + ")");
+    }
 
     std::uint64_t windows_total = 0, windows_full = 0;
     std::string cap_report;
@@ -918,7 +996,12 @@ bool run(const run_config& cfg) {
             << voided << " voided by a change cut short), " << windows_total << " cap windows ("
             << windows_full << " full), " << reserved_by_dead.size() << " sends reserved by the "
             << dead_members.size() << " killed members; audit: " << audit_chaos
-            << " chaos records; " << log.malformed << " malformed log lines; " << bad.count
+            << " chaos records, " << audit_events << " by events; queue: " << enqueued_ok
+            << " enqueued, " << queue_states[queue_state::done] << " done, "
+            << queue_states[queue_state::waiting] << " waiting, "
+            << queue_states[queue_state::claimed] << " claimed; events: " << log.events.size()
+            << " fed, " << applications.size() << " applied, " << event_duplicates
+            << " duplicates; " << log.malformed << " malformed log lines; " << bad.count
             << " violations";
     MESSAGE(summary.str());
     {
