@@ -11,6 +11,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <string>
 #include <mailers/webhook_server.hpp>
 
 int main() {
@@ -29,6 +30,11 @@ int main() {
     mailgun.params.mailgun.signing_key = key ? key : "";
     mailgun.params.mailgun.replay = std::make_shared<mailers::memory_replay_cache>();
     p.routes.push_back(mailgun);
+
+    // A Prometheus scrape endpoint at /metrics; a host with an engine passes
+    // `[&] { return engine.metrics_text(); }` (and serves one-click
+    // unsubscribes with p.unsubscribe: docs/webhooks.md).
+    p.metrics = [] { return std::string(); };
 
     mailers::webhook_server server(
         io.get_executor(), p, [](const mailers::webhook_route& route, mailers::webhook_result& r) {

@@ -271,6 +271,7 @@ struct engine_stats {
 /// [2^i, 2^(i+1)) microseconds (`counts[0]`: under 2 µs).
 struct latency_histogram {
     std::array<std::uint64_t, 32> counts{};
+    std::uint64_t sum_us = 0;  ///< every measured time added up, in microseconds
     MAILERS_API std::uint64_t total() const noexcept;
     /// The upper bound, in microseconds, of the bucket that holds quantile
     /// `q` (0..1); 0 when nothing was measured.
@@ -621,6 +622,26 @@ public:
     engine_stats stats() const;
     /// Where the time of a send goes, stage by stage.
     pipeline_latencies latencies() const;
+
+    /// This engine's counters and latency histograms, and gauges of what it
+    /// sees of the workspace now, in the Prometheus text exposition format
+    /// (version 0.0.4), for a host's scrape endpoint (`webhook_server` serves
+    /// it when given it: webhook_server_params::metrics). Families, all
+    /// prefixed `mailers_`:
+    ///  - `sends_total{outcome}`, `failovers_total`, `store_commits_total`,
+    ///    `store_committed_ops_total` (counters, this engine since it started);
+    ///  - `send_stage_seconds{stage}` (histogram: decide, reserve, handoff,
+    ///    record, total; power-of-two buckets from 2 µs);
+    ///  - per mailbox: `mailbox_sent{mailbox,window="day"|"hour"}`,
+    ///    `mailbox_daily_cap{mailbox}` (absent when it has none),
+    ///    `mailbox_eligible{mailbox}` (1 or 0), `mailbox_blocked{mailbox,reason}`
+    ///    (1 for the reason it cannot send now), `mailbox_breaker_open{mailbox}`;
+    ///  - `pauses` (pause records in force);
+    ///  - `queue_items{state}` and `queue_waiting{reason}` (the workspace's
+    ///    queue, read from the store: one query; left out when the store
+    ///    cannot answer, so a scrape never fails for it).
+    /// Label values are escaped as the format requires. Thread-safe.
+    std::string metrics_text() const;
 
     /// Completes every queued store write, then returns.
     void flush();

@@ -21,6 +21,7 @@
 #include <mailers/config.hpp>
 #include <mailers/logger.hpp>
 #include <mailers/sns_certificate_fetcher.hpp>
+#include <mailers/unsubscribe.hpp>
 #include <mailers/webhook.hpp>
 #include <memory>
 #include <string>
@@ -43,11 +44,34 @@ struct webhook_route {
     webhook_params params;
 };
 
+/// Applies a one-click unsubscribe token and says what it was; throwing
+/// answers 500 (the mailbox provider, or the person, tries again). With an
+/// engine: `[&](std::string_view t) { return eng.unsubscribe(t).status; }`.
+using unsubscribe_handler = std::function<unsubscribe_token_status(std::string_view token)>;
+
 struct webhook_server_params {
     /// An IPv4 or IPv6 address to listen on ("0.0.0.0" or "::" for all).
     std::string address = "127.0.0.1";
     std::uint16_t port = 0;  ///< 0: an ephemeral port; see local_endpoint()
+    /// Provider webhooks, one path each. May be empty when the server only
+    /// serves the unsubscribe or metrics path below.
     std::vector<webhook_route> routes;
+    /// One-click unsubscribe (RFC 8058) at `unsubscribe_path`, served when
+    /// `unsubscribe` is set; the token is the query parameter `t`, as
+    /// unsubscribe_link() writes it. A POST (what a mailbox provider sends
+    /// for the List-Unsubscribe-Post header, and what the confirmation
+    /// page's button sends) calls `unsubscribe` and answers 200 for a valid
+    /// token, 410 for an expired one, 403 for a forged one and 400 for a
+    /// malformed or missing one, with a short HTML page. A GET only shows a
+    /// page with that button and calls nothing, because link
+    /// scanners and previews follow every link in a message.
+    std::string unsubscribe_path = "/unsubscribe";
+    unsubscribe_handler unsubscribe;
+    /// A Prometheus scrape endpoint at `metrics_path` (GET), served
+    /// when `metrics` is set: its text (engine::metrics_text() for one)
+    /// followed by the server's own counters (mailers_webhook_server_*).
+    std::string metrics_path = "/metrics";
+    std::function<std::string()> metrics;
     /// Requests with a larger body are answered 413 without reading it.
     /// SendGrid posts event batches of several hundred kilobytes; the default
     /// leaves room and matches webhook_params::max_body_bytes.
@@ -118,8 +142,9 @@ struct webhook_server_stats {
 class MAILERS_API webhook_server {
 public:
     /// Opens the listening socket and starts accepting on `ex`. Throws
-    /// mailers::exception (errc::invalid_argument) for a bad address, no
-    /// routes, a duplicate path or a zero limit, and boost::system::system_error
+    /// mailers::exception (errc::invalid_argument) for a bad address, nothing
+    /// to serve (no routes, no unsubscribe handler, no metrics), a path that
+    /// does not start with '/' or is served twice, or a zero limit, and boost::system::system_error
     /// when the address cannot be bound.
     webhook_server(boost::asio::any_io_executor ex, webhook_server_params params,
                    webhook_callback callback);

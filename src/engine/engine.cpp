@@ -1163,14 +1163,18 @@ void engine::impl::record_latency(stage s, std::chrono::steady_clock::duration d
     for (auto v = static_cast<std::uint64_t>(std::max<std::int64_t>(us, 0)) >> 1; v != 0; v >>= 1)
         ++bucket;
     latency[s][std::min<std::size_t>(bucket, 31)].fetch_add(1, std::memory_order_relaxed);
+    latency_sum_us[s].fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(us, 0)),
+                                std::memory_order_relaxed);
 }
 
 pipeline_latencies engine::latencies() const {
     pipeline_latencies out;
     latency_histogram* h[] = {&out.decide, &out.reserve, &out.handoff, &out.record, &out.total};
-    for (std::size_t s = 0; s < impl::stages; ++s)
+    for (std::size_t s = 0; s < impl::stages; ++s) {
         for (std::size_t i = 0; i < 32; ++i)
             h[s]->counts[i] = impl_->latency[s][i].load(std::memory_order_relaxed);
+        h[s]->sum_us = impl_->latency_sum_us[s].load(std::memory_order_relaxed);
+    }
     return out;
 }
 

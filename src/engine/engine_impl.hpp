@@ -161,6 +161,7 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// pipeline_latencies, kept lock-free: one bucket array per stage.
     enum stage { stage_decide, stage_reserve, stage_handoff, stage_record, stage_total, stages };
     std::array<std::array<std::atomic<std::uint64_t>, 32>, stages> latency{};
+    std::array<std::atomic<std::uint64_t>, stages> latency_sum_us{};
     void record_latency(stage s, std::chrono::steady_clock::duration d) noexcept;
 
     mutable std::shared_mutex supp_mu;

@@ -14,6 +14,7 @@
 
 #include "mime/text.hpp"
 #include "template/compiled.hpp"
+#include "template/html_escape.hpp"
 
 namespace mailers {
 
@@ -84,35 +85,6 @@ bool present(const std::string* v) noexcept {
     return v != nullptr && !tpl::is_blank(*v);
 }
 
-void append_html_escaped(std::string& out, std::string_view v) {
-    std::size_t run = 0;
-    for (std::size_t i = 0; i < v.size(); ++i) {
-        std::string_view entity;
-        switch (v[i]) {
-            case '&':
-                entity = "&amp;";
-                break;
-            case '<':
-                entity = "&lt;";
-                break;
-            case '>':
-                entity = "&gt;";
-                break;
-            case '"':
-                entity = "&quot;";
-                break;
-            case '\'':
-                entity = "&#39;";
-                break;
-            default:
-                continue;
-        }
-        out.append(v.substr(run, i - run));
-        out.append(entity);
-        run = i + 1;
-    }
-    out.append(v.substr(run));
-}
 
 /// A line break with the blanks around it becomes one space, so a value
 /// pasted from a multi-line cell reads naturally and can never start a new
@@ -210,7 +182,7 @@ private:
                 if (raw)
                     out.append(v);
                 else
-                    append_html_escaped(out, v);
+                    tpl::append_html_escaped(out, v);
                 break;
         }
     }
@@ -326,5 +298,39 @@ boost::system::result<rendered_template> message_template::render(const template
     if (auto ec = r.part(template_part::html, out.html)) return failed(ec);
     return out;
 }
+
+namespace tpl {
+
+void append_html_escaped(std::string& out, std::string_view v) {
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        std::string_view entity;
+        switch (v[i]) {
+            case '&':
+                entity = "&amp;";
+                break;
+            case '<':
+                entity = "&lt;";
+                break;
+            case '>':
+                entity = "&gt;";
+                break;
+            case '"':
+                entity = "&quot;";
+                break;
+            case '\'':
+                entity = "&#39;";
+                break;
+            default:
+                continue;
+        }
+        out.append(v.substr(run, i - run));
+        out.append(entity);
+        run = i + 1;
+    }
+    out.append(v.substr(run));
+}
+
+}  // namespace tpl
 
 }  // namespace mailers

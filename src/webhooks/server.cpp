@@ -1,3 +1,5 @@
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
@@ -17,6 +19,10 @@
 #include <limits>
 #include <mailers/webhook_server.hpp>
 #include <mutex>
+
+#include "metrics/exposition.hpp"
+#include "template/html_escape.hpp"
+#include "webhooks/common.hpp"
 #include <shared_mutex>
 #include <unordered_map>
 
@@ -36,6 +42,36 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 // a reset, which can destroy the answer before the client reads it.
 constexpr std::chrono::milliseconds linger_time{1000};
 constexpr std::size_t linger_bytes = 1024 * 1024;
+
+constexpr std::string_view plain_text = "text/plain; charset=utf-8";
+
+// The value of query parameter `name` in `target`, decoded; "" when absent
+// or malformed.
+std::string query_param(std::string_view target, std::string_view name) {
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) return {};
+    const auto fields = webhooks::decode_form(target.substr(q + 1));
+    if (!fields) return {};
+    for (const auto& [k, v] : *fields)
+        if (k == name) return v;
+    return {};
+}
+
+std::string escaped(std::string_view s) {
+    std::string out;
+    tpl::append_html_escaped(out, s);
+    return out;
+}
+
+std::string html_page(std::string_view title, std::string_view body_html) {
+    return fmt::format(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        "<meta name=\"robots\" content=\"noindex\"><title>{}</title></head>"
+        "<body style=\"font-family: sans-serif; max-width: 32em; margin: 4em auto\">"
+        "<h1>{}</h1>{}</body></html>\n",
+        title, title, body_html);
+}
 
 std::string_view sv(beast::string_view s) noexcept {
     return {s.data(), s.size()};
@@ -110,7 +146,16 @@ struct webhook_server::state::session : std::enable_shared_from_this<session> {
 
     asio::awaitable<void> run();
     asio::awaitable<void> answer(unsigned status, std::string body, unsigned version, bool keep,
-                                 std::string_view allow = {});
+                                 std::string_view allow = {},
+                                 std::string_view content_type = plain_text);
+    /// The metrics text and the unsubscribe pages: what to answer.
+    struct page {
+        unsigned status;
+        std::string body;
+        std::string_view content_type;
+    };
+    page metrics_page();
+    page unsubscribe_page(bool post, std::string_view target);
     asio::awaitable<void> linger_close();
 
     // Sends FIN after what was written, then releases the descriptor.
@@ -122,8 +167,9 @@ struct webhook_server::state::session : std::enable_shared_from_this<session> {
 };
 
 void webhook_server::state::setup() {
-    if (params.routes.empty())
-        throw exception(make_error_code(errc::invalid_argument), "webhook_server: no routes");
+    if (params.routes.empty() && !params.unsubscribe && !params.metrics)
+        throw exception(make_error_code(errc::invalid_argument),
+                        "webhook_server: nothing to serve (no routes, unsubscribe or metrics)");
     if (params.max_connections == 0 || params.max_body_bytes == 0 || params.max_header_bytes == 0 ||
         params.read_timeout.count() <= 0 || params.idle_timeout.count() <= 0 ||
         params.write_timeout.count() <= 0)
@@ -147,6 +193,17 @@ void webhook_server::state::setup() {
                             "webhook_server: two routes for path " + path);
     }
     params.routes.clear();
+    for (const auto& [path, on] : {std::pair{params.unsubscribe_path, bool(params.unsubscribe)},
+                                   std::pair{params.metrics_path, bool(params.metrics)}}) {
+        if (!on) continue;
+        if (!path.starts_with('/'))
+            throw exception(make_error_code(errc::invalid_argument),
+                            "webhook_server: path '" + path + "' does not start with /");
+        if (routes.count(path) ||
+            (params.unsubscribe && params.metrics && params.unsubscribe_path == params.metrics_path))
+            throw exception(make_error_code(errc::invalid_argument),
+                            "webhook_server: path " + path + " is served twice");
+    }
 
     boost::system::error_code ec;
     const auto addr = asio::ip::make_address(params.address, ec);
@@ -248,9 +305,11 @@ void webhook_server::state::stop() {
 
 asio::awaitable<void> webhook_server::state::session::answer(unsigned status, std::string body,
                                                              unsigned version, bool keep,
-                                                             std::string_view allow) {
+                                                             std::string_view allow,
+                                                             std::string_view content_type) {
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), version};
-    res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+    res.set(bhttp::field::content_type, content_type);
+    if (content_type != plain_text) res.set(bhttp::field::cache_control, "no-store");
     if (!allow.empty()) res.set(bhttp::field::allow, allow);
     res.keep_alive(keep);
     if (!body.empty() && body.back() != '\n') body += '\n';
@@ -325,12 +384,26 @@ asio::awaitable<void> webhook_server::state::session::run() {
         const auto target = sv(head.target());
         const auto path = target.substr(0, target.find('?'));
         const auto route = srv->routes.find(std::string(path));
-        if (route == srv->routes.end()) {
+        const bool is_metrics = p.metrics && path == p.metrics_path;
+        const bool is_unsubscribe = p.unsubscribe && path == p.unsubscribe_path;
+        if (route == srv->routes.end() && !is_metrics && !is_unsubscribe) {
             co_await answer(404, "no webhook at this path", version, false);
             co_await linger_close();
             break;
         }
-        if (head.method() != bhttp::verb::post) {
+        const auto method = head.method();
+        if (is_metrics && method != bhttp::verb::get) {
+            co_await answer(405, "metrics are read with GET", version, false, "GET");
+            co_await linger_close();
+            break;
+        }
+        if (is_unsubscribe && method != bhttp::verb::get && method != bhttp::verb::post) {
+            co_await answer(405, "GET shows the page, POST unsubscribes", version, false,
+                            "GET, POST");
+            co_await linger_close();
+            break;
+        }
+        if (!is_metrics && !is_unsubscribe && method != bhttp::verb::post) {
             co_await answer(405, "webhooks are POSTed", version, false, "POST");
             co_await linger_close();
             break;
@@ -352,6 +425,19 @@ asio::awaitable<void> webhook_server::state::session::run() {
         if (bec) break;
 
         const auto& req = parser.get();
+        if (is_metrics || is_unsubscribe) {
+            const auto pg = is_metrics ? metrics_page()
+                                       : unsubscribe_page(method == bhttp::verb::post,
+                                                          sv(req.target()));
+            const bool keep = p.keep_alive && req.keep_alive() && !stopping;
+            co_await answer(pg.status, pg.body, version, keep, {}, pg.content_type);
+            if (!keep) {
+                if (stream.socket().is_open() && buffer.size() != 0) co_await linger_close();
+                break;
+            }
+            if (!stream.socket().is_open()) break;
+            continue;
+        }
         std::vector<http_header> headers;
         for (const auto& f : req) headers.push_back({sv(f.name_string()), sv(f.value())});
         const webhook_request wr{sv(req.method_string()), headers, req.body()};
@@ -409,6 +495,83 @@ asio::awaitable<void> webhook_server::state::session::run() {
     }
     set_busy(false);
     close();
+}
+
+webhook_server::state::session::page webhook_server::state::session::metrics_page() {
+    page out{200, {}, "text/plain; version=0.0.4; charset=utf-8"};
+    try {
+        out.body = srv->params.metrics();
+    } catch (const std::exception& e) {
+        srv->params.log.log(log_level::error,
+                            std::string("webhook_server: the metrics function threw: ") + e.what());
+        return {500, "metrics unavailable", plain_text};
+    }
+    if (!out.body.empty() && out.body.back() != '\n') out.body += '\n';
+    detail::exposition x;
+    x.family("mailers_webhook_server_connections_total", "counter", "Connections accepted.");
+    x.sample("mailers_webhook_server_connections_total", {}, srv->accepted.load());
+    x.family("mailers_webhook_server_connections_open", "gauge", "Connections open now.");
+    x.sample("mailers_webhook_server_connections_open", {},
+             static_cast<std::uint64_t>(srv->open.load()));
+    // This scrape is answered after it is counted, as every request is.
+    x.family("mailers_webhook_server_requests_total", "counter", "Requests answered.");
+    x.sample("mailers_webhook_server_requests_total", {}, srv->requests.load());
+    x.family("mailers_webhook_server_callback_errors_total", "counter",
+             "Webhook callbacks that threw (answered 500).");
+    x.sample("mailers_webhook_server_callback_errors_total", {}, srv->callback_errors.load());
+    out.body += x.take();
+    return out;
+}
+
+webhook_server::state::session::page webhook_server::state::session::unsubscribe_page(
+    bool post, std::string_view target) {
+    constexpr std::string_view html = "text/html; charset=utf-8";
+    const auto token = query_param(target, "t");
+    if (token.empty())
+        return {400, html_page("Unsubscribe", "<p>This link is incomplete.</p>"), html};
+    // Tokens are base64url and '.'; anything else is no token of ours, and
+    // would not be safe to write back into the page's form.
+    if (token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+        std::string::npos)
+        return {400, html_page("Unsubscribe", "<p>This link is not valid.</p>"), html};
+    if (!post) {
+        // Only a person pressing the button (or a provider's one-click
+        // POST) unsubscribes; following the link does not.
+        const auto action = fmt::format("{}?t={}", srv->params.unsubscribe_path, token);
+        return {200,
+                html_page("Unsubscribe",
+                          fmt::format("<form method=\"post\" action=\"{}\">"
+                                      "<input type=\"hidden\" name=\"List-Unsubscribe\" "
+                                      "value=\"One-Click\"><p>Stop receiving these emails?</p>"
+                                      "<button type=\"submit\">Unsubscribe</button></form>",
+                                      escaped(action))),
+                html};
+    }
+    unsubscribe_token_status st;
+    try {
+        st = srv->params.unsubscribe(token);
+    } catch (const std::exception& e) {
+        srv->params.log.log(log_level::error,
+                            std::string("webhook_server: the unsubscribe handler threw: ") +
+                                e.what());
+        return {500, html_page("Unsubscribe", "<p>Something went wrong. Please try again.</p>"),
+                html};
+    }
+    switch (st) {
+        case unsubscribe_token_status::valid:
+            return {200, html_page("Unsubscribed", "<p>You will not get these emails again.</p>"),
+                    html};
+        case unsubscribe_token_status::expired:
+            return {410,
+                    html_page("Unsubscribe", "<p>This link has expired. Reply to the email to "
+                                             "unsubscribe.</p>"),
+                    html};
+        case unsubscribe_token_status::forged:
+            return {403, html_page("Unsubscribe", "<p>This link is not valid.</p>"), html};
+        case unsubscribe_token_status::malformed:
+            break;
+    }
+    return {400, html_page("Unsubscribe", "<p>This link is not valid.</p>"), html};
 }
 
 webhook_server::webhook_server(asio::any_io_executor ex, webhook_server_params params,

@@ -5,12 +5,15 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <future>
+#include <set>
+#include <sstream>
 #include <mailers/mime.hpp>
 #include <mailers/with_result.hpp>
 #include <thread>
 
 #include "engine/engine_impl.hpp"
 #include "engine/serialize.hpp"
+#include "metrics/exposition.hpp"
 #include "engine_fixture.hpp"
 
 using namespace mailers;
@@ -1312,4 +1315,89 @@ TEST_CASE("access control: scoped grants, audited refusals, no escalation, every
     CHECK(!b.access_control().enabled);
     b.pause(eve, {pause_scope::pool, "sdr-us"}, "host authorizer allows all again");
     CHECK(a.eng->verify_audit() == error_code{});
+}
+
+TEST_CASE("metrics_text exposes counters, stage histograms and live gauges in Prometheus format") {
+    fixture f;
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep1", "rep1@brand.com", {rate_limit::per_day(2)}));
+    f.eng->upsert_mailbox(f.admin, f.mailbox("rep2", "rep2@brand.com"));
+    f.add_pool("p", {"rep1"});
+    CHECK_FALSE(f.send(fixture::request("p", "a@x.example")).first);
+    CHECK_FALSE(f.send(fixture::request("p", "b@x.example")).first);
+    CHECK(f.send(fixture::request("p", "c@x.example")).first == errc::no_capacity);
+    f.eng->pause(f.admin, {pause_scope::mailbox, "rep2"}, "test");
+    f.eng->enqueue(fixture::request("p", "d@x.example"));
+
+    const auto text = f.eng->metrics_text();
+    auto has = [&](const std::string& line) {
+        INFO(line);
+        CHECK(text.find("\n" + line + "\n") != std::string::npos);
+    };
+    has("# TYPE mailers_sends_total counter");
+    has("mailers_sends_total{outcome=\"accepted\"} 2");
+    has("mailers_sends_total{outcome=\"no_capacity\"} 1");
+    has("# TYPE mailers_send_stage_seconds histogram");
+    has("mailers_send_stage_seconds_bucket{stage=\"total\",le=\"+Inf\"} 2");
+    has("mailers_send_stage_seconds_count{stage=\"total\"} 2");
+    has("mailers_mailbox_sent{mailbox=\"rep1\",window=\"day\"} 2");
+    has("mailers_mailbox_daily_cap{mailbox=\"rep1\"} 2");
+    has("mailers_mailbox_eligible{mailbox=\"rep1\"} 0");
+    has("mailers_mailbox_blocked{mailbox=\"rep1\",reason=\"cap_reached\"} 1");
+    has("mailers_mailbox_blocked{mailbox=\"rep2\",reason=\"paused\"} 1");
+    has("mailers_pauses 1");
+    // The queued send is waiting, claimed or done by now, one of them.
+    std::uint64_t queued = 0;
+    for (auto at = text.find("\nmailers_queue_items{"); at != std::string::npos;
+         at = text.find("\nmailers_queue_items{", at + 1))
+        queued += std::stoull(text.substr(text.find("} ", at) + 2));
+    CHECK(queued == 1);
+
+    // Every sample line is `name{labels} value` or `name value`, buckets are
+    // cumulative, and every family is declared once before its samples.
+    std::set<std::string> families;
+    std::istringstream in(text);
+    std::string line;
+    std::uint64_t last_bucket = 0;
+    std::string last_series;
+    while (std::getline(in, line)) {
+        INFO(line);
+        if (line.starts_with("# TYPE ")) {
+            const auto name = line.substr(7, line.find(' ', 7) - 7);
+            CHECK(families.insert(name).second);
+            continue;
+        }
+        if (line.starts_with("# HELP ")) continue;
+        const auto space = line.rfind(' ');
+        REQUIRE(space != std::string::npos);
+        const auto series = line.substr(0, space);
+        const auto name = series.substr(0, series.find('{'));
+        const bool known = families.count(name) ||
+                           (name.ends_with("_bucket") &&
+                            families.count(name.substr(0, name.size() - 7))) ||
+                           (name.ends_with("_sum") && families.count(name.substr(0, name.size() - 4))) ||
+                           (name.ends_with("_count") && families.count(name.substr(0, name.size() - 6)));
+        CHECK(known);
+        const auto value = line.substr(space + 1);
+        CHECK(value.find_first_not_of("0123456789.e+-") == std::string::npos);
+        if (name.ends_with("_bucket")) {
+            const auto stage = series.substr(0, series.find(",le="));
+            const auto n = std::stoull(value);
+            if (stage == last_series) CHECK(n >= last_bucket);
+            last_series = stage;
+            last_bucket = n;
+        }
+    }
+}
+
+TEST_CASE("the exposition writer escapes label values and help text as the format requires") {
+    detail::exposition x;
+    x.family("m", "gauge", "a \\ b\nc");
+    x.sample("m", {{"id", "a\"b\\c\nd"}}, std::uint64_t{3});
+    const std::uint64_t counts[] = {1, 0, 2};
+    x.histogram("h", {}, counts, 3, 0.5, 4.25);
+    CHECK(x.text() ==
+          "# HELP m a \\\\ b\\nc\n# TYPE m gauge\n"
+          "m{id=\"a\\\"b\\\\c\\nd\"} 3\n"
+          "h_bucket{le=\"0.5\"} 1\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 3\n"
+          "h_sum 4.25\nh_count 3\n");
 }

@@ -935,3 +935,113 @@ TEST_CASE("the fetcher refuses what it must not trust") {
         CHECK(f.find(own_cert_url) != nullptr);
     }
 }
+
+TEST_CASE("one-click unsubscribe: GET shows a button and applies nothing, POST applies the token") {
+    runner run;
+    const std::string secret = "a-secret-of-at-least-16-bytes";
+    std::mutex mu;
+    std::vector<std::string> applied;
+    webhook_server_params p;
+    p.unsubscribe = [&](std::string_view token) {
+        const auto c = check_unsubscribe_token(
+            token, secret,
+            std::chrono::time_point_cast<duration>(std::chrono::system_clock::now()));
+        if (c.status == unsubscribe_token_status::valid) {
+            std::lock_guard lock(mu);
+            applied.push_back(c.claims.recipient);
+        }
+        return c.status;
+    };
+    webhook_server server(run.ioc.get_executor(), p, nullptr);
+    const auto port = server.local_endpoint().port();
+    const auto now = std::chrono::time_point_cast<duration>(std::chrono::system_clock::now());
+    const auto token = make_unsubscribe_token(
+        {"default", "ana@prospect.example", 7, now + std::chrono::hours(24)}, secret);
+    const auto link = unsubscribe_link("https://mail.brand.example/unsubscribe", token);
+    const auto path = link.substr(link.find("/unsubscribe"));
+    auto count = [&] {
+        std::lock_guard lock(mu);
+        return applied.size();
+    };
+
+    client_conn c(port);
+    // A link scanner or preview follows the link: nothing happens.
+    auto page = c.post(path, "", {}, true, "GET");
+    CHECK(page.result_int() == 200);
+    CHECK(page[bhttp::field::content_type] == "text/html; charset=utf-8");
+    CHECK(page.body().find("<form method=\"post\" action=\"/unsubscribe?t=" + token + "\">") !=
+          std::string::npos);
+    CHECK(page.body().find("List-Unsubscribe") != std::string::npos);
+    CHECK(count() == 0);
+
+    // RFC 8058: the mailbox provider POSTs List-Unsubscribe=One-Click.
+    auto done = c.post(path, "List-Unsubscribe=One-Click",
+                       {{"Content-Type", "application/x-www-form-urlencoded"}});
+    CHECK(done.result_int() == 200);
+    CHECK(count() == 1);
+    CHECK(applied.at(0) == "ana@prospect.example");
+
+    auto altered = token;
+    altered[3] = altered[3] == 'A' ? 'B' : 'A';
+    CHECK(c.post("/unsubscribe?t=" + altered, "List-Unsubscribe=One-Click", {}).result_int() ==
+          403);
+    const auto expired = make_unsubscribe_token(
+        {"default", "bo@prospect.example", 8, now - std::chrono::hours(1)}, secret);
+    CHECK(c.post("/unsubscribe?t=" + expired, "List-Unsubscribe=One-Click", {}).result_int() ==
+          410);
+    CHECK(c.post("/unsubscribe", "List-Unsubscribe=One-Click", {}).result_int() == 400);
+    CHECK(c.post("/unsubscribe?t=nope", "List-Unsubscribe=One-Click", {}).result_int() == 400);
+    // Not a token's alphabet: refused, and never written back into the page.
+    const auto hostile = c.post("/unsubscribe?t=%22%3E%3Cscript%3E", "", {}, true, "GET");
+    CHECK(hostile.result_int() == 400);
+    CHECK(hostile.body().find("<script>") == std::string::npos);
+    const auto put = c.post(path, "", {}, true, "PUT");
+    CHECK(put.result_int() == 405);
+    CHECK(put[bhttp::field::allow] == "GET, POST");
+    CHECK(count() == 1);
+}
+
+TEST_CASE("an unsubscribe handler that throws gets 500 and the server keeps serving") {
+    runner run;
+    webhook_server_params p;
+    int calls = 0;
+    p.unsubscribe = [&](std::string_view) -> unsubscribe_token_status {
+        if (++calls == 1) throw std::runtime_error("store down");
+        return unsubscribe_token_status::valid;
+    };
+    webhook_server server(run.ioc.get_executor(), p, nullptr);
+    client_conn c(server.local_endpoint().port());
+    CHECK(c.post("/unsubscribe?t=abc.def", "List-Unsubscribe=One-Click", {}).result_int() == 500);
+    CHECK(c.post("/unsubscribe?t=abc.def", "List-Unsubscribe=One-Click", {}).result_int() == 200);
+}
+
+TEST_CASE("the metrics path serves the host's text and the server's counters") {
+    runner run;
+    webhook_server_params p;
+    webhook_route r{"/hooks/postmark", webhook_provider::postmark, {}};
+    r.params.verify = false;
+    p.routes.push_back(r);
+    p.metrics = [] { return std::string("# TYPE host_up gauge\nhost_up 1"); };
+    inbox got;
+    webhook_server server(run.ioc.get_executor(), p, got.callback());
+    client_conn c(server.local_endpoint().port());
+    auto res = c.post("/metrics", "", {}, true, "GET");
+    CHECK(res.result_int() == 200);
+    CHECK(res[bhttp::field::content_type] == "text/plain; version=0.0.4; charset=utf-8");
+    CHECK(res.body().starts_with("# TYPE host_up gauge\nhost_up 1\n"));
+    CHECK(res.body().find("\nmailers_webhook_server_connections_total 1\n") != std::string::npos);
+    CHECK(res.body().find("\nmailers_webhook_server_requests_total 0\n") != std::string::npos);
+    res = c.post("/metrics", "", {}, true, "GET");
+    CHECK(res.body().find("\nmailers_webhook_server_requests_total 1\n") != std::string::npos);
+    // Webhook routes still work beside it.
+    CHECK(c.post("/hooks/postmark", "{\"RecordType\":\"Delivery\"}", {}).result_int() / 100 != 5);
+    CHECK(c.post("/metrics", "", {}, true, "POST").result_int() == 405);
+
+    webhook_server_params clash;
+    clash.metrics = p.metrics;
+    clash.unsubscribe = [](std::string_view) { return unsubscribe_token_status::valid; };
+    clash.unsubscribe_path = "/metrics";
+    CHECK_THROWS_AS(webhook_server(run.ioc.get_executor(), clash, nullptr), exception);
+    CHECK_THROWS_AS(webhook_server(run.ioc.get_executor(), webhook_server_params{}, nullptr),
+                    exception);
+}
