@@ -30,7 +30,8 @@ try {
 
 const args = [
   '-S', root, '-B', out,
-  '-DCMAKE_BUILD_TYPE=Release',
+  // The type scripts/test builds, so ccache shares its objects.
+  '-DCMAKE_BUILD_TYPE=RelWithDebInfo',
   '-DMAILERS_BUILD_NODE=ON',
   '-DMAILERS_BUILD_TESTS=OFF', '-DMAILERS_BUILD_EXAMPLES=OFF',
   '-DMAILERS_BUILD_BENCHMARKS=OFF', '-DMAILERS_BUILD_TOOLS=OFF',
