@@ -42,6 +42,8 @@ export interface EngineOptions {
   queuePollIntervalMs?: number;
   suppression?: { foldPlusTags?: boolean; foldGmailDots?: boolean };
   unsubscribe?: { url: string; secret: string; mailto?: string };
+  /** Run on a clock that moves only by `setTime` (simulations, tests), starting here. */
+  manualClock?: Date | number;
 }
 
 export type WindowKind = 'rolling' | 'calendar';
@@ -366,7 +368,12 @@ export declare class Engine extends EventEmitter {
 
   /** What a provider added as `capture://capture` has been given. */
   captured(providerId: string, options?: { clear?: boolean }): CapturedMessage[];
+  /** Operations in flight (sends, calls, close). */
   readonly pending: number;
+  /** Moves the clock of an engine opened with `manualClock`. */
+  setTime(date: Date | number): void;
+  /** The engine's clock. */
+  now(): Date;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

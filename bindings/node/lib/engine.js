@@ -259,6 +259,16 @@ class Engine extends EventEmitter {
     return this.#native.captured(providerId, clear);
   }
 
+  /** Sets the engine's clock; only for an engine opened with `manualClock`. */
+  setTime(date) {
+    this.#native.setTime(date);
+  }
+
+  /** The engine's clock. */
+  now() {
+    return this.#native.now();
+  }
+
   /** Operations in flight (sends, calls, close). */
   get pending() {
     return this.#native.pending();

@@ -95,6 +95,8 @@ public:
                 InstanceMethod<&native_engine::captured>("captured"),
                 InstanceMethod<&native_engine::set_listening>("setListening"),
                 InstanceMethod<&native_engine::pending>("pending"),
+                InstanceMethod<&native_engine::set_time>("setTime"),
+                InstanceMethod<&native_engine::now>("now"),
             });
     }
 
@@ -211,6 +213,13 @@ private:
             if (auto n = number_field(o, "syncIntervalMs")) p.sync_interval = std::chrono::milliseconds(static_cast<long>(*n));
             if (auto n = number_field(o, "queuePollIntervalMs"))
                 p.queue_poll_interval = std::chrono::milliseconds(static_cast<long>(*n));
+            if (has(o, "manualClock")) {
+                auto v = o.Get("manualClock");
+                double ms = v.IsDate() ? v.As<Napi::Date>().ValueOf() : v.ToNumber().DoubleValue();
+                clock_ = std::make_shared<mailers::manual_clock>(
+                    mailers::time_point(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
+                p.clock = clock_;
+            }
             if (has(o, "suppression")) {
                 auto s = o.Get("suppression").As<Napi::Object>();
                 p.suppression = mailers::suppression_options{bool_field(s, "foldPlusTags", false),
@@ -728,6 +737,20 @@ private:
         return a;
     }
 
+    // The engine's clock, when it was opened with `manualClock` (demos and
+    // tests fast-forward through a day with it).
+    Napi::Value set_time(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        if (!clock_) throw Napi::Error::New(env, "setTime needs an engine opened with manualClock");
+        double ms = info[0].IsDate() ? info[0].As<Napi::Date>().ValueOf() : info[0].ToNumber().DoubleValue();
+        clock_->set(mailers::time_point(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
+        return env.Undefined();
+    }
+    Napi::Value now(const Napi::CallbackInfo& info) {
+        if (clock_) return to_js(info.Env(), clock_->now());
+        return to_js(info.Env(), std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()));
+    }
+
     Napi::Value pending(const Napi::CallbackInfo& info) {
         return Napi::Number::New(info.Env(), static_cast<double>(disp_->holds()));
     }
@@ -738,6 +761,7 @@ private:
     std::shared_ptr<dispatcher> disp_;
     std::shared_ptr<host> host_;
     mailers::principal actor_ = mailers::principal::system();
+    std::shared_ptr<mailers::manual_clock> clock_;
     std::atomic<bool> listening_{false};
     bool started_ = false;
     bool closing_ = false;
