@@ -29,17 +29,23 @@ const mb = (n) => (n / 1048576).toFixed(1);
     if (global.gc) global.gc();
     return process.memoryUsage().rss;
   };
+  const heap = () => process.memoryUsage().heapTotal;
   await run(10000); // warm-up: caches, pools, SQLite page cache
   const before = rss();
+  const heapBefore = heap();
   const t0 = process.cpuUsage();
   await run(total);
   const cpu = process.cpuUsage(t0);
   const after = rss();
+  const heapAfter = heap();
+  // The same again: a leak grows by as much again, a cache that filled does not.
+  await run(total);
+  const again = rss();
   await engine.close();
   fs.rmSync(dir, { recursive: true, force: true });
   console.log(
     `sends: ${total} after 10000 warm-up; RSS before ${mb(before)} MiB, after ${mb(after)} MiB, ` +
       `growth ${mb(after - before)} MiB (${((after - before) / total).toFixed(1)} bytes/send); ` +
-      `process CPU ${((cpu.user + cpu.system) / total).toFixed(1)} us/send`,
+      `another ${total}: ${mb(again - after)} MiB; V8 heap (total) ${mb(heapBefore)} -> ${mb(heapAfter)} MiB; process CPU ${((cpu.user + cpu.system) / total).toFixed(1)} us/send`,
   );
 })();
