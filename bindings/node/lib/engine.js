@@ -124,134 +124,63 @@ class Engine extends EventEmitter {
   enqueueAndWait(request, options) {
     return this.#native.enqueueAndWait(request, options).catch(rethrow);
   }
-  cancelQueued(id, opts) {
-    return this.#call('cancelQueued', id, opts);
-  }
-  queued(filter) {
-    return this.#call('queued', filter);
-  }
-  queueCounts() {
-    return this.#call('queueCounts');
-  }
-
-  // --- configuration -----------------------------------------------------------
-  addProvider(id, dsn, opts) {
-    return this.#call('addProvider', id, dsn, opts);
-  }
-  upsertMailbox(mailbox, opts) {
-    return this.#call('upsertMailbox', mailbox, opts);
-  }
-  retireMailbox(id, opts) {
-    return this.#call('retireMailbox', id, opts);
-  }
-  mailbox(id) {
-    return this.#call('mailbox', id);
-  }
-  mailboxes() {
-    return this.#call('mailboxes');
-  }
-  status(mailboxId) {
-    return this.#call('status', mailboxId);
-  }
-  upsertPool(pool, opts) {
-    return this.#call('upsertPool', pool, opts);
-  }
-  removePool(id, opts) {
-    return this.#call('removePool', id, opts);
-  }
-  pool(id) {
-    return this.#call('pool', id);
-  }
-  pools() {
-    return this.#call('pools');
-  }
-  setQuota(quota, opts) {
-    return this.#call('setQuota', quota, opts);
-  }
-  removeQuota(scope, key, opts) {
-    return this.#call('removeQuota', scope, key, opts);
-  }
-  quotas() {
-    return this.#call('quotas');
-  }
-
-  // --- access control --------------------------------------------------------
-  putRole(role, opts) {
-    return this.#call('putRole', role, opts);
-  }
-  grantAccess(grant, opts) {
-    return this.#call('grantAccess', grant, opts);
-  }
-  setAccessControl(enabled, opts) {
-    return this.#call('setAccessControl', enabled, opts);
-  }
-
-  // --- suppression -------------------------------------------------------------
-  suppress(value, opts) {
-    return this.#call('suppress', value, opts);
-  }
-  unsuppress(value, opts) {
-    return this.#call('unsuppress', value, opts);
-  }
-  isSuppressed(address) {
-    return this.#call('isSuppressed', address);
-  }
-  findSuppression(address) {
-    return this.#call('findSuppression', address);
-  }
-  suppressionCount() {
-    return this.#call('suppressionCount');
-  }
   importSuppressions(csv, opts) {
     return this.#call('importSuppressions', Buffer.isBuffer(csv) ? csv.toString('utf8') : csv, opts);
   }
-  exportSuppressions() {
-    return this.#call('exportSuppressions');
-  }
-  verifySuppressions() {
-    return this.#call('verifySuppressions');
-  }
-
-  // --- pause -------------------------------------------------------------------
-  pause(target, opts) {
-    return this.#call('pause', target, opts);
-  }
-  resume(target, opts) {
-    return this.#call('resume', target, opts);
-  }
-  isPaused(target) {
-    return this.#call('isPaused', target);
-  }
-  pauses() {
-    return this.#call('pauses');
-  }
-
-  // --- webhooks and unsubscribe --------------------------------------------
-  ingestWebhook(provider, request, options) {
-    return this.#call('ingestWebhook', provider, request, options);
-  }
-  unsubscribe(token) {
-    return this.#call('unsubscribe', token);
-  }
-
-  // --- audit and stats -----------------------------------------------------
   auditLog(fromSeq = 1) {
     return this.#call('auditLog', fromSeq);
   }
-  verifyAudit(checkpoint) {
-    return this.#call('verifyAudit', checkpoint);
-  }
-  auditCheckpoint() {
-    return this.#call('auditCheckpoint');
-  }
-  stats() {
-    return this.#call('stats');
-  }
-  flush() {
-    return this.#call('flush');
-  }
-  cancel() {
-    return this.#call('cancel');
+
+  // The rest forward their arguments to the native call of the same name;
+  // index.d.ts and README.md list them with their arguments.
+  static {
+    for (const name of [
+      'cancelQueued',
+      'queued',
+      'queueCounts',
+      'addProvider',
+      'upsertMailbox',
+      'retireMailbox',
+      'mailbox',
+      'mailboxes',
+      'status',
+      'upsertPool',
+      'removePool',
+      'pool',
+      'pools',
+      'setQuota',
+      'removeQuota',
+      'quotas',
+      'putRole',
+      'grantAccess',
+      'setAccessControl',
+      'suppress',
+      'unsuppress',
+      'isSuppressed',
+      'findSuppression',
+      'suppressionCount',
+      'exportSuppressions',
+      'verifySuppressions',
+      'pause',
+      'resume',
+      'isPaused',
+      'pauses',
+      'ingestWebhook',
+      'unsubscribe',
+      'verifyAudit',
+      'auditCheckpoint',
+      'stats',
+      'flush',
+      'cancel',
+    ]) {
+      Object.defineProperty(Engine.prototype, name, {
+        value: function (...args) {
+          return this.#call(name, ...args);
+        },
+        writable: true,
+        configurable: true,
+      });
+    }
   }
 
   /** What a provider added as 'capture://...' has been given (for tests). */

@@ -19,11 +19,11 @@
 //     never settle, and writes already queued to the store are flushed.
 #include <napi.h>
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -50,7 +50,8 @@ struct host {
     std::shared_mutex mutex;  // shared: a call on `eng`; exclusive: destroying it
     std::unique_ptr<mailers::engine> eng;
     std::map<std::string, std::shared_ptr<mailers::capture_transport>> captures;
-    std::shared_ptr<mailers::memory_replay_cache> replay = std::make_shared<mailers::memory_replay_cache>();
+    std::shared_ptr<mailers::memory_replay_cache> replay =
+        std::make_shared<mailers::memory_replay_cache>();
     bool stopped = false;  // guarded by the exclusive lock
     std::mutex shutdown_mutex;
 
@@ -83,21 +84,20 @@ using maker = std::function<Napi::Value(Napi::Env)>;
 class native_engine : public Napi::ObjectWrap<native_engine> {
 public:
     static Napi::Function define(Napi::Env env) {
-        return DefineClass(
-            env, "NativeEngine",
-            {
-                InstanceMethod<&native_engine::start>("start"),
-                InstanceMethod<&native_engine::close>("close"),
-                InstanceMethod<&native_engine::send>("send"),
-                InstanceMethod<&native_engine::enqueue>("enqueue"),
-                InstanceMethod<&native_engine::enqueue_and_wait>("enqueueAndWait"),
-                InstanceMethod<&native_engine::call>("call"),
-                InstanceMethod<&native_engine::captured>("captured"),
-                InstanceMethod<&native_engine::set_listening>("setListening"),
-                InstanceMethod<&native_engine::pending>("pending"),
-                InstanceMethod<&native_engine::set_time>("setTime"),
-                InstanceMethod<&native_engine::now>("now"),
-            });
+        return DefineClass(env, "NativeEngine",
+                           {
+                               InstanceMethod<&native_engine::start>("start"),
+                               InstanceMethod<&native_engine::close>("close"),
+                               InstanceMethod<&native_engine::send>("send"),
+                               InstanceMethod<&native_engine::enqueue>("enqueue"),
+                               InstanceMethod<&native_engine::enqueue_and_wait>("enqueueAndWait"),
+                               InstanceMethod<&native_engine::call>("call"),
+                               InstanceMethod<&native_engine::captured>("captured"),
+                               InstanceMethod<&native_engine::set_listening>("setListening"),
+                               InstanceMethod<&native_engine::pending>("pending"),
+                               InstanceMethod<&native_engine::set_time>("setTime"),
+                               InstanceMethod<&native_engine::now>("now"),
+                           });
     }
 
     explicit native_engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<native_engine>(info) {
@@ -143,6 +143,19 @@ private:
         d.Reject(to_js(env, f));
         return d.Promise();
     }
+    // A bad argument (a Napi::Error, a TypeError for JS) rejects as it is;
+    // the library's errors as their Error subclass.
+    Napi::Value rejection(Napi::Env env, std::exception_ptr e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const Napi::Error& x) {
+            auto d = Napi::Promise::Deferred::New(env);
+            d.Reject(x.Value());
+            return d.Promise();
+        } catch (...) {
+            return rejected(env, from_exception(std::current_exception()));
+        }
+    }
     Napi::Value aborted(Napi::Env env) {
         return rejected(env, {mailers::errc::operation_aborted, {}, "the engine is closed", {}});
     }
@@ -153,13 +166,15 @@ private:
         if (closing_ || !started_) return aborted(env);
         auto d = Napi::Promise::Deferred::New(env);
         begin(env);
-        asio::post(host_->blocking, [h = host_.get(), disp = disp_, self = this, d, work = std::move(work)] {
+        asio::post(host_->blocking, [h = host_.get(), disp = disp_, self = this, d,
+                                     work = std::move(work)] {
             maker mk;
             std::optional<failure_info> fail;
             {
                 std::shared_lock lock(h->mutex);
                 if (!h->eng) {
-                    fail = failure_info{mailers::errc::operation_aborted, {}, "the engine is closed", {}};
+                    fail = failure_info{
+                        mailers::errc::operation_aborted, {}, "the engine is closed", {}};
                 } else {
                     try {
                         mk = work(*h->eng);
@@ -170,8 +185,10 @@ private:
             }
             disp->post([self, d, mk = std::move(mk), fail = std::move(fail)](Napi::Env env) {
                 self->end(env);
-                if (fail) d.Reject(to_js(env, *fail));
-                else d.Resolve(mk ? mk(env) : env.Undefined());
+                if (fail)
+                    d.Reject(to_js(env, *fail));
+                else
+                    d.Resolve(mk ? mk(env) : env.Undefined());
             });
         });
         return d.Promise();
@@ -192,32 +209,39 @@ private:
         try {
             p.workspace = string_field(o, "workspace", p.workspace);
             auto m = string_field(o, "mode", "open_or_create");
-            if (m == "existing") mode = mailers::open_mode::existing;
-            else if (m == "create") mode = mailers::open_mode::create;
+            if (m == "existing")
+                mode = mailers::open_mode::existing;
+            else if (m == "create")
+                mode = mailers::open_mode::create;
             else if (m != "open_or_create")
-                throw Napi::TypeError::New(env, "mode must be one of: existing, create, open_or_create");
+                throw Napi::TypeError::New(env,
+                                           "mode must be one of: existing, create, open_or_create");
             sqlite_path = string_field(o, "sqlite");
             power_loss_safe = string_field(o, "durability") == "power_loss_safe";
             pg_conninfo = string_field(o, "postgres");
             pg_schema = string_field(o, "schema", pg_schema);
             if (auto n = number_field(o, "poolSize")) pg_pool = static_cast<std::size_t>(*n);
             if (sqlite_path.empty() == pg_conninfo.empty())
-                throw Napi::TypeError::New(env, "give exactly one of sqlite (a file path) or postgres (a conninfo)");
+                throw Napi::TypeError::New(
+                    env, "give exactly one of sqlite (a file path) or postgres (a conninfo)");
             actor_ = principal_from(o.Get("actor"), actor_);
             p.audit_key = string_field(o, "auditKey");
             p.member_name = string_field(o, "memberName", "node");
             p.message_id_domain = string_field(o, "messageIdDomain");
             p.drain_queue = bool_field(o, "drainQueue", true);
-            if (auto n = number_field(o, "randomSeed")) p.random_seed = static_cast<std::uint64_t>(*n);
-            if (auto n = number_field(o, "maxMessageSize")) p.max_message_size = static_cast<std::size_t>(*n);
-            if (auto n = number_field(o, "syncIntervalMs")) p.sync_interval = std::chrono::milliseconds(static_cast<long>(*n));
+            if (auto n = number_field(o, "randomSeed"))
+                p.random_seed = static_cast<std::uint64_t>(*n);
+            if (auto n = number_field(o, "maxMessageSize"))
+                p.max_message_size = static_cast<std::size_t>(*n);
+            if (auto n = number_field(o, "syncIntervalMs"))
+                p.sync_interval = std::chrono::milliseconds(static_cast<long>(*n));
             if (auto n = number_field(o, "queuePollIntervalMs"))
                 p.queue_poll_interval = std::chrono::milliseconds(static_cast<long>(*n));
             if (has(o, "manualClock")) {
                 auto v = o.Get("manualClock");
                 double ms = v.IsDate() ? v.As<Napi::Date>().ValueOf() : v.ToNumber().DoubleValue();
-                clock_ = std::make_shared<mailers::manual_clock>(
-                    mailers::time_point(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
+                clock_ = std::make_shared<mailers::manual_clock>(mailers::time_point(
+                    std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
                 p.clock = clock_;
             }
             if (has(o, "suppression")) {
@@ -231,23 +255,23 @@ private:
                 p.unsubscribe.secret = string_field(u, "secret");
                 p.unsubscribe.mailto = string_field(u, "mailto");
             }
-        } catch (const Napi::Error& e) {
-            auto d = Napi::Promise::Deferred::New(env);
-            d.Reject(e.Value());
-            return d.Promise();
+        } catch (...) {
+            return rejection(env, std::current_exception());
         }
         started_ = true;
         auto d = Napi::Promise::Deferred::New(env);
         begin(env);
-        asio::post(host_->blocking, [h = host_.get(), disp = disp_, self = this, d, p = std::move(p), sqlite_path,
-                                     pg_conninfo, pg_schema, pg_pool, mode, power_loss_safe]() mutable {
+        asio::post(host_->blocking, [h = host_.get(), disp = disp_, self = this, d,
+                                     p = std::move(p), sqlite_path, pg_conninfo, pg_schema, pg_pool,
+                                     mode, power_loss_safe]() mutable {
             std::optional<failure_info> fail;
             try {
                 if (!sqlite_path.empty()) {
                     mailers::sqlite_store_params sp;
                     sp.path = sqlite_path;
                     sp.mode = mode;
-                    if (power_loss_safe) sp.durability = mailers::sqlite_durability::power_loss_safe;
+                    if (power_loss_safe)
+                        sp.durability = mailers::sqlite_durability::power_loss_safe;
                     p.storage = mailers::open_sqlite_store(sp);
                 } else {
                     mailers::postgres_store_params pp;
@@ -267,7 +291,9 @@ private:
                         d->post([self, e](Napi::Env env) { self->emit(env, e); });
                 });
                 std::unique_lock lock(h->mutex);
-                if (h->stopped) throw mailers::exception(mailers::errc::operation_aborted, "the engine is closed");
+                if (h->stopped)
+                    throw mailers::exception(mailers::errc::operation_aborted,
+                                             "the engine is closed");
                 h->eng = std::move(eng);
             } catch (...) {
                 fail = from_exception(std::current_exception());
@@ -315,12 +341,8 @@ private:
         mailers::send_request req;
         try {
             req = send_request_from(info[0], actor_);
-        } catch (const Napi::Error& e) {
-            auto d = Napi::Promise::Deferred::New(env);
-            d.Reject(e.Value());
-            return d.Promise();
         } catch (...) {
-            return rejected(env, from_exception(std::current_exception()));
+            return rejection(env, std::current_exception());
         }
         auto d = Napi::Promise::Deferred::New(env);
         begin(env);
@@ -330,8 +352,8 @@ private:
             end(env);
             return aborted(env);
         }
-        host_->eng->async_send(std::move(req), [disp = disp_, self = this, d](mailers::error_code ec,
-                                                                           mailers::send_result r) {
+        host_->eng->async_send(std::move(req), [disp = disp_, self = this, d](
+                                                   mailers::error_code ec, mailers::send_result r) {
             disp->post([self, d, ec, r = std::move(r)](Napi::Env env) {
                 self->end(env);
                 if (!ec) {
@@ -346,20 +368,24 @@ private:
         return d.Promise();
     }
 
+    // Reads enqueue's (request, options); a rejected promise when they are bad.
+    std::optional<Napi::Value> enqueue_args(const Napi::CallbackInfo& info,
+                                            mailers::send_request& req,
+                                            mailers::enqueue_options& opts) {
+        try {
+            req = send_request_from(info[0], actor_);
+            opts = enqueue_options_from(info[1]);
+            return std::nullopt;
+        } catch (...) {
+            return rejection(info.Env(), std::current_exception());
+        }
+    }
+
     Napi::Value enqueue(const Napi::CallbackInfo& info) {
         auto env = info.Env();
         mailers::send_request req;
         mailers::enqueue_options opts;
-        try {
-            req = send_request_from(info[0], actor_);
-            opts = enqueue_options_from(info[1]);
-        } catch (const Napi::Error& e) {
-            auto d = Napi::Promise::Deferred::New(env);
-            d.Reject(e.Value());
-            return d.Promise();
-        } catch (...) {
-            return rejected(env, from_exception(std::current_exception()));
-        }
+        if (auto bad = enqueue_args(info, req, opts)) return *bad;
         return blocking(env, [req = std::move(req), opts](mailers::engine& e) -> maker {
             auto id = e.enqueue(req, opts);
             return [id](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(id)); };
@@ -372,35 +398,30 @@ private:
         if (closing_ || !started_) return aborted(env);
         mailers::send_request req;
         mailers::enqueue_options opts;
-        try {
-            req = send_request_from(info[0], actor_);
-            opts = enqueue_options_from(info[1]);
-        } catch (const Napi::Error& e) {
-            auto d = Napi::Promise::Deferred::New(env);
-            d.Reject(e.Value());
-            return d.Promise();
-        } catch (...) {
-            return rejected(env, from_exception(std::current_exception()));
-        }
+        if (auto bad = enqueue_args(info, req, opts)) return *bad;
         auto d = Napi::Promise::Deferred::New(env);
         begin(env);
-        auto finish = [disp = disp_, self = this, d](mailers::error_code ec, mailers::queued_send q) {
+        auto finish = [disp = disp_, self = this, d](mailers::error_code ec,
+                                                     mailers::queued_send q) {
             disp->post([self, d, ec, q = std::move(q)](Napi::Env env) {
                 self->end(env);
-                if (!ec) d.Resolve(to_js(env, q));
-                else d.Reject(to_js(env, failure_info{ec, {}, {}, {}}));
+                if (!ec)
+                    d.Resolve(to_js(env, q));
+                else
+                    d.Reject(to_js(env, failure_info{ec, {}, {}, {}}));
             });
         };
         // async_enqueue blocks until the item is stored: not on the JS thread.
-        asio::post(host_->blocking, [h = host_.get(), req = std::move(req), opts, finish]() mutable {
-            std::shared_lock lock(h->mutex);
-            if (!h->eng) return finish(mailers::errc::operation_aborted, {});
-            try {
-                h->eng->async_enqueue(std::move(req), opts, finish);
-            } catch (...) {
-                finish(from_exception(std::current_exception()).ec, {});
-            }
-        });
+        asio::post(host_->blocking,
+                   [h = host_.get(), req = std::move(req), opts, finish]() mutable {
+                       std::shared_lock lock(h->mutex);
+                       if (!h->eng) return finish(mailers::errc::operation_aborted, {});
+                       try {
+                           h->eng->async_enqueue(std::move(req), opts, finish);
+                       } catch (...) {
+                           finish(from_exception(std::current_exception()).ec, {});
+                       }
+                   });
         return d.Promise();
     }
 
@@ -409,14 +430,11 @@ private:
     Napi::Value call(const Napi::CallbackInfo& info) {
         auto env = info.Env();
         try {
-            if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "call(name, ...)");
+            if (info.Length() < 1 || !info[0].IsString())
+                throw Napi::TypeError::New(env, "call(name, ...)");
             return dispatch_call(env, info[0].As<Napi::String>().Utf8Value(), info);
-        } catch (const Napi::Error& e) {
-            auto d = Napi::Promise::Deferred::New(env);
-            d.Reject(e.Value());
-            return d.Promise();
         } catch (...) {
-            return rejected(env, from_exception(std::current_exception()));
+            return rejection(env, std::current_exception());
         }
     }
 
@@ -424,13 +442,16 @@ private:
     static maker make_list(std::vector<T> v) {
         return [v = std::move(v)](Napi::Env env) -> Napi::Value {
             auto a = Napi::Array::New(env, v.size());
-            for (std::size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), to_js(env, v[i]));
+            for (std::size_t i = 0; i < v.size(); ++i)
+                a.Set(static_cast<uint32_t>(i), to_js(env, v[i]));
             return a;
         };
     }
     template <class T>
     static maker make_optional(std::optional<T> v) {
-        return [v = std::move(v)](Napi::Env env) -> Napi::Value { return v ? Napi::Value(to_js(env, *v)) : env.Null(); };
+        return [v = std::move(v)](Napi::Env env) -> Napi::Value {
+            return v ? Napi::Value(to_js(env, *v)) : env.Null();
+        };
     }
     template <class T>
     static maker make_one(T v) {
@@ -443,7 +464,8 @@ private:
         return [n](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, n); };
     }
     static maker make_string(std::string s) {
-        return [s = std::move(s)](Napi::Env env) -> Napi::Value { return Napi::String::New(env, s); };
+        return
+            [s = std::move(s)](Napi::Env env) -> Napi::Value { return Napi::String::New(env, s); };
     }
 
     std::string string_arg(const Napi::CallbackInfo& info, std::size_t i, const char* what) {
@@ -462,7 +484,32 @@ private:
         return actor_;
     }
 
-    Napi::Value dispatch_call(Napi::Env env, const std::string& name, const Napi::CallbackInfo& info) {
+    // A change read from argument 1, acting as the actor of argument 2.
+    template <class Read, class T>
+    Napi::Value change(const Napi::CallbackInfo& info, Read read,
+                       void (mailers::engine::*fn)(const mailers::principal&, const T&)) {
+        T v = read(arg(info, 1));
+        auto who = actor_arg(info, 2);
+        return blocking(info.Env(), [v = std::move(v), who, fn](mailers::engine& e) -> maker {
+            (e.*fn)(who, v);
+            return {};
+        });
+    }
+    // A read of one object by the id in argument 1.
+    template <class R, class Wrap>
+    Napi::Value query(const Napi::CallbackInfo& info,
+                      R (mailers::engine::*fn)(const std::string&) const, Wrap wrap) {
+        auto id = id_from(arg(info, 1));
+        return blocking(info.Env(),
+                        [id, fn, wrap](mailers::engine& e) { return wrap((e.*fn)(id)); });
+    }
+    static std::string id_from(const Napi::Value& v) {
+        if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "id must be a string");
+        return v.As<Napi::String>().Utf8Value();
+    }
+
+    Napi::Value dispatch_call(Napi::Env env, const std::string& name,
+                              const Napi::CallbackInfo& info) {
         using E = mailers::engine;
         if (name == "addProvider") {
             auto id = string_arg(info, 1, "id");
@@ -484,50 +531,26 @@ private:
                 return {};
             });
         }
-        if (name == "upsertMailbox") {
-            auto m = mailbox_from(arg(info, 1));
-            auto who = actor_arg(info, 2);
-            return blocking(env, [m, who](E& e) -> maker { e.upsert_mailbox(who, m); return {}; });
-        }
-        if (name == "retireMailbox") {
-            auto id = string_arg(info, 1, "id");
-            auto who = actor_arg(info, 2);
-            return blocking(env, [id, who](E& e) -> maker { e.retire_mailbox(who, id); return {}; });
-        }
-        if (name == "mailbox") {
-            auto id = string_arg(info, 1, "id");
-            return blocking(env, [id](E& e) { return make_optional(e.find_mailbox(id)); });
-        }
-        if (name == "mailboxes") return blocking(env, [](E& e) { return make_list(e.mailboxes()); });
-        if (name == "status") {
-            auto id = string_arg(info, 1, "id");
-            return blocking(env, [id](E& e) { return make_one(e.status(id)); });
-        }
-        if (name == "upsertPool") {
-            auto p = pool_from(arg(info, 1));
-            auto who = actor_arg(info, 2);
-            return blocking(env, [p, who](E& e) -> maker { e.upsert_pool(who, p); return {}; });
-        }
-        if (name == "removePool") {
-            auto id = string_arg(info, 1, "id");
-            auto who = actor_arg(info, 2);
-            return blocking(env, [id, who](E& e) -> maker { e.remove_pool(who, id); return {}; });
-        }
-        if (name == "pool") {
-            auto id = string_arg(info, 1, "id");
-            return blocking(env, [id](E& e) { return make_optional(e.find_pool(id)); });
-        }
+        if (name == "upsertMailbox") return change(info, mailbox_from, &E::upsert_mailbox);
+        if (name == "retireMailbox") return change(info, id_from, &E::retire_mailbox);
+        if (name == "mailbox")
+            return query(info, &E::find_mailbox, make_optional<mailers::mailbox_config>);
+        if (name == "mailboxes")
+            return blocking(env, [](E& e) { return make_list(e.mailboxes()); });
+        if (name == "status") return query(info, &E::status, make_one<mailers::mailbox_status>);
+        if (name == "upsertPool") return change(info, pool_from, &E::upsert_pool);
+        if (name == "removePool") return change(info, id_from, &E::remove_pool);
+        if (name == "pool") return query(info, &E::find_pool, make_optional<mailers::pool_config>);
         if (name == "pools") return blocking(env, [](E& e) { return make_list(e.pools()); });
-        if (name == "setQuota") {
-            auto q = quota_from(arg(info, 1));
-            auto who = actor_arg(info, 2);
-            return blocking(env, [q, who](E& e) -> maker { e.set_quota(who, q); return {}; });
-        }
+        if (name == "setQuota") return change(info, quota_from, &E::set_quota);
         if (name == "removeQuota") {
             auto scope = quota_scope_from(arg(info, 1));
             auto key = string_arg(info, 2, "key");
             auto who = actor_arg(info, 3);
-            return blocking(env, [scope, key, who](E& e) -> maker { e.remove_quota(who, scope, key); return {}; });
+            return blocking(env, [scope, key, who](E& e) -> maker {
+                e.remove_quota(who, scope, key);
+                return {};
+            });
         }
         if (name == "quotas") return blocking(env, [](E& e) { return make_list(e.quotas()); });
         if (name == "suppress") {
@@ -543,7 +566,10 @@ private:
                 source = string_field(oo, "source", source);
             }
             auto who = actor_arg(info, 2);
-            return blocking(env, [=](E& e) -> maker { e.suppress(who, kind, value, reason, source); return {}; });
+            return blocking(env, [=](E& e) -> maker {
+                e.suppress(who, kind, value, reason, source);
+                return {};
+            });
         }
         if (name == "unsuppress") {
             auto value = string_arg(info, 1, "value");
@@ -562,11 +588,14 @@ private:
             return blocking(env, [a](E& e) { return make_optional(e.find_suppression(a)); });
         }
         if (name == "suppressionCount")
-            return blocking(env, [](E& e) { return make_number(static_cast<double>(e.suppression_count())); });
+            return blocking(
+                env, [](E& e) { return make_number(static_cast<double>(e.suppression_count())); });
         if (name == "importSuppressions") {
             auto csv = string_arg(info, 1, "csv");
             auto o = arg(info, 2);
-            std::string source = o.IsObject() ? string_field(o.As<Napi::Object>(), "source", "csv-import") : "csv-import";
+            std::string source = o.IsObject()
+                                     ? string_field(o.As<Napi::Object>(), "source", "csv-import")
+                                     : "csv-import";
             auto who = actor_arg(info, 2);
             return blocking(env, [=](E& e) {
                 std::istringstream in(csv);
@@ -585,12 +614,18 @@ private:
             auto o = arg(info, 2);
             std::string reason = o.IsObject() ? string_field(o.As<Napi::Object>(), "reason") : "";
             auto who = actor_arg(info, 2);
-            return blocking(env, [=](E& e) -> maker { e.pause(who, t, reason); return {}; });
+            return blocking(env, [=](E& e) -> maker {
+                e.pause(who, t, reason);
+                return {};
+            });
         }
         if (name == "resume") {
             auto t = pause_target_from(arg(info, 1));
             auto who = actor_arg(info, 2);
-            return blocking(env, [=](E& e) -> maker { e.resume(who, t); return {}; });
+            return blocking(env, [=](E& e) -> maker {
+                e.resume(who, t);
+                return {};
+            });
         }
         if (name == "isPaused") {
             auto t = pause_target_from(arg(info, 1));
@@ -599,7 +634,8 @@ private:
         if (name == "pauses") return blocking(env, [](E& e) { return make_list(e.pauses()); });
         if (name == "auditLog") {
             std::uint64_t from = 1;
-            if (arg(info, 1).IsNumber()) from = static_cast<std::uint64_t>(info[1].As<Napi::Number>().DoubleValue());
+            if (arg(info, 1).IsNumber())
+                from = static_cast<std::uint64_t>(info[1].As<Napi::Number>().DoubleValue());
             return blocking(env, [from](E& e) { return make_list(e.audit_log(from)); });
         }
         if (name == "verifyAudit") {
@@ -611,18 +647,30 @@ private:
                 return [ec, bad](Napi::Env env) -> Napi::Value {
                     auto o = Napi::Object::New(env);
                     o.Set("ok", Napi::Boolean::New(env, !ec));
-                    o.Set("badSeq", ec ? Napi::Value(Napi::Number::New(env, static_cast<double>(bad))) : env.Null());
+                    o.Set("badSeq",
+                          ec ? Napi::Value(Napi::Number::New(env, static_cast<double>(bad)))
+                             : env.Null());
                     return o;
                 };
             });
         }
-        if (name == "auditCheckpoint") return blocking(env, [](E& e) { return make_one(e.audit_checkpoint()); });
+        if (name == "auditCheckpoint")
+            return blocking(env, [](E& e) { return make_one(e.audit_checkpoint()); });
         if (name == "verifySuppressions")
             return blocking(env, [](E& e) { return make_one(e.verify_suppressions()); });
         if (name == "stats") return blocking(env, [](E& e) { return make_one(e.stats()); });
-        if (name == "flush") return blocking(env, [](E& e) -> maker { e.flush(); return {}; });
-        if (name == "cancel") return blocking(env, [](E& e) -> maker { e.cancel(); return {}; });
-        if (name == "queueCounts") return blocking(env, [](E& e) { return make_one(e.queue_counts()); });
+        if (name == "flush")
+            return blocking(env, [](E& e) -> maker {
+                e.flush();
+                return {};
+            });
+        if (name == "cancel")
+            return blocking(env, [](E& e) -> maker {
+                e.cancel();
+                return {};
+            });
+        if (name == "queueCounts")
+            return blocking(env, [](E& e) { return make_one(e.queue_counts()); });
         if (name == "queued") {
             mailers::queue_filter f;
             auto o = arg(info, 1);
@@ -633,10 +681,13 @@ private:
                     for (int i = 0; i < 4; ++i)
                         if (mailers::to_string(static_cast<mailers::queue_state>(i)) == s)
                             f.state = static_cast<mailers::queue_state>(i);
-                    if (!f.state) throw Napi::TypeError::New(env, "state must be one of: waiting, claimed, done, cancelled");
+                    if (!f.state)
+                        throw Napi::TypeError::New(
+                            env, "state must be one of: waiting, claimed, done, cancelled");
                 }
                 f.origin_prefix = string_field(oo, "originPrefix");
-                if (auto n = number_field(oo, "afterId")) f.after_id = static_cast<std::uint64_t>(*n);
+                if (auto n = number_field(oo, "afterId"))
+                    f.after_id = static_cast<std::uint64_t>(*n);
                 if (auto n = number_field(oo, "limit")) f.limit = static_cast<std::size_t>(*n);
             }
             return blocking(env, [f](E& e) { return make_list(e.queued(f)); });
@@ -650,15 +701,20 @@ private:
         if (name == "ingestWebhook") {
             auto provider = webhook_provider_from(arg(info, 1));
             auto req = arg(info, 2);
-            if (!req.IsObject()) throw Napi::TypeError::New(env, "request must be { method, headers, body }");
+            if (!req.IsObject())
+                throw Napi::TypeError::New(env, "request must be { method, headers, body }");
             auto ro = req.As<Napi::Object>();
             auto method = string_field(ro, "method", "POST");
             std::string body;
             if (has(ro, "body")) {
                 auto b = ro.Get("body");
-                if (b.IsBuffer()) body.assign(b.As<Napi::Buffer<char>>().Data(), b.As<Napi::Buffer<char>>().Length());
-                else if (b.IsString()) body = b.As<Napi::String>().Utf8Value();
-                else throw Napi::TypeError::New(env, "body must be a string or a Buffer");
+                if (b.IsBuffer())
+                    body.assign(b.As<Napi::Buffer<char>>().Data(),
+                                b.As<Napi::Buffer<char>>().Length());
+                else if (b.IsString())
+                    body = b.As<Napi::String>().Utf8Value();
+                else
+                    throw Napi::TypeError::New(env, "body must be a string or a Buffer");
             }
             std::vector<std::pair<std::string, std::string>> headers;
             if (has(ro, "headers")) {
@@ -685,20 +741,15 @@ private:
             auto token = string_arg(info, 1, "token");
             return blocking(env, [token](E& e) { return make_one(e.unsubscribe(token)); });
         }
-        if (name == "putRole") {
-            auto r = role_from(arg(info, 1));
-            auto who = actor_arg(info, 2);
-            return blocking(env, [r, who](E& e) -> maker { e.put_role(who, r); return {}; });
-        }
-        if (name == "grantAccess") {
-            auto g = grant_from(arg(info, 1));
-            auto who = actor_arg(info, 2);
-            return blocking(env, [g, who](E& e) -> maker { e.grant_access(who, g); return {}; });
-        }
+        if (name == "putRole") return change(info, role_from, &E::put_role);
+        if (name == "grantAccess") return change(info, grant_from, &E::grant_access);
         if (name == "setAccessControl") {
             bool on = arg(info, 1).ToBoolean().Value();
             auto who = actor_arg(info, 2);
-            return blocking(env, [on, who](E& e) -> maker { e.set_access_control(who, on); return {}; });
+            return blocking(env, [on, who](E& e) -> maker {
+                e.set_access_control(who, on);
+                return {};
+            });
         }
         throw Napi::TypeError::New(env, "no such engine call: " + name);
     }
@@ -733,7 +784,8 @@ private:
         auto sent = cap->sent();
         if (clear) cap->clear();
         auto a = Napi::Array::New(env, sent.size());
-        for (std::size_t i = 0; i < sent.size(); ++i) a.Set(static_cast<uint32_t>(i), to_js(env, sent[i]));
+        for (std::size_t i = 0; i < sent.size(); ++i)
+            a.Set(static_cast<uint32_t>(i), to_js(env, sent[i]));
         return a;
     }
 
@@ -742,13 +794,16 @@ private:
     Napi::Value set_time(const Napi::CallbackInfo& info) {
         auto env = info.Env();
         if (!clock_) throw Napi::Error::New(env, "setTime needs an engine opened with manualClock");
-        double ms = info[0].IsDate() ? info[0].As<Napi::Date>().ValueOf() : info[0].ToNumber().DoubleValue();
-        clock_->set(mailers::time_point(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
+        double ms = info[0].IsDate() ? info[0].As<Napi::Date>().ValueOf()
+                                     : info[0].ToNumber().DoubleValue();
+        clock_->set(
+            mailers::time_point(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
         return env.Undefined();
     }
     Napi::Value now(const Napi::CallbackInfo& info) {
         if (clock_) return to_js(info.Env(), clock_->now());
-        return to_js(info.Env(), std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now()));
+        return to_js(info.Env(), std::chrono::time_point_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now()));
     }
 
     Napi::Value pending(const Napi::CallbackInfo& info) {

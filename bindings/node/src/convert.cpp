@@ -30,7 +30,9 @@ E enum_from(const Napi::Value& v, const char* field) {
     type_error(v.Env(), std::string(field) + " must be one of: " + names);
 }
 
-Napi::String str(Napi::Env env, std::string_view s) { return Napi::String::New(env, s.data(), s.size()); }
+Napi::String str(Napi::Env env, std::string_view s) {
+    return Napi::String::New(env, s.data(), s.size());
+}
 
 Napi::Object obj(const Napi::Value& v, const char* what) {
     if (!v.IsObject()) type_error(v.Env(), std::string(what) + " must be an object");
@@ -41,7 +43,9 @@ mailers::address address_from(const Napi::Value& v, const char* field) {
     if (!v.IsString()) type_error(v.Env(), std::string(field) + " must be an address string");
     auto s = v.As<Napi::String>().Utf8Value();
     auto a = mailers::parse_address(s);
-    if (!a) throw mailers::exception(mailers::errc::invalid_address, std::string(field) + ": not a valid address: " + s);
+    if (!a)
+        throw mailers::exception(mailers::errc::invalid_address,
+                                 std::string(field) + ": not a valid address: " + s);
     return *a;
 }
 
@@ -85,9 +89,12 @@ std::vector<std::string> strings_from(const Napi::Object& o, const char* field) 
 
 mailers::time_point time_from(const Napi::Value& v, const char* field) {
     double ms;
-    if (v.IsDate()) ms = v.As<Napi::Date>().ValueOf();
-    else if (v.IsNumber()) ms = v.As<Napi::Number>().DoubleValue();
-    else type_error(v.Env(), std::string(field) + " must be a Date or milliseconds since the epoch");
+    if (v.IsDate())
+        ms = v.As<Napi::Date>().ValueOf();
+    else if (v.IsNumber())
+        ms = v.As<Napi::Number>().DoubleValue();
+    else
+        type_error(v.Env(), std::string(field) + " must be a Date or milliseconds since the epoch");
     if (!std::isfinite(ms)) type_error(v.Env(), std::string(field) + " is not a valid time");
     return mailers::time_point(microseconds(static_cast<std::int64_t>(ms * 1000.0)));
 }
@@ -103,7 +110,8 @@ std::uint64_t uint_field(const Napi::Object& o, const char* name, std::uint64_t 
 seconds seconds_field(const Napi::Object& o, const char* name, seconds def) {
     auto n = number_field(o, name);
     if (!n) return def;
-    if (!std::isfinite(*n) || *n < 0) type_error(o.Env(), std::string(name) + " must be a non-negative number of seconds");
+    if (!std::isfinite(*n) || *n < 0)
+        type_error(o.Env(), std::string(name) + " must be a non-negative number of seconds");
     return seconds(static_cast<std::int64_t>(*n));
 }
 
@@ -118,7 +126,8 @@ std::vector<mailers::rate_limit> limits_from(const Napi::Object& o) {
         mailers::rate_limit r;
         r.max = uint_field(l, "max", 0);
         r.length = seconds_field(l, "seconds", r.length);
-        if (has(l, "kind")) r.kind = enum_from<mailers::window_kind, 2>(l.Get("kind"), "limit kind");
+        if (has(l, "kind"))
+            r.kind = enum_from<mailers::window_kind, 2>(l.Get("kind"), "limit kind");
         out.push_back(r);
     }
     return out;
@@ -141,7 +150,9 @@ std::string addr_to_string(const mailers::address& a) {
     return a.display_name + " <" + a.addr_spec() + ">";
 }
 
-Napi::Number num(Napi::Env env, double d) { return Napi::Number::New(env, d); }
+Napi::Number num(Napi::Env env, double d) {
+    return Napi::Number::New(env, d);
+}
 
 }  // namespace
 
@@ -200,16 +211,46 @@ failure_info from_exception(std::exception_ptr e) {
 
 namespace {
 const char* const errc_names[] = {
-    "ok",        "invalid_address", "header_injection", "invalid_header",   "invalid_argument",
-    "message_too_large", "unknown_pool", "unknown_mailbox", "unknown_provider", "unknown_time_zone",
-    "suppressed", "paused",         "no_capacity",      "duplicate",        "not_found",
-    "permission_denied", "store_error", "schema_too_new", "operation_aborted", "invalid_csv",
-    "audit_chain_broken", "commit_outcome_unknown", "store_missing", "store_exists", "store_corrupt",
+    "ok",
+    "invalid_address",
+    "header_injection",
+    "invalid_header",
+    "invalid_argument",
+    "message_too_large",
+    "unknown_pool",
+    "unknown_mailbox",
+    "unknown_provider",
+    "unknown_time_zone",
+    "suppressed",
+    "paused",
+    "no_capacity",
+    "duplicate",
+    "not_found",
+    "permission_denied",
+    "store_error",
+    "schema_too_new",
+    "operation_aborted",
+    "invalid_csv",
+    "audit_chain_broken",
+    "commit_outcome_unknown",
+    "store_missing",
+    "store_exists",
+    "store_corrupt",
 };
 const char* const transport_names[] = {
-    "", "connection_failed", "timeout_before_send", "temporary_reply", "rate_limited",
-    "sender_quota_exhausted", "sender_reputation", "authentication_failed", "configuration",
-    "recipient_rejected", "content_rejected", "outcome_unknown", "tls_verification_failed",
+    "",
+    "connection_failed",
+    "timeout_before_send",
+    "temporary_reply",
+    "rate_limited",
+    "sender_quota_exhausted",
+    "sender_reputation",
+    "authentication_failed",
+    "configuration",
+    "recipient_rejected",
+    "content_rejected",
+    "outcome_unknown",
+    "tls_verification_failed",
     "protocol_error",
 };
 }  // namespace
@@ -265,8 +306,9 @@ Napi::Object to_js(Napi::Env env, const mailers::diagnostics& d) {
     o.Set("status", num(env, d.status));
     o.Set("providerCode", str(env, d.provider_code));
     o.Set("requestId", str(env, d.request_id));
-    o.Set("retryAfter", d.retry_after ? Napi::Value(num(env, static_cast<double>(d.retry_after->count())))
-                                      : env.Null());
+    o.Set("retryAfter", d.retry_after
+                            ? Napi::Value(num(env, static_cast<double>(d.retry_after->count())))
+                            : env.Null());
     return o;
 }
 
@@ -346,9 +388,9 @@ Napi::Object to_js(Napi::Env env, const mailers::mailbox_status& s) {
     o.Set("health", str(env, mailers::to_string(s.health)));
     o.Set("sentToday", num(env, static_cast<double>(s.sent_today)));
     o.Set("sentThisHour", num(env, static_cast<double>(s.sent_this_hour)));
-    o.Set("effectiveDailyCap", s.effective_daily_cap
-                                   ? Napi::Value(num(env, static_cast<double>(*s.effective_daily_cap)))
-                                   : env.Null());
+    o.Set("effectiveDailyCap",
+          s.effective_daily_cap ? Napi::Value(num(env, static_cast<double>(*s.effective_daily_cap)))
+                                : env.Null());
     o.Set("blocked", str(env, mailers::to_string(s.blocked)));
     o.Set("nextEligible", to_js(env, s.next_eligible));
     return o;
@@ -358,7 +400,8 @@ Napi::Object to_js(Napi::Env env, const mailers::pool_config& p) {
     auto o = Napi::Object::New(env);
     o.Set("id", str(env, p.id));
     auto a = Napi::Array::New(env, p.mailboxes.size());
-    for (std::size_t i = 0; i < p.mailboxes.size(); ++i) a.Set(static_cast<uint32_t>(i), str(env, p.mailboxes[i]));
+    for (std::size_t i = 0; i < p.mailboxes.size(); ++i)
+        a.Set(static_cast<uint32_t>(i), str(env, p.mailboxes[i]));
     o.Set("mailboxes", a);
     auto pol = Napi::Object::New(env);
     pol.Set("kind", str(env, mailers::to_string(p.policy.kind)));
@@ -461,7 +504,8 @@ Napi::Object to_js(Napi::Env env, const mailers::queue_summary& q) {
     o.Set("done", num(env, static_cast<double>(q.done)));
     o.Set("cancelled", num(env, static_cast<double>(q.cancelled)));
     auto by = Napi::Object::New(env);
-    for (const auto& [reason, n] : q.waiting_by_reason) by.Set(reason, num(env, static_cast<double>(n)));
+    for (const auto& [reason, n] : q.waiting_by_reason)
+        by.Set(reason, num(env, static_cast<double>(n)));
     o.Set("waitingByReason", by);
     o.Set("nextDue", to_js(env, q.next_due));
     return o;
@@ -497,7 +541,8 @@ Napi::Object to_js(Napi::Env env, const mailers::outbound& m) {
     auto o = Napi::Object::New(env);
     o.Set("mailFrom", str(env, m.env.mail_from));
     auto rc = Napi::Array::New(env, m.env.rcpt_to.size());
-    for (std::size_t i = 0; i < m.env.rcpt_to.size(); ++i) rc.Set(static_cast<uint32_t>(i), str(env, m.env.rcpt_to[i]));
+    for (std::size_t i = 0; i < m.env.rcpt_to.size(); ++i)
+        rc.Set(static_cast<uint32_t>(i), str(env, m.env.rcpt_to[i]));
     o.Set("rcptTo", rc);
     o.Set("from", str(env, addr_to_string(m.msg.from)));
     o.Set("subject", str(env, m.msg.subject));
@@ -584,7 +629,8 @@ mailers::send_request send_request_from(const Napi::Value& v, const mailers::pri
     }
     if (has(o, "unsubscribe")) {
         auto u = obj(o.Get("unsubscribe"), "unsubscribe");
-        r.unsubscribe = mailers::list_unsubscribe{string_field(u, "url"), string_field(u, "mailto")};
+        r.unsubscribe =
+            mailers::list_unsubscribe{string_field(u, "url"), string_field(u, "mailto")};
     }
     r.in_reply_to = string_field(o, "inReplyTo");
     r.references = strings_from(o, "references");
@@ -610,13 +656,15 @@ mailers::mailbox_config mailbox_from(const Napi::Value& v) {
     m.from = address_from(o.Get("from"), "from");
     m.provider = string_field(o, "provider");
     m.limits = limits_from(o);
-    m.max_recipients_per_message = static_cast<std::uint32_t>(uint_field(o, "maxRecipientsPerMessage", 0));
+    m.max_recipients_per_message =
+        static_cast<std::uint32_t>(uint_field(o, "maxRecipientsPerMessage", 0));
     if (has(o, "warmup")) {
         auto w = obj(o.Get("warmup"), "warmup");
         m.warmup.start = static_cast<std::uint32_t>(uint_field(w, "start", 0));
         m.warmup.step = static_cast<std::uint32_t>(uint_field(w, "step", 0));
         m.warmup.target = static_cast<std::uint32_t>(uint_field(w, "target", 0));
-        if (has(w, "startDate")) m.warmup.start_date = time_from(w.Get("startDate"), "warmup.startDate");
+        if (has(w, "startDate"))
+            m.warmup.start_date = time_from(w.Get("startDate"), "warmup.startDate");
     }
     m.time_zone = string_field(o, "timeZone", m.time_zone);
     if (has(o, "window")) {
@@ -632,15 +680,19 @@ mailers::mailbox_config mailbox_from(const Napi::Value& v) {
     if (has(o, "state")) m.state = enum_from<mailers::mailbox_state, 3>(o.Get("state"), "state");
     if (has(o, "breaker")) {
         auto b = obj(o.Get("breaker"), "breaker");
-        m.breaker.failure_threshold = static_cast<std::uint32_t>(uint_field(b, "failureThreshold", 5));
+        m.breaker.failure_threshold =
+            static_cast<std::uint32_t>(uint_field(b, "failureThreshold", 5));
         m.breaker.cool_down = seconds_field(b, "coolDown", m.breaker.cool_down);
         m.breaker.max_cool_down = seconds_field(b, "maxCoolDown", m.breaker.max_cool_down);
     }
     if (has(o, "preset")) {
         auto p = string_field(o, "preset");
-        if (p == "google_workspace") m.apply(mailers::presets::google_workspace());
-        else if (p == "microsoft_365") m.apply(mailers::presets::microsoft_365());
-        else type_error(o.Env(), "preset must be one of: google_workspace, microsoft_365");
+        if (p == "google_workspace")
+            m.apply(mailers::presets::google_workspace());
+        else if (p == "microsoft_365")
+            m.apply(mailers::presets::microsoft_365());
+        else
+            type_error(o.Env(), "preset must be one of: google_workspace, microsoft_365");
     }
     return m;
 }
@@ -652,7 +704,8 @@ mailers::pool_config pool_from(const Napi::Value& v) {
     p.mailboxes = strings_from(o, "mailboxes");
     if (has(o, "policy")) {
         auto pol = obj(o.Get("policy"), "policy");
-        if (has(pol, "kind")) p.policy.kind = enum_from<mailers::rotation_kind, 3>(pol.Get("kind"), "policy.kind");
+        if (has(pol, "kind"))
+            p.policy.kind = enum_from<mailers::rotation_kind, 3>(pol.Get("kind"), "policy.kind");
         p.policy.max_attempts = static_cast<std::uint32_t>(uint_field(pol, "maxAttempts", 3));
         p.policy.sticky_sender = bool_field(pol, "stickySender", false);
     }
@@ -711,7 +764,8 @@ mailers::access_grant grant_from(const Napi::Value& v) {
     g.role = string_field(o, "role");
     if (has(o, "scope")) {
         auto s = obj(o.Get("scope"), "scope");
-        if (has(s, "kind")) g.scope.of = enum_from<mailers::access_scope::kind, 5>(s.Get("kind"), "scope.kind");
+        if (has(s, "kind"))
+            g.scope.of = enum_from<mailers::access_scope::kind, 5>(s.Get("kind"), "scope.kind");
         g.scope.id = string_field(s, "id");
     }
     return g;

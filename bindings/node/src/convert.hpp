@@ -19,7 +19,7 @@ namespace mailers_node {
 struct failure_info {
     mailers::error_code ec;
     mailers::diagnostics diag;
-    std::string message;                        // overrides ec.message() when set
+    std::string message;  // overrides ec.message() when set
     std::optional<mailers::time_point> retry_at;
 };
 

@@ -22,8 +22,8 @@ public:
     using task = std::function<void(Napi::Env)>;
 
     explicit dispatcher(Napi::Env env) {
-        tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                              "mailers", 0, 1);
+        tsfn_ = Napi::ThreadSafeFunction::New(
+            env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "mailers", 0, 1);
         // Idle, the dispatcher does not keep the process alive; hold() and
         // unhold() count the operations that should.
         tsfn_.Unref(env);
