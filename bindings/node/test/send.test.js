@@ -184,3 +184,20 @@ test('the audit log records every change and verifies', async (t) => {
   assert.deepEqual(await engine.verifyAudit({ seq: cp.seq + 5, hash: 'x' }), { ok: false, badSeq: cp.seq + 1 });
   assert.equal((await engine.auditLog(log.length)).length, 1);
 });
+
+test('listeners may call back into the engine: JS never runs under an engine lock', async (t) => {
+  const { engine } = await captureEngine(t);
+  const followUps = [];
+  engine.on('sent', (e) => {
+    if (!e.recipient.startsWith('first')) return;
+    // Each call from inside the listener starts engine work at once.
+    followUps.push(engine.suppress(e.recipient));
+    followUps.push(engine.send(message(`second-${e.recipient}`)));
+    followUps.push(engine.stats());
+  });
+  await Promise.all(Array.from({ length: 20 }, (_, i) => engine.send(message(`first${i}@example.com`))));
+  while (followUps.length < 60) await new Promise((res) => setTimeout(res, 5));
+  await Promise.all(followUps);
+  assert.equal(await engine.suppressionCount(), 20);
+  assert.equal(engine.captured('cap').length, 40);
+});
