@@ -1,0 +1,224 @@
+'use strict';
+const { EventEmitter } = require('events');
+const native = require('./native');
+const { toError } = require('./errors');
+
+const rethrow = (e) => {
+  throw toError(e);
+};
+
+/**
+ * A mailers engine on one workspace. Open with `await Engine.open({...})`;
+ * every operation returns a Promise. Events arrive as 'event' (and as their
+ * type: 'sent', 'bounced', ...) and through `events()`.
+ */
+class Engine extends EventEmitter {
+  #native;
+  #iterators = new Set();
+
+  /** Opens the store and starts the engine. See index.d.ts for the options. */
+  static async open(options) {
+    const engine = new Engine(options, open_token);
+    await engine.#native.start().catch(rethrow);
+    return engine;
+  }
+
+  constructor(options, token) {
+    super();
+    if (token !== open_token) throw new TypeError('use `await Engine.open(options)`');
+    if (options === null || typeof options !== 'object') throw new TypeError('Engine.open(options): options must be an object');
+    this.#native = new native.NativeEngine(options, (ev) => this.#dispatch(ev));
+    this.on('newListener', () => queueMicrotask(() => this.#listen()));
+    this.on('removeListener', () => this.#listen());
+  }
+
+  // Events cross from the engine only while somebody listens.
+  #listen() {
+    const names = this.eventNames().filter((n) => n !== 'newListener' && n !== 'removeListener' && n !== 'error');
+    const on = this.#iterators.size > 0 || names.some((n) => this.listenerCount(n) > 0);
+    this.#native.setListening(on);
+  }
+
+  // A listener that throws is reported ('error' listeners, else a process
+  // warning) and the other listeners still get the event.
+  #dispatch(ev) {
+    for (const it of this.#iterators) it.push(ev);
+    for (const name of ['event', ev.type]) {
+      for (const listener of this.rawListeners(name)) {
+        try {
+          listener.call(this, ev);
+        } catch (err) {
+          this.#report(err);
+        }
+      }
+    }
+  }
+
+  #report(err) {
+    if (this.listenerCount('error') > 0) {
+      try {
+        this.emit('error', err);
+        return;
+      } catch (again) {
+        err = again;
+      }
+    }
+    process.emitWarning(`an event listener threw: ${(err && err.stack) || err}`, 'MailersListenerError');
+  }
+
+  /**
+   * Events as an async iterator, from now on, buffered until read. Ends
+   * when the loop breaks, `signal` aborts or the engine closes.
+   */
+  events({ signal } = {}) {
+    const queue = [];
+    let wake = null;
+    let done = false;
+    const iterators = this.#iterators;
+    const stop = () => {
+      done = true;
+      iterators.delete(it);
+      this.#listen();
+      if (wake) wake();
+    };
+    const it = {
+      push(ev) {
+        queue.push(ev);
+        if (wake) wake();
+      },
+      stop,
+    };
+    iterators.add(it);
+    this.#listen();
+    if (signal) signal.addEventListener('abort', stop, { once: true });
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next() {
+        for (;;) {
+          if (queue.length) return { value: queue.shift(), done: false };
+          if (done) return { value: undefined, done: true };
+          await new Promise((r) => (wake = r));
+          wake = null;
+        }
+      },
+      async return() {
+        stop();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  #call(name, ...args) {
+    return this.#native.call(name, ...args).catch(rethrow);
+  }
+
+  // --- sending ---------------------------------------------------------------
+  send(request) {
+    return this.#native.send(request).catch(rethrow);
+  }
+  enqueue(request, options) {
+    return this.#native.enqueue(request, options).catch(rethrow);
+  }
+  enqueueAndWait(request, options) {
+    return this.#native.enqueueAndWait(request, options).catch(rethrow);
+  }
+  importSuppressions(csv, opts) {
+    return this.#call('importSuppressions', Buffer.isBuffer(csv) ? csv.toString('utf8') : csv, opts);
+  }
+  auditLog(fromSeq = 1) {
+    return this.#call('auditLog', fromSeq);
+  }
+
+  // The rest forward their arguments to the native call of the same name;
+  // index.d.ts and README.md list them with their arguments.
+  static {
+    for (const name of [
+      'cancelQueued',
+      'queued',
+      'queueCounts',
+      'addProvider',
+      'upsertMailbox',
+      'retireMailbox',
+      'mailbox',
+      'mailboxes',
+      'status',
+      'upsertPool',
+      'removePool',
+      'pool',
+      'pools',
+      'setQuota',
+      'removeQuota',
+      'quotas',
+      'putRole',
+      'grantAccess',
+      'setAccessControl',
+      'suppress',
+      'unsuppress',
+      'isSuppressed',
+      'findSuppression',
+      'suppressionCount',
+      'exportSuppressions',
+      'verifySuppressions',
+      'pause',
+      'resume',
+      'isPaused',
+      'pauses',
+      'ingestWebhook',
+      'unsubscribe',
+      'verifyAudit',
+      'auditCheckpoint',
+      'stats',
+      'flush',
+      'cancel',
+    ]) {
+      Object.defineProperty(Engine.prototype, name, {
+        value: function (...args) {
+          return this.#call(name, ...args);
+        },
+        writable: true,
+        configurable: true,
+      });
+    }
+  }
+
+  /** What a provider added as 'capture://...' has been given (for tests). */
+  captured(providerId, { clear = false } = {}) {
+    return this.#native.captured(providerId, clear);
+  }
+
+  /** Sets the engine's clock; only for an engine opened with `manualClock`. */
+  setTime(date) {
+    this.#native.setTime(date);
+  }
+
+  /** The engine's clock. */
+  now() {
+    return this.#native.now();
+  }
+
+  /** Operations in flight (sends, calls, close). */
+  get pending() {
+    return this.#native.pending();
+  }
+
+  /**
+   * Cancels what has not been handed off (those sends reject with
+   * OperationAbortedError), flushes the store, leaves the workspace and
+   * stops the engine's threads. Afterwards every call rejects with
+   * OperationAbortedError, and the engine keeps nothing alive.
+   */
+  async close() {
+    await this.#native.close();
+    for (const it of [...this.#iterators]) it.stop();
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.close();
+  }
+}
+
+const open_token = Symbol('Engine.open');
+
+module.exports = { Engine, liveEngines: native.liveEngines, nativeVersion: native.version };

@@ -1,0 +1,845 @@
+// The native half of the Node.js binding: one `NativeEngine` per engine,
+// wrapped by lib/engine.js, which turns its plain error objects into Error
+// subclasses and its event callback into an EventEmitter.
+//
+// Threads: the engine runs on an io_context this object owns, on a thread
+// of its own. Calls that block (configuration, suppression, audit: they
+// wait for a durable commit) run on a small pool of their own, so neither
+// the JS thread nor the engine's executor waits for the store. Every
+// completion reaches JS through the dispatcher (dispatcher.hpp).
+//
+// Lifetimes (bindings/node/README.md):
+//   * while an operation is in flight, the JS object is strongly held (it
+//     cannot be collected) and the event loop is kept alive; idle, neither;
+//   * close() cancels, flushes, leaves the workspace, stops the threads and
+//     then settles; afterwards every call rejects with OperationAbortedError;
+//   * collected while idle: the finalizer closes the engine the same way;
+//   * the environment going away (process.exit, a worker ending): a cleanup
+//     hook closes the engine synchronously; promises still pending then
+//     never settle, and writes already queued to the store are flushed.
+#include <napi.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <sstream>
+#include <thread>
+
+#include "convert.hpp"
+#include "dispatcher.hpp"
+
+namespace mailers_node {
+namespace {
+
+namespace asio = boost::asio;
+
+std::atomic<int> live_engines{0};
+
+/// Everything the engine's threads share. Never destroyed on those threads:
+/// they hold only the dispatcher.
+struct host {
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+    std::thread io_thread;
+    asio::thread_pool blocking{2};
+    std::shared_mutex mutex;  // shared: a call on `eng`; exclusive: destroying it
+    std::unique_ptr<mailers::engine> eng;
+    std::map<std::string, std::shared_ptr<mailers::capture_transport>> captures;
+    std::shared_ptr<mailers::memory_replay_cache> replay =
+        std::make_shared<mailers::memory_replay_cache>();
+    bool stopped = false;  // guarded by the exclusive lock
+    std::mutex shutdown_mutex;
+
+    host() {
+        io_thread = std::thread([this] { io.run(); });
+    }
+
+    /// Cancels, destroys the engine (which flushes and leaves the
+    /// workspace), lets the io thread finish what is posted and joins it.
+    /// Blocking; called once, off the io thread.
+    void shutdown() {
+        // A second caller (close() racing the environment's teardown) waits
+        // for the first to finish.
+        std::lock_guard once(shutdown_mutex);
+        {
+            std::unique_lock lock(mutex);
+            if (stopped) return;
+            stopped = true;
+            if (eng) eng->cancel();
+            eng.reset();
+        }
+        work.reset();
+        if (io_thread.joinable()) io_thread.join();
+        blocking.join();
+    }
+};
+
+using maker = std::function<Napi::Value(Napi::Env)>;
+
+class native_engine : public Napi::ObjectWrap<native_engine> {
+public:
+    static Napi::Function define(Napi::Env env) {
+        return DefineClass(env, "NativeEngine",
+                           {
+                               InstanceMethod<&native_engine::start>("start"),
+                               InstanceMethod<&native_engine::close>("close"),
+                               InstanceMethod<&native_engine::send>("send"),
+                               InstanceMethod<&native_engine::enqueue>("enqueue"),
+                               InstanceMethod<&native_engine::enqueue_and_wait>("enqueueAndWait"),
+                               InstanceMethod<&native_engine::call>("call"),
+                               InstanceMethod<&native_engine::captured>("captured"),
+                               InstanceMethod<&native_engine::set_listening>("setListening"),
+                               InstanceMethod<&native_engine::pending>("pending"),
+                               InstanceMethod<&native_engine::set_time>("setTime"),
+                               InstanceMethod<&native_engine::now>("now"),
+                           });
+    }
+
+    explicit native_engine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<native_engine>(info) {
+        auto env = info.Env();
+        if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction())
+            throw Napi::TypeError::New(env, "NativeEngine(options, onEvent)");
+        options_ = Napi::Persistent(info[0].As<Napi::Object>());
+        // Kept on the object, not in a strong reference, so that an idle
+        // engine and its wrapper can be collected together.
+        info.This().As<Napi::Object>().Set("_emit", info[1]);
+        disp_ = std::make_shared<dispatcher>(env);
+        host_ = std::make_shared<host>();
+        ++live_engines;
+        // Weak: a collected engine's host goes with it; the hook then finds nothing.
+        env.AddCleanupHook([h = std::weak_ptr<host>(host_), d = std::weak_ptr<dispatcher>(disp_)] {
+            if (auto dd = d.lock()) dd->release();
+            if (auto hh = h.lock()) hh->shutdown();
+        });
+    }
+
+    ~native_engine() override {
+        // Collected while idle (in-flight work holds a strong reference), or
+        // after close(). shutdown() is idempotent.
+        disp_->release();
+        host_->shutdown();
+        --live_engines;
+    }
+
+private:
+    // --- bookkeeping -------------------------------------------------------------
+
+    void begin(Napi::Env env) {
+        if (disp_->holds() == 0) Ref();
+        disp_->hold(env);
+    }
+    void end(Napi::Env env) {
+        disp_->unhold(env);
+        if (disp_->holds() == 0) Unref();
+    }
+
+    Napi::Value rejected(Napi::Env env, const failure_info& f) {
+        auto d = Napi::Promise::Deferred::New(env);
+        d.Reject(to_js(env, f));
+        return d.Promise();
+    }
+    // A bad argument (a Napi::Error, a TypeError for JS) rejects as it is;
+    // the library's errors as their Error subclass.
+    Napi::Value rejection(Napi::Env env, std::exception_ptr e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const Napi::Error& x) {
+            auto d = Napi::Promise::Deferred::New(env);
+            d.Reject(x.Value());
+            return d.Promise();
+        } catch (...) {
+            return rejected(env, from_exception(std::current_exception()));
+        }
+    }
+    Napi::Value aborted(Napi::Env env) {
+        return rejected(env, {mailers::errc::operation_aborted, {}, "the engine is closed", {}});
+    }
+
+    /// Runs `work` on the blocking pool and settles a promise with what it
+    /// makes on the JS thread.
+    Napi::Value blocking(Napi::Env env, std::function<maker(mailers::engine&)> work) {
+        if (closing_ || !started_) return aborted(env);
+        auto d = Napi::Promise::Deferred::New(env);
+        begin(env);
+        asio::post(host_->blocking, [h = host_.get(), disp = disp_, self = this, d,
+                                     work = std::move(work)] {
+            maker mk;
+            std::optional<failure_info> fail;
+            {
+                std::shared_lock lock(h->mutex);
+                if (!h->eng) {
+                    fail = failure_info{
+                        mailers::errc::operation_aborted, {}, "the engine is closed", {}};
+                } else {
+                    try {
+                        mk = work(*h->eng);
+                    } catch (...) {
+                        fail = from_exception(std::current_exception());
+                    }
+                }
+            }
+            disp->post([self, d, mk = std::move(mk), fail = std::move(fail)](Napi::Env env) {
+                self->end(env);
+                if (fail)
+                    d.Reject(to_js(env, *fail));
+                else
+                    d.Resolve(mk ? mk(env) : env.Undefined());
+            });
+        });
+        return d.Promise();
+    }
+
+    // --- start / close -----------------------------------------------------------
+
+    // Opens the store and constructs the engine (both block) off the JS thread.
+    Napi::Value start(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        if (started_ || closing_) return aborted(env);
+        auto o = options_.Value();
+        mailers::engine_params p;
+        std::string sqlite_path, pg_conninfo, pg_schema = "mailers";
+        mailers::open_mode mode = mailers::open_mode::open_or_create;
+        bool power_loss_safe = false;
+        std::size_t pg_pool = 4;
+        try {
+            p.workspace = string_field(o, "workspace", p.workspace);
+            auto m = string_field(o, "mode", "open_or_create");
+            if (m == "existing")
+                mode = mailers::open_mode::existing;
+            else if (m == "create")
+                mode = mailers::open_mode::create;
+            else if (m != "open_or_create")
+                throw Napi::TypeError::New(env,
+                                           "mode must be one of: existing, create, open_or_create");
+            sqlite_path = string_field(o, "sqlite");
+            power_loss_safe = string_field(o, "durability") == "power_loss_safe";
+            pg_conninfo = string_field(o, "postgres");
+            pg_schema = string_field(o, "schema", pg_schema);
+            if (auto n = number_field(o, "poolSize")) pg_pool = static_cast<std::size_t>(*n);
+            if (sqlite_path.empty() == pg_conninfo.empty())
+                throw Napi::TypeError::New(
+                    env, "give exactly one of sqlite (a file path) or postgres (a conninfo)");
+            actor_ = principal_from(o.Get("actor"), actor_);
+            p.audit_key = string_field(o, "auditKey");
+            p.member_name = string_field(o, "memberName", "node");
+            p.message_id_domain = string_field(o, "messageIdDomain");
+            p.drain_queue = bool_field(o, "drainQueue", true);
+            if (auto n = number_field(o, "randomSeed"))
+                p.random_seed = static_cast<std::uint64_t>(*n);
+            if (auto n = number_field(o, "maxMessageSize"))
+                p.max_message_size = static_cast<std::size_t>(*n);
+            if (auto n = number_field(o, "syncIntervalMs"))
+                p.sync_interval = std::chrono::milliseconds(static_cast<long>(*n));
+            if (auto n = number_field(o, "queuePollIntervalMs"))
+                p.queue_poll_interval = std::chrono::milliseconds(static_cast<long>(*n));
+            if (has(o, "manualClock")) {
+                auto v = o.Get("manualClock");
+                double ms = v.IsDate() ? v.As<Napi::Date>().ValueOf() : v.ToNumber().DoubleValue();
+                clock_ = std::make_shared<mailers::manual_clock>(mailers::time_point(
+                    std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
+                p.clock = clock_;
+            }
+            if (has(o, "suppression")) {
+                auto s = o.Get("suppression").As<Napi::Object>();
+                p.suppression = mailers::suppression_options{bool_field(s, "foldPlusTags", false),
+                                                             bool_field(s, "foldGmailDots", false)};
+            }
+            if (has(o, "unsubscribe")) {
+                auto u = o.Get("unsubscribe").As<Napi::Object>();
+                p.unsubscribe.url = string_field(u, "url");
+                p.unsubscribe.secret = string_field(u, "secret");
+                p.unsubscribe.mailto = string_field(u, "mailto");
+            }
+        } catch (...) {
+            return rejection(env, std::current_exception());
+        }
+        started_ = true;
+        auto d = Napi::Promise::Deferred::New(env);
+        begin(env);
+        asio::post(host_->blocking, [h = host_.get(), disp = disp_, self = this, d,
+                                     p = std::move(p), sqlite_path, pg_conninfo, pg_schema, pg_pool,
+                                     mode, power_loss_safe]() mutable {
+            std::optional<failure_info> fail;
+            try {
+                if (!sqlite_path.empty()) {
+                    mailers::sqlite_store_params sp;
+                    sp.path = sqlite_path;
+                    sp.mode = mode;
+                    if (power_loss_safe)
+                        sp.durability = mailers::sqlite_durability::power_loss_safe;
+                    p.storage = mailers::open_sqlite_store(sp);
+                } else {
+                    mailers::postgres_store_params pp;
+                    pp.conninfo = pg_conninfo;
+                    pp.schema = pg_schema;
+                    pp.mode = mode;
+                    pp.pool_size = pg_pool;
+                    p.storage = mailers::open_postgres_store(pp);
+                }
+                auto eng = std::make_unique<mailers::engine>(h->io.get_executor(), std::move(p));
+                // Events are copied here, on the engine's executor, and
+                // converted on the JS thread; nothing runs in JS from here.
+                std::weak_ptr<dispatcher> weak = disp;
+                eng->on_event([weak, self, listening = &self->listening_](const mailers::event& e) {
+                    if (!listening->load(std::memory_order_relaxed)) return;
+                    if (auto d = weak.lock())
+                        d->post([self, e](Napi::Env env) { self->emit(env, e); });
+                });
+                std::unique_lock lock(h->mutex);
+                if (h->stopped)
+                    throw mailers::exception(mailers::errc::operation_aborted,
+                                             "the engine is closed");
+                h->eng = std::move(eng);
+            } catch (...) {
+                fail = from_exception(std::current_exception());
+            }
+            disp->post([self, d, fail = std::move(fail)](Napi::Env env) {
+                self->end(env);
+                if (fail) {
+                    self->closing_ = true;
+                    d.Reject(to_js(env, *fail));
+                } else {
+                    d.Resolve(env.Undefined());
+                }
+            });
+        });
+        return d.Promise();
+    }
+
+    Napi::Value close(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        auto d = Napi::Promise::Deferred::New(env);
+        if (close_promise_) {
+            d.Resolve(close_promise_.Value());
+            return d.Promise();
+        }
+        closing_ = true;
+        close_promise_ = Napi::Persistent(d.Promise().As<Napi::Object>());
+        begin(env);
+        // A thread of its own: shutdown() joins the blocking pool.
+        std::thread([h = host_, disp = disp_, self = this, d] {
+            h->shutdown();
+            disp->post([self, d](Napi::Env env) {
+                self->end(env);
+                d.Resolve(env.Undefined());
+                self->disp_->release();
+            });
+        }).detach();
+        return d.Promise();
+    }
+
+    // --- sending -----------------------------------------------------------------
+
+    Napi::Value send(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        if (closing_ || !started_) return aborted(env);
+        mailers::send_request req;
+        try {
+            req = send_request_from(info[0], actor_);
+        } catch (...) {
+            return rejection(env, std::current_exception());
+        }
+        auto d = Napi::Promise::Deferred::New(env);
+        begin(env);
+        std::shared_lock lock(host_->mutex);
+        if (!host_->eng) {
+            lock.unlock();
+            end(env);
+            return aborted(env);
+        }
+        host_->eng->async_send(std::move(req), [disp = disp_, self = this, d](
+                                                   mailers::error_code ec, mailers::send_result r) {
+            disp->post([self, d, ec, r = std::move(r)](Napi::Env env) {
+                self->end(env);
+                if (!ec) {
+                    d.Resolve(to_js(env, r));
+                } else {
+                    auto err = to_js(env, failure_info{ec, r.diag, {}, r.retry_at});
+                    err.Set("result", to_js(env, r));
+                    d.Reject(err);
+                }
+            });
+        });
+        return d.Promise();
+    }
+
+    // Reads enqueue's (request, options); a rejected promise when they are bad.
+    std::optional<Napi::Value> enqueue_args(const Napi::CallbackInfo& info,
+                                            mailers::send_request& req,
+                                            mailers::enqueue_options& opts) {
+        try {
+            req = send_request_from(info[0], actor_);
+            opts = enqueue_options_from(info[1]);
+            return std::nullopt;
+        } catch (...) {
+            return rejection(info.Env(), std::current_exception());
+        }
+    }
+
+    Napi::Value enqueue(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        mailers::send_request req;
+        mailers::enqueue_options opts;
+        if (auto bad = enqueue_args(info, req, opts)) return *bad;
+        return blocking(env, [req = std::move(req), opts](mailers::engine& e) -> maker {
+            auto id = e.enqueue(req, opts);
+            return [id](Napi::Env env) { return Napi::Number::New(env, static_cast<double>(id)); };
+        });
+    }
+
+    // Enqueues, then settles once the item has ended (done or cancelled).
+    Napi::Value enqueue_and_wait(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        if (closing_ || !started_) return aborted(env);
+        mailers::send_request req;
+        mailers::enqueue_options opts;
+        if (auto bad = enqueue_args(info, req, opts)) return *bad;
+        auto d = Napi::Promise::Deferred::New(env);
+        begin(env);
+        auto finish = [disp = disp_, self = this, d](mailers::error_code ec,
+                                                     mailers::queued_send q) {
+            disp->post([self, d, ec, q = std::move(q)](Napi::Env env) {
+                self->end(env);
+                if (!ec)
+                    d.Resolve(to_js(env, q));
+                else
+                    d.Reject(to_js(env, failure_info{ec, {}, {}, {}}));
+            });
+        };
+        // async_enqueue blocks until the item is stored: not on the JS thread.
+        asio::post(host_->blocking,
+                   [h = host_.get(), req = std::move(req), opts, finish]() mutable {
+                       std::shared_lock lock(h->mutex);
+                       if (!h->eng) return finish(mailers::errc::operation_aborted, {});
+                       try {
+                           h->eng->async_enqueue(std::move(req), opts, finish);
+                       } catch (...) {
+                           finish(from_exception(std::current_exception()).ec, {});
+                       }
+                   });
+        return d.Promise();
+    }
+
+    // --- everything else: call(name, ...args) ------------------------------------
+
+    Napi::Value call(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        try {
+            if (info.Length() < 1 || !info[0].IsString())
+                throw Napi::TypeError::New(env, "call(name, ...)");
+            return dispatch_call(env, info[0].As<Napi::String>().Utf8Value(), info);
+        } catch (...) {
+            return rejection(env, std::current_exception());
+        }
+    }
+
+    template <class T>
+    static maker make_list(std::vector<T> v) {
+        return [v = std::move(v)](Napi::Env env) -> Napi::Value {
+            auto a = Napi::Array::New(env, v.size());
+            for (std::size_t i = 0; i < v.size(); ++i)
+                a.Set(static_cast<uint32_t>(i), to_js(env, v[i]));
+            return a;
+        };
+    }
+    template <class T>
+    static maker make_optional(std::optional<T> v) {
+        return [v = std::move(v)](Napi::Env env) -> Napi::Value {
+            return v ? Napi::Value(to_js(env, *v)) : env.Null();
+        };
+    }
+    template <class T>
+    static maker make_one(T v) {
+        return [v = std::move(v)](Napi::Env env) -> Napi::Value { return to_js(env, v); };
+    }
+    static maker make_bool(bool b) {
+        return [b](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, b); };
+    }
+    static maker make_number(double n) {
+        return [n](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, n); };
+    }
+    static maker make_string(std::string s) {
+        return
+            [s = std::move(s)](Napi::Env env) -> Napi::Value { return Napi::String::New(env, s); };
+    }
+
+    std::string string_arg(const Napi::CallbackInfo& info, std::size_t i, const char* what) {
+        if (info.Length() <= i || !info[i].IsString())
+            throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a string");
+        return info[i].As<Napi::String>().Utf8Value();
+    }
+    Napi::Value arg(const Napi::CallbackInfo& info, std::size_t i) {
+        return info.Length() > i ? info[i] : info.Env().Undefined();
+    }
+    // Each mutating call takes an optional `{ actor }` as its last argument.
+    mailers::principal actor_arg(const Napi::CallbackInfo& info, std::size_t i) {
+        auto v = arg(info, i);
+        if (v.IsObject() && v.As<Napi::Object>().Has("actor"))
+            return principal_from(v.As<Napi::Object>().Get("actor"), actor_);
+        return actor_;
+    }
+
+    // A change read from argument 1, acting as the actor of argument 2.
+    template <class Read, class T>
+    Napi::Value change(const Napi::CallbackInfo& info, Read read,
+                       void (mailers::engine::*fn)(const mailers::principal&, const T&)) {
+        T v = read(arg(info, 1));
+        auto who = actor_arg(info, 2);
+        return blocking(info.Env(), [v = std::move(v), who, fn](mailers::engine& e) -> maker {
+            (e.*fn)(who, v);
+            return {};
+        });
+    }
+    // A read of one object by the id in argument 1.
+    template <class R, class Wrap>
+    Napi::Value query(const Napi::CallbackInfo& info,
+                      R (mailers::engine::*fn)(const std::string&) const, Wrap wrap) {
+        auto id = id_from(arg(info, 1));
+        return blocking(info.Env(),
+                        [id, fn, wrap](mailers::engine& e) { return wrap((e.*fn)(id)); });
+    }
+    static std::string id_from(const Napi::Value& v) {
+        if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "id must be a string");
+        return v.As<Napi::String>().Utf8Value();
+    }
+
+    Napi::Value dispatch_call(Napi::Env env, const std::string& name,
+                              const Napi::CallbackInfo& info) {
+        using E = mailers::engine;
+        if (name == "addProvider") {
+            auto id = string_arg(info, 1, "id");
+            auto dsn = string_arg(info, 2, "dsn");
+            auto who = actor_arg(info, 3);
+            // A capture transport made here, not by the factory, so that
+            // captured() can read what it holds.
+            if (dsn.rfind("capture:", 0) == 0) {
+                auto cap = std::make_shared<mailers::capture_transport>(host_->io.get_executor());
+                return blocking(env, [who, id, cap, h = host_.get()](E& e) -> maker {
+                    e.add_provider(who, id, cap);
+                    std::lock_guard lock(captures_mutex_);
+                    h->captures[id] = cap;
+                    return {};
+                });
+            }
+            return blocking(env, [who, id, dsn](E& e) -> maker {
+                e.add_provider(who, id, std::string_view(dsn));
+                return {};
+            });
+        }
+        if (name == "upsertMailbox") return change(info, mailbox_from, &E::upsert_mailbox);
+        if (name == "retireMailbox") return change(info, id_from, &E::retire_mailbox);
+        if (name == "mailbox")
+            return query(info, &E::find_mailbox, make_optional<mailers::mailbox_config>);
+        if (name == "mailboxes")
+            return blocking(env, [](E& e) { return make_list(e.mailboxes()); });
+        if (name == "status") return query(info, &E::status, make_one<mailers::mailbox_status>);
+        if (name == "upsertPool") return change(info, pool_from, &E::upsert_pool);
+        if (name == "removePool") return change(info, id_from, &E::remove_pool);
+        if (name == "pool") return query(info, &E::find_pool, make_optional<mailers::pool_config>);
+        if (name == "pools") return blocking(env, [](E& e) { return make_list(e.pools()); });
+        if (name == "setQuota") return change(info, quota_from, &E::set_quota);
+        if (name == "removeQuota") {
+            auto scope = quota_scope_from(arg(info, 1));
+            auto key = string_arg(info, 2, "key");
+            auto who = actor_arg(info, 3);
+            return blocking(env, [scope, key, who](E& e) -> maker {
+                e.remove_quota(who, scope, key);
+                return {};
+            });
+        }
+        if (name == "quotas") return blocking(env, [](E& e) { return make_list(e.quotas()); });
+        if (name == "suppress") {
+            auto value = string_arg(info, 1, "value");
+            auto o = arg(info, 2);
+            auto kind = mailers::suppression_kind::address;
+            auto reason = mailers::suppression_reason::manual;
+            std::string source = "api";
+            if (o.IsObject()) {
+                auto oo = o.As<Napi::Object>();
+                kind = suppression_kind_from(oo.Get("kind"));
+                reason = suppression_reason_from(oo.Get("reason"));
+                source = string_field(oo, "source", source);
+            }
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) -> maker {
+                e.suppress(who, kind, value, reason, source);
+                return {};
+            });
+        }
+        if (name == "unsuppress") {
+            auto value = string_arg(info, 1, "value");
+            auto o = arg(info, 2);
+            auto kind = o.IsObject() ? suppression_kind_from(o.As<Napi::Object>().Get("kind"))
+                                     : mailers::suppression_kind::address;
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) { return make_bool(e.unsuppress(who, kind, value)); });
+        }
+        if (name == "isSuppressed") {
+            auto a = string_arg(info, 1, "address");
+            return blocking(env, [a](E& e) { return make_bool(e.is_suppressed(a)); });
+        }
+        if (name == "findSuppression") {
+            auto a = string_arg(info, 1, "address");
+            return blocking(env, [a](E& e) { return make_optional(e.find_suppression(a)); });
+        }
+        if (name == "suppressionCount")
+            return blocking(
+                env, [](E& e) { return make_number(static_cast<double>(e.suppression_count())); });
+        if (name == "importSuppressions") {
+            auto csv = string_arg(info, 1, "csv");
+            auto o = arg(info, 2);
+            std::string source = o.IsObject()
+                                     ? string_field(o.As<Napi::Object>(), "source", "csv-import")
+                                     : "csv-import";
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) {
+                std::istringstream in(csv);
+                return make_number(static_cast<double>(e.import_suppressions(who, in, source)));
+            });
+        }
+        if (name == "exportSuppressions") {
+            return blocking(env, [](E& e) {
+                std::ostringstream out;
+                e.export_suppressions(out);
+                return make_string(out.str());
+            });
+        }
+        if (name == "pause") {
+            auto t = pause_target_from(arg(info, 1));
+            auto o = arg(info, 2);
+            std::string reason = o.IsObject() ? string_field(o.As<Napi::Object>(), "reason") : "";
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) -> maker {
+                e.pause(who, t, reason);
+                return {};
+            });
+        }
+        if (name == "resume") {
+            auto t = pause_target_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) -> maker {
+                e.resume(who, t);
+                return {};
+            });
+        }
+        if (name == "isPaused") {
+            auto t = pause_target_from(arg(info, 1));
+            return blocking(env, [t](E& e) { return make_bool(e.is_paused(t)); });
+        }
+        if (name == "pauses") return blocking(env, [](E& e) { return make_list(e.pauses()); });
+        if (name == "auditLog") {
+            std::uint64_t from = 1;
+            if (arg(info, 1).IsNumber())
+                from = static_cast<std::uint64_t>(info[1].As<Napi::Number>().DoubleValue());
+            return blocking(env, [from](E& e) { return make_list(e.audit_log(from)); });
+        }
+        if (name == "verifyAudit") {
+            std::optional<mailers::audit_head> cp;
+            if (arg(info, 1).IsObject()) cp = audit_head_from(info[1]);
+            return blocking(env, [cp](E& e) -> maker {
+                std::uint64_t bad = 0;
+                auto ec = cp ? e.verify_audit(*cp, &bad) : e.verify_audit(&bad);
+                return [ec, bad](Napi::Env env) -> Napi::Value {
+                    auto o = Napi::Object::New(env);
+                    o.Set("ok", Napi::Boolean::New(env, !ec));
+                    o.Set("badSeq",
+                          ec ? Napi::Value(Napi::Number::New(env, static_cast<double>(bad)))
+                             : env.Null());
+                    return o;
+                };
+            });
+        }
+        if (name == "auditCheckpoint")
+            return blocking(env, [](E& e) { return make_one(e.audit_checkpoint()); });
+        if (name == "verifySuppressions")
+            return blocking(env, [](E& e) { return make_one(e.verify_suppressions()); });
+        if (name == "stats") return blocking(env, [](E& e) { return make_one(e.stats()); });
+        if (name == "flush")
+            return blocking(env, [](E& e) -> maker {
+                e.flush();
+                return {};
+            });
+        if (name == "cancel")
+            return blocking(env, [](E& e) -> maker {
+                e.cancel();
+                return {};
+            });
+        if (name == "queueCounts")
+            return blocking(env, [](E& e) { return make_one(e.queue_counts()); });
+        if (name == "queued") {
+            mailers::queue_filter f;
+            auto o = arg(info, 1);
+            if (o.IsObject()) {
+                auto oo = o.As<Napi::Object>();
+                if (has(oo, "state")) {
+                    auto s = string_field(oo, "state");
+                    for (int i = 0; i < 4; ++i)
+                        if (mailers::to_string(static_cast<mailers::queue_state>(i)) == s)
+                            f.state = static_cast<mailers::queue_state>(i);
+                    if (!f.state)
+                        throw Napi::TypeError::New(
+                            env, "state must be one of: waiting, claimed, done, cancelled");
+                }
+                f.origin_prefix = string_field(oo, "originPrefix");
+                if (auto n = number_field(oo, "afterId"))
+                    f.after_id = static_cast<std::uint64_t>(*n);
+                if (auto n = number_field(oo, "limit")) f.limit = static_cast<std::size_t>(*n);
+            }
+            return blocking(env, [f](E& e) { return make_list(e.queued(f)); });
+        }
+        if (name == "cancelQueued") {
+            if (!arg(info, 1).IsNumber()) throw Napi::TypeError::New(env, "id must be a number");
+            auto id = static_cast<std::uint64_t>(info[1].As<Napi::Number>().DoubleValue());
+            auto who = actor_arg(info, 2);
+            return blocking(env, [id, who](E& e) { return make_bool(e.cancel_queued(who, id)); });
+        }
+        if (name == "ingestWebhook") {
+            auto provider = webhook_provider_from(arg(info, 1));
+            auto req = arg(info, 2);
+            if (!req.IsObject())
+                throw Napi::TypeError::New(env, "request must be { method, headers, body }");
+            auto ro = req.As<Napi::Object>();
+            auto method = string_field(ro, "method", "POST");
+            std::string body;
+            if (has(ro, "body")) {
+                auto b = ro.Get("body");
+                if (b.IsBuffer())
+                    body.assign(b.As<Napi::Buffer<char>>().Data(),
+                                b.As<Napi::Buffer<char>>().Length());
+                else if (b.IsString())
+                    body = b.As<Napi::String>().Utf8Value();
+                else
+                    throw Napi::TypeError::New(env, "body must be a string or a Buffer");
+            }
+            std::vector<std::pair<std::string, std::string>> headers;
+            if (has(ro, "headers")) {
+                auto h = ro.Get("headers").As<Napi::Object>();
+                auto names = h.GetPropertyNames();
+                for (uint32_t i = 0; i < names.Length(); ++i) {
+                    auto n = names.Get(i).As<Napi::String>().Utf8Value();
+                    auto v = h.Get(n);
+                    // Node gives repeated headers as arrays; the first counts.
+                    if (v.IsArray()) v = v.As<Napi::Array>().Get(0u);
+                    headers.emplace_back(n, v.ToString().Utf8Value());
+                }
+            }
+            auto params = webhook_params_from(arg(info, 3));
+            params.mailgun.replay = host_->replay;
+            return blocking(env, [=](E& e) {
+                std::vector<mailers::http_header> hv;
+                for (const auto& [n, v] : headers) hv.push_back({n, v});
+                mailers::webhook_request r{method, hv, body};
+                return make_one(e.ingest_webhook(provider, r, params));
+            });
+        }
+        if (name == "unsubscribe") {
+            auto token = string_arg(info, 1, "token");
+            return blocking(env, [token](E& e) { return make_one(e.unsubscribe(token)); });
+        }
+        if (name == "putRole") return change(info, role_from, &E::put_role);
+        if (name == "grantAccess") return change(info, grant_from, &E::grant_access);
+        if (name == "setAccessControl") {
+            bool on = arg(info, 1).ToBoolean().Value();
+            auto who = actor_arg(info, 2);
+            return blocking(env, [on, who](E& e) -> maker {
+                e.set_access_control(who, on);
+                return {};
+            });
+        }
+        throw Napi::TypeError::New(env, "no such engine call: " + name);
+    }
+
+    // --- events and test helpers -------------------------------------------------
+
+    void emit(Napi::Env env, const mailers::event& e) {
+        auto fn = Value().Get("_emit");
+        if (!fn.IsFunction()) return;
+        // lib/engine.js catches what listeners throw; a throw that still
+        // escapes is reported by the dispatcher.
+        fn.As<Napi::Function>().Call(Value(), {to_js(env, e)});
+    }
+
+    Napi::Value set_listening(const Napi::CallbackInfo& info) {
+        listening_.store(info.Length() > 0 && info[0].ToBoolean().Value());
+        return info.Env().Undefined();
+    }
+
+    // What a capture provider holds (synchronous: it is in memory).
+    Napi::Value captured(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        auto id = string_arg(info, 0, "provider id");
+        std::shared_ptr<mailers::capture_transport> cap;
+        {
+            std::lock_guard lock(captures_mutex_);
+            auto it = host_->captures.find(id);
+            if (it != host_->captures.end()) cap = it->second;
+        }
+        if (!cap) throw Napi::Error::New(env, "no capture provider named " + id);
+        bool clear = info.Length() > 1 && info[1].ToBoolean().Value();
+        auto sent = cap->sent();
+        if (clear) cap->clear();
+        auto a = Napi::Array::New(env, sent.size());
+        for (std::size_t i = 0; i < sent.size(); ++i)
+            a.Set(static_cast<uint32_t>(i), to_js(env, sent[i]));
+        return a;
+    }
+
+    // The engine's clock, when it was opened with `manualClock` (demos and
+    // tests fast-forward through a day with it).
+    Napi::Value set_time(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        if (!clock_) throw Napi::Error::New(env, "setTime needs an engine opened with manualClock");
+        double ms = info[0].IsDate() ? info[0].As<Napi::Date>().ValueOf()
+                                     : info[0].ToNumber().DoubleValue();
+        clock_->set(
+            mailers::time_point(std::chrono::microseconds(static_cast<std::int64_t>(ms * 1000.0))));
+        return env.Undefined();
+    }
+    Napi::Value now(const Napi::CallbackInfo& info) {
+        if (clock_) return to_js(info.Env(), clock_->now());
+        return to_js(info.Env(), std::chrono::time_point_cast<std::chrono::microseconds>(
+                                     std::chrono::system_clock::now()));
+    }
+
+    Napi::Value pending(const Napi::CallbackInfo& info) {
+        return Napi::Number::New(info.Env(), static_cast<double>(disp_->holds()));
+    }
+
+    static inline std::mutex captures_mutex_;
+    Napi::ObjectReference options_;
+    Napi::ObjectReference close_promise_;
+    std::shared_ptr<dispatcher> disp_;
+    std::shared_ptr<host> host_;
+    mailers::principal actor_ = mailers::principal::system();
+    std::shared_ptr<mailers::manual_clock> clock_;
+    std::atomic<bool> listening_{false};
+    bool started_ = false;
+    bool closing_ = false;
+};
+
+Napi::Value live_count(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), live_engines.load());
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+    exports.Set("NativeEngine", native_engine::define(env));
+    exports.Set("liveEngines", Napi::Function::New(env, live_count));
+    exports.Set("version", Napi::String::New(env, std::to_string(mailers::version_major) + "." +
+                                                      std::to_string(mailers::version_minor) + "." +
+                                                      std::to_string(mailers::version_patch)));
+    return exports;
+}
+
+}  // namespace
+}  // namespace mailers_node
+
+static Napi::Object mailers_init(Napi::Env env, Napi::Object exports) {
+    return mailers_node::init(env, exports);
+}
+
+NODE_API_MODULE(mailers, mailers_init)
