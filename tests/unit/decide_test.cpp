@@ -597,10 +597,15 @@ TEST_CASE("smooth weighted round-robin spreads a cycle by weight") {
         std::vector<std::uint64_t> count(ms.size(), 0);
         for (std::size_t k = 0; k < p.schedule.size(); ++k) {
             ++count[p.schedule[k]];
-            // Smooth: every prefix is within one pick of each member's share.
+            // Smooth: in every prefix no member is ahead of its share by a
+            // whole pick (a member is picked only while its current weight,
+            // k*w - total*count, is positive), nor behind it by two. The
+            // lag can pass one pick: 1.056 is the most seen over 20,000
+            // random weight sets of these sizes.
             for (std::size_t i = 0; i < ms.size(); ++i) {
                 const double share = static_cast<double>(k + 1) * ms[i].weight / total;
-                CHECK(std::abs(static_cast<double>(count[i]) - share) < 1.0 + 1e-9);
+                CHECK(static_cast<double>(count[i]) - share < 1.0 + 1e-9);
+                CHECK(share - static_cast<double>(count[i]) < 2.0);
             }
         }
         for (std::size_t i = 0; i < ms.size(); ++i) CHECK(count[i] == ms[i].weight);
