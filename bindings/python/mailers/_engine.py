@@ -63,11 +63,13 @@ class Subscription:
     """An event callback registered with ``Engine.on_event``."""
 
     def __init__(self, engine: "Engine", fn: Callable[[Event], Any]) -> None:
-        self._engine = engine
+        self._engine = weakref.ref(engine)  # a subscription keeps no engine alive
         self.callback = fn
 
     def cancel(self) -> None:
-        self._engine._unsubscribe(self)
+        eng = self._engine()
+        if eng is not None:
+            eng._unsubscribe(self)
 
 
 class EventStream:
