@@ -21,6 +21,7 @@
 #include <mailers.hpp>
 #include <mailers/postgres_store.hpp>
 #include <mutex>
+#include <shared_mutex>
 #include <sstream>
 #include <thread>
 
@@ -422,15 +423,26 @@ public:
     bool closed() const { return closed_; }
     bool on_engine_thread() const { return std::this_thread::get_id() == io_thread_; }
 
-    engine& eng() {
+    // The engine for one call: the shared lock keeps close() from
+    // destroying it while the call runs (close cancels first, so no call
+    // waits long). Hold it for one full expression: `eng()->method(...)`.
+    struct engine_ref {
+        std::shared_lock<std::shared_mutex> lock;
+        engine* e;
+        engine* operator->() const { return e; }
+        engine& operator*() const { return *e; }
+    };
+    engine_ref eng() {
+        std::shared_lock lock(life_);
         if (closed_ || !eng_)
             throw exception(make_error_code(errc::operation_aborted), "the engine is closed");
-        return *eng_;
+        return {std::move(lock), eng_.get()};
     }
 
     void set_event_callback(py::object fn) {
+        auto next = std::make_shared<py_ref>(std::move(fn));
         std::lock_guard lock(mu_);
-        on_event_ = std::make_shared<py_ref>(std::move(fn));
+        on_event_.swap(next);
     }
 
     void add_provider(const py::object& who, const std::string& id, const std::string& dsn) {
@@ -439,12 +451,12 @@ public:
         // A capture provider is built here so its messages can be read back.
         if (dsn.rfind("capture://", 0) == 0) {
             auto t = std::make_shared<capture_transport>(ioc_.get_executor());
-            eng().add_provider(actor, id, t);
+            eng()->add_provider(actor, id, t);
             std::lock_guard lock(mu_);
             captures_[id] = t;
             return;
         }
-        eng().add_provider(actor, id, dsn);
+        eng()->add_provider(actor, id, dsn);
     }
 
     py::list captured(const std::string& id) {
@@ -483,7 +495,7 @@ public:
         auto r = to_request(req);
         auto cb = std::make_shared<py_ref>(std::move(callback));
         py::gil_scoped_release nogil;
-        eng().async_send(std::move(r), [this, cb](error_code ec, send_result res) {
+        eng()->async_send(std::move(r), [this, cb](error_code ec, send_result res) {
             // Posted, so Python runs from the io_context's own loop and never
             // inside a frame of the engine's.
             asio::post(ioc_, [cb, ec, res = std::move(res)] {
@@ -505,7 +517,7 @@ public:
         std::pair<error_code, send_result> out;
         {
             py::gil_scoped_release nogil;
-            eng().async_send(std::move(r), [&done](error_code ec, send_result res) {
+            eng()->async_send(std::move(r), [&done](error_code ec, send_result res) {
                 done.set_value({ec, std::move(res)});
             });
             out = fut.get();
@@ -518,14 +530,14 @@ public:
         auto r = to_request(req);
         enqueue_options o{from_us(not_before_us), origin};
         py::gil_scoped_release nogil;
-        return eng().enqueue(std::move(r), o);
+        return eng()->enqueue(std::move(r), o);
     }
 
     py::object find_queued(std::uint64_t id) {
         std::optional<queued_send> q;
         {
             py::gil_scoped_release nogil;
-            q = eng().find_queued(id);
+            q = eng()->find_queued(id);
         }
         if (!q) return py::none();
         return py::dict(py::arg("id") = q->id, py::arg("idempotency_key") = q->idempotency_key,
@@ -539,14 +551,14 @@ public:
     bool cancel_queued(const py::object& who, std::uint64_t id) {
         auto actor = to_principal(who);
         py::gil_scoped_release nogil;
-        return eng().cancel_queued(actor, id);
+        return eng()->cancel_queued(actor, id);
     }
 
     py::dict queue_counts() {
         queue_summary c;
         {
             py::gil_scoped_release nogil;
-            c = eng().queue_counts();
+            c = eng()->queue_counts();
         }
         return py::dict(py::arg("waiting") = c.waiting, py::arg("claimed") = c.claimed,
                         py::arg("done") = c.done, py::arg("cancelled") = c.cancelled);
@@ -557,13 +569,13 @@ public:
     void configure(const py::object& who, T value, F fn) {
         auto actor = to_principal(who);
         py::gil_scoped_release nogil;
-        fn(eng(), actor, value);
+        fn(*eng(), actor, value);
     }
 
     template <typename F>
     auto unlocked(F fn) {
         py::gil_scoped_release nogil;
-        return fn(eng());
+        return fn(*eng());
     }
 
     py::dict status(const std::string& id) {
@@ -602,13 +614,13 @@ public:
         auto actor = to_principal(who);
         py::gil_scoped_release nogil;
         std::istringstream in(csv);
-        return eng().import_suppressions(actor, in, source);
+        return eng()->import_suppressions(actor, in, source);
     }
 
     std::string export_suppressions() {
         py::gil_scoped_release nogil;
         std::ostringstream out;
-        eng().export_suppressions(out);
+        eng()->export_suppressions(out);
         return out.str();
     }
 
@@ -646,7 +658,7 @@ public:
         }
         {
             py::gil_scoped_release nogil;
-            ec = head ? eng().verify_audit(*head, &bad) : eng().verify_audit(&bad);
+            ec = head ? eng()->verify_audit(*head, &bad) : eng()->verify_audit(&bad);
         }
         return py::make_tuple(ec ? py::object(error_info(ec, {})) : py::none(), bad);
     }
@@ -675,7 +687,7 @@ public:
         ingest_result r;
         {
             py::gil_scoped_release nogil;
-            r = eng().ingest_webhook(*prov, webhook_request{method, hs, body}, wp);
+            r = eng()->ingest_webhook(*prov, webhook_request{method, hs, body}, wp);
         }
         py::list events;
         for (const auto& e : r.webhook.events) events.append(from_event(e));
@@ -710,24 +722,36 @@ private:
 
     // Called without the GIL.
     void shutdown(double timeout) {
-        if (closed_.exchange(true)) return;
-        if (eng_) {
-            try {
-                eng_->cancel();
-                eng_->flush();
-            } catch (...) {
-                // The store failed; destruction below still stops the engine.
+        if (closed_.exchange(true)) return;  // new calls are refused from here on
+        {
+            std::shared_lock lock(life_);
+            if (eng_) eng_->cancel();  // calls in flight that wait on a send end now
+        }
+        {
+            std::unique_lock lock(life_);  // waits for the calls in flight
+            if (eng_) {
+                try {
+                    eng_->flush();
+                } catch (...) {
+                    // The store failed; destruction below still stops the engine.
+                }
+                eng_.reset();
             }
-            eng_.reset();
         }
         work_.reset();
         auto done = done_.get_future();
         if (done.wait_for(std::chrono::duration<double>(timeout)) != std::future_status::ready)
             ioc_.stop();  // something never finished: stop waiting for it
         if (thread_.joinable()) thread_.join();
-        std::lock_guard lock(mu_);
-        captures_.clear();
-        on_event_.reset();
+        // Dropped outside the lock: dropping a Python reference takes the GIL,
+        // and a thread holding the GIL may be waiting for this lock.
+        std::shared_ptr<py_ref> cb;
+        std::map<std::string, std::shared_ptr<capture_transport>> captures;
+        {
+            std::lock_guard lock(mu_);
+            cb = std::move(on_event_);
+            captures.swap(captures_);
+        }
     }
 
     asio::io_context ioc_{1};
@@ -736,6 +760,7 @@ private:
     std::promise<void> done_;
     std::thread thread_;
     std::thread::id io_thread_;
+    std::shared_mutex life_;  // guards eng_'s lifetime (see eng())
     std::unique_ptr<engine> eng_;
     std::atomic<bool> closed_{false};
     std::mutex mu_;

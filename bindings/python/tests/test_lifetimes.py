@@ -121,3 +121,61 @@ def test_interpreter_exit_with_sends_in_flight(tmp_path, face):
                 went += 1
         assert went >= 1
         eng.verify_audit()
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_close_races_calls_from_other_threads(db, round_):
+    eng = setup_engine(mailers.Engine(db, actor=OPS))
+    errors = []
+    counts = {"ok": 0, "aborted": 0}
+    lock = threading.Lock()
+    started = threading.Barrier(9)
+
+    def worker(n):
+        started.wait()
+        for i in range(200):
+            try:
+                if i % 3 == 0:
+                    eng.send(f"w{n}-{i}@example.com", pool="out", subject="s", text="t")
+                elif i % 3 == 1:
+                    eng.is_suppressed(f"w{n}-{i}@example.com")
+                else:
+                    eng.suppress(f"x{n}-{i}@example.com")
+                with lock:
+                    counts["ok"] += 1
+            except mailers.Aborted:
+                with lock:
+                    counts["aborted"] += 1
+            except Exception as e:  # anything else is a failure of the invariant
+                errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    started.wait()
+    threading.Event().wait(0.02 * (round_ + 1))
+    eng.close()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:3]
+    assert counts["ok"] + counts["aborted"] == 8 * 200
+
+
+def test_async_engine_collected_with_futures_in_flight(db):
+    import asyncio
+
+    async def main():
+        eng = mailers.AsyncEngine(db, actor=OPS)
+        setup_engine(eng.sync)
+        futs = [eng.send(f"l{i}@example.com", pool="out", subject="s", text="t")
+                for i in range(300)]
+        ref = weakref.ref(eng.sync)
+        del eng
+        gc.collect()
+        assert ref() is None
+        outcomes = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 60)
+        assert all(isinstance(o, (mailers.SendResult, mailers.Aborted)) for o in outcomes)
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert len(outcomes) == 300
