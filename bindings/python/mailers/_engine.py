@@ -442,15 +442,16 @@ class AsyncEventStream:
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._bridge = _bridge(loop)
         self._q: asyncio.Queue = asyncio.Queue()
         self._sub = engine.on_event(self._put)
         engine._streams.add(self)
 
     def _put(self, ev: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self._q.put_nowait, ev)
-        except RuntimeError:  # the loop is closed: nobody is listening
+        if self._loop.is_closed():  # nobody is listening any more
             self._sub.cancel()
+            return
+        self._bridge.push(self._q.put_nowait, ev)
 
     def _end(self) -> None:
         self._put(self._END)
@@ -474,6 +475,56 @@ class AsyncEventStream:
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _LoopBridge:
+    """Hands completions from the engine's thread to one asyncio loop.
+
+    One ``call_soon_threadsafe`` (one wake-up of the loop) per batch rather
+    than per completion: while a drain is scheduled, later completions join
+    it, in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list = []
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def push(self, fn: Callable[..., None], *args: Any) -> None:
+        with self.lock:
+            self.pending.append((fn, args))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: nobody waits for these
+            with self.lock:
+                self.pending.clear()
+                self.scheduled = False
+
+    def drain(self) -> None:
+        with self.lock:
+            batch, self.pending = self.pending, []
+            self.scheduled = False
+        for fn, args in batch:
+            try:
+                fn(*args)
+            except Exception as e:
+                _report(f"completion {fn!r}", e)
+
+
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge]" = \
+    weakref.WeakKeyDictionary()
+_bridges_lock = threading.Lock()
+
+
+def _bridge(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
+    with _bridges_lock:
+        b = _bridges.get(loop)
+        if b is None:
+            b = _bridges[loop] = _LoopBridge(loop)
+        return b
 
 
 def _settle(fut: asyncio.Future, err: Optional[dict], res: dict) -> None:
@@ -520,14 +571,9 @@ class AsyncEngine:
         future stops the waiting, not the send."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
-
-        def done(err: Optional[dict], res: dict) -> None:
-            try:
-                loop.call_soon_threadsafe(_settle, fut, err, res)
-            except RuntimeError:
-                pass  # the loop is closed: nobody waits for this send
-
-        self.sync._core.send_async(request(to, **kw), done)
+        push = _bridge(loop).push
+        self.sync._core.send_async(request(to, **kw),
+                                   lambda err, res: push(_settle, fut, err, res))
         return fut
 
     def events(self) -> AsyncEventStream:

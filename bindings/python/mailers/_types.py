@@ -417,21 +417,28 @@ def request(to: str, *, pool: str = "", mailbox: str = "", subject: str = "", te
             idempotency_key: str = "", raw: Union[str, bytes] = "",
             actor: Optional[Principal] = None) -> dict:
     """The native form of a send request (the keywords of ``Engine.send``)."""
-    if headers is None:
-        hs: list = []
-    elif isinstance(headers, dict):
-        hs = list(headers.items())
-    else:
-        hs = [tuple(h) for h in headers]
-    d = {
-        "to": to, "pool": pool, "mailbox": mailbox, "subject": subject, "text": text,
-        "html": html, "cc": list(cc), "bcc": list(bcc), "reply_to": reply_to or "",
-        "headers": hs, "unsubscribe_url": unsubscribe_url,
-        "unsubscribe_mailto": unsubscribe_mailto, "in_reply_to": in_reply_to,
-        "references": list(references), "idempotency_key": idempotency_key,
-        "raw": raw.decode() if isinstance(raw, bytes) else raw,
-        "attachments": [dataclasses.asdict(a) for a in attachments],
-    }
+    # Only what was given: the native side reads a missing key as its default.
+    d: dict[str, Any] = {"to": to}
+    for key, value in (("pool", pool), ("mailbox", mailbox), ("subject", subject),
+                       ("text", text), ("html", html), ("reply_to", reply_to),
+                       ("unsubscribe_url", unsubscribe_url),
+                       ("unsubscribe_mailto", unsubscribe_mailto), ("in_reply_to", in_reply_to),
+                       ("idempotency_key", idempotency_key)):
+        if value:
+            d[key] = value
+    if cc:
+        d["cc"] = list(cc)
+    if bcc:
+        d["bcc"] = list(bcc)
+    if references:
+        d["references"] = list(references)
+    if headers:
+        d["headers"] = list(headers.items()) if isinstance(headers, dict) else [
+            tuple(h) for h in headers]
+    if attachments:
+        d["attachments"] = [dataclasses.asdict(a) for a in attachments]
+    if raw:
+        d["raw"] = raw.decode() if isinstance(raw, bytes) else raw
     if actor is not None:
         d["actor"] = (actor.id, actor.display_name)
     return d

@@ -495,14 +495,10 @@ public:
         auto r = to_request(req);
         auto cb = std::make_shared<py_ref>(std::move(callback));
         py::gil_scoped_release nogil;
-        eng()->async_send(std::move(r), [this, cb](error_code ec, send_result res) {
-            // Posted, so Python runs from the io_context's own loop and never
-            // inside a frame of the engine's.
-            asio::post(ioc_, [cb, ec, res = std::move(res)] {
-                call_python("mailers: send completion", [&] {
-                    py::object err = ec ? py::object(error_info(ec, res.diag)) : py::none();
-                    (*cb->p)(err, from_result(res));
-                });
+        eng()->async_send(std::move(r), [this, cb](error_code ec, send_result res) mutable {
+            to_python([cb = std::move(cb), ec, res = std::move(res)] {
+                py::object err = ec ? py::object(error_info(ec, res.diag)) : py::none();
+                (*cb->p)(err, from_result(res));
             });
         });
     }
@@ -713,11 +709,35 @@ private:
             cb = on_event_;
         }
         if (!cb) return;
-        // The engine calls this on its executor, perhaps inside its own
-        // frames: the Python call waits for the io_context's next turn.
-        asio::post(ioc_, [cb, e] {
-            call_python("mailers: event callback", [&] { (*cb->p)(from_event(e)); });
-        });
+        to_python([cb = std::move(cb), e] { (*cb->p)(from_event(e)); });
+    }
+
+    // Queues a call into Python. The engine calls its handlers on its
+    // executor, perhaps inside its own frames (and locks), so the calls run
+    // from the io_context's own loop instead, in the order they were
+    // queued, a batch under one taking of the GIL: under load a completion
+    // then costs no GIL hand-off of its own.
+    void to_python(std::function<void()> fn) {
+        bool schedule = false;
+        {
+            std::lock_guard lock(pending_mu_);
+            pending_.push_back(std::move(fn));
+            schedule = !std::exchange(drain_scheduled_, true);
+        }
+        if (schedule) asio::post(ioc_, [this] { drain_python(); });
+    }
+
+    void drain_python() {
+        std::vector<std::function<void()>> batch;
+        {
+            std::lock_guard lock(pending_mu_);
+            batch.swap(pending_);
+            drain_scheduled_ = false;
+        }
+        if (_Py_IsFinalizing()) return;  // the references they hold are leaked (py_ref)
+        py::gil_scoped_acquire gil;
+        for (auto& fn : batch) call_python("mailers: callback", fn);
+        batch.clear();  // drops their Python references under the GIL
     }
 
     // Called without the GIL.
@@ -764,6 +784,9 @@ private:
     std::unique_ptr<engine> eng_;
     std::atomic<bool> closed_{false};
     std::mutex mu_;
+    std::mutex pending_mu_;
+    std::vector<std::function<void()>> pending_;
+    bool drain_scheduled_ = false;
     std::shared_ptr<py_ref> on_event_;
     std::map<std::string, std::shared_ptr<capture_transport>> captures_;
 };
