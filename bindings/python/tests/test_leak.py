@@ -3,9 +3,9 @@
 Two measures. Python's own heap (tracemalloc) over 10k sends after a
 warm-up must stay flat: a reference the binding failed to drop (a result,
 an error, a callback) would show here. The process's RSS over 100k sends is
-printed: it includes the engine's own growth, which the C++ engine shows
-alone on the same run (about 220 bytes per send in this version), so it is
-bounded only loosely."""
+printed; it includes SQLite's page cache filling as the file grows (up to
+32 MiB per connection, about 220 bytes a send until then, the same in a C++
+program without Python: benchmarks/RESULTS.md), so it is bounded loosely."""
 
 import asyncio
 import gc
