@@ -119,14 +119,18 @@ class Engine:
     ``store`` is :class:`SQLite` or :class:`Postgres`. ``actor`` is the
     principal recorded for changes made without an ``actor=`` of their own.
     ``audit_key`` may be a secret or an ``env:NAME`` / ``file:/path``
-    reference. ``clock`` is a :class:`ManualClock` for simulations.
+    reference. ``clock`` is a :class:`ManualClock` for simulations. Given
+    ``unsubscribe_url`` (https) and ``unsubscribe_secret`` (16 bytes or more,
+    or a reference), every message without a List-Unsubscribe of its own
+    gets a one-click link (RFC 8058) that :meth:`unsubscribe` applies.
     """
 
     def __init__(self, store: Store, *, workspace: str = "default", actor: Actor = None,
                  clock: Optional[ManualClock] = None, audit_key: str = "",
                  member_name: str = "", random_seed: int = 0, drain_queue: bool = True,
                  queue_poll_interval: float = 1.0, fold_plus_tags: Optional[bool] = None,
-                 fold_gmail_dots: Optional[bool] = None) -> None:
+                 fold_gmail_dots: Optional[bool] = None, unsubscribe_url: str = "",
+                 unsubscribe_secret: str = "", unsubscribe_mailto: str = "") -> None:
         self.actor = actor or Principal.system()
         self._subs: tuple[Subscription, ...] = ()
         self._subs_lock = threading.Lock()
@@ -135,6 +139,8 @@ class Engine:
             "workspace": workspace, "audit_key": audit_key, "member_name": member_name,
             "random_seed": random_seed, "drain_queue": drain_queue,
             "queue_poll_interval_ms": int(queue_poll_interval * 1000),
+            "unsubscribe_url": unsubscribe_url, "unsubscribe_secret": unsubscribe_secret,
+            "unsubscribe_mailto": unsubscribe_mailto,
         }
         if fold_plus_tags is not None or fold_gmail_dots is not None:
             params["fold_plus_tags"] = bool(fold_plus_tags)
@@ -572,8 +578,11 @@ class AsyncEngine:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         push = _bridge(loop).push
-        self.sync._core.send_async(request(to, **kw),
-                                   lambda err, res: push(_settle, fut, err, res))
+        try:
+            self.sync._core.send_async(request(to, **kw),
+                                       lambda err, res: push(_settle, fut, err, res))
+        except Error as e:  # refused input fails the future, as a refused send does
+            fut.set_exception(e)
         return fut
 
     def events(self) -> AsyncEventStream:

@@ -371,6 +371,9 @@ public:
         p.member_name = get<std::string>(params, "member_name", "");
         p.random_seed = get<std::uint64_t>(params, "random_seed", 0);
         p.drain_queue = get<bool>(params, "drain_queue", true);
+        p.unsubscribe.url = get<std::string>(params, "unsubscribe_url", "");
+        p.unsubscribe.secret = get<std::string>(params, "unsubscribe_secret", "");
+        p.unsubscribe.mailto = get<std::string>(params, "unsubscribe_mailto", "");
         p.queue_poll_interval =
             std::chrono::milliseconds(get<std::int64_t>(params, "queue_poll_interval_ms", 1000));
         if (params.contains("fold_plus_tags") || params.contains("fold_gmail_dots"))

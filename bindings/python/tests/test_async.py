@@ -85,6 +85,11 @@ def test_async_errors_and_config(db):
                 await eng.send("ada@example.com", pool="nope", subject="s", text="t")
             with pytest.raises(mailers.InvalidAddress):
                 await eng.send("nope", pool="out", subject="s", text="t")
+            # Refused input fails its future: one bad send does not break a gather.
+            ok, bad = await asyncio.gather(
+                eng.send("ada@example.com", pool="out", subject="s", text="t"),
+                eng.send("nope", pool="out"), return_exceptions=True)
+            assert isinstance(bad, mailers.InvalidAddress) and ok.state == "accepted"
             await eng.pause("workspace")
             with pytest.raises(mailers.Paused):
                 await eng.send("ada@example.com", pool="out", subject="s", text="t")

@@ -293,3 +293,22 @@ def test_operations_after_close_raise_aborted(db):
         send(eng)
     with pytest.raises(mailers.Aborted):
         eng.mailboxes()
+
+
+def test_one_click_unsubscribe(db, monkeypatch):
+    monkeypatch.setenv("MAILERS_PY_UNSUB_KEY", "k" * 32)
+    with mailers.Engine(db, actor=OPS, unsubscribe_url="https://brand.com/unsub",
+                        unsubscribe_secret="env:MAILERS_PY_UNSUB_KEY") as eng:
+        setup_engine(eng)
+        send(eng)
+        data = eng.captured("cap")[0].data.decode()
+        import re
+        token = re.search(r"List-Unsubscribe: <https://brand.com/unsub\?t=([^>]+)>",
+                          data.replace("\r\n ", "")).group(1)
+        r = eng.unsubscribe(token)
+        assert (r.status, r.recipient, r.suppressed) == ("valid", "ada@example.com", True)
+        assert eng.is_suppressed("ada@example.com")
+        assert eng.unsubscribe(token).already
+        assert eng.unsubscribe("garbage").status == "malformed"
+    with pytest.raises(mailers.InvalidArgument):
+        mailers.Engine(db, unsubscribe_url="http://brand.com/u", unsubscribe_secret="k" * 32)
