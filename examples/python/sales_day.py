@@ -39,13 +39,13 @@ domains = [("brand.com", "America/New_York", 60), ("getbrand.com", "America/Chic
 reps = ["alex", "blair", "casey", "drew", "emery", "finley"]
 ids = []
 for domain, zone, warm_days in domains:
-    for r, rep in enumerate(reps):
+    for n, rep in enumerate(reps):
         mailbox = mailers.Mailbox(
             f"{rep}@{domain}", f"{rep} at {domain} <{rep}@{domain}>", "workspace-files",
-            limits=[mailers.per_day(30 + 4 * r), mailers.per_hour(8)],
+            limits=[mailers.per_day(30 + 4 * n), mailers.per_hour(8)],
             warmup=mailers.Warmup(5, 5, 50, start - dt.timedelta(days=warm_days)),
             time_zone=zone, window=mailers.SendWindow(9, 17, mailers.WEEKDAYS_MON_FRI),
-            min_gap=dt.timedelta(minutes=3), jitter=dt.timedelta(minutes=4), weight=1 + r % 3)
+            min_gap=dt.timedelta(minutes=3), jitter=dt.timedelta(minutes=4), weight=1 + n % 3)
         engine.upsert_mailbox(mailbox)
         ids.append(mailbox.id)
 engine.upsert_pool(mailers.Pool("outbound", ids, policy="weighted"))
@@ -58,9 +58,9 @@ opted_out = [email for email, _ in prospects if rng.random() < 0.06]
 engine.import_suppressions("".join(f"{e},address,unsubscribe,crm-sync\n" for e in opted_out))
 engine.suppress("company13.example", kind="domain", reason="legal", source="legal-request")
 
-sent = collections.Counter()
-rotated_in = collections.Counter()
-suppressed = collections.Counter()
+sent: collections.Counter[str] = collections.Counter()
+rotated_in: collections.Counter[str] = collections.Counter()
+suppressed: collections.Counter[str] = collections.Counter()
 deferred = 0
 end = start + dt.timedelta(hours=24)
 i = 0

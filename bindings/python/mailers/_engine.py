@@ -15,8 +15,8 @@ from . import _mailers
 from ._errors import AuditChainBroken, Error, make_error
 from ._types import (AuditHead, AuditRecord, Captured, Event, Mailbox, MailboxStatus, PauseInfo,
                      Pool, Postgres, Principal, QueueCounts, QueuedSend, Quota, SendResult, SQLite,
-                     Stats, SuppressionEntry, UnsubscribeResult, WebhookResult, from_us, request,
-                     to_us)
+                     Stats, SuppressionEntry, UnsubscribeResult, WebhookResult, _times, from_us,
+                     request, to_us)
 
 log = logging.getLogger("mailers")
 
@@ -278,7 +278,7 @@ class Engine:
 
     def find_queued(self, id: int) -> Optional[QueuedSend]:
         d = self._core.find_queued(id)
-        return QueuedSend(**{**d, "not_before": from_us(d["not_before"])}) if d else None
+        return QueuedSend(**_times(d, "not_before")) if d else None
 
     def cancel_queued(self, id: int, *, actor: Actor = None) -> bool:
         return self._core.cancel_queued(self._who(actor), id)
@@ -351,7 +351,7 @@ class Engine:
 
     def find_suppression(self, address: str) -> Optional[SuppressionEntry]:
         d = self._core.find_suppression(address)
-        return SuppressionEntry(**{**d, "created_at": from_us(d["created_at"])}) if d else None
+        return SuppressionEntry(**_times(d, "created_at")) if d else None
 
     def suppression_count(self) -> int:
         return self._core.suppression_count()
@@ -379,12 +379,12 @@ class Engine:
         return self._core.is_paused(scope, id)
 
     def pauses(self) -> list[PauseInfo]:
-        return [PauseInfo(**{**d, "since": from_us(d["since"])}) for d in self._core.pauses()]
+        return [PauseInfo(**_times(d, "since")) for d in self._core.pauses()]
 
     # --- audit ------------------------------------------------------------------------
 
     def audit_log(self, from_seq: int = 1) -> list[AuditRecord]:
-        return [AuditRecord(**{**d, "at": from_us(d["at"])}) for d in self._core.audit_log(from_seq)]
+        return [AuditRecord(**_times(d, "at")) for d in self._core.audit_log(from_seq)]
 
     def verify_audit(self, checkpoint: Optional[AuditHead] = None) -> None:
         """Verifies the whole audit chain (and that it reaches ``checkpoint``);
