@@ -595,15 +595,138 @@ class AsyncEngine:
     def captured(self, provider: str) -> list[Captured]:
         return self.sync.captured(provider)
 
-    def __getattr__(self, name: str) -> Any:
-        # Every other blocking call of Engine, run in a worker thread.
-        attr = getattr(self.sync, name)
-        if not callable(attr) or name.startswith("_"):
-            return attr
+    # The rest of Engine's calls, each run in a worker thread.
 
-        async def threaded(*args: Any, **kw: Any) -> Any:
-            return await asyncio.to_thread(attr, *args, **kw)
+    async def add_provider(self, id: str, dsn: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.add_provider, id, dsn, actor=actor)
 
-        threaded.__name__ = name
-        threaded.__doc__ = attr.__doc__
-        return threaded
+    async def clear_captured(self, provider: str) -> None:
+        return await asyncio.to_thread(self.sync.clear_captured, provider)
+
+    async def enqueue(self, to: str, *, not_before: Optional[_dt.datetime] = None,
+                      origin: str = "api", **kw: Any) -> int:
+        return await asyncio.to_thread(self.sync.enqueue, to, not_before=not_before,
+                                       origin=origin, **kw)
+
+    async def find_queued(self, id: int) -> Optional[QueuedSend]:
+        return await asyncio.to_thread(self.sync.find_queued, id)
+
+    async def cancel_queued(self, id: int, *, actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.cancel_queued, id, actor=actor)
+
+    async def queue_counts(self) -> QueueCounts:
+        return await asyncio.to_thread(self.sync.queue_counts)
+
+    async def upsert_mailbox(self, mailbox: Mailbox, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.upsert_mailbox, mailbox, actor=actor)
+
+    async def retire_mailbox(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.retire_mailbox, id, actor=actor)
+
+    async def find_mailbox(self, id: str) -> Optional[Mailbox]:
+        return await asyncio.to_thread(self.sync.find_mailbox, id)
+
+    async def mailboxes(self) -> list[Mailbox]:
+        return await asyncio.to_thread(self.sync.mailboxes)
+
+    async def upsert_pool(self, pool: Pool, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.upsert_pool, pool, actor=actor)
+
+    async def remove_pool(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.remove_pool, id, actor=actor)
+
+    async def find_pool(self, id: str) -> Optional[Pool]:
+        return await asyncio.to_thread(self.sync.find_pool, id)
+
+    async def pools(self) -> list[Pool]:
+        return await asyncio.to_thread(self.sync.pools)
+
+    async def set_quota(self, quota: Quota, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.set_quota, quota, actor=actor)
+
+    async def remove_quota(self, scope: str, key: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.remove_quota, scope, key, actor=actor)
+
+    async def quotas(self) -> list[Quota]:
+        return await asyncio.to_thread(self.sync.quotas)
+
+    async def status(self, mailbox: str) -> MailboxStatus:
+        return await asyncio.to_thread(self.sync.status, mailbox)
+
+    async def stats(self) -> Stats:
+        return await asyncio.to_thread(self.sync.stats)
+
+    async def flush(self) -> None:
+        return await asyncio.to_thread(self.sync.flush)
+
+    async def suppress(self, value: str, *, reason: str = "manual", kind: str = "address",
+                       source: str = "api", actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.suppress, value, reason=reason, kind=kind,
+                                       source=source, actor=actor)
+
+    async def unsuppress(self, value: str, *, kind: str = "address", actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.unsuppress, value, kind=kind, actor=actor)
+
+    async def is_suppressed(self, address: str) -> bool:
+        return await asyncio.to_thread(self.sync.is_suppressed, address)
+
+    async def find_suppression(self, address: str) -> Optional[SuppressionEntry]:
+        return await asyncio.to_thread(self.sync.find_suppression, address)
+
+    async def suppression_count(self) -> int:
+        return await asyncio.to_thread(self.sync.suppression_count)
+
+    async def import_suppressions(self, csv: str, *, source: str = "csv-import",
+                                  actor: Actor = None) -> int:
+        return await asyncio.to_thread(self.sync.import_suppressions, csv, source=source,
+                                       actor=actor)
+
+    async def export_suppressions(self) -> str:
+        return await asyncio.to_thread(self.sync.export_suppressions)
+
+    async def pause(self, scope: str = "workspace", id: str = "", *, reason: str = "",
+                    actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.pause, scope, id, reason=reason, actor=actor)
+
+    async def resume(self, scope: str = "workspace", id: str = "", *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.resume, scope, id, actor=actor)
+
+    async def is_paused(self, scope: str = "workspace", id: str = "") -> bool:
+        return await asyncio.to_thread(self.sync.is_paused, scope, id)
+
+    async def pauses(self) -> list[PauseInfo]:
+        return await asyncio.to_thread(self.sync.pauses)
+
+    async def audit_log(self, from_seq: int = 1) -> list[AuditRecord]:
+        return await asyncio.to_thread(self.sync.audit_log, from_seq)
+
+    async def verify_audit(self, checkpoint: Optional[AuditHead] = None) -> None:
+        return await asyncio.to_thread(self.sync.verify_audit, checkpoint)
+
+    async def audit_checkpoint(self) -> AuditHead:
+        return await asyncio.to_thread(self.sync.audit_checkpoint)
+
+    async def put_role(self, id: str, permissions: list[str], *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.put_role, id, permissions, actor=actor)
+
+    async def grant_access(self, principal: str, role: str, scope: str = "workspace", id: str = "",
+                           *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.grant_access, principal, role, scope, id,
+                                       actor=actor)
+
+    async def revoke_access(self, principal: str, role: str, scope: str = "workspace", id: str = "",
+                            *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.revoke_access, principal, role, scope, id,
+                                       actor=actor)
+
+    async def set_access_control(self, enabled: bool, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.set_access_control, enabled, actor=actor)
+
+    async def ingest_webhook(self, provider: str, body: Union[str, bytes], *,
+                             headers: Any = None, method: str = "POST", verify: bool = True,
+                             **params: str) -> WebhookResult:
+        return await asyncio.to_thread(self.sync.ingest_webhook, provider, body, headers=headers,
+                                       method=method, verify=verify, **params)
+
+    async def unsubscribe(self, token: str) -> UnsubscribeResult:
+        return await asyncio.to_thread(self.sync.unsubscribe, token)

@@ -109,3 +109,16 @@ def test_raising_event_callback_under_asyncio(db, caplog):
 
     run(main())
     assert any("callback failed" in (r.exc_text or "") for r in caplog.records)
+
+
+def test_async_engine_mirrors_every_engine_call():
+    import inspect
+
+    same = {"send", "send_nowait", "events", "on_event", "captured", "close", "closed"}
+    for name, fn in vars(mailers.Engine).items():
+        if name.startswith("_") or not inspect.isfunction(fn) or name in same:
+            continue
+        mirror = getattr(mailers.AsyncEngine, name, None)
+        assert inspect.iscoroutinefunction(mirror), name
+        assert (list(inspect.signature(mirror).parameters)
+                == list(inspect.signature(fn).parameters)), name
