@@ -65,7 +65,8 @@ from ._errors import (Aborted, AuditChainBroken, AuthFailure, CommitOutcomeUnkno
                       StoreExists, StoreMissing, Suppressed, Throttled, TransientFailure,
                       TransportError, UnknownMailbox, UnknownOutcome, UnknownPool,
                       UnknownProvider, UnknownTimeZone)
-from ._types import (WEEKDAYS_MON_FRI, Attachment, AuditHead, AuditRecord, Breaker, Captured,
+from ._types import (WEEKDAYS_MON_FRI, DeliveryReportResult, SuppressionProblem,
+                     SuppressionReport, Attachment, AuditHead, AuditRecord, Breaker, Captured,
                      Event, Mailbox, MailboxStatus, PauseInfo, Pool, Postgres, Principal,
                      QueueCounts, QueuedSend, Quota, RateLimit, SendResult, SendWindow, SQLite,
                      Stats, SuppressionEntry, UnsubscribeResult, Warmup, WebhookResult, per_day,

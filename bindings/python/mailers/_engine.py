@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
 
 from . import _mailers
 from ._errors import AuditChainBroken, Error, make_error
-from ._types import (AuditHead, AuditRecord, Captured, Event, Mailbox, MailboxStatus, PauseInfo,
+from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport, AuditHead, AuditRecord, Captured, Event, Mailbox, MailboxStatus, PauseInfo,
                      Pool, Postgres, Principal, QueueCounts, QueuedSend, Quota, SendResult, SQLite,
                      Stats, SuppressionEntry, UnsubscribeResult, WebhookResult, _times, from_us,
                      request, to_us)
@@ -431,14 +431,28 @@ class Engine:
         mailgun_signing_key, sendgrid_public_key, postmark_user,
         postmark_password, postmark_header_name, postmark_header_value."""
         hs = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
-        raw = body.decode() if isinstance(body, bytes) else body
-        d = self._core.ingest_webhook(provider, method, hs, raw, {"verify": verify, **params})
+        # Bytes pass through as they are: signatures cover the raw body.
+        d = self._core.ingest_webhook(provider, method, hs, body, {"verify": verify, **params})
         d["events"] = [Event._from(e) for e in d["events"]]
         return WebhookResult(**d)
 
     def unsubscribe(self, token: str) -> UnsubscribeResult:
         """Applies a one-click unsubscribe token (RFC 8058 POST)."""
         return UnsubscribeResult(**self._core.unsubscribe(token))
+
+    def ingest_delivery_report(self, message: Union[str, bytes]) -> DeliveryReportResult:
+        """Applies one bounce message fetched from a sending mailbox (Google
+        Workspace and Microsoft 365 have no bounce webhooks): a hard bounce
+        suppresses its recipient, and every event reaches the handlers."""
+        d = self._core.ingest_delivery_report(message)  # bytes pass through as they are
+        d["events"] = [Event._from(e) for e in d["events"]]
+        return DeliveryReportResult(**d)
+
+    def verify_suppressions(self) -> SuppressionReport:
+        """Checks every suppression row against the audit trail (docs/audit.md)."""
+        d = self._core.verify_suppressions()
+        d["problems"] = [SuppressionProblem(**p) for p in d["problems"]]
+        return SuppressionReport(**d)
 
 
 class AsyncEventStream:
@@ -730,3 +744,9 @@ class AsyncEngine:
 
     async def unsubscribe(self, token: str) -> UnsubscribeResult:
         return await asyncio.to_thread(self.sync.unsubscribe, token)
+
+    async def ingest_delivery_report(self, message: Union[str, bytes]) -> DeliveryReportResult:
+        return await asyncio.to_thread(self.sync.ingest_delivery_report, message)
+
+    async def verify_suppressions(self) -> SuppressionReport:
+        return await asyncio.to_thread(self.sync.verify_suppressions)

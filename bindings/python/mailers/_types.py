@@ -402,6 +402,43 @@ class WebhookResult:
 
 
 @dataclass(frozen=True)
+class DeliveryReportResult:
+    """What ``ingest_delivery_report`` read from a bounce message and applied."""
+
+    recognised: bool  #: False: not a bounce this parser knows (``reason`` says why)
+    format: str  #: "rfc3464", "qmail" or "exim"
+    original_message_id: str
+    reason: str
+    events: list[Event]
+    suppressed: int
+    already_suppressed: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class SuppressionProblem:
+    kind: Optional[str]
+    value: str
+    audit_seq: int
+    change_seq: int
+    what: str
+
+
+@dataclass(frozen=True)
+class SuppressionReport:
+    """``verify_suppressions``: the suppression rows checked against the audit trail."""
+
+    ok: bool
+    audit_chain_ok: bool
+    broken_audit_seq: int
+    rows: int
+    superseded_rows: int
+    changes: int
+    problem_count: int
+    problems: list[SuppressionProblem]
+
+
+@dataclass(frozen=True)
 class UnsubscribeResult:
     status: str  #: "valid", "malformed", "forged", "expired"
     recipient: str

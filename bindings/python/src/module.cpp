@@ -697,6 +697,35 @@ public:
                         py::arg("duplicates") = r.duplicates);
     }
 
+    py::dict ingest_delivery_report(const std::string& message) {
+        auto r = unlocked([&](engine& e) { return e.ingest_delivery_report(message); });
+        py::list events;
+        for (const auto& e : r.report.events) events.append(from_event(e));
+        return py::dict(py::arg("recognised") = r.report.recognised,
+                        py::arg("format") = r.report.format,
+                        py::arg("original_message_id") = r.report.original_message_id,
+                        py::arg("reason") = r.report.reason, py::arg("events") = events,
+                        py::arg("suppressed") = r.suppressed,
+                        py::arg("already_suppressed") = r.already_suppressed,
+                        py::arg("duplicates") = r.duplicates);
+    }
+
+    py::dict verify_suppressions() {
+        auto r = unlocked([](engine& e) { return e.verify_suppressions(); });
+        py::list problems;
+        for (const auto& p : r.problems)
+            problems.append(py::dict(
+                py::arg("kind") = p.kind ? py::object(py::str(std::string(to_string(*p.kind))))
+                                         : py::object(py::none()),
+                py::arg("value") = p.value, py::arg("audit_seq") = p.audit_seq,
+                py::arg("change_seq") = p.change_seq, py::arg("what") = p.what));
+        return py::dict(py::arg("ok") = r.ok, py::arg("audit_chain_ok") = r.audit_chain_ok,
+                        py::arg("broken_audit_seq") = r.broken_audit_seq, py::arg("rows") = r.rows,
+                        py::arg("superseded_rows") = r.superseded_rows,
+                        py::arg("changes") = r.changes, py::arg("problem_count") = r.problem_count,
+                        py::arg("problems") = problems);
+    }
+
     py::dict unsubscribe(const std::string& token) {
         auto r = unlocked([&](engine& e) { return e.unsubscribe(token); });
         return py::dict(py::arg("status") = std::string(to_string(r.status)),
@@ -957,6 +986,8 @@ PYBIND11_MODULE(_mailers, m) {
         .def("audit_checkpoint", &core::audit_checkpoint)
         .def("ingest_webhook", &core::ingest_webhook)
         .def("unsubscribe", &core::unsubscribe)
+        .def("ingest_delivery_report", &core::ingest_delivery_report)
+        .def("verify_suppressions", &core::verify_suppressions)
         .def("put_role", [](core& c, py::object who, std::string id,
                             std::vector<std::string> perms) {
             role r{id, {}};

@@ -312,3 +312,28 @@ def test_one_click_unsubscribe(db, monkeypatch):
         assert eng.unsubscribe("garbage").status == "malformed"
     with pytest.raises(mailers.InvalidArgument):
         mailers.Engine(db, unsubscribe_url="http://brand.com/u", unsubscribe_secret="k" * 32)
+
+
+BOUNCE = (
+    "From: MAILER-DAEMON@mx.brand.example\r\nMessage-ID: <r-1@mx.brand.example>\r\n"
+    "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+    "--b\r\nContent-Type: text/plain\r\n\r\nUndeliverable.\r\n"
+    "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.brand.example\r\n\r\n"
+    "Final-Recipient: rfc822; gone@prospect.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
+    "Final-Recipient: rfc822; full@prospect.example\r\nAction: failed\r\nStatus: 4.2.2\r\n"
+    "Diagnostic-Code: smtp; 452 4.2.2 mailbox full\r\n\r\n"
+    "--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <m-9@brand.com>\r\n\r\n--b--\r\n")
+
+
+def test_delivery_report_and_verify_suppressions(engine):
+    r = engine.ingest_delivery_report(BOUNCE.encode())
+    assert r.recognised and r.format == "rfc3464" and r.original_message_id == "m-9@brand.com"
+    assert [e.bounce for e in r.events] == ["hard", "soft"] and r.suppressed == 1
+    assert engine.is_suppressed("gone@prospect.example")
+    assert not engine.is_suppressed("full@prospect.example")
+    assert engine.ingest_delivery_report(BOUNCE).duplicates == 2
+    assert not engine.ingest_delivery_report("Subject: Out of office\r\n\r\nAway.\r\n").recognised
+    engine.import_suppressions("a@example.com,address,manual\n")
+    report = engine.verify_suppressions()
+    assert report.ok and report.audit_chain_ok and report.rows == 2 and report.problems == []
