@@ -17,9 +17,9 @@
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <future>
-#include <map>
 #include <mailers.hpp>
 #include <mailers/postgres_store.hpp>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <sstream>
@@ -33,8 +33,12 @@ namespace {
 
 // --- values ---------------------------------------------------------------
 
-std::int64_t to_us(time_point t) { return t.time_since_epoch().count(); }
-time_point from_us(std::int64_t us) { return time_point{duration{us}}; }
+std::int64_t to_us(time_point t) {
+    return t.time_since_epoch().count();
+}
+time_point from_us(std::int64_t us) {
+    return time_point{duration{us}};
+}
 
 py::object opt_us(const std::optional<time_point>& t) {
     return t ? py::object(py::int_(to_us(*t))) : py::object(py::none());
@@ -140,28 +144,24 @@ mailbox_config to_mailbox(const py::dict& d) {
 }
 
 py::dict from_mailbox(const mailbox_config& m) {
-    py::dict d;
-    d["id"] = m.id;
-    d["address"] = format_addr(m.from);
-    d["provider"] = m.provider;
-    d["limits"] = from_limits(m.limits);
-    d["max_recipients_per_message"] = m.max_recipients_per_message;
-    d["warmup"] = py::dict(py::arg("start") = m.warmup.start, py::arg("step") = m.warmup.step,
-                           py::arg("target") = m.warmup.target,
-                           py::arg("start_date") = to_us(m.warmup.start_date));
-    d["time_zone"] = m.time_zone;
-    d["window"] = py::dict(py::arg("start_hour") = m.window.start_hour,
-                           py::arg("end_hour") = m.window.end_hour,
-                           py::arg("weekdays") = m.window.weekdays);
-    d["min_gap"] = m.min_gap.count();
-    d["jitter"] = m.jitter.count();
-    d["priority"] = m.priority;
-    d["weight"] = m.weight;
-    d["state"] = std::string(to_string(m.state));
-    d["breaker"] = py::dict(py::arg("failure_threshold") = m.breaker.failure_threshold,
-                            py::arg("cool_down") = m.breaker.cool_down.count(),
-                            py::arg("max_cool_down") = m.breaker.max_cool_down.count());
-    return d;
+    return py::dict(
+        py::arg("id") = m.id, py::arg("address") = format_addr(m.from),
+        py::arg("provider") = m.provider, py::arg("limits") = from_limits(m.limits),
+        py::arg("max_recipients_per_message") = m.max_recipients_per_message,
+        py::arg("warmup") =
+            py::dict(py::arg("start") = m.warmup.start, py::arg("step") = m.warmup.step,
+                     py::arg("target") = m.warmup.target,
+                     py::arg("start_date") = to_us(m.warmup.start_date)),
+        py::arg("time_zone") = m.time_zone,
+        py::arg("window") = py::dict(py::arg("start_hour") = m.window.start_hour,
+                                     py::arg("end_hour") = m.window.end_hour,
+                                     py::arg("weekdays") = m.window.weekdays),
+        py::arg("min_gap") = m.min_gap.count(), py::arg("jitter") = m.jitter.count(),
+        py::arg("priority") = m.priority, py::arg("weight") = m.weight,
+        py::arg("state") = std::string(to_string(m.state)),
+        py::arg("breaker") = py::dict(py::arg("failure_threshold") = m.breaker.failure_threshold,
+                                      py::arg("cool_down") = m.breaker.cool_down.count(),
+                                      py::arg("max_cool_down") = m.breaker.max_cool_down.count()));
 }
 
 pool_config to_pool(const py::dict& d) {
@@ -219,10 +219,9 @@ send_request to_request(const py::dict& d) {
         r.headers.push_back({name, value});
     for (auto item : get<py::list>(d, "attachments", py::list())) {
         auto a = item.cast<py::dict>();
-        r.attachments.push_back({get<std::string>(a, "filename", ""),
-                                 get<std::string>(a, "content_type", ""),
-                                 get<std::string>(a, "data", ""),
-                                 get<std::string>(a, "content_id", "")});
+        r.attachments.push_back(
+            {get<std::string>(a, "filename", ""), get<std::string>(a, "content_type", ""),
+             get<std::string>(a, "data", ""), get<std::string>(a, "content_id", "")});
     }
     if (auto u = get<std::string>(d, "unsubscribe_url", ""); !u.empty())
         r.unsubscribe = list_unsubscribe{u, get<std::string>(d, "unsubscribe_mailto", "")};
@@ -234,47 +233,65 @@ send_request to_request(const py::dict& d) {
 }
 
 py::dict from_diag(const diagnostics& g) {
-    py::dict d;
-    d["message"] = g.message;
-    d["provider_reply"] = g.provider_reply;
-    d["enhanced_status"] = g.enhanced_status;
-    d["status"] = g.status;
-    d["provider_code"] = g.provider_code;
-    d["request_id"] = g.request_id;
-    d["retry_after"] = g.retry_after ? py::object(py::int_(g.retry_after->count())) : py::none();
-    return d;
+    return py::dict(py::arg("message") = g.message, py::arg("provider_reply") = g.provider_reply,
+                    py::arg("enhanced_status") = g.enhanced_status, py::arg("status") = g.status,
+                    py::arg("provider_code") = g.provider_code,
+                    py::arg("request_id") = g.request_id,
+                    py::arg("retry_after") =
+                        g.retry_after ? py::object(py::int_(g.retry_after->count())) : py::none());
 }
 
 py::dict from_result(const send_result& r) {
-    py::dict d;
-    d["send_id"] = r.send_id;
-    d["state"] = r.state ? py::object(py::str(std::string(to_string(*r.state)))) : py::none();
-    d["mailbox"] = r.mailbox;
-    d["provider"] = r.provider;
-    d["message_id"] = r.message_id;
-    d["provider_message_id"] = r.provider_message_id;
-    d["attempts"] = r.attempts;
-    d["duplicate"] = r.duplicate;
-    d["retry_at"] = opt_us(r.retry_at);
-    return d;
+    return py::dict(
+        py::arg("send_id") = r.send_id,
+        py::arg("state") =
+            r.state ? py::object(py::str(std::string(to_string(*r.state)))) : py::none(),
+        py::arg("mailbox") = r.mailbox, py::arg("provider") = r.provider,
+        py::arg("message_id") = r.message_id,
+        py::arg("provider_message_id") = r.provider_message_id, py::arg("attempts") = r.attempts,
+        py::arg("duplicate") = r.duplicate, py::arg("retry_at") = opt_us(r.retry_at));
 }
 
 // errc and transport_errc enumerator names, in enum order (error.hpp).
-constexpr const char* errc_names[] = {
-    "ok",          "invalid_address",   "header_injection",  "invalid_header",
-    "invalid_argument", "message_too_large", "unknown_pool",  "unknown_mailbox",
-    "unknown_provider", "unknown_time_zone", "suppressed",    "paused",
-    "no_capacity", "duplicate",         "not_found",         "permission_denied",
-    "store_error", "schema_too_new",    "operation_aborted", "invalid_csv",
-    "audit_chain_broken", "commit_outcome_unknown", "store_missing", "store_exists",
-    "store_corrupt"};
-constexpr const char* transport_errc_names[] = {
-    "",
-    "connection_failed",     "timeout_before_send", "temporary_reply",
-    "rate_limited",          "sender_quota_exhausted", "sender_reputation",
-    "authentication_failed", "configuration",       "recipient_rejected",
-    "content_rejected",      "outcome_unknown",     "tls_verification_failed",
-    "protocol_error"};
+constexpr const char* errc_names[] = {"ok",
+                                      "invalid_address",
+                                      "header_injection",
+                                      "invalid_header",
+                                      "invalid_argument",
+                                      "message_too_large",
+                                      "unknown_pool",
+                                      "unknown_mailbox",
+                                      "unknown_provider",
+                                      "unknown_time_zone",
+                                      "suppressed",
+                                      "paused",
+                                      "no_capacity",
+                                      "duplicate",
+                                      "not_found",
+                                      "permission_denied",
+                                      "store_error",
+                                      "schema_too_new",
+                                      "operation_aborted",
+                                      "invalid_csv",
+                                      "audit_chain_broken",
+                                      "commit_outcome_unknown",
+                                      "store_missing",
+                                      "store_exists",
+                                      "store_corrupt"};
+constexpr const char* transport_errc_names[] = {"",
+                                                "connection_failed",
+                                                "timeout_before_send",
+                                                "temporary_reply",
+                                                "rate_limited",
+                                                "sender_quota_exhausted",
+                                                "sender_reputation",
+                                                "authentication_failed",
+                                                "configuration",
+                                                "recipient_rejected",
+                                                "content_rejected",
+                                                "outcome_unknown",
+                                                "tls_verification_failed",
+                                                "protocol_error"};
 
 // What the package's error factory turns into an exception.
 py::dict error_info(const error_code& ec, const diagnostics& diag) {
@@ -292,8 +309,9 @@ py::dict error_info(const error_code& ec, const diagnostics& diag) {
     d["category"] = category;
     d["code"] = code;
     d["value"] = v;
-    d["failure"] = category == "mailers" ? py::object(py::none())
-                                         : py::object(py::str(std::string(to_string(classify(ec)))));
+    d["failure"] = category == "mailers"
+                       ? py::object(py::none())
+                       : py::object(py::str(std::string(to_string(classify(ec)))));
     d["message"] = ec.message();
     d["diagnostics"] = from_diag(diag);
     return d;
@@ -312,35 +330,27 @@ py::object& error_factory() {
 }
 
 py::dict from_event(const event& e) {
-    py::dict d;
-    d["type"] = std::string(to_string(e.type));
-    d["at"] = to_us(e.at);
-    d["send_id"] = e.send_id;
-    d["idempotency_key"] = e.idempotency_key;
-    d["mailbox"] = e.mailbox;
-    d["pool"] = e.pool;
-    d["provider"] = e.provider;
-    d["recipient"] = e.recipient;
-    d["provider_message_id"] = e.provider_message_id;
-    d["message_id"] = e.message_id;
-    d["bounce"] = std::string(to_string(e.bounce));
-    d["detail"] = e.detail;
-    d["retry_at"] = opt_us(e.retry_at);
-    d["provider_event"] = e.provider_event;
-    d["dedup_key"] = e.dedup_key;
-    d["diagnostic_code"] = e.diagnostic_code;
-    return d;
+    return py::dict(
+        py::arg("type") = std::string(to_string(e.type)), py::arg("at") = to_us(e.at),
+        py::arg("send_id") = e.send_id, py::arg("idempotency_key") = e.idempotency_key,
+        py::arg("mailbox") = e.mailbox, py::arg("pool") = e.pool, py::arg("provider") = e.provider,
+        py::arg("recipient") = e.recipient, py::arg("provider_message_id") = e.provider_message_id,
+        py::arg("message_id") = e.message_id, py::arg("bounce") = std::string(to_string(e.bounce)),
+        py::arg("detail") = e.detail, py::arg("retry_at") = opt_us(e.retry_at),
+        py::arg("provider_event") = e.provider_event, py::arg("dedup_key") = e.dedup_key,
+        py::arg("diagnostic_code") = e.diagnostic_code);
 }
 
 // A Python object that a C++ thread may drop: the reference is released
 // under the GIL, or leaked once the interpreter is finalizing, when taking
 // the GIL from another thread would hang it.
 struct py_ref {
-    explicit py_ref(py::object o) : p(new py::object(std::move(o)), [](py::object* x) {
-        if (_Py_IsFinalizing()) return;  // leak: the process is ending
-        py::gil_scoped_acquire gil;
-        delete x;
-    }) {}
+    explicit py_ref(py::object o)
+        : p(new py::object(std::move(o)), [](py::object* x) {
+              if (_Py_IsFinalizing()) return;  // leak: the process is ending
+              py::gil_scoped_acquire gil;
+              delete x;
+          }) {}
     std::shared_ptr<py::object> p;
 };
 
@@ -381,8 +391,8 @@ public:
                                                 get<bool>(params, "fold_gmail_dots", false)};
         if (!clock_obj.is_none()) p.clock = clock_obj.cast<std::shared_ptr<manual_clock>>();
         const auto kind = get<std::string>(store_cfg, "kind", "sqlite");
-        const auto mode = parse_enum<open_mode>(get<std::string>(store_cfg, "mode", "open_or_create"),
-                                                3, "open mode");
+        const auto mode = parse_enum<open_mode>(
+            get<std::string>(store_cfg, "mode", "open_or_create"), 3, "open mode");
         sqlite_store_params sp;
         postgres_store_params pp;
         if (kind == "sqlite") {
@@ -468,8 +478,9 @@ public:
             std::lock_guard lock(mu_);
             if (auto it = captures_.find(id); it != captures_.end()) t = it->second;
         }
-        if (!t) throw exception(make_error_code(errc::unknown_provider),
-                                "'" + id + "' is not a capture provider of this engine");
+        if (!t)
+            throw exception(make_error_code(errc::unknown_provider),
+                            "'" + id + "' is not a capture provider of this engine");
         py::list out;
         for (const auto& o : t->sent()) {
             std::string data = o.raw;
@@ -477,13 +488,13 @@ public:
                 if (auto r = render_message(o.msg)) data = *r;
             py::list to;
             for (const auto& a : o.msg.to) to.append(format_addr(a));
-            out.append(py::dict(py::arg("mail_from") = o.env.mail_from,
-                                py::arg("rcpt_to") = o.env.rcpt_to,
-                                py::arg("from") = format_addr(o.msg.from), py::arg("to") = to,
-                                py::arg("subject") = o.msg.subject, py::arg("text") = o.msg.text,
-                                py::arg("html") = o.msg.html, py::arg("message_id") = o.msg.message_id,
-                                py::arg("mailbox") = o.mailbox_id, py::arg("send_id") = o.send_id,
-                                py::arg("data") = py::bytes(data)));
+            out.append(
+                py::dict(py::arg("mail_from") = o.env.mail_from, py::arg("rcpt_to") = o.env.rcpt_to,
+                         py::arg("from") = format_addr(o.msg.from), py::arg("to") = to,
+                         py::arg("subject") = o.msg.subject, py::arg("text") = o.msg.text,
+                         py::arg("html") = o.msg.html, py::arg("message_id") = o.msg.message_id,
+                         py::arg("mailbox") = o.mailbox_id, py::arg("send_id") = o.send_id,
+                         py::arg("data") = py::bytes(data)));
         }
         return out;
     }
@@ -521,11 +532,13 @@ public:
             });
             out = fut.get();
         }
-        py::object err = out.first ? py::object(error_info(out.first, out.second.diag)) : py::none();
+        py::object err =
+            out.first ? py::object(error_info(out.first, out.second.diag)) : py::none();
         return py::make_tuple(err, from_result(out.second));
     }
 
-    std::uint64_t enqueue(const py::dict& req, std::int64_t not_before_us, const std::string& origin) {
+    std::uint64_t enqueue(const py::dict& req, std::int64_t not_before_us,
+                          const std::string& origin) {
         auto r = to_request(req);
         enqueue_options o{from_us(not_before_us), origin};
         py::gil_scoped_release nogil;
@@ -539,12 +552,12 @@ public:
             q = eng()->find_queued(id);
         }
         if (!q) return py::none();
-        return py::dict(py::arg("id") = q->id, py::arg("idempotency_key") = q->idempotency_key,
-                        py::arg("pool") = q->pool, py::arg("mailbox") = q->mailbox,
-                        py::arg("origin") = q->origin,
-                        py::arg("state") = std::string(to_string(q->state)),
-                        py::arg("wait_reason") = q->wait_reason, py::arg("send_id") = q->send_id,
-                        py::arg("detail") = q->detail, py::arg("not_before") = to_us(q->not_before));
+        return py::dict(
+            py::arg("id") = q->id, py::arg("idempotency_key") = q->idempotency_key,
+            py::arg("pool") = q->pool, py::arg("mailbox") = q->mailbox,
+            py::arg("origin") = q->origin, py::arg("state") = std::string(to_string(q->state)),
+            py::arg("wait_reason") = q->wait_reason, py::arg("send_id") = q->send_id,
+            py::arg("detail") = q->detail, py::arg("not_before") = to_us(q->not_before));
     }
 
     bool cancel_queued(const py::object& who, std::uint64_t id) {
@@ -602,10 +615,10 @@ public:
     py::object find_suppression(const std::string& addr) {
         auto s = unlocked([&](engine& e) { return e.find_suppression(addr); });
         if (!s) return py::none();
-        return py::dict(py::arg("kind") = std::string(to_string(s->kind)),
-                        py::arg("value") = s->value,
-                        py::arg("reason") = std::string(to_string(s->reason)),
-                        py::arg("source") = s->source, py::arg("created_at") = to_us(s->created_at));
+        return py::dict(
+            py::arg("kind") = std::string(to_string(s->kind)), py::arg("value") = s->value,
+            py::arg("reason") = std::string(to_string(s->reason)), py::arg("source") = s->source,
+            py::arg("created_at") = to_us(s->created_at));
     }
 
     std::size_t import_suppressions(const py::object& who, const std::string& csv,
@@ -640,9 +653,9 @@ public:
             out.append(py::dict(py::arg("seq") = r.seq, py::arg("at") = to_us(r.at),
                                 py::arg("actor") = r.actor, py::arg("action") = r.action,
                                 py::arg("resource_type") = r.resource_type,
-                                py::arg("resource_id") = r.resource_id, py::arg("before") = r.before,
-                                py::arg("after") = r.after, py::arg("prev_hash") = r.prev_hash,
-                                py::arg("hash") = r.hash));
+                                py::arg("resource_id") = r.resource_id,
+                                py::arg("before") = r.before, py::arg("after") = r.after,
+                                py::arg("prev_hash") = r.prev_hash, py::arg("hash") = r.hash));
         return out;
     }
 
@@ -827,15 +840,13 @@ private:
 template <typename Cfg>
 void def_objects(py::class_<core>& cls, const char* upsert_name, const char* remove_name,
                  const char* find_name, const char* list_name, Cfg (*to)(const py::dict&),
-                 py::dict (*from)(const Cfg&),
-                 void (engine::*upsert)(const principal&, const Cfg&),
+                 py::dict (*from)(const Cfg&), void (engine::*upsert)(const principal&, const Cfg&),
                  void (engine::*remove)(const principal&, const std::string&),
                  std::optional<Cfg> (engine::*find)(const std::string&) const,
                  std::vector<Cfg> (engine::*all)() const) {
     cls.def(upsert_name, [to, upsert](core& c, py::object who, const py::dict& d) {
-        c.configure(who, to(d), [upsert](engine& e, const principal& a, const Cfg& v) {
-            (e.*upsert)(a, v);
-        });
+        c.configure(who, to(d),
+                    [upsert](engine& e, const principal& a, const Cfg& v) { (e.*upsert)(a, v); });
     });
     cls.def(remove_name, [remove](core& c, py::object who, std::string id) {
         c.configure(who, id, [remove](engine& e, const principal& a, const std::string& v) {
@@ -874,11 +885,14 @@ PYBIND11_MODULE(_mailers, m) {
         }
     });
 
-    m.def("normalise_address", [](const std::string& a, bool plus, bool dots) {
-        auto r = normalise_address(a, {plus, dots});
-        if (!r) raise_error(r.error(), {"'" + a + "' is not a valid address"});
-        return *r;
-    }, py::arg("address"), py::arg("fold_plus_tags") = false, py::arg("fold_gmail_dots") = false);
+    m.def(
+        "normalise_address",
+        [](const std::string& a, bool plus, bool dots) {
+            auto r = normalise_address(a, {plus, dots});
+            if (!r) raise_error(r.error(), {"'" + a + "' is not a valid address"});
+            return *r;
+        },
+        py::arg("address"), py::arg("fold_plus_tags") = false, py::arg("fold_gmail_dots") = false);
     m.def("parse_address", [](const std::string& a) {
         auto r = parse_address(a);
         if (!r) raise_error(r.error(), {"'" + a + "' is not a valid address"});
@@ -911,8 +925,7 @@ PYBIND11_MODULE(_mailers, m) {
     def_objects<pool_config>(cls, "upsert_pool", "remove_pool", "find_pool", "pools", to_pool,
                              from_pool, &engine::upsert_pool, &engine::remove_pool,
                              &engine::find_pool, &engine::pools);
-    cls
-        .def(py::init<const py::dict&, const py::dict&, py::object>())
+    cls.def(py::init<const py::dict&, const py::dict&, py::object>())
         .def("close", &core::close, py::arg("timeout") = 30.0)
         .def_property_readonly("closed", &core::closed)
         .def("on_engine_thread", &core::on_engine_thread)
@@ -926,60 +939,69 @@ PYBIND11_MODULE(_mailers, m) {
         .def("find_queued", &core::find_queued)
         .def("cancel_queued", &core::cancel_queued)
         .def("queue_counts", &core::queue_counts)
-        .def("set_quota", [](core& c, py::object who, const py::dict& d) {
-            c.configure(who, to_quota(d), [](engine& e, P a, const auto& v) { e.set_quota(a, v); });
-        })
-        .def("remove_quota", [](core& c, py::object who, std::string scope, std::string key) {
-            auto s = parse_enum<quota_scope>(scope, 3, "quota scope");
-            c.configure(who, key, [s](engine& e, P a, const auto& v) { e.remove_quota(a, s, v); });
-        })
-        .def("quotas", [](core& c) {
-            auto list = c.unlocked([](engine& e) { return e.quotas(); });
-            py::list out;
-            for (const auto& q : list) out.append(from_quota(q));
-            return out;
-        })
+        .def("set_quota",
+             [](core& c, py::object who, const py::dict& d) {
+                 c.configure(who, to_quota(d),
+                             [](engine& e, P a, const auto& v) { e.set_quota(a, v); });
+             })
+        .def("remove_quota",
+             [](core& c, py::object who, std::string scope, std::string key) {
+                 auto s = parse_enum<quota_scope>(scope, 3, "quota scope");
+                 c.configure(who, key,
+                             [s](engine& e, P a, const auto& v) { e.remove_quota(a, s, v); });
+             })
+        .def("quotas",
+             [](core& c) {
+                 auto list = c.unlocked([](engine& e) { return e.quotas(); });
+                 py::list out;
+                 for (const auto& q : list) out.append(from_quota(q));
+                 return out;
+             })
         .def("status", &core::status)
         .def("stats", &core::stats)
-        .def("suppress", [](core& c, py::object who, std::string kind, std::string value,
-                            std::string reason, std::string source) {
-            auto k = parse_enum<suppression_kind>(kind, 2, "suppression kind");
-            auto r = parse_suppression_reason(reason);
-            if (!r) throw exception(r.error(), "unknown suppression reason '" + reason + "'");
-            c.configure(who, value, [&](engine& e, P a, const auto& v) {
-                e.suppress(a, k, v, *r, source);
-            });
-        })
-        .def("unsuppress", [](core& c, py::object who, std::string kind, std::string value) {
-            auto k = parse_enum<suppression_kind>(kind, 2, "suppression kind");
-            bool removed = false;
-            c.configure(who, value, [&](engine& e, P a, const auto& v) {
-                removed = e.unsuppress(a, k, v);
-            });
-            return removed;
-        })
-        .def("is_suppressed", [](core& c, std::string a) {
-            return c.unlocked([&](engine& e) { return e.is_suppressed(a); });
-        })
+        .def("suppress",
+             [](core& c, py::object who, std::string kind, std::string value, std::string reason,
+                std::string source) {
+                 auto k = parse_enum<suppression_kind>(kind, 2, "suppression kind");
+                 auto r = parse_suppression_reason(reason);
+                 if (!r) throw exception(r.error(), "unknown suppression reason '" + reason + "'");
+                 c.configure(who, value, [&](engine& e, P a, const auto& v) {
+                     e.suppress(a, k, v, *r, source);
+                 });
+             })
+        .def("unsuppress",
+             [](core& c, py::object who, std::string kind, std::string value) {
+                 auto k = parse_enum<suppression_kind>(kind, 2, "suppression kind");
+                 bool removed = false;
+                 c.configure(who, value, [&](engine& e, P a, const auto& v) {
+                     removed = e.unsuppress(a, k, v);
+                 });
+                 return removed;
+             })
+        .def("is_suppressed",
+             [](core& c, std::string a) {
+                 return c.unlocked([&](engine& e) { return e.is_suppressed(a); });
+             })
         .def("find_suppression", &core::find_suppression)
-        .def("suppression_count", [](core& c) {
-            return c.unlocked([](engine& e) { return e.suppression_count(); });
-        })
+        .def("suppression_count",
+             [](core& c) { return c.unlocked([](engine& e) { return e.suppression_count(); }); })
         .def("import_suppressions", &core::import_suppressions)
         .def("export_suppressions", &core::export_suppressions)
-        .def("pause", [](core& c, py::object who, std::string scope, std::string id,
-                         std::string reason) {
-            pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
-            c.configure(who, t, [&](engine& e, P a, const auto& v) { e.pause(a, v, reason); });
-        })
-        .def("resume", [](core& c, py::object who, std::string scope, std::string id) {
-            pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
-            c.configure(who, t, [](engine& e, P a, const auto& v) { e.resume(a, v); });
-        })
-        .def("is_paused", [](core& c, std::string scope, std::string id) {
-            pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
-            return c.unlocked([&](engine& e) { return e.is_paused(t); });
-        })
+        .def("pause",
+             [](core& c, py::object who, std::string scope, std::string id, std::string reason) {
+                 pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
+                 c.configure(who, t, [&](engine& e, P a, const auto& v) { e.pause(a, v, reason); });
+             })
+        .def("resume",
+             [](core& c, py::object who, std::string scope, std::string id) {
+                 pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
+                 c.configure(who, t, [](engine& e, P a, const auto& v) { e.resume(a, v); });
+             })
+        .def("is_paused",
+             [](core& c, std::string scope, std::string id) {
+                 pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
+                 return c.unlocked([&](engine& e) { return e.is_paused(t); });
+             })
         .def("pauses", &core::pauses)
         .def("audit_log", &core::audit_log)
         .def("verify_audit", &core::verify_audit)
@@ -988,28 +1010,30 @@ PYBIND11_MODULE(_mailers, m) {
         .def("unsubscribe", &core::unsubscribe)
         .def("ingest_delivery_report", &core::ingest_delivery_report)
         .def("verify_suppressions", &core::verify_suppressions)
-        .def("put_role", [](core& c, py::object who, std::string id,
-                            std::vector<std::string> perms) {
-            role r{id, {}};
-            for (const auto& name : perms) {
-                auto pm = parse_permission(name);
-                if (!pm) throw exception(pm.error(), "unknown permission '" + name + "'");
-                r.permissions.push_back(*pm);
-            }
-            c.configure(who, r, [](engine& e, P a, const auto& v) { e.put_role(a, v); });
-        })
-        .def("grant_access", [](core& c, py::object who, std::string principal_id,
-                                std::string role_id, std::string scope, std::string id,
-                                bool revoke) {
-            access_grant g{principal_id, role_id,
-                           {parse_enum<access_scope::kind>(scope, 5, "access scope"), id}};
-            c.configure(who, g, [revoke](engine& e, P a, const auto& v) {
-                revoke ? e.revoke_access(a, v) : e.grant_access(a, v);
-            });
-        })
-        .def("set_access_control", [](core& c, py::object who, bool on) {
-            c.configure(who, on, [](engine& e, P a, bool v) { e.set_access_control(a, v); });
-        })
+        .def("put_role",
+             [](core& c, py::object who, std::string id, std::vector<std::string> perms) {
+                 role r{id, {}};
+                 for (const auto& name : perms) {
+                     auto pm = parse_permission(name);
+                     if (!pm) throw exception(pm.error(), "unknown permission '" + name + "'");
+                     r.permissions.push_back(*pm);
+                 }
+                 c.configure(who, r, [](engine& e, P a, const auto& v) { e.put_role(a, v); });
+             })
+        .def("grant_access",
+             [](core& c, py::object who, std::string principal_id, std::string role_id,
+                std::string scope, std::string id, bool revoke) {
+                 access_grant g{principal_id,
+                                role_id,
+                                {parse_enum<access_scope::kind>(scope, 5, "access scope"), id}};
+                 c.configure(who, g, [revoke](engine& e, P a, const auto& v) {
+                     revoke ? e.revoke_access(a, v) : e.grant_access(a, v);
+                 });
+             })
+        .def("set_access_control",
+             [](core& c, py::object who, bool on) {
+                 c.configure(who, on, [](engine& e, P a, bool v) { e.set_access_control(a, v); });
+             })
         .def("flush", [](core& c) { c.unlocked([](engine& e) { e.flush(); }); })
         .def("cancel", [](core& c) { c.unlocked([](engine& e) { e.cancel(); }); });
 }

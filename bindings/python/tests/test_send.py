@@ -314,21 +314,30 @@ def test_one_click_unsubscribe(db, monkeypatch):
         mailers.Engine(db, unsubscribe_url="http://brand.com/u", unsubscribe_secret="k" * 32)
 
 
-BOUNCE = (
-    "From: MAILER-DAEMON@mx.brand.example\r\nMessage-ID: <r-1@mx.brand.example>\r\n"
-    "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
-    "--b\r\nContent-Type: text/plain\r\n\r\nUndeliverable.\r\n"
-    "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.brand.example\r\n\r\n"
-    "Final-Recipient: rfc822; gone@prospect.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-    "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n\r\n"
-    "Final-Recipient: rfc822; full@prospect.example\r\nAction: failed\r\nStatus: 4.2.2\r\n"
-    "Diagnostic-Code: smtp; 452 4.2.2 mailbox full\r\n\r\n"
-    "--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <m-9@brand.com>\r\n\r\n--b--\r\n")
+def bounce_message(original_id, *recipients):
+    """An RFC 3464 report; each recipient is (address, status, diagnostic)."""
+    per_recipient = "".join(
+        f"Final-Recipient: rfc822; {a}\r\nAction: failed\r\nStatus: {st}\r\n"
+        f"Diagnostic-Code: smtp; {diag}\r\n\r\n" for a, st, diag in recipients)
+    parts = [
+        "Content-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n",
+        "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mta.example.net\r\n"
+        "\r\n" + per_recipient,
+        f"Content-Type: text/rfc822-headers\r\n\r\nMessage-ID: <{original_id}>\r\n\r\n",
+    ]
+    head = ("From: Mail Delivery System <postmaster@mta.example.net>\r\n"
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=XX\r\n\r\n")
+    return head + "".join(f"--XX\r\n{p}" for p in parts) + "--XX--\r\n"
+
+
+BOUNCE = bounce_message("orig-1@brand.com",
+                        ("gone@prospect.example", "5.1.1", "550 5.1.1 no such user"),
+                        ("full@prospect.example", "4.2.2", "452 4.2.2 over quota"))
 
 
 def test_delivery_report_and_verify_suppressions(engine):
     r = engine.ingest_delivery_report(BOUNCE.encode())
-    assert r.recognised and r.format == "rfc3464" and r.original_message_id == "m-9@brand.com"
+    assert r.recognised and r.format == "rfc3464" and r.original_message_id == "orig-1@brand.com"
     assert [e.bounce for e in r.events] == ["hard", "soft"] and r.suppressed == 1
     assert engine.is_suppressed("gone@prospect.example")
     assert not engine.is_suppressed("full@prospect.example")
