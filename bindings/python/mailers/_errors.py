@@ -104,16 +104,20 @@ class Paused(Error):
 
 
 class Throttled(Error):
-    """Not now: try again at ``retry_at`` (an aware datetime, or None when unknown)."""
+    """Not now: try again at ``retry_at`` (an aware datetime, or None when unknown).
 
-    @property
-    def retry_at(self) -> Optional[_dt.datetime]:
+    For :class:`NoCapacity` it is when a mailbox can next send; for
+    :class:`ProviderThrottled`, the provider's retry-after counted from when
+    the error was made."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.retry_at: Optional[_dt.datetime] = None
         if self.result is not None and getattr(self.result, "retry_at", None) is not None:
-            return self.result.retry_at
-        if self.diagnostics.retry_after is not None:
-            return _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(
+            self.retry_at = self.result.retry_at
+        elif self.diagnostics.retry_after is not None:
+            self.retry_at = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(
                 seconds=self.diagnostics.retry_after)
-        return None
 
 
 class NoCapacity(Throttled):

@@ -26,6 +26,13 @@
 #include <thread>
 
 namespace py = pybind11;
+
+// Python 3.13 made the finalization check public under a new name.
+#if PY_VERSION_HEX >= 0x030D0000
+#define MAILERS_PY_FINALIZING() Py_IsFinalizing()
+#else
+#define MAILERS_PY_FINALIZING() _Py_IsFinalizing()
+#endif
 namespace asio = boost::asio;
 using namespace mailers;
 
@@ -347,7 +354,7 @@ py::dict from_event(const event& e) {
 struct py_ref {
     explicit py_ref(py::object o)
         : p(new py::object(std::move(o)), [](py::object* x) {
-              if (_Py_IsFinalizing()) return;  // leak: the process is ending
+              if (MAILERS_PY_FINALIZING()) return;  // leak: the process is ending
               py::gil_scoped_acquire gil;
               delete x;
           }) {}
@@ -358,7 +365,7 @@ struct py_ref {
 // sys.unraisablehook and goes no further.
 template <typename F>
 void call_python(const char* where, F&& fn) {
-    if (_Py_IsFinalizing()) return;
+    if (MAILERS_PY_FINALIZING()) return;
     py::gil_scoped_acquire gil;
     try {
         fn();
@@ -779,7 +786,7 @@ private:
             batch.swap(pending_);
             drain_scheduled_ = false;
         }
-        if (_Py_IsFinalizing()) return;  // the references they hold are leaked (py_ref)
+        if (MAILERS_PY_FINALIZING()) return;  // the references they hold are leaked (py_ref)
         py::gil_scoped_acquire gil;
         for (auto& fn : batch) call_python("mailers: callback", fn);
         batch.clear();  // drops their Python references under the GIL
