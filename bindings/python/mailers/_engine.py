@@ -41,6 +41,14 @@ def _report(what: str, exc: BaseException) -> None:
     log.error("mailers: %s raised", what, exc_info=(type(exc), exc, exc.__traceback__))
 
 
+_LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+               "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _log_native(level: str, message: str) -> None:
+    log.log(_LOG_LEVELS.get(level, logging.ERROR), "%s", message)
+
+
 class ManualClock:
     """A clock that moves only when told to, for tests and simulations."""
 
@@ -122,7 +130,9 @@ class Engine:
     reference. ``clock`` is a :class:`ManualClock` for simulations. Given
     ``unsubscribe_url`` (https) and ``unsubscribe_secret`` (16 bytes or more,
     or a reference), every message without a List-Unsubscribe of its own
-    gets a one-click link (RFC 8058) that :meth:`unsubscribe` applies.
+    gets a one-click link (RFC 8058) that :meth:`unsubscribe` applies. The
+    library's log lines at ``log_level`` and above ("trace", "debug", "info",
+    "warning", "error", "off") go to the "mailers" logger.
     """
 
     def __init__(self, store: Store, *, workspace: str = "default", actor: Actor = None,
@@ -130,7 +140,8 @@ class Engine:
                  member_name: str = "", random_seed: int = 0, drain_queue: bool = True,
                  queue_poll_interval: float = 1.0, fold_plus_tags: Optional[bool] = None,
                  fold_gmail_dots: Optional[bool] = None, unsubscribe_url: str = "",
-                 unsubscribe_secret: str = "", unsubscribe_mailto: str = "") -> None:
+                 unsubscribe_secret: str = "", unsubscribe_mailto: str = "",
+                 log_level: str = "warning") -> None:
         self.actor = actor or Principal.system()
         self._subs: tuple[Subscription, ...] = ()
         self._subs_lock = threading.Lock()
@@ -141,6 +152,7 @@ class Engine:
             "queue_poll_interval_ms": int(queue_poll_interval * 1000),
             "unsubscribe_url": unsubscribe_url, "unsubscribe_secret": unsubscribe_secret,
             "unsubscribe_mailto": unsubscribe_mailto,
+            "log": _log_native, "log_level": log_level,
         }
         if fold_plus_tags is not None or fold_gmail_dots is not None:
             params["fold_plus_tags"] = bool(fold_plus_tags)

@@ -386,6 +386,19 @@ public:
         p.workspace = get<std::string>(params, "workspace", "default");
         p.audit_key = get<std::string>(params, "audit_key", "");
         p.member_name = get<std::string>(params, "member_name", "");
+        if (params.contains("log") && !params["log"].is_none()) {
+            // Library log lines come from any of the engine's threads, perhaps
+            // under its locks: they reach Python through the same queue as
+            // completions.
+            auto cb = std::make_shared<py_ref>(params["log"].cast<py::object>());
+            p.log.level = parse_enum<log_level>(get<std::string>(params, "log_level", "warning"), 6,
+                                                "log level");
+            p.log.sink = [this, cb](log_level l, std::string_view m) {
+                if (!alive_) return;  // a transport dropped while the core is destroyed
+                to_python(
+                    [cb, l, msg = std::string(m)] { (*cb->p)(std::string(to_string(l)), msg); });
+            };
+        }
         p.random_seed = get<std::uint64_t>(params, "random_seed", 0);
         p.drain_queue = get<bool>(params, "drain_queue", true);
         p.unsubscribe.url = get<std::string>(params, "unsubscribe_url", "");
@@ -434,6 +447,7 @@ public:
             py::gil_scoped_release nogil;
             shutdown(30.0);
         }
+        alive_ = false;  // handlers the io_context still holds are destroyed after this
     }
 
     void close(double timeout) {
@@ -835,6 +849,7 @@ private:
     std::shared_mutex life_;  // guards eng_'s lifetime (see eng())
     std::unique_ptr<engine> eng_;
     std::atomic<bool> closed_{false};
+    std::atomic<bool> alive_{true};
     std::mutex mu_;
     std::mutex pending_mu_;
     std::vector<std::function<void()>> pending_;

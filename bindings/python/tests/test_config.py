@@ -1,6 +1,8 @@
 """Configuration objects: round trips through the engine, validation, presets, restart."""
 
 import datetime as dt
+import logging
+import time
 
 import pytest
 
@@ -130,3 +132,18 @@ def test_normalise_address():
     assert mailers.normalise_address("ada+x@example.com", fold_plus_tags=True) == "ada@example.com"
     with pytest.raises(mailers.InvalidAddress):
         mailers.normalise_address("nope")
+
+
+def test_library_log_lines_reach_the_logging_module(db, caplog):
+    with caplog.at_level(logging.WARNING, logger="mailers"):
+        with mailers.Engine(db, actor=OPS) as eng:
+            eng.upsert_mailbox(mailers.Mailbox("m", "m@brand.com", "not-registered-here"))
+            eng.flush()
+            for _ in range(200):
+                if any("not-registered-here" in r.getMessage() for r in caplog.records):
+                    break
+                time.sleep(0.01)
+    assert any(r.levelno == logging.WARNING and "not-registered-here" in r.getMessage()
+               for r in caplog.records)
+    with pytest.raises(mailers.InvalidArgument):
+        mailers.Engine(db, log_level="loud")
