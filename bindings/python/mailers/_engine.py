@@ -1,0 +1,764 @@
+"""The blocking and asyncio faces of the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import datetime as _dt
+import logging
+import queue as _queue
+import threading
+import weakref
+from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
+
+from . import _mailers
+from ._errors import AuditChainBroken, Error, make_error
+from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport, AuditHead, AuditRecord, Captured, Event, Mailbox, MailboxStatus, PauseInfo,
+                     Pool, Postgres, Principal, QueueCounts, QueuedSend, Quota, SendResult, SQLite,
+                     Stats, SuppressionEntry, UnsubscribeResult, WebhookResult, _times, from_us,
+                     request, to_us)
+
+log = logging.getLogger("mailers")
+
+_mailers._set_error_factory(make_error)
+
+Store = Union[SQLite, Postgres]
+Actor = Optional[Principal]
+
+# Every open engine, closed at interpreter exit while threads can still
+# take the GIL (see the package docstring, "Lifetimes").
+_live: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for eng in list(_live):
+        eng.close()
+
+
+def _report(what: str, exc: BaseException) -> None:
+    # A failing user callback is reported, never propagated into the engine.
+    log.error("mailers: %s raised", what, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+_LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+               "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _log_native(level: str, message: str) -> None:
+    log.log(_LOG_LEVELS.get(level, logging.ERROR), "%s", message)
+
+
+class ManualClock:
+    """A clock that moves only when told to, for tests and simulations."""
+
+    def __init__(self, start: _dt.datetime) -> None:
+        self._native = _mailers.ManualClock(to_us(start))
+
+    def now(self) -> _dt.datetime:
+        return from_us(self._native.now_us())  # type: ignore[return-value]
+
+    def set(self, t: _dt.datetime) -> None:
+        self._native.set_us(to_us(t))
+
+    def advance(self, d: Union[_dt.timedelta, float]) -> None:
+        if not isinstance(d, _dt.timedelta):
+            d = _dt.timedelta(seconds=d)
+        self._native.advance_us(d // _dt.timedelta(microseconds=1))
+
+
+class Subscription:
+    """An event callback registered with ``Engine.on_event``."""
+
+    def __init__(self, engine: "Engine", fn: Callable[[Event], Any]) -> None:
+        self._engine = weakref.ref(engine)  # a subscription keeps no engine alive
+        self.callback = fn
+
+    def cancel(self) -> None:
+        eng = self._engine()
+        if eng is not None:
+            eng._unsubscribe(self)
+
+
+class EventStream:
+    """Events as a blocking iterator; ends when the engine closes or ``close()`` is called."""
+
+    _END = object()
+
+    def __init__(self, engine: "Engine") -> None:
+        self._q: _queue.SimpleQueue = _queue.SimpleQueue()
+        self._sub = engine.on_event(self._q.put)
+        engine._streams.add(self)
+
+    def _end(self) -> None:
+        self._q.put(self._END)
+
+    def get(self, timeout: Optional[float] = None) -> Event:
+        """The next event; raises TimeoutError after ``timeout`` seconds, StopIteration at the end."""
+        try:
+            ev = self._q.get(timeout=timeout)
+        except _queue.Empty:
+            raise TimeoutError("no event within the timeout") from None
+        if ev is self._END:
+            self._q.put(self._END)
+            raise StopIteration
+        return ev
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        return self.get()
+
+    def close(self) -> None:
+        self._sub.cancel()
+        self._end()
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Engine:
+    """The engine, blocking face. See the package docstring for lifetimes.
+
+    ``store`` is :class:`SQLite` or :class:`Postgres`. ``actor`` is the
+    principal recorded for changes made without an ``actor=`` of their own.
+    ``audit_key`` may be a secret or an ``env:NAME`` / ``file:/path``
+    reference. ``clock`` is a :class:`ManualClock` for simulations. Given
+    ``unsubscribe_url`` (https) and ``unsubscribe_secret`` (16 bytes or more,
+    or a reference), every message without a List-Unsubscribe of its own
+    gets a one-click link (RFC 8058) that :meth:`unsubscribe` applies. The
+    library's log lines at ``log_level`` and above ("trace", "debug", "info",
+    "warning", "error", "off") go to the "mailers" logger.
+    """
+
+    def __init__(self, store: Store, *, workspace: str = "default", actor: Actor = None,
+                 clock: Optional[ManualClock] = None, audit_key: str = "",
+                 member_name: str = "", random_seed: int = 0, drain_queue: bool = True,
+                 queue_poll_interval: float = 1.0, fold_plus_tags: Optional[bool] = None,
+                 fold_gmail_dots: Optional[bool] = None, unsubscribe_url: str = "",
+                 unsubscribe_secret: str = "", unsubscribe_mailto: str = "",
+                 log_level: str = "warning") -> None:
+        self.actor = actor or Principal.system()
+        self._subs: tuple[Subscription, ...] = ()
+        self._subs_lock = threading.Lock()
+        self._streams: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        params: dict[str, Any] = {
+            "workspace": workspace, "audit_key": audit_key, "member_name": member_name,
+            "random_seed": random_seed, "drain_queue": drain_queue,
+            "queue_poll_interval_ms": int(queue_poll_interval * 1000),
+            "unsubscribe_url": unsubscribe_url, "unsubscribe_secret": unsubscribe_secret,
+            "unsubscribe_mailto": unsubscribe_mailto,
+            "log": _log_native, "log_level": log_level,
+        }
+        if fold_plus_tags is not None or fold_gmail_dots is not None:
+            params["fold_plus_tags"] = bool(fold_plus_tags)
+            params["fold_gmail_dots"] = bool(fold_gmail_dots)
+        self._core = _mailers.Core(store._native(), params,
+                                   clock._native if clock is not None else None)
+        # A bound method would keep the engine alive from the native side.
+        ref = weakref.ref(self)
+
+        def dispatch(d: dict) -> None:
+            eng = ref()
+            if eng is not None:
+                eng._dispatch(d)
+
+        self._core.set_event_callback(dispatch)
+        _live.add(self)
+
+    # --- lifetime ---------------------------------------------------------------
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stops the engine: sends not yet handed off fail with :class:`Aborted`,
+        sends already handed off finish with their outcome, queued writes are
+        flushed, and this engine leaves the workspace. Waits up to
+        ``timeout`` seconds for operations in flight. Idempotent."""
+        core = getattr(self, "_core", None)
+        if core is None or core.closed:
+            return
+        if core.on_engine_thread():
+            # Called from a callback (or the last reference dropped there):
+            # the engine's thread cannot wait for itself, so another does.
+            threading.Thread(target=core.close, args=(timeout,), daemon=True).start()
+            return
+        core.close(timeout)
+        for s in list(self._streams):
+            s._end()
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - nothing to report to at this point
+            pass
+
+    def _who(self, actor: Actor) -> tuple[str, str]:
+        a = actor or self.actor
+        return (a.id, a.display_name)
+
+    # --- events -------------------------------------------------------------------
+
+    def _dispatch(self, d: dict) -> None:
+        subs = self._subs
+        if not subs:
+            return
+        ev = Event._from(d)
+        for s in subs:
+            try:
+                s.callback(ev)
+            except Exception as e:
+                _report(f"event callback {s.callback!r}", e)
+
+    def on_event(self, fn: Callable[[Event], Any]) -> Subscription:
+        """Calls ``fn(event)`` for every event, on the engine's thread, in order per
+        send. ``fn`` must not block; an exception it raises is logged to the
+        "mailers" logger and goes no further."""
+        sub = Subscription(self, fn)
+        with self._subs_lock:
+            self._subs = self._subs + (sub,)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._subs_lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def events(self) -> EventStream:
+        """Events from now on, as an iterator (``for event in engine.events()``)."""
+        return EventStream(self)
+
+    # --- providers ----------------------------------------------------------------
+
+    def add_provider(self, id: str, dsn: str, *, actor: Actor = None) -> None:
+        """Registers the transport a DSN names ("smtp://user:env:PASS@host:587",
+        "ses+api://...", "capture://capture", "null://null", ...). Secrets
+        may be ``env:NAME`` / ``file:/path`` references. Providers are runtime
+        objects: add them at every start."""
+        self._core.add_provider(self._who(actor), id, dsn)
+
+    def captured(self, provider: str) -> list[Captured]:
+        """What a ``capture://`` provider kept, oldest first."""
+        return [Captured._from(d) for d in self._core.captured(provider)]
+
+    def clear_captured(self, provider: str) -> None:
+        self._core.clear_captured(provider)
+
+    # --- sending --------------------------------------------------------------------
+
+    def send(self, to: str, **kw: Any) -> SendResult:
+        """Sends one message and waits for the outcome. Keywords: ``pool`` or
+        ``mailbox``, ``subject``, ``text``, ``html``, ``cc``, ``bcc``,
+        ``reply_to``, ``headers``, ``attachments``, ``unsubscribe_url``,
+        ``in_reply_to``, ``references``, ``idempotency_key``, ``raw``,
+        ``actor``. Raises an :class:`Error` subclass when it was not accepted
+        (the result is on ``e.result``)."""
+        err, res = self._core.send(request(to, **kw))
+        result = SendResult._from(res)
+        if err is not None:
+            raise make_error(err, result)
+        return result
+
+    def send_nowait(self, to: str, callback: Callable[[Optional[Error], SendResult], Any],
+                    **kw: Any) -> None:
+        """Starts a send; ``callback(error_or_None, result)`` runs on the engine's thread."""
+
+        def done(err: Optional[dict], res: dict) -> None:
+            result = SendResult._from(res)
+            try:
+                callback(make_error(err, result) if err is not None else None, result)
+            except Exception as e:
+                _report(f"send callback {callback!r}", e)
+
+        self._core.send_async(request(to, **kw), done)
+
+    def enqueue(self, to: str, *, not_before: Optional[_dt.datetime] = None,
+                origin: str = "api", **kw: Any) -> int:
+        """Stores the send in the workspace's durable queue; returns the item id."""
+        return self._core.enqueue(request(to, **kw), to_us(not_before), origin)
+
+    def find_queued(self, id: int) -> Optional[QueuedSend]:
+        d = self._core.find_queued(id)
+        return QueuedSend(**_times(d, "not_before")) if d else None
+
+    def cancel_queued(self, id: int, *, actor: Actor = None) -> bool:
+        return self._core.cancel_queued(self._who(actor), id)
+
+    def queue_counts(self) -> QueueCounts:
+        return QueueCounts(**self._core.queue_counts())
+
+    # --- configuration ----------------------------------------------------------------
+
+    def upsert_mailbox(self, mailbox: Mailbox, *, actor: Actor = None) -> None:
+        self._core.upsert_mailbox(self._who(actor), mailbox._native())
+
+    def retire_mailbox(self, id: str, *, actor: Actor = None) -> None:
+        self._core.retire_mailbox(self._who(actor), id)
+
+    def find_mailbox(self, id: str) -> Optional[Mailbox]:
+        d = self._core.find_mailbox(id)
+        return Mailbox._from(d) if d else None
+
+    def mailboxes(self) -> list[Mailbox]:
+        return [Mailbox._from(d) for d in self._core.mailboxes()]
+
+    def upsert_pool(self, pool: Pool, *, actor: Actor = None) -> None:
+        self._core.upsert_pool(self._who(actor), vars(pool))
+
+    def remove_pool(self, id: str, *, actor: Actor = None) -> None:
+        self._core.remove_pool(self._who(actor), id)
+
+    def find_pool(self, id: str) -> Optional[Pool]:
+        d = self._core.find_pool(id)
+        return Pool(**d) if d else None
+
+    def pools(self) -> list[Pool]:
+        return [Pool(**d) for d in self._core.pools()]
+
+    def set_quota(self, quota: Quota, *, actor: Actor = None) -> None:
+        self._core.set_quota(self._who(actor),
+                             {**vars(quota), "limits": [vars(r) for r in quota.limits]})
+
+    def remove_quota(self, scope: str, key: str, *, actor: Actor = None) -> None:
+        self._core.remove_quota(self._who(actor), scope, key)
+
+    def quotas(self) -> list[Quota]:
+        return [Quota._from(d) for d in self._core.quotas()]
+
+    def status(self, mailbox: str) -> MailboxStatus:
+        d = self._core.status(mailbox)
+        d["next_eligible"] = from_us(d["next_eligible"])
+        return MailboxStatus(**d)
+
+    def stats(self) -> Stats:
+        return Stats(**self._core.stats())
+
+    def flush(self) -> None:
+        """Waits until every queued store write is committed."""
+        self._core.flush()
+
+    # --- suppression ----------------------------------------------------------------
+
+    def suppress(self, value: str, *, reason: str = "manual", kind: str = "address",
+                 source: str = "api", actor: Actor = None) -> None:
+        """Suppresses an address, or with ``kind="domain"`` a domain and its subdomains."""
+        self._core.suppress(self._who(actor), kind, value, reason, source)
+
+    def unsuppress(self, value: str, *, kind: str = "address", actor: Actor = None) -> bool:
+        return self._core.unsuppress(self._who(actor), kind, value)
+
+    def is_suppressed(self, address: str) -> bool:
+        return self._core.is_suppressed(address)
+
+    def find_suppression(self, address: str) -> Optional[SuppressionEntry]:
+        d = self._core.find_suppression(address)
+        return SuppressionEntry(**_times(d, "created_at")) if d else None
+
+    def suppression_count(self) -> int:
+        return self._core.suppression_count()
+
+    def import_suppressions(self, csv: str, *, source: str = "csv-import",
+                            actor: Actor = None) -> int:
+        """Imports CSV (value,kind,reason,source,created_at; header optional): all
+        lines or none (:class:`InvalidCsv` names the bad line)."""
+        return self._core.import_suppressions(self._who(actor), csv, source)
+
+    def export_suppressions(self) -> str:
+        return self._core.export_suppressions()
+
+    # --- pause ------------------------------------------------------------------------
+
+    def pause(self, scope: str = "workspace", id: str = "", *, reason: str = "",
+              actor: Actor = None) -> None:
+        """Once it returns nothing new is handed off through the target."""
+        self._core.pause(self._who(actor), scope, id, reason)
+
+    def resume(self, scope: str = "workspace", id: str = "", *, actor: Actor = None) -> None:
+        self._core.resume(self._who(actor), scope, id)
+
+    def is_paused(self, scope: str = "workspace", id: str = "") -> bool:
+        return self._core.is_paused(scope, id)
+
+    def pauses(self) -> list[PauseInfo]:
+        return [PauseInfo(**_times(d, "since")) for d in self._core.pauses()]
+
+    # --- audit ------------------------------------------------------------------------
+
+    def audit_log(self, from_seq: int = 1) -> list[AuditRecord]:
+        return [AuditRecord(**_times(d, "at")) for d in self._core.audit_log(from_seq)]
+
+    def verify_audit(self, checkpoint: Optional[AuditHead] = None) -> None:
+        """Verifies the whole audit chain (and that it reaches ``checkpoint``);
+        raises :class:`AuditChainBroken` with ``bad_seq`` when it fails."""
+        err, bad = self._core.verify_audit(
+            (checkpoint.seq, checkpoint.hash) if checkpoint else None)
+        if err is not None:
+            e = make_error(err)
+            assert isinstance(e, AuditChainBroken)
+            e.bad_seq = bad
+            raise e
+
+    def audit_checkpoint(self) -> AuditHead:
+        return AuditHead(*self._core.audit_checkpoint())
+
+    # --- access control -------------------------------------------------------------
+
+    def put_role(self, id: str, permissions: list[str], *, actor: Actor = None) -> None:
+        """Creates or replaces a role: permission names as in access.hpp
+        ("send", "pause", "manage_mailboxes", "manage_access", ...)."""
+        self._core.put_role(self._who(actor), id, list(permissions))
+
+    def grant_access(self, principal: str, role: str, scope: str = "workspace", id: str = "",
+                     *, actor: Actor = None) -> None:
+        self._core.grant_access(self._who(actor), principal, role, scope, id, False)
+
+    def revoke_access(self, principal: str, role: str, scope: str = "workspace", id: str = "",
+                      *, actor: Actor = None) -> None:
+        self._core.grant_access(self._who(actor), principal, role, scope, id, True)
+
+    def set_access_control(self, enabled: bool, *, actor: Actor = None) -> None:
+        """Once on, everything not granted is refused (:class:`PermissionDenied`)."""
+        self._core.set_access_control(self._who(actor), enabled)
+
+    # --- webhooks -----------------------------------------------------------------------
+
+    def ingest_webhook(self, provider: str, body: Union[str, bytes], *,
+                       headers: Any = None, method: str = "POST", verify: bool = True,
+                       **params: str) -> WebhookResult:
+        """Applies a provider's webhook request ("ses", "mailgun", "sendgrid",
+        "postmark") as received: verifies it, suppresses hard bounces,
+        complaints and unsubscribes, and passes the events to the handlers.
+        Answer the provider ``result.http_status``. ``params``:
+        mailgun_signing_key, sendgrid_public_key, postmark_user,
+        postmark_password, postmark_header_name, postmark_header_value."""
+        hs = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+        # Bytes pass through as they are: signatures cover the raw body.
+        d = self._core.ingest_webhook(provider, method, hs, body, {"verify": verify, **params})
+        d["events"] = [Event._from(e) for e in d["events"]]
+        return WebhookResult(**d)
+
+    def unsubscribe(self, token: str) -> UnsubscribeResult:
+        """Applies a one-click unsubscribe token (RFC 8058 POST)."""
+        return UnsubscribeResult(**self._core.unsubscribe(token))
+
+    def ingest_delivery_report(self, message: Union[str, bytes]) -> DeliveryReportResult:
+        """Applies one bounce message fetched from a sending mailbox (Google
+        Workspace and Microsoft 365 have no bounce webhooks): a hard bounce
+        suppresses its recipient, and every event reaches the handlers."""
+        d = self._core.ingest_delivery_report(message)  # bytes pass through as they are
+        d["events"] = [Event._from(e) for e in d["events"]]
+        return DeliveryReportResult(**d)
+
+    def verify_suppressions(self) -> SuppressionReport:
+        """Checks every suppression row against the audit trail (docs/audit.md)."""
+        d = self._core.verify_suppressions()
+        d["problems"] = [SuppressionProblem(**p) for p in d["problems"]]
+        return SuppressionReport(**d)
+
+
+class AsyncEventStream:
+    """Events as an async iterator; ends when the engine closes or ``close()`` is called."""
+
+    _END = object()
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._bridge = _bridge(loop)
+        self._q: asyncio.Queue = asyncio.Queue()
+        self._sub = engine.on_event(self._put)
+        engine._streams.add(self)
+
+    def _put(self, ev: Any) -> None:
+        if self._loop.is_closed():  # nobody is listening any more
+            self._sub.cancel()
+            return
+        self._bridge.push(self._q.put_nowait, ev)
+
+    def _end(self) -> None:
+        self._put(self._END)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        ev = await self._q.get()
+        if ev is self._END:
+            self._q.put_nowait(self._END)
+            raise StopAsyncIteration
+        return ev
+
+    def close(self) -> None:
+        self._sub.cancel()
+        self._end()
+
+    async def __aenter__(self) -> "AsyncEventStream":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class _LoopBridge:
+    """Hands completions from the engine's thread to one asyncio loop.
+
+    One ``call_soon_threadsafe`` (one wake-up of the loop) per batch rather
+    than per completion: while a drain is scheduled, later completions join
+    it, in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list = []
+        self.lock = threading.Lock()
+        self.scheduled = False
+
+    def push(self, fn: Callable[..., None], *args: Any) -> None:
+        with self.lock:
+            self.pending.append((fn, args))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:  # the loop is closed: nobody waits for these
+            with self.lock:
+                self.pending.clear()
+                self.scheduled = False
+
+    def drain(self) -> None:
+        with self.lock:
+            batch, self.pending = self.pending, []
+            self.scheduled = False
+        for fn, args in batch:
+            try:
+                fn(*args)
+            except Exception as e:
+                _report(f"completion {fn!r}", e)
+
+
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge]" = \
+    weakref.WeakKeyDictionary()
+_bridges_lock = threading.Lock()
+
+
+def _bridge(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
+    with _bridges_lock:
+        b = _bridges.get(loop)
+        if b is None:
+            b = _bridges[loop] = _LoopBridge(loop)
+        return b
+
+
+def _settle(fut: asyncio.Future, err: Optional[dict], res: dict) -> None:
+    if fut.cancelled():
+        return  # the caller stopped waiting; the send itself went on
+    result = SendResult._from(res)
+    if err is not None:
+        fut.set_exception(make_error(err, result))
+    else:
+        fut.set_result(result)
+
+
+class AsyncEngine:
+    """The engine, asyncio face: sends complete on the running loop through
+    ``call_soon_threadsafe``; configuration calls run in a worker thread.
+    ``AsyncEngine(...)`` takes the same arguments as :class:`Engine` (and
+    opens the store on the calling thread); ``await AsyncEngine.open(...)``
+    opens it in a worker thread. ``engine.sync`` is the blocking face."""
+
+    def __init__(self, store: Store, **kw: Any) -> None:
+        self.sync = Engine(store, **kw)
+
+    @classmethod
+    async def open(cls, store: Store, **kw: Any) -> "AsyncEngine":
+        self = cls.__new__(cls)
+        self.sync = await asyncio.to_thread(Engine, store, **kw)
+        return self
+
+    async def close(self, timeout: float = 30.0) -> None:
+        await asyncio.to_thread(self.sync.close, timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self.sync.closed
+
+    async def __aenter__(self) -> "AsyncEngine":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def send(self, to: str, **kw: Any) -> "asyncio.Future[SendResult]":
+        """As :meth:`Engine.send`; await the returned future. Cancelling the
+        future stops the waiting, not the send."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        push = _bridge(loop).push
+        try:
+            self.sync._core.send_async(request(to, **kw),
+                                       lambda err, res: push(_settle, fut, err, res))
+        except Error as e:  # refused input fails the future, as a refused send does
+            fut.set_exception(e)
+        return fut
+
+    def events(self) -> AsyncEventStream:
+        """Events from now on: ``async for event in engine.events()``."""
+        return AsyncEventStream(self.sync, asyncio.get_running_loop())
+
+    def on_event(self, fn: Callable[[Event], Any]) -> Subscription:
+        return self.sync.on_event(fn)
+
+    def captured(self, provider: str) -> list[Captured]:
+        return self.sync.captured(provider)
+
+    # The rest of Engine's calls, each run in a worker thread.
+
+    async def add_provider(self, id: str, dsn: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.add_provider, id, dsn, actor=actor)
+
+    async def clear_captured(self, provider: str) -> None:
+        return await asyncio.to_thread(self.sync.clear_captured, provider)
+
+    async def enqueue(self, to: str, *, not_before: Optional[_dt.datetime] = None,
+                      origin: str = "api", **kw: Any) -> int:
+        return await asyncio.to_thread(self.sync.enqueue, to, not_before=not_before,
+                                       origin=origin, **kw)
+
+    async def find_queued(self, id: int) -> Optional[QueuedSend]:
+        return await asyncio.to_thread(self.sync.find_queued, id)
+
+    async def cancel_queued(self, id: int, *, actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.cancel_queued, id, actor=actor)
+
+    async def queue_counts(self) -> QueueCounts:
+        return await asyncio.to_thread(self.sync.queue_counts)
+
+    async def upsert_mailbox(self, mailbox: Mailbox, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.upsert_mailbox, mailbox, actor=actor)
+
+    async def retire_mailbox(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.retire_mailbox, id, actor=actor)
+
+    async def find_mailbox(self, id: str) -> Optional[Mailbox]:
+        return await asyncio.to_thread(self.sync.find_mailbox, id)
+
+    async def mailboxes(self) -> list[Mailbox]:
+        return await asyncio.to_thread(self.sync.mailboxes)
+
+    async def upsert_pool(self, pool: Pool, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.upsert_pool, pool, actor=actor)
+
+    async def remove_pool(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.remove_pool, id, actor=actor)
+
+    async def find_pool(self, id: str) -> Optional[Pool]:
+        return await asyncio.to_thread(self.sync.find_pool, id)
+
+    async def pools(self) -> list[Pool]:
+        return await asyncio.to_thread(self.sync.pools)
+
+    async def set_quota(self, quota: Quota, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.set_quota, quota, actor=actor)
+
+    async def remove_quota(self, scope: str, key: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.remove_quota, scope, key, actor=actor)
+
+    async def quotas(self) -> list[Quota]:
+        return await asyncio.to_thread(self.sync.quotas)
+
+    async def status(self, mailbox: str) -> MailboxStatus:
+        return await asyncio.to_thread(self.sync.status, mailbox)
+
+    async def stats(self) -> Stats:
+        return await asyncio.to_thread(self.sync.stats)
+
+    async def flush(self) -> None:
+        return await asyncio.to_thread(self.sync.flush)
+
+    async def suppress(self, value: str, *, reason: str = "manual", kind: str = "address",
+                       source: str = "api", actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.suppress, value, reason=reason, kind=kind,
+                                       source=source, actor=actor)
+
+    async def unsuppress(self, value: str, *, kind: str = "address", actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.unsuppress, value, kind=kind, actor=actor)
+
+    async def is_suppressed(self, address: str) -> bool:
+        return await asyncio.to_thread(self.sync.is_suppressed, address)
+
+    async def find_suppression(self, address: str) -> Optional[SuppressionEntry]:
+        return await asyncio.to_thread(self.sync.find_suppression, address)
+
+    async def suppression_count(self) -> int:
+        return await asyncio.to_thread(self.sync.suppression_count)
+
+    async def import_suppressions(self, csv: str, *, source: str = "csv-import",
+                                  actor: Actor = None) -> int:
+        return await asyncio.to_thread(self.sync.import_suppressions, csv, source=source,
+                                       actor=actor)
+
+    async def export_suppressions(self) -> str:
+        return await asyncio.to_thread(self.sync.export_suppressions)
+
+    async def pause(self, scope: str = "workspace", id: str = "", *, reason: str = "",
+                    actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.pause, scope, id, reason=reason, actor=actor)
+
+    async def resume(self, scope: str = "workspace", id: str = "", *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.resume, scope, id, actor=actor)
+
+    async def is_paused(self, scope: str = "workspace", id: str = "") -> bool:
+        return await asyncio.to_thread(self.sync.is_paused, scope, id)
+
+    async def pauses(self) -> list[PauseInfo]:
+        return await asyncio.to_thread(self.sync.pauses)
+
+    async def audit_log(self, from_seq: int = 1) -> list[AuditRecord]:
+        return await asyncio.to_thread(self.sync.audit_log, from_seq)
+
+    async def verify_audit(self, checkpoint: Optional[AuditHead] = None) -> None:
+        return await asyncio.to_thread(self.sync.verify_audit, checkpoint)
+
+    async def audit_checkpoint(self) -> AuditHead:
+        return await asyncio.to_thread(self.sync.audit_checkpoint)
+
+    async def put_role(self, id: str, permissions: list[str], *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.put_role, id, permissions, actor=actor)
+
+    async def grant_access(self, principal: str, role: str, scope: str = "workspace", id: str = "",
+                           *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.grant_access, principal, role, scope, id,
+                                       actor=actor)
+
+    async def revoke_access(self, principal: str, role: str, scope: str = "workspace", id: str = "",
+                            *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.revoke_access, principal, role, scope, id,
+                                       actor=actor)
+
+    async def set_access_control(self, enabled: bool, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.set_access_control, enabled, actor=actor)
+
+    async def ingest_webhook(self, provider: str, body: Union[str, bytes], *,
+                             headers: Any = None, method: str = "POST", verify: bool = True,
+                             **params: str) -> WebhookResult:
+        return await asyncio.to_thread(self.sync.ingest_webhook, provider, body, headers=headers,
+                                       method=method, verify=verify, **params)
+
+    async def unsubscribe(self, token: str) -> UnsubscribeResult:
+        return await asyncio.to_thread(self.sync.unsubscribe, token)
+
+    async def ingest_delivery_report(self, message: Union[str, bytes]) -> DeliveryReportResult:
+        return await asyncio.to_thread(self.sync.ingest_delivery_report, message)
+
+    async def verify_suppressions(self) -> SuppressionReport:
+        return await asyncio.to_thread(self.sync.verify_suppressions)

@@ -1,0 +1,1061 @@
+// The `mailers._mailers` extension: a thin layer over mailers::engine that
+// speaks dicts, strings and integers. The Python package (mailers/) turns
+// them into dataclasses, datetimes and exceptions; keeping the typed face in
+// Python keeps this file small and the stubs honest.
+//
+// Threads: each core owns an io_context run by one thread of its own. The
+// GIL is released around every call into the engine. Python is entered from
+// that thread only through handlers posted to the io_context, so the engine
+// never holds one of its locks while Python code runs, and a blocking call
+// made from Python never waits on a thread that waits for the GIL.
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <future>
+#include <mailers.hpp>
+#include <mailers/postgres_store.hpp>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <sstream>
+#include <thread>
+
+namespace py = pybind11;
+
+// Python 3.13 made the finalization check public under a new name.
+#if PY_VERSION_HEX >= 0x030D0000
+#define MAILERS_PY_FINALIZING() Py_IsFinalizing()
+#else
+#define MAILERS_PY_FINALIZING() _Py_IsFinalizing()
+#endif
+namespace asio = boost::asio;
+using namespace mailers;
+
+namespace {
+
+// --- values ---------------------------------------------------------------
+
+std::int64_t to_us(time_point t) {
+    return t.time_since_epoch().count();
+}
+time_point from_us(std::int64_t us) {
+    return time_point{duration{us}};
+}
+
+py::object opt_us(const std::optional<time_point>& t) {
+    return t ? py::object(py::int_(to_us(*t))) : py::object(py::none());
+}
+
+// Enum names through the library's own to_string, so they never drift.
+template <typename E>
+E parse_enum(const std::string& s, int count, const char* what) {
+    for (int i = 0; i < count; ++i)
+        if (to_string(static_cast<E>(i)) == s) return static_cast<E>(i);
+    throw exception(make_error_code(errc::invalid_argument),
+                    std::string("unknown ") + what + " '" + s + "'");
+}
+
+template <typename T>
+T get(const py::dict& d, const char* key, T fallback) {
+    if (!d.contains(key)) return fallback;
+    py::object v = d[key];
+    if (v.is_none()) return fallback;
+    return v.cast<T>();
+}
+
+address parse_addr(const std::string& text) {
+    auto a = parse_address(text);
+    if (!a)
+        throw exception(make_error_code(errc::invalid_address),
+                        "'" + text + "' is not a valid address");
+    return *a;
+}
+
+std::string format_addr(const address& a) {
+    if (a.display_name.empty()) return a.addr_spec();
+    // Quoted only when an RFC 5322 special would otherwise end the phrase.
+    if (a.display_name.find_first_of("()<>[]:;@\\,.\"") == std::string::npos)
+        return a.display_name + " <" + a.addr_spec() + ">";
+    std::string name;
+    for (char c : a.display_name) {
+        if (c == '"' || c == '\\') name += '\\';
+        name += c;
+    }
+    return "\"" + name + "\" <" + a.addr_spec() + ">";
+}
+
+principal to_principal(const py::object& o) {
+    if (o.is_none()) return principal::system();
+    auto t = o.cast<py::tuple>();
+    return {t[0].cast<std::string>(), t[1].cast<std::string>()};
+}
+
+std::vector<rate_limit> to_limits(const py::list& l) {
+    std::vector<rate_limit> out;
+    for (auto item : l) {
+        auto d = item.cast<py::dict>();
+        rate_limit r;
+        r.max = get<std::uint64_t>(d, "max", 0);
+        r.length = std::chrono::seconds(get<std::int64_t>(d, "length", 86400));
+        r.kind = parse_enum<window_kind>(get<std::string>(d, "kind", "rolling"), 2, "window kind");
+        out.push_back(r);
+    }
+    return out;
+}
+
+py::list from_limits(const std::vector<rate_limit>& limits) {
+    py::list out;
+    for (const auto& r : limits)
+        out.append(py::dict(py::arg("max") = r.max, py::arg("length") = r.length.count(),
+                            py::arg("kind") = std::string(to_string(r.kind))));
+    return out;
+}
+
+mailbox_config to_mailbox(const py::dict& d) {
+    mailbox_config m;
+    m.id = get<std::string>(d, "id", "");
+    m.from = parse_addr(get<std::string>(d, "address", ""));
+    m.provider = get<std::string>(d, "provider", "");
+    m.limits = to_limits(get<py::list>(d, "limits", py::list()));
+    m.max_recipients_per_message = get<std::uint32_t>(d, "max_recipients_per_message", 0);
+    if (d.contains("warmup") && !d["warmup"].is_none()) {
+        auto w = d["warmup"].cast<py::dict>();
+        m.warmup = {get<std::uint32_t>(w, "start", 0), get<std::uint32_t>(w, "step", 0),
+                    get<std::uint32_t>(w, "target", 0),
+                    from_us(get<std::int64_t>(w, "start_date", 0))};
+    }
+    m.time_zone = get<std::string>(d, "time_zone", "UTC");
+    if (d.contains("window") && !d["window"].is_none()) {
+        auto w = d["window"].cast<py::dict>();
+        m.window = {static_cast<std::uint8_t>(get<int>(w, "start_hour", 0)),
+                    static_cast<std::uint8_t>(get<int>(w, "end_hour", 24)),
+                    static_cast<std::uint8_t>(get<int>(w, "weekdays", 0x7f))};
+    }
+    m.min_gap = std::chrono::seconds(get<std::int64_t>(d, "min_gap", 0));
+    m.jitter = std::chrono::seconds(get<std::int64_t>(d, "jitter", 0));
+    m.priority = get<std::int32_t>(d, "priority", 0);
+    m.weight = get<std::uint32_t>(d, "weight", 1);
+    m.state = parse_enum<mailbox_state>(get<std::string>(d, "state", "active"), 3, "mailbox state");
+    if (d.contains("breaker") && !d["breaker"].is_none()) {
+        auto b = d["breaker"].cast<py::dict>();
+        m.breaker = {get<std::uint32_t>(b, "failure_threshold", 5),
+                     std::chrono::seconds(get<std::int64_t>(b, "cool_down", 300)),
+                     std::chrono::seconds(get<std::int64_t>(b, "max_cool_down", 3600))};
+    }
+    return m;
+}
+
+py::dict from_mailbox(const mailbox_config& m) {
+    return py::dict(
+        py::arg("id") = m.id, py::arg("address") = format_addr(m.from),
+        py::arg("provider") = m.provider, py::arg("limits") = from_limits(m.limits),
+        py::arg("max_recipients_per_message") = m.max_recipients_per_message,
+        py::arg("warmup") =
+            py::dict(py::arg("start") = m.warmup.start, py::arg("step") = m.warmup.step,
+                     py::arg("target") = m.warmup.target,
+                     py::arg("start_date") = to_us(m.warmup.start_date)),
+        py::arg("time_zone") = m.time_zone,
+        py::arg("window") = py::dict(py::arg("start_hour") = m.window.start_hour,
+                                     py::arg("end_hour") = m.window.end_hour,
+                                     py::arg("weekdays") = m.window.weekdays),
+        py::arg("min_gap") = m.min_gap.count(), py::arg("jitter") = m.jitter.count(),
+        py::arg("priority") = m.priority, py::arg("weight") = m.weight,
+        py::arg("state") = std::string(to_string(m.state)),
+        py::arg("breaker") = py::dict(py::arg("failure_threshold") = m.breaker.failure_threshold,
+                                      py::arg("cool_down") = m.breaker.cool_down.count(),
+                                      py::arg("max_cool_down") = m.breaker.max_cool_down.count()));
+}
+
+pool_config to_pool(const py::dict& d) {
+    pool_config p;
+    p.id = get<std::string>(d, "id", "");
+    p.mailboxes = get<std::vector<std::string>>(d, "mailboxes", {});
+    p.policy.kind = parse_enum<rotation_kind>(get<std::string>(d, "policy", "round_robin"), 3,
+                                              "rotation policy");
+    p.policy.max_attempts = get<std::uint32_t>(d, "max_attempts", 3);
+    p.policy.sticky_sender = get<bool>(d, "sticky_sender", false);
+    return p;
+}
+
+py::dict from_pool(const pool_config& p) {
+    return py::dict(py::arg("id") = p.id, py::arg("mailboxes") = p.mailboxes,
+                    py::arg("policy") = std::string(to_string(p.policy.kind)),
+                    py::arg("max_attempts") = p.policy.max_attempts,
+                    py::arg("sticky_sender") = p.policy.sticky_sender);
+}
+
+quota to_quota(const py::dict& d) {
+    quota q;
+    q.scope = parse_enum<quota_scope>(get<std::string>(d, "scope", "provider"), 3, "quota scope");
+    q.key = get<std::string>(d, "key", "");
+    q.limits = to_limits(get<py::list>(d, "limits", py::list()));
+    q.time_zone = get<std::string>(d, "time_zone", "");
+    return q;
+}
+
+py::dict from_quota(const quota& q) {
+    return py::dict(py::arg("scope") = std::string(to_string(q.scope)), py::arg("key") = q.key,
+                    py::arg("limits") = from_limits(q.limits), py::arg("time_zone") = q.time_zone);
+}
+
+std::vector<address> to_addrs(const py::dict& d, const char* key) {
+    std::vector<address> out;
+    for (const auto& s : get<std::vector<std::string>>(d, key, {})) out.push_back(parse_addr(s));
+    return out;
+}
+
+send_request to_request(const py::dict& d) {
+    send_request r;
+    r.pool = get<std::string>(d, "pool", "");
+    r.mailbox = get<std::string>(d, "mailbox", "");
+    r.to = parse_addr(get<std::string>(d, "to", ""));
+    r.cc = to_addrs(d, "cc");
+    r.bcc = to_addrs(d, "bcc");
+    if (auto rt = get<std::string>(d, "reply_to", ""); !rt.empty()) r.reply_to = parse_addr(rt);
+    r.raw = get<std::string>(d, "raw", "");
+    r.subject = get<std::string>(d, "subject", "");
+    r.text = get<std::string>(d, "text", "");
+    r.html = get<std::string>(d, "html", "");
+    for (const auto& [name, value] :
+         get<std::vector<std::pair<std::string, std::string>>>(d, "headers", {}))
+        r.headers.push_back({name, value});
+    for (auto item : get<py::list>(d, "attachments", py::list())) {
+        auto a = item.cast<py::dict>();
+        r.attachments.push_back(
+            {get<std::string>(a, "filename", ""), get<std::string>(a, "content_type", ""),
+             get<std::string>(a, "data", ""), get<std::string>(a, "content_id", "")});
+    }
+    if (auto u = get<std::string>(d, "unsubscribe_url", ""); !u.empty())
+        r.unsubscribe = list_unsubscribe{u, get<std::string>(d, "unsubscribe_mailto", "")};
+    r.in_reply_to = get<std::string>(d, "in_reply_to", "");
+    r.references = get<std::vector<std::string>>(d, "references", {});
+    r.idempotency_key = get<std::string>(d, "idempotency_key", "");
+    if (d.contains("actor")) r.actor = to_principal(d["actor"]);
+    return r;
+}
+
+py::dict from_diag(const diagnostics& g) {
+    return py::dict(py::arg("message") = g.message, py::arg("provider_reply") = g.provider_reply,
+                    py::arg("enhanced_status") = g.enhanced_status, py::arg("status") = g.status,
+                    py::arg("provider_code") = g.provider_code,
+                    py::arg("request_id") = g.request_id,
+                    py::arg("retry_after") =
+                        g.retry_after ? py::object(py::int_(g.retry_after->count())) : py::none());
+}
+
+py::dict from_result(const send_result& r) {
+    return py::dict(
+        py::arg("send_id") = r.send_id,
+        py::arg("state") =
+            r.state ? py::object(py::str(std::string(to_string(*r.state)))) : py::none(),
+        py::arg("mailbox") = r.mailbox, py::arg("provider") = r.provider,
+        py::arg("message_id") = r.message_id,
+        py::arg("provider_message_id") = r.provider_message_id, py::arg("attempts") = r.attempts,
+        py::arg("duplicate") = r.duplicate, py::arg("retry_at") = opt_us(r.retry_at));
+}
+
+// errc and transport_errc enumerator names, in enum order (error.hpp).
+constexpr const char* errc_names[] = {"ok",
+                                      "invalid_address",
+                                      "header_injection",
+                                      "invalid_header",
+                                      "invalid_argument",
+                                      "message_too_large",
+                                      "unknown_pool",
+                                      "unknown_mailbox",
+                                      "unknown_provider",
+                                      "unknown_time_zone",
+                                      "suppressed",
+                                      "paused",
+                                      "no_capacity",
+                                      "duplicate",
+                                      "not_found",
+                                      "permission_denied",
+                                      "store_error",
+                                      "schema_too_new",
+                                      "operation_aborted",
+                                      "invalid_csv",
+                                      "audit_chain_broken",
+                                      "commit_outcome_unknown",
+                                      "store_missing",
+                                      "store_exists",
+                                      "store_corrupt"};
+constexpr const char* transport_errc_names[] = {"",
+                                                "connection_failed",
+                                                "timeout_before_send",
+                                                "temporary_reply",
+                                                "rate_limited",
+                                                "sender_quota_exhausted",
+                                                "sender_reputation",
+                                                "authentication_failed",
+                                                "configuration",
+                                                "recipient_rejected",
+                                                "content_rejected",
+                                                "outcome_unknown",
+                                                "tls_verification_failed",
+                                                "protocol_error"};
+
+// What the package's error factory turns into an exception.
+py::dict error_info(const error_code& ec, const diagnostics& diag) {
+    py::dict d;
+    std::string category = "other", code;
+    const int v = ec.value();
+    if (ec.category() == error_category()) {
+        category = "mailers";
+        if (v >= 0 && v < int(std::size(errc_names))) code = errc_names[v];
+    } else if (ec.category() == transport_category()) {
+        category = "transport";
+        if (v > 0 && v < int(std::size(transport_errc_names))) code = transport_errc_names[v];
+    }
+    if (code.empty()) code = std::string(ec.category().name()) + ":" + std::to_string(v);
+    d["category"] = category;
+    d["code"] = code;
+    d["value"] = v;
+    d["failure"] = category == "mailers"
+                       ? py::object(py::none())
+                       : py::object(py::str(std::string(to_string(classify(ec)))));
+    d["message"] = ec.message();
+    d["diagnostics"] = from_diag(diag);
+    return d;
+}
+
+// Set by the package at import: builds a mailers.Error from error_info.
+py::object& error_factory() {
+    static py::object* f = new py::object();  // never destroyed: outlives the interpreter
+    return *f;
+}
+
+[[noreturn]] void raise_error(const error_code& ec, const diagnostics& diag) {
+    py::object exc = error_factory()(error_info(ec, diag), py::none());
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+    throw py::error_already_set();
+}
+
+py::dict from_event(const event& e) {
+    return py::dict(
+        py::arg("type") = std::string(to_string(e.type)), py::arg("at") = to_us(e.at),
+        py::arg("send_id") = e.send_id, py::arg("idempotency_key") = e.idempotency_key,
+        py::arg("mailbox") = e.mailbox, py::arg("pool") = e.pool, py::arg("provider") = e.provider,
+        py::arg("recipient") = e.recipient, py::arg("provider_message_id") = e.provider_message_id,
+        py::arg("message_id") = e.message_id, py::arg("bounce") = std::string(to_string(e.bounce)),
+        py::arg("detail") = e.detail, py::arg("retry_at") = opt_us(e.retry_at),
+        py::arg("provider_event") = e.provider_event, py::arg("dedup_key") = e.dedup_key,
+        py::arg("diagnostic_code") = e.diagnostic_code);
+}
+
+// A Python object that a C++ thread may drop: the reference is released
+// under the GIL, or leaked once the interpreter is finalizing, when taking
+// the GIL from another thread would hang it.
+struct py_ref {
+    explicit py_ref(py::object o)
+        : p(new py::object(std::move(o)), [](py::object* x) {
+              if (MAILERS_PY_FINALIZING()) return;  // leak: the process is ending
+              py::gil_scoped_acquire gil;
+              delete x;
+          }) {}
+    std::shared_ptr<py::object> p;
+};
+
+// Runs `fn` under the GIL; an exception it raises is reported through
+// sys.unraisablehook and goes no further.
+template <typename F>
+void call_python(const char* where, F&& fn) {
+    if (MAILERS_PY_FINALIZING()) return;
+    py::gil_scoped_acquire gil;
+    try {
+        fn();
+    } catch (py::error_already_set& e) {
+        e.discard_as_unraisable(where);
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        PyErr_WriteUnraisable(py::str(where).ptr());
+    }
+}
+
+// --- the engine's owner ---------------------------------------------------
+
+class core {
+public:
+    core(const py::dict& store_cfg, const py::dict& params, py::object clock_obj) {
+        engine_params p;
+        p.workspace = get<std::string>(params, "workspace", "default");
+        p.audit_key = get<std::string>(params, "audit_key", "");
+        p.member_name = get<std::string>(params, "member_name", "");
+        if (params.contains("log") && !params["log"].is_none()) {
+            // Library log lines come from any of the engine's threads, perhaps
+            // under its locks: they reach Python through the same queue as
+            // completions.
+            auto cb = std::make_shared<py_ref>(params["log"].cast<py::object>());
+            p.log.level = parse_enum<log_level>(get<std::string>(params, "log_level", "warning"), 6,
+                                                "log level");
+            p.log.sink = [this, cb](log_level l, std::string_view m) {
+                if (!alive_) return;  // a transport dropped while the core is destroyed
+                to_python(
+                    [cb, l, msg = std::string(m)] { (*cb->p)(std::string(to_string(l)), msg); });
+            };
+        }
+        p.random_seed = get<std::uint64_t>(params, "random_seed", 0);
+        p.drain_queue = get<bool>(params, "drain_queue", true);
+        p.unsubscribe.url = get<std::string>(params, "unsubscribe_url", "");
+        p.unsubscribe.secret = get<std::string>(params, "unsubscribe_secret", "");
+        p.unsubscribe.mailto = get<std::string>(params, "unsubscribe_mailto", "");
+        p.queue_poll_interval =
+            std::chrono::milliseconds(get<std::int64_t>(params, "queue_poll_interval_ms", 1000));
+        if (params.contains("fold_plus_tags") || params.contains("fold_gmail_dots"))
+            p.suppression = suppression_options{get<bool>(params, "fold_plus_tags", false),
+                                                get<bool>(params, "fold_gmail_dots", false)};
+        if (!clock_obj.is_none()) p.clock = clock_obj.cast<std::shared_ptr<manual_clock>>();
+        const auto kind = get<std::string>(store_cfg, "kind", "sqlite");
+        const auto mode = parse_enum<open_mode>(
+            get<std::string>(store_cfg, "mode", "open_or_create"), 3, "open mode");
+        sqlite_store_params sp;
+        postgres_store_params pp;
+        if (kind == "sqlite") {
+            sp.path = store_cfg["path"].cast<std::string>();
+            sp.mode = mode;
+            if (get<bool>(store_cfg, "power_loss_safe", false))
+                sp.durability = sqlite_durability::power_loss_safe;
+        } else if (kind == "postgres") {
+            pp.conninfo = store_cfg["conninfo"].cast<std::string>();
+            pp.schema = get<std::string>(store_cfg, "schema", "mailers");
+            pp.pool_size = get<std::size_t>(store_cfg, "pool_size", 4);
+            pp.mode = mode;
+        } else {
+            throw exception(make_error_code(errc::invalid_argument),
+                            "unknown store kind '" + kind + "'");
+        }
+        py::gil_scoped_release nogil;
+        p.storage = kind == "sqlite" ? open_sqlite_store(sp) : open_postgres_store(pp);
+        // The engine is built before the thread starts, so a refusal leaves
+        // nothing running; transports built later need the thread.
+        eng_ = std::make_unique<engine>(ioc_.get_executor(), std::move(p));
+        eng_->on_event([this](const event& e) { post_event(e); });
+        thread_ = std::thread([this] {
+            ioc_.run();
+            done_.set_value();
+        });
+        io_thread_ = thread_.get_id();
+    }
+
+    ~core() {
+        if (!closed_) {
+            py::gil_scoped_release nogil;
+            shutdown(30.0);
+        }
+        alive_ = false;  // handlers the io_context still holds are destroyed after this
+    }
+
+    void close(double timeout) {
+        py::gil_scoped_release nogil;
+        shutdown(timeout);
+    }
+    bool closed() const { return closed_; }
+    bool on_engine_thread() const { return std::this_thread::get_id() == io_thread_; }
+
+    // The engine for one call: the shared lock keeps close() from
+    // destroying it while the call runs (close cancels first, so no call
+    // waits long). Hold it for one full expression: `eng()->method(...)`.
+    struct engine_ref {
+        std::shared_lock<std::shared_mutex> lock;
+        engine* e;
+        engine* operator->() const { return e; }
+        engine& operator*() const { return *e; }
+    };
+    engine_ref eng() {
+        std::shared_lock lock(life_);
+        if (closed_ || !eng_)
+            throw exception(make_error_code(errc::operation_aborted), "the engine is closed");
+        return {std::move(lock), eng_.get()};
+    }
+
+    void set_event_callback(py::object fn) {
+        auto next = std::make_shared<py_ref>(std::move(fn));
+        std::lock_guard lock(mu_);
+        on_event_.swap(next);
+    }
+
+    void add_provider(const py::object& who, const std::string& id, const std::string& dsn) {
+        auto actor = to_principal(who);
+        py::gil_scoped_release nogil;
+        // A capture provider is built here so its messages can be read back.
+        if (dsn.rfind("capture://", 0) == 0) {
+            auto t = std::make_shared<capture_transport>(ioc_.get_executor());
+            eng()->add_provider(actor, id, t);
+            std::lock_guard lock(mu_);
+            captures_[id] = t;
+            return;
+        }
+        eng()->add_provider(actor, id, dsn);
+    }
+
+    py::list captured(const std::string& id) {
+        std::shared_ptr<capture_transport> t;
+        {
+            std::lock_guard lock(mu_);
+            if (auto it = captures_.find(id); it != captures_.end()) t = it->second;
+        }
+        if (!t)
+            throw exception(make_error_code(errc::unknown_provider),
+                            "'" + id + "' is not a capture provider of this engine");
+        py::list out;
+        for (const auto& o : t->sent()) {
+            std::string data = o.raw;
+            if (data.empty())
+                if (auto r = render_message(o.msg)) data = *r;
+            py::list to;
+            for (const auto& a : o.msg.to) to.append(format_addr(a));
+            out.append(
+                py::dict(py::arg("mail_from") = o.env.mail_from, py::arg("rcpt_to") = o.env.rcpt_to,
+                         py::arg("from") = format_addr(o.msg.from), py::arg("to") = to,
+                         py::arg("subject") = o.msg.subject, py::arg("text") = o.msg.text,
+                         py::arg("html") = o.msg.html, py::arg("message_id") = o.msg.message_id,
+                         py::arg("mailbox") = o.mailbox_id, py::arg("send_id") = o.send_id,
+                         py::arg("data") = py::bytes(data)));
+        }
+        return out;
+    }
+
+    void clear_captured(const std::string& id) {
+        std::lock_guard lock(mu_);
+        if (auto it = captures_.find(id); it != captures_.end()) it->second->clear();
+    }
+
+    // Completes `callback(error_info | None, result)` on the io thread.
+    void send_async(const py::dict& req, py::object callback) {
+        auto r = to_request(req);
+        auto cb = std::make_shared<py_ref>(std::move(callback));
+        py::gil_scoped_release nogil;
+        eng()->async_send(std::move(r), [this, cb](error_code ec, send_result res) mutable {
+            to_python([cb = std::move(cb), ec, res = std::move(res)] {
+                py::object err = ec ? py::object(error_info(ec, res.diag)) : py::none();
+                (*cb->p)(err, from_result(res));
+            });
+        });
+    }
+
+    py::tuple send(const py::dict& req) {
+        if (std::this_thread::get_id() == io_thread_)
+            throw std::runtime_error(
+                "a blocking send from an event callback would wait for itself; use send_async");
+        auto r = to_request(req);
+        std::promise<std::pair<error_code, send_result>> done;
+        auto fut = done.get_future();
+        std::pair<error_code, send_result> out;
+        {
+            py::gil_scoped_release nogil;
+            eng()->async_send(std::move(r), [&done](error_code ec, send_result res) {
+                done.set_value({ec, std::move(res)});
+            });
+            out = fut.get();
+        }
+        py::object err =
+            out.first ? py::object(error_info(out.first, out.second.diag)) : py::none();
+        return py::make_tuple(err, from_result(out.second));
+    }
+
+    std::uint64_t enqueue(const py::dict& req, std::int64_t not_before_us,
+                          const std::string& origin) {
+        auto r = to_request(req);
+        enqueue_options o{from_us(not_before_us), origin};
+        py::gil_scoped_release nogil;
+        return eng()->enqueue(std::move(r), o);
+    }
+
+    py::object find_queued(std::uint64_t id) {
+        std::optional<queued_send> q;
+        {
+            py::gil_scoped_release nogil;
+            q = eng()->find_queued(id);
+        }
+        if (!q) return py::none();
+        return py::dict(
+            py::arg("id") = q->id, py::arg("idempotency_key") = q->idempotency_key,
+            py::arg("pool") = q->pool, py::arg("mailbox") = q->mailbox,
+            py::arg("origin") = q->origin, py::arg("state") = std::string(to_string(q->state)),
+            py::arg("wait_reason") = q->wait_reason, py::arg("send_id") = q->send_id,
+            py::arg("detail") = q->detail, py::arg("not_before") = to_us(q->not_before));
+    }
+
+    bool cancel_queued(const py::object& who, std::uint64_t id) {
+        auto actor = to_principal(who);
+        py::gil_scoped_release nogil;
+        return eng()->cancel_queued(actor, id);
+    }
+
+    py::dict queue_counts() {
+        queue_summary c;
+        {
+            py::gil_scoped_release nogil;
+            c = eng()->queue_counts();
+        }
+        return py::dict(py::arg("waiting") = c.waiting, py::arg("claimed") = c.claimed,
+                        py::arg("done") = c.done, py::arg("cancelled") = c.cancelled);
+    }
+
+    // Configuration: dict in, blocking, GIL released.
+    template <typename T, typename F>
+    void configure(const py::object& who, T value, F fn) {
+        auto actor = to_principal(who);
+        py::gil_scoped_release nogil;
+        fn(*eng(), actor, value);
+    }
+
+    template <typename F>
+    auto unlocked(F fn) {
+        py::gil_scoped_release nogil;
+        return fn(*eng());
+    }
+
+    py::dict status(const std::string& id) {
+        auto s = unlocked([&](engine& e) { return e.status(id); });
+        return py::dict(
+            py::arg("id") = s.id, py::arg("state") = std::string(to_string(s.state)),
+            py::arg("health") = std::string(to_string(s.health)),
+            py::arg("sent_today") = s.sent_today, py::arg("sent_this_hour") = s.sent_this_hour,
+            py::arg("effective_daily_cap") =
+                s.effective_daily_cap ? py::object(py::int_(*s.effective_daily_cap)) : py::none(),
+            py::arg("blocked") = std::string(to_string(s.blocked)),
+            py::arg("next_eligible") = opt_us(s.next_eligible));
+    }
+
+    py::dict stats() {
+        auto s = unlocked([](engine& e) { return e.stats(); });
+        return py::dict(py::arg("accepted") = s.accepted, py::arg("failed") = s.failed,
+                        py::arg("unknown") = s.unknown, py::arg("suppressed") = s.suppressed,
+                        py::arg("no_capacity") = s.no_capacity, py::arg("paused") = s.paused,
+                        py::arg("rejected") = s.rejected, py::arg("duplicates") = s.duplicates,
+                        py::arg("failovers") = s.failovers, py::arg("commits") = s.commits,
+                        py::arg("committed_ops") = s.committed_ops);
+    }
+
+    py::object find_suppression(const std::string& addr) {
+        auto s = unlocked([&](engine& e) { return e.find_suppression(addr); });
+        if (!s) return py::none();
+        return py::dict(
+            py::arg("kind") = std::string(to_string(s->kind)), py::arg("value") = s->value,
+            py::arg("reason") = std::string(to_string(s->reason)), py::arg("source") = s->source,
+            py::arg("created_at") = to_us(s->created_at));
+    }
+
+    std::size_t import_suppressions(const py::object& who, const std::string& csv,
+                                    const std::string& source) {
+        auto actor = to_principal(who);
+        py::gil_scoped_release nogil;
+        std::istringstream in(csv);
+        return eng()->import_suppressions(actor, in, source);
+    }
+
+    std::string export_suppressions() {
+        py::gil_scoped_release nogil;
+        std::ostringstream out;
+        eng()->export_suppressions(out);
+        return out.str();
+    }
+
+    py::list pauses() {
+        auto list = unlocked([](engine& e) { return e.pauses(); });
+        py::list out;
+        for (const auto& p : list)
+            out.append(py::dict(py::arg("scope") = std::string(to_string(p.target.scope)),
+                                py::arg("id") = p.target.id, py::arg("reason") = p.reason,
+                                py::arg("actor") = p.actor, py::arg("since") = to_us(p.since)));
+        return out;
+    }
+
+    py::list audit_log(std::uint64_t from) {
+        auto records = unlocked([&](engine& e) { return e.audit_log(from); });
+        py::list out;
+        for (const auto& r : records)
+            out.append(py::dict(py::arg("seq") = r.seq, py::arg("at") = to_us(r.at),
+                                py::arg("actor") = r.actor, py::arg("action") = r.action,
+                                py::arg("resource_type") = r.resource_type,
+                                py::arg("resource_id") = r.resource_id,
+                                py::arg("before") = r.before, py::arg("after") = r.after,
+                                py::arg("prev_hash") = r.prev_hash, py::arg("hash") = r.hash));
+        return out;
+    }
+
+    // (error_info | None, bad_seq)
+    py::tuple verify_audit(const py::object& checkpoint) {
+        std::uint64_t bad = 0;
+        error_code ec;
+        std::optional<audit_head> head;
+        if (!checkpoint.is_none()) {
+            auto t = checkpoint.cast<py::tuple>();
+            head = audit_head{t[0].cast<std::uint64_t>(), t[1].cast<std::string>()};
+        }
+        {
+            py::gil_scoped_release nogil;
+            ec = head ? eng()->verify_audit(*head, &bad) : eng()->verify_audit(&bad);
+        }
+        return py::make_tuple(ec ? py::object(error_info(ec, {})) : py::none(), bad);
+    }
+
+    py::tuple audit_checkpoint() {
+        auto h = unlocked([](engine& e) { return e.audit_checkpoint(); });
+        return py::make_tuple(h.seq, h.hash);
+    }
+
+    py::dict ingest_webhook(const std::string& provider, const std::string& method,
+                            const std::vector<std::pair<std::string, std::string>>& headers,
+                            const std::string& body, const py::dict& opts) {
+        auto prov = parse_webhook_provider(provider);
+        if (!prov) throw exception(prov.error(), "unknown webhook provider '" + provider + "'");
+        webhook_params wp;
+        wp.verify = get<bool>(opts, "verify", true);
+        wp.keep_raw = get<bool>(opts, "keep_raw", false);
+        wp.mailgun.signing_key = get<std::string>(opts, "mailgun_signing_key", "");
+        wp.sendgrid.public_key = get<std::string>(opts, "sendgrid_public_key", "");
+        wp.postmark.basic_user = get<std::string>(opts, "postmark_user", "");
+        wp.postmark.basic_password = get<std::string>(opts, "postmark_password", "");
+        wp.postmark.header_name = get<std::string>(opts, "postmark_header_name", "");
+        wp.postmark.header_value = get<std::string>(opts, "postmark_header_value", "");
+        std::vector<http_header> hs;
+        for (const auto& [n, v] : headers) hs.push_back({n, v});
+        ingest_result r;
+        {
+            py::gil_scoped_release nogil;
+            r = eng()->ingest_webhook(*prov, webhook_request{method, hs, body}, wp);
+        }
+        py::list events;
+        for (const auto& e : r.webhook.events) events.append(from_event(e));
+        return py::dict(py::arg("http_status") = r.webhook.http_status,
+                        py::arg("reason") = r.webhook.reason, py::arg("events") = events,
+                        py::arg("suppressed") = r.suppressed,
+                        py::arg("already_suppressed") = r.already_suppressed,
+                        py::arg("duplicates") = r.duplicates);
+    }
+
+    py::dict ingest_delivery_report(const std::string& message) {
+        auto r = unlocked([&](engine& e) { return e.ingest_delivery_report(message); });
+        py::list events;
+        for (const auto& e : r.report.events) events.append(from_event(e));
+        return py::dict(py::arg("recognised") = r.report.recognised,
+                        py::arg("format") = r.report.format,
+                        py::arg("original_message_id") = r.report.original_message_id,
+                        py::arg("reason") = r.report.reason, py::arg("events") = events,
+                        py::arg("suppressed") = r.suppressed,
+                        py::arg("already_suppressed") = r.already_suppressed,
+                        py::arg("duplicates") = r.duplicates);
+    }
+
+    py::dict verify_suppressions() {
+        auto r = unlocked([](engine& e) { return e.verify_suppressions(); });
+        py::list problems;
+        for (const auto& p : r.problems)
+            problems.append(py::dict(
+                py::arg("kind") = p.kind ? py::object(py::str(std::string(to_string(*p.kind))))
+                                         : py::object(py::none()),
+                py::arg("value") = p.value, py::arg("audit_seq") = p.audit_seq,
+                py::arg("change_seq") = p.change_seq, py::arg("what") = p.what));
+        return py::dict(py::arg("ok") = r.ok, py::arg("audit_chain_ok") = r.audit_chain_ok,
+                        py::arg("broken_audit_seq") = r.broken_audit_seq, py::arg("rows") = r.rows,
+                        py::arg("superseded_rows") = r.superseded_rows,
+                        py::arg("changes") = r.changes, py::arg("problem_count") = r.problem_count,
+                        py::arg("problems") = problems);
+    }
+
+    py::dict unsubscribe(const std::string& token) {
+        auto r = unlocked([&](engine& e) { return e.unsubscribe(token); });
+        return py::dict(py::arg("status") = std::string(to_string(r.status)),
+                        py::arg("recipient") = r.recipient, py::arg("send_id") = r.send_id,
+                        py::arg("suppressed") = r.suppressed, py::arg("already") = r.already);
+    }
+
+private:
+    void post_event(const event& e) {
+        std::shared_ptr<py_ref> cb;
+        {
+            std::lock_guard lock(mu_);
+            cb = on_event_;
+        }
+        if (!cb) return;
+        to_python([cb = std::move(cb), e] { (*cb->p)(from_event(e)); });
+    }
+
+    // Queues a call into Python. The engine calls its handlers on its
+    // executor, perhaps inside its own frames (and locks), so the calls run
+    // from the io_context's own loop instead, in the order they were
+    // queued, a batch under one taking of the GIL: under load a completion
+    // then costs no GIL hand-off of its own.
+    void to_python(std::function<void()> fn) {
+        bool schedule = false;
+        {
+            std::lock_guard lock(pending_mu_);
+            pending_.push_back(std::move(fn));
+            schedule = !std::exchange(drain_scheduled_, true);
+        }
+        if (schedule) asio::post(ioc_, [this] { drain_python(); });
+    }
+
+    void drain_python() {
+        std::vector<std::function<void()>> batch;
+        {
+            std::lock_guard lock(pending_mu_);
+            batch.swap(pending_);
+            drain_scheduled_ = false;
+        }
+        if (MAILERS_PY_FINALIZING()) return;  // the references they hold are leaked (py_ref)
+        py::gil_scoped_acquire gil;
+        for (auto& fn : batch) call_python("mailers: callback", fn);
+        batch.clear();  // drops their Python references under the GIL
+    }
+
+    // Called without the GIL.
+    void shutdown(double timeout) {
+        if (closed_.exchange(true)) return;  // new calls are refused from here on
+        {
+            std::shared_lock lock(life_);
+            if (eng_) eng_->cancel();  // calls in flight that wait on a send end now
+        }
+        {
+            std::unique_lock lock(life_);  // waits for the calls in flight
+            if (eng_) {
+                try {
+                    eng_->flush();
+                } catch (...) {
+                    // The store failed; destruction below still stops the engine.
+                }
+                eng_.reset();
+            }
+        }
+        work_.reset();
+        auto done = done_.get_future();
+        if (done.wait_for(std::chrono::duration<double>(timeout)) != std::future_status::ready)
+            ioc_.stop();  // something never finished: stop waiting for it
+        if (thread_.joinable()) thread_.join();
+        // Dropped outside the lock: dropping a Python reference takes the GIL,
+        // and a thread holding the GIL may be waiting for this lock.
+        std::shared_ptr<py_ref> cb;
+        std::map<std::string, std::shared_ptr<capture_transport>> captures;
+        {
+            std::lock_guard lock(mu_);
+            cb = std::move(on_event_);
+            captures.swap(captures_);
+        }
+    }
+
+    asio::io_context ioc_{1};
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
+        asio::make_work_guard(ioc_)};
+    std::promise<void> done_;
+    std::thread thread_;
+    std::thread::id io_thread_;
+    std::shared_mutex life_;  // guards eng_'s lifetime (see eng())
+    std::unique_ptr<engine> eng_;
+    std::atomic<bool> closed_{false};
+    std::atomic<bool> alive_{true};
+    std::mutex mu_;
+    std::mutex pending_mu_;
+    std::vector<std::function<void()>> pending_;
+    bool drain_scheduled_ = false;
+    std::shared_ptr<py_ref> on_event_;
+    std::map<std::string, std::shared_ptr<capture_transport>> captures_;
+};
+
+// upsert, remove, find and list for a configuration object kept by id.
+template <typename Cfg>
+void def_objects(py::class_<core>& cls, const char* upsert_name, const char* remove_name,
+                 const char* find_name, const char* list_name, Cfg (*to)(const py::dict&),
+                 py::dict (*from)(const Cfg&), void (engine::*upsert)(const principal&, const Cfg&),
+                 void (engine::*remove)(const principal&, const std::string&),
+                 std::optional<Cfg> (engine::*find)(const std::string&) const,
+                 std::vector<Cfg> (engine::*all)() const) {
+    cls.def(upsert_name, [to, upsert](core& c, py::object who, const py::dict& d) {
+        c.configure(who, to(d),
+                    [upsert](engine& e, const principal& a, const Cfg& v) { (e.*upsert)(a, v); });
+    });
+    cls.def(remove_name, [remove](core& c, py::object who, std::string id) {
+        c.configure(who, id, [remove](engine& e, const principal& a, const std::string& v) {
+            (e.*remove)(a, v);
+        });
+    });
+    cls.def(find_name, [from, find](core& c, std::string id) -> py::object {
+        auto found = c.unlocked([&](engine& e) { return (e.*find)(id); });
+        return found ? py::object(from(*found)) : py::none();
+    });
+    cls.def(list_name, [from, all](core& c) {
+        auto list = c.unlocked([&](engine& e) { return (e.*all)(); });
+        py::list out;
+        for (const auto& x : list) out.append(from(x));
+        return out;
+    });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_mailers, m) {
+    m.doc() = "The mailers engine's native layer; use the `mailers` package.";
+    m.attr("version") = py::make_tuple(version_major, version_minor, version_patch);
+
+    m.def("_set_error_factory", [](py::object f) { error_factory() = std::move(f); });
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const exception& e) {
+            if (error_factory()) {
+                py::object exc = error_factory()(error_info(e.code(), e.diag()), py::none());
+                PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
+            } else {
+                PyErr_SetString(PyExc_RuntimeError, e.what());
+            }
+        }
+    });
+
+    m.def(
+        "normalise_address",
+        [](const std::string& a, bool plus, bool dots) {
+            auto r = normalise_address(a, {plus, dots});
+            if (!r) raise_error(r.error(), {"'" + a + "' is not a valid address"});
+            return *r;
+        },
+        py::arg("address"), py::arg("fold_plus_tags") = false, py::arg("fold_gmail_dots") = false);
+    m.def("parse_address", [](const std::string& a) {
+        auto r = parse_address(a);
+        if (!r) raise_error(r.error(), {"'" + a + "' is not a valid address"});
+        return py::make_tuple(r->addr_spec(), r->display_name);
+    });
+
+    m.def("apply_preset", [](const py::dict& mailbox, const std::string& name) {
+        auto cfg = to_mailbox(mailbox);
+        if (name == "google_workspace")
+            cfg.apply(presets::google_workspace());
+        else if (name == "microsoft_365")
+            cfg.apply(presets::microsoft_365());
+        else
+            throw exception(make_error_code(errc::invalid_argument),
+                            "unknown preset '" + name + "' (google_workspace, microsoft_365)");
+        return from_mailbox(cfg);
+    });
+
+    py::class_<manual_clock, std::shared_ptr<manual_clock>>(m, "ManualClock")
+        .def(py::init([](std::int64_t us) { return std::make_shared<manual_clock>(from_us(us)); }))
+        .def("now_us", [](const manual_clock& c) { return to_us(c.now()); })
+        .def("set_us", [](manual_clock& c, std::int64_t us) { c.set(from_us(us)); })
+        .def("advance_us", [](manual_clock& c, std::int64_t us) { c.advance(duration{us}); });
+
+    using P = const principal&;
+    py::class_<core> cls(m, "Core");
+    def_objects<mailbox_config>(cls, "upsert_mailbox", "retire_mailbox", "find_mailbox",
+                                "mailboxes", to_mailbox, from_mailbox, &engine::upsert_mailbox,
+                                &engine::retire_mailbox, &engine::find_mailbox, &engine::mailboxes);
+    def_objects<pool_config>(cls, "upsert_pool", "remove_pool", "find_pool", "pools", to_pool,
+                             from_pool, &engine::upsert_pool, &engine::remove_pool,
+                             &engine::find_pool, &engine::pools);
+    cls.def(py::init<const py::dict&, const py::dict&, py::object>())
+        .def("close", &core::close, py::arg("timeout") = 30.0)
+        .def_property_readonly("closed", &core::closed)
+        .def("on_engine_thread", &core::on_engine_thread)
+        .def("set_event_callback", &core::set_event_callback)
+        .def("add_provider", &core::add_provider)
+        .def("captured", &core::captured)
+        .def("clear_captured", &core::clear_captured)
+        .def("send_async", &core::send_async)
+        .def("send", &core::send)
+        .def("enqueue", &core::enqueue)
+        .def("find_queued", &core::find_queued)
+        .def("cancel_queued", &core::cancel_queued)
+        .def("queue_counts", &core::queue_counts)
+        .def("set_quota",
+             [](core& c, py::object who, const py::dict& d) {
+                 c.configure(who, to_quota(d),
+                             [](engine& e, P a, const auto& v) { e.set_quota(a, v); });
+             })
+        .def("remove_quota",
+             [](core& c, py::object who, std::string scope, std::string key) {
+                 auto s = parse_enum<quota_scope>(scope, 3, "quota scope");
+                 c.configure(who, key,
+                             [s](engine& e, P a, const auto& v) { e.remove_quota(a, s, v); });
+             })
+        .def("quotas",
+             [](core& c) {
+                 auto list = c.unlocked([](engine& e) { return e.quotas(); });
+                 py::list out;
+                 for (const auto& q : list) out.append(from_quota(q));
+                 return out;
+             })
+        .def("status", &core::status)
+        .def("stats", &core::stats)
+        .def("suppress",
+             [](core& c, py::object who, std::string kind, std::string value, std::string reason,
+                std::string source) {
+                 auto k = parse_enum<suppression_kind>(kind, 2, "suppression kind");
+                 auto r = parse_suppression_reason(reason);
+                 if (!r) throw exception(r.error(), "unknown suppression reason '" + reason + "'");
+                 c.configure(who, value, [&](engine& e, P a, const auto& v) {
+                     e.suppress(a, k, v, *r, source);
+                 });
+             })
+        .def("unsuppress",
+             [](core& c, py::object who, std::string kind, std::string value) {
+                 auto k = parse_enum<suppression_kind>(kind, 2, "suppression kind");
+                 bool removed = false;
+                 c.configure(who, value, [&](engine& e, P a, const auto& v) {
+                     removed = e.unsuppress(a, k, v);
+                 });
+                 return removed;
+             })
+        .def("is_suppressed",
+             [](core& c, std::string a) {
+                 return c.unlocked([&](engine& e) { return e.is_suppressed(a); });
+             })
+        .def("find_suppression", &core::find_suppression)
+        .def("suppression_count",
+             [](core& c) { return c.unlocked([](engine& e) { return e.suppression_count(); }); })
+        .def("import_suppressions", &core::import_suppressions)
+        .def("export_suppressions", &core::export_suppressions)
+        .def("pause",
+             [](core& c, py::object who, std::string scope, std::string id, std::string reason) {
+                 pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
+                 c.configure(who, t, [&](engine& e, P a, const auto& v) { e.pause(a, v, reason); });
+             })
+        .def("resume",
+             [](core& c, py::object who, std::string scope, std::string id) {
+                 pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
+                 c.configure(who, t, [](engine& e, P a, const auto& v) { e.resume(a, v); });
+             })
+        .def("is_paused",
+             [](core& c, std::string scope, std::string id) {
+                 pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
+                 return c.unlocked([&](engine& e) { return e.is_paused(t); });
+             })
+        .def("pauses", &core::pauses)
+        .def("audit_log", &core::audit_log)
+        .def("verify_audit", &core::verify_audit)
+        .def("audit_checkpoint", &core::audit_checkpoint)
+        .def("ingest_webhook", &core::ingest_webhook)
+        .def("unsubscribe", &core::unsubscribe)
+        .def("ingest_delivery_report", &core::ingest_delivery_report)
+        .def("verify_suppressions", &core::verify_suppressions)
+        .def("put_role",
+             [](core& c, py::object who, std::string id, std::vector<std::string> perms) {
+                 role r{id, {}};
+                 for (const auto& name : perms) {
+                     auto pm = parse_permission(name);
+                     if (!pm) throw exception(pm.error(), "unknown permission '" + name + "'");
+                     r.permissions.push_back(*pm);
+                 }
+                 c.configure(who, r, [](engine& e, P a, const auto& v) { e.put_role(a, v); });
+             })
+        .def("grant_access",
+             [](core& c, py::object who, std::string principal_id, std::string role_id,
+                std::string scope, std::string id, bool revoke) {
+                 access_grant g{principal_id,
+                                role_id,
+                                {parse_enum<access_scope::kind>(scope, 5, "access scope"), id}};
+                 c.configure(who, g, [revoke](engine& e, P a, const auto& v) {
+                     revoke ? e.revoke_access(a, v) : e.grant_access(a, v);
+                 });
+             })
+        .def("set_access_control",
+             [](core& c, py::object who, bool on) {
+                 c.configure(who, on, [](engine& e, P a, bool v) { e.set_access_control(a, v); });
+             })
+        .def("flush", [](core& c) { c.unlocked([](engine& e) { e.flush(); }); })
+        .def("cancel", [](core& c) { c.unlocked([](engine& e) { e.cancel(); }); });
+}
