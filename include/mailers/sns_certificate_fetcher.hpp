@@ -106,6 +106,24 @@ public:
             token, std::move(url));
     }
 
+    /// Confirms an SNS subscription: GETs `subscribe_url` (a
+    /// SubscriptionConfirmation's SubscribeURL, webhook_result::confirm_url)
+    /// over the same verified TLS, with the same host rule: an https URL on
+    /// an sns.<region>.amazonaws.com host, else errc::invalid_argument and
+    /// nothing is connected to. Handler: `void(error_code)`, clear when SNS
+    /// answered 200; errc::not_found for another status; transport errors as
+    /// for async_fetch. Executor and lifetime as for async_fetch.
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code)) Token = boost::asio::deferred_t>
+    auto async_confirm_subscription(std::string subscribe_url, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code)>(
+            [state = state_](auto handler, std::string u) {
+                async_confirm_impl(
+                    state, std::move(u),
+                    boost::asio::any_completion_handler<void(error_code)>(std::move(handler)));
+            },
+            token, std::move(subscribe_url));
+    }
+
     sns_certificate_fetcher_stats stats() const;
 
 protected:
@@ -116,6 +134,8 @@ private:
     struct state;
     static void async_fetch_impl(std::shared_ptr<state> s, std::string url,
                                  boost::asio::any_completion_handler<fetch_signature> handler);
+    static void async_confirm_impl(std::shared_ptr<state> s, std::string url,
+                                   boost::asio::any_completion_handler<void(error_code)> handler);
     std::shared_ptr<state> state_;
 };
 

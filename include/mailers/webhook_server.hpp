@@ -96,6 +96,14 @@ struct webhook_server_params {
     /// route verifies without a certificate store, the server makes one with
     /// default settings (system CA store).
     std::shared_ptr<sns_certificate_fetcher> sns_certificates;
+    /// Confirm SNS subscriptions: a SubscriptionConfirmation on an SES route
+    /// that verifies signatures (and, when it lists them, names an allowed
+    /// topic) has its SubscribeURL fetched through `sns_certificates` before
+    /// the answer; a failed confirmation is answered 503, so SNS sends the
+    /// confirmation again, and the callback is not called. When off, or
+    /// without a fetcher, the callback gets the `subscription_confirmation`
+    /// result with `confirm_url` and confirms as it sees fit.
+    bool confirm_sns_subscriptions = true;
     /// Where refusals (info), 5xx answers (warning), callback exceptions
     /// (error) and accept failures are logged; also the default fetcher's.
     logger log;

@@ -12,10 +12,9 @@ std::string engine::metrics_text() const {
     const auto st = stats();
     x.family("mailers_sends_total", "counter", "Sends this engine completed, by outcome.");
     const std::pair<std::string_view, std::uint64_t> outcomes[] = {
-        {"accepted", st.accepted},       {"failed", st.failed},
-        {"unknown", st.unknown},         {"suppressed", st.suppressed},
-        {"no_capacity", st.no_capacity}, {"paused", st.paused},
-        {"rejected", st.rejected},       {"duplicate", st.duplicates}};
+        {"accepted", st.accepted},     {"failed", st.failed},           {"unknown", st.unknown},
+        {"suppressed", st.suppressed}, {"no_capacity", st.no_capacity}, {"paused", st.paused},
+        {"rejected", st.rejected},     {"duplicate", st.duplicates}};
     for (const auto& [name, n] : outcomes) x.sample("mailers_sends_total", {{"outcome", name}}, n);
     x.family("mailers_failovers_total", "counter",
              "Attempts moved to another mailbox after a transient failure.");
@@ -53,8 +52,7 @@ std::string engine::metrics_text() const {
              "Sends counted against a mailbox in its daily and hourly windows now.");
     for (const auto& b : boxes) {
         x.sample("mailers_mailbox_sent", {{"mailbox", b.id}, {"window", "day"}}, b.sent_today);
-        x.sample("mailers_mailbox_sent", {{"mailbox", b.id}, {"window", "hour"}},
-                 b.sent_this_hour);
+        x.sample("mailers_mailbox_sent", {{"mailbox", b.id}, {"window", "hour"}}, b.sent_this_hour);
     }
     x.family("mailers_mailbox_daily_cap", "gauge",
              "The lowest of a mailbox's daily caps and today's warm-up step.");
@@ -68,8 +66,8 @@ std::string engine::metrics_text() const {
     x.family("mailers_mailbox_blocked", "gauge", "1 for the reason a mailbox cannot send now.");
     for (const auto& b : boxes)
         if (b.blocked != ineligible_reason::none)
-            x.sample("mailers_mailbox_blocked", {{"mailbox", b.id}, {"reason", to_string(b.blocked)}},
-                     std::uint64_t{1});
+            x.sample("mailers_mailbox_blocked",
+                     {{"mailbox", b.id}, {"reason", to_string(b.blocked)}}, std::uint64_t{1});
     x.family("mailers_mailbox_breaker_open", "gauge",
              "1 when a mailbox's circuit breaker is open or half-open.");
     for (const auto& b : boxes)

@@ -6,6 +6,7 @@
 
 #include "core/post.hpp"
 #include "http/client.hpp"
+#include "webhooks/sns.hpp"
 
 namespace mailers {
 
@@ -164,6 +165,38 @@ void sns_certificate_fetcher::async_fetch_impl(std::shared_ptr<state> s, std::st
         if (!first) return;
     }
     s->fetch(std::move(url));
+}
+
+void sns_certificate_fetcher::async_confirm_impl(
+    std::shared_ptr<state> s, std::string url,
+    asio::any_completion_handler<void(error_code)> handler) {
+    auto parsed = http::parse_url(url);
+    if (!webhooks::is_sns_host_url(url) || !parsed) {
+        s->refused.fetch_add(1, std::memory_order_relaxed);
+        s->params.log.log(log_level::warning,
+                          "SNS subscription URL refused, not an SNS host: " + url);
+        return detail::complete_later(s->ex, std::move(handler),
+                                      make_error_code(errc::invalid_argument));
+    }
+    http::request req;
+    req.method = "GET";
+    req.target = std::move(parsed->second);
+    s->client.async_exchange(
+        parsed->first, std::move(req),
+        [s, url = std::move(url), h = std::move(handler)](http::exchange_result r) mutable {
+            error_code ec = r.ec;
+            if (!ec && r.resp.status != 200) ec = make_error_code(errc::not_found);
+            // The URL holds the subscription's token: log the topic side only.
+            const auto where = url.substr(0, url.find('?'));
+            if (ec)
+                s->params.log.log(
+                    log_level::warning,
+                    "SNS subscription not confirmed at " + where + ": " +
+                        (r.ec ? r.what : "HTTP status " + std::to_string(r.resp.status)));
+            else
+                s->params.log.log(log_level::info, "SNS subscription confirmed at " + where);
+            detail::complete_later(s->ex, std::move(h), ec);
+        });
 }
 
 std::shared_ptr<const sns_certificate> sns_certificate_fetcher::do_find(

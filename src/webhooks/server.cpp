@@ -19,12 +19,12 @@
 #include <limits>
 #include <mailers/webhook_server.hpp>
 #include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
 
 #include "metrics/exposition.hpp"
 #include "template/html_escape.hpp"
 #include "webhooks/common.hpp"
-#include <shared_mutex>
-#include <unordered_map>
 
 namespace mailers {
 
@@ -199,8 +199,8 @@ void webhook_server::state::setup() {
         if (!path.starts_with('/'))
             throw exception(make_error_code(errc::invalid_argument),
                             "webhook_server: path '" + path + "' does not start with /");
-        if (routes.count(path) ||
-            (params.unsubscribe && params.metrics && params.unsubscribe_path == params.metrics_path))
+        if (routes.count(path) || (params.unsubscribe && params.metrics &&
+                                   params.unsubscribe_path == params.metrics_path))
             throw exception(make_error_code(errc::invalid_argument),
                             "webhook_server: path " + path + " is served twice");
     }
@@ -426,9 +426,9 @@ asio::awaitable<void> webhook_server::state::session::run() {
 
         const auto& req = parser.get();
         if (is_metrics || is_unsubscribe) {
-            const auto pg = is_metrics ? metrics_page()
-                                       : unsubscribe_page(method == bhttp::verb::post,
-                                                          sv(req.target()));
+            const auto pg = is_metrics
+                                ? metrics_page()
+                                : unsubscribe_page(method == bhttp::verb::post, sv(req.target()));
             const bool keep = p.keep_alive && req.keep_alive() && !stopping;
             co_await answer(pg.status, pg.body, version, keep, {}, pg.content_type);
             if (!keep) {
@@ -449,6 +449,18 @@ asio::awaitable<void> webhook_server::state::session::run() {
             auto [fec, cert] = co_await fetcher->async_fetch(result.certificate_url, use_tuple);
             // A failed fetch keeps the 503, so that SNS delivers again.
             if (!fec) result = parse_webhook(r.provider, wr, r.params);
+        }
+        if (result.outcome == webhook_outcome::subscription_confirmation &&
+            p.confirm_sns_subscriptions && r.params.verify && fetcher) {
+            auto [cec] =
+                co_await fetcher->async_confirm_subscription(result.confirm_url, use_tuple);
+            if (cec) {
+                result.outcome = webhook_outcome::rejected;
+                result.http_status = 503;
+                result.reason = "the SNS subscription could not be confirmed: " + cec.message();
+            } else {
+                result.reason = "the SNS subscription is confirmed";
+            }
         }
 
         unsigned status = static_cast<unsigned>(result.http_status);
@@ -531,7 +543,8 @@ webhook_server::state::session::page webhook_server::state::session::unsubscribe
         return {400, html_page("Unsubscribe", "<p>This link is incomplete.</p>"), html};
     // Tokens are base64url and '.'; anything else is no token of ours, and
     // would not be safe to write back into the page's form.
-    if (token.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+    if (token.find_first_not_of(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
         std::string::npos)
         return {400, html_page("Unsubscribe", "<p>This link is not valid.</p>"), html};
     if (!post) {
@@ -551,9 +564,9 @@ webhook_server::state::session::page webhook_server::state::session::unsubscribe
     try {
         st = srv->params.unsubscribe(token);
     } catch (const std::exception& e) {
-        srv->params.log.log(log_level::error,
-                            std::string("webhook_server: the unsubscribe handler threw: ") +
-                                e.what());
+        srv->params.log.log(
+            log_level::error,
+            std::string("webhook_server: the unsubscribe handler threw: ") + e.what());
         return {500, html_page("Unsubscribe", "<p>Something went wrong. Please try again.</p>"),
                 html};
     }
@@ -563,8 +576,9 @@ webhook_server::state::session::page webhook_server::state::session::unsubscribe
                     html};
         case unsubscribe_token_status::expired:
             return {410,
-                    html_page("Unsubscribe", "<p>This link has expired. Reply to the email to "
-                                             "unsubscribe.</p>"),
+                    html_page("Unsubscribe",
+                              "<p>This link has expired. Reply to the email to "
+                              "unsubscribe.</p>"),
                     html};
         case unsubscribe_token_status::forged:
             return {403, html_page("Unsubscribe", "<p>This link is not valid.</p>"), html};

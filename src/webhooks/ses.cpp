@@ -6,11 +6,6 @@
 #include "webhooks/sns.hpp"
 
 namespace mailers::webhooks {
-namespace {
-
-using simdjson::dom::array;
-using simdjson::dom::element;
-using simdjson::dom::object;
 
 bool is_sns_host_url(std::string_view url) {
     // The host rule of SigningCertURL, for a URL whose path is not a ".pem";
@@ -24,6 +19,13 @@ bool is_sns_host_url(std::string_view url) {
     probe += "/x.pem";
     return is_sns_certificate_url(probe);
 }
+
+namespace {
+
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::object;
+
 
 struct ses_reader {
     const webhook_params& params;

@@ -27,6 +27,11 @@ std::optional<std::string> read_sns_message(std::string_view json, sns_message& 
 
 std::string string_to_sign(const sns_message& m);
 
+/// True when `url` is an https URL on an SNS host (the host rule of
+/// SigningCertURL, for any path) with nothing that cannot go in a request
+/// line: where a SubscribeURL may point.
+bool is_sns_host_url(std::string_view url);
+
 verify_result verify_sns(const sns_message& m, const sns_certificate& cert,
                          const sns_verify_params& params);
 

@@ -30,6 +30,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <mailers/sns_certificate_fetcher.hpp>
 #include <mailers/webhook_server.hpp>
@@ -319,6 +320,22 @@ std::string json_escape(std::string_view s) {
 
 // An SNS Notification carrying an SES Bounce record for `recipient`, signed
 // (SignatureVersion 2) with `signer`'s key, naming `cert_url`.
+// The SNS message `envelope(signature)` makes, signed by `signer` (version 2,
+// SHA-256).
+std::string signed_sns(const keyed_cert& signer,
+                       const std::function<std::string(std::string_view)>& envelope) {
+    const auto to_sign = sns_string_to_sign(envelope("x"));
+    REQUIRE(to_sign.has_value());
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, signer.key.get()) == 1);
+    std::size_t len = 0;
+    const auto* in = reinterpret_cast<const unsigned char*>(to_sign->data());
+    REQUIRE(EVP_DigestSign(ctx.get(), nullptr, &len, in, to_sign->size()) == 1);
+    std::vector<unsigned char> sig(len);
+    REQUIRE(EVP_DigestSign(ctx.get(), sig.data(), &len, in, to_sign->size()) == 1);
+    return envelope(base64(sig.data(), len));
+}
+
 std::string signed_sns_bounce(const keyed_cert& signer, std::string_view cert_url,
                               std::string_view recipient, std::string_view message_id) {
     const std::string record =
@@ -338,16 +355,21 @@ std::string signed_sns_bounce(const keyed_cert& signer, std::string_view cert_ur
                R"(","Timestamp":"2026-12-07T08:00:01.000Z","SignatureVersion":"2","Signature":")" +
                std::string(signature) + R"(","SigningCertURL":")" + std::string(cert_url) + R"("})";
     };
-    const auto to_sign = sns_string_to_sign(envelope("x"));
-    REQUIRE(to_sign.has_value());
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    REQUIRE(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, signer.key.get()) == 1);
-    std::size_t len = 0;
-    const auto* in = reinterpret_cast<const unsigned char*>(to_sign->data());
-    REQUIRE(EVP_DigestSign(ctx.get(), nullptr, &len, in, to_sign->size()) == 1);
-    std::vector<unsigned char> sig(len);
-    REQUIRE(EVP_DigestSign(ctx.get(), sig.data(), &len, in, to_sign->size()) == 1);
-    return envelope(base64(sig.data(), len));
+    return signed_sns(signer, envelope);
+}
+
+// A SubscriptionConfirmation for topic `topic` whose SubscribeURL is
+// `subscribe_url`, signed by `signer`.
+std::string signed_sns_confirmation(const keyed_cert& signer, std::string_view cert_url,
+                                    std::string_view subscribe_url, std::string_view topic) {
+    return signed_sns(signer, [&](std::string_view signature) {
+        return R"({"Type":"SubscriptionConfirmation","MessageId":"c-1","Token":"tok-1","TopicArn":")" +
+               std::string(topic) +
+               R"(","Message":"You have chosen to subscribe.","SubscribeURL":")" +
+               std::string(subscribe_url) +
+               R"(","Timestamp":"2026-12-07T08:00:01.000Z","SignatureVersion":"2","Signature":")" +
+               std::string(signature) + R"(","SigningCertURL":")" + std::string(cert_url) + R"("})";
+    });
 }
 
 // A TLS server standing in for an SNS host: GET <path> answers the body
@@ -1044,4 +1066,71 @@ TEST_CASE("the metrics path serves the host's text and the server's counters") {
     CHECK_THROWS_AS(webhook_server(run.ioc.get_executor(), clash, nullptr), exception);
     CHECK_THROWS_AS(webhook_server(run.ioc.get_executor(), webhook_server_params{}, nullptr),
                     exception);
+}
+
+TEST_CASE("a verified SNS subscription confirmation is confirmed before the answer") {
+    runner run;
+    sns_pki pki;
+    pem_server sns(run.ioc, pki.host);
+    sns.serve(std::string(own_cert_path), pki.signer.cert_pem());
+    const std::string confirm_path =
+        "/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:us-east-1:123456789012:ses-events"
+        "&Token=tok-1";
+    sns.serve(confirm_path, "<ConfirmSubscriptionResponse/>");
+    auto fetcher = std::make_shared<sns_certificate_fetcher>(run.ioc.get_executor(),
+                                                             fetcher_params(pki, sns, pki.ca_file));
+    inbox got;
+    webhook_server_params p;
+    p.sns_certificates = fetcher;
+    webhook_route ses{"/hooks/ses", webhook_provider::ses, {}};
+    ses.params.ses.allowed_topic_arns = {"arn:aws:sns:us-east-1:123456789012:ses-events"};
+    p.routes.push_back(ses);
+    std::vector<webhook_outcome> seen;
+    webhook_server server(run.ioc.get_executor(), p, [&](const webhook_route&, webhook_result& r) {
+        std::lock_guard lock(got.mu);
+        seen.push_back(r.outcome);
+    });
+    client_conn c(server.local_endpoint().port());
+    const std::vector<std::pair<std::string, std::string>> headers = {
+        {"Content-Type", "text/plain; charset=UTF-8"},
+        {"x-amz-sns-message-type", "SubscriptionConfirmation"}};
+    const auto url = "https://sns.us-east-1.amazonaws.com" + confirm_path;
+    const std::string topic = "arn:aws:sns:us-east-1:123456789012:ses-events";
+    auto confirm = [&](const keyed_cert& signer, const std::string& subscribe_url,
+                       const std::string& topic_arn) {
+        return c
+            .post("/hooks/ses",
+                  signed_sns_confirmation(signer, own_cert_url, subscribe_url, topic_arn), headers)
+            .result_int();
+    };
+
+    CHECK(confirm(pki.signer, url, topic) == 200);
+    // The certificate, then the confirmation.
+    CHECK(sns.requests == 2);
+    {
+        std::lock_guard lock(got.mu);
+        REQUIRE(seen.size() == 1);
+        CHECK(seen[0] == webhook_outcome::subscription_confirmation);
+    }
+
+    SUBCASE("a topic not allowed is refused and nothing is fetched") {
+        CHECK(confirm(pki.signer, url, "arn:aws:sns:us-east-1:999999999999:other") == 403);
+        CHECK(sns.requests == 2);
+    }
+    SUBCASE("a SubscribeURL off the SNS hosts is refused before any request") {
+        CHECK(confirm(pki.signer, "https://evil.example.com/?Action=ConfirmSubscription", topic) ==
+              403);
+        CHECK(sns.requests == 2);
+    }
+    SUBCASE("a confirmation SNS does not accept is answered 503, and the callback not called") {
+        const auto gone = std::string("https://sns.us-east-1.amazonaws.com/?Action=Gone");
+        CHECK(confirm(pki.signer, gone, topic) == 503);
+        CHECK(sns.requests == 3);
+        std::lock_guard lock(got.mu);
+        CHECK(seen.size() == 1);
+    }
+    SUBCASE("a forged confirmation confirms nothing") {
+        CHECK(confirm(pki.other_ca, url, topic) == 403);
+        CHECK(sns.requests == 2);
+    }
 }
