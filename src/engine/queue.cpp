@@ -375,9 +375,15 @@ void send_queue::drain_once() {
     // Due sequence steps become queue items first, so a step due now can go
     // in this very claim.
     constexpr std::size_t plan_batch = 256;
-    if (plan_due_steps(s_, plan_batch) == plan_batch) {
-        std::lock_guard lock(mu_);
-        wake_ = true;
+    try {
+        if (plan_due_steps(s_, plan_batch) == plan_batch) {
+            std::lock_guard lock(mu_);
+            wake_ = true;
+        }
+    } catch (const std::exception& e) {
+        // A store without enrollments (written before them) still drains.
+        s_.params.log.log(log_level::error,
+                          fmt::format("planning due sequence steps failed: {}", e.what()));
     }
     if (room == 0) return;
     auto items = s_.params.storage->claim_queued(s_.params.workspace, member, s_.clk->now(), room);
