@@ -119,6 +119,19 @@ std::string pg_workspace(std::string_view stem) {
            std::to_string(std::random_device{}() % 100000);
 }
 
+/// The test server's store parameters, with `env` on a workspace of its
+/// own; nullopt when PostgreSQL is skipped.
+std::optional<postgres_store_params> pg_params(seq_env& env, std::string_view stem) {
+    auto server = test_pg_server("sequences");
+    if (!server) return std::nullopt;
+    env.workspace = pg_workspace(stem);
+    postgres_store_params p;
+    p.conninfo = *server;
+    p.mode = open_mode::open_or_create;
+    p.pool_size = 3;
+    return p;
+}
+
 }  // namespace
 
 TEST_CASE("enroll refuses what it must, enrolling nothing, and merges or refuses twice") {
@@ -294,17 +307,12 @@ TEST_CASE("the same with two engines on one SQLite file") {
 }
 
 TEST_CASE("the same with two engines on PostgreSQL") {
-    auto server = test_pg_server("sequences");
-    if (!server) return;
     seq_env env;
-    env.workspace = pg_workspace("seq");
-    postgres_store_params p;
-    p.conninfo = *server;
-    p.mode = open_mode::open_or_create;
-    p.pool_size = 3;
-    auto st_a = open_postgres_store(p);
+    const auto p = pg_params(env, "seq");
+    if (!p) return;
+    auto st_a = open_postgres_store(*p);
     auto a = env.make(st_a, false);
-    auto st_z = open_postgres_store(p);
+    auto st_z = open_postgres_store(*p);
     auto z = env.make(st_z);
     unsubscribe_stops_every_sequence(env, *a, *z, *st_z);
 }
@@ -797,13 +805,8 @@ TEST_CASE("concurrent enrolls and suppressions through two engines on one SQLite
 }
 
 TEST_CASE("concurrent enrolls and suppressions through two engines on PostgreSQL") {
-    auto server = test_pg_server("sequences");
-    if (!server) return;
     seq_env env;
-    env.workspace = pg_workspace("seqc");
-    postgres_store_params p;
-    p.conninfo = *server;
-    p.mode = open_mode::open_or_create;
-    p.pool_size = 3;
-    concurrent_enrolls_and_suppressions(env, [&] { return open_postgres_store(p); });
+    const auto p = pg_params(env, "seqc");
+    if (!p) return;
+    concurrent_enrolls_and_suppressions(env, [&] { return open_postgres_store(*p); });
 }
