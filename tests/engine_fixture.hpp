@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -19,6 +20,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -275,6 +277,83 @@ struct fixture {
         ioc.restart();
         while (!out) ioc.run_one();
         return std::move(*out);
+    }
+};
+
+/// The PostgreSQL server named by MAILERS_TEST_PG, or nullopt (a skip,
+/// saying what is skipped) when unset; with MAILERS_REQUIRE_PG=1 an unset
+/// server fails the test instead.
+inline std::optional<std::string> test_pg_server(std::string_view what) {
+    const char* c = std::getenv("MAILERS_TEST_PG");
+    if (c && *c) return std::string{c};
+    const char* req = std::getenv("MAILERS_REQUIRE_PG");
+    if (req && std::string_view{req} == "1")
+        FAIL("MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is unset");
+    MESSAGE("skipped: set MAILERS_TEST_PG to a conninfo to run " << what << " on PostgreSQL");
+    return std::nullopt;
+}
+
+/// The error code `f` throws as a mailers::exception; errc{} when it
+/// returns.
+inline mailers::errc code_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const mailers::exception& e) {
+        return static_cast<mailers::errc>(e.code().value());
+    }
+    return mailers::errc{};
+}
+
+/// One io_context, one manual clock, one capture transport (provider
+/// "capture"), and engines that drain the queue on stores the test opens.
+/// Simulated time moves only when the test moves the clock; the drain
+/// polls in real time, so tests wait for states, never for durations.
+struct drain_env {
+    boost::asio::io_context ioc;
+    std::shared_ptr<mailers::manual_clock> clock =
+        std::make_shared<mailers::manual_clock>(test_epoch());
+    std::shared_ptr<mailers::capture_transport> capture =
+        std::make_shared<mailers::capture_transport>(ioc.get_executor());
+    mailers::principal admin{"admin", "Test Admin"};
+
+    std::unique_ptr<mailers::engine> make(
+        std::shared_ptr<mailers::store> st, std::string workspace = "default",
+        std::shared_ptr<mailers::provider_transport> transport = nullptr,
+        std::chrono::milliseconds lease = 10s,
+        const std::function<void(mailers::engine_params&)>& tweak = {}) {
+        mailers::engine_params p;
+        p.storage = std::move(st);
+        p.clock = clock;
+        p.workspace = std::move(workspace);
+        p.random_seed = 42;
+        p.queue_poll_interval = 5ms;
+        p.lease = lease;
+        if (tweak) tweak(p);
+        auto e = std::make_unique<mailers::engine>(ioc.get_executor(), std::move(p));
+        e->add_provider(admin, "capture", transport ? transport : capture);
+        return e;
+    }
+
+    mailers::mailbox_config mailbox(const std::string& id,
+                                    std::vector<mailers::rate_limit> limits = {}) {
+        mailers::mailbox_config m;
+        m.id = id;
+        m.from = mailers::address{id, "brand.example", "Rep " + id};
+        m.provider = "capture";
+        m.limits = std::move(limits);
+        return m;
+    }
+
+    /// Runs the io_context until `done()` holds. Bounded only so that a
+    /// broken drain fails instead of hanging; nothing is timed.
+    void run_until(const std::function<bool()>& done) {
+        const auto give_up = std::chrono::steady_clock::now() + 5min;
+        ioc.restart();
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > give_up) FAIL("never reached the state");
+            ioc.run_for(10ms);
+            if (ioc.stopped()) ioc.restart();
+        }
     }
 };
 

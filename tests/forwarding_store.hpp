@@ -105,6 +105,22 @@ public:
     std::size_t purge_keys(std::string_view ws, time_point before) override {
         return inner_->purge_keys(ws, before);
     }
+    std::optional<mailers::enrollment> find_enrollment(std::string_view ws,
+                                                       std::uint64_t id) override {
+        return inner_->find_enrollment(ws, id);
+    }
+    std::optional<mailers::enrollment> find_enrollment_by_message(
+        std::string_view ws, std::string_view message_id) override {
+        return inner_->find_enrollment_by_message(ws, message_id);
+    }
+    void for_each_enrollment(std::string_view ws, const mailers::enrollment_filter& filter,
+                             const std::function<void(const mailers::enrollment&)>& fn) override {
+        inner_->for_each_enrollment(ws, filter, fn);
+    }
+    std::vector<mailers::enrollment> due_enrollments(std::string_view ws, time_point now,
+                                                     std::size_t limit) override {
+        return inner_->due_enrollments(ws, now, limit);
+    }
 
 protected:
     std::shared_ptr<mailers::store> inner_;

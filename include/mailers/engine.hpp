@@ -36,6 +36,7 @@
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
 #include <mailers/suppression_audit.hpp>
+#include <mailers/template.hpp>
 #include <mailers/unsubscribe.hpp>
 #include <mailers/webhook.hpp>
 #include <memory>
@@ -202,6 +203,17 @@ struct enqueue_options {
 
 /// What `engine::queue_counts` reports: the store's counts (see store.hpp).
 using queue_summary = queue_counts;
+
+/// How a contact is enrolled (engine::enroll).
+struct enroll_options {
+    /// The contact's template variables, checked against every step.
+    template_variables variables;
+    /// The owner mailbox, for steps whose sender rule is `owner`; "" none.
+    std::string owner;
+    /// What enrolling a contact already in the sequence does; unset: the
+    /// sequence's `on_enrolled_twice`.
+    std::optional<enrollment_conflict> on_enrolled_twice;
+};
 
 /// What pause() applies to.
 enum class pause_scope { workspace, pool, mailbox, provider, sender_domain };
@@ -481,6 +493,66 @@ public:
     std::optional<sequence> find_sequence(const std::string& id) const;
     /// Every readable definition, in id order.
     std::vector<sequence_config> sequences() const;
+
+    // --- enrollments (docs/sequences.md) ------------------------------------
+    // Every change is decided by the store (several processes agree) and
+    // audited in the same commit; the actions the authorizer and access
+    // control see are named with each call ("enroll" needs the `enqueue`
+    // permission, the others `pause`, `resume` or `manage_sequences`, over
+    // the sequence).
+
+    /// Enrolls `contact` in sequence `sequence_id`; its first step is
+    /// planned by the scheduler as soon as it falls due. Refused, enrolling
+    /// nothing: errc::not_found for an unknown sequence, errc::suppressed
+    /// for a suppressed address (or domain), errc::invalid_argument when a
+    /// step needs a variable the contact lacks and has no fallback (the
+    /// message names them), errc::unknown_mailbox for an unknown owner,
+    /// errc::invalid_address. Enrolling a contact already in the sequence
+    /// (in any state) is errc::duplicate under `enrollment_conflict::refuse`,
+    /// or replaces its variables and owner under `merge` (progress kept).
+    /// Action "enroll" on the sequence. Returns the enrollment as stored.
+    enrollment enroll(const principal& who, const std::string& sequence_id,
+                      const address& contact, const enroll_options& opts = {});
+    /// Pauses an active enrollment: its waiting step leaves the queue
+    /// (one being handed off this moment still goes). Action
+    /// "enrollment.pause". Returns false when it was not active.
+    bool pause_enrollment(const principal& who, std::uint64_t id);
+    /// Resumes a paused enrollment: its next step is planned again, due as
+    /// it would have been (at once when that time has passed). Action
+    /// "enrollment.resume". Returns false when it was not paused.
+    bool resume_enrollment(const principal& who, std::uint64_t id);
+    /// Stops an active or paused enrollment, reason manual. Action
+    /// "enrollment.stop". Returns false when it was neither.
+    bool stop_enrollment(const principal& who, std::uint64_t id, std::string_view why = {});
+    std::optional<enrollment> find_enrollment(std::uint64_t id) const;
+    /// The enrollments `filter` admits, in id order (filter.address is
+    /// normalised here).
+    std::vector<enrollment> enrollments(const enrollment_filter& filter = {}) const;
+
+    /// Pauses every enrollment of a sequence at once: no step of it is
+    /// planned or handed off until resumed (steps already waiting in the
+    /// queue wait, reason "paused"). On top of the other pause scopes.
+    /// Action "sequence.pause".
+    void pause_sequence(const principal& who, const std::string& sequence_id,
+                        std::string_view reason = {});
+    /// errc::not_found when the sequence is not paused. Action "sequence.resume".
+    void resume_sequence(const principal& who, const std::string& sequence_id);
+    bool is_sequence_paused(const std::string& sequence_id) const;
+
+    /// The host saw a reply: stops enrollments as the replied sequence's
+    /// `reply_stops` says. `from` is the replying address, or the
+    /// Message-ID (with or without <>) of the step replied to; by address
+    /// every active or paused enrollment of it is stopped when any of its
+    /// sequences says `every_sequence`, else each in its own sequence (all
+    /// of them: a reply by address names no sequence). Reason replied.
+    /// Returns the ids stopped. Action "enrollment.stop".
+    std::vector<std::uint64_t> record_reply(const principal& who, std::string_view from);
+    /// The contact reached the sequence's goal (booked the call): stops its
+    /// enrollment in `sequence_id`, or every one of the address when that
+    /// sequence's `goal_stops` is `every_sequence`. Reason goal. Returns the
+    /// ids stopped. Action "enrollment.stop".
+    std::vector<std::uint64_t> record_goal(const principal& who, std::string_view address,
+                                           const std::string& sequence_id);
 
     // --- suppression -------------------------------------------------------
 

@@ -80,11 +80,7 @@ struct sequence_step {
     friend bool operator==(const sequence_step&, const sequence_step&) = default;
 };
 
-/// What enrolling a contact already enrolled in the sequence does.
-enum class enrollment_conflict : std::uint8_t {
-    refuse,  ///< errc::duplicate; the first enrollment is unchanged
-    merge,   ///< the new variables and owner replace the old; progress is kept
-};
+// enrollment_conflict: store.hpp, which stores enrollments.
 
 /// Which enrollments of a contact a reply or a reached goal stops.
 enum class stop_scope : std::uint8_t {

@@ -190,6 +190,84 @@ struct queued_send {
     friend bool operator==(const queued_send&, const queued_send&) = default;
 };
 
+/// Where a contact's enrollment in a sequence stands.
+enum class enrollment_state {
+    active,     ///< its steps are planned and sent as they fall due
+    paused,     ///< kept where it is until resumed
+    completed,  ///< every step was sent
+    stopped,    ///< ended early, for `stop_reason`
+    failed,     ///< a step could not be planned or sent
+};
+
+MAILERS_API std::string_view to_string(enrollment_state s) noexcept;
+
+/// Why an enrollment stopped.
+enum class enrollment_stop {
+    none,
+    replied,
+    bounced,
+    unsubscribed,
+    suppressed,  ///< a suppression of another reason (complaint, manual, legal), or at hand-off
+    goal,
+    manual,
+};
+
+MAILERS_API std::string_view to_string(enrollment_stop s) noexcept;
+
+/// One contact in one sequence. The store decides its state: every change
+/// is a compare-and-set on `version` (store_ops::update_enrollment) or a
+/// rule applied inside the store (stop_enrollments, advance_enrollment), so
+/// several processes agree on it.
+struct enrollment {
+    std::uint64_t id = 0;  ///< given by the store; never reused
+    std::string sequence_id;
+    /// Normalised as a suppression entry's value: the key stop rules match.
+    std::string address;
+    std::string display_name;
+    std::string variables;  ///< the contact's template variables, as the engine serialised them
+    std::string owner;      ///< owner mailbox id, or ""
+    std::string actor;      ///< the principal that enrolled the contact; its steps send as it
+    enrollment_state state = enrollment_state::active;
+    enrollment_stop stop_reason = enrollment_stop::none;
+    std::string detail;  ///< why it stopped, failed or waits; never secrets
+    /// The 0-based index of the next step to send: the number of steps sent.
+    std::uint32_t step = 0;
+    /// When the scheduler next plans this enrollment's step (store::due_enrollments).
+    /// nullopt while the step waits in the send queue, and when the
+    /// enrollment is not active.
+    std::optional<time_point> next_due;
+    time_point step_due{};  ///< when the step in the queue falls due
+    /// The idempotency key of the queue item holding the current step, or "".
+    std::string queue_key;
+    /// Times a step was planned: makes each plan's queue key new, so a step
+    /// planned again after a pause is queued again (its send keeps one key).
+    std::uint32_t plans = 0;
+    /// The previous step's send, for sender and threading rules.
+    std::string prev_mailbox;
+    std::string prev_message_id;
+    std::string prev_subject;
+    std::vector<std::string> prev_references;
+    time_point last_sent_at{};  ///< the previous step's send; the epoch before the first
+    time_point enrolled_at{};
+    time_point updated_at{};
+    /// Raised by every change; `update_enrollment` applies only on the version it read.
+    std::uint64_t version = 0;
+    friend bool operator==(const enrollment&, const enrollment&) = default;
+};
+
+/// How one step of an enrollment ended, as the queue saw it.
+enum class step_outcome {
+    sent,        ///< handed off (accepted, or unknown: it may have gone, it is never repeated)
+    failed,      ///< certainly not sent, and will not be by waiting
+    suppressed,  ///< refused at hand-off: the recipient is suppressed
+};
+
+/// What enrolling a contact already enrolled in the sequence does.
+enum class enrollment_conflict : std::uint8_t {
+    refuse,  ///< errc::duplicate; the first enrollment is unchanged
+    merge,   ///< the new variables and owner replace the old; progress is kept
+};
+
 /// The writes a `commit` applies, in order. Deleting what does not exist is
 /// not an error. The refusals listed as errors fail the whole batch.
 namespace store_ops {
@@ -312,13 +390,78 @@ struct record_key {
     time_point expires_at{};
     std::size_t guards = 0;
 };
+/// Enrolls `row` (state, step, times and fields as given; the store sets
+/// id and version 1). When the workspace already holds an enrollment of
+/// row.address in row.sequence_id (in any state), `refuse` answers
+/// `duplicate` with it and changes nothing; `merge` replaces its
+/// variables, owner and display name, keeps its progress and state, and
+/// answers `merged`. Results, not errors.
+struct enroll {
+    enrollment row;
+    enrollment_conflict on_conflict = enrollment_conflict::refuse;
+};
+/// Replaces the stored enrollment row.id with `row` (id, sequence and
+/// address are kept as stored) when its version is still
+/// `expected_version`: a compare-and-set, applied (op_result.applied) or
+/// not; the stored version becomes expected_version + 1. When the stored
+/// queue_key is not row.queue_key, the waiting queue item holding the
+/// stored one is cancelled with `detail` (a claimed one is left to its
+/// holder).
+struct update_enrollment {
+    enrollment row;
+    std::uint64_t expected_version = 0;
+    std::string detail;
+    time_point at{};  ///< becomes updated_at
+};
+/// Stops every active or paused enrollment matching all the given fields:
+/// `address` (normalised; "" any), `domain` (the address's domain; "" any),
+/// `sequence_id` ("" every sequence), `id` (0 any); at least one of
+/// address, domain and id must be given (throws otherwise). Each becomes
+/// `stopped` with `reason` and `detail`, leaves the scheduler, and the
+/// waiting queue item of its step is cancelled. op_result.enrollments
+/// lists the ids stopped.
+struct stop_enrollments {
+    std::string address;
+    std::string domain;
+    std::string sequence_id;
+    std::uint64_t id = 0;
+    enrollment_stop reason = enrollment_stop::manual;
+    std::string detail;
+    time_point at{};
+};
+/// Records how the step `step` (0-based) of enrollment `id`, queued under
+/// `queue_key`, ended. Applied only while the enrollment is at that step
+/// with that queue key (op_result.applied). `sent`: the send's facts become
+/// the previous step's, `step` moves on and the queue key clears; an
+/// active enrollment is planned next at `at` (completed when `last`), a
+/// paused one stays paused (completed when `last`), a stopped, completed
+/// or failed one keeps its state (the send happened; nothing follows it).
+/// `failed`: state failed, and `suppressed`: stopped with reason
+/// suppressed, both only for an active or paused enrollment. A sent message's id
+/// is remembered for `store::find_enrollment_by_message` whether or not
+/// the rest applies.
+struct advance_enrollment {
+    std::uint64_t id = 0;
+    std::uint32_t step = 0;
+    std::string queue_key;
+    step_outcome outcome = step_outcome::sent;
+    bool last = false;
+    std::string mailbox;
+    std::string message_id;
+    std::string subject;
+    std::vector<std::string> references;
+    std::string detail;
+    time_point at{};
+};
 }  // namespace store_ops
 
 using store_op =
     std::variant<store_ops::put_object, store_ops::delete_object, store_ops::put_suppression,
                  store_ops::delete_suppression, store_ops::reserve_send, store_ops::update_send,
                  store_ops::append_audit, store_ops::enqueue, store_ops::defer_queued,
-                 store_ops::finish_queued, store_ops::cancel_queued, store_ops::record_key>;
+                 store_ops::finish_queued, store_ops::cancel_queued, store_ops::record_key,
+                 store_ops::enroll, store_ops::update_enrollment, store_ops::stop_enrollments,
+                 store_ops::advance_enrollment>;
 
 enum class reserve_status {
     reserved,      ///< recorded; `send_id` is the send's id
@@ -367,6 +510,22 @@ struct queue_outcome {
     std::optional<queue_state> state;
 };
 
+enum class enroll_status {
+    enrolled,   ///< added; `id` is the new enrollment's
+    duplicate,  ///< refused: `existing` is the enrollment already there
+    merged,     ///< `existing` (as it was before) took the new variables and owner
+};
+
+MAILERS_API std::string_view to_string(enroll_status s) noexcept;
+
+/// What an enrollment op did.
+struct enrollment_outcome {
+    enroll_status status = enroll_status::enrolled;  ///< enroll
+    std::uint64_t id = 0;                            ///< enroll: the new or existing id
+    std::shared_ptr<const enrollment> existing;      ///< enroll duplicate or merged
+    std::vector<std::uint64_t> stopped;              ///< stop_enrollments: the ids stopped
+};
+
 /// What one op did, in op order.
 struct op_result {
     reserve_outcome reservation;  ///< reserve_send
@@ -376,6 +535,7 @@ struct op_result {
     bool applied = true;
     std::uint64_t audit_seq = 0;  ///< append_audit: the seq the record got
     queue_outcome queue;          ///< enqueue, defer_queued, finish_queued, cancel_queued
+    enrollment_outcome enrollments;  ///< enroll, stop_enrollments
 };
 
 struct commit_result {
@@ -477,6 +637,15 @@ struct queue_filter {
     std::string origin_prefix;         ///< only items whose origin starts with it ("" all)
     std::uint64_t after_id = 0;        ///< only ids above it: the last id of the previous page
     std::size_t limit = 0;             ///< at most this many; 0 for no limit
+};
+
+/// Which enrollments `store::for_each_enrollment` visits.
+struct enrollment_filter {
+    std::string sequence_id;                ///< "" any
+    std::string address;                    ///< normalised; "" any
+    std::optional<enrollment_state> state;  ///< only this state
+    std::uint64_t after_id = 0;             ///< only ids above it (paging)
+    std::size_t limit = 0;                  ///< 0: no limit
 };
 
 /// The queue of a workspace at a glance.
@@ -638,6 +807,28 @@ public:
     /// Forgets done and cancelled items last updated before `before`
     /// (their idempotency keys become free again). Returns how many went.
     virtual std::size_t purge_queued(std::string_view workspace, time_point before);
+
+    // --- enrollments -------------------------------------------------------
+    // Enrollment ops are commit ops (enroll, update_enrollment,
+    // stop_enrollments, advance_enrollment). The defaults below throw
+    // errc::store_error, as the queue's do.
+
+    virtual std::optional<enrollment> find_enrollment(std::string_view workspace,
+                                                      std::uint64_t id);
+    /// The enrollment whose step sent the message `message_id` (without
+    /// <>), as advance_enrollment recorded it.
+    virtual std::optional<enrollment> find_enrollment_by_message(std::string_view workspace,
+                                                                 std::string_view message_id);
+    /// Calls `fn` for each enrollment `filter` admits, in id order.
+    virtual void for_each_enrollment(std::string_view workspace, const enrollment_filter& filter,
+                                     const std::function<void(const enrollment&)>& fn);
+    /// Up to `limit` active enrollments whose next_due is at or before
+    /// `now`, earliest first (then lowest id), read through an index on
+    /// (workspace, state, next_due): the cost does not grow with the
+    /// enrollments that are not due. Nothing is claimed: the caller plans
+    /// each with a compare-and-set (update_enrollment).
+    virtual std::vector<enrollment> due_enrollments(std::string_view workspace, time_point now,
+                                                    std::size_t limit);
 
     // --- recorded keys ------------------------------------------------------
 

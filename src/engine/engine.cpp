@@ -16,6 +16,7 @@
 #include "config/secret_ref.hpp"
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/enrollments.hpp"
 #include "engine/queue.hpp"
 #include "engine/serialize.hpp"
 #include "json/writer.hpp"
@@ -173,6 +174,8 @@ void engine::impl::load() {
             if (auto ec = apply_quota(*q)) unreadable(o, ec);
         } else if (o.kind == "pause") {
             pauses[o.id] = o.json;
+        } else if (o.kind == "sequence.pause") {
+            sequence_pauses[o.id] = o.json;
         } else if (apply_access_object(o)) {
         } else if (o.kind == "sequence") {
             auto c = sequence_config_from_json(o.json);
@@ -797,13 +800,17 @@ bool engine::impl::store_suppression(const principal& who, suppression_kind kind
     suppression_entry e{kind, key, reason, std::string(source), clk->now()};
     std::vector<store_op> ops;
     if (once) {
-        // The guard covers the suppression and the audit record mutate
-        // appends: a duplicate leaves no trace.
+        // The guard covers the suppression, the stop of its enrollments and
+        // the audit record mutate appends: a duplicate leaves no trace.
         store_ops::record_key rk = *once;
-        rk.guards = 2;
+        rk.guards = 3;
         ops.push_back(std::move(rk));
     }
     ops.push_back(store_ops::put_suppression{e});
+    // Workspace-wide stop rule: every enrollment of the address (or at the
+    // domain) in every sequence stops in the commit that suppresses it, and
+    // its waiting step leaves the queue.
+    ops.push_back(detail::stop_for_suppression(e));
     const auto results =
         mutate(who, "suppression.add", "suppression", key, {}, to_json(e), std::move(ops), [&] {
             std::unique_lock lock(supp_mu);

@@ -153,6 +153,8 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// this one cannot read is kept as its id without a definition, so no
     /// step is planned here from an older version of it.
     std::map<std::string, std::optional<sequence>> sequences;
+    /// Paused sequences (objects "sequence.pause"): sequence id -> the pause.
+    std::map<std::string, std::string> sequence_pauses;
     std::unordered_map<std::string, std::shared_ptr<provider_transport>> providers;
     std::unordered_map<std::string, detail::cap_hint> cap_hints;  // cap key -> store's refusal
     std::mt19937_64 rng;

@@ -207,6 +207,8 @@ void engine::impl::apply_changes(const change_set& cs) {
                                 o.id));
             } else if (o.kind == "pause") {
                 pauses[o.id] = o.json;
+            } else if (o.kind == "sequence.pause") {
+                sequence_pauses[o.id] = o.json;
             } else if (apply_access_object(o)) {
             } else if (o.kind == "sequence") {
                 auto c = sequence_config_from_json(o.json);
@@ -236,6 +238,8 @@ void engine::impl::apply_changes(const change_set& cs) {
                 std::erase_if(quotas, [&](const auto& q) { return q.second.object_id == id; });
             } else if (kind == "pause") {
                 pauses.erase(id);
+            } else if (kind == "sequence.pause") {
+                sequence_pauses.erase(id);
             } else if (kind == "sequence") {
                 sequences.erase(id);
             } else {

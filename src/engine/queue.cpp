@@ -18,6 +18,7 @@
 #include "core/post.hpp"
 #include "decide/pacing.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/enrollments.hpp"
 #include "json/writer.hpp"
 
 namespace mailers {
@@ -260,6 +261,18 @@ std::string outcome_word(error_code ec, const send_result& r) {
 
 }  // namespace
 
+commit_reply commit_now(engine::impl& s, std::vector<store_op> ops) {
+    commit_reply reply;
+    std::promise<void> done;
+    s.writer->enqueue(std::move(ops), [&](commit_reply&& r) {
+        reply = std::move(r);
+        done.set_value();
+    });
+    done.get_future().wait();
+    if (reply.ec) throw exception(reply.ec, reply.diag);
+    return reply;
+}
+
 send_queue::send_queue(engine::impl& s) : s_(s) {}
 
 send_queue::~send_queue() {
@@ -358,7 +371,21 @@ void send_queue::drain_once() {
     const auto member = s_.member.load();
     // Without a valid lease nothing may be handed off: leave the items to
     // members that have one.
-    if (!s_.params.drain_queue || room == 0 || member == 0 || s_.fenced() || s_.cancelled) return;
+    if (!s_.params.drain_queue || member == 0 || s_.fenced() || s_.cancelled) return;
+    // Due sequence steps become queue items first, so a step due now can go
+    // in this very claim.
+    constexpr std::size_t plan_batch = 256;
+    try {
+        if (plan_due_steps(s_, plan_batch) == plan_batch) {
+            std::lock_guard lock(mu_);
+            wake_ = true;
+        }
+    } catch (const std::exception& e) {
+        // A store without enrollments (written before them) still drains.
+        s_.params.log.log(log_level::error,
+                          fmt::format("planning due sequence steps failed: {}", e.what()));
+    }
+    if (room == 0) return;
     auto items = s_.params.storage->claim_queued(s_.params.workspace, member, s_.clk->now(), room);
     {
         std::lock_guard lock(mu_);
@@ -391,7 +418,34 @@ void send_queue::hand_off(queued_send item) {
                                                   s_.clk->now()});
         return;
     }
-    req->idempotency_key = handoff_key(item);
+    if (auto k = parse_step_key(item)) {
+        const auto now = s_.clk->now();
+        std::string why;
+        step_verdict v = step_verdict::hand_off;
+        try {
+            v = check_step(s_, item, *k, why);
+        } catch (const std::exception& e) {
+            commit_end(item, store_ops::defer_queued{item.id, item.claimed_by,
+                                                     now + backoff(s_, item.checks), "error",
+                                                     e.what(), now});
+            return;
+        }
+        if (v == step_verdict::paused) {
+            commit_end(item, store_ops::defer_queued{item.id, item.claimed_by,
+                                                     now + backoff(s_, item.checks), "paused",
+                                                     std::move(why), now});
+            return;
+        }
+        if (v == step_verdict::drop) {
+            commit_end(item,
+                       store_ops::finish_queued{item.id, item.claimed_by, queue_state::cancelled, 0,
+                                                std::move(why), now});
+            return;
+        }
+    }
+    // The request's own key when it has one: a sequence step's item is
+    // queued under a key per plan, its send under one key per step.
+    if (req->idempotency_key.empty()) req->idempotency_key = handoff_key(item);
     auto r = *req;
     s_.start_send(std::move(*req), [self = s_.shared_from_this(), item = std::move(item),
                                     r = std::move(r)](error_code ec, send_result res) mutable {
@@ -410,9 +464,18 @@ void send_queue::on_outcome(const queued_send& item, error_code ec, const send_r
         commit_end(item, store_ops::defer_queued{item.id, item.claimed_by, at, std::move(reason),
                                                  std::move(detail), now});
     };
-    const auto finish = [&](std::uint64_t send_id, std::string detail) {
-        commit_end(item, store_ops::finish_queued{item.id, item.claimed_by, queue_state::done,
-                                                  send_id, std::move(detail), now});
+    const auto step = parse_step_key(item);
+    // A sequence step's end is recorded on its enrollment in the same commit.
+    const auto finish = [&](std::uint64_t send_id, std::string detail, step_outcome o) {
+        std::optional<store_op> also;
+        if (step) also = step_outcome_op(s_, item, *step, o, r, req, detail, now);
+        commit_end(item,
+                   store_ops::finish_queued{item.id, item.claimed_by, queue_state::done, send_id,
+                                            std::move(detail), now},
+                   std::move(also));
+    };
+    const auto sent_or_failed = [&] {
+        return r.state == send_state::failed ? step_outcome::failed : step_outcome::sent;
     };
     const auto send_id = r.send_id.empty() ? 0 : std::stoull(r.send_id);
     const auto with_diag = [&](std::string word) {
@@ -420,11 +483,16 @@ void send_queue::on_outcome(const queued_send& item, error_code ec, const send_r
     };
     if (ec == errc::duplicate) {
         // Taken again after its send was reserved: that send is the item's.
-        finish(send_id, fmt::format("{}: send {} was already made for this item",
-                                    r.state ? to_string(*r.state) : "reserved", send_id));
+        finish(send_id,
+               fmt::format("{}: send {} was already made for this item",
+                           r.state ? to_string(*r.state) : "reserved", send_id),
+               sent_or_failed());
     } else if (!ec || r.state) {
         // It became a send (handed off, or refused at hand-off): final.
-        finish(send_id, with_diag(outcome_word(ec, r)));
+        finish(send_id, with_diag(outcome_word(ec, r)),
+               ec == errc::suppressed ? step_outcome::suppressed
+               : r.state              ? sent_or_failed()
+                                      : step_outcome::failed);
     } else if (ec == errc::no_capacity) {
         auto [reason, next] = why_waiting(s_, req, now);
         auto due = r.retry_at ? r.retry_at : next;
@@ -433,14 +501,14 @@ void send_queue::on_outcome(const queued_send& item, error_code ec, const send_r
     } else if (ec == errc::paused) {
         defer("paused", std::nullopt, with_diag("paused"));
     } else if (ec == errc::suppressed) {
-        finish(0, with_diag("suppressed"));
+        finish(0, with_diag("suppressed"), step_outcome::suppressed);
     } else if (ec == errc::store_error || ec == errc::store_corrupt ||
                ec == errc::operation_aborted || ec == errc::commit_outcome_unknown) {
         defer("error", std::nullopt, with_diag(ec.message()));
     } else {
         // Input the workspace no longer accepts (a pool removed, a limit
         // lowered): it will not get better by waiting.
-        finish(0, with_diag("refused"));
+        finish(0, with_diag("refused"), step_outcome::failed);
     }
 }
 
@@ -482,7 +550,7 @@ time_point send_queue::paced(const send_request& req, time_point from, std::uint
     return *at;
 }
 
-void send_queue::commit_end(const queued_send& item, store_op op) {
+void send_queue::commit_end(const queued_send& item, store_op op, std::optional<store_op> also) {
     auto end = item;
     end.updated_at = s_.clk->now();
     if (const auto* f = std::get_if<store_ops::finish_queued>(&op)) {
@@ -494,6 +562,7 @@ void send_queue::commit_end(const queued_send& item, store_op op) {
     const bool finished = std::holds_alternative<store_ops::finish_queued>(op);
     std::vector<store_op> ops;
     ops.push_back(std::move(op));
+    if (also) ops.push_back(std::move(*also));
     s_.writer->enqueue(std::move(ops), [this, end = std::move(end), finished](commit_reply&& r) {
         if (r.ec)
             s_.params.log.log(log_level::error,
@@ -519,18 +588,7 @@ void send_queue::commit_end(const queued_send& item, store_op op) {
 
 namespace {
 
-// Runs a commit on the writer thread and waits for its reply.
-commit_reply commit_now(engine::impl& s, std::vector<store_op> ops) {
-    commit_reply reply;
-    std::promise<void> done;
-    s.writer->enqueue(std::move(ops), [&](commit_reply&& r) {
-        reply = std::move(r);
-        done.set_value();
-    });
-    done.get_future().wait();
-    if (reply.ec) throw exception(reply.ec, reply.diag);
-    return reply;
-}
+using detail::commit_now;
 
 // The item stored for `req`, or the existing one holding its key.
 std::pair<std::uint64_t, std::shared_ptr<const queued_send>> enqueue_item(

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "engine/commit_writer.hpp"
+
 namespace mailers::detail {
 
 /// Every field of `r`, as the bytes a queue item keeps. Length-prefixed
@@ -35,6 +37,10 @@ boost::system::result<send_request> decode_request(std::string_view bytes);
 /// own, else one derived from its id. Stable across claims, so an item
 /// taken again after its holder died finds the send it already became.
 std::string handoff_key(const queued_send& item);
+
+/// Runs a commit on the writer thread and waits for its reply; throws its
+/// error. Blocks the calling thread: never the host's executor.
+commit_reply commit_now(engine::impl& s, std::vector<store_op> ops);
 
 /// Why a queued send that could not go now waits, as the queue names it
 /// ("cap", "window", "gap", "paused", "breaker", "throttled").
@@ -79,7 +85,8 @@ private:
     void hand_off(queued_send item);
     void on_outcome(const queued_send& item, error_code ec, const send_result& r,
                     const send_request& req);
-    void commit_end(const queued_send& item, store_op op);
+    /// Commits `op` (and `also`, a sequence step's outcome) for `item`.
+    void commit_end(const queued_send& item, store_op op, std::optional<store_op> also = {});
     /// When an item that waits for capacity from `from` on should be
     /// looked at again, so that the items waiting for one target leave
     /// spread over its caps' periods rather than all at `from`.

@@ -17,6 +17,7 @@
 #include "core/post.hpp"
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/enrollments.hpp"
 #include "engine/serialize.hpp"
 #include "mime/raw.hpp"
 #include "mime/text.hpp"
@@ -758,8 +759,11 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
             // The record says what was stored, as suppress() does, so the
             // audit trail alone tells who was suppressed, why and by which
             // provider's reply.
+            // With it, the stop of every enrollment of the address.
+            auto ops = one_op(store_ops::put_suppression{e});
+            ops.push_back(stop_for_suppression(e));
             s.mutate_async("suppression.add", "suppression", recipient, {}, to_json(e),
-                           one_op(store_ops::put_suppression{e}));
+                           std::move(ops));
             s.emit(make_event(event_type::bounced, now, req, result, recipient, row.detail));
         }
         if (mb && d.effect == decide::sender_effect::auth_failed) {

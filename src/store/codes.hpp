@@ -128,6 +128,78 @@ constexpr std::optional<suppression_reason> suppression_reason_of(std::int64_t c
     return std::nullopt;
 }
 
+constexpr std::optional<enrollment_state> enrollment_state_of(std::int64_t c) noexcept {
+    switch (c) {
+        case 0:
+            return enrollment_state::active;
+        case 1:
+            return enrollment_state::paused;
+        case 2:
+            return enrollment_state::completed;
+        case 3:
+            return enrollment_state::stopped;
+        case 4:
+            return enrollment_state::failed;
+    }
+    return std::nullopt;
+}
+
+constexpr std::int64_t of(enrollment_state s) noexcept {
+    switch (s) {
+        case enrollment_state::active:
+            return 0;
+        case enrollment_state::paused:
+            return 1;
+        case enrollment_state::completed:
+            return 2;
+        case enrollment_state::stopped:
+            return 3;
+        case enrollment_state::failed:
+            return 4;
+    }
+    return -1;
+}
+
+constexpr std::optional<enrollment_stop> enrollment_stop_of(std::int64_t c) noexcept {
+    switch (c) {
+        case 0:
+            return enrollment_stop::none;
+        case 1:
+            return enrollment_stop::replied;
+        case 2:
+            return enrollment_stop::bounced;
+        case 3:
+            return enrollment_stop::unsubscribed;
+        case 4:
+            return enrollment_stop::suppressed;
+        case 5:
+            return enrollment_stop::goal;
+        case 6:
+            return enrollment_stop::manual;
+    }
+    return std::nullopt;
+}
+
+constexpr std::int64_t of(enrollment_stop s) noexcept {
+    switch (s) {
+        case enrollment_stop::none:
+            return 0;
+        case enrollment_stop::replied:
+            return 1;
+        case enrollment_stop::bounced:
+            return 2;
+        case enrollment_stop::unsubscribed:
+            return 3;
+        case enrollment_stop::suppressed:
+            return 4;
+        case enrollment_stop::goal:
+            return 5;
+        case enrollment_stop::manual:
+            return 6;
+    }
+    return -1;
+}
+
 // Both stores keep times as integer microseconds since the epoch.
 constexpr std::int64_t micros(time_point t) noexcept {
     return t.time_since_epoch().count();

@@ -98,6 +98,64 @@ std::size_t store::purge_keys(std::string_view, time_point) {
     throw exception(make_error_code(errc::store_error), std::move(diag));
 }
 
+namespace {
+[[noreturn]] void no_enrollments(std::string_view what) {
+    diagnostics diag;
+    diag.message = fmt::format("{}: this store keeps no enrollments", what);
+    throw exception(make_error_code(errc::store_error), std::move(diag));
+}
+}  // namespace
+
+std::optional<enrollment> store::find_enrollment(std::string_view, std::uint64_t) {
+    no_enrollments("find_enrollment");
+}
+
+std::optional<enrollment> store::find_enrollment_by_message(std::string_view, std::string_view) {
+    no_enrollments("find_enrollment_by_message");
+}
+
+void store::for_each_enrollment(std::string_view, const enrollment_filter&,
+                                const std::function<void(const enrollment&)>&) {
+    no_enrollments("for_each_enrollment");
+}
+
+std::vector<enrollment> store::due_enrollments(std::string_view, time_point, std::size_t) {
+    no_enrollments("due_enrollments");
+}
+
+std::string_view to_string(enrollment_state s) noexcept {
+    switch (s) {
+        case enrollment_state::active: return "active";
+        case enrollment_state::paused: return "paused";
+        case enrollment_state::completed: return "completed";
+        case enrollment_state::stopped: return "stopped";
+        case enrollment_state::failed: return "failed";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(enrollment_stop s) noexcept {
+    switch (s) {
+        case enrollment_stop::none: return "none";
+        case enrollment_stop::replied: return "replied";
+        case enrollment_stop::bounced: return "bounced";
+        case enrollment_stop::unsubscribed: return "unsubscribed";
+        case enrollment_stop::suppressed: return "suppressed";
+        case enrollment_stop::goal: return "goal";
+        case enrollment_stop::manual: return "manual";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(enroll_status s) noexcept {
+    switch (s) {
+        case enroll_status::enrolled: return "enrolled";
+        case enroll_status::duplicate: return "duplicate";
+        case enroll_status::merged: return "merged";
+    }
+    return "unknown";
+}
+
 suppression_import_result store::import_suppressions(std::string_view workspace,
                                                      const suppression_import& import) {
     std::vector<store_op> ops;

@@ -21,54 +21,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// One io_context, one manual clock, one capture transport, and engines on
-/// stores the test opens.
-struct queue_env {
-    boost::asio::io_context ioc;
-    std::shared_ptr<manual_clock> clock = std::make_shared<manual_clock>(test_epoch());
-    std::shared_ptr<capture_transport> capture =
-        std::make_shared<capture_transport>(ioc.get_executor());
-    principal admin{"admin", "Test Admin"};
-
-    std::unique_ptr<engine> make(std::shared_ptr<store> st, std::string workspace = "default",
-                                 std::shared_ptr<provider_transport> transport = nullptr,
-                                 std::chrono::milliseconds lease = 10s,
-                                 const std::function<void(engine_params&)>& tweak = {}) {
-        engine_params p;
-        p.storage = std::move(st);
-        p.clock = clock;
-        p.workspace = std::move(workspace);
-        p.random_seed = 42;
-        p.queue_poll_interval = 5ms;
-        p.lease = lease;
-        if (tweak) tweak(p);
-        auto e = std::make_unique<engine>(ioc.get_executor(), std::move(p));
-        e->add_provider(admin, "capture", transport ? transport : capture);
-        return e;
-    }
-
-    mailbox_config mailbox(const std::string& id, std::vector<rate_limit> limits = {}) {
-        mailbox_config m;
-        m.id = id;
-        m.from = address{id, "brand.example", "Rep " + id};
-        m.provider = "capture";
-        m.limits = std::move(limits);
-        return m;
-    }
-
-    /// Runs the io_context until `done()` holds. Bounded only so that a
-    /// broken drain fails instead of hanging; nothing is timed.
-    void run_until(const std::function<bool()>& done) {
-        const auto give_up = std::chrono::steady_clock::now() + 5min;
-        ioc.restart();
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > give_up)
-                FAIL("the queue never reached the state");
-            ioc.run_for(10ms);
-            if (ioc.stopped()) ioc.restart();
-        }
-    }
-
+/// The shared drain set-up, with the queue's own waits.
+struct queue_env : drain_env {
     /// Nothing claimed and nothing due: the drain has done all it can
     /// until the clock moves.
     bool quiet(engine& e) {
@@ -127,15 +81,6 @@ std::size_t busiest_window(const std::vector<outbound>& sent, duration length,
         most = std::max(most, i - j + 1);
     }
     return most;
-}
-
-errc code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const exception& e) {
-        return static_cast<errc>(e.code().value());
-    }
-    return errc{};
 }
 
 std::uint64_t reason_count(const queue_counts& c, std::string_view reason) {
@@ -431,13 +376,7 @@ void two_engines_drain_one_queue(queue_env& env,
 }
 
 std::optional<std::string> pg_server() {
-    const char* c = std::getenv("MAILERS_TEST_PG");
-    if (c && *c) return std::string{c};
-    const char* req = std::getenv("MAILERS_REQUIRE_PG");
-    if (req && std::string_view{req} == "1")
-        FAIL("MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is unset");
-    MESSAGE("skipped: set MAILERS_TEST_PG to a conninfo to run the queue on PostgreSQL");
-    return std::nullopt;
+    return test_pg_server("the queue");
 }
 
 }  // namespace

@@ -378,9 +378,11 @@ static queued_send queue_item(std::string key) {
 }
 
 // What takes a schema back before the send queue existed (version 4), and
-// before the recorded keys that came after it.
+// before the recorded keys and enrollments that came after it.
 static std::string drop_queue(const std::string& schema) {
-    return "DROP TABLE " + schema + ".recorded_keys; DROP TABLE " + schema +
+    return "DROP TABLE " + schema + ".enrollment_messages; DROP TABLE " + schema +
+           ".enrollments; DROP SEQUENCE " + schema + ".enrollment_ids; DROP TABLE " + schema +
+           ".recorded_keys; DROP TABLE " + schema +
            ".queue; DROP SEQUENCE " + schema + ".queue_ids; ";
 }
 

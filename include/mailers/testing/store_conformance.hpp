@@ -173,6 +173,15 @@ inline doctest::String toString(queue_state s) {
 inline doctest::String toString(enqueue_status s) {
     return std::string(to_string(s)).c_str();
 }
+inline doctest::String toString(enrollment_state s) {
+    return std::string(to_string(s)).c_str();
+}
+inline doctest::String toString(enrollment_stop s) {
+    return std::string(to_string(s)).c_str();
+}
+inline doctest::String toString(enroll_status s) {
+    return std::string(to_string(s)).c_str();
+}
 }  // namespace mailers
 
 namespace mailers::conformance {
@@ -3832,6 +3841,312 @@ inline void check_race_versions(const store_factory& open, const std::string& ws
           (st->find_suppression(ws, suppression_kind::address, "shared@example.com") ? 1u : 0u));
 }
 
+// --- enrollments ------------------------------------------------------------
+
+inline enrollment sample_enrollment(std::string sequence, std::string address,
+                                    std::int64_t due = 0) {
+    enrollment e;
+    e.sequence_id = std::move(sequence);
+    e.address = std::move(address);
+    e.display_name = "Ada";
+    e.variables = "{\"first_name\":\"Ada\"}";
+    e.owner = "rep1";
+    e.actor = "host";
+    e.next_due = at_seconds(due);
+    e.enrolled_at = at_seconds(-5);
+    e.updated_at = at_seconds(-5);
+    return e;
+}
+
+inline enrollment_outcome enroll_one(store& st, std::string_view ws, enrollment e,
+                                     enrollment_conflict rule = enrollment_conflict::refuse) {
+    return commit(st, ws, {store_ops::enroll{std::move(e), rule}}).ops[0].enrollments;
+}
+
+inline enrollment stored_enrollment(store& st, std::string_view ws, std::uint64_t id) {
+    auto e = st.find_enrollment(ws, id);
+    REQUIRE_MESSAGE(e.has_value(), "enrollment " << id << " is missing");
+    return *e;
+}
+
+inline std::vector<std::uint64_t> enrollment_ids(store& st, std::string_view ws,
+                                                 const enrollment_filter& f = {}) {
+    std::vector<std::uint64_t> out;
+    st.for_each_enrollment(ws, f, [&](const enrollment& e) { out.push_back(e.id); });
+    return out;
+}
+
+/// A step of `e` queued: the enrollment leaves the scheduler and names the
+/// item's key, and the item is enqueued, in one commit.
+inline std::string queue_step(store& st, std::string_view ws, const enrollment& e,
+                              std::uint64_t n) {
+    auto next = e;
+    next.queue_key = "seq:" + e.sequence_id + ":" + std::to_string(e.id) + ":" +
+                     std::to_string(e.step + 1) + "/" + std::to_string(e.plans + 1);
+    next.plans = e.plans + 1;
+    next.next_due.reset();
+    next.step_due = at_seconds(100);
+    auto item = sample_queued(n, next.queue_key);
+    item.origin = "sequence:" + e.sequence_id + "/" + std::to_string(e.step + 1);
+    auto r = commit(st, ws,
+                    {store_ops::update_enrollment{next, e.version, "", at_seconds(1)},
+                     store_ops::enqueue{item}});
+    REQUIRE(r.ops[0].applied);
+    REQUIRE(r.ops[1].queue.status == enqueue_status::enqueued);
+    return next.queue_key;
+}
+
+inline void check_enrollments(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    // Enroll, find, refuse a second enrollment, merge one.
+    auto a = enroll_one(*st, ws, sample_enrollment("s1", "ada@example.com"));
+    REQUIRE(a.status == enroll_status::enrolled);
+    REQUIRE(a.id != 0);
+    auto got = stored_enrollment(*st, ws, a.id);
+    auto want = sample_enrollment("s1", "ada@example.com");
+    want.id = a.id;
+    want.version = 1;
+    CHECK(got == want);
+    auto again = enroll_one(*st, ws, sample_enrollment("s1", "ada@example.com"));
+    CHECK(again.status == enroll_status::duplicate);
+    CHECK(again.id == a.id);
+    REQUIRE(again.existing != nullptr);
+    CHECK(*again.existing == got);
+    auto other = sample_enrollment("s1", "ada@example.com");
+    other.variables = "{}";
+    other.owner = "rep2";
+    auto merged = enroll_one(*st, ws, other, enrollment_conflict::merge);
+    CHECK(merged.status == enroll_status::merged);
+    CHECK(merged.id == a.id);
+    got = stored_enrollment(*st, ws, a.id);
+    CHECK(got.variables == "{}");
+    CHECK(got.owner == "rep2");
+    CHECK(got.version == 2);
+    CHECK(got.step == 0);
+    auto b = enroll_one(*st, ws, sample_enrollment("s2", "ada@example.com", 5)).id;
+    auto c = enroll_one(*st, ws, sample_enrollment("s2", "bob@other.example", 3)).id;
+    CHECK(b > a.id);
+    CHECK(c > b);
+    CHECK_FALSE(st->find_enrollment(ws + "-other", a.id).has_value());
+
+    // Filters and pages.
+    CHECK(enrollment_ids(*st, ws) == std::vector<std::uint64_t>{a.id, b, c});
+    CHECK(enrollment_ids(*st, ws, {.sequence_id = "s2"}) == std::vector<std::uint64_t>{b, c});
+    CHECK(enrollment_ids(*st, ws, {.address = "ada@example.com"}) ==
+          std::vector<std::uint64_t>{a.id, b});
+    CHECK(enrollment_ids(*st, ws, {.after_id = a.id, .limit = 1}) ==
+          std::vector<std::uint64_t>{b});
+    CHECK(enrollment_ids(*st, ws, {.state = enrollment_state::paused}).empty());
+
+    // Due: active, next_due reached, earliest first; not the others.
+    auto due = st->due_enrollments(ws, at_seconds(4), 10);
+    REQUIRE(due.size() == 2);
+    CHECK(due[0].id == a.id);
+    CHECK(due[1].id == c);
+    CHECK(st->due_enrollments(ws, at_seconds(10), 1).size() == 1);
+    CHECK(st->due_enrollments(ws, at_seconds(10), 0).empty());
+
+    // Compare-and-set: on the version read, once.
+    auto e = stored_enrollment(*st, ws, c);
+    auto paused = e;
+    paused.state = enrollment_state::paused;
+    paused.next_due.reset();
+    CHECK(queue_op(*st, ws, store_ops::update_enrollment{paused, e.version, "", at_seconds(2)})
+              .applied);
+    CHECK_FALSE(
+        queue_op(*st, ws, store_ops::update_enrollment{paused, e.version, "", at_seconds(2)})
+            .applied);
+    got = stored_enrollment(*st, ws, c);
+    CHECK(got.state == enrollment_state::paused);
+    CHECK(got.version == e.version + 1);
+    CHECK(got.updated_at == at_seconds(2));
+    CHECK(st->due_enrollments(ws, at_seconds(10), 10).size() == 2);
+    CHECK(enrollment_ids(*st, ws, {.state = enrollment_state::paused}) ==
+          std::vector<std::uint64_t>{c});
+
+    // A queued step, then advanced by its outcome; a stale outcome is not applied.
+    e = stored_enrollment(*st, ws, a.id);
+    const auto key = queue_step(*st, ws, e, 1);
+    e = stored_enrollment(*st, ws, a.id);
+    CHECK_FALSE(e.next_due.has_value());
+    CHECK(e.queue_key == key);
+    store_ops::advance_enrollment adv{a.id,  0, key, step_outcome::sent, false, "rep1",
+                                      "m1@x", "Hi", {"r0@x"}, "sent", at_seconds(50)};
+    auto stale = adv;
+    stale.step = 1;
+    CHECK_FALSE(queue_op(*st, ws, stale).applied);
+    CHECK(queue_op(*st, ws, adv).applied);
+    CHECK_FALSE(queue_op(*st, ws, adv).applied);  // once
+    e = stored_enrollment(*st, ws, a.id);
+    CHECK(e.step == 1);
+    CHECK(e.queue_key.empty());
+    CHECK(e.next_due == at_seconds(50));
+    CHECK(e.prev_mailbox == "rep1");
+    CHECK(e.prev_message_id == "m1@x");
+    CHECK(e.prev_subject == "Hi");
+    CHECK(e.prev_references == std::vector<std::string>{"r0@x"});
+    CHECK(e.last_sent_at == at_seconds(50));
+    CHECK(e.state == enrollment_state::active);
+    auto by_msg = st->find_enrollment_by_message(ws, "m1@x");
+    REQUIRE(by_msg.has_value());
+    CHECK(by_msg->id == a.id);
+    CHECK_FALSE(st->find_enrollment_by_message(ws, "nope@x").has_value());
+    // The last step completes it.
+    const auto key2 = queue_step(*st, ws, e, 2);
+    adv.step = 1;
+    adv.queue_key = key2;
+    adv.last = true;
+    adv.message_id = "m2@x";
+    CHECK(queue_op(*st, ws, adv).applied);
+    e = stored_enrollment(*st, ws, a.id);
+    CHECK(e.state == enrollment_state::completed);
+    CHECK_FALSE(e.next_due.has_value());
+    CHECK(st->find_enrollment_by_message(ws, "m2@x")->id == a.id);
+
+    // A failed step fails the enrollment.
+    e = stored_enrollment(*st, ws, b);
+    const auto key3 = queue_step(*st, ws, e, 3);
+    CHECK(queue_op(*st, ws,
+                   store_ops::advance_enrollment{b, 0, key3, step_outcome::failed, false, "", "",
+                                                 "", {}, "refused", at_seconds(60)})
+              .applied);
+    e = stored_enrollment(*st, ws, b);
+    CHECK(e.state == enrollment_state::failed);
+    CHECK(e.detail == "refused");
+    CHECK(e.step == 0);
+}
+
+inline void check_enrollment_stops(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto a1 = enroll_one(*st, ws, sample_enrollment("s1", "ada@example.com")).id;
+    const auto a2 = enroll_one(*st, ws, sample_enrollment("s2", "ada@example.com")).id;
+    const auto a3 = enroll_one(*st, ws, sample_enrollment("s3", "ada@example.com")).id;
+    const auto b1 = enroll_one(*st, ws, sample_enrollment("s1", "bob@example.com")).id;
+    const auto c1 = enroll_one(*st, ws, sample_enrollment("s1", "cy@other.example")).id;
+    const auto k2 = queue_step(*st, ws, stored_enrollment(*st, ws, a2), 1);
+    // a3's step is claimed: a stop leaves it to its holder.
+    const auto k3 = queue_step(*st, ws, stored_enrollment(*st, ws, a3), 2);
+    const auto m = st->attach(ws, sample_member("m"), long_lease);
+    const auto claimed = st->claim_queued(ws, m, at_seconds(1000), 10);
+    REQUIRE(claimed.size() == 2);
+    const auto claimed_id = claimed[0].idempotency_key == k3 ? claimed[0].id : claimed[1].id;
+    const auto waiting_id = claimed[0].idempotency_key == k3 ? claimed[1].id : claimed[0].id;
+    REQUIRE(queue_op(*st, ws,
+                     store_ops::defer_queued{waiting_id, m, at_seconds(500), "cap", "",
+                                             at_seconds(2)})
+                .applied);
+    // a1 is paused, still stopped.
+    auto e1 = stored_enrollment(*st, ws, a1);
+    auto p1 = e1;
+    p1.state = enrollment_state::paused;
+    p1.next_due.reset();
+    REQUIRE(queue_op(*st, ws, store_ops::update_enrollment{p1, e1.version, "", at_seconds(2)})
+                .applied);
+
+    // Refusals fail the whole batch.
+    commit_must_fail(*st, ws,
+                     {store_ops::enroll{sample_enrollment("s9", "zed@example.com"), {}},
+                      store_ops::stop_enrollments{}});
+    CHECK(enrollment_ids(*st, ws, {.sequence_id = "s9"}).empty());
+
+    auto r = queue_op(*st, ws,
+                      store_ops::stop_enrollments{"ada@example.com", "", "", 0,
+                                                  enrollment_stop::unsubscribed, "unsubscribed",
+                                                  at_seconds(3)});
+    CHECK(r.enrollments.stopped == std::vector<std::uint64_t>{a1, a2, a3});
+    for (auto id : {a1, a2, a3}) {
+        auto e = stored_enrollment(*st, ws, id);
+        CHECK(e.state == enrollment_state::stopped);
+        CHECK(e.stop_reason == enrollment_stop::unsubscribed);
+        CHECK_FALSE(e.next_due.has_value());
+    }
+    CHECK(stored_queued(*st, ws, waiting_id).state == queue_state::cancelled);
+    CHECK(stored_queued(*st, ws, claimed_id).state == queue_state::claimed);
+    CHECK(stored_enrollment(*st, ws, b1).state == enrollment_state::active);
+    // Stopped stays stopped: nothing more to stop, and a late outcome of the
+    // claimed step is recorded without bringing it back.
+    CHECK(queue_op(*st, ws,
+                   store_ops::stop_enrollments{"ada@example.com", "", "", 0,
+                                               enrollment_stop::bounced, "", at_seconds(4)})
+              .enrollments.stopped.empty());
+    CHECK(queue_op(*st, ws,
+                   store_ops::advance_enrollment{a3, 0, k3, step_outcome::sent, false, "rep1",
+                                                 "late@x", "", {}, "", at_seconds(5)})
+              .applied);
+    CHECK(stored_enrollment(*st, ws, a3).state == enrollment_state::stopped);
+    CHECK(stored_enrollment(*st, ws, a3).step == 1);
+    CHECK_FALSE(stored_enrollment(*st, ws, a3).next_due.has_value());
+    CHECK(st->find_enrollment_by_message(ws, "late@x")->id == a3);
+    (void)k2;
+
+    // By domain, by sequence, by id.
+    CHECK(queue_op(*st, ws,
+                   store_ops::stop_enrollments{"", "other.example", "s2", 0,
+                                               enrollment_stop::suppressed, "", at_seconds(6)})
+              .enrollments.stopped.empty());
+    CHECK(queue_op(*st, ws,
+                   store_ops::stop_enrollments{"", "other.example", "s1", 0,
+                                               enrollment_stop::suppressed, "", at_seconds(6)})
+              .enrollments.stopped == std::vector<std::uint64_t>{c1});
+    CHECK(queue_op(*st, ws,
+                   store_ops::stop_enrollments{"", "", "", b1, enrollment_stop::manual, "by hand",
+                                               at_seconds(7)})
+              .enrollments.stopped == std::vector<std::uint64_t>{b1});
+    CHECK(stored_enrollment(*st, ws, b1).stop_reason == enrollment_stop::manual);
+    CHECK(st->due_enrollments(ws, at_seconds(1000), 10).empty());
+}
+
+inline void check_race_enrollments(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    // One contact enrolled from every thread: one enrollment.
+    std::atomic<int> enrolled{0}, duplicate{0};
+    run_threads(race_threads, [&](std::size_t t) {
+        auto out = enroll_one(*handles[t % handles.size()], ws,
+                              sample_enrollment("race", "ada@example.com"));
+        (out.status == enroll_status::enrolled ? enrolled : duplicate)++;
+    });
+    CHECK(enrolled.load() == 1);
+    CHECK(duplicate.load() == static_cast<int>(race_threads) - 1);
+    const auto id = enrollment_ids(*handles[0], ws).at(0);
+    // Compare-and-set from every thread: each change applied exactly once,
+    // none lost.
+    constexpr int per_thread = 10;
+    std::atomic<int> applied{0};
+    run_threads(race_threads, [&](std::size_t t) {
+        store& st = *handles[t % handles.size()];
+        for (int i = 0; i < per_thread;) {
+            auto e = st.find_enrollment(ws, id);
+            REQUIRE(e.has_value());
+            auto next = *e;
+            next.plans = e->plans + 1;
+            const std::vector<store_op> ops{
+                store_ops::update_enrollment{next, e->version, "", at_seconds(1)}};
+            if (st.commit(ws, ops).ops.at(0).applied) {
+                ++applied;
+                ++i;
+            }
+        }
+    });
+    CHECK(applied.load() == static_cast<int>(race_threads) * per_thread);
+    const auto e = stored_enrollment(*handles[0], ws, id);
+    CHECK(e.plans == race_threads * per_thread);
+    CHECK(e.version == 1 + race_threads * per_thread);
+    // Stops racing: each enrollment stopped by one of them.
+    for (int i = 0; i < 20; ++i)
+        enroll_one(*handles[0], ws, sample_enrollment("s" + std::to_string(i), "bob@example.com"));
+    std::mutex mu;
+    std::vector<std::uint64_t> stopped;
+    run_threads(race_threads, [&](std::size_t t) {
+        const std::vector<store_op> ops{store_ops::stop_enrollments{
+            "bob@example.com", "", "", 0, enrollment_stop::unsubscribed, "", at_seconds(2)}};
+        auto r = handles[t % handles.size()]->commit(ws, ops).ops.at(0).enrollments.stopped;
+        std::lock_guard lock(mu);
+        stopped.insert(stopped.end(), r.begin(), r.end());
+    });
+    CHECK(stopped.size() == 20);
+    CHECK(std::set<std::uint64_t>(stopped.begin(), stopped.end()).size() == 20);
+}
+
 /// Runs every check, each in its own doctest SUBCASE. Call it from a
 /// TEST_CASE.
 // --- recorded keys ------------------------------------------------------------
@@ -4083,6 +4398,15 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("recorded keys: guarded ops, refusals, all or nothing, purge") {
         check_recorded_key_guards(open, p + "-keys-guards");
+    }
+    SUBCASE("enrollments: enroll, merge, compare-and-set, due, advance") {
+        check_enrollments(open, p + "-enrollments");
+    }
+    SUBCASE("enrollments: stops by address, domain, sequence and id cancel waiting steps") {
+        check_enrollment_stops(open, p + "-enrollment-stops");
+    }
+    SUBCASE("race: enrollments from many handles") {
+        check_race_enrollments(open, p + "-race-enrollments");
     }
     SUBCASE("race: one key recorded from many handles applies once") {
         check_race_recorded_keys(open, p + "-race-keys");

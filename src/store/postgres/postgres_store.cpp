@@ -17,6 +17,7 @@
 
 #include "config/secret_ref.hpp"
 #include "store/codes.hpp"
+#include "store/enrollment_rules.hpp"
 #include "store/postgres/pg.hpp"
 #include "store/postgres/pool.hpp"
 #include "store/postgres/schema.hpp"
@@ -40,6 +41,13 @@ namespace codes = detail::codes;
 using codes::floor_micros;
 using codes::from_micros;
 using codes::micros;
+using detail::apply_enrollment_op;
+using detail::enrollment_cell;
+using detail::enrollment_cells;
+using detail::enrollment_columns;
+using detail::enrollment_rows;
+using detail::is_enrollment_op;
+using detail::read_enrollment;
 
 int state_code(send_state s) {
     const auto c = codes::of(s);
@@ -570,6 +578,74 @@ struct statements {
             "WHERE r.expires_at <= excluded.recorded_at RETURNING r.namespace, r.key");
         purge_keys = make("m_purge_keys",
                           "DELETE FROM {s}.recorded_keys WHERE workspace = $1 AND expires_at < $2");
+        // Enrollments: read and written one statement at a time inside the
+        // commit's transaction (enrollment_rows), rows locked as read.
+        const std::string ecols = enrollment_columns;
+        const std::string eset = [&] {
+            std::string out;
+            std::string_view cols = ecols;
+            int n = 3;
+            // Every column but the id ($2) and the key it is found by.
+            for (std::size_t at = 0; at <= cols.size();) {
+                auto end = cols.find(", ", at);
+                if (end == std::string_view::npos) end = cols.size();
+                auto col = cols.substr(at, end - at);
+                if (col != "id") {
+                    if (!out.empty()) out += ", ";
+                    out += fmt::format("{} = {}", col,
+                                       col == "next_due" ? fmt::format("NULLIF(${}, '')::bigint", n)
+                                                         : fmt::format("${}", n));
+                }
+                if (col != "id") ++n;
+                at = end + 2;
+            }
+            return out;
+        }();
+        auto emake = [&](const char* name, std::string sql) {
+            return pg::statement{name, fmt::format(fmt::runtime(sql), fmt::arg("s", s),
+                                                   fmt::arg("ecols", ecols),
+                                                   fmt::arg("eset", eset))};
+        };
+        enr_by_id = emake("m_enr_by_id",
+                          "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND id = $2 "
+                          "FOR UPDATE");
+        enr_find = emake("m_enr_find",
+                         "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND id = $2");
+        enr_by_key = emake("m_enr_by_key",
+                           "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND "
+                           "sequence_id = $2 AND address = $3 FOR UPDATE");
+        enr_live = emake("m_enr_live",
+                         "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND state IN "
+                         "(0, 1) AND ($2 = '' OR address = $2) AND ($3 = '' OR domain = $3) AND "
+                         "($4 = '' OR sequence_id = $4) AND ($5::bigint = 0 OR id = $5::bigint) "
+                         "ORDER BY id FOR UPDATE");
+        enr_insert = emake("m_enr_insert",
+                           "INSERT INTO {s}.enrollments (workspace, {ecols}) VALUES ($1, "
+                           "nextval('{s}.enrollment_ids'), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULLIF($12, "
+                           "'')::bigint, $13, $14, $15, $16, $17, $18, $19, $20, $21, "
+                           "$22, $23, $24) ON CONFLICT (workspace, sequence_id, address) DO "
+                           "NOTHING RETURNING id");
+        enr_write = emake("m_enr_write",
+                          "UPDATE {s}.enrollments SET {eset} WHERE workspace = $1 AND id = $2");
+        enr_cancel = emake("m_enr_cancel",
+                           "UPDATE {s}.queue SET state = 3, detail = $3, updated_at = $4 WHERE "
+                           "workspace = $1 AND idempotency_key = $2 AND idempotency_key <> '' "
+                           "AND state = 0");
+        enr_remember = emake("m_enr_remember",
+                             "INSERT INTO {s}.enrollment_messages (workspace, message_id, "
+                             "enrollment) VALUES ($1, $2, $3) ON CONFLICT (workspace, message_id) "
+                             "DO UPDATE SET enrollment = excluded.enrollment");
+        enr_by_message = emake("m_enr_by_message",
+                               "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND id = "
+                               "(SELECT enrollment FROM {s}.enrollment_messages WHERE workspace "
+                               "= $1 AND message_id = $2)");
+        enr_after = emake("m_enr_after",
+                          "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND id > $2 "
+                          "AND ($3 = '' OR sequence_id = $3) AND ($4 = '' OR address = $4) AND "
+                          "($5::int = -1 OR state = $5::int) ORDER BY id LIMIT $6");
+        enr_due = emake("m_enr_due",
+                        "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND state = 0 "
+                        "AND next_due <= $2 ORDER BY next_due, id LIMIT $3");
         purge_queued = make("m_purge_queued",
                             "DELETE FROM {s}.queue WHERE workspace = $1 AND state >= 2 "
                             "AND updated_at < $2");
@@ -590,7 +666,92 @@ struct statements {
         suppressions_after, purge, purge_counts, attach, renew, end_lease, members, recover,
         server_now, unanalysed, lock_queued, queued_by_key, new_queue_ids, insert_queued,
         update_queued, live_member, claim_queued, requeue, find_queued, queued_after, count_queued,
-        purge_queued, record_keys, purge_keys;
+        purge_queued, record_keys, purge_keys, enr_by_id, enr_by_key, enr_live, enr_insert,
+        enr_write, enr_cancel, enr_remember, enr_by_message, enr_after, enr_due, enr_find;
+};
+
+// --- enrollments ---------------------------------------------------------------
+
+// One row of a result, as enrollment rules read rows.
+struct pg_row {
+    const pg::result& r;
+    int row;
+    std::int64_t i64(int c) const { return r.i64(row, c); }
+    std::string str(int c) const { return r.str(row, c); }
+    bool null(int c) const { return r.is_null(row, c); }
+};
+
+// Adds `cells` from the first one on, NULL as '' (the statements turn it
+// back with NULLIF).
+pg::params& add_cells(pg::params& p, const std::vector<enrollment_cell>& cells,
+                      std::size_t first) {
+    for (std::size_t i = first; i < cells.size(); ++i) {
+        if (const auto* n = std::get_if<std::int64_t>(&cells[i]))
+            p.add(*n);
+        else if (const auto* t = std::get_if<std::string>(&cells[i]))
+            p.add(*t);
+        else
+            p.add("");
+    }
+    return p;
+}
+
+std::vector<enrollment> read_enrollments(const pg::result& r) {
+    std::vector<enrollment> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_enrollment(pg_row{r, i}));
+    return out;
+}
+
+// The enrollment rows of one workspace inside a commit's transaction; rows
+// read are locked (FOR UPDATE) until it ends.
+class pg_enrollments final : public enrollment_rows {
+public:
+    pg_enrollments(pg::connection& c, const statements& sql, const std::string& ws)
+        : c_(c), sql_(sql), ws_(ws) {}
+
+    std::optional<enrollment> by_id(std::uint64_t id) override {
+        return first(c_.run(sql_.enr_by_id, pg::params{}.add(ws_).add(id)));
+    }
+    std::optional<enrollment> by_key(const std::string& sequence_id,
+                                     const std::string& address) override {
+        return first(c_.run(sql_.enr_by_key, pg::params{}.add(ws_).add(sequence_id).add(address)));
+    }
+    std::vector<enrollment> live_matching(const store_ops::stop_enrollments& op) override {
+        return read_enrollments(c_.run(sql_.enr_live, pg::params{}
+                                                          .add(ws_)
+                                                          .add(op.address)
+                                                          .add(op.domain)
+                                                          .add(op.sequence_id)
+                                                          .add(op.id)));
+    }
+    std::optional<std::uint64_t> insert(const enrollment& e) override {
+        pg::params p;
+        p.add(ws_);
+        auto r = c_.run(sql_.enr_insert, add_cells(p, enrollment_cells(e), 1));
+        if (r.rows() == 0) return std::nullopt;
+        return r.u64(0, 0);
+    }
+    void write(const enrollment& e) override {
+        pg::params p;
+        p.add(ws_).add(e.id);
+        c_.run(sql_.enr_write, add_cells(p, enrollment_cells(e), 1));
+    }
+    void cancel_waiting(const std::string& key, const std::string& detail,
+                        time_point at) override {
+        c_.run(sql_.enr_cancel, pg::params{}.add(ws_).add(key).add(detail).add(micros(at)));
+    }
+    void remember_message(const std::string& message_id, std::uint64_t id) override {
+        c_.run(sql_.enr_remember, pg::params{}.add(ws_).add(message_id).add(id));
+    }
+
+private:
+    static std::optional<enrollment> first(const pg::result& r) {
+        if (r.rows() == 0) return std::nullopt;
+        return read_enrollment(pg_row{r, 0});
+    }
+    pg::connection& c_;
+    const statements& sql_;
+    const std::string& ws_;
 };
 
 // --- the commit's in-memory model ------------------------------------------
@@ -1452,6 +1613,65 @@ public:
                    });
     }
 
+    std::optional<enrollment> find_enrollment(std::string_view ws, std::uint64_t id) override {
+        if (id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return std::nullopt;
+        return run("find_enrollment", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<enrollment> {
+                       auto r = read_enrollments(c.run(sql_.enr_find,
+                                                       pg::params{}.add(ws).add(id)));
+                       if (r.empty()) return std::nullopt;
+                       return r.front();
+                   });
+    }
+
+    std::optional<enrollment> find_enrollment_by_message(std::string_view ws,
+                                                         std::string_view message_id) override {
+        return run("find_enrollment_by_message", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<enrollment> {
+                       auto r = read_enrollments(
+                           c.run(sql_.enr_by_message, pg::params{}.add(ws).add(message_id)));
+                       if (r.empty()) return std::nullopt;
+                       return r.front();
+                   });
+    }
+
+    void for_each_enrollment(std::string_view ws, const enrollment_filter& filter,
+                             const std::function<void(const enrollment&)>& fn) override {
+        std::uint64_t after = filter.after_id;
+        if (after >= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return;
+        std::size_t left =
+            filter.limit == 0 ? std::numeric_limits<std::size_t>::max() : filter.limit;
+        const int state = filter.state ? static_cast<int>(codes::of(*filter.state)) : -1;
+        while (left > 0) {
+            const int n = static_cast<int>(std::min<std::size_t>(left, page));
+            auto batch = run("for_each_enrollment", true, [&](pg::connection& c, attempt&) {
+                return read_enrollments(c.run(sql_.enr_after, pg::params{}
+                                                                  .add(ws)
+                                                                  .add(after)
+                                                                  .add(filter.sequence_id)
+                                                                  .add(filter.address)
+                                                                  .add(state)
+                                                                  .add(n)));
+            });
+            for (auto& e : batch) fn(e);
+            if (batch.size() < static_cast<std::size_t>(n)) return;
+            left -= batch.size();
+            after = batch.back().id;
+        }
+    }
+
+    std::vector<enrollment> due_enrollments(std::string_view ws, time_point now,
+                                            std::size_t limit) override {
+        if (limit == 0) return {};
+        const auto n = static_cast<std::int64_t>(
+            std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
+        return run("due_enrollments", true, [&](pg::connection& c, attempt&) {
+            return read_enrollments(
+                c.run(sql_.enr_due, pg::params{}.add(ws).add(micros(now)).add(n)));
+        });
+    }
+
     void for_each_queued(std::string_view ws, const queue_filter& filter,
                          const std::function<void(const queued_send&)>& fn) override {
         std::uint64_t after = filter.after_id;
@@ -1700,6 +1920,8 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                       micros(r->expires_at));
             continue;
         }
+        // Enrollment ops run as statements of their own, in op order (below).
+        if (is_enrollment_op(op)) continue;
         std::visit(
             [&](auto& o) {
                 using T = std::decay_t<decltype(o)>;
@@ -1981,6 +2203,15 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                 if constexpr (std::is_same_v<T, store_ops::record_key>) {
                     out.applied = fresh_keys.erase({o.namespace_, o.key}) == 1;
                     if (!out.applied) skip_until = oi + 1 + o.guards;
+                } else if constexpr (std::is_same_v<T, store_ops::enroll> ||
+                                     std::is_same_v<T, store_ops::update_enrollment> ||
+                                     std::is_same_v<T, store_ops::stop_enrollments> ||
+                                     std::is_same_v<T, store_ops::advance_enrollment>) {
+                    // The first round trip has ended and the second not
+                    // begun: the connection is free for the op's own
+                    // statements, inside the transaction.
+                    pg_enrollments rows(c, sql_, ws_s);
+                    apply_enrollment_op(rows, ops[oi], out);
                 } else if constexpr (std::is_same_v<T, store_ops::put_object>) {
                     objects_out[{o.object.kind, o.object.id}] = o.object.json;
                     object_seq[{o.object.kind, o.object.id}] = change_seq;

@@ -203,7 +203,53 @@ CREATE TABLE {s}.recorded_keys (
 CREATE INDEX recorded_keys_expiry ON {s}.recorded_keys (workspace, expires_at);
 )sql";
 
-constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4, step_5, step_6};
+// Enrollments: one contact in one sequence, with ids from a sequence of
+// their own. next_due is NULL unless the scheduler has the enrollment to
+// plan, so its index holds the due steps apart from the rest.
+constexpr std::string_view step_7 = R"sql(
+CREATE SEQUENCE {s}.enrollment_ids;
+CREATE TABLE {s}.enrollments (
+  workspace        text COLLATE "C" NOT NULL,
+  id               bigint NOT NULL,
+  sequence_id      text COLLATE "C" NOT NULL,
+  address          text COLLATE "C" NOT NULL,
+  display_name     text NOT NULL,
+  variables        text NOT NULL,
+  owner            text NOT NULL,
+  actor            text NOT NULL,
+  state            smallint NOT NULL,
+  stop_reason      smallint NOT NULL,
+  detail           text NOT NULL,
+  step             bigint NOT NULL,
+  next_due         bigint,
+  step_due         bigint NOT NULL,
+  queue_key        text COLLATE "C" NOT NULL,
+  plans            bigint NOT NULL,
+  prev_mailbox     text NOT NULL,
+  prev_message_id  text NOT NULL,
+  prev_subject     text NOT NULL,
+  prev_references  text NOT NULL,
+  last_sent_at     bigint NOT NULL,
+  enrolled_at      bigint NOT NULL,
+  updated_at       bigint NOT NULL,
+  version          bigint NOT NULL,
+  domain           text COLLATE "C" NOT NULL,
+  PRIMARY KEY (workspace, id)
+);
+CREATE UNIQUE INDEX enrollments_contact ON {s}.enrollments (workspace, sequence_id, address);
+CREATE INDEX enrollments_address ON {s}.enrollments (workspace, address);
+CREATE INDEX enrollments_domain ON {s}.enrollments (workspace, domain);
+CREATE INDEX enrollments_due ON {s}.enrollments (workspace, state, next_due);
+CREATE TABLE {s}.enrollment_messages (
+  workspace   text COLLATE "C" NOT NULL,
+  message_id  text COLLATE "C" NOT NULL,
+  enrollment  bigint NOT NULL,
+  PRIMARY KEY (workspace, message_id)
+);
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4,
+                                      step_5, step_6, step_7};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

@@ -307,6 +307,50 @@ CREATE TABLE recorded_keys (
 ) WITHOUT ROWID;
 CREATE INDEX recorded_keys_expiry ON recorded_keys (workspace, expires_at);
 )sql"},
+    {7, R"sql(
+-- Enrollments: one contact in one sequence. AUTOINCREMENT: an id is never
+-- given again, even after its row is gone.
+CREATE TABLE enrollments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    sequence_id TEXT NOT NULL,
+    address TEXT NOT NULL,        -- normalised, as a suppression entry's value
+    display_name TEXT NOT NULL,
+    variables TEXT NOT NULL,      -- as the engine serialised them
+    owner TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    state INTEGER NOT NULL,       -- 0 active, 1 paused, 2 completed, 3 stopped, 4 failed
+    stop_reason INTEGER NOT NULL, -- 0 none, 1 replied, 2 bounced, 3 unsubscribed,
+                                  -- 4 suppressed, 5 goal, 6 manual
+    detail TEXT NOT NULL,
+    step INTEGER NOT NULL,        -- steps sent
+    next_due INTEGER,             -- NULL unless the scheduler has this one to plan
+    step_due INTEGER NOT NULL,    -- microseconds since the Unix epoch, as every time here
+    queue_key TEXT NOT NULL,
+    plans INTEGER NOT NULL,
+    prev_mailbox TEXT NOT NULL,
+    prev_message_id TEXT NOT NULL,
+    prev_subject TEXT NOT NULL,
+    prev_references TEXT NOT NULL,
+    last_sent_at INTEGER NOT NULL,
+    enrolled_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    domain TEXT NOT NULL          -- the address's, for domain suppressions
+);
+CREATE UNIQUE INDEX enrollments_contact ON enrollments (workspace, sequence_id, address);
+CREATE INDEX enrollments_address ON enrollments (workspace, address);
+CREATE INDEX enrollments_domain ON enrollments (workspace, domain);
+-- The scheduler's: due steps without a scan of those not due.
+CREATE INDEX enrollments_due ON enrollments (workspace, state, next_due);
+-- Which enrollment sent a message, for replies matched by Message-ID.
+CREATE TABLE enrollment_messages (
+    workspace TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    enrollment INTEGER NOT NULL,
+    PRIMARY KEY (workspace, message_id)
+) WITHOUT ROWID;
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

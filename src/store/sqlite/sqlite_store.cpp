@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/enrollment_rules.hpp"
 #include "store/sqlite/common.hpp"
 #include "store/sqlite/schema.hpp"
 
@@ -102,6 +103,129 @@ void sort_by_due(std::vector<queued_send>& items) {
 
 constexpr const char* suppression_columns = "kind, value, reason, source, created_at";
 
+// A statement's current row, as enrollment rules read rows.
+struct sqlite_row {
+    const SQLite::Statement& s;
+    std::int64_t i64(int c) const { return integer(s, c); }
+    std::string str(int c) const { return text(s, c); }
+    bool null(int c) const { return s.getColumn(c).isNull(); }
+};
+
+enrollment read_enrollment_row(const SQLite::Statement& s) {
+    return read_enrollment(sqlite_row{s});
+}
+
+// Binds `cells` from parameter `first` on.
+void bind_cells(SQLite::Statement& q, const std::vector<enrollment_cell>& cells, int first) {
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+        const int at = first + static_cast<int>(i);
+        if (const auto* n = std::get_if<std::int64_t>(&cells[i]))
+            q.bind(at, *n);
+        else if (const auto* t = std::get_if<std::string>(&cells[i]))
+            q.bind(at, *t);
+        else
+            q.bind(at);
+    }
+}
+
+// The enrollment rows of one workspace, read and written inside the
+// commit's transaction (which holds the write lock).
+class sqlite_enrollments final : public enrollment_rows {
+public:
+    sqlite_enrollments(SQLite::Database& db, const std::string& ws) : db_(db), ws_(ws) {}
+
+    std::optional<enrollment> by_id(std::uint64_t id) override {
+        if (id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return std::nullopt;
+        SQLite::Statement q(db_, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 "
+                                             "AND id = ?2",
+                                             enrollment_columns));
+        q.bind(1, ws_);
+        q.bind(2, static_cast<std::int64_t>(id));
+        if (!q.executeStep()) return std::nullopt;
+        return read_enrollment_row(q);
+    }
+    std::optional<enrollment> by_key(const std::string& sequence_id,
+                                     const std::string& address) override {
+        SQLite::Statement q(db_, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 "
+                                             "AND sequence_id = ?2 AND address = ?3",
+                                             enrollment_columns));
+        q.bind(1, ws_);
+        q.bind(2, sequence_id);
+        q.bind(3, address);
+        if (!q.executeStep()) return std::nullopt;
+        return read_enrollment_row(q);
+    }
+    std::vector<enrollment> live_matching(const store_ops::stop_enrollments& op) override {
+        SQLite::Statement q(
+            db_, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 AND state IN (0, 1) "
+                             "AND (?2 = '' OR address = ?2) AND (?3 = '' OR domain = ?3) "
+                             "AND (?4 = '' OR sequence_id = ?4) AND (?5 = 0 OR id = ?5) "
+                             "ORDER BY id",
+                             enrollment_columns));
+        q.bind(1, ws_);
+        q.bind(2, op.address);
+        q.bind(3, op.domain);
+        q.bind(4, op.sequence_id);
+        q.bind(5, static_cast<std::int64_t>(
+                      std::min<std::uint64_t>(op.id, std::numeric_limits<std::int64_t>::max())));
+        std::vector<enrollment> out;
+        while (q.executeStep()) out.push_back(read_enrollment_row(q));
+        return out;
+    }
+    std::optional<std::uint64_t> insert(const enrollment& e) override {
+        auto cells = enrollment_cells(e);
+        cells.erase(cells.begin());  // the id: AUTOINCREMENT gives it
+        SQLite::Statement q(
+            db_, fmt::format("INSERT INTO enrollments (workspace, {}) VALUES (?1, {}) "
+                             "ON CONFLICT (workspace, sequence_id, address) DO NOTHING",
+                             std::string_view(enrollment_columns).substr(4), placeholders(2, 23)));
+        q.bind(1, ws_);
+        bind_cells(q, cells, 2);
+        if (q.exec() == 0) return std::nullopt;
+        return static_cast<std::uint64_t>(db_.getLastInsertRowid());
+    }
+    void write(const enrollment& e) override {
+        auto cells = enrollment_cells(e);
+        SQLite::Statement q(db_, fmt::format("REPLACE INTO enrollments (workspace, {}) VALUES "
+                                             "(?1, {})",
+                                             enrollment_columns, placeholders(2, 24)));
+        q.bind(1, ws_);
+        bind_cells(q, cells, 2);
+        q.exec();
+    }
+    void cancel_waiting(const std::string& key, const std::string& detail,
+                        time_point at) override {
+        SQLite::Statement q(db_,
+                            "UPDATE queue SET state = 3, detail = ?3, updated_at = ?4 "
+                            "WHERE workspace = ?1 AND idempotency_key = ?2 AND state = 0");
+        q.bind(1, ws_);
+        q.bind(2, key);
+        q.bind(3, detail);
+        q.bind(4, micros(at));
+        q.exec();
+    }
+    void remember_message(const std::string& message_id, std::uint64_t id) override {
+        SQLite::Statement q(db_,
+                            "INSERT OR REPLACE INTO enrollment_messages (workspace, message_id, "
+                            "enrollment) VALUES (?1, ?2, ?3)");
+        q.bind(1, ws_);
+        q.bind(2, message_id);
+        q.bind(3, static_cast<std::int64_t>(
+                      std::min<std::uint64_t>(id, std::numeric_limits<std::int64_t>::max())));
+        q.exec();
+    }
+
+private:
+    static std::string placeholders(int first, int count) {
+        std::string out;
+        for (int i = 0; i < count; ++i) out += fmt::format("{}?{}", i ? ", " : "", first + i);
+        return out;
+    }
+    SQLite::Database& db_;
+    const std::string& ws_;
+};
+
 suppression_entry read_suppression(const SQLite::Statement& s) {
     suppression_entry e;
     e.kind = kind_from_code(integer(s, 0));
@@ -168,6 +292,18 @@ std::string describe(const store_op& op) {
         }
         std::string operator()(const store_ops::record_key& o) const {
             return fmt::format("record_key {}", o.namespace_);
+        }
+        std::string operator()(const store_ops::enroll& o) const {
+            return fmt::format("enroll in sequence {}", o.row.sequence_id);
+        }
+        std::string operator()(const store_ops::update_enrollment& o) const {
+            return fmt::format("update_enrollment id {}", o.row.id);
+        }
+        std::string operator()(const store_ops::stop_enrollments&) const {
+            return "stop_enrollments";
+        }
+        std::string operator()(const store_ops::advance_enrollment& o) const {
+            return fmt::format("advance_enrollment id {}", o.id);
         }
     };
     return std::visit(visitor{}, op);
@@ -1016,6 +1152,72 @@ public:
         });
     }
 
+    std::optional<enrollment> find_enrollment(std::string_view workspace,
+                                              std::uint64_t id) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("find_enrollment", [&] { return sqlite_enrollments(db_, ws).by_id(id); });
+    }
+
+    std::optional<enrollment> find_enrollment_by_message(std::string_view workspace,
+                                                         std::string_view message_id) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("find_enrollment_by_message", [&]() -> std::optional<enrollment> {
+            SQLite::Statement q(db_,
+                                "SELECT enrollment FROM enrollment_messages WHERE workspace = ?1 "
+                                "AND message_id = ?2");
+            q.bind(1, ws);
+            q.bind(2, std::string(message_id));
+            if (!q.executeStep()) return std::nullopt;
+            return sqlite_enrollments(db_, ws).by_id(static_cast<std::uint64_t>(integer(q, 0)));
+        });
+    }
+
+    void for_each_enrollment(std::string_view workspace, const enrollment_filter& filter,
+                             const std::function<void(const enrollment&)>& fn) override {
+        if (filter.after_id >= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        SQLite::Statement q = guarded("for_each_enrollment", [&] {
+            SQLite::Statement s(
+                db_, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 AND id > ?2 "
+                                 "AND (?3 = '' OR sequence_id = ?3) AND (?4 = '' OR address = ?4) "
+                                 "AND (?5 < 0 OR state = ?5) ORDER BY id LIMIT ?6",
+                                 enrollment_columns));
+            s.bind(1, ws);
+            s.bind(2, static_cast<std::int64_t>(filter.after_id));
+            s.bind(3, filter.sequence_id);
+            s.bind(4, filter.address);
+            s.bind(5, filter.state ? codes::of(*filter.state) : std::int64_t{-1});
+            s.bind(6, filter.limit == 0 ? std::int64_t{-1} : integer_key_or_max(filter.limit));
+            return s;
+        });
+        while (guarded("for_each_enrollment", [&] { return q.executeStep(); }))
+            fn(read_enrollment_row(q));
+    }
+
+    std::vector<enrollment> due_enrollments(std::string_view workspace, time_point now,
+                                            std::size_t limit) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("due_enrollments", [&] {
+            std::vector<enrollment> out;
+            if (limit == 0) return out;
+            SQLite::Statement q(
+                db_, fmt::format("SELECT {} FROM enrollments INDEXED BY enrollments_due "
+                                 "WHERE workspace = ?1 AND state = 0 AND next_due <= ?2 "
+                                 "ORDER BY next_due, id LIMIT ?3",
+                                 enrollment_columns));
+            q.bind(1, ws);
+            q.bind(2, micros(now));
+            q.bind(3, integer_key_or_max(limit));
+            while (q.executeStep()) out.push_back(read_enrollment_row(q));
+            return out;
+        });
+    }
+
     std::size_t purge_queued(std::string_view workspace, time_point before) override {
         const std::lock_guard lock(mutex_);
         const std::string ws(workspace);
@@ -1741,6 +1943,18 @@ private:
         q->bind(4, micros(op.expires_at));
         q->bind(5, micros(op.at));
         result.applied = q->exec() == 1;
+    }
+
+    // --- enrollments ---------------------------------------------------------
+
+    template <class Op>
+        requires(std::is_same_v<Op, store_ops::enroll> ||
+                 std::is_same_v<Op, store_ops::update_enrollment> ||
+                 std::is_same_v<Op, store_ops::stop_enrollments> ||
+                 std::is_same_v<Op, store_ops::advance_enrollment>)
+    void apply(batch& b, const Op& op, op_result& result) {
+        sqlite_enrollments rows(db_, b.ws);
+        apply_enrollment_op(rows, store_op{op}, result);
     }
 
     // --- membership -----------------------------------------------------

@@ -1,0 +1,561 @@
+// Enrollments: the engine API (enroll, pause, resume, stop, replies and
+// goals, per-sequence pause) and the scheduler that plans due steps.
+#include "engine/enrollments.hpp"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <charconv>
+#include <mailers/sequence.hpp>
+
+#include "engine/engine_impl.hpp"
+#include "engine/queue.hpp"
+#include "json/writer.hpp"
+
+namespace mailers {
+
+using namespace detail;
+
+namespace detail {
+
+namespace {
+
+constexpr std::string_view sequence_pause_kind = "sequence.pause";
+
+std::string variables_json(const template_variables& vars) {
+    std::string out;
+    json::writer w(out);
+    w.begin_object();
+    for (const auto& [k, v] : vars) w.member(k, v);
+    w.end_object();
+    return out;
+}
+
+template_variables variables_from_json(std::string_view text) {
+    template_variables out;
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(text);
+    simdjson::dom::object o;
+    if (parser.parse(padded).get(o) != simdjson::SUCCESS) return out;
+    for (auto field : o) {
+        std::string_view v;
+        if (field.value.get(v) == simdjson::SUCCESS) out.emplace(field.key, v);
+    }
+    return out;
+}
+
+std::string state_json(const enrollment& e) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("id", e.id)
+        .member("sequence", e.sequence_id)
+        .member("address", e.address)
+        .member("state", to_string(e.state))
+        .member("stop_reason", to_string(e.stop_reason))
+        .member("step", static_cast<std::uint64_t>(e.step))
+        .member("owner", e.owner)
+        .end_object();
+    return out;
+}
+
+enrollment_stop stop_reason_of(suppression_reason r) {
+    switch (r) {
+        case suppression_reason::unsubscribe:
+            return enrollment_stop::unsubscribed;
+        case suppression_reason::hard_bounce:
+            return enrollment_stop::bounced;
+        default:
+            return enrollment_stop::suppressed;
+    }
+}
+
+// Commits `ops` plus the audit record of `action`; returns the ops' results.
+std::vector<op_result> commit_audited(engine::impl& s, const principal& who,
+                                      std::string_view action, std::string_view id,
+                                      std::string before, std::string after,
+                                      std::vector<store_op> ops) {
+    ops.push_back(store_ops::append_audit{
+        s.next_audit(who, action, "enrollment", id, std::move(before), std::move(after)),
+        s.params.audit_key});
+    return commit_now(s, std::move(ops)).ops;
+}
+
+// The stored enrollment `id`, or errc::not_found.
+enrollment must_find(engine::impl& s, std::uint64_t id) {
+    std::optional<enrollment> e;
+    s.with_store([&](store& st) { e = st.find_enrollment(s.params.workspace, id); });
+    if (!e) fail(errc::not_found, fmt::format("no enrollment {}", id));
+    return std::move(*e);
+}
+
+// Applies `change` to enrollment `id` with a compare-and-set, reading it
+// again when another process changed it meanwhile. `change` returns false
+// to leave it as it is. Returns whether a change was committed.
+bool change_enrollment(engine::impl& s, const principal& who, std::string_view action,
+                       std::uint64_t id, const std::function<bool(enrollment&)>& change) {
+    for (int attempt = 0; attempt < 16; ++attempt) {
+        auto e = must_find(s, id);
+        auto next = e;
+        if (!change(next)) return false;
+        auto r = commit_audited(
+            s, who, action, std::to_string(id), state_json(e), state_json(next),
+            {store_ops::update_enrollment{next, e.version, fmt::format("{} by {}", action, who.id),
+                                          s.clk->now()}});
+        if (!r.empty() && r.front().applied) {
+            if (s.queue) s.queue->wake();
+            return true;
+        }
+        // The record above says what was asked; this one that it did not
+        // take, so the log never shows a change that did not happen.
+        commit_audited(s, who, std::string(action) + "_retried", std::to_string(id), {}, {}, {});
+    }
+    fail(errc::store_error,
+         fmt::format("enrollment {} kept changing under {}; try again", id, action));
+}
+
+std::vector<std::uint64_t> stop_audited(engine::impl& s, const principal& who,
+                                        store_ops::stop_enrollments op, std::string_view id) {
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("reason", to_string(op.reason))
+        .member("sequence", op.sequence_id)
+        .end_object();
+    auto r = commit_audited(s, who, "enrollment.stop", id, {}, after, {std::move(op)});
+    return r.empty() ? std::vector<std::uint64_t>{} : r.front().enrollments.stopped;
+}
+
+// "<sequence>:<enrollment>:<step>/<plan>" after "seq:".
+std::optional<step_key> parse_key(std::string_view key) {
+    if (!key.starts_with("seq:")) return std::nullopt;
+    key.remove_prefix(4);
+    const auto slash = key.rfind('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    key = key.substr(0, slash);
+    const auto c2 = key.rfind(':');
+    if (c2 == std::string_view::npos) return std::nullopt;
+    const auto c1 = key.rfind(':', c2 == 0 ? 0 : c2 - 1);
+    if (c1 == std::string_view::npos || c1 == 0) return std::nullopt;
+    step_key k;
+    k.sequence_id = std::string(key.substr(0, c1));
+    const auto e = key.substr(c1 + 1, c2 - c1 - 1);
+    const auto st = key.substr(c2 + 1);
+    std::uint32_t step1 = 0;
+    if (std::from_chars(e.data(), e.data() + e.size(), k.enrollment).ec != std::errc{} ||
+        std::from_chars(st.data(), st.data() + st.size(), step1).ec != std::errc{} || step1 == 0)
+        return std::nullopt;
+    k.step = step1 - 1;
+    return k;
+}
+
+// What a plan does to an enrollment that cannot go on.
+enrollment ended(enrollment e, enrollment_state state, enrollment_stop why, std::string detail) {
+    e.state = state;
+    e.stop_reason = why;
+    e.detail = std::move(detail);
+    e.next_due.reset();
+    return e;
+}
+
+// Plans one due enrollment; commits with a compare-and-set on its version,
+// so another process planning it too changes nothing.
+void plan_one(engine::impl& s, const enrollment& e, time_point now) {
+    std::optional<sequence> seq;
+    bool known = false, paused = false;
+    std::string zone;
+    std::uint8_t weekdays = 0x7f;
+    {
+        std::lock_guard lock(s.mu);
+        if (auto it = s.sequences.find(e.sequence_id); it != s.sequences.end()) {
+            known = true;
+            seq = it->second;
+        }
+        paused = s.sequence_pauses.count(e.sequence_id) != 0;
+    }
+    std::vector<store_op> ops;
+    auto next = e;
+    if (!known) {
+        next = ended(e, enrollment_state::failed, enrollment_stop::none,
+                     fmt::format("sequence '{}' was removed", e.sequence_id));
+    } else if (!seq || paused) {
+        // Unreadable here, or paused: looked at again later, not every tick.
+        next.next_due = now + std::chrono::duration_cast<duration>(s.params.queue_recheck);
+        next.detail = paused ? "sequence paused" : "sequence unreadable in this process";
+    } else if (e.step >= seq->size()) {
+        // The sequence lost steps while this enrollment was past them.
+        next = ended(e, enrollment_state::completed, enrollment_stop::none, {});
+    } else {
+        enrolled_contact contact;
+        contact.enrollment_id = std::to_string(e.id);
+        if (auto a = parse_address(e.address)) contact.to = *a;
+        contact.to.display_name = e.display_name;
+        contact.variables = variables_from_json(e.variables);
+        if (auto u = s.unsubscribe_for(ledger_row{.recipient = e.address}, now))
+            contact.variables.insert_or_assign("unsubscribe_url", u->url);
+        else
+            contact.variables.try_emplace("unsubscribe_url", "");
+        contact.owner = e.owner;
+        previous_send prev{e.prev_mailbox, e.prev_message_id, e.prev_subject, e.prev_references};
+        sequence_error err;
+        auto req = seq->step_request(e.step, contact, e.step > 0 ? &prev : nullptr, &err);
+        std::optional<time_point> due;
+        std::string why, domain;
+        error_code ec;
+        if (req) {
+            req->actor.id = e.actor;
+            const auto from = e.step == 0 ? e.enrolled_at : e.last_sent_at;
+            {
+                std::lock_guard lock(s.mu);
+                if (auto m = s.mailboxes.find(req->mailbox); m != s.mailboxes.end()) {
+                    zone = m->second.cfg.time_zone;
+                    weekdays = m->second.cfg.window.weekdays;
+                }
+            }
+            try {
+                due = req->mailbox.empty() || zone.empty() ? seq->due(e.step, from)
+                                                           : seq->due(e.step, from, zone, weekdays);
+            } catch (const exception& x) {
+                why = x.what();
+            }
+            if (due) ec = s.check_send(*req, why, domain);
+        }
+        if (!req) {
+            next = ended(e, enrollment_state::failed, enrollment_stop::none,
+                         fmt::format("step {}: {}", e.step + 1, err.to_string()));
+        } else if (!due) {
+            next = ended(e, enrollment_state::failed, enrollment_stop::none,
+                         fmt::format("step {} never falls due{}{}", e.step + 1,
+                                     why.empty() ? "" : ": ", why));
+        } else if (ec == errc::suppressed) {
+            next = ended(e, enrollment_state::stopped, enrollment_stop::suppressed, why);
+        } else if (ec) {
+            next = ended(e, enrollment_state::failed, enrollment_stop::none,
+                         fmt::format("step {}: {}", e.step + 1, why));
+        } else {
+            next.plans = e.plans + 1;
+            next.queue_key = fmt::format("{}/{}", req->idempotency_key, next.plans);
+            next.next_due.reset();
+            next.step_due = *due;
+            next.detail.clear();
+            queued_send item;
+            item.idempotency_key = next.queue_key;
+            item.pool = req->pool;
+            item.mailbox = req->mailbox;
+            item.recipient_domain = std::move(domain);
+            item.origin = fmt::format("sequence:{}/{}", e.sequence_id, e.step + 1);
+            item.enqueued_at = now;
+            item.not_before = *due;
+            item.request = encode_request(*req);
+            ops.push_back(store_ops::enqueue{std::move(item)});
+        }
+    }
+    // The compare-and-set first: when another process planned this step
+    // first, the enqueue after it finds the same key taken, or leaves an
+    // item the hand-off drops (check_step).
+    ops.insert(ops.begin(), store_ops::update_enrollment{next, e.version, "replanned", now});
+    commit_now(s, std::move(ops));
+}
+
+}  // namespace
+
+std::optional<step_key> parse_step_key(const queued_send& item) {
+    if (!item.origin.starts_with("sequence:")) return std::nullopt;
+    return parse_key(item.idempotency_key);
+}
+
+store_op stop_for_suppression(const suppression_entry& e) {
+    store_ops::stop_enrollments op;
+    if (e.kind == suppression_kind::address)
+        op.address = e.value;
+    else
+        op.domain = e.value;
+    op.reason = stop_reason_of(e.reason);
+    op.detail = fmt::format("suppressed ({}, {})", to_string(e.reason), e.source);
+    op.at = e.created_at;
+    return op;
+}
+
+std::size_t plan_due_steps(engine::impl& s, std::size_t limit) {
+    const auto now = s.clk->now();
+    auto due = s.params.storage->due_enrollments(s.params.workspace, now, limit);
+    for (const auto& e : due) {
+        try {
+            plan_one(s, e, now);
+        } catch (const std::exception& x) {
+            s.params.log.log(
+                log_level::error,
+                fmt::format("enrollment {}: its step could not be planned: {}", e.id, x.what()));
+        }
+    }
+    return due.size();
+}
+
+step_verdict check_step(engine::impl& s, const queued_send& item, const step_key& k,
+                        std::string& why) {
+    {
+        std::lock_guard lock(s.mu);
+        if (s.sequence_pauses.count(k.sequence_id)) {
+            why = fmt::format("sequence '{}' is paused", k.sequence_id);
+            return step_verdict::paused;
+        }
+    }
+    auto e = s.params.storage->find_enrollment(s.params.workspace, k.enrollment);
+    if (!e) {
+        why = "cancelled: the enrollment is gone";
+        return step_verdict::drop;
+    }
+    if (e->state != enrollment_state::active || e->queue_key != item.idempotency_key) {
+        why = fmt::format("cancelled: the enrollment is {}{}", to_string(e->state),
+                          e->state == enrollment_state::stopped
+                              ? fmt::format(" ({})", to_string(e->stop_reason))
+                              : std::string(e->state == enrollment_state::active
+                                                ? " and waits for another plan of its step"
+                                                : ""));
+        return step_verdict::drop;
+    }
+    return step_verdict::hand_off;
+}
+
+store_op step_outcome_op(engine::impl& s, const queued_send& item, const step_key& k,
+                         step_outcome outcome, const send_result& r, const send_request& req,
+                         std::string detail, time_point at) {
+    bool last = false;
+    {
+        std::lock_guard lock(s.mu);
+        if (auto it = s.sequences.find(k.sequence_id); it != s.sequences.end() && it->second)
+            last = k.step + 1 >= it->second->size();
+    }
+    return store_ops::advance_enrollment{
+        k.enrollment, k.step,      item.idempotency_key, outcome,           last, r.mailbox,
+        r.message_id, req.subject, req.references,       std::move(detail), at};
+}
+
+}  // namespace detail
+
+// --- engine --------------------------------------------------------------------
+
+enrollment engine::enroll(const principal& who, const std::string& sequence_id,
+                          const address& contact, const enroll_options& opts) {
+    auto& s = *impl_;
+    std::optional<sequence> seq;
+    {
+        std::lock_guard lock(s.mu);
+        auto it = s.sequences.find(sequence_id);
+        if (it == s.sequences.end())
+            fail(errc::not_found, fmt::format("no sequence '{}'", sequence_id));
+        if (!it->second)
+            fail(errc::store_corrupt,
+                 fmt::format("sequence '{}' cannot be read by this process", sequence_id));
+        seq = it->second;
+        if (!opts.owner.empty() && !s.mailboxes.count(opts.owner))
+            fail(errc::unknown_mailbox,
+                 fmt::format("no mailbox '{}' to own the enrollment", opts.owner));
+    }
+    s.authorize(who, "enroll", "sequence", sequence_id);
+    auto key = normalise_address(contact.addr_spec(), s.suppression_opts());
+    if (!key) fail(errc::invalid_address, "not a valid email address");
+    if (has_crlf(contact.display_name))
+        fail(errc::invalid_argument, "the contact's display name contains CR or LF");
+    if (s.suppressed(*key))
+        fail(errc::suppressed, fmt::format("{} is suppressed; it is not enrolled", *key));
+    const auto check = seq->check(opts.variables);
+    if (!check.missing.empty()) {
+        std::string names;
+        for (const auto& n : check.missing) names += (names.empty() ? "" : ", ") + n;
+        fail(errc::invalid_argument,
+             fmt::format("sequence '{}' needs variables the contact lacks and that have no "
+                         "fallback: {}; nothing was enrolled",
+                         sequence_id, names));
+    }
+    const auto now = s.clk->now();
+    enrollment row;
+    row.sequence_id = sequence_id;
+    row.address = *key;
+    row.display_name = contact.display_name;
+    row.variables = variables_json(opts.variables);
+    row.owner = opts.owner;
+    row.actor = who.id;
+    row.next_due = now;
+    row.enrolled_at = now;
+    row.updated_at = now;
+    const auto rule = opts.on_enrolled_twice.value_or(seq->config().on_enrolled_twice);
+    auto r = commit_audited(s, who, "enroll", fmt::format("{}/{}", sequence_id, *key), {},
+                            state_json(row), {store_ops::enroll{row, rule}});
+    const auto& out = r.front().enrollments;
+    if (out.status == enroll_status::duplicate) {
+        commit_audited(s, who, "enroll_refused", fmt::format("{}/{}", sequence_id, *key), {},
+                       state_json(*out.existing), {});
+        fail(errc::duplicate, fmt::format("{} is already enrolled in sequence '{}' (enrollment {})",
+                                          *key, sequence_id, out.id));
+    }
+    if (s.queue) s.queue->wake();
+    return must_find(s, out.id);
+}
+
+bool engine::pause_enrollment(const principal& who, std::uint64_t id) {
+    impl_->authorize(who, "enrollment.pause", "sequence", must_find(*impl_, id).sequence_id);
+    return change_enrollment(*impl_, who, "enrollment.pause", id, [](enrollment& e) {
+        if (e.state != enrollment_state::active) return false;
+        e.state = enrollment_state::paused;
+        e.next_due.reset();
+        e.queue_key.clear();  // cancels the waiting step
+        return true;
+    });
+}
+
+bool engine::resume_enrollment(const principal& who, std::uint64_t id) {
+    impl_->authorize(who, "enrollment.resume", "sequence", must_find(*impl_, id).sequence_id);
+    const auto now = impl_->clk->now();
+    return change_enrollment(*impl_, who, "enrollment.resume", id, [&](enrollment& e) {
+        if (e.state != enrollment_state::paused) return false;
+        e.state = enrollment_state::active;
+        e.queue_key.clear();
+        e.next_due = now;  // planned again, due as it would have been
+        e.detail.clear();
+        return true;
+    });
+}
+
+bool engine::stop_enrollment(const principal& who, std::uint64_t id, std::string_view why) {
+    impl_->authorize(who, "enrollment.stop", "sequence", must_find(*impl_, id).sequence_id);
+    if (has_crlf(why)) fail(errc::invalid_argument, "the reason contains CR or LF");
+    store_ops::stop_enrollments op;
+    op.id = id;
+    op.reason = enrollment_stop::manual;
+    op.detail = why.empty() ? fmt::format("stopped by {}", who.id) : std::string(why);
+    op.at = impl_->clk->now();
+    return !stop_audited(*impl_, who, std::move(op), std::to_string(id)).empty();
+}
+
+std::optional<enrollment> engine::find_enrollment(std::uint64_t id) const {
+    std::optional<enrollment> out;
+    impl_->with_store([&](store& st) { out = st.find_enrollment(impl_->params.workspace, id); });
+    return out;
+}
+
+std::vector<enrollment> engine::enrollments(const enrollment_filter& filter) const {
+    auto f = filter;
+    if (!f.address.empty()) {
+        auto key = normalise_address(f.address, impl_->suppression_opts());
+        if (!key) fail(errc::invalid_address, "not a valid email address");
+        f.address = *key;
+    }
+    std::vector<enrollment> out;
+    impl_->with_store([&](store& st) {
+        st.for_each_enrollment(impl_->params.workspace, f,
+                               [&](const enrollment& e) { out.push_back(e); });
+    });
+    return out;
+}
+
+void engine::pause_sequence(const principal& who, const std::string& sequence_id,
+                            std::string_view reason) {
+    {
+        std::lock_guard lock(impl_->mu);
+        if (!impl_->sequences.count(sequence_id))
+            fail(errc::not_found, fmt::format("no sequence '{}'", sequence_id));
+    }
+    if (has_crlf(reason)) fail(errc::invalid_argument, "the reason contains CR or LF");
+    impl_->authorize(who, "sequence.pause", "sequence", sequence_id);
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("reason", reason)
+        .member("by", who.id)
+        .member("at", impl_->clk->now().time_since_epoch().count())
+        .end_object();
+    impl_->mutate(who, "sequence.pause", "sequence", sequence_id, {}, after,
+                  {store_ops::put_object{
+                      stored_object{std::string(sequence_pause_kind), sequence_id, after}}},
+                  [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->sequence_pauses[sequence_id] = after;
+                  });
+}
+
+void engine::resume_sequence(const principal& who, const std::string& sequence_id) {
+    std::string before;
+    {
+        std::lock_guard lock(impl_->mu);
+        auto it = impl_->sequence_pauses.find(sequence_id);
+        if (it == impl_->sequence_pauses.end())
+            fail(errc::not_found, fmt::format("sequence '{}' is not paused", sequence_id));
+        before = it->second;
+    }
+    impl_->authorize(who, "sequence.resume", "sequence", sequence_id);
+    impl_->mutate(who, "sequence.resume", "sequence", sequence_id, before, {},
+                  {store_ops::delete_object{std::string(sequence_pause_kind), sequence_id}}, [&] {
+                      std::lock_guard lock(impl_->mu);
+                      impl_->sequence_pauses.erase(sequence_id);
+                  });
+    if (impl_->queue) impl_->queue->wake();
+}
+
+bool engine::is_sequence_paused(const std::string& sequence_id) const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->sequence_pauses.count(sequence_id) != 0;
+}
+
+std::vector<std::uint64_t> engine::record_reply(const principal& who, std::string_view from) {
+    auto& s = *impl_;
+    std::string_view mid = from;
+    if (mid.starts_with('<') && mid.ends_with('>')) mid = mid.substr(1, mid.size() - 2);
+    std::optional<enrollment> replied;
+    if (!mid.empty())
+        s.with_store(
+            [&](store& st) { replied = st.find_enrollment_by_message(s.params.workspace, mid); });
+    store_ops::stop_enrollments op;
+    op.reason = enrollment_stop::replied;
+    op.at = s.clk->now();
+    if (replied) {
+        auto scope = stop_scope::every_sequence;
+        {
+            std::lock_guard lock(s.mu);
+            if (auto it = s.sequences.find(replied->sequence_id);
+                it != s.sequences.end() && it->second)
+                scope = it->second->config().reply_stops;
+        }
+        if (scope == stop_scope::this_sequence)
+            op.id = replied->id;
+        else
+            op.address = replied->address;
+        op.detail = fmt::format("replied to <{}>", mid);
+    } else {
+        auto key = normalise_address(from, s.suppression_opts());
+        if (!key)
+            fail(errc::invalid_argument,
+                 "neither a Message-ID an enrollment sent nor a valid email address");
+        op.address = *key;
+        op.detail = "replied";
+    }
+    s.authorize(who, "enrollment.stop", "enrollment", op.address);
+    const auto id = op.id ? std::to_string(op.id) : op.address;
+    return stop_audited(s, who, std::move(op), id);
+}
+
+std::vector<std::uint64_t> engine::record_goal(const principal& who, std::string_view address,
+                                               const std::string& sequence_id) {
+    auto& s = *impl_;
+    stop_scope scope = stop_scope::this_sequence;
+    {
+        std::lock_guard lock(s.mu);
+        auto it = s.sequences.find(sequence_id);
+        if (it == s.sequences.end())
+            fail(errc::not_found, fmt::format("no sequence '{}'", sequence_id));
+        if (it->second) scope = it->second->config().goal_stops;
+    }
+    auto key = normalise_address(address, s.suppression_opts());
+    if (!key) fail(errc::invalid_address, "not a valid email address");
+    s.authorize(who, "enrollment.stop", "sequence", sequence_id);
+    store_ops::stop_enrollments op;
+    op.address = *key;
+    if (scope == stop_scope::this_sequence) op.sequence_id = sequence_id;
+    op.reason = enrollment_stop::goal;
+    op.detail = fmt::format("goal of sequence '{}' reached", sequence_id);
+    op.at = s.clk->now();
+    return stop_audited(s, who, std::move(op), *key);
+}
+
+}  // namespace mailers

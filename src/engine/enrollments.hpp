@@ -1,0 +1,56 @@
+// The engine's side of enrollments: the scheduler that turns due steps into
+// queue items, what the queue asks before and after handing one off, and the
+// stop rule a suppression applies.
+//
+// A step's life: the store lists the enrollment as due (next_due, through
+// its index); `plan_due_steps` renders the step and, in one commit, moves
+// the enrollment out of the scheduler (a compare-and-set on its version)
+// and enqueues the send, due when the step is. The queue hands it off like
+// any queued send; the commit that finishes the item also records the
+// step's outcome on the enrollment (advance_enrollment), which makes the
+// enrollment due again for its next step. A crash between any two of these
+// commits leaves either the enrollment due (planned again: the same send
+// key, so at most one send) or the item queued (handed off once).
+#pragma once
+
+#include <cstdint>
+#include <mailers/engine.hpp>
+#include <optional>
+#include <string>
+
+namespace mailers::detail {
+
+/// What a sequence step's queue item names: "seq:<sequence>:<enrollment>:
+/// <step>/<plan>" (step 1-based, as in its send's idempotency key).
+struct step_key {
+    std::string sequence_id;
+    std::uint64_t enrollment = 0;
+    std::uint32_t step = 0;  ///< 0-based
+};
+
+/// The step a queue item sends; nullopt for items that are not steps.
+std::optional<step_key> parse_step_key(const queued_send& item);
+
+/// The stop that suppressing `e` applies to enrollments.
+store_op stop_for_suppression(const suppression_entry& e);
+
+/// Plans up to `limit` due steps; returns how many enrollments it looked
+/// at. Runs on the queue's thread (store calls block).
+std::size_t plan_due_steps(engine::impl& s, std::size_t limit);
+
+/// What the queue does with a step's item it has just claimed.
+enum class step_verdict {
+    hand_off,  ///< send it
+    paused,    ///< its sequence is paused: defer
+    drop,      ///< its enrollment no longer waits for it: cancel
+};
+step_verdict check_step(engine::impl& s, const queued_send& item, const step_key& k,
+                        std::string& why);
+
+/// The op recording on the enrollment how its step's item ended (to commit
+/// with the item's finish_queued).
+store_op step_outcome_op(engine::impl& s, const queued_send& item, const step_key& k,
+                         step_outcome outcome, const send_result& r, const send_request& req,
+                         std::string detail, time_point at);
+
+}  // namespace mailers::detail

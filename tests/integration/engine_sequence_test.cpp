@@ -1,0 +1,812 @@
+// Sequences on the engine: enrollments, the scheduler, workspace-wide stop
+// rules, cross-identity steps with threading, cap pressure, restarts, and
+// several engines on one SQLite file or PostgreSQL database.
+//
+// Simulated time only moves when a test moves the manual clock; the drain
+// polls in real time, so the tests wait for states, never for durations.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <mailers/postgres_store.hpp>
+#include <mailers/sequence.hpp>
+#include <mailers/transports/file_transport.hpp>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "engine_fixture.hpp"
+
+using namespace mailers;
+using namespace mailers_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct seq_env : drain_env {
+    std::string workspace = "default";
+
+    std::unique_ptr<engine> make(std::shared_ptr<store> st, bool drain = true) {
+        return drain_env::make(std::move(st), workspace, nullptr, 10s,
+                               [&](engine_params& p) { p.drain_queue = drain; });
+    }
+
+    mailbox_config mailbox(const std::string& id, std::vector<rate_limit> limits = {},
+                           std::string zone = "UTC") {
+        auto m = drain_env::mailbox(id, std::move(limits));
+        m.time_zone = std::move(zone);
+        return m;
+    }
+
+    /// Nothing claimed, nothing due in the queue, no enrollment due: the
+    /// engines have done all they can until the clock moves.
+    bool quiet(engine& e, store& st) {
+        auto c = e.queue_counts();
+        return c.claimed == 0 && (!c.next_due || *c.next_due > clock->now()) &&
+               st.due_enrollments(workspace, clock->now(), 1).empty();
+    }
+    void settle(engine& e, store& st) {
+        run_until([&] { return quiet(e, st); });
+        // Once more: a step that just ended made its enrollment due.
+        run_until([&] { return quiet(e, st); });
+    }
+    /// Moves the clock `step` at a time until `done` holds.
+    void step_until(engine& e, store& st, duration step, const std::function<bool()>& done,
+                    int max_steps = 5000) {
+        settle(e, st);
+        for (int i = 0; !done(); ++i) {
+            if (i > max_steps) FAIL("never finished");
+            clock->advance(step);
+            settle(e, st);
+        }
+    }
+    std::vector<outbound> sent_to(const std::string& to) const {
+        std::vector<outbound> out;
+        for (auto& o : capture->sent())
+            if (o.msg.to.front().addr_spec() == to) out.push_back(o);
+        return out;
+    }
+};
+
+template_source content(std::string subject, std::string text) {
+    template_source t;
+    t.subject = std::move(subject);
+    t.text = std::move(text);
+    return t;
+}
+
+sequence_step step(sequence_delay d, template_source c, sender_rule s,
+                   step_threading t = step_threading::new_thread) {
+    return sequence_step{d, std::move(c), std::move(s), t};
+}
+
+/// A one-step sequence from mailbox `from`.
+sequence_config one_step(const std::string& id, const std::string& from) {
+    sequence_config c;
+    c.id = id;
+    c.steps = {step({sequence_delay::unit::hours, 0}, content("Hello {{first_name|there}}", "Hi"),
+                    {sender_rule_kind::mailbox, from, ""})};
+    return c;
+}
+
+/// Two steps from mailbox `from`, the second two days after the first.
+sequence_config two_steps(const std::string& id, const std::string& from) {
+    auto c = one_step(id, from);
+    c.steps.push_back(step({sequence_delay::unit::days, 2}, content("", "Bump"),
+                           {sender_rule_kind::previous_step, "", ""}, step_threading::reply));
+    return c;
+}
+
+std::string days_text(const std::vector<int>& days) {
+    std::string out;
+    for (int d : days) out += std::to_string(d) + " ";
+    return out;
+}
+
+std::string rcpt(int i) {
+    return "p" + std::to_string(i) + "@prospect.example";
+}
+
+address contact(const std::string& a) {
+    return *parse_address(a);
+}
+
+std::string pg_workspace(std::string_view stem) {
+    return std::string(stem) + "_" + std::to_string(::getpid()) + "_" +
+           std::to_string(std::random_device{}() % 100000);
+}
+
+/// The test server's store parameters, with `env` on a workspace of its
+/// own; nullopt when PostgreSQL is skipped.
+std::optional<postgres_store_params> pg_params(seq_env& env, std::string_view stem) {
+    auto server = test_pg_server("sequences");
+    if (!server) return std::nullopt;
+    env.workspace = pg_workspace(stem);
+    postgres_store_params p;
+    p.conninfo = *server;
+    p.mode = open_mode::open_or_create;
+    p.pool_size = 3;
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("enroll refuses what it must, enrolling nothing, and merges or refuses twice") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st, false);
+    eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    auto c = one_step("s1", "rep1");
+    c.steps[0].content.text = "Hi {{first_name}} at {{company}}";
+    eng->upsert_sequence(env.admin, c);
+    enroll_options vars;
+    vars.variables = {{"first_name", "Ada"}, {"company", "Acme"}};
+
+    CHECK(code_of([&] { eng->enroll(env.admin, "nope", contact(rcpt(1)), vars); }) ==
+          errc::not_found);
+    enroll_options missing;
+    missing.variables = {{"first_name", "Ada"}};
+    try {
+        eng->enroll(env.admin, "s1", contact(rcpt(1)), missing);
+        FAIL("a missing variable was accepted");
+    } catch (const exception& e) {
+        CHECK(e.code() == errc::invalid_argument);
+        CHECK(std::string(e.what()).find("company") != std::string::npos);
+    }
+    eng->suppress(env.admin, suppression_kind::address, rcpt(2), suppression_reason::unsubscribe);
+    CHECK(code_of([&] { eng->enroll(env.admin, "s1", contact(rcpt(2)), vars); }) ==
+          errc::suppressed);
+    enroll_options bad_owner = vars;
+    bad_owner.owner = "ghost";
+    CHECK(code_of([&] { eng->enroll(env.admin, "s1", contact(rcpt(1)), bad_owner); }) ==
+          errc::unknown_mailbox);
+    CHECK(eng->enrollments().empty());
+
+    auto e = eng->enroll(env.admin, "s1", contact(rcpt(1)), vars);
+    CHECK(e.state == enrollment_state::active);
+    CHECK(e.address == rcpt(1));
+    CHECK(code_of([&] { eng->enroll(env.admin, "s1", contact(rcpt(1)), vars); }) ==
+          errc::duplicate);
+    auto merge = vars;
+    merge.variables["company"] = "Initech";
+    merge.on_enrolled_twice = enrollment_conflict::merge;
+    auto m = eng->enroll(env.admin, "s1", contact(rcpt(1)), merge);
+    CHECK(m.id == e.id);
+    CHECK(m.variables.find("Initech") != std::string::npos);
+    CHECK(eng->enrollments().size() == 1);
+    // Audited: the enroll, the refusal, the merge.
+    std::vector<std::string> actions;
+    for (const auto& r : eng->audit_log()) actions.push_back(r.action);
+    CHECK(std::count(actions.begin(), actions.end(), "enroll") == 3);
+    CHECK(std::count(actions.begin(), actions.end(), "enroll_refused") == 1);
+}
+
+TEST_CASE("a 3-step cross-identity sequence: the right sender per step, delays, threading") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    eng->upsert_mailbox(env.admin, env.mailbox("rep_a", {}, "America/New_York"));
+    eng->upsert_mailbox(env.admin, env.mailbox("rep_b", {}, "Europe/Berlin"));
+    eng->upsert_mailbox(env.admin, env.mailbox("founder"));
+    sequence_config c;
+    c.id = "outbound";
+    c.steps = {
+        step({sequence_delay::unit::hours, 0}, content("Question for {{first_name}}", "Hi"),
+             {sender_rule_kind::owner, "", ""}),
+        step({sequence_delay::unit::business_days, 2}, content("", "Bumping this"),
+             {sender_rule_kind::previous_step, "", ""}, step_threading::reply),
+        step({sequence_delay::unit::days, 3}, content("", "Founder here"),
+             {sender_rule_kind::mailbox, "founder", ""}, step_threading::reply),
+    };
+    eng->upsert_sequence(env.admin, c);
+    enroll_options o1, o2;
+    o1.variables = o2.variables = {{"first_name", "Ada"}};
+    o1.owner = "rep_a";
+    o2.owner = "rep_b";
+    const auto e1 = eng->enroll(env.admin, "outbound", contact("ada@x.example"), o1);
+    const auto e2 = eng->enroll(env.admin, "outbound", contact("bob@y.example"), o2);
+    env.step_until(*eng, *st, 1h, [&] {
+        return eng->find_enrollment(e1.id)->state == enrollment_state::completed &&
+               eng->find_enrollment(e2.id)->state == enrollment_state::completed;
+    });
+    const auto seq = *eng->find_sequence("outbound");
+    for (auto [who, owner, zone] : {std::tuple{"ada@x.example", "rep_a", "America/New_York"},
+                                    std::tuple{"bob@y.example", "rep_b", "Europe/Berlin"}}) {
+        INFO(who);
+        auto sent = env.sent_to(who);
+        REQUIRE(sent.size() == 3);
+        CHECK(sent[0].mailbox_id == owner);
+        CHECK(sent[1].mailbox_id == owner);
+        CHECK(sent[2].mailbox_id == "founder");
+        CHECK(sent[0].msg.subject == "Question for Ada");
+        CHECK(sent[1].msg.subject == "Re: Question for Ada");
+        CHECK(sent[2].msg.subject == "Re: Question for Ada");
+        CHECK(sent[1].msg.in_reply_to == sent[0].msg.message_id);
+        CHECK(sent[1].msg.references == std::vector<std::string>{sent[0].msg.message_id});
+        CHECK(sent[2].msg.in_reply_to == sent[1].msg.message_id);
+        CHECK(sent[2].msg.references ==
+              std::vector<std::string>{sent[0].msg.message_id, sent[1].msg.message_id});
+        // Each step at (within the hour the clock moves by) its due time in
+        // its sender's calendar.
+        const auto t0 = *sent[0].msg.date, t1 = *sent[1].msg.date, t2 = *sent[2].msg.date;
+        const auto due1 = *seq.due(1, t0, zone, 0x7f);
+        const auto due2 = *seq.due(2, t1, "UTC", 0x7f);
+        CHECK(t1 >= due1);
+        CHECK(t1 < due1 + 1h);
+        CHECK(t2 >= due2);
+        CHECK(t2 < due2 + 1h);
+    }
+    // Wednesday + 2 business days is Friday in both zones.
+    CHECK(eng->find_enrollment(e1.id)->step == 3);
+}
+
+namespace {
+
+// The brief's scenario: a contact in sequence 1 (mailbox A) and sequence 2
+// (mailbox Z). Its unsubscribe, recorded against A's step, stops Z's next
+// step in sequence 2. `a` enrolls and suppresses; `z` (possibly another
+// process) drains.
+void unsubscribe_stops_every_sequence(seq_env& env, engine& a, engine& z, store& st_z) {
+    a.upsert_mailbox(env.admin, env.mailbox("mailbox_a"));
+    a.upsert_mailbox(env.admin, env.mailbox("mailbox_z"));
+    a.upsert_sequence(env.admin, two_steps("seq1", "mailbox_a"));
+    a.upsert_sequence(env.admin, two_steps("seq2", "mailbox_z"));
+    const auto who = contact("lead@prospect.example");
+    const auto other = contact("other@prospect.example");
+    auto in1 = a.enroll(env.admin, "seq1", who);
+    auto in2 = a.enroll(env.admin, "seq2", who);
+    auto bystander = a.enroll(env.admin, "seq2", other);
+    // Both first steps go out; both second steps are queued, two days out.
+    env.step_until(z, st_z, 1h, [&] {
+        return z.find_enrollment(in2.id)->step == 1 &&
+               !z.find_enrollment(in2.id)->queue_key.empty() &&
+               !z.find_enrollment(in1.id)->queue_key.empty() &&
+               !z.find_enrollment(bystander.id)->queue_key.empty();
+    });
+    CHECK(env.sent_to("lead@prospect.example").size() == 2);
+    const auto waiting_before = z.queue_counts().waiting;
+    // The unsubscribe, recorded against mailbox A's message in sequence 1.
+    a.suppress(env.admin, suppression_kind::address, "lead@prospect.example",
+               suppression_reason::unsubscribe, "one-click:mailbox_a");
+    for (auto id : {in1.id, in2.id}) {
+        auto e = z.find_enrollment(id);
+        CHECK(e->state == enrollment_state::stopped);
+        CHECK(e->stop_reason == enrollment_stop::unsubscribed);
+    }
+    CHECK(z.queue_counts().waiting == waiting_before - 2);
+    env.step_until(z, st_z, 6h, [&] {
+        return z.find_enrollment(bystander.id)->state == enrollment_state::completed;
+    });
+    const auto sent = env.sent_to("lead@prospect.example");
+    CHECK(sent.size() == 2);  // no step 2 from either mailbox
+    for (const auto& o : sent) CHECK(o.msg.references.empty());
+    CHECK(env.sent_to("other@prospect.example").size() == 2);
+}
+
+}  // namespace
+
+TEST_CASE("an unsubscribe against mailbox A in sequence 1 stops mailbox Z in sequence 2") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    unsubscribe_stops_every_sequence(env, *eng, *eng, *st);
+}
+
+TEST_CASE("the same with two engines on one SQLite file") {
+    db_file db("seq-two");
+    seq_env env;
+    auto open = [&] { return open_sqlite_store({db.path.string(), open_mode::open_or_create}); };
+    auto st_a = open();
+    auto a = env.make(st_a, false);
+    auto st_z = open();
+    auto z = env.make(st_z);
+    unsubscribe_stops_every_sequence(env, *a, *z, *st_z);
+}
+
+TEST_CASE("the same with two engines on PostgreSQL") {
+    seq_env env;
+    const auto p = pg_params(env, "seq");
+    if (!p) return;
+    auto st_a = open_postgres_store(*p);
+    auto a = env.make(st_a, false);
+    auto st_z = open_postgres_store(*p);
+    auto z = env.make(st_z);
+    unsubscribe_stops_every_sequence(env, *a, *z, *st_z);
+}
+
+TEST_CASE("replies and goals stop per stop_scope; bounces stop as bounced") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    auto s1 = two_steps("s1", "rep1");
+    s1.reply_stops = stop_scope::this_sequence;
+    s1.goal_stops = stop_scope::every_sequence;
+    eng->upsert_sequence(env.admin, s1);
+    eng->upsert_sequence(env.admin, two_steps("s2", "rep1"));
+    auto a1 = eng->enroll(env.admin, "s1", contact(rcpt(1)));
+    auto a2 = eng->enroll(env.admin, "s2", contact(rcpt(1)));
+    auto b1 = eng->enroll(env.admin, "s1", contact(rcpt(2)));
+    auto b2 = eng->enroll(env.admin, "s2", contact(rcpt(2)));
+    auto c1 = eng->enroll(env.admin, "s1", contact(rcpt(3)));
+    env.step_until(*eng, *st, 1h, [&] { return env.capture->count() == 5; });
+    // A reply to s1's message (by Message-ID): this sequence only.
+    const auto mid = eng->find_enrollment(a1.id)->prev_message_id;
+    REQUIRE_FALSE(mid.empty());
+    CHECK(eng->record_reply(env.admin, "<" + mid + ">") == std::vector<std::uint64_t>{a1.id});
+    CHECK(eng->find_enrollment(a1.id)->stop_reason == enrollment_stop::replied);
+    CHECK(eng->find_enrollment(a2.id)->state == enrollment_state::active);
+    // A reply by address names no sequence: every enrollment of it.
+    CHECK(eng->record_reply(env.admin, rcpt(2)) == std::vector<std::uint64_t>{b1.id, b2.id});
+    // s1's goal stops every sequence of the address.
+    CHECK(eng->record_goal(env.admin, rcpt(1), "s1") == std::vector<std::uint64_t>{a2.id});
+    CHECK(eng->find_enrollment(a2.id)->stop_reason == enrollment_stop::goal);
+    // A hard bounce ingested or suppressed: bounced.
+    eng->suppress(env.admin, suppression_kind::address, rcpt(3), suppression_reason::hard_bounce,
+                  "ses");
+    CHECK(eng->find_enrollment(c1.id)->stop_reason == enrollment_stop::bounced);
+    CHECK(eng->queue_counts().waiting == 0);
+    env.clock->advance(72h);
+    env.settle(*eng, *st);
+    CHECK(env.capture->count() == 5);
+    CHECK(code_of([&] { eng->record_reply(env.admin, "not an address"); }) ==
+          errc::invalid_argument);
+}
+
+TEST_CASE("pause and resume an enrollment and a sequence; manual stop") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    auto a = eng->enroll(env.admin, "s1", contact(rcpt(1)));
+    auto b = eng->enroll(env.admin, "s1", contact(rcpt(2)));
+    auto c = eng->enroll(env.admin, "s1", contact(rcpt(3)));
+    env.step_until(*eng, *st, 1h, [&] { return env.capture->count() == 3; });
+    env.settle(*eng, *st);
+    CHECK(eng->queue_counts().waiting == 3);
+    CHECK(eng->pause_enrollment(env.admin, a.id));
+    CHECK_FALSE(eng->pause_enrollment(env.admin, a.id));
+    CHECK(eng->stop_enrollment(env.admin, c.id, "asked by sales"));
+    CHECK(eng->queue_counts().waiting == 1);
+    eng->pause_sequence(env.admin, "s1", "copy review");
+    CHECK(eng->is_sequence_paused("s1"));
+    env.clock->advance(72h);
+    env.settle(*eng, *st);
+    CHECK(env.capture->count() == 3);  // b's step waits, paused
+    CHECK(eng->queue_counts().waiting == 1);
+    eng->resume_sequence(env.admin, "s1");
+    env.step_until(*eng, *st, 1h, [&] { return env.capture->count() == 4; });
+    CHECK(env.sent_to(rcpt(2)).size() == 2);
+    CHECK(eng->find_enrollment(b.id)->state == enrollment_state::completed);
+    CHECK(eng->resume_enrollment(env.admin, a.id));
+    env.step_until(*eng, *st, 1h, [&] {
+        return eng->find_enrollment(a.id)->state == enrollment_state::completed;
+    });
+    CHECK(env.sent_to(rcpt(1)).size() == 2);
+    CHECK(env.sent_to(rcpt(3)).size() == 1);
+    CHECK(eng->find_enrollment(c.id)->stop_reason == enrollment_stop::manual);
+    CHECK(eng->find_enrollment(c.id)->detail == "asked by sales");
+    CHECK(code_of([&] { eng->resume_sequence(env.admin, "s1"); }) == errc::not_found);
+}
+
+TEST_CASE("cap pressure: 1,000 enrollments over 10 mailboxes capped at 30 a day") {
+    db_file db("seq-caps");
+    seq_env env;
+    auto st = open_sqlite_store({db.path.string(), open_mode::create});
+    auto eng = env.make(st);
+    pool_config pool;
+    pool.id = "sdr";
+    for (int i = 0; i < 10; ++i) {
+        const auto id = "rep" + std::to_string(i);
+        eng->upsert_mailbox(env.admin,
+                            env.mailbox(id, {rate_limit::per_day(30, window_kind::calendar)}));
+        pool.mailboxes.push_back(id);
+    }
+    eng->upsert_pool(env.admin, pool);
+    sequence_config c;
+    c.id = "blast";
+    c.steps = {step({sequence_delay::unit::hours, 0}, content("Hello", "Hi"),
+                    {sender_rule_kind::pool, "sdr", ""})};
+    eng->upsert_sequence(env.admin, c);
+    constexpr int n = 1000;
+    for (int i = 0; i < n; ++i) eng->enroll(env.admin, "blast", contact(rcpt(i)));
+    env.settle(*eng, *st);
+    CHECK(env.capture->count() == 300);
+    CHECK(eng->queue_counts().waiting == 700);
+    CHECK(eng->queue_counts().waiting_by_reason ==
+          std::vector<std::pair<std::string, std::uint64_t>>{{"cap", 700}});
+    // The clock jumps to each next due time, as a host's executor would
+    // wake: no send is late for the simulation's step.
+    for (int jumps = 0; env.capture->count() < n; ++jumps) {
+        REQUIRE(jumps < 5000);
+        const auto next = eng->queue_counts().next_due;
+        REQUIRE(next.has_value());
+        env.clock->advance(std::max<duration>(*next - env.clock->now(), 1s));
+        env.settle(*eng, *st);
+    }
+    std::map<std::int64_t, int> per_day;
+    std::map<std::pair<std::string, std::int64_t>, int> per_mailbox_day;
+    std::set<std::string> to;
+    for (const auto& o : env.capture->sent()) {
+        const auto day =
+            std::chrono::floor<std::chrono::days>(*o.msg.date).time_since_epoch().count();
+        ++per_day[day];
+        ++per_mailbox_day[{o.mailbox_id, day}];
+        to.insert(o.msg.to.front().addr_spec());
+    }
+    CHECK(to.size() == n);
+    std::vector<int> days;
+    for (auto [d, k] : per_day) days.push_back(k);
+    INFO("sent per day: " << days_text(days));
+    CHECK(days == std::vector<int>{300, 300, 300, 100});
+    for (auto [k, sent] : per_mailbox_day) CHECK(sent <= 30);
+    for (const auto& e : eng->enrollments()) CHECK(e.state == enrollment_state::completed);
+}
+
+TEST_CASE("a restart mid-run keeps every enrollment's state: no duplicate, no lost step") {
+    db_file db("seq-restart");
+    seq_env env;
+    auto open = [&] { return open_sqlite_store({db.path.string(), open_mode::open_or_create}); };
+    constexpr int n = 40;
+    {
+        auto st = open();
+        auto eng = env.make(st);
+        eng->upsert_mailbox(env.admin, env.mailbox("rep1", {rate_limit::per_day(25)}));
+        eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+        for (int i = 0; i < n; ++i) eng->enroll(env.admin, "s1", contact(rcpt(i)));
+        env.settle(*eng, *st);
+        CHECK(env.capture->count() == 25);
+    }
+    for (int round = 0; round < 6 && env.capture->count() < 2 * n; ++round) {
+        auto st = open();
+        auto eng = env.make(st);
+        env.clock->advance(20h);
+        env.settle(*eng, *st);
+    }
+    auto st = open();
+    auto eng = env.make(st);
+    env.step_until(*eng, *st, 6h, [&] { return env.capture->count() >= 2 * n; });
+    env.settle(*eng, *st);
+    CHECK(env.capture->count() == 2 * n);
+    std::map<std::string, int> per;
+    for (const auto& o : env.capture->sent()) ++per[o.msg.to.front().addr_spec()];
+    CHECK(per.size() == n);
+    for (auto [k, v] : per) CHECK(v == 2);
+    for (const auto& e : eng->enrollments()) CHECK(e.state == enrollment_state::completed);
+}
+
+TEST_CASE("random enroll, pause, resume and stop from two engines match a model") {
+    db_file db("seq-random");
+    seq_env env;
+    auto open = [&] { return open_sqlite_store({db.path.string(), open_mode::open_or_create}); };
+    auto st1 = open();
+    auto e1 = env.make(st1);
+    auto st2 = open();
+    auto e2 = env.make(st2);
+    e1->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    e1->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    e1->upsert_sequence(env.admin, two_steps("s2", "rep1"));
+    std::mt19937_64 rng(7);
+    // The model: per (sequence, contact), the state the API left.
+    std::map<std::pair<std::string, int>, enrollment_state> model;
+    std::map<std::pair<std::string, int>, std::uint64_t> ids;
+    std::set<int> suppressed;
+    for (int op = 0; op < 300; ++op) {
+        engine& e = rng() % 2 ? *e1 : *e2;
+        const int who = static_cast<int>(rng() % 12);
+        const std::string seq = rng() % 2 ? "s1" : "s2";
+        const auto key = std::pair{seq, who};
+        switch (rng() % 6) {
+            case 0:
+            case 1: {
+                const auto ec =
+                    code_of([&] { ids[key] = e.enroll(env.admin, seq, contact(rcpt(who))).id; });
+                if (suppressed.count(who)) {
+                    CHECK(ec == errc::suppressed);
+                } else if (model.count(key)) {
+                    CHECK(ec == errc::duplicate);
+                } else {
+                    CHECK(ec == errc{});
+                    model[key] = enrollment_state::active;
+                }
+                break;
+            }
+            case 2:
+                if (model.count(key)) {
+                    const bool did = e.pause_enrollment(env.admin, ids[key]);
+                    const auto now = e.find_enrollment(ids[key])->state;
+                    CHECK(did == (model[key] == enrollment_state::active &&
+                                  now == enrollment_state::paused));
+                    if (did) model[key] = enrollment_state::paused;
+                }
+                break;
+            case 3:
+                if (model.count(key)) {
+                    const bool did = e.resume_enrollment(env.admin, ids[key]);
+                    CHECK(did == (model[key] == enrollment_state::paused));
+                    if (did) model[key] = enrollment_state::active;
+                }
+                break;
+            case 4:
+                if (model.count(key)) {
+                    const bool was_live = model[key] == enrollment_state::active ||
+                                          model[key] == enrollment_state::paused;
+                    CHECK(e.stop_enrollment(env.admin, ids[key]) == was_live);
+                    if (was_live) model[key] = enrollment_state::stopped;
+                }
+                break;
+            case 5:
+                if (rng() % 4 == 0) {
+                    e.suppress(env.admin, suppression_kind::address, rcpt(who),
+                               suppression_reason::complaint);
+                    suppressed.insert(who);
+                    for (auto& [k, s] : model)
+                        if (k.second == who &&
+                            (s == enrollment_state::active || s == enrollment_state::paused))
+                            s = enrollment_state::stopped;
+                } else {
+                    env.clock->advance(std::chrono::hours(rng() % 30));
+                    env.settle(*e1, *st1);
+                    // Completed as the steps go out.
+                    for (auto& [k, s] : model)
+                        if (s == enrollment_state::active &&
+                            e1->find_enrollment(ids[k])->state == enrollment_state::completed)
+                            s = enrollment_state::completed;
+                }
+                break;
+        }
+        for (const auto& [k, s] : model) {
+            INFO("op " << op << " " << k.first << " " << k.second);
+            CHECK(e2->find_enrollment(ids[k])->state == s);
+        }
+    }
+    // No step twice, no step to a contact after it stopped or was suppressed.
+    std::map<std::pair<std::string, std::string>, int> per_subject;
+    for (const auto& o : env.capture->sent())
+        ++per_subject[{o.msg.to.front().addr_spec(), o.msg.in_reply_to}];
+    for (const auto& [k, v] : per_subject) CHECK(v <= 2);
+    const auto enrollments = e1->enrollments();
+    std::size_t steps = 0;
+    for (const auto& en : enrollments) steps += en.step;
+    CHECK(env.capture->count() == steps);
+}
+
+TEST_CASE("an ingested hard bounce stops the address in every sequence, once") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    eng->upsert_mailbox(env.admin, env.mailbox("rep2"));
+    eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    eng->upsert_sequence(env.admin, two_steps("s2", "rep2"));
+    auto a = eng->enroll(env.admin, "s1", contact("ana@prospect.example"));
+    auto b = eng->enroll(env.admin, "s2", contact("ana@prospect.example"));
+    env.step_until(*eng, *st, 1h, [&] { return env.capture->count() == 2; });
+    env.settle(*eng, *st);
+    const std::string body =
+        R"({"RecordType":"Bounce","ID":7,"Type":"HardBounce","MessageID":"pm-7",)"
+        R"("Email":"Ana@Prospect.example","Details":"smtp;550 5.1.1 no such user",)"
+        R"("BouncedAt":"2026-11-25T12:00:00Z"})";
+    const std::vector<http_header> headers{{"Content-Type", "application/json"}};
+    webhook_params unverified;
+    unverified.verify = false;
+    auto r = eng->ingest_webhook(webhook_provider::postmark, {"POST", headers, body}, unverified);
+    CHECK(r.suppressed == 1);
+    for (auto id : {a.id, b.id}) {
+        CHECK(eng->find_enrollment(id)->state == enrollment_state::stopped);
+        CHECK(eng->find_enrollment(id)->stop_reason == enrollment_stop::bounced);
+    }
+    CHECK(eng->queue_counts().waiting == 0);
+    const auto log = eng->audit_log().size();
+    auto again =
+        eng->ingest_webhook(webhook_provider::postmark, {"POST", headers, body}, unverified);
+    CHECK(again.duplicates == 1);
+    CHECK(eng->audit_log().size() == log);
+    env.clock->advance(72h);
+    env.settle(*eng, *st);
+    CHECK(env.capture->count() == 2);
+}
+
+namespace {
+
+// Each .eml file in `folder`, as (recipient, subject).
+std::map<std::pair<std::string, std::string>, int> files_by_step(
+    const std::filesystem::path& folder) {
+    std::map<std::pair<std::string, std::string>, int> out;
+    if (!std::filesystem::exists(folder)) return out;
+    for (const auto& f : std::filesystem::directory_iterator(folder)) {
+        if (f.path().extension() != ".eml") continue;
+        std::ifstream in(f.path());
+        std::string line, to, subject;
+        while (std::getline(in, line) && line != "\r" && !line.empty()) {
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line.starts_with("To: ")) to = line.substr(4);
+            if (line.starts_with("Subject: ")) subject = line.substr(9);
+        }
+        ++out[{to, subject}];
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("killed with SIGKILL mid-run again and again: no duplicate, no lost step") {
+    db_file db("seq-crash");
+    const std::filesystem::path out = db.path.string() + ".out";
+    const auto open = [&] {
+        return open_sqlite_store({db.path.string(), open_mode::open_or_create});
+    };
+    constexpr int n = 150, rounds = 10;
+    {
+        seq_env env;
+        auto eng = env.make(open(), false);
+        eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
+        eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+        for (int i = 0; i < n; ++i) eng->enroll(env.admin, "s1", contact(rcpt(i)));
+    }
+    std::mt19937 rng(11);
+    for (int round = 0; round < rounds; ++round) {
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            // The child reports nothing: it is killed. doctest's state
+            // belongs to the parent.
+            try {
+                seq_env env;
+                env.clock->advance(std::chrono::hours(30 * round));
+                auto eng = env.drain_env::make(
+                    open(), "default",
+                    std::make_shared<file_transport>(env.ioc.get_executor(), out));
+                // An hour of simulated time per 2 ms of real time.
+                for (;;) {
+                    env.ioc.restart();
+                    env.ioc.run_for(2ms);
+                    std::this_thread::sleep_for(2ms);
+                    env.clock->advance(1h);
+                }
+            } catch (...) {
+            }
+            ::_exit(1);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(40 + rng() % 200));
+        ::kill(pid, SIGKILL);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+    }
+    MESSAGE("steps sent by the killed processes: " << files_by_step(out).size());
+    // A last process finishes the run.
+    seq_env env;
+    env.clock->advance(std::chrono::hours(30 * rounds));
+    auto st = open();
+    auto eng = env.drain_env::make(st, "default",
+                                   std::make_shared<file_transport>(env.ioc.get_executor(), out));
+    env.settle(*eng, *st);
+    for (int i = 0; i < 1000 && eng->queue_counts().next_due; ++i) {
+        env.clock->advance(
+            std::max<duration>(*eng->queue_counts().next_due - env.clock->now(), 1s));
+        env.settle(*eng, *st);
+    }
+    for (const auto& e : eng->enrollments()) {
+        if (e.state == enrollment_state::completed) continue;
+        std::string q = "none";
+        for (const auto& item : eng->queued())
+            if (item.idempotency_key == e.queue_key)
+                q = std::string(to_string(item.state)) + " " + item.detail;
+        FAIL_CHECK("enrollment " << e.id << " " << to_string(e.state) << " step " << e.step
+                                 << " key '" << e.queue_key << "' plans " << e.plans
+                                 << " item: " << q << " detail: " << e.detail);
+    }
+    const auto files = files_by_step(out);
+    for (const auto& [k, count] : files) {
+        INFO(k.first << " / " << k.second);
+        CHECK(count == 1);
+    }
+    // A kill between a send's reservation and the record of its outcome
+    // leaves it `unknown`: it may or may not have gone, and it is never sent
+    // again (the ledger's at-most-once). No step went out twice, and every
+    // step that did not go out is one of those.
+    std::size_t unknown = 0;
+    st->for_each_send("default", test_epoch() - 24h, env.clock->now() + 24h,
+                      [&](const ledger_row& r) {
+                          if (r.state == send_state::unknown) ++unknown;
+                      });
+    MESSAGE("steps: " << 2 * n << ", sent: " << files.size()
+                      << ", left unknown by a kill: " << unknown);
+    CHECK(files.size() <= 2 * n);
+    CHECK(files.size() + unknown >= 2 * n);
+    std::uint32_t steps = 0;
+    for (const auto& e : eng->enrollments()) steps += e.step;
+    CHECK(steps == 2 * n);
+    std::filesystem::remove_all(out);
+}
+
+namespace {
+
+// Threads enroll the same contacts through two engines while others
+// suppress some of them: each contact is enrolled once, and once the
+// engines settle no suppressed address has a live enrollment (an enroll
+// that checked just before a suppression committed is stopped when its
+// step is planned) and none was sent a step after its suppression.
+void concurrent_enrolls_and_suppressions(seq_env& env,
+                                         const std::function<std::shared_ptr<store>()>& open) {
+    auto st1 = open();
+    auto e1 = env.make(st1);
+    auto st2 = open();
+    auto e2 = env.make(st2);
+    e1->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    e1->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    constexpr int contacts = 24, threads = 4;
+    std::atomic<int> enrolled{0}, duplicate{0}, refused{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            engine& e = t % 2 ? *e1 : *e2;
+            for (int i = 0; i < contacts; ++i) {
+                const auto ec = code_of([&] { e.enroll(env.admin, "s1", contact(rcpt(i))); });
+                if (ec == errc{})
+                    ++enrolled;
+                else if (ec == errc::duplicate)
+                    ++duplicate;
+                else if (ec == errc::suppressed)
+                    ++refused;
+                else
+                    FAIL_CHECK("enroll: " << static_cast<int>(ec));
+            }
+        });
+    pool.emplace_back([&] {
+        for (int i = 0; i < contacts; i += 3)
+            (i % 2 ? *e1 : *e2)
+                .suppress(env.admin, suppression_kind::address, rcpt(i),
+                          suppression_reason::unsubscribe);
+    });
+    // The io_context runs while the threads work: sends complete on it.
+    env.run_until([&] { return enrolled + duplicate + refused == contacts * threads; });
+    for (auto& th : pool) th.join();
+    CHECK(enrolled.load() <= contacts);
+    env.clock->advance(72h);
+    env.settle(*e1, *st1);
+    // Steps whose first went out after the clock moved are due later.
+    for (int i = 0; i < 100 && e1->queue_counts().next_due; ++i) {
+        env.clock->advance(std::max<duration>(*e1->queue_counts().next_due - env.clock->now(), 1s));
+        env.settle(*e1, *st1);
+    }
+    std::map<std::string, int> per_address;
+    for (const auto& e : e1->enrollments()) {
+        ++per_address[e.address];
+        const int i = std::stoi(e.address.substr(1));
+        if (i % 3 == 0) {
+            INFO(e.address);
+            CHECK(e.state == enrollment_state::stopped);
+        } else {
+            CHECK(e.state == enrollment_state::completed);
+        }
+    }
+    CHECK(static_cast<int>(per_address.size()) == enrolled.load());
+    for (const auto& [a, n] : per_address) CHECK(n == 1);
+    // No step to a suppressed address after the first step (the only one
+    // that may have gone before its suppression).
+    for (int i = 0; i < contacts; i += 3) CHECK(env.sent_to(rcpt(i)).size() <= 1);
+    for (int i = 1; i < contacts; ++i)
+        if (i % 3) CHECK(env.sent_to(rcpt(i)).size() == 2);
+}
+
+}  // namespace
+
+TEST_CASE("concurrent enrolls and suppressions through two engines on one SQLite file") {
+    db_file db("seq-concurrent");
+    seq_env env;
+    concurrent_enrolls_and_suppressions(env, [&] {
+        return open_sqlite_store({db.path.string(), open_mode::open_or_create});
+    });
+}
+
+TEST_CASE("concurrent enrolls and suppressions through two engines on PostgreSQL") {
+    seq_env env;
+    const auto p = pg_params(env, "seqc");
+    if (!p) return;
+    concurrent_enrolls_and_suppressions(env, [&] { return open_postgres_store(*p); });
+}
