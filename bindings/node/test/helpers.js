@@ -65,4 +65,12 @@ async function smtpServer(t, args = []) {
   return { port, url: `smtp://127.0.0.1:${port}?tls=none`, out, messages };
 }
 
-module.exports = { mailers, tempDir, captureEngine, message, smtpServer, sourceDir };
+// Waits until `cond()` holds, polling: events reach listeners through the
+// event loop, later on a loaded machine than on an idle one. Gives up after
+// `ms` and lets the assertion that follows say what was missing.
+async function eventually(cond, ms = 10000) {
+  const until = Date.now() + ms;
+  while (!cond() && Date.now() < until) await new Promise((res) => setTimeout(res, 5));
+}
+
+module.exports = { mailers, tempDir, captureEngine, message, smtpServer, sourceDir, eventually };

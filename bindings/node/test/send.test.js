@@ -1,7 +1,7 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { mailers, captureEngine, message } = require('./helpers');
+const { mailers, captureEngine, message, eventually } = require('./helpers');
 
 test('a send through the capture transport resolves with the ledger result', async (t) => {
   const { engine } = await captureEngine(t);
@@ -105,7 +105,7 @@ test('events: an EventEmitter and an async iterator see every send, in order per
   await engine.suppress('no@example.com');
   await assert.rejects(engine.send(message('no@example.com')), mailers.SuppressedError);
   await engine.flush();
-  await new Promise((res) => setTimeout(res, 50));
+  await eventually(() => ['sent', 'suppressed'].every((t) => seen.some((e) => e.type === t)));
   const types = seen.map((e) => e.type);
   assert.ok(types.includes('sent'), types.join());
   assert.ok(types.includes('suppressed'), types.join());
@@ -134,7 +134,7 @@ test('a listener that throws is reported and never takes the process down', asyn
   engine.on('event', (e) => after.push(e.type));
   await engine.send(message('ada@example.com'));
   await engine.send(message('bob@example.com'));
-  await new Promise((res) => setTimeout(res, 50));
+  await eventually(() => errors.length >= 2 && after.filter((x) => x === 'sent').length === 2);
   assert.ok(errors.length >= 2);
   assert.equal(errors[0].message, 'listener bug');
   assert.ok(after.filter((x) => x === 'sent').length === 2, 'the other listeners still got every event');
@@ -150,7 +150,7 @@ test('without an error listener a throwing listener becomes a process warning', 
     throw new Error('oops');
   });
   await engine.send(message('ada@example.com'));
-  await new Promise((res) => setTimeout(res, 50));
+  await eventually(() => warnings.some((w) => w.name === 'MailersListenerError'));
   assert.ok(warnings.some((w) => w.name === 'MailersListenerError' && /oops/.test(w.message)));
 });
 
