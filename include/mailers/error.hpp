@@ -136,6 +136,12 @@ enum class transport_errc {
 
 MAILERS_API const boost::system::error_category& transport_category() noexcept;
 
+/// The enumerator's name ("no_capacity", "rate_limited"), for bindings and
+/// logs that name codes the way this header does; "" for a value this
+/// version does not know. The categories' messages are sentences for people.
+MAILERS_API std::string_view to_string(errc e) noexcept;
+MAILERS_API std::string_view to_string(transport_errc e) noexcept;
+
 inline error_code make_error_code(transport_errc e) noexcept {
     return {static_cast<int>(e), transport_category()};
 }

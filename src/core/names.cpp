@@ -236,4 +236,92 @@ std::string_view to_string(failure f) noexcept {
     return "invalid failure";
 }
 
+std::string_view to_string(errc e) noexcept {
+    switch (e) {
+        case errc::ok:
+            return "ok";
+        case errc::invalid_address:
+            return "invalid_address";
+        case errc::header_injection:
+            return "header_injection";
+        case errc::invalid_header:
+            return "invalid_header";
+        case errc::invalid_argument:
+            return "invalid_argument";
+        case errc::message_too_large:
+            return "message_too_large";
+        case errc::unknown_pool:
+            return "unknown_pool";
+        case errc::unknown_mailbox:
+            return "unknown_mailbox";
+        case errc::unknown_provider:
+            return "unknown_provider";
+        case errc::unknown_time_zone:
+            return "unknown_time_zone";
+        case errc::suppressed:
+            return "suppressed";
+        case errc::paused:
+            return "paused";
+        case errc::no_capacity:
+            return "no_capacity";
+        case errc::duplicate:
+            return "duplicate";
+        case errc::not_found:
+            return "not_found";
+        case errc::permission_denied:
+            return "permission_denied";
+        case errc::store_error:
+            return "store_error";
+        case errc::schema_too_new:
+            return "schema_too_new";
+        case errc::operation_aborted:
+            return "operation_aborted";
+        case errc::invalid_csv:
+            return "invalid_csv";
+        case errc::audit_chain_broken:
+            return "audit_chain_broken";
+        case errc::commit_outcome_unknown:
+            return "commit_outcome_unknown";
+        case errc::store_missing:
+            return "store_missing";
+        case errc::store_exists:
+            return "store_exists";
+        case errc::store_corrupt:
+            return "store_corrupt";
+    }
+    return {};
+}
+
+std::string_view to_string(transport_errc e) noexcept {
+    switch (e) {
+        case transport_errc::connection_failed:
+            return "connection_failed";
+        case transport_errc::timeout_before_send:
+            return "timeout_before_send";
+        case transport_errc::temporary_reply:
+            return "temporary_reply";
+        case transport_errc::rate_limited:
+            return "rate_limited";
+        case transport_errc::sender_quota_exhausted:
+            return "sender_quota_exhausted";
+        case transport_errc::sender_reputation:
+            return "sender_reputation";
+        case transport_errc::authentication_failed:
+            return "authentication_failed";
+        case transport_errc::configuration:
+            return "configuration";
+        case transport_errc::recipient_rejected:
+            return "recipient_rejected";
+        case transport_errc::content_rejected:
+            return "content_rejected";
+        case transport_errc::outcome_unknown:
+            return "outcome_unknown";
+        case transport_errc::tls_verification_failed:
+            return "tls_verification_failed";
+        case transport_errc::protocol_error:
+            return "protocol_error";
+    }
+    return {};
+}
+
 }  // namespace mailers

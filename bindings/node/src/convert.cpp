@@ -209,51 +209,6 @@ failure_info from_exception(std::exception_ptr e) {
     return f;
 }
 
-namespace {
-const char* const errc_names[] = {
-    "ok",
-    "invalid_address",
-    "header_injection",
-    "invalid_header",
-    "invalid_argument",
-    "message_too_large",
-    "unknown_pool",
-    "unknown_mailbox",
-    "unknown_provider",
-    "unknown_time_zone",
-    "suppressed",
-    "paused",
-    "no_capacity",
-    "duplicate",
-    "not_found",
-    "permission_denied",
-    "store_error",
-    "schema_too_new",
-    "operation_aborted",
-    "invalid_csv",
-    "audit_chain_broken",
-    "commit_outcome_unknown",
-    "store_missing",
-    "store_exists",
-    "store_corrupt",
-};
-const char* const transport_names[] = {
-    "",
-    "connection_failed",
-    "timeout_before_send",
-    "temporary_reply",
-    "rate_limited",
-    "sender_quota_exhausted",
-    "sender_reputation",
-    "authentication_failed",
-    "configuration",
-    "recipient_rejected",
-    "content_rejected",
-    "outcome_unknown",
-    "tls_verification_failed",
-    "protocol_error",
-};
-}  // namespace
 
 Napi::Object to_js(Napi::Env env, const failure_info& f) {
     auto o = Napi::Object::New(env);
@@ -262,10 +217,12 @@ Napi::Object to_js(Napi::Env env, const failure_info& f) {
     Napi::Value failure = env.Null();
     if (f.ec.category() == mailers::error_category()) {
         category = "mailers";
-        if (v >= 0 && v < static_cast<int>(std::size(errc_names))) code = errc_names[v];
+        if (const auto n = mailers::to_string(static_cast<mailers::errc>(v)); !n.empty())
+            code = n;
     } else if (f.ec.category() == mailers::transport_category()) {
         category = "transport";
-        if (v > 0 && v < static_cast<int>(std::size(transport_names))) code = transport_names[v];
+        if (const auto n = mailers::to_string(static_cast<mailers::transport_errc>(v)); !n.empty())
+            code = n;
         failure = str(env, mailers::to_string(mailers::classify(f.ec)));
     } else {
         // A code the library does not know says nothing about whether a

@@ -259,46 +259,6 @@ py::dict from_result(const send_result& r) {
         py::arg("duplicate") = r.duplicate, py::arg("retry_at") = opt_us(r.retry_at));
 }
 
-// errc and transport_errc enumerator names, in enum order (error.hpp).
-constexpr const char* errc_names[] = {"ok",
-                                      "invalid_address",
-                                      "header_injection",
-                                      "invalid_header",
-                                      "invalid_argument",
-                                      "message_too_large",
-                                      "unknown_pool",
-                                      "unknown_mailbox",
-                                      "unknown_provider",
-                                      "unknown_time_zone",
-                                      "suppressed",
-                                      "paused",
-                                      "no_capacity",
-                                      "duplicate",
-                                      "not_found",
-                                      "permission_denied",
-                                      "store_error",
-                                      "schema_too_new",
-                                      "operation_aborted",
-                                      "invalid_csv",
-                                      "audit_chain_broken",
-                                      "commit_outcome_unknown",
-                                      "store_missing",
-                                      "store_exists",
-                                      "store_corrupt"};
-constexpr const char* transport_errc_names[] = {"",
-                                                "connection_failed",
-                                                "timeout_before_send",
-                                                "temporary_reply",
-                                                "rate_limited",
-                                                "sender_quota_exhausted",
-                                                "sender_reputation",
-                                                "authentication_failed",
-                                                "configuration",
-                                                "recipient_rejected",
-                                                "content_rejected",
-                                                "outcome_unknown",
-                                                "tls_verification_failed",
-                                                "protocol_error"};
 
 // What the package's error factory turns into an exception.
 py::dict error_info(const error_code& ec, const diagnostics& diag) {
@@ -307,10 +267,10 @@ py::dict error_info(const error_code& ec, const diagnostics& diag) {
     const int v = ec.value();
     if (ec.category() == error_category()) {
         category = "mailers";
-        if (v >= 0 && v < int(std::size(errc_names))) code = errc_names[v];
+        code = to_string(static_cast<errc>(v));
     } else if (ec.category() == transport_category()) {
         category = "transport";
-        if (v > 0 && v < int(std::size(transport_errc_names))) code = transport_errc_names[v];
+        code = to_string(static_cast<transport_errc>(v));
     }
     if (code.empty()) code = std::string(ec.category().name()) + ":" + std::to_string(v);
     d["category"] = category;
