@@ -4,6 +4,7 @@
 #include <mailers/access.hpp>
 #include <mailers/address.hpp>
 #include <mailers/audit.hpp>
+#include <mailers/calendar.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/delivery_report.hpp>

@@ -411,9 +411,16 @@ public:
     /// Items in id order, as `filter` selects them (page with after_id).
     std::vector<queued_send> queued(const queue_filter& filter = {}) const;
     /// Counts by state, and waiting items by the reason they wait: "" (not
-    /// yet looked at), "cap", "window", "gap", "paused", "breaker",
+    /// yet looked at), "cap", "window", "gap", "pace", "paused", "breaker",
     /// "throttled", "error".
     queue_summary queue_counts() const;
+    /// When the workspace's scheduler next has work: the earliest due time
+    /// of a waiting queue item or of an active enrollment's next step;
+    /// nullopt when nothing waits. Read from the store, so it covers work
+    /// that any process queued or enrolled. A host driving a manual_clock
+    /// (a simulation, a test) moves the clock here instead of stepping
+    /// blindly.
+    std::optional<time_point> next_due() const;
     /// The request a queued item holds (throws errc::store_corrupt when it
     /// cannot be read).
     static send_request queued_request(const queued_send& item);

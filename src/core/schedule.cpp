@@ -69,6 +69,21 @@ std::optional<time_point> next_window_open(const send_window& w, zone_ptr zone, 
     return std::nullopt;
 }
 
+std::optional<time_point> window_close(const send_window& w, zone_ptr zone, time_point now) {
+    if (w.start_hour == 0 && w.end_hour == 24 && w.weekdays == 0x7f) return std::nullopt;
+    const auto open = next_window_open(w, zone, now);
+    if (!open) return std::nullopt;
+    const auto lt = to_local(zone, *open);
+    auto day = date::floor<date::days>(lt);
+    const auto hour = duration_cast<hours>(lt - day).count();
+    // A window that spans midnight, opened in the evening, closes the next morning.
+    if (w.start_hour >= w.end_hour && hour >= w.start_hour) day += date::days(1);
+    const auto close =
+        to_sys(zone, date::local_time<microseconds>(day.time_since_epoch() + hours(w.end_hour)));
+    if (close <= *open) return std::nullopt;
+    return close;
+}
+
 time_point period_start(std::chrono::seconds length, zone_ptr zone, time_point now) {
     auto lt = to_local(zone, now);
     date::local_time<microseconds> start;

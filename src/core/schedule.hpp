@@ -29,6 +29,12 @@ bool window_open(const send_window& w, zone_ptr zone, time_point now);
 /// never opens (no weekdays, or start_hour == end_hour with no hours).
 std::optional<time_point> next_window_open(const send_window& w, zone_ptr zone, time_point now);
 
+/// The end of the window's opening that holds `now`, or of the next one
+/// when it is closed now: the time by which what only the window lets be
+/// sent must have gone. nullopt when the window never opens, or never
+/// closes (open all day, every day).
+std::optional<time_point> window_close(const send_window& w, zone_ptr zone, time_point now);
+
 /// Start of the calendar period of `length` (60 s, 3600 s or 86400 s)
 /// containing `now`, in `zone`; and the start of the next one.
 time_point period_start(std::chrono::seconds length, zone_ptr zone, time_point now);

@@ -443,6 +443,21 @@ void send_queue::hand_off(queued_send item) {
             return;
         }
     }
+    // Spread: the target's sends leave on paced slots over its budgets
+    // and its window, not in a burst when the window opens or a batch is
+    // queued. An item already given a time by pacing (it waited for its
+    // slot, a cap or a gap) takes it.
+    if (item.wait_reason != "pace" && item.wait_reason != "cap" && item.wait_reason != "gap") {
+        const auto now = s_.clk->now();
+        if (auto wait = slot(*req, now, item.id)) {
+            commit_end(item, store_ops::defer_queued{
+                                 item.id, item.claimed_by, wait->first, wait->second,
+                                 wait->second == "pace" ? "waits for its paced slot"
+                                                        : "no paced slot left in this window",
+                                 now});
+            return;
+        }
+    }
     // The request's own key when it has one: a sequence step's item is
     // queued under a key per plan, its send under one key per step.
     if (req->idempotency_key.empty()) req->idempotency_key = handoff_key(item);
@@ -512,12 +527,14 @@ void send_queue::on_outcome(const queued_send& item, error_code ec, const send_r
     }
 }
 
-time_point send_queue::paced(const send_request& req, time_point from, std::uint64_t seed) {
+send_queue::pace_target send_queue::target_of(const send_request& req, time_point from) const {
     // The target's budget per window length: what its mailboxes may send
     // together in one period, spent evenly from `from` on.
+    pace_target t;
+    t.key = req.pool.empty() ? "mailbox:" + req.mailbox : "pool:" + req.pool;
+    t.in.now = from;
     std::map<std::chrono::seconds, std::uint64_t> per_length;
-    decide::pacing_input in;
-    in.now = from;
+    bool every_member_windowed = true;
     {
         std::lock_guard lock(s_.mu);
         std::vector<const mailbox_rt*> members;
@@ -530,24 +547,77 @@ time_point send_queue::paced(const send_request& req, time_point from, std::uint
         for (const auto* mb : members) {
             for (const auto& l : mb->limits) per_length[l.length] += l.max;
             // A pool's sends spread over its members, each with its own gap.
-            if (members.size() == 1) in.min_gap = mb->cfg.min_gap;
-            in.jitter = std::max<duration>(in.jitter, mb->cfg.jitter);
+            if (members.size() == 1) t.in.min_gap = mb->cfg.min_gap;
+            t.in.jitter = std::max<duration>(t.in.jitter, mb->cfg.jitter);
+            // Budgets end when the target's send windows close, not a whole
+            // period later: spread over the period, a day's cap would
+            // never be reached in an eight-hour window. A pool's end is
+            // its members' latest close, and it opens again with the
+            // first of them to open.
+            const auto close =
+                mb->zone ? window_close(mb->cfg.window, mb->zone, from) : std::nullopt;
+            if (!close) {
+                every_member_windowed = false;
+                continue;
+            }
+            t.window_end = std::max(t.window_end.value_or(*close), *close);
+            if (auto open = next_window_open(mb->cfg.window, mb->zone, from))
+                t.opens_at = std::min(t.opens_at.value_or(*open), *open);
+            if (auto open = next_window_open(mb->cfg.window, mb->zone, *close))
+                t.next_open = std::min(t.next_open.value_or(*open), *open);
         }
     }
-    std::vector<decide::send_budget> budgets;
-    for (const auto& [length, max] : per_length) budgets.push_back({max, from + length});
-    if (budgets.empty() && in.min_gap <= duration::zero()) return from;
-    const auto key = (req.pool.empty() ? "mailbox:" + req.mailbox : "pool:" + req.pool);
+    if (!every_member_windowed) {
+        t.window_end.reset();
+        t.opens_at.reset();
+    }
+    for (const auto& [length, max] : per_length)
+        t.budgets.push_back(
+            {max, t.window_end ? std::min(from + length, *t.window_end) : from + length});
+    return t;
+}
+
+std::optional<send_queue::paced_slot> send_queue::next_slot(pace_target& t, std::uint64_t seed,
+                                                            bool take_past_window) {
     std::lock_guard lock(mu_);
-    auto& last = last_slot_[key];
-    in.last_send = last;
-    auto plain = in;
+    auto& last = last_slot_[t.key];
+    t.in.last_send = last;
+    auto plain = t.in;
     plain.jitter = duration::zero();
-    const auto base = decide::next_paced_send(budgets, plain, seed);
-    const auto at = decide::next_paced_send(budgets, in, seed);
-    if (!base || !at) return from;
+    const auto base = decide::next_paced_send(t.budgets, plain, seed);
+    const auto at = decide::next_paced_send(t.budgets, t.in, seed);
+    if (!base || !at) return std::nullopt;
+    if (!take_past_window && t.window_end && *base >= *t.window_end) return paced_slot{*at, false};
     last = *base;
-    return *at;
+    return paced_slot{*at, true};
+}
+
+time_point send_queue::paced(const send_request& req, time_point from, std::uint64_t seed) {
+    auto t = target_of(req, from);
+    if (t.budgets.empty() && t.in.min_gap <= duration::zero()) return from;
+    const auto s = next_slot(t, seed, true);
+    return s ? s->at : from;
+}
+
+std::optional<std::pair<time_point, std::string>> send_queue::slot(const send_request& req,
+                                                                   time_point now,
+                                                                   std::uint64_t seed) {
+    auto t = target_of(req, now);
+    // A target open around the clock hands due items off as fast as its
+    // caps and gap allow; only a window's opening is spread.
+    if (!t.window_end || (t.budgets.empty() && t.in.min_gap <= duration::zero()))
+        return std::nullopt;
+    // Slots are given from the opening on, not from a time it is closed.
+    if (t.opens_at && *t.opens_at > now) return std::pair{*t.opens_at, std::string("window")};
+    const auto s = next_slot(t, seed, false);
+    if (!s) return std::nullopt;  // a budget is spent: the send path says why
+    if (!s->taken) {
+        // No slot left in this opening: the next one paces it afresh.
+        if (t.next_open) return std::pair{*t.next_open, std::string("window")};
+        return std::nullopt;
+    }
+    if (s->at <= now) return std::nullopt;
+    return std::pair{s->at, std::string("pace")};
 }
 
 void send_queue::commit_end(const queued_send& item, store_op op, std::optional<store_op> also) {
@@ -718,6 +788,20 @@ std::vector<queued_send> engine::queued(const queue_filter& filter) const {
 queue_summary engine::queue_counts() const {
     queue_summary out;
     impl_->with_store([&](store& st) { out = st.count_queued(impl_->params.workspace); });
+    return out;
+}
+
+std::optional<time_point> engine::next_due() const {
+    std::optional<time_point> out;
+    impl_->with_store([&](store& st) {
+        const auto& ws = impl_->params.workspace;
+        out = st.count_queued(ws).next_due;
+        // Due enrollments come earliest first: the first one due before the
+        // end of time is the next one due.
+        auto first = st.due_enrollments(ws, time_point::max(), 1);
+        if (!first.empty() && first.front().next_due && (!out || *first.front().next_due < *out))
+            out = first.front().next_due;
+    });
     return out;
 }
 

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "decide/pacing.hpp"
 #include "engine/commit_writer.hpp"
 
 namespace mailers::detail {
@@ -91,6 +92,37 @@ private:
     /// looked at again, so that the items waiting for one target leave
     /// spread over its caps' periods rather than all at `from`.
     time_point paced(const send_request& req, time_point from, std::uint64_t seed);
+    /// For a target whose mailboxes all have a send window: the slot an
+    /// item about to be handed off at `now` should wait for instead, its
+    /// paced time with reason "pace", or the window's opening with reason
+    /// "window" when it is closed now or this opening has no slot left.
+    /// nullopt: hand it off now (its slot is now, or nothing paces it).
+    /// Takes the slot it names.
+    std::optional<std::pair<time_point, std::string>> slot(const send_request& req, time_point now,
+                                                           std::uint64_t seed);
+
+    /// What pacing knows of a send's target at `from`.
+    struct pace_target {
+        std::string key;  ///< "pool:<id>" or "mailbox:<id>"
+        std::vector<decide::send_budget> budgets;
+        decide::pacing_input in;
+        /// When the window open at `from` (or opening next) closes: the
+        /// latest member's, when every member has a window.
+        std::optional<time_point> window_end;
+        /// When the first member's window is open at or after `from`.
+        std::optional<time_point> opens_at;
+        /// When a member's window opens again after closing.
+        std::optional<time_point> next_open;
+    };
+    pace_target target_of(const send_request& req, time_point from) const;
+    struct paced_slot {
+        time_point at;  ///< with jitter
+        bool taken;     ///< false: it fell past the window's end and was left
+    };
+    /// The target's next slot after its last one, taken (recorded as its
+    /// last) unless it falls past the window's end and `take_past_window`
+    /// is false. nullopt when a budget has nothing left.
+    std::optional<paced_slot> next_slot(pace_target& t, std::uint64_t seed, bool take_past_window);
 
     engine::impl& s_;
     std::mutex mu_;

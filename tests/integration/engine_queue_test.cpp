@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mailers/calendar.hpp>
 #include <mailers/postgres_store.hpp>
 #include <map>
 #include <random>
@@ -223,6 +224,43 @@ TEST_CASE("300 queued sends through a mailbox capped at 100 a day go out over th
         CHECK(item.send_id != 0);
         CHECK(item.detail.rfind("accepted", 0) == 0);
     }
+}
+
+TEST_CASE("a mailbox with an eight-hour window spends its day's cap inside the window, spread") {
+    queue_env env;
+    auto eng = env.make(open_sqlite_store({":memory:", open_mode::open_or_create}));
+    auto m = env.mailbox("rep1", {rate_limit::per_day(40)});
+    m.time_zone = "America/New_York";
+    m.window = {9, 17, send_window::weekdays_mon_fri};
+    eng->upsert_mailbox(env.admin, m);
+    for (int i = 0; i < 120; ++i) eng->enqueue(to_mailbox("rep1", rcpt(i)));
+    // When the clock jumps, next_due() names the moment the drain has
+    // work again: the queue's next item.
+    env.run_until([&] { return env.quiet(*eng); });
+    REQUIRE(eng->next_due());
+    CHECK(*eng->next_due() == *eng->queue_counts().next_due);
+    env.step_until(*eng, 120, 5min);
+    CHECK_FALSE(eng->next_due());
+
+    // Counted per local day, in the mailbox's zone: every sending day
+    // reaches the cap, inside the window, and no hour takes more than a
+    // fair share of it (40 over 8 hours is 5 an hour; a burst at the
+    // window's opening would be 40).
+    std::map<std::chrono::sys_days, int> per_day;
+    std::map<std::chrono::sys_days, std::vector<outbound>> day_sends;
+    for (const auto& o : env.capture->sent()) {
+        const auto at = *o.msg.date;
+        const auto day = std::chrono::sys_days(local_date(at, m.time_zone));
+        ++per_day[day];
+        day_sends[day].push_back(o);
+        const auto weekday = std::chrono::weekday(day);
+        CHECK(weekday != std::chrono::Saturday);
+        CHECK(weekday != std::chrono::Sunday);
+    }
+    CHECK(per_day.size() == 3);
+    for (const auto& [day, n] : per_day) CHECK(n == 40);
+    for (const auto& [day, sends] : day_sends) CHECK(busiest_window(sends, 1h) <= 8);
+    CHECK(busiest_window(env.capture->sent(), 24h) <= 40);
 }
 
 TEST_CASE("a waiting item is cancelled, audited; a claimed one is not") {

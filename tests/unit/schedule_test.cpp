@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <mailers/calendar.hpp>
+#include <mailers/error.hpp>
 #include <random>
 #include <set>
 #include <vector>
@@ -50,6 +52,38 @@ TEST_CASE("a 9-17 weekday window in New York follows daylight saving time") {
     next = next_window_open(w, ny, utc(2026, 10, 30, 22));
     REQUIRE(next);
     CHECK(*next == utc(2026, 11, 2, 14));
+}
+
+TEST_CASE("a window closes at its local end hour, the next morning when it spans midnight") {
+    auto ny = find_zone("America/New_York");
+    REQUIRE(ny);
+    send_window day{9, 17, send_window::weekdays_mon_fri};
+    // Open now (Friday 6 March 2026, EST): today's end.
+    CHECK(window_close(day, ny, utc(2026, 3, 6, 15)) == utc(2026, 3, 6, 22));
+    // Closed for the weekend: the end of Monday's opening, after the
+    // spring-forward (EDT, UTC-4).
+    CHECK(window_close(day, ny, utc(2026, 3, 6, 23)) == utc(2026, 3, 9, 21));
+    // Across midnight: opened in the evening, it closes the next morning.
+    send_window night{22, 6, 0x7f};
+    CHECK(window_close(night, ny, utc(2026, 3, 6, 4)) == utc(2026, 3, 6, 11));
+    CHECK(window_close(night, ny, utc(2026, 3, 6, 12)) == utc(2026, 3, 7, 11));
+    // Always open never closes; never open has no close.
+    CHECK_FALSE(window_close(send_window{}, ny, utc(2026, 3, 6, 12)));
+    CHECK_FALSE(window_close(send_window{9, 17, 0}, ny, utc(2026, 3, 6, 12)));
+}
+
+TEST_CASE("local_date names the calendar day in the zone, and refuses an unknown zone") {
+    using std::chrono::year;
+    CHECK(local_date(utc(2026, 3, 7, 3), "America/New_York") == year(2026) / 3 / 6);
+    CHECK(local_date(utc(2026, 3, 7, 3), "UTC") == year(2026) / 3 / 7);
+    CHECK(local_date(utc(2026, 3, 7, 3), "") == year(2026) / 3 / 7);
+    CHECK(local_date(utc(2026, 3, 6, 23), "Asia/Kathmandu") == year(2026) / 3 / 7);
+    try {
+        local_date(utc(2026, 3, 6, 12), "Mars/Olympus_Mons");
+        FAIL("no error");
+    } catch (const mailers::exception& e) {
+        CHECK(e.code() == errc::unknown_time_zone);
+    }
 }
 
 TEST_CASE("windows across midnight, closed days and an always-open default") {
