@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <iterator>
 #include <mailers/sequence.hpp>
 
 #include "engine/engine_impl.hpp"
@@ -159,9 +160,10 @@ enrollment ended(enrollment e, enrollment_state state, enrollment_stop why, std:
     return e;
 }
 
-// Plans one due enrollment; commits with a compare-and-set on its version,
-// so another process planning it too changes nothing.
-void plan_one(engine::impl& s, const enrollment& e, time_point now) {
+// Plans one due enrollment: appends to `out` a compare-and-set on its
+// version, so that another process planning it too changes nothing, and
+// the queue item of its step.
+void plan_one(engine::impl& s, const enrollment& e, time_point now, std::vector<store_op>& out) {
     std::optional<sequence> seq;
     bool known = false, paused = false;
     std::string zone;
@@ -254,8 +256,8 @@ void plan_one(engine::impl& s, const enrollment& e, time_point now) {
     // The compare-and-set first: when another process planned this step
     // first, the enqueue after it finds the same key taken, or leaves an
     // item the hand-off drops (check_step).
-    ops.insert(ops.begin(), store_ops::update_enrollment{next, e.version, "replanned", now});
-    commit_now(s, std::move(ops));
+    out.push_back(store_ops::update_enrollment{next, e.version, "replanned", now});
+    std::move(ops.begin(), ops.end(), std::back_inserter(out));
 }
 
 }  // namespace
@@ -280,15 +282,22 @@ store_op stop_for_suppression(const suppression_entry& e) {
 std::size_t plan_due_steps(engine::impl& s, std::size_t limit) {
     const auto now = s.clk->now();
     auto due = s.params.storage->due_enrollments(s.params.workspace, now, limit);
+    // One commit for the batch: each enrollment's compare-and-set decides
+    // for it alone, and a commit per step would cost a durable write each.
+    std::vector<store_op> ops;
     for (const auto& e : due) {
+        std::vector<store_op> one;
         try {
-            plan_one(s, e, now);
+            plan_one(s, e, now, one);
         } catch (const std::exception& x) {
             s.params.log.log(
                 log_level::error,
                 fmt::format("enrollment {}: its step could not be planned: {}", e.id, x.what()));
+            continue;
         }
+        std::move(one.begin(), one.end(), std::back_inserter(ops));
     }
+    if (!ops.empty()) commit_now(s, std::move(ops));
     return due.size();
 }
 
