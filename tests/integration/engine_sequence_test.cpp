@@ -634,15 +634,21 @@ std::map<std::pair<std::string, std::string>, int> files_by_step(
 
 }  // namespace
 
-TEST_CASE("killed with SIGKILL mid-run again and again: no duplicate, no lost step") {
-    db_file db("seq-crash");
-    const std::filesystem::path out = db.path.string() + ".out";
-    const auto open = [&] {
-        return open_sqlite_store({db.path.string(), open_mode::open_or_create});
-    };
+namespace {
+
+// Enrolls 150 contacts in a two-step sequence, then, ten times over, lets
+// `processes` children drain the workspace together and kills them all
+// with SIGKILL at a random moment after `life`; a last engine finishes the
+// run. No step
+// may go out twice, and every step that did not go out must be one a kill
+// left `unknown`.
+void killed_again_and_again(const std::function<std::shared_ptr<store>()>& open,
+                            const std::string& workspace, int processes,
+                            const std::filesystem::path& out, std::chrono::milliseconds life) {
     constexpr int n = 150, rounds = 10;
     {
         seq_env env;
+        env.workspace = workspace;
         auto eng = env.make(open(), false);
         eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
         eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
@@ -650,39 +656,46 @@ TEST_CASE("killed with SIGKILL mid-run again and again: no duplicate, no lost st
     }
     std::mt19937 rng(11);
     for (int round = 0; round < rounds; ++round) {
-        const pid_t pid = ::fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            // The child reports nothing: it is killed. doctest's state
-            // belongs to the parent.
-            try {
-                seq_env env;
-                env.clock->advance(std::chrono::hours(30 * round));
-                auto eng = env.drain_env::make(
-                    open(), "default",
-                    std::make_shared<file_transport>(env.ioc.get_executor(), out));
-                // An hour of simulated time per 2 ms of real time.
-                for (;;) {
-                    env.ioc.restart();
-                    env.ioc.run_for(2ms);
-                    std::this_thread::sleep_for(2ms);
-                    env.clock->advance(1h);
+        std::vector<pid_t> children;
+        for (int c = 0; c < processes; ++c) {
+            const pid_t pid = ::fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                // The child reports nothing: it is killed. doctest's state
+                // belongs to the parent.
+                try {
+                    seq_env env;
+                    env.clock->advance(std::chrono::hours(30 * round));
+                    auto eng = env.drain_env::make(
+                        open(), workspace,
+                        std::make_shared<file_transport>(env.ioc.get_executor(), out));
+                    // An hour of simulated time per 2 ms of real time.
+                    for (;;) {
+                        env.ioc.restart();
+                        env.ioc.run_for(2ms);
+                        std::this_thread::sleep_for(2ms);
+                        env.clock->advance(1h);
+                    }
+                } catch (...) {
                 }
-            } catch (...) {
+                ::_exit(1);
             }
-            ::_exit(1);
+            children.push_back(pid);
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(40 + rng() % 200));
-        ::kill(pid, SIGKILL);
-        int status = 0;
-        ::waitpid(pid, &status, 0);
+        std::this_thread::sleep_for(life + std::chrono::milliseconds(rng() % 200));
+        for (const pid_t pid : children) ::kill(pid, SIGKILL);
+        for (const pid_t pid : children) {
+            int status = 0;
+            ::waitpid(pid, &status, 0);
+        }
     }
     MESSAGE("steps sent by the killed processes: " << files_by_step(out).size());
     // A last process finishes the run.
     seq_env env;
+    env.workspace = workspace;
     env.clock->advance(std::chrono::hours(30 * rounds));
     auto st = open();
-    auto eng = env.drain_env::make(st, "default",
+    auto eng = env.drain_env::make(st, workspace,
                                    std::make_shared<file_transport>(env.ioc.get_executor(), out));
     env.settle(*eng, *st);
     for (int i = 0; i < 1000 && eng->queue_counts().next_due; ++i) {
@@ -710,7 +723,7 @@ TEST_CASE("killed with SIGKILL mid-run again and again: no duplicate, no lost st
     // again (the ledger's at-most-once). No step went out twice, and every
     // step that did not go out is one of those.
     std::size_t unknown = 0;
-    st->for_each_send("default", test_epoch() - 24h, env.clock->now() + 24h,
+    st->for_each_send(workspace, test_epoch() - 24h, env.clock->now() + 24h,
                       [&](const ledger_row& r) {
                           if (r.state == send_state::unknown) ++unknown;
                       });
@@ -721,6 +734,29 @@ TEST_CASE("killed with SIGKILL mid-run again and again: no duplicate, no lost st
     std::uint32_t steps = 0;
     for (const auto& e : eng->enrollments()) steps += e.step;
     CHECK(steps == 2 * n);
+}
+
+}  // namespace
+
+TEST_CASE("killed with SIGKILL mid-run again and again: no duplicate, no lost step") {
+    db_file db("seq-crash");
+    const std::filesystem::path out = db.path.string() + ".out";
+    killed_again_and_again(
+        [&] {
+            return open_sqlite_store({db.path.string(), open_mode::open_or_create});
+        },
+        "default", 1, out, 40ms);
+    std::filesystem::remove_all(out);
+}
+
+TEST_CASE("two processes on PostgreSQL killed with SIGKILL again and again: the same") {
+    seq_env env;
+    const auto p = pg_params(env, "seq-crash");
+    if (!p) return;
+    db_file db("seq-crash-pg");
+    const std::filesystem::path out = db.path.string() + ".out";
+    // Longer lives: connecting to the server takes part of each.
+    killed_again_and_again([&] { return open_postgres_store(*p); }, env.workspace, 2, out, 300ms);
     std::filesystem::remove_all(out);
 }
 
