@@ -1,11 +1,10 @@
 'use strict';
 // Lifetimes (README "Lifetimes"): close(), process.exit with sends in
 // flight, garbage collection, and a restart on the same SQLite file.
-const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('path');
 const { spawn } = require('child_process');
-const { mailers, captureEngine, message, tempDir } = require('./helpers');
+const { test, mailers, captureEngine, message, tempDir } = require('./helpers');
 
 const index = JSON.stringify(path.resolve(__dirname, '..'));
 
