@@ -28,13 +28,18 @@ class Engine extends EventEmitter {
     if (token !== open_token) throw new TypeError('use `await Engine.open(options)`');
     if (options === null || typeof options !== 'object') throw new TypeError('Engine.open(options): options must be an object');
     this.#native = new native.NativeEngine(options, (ev) => this.#dispatch(ev));
-    this.on('newListener', () => queueMicrotask(() => this.#listen()));
+    // 'newListener' comes before the listener is added: listening starts
+    // there and then, so that a send made right after on() has its events
+    // delivered. 'removeListener' comes after the removal.
+    this.on('newListener', (name) => {
+      if (!internalEvents.has(name)) this.#native.setListening(true);
+    });
     this.on('removeListener', () => this.#listen());
   }
 
   // Events cross from the engine only while somebody listens.
   #listen() {
-    const names = this.eventNames().filter((n) => n !== 'newListener' && n !== 'removeListener' && n !== 'error');
+    const names = this.eventNames().filter((n) => !internalEvents.has(n));
     const on = this.#iterators.size > 0 || names.some((n) => this.listenerCount(n) > 0);
     this.#native.setListening(on);
   }
@@ -220,5 +225,7 @@ class Engine extends EventEmitter {
 }
 
 const open_token = Symbol('Engine.open');
+// Listened to by the emitter's own machinery, never for the engine's events.
+const internalEvents = new Set(['newListener', 'removeListener', 'error']);
 
 module.exports = { Engine, liveEngines: native.liveEngines, nativeVersion: native.version };

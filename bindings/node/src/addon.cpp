@@ -14,9 +14,11 @@
 //   * close() cancels, flushes, leaves the workspace, stops the threads and
 //     then settles; afterwards every call rejects with OperationAbortedError;
 //   * collected while idle: the finalizer closes the engine the same way;
-//   * the environment going away (process.exit, a worker ending): a cleanup
-//     hook closes the engine synchronously; promises still pending then
-//     never settle, and writes already queued to the store are flushed.
+//   * a worker ending: an environment cleanup hook closes the engine
+//     synchronously; process.exit() (or any exit()), which runs no cleanup
+//     hook, closes every engine from an atexit handler (engine_registry).
+//     Either way promises still pending never settle, and writes already
+//     queued to the store are flushed.
 #include <napi.h>
 
 #include <atomic>
@@ -24,6 +26,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cstdlib>
+#include <future>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -70,13 +74,81 @@ struct host {
             std::unique_lock lock(mutex);
             if (stopped) return;
             stopped = true;
-            if (eng) eng->cancel();
+            if (eng) {
+                eng->cancel();
+                // A send checks for cancel() and then, in the same handler
+                // on the io thread, for the workspace lease; leaving the
+                // workspace (eng.reset()) while that handler runs would fail
+                // the send as a lost lease where cancel() promises
+                // operation_aborted. Let the io thread finish the handler it
+                // is in: every later one sees the cancel.
+                std::promise<void> idle;
+                asio::post(io, [&idle] { idle.set_value(); });
+                idle.get_future().wait();
+            }
             eng.reset();
         }
         work.reset();
         if (io_thread.joinable()) io_thread.join();
         blocking.join();
     }
+};
+
+/// The engines of this process, so that exit() stops them before it tears
+/// down what their threads use.
+///
+/// process.exit() never runs the environment's cleanup hooks: Node calls
+/// exit() directly, and exit() runs the atexit handlers and the static
+/// destructors (OpenSSL's cleanup among them) while the engines' threads
+/// are still sending; a send drawing random bytes for its Message-ID then
+/// takes a lock OpenSSL has just freed. exit() runs its handlers in the
+/// reverse order of registration, so one registered when the first engine
+/// is made runs before everything registered earlier (Node's and OpenSSL's
+/// handlers, libmailers' static destructors) and stops each engine there
+/// as close() does, while all it needs still exists.
+class engine_registry {
+public:
+    static engine_registry& get() {
+        // Never destroyed: it is read from the atexit handler, whose order
+        // against this object's destructor would be a guess.
+        static auto* r = new engine_registry;
+        return *r;
+    }
+
+    void add(const std::shared_ptr<dispatcher>& d, const std::shared_ptr<host>& h) {
+        std::call_once(at_exit_once_, [] { std::atexit([] { get().stop_all(); }); });
+        std::lock_guard lock(mutex_);
+        live_[h.get()] = {d, h};
+    }
+    void remove(const host* h) {
+        std::lock_guard lock(mutex_);
+        live_.erase(h);
+    }
+
+private:
+    struct entry {
+        std::weak_ptr<dispatcher> disp;
+        std::weak_ptr<host> h;
+    };
+
+    // Runs inside exit(), on the thread that called it, with V8 already
+    // disposed: nothing here calls into N-API. Completions the shutdown
+    // produces meet a closed dispatcher and are dropped.
+    void stop_all() {
+        std::vector<entry> all;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& [_, e] : live_) all.push_back(e);
+        }
+        for (auto& e : all)
+            if (auto d = e.disp.lock()) d->abandon();
+        for (auto& e : all)
+            if (auto h = e.h.lock()) h->shutdown();
+    }
+
+    std::once_flag at_exit_once_;
+    std::mutex mutex_;
+    std::map<const host*, entry> live_;
 };
 
 using maker = std::function<Napi::Value(Napi::Env)>;
@@ -111,6 +183,7 @@ public:
         disp_ = std::make_shared<dispatcher>(env);
         host_ = std::make_shared<host>();
         ++live_engines;
+        engine_registry::get().add(disp_, host_);
         // Weak: a collected engine's host goes with it; the hook then finds nothing.
         env.AddCleanupHook([h = std::weak_ptr<host>(host_), d = std::weak_ptr<dispatcher>(disp_)] {
             if (auto dd = d.lock()) dd->release();
@@ -123,6 +196,7 @@ public:
         // after close(). shutdown() is idempotent.
         disp_->release();
         host_->shutdown();
+        engine_registry::get().remove(host_.get());
         --live_engines;
     }
 

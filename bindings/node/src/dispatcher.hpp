@@ -53,16 +53,24 @@ public:
     /// Stops taking work and lets the thread-safe function go. Safe to call
     /// twice; from the JS thread or an environment cleanup hook.
     void release() {
-        {
-            std::lock_guard lock(mutex_);
-            if (released_) return;
-            released_ = true;
-            queue_.clear();
-        }
-        tsfn_.Release();
+        if (close_gate()) tsfn_.Release();
     }
 
+    /// Stops taking work without touching the thread-safe function: for
+    /// exit(), when Node's platform is already gone. Whatever is posted
+    /// afterwards, and whatever was waiting, is dropped.
+    void abandon() { close_gate(); }
+
 private:
+    // True for the caller that closed it.
+    bool close_gate() {
+        std::lock_guard lock(mutex_);
+        if (released_) return false;
+        released_ = true;
+        queue_.clear();
+        return true;
+    }
+
     void drain(Napi::Env env) {
         std::vector<task> batch;
         {

@@ -1,7 +1,6 @@
 'use strict';
-const test = require('node:test');
 const assert = require('node:assert/strict');
-const { mailers, captureEngine } = require('./helpers');
+const { test, mailers, captureEngine } = require('./helpers');
 
 test('mailboxes, pools and quotas round-trip through the engine', async (t) => {
   const { engine } = await captureEngine(t);

@@ -1,12 +1,11 @@
 'use strict';
 // Every error class: each mailers::errc and mailers::failure value has one,
 // and each that a test can bring about is brought about.
-const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
 const { execFileSync } = require('child_process');
-const { mailers, captureEngine, message, tempDir, sourceDir, smtpServer } = require('./helpers');
+const { test, mailers, captureEngine, message, tempDir, sourceDir, smtpServer } = require('./helpers');
 const errors = require('../lib/errors');
 
 const enumerators = (name) => {

@@ -1,11 +1,11 @@
 // The ESM entry gives the same objects as the CommonJS one.
-import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { Engine, SuppressedError, ThrottledError, TransportError } from '../lib/index.mjs';
 import mailers from '../lib/index.mjs';
 
 const require = createRequire(import.meta.url);
+const { test } = require('./helpers.js');
 
 test('import and require agree', () => {
   const cjs = require('..');

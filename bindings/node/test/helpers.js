@@ -1,11 +1,22 @@
 'use strict';
-// Shared by the *.test.js files: temporary workspaces, an engine with a
-// capture provider, and the repository's test SMTP server.
+// Shared by the *.test.js files: test() with a time limit, temporary
+// workspaces, an engine with a capture provider, and the repository's test
+// SMTP server.
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { spawn } = require('child_process');
+const nodeTest = require('node:test');
 const mailers = require('..');
+
+// node:test's test() with a time limit, so that a hang fails the test that
+// hangs, by name, instead of running until ctest gives up on the suite.
+// Generous: on a loaded machine these tests run many times slower.
+const testTimeoutMs = 180000;
+function test(name, options, fn) {
+  if (typeof options === 'function') [options, fn] = [{}, options];
+  return nodeTest(name, { timeout: testTimeoutMs, ...options }, fn);
+}
 
 const sourceDir = process.env.MAILERS_SOURCE_DIR || path.resolve(__dirname, '..', '..', '..');
 
@@ -73,4 +84,4 @@ async function eventually(cond, ms = 10000) {
   while (!cond() && Date.now() < until) await new Promise((res) => setTimeout(res, 5));
 }
 
-module.exports = { mailers, tempDir, captureEngine, message, smtpServer, sourceDir, eventually };
+module.exports = { test, mailers, tempDir, captureEngine, message, smtpServer, sourceDir, eventually };

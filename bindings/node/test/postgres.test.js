@@ -1,9 +1,8 @@
 'use strict';
 // The PostgreSQL store, when MAILERS_TEST_PG names a database (a libpq
 // conninfo). Skipped otherwise, unless MAILERS_REQUIRE_PG=1 demands it.
-const test = require('node:test');
 const assert = require('node:assert/strict');
-const { mailers, message } = require('./helpers');
+const { test, mailers, message } = require('./helpers');
 
 const conninfo = process.env.MAILERS_TEST_PG;
 const required = process.env.MAILERS_REQUIRE_PG === '1';

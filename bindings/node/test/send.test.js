@@ -1,7 +1,6 @@
 'use strict';
-const test = require('node:test');
 const assert = require('node:assert/strict');
-const { mailers, captureEngine, message, eventually } = require('./helpers');
+const { test, mailers, captureEngine, message, eventually } = require('./helpers');
 
 test('a send through the capture transport resolves with the ledger result', async (t) => {
   const { engine } = await captureEngine(t);
@@ -123,6 +122,20 @@ test('events: an EventEmitter and an async iterator see every send, in order per
   assert.deepEqual(got, types);
 });
 
+test('a listener added just before a send gets its events, however late the event loop runs', async (t) => {
+  const { engine } = await captureEngine(t);
+  const sent = [];
+  engine.on('sent', (e) => sent.push(e.recipient));
+  const sends = Array.from({ length: 20 }, (_, i) => engine.send(message(`now${i}@example.com`)));
+  // The JS thread held up (a loaded machine, a long synchronous task)
+  // while the engine completes the sends: their events must not be lost.
+  const until = Date.now() + 200;
+  while (Date.now() < until);
+  await Promise.all(sends);
+  await eventually(() => sent.length === 20);
+  assert.equal(sent.length, 20, sent.join());
+});
+
 test('a listener that throws is reported and never takes the process down', async (t) => {
   const { engine } = await captureEngine(t);
   const errors = [];
@@ -196,7 +209,8 @@ test('listeners may call back into the engine: JS never runs under an engine loc
     followUps.push(engine.stats());
   });
   await Promise.all(Array.from({ length: 20 }, (_, i) => engine.send(message(`first${i}@example.com`))));
-  while (followUps.length < 60) await new Promise((res) => setTimeout(res, 5));
+  await eventually(() => followUps.length === 60);
+  assert.equal(followUps.length, 60, 'a follow-up for each of the 20 sent events');
   await Promise.all(followUps);
   assert.equal(await engine.suppressionCount(), 20);
   assert.equal(engine.captured('cap').length, 40);

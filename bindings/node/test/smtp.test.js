@@ -1,11 +1,10 @@
 'use strict';
 // Sends through the SMTP transport (smtp://...?tls=none) against the
 // repository's test server (tests/integration/smtp_server.py).
-const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('fs');
 const path = require('path');
-const { captureEngine, smtpServer } = require('./helpers');
+const { test, captureEngine, smtpServer } = require('./helpers');
 
 test('messages sent through the SMTP transport arrive at the server', async (t) => {
   const server = await smtpServer(t, ['--pipelining']);

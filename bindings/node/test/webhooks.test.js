@@ -1,8 +1,7 @@
 'use strict';
 // Webhook ingest: a provider's request as received, verified, applied once.
-const test = require('node:test');
 const assert = require('node:assert/strict');
-const { captureEngine } = require('./helpers');
+const { test, captureEngine } = require('./helpers');
 
 const options = { postmarkHeaderName: 'X-Hook-Secret', postmarkHeaderValue: 's3cret-value' };
 const bounce = (id, email) =>
