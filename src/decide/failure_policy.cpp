@@ -19,8 +19,8 @@ outcome_decision on_outcome(const error_code& ec, const outcome_facts& f) {
         d.route_ok = true;
         return d;
     }
-    if (ec == errc::suppressed || ec == errc::paused || ec == errc::unknown_provider ||
-        ec == errc::store_error) {
+    if (f.refused_at_handoff || ec == errc::suppressed || ec == errc::paused ||
+        ec == errc::unknown_provider || ec == errc::store_error) {
         // The engine refused at hand-off: nothing reached a transport.
         d.release = true;
         d.end_probe = true;

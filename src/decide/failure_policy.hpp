@@ -44,6 +44,10 @@ struct outcome_facts {
     std::uint32_t attempt = 1;       ///< this attempt, from 1
     std::uint32_t max_attempts = 1;  ///< rotation_policy::max_attempts
     bool pooled = false;             ///< sent through a pool (a named mailbox never fails over)
+    /// The engine refused the send at hand-off, before any transport saw
+    /// it, whatever the code says (a cancel() that came in between is
+    /// `operation_aborted`, which from a transport would be an unknown outcome).
+    bool refused_at_handoff = false;
 };
 
 struct outcome_decision {

@@ -635,7 +635,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         // no more. The row keeps it as the proof of which suppressions were
         // checked.
         std::uint64_t checked_seq = 0;
-        bool own_change_pending = false;
+        bool own_change_pending = false, refused_at_handoff = false;
         auto [tec, outcome] =
             co_await asio::async_initiate<const asio::as_tuple_t<asio::use_awaitable_t<>>&,
                                           void(error_code, send_outcome)>(
@@ -670,7 +670,12 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                             if (s.index.contains_address(k)) return &k;
                         return nullptr;
                     };
-                    if (fenced) {
+                    if (s.cancelled) {
+                        // cancel() may have come after the check above; the
+                        // lease it then gives up is not a lost one.
+                        refuse = make_error_code(errc::operation_aborted);
+                        detail = "engine cancelled before hand-off";
+                    } else if (fenced) {
                         refuse = make_error_code(errc::store_error);
                         detail = "this engine lost its workspace lease before hand-off";
                     } else if (const auto* r = suppressed_key()) {
@@ -693,6 +698,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                         }
                     }
                     if (refuse) {
+                        refused_at_handoff = true;
                         send_outcome o;
                         o.diag.message = detail;
                         complete_later(s.ex, std::move(handler), refuse, std::move(o));
@@ -728,6 +734,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
         facts.attempt = attempt;
         facts.max_attempts = max_attempts;
         facts.pooled = !req.pool.empty();
+        facts.refused_at_handoff = refused_at_handoff;
         const auto d = decide::on_outcome(tec, facts);
         s.apply_outcome(mb, res, d, now);
         row.state = d.state;

@@ -778,6 +778,12 @@ TEST_CASE("the failure policy for every failure class") {
               outcome_decision{
                   send_state::failed, true, false, true, false, sender_effect::none, {}, false});
     }
+    // The same code from the engine's own refusal at hand-off (a cancel()
+    // that came after the last check): nothing left, so nothing is unknown.
+    f.refused_at_handoff = true;
+    CHECK(on_outcome(make_error_code(errc::operation_aborted), f) ==
+          outcome_decision{
+              send_state::failed, true, false, true, false, sender_effect::none, {}, false});
 }
 
 TEST_CASE("fail-over needs may_retry, a pool and an attempt left") {
@@ -810,8 +816,7 @@ TEST_CASE("no single outcome takes the route out for good") {
         // Only a refused credential waits for a new configuration; every
         // other effect ends by itself (a time, or the breaker's cool-down).
         const auto d = on_outcome(ec, f);
-        if (d.effect == sender_effect::auth_failed)
-            CHECK((classify(ec) == failure::auth));
+        if (d.effect == sender_effect::auth_failed) CHECK((classify(ec) == failure::auth));
         if (d.effect == sender_effect::throttle || d.effect == sender_effect::exhausted)
             CHECK(d.until > now);
     }
