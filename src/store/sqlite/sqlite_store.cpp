@@ -128,101 +128,117 @@ void bind_cells(SQLite::Statement& q, const std::vector<enrollment_cell>& cells,
     }
 }
 
+std::string placeholders(int first, int count) {
+    std::string out;
+    for (int i = 0; i < count; ++i) out += fmt::format("{}?{}", i ? ", " : "", first + i);
+    return out;
+}
+
+// The statements enrollment ops and reads run, prepared once per store
+// handle: the scheduler runs them for every planned step.
+struct enrollment_statements {
+    explicit enrollment_statements(SQLite::Database& db)
+        : by_id(db, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 AND id = ?2",
+                                enrollment_columns)),
+          by_key(db, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 "
+                                 "AND sequence_id = ?2 AND address = ?3",
+                                 enrollment_columns)),
+          live_matching(
+              db, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 AND state IN (0, 1) "
+                              "AND (?2 = '' OR address = ?2) AND (?3 = '' OR domain = ?3) "
+                              "AND (?4 = '' OR sequence_id = ?4) AND (?5 = 0 OR id = ?5) "
+                              "ORDER BY id",
+                              enrollment_columns)),
+          insert(db, fmt::format("INSERT INTO enrollments (workspace, {}) VALUES (?1, {}) "
+                                 "ON CONFLICT (workspace, sequence_id, address) DO NOTHING",
+                                 std::string_view(enrollment_columns).substr(4),
+                                 placeholders(2, 23))),
+          write(db, fmt::format("REPLACE INTO enrollments (workspace, {}) VALUES (?1, {})",
+                                enrollment_columns, placeholders(2, 24))),
+          cancel_waiting(db,
+                         "UPDATE queue SET state = 3, detail = ?3, updated_at = ?4 "
+                         "WHERE workspace = ?1 AND idempotency_key = ?2 AND state = 0"),
+          remember_message(db,
+                           "INSERT OR REPLACE INTO enrollment_messages (workspace, message_id, "
+                           "enrollment) VALUES (?1, ?2, ?3)") {}
+    SQLite::Statement by_id, by_key, live_matching, insert, write, cancel_waiting,
+        remember_message;
+};
+
 // The enrollment rows of one workspace, read and written inside the
 // commit's transaction (which holds the write lock).
 class sqlite_enrollments final : public enrollment_rows {
 public:
-    sqlite_enrollments(SQLite::Database& db, const std::string& ws) : db_(db), ws_(ws) {}
+    sqlite_enrollments(SQLite::Database& db, enrollment_statements& sql, const std::string& ws)
+        : db_(db), sql_(sql), ws_(ws) {}
 
     std::optional<enrollment> by_id(std::uint64_t id) override {
         if (id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
             return std::nullopt;
-        SQLite::Statement q(db_, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 "
-                                             "AND id = ?2",
-                                             enrollment_columns));
-        q.bind(1, ws_);
-        q.bind(2, static_cast<std::int64_t>(id));
-        if (!q.executeStep()) return std::nullopt;
-        return read_enrollment_row(q);
+        statement_use q(sql_.by_id);
+        q->bind(1, ws_);
+        q->bind(2, static_cast<std::int64_t>(id));
+        if (!q->executeStep()) return std::nullopt;
+        return read_enrollment_row(*q);
     }
     std::optional<enrollment> by_key(const std::string& sequence_id,
                                      const std::string& address) override {
-        SQLite::Statement q(db_, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 "
-                                             "AND sequence_id = ?2 AND address = ?3",
-                                             enrollment_columns));
-        q.bind(1, ws_);
-        q.bind(2, sequence_id);
-        q.bind(3, address);
-        if (!q.executeStep()) return std::nullopt;
-        return read_enrollment_row(q);
+        statement_use q(sql_.by_key);
+        q->bind(1, ws_);
+        q->bind(2, sequence_id);
+        q->bind(3, address);
+        if (!q->executeStep()) return std::nullopt;
+        return read_enrollment_row(*q);
     }
     std::vector<enrollment> live_matching(const store_ops::stop_enrollments& op) override {
-        SQLite::Statement q(
-            db_, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 AND state IN (0, 1) "
-                             "AND (?2 = '' OR address = ?2) AND (?3 = '' OR domain = ?3) "
-                             "AND (?4 = '' OR sequence_id = ?4) AND (?5 = 0 OR id = ?5) "
-                             "ORDER BY id",
-                             enrollment_columns));
-        q.bind(1, ws_);
-        q.bind(2, op.address);
-        q.bind(3, op.domain);
-        q.bind(4, op.sequence_id);
-        q.bind(5, static_cast<std::int64_t>(
-                      std::min<std::uint64_t>(op.id, std::numeric_limits<std::int64_t>::max())));
+        statement_use q(sql_.live_matching);
+        q->bind(1, ws_);
+        q->bind(2, op.address);
+        q->bind(3, op.domain);
+        q->bind(4, op.sequence_id);
+        q->bind(5, static_cast<std::int64_t>(
+                       std::min<std::uint64_t>(op.id, std::numeric_limits<std::int64_t>::max())));
         std::vector<enrollment> out;
-        while (q.executeStep()) out.push_back(read_enrollment_row(q));
+        while (q->executeStep()) out.push_back(read_enrollment_row(*q));
         return out;
     }
     std::optional<std::uint64_t> insert(const enrollment& e) override {
         auto cells = enrollment_cells(e);
         cells.erase(cells.begin());  // the id: AUTOINCREMENT gives it
-        SQLite::Statement q(
-            db_, fmt::format("INSERT INTO enrollments (workspace, {}) VALUES (?1, {}) "
-                             "ON CONFLICT (workspace, sequence_id, address) DO NOTHING",
-                             std::string_view(enrollment_columns).substr(4), placeholders(2, 23)));
-        q.bind(1, ws_);
-        bind_cells(q, cells, 2);
-        if (q.exec() == 0) return std::nullopt;
+        statement_use q(sql_.insert);
+        q->bind(1, ws_);
+        bind_cells(*q, cells, 2);
+        if (q->exec() == 0) return std::nullopt;
         return static_cast<std::uint64_t>(db_.getLastInsertRowid());
     }
     void write(const enrollment& e) override {
         auto cells = enrollment_cells(e);
-        SQLite::Statement q(db_, fmt::format("REPLACE INTO enrollments (workspace, {}) VALUES "
-                                             "(?1, {})",
-                                             enrollment_columns, placeholders(2, 24)));
-        q.bind(1, ws_);
-        bind_cells(q, cells, 2);
-        q.exec();
+        statement_use q(sql_.write);
+        q->bind(1, ws_);
+        bind_cells(*q, cells, 2);
+        q->exec();
     }
     void cancel_waiting(const std::string& key, const std::string& detail,
                         time_point at) override {
-        SQLite::Statement q(db_,
-                            "UPDATE queue SET state = 3, detail = ?3, updated_at = ?4 "
-                            "WHERE workspace = ?1 AND idempotency_key = ?2 AND state = 0");
-        q.bind(1, ws_);
-        q.bind(2, key);
-        q.bind(3, detail);
-        q.bind(4, micros(at));
-        q.exec();
+        statement_use q(sql_.cancel_waiting);
+        q->bind(1, ws_);
+        q->bind(2, key);
+        q->bind(3, detail);
+        q->bind(4, micros(at));
+        q->exec();
     }
     void remember_message(const std::string& message_id, std::uint64_t id) override {
-        SQLite::Statement q(db_,
-                            "INSERT OR REPLACE INTO enrollment_messages (workspace, message_id, "
-                            "enrollment) VALUES (?1, ?2, ?3)");
-        q.bind(1, ws_);
-        q.bind(2, message_id);
-        q.bind(3, static_cast<std::int64_t>(
-                      std::min<std::uint64_t>(id, std::numeric_limits<std::int64_t>::max())));
-        q.exec();
+        statement_use q(sql_.remember_message);
+        q->bind(1, ws_);
+        q->bind(2, message_id);
+        q->bind(3, static_cast<std::int64_t>(
+                       std::min<std::uint64_t>(id, std::numeric_limits<std::int64_t>::max())));
+        q->exec();
     }
 
 private:
-    static std::string placeholders(int first, int count) {
-        std::string out;
-        for (int i = 0; i < count; ++i) out += fmt::format("{}?{}", i ? ", " : "", first + i);
-        return out;
-    }
     SQLite::Database& db_;
+    enrollment_statements& sql_;
     const std::string& ws_;
 };
 
@@ -1156,7 +1172,8 @@ public:
                                               std::uint64_t id) override {
         const std::lock_guard lock(mutex_);
         const std::string ws(workspace);
-        return guarded("find_enrollment", [&] { return sqlite_enrollments(db_, ws).by_id(id); });
+        return guarded("find_enrollment",
+                       [&] { return sqlite_enrollments(db_, enrollment_sql(), ws).by_id(id); });
     }
 
     std::optional<enrollment> find_enrollment_by_message(std::string_view workspace,
@@ -1170,7 +1187,8 @@ public:
             q.bind(1, ws);
             q.bind(2, std::string(message_id));
             if (!q.executeStep()) return std::nullopt;
-            return sqlite_enrollments(db_, ws).by_id(static_cast<std::uint64_t>(integer(q, 0)));
+            return sqlite_enrollments(db_, enrollment_sql(), ws)
+                .by_id(static_cast<std::uint64_t>(integer(q, 0)));
         });
     }
 
@@ -1953,7 +1971,7 @@ private:
                  std::is_same_v<Op, store_ops::stop_enrollments> ||
                  std::is_same_v<Op, store_ops::advance_enrollment>)
     void apply(batch& b, const Op& op, op_result& result) {
-        sqlite_enrollments rows(db_, b.ws);
+        sqlite_enrollments rows(db_, enrollment_sql(), b.ws);
         apply_enrollment_op(rows, store_op{op}, result);
     }
 
@@ -2051,6 +2069,11 @@ private:
     SQLite::Statement delete_uses_;
     SQLite::Statement add_count_;
     SQLite::Statement append_audit_;
+    std::unique_ptr<enrollment_statements> enrollment_sql_;  // made at the first use
+    enrollment_statements& enrollment_sql() {
+        if (!enrollment_sql_) enrollment_sql_ = std::make_unique<enrollment_statements>(db_);
+        return *enrollment_sql_;
+    }
     SQLite::Statement find_send_;
     SQLite::Statement find_suppression_;
     SQLite::Statement mark_unknown_;
