@@ -666,9 +666,12 @@ struct statements {
                           "0, 0, '', $7) ON CONFLICT (workspace, endpoint, event_key) DO NOTHING "
                           "RETURNING id");
         wh_end = omake("m_wh_end",
-                       "UPDATE {s}.webhook_outbox SET state = $4, claimed_by = 0, due_at = $5, "
-                       "last_status = $6, detail = $7, updated_at = $8 WHERE workspace = $1 AND "
-                       "id = $2 AND state = 1 AND claimed_by = $3");
+                       "UPDATE {s}.webhook_outbox o SET state = v.st, claimed_by = 0, "
+                       "due_at = v.du, last_status = v.ls, detail = v.dt, updated_at = v.u "
+                       "FROM unnest($2::int8[], $3::int8[], $4::int2[], $5::int8[], $6::int4[], "
+                       "$7::text[], $8::int8[]) AS v(id, m, st, du, ls, dt, u) "
+                       "WHERE o.workspace = $1 AND o.id = v.id AND o.state = 1 "
+                       "AND o.claimed_by = v.m RETURNING o.id");
         wh_fail = omake("m_wh_fail",
                         "UPDATE {s}.webhook_outbox SET state = 3, detail = $3, updated_at = $4 "
                         "WHERE workspace = $1 AND endpoint = $2 AND state = 0");
@@ -2401,12 +2404,14 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     result.ops.resize(ops.size());
 
     std::size_t skip_until = 0;
+    std::size_t batched_until = 0;  // ops a batch before them applied already
     for (std::size_t oi = 0; oi < ops.size(); ++oi) {
         auto& out = result.ops[oi];
         if (oi < skip_until) {
             out.applied = false;
             continue;
         }
+        if (oi < batched_until) continue;
         std::visit(
             [&](auto& o) {
                 using T = std::decay_t<decltype(o)>;
@@ -2438,20 +2443,48 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     out.applied = r.rows() == 1;
                     out.webhook = out.applied ? r.u64(0, 0) : 0;
                 } else if constexpr (std::is_same_v<T, store_ops::end_webhook_attempt>) {
-                    out.applied = false;
-                    if (o.member == 0 ||
-                        o.id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-                        return;
+                    // A run of attempt ends (the writer groups many) is one
+                    // statement: each row is ended only while its member
+                    // holds it, and a row named twice ends the run, so the
+                    // result is that of applying them one by one.
+                    (void)o;
+                    std::size_t end = oi;
+                    std::set<std::uint64_t> ids;
+                    pg::int_array rid, mem, st, due, status, at;
+                    pg::text_array detail;
+                    for (; end < ops.size(); ++end) {
+                        const auto* e = std::get_if<store_ops::end_webhook_attempt>(&ops[end]);
+                        if (!e || !ids.insert(e->id).second) break;
+                        result.ops[end].applied = false;
+                        if (e->member == 0 ||
+                            e->id > static_cast<std::uint64_t>(
+                                        std::numeric_limits<std::int64_t>::max()))
+                            continue;
+                        rid.push(static_cast<std::int64_t>(e->id));
+                        mem.push(static_cast<std::int64_t>(std::min<std::uint64_t>(
+                            e->member, std::numeric_limits<std::int64_t>::max())));
+                        st.push(static_cast<int>(e->state));
+                        due.push(micros(e->due_at));
+                        status.push(e->status);
+                        detail.push(e->detail);
+                        at.push(micros(e->at));
+                    }
+                    batched_until = end;
+                    if (detail.empty()) return;
                     auto r = c.run(sql_.wh_end, pg::params{}
                                                     .add(ws_s)
-                                                    .add(o.id)
-                                                    .add(o.member)
-                                                    .add(static_cast<int>(o.state))
-                                                    .add(micros(o.due_at))
-                                                    .add(o.status)
-                                                    .add(o.detail)
-                                                    .add(micros(o.at)));
-                    out.applied = r.affected() == 1;
+                                                    .add(rid.str())
+                                                    .add(mem.str())
+                                                    .add(st.str())
+                                                    .add(due.str())
+                                                    .add(status.str())
+                                                    .add(detail.str())
+                                                    .add(at.str()));
+                    std::set<std::uint64_t> ended;
+                    for (int i = 0; i < r.rows(); ++i) ended.insert(r.u64(i, 0));
+                    for (std::size_t k = oi; k < end; ++k)
+                        result.ops[k].applied = ended.count(
+                            std::get<store_ops::end_webhook_attempt>(ops[k]).id) == 1;
                 } else if constexpr (std::is_same_v<T, store_ops::fail_webhook_deliveries>) {
                     auto r = c.run(sql_.wh_fail, pg::params{}
                                                      .add(ws_s)
