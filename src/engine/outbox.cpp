@@ -654,12 +654,16 @@ void webhook_outbox::end(const webhook_delivery& row, webhook_delivery_state sta
             log.log(log_level::error, fmt::format("webhook delivery {}: the attempt's end was not "
                                                   "stored: {}",
                                                   id, r.diag.message));
+        bool claim_more = false;
         {
             std::lock_guard lock(mu_);
             if (in_flight_ > 0) --in_flight_;
-            wake_ = true;
+            // Claims are write transactions: one for every half of the
+            // in-flight room that frees up, not one per delivery.
+            claim_more = in_flight_ <= s_.params.webhooks.in_flight / 2;
+            if (claim_more) wake_ = true;
         }
-        cv_.notify_all();
+        if (claim_more) cv_.notify_all();
     });
 }
 
