@@ -33,5 +33,6 @@
 #include <mailers/transports.hpp>
 #include <mailers/unsubscribe.hpp>
 #include <mailers/webhook.hpp>
+#include <mailers/webhook_endpoint.hpp>
 #include <mailers/webhook_server.hpp>
 #include <mailers/with_result.hpp>

@@ -39,6 +39,7 @@
 #include <mailers/template.hpp>
 #include <mailers/unsubscribe.hpp>
 #include <mailers/webhook.hpp>
+#include <mailers/webhook_endpoint.hpp>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,6 +100,12 @@ struct engine_params {
     /// (errc::invalid_argument) when the url is not https or the secret is
     /// shorter than 16 bytes.
     unsubscribe_settings unsubscribe;
+    // --- outbound webhooks
+    /// How this engine delivers outbound webhooks (webhook_endpoint.hpp).
+    /// Refused at construction (errc::invalid_argument) when max_attempts
+    /// or in_flight is 0, or a time is not positive.
+    outbound_webhook_params webhooks;
+    // --- end outbound webhooks
     /// Whether this engine hands off queued sends (`enqueue`). An engine
     /// that only enqueues (a web front end, say) leaves them to the others.
     bool drain_queue = true;
@@ -655,6 +662,49 @@ public:
     /// executor, in order per send. Returns an id for `remove_event_handler`.
     std::uint64_t on_event(std::function<void(const event&)> fn);
     void remove_event_handler(std::uint64_t id);
+
+    // --- outbound webhooks (docs/webhooks.md, "Outbound webhooks") ----------
+    // Endpoints are stored objects (kind "webhook.endpoint"): every change
+    // is authorised (permission `manage_webhooks` over the workspace),
+    // audited with the secret left out, and in force in every engine of the
+    // workspace once the call returns. Every event the handlers of
+    // `on_event` get is also written to the outbox for each enabled
+    // endpoint whose filter admits it.
+
+    /// Adds `ep`, or replaces the endpoint with its id (keeping its secret
+    /// when `ep.secret` is empty). Refused, changing nothing, with
+    /// errc::invalid_argument naming what is wrong: a bad id, a URL that is
+    /// not https (or http when allowed) or has user info or a fragment, a
+    /// literal private or loopback address unless allowed, a secret that is
+    /// neither "whsec_" + base64 of 24 to 64 bytes nor a reference that
+    /// resolves to one. Returns the endpoint as stored, its secret included
+    /// (generated when none was given and none was kept). Action
+    /// "webhook.put".
+    webhook_endpoint put_webhook_endpoint(const principal& who, webhook_endpoint ep);
+    /// Removes an endpoint; its pending deliveries are given up. Returns
+    /// false when there was none. Action "webhook.remove".
+    bool remove_webhook_endpoint(const principal& who, const std::string& id);
+    /// Disables an endpoint by hand, with `reason`; its pending deliveries
+    /// are given up. errc::not_found for an unknown id. Action
+    /// "webhook.disable".
+    void disable_webhook_endpoint(const principal& who, const std::string& id,
+                                  std::string_view reason);
+    /// Enables an endpoint again (the operator's answer to one the engine
+    /// disabled). With `retry_failed`, the deliveries to it that were given
+    /// up since `failed_since` are attempted again from the start.
+    /// errc::not_found for an unknown id. Action "webhook.enable".
+    void enable_webhook_endpoint(const principal& who, const std::string& id,
+                                 bool retry_failed = false, time_point failed_since = {});
+    /// The endpoints, in id order; inline secrets are shown as "whsec_…"
+    /// (references as given).
+    std::vector<webhook_endpoint> webhook_endpoints() const;
+    std::optional<webhook_endpoint> find_webhook_endpoint(const std::string& id) const;
+    /// The outbox rows `filter` admits, in id order (reads the store).
+    std::vector<webhook_delivery> webhook_deliveries(
+        const webhook_delivery_filter& filter = {}) const;
+    /// Counts of an endpoint's outbox rows ("" every endpoint's).
+    webhook_delivery_counts count_webhook_deliveries(const std::string& endpoint = {}) const;
+    // --- end outbound webhooks
 
     /// Reads the audit log from `from_seq` on.
     std::vector<audit_record> audit_log(std::uint64_t from_seq = 1) const;

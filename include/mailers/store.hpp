@@ -268,6 +268,63 @@ enum class enrollment_conflict : std::uint8_t {
     merge,   ///< the new variables and owner replace the old; progress is kept
 };
 
+// --- outbound webhooks: the outbox ------------------------------------------
+
+/// Where an outbound webhook delivery stands.
+enum class webhook_delivery_state {
+    pending,    ///< waits for its due time; `claim_webhook_deliveries` may take it
+    claimed,    ///< held by one member (`claimed_by`) while it is attempted
+    delivered,  ///< the endpoint answered 2xx
+    failed,     ///< given up: attempts exhausted, endpoint disabled or removed
+};
+
+MAILERS_API std::string_view to_string(webhook_delivery_state s) noexcept;
+
+/// One event to be POSTed to one endpoint: a row of the workspace's
+/// outbox. The engine writes it in the commit that records the event and
+/// judges each attempt; the store keeps it and decides who holds it, as
+/// it does for queued sends.
+struct webhook_delivery {
+    std::uint64_t id = 0;  ///< given by the store; never reused in the workspace
+    std::string endpoint;  ///< the endpoint's id
+    /// The `webhook-id` header: the same on every attempt, so a receiver
+    /// de-duplicates retries on it.
+    std::string message_id;
+    /// The event's key ("send:<id>:<type>", a provider event's dedup key,
+    /// ...): one delivery per (endpoint, event_key) in the workspace.
+    std::string event_key;
+    std::string event_type;  ///< "sent", "bounced", ...; for filters and reads
+    std::string payload;     ///< the JSON body, stored and returned as given
+    time_point created_at{};
+    time_point due_at{};  ///< when it is next attempted
+    webhook_delivery_state state = webhook_delivery_state::pending;
+    std::uint32_t attempts = 0;    ///< times claimed
+    std::uint64_t claimed_by = 0;  ///< the member holding it while claimed, else 0
+    int last_status = 0;           ///< the last attempt's HTTP status; 0 for none
+    std::string detail;            ///< the last attempt's error, never secrets
+    time_point updated_at{};
+    friend bool operator==(const webhook_delivery&, const webhook_delivery&) = default;
+};
+
+/// Which deliveries `store::for_each_webhook_delivery` visits.
+struct webhook_delivery_filter {
+    std::string endpoint;                         ///< "" every endpoint
+    std::optional<webhook_delivery_state> state;  ///< only this state
+    std::uint64_t after_id = 0;                   ///< only ids above it (paging)
+    std::size_t limit = 0;                        ///< 0: no limit
+};
+
+/// An endpoint's deliveries at a glance.
+struct webhook_delivery_counts {
+    std::uint64_t pending = 0, claimed = 0, delivered = 0, failed = 0;
+    /// The newest updated_at of a delivered row; nullopt when none.
+    std::optional<time_point> last_delivered;
+    friend bool operator==(const webhook_delivery_counts&,
+                           const webhook_delivery_counts&) = default;
+};
+
+// --- end outbound webhooks ----------------------------------------------------
+
 /// The writes a `commit` applies, in order. Deleting what does not exist is
 /// not an error. The refusals listed as errors fail the whole batch.
 namespace store_ops {
@@ -453,6 +510,48 @@ struct advance_enrollment {
     std::string detail;
     time_point at{};
 };
+// --- outbound webhooks: outbox ops ---
+/// Adds `row` to the outbox as `pending`, due at row.due_at (the epoch:
+/// at row.created_at). The store sets id, state, attempts (0), claimed_by
+/// (0) and updated_at (= created_at). A delivery already held for
+/// (row.endpoint, row.event_key) in the workspace, in any state until
+/// purged, makes it a duplicate: op_result.applied false, nothing changes
+/// (a result, not an error). An empty endpoint, message id, event key or
+/// payload, or an unset created_at, is refused (throws).
+struct add_webhook_delivery {
+    webhook_delivery row;
+};
+/// Ends an attempt of a delivery claimed by `member`: `pending` (a retry,
+/// due at `due_at`), `delivered` or `failed`, with the attempt's HTTP
+/// status and detail. Applied only while `member` holds it; otherwise
+/// nothing changes and op_result.applied is false. `claimed` is refused
+/// (throws).
+struct end_webhook_attempt {
+    std::uint64_t id = 0;
+    std::uint64_t member = 0;
+    webhook_delivery_state state = webhook_delivery_state::delivered;
+    time_point due_at{};
+    int status = 0;
+    std::string detail;
+    time_point at{};  ///< becomes updated_at
+};
+/// Gives up every pending delivery of `endpoint` (an endpoint disabled or
+/// removed): they become `failed` with `detail`. Claimed ones are left to
+/// their holders.
+struct fail_webhook_deliveries {
+    std::string endpoint;
+    std::string detail;
+    time_point at{};
+};
+/// Retries the failed deliveries of `endpoint` created at or after
+/// `since` (an endpoint re-enabled): they become `pending`, due at `at`,
+/// with attempts back to 0.
+struct retry_webhook_deliveries {
+    std::string endpoint;
+    time_point since{};
+    time_point at{};
+};
+// --- end outbound webhooks ---
 }  // namespace store_ops
 
 using store_op =
@@ -461,7 +560,10 @@ using store_op =
                  store_ops::append_audit, store_ops::enqueue, store_ops::defer_queued,
                  store_ops::finish_queued, store_ops::cancel_queued, store_ops::record_key,
                  store_ops::enroll, store_ops::update_enrollment, store_ops::stop_enrollments,
-                 store_ops::advance_enrollment>;
+                 store_ops::advance_enrollment,
+                 // outbound webhooks
+                 store_ops::add_webhook_delivery, store_ops::end_webhook_attempt,
+                 store_ops::fail_webhook_deliveries, store_ops::retry_webhook_deliveries>;
 
 enum class reserve_status {
     reserved,      ///< recorded; `send_id` is the send's id
@@ -529,13 +631,16 @@ struct enrollment_outcome {
 /// What one op did, in op order.
 struct op_result {
     reserve_outcome reservation;  ///< reserve_send
-    /// update_send, defer_queued, finish_queued, cancel_queued, record_key:
-    /// false when refused or a duplicate (see each op); any op skipped by
-    /// a record_key's `guards`: false.
+    /// update_send, defer_queued, finish_queued, cancel_queued, record_key,
+    /// add_webhook_delivery, end_webhook_attempt: false when refused or a duplicate (see each op);
+    /// any op skipped by a record_key's `guards`: false.
     bool applied = true;
     std::uint64_t audit_seq = 0;  ///< append_audit: the seq the record got
     queue_outcome queue;          ///< enqueue, defer_queued, finish_queued, cancel_queued
     enrollment_outcome enrollments;  ///< enroll, stop_enrollments
+    /// add_webhook_delivery: the new row's id (0 for a duplicate);
+    /// fail_webhook_deliveries, retry_webhook_deliveries: rows changed.
+    std::uint64_t webhook = 0;
 };
 
 struct commit_result {
@@ -838,6 +943,37 @@ public:
     /// this only bounds the table. The default throws errc::store_error,
     /// as the queue defaults do.
     virtual std::size_t purge_keys(std::string_view workspace, time_point before);
+
+    // --- outbound webhooks: the outbox ---------------------------------------
+    // The writes are commit ops (add_webhook_delivery and the rest), so a
+    // delivery commits with the event it carries. `recover` and `detach`
+    // return the deliveries a removed member held to `pending` (due when
+    // they were), as they do queue items. The defaults throw
+    // errc::store_error, as the queue's do.
+
+    /// Takes up to `limit` pending deliveries with due_at <= now, oldest
+    /// due_at first (then lowest id), for `member`: marks them claimed by
+    /// it, counts one more attempt each and sets updated_at to `now`; two
+    /// calls, from any processes, never take the same row. A member
+    /// without a live lease claims nothing: the call throws
+    /// errc::store_error naming it, as claim_queued does.
+    virtual std::vector<webhook_delivery> claim_webhook_deliveries(std::string_view workspace,
+                                                                   std::uint64_t member,
+                                                                   time_point now,
+                                                                   std::size_t limit);
+    virtual std::optional<webhook_delivery> find_webhook_delivery(std::string_view workspace,
+                                                                  std::uint64_t id);
+    /// Calls `fn` for each delivery `filter` admits, in id order.
+    virtual void for_each_webhook_delivery(std::string_view workspace,
+                                           const webhook_delivery_filter& filter,
+                                           const std::function<void(const webhook_delivery&)>& fn);
+    /// Counts of `endpoint`'s deliveries ("" every endpoint's).
+    virtual webhook_delivery_counts count_webhook_deliveries(std::string_view workspace,
+                                                             std::string_view endpoint);
+    /// Forgets delivered and failed rows last updated before `before`.
+    /// Returns how many went.
+    virtual std::size_t purge_webhook_deliveries(std::string_view workspace, time_point before);
+    // --- end outbound webhooks ---
 };
 
 }  // namespace mailers

@@ -17,6 +17,7 @@
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
 #include "engine/enrollments.hpp"
+#include "engine/outbox.hpp"
 #include "engine/queue.hpp"
 #include "engine/serialize.hpp"
 #include "json/writer.hpp"
@@ -118,6 +119,7 @@ engine::impl::impl(boost::asio::any_io_executor e, engine_params p)
 engine::impl::~impl() {
     // Stopped, not destroyed: the writer's last callbacks still report to it.
     if (queue) queue->stop();
+    if (outbox) outbox->stop();
     stop_membership();
     writer->stop();
 }
@@ -189,6 +191,7 @@ void engine::impl::load() {
             sequences.insert_or_assign(o.id, std::move(*s));
         } else if (o.kind == "audit" && o.id == "key") {
             audit_key_mark = o.json;
+        } else if (apply_webhook_object(o)) {
         }
     }
     for (auto& [id, p] : pools) rebuild(p, mailboxes);
@@ -450,7 +453,22 @@ void engine::impl::mutate_async(std::string_view action, std::string_view type, 
         });
 }
 
-void engine::impl::emit(event ev) {
+void engine::impl::emit(event ev, bool in_outbox) {
+    if (!in_outbox) {
+        // An event no commit records (a refusal, a note): its rows are
+        // written on their own, under a key of their own.
+        std::vector<store_op> ops;
+        if (add_outbox_ops(ops, ev, {}) > 0)
+            writer->enqueue(std::move(ops), [self = shared_from_this()](commit_reply&& r) {
+                if (r.ec)
+                    self->params.log.log(log_level::error,
+                                         fmt::format("an event's webhook deliveries were not "
+                                                     "stored: {}",
+                                                     r.diag.message));
+                else
+                    self->wake_outbox();
+            });
+    }
     if (!have_handlers.load(std::memory_order_acquire)) return;
     boost::asio::post(events_strand, [self = shared_from_this(), ev = std::move(ev)] {
         std::vector<std::function<void(const event&)>> hs;
@@ -475,18 +493,22 @@ engine::engine(boost::asio::any_io_executor ex, engine_params params)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(params))) {
     resolve_audit_key(*impl_);
     impl_->prepare_unsubscribe();
+    detail::check_webhook_params(impl_->params.webhooks);
     impl_->load();
     record_audit_key(*impl_);
     impl_->start_sync();
     impl_->commit_suppression_settings();
     impl_->queue = std::make_unique<detail::send_queue>(*impl_);
     impl_->queue->start();
+    impl_->outbox = std::make_unique<detail::webhook_outbox>(*impl_);
+    impl_->outbox->start();
 }
 
 engine::~engine() {
     if (impl_) {
         // Before the cancel: a queued send started after it would fail.
         if (impl_->queue) impl_->queue->stop();
+        if (impl_->outbox) impl_->outbox->stop();
         impl_->cancelled = true;
         impl_->writer->flush();
         impl_->stop_membership();
@@ -796,14 +818,16 @@ void engine::suppress(const principal& who, suppression_kind kind, std::string_v
 
 bool engine::impl::store_suppression(const principal& who, suppression_kind kind,
                                      const std::string& key, suppression_reason reason,
-                                     std::string_view source, const store_ops::record_key* once) {
+                                     std::string_view source, const store_ops::record_key* once,
+                                     std::vector<store_op> also) {
     suppression_entry e{kind, key, reason, std::string(source), clk->now()};
     std::vector<store_op> ops;
     if (once) {
-        // The guard covers the suppression, the stop of its enrollments and
-        // the audit record mutate appends: a duplicate leaves no trace.
+        // The guard covers the suppression, the stop of its enrollments,
+        // `also` and the audit record mutate appends: a duplicate leaves no
+        // trace.
         store_ops::record_key rk = *once;
-        rk.guards = 3;
+        rk.guards = 3 + also.size();
         ops.push_back(std::move(rk));
     }
     ops.push_back(store_ops::put_suppression{e});
@@ -811,6 +835,7 @@ bool engine::impl::store_suppression(const principal& who, suppression_kind kind
     // domain) in every sequence stops in the commit that suppresses it, and
     // its waiting step leaves the queue.
     ops.push_back(detail::stop_for_suppression(e));
+    for (auto& op : also) ops.push_back(std::move(op));
     const auto results =
         mutate(who, "suppression.add", "suppression", key, {}, to_json(e), std::move(ops), [&] {
             std::unique_lock lock(supp_mu);
@@ -1199,6 +1224,7 @@ void engine::flush() {
 
 void engine::cancel() {
     if (impl_->queue) impl_->queue->stop();
+    if (impl_->outbox) impl_->outbox->stop();
     impl_->cancelled = true;
     impl_->writer->flush();
 }

@@ -120,7 +120,8 @@ using decide::eligibility;
 /// between. Empty outside tests.
 extern std::function<void()> own_change_applied_hook;
 
-class send_queue;  // queue.hpp
+class send_queue;      // queue.hpp
+class webhook_outbox;  // outbox.hpp
 
 }  // namespace detail
 
@@ -284,9 +285,12 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// With `once`, the suppression, its audit record and the record of
     /// `once` commit together, and only when `once` is recorded now;
     /// returns false (changing nothing) when it was a duplicate.
+    /// `also` (outbox rows for the event that caused it) commits with it,
+    /// under the same guard.
     bool store_suppression(const principal& who, suppression_kind kind, const std::string& key,
                            suppression_reason reason, std::string_view source,
-                           const store_ops::record_key* once = nullptr);
+                           const store_ops::record_key* once = nullptr,
+                           std::vector<store_op> also = {});
     /// What ingest_webhook and ingest_delivery_report do with the events
     /// they read (see engine.hpp).
     void apply_reported_events(engine& e, std::vector<event>& events, const principal& who,
@@ -403,7 +407,33 @@ struct __attribute__((visibility("hidden"))) engine::impl
     error_code apply_quota(const quota& q);
 
     // --- events
-    void emit(event ev);
+    /// Hands `ev` to the handlers. Unless `in_outbox` (the caller committed
+    /// its outbox rows with the event's record), also writes its outbox
+    /// rows, keyed by a fresh id, through the commit writer.
+    void emit(event ev, bool in_outbox = false);
+
+    // --- outbound webhooks (outbox.cpp)
+    /// Endpoints by id, as stored (secrets as stored); under wh_mu, which
+    /// is taken alone.
+    mutable std::mutex wh_mu;
+    std::map<std::string, webhook_endpoint> webhook_endpoints;
+    /// !webhook_endpoints.empty(), readable without wh_mu: an event with no
+    /// endpoint to go to costs no lock.
+    std::atomic<bool> have_webhook_endpoints{false};
+    std::unique_ptr<detail::webhook_outbox> outbox;
+    /// Appends one add_webhook_delivery op per enabled endpoint admitting
+    /// `ev`, under event key `key` (empty: a fresh one); returns how many.
+    std::size_t add_outbox_ops(std::vector<store_op>& ops, const event& ev, std::string_view key);
+    void wake_outbox();
+    /// Applies a stored endpoint object (false when `o` is not one).
+    bool apply_webhook_object(const stored_object& o);
+    bool remove_webhook_object(const std::string& kind, const std::string& id);
+    /// Puts `ep` (checked) with `extra` ops, audited as `action`.
+    void store_webhook_endpoint(const principal& who, std::string_view action,
+                                const webhook_endpoint& ep,
+                                const std::optional<webhook_endpoint>& before,
+                                std::vector<store_op> extra);
+    // --- end outbound webhooks
 
     // --- sending
     void start_send(send_request req,

@@ -67,21 +67,26 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                                          std::size_t& duplicates) {
     struct waiting {
         event* ev;
-        bool already;  // its address was suppressed before
+        bool already;    // its address was suppressed before
+        std::size_t op;  // its record_key's index in run_ops
+        bool rows;       // outbox rows follow it
     };
     std::vector<store_op> run_ops;
     std::vector<waiting> run;
     auto flush = [&] {
         if (run.empty()) return;
         const auto results = record_keys(*this, std::move(run_ops));
+        bool outbox_rows = false;
         for (std::size_t i = 0; i < run.size(); ++i) {
-            if (!results[i].applied) {
+            if (!results[run[i].op].applied) {
                 ++duplicates;
                 continue;
             }
             if (run[i].already) ++already;
-            emit(*run[i].ev);
+            outbox_rows = outbox_rows || run[i].rows;
+            emit(*run[i].ev, true);
         }
+        if (outbox_rows) wake_outbox();
         run_ops.clear();
         run.clear();
     };
@@ -137,17 +142,25 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         }
         const time_point now = clk->now();
         store_ops::record_key once{"event", ev.dedup_key, now, now + retention, 0};
+        // The event's outbound webhooks commit with its record, under its
+        // guard: a redelivery writes none.
+        std::vector<store_op> rows;
+        add_outbox_ops(rows, ev, "event:" + ev.dedup_key);
         if (key) {
             flush();
-            if (store_suppression(who, suppression_kind::address, *key, why, source, &once)) {
+            if (store_suppression(who, suppression_kind::address, *key, why, source, &once,
+                                  std::move(rows))) {
                 ++suppressed;
-                emit(ev);
+                wake_outbox();
+                emit(ev, true);
             } else {
                 ++duplicates;
             }
         } else {
+            once.guards = rows.size();
+            run.push_back({&ev, was_suppressed, run_ops.size(), !rows.empty()});
             run_ops.push_back(std::move(once));
-            run.push_back({&ev, was_suppressed});
+            for (auto& op : rows) run_ops.push_back(std::move(op));
         }
     }
     flush();

@@ -226,6 +226,7 @@ void engine::impl::apply_changes(const change_set& cs) {
                 sequences.insert_or_assign(o.id, std::move(s));
             } else if (o.kind == "settings" && o.id == "suppression") {
                 apply_suppression_settings(o);
+            } else if (apply_webhook_object(o)) {
             }
         }
         for (const auto& [kind, id] : cs.deleted_objects) {
@@ -242,7 +243,7 @@ void engine::impl::apply_changes(const change_set& cs) {
                 sequence_pauses.erase(id);
             } else if (kind == "sequence") {
                 sequences.erase(id);
-            } else {
+            } else if (!remove_webhook_object(kind, id)) {
                 remove_access_object(kind, id);
             }
         }

@@ -821,6 +821,16 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
     // Named, not a temporary: GCC 12 may destroy temporaries of a co_await
     // full-expression twice.
     auto final_ops = one_op(store_ops::update_send{row});
+    event_type t = row.state == send_state::accepted  ? event_type::sent
+                   : row.state == send_state::unknown ? event_type::unknown
+                   : final_ec == errc::suppressed     ? event_type::suppressed
+                   : final_ec == errc::paused         ? event_type::paused
+                                                      : event_type::failed;
+    auto final_event = make_event(t, now, req, result, recipient, row.detail);
+    // The event's outbound webhooks commit with the state they report; one
+    // row per endpoint and send outcome, however often this is retried.
+    const bool to_outbox = s.add_outbox_ops(final_ops, final_event,
+                                            fmt::format("send:{}:{}", row.id, to_string(t))) > 0;
     const auto recording = steady::now();
     auto reply = co_await async_commit(s, std::move(final_ops));
     const auto recorded = steady::now();
@@ -836,12 +846,10 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                          fmt::format("send {}: final state not applied: the row was already "
                                      "final or is another member's",
                                      row.id));
-    event_type t = row.state == send_state::accepted  ? event_type::sent
-                   : row.state == send_state::unknown ? event_type::unknown
-                   : final_ec == errc::suppressed     ? event_type::suppressed
-                   : final_ec == errc::paused         ? event_type::paused
-                                                      : event_type::failed;
-    s.emit(make_event(t, now, req, result, recipient, row.detail));
+    if (to_outbox && !reply.ec) s.wake_outbox();
+    // A failed commit stored no row: the handlers still hear of it, and the
+    // rows are written on their own.
+    s.emit(std::move(final_event), !reply.ec);
     co_return send_pair{final_ec, std::move(result)};
 }
 

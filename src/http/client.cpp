@@ -542,6 +542,22 @@ std::string write_head(std::string& out, const endpoint& ep, const request& req)
 
 }  // namespace
 
+bool is_private_address(const asio::ip::address& a) noexcept {
+    const auto v4 = [](const asio::ip::address_v4& x) {
+        const auto b = x.to_bytes();
+        return b[0] == 0 || b[0] == 10 || b[0] == 127 || (b[0] == 100 && (b[1] & 0xc0) == 64) ||
+               (b[0] == 169 && b[1] == 254) || (b[0] == 172 && (b[1] & 0xf0) == 16) ||
+               (b[0] == 192 && b[1] == 168) || (b[0] == 192 && b[1] == 0 && b[2] == 0) ||
+               b[0] >= 224;
+    };
+    if (a.is_v4()) return v4(a.to_v4());
+    const auto x = a.to_v6();
+    if (x.is_v4_mapped()) return v4(asio::ip::make_address_v4(asio::ip::v4_mapped, x));
+    const auto b = x.to_bytes();
+    return x.is_unspecified() || x.is_loopback() || x.is_link_local() || x.is_multicast() ||
+           x.is_site_local() || (b[0] & 0xfe) == 0xfc;
+}
+
 // Opening a connection (lookup, connect, TLS handshake) happens once per
 // connection, so it stays a coroutine; the steps every request takes are
 // exchange_op's.
@@ -583,6 +599,16 @@ asio::awaitable<exchange_result> client::state::open(connection& c, const endpoi
         for (const auto& e : results) targets.push_back(e.endpoint());
     }
 
+    if (params.refuse_private_addresses) {
+        std::erase_if(targets,
+                      [](const tcp::endpoint& e) { return is_private_address(e.address()); });
+        if (targets.empty()) {
+            r.ec = fail_with(transport_errc::connection_failed);
+            r.what = "refused: " + ep.host +
+                     " is a loopback, private, link-local or otherwise non-public address";
+            co_return r;
+        }
+    }
     auto& low = c.make_socket(ex, ep.tls ? &tls : nullptr);
     // The connect timeout covers every address the name resolved to.
     c.limit(t.connect);

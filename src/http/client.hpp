@@ -9,6 +9,7 @@
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/system/result.hpp>
 #include <cstdint>
 #include <mailers/config.hpp>
@@ -43,6 +44,13 @@ boost::system::result<endpoint> parse_endpoint(std::string_view url, diagnostics
 /// query, "/" when empty); used for token endpoints.
 boost::system::result<std::pair<endpoint, std::string>> parse_url(std::string_view url,
                                                                   diagnostics* diag = nullptr);
+
+/// True for loopback, private (10/8, 172.16/12, 192.168/16, 100.64/10),
+/// link-local, unique-local (fc00::/7), unspecified, multicast, broadcast
+/// and other reserved (0/8, 240/4) addresses; an IPv4-mapped IPv6 address
+/// is judged as its IPv4 one. What `http_client_params::
+/// refuse_private_addresses` refuses.
+bool is_private_address(const boost::asio::ip::address& a) noexcept;
 
 struct field {
     std::string name;

@@ -196,3 +196,53 @@ void store::for_each_suppression_version(
 }
 
 }  // namespace mailers
+
+// --- outbound webhooks: the outbox -------------------------------------------
+
+namespace mailers {
+
+std::string_view to_string(webhook_delivery_state s) noexcept {
+    switch (s) {
+        case webhook_delivery_state::pending:
+            return "pending";
+        case webhook_delivery_state::claimed:
+            return "claimed";
+        case webhook_delivery_state::delivered:
+            return "delivered";
+        case webhook_delivery_state::failed:
+            return "failed";
+    }
+    return "invalid";
+}
+
+namespace {
+[[noreturn]] void no_outbox(std::string_view what) {
+    diagnostics diag;
+    diag.message = fmt::format("{}: this store keeps no webhook outbox", what);
+    throw exception(make_error_code(errc::store_error), std::move(diag));
+}
+}  // namespace
+
+std::vector<webhook_delivery> store::claim_webhook_deliveries(std::string_view, std::uint64_t,
+                                                              time_point, std::size_t) {
+    no_outbox("claim_webhook_deliveries");
+}
+
+std::optional<webhook_delivery> store::find_webhook_delivery(std::string_view, std::uint64_t) {
+    no_outbox("find_webhook_delivery");
+}
+
+void store::for_each_webhook_delivery(std::string_view, const webhook_delivery_filter&,
+                                      const std::function<void(const webhook_delivery&)>&) {
+    no_outbox("for_each_webhook_delivery");
+}
+
+webhook_delivery_counts store::count_webhook_deliveries(std::string_view, std::string_view) {
+    no_outbox("count_webhook_deliveries");
+}
+
+std::size_t store::purge_webhook_deliveries(std::string_view, time_point) {
+    no_outbox("purge_webhook_deliveries");
+}
+
+}  // namespace mailers

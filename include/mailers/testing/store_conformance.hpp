@@ -4271,6 +4271,313 @@ inline void check_race_recorded_keys(const store_factory& open, const std::strin
     CHECK(all_audit(*st, ws).size() == keys / 3);
 }
 
+// --- outbound webhooks: the outbox -------------------------------------------
+
+inline webhook_delivery sample_delivery(std::string endpoint, std::string key,
+                                        std::int64_t due = 10) {
+    webhook_delivery d;
+    d.endpoint = std::move(endpoint);
+    d.message_id = "msg_" + key;
+    d.event_key = std::move(key);
+    d.event_type = "sent";
+    d.payload = R"({"type":"email.sent"})";
+    d.created_at = at_seconds(1);
+    d.due_at = at_seconds(due);
+    return d;
+}
+
+inline std::uint64_t add_delivery(store& st, std::string_view ws, webhook_delivery d) {
+    const auto r = commit(st, ws, {store_ops::add_webhook_delivery{std::move(d)}});
+    CHECK(r.change_seq == 0);
+    REQUIRE(r.ops[0].applied);
+    REQUIRE(r.ops[0].webhook != 0);
+    return r.ops[0].webhook;
+}
+
+inline webhook_delivery stored_delivery(store& st, std::string_view ws, std::uint64_t id) {
+    auto d = st.find_webhook_delivery(ws, id);
+    REQUIRE_MESSAGE(d.has_value(), "webhook delivery " << id << " is missing");
+    return *d;
+}
+
+inline void check_outbox(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto a = add_delivery(*st, ws, sample_delivery("ep1", "k1", 30));
+    auto stored = stored_delivery(*st, ws, a);
+    auto expected = sample_delivery("ep1", "k1", 30);
+    expected.id = a;
+    expected.updated_at = expected.created_at;
+    CHECK(stored == expected);
+
+    // One row per (endpoint, event key): a duplicate changes nothing, also
+    // within one commit; another endpoint is another row.
+    auto dup = sample_delivery("ep1", "k1", 5);
+    dup.payload = "{}";
+    const auto r = commit(*st, ws,
+                          {store_ops::add_webhook_delivery{dup},
+                           store_ops::add_webhook_delivery{sample_delivery("ep2", "k1", 10)},
+                           store_ops::add_webhook_delivery{sample_delivery("ep2", "k1", 10)}});
+    CHECK_FALSE(r.ops[0].applied);
+    CHECK(r.ops[1].applied);
+    CHECK(r.ops[1].webhook > a);
+    CHECK_FALSE(r.ops[2].applied);
+    CHECK(stored_delivery(*st, ws, a) == expected);
+    const auto b = r.ops[1].webhook;
+    // The epoch as due time means at creation.
+    auto now_due = sample_delivery("ep1", "k2");
+    now_due.due_at = time_point{};
+    const auto c = add_delivery(*st, ws, now_due);
+    CHECK(stored_delivery(*st, ws, c).due_at == at_seconds(1));
+
+    // Bad input is refused and changes nothing.
+    for (auto bad : {sample_delivery("", "x"), sample_delivery("ep1", "")}) {
+        commit_must_fail(*st, ws,
+                         {store_ops::add_webhook_delivery{sample_delivery("ep9", "fine")},
+                          store_ops::add_webhook_delivery{bad}});
+    }
+    auto no_payload = sample_delivery("ep1", "y");
+    no_payload.payload.clear();
+    commit_must_fail(*st, ws, {store_ops::add_webhook_delivery{no_payload}});
+    commit_must_fail(*st, ws,
+                     {store_ops::end_webhook_attempt{a, 1, webhook_delivery_state::claimed}});
+    CHECK(st->count_webhook_deliveries(ws, "ep9").pending == 0);
+    CHECK(st->count_webhook_deliveries(ws, "").pending == 3);
+
+    // Claims: due ones, oldest due first, attempts counted.
+    const auto m = st->attach(ws, sample_member("deliverer"), long_lease);
+    CHECK(st->claim_webhook_deliveries(ws, m, at_seconds(0), 10).empty());
+    const auto got = st->claim_webhook_deliveries(ws, m, at_seconds(20), 10);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].id == c);  // due at 1
+    CHECK(got[1].id == b);  // due at 10
+    for (const auto& d : got) {
+        CHECK(d.state == webhook_delivery_state::claimed);
+        CHECK(d.claimed_by == m);
+        CHECK(d.attempts == 1);
+        CHECK(d.updated_at == at_seconds(20));
+        CHECK(stored_delivery(*st, ws, d.id) == d);
+    }
+    CHECK(st->claim_webhook_deliveries(ws, m, at_seconds(20), 10).empty());
+    CHECK(st->claim_webhook_deliveries(ws, m, at_seconds(30), 0).empty());
+
+    // Only the holder ends an attempt.
+    const auto other = st->attach(ws, sample_member("other"), long_lease);
+    const auto not_mine =
+        commit(*st, ws,
+               {store_ops::end_webhook_attempt{
+                   c, other, webhook_delivery_state::delivered, {}, 200, "", {}}});
+    CHECK_FALSE(not_mine.ops[0].applied);
+    const auto retry =
+        commit(*st, ws,
+               {store_ops::end_webhook_attempt{c, m, webhook_delivery_state::pending,
+                                               at_seconds(50), 500, "HTTP 500", at_seconds(21)},
+                store_ops::end_webhook_attempt{b, m, webhook_delivery_state::delivered,
+                                               at_seconds(21), 204, "", at_seconds(21)}});
+    CHECK(retry.ops[0].applied);
+    CHECK(retry.ops[1].applied);
+    auto rc = stored_delivery(*st, ws, c);
+    CHECK(rc.state == webhook_delivery_state::pending);
+    CHECK(rc.claimed_by == 0);
+    CHECK(rc.due_at == at_seconds(50));
+    CHECK(rc.last_status == 500);
+    CHECK(rc.detail == "HTTP 500");
+    CHECK(rc.updated_at == at_seconds(21));
+    CHECK(stored_delivery(*st, ws, b).state == webhook_delivery_state::delivered);
+    // An ended attempt cannot be ended twice.
+    CHECK_FALSE(commit(*st, ws,
+                       {store_ops::end_webhook_attempt{
+                           b, m, webhook_delivery_state::failed, {}, 0, "", at_seconds(22)}})
+                    .ops[0]
+                    .applied);
+    const auto again = st->claim_webhook_deliveries(ws, m, at_seconds(50), 10);
+    REQUIRE(again.size() == 2);  // c (due 50) and a (due 30)
+    CHECK(again[0].id == a);
+    CHECK(again[1].id == c);
+    CHECK(again[1].attempts == 2);
+    commit(*st, ws,
+           {store_ops::end_webhook_attempt{
+                a, m, webhook_delivery_state::failed, {}, 503, "gone", at_seconds(51)},
+            store_ops::end_webhook_attempt{c, m, webhook_delivery_state::pending, at_seconds(60),
+                                           500, "", at_seconds(51)}});
+
+    // Counts and reads.
+    auto counts = st->count_webhook_deliveries(ws, "");
+    CHECK(counts.pending == 1);
+    CHECK(counts.delivered == 1);
+    CHECK(counts.failed == 1);
+    CHECK(counts.last_delivered == at_seconds(21));
+    CHECK(st->count_webhook_deliveries(ws, "ep1").last_delivered == std::nullopt);
+    std::vector<std::uint64_t> ids;
+    webhook_delivery_filter f;
+    f.endpoint = "ep1";
+    st->for_each_webhook_delivery(ws, f, [&](const webhook_delivery& d) { ids.push_back(d.id); });
+    CHECK(ids == std::vector<std::uint64_t>{a, c});
+    ids.clear();
+    f = {};
+    f.state = webhook_delivery_state::failed;
+    st->for_each_webhook_delivery(ws, f, [&](const webhook_delivery& d) { ids.push_back(d.id); });
+    CHECK(ids == std::vector<std::uint64_t>{a});
+    ids.clear();
+    f = {};
+    f.after_id = a;
+    f.limit = 1;
+    st->for_each_webhook_delivery(ws, f, [&](const webhook_delivery& d) { ids.push_back(d.id); });
+    CHECK(ids == std::vector<std::uint64_t>{b});
+
+    // Give up an endpoint's pending rows; retry its failed ones.
+    const auto gave_up =
+        commit(*st, ws, {store_ops::fail_webhook_deliveries{"ep1", "disabled", at_seconds(70)}});
+    CHECK(gave_up.ops[0].webhook == 1);
+    CHECK(stored_delivery(*st, ws, c).state == webhook_delivery_state::failed);
+    CHECK(stored_delivery(*st, ws, c).detail == "disabled");
+    const auto back = commit(
+        *st, ws, {store_ops::retry_webhook_deliveries{"ep1", at_seconds(0), at_seconds(80)}});
+    CHECK(back.ops[0].webhook == 2);
+    for (auto id : {a, c}) {
+        const auto d = stored_delivery(*st, ws, id);
+        CHECK(d.state == webhook_delivery_state::pending);
+        CHECK(d.attempts == 0);
+        CHECK(d.due_at == at_seconds(80));
+    }
+    CHECK(
+        commit(*st, ws, {store_ops::retry_webhook_deliveries{"ep1", at_seconds(2), at_seconds(80)}})
+            .ops[0]
+            .webhook == 0);  // created at 1: not since 2
+
+    // Purge forgets ended rows updated before the cut; another workspace
+    // sees none of this one's rows.
+    CHECK(st->purge_webhook_deliveries(ws, at_seconds(21)) == 0);
+    CHECK(st->purge_webhook_deliveries(ws, at_seconds(22)) == 1);
+    CHECK_FALSE(st->find_webhook_delivery(ws, b).has_value());
+    CHECK(st->count_webhook_deliveries(ws + "-other", "").pending == 0);
+    CHECK_FALSE(st->find_webhook_delivery(ws + "-other", a).has_value());
+    // A member without a live lease claims nothing.
+    st->detach(ws, other);
+    bool refused = false;
+    try {
+        st->claim_webhook_deliveries(ws, other, at_seconds(100), 10);
+    } catch (const mailers::exception& e) {
+        refused = e.code() == make_error_code(errc::store_error);
+    }
+    CHECK(refused);
+    // Reopened, the rows are still there.
+    st.reset();
+    CHECK(stored_delivery(*open(), ws, a).state == webhook_delivery_state::pending);
+}
+
+inline void check_outbox_recover(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    for (int i = 0; i < 4; ++i)
+        add_delivery(*st, ws, sample_delivery("ep", "k" + std::to_string(i)));
+    const auto a = st->attach(ws, sample_member("a"), long_lease);
+    const auto b = st->attach(ws, sample_member("b"), long_lease);
+    const auto held_a = st->claim_webhook_deliveries(ws, a, at_seconds(20), 2);
+    const auto held_b = st->claim_webhook_deliveries(ws, b, at_seconds(20), 2);
+    REQUIRE(held_a.size() == 2);
+    REQUIRE(held_b.size() == 2);
+    const std::uint64_t dead[] = {a};
+    st->recover(ws, dead, at_seconds(30), "process gone");
+    for (const auto& d : held_a) {
+        const auto now = stored_delivery(*st, ws, d.id);
+        CHECK(now.state == webhook_delivery_state::pending);
+        CHECK(now.claimed_by == 0);
+        CHECK(now.attempts == 1);
+        CHECK(now.due_at == d.due_at);
+    }
+    for (const auto& d : held_b) CHECK(stored_delivery(*st, ws, d.id) == d);
+    // The recovered member's late end is refused.
+    CHECK_FALSE(
+        commit(
+            *st, ws,
+            {store_ops::end_webhook_attempt{
+                held_a[0].id, a, webhook_delivery_state::delivered, {}, 200, "", at_seconds(31)}})
+            .ops[0]
+            .applied);
+    // Several ends in one commit apply as if one by one: a row ended twice
+    // takes the first, a row its member no longer holds none.
+    const auto batch = commit(
+        *st, ws,
+        {store_ops::end_webhook_attempt{held_b[0].id, b, webhook_delivery_state::delivered, {},
+                                        200, "", at_seconds(32)},
+         store_ops::end_webhook_attempt{held_a[1].id, a, webhook_delivery_state::delivered, {},
+                                        200, "", at_seconds(32)},
+         store_ops::end_webhook_attempt{held_b[0].id, b, webhook_delivery_state::failed, {}, 500,
+                                        "", at_seconds(32)}});
+    CHECK(batch.ops[0].applied);
+    CHECK_FALSE(batch.ops[1].applied);
+    CHECK_FALSE(batch.ops[2].applied);
+    CHECK(stored_delivery(*st, ws, held_b[0].id).state == webhook_delivery_state::delivered);
+    CHECK(stored_delivery(*st, ws, held_b[0].id).last_status == 200);
+    CHECK(stored_delivery(*st, ws, held_a[1].id).state == webhook_delivery_state::pending);
+    st->detach(ws, b);
+    const auto c = st->attach(ws, sample_member("c"), long_lease);
+    CHECK(st->claim_webhook_deliveries(ws, c, at_seconds(40), 10).size() == 3);
+}
+
+inline void check_race_outbox(const store_factory& open, const std::string& ws,
+                              std::size_t rows = 1000, std::size_t threads = 4) {
+    {
+        auto st = open();
+        std::vector<store_op> ops;
+        for (std::size_t n = 0; n < rows; ++n) {
+            ops.push_back(store_ops::add_webhook_delivery{
+                sample_delivery("ep", "k" + std::to_string(n), static_cast<std::int64_t>(n % 40))});
+            if (ops.size() == 250 || n + 1 == rows) {
+                commit(*st, ws, ops);
+                ops.clear();
+            }
+        }
+    }
+    std::vector<std::shared_ptr<store>> handles;
+    for (std::size_t i = 0; i < threads; ++i) handles.push_back(open());
+    std::mutex mu;
+    std::map<std::uint64_t, int> delivered;
+    std::atomic<std::size_t> done{0}, not_applied{0};
+    run_threads(threads, [&](std::size_t t) {
+        store& st = *handles[t];
+        const auto me = st.attach(ws, sample_member("deliver-" + std::to_string(t)), long_lease);
+        std::minstd_rand rng(static_cast<std::uint32_t>(t + 7));
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+        while (done.load() < rows) {
+            if (std::chrono::steady_clock::now() > deadline)
+                throw std::runtime_error("the outbox stopped draining");
+            const auto got = st.claim_webhook_deliveries(ws, me, at_seconds(100), 1 + rng() % 8);
+            std::vector<store_op> ops;
+            for (const auto& d : got) {
+                // One in five fails its first attempt and is due again at once.
+                const bool retry = d.attempts == 1 && rng() % 5 == 0;
+                ops.push_back(store_ops::end_webhook_attempt{
+                    d.id, me,
+                    retry ? webhook_delivery_state::pending : webhook_delivery_state::delivered,
+                    at_seconds(50), retry ? 500 : 200, "", at_seconds(100)});
+            }
+            if (ops.empty()) {
+                std::this_thread::yield();
+                continue;
+            }
+            const auto r = st.commit(ws, ops);
+            std::lock_guard lock(mu);
+            for (std::size_t i = 0; i < ops.size(); ++i) {
+                const auto& op = std::get<store_ops::end_webhook_attempt>(ops[i]);
+                if (!r.ops[i].applied) {
+                    ++not_applied;
+                    continue;
+                }
+                if (op.state == webhook_delivery_state::delivered) {
+                    ++delivered[op.id];
+                    ++done;
+                }
+            }
+        }
+    });
+    CHECK(not_applied.load() == 0);
+    CHECK(delivered.size() == rows);
+    for (const auto& [id, n] : delivered) CHECK_MESSAGE(n == 1, "row " << id << " delivered " << n);
+    CHECK(open()->count_webhook_deliveries(ws, "ep").delivered == rows);
+}
+
+// --- end outbound webhooks ---
+
 inline void run_store_conformance(store_factory open, std::string workspace_prefix) {
     const std::string& p = workspace_prefix;
     SUBCASE("objects: put, replace, delete, order within a batch") {
@@ -4410,6 +4717,16 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("race: one key recorded from many handles applies once") {
         check_race_recorded_keys(open, p + "-race-keys");
+    }
+    // outbound webhooks
+    SUBCASE("outbox: add, duplicates, claim, end by the holder, give up, retry, reads") {
+        check_outbox(open, p + "-outbox");
+    }
+    SUBCASE("outbox: recover and detach return the rows held") {
+        check_outbox_recover(open, p + "-outbox-recover");
+    }
+    SUBCASE("race: several handles drain one outbox, each row delivered once") {
+        check_race_outbox(open, p + "-race-outbox");
     }
 }
 

@@ -84,6 +84,13 @@ struct http_client_params {
     std::size_t max_response_size = 1024 * 1024;
     /// Connection overrides, empty normally; see http_connect_to.
     std::vector<http_connect_to> connect_to;
+    /// Refuses to connect to loopback, private (RFC 1918, 100.64/10),
+    /// link-local, unique-local (fc00::/7), unspecified and multicast
+    /// addresses, checked on each address a name resolves to as the
+    /// connection is made, so that a name cannot be pointed at the host's
+    /// own network after it was checked (DNS rebinding). For requests to
+    /// URLs a third party chose, such as outbound webhooks.
+    bool refuse_private_addresses = false;
     mailers::logger log;
 };
 

@@ -649,6 +649,68 @@ struct statements {
         purge_queued = make("m_purge_queued",
                             "DELETE FROM {s}.queue WHERE workspace = $1 AND state >= 2 "
                             "AND updated_at < $2");
+        // --- outbound webhooks: the outbox, written one statement per op
+        // inside the commit's transaction, as enrollments are.
+        const std::string ocols =
+            "id, endpoint, message_id, event_key, event_type, payload, created_at, due_at, "
+            "state, attempts, claimed_by, last_status, detail, updated_at";
+        auto omake = [&](const char* name, std::string sql) {
+            return pg::statement{name, fmt::format(fmt::runtime(sql), fmt::arg("s", s),
+                                                   fmt::arg("ocols", ocols))};
+        };
+        wh_insert = omake("m_wh_insert",
+                          "INSERT INTO {s}.webhook_outbox (workspace, id, endpoint, message_id, "
+                          "event_key, event_type, payload, created_at, due_at, state, attempts, "
+                          "claimed_by, last_status, detail, updated_at) VALUES ($1, "
+                          "nextval('{s}.webhook_outbox_ids'), $2, $3, $4, $5, $6, $7, $8, 0, 0, "
+                          "0, 0, '', $7) ON CONFLICT (workspace, endpoint, event_key) DO NOTHING "
+                          "RETURNING id");
+        wh_end = omake("m_wh_end",
+                       "UPDATE {s}.webhook_outbox o SET state = v.st, claimed_by = 0, "
+                       "due_at = v.du, last_status = v.ls, detail = v.dt, updated_at = v.u "
+                       "FROM unnest($2::int8[], $3::int8[], $4::int2[], $5::int8[], $6::int4[], "
+                       "$7::text[], $8::int8[]) AS v(id, m, st, du, ls, dt, u) "
+                       "WHERE o.workspace = $1 AND o.id = v.id AND o.state = 1 "
+                       "AND o.claimed_by = v.m RETURNING o.id");
+        wh_fail = omake("m_wh_fail",
+                        "UPDATE {s}.webhook_outbox SET state = 3, detail = $3, updated_at = $4 "
+                        "WHERE workspace = $1 AND endpoint = $2 AND state = 0");
+        wh_retry = omake("m_wh_retry",
+                         "UPDATE {s}.webhook_outbox SET state = 0, attempts = 0, due_at = $4, "
+                         "detail = '', updated_at = $4 WHERE workspace = $1 AND endpoint = $2 "
+                         "AND state = 3 AND created_at >= $3");
+        // Materialised and SKIP LOCKED, as claim_queued.
+        wh_claim = omake("m_wh_claim",
+                         "WITH picked AS MATERIALIZED ("
+                         "  SELECT id FROM {s}.webhook_outbox WHERE workspace = $1 AND state = 0 "
+                         "  AND due_at <= $3 AND EXISTS (SELECT 1 FROM {s}.members m WHERE "
+                         "  m.workspace = $1 AND m.id = $2 AND m.lease_until > clock_timestamp()) "
+                         "  ORDER BY due_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) "
+                         "UPDATE {s}.webhook_outbox o SET state = 1, claimed_by = $2, "
+                         "attempts = o.attempts + 1, updated_at = $3 FROM picked "
+                         "WHERE o.workspace = $1 AND o.id = picked.id RETURNING o.id, o.endpoint, "
+                         "o.message_id, o.event_key, o.event_type, o.payload, o.created_at, "
+                         "o.due_at, o.state, o.attempts, o.claimed_by, o.last_status, o.detail, "
+                         "o.updated_at");
+        // Run after the members are deleted, as requeue is.
+        wh_requeue = omake("m_wh_requeue",
+                           "UPDATE {s}.webhook_outbox o SET state = 0, claimed_by = 0, "
+                           "detail = $2, updated_at = $3 WHERE o.workspace = $1 AND o.state = 1 "
+                           "AND NOT EXISTS (SELECT 1 FROM {s}.members m WHERE m.workspace = $1 "
+                           "AND m.id = o.claimed_by)");
+        wh_find = omake("m_wh_find",
+                        "SELECT {ocols} FROM {s}.webhook_outbox WHERE workspace = $1 AND id = $2");
+        wh_after = omake("m_wh_after",
+                         "SELECT {ocols} FROM {s}.webhook_outbox WHERE workspace = $1 AND "
+                         "id > $2 AND ($3::int2 < 0 OR state = $3::int2) AND ($4::text = '' OR "
+                         "endpoint = $4::text) ORDER BY id LIMIT $5");
+        wh_count = omake("m_wh_count",
+                         "SELECT state, count(*), max(updated_at) FROM {s}.webhook_outbox WHERE "
+                         "workspace = $1 AND ($2::text = '' OR endpoint = $2::text) GROUP BY state");
+        wh_purge = omake("m_wh_purge",
+                         "DELETE FROM {s}.webhook_outbox WHERE workspace = $1 AND state >= 2 "
+                         "AND updated_at < $2");
+        // --- end outbound webhooks
         server_now =
             make("m_server_now", "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8");
         unanalysed = make("m_unanalysed",
@@ -668,6 +730,9 @@ struct statements {
         update_queued, live_member, claim_queued, requeue, find_queued, queued_after, count_queued,
         purge_queued, record_keys, purge_keys, enr_by_id, enr_by_key, enr_live, enr_insert,
         enr_write, enr_cancel, enr_remember, enr_by_message, enr_after, enr_due, enr_find;
+    // outbound webhooks
+    pg::statement wh_insert, wh_end, wh_fail, wh_retry, wh_claim, wh_requeue, wh_find, wh_after,
+        wh_count, wh_purge;
 };
 
 // --- enrollments ---------------------------------------------------------------
@@ -968,6 +1033,8 @@ public:
                   pg::params{}.add(ws).add(dead.str()).add(now).add("member detached"));
             p.add(sql_.requeue,
                   pg::params{}.add(ws).add("returned to the queue: member detached").add(now));
+            p.add(sql_.wh_requeue,
+                  pg::params{}.add(ws).add("returned to the outbox: member detached").add(now));
             p.add_simple("COMMIT");
             p.finish();
             return 0;
@@ -1007,6 +1074,10 @@ public:
                                     .add(ws)
                                     .add(fmt::format("returned to the queue: {}", detail))
                                     .add(micros(now)));
+            p.add(sql_.wh_requeue, pg::params{}
+                                       .add(ws)
+                                       .add(fmt::format("returned to the outbox: {}", detail))
+                                       .add(micros(now)));
             p.add_simple("COMMIT");
             auto r = p.finish();
             return static_cast<std::size_t>(r[i].affected());
@@ -1565,43 +1636,8 @@ public:
 
     std::vector<queued_send> claim_queued(std::string_view ws, std::uint64_t member, time_point now,
                                           std::size_t limit) override {
-        // Not idempotent: a claim whose COMMIT was lost may hold items, and
-        // running it again would take more (see store.hpp).
-        auto out = run("claim_queued", false, [&](pg::connection& c, attempt& a) {
-            pg::connection::pipeline p(c);
-            p.add_simple("BEGIN ISOLATION LEVEL READ COMMITTED");
-            const auto i_live = p.add(sql_.live_member, pg::params{}.add(ws).add(member));
-            std::size_t i_claim = 0;
-            if (limit > 0)
-                i_claim = p.add(sql_.claim_queued,
-                                pg::params{}
-                                    .add(ws)
-                                    .add(member)
-                                    .add(micros(now))
-                                    .add(static_cast<std::int64_t>(std::min<std::size_t>(
-                                        limit, std::numeric_limits<std::int32_t>::max()))));
-            const auto i_commit = p.add_simple("COMMIT");
-            a.commit_sent = true;
-            auto r = p.finish();
-            if (std::string_view{PQcmdStatus(r[i_commit].get())} != "COMMIT")
-                fail(errc::store_error,
-                     "postgres store: claim_queued: the server rolled the transaction back");
-            if (r[i_live].rows() == 0)
-                fail(errc::store_error,
-                     fmt::format("postgres store: claim_queued: member {} has no live lease (it "
-                                 "ran out, or the member was recovered or detached); attach "
-                                 "again before claiming",
-                                 member));
-            std::vector<queued_send> items;
-            if (limit > 0)
-                for (int i = 0; i < r[i_claim].rows(); ++i)
-                    items.push_back(read_queued(r[i_claim], i));
-            return items;
-        });
-        std::sort(out.begin(), out.end(), [](const queued_send& x, const queued_send& y) {
-            return x.due_at != y.due_at ? x.due_at < y.due_at : x.id < y.id;
-        });
-        return out;
+        return claim_due<queued_send>("claim_queued", ws, member, now, limit, sql_.claim_queued,
+                                      [](const pg::result& r, int i) { return read_queued(r, i); });
     }
 
     std::optional<queued_send> find_queued(std::string_view ws, std::uint64_t id) override {
@@ -1738,7 +1774,160 @@ public:
         });
     }
 
+    // --- outbound webhooks --------------------------------------------------------
+
+    static webhook_delivery read_delivery(const pg::result& r, int i) {
+        webhook_delivery d;
+        d.id = r.u64(i, 0);
+        d.endpoint = r.str(i, 1);
+        d.message_id = r.str(i, 2);
+        d.event_key = r.str(i, 3);
+        d.event_type = r.str(i, 4);
+        d.payload = r.str(i, 5);
+        d.created_at = from_micros(r.i64(i, 6));
+        d.due_at = from_micros(r.i64(i, 7));
+        const auto st = r.i64(i, 8);
+        if (st < 0 || st > 3)
+            fail(errc::store_corrupt, fmt::format("postgres store: webhook delivery state {}", st));
+        d.state = static_cast<webhook_delivery_state>(st);
+        d.attempts = static_cast<std::uint32_t>(r.i64(i, 9));
+        d.claimed_by = r.u64(i, 10);
+        d.last_status = static_cast<int>(r.i64(i, 11));
+        d.detail = r.str(i, 12);
+        d.updated_at = from_micros(r.i64(i, 13));
+        return d;
+    }
+
+    std::vector<webhook_delivery> claim_webhook_deliveries(std::string_view ws,
+                                                           std::uint64_t member, time_point now,
+                                                           std::size_t limit) override {
+        return claim_due<webhook_delivery>(
+            "claim_webhook_deliveries", ws, member, now, limit, sql_.wh_claim,
+            [](const pg::result& r, int i) { return read_delivery(r, i); });
+    }
+
+    std::optional<webhook_delivery> find_webhook_delivery(std::string_view ws,
+                                                          std::uint64_t id) override {
+        if (id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return std::nullopt;
+        return run("find_webhook_delivery", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<webhook_delivery> {
+                       auto r = c.run(sql_.wh_find, pg::params{}.add(ws).add(id));
+                       if (r.rows() == 0) return std::nullopt;
+                       return read_delivery(r, 0);
+                   });
+    }
+
+    void for_each_webhook_delivery(
+        std::string_view ws, const webhook_delivery_filter& filter,
+        const std::function<void(const webhook_delivery&)>& fn) override {
+        if (filter.after_id >= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return;
+        std::uint64_t after = filter.after_id;
+        std::size_t left =
+            filter.limit == 0 ? std::numeric_limits<std::size_t>::max() : filter.limit;
+        const int state = filter.state ? static_cast<int>(*filter.state) : -1;
+        while (left > 0) {
+            const int n = static_cast<int>(std::min<std::size_t>(left, page));
+            auto batch = run("for_each_webhook_delivery", true, [&](pg::connection& c, attempt&) {
+                auto r = c.run(sql_.wh_after, pg::params{}
+                                                  .add(ws)
+                                                  .add(after)
+                                                  .add(state)
+                                                  .add(filter.endpoint)
+                                                  .add(n));
+                std::vector<webhook_delivery> out;
+                for (int i = 0; i < r.rows(); ++i) out.push_back(read_delivery(r, i));
+                return out;
+            });
+            for (auto& d : batch) fn(d);
+            if (batch.size() < static_cast<std::size_t>(n)) return;
+            left -= batch.size();
+            after = batch.back().id;
+        }
+    }
+
+    webhook_delivery_counts count_webhook_deliveries(std::string_view ws,
+                                                     std::string_view endpoint) override {
+        return run("count_webhook_deliveries", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.wh_count, pg::params{}.add(ws).add(endpoint));
+            webhook_delivery_counts out;
+            for (int i = 0; i < r.rows(); ++i) {
+                const auto n = r.u64(i, 1);
+                switch (r.i64(i, 0)) {
+                    case 0:
+                        out.pending = n;
+                        break;
+                    case 1:
+                        out.claimed = n;
+                        break;
+                    case 2:
+                        out.delivered = n;
+                        out.last_delivered = from_micros(r.i64(i, 2));
+                        break;
+                    default:
+                        out.failed = n;
+                        break;
+                }
+            }
+            return out;
+        });
+    }
+
+    std::size_t purge_webhook_deliveries(std::string_view ws, time_point before) override {
+        return run("purge_webhook_deliveries", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.wh_purge, pg::params{}.add(ws).add(micros(before)));
+            return static_cast<std::size_t>(r.affected());
+        });
+    }
+    // --- end outbound webhooks
+
 private:
+    // Takes up to `limit` due rows for `member` with `claim` ($1 workspace,
+    // $2 member, $3 now, $4 limit; RETURNING the row), in one transaction
+    // with the check of the member's lease. Oldest due first, then by id.
+    template <class Row, class Read>
+    std::vector<Row> claim_due(const char* what, std::string_view ws, std::uint64_t member,
+                               time_point now, std::size_t limit, const pg::statement& claim,
+                               Read&& read) {
+        // Not idempotent: a claim whose COMMIT was lost may hold rows, and
+        // running it again would take more (see store.hpp).
+        auto out = run(what, false, [&](pg::connection& c, attempt& a) {
+            pg::connection::pipeline p(c);
+            p.add_simple("BEGIN ISOLATION LEVEL READ COMMITTED");
+            const auto i_live = p.add(sql_.live_member, pg::params{}.add(ws).add(member));
+            std::size_t i_claim = 0;
+            if (limit > 0)
+                i_claim = p.add(claim, pg::params{}
+                                           .add(ws)
+                                           .add(member)
+                                           .add(micros(now))
+                                           .add(static_cast<std::int64_t>(std::min<std::size_t>(
+                                               limit, std::numeric_limits<std::int32_t>::max()))));
+            const auto i_commit = p.add_simple("COMMIT");
+            a.commit_sent = true;
+            auto r = p.finish();
+            if (std::string_view{PQcmdStatus(r[i_commit].get())} != "COMMIT")
+                fail(errc::store_error,
+                     fmt::format("postgres store: {}: the server rolled the transaction back",
+                                 what));
+            if (r[i_live].rows() == 0)
+                fail(errc::store_error,
+                     fmt::format("postgres store: {}: member {} has no live lease (it ran out, or "
+                                 "the member was recovered or detached); attach again before "
+                                 "claiming",
+                                 what, member));
+            std::vector<Row> rows;
+            if (limit > 0)
+                for (int i = 0; i < r[i_claim].rows(); ++i) rows.push_back(read(r[i_claim], i));
+            return rows;
+        });
+        std::sort(out.begin(), out.end(), [](const Row& x, const Row& y) {
+            return x.due_at != y.due_at ? x.due_at < y.due_at : x.id < y.id;
+        });
+        return out;
+    }
+
     // Until a table has been analysed once, the planner takes `workspace =
     // $1` for selective (0.5% of the rows) and picks plans that read every
     // row of the workspace, which costs more per commit as the ledger
@@ -1922,6 +2111,30 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
         }
         // Enrollment ops run as statements of their own, in op order (below).
         if (is_enrollment_op(op)) continue;
+        // Outbound webhook ops too; an add is checked here, before anything runs.
+        if (auto* w = std::get_if<store_ops::add_webhook_delivery>(&op)) {
+            const auto& d = w->row;
+            if (d.endpoint.empty() || d.message_id.empty() || d.event_key.empty() ||
+                d.payload.empty() || d.created_at == time_point{})
+                fail(errc::store_error,
+                     fmt::format("postgres store: commit: op {} (add_webhook_delivery): a webhook "
+                                 "delivery needs an endpoint, a message id, an event key, a "
+                                 "payload and its creation time; no op of the batch was applied",
+                                 oi));
+            continue;
+        }
+        if (auto* w = std::get_if<store_ops::end_webhook_attempt>(&op)) {
+            if (w->state == webhook_delivery_state::claimed)
+                fail(errc::store_error,
+                     fmt::format("postgres store: commit: op {} (end_webhook_attempt id {}): an "
+                                 "attempt ends pending, delivered or failed, not claimed; no op "
+                                 "of the batch was applied",
+                                 oi, w->id));
+            continue;
+        }
+        if (std::holds_alternative<store_ops::fail_webhook_deliveries>(op) ||
+            std::holds_alternative<store_ops::retry_webhook_deliveries>(op))
+            continue;
         std::visit(
             [&](auto& o) {
                 using T = std::decay_t<decltype(o)>;
@@ -2191,12 +2404,14 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     result.ops.resize(ops.size());
 
     std::size_t skip_until = 0;
+    std::size_t batched_until = 0;  // ops a batch before them applied already
     for (std::size_t oi = 0; oi < ops.size(); ++oi) {
         auto& out = result.ops[oi];
         if (oi < skip_until) {
             out.applied = false;
             continue;
         }
+        if (oi < batched_until) continue;
         std::visit(
             [&](auto& o) {
                 using T = std::decay_t<decltype(o)>;
@@ -2212,6 +2427,78 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                     // statements, inside the transaction.
                     pg_enrollments rows(c, sql_, ws_s);
                     apply_enrollment_op(rows, ops[oi], out);
+                } else if constexpr (std::is_same_v<T, store_ops::add_webhook_delivery>) {
+                    const auto& d = o.row;
+                    auto r = c.run(sql_.wh_insert,
+                                   pg::params{}
+                                       .add(ws_s)
+                                       .add(d.endpoint)
+                                       .add(d.message_id)
+                                       .add(d.event_key)
+                                       .add(d.event_type)
+                                       .add(d.payload)
+                                       .add(micros(d.created_at))
+                                       .add(micros(d.due_at == time_point{} ? d.created_at
+                                                                            : d.due_at)));
+                    out.applied = r.rows() == 1;
+                    out.webhook = out.applied ? r.u64(0, 0) : 0;
+                } else if constexpr (std::is_same_v<T, store_ops::end_webhook_attempt>) {
+                    // A run of attempt ends (the writer groups many) is one
+                    // statement: each row is ended only while its member
+                    // holds it, and a row named twice ends the run, so the
+                    // result is that of applying them one by one.
+                    (void)o;
+                    std::size_t end = oi;
+                    std::set<std::uint64_t> ids;
+                    pg::int_array rid, mem, st, due, status, at;
+                    pg::text_array detail;
+                    for (; end < ops.size(); ++end) {
+                        const auto* e = std::get_if<store_ops::end_webhook_attempt>(&ops[end]);
+                        if (!e || !ids.insert(e->id).second) break;
+                        result.ops[end].applied = false;
+                        if (e->member == 0 ||
+                            e->id > static_cast<std::uint64_t>(
+                                        std::numeric_limits<std::int64_t>::max()))
+                            continue;
+                        rid.push(static_cast<std::int64_t>(e->id));
+                        mem.push(static_cast<std::int64_t>(std::min<std::uint64_t>(
+                            e->member, std::numeric_limits<std::int64_t>::max())));
+                        st.push(static_cast<int>(e->state));
+                        due.push(micros(e->due_at));
+                        status.push(e->status);
+                        detail.push(e->detail);
+                        at.push(micros(e->at));
+                    }
+                    batched_until = end;
+                    if (detail.empty()) return;
+                    auto r = c.run(sql_.wh_end, pg::params{}
+                                                    .add(ws_s)
+                                                    .add(rid.str())
+                                                    .add(mem.str())
+                                                    .add(st.str())
+                                                    .add(due.str())
+                                                    .add(status.str())
+                                                    .add(detail.str())
+                                                    .add(at.str()));
+                    std::set<std::uint64_t> ended;
+                    for (int i = 0; i < r.rows(); ++i) ended.insert(r.u64(i, 0));
+                    for (std::size_t k = oi; k < end; ++k)
+                        result.ops[k].applied = ended.count(
+                            std::get<store_ops::end_webhook_attempt>(ops[k]).id) == 1;
+                } else if constexpr (std::is_same_v<T, store_ops::fail_webhook_deliveries>) {
+                    auto r = c.run(sql_.wh_fail, pg::params{}
+                                                     .add(ws_s)
+                                                     .add(o.endpoint)
+                                                     .add(o.detail)
+                                                     .add(micros(o.at)));
+                    out.webhook = r.affected();
+                } else if constexpr (std::is_same_v<T, store_ops::retry_webhook_deliveries>) {
+                    auto r = c.run(sql_.wh_retry, pg::params{}
+                                                      .add(ws_s)
+                                                      .add(o.endpoint)
+                                                      .add(micros(o.since))
+                                                      .add(micros(o.at)));
+                    out.webhook = r.affected();
                 } else if constexpr (std::is_same_v<T, store_ops::put_object>) {
                     objects_out[{o.object.kind, o.object.id}] = o.object.json;
                     object_seq[{o.object.kind, o.object.id}] = change_seq;

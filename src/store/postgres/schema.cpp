@@ -248,8 +248,37 @@ CREATE TABLE {s}.enrollment_messages (
 );
 )sql";
 
+// Outbound webhooks: the outbox, one row per event and endpoint, ids from
+// a sequence of their own. The partial indexes stay as small as the rows
+// in their state, as the queue's do.
+constexpr std::string_view step_8 = R"sql(
+CREATE SEQUENCE {s}.webhook_outbox_ids;
+CREATE TABLE {s}.webhook_outbox (
+  workspace    text COLLATE "C" NOT NULL,
+  id           bigint NOT NULL,
+  endpoint     text COLLATE "C" NOT NULL,
+  message_id   text NOT NULL,
+  event_key    text COLLATE "C" NOT NULL,
+  event_type   text NOT NULL,
+  payload      text NOT NULL,
+  created_at   bigint NOT NULL,
+  due_at       bigint NOT NULL,
+  state        smallint NOT NULL,
+  attempts     bigint NOT NULL,
+  claimed_by   bigint NOT NULL,
+  last_status  integer NOT NULL,
+  detail       text NOT NULL,
+  updated_at   bigint NOT NULL,
+  PRIMARY KEY (workspace, id)
+);
+CREATE UNIQUE INDEX webhook_outbox_event ON {s}.webhook_outbox (workspace, endpoint, event_key);
+CREATE INDEX webhook_outbox_due ON {s}.webhook_outbox (workspace, due_at, id) WHERE state = 0;
+CREATE INDEX webhook_outbox_claimed ON {s}.webhook_outbox (workspace, claimed_by) WHERE state = 1;
+CREATE INDEX webhook_outbox_ended ON {s}.webhook_outbox (workspace, updated_at) WHERE state >= 2;
+)sql";
+
 constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4,
-                                      step_5, step_6, step_7};
+                                      step_5, step_6, step_7, step_8};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

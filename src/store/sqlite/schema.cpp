@@ -351,6 +351,32 @@ CREATE TABLE enrollment_messages (
     PRIMARY KEY (workspace, message_id)
 ) WITHOUT ROWID;
 )sql"},
+    {8, R"sql(
+-- Outbound webhooks: the outbox, one row per event and endpoint. Ids from
+-- AUTOINCREMENT are never given again. The partial indexes stay as small
+-- as the rows in their state, as the queue's do.
+CREATE TABLE webhook_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    event_key TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,  -- microseconds since the Unix epoch, as every time here
+    due_at INTEGER NOT NULL,
+    state INTEGER NOT NULL,       -- 0 pending, 1 claimed, 2 delivered, 3 failed
+    attempts INTEGER NOT NULL,
+    claimed_by INTEGER NOT NULL,  -- members.id while claimed, else 0
+    last_status INTEGER NOT NULL,
+    detail TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX webhook_outbox_event ON webhook_outbox (workspace, endpoint, event_key);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (workspace, due_at, id) WHERE state = 0;
+CREATE INDEX webhook_outbox_claimed ON webhook_outbox (workspace, claimed_by) WHERE state = 1;
+CREATE INDEX webhook_outbox_ended ON webhook_outbox (workspace, updated_at) WHERE state >= 2;
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

@@ -94,12 +94,39 @@ queued_send read_queued(const SQLite::Statement& s) {
     return q;
 }
 
-// Claims come back from RETURNING in no promised order.
-void sort_by_due(std::vector<queued_send>& items) {
-    std::sort(items.begin(), items.end(), [](const queued_send& a, const queued_send& b) {
-        return a.due_at != b.due_at ? a.due_at < b.due_at : a.id < b.id;
-    });
+// --- outbound webhooks
+constexpr const char* outbox_columns =
+    "id, endpoint, message_id, event_key, event_type, payload, created_at, due_at, state, "
+    "attempts, claimed_by, last_status, detail, updated_at";
+
+std::int64_t delivery_state_code(webhook_delivery_state s) noexcept {
+    return static_cast<std::int64_t>(s);
 }
+
+webhook_delivery_state delivery_state_from_code(std::int64_t c) {
+    if (c < 0 || c > 3) fail(errc::store_corrupt, fmt::format("webhook delivery state {}", c));
+    return static_cast<webhook_delivery_state>(c);
+}
+
+webhook_delivery read_delivery(const SQLite::Statement& s) {
+    webhook_delivery d;
+    d.id = static_cast<std::uint64_t>(integer(s, 0));
+    d.endpoint = text(s, 1);
+    d.message_id = text(s, 2);
+    d.event_key = text(s, 3);
+    d.event_type = text(s, 4);
+    d.payload = text(s, 5);
+    d.created_at = from_micros(integer(s, 6));
+    d.due_at = from_micros(integer(s, 7));
+    d.state = delivery_state_from_code(integer(s, 8));
+    d.attempts = static_cast<std::uint32_t>(integer(s, 9));
+    d.claimed_by = static_cast<std::uint64_t>(integer(s, 10));
+    d.last_status = static_cast<int>(integer(s, 11));
+    d.detail = text(s, 12);
+    d.updated_at = from_micros(integer(s, 13));
+    return d;
+}
+// --- end outbound webhooks
 
 constexpr const char* suppression_columns = "kind, value, reason, source, created_at";
 
@@ -321,6 +348,18 @@ std::string describe(const store_op& op) {
         std::string operator()(const store_ops::advance_enrollment& o) const {
             return fmt::format("advance_enrollment id {}", o.id);
         }
+        std::string operator()(const store_ops::add_webhook_delivery& o) const {
+            return fmt::format("add_webhook_delivery for endpoint {}", o.row.endpoint);
+        }
+        std::string operator()(const store_ops::end_webhook_attempt& o) const {
+            return fmt::format("end_webhook_attempt id {}", o.id);
+        }
+        std::string operator()(const store_ops::fail_webhook_deliveries& o) const {
+            return fmt::format("fail_webhook_deliveries for endpoint {}", o.endpoint);
+        }
+        std::string operator()(const store_ops::retry_webhook_deliveries& o) const {
+            return fmt::format("retry_webhook_deliveries for endpoint {}", o.endpoint);
+        }
     };
     return std::visit(visitor{}, op);
 }
@@ -492,7 +531,29 @@ public:
                                         queue_columns)),
           requeue_(db_,
                    "UPDATE queue SET state = 0, claimed_by = 0, detail = ?3, updated_at = ?4 "
-                   "WHERE workspace = ?1 AND state = 1 AND claimed_by = ?2") {}
+                   "WHERE workspace = ?1 AND state = 1 AND claimed_by = ?2"),
+          // --- outbound webhooks
+          insert_delivery_(db_,
+                           "INSERT INTO webhook_outbox (workspace, endpoint, message_id, "
+                           "event_key, event_type, payload, created_at, due_at, state, attempts, "
+                           "claimed_by, last_status, detail, updated_at) VALUES (?1, ?2, ?3, ?4, "
+                           "?5, ?6, ?7, ?8, 0, 0, 0, 0, '', ?7) ON CONFLICT (workspace, endpoint, "
+                           "event_key) DO NOTHING RETURNING id"),
+          end_attempt_(db_,
+                       "UPDATE webhook_outbox SET state = ?4, claimed_by = 0, due_at = ?5, "
+                       "last_status = ?6, detail = ?7, updated_at = ?8 WHERE workspace = ?1 AND "
+                       "id = ?2 AND state = 1 AND claimed_by = ?3"),
+          claim_deliveries_(db_,
+                            fmt::format("UPDATE webhook_outbox SET state = 1, claimed_by = ?2, "
+                                        "attempts = attempts + 1, updated_at = ?3 WHERE id IN "
+                                        "(SELECT id FROM webhook_outbox WHERE workspace = ?1 AND "
+                                        "state = 0 AND due_at <= ?3 ORDER BY due_at, id LIMIT ?4) "
+                                        "RETURNING {}",
+                                        outbox_columns)),
+          requeue_deliveries_(db_,
+                              "UPDATE webhook_outbox SET state = 0, claimed_by = 0, detail = ?3, "
+                              "updated_at = ?4 WHERE workspace = ?1 AND state = 1 AND "
+                              "claimed_by = ?2") {}
 
     store_snapshot load(std::string_view workspace, time_point since) override {
         return load_state(workspace, since, nullptr);
@@ -1029,14 +1090,19 @@ public:
         });
     }
 
-    std::vector<queued_send> claim_queued(std::string_view workspace, std::uint64_t member,
-                                          time_point now, std::size_t limit) override {
+private:
+    // Takes up to `limit` due rows for `member` with `claim` (?1 workspace,
+    // ?2 member, ?3 now, ?4 limit; RETURNING the row), under the write
+    // lock, so that the member's lease and the rows are read and taken on
+    // one state no other connection changes. Oldest due first, then by id.
+    template <class Row, class Read>
+    std::vector<Row> claim_due(const char* what, std::string_view workspace, std::uint64_t member,
+                               time_point now, std::size_t limit, SQLite::Statement& claim,
+                               Read&& read) {
         const std::lock_guard lock(mutex_);
         const std::string ws(workspace);
-        return guarded("claim_queued", [&] {
-            std::vector<queued_send> out;
-            // Under the write lock, so that the member's lease and the items
-            // are read and taken on one state no other connection changes.
+        return guarded(what, [&] {
+            std::vector<Row> out;
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             {
                 statement_use q(live_member_);
@@ -1045,24 +1111,34 @@ public:
                 q->bind(3, micros(store_now()));
                 if (!q->executeStep() || integer(*q, 0) == 0)
                     fail(errc::store_error,
-                         fmt::format("sqlite store: claim_queued: member {} has no live lease "
-                                     "(it ran out, or the member was recovered or detached); "
-                                     "attach again before claiming",
-                                     member));
+                         fmt::format("sqlite store: {}: member {} has no live lease (it ran out, "
+                                     "or the member was recovered or detached); attach again "
+                                     "before claiming",
+                                     what, member));
             }
             if (limit == 0) return out;
             {
-                statement_use q(claim_queued_);
+                statement_use q(claim);
                 q->bindNoCopy(1, ws);
                 q->bind(2, static_cast<std::int64_t>(member));
                 q->bind(3, micros(now));
                 q->bind(4, integer_key_or_max(limit));
-                while (q->executeStep()) out.push_back(read_queued(*q));
+                while (q->executeStep()) out.push_back(read(*q));
             }
             tx.commit();
-            sort_by_due(out);
+            // RETURNING gives them in no promised order.
+            std::sort(out.begin(), out.end(), [](const Row& a, const Row& b) {
+                return a.due_at != b.due_at ? a.due_at < b.due_at : a.id < b.id;
+            });
             return out;
         });
+    }
+
+public:
+    std::vector<queued_send> claim_queued(std::string_view workspace, std::uint64_t member,
+                                          time_point now, std::size_t limit) override {
+        return claim_due<queued_send>("claim_queued", workspace, member, now, limit, claim_queued_,
+                                      read_queued);
     }
 
     std::optional<queued_send> find_queued(std::string_view workspace, std::uint64_t id) override {
@@ -1167,6 +1243,105 @@ public:
             return static_cast<std::size_t>(q.exec());
         });
     }
+
+    // --- outbound webhooks ------------------------------------------------------
+
+    std::vector<webhook_delivery> claim_webhook_deliveries(std::string_view workspace,
+                                                           std::uint64_t member, time_point now,
+                                                           std::size_t limit) override {
+        return claim_due<webhook_delivery>("claim_webhook_deliveries", workspace, member, now,
+                                           limit, claim_deliveries_, read_delivery);
+    }
+
+    std::optional<webhook_delivery> find_webhook_delivery(std::string_view workspace,
+                                                          std::uint64_t id) override {
+        if (id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return std::nullopt;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("find_webhook_delivery", [&]() -> std::optional<webhook_delivery> {
+            SQLite::Statement q(db_, fmt::format("SELECT {} FROM webhook_outbox WHERE "
+                                                 "workspace = ?1 AND id = ?2",
+                                                 outbox_columns));
+            q.bindNoCopy(1, ws);
+            q.bind(2, static_cast<std::int64_t>(id));
+            if (!q.executeStep()) return std::nullopt;
+            return read_delivery(q);
+        });
+    }
+
+    void for_each_webhook_delivery(
+        std::string_view workspace, const webhook_delivery_filter& filter,
+        const std::function<void(const webhook_delivery&)>& fn) override {
+        if (filter.after_id >= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return;
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        SQLite::Statement q = guarded("for_each_webhook_delivery", [&] {
+            SQLite::Statement s(
+                db_, fmt::format("SELECT {} FROM webhook_outbox WHERE workspace = ?1 AND id > ?2 "
+                                 "AND (?3 < 0 OR state = ?3) AND (?4 = '' OR endpoint = ?4) "
+                                 "ORDER BY id LIMIT ?5",
+                                 outbox_columns));
+            s.bindNoCopy(1, ws);
+            s.bind(2, static_cast<std::int64_t>(filter.after_id));
+            s.bind(3, filter.state ? delivery_state_code(*filter.state) : std::int64_t{-1});
+            s.bindNoCopy(4, filter.endpoint);
+            s.bind(5, filter.limit == 0 ? std::int64_t{-1} : integer_key_or_max(filter.limit));
+            return s;
+        });
+        while (guarded("for_each_webhook_delivery", [&] { return q.executeStep(); }))
+            fn(read_delivery(q));
+    }
+
+    webhook_delivery_counts count_webhook_deliveries(std::string_view workspace,
+                                                     std::string_view endpoint) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        const std::string ep(endpoint);
+        return guarded("count_webhook_deliveries", [&] {
+            webhook_delivery_counts out;
+            SQLite::Statement q(db_,
+                                "SELECT state, count(*), max(updated_at) FROM webhook_outbox "
+                                "WHERE workspace = ?1 AND (?2 = '' OR endpoint = ?2) "
+                                "GROUP BY state");
+            q.bindNoCopy(1, ws);
+            q.bindNoCopy(2, ep);
+            while (q.executeStep()) {
+                const auto n = static_cast<std::uint64_t>(integer(q, 1));
+                switch (delivery_state_from_code(integer(q, 0))) {
+                    case webhook_delivery_state::pending:
+                        out.pending = n;
+                        break;
+                    case webhook_delivery_state::claimed:
+                        out.claimed = n;
+                        break;
+                    case webhook_delivery_state::delivered:
+                        out.delivered = n;
+                        out.last_delivered = from_micros(integer(q, 2));
+                        break;
+                    case webhook_delivery_state::failed:
+                        out.failed = n;
+                        break;
+                }
+            }
+            return out;
+        });
+    }
+
+    std::size_t purge_webhook_deliveries(std::string_view workspace, time_point before) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("purge_webhook_deliveries", [&] {
+            SQLite::Statement q(db_,
+                                "DELETE FROM webhook_outbox WHERE workspace = ?1 AND state >= 2 "
+                                "AND updated_at < ?2");
+            q.bindNoCopy(1, ws);
+            q.bind(2, micros(before));
+            return static_cast<std::size_t>(q.exec());
+        });
+    }
+    // --- end outbound webhooks
 
     std::optional<enrollment> find_enrollment(std::string_view workspace,
                                               std::uint64_t id) override {
@@ -1963,6 +2138,72 @@ private:
         result.applied = q->exec() == 1;
     }
 
+    // --- outbound webhooks ------------------------------------------------------
+
+    void apply(batch& b, const store_ops::add_webhook_delivery& op, op_result& result) {
+        const auto& d = op.row;
+        if (d.endpoint.empty() || d.message_id.empty() || d.event_key.empty() ||
+            d.payload.empty())
+            throw invalid_op("a webhook delivery needs an endpoint, a message id, an event key "
+                             "and a payload");
+        if (d.created_at == time_point{})
+            throw invalid_op("a webhook delivery needs its creation time");
+        statement_use q(insert_delivery_);
+        q->bindNoCopy(1, b.ws);
+        q->bindNoCopy(2, d.endpoint);
+        q->bindNoCopy(3, d.message_id);
+        q->bindNoCopy(4, d.event_key);
+        q->bindNoCopy(5, d.event_type);
+        q->bindNoCopy(6, d.payload);
+        q->bind(7, micros(d.created_at));
+        q->bind(8, micros(d.due_at == time_point{} ? d.created_at : d.due_at));
+        // With RETURNING, the insert is done by the first step.
+        result.applied = q->executeStep();
+        result.webhook = result.applied ? static_cast<std::uint64_t>(integer(*q, 0)) : 0;
+    }
+
+    void apply(batch& b, const store_ops::end_webhook_attempt& op, op_result& result) {
+        if (op.state == webhook_delivery_state::claimed)
+            throw invalid_op("a webhook attempt ends pending, delivered or failed, not claimed");
+        result.applied = false;
+        if (op.member == 0 ||
+            op.id > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+            return;
+        statement_use q(end_attempt_);
+        q->bindNoCopy(1, b.ws);
+        q->bind(2, static_cast<std::int64_t>(op.id));
+        q->bind(3, integer_key_or_max(op.member));
+        q->bind(4, delivery_state_code(op.state));
+        q->bind(5, micros(op.due_at));
+        q->bind(6, op.status);
+        q->bindNoCopy(7, op.detail);
+        q->bind(8, micros(op.at));
+        result.applied = q->exec() == 1;
+    }
+
+    void apply(batch& b, const store_ops::fail_webhook_deliveries& op, op_result& result) {
+        SQLite::Statement q(db_,
+                            "UPDATE webhook_outbox SET state = 3, detail = ?3, updated_at = ?4 "
+                            "WHERE workspace = ?1 AND endpoint = ?2 AND state = 0");
+        q.bindNoCopy(1, b.ws);
+        q.bindNoCopy(2, op.endpoint);
+        q.bindNoCopy(3, op.detail);
+        q.bind(4, micros(op.at));
+        result.webhook = static_cast<std::uint64_t>(q.exec());
+    }
+
+    void apply(batch& b, const store_ops::retry_webhook_deliveries& op, op_result& result) {
+        SQLite::Statement q(db_,
+                            "UPDATE webhook_outbox SET state = 0, attempts = 0, due_at = ?4, "
+                            "detail = '', updated_at = ?4 WHERE workspace = ?1 AND endpoint = ?2 "
+                            "AND state = 3 AND created_at >= ?3");
+        q.bindNoCopy(1, b.ws);
+        q.bindNoCopy(2, op.endpoint);
+        q.bind(3, micros(op.since));
+        q.bind(4, micros(op.at));
+        result.webhook = static_cast<std::uint64_t>(q.exec());
+    }
+
     // --- enrollments ---------------------------------------------------------
 
     template <class Op>
@@ -2008,6 +2249,16 @@ private:
             for (const std::int64_t owner : owners) {
                 if (owner != 0) {
                     statement_use q(requeue_);
+                    q->bindNoCopy(1, ws);
+                    q->bind(2, owner);
+                    q->bindNoCopy(3, requeued);
+                    q->bind(4, micros(now));
+                    q->exec();
+                }
+                if (owner != 0) {
+                    // Outbound webhooks: a dead member's attempts go back
+                    // to pending, due when they were.
+                    statement_use q(requeue_deliveries_);
                     q->bindNoCopy(1, ws);
                     q->bind(2, owner);
                     q->bindNoCopy(3, requeued);
@@ -2092,6 +2343,11 @@ private:
     SQLite::Statement claim_queued_;
     SQLite::Statement find_queued_;
     SQLite::Statement requeue_;
+    // --- outbound webhooks
+    SQLite::Statement insert_delivery_;
+    SQLite::Statement end_attempt_;
+    SQLite::Statement claim_deliveries_;
+    SQLite::Statement requeue_deliveries_;
     std::unordered_map<std::string, std::int64_t> numbers_;
     std::unordered_map<std::int64_t, key_ids> keys_;  // by workspace number
     // Reused by every commit, so the hot path allocates nothing of its own.
