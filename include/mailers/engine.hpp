@@ -27,6 +27,7 @@
 #include <mailers/delivery_report.hpp>
 #include <mailers/error.hpp>
 #include <mailers/event.hpp>
+#include <mailers/forecast.hpp>
 #include <mailers/logger.hpp>
 #include <mailers/mailbox.hpp>
 #include <mailers/message.hpp>
@@ -591,6 +592,20 @@ public:
     std::optional<campaign_info> find_campaign(const std::string& id) const;
     /// Every started campaign, in id order.
     std::vector<campaign_info> campaigns() const;
+
+    /// A dry run (mailers/forecast.hpp): what `req` would send, when and
+    /// from which mailbox, and what holds each message back, decided by a
+    /// private engine on a simulated clock over a private in-memory copy of
+    /// the workspace's configuration, suppressions, pauses, recent sends
+    /// and waiting queue. The workspace's store is only read: nothing is
+    /// sent, stored or audited, and no permission is needed. Input the real
+    /// call would refuse (a bad campaign, an unknown sequence, a contact
+    /// lacking a variable) throws as it would there; a suppressed contact
+    /// is reported unsent. Blocking, on the calling thread (never the host's
+    /// executor); it takes real time roughly in proportion to the messages
+    /// and distinct due times simulated, about as long as draining them
+    /// through an in-memory store.
+    forecast_plan forecast(const forecast_request& req) const;
 
     // --- end of campaigns ----------------------------------------------------
 

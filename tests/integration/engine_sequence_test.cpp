@@ -1081,3 +1081,133 @@ TEST_CASE("campaign: two engines on PostgreSQL send each recipient once") {
     if (!p) return;
     one_campaign_two_engines(env, [&] { return open_postgres_store(*p); });
 }
+
+// --- forecast -------------------------------------------------------------------
+
+namespace {
+
+/// What the workspace's store holds, to show a forecast changed none of it.
+struct store_marks {
+    std::size_t audit = 0, sends = 0;
+    queue_summary queue;
+    std::size_t campaigns = 0, enrollments = 0, suppressions = 0;
+    friend bool operator==(const store_marks&, const store_marks&) = default;
+};
+
+store_marks marks_of(engine& eng, store& st, const std::string& ws) {
+    store_marks m;
+    m.audit = eng.audit_log().size();
+    st.for_each_send(ws, time_point{}, time_point::max(), [&](const ledger_row&) { ++m.sends; });
+    m.queue = eng.queue_counts();
+    m.campaigns = eng.campaigns().size();
+    m.enrollments = eng.enrollments().size();
+    m.suppressions = eng.suppression_count();
+    return m;
+}
+
+using mailbox_days = std::map<std::pair<std::string, std::int64_t>, int>;
+
+}  // namespace
+
+TEST_CASE("forecast: a campaign's plan is what the real run then sends, and changes nothing") {
+    db_file db("forecast-campaign");
+    seq_env env;
+    auto st = open_sqlite_store({db.path.string(), open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 10, 30);
+    eng->suppress(env.admin, suppression_kind::address, rcpt(7), suppression_reason::unsubscribe);
+    constexpr int n = 1000;
+    const auto cfg = campaign_of("launch", "sdr", n);
+    const auto before = marks_of(*eng, *st, env.workspace);
+    forecast_request fr;
+    fr.campaign = cfg;
+    fr.horizon = std::chrono::hours(24 * 10);
+    const auto plan = eng->forecast(fr);
+    CHECK(marks_of(*eng, *st, env.workspace) == before);
+    CHECK(env.capture->count() == 0);
+    CHECK(plan.complete);
+    REQUIRE(plan.sends.size() == n - 1);
+    REQUIRE(plan.unsent.size() == 1);
+    CHECK(plan.unsent.front().recipient == rcpt(7));
+    CHECK(plan.unsent.front().reason == "suppressed");
+    mailbox_days planned;
+    std::map<std::string, int> bound;
+    for (const auto& p : plan.sends) {
+        ++planned[{p.mailbox, day_of(p.at)}];
+        ++bound[p.bound];
+        CHECK(p.origin == "campaign:launch");
+        CHECK_FALSE(p.existing);
+    }
+    CHECK(bound[""] == 300);
+    CHECK(bound["cap"] == n - 1 - 300);
+    REQUIRE(plan.last.has_value());
+    CHECK(day_of(*plan.last) - day_of(plan.start) == 3);
+    // The real run under the same clock.
+    eng->start_campaign(env.admin, cfg);
+    jump_until(env, *eng, *st, [&] { return eng->campaign_progress("launch").finished(); });
+    mailbox_days real;
+    time_point last{};
+    for (const auto& o : env.capture->sent()) {
+        ++real[{o.mailbox_id, day_of(*o.msg.date)}];
+        last = std::max(last, *o.msg.date);
+    }
+    CHECK(real == planned);
+    CHECK(day_of(last) == day_of(*plan.last));
+}
+
+TEST_CASE("forecast: a sequence starts from today's sends, waits its delays, skips the suppressed") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    eng->upsert_mailbox(env.admin, env.mailbox("rep1", {rate_limit::per_day(2, window_kind::calendar)}));
+    eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    // One of today's two sends is already made; another waits in the queue.
+    send_request r;
+    r.mailbox = "rep1";
+    r.to = contact("earlier@prospect.example");
+    r.subject = "Earlier";
+    r.text = "Hi";
+    eng->enqueue(r);
+    env.settle(*eng, *st);
+    REQUIRE(env.capture->count() == 1);
+    r.to = contact("queued@prospect.example");
+    enqueue_options later;
+    later.not_before = env.clock->now() + 48h;
+    eng->enqueue(r, later);
+    eng->suppress(env.admin, suppression_kind::address, rcpt(2), suppression_reason::hard_bounce);
+    const auto before = marks_of(*eng, *st, env.workspace);
+    forecast_request fr;
+    fr.sequence_id = "s1";
+    for (int i = 0; i < 3; ++i) fr.contacts.push_back({contact(rcpt(i)), {}, ""});
+    fr.horizon = std::chrono::hours(24 * 14);
+    const auto plan = eng->forecast(fr);
+    CHECK(marks_of(*eng, *st, env.workspace) == before);
+    CHECK(plan.complete);
+    REQUIRE(plan.unsent.size() == 1);
+    CHECK(plan.unsent.front().recipient == rcpt(2));
+    CHECK(plan.unsent.front().reason == "suppressed");
+    std::map<std::int64_t, int> per_day;
+    int existing = 0;
+    for (const auto& p : plan.sends) {
+        CHECK(p.mailbox == "rep1");
+        ++per_day[day_of(p.at)];
+        existing += p.existing;
+    }
+    CHECK(existing == 1);
+    CHECK(plan.sends.size() == 5);  // 2 contacts x 2 steps, and the queued send
+    for (auto [d, k] : per_day) CHECK(k + (d == day_of(plan.start)) <= 2);
+    // Today's one free slot goes to the first contact's first step; the
+    // second waits for the cap.
+    const auto first = std::find_if(plan.sends.begin(), plan.sends.end(),
+                                    [](const planned_send& p) { return !p.existing; });
+    CHECK(day_of(first->at) == day_of(plan.start));
+    CHECK(first->step == 1);
+    CHECK(first->bound == "");
+    int capped = 0;
+    for (const auto& p : plan.sends) capped += p.bound == "cap";
+    CHECK(capped >= 1);
+    for (const auto& p : plan.sends)
+        if (p.step == 2) CHECK(p.at - p.due < std::chrono::hours(24 * 3));
+    REQUIRE(plan.last.has_value());
+    CHECK(*plan.last > plan.start + std::chrono::hours(48));
+}
