@@ -968,6 +968,7 @@ TEST_CASE("campaign: bad input is refused with a clear error and changes nothing
     refused(c, errc::invalid_argument, "CR or LF");
     // Started once, the id holds that definition.
     eng->start_campaign(env.admin, campaign_of("c1", "sdr", 5));
+    env.settle(*eng, *st);
     const auto queued = eng->queue_counts();
     c = campaign_of("c1", "sdr", 6);
     std::string what;
@@ -1029,6 +1030,35 @@ TEST_CASE("campaign: suppressed at start and mid-run, duplicates in the list, ca
     }
     CHECK(audited_start);
     CHECK(audited_cancel);
+}
+
+TEST_CASE("campaign: starting and cancelling need enqueue over the campaign's pool") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 1, 30);
+    pool_config other;
+    other.id = "other";
+    other.mailboxes = {"rep0"};
+    eng->upsert_pool(env.admin, other);
+    eng->put_role(env.admin, {"admin", {permission::manage_access}});
+    eng->put_role(env.admin, {"sender", {permission::enqueue, permission::send}});
+    eng->grant_access(env.admin, {env.admin.id, "admin", {}});
+    eng->grant_access(env.admin, {"bob", "sender", {access_scope::kind::pool, "other"}});
+    eng->set_access_control(env.admin, true);
+    const principal bob{"bob", "Bob"};
+    CHECK(code_of([&] { eng->start_campaign(bob, campaign_of("c3", "sdr", 3)); }) ==
+          errc::permission_denied);
+    CHECK(eng->queue_counts() == queue_summary{});
+    CHECK(eng->campaigns().empty());
+    auto later = campaign_of("c3", "other", 3);
+    later.not_before = env.clock->now() + 1h;
+    eng->start_campaign(bob, later);
+    CHECK(eng->campaign_progress("c3").total == 3);
+    eng->grant_access(env.admin, {"eve", "sender", {access_scope::kind::pool, "sdr"}});
+    CHECK(code_of([&] { eng->cancel_campaign({"eve", "Eve"}, "c3"); }) ==
+          errc::permission_denied);
+    CHECK(eng->cancel_campaign(bob, "c3") == 3);
 }
 
 namespace {
