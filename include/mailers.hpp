@@ -4,6 +4,7 @@
 #include <mailers/access.hpp>
 #include <mailers/address.hpp>
 #include <mailers/audit.hpp>
+#include <mailers/campaign.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/delivery_report.hpp>
@@ -11,6 +12,7 @@
 #include <mailers/engine.hpp>
 #include <mailers/error.hpp>
 #include <mailers/event.hpp>
+#include <mailers/forecast.hpp>
 #include <mailers/logger.hpp>
 #include <mailers/mailbox.hpp>
 #include <mailers/message.hpp>
