@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "engine_fixture.hpp"
+#include "forwarding_store.hpp"
 
 using namespace mailers;
 using namespace mailers_test;
@@ -1059,6 +1060,53 @@ TEST_CASE("campaign: starting and cancelling need enqueue over the campaign's po
     CHECK(code_of([&] { eng->cancel_campaign({"eve", "Eve"}, "c3"); }) ==
           errc::permission_denied);
     CHECK(eng->cancel_campaign(bob, "c3") == 3);
+}
+
+namespace {
+
+// Fails every commit that queues sends once `allowed` of them went through,
+// as a process killed part way through a start would leave it.
+class cut_short_store final : public forwarding_store {
+public:
+    using forwarding_store::forwarding_store;
+    commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
+        if (!ops.empty() && std::holds_alternative<store_ops::enqueue>(ops.front()) &&
+            allowed-- <= 0)
+            throw exception(make_error_code(errc::store_error), "injected: connection lost");
+        return inner_->commit(ws, ops);
+    }
+    std::atomic<int> allowed{1 << 30};
+};
+
+}  // namespace
+
+TEST_CASE("campaign: a start cut short shows what is not queued; starting again finishes it") {
+    seq_env env;
+    auto st = std::make_shared<cut_short_store>(open_sqlite_store({":memory:", open_mode::create}));
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 2, 1000);
+    constexpr int n = 1234;  // three commits of queued sends
+    auto cfg = campaign_of("big", "sdr", n);
+    cfg.not_before = env.clock->now() + 1h;
+    st->allowed = 1;
+    CHECK(code_of([&] { eng->start_campaign(env.admin, cfg); }) == errc::store_error);
+    auto p = eng->campaign_progress("big");
+    CHECK(p.total == n);
+    CHECK(p.waiting == 500);
+    CHECK(p.not_queued == n - 500);
+    CHECK(p.remaining == n);
+    st->allowed = 1 << 30;
+    eng->start_campaign(env.admin, cfg);
+    eng->start_campaign(env.admin, cfg);
+    p = eng->campaign_progress("big");
+    CHECK(p.waiting == n);
+    CHECK(p.not_queued == 0);
+    jump_until(env, *eng, *st, [&] { return eng->campaign_progress("big").finished(); });
+    std::map<std::string, int> per_address;
+    for (const auto& o : env.capture->sent()) ++per_address[o.msg.to.front().addr_spec()];
+    CHECK(per_address.size() == n);
+    for (const auto& [a, k] : per_address) CHECK(k == 1);
+    CHECK(eng->campaign_progress("big").sent == n);
 }
 
 namespace {
