@@ -9,8 +9,8 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <iostream>
-#include <map>
 #include <mailers.hpp>
+#include <map>
 #include <string>
 
 namespace asio = boost::asio;
@@ -61,9 +61,9 @@ int main() {
                  .text = "We shipped the thing you asked about, {{first_name|friend}}."};
     c.pool = "sdr";
     for (int i = 0; i < 200; ++i)
-        c.recipients.push_back({*mailers::parse_address("lead" + std::to_string(i) +
-                                                        "@example.com"),
-                                {{"first_name", "Lead " + std::to_string(i)}}});
+        c.recipients.push_back(
+            {*mailers::parse_address("lead" + std::to_string(i) + "@example.com"),
+             {{"first_name", "Lead " + std::to_string(i)}}});
 
     // The dry run.
     mailers::forecast_request fr;

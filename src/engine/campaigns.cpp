@@ -75,10 +75,10 @@ struct checked_recipient {
 /// computes the same one.
 std::string digest_of(const campaign_config& c, const std::vector<checked_recipient>& list) {
     std::string bytes;
-    for (std::string_view f : {std::string_view(c.id), std::string_view(c.name),
-                               std::string_view(c.content.subject), std::string_view(c.content.text),
-                               std::string_view(c.content.html), std::string_view(c.pool),
-                               std::string_view(c.mailbox)})
+    for (std::string_view f :
+         {std::string_view(c.id), std::string_view(c.name), std::string_view(c.content.subject),
+          std::string_view(c.content.text), std::string_view(c.content.html),
+          std::string_view(c.pool), std::string_view(c.mailbox)})
         put_field(bytes, f);
     put_field(bytes, c.reply_to ? c.reply_to->addr_spec() : "");
     put_field(bytes, c.reply_to ? c.reply_to->display_name : "");
@@ -139,8 +139,8 @@ campaign_info engine::start_campaign(const principal& who, const campaign_config
              fmt::format("a campaign id must be 1 to {} of A-Z a-z 0-9 . _ -; nothing was queued",
                          max_campaign_id_size));
     if (!mime::is_valid_utf8(cfg.name) || has_control_char(cfg.name))
-        refuse(errc::invalid_argument, cfg.id, {"the name must be UTF-8 without control characters"},
-               1);
+        refuse(errc::invalid_argument, cfg.id,
+               {"the name must be UTF-8 without control characters"}, 1);
     if (cfg.pool.empty() == cfg.mailbox.empty())
         refuse(errc::invalid_argument, cfg.id, {"name exactly one of a pool and a mailbox"}, 1);
     {
@@ -148,8 +148,7 @@ campaign_info engine::start_campaign(const principal& who, const campaign_config
         if (!cfg.pool.empty() && !s.pools.count(cfg.pool))
             refuse(errc::unknown_pool, cfg.id, {fmt::format("no pool '{}'", cfg.pool)}, 1);
         if (!cfg.mailbox.empty() && !s.mailboxes.count(cfg.mailbox))
-            refuse(errc::unknown_mailbox, cfg.id, {fmt::format("no mailbox '{}'", cfg.mailbox)},
-                   1);
+            refuse(errc::unknown_mailbox, cfg.id, {fmt::format("no mailbox '{}'", cfg.mailbox)}, 1);
     }
     if (cfg.recipients.empty()) refuse(errc::invalid_argument, cfg.id, {"the list is empty"}, 1);
     if (cfg.recipients.size() > max_campaign_recipients)
@@ -200,18 +199,15 @@ campaign_info engine::start_campaign(const principal& who, const campaign_config
     }
     if (bad > 0) refuse(code, cfg.id, problems, bad);
 
-    // Rendered and checked as a send before anything is stored.
+    // Each send is rendered and checked before anything is stored, then
+    // rendered again batch by batch as it is queued, so a long list never
+    // holds every message in memory at once.
     const auto now = s.clk->now();
     const auto origin = campaign_origin(cfg.id);
-    std::vector<queued_send> items;
-    items.reserve(list.size());
-    std::uint64_t suppressed = 0;
-    for (std::size_t i = 0; i < list.size(); ++i) {
+    // Recipient i's item, or why not; a suppressed recipient is refused
+    // unless `anyway` (its item is then checked again at hand-off).
+    const auto build = [&](std::size_t i, bool anyway, queued_send& item) -> error_code {
         const auto& r = list[i];
-        if (s.suppressed(r.key)) {
-            ++suppressed;
-            continue;
-        }
         send_request req;
         req.pool = cfg.pool;
         req.mailbox = cfg.mailbox;
@@ -231,25 +227,21 @@ campaign_info engine::start_campaign(const principal& who, const campaign_config
             problem(out.error() == errc::message_too_large ? errc::message_too_large
                                                            : errc::invalid_argument,
                     fmt::format("recipient {} ({}): {}", i + 1, r.key, terr.to_string()));
-            continue;
+            return out.error();
         }
         req.subject = std::move(out->subject);
         req.text = std::move(out->text);
         req.html = std::move(out->html);
         std::string why, domain;
-        if (auto ec = s.check_send(req, why, domain)) {
-            if (ec == errc::suppressed) {
-                ++suppressed;
-                continue;
-            }
+        if (auto ec = s.check_send(req, why, domain); ec && !(anyway && ec == errc::suppressed)) {
+            if (ec == errc::suppressed) return ec;
             if (ec == errc::permission_denied) throw exception(ec, why);
             errc c = errc::invalid_argument;
             for (auto e : {errc::invalid_address, errc::header_injection, errc::message_too_large})
                 if (ec == e) c = e;
             problem(c, fmt::format("recipient {} ({}): {}", i + 1, r.key, why));
-            continue;
+            return ec;
         }
-        queued_send item;
         item.idempotency_key = req.idempotency_key;
         item.pool = req.pool;
         item.mailbox = req.mailbox;
@@ -258,7 +250,16 @@ campaign_info engine::start_campaign(const principal& who, const campaign_config
         item.enqueued_at = now;
         item.not_before = cfg.not_before == time_point{} ? now : cfg.not_before;
         item.request = encode_request(req);
-        items.push_back(std::move(item));
+        return {};
+    };
+    std::vector<bool> skip(list.size());
+    std::uint64_t suppressed = 0;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        queued_send item;
+        if (s.suppressed(list[i].key) || build(i, false, item) == errc::suppressed) {
+            skip[i] = true;
+            ++suppressed;
+        }
     }
     if (bad > 0) refuse(code, cfg.id, problems, bad);
 
@@ -287,10 +288,10 @@ campaign_info engine::start_campaign(const principal& who, const campaign_config
     if (before && before->cancelled) return *before;
     if (before) {
         // Started before (perhaps cut short): queue what has no item yet.
-        commit_now(s, {store_ops::append_audit{
-                          s.next_audit(who, "campaign.start", "campaign", cfg.id, to_json(*before),
-                                       to_json(*before)),
-                          s.params.audit_key}});
+        commit_now(s,
+                   {store_ops::append_audit{s.next_audit(who, "campaign.start", "campaign", cfg.id,
+                                                         to_json(*before), to_json(*before)),
+                                            s.params.audit_key}});
         info = *before;
     } else {
         const auto json = to_json(info);
@@ -301,13 +302,28 @@ campaign_info engine::start_campaign(const principal& who, const campaign_config
                      s.campaigns.insert_or_assign(cfg.id, info);
                  });
     }
-    for (std::size_t from = 0; from < items.size(); from += enqueue_batch) {
-        std::vector<store_op> ops;
-        const auto to = std::min(items.size(), from + enqueue_batch);
-        for (auto i = from; i < to; ++i) ops.push_back(store_ops::enqueue{std::move(items[i])});
+    // Counted at start, queued as counted: one suppressed since is queued
+    // and found suppressed at hand-off.
+    std::vector<store_op> ops;
+    const auto flush = [&] {
+        if (ops.empty()) return;
         commit_now(s, std::move(ops));
+        ops.clear();
+        if (s.queue) s.queue->wake();
+    };
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        if (skip[i]) continue;
+        queued_send item;
+        if (auto ec = build(i, true, item))
+            throw exception(
+                ec, fmt::format("campaign '{}': recipient {} ({}) could no longer be queued ({}); "
+                                "start it again once that is mended: what was queued stays, once",
+                                cfg.id, i + 1, list[i].key,
+                                problems.empty() ? ec.message() : problems.back()));
+        ops.push_back(store_ops::enqueue{std::move(item)});
+        if (ops.size() == enqueue_batch) flush();
     }
-    if (s.queue && !items.empty()) s.queue->wake();
+    flush();
     return info;
 }
 

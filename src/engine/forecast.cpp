@@ -120,8 +120,8 @@ forecast_plan engine::forecast(const forecast_request& req) const {
     boost::asio::io_context ioc;
     auto transport = std::make_shared<null_transport>(ioc.get_executor());
     auto clock = std::make_shared<manual_clock>(start);
-    auto st = std::make_shared<seeded_store>(
-        open_sqlite_store({":memory:", open_mode::create}), std::move(recent));
+    auto st = std::make_shared<seeded_store>(open_sqlite_store({":memory:", open_mode::create}),
+                                             std::move(recent));
     std::set<std::string> providers;
     for (const auto& m : mailboxes()) providers.insert(m.provider);
     auto make = [&] {
@@ -309,9 +309,8 @@ forecast_plan engine::forecast(const forecast_request& req) const {
     });
     for (const auto& p : plan.sends)
         if (!p.existing) plan.last = p.at;
-    plan.complete = std::none_of(plan.unsent.begin(), plan.unsent.end(), [](const auto& u) {
-        return u.waiting;
-    });
+    plan.complete = std::none_of(plan.unsent.begin(), plan.unsent.end(),
+                                 [](const auto& u) { return u.waiting; });
     return plan;
 }
 

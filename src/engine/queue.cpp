@@ -452,10 +452,9 @@ void send_queue::hand_off(queued_send item) {
             cancelled = it != s_.campaigns.end() && it->second.cancelled;
         }
         if (cancelled) {
-            commit_end(item, store_ops::finish_queued{item.id, item.claimed_by,
-                                                      queue_state::cancelled, 0,
-                                                      "cancelled: the campaign was cancelled",
-                                                      s_.clk->now()});
+            commit_end(item, store_ops::finish_queued{
+                                 item.id, item.claimed_by, queue_state::cancelled, 0,
+                                 "cancelled: the campaign was cancelled", s_.clk->now()});
             return;
         }
     }

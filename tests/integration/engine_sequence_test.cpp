@@ -950,8 +950,9 @@ TEST_CASE("campaign: bad input is refused with a clear error and changes nothing
     refused(c, errc::invalid_address, "recipient 4");
     c = campaign_of("c1", "sdr", 5);
     c.recipients[2].variables.clear();
-    refused(c, errc::invalid_argument, "recipient 3 (p2@prospect.example): missing variable: "
-                                       "first_name");
+    refused(c, errc::invalid_argument,
+            "recipient 3 (p2@prospect.example): missing variable: "
+            "first_name");
     c = campaign_of("c1", "sdr", 5);
     c.content.html = "<p>\n  {{first_name</p>";
     refused(c, errc::invalid_argument, "template: html, line 2, column");
@@ -1004,7 +1005,9 @@ TEST_CASE("campaign: suppressed at start and mid-run, duplicates in the list, ca
     eng->suppress(env.admin, suppression_kind::address, rcpt(victim),
                   suppression_reason::hard_bounce);
     jump_until(env, *eng, *st, [&] {
-        return eng->campaign_progress("c2").sent + eng->campaign_progress("c2").suppressed_at_handoff >= 5;
+        return eng->campaign_progress("c2").sent +
+                   eng->campaign_progress("c2").suppressed_at_handoff >=
+               5;
     });
     p = eng->campaign_progress("c2");
     CHECK(env.sent_to(rcpt(victim)).empty());
@@ -1057,8 +1060,7 @@ TEST_CASE("campaign: starting and cancelling need enqueue over the campaign's po
     eng->start_campaign(bob, later);
     CHECK(eng->campaign_progress("c3").total == 3);
     eng->grant_access(env.admin, {"eve", "sender", {access_scope::kind::pool, "sdr"}});
-    CHECK(code_of([&] { eng->cancel_campaign({"eve", "Eve"}, "c3"); }) ==
-          errc::permission_denied);
+    CHECK(code_of([&] { eng->cancel_campaign({"eve", "Eve"}, "c3"); }) == errc::permission_denied);
     CHECK(eng->cancel_campaign(bob, "c3") == 3);
 }
 
@@ -1234,11 +1236,13 @@ TEST_CASE("forecast: a campaign's plan is what the real run then sends, and chan
     CHECK(day_of(last) == day_of(*plan.last));
 }
 
-TEST_CASE("forecast: a sequence starts from today's sends, waits its delays, skips the suppressed") {
+TEST_CASE(
+    "forecast: a sequence starts from today's sends, waits its delays, skips the suppressed") {
     seq_env env;
     auto st = open_sqlite_store({":memory:", open_mode::create});
     auto eng = env.make(st);
-    eng->upsert_mailbox(env.admin, env.mailbox("rep1", {rate_limit::per_day(2, window_kind::calendar)}));
+    eng->upsert_mailbox(env.admin,
+                        env.mailbox("rep1", {rate_limit::per_day(2, window_kind::calendar)}));
     eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
     // One of today's two sends is already made; another waits in the queue.
     send_request r;
