@@ -153,7 +153,7 @@ forecast_plan engine::forecast(const forecast_request& req) const {
         for (const auto& c : sequences()) seed->upsert_sequence(who, c);
         for (const auto& p : paused) seed->pause(who, p.target, p.reason);
         for (const auto& id : paused_sequences) seed->pause_sequence(who, id);
-        seed->import_suppressions(who, suppressions, "forecast");
+        if (suppression_count() > 0) seed->import_suppressions(who, suppressions, "forecast");
         seed->flush();
     }
     {
