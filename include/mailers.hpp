@@ -5,6 +5,7 @@
 #include <mailers/address.hpp>
 #include <mailers/audit.hpp>
 #include <mailers/calendar.hpp>
+#include <mailers/campaign.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/delivery_report.hpp>
@@ -12,6 +13,7 @@
 #include <mailers/engine.hpp>
 #include <mailers/error.hpp>
 #include <mailers/event.hpp>
+#include <mailers/forecast.hpp>
 #include <mailers/logger.hpp>
 #include <mailers/mailbox.hpp>
 #include <mailers/message.hpp>

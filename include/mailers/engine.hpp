@@ -21,11 +21,13 @@
 #include <iosfwd>
 #include <mailers/access.hpp>
 #include <mailers/address.hpp>
+#include <mailers/campaign.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
 #include <mailers/delivery_report.hpp>
 #include <mailers/error.hpp>
 #include <mailers/event.hpp>
+#include <mailers/forecast.hpp>
 #include <mailers/logger.hpp>
 #include <mailers/mailbox.hpp>
 #include <mailers/message.hpp>
@@ -567,6 +569,59 @@ public:
     /// ids stopped. Action "enrollment.stop".
     std::vector<std::uint64_t> record_goal(const principal& who, std::string_view address,
                                            const std::string& sequence_id);
+
+    // --- campaigns (mailers/campaign.hpp, docs/campaigns.md) --------------
+    // A campaign's recipients are queue items with origin "campaign:<id>"
+    // and idempotency key "campaign:<id>:<normalised address>"; the queue
+    // paces and hands them off like any queued send, and their events
+    // carry `event::campaign`.
+
+    /// Validates the whole campaign, then queues one send per distinct
+    /// recipient (by normalised address; later duplicates in the list are
+    /// left out). A suppressed recipient is counted in
+    /// `suppressed_at_start` and not queued. Refused, queueing nothing:
+    /// errc::invalid_argument for a bad id or name, a template that does not
+    /// compile (the message gives part, line and column), a recipient
+    /// lacking a variable without fallback (named, with the recipient), a
+    /// display name with CR or LF, or an empty list; errc::invalid_address
+    /// for a malformed recipient (named with its position);
+    /// errc::unknown_pool / errc::unknown_mailbox for the target; and
+    /// errc::duplicate when a campaign with this id was started with
+    /// another definition or list. Starting the same campaign again (here
+    /// or in another process, also concurrently) queues only the
+    /// recipients that have no item yet; a cancelled campaign queues
+    /// nothing more. Action "campaign.start" over the pool or mailbox
+    /// (permission `enqueue`), audited; each send is also authorised as
+    /// "send". Blocking. Returns the campaign as stored.
+    campaign_info start_campaign(const principal& who, const campaign_config& cfg);
+    /// Withdraws every waiting item of the campaign and marks it cancelled
+    /// (audited as "campaign.cancel", permission `enqueue`). Items being
+    /// handed off this moment still go. Returns how many items it
+    /// cancelled. errc::not_found for an unknown campaign.
+    std::uint64_t cancel_campaign(const principal& who, const std::string& id);
+    /// The campaign's counts, read from the store's queue (one scan of its
+    /// items): any engine of the workspace answers the same.
+    /// errc::not_found for an unknown campaign.
+    mailers::campaign_progress campaign_progress(const std::string& id) const;
+    std::optional<campaign_info> find_campaign(const std::string& id) const;
+    /// Every started campaign, in id order.
+    std::vector<campaign_info> campaigns() const;
+
+    /// A dry run (mailers/forecast.hpp): what `req` would send, when and
+    /// from which mailbox, and what holds each message back, decided by a
+    /// private engine on a simulated clock over a private in-memory copy of
+    /// the workspace's configuration, suppressions, pauses, recent sends
+    /// and waiting queue. The workspace's store is only read: nothing is
+    /// sent, stored or audited, and no permission is needed. Input the real
+    /// call would refuse (a bad campaign, an unknown sequence, a contact
+    /// lacking a variable) throws as it would there; a suppressed contact
+    /// is reported unsent. Blocking, on the calling thread (never the host's
+    /// executor); it takes real time roughly in proportion to the messages
+    /// and distinct due times simulated, about as long as draining them
+    /// through an in-memory store.
+    forecast_plan forecast(const forecast_request& req) const;
+
+    // --- end of campaigns ----------------------------------------------------
 
     // --- suppression -------------------------------------------------------
 

@@ -51,6 +51,9 @@ struct event {
     /// `mailers_send_id` tag the transports attach, when the provider echoes it.
     std::string send_id;
     std::string idempotency_key;  ///< the caller's key for the send, when known
+    /// The campaign the send belongs to (its key is "campaign:<id>:..."),
+    /// else "".
+    std::string campaign;
     std::string mailbox;          ///< mailbox id
     std::string pool;             ///< pool id
     std::string provider;         ///< "ses", "mailgun", "sendgrid", "postmark", ...

@@ -178,6 +178,8 @@ void engine::impl::load() {
             pauses[o.id] = o.json;
         } else if (o.kind == "sequence.pause") {
             sequence_pauses[o.id] = o.json;
+        } else if (o.kind == "campaign") {
+            apply_campaign_object(o);
         } else if (apply_access_object(o)) {
         } else if (o.kind == "sequence") {
             auto c = sequence_config_from_json(o.json);
@@ -470,6 +472,11 @@ void engine::impl::emit(event ev, bool in_outbox) {
             });
     }
     if (!have_handlers.load(std::memory_order_acquire)) return;
+    if (ev.campaign.empty() && ev.idempotency_key.starts_with("campaign:")) {
+        std::string_view id(ev.idempotency_key);
+        id.remove_prefix(9);
+        ev.campaign = std::string(id.substr(0, id.find(':')));
+    }
     boost::asio::post(events_strand, [self = shared_from_this(), ev = std::move(ev)] {
         std::vector<std::function<void(const event&)>> hs;
         {

@@ -156,6 +156,10 @@ struct __attribute__((visibility("hidden"))) engine::impl
     std::map<std::string, std::optional<sequence>> sequences;
     /// Paused sequences (objects "sequence.pause"): sequence id -> the pause.
     std::map<std::string, std::string> sequence_pauses;
+    /// Started campaigns (objects "campaign"); an unreadable one is left out.
+    std::map<std::string, campaign_info> campaigns;
+    /// Applies a stored campaign object (load and change feed).
+    void apply_campaign_object(const stored_object& o);
     std::unordered_map<std::string, std::shared_ptr<provider_transport>> providers;
     std::unordered_map<std::string, detail::cap_hint> cap_hints;  // cap key -> store's refusal
     std::mt19937_64 rng;

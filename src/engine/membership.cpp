@@ -209,6 +209,8 @@ void engine::impl::apply_changes(const change_set& cs) {
                 pauses[o.id] = o.json;
             } else if (o.kind == "sequence.pause") {
                 sequence_pauses[o.id] = o.json;
+            } else if (o.kind == "campaign") {
+                apply_campaign_object(o);
             } else if (apply_access_object(o)) {
             } else if (o.kind == "sequence") {
                 auto c = sequence_config_from_json(o.json);
@@ -241,6 +243,8 @@ void engine::impl::apply_changes(const change_set& cs) {
                 pauses.erase(id);
             } else if (kind == "sequence.pause") {
                 sequence_pauses.erase(id);
+            } else if (kind == "campaign") {
+                campaigns.erase(id);
             } else if (kind == "sequence") {
                 sequences.erase(id);
             } else if (!remove_webhook_object(kind, id)) {

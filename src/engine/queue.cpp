@@ -443,6 +443,21 @@ void send_queue::hand_off(queued_send item) {
             return;
         }
     }
+    if (item.origin.starts_with("campaign:")) {
+        // A cancelled campaign's item that a start racing the cancel queued.
+        bool cancelled = false;
+        {
+            std::lock_guard lock(s_.mu);
+            auto it = s_.campaigns.find(item.origin.substr(9));
+            cancelled = it != s_.campaigns.end() && it->second.cancelled;
+        }
+        if (cancelled) {
+            commit_end(item, store_ops::finish_queued{
+                                 item.id, item.claimed_by, queue_state::cancelled, 0,
+                                 "cancelled: the campaign was cancelled", s_.clk->now()});
+            return;
+        }
+    }
     // Spread: the target's sends leave on paced slots over its budgets
     // and its window, not in a burst when the window opens or a batch is
     // queued. An item already given a time by pacing (it waited for its

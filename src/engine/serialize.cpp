@@ -406,4 +406,49 @@ boost::system::result<suppression_settings> suppression_settings_from_json(std::
     });
 }
 
+std::string to_json(const campaign_info& c) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("id", c.id)
+        .member("name", c.name)
+        .member("subject", c.content.subject)
+        .member("text", c.content.text)
+        .member("html", c.content.html)
+        .member("pool", c.pool)
+        .member("mailbox", c.mailbox)
+        .member("not_before", micros(c.not_before))
+        .member("started_at", micros(c.started_at))
+        .member("actor", c.actor)
+        .member("total", c.total)
+        .member("suppressed_at_start", c.suppressed_at_start)
+        .member("cancelled", c.cancelled)
+        .member("digest", c.digest)
+        .end_object();
+    return out;
+}
+
+boost::system::result<campaign_info> campaign_info_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<campaign_info> {
+        campaign_info c;
+        c.id = get_string(o, "id");
+        if (c.id.empty()) return bad();
+        c.name = get_string(o, "name");
+        c.content.subject = get_string(o, "subject");
+        c.content.text = get_string(o, "text");
+        c.content.html = get_string(o, "html");
+        c.pool = get_string(o, "pool");
+        c.mailbox = get_string(o, "mailbox");
+        c.not_before = time_point(duration(get_int(o, "not_before")));
+        c.started_at = time_point(duration(get_int(o, "started_at")));
+        c.actor = get_string(o, "actor");
+        c.total = get_uint(o, "total");
+        c.suppressed_at_start = get_uint(o, "suppressed_at_start");
+        bool cancelled = false;
+        if (o["cancelled"].get(cancelled) == simdjson::SUCCESS) c.cancelled = cancelled;
+        c.digest = get_string(o, "digest");
+        return c;
+    });
+}
+
 }  // namespace mailers::detail

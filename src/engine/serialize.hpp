@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/system/result.hpp>
+#include <mailers/campaign.hpp>
 #include <mailers/engine.hpp>
 #include <mailers/sequence.hpp>
 #include <optional>
@@ -30,6 +31,9 @@ std::string to_json(const pause_info& p);
 std::string to_json(const sequence_config& s);
 boost::system::result<sequence_config> sequence_config_from_json(std::string_view json);
 boost::system::result<pause_info> pause_from_json(std::string_view json);
+/// A started campaign (object "campaign"), without its recipients.
+std::string to_json(const campaign_info& c);
+boost::system::result<campaign_info> campaign_info_from_json(std::string_view json);
 
 /// The workspace's suppression settings (object "settings"/"suppression"):
 /// the folding rules its entries were normalised with, and the version of

@@ -95,6 +95,8 @@ std::optional<permission> permission_for_action(std::string_view action) noexcep
         {"send", permission::send},
         {"enqueue", permission::enqueue},
         {"queue.cancel", permission::enqueue},
+        {"campaign.start", permission::enqueue},
+        {"campaign.cancel", permission::enqueue},
         {"pause", permission::pause},
         {"resume", permission::resume},
         {"quota.set", permission::override_cap},

@@ -1,6 +1,7 @@
-// Sequences on the engine: enrollments, the scheduler, workspace-wide stop
-// rules, cross-identity steps with threading, cap pressure, restarts, and
-// several engines on one SQLite file or PostgreSQL database.
+// Sequences and campaigns on the engine: enrollments, the scheduler,
+// workspace-wide stop rules, cross-identity steps with threading, cap
+// pressure, restarts, and several engines on one SQLite file or PostgreSQL
+// database; campaigns through the same queue.
 //
 // Simulated time only moves when a test moves the manual clock; the drain
 // polls in real time, so the tests wait for states, never for durations.
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "engine_fixture.hpp"
+#include "forwarding_store.hpp"
 
 using namespace mailers;
 using namespace mailers_test;
@@ -845,4 +847,486 @@ TEST_CASE("concurrent enrolls and suppressions through two engines on PostgreSQL
     const auto p = pg_params(env, "seqc");
     if (!p) return;
     concurrent_enrolls_and_suppressions(env, [&] { return open_postgres_store(*p); });
+}
+
+// --- campaigns ------------------------------------------------------------------
+
+namespace {
+
+campaign_config campaign_of(const std::string& id, const std::string& pool, int n, int from = 0) {
+    campaign_config c;
+    c.id = id;
+    c.name = "Launch";
+    c.content = content("Hello {{first_name|there}}", "{Hi|Hello} {{first_name}}");
+    c.pool = pool;
+    for (int i = from; i < from + n; ++i)
+        c.recipients.push_back({contact(rcpt(i)), {{"first_name", "P" + std::to_string(i)}}});
+    return c;
+}
+
+/// A pool "sdr" of `n` mailboxes, each capped at `per_day` a calendar day.
+void capped_pool(seq_env& env, engine& eng, int n, std::uint64_t per_day) {
+    pool_config pool;
+    pool.id = "sdr";
+    for (int i = 0; i < n; ++i) {
+        const auto id = "rep" + std::to_string(i);
+        eng.upsert_mailbox(env.admin,
+                           env.mailbox(id, {rate_limit::per_day(per_day, window_kind::calendar)}));
+        pool.mailboxes.push_back(id);
+    }
+    eng.upsert_pool(env.admin, pool);
+}
+
+/// Moves the clock to each next due time until `done` holds.
+void jump_until(seq_env& env, engine& eng, store& st, const std::function<bool()>& done) {
+    env.settle(eng, st);
+    for (int jumps = 0; !done(); ++jumps) {
+        REQUIRE(jumps < 5000);
+        const auto next = eng.queue_counts().next_due;
+        REQUIRE(next.has_value());
+        env.clock->advance(std::max<duration>(*next - env.clock->now(), 1s));
+        env.settle(eng, st);
+    }
+}
+
+/// The error code `f` throws, and its message in `what`.
+errc refusal(const std::function<void()>& f, std::string& what) {
+    try {
+        f();
+    } catch (const mailers::exception& e) {
+        what = e.what();
+        return static_cast<errc>(e.code().value());
+    }
+    return errc{};
+}
+
+std::int64_t day_of(time_point t) {
+    return std::chrono::floor<std::chrono::days>(t).time_since_epoch().count();
+}
+
+}  // namespace
+
+TEST_CASE("campaign: 1,000 recipients over 10 mailboxes capped at 30 a day") {
+    db_file db("campaign-caps");
+    seq_env env;
+    auto st = open_sqlite_store({db.path.string(), open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 10, 30);
+    std::atomic<int> sent_events{0}, other_events{0};
+    eng->on_event([&](const event& e) {
+        if (e.type != event_type::sent) return;
+        (e.campaign == "launch" ? sent_events : other_events)++;
+    });
+    constexpr int n = 1000;
+    const auto cfg = campaign_of("launch", "sdr", n);
+    const auto info = eng->start_campaign(env.admin, cfg);
+    CHECK(info.total == n);
+    CHECK(info.suppressed_at_start == 0);
+    env.settle(*eng, *st);
+    auto p = eng->campaign_progress("launch");
+    CHECK(env.capture->count() == 300);
+    CHECK(p.sent == 300);
+    CHECK(p.waiting == 700);
+    CHECK(p.waiting_by_reason == std::vector<std::pair<std::string, std::uint64_t>>{{"cap", 700}});
+    CHECK(p.remaining == 700);
+    CHECK(p.not_queued == 0);
+    // Started again, here: nothing is queued twice.
+    const auto queued = eng->queue_counts();
+    CHECK(eng->start_campaign(env.admin, cfg).digest == info.digest);
+    CHECK(eng->queue_counts() == queued);
+    CHECK(eng->campaign_progress("launch") == p);
+    // Each day the progress matches what went out.
+    std::map<std::int64_t, int> per_day;
+    std::map<std::pair<std::string, std::int64_t>, int> per_mailbox_day;
+    jump_until(env, *eng, *st, [&] {
+        const auto pr = eng->campaign_progress("launch");
+        const auto out = static_cast<std::uint64_t>(env.capture->count());
+        CHECK(pr.sent == out);
+        CHECK(pr.waiting + pr.in_flight == n - out);
+        CHECK(pr.remaining == n - out);
+        return pr.finished();
+    });
+    std::set<std::string> to;
+    for (const auto& o : env.capture->sent()) {
+        ++per_day[day_of(*o.msg.date)];
+        ++per_mailbox_day[{o.mailbox_id, day_of(*o.msg.date)}];
+        to.insert(o.msg.to.front().addr_spec());
+        CHECK(o.msg.subject.starts_with("Hello P"));
+    }
+    CHECK(to.size() == n);
+    std::vector<int> days;
+    for (auto [d, k] : per_day) days.push_back(k);
+    INFO("sent per day: " << days_text(days));
+    CHECK(days == std::vector<int>{300, 300, 300, 100});
+    for (auto [k, sent] : per_mailbox_day) CHECK(sent <= 30);
+    env.run_until([&] { return sent_events.load() == n; });
+    CHECK(other_events.load() == 0);
+    CHECK(eng->campaigns().size() == 1);
+}
+
+TEST_CASE("campaign: bad input is refused with a clear error and changes nothing") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 2, 30);
+    const auto audit_before = eng->audit_log().size();
+    auto refused = [&](campaign_config c, errc want, std::string_view says) {
+        std::string what;
+        const auto ec = refusal([&] { eng->start_campaign(env.admin, c); }, what);
+        INFO(what);
+        CHECK(ec == want);
+        CHECK(what.find(says) != std::string::npos);
+        CHECK(what.find("nothing was queued") != std::string::npos);
+        CHECK(eng->queue_counts() == queue_summary{});
+        CHECK(eng->campaigns().empty());
+        CHECK(eng->audit_log().size() == audit_before);
+    };
+    auto c = campaign_of("c1", "sdr", 5);
+    c.recipients[3].to = address{"not an address", "", ""};
+    refused(c, errc::invalid_address, "recipient 4");
+    c = campaign_of("c1", "sdr", 5);
+    c.recipients[2].variables.clear();
+    refused(c, errc::invalid_argument,
+            "recipient 3 (p2@prospect.example): missing variable: "
+            "first_name");
+    c = campaign_of("c1", "sdr", 5);
+    c.content.html = "<p>\n  {{first_name</p>";
+    refused(c, errc::invalid_argument, "template: html, line 2, column");
+    c = campaign_of("c1", "nope", 5);
+    refused(c, errc::unknown_pool, "no pool 'nope'");
+    c = campaign_of("c1", "sdr", 5);
+    c.mailbox = "rep0";
+    refused(c, errc::invalid_argument, "exactly one of a pool and a mailbox");
+    c = campaign_of("c1", "sdr", 0);
+    refused(c, errc::invalid_argument, "the list is empty");
+    c = campaign_of("c 1", "sdr", 5);
+    refused(c, errc::invalid_argument, "campaign id");
+    c = campaign_of("c1", "sdr", 5);
+    c.recipients[0].to.display_name = "Evil\r\nBcc: x@y.example";
+    refused(c, errc::invalid_argument, "CR or LF");
+    // Started once, the id holds that definition.
+    eng->start_campaign(env.admin, campaign_of("c1", "sdr", 5));
+    env.settle(*eng, *st);
+    const auto queued = eng->queue_counts();
+    c = campaign_of("c1", "sdr", 6);
+    std::string what;
+    CHECK(refusal([&] { eng->start_campaign(env.admin, c); }, what) == errc::duplicate);
+    CHECK(eng->queue_counts() == queued);
+    CHECK(code_of([&] { eng->campaign_progress("none"); }) == errc::not_found);
+    CHECK(code_of([&] { eng->cancel_campaign(env.admin, "none"); }) == errc::not_found);
+}
+
+TEST_CASE("campaign: suppressed at start and mid-run, duplicates in the list, cancel") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 1, 2);
+    eng->suppress(env.admin, suppression_kind::address, rcpt(0), suppression_reason::unsubscribe);
+    auto c = campaign_of("c2", "sdr", 8);
+    c.recipients.push_back({contact("P1@Prospect.example"), {{"first_name", "again"}}});
+    const auto info = eng->start_campaign(env.admin, c);
+    CHECK(info.total == 8);
+    CHECK(info.suppressed_at_start == 1);
+    env.settle(*eng, *st);
+    auto p = eng->campaign_progress("c2");
+    CHECK(p.sent == 2);
+    CHECK(p.suppressed_at_start == 1);
+    CHECK(p.waiting == 5);
+    CHECK(p.remaining == 5);
+    // One that waits is suppressed: it is never sent, and counted.
+    std::set<std::string> out;
+    for (const auto& o : env.capture->sent()) out.insert(o.msg.to.front().addr_spec());
+    int victim = 1;
+    while (out.count(rcpt(victim))) ++victim;
+    eng->suppress(env.admin, suppression_kind::address, rcpt(victim),
+                  suppression_reason::hard_bounce);
+    jump_until(env, *eng, *st, [&] {
+        return eng->campaign_progress("c2").sent +
+                   eng->campaign_progress("c2").suppressed_at_handoff >=
+               5;
+    });
+    p = eng->campaign_progress("c2");
+    CHECK(env.sent_to(rcpt(victim)).empty());
+    CHECK(p.sent + p.suppressed_at_handoff + p.waiting + p.in_flight == 7);
+    // Cancelled: what waits never goes, and starting again queues nothing.
+    const auto waiting = p.waiting;
+    REQUIRE(waiting > 0);
+    CHECK(eng->cancel_campaign(env.admin, "c2") == waiting);
+    const auto sent = env.capture->count();
+    env.clock->advance(std::chrono::hours(24 * 7));
+    env.settle(*eng, *st);
+    CHECK(env.capture->count() == sent);
+    CHECK(eng->start_campaign(env.admin, c).cancelled);
+    p = eng->campaign_progress("c2");
+    CHECK(p.cancelled == waiting);
+    CHECK(p.waiting == 0);
+    CHECK(p.remaining == 0);
+    CHECK(p.cancelled_campaign);
+    CHECK(p.sent + p.suppressed_at_handoff + p.cancelled + p.suppressed_at_start == p.total);
+    bool audited_start = false, audited_cancel = false;
+    for (const auto& r : eng->audit_log()) {
+        audited_start |= r.action == "campaign.start" && r.resource_id == "c2";
+        audited_cancel |= r.action == "campaign.cancel" && r.resource_id == "c2";
+    }
+    CHECK(audited_start);
+    CHECK(audited_cancel);
+}
+
+TEST_CASE("campaign: starting and cancelling need enqueue over the campaign's pool") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 1, 30);
+    pool_config other;
+    other.id = "other";
+    other.mailboxes = {"rep0"};
+    eng->upsert_pool(env.admin, other);
+    eng->put_role(env.admin, {"admin", {permission::manage_access}});
+    eng->put_role(env.admin, {"sender", {permission::enqueue, permission::send}});
+    eng->grant_access(env.admin, {env.admin.id, "admin", {}});
+    eng->grant_access(env.admin, {"bob", "sender", {access_scope::kind::pool, "other"}});
+    eng->set_access_control(env.admin, true);
+    const principal bob{"bob", "Bob"};
+    CHECK(code_of([&] { eng->start_campaign(bob, campaign_of("c3", "sdr", 3)); }) ==
+          errc::permission_denied);
+    CHECK(eng->queue_counts() == queue_summary{});
+    CHECK(eng->campaigns().empty());
+    auto later = campaign_of("c3", "other", 3);
+    later.not_before = env.clock->now() + 1h;
+    eng->start_campaign(bob, later);
+    CHECK(eng->campaign_progress("c3").total == 3);
+    eng->grant_access(env.admin, {"eve", "sender", {access_scope::kind::pool, "sdr"}});
+    CHECK(code_of([&] { eng->cancel_campaign({"eve", "Eve"}, "c3"); }) == errc::permission_denied);
+    CHECK(eng->cancel_campaign(bob, "c3") == 3);
+}
+
+namespace {
+
+// Fails every commit that queues sends once `allowed` of them went through,
+// as a process killed part way through a start would leave it.
+class cut_short_store final : public forwarding_store {
+public:
+    using forwarding_store::forwarding_store;
+    commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
+        if (!ops.empty() && std::holds_alternative<store_ops::enqueue>(ops.front()) &&
+            allowed-- <= 0)
+            throw exception(make_error_code(errc::store_error), "injected: connection lost");
+        return inner_->commit(ws, ops);
+    }
+    std::atomic<int> allowed{1 << 30};
+};
+
+}  // namespace
+
+TEST_CASE("campaign: a start cut short shows what is not queued; starting again finishes it") {
+    seq_env env;
+    auto st = std::make_shared<cut_short_store>(open_sqlite_store({":memory:", open_mode::create}));
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 2, 1000);
+    constexpr int n = 1234;  // three commits of queued sends
+    auto cfg = campaign_of("big", "sdr", n);
+    cfg.not_before = env.clock->now() + 1h;
+    st->allowed = 1;
+    CHECK(code_of([&] { eng->start_campaign(env.admin, cfg); }) == errc::store_error);
+    auto p = eng->campaign_progress("big");
+    CHECK(p.total == n);
+    CHECK(p.waiting == 500);
+    CHECK(p.not_queued == n - 500);
+    CHECK(p.remaining == n);
+    st->allowed = 1 << 30;
+    eng->start_campaign(env.admin, cfg);
+    eng->start_campaign(env.admin, cfg);
+    p = eng->campaign_progress("big");
+    CHECK(p.waiting == n);
+    CHECK(p.not_queued == 0);
+    jump_until(env, *eng, *st, [&] { return eng->campaign_progress("big").finished(); });
+    std::map<std::string, int> per_address;
+    for (const auto& o : env.capture->sent()) ++per_address[o.msg.to.front().addr_spec()];
+    CHECK(per_address.size() == n);
+    for (const auto& [a, k] : per_address) CHECK(k == 1);
+    CHECK(eng->campaign_progress("big").sent == n);
+}
+
+namespace {
+
+// Two engines start one campaign at once and both drain it: each recipient
+// is sent exactly once.
+void one_campaign_two_engines(seq_env& env, const std::function<std::shared_ptr<store>()>& open) {
+    auto st1 = open();
+    auto e1 = env.make(st1);
+    auto st2 = open();
+    auto e2 = env.make(st2);
+    capped_pool(env, *e1, 4, 25);
+    constexpr int n = 160;
+    const auto cfg = campaign_of("twice", "sdr", n);
+    std::atomic<int> started{0};
+    std::thread t1([&] {
+        e1->start_campaign(env.admin, cfg);
+        ++started;
+    });
+    std::thread t2([&] {
+        e2->start_campaign(env.admin, cfg);
+        ++started;
+    });
+    env.run_until([&] { return started.load() == 2; });
+    t1.join();
+    t2.join();
+    const auto c = e1->queue_counts();  // one read: items move between states meanwhile
+    CHECK(c.waiting + c.claimed + c.done == n);
+    jump_until(env, *e1, *st1, [&] { return e2->campaign_progress("twice").finished(); });
+    std::map<std::string, int> per_address;
+    for (const auto& o : env.capture->sent()) ++per_address[o.msg.to.front().addr_spec()];
+    CHECK(per_address.size() == n);
+    for (const auto& [a, k] : per_address) CHECK(k == 1);
+    CHECK(e1->campaign_progress("twice") == e2->campaign_progress("twice"));
+    CHECK(e1->campaign_progress("twice").sent == n);
+}
+
+}  // namespace
+
+TEST_CASE("campaign: two engines on one SQLite file send each recipient once") {
+    db_file db("campaign-two");
+    seq_env env;
+    one_campaign_two_engines(env, [&] {
+        return open_sqlite_store({db.path.string(), open_mode::open_or_create});
+    });
+}
+
+TEST_CASE("campaign: two engines on PostgreSQL send each recipient once") {
+    seq_env env;
+    const auto p = pg_params(env, "camp");
+    if (!p) return;
+    one_campaign_two_engines(env, [&] { return open_postgres_store(*p); });
+}
+
+// --- forecast -------------------------------------------------------------------
+
+namespace {
+
+/// What the workspace's store holds, to show a forecast changed none of it.
+struct store_marks {
+    std::size_t audit = 0, sends = 0;
+    queue_summary queue;
+    std::size_t campaigns = 0, enrollments = 0, suppressions = 0;
+    friend bool operator==(const store_marks&, const store_marks&) = default;
+};
+
+store_marks marks_of(engine& eng, store& st, const std::string& ws) {
+    store_marks m;
+    m.audit = eng.audit_log().size();
+    st.for_each_send(ws, time_point{}, time_point::max(), [&](const ledger_row&) { ++m.sends; });
+    m.queue = eng.queue_counts();
+    m.campaigns = eng.campaigns().size();
+    m.enrollments = eng.enrollments().size();
+    m.suppressions = eng.suppression_count();
+    return m;
+}
+
+using mailbox_days = std::map<std::pair<std::string, std::int64_t>, int>;
+
+}  // namespace
+
+TEST_CASE("forecast: a campaign's plan is what the real run then sends, and changes nothing") {
+    db_file db("forecast-campaign");
+    seq_env env;
+    auto st = open_sqlite_store({db.path.string(), open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 10, 30);
+    eng->suppress(env.admin, suppression_kind::address, rcpt(7), suppression_reason::unsubscribe);
+    constexpr int n = 1000;
+    const auto cfg = campaign_of("launch", "sdr", n);
+    const auto before = marks_of(*eng, *st, env.workspace);
+    forecast_request fr;
+    fr.campaign = cfg;
+    fr.horizon = std::chrono::hours(24 * 10);
+    const auto plan = eng->forecast(fr);
+    CHECK(marks_of(*eng, *st, env.workspace) == before);
+    CHECK(env.capture->count() == 0);
+    CHECK(plan.complete);
+    REQUIRE(plan.sends.size() == n - 1);
+    REQUIRE(plan.unsent.size() == 1);
+    CHECK(plan.unsent.front().recipient == rcpt(7));
+    CHECK(plan.unsent.front().reason == "suppressed");
+    mailbox_days planned;
+    std::map<std::string, int> bound;
+    for (const auto& p : plan.sends) {
+        ++planned[{p.mailbox, day_of(p.at)}];
+        ++bound[p.bound];
+        CHECK(p.origin == "campaign:launch");
+        CHECK_FALSE(p.existing);
+    }
+    CHECK(bound[""] == 300);
+    CHECK(bound["cap"] == n - 1 - 300);
+    REQUIRE(plan.last.has_value());
+    CHECK(day_of(*plan.last) - day_of(plan.start) == 3);
+    // The real run under the same clock.
+    eng->start_campaign(env.admin, cfg);
+    jump_until(env, *eng, *st, [&] { return eng->campaign_progress("launch").finished(); });
+    mailbox_days real;
+    time_point last{};
+    for (const auto& o : env.capture->sent()) {
+        ++real[{o.mailbox_id, day_of(*o.msg.date)}];
+        last = std::max(last, *o.msg.date);
+    }
+    CHECK(real == planned);
+    CHECK(day_of(last) == day_of(*plan.last));
+}
+
+TEST_CASE(
+    "forecast: a sequence starts from today's sends, waits its delays, skips the suppressed") {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    eng->upsert_mailbox(env.admin,
+                        env.mailbox("rep1", {rate_limit::per_day(2, window_kind::calendar)}));
+    eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    // One of today's two sends is already made; another waits in the queue.
+    send_request r;
+    r.mailbox = "rep1";
+    r.to = contact("earlier@prospect.example");
+    r.subject = "Earlier";
+    r.text = "Hi";
+    eng->enqueue(r);
+    env.settle(*eng, *st);
+    REQUIRE(env.capture->count() == 1);
+    r.to = contact("queued@prospect.example");
+    enqueue_options later;
+    later.not_before = env.clock->now() + 48h;
+    eng->enqueue(r, later);
+    eng->suppress(env.admin, suppression_kind::address, rcpt(2), suppression_reason::hard_bounce);
+    const auto before = marks_of(*eng, *st, env.workspace);
+    forecast_request fr;
+    fr.sequence_id = "s1";
+    for (int i = 0; i < 3; ++i) fr.contacts.push_back({contact(rcpt(i)), {}, ""});
+    fr.horizon = std::chrono::hours(24 * 14);
+    const auto plan = eng->forecast(fr);
+    CHECK(marks_of(*eng, *st, env.workspace) == before);
+    CHECK(plan.complete);
+    REQUIRE(plan.unsent.size() == 1);
+    CHECK(plan.unsent.front().recipient == rcpt(2));
+    CHECK(plan.unsent.front().reason == "suppressed");
+    std::map<std::int64_t, int> per_day;
+    int existing = 0;
+    for (const auto& p : plan.sends) {
+        CHECK(p.mailbox == "rep1");
+        ++per_day[day_of(p.at)];
+        existing += p.existing;
+    }
+    CHECK(existing == 1);
+    CHECK(plan.sends.size() == 5);  // 2 contacts x 2 steps, and the queued send
+    for (auto [d, k] : per_day) CHECK(k + (d == day_of(plan.start)) <= 2);
+    // Today's one free slot goes to the first contact's first step; the
+    // second waits for the cap.
+    const auto first = std::find_if(plan.sends.begin(), plan.sends.end(),
+                                    [](const planned_send& p) { return !p.existing; });
+    CHECK(day_of(first->at) == day_of(plan.start));
+    CHECK(first->step == 1);
+    CHECK(first->bound == "");
+    int capped = 0;
+    for (const auto& p : plan.sends) capped += p.bound == "cap";
+    CHECK(capped >= 1);
+    for (const auto& p : plan.sends)
+        if (p.step == 2) CHECK(p.at - p.due < std::chrono::hours(24 * 3));
+    REQUIRE(plan.last.has_value());
+    CHECK(*plan.last > plan.start + std::chrono::hours(48));
 }

@@ -65,6 +65,8 @@ TEST_CASE("permission names round-trip, and actions map to permissions") {
     CHECK(permission_for_action("suppression.remove") == permission::suppression_remove);
     CHECK(permission_for_action("suppression.import") == permission::suppression_add);
     CHECK(permission_for_action("access.grant") == permission::manage_access);
+    CHECK(permission_for_action("campaign.start") == permission::enqueue);
+    CHECK(permission_for_action("campaign.cancel") == permission::enqueue);
     CHECK(!permission_for_action("launch.missiles").has_value());
 }
 
