@@ -90,7 +90,7 @@ struct campaign_progress {
     std::uint64_t in_flight = 0;  ///< claimed by an engine, being handed off
     std::uint64_t waiting = 0;
     /// Waiting items by the reason they wait ("" not yet looked at, "cap",
-    /// "window", "gap", "paused", "breaker", "throttled", "error"), in
+    /// "window", "gap", "pace", "paused", "breaker", "throttled", "error"), in
     /// reason order; reasons with no item are left out.
     std::vector<std::pair<std::string, std::uint64_t>> waiting_by_reason;
     /// Recipients with no queue item yet: a start that stopped part way

@@ -57,7 +57,7 @@ struct planned_send {
     std::string origin;
     std::uint32_t step = 0;  ///< 1-based sequence step; 0 for a campaign or queued send
     /// What held it back last before it went: "" (it went as soon as it
-    /// was due), "cap", "window", "gap", "paused", "breaker", "throttled".
+    /// was due), "cap", "window", "gap", "pace", "paused", "breaker", "throttled".
     std::string bound;
     /// A send already waiting in the workspace's queue, not one of the request's.
     bool existing = false;
@@ -71,7 +71,7 @@ struct forecast_unsent {
     std::uint32_t step = 0;
     /// Ended unsent: "suppressed", "failed" (refused; `detail` says why),
     /// an enrollment's stop reason ("unsubscribed", "bounced", ...). Still
-    /// waiting at the horizon: "cap", "window", "gap", "paused", "breaker",
+    /// waiting at the horizon: "cap", "window", "gap", "pace", "paused", "breaker",
     /// "throttled", "error", "waiting" (not yet looked at), "not due" (it
     /// falls due after the horizon).
     std::string reason;
