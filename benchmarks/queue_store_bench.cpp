@@ -14,45 +14,24 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mailers/postgres_store.hpp>
-#include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "bench_store.hpp"
 
 namespace {
 
 using steady = std::chrono::steady_clock;
 
-struct options {
-    std::string pg;
-    std::string sqlite;
-    std::string schema;
+struct options : bench::store_choice {
     std::size_t items = 20000;
     std::vector<std::size_t> claimers{1, 4};
     std::vector<std::size_t> batches{1, 16};
 };
 
-std::vector<std::size_t> list(const char* s) {
-    std::vector<std::size_t> out;
-    std::stringstream in(s);
-    std::string item;
-    while (std::getline(in, item, ',')) out.push_back(std::stoul(item));
-    return out;
-}
 
-std::shared_ptr<mailers::store> open_store(const options& o) {
-    if (!o.pg.empty()) {
-        mailers::postgres_store_params p;
-        p.conninfo = o.pg;
-        p.mode = mailers::open_mode::open_or_create;
-        if (!o.schema.empty()) p.schema = o.schema;
-        return mailers::open_postgres_store(p);
-    }
-    return mailers::open_sqlite_store({o.sqlite, mailers::open_mode::open_or_create});
-}
 
 mailers::time_point at(std::int64_t s) {
     return mailers::time_point{std::chrono::seconds{1'700'000'000 + s}};
@@ -89,9 +68,9 @@ int main(int argc, char** argv) {
         else if (a == "--items")
             o.items = std::stoul(argv[i + 1]);
         else if (a == "--claimers")
-            o.claimers = list(argv[i + 1]);
+            o.claimers = bench::size_list(argv[i + 1]);
         else if (a == "--batches")
-            o.batches = list(argv[i + 1]);
+            o.batches = bench::size_list(argv[i + 1]);
         else {
             std::fprintf(stderr, "unknown option %s\n", a.c_str());
             return 2;
@@ -113,7 +92,7 @@ int main(int argc, char** argv) {
                 "qbench-" + run + "-" + std::to_string(claimers) + "-" + std::to_string(batch);
             double enqueue_rate = 0;
             {
-                auto st = open_store(o);
+                auto st = bench::open_store(o);
                 std::vector<mailers::store_op> ops;
                 const auto t0 = steady::now();
                 for (std::size_t n = 0; n < o.items; ++n) {
@@ -126,7 +105,7 @@ int main(int argc, char** argv) {
                 enqueue_rate = static_cast<double>(o.items) / seconds_since(t0);
             }
             std::vector<std::shared_ptr<mailers::store>> handles;
-            for (std::size_t i = 0; i < claimers; ++i) handles.push_back(open_store(o));
+            for (std::size_t i = 0; i < claimers; ++i) handles.push_back(bench::open_store(o));
             std::atomic<std::size_t> finished{0};
             std::vector<std::thread> threads;
             const auto t0 = steady::now();

@@ -15,43 +15,22 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <mailers/postgres_store.hpp>
-#include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "bench_store.hpp"
 
 namespace {
 
 using steady = std::chrono::steady_clock;
 
-struct options {
-    std::string pg;
-    std::string sqlite;
-    std::string schema;
+struct options : bench::store_choice {
     std::vector<std::size_t> sizes{1000, 100000, 1000000};
     std::size_t due = 1000;
 };
 
-std::vector<std::size_t> list(const char* s) {
-    std::vector<std::size_t> out;
-    std::stringstream in(s);
-    std::string item;
-    while (std::getline(in, item, ',')) out.push_back(std::stoul(item));
-    return out;
-}
 
-std::shared_ptr<mailers::store> open_store(const options& o) {
-    if (!o.pg.empty()) {
-        mailers::postgres_store_params p;
-        p.conninfo = o.pg;
-        p.mode = mailers::open_mode::open_or_create;
-        if (!o.schema.empty()) p.schema = o.schema;
-        return mailers::open_postgres_store(p);
-    }
-    return mailers::open_sqlite_store({o.sqlite, mailers::open_mode::open_or_create});
-}
 
 mailers::time_point at(std::int64_t s) {
     return mailers::time_point{std::chrono::seconds{1'700'000'000 + s}};
@@ -89,7 +68,7 @@ int main(int argc, char** argv) {
         else if (a == "--schema")
             o.schema = argv[i + 1];
         else if (a == "--sizes")
-            o.sizes = list(argv[i + 1]);
+            o.sizes = bench::size_list(argv[i + 1]);
         else if (a == "--due")
             o.due = std::stoul(argv[i + 1]);
         else {
@@ -105,7 +84,7 @@ int main(int argc, char** argv) {
     }
     const std::string run = std::to_string(std::chrono::system_clock::now().time_since_epoch() /
                                            std::chrono::milliseconds{1});
-    auto st = open_store(o);
+    auto st = bench::open_store(o);
     std::printf("%-8s %10s %6s %14s %14s %12s %14s\n", "store", "enrolled", "due", "enrolls/s",
                 "planned/s", "us/step", "us/due read");
     for (const std::size_t size : o.sizes) {

@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_store.hpp"
 #include "bench_support.hpp"
 #include "bench_workspace.hpp"
 
@@ -41,10 +42,7 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-struct options {
-    std::string pg;
-    std::string sqlite;
-    std::string schema;
+struct options : bench::store_choice {
     std::size_t procs = 4;
     double seconds = 10;
     std::size_t inflight = 256;
@@ -52,16 +50,6 @@ struct options {
     double rate = 0;  // 0: half the closed-loop rate measured first
 };
 
-std::shared_ptr<mailers::store> open_store(const options& o) {
-    if (!o.pg.empty()) {
-        mailers::postgres_store_params p;
-        p.conninfo = o.pg;
-        p.mode = mailers::open_mode::open_or_create;
-        if (!o.schema.empty()) p.schema = o.schema;
-        return mailers::open_postgres_store(p);
-    }
-    return mailers::open_sqlite_store({o.sqlite, mailers::open_mode::open_or_create});
-}
 
 mailers::send_request make_request(std::size_t round, std::size_t proc, std::size_t i) {
     mailers::send_request r;
@@ -89,7 +77,7 @@ child_result run_child(const options& o, std::size_t round, std::size_t proc, do
                        int start_fd) {
     asio::io_context ioc(1);
     mailers::engine_params params;
-    params.storage = open_store(o);
+    params.storage = bench::open_store(o);
     params.random_seed = proc + 1;
     params.member_name = "bench-" + std::to_string(proc);
     mailers::engine eng(ioc.get_executor(), std::move(params));
@@ -202,7 +190,7 @@ int main(int argc, char** argv) {
         // every reservation is counted and none is refused.
         asio::io_context ioc(1);
         mailers::engine_params params;
-        params.storage = open_store(o);
+        params.storage = bench::open_store(o);
         mailers::engine eng(ioc.get_executor(), std::move(params));
         mailers::principal ops{"bench", "bench"};
         bench::add_bench_pool(
