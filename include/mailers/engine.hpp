@@ -823,7 +823,11 @@ public:
     ///  - `pauses` (pause records in force);
     ///  - `queue_items{state}` and `queue_waiting{reason}` (the workspace's
     ///    queue, read from the store: one query; left out when the store
-    ///    cannot answer, so a scrape never fails for it).
+    ///    cannot answer, so a scrape never fails for it);
+    ///  - per outbound webhook endpoint: `webhook_endpoint_enabled{endpoint}`
+    ///    (1 or 0) and `webhook_deliveries{endpoint,state}` (its outbox rows:
+    ///    pending, claimed, delivered, failed; one store query per endpoint,
+    ///    left out as the queue's when the store cannot answer).
     /// Label values are escaped as the format requires. Thread-safe.
     std::string metrics_text() const;
 

@@ -96,6 +96,35 @@ std::string engine::metrics_text() const {
         for (const auto& [reason, n] : q->waiting_by_reason)
             x.sample("mailers_queue_waiting", {{"reason", reason}}, n);
     }
+    // Outbound webhooks: per endpoint, whether it is enabled and its outbox
+    // rows by state, so an alert can fire on a disabled endpoint or a
+    // growing backlog.
+    try {
+        const auto endpoints = webhook_endpoints();
+        if (!endpoints.empty()) {
+            x.family("mailers_webhook_endpoint_enabled", "gauge",
+                     "1 while an outbound webhook endpoint is enabled.");
+            for (const auto& ep : endpoints)
+                x.sample("mailers_webhook_endpoint_enabled", {{"endpoint", ep.id}},
+                         std::uint64_t{ep.enabled});
+            x.family("mailers_webhook_deliveries", "gauge",
+                     "Outbound webhook outbox rows per endpoint, by state.");
+            for (const auto& ep : endpoints) {
+                const auto c = count_webhook_deliveries(ep.id);
+                const std::pair<std::string_view, std::uint64_t> states[] = {
+                    {"pending", c.pending},
+                    {"claimed", c.claimed},
+                    {"delivered", c.delivered},
+                    {"failed", c.failed}};
+                for (const auto& [name, n] : states)
+                    x.sample("mailers_webhook_deliveries", {{"endpoint", ep.id}, {"state", name}},
+                             n);
+            }
+        }
+    } catch (const std::exception& e) {
+        impl_->params.log.log(log_level::warning,
+                              std::string("metrics: webhook outbox counts left out: ") + e.what());
+    }
     return x.take();
 }
 

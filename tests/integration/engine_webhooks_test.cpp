@@ -424,6 +424,13 @@ TEST_CASE("webhooks: an endpoint that keeps failing is disabled, and enabled aga
     for (const auto& r : e->audit_log())
         if (r.action == "webhook.disable" && r.actor == "system") audited = true;
     CHECK(audited);
+    {
+        const auto text = e->metrics_text();
+        CHECK(text.find("\nmailers_webhook_endpoint_enabled{endpoint=\"h\"} 0\n") !=
+              std::string::npos);
+        CHECK(text.find("\nmailers_webhook_deliveries{endpoint=\"h\",state=\"failed\"} 2\n") !=
+              std::string::npos);
+    }
     env.run_until([&] {
         std::lock_guard lock(alerts_mu);
         return !alerts.empty();
@@ -441,6 +448,10 @@ TEST_CASE("webhooks: an endpoint that keeps failing is disabled, and enabled aga
     CHECK(e->find_webhook_endpoint("h")->disabled_reason.empty());
     env.run_until([&] { return count_in(*e, webhook_delivery_state::delivered) == 2; });
     CHECK(rx.ok_count() == 2);
+    const auto text = e->metrics_text();
+    CHECK(text.find("\nmailers_webhook_endpoint_enabled{endpoint=\"h\"} 1\n") != std::string::npos);
+    CHECK(text.find("\nmailers_webhook_deliveries{endpoint=\"h\",state=\"delivered\"} 2\n") !=
+          std::string::npos);
 }
 
 TEST_CASE("webhooks: private targets are refused at connect time unless allowed") {
