@@ -8,6 +8,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bench {
@@ -18,6 +19,24 @@ struct store_choice {
     std::string sqlite;
     std::string schema;  ///< PostgreSQL schema; "" the library's default
 };
+
+/// Takes --pg, --sqlite and --schema into `o`; false for any other name.
+inline bool take_store_option(store_choice& o, std::string_view name, std::string value) {
+    if (name == "--pg")
+        o.pg = std::move(value);
+    else if (name == "--sqlite")
+        o.sqlite = std::move(value);
+    else if (name == "--schema")
+        o.schema = std::move(value);
+    else
+        return false;
+    return true;
+}
+
+/// Exactly one of --pg and --sqlite was given.
+inline bool one_store_chosen(const store_choice& o) {
+    return o.pg.empty() != o.sqlite.empty();
+}
 
 inline std::shared_ptr<mailers::store> open_store(const store_choice& o) {
     if (!o.pg.empty()) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench_store.hpp"
+#include "bench_support.hpp"
 
 namespace {
 
@@ -30,8 +31,6 @@ struct options : bench::store_choice {
     std::vector<std::size_t> claimers{1, 4};
     std::vector<std::size_t> batches{1, 16};
 };
-
-
 
 mailers::time_point at(std::int64_t s) {
     return mailers::time_point{std::chrono::seconds{1'700'000'000 + s}};
@@ -57,26 +56,19 @@ double seconds_since(steady::time_point t0) {
 
 int main(int argc, char** argv) {
     options o;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const std::string a = argv[i];
-        if (a == "--pg")
-            o.pg = argv[i + 1];
-        else if (a == "--sqlite")
-            o.sqlite = argv[i + 1];
-        else if (a == "--schema")
-            o.schema = argv[i + 1];
-        else if (a == "--items")
-            o.items = std::stoul(argv[i + 1]);
-        else if (a == "--claimers")
-            o.claimers = bench::size_list(argv[i + 1]);
-        else if (a == "--batches")
-            o.batches = bench::size_list(argv[i + 1]);
-        else {
-            std::fprintf(stderr, "unknown option %s\n", a.c_str());
-            return 2;
-        }
-    }
-    if (o.pg.empty() == o.sqlite.empty()) {
+    const bool ok = bench::read_options(argc, argv, [&](std::string_view k, std::string v) {
+        if (bench::take_store_option(o, k, v)) return true;
+        if (k == "--items")
+            o.items = std::stoul(v);
+        else if (k == "--claimers")
+            o.claimers = bench::size_list(v);
+        else if (k == "--batches")
+            o.batches = bench::size_list(v);
+        else
+            return false;
+        return true;
+    });
+    if (!ok || !bench::one_store_chosen(o)) {
         std::fprintf(stderr,
                      "usage: queue_store_bench --pg CONNINFO | --sqlite PATH [--items N] "
                      "[--claimers 1,4] [--batches 1,16] [--schema NAME]\n");

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bench_store.hpp"
+#include "bench_support.hpp"
 
 namespace {
 
@@ -29,8 +30,6 @@ struct options : bench::store_choice {
     std::vector<std::size_t> sizes{1000, 100000, 1000000};
     std::size_t due = 1000;
 };
-
-
 
 mailers::time_point at(std::int64_t s) {
     return mailers::time_point{std::chrono::seconds{1'700'000'000 + s}};
@@ -59,24 +58,17 @@ mailers::enrollment contact(std::size_t n, bool due) {
 
 int main(int argc, char** argv) {
     options o;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        const std::string a = argv[i];
-        if (a == "--pg")
-            o.pg = argv[i + 1];
-        else if (a == "--sqlite")
-            o.sqlite = argv[i + 1];
-        else if (a == "--schema")
-            o.schema = argv[i + 1];
-        else if (a == "--sizes")
-            o.sizes = bench::size_list(argv[i + 1]);
-        else if (a == "--due")
-            o.due = std::stoul(argv[i + 1]);
-        else {
-            std::fprintf(stderr, "unknown option %s\n", a.c_str());
-            return 2;
-        }
-    }
-    if (o.pg.empty() == o.sqlite.empty()) {
+    const bool ok = bench::read_options(argc, argv, [&](std::string_view k, std::string v) {
+        if (bench::take_store_option(o, k, v)) return true;
+        if (k == "--sizes")
+            o.sizes = bench::size_list(v);
+        else if (k == "--due")
+            o.due = std::stoul(v);
+        else
+            return false;
+        return true;
+    });
+    if (!ok || !bench::one_store_chosen(o)) {
         std::fprintf(stderr,
                      "usage: scheduler_store_bench --pg CONNINFO | --sqlite PATH "
                      "[--sizes 1000,100000] [--due 1000] [--schema NAME]\n");

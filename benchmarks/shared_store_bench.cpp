@@ -50,7 +50,6 @@ struct options : bench::store_choice {
     double rate = 0;  // 0: half the closed-loop rate measured first
 };
 
-
 mailers::send_request make_request(std::size_t round, std::size_t proc, std::size_t i) {
     mailers::send_request r;
     r.pool = "bench";
@@ -161,13 +160,8 @@ child_result run_child(const options& o, std::size_t round, std::size_t proc, do
 int main(int argc, char** argv) {
     options o;
     const bool ok = bench::read_options(argc, argv, [&](std::string_view k, std::string v) {
-        if (k == "--pg")
-            o.pg = std::move(v);
-        else if (k == "--sqlite")
-            o.sqlite = std::move(v);
-        else if (k == "--schema")
-            o.schema = std::move(v);
-        else if (k == "--procs")
+        if (bench::take_store_option(o, k, v)) return true;
+        if (k == "--procs")
             o.procs = std::stoull(v);
         else if (k == "--seconds")
             o.seconds = std::stod(v);
@@ -181,7 +175,7 @@ int main(int argc, char** argv) {
             return false;
         return true;
     });
-    if (!ok || o.pg.empty() == o.sqlite.empty()) {
+    if (!ok || !bench::one_store_chosen(o)) {
         std::fprintf(stderr, "usage: shared_store_bench --pg CONNINFO | --sqlite PATH [...]\n");
         return 2;
     }
