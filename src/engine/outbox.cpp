@@ -668,12 +668,12 @@ void webhook_outbox::end(const webhook_delivery& row, webhook_delivery_state sta
 }
 
 void webhook_outbox::check_exhausted() {
-    std::vector<std::pair<std::string, time_point>> todo;
+    std::vector<std::pair<std::string, time_point>> exhausted;  // endpoint, row written at
     {
         std::lock_guard lock(mu_);
-        todo.swap(exhausted_);
+        exhausted.swap(exhausted_);
     }
-    for (const auto& [id, since] : todo) {
+    for (const auto& [id, since] : exhausted) {
         s_.writer->flush();  // the attempt's end is stored before it is counted
         const auto c = s_.params.storage->count_webhook_deliveries(s_.params.workspace, id);
         if (c.last_delivered && *c.last_delivered >= since) continue;
