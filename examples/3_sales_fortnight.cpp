@@ -220,8 +220,9 @@ int main(int argc, char** argv) {
     auto settle = [&] {
         for (;;) {
             ioc.run_for(1ms);
+            if (eng.queue_counts().claimed != 0) continue;
             auto next = eng.next_due();
-            if (eng.queue_counts().claimed == 0 && (!next || *next > clock->now())) return;
+            if (!next || *next > clock->now()) return;
         }
     };
     auto work = asio::make_work_guard(ioc);
