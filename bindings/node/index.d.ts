@@ -655,6 +655,11 @@ export declare class Engine extends EventEmitter {
 
   /** What a provider added as `capture://capture` has been given. */
   captured(providerId: string, options?: { clear?: boolean }): CapturedMessage[];
+  /**
+   * Resolves with nextDue() once nothing is being handed off and nothing is due at or before now():
+   * for an engine on a manual clock, moved with `engine.setTime(await engine.settle())`.
+   */
+  settle(options?: { timeoutMs?: number; intervalMs?: number }): Promise<Date | null>;
   /** Operations in flight (sends, calls, close). */
   readonly pending: number;
   /** Moves the clock of an engine opened with `manualClock`. */

@@ -1,7 +1,8 @@
 'use strict';
 // Campaigns through the queue, their progress and cancel; forecasts.
 const assert = require('node:assert/strict');
-const { test, mailers, captureEngine, eventually, settle } = require('./helpers');
+const path = require('path');
+const { test, mailers, captureEngine, eventually } = require('./helpers');
 
 const monday9 = new Date('2026-12-07T09:00:00Z');
 const content = { subject: '{{first_name|Hello}}, our Q4 news', text: 'Hi {{first_name|there}}, from {{company}}.' };
@@ -33,8 +34,7 @@ test('a campaign queues each recipient once, renders each message, reports progr
   assert.deepEqual(info.content, { ...content, html: '' });
 
   let p;
-  const until = Date.now() + 20000;
-  while (Date.now() < until && !(p = await engine.campaignProgress('q4-launch')).finished) await new Promise((r) => setTimeout(r, 20));
+  await eventually(async () => (p = await engine.campaignProgress('q4-launch')).finished, 20000);
   assert.equal(p.finished, true);
   assert.equal(p.sent, 2);
   assert.equal(p.suppressedAtStart, 1);
@@ -69,7 +69,7 @@ test('cancelling a paced campaign withdraws what still waits', async (t) => {
   const { engine } = await captureEngine(t, { manualClock: monday9, queuePollIntervalMs: 20 });
   await engine.upsertMailbox({ id: 'rep1', from: 'Riley <rep1@brand.com>', provider: 'cap', limits: [{ max: 1, seconds: 3600 }] });
   await engine.startCampaign({ id: 'slow', content, mailbox: 'rep1', recipients: ['a@example.com', 'b@example.com', 'c@example.com'].map((to) => ({ to, variables: { company: 'B' } })) });
-  await settle(engine);
+  await engine.settle();
   let p = await engine.campaignProgress('slow');
   assert.equal(p.sent, 1);
   assert.equal(p.waiting, 2);
@@ -82,7 +82,7 @@ test('cancelling a paced campaign withdraws what still waits', async (t) => {
   assert.equal(p.finished, true);
   assert.equal((await engine.campaign('slow')).cancelled, true);
   engine.setTime(new Date(monday9.getTime() + 5 * 3600e3));
-  await settle(engine);
+  await engine.settle();
   assert.equal(engine.captured('cap').length, 1);
   await assert.rejects(engine.cancelCampaign('nope'), mailers.NotFoundError);
   await assert.rejects(engine.campaignProgress('nope'), mailers.NotFoundError);
@@ -144,4 +144,21 @@ test('a forecast plans a small campaign under a daily cap, and changes nothing',
   assert.equal(engine.captured('cap').length, 0);
   await assert.rejects(engine.forecast({ sequenceId: 'nope', contacts: [{ to: 'a@example.com' }] }), mailers.NotFoundError);
   await assert.rejects(engine.forecast({ campaign: { id: 'fc', content, pool: 'out', recipients }, horizon: -1 }), TypeError);
+});
+
+test('the same campaign started by two engines of one workspace at once sends to each recipient once', async (t) => {
+  const { engine: a, dir } = await captureEngine(t, { queuePollIntervalMs: 20 });
+  const b = await mailers.Engine.open({ sqlite: path.join(dir, 'ws.db'), actor: 'ops-b', queuePollIntervalMs: 20 });
+  t.after(() => b.close());
+  await b.addProvider('cap', 'capture://capture');
+  const recipients = Array.from({ length: 20 }, (_, i) => ({ to: `lead${i}@example.com`, variables: { company: 'B' } }));
+  const started = await Promise.all([a, b, a, b].map((e) => e.startCampaign({ id: 'both', content, pool: 'out', recipients })));
+  assert.ok(started.every((c) => c.total === 20));
+  let p;
+  await eventually(async () => (p = await b.campaignProgress('both')).finished, 20000);
+  assert.equal(p.sent, 20);
+  const to = [...a.captured('cap'), ...b.captured('cap')].map((m) => m.rcptTo[0]);
+  assert.equal(to.length, 20);
+  assert.equal(new Set(to).size, 20);
+  assert.deepEqual(await a.campaignProgress('both'), p);
 });

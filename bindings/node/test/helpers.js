@@ -78,28 +78,11 @@ async function smtpServer(t, args = []) {
 
 // Waits until `cond()` holds, polling: events reach listeners through the
 // event loop, later on a loaded machine than on an idle one. Gives up after
-// `ms` and lets the assertion that follows say what was missing.
+// `ms` and lets the assertion that follows say what was missing. `cond` may
+// be async (a read from the engine).
 async function eventually(cond, ms = 10000) {
   const until = Date.now() + ms;
-  while (!cond() && Date.now() < until) await new Promise((res) => setTimeout(res, 5));
+  while (!(await cond()) && Date.now() < until) await new Promise((res) => setTimeout(res, 5));
 }
 
-// For an engine on a manual clock: waits until the scheduler has done all
-// it can at the engine's present time (nothing claimed, nothing due before
-// or at now), seen twice in a row, since the queue hands an item from
-// waiting to claimed to done between any two reads.
-async function settle(engine, ms = 20000) {
-  const until = Date.now() + ms;
-  let calm = 0;
-  while (Date.now() < until) {
-    const next = await engine.nextDue();
-    const counts = await engine.queueCounts();
-    const idle = counts.claimed === 0 && (next === null || next > engine.now());
-    calm = idle ? calm + 1 : 0;
-    if (calm === 2) return next;
-    await new Promise((res) => setTimeout(res, 10));
-  }
-  throw new Error('the scheduler did not settle');
-}
-
-module.exports = { test, mailers, tempDir, captureEngine, message, smtpServer, sourceDir, eventually, settle };
+module.exports = { test, mailers, tempDir, captureEngine, message, smtpServer, sourceDir, eventually };

@@ -3,7 +3,7 @@
 // conninfo). Skipped otherwise, unless MAILERS_REQUIRE_PG=1 demands it.
 const assert = require('node:assert/strict');
 const { execFileSync } = require('child_process');
-const { test, mailers, message } = require('./helpers');
+const { test, mailers, message, eventually } = require('./helpers');
 
 const conninfo = process.env.MAILERS_TEST_PG;
 const required = process.env.MAILERS_REQUIRE_PG === '1';
@@ -48,13 +48,9 @@ test('a workspace on PostgreSQL: sends, suppression, restart, a sequence and a c
   await e.upsertSequence({ id: 'pg-seq', steps: [{ content: { subject: 'Hi {{first_name}}', text: 'x' }, sender: { kind: 'pool', id: 'out' } }] });
   const en = await e.enroll('pg-seq', 'seq@example.com', { variables: { first_name: 'Sam' } });
   await e.startCampaign({ id: 'pg-camp', content: { subject: 'News', text: 'y' }, pool: 'out', recipients: ['c1@example.com', 'c2@example.com'] });
-  let done = false;
-  const until = Date.now() + 20000;
-  while (!done && Date.now() < until) {
-    done = (await e.enrollment(en.id)).state === 'completed' && (await e.campaignProgress('pg-camp')).sent === 2;
-    if (!done) await new Promise((res) => setTimeout(res, 20));
-  }
-  assert.ok(done, 'the step and the campaign were sent');
+  const done = async () => (await e.enrollment(en.id)).state === 'completed' && (await e.campaignProgress('pg-camp')).sent === 2;
+  await eventually(done, 20000);
+  assert.ok(await done(), 'the step and the campaign were sent');
   assert.deepEqual(e.captured('cap').map((m) => m.subject).sort(), ['Hi Sam', 'News', 'News']);
   assert.deepEqual((await e.enrollments({ sequenceId: 'pg-seq' })).map((x) => x.address), ['seq@example.com']);
 });

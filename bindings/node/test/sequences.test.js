@@ -2,7 +2,8 @@
 // Sequences: definitions, enrollments driven through their steps on a
 // manual clock against the capture transport, stop rules, and refusals.
 const assert = require('node:assert/strict');
-const { test, mailers, captureEngine, eventually, settle } = require('./helpers');
+const path = require('path');
+const { test, mailers, captureEngine, eventually } = require('./helpers');
 
 const monday9 = new Date('2026-12-07T09:00:00Z');
 const day = 86400e3;
@@ -67,7 +68,7 @@ test('a sequence round-trips, and an enrollment goes through its steps: senders,
   assert.equal(en.step, 0);
 
   // Step 1, due at once: from the owner.
-  let next = await settle(engine);
+  let next = await engine.settle();
   let cap = engine.captured('cap');
   assert.equal(cap.length, 1);
   assert.equal(cap[0].mailbox, 'rep2');
@@ -89,12 +90,12 @@ test('a sequence round-trips, and an enrollment goes through its steps: senders,
 
   // Nothing moves until the clock does.
   engine.setTime(new Date(next.getTime() - 60e3));
-  await settle(engine);
+  await engine.settle();
   assert.equal(engine.captured('cap').length, 1);
 
   // Step 2: a reply in step 1's thread, from the same mailbox.
   engine.setTime(next);
-  next = await settle(engine);
+  next = await engine.settle();
   cap = engine.captured('cap');
   assert.equal(cap.length, 2);
   assert.equal(cap[1].mailbox, 'rep2');
@@ -106,7 +107,7 @@ test('a sequence round-trips, and an enrollment goes through its steps: senders,
 
   // Step 3: a new thread from the founder.
   engine.setTime(next);
-  next = await settle(engine);
+  next = await engine.settle();
   cap = engine.captured('cap');
   assert.equal(cap.length, 3);
   assert.equal(cap[2].mailbox, 'founder');
@@ -136,7 +137,7 @@ test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollme
   // Enrollments met while their sequence was paused are looked at again
   // after queue_recheck (60 s).
   engine.setTime(new Date(monday9.getTime() + 61e3));
-  await settle(engine);
+  await engine.settle();
   const first = engine.captured('cap');
   assert.deepEqual(first.map((m) => m.rcptTo[0]).sort(), ['bob@example.com', 'cy@example.com', 'dee@example.com', 'fay@example.com', 'gus@example.com']);
 
@@ -174,16 +175,16 @@ test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollme
   await engine.resumeSequence('outreach');
   assert.equal(await engine.isSequencePaused('outreach'), false);
   engine.setTime(new Date(monday9.getTime() + 3600e3 + 61e3));
-  await settle(engine);
+  await engine.settle();
   const all = engine.captured('cap');
   assert.equal(all.length, 6);
   assert.equal(all[5].rcptTo[0], 'eve@example.com');
 
   // Stopped enrollments send nothing more.
   engine.setTime(new Date(monday9.getTime() + 10 * day));
-  await settle(engine);
+  await engine.settle();
   engine.setTime(new Date(monday9.getTime() + 20 * day));
-  await settle(engine);
+  await engine.settle();
   const late = engine.captured('cap').slice(6).map((m) => m.rcptTo[0]);
   assert.deepEqual([...new Set(late)], ['eve@example.com']);
   assert.equal(await state(ids.eve), 'completed/none');
@@ -235,4 +236,51 @@ test('refusals: a bad template with line and column, unknown names, missing vari
   await assert.rejects(engine.removeSequence('nope'), mailers.NotFoundError);
   await engine.removeSequence('outreach');
   assert.equal(await engine.sequence('outreach'), null);
+});
+
+test('a forecast of enrolling two contacts plans every step on the sequence calendar, and enrolls nobody', async (t) => {
+  const engine = await sequenceEngine(t);
+  await engine.upsertSequence(outreach);
+  const plan = await engine.forecast({
+    sequenceId: 'outreach',
+    contacts: [
+      { to: 'ada@example.com', variables: { first_name: 'Ada' }, owner: 'rep2' },
+      { to: 'bob@example.com', variables: { first_name: 'Bob' } },
+    ],
+    horizon: 14 * 86400,
+  });
+  assert.equal(plan.complete, true);
+  assert.equal(plan.sends.length, 6);
+  const of = (who) => plan.sends.filter((s) => s.recipient === who);
+  assert.deepEqual(of('ada@example.com').map((s) => [s.step, s.mailbox]), [[1, 'rep2'], [2, 'rep2'], [3, 'founder']]);
+  // No owner: the first step falls back to pool "out" (rep1), the second follows it.
+  assert.deepEqual(of('bob@example.com').map((s) => [s.step, s.mailbox]), [[1, 'rep1'], [2, 'rep1'], [3, 'founder']]);
+  const ada = of('ada@example.com');
+  assert.equal(ada[0].at.getTime(), monday9.getTime());
+  assert.equal(ada[1].at.getTime(), monday9.getTime() + 2 * day);
+  assert.equal(ada[2].at.getTime(), monday9.getTime() + 3 * day);
+  assert.ok(ada.every((s) => s.origin.startsWith('sequence:outreach/')));
+  assert.equal(plan.last.getTime(), monday9.getTime() + 3 * day);
+  assert.deepEqual(await engine.enrollments(), []);
+  assert.equal(engine.captured('cap').length, 0);
+  await assert.rejects(engine.forecast({ sequenceId: 'outreach', contacts: [{ to: 'cy@example.com' }] }), mailers.InvalidArgumentError);
+});
+
+test('two engines on one workspace: the same contact enrolled by both at once is enrolled and sent to once', async (t) => {
+  const { engine: a, dir } = await captureEngine(t, { queuePollIntervalMs: 20 });
+  const b = await mailers.Engine.open({ sqlite: path.join(dir, 'ws.db'), actor: 'ops-b', queuePollIntervalMs: 20 });
+  t.after(() => b.close());
+  await b.addProvider('cap', 'capture://capture');
+  await a.upsertSequence({ ...outreach, steps: [{ ...outreach.steps[0], sender: { kind: 'pool', id: 'out' } }] });
+    const tries = await Promise.allSettled(
+    Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).enroll('outreach', 'ada@example.com', { variables: { first_name: 'Ada' } })),
+  );
+  const ok = tries.filter((r) => r.status === 'fulfilled');
+  assert.equal(ok.length, 1, JSON.stringify(tries.map((r) => r.status)));
+  assert.ok(tries.filter((r) => r.status === 'rejected').every((r) => r.reason instanceof mailers.DuplicateError));
+  const id = ok[0].value.id;
+  await eventually(async () => (await b.enrollment(id)).state === 'completed', 20000);
+  assert.equal((await a.enrollment(id)).state, 'completed');
+  assert.equal(a.captured('cap').length + b.captured('cap').length, 1);
+  assert.deepEqual((await b.enrollments()).map((e) => e.id), [id]);
 });

@@ -60,8 +60,7 @@ test('an endpoint receives signed events; the outbox and metrics say so', async 
   assert.equal(req.headers['webhook-signature'], signature(stored.secret, req.headers['webhook-id'], req.headers['webhook-timestamp'], req.body));
 
   let counts;
-  const until = Date.now() + 10000;
-  while (Date.now() < until && (counts = await engine.webhookDeliveryCounts('crm')).delivered !== 1) await new Promise((res) => setTimeout(res, 20));
+  await eventually(async () => (counts = await engine.webhookDeliveryCounts('crm')).delivered === 1);
   assert.equal(counts.delivered, 1);
   assert.equal(counts.pending + counts.claimed + counts.failed, 0);
   assert.ok(counts.lastDelivered instanceof Date);
