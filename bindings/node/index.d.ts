@@ -319,6 +319,20 @@ export interface IngestResult {
   duplicates: number;
 }
 
+export interface DeliveryReportResult {
+  /** False when the message is not a bounce: nothing changed. */
+  recognised: boolean;
+  format: string;
+  reportingMta: string;
+  /** The bounced message's Message-ID, without <>. */
+  originalMessageId: string;
+  events: MailersEvent[];
+  reason: string;
+  suppressed: number;
+  alreadySuppressed: number;
+  duplicates: number;
+}
+
 export interface CapturedMessage {
   mailFrom: string;
   rcptTo: string[];
@@ -595,6 +609,8 @@ export declare class Engine extends EventEmitter {
   pauses(): Promise<PauseInfo[]>;
 
   ingestWebhook(provider: WebhookProvider, request: WebhookRequest, options?: WebhookOptions): Promise<IngestResult>;
+  /** One bounce message (RFC 3464, qmail, exim) fetched from a sending mailbox; a hard bounce suppresses its recipient. */
+  ingestDeliveryReport(message: string | Buffer): Promise<DeliveryReportResult>;
   unsubscribe(token: string): Promise<{ status: string; recipient: string; sendId: string; suppressed: boolean; already: boolean }>;
 
   auditLog(fromSeq?: number): Promise<AuditRecord[]>;

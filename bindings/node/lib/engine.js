@@ -171,6 +171,7 @@ class Engine extends EventEmitter {
       'isPaused',
       'pauses',
       'ingestWebhook',
+      'ingestDeliveryReport',
       'unsubscribe',
       'verifyAudit',
       'auditCheckpoint',

@@ -1028,6 +1028,19 @@ private:
             return blocking(
                 env, [endpoint](E& e) { return make_one(e.count_webhook_deliveries(endpoint)); });
         }
+        if (name == "ingestDeliveryReport") {
+            auto v = arg(info, 1);
+            std::string msg;
+            if (v.IsBuffer())
+                msg.assign(v.As<Napi::Buffer<char>>().Data(), v.As<Napi::Buffer<char>>().Length());
+            else if (v.IsString())
+                msg = v.As<Napi::String>().Utf8Value();
+            else
+                throw Napi::TypeError::New(env, "message must be a string or a Buffer");
+            return blocking(env, [msg = std::move(msg)](E& e) {
+                return make_one(e.ingest_delivery_report(msg));
+            });
+        }
         if (name == "metricsText")
             return blocking(env, [](E& e) { return make_string(e.metrics_text()); });
         return std::nullopt;

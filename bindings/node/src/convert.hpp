@@ -59,6 +59,7 @@ Napi::Object to_js(Napi::Env env, const mailers::forecast_plan& p);
 Napi::Object to_js(Napi::Env env, const mailers::webhook_endpoint& ep);
 Napi::Object to_js(Napi::Env env, const mailers::webhook_delivery& d);
 Napi::Object to_js(Napi::Env env, const mailers::webhook_delivery_counts& c);
+Napi::Object to_js(Napi::Env env, const mailers::report_ingest_result& r);
 
 mailers::principal principal_from(const Napi::Value& v, const mailers::principal& fallback);
 mailers::send_request send_request_from(const Napi::Value& v, const mailers::principal& actor);

@@ -13,7 +13,7 @@ using namespace std::chrono;
 // Enums the library gives no `to_string`; in declaration order.
 constexpr std::array<std::string_view, 3> delay_units = {"hours", "days", "business_days"};
 constexpr std::array<std::string_view, 2> conflict_names = {"refuse", "merge"};
-constexpr int event_types = 17;  // mailers::event_type, queued .. alert
+constexpr int event_types = static_cast<int>(mailers::event_type::alert) + 1;
 
 std::string_view name_of(mailers::sequence_delay::unit u) {
     return delay_units[static_cast<std::size_t>(u)];
@@ -436,6 +436,23 @@ Napi::Object to_js(Napi::Env env, const mailers::webhook_delivery_counts& c) {
     o.Set("delivered", num(env, static_cast<double>(c.delivered)));
     o.Set("failed", num(env, static_cast<double>(c.failed)));
     o.Set("lastDelivered", to_js(env, c.last_delivered));
+    return o;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::report_ingest_result& r) {
+    auto o = Napi::Object::New(env);
+    o.Set("recognised", Napi::Boolean::New(env, r.report.recognised));
+    o.Set("format", str(env, r.report.format));
+    o.Set("reportingMta", str(env, r.report.reporting_mta));
+    o.Set("originalMessageId", str(env, r.report.original_message_id));
+    auto ev = Napi::Array::New(env, r.report.events.size());
+    for (std::size_t i = 0; i < r.report.events.size(); ++i)
+        ev.Set(static_cast<uint32_t>(i), to_js(env, r.report.events[i]));
+    o.Set("events", ev);
+    o.Set("reason", str(env, r.report.reason));
+    o.Set("suppressed", num(env, static_cast<double>(r.suppressed)));
+    o.Set("alreadySuppressed", num(env, static_cast<double>(r.already_suppressed)));
+    o.Set("duplicates", num(env, static_cast<double>(r.duplicates)));
     return o;
 }
 

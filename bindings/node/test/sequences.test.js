@@ -122,7 +122,40 @@ test('a sequence round-trips, and an enrollment goes through its steps: senders,
   assert.deepEqual(sent.map((e) => e.step), [1, 2, 3]);
 });
 
-test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollments', async (t) => {
+// A Gmail-style delivery status notification (RFC 3464) for `rcpt`.
+const bounceMessage = (rcpt, messageId) =>
+  [
+    'From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>',
+    'Subject: Delivery Status Notification (Failure)',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/report; report-type=delivery-status; boundary="b"',
+    '',
+    '--b',
+    'Content-Type: text/plain',
+    '',
+    `Your message wasn't delivered to ${rcpt} because the address couldn't be found.`,
+    '',
+    '--b',
+    'Content-Type: message/delivery-status',
+    '',
+    'Reporting-MTA: dns; googlemail.com',
+    '',
+    `Final-Recipient: rfc822; ${rcpt}`,
+    'Action: failed',
+    'Status: 5.1.1',
+    'Diagnostic-Code: smtp; 550 5.1.1 The email account that you tried to reach does not exist.',
+    '',
+    '--b',
+    'Content-Type: text/rfc822-headers',
+    '',
+    `Message-ID: <${messageId}>`,
+    `To: ${rcpt}`,
+    '',
+    '--b--',
+    '',
+  ].join('\r\n');
+
+test('replies, unsubscribes, bounces, goals, pauses and manual stops end or hold enrollments', async (t) => {
   const engine = await sequenceEngine(t);
   await engine.upsertSequence(outreach);
   const vars = { variables: { first_name: 'X' }, owner: 'rep1' };
@@ -130,7 +163,7 @@ test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollme
   // The sequence paused while they are enrolled, so that eve's enrollment
   // is paused before its first step can go.
   await engine.pauseSequence('outreach');
-  for (const who of ['bob', 'cy', 'dee', 'eve', 'fay', 'gus']) ids[who] = (await engine.enroll('outreach', `${who}@example.com`, vars)).id;
+  for (const who of ['bob', 'cy', 'dee', 'eve', 'fay', 'gus', 'hal']) ids[who] = (await engine.enroll('outreach', `${who}@example.com`, vars)).id;
   assert.equal(await engine.pauseEnrollment(ids.eve), true);
   assert.equal(await engine.pauseEnrollment(ids.eve), false);
   await engine.resumeSequence('outreach');
@@ -139,7 +172,7 @@ test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollme
   engine.setTime(new Date(monday9.getTime() + 61e3));
   await engine.settle();
   const first = engine.captured('cap');
-  assert.deepEqual(first.map((m) => m.rcptTo[0]).sort(), ['bob@example.com', 'cy@example.com', 'dee@example.com', 'fay@example.com', 'gus@example.com']);
+  assert.deepEqual(first.map((m) => m.rcptTo[0]).sort(), ['bob@example.com', 'cy@example.com', 'dee@example.com', 'fay@example.com', 'gus@example.com', 'hal@example.com']);
 
   // A reply by the Message-ID of bob's step, by dee's address; cy unsubscribes.
   const bobMsg = first.find((m) => m.rcptTo[0] === 'bob@example.com');
@@ -149,6 +182,15 @@ test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollme
   assert.deepEqual(await engine.recordGoal('fay@example.com', 'outreach'), [ids.fay]);
   assert.equal(await engine.stopEnrollment(ids.gus, { reason: 'asked by sales' }), true);
   assert.equal(await engine.stopEnrollment(ids.gus), false);
+  // A bounce message for hal's step, fetched from the mailbox: a hard bounce.
+  const halMsg = first.find((m) => m.rcptTo[0] === 'hal@example.com');
+  const report = await engine.ingestDeliveryReport(bounceMessage('hal@example.com', halMsg.messageId));
+  assert.equal(report.recognised, true);
+  assert.equal(report.originalMessageId, halMsg.messageId);
+  assert.equal(report.suppressed, 1);
+  assert.equal(report.events[0].type, 'bounced');
+  assert.equal((await engine.ingestDeliveryReport('Subject: hello\r\n\r\nnot a bounce\r\n')).recognised, false);
+  await assert.rejects(engine.ingestDeliveryReport(42), TypeError);
 
   const state = async (id) => {
     const e = await engine.enrollment(id);
@@ -159,11 +201,12 @@ test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollme
   assert.equal(await state(ids.cy), 'stopped/unsubscribed');
   assert.equal(await state(ids.fay), 'stopped/goal');
   assert.equal(await state(ids.gus), 'stopped/manual');
+  assert.equal(await state(ids.hal), 'stopped/bounced');
   assert.equal(await state(ids.eve), 'paused/none');
-  assert.deepEqual((await engine.enrollments({ state: 'stopped' })).map((e) => e.id), [ids.bob, ids.cy, ids.dee, ids.fay, ids.gus]);
+  assert.deepEqual((await engine.enrollments({ state: 'stopped' })).map((e) => e.id), [ids.bob, ids.cy, ids.dee, ids.fay, ids.gus, ids.hal]);
   assert.deepEqual((await engine.enrollments({ address: 'EVE@example.com' })).map((e) => e.id), [ids.eve]);
   assert.equal((await engine.enrollments({ sequenceId: 'outreach', limit: 2 })).length, 2);
-  assert.deepEqual((await engine.enrollments({ afterId: ids.fay })).map((e) => e.id), [ids.gus]);
+  assert.deepEqual((await engine.enrollments({ afterId: ids.fay })).map((e) => e.id), [ids.gus, ids.hal]);
 
   // A paused sequence holds a resumed enrollment's step until it resumes.
   await engine.pauseSequence('outreach', { reason: 'copy review' });
@@ -171,21 +214,21 @@ test('replies, unsubscribes, goals, pauses and manual stops end or hold enrollme
   assert.equal(await engine.resumeEnrollment(ids.eve), true);
   engine.setTime(new Date(monday9.getTime() + 3600e3));
   await new Promise((res) => setTimeout(res, 200));
-  assert.equal(engine.captured('cap').length, 5);
+  assert.equal(engine.captured('cap').length, 6);
   await engine.resumeSequence('outreach');
   assert.equal(await engine.isSequencePaused('outreach'), false);
   engine.setTime(new Date(monday9.getTime() + 3600e3 + 61e3));
   await engine.settle();
   const all = engine.captured('cap');
-  assert.equal(all.length, 6);
-  assert.equal(all[5].rcptTo[0], 'eve@example.com');
+  assert.equal(all.length, 7);
+  assert.equal(all[6].rcptTo[0], 'eve@example.com');
 
   // Stopped enrollments send nothing more.
   engine.setTime(new Date(monday9.getTime() + 10 * day));
   await engine.settle();
   engine.setTime(new Date(monday9.getTime() + 20 * day));
   await engine.settle();
-  const late = engine.captured('cap').slice(6).map((m) => m.rcptTo[0]);
+  const late = engine.captured('cap').slice(7).map((m) => m.rcptTo[0]);
   assert.deepEqual([...new Set(late)], ['eve@example.com']);
   assert.equal(await state(ids.eve), 'completed/none');
 });
