@@ -243,7 +243,8 @@ class Engine extends EventEmitter {
    * present time: no queued send being handed off and nothing due at or
    * before now(). For an engine on a manual clock, which a host moves with
    * `setTime(await engine.settle())`; the engine's queue thread does the
-   * work, and this only watches the store (every `intervalMs`).
+   * work (so it needs `drainQueue`, the default), and this only watches
+   * the store (every `intervalMs`).
    */
   async settle({ timeoutMs = 30000, intervalMs = 10 } = {}) {
     const until = Date.now() + timeoutMs;

@@ -274,6 +274,7 @@ test('refusals: a bad template with line and column, unknown names, missing vari
   assert.deepEqual(merged.variables, { first_name: 'Ada', company: 'Acme' });
 
   assert.equal(await engine.enrollment(424242), null);
+  for (const call of ['pauseEnrollment', 'resumeEnrollment', 'stopEnrollment']) await assert.rejects(engine[call](424242), mailers.NotFoundError, call);
   await assert.rejects(engine.enrollment('1'), TypeError);
   await assert.rejects(engine.resumeSequence('outreach'), mailers.NotFoundError);
   await assert.rejects(engine.removeSequence('nope'), mailers.NotFoundError);
