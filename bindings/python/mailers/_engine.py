@@ -8,6 +8,7 @@ import datetime as _dt
 import logging
 import queue as _queue
 import threading
+import time
 import weakref
 from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
 
@@ -163,6 +164,7 @@ class Engine:
         if fold_plus_tags is not None or fold_gmail_dots is not None:
             params["fold_plus_tags"] = bool(fold_plus_tags)
             params["fold_gmail_dots"] = bool(fold_gmail_dots)
+        self._clock = clock
         self._core = _mailers.Core(store._native(), params,
                                    clock._native if clock is not None else None)
         # A bound method would keep the engine alive from the native side.
@@ -489,6 +491,30 @@ class Engine:
         enrollment's step), read from the store; None when nothing waits. With a
         :class:`ManualClock`, move the clock here."""
         return from_us(self._core.next_due())
+
+    def settle(self, timeout: float = 30.0) -> Optional[_dt.datetime]:
+        """Waits until the workspace's queue and scheduler have done everything due
+        at the engine clock's now (nothing claimed, nothing due), and returns
+        :meth:`next_due`. A simulation moves its :class:`ManualClock` to that time and
+        calls again. Raises TimeoutError after ``timeout`` seconds."""
+        def now() -> _dt.datetime:
+            return self._clock.now() if self._clock else _dt.datetime.now(_dt.timezone.utc)
+
+        def idle(due: Optional[_dt.datetime]) -> bool:
+            return due is None or due > now()
+
+        deadline = time.monotonic() + timeout
+        while True:
+            # next_due() leaves claimed items out, so it is read on both sides
+            # of the claimed count: an item finished in between may have made
+            # more work due.
+            if idle(self.next_due()) and self.queue_counts().claimed == 0:
+                due = self.next_due()
+                if idle(due):
+                    return due
+            if time.monotonic() > deadline:
+                raise TimeoutError("the engine still had work due after the timeout")
+            time.sleep(0.005)
 
     # --- campaigns and forecasts (docs/campaigns.md) ------------------------------------
 
@@ -1008,6 +1034,9 @@ class AsyncEngine:
 
     async def next_due(self) -> Optional[_dt.datetime]:
         return await asyncio.to_thread(self.sync.next_due)
+
+    async def settle(self, timeout: float = 30.0) -> Optional[_dt.datetime]:
+        return await asyncio.to_thread(self.sync.settle, timeout)
 
     async def start_campaign(self, campaign: Campaign, *, actor: Actor = None) -> CampaignInfo:
         return await asyncio.to_thread(self.sync.start_campaign, campaign, actor=actor)

@@ -373,7 +373,8 @@ template_source to_content(const py::dict& d) {
 template_variables to_variables(const py::object& o) {
     template_variables out;
     if (o.is_none()) return out;
-    for (auto [k, v] : o.cast<py::dict>()) out.emplace(k.cast<std::string>(), v.cast<std::string>());
+    for (auto [k, v] : o.cast<py::dict>())
+        out.emplace(k.cast<std::string>(), v.cast<std::string>());
     return out;
 }
 
@@ -382,13 +383,13 @@ sequence_config to_sequence(const py::dict& d) {
     c.id = get<std::string>(d, "id", "");
     c.name = get<std::string>(d, "name", "");
     c.time_zone = get<std::string>(d, "time_zone", "");
-    c.business_weekdays = static_cast<std::uint8_t>(
-        get<int>(d, "business_weekdays", send_window::weekdays_mon_fri));
+    c.business_weekdays =
+        static_cast<std::uint8_t>(get<int>(d, "business_weekdays", send_window::weekdays_mon_fri));
     c.holidays = get<std::vector<std::string>>(d, "holidays", {});
     c.on_enrolled_twice = parse_named<enrollment_conflict>(
         get<std::string>(d, "on_enrolled_twice", "refuse"), conflict_names, "enrollment conflict");
-    c.reply_stops =
-        parse_enum<stop_scope>(get<std::string>(d, "reply_stops", "every_sequence"), 2, "stop scope");
+    c.reply_stops = parse_enum<stop_scope>(get<std::string>(d, "reply_stops", "every_sequence"), 2,
+                                           "stop scope");
     c.goal_stops =
         parse_enum<stop_scope>(get<std::string>(d, "goal_stops", "this_sequence"), 2, "stop scope");
     for (auto item : get<py::list>(d, "steps", py::list())) {
@@ -404,8 +405,8 @@ sequence_config to_sequence(const py::dict& d) {
                                                         "sender rule");
         step.sender.id = get<std::string>(sender, "id", "");
         step.sender.fallback_pool = get<std::string>(sender, "fallback_pool", "");
-        step.threading = parse_enum<step_threading>(
-            get<std::string>(s, "threading", "new_thread"), 2, "threading");
+        step.threading = parse_enum<step_threading>(get<std::string>(s, "threading", "new_thread"),
+                                                    2, "threading");
         c.steps.push_back(std::move(step));
     }
     return c;
@@ -479,7 +480,8 @@ py::dict from_campaign(const campaign_info& c) {
                     py::arg("html") = c.content.html, py::arg("pool") = c.pool,
                     py::arg("mailbox") = c.mailbox, py::arg("not_before") = to_us(c.not_before),
                     py::arg("started_at") = to_us(c.started_at), py::arg("actor") = c.actor,
-                    py::arg("total") = c.total, py::arg("suppressed_at_start") = c.suppressed_at_start,
+                    py::arg("total") = c.total,
+                    py::arg("suppressed_at_start") = c.suppressed_at_start,
                     py::arg("cancelled") = c.cancelled, py::arg("digest") = c.digest);
 }
 
@@ -490,17 +492,16 @@ py::dict from_reasons(const std::vector<std::pair<std::string, std::uint64_t>>& 
 }
 
 py::dict from_progress(const campaign_progress& p) {
-    return py::dict(
-        py::arg("id") = p.id, py::arg("total") = p.total, py::arg("sent") = p.sent,
-        py::arg("failed") = p.failed, py::arg("unknown") = p.unknown,
-        py::arg("suppressed_at_start") = p.suppressed_at_start,
-        py::arg("suppressed_at_handoff") = p.suppressed_at_handoff,
-        py::arg("cancelled") = p.cancelled, py::arg("in_flight") = p.in_flight,
-        py::arg("waiting") = p.waiting,
-        py::arg("waiting_by_reason") = from_reasons(p.waiting_by_reason),
-        py::arg("not_queued") = p.not_queued, py::arg("remaining") = p.remaining,
-        py::arg("next_due") = opt_us(p.next_due),
-        py::arg("cancelled_campaign") = p.cancelled_campaign);
+    return py::dict(py::arg("id") = p.id, py::arg("total") = p.total, py::arg("sent") = p.sent,
+                    py::arg("failed") = p.failed, py::arg("unknown") = p.unknown,
+                    py::arg("suppressed_at_start") = p.suppressed_at_start,
+                    py::arg("suppressed_at_handoff") = p.suppressed_at_handoff,
+                    py::arg("cancelled") = p.cancelled, py::arg("in_flight") = p.in_flight,
+                    py::arg("waiting") = p.waiting,
+                    py::arg("waiting_by_reason") = from_reasons(p.waiting_by_reason),
+                    py::arg("not_queued") = p.not_queued, py::arg("remaining") = p.remaining,
+                    py::arg("next_due") = opt_us(p.next_due),
+                    py::arg("cancelled_campaign") = p.cancelled_campaign);
 }
 
 py::dict from_plan(const forecast_plan& p) {
@@ -550,7 +551,8 @@ py::dict from_delivery(const webhook_delivery& w) {
     return py::dict(py::arg("id") = w.id, py::arg("endpoint") = w.endpoint,
                     py::arg("message_id") = w.message_id, py::arg("event_key") = w.event_key,
                     py::arg("event_type") = w.event_type, py::arg("payload") = w.payload,
-                    py::arg("created_at") = to_us(w.created_at), py::arg("due_at") = to_us(w.due_at),
+                    py::arg("created_at") = to_us(w.created_at),
+                    py::arg("due_at") = to_us(w.due_at),
                     py::arg("state") = std::string(to_string(w.state)),
                     py::arg("attempts") = w.attempts, py::arg("last_status") = w.last_status,
                     py::arg("detail") = w.detail, py::arg("updated_at") = to_us(w.updated_at));
@@ -562,13 +564,14 @@ outbound_webhook_params to_webhook_params(const py::dict& d) {
     p.allow_private_targets = get<bool>(d, "allow_private_targets", p.allow_private_targets);
     p.allow_http = get<bool>(d, "allow_http", p.allow_http);
     p.max_attempts = get<std::uint32_t>(d, "max_attempts", p.max_attempts);
-    p.first_retry = std::chrono::seconds(get<std::int64_t>(d, "first_retry", p.first_retry.count()));
+    p.first_retry =
+        std::chrono::seconds(get<std::int64_t>(d, "first_retry", p.first_retry.count()));
     p.max_retry = std::chrono::seconds(get<std::int64_t>(d, "max_retry", p.max_retry.count()));
     p.disable_on_failure = get<bool>(d, "disable_on_failure", p.disable_on_failure);
     p.timeout = std::chrono::milliseconds(get<std::int64_t>(d, "timeout_ms", p.timeout.count()));
     p.max_response_size = get<std::size_t>(d, "max_response_size", p.max_response_size);
-    p.poll_interval =
-        std::chrono::milliseconds(get<std::int64_t>(d, "poll_interval_ms", p.poll_interval.count()));
+    p.poll_interval = std::chrono::milliseconds(
+        get<std::int64_t>(d, "poll_interval_ms", p.poll_interval.count()));
     p.in_flight = get<std::size_t>(d, "in_flight", p.in_flight);
     p.retention = std::chrono::seconds(get<std::int64_t>(d, "retention", p.retention.count()));
     p.ca_file = get<std::string>(d, "ca_file", p.ca_file);
@@ -1157,7 +1160,8 @@ public:
                     if (auto seq = e->find_sequence(req.sequence_id))
                         for (const auto& c : req.contacts)
                             if (auto k = seq->check(c.variables); !k.ok()) {
-                                why = error_detail{{}, 0, {}, k.missing, k.invalid, c.to.addr_spec()};
+                                why =
+                                    error_detail{{}, 0, {}, k.missing, k.invalid, c.to.addr_spec()};
                                 break;
                             }
                 if (why) throw detailed_exception(x, *why);
@@ -1551,7 +1555,8 @@ PYBIND11_MODULE(_mailers, m) {
         .def("upsert_sequence", &core::upsert_sequence)
         .def("remove_sequence",
              [](core& c, py::object who, std::string id) {
-                 c.configure(who, id, [](engine& e, P a, const auto& v) { e.remove_sequence(a, v); });
+                 c.configure(who, id,
+                             [](engine& e, P a, const auto& v) { e.remove_sequence(a, v); });
              })
         .def("find_sequence", &core::find_sequence)
         .def("sequences", &core::sequences)
@@ -1573,12 +1578,14 @@ PYBIND11_MODULE(_mailers, m) {
         .def("enrollments", &core::enrollments)
         .def("pause_sequence",
              [](core& c, py::object who, std::string id, std::string reason) {
-                 c.configure(who, id,
-                             [&](engine& e, P a, const auto& v) { e.pause_sequence(a, v, reason); });
+                 c.configure(who, id, [&](engine& e, P a, const auto& v) {
+                     e.pause_sequence(a, v, reason);
+                 });
              })
         .def("resume_sequence",
              [](core& c, py::object who, std::string id) {
-                 c.configure(who, id, [](engine& e, P a, const auto& v) { e.resume_sequence(a, v); });
+                 c.configure(who, id,
+                             [](engine& e, P a, const auto& v) { e.resume_sequence(a, v); });
              })
         .def("is_sequence_paused",
              [](core& c, std::string id) {

@@ -78,30 +78,10 @@ def smtp_server(tmp_path):
 MONDAY = dt.datetime(2026, 11, 30, 8, tzinfo=dt.timezone.utc)
 
 
-def settle(engine, clock, timeout=20):
-    """Waits until the engine has done what it can at the clock's time: nothing
-    claimed, nothing due before the clock moves (the host loop of
-    examples/3_sales_fortnight.cpp)."""
-    def idle(due):
-        return due is None or due > clock.now()
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # next_due() leaves claimed items out, so it is read on both sides of
-        # the claimed count: an item finished in between may have made more
-        # work due.
-        if idle(engine.next_due()) and engine.queue_counts().claimed == 0:
-            due = engine.next_due()
-            if idle(due):
-                return due
-        time.sleep(0.005)
-    pytest.fail("the engine did not settle")
-
-
 def drive(engine, clock, until):
     """Moves the clock from one due time to the next, up to ``until``."""
     while True:
-        due = settle(engine, clock)
+        due = engine.settle()
         if due is None or due > until:
             return
         clock.set(due)
@@ -118,3 +98,14 @@ def sim_engine(db, **kw):
         eng.upsert_mailbox(mailers.Mailbox(id, f"{id.title()} <{id}@brand.com>", "cap"))
     eng.upsert_pool(mailers.Pool("sdr", ["rep1", "rep2"]))
     return eng, clock
+
+
+def wait_until(fn, timeout=20):
+    """Polls ``fn`` until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.01)
+    pytest.fail("condition not reached")

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 import mailers
-from conftest import MONDAY, OPS, settle, sim_engine
+from conftest import MONDAY, OPS, sim_engine, wait_until
 from test_sequences import outreach
 
 DAY = dt.timedelta(days=1)
@@ -53,7 +53,7 @@ def test_start_progress_cancel(sim):
     # Started again: the same definition queues nobody twice.
     assert eng.start_campaign(launch()).total == 5
 
-    settle(eng, clock)
+    eng.settle()
     p = eng.campaign_progress("launch")
     assert (p.total, p.sent, p.suppressed_at_start, p.waiting) == (5, 2, 1, 2)
     assert p.waiting_by_reason == {"cap": 2} and p.remaining == 2 and not p.finished
@@ -70,7 +70,7 @@ def test_start_progress_cancel(sim):
     p = eng.campaign_progress("launch")
     assert (p.cancelled, p.remaining, p.cancelled_campaign, p.finished) == (2, 0, True, True)
     clock.advance(dt.timedelta(hours=2))
-    settle(eng, clock)
+    eng.settle()
     assert len(eng.captured("cap")) == 2
     assert eng.find_campaign("launch").cancelled
     assert {"campaign.start", "campaign.cancel"} <= {r.action for r in eng.audit_log()}
@@ -201,8 +201,28 @@ def test_forecast_beside_a_queued_step(sim):
     eng, clock = sim
     eng.upsert_sequence(outreach())
     eng.enroll("outreach", "ada@acme.example", owner="rep1", variables={"company": "Acme"})
-    settle(eng, clock)
+    eng.settle()
     assert eng.queue_counts().waiting == 1  # Ada's step 2
     plan = eng.forecast(sequence_id="outreach",
                         contacts=[("cy@cyan.example", {"company": "Cyan"})])
     assert [s.step for s in plan.sends if s.recipient == "cy@cyan.example"] == [1, 2, 3]
+
+
+def test_two_engines_start_one_campaign_at_once(db):
+    import concurrent.futures
+
+    a, clock = sim_engine(db)
+    with a, mailers.Engine(db, actor=OPS, clock=clock, queue_poll_interval=0.005) as b:
+        b.add_provider("cap", "capture://capture")
+        wait_until(lambda: b.find_pool("sdr"))  # through the change feed
+        c = mailers.Campaign("twice", [f"lead{i}@example.com" for i in range(50)],
+                             subject="s", text="t", pool="sdr")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            infos = list(pool.map(lambda e: e.start_campaign(c), [a, b]))
+        assert [i.total for i in infos] == [50, 50]
+        a.settle()
+        p = b.campaign_progress("twice")
+        assert (p.sent, p.remaining) == (50, 0)
+        sent = a.captured("cap") + b.captured("cap")
+        assert sorted(x.rcpt_to[0] for x in sent) == sorted(f"lead{i}@example.com"
+                                                           for i in range(50))

@@ -78,7 +78,7 @@ def test_unreachable_server_is_a_store_error():
 
 
 def test_sequence_and_campaign_on_postgres(pg):
-    from conftest import MONDAY, settle, sim_engine
+    from conftest import MONDAY, sim_engine
     from test_sequences import outreach
 
     store, ws = pg
@@ -91,12 +91,12 @@ def test_sequence_and_campaign_on_postgres(pg):
                                             subject="s", text="t", pool="sdr"))
         with pytest.raises(mailers.MissingVariables):
             eng.enroll("outreach", "bob@bolt.example")
-        due = settle(eng, clock)
+        due = eng.settle()
         assert due == MONDAY + dt.timedelta(days=2)
         assert eng.campaign_progress("pg").sent == 2
         assert eng.find_enrollment(e.id).step == 1
         clock.set(due)
-        settle(eng, clock)
+        eng.settle()
         [c1, c2] = [c for c in eng.captured("cap") if c.rcpt_to == ["ada@acme.example"]]
         assert c2.subject == "Re: " + c1.subject and c2.mailbox == c1.mailbox == "rep1"
     # Another engine of the workspace reads the same state from the store.

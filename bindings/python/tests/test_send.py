@@ -273,6 +273,8 @@ def test_webhook_hard_bounce_suppresses(engine):
                                   postmark_user="hook", postmark_password="pw", verify=False)
         assert r.http_status == 200, r.reason
         assert r.suppressed == 1 and r.events[0].type == "bounced"
+        assert r.events[0].provider_event_id == "4323372036854775807"
+        assert r.events[0].campaign == "" and r.events[0].step is None
         assert stream.get(5).type == "bounced"
     assert engine.is_suppressed("bounced@example.com")
     again = engine.ingest_webhook("postmark", body, verify=False)

@@ -7,7 +7,7 @@ import email
 import pytest
 
 import mailers
-from conftest import MONDAY, OPS, drive, settle, sim_engine
+from conftest import MONDAY, OPS, drive, sim_engine, wait_until
 
 DAY = dt.timedelta(days=1)
 
@@ -55,7 +55,7 @@ def test_steps_ride_across_senders_and_thread(sim):
     assert e.variables == {"first_name": "Ada", "company": "Acme"}
 
     # Step 1: the owner, a new thread, rendered with the contact's variables.
-    due = settle(eng, clock)
+    due = eng.settle()
     [c1] = eng.captured("cap")
     assert c1.mailbox == "rep2" and c1.mail_from == "rep2@brand.com"
     assert c1.subject in ("Quick question for Acme", "Short question for Acme")
@@ -68,7 +68,7 @@ def test_steps_ride_across_senders_and_thread(sim):
 
     # Step 2: the same mailbox, in the thread.
     clock.set(due)
-    due = settle(eng, clock)
+    due = eng.settle()
     c2 = eng.captured("cap")[1]
     assert c2.mailbox == "rep2" and c2.subject == "Re: " + c1.subject
     assert c2.text == "Bumping this, Ada.\n"
@@ -78,7 +78,7 @@ def test_steps_ride_across_senders_and_thread(sim):
 
     # Step 3: the founder, a thread of its own, with an HTML part.
     clock.set(due)
-    assert settle(eng, clock) is None
+    assert eng.settle() is None
     c3 = eng.captured("cap")[2]
     assert c3.mailbox == "founder" and c3.subject == "A note from our founder"
     assert c3.html == "<p>Acme &amp; us</p>" and headers(c3)["In-Reply-To"] is None
@@ -99,7 +99,7 @@ def test_steps_ride_across_senders_and_thread(sim):
 def test_without_an_owner_the_fallback_pool_sends(sim):
     eng, clock = sim
     eng.enroll("outreach", "bea@beta.example", variables={"company": "Beta"})
-    settle(eng, clock)
+    eng.settle()
     [c] = eng.captured("cap")
     assert c.mailbox in ("rep1", "rep2") and c.text.startswith("Hi there,")
 
@@ -108,7 +108,7 @@ def test_a_reply_stops_the_enrollment(sim):
     eng, clock = sim
     a = eng.enroll("outreach", "ada@acme.example", variables={"company": "Acme"})
     b = eng.enroll("outreach", "bob@bolt.example", variables={"company": "Bolt"})
-    settle(eng, clock)
+    eng.settle()
     by_rcpt = {c.rcpt_to[0]: c for c in eng.captured("cap")}
     # By the Message-ID of the step replied to, and by the replying address.
     assert eng.record_reply(f"<{by_rcpt['ada@acme.example'].message_id}>") == [a.id]
@@ -129,7 +129,7 @@ def test_an_unsubscribe_stops_every_enrollment_of_the_address(sim):
                      text="t")]))
     a = eng.enroll("outreach", "ada@acme.example", variables={"company": "Acme"})
     n = eng.enroll("nurture", "ada@acme.example")
-    settle(eng, clock)
+    eng.settle()
     assert len(eng.captured("cap")) == 1
     eng.suppress("ada@acme.example", reason="unsubscribe", source="one-click")
     for e in (a, n):
@@ -148,7 +148,7 @@ def test_an_unsubscribe_stops_every_enrollment_of_the_address(sim):
 def test_pause_resume_and_stop(sim):
     eng, clock = sim
     e = eng.enroll("outreach", "ada@acme.example", owner="rep1", variables={"company": "Acme"})
-    settle(eng, clock)
+    eng.settle()
     assert len(eng.captured("cap")) == 1
     # Step 2 waits in the queue for Wednesday; pausing takes it out.
     assert eng.queue_counts().waiting == 1
@@ -156,18 +156,18 @@ def test_pause_resume_and_stop(sim):
     assert not eng.pause_enrollment(e.id)
     assert eng.queue_counts().waiting == 0 and eng.next_due() is None
     clock.set(MONDAY + 3 * DAY)
-    settle(eng, clock)
+    eng.settle()
     assert len(eng.captured("cap")) == 1
     assert eng.find_enrollment(e.id).state == "paused"
     # Resumed after its due time: it goes at once.
     assert eng.resume_enrollment(e.id) and not eng.resume_enrollment(e.id)
-    settle(eng, clock)
+    eng.settle()
     assert len(eng.captured("cap")) == 2
 
     eng.pause_sequence("outreach", reason="copy review")
     assert eng.is_sequence_paused("outreach")
     clock.set(MONDAY + 20 * DAY)  # step 3 fell due meanwhile
-    settle(eng, clock)
+    eng.settle()
     assert len(eng.captured("cap")) == 2
     eng.resume_sequence("outreach")
     assert not eng.is_sequence_paused("outreach")
@@ -268,3 +268,31 @@ def test_template_compiles_checks_and_renders():
     with pytest.raises(mailers.TemplateError) as e:
         mailers.Template(html="<p>\n  {{#open}} never closed</p>")
     assert (e.value.part, e.value.line) == ("html", 2) and e.value.column > 0
+
+
+def test_two_engines_enroll_a_contact_once(db):
+    import concurrent.futures
+
+    a, clock = sim_engine(db)
+    with a, mailers.Engine(db, actor=OPS, clock=clock, queue_poll_interval=0.005) as b:
+        b.add_provider("cap", "capture://capture")
+        a.upsert_sequence(outreach())
+        wait_until(lambda: b.find_sequence("outreach"))  # through the change feed
+        leads = [f"lead{i}@example.com" for i in range(20)]
+
+        def enroll_all(eng):
+            out = []
+            for to in leads:
+                try:
+                    out.append(eng.enroll("outreach", to, variables={"company": "C"}).id)
+                except mailers.Duplicate:
+                    out.append(None)
+            return out
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            ra, rb = pool.map(enroll_all, [a, b])
+        assert all((x is None) != (y is None) for x, y in zip(ra, rb)), (ra, rb)
+        assert len(a.enrollments()) == 20
+        drive(a, clock, MONDAY + DAY)
+        sent = a.captured("cap") + b.captured("cap")
+        assert sorted(c.rcpt_to[0] for c in sent) == sorted(leads)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 import mailers
-from conftest import OPS, setup_engine
+from conftest import OPS, setup_engine, wait_until
 
 LOOPBACK = mailers.OutboundWebhooks(allow_http=True, allow_private_targets=True,
                                     poll_interval=0.01, timeout=10)
@@ -57,16 +57,6 @@ def receiver():
     r = Receiver()
     yield r
     r.stop()
-
-
-def wait_for(fn, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.01)
-    pytest.fail("condition not reached")
 
 
 def test_endpoint_configuration(engine):
@@ -138,7 +128,7 @@ def test_signed_delivery_to_a_local_receiver(db, receiver):
         assert payload["data"]["send_id"] == r.send_id
         assert payload["data"]["recipient"] == "ada@example.com"
 
-        [d] = wait_for(lambda: eng.webhook_deliveries(endpoint="crm", state="delivered"))
+        [d] = wait_until(lambda: eng.webhook_deliveries(endpoint="crm", state="delivered"))
         assert (d.event_type, d.attempts, d.last_status) == ("sent", 1, 200)
         assert d.message_id == hdrs["webhook-id"] and json.loads(d.payload) == payload
         counts = eng.count_webhook_deliveries("crm")
@@ -162,7 +152,7 @@ def test_a_failing_endpoint_is_disabled_then_retried(db):
                                                                  event_types=["sent"]))
                 eng.send("ada@example.com", pool="out", subject="s", text="t")
                 failing.wait(1)
-                wait_for(lambda: not eng.find_webhook_endpoint("crm").enabled)
+                wait_until(lambda: not eng.find_webhook_endpoint("crm").enabled)
                 [d] = eng.webhook_deliveries(state="failed")
                 assert d.last_status == 503
                 alert = events.get(10)
@@ -171,7 +161,7 @@ def test_a_failing_endpoint_is_disabled_then_retried(db):
                 assert "crm" in alert.detail
             failing.status = 200
             eng.enable_webhook_endpoint("crm", retry_failed=True)
-            wait_for(lambda: eng.count_webhook_deliveries("crm").delivered == 1)
+            wait_until(lambda: eng.count_webhook_deliveries("crm").delivered == 1)
             assert len(failing.hits) == 2
             assert failing.hits[0][0]["webhook-id"] == failing.hits[1][0]["webhook-id"]
     finally:
