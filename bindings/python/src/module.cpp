@@ -365,6 +365,24 @@ E parse_named(const std::string& s, const std::array<const char*, N>& names, con
                     std::string("unknown ") + what + " '" + s + "'");
 }
 
+template <typename T, typename F>
+py::list to_list(const std::vector<T>& items, F from) {
+    py::list out;
+    for (const auto& x : items) out.append(from(x));
+    return out;
+}
+
+// A listing's filter: a state (one of `states` names), and paging.
+template <typename Filter, typename State>
+Filter paged_filter(const py::dict& d, int states, const char* what) {
+    Filter f;
+    if (auto st = get<std::string>(d, "state", ""); !st.empty())
+        f.state = parse_enum<State>(st, states, what);
+    f.after_id = get<std::uint64_t>(d, "after_id", 0);
+    f.limit = get<std::size_t>(d, "limit", 0);
+    return f;
+}
+
 template_source to_content(const py::dict& d) {
     return {get<std::string>(d, "subject", ""), get<std::string>(d, "text", ""),
             get<std::string>(d, "html", "")};
@@ -1042,10 +1060,7 @@ public:
     }
 
     py::list sequences() {
-        auto list = unlocked([](engine& e) { return e.sequences(); });
-        py::list out;
-        for (const auto& s : list) out.append(from_sequence(s));
-        return out;
+        return to_list(unlocked([](engine& e) { return e.sequences(); }), from_sequence);
     }
 
     py::dict enroll(const py::object& who, const std::string& sequence_id, const std::string& to,
@@ -1082,17 +1097,10 @@ public:
     }
 
     py::list enrollments(const py::dict& d) {
-        enrollment_filter f;
+        auto f = paged_filter<enrollment_filter, enrollment_state>(d, 5, "enrollment state");
         f.sequence_id = get<std::string>(d, "sequence_id", "");
         f.address = get<std::string>(d, "address", "");
-        if (auto st = get<std::string>(d, "state", ""); !st.empty())
-            f.state = parse_enum<enrollment_state>(st, 5, "enrollment state");
-        f.after_id = get<std::uint64_t>(d, "after_id", 0);
-        f.limit = get<std::size_t>(d, "limit", 0);
-        auto list = unlocked([&](engine& e) { return e.enrollments(f); });
-        py::list out;
-        for (const auto& e : list) out.append(from_enrollment(e));
-        return out;
+        return to_list(unlocked([&](engine& e) { return e.enrollments(f); }), from_enrollment);
     }
 
     py::object next_due() {
@@ -1128,10 +1136,7 @@ public:
     }
 
     py::list campaigns() {
-        auto list = unlocked([](engine& e) { return e.campaigns(); });
-        py::list out;
-        for (const auto& c : list) out.append(from_campaign(c));
-        return out;
+        return to_list(unlocked([](engine& e) { return e.campaigns(); }), from_campaign);
     }
 
     py::dict forecast(const py::dict& d) {
@@ -1189,10 +1194,7 @@ public:
     }
 
     py::list webhook_endpoints() {
-        auto list = unlocked([](engine& e) { return e.webhook_endpoints(); });
-        py::list out;
-        for (const auto& ep : list) out.append(from_endpoint(ep));
-        return out;
+        return to_list(unlocked([](engine& e) { return e.webhook_endpoints(); }), from_endpoint);
     }
 
     py::object find_webhook_endpoint(const std::string& id) {
@@ -1201,16 +1203,10 @@ public:
     }
 
     py::list webhook_deliveries(const py::dict& d) {
-        webhook_delivery_filter f;
+        auto f =
+            paged_filter<webhook_delivery_filter, webhook_delivery_state>(d, 4, "delivery state");
         f.endpoint = get<std::string>(d, "endpoint", "");
-        if (auto st = get<std::string>(d, "state", ""); !st.empty())
-            f.state = parse_enum<webhook_delivery_state>(st, 4, "delivery state");
-        f.after_id = get<std::uint64_t>(d, "after_id", 0);
-        f.limit = get<std::size_t>(d, "limit", 0);
-        auto list = unlocked([&](engine& e) { return e.webhook_deliveries(f); });
-        py::list out;
-        for (const auto& w : list) out.append(from_delivery(w));
-        return out;
+        return to_list(unlocked([&](engine& e) { return e.webhook_deliveries(f); }), from_delivery);
     }
 
     py::dict count_webhook_deliveries(const std::string& endpoint) {
