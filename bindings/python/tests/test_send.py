@@ -348,3 +348,13 @@ def test_delivery_report_and_verify_suppressions(engine):
     engine.import_suppressions("a@example.com,address,manual\n")
     report = engine.verify_suppressions()
     assert report.ok and report.audit_chain_ok and report.rows == 2 and report.problems == []
+
+
+def test_settle_on_the_system_clock(engine, monkeypatch):
+    qid = engine.enqueue("ada@example.com", pool="out", subject="s", text="t")
+    assert engine.settle() is None
+    assert engine.find_queued(qid).state == "done" and len(engine.captured("cap")) == 1
+    past = engine.find_queued(qid).not_before
+    monkeypatch.setattr(engine, "next_due", lambda: past)  # always something due
+    with pytest.raises(TimeoutError):
+        engine.settle(timeout=0.05)
