@@ -496,7 +496,11 @@ class Engine:
         """Waits until the workspace's queue and scheduler have done everything due
         at the engine clock's now (nothing claimed, nothing due), and returns
         :meth:`next_due`. A simulation moves its :class:`ManualClock` to that time and
-        calls again. Raises TimeoutError after ``timeout`` seconds."""
+        calls again. Raises TimeoutError after ``timeout`` seconds, and RuntimeError
+        from an event callback (the engine's thread would wait for itself)."""
+        if self._core.on_engine_thread():
+            raise RuntimeError("settle() from an event callback would wait for itself")
+
         def now() -> _dt.datetime:
             return self._clock.now() if self._clock else _dt.datetime.now(_dt.timezone.utc)
 

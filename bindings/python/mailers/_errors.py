@@ -98,8 +98,8 @@ class MissingVariables(InvalidArgument):
     ``missing`` and ``invalid`` (values that are not UTF-8 text) name them, and
     ``recipient`` is the first address that lacks them."""
 
-    missing: list = []
-    invalid: list = []
+    missing: list[str] = []
+    invalid: list[str] = []
     recipient: str = ""
 
 

@@ -355,6 +355,20 @@ def test_settle_on_the_system_clock(engine, monkeypatch):
     assert engine.settle() is None
     assert engine.find_queued(qid).state == "done" and len(engine.captured("cap")) == 1
     past = engine.find_queued(qid).not_before
+    errors = []
+    done = threading.Event()
+
+    def from_callback(ev):
+        try:
+            engine.settle()
+        except RuntimeError as e:
+            errors.append(e)
+        done.set()
+
+    sub = engine.on_event(from_callback)
+    send(engine)
+    assert done.wait(10) and errors and "callback" in str(errors[0])
+    sub.cancel()
     monkeypatch.setattr(engine, "next_due", lambda: past)  # always something due
     with pytest.raises(TimeoutError):
         engine.settle(timeout=0.05)
