@@ -10,7 +10,7 @@ import queue as _queue
 import threading
 import time
 import weakref
-from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
 
 from . import _mailers
 from ._errors import (AuditChainBroken, Error, UnknownCampaign, UnknownSequence, make_error,
@@ -20,7 +20,8 @@ from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport
                      Stats, SuppressionEntry, UnsubscribeResult, WebhookResult, _times, from_us,
                      request, to_us, Campaign, CampaignInfo, CampaignProgress, Enrollment,
                      ForecastPlan, OutboundWebhooks, Seconds, Sequence, WebhookDelivery,
-                     WebhookDeliveryCounts, WebhookEndpoint, _recipients, seconds)
+                     WebhookDeliveryCounts, WebhookEndpoint, RecipientLike, _recipients,
+                     seconds)
 
 log = logging.getLogger("mailers")
 
@@ -550,7 +551,8 @@ class Engine:
         return [CampaignInfo._from(d) for d in self._core.campaigns()]
 
     def forecast(self, *, campaign: Optional[Campaign] = None, sequence_id: str = "",
-                 contacts: Any = (), horizon: Seconds = _dt.timedelta(days=30),
+                 contacts: Iterable[RecipientLike] = (),
+                 horizon: Seconds = _dt.timedelta(days=30),
                  include_queue: bool = True) -> ForecastPlan:
         """A dry run from the engine's now: what starting ``campaign`` and/or enrolling
         ``contacts`` (:class:`Recipient`, addresses or (address, variables[, owner])
@@ -1058,7 +1060,8 @@ class AsyncEngine:
         return await asyncio.to_thread(self.sync.campaigns)
 
     async def forecast(self, *, campaign: Optional[Campaign] = None, sequence_id: str = "",
-                       contacts: Any = (), horizon: Seconds = _dt.timedelta(days=30),
+                       contacts: Iterable[RecipientLike] = (),
+                       horizon: Seconds = _dt.timedelta(days=30),
                        include_queue: bool = True) -> ForecastPlan:
         return await asyncio.to_thread(self.sync.forecast, campaign=campaign,
                                        sequence_id=sequence_id, contacts=contacts,

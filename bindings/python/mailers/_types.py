@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Optional, Union
 
 Seconds = Union[int, float, _dt.timedelta]
 WindowKind = Literal["rolling", "calendar"]
@@ -592,7 +592,8 @@ class Enrollment:
     owner: str
     actor: str  #: who enrolled the contact; its steps send as this principal
     state: EnrollmentState
-    stop_reason: str  #: "none", "replied", "bounced", "unsubscribed", "suppressed", "goal", "manual"
+    #: "none", "replied", "bounced", "unsubscribed", "suppressed", "goal", "manual"
+    stop_reason: str
     detail: str
     step: int  #: 0-based index of the next step: the number of steps sent
     next_due: Optional[_dt.datetime]  #: when its next step is planned; None while queued or ended
@@ -631,7 +632,12 @@ class Recipient:
     owner: str = ""
 
 
-def _recipients(items: Any) -> list:
+#: A recipient or contact: a :class:`Recipient`, an address, or a tuple of an address,
+#: its variables and (for a forecast's contact) its owner mailbox.
+RecipientLike = Union[Recipient, str, tuple[str, dict[str, str]], tuple[str, dict[str, str], str]]
+
+
+def _recipients(items: Iterable[RecipientLike]) -> list[tuple[str, dict[str, str], str]]:
     out = []
     for r in items:
         if isinstance(r, str):
@@ -649,7 +655,7 @@ class Campaign:
     addresses, or (address, variables) tuples."""
 
     id: str
-    recipients: list[Any] = field(default_factory=list)
+    recipients: list[RecipientLike] = field(default_factory=list)
     subject: str = ""
     text: str = ""
     html: str = ""
