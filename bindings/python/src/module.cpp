@@ -596,10 +596,10 @@ outbound_webhook_params to_webhook_params(const py::dict& d) {
     return p;
 }
 
-// The first of `recipients` whose variables `t` finds lacking, as a detail;
-// nullopt when none lacks any.
-template <typename Recipients>
-std::optional<error_detail> lacking(const message_template& t, const Recipients& recipients) {
+// The first of `recipients` whose variables `t` (a template or a sequence)
+// finds lacking, as a detail; nullopt when none lacks any.
+template <typename Checker, typename Recipients>
+std::optional<error_detail> lacking(const Checker& t, const Recipients& recipients) {
     for (const auto& r : recipients) {
         auto c = t.check(r.variables);
         if (!c.ok()) return error_detail{{}, 0, {}, c.missing, c.invalid, r.to.addr_spec()};
@@ -1163,12 +1163,7 @@ public:
                 if (req.campaign) why = diagnose_campaign(*req.campaign);
                 if (!why && !req.sequence_id.empty())
                     if (auto seq = e->find_sequence(req.sequence_id))
-                        for (const auto& c : req.contacts)
-                            if (auto k = seq->check(c.variables); !k.ok()) {
-                                why =
-                                    error_detail{{}, 0, {}, k.missing, k.invalid, c.to.addr_spec()};
-                                break;
-                            }
+                        why = lacking(*seq, req.contacts);
                 if (why) throw detailed_exception(x, *why);
                 throw;
             }
