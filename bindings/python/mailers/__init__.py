@@ -30,6 +30,14 @@ logged to the "mailers" logger and goes no further.
 Errors are :class:`Error` subclasses carrying ``code``, ``failure``,
 ``diagnostics`` (the provider's reply) and, for sends, ``result``.
 
+Sequences (:class:`Sequence`, ``engine.enroll``) and campaigns
+(:class:`Campaign`, ``engine.start_campaign``) are sent by each engine's queue
+thread as their messages fall due (on a :class:`ManualClock`, move the clock to
+``engine.settle()``'s answer); ``engine.forecast`` simulates them first and
+sends nothing. Outbound webhooks
+(:class:`WebhookEndpoint`) are POSTed from a durable outbox; receivers check
+them with :func:`verify_webhook_signature`.
+
 Lifetimes
 ---------
 ``close()``
