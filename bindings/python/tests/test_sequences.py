@@ -40,8 +40,15 @@ def headers(c):
 def test_definition_round_trips(sim):
     eng, _ = sim
     assert eng.find_sequence("outreach") == outreach()
-    assert [s.id for s in eng.sequences()] == ["outreach"]
     assert eng.find_sequence("nope") is None
+    other = outreach(time_zone="Europe/Berlin", holidays=["2026-12-24", "2026-12-31"],
+                     business_weekdays=mailers.WEEKDAYS_MON_FRI & ~0x20,
+                     on_enrolled_twice="merge", reply_stops="this_sequence",
+                     goal_stops="every_sequence")
+    other.id = "other"
+    eng.upsert_sequence(other)
+    assert eng.find_sequence("other") == other
+    assert [s.id for s in eng.sequences()] == ["other", "outreach"]
     assert "sequence.upsert" in {r.action for r in eng.audit_log()}
 
 
