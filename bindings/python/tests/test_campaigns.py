@@ -194,9 +194,6 @@ def test_async_campaign_and_enroll(db):
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason="the forecast's private store numbers enrollments "
-                   "from 1 again, so a queued step of enrollment 1 takes the send key "
-                   "(seq:<sequence>:1:<step>) of the forecast's first contact's step")
 def test_forecast_beside_a_queued_step(sim):
     eng, clock = sim
     eng.upsert_sequence(outreach())
