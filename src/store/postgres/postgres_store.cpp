@@ -12,12 +12,12 @@
 #include <map>
 #include <set>
 #include <thread>
-#include <tuple>
 #include <unordered_map>
 #include <utility>
 
 #include "config/secret_ref.hpp"
 #include "store/codes.hpp"
+#include "store/count_sum.hpp"
 #include "store/enrollment_rules.hpp"
 #include "store/postgres/pg.hpp"
 #include "store/postgres/pool.hpp"
@@ -2483,8 +2483,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     commit_result result;
     result.ops.resize(ops.size());
 
-    // store_ops::add_counts, added up: (scope, id, day, metric) -> n.
-    std::map<std::tuple<int, std::string, count_day, int>, std::uint64_t> counts_out;
+    detail::count_sum counts_out;  // store_ops::add_counts
 
     std::size_t skip_until = 0;
     std::size_t batched_until = 0;  // ops a batch before them applied already
@@ -2504,9 +2503,7 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                 } else if constexpr (std::is_same_v<T, store_ops::add_counts>) {
                     out.applied = !o.if_previous_applied || result.ops[oi - 1].applied;
                     if (!out.applied) return;
-                    for (const auto& [scope, id] : o.targets)
-                        counts_out[{static_cast<int>(scope), id, o.day,
-                                    static_cast<int>(o.metric)}] += o.n;
+                    counts_out.add(o);
                 } else if constexpr (std::is_same_v<T, store_ops::tally_soft_bounce>) {
                     auto r = c.run(sql_.sb_tally, pg::params{}
                                                       .add(ws_s)
@@ -3068,10 +3065,10 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
         pg::int_array sc, dy, mt, n;
         pg::text_array id;
         for (const auto& [k, v] : counts_out) {
-            sc.push(std::get<0>(k));
-            id.push(std::get<1>(k));
-            dy.push(std::get<2>(k));
-            mt.push(std::get<3>(k));
+            sc.push(k.scope);
+            id.push(k.id);
+            dy.push(k.day);
+            mt.push(k.metric);
             n.push(static_cast<std::int64_t>(v));
         }
         p2.add(sql_.dc_add,

@@ -8,7 +8,6 @@
 #include <functional>
 #include <iterator>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mailers/audit.hpp>
 #include <mailers/error.hpp>
@@ -18,11 +17,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "store/count_sum.hpp"
 #include "store/enrollment_rules.hpp"
 #include "store/sqlite/common.hpp"
 #include "store/sqlite/schema.hpp"
@@ -1453,9 +1452,8 @@ private:
         // per commit, so an import into a list that never lost an entry
         // spends no statement per entry on them.
         std::optional<bool> supp_tombstones;
-        // store_ops::add_counts of the commit, added up: (scope, id, day,
-        // metric) -> n, written once before COMMIT.
-        std::map<std::tuple<int, std::string, count_day, int>, std::uint64_t> counts;
+        // store_ops::add_counts of the commit, written once before COMMIT.
+        count_sum counts;
     };
 
     // Where one claim of the reservation being decided stands.
@@ -2229,8 +2227,7 @@ private:
     }
 
     void apply(batch& b, const store_ops::add_counts& op, op_result& result) {
-        for (const auto& [scope, id] : op.targets)
-            b.counts[{static_cast<int>(scope), id, op.day, static_cast<int>(op.metric)}] += op.n;
+        b.counts.add(op);
         result.applied = true;
     }
 
@@ -2244,10 +2241,10 @@ private:
         for (const auto& [k, n] : b.counts) {
             statement_use q(*add_daily_count_);
             q->bindNoCopy(1, b.ws);
-            q->bind(2, std::get<0>(k));
-            q->bindNoCopy(3, std::get<1>(k));
-            q->bind(4, std::get<2>(k));
-            q->bind(5, std::get<3>(k));
+            q->bind(2, k.scope);
+            q->bindNoCopy(3, k.id);
+            q->bind(4, k.day);
+            q->bind(5, k.metric);
             q->bind(6, static_cast<std::int64_t>(n));
             q->exec();
         }
