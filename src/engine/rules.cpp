@@ -385,6 +385,7 @@ std::vector<rule_firing> engine::impl::evaluate_rules(const std::vector<pause_ta
             }
             const auto now = clk->now();
             const auto [generation, resumed_at] = resume_state(oid);
+            if (resumed_at == time_point::max()) break;  // its resume mark cannot be read
             if (resumed_at != time_point{} &&
                 now < resumed_at +
                           std::chrono::duration_cast<duration>(std::chrono::days(r.grace_days)))
