@@ -804,3 +804,37 @@ TEST_CASE("a failure-rate rule pauses a mailbox from the send path, counted per 
     CHECK(audit_count(*e, "rule.fired") == 1);
     CHECK(e->check_pause_rules().empty());  // paused already
 }
+
+TEST_CASE("a rule over the last N sends looks back only as many days as they take") {
+    db_file db("rules-window-sends");
+    rules_env env;
+    auto e = env.engine_on(sqlite_factory(db)(), "default");
+    setup_pool(env, *e, {"m1"});
+    // The same rate over two windows: the last 10 sends, and 28 days.
+    auto recent = bounce_rate_preset("recent");
+    recent.window_sends = 10;
+    recent.max_rate = 0.1;
+    recent.min_volume = 10;
+    auto month = recent;
+    month.id = "month";
+    month.scope = pause_scope::pool;
+    month.window_sends = 0;
+    month.window_days = 28;
+    e->put_pause_rule(env.admin, recent);
+    e->put_pause_rule(env.admin, month);
+    env.send(*e, 20, "old");  // a clean day
+    env.clock->advance(std::chrono::hours(24));
+    auto ids = env.send(*e, 10, "new");
+    e->ingest_webhook(webhook_provider::sendgrid,
+                      sendgrid_events(env, "w", {{ids[0], "bounce"}, {ids[1], "bounce"}}).view(),
+                      unverified());
+    // 2 of the last 10 sends is 20%; 2 of 30 over the month is 6.7%.
+    CHECK(e->is_paused({pause_scope::mailbox, "m1"}));
+    CHECK_FALSE(e->is_paused({pause_scope::pool, "p"}));
+    const auto log = e->audit_log();
+    const auto fired = std::find_if(log.begin(), log.end(),
+                                    [](const audit_record& r) { return r.action == "rule.fired"; });
+    REQUIRE(fired != log.end());
+    CHECK(fired->after.find(R"("volume":10)") != std::string::npos);
+    CHECK(audit_count(*e, "rule.fired") == 1);
+}
