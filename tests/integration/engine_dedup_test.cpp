@@ -838,3 +838,32 @@ TEST_CASE("a rule over the last N sends looks back only as many days as they tak
     CHECK(fired->after.find(R"("volume":10)") != std::string::npos);
     CHECK(audit_count(*e, "rule.fired") == 1);
 }
+
+TEST_CASE("pause rules follow access control: a pool grant covers a rule on that pool only") {
+    db_file db("rules-access");
+    rules_env env;
+    auto e = env.engine_on(sqlite_factory(db)(), "default");
+    setup_pool(env, *e, {"m1"});
+    const principal root = env.admin, bob{"bob", "Bob"};
+    e->put_role(root, {"root", {permission::manage_access, permission::pause}});
+    e->grant_access(root, {root.id, "root", {}});
+    e->put_role(root, {"pauser", {permission::pause}});
+    e->grant_access(root, {"bob", "pauser", {access_scope::kind::pool, "p"}});
+    e->set_access_control(root, true);
+    auto mine = bounce_rate_preset("pool-p", pause_scope::pool);
+    mine.target = "p";
+    e->put_pause_rule(bob, mine);
+    const auto every = bounce_rate_preset("every-pool", pause_scope::pool);
+    try {
+        e->put_pause_rule(bob, every);
+        FAIL("a rule over every pool was stored under a grant over one");
+    } catch (const exception& ex) {
+        CHECK(ex.code() == errc::permission_denied);
+    }
+    e->put_pause_rule(root, every);
+    CHECK_THROWS_AS(e->remove_pause_rule(bob, "every-pool"), exception);
+    CHECK(e->remove_pause_rule(bob, "pool-p"));
+    REQUIRE(e->pause_rules().size() == 1);
+    CHECK(e->pause_rules()[0].id == "every-pool");
+    CHECK(audit_count(*e, "access.denied") == 2);
+}
