@@ -786,7 +786,12 @@ public:
     ///     audited like `suppress()`; an address already suppressed is left
     ///     as it is, so a redelivered request changes nothing;
     ///   * reaches the `on_event` handlers.
-    /// Soft bounces, deliveries, opens and clicks are events only. When it
+    /// Every applied event is counted for its send's scopes and day
+    /// (`daily_counts`). Soft bounces, deliveries, opens and clicks suppress
+    /// nothing, except a soft bounce that reaches the workspace's
+    /// `soft_bounce_policy`; bounces and complaints are then measured
+    /// against the pause rules (`put_pause_rule`), which may pause their
+    /// send's mailbox, pool, provider, sender domain or workspace. When it
     /// returns, every suppression it made holds in every engine of the
     /// workspace, so answering the provider 2xx after it is safe. A
     /// refused request (4xx) changes nothing. A store failure throws; answer

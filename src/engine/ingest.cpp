@@ -54,6 +54,13 @@ std::vector<op_result> record_keys(engine::impl& s, std::vector<store_op> ops) {
     return std::move(reply.ops);
 }
 
+// The address `ops` ends by tallying a soft bounce of, else "".
+std::string tallied_address(const std::vector<store_op>& ops) {
+    if (ops.empty()) return {};
+    const auto* t = std::get_if<store_ops::tally_soft_bounce>(&ops.back());
+    return t ? t->address : std::string();
+}
+
 // How many of `ops` are counts and tallies rather than outbox rows.
 std::size_t counted_ops(const std::vector<store_op>& ops) {
     return static_cast<std::size_t>(std::count_if(ops.begin(), ops.end(), [](const store_op& op) {
@@ -69,7 +76,11 @@ std::size_t counted_ops(const std::vector<store_op>& ops) {
 // there is one, and only the engine whose record is the first suppresses
 // and hands the event to the handlers. Events that suppress nothing have
 // their keys recorded together, one commit for each run of them between
-// suppressions, so the handlers still see the events in order.
+// suppressions, so the handlers still see the events in order. Each
+// event's daily counts and soft-bounce tally commit under its record; the
+// soft bounces that reached the workspace's threshold, and the pause rules
+// on the targets of bounces and complaints, are acted on once the batch
+// is applied.
 void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                                          const principal& who, const std::string& source,
                                          std::size_t& suppressed, std::size_t& already,
@@ -172,13 +183,10 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
             } else {
                 if (was_suppressed) ++already;
                 if (!counted.empty()) {
-                    const bool has_tally =
-                        std::holds_alternative<store_ops::tally_soft_bounce>(counted.back());
-                    auto address =
-                        has_tally ? std::get<store_ops::tally_soft_bounce>(counted.back()).address
-                                  : std::string();
+                    auto address = tallied_address(counted);
                     const auto results = record_keys(*this, std::move(counted));
-                    if (has_tally && results.back().applied) soft_reached.push_back(address);
+                    if (!address.empty() && results.back().applied)
+                        soft_reached.push_back(std::move(address));
                 }
             }
             emit(ev);
@@ -189,10 +197,7 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         // guard: a redelivery writes none.
         std::vector<store_op> rows;
         add_outbox_ops(rows, ev, "event:" + ev.dedup_key);
-        const bool has_tally = !counted.empty() &&
-                               std::holds_alternative<store_ops::tally_soft_bounce>(counted.back());
-        std::string tallied =
-            has_tally ? std::get<store_ops::tally_soft_bounce>(counted.back()).address : "";
+        std::string tallied = tallied_address(counted);
         for (auto& op : counted) rows.push_back(std::move(op));
         if (key) {
             flush();
@@ -208,7 +213,7 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
             once.guards = rows.size();
             const std::size_t at = run_ops.size();
             run.push_back({&ev, was_suppressed, at, rows.size() > counted_ops(rows),
-                           has_tally ? at + rows.size() : 0, std::move(tallied)});
+                           tallied.empty() ? 0 : at + rows.size(), std::move(tallied)});
             run_ops.push_back(std::move(once));
             for (auto& op : rows) run_ops.push_back(std::move(op));
         }
