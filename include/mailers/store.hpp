@@ -43,6 +43,7 @@
 #include <mailers/audit.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
+#include <mailers/daily_counts.hpp>
 #include <mailers/suppression.hpp>
 #include <memory>
 #include <optional>
@@ -552,6 +553,35 @@ struct retry_webhook_deliveries {
     time_point at{};
 };
 // --- end outbound webhooks ---
+// --- daily counts and soft-bounce tallies ---
+/// Adds `n` to the count of `metric` on `day` for each of `targets`
+/// (scope, id; the workspace scope's id is ""). Counts only grow; two
+/// commits adding to one count, from any processes, both count. With
+/// `if_previous_applied`, it is applied only when the op just before it in
+/// the commit was (an update_send that took, a record_key that was new);
+/// op_result.applied says whether it was. A first op with it is refused
+/// (throws). Stores may add up the counts of one commit before writing
+/// them, so a batch of sends costs a few rows, not one per send.
+struct add_counts {
+    count_day day = 0;
+    count_metric metric = count_metric::sent;
+    std::vector<std::pair<count_scope, std::string>> targets;
+    std::uint64_t n = 1;
+    bool if_previous_applied = false;
+};
+/// Records one soft bounce of `address` (normalised) at `at` and counts
+/// the address's soft bounces at or after `since`, this one included;
+/// older ones are forgotten. op_result.applied is true when that count is
+/// at least `threshold` (1 or more; 0 is refused, throws). Two commits
+/// racing on one address, from any processes, both count: the later sees
+/// the earlier.
+struct tally_soft_bounce {
+    std::string address;
+    time_point at{};
+    time_point since{};
+    std::uint32_t threshold = 1;
+};
+// --- end daily counts ---
 }  // namespace store_ops
 
 using store_op =
@@ -563,7 +593,9 @@ using store_op =
                  store_ops::advance_enrollment,
                  // outbound webhooks
                  store_ops::add_webhook_delivery, store_ops::end_webhook_attempt,
-                 store_ops::fail_webhook_deliveries, store_ops::retry_webhook_deliveries>;
+                 store_ops::fail_webhook_deliveries, store_ops::retry_webhook_deliveries,
+                 // daily counts
+                 store_ops::add_counts, store_ops::tally_soft_bounce>;
 
 enum class reserve_status {
     reserved,      ///< recorded; `send_id` is the send's id
@@ -633,6 +665,7 @@ struct op_result {
     reserve_outcome reservation;  ///< reserve_send
     /// update_send, defer_queued, finish_queued, cancel_queued, record_key,
     /// add_webhook_delivery, end_webhook_attempt: false when refused or a duplicate (see each op);
+    /// add_counts, tally_soft_bounce: see each op;
     /// any op skipped by a record_key's `guards`: false.
     bool applied = true;
     std::uint64_t audit_seq = 0;  ///< append_audit: the seq the record got
@@ -974,6 +1007,21 @@ public:
     /// Returns how many went.
     virtual std::size_t purge_webhook_deliveries(std::string_view workspace, time_point before);
     // --- end outbound webhooks ---
+
+    // --- daily counts (store_ops::add_counts) ----------------------------------
+    // The defaults throw errc::store_error, as the queue's do.
+
+    /// The stored counts of (scope, id) for the days from `from` to `to`,
+    /// both included, in day order; a day with nothing counted is left out.
+    virtual std::vector<daily_count> daily_counts(std::string_view workspace, count_scope scope,
+                                                  std::string_view id, count_day from,
+                                                  count_day to);
+    /// Forgets the counts of days before `before`, and the soft bounces
+    /// (store_ops::tally_soft_bounce) recorded before day_start(before):
+    /// later tallies no longer count them. Returns how many rows went or
+    /// changed.
+    virtual std::size_t purge_counts(std::string_view workspace, count_day before);
+    // --- end daily counts ---
 };
 
 }  // namespace mailers

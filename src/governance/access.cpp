@@ -126,6 +126,9 @@ std::optional<permission> permission_for_action(std::string_view action) noexcep
         {"access.grant", permission::manage_access},
         {"access.revoke", permission::manage_access},
         {"access.enable", permission::manage_access},
+        {"rule.put", permission::pause},
+        {"rule.remove", permission::pause},
+        {"suppression.soft_bounces", permission::suppression_add},
     };
     for (const auto& [name, p] : table)
         if (name == action) return p;

@@ -122,6 +122,14 @@ public:
                                                      std::size_t limit) override {
         return inner_->due_enrollments(ws, now, limit);
     }
+    std::vector<mailers::daily_count> daily_counts(std::string_view ws, mailers::count_scope scope,
+                                                   std::string_view id, mailers::count_day from,
+                                                   mailers::count_day to) override {
+        return inner_->daily_counts(ws, scope, id, from, to);
+    }
+    std::size_t purge_counts(std::string_view ws, mailers::count_day before) override {
+        return inner_->purge_counts(ws, before);
+    }
 
 protected:
     std::shared_ptr<mailers::store> inner_;
