@@ -58,6 +58,12 @@ struct event {
     /// The campaign the send belongs to (its key is "campaign:<id>:..."),
     /// else "".
     std::string campaign;
+    /// The sequence step the send belongs to (its key is
+    /// "seq:<sequence>:<enrollment>:<step>"): the sequence id, the
+    /// enrollment id and the 1-based step; "" and 0 for other sends.
+    std::string sequence;
+    std::uint64_t enrollment = 0;
+    std::uint32_t step = 0;
     std::string mailbox;          ///< mailbox id
     std::string pool;             ///< pool id
     std::string provider;         ///< "ses", "mailgun", "sendgrid", "postmark", ...

@@ -35,8 +35,7 @@ constexpr std::chrono::seconds max_window_length{7 * 86400};
 // Text that goes into a header as it is: UTF-8 without control characters
 // (tab, which folding turns into a space, aside).
 bool header_text_ok(std::string_view s) {
-    return mime::is_valid_utf8(s) &&
-           std::none_of(s.begin(), s.end(), [](char c) {
+    return mime::is_valid_utf8(s) && std::none_of(s.begin(), s.end(), [](char c) {
                const auto u = static_cast<unsigned char>(c);
                return (u < 0x20 && u != '\t') || u == 0x7f;
            });
@@ -313,16 +312,13 @@ void engine::impl::authorize(const principal& who, std::string_view action, std:
     // The refusal is recorded without waiting: it changes nothing else,
     // and a send refused on the host's executor must not block it.
     std::string after;
-    json::writer(after)
-        .begin_object()
-        .member("action", action)
-        .member("reason", why)
-        .end_object();
+    json::writer(after).begin_object().member("action", action).member("reason", why).end_object();
     queue_audited(*this, who, "access.denied", type, id, {}, std::move(after), {},
                   [log = params.log](commit_reply&& r) {
                       if (r.ec)
-                          log.log(log_level::error,
-                                  fmt::format("a refusal could not be audited: {}", r.diag.message));
+                          log.log(
+                              log_level::error,
+                              fmt::format("a refusal could not be audited: {}", r.diag.message));
                   });
     fail(errc::permission_denied, std::move(why));
 }
@@ -457,7 +453,22 @@ void engine::impl::mutate_async(std::string_view action, std::string_view type, 
         });
 }
 
+void engine::impl::name_origin(event& ev) {
+    const std::string_view key = ev.idempotency_key;
+    if (ev.campaign.empty() && key.starts_with("campaign:")) {
+        auto id = key.substr(9);
+        ev.campaign = std::string(id.substr(0, id.find(':')));
+    } else if (ev.sequence.empty()) {
+        if (auto k = parse_send_key(key)) {
+            ev.sequence = std::move(k->sequence_id);
+            ev.enrollment = k->enrollment;
+            ev.step = k->step + 1;
+        }
+    }
+}
+
 void engine::impl::emit(event ev, bool in_outbox) {
+    name_origin(ev);
     if (!in_outbox) {
         // An event no commit records (a refusal, a note): its rows are
         // written on their own, under a key of their own.
@@ -474,11 +485,6 @@ void engine::impl::emit(event ev, bool in_outbox) {
             });
     }
     if (!have_handlers.load(std::memory_order_acquire)) return;
-    if (ev.campaign.empty() && ev.idempotency_key.starts_with("campaign:")) {
-        std::string_view id(ev.idempotency_key);
-        id.remove_prefix(9);
-        ev.campaign = std::string(id.substr(0, id.find(':')));
-    }
     boost::asio::post(events_strand, [self = shared_from_this(), ev = std::move(ev)] {
         std::vector<std::function<void(const event&)>> hs;
         {

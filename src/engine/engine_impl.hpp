@@ -415,6 +415,11 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// its outbox rows with the event's record), also writes its outbox
     /// rows, keyed by a fresh id, through the commit writer.
     void emit(event ev, bool in_outbox = false);
+    /// Sets `ev`'s campaign, or its sequence, enrollment and step, from the
+    /// send's idempotency key when the key is one the engine gives
+    /// ("campaign:<id>:...", "seq:<sequence>:<enrollment>:<step>") and they
+    /// are not set yet.
+    static void name_origin(event& ev);
 
     // --- outbound webhooks (outbox.cpp)
     /// Endpoints by id, as stored (secrets as stored); under wh_mu, which

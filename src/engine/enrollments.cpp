@@ -128,13 +128,11 @@ std::vector<std::uint64_t> stop_audited(engine::impl& s, const principal& who,
     return r.empty() ? std::vector<std::uint64_t>{} : r.front().enrollments.stopped;
 }
 
-// "<sequence>:<enrollment>:<step>/<plan>" after "seq:".
-std::optional<step_key> parse_key(std::string_view key) {
+}  // namespace
+
+std::optional<step_key> parse_send_key(std::string_view key) {
     if (!key.starts_with("seq:")) return std::nullopt;
     key.remove_prefix(4);
-    const auto slash = key.rfind('/');
-    if (slash == std::string_view::npos) return std::nullopt;
-    key = key.substr(0, slash);
     const auto c2 = key.rfind(':');
     if (c2 == std::string_view::npos) return std::nullopt;
     const auto c1 = key.rfind(':', c2 == 0 ? 0 : c2 - 1);
@@ -149,6 +147,15 @@ std::optional<step_key> parse_key(std::string_view key) {
         return std::nullopt;
     k.step = step1 - 1;
     return k;
+}
+
+namespace {
+
+// "<sequence>:<enrollment>:<step>/<plan>" after "seq:".
+std::optional<step_key> parse_key(std::string_view key) {
+    const auto slash = key.rfind('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    return parse_send_key(key.substr(0, slash));
 }
 
 // What a plan does to an enrollment that cannot go on.

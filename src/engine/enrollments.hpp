@@ -31,6 +31,10 @@ struct step_key {
 /// The step a queue item sends; nullopt for items that are not steps.
 std::optional<step_key> parse_step_key(const queued_send& item);
 
+/// The step a send's idempotency key names ("seq:<sequence>:<enrollment>:
+/// <step>", without the queue item's "/<plan>"); nullopt for other keys.
+std::optional<step_key> parse_send_key(std::string_view key);
+
 /// The stop that suppressing `e` applies to enrollments.
 store_op stop_for_suppression(const suppression_entry& e);
 

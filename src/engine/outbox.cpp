@@ -87,6 +87,10 @@ std::string webhook_payload(const event& ev) {
     };
     opt("send_id", ev.send_id);
     opt("idempotency_key", ev.idempotency_key);
+    opt("campaign", ev.campaign);
+    opt("sequence", ev.sequence);
+    if (ev.enrollment) w.member("enrollment", ev.enrollment);
+    if (ev.step) w.member("step", ev.step);
     opt("mailbox", ev.mailbox);
     opt("pool", ev.pool);
     opt("provider", ev.provider);
@@ -247,7 +251,14 @@ std::size_t engine::impl::add_outbox_ops(std::vector<store_op>& ops, const event
     }
     if (targets.empty()) return 0;
     const auto now = clk->now();
-    const auto payload = webhook_payload(ev);
+    std::string payload;
+    if (ev.campaign.empty() && ev.sequence.empty() && !ev.idempotency_key.empty()) {
+        auto named = ev;
+        name_origin(named);
+        payload = webhook_payload(named);
+    } else {
+        payload = webhook_payload(ev);
+    }
     std::string fresh;
     if (key.empty()) {
         // An event no commit records: a key of its own.

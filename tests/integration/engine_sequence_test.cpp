@@ -208,12 +208,32 @@ TEST_CASE("a 3-step cross-identity sequence: the right sender per step, delays, 
     o1.variables = o2.variables = {{"first_name", "Ada"}};
     o1.owner = "rep_a";
     o2.owner = "rep_b";
+    std::mutex mu;
+    std::map<std::uint64_t, std::vector<std::uint32_t>> sent_steps;  // by enrollment
+    eng->on_event([&](const event& e) {
+        if (e.type != event_type::sent) return;
+        CHECK(e.sequence == "outbound");
+        std::lock_guard lock(mu);
+        sent_steps[e.enrollment].push_back(e.step);
+    });
     const auto e1 = eng->enroll(env.admin, "outbound", contact("ada@x.example"), o1);
     const auto e2 = eng->enroll(env.admin, "outbound", contact("bob@y.example"), o2);
     env.step_until(*eng, *st, 1h, [&] {
         return eng->find_enrollment(e1.id)->state == enrollment_state::completed &&
                eng->find_enrollment(e2.id)->state == enrollment_state::completed;
     });
+    env.run_until([&] {
+        std::lock_guard lock(mu);
+        return sent_steps[e1.id].size() + sent_steps[e2.id].size() == 6;
+    });
+    {
+        // Each sent event names its sequence, enrollment and 1-based step.
+        std::lock_guard lock(mu);
+        const std::vector<std::uint32_t> all{1, 2, 3};
+        CHECK(sent_steps[e1.id] == all);
+        CHECK(sent_steps[e2.id] == all);
+        CHECK(sent_steps.size() == 2);
+    }
     const auto seq = *eng->find_sequence("outbound");
     for (auto [who, owner, zone] : {std::tuple{"ada@x.example", "rep_a", "America/New_York"},
                                     std::tuple{"bob@y.example", "rep_b", "Europe/Berlin"}}) {
@@ -1331,8 +1351,9 @@ TEST_CASE(
     CHECK(*plan.last > plan.start + std::chrono::hours(48));
 }
 
-TEST_CASE("forecast: a step already waiting in the queue does not stand in for a forecast "
-          "contact's step") {
+TEST_CASE(
+    "forecast: a step already waiting in the queue does not stand in for a forecast "
+    "contact's step") {
     // The private store numbers enrollments from 1 again: the waiting step
     // of real enrollment 1 must not take the key of the forecast's first
     // contact's step.

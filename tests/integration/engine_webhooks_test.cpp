@@ -255,6 +255,67 @@ TEST_CASE("webhooks: events reach matching endpoints, signed, once each") {
     });
 }
 
+TEST_CASE("webhooks: an event names the campaign or the sequence step its send belongs to") {
+    receiver rx;
+    drain_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto e = env.make(st, "default", nullptr, 10s, loopback);
+    e->upsert_mailbox(env.admin, env.mailbox("m1"));
+    auto ep = e->put_webhook_endpoint(env.admin, endpoint("all", rx.url("/all")));
+    rx.secret("/all", ep.secret);
+    std::vector<event> seen;
+    std::mutex seen_mu;
+    e->on_event([&](const event& ev) {
+        std::lock_guard lock(seen_mu);
+        if (ev.type == event_type::sent) seen.push_back(ev);
+    });
+    std::atomic<int> done{0};
+    for (std::string key : {"campaign:spring:ada@example.com", "seq:intro:42:3", "plain-key"}) {
+        send_request r;
+        r.mailbox = "m1";
+        r.to = address{"ada", "example.com", {}};
+        r.subject = "Hi";
+        r.text = "Hello";
+        r.idempotency_key = key;
+        e->async_send(std::move(r), [&](error_code, send_result) { ++done; });
+    }
+    env.run_until([&] { return done == 3 && rx.ok_count() == 3; });
+    std::map<std::string, std::string> bodies;  // by key
+    for (const auto& h : rx.hits())
+        for (std::string key : {"campaign:spring:", "seq:intro:", "plain-key"})
+            if (h.body.find(key) != std::string::npos) bodies[key] = h.body;
+    REQUIRE(bodies.size() == 3);
+    CHECK(bodies["campaign:spring:"].find(R"("campaign":"spring")") != std::string::npos);
+    CHECK(bodies["campaign:spring:"].find(R"("sequence")") == std::string::npos);
+    CHECK(bodies["seq:intro:"].find(R"("sequence":"intro","enrollment":42,"step":3)") !=
+          std::string::npos);
+    CHECK(bodies["seq:intro:"].find(R"("campaign")") == std::string::npos);
+    CHECK(bodies["plain-key"].find(R"("campaign")") == std::string::npos);
+    CHECK(bodies["plain-key"].find(R"("sequence")") == std::string::npos);
+    // The host's callbacks get the same names.
+    env.run_until([&] {
+        std::lock_guard lock(seen_mu);
+        return seen.size() == 3;
+    });
+    std::lock_guard lock(seen_mu);
+    for (const auto& ev : seen) {
+        INFO(ev.idempotency_key);
+        if (ev.idempotency_key.starts_with("campaign:")) {
+            CHECK(ev.campaign == "spring");
+            CHECK(ev.sequence.empty());
+        } else if (ev.idempotency_key.starts_with("seq:")) {
+            CHECK(ev.sequence == "intro");
+            CHECK(ev.enrollment == 42);
+            CHECK(ev.step == 3);
+            CHECK(ev.campaign.empty());
+        } else {
+            CHECK(ev.campaign.empty());
+            CHECK(ev.sequence.empty());
+            CHECK(ev.enrollment == 0);
+        }
+    }
+}
+
 TEST_CASE("webhooks: a failing receiver is retried with backoff until it answers") {
     receiver rx;
     rx.fail_first = 3;
