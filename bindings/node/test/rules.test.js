@@ -44,7 +44,7 @@ for (const [name, where] of stores) {
   const open = (t) => {
     if (name === 'PostgreSQL') assert.ok(conninfo, 'MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is not set');
     const workspace = `node-${crypto.randomUUID().slice(0, 12)}`;
-    return captureEngine(t, { manualClock: monday, workspace, ...where });
+    return captureEngine(t, { manualClock: monday, workspace, ...where }).then((x) => ({ ...x, workspace }));
   };
 
   test(`${name}: counts per scope, a rule pauses once, resume with a reason, grace`, { skip }, async (t) => {
@@ -93,6 +93,28 @@ for (const [name, where] of stores) {
     assert.equal(await engine.isPaused({ scope: 'mailbox', id: 'rep1' }), true);
     assert.equal(await engine.removePauseRule('bounces'), true);
     assert.deepEqual(await engine.pauseRules(), []);
+  });
+
+  test(`${name}: two engines share rules and counts; a bounce delivered to both fires once`, { skip }, async (t) => {
+    const { engine: a, dir, workspace } = await open(t);
+    const b = await mailers.Engine.open({ sqlite: `${dir}/ws.db`, actor: 'ops', manualClock: monday, workspace, ...where });
+    t.after(() => b.close());
+    await b.addProvider('cap', 'capture://capture');
+    await a.putPauseRule({ id: 'hard', metric: 'hard_bounces', maxRate: 0.5, minVolume: 2 });
+    await a.setSoftBouncePolicy({ threshold: 4 });
+    assert.deepEqual((await b.pauseRules()).map((r) => r.id), ['hard']);
+    assert.equal((await b.softBouncePolicy()).threshold, 4);
+    const sent = [];
+    for (let i = 0; i < 2; i++) sent.push(await a.send({ pool: 'out', to: `q${i}@prospect.example`, subject: 'Hi', text: 'Hello' }));
+    // Delivered to both engines at once: applied, counted and fired once.
+    const request = sendgrid(['bounce', 'q0@prospect.example', sent[0].sendId]);
+    const results = await Promise.all([a, b].map((e) => e.ingestWebhook('sendgrid', request, { verify: false })));
+    assert.deepEqual(results.map((r) => r.duplicates).sort(), [0, 1]);
+    const [counted] = await b.dailyCounts({ scope: 'mailbox', id: 'rep1' }, { from: monday, to: monday });
+    assert.deepEqual([counted.sent, counted.bouncedHard], [2, 1]);
+    assert.equal(await a.isPaused({ scope: 'mailbox', id: 'rep1' }), true);
+    assert.equal((await b.auditLog()).filter((r) => r.action === 'rule.fired').length, 1);
+    assert.deepEqual([...(await a.checkPauseRules()), ...(await b.checkPauseRules())], []);
   });
 
   test(`${name}: soft bounces past the threshold suppress the address`, { skip }, async (t) => {

@@ -5,7 +5,9 @@ import asyncio
 import datetime as dt
 import json
 import os
+import typing
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -23,13 +25,18 @@ def stores(tmp_path):
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def rules_engine(request, tmp_path):
+def rules_store(request, tmp_path):
     found = {name: (store, ws) for name, store, ws in stores(tmp_path)}
     if request.param not in found:
         if os.environ.get("MAILERS_REQUIRE_PG") == "1":
             raise RuntimeError("MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is not set")
         pytest.skip("MAILERS_TEST_PG is not set")
-    store, ws = found[request.param]
+    return found[request.param]
+
+
+@pytest.fixture
+def rules_engine(rules_store):
+    store, ws = rules_store
     clock = mailers.ManualClock(MONDAY)
     with mailers.Engine(store, workspace=ws, actor=OPS, clock=clock) as eng:
         yield setup_engine(eng), clock
@@ -114,11 +121,41 @@ def test_soft_bounces_past_the_threshold_suppress(rules_engine):
     assert (day.sent, day.bounced_soft) == (1, 2)
 
 
+def test_two_engines_share_rules_counts_and_the_policy(rules_store):
+    store, ws = rules_store
+    clock = mailers.ManualClock(MONDAY)
+    with mailers.Engine(store, workspace=ws, actor=OPS, clock=clock) as a, \
+            mailers.Engine(store, workspace=ws, actor=OPS, clock=clock) as b:
+        setup_engine(a)
+        b.add_provider("cap", "capture://capture")
+        a.put_pause_rule(mailers.PauseRule("hard", metric="hard_bounces", max_rate=0.5,
+                                           min_volume=2))
+        a.set_soft_bounce_policy(mailers.SoftBouncePolicy(4))
+        assert [r.id for r in b.pause_rules()] == ["hard"]
+        assert b.soft_bounce_policy().threshold == 4
+        sent = [a.send(f"q{i}@prospect.example", pool="out", subject="Hi", text="Hello")
+                for i in range(2)]
+        # Delivered to both engines at once: applied, counted and fired once.
+        body = sendgrid(("bounce", "q0@prospect.example", sent[0].send_id))
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(
+                lambda e: e.ingest_webhook("sendgrid", body, verify=False), (a, b)))
+        assert sorted(r.duplicates for r in results) == [0, 1]
+        day = b.daily_counts("mailbox", "rep1", first=MONDAY, last=MONDAY)[0]
+        assert (day.sent, day.bounced_hard) == (2, 1)
+        assert a.is_paused("mailbox", "rep1")
+        assert [r.action for r in b.audit_log()].count("rule.fired") == 1
+        assert a.check_pause_rules() == [] and b.check_pause_rules() == []
+
+
 def test_bad_input_is_refused_and_changes_nothing(engine):
     engine.put_pause_rule(mailers.bounce_rate_preset("kept"))
     ep = engine.put_webhook_endpoint(mailers.WebhookEndpoint("ops", "https://ops.example/hook",
                                                              event_types=["auto_paused"]))
     assert ep.event_types == ["auto_paused"]
+    every = list(typing.get_args(mailers.EventType))  # each a name the engine knows
+    assert engine.put_webhook_endpoint(mailers.WebhookEndpoint(
+        "all", "https://ops.example/all", event_types=every)).event_types == every
     before = (engine.pause_rules(), engine.soft_bounce_policy(), len(engine.audit_log()))
     for bad in (mailers.SoftBouncePolicy(threshold=-1), mailers.SoftBouncePolicy(1001),
                 mailers.SoftBouncePolicy(3, window_days=0)):
