@@ -221,8 +221,6 @@ py::dict from_quota(const quota& q) {
                     py::arg("limits") = from_limits(q.limits), py::arg("time_zone") = q.time_zone);
 }
 
-// Counts and windows cross as day numbers (days since 1970-01-01, UTC);
-// the package turns them into datetime.date.
 pause_rule to_rule(const py::dict& d) {
     pause_rule r;
     r.id = get<std::string>(d, "id", "");
@@ -246,6 +244,8 @@ py::dict from_rule(const pause_rule& r) {
                     py::arg("min_volume") = r.min_volume, py::arg("grace_days") = r.grace_days);
 }
 
+// Counts and windows cross as day numbers (days since 1970-01-01, UTC);
+// the package turns them into datetime.date.
 py::dict from_count(const daily_count& c) {
     py::dict d;
     d["day"] = c.day;
