@@ -207,7 +207,9 @@ export interface QueueCounts {
 export type EventType =
   | 'queued' | 'sent' | 'delivered' | 'deferred' | 'bounced' | 'complained' | 'unsubscribed'
   | 'opened' | 'clicked' | 'rejected' | 'failed' | 'replied' | 'suppressed' | 'no_capacity'
-  | 'unknown' | 'paused' | 'alert';
+  | 'unknown' | 'paused' | 'alert'
+  /** A pause rule paused a target: `detail` names the rule, the target and the rate. */
+  | 'auto_paused';
 
 export interface MailersEvent {
   type: EventType;
@@ -259,6 +261,62 @@ export interface PauseInfo {
   actor: string;
   since: Date;
 }
+
+/** What daily counts are kept for (docs/rules.md); the workspace's id is "". */
+export type CountScope = 'workspace' | 'mailbox' | 'pool' | 'provider' | 'sender_domain';
+/** One UTC day's counts for one scope. */
+export interface DailyCount {
+  /** 00:00 UTC of the day. */
+  day: Date;
+  sent: number;
+  failed: number;
+  unknown: number;
+  delivered: number;
+  deferred: number;
+  bouncedHard: number;
+  bouncedSoft: number;
+  complained: number;
+  unsubscribed: number;
+  opened: number;
+  clicked: number;
+}
+/** `threshold` soft bounces of one address within `windowDays` days suppress it; 0 (the default) is off. */
+export interface SoftBouncePolicy {
+  threshold?: number;
+  windowDays?: number;
+}
+export type RuleMetric = 'hard_bounces' | 'bounces' | 'complaints' | 'failures';
+/**
+ * Pauses a target whose `metric` rate over its window reaches `maxRate` once `minVolume` sends
+ * are counted. `target` "" watches every target of `scope`; `windowSends` above 0 replaces
+ * `windowDays` with the fewest recent days holding that many sends.
+ */
+export interface PauseRule {
+  id: string;
+  scope?: PauseScope;
+  target?: string;
+  metric?: RuleMetric;
+  windowDays?: number;
+  windowSends?: number;
+  maxRate?: number;
+  minVolume?: number;
+  /** After a manual resume of a target, the rule leaves it alone this many days. */
+  graceDays?: number;
+}
+/** What a rule measured when it paused its target. */
+export interface RuleFiring {
+  rule: string;
+  target: { scope: PauseScope; id: string };
+  count: number;
+  volume: number;
+  rate: number;
+  fromDay: Date;
+  toDay: Date;
+}
+/** Bounces, 2% of sends over 28 days, at least 20 sends, 7 days of grace. */
+export declare function bounceRatePreset(id: string, scope?: PauseScope): Required<PauseRule>;
+/** Complaints, 0.3% over 7 days (Gmail's line), at least 1000 sends, 7 days of grace. */
+export declare function complaintRatePreset(id: string, scope?: PauseScope): Required<PauseRule>;
 
 export interface AuditRecord {
   seq: number;
@@ -604,9 +662,22 @@ export declare class Engine extends EventEmitter {
   verifySuppressions(): Promise<{ ok: boolean; auditChainOk: boolean; brokenAuditSeq: number; rows: number; changes: number }>;
 
   pause(target?: PauseTarget, opts?: ActorOption & { reason?: string }): Promise<void>;
-  resume(target?: PauseTarget, opts?: ActorOption): Promise<void>;
+  /** Lifts a pause, audited with `reason`; pause rules then leave the target alone for their `graceDays`. */
+  resume(target?: PauseTarget, opts?: ActorOption & { reason?: string }): Promise<void>;
   isPaused(target?: PauseTarget): Promise<boolean>;
   pauses(): Promise<PauseInfo[]>;
+
+  /** One element per UTC day from `from` to `to` (the days holding them, both included), zeros too. */
+  dailyCounts(target: { scope: CountScope; id?: string }, range: { from: Date | number; to: Date | number }): Promise<DailyCount[]>;
+  /** InvalidArgumentError for values out of range, changing nothing. */
+  setSoftBouncePolicy(policy: SoftBouncePolicy, opts?: ActorOption): Promise<void>;
+  softBouncePolicy(): Promise<Required<SoftBouncePolicy>>;
+  /** Adds a rule or replaces the one with its id; InvalidArgumentError (a bad domain: InvalidAddressError) changes nothing. */
+  putPauseRule(rule: PauseRule, opts?: ActorOption): Promise<void>;
+  removePauseRule(id: string, opts?: ActorOption): Promise<boolean>;
+  pauseRules(): Promise<Required<PauseRule>[]>;
+  /** Evaluates every rule on every target now; resolves with what fired here. Call it on a timer. */
+  checkPauseRules(): Promise<RuleFiring[]>;
 
   ingestWebhook(provider: WebhookProvider, request: WebhookRequest, options?: WebhookOptions): Promise<IngestResult>;
   /** One bounce message (RFC 3464, qmail, exim) fetched from a sending mailbox; a hard bounce suppresses its recipient. */

@@ -170,6 +170,13 @@ class Engine extends EventEmitter {
       'resume',
       'isPaused',
       'pauses',
+      'dailyCounts',
+      'setSoftBouncePolicy',
+      'softBouncePolicy',
+      'putPauseRule',
+      'removePauseRule',
+      'pauseRules',
+      'checkPauseRules',
       'ingestWebhook',
       'ingestDeliveryReport',
       'unsubscribe',
@@ -286,4 +293,10 @@ const open_token = Symbol('Engine.open');
 // Listened to by the emitter's own machinery, never for the engine's events.
 const internalEvents = new Set(['newListener', 'removeListener', 'error']);
 
-module.exports = { Engine, liveEngines: native.liveEngines, nativeVersion: native.version };
+module.exports = {
+  Engine,
+  liveEngines: native.liveEngines,
+  nativeVersion: native.version,
+  bounceRatePreset: native.bounceRatePreset,
+  complaintRatePreset: native.complaintRatePreset,
+};

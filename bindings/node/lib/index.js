@@ -1,8 +1,15 @@
 'use strict';
 // mailers for Node.js: the engine (lib/engine.js) and its errors (lib/errors.js).
-const { Engine, liveEngines, nativeVersion } = require('./engine');
+const { Engine, liveEngines, nativeVersion, bounceRatePreset, complaintRatePreset } = require('./engine');
 const errors = require('./errors');
 
 const { toError, libraryErrors, transportErrors, ...errorClasses } = errors;
 
-module.exports = { Engine, ...errorClasses, version: nativeVersion, _liveEngines: liveEngines };
+module.exports = {
+  Engine,
+  bounceRatePreset,
+  complaintRatePreset,
+  ...errorClasses,
+  version: nativeVersion,
+  _liveEngines: liveEngines,
+};

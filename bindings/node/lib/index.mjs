@@ -8,6 +8,8 @@ const m = require('./index.js');
 export default m;
 export const {
   Engine,
+  bounceRatePreset,
+  complaintRatePreset,
   version,
   MailersError,
   TransportError,

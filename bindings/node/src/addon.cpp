@@ -732,9 +732,10 @@ private:
         }
         if (name == "resume") {
             auto t = pause_target_from(arg(info, 1));
+            auto reason = option(info, 2, "reason");
             auto who = actor_arg(info, 2);
             return blocking(env, [=](E& e) -> maker {
-                e.resume(who, t);
+                e.resume(who, t, reason);
                 return {};
             });
         }
@@ -743,6 +744,30 @@ private:
             return blocking(env, [t](E& e) { return make_bool(e.is_paused(t)); });
         }
         if (name == "pauses") return blocking(env, [](E& e) { return make_list(e.pauses()); });
+        if (name == "dailyCounts") {
+            auto t = obj(arg(info, 1), "a count target");
+            auto scope = count_scope_from(t.Get("scope"));
+            auto id = string_field(t, "id");
+            auto range = obj(arg(info, 2), "a day range");
+            auto from = day_from(range.Get("from"), "from");
+            auto to = day_from(range.Get("to"), "to");
+            return blocking(env,
+                            [=](E& e) { return make_list(e.daily_counts(scope, id, from, to)); });
+        }
+        if (name == "setSoftBouncePolicy")
+            return change(info, soft_bounce_policy_from, &E::set_soft_bounce_policy);
+        if (name == "softBouncePolicy")
+            return blocking(env, [](E& e) { return make_one(e.soft_bounces()); });
+        if (name == "putPauseRule") return change(info, pause_rule_from, &E::put_pause_rule);
+        if (name == "removePauseRule") {
+            auto id = id_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) { return make_bool(e.remove_pause_rule(who, id)); });
+        }
+        if (name == "pauseRules")
+            return blocking(env, [](E& e) { return make_list(e.pause_rules()); });
+        if (name == "checkPauseRules")
+            return blocking(env, [](E& e) { return make_list(e.check_pause_rules()); });
         if (name == "auditLog") {
             std::uint64_t from = 1;
             if (arg(info, 1).IsNumber())
@@ -1127,7 +1152,25 @@ Napi::Value live_count(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), live_engines.load());
 }
 
+// The library's presets, so that a rule built from one in JS matches C++.
+template <mailers::pause_rule (*Preset)(std::string, mailers::pause_scope),
+          mailers::pause_scope Default>
+Napi::Value preset(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString())
+        throw Napi::TypeError::New(env, "id must be a string");
+    auto scope = pause_scope_from(info.Length() > 1 ? info[1] : env.Undefined(), Default);
+    return to_js(env, Preset(info[0].As<Napi::String>().Utf8Value(), scope));
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+    exports.Set("bounceRatePreset",
+                Napi::Function::New(
+                    env, preset<mailers::bounce_rate_preset, mailers::pause_scope::mailbox>));
+    exports.Set(
+        "complaintRatePreset",
+        Napi::Function::New(
+            env, preset<mailers::complaint_rate_preset, mailers::pause_scope::sender_domain>));
     exports.Set("NativeEngine", native_engine::define(env));
     exports.Set("liveEngines", Napi::Function::New(env, live_count));
     exports.Set("version", Napi::String::New(env, std::to_string(mailers::version_major) + "." +

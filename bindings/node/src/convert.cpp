@@ -1,7 +1,9 @@
 #include "convert.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <string_view>
 
 namespace mailers_node {
@@ -729,9 +731,115 @@ mailers::pause_target pause_target_from(const Napi::Value& v) {
     mailers::pause_target t;
     if (v.IsUndefined() || v.IsNull()) return t;
     auto o = obj(v, "a pause target");
-    if (has(o, "scope")) t.scope = enum_from<mailers::pause_scope, 5>(o.Get("scope"), "scope");
+    t.scope = pause_scope_from(o.Get("scope"), t.scope);
     t.id = string_field(o, "id");
     return t;
+}
+
+mailers::pause_scope pause_scope_from(const Napi::Value& v, mailers::pause_scope def) {
+    if (v.IsUndefined() || v.IsNull()) return def;
+    return enum_from<mailers::pause_scope, 5>(v, "scope");
+}
+
+mailers::count_scope count_scope_from(const Napi::Value& v) {
+    return enum_from<mailers::count_scope, 5>(v, "scope");
+}
+
+mailers::count_day day_from(const Napi::Value& v, const char* field) {
+    return mailers::utc_day(time_from(v, field));
+}
+
+// A count field: a non-negative integer no larger than T holds.
+template <class T>
+static T count_field(const Napi::Object& o, const char* name, T def) {
+    auto n = uint_field(o, name, def);
+    if (n > std::numeric_limits<T>::max())
+        type_error(o.Env(), std::string(name) + " must be at most " +
+                                std::to_string(std::numeric_limits<T>::max()));
+    return static_cast<T>(n);
+}
+
+mailers::soft_bounce_policy soft_bounce_policy_from(const Napi::Value& v) {
+    auto o = obj(v, "a soft-bounce policy");
+    mailers::soft_bounce_policy p;
+    p.threshold = count_field<std::uint32_t>(o, "threshold", p.threshold);
+    p.window_days = count_field<std::uint32_t>(o, "windowDays", p.window_days);
+    return p;
+}
+
+mailers::pause_rule pause_rule_from(const Napi::Value& v) {
+    auto o = obj(v, "a pause rule");
+    mailers::pause_rule r;
+    r.id = string_field(o, "id");
+    r.scope = pause_scope_from(o.Get("scope"), r.scope);
+    r.target = string_field(o, "target");
+    if (has(o, "metric")) r.metric = enum_from<mailers::rule_metric, 4>(o.Get("metric"), "metric");
+    r.window_days = count_field<std::uint32_t>(o, "windowDays", r.window_days);
+    r.window_sends = count_field<std::uint64_t>(o, "windowSends", r.window_sends);
+    if (auto rate = number_field(o, "maxRate")) r.max_rate = *rate;
+    r.min_volume = count_field<std::uint64_t>(o, "minVolume", r.min_volume);
+    r.grace_days = count_field<std::uint32_t>(o, "graceDays", r.grace_days);
+    return r;
+}
+
+// The library's snake_case names as JS field names.
+static std::string camel(std::string_view snake) {
+    std::string out;
+    bool up = false;
+    for (char c : snake) {
+        if (c == '_') {
+            up = true;
+            continue;
+        }
+        out += up ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+        up = false;
+    }
+    return out;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::daily_count& c) {
+    auto o = Napi::Object::New(env);
+    o.Set("day", to_js(env, mailers::day_start(c.day)));
+    for (std::size_t i = 0; i < mailers::count_metric_count; ++i)
+        o.Set(camel(mailers::to_string(static_cast<mailers::count_metric>(i))),
+              num(env, static_cast<double>(c.n[i])));
+    return o;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::soft_bounce_policy& p) {
+    auto o = Napi::Object::New(env);
+    o.Set("threshold", num(env, p.threshold));
+    o.Set("windowDays", num(env, p.window_days));
+    return o;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::pause_rule& r) {
+    auto o = Napi::Object::New(env);
+    o.Set("id", str(env, r.id));
+    o.Set("scope", str(env, mailers::to_string(r.scope)));
+    o.Set("target", str(env, r.target));
+    o.Set("metric", str(env, mailers::to_string(r.metric)));
+    o.Set("windowDays", num(env, r.window_days));
+    o.Set("windowSends", num(env, static_cast<double>(r.window_sends)));
+    o.Set("maxRate", num(env, r.max_rate));
+    o.Set("minVolume", num(env, static_cast<double>(r.min_volume)));
+    o.Set("graceDays", num(env, r.grace_days));
+    return o;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::rule_firing& f) {
+    auto o = Napi::Object::New(env);
+    o.Set("rule", str(env, f.rule));
+    auto t = Napi::Object::New(env);
+    t.Set("scope", str(env, mailers::to_string(f.target.scope)));
+    t.Set("id", str(env, f.target.id));
+    o.Set("target", t);
+    o.Set("count", num(env, static_cast<double>(f.count)));
+    o.Set("volume", num(env, static_cast<double>(f.volume)));
+    o.Set("rate", num(env, f.rate));
+    o.Set("fromDay", to_js(env, mailers::day_start(f.from_day)));
+    o.Set("toDay", to_js(env, mailers::day_start(f.to_day)));
+    return o;
 }
 
 mailers::suppression_kind suppression_kind_from(const Napi::Value& v) {

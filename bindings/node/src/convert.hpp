@@ -60,6 +60,10 @@ Napi::Object to_js(Napi::Env env, const mailers::webhook_endpoint& ep);
 Napi::Object to_js(Napi::Env env, const mailers::webhook_delivery& d);
 Napi::Object to_js(Napi::Env env, const mailers::webhook_delivery_counts& c);
 Napi::Object to_js(Napi::Env env, const mailers::report_ingest_result& r);
+Napi::Object to_js(Napi::Env env, const mailers::daily_count& c);
+Napi::Object to_js(Napi::Env env, const mailers::soft_bounce_policy& p);
+Napi::Object to_js(Napi::Env env, const mailers::pause_rule& r);
+Napi::Object to_js(Napi::Env env, const mailers::rule_firing& f);
 
 mailers::principal principal_from(const Napi::Value& v, const mailers::principal& fallback);
 mailers::send_request send_request_from(const Napi::Value& v, const mailers::principal& actor);
@@ -69,6 +73,12 @@ mailers::pool_config pool_from(const Napi::Value& v);
 mailers::quota quota_from(const Napi::Value& v);
 mailers::quota_scope quota_scope_from(const Napi::Value& v);
 mailers::pause_target pause_target_from(const Napi::Value& v);
+mailers::pause_scope pause_scope_from(const Napi::Value& v, mailers::pause_scope def);
+mailers::count_scope count_scope_from(const Napi::Value& v);
+/// A Date (or milliseconds) as the UTC day holding it.
+mailers::count_day day_from(const Napi::Value& v, const char* field);
+mailers::soft_bounce_policy soft_bounce_policy_from(const Napi::Value& v);
+mailers::pause_rule pause_rule_from(const Napi::Value& v);
 mailers::suppression_kind suppression_kind_from(const Napi::Value& v);
 mailers::suppression_reason suppression_reason_from(const Napi::Value& v);
 mailers::role role_from(const Napi::Value& v);

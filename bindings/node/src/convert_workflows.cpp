@@ -13,7 +13,7 @@ using namespace std::chrono;
 // Enums the library gives no `to_string`; in declaration order.
 constexpr std::array<std::string_view, 3> delay_units = {"hours", "days", "business_days"};
 constexpr std::array<std::string_view, 2> conflict_names = {"refuse", "merge"};
-constexpr int event_types = static_cast<int>(mailers::event_type::alert) + 1;
+constexpr int event_types = static_cast<int>(mailers::event_type::auto_paused) + 1;
 
 std::string_view name_of(mailers::sequence_delay::unit u) {
     return delay_units[static_cast<std::size_t>(u)];

@@ -1,7 +1,7 @@
 // The ESM entry gives the same objects as the CommonJS one.
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { Engine, SuppressedError, ThrottledError, TransportError } from '../lib/index.mjs';
+import { Engine, SuppressedError, ThrottledError, TransportError, bounceRatePreset } from '../lib/index.mjs';
 import mailers from '../lib/index.mjs';
 
 const require = createRequire(import.meta.url);
@@ -12,8 +12,9 @@ test('import and require agree', () => {
   assert.equal(Engine, cjs.Engine);
   assert.equal(SuppressedError, cjs.SuppressedError);
   assert.equal(mailers.Engine, Engine);
+  assert.equal(bounceRatePreset, cjs.bounceRatePreset);
   assert.ok(new ThrottledError('x') instanceof TransportError);
   assert.equal(typeof Engine.open, 'function');
-  for (const name of ['upsertSequence', 'enroll', 'settle', 'startCampaign', 'forecast', 'putWebhookEndpoint', 'metricsText'])
+  for (const name of ['upsertSequence', 'enroll', 'settle', 'startCampaign', 'forecast', 'putWebhookEndpoint', 'metricsText', 'dailyCounts', 'putPauseRule', 'checkPauseRules'])
     assert.equal(typeof Engine.prototype[name], 'function', name);
 });

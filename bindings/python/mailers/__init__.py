@@ -83,7 +83,9 @@ from ._types import (WEEKDAYS_MON_FRI, DeliveryReportResult, SuppressionProblem,
                      Sequence, SignatureCheck, SQLite, Stats, Step, SuppressionEntry, Template,
                      UnsubscribeResult, Warmup, WebhookDelivery, WebhookDeliveryCounts,
                      WebhookEndpoint, WebhookResult, business_days, days, hours, per_day,
-                     per_hour, per_minute, template_seed, verify_webhook_signature)
+                     per_hour, per_minute, template_seed, verify_webhook_signature,
+                     CountScope, DailyCount, EventType, PauseRule, PauseScope, RuleFiring,
+                     RuleMetric, SoftBouncePolicy, bounce_rate_preset, complaint_rate_preset)
 from ._engine import (AsyncEngine, AsyncEventStream, Engine, EventStream, ManualClock,
                       Subscription)
 from . import _mailers

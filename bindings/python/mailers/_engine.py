@@ -21,7 +21,8 @@ from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport
                      request, to_us, Campaign, CampaignInfo, CampaignProgress, Enrollment,
                      ForecastPlan, OutboundWebhooks, Seconds, Sequence, WebhookDelivery,
                      WebhookDeliveryCounts, WebhookEndpoint, RecipientLike, _recipients,
-                     seconds)
+                     seconds, CountScope, DailyCount, PauseRule, RuleFiring,
+                     SoftBouncePolicy, to_day)
 
 log = logging.getLogger("mailers")
 
@@ -393,14 +394,49 @@ class Engine:
         """Once it returns nothing new is handed off through the target."""
         self._core.pause(self._who(actor), scope, id, reason)
 
-    def resume(self, scope: str = "workspace", id: str = "", *, actor: Actor = None) -> None:
-        self._core.resume(self._who(actor), scope, id)
+    def resume(self, scope: str = "workspace", id: str = "", *, reason: str = "",
+               actor: Actor = None) -> None:
+        """Lifts a pause, audited with ``reason``; the pause rules then leave the target
+        alone for their ``grace_days``."""
+        self._core.resume(self._who(actor), scope, id, reason)
 
     def is_paused(self, scope: str = "workspace", id: str = "") -> bool:
         return self._core.is_paused(scope, id)
 
     def pauses(self) -> list[PauseInfo]:
         return [PauseInfo(**_times(d, "since")) for d in self._core.pauses()]
+
+    # --- daily counts, soft bounces and pause rules (docs/rules.md) -------------------
+
+    def daily_counts(self, scope: CountScope, id: str = "", *, first: _dt.date,
+                     last: _dt.date) -> list[DailyCount]:
+        """One :class:`DailyCount` per UTC day from ``first`` to ``last`` (both included,
+        zeros too), read from the store; the workspace scope's id is ""."""
+        return [DailyCount._from(d)
+                for d in self._core.daily_counts(scope, id, to_day(first), to_day(last))]
+
+    def set_soft_bounce_policy(self, policy: SoftBouncePolicy, *, actor: Actor = None) -> None:
+        """Raises :class:`InvalidArgument` for values out of range, changing nothing."""
+        self._core.set_soft_bounce_policy(self._who(actor), vars(policy))
+
+    def soft_bounce_policy(self) -> SoftBouncePolicy:
+        return SoftBouncePolicy(**self._core.soft_bounce_policy())
+
+    def put_pause_rule(self, rule: PauseRule, *, actor: Actor = None) -> None:
+        """Adds a rule or replaces the one with its id; :class:`InvalidArgument` (a bad
+        domain: :class:`InvalidAddress`) for a rule the engine refuses, changing nothing."""
+        self._core.put_pause_rule(self._who(actor), vars(rule))
+
+    def remove_pause_rule(self, id: str, *, actor: Actor = None) -> bool:
+        return self._core.remove_pause_rule(self._who(actor), id)
+
+    def pause_rules(self) -> list[PauseRule]:
+        return [PauseRule(**d) for d in self._core.pause_rules()]
+
+    def check_pause_rules(self) -> list[RuleFiring]:
+        """Evaluates every rule on every target now and returns what fired here; call it
+        on a timer to catch failures and targets reaching ``min_volume`` without a bounce."""
+        return [RuleFiring._from(d) for d in self._core.check_pause_rules()]
 
     # --- sequences and enrollments (docs/sequences.md) --------------------------------
 
@@ -934,14 +970,38 @@ class AsyncEngine:
                     actor: Actor = None) -> None:
         return await asyncio.to_thread(self.sync.pause, scope, id, reason=reason, actor=actor)
 
-    async def resume(self, scope: str = "workspace", id: str = "", *, actor: Actor = None) -> None:
-        return await asyncio.to_thread(self.sync.resume, scope, id, actor=actor)
+    async def resume(self, scope: str = "workspace", id: str = "", *, reason: str = "",
+                     actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.resume, scope, id, reason=reason, actor=actor)
 
     async def is_paused(self, scope: str = "workspace", id: str = "") -> bool:
         return await asyncio.to_thread(self.sync.is_paused, scope, id)
 
     async def pauses(self) -> list[PauseInfo]:
         return await asyncio.to_thread(self.sync.pauses)
+
+    async def daily_counts(self, scope: CountScope, id: str = "", *, first: _dt.date,
+                           last: _dt.date) -> list[DailyCount]:
+        return await asyncio.to_thread(self.sync.daily_counts, scope, id, first=first, last=last)
+
+    async def set_soft_bounce_policy(self, policy: SoftBouncePolicy, *,
+                                     actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.set_soft_bounce_policy, policy, actor=actor)
+
+    async def soft_bounce_policy(self) -> SoftBouncePolicy:
+        return await asyncio.to_thread(self.sync.soft_bounce_policy)
+
+    async def put_pause_rule(self, rule: PauseRule, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.put_pause_rule, rule, actor=actor)
+
+    async def remove_pause_rule(self, id: str, *, actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.remove_pause_rule, id, actor=actor)
+
+    async def pause_rules(self) -> list[PauseRule]:
+        return await asyncio.to_thread(self.sync.pause_rules)
+
+    async def check_pause_rules(self) -> list[RuleFiring]:
+        return await asyncio.to_thread(self.sync.check_pause_rules)
 
     async def audit_log(self, from_seq: int = 1) -> list[AuditRecord]:
         return await asyncio.to_thread(self.sync.audit_log, from_seq)

@@ -18,6 +18,11 @@ RotationPolicy = Literal["round_robin", "weighted", "priority"]
 QuotaScope = Literal["provider", "sender_domain", "recipient_domain"]
 SuppressionReason = Literal["unsubscribe", "hard_bounce", "complaint", "manual", "legal"]
 PauseScope = Literal["workspace", "pool", "mailbox", "provider", "sender_domain"]
+CountScope = Literal["workspace", "mailbox", "pool", "provider", "sender_domain"]
+RuleMetric = Literal["hard_bounces", "bounces", "complaints", "failures"]
+EventType = Literal["queued", "sent", "delivered", "deferred", "bounced", "complained",
+                    "unsubscribed", "opened", "clicked", "rejected", "failed", "replied",
+                    "suppressed", "no_capacity", "unknown", "paused", "alert", "auto_paused"]
 OpenMode = Literal["existing", "create", "open_or_create"]
 DelayUnit = Literal["hours", "days", "business_days"]
 SenderKind = Literal["pool", "mailbox", "previous_step", "owner"]
@@ -265,7 +270,7 @@ class SendResult:
 
 @dataclass(frozen=True)
 class Event:
-    type: str  #: "sent", "failed", "bounced", "suppressed", ...
+    type: EventType
     at: _dt.datetime
     send_id: str = ""
     idempotency_key: str = ""
@@ -357,6 +362,103 @@ class PauseInfo:
     reason: str
     actor: str
     since: _dt.datetime
+
+
+_DAY_US = 86_400_000_000
+
+
+def to_day(d: _dt.date) -> int:
+    """Days since 1970-01-01; a datetime counts on its UTC day."""
+    if isinstance(d, _dt.datetime):
+        return to_us(d) // _DAY_US
+    return (d - _EPOCH.date()).days
+
+
+def from_day(n: int) -> _dt.date:
+    return _EPOCH.date() + _dt.timedelta(days=n)
+
+
+@dataclass(frozen=True)
+class DailyCount:
+    """One UTC day's counts for one scope (docs/rules.md, "Daily counts")."""
+
+    day: _dt.date
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    delivered: int = 0
+    deferred: int = 0
+    bounced_hard: int = 0
+    bounced_soft: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+    opened: int = 0
+    clicked: int = 0
+
+    @classmethod
+    def _from(cls, d: dict) -> "DailyCount":
+        return cls(**{**d, "day": from_day(d["day"])})
+
+
+@dataclass
+class SoftBouncePolicy:
+    """``threshold`` soft bounces of one address within ``window_days`` days suppress it
+    (reason "hard_bounce", source "soft-bounce-threshold"); 0 turns it off, the default."""
+
+    threshold: int = 0
+    window_days: int = 14
+
+
+@dataclass
+class PauseRule:
+    """Pauses a target whose ``metric`` rate over its window reaches ``max_rate`` once
+    ``min_volume`` sends are counted (docs/rules.md, "Pause rules"). ``target`` "" watches
+    every target of ``scope``; ``window_sends`` above 0 replaces ``window_days`` with "the
+    fewest recent days holding that many sends"."""
+
+    id: str
+    scope: PauseScope = "mailbox"
+    target: str = ""
+    metric: RuleMetric = "bounces"
+    window_days: int = 28
+    window_sends: int = 0
+    max_rate: float = 0.02
+    min_volume: int = 20
+    grace_days: int = 7
+
+
+def bounce_rate_preset(id: str, scope: PauseScope = "mailbox") -> PauseRule:
+    """Bounces, 2% of sends over 28 days, at least 20 sends, 7 days of grace."""
+    from . import _mailers
+
+    return PauseRule(**_mailers.bounce_rate_preset(id, scope))
+
+
+def complaint_rate_preset(id: str, scope: PauseScope = "sender_domain") -> PauseRule:
+    """Complaints, 0.3% over 7 days (Gmail's line), at least 1000 sends, 7 days of grace."""
+    from . import _mailers
+
+    return PauseRule(**_mailers.complaint_rate_preset(id, scope))
+
+
+@dataclass(frozen=True)
+class RuleFiring:
+    """What a pause rule measured when it paused ``scope``/``target``."""
+
+    rule: str
+    scope: str
+    target: str
+    count: int
+    volume: int
+    rate: float
+    first_day: _dt.date
+    last_day: _dt.date
+
+    @classmethod
+    def _from(cls, d: dict) -> "RuleFiring":
+        return cls(rule=d["rule"], scope=d["scope"], target=d["target"], count=d["count"],
+                   volume=d["volume"], rate=d["rate"], first_day=from_day(d["from_day"]),
+                   last_day=from_day(d["to_day"]))
 
 
 @dataclass(frozen=True)
@@ -817,7 +919,7 @@ class WebhookEndpoint:
     id: str
     url: str
     secret: str = ""
-    event_types: list[str] = field(default_factory=list)
+    event_types: list[EventType] = field(default_factory=list)
     enabled: bool = True
     disabled_reason: str = ""
     description: str = ""

@@ -18,6 +18,7 @@
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <future>
+#include <limits>
 #include <mailers.hpp>
 #include <mailers/postgres_store.hpp>
 #include <mailers/webhook_signing.hpp>
@@ -68,6 +69,21 @@ T get(const py::dict& d, const char* key, T fallback) {
     py::object v = d[key];
     if (v.is_none()) return fallback;
     return v.cast<T>();
+}
+
+// A count read from Python: a negative or oversized one is refused as
+// InvalidArgument naming the field, as the engine refuses one out of range.
+template <typename T>
+T get_count(const py::dict& d, const char* key, T fallback) {
+    auto v = get<py::object>(d, key, py::none());
+    if (v.is_none()) return fallback;
+    int overflow = 0;
+    const long long n = PyLong_AsLongLongAndOverflow(v.cast<py::int_>().ptr(), &overflow);
+    constexpr auto max = std::numeric_limits<T>::max();
+    if (overflow != 0 || n < 0 || static_cast<unsigned long long>(n) > max)
+        throw exception(make_error_code(errc::invalid_argument),
+                        std::string(key) + " must be between 0 and " + std::to_string(max));
+    return static_cast<T>(n);
 }
 
 address parse_addr(const std::string& text) {
@@ -203,6 +219,46 @@ quota to_quota(const py::dict& d) {
 py::dict from_quota(const quota& q) {
     return py::dict(py::arg("scope") = std::string(to_string(q.scope)), py::arg("key") = q.key,
                     py::arg("limits") = from_limits(q.limits), py::arg("time_zone") = q.time_zone);
+}
+
+pause_rule to_rule(const py::dict& d) {
+    pause_rule r;
+    r.id = get<std::string>(d, "id", "");
+    r.scope = parse_enum<pause_scope>(get<std::string>(d, "scope", "mailbox"), 5, "pause scope");
+    r.target = get<std::string>(d, "target", "");
+    r.metric = parse_enum<rule_metric>(get<std::string>(d, "metric", "bounces"), 4, "rule metric");
+    r.window_days = get_count<std::uint32_t>(d, "window_days", r.window_days);
+    r.window_sends = get_count<std::uint64_t>(d, "window_sends", r.window_sends);
+    r.max_rate = get<double>(d, "max_rate", r.max_rate);
+    r.min_volume = get_count<std::uint64_t>(d, "min_volume", r.min_volume);
+    r.grace_days = get_count<std::uint32_t>(d, "grace_days", r.grace_days);
+    return r;
+}
+
+py::dict from_rule(const pause_rule& r) {
+    return py::dict(py::arg("id") = r.id, py::arg("scope") = std::string(to_string(r.scope)),
+                    py::arg("target") = r.target,
+                    py::arg("metric") = std::string(to_string(r.metric)),
+                    py::arg("window_days") = r.window_days,
+                    py::arg("window_sends") = r.window_sends, py::arg("max_rate") = r.max_rate,
+                    py::arg("min_volume") = r.min_volume, py::arg("grace_days") = r.grace_days);
+}
+
+// Counts and windows cross as day numbers (days since 1970-01-01, UTC);
+// the package turns them into datetime.date.
+py::dict from_count(const daily_count& c) {
+    py::dict d;
+    d["day"] = c.day;
+    for (std::size_t i = 0; i < count_metric_count; ++i)
+        d[py::str(std::string(to_string(static_cast<count_metric>(i))))] = c.n[i];
+    return d;
+}
+
+py::dict from_firing(const rule_firing& f) {
+    return py::dict(
+        py::arg("rule") = f.rule, py::arg("scope") = std::string(to_string(f.target.scope)),
+        py::arg("target") = f.target.id, py::arg("count") = f.count, py::arg("volume") = f.volume,
+        py::arg("rate") = f.rate, py::arg("from_day") = f.from_day, py::arg("to_day") = f.to_day);
 }
 
 std::vector<address> to_addrs(const py::dict& d, const char* key) {
@@ -1406,6 +1462,14 @@ PYBIND11_MODULE(_mailers, m) {
             }
             return py::make_tuple(r->subject, r->text, r->html);
         });
+    m.def("bounce_rate_preset", [](std::string id, std::string scope) {
+        return from_rule(
+            bounce_rate_preset(std::move(id), parse_enum<pause_scope>(scope, 5, "pause scope")));
+    });
+    m.def("complaint_rate_preset", [](std::string id, std::string scope) {
+        return from_rule(
+            complaint_rate_preset(std::move(id), parse_enum<pause_scope>(scope, 5, "pause scope")));
+    });
     m.def("template_seed", [](const std::string& enrollment_id, std::uint64_t step) {
         return template_seed(enrollment_id, step);
     });
@@ -1502,9 +1566,10 @@ PYBIND11_MODULE(_mailers, m) {
                  c.configure(who, t, [&](engine& e, P a, const auto& v) { e.pause(a, v, reason); });
              })
         .def("resume",
-             [](core& c, py::object who, std::string scope, std::string id) {
+             [](core& c, py::object who, std::string scope, std::string id, std::string reason) {
                  pause_target t{parse_enum<pause_scope>(scope, 5, "pause scope"), id};
-                 c.configure(who, t, [](engine& e, P a, const auto& v) { e.resume(a, v); });
+                 c.configure(who, t,
+                             [&](engine& e, P a, const auto& v) { e.resume(a, v, reason); });
              })
         .def("is_paused",
              [](core& c, std::string scope, std::string id) {
@@ -1512,6 +1577,54 @@ PYBIND11_MODULE(_mailers, m) {
                  return c.unlocked([&](engine& e) { return e.is_paused(t); });
              })
         .def("pauses", &core::pauses)
+        .def("daily_counts",
+             [](core& c, std::string scope, std::string id, count_day from, count_day to) {
+                 auto s = parse_enum<count_scope>(scope, 5, "count scope");
+                 auto days = c.unlocked([&](engine& e) { return e.daily_counts(s, id, from, to); });
+                 py::list out;
+                 for (const auto& d : days) out.append(from_count(d));
+                 return out;
+             })
+        .def("set_soft_bounce_policy",
+             [](core& c, py::object who, const py::dict& d) {
+                 soft_bounce_policy p{get_count<std::uint32_t>(d, "threshold", 0),
+                                      get_count<std::uint32_t>(d, "window_days", 14)};
+                 c.configure(who, p,
+                             [](engine& e, P a, const auto& v) { e.set_soft_bounce_policy(a, v); });
+             })
+        .def("soft_bounce_policy",
+             [](core& c) {
+                 auto p = c.unlocked([](engine& e) { return e.soft_bounces(); });
+                 return py::dict(py::arg("threshold") = p.threshold,
+                                 py::arg("window_days") = p.window_days);
+             })
+        .def("put_pause_rule",
+             [](core& c, py::object who, const py::dict& d) {
+                 c.configure(who, to_rule(d),
+                             [](engine& e, P a, const auto& v) { e.put_pause_rule(a, v); });
+             })
+        .def("remove_pause_rule",
+             [](core& c, py::object who, std::string id) {
+                 bool removed = false;
+                 c.configure(who, id, [&](engine& e, P a, const auto& v) {
+                     removed = e.remove_pause_rule(a, v);
+                 });
+                 return removed;
+             })
+        .def("pause_rules",
+             [](core& c) {
+                 auto rules = c.unlocked([](engine& e) { return e.pause_rules(); });
+                 py::list out;
+                 for (const auto& r : rules) out.append(from_rule(r));
+                 return out;
+             })
+        .def("check_pause_rules",
+             [](core& c) {
+                 auto fired = c.unlocked([](engine& e) { return e.check_pause_rules(); });
+                 py::list out;
+                 for (const auto& f : fired) out.append(from_firing(f));
+                 return out;
+             })
         .def("audit_log", &core::audit_log)
         .def("verify_audit", &core::verify_audit)
         .def("audit_checkpoint", &core::audit_checkpoint)

@@ -15,6 +15,11 @@ import {
   type CampaignProgress,
   type ForecastPlan,
   type WebhookDelivery,
+  type DailyCount,
+  type PauseRule,
+  type RuleFiring,
+  bounceRatePreset,
+  complaintRatePreset,
 } from 'mailers';
 
 export async function quickstart(): Promise<void> {
@@ -119,4 +124,32 @@ export async function workflowMisuse(engine: Engine): Promise<void> {
   await engine.enroll('s', 'a@example.com', { variables: { n: 1 } });
   // @ts-expect-error: event types are the engine's names
   await engine.putWebhookEndpoint({ id: 'e', url: 'https://x.example/', eventTypes: ['exploded'] });
+}
+
+export async function rules(engine: Engine): Promise<void> {
+  await engine.putPauseRule(bounceRatePreset('bounces'));
+  await engine.putPauseRule(complaintRatePreset('gmail', 'sender_domain'));
+  const r: PauseRule = { id: 'emea-failures', scope: 'pool', target: 'emea', metric: 'failures', windowSends: 200, maxRate: 0.2 };
+  await engine.putPauseRule(r, { actor: { id: 'ops@brand.com' } });
+  const rules: Required<PauseRule>[] = await engine.pauseRules();
+  const removed: boolean = await engine.removePauseRule('emea-failures');
+  const fired: RuleFiring[] = await engine.checkPauseRules();
+  const days: DailyCount[] = await engine.dailyCounts({ scope: 'mailbox', id: 'rep1' }, { from: new Date(Date.now() - 27 * 86400e3), to: new Date() });
+  await engine.setSoftBouncePolicy({ threshold: 3, windowDays: 14 });
+  const threshold: number = (await engine.softBouncePolicy()).threshold;
+  await engine.resume({ scope: 'mailbox', id: 'rep1' }, { reason: 'list cleaned' });
+  engine.on('auto_paused', (e: MailersEvent) => void e.detail);
+  await engine.putWebhookEndpoint({ id: 'ops', url: 'https://ops.example/hook', eventTypes: ['auto_paused', 'alert'] });
+  void rules, removed, fired[0]?.target.id, days[0]?.bouncedHard, threshold;
+}
+
+export async function rulesMisuse(engine: Engine): Promise<void> {
+  // @ts-expect-error: a rule's metric is one of the engine's names
+  await engine.putPauseRule({ id: 'x', metric: 'joy' });
+  // @ts-expect-error: a rule needs an id
+  await engine.putPauseRule({ maxRate: 0.1 });
+  // @ts-expect-error: counts are kept for a count scope
+  await engine.dailyCounts({ scope: 'sequence', id: 's' }, { from: new Date(), to: new Date() });
+  // @ts-expect-error: a resume's reason is a string
+  await engine.resume({ scope: 'mailbox', id: 'rep1' }, { reason: 3 });
 }
