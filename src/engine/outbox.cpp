@@ -247,7 +247,13 @@ std::size_t engine::impl::add_outbox_ops(std::vector<store_op>& ops, const event
     }
     if (targets.empty()) return 0;
     const auto now = clk->now();
-    const auto payload = webhook_payload(ev);
+    event masked;
+    const event* shown = &ev;
+    if (erased_entries_present()) {
+        masked = ev;
+        if (mask_erased(masked)) shown = &masked;
+    }
+    const auto payload = webhook_payload(*shown);
     std::string fresh;
     if (key.empty()) {
         // An event no commit records: a key of its own.

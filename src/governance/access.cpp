@@ -126,6 +126,8 @@ std::optional<permission> permission_for_action(std::string_view action) noexcep
         {"access.grant", permission::manage_access},
         {"access.revoke", permission::manage_access},
         {"access.enable", permission::manage_access},
+        {"person.erase", permission::erase_person},
+        {"person.export", permission::export_data},
     };
     for (const auto& [name, p] : table)
         if (name == action) return p;
