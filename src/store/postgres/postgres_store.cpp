@@ -1528,6 +1528,30 @@ private:
         return rec.seq;
     }
 
+    // The parameters of write_suppressions and write_superseded: the
+    // workspace, the entries as arrays, and the change seq.
+    static pg::params entry_params(const std::string& ws,
+                                   std::span<const suppression_entry> entries,
+                                   std::uint64_t change_seq) {
+        pg::int_array sk, sr, sc;
+        pg::text_array sv, ss;
+        for (const auto& e : entries) {
+            sk.push(kind_code(e.kind));
+            sv.push(e.value);
+            sr.push(reason_code(e.reason));
+            ss.push(e.source);
+            sc.push(micros(e.created_at));
+        }
+        return pg::params{}
+            .add(ws)
+            .add(sk.str())
+            .add(sv.str())
+            .add(sr.str())
+            .add(ss.str())
+            .add(sc.str())
+            .add(change_seq);
+    }
+
     static void commit_or_fail(pg::connection& c, attempt& a, std::string_view what) {
         a.commit_sent = true;
         auto done = c.query("COMMIT");
@@ -1709,23 +1733,7 @@ private:
             n.suppression_rows = removed.size();
         }
         if (!erasure.entries.empty()) {
-            pg::int_array sk, sr, sc;
-            pg::text_array sv, ss;
-            for (const auto& e : erasure.entries) {
-                sk.push(kind_code(e.kind));
-                sv.push(e.value);
-                sr.push(reason_code(e.reason));
-                ss.push(e.source);
-                sc.push(micros(e.created_at));
-            }
-            c.run(sql_.write_suppressions, pg::params{}
-                                               .add(ws_s)
-                                               .add(sk.str())
-                                               .add(sv.str())
-                                               .add(sr.str())
-                                               .add(ss.str())
-                                               .add(sc.str())
-                                               .add(change_seq));
+            c.run(sql_.write_suppressions, entry_params(ws_s, erasure.entries, change_seq));
             result.change_seq = change_seq;
         }
         if (erasure.audit)
@@ -3090,25 +3098,8 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                                 .add(sc.str())
                                                 .add(change_seq));
         }
-        if (!superseded_out.empty()) {
-            pg::int_array sk, sr, sc;
-            pg::text_array sv, ss;
-            for (auto& e : superseded_out) {
-                sk.push(kind_code(e.kind));
-                sv.push(e.value);
-                sr.push(reason_code(e.reason));
-                ss.push(e.source);
-                sc.push(micros(e.created_at));
-            }
-            p2.add(sql_.write_superseded, pg::params{}
-                                              .add(ws_s)
-                                              .add(sk.str())
-                                              .add(sv.str())
-                                              .add(sr.str())
-                                              .add(ss.str())
-                                              .add(sc.str())
-                                              .add(change_seq));
-        }
+        if (!superseded_out.empty())
+            p2.add(sql_.write_superseded, entry_params(ws_s, superseded_out, change_seq));
         if (!audits_out.empty()) add_audit_records(p2, ws_s, audits_out);
         pg::int_array qn_id, qn_e, qn_nb, qn_du, qn_st, qn_c, qn_cb, qn_si, qn_u;
         pg::text_array qn_k, qn_p, qn_m, qn_d, qn_r, qn_o, qn_w, qn_dt;
