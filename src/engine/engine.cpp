@@ -952,12 +952,12 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
                 // The key never changes, so no lock is needed to use it.
                 if (e.kind == suppression_kind::address)
                     addresses.push_back(s.index.address_fingerprint(e.value));
+                else
+                    domains.push_back(e.value);
                 // An erased person's entry, restored from an export: the
                 // check must hash from now on. Counted once per line, which
                 // may be more than the index gains: more is only slower.
                 if (is_erased_value(e.value)) ++erased_lines;
-                else
-                    domains.push_back(e.value);
                 chunk.push_back(std::move(e));
                 if (chunk.size() == chunk_size) {
                     put(chunk);

@@ -122,6 +122,12 @@ public:
                                                      std::size_t limit) override {
         return inner_->due_enrollments(ws, now, limit);
     }
+    // --- erasure
+    mailers::person_erasure_result erase_person(std::string_view ws,
+                                                const mailers::person_erasure& erasure) override {
+        return inner_->erase_person(ws, erasure);
+    }
+    // --- end erasure
 
 protected:
     std::shared_ptr<mailers::store> inner_;

@@ -596,6 +596,44 @@ void erase_spellings(const backend& b) {
     require_gone(b, *folded->eng, "fold.me", 1);
 }
 
+// A key the hosts hold: the store keeps only its mark; an engine without
+// it, or with another, is refused at start, and one that meets the choice
+// while running refuses every send rather than miss an erased person.
+void erase_with_host_key(const backend& b) {
+    const auto with_key = [&](std::string key) {
+        auto f = std::make_unique<fixture>();
+        f->eng.reset();
+        f->store = b.open();
+        engine_params p;
+        p.storage = f->store;
+        p.clock = f->clock;
+        p.erasure_key = std::move(key);
+        f->eng = std::make_unique<engine>(f->ioc.get_executor(), std::move(p));
+        return f;
+    };
+    auto plain = engine_on(b);
+    auto holder = with_key("host-held erasure key");
+    const auto rep = holder->eng->erase_person(holder->admin, "held@example.com");
+    CHECK(holder->eng->is_suppressed("Held@Example.com"));
+    CHECK_FALSE(holder->eng->is_suppressed("free@example.com"));
+    // The engine without the key cannot check the hash: it refuses everyone.
+    CHECK(plain->eng->is_suppressed("free@example.com"));
+    CHECK(code_of([&] { plain->eng->erase_person(plain->admin, "x@example.com"); }) ==
+          errc::invalid_argument);
+    for (const auto& hit : b.scan("host-held")) {
+        INFO(hit);
+        CHECK(false);
+    }
+    plain.reset();
+    CHECK(code_of([&] { engine_on(b); }) == errc::invalid_argument);
+    CHECK(code_of([&] { with_key("another key"); }) == errc::invalid_argument);
+    auto again = with_key("host-held erasure key");
+    CHECK(again->eng->is_suppressed("held@example.com"));
+    CHECK(again->eng->find_suppression("held@example.com")->value == rep.hash);
+    CHECK_FALSE(again->eng->is_suppressed("free@example.com"));
+    CHECK(again->eng->verify_suppressions().ok);
+}
+
 // Sends to the person from two engines, each on its own thread, while a
 // third erases her: a send started after erase_person returned is never
 // handed off.
@@ -777,5 +815,16 @@ TEST_CASE("erase_person while two engines send to the person") {
     if (const auto c = pg_conninfo()) {
         pg_backend b(*c);
         erase_under_sends(b, seed);
+    }
+}
+
+TEST_CASE("erase_person with an erasure key the hosts hold") {
+    {
+        sqlite_backend b;
+        erase_with_host_key(b);
+    }
+    if (const auto c = pg_conninfo()) {
+        pg_backend b(*c);
+        erase_with_host_key(b);
     }
 }
