@@ -308,6 +308,24 @@ struct erasure_report {
     std::uint64_t audit_seq = 0;  ///< the erasure's audit record
 };
 
+/// How long `engine::purge_retained` keeps each class of data; 0 keeps it.
+struct retention_policy {
+    /// Ledger rows, from their reservation: at least 8 days (the longest cap
+    /// window, with margin), since a cap counts the sends in its window.
+    std::chrono::seconds sends{0};
+    /// Outbound webhook deliveries (event payloads) that were delivered or
+    /// given up, from their last attempt.
+    std::chrono::seconds webhook_deliveries{0};
+};
+
+/// What `engine::purge_retained` removed.
+struct retention_report {
+    time_point at{};
+    std::uint64_t sends = 0;
+    std::uint64_t webhook_deliveries = 0;
+    std::uint64_t audit_seq = 0;  ///< the purge's audit record
+};
+
 // --- end erasure ------------------------------------------------------------------
 
 /// Counters since the engine started.
@@ -713,6 +731,15 @@ public:
     /// keyed hash, never the address. errc::invalid_address for a malformed
     /// address. Blocking; scans the ledger, queue, outbox and audit log.
     std::string export_person(const principal& who, std::string_view address);
+
+    /// Applies retention windows: forgets ledger rows reserved longer ago
+    /// than `policy.sends` whose outcome is recorded (with their idempotency
+    /// keys: a send repeated under one of them is a new send), and ended
+    /// outbound webhook deliveries older than `policy.webhook_deliveries`.
+    /// Audited as "retention.purge" with the cutoffs and counts (permission
+    /// `erase_person`). errc::invalid_argument for a ledger window under 8
+    /// days, changing nothing. Audit records are not purged here. Blocking.
+    retention_report purge_retained(const principal& who, const retention_policy& policy);
 
     // --- end erasure --------------------------------------------------------
 

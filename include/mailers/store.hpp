@@ -1046,6 +1046,11 @@ public:
     /// errc::store_error, as the queue's do.
     virtual person_erasure_result erase_person(std::string_view workspace,
                                                const person_erasure& erasure);
+    /// Forgets ledger rows reserved before `before` whose outcome is
+    /// recorded (accepted, failed or unknown; a `reserved` row stays),
+    /// with their idempotency keys: a retention window for the ledger.
+    /// Returns how many went. The default throws errc::store_error.
+    virtual std::size_t purge_sends(std::string_view workspace, time_point before);
     // --- end erasure ---
 };
 

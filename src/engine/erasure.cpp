@@ -584,4 +584,40 @@ std::string engine::export_person(const principal& who, std::string_view address
     return out;
 }
 
+// --- retention --------------------------------------------------------------------
+
+retention_report engine::purge_retained(const principal& who, const retention_policy& policy) {
+    auto& s = *impl_;
+    constexpr std::chrono::seconds shortest_ledger{8 * 86400};
+    if (policy.sends.count() < 0 || policy.webhook_deliveries.count() < 0)
+        fail(errc::invalid_argument, "a retention window cannot be negative");
+    if (policy.sends.count() != 0 && policy.sends < shortest_ledger)
+        fail(errc::invalid_argument,
+             fmt::format("a ledger retention of {} s is shorter than the longest cap window "
+                         "(8 days with margin): caps count the sends in their window",
+                         policy.sends.count()));
+    s.authorize(who, "retention.purge", "workspace", "");
+    retention_report out;
+    out.at = s.clk->now();
+    s.with_store([&](store& st) {
+        if (policy.sends.count() != 0)
+            out.sends = st.purge_sends(s.params.workspace, out.at - policy.sends);
+        if (policy.webhook_deliveries.count() != 0)
+            out.webhook_deliveries = st.purge_webhook_deliveries(
+                s.params.workspace, out.at - policy.webhook_deliveries);
+    });
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("sends_retention_s", static_cast<std::int64_t>(policy.sends.count()))
+        .member("sends", out.sends)
+        .member("webhook_deliveries_retention_s",
+                static_cast<std::int64_t>(policy.webhook_deliveries.count()))
+        .member("webhook_deliveries", out.webhook_deliveries)
+        .end_object();
+    const auto r = s.mutate(who, "retention.purge", "workspace", "", {}, std::move(after), {}, {});
+    if (!r.empty()) out.audit_seq = r.back().audit_seq;
+    return out;
+}
+
 }  // namespace mailers

@@ -128,6 +128,7 @@ std::optional<permission> permission_for_action(std::string_view action) noexcep
         {"access.enable", permission::manage_access},
         {"person.erase", permission::erase_person},
         {"person.export", permission::export_data},
+        {"retention.purge", permission::erase_person},
     };
     for (const auto& [name, p] : table)
         if (name == action) return p;

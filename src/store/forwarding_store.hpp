@@ -127,6 +127,9 @@ public:
                                                 const mailers::person_erasure& erasure) override {
         return inner_->erase_person(ws, erasure);
     }
+    std::size_t purge_sends(std::string_view ws, time_point before) override {
+        return inner_->purge_sends(ws, before);
+    }
     // --- end erasure
 
 protected:

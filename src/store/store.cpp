@@ -252,4 +252,9 @@ person_erasure_result store::erase_person(std::string_view, const person_erasure
                     "store: erase_person is not implemented by this store");
 }
 
+std::size_t store::purge_sends(std::string_view, time_point) {
+    throw exception(make_error_code(errc::store_error),
+                    "store: purge_sends is not implemented by this store");
+}
+
 }  // namespace mailers

@@ -634,6 +634,42 @@ void erase_with_host_key(const backend& b) {
     CHECK(again->eng->verify_suppressions().ok);
 }
 
+// Retention windows: ended ledger rows and outbox rows older than the
+// window go, audited; a ledger window shorter than the caps' is refused.
+void purge_retained(const backend& b) {
+    auto f = engine_on(b);
+    auto& e = *f->eng;
+    e.upsert_mailbox(f->admin, f->mailbox("rep1", "rep1@brand.com"));
+    f->add_pool("out", {"rep1"});
+    auto [ec, old] = f->send(fixture::request("out", "old@example.com", "old-key"));
+    REQUIRE_FALSE(ec);
+    f->clock->advance(std::chrono::hours(24 * 20));
+    auto [ec2, fresh] = f->send(fixture::request("out", "new@example.com"));
+    REQUIRE_FALSE(ec2);
+    f->drain();
+    const auto n = e.audit_log().size();
+    retention_policy too_short;
+    too_short.sends = std::chrono::hours(24);
+    CHECK(code_of([&] { e.purge_retained(f->admin, too_short); }) == errc::invalid_argument);
+    CHECK(e.audit_log().size() == n);
+    retention_policy p;
+    p.sends = std::chrono::hours(24 * 10);
+    p.webhook_deliveries = std::chrono::hours(24 * 10);
+    const auto r = e.purge_retained(f->admin, p);
+    CHECK(r.sends == 1);
+    CHECK_FALSE(f->store->find_send("default", std::stoull(old.send_id)).has_value());
+    CHECK(f->store->find_send("default", std::stoull(fresh.send_id)).has_value());
+    for (const auto& hit : b.scan("old@example.com")) {
+        INFO(hit);  // only the audit trail remembers it
+        CHECK(hit.rfind("audit: ", 0) == 0);
+    }
+    const auto rec = e.audit_log(r.audit_seq).front();
+    CHECK(rec.action == "retention.purge");
+    CHECK(rec.after.find("\"sends\":1") != std::string::npos);
+    CHECK(e.purge_retained(f->admin, p).sends == 0);
+    CHECK_FALSE(e.verify_audit());
+}
+
 // Sends to the person from two engines, each on its own thread, while a
 // third erases her: a send started after erase_person returned is never
 // handed off.
@@ -826,5 +862,16 @@ TEST_CASE("erase_person with an erasure key the hosts hold") {
     if (const auto c = pg_conninfo()) {
         pg_backend b(*c);
         erase_with_host_key(b);
+    }
+}
+
+TEST_CASE("purge_retained: retention windows for the ledger and event payloads") {
+    {
+        sqlite_backend b;
+        purge_retained(b);
+    }
+    if (const auto c = pg_conninfo()) {
+        pg_backend b(*c);
+        purge_retained(b);
     }
 }

@@ -4782,6 +4782,35 @@ inline void check_erase_person_all_or_nothing(const store_factory& open, const s
     CHECK(st->changes_since(ws, 0).seq == head);
 }
 
+inline void check_purge_sends(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto old_done = reserve_new(*st, ws, sample_send(1, "old-key", at_seconds(0)));
+    auto row = stored_send(*st, ws, old_done);
+    row.state = send_state::accepted;
+    REQUIRE(update_one(*st, ws, row));
+    const auto old_open = reserve_new(*st, ws, sample_send(2, "open-key", at_seconds(0)));
+    const auto old_unknown = reserve_new(*st, ws, sample_send(3, {}, at_seconds(5)));
+    row = stored_send(*st, ws, old_unknown);
+    row.state = send_state::unknown;
+    REQUIRE(update_one(*st, ws, row));
+    const auto recent = reserve_new(*st, ws, sample_send(4, "recent-key", at_seconds(20)));
+    row = stored_send(*st, ws, recent);
+    row.state = send_state::failed;
+    REQUIRE(update_one(*st, ws, row));
+
+    CHECK(st->purge_sends(ws, at_seconds(10)) == 2);
+    CHECK_FALSE(st->find_send(ws, old_done).has_value());
+    CHECK_FALSE(st->find_send(ws, old_unknown).has_value());
+    CHECK(stored_send(*st, ws, old_open).state == send_state::reserved);
+    CHECK(stored_send(*st, ws, recent).state == send_state::failed);
+    CHECK(st->purge_sends(ws, at_seconds(10)) == 0);
+    // The key is free again; ids are never given twice.
+    const auto again = reserve_new(*st, ws, sample_send(5, "old-key", at_seconds(30)));
+    CHECK(again > recent);
+    CHECK(reserve_one(*st, ws, sample_send(6, "recent-key", at_seconds(30))).status ==
+          reserve_status::duplicate);
+}
+
 // --- end erasure ------------------------------------------------------------------
 
 inline void run_store_conformance(store_factory open, std::string workspace_prefix) {
@@ -4940,6 +4969,9 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("erasure: a failed erasure changes nothing") {
         check_erase_person_all_or_nothing(open, p + "-erase-atomic");
+    }
+    SUBCASE("retention: purge_sends forgets ended ledger rows before a time") {
+        check_purge_sends(open, p + "-purge-sends");
     }
 }
 

@@ -1571,6 +1571,18 @@ public:
         });
     }
 
+    std::size_t purge_sends(std::string_view ws, time_point before) override {
+        const std::string s = pg::quote_ident(params_.schema);
+        return run("purge_sends", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(pg::statement{"m_purge_sends",
+                                         fmt::format("DELETE FROM {}.sends WHERE workspace = $1 "
+                                                     "AND reserved_at < $2 AND state <> 0",
+                                                     s)},
+                           pg::params{}.add(ws).add(micros(before)));
+            return static_cast<std::size_t>(r.affected());
+        });
+    }
+
 private:
     // Ids of the workspace's rows in `table` whose `text` (an expression)
     // holds an '@' and mentions the person.

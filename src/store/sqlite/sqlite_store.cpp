@@ -900,6 +900,18 @@ public:
         return result;
     }
 
+    std::size_t purge_sends(std::string_view workspace, time_point before) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("purge_sends", [&] {
+            SQLite::Statement q(db_, "DELETE FROM sends WHERE workspace = ?1 AND reserved_at < ?2 "
+                                     "AND state <> 0");
+            q.bindNoCopy(1, ws);
+            q.bind(2, micros(before));
+            return static_cast<std::size_t>(q.exec());
+        });
+    }
+
 private:
     // Rows of `table` (an id column and one text column) whose text holds
     // an '@' and mentions the person, by the caller's predicate.
