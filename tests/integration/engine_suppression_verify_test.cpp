@@ -737,6 +737,18 @@ void erase_under_sends(const backend& b, std::uint64_t seed) {
     CHECK(eraser->eng->verify_suppressions().ok);
 }
 
+// Runs `scenario` on SQLite, then on PostgreSQL when a server is given.
+void on_both_stores(const std::function<void(const backend&)>& scenario) {
+    {
+        sqlite_backend b;
+        scenario(b);
+    }
+    if (const auto c = pg_conninfo()) {
+        pg_backend b(*c);
+        scenario(b);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("verify_suppressions on SQLite") {
@@ -820,58 +832,23 @@ TEST_CASE("verify_suppressions: rows from before audit records carried change se
 }
 
 TEST_CASE("erase_person: a person's data goes everywhere, the hash keeps them suppressed") {
-    {
-        sqlite_backend b;
-        erase_everywhere(b);
-    }
-    if (const auto c = pg_conninfo()) {
-        pg_backend b(*c);
-        erase_everywhere(b);
-    }
+    on_both_stores(erase_everywhere);
 }
 
 TEST_CASE("erase_person: IDN, address literals and folding rules changed later") {
-    {
-        sqlite_backend b;
-        erase_spellings(b);
-    }
-    if (const auto c = pg_conninfo()) {
-        pg_backend b(*c);
-        erase_spellings(b);
-    }
+    on_both_stores(erase_spellings);
 }
 
 TEST_CASE("erase_person while two engines send to the person") {
     const std::uint64_t seed = std::random_device{}();
     INFO("seed " << seed);
-    {
-        sqlite_backend b;
-        erase_under_sends(b, seed);
-    }
-    if (const auto c = pg_conninfo()) {
-        pg_backend b(*c);
-        erase_under_sends(b, seed);
-    }
+    on_both_stores([&](const backend& b) { erase_under_sends(b, seed); });
 }
 
 TEST_CASE("erase_person with an erasure key the hosts hold") {
-    {
-        sqlite_backend b;
-        erase_with_host_key(b);
-    }
-    if (const auto c = pg_conninfo()) {
-        pg_backend b(*c);
-        erase_with_host_key(b);
-    }
+    on_both_stores(erase_with_host_key);
 }
 
 TEST_CASE("purge_retained: retention windows for the ledger and event payloads") {
-    {
-        sqlite_backend b;
-        purge_retained(b);
-    }
-    if (const auto c = pg_conninfo()) {
-        pg_backend b(*c);
-        purge_retained(b);
-    }
+    on_both_stores(purge_retained);
 }
