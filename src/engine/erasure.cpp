@@ -1,7 +1,11 @@
 // Erasure (GDPR Art. 17) and export (Art. 15) of one person's data, and the
 // keyed-hash suppression entries that keep an erased person suppressed.
 // The design and what it protects against are in docs/privacy.md.
+// The SHA256_* functions are deprecated in OpenSSL 3 but kept; see
+// keyed_sha256 for why they are used.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <fmt/chrono.h>
+#include <openssl/sha.h>
 #include <fmt/format.h>
 #include <simdjson.h>
 
@@ -36,17 +40,68 @@ constexpr std::array<suppression_options, 4> every_rule_set{{
     {true, true},
 }};
 
-std::string rules_tag(const suppression_options& o) {
-    return fmt::format("plus={};gmail={}\n", o.fold_plus_tags ? 1 : 0, o.fold_gmail_dots ? 1 : 0);
+std::string_view rules_tag(const suppression_options& o) {
+    static constexpr std::array<std::string_view, 4> tags{
+        "plus=0;gmail=0\n", "plus=1;gmail=0\n", "plus=0;gmail=1\n", "plus=1;gmail=1\n"};
+    return tags[(o.fold_plus_tags ? 1 : 0) + (o.fold_gmail_dots ? 2 : 0)];
 }
+
+// HMAC-SHA256 (RFC 2104) with the key's padded blocks absorbed once per
+// thread and key: a check then costs two SHA-256 compressions of a short
+// message, not HMAC()'s set-up, which would cost more than the rest of the
+// suppression check. OpenSSL 3 keeps the SHA256_* functions, deprecated in
+// favour of EVP, whose context copies allocate.
+class keyed_sha256 {
+public:
+    void use(std::string_view key) {
+        if (key == key_) return;
+        key_.assign(key);
+        std::array<unsigned char, 64> block{};
+        if (key.size() > block.size())
+            SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), block.data());
+        else
+            std::copy(key.begin(), key.end(), block.begin());
+        std::array<unsigned char, 64> pad{};
+        for (std::size_t i = 0; i < pad.size(); ++i) pad[i] = block[i] ^ 0x36;
+        SHA256_Init(&inner_);
+        SHA256_Update(&inner_, pad.data(), pad.size());
+        for (std::size_t i = 0; i < pad.size(); ++i) pad[i] = block[i] ^ 0x5c;
+        SHA256_Init(&outer_);
+        SHA256_Update(&outer_, pad.data(), pad.size());
+    }
+    std::array<unsigned char, 32> mac(std::string_view a, std::string_view b) const {
+        std::array<unsigned char, 32> inner_hash{}, out{};
+        SHA256_CTX c = inner_;
+        SHA256_Update(&c, a.data(), a.size());
+        SHA256_Update(&c, b.data(), b.size());
+        SHA256_Final(inner_hash.data(), &c);
+        c = outer_;
+        SHA256_Update(&c, inner_hash.data(), inner_hash.size());
+        SHA256_Final(out.data(), &c);
+        return out;
+    }
+
+private:
+    std::string key_;
+    SHA256_CTX inner_{}, outer_{};
+};
 
 // The entry value an erased address keeps under `rules`: the rules are
 // hashed with the key, so the entry made for one set of rules never matches
 // an address checked under another (where it may fold to someone else).
 std::string erased_value(std::string_view key, const suppression_options& rules,
                          std::string_view normalised) {
-    const auto mac = webhooks::hmac_sha256(key, rules_tag(rules) + std::string(normalised));
-    return std::string(erased_prefix) + webhooks::to_hex(webhooks::as_view(mac));
+    thread_local keyed_sha256 hasher;
+    hasher.use(key);
+    const auto mac = hasher.mac(rules_tag(rules), normalised);
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(erased_prefix);
+    out.reserve(erased_prefix.size() + 2 * mac.size());
+    for (const unsigned char b : mac) {
+        out += digits[b >> 4];
+        out += digits[b & 15];
+    }
+    return out;
 }
 
 std::string key_mark(std::string_view key) {
@@ -90,7 +145,12 @@ public:
         // rules of their day made.
         if (auto plain = normalise_address(address, {}); plain && *plain != key_)
             keys_.push_back(std::move(*plain));
-        for (const auto& r : every_rule_set) per_rules_.push_back(*normalise_address(address, r));
+        // Folding only removes characters, so a valid key stays valid under
+        // every rule set; the workspace's key stands in should one not.
+        for (const auto& r : every_rule_set) {
+            auto k = normalise_address(address, r);
+            per_rules_.push_back(k ? std::move(*k) : key_);
+        }
     }
 
     const std::string& key() const { return key_; }
