@@ -8,6 +8,7 @@
 #include <mailers/campaign.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
+#include <mailers/daily_counts.hpp>
 #include <mailers/delivery_report.hpp>
 #include <mailers/dsn.hpp>
 #include <mailers/engine.hpp>

@@ -44,6 +44,31 @@ export interface EngineOptions {
   unsubscribe?: { url: string; secret: string; mailto?: string };
   /** Run on a clock that moves only by `setTime` (simulations, tests), starting here. */
   manualClock?: Date | number;
+  /** How this engine delivers outbound webhooks (webhook_endpoint.hpp, outbound_webhook_params). */
+  webhooks?: OutboundWebhookOptions;
+}
+
+export interface OutboundWebhookOptions {
+  /** Whether this engine attempts deliveries (default true). */
+  deliver?: boolean;
+  /** Allow loopback, private, link-local targets (tests, private networks). */
+  allowPrivateTargets?: boolean;
+  /** Allow http:// URLs. */
+  allowHttp?: boolean;
+  /** Attempts per delivery, the first included (default 9). */
+  maxAttempts?: number;
+  /** Seconds: the first retry's ceiling (default 5) ... */
+  firstRetry?: number;
+  /** ... growing fourfold per attempt up to this (default 86400). */
+  maxRetry?: number;
+  disableOnFailure?: boolean;
+  timeoutMs?: number;
+  maxResponseSize?: number;
+  pollIntervalMs?: number;
+  inFlight?: number;
+  /** Seconds ended rows are kept (default 7 days; 0 keeps them). */
+  retention?: number;
+  caFile?: string;
 }
 
 export type WindowKind = 'rolling' | 'calendar';
@@ -189,6 +214,14 @@ export interface MailersEvent {
   at: Date;
   sendId: string;
   idempotencyKey: string;
+  /** The campaign the send belongs to, else "". */
+  campaign: string;
+  /** A sequence step's send (idempotency key "seq:<sequence>:<enrollment>:<step>"): the sequence, else "". */
+  sequence: string;
+  /** ... its enrollment id, else 0. */
+  enrollment: number;
+  /** ... and its 1-based step, else 0. */
+  step: number;
   mailbox: string;
   pool: string;
   provider: string;
@@ -286,6 +319,20 @@ export interface IngestResult {
   duplicates: number;
 }
 
+export interface DeliveryReportResult {
+  /** False when the message is not a bounce: nothing changed. */
+  recognised: boolean;
+  format: string;
+  reportingMta: string;
+  /** The bounced message's Message-ID, without <>. */
+  originalMessageId: string;
+  events: MailersEvent[];
+  reason: string;
+  suppressed: number;
+  alreadySuppressed: number;
+  duplicates: number;
+}
+
 export interface CapturedMessage {
   mailFrom: string;
   rcptTo: string[];
@@ -294,6 +341,9 @@ export interface CapturedMessage {
   text: string;
   html: string;
   messageId: string;
+  /** Message-IDs without <>. */
+  inReplyTo: string;
+  references: string[];
   raw: string;
   mailbox: string;
   sendId: string;
@@ -304,6 +354,214 @@ export type Permission =
   | 'send' | 'enqueue' | 'pause' | 'resume' | 'override_cap' | 'suppression_add' | 'suppression_remove'
   | 'manage_providers' | 'manage_mailboxes' | 'manage_pools' | 'manage_sequences' | 'read_audit'
   | 'export_data' | 'erase_person' | 'manage_webhooks' | 'manage_access';
+
+export interface TemplateSource {
+  subject?: string;
+  text?: string;
+  html?: string;
+}
+export type TemplateVariables = Record<string, string>;
+
+export type DelayUnit = 'hours' | 'days' | 'business_days';
+export type SenderRuleKind = 'pool' | 'mailbox' | 'previous_step' | 'owner';
+export type StepThreading = 'new_thread' | 'reply';
+export type StopScope = 'this_sequence' | 'every_sequence';
+export type EnrollmentConflict = 'refuse' | 'merge';
+
+export interface SequenceStep {
+  /** After the step before (the enrollment, for the first step); default `{ in: 'days', amount: 0 }`. */
+  delay?: { in?: DelayUnit; amount?: number };
+  content: TemplateSource;
+  sender: { kind: SenderRuleKind; id?: string; fallbackPool?: string };
+  threading?: StepThreading;
+}
+
+export interface SequenceConfig {
+  id: string;
+  name?: string;
+  steps: SequenceStep[];
+  /** The calendar of pool steps ("" is UTC). */
+  timeZone?: string;
+  /** Bit 0 = Sunday; default Monday to Friday (0x3e). */
+  businessWeekdays?: number;
+  /** "YYYY-MM-DD" */
+  holidays?: string[];
+  onEnrolledTwice?: EnrollmentConflict;
+  replyStops?: StopScope;
+  goalStops?: StopScope;
+}
+
+export type EnrollmentState = 'active' | 'paused' | 'completed' | 'stopped' | 'failed';
+export type EnrollmentStop = 'none' | 'replied' | 'bounced' | 'unsubscribed' | 'suppressed' | 'goal' | 'manual';
+
+export interface Enrollment {
+  id: number;
+  sequenceId: string;
+  /** Normalised. */
+  address: string;
+  displayName: string;
+  variables: TemplateVariables;
+  owner: string;
+  actor: string;
+  state: EnrollmentState;
+  stopReason: EnrollmentStop;
+  detail: string;
+  /** The 0-based index of the next step: the number of steps sent. */
+  step: number;
+  /** When the scheduler next plans its step; null while the step waits in the queue, and when not active. */
+  nextDue: Date | null;
+  stepDue: Date | null;
+  queueKey: string;
+  plans: number;
+  prevMailbox: string;
+  prevMessageId: string;
+  prevSubject: string;
+  prevReferences: string[];
+  lastSentAt: Date | null;
+  enrolledAt: Date;
+  updatedAt: Date;
+  version: number;
+}
+
+export interface EnrollOptions extends ActorOption {
+  variables?: TemplateVariables;
+  /** The owner mailbox, for steps whose sender is `owner`. */
+  owner?: string;
+  onEnrolledTwice?: EnrollmentConflict;
+}
+
+export interface EnrollmentFilter {
+  sequenceId?: string;
+  address?: string;
+  state?: EnrollmentState;
+  afterId?: number;
+  limit?: number;
+}
+
+export interface CampaignRecipient {
+  to: string;
+  variables?: TemplateVariables;
+}
+
+export interface CampaignConfig {
+  id: string;
+  name?: string;
+  content: TemplateSource;
+  pool?: string;
+  mailbox?: string;
+  replyTo?: string;
+  /** Addresses, or addresses with their variables. */
+  recipients: (string | CampaignRecipient)[];
+  notBefore?: Date | number;
+}
+
+export interface CampaignInfo {
+  id: string;
+  name: string;
+  content: Required<TemplateSource>;
+  pool: string;
+  mailbox: string;
+  notBefore: Date | null;
+  startedAt: Date;
+  actor: string;
+  total: number;
+  suppressedAtStart: number;
+  cancelled: boolean;
+  digest: string;
+}
+
+export interface CampaignProgress {
+  id: string;
+  total: number;
+  sent: number;
+  failed: number;
+  unknown: number;
+  suppressedAtStart: number;
+  suppressedAtHandoff: number;
+  cancelled: number;
+  inFlight: number;
+  waiting: number;
+  waitingByReason: Record<string, number>;
+  notQueued: number;
+  remaining: number;
+  nextDue: Date | null;
+  cancelledCampaign: boolean;
+  finished: boolean;
+}
+
+export interface ForecastRequest {
+  campaign?: CampaignConfig;
+  sequenceId?: string;
+  contacts?: { to: string; variables?: TemplateVariables; owner?: string }[];
+  /** Seconds to simulate, rounded up to whole hours (default 30 days). */
+  horizon?: number;
+  includeQueue?: boolean;
+}
+
+export interface PlannedSend {
+  at: Date;
+  due: Date;
+  mailbox: string;
+  recipient: string;
+  origin: string;
+  step: number;
+  /** What held it back last: "" (nothing), "cap", "window", "gap", "pace", "paused", "breaker", "throttled". */
+  bound: string;
+  existing: boolean;
+}
+
+export interface ForecastPlan {
+  start: Date;
+  end: Date;
+  sends: PlannedSend[];
+  unsent: { recipient: string; origin: string; step: number; reason: string; detail: string; waiting: boolean }[];
+  last: Date | null;
+  complete: boolean;
+}
+
+export interface WebhookEndpoint {
+  id: string;
+  /** https:// (http:// with `webhooks.allowHttp`). */
+  url: string;
+  /** "whsec_..." or an env: / file: reference; empty or absent: generated. */
+  secret?: string;
+  /** Empty or absent: every event. */
+  eventTypes?: EventType[];
+  enabled?: boolean;
+  description?: string;
+}
+
+export interface StoredWebhookEndpoint extends Required<WebhookEndpoint> {
+  disabledReason: string;
+}
+
+export type WebhookDeliveryState = 'pending' | 'claimed' | 'delivered' | 'failed';
+
+export interface WebhookDelivery {
+  id: number;
+  endpoint: string;
+  /** The webhook-id header. */
+  messageId: string;
+  eventKey: string;
+  eventType: string;
+  /** The JSON body. */
+  payload: string;
+  createdAt: Date;
+  dueAt: Date;
+  state: WebhookDeliveryState;
+  attempts: number;
+  lastStatus: number;
+  detail: string;
+  updatedAt: Date;
+}
+
+export interface WebhookDeliveryCounts {
+  pending: number;
+  claimed: number;
+  delivered: number;
+  failed: number;
+  lastDelivered: Date | null;
+}
 
 export declare class Engine extends EventEmitter {
   static open(options: EngineOptions): Promise<Engine>;
@@ -351,14 +609,59 @@ export declare class Engine extends EventEmitter {
   pauses(): Promise<PauseInfo[]>;
 
   ingestWebhook(provider: WebhookProvider, request: WebhookRequest, options?: WebhookOptions): Promise<IngestResult>;
+  /** One bounce message (RFC 3464, qmail, exim) fetched from a sending mailbox; a hard bounce suppresses its recipient. */
+  ingestDeliveryReport(message: string | Buffer): Promise<DeliveryReportResult>;
   unsubscribe(token: string): Promise<{ status: string; recipient: string; sendId: string; suppressed: boolean; already: boolean }>;
 
   auditLog(fromSeq?: number): Promise<AuditRecord[]>;
   verifyAudit(checkpoint?: AuditHead): Promise<{ ok: boolean; badSeq: number | null }>;
   auditCheckpoint(): Promise<AuditHead>;
   stats(): Promise<EngineStats>;
+  /** Prometheus text exposition of this engine's counters and the workspace's gauges. */
+  metricsText(): Promise<string>;
   flush(): Promise<void>;
   cancel(): Promise<void>;
+
+  upsertSequence(sequence: SequenceConfig, opts?: ActorOption): Promise<void>;
+  removeSequence(id: string, opts?: ActorOption): Promise<void>;
+  sequence(id: string): Promise<Required<SequenceConfig> | null>;
+  sequences(): Promise<Required<SequenceConfig>[]>;
+  /** `contact`: "ada@acme.example" or "Ada <ada@acme.example>". */
+  enroll(sequenceId: string, contact: string, opts?: EnrollOptions): Promise<Enrollment>;
+  pauseEnrollment(id: number, opts?: ActorOption): Promise<boolean>;
+  resumeEnrollment(id: number, opts?: ActorOption): Promise<boolean>;
+  stopEnrollment(id: number, opts?: ActorOption & { reason?: string }): Promise<boolean>;
+  enrollment(id: number): Promise<Enrollment | null>;
+  enrollments(filter?: EnrollmentFilter): Promise<Enrollment[]>;
+  pauseSequence(id: string, opts?: ActorOption & { reason?: string }): Promise<void>;
+  resumeSequence(id: string, opts?: ActorOption): Promise<void>;
+  isSequencePaused(id: string): Promise<boolean>;
+  /** `from`: the replying address, or the Message-ID of the step replied to. Resolves with the enrollment ids stopped. */
+  recordReply(from: string, opts?: ActorOption): Promise<number[]>;
+  recordGoal(address: string, sequenceId: string, opts?: ActorOption): Promise<number[]>;
+  /** When the scheduler next has work (a queued send or an enrollment's step); null when nothing waits. */
+  nextDue(): Promise<Date | null>;
+
+  startCampaign(campaign: CampaignConfig, opts?: ActorOption): Promise<CampaignInfo>;
+  /** Resolves with the number of items withdrawn. */
+  cancelCampaign(id: string, opts?: ActorOption): Promise<number>;
+  campaignProgress(id: string): Promise<CampaignProgress>;
+  campaign(id: string): Promise<CampaignInfo | null>;
+  campaigns(): Promise<CampaignInfo[]>;
+  /** A dry run: nothing is sent or stored. */
+  forecast(request: ForecastRequest): Promise<ForecastPlan>;
+
+  /** Resolves with the endpoint as stored, its secret included (generated when none was given). */
+  putWebhookEndpoint(endpoint: WebhookEndpoint, opts?: ActorOption): Promise<StoredWebhookEndpoint>;
+  removeWebhookEndpoint(id: string, opts?: ActorOption): Promise<boolean>;
+  enableWebhookEndpoint(id: string, opts?: ActorOption & { retryFailed?: boolean; failedSince?: Date | number }): Promise<void>;
+  disableWebhookEndpoint(id: string, opts?: ActorOption & { reason?: string }): Promise<void>;
+  /** Inline secrets are shown as "whsec_…". */
+  webhookEndpoints(): Promise<StoredWebhookEndpoint[]>;
+  webhookEndpoint(id: string): Promise<StoredWebhookEndpoint | null>;
+  webhookDeliveries(filter?: { endpoint?: string; state?: WebhookDeliveryState; afterId?: number; limit?: number }): Promise<WebhookDelivery[]>;
+  /** One endpoint's rows, or every endpoint's. */
+  webhookDeliveryCounts(endpoint?: string): Promise<WebhookDeliveryCounts>;
 
   /** Events from now on, buffered until read. */
   events(options?: { signal?: AbortSignal }): AsyncIterableIterator<MailersEvent>;
@@ -368,6 +671,11 @@ export declare class Engine extends EventEmitter {
 
   /** What a provider added as `capture://capture` has been given. */
   captured(providerId: string, options?: { clear?: boolean }): CapturedMessage[];
+  /**
+   * Resolves with nextDue() once nothing is being handed off and nothing is due at or before now():
+   * for an engine on a manual clock, moved with `engine.setTime(await engine.settle())`.
+   */
+  settle(options?: { timeoutMs?: number; intervalMs?: number }): Promise<Date | null>;
   /** Operations in flight (sends, calls, close). */
   readonly pending: number;
   /** Moves the clock of an engine opened with `manualClock`. */
@@ -387,6 +695,18 @@ export declare class MailersError extends Error {
   readonly diag: Diagnostics | null;
   /** For a send: what the engine recorded. */
   readonly result: SendResult | null;
+  /** For a refused sequence or campaign template: where it went wrong. */
+  readonly templateError?: TemplateErrorInfo;
+}
+export interface TemplateErrorInfo {
+  /** 1-based step; 0 for the sequence as a whole, or a campaign. */
+  step: number;
+  /** "content", "sender", "id", ... */
+  field: string;
+  part: 'subject' | 'text' | 'html' | null;
+  line: number | null;
+  column: number | null;
+  message: string;
 }
 export declare class TransportError extends MailersError {}
 export declare class InvalidAddressError extends MailersError {}

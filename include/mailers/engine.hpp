@@ -257,6 +257,84 @@ struct pause_info {
     friend bool operator==(const pause_info&, const pause_info&) = default;
 };
 
+// --- soft bounces and pause rules (docs/rules.md) ---------------------------
+
+/// When repeated soft bounces suppress an address: `threshold` soft bounces
+/// of one address (by its suppression key) within the last `window_days`
+/// days suppress it, reason `hard_bounce` (the address is treated as one
+/// that does not work) with source "soft-bounce-threshold". Soft bounces
+/// are counted by the store, so several processes count together, and a
+/// redelivered event counts once. A threshold of 0 turns it off, the
+/// default: a soft bounce says the address may work later, so nothing is
+/// suppressed for them unless the workspace asks.
+struct soft_bounce_policy {
+    std::uint32_t threshold = 0;     ///< 0: off; else 1 .. 1000
+    std::uint32_t window_days = 14;  ///< 1 .. 365
+    friend bool operator==(const soft_bounce_policy&, const soft_bounce_policy&) = default;
+};
+
+/// What a pause rule measures: the count of `metric` over the sends
+/// counted in its window (see daily_counts.hpp). Bounces, complaints and
+/// unsubscribes over `sent`; failures over `sent` + `failed`.
+enum class rule_metric : std::uint8_t {
+    hard_bounces,  ///< bounced_hard
+    bounces,       ///< bounced_hard + bounced_soft
+    complaints,    ///< complained
+    failures,      ///< failed: sends a provider refused, or that failed after hand-off
+};
+
+MAILERS_API std::string_view to_string(rule_metric m) noexcept;
+
+/// An automatic pause, stored with the workspace (every engine applies the
+/// same rules). It watches one target, or every target of its scope, over
+/// a window of whole UTC days; when a target's rate reaches `max_rate` with
+/// at least `min_volume` sends counted, the target is paused as `pause()`
+/// pauses it (actor "rule:<id>"), once, by one engine of the workspace.
+struct pause_rule {
+    std::string id;  ///< 1 to 128 of A-Z a-z 0-9 . _ - :
+    pause_scope scope = pause_scope::mailbox;
+    /// One pool, mailbox, provider or sender domain; "" every one of the
+    /// scope (for the workspace scope, always "").
+    std::string target;
+    rule_metric metric = rule_metric::bounces;
+    /// The window: the last `window_days` UTC days, today included ...
+    std::uint32_t window_days = 28;
+    /// ... or, when above 0, the fewest recent days (today first, at most
+    /// 90) whose sends add up to at least this many: "the last N sends",
+    /// to the day. `window_days` is then ignored.
+    std::uint64_t window_sends = 0;
+    /// Fires when count / volume >= max_rate (0 < max_rate <= 1).
+    double max_rate = 0.02;
+    /// Sends that must be counted in the window before the rule can fire.
+    std::uint64_t min_volume = 20;
+    /// After a manual `resume` of a target, the rule does not fire on it
+    /// for this many days.
+    std::uint32_t grace_days = 7;
+    friend bool operator==(const pause_rule&, const pause_rule&) = default;
+};
+
+/// What market sending tools use for bounces: 2% of sends over 28 days,
+/// with at least 20 sends, 7 days of grace after a resume.
+MAILERS_API pause_rule bounce_rate_preset(std::string id, pause_scope scope = pause_scope::mailbox);
+/// Gmail's bulk sender line for spam complaints: never reach 0.3%
+/// (Gmail asks to stay under 0.1%), over 7 days, once 1000 sends are
+/// counted (fewer make one complaint a rate above it), 7 days of grace.
+MAILERS_API pause_rule complaint_rate_preset(std::string id,
+                                             pause_scope scope = pause_scope::sender_domain);
+
+/// What a rule measured when it fired (the body of its audit record and
+/// the detail of its event).
+struct rule_firing {
+    std::string rule;
+    pause_target target;
+    std::uint64_t count = 0;   ///< of the rule's metric in the window
+    std::uint64_t volume = 0;  ///< sends counted in the window
+    double rate = 0;
+    count_day from_day = 0, to_day = 0;  ///< the window
+};
+
+// --- end soft bounces and pause rules
+
 /// What `engine::ingest_webhook` did with one provider request.
 struct ingest_result {
     /// parse_webhook's answer: the HTTP status to give the provider, the
@@ -747,10 +825,47 @@ public:
 
     /// Once pause() returns, nothing new is handed off through the target.
     void pause(const principal& who, const pause_target& target, std::string_view reason = {});
-    void resume(const principal& who, const pause_target& target);
+    /// Lifts a pause. Audited as "resume" with `reason`; it also starts the
+    /// grace period of every pause rule (`pause_rule::grace_days`) on the
+    /// target.
+    void resume(const principal& who, const pause_target& target, std::string_view reason = {});
     bool is_paused(const pause_target& target) const;
     /// The pauses in force, in (scope, id) order.
     std::vector<pause_info> pauses() const;
+
+    // --- daily counts, soft bounces and pause rules (docs/rules.md) -------
+
+    /// The counts of (scope, id) for every UTC day from `from` to `to`, both
+    /// included, one element per day in day order (days with nothing
+    /// counted are zeros). The workspace scope's id is "". Read from the
+    /// store: every engine of the workspace answers the same. At most 3660
+    /// days (errc::invalid_argument beyond, or when `from` > `to`).
+    std::vector<daily_count> daily_counts(count_scope scope, std::string_view id, count_day from,
+                                          count_day to) const;
+
+    /// Sets the workspace's soft-bounce policy. Refused, changing nothing,
+    /// with errc::invalid_argument for values out of range. Action
+    /// "suppression.soft_bounces" (permission `suppression_add`), audited.
+    void set_soft_bounce_policy(const principal& who, const soft_bounce_policy& p);
+    soft_bounce_policy soft_bounces() const;
+
+    /// Adds a pause rule, or replaces the one with its id. Refused,
+    /// changing nothing, with errc::invalid_argument naming what is wrong
+    /// (id, target, rate, window). Action "rule.put" (permission `pause`)
+    /// on the rule's target (the workspace for a rule over every target),
+    /// audited; in force in every engine once it returns.
+    void put_pause_rule(const principal& who, const pause_rule& r);
+    /// Removes a rule; false when there was none. Action "rule.remove".
+    bool remove_pause_rule(const principal& who, const std::string& id);
+    /// The rules, in id order.
+    std::vector<pause_rule> pause_rules() const;
+    /// Evaluates every rule on every target it covers now (each mailbox,
+    /// pool, provider and sender domain this engine knows) and fires those
+    /// crossed. Rules are also evaluated on the targets of each bounce,
+    /// complaint and failure as it is applied; call this on a timer to
+    /// catch a target that reaches `min_volume` without a new bounce.
+    /// Blocking (reads the store). Returns what fired here.
+    std::vector<rule_firing> check_pause_rules();
 
     // --- events, audit, stats ----------------------------------------------
 
@@ -767,7 +882,12 @@ public:
     ///     audited like `suppress()`; an address already suppressed is left
     ///     as it is, so a redelivered request changes nothing;
     ///   * reaches the `on_event` handlers.
-    /// Soft bounces, deliveries, opens and clicks are events only. When it
+    /// Every applied event is counted for its send's scopes and day
+    /// (`daily_counts`). Soft bounces, deliveries, opens and clicks suppress
+    /// nothing, except a soft bounce that reaches the workspace's
+    /// `soft_bounce_policy`; bounces and complaints are then measured
+    /// against the pause rules (`put_pause_rule`), which may pause their
+    /// send's mailbox, pool, provider, sender domain or workspace. When it
     /// returns, every suppression it made holds in every engine of the
     /// workspace, so answering the provider 2xx after it is safe. A
     /// refused request (4xx) changes nothing. A store failure throws; answer
@@ -923,7 +1043,9 @@ public:
     ///  - per outbound webhook endpoint: `webhook_endpoint_enabled{endpoint}`
     ///    (1 or 0) and `webhook_deliveries{endpoint,state}` (its outbox rows:
     ///    pending, claimed, delivered, failed; one store query per endpoint,
-    ///    left out as the queue's when the store cannot answer).
+    ///    left out as the queue's when the store cannot answer);
+    ///  - `workspace_today{metric}`: the workspace's daily counts for the
+    ///    current UTC day (one store query, left out as the queue's).
     /// Label values are escaped as the format requires. Thread-safe.
     std::string metrics_text() const;
 

@@ -30,6 +30,10 @@ enum class event_type {
     unknown,
     paused,  ///< not sent: what it needed is paused
     alert,   ///< operator attention: auth failure, reputation block, breaker opened
+    /// A pause rule paused a target (docs/rules.md): `detail` names the
+    /// rule, the target and the rate measured; `mailbox`, `pool` or
+    /// `provider` is set for those scopes.
+    auto_paused,
 };
 
 MAILERS_API std::string_view to_string(event_type t) noexcept;

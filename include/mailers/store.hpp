@@ -43,6 +43,7 @@
 #include <mailers/audit.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/config.hpp>
+#include <mailers/daily_counts.hpp>
 #include <mailers/suppression.hpp>
 #include <memory>
 #include <optional>
@@ -552,6 +553,35 @@ struct retry_webhook_deliveries {
     time_point at{};
 };
 // --- end outbound webhooks ---
+// --- daily counts and soft-bounce tallies ---
+/// Adds `n` to the count of `metric` on `day` for each of `targets`
+/// (scope, id; the workspace scope's id is ""). Counts only grow; two
+/// commits adding to one count, from any processes, both count. With
+/// `if_previous_applied`, it is applied only when the op just before it in
+/// the commit was (an update_send that took, a record_key that was new);
+/// op_result.applied says whether it was. A first op with it is refused
+/// (throws). Stores may add up the counts of one commit before writing
+/// them, so a batch of sends costs a few rows, not one per send.
+struct add_counts {
+    count_day day = 0;
+    count_metric metric = count_metric::sent;
+    std::vector<std::pair<count_scope, std::string>> targets;
+    std::uint64_t n = 1;
+    bool if_previous_applied = false;
+};
+/// Records one soft bounce of `address` (normalised) at `at` and counts
+/// the address's soft bounces at or after `since`, this one included;
+/// older ones are forgotten. op_result.applied is true when that count is
+/// at least `threshold` (1 or more; 0 is refused, throws). Two commits
+/// racing on one address, from any processes, both count: the later sees
+/// the earlier.
+struct tally_soft_bounce {
+    std::string address;
+    time_point at{};
+    time_point since{};
+    std::uint32_t threshold = 1;
+};
+// --- end daily counts ---
 }  // namespace store_ops
 
 using store_op =
@@ -563,7 +593,9 @@ using store_op =
                  store_ops::advance_enrollment,
                  // outbound webhooks
                  store_ops::add_webhook_delivery, store_ops::end_webhook_attempt,
-                 store_ops::fail_webhook_deliveries, store_ops::retry_webhook_deliveries>;
+                 store_ops::fail_webhook_deliveries, store_ops::retry_webhook_deliveries,
+                 // daily counts
+                 store_ops::add_counts, store_ops::tally_soft_bounce>;
 
 enum class reserve_status {
     reserved,      ///< recorded; `send_id` is the send's id
@@ -633,6 +665,7 @@ struct op_result {
     reserve_outcome reservation;  ///< reserve_send
     /// update_send, defer_queued, finish_queued, cancel_queued, record_key,
     /// add_webhook_delivery, end_webhook_attempt: false when refused or a duplicate (see each op);
+    /// add_counts, tally_soft_bounce: see each op;
     /// any op skipped by a record_key's `guards`: false.
     bool applied = true;
     std::uint64_t audit_seq = 0;  ///< append_audit: the seq the record got
@@ -725,13 +758,14 @@ struct suppression_import_result {
 
 /// What `store::erase_person` removed or scrubbed, per data class.
 struct erasure_counts {
-    std::uint64_t suppression_rows = 0;   ///< current, replaced and removed rows of the address
-    std::uint64_t sends = 0;              ///< ledger rows scrubbed (recipient, detail, key)
-    std::uint64_t queued = 0;             ///< queue items scrubbed (request emptied)
-    std::uint64_t queue_cancelled = 0;    ///< of those, waiting items cancelled
-    std::uint64_t enrollments = 0;        ///< enrollments deleted, with their message records
-    std::uint64_t webhook_deliveries = 0; ///< outbox rows deleted (events and their payloads)
-    std::uint64_t recorded_keys = 0;      ///< recorded keys deleted
+    std::uint64_t suppression_rows = 0;    ///< current, replaced and removed rows of the address
+    std::uint64_t sends = 0;               ///< ledger rows scrubbed (recipient, detail, key)
+    std::uint64_t queued = 0;              ///< queue items scrubbed (request emptied)
+    std::uint64_t queue_cancelled = 0;     ///< of those, waiting items cancelled
+    std::uint64_t enrollments = 0;         ///< enrollments deleted, with their message records
+    std::uint64_t webhook_deliveries = 0;  ///< outbox rows deleted (events and their payloads)
+    std::uint64_t recorded_keys = 0;       ///< recorded keys deleted
+    std::uint64_t soft_bounces = 0;        ///< soft-bounce records of the address deleted
     friend bool operator==(const erasure_counts&, const erasure_counts&) = default;
 };
 
@@ -1041,7 +1075,8 @@ public:
     /// a claimed one is left to its holder, which cannot read it any more);
     /// enrollments of one of `keys` are deleted with their message records;
     /// outbox rows whose payload mentions the person and recorded keys that
-    /// mention it are deleted. Then `entries` are put and the audit record
+    /// mention it are deleted, and so are the address's soft-bounce records
+    /// (store_ops::tally_soft_bounce). Then `entries` are put and the audit record
     /// appended. Audit records are never changed. The default throws
     /// errc::store_error, as the queue's do.
     virtual person_erasure_result erase_person(std::string_view workspace,
@@ -1052,6 +1087,20 @@ public:
     /// Returns how many went. The default throws errc::store_error.
     virtual std::size_t purge_sends(std::string_view workspace, time_point before);
     // --- end erasure ---
+    // --- daily counts (store_ops::add_counts) ----------------------------------
+    // The defaults throw errc::store_error, as the queue's do.
+
+    /// The stored counts of (scope, id) for the days from `from` to `to`,
+    /// both included, in day order; a day with nothing counted is left out.
+    virtual std::vector<daily_count> daily_counts(std::string_view workspace, count_scope scope,
+                                                  std::string_view id, count_day from,
+                                                  count_day to);
+    /// Forgets the counts of days before `before`, and the soft bounces
+    /// (store_ops::tally_soft_bounce) recorded before day_start(before):
+    /// later tallies no longer count them. Returns how many rows went or
+    /// changed.
+    virtual std::size_t purge_counts(std::string_view workspace, count_day before);
+    // --- end daily counts ---
 };
 
 }  // namespace mailers

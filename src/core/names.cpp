@@ -50,6 +50,8 @@ std::string_view to_string(event_type t) noexcept {
             return "paused";
         case event_type::alert:
             return "alert";
+        case event_type::auto_paused:
+            return "auto_paused";
     }
     return "unknown";
 }

@@ -120,6 +120,7 @@ engine::impl::~impl() {
     // Stopped, not destroyed: the writer's last callbacks still report to it.
     if (queue) queue->stop();
     if (outbox) outbox->stop();
+    stop_rule_worker();
     stop_membership();
     writer->stop();
 }
@@ -199,6 +200,7 @@ void engine::impl::load() {
             if (auto why = apply_erasure_object(o); !why.empty())
                 fail(errc::invalid_argument, std::move(why));
         } else if (apply_webhook_object(o)) {
+        } else if (apply_rules_object(o)) {
         }
     }
     for (auto& [id, p] : pools) rebuild(p, mailboxes);
@@ -515,6 +517,7 @@ engine::~engine() {
         // Before the cancel: a queued send started after it would fail.
         if (impl_->queue) impl_->queue->stop();
         if (impl_->outbox) impl_->outbox->stop();
+        impl_->stop_rule_worker();
         impl_->cancelled = true;
         impl_->writer->flush();
         impl_->stop_membership();
@@ -1090,7 +1093,8 @@ void engine::pause(const principal& who, const pause_target& t, std::string_view
                   });
 }
 
-void engine::resume(const principal& who, const pause_target& t) {
+void engine::resume(const principal& who, const pause_target& t, std::string_view reason) {
+    if (has_crlf(reason)) fail(errc::invalid_argument, "resume reason contains CR or LF");
     auto norm = normalised_target(t);
     auto oid = pause_object_id(norm);
     std::string before;
@@ -1102,10 +1106,22 @@ void engine::resume(const principal& who, const pause_target& t) {
         before = it->second;
     }
     impl_->authorize(who, "resume", to_string(norm.scope), norm.id);
-    impl_->mutate(who, "resume", to_string(norm.scope), norm.id, before, {},
-                  {store_ops::delete_object{"pause", oid}}, [&] {
-                      std::lock_guard lock(impl_->mu);
-                      impl_->pauses.erase(oid);
+    // The resume mark starts the pause rules' grace on the target and
+    // moves them to a new generation, in which each may fire once more.
+    resume_mark mark{impl_->clk->now(), who.id, std::string(reason),
+                     impl_->resume_state(oid).first + 1};
+    const auto mark_json = to_json(mark);
+    std::string after;
+    if (!reason.empty()) json::writer(after).begin_object().member("reason", reason).end_object();
+    impl_->mutate(who, "resume", to_string(norm.scope), norm.id, before, after,
+                  {store_ops::delete_object{"pause", oid},
+                   store_ops::put_object{stored_object{"rule.resume", oid, mark_json}}},
+                  [&] {
+                      {
+                          std::lock_guard lock(impl_->mu);
+                          impl_->pauses.erase(oid);
+                      }
+                      impl_->apply_rules_object(stored_object{"rule.resume", oid, mark_json});
                   });
 }
 

@@ -489,6 +489,63 @@ struct __attribute__((visibility("hidden"))) engine::impl
                                 std::vector<store_op> extra);
     // --- end outbound webhooks
 
+    // --- daily counts, soft bounces and pause rules (rules.cpp)
+    /// Rules (objects "rule"), resume marks ("rule.resume") and the
+    /// soft-bounce policy ("settings"/"soft_bounces"); under rules_mu,
+    /// which may be taken under mu but never holds while another is taken.
+    mutable std::mutex rules_mu;
+    std::map<std::string, pause_rule> pause_rules;
+    std::map<std::string, std::string> resume_marks;  // pause object id -> resume_mark json
+    soft_bounce_policy soft_bounces;
+    /// !pause_rules.empty(), readable without rules_mu.
+    std::atomic<bool> have_rules{false};
+    /// Applies a stored rules object (false when `o` is not one).
+    bool apply_rules_object(const stored_object& o);
+    bool remove_rules_object(const std::string& kind, const std::string& id);
+    /// The scopes a send from `mailbox` through `pool` and `provider` is
+    /// counted in (the mailbox's sender domain when it is known here).
+    std::vector<std::pair<count_scope, std::string>> count_targets(const std::string& mailbox,
+                                                                   const std::string& pool,
+                                                                   const std::string& provider);
+    /// Appends the add_counts op for a send's outcome `t`, applied with the
+    /// update_send just before it; nothing for outcomes not counted.
+    void add_outcome_counts(std::vector<store_op>& ops, event_type t, const ledger_row& row,
+                            time_point now);
+    /// The add_counts op for a provider event correlated with a send
+    /// through `provider` ("" when not correlated), nullopt when its type
+    /// is not counted.
+    std::optional<store_ops::add_counts> event_counts(const event& ev, const std::string& provider,
+                                                      time_point now);
+    /// The soft-bounce tally op for `ev`, when the policy is on and it is a
+    /// soft bounce of suppression key `key`.
+    std::optional<store_ops::tally_soft_bounce> soft_bounce_tally(const event& ev,
+                                                                  const std::string& key,
+                                                                  time_point now);
+    /// Suppresses `key` whose tally reached the threshold, once per window
+    /// across engines; true when this call stored it.
+    bool suppress_soft_bounced(const std::string& key);
+    /// The targets an event or a send outcome counted in, for the rules.
+    std::vector<pause_target> rule_targets(const std::string& mailbox, const std::string& pool,
+                                           const std::string& provider);
+    /// Evaluates the rules covering each of `targets`, firing those
+    /// crossed; returns what fired here. Blocking; not on the writer or
+    /// sync thread.
+    std::vector<rule_firing> evaluate_rules(const std::vector<pause_target>& targets);
+    /// The resume mark's generation and grace start for pause object `oid`.
+    std::pair<std::uint64_t, time_point> resume_state(const std::string& oid) const;
+    /// Evaluates the rules on `targets` on a thread of the rules' own (a
+    /// failed send's, which must not block the host's executor), started
+    /// on first use.
+    void queue_rule_check(std::vector<pause_target> targets);
+    /// Stops that thread after the evaluation it is running.
+    void stop_rule_worker();
+    std::mutex rule_work_mu;
+    std::condition_variable rule_work_cv;
+    std::vector<pause_target> rule_work;
+    bool rule_work_stop = false;
+    std::thread rule_worker;
+    // --- end daily counts
+
     // --- sending
     void start_send(send_request req,
                     boost::asio::any_completion_handler<void(error_code, send_result)> handler);

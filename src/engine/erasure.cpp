@@ -234,6 +234,7 @@ void counts_json(json::writer& w, const erasure_counts& n) {
         .member("enrollments", n.enrollments)
         .member("webhook_deliveries", n.webhook_deliveries)
         .member("recorded_keys", n.recorded_keys)
+        .member("soft_bounces", n.soft_bounces)
         .end_object();
 }
 
@@ -245,6 +246,7 @@ void add_counts(erasure_counts& a, const erasure_counts& b) {
     a.enrollments += b.enrollments;
     a.webhook_deliveries += b.webhook_deliveries;
     a.recorded_keys += b.recorded_keys;
+    a.soft_bounces += b.soft_bounces;
 }
 
 // The workspace's erasure key, made by the first erasure (or export) when

@@ -20,6 +20,8 @@
 #include <sstream>
 
 #include "engine/engine_impl.hpp"
+#include "engine/enrollments.hpp"
+#include "engine/queue.hpp"
 #include "store/forwarding_store.hpp"
 
 namespace mailers {
@@ -108,7 +110,14 @@ forecast_plan engine::forecast(const forecast_request& req) const {
         // As far back as the engine's own load reaches.
         st.for_each_send(s.params.workspace, start - std::chrono::hours(24 * 7 + 2),
                          start + std::chrono::hours(24), [&](const ledger_row& r) {
-                             if (r.state != send_state::failed) recent.push_back(r);
+                             if (r.state == send_state::failed) return;
+                             recent.push_back(r);
+                             // Counted against caps and gaps, but not the
+                             // step of an enrollment the private store numbers
+                             // anew (see the queue's copy below).
+                             auto& key = recent.back().idempotency_key;
+                             if (key.starts_with("seq:"))
+                                 key = fmt::format("{}{}", existing_prefix, key);
                          });
         if (req.include_queue)
             st.for_each_queued(s.params.workspace, {}, [&](const queued_send& q) {
@@ -159,9 +168,17 @@ forecast_plan engine::forecast(const forecast_request& req) const {
     {
         // The queue's waiting sends as plain sends: the enrollments of
         // sequence steps are not copied, so a step's item must not look
-        // like one.
+        // like one, by its origin or by its key: the private store numbers
+        // enrollments from 1 again, and a copied "seq:<id>:<n>:<step>" key
+        // would stand for the step of the forecast's own enrollment n.
         std::vector<store_op> ops;
         for (auto q : queued) {
+            if (parse_step_key(q)) {
+                q.idempotency_key = fmt::format("{}{}", existing_prefix, q.idempotency_key);
+                auto r = engine::queued_request(q);
+                r.idempotency_key = fmt::format("{}{}", existing_prefix, r.idempotency_key);
+                q.request = encode_request(r);
+            }
             q.origin = fmt::format("{}{}", existing_prefix, q.origin);
             q.not_before = std::max(q.due_at, q.not_before);
             ops.push_back(store_ops::enqueue{std::move(q)});

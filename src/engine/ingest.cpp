@@ -2,6 +2,7 @@
 // complaints and unsubscribes turned into suppressions.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <future>
 #include <optional>
@@ -53,6 +54,21 @@ std::vector<op_result> record_keys(engine::impl& s, std::vector<store_op> ops) {
     return std::move(reply.ops);
 }
 
+// The address `ops` ends by tallying a soft bounce of, else "".
+std::string tallied_address(const std::vector<store_op>& ops) {
+    if (ops.empty()) return {};
+    const auto* t = std::get_if<store_ops::tally_soft_bounce>(&ops.back());
+    return t ? t->address : std::string();
+}
+
+// How many of `ops` are counts and tallies rather than outbox rows.
+std::size_t counted_ops(const std::vector<store_op>& ops) {
+    return static_cast<std::size_t>(std::count_if(ops.begin(), ops.end(), [](const store_op& op) {
+        return std::holds_alternative<store_ops::add_counts>(op) ||
+               std::holds_alternative<store_ops::tally_soft_bounce>(op);
+    }));
+}
+
 }  // namespace
 
 // Correlates each event with the ledger, then applies it once: its
@@ -60,7 +76,11 @@ std::vector<op_result> record_keys(engine::impl& s, std::vector<store_op> ops) {
 // there is one, and only the engine whose record is the first suppresses
 // and hands the event to the handlers. Events that suppress nothing have
 // their keys recorded together, one commit for each run of them between
-// suppressions, so the handlers still see the events in order.
+// suppressions, so the handlers still see the events in order. Each
+// event's daily counts and soft-bounce tally commit under its record; the
+// soft bounces that reached the workspace's threshold, and the pause rules
+// on the targets of bounces and complaints, are acted on once the batch
+// is applied.
 void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                                          const principal& who, const std::string& source,
                                          std::size_t& suppressed, std::size_t& already,
@@ -70,9 +90,13 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         bool already;    // its address was suppressed before
         std::size_t op;  // its record_key's index in run_ops
         bool rows;       // outbox rows follow it
+        std::size_t tally = 0;  // its soft-bounce tally's index in run_ops, when not 0
+        std::string tallied;    // the address tallied
     };
     std::vector<store_op> run_ops;
     std::vector<waiting> run;
+    // Soft-bounced addresses whose tally reached the policy's threshold.
+    std::vector<std::string> soft_reached;
     auto flush = [&] {
         if (run.empty()) return;
         const auto results = record_keys(*this, std::move(run_ops));
@@ -83,6 +107,8 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 continue;
             }
             if (run[i].already) ++already;
+            if (run[i].tally != 0 && results[run[i].tally].applied)
+                soft_reached.push_back(std::move(run[i].tallied));
             outbox_rows = outbox_rows || run[i].rows;
             emit(*run[i].ev, true);
         }
@@ -90,8 +116,11 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         run_ops.clear();
         run.clear();
     };
+    // Targets of bounces and complaints, for the pause rules.
+    std::vector<pause_target> rule_checks;
     const auto retention = std::chrono::duration_cast<duration>(params.event_retention);
     for (auto& ev : events) {
+        std::string send_provider;  // the provider id of the send it names
         if (auto id = ledger_id(ev.send_id)) {
             std::optional<ledger_row> row;
             with_store([&](store& st) { row = st.find_send(params.workspace, *id); });
@@ -102,6 +131,7 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 if (ev.provider_message_id.empty())
                     ev.provider_message_id = row->provider_message_id;
                 if (ev.message_id.empty()) ev.message_id = row->message_id;
+                send_provider = row->provider;
             } else {
                 // Another workspace's send, or a forged tag: not ours to fill in.
                 ev.send_id.clear();
@@ -127,25 +157,48 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 key.reset();
             }
         }
+        // Its counts and soft-bounce tally commit with its record, under
+        // its guard: a redelivery counts nothing.
+        const time_point now = clk->now();
+        std::vector<store_op> counted;
+        if (auto c = event_counts(ev, send_provider, now)) counted.push_back(std::move(*c));
+        if (!key && !was_suppressed && !ev.recipient.empty() && ev.type == event_type::bounced &&
+            ev.bounce == bounce_class::soft) {
+            if (auto k = normalise_address(ev.recipient, suppression_opts());
+                k && !e.is_suppressed(*k))
+                if (auto t = soft_bounce_tally(ev, *k, now)) counted.push_back(std::move(*t));
+        }
+        if (have_rules.load(std::memory_order_acquire) &&
+            (ev.type == event_type::bounced || ev.type == event_type::complained))
+            for (auto& t : rule_targets(ev.mailbox, ev.pool, send_provider))
+                rule_checks.push_back(std::move(t));
         if (ev.dedup_key.empty()) {
             // Nothing to de-duplicate on (parse_webhook always sets one; a
             // host's own event may not): applied as it comes.
             flush();
             if (key) {
-                store_suppression(who, suppression_kind::address, *key, why, source);
+                store_suppression(who, suppression_kind::address, *key, why, source, nullptr,
+                                  std::move(counted));
                 ++suppressed;
-            } else if (was_suppressed) {
-                ++already;
+            } else {
+                if (was_suppressed) ++already;
+                if (!counted.empty()) {
+                    auto address = tallied_address(counted);
+                    const auto results = record_keys(*this, std::move(counted));
+                    if (!address.empty() && results.back().applied)
+                        soft_reached.push_back(std::move(address));
+                }
             }
             emit(ev);
             continue;
         }
-        const time_point now = clk->now();
         store_ops::record_key once{"event", ev.dedup_key, now, now + retention, 0};
         // The event's outbound webhooks commit with its record, under its
         // guard: a redelivery writes none.
         std::vector<store_op> rows;
         add_outbox_ops(rows, ev, "event:" + ev.dedup_key);
+        std::string tallied = tallied_address(counted);
+        for (auto& op : counted) rows.push_back(std::move(op));
         if (key) {
             flush();
             if (store_suppression(who, suppression_kind::address, *key, why, source, &once,
@@ -158,12 +211,17 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
             }
         } else {
             once.guards = rows.size();
-            run.push_back({&ev, was_suppressed, run_ops.size(), !rows.empty()});
+            const std::size_t at = run_ops.size();
+            run.push_back({&ev, was_suppressed, at, rows.size() > counted_ops(rows),
+                           tallied.empty() ? 0 : at + rows.size(), std::move(tallied)});
             run_ops.push_back(std::move(once));
             for (auto& op : rows) run_ops.push_back(std::move(op));
         }
     }
     flush();
+    for (const auto& address : soft_reached)
+        if (suppress_soft_bounced(address)) ++suppressed;
+    if (!rule_checks.empty()) evaluate_rules(rule_checks);
 }
 
 ingest_result engine::ingest_webhook(webhook_provider provider, const webhook_request& request,

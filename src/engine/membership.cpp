@@ -234,6 +234,7 @@ void engine::impl::apply_changes(const change_set& cs) {
                                    why + "; while it lasts every address reads as suppressed "
                                          "here once an address is erased");
             } else if (apply_webhook_object(o)) {
+            } else if (apply_rules_object(o)) {
             }
         }
         for (const auto& [kind, id] : cs.deleted_objects) {
@@ -252,7 +253,7 @@ void engine::impl::apply_changes(const change_set& cs) {
                 campaigns.erase(id);
             } else if (kind == "sequence") {
                 sequences.erase(id);
-            } else if (!remove_webhook_object(kind, id)) {
+            } else if (!remove_webhook_object(kind, id) && !remove_rules_object(kind, id)) {
                 remove_access_object(kind, id);
             }
         }

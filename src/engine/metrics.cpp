@@ -125,6 +125,19 @@ std::string engine::metrics_text() const {
         impl_->params.log.log(log_level::warning,
                               std::string("metrics: webhook outbox counts left out: ") + e.what());
     }
+    // Today's counts for the workspace (docs/rules.md): one store query.
+    try {
+        const auto today = utc_day(impl_->clk->now());
+        const auto day = daily_counts(count_scope::workspace, "", today, today).front();
+        x.family("mailers_workspace_today", "gauge",
+                 "The workspace's counts for the current UTC day, by metric.");
+        for (std::size_t m = 0; m < count_metric_count; ++m)
+            x.sample("mailers_workspace_today",
+                     {{"metric", to_string(static_cast<count_metric>(m))}}, day.n[m]);
+    } catch (const std::exception& e) {
+        impl_->params.log.log(log_level::warning,
+                              std::string("metrics: daily counts left out: ") + e.what());
+    }
     return x.take();
 }
 

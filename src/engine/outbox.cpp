@@ -53,7 +53,7 @@ std::string generate_webhook_secret() {
 }
 
 std::optional<event_type> event_type_named(std::string_view name) noexcept {
-    for (int i = 0; i <= static_cast<int>(event_type::alert); ++i) {
+    for (int i = 0; i <= static_cast<int>(event_type::auto_paused); ++i) {
         const auto t = static_cast<event_type>(i);
         if (to_string(t) == name) return t;
     }

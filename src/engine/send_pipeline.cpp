@@ -827,6 +827,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                    : final_ec == errc::paused         ? event_type::paused
                                                       : event_type::failed;
     auto final_event = make_event(t, now, req, result, recipient, row.detail);
+    // Counted with the row's final state, so a retried commit counts once.
+    if (final_ec != errc::operation_aborted) s.add_outcome_counts(final_ops, t, row, now);
     // The event's outbound webhooks commit with the state they report; one
     // row per endpoint and send outcome, however often this is retried.
     const bool to_outbox = s.add_outbox_ops(final_ops, final_event,
@@ -847,6 +849,8 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                                      "final or is another member's",
                                      row.id));
     if (to_outbox && !reply.ec) s.wake_outbox();
+    if (t == event_type::failed && !reply.ec && s.have_rules.load(std::memory_order_acquire))
+        s.queue_rule_check(s.rule_targets(row.mailbox, row.pool, row.provider));
     // A failed commit stored no row: the handlers still hear of it, and the
     // rows are written on their own.
     s.emit(std::move(final_event), !reply.ec);

@@ -451,4 +451,93 @@ boost::system::result<campaign_info> campaign_info_from_json(std::string_view js
     });
 }
 
+// --- soft bounces and pause rules --------------------------------------------
+
+std::optional<rule_metric> rule_metric_named(std::string_view name) {
+    for (auto m : {rule_metric::hard_bounces, rule_metric::bounces, rule_metric::complaints,
+                   rule_metric::failures})
+        if (name == to_string(m)) return m;
+    return std::nullopt;
+}
+
+std::string to_json(const pause_rule& r) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("id", r.id)
+        .member("scope", to_string(r.scope))
+        .member("target", r.target)
+        .member("metric", to_string(r.metric))
+        .member("window_days", r.window_days)
+        .member("window_sends", r.window_sends)
+        .member("max_rate", r.max_rate)
+        .member("min_volume", r.min_volume)
+        .member("grace_days", r.grace_days)
+        .end_object();
+    return out;
+}
+
+boost::system::result<pause_rule> pause_rule_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<pause_rule> {
+        pause_rule r;
+        r.id = get_string(o, "id");
+        auto scope = pause_scope_named(get_string(o, "scope"));
+        auto metric = rule_metric_named(get_string(o, "metric"));
+        double rate = 0;
+        if (!scope || !metric || r.id.empty() || o["max_rate"].get(rate) != simdjson::SUCCESS)
+            return bad();
+        r.scope = *scope;
+        r.metric = *metric;
+        r.target = get_string(o, "target");
+        r.window_days = static_cast<std::uint32_t>(get_uint(o, "window_days"));
+        r.window_sends = get_uint(o, "window_sends");
+        r.max_rate = rate;
+        r.min_volume = get_uint(o, "min_volume");
+        r.grace_days = static_cast<std::uint32_t>(get_uint(o, "grace_days"));
+        return r;
+    });
+}
+
+std::string to_json(const soft_bounce_policy& p) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("threshold", p.threshold)
+        .member("window_days", p.window_days)
+        .end_object();
+    return out;
+}
+
+boost::system::result<soft_bounce_policy> soft_bounce_policy_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<soft_bounce_policy> {
+        soft_bounce_policy p;
+        p.threshold = static_cast<std::uint32_t>(get_uint(o, "threshold"));
+        p.window_days = static_cast<std::uint32_t>(get_uint(o, "window_days", 14));
+        return p;
+    });
+}
+
+std::string to_json(const resume_mark& m) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("at_us", micros(m.at))
+        .member("actor", m.actor)
+        .member("reason", m.reason)
+        .member("generation", m.generation)
+        .end_object();
+    return out;
+}
+
+boost::system::result<resume_mark> resume_mark_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<resume_mark> {
+        resume_mark m;
+        m.at = time_point(duration(get_int(o, "at_us")));
+        m.actor = get_string(o, "actor");
+        m.reason = get_string(o, "reason");
+        m.generation = get_uint(o, "generation");
+        return m;
+    });
+}
+
 }  // namespace mailers::detail

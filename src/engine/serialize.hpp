@@ -46,4 +46,26 @@ struct suppression_settings {
 std::string to_json(const suppression_settings& s);
 boost::system::result<suppression_settings> suppression_settings_from_json(std::string_view json);
 
+// --- soft bounces and pause rules (rules.cpp)
+
+/// Object "rule"/<id>.
+std::string to_json(const pause_rule& r);
+boost::system::result<pause_rule> pause_rule_from_json(std::string_view json);
+/// Object "settings"/"soft_bounces".
+std::string to_json(const soft_bounce_policy& p);
+boost::system::result<soft_bounce_policy> soft_bounce_policy_from_json(std::string_view json);
+/// Object "rule.resume"/<pause object id>: the last manual resume of a
+/// target, which starts the rules' grace; `generation` counts the resumes,
+/// so a rule fires at most once between two of them.
+struct resume_mark {
+    time_point at{};
+    std::string actor;
+    std::string reason;
+    std::uint64_t generation = 0;
+};
+std::string to_json(const resume_mark& m);
+boost::system::result<resume_mark> resume_mark_from_json(std::string_view json);
+/// The scope to_string(rule_metric) names, or nullopt.
+std::optional<rule_metric> rule_metric_named(std::string_view name);
+
 }  // namespace mailers::detail

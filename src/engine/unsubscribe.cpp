@@ -67,19 +67,31 @@ unsubscribe_result engine::unsubscribe(std::string_view token) {
         return out;
     }
     out.already = is_suppressed(*key);
-    if (!out.already) {
-        // The recipient's own request: no access rule may refuse it.
-        impl_->store_suppression(principal{"one-click", "One-click unsubscribe"},
-                                 suppression_kind::address, *key, suppression_reason::unsubscribe,
-                                 "one-click");
-        out.suppressed = true;
-    }
     event ev;
     ev.type = event_type::unsubscribed;
     ev.at = impl_->clk->now();
     ev.send_id = out.send_id;
     ev.recipient = out.recipient;
     ev.detail = "one-click unsubscribe";
+    if (!out.already) {
+        // Counted (docs/rules.md) with the suppression, for the send that
+        // carried the link.
+        std::optional<ledger_row> row;
+        impl_->with_store(
+            [&](store& st) { row = st.find_send(impl_->params.workspace, check.claims.send_id); });
+        if (row) {
+            ev.mailbox = row->mailbox;
+            ev.pool = row->pool;
+        }
+        std::vector<store_op> counted;
+        if (auto c = impl_->event_counts(ev, row ? row->provider : std::string(), ev.at))
+            counted.push_back(std::move(*c));
+        // The recipient's own request: no access rule may refuse it.
+        impl_->store_suppression(principal{"one-click", "One-click unsubscribe"},
+                                 suppression_kind::address, *key, suppression_reason::unsubscribe,
+                                 "one-click", nullptr, std::move(counted));
+        out.suppressed = true;
+    }
     impl_->emit(std::move(ev));
     return out;
 }

@@ -131,6 +131,14 @@ public:
         return inner_->purge_sends(ws, before);
     }
     // --- end erasure
+    std::vector<mailers::daily_count> daily_counts(std::string_view ws, mailers::count_scope scope,
+                                                   std::string_view id, mailers::count_day from,
+                                                   mailers::count_day to) override {
+        return inner_->daily_counts(ws, scope, id, from, to);
+    }
+    std::size_t purge_counts(std::string_view ws, mailers::count_day before) override {
+        return inner_->purge_counts(ws, before);
+    }
 
 protected:
     std::shared_ptr<mailers::store> inner_;

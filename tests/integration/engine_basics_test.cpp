@@ -1139,6 +1139,14 @@ TEST_CASE("one-click unsubscribe: every message carries a signed link that suppr
         CHECK(again.already);
         CHECK(!again.suppressed);
         CHECK(e.audit_log().size() == audit);
+        // Counted once, for the send's mailbox and pool (docs/rules.md).
+        const auto today = utc_day(f.clock->now());
+        for (auto [scope, id] : {std::pair{count_scope::mailbox, std::string("rep1")},
+                                 std::pair{count_scope::pool, std::string("p")}}) {
+            const auto day = e.daily_counts(scope, id, today, today).at(0);
+            CHECK(day[count_metric::unsubscribed] == 1);
+            CHECK(day[count_metric::sent] == 1);
+        }
     }
     SUBCASE("an altered, expired or foreign token changes nothing") {
         auto altered = token;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <cstdlib>
@@ -352,4 +353,517 @@ TEST_CASE("the store replay cache refuses a replayed Mailgun request through ano
     CHECK(fresh.webhook.http_status == 200);
     env.drain({a.get(), b.get()});
     CHECK(env.seen_of(event_type::delivered) == 2);
+}
+
+// --- daily counts, soft bounces and pause rules ---------------------------------
+
+namespace {
+
+// Engines on one workspace with the capture transport, a shared clock and
+// every event any of them emits.
+struct rules_env : drain_env {
+    std::mutex mu;
+    std::vector<event> seen;
+
+    std::unique_ptr<engine> engine_on(std::shared_ptr<store> st, const std::string& ws,
+                                      const std::function<void(engine_params&)>& tweak = {}) {
+        auto e = make(std::move(st), ws, nullptr, 10s, [&](engine_params& p) {
+            p.sync_interval = 5ms;
+            if (tweak) tweak(p);
+        });
+        e->on_event([this](const event& ev) {
+            std::lock_guard lock(mu);
+            seen.push_back(ev);
+        });
+        return e;
+    }
+    std::size_t seen_of(event_type t) {
+        std::lock_guard lock(mu);
+        return static_cast<std::size_t>(
+            std::count_if(seen.begin(), seen.end(), [t](const event& e) { return e.type == t; }));
+    }
+    // Sends `n` messages through pool "p" (or a mailbox); returns their send ids.
+    std::vector<std::string> send(engine& e, int n, const std::string& tag,
+                                  const std::string& mailbox = {}) {
+        std::vector<std::string> ids;
+        std::mutex ids_mu;
+        std::atomic<int> done{0};
+        for (int i = 0; i < n; ++i) {
+            send_request r;
+            if (mailbox.empty())
+                r.pool = "p";
+            else
+                r.mailbox = mailbox;
+            r.to = address{tag + "-" + std::to_string(i), "prospect.example", {}};
+            r.subject = "Hi";
+            r.text = "Hello";
+            e.async_send(std::move(r), [&](error_code ec, send_result res) {
+                CHECK_MESSAGE(!ec, ec.message());
+                std::lock_guard lock(ids_mu);
+                ids.push_back(res.send_id);
+                ++done;
+            });
+        }
+        run_until([&] { return done == n; });
+        e.flush();
+        return ids;
+    }
+    std::int64_t now_secs() {
+        return std::chrono::duration_cast<std::chrono::seconds>(clock->now().time_since_epoch())
+            .count();
+    }
+};
+
+// A SendGrid batch: one event per (send id, kind), kind "bounce" (hard),
+// "blocked" (soft), "delivered", "open" or "spamreport", each with its own
+// sg_event_id `tag`-n, at the env's clock.
+webhook_body sendgrid_events(rules_env& env, const std::string& tag,
+                             const std::vector<std::pair<std::string, std::string>>& events) {
+    std::string body = "[";
+    int n = 0;
+    for (const auto& [send_id, kind] : events) {
+        if (n > 0) body += ",";
+        const bool bounce = kind == "bounce" || kind == "blocked";
+        body += fmt::format(
+            R"({{"email":"{}-{}@prospect.example","timestamp":{},"event":"{}",{})"
+            R"("sg_event_id":"{}-{}","sg_message_id":"sg-{}-{}","mailers_send_id":"{}",)"
+            R"("reason":"550 5.1.1 no such user","status":"5.1.1"}})",
+            tag, n, env.now_secs(), bounce ? "bounce" : kind,
+            bounce ? fmt::format(R"("type":"{}",)", kind) : std::string(), tag, n, tag, n, send_id);
+        ++n;
+    }
+    webhook_body b;
+    b.body = body + "]";
+    return b;
+}
+
+std::size_t audit_count(engine& e, std::string_view action) {
+    std::size_t n = 0;
+    for (const auto& r : e.audit_log()) n += r.action == action;
+    return n;
+}
+
+std::uint64_t total(engine& e, count_scope scope, const std::string& id, count_metric m,
+                    count_day from, count_day to) {
+    std::uint64_t n = 0;
+    for (const auto& d : e.daily_counts(scope, id, from, to)) n += d[m];
+    return n;
+}
+
+void setup_pool(rules_env& env, engine& e, std::initializer_list<std::string> mailboxes) {
+    pool_config pc;
+    pc.id = "p";
+    for (const auto& m : mailboxes) {
+        e.upsert_mailbox(env.admin, env.mailbox(m));
+        pc.mailboxes.push_back(m);
+    }
+    e.upsert_pool(env.admin, pc);
+}
+
+// Sends and events counted per scope and day, each event once although
+// both engines ingest every batch at the same time; a bounce-rate rule
+// that waits for its minimum volume, then pauses the mailbox once,
+// audited, with one event; a resume with a reason starts the grace.
+void counts_and_rule(const store_factory& open, const std::string& ws) {
+    rules_env env;
+    auto a = env.engine_on(open(), ws);
+    auto b = env.engine_on(open(), ws);
+    setup_pool(env, *a, {"m1"});
+    a->put_pause_rule(env.admin, bounce_rate_preset("bounces"));
+    const count_day today = utc_day(env.clock->now());
+
+    // 10 sends and 3 hard bounces: 30%, but below 20 sends the rule waits.
+    auto ids = env.send(*a, 10, "first");
+    REQUIRE(ids.size() == 10);
+    std::vector<std::pair<std::string, std::string>> evs;
+    for (int i = 0; i < 3; ++i) evs.emplace_back(ids[i], "bounce");
+    for (int i = 3; i < 10; ++i) evs.emplace_back(ids[i], "delivered");
+    evs.emplace_back(ids[4], "open");
+    evs.emplace_back(ids[5], "spamreport");
+    const auto batch1 = sendgrid_events(env, "b1", evs);
+    const auto params = unverified();
+    auto ingest_both = [&](const webhook_body& batch) {
+        std::atomic<std::size_t> dups{0};
+        std::thread ta([&] {
+            dups += a->ingest_webhook(webhook_provider::sendgrid, batch.view(), params).duplicates;
+        });
+        std::thread tb([&] {
+            dups += b->ingest_webhook(webhook_provider::sendgrid, batch.view(), params).duplicates;
+        });
+        ta.join();
+        tb.join();
+        return dups.load();
+    };
+    CHECK(ingest_both(batch1) == evs.size());
+    CHECK_FALSE(a->is_paused({pause_scope::mailbox, "m1"}));
+    CHECK(a->check_pause_rules().empty());
+    CHECK(b->check_pause_rules().empty());
+
+    // Each scope counted each send and each distinct event once.
+    for (auto [scope, id] : std::vector<std::pair<count_scope, std::string>>{
+             {count_scope::mailbox, "m1"},
+             {count_scope::pool, "p"},
+             {count_scope::provider, "capture"},
+             {count_scope::sender_domain, "brand.example"},
+             {count_scope::workspace, ""}}) {
+        INFO(to_string(scope) << " " << id);
+        auto rows = b->daily_counts(scope, id, today - 2, today);
+        REQUIRE(rows.size() == 3);
+        CHECK(rows[0] == daily_count{today - 2, {}});
+        CHECK(rows[2].day == today);
+        CHECK(rows[2][count_metric::sent] == 10);
+        CHECK(rows[2][count_metric::bounced_hard] == 3);
+        CHECK(rows[2][count_metric::delivered] == 7);
+        CHECK(rows[2][count_metric::opened] == 1);
+        CHECK(rows[2][count_metric::complained] == 1);
+        CHECK(rows[2][count_metric::bounced_soft] == 0);
+    }
+    CHECK(total(*a, count_scope::mailbox, "m2", count_metric::sent, today, today) == 0);
+    CHECK_THROWS_AS(a->daily_counts(count_scope::mailbox, "m1", today, today - 1), exception);
+    CHECK_THROWS_AS(a->daily_counts(count_scope::mailbox, "m1", today - 4000, today), exception);
+
+    // 10 more sends: 20 counted, 3 bounces = 15%. The next bounce (on
+    // both engines at once) fires the rule, once.
+    ids = env.send(*a, 10, "second");
+    CHECK(a->check_pause_rules().size() + b->check_pause_rules().size() == 1);
+    CHECK(a->is_paused({pause_scope::mailbox, "m1"}));
+    env.run_until([&] { return b->is_paused({pause_scope::mailbox, "m1"}); });
+    const auto batch2 = sendgrid_events(env, "b2", {{ids[0], "bounce"}});
+    CHECK(ingest_both(batch2) == 1);
+    a->flush();
+    b->flush();
+    env.run_until([&] { return env.seen_of(event_type::auto_paused) >= 1; });
+    CHECK(env.seen_of(event_type::auto_paused) == 1);
+    CHECK(audit_count(*a, "rule.fired") == 1);
+    const auto log = a->audit_log();
+    const auto fired = std::find_if(log.begin(), log.end(),
+                                    [](const audit_record& r) { return r.action == "rule.fired"; });
+    REQUIRE(fired != log.end());
+    CHECK(fired->actor == "rule:bounces");
+    CHECK(fired->resource_id == "m1");
+    CHECK(fired->after.find(R"("rule":"bounces")") != std::string::npos);
+    CHECK(fired->after.find(R"("volume":20)") != std::string::npos);
+    CHECK(fired->after.find(R"("count":3)") != std::string::npos);
+    const auto pauses = b->pauses();
+    REQUIRE(pauses.size() == 1);
+    CHECK(pauses[0].actor == "rule:bounces");
+    // Nothing leaves through the paused mailbox.
+    send_request r;
+    r.mailbox = "m1";
+    r.to = address{"late", "prospect.example", {}};
+    r.subject = "Hi";
+    r.text = "Hello";
+    std::optional<error_code> late;
+    a->async_send(r, [&](error_code ec, send_result) { late = ec; });
+    env.run_until([&] { return late.has_value(); });
+    // A paused mailbox is not eligible: no mailbox can send.
+    CHECK((*late == errc::paused || *late == errc::no_capacity));
+
+    // A resume with a reason is audited and starts 7 days of grace.
+    a->resume(principal{"ops", "Ops"}, {pause_scope::mailbox, "m1"}, "list cleaned");
+    const auto after = a->audit_log();
+    CHECK(after.back().action == "resume");
+    CHECK(after.back().actor == "ops");
+    CHECK(after.back().after.find("list cleaned") != std::string::npos);
+    env.run_until([&] { return !b->is_paused({pause_scope::mailbox, "m1"}); });
+    CHECK(a->check_pause_rules().empty());
+    env.clock->advance(std::chrono::hours(24 * 6));
+    CHECK(b->check_pause_rules().empty());
+    // Past the grace, the same rate (still within 28 days) fires again,
+    // once, whichever engines check.
+    env.clock->advance(std::chrono::hours(24 * 2));
+    std::atomic<std::size_t> again{0};
+    std::thread ta([&] { again += a->check_pause_rules().size(); });
+    std::thread tb([&] { again += b->check_pause_rules().size(); });
+    ta.join();
+    tb.join();
+    CHECK(again.load() == 1);
+    CHECK(audit_count(*a, "rule.fired") == 2);
+    CHECK(a->verify_audit() == error_code{});
+}
+
+// Rules never fire below their minimum volume, whatever the rate.
+void rules_wait_for_volume(const store_factory& open, const std::string& ws, std::uint64_t seed) {
+    rules_env env;
+    auto e = env.engine_on(open(), ws);
+    setup_pool(env, *e, {"m1", "m2", "m3"});
+    auto rule = bounce_rate_preset("any-mailbox");
+    rule.min_volume = 30;
+    rule.max_rate = 0.01;
+    e->put_pause_rule(env.admin, rule);
+    std::mt19937_64 rng(seed);
+    INFO("seed " << seed);
+    for (const std::string m : {"m1", "m2", "m3"}) {
+        const int n = 1 + static_cast<int>(rng() % 29);
+        auto ids = env.send(*e, n, "v-" + m, m);
+        std::vector<std::pair<std::string, std::string>> evs;
+        for (const auto& id : ids) {
+            const auto roll = rng() % 3;
+            evs.emplace_back(id, roll == 0 ? "bounce" : roll == 1 ? "blocked" : "delivered");
+        }
+        e->ingest_webhook(webhook_provider::sendgrid, sendgrid_events(env, "v" + m, evs).view(),
+                          unverified());
+        CHECK(e->check_pause_rules().empty());
+        CHECK_FALSE(e->is_paused({pause_scope::mailbox, m}));
+    }
+    CHECK(audit_count(*e, "rule.fired") == 0);
+}
+
+// N soft bounces of one address within M days suppress it, once, counted
+// across engines; a redelivery counts once; older bounces drop out.
+void soft_bounce_threshold(const store_factory& open, const std::string& ws) {
+    rules_env env;
+    auto a = env.engine_on(open(), ws);
+    auto b = env.engine_on(open(), ws);
+    setup_pool(env, *a, {"m1"});
+    const auto params = unverified();
+    auto soft = [&](engine& e, const std::string& tag, const std::string& email) {
+        webhook_body w;
+        w.body = fmt::format(
+            R"([{{"email":"{}","timestamp":{},"event":"bounce","type":"blocked",)"
+            R"("sg_event_id":"{}","sg_message_id":"sg-{}","reason":"452 mailbox full"}}])",
+            email, env.now_secs(), tag, tag);
+        webhook_body copy = w;
+        return e.ingest_webhook(webhook_provider::sendgrid, copy.view(), params);
+    };
+    // Off by default: soft bounces are events only.
+    CHECK(a->soft_bounces() == soft_bounce_policy{});
+    for (int i = 0; i < 4; ++i) soft(*a, "off-" + std::to_string(i), "full@prospect.example");
+    CHECK_FALSE(a->is_suppressed("full@prospect.example"));
+
+    // Bad input is refused and changes nothing.
+    const auto records = a->audit_log().size();
+    CHECK_THROWS_AS(a->set_soft_bounce_policy(env.admin, {1001, 7}), exception);
+    CHECK_THROWS_AS(a->set_soft_bounce_policy(env.admin, {3, 0}), exception);
+    CHECK_THROWS_AS(a->set_soft_bounce_policy(env.admin, {3, 366}), exception);
+    CHECK(a->audit_log().size() == records);
+    CHECK(a->soft_bounces() == soft_bounce_policy{});
+
+    a->set_soft_bounce_policy(env.admin, {3, 7});
+    env.run_until([&] { return b->soft_bounces().threshold == 3; });
+    CHECK(soft(*a, "x-1", "x@prospect.example").suppressed == 0);
+    CHECK(soft(*b, "x-1", "x@prospect.example").duplicates == 1);  // counts once
+    CHECK(soft(*b, "x-2", "x@prospect.example").suppressed == 0);
+    CHECK_FALSE(b->is_suppressed("x@prospect.example"));
+    CHECK(soft(*a, "x-3", "x@prospect.example").suppressed == 1);
+    CHECK(a->is_suppressed("x@prospect.example"));
+    env.run_until([&] { return b->is_suppressed("x@prospect.example"); });
+    const auto entry = a->find_suppression("x@prospect.example");
+    REQUIRE(entry);
+    CHECK(entry->reason == suppression_reason::hard_bounce);
+    CHECK(entry->source == "soft-bounce-threshold");
+    // Spread wider than the window: never three within 7 days.
+    for (int i = 0; i < 4; ++i) {
+        CHECK(soft(*b, "y-" + std::to_string(i), "y@prospect.example").suppressed == 0);
+        env.clock->advance(std::chrono::hours(24 * 4));
+    }
+    CHECK_FALSE(a->is_suppressed("y@prospect.example"));
+    // Both engines take the third bounce of one address at once: one
+    // suppression, one record.
+    soft(*a, "z-1", "z@prospect.example");
+    soft(*b, "z-2", "z@prospect.example");
+    std::atomic<std::size_t> made{0};
+    std::thread ta([&] { made += soft(*a, "z-3", "z@prospect.example").suppressed; });
+    std::thread tb([&] { made += soft(*b, "z-4", "z@prospect.example").suppressed; });
+    ta.join();
+    tb.join();
+    CHECK(made.load() == 1);
+    CHECK(suppression_records(*a, "z@prospect.example") == 1);
+    CHECK(a->verify_audit() == error_code{});
+    CHECK(a->verify_suppressions().ok);
+}
+
+}  // namespace
+
+TEST_CASE("daily counts and a pause rule, two engines on one SQLite file") {
+    db_file db("rules-counts");
+    counts_and_rule(sqlite_factory(db), "default");
+}
+
+TEST_CASE("daily counts and a pause rule, two engines on PostgreSQL") {
+    auto server = pg_server();
+    if (!server) return;
+    counts_and_rule(postgres_factory(*server), fresh_workspace("rules_counts"));
+}
+
+TEST_CASE("pause rules never fire below their minimum volume") {
+    db_file db("rules-volume");
+    const std::uint64_t seed = std::random_device{}();
+    rules_wait_for_volume(sqlite_factory(db), "default", seed);
+    if (auto server = pg_server())
+        rules_wait_for_volume(postgres_factory(*server), fresh_workspace("rules_volume"), seed);
+}
+
+TEST_CASE("soft bounces past the threshold suppress once (SQLite)") {
+    db_file db("rules-soft");
+    soft_bounce_threshold(sqlite_factory(db), "default");
+}
+
+TEST_CASE("soft bounces past the threshold suppress once (PostgreSQL)") {
+    auto server = pg_server();
+    if (!server) return;
+    soft_bounce_threshold(postgres_factory(*server), fresh_workspace("rules_soft"));
+}
+
+TEST_CASE("pause rules: bad input is refused, access is checked, changes are audited") {
+    db_file db("rules-config");
+    rules_env env;
+    auto e = env.engine_on(sqlite_factory(db)(), "default", [](engine_params& p) {
+        p.authorize = [](const principal& who, const access_request& r) {
+            return !(who.id == "intruder" && r.action.starts_with("rule."));
+        };
+    });
+    const auto records = e->audit_log().size();
+    auto refused = [&](pause_rule r) {
+        CHECK_THROWS_AS(e->put_pause_rule(env.admin, r), exception);
+    };
+    auto good = bounce_rate_preset("ok");
+    auto r = good;
+    r.id = "";
+    refused(r);
+    r.id = "bad id";
+    refused(r);
+    r = good;
+    r.scope = pause_scope::workspace;
+    r.target = "x";
+    refused(r);
+    r = good;
+    r.max_rate = 0;
+    refused(r);
+    r.max_rate = 1.5;
+    refused(r);
+    r = good;
+    r.window_days = 0;
+    refused(r);
+    r = good;
+    r.grace_days = 400;
+    refused(r);
+    r = good;
+    r.scope = pause_scope::sender_domain;
+    r.target = "not a domain";
+    refused(r);
+    CHECK(e->pause_rules().empty());
+    CHECK(e->audit_log().size() == records);
+    try {
+        e->put_pause_rule(principal{"intruder", "Intruder"}, good);
+        FAIL("an unauthorised rule was stored");
+    } catch (const exception& ex) {
+        CHECK(ex.code() == errc::permission_denied);
+    }
+    CHECK(e->pause_rules().empty());
+
+    e->put_pause_rule(env.admin, good);
+    auto c = complaint_rate_preset("gmail");
+    c.target = "Brand.Example";
+    e->put_pause_rule(env.admin, c);
+    const auto rules = e->pause_rules();
+    REQUIRE(rules.size() == 2);
+    CHECK(rules[0].id == "gmail");
+    CHECK(rules[0].target == "brand.example");
+    CHECK(rules[0].max_rate == doctest::Approx(0.003));
+    CHECK(rules[1] == good);
+    CHECK(audit_count(*e, "rule.put") == 2);
+    CHECK_THROWS_AS(e->remove_pause_rule(principal{"intruder", "Intruder"}, "ok"), exception);
+    CHECK(e->remove_pause_rule(env.admin, "ok"));
+    CHECK_FALSE(e->remove_pause_rule(env.admin, "ok"));
+    CHECK(audit_count(*e, "rule.remove") == 1);
+    // Stored: a new engine on the store has them.
+    auto again = env.engine_on(sqlite_factory(db)(), "default");
+    REQUIRE(again->pause_rules().size() == 1);
+    CHECK(again->pause_rules()[0].id == "gmail");
+}
+
+TEST_CASE("a failure-rate rule pauses a mailbox from the send path, counted per day") {
+    db_file db("rules-failures");
+    rules_env env;
+    auto inner = std::make_shared<capture_transport>(env.ioc.get_executor());
+    auto faulty = std::make_shared<fault_injector>(inner);
+    faulty->fail_with_probability(1.0, make_error_code(transport_errc::content_rejected));
+    auto e = env.make(sqlite_factory(db)(), "default", faulty, 10s);
+    e->upsert_mailbox(env.admin, env.mailbox("m1"));
+    auto r = bounce_rate_preset("failing");
+    r.metric = rule_metric::failures;
+    r.window_days = 1;
+    r.max_rate = 0.5;
+    r.min_volume = 10;
+    e->put_pause_rule(env.admin, r);
+    std::atomic<int> done{0};
+    for (int i = 0; i < 10; ++i) {
+        send_request req;
+        req.mailbox = "m1";
+        req.to = address{"f" + std::to_string(i), "prospect.example", {}};
+        req.subject = "Hi";
+        req.text = "Hello";
+        e->async_send(req, [&](error_code, send_result) { ++done; });
+        env.run_until([&] { return done == i + 1; });
+    }
+    const count_day today = utc_day(env.clock->now());
+    CHECK(total(*e, count_scope::mailbox, "m1", count_metric::failed, today, today) == 10);
+    CHECK(total(*e, count_scope::mailbox, "m1", count_metric::sent, today, today) == 0);
+    env.run_until([&] { return e->is_paused({pause_scope::mailbox, "m1"}); });
+    CHECK(audit_count(*e, "rule.fired") == 1);
+    CHECK(e->check_pause_rules().empty());  // paused already
+}
+
+TEST_CASE("a rule over the last N sends looks back only as many days as they take") {
+    db_file db("rules-window-sends");
+    rules_env env;
+    auto e = env.engine_on(sqlite_factory(db)(), "default");
+    setup_pool(env, *e, {"m1"});
+    // The same rate over two windows: the last 10 sends, and 28 days.
+    auto recent = bounce_rate_preset("recent");
+    recent.window_sends = 10;
+    recent.max_rate = 0.1;
+    recent.min_volume = 10;
+    auto month = recent;
+    month.id = "month";
+    month.scope = pause_scope::pool;
+    month.window_sends = 0;
+    month.window_days = 28;
+    e->put_pause_rule(env.admin, recent);
+    e->put_pause_rule(env.admin, month);
+    env.send(*e, 20, "old");  // a clean day
+    env.clock->advance(std::chrono::hours(24));
+    auto ids = env.send(*e, 10, "new");
+    e->ingest_webhook(webhook_provider::sendgrid,
+                      sendgrid_events(env, "w", {{ids[0], "bounce"}, {ids[1], "bounce"}}).view(),
+                      unverified());
+    // 2 of the last 10 sends is 20%; 2 of 30 over the month is 6.7%.
+    CHECK(e->is_paused({pause_scope::mailbox, "m1"}));
+    CHECK_FALSE(e->is_paused({pause_scope::pool, "p"}));
+    const auto log = e->audit_log();
+    const auto fired = std::find_if(log.begin(), log.end(),
+                                    [](const audit_record& r) { return r.action == "rule.fired"; });
+    REQUIRE(fired != log.end());
+    CHECK(fired->after.find(R"("volume":10)") != std::string::npos);
+    CHECK(audit_count(*e, "rule.fired") == 1);
+}
+
+TEST_CASE("pause rules follow access control: a pool grant covers a rule on that pool only") {
+    db_file db("rules-access");
+    rules_env env;
+    auto e = env.engine_on(sqlite_factory(db)(), "default");
+    setup_pool(env, *e, {"m1"});
+    const principal root = env.admin, bob{"bob", "Bob"};
+    e->put_role(root, {"root", {permission::manage_access, permission::pause}});
+    e->grant_access(root, {root.id, "root", {}});
+    e->put_role(root, {"pauser", {permission::pause}});
+    e->grant_access(root, {"bob", "pauser", {access_scope::kind::pool, "p"}});
+    e->set_access_control(root, true);
+    auto mine = bounce_rate_preset("pool-p", pause_scope::pool);
+    mine.target = "p";
+    e->put_pause_rule(bob, mine);
+    const auto every = bounce_rate_preset("every-pool", pause_scope::pool);
+    try {
+        e->put_pause_rule(bob, every);
+        FAIL("a rule over every pool was stored under a grant over one");
+    } catch (const exception& ex) {
+        CHECK(ex.code() == errc::permission_denied);
+    }
+    e->put_pause_rule(root, every);
+    CHECK_THROWS_AS(e->remove_pause_rule(bob, "every-pool"), exception);
+    CHECK(e->remove_pause_rule(bob, "pool-p"));
+    REQUIRE(e->pause_rules().size() == 1);
+    CHECK(e->pause_rules()[0].id == "every-pool");
+    CHECK(audit_count(*e, "access.denied") == 2);
 }

@@ -1330,3 +1330,32 @@ TEST_CASE(
     REQUIRE(plan.last.has_value());
     CHECK(*plan.last > plan.start + std::chrono::hours(48));
 }
+
+TEST_CASE("forecast: a step already waiting in the queue does not stand in for a forecast "
+          "contact's step") {
+    // The private store numbers enrollments from 1 again: the waiting step
+    // of real enrollment 1 must not take the key of the forecast's first
+    // contact's step.
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    eng->upsert_mailbox(env.admin, env.mailbox("rep1"));
+    eng->upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    eng->enroll(env.admin, "s1", contact(rcpt(0)), {});
+    env.settle(*eng, *st);
+    REQUIRE(env.capture->count() == 1);
+    REQUIRE(eng->queue_counts().waiting == 1);  // its step 2, two days out
+    forecast_request fr;
+    fr.sequence_id = "s1";
+    fr.contacts.push_back({contact(rcpt(1)), {}, ""});
+    fr.horizon = std::chrono::hours(24 * 7);
+    const auto plan = eng->forecast(fr);
+    CHECK(plan.complete);
+    std::vector<int> steps;
+    for (const auto& p : plan.sends)
+        if (p.recipient == rcpt(1)) steps.push_back(p.step);
+    CHECK(steps == std::vector<int>{1, 2});
+    int existing = 0;
+    for (const auto& p : plan.sends) existing += p.existing;
+    CHECK(existing == 1);
+}

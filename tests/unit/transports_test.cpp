@@ -763,7 +763,8 @@ TEST_CASE("every public enum has a name through to_string and fmt") {
                              {event_type::no_capacity, "no_capacity"},
                              {event_type::unknown, "unknown"},
                              {event_type::paused, "paused"},
-                             {event_type::alert, "alert"}});
+                             {event_type::alert, "alert"},
+                             {event_type::auto_paused, "auto_paused"}});
     check_names<suppression_reason>({{suppression_reason::unsubscribe, "unsubscribe"},
                                      {suppression_reason::hard_bounce, "hard_bounce"},
                                      {suppression_reason::complaint, "complaint"},

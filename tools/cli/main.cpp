@@ -1303,7 +1303,8 @@ int main(int argc, char** argv) {
                     {"queue_cancelled", n.queue_cancelled},
                     {"enrollments", n.enrollments},
                     {"webhook_deliveries", n.webhook_deliveries},
-                    {"recorded_keys", n.recorded_keys}};
+                    {"recorded_keys", n.recorded_keys},
+                    {"soft_bounces", n.soft_bounces}};
                 json_object erased;
                 for (const auto& [k, v] : counts) erased.num(k, v);
                 emit(c, json_object()

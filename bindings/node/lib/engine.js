@@ -171,12 +171,47 @@ class Engine extends EventEmitter {
       'isPaused',
       'pauses',
       'ingestWebhook',
+      'ingestDeliveryReport',
       'unsubscribe',
       'verifyAudit',
       'auditCheckpoint',
       'stats',
       'flush',
       'cancel',
+      'metricsText',
+      // sequences and enrollments
+      'upsertSequence',
+      'removeSequence',
+      'sequence',
+      'sequences',
+      'enroll',
+      'pauseEnrollment',
+      'resumeEnrollment',
+      'stopEnrollment',
+      'enrollment',
+      'enrollments',
+      'pauseSequence',
+      'resumeSequence',
+      'isSequencePaused',
+      'recordReply',
+      'recordGoal',
+      'nextDue',
+      // campaigns
+      'startCampaign',
+      'cancelCampaign',
+      'campaignProgress',
+      'campaign',
+      'campaigns',
+      'forecast',
+      // outbound webhooks
+      'putWebhookEndpoint',
+      'removeWebhookEndpoint',
+      'enableWebhookEndpoint',
+      'disableWebhookEndpoint',
+      'webhookEndpoints',
+      'webhookEndpoint',
+      'webhookDeliveries',
+      'webhookDeliveryCounts',
     ]) {
       Object.defineProperty(Engine.prototype, name, {
         value: function (...args) {
@@ -201,6 +236,29 @@ class Engine extends EventEmitter {
   /** The engine's clock. */
   now() {
     return this.#native.now();
+  }
+
+  /**
+   * Resolves, with nextDue(), once the engine has done all it can at its
+   * present time: no queued send being handed off and nothing due at or
+   * before now(). For an engine on a manual clock, which a host moves with
+   * `setTime(await engine.settle())`; the engine's queue thread does the
+   * work (so it needs `drainQueue`, the default), and this only watches
+   * the store (every `intervalMs`).
+   */
+  async settle({ timeoutMs = 30000, intervalMs = 10 } = {}) {
+    const until = Date.now() + timeoutMs;
+    // Seen twice in a row: an item moves from waiting to claimed to done
+    // between any two reads.
+    let calm = 0;
+    for (;;) {
+      const next = await this.nextDue();
+      const counts = await this.queueCounts();
+      calm = counts.claimed === 0 && (next === null || next > this.now()) ? calm + 1 : 0;
+      if (calm === 2) return next;
+      if (Date.now() >= until) throw new Error(`settle(): the engine still had work after ${timeoutMs} ms`);
+      await new Promise((res) => setTimeout(res, intervalMs));
+    }
   }
 
   /** Operations in flight (sends, calls, close). */

@@ -7,6 +7,8 @@
 //   retryAt   a Date when a retry makes sense (no capacity, retry-after), else null
 //   diag      the provider's reply, status codes and request id
 //   result    for a send, what the engine recorded (send id, mailbox, ...)
+//   templateError  for a refused sequence or campaign template: the step,
+//             field, part, line and column
 
 class MailersError extends Error {
   constructor(message, info = {}) {
@@ -17,6 +19,7 @@ class MailersError extends Error {
     this.retryAt = info.retryAt ?? null;
     this.diag = info.diag ?? null;
     this.result = info.result ?? null;
+    if (info.templateError) this.templateError = info.templateError;
   }
 }
 

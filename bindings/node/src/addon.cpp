@@ -26,6 +26,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <future>
 #include <map>
@@ -323,6 +324,7 @@ private:
                 p.suppression = mailers::suppression_options{bool_field(s, "foldPlusTags", false),
                                                              bool_field(s, "foldGmailDots", false)};
             }
+            p.webhooks = outbound_webhooks_from(o.Get("webhooks"));
             if (has(o, "unsubscribe")) {
                 auto u = o.Get("unsubscribe").As<Napi::Object>();
                 p.unsubscribe.url = string_field(u, "url");
@@ -537,6 +539,15 @@ private:
     static maker make_number(double n) {
         return [n](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, n); };
     }
+    static maker make_ids(std::vector<std::uint64_t> ids) {
+        return [ids = std::move(ids)](Napi::Env env) -> Napi::Value {
+            auto a = Napi::Array::New(env, ids.size());
+            for (std::size_t i = 0; i < ids.size(); ++i)
+                a.Set(static_cast<uint32_t>(i),
+                      Napi::Number::New(env, static_cast<double>(ids[i])));
+            return a;
+        };
+    }
     static maker make_string(std::string s) {
         return
             [s = std::move(s)](Napi::Env env) -> Napi::Value { return Napi::String::New(env, s); };
@@ -569,6 +580,20 @@ private:
             return {};
         });
     }
+    // A change to the object named in argument 1, with `{ reason, actor }`
+    // in argument 2.
+    Napi::Value change_with_reason(const Napi::CallbackInfo& info,
+                                   void (mailers::engine::*fn)(const mailers::principal&,
+                                                               const std::string&,
+                                                               std::string_view)) {
+        auto id = id_from(arg(info, 1));
+        auto why = option(info, 2, "reason");
+        auto who = actor_arg(info, 2);
+        return blocking(info.Env(), [id, why, who, fn](mailers::engine& e) -> maker {
+            (e.*fn)(who, id, why);
+            return {};
+        });
+    }
     // A read of one object by the id in argument 1.
     template <class R, class Wrap>
     Napi::Value query(const Napi::CallbackInfo& info,
@@ -580,6 +605,18 @@ private:
     static std::string id_from(const Napi::Value& v) {
         if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "id must be a string");
         return v.As<Napi::String>().Utf8Value();
+    }
+    static std::uint64_t number_id_from(const Napi::Value& v) {
+        if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "id must be a number");
+        auto d = v.As<Napi::Number>().DoubleValue();
+        if (!(d >= 0) || d != std::floor(d) || d > 9007199254740991.0)
+            throw Napi::TypeError::New(v.Env(), "id must be a non-negative integer");
+        return static_cast<std::uint64_t>(d);
+    }
+    // A string option of the object in argument i ("" when absent).
+    static std::string option(const Napi::CallbackInfo& info, std::size_t i, const char* name) {
+        auto v = info.Length() > i ? info[i] : info.Env().Undefined();
+        return v.IsObject() ? string_field(v.As<Napi::Object>(), name) : std::string();
     }
 
     Napi::Value dispatch_call(Napi::Env env, const std::string& name,
@@ -825,7 +862,197 @@ private:
                 return {};
             });
         }
+        if (auto r = dispatch_workflow(env, name, info)) return *r;
         throw Napi::TypeError::New(env, "no such engine call: " + name);
+    }
+
+    // Sequences, enrollments, campaigns, forecasts, outbound webhooks.
+    std::optional<Napi::Value> dispatch_workflow(Napi::Env env, const std::string& name,
+                                                 const Napi::CallbackInfo& info) {
+        using E = mailers::engine;
+        if (name == "upsertSequence") {
+            auto cfg = sequence_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(env, [cfg, who](E& e) -> maker {
+                try {
+                    e.upsert_sequence(who, cfg);
+                } catch (const mailers::exception& x) {
+                    throw located(x, [&] { return locate_sequence_error(cfg); });
+                }
+                return {};
+            });
+        }
+        if (name == "removeSequence") return change(info, id_from, &E::remove_sequence);
+        if (name == "sequence") {
+            auto id = id_from(arg(info, 1));
+            return blocking(env, [id](E& e) -> maker {
+                auto s = e.find_sequence(id);
+                return make_optional(s ? std::optional(s->config()) : std::nullopt);
+            });
+        }
+        if (name == "sequences")
+            return blocking(env, [](E& e) { return make_list(e.sequences()); });
+        if (name == "enroll") {
+            auto seq = id_from(arg(info, 1));
+            auto contact = address_from(arg(info, 2), "contact");
+            auto opts = enroll_options_from(arg(info, 3));
+            auto who = actor_arg(info, 3);
+            return blocking(env, [=](E& e) { return make_one(e.enroll(who, seq, contact, opts)); });
+        }
+        if (name == "pauseEnrollment" || name == "resumeEnrollment") {
+            auto id = number_id_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            bool pause = name == "pauseEnrollment";
+            return blocking(env, [=](E& e) {
+                return make_bool(pause ? e.pause_enrollment(who, id)
+                                       : e.resume_enrollment(who, id));
+            });
+        }
+        if (name == "stopEnrollment") {
+            auto id = number_id_from(arg(info, 1));
+            auto why = option(info, 2, "reason");
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) { return make_bool(e.stop_enrollment(who, id, why)); });
+        }
+        if (name == "enrollment") {
+            auto id = number_id_from(arg(info, 1));
+            return blocking(env, [id](E& e) { return make_optional(e.find_enrollment(id)); });
+        }
+        if (name == "enrollments") {
+            auto f = enrollment_filter_from(arg(info, 1));
+            return blocking(env, [f](E& e) { return make_list(e.enrollments(f)); });
+        }
+        if (name == "pauseSequence") return change_with_reason(info, &E::pause_sequence);
+        if (name == "resumeSequence") return change(info, id_from, &E::resume_sequence);
+        if (name == "isSequencePaused") {
+            auto id = id_from(arg(info, 1));
+            return blocking(env, [id](E& e) { return make_bool(e.is_sequence_paused(id)); });
+        }
+        if (name == "recordReply") {
+            auto from = string_arg(info, 1, "from");
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) { return make_ids(e.record_reply(who, from)); });
+        }
+        if (name == "recordGoal") {
+            auto address = string_arg(info, 1, "address");
+            auto seq = string_arg(info, 2, "sequence id");
+            auto who = actor_arg(info, 3);
+            return blocking(env, [=](E& e) { return make_ids(e.record_goal(who, address, seq)); });
+        }
+        if (name == "nextDue")
+            return blocking(env, [](E& e) -> maker {
+                auto t = e.next_due();
+                return [t](Napi::Env env) { return to_js(env, t); };
+            });
+        if (name == "startCampaign") {
+            auto cfg = campaign_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(env, [cfg = std::move(cfg), who](E& e) {
+                try {
+                    return make_one(e.start_campaign(who, cfg));
+                } catch (const mailers::exception& x) {
+                    throw located(x, [&] { return locate_template_error(cfg.content); });
+                }
+            });
+        }
+        if (name == "cancelCampaign") {
+            auto id = id_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(env, [id, who](E& e) {
+                return make_number(static_cast<double>(e.cancel_campaign(who, id)));
+            });
+        }
+        if (name == "campaignProgress") {
+            auto id = id_from(arg(info, 1));
+            return blocking(env, [id](E& e) { return make_one(e.campaign_progress(id)); });
+        }
+        if (name == "campaign")
+            return query(info, &E::find_campaign, make_optional<mailers::campaign_info>);
+        if (name == "campaigns")
+            return blocking(env, [](E& e) { return make_list(e.campaigns()); });
+        if (name == "forecast") {
+            auto req = forecast_from(arg(info, 1));
+            return blocking(env, [req = std::move(req)](E& e) {
+                try {
+                    return make_one(e.forecast(req));
+                } catch (const mailers::exception& x) {
+                    throw located(x, [&] {
+                        return req.campaign ? locate_template_error(req.campaign->content)
+                                            : std::nullopt;
+                    });
+                }
+            });
+        }
+        if (name == "putWebhookEndpoint") {
+            auto ep = webhook_endpoint_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(env,
+                            [ep, who](E& e) { return make_one(e.put_webhook_endpoint(who, ep)); });
+        }
+        if (name == "removeWebhookEndpoint") {
+            auto id = id_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(
+                env, [id, who](E& e) { return make_bool(e.remove_webhook_endpoint(who, id)); });
+        }
+        if (name == "disableWebhookEndpoint")
+            return change_with_reason(info, &E::disable_webhook_endpoint);
+        if (name == "enableWebhookEndpoint") {
+            auto id = id_from(arg(info, 1));
+            auto o = arg(info, 2);
+            bool retry = false;
+            mailers::time_point since{};
+            if (o.IsObject()) {
+                auto oo = o.As<Napi::Object>();
+                retry = bool_field(oo, "retryFailed", false);
+                if (has(oo, "failedSince")) since = time_from(oo.Get("failedSince"), "failedSince");
+            }
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) -> maker {
+                e.enable_webhook_endpoint(who, id, retry, since);
+                return {};
+            });
+        }
+        if (name == "webhookEndpoints")
+            return blocking(env, [](E& e) { return make_list(e.webhook_endpoints()); });
+        if (name == "webhookEndpoint")
+            return query(info, &E::find_webhook_endpoint, make_optional<mailers::webhook_endpoint>);
+        if (name == "webhookDeliveries") {
+            auto f = webhook_delivery_filter_from(arg(info, 1));
+            return blocking(env, [f](E& e) { return make_list(e.webhook_deliveries(f)); });
+        }
+        if (name == "webhookDeliveryCounts") {
+            auto v = arg(info, 1);
+            std::string endpoint;
+            if (!v.IsUndefined() && !v.IsNull()) endpoint = id_from(v);
+            return blocking(
+                env, [endpoint](E& e) { return make_one(e.count_webhook_deliveries(endpoint)); });
+        }
+        if (name == "ingestDeliveryReport") {
+            auto v = arg(info, 1);
+            std::string msg;
+            if (v.IsBuffer())
+                msg.assign(v.As<Napi::Buffer<char>>().Data(), v.As<Napi::Buffer<char>>().Length());
+            else if (v.IsString())
+                msg = v.As<Napi::String>().Utf8Value();
+            else
+                throw Napi::TypeError::New(env, "message must be a string or a Buffer");
+            return blocking(env, [msg = std::move(msg)](E& e) {
+                return make_one(e.ingest_delivery_report(msg));
+            });
+        }
+        if (name == "metricsText")
+            return blocking(env, [](E& e) { return make_string(e.metrics_text()); });
+        return std::nullopt;
+    }
+
+    // The engine's refusal of a template, with where it went wrong when
+    // `locate` finds that.
+    template <class Locate>
+    static failure_info located(const mailers::exception& x, Locate locate) {
+        failure_info f{x.code(), x.diag(), x.what(), {}};
+        if (x.code() == mailers::errc::invalid_argument) f.where = locate();
+        return f;
     }
 
     // --- events and test helpers -------------------------------------------------

@@ -1,33 +1,15 @@
 #include "convert.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <string_view>
 
 namespace mailers_node {
 
-namespace {
-
 using namespace std::chrono;
 
 [[noreturn]] void type_error(const Napi::Env& env, const std::string& what) {
     throw Napi::TypeError::New(env, what);
-}
-
-// Every enum the binding reads is named by its `to_string`; N is how many
-// values it has.
-template <class E, int N>
-E enum_from(const Napi::Value& v, const char* field) {
-    if (v.IsString()) {
-        auto s = v.As<Napi::String>().Utf8Value();
-        for (int i = 0; i < N; ++i)
-            if (mailers::to_string(static_cast<E>(i)) == s) return static_cast<E>(i);
-    }
-    std::string names;
-    for (int i = 0; i < N; ++i) {
-        if (i) names += ", ";
-        names += mailers::to_string(static_cast<E>(i));
-    }
-    type_error(v.Env(), std::string(field) + " must be one of: " + names);
 }
 
 Napi::String str(Napi::Env env, std::string_view s) {
@@ -49,30 +31,6 @@ mailers::address address_from(const Napi::Value& v, const char* field) {
     return *a;
 }
 
-std::vector<mailers::address> addresses_from(const Napi::Object& o, const char* field) {
-    std::vector<mailers::address> out;
-    if (!has(o, field)) return out;
-    auto v = o.Get(field);
-    if (v.IsString()) {
-        out.push_back(address_from(v, field));
-    } else if (v.IsArray()) {
-        auto a = v.As<Napi::Array>();
-        for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(address_from(a.Get(i), field));
-    } else {
-        type_error(v.Env(), std::string(field) + " must be an address or an array of them");
-    }
-    return out;
-}
-
-std::string bytes_from(const Napi::Value& v, const char* field) {
-    if (v.IsString()) return v.As<Napi::String>().Utf8Value();
-    if (v.IsBuffer()) {
-        auto b = v.As<Napi::Buffer<char>>();
-        return std::string(b.Data(), b.Length());
-    }
-    type_error(v.Env(), std::string(field) + " must be a string or a Buffer");
-}
-
 std::vector<std::string> strings_from(const Napi::Object& o, const char* field) {
     std::vector<std::string> out;
     if (!has(o, field)) return out;
@@ -85,6 +43,12 @@ std::vector<std::string> strings_from(const Napi::Object& o, const char* field) 
         out.push_back(e.As<Napi::String>().Utf8Value());
     }
     return out;
+}
+
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v) {
+    auto a = Napi::Array::New(env, v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) a.Set(static_cast<uint32_t>(i), str(env, v[i]));
+    return a;
 }
 
 mailers::time_point time_from(const Napi::Value& v, const char* field) {
@@ -115,6 +79,41 @@ seconds seconds_field(const Napi::Object& o, const char* name, seconds def) {
     return seconds(static_cast<std::int64_t>(*n));
 }
 
+std::string addr_to_string(const mailers::address& a) {
+    if (a.display_name.empty()) return a.addr_spec();
+    return a.display_name + " <" + a.addr_spec() + ">";
+}
+
+Napi::Number num(Napi::Env env, double d) {
+    return Napi::Number::New(env, d);
+}
+
+namespace {
+
+std::vector<mailers::address> addresses_from(const Napi::Object& o, const char* field) {
+    std::vector<mailers::address> out;
+    if (!has(o, field)) return out;
+    auto v = o.Get(field);
+    if (v.IsString()) {
+        out.push_back(address_from(v, field));
+    } else if (v.IsArray()) {
+        auto a = v.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); ++i) out.push_back(address_from(a.Get(i), field));
+    } else {
+        type_error(v.Env(), std::string(field) + " must be an address or an array of them");
+    }
+    return out;
+}
+
+std::string bytes_from(const Napi::Value& v, const char* field) {
+    if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+    if (v.IsBuffer()) {
+        auto b = v.As<Napi::Buffer<char>>();
+        return std::string(b.Data(), b.Length());
+    }
+    type_error(v.Env(), std::string(field) + " must be a string or a Buffer");
+}
+
 std::vector<mailers::rate_limit> limits_from(const Napi::Object& o) {
     std::vector<mailers::rate_limit> out;
     if (!has(o, "limits")) return out;
@@ -143,15 +142,6 @@ Napi::Array limits_to_js(Napi::Env env, const std::vector<mailers::rate_limit>& 
         a.Set(static_cast<uint32_t>(i), l);
     }
     return a;
-}
-
-std::string addr_to_string(const mailers::address& a) {
-    if (a.display_name.empty()) return a.addr_spec();
-    return a.display_name + " <" + a.addr_spec() + ">";
-}
-
-Napi::Number num(Napi::Env env, double d) {
-    return Napi::Number::New(env, d);
 }
 
 }  // namespace
@@ -189,6 +179,8 @@ failure_info from_exception(std::exception_ptr e) {
     failure_info f;
     try {
         std::rethrow_exception(e);
+    } catch (const failure_info& x) {
+        return x;
     } catch (const mailers::exception& x) {
         f.ec = x.code();
         f.diag = x.diag();
@@ -208,7 +200,6 @@ failure_info from_exception(std::exception_ptr e) {
     }
     return f;
 }
-
 
 Napi::Object to_js(Napi::Env env, const failure_info& f) {
     auto o = Napi::Object::New(env);
@@ -241,6 +232,22 @@ Napi::Object to_js(Napi::Env env, const failure_info& f) {
     if (!retry && f.diag.retry_after)
         retry = time_point_cast<microseconds>(system_clock::now()) + *f.diag.retry_after;
     o.Set("retryAt", to_js(env, retry));
+    if (f.where) {
+        auto w = Napi::Object::New(env);
+        w.Set("step", num(env, static_cast<double>(f.where->step)));
+        w.Set("field", str(env, f.where->field));
+        if (f.where->at) {
+            w.Set("part", str(env, mailers::to_string(f.where->at->part)));
+            w.Set("line", num(env, static_cast<double>(f.where->at->line)));
+            w.Set("column", num(env, static_cast<double>(f.where->at->column)));
+        } else {
+            w.Set("part", env.Null());
+            w.Set("line", env.Null());
+            w.Set("column", env.Null());
+        }
+        w.Set("message", str(env, f.where->at ? f.where->at->message : f.where->message));
+        o.Set("templateError", w);
+    }
     return o;
 }
 
@@ -284,12 +291,45 @@ Napi::Object to_js(Napi::Env env, const mailers::send_result& r) {
     return o;
 }
 
+namespace {
+
+// A sequence step's send carries the documented key
+// "seq:<sequence>:<enrollment>:<step>" (sequence ids hold no ':').
+void set_sequence_fields(Napi::Env env, Napi::Object& o, std::string_view key) {
+    std::string_view seq;
+    double enrollment = 0, step = 0;
+    if (key.substr(0, 4) == "seq:") {
+        auto rest = key.substr(4);
+        auto a = rest.find(':');
+        auto b = a == std::string_view::npos ? a : rest.find(':', a + 1);
+        auto number = [](std::string_view s, double& out) {
+            std::uint64_t v = 0;
+            auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+            if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return false;
+            out = static_cast<double>(v);
+            return true;
+        };
+        if (b != std::string_view::npos && number(rest.substr(a + 1, b - a - 1), enrollment) &&
+            number(rest.substr(b + 1), step))
+            seq = rest.substr(0, a);
+        else
+            enrollment = step = 0;
+    }
+    o.Set("sequence", str(env, seq));
+    o.Set("enrollment", num(env, enrollment));
+    o.Set("step", num(env, step));
+}
+
+}  // namespace
+
 Napi::Object to_js(Napi::Env env, const mailers::event& e) {
     auto o = Napi::Object::New(env);
     o.Set("type", str(env, mailers::to_string(e.type)));
     o.Set("at", to_js(env, e.at));
     o.Set("sendId", str(env, e.send_id));
     o.Set("idempotencyKey", str(env, e.idempotency_key));
+    o.Set("campaign", str(env, e.campaign));
+    set_sequence_fields(env, o, e.idempotency_key);
     o.Set("mailbox", str(env, e.mailbox));
     o.Set("pool", str(env, e.pool));
     o.Set("provider", str(env, e.provider));
@@ -506,6 +546,8 @@ Napi::Object to_js(Napi::Env env, const mailers::outbound& m) {
     o.Set("text", str(env, m.msg.text));
     o.Set("html", str(env, m.msg.html));
     o.Set("messageId", str(env, m.msg.message_id));
+    o.Set("inReplyTo", str(env, m.msg.in_reply_to));
+    o.Set("references", strings_to_js(env, m.msg.references));
     o.Set("raw", str(env, m.raw));
     o.Set("mailbox", str(env, m.mailbox_id));
     o.Set("sendId", str(env, m.send_id));

@@ -6,10 +6,13 @@
 
 #include <napi.h>
 
+#include <array>
+#include <chrono>
 #include <mailers.hpp>
 #include <mailers/postgres_store.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mailers_node {
@@ -21,6 +24,8 @@ struct failure_info {
     mailers::diagnostics diag;
     std::string message;  // overrides ec.message() when set
     std::optional<mailers::time_point> retry_at;
+    /// A refused template: which step and field, and where in which part.
+    std::optional<mailers::sequence_error> where = std::nullopt;
 };
 
 failure_info from_exception(std::exception_ptr e);
@@ -46,6 +51,15 @@ Napi::Object to_js(Napi::Env env, const mailers::ingest_result& r);
 Napi::Object to_js(Napi::Env env, const mailers::unsubscribe_result& r);
 Napi::Object to_js(Napi::Env env, const mailers::outbound& o);
 Napi::Object to_js(Napi::Env env, const mailers::suppression_verify_report& r);
+Napi::Object to_js(Napi::Env env, const mailers::sequence_config& c);
+Napi::Object to_js(Napi::Env env, const mailers::enrollment& e);
+Napi::Object to_js(Napi::Env env, const mailers::campaign_info& c);
+Napi::Object to_js(Napi::Env env, const mailers::campaign_progress& p);
+Napi::Object to_js(Napi::Env env, const mailers::forecast_plan& p);
+Napi::Object to_js(Napi::Env env, const mailers::webhook_endpoint& ep);
+Napi::Object to_js(Napi::Env env, const mailers::webhook_delivery& d);
+Napi::Object to_js(Napi::Env env, const mailers::webhook_delivery_counts& c);
+Napi::Object to_js(Napi::Env env, const mailers::report_ingest_result& r);
 
 mailers::principal principal_from(const Napi::Value& v, const mailers::principal& fallback);
 mailers::send_request send_request_from(const Napi::Value& v, const mailers::principal& actor);
@@ -62,11 +76,65 @@ mailers::access_grant grant_from(const Napi::Value& v);
 mailers::webhook_provider webhook_provider_from(const Napi::Value& v);
 mailers::webhook_params webhook_params_from(const Napi::Value& v);
 mailers::audit_head audit_head_from(const Napi::Value& v);
+mailers::sequence_config sequence_from(const Napi::Value& v);
+mailers::enroll_options enroll_options_from(const Napi::Value& v);
+mailers::enrollment_filter enrollment_filter_from(const Napi::Value& v);
+mailers::campaign_config campaign_from(const Napi::Value& v);
+mailers::forecast_request forecast_from(const Napi::Value& v);
+mailers::webhook_endpoint webhook_endpoint_from(const Napi::Value& v);
+mailers::webhook_delivery_filter webhook_delivery_filter_from(const Napi::Value& v);
+/// Engine.open's `webhooks` options over the engine's defaults.
+mailers::outbound_webhook_params outbound_webhooks_from(const Napi::Value& v);
 
-/// Small readers shared with the engine wrapper.
+/// Where a refused sequence or campaign template went wrong, found by
+/// compiling it again: the engine's refusal carries only the message.
+std::optional<mailers::sequence_error> locate_sequence_error(const mailers::sequence_config& c);
+std::optional<mailers::sequence_error> locate_template_error(const mailers::template_source& t);
+
+/// Small readers and writers shared by the converters and the engine wrapper.
+[[noreturn]] void type_error(const Napi::Env& env, const std::string& what);
+Napi::String str(Napi::Env env, std::string_view s);
+Napi::Number num(Napi::Env env, double d);
+Napi::Object obj(const Napi::Value& v, const char* what);
+mailers::address address_from(const Napi::Value& v, const char* field);
+std::string addr_to_string(const mailers::address& a);
+std::vector<std::string> strings_from(const Napi::Object& o, const char* field);
+Napi::Array strings_to_js(Napi::Env env, const std::vector<std::string>& v);
+mailers::time_point time_from(const Napi::Value& v, const char* field);
+std::uint64_t uint_field(const Napi::Object& o, const char* name, std::uint64_t def);
+std::chrono::seconds seconds_field(const Napi::Object& o, const char* name,
+                                   std::chrono::seconds def);
 std::string string_field(const Napi::Object& o, const char* name, const std::string& def = {});
 bool has(const Napi::Object& o, const char* name);
 std::optional<double> number_field(const Napi::Object& o, const char* name);
 bool bool_field(const Napi::Object& o, const char* name, bool def);
+
+/// An enum named by one of `names` (its values in order); a TypeError
+/// listing them otherwise.
+template <class E, std::size_t N>
+E named_from(const Napi::Value& v, const char* field,
+             const std::array<std::string_view, N>& names) {
+    if (v.IsString()) {
+        auto s = v.As<Napi::String>().Utf8Value();
+        for (std::size_t i = 0; i < N; ++i)
+            if (names[i] == s) return static_cast<E>(i);
+    }
+    std::string list;
+    for (std::size_t i = 0; i < N; ++i) {
+        if (i) list += ", ";
+        list += names[i];
+    }
+    type_error(v.Env(), std::string(field) + " must be one of: " + list);
+}
+
+/// The same for the enums the library names with `to_string`; N is how
+/// many values E has.
+template <class E, int N>
+E enum_from(const Napi::Value& v, const char* field) {
+    std::array<std::string_view, N> names;
+    for (int i = 0; i < N; ++i)
+        names[static_cast<std::size_t>(i)] = mailers::to_string(static_cast<E>(i));
+    return named_from<E>(v, field, names);
+}
 
 }  // namespace mailers_node

@@ -14,4 +14,6 @@ test('import and require agree', () => {
   assert.equal(mailers.Engine, Engine);
   assert.ok(new ThrottledError('x') instanceof TransportError);
   assert.equal(typeof Engine.open, 'function');
+  for (const name of ['upsertSequence', 'enroll', 'settle', 'startCampaign', 'forecast', 'putWebhookEndpoint', 'metricsText'])
+    assert.equal(typeof Engine.prototype[name], 'function', name);
 });

@@ -78,10 +78,11 @@ async function smtpServer(t, args = []) {
 
 // Waits until `cond()` holds, polling: events reach listeners through the
 // event loop, later on a loaded machine than on an idle one. Gives up after
-// `ms` and lets the assertion that follows say what was missing.
+// `ms` and lets the assertion that follows say what was missing. `cond` may
+// be async (a read from the engine).
 async function eventually(cond, ms = 10000) {
   const until = Date.now() + ms;
-  while (!cond() && Date.now() < until) await new Promise((res) => setTimeout(res, 5));
+  while (!(await cond()) && Date.now() < until) await new Promise((res) => setTimeout(res, 5));
 }
 
 module.exports = { test, mailers, tempDir, captureEngine, message, smtpServer, sourceDir, eventually };

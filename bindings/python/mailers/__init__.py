@@ -30,6 +30,14 @@ logged to the "mailers" logger and goes no further.
 Errors are :class:`Error` subclasses carrying ``code``, ``failure``,
 ``diagnostics`` (the provider's reply) and, for sends, ``result``.
 
+Sequences (:class:`Sequence`, ``engine.enroll``) and campaigns
+(:class:`Campaign`, ``engine.start_campaign``) are sent by each engine's queue
+thread as their messages fall due (on a :class:`ManualClock`, move the clock to
+``engine.settle()``'s answer); ``engine.forecast`` simulates them first and
+sends nothing. Outbound webhooks
+(:class:`WebhookEndpoint`) are POSTed from a durable outbox; receivers check
+them with :func:`verify_webhook_signature`.
+
 Lifetimes
 ---------
 ``close()``
@@ -59,18 +67,23 @@ Event streams
 
 from ._errors import (Aborted, AuditChainBroken, AuthFailure, CommitOutcomeUnknown, Diagnostics,
                       Duplicate, Error, HeaderInjection, InvalidAddress, InvalidArgument,
-                      InvalidCsv, InvalidHeader, MessageRejected, MessageTooLarge, NoCapacity,
-                      NotFound, Paused, PermissionDenied, ProviderThrottled, QuotaExhausted,
-                      RecipientRejected, ReputationFailure, SchemaTooNew, StoreCorrupt, StoreError,
-                      StoreExists, StoreMissing, Suppressed, Throttled, TransientFailure,
-                      TransportError, UnknownMailbox, UnknownOutcome, UnknownPool,
-                      UnknownProvider, UnknownTimeZone)
+                      InvalidCsv, InvalidHeader, MessageRejected, MessageTooLarge,
+                      MissingVariables, NoCapacity, NotFound, Paused, PermissionDenied,
+                      ProviderThrottled, QuotaExhausted, RecipientRejected, ReputationFailure,
+                      SchemaTooNew, StoreCorrupt, StoreError, StoreExists, StoreMissing,
+                      Suppressed, TemplateError, Throttled, TransientFailure, TransportError,
+                      UnknownCampaign, UnknownMailbox, UnknownOutcome, UnknownPool,
+                      UnknownProvider, UnknownSequence, UnknownTimeZone)
 from ._types import (WEEKDAYS_MON_FRI, DeliveryReportResult, SuppressionProblem,
-                     SuppressionReport, Attachment, AuditHead, AuditRecord, Breaker, Captured,
-                     Event, Mailbox, MailboxStatus, PauseInfo, Pool, Postgres, Principal,
-                     QueueCounts, QueuedSend, Quota, RateLimit, SendResult, SendWindow, SQLite,
-                     Stats, SuppressionEntry, UnsubscribeResult, Warmup, WebhookResult, per_day,
-                     per_hour, per_minute)
+                     SuppressionReport, Attachment, AuditHead, AuditRecord, Breaker, Campaign,
+                     CampaignInfo, CampaignProgress, Captured, Delay, Enrollment, Event,
+                     ForecastPlan, ForecastUnsent, Mailbox, MailboxStatus, OutboundWebhooks,
+                     PauseInfo, PlannedSend, Pool, Postgres, Principal, QueueCounts, QueuedSend,
+                     Quota, RateLimit, Recipient, Rendered, SendResult, SenderRule, SendWindow,
+                     Sequence, SignatureCheck, SQLite, Stats, Step, SuppressionEntry, Template,
+                     UnsubscribeResult, Warmup, WebhookDelivery, WebhookDeliveryCounts,
+                     WebhookEndpoint, WebhookResult, business_days, days, hours, per_day,
+                     per_hour, per_minute, template_seed, verify_webhook_signature)
 from ._engine import (AsyncEngine, AsyncEventStream, Engine, EventStream, ManualClock,
                       Subscription)
 from . import _mailers

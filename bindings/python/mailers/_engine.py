@@ -8,15 +8,20 @@ import datetime as _dt
 import logging
 import queue as _queue
 import threading
+import time
 import weakref
-from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
 
 from . import _mailers
-from ._errors import AuditChainBroken, Error, make_error
+from ._errors import (AuditChainBroken, Error, UnknownCampaign, UnknownSequence, make_error,
+                      naming)
 from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport, AuditHead, AuditRecord, Captured, Event, Mailbox, MailboxStatus, PauseInfo,
                      Pool, Postgres, Principal, QueueCounts, QueuedSend, Quota, SendResult, SQLite,
                      Stats, SuppressionEntry, UnsubscribeResult, WebhookResult, _times, from_us,
-                     request, to_us)
+                     request, to_us, Campaign, CampaignInfo, CampaignProgress, Enrollment,
+                     ForecastPlan, OutboundWebhooks, Seconds, Sequence, WebhookDelivery,
+                     WebhookDeliveryCounts, WebhookEndpoint, RecipientLike, _recipients,
+                     seconds)
 
 log = logging.getLogger("mailers")
 
@@ -130,7 +135,8 @@ class Engine:
     reference. ``clock`` is a :class:`ManualClock` for simulations. Given
     ``unsubscribe_url`` (https) and ``unsubscribe_secret`` (16 bytes or more,
     or a reference), every message without a List-Unsubscribe of its own
-    gets a one-click link (RFC 8058) that :meth:`unsubscribe` applies. The
+    gets a one-click link (RFC 8058) that :meth:`unsubscribe` applies.
+    ``webhooks`` says how this engine delivers outbound webhooks. The
     library's log lines at ``log_level`` and above ("trace", "debug", "info",
     "warning", "error", "off") go to the "mailers" logger.
     """
@@ -141,6 +147,7 @@ class Engine:
                  queue_poll_interval: float = 1.0, fold_plus_tags: Optional[bool] = None,
                  fold_gmail_dots: Optional[bool] = None, unsubscribe_url: str = "",
                  unsubscribe_secret: str = "", unsubscribe_mailto: str = "",
+                 webhooks: Optional[OutboundWebhooks] = None,
                  log_level: str = "warning") -> None:
         self.actor = actor or Principal.system()
         self._subs: tuple[Subscription, ...] = ()
@@ -153,10 +160,12 @@ class Engine:
             "unsubscribe_url": unsubscribe_url, "unsubscribe_secret": unsubscribe_secret,
             "unsubscribe_mailto": unsubscribe_mailto,
             "log": _log_native, "log_level": log_level,
+            "webhooks": webhooks._native() if webhooks is not None else None,
         }
         if fold_plus_tags is not None or fold_gmail_dots is not None:
             params["fold_plus_tags"] = bool(fold_plus_tags)
             params["fold_gmail_dots"] = bool(fold_gmail_dots)
+        self._clock = clock
         self._core = _mailers.Core(store._native(), params,
                                    clock._native if clock is not None else None)
         # A bound method would keep the engine alive from the native side.
@@ -392,6 +401,217 @@ class Engine:
 
     def pauses(self) -> list[PauseInfo]:
         return [PauseInfo(**_times(d, "since")) for d in self._core.pauses()]
+
+    # --- sequences and enrollments (docs/sequences.md) --------------------------------
+
+    def upsert_sequence(self, sequence: Sequence, *, actor: Actor = None) -> None:
+        """Creates or replaces a sequence. A template that does not compile raises
+        :class:`TemplateError` (step, part, line, column); a step naming a pool or
+        mailbox the workspace lacks, :class:`UnknownPool` / :class:`UnknownMailbox`."""
+        self._core.upsert_sequence(self._who(actor), sequence._native())
+
+    def remove_sequence(self, id: str, *, actor: Actor = None) -> None:
+        with naming(UnknownSequence):
+            self._core.remove_sequence(self._who(actor), id)
+
+    def find_sequence(self, id: str) -> Optional[Sequence]:
+        d = self._core.find_sequence(id)
+        return Sequence._from(d) if d else None
+
+    def sequences(self) -> list[Sequence]:
+        return [Sequence._from(d) for d in self._core.sequences()]
+
+    def enroll(self, sequence_id: str, to: str, *, variables: Optional[dict[str, str]] = None,
+               owner: str = "", on_enrolled_twice: Optional[str] = None,
+               actor: Actor = None) -> Enrollment:
+        """Enrolls a contact ("ada@example.com" or "Ada <ada@example.com>"); its first
+        step is planned as soon as it falls due. ``owner`` is the mailbox for steps whose
+        sender is the owner. Refused, enrolling nothing: :class:`UnknownSequence`,
+        :class:`Suppressed`, :class:`MissingVariables` (a variable some step needs
+        without a fallback), :class:`UnknownMailbox` (the owner), :class:`InvalidAddress`,
+        and :class:`Duplicate` for a contact already enrolled when
+        ``on_enrolled_twice`` (default: the sequence's) is "refuse"; "merge" replaces
+        its variables and owner and keeps its progress."""
+        with naming(UnknownSequence):
+            return Enrollment._from(self._core.enroll(self._who(actor), sequence_id, to,
+                                                      variables or {}, owner,
+                                                      on_enrolled_twice))
+
+    def pause_enrollment(self, id: int, *, actor: Actor = None) -> bool:
+        """Pauses an active enrollment (its waiting step leaves the queue); False
+        when it was not active."""
+        return self._core.set_enrollment(self._who(actor), id, "paused", "")
+
+    def resume_enrollment(self, id: int, *, actor: Actor = None) -> bool:
+        """Plans a paused enrollment's step again, due as it would have been; False
+        when it was not paused."""
+        return self._core.set_enrollment(self._who(actor), id, "active", "")
+
+    def stop_enrollment(self, id: int, *, reason: str = "", actor: Actor = None) -> bool:
+        """Stops an active or paused enrollment (stop reason "manual"); False when it
+        was neither."""
+        return self._core.set_enrollment(self._who(actor), id, "stopped", reason)
+
+    def find_enrollment(self, id: int) -> Optional[Enrollment]:
+        d = self._core.find_enrollment(id)
+        return Enrollment._from(d) if d else None
+
+    def enrollments(self, *, sequence_id: str = "", address: str = "",
+                    state: Optional[str] = None, after_id: int = 0,
+                    limit: int = 0) -> list[Enrollment]:
+        """Enrollments in id order, of one sequence, address or state when given
+        (page with ``after_id`` and ``limit``)."""
+        return [Enrollment._from(d) for d in self._core.enrollments(
+            {"sequence_id": sequence_id, "address": address, "state": state,
+             "after_id": after_id, "limit": limit})]
+
+    def pause_sequence(self, id: str, *, reason: str = "", actor: Actor = None) -> None:
+        """Holds every enrollment of the sequence: nothing of it is planned or handed
+        off until resumed."""
+        self._core.pause_sequence(self._who(actor), id, reason)
+
+    def resume_sequence(self, id: str, *, actor: Actor = None) -> None:
+        """Raises :class:`NotFound` when the sequence is not paused."""
+        self._core.resume_sequence(self._who(actor), id)
+
+    def is_sequence_paused(self, id: str) -> bool:
+        return self._core.is_sequence_paused(id)
+
+    def record_reply(self, from_: str, *, actor: Actor = None) -> list[int]:
+        """The host saw a reply from an address, or to a step's Message-ID: stops
+        enrollments as the sequences' ``reply_stops`` say. Returns the ids stopped."""
+        return self._core.record_reply(self._who(actor), from_)
+
+    def record_goal(self, address: str, sequence_id: str, *, actor: Actor = None) -> list[int]:
+        """The contact reached the sequence's goal: stops its enrollment there (or
+        every one of the address, as ``goal_stops`` says). Returns the ids stopped."""
+        return self._core.record_goal(self._who(actor), address, sequence_id)
+
+    def next_due(self) -> Optional[_dt.datetime]:
+        """When the workspace's scheduler next has work (a queued send or an
+        enrollment's step), read from the store; None when nothing waits. With a
+        :class:`ManualClock`, move the clock here."""
+        return from_us(self._core.next_due())
+
+    def settle(self, timeout: float = 30.0) -> Optional[_dt.datetime]:
+        """Waits until the workspace's queue and scheduler have done everything due
+        at the engine clock's now (nothing claimed, nothing due), and returns
+        :meth:`next_due`. A simulation moves its :class:`ManualClock` to that time and
+        calls again. Raises TimeoutError after ``timeout`` seconds, and RuntimeError
+        from an event callback (the engine's thread would wait for itself)."""
+        if self._core.on_engine_thread():
+            raise RuntimeError("settle() from an event callback would wait for itself")
+
+        def now() -> _dt.datetime:
+            return self._clock.now() if self._clock else _dt.datetime.now(_dt.timezone.utc)
+
+        def idle(due: Optional[_dt.datetime]) -> bool:
+            return due is None or due > now()
+
+        deadline = time.monotonic() + timeout
+        while True:
+            # next_due() leaves claimed items out, so it is read on both sides
+            # of the claimed count: an item finished in between may have made
+            # more work due.
+            if idle(self.next_due()) and self.queue_counts().claimed == 0:
+                due = self.next_due()
+                if idle(due):
+                    return due
+            if time.monotonic() > deadline:
+                raise TimeoutError("the engine still had work due after the timeout")
+            time.sleep(0.005)
+
+    # --- campaigns and forecasts (docs/campaigns.md) ------------------------------------
+
+    def start_campaign(self, campaign: Campaign, *, actor: Actor = None) -> CampaignInfo:
+        """Validates the whole campaign and queues one send per distinct recipient
+        (suppressed ones are counted, not queued). Refused, queueing nothing:
+        :class:`TemplateError`, :class:`MissingVariables` (with the recipient),
+        :class:`InvalidAddress`, :class:`UnknownPool` / :class:`UnknownMailbox`,
+        :class:`InvalidArgument`, and :class:`Duplicate` when the id was started with
+        another definition or list. Starting the same campaign again queues only
+        recipients without an item."""
+        return CampaignInfo._from(self._core.start_campaign(self._who(actor),
+                                                            campaign._native()))
+
+    def cancel_campaign(self, id: str, *, actor: Actor = None) -> int:
+        """Withdraws every waiting item of the campaign; returns how many."""
+        with naming(UnknownCampaign):
+            return self._core.cancel_campaign(self._who(actor), id)
+
+    def campaign_progress(self, id: str) -> CampaignProgress:
+        with naming(UnknownCampaign):
+            return CampaignProgress._from(self._core.campaign_progress(id))
+
+    def find_campaign(self, id: str) -> Optional[CampaignInfo]:
+        d = self._core.find_campaign(id)
+        return CampaignInfo._from(d) if d else None
+
+    def campaigns(self) -> list[CampaignInfo]:
+        return [CampaignInfo._from(d) for d in self._core.campaigns()]
+
+    def forecast(self, *, campaign: Optional[Campaign] = None, sequence_id: str = "",
+                 contacts: Iterable[RecipientLike] = (),
+                 horizon: Seconds = _dt.timedelta(days=30),
+                 include_queue: bool = True) -> ForecastPlan:
+        """A dry run from the engine's now: what starting ``campaign`` and/or enrolling
+        ``contacts`` (:class:`Recipient`, addresses or (address, variables[, owner])
+        tuples) in ``sequence_id`` would send, when, from which mailbox, and what holds
+        each message back, within ``horizon`` (whole hours). Nothing is sent or stored.
+        Blocks for about as long as draining those messages through an in-memory store."""
+        with naming(UnknownSequence):
+            return ForecastPlan._from(self._core.forecast({
+                "campaign": campaign._native() if campaign is not None else None,
+                "sequence_id": sequence_id, "contacts": _recipients(contacts),
+                "horizon_hours": max(1, seconds(horizon) // 3600),
+                "include_queue": include_queue}))
+
+    # --- outbound webhooks (docs/webhooks.md, "Outbound webhooks") --------------------
+
+    def put_webhook_endpoint(self, endpoint: WebhookEndpoint, *,
+                             actor: Actor = None) -> WebhookEndpoint:
+        """Adds or replaces an endpoint (keeping its secret when ``secret`` is empty);
+        returns it as stored, with the secret (generated when none was given or kept).
+        A bad URL, id or secret raises :class:`InvalidArgument` naming it."""
+        return WebhookEndpoint(**self._core.put_webhook_endpoint(self._who(actor),
+                                                                 vars(endpoint)))
+
+    def remove_webhook_endpoint(self, id: str, *, actor: Actor = None) -> bool:
+        """Removes an endpoint and gives up its pending deliveries; False when none."""
+        return self._core.remove_webhook_endpoint(self._who(actor), id)
+
+    def disable_webhook_endpoint(self, id: str, *, reason: str = "",
+                                 actor: Actor = None) -> None:
+        self._core.disable_webhook_endpoint(self._who(actor), id, reason)
+
+    def enable_webhook_endpoint(self, id: str, *, retry_failed: bool = False,
+                                failed_since: Optional[_dt.datetime] = None,
+                                actor: Actor = None) -> None:
+        """Enables an endpoint again; with ``retry_failed``, the deliveries given up
+        since ``failed_since`` are attempted again from the start."""
+        self._core.enable_webhook_endpoint(self._who(actor), id, retry_failed,
+                                           to_us(failed_since))
+
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """The endpoints in id order; inline secrets shown as "whsec_…"."""
+        return [WebhookEndpoint(**d) for d in self._core.webhook_endpoints()]
+
+    def find_webhook_endpoint(self, id: str) -> Optional[WebhookEndpoint]:
+        d = self._core.find_webhook_endpoint(id)
+        return WebhookEndpoint(**d) if d else None
+
+    def webhook_deliveries(self, *, endpoint: str = "", state: Optional[str] = None,
+                           after_id: int = 0, limit: int = 0) -> list[WebhookDelivery]:
+        """Outbox rows in id order ("pending", "claimed", "delivered", "failed")."""
+        return [WebhookDelivery._from(d) for d in self._core.webhook_deliveries(
+            {"endpoint": endpoint, "state": state, "after_id": after_id, "limit": limit})]
+
+    def count_webhook_deliveries(self, endpoint: str = "") -> WebhookDeliveryCounts:
+        return WebhookDeliveryCounts._from(self._core.count_webhook_deliveries(endpoint))
+
+    def metrics_text(self) -> str:
+        """Counters, latencies and gauges in the Prometheus text format (0.0.4)."""
+        return self._core.metrics_text()
 
     # --- audit ------------------------------------------------------------------------
 
@@ -762,3 +982,123 @@ class AsyncEngine:
 
     async def verify_suppressions(self) -> SuppressionReport:
         return await asyncio.to_thread(self.sync.verify_suppressions)
+
+    async def upsert_sequence(self, sequence: Sequence, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.upsert_sequence, sequence, actor=actor)
+
+    async def remove_sequence(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.remove_sequence, id, actor=actor)
+
+    async def find_sequence(self, id: str) -> Optional[Sequence]:
+        return await asyncio.to_thread(self.sync.find_sequence, id)
+
+    async def sequences(self) -> list[Sequence]:
+        return await asyncio.to_thread(self.sync.sequences)
+
+    async def enroll(self, sequence_id: str, to: str, *,
+                     variables: Optional[dict[str, str]] = None, owner: str = "",
+                     on_enrolled_twice: Optional[str] = None,
+                     actor: Actor = None) -> Enrollment:
+        return await asyncio.to_thread(self.sync.enroll, sequence_id, to, variables=variables,
+                                       owner=owner, on_enrolled_twice=on_enrolled_twice,
+                                       actor=actor)
+
+    async def pause_enrollment(self, id: int, *, actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.pause_enrollment, id, actor=actor)
+
+    async def resume_enrollment(self, id: int, *, actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.resume_enrollment, id, actor=actor)
+
+    async def stop_enrollment(self, id: int, *, reason: str = "", actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.stop_enrollment, id, reason=reason, actor=actor)
+
+    async def find_enrollment(self, id: int) -> Optional[Enrollment]:
+        return await asyncio.to_thread(self.sync.find_enrollment, id)
+
+    async def enrollments(self, *, sequence_id: str = "", address: str = "",
+                          state: Optional[str] = None, after_id: int = 0,
+                          limit: int = 0) -> list[Enrollment]:
+        return await asyncio.to_thread(self.sync.enrollments, sequence_id=sequence_id,
+                                       address=address, state=state, after_id=after_id,
+                                       limit=limit)
+
+    async def pause_sequence(self, id: str, *, reason: str = "", actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.pause_sequence, id, reason=reason, actor=actor)
+
+    async def resume_sequence(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.resume_sequence, id, actor=actor)
+
+    async def is_sequence_paused(self, id: str) -> bool:
+        return await asyncio.to_thread(self.sync.is_sequence_paused, id)
+
+    async def record_reply(self, from_: str, *, actor: Actor = None) -> list[int]:
+        return await asyncio.to_thread(self.sync.record_reply, from_, actor=actor)
+
+    async def record_goal(self, address: str, sequence_id: str, *,
+                          actor: Actor = None) -> list[int]:
+        return await asyncio.to_thread(self.sync.record_goal, address, sequence_id, actor=actor)
+
+    async def next_due(self) -> Optional[_dt.datetime]:
+        return await asyncio.to_thread(self.sync.next_due)
+
+    async def settle(self, timeout: float = 30.0) -> Optional[_dt.datetime]:
+        return await asyncio.to_thread(self.sync.settle, timeout)
+
+    async def start_campaign(self, campaign: Campaign, *, actor: Actor = None) -> CampaignInfo:
+        return await asyncio.to_thread(self.sync.start_campaign, campaign, actor=actor)
+
+    async def cancel_campaign(self, id: str, *, actor: Actor = None) -> int:
+        return await asyncio.to_thread(self.sync.cancel_campaign, id, actor=actor)
+
+    async def campaign_progress(self, id: str) -> CampaignProgress:
+        return await asyncio.to_thread(self.sync.campaign_progress, id)
+
+    async def find_campaign(self, id: str) -> Optional[CampaignInfo]:
+        return await asyncio.to_thread(self.sync.find_campaign, id)
+
+    async def campaigns(self) -> list[CampaignInfo]:
+        return await asyncio.to_thread(self.sync.campaigns)
+
+    async def forecast(self, *, campaign: Optional[Campaign] = None, sequence_id: str = "",
+                       contacts: Iterable[RecipientLike] = (),
+                       horizon: Seconds = _dt.timedelta(days=30),
+                       include_queue: bool = True) -> ForecastPlan:
+        return await asyncio.to_thread(self.sync.forecast, campaign=campaign,
+                                       sequence_id=sequence_id, contacts=contacts,
+                                       horizon=horizon, include_queue=include_queue)
+
+    async def put_webhook_endpoint(self, endpoint: WebhookEndpoint, *,
+                                   actor: Actor = None) -> WebhookEndpoint:
+        return await asyncio.to_thread(self.sync.put_webhook_endpoint, endpoint, actor=actor)
+
+    async def remove_webhook_endpoint(self, id: str, *, actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.remove_webhook_endpoint, id, actor=actor)
+
+    async def disable_webhook_endpoint(self, id: str, *, reason: str = "",
+                                       actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.disable_webhook_endpoint, id, reason=reason,
+                                       actor=actor)
+
+    async def enable_webhook_endpoint(self, id: str, *, retry_failed: bool = False,
+                                      failed_since: Optional[_dt.datetime] = None,
+                                      actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.enable_webhook_endpoint, id,
+                                       retry_failed=retry_failed, failed_since=failed_since,
+                                       actor=actor)
+
+    async def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        return await asyncio.to_thread(self.sync.webhook_endpoints)
+
+    async def find_webhook_endpoint(self, id: str) -> Optional[WebhookEndpoint]:
+        return await asyncio.to_thread(self.sync.find_webhook_endpoint, id)
+
+    async def webhook_deliveries(self, *, endpoint: str = "", state: Optional[str] = None,
+                                 after_id: int = 0, limit: int = 0) -> list[WebhookDelivery]:
+        return await asyncio.to_thread(self.sync.webhook_deliveries, endpoint=endpoint,
+                                       state=state, after_id=after_id, limit=limit)
+
+    async def count_webhook_deliveries(self, endpoint: str = "") -> WebhookDeliveryCounts:
+        return await asyncio.to_thread(self.sync.count_webhook_deliveries, endpoint)
+
+    async def metrics_text(self) -> str:
+        return await asyncio.to_thread(self.sync.metrics_text)

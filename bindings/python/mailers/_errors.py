@@ -8,9 +8,10 @@ with the provider's reply in :attr:`Error.diagnostics`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,29 @@ class InvalidCsv(InvalidArgument):
     pass
 
 
+class TemplateError(InvalidArgument):
+    """A template that does not compile or render: ``part`` ("subject", "text",
+    "html"), 1-based ``line`` and ``column``, and ``reason``; for a sequence, the
+    1-based ``step`` (0 for none) and ``field``."""
+
+    part: str = ""
+    line: int = 0
+    column: int = 0
+    reason: str = ""
+    step: int = 0
+    field: str = ""
+
+
+class MissingVariables(InvalidArgument):
+    """A contact or recipient lacks variables a template needs without a fallback:
+    ``missing`` and ``invalid`` (values that are not UTF-8 text) name them, and
+    ``recipient`` is the first address that lacks them."""
+
+    missing: list[str] = []
+    invalid: list[str] = []
+    recipient: str = ""
+
+
 class NotFound(Error, LookupError):
     """The object to change, or the pool, mailbox or provider named, does not exist."""
 
@@ -92,6 +116,14 @@ class UnknownMailbox(NotFound):
 
 
 class UnknownProvider(NotFound):
+    pass
+
+
+class UnknownSequence(NotFound):
+    pass
+
+
+class UnknownCampaign(NotFound):
     pass
 
 
@@ -251,5 +283,28 @@ def make_error(info: dict, result: Any = None) -> Error:
     text = diag.message or info["message"]
     if diag.provider_reply and diag.provider_reply not in text:
         text = f"{text}: {diag.provider_reply}"
-    return cls(text, code=info["code"], category=info["category"], failure=info["failure"],
-               diagnostics=diag, result=result)
+    detail = info.get("detail") or {}
+    if cls is InvalidArgument and "part" in detail:
+        cls = TemplateError
+    elif cls is InvalidArgument and "missing" in detail:
+        cls = MissingVariables
+    err = cls(text, code=info["code"], category=info["category"], failure=info["failure"],
+              diagnostics=diag, result=result)
+    if cls in (TemplateError, MissingVariables):
+        for k, v in detail.items():
+            setattr(err, k, v)
+    return err
+
+
+@contextlib.contextmanager
+def naming(cls: type[NotFound]) -> Iterator[None]:
+    """Raises a bare :class:`NotFound` from the block as ``cls``, the subclass that
+    names what was missing (the engine reports an unknown sequence or campaign as
+    plain not_found)."""
+    try:
+        yield
+    except NotFound as e:
+        if type(e) is not NotFound:
+            raise
+        raise cls(str(e), code=e.code, category=e.category, failure=e.failure,
+                  diagnostics=e.diagnostics, result=e.result) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional, Union
+from typing import Any, Iterable, Literal, Optional, Union
 
 Seconds = Union[int, float, _dt.timedelta]
 WindowKind = Literal["rolling", "calendar"]
@@ -19,6 +19,13 @@ QuotaScope = Literal["provider", "sender_domain", "recipient_domain"]
 SuppressionReason = Literal["unsubscribe", "hard_bounce", "complaint", "manual", "legal"]
 PauseScope = Literal["workspace", "pool", "mailbox", "provider", "sender_domain"]
 OpenMode = Literal["existing", "create", "open_or_create"]
+DelayUnit = Literal["hours", "days", "business_days"]
+SenderKind = Literal["pool", "mailbox", "previous_step", "owner"]
+Threading = Literal["new_thread", "reply"]
+StopScope = Literal["this_sequence", "every_sequence"]
+EnrollmentConflict = Literal["refuse", "merge"]
+EnrollmentState = Literal["active", "paused", "completed", "stopped", "failed"]
+DeliveryState = Literal["pending", "claimed", "delivered", "failed"]
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -274,10 +281,37 @@ class Event:
     provider_event: str = ""
     dedup_key: str = ""
     diagnostic_code: str = ""
+    campaign: str = ""  #: the campaign the send belongs to, else ""
+    provider_event_id: str = ""  #: the provider's id for a webhook event
+    raw: str = ""  #: a webhook event's record as received, when kept
 
     @classmethod
     def _from(cls, d: dict) -> "Event":
         return cls(**_times(d, "at", "retry_at"))
+
+    # A sequence step's send carries the key "seq:<sequence>:<enrollment>:<step>"
+    # (docs/sequences.md); sequence ids hold no ':', so it splits cleanly.
+    def _step_key(self) -> Optional[list[str]]:
+        parts = self.idempotency_key.split(":")
+        return parts if len(parts) == 4 and parts[0] == "seq" else None
+
+    @property
+    def sequence(self) -> str:
+        """The sequence of a step's send, else ""."""
+        k = self._step_key()
+        return k[1] if k else ""
+
+    @property
+    def enrollment(self) -> Optional[int]:
+        """The enrollment id of a step's send, else None."""
+        k = self._step_key()
+        return int(k[2]) if k else None
+
+    @property
+    def step(self) -> Optional[int]:
+        """The 1-based step of a step's send, else None."""
+        k = self._step_key()
+        return int(k[3]) if k else None
 
 
 @dataclass(frozen=True)
@@ -445,6 +479,463 @@ class UnsubscribeResult:
     send_id: str
     suppressed: bool
     already: bool
+
+
+# --- sequences -----------------------------------------------------------------
+
+
+@dataclass
+class Delay:
+    """How long after the step before (the enrollment, for the first step) a step falls due:
+    ``hours`` of elapsed time, or the same local time ``days`` or ``business_days`` later."""
+
+    amount: int = 0
+    unit: DelayUnit = "days"
+
+
+def hours(n: int) -> Delay:
+    return Delay(n, "hours")
+
+
+def days(n: int) -> Delay:
+    return Delay(n, "days")
+
+
+def business_days(n: int) -> Delay:
+    return Delay(n, "business_days")
+
+
+@dataclass
+class SenderRule:
+    """Who sends a step: a mailbox drawn from pool ``id``, exactly mailbox ``id``, the
+    mailbox of the step before, or the enrollment's owner. The last two send from
+    ``fallback_pool`` when there is no such mailbox (without one, the enrollment fails)."""
+
+    kind: SenderKind = "pool"
+    id: str = ""
+    fallback_pool: str = ""
+
+    @staticmethod
+    def pool(id: str) -> "SenderRule":
+        return SenderRule("pool", id)
+
+    @staticmethod
+    def mailbox(id: str) -> "SenderRule":
+        return SenderRule("mailbox", id)
+
+    @staticmethod
+    def previous_step(fallback_pool: str = "") -> "SenderRule":
+        return SenderRule("previous_step", "", fallback_pool)
+
+    @staticmethod
+    def owner(fallback_pool: str = "") -> "SenderRule":
+        return SenderRule("owner", "", fallback_pool)
+
+
+@dataclass
+class Step:
+    """One step of a sequence: a template (docs/templates.md) sent ``delay`` after the
+    step before, by ``sender``, in a thread of its own or as a ``"reply"`` in the
+    previous step's thread (In-Reply-To, References, and "Re: " and its subject when
+    ``subject`` is empty)."""
+
+    sender: SenderRule
+    delay: Delay = field(default_factory=Delay)
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    threading: Threading = "new_thread"
+
+    def _native(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def _from(cls, d: dict) -> "Step":
+        return cls(sender=SenderRule(**d.pop("sender")), delay=Delay(**d.pop("delay")), **d)
+
+
+@dataclass
+class Sequence:
+    """Ordered steps that may ride across sender identities (docs/sequences.md).
+
+    Days and business days of a pool step count in ``time_zone`` ("" is UTC) over
+    ``business_weekdays`` (bit 0 = Sunday) and ``holidays`` ("YYYY-MM-DD"); a step
+    sent by a known mailbox counts in that mailbox's zone and window weekdays."""
+
+    id: str
+    steps: list[Step] = field(default_factory=list)
+    name: str = ""
+    time_zone: str = ""
+    business_weekdays: int = 0x3E
+    holidays: list[str] = field(default_factory=list)
+    on_enrolled_twice: EnrollmentConflict = "refuse"
+    reply_stops: StopScope = "every_sequence"
+    goal_stops: StopScope = "this_sequence"
+
+    def _native(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def _from(cls, d: dict) -> "Sequence":
+        return cls(steps=[Step._from(s) for s in d.pop("steps")], **d)
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """One contact in one sequence, as the store keeps it."""
+
+    id: int
+    sequence_id: str
+    address: str  #: normalised, as a suppression entry's value
+    display_name: str
+    variables: dict[str, str]
+    owner: str
+    actor: str  #: who enrolled the contact; its steps send as this principal
+    state: EnrollmentState
+    #: "none", "replied", "bounced", "unsubscribed", "suppressed", "goal", "manual"
+    stop_reason: str
+    detail: str
+    step: int  #: 0-based index of the next step: the number of steps sent
+    next_due: Optional[_dt.datetime]  #: when its next step is planned; None while queued or ended
+    step_due: _dt.datetime
+    queue_key: str
+    prev_mailbox: str
+    prev_message_id: str
+    prev_subject: str
+    prev_references: list[str]
+    last_sent_at: Optional[_dt.datetime]
+    enrolled_at: _dt.datetime
+    updated_at: _dt.datetime
+    version: int
+
+    @classmethod
+    def _from(cls, d: dict) -> "Enrollment":
+        import json
+
+        d["variables"] = json.loads(d["variables"]) if d["variables"] else {}
+        d = _times(d, "next_due", "step_due", "enrolled_at", "updated_at", "last_sent_at")
+        if d["last_sent_at"] == _EPOCH:
+            d["last_sent_at"] = None
+        return cls(**d)
+
+
+# --- campaigns and forecasts -----------------------------------------------------
+
+
+@dataclass
+class Recipient:
+    """A campaign recipient or a contact to enroll: an address and its template variables
+    (and, for a forecast's contact, the owner mailbox)."""
+
+    to: str
+    variables: dict[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+
+#: A recipient or contact: a :class:`Recipient`, an address, or a tuple of an address,
+#: its variables and (for a forecast's contact) its owner mailbox.
+RecipientLike = Union[Recipient, str, tuple[str, dict[str, str]], tuple[str, dict[str, str], str]]
+
+
+def _recipients(items: Iterable[RecipientLike]) -> list[tuple[str, dict[str, str], str]]:
+    out = []
+    for r in items:
+        if isinstance(r, str):
+            r = Recipient(r)
+        elif isinstance(r, tuple):
+            r = Recipient(*r)
+        out.append((r.to, dict(r.variables), r.owner))
+    return out
+
+
+@dataclass
+class Campaign:
+    """One template sent once to each recipient, through ``pool`` or from ``mailbox``,
+    paced by the send queue (docs/campaigns.md). ``recipients`` are :class:`Recipient`,
+    addresses, or (address, variables) tuples."""
+
+    id: str
+    recipients: list[RecipientLike] = field(default_factory=list)
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    pool: str = ""
+    mailbox: str = ""
+    name: str = ""
+    reply_to: str = ""
+    not_before: Optional[_dt.datetime] = None  #: nothing goes earlier; None: at once
+
+    def _native(self) -> dict:
+        return {"id": self.id, "name": self.name, "subject": self.subject, "text": self.text,
+                "html": self.html, "pool": self.pool, "mailbox": self.mailbox,
+                "reply_to": self.reply_to, "not_before": to_us(self.not_before),
+                "recipients": [(to, v) for to, v, _ in _recipients(self.recipients)]}
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """A started campaign, as the workspace keeps it (without its list)."""
+
+    id: str
+    name: str
+    subject: str
+    text: str
+    html: str
+    pool: str
+    mailbox: str
+    not_before: Optional[_dt.datetime]
+    started_at: _dt.datetime
+    actor: str
+    total: int  #: distinct recipients in the list
+    suppressed_at_start: int
+    cancelled: bool
+    digest: str
+
+    @classmethod
+    def _from(cls, d: dict) -> "CampaignInfo":
+        d = _times(d, "not_before", "started_at")
+        if d["not_before"] == _EPOCH:
+            d["not_before"] = None
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """Where a campaign stands, read from the store's queue: every recipient is in
+    exactly one of sent, failed, unknown, suppressed_at_start, suppressed_at_handoff,
+    cancelled, in_flight, waiting and not_queued."""
+
+    id: str
+    total: int
+    sent: int
+    failed: int
+    unknown: int
+    suppressed_at_start: int
+    suppressed_at_handoff: int
+    cancelled: int
+    in_flight: int
+    waiting: int
+    waiting_by_reason: dict[str, int]  #: "" (not yet looked at), "cap", "window", ...
+    not_queued: int
+    remaining: int  #: waiting + in_flight + not_queued
+    next_due: Optional[_dt.datetime]
+    cancelled_campaign: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.remaining == 0
+
+    @classmethod
+    def _from(cls, d: dict) -> "CampaignProgress":
+        return cls(**_times(d, "next_due"))
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    """A message the forecast sends."""
+
+    at: _dt.datetime  #: simulated hand-off time
+    due: _dt.datetime  #: when it first could go
+    mailbox: str
+    recipient: str
+    origin: str  #: "campaign:<id>", "sequence:<id>/<step>", or a queued item's own
+    step: int  #: 1-based sequence step; 0 for a campaign or queued send
+    bound: str  #: what held it back last ("" none, "cap", "window", "gap", ...)
+    existing: bool  #: already waiting in the workspace's queue
+
+
+@dataclass(frozen=True)
+class ForecastUnsent:
+    recipient: str
+    origin: str
+    step: int
+    reason: str  #: "suppressed", "failed", a stop reason, or what it still waits for
+    detail: str
+    waiting: bool  #: still waits at the horizon (else it ended unsent)
+
+
+@dataclass(frozen=True)
+class ForecastPlan:
+    start: _dt.datetime
+    end: _dt.datetime
+    sends: list[PlannedSend]  #: in time order
+    unsent: list[ForecastUnsent]
+    last: Optional[_dt.datetime]  #: when the request's last message goes out
+    complete: bool  #: every message of the request was sent or ended by ``end``
+
+    @classmethod
+    def _from(cls, d: dict) -> "ForecastPlan":
+        return cls(start=from_us(d["start"]), end=from_us(d["end"]),  # type: ignore[arg-type]
+                   sends=[PlannedSend(**_times(s, "at", "due")) for s in d["sends"]],
+                   unsent=[ForecastUnsent(**u) for u in d["unsent"]],
+                   last=from_us(d["last"]), complete=d["complete"])
+
+
+# --- outbound webhooks ------------------------------------------------------------
+
+
+@dataclass
+class OutboundWebhooks:
+    """How an engine delivers outbound webhooks (docs/webhooks.md, "Outbound webhooks").
+
+    ``allow_private_targets`` and ``allow_http`` admit loopback, private and plain-http
+    URLs (tests, private networks). The retry after attempt n waits a random time up to
+    ``min(first_retry * 4**(n-1), max_retry)``."""
+
+    deliver: bool = True
+    allow_private_targets: bool = False
+    allow_http: bool = False
+    max_attempts: int = 9
+    first_retry: Seconds = 5
+    max_retry: Seconds = 86400
+    disable_on_failure: bool = True
+    timeout: float = 15.0  #: seconds, per request phase
+    max_response_size: int = 64 * 1024
+    poll_interval: float = 1.0  #: seconds between looks for due deliveries
+    in_flight: int = 32
+    retention: Seconds = 7 * 86400
+    ca_file: str = ""
+
+    def _native(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["first_retry"] = seconds(self.first_retry)
+        d["max_retry"] = seconds(self.max_retry)
+        d["retention"] = seconds(self.retention)
+        d["timeout_ms"] = int(d.pop("timeout") * 1000)
+        d["poll_interval_ms"] = int(d.pop("poll_interval") * 1000)
+        return d
+
+
+@dataclass
+class WebhookEndpoint:
+    """A URL the engine POSTs events to, signed the Standard Webhooks way.
+
+    ``secret``: "whsec_" and base64, an ``env:``/``file:`` reference, or "" to have one
+    generated (returned by ``put_webhook_endpoint``). ``event_types``: the events sent
+    ("sent", "bounced", ...); empty: every event."""
+
+    id: str
+    url: str
+    secret: str = ""
+    event_types: list[str] = field(default_factory=list)
+    enabled: bool = True
+    disabled_reason: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event to be POSTed to one endpoint: a row of the outbox."""
+
+    id: int
+    endpoint: str
+    message_id: str  #: the webhook-id header, the same on every attempt
+    event_key: str
+    event_type: str
+    payload: str  #: the JSON body
+    created_at: _dt.datetime
+    due_at: _dt.datetime
+    state: DeliveryState
+    attempts: int
+    last_status: int  #: the last attempt's HTTP status; 0 for none
+    detail: str
+    updated_at: _dt.datetime
+
+    @classmethod
+    def _from(cls, d: dict) -> "WebhookDelivery":
+        return cls(**_times(d, "created_at", "due_at", "updated_at"))
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryCounts:
+    pending: int
+    claimed: int
+    delivered: int
+    failed: int
+    last_delivered: Optional[_dt.datetime]
+
+    @classmethod
+    def _from(cls, d: dict) -> "WebhookDeliveryCounts":
+        return cls(**_times(d, "last_delivered"))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Template:
+    """A message template compiled once (docs/templates.md): variables, fallbacks,
+    sections and spintax. A template that does not compile raises
+    :class:`TemplateError` with its part, line and column."""
+
+    def __init__(self, subject: str = "", text: str = "", html: str = "") -> None:
+        from . import _mailers
+
+        self._native = _mailers.Template(subject, text, html)
+
+    def variables(self) -> list[str]:
+        """Every variable it refers to, sorted."""
+        return self._native.variables()
+
+    def required_variables(self) -> list[str]:
+        """Variables every render needs (used without a fallback outside any section)."""
+        return self._native.required_variables()
+
+    def check(self, variables: dict[str, str]) -> tuple[list[str], list[str]]:
+        """(missing, invalid): what ``variables`` lacks for some render, and values
+        that are not valid UTF-8 text."""
+        return self._native.check(variables)
+
+    def render(self, variables: dict[str, str], seed: int = 0) -> Rendered:
+        """Renders the three parts; spintax choices follow ``seed``
+        (:func:`template_seed`). A variable used without a fallback and absent raises
+        :class:`TemplateError` naming it and where it is used."""
+        return Rendered(*self._native.render(variables, seed))
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """The outcome of :func:`verify_webhook_signature`: ``http_status`` 200 when it
+    verifies, else the status to answer (400, 401, 403) and the ``reason``."""
+
+    http_status: int
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.http_status == 200
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def template_seed(enrollment_id: str, step: int) -> int:
+    """The spintax seed of one enrollment's step, stable across runs and versions."""
+    from . import _mailers
+
+    return _mailers.template_seed(enrollment_id, step)
+
+
+def verify_webhook_signature(secret: str, headers: Any, body: Union[str, bytes], *,
+                             now: Optional[_dt.datetime] = None,
+                             tolerance: float = 300) -> SignatureCheck:
+    """Checks an outbound webhook request the Standard Webhooks way: its
+    ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` headers (a mapping
+    or (name, value) pairs, any case) against the body and the endpoint's secret.
+    The timestamp must be within ``tolerance`` seconds of ``now`` (default: the
+    current time). Receivers also ignore a ``webhook-id`` they have seen."""
+    from . import _mailers
+
+    pairs = headers.items() if hasattr(headers, "items") else headers
+    h = {k.lower(): v for k, v in pairs}
+    status, reason = _mailers.verify_webhook_signature(
+        secret, h.get("webhook-id", ""), h.get("webhook-timestamp", ""), body,
+        h.get("webhook-signature", ""),
+        to_us(now or _dt.datetime.now(_dt.timezone.utc)), int(tolerance))
+    return SignatureCheck(status, reason)
 
 
 def request(to: str, *, pool: str = "", mailbox: str = "", subject: str = "", text: str = "",

@@ -12,6 +12,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <array>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -19,6 +20,7 @@
 #include <future>
 #include <mailers.hpp>
 #include <mailers/postgres_store.hpp>
+#include <mailers/webhook_signing.hpp>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -305,7 +307,314 @@ py::dict from_event(const event& e) {
         py::arg("message_id") = e.message_id, py::arg("bounce") = std::string(to_string(e.bounce)),
         py::arg("detail") = e.detail, py::arg("retry_at") = opt_us(e.retry_at),
         py::arg("provider_event") = e.provider_event, py::arg("dedup_key") = e.dedup_key,
-        py::arg("diagnostic_code") = e.diagnostic_code);
+        py::arg("diagnostic_code") = e.diagnostic_code, py::arg("campaign") = e.campaign,
+        py::arg("provider_event_id") = e.provider_event_id, py::arg("raw") = e.raw);
+}
+
+// What a refusal knows beyond its code and message, for the exception's
+// attributes: where a template failed, or which variables a contact lacks.
+struct error_detail {
+    std::optional<template_error> at;
+    std::size_t step = 0;  // 1-based sequence step; 0 for none
+    std::string field;
+    std::vector<std::string> missing, invalid;
+    std::string recipient;
+};
+
+struct detailed_exception : exception {
+    detailed_exception(const exception& e, error_detail d)
+        : exception(e.code(), e.diag()), detail(std::move(d)) {}
+    error_detail detail;
+};
+
+py::dict from_detail(const error_detail& d) {
+    py::dict out;
+    if (d.at) {
+        out["part"] = std::string(to_string(d.at->part));
+        out["line"] = d.at->line;
+        out["column"] = d.at->column;
+        out["reason"] = d.at->message;
+        out["step"] = d.step;
+        out["field"] = d.field;
+    }
+    if (!d.missing.empty() || !d.invalid.empty()) {
+        out["missing"] = d.missing;
+        out["invalid"] = d.invalid;
+        out["recipient"] = d.recipient;
+    }
+    return out;
+}
+
+[[noreturn]] void throw_template_error(const template_error& t, std::string message,
+                                       std::size_t step = 0, std::string field = {}) {
+    throw detailed_exception(exception(make_error_code(errc::invalid_argument), message),
+                             {t, step, std::move(field), {}, {}, {}});
+}
+
+// --- sequences, campaigns, forecasts, outbound webhooks ---------------------
+
+// Enums without a library to_string, named as the Python API spells them.
+constexpr std::array<const char*, 3> delay_units = {"hours", "days", "business_days"};
+constexpr std::array<const char*, 2> conflict_names = {"refuse", "merge"};
+
+template <typename E, std::size_t N>
+E parse_named(const std::string& s, const std::array<const char*, N>& names, const char* what) {
+    for (std::size_t i = 0; i < N; ++i)
+        if (s == names[i]) return static_cast<E>(i);
+    throw exception(make_error_code(errc::invalid_argument),
+                    std::string("unknown ") + what + " '" + s + "'");
+}
+
+template <typename T, typename F>
+py::list to_list(const std::vector<T>& items, F from) {
+    py::list out;
+    for (const auto& x : items) out.append(from(x));
+    return out;
+}
+
+// A listing's filter: a state (one of `states` names), and paging.
+template <typename Filter, typename State>
+Filter paged_filter(const py::dict& d, int states, const char* what) {
+    Filter f;
+    if (auto st = get<std::string>(d, "state", ""); !st.empty())
+        f.state = parse_enum<State>(st, states, what);
+    f.after_id = get<std::uint64_t>(d, "after_id", 0);
+    f.limit = get<std::size_t>(d, "limit", 0);
+    return f;
+}
+
+template_source to_content(const py::dict& d) {
+    return {get<std::string>(d, "subject", ""), get<std::string>(d, "text", ""),
+            get<std::string>(d, "html", "")};
+}
+
+template_variables to_variables(const py::object& o) {
+    template_variables out;
+    if (o.is_none()) return out;
+    for (auto [k, v] : o.cast<py::dict>())
+        out.emplace(k.cast<std::string>(), v.cast<std::string>());
+    return out;
+}
+
+sequence_config to_sequence(const py::dict& d) {
+    sequence_config c;
+    c.id = get<std::string>(d, "id", "");
+    c.name = get<std::string>(d, "name", "");
+    c.time_zone = get<std::string>(d, "time_zone", "");
+    c.business_weekdays =
+        static_cast<std::uint8_t>(get<int>(d, "business_weekdays", send_window::weekdays_mon_fri));
+    c.holidays = get<std::vector<std::string>>(d, "holidays", {});
+    c.on_enrolled_twice = parse_named<enrollment_conflict>(
+        get<std::string>(d, "on_enrolled_twice", "refuse"), conflict_names, "enrollment conflict");
+    c.reply_stops = parse_enum<stop_scope>(get<std::string>(d, "reply_stops", "every_sequence"), 2,
+                                           "stop scope");
+    c.goal_stops =
+        parse_enum<stop_scope>(get<std::string>(d, "goal_stops", "this_sequence"), 2, "stop scope");
+    for (auto item : get<py::list>(d, "steps", py::list())) {
+        auto s = item.cast<py::dict>();
+        sequence_step step;
+        auto delay = get<py::dict>(s, "delay", py::dict());
+        step.delay.in = parse_named<sequence_delay::unit>(get<std::string>(delay, "unit", "days"),
+                                                          delay_units, "delay unit");
+        step.delay.amount = get<std::uint32_t>(delay, "amount", 0);
+        step.content = to_content(s);
+        auto sender = get<py::dict>(s, "sender", py::dict());
+        step.sender.kind = parse_enum<sender_rule_kind>(get<std::string>(sender, "kind", "pool"), 4,
+                                                        "sender rule");
+        step.sender.id = get<std::string>(sender, "id", "");
+        step.sender.fallback_pool = get<std::string>(sender, "fallback_pool", "");
+        step.threading = parse_enum<step_threading>(get<std::string>(s, "threading", "new_thread"),
+                                                    2, "threading");
+        c.steps.push_back(std::move(step));
+    }
+    return c;
+}
+
+py::dict from_sequence(const sequence_config& c) {
+    py::list steps;
+    for (const auto& s : c.steps)
+        steps.append(py::dict(
+            py::arg("delay") = py::dict(py::arg("unit") = delay_units[static_cast<int>(s.delay.in)],
+                                        py::arg("amount") = s.delay.amount),
+            py::arg("sender") = py::dict(py::arg("kind") = std::string(to_string(s.sender.kind)),
+                                         py::arg("id") = s.sender.id,
+                                         py::arg("fallback_pool") = s.sender.fallback_pool),
+            py::arg("subject") = s.content.subject, py::arg("text") = s.content.text,
+            py::arg("html") = s.content.html,
+            py::arg("threading") = std::string(to_string(s.threading))));
+    return py::dict(
+        py::arg("id") = c.id, py::arg("steps") = steps, py::arg("name") = c.name,
+        py::arg("time_zone") = c.time_zone, py::arg("business_weekdays") = c.business_weekdays,
+        py::arg("holidays") = c.holidays,
+        py::arg("on_enrolled_twice") = conflict_names[static_cast<int>(c.on_enrolled_twice)],
+        py::arg("reply_stops") = std::string(to_string(c.reply_stops)),
+        py::arg("goal_stops") = std::string(to_string(c.goal_stops)));
+}
+
+py::dict from_enrollment(const enrollment& e) {
+    return py::dict(
+        py::arg("id") = e.id, py::arg("sequence_id") = e.sequence_id,
+        py::arg("address") = e.address, py::arg("display_name") = e.display_name,
+        py::arg("variables") = e.variables, py::arg("owner") = e.owner, py::arg("actor") = e.actor,
+        py::arg("state") = std::string(to_string(e.state)),
+        py::arg("stop_reason") = std::string(to_string(e.stop_reason)),
+        py::arg("detail") = e.detail, py::arg("step") = e.step,
+        py::arg("next_due") = opt_us(e.next_due), py::arg("step_due") = to_us(e.step_due),
+        py::arg("queue_key") = e.queue_key, py::arg("prev_mailbox") = e.prev_mailbox,
+        py::arg("prev_message_id") = e.prev_message_id, py::arg("prev_subject") = e.prev_subject,
+        py::arg("prev_references") = e.prev_references,
+        py::arg("last_sent_at") = to_us(e.last_sent_at),
+        py::arg("enrolled_at") = to_us(e.enrolled_at), py::arg("updated_at") = to_us(e.updated_at),
+        py::arg("version") = e.version);
+}
+
+campaign_config to_campaign(const py::dict& d) {
+    campaign_config c;
+    c.id = get<std::string>(d, "id", "");
+    c.name = get<std::string>(d, "name", "");
+    c.content = to_content(d);
+    c.pool = get<std::string>(d, "pool", "");
+    c.mailbox = get<std::string>(d, "mailbox", "");
+    if (auto rt = get<std::string>(d, "reply_to", ""); !rt.empty()) c.reply_to = parse_addr(rt);
+    c.not_before = from_us(get<std::int64_t>(d, "not_before", 0));
+    std::size_t n = 0;
+    for (auto item : get<py::list>(d, "recipients", py::list())) {
+        auto r = item.cast<py::tuple>();
+        ++n;
+        const auto text = r[0].cast<std::string>();
+        auto a = parse_address(text);
+        if (!a)
+            throw exception(make_error_code(errc::invalid_address),
+                            "recipient " + std::to_string(n) + " ('" + text +
+                                "') is not a valid email address");
+        c.recipients.push_back({*a, to_variables(r[1])});
+    }
+    return c;
+}
+
+py::dict from_campaign(const campaign_info& c) {
+    return py::dict(py::arg("id") = c.id, py::arg("name") = c.name,
+                    py::arg("subject") = c.content.subject, py::arg("text") = c.content.text,
+                    py::arg("html") = c.content.html, py::arg("pool") = c.pool,
+                    py::arg("mailbox") = c.mailbox, py::arg("not_before") = to_us(c.not_before),
+                    py::arg("started_at") = to_us(c.started_at), py::arg("actor") = c.actor,
+                    py::arg("total") = c.total,
+                    py::arg("suppressed_at_start") = c.suppressed_at_start,
+                    py::arg("cancelled") = c.cancelled, py::arg("digest") = c.digest);
+}
+
+py::dict from_reasons(const std::vector<std::pair<std::string, std::uint64_t>>& reasons) {
+    py::dict out;
+    for (const auto& [reason, n] : reasons) out[py::str(reason)] = n;
+    return out;
+}
+
+py::dict from_progress(const campaign_progress& p) {
+    return py::dict(py::arg("id") = p.id, py::arg("total") = p.total, py::arg("sent") = p.sent,
+                    py::arg("failed") = p.failed, py::arg("unknown") = p.unknown,
+                    py::arg("suppressed_at_start") = p.suppressed_at_start,
+                    py::arg("suppressed_at_handoff") = p.suppressed_at_handoff,
+                    py::arg("cancelled") = p.cancelled, py::arg("in_flight") = p.in_flight,
+                    py::arg("waiting") = p.waiting,
+                    py::arg("waiting_by_reason") = from_reasons(p.waiting_by_reason),
+                    py::arg("not_queued") = p.not_queued, py::arg("remaining") = p.remaining,
+                    py::arg("next_due") = opt_us(p.next_due),
+                    py::arg("cancelled_campaign") = p.cancelled_campaign);
+}
+
+py::dict from_plan(const forecast_plan& p) {
+    py::list sends, unsent;
+    for (const auto& s : p.sends)
+        sends.append(py::dict(py::arg("at") = to_us(s.at), py::arg("due") = to_us(s.due),
+                              py::arg("mailbox") = s.mailbox, py::arg("recipient") = s.recipient,
+                              py::arg("origin") = s.origin, py::arg("step") = s.step,
+                              py::arg("bound") = s.bound, py::arg("existing") = s.existing));
+    for (const auto& u : p.unsent)
+        unsent.append(py::dict(py::arg("recipient") = u.recipient, py::arg("origin") = u.origin,
+                               py::arg("step") = u.step, py::arg("reason") = u.reason,
+                               py::arg("detail") = u.detail, py::arg("waiting") = u.waiting));
+    return py::dict(py::arg("start") = to_us(p.start), py::arg("end") = to_us(p.end),
+                    py::arg("sends") = sends, py::arg("unsent") = unsent,
+                    py::arg("last") = opt_us(p.last), py::arg("complete") = p.complete);
+}
+
+webhook_endpoint to_endpoint(const py::dict& d) {
+    webhook_endpoint ep;
+    ep.id = get<std::string>(d, "id", "");
+    ep.url = get<std::string>(d, "url", "");
+    ep.secret = get<std::string>(d, "secret", "");
+    for (const auto& name : get<std::vector<std::string>>(d, "event_types", {})) {
+        auto t = event_type_named(name);
+        if (!t)
+            throw exception(make_error_code(errc::invalid_argument),
+                            "unknown event type '" + name + "'");
+        ep.event_types.push_back(*t);
+    }
+    ep.enabled = get<bool>(d, "enabled", true);
+    ep.disabled_reason = get<std::string>(d, "disabled_reason", "");
+    ep.description = get<std::string>(d, "description", "");
+    return ep;
+}
+
+py::dict from_endpoint(const webhook_endpoint& ep) {
+    std::vector<std::string> types;
+    for (auto t : ep.event_types) types.emplace_back(to_string(t));
+    return py::dict(py::arg("id") = ep.id, py::arg("url") = ep.url, py::arg("secret") = ep.secret,
+                    py::arg("event_types") = types, py::arg("enabled") = ep.enabled,
+                    py::arg("disabled_reason") = ep.disabled_reason,
+                    py::arg("description") = ep.description);
+}
+
+py::dict from_delivery(const webhook_delivery& w) {
+    return py::dict(py::arg("id") = w.id, py::arg("endpoint") = w.endpoint,
+                    py::arg("message_id") = w.message_id, py::arg("event_key") = w.event_key,
+                    py::arg("event_type") = w.event_type, py::arg("payload") = w.payload,
+                    py::arg("created_at") = to_us(w.created_at),
+                    py::arg("due_at") = to_us(w.due_at),
+                    py::arg("state") = std::string(to_string(w.state)),
+                    py::arg("attempts") = w.attempts, py::arg("last_status") = w.last_status,
+                    py::arg("detail") = w.detail, py::arg("updated_at") = to_us(w.updated_at));
+}
+
+outbound_webhook_params to_webhook_params(const py::dict& d) {
+    outbound_webhook_params p;
+    p.deliver = get<bool>(d, "deliver", p.deliver);
+    p.allow_private_targets = get<bool>(d, "allow_private_targets", p.allow_private_targets);
+    p.allow_http = get<bool>(d, "allow_http", p.allow_http);
+    p.max_attempts = get<std::uint32_t>(d, "max_attempts", p.max_attempts);
+    p.first_retry =
+        std::chrono::seconds(get<std::int64_t>(d, "first_retry", p.first_retry.count()));
+    p.max_retry = std::chrono::seconds(get<std::int64_t>(d, "max_retry", p.max_retry.count()));
+    p.disable_on_failure = get<bool>(d, "disable_on_failure", p.disable_on_failure);
+    p.timeout = std::chrono::milliseconds(get<std::int64_t>(d, "timeout_ms", p.timeout.count()));
+    p.max_response_size = get<std::size_t>(d, "max_response_size", p.max_response_size);
+    p.poll_interval = std::chrono::milliseconds(
+        get<std::int64_t>(d, "poll_interval_ms", p.poll_interval.count()));
+    p.in_flight = get<std::size_t>(d, "in_flight", p.in_flight);
+    p.retention = std::chrono::seconds(get<std::int64_t>(d, "retention", p.retention.count()));
+    p.ca_file = get<std::string>(d, "ca_file", p.ca_file);
+    return p;
+}
+
+// The first of `recipients` whose variables `t` (a template or a sequence)
+// finds lacking, as a detail; nullopt when none lacks any.
+template <typename Checker, typename Recipients>
+std::optional<error_detail> lacking(const Checker& t, const Recipients& recipients) {
+    for (const auto& r : recipients) {
+        auto c = t.check(r.variables);
+        if (!c.ok()) return error_detail{{}, 0, {}, c.missing, c.invalid, r.to.addr_spec()};
+    }
+    return std::nullopt;
+}
+
+// Why the engine refused a campaign, in detail, when the template or a
+// recipient's variables are the reason: looked for only after a refusal,
+// so a start that goes through compiles the template once.
+std::optional<error_detail> diagnose_campaign(const campaign_config& c) {
+    template_error at;
+    auto t = message_template::compile(c.content, &at);
+    if (!t) return error_detail{at, 0, "content", {}, {}, {}};
+    return lacking(*t, c.recipients);
 }
 
 // A Python object that a C++ thread may drop: the reference is released
@@ -359,6 +668,8 @@ public:
                     [cb, l, msg = std::string(m)] { (*cb->p)(std::string(to_string(l)), msg); });
             };
         }
+        if (params.contains("webhooks") && !params["webhooks"].is_none())
+            p.webhooks = to_webhook_params(params["webhooks"].cast<py::dict>());
         p.random_seed = get<std::uint64_t>(params, "random_seed", 0);
         p.drain_queue = get<bool>(params, "drain_queue", true);
         p.unsubscribe.url = get<std::string>(params, "unsubscribe_url", "");
@@ -727,6 +1038,179 @@ public:
                         py::arg("suppressed") = r.suppressed, py::arg("already") = r.already);
     }
 
+    // --- sequences and enrollments -------------------------------------------
+
+    void upsert_sequence(const py::object& who, const py::dict& d) {
+        auto actor = to_principal(who);
+        auto cfg = to_sequence(d);
+        py::gil_scoped_release nogil;
+        // Compiled here first so a refused template reaches Python with its
+        // step, part, line and column, not only as words in a message.
+        sequence_error err;
+        if (!sequence::compile(cfg, &err)) {
+            if (err.at) throw_template_error(*err.at, err.to_string(), err.step, err.field);
+            throw exception(make_error_code(errc::invalid_argument), err.to_string());
+        }
+        eng()->upsert_sequence(actor, cfg);
+    }
+
+    py::object find_sequence(const std::string& id) {
+        auto s = unlocked([&](engine& e) { return e.find_sequence(id); });
+        return s ? py::object(from_sequence(s->config())) : py::none();
+    }
+
+    py::list sequences() {
+        return to_list(unlocked([](engine& e) { return e.sequences(); }), from_sequence);
+    }
+
+    py::dict enroll(const py::object& who, const std::string& sequence_id, const std::string& to,
+                    const py::object& variables, const std::string& owner,
+                    const py::object& conflict) {
+        auto actor = to_principal(who);
+        auto contact = parse_addr(to);
+        enroll_options o;
+        o.variables = to_variables(variables);
+        o.owner = owner;
+        if (!conflict.is_none())
+            o.on_enrolled_twice = parse_named<enrollment_conflict>(
+                conflict.cast<std::string>(), conflict_names, "enrollment conflict");
+        enrollment row;
+        {
+            py::gil_scoped_release nogil;
+            auto e = eng();
+            try {
+                row = e->enroll(actor, sequence_id, contact, o);
+            } catch (const exception& x) {
+                if (x.code() != errc::invalid_argument) throw;
+                auto seq = e->find_sequence(sequence_id);
+                auto c = seq ? seq->check(o.variables) : variable_check{};
+                if (c.ok()) throw;
+                throw detailed_exception(x, {{}, 0, {}, c.missing, c.invalid, contact.addr_spec()});
+            }
+        }
+        return from_enrollment(row);
+    }
+
+    py::object find_enrollment(std::uint64_t id) {
+        auto e = unlocked([&](engine& g) { return g.find_enrollment(id); });
+        return e ? py::object(from_enrollment(*e)) : py::none();
+    }
+
+    py::list enrollments(const py::dict& d) {
+        auto f = paged_filter<enrollment_filter, enrollment_state>(d, 5, "enrollment state");
+        f.sequence_id = get<std::string>(d, "sequence_id", "");
+        f.address = get<std::string>(d, "address", "");
+        return to_list(unlocked([&](engine& e) { return e.enrollments(f); }), from_enrollment);
+    }
+
+    py::object next_due() {
+        return opt_us(unlocked([](engine& e) { return e.next_due(); }));
+    }
+
+    // --- campaigns and forecasts ---------------------------------------------
+
+    py::dict start_campaign(const py::object& who, const py::dict& d) {
+        auto actor = to_principal(who);
+        auto cfg = to_campaign(d);
+        campaign_info info;
+        {
+            py::gil_scoped_release nogil;
+            try {
+                info = eng()->start_campaign(actor, cfg);
+            } catch (const exception& x) {
+                if (x.code() != errc::invalid_argument) throw;
+                if (auto why = diagnose_campaign(cfg)) throw detailed_exception(x, *why);
+                throw;
+            }
+        }
+        return from_campaign(info);
+    }
+
+    py::dict campaign_progress(const std::string& id) {
+        return from_progress(unlocked([&](engine& e) { return e.campaign_progress(id); }));
+    }
+
+    py::object find_campaign(const std::string& id) {
+        auto c = unlocked([&](engine& e) { return e.find_campaign(id); });
+        return c ? py::object(from_campaign(*c)) : py::none();
+    }
+
+    py::list campaigns() {
+        return to_list(unlocked([](engine& e) { return e.campaigns(); }), from_campaign);
+    }
+
+    py::dict forecast(const py::dict& d) {
+        forecast_request req;
+        if (d.contains("campaign") && !d["campaign"].is_none())
+            req.campaign = to_campaign(d["campaign"].cast<py::dict>());
+        req.sequence_id = get<std::string>(d, "sequence_id", "");
+        for (auto item : get<py::list>(d, "contacts", py::list())) {
+            auto c = item.cast<py::tuple>();
+            req.contacts.push_back({parse_addr(c[0].cast<std::string>()), to_variables(c[1]),
+                                    c[2].cast<std::string>()});
+        }
+        req.horizon = std::chrono::hours(get<std::int64_t>(d, "horizon_hours", 24 * 30));
+        req.include_queue = get<bool>(d, "include_queue", true);
+        forecast_plan plan;
+        {
+            py::gil_scoped_release nogil;
+            auto e = eng();
+            try {
+                plan = e->forecast(req);
+            } catch (const exception& x) {
+                if (x.code() != errc::invalid_argument) throw;
+                std::optional<error_detail> why;
+                if (req.campaign) why = diagnose_campaign(*req.campaign);
+                if (!why && !req.sequence_id.empty())
+                    if (auto seq = e->find_sequence(req.sequence_id))
+                        why = lacking(*seq, req.contacts);
+                if (why) throw detailed_exception(x, *why);
+                throw;
+            }
+        }
+        return from_plan(plan);
+    }
+
+    // --- outbound webhook endpoints --------------------------------------------
+
+    py::dict put_webhook_endpoint(const py::object& who, const py::dict& d) {
+        auto actor = to_principal(who);
+        auto ep = to_endpoint(d);
+        return from_endpoint(
+            unlocked([&](engine& e) { return e.put_webhook_endpoint(actor, std::move(ep)); }));
+    }
+
+    void enable_webhook_endpoint(const py::object& who, const std::string& id, bool retry_failed,
+                                 std::int64_t failed_since_us) {
+        auto actor = to_principal(who);
+        unlocked([&](engine& e) {
+            e.enable_webhook_endpoint(actor, id, retry_failed, from_us(failed_since_us));
+        });
+    }
+
+    py::list webhook_endpoints() {
+        return to_list(unlocked([](engine& e) { return e.webhook_endpoints(); }), from_endpoint);
+    }
+
+    py::object find_webhook_endpoint(const std::string& id) {
+        auto ep = unlocked([&](engine& e) { return e.find_webhook_endpoint(id); });
+        return ep ? py::object(from_endpoint(*ep)) : py::none();
+    }
+
+    py::list webhook_deliveries(const py::dict& d) {
+        auto f =
+            paged_filter<webhook_delivery_filter, webhook_delivery_state>(d, 4, "delivery state");
+        f.endpoint = get<std::string>(d, "endpoint", "");
+        return to_list(unlocked([&](engine& e) { return e.webhook_deliveries(f); }), from_delivery);
+    }
+
+    py::dict count_webhook_deliveries(const std::string& endpoint) {
+        auto c = unlocked([&](engine& e) { return e.count_webhook_deliveries(endpoint); });
+        return py::dict(py::arg("pending") = c.pending, py::arg("claimed") = c.claimed,
+                        py::arg("delivered") = c.delivered, py::arg("failed") = c.failed,
+                        py::arg("last_delivered") = opt_us(c.last_delivered));
+    }
+
 private:
     void post_event(const event& e) {
         std::shared_ptr<py_ref> cb;
@@ -857,6 +1341,11 @@ PYBIND11_MODULE(_mailers, m) {
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
+        } catch (const detailed_exception& e) {
+            py::dict info = error_info(e.code(), e.diag());
+            info["detail"] = from_detail(e.detail);
+            py::object exc = error_factory()(info, py::none());
+            PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(exc.ptr())), exc.ptr());
         } catch (const exception& e) {
             if (error_factory()) {
                 py::object exc = error_factory()(error_info(e.code(), e.diag()), py::none());
@@ -892,6 +1381,44 @@ PYBIND11_MODULE(_mailers, m) {
                             "unknown preset '" + name + "' (google_workspace, microsoft_365)");
         return from_mailbox(cfg);
     });
+
+    py::class_<message_template>(m, "Template")
+        .def(py::init([](std::string subject, std::string text, std::string html) {
+            template_error at;
+            auto t = message_template::compile({subject, text, html}, &at);
+            if (!t) throw_template_error(at, at.to_string(), 0, "content");
+            return *t;
+        }))
+        .def("variables", &message_template::variables)
+        .def("required_variables", &message_template::required_variables)
+        .def("check",
+             [](const message_template& t, const py::object& vars) {
+                 auto c = t.check(to_variables(vars));
+                 return py::make_tuple(c.missing, c.invalid);
+             })
+        .def("render", [](const message_template& t, const py::object& vars, std::uint64_t seed) {
+            template_error at;
+            auto r = t.render(to_variables(vars), seed, &at);
+            if (!r) {
+                diagnostics d;
+                d.message = at.to_string();
+                throw detailed_exception(exception(r.error(), d), {at, 0, "content", {}, {}, {}});
+            }
+            return py::make_tuple(r->subject, r->text, r->html);
+        });
+    m.def("template_seed", [](const std::string& enrollment_id, std::uint64_t step) {
+        return template_seed(enrollment_id, step);
+    });
+    m.def("verify_webhook_signature",
+          [](const std::string& secret, const std::string& id, const std::string& timestamp,
+             const std::string& body, const std::string& signature, std::int64_t now_us,
+             std::int64_t tolerance) {
+              standard_webhooks::verify_params vp;
+              if (now_us != 0) vp.now = from_us(now_us);
+              vp.tolerance = std::chrono::seconds(tolerance);
+              auto r = standard_webhooks::verify(secret, id, timestamp, body, signature, vp);
+              return py::make_tuple(r.http_status, r.reason);
+          });
 
     py::class_<manual_clock, std::shared_ptr<manual_clock>>(m, "ManualClock")
         .def(py::init([](std::int64_t us) { return std::make_shared<manual_clock>(from_us(us)); }))
@@ -1016,6 +1543,95 @@ PYBIND11_MODULE(_mailers, m) {
              [](core& c, py::object who, bool on) {
                  c.configure(who, on, [](engine& e, P a, bool v) { e.set_access_control(a, v); });
              })
+        .def("upsert_sequence", &core::upsert_sequence)
+        .def("remove_sequence",
+             [](core& c, py::object who, std::string id) {
+                 c.configure(who, id,
+                             [](engine& e, P a, const auto& v) { e.remove_sequence(a, v); });
+             })
+        .def("find_sequence", &core::find_sequence)
+        .def("sequences", &core::sequences)
+        .def("enroll", &core::enroll)
+        .def("set_enrollment",
+             [](core& c, py::object who, std::uint64_t id, std::string to, std::string why) {
+                 bool changed = false;
+                 c.configure(who, id, [&](engine& e, P a, std::uint64_t v) {
+                     if (to == "paused")
+                         changed = e.pause_enrollment(a, v);
+                     else if (to == "active")
+                         changed = e.resume_enrollment(a, v);
+                     else
+                         changed = e.stop_enrollment(a, v, why);
+                 });
+                 return changed;
+             })
+        .def("find_enrollment", &core::find_enrollment)
+        .def("enrollments", &core::enrollments)
+        .def("pause_sequence",
+             [](core& c, py::object who, std::string id, std::string reason) {
+                 c.configure(who, id, [&](engine& e, P a, const auto& v) {
+                     e.pause_sequence(a, v, reason);
+                 });
+             })
+        .def("resume_sequence",
+             [](core& c, py::object who, std::string id) {
+                 c.configure(who, id,
+                             [](engine& e, P a, const auto& v) { e.resume_sequence(a, v); });
+             })
+        .def("is_sequence_paused",
+             [](core& c, std::string id) {
+                 return c.unlocked([&](engine& e) { return e.is_sequence_paused(id); });
+             })
+        .def("record_reply",
+             [](core& c, py::object who, std::string from) {
+                 std::vector<std::uint64_t> ids;
+                 c.configure(who, from,
+                             [&](engine& e, P a, const auto& v) { ids = e.record_reply(a, v); });
+                 return ids;
+             })
+        .def("record_goal",
+             [](core& c, py::object who, std::string address, std::string sequence_id) {
+                 std::vector<std::uint64_t> ids;
+                 c.configure(who, address, [&](engine& e, P a, const auto& v) {
+                     ids = e.record_goal(a, v, sequence_id);
+                 });
+                 return ids;
+             })
+        .def("next_due", &core::next_due)
+        .def("start_campaign", &core::start_campaign)
+        .def("cancel_campaign",
+             [](core& c, py::object who, std::string id) {
+                 std::uint64_t n = 0;
+                 c.configure(who, id,
+                             [&](engine& e, P a, const auto& v) { n = e.cancel_campaign(a, v); });
+                 return n;
+             })
+        .def("campaign_progress", &core::campaign_progress)
+        .def("find_campaign", &core::find_campaign)
+        .def("campaigns", &core::campaigns)
+        .def("forecast", &core::forecast)
+        .def("put_webhook_endpoint", &core::put_webhook_endpoint)
+        .def("remove_webhook_endpoint",
+             [](core& c, py::object who, std::string id) {
+                 bool removed = false;
+                 c.configure(who, id, [&](engine& e, P a, const auto& v) {
+                     removed = e.remove_webhook_endpoint(a, v);
+                 });
+                 return removed;
+             })
+        .def("disable_webhook_endpoint",
+             [](core& c, py::object who, std::string id, std::string reason) {
+                 c.configure(who, id, [&](engine& e, P a, const auto& v) {
+                     e.disable_webhook_endpoint(a, v, reason);
+                 });
+             })
+        .def("enable_webhook_endpoint", &core::enable_webhook_endpoint)
+        .def("webhook_endpoints", &core::webhook_endpoints)
+        .def("find_webhook_endpoint", &core::find_webhook_endpoint)
+        .def("webhook_deliveries", &core::webhook_deliveries)
+        .def("count_webhook_deliveries", &core::count_webhook_deliveries)
+        .def("metrics_text",
+             [](core& c) { return c.unlocked([](engine& e) { return e.metrics_text(); }); })
         .def("flush", [](core& c) { c.unlocked([](engine& e) { e.flush(); }); })
         .def("cancel", [](core& c) { c.unlocked([](engine& e) { e.cancel(); }); });
 }

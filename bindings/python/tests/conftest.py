@@ -1,10 +1,12 @@
 """Fixtures: engines on a fresh SQLite file, and the repository's test SMTP server."""
 
+import datetime as dt
 import os
 import pathlib
 import select
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -70,3 +72,40 @@ def smtp_server(tmp_path):
     server = SmtpServer(tmp_path, "--no-starttls")
     yield server
     server.stop()
+
+
+# Monday 30 November 2026, 08:00 UTC.
+MONDAY = dt.datetime(2026, 11, 30, 8, tzinfo=dt.timezone.utc)
+
+
+def drive(engine, clock, until):
+    """Moves the clock from one due time to the next, up to ``until``."""
+    while True:
+        due = engine.settle()
+        if due is None or due > until:
+            return
+        clock.set(due)
+
+
+def sim_engine(db, **kw):
+    """An engine on a manual clock at MONDAY whose queue looks every 5 ms, with
+    mailboxes rep1, rep2 (pool "sdr") and founder on the capture provider."""
+    clock = mailers.ManualClock(MONDAY)
+    eng = mailers.Engine(db, actor=OPS, clock=clock, queue_poll_interval=0.005,
+                         random_seed=7, **kw)
+    eng.add_provider("cap", "capture://capture")
+    for id in ("rep1", "rep2", "founder"):
+        eng.upsert_mailbox(mailers.Mailbox(id, f"{id.title()} <{id}@brand.com>", "cap"))
+    eng.upsert_pool(mailers.Pool("sdr", ["rep1", "rep2"]))
+    return eng, clock
+
+
+def wait_until(fn, timeout=20):
+    """Polls ``fn`` until it returns something true, and returns that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.01)
+    pytest.fail("condition not reached")

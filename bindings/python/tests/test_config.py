@@ -147,3 +147,22 @@ def test_library_log_lines_reach_the_logging_module(db, caplog):
                for r in caplog.records)
     with pytest.raises(mailers.InvalidArgument):
         mailers.Engine(db, log_level="loud")
+
+
+def test_native_stubs_name_every_native_call():
+    import ast
+    import pathlib
+
+    from mailers import _mailers
+
+    stub = ast.parse((pathlib.Path(mailers.__file__).parent / "_mailers.pyi").read_text())
+
+    def names(body):
+        return {n.name for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+    classes = {n.name: names(n.body) for n in stub.body if isinstance(n, ast.ClassDef)}
+    public = {n for n in dir(_mailers) if not n.startswith("__")} - {"version"}
+    assert public == names(stub.body)
+    for cls, declared in classes.items():
+        native = {n for n in dir(getattr(_mailers, cls)) if not n.startswith("_")}
+        assert native == declared - {"__init__"}, cls

@@ -2,6 +2,7 @@
 MAILERS_REQUIRE_PG=1."""
 
 import asyncio
+import datetime as dt
 import os
 import uuid
 
@@ -74,3 +75,32 @@ def test_unreachable_server_is_a_store_error():
     with pytest.raises(mailers.StoreError):
         mailers.Engine(mailers.Postgres("host=127.0.0.1 port=1 dbname=x user=x "
                                         "connect_timeout=1", mode="existing"))
+
+
+def test_sequence_and_campaign_on_postgres(pg):
+    from conftest import MONDAY, sim_engine
+    from test_sequences import outreach
+
+    store, ws = pg
+    eng, clock = sim_engine(store, workspace=ws)
+    with eng:
+        eng.upsert_sequence(outreach())
+        e = eng.enroll("outreach", "ada@acme.example", owner="rep1",
+                       variables={"company": "Acme"})
+        eng.start_campaign(mailers.Campaign("pg", ["x@example.com", "y@example.com"],
+                                            subject="s", text="t", pool="sdr"))
+        with pytest.raises(mailers.MissingVariables):
+            eng.enroll("outreach", "bob@bolt.example")
+        due = eng.settle()
+        assert due == MONDAY + dt.timedelta(days=2)
+        assert eng.campaign_progress("pg").sent == 2
+        assert eng.find_enrollment(e.id).step == 1
+        clock.set(due)
+        eng.settle()
+        [c1, c2] = [c for c in eng.captured("cap") if c.rcpt_to == ["ada@acme.example"]]
+        assert c2.subject == "Re: " + c1.subject and c2.mailbox == c1.mailbox == "rep1"
+    # Another engine of the workspace reads the same state from the store.
+    with mailers.Engine(store, workspace=ws, actor=OPS, drain_queue=False) as other:
+        assert other.find_enrollment(e.id).step == 2
+        assert other.campaign_progress("pg").finished
+        assert other.find_sequence("outreach") == outreach()

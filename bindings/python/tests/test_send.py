@@ -273,6 +273,8 @@ def test_webhook_hard_bounce_suppresses(engine):
                                   postmark_user="hook", postmark_password="pw", verify=False)
         assert r.http_status == 200, r.reason
         assert r.suppressed == 1 and r.events[0].type == "bounced"
+        assert r.events[0].provider_event_id == "4323372036854775807"
+        assert r.events[0].campaign == "" and r.events[0].step is None
         assert stream.get(5).type == "bounced"
     assert engine.is_suppressed("bounced@example.com")
     again = engine.ingest_webhook("postmark", body, verify=False)
@@ -346,3 +348,27 @@ def test_delivery_report_and_verify_suppressions(engine):
     engine.import_suppressions("a@example.com,address,manual\n")
     report = engine.verify_suppressions()
     assert report.ok and report.audit_chain_ok and report.rows == 2 and report.problems == []
+
+
+def test_settle_on_the_system_clock(engine, monkeypatch):
+    qid = engine.enqueue("ada@example.com", pool="out", subject="s", text="t")
+    assert engine.settle() is None
+    assert engine.find_queued(qid).state == "done" and len(engine.captured("cap")) == 1
+    past = engine.find_queued(qid).not_before
+    errors = []
+    done = threading.Event()
+
+    def from_callback(ev):
+        try:
+            engine.settle()
+        except RuntimeError as e:
+            errors.append(e)
+        done.set()
+
+    sub = engine.on_event(from_callback)
+    send(engine)
+    assert done.wait(10) and errors and "callback" in str(errors[0])
+    sub.cancel()
+    monkeypatch.setattr(engine, "next_due", lambda: past)  # always something due
+    with pytest.raises(TimeoutError):
+        engine.settle(timeout=0.05)

@@ -4673,6 +4673,10 @@ inline void check_erase_person(const store_factory& open, const std::string& ws)
     const auto d2 = add_delivery(*st, ws, sample_delivery("ep1", "send:3:sent"));
     commit(*st, ws,
            {key_op("reply:jane@example.com:1", 1, 10'000), key_op("other-key@x", 1, 10'000)});
+    commit(*st, ws,
+           {store_ops::tally_soft_bounce{"jane@example.com", at_seconds(3), at_seconds(0), 1},
+            store_ops::tally_soft_bounce{"jane@example.com", at_seconds(4), at_seconds(0), 1},
+            store_ops::tally_soft_bounce{"other@example.com", at_seconds(4), at_seconds(0), 1}});
 
     const auto before = st->changes_since(ws, 0).seq;
     erasure_counts audited;
@@ -4686,6 +4690,7 @@ inline void check_erase_person(const store_factory& open, const std::string& ws)
     CHECK(r.counts.enrollments == 2);
     CHECK(r.counts.webhook_deliveries == 1);
     CHECK(r.counts.recorded_keys == 1);
+    CHECK(r.counts.soft_bounces >= 1);  // a row per bounce or per address
     CHECK(audited == r.counts);
     CHECK(r.change_seq > before);
     CHECK(r.audit_seq != 0);
@@ -4747,6 +4752,15 @@ inline void check_erase_person(const store_factory& open, const std::string& ws)
     // Again: nothing left to remove; the entry is written again.
     const auto again = st->erase_person(ws, sample_erasure());
     CHECK(again.counts == erasure_counts{});
+    // Her soft bounces are forgotten: a new one is the first; others' stay.
+    const auto tally = [&](const char* who) {
+        return commit(*st, ws,
+                      {store_ops::tally_soft_bounce{who, at_seconds(6), at_seconds(0), 2}})
+            .ops[0]
+            .applied;
+    };
+    CHECK_FALSE(tally("jane@example.com"));
+    CHECK(tally("other@example.com"));
     CHECK(key_is_free(*st, ws, "reply:jane@example.com:1", 2));
     CHECK_FALSE(key_is_free(*st, ws, "other-key@x", 2));
     CHECK(again.audit_seq == r.audit_seq + 1);
@@ -4812,6 +4826,179 @@ inline void check_purge_sends(const store_factory& open, const std::string& ws) 
 }
 
 // --- end erasure ------------------------------------------------------------------
+
+// --- daily counts and soft-bounce tallies ---------------------------------------
+
+inline store_ops::add_counts count_op(count_day day, count_metric m,
+                                      std::vector<std::pair<count_scope, std::string>> targets,
+                                      std::uint64_t n = 1, bool if_previous = false) {
+    return store_ops::add_counts{day, m, std::move(targets), n, if_previous};
+}
+
+/// The stored count of `m` on `day` for (scope, id); 0 when none.
+inline std::uint64_t stored_count(store& st, std::string_view ws, count_scope scope,
+                                  std::string_view id, count_day day, count_metric m) {
+    for (const auto& d : st.daily_counts(ws, scope, id, day, day))
+        if (d.day == day) return d[m];
+    return 0;
+}
+
+inline void check_daily_counts(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const count_day d0 = 19'700;
+    const std::vector<std::pair<count_scope, std::string>> send_targets{
+        {count_scope::mailbox, "rep1"},
+        {count_scope::pool, "outbound"},
+        {count_scope::provider, "ses-eu"},
+        {count_scope::sender_domain, "brand.example"},
+        {count_scope::workspace, ""}};
+    // Several adds in one commit are added up; counts publish no change.
+    auto r = commit(*st, ws,
+                    {count_op(d0, count_metric::sent, send_targets),
+                     count_op(d0, count_metric::sent, send_targets, 2),
+                     count_op(d0, count_metric::bounced_hard, {{count_scope::mailbox, "rep1"}}),
+                     count_op(d0 + 1, count_metric::sent, {{count_scope::mailbox, "rep1"}}, 5)});
+    CHECK(r.ops[0].applied);
+    CHECK(r.ops[3].applied);
+    CHECK(r.change_seq == 0);
+    // And across commits and handles.
+    auto other = open();
+    commit(*other, ws, {count_op(d0, count_metric::sent, {{count_scope::mailbox, "rep1"}})});
+
+    auto rows = st->daily_counts(ws, count_scope::mailbox, "rep1", d0 - 5, d0 + 5);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].day == d0);
+    CHECK(rows[0][count_metric::sent] == 4);
+    CHECK(rows[0][count_metric::bounced_hard] == 1);
+    CHECK(rows[0][count_metric::delivered] == 0);
+    CHECK(rows[1].day == d0 + 1);
+    CHECK(rows[1][count_metric::sent] == 5);
+    // The range is inclusive and days outside it are left out.
+    CHECK(st->daily_counts(ws, count_scope::mailbox, "rep1", d0 + 1, d0 + 1).size() == 1);
+    CHECK(st->daily_counts(ws, count_scope::mailbox, "rep1", d0 + 2, d0 + 9).empty());
+    // Scopes, ids and workspaces are apart.
+    CHECK(stored_count(*st, ws, count_scope::pool, "outbound", d0, count_metric::sent) == 3);
+    CHECK(stored_count(*st, ws, count_scope::workspace, "", d0, count_metric::sent) == 3);
+    CHECK(stored_count(*st, ws, count_scope::pool, "rep1", d0, count_metric::sent) == 0);
+    CHECK(stored_count(*st, ws, count_scope::mailbox, "rep2", d0, count_metric::sent) == 0);
+    CHECK(stored_count(*st, ws + "-elsewhere", count_scope::mailbox, "rep1", d0,
+                       count_metric::sent) == 0);
+
+    // if_previous_applied follows the op before it: an update_send that
+    // takes, one that does not, a new key, a duplicate one.
+    const std::uint64_t owner = st->attach(ws, sample_member("counts"), long_lease);
+    const auto id = reserve_new(*st, ws, sample_send(1, "count-1", at_seconds(10), owner));
+    ledger_row done = stored_send(*st, ws, id);
+    done.state = send_state::accepted;
+    const auto tgt = std::vector<std::pair<count_scope, std::string>>{{count_scope::mailbox, "c"}};
+    r = commit(*st, ws,
+               {store_ops::update_send{done}, count_op(d0, count_metric::sent, tgt, 1, true)});
+    CHECK(r.ops[0].applied);
+    CHECK(r.ops[1].applied);
+    r = commit(*st, ws,
+               {store_ops::update_send{done}, count_op(d0, count_metric::sent, tgt, 1, true)});
+    CHECK_FALSE(r.ops[0].applied);
+    CHECK_FALSE(r.ops[1].applied);
+    r = commit(*st, ws,
+               {key_op("counted", 10, 100), count_op(d0, count_metric::opened, tgt, 1, true),
+                key_op("counted", 10, 100), count_op(d0, count_metric::opened, tgt, 1, true)});
+    CHECK(r.ops[1].applied);
+    CHECK_FALSE(r.ops[3].applied);
+    // Guarded by a duplicate record: skipped.
+    r = commit(*st, ws, {key_op("counted", 10, 100, 1), count_op(d0, count_metric::opened, tgt)});
+    CHECK_FALSE(r.ops[1].applied);
+    CHECK(stored_count(*st, ws, count_scope::mailbox, "c", d0, count_metric::sent) == 1);
+    CHECK(stored_count(*st, ws, count_scope::mailbox, "c", d0, count_metric::opened) == 1);
+
+    // Refused, counting nothing: if_previous_applied on the first op; a
+    // commit failing on a later op takes its counts back.
+    commit_must_fail(*st, ws, {count_op(d0, count_metric::sent, tgt, 1, true)});
+    queued_send bad;
+    bad.not_before = at_seconds(1);
+    commit_must_fail(*st, ws, {count_op(d0, count_metric::sent, tgt), store_ops::enqueue{bad}});
+    CHECK(stored_count(*st, ws, count_scope::mailbox, "c", d0, count_metric::sent) == 1);
+
+    // purge_counts forgets the days before its day only.
+    CHECK(st->purge_counts(ws, d0 + 1) >= 2);
+    CHECK(st->daily_counts(ws, count_scope::mailbox, "rep1", d0, d0).empty());
+    CHECK(stored_count(*st, ws, count_scope::mailbox, "rep1", d0 + 1, count_metric::sent) == 5);
+}
+
+inline store_ops::tally_soft_bounce tally_op(std::string address, std::int64_t at,
+                                             std::int64_t since, std::uint32_t threshold) {
+    return store_ops::tally_soft_bounce{std::move(address), at_seconds(at), at_seconds(since),
+                                        threshold};
+}
+
+inline void check_soft_bounce_tally(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    auto tally = [&](store& s, std::string a, std::int64_t at, std::int64_t since,
+                     std::uint32_t threshold) {
+        return commit(s, ws, {tally_op(std::move(a), at, since, threshold)}).ops[0].applied;
+    };
+    CHECK_FALSE(tally(*st, "a@example.com", 10, 0, 3));
+    CHECK_FALSE(tally(*st, "b@example.com", 11, 0, 3));  // another address counts apart
+    auto other = open();
+    CHECK_FALSE(tally(*other, "a@example.com", 20, 0, 3));
+    CHECK(tally(*st, "a@example.com", 30, 0, 3));  // the third within the window
+    CHECK(tally(*st, "a@example.com", 31, 0, 3));  // and on
+    // Bounces before `since` no longer count.
+    CHECK_FALSE(tally(*st, "a@example.com", 40, 25, 4));  // 30, 31, 40
+    CHECK(tally(*st, "a@example.com", 41, 25, 4));
+    CHECK_FALSE(tally(*st, "a@example.com", 1000, 900, 2));
+    CHECK(tally(*st, "a@example.com", 1001, 900, 2));
+    // Workspaces are apart.
+    CHECK_FALSE(
+        commit(*st, ws + "-elsewhere", {tally_op("a@example.com", 1002, 900, 2)}).ops[0].applied);
+    // Guarded by a duplicate record: not counted.
+    REQUIRE(commit(*st, ws, {key_op("sb", 10, 100)}).ops[0].applied);
+    auto r = commit(*st, ws, {key_op("sb", 10, 100, 1), tally_op("c@example.com", 50, 0, 1)});
+    CHECK_FALSE(r.ops[1].applied);
+    CHECK_FALSE(tally(*st, "c@example.com", 51, 0, 2));  // the skipped one did not count
+    // A threshold of 0 is refused, with the rest of the commit.
+    commit_must_fail(*st, ws,
+                     {tally_op("d@example.com", 60, 0, 1), tally_op("d@example.com", 61, 0, 0)});
+    CHECK_FALSE(tally(*st, "d@example.com", 62, 0, 2));
+    // purge_counts forgets bounces before its day.
+    CHECK(st->purge_counts(ws, utc_day(at_seconds(2000)) + 1) >= 1);
+    CHECK_FALSE(tally(*st, "a@example.com", 3000, 0, 2));
+}
+
+inline void check_race_counts(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    constexpr std::size_t keys = 10;
+    constexpr std::uint32_t threshold = 5;
+    std::atomic<int> applied_keys{0}, reached{0};
+    const auto tgt = std::vector<std::pair<count_scope, std::string>>{
+        {count_scope::mailbox, "race"}, {count_scope::workspace, ""}};
+    run_threads(race_threads, [&](std::size_t t) {
+        store& st = *handles[t % handles.size()];
+        // Each thread delivers every event once, in its own order: the
+        // event's count and a soft-bounce tally under its record, as a
+        // redelivered webhook reaching several processes would.
+        for (std::size_t i = 0; i < keys; ++i) {
+            const std::size_t k = (i + t * 3) % keys;
+            const std::vector<store_op> ops{
+                key_op("race-count-" + std::to_string(k), 10, 1000, 2),
+                count_op(19'000, count_metric::bounced_soft, tgt),
+                tally_op("race@example.com", static_cast<std::int64_t>(k), 0, threshold)};
+            const auto r = st.commit(ws, ops);
+            if (r.ops[0].applied) ++applied_keys;
+            if (r.ops[2].applied) ++reached;
+            // Counts without a guard all count.
+            st.commit(ws, std::vector<store_op>{count_op(19'000, count_metric::sent, tgt)});
+        }
+    });
+    CHECK(applied_keys.load() == static_cast<int>(keys));
+    // Each tally saw every earlier one: the 5th to the 10th reached it.
+    CHECK(reached.load() == static_cast<int>(keys - threshold + 1));
+    auto st = open();
+    CHECK(stored_count(*st, ws, count_scope::mailbox, "race", 19'000, count_metric::bounced_soft) ==
+          keys);
+    CHECK(stored_count(*st, ws, count_scope::workspace, "", 19'000, count_metric::sent) ==
+          keys * race_threads);
+}
+// --- end daily counts
 
 inline void run_store_conformance(store_factory open, std::string workspace_prefix) {
     const std::string& p = workspace_prefix;
@@ -4972,6 +5159,16 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("retention: purge_sends forgets ended ledger rows before a time") {
         check_purge_sends(open, p + "-purge-sends");
+    }
+    // daily counts
+    SUBCASE("daily counts: added up per day, scope and id, conditional, purged") {
+        check_daily_counts(open, p + "-daily-counts");
+    }
+    SUBCASE("soft bounces: tallied per address within a window") {
+        check_soft_bounce_tally(open, p + "-soft-bounces");
+    }
+    SUBCASE("race: counts and tallies from many handles, each event once") {
+        check_race_counts(open, p + "-race-counts");
     }
 }
 

@@ -17,6 +17,7 @@
 
 #include "config/secret_ref.hpp"
 #include "store/codes.hpp"
+#include "store/count_sum.hpp"
 #include "store/enrollment_rules.hpp"
 #include "store/postgres/pg.hpp"
 #include "store/postgres/pool.hpp"
@@ -711,6 +712,36 @@ struct statements {
                          "DELETE FROM {s}.webhook_outbox WHERE workspace = $1 AND state >= 2 "
                          "AND updated_at < $2");
         // --- end outbound webhooks
+        // --- daily counts: one upsert per commit, rows in key order so two
+        // commits lock shared rows in the same order.
+        dc_add = make("m_dc_add",
+                      "INSERT INTO {s}.daily_counts AS d (workspace, scope, id, day, metric, n) "
+                      "SELECT $1, x.sc, x.i, x.dy, x.m, x.n FROM unnest($2::int4[], $3::text[], "
+                      "$4::int4[], $5::int4[], $6::int8[]) AS x(sc, i, dy, m, n) "
+                      "ORDER BY x.sc, x.i COLLATE \"C\", x.dy, x.m "
+                      "ON CONFLICT (workspace, scope, id, day, metric) DO UPDATE SET "
+                      "n = d.n + excluded.n");
+        dc_read = make("m_dc_read",
+                       "SELECT day, metric, n FROM {s}.daily_counts WHERE workspace = $1 AND "
+                       "scope = $2 AND id = $3 AND day >= $4 AND day <= $5 ORDER BY day, metric");
+        dc_purge =
+            make("m_dc_purge", "DELETE FROM {s}.daily_counts WHERE workspace = $1 AND day < $2");
+        // The upsert locks the address's row, so racing tallies of one
+        // address count one after the other.
+        sb_tally = make("m_sb_tally",
+                        "INSERT INTO {s}.soft_bounces AS t (workspace, address, hits, newest) "
+                        "VALUES ($1, $2, ARRAY[$3::int8], $3::int8) "
+                        "ON CONFLICT (workspace, address) DO UPDATE SET hits = "
+                        "ARRAY(SELECT h FROM unnest(t.hits) AS h WHERE h >= $4 ORDER BY h) "
+                        "|| $3::int8, newest = greatest(t.newest, $3::int8) "
+                        "RETURNING (SELECT count(*) FROM unnest(hits) AS h WHERE h >= $4)");
+        sb_purge =
+            make("m_sb_purge", "DELETE FROM {s}.soft_bounces WHERE workspace = $1 AND newest < $2");
+        sb_trim = make("m_sb_trim",
+                       "UPDATE {s}.soft_bounces SET hits = ARRAY(SELECT h FROM unnest(hits) AS h "
+                       "WHERE h >= $2 ORDER BY h) WHERE workspace = $1 AND EXISTS (SELECT 1 FROM "
+                       "unnest(hits) AS h WHERE h < $2)");
+        // --- end daily counts
         server_now =
             make("m_server_now", "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8");
         unanalysed = make("m_unanalysed",
@@ -733,6 +764,8 @@ struct statements {
     // outbound webhooks
     pg::statement wh_insert, wh_end, wh_fail, wh_retry, wh_claim, wh_requeue, wh_find, wh_after,
         wh_count, wh_purge;
+    // daily counts
+    pg::statement dc_add, dc_read, dc_purge, sb_tally, sb_purge, sb_trim;
 };
 
 // --- enrollments ---------------------------------------------------------------
@@ -1716,6 +1749,14 @@ private:
                                                 s)},
                       pg::params{}.add(ws_s).add(ns.str()).add(ks.str()));
         }
+        {
+            auto r = c.run(pg::statement{"m_erase_soft_bounces",
+                                         fmt::format("DELETE FROM {}.soft_bounces WHERE workspace "
+                                                     "= $1 AND address = ANY($2::text[])",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(keys.str()));
+            n.soft_bounces = r.affected();
+        }
         // The workspace row last, as a commit takes it: its lock orders the
         // suppression change among the others.
         pg::connection::pipeline p(c);
@@ -1998,6 +2039,37 @@ public:
             return static_cast<std::size_t>(r.affected());
         });
     }
+
+    // --- daily counts ---------------------------------------------------------
+
+    std::vector<daily_count> daily_counts(std::string_view ws, count_scope scope,
+                                          std::string_view id, count_day from,
+                                          count_day to) override {
+        return run("daily_counts", true, [&](pg::connection& c, attempt&) {
+            auto r =
+                c.run(sql_.dc_read,
+                      pg::params{}.add(ws).add(static_cast<int>(scope)).add(id).add(from).add(to));
+            std::vector<daily_count> out;
+            for (int i = 0; i < r.rows(); ++i) {
+                const auto day = static_cast<count_day>(r.i64(i, 0));
+                const auto metric = r.i64(i, 1);
+                if (out.empty() || out.back().day != day) out.push_back({day, {}});
+                if (metric >= 0 && metric < static_cast<std::int64_t>(count_metric_count))
+                    out.back().n[static_cast<std::size_t>(metric)] = r.u64(i, 2);
+            }
+            return out;
+        });
+    }
+
+    std::size_t purge_counts(std::string_view ws, count_day before) override {
+        return run("purge_counts", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.dc_purge, pg::params{}.add(ws).add(before));
+            auto t = c.run(sql_.sb_purge, pg::params{}.add(ws).add(micros(day_start(before))));
+            auto u = c.run(sql_.sb_trim, pg::params{}.add(ws).add(micros(day_start(before))));
+            return static_cast<std::size_t>(r.affected() + t.affected() + u.affected());
+        });
+    }
+    // --- end daily counts
 
     std::size_t purge_queued(std::string_view ws, time_point before) override {
         return run("purge_queued", true, [&](pg::connection& c, attempt&) {
@@ -2367,6 +2439,22 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
         if (std::holds_alternative<store_ops::fail_webhook_deliveries>(op) ||
             std::holds_alternative<store_ops::retry_webhook_deliveries>(op))
             continue;
+        // Daily counts and soft-bounce tallies: checked here, written below.
+        if (auto* a = std::get_if<store_ops::add_counts>(&op)) {
+            if (a->if_previous_applied && oi == 0)
+                fail(errc::store_error,
+                     "postgres store: commit: op 0 (add_counts): if_previous_applied on the "
+                     "first op of a commit; no op of the batch was applied");
+            continue;
+        }
+        if (auto* t = std::get_if<store_ops::tally_soft_bounce>(&op)) {
+            if (t->threshold == 0)
+                fail(errc::store_error,
+                     fmt::format("postgres store: commit: op {} (tally_soft_bounce): a threshold "
+                                 "of 0; no op of the batch was applied",
+                                 oi));
+            continue;
+        }
         std::visit(
             [&](auto& o) {
                 using T = std::decay_t<decltype(o)>;
@@ -2635,6 +2723,8 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
     commit_result result;
     result.ops.resize(ops.size());
 
+    detail::count_sum counts_out;  // store_ops::add_counts
+
     std::size_t skip_until = 0;
     std::size_t batched_until = 0;  // ops a batch before them applied already
     for (std::size_t oi = 0; oi < ops.size(); ++oi) {
@@ -2650,6 +2740,17 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                 if constexpr (std::is_same_v<T, store_ops::record_key>) {
                     out.applied = fresh_keys.erase({o.namespace_, o.key}) == 1;
                     if (!out.applied) skip_until = oi + 1 + o.guards;
+                } else if constexpr (std::is_same_v<T, store_ops::add_counts>) {
+                    out.applied = !o.if_previous_applied || result.ops[oi - 1].applied;
+                    if (!out.applied) return;
+                    counts_out.add(o);
+                } else if constexpr (std::is_same_v<T, store_ops::tally_soft_bounce>) {
+                    auto r = c.run(sql_.sb_tally, pg::params{}
+                                                      .add(ws_s)
+                                                      .add(o.address)
+                                                      .add(micros(o.at))
+                                                      .add(micros(o.since)));
+                    out.applied = r.u64(0, 0) >= o.threshold;
                 } else if constexpr (std::is_same_v<T, store_ops::enroll> ||
                                      std::is_same_v<T, store_ops::update_enrollment> ||
                                      std::is_same_v<T, store_ops::stop_enrollments> ||
@@ -3182,6 +3283,20 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                            .add(qu_si.str())
                                            .add(qu_dt.str())
                                            .add(qu_u.str()));
+    }
+    if (!counts_out.empty()) {
+        pg::int_array sc, dy, mt, n;
+        pg::text_array id;
+        for (const auto& [k, v] : counts_out) {
+            sc.push(k.scope);
+            id.push(k.id);
+            dy.push(k.day);
+            mt.push(k.metric);
+            n.push(static_cast<std::int64_t>(v));
+        }
+        p2.add(sql_.dc_add,
+               pg::params{}.add(ws_s).add(sc.str()).add(id.str()).add(dy.str()).add(mt.str()).add(
+                   n.str()));
     }
     const auto i_commit = p2.add_simple("COMMIT");
     std::vector<pg::result> r2;

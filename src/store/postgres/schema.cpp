@@ -277,8 +277,32 @@ CREATE INDEX webhook_outbox_claimed ON {s}.webhook_outbox (workspace, claimed_by
 CREATE INDEX webhook_outbox_ended ON {s}.webhook_outbox (workspace, updated_at) WHERE state >= 2;
 )sql";
 
-constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4,
-                                      step_5, step_6, step_7, step_8};
+// Per-day counts, one row per (scope, id, UTC day, metric), scope and
+// metric as the codes of count_scope and count_metric; soft bounces, one
+// row per address holding the times of its recent ones.
+constexpr std::string_view step_9 = R"sql(
+CREATE TABLE {s}.daily_counts (
+  workspace text COLLATE "C" NOT NULL,
+  scope     integer NOT NULL,
+  id        text COLLATE "C" NOT NULL,
+  day       integer NOT NULL,
+  metric    integer NOT NULL,
+  n         bigint NOT NULL,
+  PRIMARY KEY (workspace, scope, id, day, metric)
+);
+CREATE INDEX daily_counts_day ON {s}.daily_counts (workspace, day);
+CREATE TABLE {s}.soft_bounces (
+  workspace text COLLATE "C" NOT NULL,
+  address   text COLLATE "C" NOT NULL,
+  hits      bigint[] NOT NULL,
+  newest    bigint NOT NULL,
+  PRIMARY KEY (workspace, address)
+);
+CREATE INDEX soft_bounces_newest ON {s}.soft_bounces (workspace, newest);
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4, step_5,
+                                      step_6, step_7, step_8, step_9};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

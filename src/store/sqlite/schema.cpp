@@ -377,6 +377,28 @@ CREATE INDEX webhook_outbox_due ON webhook_outbox (workspace, due_at, id) WHERE 
 CREATE INDEX webhook_outbox_claimed ON webhook_outbox (workspace, claimed_by) WHERE state = 1;
 CREATE INDEX webhook_outbox_ended ON webhook_outbox (workspace, updated_at) WHERE state >= 2;
 )sql"},
+    {9, R"sql(
+-- Per-day counts: one row per (scope, id, UTC day, metric), scope and
+-- metric as the codes of count_scope and count_metric. Soft bounces: one
+-- row per bounce, for the soft-bounce threshold.
+CREATE TABLE daily_counts (
+    workspace TEXT NOT NULL,
+    scope INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    day INTEGER NOT NULL,  -- days since 1970-01-01, UTC
+    metric INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (workspace, scope, id, day, metric)
+) WITHOUT ROWID;
+CREATE INDEX daily_counts_day ON daily_counts (workspace, day);
+CREATE TABLE soft_bounces (
+    workspace TEXT NOT NULL,
+    address TEXT NOT NULL,
+    at INTEGER NOT NULL  -- microseconds since the Unix epoch
+);
+CREATE INDEX soft_bounces_address ON soft_bounces (workspace, address, at);
+CREATE INDEX soft_bounces_at ON soft_bounces (workspace, at);
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

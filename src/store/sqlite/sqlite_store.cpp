@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "store/count_sum.hpp"
 #include "store/enrollment_rules.hpp"
 #include "store/sqlite/common.hpp"
 #include "store/sqlite/schema.hpp"
@@ -361,6 +362,12 @@ std::string describe(const store_op& op) {
         std::string operator()(const store_ops::retry_webhook_deliveries& o) const {
             return fmt::format("retry_webhook_deliveries for endpoint {}", o.endpoint);
         }
+        std::string operator()(const store_ops::add_counts& o) const {
+            return fmt::format("add_counts {} on day {}", to_string(o.metric), o.day);
+        }
+        std::string operator()(const store_ops::tally_soft_bounce&) const {
+            return "tally_soft_bounce";
+        }
     };
     return std::visit(visitor{}, op);
 }
@@ -654,7 +661,7 @@ public:
                     const auto* record = std::get_if<store_ops::record_key>(&ops[i]);
                     if (record && i < guarded_until)
                         fail_op(i, ops, "a record_key cannot be guarded by another");
-                    if (i < skip_until) {
+                    if (i < skip_until || !previous_applied(ops, i, result)) {
                         result.ops[i].applied = false;
                         return;
                     }
@@ -695,6 +702,7 @@ public:
                     for (const std::size_t k : order_) apply_op(k);
                     i = end;
                 }
+                write_counts(b);
                 if (b.dirty) write_workspace(b);
                 tx.commit();
             });
@@ -1046,6 +1054,13 @@ private:
                 d.reset();
             }
             n.recorded_keys = keys.size();
+        }
+        {
+            SQLite::Statement d(db_, fmt::format("DELETE FROM soft_bounces WHERE workspace = ?1 "
+                                                 "AND address IN ({})",
+                                                 in_keys));
+            bind_keys(d);
+            n.soft_bounces = static_cast<std::uint64_t>(d.exec());
         }
     }
 
@@ -1663,6 +1678,8 @@ private:
         // per commit, so an import into a list that never lost an entry
         // spends no statement per entry on them.
         std::optional<bool> supp_tombstones;
+        // store_ops::add_counts of the commit, written once before COMMIT.
+        count_sum counts;
     };
 
     // Where one claim of the reservation being decided stands.
@@ -2423,6 +2440,114 @@ private:
         result.webhook = static_cast<std::uint64_t>(q.exec());
     }
 
+    // --- daily counts and soft-bounce tallies ----------------------------------
+
+    // False when ops[i] is an add_counts that waits on the op before it,
+    // and that one was not applied.
+    bool previous_applied(std::span<const store_op> ops, std::size_t i,
+                          const commit_result& result) {
+        const auto* c = std::get_if<store_ops::add_counts>(&ops[i]);
+        if (!c || !c->if_previous_applied) return true;
+        if (i == 0) fail_op(i, ops, "if_previous_applied on the first op of a commit");
+        return result.ops[i - 1].applied;
+    }
+
+    void apply(batch& b, const store_ops::add_counts& op, op_result& result) {
+        b.counts.add(op);
+        result.applied = true;
+    }
+
+    void write_counts(batch& b) {
+        if (b.counts.empty()) return;
+        if (!add_daily_count_)
+            add_daily_count_.emplace(db_,
+                               "INSERT INTO daily_counts (workspace, scope, id, day, metric, n) "
+                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (workspace, scope, "
+                               "id, day, metric) DO UPDATE SET n = n + excluded.n");
+        for (const auto& [k, n] : b.counts) {
+            statement_use q(*add_daily_count_);
+            q->bindNoCopy(1, b.ws);
+            q->bind(2, k.scope);
+            q->bindNoCopy(3, k.id);
+            q->bind(4, k.day);
+            q->bind(5, k.metric);
+            q->bind(6, static_cast<std::int64_t>(n));
+            q->exec();
+        }
+        b.counts.clear();
+    }
+
+    void apply(batch& b, const store_ops::tally_soft_bounce& op, op_result& result) {
+        if (op.threshold == 0) throw invalid_op("a soft-bounce threshold of 0");
+        // The write lock is held (BEGIN IMMEDIATE): no other commit counts
+        // between the insert and the count.
+        auto bound = [&](const char* sql, time_point t) {
+            SQLite::Statement q(db_, sql);
+            q.bindNoCopy(1, b.ws);
+            q.bindNoCopy(2, op.address);
+            q.bind(3, micros(t));
+            return q;
+        };
+        bound("DELETE FROM soft_bounces WHERE workspace = ?1 AND address = ?2 AND at < ?3",
+              op.since)
+            .exec();
+        bound("INSERT INTO soft_bounces (workspace, address, at) VALUES (?1, ?2, ?3)", op.at)
+            .exec();
+        auto q = bound(
+            "SELECT count(*) FROM soft_bounces WHERE workspace = ?1 AND address = ?2 AND at >= ?3",
+            op.since);
+        q.executeStep();
+        result.applied = static_cast<std::uint64_t>(integer(q, 0)) >= op.threshold;
+    }
+
+public:
+    std::vector<daily_count> daily_counts(std::string_view workspace, count_scope scope,
+                                          std::string_view id, count_day from,
+                                          count_day to) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace), key(id);
+        return guarded("daily_counts", [&] {
+            std::vector<daily_count> out;
+            SQLite::Statement q(db_,
+                                "SELECT day, metric, n FROM daily_counts WHERE workspace = ?1 AND "
+                                "scope = ?2 AND id = ?3 AND day >= ?4 AND day <= ?5 ORDER BY day, "
+                                "metric");
+            q.bindNoCopy(1, ws);
+            q.bind(2, static_cast<int>(scope));
+            q.bindNoCopy(3, key);
+            q.bind(4, from);
+            q.bind(5, to);
+            while (q.executeStep()) {
+                const auto day = static_cast<count_day>(integer(q, 0));
+                const auto metric = integer(q, 1);
+                if (out.empty() || out.back().day != day) out.push_back({day, {}});
+                if (metric >= 0 && metric < static_cast<std::int64_t>(count_metric_count))
+                    out.back().n[static_cast<std::size_t>(metric)] =
+                        static_cast<std::uint64_t>(integer(q, 2));
+            }
+            return out;
+        });
+    }
+
+    std::size_t purge_counts(std::string_view workspace, count_day before) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("purge_counts", [&] {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement q(db_, "DELETE FROM daily_counts WHERE workspace = ?1 AND day < ?2");
+            q.bindNoCopy(1, ws);
+            q.bind(2, before);
+            auto n = static_cast<std::size_t>(q.exec());
+            SQLite::Statement t(db_, "DELETE FROM soft_bounces WHERE workspace = ?1 AND at < ?2");
+            t.bindNoCopy(1, ws);
+            t.bind(2, micros(day_start(before)));
+            n += static_cast<std::size_t>(t.exec());
+            tx.commit();
+            return n;
+        });
+    }
+
+private:
     // --- enrollments ---------------------------------------------------------
 
     template <class Op>
@@ -2567,6 +2692,8 @@ private:
     SQLite::Statement end_attempt_;
     SQLite::Statement claim_deliveries_;
     SQLite::Statement requeue_deliveries_;
+    // --- daily counts: prepared on first use
+    std::optional<SQLite::Statement> add_daily_count_;
     std::unordered_map<std::string, std::int64_t> numbers_;
     std::unordered_map<std::int64_t, key_ids> keys_;  // by workspace number
     // Reused by every commit, so the hot path allocates nothing of its own.

@@ -10,6 +10,11 @@ import {
   ThrottledError,
   type MailersEvent,
   type SendResult,
+  type Enrollment,
+  type CampaignInfo,
+  type CampaignProgress,
+  type ForecastPlan,
+  type WebhookDelivery,
 } from 'mailers';
 
 export async function quickstart(): Promise<void> {
@@ -61,4 +66,57 @@ export async function misuse(engine: Engine): Promise<void> {
   void s;
   // @ts-expect-error: pending is read-only
   engine.pending = 3;
+}
+
+export async function workflows(engine: Engine): Promise<void> {
+  await engine.upsertSequence({
+    id: 'outreach',
+    steps: [
+      { content: { subject: 'Hi {{first_name}}', text: '...' }, sender: { kind: 'owner', fallbackPool: 'sdr' } },
+      { delay: { in: 'business_days', amount: 2 }, content: { text: 'Bumping this.' }, sender: { kind: 'previous_step' }, threading: 'reply' },
+    ],
+    replyStops: 'every_sequence',
+  });
+  const en: Enrollment = await engine.enroll('outreach', 'Ada <ada@acme.example>', { variables: { first_name: 'Ada' }, owner: 'rep1' });
+  const paused: boolean = await engine.pauseEnrollment(en.id);
+  const stopped: number[] = await engine.recordReply('ada@acme.example');
+  const active: Enrollment[] = await engine.enrollments({ sequenceId: 'outreach', state: 'active' });
+  const next: Date | null = await engine.nextDue();
+  void paused, stopped, active, next;
+
+  const info: CampaignInfo = await engine.startCampaign({
+    id: 'q4', content: { subject: 'News', text: 'Hi {{first_name|there}}' }, pool: 'sdr',
+    recipients: ['a@example.com', { to: 'b@example.com', variables: { first_name: 'B' } }],
+  });
+  const p: CampaignProgress = await engine.campaignProgress(info.id);
+  const withdrawn: number = await engine.cancelCampaign('q4');
+  const plan: ForecastPlan = await engine.forecast({ sequenceId: 'outreach', contacts: [{ to: 'c@example.com' }], horizon: 14 * 86400 });
+  void p.finished, withdrawn, plan.last;
+
+  const ep = await engine.putWebhookEndpoint({ id: 'crm', url: 'https://crm.example.com/hook', eventTypes: ['bounced'] });
+  const secret: string = ep.secret;
+  const rows: WebhookDelivery[] = await engine.webhookDeliveries({ endpoint: 'crm', state: 'failed' });
+  const metrics: string = await engine.metricsText();
+  void secret, rows, metrics;
+  engine.on('sent', (e) => void [e.campaign, e.sequence, e.enrollment, e.step]);
+
+  try {
+    await engine.upsertSequence({ id: 'x', steps: [] });
+  } catch (err) {
+    if (err instanceof MailersError && err.templateError) {
+      const line: number | null = err.templateError.line;
+      void line;
+    }
+  }
+}
+
+export async function workflowMisuse(engine: Engine): Promise<void> {
+  // @ts-expect-error: a delay unit is hours, days or business_days
+  await engine.upsertSequence({ id: 's', steps: [{ delay: { in: 'weeks' }, content: {}, sender: { kind: 'pool', id: 'p' } }] });
+  // @ts-expect-error: enrollment ids are numbers
+  await engine.pauseEnrollment('1');
+  // @ts-expect-error: variables are strings
+  await engine.enroll('s', 'a@example.com', { variables: { n: 1 } });
+  // @ts-expect-error: event types are the engine's names
+  await engine.putWebhookEndpoint({ id: 'e', url: 'https://x.example/', eventTypes: ['exploded'] });
 }
