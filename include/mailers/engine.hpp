@@ -137,6 +137,17 @@ struct engine_params {
     /// retry for a few days at most (SES and SendGrid up to 3, Mailgun
     /// about 8 hours, Postmark about 10 hours).
     std::chrono::seconds event_retention{std::chrono::hours(24 * 30)};
+    // --- erasure (docs/privacy.md)
+    /// The secret (or an "env:NAME" / "file:PATH" reference to one) that
+    /// erased addresses are kept suppressed under: HMAC-SHA256 of the
+    /// normalised address. Empty: the workspace's first erasure makes a
+    /// random key and keeps it in the store. The first erasure fixes the
+    /// choice for the workspace (the store keeps the key, or only a mark of
+    /// the host's key); an engine whose key disagrees with it is refused at
+    /// construction (errc::invalid_argument). See docs/privacy.md for what
+    /// each choice protects against.
+    std::string erasure_key;
+    // --- end erasure
 };
 
 /// One message, from a pool or from a named mailbox, to `to` and any `cc`
@@ -357,6 +368,43 @@ struct unsubscribe_result {
     bool suppressed = false;  ///< this call suppressed it
     bool already = false;     ///< it was suppressed before
 };
+
+// --- erasure and export of a person (docs/privacy.md) --------------------------
+
+/// What `engine::erase_person` did.
+struct erasure_report {
+    /// The keyed hash the person stays suppressed under (the suppression
+    /// entry's value under the workspace's rules now): what the audit
+    /// record names, and what an operator can quote instead of the address.
+    std::string hash;
+    time_point at{};  ///< by the engine's clock
+    /// What was removed or scrubbed, per data class (both passes added up:
+    /// the erasure, and a sweep once every engine has it).
+    erasure_counts erased;
+    /// The address was suppressed (by an address entry) before.
+    bool was_suppressed = false;
+    std::uint64_t audit_seq = 0;  ///< the erasure's audit record
+};
+
+/// How long `engine::purge_retained` keeps each class of data; 0 keeps it.
+struct retention_policy {
+    /// Ledger rows, from their reservation: at least 8 days (the longest cap
+    /// window, with margin), since a cap counts the sends in its window.
+    std::chrono::seconds sends{0};
+    /// Outbound webhook deliveries (event payloads) that were delivered or
+    /// given up, from their last attempt.
+    std::chrono::seconds webhook_deliveries{0};
+};
+
+/// What `engine::purge_retained` removed.
+struct retention_report {
+    time_point at{};
+    std::uint64_t sends = 0;
+    std::uint64_t webhook_deliveries = 0;
+    std::uint64_t audit_seq = 0;  ///< the purge's audit record
+};
+
+// --- end erasure ------------------------------------------------------------------
 
 /// Counters since the engine started.
 struct engine_stats {
@@ -704,7 +752,9 @@ public:
     // --- suppression -------------------------------------------------------
 
     /// Suppresses an address ("a@b.com") or, with kind domain, a domain.
-    /// Once it returns, no send to a matching recipient is handed off.
+    /// Once it returns, no send to a matching recipient is handed off. An
+    /// erased address (`erase_person`) is suppressed already and is not
+    /// stored again; `import_suppressions` leaves such lines out too.
     void suppress(const principal& who, suppression_kind kind, std::string_view value,
                   suppression_reason reason, std::string_view source = "api");
     /// Removes an entry; returns false when there was none.
@@ -724,6 +774,52 @@ public:
     /// The folding rules the workspace's suppression keys are made with now
     /// (`engine_params::suppression` once applied, else the stored ones).
     suppression_options suppression_rules() const;
+
+    // --- erasure and export of a person (docs/privacy.md) ---------------------
+
+    /// Erases a person (GDPR Art. 17) while keeping them suppressed. In one
+    /// store transaction: every suppression row of the address (current,
+    /// replaced, removed) goes and keyed-hash entries take its place (one
+    /// per set of folding rules, so a later change of the rules still
+    /// matches); ledger rows are scrubbed (recipient, detail, idempotency
+    /// key) and kept; queued requests to or about the person are emptied
+    /// (waiting items cancelled); enrollments of the address go with their
+    /// message records; outbox rows carrying the person's events and
+    /// recorded keys naming it go. The audit record ("person.erase", type
+    /// "person", id the hash) holds the hash and counts, never the address.
+    /// Once it returns, no engine of the workspace hands off a send to the
+    /// address in any spelling the normaliser folds together, and
+    /// is_suppressed, find_suppression, enroll, start_campaign and enqueue
+    /// see it as suppressed. A second pass then scrubs what sends in flight
+    /// recorded meanwhile. Erasing again is harmless (the counts are 0).
+    /// Audit records written before keep the address (docs/privacy.md).
+    /// Throws errc::invalid_address (not an address; nothing changes),
+    /// errc::permission_denied (permission `erase_person`), errc::invalid_argument
+    /// (this engine's `erasure_key` disagrees with the workspace's).
+    /// Blocking; reads the workspace's audit log and queue.
+    erasure_report erase_person(const principal& who, std::string_view address);
+
+    /// Everything the workspace holds about one address (GDPR Art. 15), as
+    /// one JSON object: "address", "key", "suppressed", "suppression" (the
+    /// entry in force, address or domain or erased hash), "suppression_history"
+    /// (every version of the address's entries), "sends" (ledger rows),
+    /// "events" (outbox rows carrying its events), "enrollments", "queued"
+    /// (queue items to it, without attachments), "audit" (records naming
+    /// it). Permission `export_data`; audited as "person.export" with the
+    /// keyed hash, never the address. errc::invalid_address for a malformed
+    /// address. Blocking; scans the ledger, queue, outbox and audit log.
+    std::string export_person(const principal& who, std::string_view address);
+
+    /// Applies retention windows: forgets ledger rows reserved longer ago
+    /// than `policy.sends` whose outcome is recorded (with their idempotency
+    /// keys: a send repeated under one of them is a new send), and ended
+    /// outbound webhook deliveries older than `policy.webhook_deliveries`.
+    /// Audited as "retention.purge" with the cutoffs and counts (permission
+    /// `erase_person`). errc::invalid_argument for a ledger window under 8
+    /// days, changing nothing. Audit records are not purged here. Blocking.
+    retention_report purge_retained(const principal& who, const retention_policy& policy);
+
+    // --- end erasure --------------------------------------------------------
 
     // --- pause -------------------------------------------------------------
 

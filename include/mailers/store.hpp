@@ -754,6 +754,61 @@ struct suppression_import_result {
     std::uint64_t change_seq = 0;
 };
 
+// --- erasure of a person (docs/privacy.md) -------------------------------------
+
+/// What `store::erase_person` removed or scrubbed, per data class.
+struct erasure_counts {
+    std::uint64_t suppression_rows = 0;    ///< current, replaced and removed rows of the address
+    std::uint64_t sends = 0;               ///< ledger rows scrubbed (recipient, detail, key)
+    std::uint64_t queued = 0;              ///< queue items scrubbed (request emptied)
+    std::uint64_t queue_cancelled = 0;     ///< of those, waiting items cancelled
+    std::uint64_t enrollments = 0;         ///< enrollments deleted, with their message records
+    std::uint64_t webhook_deliveries = 0;  ///< outbox rows deleted (events and their payloads)
+    std::uint64_t recorded_keys = 0;       ///< recorded keys deleted
+    std::uint64_t soft_bounces = 0;        ///< soft-bounce records of the address deleted
+    friend bool operator==(const erasure_counts&, const erasure_counts&) = default;
+};
+
+/// The suppression rows an erasure removed, by the change that wrote them:
+/// what `verify_suppressions` needs to account for rows that are gone.
+struct erased_row {
+    std::uint64_t seq = 0;     ///< the change that wrote it
+    std::uint64_t by_seq = 0;  ///< the change that replaced or removed it; 0 if current
+};
+
+/// One person's erasure, applied in one transaction (`store::erase_person`).
+struct person_erasure {
+    /// The address's normalised keys (under every folding rule set): rows
+    /// whose address column equals one of them are the person's.
+    std::vector<std::string> keys;
+    /// Whether a free text (a ledger detail or idempotency key, a queue
+    /// item's key, an outbox payload, a recorded key) mentions the person.
+    /// The store hands it only texts holding an '@'.
+    std::function<bool(std::string_view)> mentions;
+    /// Whether a queued request (`queued_send::request`, as the engine
+    /// encoded it) is to or about the person. The store hands it every
+    /// queue item's request.
+    std::function<bool(std::string_view)> request_mentions;
+    /// The keyed-hash entries that keep the person suppressed, put as
+    /// put_suppression puts them (publishing one change).
+    std::vector<suppression_entry> entries;
+    /// Called once, inside the transaction, after everything is removed:
+    /// the erasure's audit record (appended as `store_ops::append_audit`).
+    /// Empty: no record (a sweep after the erasure, which changes no
+    /// suppression).
+    std::function<store_ops::append_audit(const erasure_counts&, std::span<const erased_row>)>
+        audit;
+    time_point at{};  ///< becomes updated_at of scrubbed rows
+};
+
+struct person_erasure_result {
+    erasure_counts counts;
+    std::uint64_t audit_seq = 0;
+    std::uint64_t change_seq = 0;  ///< the change that wrote `entries`
+};
+
+// --- end erasure ----------------------------------------------------------------
+
 /// Who a member is, for operators reading `members` and for recovery of
 /// dead processes on one host.
 struct member_info {
@@ -1008,6 +1063,30 @@ public:
     virtual std::size_t purge_webhook_deliveries(std::string_view workspace, time_point before);
     // --- end outbound webhooks ---
 
+    // --- erasure of a person (docs/privacy.md) ------------------------------
+
+    /// Removes one person from the workspace, all or nothing, in one
+    /// transaction: suppression rows (current, replaced, removed) whose
+    /// address value is one of `keys`; ledger rows whose recipient is one of
+    /// them or whose detail or idempotency key `mentions` the person are
+    /// scrubbed (recipient and detail emptied, key cleared) and kept, since
+    /// their cap uses and ids still count; queue items whose request or key
+    /// mentions the person get an empty request (a waiting one is cancelled,
+    /// a claimed one is left to its holder, which cannot read it any more);
+    /// enrollments of one of `keys` are deleted with their message records;
+    /// outbox rows whose payload mentions the person and recorded keys that
+    /// mention it are deleted, and so are the address's soft-bounce records
+    /// (store_ops::tally_soft_bounce). Then `entries` are put and the audit record
+    /// appended. Audit records are never changed. The default throws
+    /// errc::store_error, as the queue's do.
+    virtual person_erasure_result erase_person(std::string_view workspace,
+                                               const person_erasure& erasure);
+    /// Forgets ledger rows reserved before `before` whose outcome is
+    /// recorded (accepted, failed or unknown; a `reserved` row stays),
+    /// with their idempotency keys: a retention window for the ledger.
+    /// Returns how many went. The default throws errc::store_error.
+    virtual std::size_t purge_sends(std::string_view workspace, time_point before);
+    // --- end erasure ---
     // --- daily counts (store_ops::add_counts) ----------------------------------
     // The defaults throw errc::store_error, as the queue's do.
 

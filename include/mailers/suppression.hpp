@@ -93,6 +93,11 @@ struct suppression_options {
 MAILERS_API boost::system::result<std::string> normalise_address(
     std::string_view addr, const suppression_options& opts = {});
 
+/// Whether `value` has the form an erased person's address entry takes:
+/// "erased:" and 64 lower-case hexadecimal digits, a keyed hash of the
+/// address (docs/privacy.md). No address normalises to one.
+MAILERS_API bool is_erased_value(std::string_view value) noexcept;
+
 /// The normalised key of a domain entry: lower-case A-label form, no
 /// trailing dot, or errc::invalid_address (also for address literals,
 /// wildcards and anything holding '@').

@@ -138,7 +138,7 @@ void engine::impl::load() {
         std::unique_lock sl(supp_mu);
         snap = params.storage->load_keys(
             params.workspace, since,
-            [&](suppression_kind kind, std::string_view value) { index.insert(kind, value); });
+            [&](suppression_kind kind, std::string_view value) { index_insert(kind, value); });
     }
     if (!suppression_settings_current(snap)) {
         // New settings re-key the stored entries, which needs them whole: a
@@ -146,10 +146,12 @@ void engine::impl::load() {
         snap = params.storage->load(params.workspace, since);
         std::unique_lock sl(supp_mu);
         index.clear();
+        erased_entries = 0;
+        erased_count_hint = 0;
         std::size_t domains = 0;
         for (const auto& e : snap.suppressions) domains += e.kind == suppression_kind::domain;
         index.reserve(snap.suppressions.size() - domains, domains);
-        for (const auto& e : snap.suppressions) index.insert(e.kind, e.value);
+        for (const auto& e : snap.suppressions) index_insert(e.kind, e.value);
     }
 
     std::lock_guard feed(feed_mu);
@@ -193,6 +195,9 @@ void engine::impl::load() {
             sequences.insert_or_assign(o.id, std::move(*s));
         } else if (o.kind == "audit" && o.id == "key") {
             audit_key_mark = o.json;
+        } else if (o.kind == "settings" && o.id == "erasure") {
+            if (auto why = apply_erasure_object(o); !why.empty())
+                fail(errc::invalid_argument, std::move(why));
         } else if (apply_webhook_object(o)) {
         } else if (apply_rules_object(o)) {
         }
@@ -294,7 +299,7 @@ error_code engine::impl::apply_quota(const quota& q) {
 
 bool engine::impl::suppressed(const std::string& normalised) const {
     std::shared_lock lock(supp_mu);
-    return index.contains_address(normalised);
+    return suppressed_locked(normalised);
 }
 
 namespace {
@@ -396,15 +401,7 @@ std::vector<op_result> engine::impl::mutate(const principal& who, std::string_vi
     // for the others below, the sync thread goes on applying and
     // acknowledging what they change meanwhile, which they may be waiting
     // for in turn.
-    ++own_changes;
-    struct done_guard {
-        std::atomic<int>* n;
-        void release() noexcept {
-            if (n) --*n;
-            n = nullptr;
-        }
-        ~done_guard() { release(); }
-    } guard{&own_changes};
+    own_change_scope guard(*this);
     // A promise of void, not of the reply: std::future's types for a
     // library-private type would be exported from the shared library.
     commit_reply reply;
@@ -468,7 +465,8 @@ void engine::impl::name_origin(event& ev) {
 }
 
 void engine::impl::emit(event ev, bool in_outbox) {
-    name_origin(ev);
+    name_origin(ev);  // before masking: it reads the key
+    if (erased_entries_present()) mask_erased(ev);
     if (!in_outbox) {
         // An event no commit records (a refusal, a note): its rows are
         // written on their own, under a key of their own.
@@ -507,6 +505,7 @@ void engine::impl::emit(event ev, bool in_outbox) {
 engine::engine(boost::asio::any_io_executor ex, engine_params params)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(params))) {
     resolve_audit_key(*impl_);
+    resolve_erasure_key(*impl_);
     impl_->prepare_unsubscribe();
     detail::check_webhook_params(impl_->params.webhooks);
     impl_->load();
@@ -829,6 +828,9 @@ void engine::suppress(const principal& who, suppression_kind kind, std::string_v
     auto key = normalise_entry(kind, value, impl_->suppression_opts());
     if (has_crlf(source)) fail(errc::invalid_argument, "suppression source contains CR or LF");
     impl_->authorize(who, "suppression.add", "suppression", key);
+    // An erased person stays suppressed by the hash alone: storing the
+    // address again would undo the erasure.
+    if (kind == suppression_kind::address && impl_->erased(key)) return;
     impl_->store_suppression(who, kind, key, reason, source);
 }
 
@@ -887,14 +889,27 @@ bool engine::is_suppressed(std::string_view addr) const {
 std::optional<suppression_entry> engine::find_suppression(std::string_view addr) const {
     auto key = normalise_entry(suppression_kind::address, addr, impl_->suppression_opts());
     std::optional<suppression_match> m;
+    std::string erased;
     {
         std::shared_lock lock(impl_->supp_mu);
         m = impl_->index.find(key);
+        if (!m && impl_->suppressed_locked(key)) erased = impl_->erased_value_of(key);
     }
+    if (!m && !erased.empty())
+        m = suppression_match{suppression_kind::address, erased};
     if (!m) return std::nullopt;
     std::optional<suppression_entry> out;
-    impl_->with_store(
-        [&](store& st) { out = st.find_suppression(impl_->params.workspace, m->kind, m->value); });
+    impl_->with_store([&](store& st) {
+        out = st.find_suppression(impl_->params.workspace, m->kind, m->value);
+        // Another engine erased the person: the plain key this engine still
+        // holds in memory is gone from the store, the hash is there.
+        if (!out && m->kind == suppression_kind::address && erased.empty()) {
+            std::shared_lock lock(impl_->supp_mu);
+            erased = impl_->erased_value_of(key);
+        }
+        if (!out && !erased.empty())
+            out = st.find_suppression(impl_->params.workspace, suppression_kind::address, erased);
+    });
     return out;
 }
 
@@ -920,6 +935,7 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
     // Domain entries are few, and kept as values.
     std::vector<std::uint64_t> addresses;
     std::vector<std::string> domains;
+    std::size_t erased_lines = 0;
     sha256_stream digest;
     // Over every entry given, duplicates included, as stored: the rows the
     // import wrote or displaced must add up to it (verify_suppressions).
@@ -934,6 +950,8 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
         auto ec = parse_suppression_csv(
             csv, opts,
             [&](suppression_entry&& e) {
+                // As suppress(): an erased person is not stored again.
+                if (e.kind == suppression_kind::address && s.erased(e.value)) return;
                 if (e.source.empty()) e.source = std::string(source);
                 if (e.created_at == time_point{}) e.created_at = now;
                 // The audit's digest is SHA-256 over "value\n" per entry.
@@ -945,6 +963,10 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
                     addresses.push_back(s.index.address_fingerprint(e.value));
                 else
                     domains.push_back(e.value);
+                // An erased person's entry, restored from an export: the
+                // check must hash from now on. Counted once per line, which
+                // may be more than the index gains: more is only slower.
+                if (is_erased_value(e.value)) ++erased_lines;
                 chunk.push_back(std::move(e));
                 if (chunk.size() == chunk_size) {
                     put(chunk);
@@ -972,15 +994,7 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
 
     // As mutate() does for one change: the sync thread leaves the feed to
     // us until our change is applied here.
-    ++s.own_changes;
-    struct done_guard {
-        std::atomic<int>* n;
-        void release() noexcept {
-            if (n) --*n;
-            n = nullptr;
-        }
-        ~done_guard() { release(); }
-    } guard{&s.own_changes};
+    impl::own_change_scope guard(s);
     // The feed stays ours until the import is in memory: a rejoin after a
     // lease that ran out meanwhile (an SQLite import holds the connection
     // that renews it) would otherwise read all of the import back. Nothing
@@ -1001,6 +1015,8 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
                 s.index.reserve(s.index.address_count() + addresses.size(),
                                 s.index.domain_count() + domains.size());
                 for (const auto fp : addresses) s.index.insert_address_fingerprint(fp);
+                s.erased_entries += erased_lines;
+                s.erased_count_hint = s.erased_entries;
                 for (const auto& d : domains) s.index.insert(suppression_kind::domain, d);
             }
             if (have + 1 == r.change_seq) {

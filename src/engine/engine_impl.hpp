@@ -246,6 +246,18 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// committed, where reading it back (an import of millions of entries)
     /// would cost as much again.
     std::atomic<int> own_changes{0};
+    /// Counts one of own_changes for its lifetime, or until release().
+    struct own_change_scope {
+        std::atomic<int>* n;
+        explicit own_change_scope(impl& s) noexcept : n(&s.own_changes) { ++*n; }
+        void release() noexcept {
+            if (n) --*n;
+            n = nullptr;
+        }
+        ~own_change_scope() { release(); }
+        own_change_scope(const own_change_scope&) = delete;
+        own_change_scope& operator=(const own_change_scope&) = delete;
+    };
     std::mutex feed_mu;
     std::mutex sync_mu;
     std::condition_variable sync_cv;
@@ -373,6 +385,44 @@ struct __attribute__((visibility("hidden"))) engine::impl
 
     // --- suppression (takes supp_mu)
     bool suppressed(const std::string& normalised) const;
+    /// The same, for callers holding supp_mu: an address entry, a domain
+    /// entry, or the keyed hash an erasure left (erasure.cpp).
+    bool suppressed_locked(std::string_view normalised) const;
+
+    // --- erasure (erasure.cpp); under supp_mu
+    /// The key erased addresses are hashed under, once the workspace has
+    /// one that this engine holds; "" otherwise.
+    std::string erasure_key;
+    /// The workspace's key object ("settings"/"erasure") disagrees with
+    /// this engine's `erasure_key`: erased entries cannot be checked, so
+    /// while any exist every address reads as suppressed.
+    bool erasure_key_conflict = false;
+    /// Erased-hash entries in `index`.
+    std::size_t erased_entries = 0;
+    /// The erased-hash value `normalised` would have under the rules in
+    /// force; "" when this engine holds no key. Callers hold supp_mu.
+    std::string erased_value_of(std::string_view normalised) const;
+    /// Whether `normalised` is an erased person's address (its keyed hash
+    /// is in the index). Takes supp_mu.
+    bool erased(std::string_view normalised) const;
+    /// Whether any erased-hash entry is in the index (no lock: a hint that
+    /// spares events the check when nobody was ever erased).
+    bool erased_entries_present() const noexcept {
+        return erased_count_hint.load(std::memory_order_relaxed) != 0;
+    }
+    std::atomic<std::size_t> erased_count_hint{0};
+    /// Replaces an erased person's address in `ev` (recipient, and the
+    /// idempotency key naming it) with the keyed hash, so that events
+    /// about refused sends never record the address again (handlers,
+    /// outbox). Returns whether it changed anything.
+    bool mask_erased(event& ev) const;
+    /// Inserts / erases an index entry, counting erased-hash entries.
+    void index_insert(suppression_kind kind, std::string_view value);
+    void index_erase(suppression_kind kind, std::string_view value);
+    /// Applies the workspace's key object; returns why it conflicts with
+    /// this engine's key ("" when it does not). Takes supp_mu.
+    std::string apply_erasure_object(const stored_object& o);
+    // --- end erasure
 
     // --- audited mutations
     /// Appends an audit record and commits `ops` + the record in one
@@ -512,5 +562,8 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// `why` and the `to` recipient's domain. Pauses are not refusals here.
     error_code check_send(send_request req, std::string& why, std::string& recipient_domain);
 };
+
+/// Resolves `params.erasure_key` when it is a reference (construction).
+void resolve_erasure_key(engine::impl& s);
 
 }  // namespace mailers

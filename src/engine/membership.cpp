@@ -228,6 +228,11 @@ void engine::impl::apply_changes(const change_set& cs) {
                 sequences.insert_or_assign(o.id, std::move(s));
             } else if (o.kind == "settings" && o.id == "suppression") {
                 apply_suppression_settings(o);
+            } else if (o.kind == "settings" && o.id == "erasure") {
+                if (auto why = apply_erasure_object(o); !why.empty())
+                    params.log.log(log_level::error,
+                                   why + "; while it lasts every address reads as suppressed "
+                                         "here once an address is erased");
             } else if (apply_webhook_object(o)) {
             } else if (apply_rules_object(o)) {
             }
@@ -257,8 +262,8 @@ void engine::impl::apply_changes(const change_set& cs) {
         if (!cs.objects.empty() || !cs.deleted_objects.empty()) cap_hints.clear();
         if (!cs.suppressions.empty() || !cs.deleted_suppressions.empty()) {
             std::unique_lock slock(supp_mu);
-            for (const auto& e : cs.suppressions) index.insert(e.kind, e.value);
-            for (const auto& [kind, value] : cs.deleted_suppressions) index.erase(kind, value);
+            for (const auto& e : cs.suppressions) index_insert(e.kind, e.value);
+            for (const auto& [kind, value] : cs.deleted_suppressions) index_erase(kind, value);
         }
         if (cs.seq > applied_seq.load()) applied_seq = cs.seq;
     }

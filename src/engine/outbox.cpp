@@ -251,14 +251,11 @@ std::size_t engine::impl::add_outbox_ops(std::vector<store_op>& ops, const event
     }
     if (targets.empty()) return 0;
     const auto now = clk->now();
-    std::string payload;
-    if (ev.campaign.empty() && ev.sequence.empty() && !ev.idempotency_key.empty()) {
-        auto named = ev;
-        name_origin(named);
-        payload = webhook_payload(named);
-    } else {
-        payload = webhook_payload(ev);
-    }
+    // Named before masking, which may clear a key that holds the address.
+    auto shown = ev;
+    name_origin(shown);
+    if (erased_entries_present()) mask_erased(shown);
+    const auto payload = webhook_payload(shown);
     std::string fresh;
     if (key.empty()) {
         // An event no commit records: a key of its own.

@@ -667,7 +667,7 @@ awaitable<send_pair> run_send(std::shared_ptr<engine::impl> self, send_request r
                     }
                     const auto suppressed_key = [&]() -> const std::string* {
                         for (const auto& k : *keys)
-                            if (s.index.contains_address(k)) return &k;
+                            if (s.suppressed_locked(k)) return &k;
                         return nullptr;
                     };
                     if (s.cancelled) {

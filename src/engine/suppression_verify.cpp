@@ -14,11 +14,12 @@ namespace mailers {
 
 namespace {
 
-enum class change_kind { add, remove, import, settings };
+enum class change_kind { add, remove, import, settings, erase };
 
 bool is_suppression_action(std::string_view action) {
     return action == "suppression.add" || action == "suppression.remove" ||
-           action == "suppression.import" || action == "suppression.settings";
+           action == "suppression.import" || action == "suppression.settings" ||
+           action == "person.erase";
 }
 
 // What an audited change says it did, and what the rows show it did.
@@ -88,7 +89,7 @@ bulk_body bulk_from_json(std::string_view json, change_kind kind) {
     simdjson::dom::object o;
     if (parser.parse(padded).get(o) != simdjson::SUCCESS) return b;
     std::uint64_t n = 0;
-    if (o[kind == change_kind::import ? "count" : "written"].get(n) == simdjson::SUCCESS)
+    if (o[kind == change_kind::settings ? "written" : "count"].get(n) == simdjson::SUCCESS)
         b.count = n;
     if (kind == change_kind::settings) {
         if (o["erased"].get(n) == simdjson::SUCCESS || o["rekeyed"].get(n) == simdjson::SUCCESS)
@@ -203,8 +204,10 @@ private:
             } else {
                 bulk_info c;
                 c.audit_seq = r.seq;
-                c.kind =
-                    r.action == "suppression.import" ? change_kind::import : change_kind::settings;
+                c.kind = r.action == "suppression.import" ? change_kind::import
+                         : r.action == "person.erase"     ? change_kind::erase
+                                                          : change_kind::settings;
+                if (c.kind == change_kind::erase) read_erasure(r);
                 auto b = bulk_from_json(r.after, c.kind);
                 c.want_count = b.count;
                 c.want_erased = b.erased;
@@ -224,6 +227,33 @@ private:
 
     // One key's versions: replaced ones in the order they were ended, then
     // the current one.
+    // An erasure removed rows of one address: the audited single changes
+    // of it (`voided`) and the rows other changes wrote or ended
+    // (`removed`, as [seq, by_seq]) are accounted for by it.
+    void read_erasure(const audit_record& r) {
+        thread_local simdjson::dom::parser parser;
+        simdjson::padded_string padded(r.after);
+        simdjson::dom::object o;
+        if (parser.parse(padded).get(o) != simdjson::SUCCESS) return;
+        simdjson::dom::array arr;
+        if (o["voided"].get(arr) == simdjson::SUCCESS)
+            for (auto v : arr) {
+                std::uint64_t seq = 0;
+                if (v.get(seq) == simdjson::SUCCESS) voided_.insert(seq);
+            }
+        if (o["removed"].get(arr) == simdjson::SUCCESS)
+            for (auto v : arr) {
+                simdjson::dom::array pair;
+                std::uint64_t seq = 0, by = 0;
+                if (v.get(pair) != simdjson::SUCCESS || pair.size() != 2 ||
+                    pair.at(0).get(seq) != simdjson::SUCCESS ||
+                    pair.at(1).get(by) != simdjson::SUCCESS)
+                    continue;
+                ++removed_written_[seq];
+                if (by != 0) ++removed_ended_[by];
+            }
+    }
+
     void check_key(const std::vector<suppression_version>& group) {
         const suppression_kind kind = group.front().entry.kind;
         const std::string& value = group.front().entry.value;
@@ -321,6 +351,7 @@ private:
             const change_group& g = *gp;
             report_.changes += g.adds.size() + g.removes.size() + (g.bulk ? 1 : 0);
             for (const auto& add : g.adds) {
+                if (add.identical == 0 && voided_.count(add.audit_seq)) continue;
                 if (add.identical == 0)
                     problem(add.entry.kind, add.entry.value, add.audit_seq, seq,
                             "the entry this add audited is in no row");
@@ -329,22 +360,32 @@ private:
                             fmt::format("the entry this add audited is in {} rows", add.identical));
             }
             for (const auto& rm : g.removes)
-                if (rm.ended != 1)
+                if (rm.ended != 1 && !(rm.ended == 0 && voided_.count(rm.audit_seq)))
                     problem(rm.kind, rm.value, rm.audit_seq, seq,
                             fmt::format("this removal ended {} rows of its key, not 1", rm.ended));
             if (!g.bulk) continue;
             const bulk_info& c = *g.bulk;
-            const char* name = c.kind == change_kind::import ? "import" : "re-key";
-            if (c.want_count && *c.want_count != c.written.count)
+            const char* name = c.kind == change_kind::import  ? "import"
+                               : c.kind == change_kind::erase ? "erasure"
+                                                              : "re-key";
+            const auto gone = [](const auto& m, std::uint64_t seq) -> std::uint64_t {
+                const auto it = m.find(seq);
+                return it == m.end() ? 0 : it->second;
+            };
+            const std::uint64_t erased_rows = gone(removed_written_, seq);
+            if (c.want_count && *c.want_count != c.written.count + erased_rows)
                 problem(std::nullopt, {}, c.audit_seq, seq,
                         fmt::format("the {} wrote {} rows by its audit record; {} are found", name,
                                     *c.want_count, c.written.count));
+            else if (erased_rows != 0)
+                ++report_.unchecked_digests;  // an erasure took some of its rows
             else if (c.hasher && (!c.want_lanes || *c.want_lanes != c.written.lanes))
                 problem(std::nullopt, {}, c.audit_seq, seq,
                         fmt::format("the {} rows found do not match the digest in the {}'s audit "
                                     "record",
                                     c.written.count, name));
-            if (c.kind == change_kind::settings && c.want_erased && *c.want_erased != c.ended)
+            if (c.kind == change_kind::settings && c.want_erased &&
+                *c.want_erased != c.ended + gone(removed_ended_, seq))
                 problem(std::nullopt, {}, c.audit_seq, seq,
                         fmt::format("the re-key erased {} rows by its audit record; {} are found",
                                     *c.want_erased, c.ended));
@@ -363,6 +404,9 @@ private:
     std::uint64_t first_ = std::numeric_limits<std::uint64_t>::max();
     std::uint64_t newest_ = 0;
     std::vector<late_version> late_;
+    // What erasures removed (read_erasure).
+    std::unordered_set<std::uint64_t> voided_;
+    std::unordered_map<std::uint64_t, std::uint64_t> removed_written_, removed_ended_;
 };
 
 }  // namespace

@@ -122,6 +122,15 @@ public:
                                                      std::size_t limit) override {
         return inner_->due_enrollments(ws, now, limit);
     }
+    // --- erasure
+    mailers::person_erasure_result erase_person(std::string_view ws,
+                                                const mailers::person_erasure& erasure) override {
+        return inner_->erase_person(ws, erasure);
+    }
+    std::size_t purge_sends(std::string_view ws, time_point before) override {
+        return inner_->purge_sends(ws, before);
+    }
+    // --- end erasure
     std::vector<mailers::daily_count> daily_counts(std::string_view ws, mailers::count_scope scope,
                                                    std::string_view id, mailers::count_day from,
                                                    mailers::count_day to) override {

@@ -245,4 +245,16 @@ std::size_t store::purge_webhook_deliveries(std::string_view, time_point) {
     no_outbox("purge_webhook_deliveries");
 }
 
+// --- erasure of a person -----------------------------------------------------
+
+person_erasure_result store::erase_person(std::string_view, const person_erasure&) {
+    throw exception(make_error_code(errc::store_error),
+                    "store: erase_person is not implemented by this store");
+}
+
+std::size_t store::purge_sends(std::string_view, time_point) {
+    throw exception(make_error_code(errc::store_error),
+                    "store: purge_sends is not implemented by this store");
+}
+
 }  // namespace mailers

@@ -373,7 +373,11 @@ private:
         if (value.empty()) return fail("empty value");
 
         suppression_entry e;
-        if (kind.empty()) {
+        // An erased person's entry (a keyed hash) goes back as exported.
+        const bool erased = is_erased_value(value) && !mime::iequals(kind, "domain");
+        if (erased) {
+            e.kind = suppression_kind::address;
+        } else if (kind.empty()) {
             e.kind = value.find('@') != std::string_view::npos ? suppression_kind::address
                                                                : suppression_kind::domain;
         } else if (mime::iequals(kind, "address")) {
@@ -384,7 +388,9 @@ private:
             return fail("kind must be \"address\" or \"domain\"");
         }
 
-        if (e.kind == suppression_kind::address) {
+        if (erased) {
+            e.value = std::string(value);
+        } else if (e.kind == suppression_kind::address) {
             auto key = normalise_address(value, opts_);
             if (!key) return fail("value is not a valid address");
             e.value = std::move(*key);

@@ -445,4 +445,12 @@ boost::system::result<std::string> normalise_domain(std::string_view domain) {
     return key;
 }
 
+bool is_erased_value(std::string_view value) noexcept {
+    constexpr std::string_view prefix = "erased:";
+    if (value.size() != prefix.size() + 64 || !value.starts_with(prefix)) return false;
+    return std::all_of(value.begin() + prefix.size(), value.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    });
+}
+
 }  // namespace mailers

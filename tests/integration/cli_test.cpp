@@ -435,6 +435,93 @@ void exercise(const backend& b, const fs::path& dir) {
         r = cli({"--audit-key-file", (dir / "absent.key").string(), "audit", "verify"});
         CHECK(r.rc == 2);
     }
+
+    SUBCASE("export and erase a person") {
+        CHECK(cli({"suppression", "add", "Erin.Person@Example.com", "--reason", "complaint",
+                   "--source", "ticket-9"})
+                  .rc == 0);
+        auto r = cli({"export", "erin.person@EXAMPLE.com"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"key\":\"erin.person@example.com\""));
+        CHECK(has(r.out, "\"suppressed\":true"));
+        CHECK(has(r.out, "ticket-9"));
+        const auto file = dir / "erin.json";
+        r = cli({"--json", "export", "erin.person@example.com", "--output", file.string()});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"file\":"));
+        CHECK(has(slurp(file), "\"audit\":[{"));
+
+        r = cli({"erase", "ERIN.PERSON@example.com"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "suppressed as:"));
+        CHECK(has(r.out, "erased:"));
+        CHECK(has(r.out, "suppression_rows:"));
+        // Still suppressed, by the hash only; the list no longer holds her.
+        r = cli({"--json", "suppression", "check", "Erin.Person@example.com"});
+        CHECK(r.rc == 3);
+        CHECK(has(r.out, "\"value\":\"erased:"));
+        r = cli({"suppression", "export"});
+        CHECK(r.rc == 0);
+        CHECK_FALSE(has(r.out, "erin"));
+        CHECK(has(r.out, "erased:"));
+        CHECK(cli({"suppression", "verify"}).rc == 0);
+        CHECK(cli({"audit", "verify"}).rc == 0);
+
+        r = cli({"--json", "erase", "erin.person@example.com"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"suppression_rows\":0"));
+        CHECK(has(r.out, "\"was_suppressed\":false"));
+        auto list = cli({"--json", "audit", "list"});
+        CHECK(has(list.out, "person.erase"));
+
+        // Bad input: exit 2, nothing changed.
+        const auto before = cli({"audit", "checkpoint"}).out;
+        r = cli({"erase", "not-an-address"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "not a valid address"));
+        CHECK(r.out.empty());
+        CHECK(cli({"export", "nobody"}).rc == 2);
+        CHECK(cli({"erase"}).rc == 2);
+        CHECK(cli({"audit", "checkpoint"}).out == before);
+    }
+
+    SUBCASE("erase and export need their permissions once access control is on") {
+        CHECK(cli({"access", "role", "admin", "--permission", "manage_access"}).rc == 0);
+        CHECK(cli({"access", "grant", "root", "admin"}).rc == 0);
+        CHECK(cli({"--actor", "root", "access", "enable"}).rc == 0);
+        auto r = cli({"--actor", "bob", "erase", "x@example.com"});
+        CHECK(r.rc == 6);
+        CHECK(has(r.err, "erase_person"));
+        CHECK_FALSE(has(r.err, "x@example.com"));
+        r = cli({"--actor", "bob", "export", "x@example.com"});
+        CHECK(r.rc == 6);
+        CHECK(has(r.err, "export_data"));
+        CHECK(cli({"--actor", "root", "access", "role", "dpo", "--permission", "erase_person",
+                   "--permission", "export_data"})
+                  .rc == 0);
+        CHECK(cli({"--actor", "root", "access", "grant", "bob", "dpo"}).rc == 0);
+        CHECK(cli({"--actor", "bob", "export", "x@example.com"}).rc == 0);
+        CHECK(cli({"--actor", "bob", "erase", "x@example.com"}).rc == 0);
+        auto list = cli({"--json", "audit", "list"});
+        CHECK(has(list.out, "access.denied"));
+        CHECK(has(list.out, "person.erase"));
+    }
+
+    SUBCASE("a workspace whose hosts hold the erasure key needs it") {
+        const auto key = dir / "erasure.key", wrong = dir / "other.key";
+        std::ofstream(key) << "erasure key held by the hosts\n";
+        std::ofstream(wrong) << "another key\n";
+        CHECK(cli({"--erasure-key-file", key.string(), "erase", "held@example.com"}).rc == 0);
+        CHECK(cli({"--erasure-key-file", key.string(), "suppression", "check",
+                   "Held@example.com"})
+                  .rc == 3);
+        auto r = cli({"suppression", "check", "held@example.com"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "erasure_key"));
+        r = cli({"--erasure-key-file", wrong.string(), "status"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "erasure_key"));
+    }
 }
 
 }  // namespace

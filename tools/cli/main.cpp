@@ -175,6 +175,7 @@ struct global_options {
     std::string workspace = "default";
     std::string actor;
     std::string audit_key_file;
+    std::string erasure_key_file;
     bool json = false;
 };
 
@@ -271,6 +272,7 @@ void open_workspace(context& c, mailers::open_mode mode) {
     ep.member_name = "mailers-cli";
     if (!c.g.audit_key_file.empty() && c.key_for_engine)
         ep.audit_key = "file:" + c.g.audit_key_file;
+    if (!c.g.erasure_key_file.empty()) ep.erasure_key = "file:" + c.g.erasure_key_file;
     c.eng = std::make_unique<mailers::engine>(c.io.get_executor(), std::move(ep));
 }
 
@@ -509,6 +511,9 @@ int main(int argc, char** argv) {
     app.add_option("--actor", c.g.actor, "Who acts, recorded in the audit trail (default: $USER)");
     app.add_option("--audit-key-file", c.g.audit_key_file,
                    "File holding the workspace's audit key (as the host passes it)");
+    app.add_option("--erasure-key-file", c.g.erasure_key_file,
+                   "File holding the workspace's erasure key, when its hosts hold it "
+                   "(engine_params::erasure_key)");
 
     using handler = std::function<int(context&)>;
     std::vector<std::pair<CLI::App*, handler>> commands;
@@ -1279,6 +1284,75 @@ int main(int argc, char** argv) {
                        });
     rz->add_option("SCOPE", scope_arg, "workspace, pool, mailbox, provider or domain")->required();
     rz->add_option("ID", target_id, "What to resume (none for the workspace)");
+
+    // --- erasure and export of a person (docs/privacy.md) -----------------------
+    std::string person_arg;
+    command(&app, "erase",
+            "Erase everything held about ADDRESS (GDPR Art. 17) and keep it suppressed as a "
+            "keyed hash",
+            "mailers --actor dpo erase jane@example.com", [&](context& c) {
+                if (!mailers::normalise_address(person_arg))
+                    fail(exit_usage, fmt::format("'{}' is not a valid address", person_arg));
+                open_workspace(c, mailers::open_mode::existing);
+                const auto r = c.engine().erase_person(c.who, person_arg);
+                const auto& n = r.erased;
+                const std::vector<std::pair<std::string, std::uint64_t>> counts{
+                    {"suppression_rows", n.suppression_rows},
+                    {"sends", n.sends},
+                    {"queued", n.queued},
+                    {"queue_cancelled", n.queue_cancelled},
+                    {"enrollments", n.enrollments},
+                    {"webhook_deliveries", n.webhook_deliveries},
+                    {"recorded_keys", n.recorded_keys},
+                    {"soft_bounces", n.soft_bounces}};
+                json_object erased;
+                for (const auto& [k, v] : counts) erased.num(k, v);
+                emit(c, json_object()
+                            .str("address", person_arg)
+                            .str("hash", r.hash)
+                            .str("at", iso8601(r.at))
+                            .boolean("was_suppressed", r.was_suppressed)
+                            .num("audit_seq", r.audit_seq)
+                            .obj("erased", erased));
+                if (!c.g.json) {
+                    std::vector<std::pair<std::string, std::string>> fields{
+                        {"erased", person_arg},
+                        {"suppressed as", r.hash},
+                        {"at", iso8601(r.at)},
+                        {"was suppressed", r.was_suppressed ? "yes" : "no"},
+                        {"audit seq", std::to_string(r.audit_seq)}};
+                    for (const auto& [k, v] : counts) fields.emplace_back(k, std::to_string(v));
+                    print_fields(fields);
+                }
+                return exit_ok;
+            })
+        ->add_option("ADDRESS", person_arg, "The person's address, in any spelling")
+        ->required();
+
+    std::string person_file;
+    auto* exp = command(
+        &app, "export",
+        "Everything held about ADDRESS (GDPR Art. 15), as one JSON document on stdout or in "
+        "--output FILE",
+        "mailers export jane@example.com --output jane.json", [&](context& c) {
+            if (!mailers::normalise_address(person_arg))
+                fail(exit_usage, fmt::format("'{}' is not a valid address", person_arg));
+            open_workspace(c, mailers::open_mode::existing);
+            const auto doc = c.engine().export_person(c.who, person_arg);
+            if (person_file.empty()) {
+                fmt::print("{}\n", doc);
+                return exit_ok;
+            }
+            std::ofstream out(person_file, std::ios::binary | std::ios::trunc);
+            out << doc << '\n';
+            out.close();
+            if (!out) fail(exit_other, fmt::format("cannot write '{}'", person_file));
+            emit(c, json_object().str("file", person_file).num("bytes", doc.size() + 1));
+            if (!c.g.json) fmt::print("wrote {} ({} bytes)\n", person_file, doc.size() + 1);
+            return exit_ok;
+        });
+    exp->add_option("ADDRESS", person_arg, "The person's address, in any spelling")->required();
+    exp->add_option("--output,-o", person_file, "Write the document to FILE instead of stdout");
 
     command(
         &app, "status", "What is paused, by whom, why and since when; each mailbox's state",

@@ -4578,6 +4578,255 @@ inline void check_race_outbox(const store_factory& open, const std::string& ws,
 
 // --- end outbound webhooks ---
 
+// --- erasure of a person ---------------------------------------------------------
+
+inline std::string lower_ascii(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return out;
+}
+
+/// An erasure of "jane@example.com" as an engine would ask for it, with a
+/// keyed-hash entry of 64 'a' digits. `audited` receives what the audit
+/// callback was given.
+inline person_erasure sample_erasure(erasure_counts* audited = nullptr,
+                                     std::vector<erased_row>* removed = nullptr) {
+    person_erasure e;
+    e.keys = {"jane@example.com"};
+    e.mentions = [](std::string_view t) {
+        return lower_ascii(t).find("jane@example.com") != std::string::npos;
+    };
+    e.request_mentions = [](std::string_view b) {
+        return std::string_view(b).find("jane@") != std::string_view::npos;
+    };
+    e.entries = {sample_suppression(suppression_kind::address, "erased:" + std::string(64, 'a'),
+                                    suppression_reason::legal)};
+    e.at = at_seconds(100);
+    e.audit = [audited, removed](const erasure_counts& n, std::span<const erased_row> rows) {
+        if (audited) *audited = n;
+        if (removed) removed->assign(rows.begin(), rows.end());
+        auto r = sample_audit(1).front();
+        r.action = "person.erase";
+        r.resource_type = "person";
+        r.resource_id = "erased:" + std::string(64, 'a');
+        return store_ops::append_audit{r, ""};
+    };
+    return e;
+}
+
+inline bool mentions_jane(std::string_view text) {
+    return lower_ascii(text).find("jane@") != std::string::npos;
+}
+
+inline void check_erase_person(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto jane = sample_suppression(suppression_kind::address, "jane@example.com");
+    const auto other = sample_suppression(suppression_kind::address, "other@example.com");
+    // Jane's key: written, removed, written again (current, replaced, and
+    // a tombstone in between).
+    commit(*st, ws, {store_ops::put_suppression{jane}, store_ops::put_suppression{other}});
+    commit(*st, ws, {store_ops::delete_suppression{suppression_kind::address, jane.value}});
+    commit(*st, ws, {store_ops::put_suppression{jane}});
+
+    auto to_jane = sample_send(1, "campaign:c1:jane@example.com");
+    to_jane.recipient = "jane@example.com";
+    const auto s1 = reserve_new(*st, ws, to_jane);
+    auto bounced = stored_send(*st, ws, s1);
+    bounced.state = send_state::failed;
+    bounced.detail = "550 5.1.1 <Jane@Example.com>: no such user";
+    REQUIRE(update_one(*st, ws, bounced));
+    auto mentioned = sample_send(2);
+    const auto s2 = reserve_new(*st, ws, mentioned);
+    auto m2 = stored_send(*st, ws, s2);
+    m2.state = send_state::failed;
+    m2.detail = "forwarded to jane@example.com";
+    REQUIRE(update_one(*st, ws, m2));
+    const auto s3 = reserve_new(*st, ws, sample_send(3, "keep-me"));
+
+    auto q_jane = sample_queued(1, "campaign:c1:jane@example.com");
+    q_jane.request = std::string("to jane@\0x", 10);
+    const auto q1 = enqueue_new(*st, ws, q_jane);
+    auto q_claimed = sample_queued(2);
+    q_claimed.request = "jane@ again";
+    const auto q2 = enqueue_new(*st, ws, q_claimed);
+    const auto q3 = enqueue_new(*st, ws, sample_queued(3, "other-item"));
+    const auto m = st->attach(ws, sample_member("eraser"), long_lease);
+    auto claimed = st->claim_queued(ws, m, at_seconds(1), 10);
+    // Only q2 is claimed: q1 and q3 go back to waiting.
+    for (const auto& c : claimed)
+        if (c.id != q2)
+            commit(*st, ws,
+                   {store_ops::defer_queued{c.id, m, at_seconds(500), "cap", "", at_seconds(1)}});
+
+    const auto e1 = enroll_one(*st, ws, sample_enrollment("s1", "jane@example.com")).id;
+    const auto e2 = enroll_one(*st, ws, sample_enrollment("s2", "jane@example.com")).id;
+    const auto e3 = enroll_one(*st, ws, sample_enrollment("s1", "other@example.com")).id;
+    commit(*st, ws,
+           {store_ops::advance_enrollment{e1, 0, "no-key", step_outcome::sent, false, "rep1",
+                                          "jane-step@x", "", {}, "", at_seconds(2)}});
+    REQUIRE(st->find_enrollment_by_message(ws, "jane-step@x").has_value());
+
+    auto d_jane = sample_delivery("ep1", "send:1:sent");
+    d_jane.payload = R"({"type":"email.sent","data":{"recipient":"JANE@example.com"}})";
+    const auto d1 = add_delivery(*st, ws, d_jane);
+    const auto d2 = add_delivery(*st, ws, sample_delivery("ep1", "send:3:sent"));
+    commit(*st, ws,
+           {key_op("reply:jane@example.com:1", 1, 10'000), key_op("other-key@x", 1, 10'000)});
+    commit(*st, ws,
+           {store_ops::tally_soft_bounce{"jane@example.com", at_seconds(3), at_seconds(0), 1},
+            store_ops::tally_soft_bounce{"jane@example.com", at_seconds(4), at_seconds(0), 1},
+            store_ops::tally_soft_bounce{"other@example.com", at_seconds(4), at_seconds(0), 1}});
+
+    const auto before = st->changes_since(ws, 0).seq;
+    erasure_counts audited;
+    std::vector<erased_row> removed;
+    const auto r = st->erase_person(ws, sample_erasure(&audited, &removed));
+    CHECK(r.counts.suppression_rows == 2);  // the current row and the replaced one
+    CHECK(removed.size() == 2);
+    CHECK(r.counts.sends == 2);
+    CHECK(r.counts.queued == 2);
+    CHECK(r.counts.queue_cancelled == 1);
+    CHECK(r.counts.enrollments == 2);
+    CHECK(r.counts.webhook_deliveries == 1);
+    CHECK(r.counts.recorded_keys == 1);
+    CHECK(r.counts.soft_bounces >= 1);  // a row per bounce or per address
+    CHECK(audited == r.counts);
+    CHECK(r.change_seq > before);
+    CHECK(r.audit_seq != 0);
+
+    // The suppression: the hash in, every version of the address out.
+    CHECK_FALSE(st->find_suppression(ws, suppression_kind::address, jane.value).has_value());
+    const auto erased =
+        st->find_suppression(ws, suppression_kind::address, "erased:" + std::string(64, 'a'));
+    REQUIRE(erased.has_value());
+    CHECK(erased->reason == suppression_reason::legal);
+    CHECK(st->find_suppression(ws, suppression_kind::address, other.value) == other);
+    st->for_each_suppression_version(ws, [&](const suppression_version& v) {
+        CHECK_FALSE(mentions_jane(v.entry.value));
+    });
+    const auto cs = st->changes_since(ws, before);
+    CHECK(cs.seq == r.change_seq);
+    REQUIRE(cs.suppressions.size() == 1);
+    CHECK(cs.suppressions[0] == *erased);
+    for (const auto& [kind, value] : cs.deleted_suppressions) CHECK_FALSE(mentions_jane(value));
+    const auto log = [&] {
+        std::vector<audit_record> out;
+        st->for_each_audit(ws, r.audit_seq, [&](const audit_record& a) { out.push_back(a); });
+        return out;
+    }();
+    REQUIRE(log.size() == 1);
+    CHECK(log[0].action == "person.erase");
+    CHECK(log[0].change_seq == r.change_seq);
+
+    // The ledger keeps its rows, without the person; the key is free again.
+    for (const auto id : {s1, s2}) {
+        const auto row = stored_send(*st, ws, id);
+        CHECK(row.recipient.empty());
+        CHECK(row.detail.empty());
+        CHECK(row.idempotency_key.empty());
+        CHECK(row.state == send_state::failed);
+    }
+    CHECK(stored_send(*st, ws, s3).idempotency_key == "keep-me");
+    CHECK(stored_send(*st, ws, s3).recipient == "user3@example.com");
+
+    // The queue: requests emptied, a waiting item cancelled, a claimed one
+    // left to its holder.
+    const auto a1 = stored_queued(*st, ws, q1);
+    CHECK(a1.state == queue_state::cancelled);
+    CHECK(a1.request.empty());
+    CHECK(a1.idempotency_key.empty());
+    const auto a2 = stored_queued(*st, ws, q2);
+    CHECK(a2.state == queue_state::claimed);
+    CHECK(a2.request.empty());
+    CHECK(stored_queued(*st, ws, q3).state == queue_state::waiting);
+    CHECK(stored_queued(*st, ws, q3).request == sample_queued(3).request);
+
+    CHECK_FALSE(st->find_enrollment(ws, e1).has_value());
+    CHECK_FALSE(st->find_enrollment(ws, e2).has_value());
+    CHECK(st->find_enrollment(ws, e3).has_value());
+    CHECK_FALSE(st->find_enrollment_by_message(ws, "jane-step@x").has_value());
+    CHECK_FALSE(st->find_webhook_delivery(ws, d1).has_value());
+    CHECK(st->find_webhook_delivery(ws, d2).has_value());
+
+    // Again: nothing left to remove; the entry is written again.
+    const auto again = st->erase_person(ws, sample_erasure());
+    CHECK(again.counts == erasure_counts{});
+    // Her soft bounces are forgotten: a new one is the first; others' stay.
+    const auto tally = [&](const char* who) {
+        return commit(*st, ws,
+                      {store_ops::tally_soft_bounce{who, at_seconds(6), at_seconds(0), 2}})
+            .ops[0]
+            .applied;
+    };
+    CHECK_FALSE(tally("jane@example.com"));
+    CHECK(tally("other@example.com"));
+    CHECK(key_is_free(*st, ws, "reply:jane@example.com:1", 2));
+    CHECK_FALSE(key_is_free(*st, ws, "other-key@x", 2));
+    CHECK(again.audit_seq == r.audit_seq + 1);
+    // A sweep without entries or audit record changes no suppression.
+    auto sweep = sample_erasure();
+    sweep.entries.clear();
+    sweep.audit = nullptr;
+    const auto head = st->changes_since(ws, 0).seq;
+    const auto swept = st->erase_person(ws, sweep);
+    CHECK(swept.change_seq == 0);
+    CHECK(swept.audit_seq == 0);
+    CHECK(st->changes_since(ws, 0).seq == head);
+    reserve_new(*st, ws, sample_send(4, "campaign:c1:jane@example.com"));
+}
+
+inline void check_erase_person_all_or_nothing(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto jane = sample_suppression(suppression_kind::address, "jane@example.com");
+    commit(*st, ws, {store_ops::put_suppression{jane}});
+    auto to_jane = sample_send(1);
+    to_jane.recipient = "jane@example.com";
+    const auto s1 = reserve_new(*st, ws, to_jane);
+    const auto e1 = enroll_one(*st, ws, sample_enrollment("s1", "jane@example.com")).id;
+    const auto head = st->changes_since(ws, 0).seq;
+    auto failing = sample_erasure();
+    failing.audit = [](const erasure_counts&, std::span<const erased_row>) -> store_ops::append_audit {
+        throw std::runtime_error("audit refused");
+    };
+    CHECK_THROWS(st->erase_person(ws, failing));
+    CHECK(st->find_suppression(ws, suppression_kind::address, jane.value) == jane);
+    CHECK(stored_send(*st, ws, s1).recipient == "jane@example.com");
+    CHECK(st->find_enrollment(ws, e1).has_value());
+    CHECK(st->changes_since(ws, 0).seq == head);
+}
+
+inline void check_purge_sends(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto old_done = reserve_new(*st, ws, sample_send(1, "old-key", at_seconds(0)));
+    auto row = stored_send(*st, ws, old_done);
+    row.state = send_state::accepted;
+    REQUIRE(update_one(*st, ws, row));
+    const auto old_open = reserve_new(*st, ws, sample_send(2, "open-key", at_seconds(0)));
+    const auto old_unknown = reserve_new(*st, ws, sample_send(3, {}, at_seconds(5)));
+    row = stored_send(*st, ws, old_unknown);
+    row.state = send_state::unknown;
+    REQUIRE(update_one(*st, ws, row));
+    const auto recent = reserve_new(*st, ws, sample_send(4, "recent-key", at_seconds(20)));
+    row = stored_send(*st, ws, recent);
+    row.state = send_state::failed;
+    REQUIRE(update_one(*st, ws, row));
+
+    CHECK(st->purge_sends(ws, at_seconds(10)) == 2);
+    CHECK_FALSE(st->find_send(ws, old_done).has_value());
+    CHECK_FALSE(st->find_send(ws, old_unknown).has_value());
+    CHECK(stored_send(*st, ws, old_open).state == send_state::reserved);
+    CHECK(stored_send(*st, ws, recent).state == send_state::failed);
+    CHECK(st->purge_sends(ws, at_seconds(10)) == 0);
+    // The key is free again; ids are never given twice.
+    const auto again = reserve_new(*st, ws, sample_send(5, "old-key", at_seconds(30)));
+    CHECK(again > recent);
+    CHECK(reserve_one(*st, ws, sample_send(6, "recent-key", at_seconds(30))).status ==
+          reserve_status::duplicate);
+}
+
+// --- end erasure ------------------------------------------------------------------
+
 // --- daily counts and soft-bounce tallies ---------------------------------------
 
 inline store_ops::add_counts count_op(count_day day, count_metric m,
@@ -4900,6 +5149,16 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("race: several handles drain one outbox, each row delivered once") {
         check_race_outbox(open, p + "-race-outbox");
+    }
+    // erasure
+    SUBCASE("erasure: one person's rows go in one transaction, the keyed hash stays") {
+        check_erase_person(open, p + "-erase");
+    }
+    SUBCASE("erasure: a failed erasure changes nothing") {
+        check_erase_person_all_or_nothing(open, p + "-erase-atomic");
+    }
+    SUBCASE("retention: purge_sends forgets ended ledger rows before a time") {
+        check_purge_sends(open, p + "-purge-sends");
     }
     // daily counts
     SUBCASE("daily counts: added up per day, scope and id, conditional, purged") {

@@ -1539,24 +1539,264 @@ private:
                             s));
             result.change_seq = change_seq;
         }
-        const auto op = import.audit(result.entries);
+        result.audit_seq = append_audit_record(c, ws_s, import.audit(result.entries),
+                                               result.change_seq, audit_seq, audit_head);
+        commit_or_fail(c, a, "import_suppressions");
+        return result;
+    }
+
+    // Appends the record of a bulk change after the head the caller read
+    // under the workspace lock; returns its seq.
+    std::uint64_t append_audit_record(pg::connection& c, const std::string& ws,
+                                      const store_ops::append_audit& op, std::uint64_t change_seq,
+                                      std::uint64_t head_seq, const std::string& head_hash) {
         audit_record rec = op.record;
-        rec.change_seq = result.change_seq;
-        rec.seq = audit_seq + 1;
-        rec.prev_hash = audit_head;
+        rec.change_seq = change_seq;
+        rec.seq = head_seq + 1;
+        rec.prev_hash = head_hash;
         rec.hash = audit_hash(rec, op.key);
-        result.audit_seq = rec.seq;
-        pg::connection::pipeline p2(c);
-        add_audit_records(p2, ws_s, std::span<const audit_record>(&rec, 1));
-        p2.finish();
+        pg::connection::pipeline p(c);
+        add_audit_records(p, ws, std::span<const audit_record>(&rec, 1));
+        p.finish();
+        return rec.seq;
+    }
+
+    // The parameters of write_suppressions and write_superseded: the
+    // workspace, the entries as arrays, and the change seq.
+    static pg::params entry_params(const std::string& ws,
+                                   std::span<const suppression_entry> entries,
+                                   std::uint64_t change_seq) {
+        pg::int_array sk, sr, sc;
+        pg::text_array sv, ss;
+        for (const auto& e : entries) {
+            sk.push(kind_code(e.kind));
+            sv.push(e.value);
+            sr.push(reason_code(e.reason));
+            ss.push(e.source);
+            sc.push(micros(e.created_at));
+        }
+        return pg::params{}
+            .add(ws)
+            .add(sk.str())
+            .add(sv.str())
+            .add(sr.str())
+            .add(ss.str())
+            .add(sc.str())
+            .add(change_seq);
+    }
+
+    static void commit_or_fail(pg::connection& c, attempt& a, std::string_view what) {
         a.commit_sent = true;
         auto done = c.query("COMMIT");
         // A COMMIT in an aborted transaction answers ROLLBACK without an error.
         if (std::string_view{PQcmdStatus(done.get())} != "COMMIT")
             fail(errc::store_error,
-                 "postgres store: import_suppressions: the server rolled the transaction back");
+                 fmt::format("postgres store: {}: the server rolled the transaction back", what));
+    }
+
+    // --- erasure of a person ---------------------------------------------
+
+public:
+    person_erasure_result erase_person(std::string_view ws,
+                                       const person_erasure& erasure) override {
+        return run("erase_person", false, [&](pg::connection& c, attempt& a) {
+            return erase_once(c, a, ws, erasure);
+        });
+    }
+
+    std::size_t purge_sends(std::string_view ws, time_point before) override {
+        const std::string s = pg::quote_ident(params_.schema);
+        return run("purge_sends", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(pg::statement{"m_purge_sends",
+                                         fmt::format("DELETE FROM {}.sends WHERE workspace = $1 "
+                                                     "AND reserved_at < $2 AND state <> 0",
+                                                     s)},
+                           pg::params{}.add(ws).add(micros(before)));
+            return static_cast<std::size_t>(r.affected());
+        });
+    }
+
+private:
+    // Ids of the workspace's rows in `table` whose `text` (an expression)
+    // holds an '@' and mentions the person.
+    std::vector<std::int64_t> mentioning(pg::connection& c, const std::string& ws,
+                                         const char* name, const char* table, const char* text,
+                                         const person_erasure& erasure) {
+        const std::string s = pg::quote_ident(params_.schema);
+        auto r = c.run(pg::statement{name, fmt::format("SELECT id, {1} FROM {0}.{2} WHERE "
+                                                       "workspace = $1 AND strpos({1}, '@') > 0",
+                                                       s, text, table)},
+                       pg::params{}.add(ws));
+        std::vector<std::int64_t> ids;
+        for (int i = 0; i < r.rows(); ++i)
+            if (erasure.mentions(r.text(i, 1))) ids.push_back(r.i64(i, 0));
+        return ids;
+    }
+
+    person_erasure_result erase_once(pg::connection& c, attempt& a, std::string_view ws,
+                                     const person_erasure& erasure) {
+        const std::string s = pg::quote_ident(params_.schema);
+        const std::string ws_s{ws};
+        person_erasure_result result;
+        erasure_counts& n = result.counts;
+        pg::text_array keys;
+        for (const auto& k : erasure.keys) keys.push(k);
+        const auto ids_param = [](const std::vector<std::int64_t>& ids) {
+            pg::int_array arr;
+            for (auto id : ids) arr.push(id);
+            return arr.str();
+        };
+        const auto merge = [](std::vector<std::int64_t> a, const std::vector<std::int64_t>& b) {
+            a.insert(a.end(), b.begin(), b.end());
+            std::sort(a.begin(), a.end());
+            a.erase(std::unique(a.begin(), a.end()), a.end());
+            return a;
+        };
+        c.exec("BEGIN ISOLATION LEVEL READ COMMITTED");
+        // The ledger: rows stay (their ids and cap uses count), the person goes.
+        {
+            auto r = c.run(pg::statement{"m_erase_sends_by_recipient",
+                                         fmt::format("SELECT id FROM {}.sends WHERE workspace = "
+                                                     "$1 AND recipient = ANY($2::text[])",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(keys.str()));
+            std::vector<std::int64_t> ids;
+            for (int i = 0; i < r.rows(); ++i) ids.push_back(r.i64(i, 0));
+            ids = merge(std::move(ids), mentioning(c, ws_s, "m_erase_sends_detail", "sends",
+                                                   "detail", erasure));
+            ids = merge(std::move(ids), mentioning(c, ws_s, "m_erase_sends_key", "sends",
+                                                   "idempotency_key", erasure));
+            c.run(pg::statement{"m_erase_scrub_sends",
+                                fmt::format("UPDATE {}.sends SET recipient = '', detail = '', "
+                                            "idempotency_key = '' WHERE workspace = $1 AND id = "
+                                            "ANY($2::int8[])",
+                                            s)},
+                  pg::params{}.add(ws_s).add(ids_param(ids)));
+            n.sends = ids.size();
+        }
+        // The queue: the request goes; a waiting item is cancelled with it.
+        {
+            std::vector<std::int64_t> by_request;
+            {
+                auto r = c.run(pg::statement{"m_erase_queue_request",
+                                             fmt::format("SELECT id, encode(request, 'hex') FROM "
+                                                         "{}.queue WHERE workspace = $1",
+                                                         s)},
+                               pg::params{}.add(ws_s));
+                for (int i = 0; i < r.rows(); ++i)
+                    if (erasure.request_mentions(from_hex(r.text(i, 1))))
+                        by_request.push_back(r.i64(i, 0));
+            }
+            auto ids = merge(std::move(by_request),
+                             mentioning(c, ws_s, "m_erase_queue_key", "queue", "idempotency_key",
+                                        erasure));
+            auto r = c.run(pg::statement{"m_erase_scrub_queue",
+                                         fmt::format("WITH old AS (SELECT id, state FROM {0}.queue "
+                                                     "WHERE workspace = $1 AND id = "
+                                                     "ANY($2::int8[]) FOR UPDATE) "
+                                                     "UPDATE {0}.queue q SET request = ''::bytea, "
+                                                     "idempotency_key = '', detail = 'erased', "
+                                                     "state = CASE q.state WHEN 0 THEN 3 ELSE "
+                                                     "q.state END, updated_at = $3 FROM old "
+                                                     "WHERE q.workspace = $1 AND q.id = old.id "
+                                                     "RETURNING old.state",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(ids_param(ids)).add(micros(erasure.at)));
+            for (int i = 0; i < r.rows(); ++i) n.queue_cancelled += r.i64(i, 0) == 0;
+            n.queued = ids.size();
+        }
+        // Enrollments of the address, and which messages they sent.
+        {
+            auto r = c.run(pg::statement{"m_erase_enrollments",
+                                         fmt::format("WITH e AS (DELETE FROM {0}.enrollments "
+                                                     "WHERE workspace = $1 AND address = "
+                                                     "ANY($2::text[]) RETURNING id), m AS (DELETE "
+                                                     "FROM {0}.enrollment_messages WHERE workspace "
+                                                     "= $1 AND enrollment IN (SELECT id FROM e)) "
+                                                     "SELECT count(*) FROM e",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(keys.str()));
+            n.enrollments = r.u64(0, 0);
+        }
+        {
+            auto ids = mentioning(c, ws_s, "m_erase_outbox", "webhook_outbox", "payload", erasure);
+            c.run(pg::statement{"m_erase_delete_outbox",
+                                fmt::format("DELETE FROM {}.webhook_outbox WHERE workspace = $1 "
+                                            "AND id = ANY($2::int8[])",
+                                            s)},
+                  pg::params{}.add(ws_s).add(ids_param(ids)));
+            n.webhook_deliveries = ids.size();
+        }
+        {
+            auto r = c.run(pg::statement{"m_erase_keys_read",
+                                         fmt::format("SELECT namespace, key FROM {}.recorded_keys "
+                                                     "WHERE workspace = $1 AND strpos(key, '@') > 0",
+                                                     s)},
+                           pg::params{}.add(ws_s));
+            pg::text_array ns, ks;
+            for (int i = 0; i < r.rows(); ++i)
+                if (erasure.mentions(r.text(i, 1))) {
+                    ns.push(r.text(i, 0));
+                    ks.push(r.text(i, 1));
+                    ++n.recorded_keys;
+                }
+            if (n.recorded_keys != 0)
+                c.run(pg::statement{"m_erase_keys_delete",
+                                    fmt::format("DELETE FROM {}.recorded_keys k USING "
+                                                "unnest($2::text[], $3::text[]) AS d(ns, key) "
+                                                "WHERE k.workspace = $1 AND k.namespace = d.ns "
+                                                "AND k.key = d.key",
+                                                s)},
+                      pg::params{}.add(ws_s).add(ns.str()).add(ks.str()));
+        }
+        {
+            auto r = c.run(pg::statement{"m_erase_soft_bounces",
+                                         fmt::format("DELETE FROM {}.soft_bounces WHERE workspace "
+                                                     "= $1 AND address = ANY($2::text[])",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(keys.str()));
+            n.soft_bounces = r.affected();
+        }
+        // The workspace row last, as a commit takes it: its lock orders the
+        // suppression change among the others.
+        pg::connection::pipeline p(c);
+        p.add(sql_.ensure_ws, pg::params{}.add(ws_s));
+        const auto i_ws =
+            p.add(sql_.lock_ws, pg::params{}.add(ws_s).add(erasure.entries.empty() ? 0 : 1));
+        auto r = p.finish();
+        const std::uint64_t change_seq = r[i_ws].u64(0, 0);
+        const std::uint64_t audit_seq = r[i_ws].u64(0, 1);
+        const std::string audit_head = r[i_ws].str(0, 2);
+        // Every version of the address's entries, tombstones (rows without
+        // a reason) included: no history of them is kept.
+        std::vector<erased_row> removed;
+        {
+            auto d = c.run(pg::statement{"m_erase_suppressions",
+                                         fmt::format("WITH a AS (DELETE FROM {0}.suppressions "
+                                                     "WHERE workspace = $1 AND kind = 0 AND value "
+                                                     "= ANY($2::text[]) RETURNING seq, reason), "
+                                                     "b AS (DELETE FROM {0}.suppression_superseded "
+                                                     "WHERE workspace = $1 AND kind = 0 AND value "
+                                                     "= ANY($2::text[]) RETURNING seq, by_seq) "
+                                                     "SELECT seq, 0 FROM a WHERE reason IS NOT "
+                                                     "NULL UNION ALL SELECT seq, by_seq FROM b",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(keys.str()));
+            for (int i = 0; i < d.rows(); ++i) removed.push_back({d.u64(i, 0), d.u64(i, 1)});
+            n.suppression_rows = removed.size();
+        }
+        if (!erasure.entries.empty()) {
+            c.run(sql_.write_suppressions, entry_params(ws_s, erasure.entries, change_seq));
+            result.change_seq = change_seq;
+        }
+        if (erasure.audit)
+            result.audit_seq = append_audit_record(c, ws_s, erasure.audit(n, removed),
+                                                   result.change_seq, audit_seq, audit_head);
+        commit_or_fail(c, a, "erase_person");
         return result;
     }
+
+    // --- end erasure -------------------------------------------------------
 
 public:
 
@@ -2971,25 +3211,8 @@ commit_result postgres_store::commit_once(pg::connection& c, attempt& a, std::st
                                                 .add(sc.str())
                                                 .add(change_seq));
         }
-        if (!superseded_out.empty()) {
-            pg::int_array sk, sr, sc;
-            pg::text_array sv, ss;
-            for (auto& e : superseded_out) {
-                sk.push(kind_code(e.kind));
-                sv.push(e.value);
-                sr.push(reason_code(e.reason));
-                ss.push(e.source);
-                sc.push(micros(e.created_at));
-            }
-            p2.add(sql_.write_superseded, pg::params{}
-                                              .add(ws_s)
-                                              .add(sk.str())
-                                              .add(sv.str())
-                                              .add(sr.str())
-                                              .add(ss.str())
-                                              .add(sc.str())
-                                              .add(change_seq));
-        }
+        if (!superseded_out.empty())
+            p2.add(sql_.write_superseded, entry_params(ws_s, superseded_out, change_seq));
         if (!audits_out.empty()) add_audit_records(p2, ws_s, audits_out);
         pg::int_array qn_id, qn_e, qn_nb, qn_du, qn_st, qn_c, qn_cb, qn_si, qn_u;
         pg::text_array qn_k, qn_p, qn_m, qn_d, qn_r, qn_o, qn_w, qn_dt;

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -870,6 +871,231 @@ public:
         }
         return result;
     }
+
+    // --- erasure of a person ---------------------------------------------
+
+    person_erasure_result erase_person(std::string_view workspace,
+                                       const person_erasure& erasure) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        person_erasure_result result;
+        batch b{ws};
+        try {
+            guarded("erase_person", [&] {
+                SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+                read_workspace(b);
+                erase_rows(ws, erasure, result.counts);
+                std::vector<erased_row> removed = erase_suppression_rows(ws, erasure.keys);
+                result.counts.suppression_rows = removed.size();
+                if (!erasure.entries.empty()) {
+                    op_result unused;
+                    for (const auto& e : erasure.entries)
+                        apply(b, store_ops::put_suppression{e}, unused);
+                    result.change_seq = b.change_seq;
+                }
+                if (erasure.audit) {
+                    op_result audited;
+                    apply(b, erasure.audit(result.counts, removed), audited);
+                    result.audit_seq = audited.audit_seq;
+                }
+                if (b.dirty) write_workspace(b);
+                tx.commit();
+            });
+        } catch (...) {
+            if (b.created_number) numbers_.erase(ws);
+            throw;
+        }
+        return result;
+    }
+
+    std::size_t purge_sends(std::string_view workspace, time_point before) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("purge_sends", [&] {
+            SQLite::Statement q(db_, "DELETE FROM sends WHERE workspace = ?1 AND reserved_at < ?2 "
+                                     "AND state <> 0");
+            q.bindNoCopy(1, ws);
+            q.bind(2, micros(before));
+            return static_cast<std::size_t>(q.exec());
+        });
+    }
+
+private:
+    // Rows of `table` (an id column and one text column) whose text holds
+    // an '@' and mentions the person, by the caller's predicate.
+    std::vector<std::int64_t> mentioning(const std::string& ws, const char* table,
+                                         const char* id_col, const char* text_col,
+                                         const person_erasure& erasure,
+                                         const char* extra = "") {
+        std::vector<std::int64_t> ids;
+        SQLite::Statement q(db_, fmt::format("SELECT {0}, CAST({1} AS TEXT) FROM {2} WHERE "
+                                             "workspace = ?1 AND instr({1}, '@') > 0{3}",
+                                             id_col, text_col, table, extra));
+        q.bindNoCopy(1, ws);
+        while (q.executeStep()) {
+            const char* t = q.getColumn(1).getText();
+            if (erasure.mentions(std::string_view(t, q.getColumn(1).getBytes())))
+                ids.push_back(integer(q, 0));
+        }
+        return ids;
+    }
+
+    void erase_rows(const std::string& ws, const person_erasure& erasure, erasure_counts& n) {
+        const int nkeys = static_cast<int>(erasure.keys.size());
+        const std::string in_keys = nkeys ? placeholders(2, nkeys) : std::string("NULL");
+        auto bind_keys = [&](SQLite::Statement& q) {
+            q.bindNoCopy(1, ws);
+            for (int i = 0; i < nkeys; ++i) q.bindNoCopy(2 + i, erasure.keys[i]);
+        };
+        const std::int64_t at = micros(erasure.at);
+        // The ledger: rows stay (their ids and cap uses count), the person goes.
+        {
+            std::set<std::int64_t> rows;
+            SQLite::Statement q(db_, fmt::format("SELECT row_key FROM sends WHERE workspace = ?1 "
+                                                 "AND recipient IN ({})",
+                                                 in_keys));
+            bind_keys(q);
+            while (q.executeStep()) rows.insert(integer(q, 0));
+            for (auto id : mentioning(ws, "sends", "row_key", "detail", erasure)) rows.insert(id);
+            for (auto id : mentioning(ws, "sends", "row_key", "idempotency_key", erasure))
+                rows.insert(id);
+            SQLite::Statement u(db_,
+                                "UPDATE sends SET recipient = '', detail = '', idempotency_key = "
+                                "NULL WHERE row_key = ?1");
+            for (auto id : rows) {
+                u.bind(1, id);
+                u.exec();
+                u.reset();
+            }
+            n.sends = rows.size();
+        }
+        // The queue: the request goes; a waiting item is cancelled with it.
+        {
+            std::set<std::int64_t> ids;
+            {
+                SQLite::Statement q(db_, "SELECT id, request FROM queue WHERE workspace = ?1");
+                q.bindNoCopy(1, ws);
+                while (q.executeStep()) {
+                    const auto col = q.getColumn(1);
+                    if (erasure.request_mentions(std::string_view(
+                            static_cast<const char*>(col.getBlob()), col.getBytes())))
+                        ids.insert(integer(q, 0));
+                }
+            }
+            for (auto id : mentioning(ws, "queue", "id", "idempotency_key", erasure))
+                ids.insert(id);
+            SQLite::Statement u(
+                db_,
+                "UPDATE queue SET request = X'', idempotency_key = NULL, detail = 'erased', "
+                "state = CASE state WHEN 0 THEN 3 ELSE state END, updated_at = ?3 "
+                "WHERE workspace = ?1 AND id = ?2");
+            SQLite::Statement before(db_, "SELECT state FROM queue WHERE workspace = ?1 AND id = ?2");
+            for (auto id : ids) {
+                before.bindNoCopy(1, ws);
+                before.bind(2, id);
+                if (before.executeStep() && integer(before, 0) == 0) ++n.queue_cancelled;
+                before.reset();
+                u.bindNoCopy(1, ws);
+                u.bind(2, id);
+                u.bind(3, at);
+                u.exec();
+                u.reset();
+            }
+            n.queued = ids.size();
+        }
+        // Enrollments of the address, and which messages they sent.
+        {
+            std::vector<std::int64_t> ids;
+            SQLite::Statement q(db_, fmt::format("SELECT id FROM enrollments WHERE workspace = ?1 "
+                                                 "AND address IN ({})",
+                                                 in_keys));
+            bind_keys(q);
+            while (q.executeStep()) ids.push_back(integer(q, 0));
+            SQLite::Statement m(db_, "DELETE FROM enrollment_messages WHERE workspace = ?1 AND "
+                                     "enrollment = ?2");
+            SQLite::Statement d(db_, "DELETE FROM enrollments WHERE id = ?1");
+            for (auto id : ids) {
+                m.bindNoCopy(1, ws);
+                m.bind(2, id);
+                m.exec();
+                m.reset();
+                d.bind(1, id);
+                d.exec();
+                d.reset();
+            }
+            n.enrollments = ids.size();
+        }
+        // Outbound webhook deliveries carrying the person's events.
+        {
+            auto ids = mentioning(ws, "webhook_outbox", "id", "payload", erasure);
+            SQLite::Statement d(db_, "DELETE FROM webhook_outbox WHERE id = ?1");
+            for (auto id : ids) {
+                d.bind(1, id);
+                d.exec();
+                d.reset();
+            }
+            n.webhook_deliveries = ids.size();
+        }
+        {
+            std::vector<std::pair<std::string, std::string>> keys;
+            SQLite::Statement q(db_, "SELECT namespace, key FROM recorded_keys WHERE "
+                                     "workspace = ?1 AND instr(key, '@') > 0");
+            q.bindNoCopy(1, ws);
+            while (q.executeStep())
+                if (erasure.mentions(q.getColumn(1).getString()))
+                    keys.emplace_back(text(q, 0), text(q, 1));
+            SQLite::Statement d(db_, "DELETE FROM recorded_keys WHERE workspace = ?1 AND "
+                                     "namespace = ?2 AND key = ?3");
+            for (const auto& [ns, key] : keys) {
+                d.bindNoCopy(1, ws);
+                d.bindNoCopy(2, ns);
+                d.bindNoCopy(3, key);
+                d.exec();
+                d.reset();
+            }
+            n.recorded_keys = keys.size();
+        }
+        {
+            SQLite::Statement d(db_, fmt::format("DELETE FROM soft_bounces WHERE workspace = ?1 "
+                                                 "AND address IN ({})",
+                                                 in_keys));
+            bind_keys(d);
+            n.soft_bounces = static_cast<std::uint64_t>(d.exec());
+        }
+    }
+
+    // Removes every version of the person's address entries, current and
+    // replaced, and their tombstones: no history of them is kept.
+    std::vector<erased_row> erase_suppression_rows(const std::string& ws,
+                                                   const std::vector<std::string>& keys) {
+        std::vector<erased_row> removed;
+        if (keys.empty()) return removed;
+        const int nkeys = static_cast<int>(keys.size());
+        const std::string in_keys = placeholders(2, nkeys);
+        auto run = [&](const std::string& sql, bool collect) {
+            SQLite::Statement q(db_, sql);
+            q.bindNoCopy(1, ws);
+            for (int i = 0; i < nkeys; ++i) q.bindNoCopy(2 + i, keys[i]);
+            if (!collect) return q.exec(), void();
+            while (q.executeStep())
+                removed.push_back({static_cast<std::uint64_t>(integer(q, 0)),
+                                   static_cast<std::uint64_t>(integer(q, 1))});
+        };
+        run(fmt::format("SELECT seq, 0 FROM suppressions WHERE workspace = ?1 AND kind = 0 AND "
+                        "value IN ({0}) UNION ALL SELECT seq, by_seq FROM suppression_superseded "
+                        "WHERE workspace = ?1 AND kind = 0 AND value IN ({0})",
+                        in_keys),
+            true);
+        for (const char* table : {"suppressions", "suppression_superseded",
+                                  "suppression_tombstones"})
+            run(fmt::format("DELETE FROM {} WHERE workspace = ?1 AND kind = 0 AND value IN ({})",
+                            table, in_keys),
+                false);
+        return removed;
+    }
+
+public:
+    // --- end erasure -------------------------------------------------------
 
     std::uint64_t attach(std::string_view workspace, const member_info& info,
                          std::chrono::milliseconds lease) override {
