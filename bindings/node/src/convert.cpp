@@ -210,8 +210,7 @@ Napi::Object to_js(Napi::Env env, const failure_info& f) {
     Napi::Value failure = env.Null();
     if (f.ec.category() == mailers::error_category()) {
         category = "mailers";
-        if (const auto n = mailers::to_string(static_cast<mailers::errc>(v)); !n.empty())
-            code = n;
+        if (const auto n = mailers::to_string(static_cast<mailers::errc>(v)); !n.empty()) code = n;
     } else if (f.ec.category() == mailers::transport_category()) {
         category = "transport";
         if (const auto n = mailers::to_string(static_cast<mailers::transport_errc>(v)); !n.empty())
@@ -293,37 +292,6 @@ Napi::Object to_js(Napi::Env env, const mailers::send_result& r) {
     return o;
 }
 
-namespace {
-
-// A sequence step's send carries the documented key
-// "seq:<sequence>:<enrollment>:<step>" (sequence ids hold no ':').
-void set_sequence_fields(Napi::Env env, Napi::Object& o, std::string_view key) {
-    std::string_view seq;
-    double enrollment = 0, step = 0;
-    if (key.substr(0, 4) == "seq:") {
-        auto rest = key.substr(4);
-        auto a = rest.find(':');
-        auto b = a == std::string_view::npos ? a : rest.find(':', a + 1);
-        auto number = [](std::string_view s, double& out) {
-            std::uint64_t v = 0;
-            auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-            if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return false;
-            out = static_cast<double>(v);
-            return true;
-        };
-        if (b != std::string_view::npos && number(rest.substr(a + 1, b - a - 1), enrollment) &&
-            number(rest.substr(b + 1), step))
-            seq = rest.substr(0, a);
-        else
-            enrollment = step = 0;
-    }
-    o.Set("sequence", str(env, seq));
-    o.Set("enrollment", num(env, enrollment));
-    o.Set("step", num(env, step));
-}
-
-}  // namespace
-
 Napi::Object to_js(Napi::Env env, const mailers::event& e) {
     auto o = Napi::Object::New(env);
     o.Set("type", str(env, mailers::to_string(e.type)));
@@ -331,7 +299,9 @@ Napi::Object to_js(Napi::Env env, const mailers::event& e) {
     o.Set("sendId", str(env, e.send_id));
     o.Set("idempotencyKey", str(env, e.idempotency_key));
     o.Set("campaign", str(env, e.campaign));
-    set_sequence_fields(env, o, e.idempotency_key);
+    o.Set("sequence", str(env, e.sequence));
+    o.Set("enrollment", num(env, static_cast<double>(e.enrollment)));
+    o.Set("step", num(env, e.step));
     o.Set("mailbox", str(env, e.mailbox));
     o.Set("pool", str(env, e.pool));
     o.Set("provider", str(env, e.provider));

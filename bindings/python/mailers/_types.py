@@ -287,36 +287,15 @@ class Event:
     dedup_key: str = ""
     diagnostic_code: str = ""
     campaign: str = ""  #: the campaign the send belongs to, else ""
+    sequence: str = ""  #: the sequence of a step's send, else ""
+    enrollment: Optional[int] = None  #: the enrollment id of a step's send, else None
+    step: Optional[int] = None  #: the 1-based step of a step's send, else None
     provider_event_id: str = ""  #: the provider's id for a webhook event
     raw: str = ""  #: a webhook event's record as received, when kept
 
     @classmethod
     def _from(cls, d: dict) -> "Event":
         return cls(**_times(d, "at", "retry_at"))
-
-    # A sequence step's send carries the key "seq:<sequence>:<enrollment>:<step>"
-    # (docs/sequences.md); sequence ids hold no ':', so it splits cleanly.
-    def _step_key(self) -> Optional[list[str]]:
-        parts = self.idempotency_key.split(":")
-        return parts if len(parts) == 4 and parts[0] == "seq" else None
-
-    @property
-    def sequence(self) -> str:
-        """The sequence of a step's send, else ""."""
-        k = self._step_key()
-        return k[1] if k else ""
-
-    @property
-    def enrollment(self) -> Optional[int]:
-        """The enrollment id of a step's send, else None."""
-        k = self._step_key()
-        return int(k[2]) if k else None
-
-    @property
-    def step(self) -> Optional[int]:
-        """The 1-based step of a step's send, else None."""
-        k = self._step_key()
-        return int(k[3]) if k else None
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,6 @@ py::dict from_result(const send_result& r) {
         py::arg("duplicate") = r.duplicate, py::arg("retry_at") = opt_us(r.retry_at));
 }
 
-
 // What the package's error factory turns into an exception.
 py::dict error_info(const error_code& ec, const diagnostics& diag) {
     py::dict d;
@@ -364,6 +363,9 @@ py::dict from_event(const event& e) {
         py::arg("detail") = e.detail, py::arg("retry_at") = opt_us(e.retry_at),
         py::arg("provider_event") = e.provider_event, py::arg("dedup_key") = e.dedup_key,
         py::arg("diagnostic_code") = e.diagnostic_code, py::arg("campaign") = e.campaign,
+        py::arg("sequence") = e.sequence,
+        py::arg("enrollment") = e.enrollment ? py::object(py::int_(e.enrollment)) : py::none(),
+        py::arg("step") = e.step ? py::object(py::int_(e.step)) : py::none(),
         py::arg("provider_event_id") = e.provider_event_id, py::arg("raw") = e.raw);
 }
 
