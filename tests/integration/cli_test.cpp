@@ -6,10 +6,15 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <mailers/clock.hpp>
+#include <mailers/daily_counts.hpp>
+#include <mailers/sqlite_store.hpp>
+#include <mailers/store.hpp>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -566,6 +571,81 @@ TEST_CASE("cli: commands on an SQLite workspace") {
     SKIP_WITHOUT_TOOL();
     temp_dir d;
     exercise(backend{{"--sqlite", (d.path / "ws.db").string()}}, d.path);
+}
+
+// A new SQLite workspace, and the tool run on it.
+struct sqlite_workspace {
+    temp_dir dir;
+    std::string db = (dir.path / "ws.db").string();
+    sqlite_workspace() { REQUIRE(run({"--sqlite", db, "init"}).rc == 0); }
+    run_result operator()(std::vector<std::string> args) const {
+        args.insert(args.begin(), {"--sqlite", db});
+        return run(args, {"USER=ops-test"});
+    }
+};
+
+TEST_CASE("cli: stats shows the store's per-day counts") {
+    SKIP_WITHOUT_TOOL();
+    sqlite_workspace cli;
+    // Counts as an engine's commits add them: today and two days ago.
+    const auto today = mailers::utc_day(mailers::system_clock().now());
+    {
+        auto st = mailers::open_sqlite_store({cli.db, mailers::open_mode::existing});
+        std::vector<mailers::store_op> ops;
+        const std::vector<std::pair<mailers::count_scope, std::string>> where{
+            {mailers::count_scope::workspace, ""},
+            {mailers::count_scope::mailbox, "rep1"},
+            {mailers::count_scope::sender_domain, "brand.example"}};
+        ops.push_back(
+            mailers::store_ops::add_counts{today, mailers::count_metric::sent, where, 12});
+        ops.push_back(
+            mailers::store_ops::add_counts{today, mailers::count_metric::bounced_hard, where, 2});
+        ops.push_back(
+            mailers::store_ops::add_counts{today - 2, mailers::count_metric::sent, where, 5});
+        st->commit("default", ops);
+    }
+    auto r = cli({"--json", "stats", "mailbox", "rep1", "--days", "3"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("scope":"mailbox","id":"rep1","days":[{"day":")"));
+    CHECK(has(r.out, R"("sent":5,"failed":0)"));
+    CHECK(has(r.out, R"("sent":0,"failed":0)"));  // yesterday: nothing
+    CHECK(has(r.out, R"("sent":12,"failed":0,"unknown":0,"delivered":0,"deferred":0,)"
+                     R"("bounced_hard":2,)"));
+    r = cli({"stats"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "DAY"));
+    CHECK(has(r.out, "BOUNCED_HARD"));
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 8);  // a head and 7 days
+    r = cli({"--json", "stats", "domain", "Brand.Example", "--days", "1"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("id":"brand.example")"));
+    CHECK(has(r.out, R"("sent":12)"));
+    r = cli({"--json", "stats", "pool", "nobody"});
+    CHECK(r.rc == 0);
+    CHECK_FALSE(has(r.out, R"("sent":1)"));
+    // Bad input: exit 2, nothing on stdout.
+    for (std::vector<std::string> bad : {std::vector<std::string>{"stats", "galaxy"},
+                                         {"stats", "mailbox"},
+                                         {"stats", "workspace", "x"},
+                                         {"stats", "--days", "0"},
+                                         {"stats", "--days", "400"},
+                                         {"stats", "domain", "not a domain"}}) {
+        INFO(bad[1]);
+        r = cli(bad);
+        CHECK(r.rc == 2);
+        CHECK(r.out.empty());
+    }
+}
+
+TEST_CASE("cli: resume records its reason") {
+    SKIP_WITHOUT_TOOL();
+    sqlite_workspace cli;
+    REQUIRE(cli({"pause", "workspace", "--reason", "incident 7"}).rc == 0);
+    auto r = cli({"--json", "resume", "workspace", "--reason", "incident 7 closed"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("reason":"incident 7 closed")"));
+    r = cli({"--json", "audit", "list"});
+    CHECK(has(r.out, "incident 7 closed"));
 }
 
 TEST_CASE("cli: MAILERS_STORE names the store") {

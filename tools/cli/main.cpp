@@ -7,7 +7,9 @@
 #include <simdjson.h>
 
 #include <CLI/CLI.hpp>
+#include <array>
 #include <boost/asio/io_context.hpp>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include <functional>
 #include <iostream>
 #include <mailers/audit.hpp>
+#include <mailers/daily_counts.hpp>
 #include <mailers/engine.hpp>
 #include <mailers/postgres_store.hpp>
 #include <mailers/sqlite_store.hpp>
@@ -429,6 +432,15 @@ json_object entry_json(const mailers::suppression_entry& e) {
 
 void emit(const context& c, const json_object& o) {
     if (c.g.json) fmt::print("{}\n", o.dump());
+}
+
+std::optional<mailers::count_scope> parse_count_scope(std::string_view s) {
+    using mailers::count_scope;
+    for (auto c : {count_scope::workspace, count_scope::mailbox, count_scope::pool,
+                   count_scope::provider, count_scope::sender_domain})
+        if (s == to_string(c)) return c;
+    if (s == "domain") return count_scope::sender_domain;
+    return std::nullopt;
 }
 
 mailers::pause_target make_target(const std::string& scope, const std::string& id) {
@@ -1271,19 +1283,100 @@ int main(int argc, char** argv) {
     pz->add_option("--reason", reason_arg, "Why, recorded in the audit trail and shown by status");
 
     auto* rz = command(&app, "resume", "Undo a pause (exit 1 if the target is not paused)",
-                       "mailers resume domain brand.example", [&](context& c) {
+                       "mailers resume mailbox rep1 --reason 'bounces explained, list cleaned'",
+                       [&](context& c) {
                            auto t = make_target(scope_arg, target_id);
                            open_workspace(c, mailers::open_mode::existing);
-                           c.engine().resume(c.who, t);
+                           c.engine().resume(c.who, t, reason_arg);
                            emit(c, json_object()
                                        .str("scope", scope_name(t.scope))
                                        .str("id", t.id)
-                                       .boolean("paused", false));
+                                       .boolean("paused", false)
+                                       .str("reason", reason_arg));
                            if (!c.g.json) fmt::print("resumed {} {}\n", scope_name(t.scope), t.id);
                            return exit_ok;
                        });
     rz->add_option("SCOPE", scope_arg, "workspace, pool, mailbox, provider or domain")->required();
     rz->add_option("ID", target_id, "What to resume (none for the workspace)");
+    rz->add_option("--reason", reason_arg,
+                   "Why, recorded in the audit trail (a resume also starts the grace period of "
+                   "the pause rules)");
+
+    // --- stats --------------------------------------------------------------------
+    std::string stats_scope = "workspace", stats_id;
+    unsigned stats_days = 7;
+    auto* st = command(
+        &app, "stats",
+        "Per-day counts (UTC days) of sends and of what providers reported about them, for the "
+        "workspace, a mailbox, pool, provider or sender domain",
+        "mailers stats mailbox rep1 --days 28", [&](context& c) {
+            const auto scope = parse_count_scope(stats_scope);
+            if (!scope)
+                fail(exit_usage, fmt::format("unknown scope '{}': use workspace, mailbox, pool, "
+                                             "provider or domain",
+                                             stats_scope));
+            if ((*scope == mailers::count_scope::workspace) != stats_id.empty())
+                fail(exit_usage, *scope == mailers::count_scope::workspace
+                                     ? "workspace stats take no id"
+                                     : fmt::format("stats {} needs an id", stats_scope));
+            if (stats_days == 0 || stats_days > 366)
+                fail(exit_usage, "--days must be between 1 and 366");
+            if (*scope == mailers::count_scope::sender_domain) {
+                auto d = mailers::normalise_domain(stats_id);
+                if (!d) fail(exit_usage, fmt::format("'{}' is not a domain", stats_id));
+                stats_id = *d;
+            }
+            open_workspace(c, mailers::open_mode::existing);
+            const auto today = mailers::utc_day(mailers::system_clock().now());
+            const auto days = c.engine().daily_counts(
+                *scope, stats_id, today - static_cast<mailers::count_day>(stats_days) + 1, today);
+            const auto date = [](mailers::count_day d) {
+                return fmt::format(
+                    "{:%Y-%m-%d}",
+                    std::chrono::time_point_cast<std::chrono::seconds>(mailers::day_start(d)));
+            };
+            constexpr std::array metrics{
+                mailers::count_metric::sent,         mailers::count_metric::failed,
+                mailers::count_metric::unknown,      mailers::count_metric::delivered,
+                mailers::count_metric::deferred,     mailers::count_metric::bounced_hard,
+                mailers::count_metric::bounced_soft, mailers::count_metric::complained,
+                mailers::count_metric::unsubscribed, mailers::count_metric::opened,
+                mailers::count_metric::clicked};
+            static_assert(metrics.size() == mailers::count_metric_count);
+            if (c.g.json) {
+                std::vector<json_object> rows;
+                for (const auto& d : days) {
+                    json_object o;
+                    o.str("day", date(d.day));
+                    for (auto m : metrics) o.num(to_string(m), d[m]);
+                    rows.push_back(std::move(o));
+                }
+                emit(c, json_object()
+                            .str("scope", to_string(*scope))
+                            .str("id", stats_id)
+                            .arr("days", rows));
+                return exit_ok;
+            }
+            std::vector<std::string> head{"DAY"};
+            for (auto m : metrics) {
+                std::string h(to_string(m));
+                for (auto& ch : h)
+                    ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+                head.push_back(std::move(h));
+            }
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& d : days) {
+                std::vector<std::string> r{date(d.day)};
+                for (auto m : metrics) r.push_back(std::to_string(d[m]));
+                rows.push_back(std::move(r));
+            }
+            print_table(head, rows);
+            return exit_ok;
+        });
+    st->add_option("SCOPE", stats_scope, "workspace (default), mailbox, pool, provider or domain");
+    st->add_option("ID", stats_id, "The mailbox, pool, provider or sender domain");
+    st->add_option("--days", stats_days, "How many days, ending today (UTC)")
+        ->capture_default_str();
 
     // --- erasure and export of a person (docs/privacy.md) -----------------------
     std::string person_arg;
