@@ -147,7 +147,6 @@ void engine::impl::load() {
         std::unique_lock sl(supp_mu);
         index.clear();
         erased_entries = 0;
-        erased_count_hint = 0;
         std::size_t domains = 0;
         for (const auto& e : snap.suppressions) domains += e.kind == suppression_kind::domain;
         index.reserve(snap.suppressions.size() - domains, domains);
@@ -1016,7 +1015,6 @@ std::size_t engine::import_suppressions(const principal& who, std::istream& csv,
                                 s.index.domain_count() + domains.size());
                 for (const auto fp : addresses) s.index.insert_address_fingerprint(fp);
                 s.erased_entries += erased_lines;
-                s.erased_count_hint = s.erased_entries;
                 for (const auto& d : domains) s.index.insert(suppression_kind::domain, d);
             }
             if (have + 1 == r.change_seq) {

@@ -397,8 +397,9 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// this engine's `erasure_key`: erased entries cannot be checked, so
     /// while any exist every address reads as suppressed.
     bool erasure_key_conflict = false;
-    /// Erased-hash entries in `index`.
-    std::size_t erased_entries = 0;
+    /// Erased-hash entries in `index`. Changed with supp_mu held; read
+    /// without it only as a hint (erased_entries_present).
+    std::atomic<std::size_t> erased_entries{0};
     /// The erased-hash value `normalised` would have under the rules in
     /// force; "" when this engine holds no key. Callers hold supp_mu.
     std::string erased_value_of(std::string_view normalised) const;
@@ -408,9 +409,8 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// Whether any erased-hash entry is in the index (no lock: a hint that
     /// spares events the check when nobody was ever erased).
     bool erased_entries_present() const noexcept {
-        return erased_count_hint.load(std::memory_order_relaxed) != 0;
+        return erased_entries.load(std::memory_order_relaxed) != 0;
     }
-    std::atomic<std::size_t> erased_count_hint{0};
     /// Replaces an erased person's address in `ev` (recipient, and the
     /// idempotency key naming it) with the keyed hash, so that events
     /// about refused sends never record the address again (handlers,

@@ -331,12 +331,12 @@ std::string engine::impl::erased_value_of(std::string_view normalised) const {
 
 void engine::impl::index_insert(suppression_kind kind, std::string_view value) {
     if (index.insert(kind, value) && is_erased_value(value))
-        erased_count_hint = ++erased_entries;
+        ++erased_entries;
 }
 
 void engine::impl::index_erase(suppression_kind kind, std::string_view value) {
     if (index.erase(kind, value) && is_erased_value(value) && erased_entries > 0)
-        erased_count_hint = --erased_entries;
+        --erased_entries;
 }
 
 bool engine::impl::mask_erased(event& ev) const {
