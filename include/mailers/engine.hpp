@@ -137,6 +137,13 @@ struct engine_params {
     /// retry for a few days at most (SES and SendGrid up to 3, Mailgun
     /// about 8 hours, Postmark about 10 hours).
     std::chrono::seconds event_retention{std::chrono::hours(24 * 30)};
+    /// While the workspace has pause rules, how often this engine evaluates
+    /// every rule on every target it knows (as `check_pause_rules()` does),
+    /// on its own thread, measured in real time. Bounces, complaints and
+    /// failed sends are evaluated as they happen; this catches the
+    /// crossings nothing announces (clean sends bringing a target to a
+    /// rule's minimum volume, old days leaving a window). 0 turns it off.
+    std::chrono::seconds rule_check_interval{300};
     // --- erasure (docs/privacy.md)
     /// The secret (or an "env:NAME" / "file:PATH" reference to one) that
     /// erased addresses are kept suppressed under: HMAC-SHA256 of the
@@ -862,9 +869,9 @@ public:
     /// Evaluates every rule on every target it covers now (each mailbox,
     /// pool, provider and sender domain this engine knows) and fires those
     /// crossed. Rules are also evaluated on the targets of each bounce,
-    /// complaint and failure as it is applied; call this on a timer to
-    /// catch a target that reaches `min_volume` without a new bounce.
-    /// Blocking (reads the store). Returns what fired here.
+    /// complaint and failure as it is applied, and by the engine's own
+    /// sweep every `engine_params::rule_check_interval`; this evaluates at
+    /// once. Blocking (reads the store). Returns what fired here.
     std::vector<rule_firing> check_pause_rules();
 
     // --- events, audit, stats ----------------------------------------------

@@ -543,7 +543,13 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// on first use.
     void queue_rule_check(std::vector<pause_target> targets);
     /// Stops that thread after the evaluation it is running.
+    /// Starts the worker when rules exist and sweeps are on.
+    void start_rule_sweeps();
+    void run_rule_worker();
     void stop_rule_worker();
+    /// Every target `check_pause_rules` evaluates: the workspace and each
+    /// mailbox, pool, provider and sender domain this engine knows.
+    std::vector<pause_target> all_rule_targets() const;
     std::mutex rule_work_mu;
     std::condition_variable rule_work_cv;
     std::vector<pause_target> rule_work;

@@ -188,17 +188,20 @@ std::string firing_json(const pause_rule& r, const rule_firing& f) {
 bool engine::impl::apply_rules_object(const stored_object& o) {
     if (o.kind == rule_kind) {
         auto r = pause_rule_from_json(o.json);
-        std::lock_guard lock(rules_mu);
-        if (r) {
-            pause_rules.insert_or_assign(o.id, std::move(*r));
-        } else {
-            pause_rules.erase(o.id);
-            params.log.log(log_level::error,
-                           fmt::format("pause rule '{}' in the store cannot be read; it does not "
-                                       "fire from this process until it is put again",
-                                       o.id));
+        {
+            std::lock_guard lock(rules_mu);
+            if (r) {
+                pause_rules.insert_or_assign(o.id, std::move(*r));
+            } else {
+                pause_rules.erase(o.id);
+                params.log.log(log_level::error,
+                               fmt::format("pause rule '{}' in the store cannot be read; it does "
+                                           "not fire from this process until it is put again",
+                                           o.id));
+            }
+            have_rules = !pause_rules.empty();
         }
-        have_rules = !pause_rules.empty();
+        start_rule_sweeps();
         return true;
     }
     if (o.kind == resume_kind) {
@@ -448,25 +451,44 @@ void engine::impl::queue_rule_check(std::vector<pause_target> targets) {
     std::lock_guard lock(rule_work_mu);
     if (rule_work_stop) return;
     for (auto& t : targets) rule_work.push_back(std::move(t));
-    if (!rule_worker.joinable())
-        rule_worker = std::thread([this] {
-            std::unique_lock lock(rule_work_mu);
-            for (;;) {
-                rule_work_cv.wait(lock, [&] { return rule_work_stop || !rule_work.empty(); });
-                if (rule_work_stop) return;
-                auto work = std::move(rule_work);
-                rule_work.clear();
-                lock.unlock();
-                try {
-                    evaluate_rules(work);
-                } catch (const std::exception& e) {
-                    params.log.log(log_level::error,
-                                   fmt::format("pause rules could not be evaluated: {}", e.what()));
-                }
-                lock.lock();
-            }
-        });
+    if (!rule_worker.joinable()) rule_worker = std::thread([this] { run_rule_worker(); });
     rule_work_cv.notify_one();
+}
+
+void engine::impl::start_rule_sweeps() {
+    // The worker sweeps on its own once running; queueing nothing starts it.
+    if (have_rules.load(std::memory_order_acquire) && params.rule_check_interval.count() > 0)
+        queue_rule_check({});
+}
+
+void engine::impl::run_rule_worker() {
+    using steady = std::chrono::steady_clock;
+    const auto interval = params.rule_check_interval;
+    const bool sweeps = interval.count() > 0;
+    auto next_sweep = steady::now() + interval;
+    std::unique_lock lock(rule_work_mu);
+    for (;;) {
+        auto ready = [&] { return rule_work_stop || !rule_work.empty(); };
+        if (sweeps)
+            rule_work_cv.wait_until(lock, next_sweep, ready);
+        else
+            rule_work_cv.wait(lock, ready);
+        if (rule_work_stop) return;
+        auto work = std::move(rule_work);
+        rule_work.clear();
+        const bool sweep = sweeps && steady::now() >= next_sweep;
+        if (sweep) next_sweep = steady::now() + interval;
+        lock.unlock();
+        try {
+            // A sweep covers every target, those queued included.
+            if (sweep && have_rules.load(std::memory_order_acquire)) work = all_rule_targets();
+            if (!work.empty()) evaluate_rules(work);
+        } catch (const std::exception& e) {
+            params.log.log(log_level::error,
+                           fmt::format("pause rules could not be evaluated: {}", e.what()));
+        }
+        lock.lock();
+    }
 }
 
 void engine::impl::stop_rule_worker() {
@@ -571,6 +593,7 @@ void engine::put_pause_rule(const principal& who, const pause_rule& given) {
                       impl_->pause_rules.insert_or_assign(r.id, r);
                       impl_->have_rules = true;
                   });
+    impl_->start_rule_sweeps();
 }
 
 bool engine::remove_pause_rule(const principal& who, const std::string& id) {
@@ -595,19 +618,21 @@ std::vector<pause_rule> engine::pause_rules() const {
     return out;
 }
 
-std::vector<rule_firing> engine::check_pause_rules() {
+std::vector<pause_target> engine::impl::all_rule_targets() const {
     std::vector<pause_target> targets{{pause_scope::workspace, {}}};
-    {
-        std::lock_guard lock(impl_->mu);
-        for (const auto& [id, mb] : impl_->mailboxes) {
-            targets.push_back({pause_scope::mailbox, id});
-            targets.push_back({pause_scope::provider, mb.cfg.provider});
-            targets.push_back({pause_scope::sender_domain, mb.sender_domain});
-        }
-        for (const auto& [id, p] : impl_->pools) targets.push_back({pause_scope::pool, id});
-        for (const auto& [id, t] : impl_->providers) targets.push_back({pause_scope::provider, id});
+    std::lock_guard lock(mu);
+    for (const auto& [id, mb] : mailboxes) {
+        targets.push_back({pause_scope::mailbox, id});
+        targets.push_back({pause_scope::provider, mb.cfg.provider});
+        targets.push_back({pause_scope::sender_domain, mb.sender_domain});
     }
-    return impl_->evaluate_rules(targets);
+    for (const auto& [id, p] : pools) targets.push_back({pause_scope::pool, id});
+    for (const auto& [id, t] : providers) targets.push_back({pause_scope::provider, id});
+    return targets;
+}
+
+std::vector<rule_firing> engine::check_pause_rules() {
+    return impl_->evaluate_rules(impl_->all_rule_targets());
 }
 
 }  // namespace mailers

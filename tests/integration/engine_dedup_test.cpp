@@ -805,6 +805,56 @@ TEST_CASE("a failure-rate rule pauses a mailbox from the send path, counted per 
     CHECK(e->check_pause_rules().empty());  // paused already
 }
 
+// No event announces this crossing: the sends that bring the mailbox to the
+// rule's minimum volume are clean. The engine's own sweep finds it; a second
+// engine on the workspace sweeps too, and the rule still fires once.
+void crossing_without_an_event(const store_factory& open, const std::string& ws,
+                               std::chrono::seconds sweep) {
+    rules_env env;
+    auto sweep_often = [&](engine_params& p) { p.rule_check_interval = sweep; };
+    auto a = env.engine_on(open(), ws, sweep_often);
+    auto b = env.engine_on(open(), ws, sweep_often);
+    setup_pool(env, *a, {"m1"});
+    auto r = bounce_rate_preset("volume");
+    r.max_rate = 0.05;
+    r.min_volume = 20;
+    a->put_pause_rule(env.admin, r);
+    auto ids = env.send(*a, 10, "first");
+    a->ingest_webhook(webhook_provider::sendgrid,
+                      sendgrid_events(env, "v", {{ids[0], "bounce"}, {ids[1], "bounce"}}).view(),
+                      unverified());
+    CHECK_FALSE(a->is_paused({pause_scope::mailbox, "m1"}));  // 2 of 10: below the volume
+    env.send(*b, 10, "second");                                // 2 of 20: 10%, no new event
+    if (sweep.count() == 0) {
+        // Nothing evaluates the crossing until the host asks.
+        CHECK_FALSE(a->is_paused({pause_scope::mailbox, "m1"}));
+        CHECK(a->check_pause_rules().size() == 1);
+    }
+    env.run_until([&] { return env.seen_of(event_type::auto_paused) >= 1; });
+    CHECK(a->is_paused({pause_scope::mailbox, "m1"}));
+    env.run_until([&] { return b->is_paused({pause_scope::mailbox, "m1"}); });
+    CHECK(a->check_pause_rules().empty());
+    CHECK(b->check_pause_rules().empty());
+    CHECK(audit_count(*a, "rule.fired") == 1);
+    CHECK(env.seen_of(event_type::auto_paused) == 1);
+}
+
+TEST_CASE("the engine sweeps pause rules for crossings no event announces (SQLite)") {
+    db_file db("rules-sweep");
+    crossing_without_an_event(sqlite_factory(db), "default", 1s);
+}
+
+TEST_CASE("the engine sweeps pause rules for crossings no event announces (PostgreSQL)") {
+    auto server = pg_server();
+    if (!server) return;
+    crossing_without_an_event(postgres_factory(*server), fresh_workspace("rules_sweep"), 1s);
+}
+
+TEST_CASE("with the sweep off, a crossing no event announces waits for check_pause_rules") {
+    db_file db("rules-no-sweep");
+    crossing_without_an_event(sqlite_factory(db), "default", 0s);
+}
+
 TEST_CASE("a rule over the last N sends looks back only as many days as they take") {
     db_file db("rules-window-sends");
     rules_env env;
