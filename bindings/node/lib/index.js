@@ -1,6 +1,6 @@
 'use strict';
 // mailers for Node.js: the engine (lib/engine.js) and its errors (lib/errors.js).
-const { Engine, liveEngines, nativeVersion, bounceRatePreset, complaintRatePreset } = require('./engine');
+const { Engine, liveEngines, nativeVersion, bounceRatePreset, complaintRatePreset, parseWebhook } = require('./engine');
 const errors = require('./errors');
 
 const { toError, libraryErrors, transportErrors, ...errorClasses } = errors;
@@ -9,6 +9,7 @@ module.exports = {
   Engine,
   bounceRatePreset,
   complaintRatePreset,
+  parseWebhook,
   ...errorClasses,
   version: nativeVersion,
   _liveEngines: liveEngines,

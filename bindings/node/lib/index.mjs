@@ -10,6 +10,7 @@ export const {
   Engine,
   bounceRatePreset,
   complaintRatePreset,
+  parseWebhook,
   version,
   MailersError,
   TransportError,
