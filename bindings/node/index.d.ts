@@ -457,6 +457,30 @@ export interface IngestResult extends Omit<ParsedWebhook, 'provider'> {
  * the first half of `Engine.ingestWebhook`. Give the result to `engine.applyWebhook`.
  * Synchronous; Mailgun tokens it has seen are refused again for the life of the process.
  */
+/** A message template compiled once (docs/templates.md); InvalidArgumentError with `templateError` when it does not compile. */
+export declare class Template {
+  constructor(source?: TemplateSource);
+  /** Every variable it refers to, sorted. */
+  variables(): string[];
+  /** Variables every render needs (used without a fallback outside any section). */
+  requiredVariables(): string[];
+  check(variables?: TemplateVariables): { missing: string[]; invalid: string[] };
+  /** Spintax choices follow `seed` (templateSeed()); a missing variable throws InvalidArgumentError. */
+  render(variables?: TemplateVariables, seed?: bigint | number): { subject: string; text: string; html: string };
+}
+/** The seed an enrollment's step renders with: 64 bits, so a BigInt. */
+export declare function templateSeed(enrollmentId: string, step: number): bigint;
+/** The suppression list's key for an address; InvalidAddressError when it is not one. */
+export declare function normaliseAddress(address: string, options?: { foldPlusTags?: boolean; foldGmailDots?: boolean }): string;
+export declare function parseAddress(address: string): { address: string; displayName: string };
+/**
+ * Checks an outbound webhook request the Standard Webhooks way: its webhook-id, webhook-timestamp
+ * and webhook-signature headers (any case) against the body and the endpoint's secret, the
+ * timestamp within `tolerance` seconds (default 300) of `now` (default: the current time).
+ */
+export declare function verifyWebhookSignature(secret: string, headers: Record<string, string | string[] | undefined>, body: string | Buffer,
+                                               options?: { now?: Date | number; tolerance?: number }): { ok: boolean; httpStatus: number; reason: string };
+
 export declare function parseWebhook(provider: WebhookProvider, request: WebhookRequest, options?: WebhookOptions): ParsedWebhook;
 
 export interface DeliveryReportResult {

@@ -1219,6 +1219,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
         Napi::Function::New(
             env, preset<mailers::complaint_rate_preset, mailers::pause_scope::sender_domain>));
     exports.Set("parseWebhook", Napi::Function::New(env, parse_webhook_js));
+    init_utilities(env, exports);
     exports.Set("NativeEngine", native_engine::define(env));
     exports.Set("liveEngines", Napi::Function::New(env, live_count));
     exports.Set("version", Napi::String::New(env, std::to_string(mailers::version_major) + "." +

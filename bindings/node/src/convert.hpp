@@ -89,6 +89,8 @@ mailers::suppression_reason suppression_reason_from(const Napi::Value& v);
 mailers::role role_from(const Napi::Value& v);
 mailers::access_grant grant_from(const Napi::Value& v);
 mailers::retention_policy retention_policy_from(const Napi::Value& v);
+/// An object of string values, as a template's variables.
+mailers::template_variables template_variables_from(const Napi::Value& v, const char* field);
 mailers::webhook_provider webhook_provider_from(const Napi::Value& v);
 mailers::webhook_params webhook_params_from(const Napi::Value& v);
 /// A webhook request as `{method, headers, body}` (body a string or a
@@ -111,6 +113,10 @@ mailers::webhook_endpoint webhook_endpoint_from(const Napi::Value& v);
 mailers::webhook_delivery_filter webhook_delivery_filter_from(const Napi::Value& v);
 /// Engine.open's `webhooks` options over the engine's defaults.
 mailers::outbound_webhook_params outbound_webhooks_from(const Napi::Value& v);
+
+/// The helpers that need no engine (utilities.cpp): templates, address
+/// normalisation and parsing, and the Standard Webhooks check.
+void init_utilities(Napi::Env env, Napi::Object exports);
 
 /// Where a refused sequence or campaign template went wrong, found by
 /// compiling it again: the engine's refusal carries only the message.

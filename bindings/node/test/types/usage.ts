@@ -26,6 +26,10 @@ import {
   bounceRatePreset,
   complaintRatePreset,
   parseWebhook,
+  Template,
+  templateSeed,
+  normaliseAddress,
+  verifyWebhookSignature,
   type ParsedWebhook,
   type IngestResult,
 } from 'mailers';
@@ -178,6 +182,17 @@ export async function privacy(): Promise<void> {
   const applied: IngestResult | null = parsed.httpStatus === 200 ? await engine.applyWebhook(parsed) : null;
   void applied;
   void hash, scrubbed, doc, purged.sends, policy.grants[0]?.scope.kind, lat.total.p99Us, q;
+}
+
+export function helpers(): void {
+  const t = new Template({ subject: 'Hi {{first_name|there}}', text: '...' });
+  const needed: string[] = t.requiredVariables();
+  const out: string = t.render({ first_name: 'Ada' }, templateSeed('enrollment-1', 1)).subject;
+  const key: string = normaliseAddress('Jane+news@example.com', { foldPlusTags: true });
+  const ok: boolean = verifyWebhookSignature('whsec_x', { 'webhook-id': 'a' }, '{}').ok;
+  void needed, out, key, ok;
+  // @ts-expect-error: variables are strings
+  t.render({ n: 1 });
 }
 
 export async function privacyMisuse(engine: Engine): Promise<void> {
