@@ -33,6 +33,9 @@ export interface EngineOptions {
   actor?: Principal | string;
   /** A secret, or an `env:` / `file:` reference, keying the audit chain. */
   auditKey?: string;
+  /** The key erased addresses stay suppressed under (a secret, or `env:NAME` / `file:PATH`);
+   * without one the workspace's first erasure makes one and keeps it in the store. */
+  erasureKey?: string;
   memberName?: string;
   messageIdDomain?: string;
   drainQueue?: boolean;
@@ -349,6 +352,72 @@ export interface EngineStats {
   committedOps: number;
 }
 
+/** One stage of the send pipeline: `counts[i]` sends took [2^i, 2^(i+1)) µs (`counts[0]`: under 2 µs). */
+export interface LatencyHistogram {
+  counts: number[];
+  sumUs: number;
+  total: number;
+  /** Upper bounds, in µs, of the buckets holding the median and the 99th percentile (0 when empty). */
+  p50Us: number;
+  p99Us: number;
+}
+
+/** Where the time of a send goes, per stage, since the engine started. */
+export interface PipelineLatencies {
+  decide: LatencyHistogram;
+  reserve: LatencyHistogram;
+  handoff: LatencyHistogram;
+  record: LatencyHistogram;
+  total: LatencyHistogram;
+}
+
+export type AccessScopeKind = 'workspace' | 'pool' | 'mailbox' | 'provider' | 'sequence';
+export interface AccessGrant {
+  principal: string;
+  role: string;
+  /** Default: the workspace. */
+  scope?: { kind?: AccessScopeKind; id?: string };
+}
+export interface AccessPolicy {
+  enabled: boolean;
+  roles: { id: string; permissions: Permission[] }[];
+  grants: { principal: string; role: string; scope: { kind: AccessScopeKind; id: string } }[];
+}
+
+/** What `erasePerson` did (docs/privacy.md). */
+export interface ErasureReport {
+  /** The keyed hash the person stays suppressed under: quote it instead of the address. */
+  hash: string;
+  at: Date;
+  erased: {
+    suppressionRows: number;
+    sends: number;
+    queued: number;
+    queueCancelled: number;
+    enrollments: number;
+    webhookDeliveries: number;
+    recordedKeys: number;
+    softBounces: number;
+  };
+  /** An address entry suppressed it before. */
+  wasSuppressed: boolean;
+  auditSeq: number;
+}
+
+/** Retention windows in seconds; 0 (or absent) keeps that class. */
+export interface RetentionPolicy {
+  /** Ledger rows with a recorded outcome, from their reservation: at least 8 days. */
+  sends?: number;
+  /** Outbound webhook deliveries delivered or given up, from their last attempt. */
+  webhookDeliveries?: number;
+}
+export interface RetentionReport {
+  at: Date;
+  sends: number;
+  webhookDeliveries: number;
+  auditSeq: number;
+}
+
 export type WebhookProvider = 'ses' | 'mailgun' | 'sendgrid' | 'postmark';
 export interface WebhookRequest {
   method?: string;
@@ -366,16 +435,53 @@ export interface WebhookOptions {
   postmarkHeaderName?: string;
   postmarkHeaderValue?: string;
 }
-export interface IngestResult {
+/** A provider's request verified and read by parseWebhook, not yet applied. */
+export interface ParsedWebhook {
+  provider: WebhookProvider;
+  /** What to answer the provider. */
   httpStatus: number;
   outcome: 'events' | 'subscription_confirmation' | 'unsubscribe_confirmation' | 'ignored' | 'certificate_needed' | 'rejected';
   reason: string;
   events: MailersEvent[];
   confirmUrl: string;
+}
+
+export interface IngestResult extends Omit<ParsedWebhook, 'provider'> {
   suppressed: number;
   alreadySuppressed: number;
   duplicates: number;
 }
+
+/**
+ * Verifies and reads a provider's webhook request without applying it (no engine, no store):
+ * the first half of `Engine.ingestWebhook`. Give the result to `engine.applyWebhook`.
+ * Synchronous; Mailgun tokens it has seen are refused again for the life of the process.
+ */
+/** A message template compiled once (docs/templates.md); InvalidArgumentError with `templateError` when it does not compile. */
+export declare class Template {
+  constructor(source?: TemplateSource);
+  /** Every variable it refers to, sorted. */
+  variables(): string[];
+  /** Variables every render needs (used without a fallback outside any section). */
+  requiredVariables(): string[];
+  check(variables?: TemplateVariables): { missing: string[]; invalid: string[] };
+  /** Spintax choices follow `seed` (templateSeed()); a missing variable throws InvalidArgumentError. */
+  render(variables?: TemplateVariables, seed?: bigint | number): { subject: string; text: string; html: string };
+}
+/** The seed an enrollment's step renders with: 64 bits, so a BigInt. */
+export declare function templateSeed(enrollmentId: string, step: number): bigint;
+/** The suppression list's key for an address; InvalidAddressError when it is not one. */
+export declare function normaliseAddress(address: string, options?: { foldPlusTags?: boolean; foldGmailDots?: boolean }): string;
+export declare function parseAddress(address: string): { address: string; displayName: string };
+/**
+ * Checks an outbound webhook request the Standard Webhooks way: its webhook-id, webhook-timestamp
+ * and webhook-signature headers (any case) against the body and the endpoint's secret, the
+ * timestamp within `tolerance` seconds (default 300) of `now` (default: the current time).
+ */
+export declare function verifyWebhookSignature(secret: string, headers: Record<string, string | string[] | undefined>, body: string | Buffer,
+                                               options?: { now?: Date | number; tolerance?: number }): { ok: boolean; httpStatus: number; reason: string };
+
+export declare function parseWebhook(provider: WebhookProvider, request: WebhookRequest, options?: WebhookOptions): ParsedWebhook;
 
 export interface DeliveryReportResult {
   /** False when the message is not a bounce: nothing changed. */
@@ -629,6 +735,7 @@ export declare class Engine extends EventEmitter {
   enqueue(request: SendRequest, options?: EnqueueOptions): Promise<number>;
   enqueueAndWait(request: SendRequest, options?: EnqueueOptions): Promise<QueuedSend>;
   cancelQueued(id: number, opts?: ActorOption): Promise<boolean>;
+  findQueued(id: number): Promise<QueuedSend | null>;
   queued(filter?: { state?: QueuedSend['state']; originPrefix?: string; afterId?: number; limit?: number }): Promise<QueuedSend[]>;
   queueCounts(): Promise<QueueCounts>;
 
@@ -648,8 +755,19 @@ export declare class Engine extends EventEmitter {
   quotas(): Promise<Quota[]>;
 
   putRole(role: { id: string; permissions: Permission[] }, opts?: ActorOption): Promise<void>;
-  grantAccess(grant: { principal: string; role: string; scope?: { kind?: 'workspace' | 'pool' | 'mailbox' | 'provider' | 'sequence'; id?: string } }, opts?: ActorOption): Promise<void>;
+  grantAccess(grant: AccessGrant, opts?: ActorOption): Promise<void>;
+  /** Rejects with NotFoundError when there is no such grant. */
+  revokeAccess(grant: AccessGrant, opts?: ActorOption): Promise<void>;
+  /** Removes a role and every grant of it; NotFoundError when there is none. */
+  removeRole(id: string, opts?: ActorOption): Promise<void>;
   setAccessControl(enabled: boolean, opts?: ActorOption): Promise<void>;
+  accessControl(): Promise<AccessPolicy>;
+  /** Erases a person's data and keeps them suppressed under a keyed hash (docs/privacy.md). */
+  erasePerson(address: string, opts?: ActorOption): Promise<ErasureReport>;
+  /** Everything the workspace holds about an address: the engine's JSON object, parsed. */
+  exportPerson(address: string, opts?: ActorOption): Promise<Record<string, unknown>>;
+  /** Forgets ledger rows and ended webhook deliveries past their windows. */
+  purgeRetained(policy: RetentionPolicy, opts?: ActorOption): Promise<RetentionReport>;
 
   suppress(value: string, opts?: ActorOption & { kind?: SuppressionKind; reason?: SuppressionReason; source?: string }): Promise<void>;
   unsuppress(value: string, opts?: ActorOption & { kind?: SuppressionKind }): Promise<boolean>;
@@ -659,6 +777,8 @@ export declare class Engine extends EventEmitter {
   /** CSV: value,kind,reason,source,created_at; header optional; all lines or none. */
   importSuppressions(csv: string | Buffer, opts?: ActorOption & { source?: string }): Promise<number>;
   exportSuppressions(): Promise<string>;
+  /** The folding rules suppression keys are made with now (the engine's `suppression` option, once applied, else the stored ones). */
+  suppressionRules(): Promise<{ foldPlusTags: boolean; foldGmailDots: boolean }>;
   verifySuppressions(): Promise<{ ok: boolean; auditChainOk: boolean; brokenAuditSeq: number; rows: number; changes: number }>;
 
   pause(target?: PauseTarget, opts?: ActorOption & { reason?: string }): Promise<void>;
@@ -680,6 +800,8 @@ export declare class Engine extends EventEmitter {
   checkPauseRules(): Promise<RuleFiring[]>;
 
   ingestWebhook(provider: WebhookProvider, request: WebhookRequest, options?: WebhookOptions): Promise<IngestResult>;
+  /** The second half of ingestWebhook, for what parseWebhook read: applies its events exactly once. */
+  applyWebhook(parsed: ParsedWebhook): Promise<IngestResult>;
   /** One bounce message (RFC 3464, qmail, exim) fetched from a sending mailbox; a hard bounce suppresses its recipient. */
   ingestDeliveryReport(message: string | Buffer): Promise<DeliveryReportResult>;
   unsubscribe(token: string): Promise<{ status: string; recipient: string; sendId: string; suppressed: boolean; already: boolean }>;
@@ -688,6 +810,7 @@ export declare class Engine extends EventEmitter {
   verifyAudit(checkpoint?: AuditHead): Promise<{ ok: boolean; badSeq: number | null }>;
   auditCheckpoint(): Promise<AuditHead>;
   stats(): Promise<EngineStats>;
+  latencies(): Promise<PipelineLatencies>;
   /** Prometheus text exposition of this engine's counters and the workspace's gauges. */
   metricsText(): Promise<string>;
   flush(): Promise<void>;

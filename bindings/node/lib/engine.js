@@ -135,11 +135,16 @@ class Engine extends EventEmitter {
   auditLog(fromSeq = 1) {
     return this.#call('auditLog', fromSeq);
   }
+  /** Everything the workspace holds about `address`, as the engine's JSON parsed. */
+  async exportPerson(address, opts) {
+    return JSON.parse(await this.#call('exportPerson', address, opts));
+  }
 
   // The rest forward their arguments to the native call of the same name;
   // index.d.ts and README.md list them with their arguments.
   static {
     for (const name of [
+      'findQueued',
       'cancelQueued',
       'queued',
       'queueCounts',
@@ -159,12 +164,19 @@ class Engine extends EventEmitter {
       'putRole',
       'grantAccess',
       'setAccessControl',
+      'revokeAccess',
+      'removeRole',
+      'accessControl',
+      // erasure and retention (docs/privacy.md)
+      'erasePerson',
+      'purgeRetained',
       'suppress',
       'unsuppress',
       'isSuppressed',
       'findSuppression',
       'suppressionCount',
       'exportSuppressions',
+      'suppressionRules',
       'verifySuppressions',
       'pause',
       'resume',
@@ -178,11 +190,13 @@ class Engine extends EventEmitter {
       'pauseRules',
       'checkPauseRules',
       'ingestWebhook',
+      'applyWebhook',
       'ingestDeliveryReport',
       'unsubscribe',
       'verifyAudit',
       'auditCheckpoint',
       'stats',
+      'latencies',
       'flush',
       'cancel',
       'metricsText',
@@ -299,4 +313,5 @@ module.exports = {
   nativeVersion: native.version,
   bounceRatePreset: native.bounceRatePreset,
   complaintRatePreset: native.complaintRatePreset,
+  parseWebhook: native.parseWebhook,
 };

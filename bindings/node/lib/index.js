@@ -1,7 +1,9 @@
 'use strict';
-// mailers for Node.js: the engine (lib/engine.js) and its errors (lib/errors.js).
-const { Engine, liveEngines, nativeVersion, bounceRatePreset, complaintRatePreset } = require('./engine');
+// mailers for Node.js: the engine (lib/engine.js), its errors (lib/errors.js)
+// and what needs no engine (lib/utilities.js).
+const { Engine, liveEngines, nativeVersion, bounceRatePreset, complaintRatePreset, parseWebhook } = require('./engine');
 const errors = require('./errors');
+const utilities = require('./utilities');
 
 const { toError, libraryErrors, transportErrors, ...errorClasses } = errors;
 
@@ -9,6 +11,8 @@ module.exports = {
   Engine,
   bounceRatePreset,
   complaintRatePreset,
+  parseWebhook,
+  ...utilities,
   ...errorClasses,
   version: nativeVersion,
   _liveEngines: liveEngines,

@@ -301,6 +301,7 @@ private:
                     env, "give exactly one of sqlite (a file path) or postgres (a conninfo)");
             actor_ = principal_from(o.Get("actor"), actor_);
             p.audit_key = string_field(o, "auditKey");
+            p.erasure_key = string_field(o, "erasureKey");
             p.member_name = string_field(o, "memberName", "node");
             p.message_id_domain = string_field(o, "messageIdDomain");
             p.drain_queue = bool_field(o, "drainQueue", true);
@@ -606,6 +607,16 @@ private:
         if (!v.IsString()) throw Napi::TypeError::New(v.Env(), "id must be a string");
         return v.As<Napi::String>().Utf8Value();
     }
+    // What parseWebhook returned: its provider and the native result it hides.
+    static std::pair<mailers::webhook_provider, mailers::webhook_result> parsed_webhook_from(
+        const Napi::Value& v) {
+        auto o = obj(v, "a parsed webhook");
+        auto native = o.Get("_parsed");
+        if (!native.IsExternal())
+            throw Napi::TypeError::New(v.Env(), "applyWebhook takes what parseWebhook returned");
+        return {webhook_provider_from(o.Get("provider")),
+                *native.As<Napi::External<mailers::webhook_result>>().Data()};
+    }
     static std::uint64_t number_id_from(const Napi::Value& v) {
         if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "id must be a number");
         auto d = v.As<Napi::Number>().DoubleValue();
@@ -713,6 +724,16 @@ private:
                 return make_number(static_cast<double>(e.import_suppressions(who, in, source)));
             });
         }
+        if (name == "suppressionRules")
+            return blocking(env, [](E& e) -> maker {
+                auto r = e.suppression_rules();
+                return [r](Napi::Env env) -> Napi::Value {
+                    auto o = Napi::Object::New(env);
+                    o.Set("foldPlusTags", Napi::Boolean::New(env, r.fold_plus_tags));
+                    o.Set("foldGmailDots", Napi::Boolean::New(env, r.fold_gmail_dots));
+                    return o;
+                };
+            });
         if (name == "exportSuppressions") {
             return blocking(env, [](E& e) {
                 std::ostringstream out;
@@ -828,6 +849,10 @@ private:
             }
             return blocking(env, [f](E& e) { return make_list(e.queued(f)); });
         }
+        if (name == "findQueued") {
+            auto id = number_id_from(arg(info, 1));
+            return blocking(env, [id](E& e) { return make_optional(e.find_queued(id)); });
+        }
         if (name == "cancelQueued") {
             if (!arg(info, 1).IsNumber()) throw Napi::TypeError::New(env, "id must be a number");
             auto id = static_cast<std::uint64_t>(info[1].As<Napi::Number>().DoubleValue());
@@ -836,41 +861,17 @@ private:
         }
         if (name == "ingestWebhook") {
             auto provider = webhook_provider_from(arg(info, 1));
-            auto req = arg(info, 2);
-            if (!req.IsObject())
-                throw Napi::TypeError::New(env, "request must be { method, headers, body }");
-            auto ro = req.As<Napi::Object>();
-            auto method = string_field(ro, "method", "POST");
-            std::string body;
-            if (has(ro, "body")) {
-                auto b = ro.Get("body");
-                if (b.IsBuffer())
-                    body.assign(b.As<Napi::Buffer<char>>().Data(),
-                                b.As<Napi::Buffer<char>>().Length());
-                else if (b.IsString())
-                    body = b.As<Napi::String>().Utf8Value();
-                else
-                    throw Napi::TypeError::New(env, "body must be a string or a Buffer");
-            }
-            std::vector<std::pair<std::string, std::string>> headers;
-            if (has(ro, "headers")) {
-                auto h = ro.Get("headers").As<Napi::Object>();
-                auto names = h.GetPropertyNames();
-                for (uint32_t i = 0; i < names.Length(); ++i) {
-                    auto n = names.Get(i).As<Napi::String>().Utf8Value();
-                    auto v = h.Get(n);
-                    // Node gives repeated headers as arrays; the first counts.
-                    if (v.IsArray()) v = v.As<Napi::Array>().Get(0u);
-                    headers.emplace_back(n, v.ToString().Utf8Value());
-                }
-            }
+            auto req = std::make_shared<owned_webhook_request>(webhook_request_from(arg(info, 2)));
             auto params = webhook_params_from(arg(info, 3));
             params.mailgun.replay = host_->replay;
             return blocking(env, [=](E& e) {
-                std::vector<mailers::http_header> hv;
-                for (const auto& [n, v] : headers) hv.push_back({n, v});
-                mailers::webhook_request r{method, hv, body};
-                return make_one(e.ingest_webhook(provider, r, params));
+                return make_one(e.ingest_webhook(provider, req->view(), params));
+            });
+        }
+        if (name == "applyWebhook") {
+            auto parsed = parsed_webhook_from(arg(info, 1));
+            return blocking(env, [parsed](E& e) {
+                return make_one(e.apply_webhook(parsed.first, parsed.second));
             });
         }
         if (name == "unsubscribe") {
@@ -879,6 +880,26 @@ private:
         }
         if (name == "putRole") return change(info, role_from, &E::put_role);
         if (name == "grantAccess") return change(info, grant_from, &E::grant_access);
+        if (name == "revokeAccess") return change(info, grant_from, &E::revoke_access);
+        if (name == "removeRole") return change(info, id_from, &E::remove_role);
+        if (name == "accessControl")
+            return blocking(env, [](E& e) { return make_one(e.access_control()); });
+        if (name == "latencies") return blocking(env, [](E& e) { return make_one(e.latencies()); });
+        if (name == "erasePerson") {
+            auto address = string_arg(info, 1, "address");
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) { return make_one(e.erase_person(who, address)); });
+        }
+        if (name == "exportPerson") {
+            auto address = string_arg(info, 1, "address");
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) { return make_string(e.export_person(who, address)); });
+        }
+        if (name == "purgeRetained") {
+            auto policy = retention_policy_from(arg(info, 1));
+            auto who = actor_arg(info, 2);
+            return blocking(env, [=](E& e) { return make_one(e.purge_retained(who, policy)); });
+        }
         if (name == "setAccessControl") {
             bool on = arg(info, 1).ToBoolean().Value();
             auto who = actor_arg(info, 2);
@@ -967,6 +988,11 @@ private:
         if (name == "nextDue")
             return blocking(env, [](E& e) -> maker {
                 auto t = e.next_due();
+                // A Date holds whole milliseconds. Rounded down, a due time
+                // between two of them would be one setTime() cannot reach,
+                // and settle() would wait on it for ever; rounded up, it is
+                // reached.
+                if (t) *t = std::chrono::ceil<std::chrono::milliseconds>(*t);
                 return [t](Napi::Env env) { return to_js(env, t); };
             });
         if (name == "startCampaign") {
@@ -1148,6 +1174,27 @@ private:
     bool closing_ = false;
 };
 
+// parseWebhook(provider, request, options): verified and read, not
+// applied. The result carries the native one, hidden, for applyWebhook.
+// Mailgun tokens seen by it are remembered process-wide.
+Napi::Value parse_webhook_js(const Napi::CallbackInfo& info) {
+    static const auto replay = std::make_shared<mailers::memory_replay_cache>();
+    auto env = info.Env();
+    auto at = [&](std::size_t i) { return info.Length() > i ? info[i] : env.Undefined(); };
+    auto provider = webhook_provider_from(at(0));
+    auto req = webhook_request_from(at(1));
+    auto params = webhook_params_from(at(2));
+    params.mailgun.replay = replay;
+    auto parsed = mailers::parse_webhook(provider, req.view(), params);
+    auto o = to_js(env, parsed);
+    o.Set("provider", str(env, mailers::to_string(provider)));
+    auto native = Napi::External<mailers::webhook_result>::New(
+        env, new mailers::webhook_result(std::move(parsed)),
+        [](Napi::Env, mailers::webhook_result* r) { delete r; });
+    o.DefineProperty(Napi::PropertyDescriptor::Value("_parsed", native, napi_default));
+    return o;
+}
+
 Napi::Value live_count(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), live_engines.load());
 }
@@ -1171,6 +1218,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
         "complaintRatePreset",
         Napi::Function::New(
             env, preset<mailers::complaint_rate_preset, mailers::pause_scope::sender_domain>));
+    exports.Set("parseWebhook", Napi::Function::New(env, parse_webhook_js));
+    init_utilities(env, exports);
     exports.Set("NativeEngine", native_engine::define(env));
     exports.Set("liveEngines", Napi::Function::New(env, live_count));
     exports.Set("version", Napi::String::New(env, std::to_string(mailers::version_major) + "." +

@@ -480,16 +480,21 @@ Napi::Object to_js(Napi::Env env, const mailers::queue_summary& q) {
     return o;
 }
 
-Napi::Object to_js(Napi::Env env, const mailers::ingest_result& r) {
+Napi::Object to_js(Napi::Env env, const mailers::webhook_result& r) {
     auto o = Napi::Object::New(env);
-    o.Set("httpStatus", num(env, r.webhook.http_status));
-    o.Set("outcome", str(env, mailers::to_string(r.webhook.outcome)));
-    o.Set("reason", str(env, r.webhook.reason));
-    auto ev = Napi::Array::New(env, r.webhook.events.size());
-    for (std::size_t i = 0; i < r.webhook.events.size(); ++i)
-        ev.Set(static_cast<uint32_t>(i), to_js(env, r.webhook.events[i]));
+    o.Set("httpStatus", num(env, r.http_status));
+    o.Set("outcome", str(env, mailers::to_string(r.outcome)));
+    o.Set("reason", str(env, r.reason));
+    auto ev = Napi::Array::New(env, r.events.size());
+    for (std::size_t i = 0; i < r.events.size(); ++i)
+        ev.Set(static_cast<uint32_t>(i), to_js(env, r.events[i]));
     o.Set("events", ev);
-    o.Set("confirmUrl", str(env, r.webhook.confirm_url));
+    o.Set("confirmUrl", str(env, r.confirm_url));
+    return o;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::ingest_result& r) {
+    auto o = to_js(env, r.webhook);
     o.Set("suppressed", num(env, static_cast<double>(r.suppressed)));
     o.Set("alreadySuppressed", num(env, static_cast<double>(r.already_suppressed)));
     o.Set("duplicates", num(env, static_cast<double>(r.duplicates)));
@@ -848,6 +853,100 @@ mailers::access_grant grant_from(const Napi::Value& v) {
     return g;
 }
 
+mailers::retention_policy retention_policy_from(const Napi::Value& v) {
+    auto o = obj(v, "a retention policy");
+    mailers::retention_policy p;
+    p.sends = seconds_field(o, "sends", p.sends);
+    p.webhook_deliveries = seconds_field(o, "webhookDeliveries", p.webhook_deliveries);
+    return p;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::access_policy& p) {
+    auto roles = Napi::Array::New(env, p.roles.size());
+    for (std::size_t i = 0; i < p.roles.size(); ++i) {
+        std::vector<std::string> names;
+        for (auto pm : p.roles[i].permissions) names.emplace_back(mailers::to_string(pm));
+        auto r = Napi::Object::New(env);
+        r.Set("id", str(env, p.roles[i].id));
+        r.Set("permissions", strings_to_js(env, names));
+        roles.Set(static_cast<uint32_t>(i), r);
+    }
+    auto grants = Napi::Array::New(env, p.grants.size());
+    for (std::size_t i = 0; i < p.grants.size(); ++i) {
+        const auto& g = p.grants[i];
+        auto scope = Napi::Object::New(env);
+        scope.Set("kind", str(env, mailers::to_string(g.scope.of)));
+        scope.Set("id", str(env, g.scope.id));
+        auto o = Napi::Object::New(env);
+        o.Set("principal", str(env, g.principal));
+        o.Set("role", str(env, g.role));
+        o.Set("scope", scope);
+        grants.Set(static_cast<uint32_t>(i), o);
+    }
+    auto o = Napi::Object::New(env);
+    o.Set("enabled", Napi::Boolean::New(env, p.enabled));
+    o.Set("roles", roles);
+    o.Set("grants", grants);
+    return o;
+}
+
+namespace {
+Napi::Object histogram_to_js(Napi::Env env, const mailers::latency_histogram& h) {
+    auto counts = Napi::Array::New(env, h.counts.size());
+    for (std::size_t i = 0; i < h.counts.size(); ++i)
+        counts.Set(static_cast<uint32_t>(i), num(env, static_cast<double>(h.counts[i])));
+    auto o = Napi::Object::New(env);
+    o.Set("counts", counts);
+    o.Set("sumUs", num(env, static_cast<double>(h.sum_us)));
+    o.Set("total", num(env, static_cast<double>(h.total())));
+    o.Set("p50Us", num(env, static_cast<double>(h.quantile_us(0.5))));
+    o.Set("p99Us", num(env, static_cast<double>(h.quantile_us(0.99))));
+    return o;
+}
+}  // namespace
+
+Napi::Object to_js(Napi::Env env, const mailers::pipeline_latencies& l) {
+    auto o = Napi::Object::New(env);
+    o.Set("decide", histogram_to_js(env, l.decide));
+    o.Set("reserve", histogram_to_js(env, l.reserve));
+    o.Set("handoff", histogram_to_js(env, l.handoff));
+    o.Set("record", histogram_to_js(env, l.record));
+    o.Set("total", histogram_to_js(env, l.total));
+    return o;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::erasure_report& r) {
+    const auto& c = r.erased;
+    auto erased = Napi::Object::New(env);
+    auto set = [&](const char* n, std::uint64_t v) {
+        erased.Set(n, num(env, static_cast<double>(v)));
+    };
+    set("suppressionRows", c.suppression_rows);
+    set("sends", c.sends);
+    set("queued", c.queued);
+    set("queueCancelled", c.queue_cancelled);
+    set("enrollments", c.enrollments);
+    set("webhookDeliveries", c.webhook_deliveries);
+    set("recordedKeys", c.recorded_keys);
+    set("softBounces", c.soft_bounces);
+    auto o = Napi::Object::New(env);
+    o.Set("hash", str(env, r.hash));
+    o.Set("at", to_js(env, r.at));
+    o.Set("erased", erased);
+    o.Set("wasSuppressed", Napi::Boolean::New(env, r.was_suppressed));
+    o.Set("auditSeq", num(env, static_cast<double>(r.audit_seq)));
+    return o;
+}
+
+Napi::Object to_js(Napi::Env env, const mailers::retention_report& r) {
+    auto o = Napi::Object::New(env);
+    o.Set("at", to_js(env, r.at));
+    o.Set("sends", num(env, static_cast<double>(r.sends)));
+    o.Set("webhookDeliveries", num(env, static_cast<double>(r.webhook_deliveries)));
+    o.Set("auditSeq", num(env, static_cast<double>(r.audit_seq)));
+    return o;
+}
+
 mailers::webhook_provider webhook_provider_from(const Napi::Value& v) {
     return enum_from<mailers::webhook_provider, 4>(v, "provider");
 }
@@ -866,6 +965,40 @@ mailers::webhook_params webhook_params_from(const Napi::Value& v) {
     p.postmark.header_name = string_field(o, "postmarkHeaderName");
     p.postmark.header_value = string_field(o, "postmarkHeaderValue");
     return p;
+}
+
+mailers::webhook_request owned_webhook_request::view() {
+    header_views.clear();
+    for (const auto& [n, v] : headers) header_views.push_back({n, v});
+    return {method, header_views, body};
+}
+
+owned_webhook_request webhook_request_from(const Napi::Value& v) {
+    if (!v.IsObject()) type_error(v.Env(), "request must be { method, headers, body }");
+    auto ro = v.As<Napi::Object>();
+    owned_webhook_request r;
+    r.method = string_field(ro, "method", "POST");
+    if (has(ro, "body")) {
+        auto b = ro.Get("body");
+        if (b.IsBuffer())
+            r.body.assign(b.As<Napi::Buffer<char>>().Data(), b.As<Napi::Buffer<char>>().Length());
+        else if (b.IsString())
+            r.body = b.As<Napi::String>().Utf8Value();
+        else
+            type_error(v.Env(), "body must be a string or a Buffer");
+    }
+    if (has(ro, "headers")) {
+        auto h = obj(ro.Get("headers"), "headers");
+        auto names = h.GetPropertyNames();
+        for (uint32_t i = 0; i < names.Length(); ++i) {
+            auto n = names.Get(i).As<Napi::String>().Utf8Value();
+            auto hv = h.Get(n);
+            // Node gives repeated headers as arrays; the first counts.
+            if (hv.IsArray()) hv = hv.As<Napi::Array>().Get(0u);
+            r.headers.emplace_back(n, hv.ToString().Utf8Value());
+        }
+    }
+    return r;
 }
 
 mailers::audit_head audit_head_from(const Napi::Value& v) {

@@ -47,6 +47,7 @@ Napi::Object to_js(Napi::Env env, const mailers::audit_head& h);
 Napi::Object to_js(Napi::Env env, const mailers::engine_stats& s);
 Napi::Object to_js(Napi::Env env, const mailers::queued_send& q);
 Napi::Object to_js(Napi::Env env, const mailers::queue_summary& q);
+Napi::Object to_js(Napi::Env env, const mailers::webhook_result& r);
 Napi::Object to_js(Napi::Env env, const mailers::ingest_result& r);
 Napi::Object to_js(Napi::Env env, const mailers::unsubscribe_result& r);
 Napi::Object to_js(Napi::Env env, const mailers::outbound& o);
@@ -64,6 +65,10 @@ Napi::Object to_js(Napi::Env env, const mailers::daily_count& c);
 Napi::Object to_js(Napi::Env env, const mailers::soft_bounce_policy& p);
 Napi::Object to_js(Napi::Env env, const mailers::pause_rule& r);
 Napi::Object to_js(Napi::Env env, const mailers::rule_firing& f);
+Napi::Object to_js(Napi::Env env, const mailers::access_policy& p);
+Napi::Object to_js(Napi::Env env, const mailers::pipeline_latencies& l);
+Napi::Object to_js(Napi::Env env, const mailers::erasure_report& r);
+Napi::Object to_js(Napi::Env env, const mailers::retention_report& r);
 
 mailers::principal principal_from(const Napi::Value& v, const mailers::principal& fallback);
 mailers::send_request send_request_from(const Napi::Value& v, const mailers::principal& actor);
@@ -83,8 +88,21 @@ mailers::suppression_kind suppression_kind_from(const Napi::Value& v);
 mailers::suppression_reason suppression_reason_from(const Napi::Value& v);
 mailers::role role_from(const Napi::Value& v);
 mailers::access_grant grant_from(const Napi::Value& v);
+mailers::retention_policy retention_policy_from(const Napi::Value& v);
+/// An object of string values, as a template's variables.
+mailers::template_variables template_variables_from(const Napi::Value& v, const char* field);
 mailers::webhook_provider webhook_provider_from(const Napi::Value& v);
 mailers::webhook_params webhook_params_from(const Napi::Value& v);
+/// A webhook request as `{method, headers, body}` (body a string or a
+/// Buffer), owning its bytes; `view()` is what parse_webhook takes.
+struct owned_webhook_request {
+    std::string method;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    std::vector<mailers::http_header> header_views;
+    mailers::webhook_request view();
+};
+owned_webhook_request webhook_request_from(const Napi::Value& v);
 mailers::audit_head audit_head_from(const Napi::Value& v);
 mailers::sequence_config sequence_from(const Napi::Value& v);
 mailers::enroll_options enroll_options_from(const Napi::Value& v);
@@ -95,6 +113,10 @@ mailers::webhook_endpoint webhook_endpoint_from(const Napi::Value& v);
 mailers::webhook_delivery_filter webhook_delivery_filter_from(const Napi::Value& v);
 /// Engine.open's `webhooks` options over the engine's defaults.
 mailers::outbound_webhook_params outbound_webhooks_from(const Napi::Value& v);
+
+/// The helpers that need no engine (utilities.cpp): templates, address
+/// normalisation and parsing, and the Standard Webhooks check.
+void init_utilities(Napi::Env env, Napi::Object exports);
 
 /// Where a refused sequence or campaign template went wrong, found by
 /// compiling it again: the engine's refusal carries only the message.

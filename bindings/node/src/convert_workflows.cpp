@@ -35,18 +35,27 @@ std::uint32_t u32_field(const Napi::Object& o, const char* name, std::uint32_t d
 }
 
 mailers::template_variables variables_from(const Napi::Object& o, const char* field) {
+    if (!has(o, field)) return {};
+    return template_variables_from(o.Get(field), field);
+}
+
+}  // namespace
+
+mailers::template_variables template_variables_from(const Napi::Value& v, const char* field) {
     mailers::template_variables out;
-    if (!has(o, field)) return out;
-    auto vars = obj(o.Get(field), field);
+    auto vars = obj(v, field);
     auto names = vars.GetPropertyNames();
     for (uint32_t i = 0; i < names.Length(); ++i) {
         auto n = names.Get(i).As<Napi::String>().Utf8Value();
-        auto v = vars.Get(n);
-        if (!v.IsString()) type_error(o.Env(), std::string(field) + "." + n + " must be a string");
-        out.insert_or_assign(n, v.As<Napi::String>().Utf8Value());
+        auto value = vars.Get(n);
+        if (!value.IsString())
+            type_error(v.Env(), std::string(field) + "." + n + " must be a string");
+        out.insert_or_assign(n, value.As<Napi::String>().Utf8Value());
     }
     return out;
 }
+
+namespace {
 
 mailers::template_source content_from(const Napi::Object& o, const char* field) {
     mailers::template_source t;

@@ -162,3 +162,18 @@ test('the same campaign started by two engines of one workspace at once sends to
   assert.equal(new Set(to).size, 20);
   assert.deepEqual(await a.campaignProgress('both'), p);
 });
+
+test('settle() walks a campaign paced by a rolling cap to its end (due times between milliseconds)', async (t) => {
+  const { engine } = await captureEngine(t, { queuePollIntervalMs: 10, manualClock: monday9 });
+  await engine.upsertMailbox({ id: 'rep1', from: 'rep1@brand.com', provider: 'cap', limits: [{ max: 2, seconds: 86400 }] });
+  await engine.startCampaign({ id: 'paced', content: { subject: 's', text: 't' }, pool: 'out',
+                               recipients: ['a@example.com', 'b@example.com', 'c@example.com', 'd@example.com'] });
+  const steps = [];
+  for (let next = await engine.settle(); next; next = await engine.settle()) {
+    assert.ok(next > engine.now(), 'nextDue is after the present time');
+    steps.push(next);
+    engine.setTime(next);
+  }
+  assert.ok(steps.length >= 1);
+  assert.equal((await engine.campaignProgress('paced')).sent, 4);
+});

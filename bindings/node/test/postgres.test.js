@@ -8,17 +8,23 @@ const { test, mailers, message, eventually } = require('./helpers');
 const conninfo = process.env.MAILERS_TEST_PG;
 const required = process.env.MAILERS_REQUIRE_PG === '1';
 
-test('a workspace on PostgreSQL: sends, suppression, restart, a sequence and a campaign', { skip: !conninfo && !required && 'MAILERS_TEST_PG is not set' }, async (t) => {
-  assert.ok(conninfo, 'MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is not set');
-  // A schema of its own per run, so runs never see each other's rows.
-  const schema = `node_${process.pid}_${Date.now()}`;
-  // The database outlives the run: the schema goes when the test ends,
-  // once every engine on it is closed.
-  const engines = [];
-  t.after(async () => {
-    for (const x of engines) await x.close();
-    dropSchema(t, schema);
+// A test on a schema of its own (`prefix`_pid_time), so runs never see each
+// other's rows. The database outlives the run: the schema goes when the test
+// ends, once every engine in `engines` is closed.
+function pgTest(name, prefix, fn) {
+  test(name, { skip: !conninfo && !required && 'MAILERS_TEST_PG is not set' }, async (t) => {
+    assert.ok(conninfo, 'MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is not set');
+    const schema = `${prefix}_${process.pid}_${Date.now()}`;
+    const engines = [];
+    t.after(async () => {
+      for (const x of engines) await x.close();
+      dropSchema(t, schema);
+    });
+    await fn(schema, engines);
   });
+}
+
+pgTest('a workspace on PostgreSQL: sends, suppression, restart, a sequence and a campaign', 'node', async (schema, engines) => {
   process.env.MAILERS_NODE_TEST_CONNINFO = conninfo;
   const open = async (mode) => {
     const x = await mailers.Engine.open({ postgres: 'env:MAILERS_NODE_TEST_CONNINFO', schema, mode, actor: 'ops', queuePollIntervalMs: 20 });
@@ -53,6 +59,28 @@ test('a workspace on PostgreSQL: sends, suppression, restart, a sequence and a c
   assert.ok(await done(), 'the step and the campaign were sent');
   assert.deepEqual(e.captured('cap').map((m) => m.subject).sort(), ['Hi Sam', 'News', 'News']);
   assert.deepEqual((await e.enrollments({ sequenceId: 'pg-seq' })).map((x) => x.address), ['seq@example.com']);
+});
+
+pgTest('an erasure on PostgreSQL holds in every engine of the workspace', 'node_erase', async (schema, engines) => {
+  const open = async () => {
+    const x = await mailers.Engine.open({ postgres: conninfo, schema, actor: 'ops' });
+    engines.push(x);
+    await x.addProvider('cap', 'capture://capture');
+    return x;
+  };
+  const a = await open();
+  const b = await open();
+  await a.upsertMailbox({ id: 'rep1', from: 'rep1@brand.com', provider: 'cap' });
+  await a.send({ mailbox: 'rep1', to: 'dee@example.com', subject: 's', text: 't' });
+  assert.equal((await b.exportPerson('dee@example.com')).sends.length, 1);
+  const r = await a.erasePerson('dee@example.com');
+  assert.equal(r.erased.sends, 1);
+  // erasePerson resolves once every engine of the workspace holds the hash.
+  assert.equal(await b.isSuppressed('dee@example.com'), true);
+  assert.equal((await b.exportPerson('dee@example.com')).suppressed, true);
+  assert.equal((await b.erasePerson('dee@example.com')).hash, r.hash);
+  assert.equal((await b.purgeRetained({ sends: 8 * 86400 })).sends, 0);
+  assert.equal((await a.verifyAudit()).ok, true);
 });
 
 // DROP SCHEMA through psql (libpq's own client takes the same conninfo).

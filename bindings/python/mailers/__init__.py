@@ -85,9 +85,11 @@ from ._types import (WEEKDAYS_MON_FRI, DeliveryReportResult, SuppressionProblem,
                      WebhookEndpoint, WebhookResult, business_days, days, hours, per_day,
                      per_hour, per_minute, template_seed, verify_webhook_signature,
                      CountScope, DailyCount, EventType, PauseRule, PauseScope, RuleFiring,
-                     RuleMetric, SoftBouncePolicy, bounce_rate_preset, complaint_rate_preset)
+                     RuleMetric, SoftBouncePolicy, bounce_rate_preset, complaint_rate_preset,
+                     AccessGrant, AccessPolicy, ErasureCounts, ErasureReport, Latencies,
+                     LatencyHistogram, ParsedWebhook, RetentionPolicy, RetentionReport, Role)
 from ._engine import (AsyncEngine, AsyncEventStream, Engine, EventStream, ManualClock,
-                      Subscription)
+                      Subscription, parse_webhook)
 from . import _mailers
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime as _dt
+import json
 import logging
 import queue as _queue
 import threading
@@ -22,7 +23,8 @@ from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport
                      ForecastPlan, OutboundWebhooks, Seconds, Sequence, WebhookDelivery,
                      WebhookDeliveryCounts, WebhookEndpoint, RecipientLike, _recipients,
                      seconds, CountScope, DailyCount, PauseRule, RuleFiring,
-                     SoftBouncePolicy, to_day)
+                     SoftBouncePolicy, to_day, AccessPolicy, ErasureReport, Latencies,
+                     RetentionPolicy, RetentionReport, ParsedWebhook)
 
 log = logging.getLogger("mailers")
 
@@ -127,6 +129,21 @@ class EventStream:
         self.close()
 
 
+def _header_list(headers: Any) -> list:
+    return list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+
+
+def parse_webhook(provider: str, body: Union[str, bytes], *, headers: Any = None,
+                  method: str = "POST", verify: bool = True, **params: str) -> ParsedWebhook:
+    """Verifies and reads a provider's webhook request without applying it (no
+    engine, no store): the first half of ``Engine.ingest_webhook``, whose
+    keywords it takes. Give the result to ``Engine.apply_webhook``."""
+    n = _mailers.parse_webhook(provider, method, _header_list(headers), body,
+                               {"verify": verify, **params})
+    return ParsedWebhook(provider, n.outcome, n.http_status, n.reason,
+                         [Event._from(e) for e in n.events], n.confirm_url, n)
+
+
 class Engine:
     """The engine, blocking face. See the package docstring for lifetimes.
 
@@ -137,13 +154,16 @@ class Engine:
     ``unsubscribe_url`` (https) and ``unsubscribe_secret`` (16 bytes or more,
     or a reference), every message without a List-Unsubscribe of its own
     gets a one-click link (RFC 8058) that :meth:`unsubscribe` applies.
-    ``webhooks`` says how this engine delivers outbound webhooks. The
+    ``erasure_key`` (a secret or a reference) is the key erased addresses stay
+    suppressed under; without one the workspace's first erasure makes and
+    stores one (docs/privacy.md). ``webhooks`` says how this engine delivers
+    outbound webhooks. The
     library's log lines at ``log_level`` and above ("trace", "debug", "info",
     "warning", "error", "off") go to the "mailers" logger.
     """
 
     def __init__(self, store: Store, *, workspace: str = "default", actor: Actor = None,
-                 clock: Optional[ManualClock] = None, audit_key: str = "",
+                 clock: Optional[ManualClock] = None, audit_key: str = "", erasure_key: str = "",
                  member_name: str = "", random_seed: int = 0, drain_queue: bool = True,
                  queue_poll_interval: float = 1.0, fold_plus_tags: Optional[bool] = None,
                  fold_gmail_dots: Optional[bool] = None, unsubscribe_url: str = "",
@@ -155,7 +175,8 @@ class Engine:
         self._subs_lock = threading.Lock()
         self._streams: "weakref.WeakSet[Any]" = weakref.WeakSet()
         params: dict[str, Any] = {
-            "workspace": workspace, "audit_key": audit_key, "member_name": member_name,
+            "workspace": workspace, "audit_key": audit_key, "erasure_key": erasure_key,
+            "member_name": member_name,
             "random_seed": random_seed, "drain_queue": drain_queue,
             "queue_poll_interval_ms": int(queue_poll_interval * 1000),
             "unsubscribe_url": unsubscribe_url, "unsubscribe_secret": unsubscribe_secret,
@@ -298,9 +319,41 @@ class Engine:
         """Stores the send in the workspace's durable queue; returns the item id."""
         return self._core.enqueue(request(to, **kw), to_us(not_before), origin)
 
+    def enqueue_and_wait(self, to: str, *, not_before: Optional[_dt.datetime] = None,
+                         origin: str = "api", timeout: Optional[float] = None,
+                         **kw: Any) -> QueuedSend:
+        """Enqueues as :meth:`enqueue`, then waits until this engine has finished the
+        item (sent it, or seen it cancelled) and returns it as it ended: ``state``
+        "done" or "cancelled", ``send_id`` and ``detail`` say how. A refused
+        enqueue raises as :meth:`enqueue` does; :class:`Aborted` when the engine
+        closes first. ``timeout`` (seconds) raises :class:`TimeoutError`; the item
+        stays queued."""
+        if self._core.on_engine_thread():
+            raise RuntimeError("enqueue_and_wait from an event callback would wait for itself")
+        done = threading.Event()
+        out: list = []
+
+        def finished(err: Optional[dict], item: Optional[dict]) -> None:
+            out.append((err, item))
+            done.set()
+
+        self._core.enqueue_async(request(to, **kw), to_us(not_before), origin, finished)
+        if not done.wait(timeout):
+            raise TimeoutError("the queued item has not ended yet")
+        return _queued_outcome(*out[0])
+
     def find_queued(self, id: int) -> Optional[QueuedSend]:
         d = self._core.find_queued(id)
         return QueuedSend(**_times(d, "not_before")) if d else None
+
+    def queued(self, *, state: Optional[str] = None, origin_prefix: str = "", after_id: int = 0,
+               limit: int = 0) -> list[QueuedSend]:
+        """Queue items in id order: only ``state`` ("waiting", "claimed", "done",
+        "cancelled") when given, only origins starting with ``origin_prefix``
+        ("campaign:q4"); page with ``after_id`` (the last id seen) and ``limit``."""
+        return [QueuedSend(**_times(d, "not_before")) for d in self._core.queued(
+            {"state": state, "origin_prefix": origin_prefix, "after_id": after_id,
+             "limit": limit})]
 
     def cancel_queued(self, id: int, *, actor: Actor = None) -> bool:
         return self._core.cancel_queued(self._who(actor), id)
@@ -354,9 +407,19 @@ class Engine:
     def stats(self) -> Stats:
         return Stats(**self._core.stats())
 
+    def latencies(self) -> Latencies:
+        """Where the time of a send goes, stage by stage, since the engine started."""
+        return Latencies._from(self._core.latencies())
+
     def flush(self) -> None:
         """Waits until every queued store write is committed."""
         self._core.flush()
+
+    def cancel(self) -> None:
+        """Stops sending for good, short of closing: sends not yet handed off fail
+        with :class:`Aborted`, this engine takes no more queued sends, and
+        configuration calls keep working."""
+        self._core.cancel()
 
     # --- suppression ----------------------------------------------------------------
 
@@ -386,6 +449,11 @@ class Engine:
 
     def export_suppressions(self) -> str:
         return self._core.export_suppressions()
+
+    def suppression_rules(self) -> dict[str, bool]:
+        """The folding rules suppression keys are made with now: ``fold_plus_tags``
+        and ``fold_gmail_dots`` (the engine's, once applied, else the stored ones)."""
+        return self._core.suppression_rules()
 
     # --- pause ------------------------------------------------------------------------
 
@@ -687,6 +755,41 @@ class Engine:
         """Once on, everything not granted is refused (:class:`PermissionDenied`)."""
         self._core.set_access_control(self._who(actor), enabled)
 
+    def remove_role(self, id: str, *, actor: Actor = None) -> None:
+        """Removes a role and every grant of it (:class:`NotFound` when there is none)."""
+        self._core.remove_role(self._who(actor), id)
+
+    def access_control(self) -> AccessPolicy:
+        """The workspace's roles, grants and whether access control is on."""
+        return AccessPolicy._from(self._core.access_control())
+
+    # --- erasure, export and retention (docs/privacy.md) ----------------------------
+
+    def erase_person(self, address: str, *, actor: Actor = None) -> ErasureReport:
+        """Erases what the workspace holds about ``address`` (GDPR Art. 17) and keeps
+        it suppressed under a keyed hash: suppression rows become hash entries,
+        ledger rows are scrubbed, queued items emptied, enrollments and outbox rows
+        deleted, in one transaction, audited with the hash only. Once it returns
+        no engine of the workspace sends to the address. Erasing again is
+        harmless (zero counts). Raises :class:`InvalidAddress` (nothing changes),
+        :class:`PermissionDenied` (permission ``erase_person``)."""
+        return ErasureReport._from(self._core.erase_person(self._who(actor), address))
+
+    def export_person(self, address: str, *, actor: Actor = None) -> dict[str, Any]:
+        """Everything the workspace holds about ``address`` (GDPR Art. 15), as the
+        engine's JSON object parsed: "address", "key", "suppressed",
+        "suppression", "suppression_history", "sends", "events", "enrollments",
+        "queued", "audit". Permission ``export_data``; audited with the hash."""
+        return json.loads(self._core.export_person(self._who(actor), address))
+
+    def purge_retained(self, policy: RetentionPolicy, *, actor: Actor = None) -> RetentionReport:
+        """Forgets what ``policy``'s windows have passed (ledger rows with an
+        outcome, ended outbound deliveries), audited as "retention.purge".
+        Raises :class:`InvalidArgument` for a ledger window under 8 days or a
+        negative one, changing nothing. Call it from a daily job."""
+        d = self._core.purge_retained(self._who(actor), policy._native())
+        return RetentionReport(**_times(d, "at"))
+
     # --- webhooks -----------------------------------------------------------------------
 
     def ingest_webhook(self, provider: str, body: Union[str, bytes], *,
@@ -698,9 +801,18 @@ class Engine:
         Answer the provider ``result.http_status``. ``params``:
         mailgun_signing_key, sendgrid_public_key, postmark_user,
         postmark_password, postmark_header_name, postmark_header_value."""
-        hs = list(headers.items()) if isinstance(headers, dict) else list(headers or ())
         # Bytes pass through as they are: signatures cover the raw body.
-        d = self._core.ingest_webhook(provider, method, hs, body, {"verify": verify, **params})
+        d = self._core.ingest_webhook(provider, method, _header_list(headers), body,
+                                      {"verify": verify, **params})
+        d["events"] = [Event._from(e) for e in d["events"]]
+        return WebhookResult(**d)
+
+    def apply_webhook(self, parsed: ParsedWebhook) -> WebhookResult:
+        """The second half of :meth:`ingest_webhook`, for a request
+        :func:`parse_webhook` has read (and the host has looked at): applies its
+        events exactly once, as ``ingest_webhook`` does. Nothing is applied
+        unless ``parsed.outcome`` is "events"."""
+        d = self._core.apply_webhook(parsed.provider, parsed._native)
         d["events"] = [Event._from(e) for e in d["events"]]
         return WebhookResult(**d)
 
@@ -815,6 +927,22 @@ def _bridge(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
         return b
 
 
+def _queued_outcome(err: Optional[dict], item: Optional[dict]) -> QueuedSend:
+    if err is not None:
+        raise make_error(err)
+    assert item is not None
+    return QueuedSend(**_times(item, "not_before"))
+
+
+def _settle_queued(fut: asyncio.Future, err: Optional[dict], item: Optional[dict]) -> None:
+    if fut.cancelled():
+        return
+    try:
+        fut.set_result(_queued_outcome(err, item))
+    except Error as e:
+        fut.set_exception(e)
+
+
 def _settle(fut: asyncio.Future, err: Optional[dict], res: dict) -> None:
     if fut.cancelled():
         return  # the caller stopped waiting; the send itself went on
@@ -890,8 +1018,27 @@ class AsyncEngine:
         return await asyncio.to_thread(self.sync.enqueue, to, not_before=not_before,
                                        origin=origin, **kw)
 
+    async def enqueue_and_wait(self, to: str, *, not_before: Optional[_dt.datetime] = None,
+                               origin: str = "api", timeout: Optional[float] = None,
+                               **kw: Any) -> QueuedSend:
+        """As :meth:`Engine.enqueue_and_wait`: the enqueue runs in a worker thread,
+        the end of the item completes on the running loop. Cancelling (or the
+        timeout) stops the waiting, not the item."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        push = _bridge(loop).push
+        await asyncio.to_thread(self.sync._core.enqueue_async, request(to, **kw),
+                                to_us(not_before), origin,
+                                lambda err, item: push(_settle_queued, fut, err, item))
+        return await asyncio.wait_for(fut, timeout)
+
     async def find_queued(self, id: int) -> Optional[QueuedSend]:
         return await asyncio.to_thread(self.sync.find_queued, id)
+
+    async def queued(self, *, state: Optional[str] = None, origin_prefix: str = "",
+                     after_id: int = 0, limit: int = 0) -> list[QueuedSend]:
+        return await asyncio.to_thread(self.sync.queued, state=state, origin_prefix=origin_prefix,
+                                       after_id=after_id, limit=limit)
 
     async def cancel_queued(self, id: int, *, actor: Actor = None) -> bool:
         return await asyncio.to_thread(self.sync.cancel_queued, id, actor=actor)
@@ -963,6 +1110,9 @@ class AsyncEngine:
         return await asyncio.to_thread(self.sync.import_suppressions, csv, source=source,
                                        actor=actor)
 
+    async def suppression_rules(self) -> dict[str, bool]:
+        return await asyncio.to_thread(self.sync.suppression_rules)
+
     async def export_suppressions(self) -> str:
         return await asyncio.to_thread(self.sync.export_suppressions)
 
@@ -1028,11 +1178,36 @@ class AsyncEngine:
     async def set_access_control(self, enabled: bool, *, actor: Actor = None) -> None:
         return await asyncio.to_thread(self.sync.set_access_control, enabled, actor=actor)
 
+    async def remove_role(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.remove_role, id, actor=actor)
+
+    async def access_control(self) -> AccessPolicy:
+        return await asyncio.to_thread(self.sync.access_control)
+
+    async def latencies(self) -> Latencies:
+        return await asyncio.to_thread(self.sync.latencies)
+
+    async def cancel(self) -> None:
+        return await asyncio.to_thread(self.sync.cancel)
+
+    async def erase_person(self, address: str, *, actor: Actor = None) -> ErasureReport:
+        return await asyncio.to_thread(self.sync.erase_person, address, actor=actor)
+
+    async def export_person(self, address: str, *, actor: Actor = None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.export_person, address, actor=actor)
+
+    async def purge_retained(self, policy: RetentionPolicy, *,
+                             actor: Actor = None) -> RetentionReport:
+        return await asyncio.to_thread(self.sync.purge_retained, policy, actor=actor)
+
     async def ingest_webhook(self, provider: str, body: Union[str, bytes], *,
                              headers: Any = None, method: str = "POST", verify: bool = True,
                              **params: str) -> WebhookResult:
         return await asyncio.to_thread(self.sync.ingest_webhook, provider, body, headers=headers,
                                        method=method, verify=verify, **params)
+
+    async def apply_webhook(self, parsed: ParsedWebhook) -> WebhookResult:
+        return await asyncio.to_thread(self.sync.apply_webhook, parsed)
 
     async def unsubscribe(self, token: str) -> UnsubscribeResult:
         return await asyncio.to_thread(self.sync.unsubscribe, token)

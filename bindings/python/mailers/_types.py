@@ -326,6 +326,127 @@ class Stats:
 
 
 @dataclass(frozen=True)
+class LatencyHistogram:
+    """One stage of the send pipeline: ``counts[i]`` sends took [2**i, 2**(i+1))
+    microseconds (``counts[0]``: under 2 µs); ``sum_us`` adds every time up."""
+
+    counts: tuple[int, ...]
+    sum_us: int
+
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def quantile_us(self, q: float) -> int:
+        """The upper bound, in microseconds, of the bucket holding quantile ``q``
+        (0..1); 0 when nothing was measured."""
+        from . import _mailers
+        return _mailers.latency_quantile_us(list(self.counts), q)
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """Where the time of a send goes, per stage, over every send since the engine
+    started (sends refused from memory, such as a suppressed recipient, are in none)."""
+
+    decide: LatencyHistogram    #: from the call to the reservation leaving for the store
+    reserve: LatencyHistogram   #: the reservation's group commits
+    handoff: LatencyHistogram   #: from the hand-off to the transport's answer
+    record: LatencyHistogram    #: the outcome's group commit
+    total: LatencyHistogram     #: from the call to completion
+
+    @classmethod
+    def _from(cls, d: dict) -> "Latencies":
+        return cls(**{k: LatencyHistogram(tuple(v["counts"]), v["sum_us"]) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class Role:
+    id: str
+    permissions: list[str]
+
+
+@dataclass(frozen=True)
+class AccessGrant:
+    principal: str
+    role: str
+    scope: str = "workspace"  #: "workspace", "pool", "mailbox", "provider", "sequence"
+    id: str = ""              #: "" for the workspace
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """The workspace's roles (id order), grants and access-control switch."""
+
+    enabled: bool
+    roles: list[Role]
+    grants: list[AccessGrant]
+
+    @classmethod
+    def _from(cls, d: dict) -> "AccessPolicy":
+        return cls(d["enabled"], [Role(**r) for r in d["roles"]],
+                   [AccessGrant(**g) for g in d["grants"]])
+
+
+# --- erasure, export and retention (docs/privacy.md) --------------------------------
+
+
+@dataclass(frozen=True)
+class ErasureCounts:
+    """What an erasure removed or scrubbed, per data class."""
+
+    suppression_rows: int = 0    #: current, replaced and removed rows of the address
+    sends: int = 0               #: ledger rows scrubbed (recipient, detail, key) and kept
+    queued: int = 0              #: queue items emptied
+    queue_cancelled: int = 0     #: of those, waiting items cancelled
+    enrollments: int = 0         #: enrollments deleted, with their message records
+    webhook_deliveries: int = 0  #: outbox rows deleted
+    recorded_keys: int = 0       #: recorded event keys deleted
+    soft_bounces: int = 0        #: soft-bounce records deleted
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What ``erase_person`` did. ``hash`` is the keyed hash the person stays
+    suppressed under: what the audit record names, and what to quote instead of
+    the address."""
+
+    hash: str
+    at: _dt.datetime
+    erased: ErasureCounts
+    was_suppressed: bool  #: an address entry suppressed it before
+    audit_seq: int        #: the erasure's audit record
+
+    @classmethod
+    def _from(cls, d: dict) -> "ErasureReport":
+        return cls(d["hash"], from_us(d["at"]), ErasureCounts(**d["erased"]),
+                   d["was_suppressed"], d["audit_seq"])
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How long ``purge_retained`` keeps each class of data; 0 keeps it.
+
+    ``sends``: ledger rows with a recorded outcome, from their reservation (at
+    least 8 days: caps count the sends in their windows). ``webhook_deliveries``:
+    outbound deliveries delivered or given up, from their last attempt."""
+
+    sends: Seconds = 0
+    webhook_deliveries: Seconds = 0
+
+    def _native(self) -> dict:
+        return {"sends": seconds(self.sends),
+                "webhook_deliveries": seconds(self.webhook_deliveries)}
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    at: _dt.datetime
+    sends: int               #: ledger rows forgotten
+    webhook_deliveries: int  #: outbox rows forgotten
+    audit_seq: int           #: the purge's audit record
+
+
+@dataclass(frozen=True)
 class SuppressionEntry:
     kind: str
     value: str
@@ -514,6 +635,27 @@ class WebhookResult:
     suppressed: int
     already_suppressed: int
     duplicates: int  #: events already applied (a redelivery)
+
+
+@dataclass(frozen=True)
+class ParsedWebhook:
+    """A provider's webhook request verified and read by :func:`parse_webhook` but not
+    applied: answer a refused one ``http_status`` at once, and give an accepted one to
+    ``Engine.apply_webhook``."""
+
+    provider: str
+    #: "events", "subscription_confirmation", "unsubscribe_confirmation", "ignored",
+    #: "certificate_needed" or "rejected"
+    outcome: str
+    http_status: int  #: what to answer the provider
+    reason: str
+    events: list[Event]
+    confirm_url: str  #: an SNS subscription confirmation's URL
+    _native: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.http_status < 300
 
 
 @dataclass(frozen=True)

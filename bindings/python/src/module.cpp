@@ -12,6 +12,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -233,6 +234,49 @@ pause_rule to_rule(const py::dict& d) {
     r.min_volume = get_count<std::uint64_t>(d, "min_volume", r.min_volume);
     r.grace_days = get_count<std::uint32_t>(d, "grace_days", r.grace_days);
     return r;
+}
+
+py::dict from_queued(const queued_send& q) {
+    return py::dict(py::arg("id") = q.id, py::arg("idempotency_key") = q.idempotency_key,
+                    py::arg("pool") = q.pool, py::arg("mailbox") = q.mailbox,
+                    py::arg("origin") = q.origin,
+                    py::arg("state") = std::string(to_string(q.state)),
+                    py::arg("wait_reason") = q.wait_reason, py::arg("send_id") = q.send_id,
+                    py::arg("detail") = q.detail, py::arg("not_before") = to_us(q.not_before));
+}
+
+py::dict from_access(const access_policy& p) {
+    py::list roles, grants;
+    for (const auto& r : p.roles) {
+        std::vector<std::string> perms;
+        for (auto pm : r.permissions) perms.emplace_back(to_string(pm));
+        roles.append(py::dict(py::arg("id") = r.id, py::arg("permissions") = perms));
+    }
+    for (const auto& g : p.grants)
+        grants.append(py::dict(py::arg("principal") = g.principal, py::arg("role") = g.role,
+                               py::arg("scope") = std::string(to_string(g.scope.of)),
+                               py::arg("id") = g.scope.id));
+    return py::dict(py::arg("enabled") = p.enabled, py::arg("roles") = roles,
+                    py::arg("grants") = grants);
+}
+
+py::dict from_histogram(const latency_histogram& h) {
+    return py::dict(
+        py::arg("counts") = std::vector<std::uint64_t>(h.counts.begin(), h.counts.end()),
+        py::arg("sum_us") = h.sum_us);
+}
+
+py::dict from_erasure(const erasure_report& r) {
+    const auto& c = r.erased;
+    return py::dict(
+        py::arg("hash") = r.hash, py::arg("at") = to_us(r.at),
+        py::arg("erased") = py::dict(
+            py::arg("suppression_rows") = c.suppression_rows, py::arg("sends") = c.sends,
+            py::arg("queued") = c.queued, py::arg("queue_cancelled") = c.queue_cancelled,
+            py::arg("enrollments") = c.enrollments,
+            py::arg("webhook_deliveries") = c.webhook_deliveries,
+            py::arg("recorded_keys") = c.recorded_keys, py::arg("soft_bounces") = c.soft_bounces),
+        py::arg("was_suppressed") = r.was_suppressed, py::arg("audit_seq") = r.audit_seq);
 }
 
 py::dict from_rule(const pause_rule& r) {
@@ -706,12 +750,49 @@ void call_python(const char* where, F&& fn) {
 
 // --- the engine's owner ---------------------------------------------------
 
+webhook_provider to_webhook_provider(const std::string& provider) {
+    auto prov = parse_webhook_provider(provider);
+    if (!prov) throw exception(prov.error(), "unknown webhook provider '" + provider + "'");
+    return *prov;
+}
+
+webhook_params to_ingest_params(const py::dict& opts) {
+    webhook_params wp;
+    wp.verify = get<bool>(opts, "verify", true);
+    wp.keep_raw = get<bool>(opts, "keep_raw", false);
+    wp.mailgun.signing_key = get<std::string>(opts, "mailgun_signing_key", "");
+    wp.sendgrid.public_key = get<std::string>(opts, "sendgrid_public_key", "");
+    wp.postmark.basic_user = get<std::string>(opts, "postmark_user", "");
+    wp.postmark.basic_password = get<std::string>(opts, "postmark_password", "");
+    wp.postmark.header_name = get<std::string>(opts, "postmark_header_name", "");
+    wp.postmark.header_value = get<std::string>(opts, "postmark_header_value", "");
+    return wp;
+}
+
+// Views into `headers`, which must outlive them.
+std::vector<http_header> to_headers(
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+    std::vector<http_header> hs;
+    for (const auto& [n, v] : headers) hs.push_back({n, v});
+    return hs;
+}
+
+py::dict from_ingest(const ingest_result& r) {
+    py::list events;
+    for (const auto& e : r.webhook.events) events.append(from_event(e));
+    return py::dict(
+        py::arg("http_status") = r.webhook.http_status, py::arg("reason") = r.webhook.reason,
+        py::arg("events") = events, py::arg("suppressed") = r.suppressed,
+        py::arg("already_suppressed") = r.already_suppressed, py::arg("duplicates") = r.duplicates);
+}
+
 class core {
 public:
     core(const py::dict& store_cfg, const py::dict& params, py::object clock_obj) {
         engine_params p;
         p.workspace = get<std::string>(params, "workspace", "default");
         p.audit_key = get<std::string>(params, "audit_key", "");
+        p.erasure_key = get<std::string>(params, "erasure_key", "");
         p.member_name = get<std::string>(params, "member_name", "");
         if (params.contains("log") && !params["log"].is_none()) {
             // Library log lines come from any of the engine's threads, perhaps
@@ -895,19 +976,48 @@ public:
         return eng()->enqueue(std::move(r), o);
     }
 
+    // Stores the item (blocking, GIL released), then calls
+    // callback(error_or_None, item_or_None) once the item has ended.
+    void enqueue_async(const py::dict& req, std::int64_t not_before_us, const std::string& origin,
+                       py::object callback) {
+        auto r = to_request(req);
+        enqueue_options o{from_us(not_before_us), origin};
+        auto cb = std::make_shared<py_ref>(std::move(callback));
+        py::gil_scoped_release nogil;
+        eng()->async_enqueue(std::move(r), o, [this, cb](error_code ec, queued_send q) mutable {
+            to_python([cb = std::move(cb), ec, q = std::move(q)] {
+                if (ec)
+                    (*cb->p)(error_info(ec, {}), py::none());
+                else
+                    (*cb->p)(py::none(), from_queued(q));
+            });
+        });
+    }
+
     py::object find_queued(std::uint64_t id) {
         std::optional<queued_send> q;
         {
             py::gil_scoped_release nogil;
             q = eng()->find_queued(id);
         }
-        if (!q) return py::none();
-        return py::dict(
-            py::arg("id") = q->id, py::arg("idempotency_key") = q->idempotency_key,
-            py::arg("pool") = q->pool, py::arg("mailbox") = q->mailbox,
-            py::arg("origin") = q->origin, py::arg("state") = std::string(to_string(q->state)),
-            py::arg("wait_reason") = q->wait_reason, py::arg("send_id") = q->send_id,
-            py::arg("detail") = q->detail, py::arg("not_before") = to_us(q->not_before));
+        return q ? py::object(from_queued(*q)) : py::none();
+    }
+
+    py::list queued(const py::dict& d) {
+        queue_filter f;
+        auto state = get<std::string>(d, "state", "");
+        if (!state.empty()) f.state = parse_enum<queue_state>(state, 4, "queue state");
+        f.origin_prefix = get<std::string>(d, "origin_prefix", "");
+        f.after_id = get_count<std::uint64_t>(d, "after_id", 0);
+        f.limit = get_count<std::size_t>(d, "limit", 0);
+        std::vector<queued_send> items;
+        {
+            py::gil_scoped_release nogil;
+            items = eng()->queued(f);
+        }
+        py::list out;
+        for (const auto& q : items) out.append(from_queued(q));
+        return out;
     }
 
     bool cancel_queued(const py::object& who, std::uint64_t id) {
@@ -1033,31 +1143,25 @@ public:
     py::dict ingest_webhook(const std::string& provider, const std::string& method,
                             const std::vector<std::pair<std::string, std::string>>& headers,
                             const std::string& body, const py::dict& opts) {
-        auto prov = parse_webhook_provider(provider);
-        if (!prov) throw exception(prov.error(), "unknown webhook provider '" + provider + "'");
-        webhook_params wp;
-        wp.verify = get<bool>(opts, "verify", true);
-        wp.keep_raw = get<bool>(opts, "keep_raw", false);
-        wp.mailgun.signing_key = get<std::string>(opts, "mailgun_signing_key", "");
-        wp.sendgrid.public_key = get<std::string>(opts, "sendgrid_public_key", "");
-        wp.postmark.basic_user = get<std::string>(opts, "postmark_user", "");
-        wp.postmark.basic_password = get<std::string>(opts, "postmark_password", "");
-        wp.postmark.header_name = get<std::string>(opts, "postmark_header_name", "");
-        wp.postmark.header_value = get<std::string>(opts, "postmark_header_value", "");
-        std::vector<http_header> hs;
-        for (const auto& [n, v] : headers) hs.push_back({n, v});
+        auto prov = to_webhook_provider(provider);
+        auto wp = to_ingest_params(opts);
+        auto hs = to_headers(headers);
         ingest_result r;
         {
             py::gil_scoped_release nogil;
-            r = eng()->ingest_webhook(*prov, webhook_request{method, hs, body}, wp);
+            r = eng()->ingest_webhook(prov, webhook_request{method, hs, body}, wp);
         }
-        py::list events;
-        for (const auto& e : r.webhook.events) events.append(from_event(e));
-        return py::dict(py::arg("http_status") = r.webhook.http_status,
-                        py::arg("reason") = r.webhook.reason, py::arg("events") = events,
-                        py::arg("suppressed") = r.suppressed,
-                        py::arg("already_suppressed") = r.already_suppressed,
-                        py::arg("duplicates") = r.duplicates);
+        return from_ingest(r);
+    }
+
+    py::dict apply_webhook(const std::string& provider, webhook_result parsed) {
+        auto prov = to_webhook_provider(provider);
+        ingest_result r;
+        {
+            py::gil_scoped_release nogil;
+            r = eng()->apply_webhook(prov, std::move(parsed));
+        }
+        return from_ingest(r);
     }
 
     py::dict ingest_delivery_report(const std::string& message) {
@@ -1472,6 +1576,39 @@ PYBIND11_MODULE(_mailers, m) {
         return from_rule(
             complaint_rate_preset(std::move(id), parse_enum<pause_scope>(scope, 5, "pause scope")));
     });
+    // A provider's request verified and read, not yet applied: what
+    // Core.apply_webhook takes.
+    py::class_<webhook_result>(m, "ParsedWebhook")
+        .def_property_readonly(
+            "outcome", [](const webhook_result& r) { return std::string(to_string(r.outcome)); })
+        .def_readonly("http_status", &webhook_result::http_status)
+        .def_readonly("reason", &webhook_result::reason)
+        .def_readonly("skipped", &webhook_result::skipped)
+        .def_readonly("confirm_url", &webhook_result::confirm_url)
+        .def_readonly("certificate_url", &webhook_result::certificate_url)
+        .def_property_readonly("events", [](const webhook_result& r) {
+            py::list out;
+            for (const auto& e : r.events) out.append(from_event(e));
+            return out;
+        });
+    m.def("parse_webhook", [](const std::string& provider, const std::string& method,
+                              const std::vector<std::pair<std::string, std::string>>& headers,
+                              const std::string& body, const py::dict& opts) {
+        auto prov = to_webhook_provider(provider);
+        auto wp = to_ingest_params(opts);
+        auto hs = to_headers(headers);
+        py::gil_scoped_release nogil;
+        return parse_webhook(prov, webhook_request{method, hs, body}, wp);
+    });
+    m.def("latency_quantile_us", [](const std::vector<std::uint64_t>& counts, double q) {
+        latency_histogram h;
+        if (counts.size() != h.counts.size())
+            throw exception(
+                make_error_code(errc::invalid_argument),
+                "a latency histogram has " + std::to_string(h.counts.size()) + " buckets");
+        std::copy(counts.begin(), counts.end(), h.counts.begin());
+        return h.quantile_us(q);
+    });
     m.def("template_seed", [](const std::string& enrollment_id, std::uint64_t step) {
         return template_seed(enrollment_id, step);
     });
@@ -1511,7 +1648,9 @@ PYBIND11_MODULE(_mailers, m) {
         .def("send_async", &core::send_async)
         .def("send", &core::send)
         .def("enqueue", &core::enqueue)
+        .def("enqueue_async", &core::enqueue_async)
         .def("find_queued", &core::find_queued)
+        .def("queued", &core::queued)
         .def("cancel_queued", &core::cancel_queued)
         .def("queue_counts", &core::queue_counts)
         .def("set_quota",
@@ -1561,6 +1700,12 @@ PYBIND11_MODULE(_mailers, m) {
         .def("suppression_count",
              [](core& c) { return c.unlocked([](engine& e) { return e.suppression_count(); }); })
         .def("import_suppressions", &core::import_suppressions)
+        .def("suppression_rules",
+             [](core& c) {
+                 auto r = c.unlocked([](engine& e) { return e.suppression_rules(); });
+                 return py::dict(py::arg("fold_plus_tags") = r.fold_plus_tags,
+                                 py::arg("fold_gmail_dots") = r.fold_gmail_dots);
+             })
         .def("export_suppressions", &core::export_suppressions)
         .def("pause",
              [](core& c, py::object who, std::string scope, std::string id, std::string reason) {
@@ -1631,6 +1776,7 @@ PYBIND11_MODULE(_mailers, m) {
         .def("verify_audit", &core::verify_audit)
         .def("audit_checkpoint", &core::audit_checkpoint)
         .def("ingest_webhook", &core::ingest_webhook)
+        .def("apply_webhook", &core::apply_webhook)
         .def("unsubscribe", &core::unsubscribe)
         .def("ingest_delivery_report", &core::ingest_delivery_report)
         .def("verify_suppressions", &core::verify_suppressions)
@@ -1657,6 +1803,50 @@ PYBIND11_MODULE(_mailers, m) {
         .def("set_access_control",
              [](core& c, py::object who, bool on) {
                  c.configure(who, on, [](engine& e, P a, bool v) { e.set_access_control(a, v); });
+             })
+        .def("remove_role",
+             [](core& c, py::object who, std::string id) {
+                 c.configure(who, id, [](engine& e, P a, const auto& v) { e.remove_role(a, v); });
+             })
+        .def("access_control",
+             [](core& c) {
+                 return from_access(c.unlocked([](engine& e) { return e.access_control(); }));
+             })
+        .def("latencies",
+             [](core& c) {
+                 auto l = c.unlocked([](engine& e) { return e.latencies(); });
+                 return py::dict(py::arg("decide") = from_histogram(l.decide),
+                                 py::arg("reserve") = from_histogram(l.reserve),
+                                 py::arg("handoff") = from_histogram(l.handoff),
+                                 py::arg("record") = from_histogram(l.record),
+                                 py::arg("total") = from_histogram(l.total));
+             })
+        .def("erase_person",
+             [](core& c, py::object who, std::string address) {
+                 erasure_report r;
+                 c.configure(who, address,
+                             [&](engine& e, P a, const auto& v) { r = e.erase_person(a, v); });
+                 return from_erasure(r);
+             })
+        .def("export_person",
+             [](core& c, py::object who, std::string address) {
+                 std::string json;
+                 c.configure(who, address,
+                             [&](engine& e, P a, const auto& v) { json = e.export_person(a, v); });
+                 return json;
+             })
+        .def("purge_retained",
+             [](core& c, py::object who, const py::dict& d) {
+                 retention_policy policy;
+                 policy.sends = std::chrono::seconds(get_count<std::int64_t>(d, "sends", 0));
+                 policy.webhook_deliveries =
+                     std::chrono::seconds(get_count<std::int64_t>(d, "webhook_deliveries", 0));
+                 retention_report r;
+                 c.configure(who, policy,
+                             [&](engine& e, P a, const auto& v) { r = e.purge_retained(a, v); });
+                 return py::dict(py::arg("at") = to_us(r.at), py::arg("sends") = r.sends,
+                                 py::arg("webhook_deliveries") = r.webhook_deliveries,
+                                 py::arg("audit_seq") = r.audit_seq);
              })
         .def("upsert_sequence", &core::upsert_sequence)
         .def("remove_sequence",

@@ -104,3 +104,22 @@ def test_sequence_and_campaign_on_postgres(pg):
         assert other.find_enrollment(e.id).step == 2
         assert other.campaign_progress("pg").finished
         assert other.find_sequence("outreach") == outreach()
+
+
+def test_erasure_reaches_every_engine_on_postgres(pg):
+    store, ws = pg
+    with mailers.Engine(store, workspace=ws, actor=OPS) as a, \
+            mailers.Engine(store, workspace=ws, actor=OPS) as b:
+        setup_engine(a)
+        b.add_provider("cap", "capture://capture")
+        a.send("dee@example.com", pool="out", subject="s", text="t")
+        assert len(b.export_person("dee@example.com")["sends"]) == 1
+        r = a.erase_person("dee@example.com")
+        assert r.erased.sends == 1
+        # erase_person returns once every engine of the workspace holds the hash.
+        assert b.is_suppressed("dee@example.com")
+        assert b.export_person("dee@example.com")["suppressed"] is True
+        assert b.erase_person("dee@example.com").hash == r.hash
+        p = b.purge_retained(mailers.RetentionPolicy(sends=dt.timedelta(days=8)))
+        assert p.sends == 0
+        a.verify_audit()

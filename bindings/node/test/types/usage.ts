@@ -18,8 +18,20 @@ import {
   type DailyCount,
   type PauseRule,
   type RuleFiring,
+  type ErasureReport,
+  type RetentionReport,
+  type AccessPolicy,
+  type PipelineLatencies,
+  type QueuedSend,
   bounceRatePreset,
   complaintRatePreset,
+  parseWebhook,
+  Template,
+  templateSeed,
+  normaliseAddress,
+  verifyWebhookSignature,
+  type ParsedWebhook,
+  type IngestResult,
 } from 'mailers';
 
 export async function quickstart(): Promise<void> {
@@ -152,4 +164,46 @@ export async function rulesMisuse(engine: Engine): Promise<void> {
   await engine.dailyCounts({ scope: 'sequence', id: 's' }, { from: new Date(), to: new Date() });
   // @ts-expect-error: a resume's reason is a string
   await engine.resume({ scope: 'mailbox', id: 'rep1' }, { reason: 3 });
+}
+
+export async function privacy(): Promise<void> {
+  const engine = await Engine.open({ sqlite: 'workspace.db', erasureKey: 'env:MAILERS_ERASURE_KEY' });
+  const r: ErasureReport = await engine.erasePerson('ada@example.com', { actor: { id: 'dpo@brand.com' } });
+  const hash: string = r.hash;
+  const scrubbed: number = r.erased.sends;
+  const doc: Record<string, unknown> = await engine.exportPerson('ada@example.com');
+  const purged: RetentionReport = await engine.purgeRetained({ sends: 90 * 86400, webhookDeliveries: 30 * 86400 });
+  const policy: AccessPolicy = await engine.accessControl();
+  await engine.revokeAccess({ principal: 'bob', role: 'sender', scope: { kind: 'pool', id: 'out' } });
+  await engine.removeRole('sender');
+  const lat: PipelineLatencies = await engine.latencies();
+  const q: QueuedSend | null = await engine.findQueued(1);
+  const parsed: ParsedWebhook = parseWebhook('sendgrid', { method: 'POST', headers: {}, body: '[]' }, { verify: false });
+  const applied: IngestResult | null = parsed.httpStatus === 200 ? await engine.applyWebhook(parsed) : null;
+  void applied;
+  void hash, scrubbed, doc, purged.sends, policy.grants[0]?.scope.kind, lat.total.p99Us, q;
+}
+
+export function helpers(): void {
+  const t = new Template({ subject: 'Hi {{first_name|there}}', text: '...' });
+  const needed: string[] = t.requiredVariables();
+  const out: string = t.render({ first_name: 'Ada' }, templateSeed('enrollment-1', 1)).subject;
+  const key: string = normaliseAddress('Jane+news@example.com', { foldPlusTags: true });
+  const ok: boolean = verifyWebhookSignature('whsec_x', { 'webhook-id': 'a' }, '{}').ok;
+  void needed, out, key, ok;
+  // @ts-expect-error: variables are strings
+  t.render({ n: 1 });
+}
+
+export async function privacyMisuse(engine: Engine): Promise<void> {
+  // @ts-expect-error: retention windows are seconds
+  await engine.purgeRetained({ sends: '90 days' });
+  // @ts-expect-error: an erasure names an address
+  await engine.erasePerson({ to: 'ada@example.com' });
+  // @ts-expect-error: applyWebhook takes what parseWebhook returned
+  await engine.applyWebhook({ body: '[]' });
+  // @ts-expect-error: queue ids are numbers
+  await engine.findQueued('1');
+  // @ts-expect-error: a grant's scope kind is one of the access scopes
+  await engine.revokeAccess({ principal: 'bob', role: 'sender', scope: { kind: 'campaign' } });
 }
