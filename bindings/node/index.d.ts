@@ -43,6 +43,8 @@ export interface EngineOptions {
   maxMessageSize?: number;
   syncIntervalMs?: number;
   queuePollIntervalMs?: number;
+  /** While pause rules exist, how often this engine sweeps them over every target (default 300; 0 off). */
+  ruleCheckIntervalSeconds?: number;
   suppression?: { foldPlusTags?: boolean; foldGmailDots?: boolean };
   unsubscribe?: { url: string; secret: string; mailto?: string };
   /** Run on a clock that moves only by `setTime` (simulations, tests), starting here. */
@@ -796,7 +798,7 @@ export declare class Engine extends EventEmitter {
   putPauseRule(rule: PauseRule, opts?: ActorOption): Promise<void>;
   removePauseRule(id: string, opts?: ActorOption): Promise<boolean>;
   pauseRules(): Promise<Required<PauseRule>[]>;
-  /** Evaluates every rule on every target now; resolves with what fired here. Call it on a timer. */
+  /** Evaluates every rule on every target now; resolves with what fired here. The engine also sweeps every `ruleCheckIntervalSeconds`. */
   checkPauseRules(): Promise<RuleFiring[]>;
 
   ingestWebhook(provider: WebhookProvider, request: WebhookRequest, options?: WebhookOptions): Promise<IngestResult>;

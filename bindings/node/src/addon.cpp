@@ -311,6 +311,8 @@ private:
                 p.max_message_size = static_cast<std::size_t>(*n);
             if (auto n = number_field(o, "syncIntervalMs"))
                 p.sync_interval = std::chrono::milliseconds(static_cast<long>(*n));
+            if (auto n = number_field(o, "ruleCheckIntervalSeconds"))
+                p.rule_check_interval = std::chrono::seconds(static_cast<long>(*n));
             if (auto n = number_field(o, "queuePollIntervalMs"))
                 p.queue_poll_interval = std::chrono::milliseconds(static_cast<long>(*n));
             if (has(o, "manualClock")) {

@@ -165,7 +165,8 @@ class Engine:
     def __init__(self, store: Store, *, workspace: str = "default", actor: Actor = None,
                  clock: Optional[ManualClock] = None, audit_key: str = "", erasure_key: str = "",
                  member_name: str = "", random_seed: int = 0, drain_queue: bool = True,
-                 queue_poll_interval: float = 1.0, fold_plus_tags: Optional[bool] = None,
+                 queue_poll_interval: float = 1.0, rule_check_interval: float = 300.0,
+                 fold_plus_tags: Optional[bool] = None,
                  fold_gmail_dots: Optional[bool] = None, unsubscribe_url: str = "",
                  unsubscribe_secret: str = "", unsubscribe_mailto: str = "",
                  webhooks: Optional[OutboundWebhooks] = None,
@@ -179,6 +180,7 @@ class Engine:
             "member_name": member_name,
             "random_seed": random_seed, "drain_queue": drain_queue,
             "queue_poll_interval_ms": int(queue_poll_interval * 1000),
+            "rule_check_interval_s": int(rule_check_interval),
             "unsubscribe_url": unsubscribe_url, "unsubscribe_secret": unsubscribe_secret,
             "unsubscribe_mailto": unsubscribe_mailto,
             "log": _log_native, "log_level": log_level,
@@ -502,8 +504,8 @@ class Engine:
         return [PauseRule(**d) for d in self._core.pause_rules()]
 
     def check_pause_rules(self) -> list[RuleFiring]:
-        """Evaluates every rule on every target now and returns what fired here; call it
-        on a timer to catch failures and targets reaching ``min_volume`` without a bounce."""
+        """Evaluates every rule on every target now and returns what fired here; the
+        engine also does it every ``rule_check_interval`` seconds while rules exist."""
         return [RuleFiring._from(d) for d in self._core.check_pause_rules()]
 
     # --- sequences and enrollments (docs/sequences.md) --------------------------------

@@ -816,6 +816,8 @@ public:
         p.unsubscribe.mailto = get<std::string>(params, "unsubscribe_mailto", "");
         p.queue_poll_interval =
             std::chrono::milliseconds(get<std::int64_t>(params, "queue_poll_interval_ms", 1000));
+        p.rule_check_interval =
+            std::chrono::seconds(get<std::int64_t>(params, "rule_check_interval_s", 300));
         if (params.contains("fold_plus_tags") || params.contains("fold_gmail_dots"))
             p.suppression = suppression_options{get<bool>(params, "fold_plus_tags", false),
                                                 get<bool>(params, "fold_gmail_dots", false)};
