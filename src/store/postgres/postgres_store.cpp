@@ -1809,18 +1809,18 @@ public:
 
     audit_anchor find_audit_anchor(std::string_view ws) override {
         return run("find_audit_anchor", true, [&](pg::connection& c, attempt&) {
-            return read_anchor(c, std::string(ws), false);
+            return read_anchor(c, std::string(ws));
         });
     }
 
 private:
-    audit_anchor read_anchor(pg::connection& c, const std::string& ws, bool lock) {
+    audit_anchor read_anchor(pg::connection& c, const std::string& ws) {
         const std::string s = pg::quote_ident(params_.schema);
-        auto r = c.run(pg::statement{lock ? "m_lock_audit_anchor" : "m_audit_anchor",
+        auto r = c.run(pg::statement{"m_audit_anchor",
                                      fmt::format("SELECT audit_anchor_seq, audit_anchor_hash, "
-                                                 "audit_anchor_at, audit_anchor_keyed, audit_seq "
-                                                 "FROM {}.workspaces WHERE workspace = $1{}",
-                                                 s, lock ? " FOR UPDATE" : "")},
+                                                 "audit_anchor_at, audit_anchor_keyed "
+                                                 "FROM {}.workspaces WHERE workspace = $1",
+                                                 s)},
                        pg::params{}.add(ws));
         audit_anchor out;
         if (r.rows() == 0) return out;
@@ -1846,7 +1846,7 @@ private:
         }
         const std::uint64_t audit_seq = head.u64(0, 1);
         const std::string audit_head = head.str(0, 2);
-        result.anchor = read_anchor(c, ws_s, false);
+        result.anchor = read_anchor(c, ws_s);
         if (audit_seq == 0) {
             c.exec("ROLLBACK");
             return result;
