@@ -185,8 +185,8 @@ std::optional<audit_anchor> audit_purge_anchor(std::string_view after) {
 error_code verify_audit_chain(std::span<const audit_record> records,
                               const audit_verify_options& options, std::uint64_t* bad_seq) {
     const audit_head* checkpoint = options.checkpoint ? &*options.checkpoint : nullptr;
-    const audit_anchor* anchor = options.anchor && options.anchor->seq != 0 ? &*options.anchor
-                                                                             : nullptr;
+    const audit_anchor* anchor =
+        options.anchor && options.anchor->seq != 0 ? &*options.anchor : nullptr;
     // The anchors the kept purge records name, oldest first: the newest must
     // be the store's, and each proves the hash of the record before it.
     std::vector<std::pair<std::uint64_t, audit_anchor>> purges;

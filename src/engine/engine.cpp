@@ -1207,8 +1207,7 @@ std::vector<audit_record> engine::audit_log(std::uint64_t from_seq,
 
 mailers::audit_anchor engine::audit_anchor() const {
     mailers::audit_anchor out;
-    impl_->with_store(
-        [&](store& st) { out = st.find_audit_anchor(impl_->params.workspace); });
+    impl_->with_store([&](store& st) { out = st.find_audit_anchor(impl_->params.workspace); });
     return out;
 }
 
@@ -1230,8 +1229,8 @@ audit_head engine::audit_checkpoint() const {
     mailers::audit_anchor anchor;
     const auto log = audit_log(1, anchor);
     std::uint64_t bad_seq = 0;
-    if (auto ec = verify_audit_chain(
-            log, audit_verify_options{{}, impl_->params.audit_key, anchor}, &bad_seq))
+    if (auto ec = verify_audit_chain(log, audit_verify_options{{}, impl_->params.audit_key, anchor},
+                                     &bad_seq))
         throw exception(ec, fmt::format("workspace '{}': the audit log fails verification at "
                                         "seq {}; no checkpoint taken",
                                         impl_->params.workspace, bad_seq));

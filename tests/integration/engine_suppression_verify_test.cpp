@@ -155,8 +155,7 @@ struct pg_backend : backend {
 
 // An engine over the backend's store, driven as the fixture drives one.
 // `tweak` sets what else the scenario needs (an audit key, an authorizer).
-std::unique_ptr<fixture> engine_on(const backend& b,
-                                   std::optional<suppression_options> rules = {},
+std::unique_ptr<fixture> engine_on(const backend& b, std::optional<suppression_options> rules = {},
                                    std::string erasure_key = {},
                                    const std::function<void(engine_params&)>& tweak = {}) {
     auto f = std::make_unique<fixture>();
@@ -750,7 +749,6 @@ void erase_under_sends(const backend& b, std::uint64_t seed) {
     CHECK(eraser->eng->verify_suppressions().ok);
 }
 
-
 // --- audit retention (docs/audit.md) ------------------------------------------------
 
 // Suppresses `n` addresses, one audit record each.
@@ -834,8 +832,8 @@ void purge_and_verify(const backend& b) {
     CHECK(e.audit_log().size() == n);
 
     // keep_from bounds the cut; the newest record always stays.
-    const auto bounded = e.purge_audit(f->admin, f->clock->now() + std::chrono::hours(1),
-                                       first_new + 2);
+    const auto bounded =
+        e.purge_audit(f->admin, f->clock->now() + std::chrono::hours(1), first_new + 2);
     CHECK(bounded.purged == 2);
     CHECK(bounded.anchor.seq == first_new + 2);
     const std::uint64_t newest = e.audit_log().back().seq;
@@ -883,9 +881,8 @@ void audit_purge_keyed_and_refused(const backend& b) {
         });
         const auto n = refused->eng->audit_log().size();
         const auto anchor = refused->eng->audit_anchor();
-        CHECK(code_of([&] {
-                  refused->eng->purge_audit(refused->admin, refused->clock->now());
-              }) == errc::permission_denied);
+        CHECK(code_of([&] { refused->eng->purge_audit(refused->admin, refused->clock->now()); }) ==
+              errc::permission_denied);
         refused->eng->flush();
         CHECK(refused->eng->audit_anchor() == anchor);
         const auto after = refused->eng->audit_log();
@@ -927,7 +924,9 @@ void audit_purge_tampered(const backend& b) {
         const auto ec = engine_on(b)->eng->verify_audit(&bad);
         return ec ? bad : 0;
     };
-    SUBCASE("untouched") { CHECK(bad_seq() == 0); }
+    SUBCASE("untouched") {
+        CHECK(bad_seq() == 0);
+    }
     SUBCASE("records deleted from the start without a purge") {
         b.exec("DELETE FROM {s}audit WHERE workspace = 'default' AND seq < " +
                std::to_string(a + 2));
@@ -954,9 +953,10 @@ void audit_purge_tampered(const backend& b) {
     }
     SUBCASE("the purge record cut from the end, the head rewound") {
         b.exec("DELETE FROM {s}audit WHERE workspace = 'default' AND action = 'audit.purge'");
-        b.exec("UPDATE {s}workspaces SET audit_seq = audit_seq - 1, audit_hash = (SELECT hash "
-               "FROM {s}audit WHERE workspace = 'default' ORDER BY seq DESC LIMIT 1) WHERE " +
-               workspace_row(b));
+        b.exec(
+            "UPDATE {s}workspaces SET audit_seq = audit_seq - 1, audit_hash = (SELECT hash "
+            "FROM {s}audit WHERE workspace = 'default' ORDER BY seq DESC LIMIT 1) WHERE " +
+            workspace_row(b));
         CHECK(bad_seq() == a);
     }
 }
@@ -984,8 +984,8 @@ void audit_purge_concurrent(const backend& b) {
     const auto kept = appender->eng->audit_log();
     CHECK(kept.front().seq == appender->eng->audit_anchor().seq);
     CHECK(appender->eng->verify_suppressions().ok);
-    MESSAGE(b.name << ": " << purged.load() << " records purged during 120 appends, "
-                   << kept.size() << " kept");
+    MESSAGE(b.name << ": " << purged.load() << " records purged during 120 appends, " << kept.size()
+                   << " kept");
 }
 
 // Runs `scenario` on SQLite, then on PostgreSQL when a server is given.

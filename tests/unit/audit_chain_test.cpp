@@ -504,7 +504,8 @@ TEST_CASE("audit_purge_body and audit_purge_anchor round-trip") {
     REQUIRE(back);
     CHECK(*back == a);
     CHECK_FALSE(audit_purge_anchor(""));
-    CHECK_FALSE(audit_purge_anchor("{\"anchor_seq\":1,\"anchor_hash\":\"\",\"anchor_keyed\":false}"));
+    CHECK_FALSE(
+        audit_purge_anchor("{\"anchor_seq\":1,\"anchor_hash\":\"\",\"anchor_keyed\":false}"));
     CHECK_FALSE(audit_purge_anchor("{\"anchor_seq\":7}"));
 }
 

@@ -880,13 +880,13 @@ int main(int argc, char** argv) {
     command(aud, "export",
             "Write the anchor and every kept record as JSON lines, to FILE or stdout, for "
             "archiving before a purge",
-            "mailers audit export /archive/audit-2026-12.jsonl", [&](context& c) {
+            "mailers audit export /archive/audit-2026-12.jsonl",
+            [&](context& c) {
                 c.key_for_engine = false;
                 open_workspace(c, mailers::open_mode::existing);
                 mailers::audit_anchor anchor;
                 const auto records = c.engine().audit_log(1, anchor);
-                std::string text =
-                    json_object().obj("anchor", anchor_json(anchor)).dump() + "\n";
+                std::string text = json_object().obj("anchor", anchor_json(anchor)).dump() + "\n";
                 for (const auto& r : records) text += record_json(r).dump() + "\n";
                 if (audit_export_file.empty() || audit_export_file == "-") {
                     fmt::print("{}", text);
@@ -911,38 +911,39 @@ int main(int argc, char** argv) {
         ->add_option("FILE", audit_export_file, "Output file (default: stdout)");
 
     std::uint64_t purge_days = 0, purge_keep_from = 0;
-    auto* apurge = command(
-        aud, "purge",
-        "Remove audit records older than N days; the chain keeps verifying from its anchor "
-        "(export first to archive them)",
-        "mailers audit purge --older-than-days 400", [&](context& c) {
-            if (purge_days == 0) fail(exit_usage, "--older-than-days must be at least 1");
-            open_workspace(c, mailers::open_mode::existing);
-            const auto now = std::chrono::time_point_cast<std::chrono::microseconds>(
-                std::chrono::system_clock::now());
-            const auto r = c.engine().purge_audit(
-                c.who, now - std::chrono::days(purge_days), purge_keep_from);
-            json_object o;
-            o.num("purged", r.purged);
-            if (r.anchor.seq != 0)
-                o.obj("anchor", anchor_json(r.anchor));
-            else
-                o.null("anchor");
-            if (r.audit_seq != 0)
-                o.num("audit_seq", r.audit_seq);
-            else
-                o.null("audit_seq");
-            emit(c, o);
-            if (!c.g.json) {
-                if (r.purged == 0)
-                    fmt::print("nothing older than {} days to purge\n", purge_days);
-                else
-                    fmt::print("purged {} records; the chain starts at anchor {}:{} (audit seq "
-                               "{})\n",
-                               r.purged, r.anchor.seq, r.anchor.hash, r.audit_seq);
-            }
-            return exit_ok;
-        });
+    auto* apurge =
+        command(aud, "purge",
+                "Remove audit records older than N days; the chain keeps verifying from its anchor "
+                "(export first to archive them)",
+                "mailers audit purge --older-than-days 400", [&](context& c) {
+                    if (purge_days == 0) fail(exit_usage, "--older-than-days must be at least 1");
+                    open_workspace(c, mailers::open_mode::existing);
+                    const auto now = std::chrono::time_point_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now());
+                    const auto r = c.engine().purge_audit(
+                        c.who, now - std::chrono::days(purge_days), purge_keep_from);
+                    json_object o;
+                    o.num("purged", r.purged);
+                    if (r.anchor.seq != 0)
+                        o.obj("anchor", anchor_json(r.anchor));
+                    else
+                        o.null("anchor");
+                    if (r.audit_seq != 0)
+                        o.num("audit_seq", r.audit_seq);
+                    else
+                        o.null("audit_seq");
+                    emit(c, o);
+                    if (!c.g.json) {
+                        if (r.purged == 0)
+                            fmt::print("nothing older than {} days to purge\n", purge_days);
+                        else
+                            fmt::print(
+                                "purged {} records; the chain starts at anchor {}:{} (audit seq "
+                                "{})\n",
+                                r.purged, r.anchor.seq, r.anchor.hash, r.audit_seq);
+                    }
+                    return exit_ok;
+                });
     apurge->add_option("--older-than-days", purge_days, "Purge records older than this")
         ->required();
     apurge->add_option("--keep-from", purge_keep_from,

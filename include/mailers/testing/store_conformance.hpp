@@ -4827,7 +4827,6 @@ inline void check_purge_sends(const store_factory& open, const std::string& ws) 
 
 // --- end erasure ------------------------------------------------------------------
 
-
 // --- audit retention ---------------------------------------------------------------
 
 /// An audit_purge before `before`, bounded by `keep_from`, whose record
@@ -4908,8 +4907,9 @@ inline void check_audit_purge_keyed(const store_factory& open, const std::string
     auto st = open();
     auto recs = sample_audit(4, 1);
     recs[1].action = std::string(audit_key_action);
-    commit(*st, ws, {store_ops::append_audit{recs[0]}, store_ops::append_audit{recs[1], key},
-                     store_ops::append_audit{recs[2], key}, store_ops::append_audit{recs[3], key}});
+    commit(*st, ws,
+           {store_ops::append_audit{recs[0]}, store_ops::append_audit{recs[1], key},
+            store_ops::append_audit{recs[2], key}, store_ops::append_audit{recs[3], key}});
     auto p = audit_purge_at(at_seconds(3));
     p.audit = [](const audit_anchor& a, std::uint64_t purged) {
         audit_record r;

@@ -1808,9 +1808,8 @@ public:
     }
 
     audit_anchor find_audit_anchor(std::string_view ws) override {
-        return run("find_audit_anchor", true, [&](pg::connection& c, attempt&) {
-            return read_anchor(c, std::string(ws));
-        });
+        return run("find_audit_anchor", true,
+                   [&](pg::connection& c, attempt&) { return read_anchor(c, std::string(ws)); });
     }
 
 private:

@@ -920,7 +920,6 @@ public:
         });
     }
 
-
     // --- audit retention -------------------------------------------------
 
     audit_purge_result purge_audit(std::string_view workspace, const audit_purge& purge) override {
@@ -941,8 +940,9 @@ public:
                 std::uint64_t cut = b.audit_seq;
                 if (purge.keep_from != 0) cut = std::min(cut, purge.keep_from);
                 {
-                    SQLite::Statement q(db_, "SELECT min(seq) FROM audit WHERE workspace = ?1 AND "
-                                             "at >= ?2");
+                    SQLite::Statement q(db_,
+                                        "SELECT min(seq) FROM audit WHERE workspace = ?1 AND "
+                                        "at >= ?2");
                     q.bindNoCopy(1, ws);
                     q.bind(2, micros(purge.before));
                     if (q.executeStep() && !q.getColumn(0).isNull())
@@ -954,9 +954,10 @@ public:
                 anchor.seq = cut;
                 anchor.at = purge.at;
                 {
-                    SQLite::Statement q(db_, "SELECT prev_hash, EXISTS (SELECT 1 FROM audit WHERE "
-                                             "workspace = ?1 AND seq < ?2 AND action = ?3) "
-                                             "FROM audit WHERE workspace = ?1 AND seq = ?2");
+                    SQLite::Statement q(db_,
+                                        "SELECT prev_hash, EXISTS (SELECT 1 FROM audit WHERE "
+                                        "workspace = ?1 AND seq < ?2 AND action = ?3) "
+                                        "FROM audit WHERE workspace = ?1 AND seq = ?2");
                     q.bindNoCopy(1, ws);
                     q.bind(2, static_cast<std::int64_t>(cut));
                     q.bind(3, std::string(audit_key_action));
@@ -972,9 +973,10 @@ public:
                 del.bindNoCopy(1, ws);
                 del.bind(2, static_cast<std::int64_t>(cut));
                 result.purged = static_cast<std::uint64_t>(del.exec());
-                SQLite::Statement put(db_, "UPDATE workspaces SET audit_anchor_seq = ?2, "
-                                           "audit_anchor_hash = ?3, audit_anchor_at = ?4, "
-                                           "audit_anchor_keyed = ?5 WHERE name = ?1");
+                SQLite::Statement put(db_,
+                                      "UPDATE workspaces SET audit_anchor_seq = ?2, "
+                                      "audit_anchor_hash = ?3, audit_anchor_at = ?4, "
+                                      "audit_anchor_keyed = ?5 WHERE name = ?1");
                 put.bindNoCopy(1, ws);
                 put.bind(2, static_cast<std::int64_t>(anchor.seq));
                 put.bindNoCopy(3, anchor.hash);
@@ -1005,8 +1007,9 @@ public:
 
 private:
     audit_anchor read_anchor(const std::string& ws) {
-        SQLite::Statement q(db_, "SELECT audit_anchor_seq, audit_anchor_hash, audit_anchor_at, "
-                                 "audit_anchor_keyed FROM workspaces WHERE name = ?1");
+        SQLite::Statement q(db_,
+                            "SELECT audit_anchor_seq, audit_anchor_hash, audit_anchor_at, "
+                            "audit_anchor_keyed FROM workspaces WHERE name = ?1");
         q.bindNoCopy(1, ws);
         audit_anchor a;
         if (!q.executeStep()) return a;
