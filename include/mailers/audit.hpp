@@ -43,6 +43,36 @@ struct audit_record {
 /// with the key.
 inline constexpr std::string_view audit_key_action = "audit.key";
 
+/// The action of the record a purge of the chain's oldest records appends
+/// (`store::purge_audit`); its `after` is `audit_purge_body(...)`, so the
+/// anchor it records is covered by the chain from then on.
+inline constexpr std::string_view audit_purge_action = "audit.purge";
+
+/// Where a chain starts once its oldest records were purged: the first kept
+/// record's seq and the hash of the record before it (the prev_hash the
+/// first kept record links to). The store keeps it, written in the
+/// transaction that purges, and the newest `audit_purge_action` record
+/// repeats it. What it proves, and what not, is in docs/audit.md.
+struct audit_anchor {
+    std::uint64_t seq = 0;  ///< the first kept record; 0: nothing was ever purged
+    std::string hash;       ///< record seq - 1's hash
+    time_point at{};        ///< when the purge ran (the engine's clock)
+    /// Whether an `audit_key_action` record was purged: every kept record
+    /// is then hashed with the key.
+    bool keyed = false;
+    friend bool operator==(const audit_anchor&, const audit_anchor&) = default;
+};
+
+/// The `after` JSON of an `audit_purge_action` record: the anchor's seq,
+/// hash and keyed flag, `before` (the cutoff, microseconds since the epoch)
+/// and `purged` (records removed).
+MAILERS_API std::string audit_purge_body(const audit_anchor& anchor, time_point before,
+                                         std::uint64_t purged);
+
+/// The anchor an `audit_purge_action` record's `after` names (its `at` is
+/// left unset); nullopt when the body is not one.
+MAILERS_API std::optional<audit_anchor> audit_purge_anchor(std::string_view after);
+
 /// The head of a chain: its last record's seq and hash ({0, ""} for an
 /// empty chain). Kept outside the store, it lets a verifier notice records
 /// cut from the end of the chain (see docs/audit.md).
@@ -79,12 +109,23 @@ struct audit_verify_options {
     /// key. Without one, a chain holding such a record fails at it: its
     /// records cannot be checked.
     std::string key;
+    /// The store's anchor (`store::audit_anchor`); nullopt or seq 0 when
+    /// nothing was purged. With one, the records may start at its seq,
+    /// linked to its hash (hashed with the key from the start when it says
+    /// keyed), and the newest `audit_purge_action` record must name
+    /// exactly it. A checkpoint before the first record is accepted only
+    /// when some kept purge record's anchor is the record after it (it
+    /// names the checkpoint's seq + 1 and hash).
+    std::optional<audit_anchor> anchor;
 };
 
 /// Checks a whole chain: `records` must start at seq 1 linked to the
-/// genesis (an empty prev_hash), so records cut from the front are
-/// noticed; then as above, with the records before the first
-/// `audit_key_action` record hashed unkeyed. `*bad_seq` is set to the seq
+/// genesis (an empty prev_hash), or at the anchor linked to its hash, so
+/// records cut from the front are noticed; an `audit_purge_action` record
+/// with no anchor given, or a newest one naming another anchor, fails (at
+/// the seq its anchor names: the first record it says is kept). Then as
+/// above, with the records before the first `audit_key_action` record
+/// hashed unkeyed. `*bad_seq` is set to the seq
 /// of the first record that fails or is missing: one past the last record
 /// when the checkpoint lies beyond it, or when a key was given and no
 /// record was hashed with it.

@@ -401,6 +401,10 @@ struct retention_policy {
     /// Outbound webhook deliveries (event payloads) that were delivered or
     /// given up, from their last attempt.
     std::chrono::seconds webhook_deliveries{0};
+    /// Audit records, from their time: the oldest go, the newest record
+    /// always stays, and the chain keeps verifying from its anchor (see
+    /// `engine::purge_audit`, docs/audit.md).
+    std::chrono::seconds audit{0};
 };
 
 /// What `engine::purge_retained` removed.
@@ -408,6 +412,8 @@ struct retention_report {
     time_point at{};
     std::uint64_t sends = 0;
     std::uint64_t webhook_deliveries = 0;
+    std::uint64_t audit_records = 0;  ///< audit records purged
+    audit_anchor anchor;              ///< the audit chain's anchor after the purge
     std::uint64_t audit_seq = 0;  ///< the purge's audit record
 };
 
@@ -823,8 +829,22 @@ public:
     /// outbound webhook deliveries older than `policy.webhook_deliveries`.
     /// Audited as "retention.purge" with the cutoffs and counts (permission
     /// `erase_person`). errc::invalid_argument for a ledger window under 8
-    /// days, changing nothing. Audit records are not purged here. Blocking.
+    /// days, changing nothing. With `policy.audit`, audit records older
+    /// than it are purged first, as `purge_audit` does (its "audit.purge"
+    /// record comes before the "retention.purge" one). Blocking.
     retention_report purge_retained(const principal& who, const retention_policy& policy);
+
+    /// Purges the audit records older than `before` (a prefix of the chain:
+    /// up to the first record at or after `before`), never the newest
+    /// record nor any at or after `keep_from` (0: no bound), and moves the
+    /// store's anchor to the first kept record, in one transaction that
+    /// also appends an "audit.purge" record naming the anchor and the
+    /// cutoff, so `verify_audit` keeps passing and notices a cut the
+    /// anchor does not account for (docs/audit.md). Permission
+    /// `erase_person` (action "audit.purge"); nothing old enough purges
+    /// nothing and appends no record. Blocking.
+    audit_purge_result purge_audit(const principal& who, time_point before,
+                                   std::uint64_t keep_from = 0);
 
     // --- end erasure --------------------------------------------------------
 
@@ -984,16 +1004,27 @@ public:
     webhook_delivery_counts count_webhook_deliveries(const std::string& endpoint = {}) const;
     // --- end outbound webhooks
 
-    /// Reads the audit log from `from_seq` on.
+    /// Reads the audit log from `from_seq` on (the kept records: from the
+    /// anchor on once records were purged).
     std::vector<audit_record> audit_log(std::uint64_t from_seq = 1) const;
-    /// Reads the whole audit log and checks it with `verify_audit_chain`
-    /// and this engine's audit key: the chain must start at seq 1 from the
-    /// genesis. Returns errc::audit_chain_broken and sets `*bad_seq` (see
-    /// there) when it fails. Records cut from the end leave a chain that
-    /// verifies: keep checkpoints elsewhere and pass one.
+    /// The same, with the anchor the records were kept from: both from one
+    /// state of the store, read again when a purge ran between them.
+    std::vector<audit_record> audit_log(std::uint64_t from_seq,
+                                        mailers::audit_anchor& anchor) const;
+    /// The store's audit anchor (seq 0 when nothing was purged).
+    mailers::audit_anchor audit_anchor() const;
+    /// Reads the whole kept audit log and checks it with
+    /// `verify_audit_chain`, this engine's audit key and the store's
+    /// anchor: the chain must start at seq 1 from the genesis, or at the
+    /// anchor agreeing with the newest "audit.purge" record. Returns
+    /// errc::audit_chain_broken and sets `*bad_seq` (see there) when it
+    /// fails. Records cut from the end leave a chain that verifies: keep
+    /// checkpoints elsewhere and pass one.
     error_code verify_audit(std::uint64_t* bad_seq = nullptr) const;
     /// As above, and the chain must reach `checkpoint`: fewer records than
-    /// its seq, or another hash at that seq, fails.
+    /// its seq, or another hash at that seq, fails. A checkpoint older than
+    /// the anchor passes only when a kept "audit.purge" record cut right
+    /// after it and names its hash.
     error_code verify_audit(const audit_head& checkpoint, std::uint64_t* bad_seq = nullptr) const;
     /// The head of the audit log, for the host to keep outside the store
     /// and pass to `verify_audit` later. Reads and verifies the whole log

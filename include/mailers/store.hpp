@@ -10,7 +10,8 @@
 //     row that holds it), the minimum gap of a mailbox;
 //   * the audit chain: the store gives each record its seq, links it to the
 //     head and hashes it (`audit_hash`, under the key the op carries), so
-//     one chain per workspace however many processes append;
+//     one chain per workspace however many processes append; a purge of its
+//     oldest records moves the chain's anchor in the same order;
 //   * the change feed: every commit that changes configuration objects or
 //     suppressions publishes the next change seq; `changes_since` returns
 //     what changed, so engines apply what others committed;
@@ -809,6 +810,29 @@ struct person_erasure_result {
 
 // --- end erasure ----------------------------------------------------------------
 
+/// A purge of a workspace's oldest audit records (`store::purge_audit`).
+struct audit_purge {
+    /// Records from the first kept one up to (not including) the first
+    /// whose `at` is at or after `before` go: the cut is a prefix, so a
+    /// record with an earlier time behind a newer one stays.
+    time_point before{};
+    /// Records at or after this seq stay (0: no bound). The newest record
+    /// always stays.
+    std::uint64_t keep_from = 0;
+    time_point at{};  ///< becomes the anchor's time
+    /// Called once, inside the transaction, after the records are removed
+    /// and the anchor written: the purge's audit record (appended as
+    /// `store_ops::append_audit`), which must record the anchor
+    /// (`audit_purge_body`) so the chain covers it.
+    std::function<store_ops::append_audit(const audit_anchor&, std::uint64_t purged)> audit;
+};
+
+struct audit_purge_result {
+    std::uint64_t purged = 0;  ///< 0: nothing was old enough; no record appended
+    audit_anchor anchor;       ///< the anchor after the purge
+    std::uint64_t audit_seq = 0;
+};
+
 /// Who a member is, for operators reading `members` and for recovery of
 /// dead processes on one host.
 struct member_info {
@@ -1087,6 +1111,21 @@ public:
     /// Returns how many went. The default throws errc::store_error.
     virtual std::size_t purge_sends(std::string_view workspace, time_point before);
     // --- end erasure ---
+
+    // --- audit retention (docs/audit.md) ------------------------------------
+
+    /// Removes the oldest audit records (see `audit_purge`) and, in the
+    /// same transaction, ordered with every append of the workspace, moves
+    /// the anchor to the first kept record {its seq, its prev_hash, `at`,
+    /// keyed if the anchor was or an `audit_key_action` record went} and
+    /// appends `purge.audit`'s record. When nothing is old enough nothing
+    /// changes and no record is appended. The default throws
+    /// errc::store_error.
+    virtual audit_purge_result purge_audit(std::string_view workspace, const audit_purge& purge);
+    /// The workspace's anchor; seq 0 when nothing was ever purged. The
+    /// default returns that: a store that cannot purge has no anchor.
+    virtual audit_anchor find_audit_anchor(std::string_view workspace);
+    // --- end audit retention ---
     // --- daily counts (store_ops::add_counts) ----------------------------------
     // The defaults throw errc::store_error, as the queue's do.
 

@@ -1,7 +1,9 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -11,6 +13,9 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "json/writer.hpp"
 
 namespace mailers {
 namespace {
@@ -149,16 +154,73 @@ error_code verify_audit_chain(std::span<const audit_record> records, std::uint64
     return {};
 }
 
+std::string audit_purge_body(const audit_anchor& anchor, time_point before, std::uint64_t purged) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("anchor_seq", anchor.seq)
+        .member("anchor_hash", anchor.hash)
+        .member("anchor_keyed", anchor.keyed)
+        .member("before", static_cast<std::int64_t>(before.time_since_epoch().count()))
+        .member("purged", purged)
+        .end_object();
+    return out;
+}
+
+std::optional<audit_anchor> audit_purge_anchor(std::string_view after) {
+    thread_local simdjson::dom::parser parser;
+    simdjson::padded_string padded(after);
+    simdjson::dom::object o;
+    if (parser.parse(padded).get(o) != simdjson::SUCCESS) return std::nullopt;
+    audit_anchor a;
+    std::string_view hash;
+    if (o["anchor_seq"].get(a.seq) != simdjson::SUCCESS ||
+        o["anchor_hash"].get(hash) != simdjson::SUCCESS ||
+        o["anchor_keyed"].get(a.keyed) != simdjson::SUCCESS || a.seq < 2)
+        return std::nullopt;
+    a.hash = std::string(hash);
+    return a;
+}
+
 error_code verify_audit_chain(std::span<const audit_record> records,
                               const audit_verify_options& options, std::uint64_t* bad_seq) {
     const audit_head* checkpoint = options.checkpoint ? &*options.checkpoint : nullptr;
-    bool keyed = false;
+    const audit_anchor* anchor =
+        options.anchor && options.anchor->seq != 0 ? &*options.anchor : nullptr;
+    // The anchors the kept purge records name, oldest first: the newest must
+    // be the store's, and each proves the hash of the record before it.
+    std::vector<std::pair<std::uint64_t, audit_anchor>> purges;
+    for (const audit_record& r : records) {
+        if (r.action != audit_purge_action) continue;
+        auto a = audit_purge_anchor(r.after);
+        if (!a || a->seq > r.seq) return broken(r.seq, bad_seq);
+        purges.emplace_back(r.seq, std::move(*a));
+    }
+    if (!purges.empty()) {
+        // Records removed from the front behind the library's back, or an
+        // anchor moved to hide a bigger cut, or removed: the first record
+        // the newest purge says is kept is the one that went missing.
+        const audit_anchor& named = purges.back().second;
+        if (!anchor || anchor->seq != named.seq || anchor->hash != named.hash ||
+            anchor->keyed != named.keyed)
+            return broken(named.seq, bad_seq);
+    } else if (anchor) {
+        // An anchor no purge record vouches for: the purge records went
+        // with the records before it, or were cut from the end.
+        return broken(anchor->seq, bad_seq);
+    }
+    // The chain starts at the genesis (a full chain, an archive joined to
+    // what is kept) or at the anchor.
+    const bool from_anchor = anchor && !records.empty() && records.front().seq != 1;
+    const std::uint64_t first = from_anchor ? anchor->seq : 1;
+    bool keyed = from_anchor && anchor->keyed;
     for (std::size_t i = 0; i < records.size(); ++i) {
         const audit_record& r = records[i];
-        // Seq i + 1 at index i: the first record is the genesis' successor,
-        // and each one links to the one before.
-        if (r.seq != i + 1) return broken(r.seq, bad_seq);
-        if (r.prev_hash != (i == 0 ? std::string{} : records[i - 1].hash))
+        if (r.seq != first + i) return broken(r.seq, bad_seq);
+        const std::string& prev =
+            i != 0 ? records[i - 1].hash : (from_anchor ? anchor->hash : std::string{});
+        if (r.prev_hash != prev) return broken(r.seq, bad_seq);
+        if (anchor && r.seq == anchor->seq && r.prev_hash != anchor->hash)
             return broken(r.seq, bad_seq);
         if (r.action == audit_key_action) {
             // Unkeyed, the rest cannot be checked; with the key it is
@@ -166,12 +228,21 @@ error_code verify_audit_chain(std::span<const audit_record> records,
             if (options.key.empty()) return broken(r.seq, bad_seq);
             keyed = true;
         }
+        if (keyed && options.key.empty()) return broken(r.seq, bad_seq);
         if (r.hash != (keyed ? audit_hash(r, options.key) : audit_hash(r)))
             return broken(r.seq, bad_seq);
         if (checkpoint && checkpoint->seq == r.seq && checkpoint->hash != r.hash)
             return broken(r.seq, bad_seq);
     }
-    const std::uint64_t next = records.size() + 1;
+    const std::uint64_t next = first + records.size();
+    if (checkpoint && checkpoint->seq != 0 && checkpoint->seq < first) {
+        // The record is gone; a kept purge record that cut right after it
+        // names its hash, which the chain covers. Any other is unprovable.
+        const bool proved = std::any_of(purges.begin(), purges.end(), [&](const auto& p) {
+            return p.second.seq == checkpoint->seq + 1 && p.second.hash == checkpoint->hash;
+        });
+        if (!proved) return broken(checkpoint->seq, bad_seq);
+    }
     // A chain cut below the checkpoint, or rewritten without the key (which
     // leaves no record hashed with it), ends too early.
     if (checkpoint && checkpoint->seq >= next) return broken(next, bad_seq);

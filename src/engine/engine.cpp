@@ -1183,29 +1183,54 @@ void engine::remove_event_handler(std::uint64_t id) {
 }
 
 std::vector<audit_record> engine::audit_log(std::uint64_t from_seq) const {
+    mailers::audit_anchor anchor;
+    return audit_log(from_seq, anchor);
+}
+
+std::vector<audit_record> engine::audit_log(std::uint64_t from_seq,
+                                            mailers::audit_anchor& anchor) const {
     std::vector<audit_record> out;
     impl_->with_store([&](store& st) {
-        st.for_each_audit(impl_->params.workspace, from_seq,
-                          [&](const audit_record& r) { out.push_back(r); });
+        // A purge moves the anchor and removes records in one transaction;
+        // the records are read between two reads of the anchor, so equal
+        // anchors mean no purge ran in between.
+        for (;;) {
+            out.clear();
+            anchor = st.find_audit_anchor(impl_->params.workspace);
+            st.for_each_audit(impl_->params.workspace, from_seq,
+                              [&](const audit_record& r) { out.push_back(r); });
+            if (st.find_audit_anchor(impl_->params.workspace) == anchor) return;
+        }
     });
     return out;
 }
 
+mailers::audit_anchor engine::audit_anchor() const {
+    mailers::audit_anchor out;
+    impl_->with_store([&](store& st) { out = st.find_audit_anchor(impl_->params.workspace); });
+    return out;
+}
+
 error_code engine::verify_audit(std::uint64_t* bad_seq) const {
-    return verify_audit_chain(audit_log(1), audit_verify_options{{}, impl_->params.audit_key},
+    mailers::audit_anchor anchor;
+    auto log = audit_log(1, anchor);
+    return verify_audit_chain(log, audit_verify_options{{}, impl_->params.audit_key, anchor},
                               bad_seq);
 }
 
 error_code engine::verify_audit(const audit_head& checkpoint, std::uint64_t* bad_seq) const {
-    return verify_audit_chain(audit_log(1),
-                              audit_verify_options{checkpoint, impl_->params.audit_key}, bad_seq);
+    mailers::audit_anchor anchor;
+    auto log = audit_log(1, anchor);
+    return verify_audit_chain(
+        log, audit_verify_options{checkpoint, impl_->params.audit_key, anchor}, bad_seq);
 }
 
 audit_head engine::audit_checkpoint() const {
-    const auto log = audit_log(1);
+    mailers::audit_anchor anchor;
+    const auto log = audit_log(1, anchor);
     std::uint64_t bad_seq = 0;
-    if (auto ec =
-            verify_audit_chain(log, audit_verify_options{{}, impl_->params.audit_key}, &bad_seq))
+    if (auto ec = verify_audit_chain(log, audit_verify_options{{}, impl_->params.audit_key, anchor},
+                                     &bad_seq))
         throw exception(ec, fmt::format("workspace '{}': the audit log fails verification at "
                                         "seq {}; no checkpoint taken",
                                         impl_->params.workspace, bad_seq));

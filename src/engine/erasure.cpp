@@ -651,7 +651,8 @@ std::string engine::export_person(const principal& who, std::string_view address
 retention_report engine::purge_retained(const principal& who, const retention_policy& policy) {
     auto& s = *impl_;
     constexpr std::chrono::seconds shortest_ledger{8 * 86400};
-    if (policy.sends.count() < 0 || policy.webhook_deliveries.count() < 0)
+    if (policy.sends.count() < 0 || policy.webhook_deliveries.count() < 0 ||
+        policy.audit.count() < 0)
         fail(errc::invalid_argument, "a retention window cannot be negative");
     if (policy.sends.count() != 0 && policy.sends < shortest_ledger)
         fail(errc::invalid_argument,
@@ -661,6 +662,13 @@ retention_report engine::purge_retained(const principal& who, const retention_po
     s.authorize(who, "retention.purge", "workspace", "");
     retention_report out;
     out.at = s.clk->now();
+    if (policy.audit.count() != 0) {
+        const auto purged = purge_audit(who, out.at - policy.audit);
+        out.audit_records = purged.purged;
+        out.anchor = purged.anchor;
+    } else {
+        out.anchor = audit_anchor();
+    }
     s.with_store([&](store& st) {
         if (policy.sends.count() != 0)
             out.sends = st.purge_sends(s.params.workspace, out.at - policy.sends);
@@ -676,9 +684,29 @@ retention_report engine::purge_retained(const principal& who, const retention_po
         .member("webhook_deliveries_retention_s",
                 static_cast<std::int64_t>(policy.webhook_deliveries.count()))
         .member("webhook_deliveries", out.webhook_deliveries)
+        .member("audit_retention_s", static_cast<std::int64_t>(policy.audit.count()))
+        .member("audit_records", out.audit_records)
         .end_object();
     const auto r = s.mutate(who, "retention.purge", "workspace", "", {}, std::move(after), {}, {});
     if (!r.empty()) out.audit_seq = r.back().audit_seq;
+    return out;
+}
+
+audit_purge_result engine::purge_audit(const principal& who, time_point before,
+                                       std::uint64_t keep_from) {
+    auto& s = *impl_;
+    s.authorize(who, "audit.purge", "workspace", "");
+    audit_purge job;
+    job.before = before;
+    job.keep_from = keep_from;
+    job.at = s.clk->now();
+    job.audit = [&](const mailers::audit_anchor& anchor, std::uint64_t purged) {
+        return store_ops::append_audit{s.next_audit(who, audit_purge_action, "audit", "", {},
+                                                    audit_purge_body(anchor, before, purged)),
+                                       s.params.audit_key};
+    };
+    audit_purge_result out;
+    s.with_store([&](store& st) { out = st.purge_audit(s.params.workspace, job); });
     return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -113,8 +114,15 @@ public:
 
     suppression_verify_report run() {
         std::vector<audit_record> log;
-        st_.for_each_audit(ws_, 1, [&](const audit_record& r) { log.push_back(r); });
-        if (!chain_ok(log)) return std::move(report_);
+        // The anchor and the records from one state: equal anchors around
+        // the read mean no purge ran in between.
+        for (;;) {
+            log.clear();
+            anchor_ = st_.find_audit_anchor(ws_);
+            st_.for_each_audit(ws_, 1, [&](const audit_record& r) { log.push_back(r); });
+            if (st_.find_audit_anchor(ws_) == anchor_) break;
+        }
+        if (!chain_ok(log, anchor_)) return std::move(report_);
         read_changes(log);
         std::vector<suppression_version> group;
         st_.for_each_suppression_version(ws_, [&](const suppression_version& v) {
@@ -127,11 +135,19 @@ public:
         });
         if (!group.empty()) check_key(group);
         // What was committed while the rows were read.
-        const std::uint64_t next = log.size() + 1;
+        const std::size_t read = log.size();
+        const std::uint64_t next = log.empty() ? 1 : log.back().seq + 1;
         st_.for_each_audit(ws_, next, [&](const audit_record& r) { log.push_back(r); });
-        if (log.size() >= next && !chain_ok(log)) return std::move(report_);
+        if (log.size() > read) {
+            // A purge meanwhile moved the anchor: what it removed was
+            // checked above, the rest is checked from the new anchor.
+            const audit_anchor now = st_.find_audit_anchor(ws_);
+            std::span<const audit_record> kept(log);
+            while (!kept.empty() && kept.front().seq < now.seq) kept = kept.subspan(1);
+            if (!chain_ok(kept, now)) return std::move(report_);
+        }
         std::unordered_set<std::uint64_t> later;
-        for (std::size_t i = next - 1; i < log.size(); ++i)
+        for (std::size_t i = read; i < log.size(); ++i)
             if (log[i].change_seq != 0 && is_suppression_action(log[i].action))
                 later.insert(log[i].change_seq);
         for (const auto& l : late_)
@@ -153,9 +169,9 @@ private:
         bool wrote;
     };
 
-    bool chain_ok(const std::vector<audit_record>& log) {
+    bool chain_ok(std::span<const audit_record> log, const audit_anchor& anchor) {
         std::uint64_t bad = 0;
-        if (!verify_audit_chain(log, audit_verify_options{{}, std::string(key_)}, &bad))
+        if (!verify_audit_chain(log, audit_verify_options{{}, std::string(key_), anchor}, &bad))
             return true;
         report_.ok = false;
         report_.audit_chain_ok = false;
@@ -263,7 +279,9 @@ private:
                 ++report_.rows;
             else
                 ++report_.superseded_rows;
-            if (legacy_ && v.seq < first_)
+            // Rows written before change seqs were kept, or by changes
+            // whose records were purged, cannot be tied to a record.
+            if ((legacy_ || anchor_.seq != 0) && v.seq < first_)
                 ++report_.unchecked_rows;
             else if (v.seq > newest_)
                 late_.push_back({kind, value, v.seq, true});
@@ -274,6 +292,7 @@ private:
                 late_.push_back({kind, value, v.by_seq, false});
                 continue;
             }
+            if (anchor_.seq != 0 && v.by_seq < first_) continue;  // ended by a purged change
             bool rewritten = false;
             for (std::size_t j = 0; j < group.size(); ++j)
                 if (j != i && group[j].seq == v.by_seq) rewritten = true;
@@ -401,6 +420,7 @@ private:
     std::unordered_map<std::uint64_t, change_group> changes_;
     std::unordered_map<std::uint64_t, std::uint64_t> others_;  // change seq -> audit seq
     bool legacy_ = false;  // suppression changes from before change seqs were kept
+    audit_anchor anchor_;  // where the kept records start (seq 0: none purged)
     std::uint64_t first_ = std::numeric_limits<std::uint64_t>::max();
     std::uint64_t newest_ = 0;
     std::vector<late_version> late_;

@@ -129,6 +129,7 @@ std::optional<permission> permission_for_action(std::string_view action) noexcep
         {"person.erase", permission::erase_person},
         {"person.export", permission::export_data},
         {"retention.purge", permission::erase_person},
+        {"audit.purge", permission::erase_person},
         {"rule.put", permission::pause},
         {"rule.remove", permission::pause},
         {"suppression.soft_bounces", permission::suppression_add},

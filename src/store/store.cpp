@@ -257,4 +257,14 @@ std::size_t store::purge_sends(std::string_view, time_point) {
                     "store: purge_sends is not implemented by this store");
 }
 
+audit_purge_result store::purge_audit(std::string_view, const audit_purge&) {
+    throw exception(make_error_code(errc::store_error),
+                    "store: purge_audit is not implemented by this store");
+}
+
+// A store that cannot purge never has an anchor: its chain starts at seq 1.
+audit_anchor store::find_audit_anchor(std::string_view) {
+    return {};
+}
+
 }  // namespace mailers

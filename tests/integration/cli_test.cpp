@@ -392,6 +392,28 @@ void exercise(const backend& b, const fs::path& dir) {
         CHECK(r.rc == 5);
     }
 
+    SUBCASE("audit export and purge with nothing old enough") {
+        CHECK(cli({"suppression", "add", "p@example.com"}).rc == 0);
+        const auto before = cli({"audit", "checkpoint"}).out;
+        auto r = cli({"audit", "purge", "--older-than-days", "1"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "nothing older than 1 days to purge"));
+        r = cli({"audit", "purge", "--older-than-days", "0"});
+        CHECK(r.rc == 2);
+        CHECK(cli({"audit", "purge"}).rc == 2);
+        CHECK(cli({"audit", "checkpoint"}).out == before);
+        const auto file = dir / "audit.jsonl";
+        r = cli({"--json", "audit", "export", file.string()});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"first_seq\":1"));
+        const auto text = slurp(file);
+        CHECK(text.starts_with("{\"anchor\":{\"seq\":0,"));
+        CHECK(has(text, "\"action\":\"suppression.add\""));
+        r = cli({"--json", "audit", "verify"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "\"anchor\":null"));
+    }
+
     SUBCASE("suppression verify: ok, then a row deleted behind the tool's back") {
         CHECK(cli({"suppression", "add", "v@example.com"}).rc == 0);
         CHECK(cli({"suppression", "add", "w@example.com"}).rc == 0);
@@ -571,6 +593,67 @@ TEST_CASE("cli: commands on an SQLite workspace") {
     SKIP_WITHOUT_TOOL();
     temp_dir d;
     exercise(backend{{"--sqlite", (d.path / "ws.db").string()}}, d.path);
+}
+
+TEST_CASE("cli: audit export, purge and verify from the anchor") {
+    SKIP_WITHOUT_TOOL();
+    temp_dir d;
+    const std::string db = (d.path / "ws.db").string();
+    auto cli = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--sqlite", db});
+        return run(args, {"USER=ops-test"});
+    };
+    // Three records from 100 days ago, written as a host's engine would
+    // have, before the workspace's first change.
+    {
+        auto st = mailers::open_sqlite_store({db, mailers::open_mode::open_or_create});
+        const auto old = std::chrono::time_point_cast<std::chrono::microseconds>(
+                             std::chrono::system_clock::now()) -
+                         std::chrono::days(100);
+        std::vector<mailers::store_op> ops;
+        for (int i = 0; i < 3; ++i) {
+            mailers::audit_record r;
+            r.at = old + std::chrono::seconds(i);
+            r.actor = "host";
+            r.action = "note";
+            r.resource_type = "workspace";
+            ops.push_back(mailers::store_ops::append_audit{r, {}});
+        }
+        st->commit("default", ops);
+    }
+    REQUIRE(cli({"init"}).rc == 0);
+    CHECK(cli({"suppression", "add", "kept@example.com"}).rc == 0);
+    const auto archive = d.path / "archive.jsonl";
+    REQUIRE(cli({"audit", "export", archive.string()}).rc == 0);
+    CHECK(has(slurp(archive), "\"action\":\"note\""));
+
+    auto r = cli({"--json", "audit", "purge", "--older-than-days", "30"});
+    REQUIRE(r.rc == 0);
+    CHECK(has(r.out, "\"purged\":3"));
+    CHECK(has(r.out, "\"anchor\":{\"seq\":4,"));
+    r = cli({"audit", "verify"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "from anchor 4:"));
+    r = cli({"--json", "audit", "verify"});
+    CHECK(has(r.out, "\"anchor\":{\"seq\":4,"));
+    r = cli({"audit", "export"});
+    CHECK(r.rc == 0);
+    CHECK(r.out.starts_with("{\"anchor\":{\"seq\":4,"));
+    CHECK_FALSE(has(r.out, "\"action\":\"note\""));
+    CHECK(has(r.out, "\"action\":\"audit.purge\""));
+    const std::string second_line = r.out.substr(r.out.find('\n') + 1);
+    CHECK(second_line.starts_with("{\"seq\":4,"));
+    r = cli({"audit", "purge", "--older-than-days", "30"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "nothing older than 30 days"));
+    CHECK(cli({"audit", "list"}).rc == 0);
+
+    // The first kept record deleted behind the tool's back.
+    SQLite::Database(db, SQLite::OPEN_READWRITE)
+        .exec("DELETE FROM audit WHERE workspace = 'default' AND seq = 4");
+    r = cli({"audit", "verify"});
+    CHECK(r.rc == 5);
+    CHECK(has(r.err, "failed at seq 5"));
 }
 
 // A new SQLite workspace, and the tool run on it.

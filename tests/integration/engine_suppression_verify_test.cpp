@@ -154,9 +154,10 @@ struct pg_backend : backend {
 };
 
 // An engine over the backend's store, driven as the fixture drives one.
-std::unique_ptr<fixture> engine_on(const backend& b,
-                                   std::optional<suppression_options> rules = {},
-                                   std::string erasure_key = {}) {
+// `tweak` sets what else the scenario needs (an audit key, an authorizer).
+std::unique_ptr<fixture> engine_on(const backend& b, std::optional<suppression_options> rules = {},
+                                   std::string erasure_key = {},
+                                   const std::function<void(engine_params&)>& tweak = {}) {
     auto f = std::make_unique<fixture>();
     f->eng.reset();
     f->store = b.open();
@@ -165,6 +166,7 @@ std::unique_ptr<fixture> engine_on(const backend& b,
     p.clock = f->clock;
     p.suppression = rules;
     p.erasure_key = std::move(erasure_key);
+    if (tweak) tweak(p);
     f->eng = std::make_unique<engine>(f->ioc.get_executor(), std::move(p));
     f->eng->add_provider(f->admin, "capture", f->capture);
     return f;
@@ -344,8 +346,10 @@ void clean_and_tampered(const backend& b) {
 
 // Two engines on one store make random changes while a third party keeps
 // verifying: no check sees a concurrent change as tampering, and the end
-// state verifies.
-void random_two_engines(const backend& b, std::uint64_t seed) {
+// state verifies. With `purges`, the engines also purge the oldest audit
+// records now and then (their clocks disagree), and the chain verifies
+// from its anchor after each purge.
+void random_two_engines(const backend& b, std::uint64_t seed, bool purges = false) {
     auto one = engine_on(b);
     auto two = engine_on(b);
     std::atomic<bool> done{false};
@@ -360,10 +364,11 @@ void random_two_engines(const backend& b, std::uint64_t seed) {
         }
     });
     std::mt19937_64 rng(seed);
+    int purged = 0;
     for (int i = 0; i < 120; ++i) {
         auto& f = rng() % 2 ? *one : *two;
         const std::string who = "u" + std::to_string(rng() % 15) + "@example.com";
-        switch (rng() % 5) {
+        switch (rng() % (purges ? 6 : 5)) {
             case 0:
             case 1:
                 f.eng->suppress(f.admin, suppression_kind::address, who,
@@ -380,6 +385,17 @@ void random_two_engines(const backend& b, std::uint64_t seed) {
                 f.eng->import_suppressions(f.admin, csv, "batch");
                 break;
             }
+            case 5: {
+                const auto r = f.eng->purge_audit(
+                    f.admin, f.clock->now() - std::chrono::milliseconds(rng() % 20000),
+                    rng() % 4 == 0 ? f.eng->audit_log().back().seq : 0);
+                purged += r.purged != 0;
+                std::uint64_t bad = 0;
+                const auto ec = f.eng->verify_audit(&bad);
+                INFO("step " << i << ", bad seq " << bad);
+                CHECK_FALSE(ec);
+                break;
+            }
             default:
                 f.clock->advance(std::chrono::milliseconds(rng() % 5000));
         }
@@ -389,7 +405,9 @@ void random_two_engines(const backend& b, std::uint64_t seed) {
     INFO(first_failure);
     CHECK(failures == 0);
     CHECK(checks > 0);
+    if (purges) CHECK(purged > 0);
     for (auto* f : {one.get(), two.get()}) {
+        CHECK_FALSE(f->eng->verify_audit());
         const auto r = f->eng->verify_suppressions();
         INFO(describe(r));
         CHECK(r.ok);
@@ -731,6 +749,245 @@ void erase_under_sends(const backend& b, std::uint64_t seed) {
     CHECK(eraser->eng->verify_suppressions().ok);
 }
 
+// --- audit retention (docs/audit.md) ------------------------------------------------
+
+// Suppresses `n` addresses, one audit record each.
+void add_records(fixture& f, const std::string& prefix, int n) {
+    for (int i = 0; i < n; ++i)
+        f.eng->suppress(f.admin, suppression_kind::address,
+                        prefix + std::to_string(i) + "@example.com", suppression_reason::manual);
+}
+
+// The workspace's row, as each store names its key column.
+std::string workspace_row(const backend& b) {
+    return b.postgres ? "workspace = 'default'" : "name = 'default'";
+}
+
+std::uint64_t first_at_or_after(const std::vector<audit_record>& log, time_point t) {
+    for (const auto& r : log)
+        if (r.at >= t) return r.seq;
+    return 0;
+}
+
+// Old records, a month, new ones, then a purge at the month: the purge
+// keeps the new records, anchored, and everything still verifies.
+void purge_and_verify(const backend& b) {
+    auto f = engine_on(b);
+    auto& e = *f->eng;
+    add_records(*f, "old", 5);
+    f->clock->advance(std::chrono::days(30));
+    const time_point cutoff = f->clock->now();
+    add_records(*f, "new", 3);
+    const auto log = e.audit_log();
+    REQUIRE(log.front().seq == 1);
+    const std::uint64_t first_new = first_at_or_after(log, cutoff);
+    REQUIRE(first_new > 3);
+    const audit_head before_anchor{first_new - 1, log[first_new - 2].hash};
+    const audit_head older{2, log[1].hash};
+    const audit_head head = e.audit_checkpoint();
+    f->clock->advance(std::chrono::seconds(1));
+
+    const auto r = e.purge_audit(f->admin, cutoff);
+    CHECK(r.purged == first_new - 1);
+    CHECK(r.anchor.seq == first_new);
+    CHECK(r.anchor.hash == before_anchor.hash);
+    CHECK(r.anchor.at == f->clock->now());
+    CHECK_FALSE(r.anchor.keyed);
+    CHECK(r.audit_seq == head.seq + 1);
+    CHECK(e.audit_anchor() == r.anchor);
+    const auto kept = e.audit_log();
+    CHECK(kept.front().seq == first_new);
+    CHECK(kept.front().prev_hash == r.anchor.hash);
+    CHECK(kept.back().action == audit_purge_action);
+    CHECK(kept.back().actor == f->admin.id);
+    const auto named = audit_purge_anchor(kept.back().after);
+    REQUIRE(named);
+    CHECK(named->seq == r.anchor.seq);
+    CHECK(named->hash == r.anchor.hash);
+    CHECK_FALSE(e.verify_audit());
+    CHECK_FALSE(e.verify_audit(head));
+    CHECK_FALSE(e.verify_audit(before_anchor));
+    std::uint64_t bad = 0;
+    CHECK(e.verify_audit(older, &bad) == make_error_code(errc::audit_chain_broken));
+    CHECK(bad == 2);
+    CHECK(e.audit_checkpoint().seq == r.audit_seq);
+    {
+        // Another engine on the store: the same chain; the rows the purged
+        // changes wrote can no longer be tied to a record.
+        auto other = engine_on(b);
+        CHECK_FALSE(other->eng->verify_audit());
+        CHECK(other->eng->audit_anchor() == r.anchor);
+        const auto sv = other->eng->verify_suppressions();
+        INFO(describe(sv));
+        CHECK(sv.ok);
+        CHECK(sv.unchecked_rows == 5);
+    }
+
+    // Nothing old enough: nothing changes, no record.
+    const auto n = e.audit_log().size();
+    const auto again = e.purge_audit(f->admin, cutoff);
+    CHECK(again.purged == 0);
+    CHECK(again.audit_seq == 0);
+    CHECK(again.anchor == r.anchor);
+    CHECK(e.audit_log().size() == n);
+
+    // keep_from bounds the cut; the newest record always stays.
+    const auto bounded =
+        e.purge_audit(f->admin, f->clock->now() + std::chrono::hours(1), first_new + 2);
+    CHECK(bounded.purged == 2);
+    CHECK(bounded.anchor.seq == first_new + 2);
+    const std::uint64_t newest = e.audit_log().back().seq;
+    const auto all = e.purge_audit(f->admin, f->clock->now() + std::chrono::hours(1));
+    CHECK(all.anchor.seq == newest);
+    CHECK(e.audit_log().size() == 2);
+    CHECK_FALSE(e.verify_audit());
+    CHECK(e.verify_suppressions().ok);
+
+    // A retention window for audit records applies the same purge.
+    retention_policy negative;
+    negative.audit = std::chrono::seconds(-1);
+    CHECK(code_of([&] { e.purge_retained(f->admin, negative); }) == errc::invalid_argument);
+    CHECK(e.audit_log().size() == 2);
+    f->clock->advance(std::chrono::days(40));
+    add_records(*f, "later", 2);
+    retention_policy p;
+    p.audit = std::chrono::days(10);
+    const auto rep = e.purge_retained(f->admin, p);
+    CHECK(rep.audit_records == 2);
+    CHECK(rep.anchor == e.audit_anchor());
+    const auto last = e.audit_log();
+    CHECK(last.back().action == "retention.purge");
+    CHECK(last.back().after.find("\"audit_records\":2") != std::string::npos);
+    CHECK(last[last.size() - 2].action == audit_purge_action);
+    CHECK_FALSE(e.verify_audit());
+    CHECK(e.verify_suppressions().ok);
+}
+
+// A purge refused by the host's authorizer changes nothing; one under an
+// audit key keeps the kept records checkable with the key once the
+// audit.key record is gone.
+void audit_purge_keyed_and_refused(const backend& b) {
+    const auto keyed = [](engine_params& p) { p.audit_key = "an audit key"; };
+    auto f = engine_on(b, {}, {}, keyed);
+    add_records(*f, "old", 4);
+    f->clock->advance(std::chrono::days(30));
+    add_records(*f, "new", 2);
+    {
+        auto refused = engine_on(b, {}, {}, [](engine_params& p) {
+            p.audit_key = "an audit key";
+            p.authorize = [](const principal&, const access_request& r) {
+                return r.action != "audit.purge";
+            };
+        });
+        const auto n = refused->eng->audit_log().size();
+        const auto anchor = refused->eng->audit_anchor();
+        CHECK(code_of([&] { refused->eng->purge_audit(refused->admin, refused->clock->now()); }) ==
+              errc::permission_denied);
+        refused->eng->flush();
+        CHECK(refused->eng->audit_anchor() == anchor);
+        const auto after = refused->eng->audit_log();
+        CHECK(after.size() == n + 1);  // the refusal, audited
+        CHECK(after.back().action == "access.denied");
+    }
+    const auto r = f->eng->purge_audit(f->admin, f->clock->now() - std::chrono::days(1));
+    CHECK(r.purged > 0);
+    CHECK(r.anchor.keyed);
+    CHECK_FALSE(f->eng->verify_audit());
+    for (const auto& rec : f->eng->audit_log()) CHECK(rec.action != audit_key_action);
+    // Without the key nothing that is left can be checked. (An engine
+    // without it would append unkeyed records: the chain is read here.)
+    audit_anchor anchor;
+    const auto kept = f->eng->audit_log(1, anchor);
+    CHECK(anchor == r.anchor);
+    std::uint64_t bad = 0;
+    CHECK(verify_audit_chain(kept, audit_verify_options{{}, {}, anchor}, &bad) ==
+          make_error_code(errc::audit_chain_broken));
+    CHECK(bad == r.anchor.seq);
+    CHECK_FALSE(verify_audit_chain(kept, audit_verify_options{{}, "an audit key", anchor}));
+    // With the key it appends no second key record (the mark stays).
+    auto again = engine_on(b, {}, {}, keyed);
+    CHECK_FALSE(again->eng->verify_audit());
+}
+
+// What a writer of the store can do behind the library's back after a purge.
+void audit_purge_tampered(const backend& b) {
+    auto f = engine_on(b);
+    add_records(*f, "old", 6);
+    f->clock->advance(std::chrono::days(30));
+    const time_point cutoff = f->clock->now();
+    add_records(*f, "new", 3);
+    const auto r = f->eng->purge_audit(f->admin, cutoff);
+    const std::uint64_t a = r.anchor.seq;
+    REQUIRE(a > 6);
+    const auto bad_seq = [&] {
+        std::uint64_t bad = 0;
+        const auto ec = engine_on(b)->eng->verify_audit(&bad);
+        return ec ? bad : 0;
+    };
+    SUBCASE("untouched") {
+        CHECK(bad_seq() == 0);
+    }
+    SUBCASE("records deleted from the start without a purge") {
+        b.exec("DELETE FROM {s}audit WHERE workspace = 'default' AND seq < " +
+               std::to_string(a + 2));
+        CHECK(bad_seq() == a + 2);
+    }
+    SUBCASE("the anchor moved to hide a bigger cut") {
+        b.exec("DELETE FROM {s}audit WHERE workspace = 'default' AND seq < " +
+               std::to_string(a + 2));
+        b.exec("UPDATE {s}workspaces SET audit_anchor_seq = " + std::to_string(a + 2) +
+               ", audit_anchor_hash = (SELECT prev_hash FROM {s}audit WHERE workspace = "
+               "'default' AND seq = " +
+               std::to_string(a + 2) + ") WHERE " + workspace_row(b));
+        CHECK(bad_seq() == a);
+    }
+    SUBCASE("the anchor removed") {
+        b.exec("UPDATE {s}workspaces SET audit_anchor_seq = 0, audit_anchor_hash = '' WHERE " +
+               workspace_row(b));
+        CHECK(bad_seq() == a);
+    }
+    SUBCASE("the purge record removed from the middle") {
+        add_records(*f, "after", 2);
+        b.exec("DELETE FROM {s}audit WHERE workspace = 'default' AND action = 'audit.purge'");
+        CHECK(bad_seq() == a);
+    }
+    SUBCASE("the purge record cut from the end, the head rewound") {
+        b.exec("DELETE FROM {s}audit WHERE workspace = 'default' AND action = 'audit.purge'");
+        b.exec(
+            "UPDATE {s}workspaces SET audit_seq = audit_seq - 1, audit_hash = (SELECT hash "
+            "FROM {s}audit WHERE workspace = 'default' ORDER BY seq DESC LIMIT 1) WHERE " +
+            workspace_row(b));
+        CHECK(bad_seq() == a);
+    }
+}
+
+// Appends on one thread and purges on another, each through its own engine
+// and store: the purges serialize with the appends.
+void audit_purge_concurrent(const backend& b) {
+    auto appender = engine_on(b);
+    auto purger = engine_on(b);
+    std::atomic<bool> done{false};
+    std::atomic<int> purged{0};
+    std::thread t([&] {
+        while (!done) {
+            const auto r = purger->eng->purge_audit(purger->admin,
+                                                    purger->clock->now() + std::chrono::hours(1));
+            purged += static_cast<int>(r.purged);
+        }
+    });
+    add_records(*appender, "c", 120);
+    done = true;
+    t.join();
+    CHECK(purged > 0);
+    CHECK_FALSE(appender->eng->verify_audit());
+    CHECK_FALSE(purger->eng->verify_audit());
+    const auto kept = appender->eng->audit_log();
+    CHECK(kept.front().seq == appender->eng->audit_anchor().seq);
+    CHECK(appender->eng->verify_suppressions().ok);
+    MESSAGE(b.name << ": " << purged.load() << " records purged during 120 appends, " << kept.size()
+                   << " kept");
+}
+
 // Runs `scenario` on SQLite, then on PostgreSQL when a server is given.
 void on_both_stores(const std::function<void(const backend&)>& scenario) {
     {
@@ -845,4 +1102,26 @@ TEST_CASE("erase_person with an erasure key the hosts hold") {
 
 TEST_CASE("purge_retained: retention windows for the ledger and event payloads") {
     on_both_stores(purge_retained);
+}
+
+TEST_CASE("purge_audit: the chain verifies from its anchor") {
+    on_both_stores(purge_and_verify);
+}
+
+TEST_CASE("purge_audit: under an audit key, and refused by the authorizer") {
+    on_both_stores(audit_purge_keyed_and_refused);
+}
+
+TEST_CASE("purge_audit: cuts behind the library's back are detected") {
+    on_both_stores(audit_purge_tampered);
+}
+
+TEST_CASE("purge_audit: random purges interleaved with appends by two engines") {
+    const std::uint64_t seed = std::random_device{}();
+    INFO("seed " << seed);
+    on_both_stores([&](const backend& b) { random_two_engines(b, seed, true); });
+}
+
+TEST_CASE("purge_audit: purges and appends from two threads, two stores") {
+    on_both_stores(audit_purge_concurrent);
 }

@@ -378,10 +378,12 @@ static queued_send queue_item(std::string key) {
 }
 
 // What takes a schema back before the send queue existed (version 4), and
-// before the recorded keys, enrollments, webhook outbox and daily counts that
-// came after it.
+// before the recorded keys, enrollments, webhook outbox, daily counts and audit
+// anchor that came after it.
 static std::string drop_queue(const std::string& schema) {
-    return "DROP TABLE " + schema + ".daily_counts; DROP TABLE " + schema +
+    return "ALTER TABLE " + schema + ".workspaces DROP COLUMN audit_anchor_seq, DROP COLUMN " +
+           "audit_anchor_hash, DROP COLUMN audit_anchor_at, DROP COLUMN audit_anchor_keyed; " +
+           "DROP TABLE " + schema + ".daily_counts; DROP TABLE " + schema +
            ".soft_bounces; DROP TABLE " + schema + ".webhook_outbox; DROP SEQUENCE " + schema +
            ".webhook_outbox_ids; DROP TABLE " + schema + ".enrollment_messages; DROP TABLE " +
            schema + ".enrollments; DROP SEQUENCE " + schema + ".enrollment_ids; DROP TABLE " +

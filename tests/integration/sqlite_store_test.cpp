@@ -537,10 +537,12 @@ static queued_send queue_item(std::string key) {
 }
 
 // What takes a file back before the send queue existed (version 4), and
-// before the recorded keys, enrollments, webhook outbox and daily counts that
-// came after it.
+// before the recorded keys, enrollments, webhook outbox, daily counts and audit
+// anchor that came after it.
 constexpr const char* drop_queue =
-    "DROP TABLE daily_counts; DROP TABLE soft_bounces; "
+    "ALTER TABLE workspaces DROP COLUMN audit_anchor_seq; ALTER TABLE workspaces DROP COLUMN "
+    "audit_anchor_hash; ALTER TABLE workspaces DROP COLUMN audit_anchor_at; ALTER TABLE "
+    "workspaces DROP COLUMN audit_anchor_keyed; DROP TABLE daily_counts; DROP TABLE soft_bounces; "
     "DROP TABLE webhook_outbox; DROP TABLE enrollment_messages; DROP TABLE enrollments; "
     "DROP TABLE recorded_keys; DROP TABLE queue; ALTER TABLE workspaces DROP COLUMN "
     "last_queue_id;";

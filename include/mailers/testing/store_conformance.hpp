@@ -4827,6 +4827,138 @@ inline void check_purge_sends(const store_factory& open, const std::string& ws) 
 
 // --- end erasure ------------------------------------------------------------------
 
+// --- audit retention ---------------------------------------------------------------
+
+/// An audit_purge before `before`, bounded by `keep_from`, whose record
+/// names the anchor as engines write it.
+inline audit_purge audit_purge_at(time_point before, std::uint64_t keep_from = 0) {
+    audit_purge p;
+    p.before = before;
+    p.keep_from = keep_from;
+    p.at = at_seconds(1000);
+    p.audit = [before](const audit_anchor& a, std::uint64_t purged) {
+        audit_record r;
+        r.at = at_seconds(1000);
+        r.actor = "dpo";
+        r.action = std::string(audit_purge_action);
+        r.resource_type = "audit";
+        r.after = audit_purge_body(a, before, purged);
+        return store_ops::append_audit{r};
+    };
+    return p;
+}
+
+inline void check_audit_purge(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK(st->find_audit_anchor(ws) == audit_anchor{});
+    CHECK(st->purge_audit(ws, audit_purge_at(at_seconds(100))).purged == 0);
+    // Records at 1..6 s, then one at 2 s: a prefix goes, the older record
+    // behind a newer one stays.
+    std::vector<store_op> ops;
+    for (const auto& r : sample_audit(6, 1)) ops.push_back(store_ops::append_audit{r});
+    auto late = sample_audit(1, 2).front();
+    ops.push_back(store_ops::append_audit{late});
+    commit(*st, ws, ops);
+    const auto before = all_audit(*st, ws);
+    REQUIRE(before.size() == 7);
+
+    auto r = st->purge_audit(ws, audit_purge_at(at_seconds(4)));
+    CHECK(r.purged == 3);
+    CHECK(r.anchor.seq == 4);
+    CHECK(r.anchor.hash == before[2].hash);
+    CHECK(r.anchor.at == at_seconds(1000));
+    CHECK_FALSE(r.anchor.keyed);
+    CHECK(r.audit_seq == 8);
+    CHECK(st->find_audit_anchor(ws) == r.anchor);
+    auto kept = all_audit(*st, ws);
+    REQUIRE(kept.size() == 5);
+    CHECK(kept.front() == before[3]);
+    CHECK(kept.back().action == audit_purge_action);
+    CHECK(kept.back().prev_hash == before.back().hash);
+    CHECK_FALSE(verify_audit_chain(kept, audit_verify_options{{}, {}, r.anchor}));
+    CHECK(verify_audit_chain(kept, audit_verify_options{}));
+    // Nothing old enough: nothing changes, no record.
+    CHECK(st->purge_audit(ws, audit_purge_at(at_seconds(4))).purged == 0);
+    CHECK(all_audit(*st, ws).size() == 5);
+    // keep_from bounds the cut; then record 7 (2 s) goes with 5 and 6, up to
+    // the first purge record (1000 s).
+    r = st->purge_audit(ws, audit_purge_at(at_seconds(100), 5));
+    CHECK(r.purged == 1);
+    CHECK(r.anchor.seq == 5);
+    r = st->purge_audit(ws, audit_purge_at(at_seconds(7)));
+    CHECK(r.purged == 3);
+    CHECK(r.anchor.seq == 8);
+    // The newest record always stays.
+    r = st->purge_audit(ws, audit_purge_at(at_seconds(2000)));
+    CHECK(r.anchor.seq == r.audit_seq - 1);
+    kept = all_audit(*st, ws);
+    CHECK(kept.size() == 2);
+    CHECK_FALSE(verify_audit_chain(kept, audit_verify_options{{}, {}, r.anchor}));
+    // Appends continue the chain; another handle sees the anchor.
+    commit(*st, ws, {store_ops::append_audit{sample_audit(1, 9).front()}});
+    auto other = open();
+    CHECK(other->find_audit_anchor(ws) == r.anchor);
+    CHECK_FALSE(verify_audit_chain(all_audit(*other, ws), audit_verify_options{{}, {}, r.anchor}));
+    CHECK(other->find_audit_anchor(ws + "-other") == audit_anchor{});
+}
+
+inline void check_audit_purge_keyed(const store_factory& open, const std::string& ws) {
+    const std::string key = "conformance key";
+    auto st = open();
+    auto recs = sample_audit(4, 1);
+    recs[1].action = std::string(audit_key_action);
+    commit(*st, ws,
+           {store_ops::append_audit{recs[0]}, store_ops::append_audit{recs[1], key},
+            store_ops::append_audit{recs[2], key}, store_ops::append_audit{recs[3], key}});
+    auto p = audit_purge_at(at_seconds(3));
+    p.audit = [](const audit_anchor& a, std::uint64_t purged) {
+        audit_record r;
+        r.at = at_seconds(1000);
+        r.action = std::string(audit_purge_action);
+        r.after = audit_purge_body(a, at_seconds(3), purged);
+        return store_ops::append_audit{r, "conformance key"};
+    };
+    const auto r = st->purge_audit(ws, p);
+    CHECK(r.purged == 2);
+    CHECK(r.anchor.keyed);
+    const auto kept = all_audit(*st, ws);
+    CHECK_FALSE(verify_audit_chain(kept, audit_verify_options{{}, key, r.anchor}));
+    std::uint64_t bad = 0;
+    CHECK(verify_audit_chain(kept, audit_verify_options{{}, {}, r.anchor}, &bad));
+    CHECK(bad == 3);
+}
+
+/// Appends and purges from several handles and threads: every purge is
+/// ordered with every append, so the chain verifies from the anchor.
+inline void check_race_audit_purge(const store_factory& open, const std::string& ws) {
+    const auto handles = open_handles(open);
+    std::atomic<std::uint64_t> purged{0};
+    run_threads(race_threads, [&](std::size_t t) {
+        store& st = *handles[t % handles.size()];
+        for (std::size_t i = 0; i < 8; ++i) {
+            if (t % 2 == 0) {
+                purged += st.purge_audit(ws, audit_purge_at(at_seconds(5000))).purged;
+            } else {
+                std::vector<store_op> ops;
+                for (const auto& r : sample_audit(2, t * 100 + i))
+                    ops.push_back(store_ops::append_audit{r});
+                st.commit(ws, ops);
+            }
+        }
+    });
+    CHECK(purged > 0);
+    auto st = open();
+    const auto anchor = st->find_audit_anchor(ws);
+    const auto chain = all_audit(*st, ws);
+    REQUIRE_FALSE(chain.empty());
+    CHECK(chain.front().seq == anchor.seq);
+    std::uint64_t bad = 0;
+    CHECK_FALSE(verify_audit_chain(chain, audit_verify_options{{}, {}, anchor}, &bad));
+    INFO("first bad seq " << bad);
+}
+
+// --- end audit retention ---------------------------------------------------------
+
 // --- daily counts and soft-bounce tallies ---------------------------------------
 
 inline store_ops::add_counts count_op(count_day day, count_metric m,
@@ -5159,6 +5291,15 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("retention: purge_sends forgets ended ledger rows before a time") {
         check_purge_sends(open, p + "-purge-sends");
+    }
+    SUBCASE("audit retention: a purge moves the anchor and is itself a record") {
+        check_audit_purge(open, p + "-audit-purge");
+    }
+    SUBCASE("audit retention: a purged audit.key record leaves the anchor keyed") {
+        check_audit_purge_keyed(open, p + "-audit-purge-keyed");
+    }
+    SUBCASE("race: purges and appends on one audit chain") {
+        check_race_audit_purge(open, p + "-race-audit-purge");
     }
     // daily counts
     SUBCASE("daily counts: added up per day, scope and id, conditional, purged") {

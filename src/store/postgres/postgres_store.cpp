@@ -1798,6 +1798,123 @@ private:
 
     // --- end erasure -------------------------------------------------------
 
+    // --- audit retention -------------------------------------------------
+
+public:
+    audit_purge_result purge_audit(std::string_view ws, const audit_purge& purge) override {
+        return run("purge_audit", false, [&](pg::connection& c, attempt& a) {
+            return purge_audit_once(c, a, ws, purge);
+        });
+    }
+
+    audit_anchor find_audit_anchor(std::string_view ws) override {
+        return run("find_audit_anchor", true,
+                   [&](pg::connection& c, attempt&) { return read_anchor(c, std::string(ws)); });
+    }
+
+private:
+    audit_anchor read_anchor(pg::connection& c, const std::string& ws) {
+        const std::string s = pg::quote_ident(params_.schema);
+        auto r = c.run(pg::statement{"m_audit_anchor",
+                                     fmt::format("SELECT audit_anchor_seq, audit_anchor_hash, "
+                                                 "audit_anchor_at, audit_anchor_keyed "
+                                                 "FROM {}.workspaces WHERE workspace = $1",
+                                                 s)},
+                       pg::params{}.add(ws));
+        audit_anchor out;
+        if (r.rows() == 0) return out;
+        out.seq = r.u64(0, 0);
+        out.hash = r.str(0, 1);
+        out.at = from_micros(r.i64(0, 2));
+        out.keyed = r.text(0, 3) == "t";
+        return out;
+    }
+
+    // Ordered with every append by the workspace row's lock, which a
+    // commit takes before it reads the audit head.
+    audit_purge_result purge_audit_once(pg::connection& c, attempt& a, std::string_view ws,
+                                        const audit_purge& purge) {
+        const std::string s = pg::quote_ident(params_.schema);
+        const std::string ws_s{ws};
+        audit_purge_result result;
+        c.exec("BEGIN ISOLATION LEVEL READ COMMITTED");
+        auto head = c.run(sql_.lock_ws, pg::params{}.add(ws_s).add(0));
+        if (head.rows() == 0) {
+            c.exec("ROLLBACK");
+            return result;
+        }
+        const std::uint64_t audit_seq = head.u64(0, 1);
+        const std::string audit_head = head.str(0, 2);
+        result.anchor = read_anchor(c, ws_s);
+        if (audit_seq == 0) {
+            c.exec("ROLLBACK");
+            return result;
+        }
+        // The first record too new to go, bounded by the newest record and
+        // keep_from.
+        std::uint64_t cut = audit_seq;
+        if (purge.keep_from != 0) cut = std::min(cut, purge.keep_from);
+        {
+            auto r = c.run(pg::statement{"m_audit_purge_cut",
+                                         fmt::format("SELECT min(seq) FROM {}.audit WHERE "
+                                                     "workspace = $1 AND at >= $2",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(micros(purge.before)));
+            if (!r.is_null(0, 0)) cut = std::min(cut, r.u64(0, 0));
+        }
+        const std::uint64_t first = std::max<std::uint64_t>(result.anchor.seq, 1);
+        if (cut <= first) {
+            c.exec("ROLLBACK");
+            return result;
+        }
+        audit_anchor anchor;
+        anchor.seq = cut;
+        anchor.at = purge.at;
+        {
+            auto r = c.run(pg::statement{"m_audit_purge_link",
+                                         fmt::format("SELECT prev_hash, EXISTS (SELECT 1 FROM "
+                                                     "{0}.audit WHERE workspace = $1 AND seq < $2 "
+                                                     "AND action = $3) FROM {0}.audit WHERE "
+                                                     "workspace = $1 AND seq = $2",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(cut).add(audit_key_action));
+            if (r.rows() == 0)
+                fail(errc::store_error,
+                     fmt::format("postgres store: purge_audit: audit record {} of workspace '{}' "
+                                 "is missing",
+                                 cut, ws_s));
+            anchor.hash = r.str(0, 0);
+            anchor.keyed = result.anchor.keyed || r.text(0, 1) == "t";
+        }
+        {
+            auto r = c.run(pg::statement{"m_audit_purge_delete",
+                                         fmt::format("DELETE FROM {}.audit WHERE workspace = $1 "
+                                                     "AND seq < $2",
+                                                     s)},
+                           pg::params{}.add(ws_s).add(cut));
+            result.purged = r.affected();
+        }
+        c.run(pg::statement{"m_audit_purge_anchor",
+                            fmt::format("UPDATE {}.workspaces SET audit_anchor_seq = $2, "
+                                        "audit_anchor_hash = $3, audit_anchor_at = $4, "
+                                        "audit_anchor_keyed = $5 WHERE workspace = $1",
+                                        s)},
+              pg::params{}
+                  .add(ws_s)
+                  .add(anchor.seq)
+                  .add(anchor.hash)
+                  .add(micros(anchor.at))
+                  .add(anchor.keyed ? "true" : "false"));
+        result.anchor = anchor;
+        if (purge.audit)
+            result.audit_seq = append_audit_record(c, ws_s, purge.audit(anchor, result.purged), 0,
+                                                   audit_seq, audit_head);
+        commit_or_fail(c, a, "purge_audit");
+        return result;
+    }
+
+    // --- end audit retention -------------------------------------------------
+
 public:
 
     std::optional<ledger_row> find_send(std::string_view ws, std::uint64_t id) override {

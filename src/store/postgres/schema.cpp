@@ -301,8 +301,20 @@ CREATE TABLE {s}.soft_bounces (
 CREATE INDEX soft_bounces_newest ON {s}.soft_bounces (workspace, newest);
 )sql";
 
+// The audit chain's anchor, moved by a purge of its oldest records in the
+// purge's transaction: the first kept record's seq (0 while nothing was
+// purged), the hash it links to, when, and whether a purged record made the
+// chain keyed.
+constexpr std::string_view step_10 = R"sql(
+ALTER TABLE {s}.workspaces
+  ADD COLUMN audit_anchor_seq   bigint NOT NULL DEFAULT 0,
+  ADD COLUMN audit_anchor_hash  text NOT NULL DEFAULT '',
+  ADD COLUMN audit_anchor_at    bigint NOT NULL DEFAULT 0,
+  ADD COLUMN audit_anchor_keyed boolean NOT NULL DEFAULT false;
+)sql";
+
 constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4, step_5,
-                                      step_6, step_7, step_8, step_9};
+                                      step_6, step_7, step_8, step_9, step_10};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

@@ -399,6 +399,16 @@ CREATE TABLE soft_bounces (
 CREATE INDEX soft_bounces_address ON soft_bounces (workspace, address, at);
 CREATE INDEX soft_bounces_at ON soft_bounces (workspace, at);
 )sql"},
+    {10, R"sql(
+-- The audit chain's anchor, moved by a purge of its oldest records in the
+-- purge's transaction: the first kept record's seq (0 while nothing was
+-- purged), the hash it links to, when, and whether a purged record made
+-- the chain keyed.
+ALTER TABLE workspaces ADD COLUMN audit_anchor_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workspaces ADD COLUMN audit_anchor_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE workspaces ADD COLUMN audit_anchor_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workspaces ADD COLUMN audit_anchor_keyed INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

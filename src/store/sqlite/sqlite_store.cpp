@@ -920,7 +920,106 @@ public:
         });
     }
 
+    // --- audit retention -------------------------------------------------
+
+    audit_purge_result purge_audit(std::string_view workspace, const audit_purge& purge) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        audit_purge_result result;
+        batch b{ws};
+        try {
+            guarded("purge_audit", [&] {
+                // IMMEDIATE, as a commit: the cut and the anchor are decided
+                // on a chain no other connection appends to meanwhile.
+                SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+                read_workspace(b);
+                result.anchor = read_anchor(ws);
+                if (b.audit_seq == 0) return;
+                // The first record too new to go, bounded by the newest
+                // record and keep_from.
+                std::uint64_t cut = b.audit_seq;
+                if (purge.keep_from != 0) cut = std::min(cut, purge.keep_from);
+                {
+                    SQLite::Statement q(db_,
+                                        "SELECT min(seq) FROM audit WHERE workspace = ?1 AND "
+                                        "at >= ?2");
+                    q.bindNoCopy(1, ws);
+                    q.bind(2, micros(purge.before));
+                    if (q.executeStep() && !q.getColumn(0).isNull())
+                        cut = std::min(cut, static_cast<std::uint64_t>(integer(q, 0)));
+                }
+                const std::uint64_t first = std::max<std::uint64_t>(result.anchor.seq, 1);
+                if (cut <= first) return;
+                audit_anchor anchor;
+                anchor.seq = cut;
+                anchor.at = purge.at;
+                {
+                    SQLite::Statement q(db_,
+                                        "SELECT prev_hash, EXISTS (SELECT 1 FROM audit WHERE "
+                                        "workspace = ?1 AND seq < ?2 AND action = ?3) "
+                                        "FROM audit WHERE workspace = ?1 AND seq = ?2");
+                    q.bindNoCopy(1, ws);
+                    q.bind(2, static_cast<std::int64_t>(cut));
+                    q.bind(3, std::string(audit_key_action));
+                    if (!q.executeStep())
+                        fail(errc::store_error,
+                             fmt::format("sqlite store: purge_audit: audit record {} of "
+                                         "workspace '{}' is missing",
+                                         cut, ws));
+                    anchor.hash = text(q, 0);
+                    anchor.keyed = result.anchor.keyed || integer(q, 1) != 0;
+                }
+                SQLite::Statement del(db_, "DELETE FROM audit WHERE workspace = ?1 AND seq < ?2");
+                del.bindNoCopy(1, ws);
+                del.bind(2, static_cast<std::int64_t>(cut));
+                result.purged = static_cast<std::uint64_t>(del.exec());
+                SQLite::Statement put(db_,
+                                      "UPDATE workspaces SET audit_anchor_seq = ?2, "
+                                      "audit_anchor_hash = ?3, audit_anchor_at = ?4, "
+                                      "audit_anchor_keyed = ?5 WHERE name = ?1");
+                put.bindNoCopy(1, ws);
+                put.bind(2, static_cast<std::int64_t>(anchor.seq));
+                put.bindNoCopy(3, anchor.hash);
+                put.bind(4, micros(anchor.at));
+                put.bind(5, anchor.keyed ? 1 : 0);
+                put.exec();
+                result.anchor = anchor;
+                if (purge.audit) {
+                    op_result audited;
+                    apply(b, purge.audit(anchor, result.purged), audited);
+                    result.audit_seq = audited.audit_seq;
+                }
+                write_workspace(b);
+                tx.commit();
+            });
+        } catch (...) {
+            if (b.created_number) numbers_.erase(ws);
+            throw;
+        }
+        return result;
+    }
+
+    audit_anchor find_audit_anchor(std::string_view workspace) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("find_audit_anchor", [&] { return read_anchor(ws); });
+    }
+
 private:
+    audit_anchor read_anchor(const std::string& ws) {
+        SQLite::Statement q(db_,
+                            "SELECT audit_anchor_seq, audit_anchor_hash, audit_anchor_at, "
+                            "audit_anchor_keyed FROM workspaces WHERE name = ?1");
+        q.bindNoCopy(1, ws);
+        audit_anchor a;
+        if (!q.executeStep()) return a;
+        a.seq = static_cast<std::uint64_t>(integer(q, 0));
+        a.hash = text(q, 1);
+        a.at = from_micros(integer(q, 2));
+        a.keyed = integer(q, 3) != 0;
+        return a;
+    }
+
     // Rows of `table` (an id column and one text column) whose text holds
     // an '@' and mentions the person, by the caller's predicate.
     std::vector<std::int64_t> mentioning(const std::string& ws, const char* table,
