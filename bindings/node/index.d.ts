@@ -412,11 +412,17 @@ export interface RetentionPolicy {
   sends?: number;
   /** Outbound webhook deliveries delivered or given up, from their last attempt. */
   webhookDeliveries?: number;
+  /** Audit records, from their time; the newest stays and the chain verifies from its anchor. */
+  audit?: number;
 }
 export interface RetentionReport {
   at: Date;
   sends: number;
   webhookDeliveries: number;
+  /** Audit records purged. */
+  auditRecords: number;
+  /** The first kept audit record (0: none was ever purged). */
+  anchorSeq: number;
   auditSeq: number;
 }
 

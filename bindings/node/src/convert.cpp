@@ -858,6 +858,7 @@ mailers::retention_policy retention_policy_from(const Napi::Value& v) {
     mailers::retention_policy p;
     p.sends = seconds_field(o, "sends", p.sends);
     p.webhook_deliveries = seconds_field(o, "webhookDeliveries", p.webhook_deliveries);
+    p.audit = seconds_field(o, "audit", p.audit);
     return p;
 }
 
@@ -943,6 +944,8 @@ Napi::Object to_js(Napi::Env env, const mailers::retention_report& r) {
     o.Set("at", to_js(env, r.at));
     o.Set("sends", num(env, static_cast<double>(r.sends)));
     o.Set("webhookDeliveries", num(env, static_cast<double>(r.webhook_deliveries)));
+    o.Set("auditRecords", num(env, static_cast<double>(r.audit_records)));
+    o.Set("anchorSeq", num(env, static_cast<double>(r.anchor.seq)));
     o.Set("auditSeq", num(env, static_cast<double>(r.audit_seq)));
     return o;
 }

@@ -74,6 +74,13 @@ test('purgeRetained forgets sends past the window', async (t) => {
   assert.equal(r.webhookDeliveries, 0);
   assert.equal(r.at.getTime(), engine.now().getTime());
   assert.equal((await engine.auditLog(r.auditSeq))[0].action, 'retention.purge');
+  assert.deepEqual([r.auditRecords, r.anchorSeq], [0, 0]);
+  // Audit records older than 8 days go; the chain still verifies from its anchor.
+  const a = await engine.purgeRetained({ audit: 8 * 86400 });
+  assert.ok(a.auditRecords > 0);
+  assert.equal(a.anchorSeq, a.auditRecords + 1);
+  assert.equal((await engine.auditLog())[0].seq, a.anchorSeq);
+  assert.deepEqual(await engine.verifyAudit(), { ok: true, badSeq: null });
   const again = await engine.send(message('old@example.com', { idempotencyKey: 'k1' }));
   assert.equal(again.duplicate, false);
 });

@@ -428,14 +428,18 @@ class RetentionPolicy:
 
     ``sends``: ledger rows with a recorded outcome, from their reservation (at
     least 8 days: caps count the sends in their windows). ``webhook_deliveries``:
-    outbound deliveries delivered or given up, from their last attempt."""
+    outbound deliveries delivered or given up, from their last attempt.
+    ``audit``: audit records, from their time; the newest always stays and the
+    chain keeps verifying from its anchor (docs/audit.md)."""
 
     sends: Seconds = 0
     webhook_deliveries: Seconds = 0
+    audit: Seconds = 0
 
     def _native(self) -> dict:
         return {"sends": seconds(self.sends),
-                "webhook_deliveries": seconds(self.webhook_deliveries)}
+                "webhook_deliveries": seconds(self.webhook_deliveries),
+                "audit": seconds(self.audit)}
 
 
 @dataclass(frozen=True)
@@ -443,6 +447,8 @@ class RetentionReport:
     at: _dt.datetime
     sends: int               #: ledger rows forgotten
     webhook_deliveries: int  #: outbox rows forgotten
+    audit_records: int       #: audit records purged
+    anchor_seq: int          #: the first kept audit record (0: none was ever purged)
     audit_seq: int           #: the purge's audit record
 
 

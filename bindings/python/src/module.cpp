@@ -1843,11 +1843,14 @@ PYBIND11_MODULE(_mailers, m) {
                  policy.sends = std::chrono::seconds(get_count<std::int64_t>(d, "sends", 0));
                  policy.webhook_deliveries =
                      std::chrono::seconds(get_count<std::int64_t>(d, "webhook_deliveries", 0));
+                 policy.audit = std::chrono::seconds(get_count<std::int64_t>(d, "audit", 0));
                  retention_report r;
                  c.configure(who, policy,
                              [&](engine& e, P a, const auto& v) { r = e.purge_retained(a, v); });
                  return py::dict(py::arg("at") = to_us(r.at), py::arg("sends") = r.sends,
                                  py::arg("webhook_deliveries") = r.webhook_deliveries,
+                                 py::arg("audit_records") = r.audit_records,
+                                 py::arg("anchor_seq") = r.anchor.seq,
                                  py::arg("audit_seq") = r.audit_seq);
              })
         .def("upsert_sequence", &core::upsert_sequence)

@@ -85,6 +85,12 @@ def test_purge_retained_forgets_old_sends(db):
         assert r.sends == 1 and r.webhook_deliveries == 0
         assert r.at == clock.now()
         assert eng.audit_log(r.audit_seq)[0].action == "retention.purge"
+        assert r.audit_records == 0 and r.anchor_seq == 0
+        # Audit records older than 8 days go; the chain still verifies from its anchor.
+        a = eng.purge_retained(mailers.RetentionPolicy(audit=dt.timedelta(days=8)))
+        assert a.audit_records > 0 and a.anchor_seq == a.audit_records + 1
+        assert eng.audit_log()[0].seq == a.anchor_seq
+        eng.verify_audit()
         # The key was forgotten with its row: the same key is a new send now.
         again = eng.send("old@example.com", pool="out", subject="s", text="t",
                          idempotency_key="k1")
