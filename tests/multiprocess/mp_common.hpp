@@ -280,6 +280,14 @@ inline std::vector<std::string> recipient_universe() {
     return out;
 }
 
+/// The addresses the chaos may erase (engine::erase_person): one per
+/// recipient domain. An erasure empties the idempotency key of every ledger
+/// row to the person, so sends to these carry keys of their own, never one
+/// of the shared key space (whose reuse after an erasure would be a new send).
+inline bool erasable(const std::string& lowercase_address) {
+    return lowercase_address.rfind("u5@", 0) == 0;
+}
+
 inline std::string pause_key(const mailers::pause_target& t) {
     static const char* names[] = {"workspace", "pool", "mailbox", "provider", "sender_domain"};
     return std::string(names[static_cast<int>(t.scope)]) + ":" + t.id;
@@ -375,5 +383,12 @@ inline std::shared_ptr<mailers::store> open_store(const std::string& kind, const
 
 /// The detail the engine gives sends of a member found dead.
 inline constexpr std::string_view recovered_detail = "engine stopped while the send was in flight";
+/// The detail the store gives sends of a member that detached with them reserved.
+inline constexpr std::string_view detached_detail = "its member detached while it was reserved";
+/// The details of sends refused at hand-off, which end `failed` without
+/// being counted as failures (docs/rules.md).
+inline constexpr std::string_view refused_details[] = {
+    "the recipient was suppressed before hand-off", "paused before hand-off",
+    "engine cancelled before hand-off"};
 
 }  // namespace mp
