@@ -403,6 +403,13 @@ int main(int argc, char** argv) {
                     return true;
                 });
             }
+        } else if (roll < 83) {
+            // Every process measures the pause rules now and then, as a
+            // host's timer would, besides after each failure.
+            try {
+                eng->check_pause_rules();
+            } catch (const mailers::exception&) {
+            }
         } else {
             // A cap change: the object's other version, or its base one.
             const bool quota_change = rng() % 2 == 0;

@@ -262,6 +262,22 @@ inline std::vector<mailers::pool_config> pool_configs() {
             make("quiet", {"m4", "m5"}, rotation_kind::round_robin, 1, false)};
 }
 
+/// A pause rule low enough to fire often, so that several processes
+/// measure the same crossing: any failure among a mailbox's recent sends
+/// pauses it (actor "rule:<id>"), and fires again right after a resume.
+inline mailers::pause_rule failure_rule() {
+    mailers::pause_rule r;
+    r.id = "mp-failures";
+    r.scope = mailers::pause_scope::mailbox;
+    r.target = "";
+    r.metric = mailers::rule_metric::failures;
+    r.window_days = 7;
+    r.max_rate = 0.01;
+    r.min_volume = 5;
+    r.grace_days = 0;
+    return r;
+}
+
 inline const std::vector<std::string>& recipient_domains() {
     static const std::vector<std::string> v = {
         "example.com", "d1.org", "d2.org", "d3.org", "sub.d3.org", "xn--bcher-kva.example"};

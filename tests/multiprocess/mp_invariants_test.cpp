@@ -44,7 +44,13 @@
 //     `failed` and `unknown` equal the rows that ended so through the
 //     engine that handed them off, and `complained` the complaint keys
 //     applied, each within what an erasure or a change cut short leaves
-//     unsure (see check_counts).
+//     unsure (see check_counts);
+// 11. a pause rule (mp::failure_rule, low enough to fire often, measured
+//     by every process after each failure and now and then on the chaos
+//     thread) fires at most once per rule, mailbox and generation (its
+//     "rule.fired" records, actor "rule:<id>", carry the generation); its
+//     pauses are lifted by the chaos like any other, and its records are
+//     not the chaos principal's.
 //
 // What "in force" means when a process dies in the middle of a change: the
 // kernel releases the per-target lock (mp_common.hpp) at once, but a
@@ -624,6 +630,7 @@ bool run(const run_config& cfg) {
         for (const auto& m : specs) eng.upsert_mailbox(admin, m.config(m.limits));
         for (const auto& pc : mp::pool_configs()) eng.upsert_pool(admin, pc);
         for (const auto& q : qspecs) eng.set_quota(admin, q.base);
+        eng.put_pause_rule(admin, mp::failure_rule());
     }
 
     // --- the run ------------------------------------------------------------------
@@ -1035,6 +1042,9 @@ bool run(const run_config& cfg) {
         }
     }
     std::string counts_report;
+    std::map<std::string, std::uint64_t> resumes;
+    std::set<std::string> fired;
+    std::uint64_t firings = 0, stale_firings = 0;
     {
         boost::asio::io_context ioc;
         engine_params p;
@@ -1048,6 +1058,27 @@ bool run(const run_config& cfg) {
         for (const auto& r : eng.audit_log()) {
             if (r.actor == "chaos") ++audit_chaos;
             if (r.actor == "webhook:postmark") ++audit_events;
+            if (r.action == "resume") ++resumes[r.resource_type + ":" + r.resource_id];
+            if (r.action == "rule.fired") {
+                // 11: one firing per rule, target and generation (a resume
+                // begins the next), whichever process measured it.
+                const auto g = r.after.find(R"("generation":)");
+                const auto gen =
+                    g == std::string::npos
+                        ? std::string("?")
+                        : r.after.substr(g + 13, r.after.find_first_of(",}", g) - g - 13);
+                const auto target = r.resource_type + ":" + r.resource_id;
+                ++firings;
+                if (r.actor != "rule:" + mp::failure_rule().id || r.resource_type != "mailbox")
+                    bad.add("rules", "record " + std::to_string(r.seq) + ": " + r.actor +
+                                         " fired on " + target);
+                if (!fired.insert(target + "|" + gen).second)
+                    bad.add("rules", "rule fired twice on " + target + " in generation " + gen +
+                                         " (again at audit seq " + std::to_string(r.seq) + ")");
+                // Fired under an older generation than the resumes audited
+                // before it: measured before an operator's resume.
+                if (gen != "?" && std::stoull(gen) < resumes[target]) ++stale_firings;
+            }
             if (r.action != "person.erase") continue;
             audit_erasures += r.actor == "chaos";
             // Records appended by an erasure never hold the address.
@@ -1156,7 +1187,9 @@ bool run(const run_config& cfg) {
             << " duplicates; " << log.malformed << " malformed log lines; " << bad.count
             << " violations";
     MESSAGE(summary.str());
-    MESSAGE(counts_report << erase_lo << " erasures returned, " << erase_hi << " began");
+    MESSAGE(counts_report << erase_lo << " erasures returned, " << erase_hi << " began; " << firings
+                          << " pause rule firings (" << stale_firings
+                          << " under a generation older than the resumes before them)");
     {
         std::map<std::string, std::uint64_t> outcomes;
         for (const auto& c : log.completions) ++outcomes[c.category];
