@@ -263,8 +263,9 @@ inline std::vector<mailers::pool_config> pool_configs() {
 }
 
 /// A pause rule low enough to fire often, so that several processes
-/// measure the same crossing: any failure among a mailbox's recent sends
-/// pauses it (actor "rule:<id>"), and fires again right after a resume.
+/// measure the same crossing: one failure in 50 of a mailbox's sends of the
+/// last week pauses it (actor "rule:<id>"), and fires again right after a
+/// resume; not so low that most mailboxes stay paused.
 inline mailers::pause_rule failure_rule() {
     mailers::pause_rule r;
     r.id = "mp-failures";
@@ -272,8 +273,8 @@ inline mailers::pause_rule failure_rule() {
     r.target = "";
     r.metric = mailers::rule_metric::failures;
     r.window_days = 7;
-    r.max_rate = 0.01;
-    r.min_volume = 5;
+    r.max_rate = 0.02;
+    r.min_volume = 20;
     r.grace_days = 0;
     return r;
 }
