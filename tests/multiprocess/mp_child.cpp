@@ -178,6 +178,9 @@ int main(int argc, char** argv) {
     // However far the chaos moves the clock, an event's key is never
     // forgotten during the run, so a second application is always wrong.
     params.event_retention = std::chrono::hours(24 * 365 * 50);
+    // Likewise the queue keeps every item, so the checker finds each one
+    // enqueued, however many days a long run moves the clock.
+    params.queue_retention = std::chrono::seconds(0);
     auto drain_params = params;
     params.drain_queue = false;
     drain_params.member_name = name + "-drain";
