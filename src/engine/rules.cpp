@@ -164,7 +164,7 @@ measurement measure(const pause_rule& r, const std::vector<daily_count>& days, c
     return m;
 }
 
-std::string firing_json(const pause_rule& r, const rule_firing& f) {
+std::string firing_json(const pause_rule& r, const rule_firing& f, std::uint64_t generation) {
     std::string out;
     json::writer(out)
         .begin_object()
@@ -177,6 +177,7 @@ std::string firing_json(const pause_rule& r, const rule_firing& f) {
         .member("min_volume", r.min_volume)
         .member("from_day", f.from_day)
         .member("to_day", f.to_day)
+        .member("generation", generation)
         .end_object();
     return out;
 }
@@ -432,7 +433,7 @@ std::vector<rule_firing> engine::impl::evaluate_rules(const std::vector<pause_ta
             std::get<store_ops::record_key>(ops[0]).guards = ops.size();
             const auto results =
                 mutate(principal{"rule:" + r.id, "pause rule " + r.id}, "rule.fired",
-                       to_string(t.scope), t.id, {}, firing_json(r, f), std::move(ops), [&] {
+                       to_string(t.scope), t.id, {}, firing_json(r, f, generation), std::move(ops), [&] {
                            std::lock_guard lock(mu);
                            pauses[oid] = pause_json;
                        });

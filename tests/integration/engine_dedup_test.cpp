@@ -544,6 +544,8 @@ void counts_and_rule(const store_factory& open, const std::string& ws) {
     CHECK(fired->after.find(R"("rule":"bounces")") != std::string::npos);
     CHECK(fired->after.find(R"("volume":20)") != std::string::npos);
     CHECK(fired->after.find(R"("count":3)") != std::string::npos);
+    // The firing key's generation: no resume yet.
+    CHECK(fired->after.find(R"("generation":0)") != std::string::npos);
     const auto pauses = b->pauses();
     REQUIRE(pauses.size() == 1);
     CHECK(pauses[0].actor == "rule:bounces");
@@ -579,6 +581,12 @@ void counts_and_rule(const store_factory& open, const std::string& ws) {
     tb.join();
     CHECK(again.load() == 1);
     CHECK(audit_count(*a, "rule.fired") == 2);
+    // Under the generation the resume began.
+    const auto refired = a->audit_log();
+    const auto last = std::find_if(refired.rbegin(), refired.rend(),
+                                   [](const audit_record& r) { return r.action == "rule.fired"; });
+    REQUIRE(last != refired.rend());
+    CHECK(last->after.find(R"("generation":1)") != std::string::npos);
     CHECK(a->verify_audit() == error_code{});
 }
 

@@ -4,9 +4,9 @@
 // second engine in this process, so the first one's stats count only its
 // own sends), feeds the same inbound complaint events as every other
 // process, and meanwhile suppresses and unsuppresses, pauses and resumes,
-// changes caps and moves the shared clock, logging when each change began
-// and when it returned. The driver checks the log; this program checks
-// nothing itself.
+// erases now and then one of a few addresses, changes caps and moves the
+// shared clock, logging when each change began and when it returned. The driver checks the log;
+// this program checks nothing itself.
 //
 //     mp_child <sqlite|postgres> <db file | conninfo> <schema> <run dir> <name> <seed>
 //              <deadline (CLOCK_MONOTONIC ns)> <key space>
@@ -16,14 +16,15 @@
 //     outcome           a hand-off (outcome ok, fail = certainly not sent, unknown)
 //   A B|E mono pid seq op target arg status
 //                     an admin change began (B) or returned (E); op is suppress, unsuppress,
-//                     pause, resume or caps (arg: the maxima set); status ok, noop or error
+//                     erase, pause, resume or caps (arg: the maxima set); status ok, noop or
+//                     error
 //   R mono pid category send_id key duplicate
 //                     a send completed
 //   X pid issued <count per category> <engine_stats>
 //                     the child finished cleanly
 //   C mono pid delta_us
 //                     the child moved the shared clock
-//   Q mono pid key id status
+//   Q mono pid key id status recipient
 //                     a send was enqueued under its own key (status ok, or the refusal)
 //   W mono pid dedup_key outcome
 //                     an inbound event was applied: suppressed, applied (nothing to
@@ -177,6 +178,9 @@ int main(int argc, char** argv) {
     // However far the chaos moves the clock, an event's key is never
     // forgotten during the run, so a second application is always wrong.
     params.event_retention = std::chrono::hours(24 * 365 * 50);
+    // Likewise the queue keeps every item, so the checker finds each one
+    // enqueued, however many days a long run moves the clock.
+    params.queue_retention = std::chrono::seconds(0);
     auto drain_params = params;
     params.drain_queue = false;
     drain_params.member_name = name + "-drain";
@@ -240,7 +244,10 @@ int main(int argc, char** argv) {
             r.text = "hello";
             if (roll >= 97) r.subject += "\r\nBcc: x@evil.example";  // refused, never handed off
             if (roll == 96) r.pool = "no-such-pool";
-            if (rng() % 10 < 7) r.idempotency_key = "k-" + std::to_string(rng() % key_space);
+            if (rng() % 10 < 7)
+                r.idempotency_key = mp::erasable(lower(to))
+                                        ? "e-" + name + "-" + std::to_string(i)
+                                        : "k-" + std::to_string(rng() % key_space);
             // One in ten goes through the queue, under a key of its own.
             const bool queued = roll < 96 && rng() % 10 == 0;
             if (queued) r.idempotency_key = "q-" + name + "-" + std::to_string(i);
@@ -256,7 +263,7 @@ int main(int argc, char** argv) {
                 } catch (const mailers::exception& e) {
                     status = category_names[categorise(e.code())];
                 }
-                log.line(mp::fields("Q", mp::mono_ns(), pid, key, id, status));
+                log.line(mp::fields("Q", mp::mono_ns(), pid, key, id, status, lower(to)));
                 continue;
             }
             in_flight.acquire();
@@ -333,12 +340,23 @@ int main(int argc, char** argv) {
             ev.dedup_key = "postmark:mp-" + std::to_string(n);
             parsed.events.push_back(ev);
             std::string outcome = "error";
-            change("addr:" + to, "suppress", "event", [&] {
+            change("addr:" + to, "suppress", "event:" + ev.dedup_key, [&] {
                 const auto res = eng->apply_webhook(webhook_provider::postmark, parsed);
                 outcome = res.duplicates ? "duplicate" : res.suppressed ? "suppressed" : "applied";
                 return res.suppressed > 0;
             });
             log.line(mp::fields("W", mp::mono_ns(), pid, ev.dedup_key, outcome));
+        } else if (roll < 60 && rng() % 50 == 0) {
+            // An erasure, rare: the address stays suppressed (as a keyed
+            // hash) for good, whatever is unsuppressed later.
+            std::vector<std::string> candidates;
+            for (const auto& a : universe)
+                if (mp::erasable(a)) candidates.push_back(a);
+            const auto& to = candidates[rng() % candidates.size()];
+            change("addr:" + to, "erase", "-", [&] {
+                eng->erase_person(chaos, to);
+                return true;
+            });
         } else if (roll < 60) {
             const bool dom = rng() % 8 == 0;
             const auto value =
@@ -362,8 +380,11 @@ int main(int argc, char** argv) {
                        [&] { return eng->unsuppress(chaos, skind, value); });
             else
                 change(target, "suppress", "-", [&] {
+                    // An erased address is suppressed already: suppress()
+                    // stores and audits nothing for it.
+                    const auto e = dom ? std::nullopt : eng->find_suppression(value);
                     eng->suppress(chaos, skind, value, suppression_reason::manual, "mp");
-                    return true;
+                    return !(e && is_erased_value(e->value));
                 });
         } else if (roll < 80) {
             const auto& t =
@@ -384,6 +405,13 @@ int main(int argc, char** argv) {
                     eng->pause(chaos, t, "mp");
                     return true;
                 });
+            }
+        } else if (roll < 83) {
+            // Every process measures the pause rules now and then, as a
+            // host's timer would, besides after each failure.
+            try {
+                eng->check_pause_rules();
+            } catch (const mailers::exception&) {
             }
         } else {
             // A cap change: the object's other version, or its base one.

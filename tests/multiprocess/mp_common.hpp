@@ -262,6 +262,23 @@ inline std::vector<mailers::pool_config> pool_configs() {
             make("quiet", {"m4", "m5"}, rotation_kind::round_robin, 1, false)};
 }
 
+/// A pause rule low enough to fire often, so that several processes
+/// measure the same crossing: one failure in 50 of a mailbox's sends of the
+/// last week pauses it (actor "rule:<id>"), and fires again right after a
+/// resume; not so low that most mailboxes stay paused.
+inline mailers::pause_rule failure_rule() {
+    mailers::pause_rule r;
+    r.id = "mp-failures";
+    r.scope = mailers::pause_scope::mailbox;
+    r.target = "";
+    r.metric = mailers::rule_metric::failures;
+    r.window_days = 7;
+    r.max_rate = 0.02;
+    r.min_volume = 20;
+    r.grace_days = 0;
+    return r;
+}
+
 inline const std::vector<std::string>& recipient_domains() {
     static const std::vector<std::string> v = {
         "example.com", "d1.org", "d2.org", "d3.org", "sub.d3.org", "xn--bcher-kva.example"};
@@ -278,6 +295,14 @@ inline std::vector<std::string> recipient_universe() {
     for (const auto& d : recipient_domains())
         for (int i = 0; i < 6; ++i) out.push_back("u" + std::to_string(i) + "@" + d);
     return out;
+}
+
+/// The addresses the chaos may erase (engine::erase_person): one per
+/// recipient domain. An erasure empties the idempotency key of every ledger
+/// row to the person, so sends to these carry keys of their own, never one
+/// of the shared key space (whose reuse after an erasure would be a new send).
+inline bool erasable(const std::string& lowercase_address) {
+    return lowercase_address.rfind("u5@", 0) == 0;
 }
 
 inline std::string pause_key(const mailers::pause_target& t) {
@@ -375,5 +400,12 @@ inline std::shared_ptr<mailers::store> open_store(const std::string& kind, const
 
 /// The detail the engine gives sends of a member found dead.
 inline constexpr std::string_view recovered_detail = "engine stopped while the send was in flight";
+/// The detail the store gives sends of a member that detached with them reserved.
+inline constexpr std::string_view detached_detail = "its member detached while it was reserved";
+/// The details of sends refused at hand-off, which end `failed` without
+/// being counted as failures (docs/rules.md).
+inline constexpr std::string_view refused_details[] = {
+    "the recipient was suppressed before hand-off", "paused before hand-off",
+    "engine cancelled before hand-off"};
 
 }  // namespace mp

@@ -6,7 +6,9 @@
 // log every process appended to against the ledger:
 //
 //  1. no hand-off to a recipient (address or domain) between a suppress()
-//     that returned and the next unsuppress() that began, in any process;
+//     that returned and the next unsuppress() that began, in any process,
+//     nor to an address after an erase_person() of it returned, whatever
+//     came after (a few addresses, "u5@...", are erased now and then);
 //  2. the same for pause() / resume() at every scope;
 //  3. no window of any cap (mailbox rolling and calendar limits, warm-up,
 //     minimum gap, provider, sender and recipient domain quotas, "*"
@@ -26,6 +28,8 @@
 //     `reserved` end `unknown`, unless its last COMMIT landed after the
 //     kill with the true outcome of the hand-off (PostgreSQL only);
 //  7. the audit chain verifies and holds every change the children made;
+//     one "person.erase" record per erasure, naming the hash, never the
+//     address;
 //  8. the queue: every send a child enqueued is in the store under its key,
 //     none is left claimed by a member that ended cleanly, and each one
 //     done names the ledger row of its key (invariant 4 covers its
@@ -33,7 +37,20 @@
 //  9. an inbound event (the same few complaints fed by every process) is
 //     applied once: one process suppresses or records it, the others are
 //     told it is a duplicate, and the audit log holds one record for each
-//     suppression an event made.
+//     suppression an event made;
+// 10. the daily counts (docs/rules.md), summed over every day the clock
+//     reached: `sent` in every scope equals that scope's `accepted` rows
+//     (and the mailboxes' add up to the workspace's); the workspace's
+//     `failed` and `unknown` equal the rows that ended so through the
+//     engine that handed them off, and `complained` the complaint keys
+//     applied, each within what an erasure or a change cut short leaves
+//     unsure (see check_counts);
+// 11. a pause rule (mp::failure_rule, low enough to fire often, measured
+//     by every process after each failure and now and then on the chaos
+//     thread) fires at most once per rule, mailbox and generation (its
+//     "rule.fired" records, actor "rule:<id>", carry the generation); its
+//     pauses are lifted by the chaos like any other, and its records are
+//     not the chaos principal's.
 //
 // What "in force" means when a process dies in the middle of a change: the
 // kernel releases the per-target lock (mp_common.hpp) at once, but a
@@ -90,8 +107,8 @@ namespace {
 using namespace mailers;
 namespace fs = std::filesystem;
 
-using mailers_test::local;
 using mailers_test::env_u64;
+using mailers_test::local;
 
 std::string env_str(const char* name) {
     const char* v = std::getenv(name);
@@ -157,8 +174,11 @@ struct admin_op {
     bool lift() const { return op == "unsuppress" || op == "resume"; }
     /// A suppression made by an inbound event, audited under the
     /// webhook's principal rather than the chaos one.
-    bool by_event() const { return arg == "event"; }
-    bool establish() const { return op == "suppress" || op == "pause"; }
+    bool by_event() const { return arg.rfind("event:", 0) == 0; }
+    bool establish() const { return op == "suppress" || op == "pause" || erase(); }
+    /// An erasure: the address stays suppressed for good (a keyed hash
+    /// that no unsuppress() of the address removes).
+    bool erase() const { return op == "erase"; }
 };
 
 struct completion {
@@ -171,6 +191,7 @@ struct enqueued {
     int pid = 0;
     std::string key, status;
     std::uint64_t id = 0;
+    std::string recipient;
 };
 
 struct applied_event {
@@ -234,8 +255,8 @@ parsed_log read_log(const fs::path& p, const std::map<int, std::int64_t>& killed
                 out.finished.push_back(std::move(f));
             } else if (f[0] == "C" && f.size() == 4) {
                 ++out.clock_moves;
-            } else if (f[0] == "Q" && f.size() == 6) {
-                out.queued.push_back({std::stoi(f[2]), f[3], f[5], std::stoull(f[4])});
+            } else if (f[0] == "Q" && f.size() == 7) {
+                out.queued.push_back({std::stoi(f[2]), f[3], f[5], std::stoull(f[4]), f[6]});
             } else if (f[0] == "W" && f.size() == 5) {
                 out.events.push_back({std::stoi(f[2]), f[3], f[4]});
             } else {
@@ -271,7 +292,8 @@ struct interval {
 
 /// For each target, the spans during which a suppression or pause was
 /// certainly in force: from a suppress()/pause() that returned, to the
-/// begin of the first lift that may have landed after that return.
+/// begin of the first lift that may have landed after that return; from an
+/// erase_person() that returned, for good.
 std::unordered_map<std::string, std::vector<interval>> in_force(const std::vector<admin_op>& ops,
                                                                 std::uint64_t& voided) {
     std::unordered_map<std::string, std::vector<const admin_op*>> per_target;
@@ -283,7 +305,8 @@ std::unordered_map<std::string, std::vector<interval>> in_force(const std::vecto
             if (!s->establish() || s->status != "ok") continue;
             interval iv{s->end, LLONG_MAX, s};
             for (const auto* u : list)
-                if (u->lift() && u->lands_by > s->end) iv.to = std::min(iv.to, u->begin);
+                if (!s->erase() && u->lift() && u->lands_by > s->end)
+                    iv.to = std::min(iv.to, u->begin);
             if (iv.to <= iv.from) {
                 ++voided;
                 continue;
@@ -351,6 +374,8 @@ struct counted {
     std::int64_t asked = 0;   // the request was made (before the claim)
     std::int64_t handed = 0;  // the hand-off (after the claim)
     std::string send_id;
+    // From the hand-off: an erasure empties the ledger row's recipient.
+    std::string recipient_domain;
 };
 
 /// No window of limit `li` holds more sends than the largest maximum any
@@ -404,6 +429,101 @@ void check_limit(const std::string& what, std::vector<counted> ds, std::size_t l
         }
         i = g + 1;
     }
+}
+
+// --- the daily counts ------------------------------------------------------------
+
+/// The store's daily counts (docs/rules.md), summed over every UTC day the
+/// run's clock reached, against the ledger and the log: `sent` in every
+/// scope equals the `accepted` rows of that scope; the workspace's `failed`
+/// and `unknown` equal the rows that ended so through the engine that
+/// handed them off (not refusals at hand-off, not rows a recovery marked
+/// `unknown`), within the rows an erasure left without recipient or detail;
+/// `complained` equals the complaint keys applied: at least those a child
+/// saw applied, at most those plus the ones whose application failed or
+/// was cut by a kill (it may have committed).
+void check_counts(const engine& eng, const std::unordered_map<std::uint64_t, ledger_row>& rows,
+                  const parsed_log& log, const std::vector<mp::mailbox_spec>& specs, time_point now,
+                  violations& bad, std::string& report) {
+    count_day to = utc_day(now);
+    for (const auto& h : log.handoffs) to = std::max(to, utc_day(time_point(duration(h.clock_us))));
+    const count_day from = utc_day(mp::epoch()) - 1;
+    to += 1;
+    auto total = [&](count_scope scope, const std::string& id) {
+        daily_count sum{};
+        for (count_day d = from; d <= to; d += 3000)
+            for (const auto& day : eng.daily_counts(scope, id, d, std::min(to, d + 2999)))
+                for (std::size_t m = 0; m < count_metric_count; ++m) sum.n[m] += day.n[m];
+        return sum;
+    };
+    std::map<std::pair<count_scope, std::string>, std::uint64_t> sent;
+    std::map<std::string, std::string> domain_of;
+    for (const auto& m : specs) domain_of[m.id] = m.domain();
+    std::uint64_t failed = 0, unknown = 0, erased_failed = 0, erased_unknown = 0;
+    for (const auto& [id, r] : rows) {
+        // An erasure leaves the row without recipient and detail.
+        const bool erased = r.recipient.empty();
+        if (r.state == send_state::accepted) {
+            ++sent[{count_scope::workspace, ""}];
+            ++sent[{count_scope::mailbox, r.mailbox}];
+            ++sent[{count_scope::provider, r.provider}];
+            ++sent[{count_scope::sender_domain, domain_of[r.mailbox]}];
+            if (!r.pool.empty()) ++sent[{count_scope::pool, r.pool}];
+        } else if (r.state == send_state::failed) {
+            const bool refused =
+                std::find(std::begin(mp::refused_details), std::end(mp::refused_details),
+                          r.detail) != std::end(mp::refused_details);
+            erased ? ++erased_failed : failed += !refused;
+        } else if (r.state == send_state::unknown) {
+            const bool recovered =
+                r.detail == mp::recovered_detail || r.detail == mp::detached_detail;
+            erased ? ++erased_unknown : unknown += !recovered;
+        }
+    }
+    std::set<std::pair<count_scope, std::string>> scopes;
+    for (const auto& [k, n] : sent) scopes.insert(k);
+    for (const auto& m : specs) {
+        scopes.insert({count_scope::mailbox, m.id});
+        scopes.insert({count_scope::sender_domain, m.domain()});
+        scopes.insert({count_scope::provider, m.provider});
+    }
+    for (const auto& p : mp::pool_configs()) scopes.insert({count_scope::pool, p.id});
+    std::uint64_t mailbox_sum = 0;
+    for (const auto& [scope, id] : scopes) {
+        const auto got = total(scope, id)[count_metric::sent];
+        const auto want = sent.count({scope, id}) ? sent.at({scope, id}) : 0;
+        if (scope == count_scope::mailbox) mailbox_sum += got;
+        if (got != want)
+            bad.add("counts", std::string(to_string(scope)) + " '" + id + "' counts " +
+                                  std::to_string(got) + " sent; the ledger has " +
+                                  std::to_string(want) + " accepted");
+    }
+    const auto ws = total(count_scope::workspace, "");
+    if (mailbox_sum != ws[count_metric::sent])
+        bad.add("counts", "the mailboxes count " + std::to_string(mailbox_sum) +
+                              " sent, the workspace " + std::to_string(ws[count_metric::sent]));
+    auto within = [&](const char* what, std::uint64_t got, std::uint64_t lo, std::uint64_t hi) {
+        report += std::string(what) + " " + std::to_string(got) + " (expected " +
+                  std::to_string(lo) + (hi != lo ? ".." + std::to_string(hi) : "") + "); ";
+        if (got < lo || got > hi)
+            bad.add("counts", "the workspace counts " + std::to_string(got) + " " + what +
+                                  ", expected " + std::to_string(lo) + " to " + std::to_string(hi));
+    };
+    within("failed", ws[count_metric::failed], failed, failed + erased_failed);
+    within("unknown", ws[count_metric::unknown], unknown, unknown + erased_unknown);
+    std::set<std::string> applied, maybe;
+    for (const auto& e : log.events)
+        if (e.outcome == "suppressed" || e.outcome == "applied")
+            applied.insert(e.key);
+        else if (e.outcome == "error")
+            maybe.insert(e.key);
+    for (const auto& op : log.ops)
+        if (op.by_event() && op.status == "orphan") maybe.insert(op.arg.substr(6));
+    for (const auto& k : applied) maybe.erase(k);
+    within("complained", ws[count_metric::complained], applied.size(),
+           applied.size() + maybe.size());
+    report = "daily counts, days " + std::to_string(from) + " to " + std::to_string(to) +
+             ": sent " + std::to_string(ws[count_metric::sent]) + ", " + report;
 }
 
 // --- processes --------------------------------------------------------------------
@@ -510,6 +630,7 @@ bool run(const run_config& cfg) {
         for (const auto& m : specs) eng.upsert_mailbox(admin, m.config(m.limits));
         for (const auto& pc : mp::pool_configs()) eng.upsert_pool(admin, pc);
         for (const auto& q : qspecs) eng.set_quota(admin, q.base);
+        eng.put_pause_rule(admin, mp::failure_rule());
     }
 
     // --- the run ------------------------------------------------------------------
@@ -801,7 +922,8 @@ bool run(const run_config& cfg) {
         if (!h.delivered()) continue;
         const auto* r = row_of(h.send_id);
         if (!r) continue;
-        by_mailbox[h.mailbox].push_back({r->reserved_at, h.issued, h.mono, h.send_id});
+        by_mailbox[h.mailbox].push_back({r->reserved_at, h.issued, h.mono, h.send_id,
+                                         h.recipient.substr(h.recipient.rfind('@') + 1)});
     }
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> windows;
     for (const auto& spec : specs) {
@@ -847,8 +969,7 @@ bool run(const run_config& cfg) {
         std::map<std::string, std::vector<counted>> groups;
         for (const auto& spec : specs)
             for (const auto& d : by_mailbox[spec.id]) {
-                const auto* r = row_of(d.send_id);
-                const std::string rdomain = r->recipient.substr(r->recipient.rfind('@') + 1);
+                const auto& rdomain = d.recipient_domain;
                 std::string key;
                 if (q.base.scope == quota_scope::provider && spec.provider == q.base.key)
                     key = q.base.key;
@@ -897,14 +1018,33 @@ bool run(const run_config& cfg) {
     // that began).
     std::uint64_t audit_lo = 0, audit_hi = 0, audit_chaos = 0, bad_seq = 0;
     std::uint64_t event_lo = 0, event_hi = 0, audit_events = 0;
+    std::uint64_t erase_lo = 0, erase_hi = 0, audit_erasures = 0;
+    // An erasure that did not return may have landed after a later
+    // suppress() of its address began; that suppress() then stored and
+    // audited nothing, though it returned.
+    std::set<std::string> erasure_unsure;
+    for (const auto& op : log.ops)
+        if (op.erase() && op.status != "ok" && op.status != "noop")
+            erasure_unsure.insert(op.target);
     for (const auto& op : log.ops) {
         // A change that failed may still have committed (a connection lost
         // while committing leaves the outcome unknown): it began, it did
         // not return.
         if (op.status == "noop") continue;
         ++(op.by_event() ? event_hi : audit_hi);
-        if (op.status == "ok") ++(op.by_event() ? event_lo : audit_lo);
+        const bool maybe_nothing =
+            op.op == "suppress" && !op.by_event() && erasure_unsure.count(op.target);
+        if (op.status == "ok" && !maybe_nothing) ++(op.by_event() ? event_lo : audit_lo);
+        // Each erasure writes one record, "person.erase", naming the hash.
+        if (op.erase()) {
+            ++erase_hi;
+            erase_lo += op.status == "ok";
+        }
     }
+    std::string counts_report;
+    std::map<std::string, std::uint64_t> resumes;
+    std::set<std::string> fired;
+    std::uint64_t firings = 0, stale_firings = 0;
     {
         boost::asio::io_context ioc;
         engine_params p;
@@ -918,8 +1058,40 @@ bool run(const run_config& cfg) {
         for (const auto& r : eng.audit_log()) {
             if (r.actor == "chaos") ++audit_chaos;
             if (r.actor == "webhook:postmark") ++audit_events;
+            if (r.action == "resume") ++resumes[r.resource_type + ":" + r.resource_id];
+            if (r.action == "rule.fired") {
+                // 11: one firing per rule, target and generation (a resume
+                // begins the next), whichever process measured it.
+                const auto g = r.after.find(R"("generation":)");
+                const auto gen =
+                    g == std::string::npos
+                        ? std::string("?")
+                        : r.after.substr(g + 13, r.after.find_first_of(",}", g) - g - 13);
+                const auto target = r.resource_type + ":" + r.resource_id;
+                ++firings;
+                if (r.actor != "rule:" + mp::failure_rule().id || r.resource_type != "mailbox")
+                    bad.add("rules", "record " + std::to_string(r.seq) + ": " + r.actor +
+                                         " fired on " + target);
+                if (!fired.insert(target + "|" + gen).second)
+                    bad.add("rules", "rule fired twice on " + target + " in generation " + gen +
+                                         " (again at audit seq " + std::to_string(r.seq) + ")");
+                // Fired under an older generation than the resumes audited
+                // before it: measured before an operator's resume.
+                if (gen != "?" && std::stoull(gen) < resumes[target]) ++stale_firings;
+            }
+            if (r.action != "person.erase") continue;
+            audit_erasures += r.actor == "chaos";
+            // Records appended by an erasure never hold the address.
+            if (!is_erased_value(r.resource_id) || r.after.find('@') != std::string::npos)
+                bad.add("audit", "erasure record " + std::to_string(r.seq) + " names " +
+                                     r.resource_id + " or holds an address");
         }
+        check_counts(eng, rows, log, specs, clock->now(), bad, counts_report);
     }
+    if (audit_erasures < erase_lo || audit_erasures > erase_hi)
+        bad.add("audit", std::to_string(audit_erasures) + " erasures in the audit log; " +
+                             std::to_string(erase_lo) + " returned, " + std::to_string(erase_hi) +
+                             " began");
     if (audit_chaos < audit_lo || audit_chaos > audit_hi)
         bad.add("audit",
                 std::to_string(audit_chaos) + " changes by the children in the audit log; " +
@@ -934,13 +1106,20 @@ bool run(const run_config& cfg) {
     std::map<std::uint64_t, queued_send> items;
     store->for_each_queued("default", {}, [&](const queued_send& q) { items.emplace(q.id, q); });
     std::uint64_t enqueued_ok = 0;
+    // An erasure empties the key of every item to or about the person.
+    std::set<std::string> erased;
+    for (const auto& op : log.ops)
+        if (op.erase()) erased.insert(op.target.substr(op.target.find(':') + 1));
     for (const auto& q : log.queued) {
         if (q.status != "ok") continue;
         ++enqueued_ok;
         const auto it = items.find(q.id);
         if (it == items.end())
-            bad.add("queue", "item " + std::to_string(q.id) + " (key " + q.key + ") enqueued by pid " +
-                                 std::to_string(q.pid) + " is not in the store");
+            bad.add("queue", "item " + std::to_string(q.id) + " (key " + q.key +
+                                 ") enqueued by pid " + std::to_string(q.pid) +
+                                 " is not in the store");
+        else if (it->second.idempotency_key.empty() && erased.count(q.recipient))
+            continue;
         else if (it->second.idempotency_key != q.key)
             bad.add("queue", "item " + std::to_string(q.id) + " holds key " +
                                  it->second.idempotency_key + ", enqueued as " + q.key);
@@ -951,7 +1130,8 @@ bool run(const run_config& cfg) {
         if (q.state == queue_state::claimed && !dead_members.count(q.claimed_by))
             bad.add("queue", "item " + std::to_string(id) + " is still claimed by member " +
                                  std::to_string(q.claimed_by) + ", which ended cleanly");
-        if (q.state == queue_state::done && q.send_id != 0) {
+        if (q.state == queue_state::done && q.send_id != 0 &&
+            !(q.idempotency_key.empty() && !erased.empty())) {
             const auto* r = row_of(std::to_string(q.send_id));
             if (!r || r->idempotency_key != q.idempotency_key)
                 bad.add("queue", "item " + std::to_string(id) + " (key " + q.idempotency_key +
@@ -1007,6 +1187,9 @@ bool run(const run_config& cfg) {
             << " duplicates; " << log.malformed << " malformed log lines; " << bad.count
             << " violations";
     MESSAGE(summary.str());
+    MESSAGE(counts_report << erase_lo << " erasures returned, " << erase_hi << " began; " << firings
+                          << " pause rule firings (" << stale_firings
+                          << " under a generation older than the resumes before them)");
     {
         std::map<std::string, std::uint64_t> outcomes;
         for (const auto& c : log.completions) ++outcomes[c.category];
