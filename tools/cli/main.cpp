@@ -1978,7 +1978,7 @@ int main(int argc, char** argv) {
                 }
                 emit(c, json_object().arr("sequences", items));
                 if (!c.g.json)
-                    print_table({"ID", "STEPS", "PAUSED", "ACTIVE", "ON HOLD", "COMPLETED",
+                    print_table({"ID", "STEPS", "SEQUENCE PAUSED", "ACTIVE", "PAUSED", "COMPLETED",
                                  "STOPPED", "FAILED"},
                                 rows);
                 return exit_ok;
@@ -2017,9 +2017,11 @@ int main(int argc, char** argv) {
                     {"name", cfg.name},
                     {"time zone", cfg.time_zone.empty() ? "-" : cfg.time_zone},
                     {"paused", paused ? "yes" : "no"}};
+                std::string counts;
                 for (std::size_t i = 0; i < n.size(); ++i)
-                    fields.emplace_back(std::string(to_string(enrollment_states[i])),
-                                        std::to_string(n[i]));
+                    counts += fmt::format("{}{} {}", i ? ", " : "", n[i],
+                                          to_string(enrollment_states[i]));
+                fields.emplace_back("enrollments", counts);
                 print_fields(fields);
                 fmt::print("\n");
                 std::vector<std::vector<std::string>> rows;
