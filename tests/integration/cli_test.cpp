@@ -797,6 +797,18 @@ void exercise_workflows(const backend& b, const std::function<std::shared_ptr<ma
     // Forecasting changes nothing.
     r = cli({"--json", "campaign", "list"});
     CHECK_FALSE(has(r.out, "q5"));
+    // What is left of the started campaign: its two waiting messages.
+    r = cli({"--json", "forecast", "campaign", "q4"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("complete":true)"));
+    CHECK(has(r.out, R"("planned":2,"existing":0)"));
+    r = cli({"forecast", "campaign", "q4"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "2 of this request"));
+    CHECK(cli({"forecast", "campaign", "q4", "--no-queue"}).rc == 2);
+    r = cli({"forecast", "campaign", "q7"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "no campaign 'q7'"));
     // Bad input: a clear error, exit 2 (1 for an unknown sequence).
     const auto bad = dir / "bad.json";
     std::ofstream(bad) << R"({"id": "q6", "mailbox": "rep1", "subject": "Hi {{first_name}}",

@@ -781,13 +781,15 @@ json_object enrollment_json(const mailers::enrollment& e) {
 }
 
 // A forecast's plan, summed up for people and for scripts.
-int report_forecast(const context& c, const mailers::forecast_plan& plan, bool list_sends) {
+// Sends of `follow` (forecast_request::follow) count as the request's.
+int report_forecast(const context& c, const mailers::forecast_plan& plan, bool list_sends,
+                    const std::string& follow) {
     std::map<std::pair<std::string, std::string>, std::uint64_t> per_day;  // (day, mailbox)
     std::map<std::string, std::uint64_t> bounds, unsent_reasons;
     std::uint64_t planned = 0, existing = 0, waiting = 0;
     std::optional<mailers::time_point> first;
     for (const auto& s : plan.sends) {
-        if (s.existing) {
+        if (s.existing && (follow.empty() || s.origin != follow)) {
             ++existing;
             continue;
         }
@@ -2105,24 +2107,36 @@ int main(int argc, char** argv) {
         if (fc_days == 0 || fc_days > 366) fail(exit_usage, "--days must be between 1 and 366");
         req.horizon = std::chrono::hours(24 * fc_days);
         req.include_queue = !fc_no_queue;
-        return report_forecast(c, c.engine().forecast(req), fc_sends);
+        return report_forecast(c, c.engine().forecast(req), fc_sends, req.follow);
     };
     auto* fcc = command(
         fc, "campaign",
-        "Forecast starting the campaign defined in FILE (JSON: id, name, subject, text, html, "
-        "pool or mailbox, not_before, recipients)",
+        "Forecast what is left of a started campaign (ID), or starting the campaign defined in "
+        "a JSON file (id, name, subject, text, html, pool or mailbox, not_before, recipients)",
         "mailers forecast campaign q4-launch.json --days 14", [&](context& c) {
             mailers::forecast_request req;
-            req.campaign = read_campaign(fc_file);
             open_workspace(c, mailers::open_mode::existing);
+            if (auto k = c.engine().find_campaign(fc_file)) {
+                if (fc_no_queue)
+                    fail(exit_usage, "a started campaign's messages wait in the queue: "
+                                     "--no-queue would leave none to forecast");
+                req.follow = "campaign:" + k->id;
+                return run_forecast(c, std::move(req));
+            }
+            if (!std::ifstream(fc_file))
+                fail(exit_no, fmt::format("no campaign '{}', and no campaign file of that name",
+                                          fc_file));
+            req.campaign = read_campaign(fc_file);
             if (auto k = c.engine().find_campaign(req.campaign->id))
                 fail(exit_usage,
-                     fmt::format("campaign '{}' is already started: `mailers campaign show {}` "
-                                 "says where it stands",
+                     fmt::format("campaign '{}' is already started: `mailers forecast campaign {}` "
+                                 "forecasts what is left of it",
                                  k->id, k->id));
             return run_forecast(c, std::move(req));
         });
-    fcc->add_option("FILE", fc_file, "The campaign definition, as JSON")->required();
+    fcc->add_option("CAMPAIGN", fc_file,
+                    "A started campaign's id, or a JSON file defining one not yet started")
+        ->required();
     forecast_options(fcc);
     auto* fcs = command(
         fc, "sequence",
