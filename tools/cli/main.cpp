@@ -2293,7 +2293,8 @@ int main(int argc, char** argv) {
         });
     whr->add_option("PROVIDER", wh_provider, "ses, mailgun, sendgrid or postmark")->required();
     whr->add_option("FILE", wh_file, "The request body, byte for byte as received")->required();
-    whr->add_option("--header", wh_headers, "A request header 'Name: value' (repeat)");
+    whr->add_option("--header", wh_headers, "A request header 'Name: value' (repeat)")
+        ->allow_extra_args(false);
     whr->add_option("--headers-file", wh_headers_file,
                     "File of 'Name: value' lines, after an optional request line");
     whr->add_flag("--no-verify", wh_no_verify,
@@ -2313,10 +2314,12 @@ int main(int argc, char** argv) {
     whr->add_option("--auth-header", wh_auth_header,
                     "Postmark: the custom header 'Name: secret', as VALUE, env:NAME or file:PATH");
     whr->add_option("--sns-certificate", wh_certificates,
-                    "SES: URL=FILE, the PEM the message's SigningCertURL names (repeat)");
+                    "SES: URL=FILE, the PEM the message's SigningCertURL names (repeat)")
+        ->allow_extra_args(false);
     whr->add_flag("--no-certificate-dates", wh_no_cert_dates,
                   "SES: accept an SNS certificate outside its validity dates (an old capture)");
-    whr->add_option("--topic-arn", wh_topics, "SES: a TopicArn to accept (repeat; none: any)");
+    whr->add_option("--topic-arn", wh_topics, "SES: a TopicArn to accept (repeat; none: any)")
+        ->allow_extra_args(false);
 
     command(
         &app, "status", "What is paused, by whom, why and since when; each mailbox's state",
