@@ -45,6 +45,12 @@ struct forecast_request {
     /// (they compete for the same caps). Steps of enrollments already in
     /// flight are not simulated beyond the item they have in the queue.
     bool include_queue = true;
+    /// The origin of sends already waiting in the queue to forecast as well,
+    /// "campaign:<id>" for what is left of a started campaign: the
+    /// simulation runs until they are sent too, they count in `last` and
+    /// `complete` (still `existing` in `sends`), and those not sent by the
+    /// horizon are listed in `unsent`. Needs `include_queue`.
+    std::string follow;
 };
 
 /// One message the forecast sends.

@@ -89,6 +89,8 @@ forecast_plan engine::forecast(const forecast_request& req) const {
         fail(errc::invalid_argument, "a forecast needs a horizon above zero");
     if (!req.contacts.empty() && req.sequence_id.empty())
         fail(errc::invalid_argument, "contacts to forecast need a sequence id");
+    if (!req.follow.empty() && !req.include_queue)
+        fail(errc::invalid_argument, "following queued sends needs include_queue");
     const principal who{"forecast", "Forecast"};
     const auto start = s.clk->now();
     forecast_plan plan;
@@ -232,8 +234,19 @@ forecast_plan engine::forecast(const forecast_request& req) const {
             }
         }
     };
+    const auto followed = fmt::format("{}{}", existing_prefix, req.follow);
     auto request_done = [&] {
         if (campaign && !sim->campaign_progress(campaign->id).finished()) return false;
+        if (!req.follow.empty()) {
+            bool waits = false;
+            queue_filter f;
+            f.origin_prefix = followed;
+            st->for_each_queued(ws, f, [&](const queued_send& q) {
+                waits = waits || (q.origin == followed && (q.state == queue_state::waiting ||
+                                                           q.state == queue_state::claimed));
+            });
+            if (waits) return false;
+        }
         enrollment_filter f;
         f.state = enrollment_state::active;
         f.limit = 1;
@@ -256,6 +269,7 @@ forecast_plan engine::forecast(const forecast_request& req) const {
     for (auto& q : items) {
         const bool existing = q.origin.starts_with(existing_prefix);
         if (existing) q.origin.erase(0, existing_prefix.size());
+        const bool follows = existing && !req.follow.empty() && q.origin == req.follow;
         if (campaign && q.origin == "campaign:" + campaign->id)
             campaign_queued.insert(q.idempotency_key);
         std::optional<ledger_row> row;
@@ -276,7 +290,7 @@ forecast_plan engine::forecast(const forecast_request& req) const {
         }
         // A step's item cancelled for a newer plan of its step is no
         // message; one that ended unsent is reported from its enrollment.
-        if (existing || q.state == queue_state::cancelled) continue;
+        if ((existing && !follows) || q.state == queue_state::cancelled) continue;
         if (q.state == queue_state::done && step_of(q.origin) > 0) continue;
         forecast_unsent u;
         u.recipient = row ? row->recipient : recipient_of(q, s.suppression_opts());
@@ -325,7 +339,7 @@ forecast_plan engine::forecast(const forecast_request& req) const {
         return std::tie(a.at, a.mailbox) < std::tie(b.at, b.mailbox);
     });
     for (const auto& p : plan.sends)
-        if (!p.existing) plan.last = p.at;
+        if (!p.existing || (!req.follow.empty() && p.origin == req.follow)) plan.last = p.at;
     plan.complete = std::none_of(plan.unsent.begin(), plan.unsent.end(),
                                  [](const auto& u) { return u.waiting; });
     return plan;

@@ -6,8 +6,13 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <boost/asio/io_context.hpp>
+#include <mailers/campaign.hpp>
 #include <mailers/clock.hpp>
 #include <mailers/daily_counts.hpp>
+#include <mailers/engine.hpp>
+#include <mailers/postgres_store.hpp>
+#include <mailers/sequence.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
 #include <spawn.h>
@@ -19,6 +24,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -120,6 +127,17 @@ struct temp_dir {
         fs::remove_all(path, ec);
     }
 };
+
+// The PostgreSQL server MAILERS_TEST_PG names, or null (after saying why the
+// case is skipped) when there is none and MAILERS_REQUIRE_PG=1 asks for none.
+const char* test_pg() {
+    const char* c = std::getenv("MAILERS_TEST_PG");
+    if (c && *c) return c;
+    const char* req = std::getenv("MAILERS_REQUIRE_PG");
+    if (req && std::string_view{req} == "1") FAIL("MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is unset");
+    MESSAGE("skipped: set MAILERS_TEST_PG to a conninfo to run the tool on PostgreSQL");
+    return nullptr;
+}
 
 // The commands every backend must pass, on a store `b` names that does not
 // exist yet.
@@ -743,15 +761,339 @@ TEST_CASE("cli: MAILERS_STORE names the store") {
 
 TEST_CASE("cli: commands on a PostgreSQL workspace") {
     SKIP_WITHOUT_TOOL();
-    const char* c = std::getenv("MAILERS_TEST_PG");
-    if (!c || !*c) {
-        const char* req = std::getenv("MAILERS_REQUIRE_PG");
-        if (req && std::string_view{req} == "1")
-            FAIL("MAILERS_REQUIRE_PG=1 but MAILERS_TEST_PG is unset");
-        MESSAGE("skipped: set MAILERS_TEST_PG to a conninfo to run the tool on PostgreSQL");
-        return;
-    }
+    const char* c = test_pg();
+    if (!c) return;
     temp_dir d;
     // Each subcase starts from a store that does not exist: a new schema.
     exercise(backend{{"--postgres", c, "--pg-schema", unique("cli")}}, d.path);
+}
+
+namespace {
+
+// A campaign, a sequence and an enrollment, made by a host's engine on the
+// workspace `b` names (created by the tool), then read, cancelled and
+// forecast by the tool in processes of its own.
+void exercise_workflows(const backend& b, const std::function<std::shared_ptr<mailers::store>()>& open,
+                        const fs::path& dir) {
+    auto cli = [&](std::vector<std::string> args) {
+        return run(b.with(std::move(args)), {"USER=ops-test"});
+    };
+    REQUIRE(cli({"init"}).rc == 0);
+    {
+        boost::asio::io_context io;  // never run: what the host queues waits
+        mailers::engine_params p;
+        p.storage = open();
+        p.member_name = "host";
+        mailers::engine e(io.get_executor(), std::move(p));
+        const mailers::principal host{"host", "Host"};
+        mailers::mailbox_config m;
+        m.id = "rep1";
+        m.from = *mailers::parse_address("Rep One <rep1@brand.example>");
+        m.provider = "ses";
+        m.limits = {mailers::rate_limit::per_day(2)};
+        e.upsert_mailbox(host, m);
+        e.suppress(host, mailers::suppression_kind::address, "gone@example.com",
+                   mailers::suppression_reason::complaint);
+        mailers::campaign_config c;
+        c.id = "q4";
+        c.name = "Q4 launch";
+        c.content = {.subject = "Hello {{first_name|there}}", .text = "News."};
+        c.mailbox = "rep1";
+        for (auto a : {"a@example.com", "b@example.com", "gone@example.com"})
+            c.recipients.push_back({*mailers::parse_address(a), {}});
+        e.start_campaign(host, c);
+        mailers::sequence_config s;
+        s.id = "outreach";
+        s.name = "Outreach";
+        for (std::uint32_t days : {0u, 2u})
+            s.steps.push_back({{mailers::sequence_delay::unit::days, days},
+                               {.subject = "Hi {{first_name|there}}", .text = "Step."},
+                               {mailers::sender_rule_kind::mailbox, "rep1", ""},
+                               mailers::step_threading::new_thread});
+        e.upsert_sequence(host, s);
+        e.enroll(host, "outreach", *mailers::parse_address("lead@example.com"));
+        e.flush();
+    }
+
+    auto r = cli({"campaign", "list"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "REMAINING"));
+    CHECK(has(r.out, "mailbox rep1"));
+    CHECK(has(r.out, "running"));
+    r = cli({"--json", "campaign", "show", "q4"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("id":"q4","name":"Q4 launch")"));
+    CHECK(has(r.out, R"("total":3,"sent":0)"));
+    CHECK(has(r.out, R"("suppressed_at_start":1)"));
+    CHECK(has(r.out, R"("waiting":2)"));
+    r = cli({"campaign", "show", "q5"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "no campaign 'q5'"));
+    CHECK(r.out.empty());
+
+    r = cli({"sequence", "list"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "outreach"));
+    r = cli({"--json", "sequence", "show", "outreach"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("delay":"2 days","sender":"mailbox rep1")"));
+    CHECK(has(r.out, R"("enrollments":{"active":1,"paused":0)"));
+    r = cli({"sequence", "show", "outreach"});
+    CHECK(has(r.out, "STEP"));
+    CHECK(has(r.out, "Hi {{first_name|there}}"));
+    CHECK(cli({"sequence", "show", "nope"}).rc == 1);
+    r = cli({"--json", "enrollment", "list", "--sequence", "outreach"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("address":"lead@example.com","state":"active")"));
+    r = cli({"enrollment", "list", "--sequence", "outreach", "--state", "stopped"});
+    CHECK(r.rc == 0);
+    CHECK_FALSE(has(r.out, "lead@example.com"));
+    CHECK(cli({"enrollment", "list", "--sequence", "outreach", "--state", "asleep"}).rc == 2);
+    CHECK(cli({"enrollment", "list", "--sequence", "nope"}).rc == 1);
+    CHECK(cli({"enrollment", "list"}).rc == 2);
+
+    // Forecasts: the cap of 2 a day spreads the sends over the days.
+    const auto contacts = dir / "leads.csv";
+    std::ofstream(contacts) << "address,first_name\nann@example.com,Ann\n"
+                               "\"Bo B. <bo@example.com>\",Bo\ngone@example.com,Gone\n";
+    r = cli({"--json", "forecast", "sequence", "outreach", "--contacts", contacts.string(),
+             "--days", "10"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("complete":true)"));
+    CHECK(has(r.out, R"("planned":4)"));
+    CHECK(has(r.out, R"("reason":"suppressed")"));
+    r = cli({"forecast", "sequence", "outreach", "--contacts", contacts.string(), "--sends"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "DAY         MAILBOX  SENDS"));
+    CHECK(has(r.out, "HELD BY"));
+    CHECK(has(r.out, "sequence:outreach/2"));
+    CHECK(has(r.out, "last send:"));
+    const auto campaign = dir / "q5.json";
+    std::ofstream(campaign) << R"({"id": "q5", "name": "Q5", "subject": "Hi {{first_name}}",
+        "text": "News.", "mailbox": "rep1",
+        "recipients": [{"to": "x@example.com", "variables": {"first_name": "X"}},
+                       {"to": "y@example.com", "variables": {"first_name": "Y"}}]})";
+    r = cli({"--json", "forecast", "campaign", campaign.string(), "--no-queue"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("planned":2,"existing":0)"));
+    CHECK(has(r.out, R"("origin":"campaign:q5")"));
+    // Forecasting changes nothing.
+    r = cli({"--json", "campaign", "list"});
+    CHECK_FALSE(has(r.out, "q5"));
+    // What is left of the started campaign: its two waiting messages.
+    r = cli({"--json", "forecast", "campaign", "q4"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("complete":true)"));
+    CHECK(has(r.out, R"("planned":2,"existing":0)"));
+    r = cli({"forecast", "campaign", "q4"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "2 of this request"));
+    CHECK(cli({"forecast", "campaign", "q4", "--no-queue"}).rc == 2);
+    r = cli({"forecast", "campaign", "q7"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "no campaign 'q7'"));
+    // Bad input: a clear error, exit 2 (1 for an unknown sequence).
+    const auto bad = dir / "bad.json";
+    std::ofstream(bad) << R"({"id": "q6", "mailbox": "rep1", "subject": "Hi {{first_name}}",
+        "text": "x", "recipients": ["z@example.com"]})";
+    r = cli({"forecast", "campaign", bad.string()});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "first_name"));
+    std::ofstream(bad) << R"({"id": "q6", "recipients": 3})";
+    CHECK(cli({"forecast", "campaign", bad.string()}).rc == 2);
+    std::ofstream(bad) << R"({"id": "q4", "mailbox": "rep1", "subject": "s", "text": "t",
+        "recipients": ["a@example.com"]})";
+    r = cli({"forecast", "campaign", bad.string()});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "already started"));
+    std::ofstream(bad) << "first_name\nAnn\n";
+    r = cli({"forecast", "sequence", "outreach", "--contacts", bad.string()});
+    CHECK(r.rc == 2);
+    CHECK(has(r.err, "address"));
+    CHECK(cli({"forecast", "sequence", "nope", "--contacts", contacts.string()}).rc == 1);
+    CHECK(cli({"forecast", "sequence", "outreach", "--contacts", contacts.string(), "--days", "0"})
+              .rc == 2);
+
+    r = cli({"--json", "campaign", "cancel", "q4"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("withdrawn":2)"));
+    r = cli({"--json", "campaign", "show", "q4"});
+    CHECK(has(r.out, R"("state":"cancelled")"));
+    CHECK(has(r.out, R"("cancelled":2)"));
+    CHECK(cli({"campaign", "cancel", "q5"}).rc == 1);
+    r = cli({"--json", "audit", "list"});
+    CHECK(has(r.out, "campaign.cancel"));
+}
+
+}  // namespace
+
+TEST_CASE("cli: campaigns, sequences, enrollments and forecasts on SQLite") {
+    SKIP_WITHOUT_TOOL();
+    temp_dir d;
+    const auto db = (d.path / "ws.db").string();
+    exercise_workflows(
+        backend{{"--sqlite", db}},
+        [&] { return mailers::open_sqlite_store({db, mailers::open_mode::existing}); }, d.path);
+}
+
+TEST_CASE("cli: campaigns, sequences, enrollments and forecasts on PostgreSQL") {
+    SKIP_WITHOUT_TOOL();
+    const char* c = test_pg();
+    if (!c) return;
+    temp_dir d;
+    const auto schema = unique("cliwf");
+    exercise_workflows(backend{{"--postgres", c, "--pg-schema", schema}}, [&] {
+        mailers::postgres_store_params p;
+        p.conninfo = c;
+        p.schema = schema;
+        p.mode = mailers::open_mode::existing;
+        return mailers::open_postgres_store(p);
+    }, d.path);
+}
+
+// Real provider bodies (../shared/fixtures/webhooks) replayed into a
+// workspace: each produces the events EXPECTED.tsv lists, a second replay
+// applies nothing, and verification refuses what it should.
+TEST_CASE("cli: webhook replay") {
+    SKIP_WITHOUT_TOOL();
+    const fs::path fixtures = MAILERS_SHARED_FIXTURES;
+    if (!fs::exists(fixtures / "webhooks" / "EXPECTED.tsv")) {
+        MESSAGE("skipped: no shared fixtures at " << fixtures.string());
+        return;
+    }
+    sqlite_workspace cli;
+    const auto hooks = fixtures / "webhooks";
+    std::map<std::pair<std::string, std::string>, int> expected;  // (provider, file) -> events
+    {
+        std::ifstream in(hooks / "EXPECTED.tsv");
+        std::string line;
+        std::getline(in, line);  // the header
+        while (std::getline(in, line)) {
+            std::istringstream f(line);
+            std::string provider, file;
+            std::getline(f, provider, '\t');
+            std::getline(f, file, '\t');
+            if (fs::exists(hooks / provider / file)) ++expected[{provider, file}];
+        }
+    }
+    REQUIRE(expected.size() > 40);
+    auto replay = [&](const std::string& provider, const std::string& file,
+                      std::vector<std::string> extra = {}) {
+        const auto path = hooks / provider / file;
+        auto headers = path;
+        headers.replace_extension(".headers.txt");
+        std::vector<std::string> args{"--json", "webhook", "replay", provider, path.string()};
+        if (fs::exists(headers)) {
+            args.insert(args.end(), {"--headers-file", headers.string()});
+        } else {
+            args.insert(args.end(), {"--header", file.ends_with(".txt")
+                                                     ? "Content-Type: application/x-www-form-urlencoded"
+                                                     : "Content-Type: application/json"});
+        }
+        args.insert(args.end(), extra.begin(), extra.end());
+        return cli(args);
+    };
+    for (int pass = 0; pass < 2; ++pass)
+        for (const auto& [key, n] : expected) {
+            INFO(key.first << "/" << key.second << " pass " << pass);
+            auto r = replay(key.first, key.second, {"--no-verify"});
+            CHECK(r.rc == 0);
+            CHECK(has(r.out, R"("http_status":200,"outcome":"events")"));
+            CHECK(has(r.out, "\"events\":" + std::to_string(n) + ","));
+            if (pass == 1) CHECK(has(r.out, R"("applied":0,)"));
+        }
+    // The SendGrid bounce suppressed its recipient, and a person reads why.
+    auto r = cli({"suppression", "check", "example@test.com"});
+    CHECK(r.rc == 3);
+    CHECK(has(r.out, "sendgrid-webhook"));
+    r = cli({"webhook", "replay", "sendgrid", (hooks / "sendgrid" / "docs-bounce.json").string(),
+             "--no-verify"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, "200 events"));
+    CHECK(has(r.out, "0 applied, 1 duplicates"));
+    CHECK(has(r.out, "example@test.com"));
+
+    // SNS handshakes: acknowledged, no events.
+    r = replay("ses", "sns-subscription-confirmation.json", {"--no-verify"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("outcome":"subscription_confirmation")"));
+    CHECK(has(r.out, R"("events":0,)"));
+
+    // Verified as the host verifies: SendGrid's signed request, at the time
+    // it was posted.
+    std::string key;
+    {
+        const auto v = slurp(fixtures / "signing" / "sendgrid" / "real-issue1193-vector.json");
+        const auto at = v.find("\"public_key\": \"");
+        REQUIRE(at != std::string::npos);
+        const auto from = at + 15;
+        key = v.substr(from, v.find('"', from) - from);
+    }
+    const std::string signed_body = "signed-real-issue1193-processed.json";
+    r = replay("sendgrid", signed_body, {"--public-key", key, "--received-at", "@1599663888"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("http_status":200)"));
+    r = replay("sendgrid", signed_body, {"--public-key", key, "--received-at",
+                                         "2020-09-09T15:04:48Z"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("applied":0,"duplicates":1)"));
+    // Now is years after the signed timestamp: refused, exit 5.
+    r = replay("sendgrid", signed_body, {"--public-key", key});
+    CHECK(r.rc == 5);
+    CHECK(has(r.err, "not accepted (403)"));
+    // Another body under the same signature: refused.
+    r = replay("sendgrid", "docs-bounce.json",
+               {"--public-key", key, "--received-at", "@1599663888", "--header",
+                "X-Twilio-Email-Event-Webhook-Signature: MEYCIQCxfnpzX3CftRSaaA4wHWHOKEyHbCf5jbwL/z/"
+                "QQpncqQIhANu8Ug7FTuQhgGzhSVQvDSIS64rp+fXz2AloRnV5qcTL",
+                "--header", "X-Twilio-Email-Event-Webhook-Timestamp: 1599663888"});
+    CHECK(r.rc == 5);
+    // SES through SNS, verified with the certificate the host holds (it has
+    // expired since, so its dates are not checked) and the topic allow-list.
+    const auto sns = fixtures / "signing" / "sns";
+    const std::string cert =
+        "https://sns.us-east-1.amazonaws.com/"
+        "SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem=" +
+        (sns / "sns-cert-7ff5318490ec183fbaddaa2a969abfda.pem").string();
+    auto ses = [&](std::vector<std::string> extra) {
+        std::vector<std::string> args{"--json", "webhook", "replay", "ses",
+                                      (sns / "real-signed-complaint.json").string()};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return cli(args);
+    };
+    r = ses({"--sns-certificate", cert, "--no-certificate-dates", "--topic-arn",
+             "arn:aws:sns:us-east-1:364852123998:test-email"});
+    CHECK(r.rc == 0);
+    CHECK(has(r.out, R"("type":"complained","recipient":"complaint@simulator.amazonses.com")"));
+    r = ses({"--sns-certificate", cert});
+    CHECK(r.rc == 5);
+    CHECK(has(r.out, "not valid now"));
+    r = ses({"--sns-certificate", cert, "--no-certificate-dates", "--topic-arn",
+             "arn:aws:sns:us-east-1:1:other"});
+    CHECK(r.rc == 5);
+    r = ses({});
+    CHECK(r.rc == 6);
+    CHECK(has(r.out, R"("outcome":"certificate_needed")"));
+    CHECK(cli({"webhook", "replay", "ses", (sns / "real-signed-complaint.json").string(),
+               "--sns-certificate", "no-equals-sign"})
+              .rc == 2);
+    // Verification on without its settings: the host's configuration is
+    // missing, exit 6.
+    r = replay("postmark", "pmdocs-delivery.json");
+    CHECK(r.rc == 6);
+    // Bad input: exit 2, the store untouched.
+    CHECK(cli({"webhook", "replay", "sparkpost", (hooks / "sendgrid" / "docs-bounce.json").string()})
+              .rc == 2);
+    CHECK(cli({"webhook", "replay", "sendgrid", (hooks / "nope.json").string()}).rc == 2);
+    CHECK(cli({"webhook", "replay", "sendgrid", (hooks / "sendgrid" / "docs-bounce.json").string(),
+               "--header", "no colon"})
+              .rc == 2);
+    CHECK(cli({"webhook", "replay", "sendgrid", (hooks / "sendgrid" / "docs-bounce.json").string(),
+               "--received-at", "yesterday"})
+              .rc == 2);
+    const auto junk = fs::path(cli.db).parent_path() / "junk.json";
+    std::ofstream(junk) << "{not json";
+    r = cli({"webhook", "replay", "sendgrid", junk.string(), "--no-verify"});
+    CHECK(r.rc == 2);
+    CHECK(has(r.out, "400"));
 }

@@ -1281,6 +1281,26 @@ TEST_CASE("forecast: a campaign's plan is what the real run then sends, and chan
     CHECK(day_of(*plan.last) - day_of(plan.start) == 3);
     // The real run under the same clock.
     eng->start_campaign(env.admin, cfg);
+    // Once started, what is left of it is forecast from the queue: the same plan.
+    forecast_request left;
+    left.follow = "campaign:launch";
+    left.horizon = fr.horizon;
+    const auto again = eng->forecast(left);
+    CHECK(again.complete);
+    CHECK(again.unsent.empty());
+    mailbox_days followed;
+    for (const auto& p : again.sends) {
+        CHECK(p.existing);
+        ++followed[{p.mailbox, day_of(p.at)}];
+    }
+    CHECK(followed == planned);
+    CHECK(again.last == plan.last);
+    left.horizon = std::chrono::hours(24);
+    const auto part = eng->forecast(left);
+    CHECK_FALSE(part.complete);
+    CHECK(part.sends.size() + part.unsent.size() == n - 1);
+    left.include_queue = false;
+    CHECK_THROWS(eng->forecast(left));
     jump_until(env, *eng, *st, [&] { return eng->campaign_progress("launch").finished(); });
     mailbox_days real;
     time_point last{};
