@@ -668,6 +668,8 @@ export interface ForecastRequest {
   /** Seconds to simulate, rounded up to whole hours (default 30 days). */
   horizon?: number;
   includeQueue?: boolean;
+  /** "campaign:<id>": also run the queue's waiting sends of that origin to their end. */
+  follow?: string;
 }
 
 export interface PlannedSend {

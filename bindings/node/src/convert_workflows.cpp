@@ -360,6 +360,7 @@ mailers::forecast_request forecast_from(const Napi::Value& v) {
         r.horizon = hours(static_cast<std::int64_t>(std::ceil(*s / 3600.0)));
     }
     r.include_queue = bool_field(o, "includeQueue", true);
+    r.follow = string_field(o, "follow");
     return r;
 }
 

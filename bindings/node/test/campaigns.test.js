@@ -144,6 +144,16 @@ test('a forecast plans a small campaign under a daily cap, and changes nothing',
   assert.equal(engine.captured('cap').length, 0);
   await assert.rejects(engine.forecast({ sequenceId: 'nope', contacts: [{ to: 'a@example.com' }] }), mailers.NotFoundError);
   await assert.rejects(engine.forecast({ campaign: { id: 'fc', content, pool: 'out', recipients }, horizon: -1 }), TypeError);
+
+  // Once started, `follow` forecasts what is left of it from the queue.
+  await engine.startCampaign({ id: 'fc', content, pool: 'out', recipients });
+  const left = await engine.forecast({ horizon: 7 * 86400, follow: 'campaign:fc' });
+  const mine = left.sends.filter((s) => s.origin === 'campaign:fc');
+  assert.ok(mine.length > 0 && mine.every((s) => s.existing));
+  assert.equal(left.complete, true);
+  assert.equal(left.unsent.length, 0);
+  assert.equal(left.last.toISOString().slice(0, 10), '2026-12-09');
+  await assert.rejects(engine.forecast({ follow: 'campaign:fc', includeQueue: false }), mailers.InvalidArgumentError);
 });
 
 test('the same campaign started by two engines of one workspace at once sends to each recipient once', async (t) => {

@@ -659,18 +659,20 @@ class Engine:
     def forecast(self, *, campaign: Optional[Campaign] = None, sequence_id: str = "",
                  contacts: Iterable[RecipientLike] = (),
                  horizon: Seconds = _dt.timedelta(days=30),
-                 include_queue: bool = True) -> ForecastPlan:
+                 include_queue: bool = True, follow: str = "") -> ForecastPlan:
         """A dry run from the engine's now: what starting ``campaign`` and/or enrolling
         ``contacts`` (:class:`Recipient`, addresses or (address, variables[, owner])
         tuples) in ``sequence_id`` would send, when, from which mailbox, and what holds
-        each message back, within ``horizon`` (whole hours). Nothing is sent or stored.
+        each message back, within ``horizon`` (whole hours). ``follow`` ("campaign:<id>")
+        also runs the queue's waiting sends of that origin to their end: what is left of a
+        started campaign. Nothing is sent or stored.
         Blocks for about as long as draining those messages through an in-memory store."""
         with naming(UnknownSequence):
             return ForecastPlan._from(self._core.forecast({
                 "campaign": campaign._native() if campaign is not None else None,
                 "sequence_id": sequence_id, "contacts": _recipients(contacts),
                 "horizon_hours": max(1, seconds(horizon) // 3600),
-                "include_queue": include_queue}))
+                "include_queue": include_queue, "follow": follow}))
 
     # --- outbound webhooks (docs/webhooks.md, "Outbound webhooks") --------------------
 
@@ -1299,10 +1301,11 @@ class AsyncEngine:
     async def forecast(self, *, campaign: Optional[Campaign] = None, sequence_id: str = "",
                        contacts: Iterable[RecipientLike] = (),
                        horizon: Seconds = _dt.timedelta(days=30),
-                       include_queue: bool = True) -> ForecastPlan:
+                       include_queue: bool = True, follow: str = "") -> ForecastPlan:
         return await asyncio.to_thread(self.sync.forecast, campaign=campaign,
                                        sequence_id=sequence_id, contacts=contacts,
-                                       horizon=horizon, include_queue=include_queue)
+                                       horizon=horizon, include_queue=include_queue,
+                                       follow=follow)
 
     async def put_webhook_endpoint(self, endpoint: WebhookEndpoint, *,
                                    actor: Actor = None) -> WebhookEndpoint:

@@ -1315,6 +1315,7 @@ public:
         }
         req.horizon = std::chrono::hours(get<std::int64_t>(d, "horizon_hours", 24 * 30));
         req.include_queue = get<bool>(d, "include_queue", true);
+        req.follow = get<std::string>(d, "follow", "");
         forecast_plan plan;
         {
             py::gil_scoped_release nogil;

@@ -138,6 +138,15 @@ def test_forecast_a_campaign_within_caps(sim):
     assert len(short.sends) == 6 and not short.complete and short.last is not None
     assert len(short.unsent) == 4 and all(u.waiting and u.reason == "cap" for u in short.unsent)
 
+    # Once started, ``follow`` forecasts what is left of it from the queue.
+    eng.start_campaign(c)
+    left = eng.forecast(horizon=dt.timedelta(days=7), follow="campaign:big")
+    mine = [s for s in left.sends if s.origin == "campaign:big"]
+    assert mine and all(s.existing for s in mine) and left.complete and left.unsent == []
+    assert left.last < MONDAY + 2 * DAY
+    with pytest.raises(mailers.InvalidArgument):
+        eng.forecast(follow="campaign:big", include_queue=False)
+
 
 def test_forecast_a_sequence(sim):
     eng, _ = sim
