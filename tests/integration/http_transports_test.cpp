@@ -1975,6 +1975,21 @@ TEST_CASE("SES: a request refused for a clock that is off is signed again with t
     }
 }
 
+// Runs the connection check of the transport `dsn` builds.
+std::pair<error_code, mailers::diagnostics> check_dsn(asio::io_context& ioc,
+                                                      const std::string& dsn) {
+    auto t = mailers::make_http_transport(ioc.get_executor(), dsn);
+    REQUIRE(t);
+    std::optional<std::pair<error_code, mailers::diagnostics>> out;
+    (*t)->async_check(
+        [&](error_code ec, mailers::diagnostics d) { out.emplace(ec, std::move(d)); });
+    ioc.restart();
+    while (!out && ioc.run_one_for(30s)) {
+    }
+    REQUIRE(out);
+    return *out;
+}
+
 TEST_CASE("check: one read-only GET with the send's credentials; a wrong one fails as auth") {
     // The documented read-only requests, answered as the services answer
     // them: 200 with the right credentials, their refusal otherwise.
@@ -2023,18 +2038,7 @@ TEST_CASE("check: one read-only GET with the send's credentials; a wrong one fai
          "/server"},
     };
     asio::io_context ioc;
-    const auto check = [&](const std::string& dsn) {
-        auto t = mailers::make_http_transport(ioc.get_executor(), dsn);
-        REQUIRE(t);
-        std::optional<std::pair<error_code, mailers::diagnostics>> out;
-        (*t)->async_check(
-            [&](error_code ec, mailers::diagnostics d) { out.emplace(ec, std::move(d)); });
-        ioc.restart();
-        while (!out && ioc.run_one_for(30s)) {
-        }
-        REQUIRE(out);
-        return *out;
-    };
+    const auto check = [&](const std::string& dsn) { return check_dsn(ioc, dsn); };
     for (const auto& v : variants) {
         CAPTURE(v.target);
         const auto good = check(v.good);
@@ -2050,6 +2054,29 @@ TEST_CASE("check: one read-only GET with the send's credentials; a wrong one fai
     }
     for (const auto& r : srv.requests()) CHECK(r.method == "GET");
     CHECK(srv.request_count() == 8);
+}
+
+TEST_CASE("check: Graph fetches an access token and calls no API") {
+    token_authority auth;
+    std::atomic<int> api_calls{0};
+    fake_server srv([&](const received& r) {
+        if (r.target.ends_with("/oauth2/v2.0/token")) return auth.microsoft_token(r);
+        ++api_calls;
+        return refuse("a check called " + r.target);
+    });
+    asio::io_context ioc;
+    const auto check = [&](const std::string& secret) {
+        return check_dsn(ioc, "graph+api://app-id:" + secret +
+                                  "@default?tenant=tenant-1&endpoint=" + srv.url() +
+                                  "&token_endpoint=" + srv.url() + "/tenant-1/oauth2/v2.0/token");
+    };
+    const auto good = check("app-secret");
+    CHECK_MESSAGE(!good.first, good.second.message);
+    CHECK(good.second.message.find("an access token was issued") != std::string::npos);
+    const auto bad = check("wrong");
+    CHECK(bad.first == transport_errc::authentication_failed);
+    CHECK(bad.second.provider_code == "invalid_client");
+    CHECK(api_calls == 0);
 }
 
 TEST_CASE("throughput against the local fake provider (figures, not a gate)") {
