@@ -6,6 +6,7 @@
 #include <functional>
 #include <mailers/postgres_store.hpp>
 #include <mailers/transport_factory.hpp>
+#include <mailers/transports/fault_injector.hpp>
 #include <random>
 
 #include "engine_fixture.hpp"
@@ -193,4 +194,36 @@ TEST_CASE("a DSN that holds a secret inline is refused, naming the field") {
         CAPTURE(text);
         CHECK(require_secret_references(text));
     }
+}
+
+TEST_CASE("a composite checks every child in order; a fault injector checks its inner transport") {
+    boost::asio::io_context ioc;
+    const auto check = [&](provider_transport& t) {
+        std::optional<std::pair<error_code, diagnostics>> out;
+        t.async_check([&](error_code ec, diagnostics d) { out.emplace(ec, std::move(d)); });
+        ioc.restart();
+        while (!out && ioc.run_one_for(std::chrono::seconds(30))) {
+        }
+        REQUIRE(out);
+        return *out;
+    };
+    auto both = make_transport(ioc.get_executor(), "failover(null://null capture://capture)");
+    REQUIRE(both);
+    auto r = check(**both);
+    CHECK_FALSE(r.first);
+    CHECK(r.second.message ==
+          "failover: null: nothing to check (this transport holds no connection); capture: "
+          "nothing to check (this transport holds no connection)");
+
+    // Port 1 on the loopback interface: nothing listens, the connection is refused.
+    auto broken =
+        make_transport(ioc.get_executor(), "roundrobin(null://null smtp://127.0.0.1:1?tls=none)");
+    REQUIRE(broken);
+    r = check(**broken);
+    CHECK(r.first == failure::transient);
+    CHECK(r.second.message.starts_with("roundrobin child 2: smtp 127.0.0.1:1"));
+
+    fault_injector faulty(*broken);
+    r = check(faulty);
+    CHECK(r.first == failure::transient);
 }
