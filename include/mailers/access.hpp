@@ -37,7 +37,7 @@ enum class permission : std::uint8_t {
     override_cap,        ///< set or remove a quota
     suppression_add,     ///< suppress, import suppressions
     suppression_remove,  ///< lift a suppression
-    manage_providers,    ///< add providers and their secrets
+    manage_providers,    ///< add, save and remove providers (their DSNs and secret references)
     manage_mailboxes,    ///< add, change, retire mailboxes
     manage_pools,        ///< add, change, remove pools
     manage_sequences,    ///< add, change, remove sequences

@@ -34,6 +34,7 @@
 #include <mailers/pool.hpp>
 #include <mailers/principal.hpp>
 #include <mailers/provider_transport.hpp>
+#include <mailers/stored_provider.hpp>
 #include <mailers/quota.hpp>
 #include <mailers/store.hpp>
 #include <mailers/suppression.hpp>
@@ -578,14 +579,40 @@ public:
     // errc::invalid_address, errc::unknown_time_zone, errc::not_found, ...)
     // or errc::permission_denied, and then changes nothing.
 
-    /// Makes `transport` the connection behind provider `id`. Providers are
-    /// runtime objects: register them at every start.
+    /// Makes `transport` the connection behind provider `id` in this engine
+    /// only: register it at every start. It takes precedence over a stored
+    /// provider of the same id (save_provider) for as long as the engine
+    /// lives, so a host can wrap or replace what the workspace stores.
     void add_provider(const principal& who, const std::string& id,
                       std::shared_ptr<provider_transport> transport);
     /// Builds the transport from a DSN (see transport_factory.hpp) on the
-    /// engine's executor and registers it. The audit record keeps the DSN
-    /// with its secrets redacted.
+    /// engine's executor and registers it, as the overload above. The audit
+    /// record keeps the DSN with its secrets redacted.
     void add_provider(const principal& who, const std::string& id, std::string_view dsn);
+
+    /// Keeps provider `id` in the store as a DSN (audited as
+    /// "provider.save", needs `manage_providers`), creating or replacing
+    /// it: every engine of the workspace builds its transport, at start and
+    /// within one change-feed poll of the save, resolving the DSN's secret
+    /// references in its own process. Refused with errc::invalid_argument,
+    /// changing nothing: an empty id or one with CR/LF, a DSN that does not
+    /// parse or build here (so its references must resolve in the saving
+    /// process too), and a DSN holding a secret inline
+    /// (require_secret_references(): the message names the field). An
+    /// engine where the host registered `id` with add_provider keeps the
+    /// host's transport. An engine that cannot build a stored DSN (a
+    /// reference unset in its environment) logs an error and has no
+    /// provider `id`: its sends through it fail with errc::unknown_provider.
+    void save_provider(const principal& who, const std::string& id, std::string_view dsn);
+    /// Removes a stored provider (audited as "provider.remove", needs
+    /// `manage_providers`). Refused with errc::invalid_argument while a
+    /// mailbox that is not retired names it (their sends would fail), and
+    /// with errc::not_found when the store holds no provider `id`. A
+    /// transport the host registered under `id` stays.
+    void remove_provider(const principal& who, const std::string& id);
+    /// The workspace's stored providers, in id order, as this engine knows
+    /// them; `active` says whether this engine sends through the stored DSN.
+    std::vector<stored_provider> stored_providers() const;
     /// Validated before anything is saved: an id, a valid From address, a
     /// display name of UTF-8 text without control characters, a provider
     /// id, an IANA time zone (not empty), a send window, weight, gap,

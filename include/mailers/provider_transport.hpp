@@ -41,6 +41,12 @@ struct send_outcome {
 using send_handler_signature = void(error_code, send_outcome);
 using any_send_handler = boost::asio::any_completion_handler<send_handler_signature>;
 
+/// How a connection check ended: `ec` as a send's would be (an
+/// authentication failure compares equal to `failure::auth`), and
+/// `diag.message` a sentence saying what was checked or what failed.
+using check_handler_signature = void(error_code, diagnostics);
+using any_check_handler = boost::asio::any_completion_handler<check_handler_signature>;
+
 /// Base class for transports: a public non-virtual front over one protected
 /// primitive. The front guarantees the handler never runs inside the
 /// initiating call: a completion the backend makes inside that call is
@@ -79,6 +85,20 @@ public:
             token, std::move(out));
     }
 
+    /// Checks the connection and the credentials without sending anything:
+    /// SMTP opens a session (EHLO, STARTTLS when configured, AUTH) and
+    /// QUITs; the HTTP providers make one documented read-only request that
+    /// needs the credentials a send uses, or fetch an OAuth token (see
+    /// docs/transports.md). Handler signature:
+    /// `void(mailers::error_code, mailers::diagnostics)`, never called
+    /// inside the initiating call. Executor and lifetime as for async_send.
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(check_handler_signature)
+                  Token = boost::asio::deferred_t>
+    auto async_check(Token&& token = {}) {
+        return boost::asio::async_initiate<Token, check_handler_signature>(
+            [this](auto handler) { check_impl(any_check_handler(std::move(handler))); }, token);
+    }
+
     /// A short stable name for logs and events ("smtp", "ses", "capture", ...).
     virtual std::string_view name() const noexcept = 0;
 
@@ -93,8 +113,15 @@ protected:
     /// must post those completions itself.
     virtual void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) = 0;
 
+    /// The check's primitive; completes `handler` exactly once, from any
+    /// thread (the base posts the completion). The default has nothing to
+    /// connect to: it succeeds, saying that nothing was checked. A
+    /// transport with a connection overrides it.
+    virtual void do_check(any_check_handler handler);
+
 private:
     void send_impl(std::shared_ptr<const outbound> out, any_send_handler handler);
+    void check_impl(any_check_handler handler);
     boost::asio::any_io_executor ex_;
 };
 

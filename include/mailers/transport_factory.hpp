@@ -36,4 +36,16 @@ MAILERS_API boost::system::result<std::shared_ptr<provider_transport>> make_tran
     boost::asio::any_io_executor ex, std::string_view dsn_text, const logger& log,
     diagnostics* diag = nullptr);
 
+/// Refuses a DSN that holds a secret inline, for DSNs kept in a store
+/// (engine::save_provider): every field that carries a credential must be
+/// an `env:NAME` or `file:/path` reference, or empty. Those fields are the
+/// password (except mailgun+api's, which is the sending domain), the user
+/// where it is the key (sendgrid+api, postmark+api, mailgun+api, and
+/// sendgrid+smtp / postmark+smtp without a password), and the secret
+/// options (is_secret_option()). Returns errc::invalid_argument with
+/// `diag->message` naming the scheme and the field, never its value; a DSN
+/// that does not parse fails as parse_dsn() does.
+MAILERS_API boost::system::result<void> require_secret_references(std::string_view dsn_text,
+                                                                  diagnostics* diag = nullptr);
+
 }  // namespace mailers

@@ -181,6 +181,8 @@ void engine::impl::load() {
             sequence_pauses[o.id] = o.json;
         } else if (o.kind == "campaign") {
             apply_campaign_object(o);
+        } else if (o.kind == "provider") {
+            apply_provider_object(o);
         } else if (apply_access_object(o)) {
         } else if (o.kind == "sequence") {
             auto c = sequence_config_from_json(o.json);
@@ -550,6 +552,8 @@ void engine::add_provider(const principal& who, const std::string& id,
     impl_->mutate(who, "provider.add", "provider", id, {}, after, {}, [&] {
         std::lock_guard lock(impl_->mu);
         impl_->providers[id] = std::move(t);
+        impl_->host_providers.insert(id);
+        if (auto it = impl_->stored.find(id); it != impl_->stored.end()) it->second.active = false;
     });
 }
 
@@ -572,6 +576,8 @@ void engine::add_provider(const principal& who, const std::string& id, std::stri
     impl_->mutate(who, "provider.add", "provider", id, {}, after, {}, [&] {
         std::lock_guard lock(impl_->mu);
         impl_->providers[id] = std::move(*t);
+        impl_->host_providers.insert(id);
+        if (auto it = impl_->stored.find(id); it != impl_->stored.end()) it->second.active = false;
     });
 }
 

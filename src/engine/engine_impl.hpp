@@ -161,6 +161,15 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// Applies a stored campaign object (load and change feed).
     void apply_campaign_object(const stored_object& o);
     std::unordered_map<std::string, std::shared_ptr<provider_transport>> providers;
+    /// Providers kept in the store (objects "provider"), by id
+    /// (providers.cpp). Ids in `host_providers` were registered by the host
+    /// with add_provider: a stored DSN of the same id does not replace them.
+    std::map<std::string, stored_provider> stored;
+    std::unordered_set<std::string> host_providers;
+    /// Applies a stored provider object, building its transport (load and
+    /// change feed; under mu). A DSN that does not build here is logged.
+    void apply_provider_object(const stored_object& o);
+    void remove_provider_object(const std::string& id);  // under mu
     std::unordered_map<std::string, detail::cap_hint> cap_hints;  // cap key -> store's refusal
     std::mt19937_64 rng;
     engine_stats counters;

@@ -211,6 +211,8 @@ void engine::impl::apply_changes(const change_set& cs) {
                 sequence_pauses[o.id] = o.json;
             } else if (o.kind == "campaign") {
                 apply_campaign_object(o);
+            } else if (o.kind == "provider") {
+                apply_provider_object(o);
             } else if (apply_access_object(o)) {
             } else if (o.kind == "sequence") {
                 auto c = sequence_config_from_json(o.json);
@@ -251,6 +253,8 @@ void engine::impl::apply_changes(const change_set& cs) {
                 sequence_pauses.erase(id);
             } else if (kind == "campaign") {
                 campaigns.erase(id);
+            } else if (kind == "provider") {
+                remove_provider_object(id);
             } else if (kind == "sequence") {
                 sequences.erase(id);
             } else if (!remove_webhook_object(kind, id) && !remove_rules_object(kind, id)) {

@@ -104,6 +104,30 @@ std::string to_json(const pause_info& p) {
     return out;
 }
 
+std::string to_json(const stored_provider& p) {
+    std::string out;
+    json::writer(out)
+        .begin_object()
+        .member("id", p.id)
+        .member("dsn", p.dsn)
+        .member("created_us", micros(p.created_at))
+        .member("updated_us", micros(p.updated_at))
+        .end_object();
+    return out;
+}
+
+boost::system::result<stored_provider> stored_provider_from_json(std::string_view json) {
+    return parse_object(json, [](object o) -> boost::system::result<stored_provider> {
+        stored_provider p;
+        p.id = get_string(o, "id");
+        p.dsn = get_string(o, "dsn");
+        if (p.id.empty() || p.dsn.empty()) return bad();
+        p.created_at = time_point(duration(get_int(o, "created_us")));
+        p.updated_at = time_point(duration(get_int(o, "updated_us")));
+        return p;
+    });
+}
+
 std::string to_json(const sequence_config& s) {
     std::string out;
     json::writer w(out);

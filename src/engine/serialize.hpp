@@ -31,6 +31,10 @@ std::string to_json(const pause_info& p);
 std::string to_json(const sequence_config& s);
 boost::system::result<sequence_config> sequence_config_from_json(std::string_view json);
 boost::system::result<pause_info> pause_from_json(std::string_view json);
+/// A stored provider (its DSN holds references only, never a secret);
+/// `active` is the engine's own and is not stored.
+std::string to_json(const stored_provider& p);
+boost::system::result<stored_provider> stored_provider_from_json(std::string_view json);
 /// A started campaign (object "campaign"), without its recipients.
 std::string to_json(const campaign_info& c);
 boost::system::result<campaign_info> campaign_info_from_json(std::string_view json);

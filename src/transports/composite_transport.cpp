@@ -72,4 +72,27 @@ void composite_transport::try_next(std::shared_ptr<attempt> a) {
     });
 }
 
+void composite_transport::do_check(any_check_handler handler) {
+    check_from(0, std::make_shared<any_check_handler>(std::move(handler)), {});
+}
+
+void composite_transport::check_from(std::size_t i, std::shared_ptr<any_check_handler> h,
+                                     std::string done) {
+    if (i == children_.size()) {
+        diagnostics d;
+        d.message = std::string(name()) + ": " + done;
+        std::move (*h)(error_code{}, std::move(d));
+        return;
+    }
+    children_[i]->async_check([this, i, h, done = std::move(done)](error_code ec,
+                                                                   diagnostics d) mutable {
+        if (ec) {
+            d.message = std::string(name()) + " child " + std::to_string(i + 1) + ": " + d.message;
+            std::move (*h)(ec, std::move(d));
+            return;
+        }
+        check_from(i + 1, std::move(h), done.empty() ? d.message : done + "; " + d.message);
+    });
+}
+
 }  // namespace mailers

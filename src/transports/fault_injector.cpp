@@ -204,4 +204,8 @@ void fault_injector::do_send(std::shared_ptr<const outbound> out, any_send_handl
     });
 }
 
+void fault_injector::do_check(any_check_handler handler) {
+    inner_->async_check(std::move(handler));
+}
+
 }  // namespace mailers

@@ -53,4 +53,18 @@ void provider_transport::send_impl(std::shared_ptr<const outbound> out, any_send
             }));
 }
 
+void provider_transport::do_check(any_check_handler handler) {
+    diagnostics d;
+    d.message = std::string(name()) + ": nothing to check (this transport holds no connection)";
+    std::move(handler)(error_code{}, std::move(d));
+}
+
+void provider_transport::check_impl(any_check_handler handler) {
+    // A check is rare: its completion is always posted, never dispatched.
+    do_check(
+        any_check_handler([h = std::move(handler), ex = ex_](error_code ec, diagnostics d) mutable {
+            detail::complete_later(ex, std::move(h), ec, std::move(d));
+        }));
+}
+
 }  // namespace mailers

@@ -84,7 +84,42 @@ transport_result build(const boost::asio::any_io_executor& ex, const composite_d
     return invalid(diag, fmt::format("unsupported DSN scheme; supported: {}", supported_schemes()));
 }
 
+// The first field of `d` that holds a credential inline, or "".
+std::string inline_secret(const dsn& d) {
+    const auto inline_value = [](const secret& s) { return !s.empty() && !s.is_reference(); };
+    if (d.scheme != "mailgun+api" && inline_value(d.password)) return "the password";
+    const bool user_is_key =
+        d.scheme == "sendgrid+api" || d.scheme == "postmark+api" || d.scheme == "mailgun+api" ||
+        ((d.scheme == "sendgrid+smtp" || d.scheme == "postmark+smtp") && d.password.empty());
+    if (user_is_key && inline_value(d.user)) return "the user (the API key)";
+    for (const auto& [name, value] : d.options)
+        if (is_secret_option(name) && inline_value(secret(value)))
+            return fmt::format("option {}", name);
+    return {};
+}
+
+error_code find_inline_secret(const composite_dsn& c, diagnostics* diag) {
+    if (c.k != composite_dsn::kind::single) {
+        for (const auto& child : c.children)
+            if (auto ec = find_inline_secret(child, diag)) return ec;
+        return {};
+    }
+    auto field = inline_secret(c.single);
+    if (field.empty()) return {};
+    return invalid(diag, fmt::format("{} DSN holds {} inline: a stored DSN names its secrets by "
+                                     "reference, env:NAME or file:/path",
+                                     c.single.scheme, field));
+}
+
 }  // namespace
+
+boost::system::result<void> require_secret_references(std::string_view dsn_text,
+                                                      diagnostics* diag) {
+    auto parsed = parse_dsn(dsn_text, diag);
+    if (!parsed) return parsed.error();
+    if (auto ec = find_inline_secret(*parsed, diag)) return ec;
+    return {};
+}
 
 transport_result make_transport(boost::asio::any_io_executor ex, std::string_view dsn_text,
                                 diagnostics* diag) {

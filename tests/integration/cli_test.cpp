@@ -15,7 +15,10 @@
 #include <mailers/sequence.hpp>
 #include <mailers/sqlite_store.hpp>
 #include <mailers/store.hpp>
+#include <netinet/in.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +32,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -138,6 +142,93 @@ const char* test_pg() {
     MESSAGE("skipped: set MAILERS_TEST_PG to a conninfo to run the tool on PostgreSQL");
     return nullptr;
 }
+
+// An SMTP server on 127.0.0.1 that knows one account, alice with password
+// "right" (AUTH PLAIN, no TLS), and takes no mail: enough for `provider
+// test`, which must end with QUIT before any MAIL.
+class smtp_peer {
+public:
+    smtp_peer() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd_, 4) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~smtp_peer() {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    int port() const { return port_; }
+    int mails() const { return mails_; }
+    int quits() const { return quits_; }
+
+private:
+    void serve() {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 50) <= 0) continue;
+            const int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c < 0) continue;
+            converse(c);
+            ::close(c);
+        }
+    }
+    static bool read_line(int c, std::string& buf, std::string& line) {
+        for (;;) {
+            const auto eol = buf.find("\r\n");
+            if (eol != std::string::npos) {
+                line = buf.substr(0, eol);
+                buf.erase(0, eol + 2);
+                return true;
+            }
+            char tmp[512];
+            const auto n = ::read(c, tmp, sizeof tmp);
+            if (n <= 0) return false;
+            buf.append(tmp, static_cast<std::size_t>(n));
+        }
+    }
+    static void say(int c, std::string_view s) { (void)!::write(c, s.data(), s.size()); }
+    void converse(int c) {
+        // base64("\0alice\0right")
+        const std::string good = "AGFsaWNlAHJpZ2h0";
+        std::string buf, line;
+        say(c, "220 peer.test ESMTP\r\n");
+        while (read_line(c, buf, line)) {
+            if (line.starts_with("EHLO")) {
+                say(c, "250-peer.test\r\n250 AUTH PLAIN\r\n");
+            } else if (line.starts_with("AUTH PLAIN")) {
+                std::string resp = line.size() > 11 ? line.substr(11) : "";
+                if (resp.empty()) {
+                    say(c, "334 \r\n");
+                    if (!read_line(c, buf, resp)) return;
+                }
+                say(c, resp == good ? "235 2.7.0 Authentication successful\r\n"
+                                    : "535 5.7.8 Authentication credentials invalid\r\n");
+            } else if (line.starts_with("QUIT")) {
+                ++quits_;
+                say(c, "221 2.0.0 Bye\r\n");
+                return;
+            } else {
+                if (line.starts_with("MAIL")) ++mails_;
+                say(c, "502 5.5.1 Not here\r\n");
+            }
+        }
+    }
+
+    int fd_ = -1;
+    int port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> mails_{0}, quits_{0};
+    std::thread thread_;
+};
 
 // The commands every backend must pass, on a store `b` names that does not
 // exist yet.
@@ -550,6 +641,67 @@ void exercise(const backend& b, const fs::path& dir) {
         auto list = cli({"--json", "audit", "list"});
         CHECK(has(list.out, "access.denied"));
         CHECK(has(list.out, "person.erase"));
+    }
+
+    SUBCASE("provider add, list, test and remove; secrets only by reference") {
+        smtp_peer peer;
+        const std::string dsn = "smtp://alice:env:CLI_SMTP_PASS@127.0.0.1:" +
+                                std::to_string(peer.port()) + "?tls=none";
+        auto with_pass = [&](std::string pass, std::vector<std::string> args) {
+            return run(b.with(std::move(args)), {"USER=ops-test", "CLI_SMTP_PASS=" + pass});
+        };
+        auto r = cli({"provider", "add", "mx", "smtp://alice:hunter2@127.0.0.1:25?tls=none"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "the password"));
+        CHECK_FALSE(has(r.err, "hunter2"));
+        r = cli({"provider", "add", "mx", dsn});  // CLI_SMTP_PASS unset: cannot be built
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "CLI_SMTP_PASS"));
+        r = cli({"--json", "provider", "list"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, R"({"providers":[]})"));
+
+        r = with_pass("right", {"provider", "add", "mx", dsn});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "added provider mx"));
+        CHECK(with_pass("right", {"provider", "add", "mx", dsn}).rc == 2);
+        CHECK(with_pass("right", {"provider", "add", "mx", dsn, "--replace"}).rc == 0);
+        r = cli({"provider", "list"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "ID"));
+        CHECK(has(r.out, "mx"));
+        CHECK(has(r.out, "env:CLI_SMTP_PASS"));
+        r = cli({"--json", "provider", "list"});
+        CHECK(has(r.out, R"("id":"mx","dsn":"smtp://)"));
+
+        r = with_pass("right", {"provider", "test", "mx"});
+        CHECK(r.rc == 0);
+        CHECK(has(r.out, "ok: smtp 127.0.0.1"));
+        CHECK(has(r.out, "AUTH PLAIN accepted"));
+        r = with_pass("wrong", {"--json", "provider", "test", "mx"});
+        CHECK(r.rc == 5);
+        CHECK(has(r.out, R"("ok":false,"failure":"auth")"));
+        CHECK(has(r.out, "535"));
+        CHECK_FALSE(has(r.out, "wrong"));
+        r = cli({"provider", "test", "mx"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "cannot be built here"));
+        CHECK(cli({"provider", "test", "nope"}).rc == 1);
+        CHECK(peer.mails() == 0);
+        CHECK(peer.quits() == 2);
+
+        REQUIRE(cli({"mailbox", "add", "rep1", "--address", "rep1@brand.example", "--provider",
+                     "mx"})
+                    .rc == 0);
+        r = cli({"provider", "remove", "mx"});
+        CHECK(r.rc == 2);
+        CHECK(has(r.err, "rep1"));
+        CHECK(cli({"mailbox", "retire", "rep1"}).rc == 0);
+        CHECK(cli({"provider", "remove", "mx"}).rc == 0);
+        CHECK(cli({"provider", "remove", "mx"}).rc == 1);
+        r = cli({"--json", "audit", "list"});
+        CHECK(has(r.out, "provider.save"));
+        CHECK(has(r.out, "provider.remove"));
     }
 
     SUBCASE("a workspace whose hosts hold the erasure key needs it") {

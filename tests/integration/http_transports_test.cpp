@@ -1975,6 +1975,110 @@ TEST_CASE("SES: a request refused for a clock that is off is signed again with t
     }
 }
 
+// Runs the connection check of the transport `dsn` builds.
+std::pair<error_code, mailers::diagnostics> check_dsn(asio::io_context& ioc,
+                                                      const std::string& dsn) {
+    auto t = mailers::make_http_transport(ioc.get_executor(), dsn);
+    REQUIRE(t);
+    std::optional<std::pair<error_code, mailers::diagnostics>> out;
+    (*t)->async_check(
+        [&](error_code ec, mailers::diagnostics d) { out.emplace(ec, std::move(d)); });
+    ioc.restart();
+    while (!out && ioc.run_one_for(30s)) {
+    }
+    REQUIRE(out);
+    return *out;
+}
+
+TEST_CASE("check: one read-only GET with the send's credentials; a wrong one fails as auth") {
+    // The documented read-only requests, answered as the services answer
+    // them: 200 with the right credentials, their refusal otherwise.
+    fake_server srv([&](const received& r) {
+        if (r.method != "GET") return refuse("a check sent " + r.method + " " + r.target);
+        if (r.target == "/v2/email/account") {
+            if (!check_sigv4(r, "eu-west-1").empty())
+                return json_reply(
+                    403, R"({"message":"The request signature we calculated does not match"})",
+                    {{"x-amzn-ErrorType", "InvalidSignatureException"}});
+            return json_reply(200, R"({"SendingEnabled":true})");
+        }
+        if (r.target == "/v3/domains/mg.brand.example")
+            return r.header("authorization") == "Basic " + b64encode("api:key-right")
+                       ? json_reply(200, R"({"domain":{"name":"mg.brand.example"}})")
+                       : json_reply(401, "Forbidden");
+        if (r.target == "/v3/scopes")
+            return r.header("authorization") == "Bearer SG.right"
+                       ? json_reply(200, R"({"scopes":["mail.send"]})")
+                       : json_reply(
+                             401,
+                             R"({"errors":[{"message":"The provided authorization grant is invalid, expired, or revoked","field":null,"help":null}]})");
+        if (r.target == "/server")
+            return r.header("x-postmark-server-token") == "pm-right"
+                       ? json_reply(200, R"({"ID":1,"Name":"Production"})")
+                       : json_reply(
+                             401,
+                             R"({"ErrorCode":10,"Message":"The Server Token you provided in the X-Postmark-Server-Token request header was invalid."})");
+        return refuse("unknown check " + r.target);
+    });
+    const std::string ep = "endpoint=" + srv.url();
+    struct variant {
+        std::string good, bad, target;
+    };
+    const variant variants[] = {
+        {"ses+api://AKIDEXAMPLE:wJalrXUtnFEMI/"
+         "K7MDENG+bPxRfiCYEXAMPLEKEY@default?region=eu-west-1&" +
+             ep,
+         "ses+api://AKIDEXAMPLE:not-the-secret@default?region=eu-west-1&" + ep,
+         "/v2/email/account"},
+        {"mailgun+api://key-right:mg.brand.example@default?" + ep,
+         "mailgun+api://key-wrong:mg.brand.example@default?" + ep, "/v3/domains/mg.brand.example"},
+        {"sendgrid+api://SG.right@default?" + ep, "sendgrid+api://SG.wrong@default?" + ep,
+         "/v3/scopes"},
+        {"postmark+api://pm-right@default?" + ep, "postmark+api://pm-wrong@default?" + ep,
+         "/server"},
+    };
+    asio::io_context ioc;
+    const auto check = [&](const std::string& dsn) { return check_dsn(ioc, dsn); };
+    for (const auto& v : variants) {
+        CAPTURE(v.target);
+        const auto good = check(v.good);
+        CHECK_MESSAGE(!good.first, good.second.message);
+        CHECK(good.second.message.find("GET " + v.target + " answered 200") != std::string::npos);
+        const auto bad = check(v.bad);
+        const auto& message = bad.second.message;
+        CAPTURE(message);
+        CHECK(bad.first == transport_errc::authentication_failed);
+        CHECK(bad.first == failure::auth);
+        CHECK(message.find("wrong") == std::string::npos);
+        CHECK(message.find("not-the-secret") == std::string::npos);
+    }
+    for (const auto& r : srv.requests()) CHECK(r.method == "GET");
+    CHECK(srv.request_count() == 8);
+}
+
+TEST_CASE("check: Graph fetches an access token and calls no API") {
+    token_authority auth;
+    std::atomic<int> api_calls{0};
+    fake_server srv([&](const received& r) {
+        if (r.target.ends_with("/oauth2/v2.0/token")) return auth.microsoft_token(r);
+        ++api_calls;
+        return refuse("a check called " + r.target);
+    });
+    asio::io_context ioc;
+    const auto check = [&](const std::string& secret) {
+        return check_dsn(ioc, "graph+api://app-id:" + secret +
+                                  "@default?tenant=tenant-1&endpoint=" + srv.url() +
+                                  "&token_endpoint=" + srv.url() + "/tenant-1/oauth2/v2.0/token");
+    };
+    const auto good = check("app-secret");
+    CHECK_MESSAGE(!good.first, good.second.message);
+    CHECK(good.second.message.find("an access token was issued") != std::string::npos);
+    const auto bad = check("wrong");
+    CHECK(bad.first == transport_errc::authentication_failed);
+    CHECK(bad.second.provider_code == "invalid_client");
+    CHECK(api_calls == 0);
+}
+
 TEST_CASE("throughput against the local fake provider (figures, not a gate)") {
     for (const char* which : {"postmark", "ses"}) {
         fake_server srv([&](const received& r) {

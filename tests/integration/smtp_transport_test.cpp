@@ -21,6 +21,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
@@ -343,6 +344,15 @@ std::unique_ptr<mailers::smtp_transport> transport(
 }
 
 // Closes the transport and lets its connections say QUIT.
+// Runs the transport's connection check to its end.
+std::pair<error_code, mailers::diagnostics> check_of(asio::io_context& ioc,
+                                                     mailers::provider_transport& t) {
+    std::optional<std::pair<error_code, mailers::diagnostics>> out;
+    t.async_check([&](error_code ec, mailers::diagnostics d) { out.emplace(ec, std::move(d)); });
+    run_until(ioc, [&] { return out.has_value(); });
+    return std::move(*out);
+}
+
 void finish(asio::io_context& ioc, std::unique_ptr<mailers::smtp_transport>& t) {
     t.reset();
     ioc.restart();
@@ -1012,6 +1022,56 @@ TEST_SUITE("smtp transport") {
         CHECK(server.wait_count("QUIT", 1));
         CHECK(server.wait_count("CLOSE", 1));
         CHECK(t->stats().connections_open == 0);
+        finish(ioc, t);
+    }
+
+    TEST_CASE("check: STARTTLS, AUTH and QUIT, nothing sent; a wrong password fails as auth") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        REQUIRE(pki.ok);
+        auto args = tls_server_args(pki.server_cert, pki.server_key);
+        args.insert(args.end(), {"--user", "alice", "--password", "right"});
+        smtp_server server(args);
+        for (const std::string pw : {"right", "Wr0ngPassw0rd"}) {
+            CAPTURE(pw);
+            asio::io_context ioc;
+            auto t = transport(ioc, server.url("smtp", "alice:" + pw + "@") + "?" + ca_option());
+            const auto checked = check_of(ioc, *t);
+            const auto& ec = checked.first;
+            const auto& d = checked.second;
+            CAPTURE(d.message);
+            if (pw == "right") {
+                CHECK_FALSE(ec);
+                CHECK(d.message.find("session open, TLS, AUTH PLAIN accepted") !=
+                      std::string::npos);
+            } else {
+                CHECK(ec == transport_errc::authentication_failed);
+                CHECK(ec == failure::auth);
+                CHECK(d.status == 535);
+                CHECK(d.message.find("Wr0ngPassw0rd") == std::string::npos);
+            }
+            finish(ioc, t);
+        }
+        CHECK(server.count("MAIL") == 0);
+        CHECK(server.wait_count("QUIT", 2));
+        CHECK(server.messages().empty());
+    }
+
+    TEST_CASE("check: a refused connection is a transient failure") {
+        asio::io_context ioc;
+        // Bound and never listened on: a connection to it is refused.
+        asio::ip::tcp::socket holder(ioc);
+        holder.open(asio::ip::tcp::v4());
+        holder.bind({asio::ip::make_address("127.0.0.1"), 0});
+        auto t =
+            transport(ioc, "smtp://127.0.0.1:" + std::to_string(holder.local_endpoint().port()) +
+                               "?tls=none");
+        const auto checked = check_of(ioc, *t);
+        const auto& ec = checked.first;
+        const auto& d = checked.second;
+        CAPTURE(d.message);
+        CHECK(ec == transport_errc::connection_failed);
+        CHECK(ec == failure::transient);
         finish(ioc, t);
     }
 

@@ -45,9 +45,14 @@ public:
 
 protected:
     void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) override;
+    /// Checks every child in order and fails with the first child that
+    /// fails: a failover group whose second provider's key expired is
+    /// broken even while the first one works.
+    void do_check(any_check_handler handler) override;
 
 private:
     struct attempt;
+    void check_from(std::size_t i, std::shared_ptr<any_check_handler> h, std::string done);
     void try_next(std::shared_ptr<attempt> a);
     bool down(std::size_t i, std::chrono::steady_clock::time_point now) const;
 

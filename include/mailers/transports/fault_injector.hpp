@@ -136,6 +136,8 @@ public:
 
 protected:
     void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) override;
+    /// The inner transport's check: faults are injected into sends only.
+    void do_check(any_check_handler handler) override;
 
 private:
     double draw();

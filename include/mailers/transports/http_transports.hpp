@@ -327,6 +327,12 @@ public:
 
 protected:
     void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) override;
+    /// One read-only request with the send's credentials: SES GetAccount
+    /// (GET /v2/email/account), Mailgun GET /v3/domains/{domain}, SendGrid
+    /// GET /v3/scopes, Postmark GET /server; Gmail and Graph fetch an
+    /// access token. A refusal is classified as a send's would be (a key
+    /// the provider refuses is `transport_errc::authentication_failed`).
+    void do_check(any_check_handler handler) override;
 
 private:
     struct impl;

@@ -226,6 +226,10 @@ public:
 
 protected:
     void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) override;
+    /// Opens a session of its own (greeting, EHLO, STARTTLS when
+    /// configured, AUTH when configured) and QUITs: the failures are a
+    /// send's set-up failures (535 is `transport_errc::authentication_failed`).
+    void do_check(any_check_handler handler) override;
 
 private:
     struct pool;

@@ -73,6 +73,10 @@ public:
     // token stands for one user, so one token serves every send.
     bool token_per_user() const noexcept override { return service_account_; }
 
+    // A service account's check asks for a token as the configured user,
+    // or as itself when none is configured.
+    std::string check_subject() const override { return service_account_ ? p_.user : ""; }
+
     error_code build(const outbound& out, const build_context& ctx, prepared& prep,
                      diagnostics& diag) override {
         std::string mime;

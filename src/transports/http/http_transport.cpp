@@ -190,6 +190,53 @@ struct http_transport::impl : std::enable_shared_from_this<impl> {
         finish(std::move(j), ec, std::move(outcome));
     }
 
+    // The connection check: the provider's token when it has one, then its
+    // check request when it has one. Its outcome is classified as a send's.
+    void check(any_check_handler handler) {
+        auto h = std::make_shared<any_check_handler>(std::move(handler));
+        if (!tokens) return check_request(std::move(h), {});
+        tokens->async_token(provider->check_subject(), [self = shared_from_this(), h](
+                                                           error_code ec, std::string token,
+                                                           diagnostics d) mutable {
+            if (ec) {
+                d.message = std::string(self->provider->name()) + ": " + d.message;
+                return std::move(*h)(ec, std::move(d));
+            }
+            self->check_request(std::move(h), std::move(token));
+        });
+    }
+
+    void check_request(std::shared_ptr<any_check_handler> h, std::string token) {
+        const std::string name(provider->name());
+        detail::prepared prep;
+        diagnostics diag;
+        const detail::build_context ctx{token, {}, std::chrono::system_clock::now()};
+        if (auto ec = provider->build_check(ctx, prep, diag))
+            return std::move(*h)(ec, std::move(diag));
+        if (prep.req.target.empty()) {
+            diag.message = tokens ? name + ": an access token was issued by " + tokens->token_url()
+                                  : name + ": nothing to check";
+            return std::move(*h)(error_code{}, std::move(diag));
+        }
+        std::string what = name + ": " + std::string(prep.req.method) + " " + prep.req.target;
+        client->async_exchange(
+            provider->api(), std::move(prep.req),
+            [h, name, what = std::move(what)](http::exchange_result r) mutable {
+                diagnostics d;
+                if (r.ec) {
+                    d.message = name + ": " + r.what;
+                    return std::move(*h)(r.ec, std::move(d));
+                }
+                if (r.resp.status / 100 == 2) {
+                    d.status = static_cast<int>(r.resp.status);
+                    d.message = what + " answered " + std::to_string(r.resp.status);
+                    return std::move(*h)(error_code{}, std::move(d));
+                }
+                auto ec = detail::map_http_error(name, r.resp, std::chrono::system_clock::now(), d);
+                std::move (*h)(ec, std::move(d));
+            });
+    }
+
     void finish(std::shared_ptr<job> j, error_code ec, send_outcome outcome) {
         if (!j->limit_key.empty()) {
             std::shared_ptr<job> next;
@@ -239,6 +286,10 @@ http_stats http_transport::stats() const {
 
 void http_transport::do_send(std::shared_ptr<const outbound> out, any_send_handler handler) {
     impl_->send(std::move(out), std::move(handler));
+}
+
+void http_transport::do_check(any_check_handler handler) {
+    impl_->check(std::move(handler));
 }
 
 // ---------------------------------------------------------------------------

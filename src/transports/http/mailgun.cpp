@@ -89,6 +89,14 @@ public:
         return {};
     }
 
+    // GET /v3/domains/{domain} reads the sending domain with the key.
+    error_code build_check(const build_context&, prepared& prep, diagnostics&) override {
+        prep.req.method = "GET";
+        prep.req.target = "/v3/domains/" + p_.domain;
+        prep.req.headers = {{"Authorization", authorization_}};
+        return {};
+    }
+
     void accepted(const outbound&, const prepared&, const http::response& r,
                   send_outcome& outcome) override {
         // Mailgun's events and webhooks name the message without brackets.

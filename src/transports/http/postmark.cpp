@@ -118,6 +118,15 @@ public:
         outcome.provider_message_id = read_json_member(r.body, "MessageID");
     }
 
+    // GET /server reads the configuration of the server the token belongs to.
+    error_code build_check(const build_context&, prepared& prep, diagnostics&) override {
+        prep.req.method = "GET";
+        prep.req.target = "/server";
+        prep.req.headers = {{"X-Postmark-Server-Token", p_.server_token.reveal()},
+                            {"Accept", "application/json"}};
+        return {};
+    }
+
 private:
     postmark_params p_;
     http::endpoint ep_;

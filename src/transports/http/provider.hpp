@@ -86,6 +86,19 @@ public:
 
     /// The token source, for OAuth providers.
     virtual std::shared_ptr<token_source> tokens() const { return nullptr; }
+
+    /// Fills `p.req` with the connection check's request: a documented
+    /// read-only request that needs the credentials a send uses. The
+    /// default leaves the target empty: the check is the OAuth token alone
+    /// (Gmail and Graph, whose profile reads need scopes a sending grant
+    /// need not hold).
+    virtual error_code build_check(const build_context& /*ctx*/, prepared& /*p*/,
+                                   diagnostics& /*diag*/) {
+        return {};
+    }
+
+    /// The token subject a check asks for ("" the shared token).
+    virtual std::string check_subject() const { return {}; }
 };
 
 /// Throw mailers::exception (errc::invalid_argument) for bad parameters.

@@ -159,6 +159,14 @@ public:
         outcome.provider_message_id.assign(r.header("X-Message-Id"));
     }
 
+    // GET /v3/scopes lists the scopes of the key it is called with.
+    error_code build_check(const build_context&, prepared& prep, diagnostics&) override {
+        prep.req.method = "GET";
+        prep.req.target = "/v3/scopes";
+        prep.req.headers = {{"Authorization", authorization_}};
+        return {};
+    }
+
 private:
     sendgrid_params p_;
     http::endpoint ep_;

@@ -96,41 +96,15 @@ public:
         }
         w.end_object();
 
-        prep.request_time = ctx.now + std::chrono::milliseconds(clock_offset_ms_.load());
-        const auto amz_date = sigv4::format_amz_date(prep.request_time);
-        const auto payload_hash = sigv4::sha256_hex(body);
-        std::vector<sigv4::header> signed_headers{{"host", ep_.host_header},
-                                                  {"content-type", "application/json"},
-                                                  {"x-amz-date", amz_date}};
-        if (!p_.session_token.empty())
-            signed_headers.push_back({"x-amz-security-token", p_.session_token.reveal()});
-        sigv4::request sreq;
-        sreq.method = "POST";
-        sreq.path = path_;
-        sreq.headers = signed_headers;
-        sreq.payload_hash = payload_hash;
-        sigv4::params sp;
-        sp.access_key_id = p_.access_key_id;
-        sp.secret_access_key = p_.secret_access_key.reveal();
-        sp.session_token = p_.session_token.reveal();
-        sp.region = p_.region;
-        sp.service = "ses";
-        sp.amz_date = amz_date;
-        const auto key = signing_key(std::string_view(amz_date).substr(0, 8));
-        diagnostics sign_diag;
-        auto s = sigv4::sign(sreq, sp, &key, &sign_diag);
-        if (!s) {
-            diag.message = "ses: cannot sign the request: " + sign_diag.message;
-            return make_error_code(transport_errc::configuration);
-        }
-        req.method = "POST";
-        req.headers.clear();
-        req.headers.push_back({"Content-Type", "application/json"});
-        req.headers.push_back({"X-Amz-Date", amz_date});
-        if (!p_.session_token.empty())
-            req.headers.push_back({"X-Amz-Security-Token", p_.session_token.reveal()});
-        req.headers.push_back({"Authorization", std::move(s->authorization)});
-        return {};
+        return sign("POST", path_, ctx, prep, diag);
+    }
+
+    // GetAccount (GET /v2/email/account) reads the account's sending status
+    // with the same signing credentials.
+    error_code build_check(const build_context& ctx, prepared& prep, diagnostics& diag) override {
+        prep.req.target.assign(account_target);
+        prep.req.body.clear();
+        return sign("GET", ep_.base_path + std::string(account_target), ctx, prep, diag);
     }
 
     // What AWS's SDKs do with a request refused for its time: take the
@@ -158,6 +132,49 @@ public:
     }
 
 private:
+    // Signs prep.req (target and body set) with SigV4 and sets its method
+    // and headers.
+    error_code sign(std::string_view method, const std::string& path, const build_context& ctx,
+                    prepared& prep, diagnostics& diag) {
+        auto& req = prep.req;
+        const auto& body = req.body;
+        prep.request_time = ctx.now + std::chrono::milliseconds(clock_offset_ms_.load());
+        const auto amz_date = sigv4::format_amz_date(prep.request_time);
+        const auto payload_hash = sigv4::sha256_hex(body);
+        std::vector<sigv4::header> signed_headers{{"host", ep_.host_header},
+                                                  {"content-type", "application/json"},
+                                                  {"x-amz-date", amz_date}};
+        if (!p_.session_token.empty())
+            signed_headers.push_back({"x-amz-security-token", p_.session_token.reveal()});
+        sigv4::request sreq;
+        sreq.method = method;
+        sreq.path = path;
+        sreq.headers = signed_headers;
+        sreq.payload_hash = payload_hash;
+        sigv4::params sp;
+        sp.access_key_id = p_.access_key_id;
+        sp.secret_access_key = p_.secret_access_key.reveal();
+        sp.session_token = p_.session_token.reveal();
+        sp.region = p_.region;
+        sp.service = "ses";
+        sp.amz_date = amz_date;
+        const auto key = signing_key(std::string_view(amz_date).substr(0, 8));
+        diagnostics sign_diag;
+        auto s = sigv4::sign(sreq, sp, &key, &sign_diag);
+        if (!s) {
+            diag.message = "ses: cannot sign the request: " + sign_diag.message;
+            return make_error_code(transport_errc::configuration);
+        }
+        req.method = method;
+        req.headers.clear();
+        req.headers.push_back({"Content-Type", "application/json"});
+        req.headers.push_back({"X-Amz-Date", amz_date});
+        if (!p_.session_token.empty())
+            req.headers.push_back({"X-Amz-Security-Token", p_.session_token.reveal()});
+        req.headers.push_back({"Authorization", std::move(s->authorization)});
+        return {};
+    }
+
     // The signing key depends only on the secret, the day, the region and
     // the service: four HMACs saved on every other request of the day.
     sigv4::signing_key_bytes signing_key(std::string_view day) {
@@ -170,6 +187,7 @@ private:
     }
 
     static constexpr std::string_view target = "/v2/email/outbound-emails";
+    static constexpr std::string_view account_target = "/v2/email/account";
 
     ses_params p_;
     http::endpoint ep_;

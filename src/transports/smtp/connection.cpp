@@ -627,6 +627,19 @@ asio::awaitable<bool> connection::still_usable() {
     co_return !r.has_value();
 }
 
+asio::awaitable<send_result> connection::check() {
+    if (auto r = co_await open()) co_return std::move(*r);
+    std::string what = cfg_.label + ": session open";
+    what += session_->tls_active() ? ", TLS" : ", no TLS";
+    what += session_->auth_mechanism().empty()
+                ? ", no AUTH"
+                : ", AUTH " + std::string(session_->auth_mechanism()) + " accepted";
+    co_await quit();
+    send_result ok;
+    ok.outcome.diag.message = std::move(what);
+    co_return ok;
+}
+
 asio::awaitable<void> connection::quit() {
     if (open_ && session_ && session_->established()) co_await drive(session_->start_quit());
     close();

@@ -86,6 +86,11 @@ public:
     boost::asio::awaitable<send_result> send(const outbound& out,
                                              next_message_source* next = nullptr);
 
+    /// Opens a session (greeting, EHLO, STARTTLS and AUTH as configured)
+    /// and QUITs it, sending no message. On success the outcome's message
+    /// says what the session had (TLS, the AUTH mechanism).
+    boost::asio::awaitable<send_result> check();
+
     /// Ends the session politely (QUIT) when it is usable, then closes.
     boost::asio::awaitable<void> quit();
 

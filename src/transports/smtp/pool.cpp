@@ -55,6 +55,25 @@ void connection_pool::submit(job j) {
         spawn(std::move(j));
 }
 
+void connection_pool::check(any_check_handler handler) {
+    auto strand = asio::make_strand(ex_);
+    auto conn = std::make_shared<connection>(strand, cfg_);
+    auto h = std::make_shared<any_check_handler>(std::move(handler));
+    asio::co_spawn(
+        strand,
+        [self = shared_from_this(), conn]() -> asio::awaitable<send_result> {
+            co_return co_await conn->check();
+        },
+        [h, conn, label = cfg_.label](std::exception_ptr e, send_result r) {
+            if (e) {
+                r = {};
+                r.ec = make_error_code(transport_errc::connection_failed);
+                r.outcome.diag.message = label + ": internal error during the check";
+            }
+            std::move (*h)(r.ec, std::move(r.outcome.diag));
+        });
+}
+
 void connection_pool::spawn(job j) {
     auto w = std::make_shared<worker>(asio::make_strand(ex_), cfg_);
     asio::co_spawn(w->strand, run(shared_from_this(), w, std::move(j)), asio::detached);

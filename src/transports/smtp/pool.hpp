@@ -44,6 +44,10 @@ public:
 
     void submit(job j);
 
+    /// Opens and QUITs a session on a connection of its own, outside the
+    /// pool's limit: a check of the server and the credentials.
+    void check(any_check_handler handler);
+
     /// Refuses new sends, fails queued ones with errc::operation_aborted and
     /// closes idle connections; busy ones close after their current send.
     void shutdown();

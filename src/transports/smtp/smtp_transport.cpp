@@ -329,6 +329,10 @@ const smtp_params& smtp_transport::params() const noexcept {
     return pool_->params();
 }
 
+void smtp_transport::do_check(any_check_handler handler) {
+    pool_->check(std::move(handler));
+}
+
 void smtp_transport::do_send(std::shared_ptr<const outbound> out, any_send_handler handler) {
     pool_->submit({std::move(out), std::move(handler)});
 }
