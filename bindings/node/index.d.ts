@@ -505,6 +505,28 @@ export interface DeliveryReportResult {
   duplicates: number;
 }
 
+export interface StoredProvider {
+  id: string;
+  /** As saved: secrets only as `env:` / `file:` references. */
+  dsn: string;
+  createdAt: Date;
+  updatedAt: Date;
+  /** Whether this engine sends through the stored DSN (false when addProvider registered the id here, or the DSN does not build here). */
+  active: boolean;
+}
+
+export interface ProviderCheck {
+  /** The stored provider's id; '' for a DSN given directly. */
+  provider: string;
+  /** 'smtp', 'ses', 'capture', ... */
+  transport: string;
+  ok: boolean;
+  /** The failure class when not ok ('auth', 'transient', ...). */
+  failure: string | null;
+  /** What was checked, or what failed. */
+  message: string;
+}
+
 export interface CapturedMessage {
   mailFrom: string;
   rcptTo: string[];
@@ -751,6 +773,28 @@ export declare class Engine extends EventEmitter {
 
   /** A transport by DSN (transport_factory.hpp); secrets by `env:` / `file:` reference. */
   addProvider(id: string, dsn: string, opts?: ActorOption): Promise<void>;
+  /**
+   * Keeps provider `id` in the store as a DSN, creating or replacing it: every
+   * engine of the workspace builds its transport (at start and within one
+   * change-feed poll). Secrets only as `env:NAME` / `file:/path` references: a
+   * DSN with one inline, or one that does not build here, rejects with
+   * InvalidArgumentError and stores nothing. A provider added with
+   * addProvider keeps precedence in its engine.
+   */
+  saveProvider(id: string, dsn: string, opts?: ActorOption): Promise<void>;
+  /** Rejects with InvalidArgumentError while a mailbox that is not retired uses it, NotFoundError when none is stored. */
+  removeProvider(id: string, opts?: ActorOption): Promise<void>;
+  /** The workspace's stored providers, in id order. */
+  storedProviders(): Promise<StoredProvider[]>;
+  /**
+   * Checks a stored provider's (by id) or a DSN's connection and credentials,
+   * sending nothing, with a transport built for the check from the DSN and
+   * this process's secrets. Resolves with the check when it passed; a failed
+   * check rejects with its failure class's Error (AuthError,
+   * TransientError, ...), the check on `result`. An unknown id rejects with
+   * NotFoundError, a DSN that does not build with InvalidArgumentError.
+   */
+  checkProvider(provider: string | { dsn: string }): Promise<ProviderCheck>;
   upsertMailbox(mailbox: MailboxConfig, opts?: ActorOption): Promise<void>;
   retireMailbox(id: string, opts?: ActorOption): Promise<void>;
   mailbox(id: string): Promise<Required<MailboxConfig> | null>;
@@ -897,8 +941,8 @@ export declare class MailersError extends Error {
   readonly failure: string | null;
   readonly retryAt: Date | null;
   readonly diag: Diagnostics | null;
-  /** For a send: what the engine recorded. */
-  readonly result: SendResult | null;
+  /** For a send: what the engine recorded; for checkProvider, the check. */
+  readonly result: SendResult | ProviderCheck | null;
   /** For a refused sequence or campaign template: where it went wrong. */
   readonly templateError?: TemplateErrorInfo;
 }

@@ -21,6 +21,7 @@
 //     queued to the store are flushed.
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -504,6 +505,89 @@ private:
         return d.Promise();
     }
 
+    // --- provider checks -----------------------------------------------------------
+
+    // Checks the transport that a stored provider's DSN (argument 1, its id)
+    // or `{ dsn }` builds, on the engine's io_context, sending nothing: the
+    // store is read and the transport built on the blocking pool, and the
+    // check completes on the io thread. Resolves with the check; a failed
+    // one rejects as its failure class's Error, the check on `result`.
+    Napi::Value check_provider(const Napi::CallbackInfo& info) {
+        auto env = info.Env();
+        auto v = arg(info, 1);
+        std::string id, dsn;
+        if (v.IsString())
+            id = v.As<Napi::String>().Utf8Value();
+        else if (v.IsObject() && v.As<Napi::Object>().Get("dsn").IsString())
+            dsn = string_field(v.As<Napi::Object>(), "dsn");
+        else
+            throw Napi::TypeError::New(env,
+                                       "checkProvider takes a stored provider's id or { dsn }");
+        if (closing_ || !started_) return aborted(env);
+        auto d = Napi::Promise::Deferred::New(env);
+        begin(env);
+        auto refused = [disp = disp_, self = this, d](failure_info f) {
+            disp->post([self, d, f = std::move(f)](Napi::Env env) {
+                self->end(env);
+                d.Reject(to_js(env, f));
+            });
+        };
+        auto checked = [disp = disp_, self = this, d, id](std::string transport,
+                                                          mailers::error_code ec,
+                                                          mailers::diagnostics diag) {
+            disp->post([self, d, id, transport = std::move(transport), ec,
+                        diag = std::move(diag)](Napi::Env env) {
+                self->end(env);
+                auto o = Napi::Object::New(env);
+                o.Set("provider", Napi::String::New(env, id));
+                o.Set("transport", Napi::String::New(env, transport));
+                o.Set("ok", Napi::Boolean::New(env, !ec));
+                o.Set("failure", ec ? Napi::Value(Napi::String::New(
+                                          env, std::string(to_string(mailers::classify(ec)))))
+                                    : env.Null());
+                o.Set("message", Napi::String::New(env, diag.message));
+                if (!ec) return d.Resolve(o);
+                auto err = to_js(env, failure_info{ec, diag, {}, {}});
+                err.Set("result", o);
+                d.Reject(err);
+            });
+        };
+        asio::post(host_->blocking, [h = host_.get(), id, dsn, refused, checked]() {
+            std::shared_ptr<mailers::provider_transport> t;
+            try {
+                std::string text = dsn;
+                {
+                    std::shared_lock lock(h->mutex);
+                    if (!h->eng)
+                        throw failure_info{
+                            mailers::errc::operation_aborted, {}, "the engine is closed", {}};
+                    if (!id.empty()) {
+                        auto stored = h->eng->stored_providers();
+                        auto it = std::find_if(stored.begin(), stored.end(),
+                                               [&](const auto& p) { return p.id == id; });
+                        if (it == stored.end())
+                            throw failure_info{mailers::errc::not_found,
+                                               {},
+                                               "no stored provider '" + id + "'",
+                                               {}};
+                        text = it->dsn;
+                    }
+                }
+                mailers::diagnostics diag;
+                auto r = mailers::make_transport(h->io.get_executor(), text, &diag);
+                if (!r) throw failure_info{mailers::errc::invalid_argument, diag, diag.message, {}};
+                t = *r;
+            } catch (...) {
+                return refused(from_exception(std::current_exception()));
+            }
+            // The handler keeps the transport until the check has ended.
+            t->async_check([t, checked](mailers::error_code ec, mailers::diagnostics diag) {
+                checked(std::string(t->name()), ec, std::move(diag));
+            });
+        });
+        return d.Promise();
+    }
+
     // --- everything else: call(name, ...args) ------------------------------------
 
     Napi::Value call(const Napi::CallbackInfo& info) {
@@ -655,6 +739,19 @@ private:
                 return {};
             });
         }
+        if (name == "saveProvider") {
+            auto id = string_arg(info, 1, "id");
+            auto dsn = string_arg(info, 2, "dsn");
+            auto who = actor_arg(info, 3);
+            return blocking(env, [who, id, dsn](E& e) -> maker {
+                e.save_provider(who, id, dsn);
+                return {};
+            });
+        }
+        if (name == "removeProvider") return change(info, id_from, &E::remove_provider);
+        if (name == "storedProviders")
+            return blocking(env, [](E& e) { return make_list(e.stored_providers()); });
+        if (name == "checkProvider") return check_provider(info);
         if (name == "upsertMailbox") return change(info, mailbox_from, &E::upsert_mailbox);
         if (name == "retireMailbox") return change(info, id_from, &E::retire_mailbox);
         if (name == "mailbox")

@@ -409,6 +409,16 @@ Napi::Object to_js(Napi::Env env, const mailers::pause_info& p) {
     return o;
 }
 
+Napi::Object to_js(Napi::Env env, const mailers::stored_provider& p) {
+    auto o = Napi::Object::New(env);
+    o.Set("id", str(env, p.id));
+    o.Set("dsn", str(env, p.dsn));
+    o.Set("createdAt", to_js(env, p.created_at));
+    o.Set("updatedAt", to_js(env, p.updated_at));
+    o.Set("active", Napi::Boolean::New(env, p.active));
+    return o;
+}
+
 Napi::Object to_js(Napi::Env env, const mailers::audit_record& r) {
     auto o = Napi::Object::New(env);
     o.Set("seq", num(env, static_cast<double>(r.seq)));

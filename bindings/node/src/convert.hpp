@@ -42,6 +42,7 @@ Napi::Object to_js(Napi::Env env, const mailers::pool_config& p);
 Napi::Object to_js(Napi::Env env, const mailers::quota& q);
 Napi::Object to_js(Napi::Env env, const mailers::suppression_entry& e);
 Napi::Object to_js(Napi::Env env, const mailers::pause_info& p);
+Napi::Object to_js(Napi::Env env, const mailers::stored_provider& p);
 Napi::Object to_js(Napi::Env env, const mailers::audit_record& r);
 Napi::Object to_js(Napi::Env env, const mailers::audit_head& h);
 Napi::Object to_js(Napi::Env env, const mailers::engine_stats& s);

@@ -83,6 +83,32 @@ pgTest('an erasure on PostgreSQL holds in every engine of the workspace', 'node_
   assert.equal((await a.verifyAudit()).ok, true);
 });
 
+pgTest('a stored provider on PostgreSQL reaches every engine of the workspace', 'node_prov', async (schema, engines) => {
+  process.env.MAILERS_NODE_TEST_SMTP_PASSWORD = 's3cret';
+  const dsn = 'smtp://apikey:env:MAILERS_NODE_TEST_SMTP_PASSWORD@127.0.0.1:2525?tls=none';
+  const open = async () => {
+    const x = await mailers.Engine.open({ postgres: conninfo, schema, actor: 'ops' });
+    engines.push(x);
+    return x;
+  };
+  const a = await open();
+  const b = await open();
+  await assert.rejects(a.saveProvider('relay', 'smtp://apikey:hunter2@127.0.0.1:2525?tls=none'), mailers.InvalidArgumentError);
+  await a.saveProvider('relay', dsn);
+  // b, already running, learns it through the change feed.
+  await eventually(async () => (await b.storedProviders()).length === 1, 20000);
+  assert.deepEqual((await b.storedProviders()).map((p) => [p.id, p.dsn, p.active]), [['relay', dsn, true]]);
+  await a.upsertMailbox({ id: 'rep1', from: 'rep1@brand.com', provider: 'relay' });
+  await eventually(async () => (await b.mailbox('rep1')) !== null, 20000);
+  await assert.rejects(b.removeProvider('relay'), mailers.InvalidArgumentError);
+  await a.retireMailbox('rep1');
+  await eventually(async () => (await b.mailbox('rep1')).state === 'retired', 20000);
+  await b.removeProvider('relay');
+  assert.deepEqual(await b.storedProviders(), []);
+  await eventually(async () => (await a.storedProviders()).length === 0, 20000);
+  assert.deepEqual(await a.storedProviders(), []);
+});
+
 // DROP SCHEMA through psql (libpq's own client takes the same conninfo).
 function dropSchema(t, schema) {
   try {

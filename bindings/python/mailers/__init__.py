@@ -87,7 +87,8 @@ from ._types import (WEEKDAYS_MON_FRI, DeliveryReportResult, SuppressionProblem,
                      CountScope, DailyCount, EventType, PauseRule, PauseScope, RuleFiring,
                      RuleMetric, SoftBouncePolicy, bounce_rate_preset, complaint_rate_preset,
                      AccessGrant, AccessPolicy, ErasureCounts, ErasureReport, Latencies,
-                     LatencyHistogram, ParsedWebhook, RetentionPolicy, RetentionReport, Role)
+                     LatencyHistogram, ParsedWebhook, RetentionPolicy, RetentionReport, Role,
+                     ProviderCheck, StoredProvider)
 from ._engine import (AsyncEngine, AsyncEventStream, Engine, EventStream, ManualClock,
                       Subscription, parse_webhook)
 from . import _mailers

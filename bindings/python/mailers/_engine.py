@@ -14,8 +14,8 @@ import weakref
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
 
 from . import _mailers
-from ._errors import (AuditChainBroken, Error, UnknownCampaign, UnknownSequence, make_error,
-                      naming)
+from ._errors import (AuditChainBroken, Error, InvalidArgument, UnknownCampaign, UnknownSequence,
+                      make_error, naming)
 from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport, AuditHead, AuditRecord, Captured, Event, Mailbox, MailboxStatus, PauseInfo,
                      Pool, Postgres, Principal, QueueCounts, QueuedSend, Quota, SendResult, SQLite,
                      Stats, SuppressionEntry, UnsubscribeResult, WebhookResult, _times, from_us,
@@ -24,7 +24,8 @@ from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport
                      WebhookDeliveryCounts, WebhookEndpoint, RecipientLike, _recipients,
                      seconds, CountScope, DailyCount, PauseRule, RuleFiring,
                      SoftBouncePolicy, to_day, AccessPolicy, ErasureReport, Latencies,
-                     RetentionPolicy, RetentionReport, ParsedWebhook)
+                     RetentionPolicy, RetentionReport, ParsedWebhook, ProviderCheck,
+                     StoredProvider)
 
 log = logging.getLogger("mailers")
 
@@ -280,6 +281,49 @@ class Engine:
         may be ``env:NAME`` / ``file:/path`` references. Providers are runtime
         objects: add them at every start."""
         self._core.add_provider(self._who(actor), id, dsn)
+
+    def save_provider(self, id: str, dsn: str, *, actor: Actor = None) -> None:
+        """Keeps provider ``id`` in the store as a DSN, creating or replacing
+        it; every engine of the workspace builds its transport (at start and
+        within one change-feed poll). Secrets must be ``env:NAME`` /
+        ``file:/path`` references: a DSN with one inline, or one that does
+        not build here, raises :class:`InvalidArgument` and stores nothing.
+        A provider this engine registered with :meth:`add_provider` keeps
+        precedence."""
+        self._core.save_provider(self._who(actor), id, dsn)
+
+    def remove_provider(self, id: str, *, actor: Actor = None) -> None:
+        """Removes a stored provider. Raises :class:`InvalidArgument` while a
+        mailbox that is not retired names it, :class:`NotFound` when none is
+        stored under ``id``."""
+        self._core.remove_provider(self._who(actor), id)
+
+    def stored_providers(self) -> list[StoredProvider]:
+        """The workspace's stored providers, in id order."""
+        return [StoredProvider._from(d) for d in self._core.stored_providers()]
+
+    def check_provider(self, id: Optional[str] = None, *,
+                       dsn: Optional[str] = None) -> ProviderCheck:
+        """Checks a provider's connection and credentials, sending nothing
+        (SMTP: greeting, EHLO, STARTTLS, AUTH, QUIT; the HTTP APIs: one
+        read-only request; capture, null and file have nothing to check and
+        succeed saying so). Give a stored provider's ``id`` or a ``dsn``
+        (not both). The transport is built for the check alone, from the
+        DSN as stored, with this process's secrets. Returns the
+        :class:`ProviderCheck` when it passed; a failed check raises the
+        :class:`Error` subclass of its failure class (``AuthFailure``,
+        ``TransientFailure``, ...) with the check on ``e.result``. An unknown
+        ``id`` raises :class:`NotFound`, a DSN that does not build
+        :class:`InvalidArgument`."""
+        if (id is None) == (dsn is None):
+            raise InvalidArgument("check_provider takes a stored provider's id or a dsn",
+                                  code="invalid_argument")
+        err, res = self._core.check_provider(id or "", dsn or "")
+        res.pop("diagnostics")
+        result = ProviderCheck(ok=err is None, failure=err["failure"] if err else None, **res)
+        if err is not None:
+            raise make_error(err, result)
+        return result
 
     def captured(self, provider: str) -> list[Captured]:
         """What a ``capture://`` provider kept, oldest first."""
@@ -1013,6 +1057,19 @@ class AsyncEngine:
 
     async def add_provider(self, id: str, dsn: str, *, actor: Actor = None) -> None:
         return await asyncio.to_thread(self.sync.add_provider, id, dsn, actor=actor)
+
+    async def save_provider(self, id: str, dsn: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.save_provider, id, dsn, actor=actor)
+
+    async def remove_provider(self, id: str, *, actor: Actor = None) -> None:
+        return await asyncio.to_thread(self.sync.remove_provider, id, actor=actor)
+
+    async def stored_providers(self) -> list[StoredProvider]:
+        return await asyncio.to_thread(self.sync.stored_providers)
+
+    async def check_provider(self, id: Optional[str] = None, *,
+                             dsn: Optional[str] = None) -> ProviderCheck:
+        return await asyncio.to_thread(self.sync.check_provider, id, dsn=dsn)
 
     async def clear_captured(self, provider: str) -> None:
         return await asyncio.to_thread(self.sync.clear_captured, provider)

@@ -634,6 +634,35 @@ class Captured:
 
 
 @dataclass(frozen=True)
+class StoredProvider:
+    """A provider kept in the store (:meth:`Engine.save_provider`)."""
+
+    id: str
+    dsn: str  #: secrets only as ``env:NAME`` / ``file:/path`` references
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    #: whether this engine sends through the stored DSN (False when the host
+    #: added a provider of this id, or the DSN does not build here)
+    active: bool
+
+    @classmethod
+    def _from(cls, d: dict) -> "StoredProvider":
+        return cls(**_times(d, "created_at", "updated_at"))
+
+
+@dataclass(frozen=True)
+class ProviderCheck:
+    """How :meth:`Engine.check_provider` ended; on a failed check it is the
+    raised error's ``result``."""
+
+    provider: str  #: the stored provider's id ("" for a DSN given directly)
+    transport: str  #: "smtp", "ses", "capture", ...
+    ok: bool
+    failure: Optional[str]  #: the failure class when not ok ("auth", "transient", ...)
+    message: str  #: what was checked, or what failed
+
+
+@dataclass(frozen=True)
 class WebhookResult:
     http_status: int  #: what to answer the provider
     reason: str

@@ -28,6 +28,7 @@
 #include <shared_mutex>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 namespace py = pybind11;
 
@@ -905,6 +906,75 @@ public:
         eng()->add_provider(actor, id, dsn);
     }
 
+    void save_provider(const py::object& who, const std::string& id, const std::string& dsn) {
+        auto actor = to_principal(who);
+        py::gil_scoped_release nogil;
+        eng()->save_provider(actor, id, dsn);
+    }
+
+    void remove_provider(const py::object& who, const std::string& id) {
+        auto actor = to_principal(who);
+        py::gil_scoped_release nogil;
+        eng()->remove_provider(actor, id);
+    }
+
+    py::list stored_providers() {
+        std::vector<stored_provider> stored;
+        {
+            py::gil_scoped_release nogil;
+            stored = eng()->stored_providers();
+        }
+        py::list out;
+        for (const auto& p : stored)
+            out.append(py::dict(py::arg("id") = p.id, py::arg("dsn") = p.dsn,
+                                py::arg("created_at") = to_us(p.created_at),
+                                py::arg("updated_at") = to_us(p.updated_at),
+                                py::arg("active") = p.active));
+        return out;
+    }
+
+    // Checks the transport a stored provider's DSN (`id`) or `dsn` builds,
+    // on this core's io_context, sending nothing. Returns (error_info |
+    // None, {provider, transport, message, diagnostics}).
+    py::tuple check_provider(const std::string& id, const std::string& dsn) {
+        if (std::this_thread::get_id() == io_thread_)
+            throw std::runtime_error(
+                "a provider check from an event callback would wait for itself");
+        std::string provider = id, text = dsn;
+        error_code ec;
+        diagnostics diag;
+        std::string transport;
+        {
+            py::gil_scoped_release nogil;
+            if (!id.empty()) {
+                auto stored = eng()->stored_providers();
+                auto it = std::find_if(stored.begin(), stored.end(),
+                                       [&](const stored_provider& p) { return p.id == id; });
+                if (it == stored.end())
+                    throw exception(make_error_code(errc::not_found),
+                                    "no stored provider '" + id + "'");
+                text = it->dsn;
+            }
+            auto t = make_transport(ioc_.get_executor(), text, &diag);
+            if (!t) throw exception(make_error_code(errc::invalid_argument), diag.message);
+            transport = std::string((*t)->name());
+            std::promise<std::pair<error_code, diagnostics>> done;
+            auto fut = done.get_future();
+            // The handler keeps the transport alive, so it is released on
+            // the io thread, after its last handler.
+            (*t)->async_check([&done, keep = *t](error_code e, diagnostics d) {
+                done.set_value({e, std::move(d)});
+            });
+            t->reset();
+            std::tie(ec, diag) = fut.get();
+        }
+        auto result =
+            py::dict(py::arg("provider") = provider, py::arg("transport") = transport,
+                     py::arg("message") = diag.message, py::arg("diagnostics") = from_diag(diag));
+        return py::make_tuple(ec ? py::object(error_info(ec, diag)) : py::object(py::none()),
+                              result);
+    }
+
     py::list captured(const std::string& id) {
         std::shared_ptr<capture_transport> t;
         {
@@ -1646,6 +1716,10 @@ PYBIND11_MODULE(_mailers, m) {
         .def("on_engine_thread", &core::on_engine_thread)
         .def("set_event_callback", &core::set_event_callback)
         .def("add_provider", &core::add_provider)
+        .def("save_provider", &core::save_provider)
+        .def("remove_provider", &core::remove_provider)
+        .def("stored_providers", &core::stored_providers)
+        .def("check_provider", &core::check_provider)
         .def("captured", &core::captured)
         .def("clear_captured", &core::clear_captured)
         .def("send_async", &core::send_async)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 import mailers
-from conftest import OPS, setup_engine
+from conftest import OPS, setup_engine, wait_until
 
 CONNINFO = os.environ.get("MAILERS_TEST_PG", "")
 if not CONNINFO:
@@ -123,3 +123,26 @@ def test_erasure_reaches_every_engine_on_postgres(pg):
         p = b.purge_retained(mailers.RetentionPolicy(sends=dt.timedelta(days=8)))
         assert p.sends == 0
         a.verify_audit()
+
+
+def test_stored_provider_reaches_every_engine_on_postgres(pg, monkeypatch):
+    store, ws = pg
+    monkeypatch.setenv("MAILERS_PY_TEST_SMTP_PASSWORD", "s3cret")
+    dsn = "smtp://apikey:env:MAILERS_PY_TEST_SMTP_PASSWORD@127.0.0.1:2525?tls=none"
+    with mailers.Engine(store, workspace=ws, actor=OPS) as a, \
+            mailers.Engine(store, workspace=ws, actor=OPS, queue_poll_interval=0.02) as b:
+        with pytest.raises(mailers.InvalidArgument):
+            a.save_provider("relay", "smtp://apikey:hunter2@127.0.0.1:2525?tls=none")
+        a.save_provider("relay", dsn)
+        # b, already running, learns it through the change feed.
+        wait_until(lambda: b.stored_providers())
+        assert [(p.id, p.dsn, p.active) for p in b.stored_providers()] == [("relay", dsn, True)]
+        a.upsert_mailbox(mailers.Mailbox("rep1", "rep1@brand.com", "relay"))
+        wait_until(lambda: b.find_mailbox("rep1"))
+        with pytest.raises(mailers.InvalidArgument):
+            b.remove_provider("relay")
+        a.retire_mailbox("rep1")
+        wait_until(lambda: b.find_mailbox("rep1").state == "retired")
+        b.remove_provider("relay")
+        assert b.stored_providers() == []
+        wait_until(lambda: not a.stored_providers())

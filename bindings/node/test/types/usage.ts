@@ -32,11 +32,19 @@ import {
   verifyWebhookSignature,
   type ParsedWebhook,
   type IngestResult,
+  type ProviderCheck,
 } from 'mailers';
 
 export async function quickstart(): Promise<void> {
   const engine = await Engine.open({ sqlite: 'workspace.db', actor: { id: 'ops@brand.com' } });
   await engine.addProvider('main', 'postmark+api://env:POSTMARK_TOKEN@default');
+  await engine.saveProvider('relay', 'smtp://apikey:env:SMTP_KEY@smtp.example.com:587');
+  const stored: Date = (await engine.storedProviders())[0].updatedAt;
+  const check: ProviderCheck = await engine.checkProvider({ dsn: 'capture://capture' });
+  const failure: string | null = (await engine.checkProvider('relay')).failure;
+  await engine.removeProvider('relay');
+  // @ts-expect-error: a DSN is given as { dsn }
+  await engine.checkProvider({ url: 'capture://capture' });
   await engine.upsertMailbox({ id: 'rep1', from: 'Riley <rep1@brand.com>', provider: 'main',
                                limits: [{ max: 50, seconds: 86400 }], timeZone: 'Europe/Berlin' });
   await engine.upsertPool({ id: 'outbound', mailboxes: ['rep1'] });
