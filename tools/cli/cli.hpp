@@ -117,6 +117,8 @@ struct store_spec {
     bool postgres = false;
     std::string target;  // path or conninfo
 };
+
+// Which store the global options name; fails with exit_usage when none.
 store_spec resolve_store(const global_options& g);
 
 // How a store is named in messages; a conninfo may hold a password, so it
@@ -140,6 +142,8 @@ struct context {
 
     mailers::engine& engine() { return *eng; }
 };
+
+// The key a file holds, without the line ending editors add.
 std::string read_audit_key(const std::string& path);
 
 // `create` makes the workspace, and the store when there is none, and
@@ -152,13 +156,16 @@ void open_workspace(context& c, mailers::open_mode mode);
 // One JSON object on stdout, under --json.
 void emit(const context& c, const json_object& o);
 
+// Shown by more than one group: mailbox and quota, mailbox and status.
 std::string limits_text(const std::vector<mailers::rate_limit>& ls);
 json_object status_json(const mailers::mailbox_status& s);
 
 // The exit code an error of the library means.
 int exit_for(const boost::system::error_code& ec);
 
+// A whole file; `what` names it in the error when it cannot be read.
 std::string read_file(const std::string& path, std::string_view what);
+
 // "2026-12-07T09:00:00Z" (seconds and Z optional) or "@UNIX_SECONDS".
 mailers::time_point parse_time(const std::string& s, std::string_view what);
 
