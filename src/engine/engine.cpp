@@ -549,12 +549,8 @@ void engine::add_provider(const principal& who, const std::string& id,
     impl_->authorize(who, "provider.add", "provider", id);
     std::string after;
     json::writer(after).begin_object().member("id", id).member("transport", t->name()).end_object();
-    impl_->mutate(who, "provider.add", "provider", id, {}, after, {}, [&] {
-        std::lock_guard lock(impl_->mu);
-        impl_->providers[id] = std::move(t);
-        impl_->host_providers.insert(id);
-        if (auto it = impl_->stored.find(id); it != impl_->stored.end()) it->second.active = false;
-    });
+    impl_->mutate(who, "provider.add", "provider", id, {}, after, {},
+                  [&] { impl_->register_host_provider(id, std::move(t)); });
 }
 
 void engine::add_provider(const principal& who, const std::string& id, std::string_view dsn_text) {
@@ -573,12 +569,8 @@ void engine::add_provider(const principal& who, const std::string& id, std::stri
         .member("transport", (*t)->name())
         .member("dsn", parsed->to_string())
         .end_object();
-    impl_->mutate(who, "provider.add", "provider", id, {}, after, {}, [&] {
-        std::lock_guard lock(impl_->mu);
-        impl_->providers[id] = std::move(*t);
-        impl_->host_providers.insert(id);
-        if (auto it = impl_->stored.find(id); it != impl_->stored.end()) it->second.active = false;
-    });
+    impl_->mutate(who, "provider.add", "provider", id, {}, after, {},
+                  [&] { impl_->register_host_provider(id, std::move(*t)); });
 }
 
 void engine::upsert_mailbox(const principal& who, const mailbox_config& cfg) {

@@ -164,12 +164,15 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// Providers kept in the store (objects "provider"), by id
     /// (providers.cpp). Ids in `host_providers` were registered by the host
     /// with add_provider: a stored DSN of the same id does not replace them.
-    std::map<std::string, stored_provider> stored;
+    std::map<std::string, stored_provider> saved_providers;
     std::unordered_set<std::string> host_providers;
     /// Applies a stored provider object, building its transport (load and
     /// change feed; under mu). A DSN that does not build here is logged.
     void apply_provider_object(const stored_object& o);
     void remove_provider_object(const std::string& id);  // under mu
+    /// add_provider's commit: `t` sends for `id` here, whatever is stored
+    /// under it (takes mu).
+    void register_host_provider(const std::string& id, std::shared_ptr<provider_transport> t);
     std::unordered_map<std::string, detail::cap_hint> cap_hints;  // cap key -> store's refusal
     std::mt19937_64 rng;
     engine_stats counters;

@@ -57,11 +57,19 @@ void engine::impl::apply_provider_object(const stored_object& o) {
                                        p->id, diag.message));
         }
     }
-    stored.insert_or_assign(p->id, std::move(*p));
+    saved_providers.insert_or_assign(p->id, std::move(*p));
+}
+
+void engine::impl::register_host_provider(const std::string& id,
+                                          std::shared_ptr<provider_transport> t) {
+    std::lock_guard lock(mu);
+    providers[id] = std::move(t);
+    host_providers.insert(id);
+    if (auto it = saved_providers.find(id); it != saved_providers.end()) it->second.active = false;
 }
 
 void engine::impl::remove_provider_object(const std::string& id) {
-    stored.erase(id);
+    saved_providers.erase(id);
     if (!host_providers.count(id)) providers.erase(id);
 }
 
@@ -80,7 +88,7 @@ void engine::save_provider(const principal& who, const std::string& id, std::str
     std::string before;
     {
         std::lock_guard lock(impl_->mu);
-        if (auto it = impl_->stored.find(id); it != impl_->stored.end()) {
+        if (auto it = impl_->saved_providers.find(id); it != impl_->saved_providers.end()) {
             before = audit_json(it->second);
             p.created_at = it->second.created_at;
         }
@@ -90,7 +98,7 @@ void engine::save_provider(const principal& who, const std::string& id, std::str
                       std::lock_guard lock(impl_->mu);
                       p.active = !impl_->host_providers.count(id);
                       if (p.active) impl_->providers[id] = std::move(*t);
-                      impl_->stored.insert_or_assign(id, p);
+                      impl_->saved_providers.insert_or_assign(id, p);
                   });
 }
 
@@ -98,8 +106,8 @@ void engine::remove_provider(const principal& who, const std::string& id) {
     std::string before;
     {
         std::lock_guard lock(impl_->mu);
-        auto it = impl_->stored.find(id);
-        if (it == impl_->stored.end())
+        auto it = impl_->saved_providers.find(id);
+        if (it == impl_->saved_providers.end())
             fail(errc::not_found, fmt::format("no stored provider '{}'", id));
         before = audit_json(it->second);
         std::string users;
@@ -123,8 +131,8 @@ void engine::remove_provider(const principal& who, const std::string& id) {
 std::vector<stored_provider> engine::stored_providers() const {
     std::lock_guard lock(impl_->mu);
     std::vector<stored_provider> out;
-    out.reserve(impl_->stored.size());
-    for (const auto& [id, p] : impl_->stored) out.push_back(p);
+    out.reserve(impl_->saved_providers.size());
+    for (const auto& [id, p] : impl_->saved_providers) out.push_back(p);
     return out;
 }
 
