@@ -4932,6 +4932,10 @@ inline void check_audit_purge_keyed(const store_factory& open, const std::string
 /// ordered with every append, so the chain verifies from the anchor.
 inline void check_race_audit_purge(const store_factory& open, const std::string& ws) {
     const auto handles = open_handles(open);
+    // Records to cut whichever thread runs first: the newest always stays.
+    std::vector<store_op> seed;
+    for (const auto& r : sample_audit(3)) seed.push_back(store_ops::append_audit{r});
+    handles[0]->commit(ws, seed);
     std::atomic<std::uint64_t> purged{0};
     run_threads(race_threads, [&](std::size_t t) {
         store& st = *handles[t % handles.size()];
