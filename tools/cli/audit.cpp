@@ -10,6 +10,19 @@ namespace mailers_cli {
 
 namespace {
 
+// The kept records, with the store's anchor and the host's key in `opts`.
+// The engine opens without the key, so that a mistyped one cannot mark the
+// workspace as keyed (context::key_for_engine).
+std::vector<mailers::audit_record> read_chain(context& c, mailers::audit_verify_options& opts) {
+    if (!c.g.audit_key_file.empty()) opts.key = read_audit_key(c.g.audit_key_file);
+    c.key_for_engine = false;
+    open_workspace(c, mailers::open_mode::existing);
+    mailers::audit_anchor anchor;
+    auto records = c.engine().audit_log(1, anchor);
+    opts.anchor = anchor;
+    return records;
+}
+
 // Where the kept chain starts after a purge (docs/audit.md).
 json_object anchor_json(const mailers::audit_anchor& a) {
     return json_object()
@@ -64,12 +77,8 @@ void add_audit_commands(CLI::App& app, commands& reg) {
                 }
                 mailers::audit_verify_options opts;
                 opts.checkpoint = cp;
-                if (!c.g.audit_key_file.empty()) opts.key = read_audit_key(c.g.audit_key_file);
-                c.key_for_engine = false;
-                open_workspace(c, mailers::open_mode::existing);
-                mailers::audit_anchor anchor;
-                auto records = c.engine().audit_log(1, anchor);
-                opts.anchor = anchor;
+                auto records = read_chain(c, opts);
+                const mailers::audit_anchor anchor = *opts.anchor;
                 std::uint64_t bad = 0;
                 auto ec = mailers::verify_audit_chain(records, opts, &bad);
                 json_object o;
@@ -103,12 +112,8 @@ void add_audit_commands(CLI::App& app, commands& reg) {
             "Print the verified head of the chain as SEQ:HASH, to keep elsewhere",
             "mailers audit checkpoint >> /secure/mailers-checkpoints", [&](context& c) {
                 mailers::audit_verify_options opts;
-                if (!c.g.audit_key_file.empty()) opts.key = read_audit_key(c.g.audit_key_file);
-                c.key_for_engine = false;
-                open_workspace(c, mailers::open_mode::existing);
-                mailers::audit_anchor anchor;
-                auto records = c.engine().audit_log(1, anchor);
-                opts.anchor = anchor;
+                auto records = read_chain(c, opts);
+                const mailers::audit_anchor anchor = *opts.anchor;
                 std::uint64_t bad = 0;
                 if (auto ec = mailers::verify_audit_chain(records, opts, &bad))
                     fail(exit_verify, fmt::format("audit verification failed at seq {}: {}; no "
