@@ -68,6 +68,13 @@ namespace {
     diag.message = fmt::format("{}: this store keeps no send queue", what);
     throw exception(make_error_code(errc::store_error), std::move(diag));
 }
+
+// The default of an operation a third-party store may leave out: its
+// engine refuses that feature with a store error naming it.
+[[noreturn]] void not_implemented(std::string_view what) {
+    throw exception(make_error_code(errc::store_error),
+                    fmt::format("store: {} is not implemented by this store", what));
+}
 }  // namespace
 
 std::vector<queued_send> store::claim_queued(std::string_view, std::uint64_t, time_point,
@@ -248,18 +255,15 @@ std::size_t store::purge_webhook_deliveries(std::string_view, time_point) {
 // --- erasure of a person -----------------------------------------------------
 
 person_erasure_result store::erase_person(std::string_view, const person_erasure&) {
-    throw exception(make_error_code(errc::store_error),
-                    "store: erase_person is not implemented by this store");
+    not_implemented("erase_person");
 }
 
 std::size_t store::purge_sends(std::string_view, time_point) {
-    throw exception(make_error_code(errc::store_error),
-                    "store: purge_sends is not implemented by this store");
+    not_implemented("purge_sends");
 }
 
 audit_purge_result store::purge_audit(std::string_view, const audit_purge&) {
-    throw exception(make_error_code(errc::store_error),
-                    "store: purge_audit is not implemented by this store");
+    not_implemented("purge_audit");
 }
 
 // A store that cannot purge never has an anchor: its chain starts at seq 1.
