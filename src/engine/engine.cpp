@@ -1189,18 +1189,23 @@ std::vector<audit_record> engine::audit_log(std::uint64_t from_seq,
                                             mailers::audit_anchor& anchor) const {
     std::vector<audit_record> out;
     impl_->with_store([&](store& st) {
-        // A purge moves the anchor and removes records in one transaction;
-        // the records are read between two reads of the anchor, so equal
-        // anchors mean no purge ran in between.
-        for (;;) {
-            out.clear();
-            anchor = st.find_audit_anchor(impl_->params.workspace);
-            st.for_each_audit(impl_->params.workspace, from_seq,
-                              [&](const audit_record& r) { out.push_back(r); });
-            if (st.find_audit_anchor(impl_->params.workspace) == anchor) return;
-        }
+        out = detail::read_kept_audit(st, impl_->params.workspace, from_seq, anchor);
     });
     return out;
+}
+
+std::vector<audit_record> detail::read_kept_audit(store& st, std::string_view ws,
+                                                  std::uint64_t from_seq, audit_anchor& anchor) {
+    // A purge moves the anchor and removes records in one transaction; the
+    // records are read between two reads of the anchor, so equal anchors
+    // mean no purge ran in between.
+    std::vector<audit_record> out;
+    for (;;) {
+        out.clear();
+        anchor = st.find_audit_anchor(ws);
+        st.for_each_audit(ws, from_seq, [&](const audit_record& r) { out.push_back(r); });
+        if (st.find_audit_anchor(ws) == anchor) return out;
+    }
 }
 
 mailers::audit_anchor engine::audit_anchor() const {

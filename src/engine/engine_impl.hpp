@@ -123,6 +123,11 @@ extern std::function<void()> own_change_applied_hook;
 class send_queue;      // queue.hpp
 class webhook_outbox;  // outbox.hpp
 
+/// The kept audit records from `from_seq` on and, in `anchor`, where they
+/// start, read from one state of the store (engine.cpp).
+std::vector<audit_record> read_kept_audit(store& st, std::string_view ws, std::uint64_t from_seq,
+                                          audit_anchor& anchor);
+
 }  // namespace detail
 
 // Hidden: a nested class of an exported class is exported by default, and

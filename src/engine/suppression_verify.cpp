@@ -113,15 +113,7 @@ public:
         : st_(st), ws_(std::move(ws)), key_(key), unkeyed_(), keyed_(key) {}
 
     suppression_verify_report run() {
-        std::vector<audit_record> log;
-        // The anchor and the records from one state: equal anchors around
-        // the read mean no purge ran in between.
-        for (;;) {
-            log.clear();
-            anchor_ = st_.find_audit_anchor(ws_);
-            st_.for_each_audit(ws_, 1, [&](const audit_record& r) { log.push_back(r); });
-            if (st_.find_audit_anchor(ws_) == anchor_) break;
-        }
+        std::vector<audit_record> log = detail::read_kept_audit(st_, ws_, 1, anchor_);
         if (!chain_ok(log, anchor_)) return std::move(report_);
         read_changes(log);
         std::vector<suppression_version> group;
