@@ -238,13 +238,15 @@ forecast_plan engine::forecast(const forecast_request& req) const {
     auto request_done = [&] {
         if (campaign && !sim->campaign_progress(campaign->id).finished()) return false;
         if (!req.follow.empty()) {
+            // Only the items not yet ended: the scan shrinks as they go.
             bool waits = false;
-            queue_filter f;
-            f.origin_prefix = followed;
-            st->for_each_queued(ws, f, [&](const queued_send& q) {
-                waits = waits || (q.origin == followed && (q.state == queue_state::waiting ||
-                                                           q.state == queue_state::claimed));
-            });
+            for (auto state : {queue_state::waiting, queue_state::claimed}) {
+                queue_filter f;
+                f.origin_prefix = followed;
+                f.state = state;
+                st->for_each_queued(ws, f,
+                                    [&](const queued_send& q) { waits |= q.origin == followed; });
+            }
             if (waits) return false;
         }
         enrollment_filter f;
