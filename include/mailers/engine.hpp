@@ -220,6 +220,18 @@ struct send_result {
     diagnostics diag;
 };
 
+/// What `engine::async_check_provider` (or `async_check_dsn`) checked.
+struct provider_check {
+    std::string provider;   ///< the id checked ("" for a DSN checked directly)
+    std::string transport;  ///< the checked transport's name ("smtp", "ses", ...); "" when none
+    /// The transport the host registered under the id (add_provider),
+    /// which takes precedence over a stored DSN; false for one built from
+    /// the stored DSN or the DSN given.
+    bool host_registered = false;
+    /// `diag.message`: what was checked, or what failed (never a secret).
+    diagnostics diag;
+};
+
 /// How a send waits in the workspace's durable queue (`engine::enqueue`).
 struct enqueue_options {
     /// Never handed off earlier; unset (the epoch): now, by the engine's clock.
@@ -613,6 +625,68 @@ public:
     /// The workspace's stored providers, in id order, as this engine knows
     /// them; `active` says whether this engine sends through the stored DSN.
     std::vector<stored_provider> stored_providers() const;
+
+    /// Checks the connection and credentials of the provider this engine
+    /// sends through as `id`, sending nothing (provider_transport::async_check:
+    /// SMTP opens a session, AUTHs and QUITs; the HTTP providers make one
+    /// read-only request or fetch an OAuth token): the transport the host
+    /// registered under `id` (add_provider) when there is one, else the one
+    /// this engine built from the stored DSN, with this process's secrets.
+    /// Action "provider.check" on the provider, permission
+    /// `manage_providers` (a check uses the provider's credentials). It
+    /// changes nothing and is not audited; a refusal is, as every refusal.
+    ///
+    /// Handler signature: `void(mailers::error_code, mailers::provider_check)`.
+    /// `ec` is clear when the check passed; a failed check compares equal
+    /// to a `mailers::failure` condition (`failure::auth` for refused
+    /// credentials, `failure::transient` for a refused connection), with the
+    /// reply in `result.diag`. Refusals, each with `result.diag.message`
+    /// saying why: errc::not_found when this engine has no provider `id`
+    /// (none registered, none stored); errc::invalid_argument when `id` is
+    /// stored but its DSN cannot be built in this process (a reference to
+    /// an unset variable or a missing file: the message names it);
+    /// errc::permission_denied; errc::operation_aborted when cancelled.
+    /// Executor: the handler's associated executor, else the engine's.
+    /// Never completes inside the initiating call.
+    /// Cancellation: terminal, partial and total cancellation through the
+    /// handler's cancellation slot, and `cancel()` (so the engine's
+    /// destruction) for every check in flight: the check completes at once
+    /// with errc::operation_aborted. An SMTP check's connection is closed
+    /// then; an HTTP provider's request runs on, to its own timeout, and
+    /// its outcome is dropped.
+    /// Lifetime: `who` and `id` are copied; the engine handle may be
+    /// destroyed while the check is in flight. Thread-safe.
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, provider_check))
+                  Token = boost::asio::deferred_t>
+    auto async_check_provider(principal who, std::string id, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code, provider_check)>(
+            [state = impl_](auto handler, principal w, std::string i) {
+                async_check_impl(
+                    state, std::move(w), std::move(i), {},
+                    boost::asio::any_completion_handler<void(error_code, provider_check)>(
+                        std::move(handler)));
+            },
+            token, std::move(who), std::move(id));
+    }
+
+    /// As async_check_provider, for a transport built from `dsn` (see
+    /// transport_factory.hpp) on the engine's executor for this check
+    /// alone: a DSN not yet stored, or one to compare with the stored one.
+    /// Secrets may be inline or references. errc::invalid_argument when it
+    /// does not parse or build here. Action "provider.check" on the
+    /// workspace (`manage_providers` over the workspace).
+    template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(error_code, provider_check))
+                  Token = boost::asio::deferred_t>
+    auto async_check_dsn(principal who, std::string dsn, Token&& token = {}) {
+        return boost::asio::async_initiate<Token, void(error_code, provider_check)>(
+            [state = impl_](auto handler, principal w, std::string d) {
+                async_check_impl(
+                    state, std::move(w), {}, std::move(d),
+                    boost::asio::any_completion_handler<void(error_code, provider_check)>(
+                        std::move(handler)));
+            },
+            token, std::move(who), std::move(dsn));
+    }
     /// Validated before anything is saved: an id, a valid From address, a
     /// display name of UTF-8 text without control characters, a provider
     /// id, an IANA time zone (not empty), a send window, weight, gap,
@@ -1120,6 +1194,8 @@ public:
     /// Stops sending: sends started from now on, and sends not yet handed
     /// off, complete with errc::operation_aborted; queued store writes are
     /// flushed. Sends already handed off complete with their outcome.
+    /// Provider checks in flight, and those started later, complete with
+    /// errc::operation_aborted.
     /// Configuration calls keep working. This engine takes no more queued
     /// sends, and async_enqueue waiters complete with operation_aborted.
     /// Irreversible.
@@ -1131,6 +1207,10 @@ private:
     static void async_send_impl(
         const std::shared_ptr<impl>& state, send_request req,
         boost::asio::any_completion_handler<void(error_code, send_result)> handler);
+    /// Checks provider `id`, or the transport `dsn` builds when `id` is empty.
+    static void async_check_impl(
+        const std::shared_ptr<impl>& state, principal who, std::string id, std::string dsn,
+        boost::asio::any_completion_handler<void(error_code, provider_check)> handler);
     static void async_enqueue_impl(
         const std::shared_ptr<impl>& state, send_request req, enqueue_options opts,
         boost::asio::any_completion_handler<void(error_code, queued_send)> handler);

@@ -92,6 +92,11 @@ public:
     /// docs/transports.md). Handler signature:
     /// `void(mailers::error_code, mailers::diagnostics)`, never called
     /// inside the initiating call. Executor and lifetime as for async_send.
+    /// Cancellation: the SMTP transport honours terminal cancellation
+    /// through the handler's cancellation slot (emitted where the handler's
+    /// executor runs it, as Asio requires): it closes the check's
+    /// connection and completes with errc::operation_aborted. The other
+    /// transports' checks run to their end or their timeout.
     template <BOOST_ASIO_COMPLETION_TOKEN_FOR(check_handler_signature)
                   Token = boost::asio::deferred_t>
     auto async_check(Token&& token = {}) {
@@ -114,7 +119,8 @@ protected:
     virtual void do_send(std::shared_ptr<const outbound> out, any_send_handler handler) = 0;
 
     /// The check's primitive; completes `handler` exactly once, from any
-    /// thread (the base posts the completion). The default has nothing to
+    /// thread (the base posts the completion). `handler` carries the
+    /// caller's cancellation slot. The default has nothing to
     /// connect to: it succeeds, saying that nothing was checked. A
     /// transport with a connection overrides it.
     virtual void do_check(any_check_handler handler);

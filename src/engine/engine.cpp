@@ -526,6 +526,7 @@ engine::~engine() {
         if (impl_->outbox) impl_->outbox->stop();
         impl_->stop_rule_worker();
         impl_->cancelled = true;
+        impl_->abort_checks();
         impl_->writer->flush();
         impl_->stop_membership();
     }
@@ -1297,6 +1298,7 @@ void engine::cancel() {
     if (impl_->queue) impl_->queue->stop();
     if (impl_->outbox) impl_->outbox->stop();
     impl_->cancelled = true;
+    impl_->abort_checks();
     impl_->writer->flush();
 }
 

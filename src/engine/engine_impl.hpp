@@ -121,6 +121,16 @@ using decide::eligibility;
 extern std::function<void()> own_change_applied_hook;
 
 class send_queue;      // queue.hpp
+
+struct provider_check_op;  // providers.cpp
+/// The provider checks in flight. Apart from the engine's state, so that a
+/// check ending after the engine never holds that state up; `mu` is taken
+/// alone.
+struct check_registry {
+    std::mutex mu;
+    std::unordered_map<std::uint64_t, std::weak_ptr<provider_check_op>> ops;
+    std::uint64_t next = 0;
+};
 class webhook_outbox;  // outbox.hpp
 
 /// The kept audit records from `from_seq` on and, in `anchor`, where they
@@ -178,6 +188,10 @@ struct __attribute__((visibility("hidden"))) engine::impl
     /// add_provider's commit: `t` sends for `id` here, whatever is stored
     /// under it (takes mu).
     void register_host_provider(const std::string& id, std::shared_ptr<provider_transport> t);
+    /// Provider checks in flight, so that cancel() ends them (providers.cpp).
+    std::shared_ptr<detail::check_registry> checks = std::make_shared<detail::check_registry>();
+    /// Completes every check in flight with operation_aborted.
+    void abort_checks();
     std::unordered_map<std::string, detail::cap_hint> cap_hints;  // cap key -> store's refusal
     std::mt19937_64 rng;
     engine_stats counters;

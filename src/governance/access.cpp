@@ -107,6 +107,7 @@ std::optional<permission> permission_for_action(std::string_view action) noexcep
         {"provider.add", permission::manage_providers},
         {"provider.save", permission::manage_providers},
         {"provider.remove", permission::manage_providers},
+        {"provider.check", permission::manage_providers},
         {"mailbox.upsert", permission::manage_mailboxes},
         {"mailbox.retire", permission::manage_mailboxes},
         {"pool.upsert", permission::manage_pools},

@@ -1,6 +1,7 @@
 #include <mailers/provider_transport.hpp>
 
 #include <boost/asio/append.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/dispatch.hpp>
 
 #include "core/post.hpp"
@@ -61,10 +62,12 @@ void provider_transport::do_check(any_check_handler handler) {
 
 void provider_transport::check_impl(any_check_handler handler) {
     // A check is rare: its completion is always posted, never dispatched.
-    do_check(
-        any_check_handler([h = std::move(handler), ex = ex_](error_code ec, diagnostics d) mutable {
+    // The backend sees the caller's cancellation slot.
+    auto slot = handler.get_cancellation_slot();
+    do_check(any_check_handler(boost::asio::bind_cancellation_slot(
+        slot, [h = std::move(handler), ex = ex_](error_code ec, diagnostics d) mutable {
             detail::complete_later(ex, std::move(h), ec, std::move(d));
-        }));
+        })));
 }
 
 }  // namespace mailers

@@ -2,6 +2,8 @@
 // secrets, built by every engine of a workspace, on SQLite and PostgreSQL.
 #include <unistd.h>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdlib>
 #include <functional>
 #include <mailers/postgres_store.hpp>
@@ -226,4 +228,173 @@ TEST_CASE("a composite checks every child in order; a fault injector checks its 
     fault_injector faulty(*broken);
     r = check(faulty);
     CHECK(r.first == failure::transient);
+}
+
+// --- engine::async_check_provider -----------------------------------------------
+
+namespace {
+
+using check_outcome = std::pair<error_code, provider_check>;
+
+// Runs `start(handler)` and the io_context until the handler has run.
+check_outcome run_check(
+    boost::asio::io_context& ioc,
+    const std::function<void(std::function<void(error_code, provider_check)>)>& start) {
+    std::optional<check_outcome> out;
+    start([&](error_code ec, provider_check r) { out.emplace(ec, std::move(r)); });
+    ioc.restart();
+    while (!out && ioc.run_one_for(std::chrono::seconds(60))) {
+    }
+    REQUIRE(out);
+    return *out;
+}
+
+check_outcome check_provider(boost::asio::io_context& ioc, engine& e, const principal& who,
+                             const std::string& id) {
+    return run_check(ioc, [&](auto h) { e.async_check_provider(who, id, std::move(h)); });
+}
+
+// A 127.0.0.1 port that accepts connections (the kernel completes them
+// from the backlog) and never says anything.
+struct silent_listener {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor acceptor{
+        io, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)};
+    unsigned short port() const { return acceptor.local_endpoint().port(); }
+};
+
+}  // namespace
+
+TEST_CASE("provider checks: the host's transport before the stored DSN; unknown and unbuildable") {
+    db_file db("provider-checks");
+    boost::asio::io_context ioc;
+    auto clock = std::make_shared<manual_clock>(test_epoch());
+    principal admin{"admin", "Admin"};
+    const auto open = [&] {
+        return open_engine(ioc, clock,
+                           open_sqlite_store({db.path.string(), open_mode::open_or_create}),
+                           "default");
+    };
+    auto a = open();
+    auto b = open();
+    // Port 1 on the loopback interface: nothing listens there.
+    a->save_provider(admin, "relay", "smtp://127.0.0.1:1?tls=none");
+    b->add_provider(admin, "relay", std::make_shared<capture_transport>(ioc.get_executor()));
+
+    // a sends through the stored DSN: its check connects, and is refused.
+    auto [ec, r] = check_provider(ioc, *a, admin, "relay");
+    CHECK(ec == failure::transient);
+    CHECK(r.provider == "relay");
+    CHECK(r.transport == "smtp");
+    CHECK_FALSE(r.host_registered);
+    CHECK(r.diag.message.starts_with("smtp 127.0.0.1:1"));
+
+    // b sends through the host's transport, which has nothing to check.
+    std::tie(ec, r) = check_provider(ioc, *b, admin, "relay");
+    CHECK_FALSE(ec);
+    CHECK(r.transport == "capture");
+    CHECK(r.host_registered);
+    CHECK(r.diag.message.find("nothing to check") != std::string::npos);
+
+    // Neither registered nor stored.
+    std::tie(ec, r) = check_provider(ioc, *a, admin, "nosuch");
+    CHECK(ec == errc::not_found);
+    CHECK(r.transport.empty());
+    CHECK(r.diag.message.find("'nosuch'") != std::string::npos);
+
+    // Stored with a reference that does not resolve in this process: an
+    // engine opened now cannot build it, and says why.
+    ::setenv("MAILERS_TEST_CHECK_PASS", "s3cret", 1);
+    a->save_provider(admin, "gone", "smtp://u:env:MAILERS_TEST_CHECK_PASS@127.0.0.1:1?tls=none");
+    ::unsetenv("MAILERS_TEST_CHECK_PASS");
+    auto c = open();
+    std::tie(ec, r) = check_provider(ioc, *c, admin, "gone");
+    CHECK(ec == errc::invalid_argument);
+    CHECK(r.diag.message.find("cannot be built in this process") != std::string::npos);
+    CHECK(r.diag.message.find("MAILERS_TEST_CHECK_PASS") != std::string::npos);
+
+    // A DSN checked directly; one that does not build is refused.
+    std::tie(ec, r) = run_check(ioc, [&](auto h) { c->async_check_dsn(admin, "null://null", h); });
+    CHECK_FALSE(ec);
+    CHECK(r.provider.empty());
+    CHECK(r.transport == "null");
+    std::tie(ec, r) = run_check(ioc, [&](auto h) { c->async_check_dsn(admin, "nope://x", h); });
+    CHECK(ec == errc::invalid_argument);
+
+    // A check changes nothing and is not audited.
+    const auto audited = a->audit_log().size();
+    check_provider(ioc, *a, admin, "relay");
+    CHECK(a->audit_log().size() == audited);
+}
+
+TEST_CASE("provider checks need manage_providers once access control is on; a refusal is audited") {
+    fixture f;
+    f.eng->save_provider(f.admin, "nul", "null://null");
+    f.eng->put_role(f.admin,
+                    role{"owner", {permission::manage_access, permission::manage_providers}});
+    f.eng->put_role(f.admin, role{"sender", {permission::send}});
+    f.eng->grant_access(f.admin, access_grant{"admin", "owner", {}});
+    f.eng->grant_access(f.admin, access_grant{"bob", "sender", {}});
+    f.eng->set_access_control(f.admin, true);
+
+    auto [ec, r] = check_provider(f.ioc, *f.eng, f.admin, "nul");
+    CHECK_FALSE(ec);
+    std::tie(ec, r) = check_provider(f.ioc, *f.eng, principal{"bob", "Bob"}, "nul");
+    CHECK(ec == errc::permission_denied);
+    CHECK(r.diag.message.find("bob") != std::string::npos);
+    f.eng->flush();
+    const auto log = f.eng->audit_log();
+    REQUIRE_FALSE(log.empty());
+    CHECK(log.back().action == "access.denied");
+    CHECK(log.back().after.find("provider.check") != std::string::npos);
+}
+
+TEST_CASE(
+    "provider checks: cancel() and a cancellation slot end a check waiting on a silent peer") {
+    silent_listener peer;
+    fixture f;
+    f.eng->save_provider(f.admin, "silent",
+                         "smtp://127.0.0.1:" + std::to_string(peer.port()) + "?tls=none");
+
+    // Through the handler's cancellation slot.
+    boost::asio::cancellation_signal sig;
+    std::optional<check_outcome> out;
+    f.eng->async_check_provider(
+        f.admin, "silent",
+        boost::asio::bind_cancellation_slot(
+            sig.slot(), [&](error_code ec, provider_check r) { out.emplace(ec, std::move(r)); }));
+    f.ioc.restart();
+    f.ioc.poll();  // the check connects and waits for the greeting
+    CHECK_FALSE(out);
+    sig.emit(boost::asio::cancellation_type::terminal);
+    while (!out && f.ioc.run_one_for(std::chrono::seconds(60))) {
+    }
+    REQUIRE(out);
+    CHECK(out->first == errc::operation_aborted);
+    CHECK(out->second.transport == "smtp");
+
+    // Through cancel(), then the engine's destruction: the connection the
+    // check opened is closed, so the io_context runs out of work.
+    out.reset();
+    f.eng->async_check_provider(
+        f.admin, "silent", [&](error_code ec, provider_check r) { out.emplace(ec, std::move(r)); });
+    f.ioc.poll();
+    f.eng->cancel();
+    while (!out && f.ioc.run_one_for(std::chrono::seconds(60))) {
+    }
+    REQUIRE(out);
+    CHECK(out->first == errc::operation_aborted);
+
+    // Started after cancel(): aborted at once.
+    out.reset();
+    f.eng->async_check_provider(
+        f.admin, "silent", [&](error_code ec, provider_check r) { out.emplace(ec, std::move(r)); });
+    while (!out && f.ioc.run_one_for(std::chrono::seconds(60))) {
+    }
+    REQUIRE(out);
+    CHECK(out->first == errc::operation_aborted);
+
+    f.eng.reset();
+    f.ioc.restart();
+    f.ioc.run();  // returns once nothing is left: no connection lingers
 }

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace mailers::detail::smtp {
@@ -58,20 +61,43 @@ void connection_pool::submit(job j) {
 void connection_pool::check(any_check_handler handler) {
     auto strand = asio::make_strand(ex_);
     auto conn = std::make_shared<connection>(strand, cfg_);
+    // Terminal cancellation of the check cancels the coroutine: the pending
+    // socket operation ends at once and the next one throws. co_spawn
+    // emits that on the strand because the completion is bound to it.
+    auto slot = handler.get_cancellation_slot();
     auto h = std::make_shared<any_check_handler>(std::move(handler));
+    auto cancelled = std::make_shared<bool>(false);
     asio::co_spawn(
         strand,
-        [self = shared_from_this(), conn]() -> asio::awaitable<send_result> {
-            co_return co_await conn->check();
+        [self = shared_from_this(), conn, cancelled]() -> asio::awaitable<send_result> {
+            auto r = co_await conn->check();
+            auto cs = co_await asio::this_coro::cancellation_state;
+            *cancelled = cs.cancelled() != asio::cancellation_type::none;
+            co_return r;
         },
-        [h, conn, label = cfg_.label](std::exception_ptr e, send_result r) {
-            if (e) {
-                r = {};
-                r.ec = make_error_code(transport_errc::connection_failed);
-                r.outcome.diag.message = label + ": internal error during the check";
-            }
-            std::move (*h)(r.ec, std::move(r.outcome.diag));
-        });
+        asio::bind_cancellation_slot(
+            slot, asio::bind_executor(strand, [h, conn, cancelled, label = cfg_.label](
+                                                  std::exception_ptr e, send_result r) {
+                if (e || *cancelled) {
+                    const bool aborted = *cancelled || [&] {
+                        try {
+                            std::rethrow_exception(e);
+                        } catch (const boost::system::system_error& x) {
+                            return x.code() == asio::error::operation_aborted;
+                        } catch (...) {
+                            return false;
+                        }
+                    }();
+                    conn->close();
+                    r = {};
+                    r.ec = aborted ? make_error_code(errc::operation_aborted)
+                                   : make_error_code(transport_errc::connection_failed);
+                    r.outcome.diag.message =
+                        label + (aborted ? ": the check was cancelled"
+                                         : ": internal error during the check");
+                }
+                std::move (*h)(r.ec, std::move(r.outcome.diag));
+            })));
 }
 
 void connection_pool::spawn(job j) {
