@@ -30,7 +30,9 @@
 #include <fstream>
 #include <functional>
 #include <mailers/address.hpp>
+#include <mailers/engine.hpp>
 #include <mailers/mime.hpp>
+#include <mailers/sqlite_store.hpp>
 #include <mailers/transports/smtp_transport.hpp>
 #include <memory>
 #include <mutex>
@@ -1054,6 +1056,47 @@ TEST_SUITE("smtp transport") {
         }
         CHECK(server.count("MAIL") == 0);
         CHECK(server.wait_count("QUIT", 2));
+        CHECK(server.messages().empty());
+    }
+
+    TEST_CASE("engine: a stored provider's check; a wrong password fails as auth, unnamed") {
+        REQUIRE_SMTP_SERVER();
+        const auto& pki = certificates();
+        REQUIRE(pki.ok);
+        auto args = tls_server_args(pki.server_cert, pki.server_key);
+        args.insert(args.end(), {"--user", "alice", "--password", "right"});
+        smtp_server server(args);
+        asio::io_context ioc;
+        mailers::engine_params p;
+        p.storage = mailers::open_sqlite_store({":memory:", mailers::open_mode::open_or_create});
+        mailers::engine eng(ioc.get_executor(), std::move(p));
+        const mailers::principal admin{"admin", "Admin"};
+        const auto dsn = server.url("smtp", "alice:env:MAILERS_TEST_CHECK_PW@") + "?" + ca_option();
+        for (const std::string pw : {"right", "Wr0ngPassw0rd"}) {
+            CAPTURE(pw);
+            // Saving builds the transport again, with the variable as it is now.
+            ::setenv("MAILERS_TEST_CHECK_PW", pw.c_str(), 1);
+            eng.save_provider(admin, "relay", dsn);
+            std::optional<std::pair<error_code, mailers::provider_check>> out;
+            eng.async_check_provider(admin, "relay", [&](error_code ec, mailers::provider_check r) {
+                out.emplace(ec, std::move(r));
+            });
+            run_until(ioc, [&] { return out.has_value(); });
+            const auto& [ec, r] = *out;
+            CAPTURE(r.diag.message);
+            CHECK(r.transport == "smtp");
+            CHECK_FALSE(r.host_registered);
+            if (pw == "right") {
+                CHECK_FALSE(ec);
+                CHECK(r.diag.message.find("AUTH PLAIN accepted") != std::string::npos);
+            } else {
+                CHECK(ec == failure::auth);
+                CHECK(r.diag.status == 535);
+                CHECK(r.diag.message.find("Wr0ngPassw0rd") == std::string::npos);
+            }
+        }
+        ::unsetenv("MAILERS_TEST_CHECK_PW");
+        CHECK(server.count("MAIL") == 0);
         CHECK(server.messages().empty());
     }
 

@@ -139,6 +139,9 @@ void open_workspace(context& c, mailers::open_mode mode) {
     ep.workspace = c.g.workspace;
     ep.storage = std::move(st);
     ep.member_name = "mailers-cli";
+    // The tool never hands off sends: it runs its io_context only while it
+    // waits for a provider check, which must not hand off queued ones.
+    ep.drain_queue = false;
     if (!c.g.audit_key_file.empty() && c.key_for_engine)
         ep.audit_key = "file:" + c.g.audit_key_file;
     if (!c.g.erasure_key_file.empty()) ep.erasure_key = "file:" + c.g.erasure_key_file;

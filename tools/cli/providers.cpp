@@ -1,8 +1,7 @@
 // `mailers init` and `mailers provider`.
 #include <algorithm>
-#include <boost/asio/io_context.hpp>
 #include <mailers/dsn.hpp>
-#include <mailers/transport_factory.hpp>
+#include <optional>
 
 #include "cli.hpp"
 
@@ -101,42 +100,37 @@ void add_init_and_provider_commands(CLI::App& app, commands& reg) {
             });
 
     reg.add(prov, "test",
-            "Check a stored provider's connection and credentials, sending nothing (exit 5 when "
-            "the check fails)",
+            "Check a provider's connection and credentials as this workspace's engines would "
+            "use it, sending nothing (exit 5 when the check fails)",
             "mailers provider test ses-eu",
             [&](context& c) {
                 open_workspace(c, mailers::open_mode::existing);
-                const auto p = find_stored(c, prov_id);
-                // A transport of its own, on an io_context of its own: the
-                // check runs to its end without the engine's background work.
-                boost::asio::io_context io;
-                mailers::diagnostics diag;
-                auto t = mailers::make_transport(io.get_executor(), p.dsn, &diag);
-                if (!t)
-                    fail(exit_usage,
-                         fmt::format("provider '{}' cannot be built here: {}", p.id, diag.message));
-                mailers::error_code ec;
-                bool done = false;
-                (*t)->async_check([&](mailers::error_code e, mailers::diagnostics d) {
-                    ec = e;
-                    diag = std::move(d);
-                    done = true;
-                });
+                std::optional<std::pair<mailers::error_code, mailers::provider_check>> out;
+                c.engine().async_check_provider(
+                    c.who, prov_id, [&](mailers::error_code ec, mailers::provider_check r) {
+                        out.emplace(ec, std::move(r));
+                    });
                 // Until the check ends, not until the io_context runs dry: an
                 // HTTP client keeps its connection open for the next request.
-                while (!done && io.run_one()) {
+                while (!out && c.io.run_one()) {
                 }
+                auto& [ec, r] = *out;
+                // The engine's refusals (unknown id, a DSN that cannot be
+                // built here, a permission) are errors; a transport's
+                // answer is the check's outcome.
+                if (ec && ec.category() == mailers::error_category())
+                    fail(exit_for(ec), r.diag.message);
                 json_object o;
-                o.str("id", p.id).str("transport", (*t)->name()).boolean("ok", !ec);
+                o.str("id", r.provider).str("transport", r.transport).boolean("ok", !ec);
                 if (ec) o.str("failure", to_string(mailers::classify(ec)));
-                o.str("message", diag.message);
+                o.str("message", r.diag.message);
                 emit(c, o);
                 if (!c.g.json) {
                     if (ec)
                         fmt::print("FAILED ({}): {}\n", to_string(mailers::classify(ec)),
-                                   diag.message);
+                                   r.diag.message);
                     else
-                        fmt::print("ok: {}\n", diag.message);
+                        fmt::print("ok: {}\n", r.diag.message);
                 }
                 return ec ? exit_verify : exit_ok;
             })
