@@ -307,19 +307,25 @@ class Engine:
         """Checks a provider's connection and credentials, sending nothing
         (SMTP: greeting, EHLO, STARTTLS, AUTH, QUIT; the HTTP APIs: one
         read-only request; capture, null and file have nothing to check and
-        succeed saying so). Give a stored provider's ``id`` or a ``dsn``
-        (not both). The transport is built for the check alone, from the
-        DSN as stored, with this process's secrets. Returns the
+        succeed saying so). Give a provider's ``id`` or a ``dsn`` (not both).
+        For an ``id``, the transport this engine sends through: the one
+        :meth:`add_provider` registered, which takes precedence, else the
+        one built from the stored DSN with this process's secrets. A ``dsn``
+        gets a transport built for the check alone. Returns the
         :class:`ProviderCheck` when it passed; a failed check raises the
         :class:`Error` subclass of its failure class (``AuthFailure``,
         ``TransientFailure``, ...) with the check on ``e.result``. An unknown
-        ``id`` raises :class:`NotFound`, a DSN that does not build
-        :class:`InvalidArgument`."""
+        ``id`` raises :class:`NotFound`; a stored DSN that cannot be built
+        here (an unset ``env:`` reference), or a ``dsn`` that does not build,
+        :class:`InvalidArgument`; :meth:`close` during the check
+        :class:`Aborted`. Needs ``manage_providers`` (``PermissionDenied``)."""
         if (id is None) == (dsn is None):
-            raise InvalidArgument("check_provider takes a stored provider's id or a dsn",
+            raise InvalidArgument("check_provider takes a provider's id or a dsn",
                                   code="invalid_argument")
-        err, res = self._core.check_provider(id or "", dsn or "")
+        err, res = self._core.check_provider(self._who(None), id or "", dsn or "")
         res.pop("diagnostics")
+        if err is not None and err["category"] == "mailers":
+            raise make_error(err)  # the engine refused: there is no check to report
         result = ProviderCheck(ok=err is None, failure=err["failure"] if err else None, **res)
         if err is not None:
             raise make_error(err, result)

@@ -655,7 +655,7 @@ class ProviderCheck:
     """How :meth:`Engine.check_provider` ended; on a failed check it is the
     raised error's ``result``."""
 
-    provider: str  #: the stored provider's id ("" for a DSN given directly)
+    provider: str  #: the provider's id ("" for a DSN given directly)
     transport: str  #: "smtp", "ses", "capture", ...
     ok: bool
     failure: Optional[str]  #: the failure class when not ok ("auth", "transient", ...)

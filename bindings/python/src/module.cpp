@@ -933,45 +933,33 @@ public:
         return out;
     }
 
-    // Checks the transport a stored provider's DSN (`id`) or `dsn` builds,
-    // on this core's io_context, sending nothing. Returns (error_info |
-    // None, {provider, transport, message, diagnostics}).
-    py::tuple check_provider(const std::string& id, const std::string& dsn) {
+    // Checks provider `id` as the engine sends through it, or the transport
+    // `dsn` builds when `id` is empty, sending nothing; close() cancels it.
+    // Returns (error_info | None, {provider, transport, message, diagnostics}).
+    py::tuple check_provider(const py::object& who, const std::string& id, const std::string& dsn) {
         if (std::this_thread::get_id() == io_thread_)
             throw std::runtime_error(
                 "a provider check from an event callback would wait for itself");
-        std::string provider = id, text = dsn;
-        error_code ec;
-        diagnostics diag;
-        std::string transport;
+        auto actor = to_principal(who);
+        std::pair<error_code, provider_check> out;
         {
             py::gil_scoped_release nogil;
-            if (!id.empty()) {
-                auto stored = eng()->stored_providers();
-                auto it = std::find_if(stored.begin(), stored.end(),
-                                       [&](const stored_provider& p) { return p.id == id; });
-                if (it == stored.end())
-                    throw exception(make_error_code(errc::not_found),
-                                    "no stored provider '" + id + "'");
-                text = it->dsn;
-            }
-            auto t = make_transport(ioc_.get_executor(), text, &diag);
-            if (!t) throw exception(make_error_code(errc::invalid_argument), diag.message);
-            transport = std::string((*t)->name());
-            std::promise<std::pair<error_code, diagnostics>> done;
+            std::promise<std::pair<error_code, provider_check>> done;
             auto fut = done.get_future();
-            // The handler keeps the transport alive, so it is released on
-            // the io thread, after its last handler.
-            (*t)->async_check([&done, keep = *t](error_code e, diagnostics d) {
-                done.set_value({e, std::move(d)});
-            });
-            t->reset();
-            std::tie(ec, diag) = fut.get();
+            auto finish = [&done](error_code ec, provider_check r) {
+                done.set_value({ec, std::move(r)});
+            };
+            if (!id.empty())
+                eng()->async_check_provider(actor, id, finish);
+            else
+                eng()->async_check_dsn(actor, dsn, finish);
+            out = fut.get();
         }
-        auto result =
-            py::dict(py::arg("provider") = provider, py::arg("transport") = transport,
-                     py::arg("message") = diag.message, py::arg("diagnostics") = from_diag(diag));
-        return py::make_tuple(ec ? py::object(error_info(ec, diag)) : py::object(py::none()),
+        const auto& [ec, r] = out;
+        auto result = py::dict(py::arg("provider") = r.provider, py::arg("transport") = r.transport,
+                               py::arg("message") = r.diag.message,
+                               py::arg("diagnostics") = from_diag(r.diag));
+        return py::make_tuple(ec ? py::object(error_info(ec, r.diag)) : py::object(py::none()),
                               result);
     }
 

@@ -2,11 +2,13 @@
 workspace) and provider checks, which send nothing."""
 
 import socket
+import subprocess
+import threading
 
 import pytest
 
 import mailers
-from conftest import OPS
+from conftest import OPS, SmtpServer
 
 
 def closed_port():
@@ -104,5 +106,106 @@ def test_async_engine_checks_without_blocking_the_loop(db):
             assert r.ok and r.transport == "capture"
             await eng.remove_provider("cap")
             assert await eng.stored_providers() == []
+
+    asyncio.run(main())
+
+
+def test_the_hosts_provider_is_checked_before_a_stored_one(engine):
+    # The engine fixture registered "cap" (capture); the store holds another "cap".
+    engine.save_provider("cap", f"smtp://127.0.0.1:{closed_port()}?tls=none")
+    r = engine.check_provider("cap")
+    assert (r.transport, r.ok) == ("capture", True)
+
+
+def test_a_stored_dsn_that_cannot_be_built_here_is_invalid_argument(db, monkeypatch):
+    monkeypatch.setenv("MAILERS_PY_TEST_GONE", "s3cret")
+    with mailers.Engine(db, actor=OPS) as a:
+        a.save_provider("gone", "smtp://u:env:MAILERS_PY_TEST_GONE@127.0.0.1:1?tls=none")
+    monkeypatch.delenv("MAILERS_PY_TEST_GONE")
+    with mailers.Engine(db, actor=OPS) as b:
+        with pytest.raises(mailers.InvalidArgument, match="MAILERS_PY_TEST_GONE"):
+            b.check_provider("gone")
+
+
+@pytest.fixture
+def auth_smtp_server(tmp_path):
+    """The test SMTP server with STARTTLS (a throwaway self-signed certificate)
+    and AUTH as alice / right."""
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import aiosmtpd"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("aiosmtpd is not installed (scripts/install-deps installs it)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                           "-keyout", str(key), "-out", str(cert), "-days", "1",
+                           "-subj", "/CN=127.0.0.1"], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("the openssl tool could not make a certificate")
+    server = SmtpServer(tmp_path, "--cert", str(cert), "--key", str(key),
+                        "--user", "alice", "--password", "right")
+    yield server
+    server.stop()
+
+
+def test_smtp_auth_refusal_raises_auth_failure(db, auth_smtp_server, monkeypatch):
+    dsn = (f"smtp://alice:env:MAILERS_PY_TEST_AUTH_PW@127.0.0.1:{auth_smtp_server.port}"
+           "?verify=false")
+    with mailers.Engine(db, actor=OPS) as eng:
+        monkeypatch.setenv("MAILERS_PY_TEST_AUTH_PW", "right")
+        eng.save_provider("relay", dsn)
+        assert eng.check_provider("relay").ok
+        monkeypatch.setenv("MAILERS_PY_TEST_AUTH_PW", "Wr0ngPassw0rd")
+        eng.save_provider("relay", dsn)  # built again with the variable as it is now
+        with pytest.raises(mailers.AuthFailure) as e:
+            eng.check_provider("relay")
+        assert e.value.failure == "auth"
+        assert (e.value.result.ok, e.value.result.failure) == (False, "auth")
+        assert "Wr0ngPassw0rd" not in str(e.value)
+    assert auth_smtp_server.messages() == []
+
+
+def test_close_cancels_a_check_waiting_on_a_silent_peer(db):
+    # Accepts connections (the kernel completes them) and never answers.
+    with socket.socket() as peer:
+        peer.bind(("127.0.0.1", 0))
+        peer.listen(8)
+        port = peer.getsockname()[1]
+        eng = mailers.Engine(db, actor=OPS)
+        eng.save_provider("silent", f"smtp://127.0.0.1:{port}?tls=none")
+        outcome = {}
+
+        def check():
+            try:
+                eng.check_provider("silent")
+            except mailers.Error as e:
+                outcome["error"] = e
+
+        t = threading.Thread(target=check)
+        t.start()
+        peer.settimeout(60)
+        conn, _ = peer.accept()  # the check is connected, waiting for a greeting
+        with conn:
+            eng.close()
+            t.join(120)
+        assert not t.is_alive()
+        assert isinstance(outcome.get("error"), mailers.Aborted)
+
+
+def test_async_close_cancels_a_check(db):
+    import asyncio
+
+    async def main():
+        with socket.socket() as peer:
+            peer.bind(("127.0.0.1", 0))
+            peer.listen(8)
+            port = peer.getsockname()[1]
+            eng = mailers.AsyncEngine(db, actor=OPS)
+            await eng.save_provider("silent", f"smtp://127.0.0.1:{port}?tls=none")
+            task = asyncio.ensure_future(eng.check_provider("silent"))
+            peer.setblocking(False)
+            conn, _ = await asyncio.wait_for(asyncio.get_running_loop().sock_accept(peer), 60)
+            with conn:
+                await eng.close()
+                with pytest.raises(mailers.Aborted):
+                    await asyncio.wait_for(task, 120)
 
     asyncio.run(main())
