@@ -516,7 +516,7 @@ export interface StoredProvider {
 }
 
 export interface ProviderCheck {
-  /** The stored provider's id; '' for a DSN given directly. */
+  /** The provider's id; '' for a DSN given directly. */
   provider: string;
   /** 'smtp', 'ses', 'capture', ... */
   transport: string;
@@ -787,12 +787,15 @@ export declare class Engine extends EventEmitter {
   /** The workspace's stored providers, in id order. */
   storedProviders(): Promise<StoredProvider[]>;
   /**
-   * Checks a stored provider's (by id) or a DSN's connection and credentials,
-   * sending nothing, with a transport built for the check from the DSN and
-   * this process's secrets. Resolves with the check when it passed; a failed
-   * check rejects with its failure class's Error (AuthError,
-   * TransientError, ...), the check on `result`. An unknown id rejects with
-   * NotFoundError, a DSN that does not build with InvalidArgumentError.
+   * Checks a provider's connection and credentials, sending nothing: by id,
+   * the transport this engine sends through (one addProvider registered,
+   * else the one built from the stored DSN with this process's secrets); or
+   * a transport built from `dsn` for the check alone. Resolves with the
+   * check when it passed; a failed check rejects with its failure class's
+   * Error (AuthError, TransientError, ...), the check on `result`. An
+   * unknown id rejects with NotFoundError; a stored DSN that cannot be built
+   * here, or a DSN that does not build, with InvalidArgumentError; close()
+   * during the check with OperationAbortedError.
    */
   checkProvider(provider: string | { dsn: string }): Promise<ProviderCheck>;
   upsertMailbox(mailbox: MailboxConfig, opts?: ActorOption): Promise<void>;

@@ -507,11 +507,12 @@ private:
 
     // --- provider checks -----------------------------------------------------------
 
-    // Checks the transport that a stored provider's DSN (argument 1, its id)
-    // or `{ dsn }` builds, on the engine's io_context, sending nothing: the
-    // store is read and the transport built on the blocking pool, and the
-    // check completes on the io thread. Resolves with the check; a failed
-    // one rejects as its failure class's Error, the check on `result`.
+    // Checks provider `id` as the engine sends through it
+    // (engine::async_check_provider), or the transport `{ dsn }` builds
+    // (engine::async_check_dsn), sending nothing; the check runs on the io
+    // thread and close() cancels it. Resolves with the check; a failed one
+    // rejects as its failure class's Error, the check on `result`; the
+    // engine's refusals as theirs.
     Napi::Value check_provider(const Napi::CallbackInfo& info) {
         auto env = info.Env();
         auto v = arg(info, 1);
@@ -521,69 +522,45 @@ private:
         else if (v.IsObject() && v.As<Napi::Object>().Get("dsn").IsString())
             dsn = string_field(v.As<Napi::Object>(), "dsn");
         else
-            throw Napi::TypeError::New(env,
-                                       "checkProvider takes a stored provider's id or { dsn }");
+            throw Napi::TypeError::New(env, "checkProvider takes a provider's id or { dsn }");
         if (closing_ || !started_) return aborted(env);
         auto d = Napi::Promise::Deferred::New(env);
         begin(env);
-        auto refused = [disp = disp_, self = this, d](failure_info f) {
-            disp->post([self, d, f = std::move(f)](Napi::Env env) {
+        auto checked = [disp = disp_, self = this, d](mailers::error_code ec,
+                                                      mailers::provider_check r) {
+            disp->post([self, d, ec, r = std::move(r)](Napi::Env env) {
                 self->end(env);
-                d.Reject(to_js(env, f));
-            });
-        };
-        auto checked = [disp = disp_, self = this, d, id](std::string transport,
-                                                          mailers::error_code ec,
-                                                          mailers::diagnostics diag) {
-            disp->post([self, d, id, transport = std::move(transport), ec,
-                        diag = std::move(diag)](Napi::Env env) {
-                self->end(env);
+                // The engine's own refusals (unknown id, a DSN that does not
+                // build, cancelled) carry no check.
+                if (ec && ec.category() == mailers::error_category())
+                    return d.Reject(to_js(env, failure_info{ec, r.diag, r.diag.message, {}}));
                 auto o = Napi::Object::New(env);
-                o.Set("provider", Napi::String::New(env, id));
-                o.Set("transport", Napi::String::New(env, transport));
+                o.Set("provider", Napi::String::New(env, r.provider));
+                o.Set("transport", Napi::String::New(env, r.transport));
                 o.Set("ok", Napi::Boolean::New(env, !ec));
                 o.Set("failure", ec ? Napi::Value(Napi::String::New(
                                           env, std::string(to_string(mailers::classify(ec)))))
                                     : env.Null());
-                o.Set("message", Napi::String::New(env, diag.message));
+                o.Set("message", Napi::String::New(env, r.diag.message));
                 if (!ec) return d.Resolve(o);
-                auto err = to_js(env, failure_info{ec, diag, {}, {}});
+                auto err = to_js(env, failure_info{ec, r.diag, {}, {}});
                 err.Set("result", o);
                 d.Reject(err);
             });
         };
-        asio::post(host_->blocking, [h = host_.get(), id, dsn, refused, checked]() {
-            std::shared_ptr<mailers::provider_transport> t;
-            try {
-                std::string text = dsn;
-                {
-                    std::shared_lock lock(h->mutex);
-                    if (!h->eng)
-                        throw failure_info{
-                            mailers::errc::operation_aborted, {}, "the engine is closed", {}};
-                    if (!id.empty()) {
-                        auto stored = h->eng->stored_providers();
-                        auto it = std::find_if(stored.begin(), stored.end(),
-                                               [&](const auto& p) { return p.id == id; });
-                        if (it == stored.end())
-                            throw failure_info{mailers::errc::not_found,
-                                               {},
-                                               "no stored provider '" + id + "'",
-                                               {}};
-                        text = it->dsn;
-                    }
-                }
-                mailers::diagnostics diag;
-                auto r = mailers::make_transport(h->io.get_executor(), text, &diag);
-                if (!r) throw failure_info{mailers::errc::invalid_argument, diag, diag.message, {}};
-                t = *r;
-            } catch (...) {
-                return refused(from_exception(std::current_exception()));
+        // Under the engine's lock, off the JS thread: close() holds it while
+        // it destroys the engine.
+        asio::post(host_->blocking, [h = host_.get(), who = actor_, id, dsn, checked]() {
+            std::shared_lock lock(h->mutex);
+            if (!h->eng) {
+                mailers::provider_check r;
+                r.diag.message = "the engine is closed";
+                return checked(mailers::errc::operation_aborted, std::move(r));
             }
-            // The handler keeps the transport until the check has ended.
-            t->async_check([t, checked](mailers::error_code ec, mailers::diagnostics diag) {
-                checked(std::string(t->name()), ec, std::move(diag));
-            });
+            if (!id.empty())
+                h->eng->async_check_provider(who, id, checked);
+            else
+                h->eng->async_check_dsn(who, dsn, checked);
         });
         return d.Promise();
     }
