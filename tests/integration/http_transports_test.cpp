@@ -35,6 +35,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mailers/engine.hpp>
+#include <mailers/sqlite_store.hpp>
 #include <mailers/transports/http_transports.hpp>
 #include <map>
 #include <memory>
@@ -2077,6 +2079,49 @@ TEST_CASE("check: Graph fetches an access token and calls no API") {
     CHECK(bad.first == transport_errc::authentication_failed);
     CHECK(bad.second.provider_code == "invalid_client");
     CHECK(api_calls == 0);
+}
+
+TEST_CASE("engine: a Gmail provider's check fetches an access token and calls no API") {
+    token_authority auth;
+    std::atomic<int> api_calls{0};
+    fake_server srv([&](const received& r) {
+        if (r.target == "/token") return auth.google_token(r);
+        ++api_calls;
+        return refuse("a check called " + r.target);
+    });
+    auth.token_url = srv.url() + "/token";
+    asio::io_context ioc;
+    mailers::engine_params p;
+    p.storage = mailers::open_sqlite_store({":memory:", mailers::open_mode::open_or_create});
+    mailers::engine eng(ioc.get_executor(), std::move(p));
+    const mailers::principal admin{"admin", "Admin"};
+    ::setenv("MAILERS_TEST_GMAIL_REFRESH", "1//refresh", 1);
+    const auto check = [&](const std::string& secret) {
+        ::setenv("MAILERS_TEST_GMAIL_SECRET", secret.c_str(), 1);
+        // Stored with the secret by reference, built with the variable as it is now.
+        eng.save_provider(admin, "gw",
+                          "gmail+api://cid.apps.googleusercontent.com:env:MAILERS_TEST_GMAIL_SECRET"
+                          "@default?refresh_token=env:MAILERS_TEST_GMAIL_REFRESH&endpoint=" +
+                              srv.url() + "&token_endpoint=" + auth.token_url);
+        std::optional<std::pair<error_code, mailers::provider_check>> out;
+        eng.async_check_provider(admin, "gw", [&](error_code ec, mailers::provider_check r) {
+            out.emplace(ec, std::move(r));
+        });
+        ioc.restart();
+        while (!out && ioc.run_one_for(30s)) {
+        }
+        REQUIRE(out);
+        return *out;
+    };
+    const auto good = check("csecret");
+    CHECK_MESSAGE(!good.first, good.second.diag.message);
+    CHECK(good.second.transport == "gmail");
+    const auto bad = check("wrong");
+    CHECK(bad.first == failure::auth);
+    CHECK(bad.second.diag.message.find("wrong") == std::string::npos);
+    CHECK(api_calls == 0);
+    ::unsetenv("MAILERS_TEST_GMAIL_SECRET");
+    ::unsetenv("MAILERS_TEST_GMAIL_REFRESH");
 }
 
 TEST_CASE("throughput against the local fake provider (figures, not a gate)") {

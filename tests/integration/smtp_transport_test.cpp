@@ -377,6 +377,15 @@ std::vector<std::string> tls_server_args(const fs::path& cert, const fs::path& k
     return {"--cert", cert.string(), "--key", key.string()};
 }
 
+// A server with STARTTLS (the test CA's certificate) and AUTH as alice / right.
+std::vector<std::string> alice_tls_args() {
+    const auto& pki = certificates();
+    REQUIRE(pki.ok);
+    auto args = tls_server_args(pki.server_cert, pki.server_key);
+    args.insert(args.end(), {"--user", "alice", "--password", "right"});
+    return args;
+}
+
 // Quoted-printable (RFC 2045 section 6.7) back to octets: soft line breaks
 // removed, =XX escapes decoded.
 std::string decode_quoted_printable(std::string_view in) {
@@ -1029,11 +1038,7 @@ TEST_SUITE("smtp transport") {
 
     TEST_CASE("check: STARTTLS, AUTH and QUIT, nothing sent; a wrong password fails as auth") {
         REQUIRE_SMTP_SERVER();
-        const auto& pki = certificates();
-        REQUIRE(pki.ok);
-        auto args = tls_server_args(pki.server_cert, pki.server_key);
-        args.insert(args.end(), {"--user", "alice", "--password", "right"});
-        smtp_server server(args);
+        smtp_server server(alice_tls_args());
         for (const std::string pw : {"right", "Wr0ngPassw0rd"}) {
             CAPTURE(pw);
             asio::io_context ioc;
@@ -1061,11 +1066,7 @@ TEST_SUITE("smtp transport") {
 
     TEST_CASE("engine: a stored provider's check; a wrong password fails as auth, unnamed") {
         REQUIRE_SMTP_SERVER();
-        const auto& pki = certificates();
-        REQUIRE(pki.ok);
-        auto args = tls_server_args(pki.server_cert, pki.server_key);
-        args.insert(args.end(), {"--user", "alice", "--password", "right"});
-        smtp_server server(args);
+        smtp_server server(alice_tls_args());
         asio::io_context ioc;
         mailers::engine_params p;
         p.storage = mailers::open_sqlite_store({":memory:", mailers::open_mode::open_or_create});
