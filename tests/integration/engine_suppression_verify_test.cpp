@@ -680,6 +680,46 @@ void purge_retained(const backend& b) {
     CHECK_FALSE(e.verify_audit());
 }
 
+// The daily counts of days before the counts window go with the retention
+// purge, audited; a window shorter than the longest one that reads them is
+// refused and changes nothing.
+void purge_retained_counts(const backend& b) {
+    auto f = engine_on(b);
+    auto& e = *f->eng;
+    e.upsert_mailbox(f->admin, f->mailbox("rep1", "rep1@brand.com"));
+    f->add_pool("out", {"rep1"});
+    const auto first_day = utc_day(f->clock->now());
+    REQUIRE_FALSE(f->send(fixture::request("out", "old@example.com")).first);
+    f->clock->advance(std::chrono::hours(24 * 400));
+    REQUIRE_FALSE(f->send(fixture::request("out", "new@example.com")).first);
+    f->drain();
+    const auto today = utc_day(f->clock->now());
+    auto sent = [&](count_day from) {
+        std::uint64_t n = 0;
+        for (const auto& d : e.daily_counts(count_scope::mailbox, "rep1", from, today))
+            n += d[count_metric::sent];
+        return n;
+    };
+    REQUIRE(sent(first_day) == 2);
+    const auto n = e.audit_log().size();
+    retention_policy too_short;
+    too_short.counts = std::chrono::hours(24 * 364);
+    CHECK(code_of([&] { e.purge_retained(f->admin, too_short); }) == errc::invalid_argument);
+    CHECK(e.audit_log().size() == n);
+    CHECK(sent(first_day) == 2);
+    retention_policy p;
+    p.counts = std::chrono::hours(24 * 365);
+    const auto r = e.purge_retained(f->admin, p);
+    CHECK(r.counts >= 1);
+    CHECK(sent(first_day) == 1);  // today's send is counted still
+    CHECK(sent(today) == 1);
+    const auto rec = e.audit_log(r.audit_seq).front();
+    CHECK(rec.action == "retention.purge");
+    CHECK(rec.after.find("\"counts_retention_s\":31536000") != std::string::npos);
+    CHECK(e.purge_retained(f->admin, p).counts == 0);
+    CHECK_FALSE(e.verify_audit());
+}
+
 // Sends to the person from two engines, each on its own thread, while a
 // third erases her: a send started after erase_person returned is never
 // handed off.
@@ -1102,6 +1142,10 @@ TEST_CASE("erase_person with an erasure key the hosts hold") {
 
 TEST_CASE("purge_retained: retention windows for the ledger and event payloads") {
     on_both_stores(purge_retained);
+}
+
+TEST_CASE("purge_retained: daily counts older than their window") {
+    on_both_stores(purge_retained_counts);
 }
 
 TEST_CASE("purge_audit: the chain verifies from its anchor") {
