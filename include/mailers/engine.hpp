@@ -985,7 +985,9 @@ public:
     /// `unsubscribed` event. A malformed, forged or expired token, or one
     /// for another workspace, changes nothing and says so in `status`
     /// (another workspace's reads as forged). An address already
-    /// suppressed is left as it is. Call it from the POST that RFC 8058
+    /// suppressed is left as it is. The same token taken at once by several
+    /// engines of the workspace suppresses, counts and audits once:
+    /// `suppressed` for one call, `already` for the others. Call it from the POST that RFC 8058
     /// clients send; a GET should show a confirmation page instead, since
     /// link scanners follow links.
     unsubscribe_result unsubscribe(std::string_view token);

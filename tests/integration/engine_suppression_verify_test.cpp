@@ -720,6 +720,58 @@ void purge_retained_counts(const backend& b) {
     CHECK_FALSE(e.verify_audit());
 }
 
+// Two engines take the same one-click token at the same moment, as a
+// mailbox provider's POST and the person's click can reach two processes:
+// one suppresses, counts and audits it, the other finds it done. Lifted by
+// an operator, the same link suppresses again.
+void unsubscribe_race(const backend& b) {
+    const std::string secret = "a-secret-of-at-least-16-bytes";
+    auto links = [&](engine_params& p) {
+        p.unsubscribe.url = "https://mail.brand.example/unsubscribe";
+        p.unsubscribe.secret = secret;
+    };
+    auto one = engine_on(b, {}, {}, links);
+    auto two = engine_on(b, {}, {}, links);
+    constexpr int rounds = 12;
+    std::vector<std::string> tokens;
+    for (int i = 0; i < rounds; ++i) {
+        const unsubscribe_claims c{"default", "race" + std::to_string(i) + "@example.com",
+                                   static_cast<std::uint64_t>(1000 + i),
+                                   one->clock->now() + std::chrono::hours(1)};
+        tokens.push_back(make_unsubscribe_token(c, secret));
+        std::atomic<int> ready{0};
+        unsubscribe_result r1, r2;
+        auto take = [&](engine& e, unsubscribe_result& out) {
+            ++ready;
+            while (ready.load() < 2) std::this_thread::yield();
+            out = e.unsubscribe(tokens.back());
+        };
+        std::thread t1([&] { take(*one->eng, r1); });
+        std::thread t2([&] { take(*two->eng, r2); });
+        t1.join();
+        t2.join();
+        INFO("round " << i);
+        CHECK(r1.status == unsubscribe_token_status::valid);
+        CHECK(r2.status == unsubscribe_token_status::valid);
+        CHECK(int(r1.suppressed) + int(r2.suppressed) == 1);
+        CHECK(r1.already != r1.suppressed);
+        CHECK(r2.already != r2.suppressed);
+    }
+    const auto today = utc_day(one->clock->now());
+    CHECK(one->eng->daily_counts(count_scope::workspace, "", today, today)
+              .at(0)[count_metric::unsubscribed] == rounds);
+    int audited = 0;
+    for (const auto& r : one->eng->audit_log())
+        if (r.action == "suppression.add" && r.actor == "one-click") ++audited;
+    CHECK(audited == rounds);
+
+    REQUIRE(one->eng->unsuppress(one->admin, suppression_kind::address, "race0@example.com"));
+    const auto again = two->eng->unsubscribe(tokens.front());
+    CHECK(again.suppressed);
+    CHECK(one->eng->is_suppressed("race0@example.com"));
+    CHECK_FALSE(one->eng->verify_audit());
+}
+
 // Sends to the person from two engines, each on its own thread, while a
 // third erases her: a send started after erase_person returned is never
 // handed off.
@@ -1146,6 +1198,10 @@ TEST_CASE("purge_retained: retention windows for the ledger and event payloads")
 
 TEST_CASE("purge_retained: daily counts older than their window") {
     on_both_stores(purge_retained_counts);
+}
+
+TEST_CASE("one-click unsubscribe: the same token at two engines at once counts once") {
+    on_both_stores(unsubscribe_race);
 }
 
 TEST_CASE("purge_audit: the chain verifies from its anchor") {
