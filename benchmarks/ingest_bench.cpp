@@ -542,7 +542,7 @@ double wrk_requests_per_s(const options& o, std::uint16_t port, const std::strin
     const auto at = out.find("Requests/sec:");
     if (rc != 0 || at == std::string::npos || out.find("Non-2xx") != std::string::npos ||
         out.find("Socket errors") != std::string::npos)
-        die("wrk failed (apt-get install wrk): " + cmd + "\n" + out);
+        die("wrk failed (benchmarks/peers/install installs it): " + cmd + "\n" + out);
     return std::strtod(out.c_str() + at + 13, nullptr);
 }
 
