@@ -10,14 +10,7 @@
 // row (group-committed by the engine's writer). The ceiling: the library's
 // HTTP client alone, with the same number of requests in flight.
 #include <atomic>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -29,55 +22,13 @@
 #include <unistd.h>
 
 #include "bench_support.hpp"
+#include "http_sink.hpp"
 #include "http/client.hpp"
 
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
-using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// Answers 200 to every request, keep-alive, on a thread of its own.
-class sink {
-public:
-    sink() : acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-        asio::co_spawn(ioc_, accept_loop(), asio::detached);
-        thread_ = std::thread([this] { ioc_.run(); });
-    }
-    ~sink() {
-        asio::post(ioc_, [this] { ioc_.stop(); });
-        thread_.join();
-    }
-    std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
-
-private:
-    asio::awaitable<void> accept_loop() {
-        for (;;) {
-            auto [ec, sock] = co_await acceptor_.async_accept(use_tuple);
-            if (ec) co_return;
-            asio::co_spawn(ioc_, serve(beast::tcp_stream(std::move(sock))), asio::detached);
-        }
-    }
-    asio::awaitable<void> serve(beast::tcp_stream s) {
-        beast::flat_buffer buf;
-        for (;;) {
-            bhttp::request<bhttp::string_body> req;
-            auto [ec, n] = co_await bhttp::async_read(s, buf, req, use_tuple);
-            if (ec) co_return;
-            bhttp::response<bhttp::empty_body> res{bhttp::status::ok, 11};
-            res.keep_alive(true);
-            res.prepare_payload();
-            auto [wec, wn] = co_await bhttp::async_write(s, res, use_tuple);
-            if (wec) co_return;
-        }
-    }
-    asio::io_context ioc_;
-    tcp::acceptor acceptor_;
-    std::thread thread_;
-};
 
 const std::string body =
     R"({"type":"email.sent","timestamp":"2026-12-07T12:00:00.000Z","data":{"type":"sent",)"
@@ -130,7 +81,7 @@ int main(int argc, char** argv) {
             return true;
         }))
         return 2;
-    sink rx;
+    bench::http_sink rx;
     const auto url = "http://127.0.0.1:" + std::to_string(rx.port()) + "/h";
 
     const auto path = std::filesystem::temp_directory_path() /

@@ -418,6 +418,11 @@ struct retention_policy {
     /// always stays, and the chain keeps verifying from its anchor (see
     /// `engine::purge_audit`, docs/audit.md).
     std::chrono::seconds audit{0};
+    /// Daily counts (`engine::daily_counts`) of the days that ended longer
+    /// ago than this, and the soft bounces tallied before those days: at
+    /// least 365 days, the longest window a pause rule or the soft-bounce
+    /// policy reads.
+    std::chrono::seconds counts{0};
 };
 
 /// What `engine::purge_retained` removed.
@@ -426,6 +431,7 @@ struct retention_report {
     std::uint64_t sends = 0;
     std::uint64_t webhook_deliveries = 0;
     std::uint64_t audit_records = 0;  ///< audit records purged
+    std::uint64_t counts = 0;         ///< daily count and soft-bounce rows gone or changed
     audit_anchor anchor;              ///< the audit chain's anchor after the purge
     std::uint64_t audit_seq = 0;  ///< the purge's audit record
 };
@@ -926,11 +932,12 @@ public:
 
     /// Applies retention windows: forgets ledger rows reserved longer ago
     /// than `policy.sends` whose outcome is recorded (with their idempotency
-    /// keys: a send repeated under one of them is a new send), and ended
-    /// outbound webhook deliveries older than `policy.webhook_deliveries`.
+    /// keys: a send repeated under one of them is a new send), ended
+    /// outbound webhook deliveries older than `policy.webhook_deliveries`,
+    /// and the daily counts of days before `policy.counts`.
     /// Audited as "retention.purge" with the cutoffs and counts (permission
     /// `erase_person`). errc::invalid_argument for a ledger window under 8
-    /// days, changing nothing. With `policy.audit`, audit records older
+    /// days or a counts window under 365 days, changing nothing. With `policy.audit`, audit records older
     /// than it are purged first, as `purge_audit` does (its "audit.purge"
     /// record comes before the "retention.purge" one). Blocking.
     retention_report purge_retained(const principal& who, const retention_policy& policy);
@@ -1052,7 +1059,9 @@ public:
     /// `unsubscribed` event. A malformed, forged or expired token, or one
     /// for another workspace, changes nothing and says so in `status`
     /// (another workspace's reads as forged). An address already
-    /// suppressed is left as it is. Call it from the POST that RFC 8058
+    /// suppressed is left as it is. The same token taken at once by several
+    /// engines of the workspace suppresses, counts and audits once:
+    /// `suppressed` for one call, `already` for the others. Call it from the POST that RFC 8058
     /// clients send; a GET should show a confirmation page instead, since
     /// link scanners follow links.
     unsubscribe_result unsubscribe(std::string_view token);

@@ -37,6 +37,10 @@ namespace mailers {
 
 namespace detail {
 
+/// The most days back that anything reads the daily counts (a pause rule's
+/// window, the soft-bounce policy's): retention keeps at least these.
+inline constexpr count_day longest_count_window_days = 365;
+
 [[noreturn]] inline void fail(errc e, std::string message) {
     throw exception(make_error_code(e), std::move(message));
 }

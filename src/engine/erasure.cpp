@@ -652,13 +652,18 @@ retention_report engine::purge_retained(const principal& who, const retention_po
     auto& s = *impl_;
     constexpr std::chrono::seconds shortest_ledger{8 * 86400};
     if (policy.sends.count() < 0 || policy.webhook_deliveries.count() < 0 ||
-        policy.audit.count() < 0)
+        policy.audit.count() < 0 || policy.counts.count() < 0)
         fail(errc::invalid_argument, "a retention window cannot be negative");
     if (policy.sends.count() != 0 && policy.sends < shortest_ledger)
         fail(errc::invalid_argument,
              fmt::format("a ledger retention of {} s is shorter than the longest cap window "
                          "(8 days with margin): caps count the sends in their window",
                          policy.sends.count()));
+    if (policy.counts.count() != 0 && policy.counts < std::chrono::days(detail::longest_count_window_days))
+        fail(errc::invalid_argument,
+             fmt::format("a daily counts retention of {} s is shorter than the longest window "
+                         "that reads them ({} days: pause rules, the soft-bounce policy)",
+                         policy.counts.count(), detail::longest_count_window_days));
     s.authorize(who, "retention.purge", "workspace", "");
     retention_report out;
     out.at = s.clk->now();
@@ -675,6 +680,10 @@ retention_report engine::purge_retained(const principal& who, const retention_po
         if (policy.webhook_deliveries.count() != 0)
             out.webhook_deliveries = st.purge_webhook_deliveries(
                 s.params.workspace, out.at - policy.webhook_deliveries);
+        if (policy.counts.count() != 0)
+            out.counts = st.purge_counts(s.params.workspace,
+                                         utc_day(out.at - std::chrono::duration_cast<duration>(
+                                                              policy.counts)));
     });
     std::string after;
     json::writer(after)
@@ -686,6 +695,8 @@ retention_report engine::purge_retained(const principal& who, const retention_po
         .member("webhook_deliveries", out.webhook_deliveries)
         .member("audit_retention_s", static_cast<std::int64_t>(policy.audit.count()))
         .member("audit_records", out.audit_records)
+        .member("counts_retention_s", static_cast<std::int64_t>(policy.counts.count()))
+        .member("counts", out.counts)
         .end_object();
     const auto r = s.mutate(who, "retention.purge", "workspace", "", {}, std::move(after), {}, {});
     if (!r.empty()) out.audit_seq = r.back().audit_seq;

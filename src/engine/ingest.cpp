@@ -7,6 +7,7 @@
 #include <future>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/engine_impl.hpp"
@@ -119,11 +120,19 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
     // Targets of bounces and complaints, for the pause rules.
     std::vector<pause_target> rule_checks;
     const auto retention = std::chrono::duration_cast<duration>(params.event_retention);
+    // The sends the events name, read from this thread rather than queued
+    // behind the writer's commits (a SendGrid batch names up to a few
+    // hundred): a provider reports on a send only after its hand-off, which
+    // follows the commit of its ledger row, so no write queued here can
+    // change what these reads see.
+    std::unordered_map<std::uint64_t, std::optional<ledger_row>> sends;
+    for (const auto& ev : events)
+        if (auto id = ledger_id(ev.send_id)) sends.emplace(*id, std::nullopt);
+    for (auto& [id, row] : sends) row = params.storage->find_send(params.workspace, id);
     for (auto& ev : events) {
         std::string send_provider;  // the provider id of the send it names
         if (auto id = ledger_id(ev.send_id)) {
-            std::optional<ledger_row> row;
-            with_store([&](store& st) { row = st.find_send(params.workspace, *id); });
+            const auto& row = sends.at(*id);
             if (row) {
                 ev.mailbox = row->mailbox;
                 ev.pool = row->pool;

@@ -398,7 +398,7 @@ std::vector<rule_firing> engine::impl::evaluate_rules(const std::vector<pause_ta
             if (!days) {
                 with_store([&](store& st) {
                     days = st.daily_counts(params.workspace, count_scope_of(t.scope), t.id,
-                                           today - std::max<count_day>(max_send_window_days, 365),
+                                           today - std::max(max_send_window_days, longest_count_window_days),
                                            today);
                 });
             }

@@ -86,11 +86,38 @@ unsubscribe_result engine::unsubscribe(std::string_view token) {
         std::vector<store_op> counted;
         if (auto c = impl_->event_counts(ev, row ? row->provider : std::string(), ev.at))
             counted.push_back(std::move(*c));
+        // The same token taken at once by two engines (a mailbox
+        // provider's POST and the person's click, or a retry reaching
+        // another process) both find the address free: the token's record
+        // guards the suppression, its count and its audit record, so only
+        // the first to commit makes them.
+        const auto retention =
+            std::chrono::duration_cast<duration>(impl_->params.event_retention);
+        const store_ops::record_key once{"event", "one-click:" + out.send_id + ":" + *key, ev.at,
+                                         ev.at + retention, 0};
         // The recipient's own request: no access rule may refuse it.
-        impl_->store_suppression(principal{"one-click", "One-click unsubscribe"},
-                                 suppression_kind::address, *key, suppression_reason::unsubscribe,
-                                 "one-click", nullptr, std::move(counted));
-        out.suppressed = true;
+        const principal who{"one-click", "One-click unsubscribe"};
+        out.suppressed =
+            impl_->store_suppression(who, suppression_kind::address, *key,
+                                     suppression_reason::unsubscribe, "one-click", &once, counted);
+        // Refused by the record: suppressed by the engine that made it,
+        // unless an operator has lifted that suppression since (the person
+        // resubscribed) and this is the same link followed again. The store
+        // holds the other engine's commit by now; memory may not yet.
+        if (!out.suppressed && !is_suppressed(*key)) {
+            std::optional<suppression_entry> entry;
+            impl_->with_store([&](store& st) {
+                entry = st.find_suppression(impl_->params.workspace, suppression_kind::address,
+                                            *key);
+            });
+            if (!entry) {
+                impl_->store_suppression(who, suppression_kind::address, *key,
+                                         suppression_reason::unsubscribe, "one-click", nullptr,
+                                         std::move(counted));
+                out.suppressed = true;
+            }
+        }
+        out.already = !out.suppressed;
     }
     impl_->emit(std::move(ev));
     return out;

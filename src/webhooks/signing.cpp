@@ -286,16 +286,26 @@ verify_result verify_sendgrid_signature(std::string_view public_key, std::string
     if (public_key.empty()) return webhooks::fail(500, "no SendGrid public key is configured");
     if (timestamp.empty() || signature.empty())
         return webhooks::fail(401, "the SendGrid signature or timestamp header is missing");
-    const auto der = webhooks::base64_decode(public_key);
-    if (!der) return webhooks::fail(500, "the SendGrid public key is not base64");
-    const auto* p = reinterpret_cast<const unsigned char*>(der->data());
-    std::unique_ptr<EVP_PKEY, webhooks::pkey_free> key{
-        d2i_PUBKEY(nullptr, &p, static_cast<long>(der->size()))};
-    if (!key || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC)
-        return webhooks::fail(500, "the SendGrid public key is not an EC public key");
+    // Decoding the key costs more than checking a signature with it
+    // (OpenSSL 3 looks up a decoder each time), and a route has one key:
+    // each thread keeps the last one it decoded.
+    thread_local std::string decoded_text;
+    thread_local std::unique_ptr<EVP_PKEY, webhooks::pkey_free> decoded;
+    if (!decoded || decoded_text != public_key) {
+        decoded.reset();
+        const auto der = webhooks::base64_decode(public_key);
+        if (!der) return webhooks::fail(500, "the SendGrid public key is not base64");
+        const auto* p = reinterpret_cast<const unsigned char*>(der->data());
+        std::unique_ptr<EVP_PKEY, webhooks::pkey_free> key{
+            d2i_PUBKEY(nullptr, &p, static_cast<long>(der->size()))};
+        if (!key || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC)
+            return webhooks::fail(500, "the SendGrid public key is not an EC public key");
+        decoded = std::move(key);
+        decoded_text = std::string(public_key);
+    }
     const auto sig = webhooks::base64_decode(signature);
     if (!sig) return webhooks::fail(403, "the SendGrid signature is not base64");
-    if (!webhooks::digest_verify(key.get(), EVP_sha256(), *sig, {timestamp, body}))
+    if (!webhooks::digest_verify(decoded.get(), EVP_sha256(), *sig, {timestamp, body}))
         return webhooks::fail(403, "the SendGrid signature does not match");
     return {};
 }

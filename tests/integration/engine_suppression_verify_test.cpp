@@ -680,6 +680,98 @@ void purge_retained(const backend& b) {
     CHECK_FALSE(e.verify_audit());
 }
 
+// The daily counts of days before the counts window go with the retention
+// purge, audited; a window shorter than the longest one that reads them is
+// refused and changes nothing.
+void purge_retained_counts(const backend& b) {
+    auto f = engine_on(b);
+    auto& e = *f->eng;
+    e.upsert_mailbox(f->admin, f->mailbox("rep1", "rep1@brand.com"));
+    f->add_pool("out", {"rep1"});
+    const auto first_day = utc_day(f->clock->now());
+    REQUIRE_FALSE(f->send(fixture::request("out", "old@example.com")).first);
+    f->clock->advance(std::chrono::hours(24 * 400));
+    REQUIRE_FALSE(f->send(fixture::request("out", "new@example.com")).first);
+    f->drain();
+    const auto today = utc_day(f->clock->now());
+    auto sent = [&](count_day from) {
+        std::uint64_t n = 0;
+        for (const auto& d : e.daily_counts(count_scope::mailbox, "rep1", from, today))
+            n += d[count_metric::sent];
+        return n;
+    };
+    REQUIRE(sent(first_day) == 2);
+    const auto n = e.audit_log().size();
+    retention_policy too_short;
+    too_short.counts = std::chrono::hours(24 * 364);
+    CHECK(code_of([&] { e.purge_retained(f->admin, too_short); }) == errc::invalid_argument);
+    CHECK(e.audit_log().size() == n);
+    CHECK(sent(first_day) == 2);
+    retention_policy p;
+    p.counts = std::chrono::hours(24 * 365);
+    const auto r = e.purge_retained(f->admin, p);
+    CHECK(r.counts >= 1);
+    CHECK(sent(first_day) == 1);  // today's send is counted still
+    CHECK(sent(today) == 1);
+    const auto rec = e.audit_log(r.audit_seq).front();
+    CHECK(rec.action == "retention.purge");
+    CHECK(rec.after.find("\"counts_retention_s\":31536000") != std::string::npos);
+    CHECK(e.purge_retained(f->admin, p).counts == 0);
+    CHECK_FALSE(e.verify_audit());
+}
+
+// Two engines take the same one-click token at the same moment, as a
+// mailbox provider's POST and the person's click can reach two processes:
+// one suppresses, counts and audits it, the other finds it done. Lifted by
+// an operator, the same link suppresses again.
+void unsubscribe_race(const backend& b) {
+    const std::string secret = "a-secret-of-at-least-16-bytes";
+    auto links = [&](engine_params& p) {
+        p.unsubscribe.url = "https://mail.brand.example/unsubscribe";
+        p.unsubscribe.secret = secret;
+    };
+    auto one = engine_on(b, {}, {}, links);
+    auto two = engine_on(b, {}, {}, links);
+    constexpr int rounds = 12;
+    std::vector<std::string> tokens;
+    for (int i = 0; i < rounds; ++i) {
+        const unsubscribe_claims c{"default", "race" + std::to_string(i) + "@example.com",
+                                   static_cast<std::uint64_t>(1000 + i),
+                                   one->clock->now() + std::chrono::hours(1)};
+        tokens.push_back(make_unsubscribe_token(c, secret));
+        std::atomic<int> ready{0};
+        unsubscribe_result r1, r2;
+        auto take = [&](engine& e, unsubscribe_result& out) {
+            ++ready;
+            while (ready.load() < 2) std::this_thread::yield();
+            out = e.unsubscribe(tokens.back());
+        };
+        std::thread t1([&] { take(*one->eng, r1); });
+        std::thread t2([&] { take(*two->eng, r2); });
+        t1.join();
+        t2.join();
+        INFO("round " << i);
+        CHECK(r1.status == unsubscribe_token_status::valid);
+        CHECK(r2.status == unsubscribe_token_status::valid);
+        CHECK(int(r1.suppressed) + int(r2.suppressed) == 1);
+        CHECK(r1.already != r1.suppressed);
+        CHECK(r2.already != r2.suppressed);
+    }
+    const auto today = utc_day(one->clock->now());
+    CHECK(one->eng->daily_counts(count_scope::workspace, "", today, today)
+              .at(0)[count_metric::unsubscribed] == rounds);
+    int audited = 0;
+    for (const auto& r : one->eng->audit_log())
+        if (r.action == "suppression.add" && r.actor == "one-click") ++audited;
+    CHECK(audited == rounds);
+
+    REQUIRE(one->eng->unsuppress(one->admin, suppression_kind::address, "race0@example.com"));
+    const auto again = two->eng->unsubscribe(tokens.front());
+    CHECK(again.suppressed);
+    CHECK(one->eng->is_suppressed("race0@example.com"));
+    CHECK_FALSE(one->eng->verify_audit());
+}
+
 // Sends to the person from two engines, each on its own thread, while a
 // third erases her: a send started after erase_person returned is never
 // handed off.
@@ -1102,6 +1194,14 @@ TEST_CASE("erase_person with an erasure key the hosts hold") {
 
 TEST_CASE("purge_retained: retention windows for the ledger and event payloads") {
     on_both_stores(purge_retained);
+}
+
+TEST_CASE("purge_retained: daily counts older than their window") {
+    on_both_stores(purge_retained_counts);
+}
+
+TEST_CASE("one-click unsubscribe: the same token at two engines at once counts once") {
+    on_both_stores(unsubscribe_race);
 }
 
 TEST_CASE("purge_audit: the chain verifies from its anchor") {
