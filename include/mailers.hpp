@@ -31,6 +31,7 @@
 #include <mailers/store_replay_cache.hpp>
 #include <mailers/suppression.hpp>
 #include <mailers/suppression_audit.hpp>
+#include <mailers/suppression_lookup.hpp>
 #include <mailers/template.hpp>
 #include <mailers/transport_factory.hpp>
 #include <mailers/transports.hpp>

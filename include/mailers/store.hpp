@@ -982,6 +982,25 @@ public:
                                                               suppression_kind kind,
                                                               std::string_view value) = 0;
 
+    // --- point reads -------------------------------------------------------
+    // For a process that asks a question or two and exits (the `mailers`
+    // tool), where `load` would read every suppression of a large workspace.
+    // The defaults are correct but read the whole workspace, as `load`
+    // does; the stores of the library answer each from an index.
+
+    /// The workspace's newest change seq: `changes_since(workspace,
+    /// 0).seq`, 0 for a workspace never written.
+    virtual std::uint64_t last_change_seq(std::string_view workspace);
+    /// The object (kind, id), as `load` would return it.
+    virtual std::optional<stored_object> find_object(std::string_view workspace,
+                                                     std::string_view kind, std::string_view id);
+    /// The first entry of `kind` whose value is at or after `from` in byte
+    /// order (the order of `for_each_suppression`): one probe answers
+    /// whether any entry lies in a range of values.
+    virtual std::optional<suppression_entry> next_suppression(std::string_view workspace,
+                                                              suppression_kind kind,
+                                                              std::string_view from);
+
     /// Calls `fn` for each audit record with seq >= from_seq, in seq order.
     virtual void for_each_audit(std::string_view workspace, std::uint64_t from_seq,
                                 const std::function<void(const audit_record&)>& fn) = 0;

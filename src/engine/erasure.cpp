@@ -16,6 +16,7 @@
 
 #include "config/secret_ref.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/erasure_key.hpp"
 #include "engine/queue.hpp"
 #include "engine/serialize.hpp"
 #include "json/writer.hpp"
@@ -351,12 +352,12 @@ bool engine::impl::mask_erased(event& ev) const {
     return true;
 }
 
-std::string engine::impl::apply_erasure_object(const stored_object& o) {
+std::string detail::workspace_erasure_key(std::string_view json, std::string_view host_key,
+                                          std::string& why) {
     thread_local simdjson::dom::parser parser;
-    simdjson::padded_string padded(o.json);
+    simdjson::padded_string padded(json);
     simdjson::dom::object obj;
     std::string_view mode, value;
-    std::string why;
     std::string key;
     if (parser.parse(padded).get(obj) != simdjson::SUCCESS ||
         obj["mode"].get(mode) != simdjson::SUCCESS) {
@@ -365,7 +366,7 @@ std::string engine::impl::apply_erasure_object(const stored_object& o) {
         auto k = obj["key"].get(value) == simdjson::SUCCESS ? from_hex(value) : std::nullopt;
         if (!k || k->empty())
             why = "the workspace's stored erasure key cannot be read";
-        else if (!params.erasure_key.empty())
+        else if (!host_key.empty())
             why = "the workspace keeps its own erasure key in the store; this engine was given "
                   "engine_params.erasure_key, which it does not use";
         else
@@ -373,16 +374,27 @@ std::string engine::impl::apply_erasure_object(const stored_object& o) {
     } else if (mode == "host") {
         if (obj["mark"].get(value) != simdjson::SUCCESS)
             why = "the workspace's erasure key settings cannot be read";
-        else if (params.erasure_key.empty())
+        else if (host_key.empty())
             why = "the workspace's erasure key is held by its hosts; this engine needs "
                   "engine_params.erasure_key";
-        else if (key_mark(params.erasure_key) != value)
+        else if (key_mark(host_key) != value)
             why = "engine_params.erasure_key is not the key the workspace's erasures used";
         else
-            key = params.erasure_key;
+            key = std::string(host_key);
     } else {
         why = fmt::format("the workspace's erasure key settings name an unknown mode '{}'", mode);
     }
+    return key;
+}
+
+std::string detail::erased_entry_value(std::string_view key, const suppression_options& rules,
+                                       std::string_view normalised) {
+    return erased_value(key, rules, normalised);
+}
+
+std::string engine::impl::apply_erasure_object(const stored_object& o) {
+    std::string why;
+    std::string key = detail::workspace_erasure_key(o.json, params.erasure_key, why);
     std::unique_lock lock(supp_mu);
     erasure_key = std::move(key);
     erasure_key_conflict = !why.empty();

@@ -42,6 +42,12 @@ boost::system::result<campaign_info> campaign_info_from_json(std::string_view js
 /// The workspace's suppression settings (object "settings"/"suppression"):
 /// the folding rules its entries were normalised with, and the version of
 /// the normaliser that made the keys.
+/// The version of the normaliser this build makes keys with. Raised whenever
+/// normalise_address or normalise_domain gives a different key for some
+/// input than before (2: address literals in canonical form, local parts in
+/// NFC).
+inline constexpr int current_normaliser = 2;
+
 struct suppression_settings {
     int normaliser = 0;
     suppression_options options;

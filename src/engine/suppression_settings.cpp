@@ -12,15 +12,11 @@
 
 namespace mailers {
 
+using detail::current_normaliser;
 using detail::fail;
 using detail::suppression_settings;
 
 namespace {
-
-// Raised whenever normalise_address or normalise_domain gives a different
-// key for some input than before (2: address literals in canonical form,
-// local parts in NFC).
-constexpr int current_normaliser = 2;
 
 bool turns_off(const suppression_options& from, const suppression_options& to) {
     return (from.fold_plus_tags && !to.fold_plus_tags) ||

@@ -74,6 +74,18 @@ public:
                                                                std::string_view value) override {
         return inner_->find_suppression(ws, kind, value);
     }
+    std::uint64_t last_change_seq(std::string_view ws) override {
+        return inner_->last_change_seq(ws);
+    }
+    std::optional<mailers::stored_object> find_object(std::string_view ws, std::string_view kind,
+                                                      std::string_view id) override {
+        return inner_->find_object(ws, kind, id);
+    }
+    std::optional<mailers::suppression_entry> next_suppression(std::string_view ws,
+                                                               mailers::suppression_kind kind,
+                                                               std::string_view from) override {
+        return inner_->next_suppression(ws, kind, from);
+    }
     void for_each_audit(std::string_view ws, std::uint64_t from,
                         const std::function<void(const mailers::audit_record&)>& fn) override {
         inner_->for_each_audit(ws, from, fn);

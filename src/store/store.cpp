@@ -193,6 +193,35 @@ store_snapshot store::load_keys(
     return snap;
 }
 
+std::uint64_t store::last_change_seq(std::string_view workspace) {
+    return changes_since(workspace, 0).seq;
+}
+
+std::optional<stored_object> store::find_object(std::string_view workspace, std::string_view kind,
+                                                std::string_view id) {
+    for (auto& o : changes_since(workspace, 0).objects)
+        if (o.kind == kind && o.id == id) return std::move(o);
+    return std::nullopt;
+}
+
+std::optional<suppression_entry> store::next_suppression(std::string_view workspace,
+                                                         suppression_kind kind,
+                                                         std::string_view from) {
+    // for_each_suppression has no way to stop but an exception.
+    struct found {};
+    std::optional<suppression_entry> out;
+    try {
+        for_each_suppression(workspace, [&](const suppression_entry& e) {
+            if (e.kind == kind && e.value >= from) {
+                out = e;
+                throw found{};
+            }
+        });
+    } catch (const found&) {
+    }
+    return out;
+}
+
 void store::for_each_suppression_version(
     std::string_view workspace, const std::function<void(const suppression_version&)>& fn) {
     for_each_suppression(workspace, [&](const suppression_entry& e) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <mailers/postgres_store.hpp>
 #include <mailers/sequence.hpp>
+#include <mailers/suppression_lookup.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <atomic>
 #include <future>
@@ -1080,6 +1081,100 @@ void audit_purge_concurrent(const backend& b) {
                    << " kept");
 }
 
+// lookup_suppression reads the store alone and answers as an engine does:
+// address entries under the folding rules, the most specific domain entry,
+// erased entries under the workspace's key or the hosts', and every address
+// when erased entries cannot be checked; nullopt where only an engine can
+// answer.
+void lookup_as_engine(const backend& b) {
+    auto st = b.open();
+    // No engine has started on the workspace: it holds no settings yet.
+    CHECK_FALSE(lookup_suppression(*st, "default", "a@example.com"));
+
+    auto f = engine_on(b, suppression_options{true, false});
+    auto& e = *f->eng;
+    e.suppress(f->admin, suppression_kind::address, "Jane+news@Example.com",
+               suppression_reason::complaint, "ticket-42");
+    e.suppress(f->admin, suppression_kind::domain, "blocked.example", suppression_reason::legal,
+               "cli");
+    e.suppress(f->admin, suppression_kind::domain, "mx.blocked.example",
+               suppression_reason::manual, "cli");
+    e.suppress(f->admin, suppression_kind::address, "lit@[192.0.2.1]",
+               suppression_reason::manual, "cli");
+    const auto same_as_engine = [&](engine& eng, const std::string& ws, std::string_view key) {
+        for (const auto* a : {"jane@example.com", "JANE+other@EXAMPLE.com", "x@blocked.example",
+                              "x@a.mx.blocked.example", "x@notblocked.example", "gone@example.com",
+                              "Gone+x@example.com", "free@example.com", "lit@[192.000.002.001]",
+                              "lit@[192.0.2.2]"}) {
+            INFO(ws << " " << a);
+            const auto r = lookup_suppression(*st, ws, a, key);
+            REQUIRE(r);
+            CHECK(r->suppressed == eng.is_suppressed(a));
+            CHECK(r->entry == eng.find_suppression(a));
+        }
+    };
+    same_as_engine(e, "default", {});
+    const auto jane = lookup_suppression(*st, "default", "JANE+other@EXAMPLE.com");
+    REQUIRE(jane);
+    CHECK(jane->key == "jane@example.com");
+    REQUIRE(jane->entry);
+    CHECK(jane->entry->source == "ticket-42");
+    const auto mx = lookup_suppression(*st, "default", "x@a.mx.blocked.example");
+    REQUIRE((mx && mx->entry));
+    CHECK(mx->entry->value == "mx.blocked.example");
+
+    // An erasure keeps the person suppressed by a keyed hash, under the key
+    // the workspace keeps.
+    e.erase_person(f->admin, "gone@example.com");
+    CHECK(lookup_suppression(*st, "default", "gone+y@example.com")->suppressed);
+    same_as_engine(e, "default", {});
+    CHECK(code_of([&] { lookup_suppression(*st, "default", "not an address"); }) ==
+          errc::invalid_address);
+    // The workspace keeps its own key: a host's is refused, as by an engine.
+    CHECK(code_of([&] { lookup_suppression(*st, "default", "a@example.com", "a key"); }) ==
+          errc::invalid_argument);
+    CHECK(code_of([&] { engine_on(b, {}, "a key"); }) == errc::invalid_argument);
+
+    // Erased entries with no key to check them (imported from another
+    // workspace's export): every address is suppressed, with no entry.
+    const auto other = [&](std::string key) {
+        return engine_on(b, {}, std::move(key), [](engine_params& p) { p.workspace = "other"; });
+    };
+    {
+        auto g = other({});
+        std::istringstream csv("erased:" + std::string(64, 'a') + ",address,legal\n");
+        CHECK(g->eng->import_suppressions(g->admin, csv) == 1);
+        same_as_engine(*g->eng, "other", {});
+        CHECK(lookup_suppression(*st, "other", "free@example.com")->suppressed);
+        CHECK_FALSE(lookup_suppression(*st, "other", "free@example.com")->entry);
+    }
+
+    // A key the hosts hold: needed, and the right one, as an engine needs it.
+    {
+        auto h = engine_on(b, {}, "host key",
+                           [](engine_params& p) { p.workspace = "held"; });
+        h->eng->erase_person(h->admin, "held@example.com");
+        h->eng->suppress(h->admin, suppression_kind::address, "jane@example.com",
+                         suppression_reason::manual, "cli");
+        same_as_engine(*h->eng, "held", "host key");
+        CHECK(lookup_suppression(*st, "held", "held@example.com", "host key")->suppressed);
+        CHECK_FALSE(lookup_suppression(*st, "held", "free@example.com", "host key")->suppressed);
+        CHECK(code_of([&] { lookup_suppression(*st, "held", "free@example.com"); }) ==
+              errc::invalid_argument);
+        CHECK(code_of([&] { lookup_suppression(*st, "held", "free@example.com", "other key"); }) ==
+              errc::invalid_argument);
+    }
+
+    // A stored value that looks like an erased entry and is not one stands
+    // where the probe looks: only an engine can answer.
+    const std::vector<store_op> raw{store_ops::put_suppression{
+        {suppression_kind::address, "erased:0@example.com", suppression_reason::manual, "raw", {}}}};
+    st->commit("default", raw);
+    CHECK_FALSE(lookup_suppression(*st, "default", "free@example.com"));
+    // A workspace that does not exist is not one lookup can answer for.
+    CHECK_FALSE(lookup_suppression(*st, "nowhere", "jane@example.com"));
+}
+
 // Runs `scenario` on SQLite, then on PostgreSQL when a server is given.
 void on_both_stores(const std::function<void(const backend&)>& scenario) {
     {
@@ -1190,6 +1285,10 @@ TEST_CASE("erase_person while two engines send to the person") {
 
 TEST_CASE("erase_person with an erasure key the hosts hold") {
     on_both_stores(erase_with_host_key);
+}
+
+TEST_CASE("lookup_suppression answers from the store as an engine does") {
+    on_both_stores(lookup_as_engine);
 }
 
 TEST_CASE("purge_retained: retention windows for the ledger and event payloads") {

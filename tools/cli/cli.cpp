@@ -127,7 +127,7 @@ void open_workspace(context& c, mailers::open_mode mode) {
     c.spec = resolve_store(c.g);
     const bool create = mode == mailers::open_mode::create;
     auto st = open_store(c.spec, c.g.pg_schema, create ? mailers::open_mode::open_or_create : mode);
-    const bool exists = st->changes_since(c.g.workspace, 0).seq != 0;
+    const bool exists = st->last_change_seq(c.g.workspace) != 0;
     if (create && exists)
         fail(exit_store, fmt::format("workspace '{}' already exists in {}: init never changes one",
                                      c.g.workspace, describe(c.spec)));

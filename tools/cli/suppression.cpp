@@ -3,6 +3,7 @@
 #include <mailers/audit.hpp>
 #include <mailers/suppression.hpp>
 #include <mailers/suppression_audit.hpp>
+#include <mailers/suppression_lookup.hpp>
 #include <sstream>
 
 #include "cli.hpp"
@@ -30,10 +31,22 @@ void add_suppression_commands(CLI::App& app, commands& reg) {
     reg.add(sup, "check", "Say whether ADDRESS is suppressed, and by which entry (exit 3 if so)",
             "mailers suppression check jane@example.com",
             [&](context& c) {
-                open_workspace(c, mailers::open_mode::existing);
-                auto& e = c.engine();
-                bool suppressed = e.is_suppressed(addr_arg);
-                auto entry = e.find_suppression(addr_arg);
+                // Point queries on the store: an engine would first load
+                // every entry of the workspace. An engine answers when the
+                // store alone cannot (lookup_suppression says when).
+                c.spec = resolve_store(c.g);
+                auto st = open_store(c.spec, c.g.pg_schema, mailers::open_mode::existing);
+                auto found = mailers::lookup_suppression(
+                    *st, c.g.workspace, addr_arg,
+                    c.g.erasure_key_file.empty() ? "" : "file:" + c.g.erasure_key_file);
+                if (!found) {
+                    open_workspace(c, mailers::open_mode::existing);
+                    found.emplace();
+                    found->suppressed = c.engine().is_suppressed(addr_arg);
+                    found->entry = c.engine().find_suppression(addr_arg);
+                }
+                const bool suppressed = found->suppressed;
+                const auto& entry = found->entry;
                 auto key = mailers::normalise_address(addr_arg);
                 std::string k = entry && entry->kind == mailers::suppression_kind::address
                                     ? entry->value

@@ -592,6 +592,59 @@ inline void check_suppressions(const store_factory& open, const std::string& ws)
     for (const auto& e : expected) CHECK(st->find_suppression(ws, e.kind, e.value) == e);
 }
 
+/// last_change_seq, find_object and next_suppression agree with what
+/// changes_since, load and for_each_suppression return, for a workspace
+/// never written, after puts and after deletes.
+inline void check_point_reads(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    CHECK(st->last_change_seq(ws) == 0);
+    CHECK_FALSE(st->find_object(ws, "mailbox", "rep1"));
+    CHECK_FALSE(st->next_suppression(ws, suppression_kind::address, ""));
+
+    const auto a = sample_suppression(suppression_kind::address, "ann@example.com");
+    const auto b = sample_suppression(suppression_kind::address, "bob@example.com");
+    const auto z = sample_suppression(suppression_kind::address, "zoë@bücher.example");
+    const auto d = sample_suppression(suppression_kind::domain, "blocked.example");
+    commit(*st, ws,
+           {store_ops::put_object{{"mailbox", "rep1", R"({"cap":30})"}},
+            store_ops::put_object{{"pool", "rep1", R"({"members":["rep1"]})"}},
+            store_ops::put_suppression{z}, store_ops::put_suppression{b},
+            store_ops::put_suppression{a}, store_ops::put_suppression{d}});
+    CHECK(st->last_change_seq(ws) == st->changes_since(ws, 0).seq);
+    CHECK(st->last_change_seq(ws) > 0);
+    CHECK(st->find_object(ws, "mailbox", "rep1") ==
+          stored_object{"mailbox", "rep1", R"({"cap":30})"});
+    CHECK(st->find_object(ws, "pool", "rep1") ==
+          stored_object{"pool", "rep1", R"({"members":["rep1"]})"});
+    CHECK_FALSE(st->find_object(ws, "mailbox", "rep2"));
+    CHECK_FALSE(st->find_object(ws, "quota", "rep1"));
+
+    // At or after `from`, of the kind asked for only, in byte order.
+    CHECK(st->next_suppression(ws, suppression_kind::address, "") == a);
+    CHECK(st->next_suppression(ws, suppression_kind::address, "ann@example.com") == a);
+    CHECK(st->next_suppression(ws, suppression_kind::address, "ann@example.con") == b);
+    CHECK(st->next_suppression(ws, suppression_kind::address, "c") == z);
+    CHECK(st->next_suppression(ws, suppression_kind::address, "zz") == std::nullopt);
+    CHECK(st->next_suppression(ws, suppression_kind::domain, "") == d);
+    CHECK(st->next_suppression(ws, suppression_kind::domain, "blocked.examplf") == std::nullopt);
+    // Byte order: "Z" (0x5a) sorts before "a" (0x61), whatever the locale.
+    CHECK(st->next_suppression(ws, suppression_kind::address, "Z") == a);
+
+    // Deleted objects and entries are gone from the reads; a workspace
+    // beside this one is not read.
+    const auto before = st->last_change_seq(ws);
+    commit(*st, ws,
+           {store_ops::delete_object{"mailbox", "rep1"},
+            store_ops::delete_suppression{suppression_kind::address, "ann@example.com"}});
+    CHECK(st->last_change_seq(ws) > before);
+    CHECK(st->last_change_seq(ws) == st->changes_since(ws, 0).seq);
+    CHECK_FALSE(st->find_object(ws, "mailbox", "rep1"));
+    CHECK(st->next_suppression(ws, suppression_kind::address, "") == b);
+    CHECK(st->last_change_seq(ws + "-other") == 0);
+    CHECK_FALSE(st->find_object(ws + "-other", "pool", "rep1"));
+    CHECK_FALSE(st->next_suppression(ws + "-other", suppression_kind::address, ""));
+}
+
 /// A bulk import over `entries`, handed to the store in chunks of `chunk`,
 /// audited with `record`. `fail_after` > 0 throws import_stop once that many
 /// chunks have been handed over.
@@ -5143,6 +5196,9 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("suppressions: put, replace, delete, find, for_each order") {
         check_suppressions(open, p + "-suppressions");
+    }
+    SUBCASE("point reads: last_change_seq, find_object, next_suppression") {
+        check_point_reads(open, p + "-point-reads");
     }
     SUBCASE("import: one change, one audit record, the later entry of a key") {
         check_import(open, p + "-import");

@@ -449,6 +449,14 @@ struct statements {
             make("m_sends_between",
                  "SELECT {cols} FROM {s}.sends WHERE workspace = $1 AND reserved_at >= $2 "
                  "AND reserved_at < $3 AND id > $4 ORDER BY id LIMIT $5");
+        find_object = make("m_find_object",
+                           "SELECT json FROM {s}.objects WHERE workspace = $1 AND kind = $2 "
+                           "AND id = $3 AND json IS NOT NULL");
+        next_suppression =
+            make("m_next_suppression",
+                 "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
+                 "WHERE workspace = $1 AND kind = $2 AND value >= $3::text COLLATE \"C\" "
+                 "AND reason IS NOT NULL ORDER BY value LIMIT 1");
         suppressions_after = make(
             "m_suppressions_after",
             "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
@@ -756,11 +764,12 @@ struct statements {
         update_sends, set_gaps, write_objects, write_suppressions, write_superseded, insert_audit,
         set_audit_head, load_objects, load_suppressions, load_sends, change_seq, changed_objects,
         changed_suppressions, find_send, find_suppression, audit_from, sends_between,
-        suppressions_after, purge, purge_counts, attach, renew, end_lease, members, recover,
-        server_now, unanalysed, lock_queued, queued_by_key, new_queue_ids, insert_queued,
-        update_queued, live_member, claim_queued, requeue, find_queued, queued_after, count_queued,
-        purge_queued, record_keys, purge_keys, enr_by_id, enr_by_key, enr_live, enr_insert,
-        enr_write, enr_cancel, enr_remember, enr_by_message, enr_after, enr_due, enr_find;
+        suppressions_after, find_object, next_suppression, purge, purge_counts, attach, renew,
+        end_lease, members, recover, server_now, unanalysed, lock_queued, queued_by_key,
+        new_queue_ids, insert_queued, update_queued, live_member, claim_queued, requeue,
+        find_queued, queued_after, count_queued, purge_queued, record_keys, purge_keys, enr_by_id,
+        enr_by_key, enr_live, enr_insert, enr_write, enr_cancel, enr_remember, enr_by_message,
+        enr_after, enr_due, enr_find;
     // outbound webhooks
     pg::statement wh_insert, wh_end, wh_fail, wh_retry, wh_claim, wh_requeue, wh_find, wh_after,
         wh_count, wh_purge;
@@ -969,7 +978,10 @@ public:
         reconnect_wait wait(params_.reconnect_timeout);
         for (;;) {
             try {
-                auto c = pool_.connect();
+                // Through the pool, so the first query reuses the
+                // connection: a short-lived process (the `mailers` tool)
+                // connects once, not twice.
+                auto c = pool_.acquire();
                 pg::migrate(*c, params_.schema, params_.mode);
                 return;
             } catch (const pg::error& e) {
@@ -1950,6 +1962,33 @@ public:
                    [&](pg::connection& c, attempt&) -> std::optional<suppression_entry> {
                        auto r = c.run(sql_.find_suppression,
                                       pg::params{}.add(ws).add(kind_code(kind)).add(value));
+                       if (r.rows() == 0) return std::nullopt;
+                       return read_suppression(r, 0);
+                   });
+    }
+
+    std::uint64_t last_change_seq(std::string_view ws) override {
+        return run("last_change_seq", true, [&](pg::connection& c, attempt&) {
+            return c.run(sql_.change_seq, pg::params{}.add(ws)).u64(0, 0);
+        });
+    }
+
+    std::optional<stored_object> find_object(std::string_view ws, std::string_view kind,
+                                             std::string_view id) override {
+        return run("find_object", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<stored_object> {
+                       auto r = c.run(sql_.find_object, pg::params{}.add(ws).add(kind).add(id));
+                       if (r.rows() == 0) return std::nullopt;
+                       return stored_object{std::string(kind), std::string(id), r.str(0, 0)};
+                   });
+    }
+
+    std::optional<suppression_entry> next_suppression(std::string_view ws, suppression_kind kind,
+                                                      std::string_view from) override {
+        return run("next_suppression", true,
+                   [&](pg::connection& c, attempt&) -> std::optional<suppression_entry> {
+                       auto r = c.run(sql_.next_suppression,
+                                      pg::params{}.add(ws).add(kind_code(kind)).add(from));
                        if (r.rows() == 0) return std::nullopt;
                        return read_suppression(r, 0);
                    });

@@ -1345,6 +1345,46 @@ public:
         });
     }
 
+    std::uint64_t last_change_seq(std::string_view workspace) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("last_change_seq", [&] { return change_seq(ws); });
+    }
+
+    std::optional<stored_object> find_object(std::string_view workspace, std::string_view kind,
+                                             std::string_view id) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace), k(kind), i(id);
+        return guarded("find_object", [&]() -> std::optional<stored_object> {
+            SQLite::Statement q(db_,
+                                "SELECT json FROM objects WHERE workspace = ?1 AND kind = ?2 "
+                                "AND id = ?3");
+            q.bindNoCopy(1, ws);
+            q.bindNoCopy(2, k);
+            q.bindNoCopy(3, i);
+            if (!q.executeStep()) return std::nullopt;
+            return stored_object{k, i, text(q, 0)};
+        });
+    }
+
+    std::optional<suppression_entry> next_suppression(std::string_view workspace,
+                                                      suppression_kind kind,
+                                                      std::string_view from) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace), v(from);
+        return guarded("next_suppression", [&]() -> std::optional<suppression_entry> {
+            SQLite::Statement q(db_, fmt::format("SELECT {} FROM suppressions WHERE workspace = "
+                                                 "?1 AND kind = ?2 AND value >= ?3 "
+                                                 "ORDER BY value LIMIT 1",
+                                                 suppression_columns));
+            q.bindNoCopy(1, ws);
+            q.bind(2, kind_code(kind));
+            q.bindNoCopy(3, v);
+            if (!q.executeStep()) return std::nullopt;
+            return read_suppression(q);
+        });
+    }
+
     void for_each_audit(std::string_view workspace, std::uint64_t from_seq,
                         const std::function<void(const audit_record&)>& fn) override {
         if (from_seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return;
