@@ -935,6 +935,13 @@ public:
     ///     principal "webhook:<provider>" with source "<provider>-webhook",
     ///     audited like `suppress()`; an address already suppressed is left
     ///     as it is, so a redelivered request changes nothing;
+    ///   * for a `replied` event about a send of this workspace (its
+    ///     `send_id`, or `message_id` of a step), stops enrollments as
+    ///     `record_reply` does (the step's enrollment, or every one of the
+    ///     address, per the sequence's `reply_stops`; every enrollment of
+    ///     the recipient for a send that is no step), audited
+    ///     `enrollment.stop` as the same principal; about no send of ours,
+    ///     it stops nothing;
     ///   * reaches the `on_event` handlers.
     /// Every applied event is counted for its send's scopes and day
     /// (`daily_counts`). Soft bounces, deliveries, opens and clicks suppress
@@ -948,8 +955,8 @@ public:
     /// 5xx then, so the provider redelivers.
     ///
     /// Exactly once: each event's `dedup_key` is recorded in the store, in
-    /// the same transaction as the suppression it causes and that
-    /// suppression's audit record, and the event is applied (suppression,
+    /// the same transaction as the suppression or stop it causes and its
+    /// audit record, and the event is applied (suppression, stop,
     /// handlers) only when this record is the first, so a redelivery, or
     /// the same retry reaching two engines of the workspace, is applied
     /// once and counted in `duplicates` elsewhere. Handlers are called once

@@ -116,19 +116,91 @@ bool change_enrollment(engine::impl& s, const principal& who, std::string_view a
          fmt::format("enrollment {} kept changing under {}; try again", id, action));
 }
 
-std::vector<std::uint64_t> stop_audited(engine::impl& s, const principal& who,
-                                        store_ops::stop_enrollments op, std::string_view id) {
-    std::string after;
-    json::writer(after)
-        .begin_object()
-        .member("reason", to_string(op.reason))
-        .member("sequence", op.sequence_id)
-        .end_object();
-    auto r = commit_audited(s, who, "enrollment.stop", id, {}, after, {std::move(op)});
-    return r.empty() ? std::vector<std::uint64_t>{} : r.front().enrollments.stopped;
+// The stop a reply to `replied`'s step applies: that enrollment alone, or
+// every enrollment of its address, as its sequence's reply_stops says.
+store_ops::stop_enrollments stop_for_reply(engine::impl& s, const enrollment& replied,
+                                           std::string detail) {
+    auto scope = stop_scope::every_sequence;
+    {
+        std::lock_guard lock(s.mu);
+        if (auto it = s.sequences.find(replied.sequence_id); it != s.sequences.end() && it->second)
+            scope = it->second->config().reply_stops;
+    }
+    store_ops::stop_enrollments op;
+    if (scope == stop_scope::this_sequence)
+        op.id = replied.id;
+    else
+        op.address = replied.address;
+    op.reason = enrollment_stop::replied;
+    op.detail = std::move(detail);
+    op.at = s.clk->now();
+    return op;
+}
+
+// A reply by address names no sequence: every enrollment of it stops.
+store_ops::stop_enrollments stop_address_for_reply(engine::impl& s, std::string address,
+                                                   std::string detail) {
+    store_ops::stop_enrollments op;
+    op.address = std::move(address);
+    op.reason = enrollment_stop::replied;
+    op.detail = std::move(detail);
+    op.at = s.clk->now();
+    return op;
 }
 
 }  // namespace
+
+std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const principal& who,
+                                                      store_ops::stop_enrollments stop,
+                                                      std::string_view id,
+                                                      const store_ops::record_key* once,
+                                                      std::vector<store_op> also) {
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("reason", to_string(stop.reason))
+        .member("sequence", stop.sequence_id)
+        .end_object();
+    const auto stop_id = stop.id;
+    const auto stop_address = stop.address;
+    std::vector<store_op> ops;
+    if (once) {
+        // The guard covers the stop, `also` and the audit record: a
+        // duplicate leaves no trace.
+        auto rk = *once;
+        rk.guards = 2 + also.size();
+        ops.push_back(std::move(rk));
+    }
+    ops.push_back(std::move(stop));
+    std::move(also.begin(), also.end(), std::back_inserter(ops));
+    const auto resource = !id.empty()   ? std::string(id)
+                          : stop_id != 0 ? std::to_string(stop_id)
+                                         : stop_address;
+    auto r = commit_audited(s, who, "enrollment.stop", resource, {}, after, std::move(ops));
+    const std::size_t at = once ? 1 : 0;
+    if (once && (r.empty() || !r.front().applied)) return std::nullopt;
+    return r.size() > at ? r[at].enrollments.stopped : std::vector<std::uint64_t>{};
+}
+
+std::optional<store_ops::stop_enrollments> reply_stop(engine::impl& s, const event& ev) {
+    std::optional<enrollment> replied;
+    if (auto k = parse_send_key(ev.idempotency_key)) {
+        s.with_store([&](store& st) { replied = st.find_enrollment(s.params.workspace, k->enrollment); });
+        if (replied && replied->sequence_id != k->sequence_id) replied.reset();
+    }
+    if (!replied && !ev.message_id.empty())
+        s.with_store([&](store& st) {
+            replied = st.find_enrollment_by_message(s.params.workspace, ev.message_id);
+        });
+    const auto what = !ev.message_id.empty() ? fmt::format("<{}>", ev.message_id)
+                                             : fmt::format("send {}", ev.send_id);
+    if (replied) return stop_for_reply(s, *replied, fmt::format("replied to {}", what));
+    // Another send of ours: its recipient replied, naming no sequence.
+    if (ev.send_id.empty()) return std::nullopt;
+    auto key = normalise_address(ev.recipient, s.suppression_opts());
+    if (!key) return std::nullopt;
+    return stop_address_for_reply(s, *key, fmt::format("replied to {}", what));
+}
 
 std::optional<step_key> parse_send_key(std::string_view key) {
     if (!key.starts_with("seq:")) return std::nullopt;
@@ -442,7 +514,7 @@ bool engine::stop_enrollment(const principal& who, std::uint64_t id, std::string
     op.reason = enrollment_stop::manual;
     op.detail = why.empty() ? fmt::format("stopped by {}", who.id) : std::string(why);
     op.at = impl_->clk->now();
-    return !stop_audited(*impl_, who, std::move(op), std::to_string(id)).empty();
+    return !commit_stop(*impl_, who, std::move(op), std::to_string(id))->empty();
 }
 
 std::optional<enrollment> engine::find_enrollment(std::uint64_t id) const {
@@ -523,32 +595,17 @@ std::vector<std::uint64_t> engine::record_reply(const principal& who, std::strin
         s.with_store(
             [&](store& st) { replied = st.find_enrollment_by_message(s.params.workspace, mid); });
     store_ops::stop_enrollments op;
-    op.reason = enrollment_stop::replied;
-    op.at = s.clk->now();
     if (replied) {
-        auto scope = stop_scope::every_sequence;
-        {
-            std::lock_guard lock(s.mu);
-            if (auto it = s.sequences.find(replied->sequence_id);
-                it != s.sequences.end() && it->second)
-                scope = it->second->config().reply_stops;
-        }
-        if (scope == stop_scope::this_sequence)
-            op.id = replied->id;
-        else
-            op.address = replied->address;
-        op.detail = fmt::format("replied to <{}>", mid);
+        op = stop_for_reply(s, *replied, fmt::format("replied to <{}>", mid));
     } else {
         auto key = normalise_address(from, s.suppression_opts());
         if (!key)
             fail(errc::invalid_argument,
                  "neither a Message-ID an enrollment sent nor a valid email address");
-        op.address = *key;
-        op.detail = "replied";
+        op = stop_address_for_reply(s, *key, "replied");
     }
     s.authorize(who, "enrollment.stop", "enrollment", op.address);
-    const auto id = op.id ? std::to_string(op.id) : op.address;
-    return stop_audited(s, who, std::move(op), id);
+    return *commit_stop(s, who, std::move(op), "");
 }
 
 std::vector<std::uint64_t> engine::record_goal(const principal& who, std::string_view address,
@@ -571,7 +628,7 @@ std::vector<std::uint64_t> engine::record_goal(const principal& who, std::string
     op.reason = enrollment_stop::goal;
     op.detail = fmt::format("goal of sequence '{}' reached", sequence_id);
     op.at = s.clk->now();
-    return stop_audited(s, who, std::move(op), *key);
+    return *commit_stop(s, who, std::move(op), *key);
 }
 
 }  // namespace mailers

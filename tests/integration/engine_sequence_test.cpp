@@ -134,6 +134,43 @@ std::optional<postgres_store_params> pg_params(seq_env& env, std::string_view st
     return p;
 }
 
+/// A test of two engines on one workspace: `a` does not drain the queue,
+/// `z` does, `st_z` is z's store.
+using two_engines = std::function<void(seq_env&, engine& a, engine& z, store& st_z)>;
+
+/// Runs `test` with one engine on an in-memory SQLite store, as a and z.
+void on_one_engine(const two_engines& test) {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    test(env, *eng, *eng, *st);
+}
+
+/// Runs `test` with two engines on one SQLite file.
+void on_sqlite_file(const std::string& stem, const two_engines& test) {
+    db_file db(stem);
+    seq_env env;
+    auto open = [&] { return open_sqlite_store({db.path.string(), open_mode::open_or_create}); };
+    auto st_a = open();
+    auto a = env.make(st_a, false);
+    auto st_z = open();
+    auto z = env.make(st_z);
+    test(env, *a, *z, *st_z);
+}
+
+/// Runs `test` with two engines on the test PostgreSQL server, when there
+/// is one.
+void on_postgres(std::string_view stem, const two_engines& test) {
+    seq_env env;
+    const auto p = pg_params(env, stem);
+    if (!p) return;
+    auto st_a = open_postgres_store(*p);
+    auto a = env.make(st_a, false);
+    auto st_z = open_postgres_store(*p);
+    auto z = env.make(st_z);
+    test(env, *a, *z, *st_z);
+}
+
 }  // namespace
 
 TEST_CASE("enroll refuses what it must, enrolling nothing, and merges or refuses twice") {
@@ -311,32 +348,15 @@ void unsubscribe_stops_every_sequence(seq_env& env, engine& a, engine& z, store&
 }  // namespace
 
 TEST_CASE("an unsubscribe against mailbox A in sequence 1 stops mailbox Z in sequence 2") {
-    seq_env env;
-    auto st = open_sqlite_store({":memory:", open_mode::create});
-    auto eng = env.make(st);
-    unsubscribe_stops_every_sequence(env, *eng, *eng, *st);
+    on_one_engine(unsubscribe_stops_every_sequence);
 }
 
 TEST_CASE("the same with two engines on one SQLite file") {
-    db_file db("seq-two");
-    seq_env env;
-    auto open = [&] { return open_sqlite_store({db.path.string(), open_mode::open_or_create}); };
-    auto st_a = open();
-    auto a = env.make(st_a, false);
-    auto st_z = open();
-    auto z = env.make(st_z);
-    unsubscribe_stops_every_sequence(env, *a, *z, *st_z);
+    on_sqlite_file("seq-two", unsubscribe_stops_every_sequence);
 }
 
 TEST_CASE("the same with two engines on PostgreSQL") {
-    seq_env env;
-    const auto p = pg_params(env, "seq");
-    if (!p) return;
-    auto st_a = open_postgres_store(*p);
-    auto a = env.make(st_a, false);
-    auto st_z = open_postgres_store(*p);
-    auto z = env.make(st_z);
-    unsubscribe_stops_every_sequence(env, *a, *z, *st_z);
+    on_postgres("seq", unsubscribe_stops_every_sequence);
 }
 
 TEST_CASE("replies and goals stop per stop_scope; bounces stop as bounced") {
@@ -631,6 +651,110 @@ TEST_CASE("an ingested hard bounce stops the address in every sequence, once") {
     env.clock->advance(72h);
     env.settle(*eng, *st);
     CHECK(env.capture->count() == 2);
+}
+
+namespace {
+
+/// The ledger id of the send with idempotency key `key`, as text; "" when none.
+std::string send_id_of(store& st, const std::string& workspace, const std::string& key) {
+    std::string out;
+    st.for_each_send(workspace, test_epoch() - 24h, test_epoch() + 24h * 365,
+                     [&](const ledger_row& r) {
+                         if (r.idempotency_key == key) out = std::to_string(r.id);
+                     });
+    return out;
+}
+
+/// A provider's `replied` event about send `send_id`, as a parsed webhook.
+webhook_result replied(std::string send_id, std::string recipient, std::string dedup) {
+    webhook_result w;
+    w.outcome = webhook_outcome::events;
+    w.http_status = 200;
+    event ev;
+    ev.type = event_type::replied;
+    ev.send_id = std::move(send_id);
+    ev.recipient = std::move(recipient);
+    ev.dedup_key = std::move(dedup);
+    ev.provider = "postmark";
+    w.events.push_back(std::move(ev));
+    return w;
+}
+
+// A `replied` event ingested by engine `a` stops, by record_reply's rule,
+// the enrollment whose step it answers before its next step, which engine
+// `z` would send; once, however often it comes; and one about a send
+// that is not ours changes nothing.
+void replied_events_stop(seq_env& env, engine& a, engine& z, store& st_z) {
+    a.upsert_mailbox(env.admin, env.mailbox("rep1"));
+    auto s1 = two_steps("s1", "rep1");
+    s1.reply_stops = stop_scope::this_sequence;
+    a.upsert_sequence(env.admin, s1);
+    a.upsert_sequence(env.admin, two_steps("s2", "rep1"));  // every sequence
+    auto a1 = a.enroll(env.admin, "s1", contact("ana@prospect.example"));
+    auto a2 = a.enroll(env.admin, "s2", contact("ana@prospect.example"));
+    auto b1 = a.enroll(env.admin, "s1", contact("bo@prospect.example"));
+    auto b2 = a.enroll(env.admin, "s2", contact("bo@prospect.example"));
+    auto c1 = a.enroll(env.admin, "s1", contact("cy@prospect.example"));
+    env.step_until(z, st_z, 1h, [&] { return env.capture->count() == 5; });
+    env.settle(z, st_z);
+    const auto ana = send_id_of(st_z, env.workspace, "seq:s1:" + std::to_string(a1.id) + ":1");
+    const auto bo = send_id_of(st_z, env.workspace, "seq:s2:" + std::to_string(b2.id) + ":1");
+    REQUIRE_FALSE(ana.empty());
+    REQUIRE_FALSE(bo.empty());
+    const auto log = a.audit_log().size();
+    // A reply to s1's step: s1 only (its reply_stops).
+    auto r = a.apply_webhook(webhook_provider::postmark,
+                             replied(ana, "ana@prospect.example", "reply-ana"));
+    CHECK(r.duplicates == 0);
+    CHECK(z.find_enrollment(a1.id)->state == enrollment_state::stopped);
+    CHECK(z.find_enrollment(a1.id)->stop_reason == enrollment_stop::replied);
+    CHECK(z.find_enrollment(a2.id)->state == enrollment_state::active);
+    // A reply to s2's step: every sequence of the address.
+    a.apply_webhook(webhook_provider::postmark, replied(bo, "bo@prospect.example", "reply-bo"));
+    for (auto id : {b1.id, b2.id})
+        CHECK(z.find_enrollment(id)->stop_reason == enrollment_stop::replied);
+    auto audit = a.audit_log();
+    REQUIRE(audit.size() == log + 2);
+    CHECK(audit[log].action == "enrollment.stop");
+    CHECK(audit[log].actor == "webhook:postmark");
+    CHECK(audit[log].resource_id == std::to_string(a1.id));
+    CHECK(audit[log + 1].resource_id == "bo@prospect.example");
+    // A redelivery changes nothing and writes no audit record, from either engine.
+    auto again = z.apply_webhook(webhook_provider::postmark,
+                                 replied(ana, "ana@prospect.example", "reply-ana"));
+    CHECK(again.duplicates == 1);
+    CHECK(a.audit_log().size() == log + 2);
+    // A reply about a send that is not ours, or about none: nothing stops.
+    const auto before = z.enrollments();
+    auto other = a.apply_webhook(webhook_provider::postmark,
+                                 replied("987654321", "cy@prospect.example", "reply-x"));
+    CHECK(other.duplicates == 0);
+    a.apply_webhook(webhook_provider::postmark, replied("", "cy@prospect.example", "reply-y"));
+    CHECK(z.enrollments() == before);
+    CHECK(z.find_enrollment(c1.id)->state == enrollment_state::active);
+    CHECK(a.audit_log().size() == log + 2);
+    // The stopped steps are not sent; the others are.
+    env.step_until(z, st_z, 6h, [&] {
+        return z.find_enrollment(c1.id)->state == enrollment_state::completed &&
+               z.find_enrollment(a2.id)->state == enrollment_state::completed;
+    });
+    CHECK(env.sent_to("ana@prospect.example").size() == 3);  // s1 step 1, s2 steps 1 and 2
+    CHECK(env.sent_to("bo@prospect.example").size() == 2);
+    CHECK(env.sent_to("cy@prospect.example").size() == 2);
+}
+
+}  // namespace
+
+TEST_CASE("an ingested replied event stops enrollments as record_reply does, once") {
+    on_one_engine(replied_events_stop);
+}
+
+TEST_CASE("an ingested replied event: two engines on one SQLite file") {
+    on_sqlite_file("seq-replied", replied_events_stop);
+}
+
+TEST_CASE("an ingested replied event: two engines on PostgreSQL") {
+    on_postgres("seqreplied", replied_events_stop);
 }
 
 namespace {
