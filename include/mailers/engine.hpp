@@ -717,7 +717,10 @@ public:
     /// Action "sequence.pause".
     void pause_sequence(const principal& who, const std::string& sequence_id,
                         std::string_view reason = {});
-    /// errc::not_found when the sequence is not paused. Action "sequence.resume".
+    /// errc::not_found when the sequence is not paused. Once every engine has
+    /// applied the resume, the steps the pause held are made due at once
+    /// (planned again with the same send key), not at the next recheck.
+    /// Blocking: reads the sequence's active enrollments. Action "sequence.resume".
     void resume_sequence(const principal& who, const std::string& sequence_id);
     bool is_sequence_paused(const std::string& sequence_id) const;
 

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <iterator>
 #include <mailers/sequence.hpp>
+#include <set>
 
 #include "engine/engine_impl.hpp"
 #include "engine/queue.hpp"
@@ -148,6 +149,39 @@ store_ops::stop_enrollments stop_address_for_reply(engine::impl& s, std::string 
     return op;
 }
 
+// Makes the steps that the pause of `sequence_id` held due at once: the
+// enrollments whose planning it put off (next_due later than now) and
+// those whose queued step waits with reason "paused" (planned again: the
+// compare-and-set cancels the waiting item; the step keeps its send key
+// and its due time). Each is a compare-and-set: one another engine planned
+// meanwhile is left to it.
+void replan_paused_steps(engine::impl& s, const std::string& sequence_id) {
+    const auto now = s.clk->now();
+    std::set<std::string> paused_items;
+    queue_filter qf;
+    qf.state = queue_state::waiting;
+    qf.origin_prefix = fmt::format("sequence:{}/", sequence_id);
+    enrollment_filter ef;
+    ef.sequence_id = sequence_id;
+    ef.state = enrollment_state::active;
+    std::vector<store_op> ops;
+    s.with_store([&](store& st) {
+        st.for_each_queued(s.params.workspace, qf, [&](const queued_send& q) {
+            if (q.wait_reason == "paused") paused_items.insert(q.idempotency_key);
+        });
+        st.for_each_enrollment(s.params.workspace, ef, [&](const enrollment& e) {
+            const bool put_off = e.next_due && *e.next_due > now;
+            if (!put_off && !paused_items.count(e.queue_key)) return;
+            auto next = e;
+            next.next_due = now;
+            next.queue_key.clear();
+            next.detail.clear();
+            ops.push_back(store_ops::update_enrollment{next, e.version, "sequence resumed", now});
+        });
+    });
+    if (!ops.empty()) commit_now(s, std::move(ops));
+}
+
 }  // namespace
 
 std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const principal& who,
@@ -173,7 +207,7 @@ std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const pri
     }
     ops.push_back(std::move(stop));
     std::move(also.begin(), also.end(), std::back_inserter(ops));
-    const auto resource = !id.empty()   ? std::string(id)
+    const auto resource = !id.empty()    ? std::string(id)
                           : stop_id != 0 ? std::to_string(stop_id)
                                          : stop_address;
     auto r = commit_audited(s, who, "enrollment.stop", resource, {}, after, std::move(ops));
@@ -185,7 +219,8 @@ std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const pri
 std::optional<store_ops::stop_enrollments> reply_stop(engine::impl& s, const event& ev) {
     std::optional<enrollment> replied;
     if (auto k = parse_send_key(ev.idempotency_key)) {
-        s.with_store([&](store& st) { replied = st.find_enrollment(s.params.workspace, k->enrollment); });
+        s.with_store(
+            [&](store& st) { replied = st.find_enrollment(s.params.workspace, k->enrollment); });
         if (replied && replied->sequence_id != k->sequence_id) replied.reset();
     }
     if (!replied && !ev.message_id.empty())
@@ -578,6 +613,8 @@ void engine::resume_sequence(const principal& who, const std::string& sequence_i
                       std::lock_guard lock(impl_->mu);
                       impl_->sequence_pauses.erase(sequence_id);
                   });
+    // Every engine has applied the resume now, so none defers these again.
+    replan_paused_steps(*impl_, sequence_id);
     if (impl_->queue) impl_->queue->wake();
 }
 

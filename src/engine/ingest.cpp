@@ -186,8 +186,7 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                                   std::move(counted));
                 ++suppressed;
             } else if (reply) {
-                commit_stop(*this, who, *reply, "", nullptr,
-                            std::move(counted));
+                commit_stop(*this, who, *reply, "", nullptr, std::move(counted));
             } else {
                 if (was_suppressed) ++already;
                 if (!counted.empty()) {

@@ -435,6 +435,50 @@ TEST_CASE("pause and resume an enrollment and a sequence; manual stop") {
     CHECK(code_of([&] { eng->resume_sequence(env.admin, "s1"); }) == errc::not_found);
 }
 
+namespace {
+
+// Steps a sequence pause held go out as soon as engine `a` resumes it,
+// from engine `z`, with the clock where it was: the queued step that
+// waited with reason "paused" and the enrollment whose planning the
+// pause put off, neither left for a later recheck.
+void resume_sends_held_steps_at_once(seq_env& env, engine& a, engine& z, store& st_z) {
+    a.upsert_mailbox(env.admin, env.mailbox("rep1"));
+    a.upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    auto queued = a.enroll(env.admin, "s1", contact(rcpt(1)));
+    env.step_until(z, st_z, 1h, [&] { return env.capture->count() == 1; });
+    a.pause_sequence(env.admin, "s1", "copy review");
+    auto put_off = a.enroll(env.admin, "s1", contact(rcpt(2)));
+    env.clock->advance(72h);  // step 2 of the first is due, step 1 of the second too
+    env.settle(z, st_z);
+    CHECK(env.capture->count() == 1);
+    const auto waiting = z.queue_counts().waiting_by_reason;
+    CHECK(std::count(waiting.begin(), waiting.end(),
+                     std::pair<std::string, std::uint64_t>{"paused", 1}) == 1);
+    const auto held = st_z.find_enrollment(env.workspace, put_off.id);
+    REQUIRE(held->next_due);
+    CHECK(*held->next_due > env.clock->now());
+    a.resume_sequence(env.admin, "s1");
+    env.settle(z, st_z);  // the clock does not move
+    CHECK(env.sent_to(rcpt(1)).size() == 2);
+    CHECK(env.sent_to(rcpt(2)).size() == 1);
+    CHECK(z.find_enrollment(queued.id)->state == enrollment_state::completed);
+    CHECK(z.find_enrollment(put_off.id)->step == 1);
+}
+
+}  // namespace
+
+TEST_CASE("resume_sequence: the steps the pause held go out at once") {
+    on_one_engine(resume_sends_held_steps_at_once);
+}
+
+TEST_CASE("resume_sequence from another engine on one SQLite file: at once") {
+    on_sqlite_file("seq-resume", resume_sends_held_steps_at_once);
+}
+
+TEST_CASE("resume_sequence from another engine on PostgreSQL: at once") {
+    on_postgres("seqresume", resume_sends_held_steps_at_once);
+}
+
 TEST_CASE("cap pressure: 1,000 enrollments over 10 mailboxes capped at 30 a day") {
     db_file db("seq-caps");
     seq_env env;
