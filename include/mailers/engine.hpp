@@ -243,6 +243,13 @@ struct enroll_options {
     std::optional<enrollment_conflict> on_enrolled_twice;
 };
 
+/// What an operator found out about a step whose send ended `unknown`
+/// (engine::resolve_unknown_step).
+enum class step_resolution {
+    sent,      ///< it went: the enrollment goes on with its next step
+    not_sent,  ///< it did not go: the enrollment fails, saying so (never sent again)
+};
+
 /// What pause() applies to.
 enum class pause_scope { workspace, pool, mailbox, provider, sender_domain };
 
@@ -703,9 +710,20 @@ public:
     /// it would have been (at once when that time has passed). Action
     /// "enrollment.resume". Returns false when it was not paused.
     bool resume_enrollment(const principal& who, std::uint64_t id);
-    /// Stops an active or paused enrollment, reason manual. Action
+    /// Stops an active, paused or unresolved enrollment, reason manual. Action
     /// "enrollment.stop". Returns false when it was neither.
     bool stop_enrollment(const principal& who, std::uint64_t id, std::string_view why = {});
+    /// Resolves an enrollment held `unresolved` because its step's send
+    /// ended `unknown` (look the send up first: its id is in the
+    /// enrollment's `detail`). `sent`: it goes on with its next step at
+    /// once (or completes); `not_sent`: it fails, `detail` saying so; the
+    /// step is not sent again, since its send key is spent. A compare-and-
+    /// set on the stored enrollment, so of two engines resolving it one
+    /// wins. Action "enrollment.resolve" (permission manage_sequences).
+    /// Returns false when it was not unresolved (resolved meanwhile, by an
+    /// event about the send or another engine). errc::not_found for an
+    /// unknown id.
+    bool resolve_unknown_step(const principal& who, std::uint64_t id, step_resolution what);
     std::optional<enrollment> find_enrollment(std::uint64_t id) const;
     /// The enrollments `filter` admits, in id order (filter.address is
     /// normalised here).
@@ -727,7 +745,7 @@ public:
     /// The host saw a reply: stops enrollments as the replied sequence's
     /// `reply_stops` says. `from` is the replying address, or the
     /// Message-ID (with or without <>) of the step replied to; by address
-    /// every active or paused enrollment of it is stopped when any of its
+    /// every active, paused or unresolved enrollment of it is stopped when any of its
     /// sequences says `every_sequence`, else each in its own sequence (all
     /// of them: a reply by address names no sequence). Reason replied.
     /// Returns the ids stopped. Action "enrollment.stop".

@@ -92,6 +92,21 @@ enrollment must_find(engine::impl& s, std::uint64_t id) {
     return std::move(*e);
 }
 
+// What resolving a held step does to its enrollment. Its step was counted
+// as made when it was held; `sent` lets the scheduler go on from there.
+void resolve_held(enrollment& e, step_resolution what, std::string_view by, time_point now) {
+    if (what == step_resolution::sent) {
+        e.state = enrollment_state::active;
+        e.next_due = now;
+        e.detail.clear();
+    } else {
+        e.state = enrollment_state::failed;
+        e.next_due.reset();
+        e.detail =
+            fmt::format("step {} was not sent, as {} said; it is not sent again", e.step, by);
+    }
+}
+
 // Applies `change` to enrollment `id` with a compare-and-set, reading it
 // again when another process changed it meanwhile. `change` returns false
 // to leave it as it is. Returns whether a change was committed.
@@ -184,6 +199,33 @@ void replan_paused_steps(engine::impl& s, const std::string& sequence_id) {
 
 }  // namespace
 
+namespace {
+
+// Commits `op` with the audit record of `action`, and `also`. Under
+// `once`, the record guards them all: a duplicate leaves no trace and
+// answers nullopt. Returns `op`'s result.
+std::optional<op_result> commit_guarded(engine::impl& s, const principal& who,
+                                        std::string_view action, std::string_view id,
+                                        std::string before, std::string after, store_op op,
+                                        const store_ops::record_key* once,
+                                        std::vector<store_op> also) {
+    std::vector<store_op> ops;
+    if (once) {
+        auto rk = *once;
+        rk.guards = 2 + also.size();
+        ops.push_back(std::move(rk));
+    }
+    ops.push_back(std::move(op));
+    std::move(also.begin(), also.end(), std::back_inserter(ops));
+    auto r =
+        commit_audited(s, who, action, id, std::move(before), std::move(after), std::move(ops));
+    const std::size_t at = once ? 1 : 0;
+    if (once && (r.empty() || !r.front().applied)) return std::nullopt;
+    return r.size() > at ? r[at] : op_result{};
+}
+
+}  // namespace
+
 std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const principal& who,
                                                       store_ops::stop_enrollments stop,
                                                       std::string_view id,
@@ -195,25 +237,48 @@ std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const pri
         .member("reason", to_string(stop.reason))
         .member("sequence", stop.sequence_id)
         .end_object();
-    const auto stop_id = stop.id;
-    const auto stop_address = stop.address;
-    std::vector<store_op> ops;
-    if (once) {
-        // The guard covers the stop, `also` and the audit record: a
-        // duplicate leaves no trace.
-        auto rk = *once;
-        rk.guards = 2 + also.size();
-        ops.push_back(std::move(rk));
-    }
-    ops.push_back(std::move(stop));
-    std::move(also.begin(), also.end(), std::back_inserter(ops));
     const auto resource = !id.empty()    ? std::string(id)
-                          : stop_id != 0 ? std::to_string(stop_id)
-                                         : stop_address;
-    auto r = commit_audited(s, who, "enrollment.stop", resource, {}, after, std::move(ops));
-    const std::size_t at = once ? 1 : 0;
-    if (once && (r.empty() || !r.front().applied)) return std::nullopt;
-    return r.size() > at ? r[at].enrollments.stopped : std::vector<std::uint64_t>{};
+                          : stop.id != 0 ? std::to_string(stop.id)
+                                         : stop.address;
+    auto r = commit_guarded(s, who, "enrollment.stop", resource, {}, std::move(after),
+                            std::move(stop), once, std::move(also));
+    if (!r) return std::nullopt;
+    return r->enrollments.stopped;
+}
+
+std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev) {
+    switch (ev.type) {
+        case event_type::delivered:
+        case event_type::deferred:
+        case event_type::bounced:
+        case event_type::opened:
+        case event_type::clicked:
+            break;
+        default:
+            return std::nullopt;
+    }
+    const auto k = parse_send_key(ev.idempotency_key);
+    if (!k || ev.send_id.empty()) return std::nullopt;
+    std::optional<enrollment> e;
+    s.with_store([&](store& st) { e = st.find_enrollment(s.params.workspace, k->enrollment); });
+    // Held on this step, the one counted last: its key names one send only.
+    if (!e || e->state != enrollment_state::unresolved || e->sequence_id != k->sequence_id ||
+        e->step != k->step + 1)
+        return std::nullopt;
+    held_resolution r{*e, *e};
+    resolve_held(r.after, step_resolution::sent, ev.provider, s.clk->now());
+    return r;
+}
+
+bool commit_resolution(engine::impl& s, const principal& who, const held_resolution& r,
+                       const store_ops::record_key* once, std::vector<store_op> also) {
+    return commit_guarded(
+               s, who, "enrollment.resolve", std::to_string(r.before.id), state_json(r.before),
+               state_json(r.after),
+               store_ops::update_enrollment{r.after, r.before.version,
+                                            "resolved: the provider had it", s.clk->now()},
+               once, std::move(also))
+        .has_value();
 }
 
 std::optional<store_ops::stop_enrollments> reply_stop(engine::impl& s, const event& ev) {
@@ -450,6 +515,9 @@ store_op step_outcome_op(engine::impl& s, const queued_send& item, const step_ke
         if (auto it = s.sequences.find(k.sequence_id); it != s.sequences.end() && it->second)
             last = k.step + 1 >= it->second->size();
     }
+    if (outcome == step_outcome::unknown)
+        detail = fmt::format("step {} outcome unknown (send {}): {}", k.step + 1,
+                             r.send_id.empty() ? "not recorded" : r.send_id, detail);
     return store_ops::advance_enrollment{
         k.enrollment, k.step,      item.idempotency_key, outcome,           last, r.mailbox,
         r.message_id, req.subject, req.references,       std::move(detail), at};
@@ -550,6 +618,16 @@ bool engine::stop_enrollment(const principal& who, std::uint64_t id, std::string
     op.detail = why.empty() ? fmt::format("stopped by {}", who.id) : std::string(why);
     op.at = impl_->clk->now();
     return !commit_stop(*impl_, who, std::move(op), std::to_string(id))->empty();
+}
+
+bool engine::resolve_unknown_step(const principal& who, std::uint64_t id, step_resolution what) {
+    impl_->authorize(who, "enrollment.resolve", "sequence", must_find(*impl_, id).sequence_id);
+    const auto now = impl_->clk->now();
+    return change_enrollment(*impl_, who, "enrollment.resolve", id, [&](enrollment& e) {
+        if (e.state != enrollment_state::unresolved) return false;
+        resolve_held(e, what, who.id, now);
+        return true;
+    });
 }
 
 std::optional<enrollment> engine::find_enrollment(std::uint64_t id) const {

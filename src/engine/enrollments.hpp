@@ -57,6 +57,24 @@ std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const pri
                                                       const store_ops::record_key* once = nullptr,
                                                       std::vector<store_op> also = {});
 
+/// An enrollment held `unresolved` that an event resolves: as read, and
+/// as resolved.
+struct held_resolution {
+    enrollment before, after;
+};
+
+/// The resolution `ev` proves: a provider's event about a step's send
+/// (delivered, deferred, bounced, opened, clicked) shows the provider had
+/// the message, so the enrollment held `unresolved` on that very send goes
+/// on as sent. nullopt for any other event.
+std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev);
+
+/// Commits `r` (a compare-and-set on the enrollment's version) with its
+/// `enrollment.resolve` audit record as `who`, and `also`, under `once`
+/// as commit_stop does. Returns false when `once` was a duplicate.
+bool commit_resolution(engine::impl& s, const principal& who, const held_resolution& r,
+                       const store_ops::record_key* once, std::vector<store_op> also);
+
 /// Plans up to `limit` due steps; returns how many enrollments it looked
 /// at. Runs on the queue's thread (store calls block).
 std::size_t plan_due_steps(engine::impl& s, std::size_t limit);

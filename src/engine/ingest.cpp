@@ -11,6 +11,7 @@
 
 #include "engine/engine_impl.hpp"
 #include "engine/enrollments.hpp"
+#include "engine/queue.hpp"
 
 namespace mailers {
 
@@ -173,6 +174,10 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         // that records the event.
         std::optional<store_ops::stop_enrollments> reply;
         if (ev.type == event_type::replied) reply = reply_stop(*this, ev);
+        // An event from the provider about a step's send held `unknown`
+        // shows it went.
+        std::optional<held_resolution> held;
+        if (!reply) held = resolved_by(*this, ev);
         if (have_rules.load(std::memory_order_acquire) &&
             (ev.type == event_type::bounced || ev.type == event_type::complained))
             for (auto& t : rule_targets(ev.mailbox, ev.pool, send_provider))
@@ -187,6 +192,8 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 ++suppressed;
             } else if (reply) {
                 commit_stop(*this, who, *reply, "", nullptr, std::move(counted));
+            } else if (held) {
+                commit_resolution(*this, who, *held, nullptr, std::move(counted));
             } else {
                 if (was_suppressed) ++already;
                 if (!counted.empty()) {
@@ -216,9 +223,11 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
             } else {
                 ++duplicates;
             }
-        } else if (reply) {
+        } else if (reply || held) {
             flush();
-            if (commit_stop(*this, who, *reply, "", &once, std::move(rows))) {
+            if (reply ? commit_stop(*this, who, *reply, "", &once, std::move(rows)).has_value()
+                      : commit_resolution(*this, who, *held, &once, std::move(rows))) {
+                if (held && queue) queue->wake();
                 wake_outbox();
                 emit(ev, true);
             } else {

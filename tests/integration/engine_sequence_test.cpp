@@ -30,9 +30,12 @@ namespace {
 
 struct seq_env : drain_env {
     std::string workspace = "default";
+    /// Every engine's provider "capture": passes sends to `capture` unless
+    /// a test aims faults at them.
+    std::shared_ptr<fault_injector> faults = std::make_shared<fault_injector>(capture);
 
     std::unique_ptr<engine> make(std::shared_ptr<store> st, bool drain = true) {
-        return drain_env::make(std::move(st), workspace, nullptr, 10s,
+        return drain_env::make(std::move(st), workspace, faults, 10s,
                                [&](engine_params& p) { p.drain_queue = drain; });
     }
 
@@ -132,6 +135,16 @@ std::optional<postgres_store_params> pg_params(seq_env& env, std::string_view st
     p.mode = open_mode::open_or_create;
     p.pool_size = 3;
     return p;
+}
+
+/// The ledger id of the send with idempotency key `key`, as text; "" when none.
+std::string send_id_of(store& st, const std::string& workspace, const std::string& key) {
+    std::string out;
+    st.for_each_send(workspace, test_epoch() - 24h, test_epoch() + 24h * 365,
+                     [&](const ledger_row& r) {
+                         if (r.idempotency_key == key) out = std::to_string(r.id);
+                     });
+    return out;
 }
 
 /// A test of two engines on one workspace: `a` does not drain the queue,
@@ -479,6 +492,89 @@ TEST_CASE("resume_sequence from another engine on PostgreSQL: at once") {
     on_postgres("seqresume", resume_sends_held_steps_at_once);
 }
 
+namespace {
+
+// A step whose send ends `unknown` holds its enrollment, visibly, and is
+// never sent again; engine `a` (another process than the sender's)
+// resolves held steps, and a provider's event about the send resolves one
+// by itself.
+void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
+    a.upsert_mailbox(env.admin, env.mailbox("rep1"));
+    a.upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    env.faults->unknown_nth(1).unknown_nth(2).unknown_nth(3).unknown_nth(4);
+    std::vector<enrollment> e;
+    for (int i = 0; i < 4; ++i) e.push_back(a.enroll(env.admin, "s1", contact(rcpt(i))));
+    env.step_until(z, st_z, 1h, [&] { return env.capture->count() == 4; });
+    env.settle(z, st_z);
+    for (const auto& x : e) {
+        const auto held = z.find_enrollment(x.id);
+        CHECK(held->state == enrollment_state::unresolved);
+        CHECK(held->detail.starts_with("step 1 outcome unknown (send "));
+        CHECK(held->step == 1);
+    }
+    CHECK(a.enrollments({.state = enrollment_state::unresolved}).size() == 4);
+    env.clock->advance(72h);
+    env.settle(z, st_z);
+    CHECK(env.capture->count() == 4);  // no step sent twice, no next step
+    const auto log = a.audit_log().size();
+    // An operator says it went: the next step goes; said twice, nothing.
+    CHECK(a.resolve_unknown_step(env.admin, e[0].id, step_resolution::sent));
+    CHECK_FALSE(z.resolve_unknown_step(env.admin, e[0].id, step_resolution::not_sent));
+    // An operator says it did not: the enrollment fails, saying so.
+    CHECK(a.resolve_unknown_step(env.admin, e[1].id, step_resolution::not_sent));
+    CHECK(z.find_enrollment(e[1].id)->state == enrollment_state::failed);
+    CHECK(z.find_enrollment(e[1].id)->detail.find("was not sent") != std::string::npos);
+    // The provider reports a delivery of the third: resolved, once.
+    const auto sent = send_id_of(st_z, env.workspace, "seq:s1:" + std::to_string(e[2].id) + ":1");
+    REQUIRE_FALSE(sent.empty());
+    webhook_result w;
+    w.outcome = webhook_outcome::events;
+    w.http_status = 200;
+    event ev;
+    ev.type = event_type::delivered;
+    ev.send_id = sent;
+    ev.recipient = rcpt(2);
+    ev.dedup_key = "delivered-2";
+    w.events.push_back(ev);
+    a.apply_webhook(webhook_provider::postmark, w);
+    CHECK(z.find_enrollment(e[2].id)->state == enrollment_state::active);
+    CHECK(z.apply_webhook(webhook_provider::postmark, w).duplicates == 1);
+    std::size_t resolves = 0;
+    for (const auto& r : a.audit_log(log + 1)) resolves += r.action == "enrollment.resolve";
+    CHECK(resolves == 3);
+    CHECK(code_of([&] { a.resolve_unknown_step(env.admin, 999999, step_resolution::sent); }) ==
+          errc::not_found);
+    env.step_until(z, st_z, 6h, [&] {
+        return z.find_enrollment(e[0].id)->state == enrollment_state::completed &&
+               z.find_enrollment(e[2].id)->state == enrollment_state::completed;
+    });
+    CHECK(env.capture->count() == 6);
+    CHECK(env.sent_to(rcpt(1)).size() == 1);
+    CHECK(env.sent_to(rcpt(3)).size() == 1);
+    // Resolving takes manage_sequences over the sequence.
+    a.put_role(env.admin, {"admin", {permission::manage_access}});
+    a.grant_access(env.admin, {env.admin.id, "admin", {}});
+    a.set_access_control(env.admin, true);
+    CHECK(code_of([&] {
+              a.resolve_unknown_step({"eve", "Eve"}, e[3].id, step_resolution::sent);
+          }) == errc::permission_denied);
+    CHECK(z.find_enrollment(e[3].id)->state == enrollment_state::unresolved);
+}
+
+}  // namespace
+
+TEST_CASE("a step whose send ends unknown holds its enrollment until resolved") {
+    on_one_engine(unknown_steps_are_held);
+}
+
+TEST_CASE("unknown steps resolved from another engine on one SQLite file") {
+    on_sqlite_file("seq-unknown", unknown_steps_are_held);
+}
+
+TEST_CASE("unknown steps resolved from another engine on PostgreSQL") {
+    on_postgres("sequnknown", unknown_steps_are_held);
+}
+
 TEST_CASE("cap pressure: 1,000 enrollments over 10 mailboxes capped at 30 a day") {
     db_file db("seq-caps");
     seq_env env;
@@ -699,16 +795,6 @@ TEST_CASE("an ingested hard bounce stops the address in every sequence, once") {
 
 namespace {
 
-/// The ledger id of the send with idempotency key `key`, as text; "" when none.
-std::string send_id_of(store& st, const std::string& workspace, const std::string& key) {
-    std::string out;
-    st.for_each_send(workspace, test_epoch() - 24h, test_epoch() + 24h * 365,
-                     [&](const ledger_row& r) {
-                         if (r.idempotency_key == key) out = std::to_string(r.id);
-                     });
-    return out;
-}
-
 /// A provider's `replied` event about send `send_id`, as a parsed webhook.
 webhook_result replied(std::string send_id, std::string recipient, std::string dedup) {
     webhook_result w;
@@ -888,11 +974,25 @@ void killed_again_and_again(const std::function<std::shared_ptr<store>()>& open,
     auto eng = env.drain_env::make(st, workspace,
                                    std::make_shared<file_transport>(env.ioc.get_executor(), out));
     env.settle(*eng, *st);
-    for (int i = 0; i < 1000 && eng->queue_counts().next_due; ++i) {
+    // A kill mid-send holds its step's enrollment `unresolved`: resolved
+    // here as an operator who found the message at the provider would.
+    std::size_t held = 0;
+    for (int i = 0; i < 1000; ++i) {
+        bool resolved = false;
+        for (const auto& e : eng->enrollments({.state = enrollment_state::unresolved})) {
+            resolved |= eng->resolve_unknown_step(env.admin, e.id, step_resolution::sent);
+            ++held;
+        }
+        if (resolved) {
+            env.settle(*eng, *st);
+            continue;
+        }
+        if (!eng->queue_counts().next_due) break;
         env.clock->advance(
             std::max<duration>(*eng->queue_counts().next_due - env.clock->now(), 1s));
         env.settle(*eng, *st);
     }
+    MESSAGE("enrollments a kill left unresolved: " << held);
     for (const auto& e : eng->enrollments()) {
         if (e.state == enrollment_state::completed) continue;
         std::string q = "none";
