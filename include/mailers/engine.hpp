@@ -963,6 +963,10 @@ public:
     ///     the recipient for a send that is no step), audited
     ///     `enrollment.stop` as the same principal; about no send of ours,
     ///     it stops nothing;
+    ///   * for a delivered, deferred, bounced, opened or clicked event
+    ///     about a step's send that holds its enrollment `unresolved`
+    ///     (its outcome was unknown), resolves it as sent, as
+    ///     `resolve_unknown_step` does, audited `enrollment.resolve`;
     ///   * reaches the `on_event` handlers.
     /// Every applied event is counted for its send's scopes and day
     /// (`daily_counts`). Soft bounces, deliveries, opens and clicks suppress
