@@ -255,6 +255,13 @@ struct enroll_options {
     std::optional<enrollment_conflict> on_enrolled_twice;
 };
 
+/// What an operator found out about a step whose send ended `unknown`
+/// (engine::resolve_unknown_step).
+enum class step_resolution {
+    sent,      ///< it went: the enrollment goes on with its next step
+    not_sent,  ///< it did not go: the enrollment fails, saying so (never sent again)
+};
+
 /// What pause() applies to.
 enum class pause_scope { workspace, pool, mailbox, provider, sender_domain };
 
@@ -783,9 +790,20 @@ public:
     /// it would have been (at once when that time has passed). Action
     /// "enrollment.resume". Returns false when it was not paused.
     bool resume_enrollment(const principal& who, std::uint64_t id);
-    /// Stops an active or paused enrollment, reason manual. Action
+    /// Stops an active, paused or unresolved enrollment, reason manual. Action
     /// "enrollment.stop". Returns false when it was neither.
     bool stop_enrollment(const principal& who, std::uint64_t id, std::string_view why = {});
+    /// Resolves an enrollment held `unresolved` because its step's send
+    /// ended `unknown` (look the send up first: its id is in the
+    /// enrollment's `detail`). `sent`: it goes on with its next step at
+    /// once (or completes); `not_sent`: it fails, `detail` saying so; the
+    /// step is not sent again, since its send key is spent. A compare-and-
+    /// set on the stored enrollment, so of two engines resolving it one
+    /// wins. Action "enrollment.resolve" (permission manage_sequences).
+    /// Returns false when it was not unresolved (resolved meanwhile, by an
+    /// event about the send or another engine). errc::not_found for an
+    /// unknown id.
+    bool resolve_unknown_step(const principal& who, std::uint64_t id, step_resolution what);
     std::optional<enrollment> find_enrollment(std::uint64_t id) const;
     /// The enrollments `filter` admits, in id order (filter.address is
     /// normalised here).
@@ -797,14 +815,17 @@ public:
     /// Action "sequence.pause".
     void pause_sequence(const principal& who, const std::string& sequence_id,
                         std::string_view reason = {});
-    /// errc::not_found when the sequence is not paused. Action "sequence.resume".
+    /// errc::not_found when the sequence is not paused. Once every engine has
+    /// applied the resume, the steps the pause held are made due at once
+    /// (planned again with the same send key), not at the next recheck.
+    /// Blocking: reads the sequence's active enrollments. Action "sequence.resume".
     void resume_sequence(const principal& who, const std::string& sequence_id);
     bool is_sequence_paused(const std::string& sequence_id) const;
 
     /// The host saw a reply: stops enrollments as the replied sequence's
     /// `reply_stops` says. `from` is the replying address, or the
     /// Message-ID (with or without <>) of the step replied to; by address
-    /// every active or paused enrollment of it is stopped when any of its
+    /// every active, paused or unresolved enrollment of it is stopped when any of its
     /// sequences says `every_sequence`, else each in its own sequence (all
     /// of them: a reply by address names no sequence). Reason replied.
     /// Returns the ids stopped. Action "enrollment.stop".
@@ -1016,6 +1037,17 @@ public:
     ///     principal "webhook:<provider>" with source "<provider>-webhook",
     ///     audited like `suppress()`; an address already suppressed is left
     ///     as it is, so a redelivered request changes nothing;
+    ///   * for a `replied` event about a send of this workspace (its
+    ///     `send_id`, or `message_id` of a step), stops enrollments as
+    ///     `record_reply` does (the step's enrollment, or every one of the
+    ///     address, per the sequence's `reply_stops`; every enrollment of
+    ///     the recipient for a send that is no step), audited
+    ///     `enrollment.stop` as the same principal; about no send of ours,
+    ///     it stops nothing;
+    ///   * for a delivered, deferred, bounced, opened or clicked event
+    ///     about a step's send that holds its enrollment `unresolved`
+    ///     (its outcome was unknown), resolves it as sent, as
+    ///     `resolve_unknown_step` does, audited `enrollment.resolve`;
     ///   * reaches the `on_event` handlers.
     /// Every applied event is counted for its send's scopes and day
     /// (`daily_counts`). Soft bounces, deliveries, opens and clicks suppress
@@ -1029,8 +1061,8 @@ public:
     /// 5xx then, so the provider redelivers.
     ///
     /// Exactly once: each event's `dedup_key` is recorded in the store, in
-    /// the same transaction as the suppression it causes and that
-    /// suppression's audit record, and the event is applied (suppression,
+    /// the same transaction as the suppression or stop it causes and its
+    /// audit record, and the event is applied (suppression, stop,
     /// handlers) only when this record is the first, so a redelivery, or
     /// the same retry reaching two engines of the workspace, is applied
     /// once and counted in `duplicates` elsewhere. Handlers are called once

@@ -199,6 +199,10 @@ enum class enrollment_state {
     completed,  ///< every step was sent
     stopped,    ///< ended early, for `stop_reason`
     failed,     ///< a step could not be planned or sent
+    /// Its last step's send ended `unknown` (it may or may not have gone):
+    /// held, the step counted as made, until `engine::resolve_unknown_step`
+    /// or an event from the provider about that send says what happened.
+    unresolved,
 };
 
 MAILERS_API std::string_view to_string(enrollment_state s) noexcept;
@@ -259,7 +263,8 @@ struct enrollment {
 
 /// How one step of an enrollment ended, as the queue saw it.
 enum class step_outcome {
-    sent,        ///< handed off (accepted, or unknown: it may have gone, it is never repeated)
+    sent,        ///< handed off and accepted
+    unknown,     ///< it may have gone; never repeated: the enrollment is held, `unresolved`
     failed,      ///< certainly not sent, and will not be by waiting
     suppressed,  ///< refused at hand-off: the recipient is suppressed
 };
@@ -472,7 +477,7 @@ struct update_enrollment {
     std::string detail;
     time_point at{};  ///< becomes updated_at
 };
-/// Stops every active or paused enrollment matching all the given fields:
+/// Stops every active, paused or unresolved enrollment matching all the given fields:
 /// `address` (normalised; "" any), `domain` (the address's domain; "" any),
 /// `sequence_id` ("" every sequence), `id` (0 any); at least one of
 /// address, domain and id must be given (throws otherwise). Each becomes
@@ -495,10 +500,12 @@ struct stop_enrollments {
 /// active enrollment is planned next at `at` (completed when `last`), a
 /// paused one stays paused (completed when `last`), a stopped, completed
 /// or failed one keeps its state (the send happened; nothing follows it).
-/// `failed`: state failed, and `suppressed`: stopped with reason
-/// suppressed, both only for an active or paused enrollment. A sent message's id
-/// is remembered for `store::find_enrollment_by_message` whether or not
-/// the rest applies.
+/// `unknown`: as `sent`, except that an active enrollment becomes
+/// `unresolved` (not planned) instead. `failed`: state failed, and
+/// `suppressed`: stopped with reason suppressed, both only for an active,
+/// paused or unresolved enrollment. A sent or unknown message's id is
+/// remembered for `store::find_enrollment_by_message` whether or not the
+/// rest applies.
 struct advance_enrollment {
     std::uint64_t id = 0;
     std::uint32_t step = 0;

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <iterator>
 #include <mailers/sequence.hpp>
+#include <set>
 
 #include "engine/engine_impl.hpp"
 #include "engine/queue.hpp"
@@ -91,6 +92,21 @@ enrollment must_find(engine::impl& s, std::uint64_t id) {
     return std::move(*e);
 }
 
+// What resolving a held step does to its enrollment. Its step was counted
+// as made when it was held; `sent` lets the scheduler go on from there.
+void resolve_held(enrollment& e, step_resolution what, std::string_view by, time_point now) {
+    if (what == step_resolution::sent) {
+        e.state = enrollment_state::active;
+        e.next_due = now;
+        e.detail.clear();
+    } else {
+        e.state = enrollment_state::failed;
+        e.next_due.reset();
+        e.detail =
+            fmt::format("step {} was not sent, as {} said; it is not sent again", e.step, by);
+    }
+}
+
 // Applies `change` to enrollment `id` with a compare-and-set, reading it
 // again when another process changed it meanwhile. `change` returns false
 // to leave it as it is. Returns whether a change was committed.
@@ -116,19 +132,175 @@ bool change_enrollment(engine::impl& s, const principal& who, std::string_view a
          fmt::format("enrollment {} kept changing under {}; try again", id, action));
 }
 
-std::vector<std::uint64_t> stop_audited(engine::impl& s, const principal& who,
-                                        store_ops::stop_enrollments op, std::string_view id) {
-    std::string after;
-    json::writer(after)
-        .begin_object()
-        .member("reason", to_string(op.reason))
-        .member("sequence", op.sequence_id)
-        .end_object();
-    auto r = commit_audited(s, who, "enrollment.stop", id, {}, after, {std::move(op)});
-    return r.empty() ? std::vector<std::uint64_t>{} : r.front().enrollments.stopped;
+// The stop a reply to `replied`'s step applies: that enrollment alone, or
+// every enrollment of its address, as its sequence's reply_stops says.
+store_ops::stop_enrollments stop_for_reply(engine::impl& s, const enrollment& replied,
+                                           std::string detail) {
+    auto scope = stop_scope::every_sequence;
+    {
+        std::lock_guard lock(s.mu);
+        if (auto it = s.sequences.find(replied.sequence_id); it != s.sequences.end() && it->second)
+            scope = it->second->config().reply_stops;
+    }
+    store_ops::stop_enrollments op;
+    if (scope == stop_scope::this_sequence)
+        op.id = replied.id;
+    else
+        op.address = replied.address;
+    op.reason = enrollment_stop::replied;
+    op.detail = std::move(detail);
+    op.at = s.clk->now();
+    return op;
+}
+
+// A reply by address names no sequence: every enrollment of it stops.
+store_ops::stop_enrollments stop_address_for_reply(engine::impl& s, std::string address,
+                                                   std::string detail) {
+    store_ops::stop_enrollments op;
+    op.address = std::move(address);
+    op.reason = enrollment_stop::replied;
+    op.detail = std::move(detail);
+    op.at = s.clk->now();
+    return op;
+}
+
+// Makes the steps that the pause of `sequence_id` held due at once: the
+// enrollments whose planning it put off (next_due later than now) and
+// those whose queued step waits with reason "paused" (planned again: the
+// compare-and-set cancels the waiting item; the step keeps its send key
+// and its due time). Each is a compare-and-set: one another engine planned
+// meanwhile is left to it.
+void replan_paused_steps(engine::impl& s, const std::string& sequence_id) {
+    const auto now = s.clk->now();
+    std::set<std::string> paused_items;
+    queue_filter qf;
+    qf.state = queue_state::waiting;
+    qf.origin_prefix = fmt::format("sequence:{}/", sequence_id);
+    enrollment_filter ef;
+    ef.sequence_id = sequence_id;
+    ef.state = enrollment_state::active;
+    std::vector<store_op> ops;
+    s.with_store([&](store& st) {
+        st.for_each_queued(s.params.workspace, qf, [&](const queued_send& q) {
+            if (q.wait_reason == "paused") paused_items.insert(q.idempotency_key);
+        });
+        st.for_each_enrollment(s.params.workspace, ef, [&](const enrollment& e) {
+            const bool put_off = e.next_due && *e.next_due > now;
+            if (!put_off && !paused_items.count(e.queue_key)) return;
+            auto next = e;
+            next.next_due = now;
+            next.queue_key.clear();
+            next.detail.clear();
+            ops.push_back(store_ops::update_enrollment{next, e.version, "sequence resumed", now});
+        });
+    });
+    if (!ops.empty()) commit_now(s, std::move(ops));
 }
 
 }  // namespace
+
+namespace {
+
+// Commits `op` with the audit record of `action`, and `also`. Under
+// `once`, the record guards them all: a duplicate leaves no trace and
+// answers nullopt. Returns `op`'s result.
+std::optional<op_result> commit_guarded(engine::impl& s, const principal& who,
+                                        std::string_view action, std::string_view id,
+                                        std::string before, std::string after, store_op op,
+                                        const store_ops::record_key* once,
+                                        std::vector<store_op> also) {
+    std::vector<store_op> ops;
+    if (once) {
+        auto rk = *once;
+        rk.guards = 2 + also.size();
+        ops.push_back(std::move(rk));
+    }
+    ops.push_back(std::move(op));
+    std::move(also.begin(), also.end(), std::back_inserter(ops));
+    auto r =
+        commit_audited(s, who, action, id, std::move(before), std::move(after), std::move(ops));
+    const std::size_t at = once ? 1 : 0;
+    if (once && (r.empty() || !r.front().applied)) return std::nullopt;
+    return r.size() > at ? r[at] : op_result{};
+}
+
+}  // namespace
+
+std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const principal& who,
+                                                      store_ops::stop_enrollments stop,
+                                                      std::string_view id,
+                                                      const store_ops::record_key* once,
+                                                      std::vector<store_op> also) {
+    std::string after;
+    json::writer(after)
+        .begin_object()
+        .member("reason", to_string(stop.reason))
+        .member("sequence", stop.sequence_id)
+        .end_object();
+    const auto resource = !id.empty()    ? std::string(id)
+                          : stop.id != 0 ? std::to_string(stop.id)
+                                         : stop.address;
+    auto r = commit_guarded(s, who, "enrollment.stop", resource, {}, std::move(after),
+                            std::move(stop), once, std::move(also));
+    if (!r) return std::nullopt;
+    return r->enrollments.stopped;
+}
+
+std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev) {
+    switch (ev.type) {
+        case event_type::delivered:
+        case event_type::deferred:
+        case event_type::bounced:
+        case event_type::opened:
+        case event_type::clicked:
+            break;
+        default:
+            return std::nullopt;
+    }
+    const auto k = parse_send_key(ev.idempotency_key);
+    if (!k || ev.send_id.empty()) return std::nullopt;
+    std::optional<enrollment> e;
+    s.with_store([&](store& st) { e = st.find_enrollment(s.params.workspace, k->enrollment); });
+    // Held on this step, the one counted last: its key names one send only.
+    if (!e || e->state != enrollment_state::unresolved || e->sequence_id != k->sequence_id ||
+        e->step != k->step + 1)
+        return std::nullopt;
+    held_resolution r{*e, *e};
+    resolve_held(r.after, step_resolution::sent, ev.provider, s.clk->now());
+    return r;
+}
+
+bool commit_resolution(engine::impl& s, const principal& who, const held_resolution& r,
+                       const store_ops::record_key* once, std::vector<store_op> also) {
+    return commit_guarded(
+               s, who, "enrollment.resolve", std::to_string(r.before.id), state_json(r.before),
+               state_json(r.after),
+               store_ops::update_enrollment{r.after, r.before.version,
+                                            "resolved: the provider had it", s.clk->now()},
+               once, std::move(also))
+        .has_value();
+}
+
+std::optional<store_ops::stop_enrollments> reply_stop(engine::impl& s, const event& ev) {
+    std::optional<enrollment> replied;
+    if (auto k = parse_send_key(ev.idempotency_key)) {
+        s.with_store(
+            [&](store& st) { replied = st.find_enrollment(s.params.workspace, k->enrollment); });
+        if (replied && replied->sequence_id != k->sequence_id) replied.reset();
+    }
+    if (!replied && !ev.message_id.empty())
+        s.with_store([&](store& st) {
+            replied = st.find_enrollment_by_message(s.params.workspace, ev.message_id);
+        });
+    const auto what = !ev.message_id.empty() ? fmt::format("<{}>", ev.message_id)
+                                             : fmt::format("send {}", ev.send_id);
+    if (replied) return stop_for_reply(s, *replied, fmt::format("replied to {}", what));
+    // Another send of ours: its recipient replied, naming no sequence.
+    if (ev.send_id.empty()) return std::nullopt;
+    auto key = normalise_address(ev.recipient, s.suppression_opts());
+    if (!key) return std::nullopt;
+    return stop_address_for_reply(s, *key, fmt::format("replied to {}", what));
+}
 
 std::optional<step_key> parse_send_key(std::string_view key) {
     if (!key.starts_with("seq:")) return std::nullopt;
@@ -343,6 +515,9 @@ store_op step_outcome_op(engine::impl& s, const queued_send& item, const step_ke
         if (auto it = s.sequences.find(k.sequence_id); it != s.sequences.end() && it->second)
             last = k.step + 1 >= it->second->size();
     }
+    if (outcome == step_outcome::unknown)
+        detail = fmt::format("step {} outcome unknown (send {}): {}", k.step + 1,
+                             r.send_id.empty() ? "not recorded" : r.send_id, detail);
     return store_ops::advance_enrollment{
         k.enrollment, k.step,      item.idempotency_key, outcome,           last, r.mailbox,
         r.message_id, req.subject, req.references,       std::move(detail), at};
@@ -442,7 +617,17 @@ bool engine::stop_enrollment(const principal& who, std::uint64_t id, std::string
     op.reason = enrollment_stop::manual;
     op.detail = why.empty() ? fmt::format("stopped by {}", who.id) : std::string(why);
     op.at = impl_->clk->now();
-    return !stop_audited(*impl_, who, std::move(op), std::to_string(id)).empty();
+    return !commit_stop(*impl_, who, std::move(op), std::to_string(id))->empty();
+}
+
+bool engine::resolve_unknown_step(const principal& who, std::uint64_t id, step_resolution what) {
+    impl_->authorize(who, "enrollment.resolve", "sequence", must_find(*impl_, id).sequence_id);
+    const auto now = impl_->clk->now();
+    return change_enrollment(*impl_, who, "enrollment.resolve", id, [&](enrollment& e) {
+        if (e.state != enrollment_state::unresolved) return false;
+        resolve_held(e, what, who.id, now);
+        return true;
+    });
 }
 
 std::optional<enrollment> engine::find_enrollment(std::uint64_t id) const {
@@ -506,6 +691,8 @@ void engine::resume_sequence(const principal& who, const std::string& sequence_i
                       std::lock_guard lock(impl_->mu);
                       impl_->sequence_pauses.erase(sequence_id);
                   });
+    // Every engine has applied the resume now, so none defers these again.
+    replan_paused_steps(*impl_, sequence_id);
     if (impl_->queue) impl_->queue->wake();
 }
 
@@ -523,32 +710,17 @@ std::vector<std::uint64_t> engine::record_reply(const principal& who, std::strin
         s.with_store(
             [&](store& st) { replied = st.find_enrollment_by_message(s.params.workspace, mid); });
     store_ops::stop_enrollments op;
-    op.reason = enrollment_stop::replied;
-    op.at = s.clk->now();
     if (replied) {
-        auto scope = stop_scope::every_sequence;
-        {
-            std::lock_guard lock(s.mu);
-            if (auto it = s.sequences.find(replied->sequence_id);
-                it != s.sequences.end() && it->second)
-                scope = it->second->config().reply_stops;
-        }
-        if (scope == stop_scope::this_sequence)
-            op.id = replied->id;
-        else
-            op.address = replied->address;
-        op.detail = fmt::format("replied to <{}>", mid);
+        op = stop_for_reply(s, *replied, fmt::format("replied to <{}>", mid));
     } else {
         auto key = normalise_address(from, s.suppression_opts());
         if (!key)
             fail(errc::invalid_argument,
                  "neither a Message-ID an enrollment sent nor a valid email address");
-        op.address = *key;
-        op.detail = "replied";
+        op = stop_address_for_reply(s, *key, "replied");
     }
     s.authorize(who, "enrollment.stop", "enrollment", op.address);
-    const auto id = op.id ? std::to_string(op.id) : op.address;
-    return stop_audited(s, who, std::move(op), id);
+    return *commit_stop(s, who, std::move(op), "");
 }
 
 std::vector<std::uint64_t> engine::record_goal(const principal& who, std::string_view address,
@@ -571,7 +743,7 @@ std::vector<std::uint64_t> engine::record_goal(const principal& who, std::string
     op.reason = enrollment_stop::goal;
     op.detail = fmt::format("goal of sequence '{}' reached", sequence_id);
     op.at = s.clk->now();
-    return stop_audited(s, who, std::move(op), *key);
+    return *commit_stop(s, who, std::move(op), *key);
 }
 
 }  // namespace mailers

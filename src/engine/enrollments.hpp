@@ -38,6 +38,43 @@ std::optional<step_key> parse_send_key(std::string_view key);
 /// The stop that suppressing `e` applies to enrollments.
 store_op stop_for_suppression(const suppression_entry& e);
 
+/// The stop a reply to a send of ours applies, by `record_reply`'s rule:
+/// for a step of an enrollment, that enrollment alone or every enrollment
+/// of its address, as its sequence's `reply_stops` says; for another send,
+/// every enrollment of its recipient. `ev` is a `replied` event correlated
+/// with the ledger (send_id, idempotency_key, message_id filled in where
+/// known). nullopt when it names no send of ours: nothing stops.
+std::optional<store_ops::stop_enrollments> reply_stop(engine::impl& s, const event& ev);
+
+/// Commits `stop` with its `enrollment.stop` audit record as `who` (on
+/// resource `id`; "" for the enrollment or address `stop` names), and
+/// `also`. Under `once` (nullptr for none), a duplicate
+/// commits none of them and answers nullopt. Returns the enrollments the
+/// store stopped.
+std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const principal& who,
+                                                      store_ops::stop_enrollments stop,
+                                                      std::string_view id,
+                                                      const store_ops::record_key* once = nullptr,
+                                                      std::vector<store_op> also = {});
+
+/// An enrollment held `unresolved` that an event resolves: as read, and
+/// as resolved.
+struct held_resolution {
+    enrollment before, after;
+};
+
+/// The resolution `ev` proves: a provider's event about a step's send
+/// (delivered, deferred, bounced, opened, clicked) shows the provider had
+/// the message, so the enrollment held `unresolved` on that very send goes
+/// on as sent. nullopt for any other event.
+std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev);
+
+/// Commits `r` (a compare-and-set on the enrollment's version) with its
+/// `enrollment.resolve` audit record as `who`, and `also`, under `once`
+/// as commit_stop does. Returns false when `once` was a duplicate.
+bool commit_resolution(engine::impl& s, const principal& who, const held_resolution& r,
+                       const store_ops::record_key* once, std::vector<store_op> also);
+
 /// Plans up to `limit` due steps; returns how many enrollments it looked
 /// at. Runs on the queue's thread (store calls block).
 std::size_t plan_due_steps(engine::impl& s, std::size_t limit);

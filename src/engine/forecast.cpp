@@ -308,8 +308,8 @@ forecast_plan engine::forecast(const forecast_request& req) const {
             u.reason = q.wait_reason.empty() ? "waiting" : q.wait_reason;
         plan.unsent.push_back(std::move(u));
     }
-    // Enrollments whose next step is not in the queue: not yet due, or
-    // ended without it (stopped, failed).
+    // Enrollments whose next step is not in the queue: not yet due, held
+    // (paused, unresolved), or ended without it (stopped, failed).
     for (const auto& e : sim->enrollments()) {
         if (e.state == enrollment_state::completed ||
             (e.state == enrollment_state::active && !e.queue_key.empty()))
@@ -319,7 +319,8 @@ forecast_plan engine::forecast(const forecast_request& req) const {
         u.step = e.step + 1;
         u.origin = fmt::format("sequence:{}/{}", e.sequence_id, u.step);
         u.detail = e.detail;
-        u.waiting = e.state == enrollment_state::active || e.state == enrollment_state::paused;
+        u.waiting = e.state == enrollment_state::active || e.state == enrollment_state::paused ||
+                    e.state == enrollment_state::unresolved;
         u.reason = e.state == enrollment_state::active    ? "not due"
                    : e.state == enrollment_state::stopped ? std::string(to_string(e.stop_reason))
                                                           : std::string(to_string(e.state));

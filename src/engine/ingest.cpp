@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "engine/engine_impl.hpp"
+#include "engine/enrollments.hpp"
+#include "engine/queue.hpp"
 
 namespace mailers {
 
@@ -177,6 +179,14 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 k && !e.is_suppressed(*k))
                 if (auto t = soft_bounce_tally(ev, *k, now)) counted.push_back(std::move(*t));
         }
+        // A reply stops enrollments as record_reply does, in the commit
+        // that records the event.
+        std::optional<store_ops::stop_enrollments> reply;
+        if (ev.type == event_type::replied) reply = reply_stop(*this, ev);
+        // An event from the provider about a step's send held `unknown`
+        // shows it went.
+        std::optional<held_resolution> held;
+        if (!reply) held = resolved_by(*this, ev);
         if (have_rules.load(std::memory_order_acquire) &&
             (ev.type == event_type::bounced || ev.type == event_type::complained))
             for (auto& t : rule_targets(ev.mailbox, ev.pool, send_provider))
@@ -189,6 +199,10 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 store_suppression(who, suppression_kind::address, *key, why, source, nullptr,
                                   std::move(counted));
                 ++suppressed;
+            } else if (reply) {
+                commit_stop(*this, who, *reply, "", nullptr, std::move(counted));
+            } else if (held) {
+                commit_resolution(*this, who, *held, nullptr, std::move(counted));
             } else {
                 if (was_suppressed) ++already;
                 if (!counted.empty()) {
@@ -213,6 +227,16 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
             if (store_suppression(who, suppression_kind::address, *key, why, source, &once,
                                   std::move(rows))) {
                 ++suppressed;
+                wake_outbox();
+                emit(ev, true);
+            } else {
+                ++duplicates;
+            }
+        } else if (reply || held) {
+            flush();
+            if (reply ? commit_stop(*this, who, *reply, "", &once, std::move(rows)).has_value()
+                      : commit_resolution(*this, who, *held, &once, std::move(rows))) {
+                if (held && queue) queue->wake();
                 wake_outbox();
                 emit(ev, true);
             } else {

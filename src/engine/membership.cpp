@@ -22,6 +22,7 @@
 
 #include "decide/caps.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/queue.hpp"
 #include "engine/serialize.hpp"
 
 namespace mailers {
@@ -150,6 +151,7 @@ void engine::impl::recover_dead() {
 }
 
 void engine::impl::apply_changes(const change_set& cs) {
+    bool sequence_resumed = false;
     {
         std::lock_guard lock(mu);
         bool pools_dirty = false;
@@ -250,7 +252,9 @@ void engine::impl::apply_changes(const change_set& cs) {
             } else if (kind == "pause") {
                 pauses.erase(id);
             } else if (kind == "sequence.pause") {
+                // Its held steps are made due by the engine that resumed it.
                 sequence_pauses.erase(id);
+                sequence_resumed = true;
             } else if (kind == "campaign") {
                 campaigns.erase(id);
             } else if (kind == "provider") {
@@ -271,6 +275,7 @@ void engine::impl::apply_changes(const change_set& cs) {
         }
         if (cs.seq > applied_seq.load()) applied_seq = cs.seq;
     }
+    if (sequence_resumed && queue) queue->wake();
 }
 
 void engine::impl::pull_changes() {

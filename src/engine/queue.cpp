@@ -504,8 +504,12 @@ void send_queue::on_outcome(const queued_send& item, error_code ec, const send_r
                                             std::move(detail), now},
                    std::move(also));
     };
+    // A send still `reserved` is another engine's, in flight or dead: what
+    // became of it is not known here.
     const auto sent_or_failed = [&] {
-        return r.state == send_state::failed ? step_outcome::failed : step_outcome::sent;
+        return r.state == send_state::failed     ? step_outcome::failed
+               : r.state == send_state::accepted ? step_outcome::sent
+                                                 : step_outcome::unknown;
     };
     const auto send_id = r.send_id.empty() ? 0 : std::stoull(r.send_id);
     const auto with_diag = [&](std::string word) {

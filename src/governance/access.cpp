@@ -118,6 +118,7 @@ std::optional<permission> permission_for_action(std::string_view action) noexcep
         {"enrollment.pause", permission::pause},
         {"enrollment.resume", permission::resume},
         {"enrollment.stop", permission::manage_sequences},
+        {"enrollment.resolve", permission::manage_sequences},
         {"sequence.pause", permission::pause},
         {"sequence.resume", permission::resume},
         {"audit.read", permission::read_audit},

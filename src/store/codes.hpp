@@ -140,6 +140,8 @@ constexpr std::optional<enrollment_state> enrollment_state_of(std::int64_t c) no
             return enrollment_state::stopped;
         case 4:
             return enrollment_state::failed;
+        case 5:
+            return enrollment_state::unresolved;
     }
     return std::nullopt;
 }
@@ -156,6 +158,8 @@ constexpr std::int64_t of(enrollment_state s) noexcept {
             return 3;
         case enrollment_state::failed:
             return 4;
+        case enrollment_state::unresolved:
+            return 5;
     }
     return -1;
 }

@@ -18,7 +18,8 @@ namespace {
 }
 
 bool live(enrollment_state s) noexcept {
-    return s == enrollment_state::active || s == enrollment_state::paused;
+    return s == enrollment_state::active || s == enrollment_state::paused ||
+           s == enrollment_state::unresolved;
 }
 
 void apply(enrollment_rows& rows, const store_ops::enroll& op, op_result& out) {
@@ -95,11 +96,13 @@ void apply(enrollment_rows& rows, const store_ops::stop_enrollments& op, op_resu
 
 void apply(enrollment_rows& rows, const store_ops::advance_enrollment& op, op_result& out) {
     out.applied = false;
-    if (op.outcome == step_outcome::sent && !op.message_id.empty())
-        rows.remember_message(op.message_id, op.id);
+    const bool made = op.outcome == step_outcome::sent || op.outcome == step_outcome::unknown;
+    if (made && !op.message_id.empty()) rows.remember_message(op.message_id, op.id);
     auto e = rows.by_id(op.id);
     if (!e || e->step != op.step || e->queue_key != op.queue_key || op.queue_key.empty()) return;
-    if (op.outcome == step_outcome::sent) {
+    if (made) {
+        // An unknown send counts as made (it is never repeated), and holds
+        // the enrollment until someone says what became of it.
         e->prev_mailbox = op.mailbox;
         e->prev_message_id = op.message_id;
         e->prev_subject = op.subject;
@@ -107,7 +110,10 @@ void apply(enrollment_rows& rows, const store_ops::advance_enrollment& op, op_re
         e->last_sent_at = op.at;
         e->step = op.step + 1;
         e->queue_key.clear();
-        if (live(e->state) && op.last) {
+        if (op.outcome == step_outcome::unknown && e->state == enrollment_state::active) {
+            e->state = enrollment_state::unresolved;
+            e->next_due.reset();
+        } else if (live(e->state) && op.last) {
             e->state = enrollment_state::completed;
             e->next_due.reset();
         } else if (e->state == enrollment_state::active) {

@@ -137,6 +137,7 @@ std::string_view to_string(enrollment_state s) noexcept {
         case enrollment_state::completed: return "completed";
         case enrollment_state::stopped: return "stopped";
         case enrollment_state::failed: return "failed";
+        case enrollment_state::unresolved: return "unresolved";
     }
     return "unknown";
 }

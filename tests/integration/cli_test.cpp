@@ -1004,6 +1004,18 @@ void exercise_workflows(const backend& b, const std::function<std::shared_ptr<ma
     CHECK(cli({"enrollment", "list", "--sequence", "outreach", "--state", "asleep"}).rc == 2);
     CHECK(cli({"enrollment", "list", "--sequence", "nope"}).rc == 1);
     CHECK(cli({"enrollment", "list"}).rc == 2);
+    r = cli({"--json", "enrollment", "list", "--sequence", "outreach", "--state", "unresolved"});
+    CHECK(r.rc == 0);
+    CHECK_FALSE(has(r.out, "lead@example.com"));
+    // Only a step whose send ended unknown is resolved; bad input changes nothing.
+    r = cli({"enrollment", "resolve", "1", "--sent"});
+    CHECK(r.rc == 1);
+    CHECK(has(r.err, "enrollment 1 is not unresolved"));
+    CHECK(cli({"enrollment", "resolve", "1"}).rc == 2);
+    CHECK(cli({"enrollment", "resolve", "1", "--sent", "--not-sent"}).rc == 2);
+    CHECK(cli({"enrollment", "resolve", "999", "--not-sent"}).rc == 1);
+    r = cli({"--json", "enrollment", "list", "--sequence", "outreach"});
+    CHECK(has(r.out, R"("address":"lead@example.com","state":"active")"));
 
     // Forecasts: the cap of 2 a day spreads the sends over the days.
     const auto contacts = dir / "leads.csv";

@@ -30,9 +30,12 @@ namespace {
 
 struct seq_env : drain_env {
     std::string workspace = "default";
+    /// Every engine's provider "capture": passes sends to `capture` unless
+    /// a test aims faults at them.
+    std::shared_ptr<fault_injector> faults = std::make_shared<fault_injector>(capture);
 
     std::unique_ptr<engine> make(std::shared_ptr<store> st, bool drain = true) {
-        return drain_env::make(std::move(st), workspace, nullptr, 10s,
+        return drain_env::make(std::move(st), workspace, faults, 10s,
                                [&](engine_params& p) { p.drain_queue = drain; });
     }
 
@@ -132,6 +135,53 @@ std::optional<postgres_store_params> pg_params(seq_env& env, std::string_view st
     p.mode = open_mode::open_or_create;
     p.pool_size = 3;
     return p;
+}
+
+/// The ledger id of the send with idempotency key `key`, as text; "" when none.
+std::string send_id_of(store& st, const std::string& workspace, const std::string& key) {
+    std::string out;
+    st.for_each_send(workspace, test_epoch() - 24h, test_epoch() + 24h * 365,
+                     [&](const ledger_row& r) {
+                         if (r.idempotency_key == key) out = std::to_string(r.id);
+                     });
+    return out;
+}
+
+/// A test of two engines on one workspace: `a` does not drain the queue,
+/// `z` does, `st_z` is z's store.
+using two_engines = std::function<void(seq_env&, engine& a, engine& z, store& st_z)>;
+
+/// Runs `test` with one engine on an in-memory SQLite store, as a and z.
+void on_one_engine(const two_engines& test) {
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    test(env, *eng, *eng, *st);
+}
+
+/// Runs `test` with two engines on one SQLite file.
+void on_sqlite_file(const std::string& stem, const two_engines& test) {
+    db_file db(stem);
+    seq_env env;
+    auto open = [&] { return open_sqlite_store({db.path.string(), open_mode::open_or_create}); };
+    auto st_a = open();
+    auto a = env.make(st_a, false);
+    auto st_z = open();
+    auto z = env.make(st_z);
+    test(env, *a, *z, *st_z);
+}
+
+/// Runs `test` with two engines on the test PostgreSQL server, when there
+/// is one.
+void on_postgres(std::string_view stem, const two_engines& test) {
+    seq_env env;
+    const auto p = pg_params(env, stem);
+    if (!p) return;
+    auto st_a = open_postgres_store(*p);
+    auto a = env.make(st_a, false);
+    auto st_z = open_postgres_store(*p);
+    auto z = env.make(st_z);
+    test(env, *a, *z, *st_z);
 }
 
 }  // namespace
@@ -311,32 +361,15 @@ void unsubscribe_stops_every_sequence(seq_env& env, engine& a, engine& z, store&
 }  // namespace
 
 TEST_CASE("an unsubscribe against mailbox A in sequence 1 stops mailbox Z in sequence 2") {
-    seq_env env;
-    auto st = open_sqlite_store({":memory:", open_mode::create});
-    auto eng = env.make(st);
-    unsubscribe_stops_every_sequence(env, *eng, *eng, *st);
+    on_one_engine(unsubscribe_stops_every_sequence);
 }
 
 TEST_CASE("the same with two engines on one SQLite file") {
-    db_file db("seq-two");
-    seq_env env;
-    auto open = [&] { return open_sqlite_store({db.path.string(), open_mode::open_or_create}); };
-    auto st_a = open();
-    auto a = env.make(st_a, false);
-    auto st_z = open();
-    auto z = env.make(st_z);
-    unsubscribe_stops_every_sequence(env, *a, *z, *st_z);
+    on_sqlite_file("seq-two", unsubscribe_stops_every_sequence);
 }
 
 TEST_CASE("the same with two engines on PostgreSQL") {
-    seq_env env;
-    const auto p = pg_params(env, "seq");
-    if (!p) return;
-    auto st_a = open_postgres_store(*p);
-    auto a = env.make(st_a, false);
-    auto st_z = open_postgres_store(*p);
-    auto z = env.make(st_z);
-    unsubscribe_stops_every_sequence(env, *a, *z, *st_z);
+    on_postgres("seq", unsubscribe_stops_every_sequence);
 }
 
 TEST_CASE("replies and goals stop per stop_scope; bounces stop as bounced") {
@@ -413,6 +446,133 @@ TEST_CASE("pause and resume an enrollment and a sequence; manual stop") {
     CHECK(eng->find_enrollment(c.id)->stop_reason == enrollment_stop::manual);
     CHECK(eng->find_enrollment(c.id)->detail == "asked by sales");
     CHECK(code_of([&] { eng->resume_sequence(env.admin, "s1"); }) == errc::not_found);
+}
+
+namespace {
+
+// Steps a sequence pause held go out as soon as engine `a` resumes it,
+// from engine `z`, with the clock where it was: the queued step that
+// waited with reason "paused" and the enrollment whose planning the
+// pause put off, neither left for a later recheck.
+void resume_sends_held_steps_at_once(seq_env& env, engine& a, engine& z, store& st_z) {
+    a.upsert_mailbox(env.admin, env.mailbox("rep1"));
+    a.upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    auto queued = a.enroll(env.admin, "s1", contact(rcpt(1)));
+    env.step_until(z, st_z, 1h, [&] { return env.capture->count() == 1; });
+    a.pause_sequence(env.admin, "s1", "copy review");
+    auto put_off = a.enroll(env.admin, "s1", contact(rcpt(2)));
+    env.clock->advance(72h);  // step 2 of the first is due, step 1 of the second too
+    env.settle(z, st_z);
+    CHECK(env.capture->count() == 1);
+    const auto waiting = z.queue_counts().waiting_by_reason;
+    CHECK(std::count(waiting.begin(), waiting.end(),
+                     std::pair<std::string, std::uint64_t>{"paused", 1}) == 1);
+    const auto held = st_z.find_enrollment(env.workspace, put_off.id);
+    REQUIRE(held->next_due);
+    CHECK(*held->next_due > env.clock->now());
+    a.resume_sequence(env.admin, "s1");
+    env.settle(z, st_z);  // the clock does not move
+    CHECK(env.sent_to(rcpt(1)).size() == 2);
+    CHECK(env.sent_to(rcpt(2)).size() == 1);
+    CHECK(z.find_enrollment(queued.id)->state == enrollment_state::completed);
+    CHECK(z.find_enrollment(put_off.id)->step == 1);
+}
+
+}  // namespace
+
+TEST_CASE("resume_sequence: the steps the pause held go out at once") {
+    on_one_engine(resume_sends_held_steps_at_once);
+}
+
+TEST_CASE("resume_sequence from another engine on one SQLite file: at once") {
+    on_sqlite_file("seq-resume", resume_sends_held_steps_at_once);
+}
+
+TEST_CASE("resume_sequence from another engine on PostgreSQL: at once") {
+    on_postgres("seqresume", resume_sends_held_steps_at_once);
+}
+
+namespace {
+
+// A step whose send ends `unknown` holds its enrollment, visibly, and is
+// never sent again; engine `a` (another process than the sender's)
+// resolves held steps, and a provider's event about the send resolves one
+// by itself.
+void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
+    a.upsert_mailbox(env.admin, env.mailbox("rep1"));
+    a.upsert_sequence(env.admin, two_steps("s1", "rep1"));
+    env.faults->unknown_nth(1).unknown_nth(2).unknown_nth(3).unknown_nth(4);
+    std::vector<enrollment> e;
+    for (int i = 0; i < 4; ++i) e.push_back(a.enroll(env.admin, "s1", contact(rcpt(i))));
+    env.step_until(z, st_z, 1h, [&] { return env.capture->count() == 4; });
+    env.settle(z, st_z);
+    for (const auto& x : e) {
+        const auto held = z.find_enrollment(x.id);
+        CHECK(held->state == enrollment_state::unresolved);
+        CHECK(held->detail.starts_with("step 1 outcome unknown (send "));
+        CHECK(held->step == 1);
+    }
+    CHECK(a.enrollments({.state = enrollment_state::unresolved}).size() == 4);
+    env.clock->advance(72h);
+    env.settle(z, st_z);
+    CHECK(env.capture->count() == 4);  // no step sent twice, no next step
+    const auto log = a.audit_log().size();
+    // An operator says it went: the next step goes; said twice, nothing.
+    CHECK(a.resolve_unknown_step(env.admin, e[0].id, step_resolution::sent));
+    CHECK_FALSE(z.resolve_unknown_step(env.admin, e[0].id, step_resolution::not_sent));
+    // An operator says it did not: the enrollment fails, saying so.
+    CHECK(a.resolve_unknown_step(env.admin, e[1].id, step_resolution::not_sent));
+    CHECK(z.find_enrollment(e[1].id)->state == enrollment_state::failed);
+    CHECK(z.find_enrollment(e[1].id)->detail.find("was not sent") != std::string::npos);
+    // The provider reports a delivery of the third: resolved, once.
+    const auto sent = send_id_of(st_z, env.workspace, "seq:s1:" + std::to_string(e[2].id) + ":1");
+    REQUIRE_FALSE(sent.empty());
+    webhook_result w;
+    w.outcome = webhook_outcome::events;
+    w.http_status = 200;
+    event ev;
+    ev.type = event_type::delivered;
+    ev.send_id = sent;
+    ev.recipient = rcpt(2);
+    ev.dedup_key = "delivered-2";
+    w.events.push_back(ev);
+    a.apply_webhook(webhook_provider::postmark, w);
+    CHECK(z.find_enrollment(e[2].id)->state == enrollment_state::active);
+    CHECK(z.apply_webhook(webhook_provider::postmark, w).duplicates == 1);
+    std::size_t resolves = 0;
+    for (const auto& r : a.audit_log(log + 1)) resolves += r.action == "enrollment.resolve";
+    CHECK(resolves == 3);
+    CHECK(code_of([&] { a.resolve_unknown_step(env.admin, 999999, step_resolution::sent); }) ==
+          errc::not_found);
+    env.step_until(z, st_z, 6h, [&] {
+        return z.find_enrollment(e[0].id)->state == enrollment_state::completed &&
+               z.find_enrollment(e[2].id)->state == enrollment_state::completed;
+    });
+    CHECK(env.capture->count() == 6);
+    CHECK(env.sent_to(rcpt(1)).size() == 1);
+    CHECK(env.sent_to(rcpt(3)).size() == 1);
+    // Resolving takes manage_sequences over the sequence.
+    a.put_role(env.admin, {"admin", {permission::manage_access}});
+    a.grant_access(env.admin, {env.admin.id, "admin", {}});
+    a.set_access_control(env.admin, true);
+    CHECK(code_of([&] {
+              a.resolve_unknown_step({"eve", "Eve"}, e[3].id, step_resolution::sent);
+          }) == errc::permission_denied);
+    CHECK(z.find_enrollment(e[3].id)->state == enrollment_state::unresolved);
+}
+
+}  // namespace
+
+TEST_CASE("a step whose send ends unknown holds its enrollment until resolved") {
+    on_one_engine(unknown_steps_are_held);
+}
+
+TEST_CASE("unknown steps resolved from another engine on one SQLite file") {
+    on_sqlite_file("seq-unknown", unknown_steps_are_held);
+}
+
+TEST_CASE("unknown steps resolved from another engine on PostgreSQL") {
+    on_postgres("sequnknown", unknown_steps_are_held);
 }
 
 TEST_CASE("cap pressure: 1,000 enrollments over 10 mailboxes capped at 30 a day") {
@@ -635,6 +795,100 @@ TEST_CASE("an ingested hard bounce stops the address in every sequence, once") {
 
 namespace {
 
+/// A provider's `replied` event about send `send_id`, as a parsed webhook.
+webhook_result replied(std::string send_id, std::string recipient, std::string dedup) {
+    webhook_result w;
+    w.outcome = webhook_outcome::events;
+    w.http_status = 200;
+    event ev;
+    ev.type = event_type::replied;
+    ev.send_id = std::move(send_id);
+    ev.recipient = std::move(recipient);
+    ev.dedup_key = std::move(dedup);
+    ev.provider = "postmark";
+    w.events.push_back(std::move(ev));
+    return w;
+}
+
+// A `replied` event ingested by engine `a` stops, by record_reply's rule,
+// the enrollment whose step it answers before its next step, which engine
+// `z` would send; once, however often it comes; and one about a send
+// that is not ours changes nothing.
+void replied_events_stop(seq_env& env, engine& a, engine& z, store& st_z) {
+    a.upsert_mailbox(env.admin, env.mailbox("rep1"));
+    auto s1 = two_steps("s1", "rep1");
+    s1.reply_stops = stop_scope::this_sequence;
+    a.upsert_sequence(env.admin, s1);
+    a.upsert_sequence(env.admin, two_steps("s2", "rep1"));  // every sequence
+    auto a1 = a.enroll(env.admin, "s1", contact("ana@prospect.example"));
+    auto a2 = a.enroll(env.admin, "s2", contact("ana@prospect.example"));
+    auto b1 = a.enroll(env.admin, "s1", contact("bo@prospect.example"));
+    auto b2 = a.enroll(env.admin, "s2", contact("bo@prospect.example"));
+    auto c1 = a.enroll(env.admin, "s1", contact("cy@prospect.example"));
+    env.step_until(z, st_z, 1h, [&] { return env.capture->count() == 5; });
+    env.settle(z, st_z);
+    const auto ana = send_id_of(st_z, env.workspace, "seq:s1:" + std::to_string(a1.id) + ":1");
+    const auto bo = send_id_of(st_z, env.workspace, "seq:s2:" + std::to_string(b2.id) + ":1");
+    REQUIRE_FALSE(ana.empty());
+    REQUIRE_FALSE(bo.empty());
+    const auto log = a.audit_log().size();
+    // A reply to s1's step: s1 only (its reply_stops).
+    auto r = a.apply_webhook(webhook_provider::postmark,
+                             replied(ana, "ana@prospect.example", "reply-ana"));
+    CHECK(r.duplicates == 0);
+    CHECK(z.find_enrollment(a1.id)->state == enrollment_state::stopped);
+    CHECK(z.find_enrollment(a1.id)->stop_reason == enrollment_stop::replied);
+    CHECK(z.find_enrollment(a2.id)->state == enrollment_state::active);
+    // A reply to s2's step: every sequence of the address.
+    a.apply_webhook(webhook_provider::postmark, replied(bo, "bo@prospect.example", "reply-bo"));
+    for (auto id : {b1.id, b2.id})
+        CHECK(z.find_enrollment(id)->stop_reason == enrollment_stop::replied);
+    auto audit = a.audit_log();
+    REQUIRE(audit.size() == log + 2);
+    CHECK(audit[log].action == "enrollment.stop");
+    CHECK(audit[log].actor == "webhook:postmark");
+    CHECK(audit[log].resource_id == std::to_string(a1.id));
+    CHECK(audit[log + 1].resource_id == "bo@prospect.example");
+    // A redelivery changes nothing and writes no audit record, from either engine.
+    auto again = z.apply_webhook(webhook_provider::postmark,
+                                 replied(ana, "ana@prospect.example", "reply-ana"));
+    CHECK(again.duplicates == 1);
+    CHECK(a.audit_log().size() == log + 2);
+    // A reply about a send that is not ours, or about none: nothing stops.
+    const auto before = z.enrollments();
+    auto other = a.apply_webhook(webhook_provider::postmark,
+                                 replied("987654321", "cy@prospect.example", "reply-x"));
+    CHECK(other.duplicates == 0);
+    a.apply_webhook(webhook_provider::postmark, replied("", "cy@prospect.example", "reply-y"));
+    CHECK(z.enrollments() == before);
+    CHECK(z.find_enrollment(c1.id)->state == enrollment_state::active);
+    CHECK(a.audit_log().size() == log + 2);
+    // The stopped steps are not sent; the others are.
+    env.step_until(z, st_z, 6h, [&] {
+        return z.find_enrollment(c1.id)->state == enrollment_state::completed &&
+               z.find_enrollment(a2.id)->state == enrollment_state::completed;
+    });
+    CHECK(env.sent_to("ana@prospect.example").size() == 3);  // s1 step 1, s2 steps 1 and 2
+    CHECK(env.sent_to("bo@prospect.example").size() == 2);
+    CHECK(env.sent_to("cy@prospect.example").size() == 2);
+}
+
+}  // namespace
+
+TEST_CASE("an ingested replied event stops enrollments as record_reply does, once") {
+    on_one_engine(replied_events_stop);
+}
+
+TEST_CASE("an ingested replied event: two engines on one SQLite file") {
+    on_sqlite_file("seq-replied", replied_events_stop);
+}
+
+TEST_CASE("an ingested replied event: two engines on PostgreSQL") {
+    on_postgres("seqreplied", replied_events_stop);
+}
+
+namespace {
+
 // Each .eml file in `folder`, as (recipient, subject).
 std::map<std::pair<std::string, std::string>, int> files_by_step(
     const std::filesystem::path& folder) {
@@ -720,11 +974,25 @@ void killed_again_and_again(const std::function<std::shared_ptr<store>()>& open,
     auto eng = env.drain_env::make(st, workspace,
                                    std::make_shared<file_transport>(env.ioc.get_executor(), out));
     env.settle(*eng, *st);
-    for (int i = 0; i < 1000 && eng->queue_counts().next_due; ++i) {
+    // A kill mid-send holds its step's enrollment `unresolved`: resolved
+    // here as an operator who found the message at the provider would.
+    std::size_t held = 0;
+    for (int i = 0; i < 1000; ++i) {
+        bool resolved = false;
+        for (const auto& e : eng->enrollments({.state = enrollment_state::unresolved})) {
+            resolved |= eng->resolve_unknown_step(env.admin, e.id, step_resolution::sent);
+            ++held;
+        }
+        if (resolved) {
+            env.settle(*eng, *st);
+            continue;
+        }
+        if (!eng->queue_counts().next_due) break;
         env.clock->advance(
             std::max<duration>(*eng->queue_counts().next_due - env.clock->now(), 1s));
         env.settle(*eng, *st);
     }
+    MESSAGE("enrollments a kill left unresolved: " << held);
     for (const auto& e : eng->enrollments()) {
         if (e.state == enrollment_state::completed) continue;
         std::string q = "none";

@@ -212,9 +212,9 @@ json_object campaign_json(const mailers::campaign_info& c, const mailers::campai
 }
 
 constexpr std::array enrollment_states{
-    mailers::enrollment_state::active, mailers::enrollment_state::paused,
+    mailers::enrollment_state::active,    mailers::enrollment_state::paused,
     mailers::enrollment_state::completed, mailers::enrollment_state::stopped,
-    mailers::enrollment_state::failed};
+    mailers::enrollment_state::failed,    mailers::enrollment_state::unresolved};
 
 // Enrollments of a sequence per state, in enrollment_states' order.
 std::array<std::uint64_t, enrollment_states.size()> enrollment_counts(mailers::engine& e,
@@ -563,7 +563,7 @@ void add_sequence_and_enrollment_commands(CLI::App& app, commands& reg) {
                     if (enr_state == to_string(s)) f.state = s;
                 if (!f.state)
                     fail(exit_usage, fmt::format("unknown state '{}': use active, paused, "
-                                                 "completed, stopped or failed",
+                                                 "completed, stopped, failed or unresolved",
                                                  enr_state));
             }
             open_workspace(c, mailers::open_mode::existing);
@@ -589,9 +589,36 @@ void add_sequence_and_enrollment_commands(CLI::App& app, commands& reg) {
             return exit_ok;
         });
     elist->add_option("--sequence", sequence_id, "The sequence")->required();
-    elist->add_option("--state", enr_state, "Only active, paused, completed, stopped or failed");
+    elist->add_option("--state", enr_state,
+                      "Only active, paused, completed, stopped, failed or unresolved");
     elist->add_option("--after", enr_after, "Only ids above this one (paging)");
     elist->add_option("--limit", enr_limit, "At most this many (0: all)");
+
+    auto& enr_id = reg.keep<std::uint64_t>(0);
+    auto& enr_sent = reg.keep<bool>(false);
+    auto& enr_not_sent = reg.keep<bool>(false);
+    auto* eres = reg.add(
+        enr, "resolve",
+        "Say what became of a step whose send ended unknown (state unresolved): --sent goes on "
+        "with the next step, --not-sent fails the enrollment (exit 1 if it is not unresolved)",
+        "mailers enrollment resolve 42 --sent", [&](context& c) {
+            if (enr_sent == enr_not_sent) fail(exit_usage, "give one of --sent or --not-sent");
+            open_workspace(c, mailers::open_mode::existing);
+            auto& e = c.engine();
+            if (!e.find_enrollment(enr_id)) fail(exit_no, fmt::format("no enrollment {}", enr_id));
+            if (!e.resolve_unknown_step(
+                    c.who, enr_id,
+                    enr_sent ? mailers::step_resolution::sent : mailers::step_resolution::not_sent))
+                fail(exit_no,
+                     fmt::format("enrollment {} is not unresolved; nothing changed", enr_id));
+            const auto x = e.find_enrollment(enr_id);
+            emit(c, enrollment_json(*x));
+            if (!c.g.json) fmt::print("enrollment {}: {}\n", enr_id, to_string(x->state));
+            return exit_ok;
+        });
+    eres->add_option("ID", enr_id, "The enrollment id")->required();
+    eres->add_flag("--sent", enr_sent, "The message went (found at the provider or the inbox)");
+    eres->add_flag("--not-sent", enr_not_sent, "The message did not go");
 }
 
 void add_forecast_commands(CLI::App& app, commands& reg) {

@@ -625,7 +625,7 @@ struct statements {
                            "sequence_id = $2 AND address = $3 FOR UPDATE");
         enr_live = emake("m_enr_live",
                          "SELECT {ecols} FROM {s}.enrollments WHERE workspace = $1 AND state IN "
-                         "(0, 1) AND ($2 = '' OR address = $2) AND ($3 = '' OR domain = $3) AND "
+                         "(0, 1, 5) AND ($2 = '' OR address = $2) AND ($3 = '' OR domain = $3) AND "
                          "($4 = '' OR sequence_id = $4) AND ($5::bigint = 0 OR id = $5::bigint) "
                          "ORDER BY id FOR UPDATE");
         enr_insert = emake("m_enr_insert",

@@ -173,7 +173,7 @@ struct enrollment_statements {
                                  "AND sequence_id = ?2 AND address = ?3",
                                  enrollment_columns)),
           live_matching(
-              db, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 AND state IN (0, 1) "
+              db, fmt::format("SELECT {} FROM enrollments WHERE workspace = ?1 AND state IN (0, 1, 5) "
                               "AND (?2 = '' OR address = ?2) AND (?3 = '' OR domain = ?3) "
                               "AND (?4 = '' OR sequence_id = ?4) AND (?5 = 0 OR id = ?5) "
                               "ORDER BY id",
