@@ -126,13 +126,12 @@ extern std::function<void()> own_change_applied_hook;
 
 class send_queue;      // queue.hpp
 
-struct provider_check_op;  // providers.cpp
-/// The provider checks in flight. Apart from the engine's state, so that a
-/// check ending after the engine never holds that state up; `mu` is taken
-/// alone.
-struct check_registry {
+/// The provider checks in flight (providers.cpp), each by the function that
+/// aborts it. Apart from the engine's state, so that a check ending after
+/// the engine never holds that state up; `mu` is taken alone.
+struct __attribute__((visibility("hidden"))) check_registry {
     std::mutex mu;
-    std::unordered_map<std::uint64_t, std::weak_ptr<provider_check_op>> ops;
+    std::unordered_map<std::uint64_t, std::function<void()>> aborts;
     std::uint64_t next = 0;
 };
 class webhook_outbox;  // outbox.hpp

@@ -134,7 +134,7 @@ void engine::remove_provider(const principal& who, const std::string& id) {
                   });
 }
 
-namespace detail {
+namespace {
 
 namespace asio = boost::asio;
 
@@ -150,7 +150,7 @@ struct provider_check_op : std::enable_shared_from_this<provider_check_op> {
 
     asio::any_io_executor ex;
     asio::strand<asio::any_io_executor> strand;
-    std::shared_ptr<check_registry> registry;
+    std::shared_ptr<detail::check_registry> registry;
     std::uint64_t key = 0;
     std::shared_ptr<provider_transport> transport;
     provider_check result;  // set before start()
@@ -172,9 +172,9 @@ struct provider_check_op : std::enable_shared_from_this<provider_check_op> {
         if (!h) return;
         if (registry) {
             std::lock_guard lock(registry->mu);
-            registry->ops.erase(key);
+            registry->aborts.erase(key);
         }
-        complete_later(ex, std::move(*h), ec, std::move(r));
+        detail::complete_later(ex, std::move(*h), ec, std::move(r));
     }
 
     // Any thread.
@@ -205,22 +205,21 @@ struct provider_check_op : std::enable_shared_from_this<provider_check_op> {
     }
 };
 
-}  // namespace detail
+}  // namespace
 
 void engine::impl::abort_checks() {
-    std::vector<std::shared_ptr<detail::provider_check_op>> live;
+    std::vector<std::function<void()>> live;
     {
         std::lock_guard lock(checks->mu);
-        for (auto& [key, w] : checks->ops)
-            if (auto op = w.lock()) live.push_back(std::move(op));
+        for (auto& [key, abort] : checks->aborts) live.push_back(abort);
     }
-    for (auto& op : live) op->abort();
+    for (auto& abort : live) abort();
 }
 
 void engine::async_check_impl(
     const std::shared_ptr<impl>& s, principal who, std::string id, std::string dsn,
     boost::asio::any_completion_handler<void(error_code, provider_check)> handler) {
-    auto op = std::make_shared<detail::provider_check_op>(s->ex);
+    auto op = std::make_shared<provider_check_op>(s->ex);
     op->result.provider = id;
     auto slot = boost::asio::get_associated_cancellation_slot(handler);
     op->handler.emplace(std::move(handler));
@@ -274,13 +273,15 @@ void engine::async_check_impl(
         } else {
             op->registry = s->checks;
             op->key = ++s->checks->next;
-            s->checks->ops.emplace(op->key, op);
+            s->checks->aborts.emplace(op->key, [w = std::weak_ptr<provider_check_op>(op)] {
+                if (auto o = w.lock()) o->abort();
+            });
         }
     }
     if (ec) return op->complete(ec, op->result);
     if (slot.is_connected())
         slot.assign(
-            [w = std::weak_ptr<detail::provider_check_op>(op)](boost::asio::cancellation_type) {
+            [w = std::weak_ptr<provider_check_op>(op)](boost::asio::cancellation_type) {
                 if (auto o = w.lock()) o->abort();
             });
     op->start();
