@@ -1166,9 +1166,12 @@ void lookup_as_engine(const backend& b) {
     }
 
     // A stored value that looks like an erased entry and is not one stands
-    // where the probe looks: only an engine can answer.
+    // where the probe looks: only an engine can answer. It sorts before every
+    // real erased entry but the all-zero hash, whatever hashes the random
+    // erasure keys above gave.
     const std::vector<store_op> raw{store_ops::put_suppression{
-        {suppression_kind::address, "erased:0@example.com", suppression_reason::manual, "raw", {}}}};
+        {suppression_kind::address, "erased:" + std::string(64, '0') + "@example.com",
+         suppression_reason::manual, "raw", {}}}};
     st->commit("default", raw);
     CHECK_FALSE(lookup_suppression(*st, "default", "free@example.com"));
     // A workspace that does not exist is not one lookup can answer for.
