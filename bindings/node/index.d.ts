@@ -414,6 +414,8 @@ export interface RetentionPolicy {
   webhookDeliveries?: number;
   /** Audit records, from their time; the newest stays and the chain verifies from its anchor. */
   audit?: number;
+  /** Daily counts of days that ended longer ago than this: at least 365 days. */
+  counts?: number;
 }
 export interface RetentionReport {
   at: Date;
@@ -421,6 +423,8 @@ export interface RetentionReport {
   webhookDeliveries: number;
   /** Audit records purged. */
   auditRecords: number;
+  /** Daily count and soft-bounce rows gone or changed. */
+  counts: number;
   /** The first kept audit record (0: none was ever purged). */
   anchorSeq: number;
   auditSeq: number;
@@ -585,7 +589,8 @@ export interface SequenceConfig {
   goalStops?: StopScope;
 }
 
-export type EnrollmentState = 'active' | 'paused' | 'completed' | 'stopped' | 'failed';
+export type EnrollmentState = 'active' | 'paused' | 'completed' | 'stopped' | 'failed' | 'unresolved';
+export type StepResolution = 'sent' | 'not_sent';
 export type EnrollmentStop = 'none' | 'replied' | 'bounced' | 'unsubscribed' | 'suppressed' | 'goal' | 'manual';
 
 export interface Enrollment {
@@ -882,6 +887,13 @@ export declare class Engine extends EventEmitter {
   pauseEnrollment(id: number, opts?: ActorOption): Promise<boolean>;
   resumeEnrollment(id: number, opts?: ActorOption): Promise<boolean>;
   stopEnrollment(id: number, opts?: ActorOption & { reason?: string }): Promise<boolean>;
+  /**
+   * Says what happened to the step whose send ended `unknown` and holds an
+   * `unresolved` enrollment: 'sent' goes on with the next step, 'not_sent'
+   * fails the enrollment (the step is never sent again). Resolves `false`
+   * when it was no longer unresolved.
+   */
+  resolveUnknownStep(id: number, resolution: StepResolution, opts?: ActorOption): Promise<boolean>;
   enrollment(id: number): Promise<Enrollment | null>;
   enrollments(filter?: EnrollmentFilter): Promise<Enrollment[]>;
   pauseSequence(id: string, opts?: ActorOption & { reason?: string }): Promise<void>;

@@ -213,6 +213,7 @@ class Engine extends EventEmitter {
       'pauseEnrollment',
       'resumeEnrollment',
       'stopEnrollment',
+      'resolveUnknownStep',
       'enrollment',
       'enrollments',
       'pauseSequence',

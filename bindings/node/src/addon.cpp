@@ -1036,6 +1036,14 @@ private:
             auto who = actor_arg(info, 2);
             return blocking(env, [=](E& e) { return make_bool(e.stop_enrollment(who, id, why)); });
         }
+        if (name == "resolveUnknownStep") {
+            static constexpr std::array<std::string_view, 2> resolutions = {"sent", "not_sent"};
+            auto id = number_id_from(arg(info, 1));
+            auto what = named_from<mailers::step_resolution>(arg(info, 2), "resolution", resolutions);
+            auto who = actor_arg(info, 3);
+            return blocking(env,
+                            [=](E& e) { return make_bool(e.resolve_unknown_step(who, id, what)); });
+        }
         if (name == "enrollment") {
             auto id = number_id_from(arg(info, 1));
             return blocking(env, [id](E& e) { return make_optional(e.find_enrollment(id)); });

@@ -869,6 +869,7 @@ mailers::retention_policy retention_policy_from(const Napi::Value& v) {
     p.sends = seconds_field(o, "sends", p.sends);
     p.webhook_deliveries = seconds_field(o, "webhookDeliveries", p.webhook_deliveries);
     p.audit = seconds_field(o, "audit", p.audit);
+    p.counts = seconds_field(o, "counts", p.counts);
     return p;
 }
 
@@ -955,6 +956,7 @@ Napi::Object to_js(Napi::Env env, const mailers::retention_report& r) {
     o.Set("sends", num(env, static_cast<double>(r.sends)));
     o.Set("webhookDeliveries", num(env, static_cast<double>(r.webhook_deliveries)));
     o.Set("auditRecords", num(env, static_cast<double>(r.audit_records)));
+    o.Set("counts", num(env, static_cast<double>(r.counts)));
     o.Set("anchorSeq", num(env, static_cast<double>(r.anchor.seq)));
     o.Set("auditSeq", num(env, static_cast<double>(r.audit_seq)));
     return o;

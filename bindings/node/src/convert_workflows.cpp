@@ -211,7 +211,7 @@ mailers::enrollment_filter enrollment_filter_from(const Napi::Value& v) {
     auto o = obj(v, "an enrollment filter");
     f.sequence_id = string_field(o, "sequenceId");
     f.address = string_field(o, "address");
-    if (has(o, "state")) f.state = enum_from<mailers::enrollment_state, 5>(o.Get("state"), "state");
+    if (has(o, "state")) f.state = enum_from<mailers::enrollment_state, 6>(o.Get("state"), "state");
     f.after_id = uint_field(o, "afterId", 0);
     f.limit = static_cast<std::size_t>(uint_field(o, "limit", 0));
     return f;

@@ -43,6 +43,7 @@ test('erasePerson and exportPerson refuse bad input and change nothing', async (
   await assert.rejects(engine.erasePerson(42), TypeError);
   await assert.rejects(engine.purgeRetained({ sends: 7 * 86400 }), mailers.InvalidArgumentError);
   await assert.rejects(engine.purgeRetained({ sends: -1 }), TypeError);
+  await assert.rejects(engine.purgeRetained({ counts: 30 * 86400 }), mailers.InvalidArgumentError);
   await assert.rejects(engine.purgeRetained('30 days'), TypeError);
   assert.equal(await lastSeq(engine), before);
 });

@@ -275,6 +275,12 @@ test('refusals: a bad template with line and column, unknown names, missing vari
 
   assert.equal(await engine.enrollment(424242), null);
   for (const call of ['pauseEnrollment', 'resumeEnrollment', 'stopEnrollment']) await assert.rejects(engine[call](424242), mailers.NotFoundError, call);
+  // Only an enrollment held by a step whose send ended unknown can be resolved.
+  assert.deepEqual(await engine.enrollments({ state: 'unresolved' }), []);
+  assert.equal(await engine.resolveUnknownStep(first.id, 'sent'), false);
+  await assert.rejects(engine.resolveUnknownStep(424242, 'not_sent'), mailers.NotFoundError);
+  await assert.rejects(engine.resolveUnknownStep(first.id, 'maybe'), TypeError);
+  assert.equal((await engine.enrollment(first.id)).state, 'active');
   await assert.rejects(engine.enrollment('1'), TypeError);
   await assert.rejects(engine.resumeSequence('outreach'), mailers.NotFoundError);
   await assert.rejects(engine.removeSequence('nope'), mailers.NotFoundError);

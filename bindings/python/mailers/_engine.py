@@ -25,7 +25,7 @@ from ._types import (DeliveryReportResult, SuppressionProblem, SuppressionReport
                      seconds, CountScope, DailyCount, PauseRule, RuleFiring,
                      SoftBouncePolicy, to_day, AccessPolicy, ErasureReport, Latencies,
                      RetentionPolicy, RetentionReport, ParsedWebhook, ProviderCheck,
-                     StoredProvider)
+                     StoredProvider, StepResolution)
 
 log = logging.getLogger("mailers")
 
@@ -607,6 +607,14 @@ class Engine:
         """Stops an active or paused enrollment (stop reason "manual"); False when it
         was neither."""
         return self._core.set_enrollment(self._who(actor), id, "stopped", reason)
+
+    def resolve_unknown_step(self, id: int, resolution: StepResolution, *,
+                             actor: Actor = None) -> bool:
+        """Says what happened to the step whose send ended ``unknown`` and holds an
+        ``unresolved`` enrollment: ``"sent"`` goes on with the next step,
+        ``"not_sent"`` fails the enrollment (the step is never sent again). False
+        when it was no longer unresolved."""
+        return self._core.resolve_unknown_step(self._who(actor), id, resolution)
 
     def find_enrollment(self, id: int) -> Optional[Enrollment]:
         d = self._core.find_enrollment(id)
@@ -1332,6 +1340,11 @@ class AsyncEngine:
 
     async def is_sequence_paused(self, id: str) -> bool:
         return await asyncio.to_thread(self.sync.is_sequence_paused, id)
+
+    async def resolve_unknown_step(self, id: int, resolution: StepResolution, *,
+                                   actor: Actor = None) -> bool:
+        return await asyncio.to_thread(self.sync.resolve_unknown_step, id, resolution,
+                                       actor=actor)
 
     async def record_reply(self, from_: str, *, actor: Actor = None) -> list[int]:
         return await asyncio.to_thread(self.sync.record_reply, from_, actor=actor)

@@ -29,7 +29,8 @@ SenderKind = Literal["pool", "mailbox", "previous_step", "owner"]
 Threading = Literal["new_thread", "reply"]
 StopScope = Literal["this_sequence", "every_sequence"]
 EnrollmentConflict = Literal["refuse", "merge"]
-EnrollmentState = Literal["active", "paused", "completed", "stopped", "failed"]
+EnrollmentState = Literal["active", "paused", "completed", "stopped", "failed", "unresolved"]
+StepResolution = Literal["sent", "not_sent"]
 DeliveryState = Literal["pending", "claimed", "delivered", "failed"]
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -430,16 +431,19 @@ class RetentionPolicy:
     least 8 days: caps count the sends in their windows). ``webhook_deliveries``:
     outbound deliveries delivered or given up, from their last attempt.
     ``audit``: audit records, from their time; the newest always stays and the
-    chain keeps verifying from its anchor (docs/audit.md)."""
+    chain keeps verifying from its anchor (docs/audit.md). ``counts``: daily
+    counts of the days that ended longer ago than this (at least 365 days)."""
 
     sends: Seconds = 0
     webhook_deliveries: Seconds = 0
     audit: Seconds = 0
+    counts: Seconds = 0
 
     def _native(self) -> dict:
         return {"sends": seconds(self.sends),
                 "webhook_deliveries": seconds(self.webhook_deliveries),
-                "audit": seconds(self.audit)}
+                "audit": seconds(self.audit),
+                "counts": seconds(self.counts)}
 
 
 @dataclass(frozen=True)
@@ -448,6 +452,7 @@ class RetentionReport:
     sends: int               #: ledger rows forgotten
     webhook_deliveries: int  #: outbox rows forgotten
     audit_records: int       #: audit records purged
+    counts: int              #: daily count and soft-bounce rows gone or changed
     anchor_seq: int          #: the first kept audit record (0: none was ever purged)
     audit_seq: int           #: the purge's audit record
 

@@ -1319,7 +1319,7 @@ public:
     }
 
     py::list enrollments(const py::dict& d) {
-        auto f = paged_filter<enrollment_filter, enrollment_state>(d, 5, "enrollment state");
+        auto f = paged_filter<enrollment_filter, enrollment_state>(d, 6, "enrollment state");
         f.sequence_id = get<std::string>(d, "sequence_id", "");
         f.address = get<std::string>(d, "address", "");
         return to_list(unlocked([&](engine& e) { return e.enrollments(f); }), from_enrollment);
@@ -1907,12 +1907,14 @@ PYBIND11_MODULE(_mailers, m) {
                  policy.webhook_deliveries =
                      std::chrono::seconds(get_count<std::int64_t>(d, "webhook_deliveries", 0));
                  policy.audit = std::chrono::seconds(get_count<std::int64_t>(d, "audit", 0));
+                 policy.counts = std::chrono::seconds(get_count<std::int64_t>(d, "counts", 0));
                  retention_report r;
                  c.configure(who, policy,
                              [&](engine& e, P a, const auto& v) { r = e.purge_retained(a, v); });
                  return py::dict(py::arg("at") = to_us(r.at), py::arg("sends") = r.sends,
                                  py::arg("webhook_deliveries") = r.webhook_deliveries,
                                  py::arg("audit_records") = r.audit_records,
+                                 py::arg("counts") = r.counts,
                                  py::arg("anchor_seq") = r.anchor.seq,
                                  py::arg("audit_seq") = r.audit_seq);
              })
@@ -1935,6 +1937,16 @@ PYBIND11_MODULE(_mailers, m) {
                          changed = e.resume_enrollment(a, v);
                      else
                          changed = e.stop_enrollment(a, v, why);
+                 });
+                 return changed;
+             })
+        .def("resolve_unknown_step",
+             [](core& c, py::object who, std::uint64_t id, std::string what) {
+                 static constexpr std::array<const char*, 2> names = {"sent", "not_sent"};
+                 auto r = parse_named<step_resolution>(what, names, "step resolution");
+                 bool changed = false;
+                 c.configure(who, id, [&](engine& e, P a, std::uint64_t v) {
+                     changed = e.resolve_unknown_step(a, v, r);
                  });
                  return changed;
              })

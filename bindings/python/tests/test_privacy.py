@@ -74,6 +74,8 @@ def test_purge_retained_forgets_old_sends(db):
             eng.purge_retained(mailers.RetentionPolicy(sends=dt.timedelta(days=7)))
         with pytest.raises(mailers.InvalidArgument):
             eng.purge_retained(mailers.RetentionPolicy(sends=-1))
+        with pytest.raises(mailers.InvalidArgument):  # under the longest rule window
+            eng.purge_retained(mailers.RetentionPolicy(counts=dt.timedelta(days=30)))
         assert last_seq(eng) == before
 
         kept = eng.purge_retained(mailers.RetentionPolicy())  # 0 keeps everything
@@ -85,7 +87,13 @@ def test_purge_retained_forgets_old_sends(db):
         assert r.sends == 1 and r.webhook_deliveries == 0
         assert r.at == clock.now()
         assert eng.audit_log(r.audit_seq)[0].action == "retention.purge"
-        assert r.audit_records == 0 and r.anchor_seq == 0
+        assert r.audit_records == 0 and r.anchor_seq == 0 and r.counts == 0
+        # Ten days of counts are all younger than a year: nothing goes.
+        c = eng.purge_retained(mailers.RetentionPolicy(counts=dt.timedelta(days=365)))
+        assert c.counts == 0
+        today = clock.now().date()
+        days = eng.daily_counts("workspace", first=today - dt.timedelta(days=11), last=today)
+        assert sum(d.sent for d in days) == 2
         # Audit records older than 8 days go; the chain still verifies from its anchor.
         a = eng.purge_retained(mailers.RetentionPolicy(audit=dt.timedelta(days=8)))
         assert a.audit_records > 0 and a.anchor_seq == a.audit_records + 1

@@ -192,6 +192,14 @@ def test_pause_resume_and_stop(sim):
     assert not eng.stop_enrollment(e.id)
     e = eng.find_enrollment(e.id)
     assert (e.state, e.stop_reason) == ("stopped", "manual")
+    # Only an enrollment held by a step whose send ended unknown can be resolved.
+    assert eng.enrollments(state="unresolved") == []
+    assert not eng.resolve_unknown_step(e.id, "sent")
+    with pytest.raises(mailers.NotFound):
+        eng.resolve_unknown_step(424242, "not_sent")
+    with pytest.raises(mailers.InvalidArgument):
+        eng.resolve_unknown_step(e.id, "maybe")
+    assert eng.find_enrollment(e.id).state == "stopped"
     actions = [r.action for r in eng.audit_log()]
     for a in ("enroll", "enrollment.pause", "enrollment.resume", "enrollment.stop",
               "sequence.pause", "sequence.resume"):
