@@ -3847,6 +3847,45 @@ inline void check_suppression_versions(const store_factory& open, const std::str
     CHECK(all_versions(*open(), ws) == expected);
 }
 
+inline void check_first_import(const store_factory& open, const std::string& ws) {
+    // A workspace's first import (a store may take a shorter path when
+    // there is nothing to replace) keeps the same promises: the later entry
+    // of a key given twice is stored and the earlier is a version it ended,
+    // and another workspace's keys do not count as this one's.
+    auto st = open();
+    const auto other = sample_suppression(suppression_kind::address, "y@example.com");
+    commit(*st, ws + "-other", {store_ops::put_suppression{other}});
+    auto x1 = sample_suppression(suppression_kind::address, "x@example.com");
+    auto x2 = x1;
+    x1.source = "import 1";
+    x2.source = "import 2";
+    x2.reason = suppression_reason::complaint;
+    const auto y = sample_suppression(suppression_kind::address, "y@example.com");
+    const auto d = sample_suppression(suppression_kind::domain, "d.example");
+    const auto first =
+        st->import_suppressions(ws, sample_import({x1, y, d, x2}, sample_audit(1)[0]));
+    const auto s1 = first.change_seq;
+    CHECK(first.entries == 4);
+    CHECK(s1 == 1);
+    CHECK(all_versions(*st, ws) ==
+          std::vector{version(x1, s1, s1), version(x2, s1, 0), version(y, s1, 0),
+                      version(d, s1, 0)});
+    check_same_list(all_suppressions(*st, ws), {x2, y, d}, "after the first import");
+    check_same_list(st->changes_since(ws, 0).suppressions, {x2, y, d}, "the first import's change");
+    check_same_list(all_suppressions(*st, ws + "-other"), {other}, "the other workspace");
+
+    // A workspace holding only a tombstone has a key to overwrite.
+    const std::string ws2 = ws + "-tombstone";
+    commit(*st, ws2, {store_ops::delete_suppression{suppression_kind::address, "x@example.com"}});
+    const auto second = st->import_suppressions(ws2, sample_import({x1, x2}, sample_audit(1)[0]));
+    CHECK(all_versions(*st, ws2) ==
+          std::vector{version(x1, second.change_seq, second.change_seq),
+                      version(x2, second.change_seq, 0)});
+    const auto cs = st->changes_since(ws2, 0);
+    check_same_list(cs.suppressions, {x2}, "over a tombstone");
+    CHECK(cs.deleted_suppressions.empty());
+}
+
 inline void check_race_versions(const store_factory& open, const std::string& ws) {
     // Writers on several handles put and delete one key; the versions must
     // account for every put, each ended by a later change at most once.
@@ -5283,6 +5322,9 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("suppressions: replaced and removed rows are kept as versions") {
         check_suppression_versions(open, p + "-versions");
+    }
+    SUBCASE("import: a workspace's first import, duplicates, a tombstone") {
+        check_first_import(open, p + "-first-import");
     }
     SUBCASE("race: versions of one key written from many handles") {
         check_race_versions(open, p + "-race-versions");

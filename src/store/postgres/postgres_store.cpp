@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <atomic>
+#include <concepts>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -1256,26 +1257,27 @@ private:
                         fmt::format("{}: {}", what, msg));
     }
 
-    // COPY's text format: backslash escapes for the characters it uses.
-    static void copy_escape(std::string& out, std::string_view v) {
-        for (char ch : v) {
-            switch (ch) {
-                case '\\':
-                    out += "\\\\";
-                    break;
-                case '\t':
-                    out += "\\t";
-                    break;
-                case '\n':
-                    out += "\\n";
-                    break;
-                case '\r':
-                    out += "\\r";
-                    break;
-                default:
-                    out += ch;
-            }
-        }
+    // COPY's binary format (PostgreSQL's "COPY" reference): a signature,
+    // no flags, no header extension; then per row a field count and per
+    // field its length and bytes, every integer in network byte order.
+    static constexpr std::string_view copy_binary_header{"PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0",
+                                                         19};
+
+    template <std::integral T>
+    static void put_be(std::string& out, T v) {
+        for (int shift = 8 * (static_cast<int>(sizeof(T)) - 1); shift >= 0; shift -= 8)
+            out += static_cast<char>((v >> shift) & 0xff);
+    }
+
+    template <std::integral T>
+    static void put_field(std::string& out, T v) {
+        put_be(out, static_cast<std::uint32_t>(sizeof(T)));
+        put_be(out, v);
+    }
+
+    static void put_field(std::string& out, std::string_view v) {
+        put_be(out, static_cast<std::uint32_t>(v.size()));
+        out += v;
     }
 
     static void copy_unescape(std::string& out, std::string_view v) {
@@ -1441,8 +1443,9 @@ private:
         const std::string ws_s{ws};
         // The staging table lives for the transaction only. `ord` keeps the
         // file's order, so that of two entries for one key the later wins.
-        // The merge sorts every entry once: enough work_mem keeps that sort
-        // off temporary files (server memory, for this transaction only).
+        // The merge sorts every entry once, with more work_mem than the
+        // server's default (for this transaction only): a million entries
+        // sort in memory, larger imports spill to fewer temporary files.
         c.exec(
             "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL work_mem = '256MB'; "
             "CREATE TEMP TABLE mailers_import (kind int2 NOT NULL, value text COLLATE \"C\" NOT "
@@ -1451,12 +1454,15 @@ private:
         {
             pg::result r{PQexec(c.raw(),
                                 "COPY pg_temp.mailers_import (kind, value, reason, source, "
-                                "created_at, ord) FROM STDIN")};
+                                "created_at, ord) FROM STDIN (FORMAT binary)")};
             if (!r.get() || PQresultStatus(r.get()) != PGRES_COPY_IN)
                 copy_failed(c, "COPY");
         }
         suppression_import_result result;
-        std::string buf;
+        // COPY's binary format: the server reads each field as it is sent,
+        // where the text format makes both sides print and parse every
+        // number and escape every string.
+        std::string buf(copy_binary_header);
         auto send = [&] {
             if (PQputCopyData(c.raw(), buf.data(), static_cast<int>(buf.size())) != 1)
                 copy_failed(c, "COPY");
@@ -1465,17 +1471,19 @@ private:
         try {
             import.entries([&](std::span<const suppression_entry> chunk) {
                 for (const auto& e : chunk) {
-                    fmt::format_to(std::back_inserter(buf), "{}\t", kind_code(e.kind));
-                    copy_escape(buf, e.value);
-                    fmt::format_to(std::back_inserter(buf), "\t{}\t", reason_code(e.reason));
-                    copy_escape(buf, e.source);
-                    fmt::format_to(std::back_inserter(buf), "\t{}\t{}\n", micros(e.created_at),
-                                   result.entries);
+                    put_be(buf, std::uint16_t{6});
+                    put_field(buf, static_cast<std::uint16_t>(kind_code(e.kind)));
+                    put_field(buf, e.value);
+                    put_field(buf, static_cast<std::uint16_t>(reason_code(e.reason)));
+                    put_field(buf, e.source);
+                    put_field(buf, static_cast<std::uint64_t>(micros(e.created_at)));
+                    put_field(buf, result.entries);
                     ++result.entries;
                     if (buf.size() >= (1 << 20)) send();
                 }
             });
-            if (!buf.empty()) send();
+            put_be(buf, std::uint16_t{0xffff});  // the trailer: a field count of -1
+            send();
         } catch (...) {
             // Ends the COPY with an error, so the transaction can roll back.
             if (!c.broken() && PQputCopyEnd(c.raw(), "import abandoned") == 1) {
@@ -1487,40 +1495,83 @@ private:
         finish_copy(c, "COPY");
 
         // The workspace row last: its lock orders this change among the
-        // others, and is held only while the rows are merged.
+        // others, and is held only while the rows are merged. Whether the
+        // workspace holds any key yet is read after it, so no writer can
+        // add one meanwhile.
         pg::connection::pipeline p(c);
         p.add(sql_.ensure_ws, pg::params{}.add(ws_s));
         const auto i_ws =
             p.add(sql_.lock_ws, pg::params{}.add(ws_s).add(result.entries > 0 ? 1 : 0));
+        const auto i_holds = p.add(
+            pg::statement{"m_import_holds",
+                          fmt::format("SELECT EXISTS (SELECT 1 FROM {}.suppressions WHERE "
+                                      "workspace = $1)",
+                                      s)},
+            pg::params{}.add(ws_s));
         auto r = p.finish();
         const std::uint64_t change_seq = r[i_ws].u64(0, 0);
         const std::uint64_t audit_seq = r[i_ws].u64(0, 1);
         const std::string audit_head = r[i_ws].str(0, 2);
+        const bool holds_keys = r[i_holds].boolean(0, 0);
         if (result.entries > 0) {
+            // Each step takes the workspace ($1) and the import's change seq ($2).
+            const auto run_step = [&](const char* name, std::string sql) {
+                return c.run(pg::statement{name, std::move(sql)},
+                             pg::params{}.add(ws_s).add(change_seq));
+            };
             // One sort: the last entry given for each key, in key order,
             // in a temporary table (no WAL) the statements below share.
             auto last = c.query(
                 "CREATE TEMP TABLE mailers_import_last ON COMMIT DROP AS SELECT DISTINCT ON "
-                "(kind, value) kind, value, reason, source, created_at FROM pg_temp.mailers_import "
-                "ORDER BY kind, value, ord DESC");
+                "(kind, value) kind, value, reason, source, created_at FROM "
+                "pg_temp.mailers_import ORDER BY kind, value, ord DESC");
             const std::uint64_t distinct = std::strtoull(PQcmdTuples(last.get()), nullptr, 10);
-            c.exec("ANALYZE pg_temp.mailers_import_last");
-            // What the import replaces is kept first: the rows it writes
-            // over, then every entry a later one for the same key displaces
-            // (given and audited, though never stored).
-            // Each step takes the workspace ($1) and the import's change seq ($2).
-            const auto run_step = [&](const char* name, std::string sql) {
-                c.run(pg::statement{name, std::move(sql)},
-                      pg::params{}.add(ws_s).add(change_seq));
-            };
-            run_step("m_import_keep",
-                fmt::format("INSERT INTO {0}.suppression_superseded (workspace, kind, value, "
-                            "reason, source, created_at, seq, by_seq) SELECT s.workspace, s.kind, "
-                            "s.value, s.reason, s.source, s.created_at, s.seq, $2::int8 FROM "
-                            "{0}.suppressions s JOIN pg_temp.mailers_import_last i ON i.kind = "
-                            "s.kind AND i.value = s.value WHERE s.workspace = $1 AND s.reason IS "
-                            "NOT NULL ORDER BY s.kind, s.value",
-                            s));
+            if (!holds_keys) {
+                // A workspace without keys (its first import) has nothing
+                // to keep or update, and every key is new: one insert, in
+                // key order, so that each row goes to the primary key's
+                // last leaf.
+                run_step("m_import_first",
+                         fmt::format("INSERT INTO {}.suppressions (workspace, kind, value, "
+                                     "reason, source, created_at, seq) SELECT $1, kind, value, "
+                                     "reason, source, created_at, $2::int8 FROM "
+                                     "pg_temp.mailers_import_last",
+                                     s));
+            } else {
+                c.exec("ANALYZE pg_temp.mailers_import_last");
+                // What the import replaces is kept first: the rows it writes
+                // over (the entries of the file that later ones displace are
+                // kept below).
+                run_step("m_import_keep",
+                    fmt::format("INSERT INTO {0}.suppression_superseded (workspace, kind, value, "
+                                "reason, source, created_at, seq, by_seq) SELECT s.workspace, "
+                                "s.kind, s.value, s.reason, s.source, s.created_at, s.seq, "
+                                "$2::int8 FROM {0}.suppressions s JOIN pg_temp.mailers_import_last "
+                                "i ON i.kind = s.kind AND i.value = s.value WHERE s.workspace = $1 "
+                                "AND s.reason IS NOT NULL ORDER BY s.kind, s.value",
+                                s));
+                // Keys the workspace holds (tombstones too: rows without a
+                // reason) are updated, the others inserted. No other writer
+                // can add a key of this workspace meanwhile (the workspace
+                // row is locked), so plain inserts are safe, and cheaper
+                // than an upsert's speculative insertion per row.
+                run_step("m_import_update",
+                    fmt::format("UPDATE {}.suppressions s SET reason = i.reason, source = "
+                                "i.source, created_at = i.created_at, seq = $2::int8 FROM "
+                                "pg_temp.mailers_import_last i WHERE s.workspace = $1 AND s.kind "
+                                "= i.kind AND s.value = i.value",
+                                s));
+                run_step("m_import_insert",
+                    fmt::format("INSERT INTO {0}.suppressions (workspace, kind, value, reason, "
+                                "source, created_at, seq) SELECT $1, i.kind, i.value, i.reason, "
+                                "i.source, i.created_at, $2::int8 FROM pg_temp.mailers_import_last "
+                                "i WHERE NOT EXISTS (SELECT 1 FROM {0}.suppressions s WHERE "
+                                "s.workspace = $1 AND s.kind = i.kind AND s.value = i.value)",
+                                s));
+            }
+            // Every entry a later one for the same key displaces, given and
+            // audited though never stored; the window query only when the
+            // sort found such entries.
             if (distinct != result.entries) {
                 run_step("m_import_keep_duplicates",
                     fmt::format("INSERT INTO {}.suppression_superseded (workspace, kind, value, "
@@ -1531,24 +1582,6 @@ private:
                                 "ORDER BY kind, value, ord",
                                 s));
             }
-            // Keys the workspace holds (tombstones too: rows without a
-            // reason) are updated, the others inserted. No other writer can
-            // add a key of this workspace meanwhile (the workspace row is
-            // locked), so plain inserts are safe, and cheaper than an
-            // upsert's speculative insertion per row.
-            run_step("m_import_update",
-                fmt::format("UPDATE {}.suppressions s SET reason = i.reason, source = i.source, "
-                            "created_at = i.created_at, seq = $2::int8 FROM "
-                            "pg_temp.mailers_import_last i WHERE s.workspace = $1 AND s.kind = "
-                            "i.kind AND s.value = i.value",
-                            s));
-            run_step("m_import_insert",
-                fmt::format("INSERT INTO {0}.suppressions (workspace, kind, value, reason, source, "
-                            "created_at, seq) SELECT $1, i.kind, i.value, i.reason, i.source, "
-                            "i.created_at, $2::int8 FROM pg_temp.mailers_import_last i WHERE NOT "
-                            "EXISTS (SELECT 1 FROM {0}.suppressions s WHERE s.workspace = $1 AND "
-                            "s.kind = i.kind AND s.value = i.value)",
-                            s));
             result.change_seq = change_seq;
         }
         result.audit_seq = append_audit_record(c, ws_s, import.audit(result.entries),
