@@ -1705,6 +1705,29 @@ using mailbox_days = std::map<std::pair<std::string, std::int64_t>, int>;
 
 }  // namespace
 
+TEST_CASE("forecast: past a cap of 40 a day, around the clock, one send about every 36 minutes") {
+    // The queue's pacing, not the simulation's: a cap's period divided by
+    // its max (docs/queue.md, "Spread, not burst").
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 1, 40);
+    forecast_request fr;
+    fr.campaign = campaign_of("launch", "sdr", 45);
+    fr.horizon = std::chrono::hours(24 * 3);
+    const auto plan = eng->forecast(fr);
+    REQUIRE(plan.sends.size() == 45);
+    std::vector<time_point> at;
+    for (const auto& p : plan.sends) at.push_back(p.at);
+    std::sort(at.begin(), at.end());
+    CHECK(day_of(at[39]) == day_of(plan.start));  // the first day's 40 as they fall due
+    CHECK(day_of(at[40]) == day_of(plan.start) + 1);
+    for (std::size_t i = 41; i < at.size(); ++i) {
+        CHECK(at[i] - at[i - 1] > 35min);
+        CHECK(at[i] - at[i - 1] <= 36min);  // 24 h / 40
+    }
+}
+
 TEST_CASE("forecast: a campaign's plan is what the real run then sends, and changes nothing") {
     db_file db("forecast-campaign");
     seq_env env;
