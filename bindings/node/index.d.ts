@@ -223,7 +223,7 @@ export interface MailersEvent {
   idempotencyKey: string;
   /** The campaign the send belongs to, else "". */
   campaign: string;
-  /** A sequence step's send (idempotency key "seq:<sequence>:<enrollment>:<step>"): the sequence, else "". */
+  /** A sequence step's send (idempotency key "seq:<sequence>:<enrollment>:<step>", "~<attempt>" appended for a re-send): the sequence, else "". */
   sequence: string;
   /** ... its enrollment id, else 0. */
   enrollment: number;
@@ -890,7 +890,8 @@ export declare class Engine extends EventEmitter {
   /**
    * Says what happened to the step whose send ended `unknown` and holds an
    * `unresolved` enrollment: 'sent' goes on with the next step, 'not_sent'
-   * fails the enrollment (the step is never sent again). Resolves `false`
+   * sends the step again, once, under a send key of its own
+   * ("seq:<sequence>:<enrollment>:<step>~<attempt>"), then goes on. Resolves `false`
    * when it was no longer unresolved.
    */
   resolveUnknownStep(id: number, resolution: StepResolution, opts?: ActorOption): Promise<boolean>;

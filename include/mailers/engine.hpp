@@ -258,8 +258,10 @@ struct enroll_options {
 /// What an operator found out about a step whose send ended `unknown`
 /// (engine::resolve_unknown_step).
 enum class step_resolution {
-    sent,      ///< it went: the enrollment goes on with its next step
-    not_sent,  ///< it did not go: the enrollment fails, saying so (never sent again)
+    sent,  ///< it went: the enrollment goes on with its next step
+    /// it did not go: the step is sent again, once, under a send key of its
+    /// own (the unknown send keeps its key), then the sequence goes on
+    not_sent,
 };
 
 /// What pause() applies to.
@@ -796,10 +798,18 @@ public:
     /// Resolves an enrollment held `unresolved` because its step's send
     /// ended `unknown` (look the send up first: its id is in the
     /// enrollment's `detail`). `sent`: it goes on with its next step at
-    /// once (or completes); `not_sent`: it fails, `detail` saying so; the
-    /// step is not sent again, since its send key is spent. A compare-and-
-    /// set on the stored enrollment, so of two engines resolving it one
-    /// wins. Action "enrollment.resolve" (permission manage_sequences).
+    /// once (or completes); `not_sent`: the step is planned again at once
+    /// with `enrollment::attempt` raised, so its re-send has a send key of
+    /// its own ("seq:<sequence>:<enrollment>:<step>~<attempt>"; the unknown
+    /// send's key stays spent), and is checked against suppression, caps
+    /// and windows at hand-off like any step; built from what the step
+    /// before left, it is the same message with a new Message-ID. A
+    /// provider's event about the unknown send arriving later (see
+    /// `apply_webhook`) cancels the re-send while it still waits and the
+    /// enrollment goes on as if resolved `sent`; once the re-send was handed
+    /// off it stands, and the step counts once. A compare-and-set on the
+    /// stored enrollment, so of two engines resolving it one wins. Action
+    /// "enrollment.resolve" (permission manage_sequences).
     /// Returns false when it was not unresolved (resolved meanwhile, by an
     /// event about the send or another engine). errc::not_found for an
     /// unknown id.
@@ -1047,7 +1057,9 @@ public:
     ///   * for a delivered, deferred, bounced, opened or clicked event
     ///     about a step's send that holds its enrollment `unresolved`
     ///     (its outcome was unknown), resolves it as sent, as
-    ///     `resolve_unknown_step` does, audited `enrollment.resolve`;
+    ///     `resolve_unknown_step` does, audited `enrollment.resolve`; so
+    ///     does one about such a send resolved `not_sent` whose re-send still
+    ///     waits (the re-send is cancelled);
     ///   * reaches the `on_event` handlers.
     /// Every applied event is counted for its send's scopes and day
     /// (`daily_counts`). Soft bounces, deliveries, opens and clicks suppress

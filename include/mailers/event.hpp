@@ -59,7 +59,8 @@ struct event {
     /// else "".
     std::string campaign;
     /// The sequence step the send belongs to (its key is
-    /// "seq:<sequence>:<enrollment>:<step>"): the sequence id, the
+    /// "seq:<sequence>:<enrollment>:<step>", "~<attempt>" appended for a
+    /// re-send after `step_resolution::not_sent`): the sequence id, the
     /// enrollment id and the 1-based step; "" and 0 for other sends.
     std::string sequence;
     std::uint64_t enrollment = 0;

@@ -185,7 +185,8 @@ public:
     /// `template_seed(enrollment_id, index + 1)`, so a restart renders the
     /// same text), threading applied, and the idempotency key
     /// "seq:<sequence id>:<enrollment id>:<step>" (1-based step), so a
-    /// step planned twice sends once. `previous` is required from the
+    /// step planned twice sends once (the engine appends "~<attempt>" for
+    /// a re-send after `step_resolution::not_sent`). `previous` is required from the
     /// second step on when the step threads or its sender is
     /// `previous_step`. Refusals (errc::invalid_argument, with `error`): a
     /// missing variable, no mailbox for the sender rule and no fallback

@@ -248,6 +248,15 @@ struct enrollment {
     /// Times a step was planned: makes each plan's queue key new, so a step
     /// planned again after a pause is queued again (its send keeps one key).
     std::uint32_t plans = 0;
+    /// Times the current step was sent again after `engine::resolve_unknown_step`
+    /// said its send did not go (`not_sent`): 0 for its first send. Names its
+    /// send key ("seq:<sequence>:<enrollment>:<step>~<attempt>" from 1 on), so
+    /// each re-send has a key of its own. While it is above 0 and the step not
+    /// yet made again, the `prev_*` fields and `last_sent_at` still describe
+    /// the attempt before (the step's re-send is built from them). Back to 0
+    /// once the step counts as made (sent, or resolved as sent); an `unknown`
+    /// outcome keeps it, naming the held attempt.
+    std::uint32_t attempt = 0;
     /// The previous step's send, for sender and threading rules.
     std::string prev_mailbox;
     std::string prev_message_id;
@@ -496,12 +505,13 @@ struct stop_enrollments {
 /// Records how the step `step` (0-based) of enrollment `id`, queued under
 /// `queue_key`, ended. Applied only while the enrollment is at that step
 /// with that queue key (op_result.applied). `sent`: the send's facts become
-/// the previous step's, `step` moves on and the queue key clears; an
-/// active enrollment is planned next at `at` (completed when `last`), a
-/// paused one stays paused (completed when `last`), a stopped, completed
-/// or failed one keeps its state (the send happened; nothing follows it).
-/// `unknown`: as `sent`, except that an active enrollment becomes
-/// `unresolved` (not planned) instead. `failed`: state failed, and
+/// the previous step's, `step` moves on, `attempt` returns to 0 and the
+/// queue key clears; an active enrollment is planned next at `at`
+/// (completed when `last`), a paused one stays paused (completed when
+/// `last`), a stopped, completed or failed one keeps its state (the send
+/// happened; nothing follows it). `unknown`: as `sent`, except that
+/// `attempt` is kept and an active enrollment becomes `unresolved` (not
+/// planned) instead. `failed`: state failed, and
 /// `suppressed`: stopped with reason suppressed, both only for an active,
 /// paused or unresolved enrollment. A sent or unknown message's id is
 /// remembered for `store::find_enrollment_by_message` whether or not the

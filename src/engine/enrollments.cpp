@@ -57,6 +57,7 @@ std::string state_json(const enrollment& e) {
         .member("state", to_string(e.state))
         .member("stop_reason", to_string(e.stop_reason))
         .member("step", static_cast<std::uint64_t>(e.step))
+        .member("attempt", static_cast<std::uint64_t>(e.attempt))
         .member("owner", e.owner)
         .end_object();
     return out;
@@ -93,18 +94,37 @@ enrollment must_find(engine::impl& s, std::uint64_t id) {
 }
 
 // What resolving a held step does to its enrollment. Its step was counted
-// as made when it was held; `sent` lets the scheduler go on from there.
+// as made when it was held; `sent` lets the scheduler go on from there,
+// `not_sent` takes the step back and plans it again under the next
+// attempt's send key (the unknown send keeps its own). The held attempt's
+// prev_* fields stay: the re-send is built from them (previous_for_resend).
 void resolve_held(enrollment& e, step_resolution what, std::string_view by, time_point now) {
+    e.state = enrollment_state::active;
+    e.next_due = now;
+    e.queue_key.clear();
     if (what == step_resolution::sent) {
-        e.state = enrollment_state::active;
-        e.next_due = now;
+        e.attempt = 0;
         e.detail.clear();
     } else {
-        e.state = enrollment_state::failed;
-        e.next_due.reset();
-        e.detail =
-            fmt::format("step {} was not sent, as {} said; it is not sent again", e.step, by);
+        --e.step;
+        ++e.attempt;
+        e.detail = fmt::format("step {} is sent again (re-send {}): {} said its send did not go",
+                               e.step + 1, e.attempt, by);
     }
+}
+
+// What the step before left behind, recovered from the attempt of the same
+// step that a re-send replaces: that attempt was built from it, so its
+// sender is the step before's (for `previous_step`), its subject renders
+// the same, and a reply's References end with the step before's
+// Message-ID after that step's own References.
+previous_send previous_for_resend(const enrollment& e) {
+    previous_send p{e.prev_mailbox, {}, e.prev_subject, e.prev_references};
+    if (!p.references.empty()) {
+        p.message_id = std::move(p.references.back());
+        p.references.pop_back();
+    }
+    return p;
 }
 
 // Applies `change` to enrollment `id` with a compare-and-set, reading it
@@ -261,12 +281,31 @@ std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev) {
     if (!k || ev.send_id.empty()) return std::nullopt;
     std::optional<enrollment> e;
     s.with_store([&](store& st) { e = st.find_enrollment(s.params.workspace, k->enrollment); });
-    // Held on this step, the one counted last: its key names one send only.
-    if (!e || e->state != enrollment_state::unresolved || e->sequence_id != k->sequence_id ||
-        e->step != k->step + 1)
-        return std::nullopt;
+    if (!e || e->sequence_id != k->sequence_id) return std::nullopt;
+    // Held on this step, the one counted last; or an earlier attempt of the
+    // step whose re-send is still to be handed off (its waiting item is
+    // cancelled by the compare-and-set: queue_key changes).
+    const bool held = e->state == enrollment_state::unresolved && e->step == k->step + 1;
+    const bool resending =
+        (e->state == enrollment_state::active || e->state == enrollment_state::paused) &&
+        e->step == k->step && k->attempt < e->attempt;
+    if (!held && !resending) return std::nullopt;
     held_resolution r{*e, *e};
+    if (resending) {
+        ++r.after.step;
+        r.after.state = enrollment_state::unresolved;  // as it was before `not_sent`
+    }
+    const bool paused = e->state == enrollment_state::paused;
     resolve_held(r.after, step_resolution::sent, ev.provider, s.clk->now());
+    if (paused) {
+        r.after.state = enrollment_state::paused;
+        r.after.next_due.reset();
+    }
+    // The attempt that went, when another one was recorded after it.
+    if (k->attempt != e->attempt) {
+        if (!ev.message_id.empty()) r.after.prev_message_id = ev.message_id;
+        if (!ev.mailbox.empty()) r.after.prev_mailbox = ev.mailbox;
+    }
     return r;
 }
 
@@ -302,6 +341,21 @@ std::optional<store_ops::stop_enrollments> reply_stop(engine::impl& s, const eve
     return stop_address_for_reply(s, *key, fmt::format("replied to {}", what));
 }
 
+std::string step_send_key(std::string_view base, std::uint32_t attempt) {
+    return attempt == 0 ? std::string(base) : fmt::format("{}~{}", base, attempt);
+}
+
+namespace {
+
+// The whole of `text` as a number.
+template <class T>
+bool whole_number(std::string_view text, T& out) {
+    const auto r = std::from_chars(text.data(), text.data() + text.size(), out);
+    return r.ec == std::errc{} && r.ptr == text.data() + text.size();
+}
+
+}  // namespace
+
 std::optional<step_key> parse_send_key(std::string_view key) {
     if (!key.starts_with("seq:")) return std::nullopt;
     key.remove_prefix(4);
@@ -312,10 +366,13 @@ std::optional<step_key> parse_send_key(std::string_view key) {
     step_key k;
     k.sequence_id = std::string(key.substr(0, c1));
     const auto e = key.substr(c1 + 1, c2 - c1 - 1);
-    const auto st = key.substr(c2 + 1);
+    auto st = key.substr(c2 + 1);
+    if (const auto tilde = st.find('~'); tilde != std::string_view::npos) {
+        if (!whole_number(st.substr(tilde + 1), k.attempt) || k.attempt == 0) return std::nullopt;
+        st = st.substr(0, tilde);
+    }
     std::uint32_t step1 = 0;
-    if (std::from_chars(e.data(), e.data() + e.size(), k.enrollment).ec != std::errc{} ||
-        std::from_chars(st.data(), st.data() + st.size(), step1).ec != std::errc{} || step1 == 0)
+    if (!whole_number(e, k.enrollment) || !whole_number(st, step1) || step1 == 0)
         return std::nullopt;
     k.step = step1 - 1;
     return k;
@@ -378,9 +435,12 @@ void plan_one(engine::impl& s, const enrollment& e, time_point now, std::vector<
         else
             contact.variables.try_emplace("unsubscribe_url", "");
         contact.owner = e.owner;
-        previous_send prev{e.prev_mailbox, e.prev_message_id, e.prev_subject, e.prev_references};
+        const auto prev = e.attempt > 0 ? previous_for_resend(e)
+                                        : previous_send{e.prev_mailbox, e.prev_message_id,
+                                                        e.prev_subject, e.prev_references};
         sequence_error err;
         auto req = seq->step_request(e.step, contact, e.step > 0 ? &prev : nullptr, &err);
+        if (req) req->idempotency_key = step_send_key(req->idempotency_key, e.attempt);
         std::optional<time_point> due;
         std::string why, domain;
         error_code ec;
@@ -395,8 +455,11 @@ void plan_one(engine::impl& s, const enrollment& e, time_point now, std::vector<
                 }
             }
             try {
-                due = req->mailbox.empty() || zone.empty() ? seq->due(e.step, from)
-                                                           : seq->due(e.step, from, zone, weekdays);
+                // A re-send is due as the step was: at once, its time past.
+                due = e.attempt > 0 ? e.step_due
+                      : req->mailbox.empty() || zone.empty()
+                          ? seq->due(e.step, from)
+                          : seq->due(e.step, from, zone, weekdays);
             } catch (const exception& x) {
                 why = x.what();
             }
@@ -624,7 +687,8 @@ bool engine::resolve_unknown_step(const principal& who, std::uint64_t id, step_r
     impl_->authorize(who, "enrollment.resolve", "sequence", must_find(*impl_, id).sequence_id);
     const auto now = impl_->clk->now();
     return change_enrollment(*impl_, who, "enrollment.resolve", id, [&](enrollment& e) {
-        if (e.state != enrollment_state::unresolved) return false;
+        // step 0 unresolved is no row this library writes; nothing to take back.
+        if (e.state != enrollment_state::unresolved || e.step == 0) return false;
         resolve_held(e, what, who.id, now);
         return true;
     });

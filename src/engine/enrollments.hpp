@@ -21,18 +21,26 @@
 namespace mailers::detail {
 
 /// What a sequence step's queue item names: "seq:<sequence>:<enrollment>:
-/// <step>/<plan>" (step 1-based, as in its send's idempotency key).
+/// <step>[~<attempt>]/<plan>" (step 1-based, as in its send's idempotency key).
 struct step_key {
     std::string sequence_id;
     std::uint64_t enrollment = 0;
-    std::uint32_t step = 0;  ///< 0-based
+    std::uint32_t step = 0;     ///< 0-based
+    std::uint32_t attempt = 0;  ///< enrollment::attempt when the step was planned
 };
 
 /// The step a queue item sends; nullopt for items that are not steps.
 std::optional<step_key> parse_step_key(const queued_send& item);
 
-/// The step a send's idempotency key names ("seq:<sequence>:<enrollment>:
-/// <step>", without the queue item's "/<plan>"); nullopt for other keys.
+/// A step's send key: "seq:<sequence>:<enrollment>:<step>" for its first
+/// send, with "~<attempt>" appended for a re-send after `not_sent` (1-based
+/// step, attempt from 1). '~' cannot occur in the step number, and the key
+/// is read from its right end, so the sequence id may hold ':' or '~'; keys
+/// without an attempt, stored before re-sends existed, read as attempt 0.
+std::string step_send_key(std::string_view base, std::uint32_t attempt);
+
+/// The step a send's idempotency key names (as step_send_key writes it,
+/// without the queue item's "/<plan>"); nullopt for other keys.
 std::optional<step_key> parse_send_key(std::string_view key);
 
 /// The stop that suppressing `e` applies to enrollments.
@@ -65,8 +73,12 @@ struct held_resolution {
 
 /// The resolution `ev` proves: a provider's event about a step's send
 /// (delivered, deferred, bounced, opened, clicked) shows the provider had
-/// the message, so the enrollment held `unresolved` on that very send goes
-/// on as sent. nullopt for any other event.
+/// the message, so the enrollment held `unresolved` on that step (on any
+/// attempt of it) goes on as sent. So does one whose re-send of that step
+/// after `not_sent` has not been handed off yet, about an earlier attempt:
+/// the re-send is cancelled, so the contact gets the step once. nullopt for
+/// any other event, and once the re-send was handed off (it stands: the
+/// event is recorded and the step counts once).
 std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev);
 
 /// Commits `r` (a compare-and-set on the enrollment's version) with its

@@ -110,6 +110,9 @@ void apply(enrollment_rows& rows, const store_ops::advance_enrollment& op, op_re
         e->last_sent_at = op.at;
         e->step = op.step + 1;
         e->queue_key.clear();
+        // A step made counts its next step's sends from the first; an
+        // unknown one keeps naming the held attempt (for a re-send's key).
+        if (op.outcome == step_outcome::sent) e->attempt = 0;
         if (op.outcome == step_outcome::unknown && e->state == enrollment_state::active) {
             e->state = enrollment_state::unresolved;
             e->next_due.reset();
@@ -169,6 +172,7 @@ std::vector<enrollment_cell> enrollment_cells(const enrollment& e) {
     c.emplace_back(micros(e.updated_at));
     c.emplace_back(static_cast<std::int64_t>(e.version));
     c.emplace_back(enrollment_domain(e.address));
+    c.emplace_back(static_cast<std::int64_t>(e.attempt));
     return c;
 }
 

@@ -26,8 +26,9 @@ namespace mailers::detail {
 inline constexpr const char* enrollment_columns =
     "id, sequence_id, address, display_name, variables, owner, actor, state, stop_reason, "
     "detail, step, next_due, step_due, queue_key, plans, prev_mailbox, prev_message_id, "
-    "prev_subject, prev_references, last_sent_at, enrolled_at, updated_at, version, domain";
-inline constexpr int enrollment_column_count = 24;
+    "prev_subject, prev_references, last_sent_at, enrolled_at, updated_at, version, domain, "
+    "attempt";
+inline constexpr int enrollment_column_count = 25;
 
 /// A value to bind: NULL, an integer or text.
 using enrollment_cell = std::variant<std::monostate, std::int64_t, std::string>;
@@ -106,6 +107,7 @@ enrollment read_enrollment(const Row& r) {
     e.enrolled_at = time_point{std::chrono::microseconds(r.i64(20))};
     e.updated_at = time_point{std::chrono::microseconds(r.i64(21))};
     e.version = static_cast<std::uint64_t>(r.i64(22));
+    e.attempt = static_cast<std::uint32_t>(r.i64(24));
     return e;
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <mailers/postgres_store.hpp>
 #include <mailers/sequence.hpp>
@@ -19,6 +20,7 @@
 #include <set>
 #include <thread>
 
+#include "engine/enrollments.hpp"
 #include "engine_fixture.hpp"
 #include "forwarding_store.hpp"
 
@@ -494,11 +496,9 @@ TEST_CASE("resume_sequence from another engine on PostgreSQL: at once") {
 
 namespace {
 
-// A step whose send ends `unknown` holds its enrollment, visibly, and is
-// never sent again; engine `a` (another process than the sender's)
-// resolves held steps, and a provider's event about the send resolves one
-// by itself.
-void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
+/// Four contacts enrolled in a two-step sequence from rep1 by `a`, each
+/// first step sent by `z` ending `unknown`.
+std::vector<enrollment> four_held(seq_env& env, engine& a, engine& z, store& st_z) {
     a.upsert_mailbox(env.admin, env.mailbox("rep1"));
     a.upsert_sequence(env.admin, two_steps("s1", "rep1"));
     env.faults->unknown_nth(1).unknown_nth(2).unknown_nth(3).unknown_nth(4);
@@ -506,6 +506,15 @@ void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
     for (int i = 0; i < 4; ++i) e.push_back(a.enroll(env.admin, "s1", contact(rcpt(i))));
     env.step_until(z, st_z, 1h, [&] { return env.capture->count() == 4; });
     env.settle(z, st_z);
+    return e;
+}
+
+// A step whose send ends `unknown` holds its enrollment, visibly, and is
+// not sent again unless resolved `not_sent`; engine `a` (another process than the sender's)
+// resolves held steps, and a provider's event about the send resolves one
+// by itself.
+void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
+    const auto e = four_held(env, a, z, st_z);
     for (const auto& x : e) {
         const auto held = z.find_enrollment(x.id);
         CHECK(held->state == enrollment_state::unresolved);
@@ -520,10 +529,10 @@ void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
     // An operator says it went: the next step goes; said twice, nothing.
     CHECK(a.resolve_unknown_step(env.admin, e[0].id, step_resolution::sent));
     CHECK_FALSE(z.resolve_unknown_step(env.admin, e[0].id, step_resolution::not_sent));
-    // An operator says it did not: the enrollment fails, saying so.
+    // An operator says it did not: the step goes again (resend_after_not_sent).
     CHECK(a.resolve_unknown_step(env.admin, e[1].id, step_resolution::not_sent));
-    CHECK(z.find_enrollment(e[1].id)->state == enrollment_state::failed);
-    CHECK(z.find_enrollment(e[1].id)->detail.find("was not sent") != std::string::npos);
+    CHECK(z.find_enrollment(e[1].id)->state == enrollment_state::active);
+    CHECK(z.find_enrollment(e[1].id)->attempt == 1);
     // The provider reports a delivery of the third: resolved, once.
     const auto sent = send_id_of(st_z, env.workspace, "seq:s1:" + std::to_string(e[2].id) + ":1");
     REQUIRE_FALSE(sent.empty());
@@ -546,10 +555,11 @@ void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
           errc::not_found);
     env.step_until(z, st_z, 6h, [&] {
         return z.find_enrollment(e[0].id)->state == enrollment_state::completed &&
+               z.find_enrollment(e[1].id)->state == enrollment_state::completed &&
                z.find_enrollment(e[2].id)->state == enrollment_state::completed;
     });
-    CHECK(env.capture->count() == 6);
-    CHECK(env.sent_to(rcpt(1)).size() == 1);
+    CHECK(env.capture->count() == 8);
+    CHECK(env.sent_to(rcpt(1)).size() == 3);  // the unknown send, its re-send, step 2
     CHECK(env.sent_to(rcpt(3)).size() == 1);
     // Resolving takes manage_sequences over the sequence.
     a.put_role(env.admin, {"admin", {permission::manage_access}});
@@ -795,19 +805,25 @@ TEST_CASE("an ingested hard bounce stops the address in every sequence, once") {
 
 namespace {
 
-/// A provider's `replied` event about send `send_id`, as a parsed webhook.
-webhook_result replied(std::string send_id, std::string recipient, std::string dedup) {
+/// A provider's event of `type` about send `send_id`, as a parsed webhook.
+webhook_result provider_event(event_type type, std::string send_id, std::string recipient,
+                              std::string dedup) {
     webhook_result w;
     w.outcome = webhook_outcome::events;
     w.http_status = 200;
     event ev;
-    ev.type = event_type::replied;
+    ev.type = type;
     ev.send_id = std::move(send_id);
     ev.recipient = std::move(recipient);
     ev.dedup_key = std::move(dedup);
     ev.provider = "postmark";
     w.events.push_back(std::move(ev));
     return w;
+}
+
+webhook_result replied(std::string send_id, std::string recipient, std::string dedup) {
+    return provider_event(event_type::replied, std::move(send_id), std::move(recipient),
+                          std::move(dedup));
 }
 
 // A `replied` event ingested by engine `a` stops, by record_reply's rule,
@@ -885,6 +901,181 @@ TEST_CASE("an ingested replied event: two engines on one SQLite file") {
 
 TEST_CASE("an ingested replied event: two engines on PostgreSQL") {
     on_postgres("seqreplied", replied_events_stop);
+}
+
+namespace {
+
+webhook_result delivered(std::string send_id, std::string recipient, std::string dedup) {
+    return provider_event(event_type::delivered, std::move(send_id), std::move(recipient),
+                          std::move(dedup));
+}
+
+// `not_sent` sends the held step again, once, under a key of its own, and
+// the sequence goes on from the re-send: two resolvers at once, one wins;
+// a late event about the unknown send cancels a re-send still waiting, and
+// changes nothing once the re-send went (a reply to it still stops the
+// enrollment); a suppression before the re-send stops it; a held second
+// step goes again as the same reply. `a` resolves, `z` sends.
+void resend_after_not_sent(seq_env& env, engine& a, engine& z, store& st_z) {
+    const auto e = four_held(env, a, z, st_z);
+    const auto key = [&](int i, const std::string& step) {
+        return "seq:s1:" + std::to_string(e[i].id) + ":" + step;
+    };
+    for (const auto& x : e) REQUIRE(z.find_enrollment(x.id)->state == enrollment_state::unresolved);
+    // The re-sends wait in the queue while rep1 is paused.
+    a.pause(env.admin, {pause_scope::mailbox, "rep1"}, "looking the sends up");
+    const auto log = a.audit_log().size();
+    std::atomic<int> wins{0};
+    {
+        std::thread t1(
+            [&] { wins += a.resolve_unknown_step(env.admin, e[0].id, step_resolution::not_sent); });
+        std::thread t2(
+            [&] { wins += z.resolve_unknown_step(env.admin, e[0].id, step_resolution::not_sent); });
+        t1.join();
+        t2.join();
+    }
+    CHECK(wins == 1);
+    CHECK_FALSE(a.resolve_unknown_step(env.admin, e[0].id, step_resolution::not_sent));
+    CHECK_FALSE(a.resolve_unknown_step(env.admin, e[0].id, step_resolution::sent));
+    for (int i = 1; i < 4; ++i)
+        CHECK(a.resolve_unknown_step(env.admin, e[i].id, step_resolution::not_sent));
+    env.settle(z, st_z);
+    for (int i = 0; i < 4; ++i) {
+        const auto x = z.find_enrollment(e[i].id);
+        CHECK(x->state == enrollment_state::active);
+        CHECK(x->step == 0);
+        CHECK(x->attempt == 1);
+        CHECK(x->queue_key.starts_with(key(i, "1~1/")));
+    }
+    CHECK(env.capture->count() == 4);
+    const auto has = [](const std::string& text, std::string_view part) {
+        return text.find(part) != std::string::npos;
+    };
+    std::size_t resolved = 0;
+    for (const auto& r : a.audit_log(log + 1))
+        if (r.action == "enrollment.resolve" && r.resource_id == std::to_string(e[1].id)) {
+            ++resolved;
+            CHECK(has(r.before, R"("state":"unresolved")"));
+            CHECK(has(r.before, R"("step":1,"attempt":0)"));
+            CHECK(has(r.after, R"("state":"active")"));
+            CHECK(has(r.after, R"("step":0,"attempt":1)"));
+        }
+    CHECK(resolved == 1);
+
+    // e1: the provider reports its first send delivered while the re-send
+    // waits: the re-send is cancelled, the step counts once.
+    const auto first1 = send_id_of(st_z, env.workspace, key(1, "1"));
+    REQUIRE_FALSE(first1.empty());
+    a.apply_webhook(webhook_provider::postmark, delivered(first1, rcpt(1), "late-1"));
+    {
+        const auto x = z.find_enrollment(e[1].id);
+        CHECK(x->state == enrollment_state::active);
+        CHECK(x->step == 1);
+        CHECK(x->attempt == 0);
+    }
+    // e2: suppressed between the resolution and the re-send: stopped.
+    a.suppress(env.admin, suppression_kind::address, rcpt(2), suppression_reason::unsubscribe);
+    CHECK(z.find_enrollment(e[2].id)->state == enrollment_state::stopped);
+    // e0 waits while e1's second step is tried.
+    CHECK(a.pause_enrollment(env.admin, e[0].id));
+
+    // The pause ends: e3's re-send goes, once, under its own key, the same
+    // message with a new Message-ID.
+    a.resume(env.admin, {pause_scope::mailbox, "rep1"});
+    env.step_until(z, st_z, 1min, [&] { return env.capture->count() == 5; });
+    env.settle(z, st_z);
+    CHECK(env.capture->count() == 5);
+    REQUIRE(env.sent_to(rcpt(3)).size() == 2);
+    {
+        const auto sent = env.sent_to(rcpt(3));
+        CHECK(sent[1].msg.subject == sent[0].msg.subject);
+        CHECK(sent[1].msg.text == sent[0].msg.text);
+        CHECK(sent[1].msg.message_id != sent[0].msg.message_id);
+    }
+    CHECK_FALSE(send_id_of(st_z, env.workspace, key(3, "1~1")).empty());
+    CHECK(z.find_enrollment(e[3].id)->step == 1);
+    CHECK(z.find_enrollment(e[3].id)->attempt == 0);
+    // e3: its first send's late delivery changes nothing now; a reply to
+    // it finds the enrollment and stops it.
+    const auto first3 = send_id_of(st_z, env.workspace, key(3, "1"));
+    const auto before = z.find_enrollment(e[3].id);
+    a.apply_webhook(webhook_provider::postmark, delivered(first3, rcpt(3), "late-3"));
+    CHECK(z.find_enrollment(e[3].id) == before);
+    a.apply_webhook(webhook_provider::postmark, replied(first3, rcpt(3), "reply-3"));
+    CHECK(z.find_enrollment(e[3].id)->stop_reason == enrollment_stop::replied);
+
+    // e1's second step (a reply to its first send) ends unknown; sent
+    // again, it is the same reply.
+    env.faults->unknown_nth(env.faults->calls() + 1);
+    env.step_until(z, st_z, 1h, [&] { return env.sent_to(rcpt(1)).size() == 2; });
+    env.settle(z, st_z);
+    CHECK(z.find_enrollment(e[1].id)->state == enrollment_state::unresolved);
+    CHECK(a.resolve_unknown_step(env.admin, e[1].id, step_resolution::not_sent));
+    env.step_until(z, st_z, 1min, [&] { return env.sent_to(rcpt(1)).size() == 3; });
+    env.settle(z, st_z);
+    {
+        const auto sent = env.sent_to(rcpt(1));
+        CHECK(sent[1].msg.in_reply_to == sent[0].msg.message_id);
+        CHECK(sent[2].msg.in_reply_to == sent[1].msg.in_reply_to);
+        CHECK(sent[2].msg.references == sent[1].msg.references);
+        CHECK(sent[2].msg.subject == sent[1].msg.subject);
+        CHECK(sent[2].msg.message_id != sent[1].msg.message_id);
+    }
+    CHECK_FALSE(send_id_of(st_z, env.workspace, key(1, "2~1")).empty());
+    CHECK(z.find_enrollment(e[1].id)->state == enrollment_state::completed);
+
+    // e0: its re-send goes once resumed, and its second step replies to it.
+    CHECK(a.resume_enrollment(env.admin, e[0].id));
+    env.step_until(z, st_z, 6h, [&] {
+        return z.find_enrollment(e[0].id)->state == enrollment_state::completed;
+    });
+    {
+        const auto sent = env.sent_to(rcpt(0));
+        REQUIRE(sent.size() == 3);
+        CHECK(sent[2].msg.in_reply_to == sent[1].msg.message_id);
+    }
+    env.clock->advance(72h);
+    env.settle(z, st_z);
+    CHECK(env.capture->count() == 9);
+    CHECK(env.sent_to(rcpt(2)).size() == 1);
+    CHECK(env.sent_to(rcpt(3)).size() == 2);
+}
+
+}  // namespace
+
+TEST_CASE("step send keys: the attempt after '~', keys without one read as attempt 0") {
+    using detail::parse_send_key;
+    using detail::step_send_key;
+    CHECK(step_send_key("seq:s:7:3", 0) == "seq:s:7:3");
+    CHECK(step_send_key("seq:s:7:3", 2) == "seq:s:7:3~2");
+    const auto old = parse_send_key("seq:s:7:3");
+    REQUIRE(old);
+    CHECK(old->sequence_id == "s");
+    CHECK(old->enrollment == 7);
+    CHECK(old->step == 2);
+    CHECK(old->attempt == 0);
+    // The sequence id may hold ':' and '~'; the key is read from its end.
+    const auto k = parse_send_key("seq:a:b~c:7:3~2");
+    REQUIRE(k);
+    CHECK(k->sequence_id == "a:b~c");
+    CHECK(k->enrollment == 7);
+    CHECK(k->step == 2);
+    CHECK(k->attempt == 2);
+    for (const char* bad : {"seq:s:7:3~", "seq:s:7:3~0", "seq:s:7:3~x", "seq:s:7:~1", "seq:s:7:3x",
+                            "seq:s:x:3", "seq:s:7:0", "seq:7:3", "campaign:c:1", "seq:s:7:3~1~1"})
+        CHECK_MESSAGE(!parse_send_key(bad), bad);
+}
+
+TEST_CASE("not_sent sends the held step again, once, under a key of its own") {
+    on_one_engine(resend_after_not_sent);
+}
+
+TEST_CASE("not_sent re-sends with two engines on one SQLite file") {
+    on_sqlite_file("seq-resend", resend_after_not_sent);
+}
+
+TEST_CASE("not_sent re-sends with two engines on PostgreSQL") {
+    on_postgres("seqresend", resend_after_not_sent);
 }
 
 namespace {
@@ -1513,6 +1704,29 @@ store_marks marks_of(engine& eng, store& st, const std::string& ws) {
 using mailbox_days = std::map<std::pair<std::string, std::int64_t>, int>;
 
 }  // namespace
+
+TEST_CASE("forecast: past a cap of 40 a day, around the clock, one send about every 36 minutes") {
+    // The queue's pacing, not the simulation's: a cap's period divided by
+    // its max (docs/queue.md, "Spread, not burst").
+    seq_env env;
+    auto st = open_sqlite_store({":memory:", open_mode::create});
+    auto eng = env.make(st);
+    capped_pool(env, *eng, 1, 40);
+    forecast_request fr;
+    fr.campaign = campaign_of("launch", "sdr", 45);
+    fr.horizon = std::chrono::hours(24 * 3);
+    const auto plan = eng->forecast(fr);
+    REQUIRE(plan.sends.size() == 45);
+    std::vector<time_point> at;
+    for (const auto& p : plan.sends) at.push_back(p.at);
+    std::sort(at.begin(), at.end());
+    CHECK(day_of(at[39]) == day_of(plan.start));  // the first day's 40 as they fall due
+    CHECK(day_of(at[40]) == day_of(plan.start) + 1);
+    for (std::size_t i = 41; i < at.size(); ++i) {
+        CHECK(at[i] - at[i - 1] > 35min);
+        CHECK(at[i] - at[i - 1] <= 36min);  // 24 h / 40
+    }
+}
 
 TEST_CASE("forecast: a campaign's plan is what the real run then sends, and changes nothing") {
     db_file db("forecast-campaign");

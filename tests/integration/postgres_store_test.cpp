@@ -522,6 +522,40 @@ TEST_CASE("postgres store: a version 2 schema gains suppression_seq, 0 for the s
             .c_str());
 }
 
+TEST_CASE("postgres store: a version 10 schema gains enrollments.attempt, 0 for its enrollments") {
+    auto server = test_server();
+    if (!server) return;
+    const auto schema = unique("v10");
+    const auto ws = unique("ws");
+    enrollment before;
+    {
+        auto st = open_postgres_store(params_for(*server, schema));
+        const auto id =
+            conformance::enroll_one(*st, ws, conformance::sample_enrollment("s1", "a@x.example"))
+                .id;
+        before = conformance::stored_enrollment(*st, ws, id);
+    }
+    const std::string back_to_v10 = "psql -q -X \"" + *server + "\" -c 'ALTER TABLE " + schema +
+                                    ".enrollments DROP COLUMN attempt; DELETE FROM " + schema +
+                                    ".schema_version WHERE version > 10' >/dev/null 2>&1";
+    if (std::system(back_to_v10.c_str()) != 0) {
+        MESSAGE("skipped the migration check: psql is not available");
+        return;
+    }
+    auto st = open_postgres_store(params_for(*server, schema));
+    auto e = conformance::stored_enrollment(*st, ws, before.id);
+    CHECK(e == before);
+    CHECK(e.attempt == 0);
+    auto next = e;
+    next.attempt = 1;
+    std::vector<store_op> ops{store_ops::update_enrollment{next, e.version, "", at_s(5)}};
+    REQUIRE(st->commit(ws, ops).ops[0].applied);
+    CHECK(conformance::stored_enrollment(*st, ws, e.id).attempt == 1);
+    std::system(
+        ("psql -q -X \"" + *server + "\" -c 'DROP SCHEMA " + schema + " CASCADE' >/dev/null 2>&1")
+            .c_str());
+}
+
 TEST_CASE("postgres store: handles racing on one cap key, one idempotency key, one audit chain") {
     auto server = test_server();
     if (!server) return;

@@ -594,6 +594,32 @@ TEST_CASE("sqlite store: a version 2 file gains suppression_seq, 0 for the sends
     CHECK(st->find_send("ws", id) == row);
 }
 
+TEST_CASE("sqlite store: a version 10 file gains enrollments.attempt, 0 for its enrollments") {
+    temp_dir dir;
+    const std::string path = dir.file("v10.db");
+    enrollment before;
+    {
+        auto st = open_sqlite_store(params_for(path));
+        const auto id =
+            conformance::enroll_one(*st, "ws", conformance::sample_enrollment("s1", "a@x.example"))
+                .id;
+        before = conformance::stored_enrollment(*st, "ws", id);
+    }
+    raw_db(path).exec("ALTER TABLE enrollments DROP COLUMN attempt; PRAGMA user_version = 10");
+
+    auto st = open_sqlite_store(params_for(path));
+    CHECK(raw_db(path).scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
+    auto e = conformance::stored_enrollment(*st, "ws", before.id);
+    CHECK(e == before);
+    CHECK(e.attempt == 0);
+    auto next = e;
+    next.attempt = 1;
+    REQUIRE(commit(*st, "ws", {store_ops::update_enrollment{next, e.version, "", at_seconds(5)}})
+                .ops[0]
+                .applied);
+    CHECK(conformance::stored_enrollment(*st, "ws", e.id).attempt == 1);
+}
+
 TEST_CASE("sqlite store: reservations count, refuse and release cap uses") {
     auto st = open_sqlite_store(params_for(":memory:"));
     const std::string ws = "caps";

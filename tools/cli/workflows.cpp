@@ -600,7 +600,8 @@ void add_sequence_and_enrollment_commands(CLI::App& app, commands& reg) {
     auto* eres = reg.add(
         enr, "resolve",
         "Say what became of a step whose send ended unknown (state unresolved): --sent goes on "
-        "with the next step, --not-sent fails the enrollment (exit 1 if it is not unresolved)",
+        "with the next step, --not-sent sends the step again, once, under a send key of its own "
+        "(exit 1 if it is not unresolved)",
         "mailers enrollment resolve 42 --sent", [&](context& c) {
             if (enr_sent == enr_not_sent) fail(exit_usage, "give one of --sent or --not-sent");
             open_workspace(c, mailers::open_mode::existing);
@@ -618,7 +619,7 @@ void add_sequence_and_enrollment_commands(CLI::App& app, commands& reg) {
         });
     eres->add_option("ID", enr_id, "The enrollment id")->required();
     eres->add_flag("--sent", enr_sent, "The message went (found at the provider or the inbox)");
-    eres->add_flag("--not-sent", enr_not_sent, "The message did not go");
+    eres->add_flag("--not-sent", enr_not_sent, "The message did not go: send the step again");
 }
 
 void add_forecast_commands(CLI::App& app, commands& reg) {

@@ -612,7 +612,8 @@ class Engine:
                              actor: Actor = None) -> bool:
         """Says what happened to the step whose send ended ``unknown`` and holds an
         ``unresolved`` enrollment: ``"sent"`` goes on with the next step,
-        ``"not_sent"`` fails the enrollment (the step is never sent again). False
+        ``"not_sent"`` sends the step again, once, under a send key of its own
+        (``seq:<sequence>:<enrollment>:<step>~<attempt>``), then goes on. False
         when it was no longer unresolved."""
         return self._core.resolve_unknown_step(self._who(actor), id, resolution)
 

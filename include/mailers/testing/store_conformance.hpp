@@ -4106,6 +4106,36 @@ inline void check_enrollments(const store_factory& open, const std::string& ws) 
     CHECK(e.state == enrollment_state::failed);
     CHECK(e.detail == "refused");
     CHECK(e.step == 0);
+
+    // A step's re-sends: stored as written, kept by an unknown outcome (it
+    // names the held attempt), back to 0 once the step is sent.
+    const auto step_of_c = [&](std::uint64_t n, step_outcome outcome, std::int64_t at) {
+        e = stored_enrollment(*st, ws, c);
+        const auto k = queue_step(*st, ws, e, n);
+        store_ops::advance_enrollment adv{c, 0, k, outcome, false, "rep1", "m@x", "Hi", {}, "",
+                                          at_seconds(at)};
+        CHECK(queue_op(*st, ws, adv).applied);
+        e = stored_enrollment(*st, ws, c);
+    };
+    const auto rewrite_c = [&](enrollment_state state, std::uint32_t step, std::uint32_t attempt) {
+        e = stored_enrollment(*st, ws, c);
+        auto next = e;
+        next.state = state;
+        next.step = step;
+        next.attempt = attempt;
+        REQUIRE(queue_op(*st, ws, store_ops::update_enrollment{next, e.version, "", at_seconds(70)})
+                    .applied);
+        CHECK(stored_enrollment(*st, ws, c).attempt == attempt);
+    };
+    rewrite_c(enrollment_state::active, 0, 2);
+    step_of_c(4, step_outcome::unknown, 80);
+    CHECK(e.state == enrollment_state::unresolved);
+    CHECK(e.step == 1);
+    CHECK(e.attempt == 2);
+    rewrite_c(enrollment_state::active, 0, 3);  // taken back, as resolving it not_sent does
+    step_of_c(5, step_outcome::sent, 95);
+    CHECK(e.step == 1);
+    CHECK(e.attempt == 0);
 }
 
 inline void check_enrollment_stops(const store_factory& open, const std::string& ws) {

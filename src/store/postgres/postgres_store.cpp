@@ -633,7 +633,7 @@ struct statements {
                            "INSERT INTO {s}.enrollments (workspace, {ecols}) VALUES ($1, "
                            "nextval('{s}.enrollment_ids'), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULLIF($12, "
                            "'')::bigint, $13, $14, $15, $16, $17, $18, $19, $20, $21, "
-                           "$22, $23, $24) ON CONFLICT (workspace, sequence_id, address) DO "
+                           "$22, $23, $24, $25) ON CONFLICT (workspace, sequence_id, address) DO "
                            "NOTHING RETURNING id");
         enr_write = emake("m_enr_write",
                           "UPDATE {s}.enrollments SET {eset} WHERE workspace = $1 AND id = $2");

@@ -313,8 +313,18 @@ ALTER TABLE {s}.workspaces
   ADD COLUMN audit_anchor_keyed boolean NOT NULL DEFAULT false;
 )sql";
 
-constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4, step_5,
-                                      step_6, step_7, step_8, step_9, step_10};
+// Version 11 is another change's; it lands in its place. 12 touches nothing
+// 11 does, so either applies on top of the other.
+constexpr std::string_view step_11 = "";
+
+// An enrollment's re-sends of its current step after an unknown send was
+// resolved not_sent: 0 for the first send (see enrollment::attempt).
+constexpr std::string_view step_12 = R"sql(
+ALTER TABLE {s}.enrollments ADD COLUMN attempt bigint NOT NULL DEFAULT 0;
+)sql";
+
+constexpr std::string_view steps[] = {step_1, step_2, step_3, step_4,  step_5,  step_6,
+                                      step_7, step_8, step_9, step_10, step_11, step_12};
 static_assert(std::size(steps) == schema_version);
 
 std::string literal(std::string_view s) {

@@ -409,6 +409,13 @@ ALTER TABLE workspaces ADD COLUMN audit_anchor_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE workspaces ADD COLUMN audit_anchor_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workspaces ADD COLUMN audit_anchor_keyed INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    // Version 11 is another change's (the loop below skips a version it
+    // does not list); 12 touches nothing 11 does.
+    {12, R"sql(
+-- An enrollment's re-sends of its current step after an unknown send was
+-- resolved not_sent: 0 for the first send (see enrollment::attempt).
+ALTER TABLE enrollments ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr int latest_version = std::end(migrations)[-1].version;

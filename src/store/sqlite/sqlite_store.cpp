@@ -181,9 +181,9 @@ struct enrollment_statements {
           insert(db, fmt::format("INSERT INTO enrollments (workspace, {}) VALUES (?1, {}) "
                                  "ON CONFLICT (workspace, sequence_id, address) DO NOTHING",
                                  std::string_view(enrollment_columns).substr(4),
-                                 placeholders(2, 23))),
+                                 placeholders(2, 24))),
           write(db, fmt::format("REPLACE INTO enrollments (workspace, {}) VALUES (?1, {})",
-                                enrollment_columns, placeholders(2, 24))),
+                                enrollment_columns, placeholders(2, 25))),
           cancel_waiting(db,
                          "UPDATE queue SET state = 3, detail = ?3, updated_at = ?4 "
                          "WHERE workspace = ?1 AND idempotency_key = ?2 AND state = 0"),
