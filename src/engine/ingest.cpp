@@ -75,8 +75,8 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         std::optional<std::string> suppresses;  // the address key it suppresses
         bool rows = false;                      // outbox rows follow it
         bool held = false;                      // it resolves a held enrollment
-        std::size_t tally = 0;  // its soft-bounce tally's index in ops, when not 0
-        std::string tallied;    // the address tallied
+        std::size_t tally = 0;                  // its soft-bounce tally's index in ops, or 0
+        std::string tallied;                    // the address tallied
     };
     std::vector<store_op> ops;
     std::vector<planned> plan;

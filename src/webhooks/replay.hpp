@@ -12,7 +12,6 @@ namespace mailers::webhooks {
 /// cache does nothing. A failure to release is logged (error), not thrown:
 /// the caller is already answering the apply's failure, and the provider's
 /// retry is then refused as a replay, as it was before release existed.
-void release_replay_token(const webhook_params& params, std::string_view token,
-                          const logger& log);
+void release_replay_token(const webhook_params& params, std::string_view token, const logger& log);
 
 }  // namespace mailers::webhooks

@@ -7,9 +7,9 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <cstdlib>
-#include <map>
 #include <mailers/postgres_store.hpp>
 #include <mailers/store_replay_cache.hpp>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -993,9 +993,9 @@ public:
             if (const auto* k = std::get_if<store_ops::record_key>(&ops[i]))
                 guarded_until = i + 1 + k->guards;
         }
-        broken.insert(broken.begin() + static_cast<std::ptrdiff_t>(at),
-                      store_ops::tally_soft_bounce{"fault@prospect.example", test_epoch(),
-                                                   test_epoch(), 0});
+        broken.insert(
+            broken.begin() + static_cast<std::ptrdiff_t>(at),
+            store_ops::tally_soft_bounce{"fault@prospect.example", test_epoch(), test_epoch(), 0});
         forwarding_store::commit(ws, broken);
         broken_applied = true;
         throw exception(make_error_code(errc::store_error),
@@ -1018,8 +1018,8 @@ webhook_body mailgun_request(std::string_view key, std::int64_t secs, const std:
     w.body = fmt::format(
         R"({{"signature":{{"timestamp":"{}","token":"{}","signature":"{}"}},)"
         R"("event-data":{{"event":"{}",{}"id":"{}","timestamp":{},"recipient":"{}"}}}})",
-        ts, token, sig, bounce ? "failed" : "delivered",
-        bounce ? R"("severity":"permanent",)" : "", event_id, secs, recipient);
+        ts, token, sig, bounce ? "failed" : "delivered", bounce ? R"("severity":"permanent",)" : "",
+        event_id, secs, recipient);
     return w;
 }
 
@@ -1140,8 +1140,8 @@ void randomised_batches_with_faults(const store_factory& open, const std::string
             for (int attempt = 0;; ++attempt) {
                 REQUIRE(attempt < 200);
                 try {
-                    auto out = e.ingest_webhook(webhook_provider::sendgrid, batches[i].view(),
-                                                params);
+                    auto out =
+                        e.ingest_webhook(webhook_provider::sendgrid, batches[i].view(), params);
                     CHECK(out.webhook.http_status == 200);
                     suppressed += out.suppressed;
                     duplicates += out.duplicates;

@@ -770,9 +770,9 @@ struct statements {
         suppressions_after, find_object, next_suppression, purge, purge_counts, attach, renew,
         end_lease, members, recover, server_now, unanalysed, lock_queued, queued_by_key,
         new_queue_ids, insert_queued, update_queued, live_member, claim_queued, requeue,
-        find_queued, queued_after, count_queued, purge_queued, record_keys, purge_keys, forget_key, enr_by_id,
-        enr_by_key, enr_live, enr_insert, enr_write, enr_cancel, enr_remember, enr_by_message,
-        enr_after, enr_due, enr_find;
+        find_queued, queued_after, count_queued, purge_queued, record_keys, purge_keys, forget_key,
+        enr_by_id, enr_by_key, enr_live, enr_insert, enr_write, enr_cancel, enr_remember,
+        enr_by_message, enr_after, enr_due, enr_find;
     // outbound webhooks
     pg::statement wh_insert, wh_end, wh_fail, wh_retry, wh_claim, wh_requeue, wh_find, wh_after,
         wh_count, wh_purge;
