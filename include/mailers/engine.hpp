@@ -1069,15 +1069,19 @@ public:
     /// send's mailbox, pool, provider, sender domain or workspace. When it
     /// returns, every suppression it made holds in every engine of the
     /// workspace, so answering the provider 2xx after it is safe. A
-    /// refused request (4xx) changes nothing. A store failure throws; answer
-    /// 5xx then, so the provider redelivers.
+    /// refused request (4xx) changes nothing. A store failure throws, having
+    /// applied none of the request's events; answer 5xx then, so the
+    /// provider redelivers. The Mailgun token the request's check recorded
+    /// in `params.mailgun.replay` is then released, so the retry is not
+    /// refused as a replay.
     ///
     /// Exactly once: each event's `dedup_key` is recorded in the store, in
-    /// the same transaction as the suppression or stop it causes and its
-    /// audit record, and the event is applied (suppression, stop,
-    /// handlers) only when this record is the first, so a redelivery, or
-    /// the same retry reaching two engines of the workspace, is applied
-    /// once and counted in `duplicates` elsewhere. Handlers are called once
+    /// one transaction with the request's other events and with what the
+    /// event does (suppression, stop or resolution and their audit records,
+    /// daily counts, outbound webhook rows), and the event is applied
+    /// (effects, handlers) only when this record is the first, so a
+    /// redelivery, or the same retry reaching two engines of the workspace,
+    /// is applied once and counted in `duplicates` elsewhere. Handlers are called once
     /// the record is durable; a process that stops between the two loses
     /// that call (the suppression is never lost).
     ingest_result ingest_webhook(webhook_provider provider, const webhook_request& request,

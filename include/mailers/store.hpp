@@ -1176,6 +1176,14 @@ public:
     /// changed.
     virtual std::size_t purge_counts(std::string_view workspace, count_day before);
     // --- end daily counts ---
+
+    /// Forgets the record of `key` in `namespace_` (store_ops::record_key),
+    /// so that its next record is applied: for a one-time token recorded
+    /// before the work it admits, when that work failed and the sender
+    /// will try again (store_replay_cache::release). Returns whether there
+    /// was one. The default throws errc::store_error, as purge_keys does.
+    virtual bool forget_key(std::string_view workspace, std::string_view namespace_,
+                            std::string_view key);
 };
 
 }  // namespace mailers

@@ -13,7 +13,8 @@ namespace mailers {
 /// A replay_cache whose tokens are recorded in `storage` (namespace
 /// "mailgun-token" of `workspace`, as store_ops::record_key), so a Mailgun
 /// token used once is refused by every process on that store, not only by
-/// the one that saw it. Each first use is one commit. Expired tokens are
+/// the one that saw it. Each first use is one commit, and so is each
+/// release (of a request whose events could not be applied). Expired tokens are
 /// forgotten by `store::purge_keys`, which engines on the workspace call
 /// now and then.
 ///
@@ -26,6 +27,8 @@ public:
 
 protected:
     bool do_first_use(std::string_view token, time_point expires_at, time_point now) override;
+    /// Forgets the token (store::forget_key).
+    void do_release(std::string_view token) override;
 
 private:
     std::shared_ptr<store> store_;

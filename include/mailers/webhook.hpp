@@ -81,9 +81,16 @@ public:
     bool first_use(std::string_view token, time_point expires_at, time_point now) {
         return do_first_use(token, expires_at, now);
     }
+    /// Forgets `token`, recorded by first_use for a request whose events
+    /// could not be applied (webhook_result::replay_token), so that the
+    /// provider's retry of that request is taken rather than refused as a
+    /// replay. engine::ingest_webhook and webhook_server call it when the
+    /// apply throws. The default does nothing (the retry is then refused).
+    void release(std::string_view token) { do_release(token); }
 
 protected:
     virtual bool do_first_use(std::string_view token, time_point expires_at, time_point now) = 0;
+    virtual void do_release(std::string_view /*token*/) {}
 };
 
 /// A replay_cache in memory, bounded: when full, expired tokens are dropped
@@ -96,6 +103,7 @@ public:
 
 protected:
     bool do_first_use(std::string_view token, time_point expires_at, time_point now) override;
+    void do_release(std::string_view token) override;
 
 private:
     mutable std::mutex mutex_;
@@ -193,6 +201,11 @@ struct webhook_result {
     std::string topic_arn;        ///< SNS messages
     std::string confirm_url;      ///< subscription_confirmation
     std::string certificate_url;  ///< certificate_needed
+    /// The one-time token this request's check recorded in the replay cache
+    /// (Mailgun's, as given to replay_cache::first_use); "" when none. A
+    /// caller that applies the events itself and fails releases it
+    /// (replay_cache::release), so that the provider's retry is applied.
+    std::string replay_token;
 
     bool accepted() const noexcept { return http_status >= 200 && http_status < 300; }
 };

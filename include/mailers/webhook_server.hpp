@@ -117,7 +117,9 @@ struct webhook_server_params {
 /// The answer is written after the callback returns: return normally only
 /// once the events are safe (stored or queued durably), because a 2xx tells
 /// the provider not to deliver them again. Throw to refuse them for now: the
-/// exception is logged and answered 500, and every provider retries a 5xx
+/// exception is logged and answered 500 (the Mailgun token the route's
+/// replay cache recorded for the request released first, so that the retry
+/// is taken), and every provider retries a 5xx
 /// (SNS per the topic's delivery policy, by default only 3 times, 20
 /// seconds apart; Mailgun for 8 hours; SendGrid for 24 hours; Postmark
 /// about 10 times over 10 hours), so events must be de-duplicated

@@ -422,6 +422,12 @@ std::vector<op_result> engine::impl::mutate(const principal& who, std::string_vi
         if (apply) apply();
         return std::move(reply.ops);
     }
+    settle(reply, apply, guard);
+    return std::move(reply.ops);
+}
+
+void engine::impl::settle(const detail::commit_reply& reply, const std::function<void()>& apply,
+                          own_change_scope& guard) {
     try {
         // Our own change may be applied as committed only when the change
         // seq is ours alone; otherwise it is read back with the others'.
@@ -436,7 +442,6 @@ std::vector<op_result> engine::impl::mutate(const principal& who, std::string_vi
     guard.release();
     // Once this returns, every engine of the workspace has it in memory.
     wait_acked(reply.change_seq);
-    return std::move(reply.ops);
 }
 
 void engine::impl::mutate_async(std::string_view action, std::string_view type, std::string_view id,
@@ -832,16 +837,14 @@ void engine::suppress(const principal& who, suppression_kind kind, std::string_v
     impl_->store_suppression(who, kind, key, reason, source);
 }
 
-bool engine::impl::store_suppression(const principal& who, suppression_kind kind,
-                                     const std::string& key, suppression_reason reason,
-                                     std::string_view source, const store_ops::record_key* once,
-                                     std::vector<store_op> also) {
-    suppression_entry e{kind, key, reason, std::string(source), clk->now()};
+std::vector<store_op> engine::impl::suppression_ops(const suppression_entry& e,
+                                                    const store_ops::record_key* once,
+                                                    std::vector<store_op> also) {
     std::vector<store_op> ops;
     if (once) {
         // The guard covers the suppression, the stop of its enrollments,
-        // `also` and the audit record mutate appends: a duplicate leaves no
-        // trace.
+        // `also` and the audit record that follows them: a duplicate
+        // leaves no trace.
         store_ops::record_key rk = *once;
         rk.guards = 3 + also.size();
         ops.push_back(std::move(rk));
@@ -852,11 +855,19 @@ bool engine::impl::store_suppression(const principal& who, suppression_kind kind
     // its waiting step leaves the queue.
     ops.push_back(detail::stop_for_suppression(e));
     for (auto& op : also) ops.push_back(std::move(op));
-    const auto results =
-        mutate(who, "suppression.add", "suppression", key, {}, to_json(e), std::move(ops), [&] {
-            std::unique_lock lock(supp_mu);
-            index.insert(kind, key);
-        });
+    return ops;
+}
+
+bool engine::impl::store_suppression(const principal& who, suppression_kind kind,
+                                     const std::string& key, suppression_reason reason,
+                                     std::string_view source, const store_ops::record_key* once,
+                                     std::vector<store_op> also) {
+    suppression_entry e{kind, key, reason, std::string(source), clk->now()};
+    const auto results = mutate(who, "suppression.add", "suppression", key, {}, to_json(e),
+                                suppression_ops(e, once, std::move(also)), [&] {
+                                    std::unique_lock lock(supp_mu);
+                                    index.insert(kind, key);
+                                });
     return !once || (!results.empty() && results[0].applied);
 }
 

@@ -341,6 +341,11 @@ struct __attribute__((visibility("hidden"))) engine::impl
                            suppression_reason reason, std::string_view source,
                            const store_ops::record_key* once = nullptr,
                            std::vector<store_op> also = {});
+    /// The ops store_suppression commits for `e` before its audit record
+    /// (which, under `once`, they are guarded with and must be followed by).
+    std::vector<store_op> suppression_ops(const suppression_entry& e,
+                                          const store_ops::record_key* once,
+                                          std::vector<store_op> also);
     /// What ingest_webhook and ingest_delivery_report do with the events
     /// they read (see engine.hpp).
     void apply_reported_events(engine& e, std::vector<event>& events, const principal& who,
@@ -472,6 +477,15 @@ struct __attribute__((visibility("hidden"))) engine::impl
                                   std::string_view resource_type, std::string_view resource_id,
                                   std::string before, std::string after, std::vector<store_op> ops,
                                   const std::function<void()>& apply);
+    /// What mutate does once a change is committed: applies it to memory
+    /// (`apply` when the change seq is the reply's alone, else the feed is
+    /// read back), releases `guard`, and waits until every other live
+    /// member has applied it too, so that it holds in every engine of the
+    /// workspace (a member that cannot acknowledge it has stopped handing
+    /// off by the time its lease runs out). Throws when reading it back
+    /// fails.
+    void settle(const detail::commit_reply& reply, const std::function<void()>& apply,
+                own_change_scope& guard);
     /// Refuses (errc::permission_denied, audited as "access.denied") what
     /// access control or the host's authorizer does not allow.
     void authorize(const principal& who, std::string_view action, std::string_view type,

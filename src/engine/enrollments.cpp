@@ -221,14 +221,13 @@ void replan_paused_steps(engine::impl& s, const std::string& sequence_id) {
 
 namespace {
 
-// Commits `op` with the audit record of `action`, and `also`. Under
-// `once`, the record guards them all: a duplicate leaves no trace and
-// answers nullopt. Returns `op`'s result.
-std::optional<op_result> commit_guarded(engine::impl& s, const principal& who,
-                                        std::string_view action, std::string_view id,
-                                        std::string before, std::string after, store_op op,
-                                        const store_ops::record_key* once,
-                                        std::vector<store_op> also) {
+// `op` with the audit record of `action`, and `also`, as one commit's
+// ops. Under `once`, the record guards them all: a duplicate leaves no
+// trace.
+std::vector<store_op> guarded_ops(engine::impl& s, const principal& who, std::string_view action,
+                                  std::string_view id, std::string before, std::string after,
+                                  store_op op, const store_ops::record_key* once,
+                                  std::vector<store_op> also) {
     std::vector<store_op> ops;
     if (once) {
         auto rk = *once;
@@ -237,8 +236,17 @@ std::optional<op_result> commit_guarded(engine::impl& s, const principal& who,
     }
     ops.push_back(std::move(op));
     std::move(also.begin(), also.end(), std::back_inserter(ops));
-    auto r =
-        commit_audited(s, who, action, id, std::move(before), std::move(after), std::move(ops));
+    ops.push_back(store_ops::append_audit{
+        s.next_audit(who, action, "enrollment", id, std::move(before), std::move(after)),
+        s.params.audit_key});
+    return ops;
+}
+
+// Commits guarded_ops; a duplicate of `once` answers nullopt. Returns
+// `op`'s result.
+std::optional<op_result> commit_guarded(engine::impl& s, std::vector<store_op> ops,
+                                        const store_ops::record_key* once) {
+    auto r = commit_now(s, std::move(ops)).ops;
     const std::size_t at = once ? 1 : 0;
     if (once && (r.empty() || !r.front().applied)) return std::nullopt;
     return r.size() > at ? r[at] : op_result{};
@@ -246,11 +254,9 @@ std::optional<op_result> commit_guarded(engine::impl& s, const principal& who,
 
 }  // namespace
 
-std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const principal& who,
-                                                      store_ops::stop_enrollments stop,
-                                                      std::string_view id,
-                                                      const store_ops::record_key* once,
-                                                      std::vector<store_op> also) {
+std::vector<store_op> stop_ops(engine::impl& s, const principal& who,
+                               store_ops::stop_enrollments stop, std::string_view id,
+                               const store_ops::record_key* once, std::vector<store_op> also) {
     std::string after;
     json::writer(after)
         .begin_object()
@@ -260,8 +266,16 @@ std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const pri
     const auto resource = !id.empty()    ? std::string(id)
                           : stop.id != 0 ? std::to_string(stop.id)
                                          : stop.address;
-    auto r = commit_guarded(s, who, "enrollment.stop", resource, {}, std::move(after),
-                            std::move(stop), once, std::move(also));
+    return guarded_ops(s, who, "enrollment.stop", resource, {}, std::move(after), std::move(stop),
+                       once, std::move(also));
+}
+
+std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const principal& who,
+                                                      store_ops::stop_enrollments stop,
+                                                      std::string_view id,
+                                                      const store_ops::record_key* once,
+                                                      std::vector<store_op> also) {
+    auto r = commit_guarded(s, stop_ops(s, who, std::move(stop), id, once, std::move(also)), once);
     if (!r) return std::nullopt;
     return r->enrollments.stopped;
 }
@@ -309,15 +323,19 @@ std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev) {
     return r;
 }
 
+std::vector<store_op> resolution_ops(engine::impl& s, const principal& who,
+                                     const held_resolution& r, const store_ops::record_key* once,
+                                     std::vector<store_op> also) {
+    return guarded_ops(s, who, "enrollment.resolve", std::to_string(r.before.id),
+                       state_json(r.before), state_json(r.after),
+                       store_ops::update_enrollment{r.after, r.before.version,
+                                                    "resolved: the provider had it", s.clk->now()},
+                       once, std::move(also));
+}
+
 bool commit_resolution(engine::impl& s, const principal& who, const held_resolution& r,
                        const store_ops::record_key* once, std::vector<store_op> also) {
-    return commit_guarded(
-               s, who, "enrollment.resolve", std::to_string(r.before.id), state_json(r.before),
-               state_json(r.after),
-               store_ops::update_enrollment{r.after, r.before.version,
-                                            "resolved: the provider had it", s.clk->now()},
-               once, std::move(also))
-        .has_value();
+    return commit_guarded(s, resolution_ops(s, who, r, once, std::move(also)), once).has_value();
 }
 
 std::optional<store_ops::stop_enrollments> reply_stop(engine::impl& s, const event& ev) {

@@ -17,6 +17,7 @@
 #include <mailers/engine.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mailers::detail {
 
@@ -65,6 +66,12 @@ std::optional<std::vector<std::uint64_t>> commit_stop(engine::impl& s, const pri
                                                       const store_ops::record_key* once = nullptr,
                                                       std::vector<store_op> also = {});
 
+/// What commit_stop commits, as ops (its audit record the last), to
+/// commit with others: under `once`, the record guards the rest.
+std::vector<store_op> stop_ops(engine::impl& s, const principal& who,
+                               store_ops::stop_enrollments stop, std::string_view id,
+                               const store_ops::record_key* once, std::vector<store_op> also);
+
 /// An enrollment held `unresolved` that an event resolves: as read, and
 /// as resolved.
 struct held_resolution {
@@ -86,6 +93,11 @@ std::optional<held_resolution> resolved_by(engine::impl& s, const event& ev);
 /// as commit_stop does. Returns false when `once` was a duplicate.
 bool commit_resolution(engine::impl& s, const principal& who, const held_resolution& r,
                        const store_ops::record_key* once, std::vector<store_op> also);
+
+/// What commit_resolution commits, as ops, as stop_ops gives them.
+std::vector<store_op> resolution_ops(engine::impl& s, const principal& who,
+                                     const held_resolution& r, const store_ops::record_key* once,
+                                     std::vector<store_op> also);
 
 /// Plans up to `limit` due steps; returns how many enrollments it looked
 /// at. Runs on the queue's thread (store calls block).

@@ -4,15 +4,17 @@
 
 #include <algorithm>
 #include <charconv>
-#include <future>
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/engine_impl.hpp"
 #include "engine/enrollments.hpp"
 #include "engine/queue.hpp"
+#include "engine/serialize.hpp"
+#include "webhooks/replay.hpp"
 
 namespace mailers {
 
@@ -41,22 +43,6 @@ std::optional<std::uint64_t> ledger_id(std::string_view s) {
     return id;
 }
 
-// Records keys that guard nothing, in one commit; returns each op's result.
-std::vector<op_result> record_keys(engine::impl& s, std::vector<store_op> ops) {
-    commit_reply reply;
-    std::promise<void> p;
-    const std::size_t n = ops.size();
-    s.writer->enqueue(std::move(ops), [&](commit_reply&& r) {
-        reply = std::move(r);
-        p.set_value();
-    });
-    p.get_future().wait();
-    if (reply.ec) throw exception(reply.ec, reply.diag);
-    if (reply.ops.size() != n)
-        fail(errc::store_error, "the store answered for fewer keys than were recorded");
-    return std::move(reply.ops);
-}
-
 // The address `ops` ends by tallying a soft bounce of, else "".
 std::string tallied_address(const std::vector<store_op>& ops) {
     if (ops.empty()) return {};
@@ -64,60 +50,83 @@ std::string tallied_address(const std::vector<store_op>& ops) {
     return t ? t->address : std::string();
 }
 
-// How many of `ops` are counts and tallies rather than outbox rows.
-std::size_t counted_ops(const std::vector<store_op>& ops) {
-    return static_cast<std::size_t>(std::count_if(ops.begin(), ops.end(), [](const store_op& op) {
-        return std::holds_alternative<store_ops::add_counts>(op) ||
-               std::holds_alternative<store_ops::tally_soft_bounce>(op);
-    }));
-}
-
 }  // namespace
 
-// Correlates each event with the ledger, then applies it once: its
-// dedup_key is recorded in the store, with the suppression it causes when
-// there is one, and only the engine whose record is the first suppresses
-// and hands the event to the handlers. Events that suppress nothing have
-// their keys recorded together, one commit for each run of them between
-// suppressions, so the handlers still see the events in order. Each
-// event's daily counts and soft-bounce tally commit under its record; the
-// soft bounces that reached the workspace's threshold, and the pause rules
-// on the targets of bounces and complaints, are acted on once the batch
-// is applied.
+// Correlates each event with the ledger, then applies the request's events
+// in one commit: each event's dedup_key is recorded in the store, guarding
+// what the event does (the suppression it causes with its audit record and
+// the stop of its enrollments, a reply's stop, a held step's resolution,
+// its daily counts and soft-bounce tally, its outbound webhooks), so that a
+// redelivery, here or in another engine, changes nothing and only the
+// engine whose record is the first hands the event to the handlers, in
+// order, once the commit is durable and its suppressions hold in every
+// engine. The soft bounces that reached the workspace's threshold, and the
+// pause rules on the targets of bounces and complaints, are acted on once
+// the request is applied.
 void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                                          const principal& who, const std::string& source,
                                          std::size_t& suppressed, std::size_t& already,
                                          std::size_t& duplicates) {
-    struct waiting {
-        event* ev;
-        bool already;    // its address was suppressed before
-        std::size_t op;  // its record_key's index in run_ops
-        bool rows;       // outbox rows follow it
-        std::size_t tally = 0;  // its soft-bounce tally's index in run_ops, when not 0
-        std::string tallied;    // the address tallied
+    // An event whose ops are in `ops`, in request order.
+    struct planned {
+        event* ev = nullptr;
+        std::size_t op = 0;                     // its record_key's index in ops
+        bool already = false;                   // its address was suppressed before
+        std::optional<std::string> suppresses;  // the address key it suppresses
+        bool rows = false;                      // outbox rows follow it
+        bool held = false;                      // it resolves a held enrollment
+        std::size_t tally = 0;                  // its soft-bounce tally's index in ops, or 0
+        std::string tallied;                    // the address tallied
     };
-    std::vector<store_op> run_ops;
-    std::vector<waiting> run;
+    std::vector<store_op> ops;
+    std::vector<planned> plan;
+    // The address keys `ops` suppresses: a later event of the request about
+    // one finds it suppressed, as it would after a commit of its own.
+    std::unordered_set<std::string> suppressing;
     // Soft-bounced addresses whose tally reached the policy's threshold.
     std::vector<std::string> soft_reached;
-    auto flush = [&] {
-        if (run.empty()) return;
-        const auto results = record_keys(*this, std::move(run_ops));
-        bool outbox_rows = false;
-        for (std::size_t i = 0; i < run.size(); ++i) {
-            if (!results[run[i].op].applied) {
+    auto commit_planned = [&] {
+        if (plan.empty()) return;
+        // As mutate() does for a change: the sync thread leaves the feed to
+        // us until our suppressions are applied here.
+        std::optional<own_change_scope> guard;
+        if (!suppressing.empty()) guard.emplace(*this);
+        const std::size_t n = ops.size();
+        auto reply = commit_now(*this, std::move(ops));
+        if (reply.ops.size() != n)
+            fail(errc::store_error, "the store answered for fewer ops than were committed");
+        std::vector<std::string> stored;  // the suppressions the commit made
+        for (const auto& p : plan)
+            if (p.suppresses && reply.ops[p.op].applied) stored.push_back(*p.suppresses);
+        // Before any handler hears of them, the suppressions hold in every
+        // engine of the workspace, as suppress() makes them hold.
+        if (!stored.empty())
+            settle(
+                reply,
+                [&] {
+                    std::unique_lock lock(supp_mu);
+                    for (const auto& k : stored) index.insert(suppression_kind::address, k);
+                },
+                *guard);
+        bool outbox_rows = false, resolved = false;
+        for (auto& p : plan) {
+            if (!reply.ops[p.op].applied) {
                 ++duplicates;
                 continue;
             }
-            if (run[i].already) ++already;
-            if (run[i].tally != 0 && results[run[i].tally].applied)
-                soft_reached.push_back(std::move(run[i].tallied));
-            outbox_rows = outbox_rows || run[i].rows;
-            emit(*run[i].ev, true);
+            if (p.suppresses) ++suppressed;
+            if (p.already) ++already;
+            if (p.tally != 0 && reply.ops[p.tally].applied)
+                soft_reached.push_back(std::move(p.tallied));
+            outbox_rows = outbox_rows || p.rows;
+            resolved = resolved || p.held;
+            emit(*p.ev, true);
         }
+        if (resolved && queue) queue->wake();
         if (outbox_rows) wake_outbox();
-        run_ops.clear();
-        run.clear();
+        ops.clear();
+        plan.clear();
+        suppressing.clear();
     };
     // Targets of bounces and complaints, for the pause rules.
     std::vector<pause_target> rule_checks;
@@ -131,6 +140,9 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
     for (const auto& ev : events)
         if (auto id = ledger_id(ev.send_id)) sends.emplace(*id, std::nullopt);
     for (auto& [id, row] : sends) row = params.storage->find_send(params.workspace, id);
+    const auto is_suppressed = [&](const std::string& k) {
+        return suppressing.count(k) != 0 || e.is_suppressed(k);
+    };
     for (auto& ev : events) {
         std::string send_provider;  // the provider id of the send it names
         if (auto id = ledger_id(ev.send_id)) {
@@ -163,7 +175,7 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 params.log.log(log_level::warning,
                                fmt::format("{}: '{}' is not an address that can be suppressed",
                                            source, ev.recipient));
-            } else if (e.is_suppressed(*key)) {
+            } else if (is_suppressed(*key)) {
                 was_suppressed = true;
                 key.reset();
             }
@@ -176,7 +188,7 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         if (!key && !was_suppressed && !ev.recipient.empty() && ev.type == event_type::bounced &&
             ev.bounce == bounce_class::soft) {
             if (auto k = normalise_address(ev.recipient, suppression_opts());
-                k && !e.is_suppressed(*k))
+                k && !is_suppressed(*k))
                 if (auto t = soft_bounce_tally(ev, *k, now)) counted.push_back(std::move(*t));
         }
         // A reply stops enrollments as record_reply does, in the commit
@@ -193,8 +205,9 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 rule_checks.push_back(std::move(t));
         if (ev.dedup_key.empty()) {
             // Nothing to de-duplicate on (parse_webhook always sets one; a
-            // host's own event may not): applied as it comes.
-            flush();
+            // host's own event may not): applied as it comes, after the
+            // events before it.
+            commit_planned();
             if (key) {
                 store_suppression(who, suppression_kind::address, *key, why, source, nullptr,
                                   std::move(counted));
@@ -207,8 +220,8 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
                 if (was_suppressed) ++already;
                 if (!counted.empty()) {
                     auto address = tallied_address(counted);
-                    const auto results = record_keys(*this, std::move(counted));
-                    if (!address.empty() && results.back().applied)
+                    const auto results = commit_now(*this, std::move(counted)).ops;
+                    if (!address.empty() && !results.empty() && results.back().applied)
                         soft_reached.push_back(std::move(address));
                 }
             }
@@ -220,38 +233,40 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         // guard: a redelivery writes none.
         std::vector<store_op> rows;
         add_outbox_ops(rows, ev, "event:" + ev.dedup_key);
-        std::string tallied = tallied_address(counted);
+        planned p;
+        p.ev = &ev;
+        p.op = ops.size();
+        p.already = was_suppressed;
+        p.tallied = tallied_address(counted);
+        p.rows = !rows.empty();
         for (auto& op : counted) rows.push_back(std::move(op));
+        std::vector<store_op> group;
         if (key) {
-            flush();
-            if (store_suppression(who, suppression_kind::address, *key, why, source, &once,
-                                  std::move(rows))) {
-                ++suppressed;
-                wake_outbox();
-                emit(ev, true);
-            } else {
-                ++duplicates;
-            }
-        } else if (reply || held) {
-            flush();
-            if (reply ? commit_stop(*this, who, *reply, "", &once, std::move(rows)).has_value()
-                      : commit_resolution(*this, who, *held, &once, std::move(rows))) {
-                if (held && queue) queue->wake();
-                wake_outbox();
-                emit(ev, true);
-            } else {
-                ++duplicates;
-            }
+            const suppression_entry entry{suppression_kind::address, *key, why, source, now};
+            group = suppression_ops(entry, &once, std::move(rows));
+            group.push_back(store_ops::append_audit{
+                next_audit(who, "suppression.add", "suppression", *key, {}, to_json(entry)),
+                params.audit_key});
+            suppressing.insert(*key);
+            p.suppresses = std::move(key);
+        } else if (reply) {
+            group = stop_ops(*this, who, std::move(*reply), "", &once, std::move(rows));
+        } else if (held) {
+            group = resolution_ops(*this, who, *held, &once, std::move(rows));
+            p.held = true;
         } else {
             once.guards = rows.size();
-            const std::size_t at = run_ops.size();
-            run.push_back({&ev, was_suppressed, at, rows.size() > counted_ops(rows),
-                           tallied.empty() ? 0 : at + rows.size(), std::move(tallied)});
-            run_ops.push_back(std::move(once));
-            for (auto& op : rows) run_ops.push_back(std::move(op));
+            group.push_back(std::move(once));
+            for (auto& op : rows) group.push_back(std::move(op));
         }
+        if (!p.tallied.empty())
+            for (std::size_t i = 0; i < group.size(); ++i)
+                if (std::holds_alternative<store_ops::tally_soft_bounce>(group[i]))
+                    p.tally = p.op + i;
+        for (auto& op : group) ops.push_back(std::move(op));
+        plan.push_back(std::move(p));
     }
-    flush();
+    commit_planned();
     for (const auto& address : soft_reached)
         if (suppress_soft_bounced(address)) ++suppressed;
     if (!rule_checks.empty()) evaluate_rules(rule_checks);
@@ -259,7 +274,16 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
 
 ingest_result engine::ingest_webhook(webhook_provider provider, const webhook_request& request,
                                      const webhook_params& params) {
-    return apply_webhook(provider, parse_webhook(provider, request, params));
+    auto parsed = parse_webhook(provider, request, params);
+    const std::string token = parsed.replay_token;
+    try {
+        return apply_webhook(provider, std::move(parsed));
+    } catch (...) {
+        // Nothing was applied: the provider's retry must not be refused as
+        // a replay of this request.
+        webhooks::release_replay_token(params, token, impl_->params.log);
+        throw;
+    }
 }
 
 ingest_result engine::apply_webhook(webhook_provider provider, webhook_result parsed) {

@@ -118,6 +118,9 @@ public:
     std::size_t purge_keys(std::string_view ws, time_point before) override {
         return inner_->purge_keys(ws, before);
     }
+    bool forget_key(std::string_view ws, std::string_view ns, std::string_view key) override {
+        return inner_->forget_key(ws, ns, key);
+    }
     std::optional<mailers::enrollment> find_enrollment(std::string_view ws,
                                                        std::uint64_t id) override {
         return inner_->find_enrollment(ws, id);

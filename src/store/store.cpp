@@ -105,6 +105,12 @@ std::size_t store::purge_keys(std::string_view, time_point) {
     throw exception(make_error_code(errc::store_error), std::move(diag));
 }
 
+bool store::forget_key(std::string_view, std::string_view, std::string_view) {
+    diagnostics diag;
+    diag.message = "forget_key: this store keeps no recorded keys";
+    throw exception(make_error_code(errc::store_error), std::move(diag));
+}
+
 namespace {
 [[noreturn]] void no_enrollments(std::string_view what) {
     diagnostics diag;

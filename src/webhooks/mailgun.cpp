@@ -32,10 +32,13 @@ bool check_signature(outcome_builder& b, std::string_view timestamp, std::string
         b.reject(403, "the Mailgun signature timestamp is outside the tolerance");
         return false;
     }
-    if (mp.replay &&
-        !mp.replay->first_use("mailgun:" + std::string(token), signed_at + tolerance, now)) {
-        b.reject(403, "the Mailgun token has been used before (replay)");
-        return false;
+    if (mp.replay) {
+        std::string key = "mailgun:" + std::string(token);
+        if (!mp.replay->first_use(key, signed_at + tolerance, now)) {
+            b.reject(403, "the Mailgun token has been used before (replay)");
+            return false;
+        }
+        b.result.replay_token = std::move(key);
     }
     return true;
 }

@@ -25,6 +25,7 @@
 #include "metrics/exposition.hpp"
 #include "template/html_escape.hpp"
 #include "webhooks/common.hpp"
+#include "webhooks/replay.hpp"
 
 namespace mailers {
 
@@ -478,15 +479,19 @@ asio::awaitable<void> webhook_server::state::session::run() {
                 status = 503;
                 body = "shutting down";
             } else {
+                // The callback may move what it likes out of the result.
+                const std::string token = result.replay_token;
                 try {
                     srv->callback(r, result);
                 } catch (const std::exception& x) {
+                    webhooks::release_replay_token(r.params, token, p.log);
                     status = 500;
                     body = "not stored; deliver again";
                     srv->callback_errors.fetch_add(1, std::memory_order_relaxed);
                     p.log.log(log_level::error,
                               "webhook_server: the callback for " + r.path + " threw: " + x.what());
                 } catch (...) {
+                    webhooks::release_replay_token(r.params, token, p.log);
                     status = 500;
                     body = "not stored; deliver again";
                     srv->callback_errors.fetch_add(1, std::memory_order_relaxed);

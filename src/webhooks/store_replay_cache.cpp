@@ -18,4 +18,8 @@ bool store_replay_cache::do_first_use(std::string_view token, time_point expires
     return store_->commit(workspace_, ops).ops.at(0).applied;
 }
 
+void store_replay_cache::do_release(std::string_view token) {
+    store_->forget_key(workspace_, "mailgun-token", token);
+}
+
 }  // namespace mailers

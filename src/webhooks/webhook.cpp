@@ -5,6 +5,7 @@
 #include <new>
 
 #include "webhooks/common.hpp"
+#include "webhooks/replay.hpp"
 
 namespace mailers {
 
@@ -48,6 +49,24 @@ std::string_view to_string(webhook_outcome o) noexcept {
             return "rejected";
     }
     return "invalid webhook_outcome";
+}
+
+void webhooks::release_replay_token(const webhook_params& params, std::string_view token,
+                                    const logger& log) {
+    if (token.empty() || !params.mailgun.replay) return;
+    try {
+        params.mailgun.replay->release(token);
+    } catch (const std::exception& e) {
+        log.log(log_level::error,
+                std::string("a replay token could not be released; the provider's retry will be "
+                            "refused as a replay: ") +
+                    e.what());
+    }
+}
+
+void memory_replay_cache::do_release(std::string_view token) {
+    std::lock_guard lock{mutex_};
+    tokens_.erase(std::string(token));
 }
 
 std::size_t memory_replay_cache::size() const {

@@ -9,11 +9,14 @@
 #include <cstdlib>
 #include <mailers/postgres_store.hpp>
 #include <mailers/store_replay_cache.hpp>
+#include <map>
 #include <mutex>
+#include <numeric>
 #include <random>
 #include <thread>
 
 #include "engine_fixture.hpp"
+#include "forwarding_store.hpp"
 #include "webhooks/crypto.hpp"
 
 using namespace mailers;
@@ -232,6 +235,19 @@ void replay_cache_shared(const store_factory& open, const std::string& ws) {
         store_ops::record_key{"event", "mailgun:tok-3", now, now + 5min, 0}};
     CHECK(open()->commit(ws, ops).ops.at(0).applied);
     CHECK(first.first_use("mailgun:tok-3", now + 5min, now));
+    // A released token is free again, for every handle; the event key of
+    // the same name, and the workspace elsewhere, keep theirs.
+    elsewhere.release("mailgun:tok-2");
+    CHECK_FALSE(second.first_use("mailgun:tok-2", now + 5min, now));
+    first.release("mailgun:tok-3");
+    first.release("mailgun:tok-never");
+    CHECK(second.first_use("mailgun:tok-3", now + 5min, now));
+    CHECK_FALSE(first.first_use("mailgun:tok-3", now + 5min, now));
+    CHECK_FALSE(open()->commit(ws, ops).ops.at(0).applied);
+    const auto st = open();
+    CHECK_FALSE(st->forget_key(ws, "mailgun-token", "mailgun:tok-never"));
+    CHECK(st->forget_key(ws, "event", "mailgun:tok-3"));
+    CHECK(st->commit(ws, ops).ops.at(0).applied);
 }
 
 }  // namespace
@@ -924,4 +940,314 @@ TEST_CASE("pause rules follow access control: a pool grant covers a rule on that
     REQUIRE(e->pause_rules().size() == 1);
     CHECK(e->pause_rules()[0].id == "every-pool");
     CHECK(audit_count(*e, "access.denied") == 2);
+}
+
+// --- one commit per request, and what breaks it ------------------------------------
+
+namespace {
+
+// Refuses commits that record event keys, on demand: `fail_next` of them,
+// then each with probability `chance`. Half the random refusals fail before
+// the store sees the commit, half in its middle: an op the store refuses
+// (a tally with threshold 0) is put between two events' ops, after some
+// of them are applied in the transaction.
+class event_fault_store final : public forwarding_store {
+public:
+    using forwarding_store::forwarding_store;
+
+    std::atomic<int> fail_next{0};
+    std::atomic<bool> random_faults{false};
+    double chance = 0.3;
+    std::atomic<int> refused{0};
+    std::atomic<bool> broken_applied{false};
+
+    commit_result commit(std::string_view ws, std::span<const store_op> ops) override {
+        const bool events = std::any_of(ops.begin(), ops.end(), [](const store_op& op) {
+            const auto* k = std::get_if<store_ops::record_key>(&op);
+            return k && k->namespace_ == "event";
+        });
+        if (!events) return forwarding_store::commit(ws, ops);
+        bool mid = false;
+        if (fail_next.load() > 0) {
+            --fail_next;
+        } else if (random_faults.load()) {
+            std::lock_guard lock(mu_);
+            if (std::uniform_real_distribution<double>(0, 1)(rng_) >= chance)
+                return forwarding_store::commit(ws, ops);
+            mid = rng_() % 2 == 0;
+        } else {
+            return forwarding_store::commit(ws, ops);
+        }
+        ++refused;
+        if (!mid)
+            throw exception(make_error_code(errc::store_error),
+                            "injected: the store is unavailable");
+        // Between two events' guarded ops, past the middle of the commit.
+        std::vector<store_op> broken(ops.begin(), ops.end());
+        std::size_t at = ops.size(), guarded_until = 0;
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+            if (i >= guarded_until && i >= ops.size() / 2) {
+                at = i;
+                break;
+            }
+            if (const auto* k = std::get_if<store_ops::record_key>(&ops[i]))
+                guarded_until = i + 1 + k->guards;
+        }
+        broken.insert(
+            broken.begin() + static_cast<std::ptrdiff_t>(at),
+            store_ops::tally_soft_bounce{"fault@prospect.example", test_epoch(), test_epoch(), 0});
+        forwarding_store::commit(ws, broken);
+        broken_applied = true;
+        throw exception(make_error_code(errc::store_error),
+                        "the store applied a commit holding a refused op");
+    }
+
+private:
+    std::mutex mu_;
+    std::mt19937 rng_{std::random_device{}()};
+};
+
+// A signed Mailgun request: one event for `recipient`, "failed" permanently
+// (a hard bounce) or "delivered".
+webhook_body mailgun_request(std::string_view key, std::int64_t secs, const std::string& token,
+                             const std::string& event_id, const std::string& recipient,
+                             bool bounce) {
+    const std::string ts = std::to_string(secs);
+    const auto sig = webhooks::to_hex(webhooks::as_view(webhooks::hmac_sha256(key, ts + token)));
+    webhook_body w;
+    w.body = fmt::format(
+        R"({{"signature":{{"timestamp":"{}","token":"{}","signature":"{}"}},)"
+        R"("event-data":{{"event":"{}",{}"id":"{}","timestamp":{},"recipient":"{}"}}}})",
+        ts, token, sig, bounce ? "failed" : "delivered", bounce ? R"("severity":"permanent",)" : "",
+        event_id, secs, recipient);
+    return w;
+}
+
+void mailgun_retry_after_failed_apply(const store_factory& open, const std::string& ws) {
+    dedup_env env;
+    auto faults = std::make_shared<event_fault_store>(open());
+    auto e = env.make(faults, ws);
+    constexpr std::string_view key = "TEST_WEBHOOK_SIGNING_KEY";
+    webhook_params p;
+    p.now = env.clock->now();
+    p.mailgun.signing_key = std::string(key);
+    p.mailgun.replay = std::make_shared<store_replay_cache>(open(), ws);
+    const auto secs =
+        std::chrono::duration_cast<std::chrono::seconds>(env.clock->now().time_since_epoch())
+            .count();
+    const auto request =
+        mailgun_request(key, secs, "tok-retry", "ev-retry", "gil@prospect.example", true);
+    faults->fail_next = 1;
+    CHECK_THROWS_AS(e->ingest_webhook(webhook_provider::mailgun, request.view(), p), exception);
+    CHECK(faults->refused.load() == 1);
+    CHECK_FALSE(e->is_suppressed("gil@prospect.example"));
+    // The provider's retry of the same request, with its token: applied.
+    auto retry = e->ingest_webhook(webhook_provider::mailgun, request.view(), p);
+    CHECK(retry.webhook.http_status == 200);
+    CHECK(retry.suppressed == 1);
+    CHECK(retry.duplicates == 0);
+    // Once applied, the token is spent again.
+    auto replay = e->ingest_webhook(webhook_provider::mailgun, request.view(), p);
+    CHECK(replay.webhook.http_status == 403);
+    env.drain({e.get()});
+    CHECK(env.seen_of(event_type::bounced) == 1);
+    CHECK(suppression_records(*e, "gil@prospect.example") == 1);
+    CHECK(e->verify_audit() == error_code{});
+}
+
+// One distinct SendGrid event of the randomised batches.
+struct sg_event {
+    std::string json;
+    event_type type;
+    std::string address;
+    bool suppresses() const {
+        return type == event_type::bounced || type == event_type::complained ||
+               type == event_type::unsubscribed;
+    }
+};
+
+// Two engines, each on a store that refuses some commits (before or in the
+// middle), ingest the same randomised batches at once, each in its own
+// order, retrying a refused batch as a provider does. Batches repeat events
+// (within and across them); each suppressing address has one suppressing
+// event. Every event is applied once, every suppression made once, the
+// counts are exact and the audit chain verifies.
+void randomised_batches_with_faults(const store_factory& open, const std::string& ws) {
+    dedup_env env;
+    auto fa = std::make_shared<event_fault_store>(open());
+    auto fb = std::make_shared<event_fault_store>(open());
+    auto a = env.make(fa, ws);
+    auto b = env.make(fb, ws);
+    const auto seed = std::random_device{}();
+    INFO("seed " << seed);
+    std::mt19937 rng(seed);
+    std::vector<sg_event> events;
+    const auto secs =
+        std::chrono::duration_cast<std::chrono::seconds>(env.clock->now().time_since_epoch())
+            .count();
+    auto add = [&](const std::string& address, std::string_view name, event_type t) {
+        const auto id = events.size();
+        const std::string extra =
+            name == "bounce" ? R"("type":"bounce","reason":"550 5.1.1 no such user",)" : "";
+        events.push_back(
+            {fmt::format(R"({{"email":"{}","timestamp":{},"event":"{}",{}"sg_event_id":"rb-{}",)"
+                         R"("sg_message_id":"sg-rb-{}"}})",
+                         address, secs, name, extra, id, id),
+             t, address});
+    };
+    constexpr int addresses = 40;
+    for (int i = 0; i < addresses; ++i) {
+        const auto address = fmt::format("rb-{}@prospect.example", i);
+        add(address, "delivered", event_type::delivered);
+        if (rng() % 2) add(address, "open", event_type::opened);
+        if (rng() % 3 == 0) add(address, "click", event_type::clicked);
+        switch (rng() % 4) {
+            case 0:
+                add(address, "bounce", event_type::bounced);
+                break;
+            case 1:
+                add(address, "spamreport", event_type::complained);
+                break;
+            case 2:
+                add(address, "unsubscribe", event_type::unsubscribed);
+                break;
+            default:
+                break;  // suppresses nothing
+        }
+    }
+    // Batches of random events, duplicates included; every event in one at least.
+    std::vector<std::vector<std::size_t>> picks(12);
+    for (auto& batch : picks)
+        for (std::size_t n = 10 + rng() % 20; n > 0; --n) batch.push_back(rng() % events.size());
+    for (std::size_t i = 0; i < events.size(); ++i) picks[rng() % picks.size()].push_back(i);
+    std::vector<webhook_body> batches;
+    for (auto& batch : picks) {
+        std::shuffle(batch.begin(), batch.end(), rng);
+        std::string body = "[";
+        for (std::size_t k = 0; k < batch.size(); ++k)
+            body += (k ? "," : "") + events[batch[k]].json;
+        batches.push_back(webhook_body{body + "]"});
+    }
+    fa->random_faults = true;
+    fb->random_faults = true;
+    const auto params = unverified();
+    std::atomic<std::size_t> suppressed{0}, duplicates{0}, already{0}, taken{0}, refused{0};
+    auto ingest_all = [&](engine& e, unsigned order_seed) {
+        std::vector<std::size_t> order(batches.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), std::mt19937(order_seed));
+        for (const auto i : order)
+            for (int attempt = 0;; ++attempt) {
+                REQUIRE(attempt < 200);
+                try {
+                    auto out =
+                        e.ingest_webhook(webhook_provider::sendgrid, batches[i].view(), params);
+                    CHECK(out.webhook.http_status == 200);
+                    suppressed += out.suppressed;
+                    duplicates += out.duplicates;
+                    already += out.already_suppressed;
+                    taken += out.webhook.events.size();
+                    break;
+                } catch (const exception&) {
+                    ++refused;  // answered 5xx: the provider delivers it again
+                }
+            }
+    };
+    std::thread ta([&] { ingest_all(*a, seed + 1); });
+    std::thread tb([&] { ingest_all(*b, seed + 2); });
+    ta.join();
+    tb.join();
+    fa->random_faults = false;
+    fb->random_faults = false;
+    env.drain({a.get(), b.get()});
+    CHECK(refused.load() == static_cast<std::size_t>(fa->refused + fb->refused));
+    CHECK_FALSE(fa->broken_applied.load());
+    CHECK_FALSE(fb->broken_applied.load());
+    MESSAGE(refused.load() << " requests refused by injected faults");
+
+    std::size_t suppressing = 0;
+    std::map<event_type, std::size_t> of_type;
+    for (const auto& ev : events) {
+        suppressing += ev.suppresses();
+        ++of_type[ev.type];
+    }
+    CHECK(taken.load() - duplicates.load() == events.size());
+    CHECK(suppressed.load() == suppressing);
+    CHECK(already.load() == 0);
+    for (const auto& [type, n] : of_type) CHECK(env.seen_of(type) == n);
+    for (const auto& ev : events) {
+        if (!ev.suppresses()) continue;
+        CHECK(suppression_records(*a, ev.address) == 1);
+        CHECK(a->is_suppressed(ev.address));
+        CHECK(b->is_suppressed(ev.address));
+    }
+    const auto day = utc_day(env.clock->now());
+    std::uint64_t counted[count_metric_count] = {};
+    for (const auto& d : a->daily_counts(count_scope::workspace, "", day - 1, day + 1))
+        for (std::size_t m = 0; m < count_metric_count; ++m) counted[m] += d.n[m];
+    auto count_of = [&](count_metric m) { return counted[static_cast<std::size_t>(m)]; };
+    CHECK(count_of(count_metric::delivered) == of_type[event_type::delivered]);
+    CHECK(count_of(count_metric::opened) == of_type[event_type::opened]);
+    CHECK(count_of(count_metric::clicked) == of_type[event_type::clicked]);
+    CHECK(count_of(count_metric::bounced_hard) == of_type[event_type::bounced]);
+    CHECK(count_of(count_metric::complained) == of_type[event_type::complained]);
+    CHECK(count_of(count_metric::unsubscribed) == of_type[event_type::unsubscribed]);
+    CHECK(a->verify_audit() == error_code{});
+    CHECK(b->verify_audit() == error_code{});
+    CHECK(a->verify_suppressions().ok);
+}
+
+}  // namespace
+
+TEST_CASE("a request's events, suppressions included, commit once") {
+    db_file db("dedup-one-commit");
+    dedup_env env;
+    auto e = env.make(sqlite_factory(db)(), "default");
+    const auto params = unverified();
+    // Two events about one address, the second finding it suppressed by the
+    // first in the same commit.
+    webhook_body batch;
+    batch.body = sendgrid_batch("one", 3, 4).body;
+    batch.body.back() = ',';
+    batch.body +=
+        R"({"email":"one-0@prospect.example","timestamp":1764072000,"event":"spamreport",)"
+        R"("sg_event_id":"one-spam","sg_message_id":"sg-one-spam"}])";
+    const auto commits = e->stats().commits;
+    auto out = e->ingest_webhook(webhook_provider::sendgrid, batch.view(), params);
+    CHECK(out.webhook.http_status == 200);
+    CHECK(e->stats().commits - commits == 1);
+    CHECK(out.suppressed == 3);
+    CHECK(out.already_suppressed == 1);
+    CHECK(out.duplicates == 0);
+    CHECK(suppression_records(*e, "one-0@prospect.example") == 1);
+    auto again = e->ingest_webhook(webhook_provider::sendgrid, batch.view(), params);
+    CHECK(again.duplicates == 8);
+    CHECK(again.suppressed == 0);
+    env.drain({e.get()});
+    CHECK(env.seen_of(event_type::bounced) == 3);
+    CHECK(env.seen_of(event_type::complained) == 1);
+    CHECK(e->verify_audit() == error_code{});
+    CHECK(e->verify_suppressions().ok);
+}
+
+TEST_CASE("a Mailgun retry after a failed apply is applied once (SQLite)") {
+    db_file db("dedup-mailgun-retry");
+    mailgun_retry_after_failed_apply(sqlite_factory(db), "default");
+}
+
+TEST_CASE("a Mailgun retry after a failed apply is applied once (PostgreSQL)") {
+    auto server = pg_server();
+    if (!server) return;
+    mailgun_retry_after_failed_apply(postgres_factory(*server), fresh_workspace("dedup_mg_retry"));
+}
+
+TEST_CASE("randomised batches on two engines with faults apply each event once (SQLite)") {
+    db_file db("dedup-randomised");
+    randomised_batches_with_faults(sqlite_factory(db), "default");
+}
+
+TEST_CASE("randomised batches on two engines with faults apply each event once (PostgreSQL)") {
+    auto server = pg_server();
+    if (!server) return;
+    randomised_batches_with_faults(postgres_factory(*server), fresh_workspace("dedup_random"));
 }

@@ -788,6 +788,31 @@ TEST_CASE("a callback that throws gets 500, and the server keeps serving") {
     CHECK(logged[0].find("store is down") != std::string::npos);
 }
 
+TEST_CASE("a Mailgun request whose callback threw is taken when Mailgun retries its token") {
+    if (!have_fixtures()) {
+        MESSAGE("skipped: " << fixtures.string() << " is absent");
+        return;
+    }
+    runner run;
+    std::atomic<int> calls{0};
+    webhook_server_params p;
+    p.routes = fixture_routes();
+    auto cache = std::make_shared<memory_replay_cache>();
+    for (auto& r : p.routes)
+        if (r.provider == webhook_provider::mailgun) r.params.mailgun.replay = cache;
+    webhook_server server(run.ioc.get_executor(), p, [&](const webhook_route&, webhook_result&) {
+        if (++calls == 1) throw std::runtime_error("store is down");
+    });
+    const auto mg = fixture("mailgun", "docs-delivered.json");
+    client_conn c(server.local_endpoint().port());
+    CHECK(c.post("/hooks/mailgun", mg.body, mg.headers).result_int() == 500);
+    CHECK(cache->size() == 0);
+    CHECK(c.post("/hooks/mailgun", mg.body, mg.headers).result_int() == 200);
+    // Taken, the token is spent.
+    CHECK(c.post("/hooks/mailgun", mg.body, mg.headers).result_int() == 403);
+    CHECK(calls == 2);
+}
+
 TEST_CASE("stop() closes idle connections, finishes busy ones and lets run() return") {
     asio::io_context ioc;
     inbox got;

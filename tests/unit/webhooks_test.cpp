@@ -842,11 +842,18 @@ TEST_CASE("Mailgun: signatures, freshness and replay") {
     CHECK(e.dedup_key == "mailgun:ev-1");
     CHECK(e.at == unix_time(1700000000) + 250ms);
 
+    CHECK(r.replay_token == "mailgun:tok-1");
+
     // The same token again is a replay.
     r = parse_webhook(webhook_provider::mailgun, req.view(), params);
     CHECK(r.http_status == 403);
     CHECK(r.reason.find("replay") != std::string::npos);
     CHECK(r.events.empty());
+    CHECK(r.replay_token.empty());
+    // Released (its events were not applied), it is taken again, once.
+    params.mailgun.replay->release("mailgun:tok-1");
+    CHECK(parse_webhook(webhook_provider::mailgun, req.view(), params).http_status == 200);
+    CHECK(parse_webhook(webhook_provider::mailgun, req.view(), params).http_status == 403);
 
     // Stale and future timestamps.
     auto stale = json_request(mailgun_body(data, "1699999000", "tok-2"));
@@ -913,6 +920,11 @@ TEST_CASE("memory_replay_cache") {
     CHECK(cache.first_use("c", t0 + 50s, t0 + 11s));  // full: the soonest expiring goes
     CHECK(cache.size() == 2);
     CHECK_FALSE(cache.first_use("c", t0 + 50s, t0 + 12s));
+    cache.release("c");
+    cache.release("never seen");
+    CHECK(cache.size() == 1);
+    CHECK(cache.first_use("c", t0 + 50s, t0 + 12s));
+    CHECK_FALSE(cache.first_use("b", t0 + 50s, t0 + 12s));
 }
 
 TEST_CASE("SendGrid batches") {

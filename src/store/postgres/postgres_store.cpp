@@ -588,6 +588,9 @@ struct statements {
             "WHERE r.expires_at <= excluded.recorded_at RETURNING r.namespace, r.key");
         purge_keys = make("m_purge_keys",
                           "DELETE FROM {s}.recorded_keys WHERE workspace = $1 AND expires_at < $2");
+        forget_key = make("m_forget_key",
+                          "DELETE FROM {s}.recorded_keys WHERE workspace = $1 AND namespace = $2 "
+                          "AND key = $3");
         // Enrollments: read and written one statement at a time inside the
         // commit's transaction (enrollment_rows), rows locked as read.
         const std::string ecols = enrollment_columns;
@@ -768,9 +771,9 @@ struct statements {
         suppressions_after, find_object, next_suppression, purge, purge_counts, attach, renew,
         end_lease, members, recover, server_now, unanalysed, lock_queued, queued_by_key,
         new_queue_ids, insert_queued, update_queued, live_member, claim_queued, requeue,
-        find_queued, queued_after, count_queued, purge_queued, record_keys, purge_keys, enr_by_id,
-        enr_by_key, enr_live, enr_insert, enr_write, enr_cancel, enr_remember, enr_by_message,
-        enr_after, enr_due, enr_find;
+        find_queued, queued_after, count_queued, purge_queued, record_keys, purge_keys, forget_key,
+        enr_by_id, enr_by_key, enr_live, enr_insert, enr_write, enr_cancel, enr_remember,
+        enr_by_message, enr_after, enr_due, enr_find;
     // outbound webhooks
     pg::statement wh_insert, wh_end, wh_fail, wh_retry, wh_claim, wh_requeue, wh_find, wh_after,
         wh_count, wh_purge;
@@ -2226,6 +2229,12 @@ public:
         return run("purge_keys", true, [&](pg::connection& c, attempt&) {
             auto r = c.run(sql_.purge_keys, pg::params{}.add(ws).add(micros(before)));
             return static_cast<std::size_t>(r.affected());
+        });
+    }
+
+    bool forget_key(std::string_view ws, std::string_view ns, std::string_view key) override {
+        return run("forget_key", true, [&](pg::connection& c, attempt&) {
+            return c.run(sql_.forget_key, pg::params{}.add(ws).add(ns).add(key)).affected() > 0;
         });
     }
 

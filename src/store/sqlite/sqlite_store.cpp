@@ -1617,6 +1617,21 @@ public:
         });
     }
 
+    bool forget_key(std::string_view workspace, std::string_view ns,
+                    std::string_view key) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace), n(ns), k(key);
+        return guarded("forget_key", [&] {
+            SQLite::Statement q(db_,
+                                "DELETE FROM recorded_keys WHERE workspace = ?1 AND "
+                                "namespace = ?2 AND key = ?3");
+            q.bindNoCopy(1, ws);
+            q.bindNoCopy(2, n);
+            q.bindNoCopy(3, k);
+            return q.exec() > 0;
+        });
+    }
+
     // --- outbound webhooks ------------------------------------------------------
 
     std::vector<webhook_delivery> claim_webhook_deliveries(std::string_view workspace,
