@@ -9,7 +9,7 @@
 
 namespace mailers::pg {
 
-inline constexpr int schema_version = 10;
+inline constexpr int schema_version = 11;
 
 /// Creates the schema when missing and applies the migration steps it
 /// lacks, each in its own transaction, under an advisory lock so that
