@@ -132,17 +132,22 @@ std::optional<workspace_status> read_workspace_status(store& st, std::string_vie
     }
 
     // The sends an engine started now would count within the windows that
-    // status_of looks at; older ones count in none of them.
-    std::vector<ledger_row> sends;
-    const auto from = counted_from(s, now);
-    st.for_each_send(workspace, from, now + std::chrono::hours(24 * 366 * 50),
-                     [&](const ledger_row& r) {
-                         if (r.state != send_state::failed) sends.push_back(r);
-                     });
-
+    // status_of looks at; older ones count in none of them. Counted a batch
+    // at a time, so memory stays bounded however many there are.
     workspace_status out;
     {
         std::lock_guard lock(s.mu);
+        constexpr std::size_t batch = 4096;
+        std::vector<ledger_row> sends;
+        sends.reserve(batch);
+        st.for_each_send(workspace, counted_from(s, now), now + std::chrono::hours(24 * 366 * 50),
+                         [&](const ledger_row& r) {
+                             if (r.state == send_state::failed) return;
+                             sends.push_back(r);
+                             if (sends.size() < batch) return;
+                             s.count_recent_sends(sends);
+                             sends.clear();
+                         });
         s.count_recent_sends(sends);
         for (const auto& [id, mb] : s.mailboxes) out.mailboxes.push_back(mb.cfg);
         std::sort(out.mailboxes.begin(), out.mailboxes.end(),
