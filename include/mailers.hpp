@@ -40,3 +40,4 @@
 #include <mailers/webhook_endpoint.hpp>
 #include <mailers/webhook_server.hpp>
 #include <mailers/with_result.hpp>
+#include <mailers/workspace_status.hpp>

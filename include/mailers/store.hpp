@@ -1017,6 +1017,18 @@ public:
     virtual std::optional<suppression_entry> next_suppression(std::string_view workspace,
                                                               suppression_kind kind,
                                                               std::string_view from);
+    /// How many suppression entries the workspace holds (address and domain
+    /// entries, erased ones included): the number `for_each_suppression`
+    /// visits. The stores of the library keep it with every write, in the
+    /// write's transaction, and answer with one row; the default counts
+    /// through `for_each_suppression`.
+    virtual std::uint64_t suppression_count(std::string_view workspace);
+    /// Calls `fn` for each object of `kind`, as `load` returns them, in id
+    /// order (byte order). The default reads `changes_since(workspace, 0)`,
+    /// every suppression included; the stores of the library read the
+    /// objects of that kind alone.
+    virtual void for_each_object(std::string_view workspace, std::string_view kind,
+                                 const std::function<void(const stored_object&)>& fn);
 
     /// Calls `fn` for each audit record with seq >= from_seq, in seq order.
     virtual void for_each_audit(std::string_view workspace, std::uint64_t from_seq,

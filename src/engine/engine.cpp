@@ -30,8 +30,6 @@ using namespace detail;
 
 namespace {
 
-constexpr std::chrono::seconds max_window_length{7 * 86400};
-
 // Text that goes into a header as it is: UTF-8 without control characters
 // (tab, which folding turns into a space, aside).
 bool header_text_ok(std::string_view s) {
@@ -222,9 +220,14 @@ void engine::impl::load() {
         std::unique_lock sl(supp_mu);
         plan_suppression_settings(snap);
     }
+    count_recent_sends(snap.recent_sends);
+    applied_seq = snap.change_seq;
+}
+
+void engine::impl::count_recent_sends(const std::vector<ledger_row>& rows) {
     // The counters start from every process's recent reservations; from
     // here on they see only this engine's, and the store's refusals.
-    for (auto& row : snap.recent_sends) {
+    for (const auto& row : rows) {
         if (row.state == send_state::failed) continue;
         auto it = mailboxes.find(row.mailbox);
         if (it == mailboxes.end()) continue;
@@ -243,7 +246,6 @@ void engine::impl::load() {
                 p->second.sticky[row.recipient] = row.mailbox;
         }
     }
-    applied_seq = snap.change_seq;
 }
 
 void engine::impl::start_sync() {
@@ -784,12 +786,14 @@ mailbox_status engine::status(const std::string& id) const {
     auto it = impl_->mailboxes.find(id);
     if (it == impl_->mailboxes.end())
         fail(errc::unknown_mailbox, fmt::format("no mailbox '{}'", id));
-    auto& mb = it->second;
-    auto now = impl_->clk->now();
+    return impl_->status_of(it->second, impl_->clk->now());
+}
+
+mailbox_status engine::impl::status_of(mailbox_rt& mb, time_point now) {
     mailbox_status s;
-    s.id = id;
+    s.id = mb.cfg.id;
     s.state = mb.cfg.state;
-    auto e = impl_->check(mb, {}, {}, now);
+    auto e = check(mb, {}, {}, now);
     s.health = mb.auth_failed ? health_state::open : mb.health;
     s.blocked = e.reason;
     s.next_eligible = e.reason == ineligible_reason::none ? std::optional<time_point>(now) : e.next;
@@ -1152,9 +1156,13 @@ bool engine::is_paused(const pause_target& t) const {
 }
 
 std::vector<pause_info> engine::pauses() const {
-    std::vector<pause_info> out;
     std::lock_guard lock(impl_->mu);
-    for (const auto& [oid, json] : impl_->pauses) {
+    return impl_->pause_list();
+}
+
+std::vector<pause_info> engine::impl::pause_list() const {
+    std::vector<pause_info> out;
+    for (const auto& [oid, json] : pauses) {
         // A pause is in force whether or not its record can be read: one
         // that cannot is listed by what its object id says.
         auto p = pause_from_json(json);

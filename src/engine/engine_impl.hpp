@@ -45,6 +45,10 @@ inline constexpr count_day longest_count_window_days = 365;
     throw exception(make_error_code(e), std::move(message));
 }
 
+/// The longest cap window: load() reads the sends of this long and two
+/// hours more (a calendar day can be 25 hours long).
+inline constexpr std::chrono::seconds max_window_length{7 * 86400};
+
 /// CR, LF or NUL: what no single-line value may hold.
 inline bool has_crlf(std::string_view s) {
     return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
@@ -323,6 +327,14 @@ struct __attribute__((visibility("hidden"))) engine::impl
     std::string audit_key_mark;
     /// Joins the workspace and loads it into memory.
     void load();
+    /// Counts the sends read at start-up (every process's recent
+    /// reservations) on the counters of their mailboxes and quotas, and
+    /// starts each mailbox's gap from them. Callers hold mu.
+    void count_recent_sends(const std::vector<ledger_row>& rows);
+    /// What status() reports for `mb` at `now`. Callers hold mu.
+    mailbox_status status_of(detail::mailbox_rt& mb, time_point now);
+    /// The pauses in force, in (scope, id) order. Callers hold mu.
+    std::vector<pause_info> pause_list() const;
     /// Acknowledges what load() read and starts the sync thread.
     void start_sync();
     /// Runs `fn` on the writer thread, after every write queued before it,

@@ -86,6 +86,13 @@ public:
                                                                std::string_view from) override {
         return inner_->next_suppression(ws, kind, from);
     }
+    std::uint64_t suppression_count(std::string_view ws) override {
+        return inner_->suppression_count(ws);
+    }
+    void for_each_object(std::string_view ws, std::string_view kind,
+                         const std::function<void(const mailers::stored_object&)>& fn) override {
+        inner_->for_each_object(ws, kind, fn);
+    }
     void for_each_audit(std::string_view ws, std::uint64_t from,
                         const std::function<void(const mailers::audit_record&)>& fn) override {
         inner_->for_each_audit(ws, from, fn);

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <mailers/error.hpp>
 #include <mailers/store.hpp>
 #include <utility>
@@ -227,6 +228,21 @@ std::optional<suppression_entry> store::next_suppression(std::string_view worksp
     } catch (const found&) {
     }
     return out;
+}
+
+std::uint64_t store::suppression_count(std::string_view workspace) {
+    std::uint64_t n = 0;
+    for_each_suppression(workspace, [&](const suppression_entry&) { ++n; });
+    return n;
+}
+
+void store::for_each_object(std::string_view workspace, std::string_view kind,
+                            const std::function<void(const stored_object&)>& fn) {
+    auto objects = changes_since(workspace, 0).objects;
+    std::sort(objects.begin(), objects.end(),
+              [](const stored_object& a, const stored_object& b) { return a.id < b.id; });
+    for (const auto& o : objects)
+        if (o.kind == kind) fn(o);
 }
 
 void store::for_each_suppression_version(

@@ -537,9 +537,11 @@ static queued_send queue_item(std::string key) {
 }
 
 // What takes a file back before the send queue existed (version 4), and
-// before the recorded keys, enrollments, webhook outbox, daily counts and audit
-// anchor that came after it.
+// before the recorded keys, enrollments, webhook outbox, daily counts, audit
+// anchor and suppression counts that came after it.
 constexpr const char* drop_queue =
+    "DROP TRIGGER suppressions_count_insert; DROP TRIGGER suppressions_count_delete; "
+    "DROP TABLE suppression_counts; "
     "ALTER TABLE workspaces DROP COLUMN audit_anchor_seq; ALTER TABLE workspaces DROP COLUMN "
     "audit_anchor_hash; ALTER TABLE workspaces DROP COLUMN audit_anchor_at; ALTER TABLE "
     "workspaces DROP COLUMN audit_anchor_keyed; DROP TABLE daily_counts; DROP TABLE soft_bounces; "
@@ -554,12 +556,19 @@ TEST_CASE("sqlite store: a version 4 file gains the send queue, its sends kept")
     {
         auto st = open_sqlite_store(params_for(path));
         id = conformance::reserve_new(*st, "ws", new_send("k", "m1", at_seconds(0), 1));
+        conformance::commit(*st, "ws",
+                            {store_ops::put_suppression{conformance::sample_suppression(
+                                 suppression_kind::address, "a@example.com")},
+                             store_ops::put_suppression{conformance::sample_suppression(
+                                 suppression_kind::domain, "example.org")}});
     }
     raw_db(path).exec(std::string(drop_queue) + "PRAGMA user_version = 4");
 
     auto st = open_sqlite_store(params_for(path));
     CHECK(raw_db(path).scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));
     CHECK(st->find_send("ws", id));
+    // The count starts from the rows the file holds.
+    CHECK(st->suppression_count("ws") == 2);
     std::vector<store_op> ops{store_ops::enqueue{queue_item("q")}};
     const auto out = st->commit("ws", ops).ops.at(0).queue;
     CHECK(out.status == enqueue_status::enqueued);
@@ -594,9 +603,9 @@ TEST_CASE("sqlite store: a version 2 file gains suppression_seq, 0 for the sends
     CHECK(st->find_send("ws", id) == row);
 }
 
-TEST_CASE("sqlite store: a version 10 file gains enrollments.attempt, 0 for its enrollments") {
+TEST_CASE("sqlite store: a version 11 file gains enrollments.attempt, 0 for its enrollments") {
     temp_dir dir;
-    const std::string path = dir.file("v10.db");
+    const std::string path = dir.file("v11.db");
     enrollment before;
     {
         auto st = open_sqlite_store(params_for(path));
@@ -605,7 +614,7 @@ TEST_CASE("sqlite store: a version 10 file gains enrollments.attempt, 0 for its 
                 .id;
         before = conformance::stored_enrollment(*st, "ws", id);
     }
-    raw_db(path).exec("ALTER TABLE enrollments DROP COLUMN attempt; PRAGMA user_version = 10");
+    raw_db(path).exec("ALTER TABLE enrollments DROP COLUMN attempt; PRAGMA user_version = 11");
 
     auto st = open_sqlite_store(params_for(path));
     CHECK(raw_db(path).scalar("PRAGMA user_version") == std::to_string(sqlite_schema_version()));

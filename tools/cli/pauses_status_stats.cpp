@@ -4,6 +4,8 @@
 
 #include <mailers/audit.hpp>
 #include <mailers/daily_counts.hpp>
+#include <mailers/store.hpp>
+#include <mailers/workspace_status.hpp>
 #include <map>
 
 #include "cli.hpp"
@@ -36,19 +38,20 @@ std::string pause_reason_of(const std::string& after_json) {
     return std::string(reason);
 }
 
-using mailers::pause_info;
-
 // Pauses stored by an earlier version carry no actor or time; the audit
 // trail's last "pause" record for such a target says who paused it, when
-// and why.
-std::vector<pause_info> current_pauses(mailers::engine& e) {
-    auto out = e.pauses();
-    if (std::none_of(out.begin(), out.end(), [](const auto& p) { return p.actor.empty(); }))
-        return out;
+// and why. Reads the trail only when such a pause is there.
+void name_legacy_pauses(mailers::store& st, const std::string& ws,
+                        std::vector<mailers::workspace_pause>& pauses) {
+    if (std::none_of(pauses.begin(), pauses.end(),
+                     [](const auto& p) { return p.pause.actor.empty(); }))
+        return;
     std::map<std::pair<std::string, std::string>, mailers::audit_record> last;
-    for (auto& r : e.audit_log())
-        if (r.action == "pause") last[{r.resource_type, r.resource_id}] = std::move(r);
-    for (auto& p : out) {
+    st.for_each_audit(ws, 0, [&](const mailers::audit_record& r) {
+        if (r.action == "pause") last[{r.resource_type, r.resource_id}] = r;
+    });
+    for (auto& wp : pauses) {
+        auto& p = wp.pause;
         if (!p.actor.empty()) continue;
         auto it = last.find({std::string(to_string(p.target.scope)), p.target.id});
         if (it == last.end()) continue;
@@ -56,46 +59,20 @@ std::vector<pause_info> current_pauses(mailers::engine& e) {
         p.since = it->second.at;
         if (p.reason.empty()) p.reason = pause_reason_of(it->second.after);
     }
-    return out;
 }
 
-std::string domain_key(const std::string& d) {
-    auto n = mailers::normalise_domain(d);
-    return n ? *n : d;
-}
-
-// Mailboxes that cannot send while `p` holds.
-std::vector<std::string> held_by(mailers::engine& e, const pause_info& p,
-                                 const std::vector<mailers::mailbox_config>& boxes) {
-    using mailers::pause_scope;
-    std::vector<std::string> out;
-    if (p.target.scope == pause_scope::pool) {
-        if (auto pool = e.find_pool(p.target.id)) return pool->mailboxes;
-        return out;
+// What an engine answers, where the store alone cannot
+// (read_workspace_status says when).
+mailers::workspace_status status_from_engine(mailers::engine& e) {
+    mailers::workspace_status out;
+    out.mailboxes = e.mailboxes();
+    const auto pools = e.pools();
+    for (auto& p : e.pauses()) {
+        auto held = mailers::mailboxes_held(p.target, out.mailboxes, pools);
+        out.pauses.push_back({std::move(p), std::move(held)});
     }
-    for (const auto& m : boxes) {
-        if (m.state == mailers::mailbox_state::retired) continue;
-        bool held = false;
-        switch (p.target.scope) {
-            case pause_scope::workspace:
-                held = true;
-                break;
-            case pause_scope::mailbox:
-                held = m.id == p.target.id;
-                break;
-            case pause_scope::provider:
-                held = m.provider == p.target.id;
-                break;
-            case pause_scope::sender_domain: {
-                auto d = domain_key(m.from.domain);
-                held = d == p.target.id || d.ends_with("." + p.target.id);
-                break;
-            }
-            case pause_scope::pool:
-                break;
-        }
-        if (held) out.push_back(m.id);
-    }
+    for (const auto& m : out.mailboxes) out.statuses.push_back(e.status(m.id));
+    out.suppressions = e.suppression_count();
     return out;
 }
 
@@ -254,17 +231,29 @@ void add_status_command(CLI::App& app, commands& reg) {
     reg.add(
         &app, "status", "What is paused, by whom, why and since when; each mailbox's state",
         "mailers status --json", [&](context& c) {
-            open_workspace(c, mailers::open_mode::existing);
-            auto& e = c.engine();
-            auto boxes = e.mailboxes();
-            auto pauses = current_pauses(e);
+            // Point reads on the store: an engine would first load every
+            // suppression key of the workspace and a week of the ledger.
+            c.spec = resolve_store(c.g);
+            auto st = open_store(c.spec, c.g.pg_schema, mailers::open_mode::existing);
+            // A workspace never written: refused as open_workspace does.
+            if (st->last_change_seq(c.g.workspace) == 0)
+                open_workspace(c, mailers::open_mode::existing);
+            auto found = mailers::read_workspace_status(
+                *st, c.g.workspace, mailers::system_clock().now(),
+                c.g.erasure_key_file.empty() ? "" : "file:" + c.g.erasure_key_file);
+            if (!found) {
+                open_workspace(c, mailers::open_mode::existing);
+                found = status_from_engine(c.engine());
+            }
+            auto& ws = *found;
+            name_legacy_pauses(*st, c.g.workspace, ws.pauses);
             if (c.g.json) {
                 std::vector<json_object> ps, ms;
-                for (const auto& p : pauses) {
+                for (const auto& wp : ws.pauses) {
+                    const auto& p = wp.pause;
                     std::string held = "[";
-                    auto h = held_by(e, p, boxes);
-                    for (std::size_t i = 0; i < h.size(); ++i)
-                        held += (i ? "," : "") + json_string(h[i]);
+                    for (std::size_t i = 0; i < wp.mailboxes_held.size(); ++i)
+                        held += (i ? "," : "") + json_string(wp.mailboxes_held[i]);
                     ps.push_back(json_object()
                                      .str("scope", scope_name(p.target.scope))
                                      .str("id", p.target.id)
@@ -273,26 +262,27 @@ void add_status_command(CLI::App& app, commands& reg) {
                                      .str("since", iso8601(p.since))
                                      .raw("mailboxes_held", held + "]"));
                 }
-                for (const auto& m : boxes)
-                    ms.push_back(
-                        json_object().str("id", m.id).obj("status", status_json(e.status(m.id))));
+                for (std::size_t i = 0; i < ws.mailboxes.size(); ++i)
+                    ms.push_back(json_object()
+                                     .str("id", ws.mailboxes[i].id)
+                                     .obj("status", status_json(ws.statuses[i])));
                 emit(c, json_object()
                             .str("workspace", c.g.workspace)
                             .arr("pauses", ps)
                             .arr("mailboxes", ms)
-                            .num("suppressions", e.suppression_count()));
+                            .num("suppressions", ws.suppressions));
                 return exit_ok;
             }
             fmt::print("workspace {}: {} mailboxes, {} suppression entries\n\n", c.g.workspace,
-                       boxes.size(), e.suppression_count());
-            if (pauses.empty()) {
+                       ws.mailboxes.size(), ws.suppressions);
+            if (ws.pauses.empty()) {
                 fmt::print("nothing is paused\n");
             } else {
                 std::vector<std::vector<std::string>> rows;
-                for (const auto& p : pauses) {
-                    auto h = held_by(e, p, boxes);
+                for (const auto& wp : ws.pauses) {
+                    const auto& p = wp.pause;
                     std::string held;
-                    for (const auto& x : h) held += (held.empty() ? "" : ",") + x;
+                    for (const auto& x : wp.mailboxes_held) held += (held.empty() ? "" : ",") + x;
                     rows.push_back({scope_name(p.target.scope),
                                     p.target.id.empty() ? "-" : p.target.id, p.actor,
                                     iso8601(p.since), p.reason.empty() ? "-" : p.reason,
@@ -300,13 +290,14 @@ void add_status_command(CLI::App& app, commands& reg) {
                 }
                 print_table({"PAUSED", "ID", "BY", "SINCE", "REASON", "HOLDS"}, rows);
             }
-            if (!boxes.empty()) {
+            if (!ws.mailboxes.empty()) {
                 fmt::print("\n");
                 std::vector<std::vector<std::string>> rows;
-                for (const auto& m : boxes) {
-                    auto s = e.status(m.id);
+                for (std::size_t i = 0; i < ws.mailboxes.size(); ++i) {
+                    const auto& s = ws.statuses[i];
                     rows.push_back(
-                        {m.id, std::string(to_string(s.state)), std::string(to_string(s.health)),
+                        {ws.mailboxes[i].id, std::string(to_string(s.state)),
+                         std::string(to_string(s.health)),
                          fmt::format(
                              "{}/{}", s.sent_today,
                              s.effective_daily_cap ? std::to_string(*s.effective_daily_cap) : "-"),

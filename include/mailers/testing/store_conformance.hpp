@@ -5258,6 +5258,122 @@ inline void check_race_counts(const store_factory& open, const std::string& ws) 
 }
 // --- end daily counts
 
+// --- suppression_count
+
+/// suppression_count is the number of entries for_each_suppression visits,
+/// kept through every path that writes suppressions: replacing a key, a
+/// delete of a key that is not there, a commit writing one key twice, an
+/// import with duplicates and over existing keys (and one that fails), an
+/// erasure, a failed commit, and writers racing on overlapping keys.
+inline void check_suppression_count(const store_factory& open, const std::string& ws) {
+    auto st = open();
+    const auto counted = [&](const std::string& w) {
+        std::uint64_t n = 0;
+        st->for_each_suppression(w, [&](const suppression_entry&) { ++n; });
+        return n;
+    };
+    const auto same = [&](std::uint64_t want, const char* when) {
+        INFO(when);
+        CHECK(st->suppression_count(ws) == want);
+        CHECK(counted(ws) == want);
+    };
+    same(0, "never written");
+    const auto a = sample_suppression(suppression_kind::address, "ann@example.com");
+    const auto b = sample_suppression(suppression_kind::address, "bob@example.com");
+    const auto d = sample_suppression(suppression_kind::domain, "blocked.example");
+    commit(*st, ws,
+           {store_ops::put_suppression{a}, store_ops::put_suppression{b},
+            store_ops::put_suppression{d}});
+    same(3, "three puts");
+    auto a2 = a;
+    a2.source = "again";
+    commit(*st, ws, {store_ops::put_suppression{a2}});
+    same(3, "a key replaced");
+    commit(*st, ws,
+           {store_ops::delete_suppression{suppression_kind::address, "nobody@example.com"}});
+    same(3, "a delete of a missing key");
+    commit(*st, ws, {store_ops::delete_suppression{suppression_kind::address, b.value}});
+    same(2, "a delete");
+    commit(*st, ws, {store_ops::delete_suppression{suppression_kind::address, b.value}});
+    same(2, "the same delete again");
+    // One commit writing keys twice: put then delete, delete then put.
+    const auto c = sample_suppression(suppression_kind::address, "cy@example.com");
+    commit(*st, ws,
+           {store_ops::put_suppression{c},
+            store_ops::delete_suppression{suppression_kind::address, c.value},
+            store_ops::delete_suppression{suppression_kind::address, b.value},
+            store_ops::put_suppression{b}, store_ops::put_suppression{b}});
+    same(3, "a commit writing keys twice");
+    // The same value as a domain and as an address are two entries.
+    commit(*st, ws,
+           {store_ops::put_suppression{sample_suppression(suppression_kind::domain, "cy.example")},
+            store_ops::put_suppression{
+                sample_suppression(suppression_kind::address, "cy.example@cy.example")}});
+    same(5, "a domain beside an address");
+    // A failed commit counts nothing.
+    auto no_request = sample_queued(1, "cnt-1");
+    no_request.request.clear();
+    commit_must_fail(*st, ws,
+                     {store_ops::put_suppression{
+                          sample_suppression(suppression_kind::address, "gone@example.com")},
+                      store_ops::enqueue{no_request}});
+    same(5, "a failed commit");
+
+    // An import with duplicates, over existing keys and a deleted one.
+    auto entries = import_entries(200, "cnt");
+    entries.push_back(entries[3]);
+    entries.push_back(entries[10]);
+    entries.push_back(a);
+    entries.push_back(sample_suppression(suppression_kind::address, "cy@example.com"));
+    st->import_suppressions(ws, sample_import(entries, sample_audit(1, 1)[0], 17));
+    same(5 + 200 + 1, "an import with duplicates");
+    // One that fails midway counts nothing.
+    auto more = import_entries(100, "cnt-fail");
+    CHECK_THROWS_AS(st->import_suppressions(ws, sample_import(more, sample_audit(1, 1)[0], 30, 2)),
+                    import_stop);
+    same(5 + 200 + 1, "a failed import");
+
+    // An erasure removes the person's rows and puts the hashed entry.
+    commit(*st, ws,
+           {store_ops::put_suppression{
+               sample_suppression(suppression_kind::address, "jane@example.com")}});
+    same(207, "jane suppressed");
+    st->erase_person(ws, sample_erasure());
+    same(207, "jane erased, her hashed entry put");
+    st->erase_person(ws, sample_erasure());
+    same(207, "erased again");
+
+    // Other workspaces are apart.
+    CHECK(st->suppression_count(ws + "-other") == 0);
+
+    // Writers racing on overlapping keys, with imports among them.
+    const std::string race = ws + "-race";
+    const auto handles = open_handles(open);
+    run_threads(race_threads, [&](std::size_t t) {
+        store& h = *handles[t % handles.size()];
+        std::mt19937 rng(static_cast<unsigned>(t) * 7919u + 1);
+        for (int i = 0; i < 40; ++i) {
+            const auto key = "k" + std::to_string(rng() % 25) + "@example.com";
+            if (i % 13 == 5) {
+                std::vector<suppression_entry> list;
+                for (int j = 0; j < 6; ++j)
+                    list.push_back(
+                        sample_suppression(suppression_kind::address,
+                                           "k" + std::to_string(rng() % 25) + "@example.com"));
+                h.import_suppressions(race, sample_import(list, sample_audit(1, 1)[0], 4));
+            } else if (rng() % 2) {
+                commit(h, race,
+                       {store_ops::put_suppression{
+                           sample_suppression(suppression_kind::address, key)}});
+            } else {
+                commit(h, race, {store_ops::delete_suppression{suppression_kind::address, key}});
+            }
+        }
+    });
+    CHECK(st->suppression_count(race) == counted(race));
+}
+// --- end suppression_count
+
 inline void run_store_conformance(store_factory open, std::string workspace_prefix) {
     const std::string& p = workspace_prefix;
     SUBCASE("objects: put, replace, delete, order within a batch") {
@@ -5268,6 +5384,9 @@ inline void run_store_conformance(store_factory open, std::string workspace_pref
     }
     SUBCASE("point reads: last_change_seq, find_object, next_suppression") {
         check_point_reads(open, p + "-point-reads");
+    }
+    SUBCASE("suppression_count: every write path, racing writers") {
+        check_suppression_count(open, p + "-count");
     }
     SUBCASE("import: one change, one audit record, the later entry of a key") {
         check_import(open, p + "-import");

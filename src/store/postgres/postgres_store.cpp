@@ -450,9 +450,18 @@ struct statements {
             make("m_sends_between",
                  "SELECT {cols} FROM {s}.sends WHERE workspace = $1 AND reserved_at >= $2 "
                  "AND reserved_at < $3 AND id > $4 ORDER BY id LIMIT $5");
+        first_send_between = make("m_first_send_between",
+                                  "SELECT min(id + 0) FROM {s}.sends WHERE workspace = $1 AND "
+                                  "reserved_at >= $2 AND reserved_at < $3");
         find_object = make("m_find_object",
                            "SELECT json FROM {s}.objects WHERE workspace = $1 AND kind = $2 "
                            "AND id = $3 AND json IS NOT NULL");
+        suppression_count = make("m_suppression_count",
+                                 "SELECT coalesce((SELECT suppression_count FROM {s}.workspaces "
+                                 "WHERE workspace = $1), 0)");
+        objects_of_kind = make("m_objects_of_kind",
+                               "SELECT id, json FROM {s}.objects WHERE workspace = $1 AND "
+                               "kind = $2 AND json IS NOT NULL ORDER BY id");
         next_suppression =
             make("m_next_suppression",
                  "SELECT kind, value, reason, source, created_at FROM {s}.suppressions "
@@ -768,12 +777,12 @@ struct statements {
         update_sends, set_gaps, write_objects, write_suppressions, write_superseded, insert_audit,
         set_audit_head, load_objects, load_suppressions, load_sends, change_seq, changed_objects,
         changed_suppressions, find_send, find_suppression, audit_from, sends_between,
-        suppressions_after, find_object, next_suppression, purge, purge_counts, attach, renew,
-        end_lease, members, recover, server_now, unanalysed, lock_queued, queued_by_key,
-        new_queue_ids, insert_queued, update_queued, live_member, claim_queued, requeue,
-        find_queued, queued_after, count_queued, purge_queued, record_keys, purge_keys, forget_key,
-        enr_by_id, enr_by_key, enr_live, enr_insert, enr_write, enr_cancel, enr_remember,
-        enr_by_message, enr_after, enr_due, enr_find;
+        suppressions_after, find_object, next_suppression, suppression_count, objects_of_kind,
+        first_send_between, purge, purge_counts, attach, renew, end_lease, members, recover,
+        server_now, unanalysed, lock_queued, queued_by_key, new_queue_ids, insert_queued,
+        update_queued, live_member, claim_queued, requeue, find_queued, queued_after, count_queued,
+        purge_queued, record_keys, purge_keys, forget_key, enr_by_id, enr_by_key, enr_live, enr_insert,
+        enr_write, enr_cancel, enr_remember, enr_by_message, enr_after, enr_due, enr_find;
     // outbound webhooks
     pg::statement wh_insert, wh_end, wh_fail, wh_retry, wh_claim, wh_requeue, wh_find, wh_after,
         wh_count, wh_purge;
@@ -2030,10 +2039,33 @@ public:
                    });
     }
 
+    std::uint64_t suppression_count(std::string_view ws) override {
+        return run("suppression_count", true, [&](pg::connection& c, attempt&) {
+            return c.run(sql_.suppression_count, pg::params{}.add(ws)).u64(0, 0);
+        });
+    }
+
+    void for_each_object(std::string_view ws, std::string_view kind,
+                         const std::function<void(const stored_object&)>& fn) override {
+        // The objects of one kind are few (mailboxes, pools, pauses): one
+        // query, then `fn` with no connection held.
+        auto objects = run("for_each_object", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.objects_of_kind, pg::params{}.add(ws).add(kind));
+            std::vector<stored_object> out;
+            for (int i = 0; i < r.rows(); ++i)
+                out.push_back({std::string(kind), r.str(i, 0), r.str(i, 1)});
+            return out;
+        });
+        for (const auto& o : objects) fn(o);
+    }
+
     // The for_each_* functions read in pages, keyset-paginated, and call `fn`
     // with no connection held, so a slow callback never starves the pool and
     // an exception from it needs no clean-up.
     static constexpr int page = 1000;
+    // Sends of a time range: each page sorts what is left of the range, so
+    // fewer, larger pages (about 10 MB each at most).
+    static constexpr int send_page = 50000;
 
     void for_each_suppression(std::string_view ws,
                               const std::function<void(const suppression_entry&)>& fn) override {
@@ -2071,18 +2103,32 @@ public:
 
     void for_each_send(std::string_view ws, time_point from, time_point to,
                        const std::function<void(const ledger_row&)>& fn) override {
-        std::uint64_t after = 0;
+        // Pages start at the range's first id, found through the index on
+        // reserved_at (`id + 0` keeps the planner from walking the primary
+        // key from the workspace's first id, past every older send). Each
+        // page reads what is left of the range and sorts it by id, so pages
+        // are large: a day of a busy ledger is one or two.
+        const auto first = run("for_each_send", true, [&](pg::connection& c, attempt&) {
+            auto r = c.run(sql_.first_send_between,
+                           pg::params{}.add(ws).add(micros(from)).add(micros(to)));
+            return r.is_null(0, 0) ? std::uint64_t{0} : r.u64(0, 0);
+        });
+        if (first == 0) return;
+        std::uint64_t after = first - 1;
         for (;;) {
             auto batch = run("for_each_send", true, [&](pg::connection& c, attempt&) {
-                auto r = c.run(
-                    sql_.sends_between,
-                    pg::params{}.add(ws).add(micros(from)).add(micros(to)).add(after).add(page));
+                auto r = c.run(sql_.sends_between, pg::params{}
+                                                       .add(ws)
+                                                       .add(micros(from))
+                                                       .add(micros(to))
+                                                       .add(after)
+                                                       .add(send_page));
                 std::vector<ledger_row> out;
                 for (int i = 0; i < r.rows(); ++i) out.push_back(read_send(r, i));
                 return out;
             });
             for (auto& s : batch) fn(s);
-            if (batch.size() < static_cast<std::size_t>(page)) return;
+            if (batch.size() < static_cast<std::size_t>(send_page)) return;
             after = batch.back().id;
         }
     }

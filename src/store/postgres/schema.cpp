@@ -313,9 +313,56 @@ ALTER TABLE {s}.workspaces
   ADD COLUMN audit_anchor_keyed boolean NOT NULL DEFAULT false;
 )sql";
 
-// Version 11 is another change's; it lands in its place. 12 touches nothing
-// 11 does, so either applies on top of the other.
-constexpr std::string_view step_11 = "";
+// Each workspace's number of suppression entries (rows with a reason; a
+// row without one is a tombstone), kept by statement-level triggers in the
+// transaction of every statement that writes the table, whatever the path
+// (a commit, an import, an erasure), so reading it is one row however long
+// the list. It sits on the workspace's row, which every write of a
+// suppression already locks to publish its change seq: keeping it adds one
+// update of a row the transaction holds, and no new point of contention.
+// Transition tables give each statement's rows at once: one update per
+// statement, not one per row.
+constexpr std::string_view step_11 = R"sql(
+ALTER TABLE {s}.workspaces ADD COLUMN suppression_count bigint NOT NULL DEFAULT 0;
+LOCK TABLE {s}.suppressions IN SHARE MODE;
+UPDATE {s}.workspaces w SET suppression_count = c.n
+  FROM (SELECT workspace, count(*) AS n FROM {s}.suppressions WHERE reason IS NOT NULL
+        GROUP BY workspace) c
+  WHERE w.workspace = c.workspace;
+CREATE FUNCTION {s}.suppressions_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    INSERT INTO {s}.workspaces AS w (workspace, suppression_count)
+      SELECT workspace, count(*) FROM new_rows WHERE reason IS NOT NULL GROUP BY workspace
+      ON CONFLICT (workspace) DO UPDATE
+        SET suppression_count = w.suppression_count + excluded.suppression_count;
+  ELSIF TG_OP = 'UPDATE' THEN
+    UPDATE {s}.workspaces w SET suppression_count = w.suppression_count + d.n
+      FROM (SELECT workspace, sum(n) AS n FROM
+              (SELECT workspace, 1 AS n FROM new_rows WHERE reason IS NOT NULL
+               UNION ALL
+               SELECT workspace, -1 FROM old_rows WHERE reason IS NOT NULL) x
+            GROUP BY workspace HAVING sum(n) <> 0) d
+      WHERE w.workspace = d.workspace;
+  ELSE
+    UPDATE {s}.workspaces w SET suppression_count = w.suppression_count - d.n
+      FROM (SELECT workspace, count(*) AS n FROM old_rows WHERE reason IS NOT NULL
+            GROUP BY workspace) d
+      WHERE w.workspace = d.workspace;
+  END IF;
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER suppressions_count_insert AFTER INSERT ON {s}.suppressions
+  REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION {s}.suppressions_count_change();
+CREATE TRIGGER suppressions_count_update AFTER UPDATE ON {s}.suppressions
+  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION {s}.suppressions_count_change();
+CREATE TRIGGER suppressions_count_delete AFTER DELETE ON {s}.suppressions
+  REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION {s}.suppressions_count_change();
+)sql";
 
 // An enrollment's re-sends of its current step after an unknown send was
 // resolved not_sent: 0 for the first send (see enrollment::attempt).

@@ -409,8 +409,25 @@ ALTER TABLE workspaces ADD COLUMN audit_anchor_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE workspaces ADD COLUMN audit_anchor_at INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workspaces ADD COLUMN audit_anchor_keyed INTEGER NOT NULL DEFAULT 0;
 )sql"},
-    // Version 11 is another change's (the loop below skips a version it
-    // does not list); 12 touches nothing 11 does.
+    {11, R"sql(
+-- Each workspace's number of suppression rows, kept by triggers in the
+-- transaction of every statement that inserts or deletes one, whatever the
+-- path (a commit, an import, an erasure), so reading it is one row however
+-- long the list. An upsert of an existing key is an update: no change.
+CREATE TABLE suppression_counts (
+    workspace TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO suppression_counts (workspace, n)
+    SELECT workspace, count(*) FROM suppressions GROUP BY workspace;
+CREATE TRIGGER suppressions_count_insert AFTER INSERT ON suppressions BEGIN
+    INSERT INTO suppression_counts (workspace, n) VALUES (NEW.workspace, 1)
+        ON CONFLICT (workspace) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER suppressions_count_delete AFTER DELETE ON suppressions BEGIN
+    UPDATE suppression_counts SET n = n - 1 WHERE workspace = OLD.workspace;
+END;
+)sql"},
     {12, R"sql(
 -- An enrollment's re-sends of its current step after an unknown send was
 -- resolved not_sent: 0 for the first send (see enrollment::attempt).

@@ -1385,6 +1385,36 @@ public:
         });
     }
 
+    std::uint64_t suppression_count(std::string_view workspace) override {
+        const std::lock_guard lock(mutex_);
+        const std::string ws(workspace);
+        return guarded("suppression_count", [&]() -> std::uint64_t {
+            SQLite::Statement q(db_, "SELECT n FROM suppression_counts WHERE workspace = ?1");
+            q.bindNoCopy(1, ws);
+            if (!q.executeStep()) return 0;
+            return static_cast<std::uint64_t>(integer(q, 0));
+        });
+    }
+
+    void for_each_object(std::string_view workspace, std::string_view kind,
+                         const std::function<void(const stored_object&)>& fn) override {
+        std::vector<stored_object> out;
+        {
+            const std::lock_guard lock(mutex_);
+            const std::string ws(workspace), k(kind);
+            guarded("for_each_object", [&] {
+                SQLite::Statement q(db_,
+                                    "SELECT id, json FROM objects WHERE workspace = ?1 AND "
+                                    "kind = ?2 ORDER BY id");
+                q.bindNoCopy(1, ws);
+                q.bindNoCopy(2, k);
+                while (q.executeStep()) out.push_back({k, text(q, 0), text(q, 1)});
+            });
+        }
+        // Called without the lock, so that `fn` may use the store.
+        for (const auto& o : out) fn(o);
+    }
+
     void for_each_audit(std::string_view workspace, std::uint64_t from_seq,
                         const std::function<void(const audit_record&)>& fn) override {
         if (from_seq > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return;
