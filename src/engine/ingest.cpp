@@ -83,6 +83,10 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
     // The address keys `ops` suppresses: a later event of the request about
     // one finds it suppressed, as it would after a commit of its own.
     std::unordered_set<std::string> suppressing;
+    // The enrollments `ops` resolves: each resolution is a compare-and-set
+    // on the version read before the commit, so a second event about the
+    // same held step waits for the first's commit and is then read afresh.
+    std::unordered_set<std::uint64_t> resolving;
     // Soft-bounced addresses whose tally reached the policy's threshold.
     std::vector<std::string> soft_reached;
     auto commit_planned = [&] {
@@ -127,6 +131,7 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         ops.clear();
         plan.clear();
         suppressing.clear();
+        resolving.clear();
     };
     // Targets of bounces and complaints, for the pause rules.
     std::vector<pause_target> rule_checks;
@@ -199,6 +204,11 @@ void engine::impl::apply_reported_events(engine& e, std::vector<event>& events,
         // shows it went.
         std::optional<held_resolution> held;
         if (!reply) held = resolved_by(*this, ev);
+        if (held && resolving.count(held->before.id)) {
+            commit_planned();
+            held = resolved_by(*this, ev);
+        }
+        if (held) resolving.insert(held->before.id);
         if (have_rules.load(std::memory_order_acquire) &&
             (ev.type == event_type::bounced || ev.type == event_type::complained))
             for (auto& t : rule_targets(ev.mailbox, ev.pool, send_provider))

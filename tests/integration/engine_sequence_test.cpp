@@ -545,9 +545,14 @@ void unknown_steps_are_held(seq_env& env, engine& a, engine& z, store& st_z) {
     ev.recipient = rcpt(2);
     ev.dedup_key = "delivered-2";
     w.events.push_back(ev);
+    // An open of the same send in the same request: one resolution, one
+    // audit record, however the request's events share a commit.
+    ev.type = event_type::opened;
+    ev.dedup_key = "opened-2";
+    w.events.push_back(ev);
     a.apply_webhook(webhook_provider::postmark, w);
     CHECK(z.find_enrollment(e[2].id)->state == enrollment_state::active);
-    CHECK(z.apply_webhook(webhook_provider::postmark, w).duplicates == 1);
+    CHECK(z.apply_webhook(webhook_provider::postmark, w).duplicates == 2);
     std::size_t resolves = 0;
     for (const auto& r : a.audit_log(log + 1)) resolves += r.action == "enrollment.resolve";
     CHECK(resolves == 3);
