@@ -448,7 +448,9 @@ void plan_one(engine::impl& s, const enrollment& e, time_point now, std::vector<
         if (auto a = parse_address(e.address)) contact.to = *a;
         contact.to.display_name = e.display_name;
         contact.variables = variables_from_json(e.variables);
-        if (auto u = s.unsubscribe_for(ledger_row{.recipient = e.address}, now))
+        ledger_row to;
+        to.recipient = e.address;
+        if (auto u = s.unsubscribe_for(to, now))
             contact.variables.insert_or_assign("unsubscribe_url", u->url);
         else
             contact.variables.try_emplace("unsubscribe_url", "");

@@ -64,9 +64,11 @@ std::string_view to_string(enqueue_status s) noexcept {
 }
 
 namespace {
-[[noreturn]] void no_queue(std::string_view what) {
+// The default of an operation on data a third-party store does not keep:
+// its engine refuses the feature with a store error naming both.
+[[noreturn]] void keeps_no(std::string_view what, std::string_view data) {
     diagnostics diag;
-    diag.message = fmt::format("{}: this store keeps no send queue", what);
+    diag.message = fmt::format("{}: this store keeps no {}", what, data);
     throw exception(make_error_code(errc::store_error), std::move(diag));
 }
 
@@ -80,61 +82,49 @@ namespace {
 
 std::vector<queued_send> store::claim_queued(std::string_view, std::uint64_t, time_point,
                                              std::size_t) {
-    no_queue("claim_queued");
+    keeps_no("claim_queued", "send queue");
 }
 
 std::optional<queued_send> store::find_queued(std::string_view, std::uint64_t) {
-    no_queue("find_queued");
+    keeps_no("find_queued", "send queue");
 }
 
 void store::for_each_queued(std::string_view, const queue_filter&,
                             const std::function<void(const queued_send&)>&) {
-    no_queue("for_each_queued");
+    keeps_no("for_each_queued", "send queue");
 }
 
 queue_counts store::count_queued(std::string_view) {
-    no_queue("count_queued");
+    keeps_no("count_queued", "send queue");
 }
 
 std::size_t store::purge_queued(std::string_view, time_point) {
-    no_queue("purge_queued");
+    keeps_no("purge_queued", "send queue");
 }
 
 std::size_t store::purge_keys(std::string_view, time_point) {
-    diagnostics diag;
-    diag.message = "purge_keys: this store keeps no recorded keys";
-    throw exception(make_error_code(errc::store_error), std::move(diag));
+    keeps_no("purge_keys", "recorded keys");
 }
 
 bool store::forget_key(std::string_view, std::string_view, std::string_view) {
-    diagnostics diag;
-    diag.message = "forget_key: this store keeps no recorded keys";
-    throw exception(make_error_code(errc::store_error), std::move(diag));
+    keeps_no("forget_key", "recorded keys");
 }
-
-namespace {
-[[noreturn]] void no_enrollments(std::string_view what) {
-    diagnostics diag;
-    diag.message = fmt::format("{}: this store keeps no enrollments", what);
-    throw exception(make_error_code(errc::store_error), std::move(diag));
-}
-}  // namespace
 
 std::optional<enrollment> store::find_enrollment(std::string_view, std::uint64_t) {
-    no_enrollments("find_enrollment");
+    keeps_no("find_enrollment", "enrollments");
 }
 
 std::optional<enrollment> store::find_enrollment_by_message(std::string_view, std::string_view) {
-    no_enrollments("find_enrollment_by_message");
+    keeps_no("find_enrollment_by_message", "enrollments");
 }
 
 void store::for_each_enrollment(std::string_view, const enrollment_filter&,
                                 const std::function<void(const enrollment&)>&) {
-    no_enrollments("for_each_enrollment");
+    keeps_no("for_each_enrollment", "enrollments");
 }
 
 std::vector<enrollment> store::due_enrollments(std::string_view, time_point, std::size_t) {
-    no_enrollments("due_enrollments");
+    keeps_no("due_enrollments", "enrollments");
 }
 
 std::string_view to_string(enrollment_state s) noexcept {
@@ -274,34 +264,26 @@ std::string_view to_string(webhook_delivery_state s) noexcept {
     return "invalid";
 }
 
-namespace {
-[[noreturn]] void no_outbox(std::string_view what) {
-    diagnostics diag;
-    diag.message = fmt::format("{}: this store keeps no webhook outbox", what);
-    throw exception(make_error_code(errc::store_error), std::move(diag));
-}
-}  // namespace
-
 std::vector<webhook_delivery> store::claim_webhook_deliveries(std::string_view, std::uint64_t,
                                                               time_point, std::size_t) {
-    no_outbox("claim_webhook_deliveries");
+    keeps_no("claim_webhook_deliveries", "webhook outbox");
 }
 
 std::optional<webhook_delivery> store::find_webhook_delivery(std::string_view, std::uint64_t) {
-    no_outbox("find_webhook_delivery");
+    keeps_no("find_webhook_delivery", "webhook outbox");
 }
 
 void store::for_each_webhook_delivery(std::string_view, const webhook_delivery_filter&,
                                       const std::function<void(const webhook_delivery&)>&) {
-    no_outbox("for_each_webhook_delivery");
+    keeps_no("for_each_webhook_delivery", "webhook outbox");
 }
 
 webhook_delivery_counts store::count_webhook_deliveries(std::string_view, std::string_view) {
-    no_outbox("count_webhook_deliveries");
+    keeps_no("count_webhook_deliveries", "webhook outbox");
 }
 
 std::size_t store::purge_webhook_deliveries(std::string_view, time_point) {
-    no_outbox("purge_webhook_deliveries");
+    keeps_no("purge_webhook_deliveries", "webhook outbox");
 }
 
 // --- erasure of a person -----------------------------------------------------
