@@ -113,9 +113,19 @@ public:
         : st_(st), ws_(std::move(ws)), key_(key), unkeyed_(), keyed_(key) {}
 
     suppression_verify_report run() {
+        // Every change up to here has its record in the log read next, or
+        // before its anchor.
+        const std::uint64_t changes_before = st_.last_change_seq(ws_);
         std::vector<audit_record> log = detail::read_kept_audit(st_, ws_, 1, anchor_);
         if (!chain_ok(log, anchor_)) return std::move(report_);
         read_changes(log);
+        // Change and audit seqs are given in one order (both under the
+        // workspace's lock): with records purged, the changes before the
+        // first one kept had theirs purged; with none of them kept, every
+        // change made before the log was read did.
+        if (anchor_.seq != 0)
+            purged_through_ =
+                first_ != std::numeric_limits<std::uint64_t>::max() ? first_ - 1 : changes_before;
         std::vector<suppression_version> group;
         st_.for_each_suppression_version(ws_, [&](const suppression_version& v) {
             if (!group.empty() && (group.front().entry.kind != v.entry.kind ||
@@ -142,12 +152,30 @@ public:
         for (std::size_t i = read; i < log.size(); ++i)
             if (log[i].change_seq != 0 && is_suppression_action(log[i].action))
                 later.insert(log[i].change_seq);
-        for (const auto& l : late_)
-            if (!later.count(l.seq))
-                problem(l.kind, l.value, 0, l.seq,
-                        fmt::format("{} by change {}, which no audited suppression change accounts "
-                                    "for",
-                                    l.wrote ? "written" : "replaced or removed", l.seq));
+        // A purge meanwhile may also have removed records of changes made
+        // after the first read: those before the first change kept after
+        // it (the order of seqs, as above).
+        std::uint64_t purged_below = 0;
+        if (log.size() == read || log[read].seq > next) {
+            purged_below = std::numeric_limits<std::uint64_t>::max();
+            for (std::size_t i = read; i < log.size(); ++i)
+                if (log[i].change_seq != 0) {
+                    purged_below = log[i].change_seq;
+                    break;
+                }
+            if (log.size() == read && st_.find_audit_anchor(ws_).seq <= next) purged_below = 0;
+        }
+        for (const auto& l : late_) {
+            if (later.count(l.seq)) continue;
+            if (l.seq < purged_below) {
+                if (l.wrote) ++report_.unchecked_rows;
+                continue;
+            }
+            problem(l.kind, l.value, 0, l.seq,
+                    fmt::format("{} by change {}, which no audited suppression change accounts "
+                                "for",
+                                l.wrote ? "written" : "replaced or removed", l.seq));
+        }
         check_changes();
         report_.ok = report_.problem_count == 0;
         return std::move(report_);
@@ -280,11 +308,11 @@ private:
             else
                 check_write(v);
             if (v.by_seq == 0) continue;
+            if (v.by_seq <= purged_through_) continue;  // ended by a purged change
             if (v.by_seq > newest_) {
                 late_.push_back({kind, value, v.by_seq, false});
                 continue;
             }
-            if (anchor_.seq != 0 && v.by_seq < first_) continue;  // ended by a purged change
             bool rewritten = false;
             for (std::size_t j = 0; j < group.size(); ++j)
                 if (j != i && group[j].seq == v.by_seq) rewritten = true;
@@ -415,6 +443,7 @@ private:
     audit_anchor anchor_;  // where the kept records start (seq 0: none purged)
     std::uint64_t first_ = std::numeric_limits<std::uint64_t>::max();
     std::uint64_t newest_ = 0;
+    std::uint64_t purged_through_ = 0;  // changes whose records a purge removed
     std::vector<late_version> late_;
     // What erasures removed (read_erasure).
     std::unordered_set<std::uint64_t> voided_;
